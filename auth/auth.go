@@ -1,0 +1,47 @@
+// Package auth provides the identity seam shared by the transports (which
+// authenticate requests and sockets) and the resolvers (which read who is
+// asking). It knows nothing about GraphQL or the chat domain.
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+)
+
+// Identity is who a request or socket acts as.
+type Identity struct {
+	// UserID is the stable identifier the domain records as actor/author.
+	UserID string
+	// Name is the display name.
+	Name string
+}
+
+// ErrInvalidCredentials is wrapped by every authentication failure caused by
+// what the client sent (as opposed to the server being unable to check).
+var ErrInvalidCredentials = errors.New("invalid credentials")
+
+// Authenticator turns what a client presents into an Identity.
+//
+// Both methods return ok=false with a nil error for an anonymous client (no
+// credentials at all), and an error wrapping ErrInvalidCredentials when
+// credentials are present but unacceptable.
+type Authenticator interface {
+	// FromRequest authenticates an HTTP request.
+	FromRequest(r *http.Request) (id Identity, ok bool, err error)
+	// FromInitPayload authenticates a WebSocket connection_init payload.
+	FromInitPayload(ctx context.Context, payload map[string]any) (id Identity, ok bool, err error)
+}
+
+type identityKey struct{}
+
+// NewContext returns a copy of ctx carrying id.
+func NewContext(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// FromContext returns the identity stored in ctx, if any.
+func FromContext(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(Identity)
+	return id, ok
+}
