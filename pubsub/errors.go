@@ -1,0 +1,69 @@
+package pubsub
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Sentinel errors wrapped by the errors this package returns, for use with
+// errors.Is.
+var (
+	// ErrUnreachable means the NATS server could not be reached: the first
+	// connection failed, or the connection is currently down.
+	ErrUnreachable = errors.New("NATS unreachable")
+
+	// ErrJetStreamDisabled means the NATS server (or the account used) does
+	// not have JetStream enabled.
+	ErrJetStreamDisabled = errors.New("JetStream not enabled")
+
+	// ErrStreamConflict means a stream with the configured name exists with
+	// settings this package cannot use or cannot change, or the configured
+	// subjects are already captured by another stream.
+	ErrStreamConflict = errors.New("stream configuration conflict")
+)
+
+// opError is an error with a hand-written single-line message that still
+// unwraps to a sentinel (kind) and to the underlying cause.
+type opError struct {
+	msg   string
+	kind  error
+	cause error
+}
+
+func (e *opError) Error() string { return e.msg }
+
+func (e *opError) Unwrap() []error {
+	errs := make([]error, 0, 2)
+	if e.kind != nil {
+		errs = append(errs, e.kind)
+	}
+	if e.cause != nil {
+		errs = append(errs, e.cause)
+	}
+	return errs
+}
+
+// newError returns an error whose text is the formatted message, wrapping
+// kind (may be nil) and cause (may be nil).
+func newError(kind, cause error, format string, args ...any) error {
+	return &opError{msg: fmt.Sprintf(format, args...), kind: kind, cause: cause}
+}
+
+// redactURLs joins server URLs for messages, hiding any password.
+func redactURLs(urls []string) string {
+	out := make([]string, len(urls))
+	for i, s := range urls {
+		out[i] = s
+		if u, err := url.Parse(s); err == nil && u.User != nil {
+			out[i] = u.Redacted()
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// oneLine flattens a message onto a single line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

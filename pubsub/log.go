@@ -1,0 +1,439 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults applied by Open to zero-valued Options fields.
+const (
+	defaultStream          = "HERALD"
+	defaultSubject         = "herald.>"
+	defaultDuplicateWindow = 2 * time.Minute
+	defaultConnectTimeout  = 10 * time.Second
+	defaultName            = "herald"
+)
+
+const (
+	// reconnectWait is the pause between reconnect attempts to a server.
+	reconnectWait = time.Second
+	// closeTimeout bounds how long Close waits for the connection to drain.
+	closeTimeout = 5 * time.Second
+)
+
+// Options configures Open.
+type Options struct {
+	// URLs of external NATS servers. Empty means: run an embedded server in-process.
+	URLs []string
+	// DataDir is where the embedded server keeps JetStream files (embedded only). Required when embedded.
+	// DataDir and ListenAddr are ignored when URLs are set.
+	DataDir string
+	// ListenAddr "host:port" makes the embedded server also accept TCP clients (other replicas, the nats CLI).
+	// Empty: no TCP listener at all (DontListen), the process connects in-process (nats.InProcessServer).
+	// Port 0 picks a free port; ClientURL reports it.
+	ListenAddr string
+	// Stream is the JetStream stream name (default "HERALD").
+	Stream string
+	// Subjects the stream captures (default []string{"herald.>"}).
+	Subjects []string
+	// Replicas is the stream's replica count (default 1).
+	Replicas int
+	// MaxMsgsPerSubject bounds how many messages each subject keeps (0 = unlimited). Per-subject retention.
+	MaxMsgsPerSubject int64
+	// DuplicateWindow is the JetStream de-duplication window (default 2m).
+	DuplicateWindow time.Duration
+	// ConnectTimeout bounds connecting and the initial stream set-up (default 10s).
+	ConnectTimeout time.Duration
+	// Name is the NATS connection name (default "herald").
+	Name string
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// withDefaults returns a copy of o with defaults filled in, or an error
+// naming the first invalid field.
+func (o Options) withDefaults() (Options, error) {
+	if o.Stream == "" {
+		o.Stream = defaultStream
+	}
+	if len(o.Subjects) == 0 {
+		o.Subjects = []string{defaultSubject}
+	} else {
+		o.Subjects = append([]string(nil), o.Subjects...)
+	}
+	o.URLs = append([]string(nil), o.URLs...)
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.DuplicateWindow == 0 {
+		o.DuplicateWindow = defaultDuplicateWindow
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = defaultConnectTimeout
+	}
+	if o.Name == "" {
+		o.Name = defaultName
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	switch {
+	case strings.ContainsAny(o.Stream, " \t\r\n.*>/\\"):
+		return o, fmt.Errorf("invalid Options.Stream %q: must not contain whitespace, '.', '*', '>' or path separators", o.Stream)
+	case o.Replicas < 0:
+		return o, fmt.Errorf("invalid Options.Replicas %d: must be >= 1", o.Replicas)
+	case o.MaxMsgsPerSubject < 0:
+		return o, fmt.Errorf("invalid Options.MaxMsgsPerSubject %d: must be >= 0 (0 = unlimited)", o.MaxMsgsPerSubject)
+	case o.DuplicateWindow < 0:
+		return o, fmt.Errorf("invalid Options.DuplicateWindow %s: must be > 0", o.DuplicateWindow)
+	case o.ConnectTimeout < 0:
+		return o, fmt.Errorf("invalid Options.ConnectTimeout %s: must be > 0", o.ConnectTimeout)
+	}
+	for _, s := range o.Subjects {
+		if strings.TrimSpace(s) == "" {
+			return o, fmt.Errorf("invalid Options.Subjects %q: empty subject", o.Subjects)
+		}
+	}
+	return o, nil
+}
+
+// Entry is one event read from the log.
+type Entry struct {
+	Seq     uint64    // stream sequence
+	Subject string    // subject the event was appended to
+	Data    []byte    // payload as appended
+	Time    time.Time // time the stream stored it
+}
+
+// AppendResult says where an appended event landed.
+type AppendResult struct {
+	Seq       uint64 // stream sequence of the event
+	Duplicate bool   // true when dedupID matched an earlier append in the window; Seq is the original's
+}
+
+// Log is an open connection to the event log: a NATS connection (and, in
+// embedded mode, the server it talks to) plus the JetStream stream.
+//
+// Create one with Open and release it with Close. Its methods are safe for
+// concurrent use.
+type Log struct {
+	opts   Options
+	log    *slog.Logger
+	where  string // human description of the server, for messages
+	srv    *server.Server
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+
+	maxPerSubject int64
+	epoch         time.Time
+	clientURL     string
+
+	connClosed chan struct{} // closed by the connection's ClosedHandler
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open connects to NATS (starting the embedded server first when
+// opts.URLs is empty) and creates the stream or brings its configuration in
+// line with opts. Connecting and the stream set-up are bounded by ctx and by
+// opts.ConnectTimeout.
+//
+// Errors are single-line and wrap ErrUnreachable, ErrJetStreamDisabled or
+// ErrStreamConflict when they are about those situations.
+func Open(ctx context.Context, opts Options) (*Log, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("open event log: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
+	defer cancel()
+
+	l := &Log{
+		opts:       opts,
+		log:        opts.Logger.With("component", "pubsub", "stream", opts.Stream),
+		connClosed: make(chan struct{}),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = l.shutdown() // the set-up error is the one worth reporting
+		}
+	}()
+
+	if len(opts.URLs) == 0 {
+		l.srv, err = startEmbedded(ctx, opts.DataDir, opts.ListenAddr, opts.Logger)
+		if err != nil {
+			return nil, err
+		}
+		l.where = fmt.Sprintf("embedded NATS server (data dir %q)", opts.DataDir)
+		if opts.ListenAddr != "" {
+			l.clientURL = embeddedClientURL(l.srv)
+			l.where = fmt.Sprintf("embedded NATS server %s (data dir %q)", l.clientURL, opts.DataDir)
+		}
+	} else {
+		l.where = redactURLs(opts.URLs)
+		if opts.ListenAddr != "" {
+			l.log.Warn("ListenAddr applies to the embedded server only; ignored because URLs are set",
+				"listen_addr", opts.ListenAddr)
+		}
+	}
+
+	if err := l.connect(ctx); err != nil {
+		return nil, err
+	}
+	if err := l.setupStream(ctx); err != nil {
+		return nil, err
+	}
+	ok = true
+	l.log.Info("event log ready",
+		"server", l.where,
+		"subjects", opts.Subjects,
+		"max_msgs_per_subject", l.maxPerSubject,
+		"epoch", l.epoch)
+	return l, nil
+}
+
+// embeddedClientURL is the URL other processes can use to reach srv.
+func embeddedClientURL(srv *server.Server) string {
+	addr, ok := srv.Addr().(*net.TCPAddr)
+	if !ok {
+		return srv.ClientURL()
+	}
+	host := srv.ClientURL() // carries the configured host
+	h, _, err := net.SplitHostPort(strings.TrimPrefix(host, "nats://"))
+	if err != nil || h == "" || net.ParseIP(h).IsUnspecified() {
+		h = "127.0.0.1"
+	}
+	return "nats://" + net.JoinHostPort(h, strconv.Itoa(addr.Port))
+}
+
+// connect opens the NATS connection.
+func (l *Log) connect(ctx context.Context) error {
+	nopts := []nats.Option{
+		nats.Name(l.opts.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(reconnectWait),
+		// Fail publishes at once while reconnecting instead of buffering
+		// them, so Append and API requests fail fast rather than time out.
+		nats.ReconnectBufSize(-1),
+		nats.RetryOnFailedConnect(false),
+		nats.DrainTimeout(closeTimeout),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				l.log.Warn("NATS disconnected", "server", l.where, "err", err)
+			} else {
+				l.log.Info("NATS disconnected", "server", l.where)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			l.log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			l.log.Warn("NATS async error", "subject", subject, "err", err)
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(l.connClosed) }),
+	}
+	url := ""
+	var dialer *recordingDialer
+	if l.srv != nil {
+		nopts = append(nopts, nats.InProcessServer(l.srv))
+	} else {
+		url = strings.Join(l.opts.URLs, ",")
+		// nats.Connect takes no context: bound each dial and handshake so
+		// that trying every URL stays within what is left of ctx.
+		per := l.opts.ConnectTimeout
+		if dl, ok := ctx.Deadline(); ok {
+			per = time.Until(dl)
+		}
+		per /= time.Duration(2 * len(l.opts.URLs))
+		per = max(per, 100*time.Millisecond)
+		dialer = &recordingDialer{d: net.Dialer{Timeout: per}}
+		nopts = append(nopts, nats.Timeout(per), nats.SetCustomDialer(dialer))
+	}
+	nc, err := nats.Connect(url, nopts...)
+	if err != nil {
+		reason := err.Error()
+		if dialErr := dialer.lastErr(); dialErr != nil && errors.Is(err, nats.ErrNoServers) {
+			// "no servers available" hides why: say what the dial got.
+			reason = dialErr.Error()
+		}
+		return newError(ErrUnreachable, err,
+			"connect to NATS at %s: %s (is nats-server running and reachable from here?)", l.where, reason)
+	}
+	l.nc = nc
+	if err := ctx.Err(); err != nil {
+		return newError(ErrUnreachable, err, "connect to NATS at %s: %v", l.where, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("set up JetStream client for %s: %w", l.where, err)
+	}
+	l.js = js
+	if _, err := js.AccountInfo(ctx); err != nil {
+		switch {
+		case errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+			return newError(ErrJetStreamDisabled, err,
+				"JetStream is not enabled for this account on the NATS server at %s: enable JetStream for the account in the server configuration", l.where)
+		case errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+			return newError(ErrJetStreamDisabled, err,
+				"JetStream is not enabled on the NATS server at %s: start nats-server with -js", l.where)
+		default:
+			return fmt.Errorf("query JetStream account info at %s: %w", l.where, err)
+		}
+	}
+	return nil
+}
+
+// Append stores data on subject and returns where it landed. A non-empty
+// dedupID is sent as the Nats-Msg-Id header: a second append with the same
+// dedupID within the stream's duplicate window is not stored again and
+// reports Duplicate with the original sequence. dedupID "" disables
+// de-duplication.
+//
+// Append fails at once, wrapping ErrUnreachable, while NATS is disconnected;
+// otherwise it waits for the stream's acknowledgement, bounded by ctx (or by
+// a 5s default when ctx has no deadline).
+func (l *Log) Append(ctx context.Context, subject string, data []byte, dedupID string) (AppendResult, error) {
+	if !l.nc.IsConnected() {
+		return AppendResult{}, newError(ErrUnreachable, nil,
+			"append to subject %q: NATS disconnected (%s)", subject, l.nc.Status())
+	}
+	popts := []jetstream.PublishOpt{jetstream.WithExpectStream(l.opts.Stream)}
+	if dedupID != "" {
+		popts = append(popts, jetstream.WithMsgID(dedupID))
+	}
+	ack, err := l.js.Publish(ctx, subject, data, popts...)
+	if err != nil {
+		if !l.nc.IsConnected() {
+			return AppendResult{}, newError(ErrUnreachable, err, "append to subject %q: %v", subject, err)
+		}
+		return AppendResult{}, fmt.Errorf("append to subject %q: %w", subject, err)
+	}
+	return AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// LastSeq returns the stream's current last sequence (0 if the stream has
+// never stored a message).
+func (l *Log) LastSeq(ctx context.Context) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read last sequence of stream %q: %w", l.opts.Stream, err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// Health returns nil when the NATS connection is up and the stream answers
+// a StreamInfo request within ctx. Otherwise the error says which part
+// failed: "NATS disconnected ..." (wrapping ErrUnreachable) or
+// "stream HERALD unreachable: ...".
+func (l *Log) Health(ctx context.Context) error {
+	if !l.nc.IsConnected() {
+		return newError(ErrUnreachable, nil, "NATS disconnected (%s) from %s", l.nc.Status(), l.where)
+	}
+	if _, err := l.stream.Info(ctx); err != nil {
+		return fmt.Errorf("stream %s unreachable: %w", l.opts.Stream, err)
+	}
+	return nil
+}
+
+// Connected reports whether the NATS connection is currently connected.
+func (l *Log) Connected() bool { return l.nc.IsConnected() }
+
+// MaxMsgsPerSubject is the per-subject message limit in force on the stream
+// after Open, read back from the stream's configuration (0 = unlimited).
+func (l *Log) MaxMsgsPerSubject() int64 { return l.maxPerSubject }
+
+// Epoch is the stream's creation time as reported by the server when Open
+// ran. It identifies this incarnation of the stream: it survives restarts but
+// changes when the stream is deleted and created again, which also restarts
+// sequences.
+func (l *Log) Epoch() time.Time { return l.epoch }
+
+// ClientURL is the "nats://host:port" URL other processes can use to reach
+// the embedded server when Options.ListenAddr is set, and "" otherwise. An
+// unspecified listen host (empty, 0.0.0.0, ::) is reported as 127.0.0.1.
+func (l *Log) ClientURL() string { return l.clientURL }
+
+// Close drains the NATS connection (at most 5s, then it is closed anyway),
+// then shuts down the embedded server, if any, and waits for it to stop.
+// Follow calls still running return an error. Close is idempotent; later
+// calls return the first call's result.
+func (l *Log) Close() error {
+	l.closeOnce.Do(func() { l.closeErr = l.shutdown() })
+	return l.closeErr
+}
+
+// shutdown releases whatever Open managed to set up.
+func (l *Log) shutdown() error {
+	var err error
+	if l.nc != nil {
+		switch derr := l.nc.Drain(); {
+		case derr == nil:
+			timer := time.NewTimer(closeTimeout + time.Second)
+			select {
+			case <-l.connClosed:
+			case <-timer.C:
+				err = fmt.Errorf("close NATS connection: drain did not finish within %s", closeTimeout)
+				l.nc.Close()
+			}
+			timer.Stop()
+		case errors.Is(derr, nats.ErrConnectionClosed), errors.Is(derr, nats.ErrConnectionReconnecting):
+			// Already closed, or Drain closed it because it was not connected.
+		default:
+			err = fmt.Errorf("close NATS connection: %w", derr)
+			l.nc.Close()
+		}
+	}
+	if l.srv != nil {
+		l.srv.Shutdown()
+		l.srv.WaitForShutdown()
+	}
+	return err
+}
+
+// recordingDialer dials TCP and remembers the last dial error, so a failed
+// first connect can report the actual reason.
+type recordingDialer struct {
+	d net.Dialer
+
+	mu   sync.Mutex
+	last error
+}
+
+// Dial implements nats.CustomDialer.
+func (r *recordingDialer) Dial(network, address string) (net.Conn, error) {
+	c, err := r.d.Dial(network, address)
+	if err != nil {
+		r.mu.Lock()
+		r.last = err
+		r.mu.Unlock()
+	}
+	return c, err
+}
+
+// lastErr is the last dial error; nil-safe.
+func (r *recordingDialer) lastErr() error {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
