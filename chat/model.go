@@ -1,0 +1,61 @@
+package chat
+
+import "time"
+
+// Room is a snapshot of a room as the read model holds it.
+type Room struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+	CreatedBy Actor
+	// MessageCount is the number of messages the room holds: retained by the
+	// room's history limit and not deleted.
+	MessageCount int
+	// LastMessageAt is when the latest message was posted (zero if none).
+	LastMessageAt time.Time
+	// Seq is the log sequence of the event that created the room.
+	Seq uint64
+}
+
+// Message is a snapshot of a message as the read model holds it.
+type Message struct {
+	ID        string
+	RoomID    string
+	Author    Actor
+	Text      string // empty once deleted
+	Version   int    // 1 when posted; every edit or deletion adds one
+	CreatedAt time.Time
+	EditedAt  time.Time // zero if never edited
+	Deleted   bool
+	Reactions []Reaction // in the order each emoji was first used
+	// Seq is the log sequence of the event that posted the message.
+	Seq uint64
+	// UpdatedSeq is the log sequence of the last event that changed it.
+	UpdatedSeq uint64
+}
+
+// Reaction is one emoji on a message and who used it, in reaction order.
+type Reaction struct {
+	Emoji   string
+	UserIDs []string
+}
+
+// HasUser reports whether userID reacted with this emoji.
+func (r Reaction) HasUser(userID string) bool {
+	for _, id := range r.UserIDs {
+		if id == userID {
+			return true
+		}
+	}
+	return false
+}
+
+// Outcome is what applying one log entry did.
+type Outcome struct {
+	Seq       uint64
+	Type      EventType
+	RoomID    string
+	MessageID string
+	// Err is the rejection, nil when the event was accepted.
+	Err *Error
+}

@@ -1,0 +1,69 @@
+package chat
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Hard limits the projection enforces. They are constants, not settings,
+// because every replica must judge every event identically; a proposer may
+// apply stricter limits of its own before appending.
+const (
+	MaxRoomNameLength = 100  // characters
+	MaxTextLength     = 4000 // characters
+	MaxEmojiLength    = 32   // bytes
+)
+
+func checkRoomName(name string) *Error {
+	trimmed := strings.TrimSpace(name)
+	switch {
+	case !utf8.ValidString(name):
+		return errorf(CodeBadUserInput, "room name is not valid UTF-8")
+	case trimmed == "":
+		return errorf(CodeBadUserInput, "room name must not be empty")
+	case trimmed != name:
+		return errorf(CodeBadUserInput, "room name must not start or end with white space")
+	case utf8.RuneCountInString(name) > MaxRoomNameLength:
+		return errorf(CodeBadUserInput, "room name is longer than %d characters", MaxRoomNameLength)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return errorf(CodeBadUserInput, "room name must not contain control characters")
+	}
+	return nil
+}
+
+// roomNameKey is the form under which room names must be unique.
+func roomNameKey(name string) string { return strings.ToLower(name) }
+
+func checkText(text string) *Error {
+	switch {
+	case !utf8.ValidString(text):
+		return errorf(CodeBadUserInput, "text is not valid UTF-8")
+	case strings.TrimSpace(text) == "":
+		return errorf(CodeBadUserInput, "text must not be empty")
+	case utf8.RuneCountInString(text) > MaxTextLength:
+		return errorf(CodeBadUserInput, "text is longer than %d characters", MaxTextLength)
+	}
+	return nil
+}
+
+func checkEmoji(emoji string) *Error {
+	switch {
+	case emoji == "":
+		return errorf(CodeBadUserInput, "emoji must not be empty")
+	case len(emoji) > MaxEmojiLength:
+		return errorf(CodeBadUserInput, "emoji is longer than %d bytes", MaxEmojiLength)
+	case !utf8.ValidString(emoji):
+		return errorf(CodeBadUserInput, "emoji is not valid UTF-8")
+	case strings.IndexFunc(emoji, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return errorf(CodeBadUserInput, "emoji must not contain white space or control characters")
+	}
+	return nil
+}
+
+func checkActor(a Actor) *Error {
+	if a.ID == "" {
+		return errorf(CodeUnauthenticated, "an identity is required")
+	}
+	return nil
+}
