@@ -1,0 +1,78 @@
+package graph
+
+import (
+	"context"
+
+	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/chat"
+)
+
+// Mutation returns the resolvers of the Mutation type.
+func (r *Resolver) Mutation() MutationResolver { return mutationResolver{r} }
+
+type mutationResolver struct{ *Resolver }
+
+// actor is who the request acts as; mutations need someone.
+func actor(ctx context.Context) (chat.Actor, error) {
+	id, ok := auth.FromContext(ctx)
+	if !ok {
+		return chat.Actor{}, &chat.Error{Code: chat.CodeUnauthenticated,
+			Message: "this operation needs an identity; sign in and retry"}
+	}
+	return chat.Actor{ID: id.UserID, Name: id.Name}, nil
+}
+
+func (r mutationResolver) CreateRoom(ctx context.Context, name string) (*chat.Room, error) {
+	who, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	room, err := r.chat.CreateRoom(ctx, who, name)
+	if err != nil {
+		return nil, err
+	}
+	return &room, nil
+}
+
+func (r mutationResolver) PostMessage(ctx context.Context, roomID string, text string, idempotencyKey *string) (*chat.Message, error) {
+	who, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := ""
+	if idempotencyKey != nil {
+		key = *idempotencyKey
+	}
+	return message(r.chat.PostMessage(ctx, who, roomID, text, key))
+}
+
+func (r mutationResolver) EditMessage(ctx context.Context, id string, version int, text string) (*chat.Message, error) {
+	who, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return message(r.chat.EditMessage(ctx, who, id, version, text))
+}
+
+func (r mutationResolver) DeleteMessage(ctx context.Context, id string, version int) (*chat.Message, error) {
+	who, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return message(r.chat.DeleteMessage(ctx, who, id, version))
+}
+
+func (r mutationResolver) React(ctx context.Context, messageID string, emoji string) (*chat.Message, error) {
+	who, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return message(r.chat.React(ctx, who, messageID, emoji))
+}
+
+func message(m chat.Message, err error) (*chat.Message, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
+}

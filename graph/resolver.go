@@ -1,0 +1,28 @@
+// Package graph is Herald's executable GraphQL schema for the chat domain:
+// the code gqlgen generates from schema.graphqls (generated.go, model/) and
+// the thin resolvers (*.resolvers.go) that turn GraphQL arguments into calls
+// on chat.Service.
+package graph
+
+//go:generate go tool gqlgen generate --config ../gqlgen.yml
+
+import (
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/heraldhq/herald/chat"
+)
+
+// Resolver is the root of the resolvers; it holds what they share.
+type Resolver struct {
+	chat  *chat.Service
+	epoch int64
+}
+
+// NewSchema returns the executable schema over svc. epoch identifies the
+// incarnation of the event log (pubsub.Log.Epoch), so that cursors from a
+// recreated log are refused rather than misread.
+func NewSchema(svc *chat.Service, epoch time.Time) graphql.ExecutableSchema {
+	return NewExecutableSchema(Config{Resolvers: &Resolver{chat: svc, epoch: epoch.UnixNano()}})
+}

@@ -1,0 +1,125 @@
+package graph
+
+import (
+	"context"
+	"time"
+
+	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/chat"
+	"github.com/heraldhq/herald/graph/model"
+)
+
+// Room returns the resolvers of the Room type.
+func (r *Resolver) Room() RoomResolver { return roomResolver{r} }
+
+// Message returns the resolvers of the Message type.
+func (r *Resolver) Message() MessageResolver { return messageResolver{r} }
+
+// User returns the resolvers of the User type.
+func (r *Resolver) User() UserResolver { return userResolver{r} }
+
+type (
+	roomResolver    struct{ *Resolver }
+	messageResolver struct{ *Resolver }
+	userResolver    struct{ *Resolver }
+)
+
+// defaultMessagesPage applies when neither first nor last is given: the
+// latest messages, as a chat client opens a room.
+var defaultMessagesPage = chat.Window{Last: 50}
+
+func (r roomResolver) CreatedBy(_ context.Context, obj *chat.Room) (*chat.Actor, error) {
+	return &obj.CreatedBy, nil
+}
+
+func (r roomResolver) LastMessageAt(_ context.Context, obj *chat.Room) (*time.Time, error) {
+	return optionalTime(obj.LastMessageAt), nil
+}
+
+func (r roomResolver) Messages(_ context.Context, obj *chat.Room, last *int, before *string, first *int, after *string) (*model.MessageConnection, error) {
+	w, empty, err := r.window(first, last, after, before, defaultMessagesPage)
+	if err != nil {
+		return nil, err
+	}
+	forward := first != nil
+	if empty {
+		// Probe whether anything lies in the asked direction, return nothing.
+		if forward {
+			w.First = 1
+		} else {
+			w.Last = 1
+		}
+	}
+	page, _ := r.chat.Messages(obj.ID, w)
+	if empty {
+		if forward {
+			page.HasNextPage = len(page.Items) > 0 || page.HasNextPage
+		} else {
+			page.HasPreviousPage = len(page.Items) > 0 || page.HasPreviousPage
+		}
+		page.Items = nil
+	}
+	conn := &model.MessageConnection{
+		Edges:      []*model.MessageEdge{},
+		Nodes:      []*chat.Message{},
+		TotalCount: page.TotalCount,
+	}
+	for i := range page.Items {
+		msg := &page.Items[i]
+		conn.Nodes = append(conn.Nodes, msg)
+		conn.Edges = append(conn.Edges, &model.MessageEdge{Cursor: r.encodeCursor(msg.Seq), Node: msg})
+	}
+	conn.PageInfo = r.pageInfo(page.HasNextPage, page.HasPreviousPage, len(page.Items),
+		func(i int) uint64 { return page.Items[i].Seq })
+	return conn, nil
+}
+
+// Room resolves against the read model as it is now, so counters reflect
+// the latest applied event.
+func (r messageResolver) Room(_ context.Context, obj *chat.Message) (*chat.Room, error) {
+	room, ok := r.chat.Room(obj.RoomID)
+	if !ok {
+		return nil, &chat.Error{Code: chat.CodeNotFound, Message: "room " + obj.RoomID + " does not exist"}
+	}
+	return &room, nil
+}
+
+func (r messageResolver) Author(_ context.Context, obj *chat.Message) (*chat.Actor, error) {
+	return &obj.Author, nil
+}
+
+func (r messageResolver) EditedAt(_ context.Context, obj *chat.Message) (*time.Time, error) {
+	return optionalTime(obj.EditedAt), nil
+}
+
+func (r messageResolver) Reactions(ctx context.Context, obj *chat.Message) ([]*model.ReactionGroup, error) {
+	viewer, signedIn := auth.FromContext(ctx)
+	groups := make([]*model.ReactionGroup, len(obj.Reactions))
+	for i, re := range obj.Reactions {
+		groups[i] = &model.ReactionGroup{
+			Emoji:            re.Emoji,
+			Count:            len(re.UserIDs),
+			ViewerHasReacted: signedIn && re.HasUser(viewer.UserID),
+		}
+	}
+	return groups, nil
+}
+
+func (r messageResolver) Cursor(_ context.Context, obj *chat.Message) (string, error) {
+	return r.encodeCursor(obj.UpdatedSeq), nil
+}
+
+// Name falls back to the ID for identities that carry no display name.
+func (r userResolver) Name(_ context.Context, obj *chat.Actor) (string, error) {
+	if obj.Name == "" {
+		return obj.ID, nil
+	}
+	return obj.Name, nil
+}
+
+func optionalTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
