@@ -1,0 +1,130 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"runtime/debug"
+	"strings"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// newGraphQLHandler builds gqlgen's handler around opts.Schema with this
+// package's GET and POST transports instead of gqlgen's, which deviate from
+// the GraphQL-over-HTTP spec in status codes and error bodies.
+func newGraphQLHandler(opts Options, resp responder) http.Handler {
+	run := &runner{
+		authn:     opts.Authenticator,
+		challenge: challengeFor(opts.Authenticator),
+		responder: resp,
+	}
+	h := handler.New(opts.Schema)
+	h.AddTransport(postTransport{run: run, maxBodyBytes: opts.MaxBodyBytes})
+	h.AddTransport(getTransport{run: run})
+	h.SetQueryCache(lru.New[*ast.QueryDocument](opts.QueryCacheSize))
+	h.SetErrorPresenter(presentError)
+	h.SetRecoverFunc(logPanic(opts.Logger))
+	h.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](opts.APQCacheSize)})
+	if opts.Introspection {
+		h.Use(extension.Introspection{})
+	}
+	return h
+}
+
+// serveGraphQL dispatches /graphql by method before gqlgen's handler sees
+// the request, because gqlgen answers an unsupported method with 400.
+func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case isWebSocketUpgrade(r):
+		s.serveUpgrade(w, r)
+	case r.Method == http.MethodGet, r.Method == http.MethodPost:
+		s.graphql.ServeHTTP(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		s.responder.reject(w, r, fallbackMedia(r), http.StatusMethodNotAllowed,
+			fmt.Sprintf("method %s is not allowed on /graphql; use GET or POST", clip(r.Method)))
+	}
+}
+
+// serveUpgrade hands WebSocket upgrade requests to the WebSocket transport
+// once there is one.
+func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
+	if s.upgrade != nil {
+		s.upgrade.ServeHTTP(w, r)
+		return
+	}
+	s.responder.reject(w, r, fallbackMedia(r), http.StatusBadRequest,
+		"WebSocket transport not available on /graphql")
+}
+
+// isWebSocketUpgrade reports whether r asks to switch to the WebSocket
+// protocol. Other upgrade tokens (h2c, say) are ignorable per RFC 9110.
+func isWebSocketUpgrade(r *http.Request) bool {
+	for _, value := range r.Header.Values("Upgrade") {
+		for token := range strings.SplitSeq(value, ",") {
+			if strings.EqualFold(strings.TrimSpace(token), "websocket") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// extendedError is an error that carries GraphQL error extensions, such as
+// {"code": "NOT_FOUND"}.
+type extendedError interface {
+	error
+	Extensions() map[string]any
+}
+
+// presentError is gqlgen's default presenter plus extendedError support,
+// which gqlgen no longer has. Extensions already on the GraphQL error win.
+func presentError(ctx context.Context, err error) *gqlerror.Error {
+	gqlErr := graphql.DefaultErrorPresenter(ctx, err)
+	ext, ok := errors.AsType[extendedError](err)
+	if gqlErr == nil || !ok || len(ext.Extensions()) == 0 {
+		return gqlErr
+	}
+	merged := maps.Clone(ext.Extensions())
+	maps.Copy(merged, gqlErr.Extensions)
+	// Copy rather than mutate: the error may be a value the resolver shares.
+	presented := *gqlErr
+	presented.Extensions = merged
+	return &presented
+}
+
+// logPanic returns a recover function that logs a panic recovered during
+// execution and gives the client gqlgen's usual opaque error instead.
+func logPanic(log *slog.Logger) graphql.RecoverFunc {
+	return func(ctx context.Context, recovered any) error {
+		attrs := []any{
+			slog.String("panic", fmt.Sprint(recovered)),
+			slog.String("stack", string(debug.Stack())),
+		}
+		if path := graphql.GetPath(ctx); path != nil {
+			attrs = append(attrs, slog.String("path", path.String()))
+		}
+		if graphql.HasOperationContext(ctx) {
+			attrs = append(attrs, slog.String("operation", graphql.GetOperationContext(ctx).OperationName))
+		}
+		log.ErrorContext(ctx, "server: recovered panic while executing GraphQL operation", attrs...)
+		return gqlerror.Errorf("internal system error")
+	}
+}
+
+// challengeFor returns the WWW-Authenticate value for authn's 401 responses.
+func challengeFor(authn any) string {
+	if c, ok := authn.(interface{ Challenge() string }); ok {
+		return c.Challenge()
+	}
+	return `Bearer realm="herald"`
+}

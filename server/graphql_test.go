@@ -1,0 +1,279 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+const (
+	helloQuery = `query($name: String!) { hello(name: $name) }`
+	helloBody  = `{"query":"query($name: String!) { hello(name: $name) }","variables":{"name":"Ada"}}`
+	helloData  = `{"hello":"hi Ada"}`
+)
+
+// graphQLCases are the /graphql exchanges that need no state. They run in
+// sequence against one server, so each bad request is also followed by the
+// good requests after it.
+var graphQLCases = []struct {
+	name string
+	req  request
+	want want
+}{
+	// Successful execution.
+	{"POST ok as application/json", post(helloBody),
+		want{status: 200, contentType: ctJSON, data: helloData}},
+	{"POST ok as graphql-response+json", post(helloBody).accepting(),
+		want{status: 200, contentType: ctResponse, data: helloData}},
+	{"POST ok with charset and */*", post(helloBody).with("Content-Type", "application/json; charset=UTF-8").with("Accept", "*/*"),
+		want{status: 200, contentType: ctJSON, data: helloData}},
+	{"POST ok with application/*", post(helloBody).with("Accept", "application/*"),
+		want{status: 200, contentType: ctJSON, data: helloData}},
+	{"POST ok with null members", post(`{"query":"{ whoami }","operationName":null,"variables":null,"extensions":null,"id":7}`),
+		want{status: 200, contentType: ctJSON, data: `{"whoami":null}`}},
+	{"GET query ok", get("query", helloQuery, "variables", `{"name":"Ada"}`),
+		want{status: 200, contentType: ctJSON, data: helloData}},
+	{"GET query ok as graphql-response+json", get("query", helloQuery, "variables", `{"name":"Ada"}`).accepting(),
+		want{status: 200, contentType: ctResponse, data: helloData}},
+	{"GET picks the query by operationName", get("query", "query Q { whoami } mutation M { bump }", "operationName", "Q"),
+		want{status: 200, contentType: ctJSON, data: `{"whoami":null}`}},
+	{"POST mutation", post(`{"query":"mutation { bump }"}`).accepting(),
+		want{status: 200, contentType: ctResponse, data: `{"bump":1}`}},
+
+	// Methods.
+	{"GET mutation", get("query", "mutation { bump }"),
+		want{status: 405, contentType: ctJSON, err: "use POST", header: map[string]string{"Allow": "POST"}}},
+	{"GET mutation by operationName", get("query", "query Q { whoami } mutation M { bump }", "operationName", "M").accepting(),
+		want{status: 405, contentType: ctResponse, err: "use POST", header: map[string]string{"Allow": "POST"}}},
+	{"GET subscription", get("query", "subscription { ticks }"),
+		want{status: 405, contentType: ctJSON, err: "WebSocket", header: map[string]string{"Allow": "POST"}}},
+	{"POST subscription as application/json", post(`{"query":"subscription { ticks }"}`),
+		want{status: 200, contentType: ctJSON, err: "not supported over HTTP"}},
+	{"POST subscription as graphql-response+json", post(`{"query":"subscription { ticks }"}`).accepting(),
+		want{status: 400, contentType: ctResponse, err: "not supported over HTTP"}},
+	{"PUT", request{method: http.MethodPut, target: "/graphql", body: helloBody},
+		want{status: 405, contentType: ctJSON, err: "PUT is not allowed", header: map[string]string{"Allow": "GET, POST"}}},
+	{"DELETE", request{method: http.MethodDelete, target: "/graphql"}.accepting(),
+		want{status: 405, contentType: ctResponse, err: "DELETE is not allowed", header: map[string]string{"Allow": "GET, POST"}}},
+	{"WebSocket upgrade", get().with("Upgrade", "websocket").with("Connection", "Upgrade"),
+		want{status: 400, contentType: ctJSON, err: "WebSocket transport not available"}},
+
+	// Malformed HTTP requests: 4xx whatever the media type.
+	{"malformed JSON", post(`{"query":`),
+		want{status: 400, contentType: ctJSON, err: "request body is not valid JSON"}},
+	{"malformed JSON as graphql-response+json", post(`{"query": "{ whoami }",}`).accepting(),
+		want{status: 400, contentType: ctResponse, err: "request body is not valid JSON"}},
+	{"trailing data", post(`{"query":"{ whoami }"} {}`),
+		want{status: 400, contentType: ctJSON, err: "unexpected data after the top-level value"}},
+	{"empty body", post(""),
+		want{status: 400, contentType: ctJSON, err: "request body is empty"}},
+	{"body is an array", post(`[{"query":"{ whoami }"}]`),
+		want{status: 400, contentType: ctJSON, err: "request body must be a JSON object, got an array"}},
+	{"body is null", post(`null`),
+		want{status: 400, contentType: ctJSON, err: "request body must be a JSON object, got null"}},
+	{"query is a number", post(`{"query":42}`),
+		want{status: 400, contentType: ctJSON, err: "query must be a string, got a number"}},
+	{"operationName is an object", post(`{"query":"{ whoami }","operationName":{}}`),
+		want{status: 400, contentType: ctJSON, err: "operationName must be a string, got an object"}},
+	{"variables is a string", post(`{"query":"{ whoami }","variables":"{}"}`),
+		want{status: 400, contentType: ctJSON, err: "variables must be a JSON object, got a string"}},
+	{"extensions is an array", post(`{"query":"{ whoami }","extensions":[]}`),
+		want{status: 400, contentType: ctJSON, err: "extensions must be a JSON object, got an array"}},
+	{"no query", post(`{"variables":{}}`).accepting(),
+		want{status: 400, contentType: ctResponse, err: "request has no query"}},
+	{"GET no query", get(),
+		want{status: 400, contentType: ctJSON, err: "request has no query"}},
+	{"GET variables not JSON", get("query", helloQuery, "variables", `{name:"Ada"}`),
+		want{status: 400, contentType: ctJSON, err: "variables is not valid JSON"}},
+	{"GET variables an array", get("query", helloQuery, "variables", `["Ada"]`),
+		want{status: 400, contentType: ctJSON, err: "variables must be a JSON object, got an array"}},
+	{"GET extensions not JSON", get("query", "{ whoami }", "extensions", `{`),
+		want{status: 400, contentType: ctJSON, err: "extensions is not valid JSON"}},
+	{"GET malformed query string", request{method: http.MethodGet, target: "/graphql?query=%zz"},
+		want{status: 400, contentType: ctJSON, err: "malformed query string"}},
+	{"oversized body", post(`{"query":"{ whoami }","variables":{"pad":"` + strings.Repeat("x", testMaxBody) + `"}}`),
+		want{status: 413, contentType: ctJSON, err: fmt.Sprintf("exceeds the limit of %d bytes", testMaxBody)}},
+	{"text/plain", post(helloBody).with("Content-Type", "text/plain"),
+		want{status: 415, contentType: ctJSON, err: `unsupported Content-Type "text/plain"`}},
+	{"no Content-Type", request{method: http.MethodPost, target: "/graphql", body: helloBody}.accepting(),
+		want{status: 415, contentType: ctResponse, err: "no Content-Type"}},
+	{"latin1 charset", post(helloBody).with("Content-Type", "application/json; charset=latin1"),
+		want{status: 415, contentType: ctJSON, err: `unsupported charset "latin1"`}},
+	{"Accept text/html only", post(helloBody).with("Accept", "text/html"),
+		want{status: 406, contentType: ctJSON, err: "Accept header allows neither"}},
+	{"GET Accept refusing JSON", get("query", "{ whoami }").with("Accept", "application/json;q=0, */*"),
+		want{status: 406, contentType: ctJSON, err: "Accept header allows neither"}},
+
+	// GraphQL request errors: 400 as graphql-response+json, 200 as
+	// application/json, never with data.
+	{"unknown field as graphql-response+json", post(`{"query":"{ nope }"}`).accepting(),
+		want{status: 400, contentType: ctResponse, err: `Cannot query field "nope"`, code: "GRAPHQL_VALIDATION_FAILED"}},
+	{"unknown field as application/json", post(`{"query":"{ nope }"}`),
+		want{status: 200, contentType: ctJSON, err: `Cannot query field "nope"`, code: "GRAPHQL_VALIDATION_FAILED"}},
+	{"missing variable as graphql-response+json", post(`{"query":"query($name: String!) { hello(name: $name) }"}`).accepting(),
+		want{status: 400, contentType: ctResponse, err: "must be defined", code: "GRAPHQL_VALIDATION_FAILED"}},
+	{"missing variable as application/json", post(`{"query":"query($name: String!) { hello(name: $name) }"}`),
+		want{status: 200, contentType: ctJSON, err: "must be defined", code: "GRAPHQL_VALIDATION_FAILED"}},
+	{"GET missing variable as graphql-response+json", get("query", helloQuery).accepting(),
+		want{status: 400, contentType: ctResponse, err: "must be defined", code: "GRAPHQL_VALIDATION_FAILED"}},
+	{"syntax error as graphql-response+json", post(`{"query":"{ hello("}`).accepting(),
+		want{status: 400, contentType: ctResponse, err: "Expected Name", code: "GRAPHQL_PARSE_FAILED"}},
+	{"syntax error as application/json", post(`{"query":"{ hello("}`),
+		want{status: 200, contentType: ctJSON, err: "Expected Name", code: "GRAPHQL_PARSE_FAILED"}},
+	{"unknown operationName as graphql-response+json", post(`{"query":"query Q { whoami }","operationName":"R"}`).accepting(),
+		want{status: 400, contentType: ctResponse, err: "operation R not found", code: "GRAPHQL_VALIDATION_FAILED"}},
+
+	// Identity.
+	{"identity reaches the resolver", post(`{"query":"{ whoami }"}`).with("X-Herald-User", "ada"),
+		want{status: 200, contentType: ctJSON, data: `{"whoami":"ada"}`}},
+	{"GET identity reaches the resolver", get("query", "{ whoami }").with("X-Herald-User", "Ada Lovelace"),
+		want{status: 200, contentType: ctJSON, data: `{"whoami":"Ada Lovelace"}`}},
+	{"anonymous", post(`{"query":"{ whoami }"}`),
+		want{status: 200, contentType: ctJSON, data: `{"whoami":null}`}},
+	{"invalid user", post(`{"query":"{ whoami }"}`).with("X-Herald-User", strings.Repeat("a", 100)),
+		want{status: 401, contentType: ctJSON, err: "at most 64 allowed", code: "UNAUTHENTICATED",
+			header: map[string]string{"WWW-Authenticate": `Bearer realm="herald"`}}},
+	{"GET invalid user", get("query", "{ whoami }").with("X-Herald-User", strings.Repeat("a", 100)).accepting(),
+		want{status: 401, contentType: ctResponse, err: "invalid credentials", code: "UNAUTHENTICATED",
+			header: map[string]string{"WWW-Authenticate": `Bearer realm="herald"`}}},
+
+	// Field errors: execution started, so 200 with data either way.
+	{"error extensions survive", post(`{"query":"{ fail whoami }"}`).accepting(),
+		want{status: 200, contentType: ctResponse, data: `{"fail":null,"whoami":null}`, err: "thing not found", code: "NOT_FOUND"}},
+	{"error extensions survive as application/json", get("query", "{ fail }"),
+		want{status: 200, contentType: ctJSON, data: `{"fail":null}`, err: "thing not found", code: "NOT_FOUND"}},
+}
+
+func TestGraphQL(t *testing.T) {
+	s, _ := newTestServer(t, nil)
+	for _, tc := range graphQLCases {
+		t.Run(tc.name, func(t *testing.T) {
+			check(t, send(t, s, tc.req), tc.want)
+		})
+	}
+	// Every bad request above left the server able to serve a good one.
+	check(t, send(t, s, post(helloBody)), want{status: 200, contentType: ctJSON, data: helloData})
+}
+
+func TestFieldErrorPath(t *testing.T) {
+	s, _ := newTestServer(t, nil)
+	w := send(t, s, post(`{"query":"{ fail }"}`))
+	if !strings.Contains(w.Body.String(), `"path":["fail"]`) {
+		t.Errorf("body %s lacks the error path", w.Body)
+	}
+}
+
+func TestResolverPanicIsLogged(t *testing.T) {
+	s, logs := newTestServer(t, nil)
+	w := send(t, s, post(`{"query":"{ boom whoami }"}`).accepting())
+	check(t, w, want{status: 200, contentType: ctResponse, data: `{"boom":null,"whoami":null}`, err: "internal system error"})
+	if strings.Contains(w.Body.String(), "went the resolver") {
+		t.Errorf("panic value leaked to the client: %s", w.Body)
+	}
+	for _, s := range []string{"level=ERROR", "recovered panic", "boom went the resolver", "path=boom", "stack="} {
+		if !strings.Contains(logs.String(), s) {
+			t.Errorf("log lacks %q:\n%s", s, logs)
+		}
+	}
+}
+
+func TestAutomaticPersistedQuery(t *testing.T) {
+	s, _ := newTestServer(t, nil)
+	const query = "{ whoami }"
+	sum := sha256.Sum256([]byte(query))
+	hash := hex.EncodeToString(sum[:])
+	ext := fmt.Sprintf(`{"persistedQuery":{"version":1,"sha256Hash":%q}}`, hash)
+	notFound := want{status: 200, err: "PersistedQueryNotFound", code: "PERSISTED_QUERY_NOT_FOUND"}
+	withType := func(w want, ct string) want { w.contentType = ct; return w }
+
+	steps := []struct {
+		name string
+		req  request
+		want want
+	}{
+		{"hash only, unknown, graphql-response+json", post(`{"extensions":` + ext + `}`).accepting(),
+			withType(notFound, ctResponse)},
+		{"hash only, unknown, GET", get("extensions", ext),
+			withType(notFound, ctJSON)},
+		{"wrong hash is a request error", post(`{"query":"{ bump }","extensions":` + ext + `}`).accepting(),
+			want{status: 400, contentType: ctResponse, err: "hash does not match"}},
+		{"query and hash register it", post(`{"query":"` + query + `","extensions":` + ext + `}`),
+			want{status: 200, contentType: ctJSON, data: `{"whoami":null}`}},
+		{"hash only, known, POST", post(`{"extensions":`+ext+`}`).accepting().with("X-Herald-User", "ada"),
+			want{status: 200, contentType: ctResponse, data: `{"whoami":"ada"}`}},
+		{"hash only, known, GET", get("extensions", ext),
+			want{status: 200, contentType: ctJSON, data: `{"whoami":null}`}},
+	}
+	for _, step := range steps {
+		t.Run(step.name, func(t *testing.T) {
+			check(t, send(t, s, step.req), step.want)
+		})
+	}
+}
+
+// TestConcurrentRequests shares one server between goroutines mixing good
+// and bad requests, for the race detector.
+func TestConcurrentRequests(t *testing.T) {
+	s, _ := newTestServer(t, nil)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 20 {
+				tc := graphQLCases[(i*20+j)%len(graphQLCases)]
+				w := send(t, s, tc.req)
+				if w.Code != tc.want.status {
+					t.Errorf("%s: status = %d, want %d", tc.name, w.Code, tc.want.status)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestPresentError(t *testing.T) {
+	ctx := context.Background()
+	shared := &gqlerror.Error{Message: "coded", Err: notFoundError{what: "x"}, Extensions: map[string]any{"code": "MINE"}}
+	cases := []struct {
+		name string
+		err  error
+		want map[string]any
+	}{
+		{"plain error", errors.New("plain"), nil},
+		{"extended error", notFoundError{what: "x"}, map[string]any{"code": "NOT_FOUND"}},
+		{"wrapped extended error", fmt.Errorf("lookup: %w", notFoundError{what: "x"}), map[string]any{"code": "NOT_FOUND"}},
+		{"GraphQL error's own extensions win", shared, map[string]any{"code": "MINE"}},
+		{"GraphQL error wrapping an extended one", &gqlerror.Error{Message: "m", Err: notFoundError{what: "x"}},
+			map[string]any{"code": "NOT_FOUND"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := presentError(ctx, tc.err)
+			if !maps.Equal(got.Extensions, tc.want) {
+				t.Errorf("extensions = %v, want %v", got.Extensions, tc.want)
+			}
+		})
+	}
+	if len(shared.Extensions) != 1 {
+		t.Errorf("presentError mutated the resolver's error: %v", shared.Extensions)
+	}
+}
+
+func TestErrorsDoNotEchoTheBody(t *testing.T) {
+	s, _ := newTestServer(t, nil)
+	secret := strings.Repeat("s3cr3t", 50)
+	for _, body := range []string{`{"query":"` + secret, `["` + secret + `"]`, `{"query":{"` + secret + `":1}}`} {
+		w := send(t, s, post(body))
+		if w.Code != http.StatusBadRequest || strings.Contains(w.Body.String(), "s3cr3t") {
+			t.Errorf("POST %.20s…: status %d, body %s", body, w.Code, w.Body)
+		}
+	}
+}

@@ -1,0 +1,89 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// readinessTimeout bounds one run of Options.Readiness, well inside the
+// probe timeouts orchestrators use by default.
+const readinessTimeout = 2 * time.Second
+
+// jsonContentType is the Content-Type of the non-GraphQL JSON endpoints.
+const jsonContentType = "application/json"
+
+// serveHealthz reports that the process is alive and serving.
+func serveHealthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, struct {
+		Status string `json:"status"`
+	}{"ok"})
+}
+
+// readiness is the /readyz body.
+type readiness struct {
+	Ready  bool    `json:"ready"`
+	Checks []Check `json:"checks"`
+}
+
+// serveReadyz runs the readiness checks: 200 when all pass, 503 otherwise.
+func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readinessTimeout)
+	defer cancel()
+	body := readiness{Ready: true, Checks: s.readiness(ctx)}
+	if body.Checks == nil {
+		body.Checks = []Check{} // "checks": [] rather than null
+	}
+	for _, c := range body.Checks {
+		body.Ready = body.Ready && c.OK
+	}
+	status := http.StatusOK
+	if !body.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, status, body)
+}
+
+// serveNotFound answers paths no route matches.
+func serveNotFound(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusNotFound, errorBody{"not found"})
+}
+
+// onlyGET answers methods other than GET and HEAD with 405.
+func onlyGET(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{"method not allowed"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// errorBody is the error shape of the non-GraphQL endpoints.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// writeJSON writes v as an application/json body. The bodies of these
+// endpoints are structs of strings and bools, so encoding cannot fail short
+// of a bug, which gets a 500 rather than a partial body.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal server error"}`)
+	}
+	writeBody(w, status, jsonContentType, b)
+}
+
+// writeBody writes b as the response.
+func writeBody(w http.ResponseWriter, status int, contentType string, b []byte) {
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(status)
+	// A write error means the client went away; nobody is left to tell.
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,106 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// persistedQueryNotFound is the error code of gqlgen's APQ extension for a
+// hash it does not know. Apollo clients expect it with status 200, so it is
+// sent with 200 whatever the media type.
+const persistedQueryNotFound = "PERSISTED_QUERY_NOT_FOUND"
+
+// wireResponse is a GraphQL response as sent. Unlike graphql.Response it
+// omits data when there is none, as the spec requires for request errors,
+// while keeping an explicit "data": null from execution.
+type wireResponse struct {
+	Errors     gqlerror.List   `json:"errors,omitempty"`
+	Data       json.RawMessage `json:"data,omitempty"`
+	Extensions map[string]any  `json:"extensions,omitempty"`
+}
+
+// responder writes GraphQL and JSON responses and logs what clients cannot
+// be told.
+type responder struct {
+	log *slog.Logger
+}
+
+// result writes a response produced by the executor. A response without
+// data is a request error: 400 as application/graphql-response+json, 200 as
+// application/json.
+func (rs responder) result(w http.ResponseWriter, r *http.Request, m mediaType, resp *graphql.Response) {
+	status := http.StatusOK
+	if m == mediaGraphQLResponse && len(resp.Data) == 0 && !hasCode(resp.Errors, persistedQueryNotFound) {
+		status = http.StatusBadRequest
+	}
+	rs.graphQL(w, r, m, status, wireResponse{Errors: resp.Errors, Data: resp.Data, Extensions: resp.Extensions})
+}
+
+// reject writes a request error with the given status and message. The
+// message is for the client and must not echo unbounded client input.
+func (rs responder) reject(w http.ResponseWriter, r *http.Request, m mediaType, status int, msg string) {
+	rs.log.DebugContext(r.Context(), "server: rejected request",
+		slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Int("status", status), slog.String("reason", msg))
+	rs.sendErrors(w, r, m, status, &gqlerror.Error{Message: msg})
+}
+
+// notAcceptable answers a request whose Accept header allows no media type
+// this server produces.
+func (rs responder) notAcceptable(w http.ResponseWriter, r *http.Request) {
+	rs.reject(w, r, mediaJSON, http.StatusNotAcceptable, fmt.Sprintf(
+		"Accept header allows neither %s nor %s", mediaGraphQLResponse, mediaJSON))
+}
+
+// sendErrors writes a GraphQL response holding only errs.
+func (rs responder) sendErrors(w http.ResponseWriter, r *http.Request, m mediaType, status int, errs ...*gqlerror.Error) {
+	rs.graphQL(w, r, m, status, wireResponse{Errors: errs})
+}
+
+// graphQL writes body as a GraphQL response of media type m.
+func (rs responder) graphQL(w http.ResponseWriter, r *http.Request, m mediaType, status int, body wireResponse) {
+	rs.json(w, r, m.contentType(), status, body)
+}
+
+// json writes v as JSON. If v cannot be encoded (a resolver put something
+// unencodable into extensions, say) the client gets a 500 GraphQL error and
+// the cause is logged.
+func (rs responder) json(w http.ResponseWriter, r *http.Request, contentType string, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		rs.log.ErrorContext(r.Context(), "server: cannot encode response",
+			slog.String("path", r.URL.Path), slog.Any("error", err))
+		status = http.StatusInternalServerError
+		b = []byte(`{"errors":[{"message":"internal server error: response could not be encoded"}]}`)
+	}
+	writeBody(w, status, contentType, b)
+}
+
+// hasCode reports whether any of errs has the extension code.
+func hasCode(errs gqlerror.List, code string) bool {
+	for _, e := range errs {
+		if c, ok := e.Extensions["code"].(string); ok && c == code {
+			return true
+		}
+	}
+	return false
+}
+
+// clip shortens client-supplied text quoted in an error message.
+func clip(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

@@ -1,0 +1,363 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/heraldhq/herald/auth"
+)
+
+// postTransport is GraphQL over HTTP POST with a JSON body.
+type postTransport struct {
+	run          *runner
+	maxBodyBytes int64
+}
+
+var _ graphql.Transport = postTransport{}
+
+// Supports claims every POST, whatever its Content-Type, so that an
+// unsupported one gets 415 rather than gqlgen's "transport not supported".
+func (t postTransport) Supports(r *http.Request) bool {
+	return r.Method == http.MethodPost && !isWebSocketUpgrade(r)
+}
+
+// Do reads the JSON body and executes it.
+func (t postTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	m, ok := negotiate(r)
+	if !ok {
+		t.run.notAcceptable(w, r)
+		return
+	}
+	params, err := t.read(w, r)
+	if err != nil {
+		t.run.reject(w, r, m, err.status, err.msg)
+		return
+	}
+	t.run.execute(w, r, exec, m, params, false)
+}
+
+// read checks the Content-Type and decodes the body, at most maxBodyBytes.
+func (t postTransport) read(w http.ResponseWriter, r *http.Request) (*graphql.RawParams, *requestError) {
+	start := graphql.Now()
+	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, t.maxBodyBytes))
+	if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
+		return nil, &requestError{http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("request body exceeds the limit of %d bytes", t.maxBodyBytes)}
+	}
+	if err != nil {
+		return nil, badRequest("could not read request body: %v", err)
+	}
+	params, rerr := decodeBody(body)
+	if rerr != nil {
+		return nil, rerr
+	}
+	params.Headers = r.Header
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	return params, nil
+}
+
+// checkContentType accepts application/json in UTF-8, the only request
+// media type the spec requires and the only one this server supports.
+func checkContentType(header string) *requestError {
+	const want = "use application/json"
+	if header == "" {
+		return unsupportedMedia("request has no Content-Type; " + want)
+	}
+	mt, params, err := mime.ParseMediaType(header)
+	if err != nil {
+		return unsupportedMedia(fmt.Sprintf("malformed Content-Type %q; %s", clip(header), want))
+	}
+	if mt != string(mediaJSON) {
+		return unsupportedMedia(fmt.Sprintf("unsupported Content-Type %q; %s", clip(mt), want))
+	}
+	if cs := params["charset"]; cs != "" && !strings.EqualFold(cs, "utf-8") {
+		return unsupportedMedia(fmt.Sprintf("unsupported charset %q; use utf-8", clip(cs)))
+	}
+	return nil
+}
+
+// decodeBody decodes a POST body: a JSON object with the optional members
+// query, operationName, variables and extensions. Other members are
+// ignored, as the spec leaves them to other specifications.
+func decodeBody(body []byte) (*graphql.RawParams, *requestError) {
+	v, err := decodeJSON("request body", body)
+	if err != nil {
+		return nil, err
+	}
+	fields, ok := v.(map[string]any)
+	if !ok {
+		return nil, badRequest("request body must be a JSON object, got %s", kindOf(v))
+	}
+	p := &graphql.RawParams{}
+	if p.Query, err = asString("query", fields["query"]); err != nil {
+		return nil, err
+	}
+	if p.OperationName, err = asString("operationName", fields["operationName"]); err != nil {
+		return nil, err
+	}
+	if p.Variables, err = asObject("variables", fields["variables"]); err != nil {
+		return nil, err
+	}
+	if p.Extensions, err = asObject("extensions", fields["extensions"]); err != nil {
+		return nil, err
+	}
+	return p, requireDocument(p)
+}
+
+// getTransport is GraphQL over HTTP GET, for queries only.
+type getTransport struct {
+	run *runner
+}
+
+var _ graphql.Transport = getTransport{}
+
+// Supports claims every GET that is not a WebSocket upgrade.
+func (t getTransport) Supports(r *http.Request) bool {
+	return r.Method == http.MethodGet && !isWebSocketUpgrade(r)
+}
+
+// Do reads the query string and executes it.
+func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	m, ok := negotiate(r)
+	if !ok {
+		t.run.notAcceptable(w, r)
+		return
+	}
+	params, err := readQueryString(r)
+	if err != nil {
+		t.run.reject(w, r, m, err.status, err.msg)
+		return
+	}
+	t.run.execute(w, r, exec, m, params, true)
+}
+
+// readQueryString decodes the parameters query, operationName, variables
+// (JSON) and extensions (JSON) from r's URL.
+func readQueryString(r *http.Request) (*graphql.RawParams, *requestError) {
+	start := graphql.Now()
+	values, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequest("malformed query string: %v", err)
+	}
+	p := &graphql.RawParams{
+		Query:         values.Get("query"),
+		OperationName: values.Get("operationName"),
+		Headers:       r.Header,
+	}
+	var rerr *requestError
+	if p.Variables, rerr = objectParam(values, "variables"); rerr != nil {
+		return nil, rerr
+	}
+	if p.Extensions, rerr = objectParam(values, "extensions"); rerr != nil {
+		return nil, rerr
+	}
+	p.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	return p, requireDocument(p)
+}
+
+// objectParam decodes the JSON object in query parameter name; an absent
+// or empty parameter is nil.
+func objectParam(values url.Values, name string) (map[string]any, *requestError) {
+	raw := values.Get(name)
+	if raw == "" {
+		return nil, nil
+	}
+	v, err := decodeJSON(name, []byte(raw))
+	if err != nil {
+		return nil, err
+	}
+	return asObject(name, v)
+}
+
+// requireDocument rejects a request with neither a query nor an APQ hash
+// to look one up by.
+func requireDocument(p *graphql.RawParams) *requestError {
+	if p.Query == "" && p.Extensions["persistedQuery"] == nil {
+		return badRequest(`request has no query: send the GraphQL document in "query"`)
+	}
+	return nil
+}
+
+// runner executes a request once a transport has read it. It is shared by
+// the transports so that GET and POST authenticate and answer alike.
+type runner struct {
+	authn     auth.Authenticator
+	challenge string // WWW-Authenticate value for 401 responses
+	responder
+}
+
+// execute authenticates r, then prepares and executes params, writing the
+// response as m. viaGET restricts execution to queries.
+func (x *runner) execute(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
+	m mediaType, params *graphql.RawParams, viaGET bool) {
+	ctx, ok := x.authenticate(w, r, m)
+	if !ok {
+		return
+	}
+	opCtx, errs := exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		x.result(w, r, m, exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), errs))
+		return
+	}
+	if !x.permitted(graphql.WithOperationContext(ctx, opCtx), w, r, m, exec, opCtx.Operation.Operation, viaGET) {
+		return
+	}
+	responses, ctx := exec.DispatchOperation(ctx, opCtx)
+	resp := responses(ctx)
+	if resp == nil {
+		x.noResponse(ctx, w, r)
+		return
+	}
+	x.result(w, r, m, resp)
+}
+
+// permitted reports whether operation type op may run over this request,
+// answering the request itself if not. GET may only run queries (the spec
+// requires 405 for mutations), and no HTTP request may run a subscription,
+// whose events only the WebSocket transport can deliver.
+func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.Request, m mediaType,
+	exec graphql.GraphExecutor, op ast.Operation, viaGET bool) bool {
+	switch {
+	case viaGET && op == ast.Mutation:
+		w.Header().Set("Allow", http.MethodPost)
+		x.reject(w, r, m, http.StatusMethodNotAllowed, "mutation operations cannot be sent with GET; use POST")
+		return false
+	case viaGET && op == ast.Subscription:
+		w.Header().Set("Allow", http.MethodPost)
+		x.reject(w, r, m, http.StatusMethodNotAllowed,
+			"subscription operations cannot be sent with GET; use the WebSocket transport")
+		return false
+	case op == ast.Subscription:
+		err := gqlerror.Errorf("subscription operations are not supported over HTTP; use the WebSocket transport")
+		x.result(w, r, m, exec.DispatchError(ctx, gqlerror.List{err}))
+		return false
+	}
+	return true
+}
+
+// authenticate returns r's context carrying the client's identity, if it
+// presented one. Otherwise it answers the request and returns ok=false:
+// 401 for credentials the authenticator refuses, 503 when it could not
+// check them (telling the client its credentials are bad would be a lie).
+func (x *runner) authenticate(w http.ResponseWriter, r *http.Request, m mediaType) (context.Context, bool) {
+	id, ok, err := x.authn.FromRequest(r)
+	switch {
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		w.Header().Set("WWW-Authenticate", x.challenge)
+		x.sendErrors(w, r, m, http.StatusUnauthorized, &gqlerror.Error{
+			Message:    err.Error(),
+			Extensions: map[string]any{"code": "UNAUTHENTICATED"},
+		})
+		return nil, false
+	case err != nil:
+		x.log.ErrorContext(r.Context(), "server: cannot authenticate request", slog.Any("error", err))
+		x.sendErrors(w, r, m, http.StatusServiceUnavailable,
+			&gqlerror.Error{Message: "authentication is unavailable; try again later"})
+		return nil, false
+	case ok:
+		return auth.NewContext(r.Context(), id), true
+	}
+	return r.Context(), true
+}
+
+// noResponse handles an executor that produced no response. A canceled
+// request needs no answer; otherwise the schema broke its contract.
+func (x *runner) noResponse(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	if ctx.Err() != nil {
+		return
+	}
+	x.log.ErrorContext(ctx, "server: GraphQL operation produced no response")
+	x.sendErrors(w, r, mediaJSON, http.StatusInternalServerError,
+		&gqlerror.Error{Message: "internal system error"})
+}
+
+// requestError is a request that is not well-formed GraphQL over HTTP; it
+// is answered with status and msg before anything executes.
+type requestError struct {
+	status int
+	msg    string
+}
+
+func badRequest(format string, args ...any) *requestError {
+	return &requestError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+}
+
+func unsupportedMedia(msg string) *requestError {
+	return &requestError{http.StatusUnsupportedMediaType, msg}
+}
+
+// decodeJSON decodes data, which must hold exactly one JSON value. Numbers
+// stay json.Number so that large integers survive to input coercion, as in
+// gqlgen's own transports.
+func decodeJSON(what string, data []byte) (any, *requestError) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, badRequest("%s is empty; expected a JSON object", what)
+		}
+		return nil, badRequest("%s is not valid JSON: %v", what, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, badRequest("%s is not valid JSON: unexpected data after the top-level value", what)
+	}
+	return v, nil
+}
+
+// asString returns v as a string; null is "".
+func asString(what string, v any) (string, *requestError) {
+	switch s := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return s, nil
+	}
+	return "", badRequest("%s must be a string, got %s", what, kindOf(v))
+}
+
+// asObject returns v as a JSON object; null is nil.
+func asObject(what string, v any) (map[string]any, *requestError) {
+	switch o := v.(type) {
+	case nil:
+		return nil, nil
+	case map[string]any:
+		return o, nil
+	}
+	return nil, badRequest("%s must be a JSON object, got %s", what, kindOf(v))
+}
+
+// kindOf names the JSON type of a value decoded by decodeJSON.
+func kindOf(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	}
+	return fmt.Sprintf("%T", v)
+}
