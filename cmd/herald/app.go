@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/chat"
+	"github.com/heraldhq/herald/graph"
+	"github.com/heraldhq/herald/pubsub"
+	"github.com/heraldhq/herald/server"
+)
+
+// app is one running Herald replica: the event log connection, the chat
+// read model that follows it, and the HTTP server. It owns every goroutine
+// it starts and stops them in Stop.
+type app struct {
+	cfg    config
+	logger *slog.Logger
+
+	log      *pubsub.Log
+	chat     *chat.Service
+	http     *http.Server
+	listener net.Listener
+
+	stopFollowing context.CancelFunc
+	wg            sync.WaitGroup
+	serveErr      chan error
+	stopOnce      sync.Once
+}
+
+// startApp connects to (or embeds) NATS, starts following the event log and
+// starts serving HTTP. The read model catches up in the background;
+// /readyz says when it has.
+func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error) {
+	if cfg.Auth == "dev" {
+		logger.Warn("INSECURE development authentication (--auth=dev): every request acts as whoever its " +
+			auth.DevHeader + " header or connection_init \"user\" key names. Never expose this replica to untrusted clients.")
+	}
+	a := &app{cfg: cfg, logger: logger, serveErr: make(chan error, 1)}
+
+	log, err := pubsub.Open(ctx, pubsub.Options{
+		URLs:              cfg.NATSURLs,
+		DataDir:           cfg.DataDir,
+		ListenAddr:        cfg.NATSListen,
+		Stream:            cfg.Stream,
+		Subjects:          []string{chat.SubjectPrefix + ".>"},
+		Replicas:          cfg.StreamReplicas,
+		MaxMsgsPerSubject: int64(cfg.RoomHistory),
+		Logger:            logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open the event log: %w", err)
+	}
+	a.log = log
+	if url := log.ClientURL(); url != "" {
+		logger.Info("embedded NATS accepts clients", "url", url)
+	}
+
+	a.chat = chat.NewService(log, chat.Options{
+		History:      int(log.MaxMsgsPerSubject()),
+		ApplyTimeout: cfg.ApplyTimeout,
+		Logger:       logger,
+	})
+	followCtx, cancel := context.WithCancel(context.Background())
+	a.stopFollowing = cancel
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.chat.Run(followCtx); err != nil {
+			logger.Error("following the event log stopped", "err", err)
+		}
+	}()
+
+	handler, err := server.New(server.Options{
+		Schema:        graph.NewSchema(a.chat, log.Epoch()),
+		Authenticator: auth.Dev{},
+		Readiness:     a.readiness,
+		MaxBodyBytes:  cfg.MaxBodyBytes,
+		Introspection: cfg.Introspection,
+		Logger:        logger,
+	})
+	if err != nil {
+		a.closeBackground()
+		return nil, fmt.Errorf("set up the HTTP server: %w", err)
+	}
+	listener, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		a.closeBackground()
+		return nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.Addr, err)
+	}
+	a.listener = listener
+	a.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.http.Serve(listener); !errors.Is(err, http.ErrServerClosed) {
+			a.serveErr <- fmt.Errorf("serve HTTP on %s: %w", listener.Addr(), err)
+		}
+	}()
+	logger.Info("Herald is serving", "addr", listener.Addr().String(), "graphiql", "http://"+displayAddr(listener.Addr()))
+	return a, nil
+}
+
+// Addr is the address HTTP is served on.
+func (a *app) Addr() string { return a.listener.Addr().String() }
+
+// Err reports a fatal serving error, if one happens.
+func (a *app) Err() <-chan error { return a.serveErr }
+
+func (a *app) readiness(ctx context.Context) []server.Check {
+	nats := server.Check{Name: "nats", OK: a.log.Connected()}
+	if !nats.OK {
+		nats.Detail = "not connected to NATS"
+	}
+	stream := server.Check{Name: "stream", OK: true}
+	if err := a.log.Health(ctx); err != nil {
+		stream.OK, stream.Detail = false, err.Error()
+	}
+	caughtUp, detail := a.chat.Ready()
+	return []server.Check{nats, stream, {Name: "readModel", OK: caughtUp, Detail: detail}}
+}
+
+// Stop finishes in-flight requests (bounded by ctx), stops following the
+// log, and closes NATS. It is safe to call more than once.
+func (a *app) Stop(ctx context.Context) error {
+	var err error
+	a.stopOnce.Do(func() {
+		if shutdownErr := a.http.Shutdown(ctx); shutdownErr != nil {
+			err = fmt.Errorf("finish in-flight HTTP requests: %w", shutdownErr)
+			_ = a.http.Close()
+		}
+		err = errors.Join(err, a.closeBackground())
+	})
+	return err
+}
+
+func (a *app) closeBackground() error {
+	a.stopFollowing()
+	a.wg.Wait()
+	if err := a.log.Close(); err != nil {
+		return fmt.Errorf("close the event log: %w", err)
+	}
+	return nil
+}
+
+func displayAddr(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || tcp.IP.IsUnspecified() {
+		if ok {
+			return fmt.Sprintf("localhost:%d", tcp.Port)
+		}
+	}
+	return addr.String()
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is everything Herald can be told at start.
+type config struct {
+	Addr            string
+	DataDir         string
+	NATSURLs        []string
+	NATSListen      string
+	Stream          string
+	StreamReplicas  int
+	RoomHistory     int
+	Auth            string
+	MaxBodyBytes    int64
+	ApplyTimeout    time.Duration
+	ShutdownTimeout time.Duration
+	Introspection   bool
+	LogLevel        string
+	LogFormat       string
+}
+
+// envPrefix prefixes the environment variable of every flag:
+// --nats-url is HERALD_NATS_URL.
+const envPrefix = "HERALD_"
+
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseConfig reads flags from args and, for flags not given, the matching
+// HERALD_* variables from getenv; then it validates the result.
+func parseConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
+	var c config
+	var natsURL string
+	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.StringVar(&c.Addr, "addr", ":8080", "HTTP listen address (host:port)")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the embedded NATS server's JetStream files")
+	fs.StringVar(&natsURL, "nats-url", "", "external NATS servers, comma-separated (default: run NATS embedded)")
+	fs.StringVar(&c.NATSListen, "nats-listen", "", "embedded NATS: also accept NATS clients on host:port (other replicas, the nats CLI)")
+	fs.StringVar(&c.Stream, "stream", "HERALD", "JetStream stream that holds the event log")
+	fs.IntVar(&c.StreamReplicas, "stream-replicas", 1, "replicas of the event log stream (3 on a NATS cluster)")
+	fs.IntVar(&c.RoomHistory, "room-history", 10000, "messages each room keeps (older ones are discarded; rooms themselves are kept)")
+	fs.StringVar(&c.Auth, "auth", "dev", "authentication mode: dev (INSECURE: trusts the X-Herald-User header)")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted HTTP request body, in bytes")
+	fs.DurationVar(&c.ApplyTimeout, "apply-timeout", 5*time.Second, "how long a mutation waits for its event to be stored and applied")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish at shutdown")
+	fs.BoolVar(&c.Introspection, "introspection", true, "allow GraphQL introspection")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (all settings are flags; see -h)", fs.Arg(0))
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return c, err
+	}
+	for _, u := range strings.Split(natsURL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			c.NATSURLs = append(c.NATSURLs, u)
+		}
+	}
+	return c, c.validate()
+}
+
+// applyEnv sets every flag that was not given on the command line from its
+// environment variable, if that is set.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (c config) validate() error {
+	var errs []error
+	bad := func(flagName, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("--%s (%s): %s", flagName, envName(flagName), fmt.Sprintf(format, args...)))
+	}
+	if err := checkHostPort(c.Addr); err != nil {
+		bad("addr", "%v", err)
+	}
+	if c.NATSListen != "" {
+		if err := checkHostPort(c.NATSListen); err != nil {
+			bad("nats-listen", "%v", err)
+		}
+		if len(c.NATSURLs) > 0 {
+			bad("nats-listen", "applies to the embedded NATS server only, but --nats-url points at an external one")
+		}
+	}
+	if len(c.NATSURLs) == 0 && strings.TrimSpace(c.DataDir) == "" {
+		bad("data-dir", "must be set when NATS runs embedded")
+	}
+	for _, u := range c.NATSURLs {
+		if !strings.Contains(u, "://") {
+			bad("nats-url", "%q is not a URL; write nats://host:4222", u)
+		}
+	}
+	if c.Stream == "" || strings.ContainsAny(c.Stream, ". *>\t\n") {
+		bad("stream", "%q is not a valid stream name (no spaces, dots, * or >)", c.Stream)
+	}
+	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
+		bad("stream-replicas", "must be between 1 and 5, got %d", c.StreamReplicas)
+	}
+	if len(c.NATSURLs) == 0 && c.StreamReplicas != 1 {
+		bad("stream-replicas", "the embedded NATS server is a single node; use 1 or point --nats-url at a cluster")
+	}
+	if c.RoomHistory < 1 {
+		bad("room-history", "must be at least 1, got %d", c.RoomHistory)
+	}
+	if c.Auth != "dev" {
+		bad("auth", "unknown mode %q (supported: dev)", c.Auth)
+	}
+	if c.MaxBodyBytes < 1024 {
+		bad("max-body-bytes", "must be at least 1024, got %d", c.MaxBodyBytes)
+	}
+	if c.ApplyTimeout <= 0 {
+		bad("apply-timeout", "must be positive, got %s", c.ApplyTimeout)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level", "unknown level %q (debug, info, warn or error)", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("log-format", "unknown format %q (text or json)", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %v", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q has an invalid port", addr)
+	}
+	return nil
+}

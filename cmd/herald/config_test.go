@@ -1,0 +1,82 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != ":8080" || cfg.DataDir != "./data" || len(cfg.NATSURLs) != 0 || cfg.Auth != "dev" ||
+		cfg.RoomHistory != 10000 || cfg.StreamReplicas != 1 || cfg.Stream != "HERALD" || cfg.MaxBodyBytes != 1<<20 {
+		t.Fatalf("defaults = %+v", cfg)
+	}
+}
+
+func TestConfigFlagsAndEnvironment(t *testing.T) {
+	env := map[string]string{
+		"HERALD_ADDR":            "127.0.0.1:9000",
+		"HERALD_NATS_URL":        "nats://a:4222, nats://b:4222",
+		"HERALD_STREAM_REPLICAS": "3",
+		"HERALD_APPLY_TIMEOUT":   "2s",
+	}
+	cfg, err := parseConfig([]string{"--addr", "127.0.0.1:9999"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:9999" {
+		t.Errorf("a flag must win over its variable: addr = %q", cfg.Addr)
+	}
+	if strings.Join(cfg.NATSURLs, "|") != "nats://a:4222|nats://b:4222" || cfg.StreamReplicas != 3 || cfg.ApplyTimeout != 2*time.Second {
+		t.Errorf("variables not applied: %+v", cfg)
+	}
+}
+
+func TestConfigRejectsBadValues(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{args: []string{"--addr", "8080"}, want: "--addr (HERALD_ADDR)"},
+		{args: []string{"--addr", "localhost:99999"}, want: "invalid port"},
+		{args: []string{"--auth", "none"}, want: `--auth (HERALD_AUTH): unknown mode "none"`},
+		{args: []string{"--room-history", "0"}, want: "--room-history (HERALD_ROOM_HISTORY): must be at least 1"},
+		{args: []string{"--stream-replicas", "3"}, want: "embedded NATS server is a single node"},
+		{args: []string{"--nats-url", "nats://x:4222", "--stream-replicas", "9"}, want: "between 1 and 5"},
+		{args: []string{"--nats-url", "localhost:4222"}, want: "is not a URL"},
+		{args: []string{"--nats-url", "nats://x:4222", "--nats-listen", "127.0.0.1:4222"}, want: "embedded NATS server only"},
+		{args: []string{"--data-dir", ""}, want: "--data-dir (HERALD_DATA_DIR): must be set"},
+		{args: []string{"--stream", "a.b"}, want: "not a valid stream name"},
+		{args: []string{"--max-body-bytes", "10"}, want: "at least 1024"},
+		{args: []string{"--apply-timeout", "0s"}, want: "--apply-timeout"},
+		{args: []string{"--log-level", "loud"}, want: "unknown level"},
+		{args: []string{"--log-format", "xml"}, want: "unknown format"},
+		{args: []string{"stray"}, want: `unexpected argument "stray"`},
+		{env: map[string]string{"HERALD_ROOM_HISTORY": "many"}, want: `HERALD_ROOM_HISTORY="many"`},
+		{args: []string{"--room-history", "ten"}, want: "invalid value"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunExitsWithUsageErrorOnBadConfig(t *testing.T) {
+	var stderr strings.Builder
+	if code := run([]string{"--auth", "none"}, func(string) string { return "" }, &stderr); code != 2 {
+		t.Fatalf("exit code = %d, want 2", code)
+	}
+	if !strings.Contains(stderr.String(), "invalid configuration") {
+		t.Fatalf("stderr = %q", stderr.String())
+	}
+}
