@@ -1,0 +1,20 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: a static Herald binary on a distroless base, run as a
+# non-root user, with the embedded NATS data in a volume.
+
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/herald ./cmd/herald \
+ && mkdir -p /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/herald /herald
+COPY --from=build --chown=65532:65532 /out/data /data
+USER 65532:65532
+ENV HERALD_DATA_DIR=/data
+VOLUME ["/data"]
+EXPOSE 8080
+ENTRYPOINT ["/herald"]

@@ -1,0 +1,34 @@
+# Herald's one test command is `make test`; CI runs it through .ci/run.
+GO ?= go
+
+.PHONY: test fmt-check vet generate-check unit smoke build run generate
+
+test: fmt-check vet generate-check unit smoke
+
+# gofmt must have nothing to say about any Go file.
+fmt-check:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+# The generated gqlgen code must match schema.graphqls and gqlgen.yml.
+generate-check:
+	@scripts/check-generated.sh
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# `go run ./cmd/herald` must work on a fresh machine with no set-up.
+smoke:
+	@scripts/smoke.sh
+
+generate:
+	$(GO) tool gqlgen generate
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/herald ./cmd/herald
+
+run:
+	$(GO) run ./cmd/herald
