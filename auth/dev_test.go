@@ -1,0 +1,81 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestDevFromRequest(t *testing.T) {
+	tests := []struct {
+		name, header string
+		wantOK       bool
+		wantErr      bool
+	}{
+		{"anonymous", "", false, false},
+		{"user", "alice", true, false},
+		{"spaces inside", "Alice Smith", true, false},
+		{"longest", strings.Repeat("a", MaxDevUserLength), true, false},
+		{"too long", strings.Repeat("a", MaxDevUserLength+1), false, true},
+		{"tab", "a\tb", false, true},
+		{"invalid utf-8", "a\xffb", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			if tt.header != "" {
+				r.Header.Set(DevHeader, tt.header)
+			}
+			id, ok, err := Dev{}.FromRequest(r)
+			if ok != tt.wantOK || (err != nil) != tt.wantErr {
+				t.Fatalf("FromRequest = %+v, %v, %v", id, ok, err)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidCredentials) {
+				t.Fatalf("error %v does not wrap ErrInvalidCredentials", err)
+			}
+			if ok && (id.UserID != tt.header || id.Name != tt.header) {
+				t.Fatalf("identity = %+v", id)
+			}
+		})
+	}
+}
+
+func TestDevFromInitPayload(t *testing.T) {
+	tests := []struct {
+		name    string
+		payload map[string]any
+		wantOK  bool
+		wantErr bool
+	}{
+		{"nil payload", nil, false, false},
+		{"no user", map[string]any{"other": 1}, false, false},
+		{"null user", map[string]any{"user": nil}, false, false},
+		{"empty user", map[string]any{"user": ""}, false, false},
+		{"user", map[string]any{"user": "bob"}, true, false},
+		{"number", map[string]any{"user": 7}, false, true},
+		{"newline", map[string]any{"user": "a\nb"}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, ok, err := Dev{}.FromInitPayload(context.Background(), tt.payload)
+			if ok != tt.wantOK || (err != nil) != tt.wantErr {
+				t.Fatalf("FromInitPayload = %+v, %v, %v", id, ok, err)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidCredentials) {
+				t.Fatalf("error %v does not wrap ErrInvalidCredentials", err)
+			}
+		})
+	}
+}
+
+func TestIdentityContext(t *testing.T) {
+	if _, ok := FromContext(context.Background()); ok {
+		t.Fatal("identity in an empty context")
+	}
+	ctx := NewContext(context.Background(), Identity{UserID: "u", Name: "U"})
+	if id, ok := FromContext(ctx); !ok || id.UserID != "u" {
+		t.Fatalf("FromContext = %+v, %v", id, ok)
+	}
+}
