@@ -53,8 +53,11 @@ type Service struct {
 	// catchUpTarget is the log position at start; guarded by mu.
 	catchUpTarget uint64
 	caughtUp      atomic.Bool
+	appliedN      atomic.Uint64 // entries applied, for metrics
 	running       atomic.Bool
 	status        atomic.Value // string: why not ready
+
+	hub *hub // live subscribers by topic
 }
 
 // NewService returns a Service over log. Call Run to start following it.
@@ -75,6 +78,7 @@ func NewService(log EventLog, opts Options) *Service {
 		applied:  make(chan struct{}),
 		outcomes: make(map[uint64]Outcome, opts.OutcomeMemory),
 		recent:   make([]uint64, opts.OutcomeMemory),
+		hub:      newHub(),
 	}
 	s.status.Store("not started")
 	return s
@@ -159,9 +163,16 @@ func (s *Service) apply(e pubsub.Entry) error {
 	if !s.caughtUp.Load() && s.proj.LastSeq() >= s.catchUpTarget {
 		s.caughtUp.Store(true)
 	}
+	topic, change, changed := s.changeOf(out, e.Time)
 	close(s.applied)
 	s.applied = make(chan struct{})
 	s.mu.Unlock()
+	s.appliedN.Add(1)
+
+	// Published in log order: only this goroutine applies entries.
+	if changed {
+		s.hub.publish(topic, change)
+	}
 
 	if out.Err != nil && out.Err.Code == CodeInternal {
 		s.opts.Logger.Warn("skipped a malformed log entry", "seq", e.Seq, "subject", e.Subject, "err", out.Err)
@@ -188,6 +199,9 @@ func (s *Service) Ready() (bool, string) {
 	}
 	return false, s.status.Load().(string)
 }
+
+// Applied counts the log entries this replica has applied since it started.
+func (s *Service) Applied() uint64 { return s.appliedN.Load() }
 
 // LastSeq is the sequence of the last log entry applied on this replica.
 func (s *Service) LastSeq() uint64 {

@@ -214,3 +214,65 @@ func TestServiceRejectsBeforeAppending(t *testing.T) {
 		})
 	}
 }
+
+func TestWatchDeliversChangesInOrder(t *testing.T) {
+	svc := NewService(newMemLog(), Options{})
+	runService(t, svc)
+	ctx := context.Background()
+	rooms := svc.Watch(RoomsTopic)
+	defer rooms.Close()
+	room, _ := svc.CreateRoom(ctx, alice, "general")
+	other, _ := svc.CreateRoom(ctx, alice, "other")
+
+	w := svc.Watch(RoomTopic(room.ID))
+	m1, _ := svc.PostMessage(ctx, alice, room.ID, "one", "")
+	if _, err := svc.PostMessage(ctx, alice, other.ID, "elsewhere", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.EditMessage(ctx, bob, m1.ID, 1, "stolen"); err == nil {
+		t.Fatal("a rejected edit was accepted")
+	}
+	if _, err := svc.EditMessage(ctx, alice, m1.ID, 1, "uno"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.React(ctx, bob, m1.ID, "👍"); err != nil {
+		t.Fatal(err)
+	}
+
+	want := []struct {
+		typ  EventType
+		text string
+	}{{MessagePosted, "one"}, {MessageEdited, "uno"}, {ReactionToggled, "uno"}}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var last uint64
+	for i, wnt := range want {
+		c, err := w.Next(wctx)
+		if err != nil {
+			t.Fatalf("change %d: %v", i, err)
+		}
+		if c.Type != wnt.typ || c.Message == nil || c.Message.Text != wnt.text || c.Seq <= last || c.Room.ID != room.ID {
+			t.Fatalf("change %d = %+v, want %s %q after seq %d (rejected events and other rooms never show)", i, c, wnt.typ, wnt.text, last)
+		}
+		last = c.Seq
+	}
+	quiet, cancelQuiet := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelQuiet()
+	if c, err := w.Next(quiet); err == nil {
+		t.Fatalf("unexpected extra change %+v", c)
+	}
+	for _, name := range []string{"general", "other"} {
+		c, err := rooms.Next(wctx)
+		if err != nil || c.Type != RoomCreated || c.Room.Name != name {
+			t.Fatalf("rooms topic: %+v, %v, want %s created", c, err, name)
+		}
+	}
+
+	w.Close()
+	if _, err := w.Next(ctx); !errors.Is(err, ErrWatcherClosed) {
+		t.Fatalf("Next after Close = %v", err)
+	}
+	if svc.hub.watched(RoomTopic(room.ID)) {
+		t.Fatal("a closed watcher is still registered")
+	}
+}
