@@ -26,3 +26,8 @@ type Resolver struct {
 func NewSchema(svc *chat.Service, epoch time.Time) graphql.ExecutableSchema {
 	return NewExecutableSchema(Config{Resolvers: &Resolver{chat: svc, epoch: epoch.UnixNano()}})
 }
+
+// ViewerDirective is the schema directive marking fields whose value
+// depends on who asks (see schema.graphqls): the server shares a
+// subscription's execution across identities only when none is selected.
+const ViewerDirective = "viewerDependent"

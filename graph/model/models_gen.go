@@ -3,6 +3,11 @@
 package model
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
+
 	"github.com/heraldhq/herald/chat"
 )
 
@@ -49,4 +54,70 @@ type RoomConnection struct {
 type RoomEdge struct {
 	Cursor string     `json:"cursor"`
 	Node   *chat.Room `json:"node"`
+}
+
+// Live events, over WebSocket (graphql-transport-ws or the legacy graphql-ws
+// subprotocol). Each event's payload carries its cursor in extensions.cursor.
+// Nested fields are resolved when the event is delivered, so
+// messagePosted { room { messageCount } } counts that message.
+type Subscription struct {
+}
+
+type RoomEventKind string
+
+const (
+	RoomEventKindMessagePosted    RoomEventKind = "MESSAGE_POSTED"
+	RoomEventKindMessageEdited    RoomEventKind = "MESSAGE_EDITED"
+	RoomEventKindMessageDeleted   RoomEventKind = "MESSAGE_DELETED"
+	RoomEventKindReactionsChanged RoomEventKind = "REACTIONS_CHANGED"
+)
+
+var AllRoomEventKind = []RoomEventKind{
+	RoomEventKindMessagePosted,
+	RoomEventKindMessageEdited,
+	RoomEventKindMessageDeleted,
+	RoomEventKindReactionsChanged,
+}
+
+func (e RoomEventKind) IsValid() bool {
+	switch e {
+	case RoomEventKindMessagePosted, RoomEventKindMessageEdited, RoomEventKindMessageDeleted, RoomEventKindReactionsChanged:
+		return true
+	}
+	return false
+}
+
+func (e RoomEventKind) String() string {
+	return string(e)
+}
+
+func (e *RoomEventKind) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = RoomEventKind(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid RoomEventKind", str)
+	}
+	return nil
+}
+
+func (e RoomEventKind) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *RoomEventKind) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e RoomEventKind) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }

@@ -1,0 +1,117 @@
+package graph
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/heraldhq/herald/chat"
+	"github.com/heraldhq/herald/graph/model"
+	"github.com/heraldhq/herald/stream"
+)
+
+// Subscription returns the resolvers of the Subscription type.
+func (r *Resolver) Subscription() SubscriptionResolver { return subscriptionResolver{r} }
+
+// RoomEvent returns the resolvers of the RoomEvent type.
+func (r *Resolver) RoomEvent() RoomEventResolver { return roomEventResolver{r} }
+
+type (
+	subscriptionResolver struct{ *Resolver }
+	roomEventResolver    struct{ *Resolver }
+)
+
+// A subscription resolver runs once per shared execution, not once per
+// subscriber: the server shares one execution among every identical
+// subscription on this replica. It watches a chat topic and turns each
+// change into an event whose context carries the change's cursor and log
+// time. The pump goroutine ends when ctx is cancelled (the last subscriber
+// left, or the server stops); the channel is closed then.
+
+func (r subscriptionResolver) MessagePosted(ctx context.Context, roomID string) (<-chan graphql.Event[*chat.Message], error) {
+	if _, ok := r.chat.Room(roomID); !ok {
+		return nil, &chat.Error{Code: chat.CodeNotFound, Message: fmt.Sprintf("room %q does not exist", roomID)}
+	}
+	return watch(ctx, r.Resolver, chat.RoomTopic(roomID), func(c *chat.Change) (*chat.Message, bool) {
+		return c.Message, c.Type == chat.MessagePosted
+	}), nil
+}
+
+func (r subscriptionResolver) RoomEvents(ctx context.Context, roomID string) (<-chan graphql.Event[*chat.Change], error) {
+	if _, ok := r.chat.Room(roomID); !ok {
+		return nil, &chat.Error{Code: chat.CodeNotFound, Message: fmt.Sprintf("room %q does not exist", roomID)}
+	}
+	return watch(ctx, r.Resolver, chat.RoomTopic(roomID), func(c *chat.Change) (*chat.Change, bool) {
+		return c, true
+	}), nil
+}
+
+func (r subscriptionResolver) RoomCreated(ctx context.Context) (<-chan graphql.Event[*chat.Room], error) {
+	return watch(ctx, r.Resolver, chat.RoomsTopic, func(c *chat.Change) (*chat.Room, bool) {
+		return &c.Room, true
+	}), nil
+}
+
+// watch starts a watcher of topic before returning, so no change applied
+// after the subscription was accepted is missed, and pumps the changes
+// that pick selects into the returned channel until ctx ends.
+func watch[T any](ctx context.Context, r *Resolver, topic string, pick func(*chat.Change) (T, bool)) <-chan graphql.Event[T] {
+	w := r.chat.Watch(topic)
+	out := make(chan graphql.Event[T])
+	go func() {
+		defer close(out)
+		defer w.Close()
+		for {
+			c, err := w.Next(ctx)
+			if err != nil {
+				return
+			}
+			v, ok := pick(&c)
+			if !ok {
+				continue
+			}
+			meta := stream.Meta{Cursor: r.encodeCursor(c.Seq), Appended: c.At}
+			select {
+			case out <- graphql.Event[T]{Context: stream.WithMeta(ctx, meta), Value: v}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+var roomEventKinds = map[chat.EventType]model.RoomEventKind{
+	chat.MessagePosted:   model.RoomEventKindMessagePosted,
+	chat.MessageEdited:   model.RoomEventKindMessageEdited,
+	chat.MessageDeleted:  model.RoomEventKindMessageDeleted,
+	chat.ReactionToggled: model.RoomEventKindReactionsChanged,
+}
+
+func (r roomEventResolver) Kind(_ context.Context, obj *chat.Change) (model.RoomEventKind, error) {
+	kind, ok := roomEventKinds[obj.Type]
+	if !ok {
+		return "", fmt.Errorf("room event of unexpected type %q", obj.Type)
+	}
+	return kind, nil
+}
+
+// Room resolves against the read model at delivery time.
+func (r roomEventResolver) Room(_ context.Context, obj *chat.Change) (*chat.Room, error) {
+	if room, ok := r.chat.Room(obj.Room.ID); ok {
+		return &room, nil
+	}
+	return &obj.Room, nil
+}
+
+func (r roomEventResolver) Message(_ context.Context, obj *chat.Change) (*chat.Message, error) {
+	if obj.Message == nil {
+		return nil, fmt.Errorf("room event %d carries no message", obj.Seq)
+	}
+	return obj.Message, nil
+}
+
+func (r roomEventResolver) Cursor(_ context.Context, obj *chat.Change) (string, error) {
+	return r.encodeCursor(obj.Seq), nil
+}

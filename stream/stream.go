@@ -1,0 +1,33 @@
+// Package stream carries per-event metadata of a subscription stream from
+// the resolvers that produce events to the transport that delivers them,
+// without either knowing the other: resolvers attach it to each event's
+// context (gqlgen's graphql.Event), the transport reads it back.
+package stream
+
+import (
+	"context"
+	"time"
+)
+
+// Meta describes one subscription event.
+type Meta struct {
+	// Cursor is the opaque position of the event in the event log; clients
+	// resume after it. The transport sends it as extensions.cursor.
+	Cursor string
+	// Appended is when the event entered the event log, for measuring
+	// delivery latency.
+	Appended time.Time
+}
+
+type metaKey struct{}
+
+// WithMeta returns a copy of ctx carrying m.
+func WithMeta(ctx context.Context, m Meta) context.Context {
+	return context.WithValue(ctx, metaKey{}, m)
+}
+
+// MetaFrom returns the metadata stored in ctx, if any.
+func MetaFrom(ctx context.Context) (Meta, bool) {
+	m, ok := ctx.Value(metaKey{}).(Meta)
+	return m, ok
+}
