@@ -21,7 +21,7 @@ import (
 // newGraphQLHandler builds gqlgen's handler around opts.Schema with this
 // package's GET and POST transports instead of gqlgen's, which deviate from
 // the GraphQL-over-HTTP spec in status codes and error bodies.
-func newGraphQLHandler(opts Options, resp responder) http.Handler {
+func newGraphQLHandler(opts Options, resp responder, ws *wsTransport) http.Handler {
 	run := &runner{
 		authn:     opts.Authenticator,
 		challenge: challengeFor(opts.Authenticator),
@@ -30,6 +30,8 @@ func newGraphQLHandler(opts Options, resp responder) http.Handler {
 	h := handler.New(opts.Schema)
 	h.AddTransport(postTransport{run: run, maxBodyBytes: opts.MaxBodyBytes})
 	h.AddTransport(getTransport{run: run})
+	h.AddTransport(ws)
+	h.AroundResponses(eventMetadata)
 	h.SetQueryCache(lru.New[*ast.QueryDocument](opts.QueryCacheSize))
 	h.SetErrorPresenter(presentError)
 	h.SetRecoverFunc(logPanic(opts.Logger))
@@ -55,15 +57,10 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveUpgrade hands WebSocket upgrade requests to the WebSocket transport
-// once there is one.
+// serveUpgrade hands WebSocket upgrade requests to gqlgen's handler,
+// which passes them to the WebSocket transport with its executor.
 func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request) {
-	if s.upgrade != nil {
-		s.upgrade.ServeHTTP(w, r)
-		return
-	}
-	s.responder.reject(w, r, fallbackMedia(r), http.StatusBadRequest,
-		"WebSocket transport not available on /graphql")
+	s.graphql.ServeHTTP(w, r)
 }
 
 // isWebSocketUpgrade reports whether r asks to switch to the WebSocket

@@ -64,8 +64,11 @@ var graphQLCases = []struct {
 		want{status: 405, contentType: ctJSON, err: "PUT is not allowed", header: map[string]string{"Allow": "GET, POST"}}},
 	{"DELETE", request{method: http.MethodDelete, target: "/graphql"}.accepting(),
 		want{status: 405, contentType: ctResponse, err: "DELETE is not allowed", header: map[string]string{"Allow": "GET, POST"}}},
-	{"WebSocket upgrade", get().with("Upgrade", "websocket").with("Connection", "Upgrade"),
-		want{status: 400, contentType: ctJSON, err: "WebSocket transport not available"}},
+	{"WebSocket upgrade without a subprotocol", get().with("Upgrade", "websocket").with("Connection", "Upgrade"),
+		want{status: 400, contentType: ctJSON, err: "unsupported WebSocket subprotocol: offer graphql-transport-ws"}},
+	{"WebSocket upgrade with an unknown subprotocol", get().with("Upgrade", "websocket").with("Connection", "Upgrade").
+		with("Sec-WebSocket-Protocol", "mqtt, graphql-sse"),
+		want{status: 400, contentType: ctJSON, err: "unsupported WebSocket subprotocol"}},
 
 	// Malformed HTTP requests: 4xx whatever the media type.
 	{"malformed JSON", post(`{"query":`),

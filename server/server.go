@@ -10,9 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/heraldhq/herald/auth"
 )
@@ -56,6 +60,36 @@ type Options struct {
 	Introspection bool
 	// Logger receives recovered panics and failures; default slog.Default().
 	Logger *slog.Logger
+
+	// WebSocket (graphql-transport-ws and legacy graphql-ws at /graphql).
+
+	// InitTimeout is how long a socket may stay without connection_init
+	// before it is closed with 4408; default 3s.
+	InitTimeout time.Duration
+	// PingInterval is how often an idle socket is pinged (graphql-transport-ws
+	// ping; legacy ka plus a WebSocket ping); default 15s.
+	PingInterval time.Duration
+	// PongTimeout is how long after a ping interval without any frame from
+	// the client the socket is taken as dead and closed; default PingInterval.
+	PongTimeout time.Duration
+	// WriteTimeout bounds writing one batch of frames to a socket; default 10s.
+	WriteTimeout time.Duration
+	// QueueMessages and QueueBytes bound each socket's outbound queue; a
+	// socket whose queue is full is closed with 1013 (retry later) as a
+	// slow consumer. Defaults 1024 messages and 1 MiB.
+	QueueMessages int
+	QueueBytes    int
+	// MaxMessageBytes bounds one message from a client (1009 above it);
+	// default 64 KiB.
+	MaxMessageBytes int64
+	// ViewerDirective names the schema directive that marks fields whose
+	// value depends on who asks. Identical subscriptions share one execution
+	// across identities unless they select such a field. Empty: never share
+	// across identities.
+	ViewerDirective string
+	// Metrics is where the server registers its instruments and what
+	// /metrics serves; default a new registry with Go and process collectors.
+	Metrics *prometheus.Registry
 }
 
 // withDefaults returns a copy of o with zero fields defaulted, or an error
@@ -87,6 +121,30 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&o.InitTimeout, 3 * time.Second}, {&o.PingInterval, 15 * time.Second}, {&o.WriteTimeout, 10 * time.Second}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	if o.PongTimeout <= 0 {
+		o.PongTimeout = o.PingInterval
+	}
+	if o.QueueMessages <= 0 {
+		o.QueueMessages = 1024
+	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = 1 << 20
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = 64 << 10
+	}
+	if o.Metrics == nil {
+		o.Metrics = prometheus.NewRegistry()
+		o.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
 	return o, nil
 }
 
@@ -96,16 +154,17 @@ func (o Options) withDefaults() (Options, error) {
 //	/         GraphiQL
 //	/healthz  liveness
 //	/readyz   readiness
+//	/metrics  Prometheus metrics
 type Server struct {
 	mux       *http.ServeMux
 	graphql   http.Handler // gqlgen's handler with this package's transports
 	responder responder
 	readiness func(ctx context.Context) []Check
+	metrics   *prometheus.Registry
 
-	// upgrade serves /graphql requests that ask for a WebSocket upgrade. It
-	// is nil until a WebSocket transport exists; such requests are refused
-	// rather than misread as plain GET requests.
-	upgrade http.Handler
+	ws         *wsTransport
+	stopKeeper context.CancelFunc
+	keeperDone chan struct{}
 }
 
 // New returns a Server configured by opts, or an error if opts is missing a
@@ -118,13 +177,35 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	m, err := newMetrics(opts.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("server: register metrics: %w", err)
+	}
 	s := &Server{
 		responder: responder{log: opts.Logger},
 		readiness: opts.Readiness,
+		metrics:   opts.Metrics,
 	}
-	s.graphql = newGraphQLHandler(opts, s.responder)
+	s.ws = newWSTransport(opts, m, s.responder)
+	s.graphql = newGraphQLHandler(opts, s.responder, s.ws)
 	s.mux = s.routes()
+	keeperCtx, stop := context.WithCancel(context.Background())
+	s.stopKeeper, s.keeperDone = stop, make(chan struct{})
+	go func() {
+		defer close(s.keeperDone)
+		s.ws.keeper.run(keeperCtx)
+	}()
 	return s, nil
+}
+
+// Shutdown closes every WebSocket with 1001 (going away), refuses new ones
+// and waits for them to finish and for every subscription execution to
+// stop, bounded by ctx. HTTP requests are the http.Server's to drain.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.ws.shutdown(ctx)
+	s.stopKeeper()
+	<-s.keeperDone
+	return err
 }
 
 // ServeHTTP routes r to the endpoint for its path.
@@ -141,6 +222,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("/{$}", onlyGET(playground.Handler("Herald", "/graphql")))
 	mux.Handle("/healthz", onlyGET(http.HandlerFunc(serveHealthz)))
 	mux.Handle("/readyz", onlyGET(http.HandlerFunc(s.serveReadyz)))
+	mux.Handle("/metrics", onlyGET(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{})))
 	mux.HandleFunc("/", serveNotFound)
 	return mux
 }

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
 	"github.com/heraldhq/herald/graph"
@@ -26,6 +29,7 @@ type app struct {
 
 	log      *pubsub.Log
 	chat     *chat.Service
+	server   *server.Server
 	http     *http.Server
 	listener net.Listener
 
@@ -79,12 +83,20 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 	}()
 
 	handler, err := server.New(server.Options{
-		Schema:        graph.NewSchema(a.chat, log.Epoch()),
-		Authenticator: auth.Dev{},
-		Readiness:     a.readiness,
-		MaxBodyBytes:  cfg.MaxBodyBytes,
-		Introspection: cfg.Introspection,
-		Logger:        logger,
+		Schema:          graph.NewSchema(a.chat, log.Epoch()),
+		Authenticator:   auth.Dev{},
+		Readiness:       a.readiness,
+		MaxBodyBytes:    cfg.MaxBodyBytes,
+		Introspection:   cfg.Introspection,
+		Logger:          logger,
+		InitTimeout:     cfg.WSInitTimeout,
+		PingInterval:    cfg.WSPingInterval,
+		PongTimeout:     cfg.WSPongTimeout,
+		QueueMessages:   cfg.WSQueue,
+		QueueBytes:      cfg.WSQueueBytes,
+		MaxMessageBytes: cfg.WSMaxMessageBytes,
+		ViewerDirective: graph.ViewerDirective,
+		Metrics:         a.metricsRegistry(),
 	})
 	if err != nil {
 		a.closeBackground()
@@ -95,6 +107,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		a.closeBackground()
 		return nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.Addr, err)
 	}
+	a.server = handler
 	a.listener = listener
 	a.http = &http.Server{
 		Handler:           handler,
@@ -138,8 +151,15 @@ func (a *app) readiness(ctx context.Context) []server.Check {
 func (a *app) Stop(ctx context.Context) error {
 	var err error
 	a.stopOnce.Do(func() {
-		if shutdownErr := a.http.Shutdown(ctx); shutdownErr != nil {
-			err = fmt.Errorf("finish in-flight HTTP requests: %w", shutdownErr)
+		// Stop accepting, let HTTP requests finish, close every socket
+		// with 1001; sockets are hijacked, so http.Server does not track them.
+		httpDone := make(chan error, 1)
+		go func() { httpDone <- a.http.Shutdown(ctx) }()
+		if wsErr := a.server.Shutdown(ctx); wsErr != nil {
+			err = fmt.Errorf("close WebSocket connections: %w", wsErr)
+		}
+		if shutdownErr := <-httpDone; shutdownErr != nil {
+			err = errors.Join(err, fmt.Errorf("finish in-flight HTTP requests: %w", shutdownErr))
 			_ = a.http.Close()
 		}
 		err = errors.Join(err, a.closeBackground())
@@ -154,6 +174,21 @@ func (a *app) closeBackground() error {
 		return fmt.Errorf("close the event log: %w", err)
 	}
 	return nil
+}
+
+// metricsRegistry is what /metrics serves: the server's instruments, the
+// Go runtime and process, and how many log entries this replica applied.
+func (a *app) metricsRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "herald_events_applied_total",
+			Help: "Event log entries applied to this replica's read model.",
+		}, func() float64 { return float64(a.chat.Applied()) }),
+	)
+	return reg
 }
 
 func displayAddr(addr net.Addr) string {

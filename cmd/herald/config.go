@@ -27,6 +27,13 @@ type config struct {
 	Introspection   bool
 	LogLevel        string
 	LogFormat       string
+
+	WSInitTimeout     time.Duration
+	WSPingInterval    time.Duration
+	WSPongTimeout     time.Duration
+	WSQueue           int
+	WSQueueBytes      int
+	WSMaxMessageBytes int64
 }
 
 // envPrefix prefixes the environment variable of every flag:
@@ -58,6 +65,12 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.BoolVar(&c.Introspection, "introspection", true, "allow GraphQL introspection")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&c.WSInitTimeout, "ws-init-timeout", 3*time.Second, "WebSocket: time allowed for connection_init before closing with 4408")
+	fs.DurationVar(&c.WSPingInterval, "ws-ping-interval", 15*time.Second, "WebSocket: keepalive interval (graphql-transport-ws ping; legacy ka)")
+	fs.DurationVar(&c.WSPongTimeout, "ws-pong-timeout", 15*time.Second, "WebSocket: a socket silent this long past a ping interval is closed as dead")
+	fs.IntVar(&c.WSQueue, "ws-queue", 1024, "WebSocket: outbound queue per socket, in messages; a full queue closes the socket with 1013")
+	fs.IntVar(&c.WSQueueBytes, "ws-queue-bytes", 1<<20, "WebSocket: outbound queue per socket, in bytes")
+	fs.Int64Var(&c.WSMaxMessageBytes, "ws-max-message-bytes", 64<<10, "WebSocket: largest message accepted from a client (1009 above it)")
 
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -142,6 +155,23 @@ func (c config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"ws-init-timeout", c.WSInitTimeout}, {"ws-ping-interval", c.WSPingInterval}, {"ws-pong-timeout", c.WSPongTimeout}} {
+		if d.v < 10*time.Millisecond || d.v > 10*time.Minute {
+			bad(d.flag, "must be between 10ms and 10m, got %s", d.v)
+		}
+	}
+	if c.WSQueue < 1 {
+		bad("ws-queue", "must be at least 1, got %d", c.WSQueue)
+	}
+	if c.WSQueueBytes < 4096 {
+		bad("ws-queue-bytes", "must be at least 4096, got %d", c.WSQueueBytes)
+	}
+	if c.WSMaxMessageBytes < 1024 {
+		bad("ws-max-message-bytes", "must be at least 1024, got %d", c.WSMaxMessageBytes)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

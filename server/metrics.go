@@ -1,0 +1,62 @@
+package server
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the server's Prometheus instruments.
+type metrics struct {
+	sockets    *prometheus.GaugeVec
+	operations prometheus.Gauge
+	executions prometheus.Gauge
+	deliveries prometheus.Counter
+	slowCloses prometheus.Counter
+	closes     *prometheus.CounterVec
+	latency    prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		sockets: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_ws_sockets", Help: "Open WebSocket connections by subprotocol.",
+		}, []string{"protocol"}),
+		operations: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_ws_operations", Help: "Operations active on WebSocket connections (subscriptions and queries or mutations in flight).",
+		}),
+		executions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_shared_executions", Help: "Running subscription executions, each shared by every identical subscription on this replica.",
+		}),
+		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_deliveries_total", Help: "Subscription results written to sockets.",
+		}),
+		slowCloses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_ws_slow_consumer_closes_total", Help: "Sockets closed because their outbound queue was full.",
+		}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_ws_closes_total", Help: "Sockets closed by the server, by close code.",
+		}, []string{"code"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_delivery_latency_seconds",
+			Help:    "Time from an event entering the log to its frame being written to a socket.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.sockets, m.operations, m.executions, m.deliveries, m.slowCloses, m.closes, m.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range []protocol{transportWS, legacyWS} {
+		m.sockets.WithLabelValues(p.String())
+	}
+	return m, nil
+}
+
+func (m *metrics) closeCounter(code int) prometheus.Counter {
+	if code == closeTryAgainLater {
+		m.slowCloses.Inc()
+	}
+	return m.closes.WithLabelValues(strconv.Itoa(code))
+}

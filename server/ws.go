@@ -1,0 +1,680 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/heraldhq/herald/auth"
+)
+
+// wsConfig is the WebSocket part of Options, defaulted.
+type wsConfig struct {
+	initTimeout     time.Duration
+	pingInterval    time.Duration
+	pongTimeout     time.Duration
+	writeTimeout    time.Duration
+	queueItems      int
+	queueBytes      int
+	maxMessageBytes int64
+	viewerDirective string
+}
+
+// closeGrace is how long a closing socket waits for the peer's close frame
+// (and a stuck write is given) before the TCP connection is dropped.
+const closeGrace = time.Second
+
+// wsTransport serves GraphQL over WebSocket, both subprotocols, on gqlgen's
+// executor. It is a graphql.Transport so that it shares the HTTP
+// transports' executor: the query cache, APQ and error presenter.
+type wsTransport struct {
+	cfg      wsConfig
+	authn    auth.Authenticator
+	upgrader websocket.Upgrader
+	execs    *sharedExecutions
+	keeper   *keeper
+	metrics  *metrics
+	log      *slog.Logger
+	reject   func(w http.ResponseWriter, r *http.Request, status int, msg string)
+
+	mu       sync.Mutex
+	conns    map[*wsConn]struct{}
+	draining bool
+	served   sync.WaitGroup // one per socket being served
+}
+
+var _ graphql.Transport = (*wsTransport)(nil)
+
+// Supports claims WebSocket upgrade requests.
+func (t *wsTransport) Supports(r *http.Request) bool { return isWebSocketUpgrade(r) }
+
+// Do negotiates the subprotocol, upgrades and serves the socket until it
+// closes. Requests offering neither subprotocol are refused before the
+// upgrade, with a body that says what to offer.
+func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	proto, ok := negotiateSubprotocol(websocket.Subprotocols(r))
+	if !ok {
+		t.reject(w, r, http.StatusBadRequest,
+			"unsupported WebSocket subprotocol: offer graphql-transport-ws (graphql-ws library) or graphql-ws (subscriptions-transport-ws)")
+		return
+	}
+	if !t.admit() {
+		t.reject(w, r, http.StatusServiceUnavailable, "server is shutting down; reconnect to another replica")
+		return
+	}
+	defer t.served.Done()
+	ws, err := t.upgrader.Upgrade(w, r, http.Header{"Sec-WebSocket-Protocol": {proto.String()}})
+	if err != nil {
+		return // the upgrader has answered the request
+	}
+	c := newWSConn(t, ws, proto, exec)
+	c.serve()
+}
+
+// admit counts a socket about to be served, unless draining.
+func (t *wsTransport) admit() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.draining {
+		return false
+	}
+	t.served.Add(1)
+	return true
+}
+
+func (t *wsTransport) track(c *wsConn, on bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if on {
+		t.conns[c] = struct{}{}
+	} else {
+		delete(t.conns, c)
+	}
+}
+
+// shutdown refuses new sockets, closes the open ones with 1001 and waits
+// for them to finish, bounded by ctx.
+func (t *wsTransport) shutdown(ctx context.Context) error {
+	t.mu.Lock()
+	t.draining = true
+	open := make([]*wsConn, 0, len(t.conns))
+	for c := range t.conns {
+		open = append(open, c)
+	}
+	t.mu.Unlock()
+	for _, c := range open {
+		c.closeWith(closeGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() {
+		t.served.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.mu.Lock()
+		for c := range t.conns {
+			_ = c.ws.NetConn().Close()
+		}
+		t.mu.Unlock()
+		<-done // closing the TCP connections ends every reader promptly
+	}
+	return t.execs.close()
+}
+
+// operation is one operation id on one socket: a subscription membership
+// or a query/mutation in flight.
+type operation struct {
+	id     string
+	idJSON string // the id as a JSON string, encoded once
+	conn   *wsConn
+	// finished is set when nothing more may be sent for this id: the
+	// client completed it, or its last frame was written.
+	finished atomic.Bool
+
+	exec   *execution // subscriptions; guarded by the registry's lock
+	idx    int        // position among exec's members; guarded by exec.mu
+	cancel context.CancelFunc
+}
+
+// wsConn is one socket: a reader (the goroutine that serves the request),
+// a writer goroutine draining a bounded queue, and the operations by id.
+type wsConn struct {
+	t     *wsTransport
+	ws    *websocket.Conn
+	proto protocol
+	exec  graphql.GraphExecutor
+	queue *outQueue
+
+	ctx    context.Context // ends when the socket is torn down
+	cancel context.CancelFunc
+
+	created  time.Time
+	acked    atomic.Bool
+	lastSeen atomic.Int64 // unix nanoseconds of the last frame read
+	nextPing atomic.Int64 // unix nanoseconds
+
+	closeOnce sync.Once
+	closing   chan struct{} // closed once a close code is chosen
+	closeCode int
+	closeMsg  string
+	done      chan struct{} // closed at teardown: the writer stops
+
+	// Reader-owned.
+	initReceived bool
+	identity     auth.Identity
+	hasIdentity  bool
+
+	mu  sync.Mutex
+	ops map[string]*operation
+
+	wg sync.WaitGroup // the writer and queries/mutations in flight
+}
+
+func newWSConn(t *wsTransport, ws *websocket.Conn, proto protocol, exec graphql.GraphExecutor) *wsConn {
+	ctx, cancel := context.WithCancel(context.Background())
+	now := time.Now()
+	c := &wsConn{
+		t: t, ws: ws, proto: proto, exec: exec,
+		queue:   newOutQueue(t.cfg.queueItems, t.cfg.queueBytes),
+		ctx:     ctx,
+		cancel:  cancel,
+		created: now,
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+		ops:     make(map[string]*operation),
+	}
+	c.lastSeen.Store(now.UnixNano())
+	return c
+}
+
+// serve runs the reader loop until the socket ends, then releases
+// everything the socket holds.
+func (c *wsConn) serve() {
+	c.t.track(c, true)
+	c.t.keeper.add(c)
+	c.t.metrics.sockets.WithLabelValues(c.proto.String()).Inc()
+	c.wg.Add(1)
+	go c.writeLoop()
+
+	c.ws.SetReadLimit(c.t.cfg.maxMessageBytes)
+	c.ws.SetPongHandler(func(string) error {
+		c.touch()
+		return nil
+	})
+	for {
+		kind, data, err := c.ws.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.t.metrics.closes.WithLabelValues("1009").Inc() // gorilla sent it
+			}
+			break
+		}
+		c.touch()
+		if c.isClosing() {
+			continue // draining until the peer answers our close frame
+		}
+		if kind != websocket.TextMessage {
+			c.closeWith(closeBadRequest, "Invalid message: binary frames are not supported")
+			continue
+		}
+		c.handle(data)
+	}
+	c.teardown()
+}
+
+func (c *wsConn) touch() { c.lastSeen.Store(time.Now().UnixNano()) }
+
+func (c *wsConn) isClosing() bool {
+	select {
+	case <-c.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// closeWith closes the socket with code and reason: the writer sends the
+// close frame and the reader waits briefly for the peer's answer. It never
+// blocks, so fan-out and timers may call it.
+func (c *wsConn) closeWith(code int, reason string) {
+	c.closeOnce.Do(func() {
+		c.closeCode, c.closeMsg = code, reason
+		close(c.closing)
+		c.t.metrics.closeCounter(code).Inc()
+		if code == closeTryAgainLater {
+			// Unblock a write stuck on a peer that does not read.
+			_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(closeGrace))
+		}
+	})
+}
+
+// teardown releases everything the socket holds, whoever ended it.
+func (c *wsConn) teardown() {
+	close(c.done)
+	c.cancel()
+	_ = c.ws.NetConn().Close()
+
+	c.mu.Lock()
+	ops := c.ops
+	c.ops = nil
+	c.mu.Unlock()
+	for _, op := range ops {
+		c.release(op)
+	}
+	c.wg.Wait()
+	c.t.keeper.remove(c)
+	c.t.track(c, false)
+	c.t.metrics.sockets.WithLabelValues(c.proto.String()).Dec()
+}
+
+// release stops an operation that is no longer in the ops map.
+func (c *wsConn) release(op *operation) {
+	op.finished.Store(true)
+	c.t.metrics.operations.Dec()
+	if op.cancel != nil {
+		op.cancel()
+	}
+	c.t.execs.leave(op)
+}
+
+// send queues a connection-level frame.
+func (c *wsConn) send(kind frameKind, raw string) {
+	c.enqueue(outItem{kind: kind, raw: raw})
+}
+
+func (c *wsConn) enqueue(it outItem) {
+	if !c.queue.push(it) {
+		c.closeWith(closeTryAgainLater, "slow consumer: outbound queue full; reconnect and resume")
+	}
+}
+
+// deliver queues an event of a shared execution for op.
+func (c *wsConn) deliver(op *operation, p *payload) {
+	c.enqueue(outItem{kind: frameNext, op: op, data: p})
+}
+
+// handle processes one text message from the client.
+func (c *wsConn) handle(data []byte) {
+	m, perr := decodeClientMessage(c.proto, data)
+	if perr != nil {
+		c.closeWith(closeBadRequest, perr.msg)
+		return
+	}
+	switch m.Type {
+	case msgConnectionInit:
+		c.onInit(m)
+	case msgPing:
+		c.send(frameRaw, framePong)
+	case msgPong:
+		// Liveness only; touch has been called.
+	case msgSubscribe, msgStart:
+		c.onSubscribe(m)
+	case msgComplete, msgStop:
+		c.onComplete(m.ID)
+	case msgConnectionTerminate:
+		c.closeWith(closeNormal, "")
+	}
+}
+
+func (c *wsConn) onInit(m clientMessage) {
+	if c.initReceived {
+		c.closeWith(closeTooManyInits, "Too many initialisation requests")
+		return
+	}
+	c.initReceived = true
+	payload, perr := decodeInitPayload(m.Payload)
+	if perr != nil {
+		c.closeWith(closeBadRequest, perr.msg)
+		return
+	}
+	id, ok, err := c.t.authn.FromInitPayload(c.ctx, payload)
+	switch {
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		if c.proto == legacyWS {
+			c.send(frameRaw, connectionErrorFrame(err.Error()))
+		}
+		c.closeWith(closeForbidden, "Forbidden: "+clipReason(err.Error()))
+		return
+	case err != nil:
+		c.t.log.Error("server: cannot authenticate WebSocket connection", slog.Any("error", err))
+		c.closeWith(closeInternalError, "authentication is unavailable; try again later")
+		return
+	}
+	c.identity, c.hasIdentity = id, ok
+	c.nextPing.Store(time.Now().Add(c.t.cfg.pingInterval).UnixNano())
+	c.acked.Store(true)
+	c.send(frameRaw, frameAck)
+	if c.proto == legacyWS {
+		c.send(frameRaw, frameKA) // legacy clients expect ka right after the ack
+	}
+}
+
+func connectionErrorFrame(msg string) string {
+	body, _ := json.Marshal(map[string]any{"type": msgConnectionError, "payload": map[string]string{"message": msg}})
+	return string(body)
+}
+
+func (c *wsConn) onSubscribe(m clientMessage) {
+	if !c.acked.Load() {
+		c.closeWith(closeUnauthorized, "Unauthorized")
+		return
+	}
+	params, perr := decodeOperation(m.Payload)
+	if perr != nil {
+		c.closeWith(closeBadRequest, perr.msg)
+		return
+	}
+	op, fresh := c.addOp(m.ID)
+	if !fresh {
+		if c.proto == transportWS {
+			c.closeWith(closeSubscriberExists, "Subscriber for "+clipReason(m.ID)+" already exists")
+		} else {
+			c.sendLegacyError(op.idJSON, "operation id "+m.ID+" is already in use")
+		}
+		return
+	}
+	// Every operation is traced on its own, as an HTTP request would be.
+	ctx := graphql.StartOperationTrace(c.ctx)
+	if c.hasIdentity {
+		ctx = auth.NewContext(ctx, c.identity)
+	}
+	now := graphql.Now()
+	raw := &graphql.RawParams{
+		Query:         params.Query,
+		OperationName: params.OperationName,
+		Variables:     params.Variables,
+		Extensions:    params.Extensions,
+		ReadTime:      graphql.TraceTiming{Start: now, End: now},
+	}
+	rc, errs := c.exec.CreateOperationContext(ctx, raw)
+	if errs != nil {
+		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		c.rejectOp(op, resp)
+		return
+	}
+	if rc.Operation.Operation == ast.Subscription {
+		c.t.execs.join(op, ctx, c.exec, rc, c.t.cfg.viewerDirective)
+		return
+	}
+	c.runSingle(op, ctx, rc)
+}
+
+// addOp registers id; fresh is false (and op the existing one) when the id
+// is in use.
+func (c *wsConn) addOp(id string) (op *operation, fresh bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if existing, busy := c.ops[id]; busy {
+		return existing, false
+	}
+	idJSON, _ := json.Marshal(id)
+	op = &operation{id: id, idJSON: string(idJSON), conn: c}
+	c.ops[id] = op
+	c.t.metrics.operations.Inc()
+	return op, true
+}
+
+// removeOp takes op out of the ops map; false if it was not there (the
+// client completed it, or the socket is going).
+func (c *wsConn) removeOp(op *operation) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ops[op.id] != op {
+		return false
+	}
+	delete(c.ops, op.id)
+	c.t.metrics.operations.Dec()
+	return true
+}
+
+// rejectOp ends an operation that failed before it ran (parse,
+// validation, variables): graphql-transport-ws sends error and no
+// complete; the legacy protocol sends the errors as data, then complete,
+// as subscriptions-transport-ws did.
+func (c *wsConn) rejectOp(op *operation, resp *graphql.Response) {
+	if !c.removeOp(op) {
+		return
+	}
+	if c.proto == transportWS {
+		errs, _ := json.Marshal(resp.Errors)
+		c.enqueue(outItem{kind: frameError, op: op, raw: string(errs)})
+		return
+	}
+	c.enqueue(outItem{kind: frameNext, op: op, data: &payload{bytes: encodeResponse(resp)}})
+	c.enqueue(outItem{kind: frameComplete, op: op})
+}
+
+// sendLegacyError sends a legacy error message for an id that is not an
+// operation of its own (it is not registered, so nothing else is affected).
+func (c *wsConn) sendLegacyError(idJSON, msg string) {
+	body, _ := json.Marshal(map[string]string{"message": msg})
+	c.enqueue(outItem{kind: frameError, op: &operation{idJSON: idJSON}, raw: string(body)})
+}
+
+// runSingle executes a query or mutation: next, then complete.
+func (c *wsConn) runSingle(op *operation, ctx context.Context, rc *graphql.OperationContext) {
+	ctx, cancel := context.WithCancel(ctx)
+	op.cancel = cancel
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer cancel()
+		responses, rctx := c.exec.DispatchOperation(ctx, rc)
+		resp := responses(rctx)
+		if resp == nil || !c.removeOp(op) {
+			return // completed by the client, or the socket is gone
+		}
+		c.enqueue(outItem{kind: frameNext, op: op, data: &payload{bytes: encodeResponse(resp)}})
+		c.enqueue(outItem{kind: frameComplete, op: op})
+	}()
+}
+
+// onComplete stops an operation at the client's request; nothing more is
+// sent for its id, which may be reused at once.
+func (c *wsConn) onComplete(id string) {
+	c.mu.Lock()
+	op := c.ops[id]
+	if op != nil {
+		delete(c.ops, id)
+	}
+	c.mu.Unlock()
+	if op != nil {
+		c.release(op)
+	}
+}
+
+// streamEnded is called by a shared execution whose stream completed by
+// itself.
+func (c *wsConn) streamEnded(op *operation) {
+	if c.removeOp(op) {
+		c.enqueue(outItem{kind: frameComplete, op: op})
+	}
+}
+
+// writeLoop writes queued frames until the socket closes.
+func (c *wsConn) writeLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.closing:
+			c.sendClose()
+			return
+		case <-c.queue.wake:
+		}
+		if c.isClosing() {
+			c.sendClose()
+			return
+		}
+		batch := c.queue.take()
+		if len(batch) == 0 {
+			continue
+		}
+		_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.cfg.writeTimeout))
+		for i := range batch {
+			if err := c.write(&batch[i]); err != nil {
+				_ = c.ws.NetConn().Close() // the reader sees it and tears down
+				return
+			}
+		}
+	}
+}
+
+// sendClose sends the close frame and gives the peer closeGrace to answer
+// before the reader gives up.
+func (c *wsConn) sendClose() {
+	deadline := time.Now().Add(closeGrace)
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeMsg), deadline)
+	_ = c.ws.SetReadDeadline(deadline)
+}
+
+func (c *wsConn) write(it *outItem) error {
+	switch it.kind {
+	case framePingCtl:
+		return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.t.cfg.writeTimeout))
+	case frameRaw:
+		return c.writeText(it.raw)
+	}
+	if it.op.finished.Load() {
+		return nil // the client completed it: silence for this id
+	}
+	w, err := c.ws.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return err
+	}
+	sw := w.(io.StringWriter)
+	_, _ = sw.WriteString(`{"id":`)
+	_, _ = sw.WriteString(it.op.idJSON)
+	_, _ = sw.WriteString(typeSegment(c.proto, it.kind))
+	switch it.kind {
+	case frameNext:
+		_, _ = sw.WriteString(`,"payload":`)
+		_, _ = w.Write(it.data.bytes)
+		_, _ = sw.WriteString(`}`)
+	case frameError:
+		_, _ = sw.WriteString(`,"payload":`)
+		_, _ = sw.WriteString(it.raw)
+		_, _ = sw.WriteString(`}`)
+		it.op.finished.Store(true)
+	default:
+		_, _ = sw.WriteString(`}`)
+		it.op.finished.Store(true)
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if it.kind == frameNext {
+		c.t.metrics.deliveries.Inc()
+		if !it.data.appended.IsZero() {
+			c.t.metrics.latency.Observe(time.Since(it.data.appended).Seconds())
+		}
+	}
+	return nil
+}
+
+func (c *wsConn) writeText(s string) error {
+	w, err := c.ws.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return err
+	}
+	_, _ = w.(io.StringWriter).WriteString(s)
+	return w.Close()
+}
+
+// checkTimers enforces the init timeout and keepalive; the keeper calls it
+// for every socket on each tick.
+func (c *wsConn) checkTimers(now time.Time) {
+	if c.isClosing() {
+		return
+	}
+	if !c.acked.Load() {
+		if now.Sub(c.created) >= c.t.cfg.initTimeout {
+			c.closeWith(closeInitTimeout, "Connection initialisation timeout")
+		}
+		return
+	}
+	if now.Sub(time.Unix(0, c.lastSeen.Load())) > c.t.cfg.pingInterval+c.t.cfg.pongTimeout {
+		c.closeWith(closeGoingAway, "keepalive timeout: nothing received from the client")
+		return
+	}
+	if now.UnixNano() >= c.nextPing.Load() {
+		c.nextPing.Store(now.Add(c.t.cfg.pingInterval).UnixNano())
+		if c.proto == transportWS {
+			c.send(frameRaw, framePing)
+		} else {
+			c.send(frameRaw, frameKA)
+			c.send(framePingCtl, "") // legacy has no pong message; the WebSocket pong proves liveness
+		}
+	}
+}
+
+// encodeResponse renders an execution result as a protocol payload.
+func encodeResponse(resp *graphql.Response) []byte {
+	buf := make([]byte, 0, len(resp.Data)+64)
+	buf = append(buf, '{')
+	if len(resp.Errors) > 0 {
+		errs, _ := json.Marshal(resp.Errors)
+		buf = append(buf, `"errors":`...)
+		buf = append(buf, errs...)
+		buf = append(buf, ',')
+	}
+	buf = append(buf, `"data":`...)
+	if len(resp.Data) == 0 {
+		buf = append(buf, "null"...)
+	} else {
+		buf = append(buf, resp.Data...)
+	}
+	if len(resp.Extensions) > 0 {
+		ext, _ := json.Marshal(resp.Extensions)
+		buf = append(buf, `,"extensions":`...)
+		buf = append(buf, ext...)
+	}
+	return append(buf, '}')
+}
+
+func newWSTransport(opts Options, m *metrics, resp responder) *wsTransport {
+	cfg := wsConfig{
+		initTimeout:     opts.InitTimeout,
+		pingInterval:    opts.PingInterval,
+		pongTimeout:     opts.PongTimeout,
+		writeTimeout:    opts.WriteTimeout,
+		queueItems:      opts.QueueMessages,
+		queueBytes:      opts.QueueBytes,
+		maxMessageBytes: opts.MaxMessageBytes,
+		viewerDirective: opts.ViewerDirective,
+	}
+	return &wsTransport{
+		cfg:   cfg,
+		authn: opts.Authenticator,
+		upgrader: websocket.Upgrader{
+			HandshakeTimeout: 10 * time.Second,
+			ReadBufferSize:   1024,
+			WriteBufferSize:  4096,
+			WriteBufferPool:  &sync.Pool{},
+			// Origin checks arrive with the allow-list (--allowed-origins);
+			// until then any origin may open a socket, as with HTTP.
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+		execs:   newSharedExecutions(m, opts.Logger),
+		keeper:  newKeeper(keeperTick(cfg)),
+		metrics: m,
+		log:     opts.Logger,
+		conns:   make(map[*wsConn]struct{}),
+		reject: func(w http.ResponseWriter, r *http.Request, status int, msg string) {
+			resp.reject(w, r, fallbackMedia(r), status, msg)
+		},
+	}
+}

@@ -1,0 +1,328 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/chat"
+	"github.com/heraldhq/herald/graph"
+	"github.com/heraldhq/herald/pubsub"
+)
+
+// replica is a whole Herald stack for WebSocket tests: embedded NATS in a
+// temp dir, the chat service following it, the real schema and a Server
+// on an httptest listener.
+type replica struct {
+	t      *testing.T
+	chat   *chat.Service
+	server *Server
+	http   *httptest.Server
+	wsURL  string
+}
+
+// newReplica starts a replica; tweak adjusts the server options.
+func newReplica(t *testing.T, tweak func(*Options)) *replica {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	log, err := pubsub.Open(ctx, pubsub.Options{
+		DataDir:  t.TempDir(),
+		Subjects: []string{chat.SubjectPrefix + ".>"},
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatalf("open event log: %v", err)
+	}
+	svc := chat.NewService(log, chat.Options{})
+	runCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		_ = svc.Run(runCtx)
+	}()
+	opts := Options{
+		Schema:          graph.NewSchema(svc, log.Epoch()),
+		Authenticator:   auth.Dev{},
+		Readiness:       func(context.Context) []Check { return nil },
+		Introspection:   true,
+		ViewerDirective: graph.ViewerDirective,
+		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	srv, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	r := &replica{t: t, chat: svc, server: srv, http: hs, wsURL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/graphql"}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			t.Errorf("server shutdown: %v", err)
+		}
+		hs.Close()
+		stop()
+		<-ran
+		if err := log.Close(); err != nil {
+			t.Errorf("close event log: %v", err)
+		}
+	})
+	waitFor(t, "the read model to catch up", func() bool { ok, _ := svc.Ready(); return ok })
+	return r
+}
+
+// room creates a room named name and returns its ID.
+func (r *replica) room(name string) string {
+	r.t.Helper()
+	room, err := r.chat.CreateRoom(context.Background(), chat.Actor{ID: "owner"}, name)
+	if err != nil {
+		r.t.Fatalf("create room: %v", err)
+	}
+	return room.ID
+}
+
+// post posts text to a room as author and returns the message.
+func (r *replica) post(roomID, author, text string) chat.Message {
+	r.t.Helper()
+	m, err := r.chat.PostMessage(context.Background(), chat.Actor{ID: author}, roomID, text, "")
+	if err != nil {
+		r.t.Fatalf("post: %v", err)
+	}
+	return m
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// wsClient is a minimal client for both protocols that asserts frames.
+type wsClient struct {
+	t    *testing.T
+	conn *websocket.Conn
+}
+
+// dial opens a socket offering the given subprotocols.
+func (r *replica) dial(subprotocols ...string) *wsClient {
+	r.t.Helper()
+	d := websocket.Dialer{Subprotocols: subprotocols, HandshakeTimeout: 5 * time.Second}
+	conn, resp, err := d.Dial(r.wsURL, nil)
+	if err != nil {
+		r.t.Fatalf("dial %v: %v (response %v)", subprotocols, err, resp)
+	}
+	r.t.Cleanup(func() { _ = conn.Close() })
+	return &wsClient{t: r.t, conn: conn}
+}
+
+// dialTransport opens a graphql-transport-ws socket and completes init as
+// user ("" = anonymous).
+func (r *replica) dialTransport(user string) *wsClient {
+	c := r.dial(subprotocolTransportWS)
+	c.init(user)
+	c.expectType("connection_ack")
+	return c
+}
+
+// dialLegacy opens a legacy graphql-ws socket and completes init.
+func (r *replica) dialLegacy(user string) *wsClient {
+	c := r.dial(subprotocolLegacy)
+	c.init(user)
+	c.expectType("connection_ack")
+	c.expectType("ka")
+	return c
+}
+
+func (c *wsClient) init(user string) {
+	payload := map[string]any{}
+	if user != "" {
+		payload["user"] = user
+	}
+	c.send(map[string]any{"type": "connection_init", "payload": payload})
+}
+
+func (c *wsClient) send(msg any) {
+	c.t.Helper()
+	data, err := json.Marshal(msg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.sendRaw(string(data))
+}
+
+func (c *wsClient) sendRaw(s string) {
+	c.t.Helper()
+	if err := c.conn.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
+		c.t.Fatalf("write %s: %v", s, err)
+	}
+}
+
+// subscribe sends a subscribe (or legacy start) message.
+func (c *wsClient) subscribe(typ, id, query string, vars map[string]any) {
+	c.t.Helper()
+	c.send(map[string]any{"id": id, "type": typ, "payload": map[string]any{"query": query, "variables": vars}})
+}
+
+// frame is a decoded server message.
+type frame struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+	raw     string
+}
+
+// read returns the next message, failing after timeout.
+func (c *wsClient) read(timeout time.Duration) (frame, error) {
+	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
+	kind, data, err := c.conn.ReadMessage()
+	if err != nil {
+		return frame{}, err
+	}
+	if kind != websocket.TextMessage {
+		return frame{}, errors.New("non-text frame")
+	}
+	var f frame
+	if err := json.Unmarshal(data, &f); err != nil {
+		return frame{}, err
+	}
+	f.raw = string(data)
+	return f, nil
+}
+
+// next reads the next message, skipping keepalive, and fails the test if
+// none arrives within 5s.
+func (c *wsClient) next() frame {
+	c.t.Helper()
+	for {
+		f, err := c.read(5 * time.Second)
+		if err != nil {
+			c.t.Fatalf("read: %v", err)
+		}
+		if f.Type == "ka" || f.Type == "ping" || f.Type == "pong" {
+			continue
+		}
+		return f
+	}
+}
+
+func (c *wsClient) expectType(typ string) frame {
+	c.t.Helper()
+	f, err := c.read(5 * time.Second)
+	if err != nil {
+		c.t.Fatalf("waiting for %s: %v", typ, err)
+	}
+	if f.Type != typ {
+		c.t.Fatalf("got %s, want a %s message", f.raw, typ)
+	}
+	return f
+}
+
+// expectClose reads until the server closes the socket and checks the code.
+func (c *wsClient) expectClose(code int, within time.Duration) string {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		_ = c.conn.SetReadDeadline(deadline)
+		_, data, err := c.conn.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) {
+			c.t.Fatalf("socket ended with %v, want close code %d", err, code)
+		}
+		if ce.Code != code {
+			c.t.Fatalf("close code %d (%q), want %d; last data %s", ce.Code, ce.Text, code, data)
+		}
+		return ce.Text
+	}
+}
+
+// expectSilence fails if any non-keepalive message arrives within d.
+func (c *wsClient) expectSilence(d time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		f, err := c.read(time.Until(deadline))
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				return
+			}
+			c.t.Fatalf("read: %v", err)
+		}
+		if f.Type != "ka" && f.Type != "ping" && f.Type != "pong" {
+			c.t.Fatalf("expected silence, got %s", f.raw)
+		}
+	}
+}
+
+// data decodes a next/data payload's data into out.
+func (f frame) data(t *testing.T, out any) {
+	t.Helper()
+	var p struct {
+		Data   json.RawMessage `json:"data"`
+		Errors []any           `json:"errors"`
+	}
+	if err := json.Unmarshal(f.Payload, &p); err != nil {
+		t.Fatalf("payload of %s: %v", f.raw, err)
+	}
+	if len(p.Errors) > 0 {
+		t.Fatalf("errors in %s", f.raw)
+	}
+	if err := json.Unmarshal(p.Data, out); err != nil {
+		t.Fatalf("data of %s: %v", f.raw, err)
+	}
+}
+
+// get performs an HTTP GET on the replica.
+func (r *replica) get(path string) (int, string) {
+	r.t.Helper()
+	resp, err := http.Get(r.http.URL + path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// members counts the subscriptions joined to shared executions.
+func (r *replica) members() int {
+	reg := r.server.ws.execs
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	n := 0
+	for _, e := range reg.byKey {
+		e.mu.RLock()
+		n += len(e.members)
+		e.mu.RUnlock()
+	}
+	return n
+}
+
+// forTest returns a copy of r whose failures are reported on t.
+func (r *replica) forTest(t *testing.T) *replica {
+	cp := *r
+	cp.t = t
+	return &cp
+}

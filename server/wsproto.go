@@ -1,0 +1,233 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// protocol is a negotiated WebSocket subprotocol.
+type protocol uint8
+
+const (
+	// transportWS is graphql-transport-ws, the protocol of the graphql-ws
+	// library (GraphiQL, Apollo's GraphQLWsLink).
+	transportWS protocol = iota
+	// legacyWS is subscriptions-transport-ws (GraphQL Playground, Apollo's
+	// old WebSocketLink), whose subprotocol is confusingly named graphql-ws.
+	legacyWS
+)
+
+// Subprotocol names as offered in Sec-WebSocket-Protocol.
+const (
+	subprotocolTransportWS = "graphql-transport-ws"
+	subprotocolLegacy      = "graphql-ws"
+)
+
+func (p protocol) String() string {
+	if p == legacyWS {
+		return subprotocolLegacy
+	}
+	return subprotocolTransportWS
+}
+
+// negotiateSubprotocol picks the protocol for the offered subprotocols;
+// graphql-transport-ws wins when both are offered.
+func negotiateSubprotocol(offered []string) (protocol, bool) {
+	legacy := false
+	for _, p := range offered {
+		switch p {
+		case subprotocolTransportWS:
+			return transportWS, true
+		case subprotocolLegacy:
+			legacy = true
+		}
+	}
+	return legacyWS, legacy
+}
+
+// Close codes. 44xx are graphql-transport-ws's; the others are RFC 6455's.
+const (
+	closeNormal           = 1000
+	closeGoingAway        = 1001
+	closeInternalError    = 1011
+	closeTryAgainLater    = 1013
+	closeBadRequest       = 4400
+	closeUnauthorized     = 4401
+	closeForbidden        = 4403
+	closeInitTimeout      = 4408
+	closeSubscriberExists = 4409
+	closeTooManyInits     = 4429
+)
+
+// Message types of both protocols.
+const (
+	msgConnectionInit      = "connection_init"
+	msgConnectionAck       = "connection_ack"
+	msgConnectionError     = "connection_error"
+	msgConnectionTerminate = "connection_terminate"
+	msgPing                = "ping"
+	msgPong                = "pong"
+	msgKeepAlive           = "ka"
+	msgSubscribe           = "subscribe"
+	msgStart               = "start"
+	msgNext                = "next"
+	msgData                = "data"
+	msgError               = "error"
+	msgComplete            = "complete"
+	msgStop                = "stop"
+)
+
+// clientMessage is a decoded message from the client. Its fields are
+// checked for the shape its type requires by decodeClientMessage.
+type clientMessage struct {
+	Type    string
+	ID      string
+	Payload json.RawMessage // nil when absent or null
+}
+
+// operationPayload is the payload of subscribe (and legacy start).
+type operationPayload struct {
+	Query         string
+	OperationName string
+	Variables     map[string]any
+	Extensions    map[string]any
+}
+
+// protocolError is a message that breaks the protocol; the socket is
+// closed with 4400 and the message as reason.
+type protocolError struct{ msg string }
+
+func (e *protocolError) Error() string { return e.msg }
+
+func invalid(format string, args ...any) *protocolError {
+	return &protocolError{fmt.Sprintf(format, args...)}
+}
+
+// decodeClientMessage parses one text frame: a JSON object with a string
+// type, a string id where the type needs one, and an object (or null)
+// payload. Unknown members are ignored.
+func decodeClientMessage(p protocol, data []byte) (clientMessage, *protocolError) {
+	var raw struct {
+		Type    *string         `json:"type"`
+		ID      json.RawMessage `json:"id"`
+		Payload json.RawMessage `json:"payload"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return clientMessage{}, invalid("Invalid message: not a JSON object")
+	}
+	if raw.Type == nil {
+		return clientMessage{}, invalid("Invalid message: missing type")
+	}
+	m := clientMessage{Type: *raw.Type}
+	if !knownType(p, m.Type) {
+		return clientMessage{}, invalid("Invalid message: unknown type %q", clipReason(m.Type))
+	}
+	if needsID(m.Type) {
+		if err := json.Unmarshal(raw.ID, &m.ID); err != nil || m.ID == "" {
+			return clientMessage{}, invalid("Invalid message: %s needs a non-empty string id", m.Type)
+		}
+	}
+	if len(raw.Payload) > 0 && !bytes.Equal(raw.Payload, []byte("null")) {
+		if raw.Payload[0] != '{' {
+			return clientMessage{}, invalid("Invalid message: %s payload must be an object", m.Type)
+		}
+		m.Payload = raw.Payload
+	}
+	if (m.Type == msgSubscribe || m.Type == msgStart) && m.Payload == nil {
+		return clientMessage{}, invalid("Invalid message: %s needs a payload", m.Type)
+	}
+	return m, nil
+}
+
+func knownType(p protocol, t string) bool {
+	switch t {
+	case msgConnectionInit:
+		return true
+	case msgSubscribe, msgComplete, msgPing, msgPong:
+		return p == transportWS
+	case msgStart, msgStop, msgConnectionTerminate:
+		return p == legacyWS
+	}
+	return false
+}
+
+func needsID(t string) bool {
+	switch t {
+	case msgSubscribe, msgComplete, msgStart, msgStop:
+		return true
+	}
+	return false
+}
+
+// decodeOperation parses a subscribe/start payload. Numbers stay
+// json.Number so that large integers survive to input coercion.
+func decodeOperation(payload json.RawMessage) (operationPayload, *protocolError) {
+	var raw struct {
+		Query         *string        `json:"query"`
+		OperationName *string        `json:"operationName"`
+		Variables     map[string]any `json:"variables"`
+		Extensions    map[string]any `json:"extensions"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return operationPayload{}, invalid("Invalid message: malformed operation payload: %s", clipReason(err.Error()))
+	}
+	op := operationPayload{Variables: raw.Variables, Extensions: raw.Extensions}
+	if raw.Query != nil {
+		op.Query = *raw.Query
+	}
+	if raw.OperationName != nil {
+		op.OperationName = *raw.OperationName
+	}
+	if op.Query == "" && op.Extensions["persistedQuery"] == nil {
+		return operationPayload{}, invalid("Invalid message: the operation payload has no query")
+	}
+	return op, nil
+}
+
+// decodeInitPayload parses a connection_init payload (absent = empty).
+func decodeInitPayload(payload json.RawMessage) (map[string]any, *protocolError) {
+	if payload == nil {
+		return map[string]any{}, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(payload, &m); err != nil {
+		return nil, invalid("Invalid message: connection_init payload must be an object")
+	}
+	return m, nil
+}
+
+// clipReason keeps close reasons under the 123 bytes a close frame allows
+// and client text out of them beyond a short excerpt.
+func clipReason(s string) string {
+	const max = 60
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}
+
+// Server frames that carry no id.
+const (
+	frameAck  = `{"type":"connection_ack"}`
+	framePing = `{"type":"ping"}`
+	framePong = `{"type":"pong"}`
+	frameKA   = `{"type":"ka"}`
+)
+
+// typeSegment is the middle of an id-carrying frame, by protocol and kind:
+// the frame is {"id":<id><typeSegment> followed by ,"payload":<payload>}
+// or by }.
+func typeSegment(p protocol, kind frameKind) string {
+	switch {
+	case kind == frameNext && p == legacyWS:
+		return `,"type":"data"`
+	case kind == frameNext:
+		return `,"type":"next"`
+	case kind == frameError:
+		return `,"type":"error"`
+	}
+	return `,"type":"complete"`
+}
