@@ -32,6 +32,9 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport) http.Handl
 	h.AddTransport(getTransport{run: run})
 	h.AddTransport(ws)
 	h.AroundResponses(eventMetadata)
+	if opts.AroundFields != nil {
+		h.AroundFields(opts.AroundFields)
+	}
 	h.SetQueryCache(lru.New[*ast.QueryDocument](opts.QueryCacheSize))
 	h.SetErrorPresenter(presentError)
 	h.SetRecoverFunc(logPanic(opts.Logger))

@@ -87,6 +87,9 @@ type Options struct {
 	// across identities unless they select such a field. Empty: never share
 	// across identities.
 	ViewerDirective string
+	// AroundFields, if set, wraps every field resolution (tracing,
+	// instrumentation).
+	AroundFields graphql.FieldMiddleware
 	// Metrics is where the server registers its instruments and what
 	// /metrics serves; default a new registry with Go and process collectors.
 	Metrics *prometheus.Registry

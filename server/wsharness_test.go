@@ -326,3 +326,12 @@ func (r *replica) forTest(t *testing.T) *replica {
 	cp.t = t
 	return &cp
 }
+
+func chatActor(id string) chat.Actor { return chat.Actor{ID: id} }
+
+// openSockets counts the sockets the transport is serving.
+func (r *replica) openSockets() int {
+	r.server.ws.mu.Lock()
+	defer r.server.ws.mu.Unlock()
+	return len(r.server.ws.conns)
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// heraldProcess is Herald running as a separate OS process.
+type heraldProcess struct {
+	t    *testing.T
+	name string
+	addr string
+	cmd  *exec.Cmd
+	logs *lockedBuffer
+	done chan error
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startProcess runs Herald (this test binary in main mode) with args and
+// waits until it is ready. It is killed at the end of the test if still
+// running.
+func startProcess(t *testing.T, name string, args ...string) *heraldProcess {
+	t.Helper()
+	addr := freeAddr(t)
+	p := &heraldProcess{t: t, name: name, addr: addr, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(os.Args[0], append([]string{"--addr", addr, "--log-level", "warn"}, args...)...)
+	p.cmd.Env = append(os.Environ(), runAsHeraldEnv+"=1")
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s logs:\n%s", name, p.logs.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("%s exited before it was ready: %v\n%s", name, err, p.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready after 20s:\n%s", name, p.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and expects a clean exit within the bound.
+func (p *heraldProcess) stop(within time.Duration) {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			p.t.Fatalf("%s exited with %v after SIGTERM:\n%s", p.name, err, p.logs.String())
+		}
+	case <-time.After(within):
+		p.t.Fatalf("%s did not exit within %v of SIGTERM", p.name, within)
+	}
+}
+
+// TestSubscriberOnOneProcessReceivesPostsFromAnother runs two Herald
+// processes sharing the first one's embedded NATS: a subscriber on A
+// receives, in order and exactly once, every message posted on B.
+func TestSubscriberOnOneProcessReceivesPostsFromAnother(t *testing.T) {
+	natsAddr := freeAddr(t)
+	a := startProcess(t, "replica A", "--data-dir", t.TempDir(), "--nats-listen", natsAddr)
+	b := startProcess(t, "replica B", "--data-dir", t.TempDir(), "--nats-url", "nats://"+natsAddr)
+
+	room := createRoom(t, b.addr, "alice", "cross")
+	waitVisible(t, a.addr, room)
+
+	dialer := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 5 * time.Second}
+	ws, _, err := dialer.Dial("ws://"+a.addr+"/graphql", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	send := func(v any) {
+		data, _ := json.Marshal(v)
+		if err := ws.WriteMessage(websocket.TextMessage, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type message struct {
+		ID, Type string
+		Payload  struct {
+			Data struct {
+				MessagePosted struct{ Text string }
+			}
+			Extensions struct{ Cursor string }
+		}
+	}
+	read := func() message {
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var m message
+		if err := ws.ReadJSON(&m); err != nil {
+			t.Fatalf("read from replica A: %v", err)
+		}
+		return m
+	}
+	send(map[string]any{"type": "connection_init", "payload": map[string]any{"user": "watcher"}})
+	if m := read(); m.Type != "connection_ack" {
+		t.Fatalf("got %+v, want connection_ack", m)
+	}
+	send(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
+		"query":     `subscription($r: ID!) { messagePosted(roomId: $r) { text } }`,
+		"variables": map[string]any{"r": room},
+	}})
+	// The subscription is registered once a query on the same socket
+	// answers: messages are handled in order.
+	send(map[string]any{"id": "q", "type": "subscribe", "payload": map[string]any{"query": `{ viewer { id } }`}})
+	for _, want := range []string{"next", "complete"} {
+		if m := read(); m.ID != "q" || m.Type != want {
+			t.Fatalf("got %+v, want %s for the query", m, want)
+		}
+	}
+
+	const n = 200
+	for i := range n {
+		postMessage(t, b.addr, "bob", room, fmt.Sprintf("m%03d", i))
+	}
+	cursors := map[string]bool{}
+	for i := range n {
+		m := read()
+		if m.Type == "ping" {
+			send(map[string]any{"type": "pong"})
+			m = read()
+		}
+		want := fmt.Sprintf("m%03d", i)
+		if m.ID != "1" || m.Type != "next" || m.Payload.Data.MessagePosted.Text != want {
+			t.Fatalf("event %d: got %+v, want %s", i, m, want)
+		}
+		if m.Payload.Extensions.Cursor == "" || cursors[m.Payload.Extensions.Cursor] {
+			t.Fatalf("event %d: missing or repeated cursor %q", i, m.Payload.Extensions.Cursor)
+		}
+		cursors[m.Payload.Extensions.Cursor] = true
+	}
+
+	// Stopping A closes the subscriber's socket with 1001, and A exits 0.
+	b.stop(15 * time.Second)
+	a.stop(15 * time.Second)
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			if !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+				t.Fatalf("socket ended with %v, want close 1001", err)
+			}
+			break
+		}
+	}
+}
+
+func waitVisible(t *testing.T, addr, room string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var out struct{ Room *struct{ ID string } }
+		gql(t, addr, "", `query($id: ID!) { room(id: $id) { id } }`, map[string]any{"id": room}, &out)
+		if out.Room != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("room %s not visible on %s", room, addr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
