@@ -207,4 +207,3 @@ func waitVisible(t *testing.T, addr, room string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
