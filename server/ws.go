@@ -511,12 +511,12 @@ func (c *wsConn) writeLoop() {
 		case <-c.done:
 			return
 		case <-c.closing:
-			c.sendClose()
+			c.finish()
 			return
 		case <-c.queue.wake:
 		}
 		if c.isClosing() {
-			c.sendClose()
+			c.finish()
 			return
 		}
 		batch := c.queue.take()
@@ -531,6 +531,23 @@ func (c *wsConn) writeLoop() {
 			}
 		}
 	}
+}
+
+// finish writes what was queued before the close was decided (a legacy
+// connection_error must precede its 4403), within closeGrace, and then the
+// close frame. A slow consumer's queue is dropped: it is why it is closed.
+func (c *wsConn) finish() {
+	if c.closeCode != closeTryAgainLater {
+		_ = c.ws.SetWriteDeadline(time.Now().Add(closeGrace))
+		batch := c.queue.take()
+		for i := range batch {
+			if err := c.write(&batch[i]); err != nil {
+				_ = c.ws.NetConn().Close() // the reader sees it and tears down
+				return
+			}
+		}
+	}
+	c.sendClose()
 }
 
 // sendClose sends the close frame and gives the peer closeGrace to answer
