@@ -105,6 +105,12 @@ type execution struct {
 // join adds op to the execution of its key, starting one if there is none.
 // ctx carries the identity of the subscriber who starts it; the execution
 // itself lives until its last member leaves or its stream ends.
+//
+// A new execution's resolver runs here, in the subscriber's reader, before
+// op is a member: once a subscribe has been handled, the execution sees
+// every change applied after it (a mutation the client sends next on the
+// same socket included). It starts delivering only once op is in place, so
+// a result it produces at once (a resolver error) reaches op.
 func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql.GraphExecutor,
 	rc *graphql.OperationContext, viewerDirective string) {
 	key := keyOf(ctx, rc, viewerDirective)
@@ -115,21 +121,30 @@ func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql
 		return
 	}
 	e := r.byKey[key]
+	var start func()
 	if e == nil {
 		execCtx, cancel := context.WithCancel(context.Background())
 		if id, ok := auth.FromContext(ctx); ok {
 			execCtx = auth.NewContext(execCtx, id)
 		}
+		slot := &eventSlot{}
+		execCtx = context.WithValue(execCtx, eventSlotKey{}, slot)
+		responses, respCtx := exec.DispatchOperation(execCtx, rc)
 		e = &execution{key: key, cancel: cancel}
 		r.byKey[key] = e
-		r.wg.Add(1)
-		go r.run(e, execCtx, exec, rc)
+		start = func() {
+			r.wg.Add(1)
+			go r.run(e, slot, responses, respCtx)
+		}
 	}
 	e.mu.Lock()
 	op.exec = e
 	op.idx = len(e.members)
 	e.members = append(e.members, op)
 	e.mu.Unlock()
+	if start != nil {
+		start()
+	}
 }
 
 // leave removes op from its execution; the last member leaving stops it.
@@ -158,18 +173,15 @@ func (r *sharedExecutions) leave(op *operation) {
 	}
 }
 
-// run executes the subscription: one resolver call, then per event one
+// run drives the subscription whose resolver join has called: per event one
 // selection-set execution and one encoding, whose bytes every member's
 // socket writes with only its id around them.
-func (r *sharedExecutions) run(e *execution, ctx context.Context, exec graphql.GraphExecutor, rc *graphql.OperationContext) {
+func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.ResponseHandler, ctx context.Context) {
 	defer r.wg.Done()
 	defer e.cancel()
 	r.metrics.executions.Inc()
 	defer r.metrics.executions.Dec()
 
-	slot := &eventSlot{}
-	ctx = context.WithValue(ctx, eventSlotKey{}, slot)
-	responses, ctx := exec.DispatchOperation(ctx, rc)
 	for {
 		resp := responses(ctx)
 		if resp == nil {
