@@ -1,9 +1,9 @@
 # Herald's one test command is `make test`; CI runs it through .ci/run.
 GO ?= go
 
-.PHONY: test fmt-check vet generate-check unit smoke build run generate
+.PHONY: test fmt-check vet generate-check unit smoke e2e build run generate
 
-test: fmt-check vet generate-check unit smoke
+test: fmt-check vet generate-check unit smoke e2e
 
 # gofmt must have nothing to say about any Go file.
 fmt-check:
@@ -23,6 +23,11 @@ unit:
 # `go run ./cmd/herald` must work on a fresh machine with no set-up.
 smoke:
 	@scripts/smoke.sh
+
+# Real clients we did not write (graphql-ws, subscriptions-transport-ws,
+# Apollo Client) against two Herald processes; needs Node.js and npm.
+e2e:
+	@GO=$(GO) e2e/run.sh
 
 generate:
 	$(GO) tool gqlgen generate

@@ -316,7 +316,7 @@ func (c *wsConn) handle(data []byte) {
 	case msgConnectionInit:
 		c.onInit(m)
 	case msgPing:
-		c.send(frameRaw, framePong)
+		c.send(frameRaw, pongFrame(m.Payload))
 	case msgPong:
 		// Liveness only; touch has been called.
 	case msgSubscribe, msgStart:
@@ -359,6 +359,15 @@ func (c *wsConn) onInit(m clientMessage) {
 	if c.proto == legacyWS {
 		c.send(frameRaw, frameKA) // legacy clients expect ka right after the ack
 	}
+}
+
+// pongFrame answers a ping, echoing its payload as the graphql-ws
+// reference server does.
+func pongFrame(payload json.RawMessage) string {
+	if payload == nil {
+		return framePong
+	}
+	return `{"type":"pong","payload":` + string(payload) + `}`
 }
 
 func connectionErrorFrame(msg string) string {

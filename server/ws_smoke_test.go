@@ -45,3 +45,16 @@ func TestWebSocketSubscriptionDeliversLiveMessages(t *testing.T) {
 		})
 	}
 }
+
+func TestPingPayloadIsEchoedInPong(t *testing.T) {
+	r := newReplica(t, nil)
+	c := r.dial(subprotocolTransportWS)
+	c.sendRaw(`{"type":"ping","payload":{"n":1}}`)
+	if f := c.expectType("pong"); string(f.Payload) != `{"n":1}` {
+		t.Fatalf("pong %s does not echo the ping's payload", f.raw)
+	}
+	c.sendRaw(`{"type":"ping"}`)
+	if f := c.expectType("pong"); f.raw != `{"type":"pong"}` {
+		t.Fatalf("pong %s for a ping without payload", f.raw)
+	}
+}
