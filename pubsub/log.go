@@ -353,6 +353,16 @@ func (l *Log) Health(ctx context.Context) error {
 	return nil
 }
 
+// Consumers reports how many consumers the stream has (Follow keeps one;
+// other replicas and tools add theirs).
+func (l *Log) Consumers(ctx context.Context) (int, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s info: %w", l.opts.Stream, err)
+	}
+	return info.State.Consumers, nil
+}
+
 // Connected reports whether the NATS connection is currently connected.
 func (l *Log) Connected() bool { return l.nc.IsConnected() }
 

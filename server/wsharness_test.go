@@ -25,6 +25,7 @@ import (
 // on an httptest listener.
 type replica struct {
 	t      *testing.T
+	log    *pubsub.Log
 	chat   *chat.Service
 	server *Server
 	http   *httptest.Server
@@ -67,7 +68,7 @@ func newReplica(t *testing.T, tweak func(*Options)) *replica {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv)
-	r := &replica{t: t, chat: svc, server: srv, http: hs, wsURL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/graphql"}
+	r := &replica{t: t, log: log, chat: svc, server: srv, http: hs, wsURL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/graphql"}
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

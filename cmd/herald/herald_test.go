@@ -99,6 +99,16 @@ func TestMutationsPersistAcrossRestart(t *testing.T) {
 	if !strings.Contains(string(after.Data), "hello, world") || !strings.Contains(string(after.Data), "hi alice") {
 		t.Fatalf("state after restart lacks the messages: %s", after.Data)
 	}
+	// The restarted replica replayed the five events above into its read model.
+	resp, err := http.Get("http://" + b.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	metrics, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(metrics), "herald_events_applied_total 5\n") {
+		t.Fatalf("/metrics lacks herald_events_applied_total 5:\n%s", metrics)
+	}
 }
 
 func TestIdempotentPostIsStoredOnce(t *testing.T) {
