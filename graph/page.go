@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/heraldhq/herald/chat"
+	"github.com/heraldhq/herald/graph/model"
 )
 
 // MaxPageSize bounds first and last.
@@ -38,6 +39,25 @@ func (r *Resolver) window(first, last *int, after, before *string, def chat.Wind
 		w.First, w.Last = def.First, def.Last
 	}
 	return w, empty, nil
+}
+
+// connection builds a Relay connection's edges, nodes and page info from a
+// page; each item's cursor is its log sequence.
+func connection[T, E any](r *Resolver, page chat.Page[T], seq func(*T) uint64, edge func(string, *T) *E) ([]*E, []*T, *model.PageInfo) {
+	edges, nodes := make([]*E, len(page.Items)), make([]*T, len(page.Items))
+	info := &model.PageInfo{HasNextPage: page.HasNextPage, HasPreviousPage: page.HasPreviousPage}
+	for i := range page.Items {
+		item := &page.Items[i]
+		cursor := r.encodeCursor(seq(item))
+		nodes[i], edges[i] = item, edge(cursor, item)
+		if i == 0 {
+			info.StartCursor = &cursor
+		}
+		if i == len(page.Items)-1 {
+			info.EndCursor = &cursor
+		}
+	}
+	return edges, nodes, info
 }
 
 func badInput(msg string) error { return &chat.Error{Code: chat.CodeBadUserInput, Message: msg} }

@@ -28,28 +28,9 @@ func (r queryResolver) Rooms(_ context.Context, first *int, after *string) (*mod
 	if empty {
 		page.HasNextPage, page.Items = len(page.Items) > 0 || page.HasNextPage, nil
 	}
-	conn := &model.RoomConnection{
-		Edges:      []*model.RoomEdge{},
-		Nodes:      []*chat.Room{},
-		TotalCount: page.TotalCount,
-	}
-	for i := range page.Items {
-		room := &page.Items[i]
-		conn.Nodes = append(conn.Nodes, room)
-		conn.Edges = append(conn.Edges, &model.RoomEdge{Cursor: r.encodeCursor(room.Seq), Node: room})
-	}
-	conn.PageInfo = r.pageInfo(page.HasNextPage, page.HasPreviousPage, len(page.Items),
-		func(i int) uint64 { return page.Items[i].Seq })
-	return conn, nil
-}
-
-func (r *Resolver) pageInfo(hasNext, hasPrev bool, n int, seqAt func(int) uint64) *model.PageInfo {
-	info := &model.PageInfo{HasNextPage: hasNext, HasPreviousPage: hasPrev}
-	if n > 0 {
-		start, end := r.encodeCursor(seqAt(0)), r.encodeCursor(seqAt(n-1))
-		info.StartCursor, info.EndCursor = &start, &end
-	}
-	return info
+	edges, nodes, info := connection(r.Resolver, page, func(room *chat.Room) uint64 { return room.Seq },
+		func(cursor string, room *chat.Room) *model.RoomEdge { return &model.RoomEdge{Cursor: cursor, Node: room} })
+	return &model.RoomConnection{Edges: edges, Nodes: nodes, PageInfo: info, TotalCount: page.TotalCount}, nil
 }
 
 func (r queryResolver) Room(_ context.Context, id string) (*chat.Room, error) {

@@ -59,19 +59,9 @@ func (r roomResolver) Messages(_ context.Context, obj *chat.Room, last *int, bef
 		}
 		page.Items = nil
 	}
-	conn := &model.MessageConnection{
-		Edges:      []*model.MessageEdge{},
-		Nodes:      []*chat.Message{},
-		TotalCount: page.TotalCount,
-	}
-	for i := range page.Items {
-		msg := &page.Items[i]
-		conn.Nodes = append(conn.Nodes, msg)
-		conn.Edges = append(conn.Edges, &model.MessageEdge{Cursor: r.encodeCursor(msg.Seq), Node: msg})
-	}
-	conn.PageInfo = r.pageInfo(page.HasNextPage, page.HasPreviousPage, len(page.Items),
-		func(i int) uint64 { return page.Items[i].Seq })
-	return conn, nil
+	edges, nodes, info := connection(r.Resolver, page, func(m *chat.Message) uint64 { return m.Seq },
+		func(cursor string, m *chat.Message) *model.MessageEdge { return &model.MessageEdge{Cursor: cursor, Node: m} })
+	return &model.MessageConnection{Edges: edges, Nodes: nodes, PageInfo: info, TotalCount: page.TotalCount}, nil
 }
 
 // Room resolves against the read model as it is now, so counters reflect
