@@ -29,7 +29,9 @@ func (r queryResolver) Rooms(_ context.Context, first *int, after *string) (*mod
 		page.HasNextPage, page.Items = len(page.Items) > 0 || page.HasNextPage, nil
 	}
 	edges, nodes, info := connection(r.Resolver, page, func(room *chat.Room) uint64 { return room.Seq },
-		func(cursor string, room *chat.Room) *model.RoomEdge { return &model.RoomEdge{Cursor: cursor, Node: room} })
+		func(cursor string, room *chat.Room) *model.RoomEdge {
+			return &model.RoomEdge{Cursor: cursor, Node: room}
+		})
 	return &model.RoomConnection{Edges: edges, Nodes: nodes, PageInfo: info, TotalCount: page.TotalCount}, nil
 }
 

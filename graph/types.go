@@ -60,7 +60,9 @@ func (r roomResolver) Messages(_ context.Context, obj *chat.Room, last *int, bef
 		page.Items = nil
 	}
 	edges, nodes, info := connection(r.Resolver, page, func(m *chat.Message) uint64 { return m.Seq },
-		func(cursor string, m *chat.Message) *model.MessageEdge { return &model.MessageEdge{Cursor: cursor, Node: m} })
+		func(cursor string, m *chat.Message) *model.MessageEdge {
+			return &model.MessageEdge{Cursor: cursor, Node: m}
+		})
 	return &model.MessageConnection{Edges: edges, Nodes: nodes, PageInfo: info, TotalCount: page.TotalCount}, nil
 }
 
