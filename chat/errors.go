@@ -13,7 +13,10 @@ const (
 	CodeForbidden       Code = "FORBIDDEN"
 	CodeUnauthenticated Code = "UNAUTHENTICATED"
 	CodeUnavailable     Code = "UNAVAILABLE"
-	CodeInternal        Code = "INTERNAL"
+	// CodeCursorExpired: the cursor is from an earlier incarnation of the
+	// log or older than retention; the client must refetch.
+	CodeCursorExpired Code = "CURSOR_EXPIRED"
+	CodeInternal      Code = "INTERNAL"
 )
 
 // Error is a rejection the domain explains to the client. Rejections decided

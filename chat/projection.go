@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"cmp"
 	"slices"
 	"sort"
 	"strings"
@@ -29,11 +30,24 @@ type roomState struct {
 	// limit counts entries, so the read model must count the same way to
 	// evict exactly what the log discards.
 	posts []uint64
+	// horizon is the highest sequence of any event of an evicted message:
+	// a subscriber resuming from an older cursor would miss events.
+	horizon uint64
 }
 
 type messageState struct {
 	msg       Message
 	reactions []*Reaction
+	// events are the accepted events of the message in log order, so that
+	// a subscriber can resume from any cursor the read model covers.
+	events []eventRef
+}
+
+// eventRef is one accepted event of a message.
+type eventRef struct {
+	seq uint64
+	at  int64 // unix nanoseconds
+	typ EventType
 }
 
 // NewProjection returns an empty read model whose rooms keep the last
@@ -69,6 +83,11 @@ func (p *Projection) Apply(seq uint64, subject string, data []byte, at time.Time
 		out.Err = err
 		return out
 	}
+	defer func() {
+		if m := p.messages[e.MessageID]; out.Err == nil && m != nil {
+			m.events = append(m.events, eventRef{seq: seq, at: at.UnixNano(), typ: e.Type})
+		}
+	}()
 	switch e.Type {
 	case RoomCreated:
 		out.Err = p.createRoom(seq, at, e)
@@ -108,6 +127,7 @@ func (p *Projection) countPost(seq uint64, subject string) {
 	evict := 0
 	for evict < len(rs.messages) && rs.messages[evict].msg.Seq < oldestKept {
 		m := rs.messages[evict]
+		rs.horizon = max(rs.horizon, m.msg.UpdatedSeq)
 		delete(p.messages, m.msg.ID)
 		if !m.msg.Deleted {
 			rs.room.MessageCount--
@@ -261,6 +281,46 @@ func (m *messageState) snapshot() Message {
 		out.Reactions[i] = Reaction{Emoji: r.Emoji, UserIDs: slices.Clone(r.UserIDs)}
 	}
 	return out
+}
+
+// ChangesAfter returns the accepted changes of topic (RoomTopic or
+// RoomsTopic) after log position after, in log order, each with the
+// current snapshot of its room and message. It refuses a position older
+// than what the read model still covers.
+func (p *Projection) ChangesAfter(topic string, after uint64) ([]Change, *Error) {
+	if topic == RoomsTopic {
+		lo := sort.Search(len(p.roomOrder), func(i int) bool { return p.roomOrder[i].room.Seq > after })
+		changes := make([]Change, 0, len(p.roomOrder)-lo)
+		for _, rs := range p.roomOrder[lo:] {
+			changes = append(changes, Change{Seq: rs.room.Seq, At: rs.room.CreatedAt, Type: RoomCreated, Room: rs.room})
+		}
+		return changes, nil
+	}
+	roomID, ok := strings.CutPrefix(topic, RoomTopic(""))
+	rs := p.rooms[roomID]
+	if !ok || rs == nil {
+		return nil, errorf(CodeNotFound, "room %q does not exist", roomID)
+	}
+	if after < rs.horizon {
+		return nil, errorf(CodeCursorExpired,
+			"the cursor is older than the history room %s retains; refetch the room and subscribe without a cursor", roomID)
+	}
+	var changes []Change
+	for _, m := range rs.messages {
+		if m.msg.UpdatedSeq <= after {
+			continue
+		}
+		snapshot := m.snapshot()
+		for _, ev := range m.events {
+			if ev.seq > after {
+				changes = append(changes, Change{
+					Seq: ev.seq, At: time.Unix(0, ev.at).UTC(), Type: ev.typ, Room: rs.room, Message: &snapshot,
+				})
+			}
+		}
+	}
+	slices.SortFunc(changes, func(a, b Change) int { return cmp.Compare(a.Seq, b.Seq) })
+	return changes, nil
 }
 
 // Page is one slice of an ordered list.

@@ -38,6 +38,9 @@ var ErrWatcherClosed = errors.New("chat: watcher closed")
 type Watcher struct {
 	hub   *hub
 	topic string
+	// skipUpTo: changes at or below it were replayed already; set before
+	// the watcher is registered, never changed.
+	skipUpTo uint64
 
 	mu      sync.Mutex
 	pending []Change
@@ -83,6 +86,9 @@ func (w *Watcher) Close() {
 }
 
 func (w *Watcher) deliver(c Change) {
+	if c.Seq <= w.skipUpTo {
+		return
+	}
 	w.mu.Lock()
 	if !w.closed {
 		w.pending = append(w.pending, c)
@@ -106,8 +112,15 @@ type hub struct {
 
 func newHub() *hub { return &hub{watchers: make(map[string]map[*Watcher]struct{})} }
 
-func (h *hub) add(topic string) *Watcher {
-	w := &Watcher{hub: h, topic: topic, wake: make(chan struct{}, 1)}
+func (h *hub) add(topic string) *Watcher { return h.addAfter(topic, 0, nil) }
+
+// addAfter registers a watcher that first yields replay and then the live
+// changes above skipUpTo.
+func (h *hub) addAfter(topic string, skipUpTo uint64, replay []Change) *Watcher {
+	w := &Watcher{hub: h, topic: topic, skipUpTo: skipUpTo, pending: replay, wake: make(chan struct{}, 1)}
+	if len(replay) > 0 {
+		w.wake <- struct{}{}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	set := h.watchers[topic]
@@ -147,6 +160,48 @@ func (h *hub) publish(topic string, c Change) {
 // Watch returns a watcher of topic (RoomTopic or RoomsTopic) that receives
 // every change applied after this call. Close it when done.
 func (s *Service) Watch(topic string) *Watcher { return s.hub.add(topic) }
+
+// WatchAfter is Watch for a subscriber resuming from a cursor: the watcher
+// first yields every accepted change of topic after log position after,
+// then continues live, with no gap and no duplicate at the seam. A
+// position this replica has not reached yet is waited for (another replica
+// may be ahead), bounded by ctx and the apply timeout.
+func (s *Service) WatchAfter(ctx context.Context, topic string, after uint64) (*Watcher, error) {
+	if err := s.waitPosition(ctx, after); err != nil {
+		return nil, err
+	}
+	// Under the read lock no entry is applied, so the replay ends exactly
+	// at LastSeq and every later change reaches the watcher, registered
+	// before the lock is released. Changes at or below LastSeq that are
+	// still being published are skipped by the watcher.
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	replay, err := s.proj.ChangesAfter(topic, after)
+	if err != nil {
+		return nil, err
+	}
+	return s.hub.addAfter(topic, s.proj.LastSeq(), replay), nil
+}
+
+// waitPosition waits until this replica has applied the log up to seq.
+func (s *Service) waitPosition(ctx context.Context, seq uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
+	for {
+		s.mu.RLock()
+		reached, wake := s.proj.LastSeq() >= seq, s.applied
+		s.mu.RUnlock()
+		if reached {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return errorf(CodeUnavailable,
+				"this replica has not yet caught up with the cursor (position %d); retry shortly", seq)
+		}
+	}
+}
 
 // changeOf builds the Change an accepted outcome produced, if anyone
 // watches its topic. Callers hold s.mu.

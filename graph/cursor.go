@@ -28,8 +28,8 @@ func (r *Resolver) decodeCursor(arg string, cursor *string) (uint64, error) {
 		return 0, &chat.Error{Code: chat.CodeBadUserInput, Message: fmt.Sprintf("%s: invalid cursor: %v", arg, err)}
 	}
 	if epoch != r.epoch {
-		return 0, &chat.Error{Code: chat.CodeBadUserInput,
-			Message: fmt.Sprintf("%s: the cursor belongs to an earlier incarnation of the event log; refetch from the start", arg)}
+		return 0, &chat.Error{Code: chat.CodeCursorExpired,
+			Message: fmt.Sprintf("%s: the cursor belongs to another incarnation of the event log; refetch from the start", arg)}
 	}
 	return seq, nil
 }

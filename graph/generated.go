@@ -126,9 +126,9 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
-		MessagePosted func(childComplexity int, roomID string) int
-		RoomCreated   func(childComplexity int) int
-		RoomEvents    func(childComplexity int, roomID string) int
+		MessagePosted func(childComplexity int, roomID string, after *string) int
+		RoomCreated   func(childComplexity int, after *string) int
+		RoomEvents    func(childComplexity int, roomID string, after *string) int
 	}
 
 	User struct {
@@ -176,9 +176,9 @@ type RoomEventResolver interface {
 	Cursor(ctx context.Context, obj *chat.Change) (string, error)
 }
 type SubscriptionResolver interface {
-	MessagePosted(ctx context.Context, roomID string) (<-chan graphql.Event[*chat.Message], error)
-	RoomEvents(ctx context.Context, roomID string) (<-chan graphql.Event[*chat.Change], error)
-	RoomCreated(ctx context.Context) (<-chan graphql.Event[*chat.Room], error)
+	MessagePosted(ctx context.Context, roomID string, after *string) (<-chan graphql.Event[*chat.Message], error)
+	RoomEvents(ctx context.Context, roomID string, after *string) (<-chan graphql.Event[*chat.Change], error)
+	RoomCreated(ctx context.Context, after *string) (<-chan graphql.Event[*chat.Room], error)
 }
 type UserResolver interface {
 	Name(ctx context.Context, obj *chat.Actor) (string, error)
@@ -562,13 +562,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Subscription.MessagePosted(childComplexity, args["roomId"].(string)), true
+		return e.ComplexityRoot.Subscription.MessagePosted(childComplexity, args["roomId"].(string), args["after"].(*string)), true
 	case "Subscription.roomCreated":
 		if e.ComplexityRoot.Subscription.RoomCreated == nil {
 			break
 		}
 
-		return e.ComplexityRoot.Subscription.RoomCreated(childComplexity), true
+		args, err := ec.field_Subscription_roomCreated_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.RoomCreated(childComplexity, args["after"].(*string)), true
 	case "Subscription.roomEvents":
 		if e.ComplexityRoot.Subscription.RoomEvents == nil {
 			break
@@ -579,7 +584,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Subscription.RoomEvents(childComplexity, args["roomId"].(string)), true
+		return e.ComplexityRoot.Subscription.RoomEvents(childComplexity, args["roomId"].(string), args["after"].(*string)), true
 
 	case "User.id":
 		if e.ComplexityRoot.User.ID == nil {
@@ -747,14 +752,20 @@ Live events, over WebSocket (graphql-transport-ws or the legacy graphql-ws
 subprotocol). Each event's payload carries its cursor in extensions.cursor.
 Nested fields are resolved when the event is delivered, so
 messagePosted { room { messageCount } } counts that message.
+
+Resume: pass the last cursor you received as after. The subscription first
+replays every event after it (with the message as it is now), then continues
+live, with no gap and no duplicate. A cursor older than the room's retained
+history, or from an earlier incarnation of the event log, fails with
+extensions.code CURSOR_EXPIRED: refetch, then subscribe without a cursor.
 """
 type Subscription {
   "Messages posted to a room."
-  messagePosted(roomId: ID!): Message!
+  messagePosted(roomId: ID!, after: String): Message!
   "Everything that happens to a room's messages: posts, edits, deletions, reactions."
-  roomEvents(roomId: ID!): RoomEvent!
+  roomEvents(roomId: ID!, after: String): RoomEvent!
   "Rooms as they are created."
-  roomCreated: Room!
+  roomCreated(after: String): Room!
 }
 
 enum RoomEventKind {
@@ -1350,6 +1361,28 @@ func (ec *executionContext) field_Subscription_messagePosted_args(ctx context.Co
 		return nil, err
 	}
 	args["roomId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_roomCreated_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg0
 	return args, nil
 }
 
@@ -1364,6 +1397,14 @@ func (ec *executionContext) field_Subscription_roomEvents_args(ctx context.Conte
 		return nil, err
 	}
 	args["roomId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -2964,7 +3005,7 @@ func (ec *executionContext) _Subscription_messagePosted(ctx context.Context, fie
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Subscription().MessagePosted(ctx, fc.Args["roomId"].(string))
+			return ec.Resolvers.Subscription().MessagePosted(ctx, fc.Args["roomId"].(string), fc.Args["after"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *chat.Message) graphql.Marshaler {
@@ -3008,7 +3049,7 @@ func (ec *executionContext) _Subscription_roomEvents(ctx context.Context, field 
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Subscription().RoomEvents(ctx, fc.Args["roomId"].(string))
+			return ec.Resolvers.Subscription().RoomEvents(ctx, fc.Args["roomId"].(string), fc.Args["after"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *chat.Change) graphql.Marshaler {
@@ -3051,7 +3092,8 @@ func (ec *executionContext) _Subscription_roomCreated(ctx context.Context, field
 			return ec.fieldContext_Subscription_roomCreated(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Subscription().RoomCreated(ctx)
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().RoomCreated(ctx, fc.Args["after"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *chat.Room) graphql.Marshaler {
@@ -3061,7 +3103,7 @@ func (ec *executionContext) _Subscription_roomCreated(ctx context.Context, field
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_Subscription_roomCreated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+func (ec *executionContext) fieldContext_Subscription_roomCreated(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "Subscription",
 		Field:      field,
@@ -3070,6 +3112,17 @@ func (ec *executionContext) fieldContext_Subscription_roomCreated(_ context.Cont
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Room(ctx, field)
 		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_roomCreated_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }

@@ -31,3 +31,6 @@ func NewSchema(svc *chat.Service, epoch time.Time) graphql.ExecutableSchema {
 // depends on who asks (see schema.graphqls): the server shares a
 // subscription's execution across identities only when none is selected.
 const ViewerDirective = "viewerDependent"
+
+// ResumeArgument is the subscription argument that carries a resume cursor.
+const ResumeArgument = "after"

@@ -29,35 +29,47 @@ type (
 // time. The pump goroutine ends when ctx is cancelled (the last subscriber
 // left, or the server stops); the channel is closed then.
 
-func (r subscriptionResolver) MessagePosted(ctx context.Context, roomID string) (<-chan graphql.Event[*chat.Message], error) {
+func (r subscriptionResolver) MessagePosted(ctx context.Context, roomID string, after *string) (<-chan graphql.Event[*chat.Message], error) {
 	if _, ok := r.chat.Room(roomID); !ok {
 		return nil, &chat.Error{Code: chat.CodeNotFound, Message: fmt.Sprintf("room %q does not exist", roomID)}
 	}
-	return watch(ctx, r.Resolver, chat.RoomTopic(roomID), func(c *chat.Change) (*chat.Message, bool) {
+	return watch(ctx, r.Resolver, chat.RoomTopic(roomID), after, func(c *chat.Change) (*chat.Message, bool) {
 		return c.Message, c.Type == chat.MessagePosted
-	}), nil
+	})
 }
 
-func (r subscriptionResolver) RoomEvents(ctx context.Context, roomID string) (<-chan graphql.Event[*chat.Change], error) {
+func (r subscriptionResolver) RoomEvents(ctx context.Context, roomID string, after *string) (<-chan graphql.Event[*chat.Change], error) {
 	if _, ok := r.chat.Room(roomID); !ok {
 		return nil, &chat.Error{Code: chat.CodeNotFound, Message: fmt.Sprintf("room %q does not exist", roomID)}
 	}
-	return watch(ctx, r.Resolver, chat.RoomTopic(roomID), func(c *chat.Change) (*chat.Change, bool) {
+	return watch(ctx, r.Resolver, chat.RoomTopic(roomID), after, func(c *chat.Change) (*chat.Change, bool) {
 		return c, true
-	}), nil
+	})
 }
 
-func (r subscriptionResolver) RoomCreated(ctx context.Context) (<-chan graphql.Event[*chat.Room], error) {
-	return watch(ctx, r.Resolver, chat.RoomsTopic, func(c *chat.Change) (*chat.Room, bool) {
+func (r subscriptionResolver) RoomCreated(ctx context.Context, after *string) (<-chan graphql.Event[*chat.Room], error) {
+	return watch(ctx, r.Resolver, chat.RoomsTopic, after, func(c *chat.Change) (*chat.Room, bool) {
 		return &c.Room, true
-	}), nil
+	})
 }
 
 // watch starts a watcher of topic before returning, so no change applied
-// after the subscription was accepted is missed, and pumps the changes
-// that pick selects into the returned channel until ctx ends.
-func watch[T any](ctx context.Context, r *Resolver, topic string, pick func(*chat.Change) (T, bool)) <-chan graphql.Event[T] {
-	w := r.chat.Watch(topic)
+// after the subscription was accepted is missed — after a cursor, it first
+// replays what followed the cursor — and pumps the changes that pick
+// selects into the returned channel until ctx ends.
+func watch[T any](ctx context.Context, r *Resolver, topic string, after *string, pick func(*chat.Change) (T, bool)) (<-chan graphql.Event[T], error) {
+	var w *chat.Watcher
+	if after == nil {
+		w = r.chat.Watch(topic)
+	} else {
+		pos, err := r.decodeCursor("after", after)
+		if err != nil {
+			return nil, err
+		}
+		if w, err = r.chat.WatchAfter(ctx, topic, pos); err != nil {
+			return nil, err
+		}
+	}
 	out := make(chan graphql.Event[T])
 	go func() {
 		defer close(out)
@@ -79,7 +91,7 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, pick func(*cha
 			}
 		}
 	}()
-	return out
+	return out, nil
 }
 
 var roomEventKinds = map[chat.EventType]model.RoomEventKind{

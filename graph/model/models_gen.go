@@ -60,6 +60,12 @@ type RoomEdge struct {
 // subprotocol). Each event's payload carries its cursor in extensions.cursor.
 // Nested fields are resolved when the event is delivered, so
 // messagePosted { room { messageCount } } counts that message.
+//
+// Resume: pass the last cursor you received as after. The subscription first
+// replays every event after it (with the message as it is now), then continues
+// live, with no gap and no duplicate. A cursor older than the room's retained
+// history, or from an earlier incarnation of the event log, fails with
+// extensions.code CURSOR_EXPIRED: refetch, then subscribe without a cursor.
 type Subscription struct {
 }
 
