@@ -384,3 +384,63 @@ func TestWindowBounds(t *testing.T) {
 		}
 	}
 }
+
+func TestChangesAfter(t *testing.T) {
+	p := NewProjection(2)
+	outs := applyAll(t, p, []Event{
+		created(alice, roomA, "general"),       // 1
+		posted(alice, roomA, msgA1, "one"),     // 2
+		edited(bob, msgA1, 1, "stolen"),        // 3 rejected
+		edited(alice, msgA1, 1, "uno"),         // 4
+		posted(bob, roomA, msgA2, "two"),       // 5
+		reacted(bob, msgA1, "👍"),               // 6
+		created(bob, roomB, "random"),          // 7
+		posted(alice, roomA, "ra_m3", "three"), // 8: evicts msgA1 (history 2), horizon = 6
+	})
+	if outs[2].Err == nil {
+		t.Fatal("setup: the edit by bob was accepted")
+	}
+	seqs := func(cs []Change) (out []uint64) {
+		for _, c := range cs {
+			out = append(out, c.Seq)
+		}
+		return out
+	}
+	got, err := p.ChangesAfter(RoomTopic(roomA), 6)
+	if err != nil || !reflect.DeepEqual(seqs(got), []uint64{8}) {
+		t.Fatalf("after 6: %v, %v", seqs(got), err)
+	}
+	got, err = p.ChangesAfter(RoomTopic(roomA), 7)
+	if err != nil || !reflect.DeepEqual(seqs(got), []uint64{8}) || got[0].Message.Text != "three" {
+		t.Fatalf("after 7: %v, %v", seqs(got), err)
+	}
+	if _, err := p.ChangesAfter(RoomTopic(roomA), 5); err == nil || err.Code != CodeCursorExpired {
+		t.Fatalf("after 5 (msgA1's reaction at 6 was evicted): %v, want CURSOR_EXPIRED", err)
+	}
+	if _, err := p.ChangesAfter(RoomTopic("rnope"), 0); err == nil || err.Code != CodeNotFound {
+		t.Fatalf("unknown room: %v", err)
+	}
+	rooms, err := p.ChangesAfter(RoomsTopic, 1)
+	if err != nil || !reflect.DeepEqual(seqs(rooms), []uint64{7}) || rooms[0].Type != RoomCreated {
+		t.Fatalf("rooms after 1: %+v, %v", rooms, err)
+	}
+
+	q := NewProjection(0)
+	applyAll(t, q, []Event{
+		created(alice, roomA, "general"),   // 1
+		posted(alice, roomA, msgA1, "one"), // 2
+		edited(bob, msgA1, 1, "stolen"),    // 3 rejected
+		edited(alice, msgA1, 1, "uno"),     // 4
+		posted(bob, roomA, msgA2, "two"),   // 5
+		reacted(bob, msgA1, "👍"),           // 6
+	})
+	got, err = q.ChangesAfter(RoomTopic(roomA), 0)
+	types := []EventType{}
+	for _, c := range got {
+		types = append(types, c.Type)
+	}
+	if err != nil || !reflect.DeepEqual(seqs(got), []uint64{2, 4, 5, 6}) ||
+		!reflect.DeepEqual(types, []EventType{MessagePosted, MessageEdited, MessagePosted, ReactionToggled}) {
+		t.Fatalf("full replay: %v %v, %v (rejected events must not replay)", seqs(got), types, err)
+	}
+}
