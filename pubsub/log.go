@@ -122,6 +122,12 @@ type AppendResult struct {
 	Duplicate bool   // true when dedupID matched an earlier append in the window; Seq is the original's
 }
 
+// Keepalive of the NATS connection.
+const (
+	pingInterval = 5 * time.Second
+	maxPingsOut  = 2
+)
+
 // Log is an open connection to the event log: a NATS connection (and, in
 // embedded mode, the server it talks to) plus the JetStream stream.
 //
@@ -226,6 +232,11 @@ func (l *Log) connect(ctx context.Context) error {
 		nats.Name(l.opts.Name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(reconnectWait),
+		// A silent partition (no TCP reset) is noticed after about
+		// pingInterval*maxPingsOut, not nats.go's default two minutes, so
+		// readiness drops and mutations fail fast soon after.
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
 		// Fail publishes at once while reconnecting instead of buffering
 		// them, so Append and API requests fail fast rather than time out.
 		nats.ReconnectBufSize(-1),
