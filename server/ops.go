@@ -29,13 +29,16 @@ type readiness struct {
 }
 
 // serveReadyz runs the readiness checks: 200 when all pass, 503 otherwise.
+// While the server drains, a failing "draining" check comes first.
 func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readinessTimeout)
 	defer cancel()
-	body := readiness{Ready: true, Checks: s.readiness(ctx)}
-	if body.Checks == nil {
-		body.Checks = []Check{} // "checks": [] rather than null
+	body := readiness{Ready: true, Checks: []Check{}} // "checks": [] rather than null
+	if s.draining.Load() {
+		body.Checks = append(body.Checks, Check{Name: "draining", OK: false,
+			Detail: "shutting down: closing WebSockets and refusing new ones"})
 	}
+	body.Checks = append(body.Checks, s.readiness(ctx)...)
 	for _, c := range body.Checks {
 		body.Ready = body.Ready && c.OK
 	}

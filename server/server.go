@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -87,6 +88,11 @@ type Options struct {
 	// across identities unless they select such a field. Empty: never share
 	// across identities.
 	ViewerDirective string
+	// ResumeArgument names the subscription argument that carries a resume
+	// cursor. A subscription given one replays from it, so it runs its own
+	// execution instead of joining a shared one whose earlier results it
+	// did not see. Empty: no argument is special.
+	ResumeArgument string
 	// AroundFields, if set, wraps every field resolution (tracing,
 	// instrumentation).
 	AroundFields graphql.FieldMiddleware
@@ -166,6 +172,7 @@ type Server struct {
 	metrics   *prometheus.Registry
 
 	ws         *wsTransport
+	draining   atomic.Bool // set by StartDrain: /readyz fails
 	stopKeeper context.CancelFunc
 	keeperDone chan struct{}
 }
@@ -201,14 +208,43 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Shutdown closes every WebSocket with 1001 (going away), refuses new ones
-// and waits for them to finish and for every subscription execution to
-// stop, bounded by ctx. HTTP requests are the http.Server's to drain.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.ws.shutdown(ctx)
+// StartDrain begins a graceful stop, at once and without waiting: /readyz
+// answers 503 with a failing "draining" check from now on, so load
+// balancers stop sending traffic here, and new WebSockets are refused with
+// 503. Open sockets and HTTP requests carry on; Drain closes the sockets.
+// It is safe to call more than once and from any goroutine.
+func (s *Server) StartDrain() {
+	s.draining.Store(true)
+	s.ws.startDrain()
+}
+
+// Draining reports whether StartDrain (or Drain, or Shutdown) has been called.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Drain stops the server gracefully: it starts draining (see StartDrain),
+// closes every open WebSocket with 1001 (going away) spread evenly over
+// window, oldest first, so that clients do not all reconnect elsewhere at
+// the same moment, then waits for the sockets to finish and for every
+// subscription execution to stop. A socket normally finishes within
+// milliseconds of its close frame; one whose peer does not answer gets
+// about a second, one stuck in a write up to Options.WriteTimeout, so give
+// ctx room beyond window. All of it is bounded by ctx: when ctx ends,
+// the sockets not yet closed are sent 1001 at once and the connections of
+// all that have not finished are dropped (the error says how many). HTTP
+// requests are the http.Server's to drain: serve them (and /readyz) until
+// Drain returns, then call its Shutdown.
+func (s *Server) Drain(ctx context.Context, window time.Duration) error {
+	s.draining.Store(true)
+	err := s.ws.shutdown(ctx, window)
 	s.stopKeeper()
 	<-s.keeperDone
 	return err
+}
+
+// Shutdown is Drain with no window: every WebSocket is closed with 1001 at
+// once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.Drain(ctx, 0)
 }
 
 // ServeHTTP routes r to the endpoint for its path.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync"
 
@@ -21,6 +22,7 @@ type executionKey [sha256.Size]byte
 
 func keyOf(ctx context.Context, rc *graphql.OperationContext, viewerDirective string) executionKey {
 	h := sha256.New()
+	h.Write([]byte{0}) // shared: see privateKey
 	h.Write([]byte(rc.RawQuery))
 	h.Write([]byte{0})
 	h.Write([]byte(rc.OperationName))
@@ -37,6 +39,34 @@ func keyOf(ctx context.Context, rc *graphql.OperationContext, viewerDirective st
 	var k executionKey
 	h.Sum(k[:0])
 	return k
+}
+
+// privateKey is a key no other subscription has: a resumed subscription's
+// replay is its own, so it must not join (or be joined by) an execution
+// whose earlier results it did not receive.
+// Its hash input starts with a byte keyOf's never does.
+func privateKey(n uint64) executionKey {
+	return sha256.Sum256(fmt.Appendf(nil, "\x01private resumed subscription %d", n))
+}
+
+// resumes reports whether a root field of the operation is given a
+// non-null value for the resume argument (a cursor).
+func resumes(rc *graphql.OperationContext, argument string) bool {
+	if argument == "" {
+		return false
+	}
+	for _, sel := range rc.Operation.SelectionSet {
+		f, ok := sel.(*ast.Field)
+		if !ok {
+			continue
+		}
+		if arg := f.Arguments.ForName(argument); arg != nil {
+			if v, err := arg.Value.Value(rc.Variables); err == nil && v != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // viewerDependent reports whether the operation selects a field marked
@@ -82,10 +112,11 @@ type sharedExecutions struct {
 	metrics *metrics
 	log     *slog.Logger
 
-	mu     sync.Mutex
-	byKey  map[executionKey]*execution
-	closed bool
-	wg     sync.WaitGroup // one per running execution
+	mu       sync.Mutex
+	byKey    map[executionKey]*execution
+	closed   bool
+	privates uint64         // resumed subscriptions so far, for privateKey
+	wg       sync.WaitGroup // one per running execution
 }
 
 func newSharedExecutions(m *metrics, log *slog.Logger) *sharedExecutions {
@@ -94,9 +125,10 @@ func newSharedExecutions(m *metrics, log *slog.Logger) *sharedExecutions {
 
 // execution is one running subscription and the operations sharing it.
 type execution struct {
-	key    executionKey
-	cancel context.CancelFunc
-	ended  bool // guarded by the registry's mu
+	key     executionKey
+	cancel  context.CancelFunc
+	ended   bool          // guarded by the registry's mu
+	started chan struct{} // closed once the resolver has run
 
 	mu      sync.RWMutex
 	members []*operation
@@ -106,45 +138,59 @@ type execution struct {
 // ctx carries the identity of the subscriber who starts it; the execution
 // itself lives until its last member leaves or its stream ends.
 //
-// A new execution's resolver runs here, in the subscriber's reader, before
-// op is a member: once a subscribe has been handled, the execution sees
-// every change applied after it (a mutation the client sends next on the
-// same socket included). It starts delivering only once op is in place, so
-// a result it produces at once (a resolver error) reaches op.
+// A new execution's resolver runs here, in the starting subscriber's
+// reader and outside the registry lock (a resolver may wait, e.g. for the
+// replica to reach a resume cursor); subscribers joining meanwhile wait for
+// it. So once join returns, the execution sees every change applied after
+// it: a mutation the client sends next on the same socket included. Its
+// results are delivered only once op is a member, so an immediate resolver
+// error reaches op.
 func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql.GraphExecutor,
-	rc *graphql.OperationContext, viewerDirective string) {
-	key := keyOf(ctx, rc, viewerDirective)
+	rc *graphql.OperationContext, viewerDirective, resumeArgument string) {
+	private := resumes(rc, resumeArgument)
+	var key executionKey
+	if !private {
+		key = keyOf(ctx, rc, viewerDirective)
+	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	if private {
+		r.privates++
+		key = privateKey(r.privates)
+	}
 	if r.closed {
+		r.mu.Unlock()
 		op.conn.streamEnded(op)
 		return
 	}
 	e := r.byKey[key]
-	var start func()
-	if e == nil {
-		execCtx, cancel := context.WithCancel(context.Background())
+	starting := e == nil
+	var execCtx context.Context
+	if starting {
+		var cancel context.CancelFunc
+		execCtx, cancel = context.WithCancel(context.Background())
 		if id, ok := auth.FromContext(ctx); ok {
 			execCtx = auth.NewContext(execCtx, id)
 		}
-		slot := &eventSlot{}
-		execCtx = context.WithValue(execCtx, eventSlotKey{}, slot)
-		responses, respCtx := exec.DispatchOperation(execCtx, rc)
-		e = &execution{key: key, cancel: cancel}
+		e = &execution{key: key, cancel: cancel, started: make(chan struct{})}
 		r.byKey[key] = e
-		start = func() {
-			r.wg.Add(1)
-			go r.run(e, slot, responses, respCtx)
-		}
+		r.wg.Add(1) // before the lock is released, so close waits for it
 	}
 	e.mu.Lock()
 	op.exec = e
 	op.idx = len(e.members)
 	e.members = append(e.members, op)
 	e.mu.Unlock()
-	if start != nil {
-		start()
+	r.mu.Unlock()
+
+	if !starting {
+		<-e.started
+		return
 	}
+	slot := &eventSlot{}
+	execCtx = context.WithValue(execCtx, eventSlotKey{}, slot)
+	responses, respCtx := exec.DispatchOperation(execCtx, rc)
+	close(e.started)
+	go r.run(e, slot, responses, respCtx)
 }
 
 // leave removes op from its execution; the last member leaving stops it.

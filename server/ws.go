@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +30,7 @@ type wsConfig struct {
 	queueBytes      int
 	maxMessageBytes int64
 	viewerDirective string
+	resumeArgument  string
 }
 
 // closeGrace is how long a closing socket waits for the peer's close frame
@@ -49,7 +52,8 @@ type wsTransport struct {
 
 	mu       sync.Mutex
 	conns    map[*wsConn]struct{}
-	draining bool
+	draining bool           // no new sockets; new ones are refused with 503
+	dropping bool           // the drain's deadline passed: connections are dropped
 	served   sync.WaitGroup // one per socket being served
 }
 
@@ -92,19 +96,31 @@ func (t *wsTransport) admit() bool {
 	return true
 }
 
+// track adds c to (on) or removes it from the open sockets. A socket that
+// was admitted before the drain began but starts being served after it is
+// closed at once: it missed the drain's list.
 func (t *wsTransport) track(c *wsConn, on bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if on {
-		t.conns[c] = struct{}{}
-	} else {
+	if !on {
 		delete(t.conns, c)
+		return
+	}
+	t.conns[c] = struct{}{}
+	switch {
+	case t.dropping:
+		_ = c.ws.NetConn().Close()
+	case t.draining:
+		c.closeWith(closeGoingAway, drainReason)
 	}
 }
 
-// shutdown refuses new sockets, closes the open ones with 1001 and waits
-// for them to finish, bounded by ctx.
-func (t *wsTransport) shutdown(ctx context.Context) error {
+// drainReason is the reason sent with the close frame of a drained socket.
+const drainReason = "server shutting down; reconnect"
+
+// startDrain refuses new sockets from now on and returns the open ones,
+// oldest first.
+func (t *wsTransport) startDrain() []*wsConn {
 	t.mu.Lock()
 	t.draining = true
 	open := make([]*wsConn, 0, len(t.conns))
@@ -112,9 +128,67 @@ func (t *wsTransport) shutdown(ctx context.Context) error {
 		open = append(open, c)
 	}
 	t.mu.Unlock()
-	for _, c := range open {
-		c.closeWith(closeGoingAway, "server shutting down")
+	slices.SortFunc(open, func(a, b *wsConn) int { return a.created.Compare(b.created) })
+	return open
+}
+
+// shutdown refuses new sockets, closes the open ones with 1001 (going
+// away) spread evenly over window, and waits for them to finish and for
+// every subscription execution to stop, bounded by ctx.
+//
+// The closes are paced by one timer in the calling goroutine: socket i of
+// n is closed at drainOffset(i, n, window) after the start, so clients do
+// not all reconnect elsewhere at once. If ctx ends first, the sockets not
+// yet closed are sent 1001 at once, the TCP connections of all that have
+// not finished are dropped, and shutdown returns an error saying how many.
+func (t *wsTransport) shutdown(ctx context.Context, window time.Duration) error {
+	open := t.startDrain()
+	t.closeSpread(ctx, open, window)
+	dropped := t.waitServed(ctx)
+	err := t.execs.close()
+	if dropped > 0 {
+		err = errors.Join(fmt.Errorf("dropped %d WebSocket connections that had not closed in time: %w",
+			dropped, context.Cause(ctx)), err)
 	}
+	return err
+}
+
+// closeSpread closes the sockets of open with 1001 in order, socket i at
+// drainOffset(i, len(open), window) after it is called, or all that are
+// left at once when ctx ends.
+func (t *wsTransport) closeSpread(ctx context.Context, open []*wsConn, window time.Duration) {
+	start := time.Now()
+	timer := time.NewTimer(window)
+	defer timer.Stop()
+	for i, c := range open {
+		if wait := time.Until(start.Add(drainOffset(i, len(open), window))); wait > 0 && ctx.Err() == nil {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+			}
+		}
+		if !c.tornDown() {
+			c.closeWith(closeGoingAway, drainReason)
+		}
+	}
+}
+
+// drainOffset is when socket i of n is closed during a drain over window:
+// i*window/n, so the n closes are spread evenly and the first is at once.
+// It does not overflow for any window and n a process can hold.
+func drainOffset(i, n int, window time.Duration) time.Duration {
+	if n <= 0 || i <= 0 || window <= 0 {
+		return 0
+	}
+	step, rest := window/time.Duration(n), window%time.Duration(n)
+	return step*time.Duration(i) + rest*time.Duration(i)/time.Duration(n)
+}
+
+// waitServed waits until every admitted socket has finished. When ctx ends
+// first, it drops the TCP connections of those still open, which ends
+// their readers promptly, and returns how many it dropped.
+func (t *wsTransport) waitServed(ctx context.Context) (dropped int) {
 	done := make(chan struct{})
 	go func() {
 		t.served.Wait()
@@ -122,15 +196,18 @@ func (t *wsTransport) shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		return 0
 	case <-ctx.Done():
-		t.mu.Lock()
-		for c := range t.conns {
-			_ = c.ws.NetConn().Close()
-		}
-		t.mu.Unlock()
-		<-done // closing the TCP connections ends every reader promptly
 	}
-	return t.execs.close()
+	t.mu.Lock()
+	t.dropping = true
+	for c := range t.conns {
+		_ = c.ws.NetConn().Close()
+		dropped++
+	}
+	t.mu.Unlock()
+	<-done // closing the TCP connections ends every reader promptly
+	return dropped
 }
 
 // operation is one operation id on one socket: a subscription membership
@@ -235,6 +312,16 @@ func (c *wsConn) serve() {
 }
 
 func (c *wsConn) touch() { c.lastSeen.Store(time.Now().UnixNano()) }
+
+// tornDown reports whether the socket has ended and released everything.
+func (c *wsConn) tornDown() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
 
 func (c *wsConn) isClosing() bool {
 	select {
@@ -414,7 +501,7 @@ func (c *wsConn) onSubscribe(m clientMessage) {
 		return
 	}
 	if rc.Operation.Operation == ast.Subscription {
-		c.t.execs.join(op, ctx, c.exec, rc, c.t.cfg.viewerDirective)
+		c.t.execs.join(op, ctx, c.exec, rc, c.t.cfg.viewerDirective, c.t.cfg.resumeArgument)
 		return
 	}
 	c.runSingle(op, ctx, rc)
@@ -681,6 +768,7 @@ func newWSTransport(opts Options, m *metrics, resp responder) *wsTransport {
 		queueBytes:      opts.QueueBytes,
 		maxMessageBytes: opts.MaxMessageBytes,
 		viewerDirective: opts.ViewerDirective,
+		resumeArgument:  opts.ResumeArgument,
 	}
 	return &wsTransport{
 		cfg:   cfg,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -35,17 +36,25 @@ type replica struct {
 // newReplica starts a replica; tweak adjusts the server options.
 func newReplica(t *testing.T, tweak func(*Options)) *replica {
 	t.Helper()
+	return newReplicaWith(t, chat.Options{}, tweak)
+}
+
+// newReplicaWith starts a replica with chat options (History is also the
+// log's per-subject limit).
+func newReplicaWith(t *testing.T, chatOpts chat.Options, tweak func(*Options)) *replica {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	log, err := pubsub.Open(ctx, pubsub.Options{
-		DataDir:  t.TempDir(),
-		Subjects: []string{chat.SubjectPrefix + ".>"},
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DataDir:           t.TempDir(),
+		Subjects:          []string{chat.SubjectPrefix + ".>"},
+		MaxMsgsPerSubject: int64(chatOpts.History),
+		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatalf("open event log: %v", err)
 	}
-	svc := chat.NewService(log, chat.Options{})
+	svc := chat.NewService(log, chatOpts)
 	runCtx, stop := context.WithCancel(context.Background())
 	ran := make(chan struct{})
 	go func() {
@@ -58,6 +67,7 @@ func newReplica(t *testing.T, tweak func(*Options)) *replica {
 		Readiness:       func(context.Context) []Check { return nil },
 		Introspection:   true,
 		ViewerDirective: graph.ViewerDirective,
+		ResumeArgument:  graph.ResumeArgument,
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if tweak != nil {
@@ -336,3 +346,10 @@ func (r *replica) openSockets() int {
 	defer r.server.ws.mu.Unlock()
 	return len(r.server.ws.conns)
 }
+
+func decodeB64(s string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	return string(b), err
+}
+
+func encodeB64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }

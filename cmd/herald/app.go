@@ -96,6 +96,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		QueueBytes:      cfg.WSQueueBytes,
 		MaxMessageBytes: cfg.WSMaxMessageBytes,
 		ViewerDirective: graph.ViewerDirective,
+		ResumeArgument:  graph.ResumeArgument,
 		Metrics:         a.metricsRegistry(),
 	})
 	if err != nil {
@@ -146,22 +147,47 @@ func (a *app) readiness(ctx context.Context) []server.Check {
 	return []server.Check{nats, stream, {Name: "readModel", OK: caughtUp, Detail: detail}}
 }
 
-// Stop finishes in-flight requests (bounded by ctx), stops following the
-// log, and closes NATS. It is safe to call more than once.
+// Stop drains the replica and stops it, in this order:
+//
+//  1. at once, /readyz fails (a "draining" check) and new WebSockets are
+//     refused, while HTTP requests, /readyz included, are still served so
+//     load balancers see the replica leave;
+//  2. open WebSockets are closed with 1001 spread evenly over
+//     --drain-timeout, and get --shutdown-timeout more for their close
+//     handshakes;
+//  3. the HTTP server stops accepting, and in-flight requests get
+//     --shutdown-timeout to finish;
+//  4. the log follower stops and the NATS connection is drained (the
+//     embedded server, if any, shut down).
+//
+// ctx cuts it short: when it ends, whatever is left is closed at once
+// (sockets and HTTP connections dropped). Stop is safe to call more than
+// once; later calls return at once.
 func (a *app) Stop(ctx context.Context) error {
 	var err error
 	a.stopOnce.Do(func() {
-		// Stop accepting, let HTTP requests finish, close every socket
-		// with 1001; sockets are hijacked, so http.Server does not track them.
-		httpDone := make(chan error, 1)
-		go func() { httpDone <- a.http.Shutdown(ctx) }()
-		if wsErr := a.server.Shutdown(ctx); wsErr != nil {
+		a.server.StartDrain()
+		// Clients on kept-alive connections are told to reconnect after
+		// their next request, which the load balancer sends elsewhere.
+		a.http.SetKeepAlivesEnabled(false)
+		a.logger.Info("draining: /readyz fails, new WebSockets are refused, open ones are closed over the drain window",
+			"drain_timeout", a.cfg.DrainTimeout)
+
+		wsCtx, cancelWS := context.WithTimeout(ctx, a.cfg.DrainTimeout+a.cfg.ShutdownTimeout)
+		if wsErr := a.server.Drain(wsCtx, a.cfg.DrainTimeout); wsErr != nil {
 			err = fmt.Errorf("close WebSocket connections: %w", wsErr)
 		}
-		if shutdownErr := <-httpDone; shutdownErr != nil {
+		cancelWS()
+
+		// Sockets are hijacked, so http.Server does not track them: they
+		// are all gone by now.
+		httpCtx, cancelHTTP := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
+		if shutdownErr := a.http.Shutdown(httpCtx); shutdownErr != nil {
 			err = errors.Join(err, fmt.Errorf("finish in-flight HTTP requests: %w", shutdownErr))
 			_ = a.http.Close()
 		}
+		cancelHTTP()
+
 		err = errors.Join(err, a.closeBackground())
 	})
 	return err

@@ -23,6 +23,7 @@ type config struct {
 	Auth            string
 	MaxBodyBytes    int64
 	ApplyTimeout    time.Duration
+	DrainTimeout    time.Duration
 	ShutdownTimeout time.Duration
 	Introspection   bool
 	LogLevel        string
@@ -61,7 +62,8 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.StringVar(&c.Auth, "auth", "dev", "authentication mode: dev (INSECURE: trusts the X-Herald-User header)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted HTTP request body, in bytes")
 	fs.DurationVar(&c.ApplyTimeout, "apply-timeout", 5*time.Second, "how long a mutation waits for its event to be stored and applied")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish at shutdown")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Second, "at shutdown: the window over which open WebSockets are closed with 1001, evenly spread (0: all at once)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "at shutdown, after the drain window: how long in-flight HTTP requests and closing WebSockets may take")
 	fs.BoolVar(&c.Introspection, "introspection", true, "allow GraphQL introspection")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
@@ -152,6 +154,9 @@ func (c config) validate() error {
 	}
 	if c.ApplyTimeout <= 0 {
 		bad("apply-timeout", "must be positive, got %s", c.ApplyTimeout)
+	}
+	if c.DrainTimeout < 0 || c.DrainTimeout > 10*time.Minute {
+		bad("drain-timeout", "must be between 0s and 10m, got %s", c.DrainTimeout)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)

@@ -13,7 +13,8 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Addr != ":8080" || cfg.DataDir != "./data" || len(cfg.NATSURLs) != 0 || cfg.Auth != "dev" ||
-		cfg.RoomHistory != 10000 || cfg.StreamReplicas != 1 || cfg.Stream != "HERALD" || cfg.MaxBodyBytes != 1<<20 {
+		cfg.RoomHistory != 10000 || cfg.StreamReplicas != 1 || cfg.Stream != "HERALD" || cfg.MaxBodyBytes != 1<<20 ||
+		cfg.DrainTimeout != 10*time.Second || cfg.ShutdownTimeout != 10*time.Second {
 		t.Fatalf("defaults = %+v", cfg)
 	}
 }
@@ -55,6 +56,8 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{args: []string{"--stream", "a.b"}, want: "not a valid stream name"},
 		{args: []string{"--max-body-bytes", "10"}, want: "at least 1024"},
 		{args: []string{"--apply-timeout", "0s"}, want: "--apply-timeout"},
+		{args: []string{"--drain-timeout", "-1s"}, want: "--drain-timeout (HERALD_DRAIN_TIMEOUT): must be between 0s and 10m"},
+		{env: map[string]string{"HERALD_DRAIN_TIMEOUT": "11m"}, want: "--drain-timeout (HERALD_DRAIN_TIMEOUT): must be between 0s and 10m"},
 		{args: []string{"--log-level", "loud"}, want: "unknown level"},
 		{args: []string{"--log-format", "xml"}, want: "unknown format"},
 		{args: []string{"stray"}, want: `unexpected argument "stray"`},

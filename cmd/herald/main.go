@@ -22,7 +22,15 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
 }
 
+// startTimeout bounds connecting to NATS and setting up at start.
+const startTimeout = 30 * time.Second
+
 // run is main without the process: it returns the exit code.
+//
+// SIGTERM or SIGINT starts a graceful drain (see app.Stop) that ends with
+// exit code 0 when everything stopped cleanly. A second signal during the
+// drain makes run return 1 at once, with the drain cut short but not
+// waited for: the caller must exit the process then, as main does.
 func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -34,32 +42,74 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	logger := newLogger(cfg, stderr)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	startCtx, cancelStart := context.WithTimeout(ctx, 30*time.Second)
-	a, err := startApp(startCtx, cfg, logger)
-	cancelStart()
+	// One channel sees every signal, so none is lost between the first
+	// and the second. Two are buffered: both may arrive during start.
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+
+	a, first, err := start(cfg, logger, signals)
 	if err != nil {
 		logger.Error("herald could not start: " + err.Error())
 		return 1
 	}
 
 	code := 0
+	if first == nil {
+		select {
+		case first = <-signals:
+		case err := <-a.Err():
+			logger.Error(err.Error())
+			code = 1
+		}
+	}
+	if first != nil {
+		logger.Info("shutting down gracefully; signal again to exit at once", "signal", first.String())
+	}
+
+	stopCtx, cutShort := context.WithCancel(context.Background())
+	defer cutShort()
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.Stop(stopCtx) }()
 	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
-	case err := <-a.Err():
-		logger.Error(err.Error())
-		code = 1
+	case err := <-stopped:
+		if err != nil {
+			logger.Error("unclean shutdown: " + err.Error())
+			code = 1
+		}
+		return code
+	case sig := <-signals:
+		// Cut the drain short so that what is left closes at once, but
+		// do not wait for it: the process exits now.
+		cutShort()
+		logger.Error("second signal during the drain: exiting at once", "signal", sig.String())
+		return 1
 	}
-	stop() // a second signal now kills the process the default way
-	stopCtx, cancelStop := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancelStop()
-	if err := a.Stop(stopCtx); err != nil {
-		logger.Error("unclean shutdown: " + err.Error())
-		code = 1
+}
+
+// start starts the app. A signal while it starts cancels the start; if the
+// app started anyway, that signal is returned as the one that stops it.
+func start(cfg config, logger *slog.Logger, signals <-chan os.Signal) (*app, os.Signal, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	var (
+		a       *app
+		err     error
+		started = make(chan struct{})
+	)
+	go func() {
+		defer close(started)
+		a, err = startApp(ctx, cfg, logger)
+	}()
+	var sig os.Signal
+	select {
+	case <-started:
+	case sig = <-signals:
+		logger.Info("signal while starting: stopping", "signal", sig.String())
+		cancel()
+		<-started // startApp honours ctx; its NATS dials are bounded too
 	}
-	return code
+	return a, sig, err
 }
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
