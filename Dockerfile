@@ -17,4 +17,7 @@ USER 65532:65532
 ENV HERALD_DATA_DIR=/data
 VOLUME ["/data"]
 EXPOSE 8080
+# Distroless has no shell or curl: the binary checks /readyz itself, on the
+# address HERALD_ADDR/--addr configures.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["/herald", "healthcheck"]
 ENTRYPOINT ["/herald"]

@@ -3,6 +3,7 @@
 //
 //	go run ./cmd/herald            # embedded NATS, data in ./data, http://localhost:8080
 //	go run ./cmd/herald -h         # every flag and its HERALD_* variable
+//	herald healthcheck             # exit 0 if the replica at --addr is ready (for container health checks)
 package main
 
 import (
@@ -32,6 +33,9 @@ const startTimeout = 30 * time.Second
 // drain makes run return 1 at once, with the drain cut short but not
 // waited for: the caller must exit the process then, as main does.
 func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(args[1:], getenv, stderr)
+	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
