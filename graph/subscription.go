@@ -83,7 +83,7 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 			if !ok {
 				continue
 			}
-			meta := stream.Meta{Cursor: r.encodeCursor(c.Seq), Appended: c.At}
+			meta := stream.Meta{Cursor: r.encodeCursor(c.Seq), Appended: c.At, Position: c.Seq}
 			select {
 			case out <- graphql.Event[T]{Context: stream.WithMeta(ctx, meta), Value: v}:
 			case <-ctx.Done():

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
+	"sync/atomic"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -20,14 +22,21 @@ import (
 // reads a viewer-dependent field, the same identity.
 type executionKey [sha256.Size]byte
 
-func keyOf(ctx context.Context, rc *graphql.OperationContext, viewerDirective string) executionKey {
+// A null resume cursor is the same as none, so subscribers that always pass
+// the cursor variable share with those that never do.
+func keyOf(ctx context.Context, rc *graphql.OperationContext, viewerDirective, cursorVariable string) executionKey {
 	h := sha256.New()
 	h.Write([]byte{0}) // shared: see privateKey
 	h.Write([]byte(rc.RawQuery))
 	h.Write([]byte{0})
 	h.Write([]byte(rc.OperationName))
 	h.Write([]byte{0})
-	vars, _ := json.Marshal(rc.Variables) // maps marshal with sorted keys: canonical
+	variables := rc.Variables
+	if v, ok := variables[cursorVariable]; ok && v == nil {
+		variables = maps.Clone(variables)
+		delete(variables, cursorVariable)
+	}
+	vars, _ := json.Marshal(variables) // maps marshal with sorted keys: canonical
 	h.Write(vars)
 	h.Write([]byte{0})
 	if viewerDependent(rc, viewerDirective) {
@@ -39,34 +48,6 @@ func keyOf(ctx context.Context, rc *graphql.OperationContext, viewerDirective st
 	var k executionKey
 	h.Sum(k[:0])
 	return k
-}
-
-// privateKey is a key no other subscription has: a resumed subscription's
-// replay is its own, so it must not join (or be joined by) an execution
-// whose earlier results it did not receive.
-// Its hash input starts with a byte keyOf's never does.
-func privateKey(n uint64) executionKey {
-	return sha256.Sum256(fmt.Appendf(nil, "\x01private resumed subscription %d", n))
-}
-
-// resumes reports whether a root field of the operation is given a
-// non-null value for the resume argument (a cursor).
-func resumes(rc *graphql.OperationContext, argument string) bool {
-	if argument == "" {
-		return false
-	}
-	for _, sel := range rc.Operation.SelectionSet {
-		f, ok := sel.(*ast.Field)
-		if !ok {
-			continue
-		}
-		if arg := f.Arguments.ForName(argument); arg != nil {
-			if v, err := arg.Value.Value(rc.Variables); err == nil && v != nil {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // viewerDependent reports whether the operation selects a field marked
@@ -109,18 +90,19 @@ func selects(set ast.SelectionSet, directive string, seen map[string]bool) bool 
 // sharedExecutions runs one execution per distinct subscription on this
 // replica and fans each result out to every member.
 type sharedExecutions struct {
-	metrics *metrics
-	log     *slog.Logger
+	metrics   *metrics
+	log       *slog.Logger
+	holdLimit int // see handoff.limit
 
 	mu       sync.Mutex
 	byKey    map[executionKey]*execution
 	closed   bool
-	privates uint64         // resumed subscriptions so far, for privateKey
+	privates uint64         // private executions so far, for privateKey
 	wg       sync.WaitGroup // one per running execution
 }
 
-func newSharedExecutions(m *metrics, log *slog.Logger) *sharedExecutions {
-	return &sharedExecutions{metrics: m, log: log, byKey: make(map[executionKey]*execution)}
+func newSharedExecutions(m *metrics, log *slog.Logger, holdLimit int) *sharedExecutions {
+	return &sharedExecutions{metrics: m, log: log, holdLimit: holdLimit, byKey: make(map[executionKey]*execution)}
 }
 
 // execution is one running subscription and the operations sharing it.
@@ -129,14 +111,45 @@ type execution struct {
 	cancel  context.CancelFunc
 	ended   bool          // guarded by the registry's mu
 	started chan struct{} // closed once the resolver has run
+	// replay marks a resumed subscriber's private replay; retired is set
+	// when the shared execution takes over from it.
+	replay  bool
+	retired atomic.Bool
 
 	mu      sync.RWMutex
 	members []*operation
 }
 
 // join adds op to the execution of its key, starting one if there is none.
-// ctx carries the identity of the subscriber who starts it; the execution
-// itself lives until its last member leaves or its stream ends.
+//
+// A subscription resuming from a cursor passed in a variable joins the
+// shared live execution of its key (the same subscription without the
+// cursor) and also runs a private execution that replays from the cursor;
+// once the replay reaches the first live result, the private execution is
+// retired and the subscriber continues on the shared one (see handoff). A
+// cursor written into the document itself keeps the private execution.
+func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql.GraphExecutor,
+	raw *graphql.RawParams, rc *graphql.OperationContext, viewerDirective, resumeArgument string) {
+	cursor := findCursor(rc, resumeArgument)
+	if !cursor.given {
+		r.attach(op, ctx, exec, rc, keyOf(ctx, rc, viewerDirective, cursor.variable), false)
+		return
+	}
+	var live *graphql.OperationContext
+	if cursor.variable != "" {
+		live = liveForm(ctx, exec, raw, cursor.variable)
+	}
+	if live == nil {
+		r.attach(op, ctx, exec, rc, r.privateKey(), false)
+		return
+	}
+	op.handoff = &handoff{limit: r.holdLimit}
+	r.attach(op, ctx, exec, live, keyOf(ctx, live, viewerDirective, cursor.variable), false)
+	r.attach(op, ctx, exec, rc, r.privateKey(), true)
+}
+
+// attach makes op a member of the execution of key (as its private replay
+// when replay is set), starting the execution if there is none.
 //
 // A new execution's resolver runs here, in the starting subscriber's
 // reader and outside the registry lock (a resolver may wait, e.g. for the
@@ -145,18 +158,9 @@ type execution struct {
 // it: a mutation the client sends next on the same socket included. Its
 // results are delivered only once op is a member, so an immediate resolver
 // error reaches op.
-func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql.GraphExecutor,
-	rc *graphql.OperationContext, viewerDirective, resumeArgument string) {
-	private := resumes(rc, resumeArgument)
-	var key executionKey
-	if !private {
-		key = keyOf(ctx, rc, viewerDirective)
-	}
+func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graphql.GraphExecutor,
+	rc *graphql.OperationContext, key executionKey, replay bool) {
 	r.mu.Lock()
-	if private {
-		r.privates++
-		key = privateKey(r.privates)
-	}
 	if r.closed {
 		r.mu.Unlock()
 		op.conn.streamEnded(op)
@@ -171,14 +175,19 @@ func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql
 		if id, ok := auth.FromContext(ctx); ok {
 			execCtx = auth.NewContext(execCtx, id)
 		}
-		e = &execution{key: key, cancel: cancel, started: make(chan struct{})}
+		e = &execution{key: key, cancel: cancel, started: make(chan struct{}), replay: replay}
 		r.byKey[key] = e
 		r.wg.Add(1) // before the lock is released, so close waits for it
 	}
 	e.mu.Lock()
-	op.exec = e
-	op.idx = len(e.members)
-	e.members = append(e.members, op)
+	if replay {
+		op.handoff.private = e
+		e.members = append(e.members, op)
+	} else {
+		op.exec = e
+		op.idx = len(e.members)
+		e.members = append(e.members, op)
+	}
 	e.mu.Unlock()
 	r.mu.Unlock()
 
@@ -193,10 +202,141 @@ func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql
 	go r.run(e, slot, responses, respCtx)
 }
 
+// privateKey returns a key no other subscription has. Its hash input
+// starts with a byte keyOf's never does.
+func (r *sharedExecutions) privateKey() executionKey {
+	r.mu.Lock()
+	r.privates++
+	n := r.privates
+	r.mu.Unlock()
+	return sha256.Sum256(fmt.Appendf(nil, "\x01private execution %d", n))
+}
+
+// cursorUse is how an operation passes the resume argument.
+type cursorUse struct {
+	given    bool   // a non-null cursor
+	variable string // the variable that carries it, if any
+}
+
+// findCursor looks for the resume argument on the operation's root fields.
+func findCursor(rc *graphql.OperationContext, argument string) cursorUse {
+	var use cursorUse
+	if argument == "" {
+		return use
+	}
+	for _, sel := range rc.Operation.SelectionSet {
+		f, ok := sel.(*ast.Field)
+		if !ok {
+			continue
+		}
+		arg := f.Arguments.ForName(argument)
+		if arg == nil {
+			continue
+		}
+		if arg.Value.Kind == ast.Variable {
+			use.variable = arg.Value.Raw
+		}
+		if v, err := arg.Value.Value(rc.Variables); err == nil && v != nil {
+			use.given = true
+		}
+	}
+	return use
+}
+
+// liveForm prepares the operation again without the cursor variable: the
+// live subscription a resumed one continues as. The document comes from
+// the query cache. Nil if it does not prepare (then the subscriber keeps a
+// private execution).
+func liveForm(ctx context.Context, exec graphql.GraphExecutor, raw *graphql.RawParams, cursorVariable string) *graphql.OperationContext {
+	params := *raw
+	params.Variables = maps.Clone(raw.Variables)
+	delete(params.Variables, cursorVariable)
+	live, errs := exec.CreateOperationContext(ctx, &params)
+	if errs != nil {
+		return nil
+	}
+	return live
+}
+
+// handoff carries a resumed subscriber from its private replay to the
+// shared live execution. Results of both carry their stream position. The
+// replay's results are written until it reaches the position of the first
+// live result held back meanwhile; from then on the held and later live
+// results are written, skipping every position the replay already wrote
+// (the shared execution may lag behind the replay), and the replay is
+// retired. Both streams are complete and ordered from where they start, so
+// the subscriber sees neither a gap nor a duplicate.
+type handoff struct {
+	limit   int        // held results beyond which the subscriber is a slow consumer
+	private *execution // the replay; set at join
+
+	mu   sync.Mutex
+	live bool   // switched to the shared execution
+	last uint64 // position of the last replayed result written
+	held []*payload
+}
+
+// deliver routes one result of execution e to op.
+func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
+	h := op.handoff
+	if h == nil {
+		op.conn.deliver(op, p)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case e.replay && h.live:
+		// Retired: the shared execution has taken over.
+	case e.replay:
+		op.conn.deliver(op, p)
+		h.last = max(h.last, p.pos)
+		if len(h.held) > 0 && p.pos >= h.held[0].pos {
+			h.goLive(op)
+		}
+	case p.pos == 0:
+		op.conn.deliver(op, p)
+	case h.live:
+		// The live stream may lag behind what the replay wrote.
+		if p.pos > h.last {
+			op.conn.deliver(op, p)
+		}
+	case len(h.held) >= h.limit:
+		op.conn.closeWith(closeTryAgainLater, "slow consumer: the replay fell behind the live stream; reconnect and resume")
+	default:
+		h.held = append(h.held, p)
+		if h.last >= p.pos {
+			h.goLive(op)
+		}
+	}
+}
+
+// goLive writes the held results the replay has not covered and retires
+// the replay. It never takes the registry lock: callers hold an
+// execution's lock.
+func (h *handoff) goLive(op *operation) {
+	h.live = true
+	for _, p := range h.held {
+		if p.pos > h.last {
+			op.conn.deliver(op, p)
+		}
+	}
+	h.held = nil
+	h.private.retired.Store(true)
+	h.private.cancel()
+}
+
 // leave removes op from its execution; the last member leaving stops it.
 func (r *sharedExecutions) leave(op *operation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if h := op.handoff; h != nil && h.private != nil && !h.private.ended {
+		h.private.ended = true
+		if r.byKey[h.private.key] == h.private {
+			delete(r.byKey, h.private.key)
+		}
+		h.private.cancel()
+	}
 	e := op.exec
 	if e == nil {
 		return
@@ -233,17 +373,17 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 		if resp == nil {
 			break
 		}
-		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended}
+		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position}
 		slot.meta = stream.Meta{}
 		e.mu.RLock()
 		for _, op := range e.members {
-			op.conn.deliver(op, p)
+			r.deliver(e, op, p)
 		}
 		e.mu.RUnlock()
 	}
 
 	r.mu.Lock()
-	endedByLeave := e.ended
+	endedByLeave := e.ended || e.retired.Load()
 	e.ended = true
 	if r.byKey[e.key] == e {
 		delete(r.byKey, e.key)

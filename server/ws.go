@@ -220,9 +220,10 @@ type operation struct {
 	// client completed it, or its last frame was written.
 	finished atomic.Bool
 
-	exec   *execution // subscriptions; guarded by the registry's lock
-	idx    int        // position among exec's members; guarded by exec.mu
-	cancel context.CancelFunc
+	exec    *execution // subscriptions; guarded by the registry's lock
+	idx     int        // position among exec's members; guarded by exec.mu
+	handoff *handoff   // a resumed subscription's replay, until it goes live
+	cancel  context.CancelFunc
 }
 
 // wsConn is one socket: a reader (the goroutine that serves the request),
@@ -501,7 +502,7 @@ func (c *wsConn) onSubscribe(m clientMessage) {
 		return
 	}
 	if rc.Operation.Operation == ast.Subscription {
-		c.t.execs.join(op, ctx, c.exec, rc, c.t.cfg.viewerDirective, c.t.cfg.resumeArgument)
+		c.t.execs.join(op, ctx, c.exec, raw, rc, c.t.cfg.viewerDirective, c.t.cfg.resumeArgument)
 		return
 	}
 	c.runSingle(op, ctx, rc)
@@ -596,6 +597,9 @@ func (c *wsConn) onComplete(id string) {
 func (c *wsConn) streamEnded(op *operation) {
 	if c.removeOp(op) {
 		c.enqueue(outItem{kind: frameComplete, op: op})
+		if op.handoff != nil {
+			c.t.execs.leave(op) // its other execution (replay or live) too
+		}
 	}
 }
 
@@ -782,7 +786,7 @@ func newWSTransport(opts Options, m *metrics, resp responder) *wsTransport {
 			// until then any origin may open a socket, as with HTTP.
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
-		execs:   newSharedExecutions(m, opts.Logger),
+		execs:   newSharedExecutions(m, opts.Logger, opts.QueueMessages),
 		keeper:  newKeeper(keeperTick(cfg)),
 		metrics: m,
 		log:     opts.Logger,

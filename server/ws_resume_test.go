@@ -202,3 +202,82 @@ func futureCursor(t *testing.T, sample string) string {
 	}
 	return encodeB64(raw[:last+1] + "zzzzz") // position 60466175 in base 36
 }
+
+// TestResumedSubscribersJoinTheSharedExecution resumes subscribers from
+// different cursors while a publisher posts: each receives every message
+// after its cursor exactly once, in order, and once caught up all of them
+// continue on the one shared execution of the plain subscription. Only a
+// cursor written into the document itself keeps a private execution.
+func TestResumedSubscribersJoinTheSharedExecution(t *testing.T) {
+	r := newReplica(t, nil)
+	room := r.room("general")
+	query := `subscription($r: ID!, $after: String) { messagePosted(roomId: $r, after: $after) { text } }`
+	const before, during = 60, 150
+	cursors := map[int]string{}
+	for i := range before {
+		m := r.post(room, "poster", fmt.Sprintf("m%03d", i))
+		if i%20 == 9 {
+			cursors[i] = graphCursor(t, r, m)
+		}
+	}
+
+	plain := r.dialTransport("plain")
+	plain.subscribe("subscribe", "s", query, map[string]any{"r": room, "after": nil})
+	other := r.dialTransport("other")
+	other.subscribe("subscribe", "s", `subscription($r: ID!) { messagePosted(roomId: $r) { text } }`, map[string]any{"r": room})
+	waitFor(t, "plain subscribers", func() bool { return r.members() == 2 })
+	if n := r.server.ws.execs.count(); n != 2 {
+		// Different documents do not share; a null cursor shares with none.
+		t.Fatalf("%d executions for two plain subscriptions of two documents, want 2", n)
+	}
+
+	var posting sync.WaitGroup
+	posting.Go(func() {
+		for i := before; i < before+during; i++ {
+			if _, err := r.chat.PostMessage(context.Background(), chat.Actor{ID: "poster"}, room, fmt.Sprintf("m%03d", i), ""); err != nil {
+				t.Errorf("post %d: %v", i, err)
+				return
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	check := func(name string, c *wsClient, from int) {
+		wg.Go(func() {
+			got := readEvents(t, c, "r", before+during-from-1)
+			for i, e := range got {
+				if want := fmt.Sprintf("m%03d", from+1+i); e.text != want {
+					t.Errorf("%s: event %d is %q, want %q", name, i, e.text, want)
+					return
+				}
+			}
+		})
+	}
+	var resumers []*wsClient
+	for from, cursor := range cursors {
+		c := r.dialTransport(fmt.Sprintf("resumer%d", from))
+		resumers = append(resumers, c)
+		c.subscribe("subscribe", "r", query, map[string]any{"r": room, "after": cursor})
+		check(fmt.Sprintf("resumer from m%03d", from), c, from)
+	}
+	inline := r.dialTransport("inline")
+	inline.subscribe("subscribe", "r", fmt.Sprintf(`subscription($r: ID!) { messagePosted(roomId: $r, after: %q) { text } }`, cursors[9]),
+		map[string]any{"r": room})
+	check("inline cursor", inline, 9)
+	wg.Wait()
+	posting.Wait()
+	readEvents(t, plain, "s", during)
+
+	// At the first live event after catching up, the resumers leave their
+	// replays for the shared execution of the plain subscription; the
+	// inline cursor cannot.
+	r.post(room, "poster", "after all")
+	waitFor(t, "replays to retire", func() bool { return r.server.ws.execs.count() == 3 })
+	if got := readEvents(t, plain, "s", 1); got[0].text != "after all" {
+		t.Fatalf("plain subscriber got %q", got[0].text)
+	}
+	for i, c := range append(resumers, inline) {
+		if got := readEvents(t, c, "r", 1); got[0].text != "after all" {
+			t.Fatalf("resumer %d got %q after catching up", i, got[0].text)
+		}
+	}
+}

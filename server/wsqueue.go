@@ -21,6 +21,7 @@ const (
 type payload struct {
 	bytes    []byte
 	appended time.Time // when the event entered the log; zero if unknown
+	pos      uint64    // the event's position in its stream; zero if unknown
 }
 
 // outItem is one frame waiting to be written. Items reference shared

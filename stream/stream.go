@@ -17,6 +17,11 @@ type Meta struct {
 	// Appended is when the event entered the event log, for measuring
 	// delivery latency.
 	Appended time.Time
+	// Position orders events of one stream (the log sequence): a replay
+	// and the live stream of the same subscription agree on it, which lets
+	// the transport hand a resumed subscriber over from one to the other
+	// without a gap or a duplicate. Zero means unknown.
+	Position uint64
 }
 
 type metaKey struct{}
