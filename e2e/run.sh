@@ -136,7 +136,7 @@ while read -r var; do clean_env+=(-u "$var"); done < <(compgen -e | grep '^HERAL
 start() {
 	local name="$1"
 	shift
-	env ${clean_env[@]+"${clean_env[@]}"} "$work/herald" --auth dev --log-level debug "$@" >"$work/$name.log" 2>&1 &
+	env ${clean_env[@]+"${clean_env[@]}"} "$work/herald" --auth dev --log-level debug --drain-timeout 1s "$@" >"$work/$name.log" 2>&1 &
 	pids+=("$!")
 	replica_names+=("$name")
 	eval "pid_$name=$!"
