@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -35,12 +36,34 @@ func (o Options) wantConfig() jetstream.StreamConfig {
 
 // setupStream creates the stream or updates an existing one to match the
 // options, then records the configuration in force.
+// streamLookupAttempt bounds one stream look-up. A JetStream request can go
+// unanswered while the cluster elects a stream leader; it is retried until
+// the start-up context ends rather than failing start-up at once.
+const streamLookupAttempt = 2 * time.Second
+
+// lookUpStream looks the stream up, retrying requests that time out.
+func (l *Log) lookUpStream(ctx context.Context, name string) (jetstream.Stream, error) {
+	for {
+		attemptCtx, cancel := context.WithTimeout(ctx, streamLookupAttempt)
+		s, err := l.js.Stream(attemptCtx, name)
+		cancel()
+		if err == nil || ctx.Err() != nil || !isTimeout(err) {
+			return s, err
+		}
+		l.log.Warn("stream look-up timed out; retrying (is a JetStream leader being elected?)", "stream", name, "err", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat)
+}
+
 func (l *Log) setupStream(ctx context.Context) error {
 	want := l.opts.wantConfig()
 	// A concurrent replica may create the stream between our look-up and our
 	// create; loop back to the update path in that case.
 	for attempt := 0; ; attempt++ {
-		s, err := l.js.Stream(ctx, want.Name)
+		s, err := l.lookUpStream(ctx, want.Name)
 		switch {
 		case err == nil:
 			return l.reconcile(ctx, s, want)
