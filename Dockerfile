@@ -18,6 +18,8 @@ ENV HERALD_DATA_DIR=/data
 VOLUME ["/data"]
 EXPOSE 8080
 # Distroless has no shell or curl: the binary checks /readyz itself, on the
-# address HERALD_ADDR/--addr configures.
+# address HERALD_ADDR configures. It is a separate process, so it sees the
+# HERALD_* variables but not flags given to the container: configure the
+# container with variables.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["/herald", "healthcheck"]
 ENTRYPOINT ["/herald"]

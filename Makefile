@@ -1,9 +1,9 @@
 # Herald's one test command is `make test`; CI runs it through .ci/run.
 GO ?= go
 
-.PHONY: test fmt-check vet generate-check unit smoke e2e build run generate
+.PHONY: test fmt-check vet generate-check unit smoke e2e compose-check cluster-test build run generate
 
-test: fmt-check vet generate-check unit smoke e2e
+test: fmt-check vet generate-check unit smoke e2e compose-check cluster-test
 
 # gofmt must have nothing to say about any Go file.
 fmt-check:
@@ -28,6 +28,15 @@ smoke:
 # Apollo Client) against two Herald processes; needs Node.js and npm.
 e2e:
 	@GO=$(GO) e2e/run.sh
+
+# deploy/compose.yaml and nginx's include files, checked without Docker.
+compose-check:
+	@GO=$(GO) deploy/check-compose.sh
+
+# The compose topology (3 NATS nodes, 3 replicas, nginx with deploy/nginx.conf)
+# as real processes on loopback, killed and restarted under load; needs nginx.
+cluster-test:
+	@GO=$(GO) deploy/cluster-test/run.sh
 
 generate:
 	$(GO) tool gqlgen generate
