@@ -76,13 +76,19 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		t.reject(w, r, http.StatusServiceUnavailable, "server is shutting down; reconnect to another replica")
 		return
 	}
-	defer t.served.Done()
 	ws, err := t.upgrader.Upgrade(w, r, http.Header{"Sec-WebSocket-Protocol": {proto.String()}})
 	if err != nil {
+		t.served.Done()
 		return // the upgrader has answered the request
 	}
+	// The socket is served on a goroutine of its own so that this handler
+	// returns: the HTTP server then releases the request, the response and
+	// the hijacked connection's buffers, kilobytes per idle socket.
 	c := newWSConn(t, ws, proto, exec)
-	c.serve()
+	go func() {
+		defer t.served.Done()
+		c.serve()
+	}()
 }
 
 // admit counts a socket about to be served, unless draining.
@@ -265,7 +271,7 @@ func newWSConn(t *wsTransport, ws *websocket.Conn, proto protocol, exec graphql.
 	now := time.Now()
 	c := &wsConn{
 		t: t, ws: ws, proto: proto, exec: exec,
-		queue:   newOutQueue(t.cfg.queueItems, t.cfg.queueBytes),
+
 		ctx:     ctx,
 		cancel:  cancel,
 		created: now,
@@ -273,6 +279,10 @@ func newWSConn(t *wsTransport, ws *websocket.Conn, proto protocol, exec graphql.
 		done:    make(chan struct{}),
 		ops:     make(map[string]*operation),
 	}
+	c.queue = newOutQueue(t.cfg.queueItems, t.cfg.queueBytes, func() {
+		c.wg.Add(1)
+		go c.writeLoop()
+	})
 	c.lastSeen.Store(now.UnixNano())
 	return c
 }
@@ -283,8 +293,6 @@ func (c *wsConn) serve() {
 	c.t.track(c, true)
 	c.t.keeper.add(c)
 	c.t.metrics.sockets.WithLabelValues(c.proto.String()).Inc()
-	c.wg.Add(1)
-	go c.writeLoop()
 
 	c.ws.SetReadLimit(c.t.cfg.maxMessageBytes)
 	c.ws.SetPongHandler(func(string) error {
@@ -345,6 +353,7 @@ func (c *wsConn) closeWith(code int, reason string) {
 			// Unblock a write stuck on a peer that does not read.
 			_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(closeGrace))
 		}
+		c.queue.wake() // a writer sends the close frame
 	})
 }
 
@@ -353,6 +362,7 @@ func (c *wsConn) teardown() {
 	close(c.done)
 	c.cancel()
 	_ = c.ws.NetConn().Close()
+	c.queue.close() // no writer starts from now on, so wg.Wait below is final
 
 	c.mu.Lock()
 	ops := c.ops
@@ -603,25 +613,28 @@ func (c *wsConn) streamEnded(op *operation) {
 	}
 }
 
-// writeLoop writes queued frames until the socket closes.
+// writeLoop writes queued frames until the queue is empty, then exits:
+// the queue starts a writer again when there is more, so an idle socket has
+// no writer goroutine. Once a close code is chosen it flushes, sends the
+// close frame (see finish) and no writer starts again.
 func (c *wsConn) writeLoop() {
 	defer c.wg.Done()
 	for {
 		select {
 		case <-c.done:
 			return
-		case <-c.closing:
-			c.finish()
-			return
-		case <-c.queue.wake:
+		default:
 		}
 		if c.isClosing() {
 			c.finish()
 			return
 		}
-		batch := c.queue.take()
+		batch, more := c.queue.take()
+		if !more {
+			return
+		}
 		if len(batch) == 0 {
-			continue
+			continue // kicked: look at closing again
 		}
 		_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.cfg.writeTimeout))
 		for i := range batch {
@@ -637,9 +650,10 @@ func (c *wsConn) writeLoop() {
 // connection_error must precede its 4403), within closeGrace, and then the
 // close frame. A slow consumer's queue is dropped: it is why it is closed.
 func (c *wsConn) finish() {
+	defer c.queue.close() // nothing is written after the close frame
 	if c.closeCode != closeTryAgainLater {
 		_ = c.ws.SetWriteDeadline(time.Now().Add(closeGrace))
-		batch := c.queue.take()
+		batch, _ := c.queue.take()
 		for i := range batch {
 			if err := c.write(&batch[i]); err != nil {
 				_ = c.ws.NetConn().Close() // the reader sees it and tears down

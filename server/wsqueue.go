@@ -44,49 +44,92 @@ func (it *outItem) size() int {
 	return n
 }
 
-// outQueue is a socket's bounded outbound queue. It never blocks: push
+// outQueue is a socket's bounded outbound queue, and the switch of its
+// writer: a writer goroutine runs only while there is something to write,
+// so an idle socket costs no goroutine for writing. It never blocks: push
 // reports false when the queue is full, and the socket is then closed as a
 // slow consumer.
 type outQueue struct {
+	spawn func() // starts a writer; called with mu held, so it is ordered before close
+
 	mu       sync.Mutex
 	items    []outItem
 	spare    []outItem // reused by take so steady state allocates nothing
 	bytes    int
 	maxItems int
 	maxBytes int
-	wake     chan struct{} // capacity 1
+	writing  bool // a writer is running
+	kicked   bool // the running writer must look again (e.g. a close was chosen)
+	closed   bool // the socket is gone: nothing is queued or started any more
 }
 
-func newOutQueue(maxItems, maxBytes int) *outQueue {
-	return &outQueue{maxItems: maxItems, maxBytes: maxBytes, wake: make(chan struct{}, 1)}
+func newOutQueue(maxItems, maxBytes int, spawn func()) *outQueue {
+	return &outQueue{maxItems: maxItems, maxBytes: maxBytes, spawn: spawn}
 }
 
+// push queues it and starts a writer if none runs; false if the queue is
+// full.
 func (q *outQueue) push(it outItem) bool {
 	n := it.size()
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return true // the socket is going; dropping is not a slow consumer
+	}
 	if len(q.items) >= q.maxItems || q.bytes+n > q.maxBytes {
-		q.mu.Unlock()
 		return false
 	}
 	q.items = append(q.items, it)
 	q.bytes += n
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
+	q.wakeLocked()
 	return true
 }
 
-// take returns everything queued, oldest first. The slice is valid until
-// the next call.
-func (q *outQueue) take() []outItem {
+// wake starts a writer if none runs, e.g. to send a close frame.
+func (q *outQueue) wake() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	batch := q.items
+	q.wakeLocked()
+}
+
+func (q *outQueue) wakeLocked() {
+	switch {
+	case q.closed:
+	case q.writing:
+		q.kicked = true
+	default:
+		q.writing = true
+		q.spawn()
+	}
+}
+
+// take returns everything queued, oldest first, valid until the next
+// call. more is false when the calling writer must exit: nothing is queued
+// and nobody kicked it; the next push or wake starts another.
+func (q *outQueue) take() (batch []outItem, more bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 {
+		if q.kicked {
+			q.kicked = false
+			return nil, true
+		}
+		q.writing = false
+		return nil, false
+	}
+	batch = q.items
 	clear(q.spare)
 	q.items = q.spare[:0]
 	q.spare = batch
 	q.bytes = 0
-	return batch
+	q.kicked = false
+	return batch, true
+}
+
+// close stops queuing and starting writers; a running writer finishes.
+func (q *outQueue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	q.items, q.spare = nil, nil
 }
