@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -32,6 +33,8 @@ type app struct {
 	server   *server.Server
 	http     *http.Server
 	listener net.Listener
+
+	pprof *http.Server // nil unless --pprof
 
 	stopFollowing context.CancelFunc
 	wg            sync.WaitGroup
@@ -124,8 +127,40 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 			a.serveErr <- fmt.Errorf("serve HTTP on %s: %w", listener.Addr(), err)
 		}
 	}()
+	if cfg.PprofAddr != "" {
+		if err := a.startPprof(cfg.PprofAddr); err != nil {
+			_ = a.http.Close()
+			a.closeBackground()
+			return nil, err
+		}
+	}
 	logger.Info("Herald is serving", "addr", listener.Addr().String(), "graphiql", "http://"+displayAddr(listener.Addr()))
 	return a, nil
+}
+
+// startPprof serves the runtime profiles on their own listener, never on
+// the public one.
+func (a *app) startPprof(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen for pprof on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	a.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.pprof.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			a.logger.Warn("pprof listener stopped", "err", err)
+		}
+	}()
+	a.logger.Info("pprof is served", "addr", l.Addr().String())
+	return nil
 }
 
 // Addr is the address HTTP is served on.
@@ -195,6 +230,9 @@ func (a *app) Stop(ctx context.Context) error {
 
 func (a *app) closeBackground() error {
 	a.stopFollowing()
+	if a.pprof != nil {
+		_ = a.pprof.Close()
+	}
 	a.wg.Wait()
 	if err := a.log.Close(); err != nil {
 		return fmt.Errorf("close the event log: %w", err)

@@ -35,6 +35,8 @@ type config struct {
 	WSQueue           int
 	WSQueueBytes      int
 	WSMaxMessageBytes int64
+
+	PprofAddr string
 }
 
 // envPrefix prefixes the environment variable of every flag:
@@ -73,6 +75,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.IntVar(&c.WSQueue, "ws-queue", 1024, "WebSocket: outbound queue per socket, in messages; a full queue closes the socket with 1013")
 	fs.IntVar(&c.WSQueueBytes, "ws-queue-bytes", 1<<20, "WebSocket: outbound queue per socket, in bytes")
 	fs.Int64Var(&c.WSMaxMessageBytes, "ws-max-message-bytes", 64<<10, "WebSocket: largest message accepted from a client (1009 above it)")
+	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this host:port (keep it on loopback); off when empty")
 
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -167,6 +170,11 @@ func (c config) validate() error {
 	}{{"ws-init-timeout", c.WSInitTimeout}, {"ws-ping-interval", c.WSPingInterval}, {"ws-pong-timeout", c.WSPongTimeout}} {
 		if d.v < 10*time.Millisecond || d.v > 10*time.Minute {
 			bad(d.flag, "must be between 10ms and 10m, got %s", d.v)
+		}
+	}
+	if c.PprofAddr != "" {
+		if err := checkHostPort(c.PprofAddr); err != nil {
+			bad("pprof", "%v", err)
 		}
 	}
 	if c.WSQueue < 1 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +82,29 @@ func TestRunExitsWithUsageErrorOnBadConfig(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "invalid configuration") {
 		t.Fatalf("stderr = %q", stderr.String())
+	}
+}
+
+func TestPprofListener(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.PprofAddr = freeAddr(t)
+	a := startTestApp(t, cfg)
+	resp, err := http.Get("http://" + cfg.PprofAddr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "goroutine profile") {
+		t.Fatalf("pprof: %d %.80s", resp.StatusCode, body)
+	}
+	if resp, err := http.Get("http://" + a.Addr() + "/debug/pprof/"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("pprof is reachable on the public listener")
+		}
+	}
+	if _, err := parseConfig([]string{"--pprof", "nope"}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Fatal("--pprof nope accepted")
 	}
 }
