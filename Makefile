@@ -13,9 +13,11 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-# The generated gqlgen code must match schema.graphqls and gqlgen.yml.
+# The generated gqlgen code must match schema.graphqls and gqlgen.yml (and the
+# benchmark peer's, under bench/peer).
 generate-check:
 	@scripts/check-generated.sh
+	@bench/peer/check-generated.sh
 
 unit:
 	$(GO) test -race -count=1 ./...
