@@ -156,9 +156,11 @@ func TestCreateRoomPostAndSubscribe(t *testing.T) {
 	stopped.send(map[string]any{"type": "ping"})
 	stopped.expect(map[string]any{"type": "pong"})
 	subs[0].send(map[string]any{"id": "1", "type": "complete"})
+	subs[0].send(map[string]any{"type": "ping"}) // answered: the complete is in
+	subs[0].expect(map[string]any{"type": "pong"})
 	post(t, url, `mutation { postMessage(roomId: "r1", text: "two") { id } }`, nil)
 	subs[1].expect(next("1", "two"))
-	subs[0].send(map[string]any{"type": "ping"})
+	subs[0].send(map[string]any{"type": "ping"}) // answered next: nothing came for the completed id
 	subs[0].expect(map[string]any{"type": "pong"})
 }
 
