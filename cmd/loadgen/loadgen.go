@@ -1,0 +1,1202 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Subprotocols.
+const (
+	protoTransport = "graphql-transport-ws"
+	protoLegacy    = "graphql-ws"
+)
+
+// DefaultQuery is the subscription each subscriber runs; $r is the room.
+const DefaultQuery = `subscription($r: ID!) { messagePosted(roomId: $r) { text } }`
+
+// Config is everything a run needs. Zero values are defaulted by Run
+// where a default makes sense (see withDefaults).
+type Config struct {
+	// URL is the GraphQL HTTP endpoint, e.g. http://127.0.0.1:8080/graphql;
+	// the WebSocket URL is the same with ws:// (or wss://).
+	URL string
+	// Protocol is "transport" (graphql-transport-ws), "legacy" (graphql-ws)
+	// or "both" (even connections transport, odd ones legacy).
+	Protocol string
+	// Connections is the number of WebSockets; SubsPerConn subscriptions
+	// each, to Rooms rooms round-robin.
+	Connections int
+	SubsPerConn int
+	Rooms       int
+	// RoomPrefix names the rooms created (<prefix>-<i>); must be unused on
+	// the server (room names are unique). Default lg-<base36 time>.
+	RoomPrefix string
+	// Sources are the local addresses connections bind to, round-robin;
+	// empty: let the kernel choose.
+	Sources []net.IP
+	// Query is the subscription document; it must take $r: ID! and its
+	// results must contain the message text.
+	Query string
+	// Events is the number of messages to publish, round-robin over rooms.
+	Events int
+	// Rate is events per second; 0 publishes as fast as possible.
+	Rate float64
+	// Inflight bounds concurrent publish requests (at most one per room
+	// at a time, so that a room's sequence numbers are stored in order).
+	Inflight int
+	// Idle > 0 selects idle mode: hold the subscribed connections this
+	// long, answering pings, and publish nothing.
+	Idle time.Duration
+	// ServerPID, if > 0, is the server process whose RSS and CPU are read
+	// from /proc.
+	ServerPID int
+	// UserPrefix names the connection users (<prefix><i>) and, with
+	// "-publisher", the publishing user. Default "lg".
+	UserPrefix string
+	// DialConcurrency bounds connections being set up at once (default 64).
+	DialConcurrency int
+	// SetupTimeout bounds creating rooms, connecting, subscribing and
+	// waiting for every subscription to be live (default 2m).
+	SetupTimeout time.Duration
+	// DrainTimeout bounds waiting for deliveries after the last publish
+	// (default 15s); Settle is then waited for late duplicates (default
+	// 300ms).
+	DrainTimeout time.Duration
+	Settle       time.Duration
+	// HandshakeTimeout bounds one connection's dial, upgrade and
+	// connection_ack (default 15s).
+	HandshakeTimeout time.Duration
+	// RequireZeroLoss makes any lost, duplicated, reordered or misrouted
+	// delivery fail the run.
+	RequireZeroLoss bool
+	// Progress, if set, receives progress lines.
+	Progress io.Writer
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Protocol == "" {
+		c.Protocol = "both"
+	}
+	if c.SubsPerConn == 0 {
+		c.SubsPerConn = 1
+	}
+	if c.Rooms == 0 {
+		c.Rooms = 1
+	}
+	if c.RoomPrefix == "" {
+		c.RoomPrefix = "lg-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	if c.Query == "" {
+		c.Query = DefaultQuery
+	}
+	if c.Inflight == 0 {
+		c.Inflight = 8
+	}
+	if c.UserPrefix == "" {
+		c.UserPrefix = "lg"
+	}
+	if c.DialConcurrency == 0 {
+		c.DialConcurrency = 64
+	}
+	if c.SetupTimeout == 0 {
+		c.SetupTimeout = 2 * time.Minute
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 15 * time.Second
+	}
+	if c.Settle == 0 {
+		c.Settle = 300 * time.Millisecond
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 15 * time.Second
+	}
+	var problems []string
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		problems = append(problems, fmt.Sprintf("url %q: want http://host:port/graphql", c.URL))
+	}
+	switch c.Protocol {
+	case "transport", "legacy", "both":
+	default:
+		problems = append(problems, fmt.Sprintf("protocol %q: want transport, legacy or both", c.Protocol))
+	}
+	if c.Connections < 1 {
+		problems = append(problems, "connections must be at least 1")
+	}
+	if c.SubsPerConn < 1 || c.Rooms < 1 || c.Inflight < 1 || c.DialConcurrency < 1 {
+		problems = append(problems, "subs, rooms, inflight and dial concurrency must be at least 1")
+	}
+	if c.Events < 0 || c.Rate < 0 || c.Idle < 0 {
+		problems = append(problems, "events, rate and idle must not be negative")
+	}
+	if c.Idle == 0 && c.Events == 0 {
+		problems = append(problems, "nothing to do: give events or idle")
+	}
+	if len(problems) > 0 {
+		return c, errors.New(strings.Join(problems, "; "))
+	}
+	return c, nil
+}
+
+// Report is the outcome of a run; it is written as JSON by --json.
+type Report struct {
+	Mode     string          `json:"mode"` // "publish" or "idle"
+	Config   ConfigReport    `json:"config"`
+	Pass     bool            `json:"pass"`
+	Failures []string        `json:"failures"`
+	Setup    SetupReport     `json:"setup"`
+	Publish  *PublishReport  `json:"publish,omitempty"`
+	Delivery *DeliveryReport `json:"delivery,omitempty"`
+	Latency  *LatencyReport  `json:"latency,omitempty"`
+	Idle     *IdleReport     `json:"idle,omitempty"`
+	// Subscribers lists every subscription with a lost, duplicated,
+	// reordered, misrouted or unacknowledged delivery (all others had
+	// none).
+	Subscribers []SubscriberReport `json:"subscribers_with_anomalies"`
+	Errors      map[string]int     `json:"errors"`
+	ErrorSample []string           `json:"error_samples"`
+	// CloseCodes counts close frames received from the server, by code,
+	// including the 1000 answering our own close at the end.
+	CloseCodes map[string]int `json:"close_codes"`
+	// PingsAnswered counts graphql-transport-ws pings answered with pong;
+	// KeepAlives counts legacy ka frames received.
+	PingsAnswered int64         `json:"pings_answered"`
+	KeepAlives    int64         `json:"keepalives_received"`
+	Server        *ServerReport `json:"server,omitempty"`
+	Self          SelfReport    `json:"self"`
+	Phases        PhaseReport   `json:"phases_sec"`
+}
+
+type ConfigReport struct {
+	URL             string   `json:"url"`
+	Protocol        string   `json:"protocol"`
+	Connections     int      `json:"connections"`
+	SubsPerConn     int      `json:"subs_per_conn"`
+	Rooms           int      `json:"rooms"`
+	RoomPrefix      string   `json:"room_prefix"`
+	Sources         []string `json:"sources"`
+	Query           string   `json:"query"`
+	Events          int      `json:"events"`
+	Rate            float64  `json:"rate"`
+	Inflight        int      `json:"inflight"`
+	IdleSec         float64  `json:"idle_sec"`
+	ServerPID       int      `json:"server_pid"`
+	RequireZeroLoss bool     `json:"require_zero_loss"`
+	ClockTicks      int64    `json:"clock_ticks"`
+}
+
+type SetupReport struct {
+	Failed                 bool           `json:"failed"`
+	RoomsCreated           int            `json:"rooms_created"`
+	ConnectionsEstablished int            `json:"connections_established"`
+	ConnectionsFailed      int            `json:"connections_failed"`
+	ByProtocol             map[string]int `json:"connections_by_protocol"`
+	Subscriptions          int            `json:"subscriptions"`
+	SubscriptionsLive      int            `json:"subscriptions_live"`
+	ProbesPosted           int            `json:"probes_posted"`
+	ConnectionsOpenAtEnd   int            `json:"connections_open_at_end"`
+}
+
+type PublishReport struct {
+	Sent        int           `json:"sent"`
+	Acked       int           `json:"acked"`
+	Failed      int           `json:"failed"`
+	DurationSec float64       `json:"duration_sec"`
+	RatePerSec  float64       `json:"rate_per_sec"`
+	HTTPLatency LatencyReport `json:"http_latency"`
+}
+
+type DeliveryReport struct {
+	Expected      int64   `json:"expected"`
+	Received      int64   `json:"received"` // distinct (subscription, seq) pairs
+	Lost          int64   `json:"lost"`
+	Duplicated    int64   `json:"duplicated"`
+	Reordered     int64   `json:"reordered"`
+	Misrouted     int64   `json:"misrouted"`
+	Unacked       int64   `json:"unacked"` // received but the publish had failed
+	Foreign       int64   `json:"foreign"` // next payloads without our marker
+	WindowSec     float64 `json:"window_sec"`
+	PerSecond     float64 `json:"per_sec"`
+	DrainComplete bool    `json:"drain_complete"`
+}
+
+type SubscriberReport struct {
+	Conn       int    `json:"conn"`
+	Sub        int    `json:"sub"`
+	Protocol   string `json:"protocol"`
+	Room       int    `json:"room"`
+	Received   int    `json:"received"`
+	Lost       int    `json:"lost"`
+	Duplicated int    `json:"duplicated"`
+	Reordered  int    `json:"reordered"`
+	Misrouted  int    `json:"misrouted"`
+	Unacked    int    `json:"unacked"`
+}
+
+type IdleReport struct {
+	DurationSec float64 `json:"duration_sec"`
+	// ServerCPUSec is the server's CPU during the idle window;
+	// ServerCPUUsPerConnPerSec = that / connections / seconds, in µs.
+	ServerCPUSec             float64 `json:"server_cpu_sec"`
+	ServerCPUUsPerConnPerSec float64 `json:"server_cpu_us_per_conn_per_sec"`
+	SelfCPUSec               float64 `json:"self_cpu_sec"`
+}
+
+type ServerReport struct {
+	PID               int     `json:"pid"`
+	RSSBeforeKB       int64   `json:"rss_before_kb"`
+	RSSAfterConnectKB int64   `json:"rss_after_connect_kb"`
+	RSSAfterRunKB     int64   `json:"rss_after_run_kb"`
+	RSSPerConnKB      float64 `json:"rss_per_conn_kb"` // (after_connect - before) / established connections
+	// CPU during the publish phase (first publish → last delivery or
+	// drain timeout).
+	PublishCPUSec          float64 `json:"publish_cpu_sec"`
+	CPUSecPer1000Delivered float64 `json:"cpu_sec_per_1000_deliveries"`
+	CPUSecTotalRun         float64 `json:"cpu_sec_total_run"`
+}
+
+type SelfReport struct {
+	CPUSecTotal            float64 `json:"cpu_sec_total"`
+	CPUSecSetup            float64 `json:"cpu_sec_setup"`
+	CPUSecPublish          float64 `json:"cpu_sec_publish"`
+	CPUSecPer1000Delivered float64 `json:"cpu_sec_per_1000_deliveries"`
+	MaxRSSKB               int64   `json:"max_rss_kb"`
+}
+
+type PhaseReport struct {
+	CreateRooms float64 `json:"create_rooms"`
+	Connect     float64 `json:"connect"`
+	Live        float64 `json:"wait_live"`
+	Publish     float64 `json:"publish"`
+	Drain       float64 `json:"drain"`
+	Idle        float64 `json:"idle"`
+	Close       float64 `json:"close"`
+	Total       float64 `json:"total"`
+}
+
+// ---- run state ----
+
+type sub struct {
+	room      int
+	tr        seqTracker
+	misrouted int
+	probe     atomic.Bool
+	dead      atomic.Bool // error or complete received
+}
+
+type conn struct {
+	idx     int
+	proto   string
+	ws      *websocket.Conn
+	subs    []*sub
+	wmu     sync.Mutex
+	closing atomic.Bool
+	done    chan struct{}
+}
+
+func (c *conn) write(msg []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	return c.ws.WriteMessage(websocket.TextMessage, msg)
+}
+
+func (c *conn) alive() bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
+	}
+}
+
+type roomState struct {
+	id    string
+	mu    sync.Mutex
+	seq   int
+	acked []bool // acked[seq]; index 0 unused
+	subs  int    // subscriptions to this room on established connections
+}
+
+type run struct {
+	cfg   Config
+	wsURL string
+	http  *http.Client
+	rooms []*roomState
+	conns []*conn // nil for connections that failed
+
+	hist      histogram // delivery latency
+	pubHist   histogram // publish HTTP round trip
+	delivered atomic.Int64
+	foreign   atomic.Int64
+	pings     atomic.Int64
+	kas       atomic.Int64
+	lastRecv  atomic.Int64 // unix nanos of the last marked delivery
+
+	emu        sync.Mutex
+	errs       map[string]int
+	errSamples []string
+	closeCodes map[string]int
+}
+
+func (r *run) errorf(category, format string, args ...any) {
+	r.emu.Lock()
+	defer r.emu.Unlock()
+	r.errs[category]++
+	if len(r.errSamples) < 20 {
+		r.errSamples = append(r.errSamples, category+": "+fmt.Sprintf(format, args...))
+	}
+}
+
+func (r *run) closeCode(code int) {
+	r.emu.Lock()
+	r.closeCodes[strconv.Itoa(code)]++
+	r.emu.Unlock()
+}
+
+func (r *run) progress(format string, args ...any) {
+	if r.cfg.Progress != nil {
+		fmt.Fprintf(r.cfg.Progress, "loadgen: "+format+"\n", args...)
+	}
+}
+
+// Run executes one load run. It returns an error only for an invalid
+// configuration; every other failure is in the report (Pass false,
+// Setup.Failed for setup failures).
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	selfStart := selfCPU()
+	wsURL := "ws" + strings.TrimPrefix(cfg.URL, "http")
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        2*cfg.Inflight + 4,
+		MaxIdleConnsPerHost: 2*cfg.Inflight + 4,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	r := &run{
+		cfg:        cfg,
+		wsURL:      wsURL,
+		http:       &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		errs:       map[string]int{},
+		closeCodes: map[string]int{},
+	}
+	rep := &Report{Mode: "publish", Config: cfg.report(), Errors: r.errs, CloseCodes: r.closeCodes}
+	if cfg.Idle > 0 {
+		rep.Mode = "idle"
+	}
+	fail := func(format string, args ...any) {
+		rep.Failures = append(rep.Failures, fmt.Sprintf(format, args...))
+	}
+	setupCtx, cancelSetup := context.WithTimeout(ctx, cfg.SetupTimeout)
+	defer cancelSetup()
+
+	// 1. Rooms.
+	t0 := time.Now()
+	r.rooms = make([]*roomState, cfg.Rooms)
+	for i := range r.rooms {
+		id, err := r.createRoom(setupCtx, fmt.Sprintf("%s-%d", cfg.RoomPrefix, i))
+		if err != nil {
+			r.errorf("create-room", "%v", err)
+			fail("setup: create room %d: %v", i, err)
+			rep.Setup.Failed = true
+			break
+		}
+		r.rooms[i] = &roomState{id: id}
+		rep.Setup.RoomsCreated++
+	}
+	rep.Phases.CreateRooms = time.Since(t0).Seconds()
+
+	var server ServerReport
+	var before, afterConnect, publishStart, publishEnd procSample
+	sample := func(what string) procSample {
+		s, err := sampleProc(cfg.ServerPID)
+		if err != nil {
+			r.errorf("proc", "%s: %v", what, err)
+		}
+		return s
+	}
+	before = sample("before")
+
+	// 2. Connect and subscribe.
+	if !rep.Setup.Failed {
+		t0 = time.Now()
+		r.connectAll(setupCtx)
+		rep.Phases.Connect = time.Since(t0).Seconds()
+		rep.Setup.ByProtocol = map[string]int{}
+		for _, c := range r.conns {
+			if c == nil {
+				rep.Setup.ConnectionsFailed++
+				continue
+			}
+			rep.Setup.ConnectionsEstablished++
+			rep.Setup.ByProtocol[c.proto]++
+			rep.Setup.Subscriptions += len(c.subs)
+			for _, s := range c.subs {
+				r.rooms[s.room].subs++
+			}
+		}
+		r.progress("connected %d/%d (%d failed) in %.1fs", rep.Setup.ConnectionsEstablished, cfg.Connections, rep.Setup.ConnectionsFailed, rep.Phases.Connect)
+		if rep.Setup.ConnectionsFailed > 0 {
+			rep.Setup.Failed = true
+			fail("setup: %d of %d connections failed", rep.Setup.ConnectionsFailed, cfg.Connections)
+		}
+		// 3. Wait until every subscription is live.
+		t0 = time.Now()
+		live, probes := r.waitLive(setupCtx)
+		rep.Setup.SubscriptionsLive, rep.Setup.ProbesPosted = live, probes
+		rep.Phases.Live = time.Since(t0).Seconds()
+		r.progress("%d/%d subscriptions live after %.1fs (%d probes)", live, rep.Setup.Subscriptions, rep.Phases.Live, probes)
+		if live < cfg.Connections*cfg.SubsPerConn {
+			rep.Setup.Failed = true
+			fail("setup: %d of %d subscriptions live", live, cfg.Connections*cfg.SubsPerConn)
+		}
+	}
+	afterConnect = sample("after connect")
+	selfSetup := selfCPU()
+	rep.Self.CPUSecSetup = (selfSetup - selfStart).Seconds()
+
+	// 4. Publish, or idle.
+	if !rep.Setup.Failed && cfg.Idle > 0 {
+		t0 = time.Now()
+		s0, c0 := sample("idle start"), selfCPU()
+		select {
+		case <-time.After(cfg.Idle):
+		case <-ctx.Done():
+		}
+		s1, c1 := sample("idle end"), selfCPU()
+		d := time.Since(t0)
+		rep.Phases.Idle = d.Seconds()
+		ir := &IdleReport{DurationSec: d.Seconds(), SelfCPUSec: (c1 - c0).Seconds()}
+		if s0.ok && s1.ok {
+			ir.ServerCPUSec = (s1.cpu - s0.cpu).Seconds()
+			if n := rep.Setup.ConnectionsEstablished; n > 0 {
+				ir.ServerCPUUsPerConnPerSec = ir.ServerCPUSec * 1e6 / float64(n) / d.Seconds()
+			}
+		}
+		rep.Idle = ir
+	} else if !rep.Setup.Failed {
+		publishStart = sample("publish start")
+		c0 := selfCPU()
+		t0 = time.Now()
+		pr := r.publish(ctx)
+		pubDur := time.Since(t0)
+		rep.Phases.Publish = pubDur.Seconds()
+		pr.DurationSec = pubDur.Seconds()
+		if pubDur > 0 {
+			pr.RatePerSec = float64(pr.Sent) / pubDur.Seconds()
+		}
+		pr.HTTPLatency = r.pubHist.report()
+		rep.Publish = &pr
+		r.progress("published %d (%d acked, %d failed) in %.1fs", pr.Sent, pr.Acked, pr.Failed, pubDur.Seconds())
+
+		var expected int64
+		for _, rs := range r.rooms {
+			n := 0
+			for _, a := range rs.acked {
+				if a {
+					n++
+				}
+			}
+			expected += int64(n) * int64(rs.subs)
+		}
+		t1 := time.Now()
+		complete := r.drain(ctx, expected, pr.Failed == 0)
+		rep.Phases.Drain = time.Since(t1).Seconds()
+		publishEnd = sample("publish end")
+		c1 := selfCPU()
+		rep.Self.CPUSecPublish = (c1 - c0).Seconds()
+		window := time.Duration(r.lastRecv.Load() - t0.UnixNano())
+		if r.lastRecv.Load() == 0 {
+			window = 0
+		}
+		dr := &DeliveryReport{Expected: expected, Received: r.delivered.Load(), WindowSec: window.Seconds(), DrainComplete: complete}
+		if window > 0 {
+			dr.PerSecond = float64(dr.Received) / window.Seconds()
+		}
+		rep.Delivery = dr
+		if !complete {
+			r.progress("drain incomplete after %s: %d of %d deliveries", cfg.DrainTimeout, dr.Received, expected)
+		}
+		// Settle: give late duplicates a chance to show.
+		select {
+		case <-time.After(cfg.Settle):
+		case <-ctx.Done():
+		}
+	}
+
+	afterRun := sample("after run")
+	for _, c := range r.conns {
+		if c != nil && c.alive() {
+			rep.Setup.ConnectionsOpenAtEnd++
+		}
+	}
+
+	// 5. Close everything and wait for every reader.
+	t0 = time.Now()
+	r.closeAll()
+	rep.Phases.Close = time.Since(t0).Seconds()
+
+	// 6. Statistics.
+	if rep.Delivery != nil {
+		dr := rep.Delivery
+		dr.Foreign = r.foreign.Load()
+		for _, c := range r.conns {
+			if c == nil {
+				continue
+			}
+			for j, s := range c.subs {
+				lost, unacked := s.tr.finish(r.rooms[s.room].acked)
+				sr := SubscriberReport{Conn: c.idx, Sub: j, Protocol: c.proto, Room: s.room, Received: s.tr.received,
+					Lost: lost, Duplicated: s.tr.dup, Reordered: s.tr.reordered, Misrouted: s.misrouted, Unacked: unacked}
+				dr.Lost += int64(lost)
+				dr.Duplicated += int64(s.tr.dup)
+				dr.Reordered += int64(s.tr.reordered)
+				dr.Misrouted += int64(s.misrouted + s.tr.invalid)
+				dr.Unacked += int64(unacked)
+				if lost+s.tr.dup+s.tr.reordered+s.misrouted+unacked+s.tr.invalid > 0 {
+					rep.Subscribers = append(rep.Subscribers, sr)
+				}
+			}
+		}
+		l := r.hist.report()
+		rep.Latency = &l
+		if cfg.RequireZeroLoss {
+			if dr.Lost > 0 || dr.Duplicated > 0 || dr.Reordered > 0 || dr.Misrouted > 0 {
+				fail("delivery: %d lost, %d duplicated, %d reordered, %d misrouted", dr.Lost, dr.Duplicated, dr.Reordered, dr.Misrouted)
+			}
+			if rep.Publish.Failed > 0 {
+				fail("publish: %d of %d failed", rep.Publish.Failed, rep.Publish.Sent)
+			}
+		}
+	}
+	if rep.Subscribers == nil {
+		rep.Subscribers = []SubscriberReport{}
+	}
+	if cfg.ServerPID > 0 {
+		server.PID = cfg.ServerPID
+		server.RSSBeforeKB, server.RSSAfterConnectKB, server.RSSAfterRunKB = before.rssKB, afterConnect.rssKB, afterRun.rssKB
+		if n := rep.Setup.ConnectionsEstablished; n > 0 && before.ok && afterConnect.ok {
+			server.RSSPerConnKB = float64(afterConnect.rssKB-before.rssKB) / float64(n)
+		}
+		if publishStart.ok && publishEnd.ok {
+			server.PublishCPUSec = (publishEnd.cpu - publishStart.cpu).Seconds()
+			if rep.Delivery != nil && rep.Delivery.Received > 0 {
+				server.CPUSecPer1000Delivered = server.PublishCPUSec * 1000 / float64(rep.Delivery.Received)
+			}
+		}
+		if before.ok && afterRun.ok {
+			server.CPUSecTotalRun = (afterRun.cpu - before.cpu).Seconds()
+		}
+		rep.Server = &server
+	}
+	rep.Self.CPUSecTotal = (selfCPU() - selfStart).Seconds()
+	rep.Self.MaxRSSKB = selfMaxRSSKB()
+	if rep.Delivery != nil && rep.Delivery.Received > 0 {
+		rep.Self.CPUSecPer1000Delivered = rep.Self.CPUSecPublish * 1000 / float64(rep.Delivery.Received)
+	}
+	rep.Phases.Total = time.Since(start).Seconds()
+	rep.PingsAnswered, rep.KeepAlives = r.pings.Load(), r.kas.Load()
+	r.emu.Lock()
+	rep.ErrorSample = append([]string{}, r.errSamples...)
+	r.emu.Unlock()
+	if ctx.Err() != nil {
+		fail("interrupted: %v", ctx.Err())
+	}
+	rep.Pass = len(rep.Failures) == 0
+	if rep.Failures == nil {
+		rep.Failures = []string{}
+	}
+	return rep, nil
+}
+
+func (c Config) report() ConfigReport {
+	srcs := make([]string, len(c.Sources))
+	for i, s := range c.Sources {
+		srcs[i] = s.String()
+	}
+	return ConfigReport{URL: c.URL, Protocol: c.Protocol, Connections: c.Connections, SubsPerConn: c.SubsPerConn,
+		Rooms: c.Rooms, RoomPrefix: c.RoomPrefix, Sources: srcs, Query: c.Query, Events: c.Events, Rate: c.Rate,
+		Inflight: c.Inflight, IdleSec: c.Idle.Seconds(), ServerPID: c.ServerPID, RequireZeroLoss: c.RequireZeroLoss,
+		ClockTicks: clockTicks}
+}
+
+// ---- HTTP GraphQL ----
+
+type gqlError struct {
+	Message    string         `json:"message"`
+	Extensions map[string]any `json:"extensions"`
+}
+
+func (r *run) graphql(ctx context.Context, query string, vars map[string]any, out any) error {
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Herald-User", r.cfg.UserPrefix+"-publisher")
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Data   json.RawMessage `json:"data"`
+		Errors []gqlError      `json:"errors"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, b)
+	}
+	if len(res.Errors) > 0 {
+		return fmt.Errorf("HTTP %d: %s (%v)", resp.StatusCode, res.Errors[0].Message, res.Errors[0].Extensions["code"])
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	if out != nil {
+		return json.Unmarshal(res.Data, out)
+	}
+	return nil
+}
+
+func (r *run) createRoom(ctx context.Context, name string) (string, error) {
+	var out struct {
+		CreateRoom struct{ ID string } `json:"createRoom"`
+	}
+	err := r.graphql(ctx, `mutation($n: String!) { createRoom(name: $n) { id } }`, map[string]any{"n": name}, &out)
+	if err == nil && out.CreateRoom.ID == "" {
+		err = errors.New("createRoom returned no id")
+	}
+	return out.CreateRoom.ID, err
+}
+
+const postMutation = `mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }`
+
+func (r *run) post(ctx context.Context, roomID, text string) error {
+	return r.graphql(ctx, postMutation, map[string]any{"r": roomID, "t": text}, nil)
+}
+
+// ---- connections ----
+
+func (r *run) connectAll(ctx context.Context) {
+	r.conns = make([]*conn, r.cfg.Connections)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	for range min(r.cfg.DialConcurrency, r.cfg.Connections) {
+		wg.Go(func() {
+			for i := range next {
+				c, err := r.connect(ctx, i)
+				if err != nil {
+					r.errorf("connect", "conn %d: %v", i, err)
+					continue
+				}
+				r.conns[i] = c
+				if n := done.Add(1); n%2000 == 0 {
+					r.progress("%d connections up", n)
+				}
+			}
+		})
+	}
+	for i := range r.cfg.Connections {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+func (r *run) connect(ctx context.Context, i int) (*conn, error) {
+	proto := protoTransport
+	if r.cfg.Protocol == "legacy" || (r.cfg.Protocol == "both" && i%2 == 1) {
+		proto = protoLegacy
+	}
+	nd := &net.Dialer{Timeout: r.cfg.HandshakeTimeout}
+	if len(r.cfg.Sources) > 0 {
+		nd.LocalAddr = &net.TCPAddr{IP: r.cfg.Sources[i%len(r.cfg.Sources)]}
+	}
+	d := websocket.Dialer{
+		NetDialContext:   nd.DialContext,
+		Subprotocols:     []string{proto},
+		HandshakeTimeout: r.cfg.HandshakeTimeout,
+		ReadBufferSize:   1024,
+		WriteBufferSize:  1024,
+	}
+	hctx, cancel := context.WithTimeout(ctx, r.cfg.HandshakeTimeout)
+	defer cancel()
+	ws, resp, err := d.DialContext(hctx, r.wsURL, nil)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("dial: %v (HTTP %d)", err, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	if ws.Subprotocol() != proto {
+		ws.Close()
+		return nil, fmt.Errorf("server chose subprotocol %q, offered %q", ws.Subprotocol(), proto)
+	}
+	c := &conn{idx: i, proto: proto, ws: ws, done: make(chan struct{})}
+	fail := func(err error) (*conn, error) {
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			r.closeCode(ce.Code)
+		}
+		ws.Close()
+		return nil, err
+	}
+	init, _ := json.Marshal(map[string]any{"type": "connection_init", "payload": map[string]any{"user": fmt.Sprintf("%s%d", r.cfg.UserPrefix, i)}})
+	if err := c.write(init); err != nil {
+		return fail(fmt.Errorf("connection_init: %w", err))
+	}
+	deadline, _ := hctx.Deadline()
+	_ = ws.SetReadDeadline(deadline)
+	for acked := false; !acked; {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			return fail(fmt.Errorf("waiting for connection_ack: %w", err))
+		}
+		var f struct{ Type string }
+		if err := json.Unmarshal(msg, &f); err != nil {
+			return fail(fmt.Errorf("waiting for connection_ack: bad frame %.100q", msg))
+		}
+		switch f.Type {
+		case "connection_ack":
+			acked = true
+		case "ping":
+			if err := c.write([]byte(`{"type":"pong"}`)); err != nil {
+				return fail(err)
+			}
+			r.pings.Add(1)
+		case "ka":
+			r.kas.Add(1)
+		default:
+			return fail(fmt.Errorf("waiting for connection_ack: got %.200s", msg))
+		}
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	start := "subscribe"
+	if proto == protoLegacy {
+		start = "start"
+	}
+	for j := range r.cfg.SubsPerConn {
+		room := (i*r.cfg.SubsPerConn + j) % r.cfg.Rooms
+		c.subs = append(c.subs, &sub{room: room})
+		m, _ := json.Marshal(map[string]any{"id": strconv.Itoa(j + 1), "type": start,
+			"payload": map[string]any{"query": r.cfg.Query, "variables": map[string]any{"r": r.rooms[room].id}}})
+		if err := c.write(m); err != nil {
+			return fail(fmt.Errorf("%s: %w", start, err))
+		}
+	}
+	go r.read(c)
+	return c, nil
+}
+
+// read is the connection's only reader goroutine.
+func (r *run) read(c *conn) {
+	defer close(c.done)
+	for {
+		_, msg, err := c.ws.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				r.closeCode(ce.Code)
+				if c.closing.Load() && ce.Code == websocket.CloseNormalClosure {
+					return
+				}
+				r.errorf("closed", "conn %d (%s): server closed %d %q", c.idx, c.proto, ce.Code, ce.Text)
+				return
+			}
+			if !c.closing.Load() {
+				r.errorf("read", "conn %d (%s): %v", c.idx, c.proto, err)
+			}
+			return
+		}
+		r.frame(c, msg, time.Now())
+	}
+}
+
+var (
+	prefixID    = []byte(`{"id":"`)
+	segNext     = []byte(`,"type":"next"`)
+	segData     = []byte(`,"type":"data"`)
+	segError    = []byte(`,"type":"error"`)
+	segComplete = []byte(`,"type":"complete"`)
+	frPing      = []byte(`{"type":"ping"}`)
+	frKA        = []byte(`{"type":"ka"}`)
+	markerLG    = []byte(`"lg|`)
+	markerProbe = []byte(`"probe|`)
+)
+
+// frame handles one server frame. Herald writes id-carrying frames as
+// {"id":"<id>","type":...,"payload":...}; that shape is parsed without
+// a JSON decoder (the reader goroutines of thousands of sockets would
+// otherwise dominate the load generator's CPU); anything else goes
+// through encoding/json.
+func (r *run) frame(c *conn, msg []byte, now time.Time) {
+	if bytes.HasPrefix(msg, prefixID) {
+		rest := msg[len(prefixID):]
+		q := bytes.IndexByte(rest, '"')
+		if q > 0 {
+			id, rest := rest[:q], rest[q+1:]
+			switch {
+			case bytes.HasPrefix(rest, segNext), bytes.HasPrefix(rest, segData):
+				r.next(c, string(id), msg, now)
+				return
+			case bytes.HasPrefix(rest, segError):
+				r.subEnded(c, string(id), "sub-error", msg)
+				return
+			case bytes.HasPrefix(rest, segComplete):
+				r.subEnded(c, string(id), "sub-complete", msg)
+				return
+			}
+		}
+	}
+	switch {
+	case bytes.Equal(msg, frPing):
+		r.pong(c)
+		return
+	case bytes.Equal(msg, frKA):
+		r.kas.Add(1)
+		return
+	}
+	var f struct {
+		Type    string          `json:"type"`
+		ID      string          `json:"id"`
+		Payload json.RawMessage `json:"payload"`
+	}
+	if err := json.Unmarshal(msg, &f); err != nil {
+		r.errorf("bad-frame", "conn %d: %.200s", c.idx, msg)
+		return
+	}
+	switch f.Type {
+	case "ping":
+		r.pong(c)
+	case "pong":
+	case "ka":
+		r.kas.Add(1)
+	case "next", "data":
+		r.next(c, f.ID, msg, now)
+	case "error":
+		r.subEnded(c, f.ID, "sub-error", msg)
+	case "complete":
+		r.subEnded(c, f.ID, "sub-complete", msg)
+	default:
+		r.errorf("unexpected-frame", "conn %d: %.200s", c.idx, msg)
+	}
+}
+
+func (r *run) pong(c *conn) {
+	if c.proto != protoTransport {
+		return
+	}
+	if err := c.write([]byte(`{"type":"pong"}`)); err != nil && !c.closing.Load() {
+		r.errorf("pong", "conn %d: %v", c.idx, err)
+		return
+	}
+	r.pings.Add(1)
+}
+
+func (c *conn) sub(id string) *sub {
+	j, err := strconv.Atoi(id)
+	if err != nil || j < 1 || j > len(c.subs) {
+		return nil
+	}
+	return c.subs[j-1]
+}
+
+func (r *run) subEnded(c *conn, id, category string, msg []byte) {
+	if s := c.sub(id); s != nil {
+		s.dead.Store(true)
+	}
+	r.errorf(category, "conn %d (%s) sub %s: %.300s", c.idx, c.proto, id, msg)
+}
+
+// next handles a result: text "lg|<room>|<seq>|<sendUnixNano>" is a
+// measured event, "probe|<room>|<round>" a liveness probe.
+func (r *run) next(c *conn, id string, msg []byte, now time.Time) {
+	s := c.sub(id)
+	if s == nil {
+		r.errorf("unknown-id", "conn %d: %.200s", c.idx, msg)
+		return
+	}
+	if i := bytes.Index(msg, markerLG); i >= 0 {
+		room, seq, sent, ok := parseEventText(msg[i+len(markerLG):])
+		if !ok {
+			r.errorf("bad-text", "conn %d: %.200s", c.idx, msg)
+			return
+		}
+		if room != s.room {
+			s.misrouted++
+			return
+		}
+		switch s.tr.observe(seq) {
+		case obsNew, obsReordered:
+			r.hist.record(now.Sub(time.Unix(0, sent)))
+			r.delivered.Add(1)
+			for {
+				l := r.lastRecv.Load()
+				if now.UnixNano() <= l || r.lastRecv.CompareAndSwap(l, now.UnixNano()) {
+					break
+				}
+			}
+		}
+		return
+	}
+	if i := bytes.Index(msg, markerProbe); i >= 0 {
+		room, _, _, ok := parseFields(msg[i+len(markerProbe):], 2)
+		if ok && room == s.room {
+			s.probe.Store(true)
+		}
+		return
+	}
+	r.foreign.Add(1)
+	if bytes.Contains(msg, []byte(`"errors"`)) {
+		r.errorf("result-error", "conn %d: %.300s", c.idx, msg)
+	}
+}
+
+// parseEventText parses `<room>|<seq>|<sendUnixNano>"`.
+func parseEventText(b []byte) (room, seq int, sent int64, ok bool) {
+	a, bb, cc, ok := parseFields(b, 3)
+	return int(a), int(bb), cc, ok
+}
+
+// parseFields parses n (2 or 3) '|'-separated decimal numbers ending at
+// '"'.
+func parseFields(b []byte, n int) (f0, f1 int, f2 int64, ok bool) {
+	var vals [3]int64
+	k := 0
+	var v int64
+	digits := 0
+	for _, ch := range b {
+		switch {
+		case ch >= '0' && ch <= '9':
+			if digits > 18 {
+				return 0, 0, 0, false
+			}
+			v = v*10 + int64(ch-'0')
+			digits++
+		case ch == '|' || ch == '"':
+			if digits == 0 || k >= n {
+				return 0, 0, 0, false
+			}
+			vals[k] = v
+			k++
+			v, digits = 0, 0
+			if ch == '"' {
+				if k != n {
+					return 0, 0, 0, false
+				}
+				return int(vals[0]), int(vals[1]), vals[2], true
+			}
+		default:
+			return 0, 0, 0, false
+		}
+	}
+	return 0, 0, 0, false
+}
+
+// waitLive posts a probe to every room that still has a subscription
+// which has not seen one, every 250 ms, until all live connections'
+// subscriptions have seen a probe of their room (a subscription that saw
+// an event is attached to the room's stream, so it sees every later event)
+// or ctx ends. It returns how many subscriptions are live and how many
+// probes it posted.
+func (r *run) waitLive(ctx context.Context) (live, probes int) {
+	pending := make([]bool, len(r.rooms))
+	for round := 1; ; round++ {
+		live = 0
+		waiting := false
+		clear(pending)
+		for _, c := range r.conns {
+			if c == nil {
+				continue
+			}
+			for _, s := range c.subs {
+				switch {
+				case s.probe.Load():
+					live++
+				case c.alive() && !s.dead.Load():
+					pending[s.room] = true
+					waiting = true
+				}
+			}
+		}
+		if !waiting || ctx.Err() != nil {
+			return live, probes
+		}
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, r.cfg.Inflight)
+		for room, p := range pending {
+			if !p {
+				continue
+			}
+			probes++
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if err := r.post(ctx, r.rooms[room].id, fmt.Sprintf("probe|%d|%d", room, round)); err != nil && ctx.Err() == nil {
+					r.errorf("probe", "room %d: %v", room, err)
+				}
+			})
+		}
+		wg.Wait()
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// publish posts cfg.Events messages round-robin over the rooms, paced
+// at cfg.Rate (or as fast as cfg.Inflight allows). A room has at most one
+// post in flight, and its sequence number is assigned when its post is
+// sent, so the log holds each room's messages in sequence order and any
+// reordering seen by a subscriber is the server's.
+func (r *run) publish(ctx context.Context) PublishReport {
+	var pr PublishReport
+	var sent, acked, failed atomic.Int64
+	events := make(chan int)
+	var wg sync.WaitGroup
+	for range r.cfg.Inflight {
+		wg.Go(func() {
+			for e := range events {
+				rs := r.rooms[e%len(r.rooms)]
+				room := e % len(r.rooms)
+				rs.mu.Lock()
+				rs.seq++
+				seq := rs.seq
+				for len(rs.acked) <= seq {
+					rs.acked = append(rs.acked, false)
+				}
+				t := time.Now()
+				err := r.post(ctx, rs.id, fmt.Sprintf("lg|%d|%d|%d", room, seq, t.UnixNano()))
+				r.pubHist.record(time.Since(t))
+				sent.Add(1)
+				if err == nil {
+					rs.acked[seq] = true
+					acked.Add(1)
+				} else {
+					failed.Add(1)
+					if ctx.Err() == nil {
+						r.errorf("publish", "room %d seq %d: %v", room, seq, err)
+					}
+				}
+				rs.mu.Unlock()
+			}
+		})
+	}
+	start := time.Now()
+	lastLog := start
+	for e := range r.cfg.Events {
+		if r.cfg.Rate > 0 {
+			due := start.Add(time.Duration(float64(e) / r.cfg.Rate * float64(time.Second)))
+			if d := time.Until(due); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		events <- e
+		if time.Since(lastLog) > 5*time.Second {
+			lastLog = time.Now()
+			r.progress("published %d/%d, %d deliveries so far", sent.Load(), r.cfg.Events, r.delivered.Load())
+		}
+	}
+	close(events)
+	wg.Wait()
+	pr.Sent, pr.Acked, pr.Failed = int(sent.Load()), int(acked.Load()), int(failed.Load())
+	return pr
+}
+
+// drain waits until expected deliveries have arrived (only trusted when
+// every publish was acknowledged; otherwise a stored-but-unacknowledged
+// event could make up the count) or DrainTimeout passes.
+func (r *run) drain(ctx context.Context, expected int64, exact bool) bool {
+	deadline := time.Now().Add(r.cfg.DrainTimeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if exact && r.delivered.Load() >= expected {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return r.delivered.Load() >= expected && exact
+}
+
+// closeAll closes every connection with 1000 and waits for the readers.
+func (r *run) closeAll() {
+	var wg sync.WaitGroup
+	next := make(chan *conn)
+	for range min(64, len(r.conns)) {
+		wg.Go(func() {
+			for c := range next {
+				c.closing.Store(true)
+				_ = c.ws.WriteControl(websocket.CloseMessage,
+					websocket.FormatCloseMessage(websocket.CloseNormalClosure, "loadgen done"), time.Now().Add(time.Second))
+			}
+		})
+	}
+	for _, c := range r.conns {
+		if c != nil {
+			next <- c
+		}
+	}
+	close(next)
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, c := range r.conns {
+		if c == nil {
+			continue
+		}
+		select {
+		case <-c.done:
+		case <-time.After(time.Until(deadline)):
+		}
+		_ = c.ws.Close()
+		<-c.done
+	}
+}
+
+// sortedKeys is used by the summary.
+func sortedKeys(m map[string]int) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
