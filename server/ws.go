@@ -453,6 +453,7 @@ func (c *wsConn) onInit(m clientMessage) {
 	c.identity, c.hasIdentity = id, ok
 	c.nextPing.Store(time.Now().Add(c.t.cfg.pingInterval).UnixNano())
 	c.acked.Store(true)
+	c.t.keeper.acked(c)
 	c.send(frameRaw, frameAck)
 	if c.proto == legacyWS {
 		c.send(frameRaw, frameKA) // legacy clients expect ka right after the ack
@@ -793,7 +794,7 @@ func newWSTransport(opts Options, m *metrics, resp responder) *wsTransport {
 		authn: opts.Authenticator,
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
-			ReadBufferSize:   1024,
+			ReadBufferSize:   512, // control frames need 139 bytes; larger frames take more reads
 			WriteBufferSize:  4096,
 			WriteBufferPool:  &sync.Pool{},
 			// Origin checks arrive with the allow-list (--allowed-origins);
@@ -801,7 +802,7 @@ func newWSTransport(opts Options, m *metrics, resp responder) *wsTransport {
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
 		execs:   newSharedExecutions(m, opts.Logger, opts.QueueMessages),
-		keeper:  newKeeper(keeperTick(cfg)),
+		keeper:  newKeeper(cfg),
 		metrics: m,
 		log:     opts.Logger,
 		conns:   make(map[*wsConn]struct{}),
