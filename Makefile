@@ -1,7 +1,7 @@
 # Herald's one test command is `make test`; CI runs it through .ci/run.
 GO ?= go
 
-.PHONY: test fmt-check vet generate-check unit smoke e2e compose-check cluster-test build run generate
+.PHONY: test fmt-check vet generate-check unit smoke e2e compose-check cluster-test bench build run generate
 
 test: fmt-check vet generate-check unit smoke e2e compose-check cluster-test
 
@@ -39,6 +39,11 @@ compose-check:
 # as real processes on loopback, killed and restarted under load; needs nginx.
 cluster-test:
 	@GO=$(GO) deploy/cluster-test/run.sh
+
+# The side-by-side benchmarks (minutes; not part of make test): Herald, the
+# baseline broadcaster and the stock-gqlgen peer, written to docs/BENCHMARKS.md.
+bench:
+	@GO=$(GO) bench/run
 
 generate:
 	$(GO) tool gqlgen generate

@@ -254,7 +254,10 @@ type IdleReport struct {
 	// ServerCPUUsPerConnPerSec = that / connections / seconds, in µs.
 	ServerCPUSec             float64 `json:"server_cpu_sec"`
 	ServerCPUUsPerConnPerSec float64 `json:"server_cpu_us_per_conn_per_sec"`
-	SelfCPUSec               float64 `json:"self_cpu_sec"`
+	// ServerRSSPerConnKB is (RSS at the end of the idle period - RSS before
+	// connecting) / established connections.
+	ServerRSSPerConnKB float64 `json:"server_rss_per_conn_kb"`
+	SelfCPUSec         float64 `json:"self_cpu_sec"`
 }
 
 type ServerReport struct {
@@ -492,6 +495,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			ir.ServerCPUSec = (s1.cpu - s0.cpu).Seconds()
 			if n := rep.Setup.ConnectionsEstablished; n > 0 {
 				ir.ServerCPUUsPerConnPerSec = ir.ServerCPUSec * 1e6 / float64(n) / d.Seconds()
+				if before.ok {
+					// Steady state: what holding an idle connection costs once
+					// the set-up's garbage is collected.
+					ir.ServerRSSPerConnKB = float64(s1.rssKB-before.rssKB) / float64(n)
+				}
 			}
 		}
 		rep.Idle = ir

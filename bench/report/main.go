@@ -1,0 +1,271 @@
+// Command report turns the load generator's JSON results of bench/run into
+// docs/BENCHMARKS.md: the machine, the command, a table per scenario and
+// the ratios against the targets of issue 5.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// result is the part of cmd/loadgen's JSON report used here.
+type result struct {
+	Mode     string   `json:"mode"`
+	Pass     bool     `json:"pass"`
+	Failures []string `json:"failures"`
+	Setup    struct {
+		Established int `json:"connections_established"`
+	} `json:"setup"`
+	Delivery *struct {
+		Expected   int64   `json:"expected"`
+		Received   int64   `json:"received"`
+		Lost       int64   `json:"lost"`
+		Duplicated int64   `json:"duplicated"`
+		Reordered  int64   `json:"reordered"`
+		PerSecond  float64 `json:"per_sec"`
+	} `json:"delivery"`
+	Latency *struct {
+		P50 float64 `json:"p50_ms"`
+		P99 float64 `json:"p99_ms"`
+		Max float64 `json:"max_ms"`
+	} `json:"latency"`
+	Idle *struct {
+		UsPerConnPerSec float64 `json:"server_cpu_us_per_conn_per_sec"`
+		RSSPerConnKB    float64 `json:"server_rss_per_conn_kb"`
+	} `json:"idle"`
+	Server *struct {
+		RSSPerConnKB float64 `json:"rss_per_conn_kb"`
+		CPUPer1000   float64 `json:"cpu_sec_per_1000_deliveries"`
+	} `json:"server"`
+}
+
+var (
+	servers   = []string{"herald", "baseline", "peer"}
+	scenarios = []struct{ id, title string }{
+		{"S1", "fan-out: 1 room × 2,000 subscribers, 1,000 events as fast as possible"},
+		{"S2", "spread: 200 rooms × 10 subscribers, 2,000 events round-robin"},
+		{"S3", "idle memory: 19,000 connections, one subscription each, idle 20 s"},
+		{"S4", "latency: 5,000 subscribers in 50 rooms, 200 events/s for 30 s"},
+		{"S5", "idle cost: 19,000 connections idle 60 s with keepalive"},
+	}
+)
+
+func main() {
+	dir := flag.String("dir", "", "directory with <scenario>-<server>.json files")
+	out := flag.String("out", "docs/BENCHMARKS.md", "markdown file to write")
+	command := flag.String("command", "bench/run", "the command that produced the results")
+	flag.Parse()
+	results, err := load(*dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+	if err := os.WriteFile(*out, []byte(render(results, *command)), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+}
+
+func load(dir string) (map[string]*result, error) {
+	results := map[string]*result{}
+	for _, s := range scenarios {
+		for _, srv := range servers {
+			data, err := os.ReadFile(filepath.Join(dir, s.id+"-"+srv+".json"))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			var r result
+			if err := json.Unmarshal(data, &r); err != nil {
+				return nil, fmt.Errorf("%s-%s.json: %w", s.id, srv, err)
+			}
+			results[s.id+"-"+srv] = &r
+		}
+	}
+	return results, nil
+}
+
+func render(results map[string]*result, command string) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# Benchmarks\n\n")
+	w("Herald against the baseline (a minimal gorilla/websocket broadcaster writing one pre-encoded\n")
+	w("frame per room event; `bench/baseline`) and the peer (stock gqlgen v0.17.95 with its WebSocket\n")
+	w("transport and an in-memory per-room channel pub/sub; `bench/peer`), in one session on one machine,\n")
+	w("with `cmd/loadgen` on the same machine over loopback. Every server is a fresh process.\n\n")
+	w("- Generated: %s by `bench/report`\n", time.Now().UTC().Format(time.RFC3339))
+	w("- Machine: %s, %d cores, Go %s\n", cpuModel(), runtime.NumCPU(), runtime.Version())
+	w("- Command: `%s` (the table below is exactly its output)\n\n", command)
+
+	for _, s := range scenarios {
+		w("## %s — %s\n\n", s.id, s.title)
+		w("| server | deliveries/s | server CPU-s per 1k deliveries | p50 ms | p99 ms | RSS per connection KiB, after connecting | RSS per idle connection KiB, after the idle period | idle CPU µs/conn/s | lost / dup / reordered | loadgen verdict |\n")
+		w("|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+		for _, srv := range servers {
+			r := results[s.id+"-"+srv]
+			if r == nil {
+				w("| %s | not run ||||||||| \n", srv)
+				continue
+			}
+			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", srv,
+				num(r.deliveries()), num3(r.cpuPer1k()), num(r.p50()), num(r.p99()),
+				num(r.rssPerConn()), num(r.idleRSS()), num(r.idleUs()), r.anomalies(), verdict(r))
+		}
+		w("\n")
+	}
+	w("## Ratios and targets\n\n")
+	w("| target | measured | met |\n|---|---|---|\n")
+	ratio := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	projection := ""
+	h, bl := results["S1-herald"], results["S1-baseline"]
+	if h != nil && bl != nil {
+		cpu := ratio(h.cpuPer1k(), bl.cpuPer1k())
+		w("| S1: Herald CPU-s per 1k deliveries ≤ 1.5× baseline | %.2f× | %s |\n", cpu, yes(cpu > 0 && cpu <= 1.5))
+		rate := ratio(h.deliveries(), bl.deliveries())
+		w("| S1: Herald deliveries/s ≥ 0.8× baseline | %.2f× | %s |\n", rate, yes(rate >= 0.8))
+	}
+	if h, bl := results["S2-herald"], results["S2-baseline"]; h != nil && bl != nil {
+		rate := ratio(h.deliveries(), bl.deliveries())
+		w("| S2: Herald deliveries/s ≥ 0.7× baseline | %.2f× | %s |\n", rate, yes(rate >= 0.7))
+	}
+	if h := results["S3-herald"]; h != nil {
+		w("| S3: ≤ 12 KiB server RSS per idle subscribed connection (after the 20 s idle; right after connecting: %.1f KiB) | %.1f KiB | %s |\n",
+			h.rssPerConn(), h.idleRSS(), yes(h.idleRSS() > 0 && h.idleRSS() <= 12))
+	}
+	if h := results["S4-herald"]; h != nil {
+		w("| S4: p99 publish-to-delivery ≤ 50 ms, zero lost | %.1f ms, %s | %s |\n", h.p99(), h.anomalies(), yes(h.p99() <= 50 && h.clean()))
+	}
+	if h := results["S5-herald"]; h != nil {
+		us := h.idleUs()
+		w("| S5: idle cost ≤ 3 µs of server CPU per connection per second | %.2f µs | %s |\n", us, yes(us <= 3 && h.Pass))
+		projection = fmt.Sprintf("S5 projected per replica: 100,000 idle connections ≈ %.2f cores and %.2f GiB; "+
+			"250,000 ≈ %.2f cores and %.2f GiB (S5's idle CPU and RSS per idle connection, projected linearly).\n",
+			us*1e5/1e6, h.idleRSS()*1e5/(1<<20), us*2.5e5/1e6, h.idleRSS()*2.5e5/(1<<20))
+	}
+	all := true
+	for _, s := range scenarios {
+		for _, srv := range []string{"herald"} {
+			if r := results[s.id+"-"+srv]; r != nil && !r.clean() {
+				all = false
+			}
+		}
+	}
+	w("| every scenario: zero lost, duplicated, reordered (Herald) | | %s |\n\n", yes(all))
+	w("%s", projection)
+	return b.String()
+}
+
+func (r *result) deliveries() float64 {
+	if r.Delivery == nil {
+		return -1
+	}
+	return r.Delivery.PerSecond
+}
+func (r *result) cpuPer1k() float64 {
+	if r.Server == nil || r.Delivery == nil {
+		return -1
+	}
+	return r.Server.CPUPer1000
+}
+func (r *result) p50() float64 {
+	if r.Latency == nil {
+		return -1
+	}
+	return r.Latency.P50
+}
+func (r *result) p99() float64 {
+	if r.Latency == nil {
+		return -1
+	}
+	return r.Latency.P99
+}
+func (r *result) rssPerConn() float64 {
+	if r.Server == nil {
+		return -1
+	}
+	return r.Server.RSSPerConnKB * 1000 / 1024
+}
+
+// idleRSS is the steady-state RSS per connection after the idle period,
+// in KiB.
+func (r *result) idleRSS() float64 {
+	if r.Idle == nil {
+		return -1
+	}
+	return r.Idle.RSSPerConnKB * 1000 / 1024
+}
+
+func (r *result) idleUs() float64 {
+	if r.Idle == nil {
+		return -1
+	}
+	return r.Idle.UsPerConnPerSec
+}
+func (r *result) clean() bool {
+	return r.Delivery == nil || r.Delivery.Lost == 0 && r.Delivery.Duplicated == 0 && r.Delivery.Reordered == 0
+}
+func (r *result) anomalies() string {
+	if r.Delivery == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%d / %d / %d", r.Delivery.Lost, r.Delivery.Duplicated, r.Delivery.Reordered)
+}
+
+func verdict(r *result) string {
+	if r.Pass {
+		return "pass"
+	}
+	if len(r.Failures) > 0 {
+		return "FAIL: " + strings.ReplaceAll(r.Failures[0], "|", "/")
+	}
+	return "FAIL"
+}
+
+func num(v float64) string {
+	if v < 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func num3(v float64) string {
+	if v < 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.4f", v)
+}
+
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if name, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
+		}
+	}
+	return "unknown CPU"
+}
