@@ -315,12 +315,48 @@ func (c *wsConn) serve() {
 			c.closeWith(closeBadRequest, "Invalid message: binary frames are not supported")
 			continue
 		}
-		c.handle(data)
+		if c.keepaliveFastPath(data) {
+			continue
+		}
+		c.handleOffStack(data)
 	}
 	c.teardown()
 }
 
 func (c *wsConn) touch() { c.lastSeen.Store(time.Now().UnixNano()) }
+
+// handleOffStack handles a message on a short-lived goroutine and waits for
+// it, so messages are still handled one at a time and in order. Handling a
+// subscribe goes deep (parse, validate, resolver) and would leave the
+// long-lived reader goroutine with a grown stack that an idle server never
+// shrinks; the helper's stack is released when it returns.
+func (c *wsConn) handleOffStack(data []byte) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.handle(data)
+	}()
+	<-done
+}
+
+// keepaliveFastPath handles the exact ping and pong frames clients send
+// without the JSON decoder. Idle sockets exchange nothing else; decoding them
+// with encoding/json grows every reader goroutine's stack, which an idle
+// server (allocating nothing, so not collecting) never shrinks back:
+// kilobytes per idle socket.
+func (c *wsConn) keepaliveFastPath(data []byte) bool {
+	if c.proto != transportWS {
+		return false
+	}
+	switch string(data) { // compiled without allocating
+	case framePong:
+		return true // liveness only; touch has been called
+	case framePing:
+		c.send(frameRaw, framePong)
+		return true
+	}
+	return false
+}
 
 // tornDown reports whether the socket has ended and released everything.
 func (c *wsConn) tornDown() bool {
