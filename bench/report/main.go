@@ -198,7 +198,7 @@ func (r *result) rssPerConn() float64 {
 	if r.Server == nil {
 		return -1
 	}
-	return r.Server.RSSPerConnKB * 1000 / 1024
+	return r.Server.RSSPerConnKB // /proc reports "kB" meaning KiB
 }
 
 // idleRSS is the steady-state RSS per connection after the idle period,
@@ -207,7 +207,7 @@ func (r *result) idleRSS() float64 {
 	if r.Idle == nil {
 		return -1
 	}
-	return r.Idle.RSSPerConnKB * 1000 / 1024
+	return r.Idle.RSSPerConnKB // /proc reports "kB" meaning KiB
 }
 
 func (r *result) idleUs() float64 {
