@@ -46,31 +46,11 @@ print_logs() {
 	echo "----- end of replica logs -----" >&2
 }
 
-# alive PID: the process exists and is not a zombie. (cleanup may run inside
-# a signal trap, where bash's wait can block forever: it never waits.)
-alive() {
-	local st
-	st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
-	[[ "$st" != Z* ]]
-}
+# shellcheck source=../scripts/procs.sh
+source "$root/scripts/procs.sh"
 
 # stop PID...: SIGTERM, then SIGKILL to whatever is still alive after 5 s.
-stop() {
-	local p left
-	for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-	for _ in $(seq 1 50); do
-		left=0
-		for p in "$@"; do if alive "$p"; then left=1; fi; done
-		[ "$left" = 0 ] && return 0
-		sleep 0.1
-	done
-	for p in "$@"; do
-		if alive "$p"; then
-			log "process $p did not stop within 5s of SIGTERM; killing it"
-			kill -KILL "$p" 2>/dev/null || true
-		fi
-	done
-}
+stop() { stop_within 5 "$@"; }
 
 cleanup() {
 	local rc=$?

@@ -57,30 +57,12 @@ declare -A pid=()      # name -> PID of every process this script runs now
 watchdog=""
 show_logs=0
 
-alive() {
-	local st
-	st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
-	[[ "$st" != Z* ]]
-}
+# shellcheck source=../../scripts/procs.sh
+source "$root/scripts/procs.sh"
 
 # stop PID...: SIGTERM, then SIGKILL whatever is still alive after 15s (a
 # replica drains its sockets and then its NATS connection).
-stop() {
-	local p left
-	for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-	for _ in $(seq 1 150); do
-		left=0
-		for p in "$@"; do if alive "$p"; then left=1; fi; done
-		[ "$left" = 0 ] && return 0
-		sleep 0.1
-	done
-	for p in "$@"; do
-		if alive "$p"; then
-			log "process $p did not stop within 15s of SIGTERM; killing it"
-			kill -KILL "$p" 2>/dev/null || true
-		fi
-	done
-}
+stop() { stop_within 15 "$@"; }
 
 print_logs() {
 	local f
