@@ -76,7 +76,8 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		t.reject(w, r, http.StatusServiceUnavailable, "server is shutting down; reconnect to another replica")
 		return
 	}
-	ws, err := t.upgrader.Upgrade(w, r, http.Header{"Sec-WebSocket-Protocol": {proto.String()}})
+	hj := &readerHijacker{ResponseWriter: w}
+	ws, err := t.upgrader.Upgrade(hj, r, http.Header{"Sec-WebSocket-Protocol": {proto.String()}})
 	if err != nil {
 		t.served.Done()
 		return // the upgrader has answered the request
@@ -85,10 +86,9 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	// returns: the HTTP server then releases the request, the response and
 	// the hijacked connection's buffers, kilobytes per idle socket.
 	c := newWSConn(t, ws, proto, exec)
-	go func() {
-		defer t.served.Done()
-		c.serve()
-	}()
+	c.input = newInputWaiter(ws.NetConn(), hj.br)
+	c.start()
+	go c.serve()
 }
 
 // admit counts a socket about to be served, unless draining.
@@ -240,6 +240,7 @@ type wsConn struct {
 	proto protocol
 	exec  graphql.GraphExecutor
 	queue *outQueue
+	input *inputWaiter // nil: the reader reads on its own stack
 
 	ctx    context.Context // ends when the socket is torn down
 	cancel context.CancelFunc
@@ -290,37 +291,23 @@ func newWSConn(t *wsTransport, ws *websocket.Conn, proto protocol, exec graphql.
 // serve runs the reader loop until the socket ends, then releases
 // everything the socket holds.
 func (c *wsConn) serve() {
+	defer c.t.served.Done()
+	c.serveInput()
+	c.teardown()
+}
+
+// start registers the socket before it is served. It runs on the upgrade
+// handler's goroutine, so that the long-lived reader's stack does not grow
+// here (see inputWaiter).
+func (c *wsConn) start() {
 	c.t.track(c, true)
 	c.t.keeper.add(c)
 	c.t.metrics.sockets.WithLabelValues(c.proto.String()).Inc()
-
 	c.ws.SetReadLimit(c.t.cfg.maxMessageBytes)
 	c.ws.SetPongHandler(func(string) error {
 		c.touch()
 		return nil
 	})
-	for {
-		kind, data, err := c.ws.ReadMessage()
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				c.t.metrics.closes.WithLabelValues("1009").Inc() // gorilla sent it
-			}
-			break
-		}
-		c.touch()
-		if c.isClosing() {
-			continue // draining until the peer answers our close frame
-		}
-		if kind != websocket.TextMessage {
-			c.closeWith(closeBadRequest, "Invalid message: binary frames are not supported")
-			continue
-		}
-		if c.keepaliveFastPath(data) {
-			continue
-		}
-		c.handleOffStack(data)
-	}
-	c.teardown()
 }
 
 func (c *wsConn) touch() { c.lastSeen.Store(time.Now().UnixNano()) }
@@ -829,9 +816,9 @@ func newWSTransport(opts Options, m *metrics, resp responder) *wsTransport {
 		authn: opts.Authenticator,
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
-			ReadBufferSize:   512, // control frames need 139 bytes; larger frames take more reads
-			WriteBufferSize:  4096,
-			WriteBufferPool:  &sync.Pool{},
+			// ReadBufferSize 0: gorilla reads through readerHijacker's buffer.
+			WriteBufferSize: 4096,
+			WriteBufferPool: &sync.Pool{},
 			// Origin checks arrive with the allow-list (--allowed-origins);
 			// until then any origin may open a socket, as with HTTP.
 			CheckOrigin: func(*http.Request) bool { return true },

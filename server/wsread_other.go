@@ -1,0 +1,12 @@
+//go:build !linux || !(amd64 || arm64 || arm || riscv64 || loong64 || ppc64le || ppc64 || mips64 || mips64le)
+
+package server
+
+import "net"
+
+// readableWaiter is unavailable here: sockets are read on the reader's own
+// stack (see inputWaiter).
+func readableWaiter(net.Conn) func() error { return nil }
+
+// shallowWait says whether readableWaiter works on this platform.
+const shallowWait = false
