@@ -52,7 +52,7 @@ func (s *Service) PostMessage(ctx context.Context, actor Actor, roomID, text, id
 	if !validID(roomID) {
 		return Message{}, errorf(CodeNotFound, "room %q does not exist", roomID)
 	}
-	if err := checkText(text); err != nil {
+	if err := s.checkProposedText(text); err != nil {
 		return Message{}, err
 	}
 	dedupID := ""
@@ -74,10 +74,22 @@ func (s *Service) PostMessage(ctx context.Context, actor Actor, roomID, text, id
 // EditMessage replaces a message's text; version must be the message's
 // current version (optimistic concurrency).
 func (s *Service) EditMessage(ctx context.Context, actor Actor, messageID string, version int, text string) (Message, error) {
-	if err := checkText(text); err != nil {
+	if err := s.checkProposedText(text); err != nil {
 		return Message{}, err
 	}
 	return s.changeMessage(ctx, Event{Type: MessageEdited, Actor: actor, MessageID: messageID, Version: version, Text: text})
+}
+
+// checkProposedText applies the hard text rules and this replica's
+// stricter length limit (Options.MaxTextLength), if any.
+func (s *Service) checkProposedText(text string) *Error {
+	if err := checkText(text); err != nil {
+		return err
+	}
+	if limit := s.opts.MaxTextLength; limit > 0 && limit < MaxTextLength && utf8.RuneCountInString(text) > limit {
+		return errorf(CodeBadUserInput, "text is longer than %d characters", limit)
+	}
+	return nil
 }
 
 // DeleteMessage deletes a message; version must be its current version.

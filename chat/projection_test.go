@@ -93,6 +93,10 @@ func TestProjectionRules(t *testing.T) {
 			}
 		}},
 		{name: "post to unknown room", events: []Event{posted(bob, roomB, "rb_m1", "hi")}, want: CodeNotFound},
+		{name: "post without an identity", events: []Event{posted(Actor{}, roomA, msgA2, "hi")}, want: CodeUnauthenticated},
+		{name: "edit without an identity", events: []Event{edited(Actor{}, msgA1, 1, "x")}, want: CodeUnauthenticated},
+		{name: "delete without an identity", events: []Event{deleted(Actor{}, msgA1, 1)}, want: CodeUnauthenticated},
+		{name: "react without an identity", events: []Event{reacted(Actor{}, msgA1, "👍")}, want: CodeUnauthenticated},
 		{name: "post empty text", events: []Event{posted(bob, roomA, msgA2, " \n\t")}, want: CodeBadUserInput},
 		{name: "post over-long text", events: []Event{posted(bob, roomA, msgA2, strings.Repeat("é", MaxTextLength+1))}, want: CodeBadUserInput},
 		{name: "post longest text", events: []Event{posted(bob, roomA, msgA2, strings.Repeat("é", MaxTextLength))}},

@@ -32,6 +32,11 @@ type Options struct {
 	// OutcomeMemory is how many recent outcomes are remembered for commands
 	// waiting on them, de-duplicated retries included (default 65536).
 	OutcomeMemory int
+	// MaxTextLength, if positive and below the hard MaxTextLength, is a
+	// stricter limit this replica applies to the texts it proposes (the
+	// projection judges every event by the hard limit alone, so replicas
+	// configured differently still agree).
+	MaxTextLength int
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }

@@ -182,7 +182,7 @@ func TestServiceCommandFailures(t *testing.T) {
 
 func TestServiceRejectsBeforeAppending(t *testing.T) {
 	log := newMemLog()
-	svc := NewService(log, Options{})
+	svc := NewService(log, Options{MaxTextLength: 10})
 	runService(t, svc)
 	room, _ := svc.CreateRoom(context.Background(), alice, "general")
 	tests := []struct {
@@ -200,6 +200,15 @@ func TestServiceRejectsBeforeAppending(t *testing.T) {
 		}, CodeBadUserInput},
 		{"bad message id", func() error { _, err := svc.EditMessage(context.Background(), bob, "nounderscore", 1, "x"); return err }, CodeNotFound},
 		{"bad emoji", func() error { _, err := svc.React(context.Background(), bob, room.ID+"_mx", " "); return err }, CodeBadUserInput},
+		{"anonymous post", func() error { _, err := svc.PostMessage(context.Background(), Actor{}, room.ID, "x", ""); return err }, CodeUnauthenticated},
+		{"text over this replica's limit", func() error {
+			_, err := svc.PostMessage(context.Background(), bob, room.ID, "élévations!", "")
+			return err
+		}, CodeBadUserInput},
+		{"edit over this replica's limit", func() error {
+			_, err := svc.EditMessage(context.Background(), bob, room.ID+"_mx", 1, "élévations!")
+			return err
+		}, CodeBadUserInput},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
