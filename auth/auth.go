@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 )
 
 // Identity is who a request or socket acts as.
@@ -15,6 +16,12 @@ type Identity struct {
 	UserID string
 	// Name is the display name.
 	Name string
+	// ExpiresAt is when the credentials behind this identity stop being
+	// valid; the zero time means they do not expire. A socket authenticates
+	// once, at connection_init, so without this a subscription would outlive
+	// the token that opened it: the WebSocket transport closes the socket
+	// with 4403 when ExpiresAt passes.
+	ExpiresAt time.Time
 }
 
 // ErrInvalidCredentials is wrapped by every authentication failure caused by
