@@ -21,11 +21,13 @@ import (
 // newGraphQLHandler builds gqlgen's handler around opts.Schema with this
 // package's GET and POST transports instead of gqlgen's, which deviate from
 // the GraphQL-over-HTTP spec in status codes and error bodies.
-func newGraphQLHandler(opts Options, resp responder, ws *wsTransport) http.Handler {
+func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations *identityLimiter) http.Handler {
 	run := &runner{
-		authn:     opts.Authenticator,
-		challenge: challengeFor(opts.Authenticator),
-		responder: resp,
+		authn:        opts.Authenticator,
+		challenge:    challengeFor(opts.Authenticator),
+		responder:    resp,
+		mutations:    mutations,
+		maxVariables: opts.Limits.MaxVariablesBytes,
 	}
 	h := handler.New(opts.Schema)
 	h.AddTransport(postTransport{run: run, maxBodyBytes: opts.MaxBodyBytes})
@@ -41,6 +43,12 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport) http.Handl
 	h.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](opts.APQCacheSize)})
 	if opts.Introspection {
 		h.Use(extension.Introspection{})
+	}
+	if opts.Limits.MaxDepth > 0 {
+		h.Use(depthLimit{max: opts.Limits.MaxDepth})
+	}
+	if opts.Limits.MaxComplexity > 0 {
+		h.Use(complexityLimit{max: opts.Limits.MaxComplexity})
 	}
 	return h
 }

@@ -99,6 +99,16 @@ type Options struct {
 	// Metrics is where the server registers its instruments and what
 	// /metrics serves; default a new registry with Go and process collectors.
 	Metrics *prometheus.Registry
+
+	// AllowedOrigins lists the web origins whose pages may use the server
+	// from a browser (WebSocket upgrades and CORS): "*" for any, exact
+	// origins ("https://app.example.com") and wildcard subdomains
+	// ("https://*.example.com"). Same-origin requests and requests without
+	// an Origin header are always allowed; others get 403.
+	AllowedOrigins []string
+	// Limits bound what one client can make the server do; zero fields
+	// are no limit.
+	Limits Limits
 }
 
 // withDefaults returns a copy of o with zero fields defaulted, or an error
@@ -117,6 +127,9 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("Options.QueryCacheSize is %d, must not be negative", o.QueryCacheSize)
 	case o.APQCacheSize < 0:
 		return o, fmt.Errorf("Options.APQCacheSize is %d, must not be negative", o.APQCacheSize)
+	}
+	if err := o.Limits.validate(); err != nil {
+		return o, err
 	}
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = defaultMaxBodyBytes
@@ -170,6 +183,7 @@ type Server struct {
 	responder responder
 	readiness func(ctx context.Context) []Check
 	metrics   *prometheus.Registry
+	origins   *originPolicy
 
 	ws         *wsTransport
 	draining   atomic.Bool // set by StartDrain: /readyz fails
@@ -187,6 +201,10 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	origins, err := newOriginPolicy(opts.AllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("server: Options.AllowedOrigins: %w", err)
+	}
 	m, err := newMetrics(opts.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("server: register metrics: %w", err)
@@ -195,9 +213,11 @@ func New(opts Options) (*Server, error) {
 		responder: responder{log: opts.Logger},
 		readiness: opts.Readiness,
 		metrics:   opts.Metrics,
+		origins:   origins,
 	}
-	s.ws = newWSTransport(opts, m, s.responder)
-	s.graphql = newGraphQLHandler(opts, s.responder, s.ws)
+	mutations := newIdentityLimiter(opts.Limits.MutationRate, opts.Limits.MutationBurst)
+	s.ws = newWSTransport(opts, m, s.responder, mutations)
+	s.graphql = newGraphQLHandler(opts, s.responder, s.ws, mutations)
 	s.mux = s.routes()
 	keeperCtx, stop := context.WithCancel(context.Background())
 	s.stopKeeper, s.keeperDone = stop, make(chan struct{})
@@ -257,7 +277,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // catch-all 404 or the mux's plain-text 405.
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/graphql", s.serveGraphQL)
+	mux.HandleFunc("/graphql", s.withCORS(s.serveGraphQL))
 	mux.Handle("/{$}", onlyGET(playground.Handler("Herald", "/graphql")))
 	mux.Handle("/healthz", onlyGET(http.HandlerFunc(serveHealthz)))
 	mux.Handle("/readyz", onlyGET(http.HandlerFunc(s.serveReadyz)))

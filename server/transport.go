@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -197,8 +200,10 @@ func requireDocument(p *graphql.RawParams) *requestError {
 // runner executes a request once a transport has read it. It is shared by
 // the transports so that GET and POST authenticate and answer alike.
 type runner struct {
-	authn     auth.Authenticator
-	challenge string // WWW-Authenticate value for 401 responses
+	authn        auth.Authenticator
+	challenge    string           // WWW-Authenticate value for 401 responses
+	mutations    *identityLimiter // nil: mutations are not rate limited
+	maxVariables int              // bytes of variables JSON; 0: no limit
 	responder
 }
 
@@ -210,12 +215,20 @@ func (x *runner) execute(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	if !ok {
 		return
 	}
+	if size, over := variablesOver(params.Variables, x.maxVariables); over {
+		x.reject(w, r, m, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("variables take %d bytes of JSON or more, more than the limit of %d", size, x.maxVariables))
+		return
+	}
 	opCtx, errs := exec.CreateOperationContext(ctx, params)
 	if errs != nil {
 		x.result(w, r, m, exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), errs))
 		return
 	}
 	if !x.permitted(graphql.WithOperationContext(ctx, opCtx), w, r, m, exec, opCtx.Operation.Operation, viaGET) {
+		return
+	}
+	if opCtx.Operation.Operation == ast.Mutation && !x.mutationAllowed(ctx, w, r, m) {
 		return
 	}
 	responses, ctx := exec.DispatchOperation(ctx, opCtx)
@@ -249,6 +262,22 @@ func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.R
 		return false
 	}
 	return true
+}
+
+// mutationAllowed spends one of the identity's mutation tokens, or answers
+// 429 with Retry-After and a RATE_LIMITED error and returns false.
+func (x *runner) mutationAllowed(ctx context.Context, w http.ResponseWriter, r *http.Request, m mediaType) bool {
+	id, ok := auth.FromContext(ctx)
+	if !ok {
+		return true // anonymous clients cannot mutate; the resolvers say so
+	}
+	allowed, wait := x.mutations.allow(id.UserID, time.Now())
+	if allowed {
+		return true
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	x.sendErrors(w, r, m, http.StatusTooManyRequests, rateLimitedError("too many mutations by this user", wait))
+	return false
 }
 
 // authenticate returns r's context carrying the client's identity, if it

@@ -16,6 +16,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/heraldhq/herald/auth"
 )
@@ -31,6 +32,7 @@ type wsConfig struct {
 	maxMessageBytes int64
 	viewerDirective string
 	resumeArgument  string
+	limits          Limits
 }
 
 // closeGrace is how long a closing socket waits for the peer's close frame
@@ -41,17 +43,19 @@ const closeGrace = time.Second
 // executor. It is a graphql.Transport so that it shares the HTTP
 // transports' executor: the query cache, APQ and error presenter.
 type wsTransport struct {
-	cfg      wsConfig
-	authn    auth.Authenticator
-	upgrader websocket.Upgrader
-	execs    *sharedExecutions
-	keeper   *keeper
-	metrics  *metrics
-	log      *slog.Logger
-	reject   func(w http.ResponseWriter, r *http.Request, status int, msg string)
+	cfg       wsConfig
+	authn     auth.Authenticator
+	upgrader  websocket.Upgrader
+	execs     *sharedExecutions
+	keeper    *keeper
+	metrics   *metrics
+	mutations *identityLimiter // shared with HTTP; nil: no limit
+	log       *slog.Logger
+	reject    func(w http.ResponseWriter, r *http.Request, status int, msg string)
 
 	mu       sync.Mutex
 	conns    map[*wsConn]struct{}
+	admitted int            // sockets admitted and not yet finished
 	draining bool           // no new sockets; new ones are refused with 503
 	dropping bool           // the drain's deadline passed: connections are dropped
 	served   sync.WaitGroup // one per socket being served
@@ -72,14 +76,26 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 			"unsupported WebSocket subprotocol: offer graphql-transport-ws (graphql-ws library) or graphql-ws (subscriptions-transport-ws)")
 		return
 	}
-	if !t.admit() {
+	switch t.admit() {
+	case refusedDraining:
 		t.reject(w, r, http.StatusServiceUnavailable, "server is shutting down; reconnect to another replica")
+		return
+	case refusedFull:
+		w.Header().Set("Retry-After", "1")
+		t.reject(w, r, http.StatusServiceUnavailable, fmt.Sprintf(
+			"this replica holds its limit of %d WebSocket connections; reconnect to another replica", t.cfg.limits.MaxConnections))
+		return
+	}
+	upgradeID, hasUpgradeID, err := t.authn.FromRequest(r)
+	if err != nil {
+		t.done()
+		t.refuseCredentials(w, r, err)
 		return
 	}
 	hj := &readerHijacker{ResponseWriter: w}
 	ws, err := t.upgrader.Upgrade(hj, r, http.Header{"Sec-WebSocket-Protocol": {proto.String()}})
 	if err != nil {
-		t.served.Done()
+		t.done()
 		return // the upgrader has answered the request
 	}
 	// The socket is served on a goroutine of its own so that this handler
@@ -87,19 +103,56 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	// the hijacked connection's buffers, kilobytes per idle socket.
 	c := newWSConn(t, ws, proto, exec)
 	c.input = newInputWaiter(ws.NetConn(), hj.br)
+	if hasUpgradeID {
+		c.upgradeIdentity = &upgradeID
+	}
 	c.start()
 	go c.serve()
 }
 
-// admit counts a socket about to be served, unless draining.
-func (t *wsTransport) admit() bool {
+// admission is admit's verdict.
+type admission int
+
+const (
+	admitted admission = iota
+	refusedDraining
+	refusedFull
+)
+
+// admit counts a socket about to be served, unless draining or full. An
+// admitted socket must be let go with done once it has finished.
+func (t *wsTransport) admit() admission {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.draining {
-		return false
+	switch {
+	case t.draining:
+		return refusedDraining
+	case t.cfg.limits.MaxConnections > 0 && t.admitted >= t.cfg.limits.MaxConnections:
+		return refusedFull
 	}
+	t.admitted++
 	t.served.Add(1)
-	return true
+	return admitted
+}
+
+// done lets an admitted socket go.
+func (t *wsTransport) done() {
+	t.mu.Lock()
+	t.admitted--
+	t.mu.Unlock()
+	t.served.Done()
+}
+
+// refuseCredentials answers an upgrade whose request carries credentials
+// (an Authorization header or cookie) that cannot be accepted, before
+// upgrading: 401 for bad ones, 503 when they could not be checked.
+func (t *wsTransport) refuseCredentials(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, auth.ErrInvalidCredentials) {
+		t.reject(w, r, http.StatusUnauthorized, err.Error())
+		return
+	}
+	t.log.ErrorContext(r.Context(), "server: cannot authenticate WebSocket upgrade", slog.Any("error", err))
+	t.reject(w, r, http.StatusServiceUnavailable, "authentication is unavailable; try again later")
 }
 
 // track adds c to (on) or removes it from the open sockets. A socket that
@@ -256,10 +309,17 @@ type wsConn struct {
 	closeMsg  string
 	done      chan struct{} // closed at teardown: the writer stops
 
+	// Writer-owned (one writer runs at a time).
+	writeDeadline int64 // unix nanoseconds; see extendWriteDeadline
+
 	// Reader-owned.
-	initReceived bool
-	identity     auth.Identity
-	hasIdentity  bool
+	initReceived    bool
+	identity        auth.Identity
+	hasIdentity     bool
+	upgradeIdentity *auth.Identity // from the upgrade request (a cookie, a header)
+	subscribes      tokenBucket    // Limits.SubscribeRate
+
+	expires atomic.Int64 // unix nanoseconds the identity's credentials expire; 0: never
 
 	mu  sync.Mutex
 	ops map[string]*operation
@@ -291,7 +351,7 @@ func newWSConn(t *wsTransport, ws *websocket.Conn, proto protocol, exec graphql.
 // serve runs the reader loop until the socket ends, then releases
 // everything the socket holds.
 func (c *wsConn) serve() {
-	defer c.t.served.Done()
+	defer c.t.done()
 	c.serveInput()
 	c.teardown()
 }
@@ -472,6 +532,17 @@ func (c *wsConn) onInit(m clientMessage) {
 		c.closeWith(closeInternalError, "authentication is unavailable; try again later")
 		return
 	}
+	if !ok && c.upgradeIdentity != nil {
+		id, ok = *c.upgradeIdentity, true
+	}
+	c.upgradeIdentity = nil
+	if ok && !id.ExpiresAt.IsZero() {
+		if !id.ExpiresAt.After(time.Now()) {
+			c.closeWith(closeForbidden, "Forbidden: the token has expired")
+			return
+		}
+		c.expires.Store(id.ExpiresAt.UnixNano())
+	}
 	c.identity, c.hasIdentity = id, ok
 	c.nextPing.Store(time.Now().Add(c.t.cfg.pingInterval).UnixNano())
 	c.acked.Store(true)
@@ -506,6 +577,7 @@ func (c *wsConn) onSubscribe(m clientMessage) {
 		c.closeWith(closeBadRequest, perr.msg)
 		return
 	}
+	limit := c.limitOperation()
 	op, fresh := c.addOp(m.ID)
 	if !fresh {
 		if c.proto == transportWS {
@@ -513,6 +585,13 @@ func (c *wsConn) onSubscribe(m clientMessage) {
 		} else {
 			c.sendLegacyError(op.idJSON, "operation id "+m.ID+" is already in use")
 		}
+		return
+	}
+	if limit == nil {
+		limit = c.limitVariables(params.Variables)
+	}
+	if limit != nil {
+		c.rejectOp(op, &graphql.Response{Errors: gqlerror.List{limit}})
 		return
 	}
 	// Every operation is traced on its own, as an HTTP request would be.
@@ -534,11 +613,46 @@ func (c *wsConn) onSubscribe(m clientMessage) {
 		c.rejectOp(op, resp)
 		return
 	}
+	if rc.Operation.Operation == ast.Mutation && c.hasIdentity {
+		if ok, wait := c.t.mutations.allow(c.identity.UserID, time.Now()); !ok {
+			c.rejectOp(op, &graphql.Response{Errors: gqlerror.List{rateLimitedError("too many mutations by this user", wait)}})
+			return
+		}
+	}
 	if rc.Operation.Operation == ast.Subscription {
 		c.t.execs.join(op, ctx, c.exec, raw, rc, c.t.cfg.viewerDirective, c.t.cfg.resumeArgument)
 		return
 	}
 	c.runSingle(op, ctx, rc)
+}
+
+// limitOperation applies the per-socket limits on starting an operation:
+// how many may be open at once and how many may start per second. It
+// returns the error to answer the operation with, or nil.
+func (c *wsConn) limitOperation() *gqlerror.Error {
+	l := c.t.cfg.limits
+	if l.MaxOperations > 0 {
+		c.mu.Lock()
+		open := len(c.ops)
+		c.mu.Unlock()
+		if open >= l.MaxOperations {
+			return limitError("this socket has %d operations open, its limit; complete one first", open)
+		}
+	}
+	if l.SubscribeRate > 0 {
+		if ok, wait := c.subscribes.take(time.Now(), l.SubscribeRate, burstOf(l.SubscribeRate, l.SubscribeBurst)); !ok {
+			return rateLimitedError("too many operations started on this socket", wait)
+		}
+	}
+	return nil
+}
+
+func (c *wsConn) limitVariables(vars map[string]any) *gqlerror.Error {
+	limit := c.t.cfg.limits.MaxVariablesBytes
+	if size, over := variablesOver(vars, limit); over {
+		return limitError("variables take %d bytes of JSON or more, more than the limit of %d", size, limit)
+	}
+	return nil
 }
 
 // addOp registers id; fresh is false (and op the existing one) when the id
@@ -659,7 +773,7 @@ func (c *wsConn) writeLoop() {
 		if len(batch) == 0 {
 			continue // kicked: look at closing again
 		}
-		_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.cfg.writeTimeout))
+		c.extendWriteDeadline()
 		for i := range batch {
 			if err := c.write(&batch[i]); err != nil {
 				_ = c.ws.NetConn().Close() // the reader sees it and tears down
@@ -667,6 +781,20 @@ func (c *wsConn) writeLoop() {
 			}
 		}
 	}
+}
+
+// extendWriteDeadline gives the coming batch at least half of WriteTimeout
+// to be written. Setting a deadline updates a runtime timer, which costs as
+// much as a few percent of a replica's CPU when it is paid for every frame
+// of a fan-out, so a deadline is set again only once half of it has gone.
+func (c *wsConn) extendWriteDeadline() {
+	now := time.Now()
+	if time.Duration(c.writeDeadline-now.UnixNano()) >= c.t.cfg.writeTimeout/2 {
+		return
+	}
+	deadline := now.Add(c.t.cfg.writeTimeout)
+	_ = c.ws.SetWriteDeadline(deadline)
+	c.writeDeadline = deadline.UnixNano()
 }
 
 // finish writes what was queued before the close was decided (a legacy
@@ -760,6 +888,10 @@ func (c *wsConn) checkTimers(now time.Time) {
 		}
 		return
 	}
+	if exp := c.expires.Load(); exp != 0 && now.UnixNano() >= exp {
+		c.closeWith(closeForbidden, "Forbidden: the token has expired; reconnect with a fresh one")
+		return
+	}
 	if now.Sub(time.Unix(0, c.lastSeen.Load())) > c.t.cfg.pingInterval+c.t.cfg.pongTimeout {
 		c.closeWith(closeGoingAway, "keepalive timeout: nothing received from the client")
 		return
@@ -799,7 +931,7 @@ func encodeResponse(resp *graphql.Response) []byte {
 	return append(buf, '}')
 }
 
-func newWSTransport(opts Options, m *metrics, resp responder) *wsTransport {
+func newWSTransport(opts Options, m *metrics, resp responder, mutations *identityLimiter) *wsTransport {
 	cfg := wsConfig{
 		initTimeout:     opts.InitTimeout,
 		pingInterval:    opts.PingInterval,
@@ -810,17 +942,19 @@ func newWSTransport(opts Options, m *metrics, resp responder) *wsTransport {
 		maxMessageBytes: opts.MaxMessageBytes,
 		viewerDirective: opts.ViewerDirective,
 		resumeArgument:  opts.ResumeArgument,
+		limits:          opts.Limits,
 	}
 	return &wsTransport{
-		cfg:   cfg,
-		authn: opts.Authenticator,
+		cfg:       cfg,
+		mutations: mutations,
+		authn:     opts.Authenticator,
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			// ReadBufferSize 0: gorilla reads through readerHijacker's buffer.
 			WriteBufferSize: 4096,
 			WriteBufferPool: &sync.Pool{},
-			// Origin checks arrive with the allow-list (--allowed-origins);
-			// until then any origin may open a socket, as with HTTP.
+			// Server.withCORS has checked the Origin against the allow-list
+			// before the request got here.
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
 		execs:   newSharedExecutions(m, opts.Logger, opts.QueueMessages),

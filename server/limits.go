@@ -1,0 +1,344 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// Limits bound what one client can make a replica do. A zero field
+// disables that limit; cmd/herald sets a sane default for each.
+type Limits struct {
+	// MaxConnections bounds the WebSockets open on this replica; an upgrade
+	// beyond it is answered with HTTP 503 before upgrading, so the load
+	// balancer or client tries another replica.
+	MaxConnections int
+	// MaxOperations bounds the operations (subscriptions, and queries or
+	// mutations in flight) of one socket.
+	MaxOperations int
+	// SubscribeRate is how many operations one socket may start per second,
+	// with bursts of up to SubscribeBurst (default: SubscribeRate rounded up).
+	SubscribeRate  float64
+	SubscribeBurst int
+	// MutationRate is how many mutations one identity may run per second
+	// on this replica, over HTTP and WebSocket together, with bursts of up
+	// to MutationBurst (default: MutationRate rounded up). Anonymous
+	// clients cannot mutate, so they are not counted.
+	MutationRate  float64
+	MutationBurst int
+	// MaxDepth bounds how deeply an operation's selections nest.
+	MaxDepth int
+	// MaxComplexity bounds an operation's complexity as gqlgen computes it
+	// (each field 1 plus its children, unless the schema says otherwise).
+	MaxComplexity int
+	// MaxVariablesBytes bounds the JSON text of an operation's variables.
+	MaxVariablesBytes int
+}
+
+func (l Limits) validate() error {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{
+		{"MaxConnections", float64(l.MaxConnections)}, {"MaxOperations", float64(l.MaxOperations)},
+		{"SubscribeRate", l.SubscribeRate}, {"SubscribeBurst", float64(l.SubscribeBurst)},
+		{"MutationRate", l.MutationRate}, {"MutationBurst", float64(l.MutationBurst)},
+		{"MaxDepth", float64(l.MaxDepth)}, {"MaxComplexity", float64(l.MaxComplexity)},
+		{"MaxVariablesBytes", float64(l.MaxVariablesBytes)},
+	} {
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("Options.Limits.%s is %v, must be zero (no limit) or positive", f.name, f.v)
+		}
+	}
+	return nil
+}
+
+// burstOf is the bucket size for a rate: burst if set, else the rate
+// rounded up (at least 1).
+func burstOf(rate float64, burst int) float64 {
+	if burst > 0 {
+		return float64(burst)
+	}
+	return max(1, math.Ceil(rate))
+}
+
+// Error codes of the limits, as extensions.code.
+const (
+	codeRateLimited   = "RATE_LIMITED"
+	codeLimitExceeded = "LIMIT_EXCEEDED"
+	codeDepthExceeded = "DEPTH_LIMIT_EXCEEDED"
+	// The code gqlgen's own complexity extension uses, kept for clients
+	// that know it.
+	codeComplexityExceeded = "COMPLEXITY_LIMIT_EXCEEDED"
+)
+
+// rateLimitedError tells the client how long to wait: extensions.retryAfter
+// in seconds (fractional), as HTTP's Retry-After header does.
+func rateLimitedError(what string, wait time.Duration) *gqlerror.Error {
+	secs := math.Ceil(wait.Seconds()*1000) / 1000
+	return &gqlerror.Error{
+		Message:    fmt.Sprintf("%s; retry in %.3gs", what, secs),
+		Extensions: map[string]any{"code": codeRateLimited, "retryAfter": secs},
+	}
+}
+
+func limitError(format string, args ...any) *gqlerror.Error {
+	return &gqlerror.Error{Message: fmt.Sprintf(format, args...), Extensions: map[string]any{"code": codeLimitExceeded}}
+}
+
+// tokenBucket is a rate limit's state: tokens refill at rate per second up
+// to burst; each event takes one. Its zero value is a full bucket. Not safe
+// for concurrent use.
+type tokenBucket struct {
+	tokens float64 // tokens spent below the burst: 0 = full
+	last   int64   // unix nanoseconds of the last update
+}
+
+// take spends a token if there is one; otherwise it reports how long until
+// there will be.
+func (b *tokenBucket) take(now time.Time, rate, burst float64) (ok bool, wait time.Duration) {
+	n := now.UnixNano()
+	if b.last != 0 {
+		b.tokens = max(0, b.tokens-float64(n-b.last)/1e9*rate)
+	}
+	b.last = n
+	if b.tokens+1 <= burst {
+		b.tokens++
+		return true, 0
+	}
+	return false, time.Duration((b.tokens + 1 - burst) / rate * 1e9)
+}
+
+// full reports whether the bucket has refilled completely by now, so that
+// forgetting it changes nothing.
+func (b *tokenBucket) full(now time.Time, rate float64) bool {
+	return b.tokens-float64(now.UnixNano()-b.last)/1e9*rate <= 0
+}
+
+// identityLimiter is a rate limit per identity. Buckets that have refilled
+// are forgotten now and then, so memory follows the identities active in
+// the last burst/rate seconds, not every identity ever seen.
+type identityLimiter struct {
+	rate, burst float64
+	sweepEvery  time.Duration
+
+	mu        sync.Mutex
+	buckets   map[string]*tokenBucket
+	lastSweep time.Time
+}
+
+func newIdentityLimiter(rate float64, burst int) *identityLimiter {
+	if rate <= 0 {
+		return nil
+	}
+	return &identityLimiter{
+		rate: rate, burst: burstOf(rate, burst),
+		sweepEvery: time.Minute,
+		buckets:    make(map[string]*tokenBucket),
+	}
+}
+
+// allow spends one of user's tokens; nil limiters allow everything.
+func (l *identityLimiter) allow(user string, now time.Time) (bool, time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.lastSweep) >= l.sweepEvery {
+		for id, b := range l.buckets {
+			if b.full(now, l.rate) {
+				delete(l.buckets, id)
+			}
+		}
+		l.lastSweep = now
+	}
+	b := l.buckets[user]
+	if b == nil {
+		b = &tokenBucket{}
+		l.buckets[user] = b
+	}
+	return b.take(now, l.rate, l.burst)
+}
+
+// size is how many identities are being tracked.
+func (l *identityLimiter) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
+}
+
+// depthLimit is a gqlgen extension that refuses operations whose
+// selections nest more than max levels deep, before they run. Fragments
+// count where they are spread; each fragment's depth is computed once, so a
+// document that spreads fragments in fragments many times over costs time
+// in its size, not in its expansion.
+type depthLimit struct{ max int }
+
+var (
+	_ graphql.HandlerExtension        = depthLimit{}
+	_ graphql.OperationContextMutator = depthLimit{}
+)
+
+func (depthLimit) ExtensionName() string                          { return "DepthLimit" }
+func (depthLimit) Validate(schema graphql.ExecutableSchema) error { return nil }
+
+func (d depthLimit) MutateOperationContext(_ context.Context, rc *graphql.OperationContext) *gqlerror.Error {
+	if rc.Operation == nil {
+		return nil
+	}
+	memo := map[string]int{}
+	if depth := selectionDepth(rc.Operation.SelectionSet, rc.Doc, memo); depth > d.max {
+		return &gqlerror.Error{
+			Message:    fmt.Sprintf("operation nests %d levels deep, more than the limit of %d", depth, d.max),
+			Extensions: map[string]any{"code": codeDepthExceeded},
+		}
+	}
+	return nil
+}
+
+// complexityLimit is a gqlgen extension that refuses operations whose
+// complexity (each field 1 plus its selections) exceeds max. gqlgen's
+// FixedComplexityLimit expands every fragment spread, so a document of a
+// few dozen fragments that each spread the next twice takes it
+// exponential time; here each fragment's complexity is computed once.
+// Spreading a fragment twice counts it twice (gqlgen would merge the
+// fields), which errs on the side of refusing.
+type complexityLimit struct{ max int }
+
+var (
+	_ graphql.HandlerExtension        = complexityLimit{}
+	_ graphql.OperationContextMutator = complexityLimit{}
+)
+
+func (complexityLimit) ExtensionName() string                          { return "ComplexityLimit" }
+func (complexityLimit) Validate(schema graphql.ExecutableSchema) error { return nil }
+
+func (l complexityLimit) MutateOperationContext(_ context.Context, rc *graphql.OperationContext) *gqlerror.Error {
+	if rc.Operation == nil {
+		return nil
+	}
+	c := selectionComplexity(rc.Operation.SelectionSet, rc.Doc, map[string]int{}, l.max)
+	if c > l.max {
+		return &gqlerror.Error{
+			Message:    fmt.Sprintf("operation has complexity %d or more, more than the limit of %d", c, l.max),
+			Extensions: map[string]any{"code": codeComplexityExceeded},
+		}
+	}
+	return nil
+}
+
+// selectionComplexity sums 1 plus the complexity of the selections for
+// every field of set, saturating just above limit so that it cannot
+// overflow.
+func selectionComplexity(set ast.SelectionSet, doc *ast.QueryDocument, memo map[string]int, limit int) int {
+	total := 0
+	for _, sel := range set {
+		var c int
+		switch s := sel.(type) {
+		case *ast.Field:
+			c = 1 + selectionComplexity(s.SelectionSet, doc, memo, limit)
+		case *ast.InlineFragment:
+			c = selectionComplexity(s.SelectionSet, doc, memo, limit)
+		case *ast.FragmentSpread:
+			known, ok := memo[s.Name]
+			if !ok {
+				memo[s.Name] = 0 // a cycle (validation forbids them) ends here
+				if def := doc.Fragments.ForName(s.Name); def != nil {
+					known = selectionComplexity(def.SelectionSet, doc, memo, limit)
+				}
+				memo[s.Name] = known
+			}
+			c = known
+		}
+		if total = min(total+c, limit+1); total > limit {
+			return total
+		}
+	}
+	return total
+}
+
+// selectionDepth is how many levels of fields set nests: a field with no
+// selections is 1. The document has been validated, so fragments exist and
+// do not spread themselves.
+func selectionDepth(set ast.SelectionSet, doc *ast.QueryDocument, memo map[string]int) int {
+	deepest := 0
+	for _, sel := range set {
+		var d int
+		switch s := sel.(type) {
+		case *ast.Field:
+			d = 1 + selectionDepth(s.SelectionSet, doc, memo)
+		case *ast.InlineFragment:
+			d = selectionDepth(s.SelectionSet, doc, memo)
+		case *ast.FragmentSpread:
+			known, ok := memo[s.Name]
+			if !ok {
+				memo[s.Name] = 0 // a cycle (validation forbids them) ends here
+				if def := doc.Fragments.ForName(s.Name); def != nil {
+					known = selectionDepth(def.SelectionSet, doc, memo)
+				}
+				memo[s.Name] = known
+			}
+			d = known
+		}
+		deepest = max(deepest, d)
+	}
+	return deepest
+}
+
+// variablesOver reports whether vars, written as compact JSON, would take
+// more than limit bytes (0: no limit), and the size it counted up to. It
+// walks the decoded value rather than keeping the request's text, and
+// stops counting once over the limit.
+func variablesOver(vars map[string]any, limit int) (size int, over bool) {
+	if limit <= 0 || vars == nil {
+		return 0, false
+	}
+	size = jsonSize(vars, limit)
+	return size, size > limit
+}
+
+// jsonSize is the length of v as compact JSON (strings counted without
+// escapes), or some value above limit once it exceeds it.
+func jsonSize(v any, limit int) int {
+	switch x := v.(type) {
+	case nil:
+		return 4
+	case bool:
+		if x {
+			return 4
+		}
+		return 5
+	case string:
+		return len(x) + 2
+	case json.Number:
+		return len(x)
+	case float64, int, int64:
+		return len(fmt.Sprint(x))
+	case []any:
+		n := 2 + max(len(x)-1, 0)
+		for _, e := range x {
+			if n += jsonSize(e, limit-n); n > limit {
+				return n
+			}
+		}
+		return n
+	case map[string]any:
+		n := 2 + max(len(x)-1, 0)
+		for k, e := range x {
+			n += len(k) + 3
+			if n += jsonSize(e, limit-n); n > limit {
+				return n
+			}
+		}
+		return n
+	}
+	return len(fmt.Sprint(v))
+}

@@ -1,0 +1,147 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// originPolicy decides which web origins may use Herald from a browser:
+// which may open WebSockets (a browser sends its cookies with an upgrade
+// from any site, so an unchecked upgrade is cross-site WebSocket
+// hijacking) and which get CORS headers for GraphQL over HTTP.
+//
+// Requests without an Origin header are not from a browser script (or are
+// same-origin navigations) and are always allowed; so are same-origin
+// requests, whose Origin names the host they were sent to.
+type originPolicy struct {
+	any     bool
+	exact   map[string]bool // "https://app.example.com", lower case, no default port
+	domains []siteSuffix    // "https://*.example.com"
+}
+
+type siteSuffix struct{ scheme, suffix string } // suffix begins with "."
+
+// newOriginPolicy parses an allow-list: "*" for every origin, exact origins
+// (scheme://host[:port]) and wildcard subdomains (scheme://*.example.com).
+func newOriginPolicy(list []string) (*originPolicy, error) {
+	p := &originPolicy{exact: map[string]bool{}}
+	for _, entry := range list {
+		entry = strings.TrimSpace(entry)
+		switch {
+		case entry == "":
+			continue
+		case entry == "*":
+			p.any = true
+			continue
+		}
+		u, err := url.Parse(entry)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fmt.Errorf("allowed origin %q: want *, scheme://host[:port] or scheme://*.domain", entry)
+		}
+		host := strings.ToLower(u.Host)
+		if rest, ok := strings.CutPrefix(host, "*."); ok {
+			if rest == "" || strings.Contains(rest, "*") {
+				return nil, fmt.Errorf("allowed origin %q: a wildcard must be followed by a domain", entry)
+			}
+			p.domains = append(p.domains, siteSuffix{scheme: u.Scheme, suffix: "." + rest})
+			continue
+		}
+		if strings.Contains(host, "*") {
+			return nil, fmt.Errorf("allowed origin %q: a wildcard may only start the host (*.example.com)", entry)
+		}
+		p.exact[u.Scheme+"://"+withoutDefaultPort(u.Scheme, host)] = true
+	}
+	return p, nil
+}
+
+func withoutDefaultPort(scheme, host string) string {
+	switch {
+	case scheme == "http" && strings.HasSuffix(host, ":80"):
+		return strings.TrimSuffix(host, ":80")
+	case scheme == "https" && strings.HasSuffix(host, ":443"):
+		return strings.TrimSuffix(host, ":443")
+	}
+	return host
+}
+
+// allows reports whether r may be served, given its Origin header.
+func (p *originPolicy) allows(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || p.any {
+		return true
+	}
+	return p.allowsOrigin(origin, r.Host)
+}
+
+// crossSite reports whether r carries an Origin other than the host it was
+// sent to: only those need CORS headers.
+func crossSite(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	u, err := url.Parse(origin)
+	return err != nil || !strings.EqualFold(u.Host, r.Host)
+}
+
+func (p *originPolicy) allowsOrigin(origin, requestHost string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return false // includes the "null" origin of sandboxed documents and files
+	}
+	host := strings.ToLower(u.Host)
+	if host == strings.ToLower(requestHost) {
+		return true // same origin
+	}
+	if p.exact[u.Scheme+"://"+withoutDefaultPort(u.Scheme, host)] {
+		return true
+	}
+	name := host
+	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, ']') {
+		name = name[:i]
+	}
+	for _, d := range p.domains {
+		if u.Scheme == d.scheme && strings.HasSuffix(name, d.suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// corsMaxAge is how long browsers may cache a preflight answer, in seconds.
+const corsMaxAge = "600"
+
+// withCORS answers preflight requests and adds CORS headers for allowed
+// cross-site origins, and refuses requests from other origins with 403
+// before they run: a browser would hide the answer from the script anyway,
+// but a mutation would already have happened.
+func (s *Server) withCORS(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.origins.allows(r) {
+			s.responder.reject(w, r, fallbackMedia(r), http.StatusForbidden,
+				fmt.Sprintf("origin %s is not allowed here; add it to --allowed-origins", clip(r.Header.Get("Origin"))))
+			return
+		}
+		if !crossSite(r) {
+			next(w, r)
+			return
+		}
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
+		h.Set("Access-Control-Allow-Credentials", "true")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			if asked := r.Header.Get("Access-Control-Request-Headers"); asked != "" {
+				h.Set("Access-Control-Allow-Headers", asked)
+			}
+			h.Set("Access-Control-Max-Age", corsMaxAge)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next(w, r)
+	}
+}
