@@ -15,6 +15,11 @@ COPY --from=build /out/herald /herald
 COPY --from=build --chown=65532:65532 /out/data /data
 USER 65532:65532
 ENV HERALD_DATA_DIR=/data
+# A container usually faces a network: it runs with JWT authentication and
+# refuses to start until a key is configured (HERALD_JWT_SECRET, or
+# HERALD_JWKS_URL / HERALD_JWKS_FILE). Development mode, which trusts
+# whatever user a client names, must be asked for: HERALD_AUTH=dev.
+ENV HERALD_AUTH=jwt
 VOLUME ["/data"]
 EXPOSE 8080
 # Distroless has no shell or curl: the binary checks /readyz itself, on the

@@ -70,10 +70,16 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		logger.Info("embedded NATS accepts clients", "url", url)
 	}
 
+	authn, err := newAuthenticator(ctx, cfg)
+	if err != nil {
+		_ = log.Close()
+		return nil, err
+	}
 	a.chat = chat.NewService(log, chat.Options{
-		History:      int(log.MaxMsgsPerSubject()),
-		ApplyTimeout: cfg.ApplyTimeout,
-		Logger:       logger,
+		History:       int(log.MaxMsgsPerSubject()),
+		ApplyTimeout:  cfg.ApplyTimeout,
+		MaxTextLength: cfg.MaxTextLength,
+		Logger:        logger,
 	})
 	followCtx, cancel := context.WithCancel(context.Background())
 	a.stopFollowing = cancel
@@ -87,7 +93,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 
 	handler, err := server.New(server.Options{
 		Schema:          graph.NewSchema(a.chat, log.Epoch()),
-		Authenticator:   auth.Dev{},
+		Authenticator:   authn,
 		Readiness:       a.readiness,
 		MaxBodyBytes:    cfg.MaxBodyBytes,
 		Introspection:   cfg.Introspection,
@@ -101,6 +107,18 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		ViewerDirective: graph.ViewerDirective,
 		ResumeArgument:  graph.ResumeArgument,
 		Metrics:         a.metricsRegistry(),
+		AllowedOrigins:  allowedOriginsFor(cfg),
+		Limits: server.Limits{
+			MaxConnections:    maxConnectionsFor(cfg, logger),
+			MaxOperations:     cfg.WSMaxOperations,
+			SubscribeRate:     cfg.WSSubscribeRate,
+			SubscribeBurst:    cfg.WSSubscribeBurst,
+			MutationRate:      cfg.MutationRate,
+			MutationBurst:     cfg.MutationBurst,
+			MaxDepth:          cfg.MaxDepth,
+			MaxComplexity:     cfg.MaxComplexity,
+			MaxVariablesBytes: cfg.MaxVariablesBytes,
+		},
 	})
 	if err != nil {
 		a.closeBackground()

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heraldhq/herald/chat"
 )
 
 // config is everything Herald can be told at start.
@@ -25,7 +27,7 @@ type config struct {
 	ApplyTimeout    time.Duration
 	DrainTimeout    time.Duration
 	ShutdownTimeout time.Duration
-	Introspection   bool
+	Introspection   bool // see introspectionSet
 	LogLevel        string
 	LogFormat       string
 
@@ -37,6 +39,31 @@ type config struct {
 	WSMaxMessageBytes int64
 
 	PprofAddr string
+
+	JWTSecret    string
+	JWKSURL      string
+	JWKSFile     string
+	JWTIssuer    string
+	JWTAudience  string
+	JWTNameClaim string
+	JWTCookie    string
+
+	AllowedOrigins []string // nil: the mode's default (see allowedOriginsFor)
+
+	MaxConnections    int
+	WSMaxOperations   int
+	WSSubscribeRate   float64
+	WSSubscribeBurst  int
+	MutationRate      float64
+	MutationBurst     int
+	MaxDepth          int
+	MaxComplexity     int
+	MaxVariablesBytes int
+	MaxTextLength     int
+
+	// introspectionSet: --introspection (or its variable) was given; if
+	// not, introspection follows the mode (on in dev, off with jwt).
+	introspectionSet bool
 }
 
 // envPrefix prefixes the environment variable of every flag:
@@ -51,7 +78,7 @@ func envName(flagName string) string {
 // HERALD_* variables from getenv; then it validates the result.
 func parseConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
 	var c config
-	var natsURL string
+	var natsURL, origins string
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	fs.StringVar(&c.Addr, "addr", ":8080", "HTTP listen address (host:port)")
@@ -61,12 +88,20 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.StringVar(&c.Stream, "stream", "HERALD", "JetStream stream that holds the event log")
 	fs.IntVar(&c.StreamReplicas, "stream-replicas", 1, "replicas of the event log stream (3 on a NATS cluster)")
 	fs.IntVar(&c.RoomHistory, "room-history", 10000, "messages each room keeps (older ones are discarded; rooms themselves are kept)")
-	fs.StringVar(&c.Auth, "auth", "dev", "authentication mode: dev (INSECURE: trusts the X-Herald-User header)")
+	fs.StringVar(&c.Auth, "auth", "dev", "authentication mode: jwt (production: signed tokens) or dev (INSECURE: trusts the X-Herald-User header)")
+	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "jwt: HS256 shared secret (at least 32 bytes)")
+	fs.StringVar(&c.JWKSURL, "jwks-url", "", "jwt: URL of the JWK Set with the RS256/ES256 public keys (cached; refetched for unknown key ids)")
+	fs.StringVar(&c.JWKSFile, "jwks-file", "", "jwt: file holding the JWK Set with the RS256/ES256 public keys")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "jwt: required iss claim (unchecked when empty)")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "jwt: required aud claim (unchecked when empty)")
+	fs.StringVar(&c.JWTNameClaim, "jwt-name-claim", "name", "jwt: claim holding the display name (falls back to sub)")
+	fs.StringVar(&c.JWTCookie, "jwt-cookie", "", "jwt: also accept the token from this cookie (browsers' WebSocket upgrades); off when empty")
+	fs.StringVar(&origins, "allowed-origins", "", "web origins allowed to use Herald from a browser, comma-separated: *, https://app.example.com, https://*.example.com (default: any in dev mode, same-origin only with jwt)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted HTTP request body, in bytes")
 	fs.DurationVar(&c.ApplyTimeout, "apply-timeout", 5*time.Second, "how long a mutation waits for its event to be stored and applied")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Second, "at shutdown: the window over which open WebSockets are closed with 1001, evenly spread (0: all at once)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "at shutdown, after the drain window: how long in-flight HTTP requests and closing WebSockets may take")
-	fs.BoolVar(&c.Introspection, "introspection", true, "allow GraphQL introspection")
+	fs.BoolVar(&c.Introspection, "introspection", true, "allow GraphQL introspection (default: on in dev mode, off with jwt)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&c.WSInitTimeout, "ws-init-timeout", 3*time.Second, "WebSocket: time allowed for connection_init before closing with 4408")
@@ -75,6 +110,16 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.IntVar(&c.WSQueue, "ws-queue", 1024, "WebSocket: outbound queue per socket, in messages; a full queue closes the socket with 1013")
 	fs.IntVar(&c.WSQueueBytes, "ws-queue-bytes", 1<<20, "WebSocket: outbound queue per socket, in bytes")
 	fs.Int64Var(&c.WSMaxMessageBytes, "ws-max-message-bytes", 64<<10, "WebSocket: largest message accepted from a client (1009 above it)")
+	fs.IntVar(&c.MaxConnections, "max-connections", 0, "WebSockets this replica holds at most; more get HTTP 503 (default: the open-file limit less 512)")
+	fs.IntVar(&c.WSMaxOperations, "ws-max-operations", 100, "WebSocket: operations open at once on one socket")
+	fs.Float64Var(&c.WSSubscribeRate, "ws-subscribe-rate", 20, "WebSocket: operations one socket may start per second (RATE_LIMITED above it)")
+	fs.IntVar(&c.WSSubscribeBurst, "ws-subscribe-burst", 50, "WebSocket: operations one socket may start at once before --ws-subscribe-rate applies")
+	fs.Float64Var(&c.MutationRate, "mutation-rate", 20, "mutations one user may run per second on this replica (RATE_LIMITED above it; 0: no limit)")
+	fs.IntVar(&c.MutationBurst, "mutation-burst", 40, "mutations one user may run at once before --mutation-rate applies")
+	fs.IntVar(&c.MaxDepth, "max-depth", 15, "deepest nesting of selections an operation may have")
+	fs.IntVar(&c.MaxComplexity, "max-complexity", 1000, "largest operation complexity (each field 1 plus its children)")
+	fs.IntVar(&c.MaxVariablesBytes, "max-variables-bytes", 64<<10, "largest operation variables, in bytes of JSON")
+	fs.IntVar(&c.MaxTextLength, "max-text-length", 4000, "longest message text, in characters (at most 4000)")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this host:port (keep it on loopback); off when empty")
 
 	if err := fs.Parse(args); err != nil {
@@ -85,6 +130,19 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	}
 	if err := applyEnv(fs, getenv); err != nil {
 		return c, err
+	}
+	fs.Visit(func(f *flag.Flag) { c.introspectionSet = c.introspectionSet || f.Name == "introspection" })
+	c.introspectionSet = c.introspectionSet || getenv(envName("introspection")) != ""
+	if !c.introspectionSet {
+		c.Introspection = c.Auth == "dev"
+	}
+	if origins != "" {
+		c.AllowedOrigins = []string{}
+		for _, o := range strings.Split(origins, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.AllowedOrigins = append(c.AllowedOrigins, o)
+			}
+		}
 	}
 	for _, u := range strings.Split(natsURL, ",") {
 		if u = strings.TrimSpace(u); u != "" {
@@ -149,8 +207,36 @@ func (c config) validate() error {
 	if c.RoomHistory < 1 {
 		bad("room-history", "must be at least 1, got %d", c.RoomHistory)
 	}
-	if c.Auth != "dev" {
-		bad("auth", "unknown mode %q (supported: dev)", c.Auth)
+	switch c.Auth {
+	case "dev":
+		for _, f := range []struct{ flag, v string }{{"jwt-secret", c.JWTSecret}, {"jwks-url", c.JWKSURL}, {"jwks-file", c.JWKSFile}} {
+			if f.v != "" {
+				bad(f.flag, "applies to --auth=jwt only, but --auth is dev")
+			}
+		}
+	case "jwt":
+		if c.JWTSecret == "" && c.JWKSURL == "" && c.JWKSFile == "" {
+			bad("auth", "jwt needs a key: set --jwt-secret (HS256) or --jwks-url / --jwks-file (RS256, ES256)")
+		}
+	default:
+		bad("auth", "unknown mode %q (jwt or dev)", c.Auth)
+	}
+	for _, l := range []struct {
+		flag string
+		v    float64
+	}{
+		{"max-connections", float64(c.MaxConnections)}, {"ws-max-operations", float64(c.WSMaxOperations)},
+		{"ws-subscribe-rate", c.WSSubscribeRate}, {"ws-subscribe-burst", float64(c.WSSubscribeBurst)},
+		{"mutation-rate", c.MutationRate}, {"mutation-burst", float64(c.MutationBurst)},
+		{"max-depth", float64(c.MaxDepth)}, {"max-complexity", float64(c.MaxComplexity)},
+		{"max-variables-bytes", float64(c.MaxVariablesBytes)},
+	} {
+		if l.v < 0 {
+			bad(l.flag, "must not be negative, got %v", l.v)
+		}
+	}
+	if c.MaxTextLength < 1 || c.MaxTextLength > chat.MaxTextLength {
+		bad("max-text-length", "must be between 1 and %d, got %d", chat.MaxTextLength, c.MaxTextLength)
 	}
 	if c.MaxBodyBytes < 1024 {
 		bad("max-body-bytes", "must be at least 1024, got %d", c.MaxBodyBytes)

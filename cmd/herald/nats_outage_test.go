@@ -191,6 +191,7 @@ func waitReadyz(t *testing.T, addr string, status int, within time.Duration) str
 func TestNATSOutage(t *testing.T) {
 	nats := newExternalNATS(t)
 	cfg := testConfig(t, t.TempDir())
+	cfg.MutationRate = 0 // one user posts through the outage as fast as it can
 	cfg.NATSURLs = []string{nats.url()}
 	cfg.DrainTimeout = 0
 	a := startTestApp(t, cfg)

@@ -105,8 +105,9 @@ func (p *heraldProcess) stop(within time.Duration) {
 // receives, in order and exactly once, every message posted on B.
 func TestSubscriberOnOneProcessReceivesPostsFromAnother(t *testing.T) {
 	natsAddr := freeAddr(t)
-	a := startProcess(t, "replica A", "--data-dir", t.TempDir(), "--nats-listen", natsAddr)
-	b := startProcess(t, "replica B", "--data-dir", t.TempDir(), "--nats-url", "nats://"+natsAddr)
+	// One user posts 200 messages as fast as it can: no mutation rate limit.
+	a := startProcess(t, "replica A", "--data-dir", t.TempDir(), "--nats-listen", natsAddr, "--mutation-rate", "0")
+	b := startProcess(t, "replica B", "--data-dir", t.TempDir(), "--nats-url", "nats://"+natsAddr, "--mutation-rate", "0")
 
 	room := createRoom(t, b.addr, "alice", "cross")
 	waitVisible(t, a.addr, room)
