@@ -39,6 +39,40 @@ func TestConfigFlagsAndEnvironment(t *testing.T) {
 	}
 }
 
+func TestConfigModeDefaults(t *testing.T) {
+	secret := strings.Repeat("k", 32)
+	tests := []struct {
+		name          string
+		args          []string
+		env           map[string]string
+		introspection bool
+		origins       []string
+	}{
+		{name: "dev", introspection: true, origins: []string{"*"}},
+		{name: "jwt", args: []string{"--auth", "jwt", "--jwt-secret", secret}, introspection: false, origins: nil},
+		{name: "jwt asking for introspection", args: []string{"--auth", "jwt", "--jwt-secret", secret, "--introspection"}, introspection: true},
+		{name: "jwt asking by variable", env: map[string]string{"HERALD_AUTH": "jwt", "HERALD_JWT_SECRET": secret, "HERALD_INTROSPECTION": "true"}, introspection: true},
+		{name: "dev refusing", args: []string{"--introspection=false"}, introspection: false, origins: []string{"*"}},
+		{name: "listed origins", args: []string{"--allowed-origins", "https://a.example, https://*.b.example"}, introspection: true,
+			origins: []string{"https://a.example", "https://*.b.example"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Introspection != tt.introspection {
+				t.Errorf("introspection = %v, want %v", cfg.Introspection, tt.introspection)
+			}
+			if got := allowedOriginsFor(cfg); tt.origins != nil && strings.Join(got, "|") != strings.Join(tt.origins, "|") ||
+				tt.origins == nil && got != nil && tt.name == "jwt" {
+				t.Errorf("allowed origins = %q, want %q", got, tt.origins)
+			}
+		})
+	}
+}
+
 func TestConfigRejectsBadValues(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -64,6 +98,10 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{args: []string{"stray"}, want: `unexpected argument "stray"`},
 		{env: map[string]string{"HERALD_ROOM_HISTORY": "many"}, want: `HERALD_ROOM_HISTORY="many"`},
 		{args: []string{"--room-history", "ten"}, want: "invalid value"},
+		{args: []string{"--auth", "jwt"}, want: "jwt needs a key"},
+		{args: []string{"--jwt-secret", "x"}, want: "--jwt-secret (HERALD_JWT_SECRET): applies to --auth=jwt only"},
+		{args: []string{"--mutation-rate", "-1"}, want: "--mutation-rate (HERALD_MUTATION_RATE): must not be negative"},
+		{args: []string{"--max-text-length", "5000"}, want: "must be between 1 and 4000"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
