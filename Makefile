@@ -1,9 +1,9 @@
 # Herald's one test command is `make test`; CI runs it through .ci/run.
 GO ?= go
 
-.PHONY: test fmt-check vet generate-check unit unit-norace smoke e2e compose-check cluster-test bench build run generate
+.PHONY: test fmt-check vet generate-check unit unit-norace fuzz smoke e2e compose-check cluster-test bench build run generate
 
-test: fmt-check vet generate-check unit unit-norace smoke e2e compose-check cluster-test
+test: fmt-check vet generate-check unit unit-norace fuzz smoke e2e compose-check cluster-test
 
 # gofmt must have nothing to say about any Go file.
 fmt-check:
@@ -25,6 +25,11 @@ unit:
 # Tests that measure goroutine stacks, which the race detector enlarges.
 unit-norace:
 	$(GO) test -count=1 -run 'TestIdleSocketStack' ./server
+
+# Each fuzz target (both WebSocket decoders, the HTTP request decoder, the
+# cursor decoder) briefly, from its committed seed corpus; FUZZTIME=1m for longer.
+fuzz:
+	@scripts/fuzz.sh
 
 # `go run ./cmd/herald` must work on a fresh machine with no set-up.
 smoke:

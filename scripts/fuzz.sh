@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Fuzzes each fuzz target briefly: FUZZTIME (default 5s) per target, which
+# includes replaying the seed corpus. Go fuzzes one target per `go test`
+# run, so each target gets its own. Exits non-zero if any target fails;
+# go test then leaves the failing input under
+# <package>/testdata/fuzz/<FuzzName>/ (commit it with the fix, as a
+# regression seed) and prints the command that replays it.
+#
+# The graph targets are cheap and run alongside the server ones, on one
+# fuzzing worker, so that the whole run stays near 40s on two cores.
+#
+# The seed corpora (testdata/fuzz/ and the f.Add calls) also run as plain
+# tests with `go test ./...`. Inputs found to add coverage are kept in the
+# Go build cache (go env GOCACHE), so repeated runs start where the last
+# ones stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fuzztime="${FUZZTIME:-5s}"
+server_targets=(
+	FuzzDecodeTransportWS # decodeClientMessage, graphql-transport-ws
+	FuzzDecodeLegacyWS    # decodeClientMessage, graphql-ws (legacy)
+	FuzzDecodeBody        # POST body
+	FuzzReadQueryString   # GET query string
+)
+graph_targets=(
+	FuzzCursorParse     # parseCursor on any string
+	FuzzCursorRoundTrip # encodeCursor then parseCursor
+)
+
+# fuzz PKG WORKERS TARGET... fuzzes each target in turn and fails if any
+# of them does, naming them.
+fuzz() {
+	local pkg=$1 workers=$2 name failed=()
+	shift 2
+	for name in "$@"; do
+		echo "fuzz: $name ($pkg) for $fuzztime"
+		if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -parallel "$workers" "$pkg"; then
+			failed+=("$name")
+		fi
+	done
+	if [ "${#failed[@]}" -gt 0 ]; then
+		echo "fuzz: FAILED: ${failed[*]} (inputs under $pkg/testdata/fuzz/; see above)"
+		return 1
+	fi
+}
+
+start=$SECONDS
+log="$(mktemp)"
+set -m # the background job gets its own process group, to stop it whole
+fuzz ./graph 1 "${graph_targets[@]}" >"$log" 2>&1 &
+graph=$!
+set +m
+cleanup() {
+	kill -- -"$graph" 2>/dev/null || true
+	rm -f "$log"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+status=0
+fuzz ./server "$(nproc 2>/dev/null || echo 2)" "${server_targets[@]}" || status=1
+wait "$graph" || status=1
+cat "$log"
+
+if [ "$status" -ne 0 ]; then
+	echo "fuzz: some targets failed; see above" >&2
+	exit 1
+fi
+echo "fuzz: $((${#server_targets[@]} + ${#graph_targets[@]})) targets passed in $((SECONDS - start))s"
