@@ -819,7 +819,7 @@ func (c *wsConn) finish() {
 // before the reader gives up.
 func (c *wsConn) sendClose() {
 	deadline := time.Now().Add(closeGrace)
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeMsg), deadline)
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, fitCloseReason(c.closeMsg)), deadline)
 	_ = c.ws.SetReadDeadline(deadline)
 }
 

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
 )
 
 // protocol is a negotiated WebSocket subprotocol.
@@ -121,7 +124,7 @@ func decodeClientMessage(p protocol, data []byte) (clientMessage, *protocolError
 	}
 	m := clientMessage{Type: *raw.Type}
 	if !knownType(p, m.Type) {
-		return clientMessage{}, invalid("Invalid message: unknown type %q", clipReason(m.Type))
+		return clientMessage{}, invalid("Invalid message: unknown type %s", clipReason(strconv.Quote(m.Type)))
 	}
 	if needsID(m.Type) {
 		if err := json.Unmarshal(raw.ID, &m.ID); err != nil || m.ID == "" {
@@ -199,14 +202,39 @@ func decodeInitPayload(payload json.RawMessage) (map[string]any, *protocolError)
 	return m, nil
 }
 
-// clipReason keeps close reasons under the 123 bytes a close frame allows
-// and client text out of them beyond a short excerpt.
+// clipReason keeps client text in close reasons to a short excerpt, cut
+// between characters: a close reason must be valid UTF-8 or the client
+// drops the connection instead of reading the code.
 func clipReason(s string) string {
-	const max = 60
-	if len(s) > max {
-		return s[:max] + "…"
+	return clipUTF8(s, 60)
+}
+
+// maxCloseReason is the most a close frame's reason can hold: its payload
+// is at most 125 bytes (RFC 6455 §5.5), two of them the code. gorilla
+// refuses to send a longer one, and the client would see 1006.
+const maxCloseReason = 123
+
+// fitCloseReason makes any reason sendable: valid UTF-8 of at most
+// maxCloseReason bytes.
+func fitCloseReason(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= maxCloseReason {
+		return s
 	}
-	return s
+	return clipUTF8(s, maxCloseReason-len("…"))
+}
+
+// clipUTF8 cuts s to at most limit bytes, plus an ellipsis if it cut,
+// without splitting a character.
+func clipUTF8(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // Server frames that carry no id.

@@ -435,6 +435,16 @@ func TestProtocolCloseCodes(t *testing.T) {
 			c.subscribe("subscribe", "a", wspMessagePosted, map[string]any{"r": room})
 			return c
 		}},
+		{wspTransport, "4409 with a long multibyte id (the reason is cut between characters)", closeSubscriberExists, func(t *testing.T, r *replica) *wsClient {
+			id := strings.Repeat("a", 59) + "é"
+			c := r.dialTransport("alice")
+			c.subscribe("subscribe", id, wspMessagePosted, map[string]any{"r": room})
+			waitFor(t, "the subscription to start", func() bool { return r.members() == 1 })
+			c.subscribe("subscribe", id, wspMessagePosted, map[string]any{"r": room})
+			return c
+		}},
+		{wspTransport, "4400 unknown type full of escapes (the reason fits a close frame)", closeBadRequest,
+			raw(true, `{"type":"`+strings.Repeat(`\u0001`, 30)+strings.Repeat(`\"`, 50)+`"}`)},
 		{wspTransport, "1009 message over MaxMessageBytes", websocket.CloseMessageTooBig, oversized(wspTransport)},
 
 		// legacy graphql-ws
