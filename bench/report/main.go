@@ -184,12 +184,22 @@ What was changed to get here (measured with 5,000–19,000 idle subscribed socke
   acknowledged sockets are scanned once a second, sockets awaiting connection_init every 250 ms.
 - An idle server does not collect, so it never shrinks goroutine stacks: messages other than
   keepalive are handled on a short-lived goroutine the reader waits for, and keepalive ping/pong
-  frames are recognised byte for byte (no decoder, no helper goroutine). RSS per idle socket went 30.5 → ~12 KiB and no longer
-  grows while idle; idle CPU ~3.5 → ~2 µs per socket per second.
+  frames are recognised byte for byte (no decoder). RSS per idle socket went 30.5 → ~12.5 KiB;
+  idle CPU ~3.5 → ~2 µs per socket per second.
+- A reader parked inside gorilla's ReadMessage needs a 4 KiB stack. The reader now only waits for
+  the socket to become readable (a one-byte non-blocking MSG_PEEK through the runtime poller, no
+  allocation) and each message is read and handled on a short-lived goroutine, so the one
+  goroutine of an idle socket stays on the 2 KiB stack it started with; gorilla reads through a
+  buffer Herald keeps a handle on, so a message already buffered is not waited for. Keepalive
+  frames are read into the stack rather than a fresh 512-byte slice each, so the heap no longer
+  grows between collections while idle. RSS per idle socket ~12.5 → ~10 KiB
+  (server/ws_idle_test.go guards the stack size in make test).
+- A write deadline is renewed only once half of it has gone, not for every frame: setting one
+  updates a runtime timer, ~3% of Herald's CPU in S2.
 - Every subscription event is executed and encoded once per replica and its bytes written to each
   member with only the id envelope; nothing is allocated per member per event.
 
-What the profile shows now: the remaining idle memory is the reader goroutine's stack (a few KiB),
+What the profile shows now: the remaining idle memory is the reader goroutine's 2 KiB stack,
 gorilla's connection with its 512-byte read buffer, the socket's kernel-facing structures and
 Herald's per-socket state; under fan-out, CPU goes to the write system call per frame (as in the
 baseline) and, per event, to the mutation, the embedded NATS server and the one shared execution.
@@ -198,6 +208,12 @@ Reading the table:
 
 - The load generator keeps one publish in flight per room (so its own publishing can never reorder
   a room); S1 has one room, so its "8 in flight" is effectively one.
+- Herald runs with --mutation-rate 0: the load generator publishes as one user, thousands of
+  posts a second, far above the default per-user limit (20/s).
+- S2 is CPU-bound on two cores shared by the server and the load generator, and short (about half
+  a second of publishing), so its ratio moves by ±0.1 between sessions; Herald's per-event work (the
+  HTTP mutation, the NATS round trip and apply, the shared execution) is what separates it from the
+  baseline there, with only ten deliveries to share it.
 - The baseline sends no keepalive of its own; the peer (gqlgen's transport) and Herald do (Herald
   pings every 15 s), so idle CPU is not like for like.
 - The peer drops messages to a subscriber whose channel (64) is full, as the common pattern does;
