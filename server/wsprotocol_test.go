@@ -428,21 +428,9 @@ func TestProtocolCloseCodes(t *testing.T) {
 		{wspTransport, "4400 complete without id", closeBadRequest, raw(true, `{"type":"complete"}`)},
 		{wspTransport, "4400 init payload not an object", closeBadRequest, raw(false, `{"type":"connection_init","payload":[1]}`)},
 		{wspTransport, "4400 binary frame", closeBadRequest, binary(wspTransport)},
-		{wspTransport, "4409 subscriber id already active", closeSubscriberExists, func(t *testing.T, r *replica) *wsClient {
-			c := r.dialTransport("alice")
-			c.subscribe("subscribe", "a", wspMessagePosted, map[string]any{"r": room})
-			waitFor(t, "the subscription to start", func() bool { return r.members() == 1 })
-			c.subscribe("subscribe", "a", wspMessagePosted, map[string]any{"r": room})
-			return c
-		}},
-		{wspTransport, "4409 with a long multibyte id (the reason is cut between characters)", closeSubscriberExists, func(t *testing.T, r *replica) *wsClient {
-			id := strings.Repeat("a", 59) + "é"
-			c := r.dialTransport("alice")
-			c.subscribe("subscribe", id, wspMessagePosted, map[string]any{"r": room})
-			waitFor(t, "the subscription to start", func() bool { return r.members() == 1 })
-			c.subscribe("subscribe", id, wspMessagePosted, map[string]any{"r": room})
-			return c
-		}},
+		{wspTransport, "4409 subscriber id already active", closeSubscriberExists, subscribeTwice(room, "a")},
+		// The reason quotes the id, cut between characters.
+		{wspTransport, "4409 with a long multibyte id", closeSubscriberExists, subscribeTwice(room, strings.Repeat("a", 59)+"é")},
 		{wspTransport, "4400 unknown type full of escapes (the reason fits a close frame)", closeBadRequest,
 			raw(true, `{"type":"`+strings.Repeat(`\u0001`, 30)+strings.Repeat(`\"`, 50)+`"}`)},
 		{wspTransport, "1009 message over MaxMessageBytes", websocket.CloseMessageTooBig, oversized(wspTransport)},
@@ -966,5 +954,17 @@ func TestProtocolSubscribeThenMutate(t *testing.T) {
 			c.send(map[string]any{"type": p.stop, "id": "s"})
 			waitFor(t, "the subscription to be released", func() bool { return r.members() == 0 })
 		})
+	}
+}
+
+// subscribeTwice opens a socket that subscribes with id twice, the second
+// time while the first is active.
+func subscribeTwice(room, id string) func(t *testing.T, r *replica) *wsClient {
+	return func(t *testing.T, r *replica) *wsClient {
+		c := r.dialTransport("alice")
+		c.subscribe("subscribe", id, wspMessagePosted, map[string]any{"r": room})
+		waitFor(t, "the subscription to start", func() bool { return r.members() == 1 })
+		c.subscribe("subscribe", id, wspMessagePosted, map[string]any{"r": room})
+		return c
 	}
 }
