@@ -340,9 +340,10 @@ func newWSConn(t *wsTransport, ws *websocket.Conn, proto protocol, exec graphql.
 		done:    make(chan struct{}),
 		ops:     make(map[string]*operation),
 	}
+	writeLoop := c.writeLoop // bound once: a go statement on c.writeLoop would allocate each time
 	c.queue = newOutQueue(t.cfg.queueItems, t.cfg.queueBytes, func() {
 		c.wg.Add(1)
-		go c.writeLoop()
+		go writeLoop()
 	})
 	c.lastSeen.Store(now.UnixNano())
 	return c

@@ -7,6 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -39,11 +42,56 @@ func (h *readerHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	conn = &deadlineConn{Conn: conn}
 	if brw.Reader.Buffered() > 0 {
 		return conn, brw, nil // the upgrader refuses data sent before the handshake
 	}
 	h.br = bufio.NewReaderSize(conn, readBufferSize)
 	return conn, bufio.NewReadWriter(h.br, brw.Writer), nil
+}
+
+// deadlineConn passes a write deadline on only when it changes. gorilla
+// sets the connection's write deadline before every frame, and each setting
+// re-arms a runtime timer; wsConn.extendWriteDeadline moves the deadline
+// only now and then, so most of those calls repeat the last one.
+type deadlineConn struct {
+	net.Conn
+
+	mu            sync.Mutex
+	writeDeadline time.Time // the last one passed on
+}
+
+func (d *deadlineConn) SetWriteDeadline(t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if t.Equal(d.writeDeadline) {
+		return nil
+	}
+	if err := d.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	d.writeDeadline = t
+	return nil
+}
+
+// SetDeadline sets both deadlines on the connection.
+func (d *deadlineConn) SetDeadline(t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.Conn.SetDeadline(t); err != nil {
+		return err
+	}
+	d.writeDeadline = t
+	return nil
+}
+
+// SyscallConn exposes the socket to inputWaiter.
+func (d *deadlineConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := d.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
 }
 
 // Unwrap lets http.ResponseController reach the server's writer.

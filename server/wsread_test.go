@@ -176,3 +176,60 @@ func TestInputWaiterDoesNotAllocate(t *testing.T) {
 		t.Fatalf("ready allocates %.1f times per call; want 0", n)
 	}
 }
+
+// deadlineCounter counts the write deadlines that reach the connection.
+type deadlineCounter struct {
+	net.Conn
+	set []time.Time
+}
+
+func (d *deadlineCounter) SetWriteDeadline(t time.Time) error {
+	d.set = append(d.set, t)
+	return nil
+}
+
+func (d *deadlineCounter) SetDeadline(t time.Time) error {
+	d.set = append(d.set, t)
+	return nil
+}
+
+func TestDeadlineConnPassesOnlyChanges(t *testing.T) {
+	base := time.Unix(1_700_000_000, 0)
+	later := base.Add(time.Second)
+	steps := []struct {
+		name   string
+		set    func(*deadlineConn) error
+		passed bool
+	}{
+		{"first deadline", func(d *deadlineConn) error { return d.SetWriteDeadline(base) }, true},
+		{"same deadline again", func(d *deadlineConn) error { return d.SetWriteDeadline(base) }, false},
+		{"same instant, other location", func(d *deadlineConn) error { return d.SetWriteDeadline(base.UTC()) }, false},
+		{"a later deadline", func(d *deadlineConn) error { return d.SetWriteDeadline(later) }, true},
+		{"cleared", func(d *deadlineConn) error { return d.SetWriteDeadline(time.Time{}) }, true},
+		{"cleared again", func(d *deadlineConn) error { return d.SetWriteDeadline(time.Time{}) }, false},
+		{"both deadlines", func(d *deadlineConn) error { return d.SetDeadline(base) }, true},
+		{"write deadline equal to both", func(d *deadlineConn) error { return d.SetWriteDeadline(base) }, false},
+	}
+	counter := &deadlineCounter{}
+	d := &deadlineConn{Conn: counter}
+	for _, step := range steps {
+		before := len(counter.set)
+		if err := step.set(d); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if passed := len(counter.set) > before; passed != step.passed {
+			t.Errorf("%s: passed on = %v, want %v", step.name, passed, step.passed)
+		}
+	}
+}
+
+func TestDeadlineConnExposesSocket(t *testing.T) {
+	server, _ := tcpPair(t)
+	d := &deadlineConn{Conn: server}
+	if _, err := d.SyscallConn(); err != nil {
+		t.Fatalf("SyscallConn of a TCP connection: %v", err)
+	}
+	if _, err := (&deadlineConn{Conn: &deadlineCounter{}}).SyscallConn(); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("SyscallConn of a non-socket = %v, want ErrUnsupported", err)
+	}
+}
