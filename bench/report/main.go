@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -74,28 +76,91 @@ func main() {
 	}
 }
 
-func load(dir string) (map[string]*result, error) {
-	results := map[string]*result{}
+// runs holds every run of one scenario on one server, in the order run.
+type runs []*result
+
+// load reads <scenario>-<server>.json, or the repeated runs
+// <scenario>-<server>.<n>.json (n from 1) that bench/run writes for the
+// short throughput scenarios.
+func load(dir string) (map[string]runs, error) {
+	results := map[string]runs{}
 	for _, s := range scenarios {
 		for _, srv := range servers {
-			data, err := os.ReadFile(filepath.Join(dir, s.id+"-"+srv+".json"))
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
+			names := []string{s.id + "-" + srv + ".json"}
+			for n := 1; ; n++ {
+				name := fmt.Sprintf("%s-%s.%d.json", s.id, srv, n)
+				if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+					break
+				}
+				names = append(names, name)
 			}
-			if err != nil {
-				return nil, err
+			for _, name := range names {
+				data, err := os.ReadFile(filepath.Join(dir, name))
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				if err != nil {
+					return nil, err
+				}
+				var r result
+				if err := json.Unmarshal(data, &r); err != nil {
+					return nil, fmt.Errorf("%s: %w", name, err)
+				}
+				results[s.id+"-"+srv] = append(results[s.id+"-"+srv], &r)
 			}
-			var r result
-			if err := json.Unmarshal(data, &r); err != nil {
-				return nil, fmt.Errorf("%s-%s.json: %w", s.id, srv, err)
-			}
-			results[s.id+"-"+srv] = &r
 		}
 	}
 	return results, nil
 }
 
-func render(results map[string]*result, command string) string {
+// median returns the run with the median deliveries/s (the lower middle
+// one for an even count); nil if there is none.
+func (rs runs) median() *result {
+	if len(rs) == 0 {
+		return nil
+	}
+	sorted := slices.Clone(rs)
+	slices.SortStableFunc(sorted, func(a, b *result) int { return cmp.Compare(a.deliveries(), b.deliveries()) })
+	return sorted[(len(sorted)-1)/2]
+}
+
+// medianCPU is the median of the runs' CPU per 1,000 deliveries.
+func (rs runs) medianCPU() float64 {
+	if len(rs) == 0 {
+		return -1
+	}
+	cpu := make([]float64, len(rs))
+	for i, r := range rs {
+		cpu[i] = r.cpuPer1k()
+	}
+	slices.Sort(cpu)
+	return cpu[(len(cpu)-1)/2]
+}
+
+// clean reports whether no run lost, duplicated or reordered anything.
+func (rs runs) clean() bool {
+	for _, r := range rs {
+		if !r.clean() {
+			return false
+		}
+	}
+	return true
+}
+
+// rates lists every run's deliveries/s in the order run.
+func (rs runs) rates() string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%.0f", r.deliveries())
+	}
+	return strings.Join(parts, ", ")
+}
+
+func render(all map[string]runs, command string) string {
+	results := map[string]*result{}
+	for key, rs := range all {
+		results[key] = rs.median()
+	}
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# Benchmarks\n\n")
@@ -122,6 +187,16 @@ func render(results map[string]*result, command string) string {
 				num(r.rssPerConn()), num(r.idleRSS()), num(r.idleUs()), r.anomalies(), verdict(r))
 		}
 		w("\n")
+		if repeated := len(all[s.id+"-herald"]) > 1; repeated {
+			w("Run %d times per server, the servers taking turns; each row is the run with the median\n", len(all[s.id+"-herald"]))
+			w("deliveries/s. Every run's deliveries/s, in the order run:\n\n")
+			for _, srv := range servers {
+				if rs := all[s.id+"-"+srv]; len(rs) > 0 {
+					w("- %s: %s\n", srv, rs.rates())
+				}
+			}
+			w("\n")
+		}
 	}
 	w("## Ratios and targets\n\n")
 	w("| target | measured | met |\n|---|---|---|\n")
@@ -134,7 +209,7 @@ func render(results map[string]*result, command string) string {
 	projection := ""
 	h, bl := results["S1-herald"], results["S1-baseline"]
 	if h != nil && bl != nil {
-		cpu := ratio(h.cpuPer1k(), bl.cpuPer1k())
+		cpu := ratio(all["S1-herald"].medianCPU(), all["S1-baseline"].medianCPU())
 		w("| S1: Herald CPU-s per 1k deliveries ≤ 1.5× baseline | %.2f× | %s |\n", cpu, yes(cpu > 0 && cpu <= 1.5))
 		rate := ratio(h.deliveries(), bl.deliveries())
 		w("| S1: Herald deliveries/s ≥ 0.8× baseline | %.2f× | %s |\n", rate, yes(rate >= 0.8))
@@ -157,15 +232,13 @@ func render(results map[string]*result, command string) string {
 			"250,000 ≈ %.2f cores and %.2f GiB (S5's idle CPU and RSS per idle connection, projected linearly).\n",
 			us*1e5/1e6, h.idleRSS()*1e5/(1<<20), us*2.5e5/1e6, h.idleRSS()*2.5e5/(1<<20))
 	}
-	all := true
+	clean := true
 	for _, s := range scenarios {
-		for _, srv := range []string{"herald"} {
-			if r := results[s.id+"-"+srv]; r != nil && !r.clean() {
-				all = false
-			}
+		if !all[s.id+"-herald"].clean() {
+			clean = false
 		}
 	}
-	w("| every scenario: zero lost, duplicated, reordered (Herald) | | %s |\n\n", yes(all))
+	w("| every scenario: zero lost, duplicated, reordered (Herald, every run) | | %s |\n\n", yes(clean))
 	w("%s", projection)
 	w("%s", notes)
 	return b.String()
