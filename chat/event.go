@@ -3,7 +3,6 @@ package chat
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 )
 
 // EventType names a domain event.
@@ -78,10 +77,8 @@ func (e Event) Encode() ([]byte, error) {
 // stored under the subject its content implies, so that a stray or forged
 // entry can never be counted against the wrong room's retention.
 func decodeEvent(subject string, data []byte) (Event, *Error) {
-	var e Event
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil {
+	e, err := parseEventJSON(data)
+	if err != nil {
 		return Event{}, errorf(CodeInternal, "malformed event: %v", err)
 	}
 	if e.Format != eventFormat {

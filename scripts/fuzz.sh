@@ -7,7 +7,7 @@
 # <package>/testdata/fuzz/<FuzzName>/ (commit it with the fix, as a
 # regression seed) and prints the command that replays it.
 #
-# The graph targets are cheap and run alongside the server ones, on one
+# The graph and chat targets are cheap and run alongside the server ones, on one
 # fuzzing worker, so that the whole run stays near 40s on two cores.
 #
 # The seed corpora (testdata/fuzz/ and the f.Add calls) also run as plain
@@ -31,6 +31,9 @@ graph_targets=(
 	FuzzCursorParse     # parseCursor on any string
 	FuzzCursorRoundTrip # encodeCursor then parseCursor
 )
+chat_targets=(
+	FuzzParseEventJSON # parseEventJSON against encoding/json
+)
 
 # fuzz PKG WORKERS TARGET... fuzzes each target in turn and fails if any
 # of them does, naming them.
@@ -52,7 +55,12 @@ fuzz() {
 start=$SECONDS
 log="$(mktemp)"
 set -m # the background job gets its own process group, to stop it whole
-fuzz ./graph 1 "${graph_targets[@]}" >"$log" 2>&1 &
+{
+	cheap=0
+	fuzz ./graph 1 "${graph_targets[@]}" || cheap=1
+	fuzz ./chat 1 "${chat_targets[@]}" || cheap=1
+	exit "$cheap"
+} >"$log" 2>&1 &
 graph=$!
 set +m
 cleanup() {
@@ -71,4 +79,4 @@ if [ "$status" -ne 0 ]; then
 	echo "fuzz: some targets failed; see above" >&2
 	exit 1
 fi
-echo "fuzz: $((${#server_targets[@]} + ${#graph_targets[@]})) targets passed in $((SECONDS - start))s"
+echo "fuzz: $((${#server_targets[@]} + ${#graph_targets[@]} + ${#chat_targets[@]})) targets passed in $((SECONDS - start))s"
