@@ -444,6 +444,17 @@ func TestAppendOutsideStream(t *testing.T) {
 	}
 }
 
+func TestAppendCapturedByAnotherStream(t *testing.T) {
+	url := startNATS(t, true)
+	l := openLog(t, Options{URLs: []string{url}})
+	createStream(t, url, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}})
+	_, err := l.Append(testCtx(t, 5*time.Second), "other.x", []byte("x"), "")
+	want := `append to subject "other.x": stored by stream "OTHER", not "HERALD"`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Append to another stream's subject = %v, want %q", err, want)
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	closedURL := "nats://" + freeAddr(t)
 
