@@ -50,6 +50,9 @@ func (h *readerHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return conn, bufio.NewReadWriter(h.br, brw.Writer), nil
 }
 
+// Unwrap lets http.ResponseController reach the server's writer.
+func (h *readerHijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
 // deadlineConn passes a write deadline on only when it changes. gorilla
 // sets the connection's write deadline before every frame, and each setting
 // re-arms a runtime timer; wsConn.extendWriteDeadline moves the deadline
@@ -93,9 +96,6 @@ func (d *deadlineConn) SyscallConn() (syscall.RawConn, error) {
 	}
 	return sc.SyscallConn()
 }
-
-// Unwrap lets http.ResponseController reach the server's writer.
-func (h *readerHijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // inputWaiter blocks until a socket has input to read, on a shallow stack.
 type inputWaiter struct {
