@@ -3,8 +3,11 @@ package server
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
@@ -231,5 +234,35 @@ func TestDeadlineConnExposesSocket(t *testing.T) {
 	}
 	if _, err := (&deadlineConn{Conn: &deadlineCounter{}}).SyscallConn(); !errors.Is(err, errors.ErrUnsupported) {
 		t.Fatalf("SyscallConn of a non-socket = %v, want ErrUnsupported", err)
+	}
+}
+
+// TestHijackWrapsDeadlines shows that the connection handed to the
+// upgrader is the deduplicating one, with a read buffer the socket keeps.
+func TestHijackWrapsDeadlines(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hj := &readerHijacker{ResponseWriter: w}
+		conn, _, err := hj.Hijack()
+		if err != nil {
+			got <- "hijack: " + err.Error()
+			return
+		}
+		defer conn.Close()
+		_, wrapped := conn.(*deadlineConn)
+		got <- fmt.Sprintf("wrapped=%v buffer=%v", wrapped, hj.br != nil)
+	}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err == nil {
+		resp.Body.Close()
+	}
+	select {
+	case s := <-got:
+		if s != "wrapped=true buffer=true" {
+			t.Fatalf("hijacked connection: %s, want wrapped=true buffer=true", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("handler did not run")
 	}
 }
