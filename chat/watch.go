@@ -46,6 +46,25 @@ type Watcher struct {
 	pending []Change
 	wake    chan struct{} // capacity 1: a change may be pending
 	closed  bool
+	offer   func(Change) bool // see SetOffer
+	// queued: changes go to pending, not to offer, until the consumer asks
+	// for more with pending empty: it may still be handing over the last
+	// change Next returned, and an offer now would overtake it.
+	queued bool
+}
+
+// SetOffer gives the watcher a way to hand a change to its consumer without
+// waiting: while nothing is queued, each change is offered first and queued
+// for Next only when offer returns false. offer runs on the goroutine that
+// applies the log, under the watcher's lock, so it must not block, and it
+// must accept changes in order for as long as the watcher is open (after
+// Close it is never called again). Changes offered and changes returned by
+// Next together are every change, each once, in log order, provided the
+// consumer hands over what Next returned before calling Next again.
+func (w *Watcher) SetOffer(offer func(Change) bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.offer = offer
 }
 
 // Next returns the next change, waiting for one until ctx is done.
@@ -66,6 +85,7 @@ func (w *Watcher) Next(ctx context.Context) (Change, error) {
 			w.mu.Unlock()
 			return c, nil
 		}
+		w.queued = false // everything Next returned has been handed over
 		w.mu.Unlock()
 		select {
 		case <-w.wake:
@@ -81,6 +101,7 @@ func (w *Watcher) Close() {
 	w.mu.Lock()
 	w.closed = true
 	w.pending = nil
+	w.offer = nil
 	w.mu.Unlock()
 	w.signal()
 }
@@ -90,9 +111,16 @@ func (w *Watcher) deliver(c Change) {
 		return
 	}
 	w.mu.Lock()
-	if !w.closed {
-		w.pending = append(w.pending, c)
+	if w.closed {
+		w.mu.Unlock()
+		return
 	}
+	if !w.queued && w.offer != nil && w.offer(c) {
+		w.mu.Unlock()
+		return
+	}
+	w.pending = append(w.pending, c)
+	w.queued = true
 	w.mu.Unlock()
 	w.signal()
 }
@@ -117,7 +145,7 @@ func (h *hub) add(topic string) *Watcher { return h.addAfter(topic, 0, nil) }
 // addAfter registers a watcher that first yields replay and then the live
 // changes above skipUpTo.
 func (h *hub) addAfter(topic string, skipUpTo uint64, replay []Change) *Watcher {
-	w := &Watcher{hub: h, topic: topic, skipUpTo: skipUpTo, pending: replay, wake: make(chan struct{}, 1)}
+	w := &Watcher{hub: h, topic: topic, skipUpTo: skipUpTo, pending: replay, queued: len(replay) > 0, wake: make(chan struct{}, 1)}
 	if len(replay) > 0 {
 		w.wake <- struct{}{}
 	}

@@ -70,10 +70,29 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 			return nil, err
 		}
 	}
-	out := make(chan graphql.Event[T])
+	event := func(c *chat.Change, v T) graphql.Event[T] {
+		meta := stream.Meta{Cursor: r.encodeCursor(c.Seq), Appended: c.At, Position: c.Seq}
+		return graphql.Event[T]{Context: stream.WithMeta(ctx, meta), Value: v}
+	}
+	// Changes go straight into the channel's buffer from the goroutine
+	// that applies the log, sparing a goroutine hand-off per event; the
+	// pump below only forwards what did not fit (and a resume's replay).
+	out := make(chan graphql.Event[T], eventBuffer)
+	w.SetOffer(func(c chat.Change) bool {
+		v, ok := pick(&c)
+		if !ok {
+			return true
+		}
+		select {
+		case out <- event(&c, v):
+			return true
+		default:
+			return false
+		}
+	})
 	go func() {
 		defer close(out)
-		defer w.Close()
+		defer w.Close() // first: no offer reaches out once it is closed
 		for {
 			c, err := w.Next(ctx)
 			if err != nil {
@@ -83,9 +102,8 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 			if !ok {
 				continue
 			}
-			meta := stream.Meta{Cursor: r.encodeCursor(c.Seq), Appended: c.At, Position: c.Seq}
 			select {
-			case out <- graphql.Event[T]{Context: stream.WithMeta(ctx, meta), Value: v}:
+			case out <- event(&c, v):
 			case <-ctx.Done():
 				return
 			}
@@ -93,6 +111,10 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 	}()
 	return out, nil
 }
+
+// eventBuffer is how many events a subscription's channel holds before
+// further changes wait in its watcher's unbounded mailbox.
+const eventBuffer = 16
 
 var roomEventKinds = map[chat.EventType]model.RoomEventKind{
 	chat.MessagePosted:   model.RoomEventKindMessagePosted,
