@@ -376,6 +376,7 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position}
 		slot.meta = stream.Meta{}
 		e.mu.RLock()
+		p.direct = len(e.members) <= directFanout
 		for _, op := range e.members {
 			r.deliver(e, op, p)
 		}

@@ -46,6 +46,7 @@ type wsTransport struct {
 	cfg       wsConfig
 	authn     auth.Authenticator
 	upgrader  websocket.Upgrader
+	frames    frameBuffers // for writeNow
 	execs     *sharedExecutions
 	keeper    *keeper
 	metrics   *metrics
@@ -310,7 +311,9 @@ type wsConn struct {
 	done      chan struct{} // closed at teardown: the writer stops
 
 	// Writer-owned (one writer runs at a time).
-	writeDeadline int64 // unix nanoseconds; see extendWriteDeadline
+	writeDeadline int64         // unix nanoseconds; see extendWriteDeadline
+	direct        *directWriter // see writeNow
+	noDirect      bool          // the socket has no directWriter
 
 	// Reader-owned.
 	initReceived    bool
@@ -483,6 +486,9 @@ func (c *wsConn) enqueue(it outItem) {
 
 // deliver queues an event of a shared execution for op.
 func (c *wsConn) deliver(op *operation, p *payload) {
+	if p.direct && c.writeNow(op, p) {
+		return
+	}
 	c.enqueue(outItem{kind: frameNext, op: op, data: p})
 }
 
@@ -803,14 +809,20 @@ func (c *wsConn) extendWriteDeadline() {
 // close frame. A slow consumer's queue is dropped: it is why it is closed.
 func (c *wsConn) finish() {
 	defer c.queue.close() // nothing is written after the close frame
-	if c.closeCode != closeTryAgainLater {
-		_ = c.ws.SetWriteDeadline(time.Now().Add(closeGrace))
-		batch, _ := c.queue.take()
-		for i := range batch {
-			if err := c.write(&batch[i]); err != nil {
-				_ = c.ws.NetConn().Close() // the reader sees it and tears down
-				return
-			}
+	_ = c.ws.SetWriteDeadline(time.Now().Add(closeGrace))
+	batch, _ := c.queue.take()
+	if c.closeCode == closeTryAgainLater {
+		// Only the rest of a frame begun by writeNow, so that the close
+		// frame does not land inside it.
+		batch = batch[:min(len(batch), 1)]
+		if len(batch) == 1 && batch[0].kind != frameWire {
+			batch = nil
+		}
+	}
+	for i := range batch {
+		if err := c.write(&batch[i]); err != nil {
+			_ = c.ws.NetConn().Close() // the reader sees it and tears down
+			return
 		}
 	}
 	c.sendClose()
@@ -830,6 +842,9 @@ func (c *wsConn) write(it *outItem) error {
 		return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.t.cfg.writeTimeout))
 	case frameRaw:
 		return c.writeText(it.raw)
+	case frameWire:
+		_, err := io.WriteString(c.ws.NetConn(), it.raw)
+		return err
 	}
 	if it.op.finished.Load() {
 		return nil // the client completed it: silence for this id

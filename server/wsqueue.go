@@ -1,6 +1,7 @@
 package server
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -14,6 +15,7 @@ const (
 	frameError                     // error with raw as payload
 	frameComplete                  // complete
 	framePingCtl                   // a WebSocket ping control frame
+	frameWire                      // raw: the unwritten rest of a frame begun by writeNow
 )
 
 // payload is one encoded execution result, shared by every member of a
@@ -22,6 +24,7 @@ type payload struct {
 	bytes    []byte
 	appended time.Time // when the event entered the log; zero if unknown
 	pos      uint64    // the event's position in its stream; zero if unknown
+	direct   bool      // a small fan-out: written by the delivering goroutine where it can (see writeNow)
 }
 
 // outItem is one frame waiting to be written. Items reference shared
@@ -101,6 +104,41 @@ func (q *outQueue) wakeLocked() {
 		q.writing = true
 		q.spawn()
 	}
+}
+
+// claim makes the caller the socket's writer, if no writer runs and
+// nothing is queued, so that it may write without queuing; it must then
+// call release.
+func (q *outQueue) claim() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || q.writing || len(q.items) > 0 {
+		return false
+	}
+	q.writing = true
+	return true
+}
+
+// release ends a claim. rest, the part of a frame the claimant could not
+// write, is queued ahead of everything else. A writer starts if anything
+// was queued or a wake came meanwhile.
+func (q *outQueue) release(rest []byte) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	if len(rest) > 0 {
+		it := outItem{kind: frameWire, raw: string(rest)}
+		q.items = slices.Insert(q.items, 0, it)
+		q.bytes += it.size()
+	}
+	if len(q.items) == 0 && !q.kicked {
+		q.writing = false
+		return
+	}
+	q.kicked = false
+	q.spawn()
 }
 
 // take returns everything queued, oldest first, valid until the next

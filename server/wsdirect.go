@@ -1,0 +1,110 @@
+package server
+
+import (
+	"sync"
+	"time"
+)
+
+// directFanout is the largest fan-out whose frames the delivering
+// goroutine writes itself (see wsConn.writeNow). Larger ones are left to
+// per-socket writers, which spread the writes over every core.
+const directFanout = 64
+
+// frameBuffers recycles the buffers frames are built in for writeNow.
+type frameBuffers struct{ pool sync.Pool }
+
+func (b *frameBuffers) get() *[]byte {
+	if p, ok := b.pool.Get().(*[]byte); ok {
+		return p
+	}
+	buf := make([]byte, 0, 1024)
+	return &buf
+}
+
+// put keeps buffers of ordinary size; an occasional huge frame's buffer
+// is left to the collector.
+func (b *frameBuffers) put(p *[]byte) {
+	if cap(*p) <= 64<<10 {
+		*p = (*p)[:0]
+		b.pool.Put(p)
+	}
+}
+
+// writeNow writes a next frame for op on the calling goroutine, sparing
+// the start of a writer goroutine, when the socket has no writer running,
+// nothing queued, and room in its send buffer for the frame: the write
+// never waits. It reports false, having written nothing, when the frame
+// must be queued instead.
+func (c *wsConn) writeNow(op *operation, p *payload) bool {
+	if c.isClosing() || !c.queue.claim() {
+		return false
+	}
+	d := c.directWriter()
+	if d == nil {
+		c.queue.release(nil)
+		return false
+	}
+	if op.finished.Load() {
+		c.queue.release(nil)
+		return true // the client completed it: silence for this id
+	}
+	buf := c.t.frames.get()
+	frame := appendTextFrameHeader((*buf)[:0], len(`{"id":`)+len(op.idJSON)+
+		len(typeSegment(c.proto, frameNext))+len(`,"payload":`)+len(p.bytes)+len(`}`))
+	frame = append(frame, `{"id":`...)
+	frame = append(frame, op.idJSON...)
+	frame = append(frame, typeSegment(c.proto, frameNext)...)
+	frame = append(frame, `,"payload":`...)
+	frame = append(frame, p.bytes...)
+	frame = append(frame, '}')
+	*buf = frame
+
+	n, err := d.write(frame)
+	var rest []byte
+	switch {
+	case err != nil:
+		_ = c.ws.NetConn().Close() // as the writer does: the reader sees it and tears down
+	case n == 0:
+		c.t.frames.put(buf)
+		c.queue.release(nil)
+		return false
+	case n < len(frame):
+		rest = frame[n:] // copied by release: must go out before anything else
+	}
+	c.queue.release(rest)
+	c.t.frames.put(buf)
+	if err == nil {
+		c.t.metrics.deliveries.Inc()
+		if !p.appended.IsZero() {
+			c.t.metrics.latency.Observe(time.Since(p.appended).Seconds())
+		}
+	}
+	return true
+}
+
+// directWriter returns the socket's directWriter, made on first use so an
+// idle socket does not carry one; nil if the socket has none. Only the
+// socket's writer of the moment calls it.
+func (c *wsConn) directWriter() *directWriter {
+	if c.direct == nil && !c.noDirect {
+		c.direct = directWriterFor(c.ws.NetConn())
+		c.noDirect = c.direct == nil
+	}
+	return c.direct
+}
+
+// appendTextFrameHeader appends the header of an unmasked, final text
+// frame of n payload bytes, as a server sends it (RFC 6455 section 5.2).
+func appendTextFrameHeader(b []byte, n int) []byte {
+	const finText = 0x81
+	switch {
+	case n <= 125:
+		return append(b, finText, byte(n))
+	case n <= 0xffff:
+		return append(b, finText, 126, byte(n>>8), byte(n))
+	default:
+		u := uint64(n)
+		return append(b, finText, 127, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32),
+			byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
+	}
+}

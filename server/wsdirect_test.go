@@ -1,0 +1,180 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestAppendTextFrameHeader(t *testing.T) {
+	tests := []struct {
+		n    int
+		want []byte
+	}{
+		{0, []byte{0x81, 0}},
+		{125, []byte{0x81, 125}},
+		{126, []byte{0x81, 126, 0, 126}},
+		{0xffff, []byte{0x81, 126, 0xff, 0xff}},
+		{0x10000, []byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
+		{0x12345678, []byte{0x81, 127, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78}},
+	}
+	for _, tt := range tests {
+		if got := appendTextFrameHeader([]byte("x"), tt.n); !bytes.Equal(got[1:], tt.want) || got[0] != 'x' {
+			t.Errorf("header for %d bytes = % x, want % x after the prefix", tt.n, got, tt.want)
+		}
+	}
+}
+
+// TestDirectWriterNeverWaits fills a socket whose peer does not read: the
+// writer takes what fits, then reports 0 without blocking; everything it
+// reported written arrives, in order; a passed deadline and a closed socket
+// are reported as "nothing written" and as an error.
+func TestDirectWriterNeverWaits(t *testing.T) {
+	server, client := tcpPair(t)
+	defer client.Close()
+	setBuf := func(c any, opt int) {
+		raw, err := c.(syscall.Conn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, 4096) })
+	}
+	setBuf(server, syscall.SO_SNDBUF)
+	setBuf(client, syscall.SO_RCVBUF)
+	d := directWriterFor(server)
+	if d == nil {
+		t.Fatal("no direct writer for a TCP connection")
+	}
+
+	var sent bytes.Buffer
+	partial := false
+	for i := 0; ; i++ {
+		if i == 10000 {
+			t.Fatal("the socket never filled up")
+		}
+		chunk := []byte(strings.Repeat(fmt.Sprintf("%07d|", i), 1000))
+		n, err := d.write(chunk)
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		sent.Write(chunk[:n])
+		partial = partial || (n > 0 && n < len(chunk))
+		if n == 0 {
+			break
+		}
+	}
+	t.Logf("%d bytes taken before the socket was full (a partial write: %v)", sent.Len(), partial)
+
+	got := make([]byte, sent.Len())
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, got); err != nil {
+		t.Fatalf("reading what was written: %v", err)
+	}
+	if !bytes.Equal(got, sent.Bytes()) {
+		t.Fatal("the peer received other bytes than the writer reported written")
+	}
+
+	_ = server.SetWriteDeadline(time.Now().Add(-time.Second))
+	if n, err := d.write([]byte("late")); n != 0 || err != nil {
+		t.Fatalf("write past the deadline = %d, %v; want 0, nil", n, err)
+	}
+	_ = server.SetWriteDeadline(time.Time{})
+	_ = server.Close()
+	if _, err := d.write([]byte("closed")); err == nil {
+		t.Fatal("write on a closed socket reported no error")
+	}
+}
+
+// TestClaimQueuesTheRestFirst: frames queued while writeNow held the
+// socket go out after the rest of its partly written frame.
+func TestClaimQueuesTheRestFirst(t *testing.T) {
+	spawned := 0
+	q := newOutQueue(10, 1<<20, func() { spawned++ })
+	if !q.claim() {
+		t.Fatal("claim on an idle queue failed")
+	}
+	if q.claim() {
+		t.Fatal("a second claim succeeded while the first holds the socket")
+	}
+	if !q.push(outItem{kind: frameRaw, raw: "later"}) {
+		t.Fatal("push refused")
+	}
+	if spawned != 0 {
+		t.Fatal("a writer started while the socket was claimed")
+	}
+	q.release([]byte("rest"))
+	if spawned != 1 {
+		t.Fatalf("writers started after release = %d, want 1", spawned)
+	}
+	batch, more := q.take()
+	if !more || len(batch) != 2 || batch[0].kind != frameWire || batch[0].raw != "rest" || batch[1].raw != "later" {
+		t.Fatalf("queue after release = %+v, want the rest, then the pushed frame", batch)
+	}
+	if _, more := q.take(); more {
+		t.Fatal("the writer was not told to exit on an empty queue")
+	}
+
+	// An uneventful claim leaves the queue idle: the next push starts a writer.
+	if !q.claim() {
+		t.Fatal("claim failed")
+	}
+	q.release(nil)
+	q.push(outItem{kind: frameRaw, raw: "x"})
+	if spawned != 2 {
+		t.Fatalf("writers started = %d, want 2", spawned)
+	}
+}
+
+// TestStalledSocketGetsEveryFrameWhole: a subscriber that does not read
+// for a while fills its socket, so frames written by the delivering
+// goroutine are cut short (each is ~150 KB) or refused, and continue
+// through the queue. Once it reads, every event arrives whole and in
+// order; so does every event to a subscriber on the other protocol.
+func TestStalledSocketGetsEveryFrameWhole(t *testing.T) {
+	r := newReplica(t, func(o *Options) { o.QueueBytes = 64 << 20 })
+	room := r.room("general")
+	text := strings.Repeat("y", 3000)
+	for i := range 50 {
+		r.post(room, "poster", fmt.Sprintf("old %02d %s", i, text))
+	}
+	q := `subscription($r: ID!) { messagePosted(roomId: $r) { text room { messages(last: 50) { edges { node { text } } } } } }`
+	stalled := r.dialTinyWindow("stalled")
+	stalled.subscribe("subscribe", "s", q, map[string]any{"r": room})
+	legacy := r.dialLegacy("legacy")
+	legacy.subscribe("start", "s", q, map[string]any{"r": room})
+	waitFor(t, "subscriptions", func() bool { return r.members() == 2 })
+
+	const events = 40 // ~6 MB: more than a socket buffers (at most 4 MB here)
+	for i := range events {
+		r.post(room, "poster", fmt.Sprintf("%05d %s", i, text))
+	}
+	for name, c := range map[string]*wsClient{"stalled": stalled, "legacy": legacy} {
+		for i := range events {
+			f, err := c.read(10 * time.Second)
+			if err != nil {
+				t.Fatalf("%s: event %d: %v", name, i, err)
+			}
+			var got struct {
+				MessagePosted struct {
+					Text string
+					Room struct {
+						Messages struct {
+							Edges []struct{ Node struct{ Text string } }
+						}
+					}
+				}
+			}
+			f.data(t, &got)
+			want := fmt.Sprintf("%05d %s", i, text)
+			edges := got.MessagePosted.Room.Messages.Edges
+			if got.MessagePosted.Text != want || len(edges) != 50 {
+				t.Fatalf("%s: event %d is %.12q... with %d messages, want %.12q... with 50",
+					name, i, got.MessagePosted.Text, len(edges), want)
+			}
+		}
+	}
+}
