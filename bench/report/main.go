@@ -273,14 +273,26 @@ What was changed to get here (measured with 5,000–19,000 idle subscribed socke
   changed; the writer goroutine starts from a function bound once per socket (no closure per
   burst).
 - Every subscription event is executed and encoded once per replica and its bytes written to each
-  member with only the id envelope. Herald allocates nothing per member per event; gorilla's
-  streaming writer allocates its small writer per frame (its allocation-free WriteMessage needs a
-  deeper stack, and growing the stack of each short-lived writer cost more than the allocation).
+  member with only the id envelope. Herald allocates nothing per member per event. Large fan-outs
+  (over 64 members) are written by per-socket writer goroutines through gorilla, which use both
+  cores; gorilla's streaming writer allocates its small writer per frame (its allocation-free
+  WriteMessage needs a deeper stack, and growing the stack of each short-lived writer cost more).
+- Small fan-outs (up to 64 members, S2's rooms) are written by the shared execution itself when a
+  socket has no writer running and nothing queued, with a write that never waits (a raw
+  non-blocking write through the runtime poller): what the socket does not take goes to the
+  front of its queue for a writer goroutine. That spares a goroutine start, a schedule and
+  gorilla's per-frame allocations for each delivery.
 - Per event: log entries are decoded by a strict hand-written parser instead of encoding/json's
   Decoder (~7.5 → ~1.3 µs, 17 → 6 allocations), and events are published without headers (the
   stream is checked in the acknowledgement), so neither NATS nor its clients parse headers for
   them. Together with the deadline change, Herald's CPU per 1,000 deliveries in S2 went from
   ~0.045 to ~0.042 s, averaged over alternating runs.
+- Per event, fewer goroutine hand-offs: the log follower offers each change straight into the
+  subscription's buffered channel (no pump goroutine in between unless the buffer is full), and
+  Append no longer takes nats.go's connection lock for a connection check before publishing (a
+  publish fails at once while disconnected anyway). With the direct writes above, Herald's CPU
+  per 1,000 deliveries in S2 went ~0.042 → ~0.036 s and its rate up ~12% (six alternating
+  pairs of 10,000-event runs).
 
 What the profile shows now: the remaining idle memory is the reader goroutine's 2 KiB stack,
 gorilla's connection with its 512-byte read buffer, the socket's kernel-facing structures and
@@ -299,13 +311,13 @@ Reading the table:
   They are therefore run five times per server, the servers taking turns, and each row is the
   median run. Herald's per-event work (the HTTP mutation, the NATS round trip and apply, the shared
   execution) is what separates it from the baseline in S2, with only ten deliveries to share it:
-  ~430 against ~250 µs of server CPU per event. The profile spreads that over many functions
-  (gqlgen's execution of the mutation, the embedded NATS server's store and delivery, GC), with no
-  single hotspot left. Running Herald with GOMAXPROCS=1 cut its CPU per delivery by 10–25% in
-  alternating runs (and capped it at one core): much of the difference is goroutines handing an
-  event to one another across the two cores the load generator shares. Writing to an idle socket
-  on the delivering goroutine instead of starting a writer gained ~2%, too little for the risk of
-  blocking a fan-out on one socket; profile-guided optimisation gained nothing measurable.
+  ~360 against ~200 µs of server CPU per event. The profile spreads that over many functions
+  (gqlgen's execution of the mutation ~13% beyond the resolver, the embedded NATS server ~8%,
+  GC and allocation ~15%), with no single hotspot left; the ten write system calls are ~23%, as
+  in the baseline. Running Herald with GOMAXPROCS=1 had cut its CPU per delivery by 10–25% in
+  alternating runs (and capped it at one core): goroutines handing an event to one another
+  across the two cores cost, which is what the direct writes and the offered changes remove.
+  Profile-guided optimisation gained nothing measurable.
 - The baseline sends no keepalive of its own; the peer (gqlgen's transport) and Herald do (Herald
   pings every 15 s), so idle CPU is not like for like.
 - The peer drops messages to a subscriber whose channel (64) is full, as the common pattern does;
