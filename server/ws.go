@@ -939,12 +939,41 @@ func encodeResponse(resp *graphql.Response) []byte {
 	} else {
 		buf = append(buf, resp.Data...)
 	}
-	if len(resp.Extensions) > 0 {
+	if cursor, ok := onlyCursor(resp.Extensions); ok {
+		// Every subscription event carries just its cursor: spare
+		// encoding/json's sorted, reflective encoding of a map.
+		buf = append(buf, `,"extensions":{"cursor":`...)
+		buf = appendJSONString(buf, cursor)
+		buf = append(buf, '}')
+	} else if len(resp.Extensions) > 0 {
 		ext, _ := json.Marshal(resp.Extensions)
 		buf = append(buf, `,"extensions":`...)
 		buf = append(buf, ext...)
 	}
 	return append(buf, '}')
+}
+
+// onlyCursor returns the cursor when it is the only extension.
+func onlyCursor(ext map[string]any) (string, bool) {
+	if len(ext) != 1 {
+		return "", false
+	}
+	cursor, ok := ext["cursor"].(string)
+	return cursor, ok
+}
+
+// appendJSONString appends s as a JSON string. Cursors are plain ASCII;
+// anything else is left to encoding/json.
+func appendJSONString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(buf, q...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
 }
 
 func newWSTransport(opts Options, m *metrics, resp responder, mutations *identityLimiter) *wsTransport {
