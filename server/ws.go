@@ -473,8 +473,11 @@ func (c *wsConn) release(op *operation) {
 	c.t.execs.leave(op)
 }
 
-// send queues a connection-level frame.
+// send writes or queues a connection-level frame.
 func (c *wsConn) send(kind frameKind, raw string) {
+	if kind == frameRaw && c.writeTextNow(raw) {
+		return
+	}
 	c.enqueue(outItem{kind: kind, raw: raw})
 }
 

@@ -36,12 +36,7 @@ func (b *frameBuffers) put(p *[]byte) {
 // never waits. It reports false, having written nothing, when the frame
 // must be queued instead.
 func (c *wsConn) writeNow(op *operation, p *payload) bool {
-	if c.isClosing() || !c.queue.claim() {
-		return false
-	}
-	d := c.directWriter()
-	if d == nil {
-		c.queue.release(nil)
+	if !c.claimDirect() {
 		return false
 	}
 	if op.finished.Load() {
@@ -57,29 +52,65 @@ func (c *wsConn) writeNow(op *operation, p *payload) bool {
 	frame = append(frame, `,"payload":`...)
 	frame = append(frame, p.bytes...)
 	frame = append(frame, '}')
-	*buf = frame
-
-	n, err := d.write(frame)
-	var rest []byte
-	switch {
-	case err != nil:
-		_ = c.ws.NetConn().Close() // as the writer does: the reader sees it and tears down
-	case n == 0:
-		c.t.frames.put(buf)
-		c.queue.release(nil)
-		return false
-	case n < len(frame):
-		rest = frame[n:] // copied by release: must go out before anything else
-	}
-	c.queue.release(rest)
-	c.t.frames.put(buf)
-	if err == nil {
+	written, ok := c.writeClaimed(buf, frame)
+	if written {
 		c.t.metrics.deliveries.Inc()
 		if !p.appended.IsZero() {
 			c.t.metrics.latency.Observe(time.Since(p.appended).Seconds())
 		}
 	}
+	return ok
+}
+
+// writeTextNow is writeNow for a connection-level text frame (a keepalive
+// ping, say: with tens of thousands of idle sockets, starting a writer
+// for each ping was much of what they cost).
+func (c *wsConn) writeTextNow(text string) bool {
+	if !c.claimDirect() {
+		return false
+	}
+	buf := c.t.frames.get()
+	frame := appendTextFrameHeader((*buf)[:0], len(text))
+	frame = append(frame, text...)
+	_, ok := c.writeClaimed(buf, frame)
+	return ok
+}
+
+// claimDirect makes the caller the socket's writer if it may write
+// without queuing; writeClaimed then ends the claim.
+func (c *wsConn) claimDirect() bool {
+	if c.isClosing() || !c.queue.claim() {
+		return false
+	}
+	if c.directWriter() == nil {
+		c.queue.release(nil)
+		return false
+	}
 	return true
+}
+
+// writeClaimed writes frame, built in buf, without waiting and ends the
+// claim. What the socket does not take goes to the front of the queue. ok
+// is false when nothing was written and the frame must be queued instead;
+// written is false also when the socket failed (it is then closed, as the
+// writer closes it, and the reader tears it down).
+func (c *wsConn) writeClaimed(buf *[]byte, frame []byte) (written, ok bool) {
+	*buf = frame
+	n, err := c.direct.write(frame)
+	var rest []byte
+	switch {
+	case err != nil:
+		_ = c.ws.NetConn().Close()
+	case n == 0:
+		c.t.frames.put(buf)
+		c.queue.release(nil)
+		return false, false
+	case n < len(frame):
+		rest = frame[n:] // copied by release: must go out before anything else
+	}
+	c.queue.release(rest)
+	c.t.frames.put(buf)
+	return err == nil, true
 }
 
 // directWriter returns the socket's directWriter, made on first use so an
