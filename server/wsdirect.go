@@ -1,9 +1,14 @@
 package server
 
 import (
+	"errors"
 	"sync"
 	"time"
 )
+
+// errPastDeadline: a direct write found the socket's write deadline passed
+// and wrote nothing.
+var errPastDeadline = errors.New("write deadline passed")
 
 // directFanout is the largest fan-out whose frames the delivering
 // goroutine writes itself (see wsConn.writeNow). Larger ones are left to
@@ -97,14 +102,22 @@ func (c *wsConn) claimDirect() bool {
 func (c *wsConn) writeClaimed(buf *[]byte, frame []byte) (written, ok bool) {
 	*buf = frame
 	n, err := c.direct.write(frame)
+	if errors.Is(err, errPastDeadline) {
+		// The deadline the last writer set has passed, as it always has on
+		// a socket idle for longer than WriteTimeout. A write that never
+		// waits needs none: clear it (the next writer sets a fresh one).
+		_ = c.ws.NetConn().SetWriteDeadline(time.Time{})
+		c.writeDeadline = 0
+		n, err = c.direct.write(frame)
+	}
 	var rest []byte
 	switch {
-	case err != nil:
-		_ = c.ws.NetConn().Close()
-	case n == 0:
+	case n == 0 && (err == nil || errors.Is(err, errPastDeadline)):
 		c.t.frames.put(buf)
 		c.queue.release(nil)
 		return false, false
+	case err != nil:
+		_ = c.ws.NetConn().Close()
 	case n < len(frame):
 		rest = frame[n:] // copied by release: must go out before anything else
 	}

@@ -48,7 +48,7 @@ func (d *directWriter) write(b []byte) (n int, err error) {
 	d.b, d.err = nil, nil
 	switch {
 	case rerr != nil && errors.Is(rerr, os.ErrDeadlineExceeded):
-		return 0, nil
+		return 0, errPastDeadline
 	case rerr != nil:
 		return 0, rerr
 	case errors.Is(err, syscall.EAGAIN):
