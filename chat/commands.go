@@ -2,18 +2,21 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
+
+	"github.com/heraldhq/herald/pubsub"
 )
 
 // MaxIdempotencyKeyLength bounds postMessage's idempotency key, in bytes.
 const MaxIdempotencyKeyLength = 128
 
-// The commands below check what they can locally before appending, so that
-// an obviously bad request costs no log entry; the projection re-checks
-// everything and is the judge, because the local read model may lag.
-
-// CreateRoom creates a room named name.
+// CreateRoom creates a room named name. Names are unique ignoring case:
+// the room's directory entry is keyed by the name, and the log stores one
+// entry per key, so of two replicas creating the same name at once exactly
+// one wins.
 func (s *Service) CreateRoom(ctx context.Context, actor Actor, name string) (Room, error) {
 	if err := checkActor(actor); err != nil {
 		return Room{}, err
@@ -21,24 +24,39 @@ func (s *Service) CreateRoom(ctx context.Context, actor Actor, name string) (Roo
 	if err := checkRoomName(name); err != nil {
 		return Room{}, err
 	}
+	taken := func() error { return errorf(CodeConflict, "a room named %q already exists", name) }
 	if s.roomNameTaken(name) {
-		return Room{}, errorf(CodeConflict, "a room named %q already exists", name)
+		return Room{}, taken()
 	}
-	out, err := s.propose(ctx, Event{Type: RoomCreated, Actor: actor, RoomID: newRoomID(), Name: name}, "")
+	e := Event{Type: RoomCreated, Actor: actor, RoomID: newRoomID(), Name: name}
+	data, err := e.Encode()
 	if err != nil {
 		return Room{}, err
 	}
-	room, ok := s.Room(out.RoomID)
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
+	res, err := s.log.AddToDirectory(ctx, directoryKey(name), data)
+	switch {
+	case errors.Is(err, pubsub.ErrKeyExists):
+		return Room{}, taken()
+	case err != nil:
+		s.opts.Logger.Warn("adding a room to the directory failed", "err", err)
+		return Room{}, errorf(CodeUnavailable, "the event log is unavailable; retry later")
+	}
+	if err := s.waitDirectory(ctx, res.Seq); err != nil {
+		return Room{}, err
+	}
+	room, ok := s.RoomInfo(e.RoomID)
 	if !ok {
-		return Room{}, errorf(CodeInternal, "room %s vanished after it was created", out.RoomID)
+		return Room{}, errorf(CodeInternal, "room %s was stored but the directory refused it", e.RoomID)
 	}
 	return room, nil
 }
 
 func (s *Service) roomNameTaken(name string) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	_, taken := s.proj.names[roomNameKey(name)]
+	s.dirMu.RLock()
+	defer s.dirMu.RUnlock()
+	_, taken := s.dir.names[roomNameKey(name)]
 	return taken
 }
 
@@ -64,11 +82,17 @@ func (s *Service) PostMessage(ctx context.Context, actor Actor, roomID, text, id
 		dedupID = fmt.Sprintf("post:%d:%s:%s:%s", len(actor.ID), actor.ID, roomID, idempotencyKey)
 	}
 	e := Event{Type: MessagePosted, Actor: actor, RoomID: roomID, MessageID: newMessageID(roomID), Text: text}
-	out, err := s.propose(ctx, e, dedupID)
-	if err != nil {
-		return Message{}, err
-	}
-	return s.changedMessage(out)
+	var msg Message
+	err := s.propose(ctx, e, dedupID, func(rs *roomState, seq uint64) *Error {
+		// A duplicate reports the first post's sequence.
+		m, ok := rs.postedAt(seq)
+		if !ok {
+			return errorf(CodeNotFound, "message stored at %d is no longer retained", seq)
+		}
+		msg = m
+		return nil
+	})
+	return msg, err
 }
 
 // EditMessage replaces a message's text; version must be the message's
@@ -114,47 +138,103 @@ func (s *Service) changeMessage(ctx context.Context, e Event) (Message, error) {
 		return Message{}, errorf(CodeNotFound, "message %q does not exist", e.MessageID)
 	}
 	e.RoomID = roomID
-	out, err := s.propose(ctx, e, "")
-	if err != nil {
+	if _, exists, err := s.LookupRoom(ctx, roomID); err != nil {
 		return Message{}, err
+	} else if !exists {
+		return Message{}, errorf(CodeNotFound, "message %q does not exist", e.MessageID)
 	}
-	return s.changedMessage(out)
+	var msg Message
+	err := s.propose(ctx, e, "", func(rs *roomState, _ uint64) *Error {
+		m, ok := rs.message(e.MessageID)
+		if !ok {
+			return errorf(CodeNotFound, "message %s is no longer retained", e.MessageID)
+		}
+		msg = m
+		return nil
+	})
+	return msg, err
 }
 
-func (s *Service) changedMessage(out Outcome) (Message, error) {
-	m, ok := s.Message(out.MessageID)
-	if !ok {
-		// Accepted, then evicted by the room's history limit before we looked.
-		return Message{}, errorf(CodeNotFound, "message %s is no longer retained", out.MessageID)
+// propose judges e against the room as this replica holds it and appends it
+// with the room's last sequence as the expected one. If the room moved on
+// meanwhile (another replica's event was stored first), the log refuses
+// it: the replica catches up and judges again, so each room's events are
+// judged one after the other, in the room's order, with one outcome on
+// every replica. Once the event is stored, propose waits until this replica
+// has applied it (read-your-writes) and calls result with the room and the
+// event's sequence (the first post's, for a de-duplicated retry).
+func (s *Service) propose(ctx context.Context, e Event, dedupID string, result func(*roomState, uint64) *Error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
+	h, err := s.acquire(ctx, e.RoomID)
+	if err != nil {
+		return err
 	}
-	return m, nil
+	defer s.release(h)
+	h.propose.Lock()
+	defer h.propose.Unlock()
+	for {
+		h.mu.Lock()
+		judged := h.st.judge(e)
+		e.Prev = h.st.last
+		h.mu.Unlock()
+		if judged != nil {
+			return judged
+		}
+		data, err := e.Encode()
+		if err != nil {
+			return err
+		}
+		res, err := s.log.AppendKeyed(ctx, e.RoomID, e.rest(), data, pubsub.AppendOptions{DedupID: dedupID, ExpectLast: e.Prev})
+		var conflict *pubsub.ConflictError
+		if errors.As(err, &conflict) {
+			if err := s.catchUp(ctx, h, conflict.Last, e.Prev); err != nil {
+				return err
+			}
+			continue // judge again
+		}
+		if err != nil {
+			s.opts.Logger.Warn("appending an event failed", "type", e.Type, "room", e.RoomID, "err", err)
+			return errorf(CodeUnavailable, "the event log is unavailable; retry later")
+		}
+		if err := s.waitApplied(ctx, h, res.Seq); err != nil {
+			return err
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if bad := result(h.st, res.Seq); bad != nil {
+			return bad
+		}
+		return nil
+	}
 }
 
-// Room returns a room by ID.
-func (s *Service) Room(id string) (Room, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.proj.Room(id)
+// catchUp waits after a conflict until the held room has applied what the
+// log stored before the refused event: up to last, when the log said, or
+// at least something after prev. When the log only said that another
+// event of the room was being stored (a NATS cluster says so while one is
+// in flight), that event may yet fail, so the wait is short.
+func (s *Service) catchUp(ctx context.Context, h *heldRoom, last, prev uint64) error {
+	if last != 0 && last <= prev {
+		// The log is behind what this replica applied: entries were removed
+		// from it behind Herald's back. Judging again cannot help.
+		s.opts.Logger.Error("the event log is behind this replica's copy of a room", "room", h.id, "log_last", last, "held_last", prev)
+		return errorf(CodeUnavailable, "room %s cannot take changes now: the event log is behind this replica", h.id)
+	}
+	if last == 0 {
+		short, cancel := context.WithTimeout(ctx, inFlightWait)
+		defer cancel()
+		_ = s.waitApplied(short, h, prev+1)
+		if ctx.Err() != nil {
+			return errorf(CodeUnavailable, "room %s is busy; retry shortly", h.id)
+		}
+		return nil
+	}
+	if err := s.waitApplied(ctx, h, last); err != nil {
+		return errorf(CodeUnavailable, "room %s is busy; retry shortly", h.id)
+	}
+	return nil
 }
 
-// Message returns a retained message by ID.
-func (s *Service) Message(id string) (Message, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.proj.Message(id)
-}
-
-// Rooms returns a page of rooms in creation order.
-func (s *Service) Rooms(w Window) Page[Room] {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.proj.Rooms(w)
-}
-
-// Messages returns a page of a room's retained messages in posting order;
-// ok is false when the room does not exist.
-func (s *Service) Messages(roomID string, w Window) (Page[Message], bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.proj.Messages(roomID, w)
-}
+// inFlightWait bounds the wait for another replica's event in flight.
+const inFlightWait = 50 * time.Millisecond

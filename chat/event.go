@@ -1,6 +1,8 @@
 package chat
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 )
@@ -8,7 +10,7 @@ import (
 // EventType names a domain event.
 type EventType string
 
-// The domain events. Each is a proposal until the projection accepts it.
+// The domain events.
 const (
 	RoomCreated     EventType = "room.created"
 	MessagePosted   EventType = "message.posted"
@@ -18,7 +20,12 @@ const (
 )
 
 // eventFormat is the version of the JSON encoding written to the log.
-const eventFormat = 1
+// Format 1 is the single-stream layout before rooms were partitioned; it is
+// read only to migrate such a log (see Migrate).
+const (
+	eventFormat       = 2
+	legacyEventFormat = 1
+)
 
 // Actor is who proposed an event.
 type Actor struct {
@@ -27,8 +34,7 @@ type Actor struct {
 }
 
 // Event is one entry of the log as the domain sees it. Which fields are set
-// depends on Type. Times are not in the event: the log's own timestamp is
-// used, so every replica sees the same time.
+// depends on Type.
 type Event struct {
 	Format    int       `json:"v"`
 	Type      EventType `json:"type"`
@@ -39,33 +45,49 @@ type Event struct {
 	Text      string    `json:"text,omitempty"`
 	Version   int       `json:"version,omitempty"`
 	Emoji     string    `json:"emoji,omitempty"`
+	// Prev is the log sequence of the room's previous event (0 for its
+	// first). The log stores an event only if Prev is still the room's last
+	// sequence, so each room's events form a chain: a replica that receives
+	// an event whose Prev it has not applied knows it missed one.
+	Prev uint64 `json:"prev,omitempty"`
+	// At, in Unix nanoseconds, overrides the time the log stored the event.
+	// Only migrated events carry it, to keep their original times; every
+	// other event takes the log's own timestamp, the same on every replica.
+	At int64 `json:"at,omitempty"`
 }
 
-// SubjectPrefix is the first token of every subject the domain writes; the
-// stream must capture SubjectPrefix + ".>".
-const SubjectPrefix = "herald"
-
-// Subjects carry the room so NATS can filter and route by room, and they are
-// split by kind so that per-subject retention bounds a room's history
-// without ever discarding its metadata:
+// The log layout of the domain (package pubsub owns the streams):
 //
-//	herald.room.<room>.meta            room created (one per subject)
-//	herald.room.<room>.posts           messages posted (the room's history)
-//	herald.room.<room>.msg.<message>   edits, deletions and reactions of one message
-func (e Event) Subject() string {
-	switch e.Type {
-	case RoomCreated:
-		return SubjectPrefix + ".room." + e.RoomID + ".meta"
-	case MessagePosted:
-		return SubjectPrefix + ".room." + e.RoomID + ".posts"
-	default:
-		return SubjectPrefix + ".room." + e.RoomID + ".msg." + e.MessageID
+//   - the directory: one entry per room, keyed by a hash of its name key,
+//     so the log itself keeps names unique (an entry per key, ever);
+//   - the room's partition: its events keyed by the room ID, on
+//     "posts" (messages posted: the room's history, bounded by the
+//     per-subject limit) and "msg.<message>" (edits, deletions and
+//     reactions of one message), so per-subject retention bounds a room's
+//     history and never discards anything else.
+//
+// Legacy (format 1) events lived on herald.room.<room>.meta|posts|msg.<id>.
+
+// rest is the part of the event's subject after the room key.
+func (e Event) rest() string {
+	if e.Type == MessagePosted {
+		return "posts"
 	}
+	return "msg." + e.MessageID
+}
+
+// directoryKey is the directory key of a room name: names that differ only
+// in case share a key, so only one of them can ever be created.
+func directoryKey(name string) string {
+	sum := sha256.Sum256([]byte(roomNameKey(name)))
+	return hex.EncodeToString(sum[:])
 }
 
 // Encode returns the event's log representation.
 func (e Event) Encode() ([]byte, error) {
-	e.Format = eventFormat
+	if e.Format == 0 {
+		e.Format = eventFormat
+	}
 	data, err := json.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s event: %w", e.Type, err)
@@ -73,16 +95,68 @@ func (e Event) Encode() ([]byte, error) {
 	return data, nil
 }
 
-// decodeEvent parses a log entry and checks that it is well formed and
-// stored under the subject its content implies, so that a stray or forged
+// decodeRoomEvent parses a partition entry of room key and checks that it is
+// well formed and stored where its content implies, so that a stray or forged
 // entry can never be counted against the wrong room's retention.
-func decodeEvent(subject string, data []byte) (Event, *Error) {
+func decodeRoomEvent(key, rest string, data []byte) (Event, *Error) {
+	e, err := decodeEvent(data, eventFormat)
+	if err != nil {
+		return Event{}, err
+	}
+	if e.Type == RoomCreated {
+		return Event{}, errorf(CodeInternal, "a room.created event in room %s's partition", key)
+	}
+	if e.RoomID != key {
+		return Event{}, errorf(CodeInternal, "event of room %q stored under room %q", e.RoomID, key)
+	}
+	if got := e.rest(); got != rest {
+		return Event{}, errorf(CodeInternal, "event for %q stored under %q", got, rest)
+	}
+	return e, nil
+}
+
+// decodeDirectoryEntry parses a directory entry stored under key.
+func decodeDirectoryEntry(key string, data []byte) (Event, *Error) {
+	e, err := decodeEvent(data, eventFormat)
+	if err != nil {
+		return Event{}, err
+	}
+	if e.Type != RoomCreated {
+		return Event{}, errorf(CodeInternal, "a %s event in the room directory", e.Type)
+	}
+	if want := directoryKey(e.Name); key != want {
+		return Event{}, errorf(CodeInternal, "room %q stored under directory key %q, not %q", e.Name, key, want)
+	}
+	return e, nil
+}
+
+// decodeLegacyEvent parses an entry of the single-stream layout.
+func decodeLegacyEvent(subject string, data []byte) (Event, *Error) {
+	e, err := decodeEvent(data, legacyEventFormat)
+	if err != nil {
+		return Event{}, err
+	}
+	want := "herald.room." + e.RoomID + "."
+	if e.Type == RoomCreated {
+		want += "meta"
+	} else {
+		want += e.rest()
+	}
+	if subject != want {
+		return Event{}, errorf(CodeInternal, "event for subject %q stored under %q", want, subject)
+	}
+	return e, nil
+}
+
+// decodeEvent parses a log entry of the given format and checks what every
+// event must satisfy.
+func decodeEvent(data []byte, format int) (Event, *Error) {
 	e, err := parseEventJSON(data)
 	if err != nil {
 		return Event{}, errorf(CodeInternal, "malformed event: %v", err)
 	}
-	if e.Format != eventFormat {
-		return Event{}, errorf(CodeInternal, "unsupported event format %d", e.Format)
+	if e.Format != format {
+		return Event{}, errorf(CodeInternal, "unsupported event format %d (want %d)", e.Format, format)
 	}
 	switch e.Type {
 	case RoomCreated, MessagePosted, MessageEdited, MessageDeleted, ReactionToggled:
@@ -96,9 +170,6 @@ func decodeEvent(subject string, data []byte) (Event, *Error) {
 		if room, ok := roomOfMessage(e.MessageID); !ok || room != e.RoomID {
 			return Event{}, errorf(CodeInternal, "event has an invalid message id %q for room %q", e.MessageID, e.RoomID)
 		}
-	}
-	if got := e.Subject(); got != subject {
-		return Event{}, errorf(CodeInternal, "event for subject %q stored under %q", got, subject)
 	}
 	return e, nil
 }

@@ -140,6 +140,10 @@ func (p *eventParser) eventField(e *Event, key []byte) error {
 		return p.intInto(&e.Version)
 	case "emoji":
 		return p.strInto(&e.Emoji)
+	case "prev":
+		return p.uintInto(&e.Prev)
+	case "at":
+		return p.int64Into(&e.At)
 	}
 	return fmt.Errorf("json: unknown field %q", key)
 }
@@ -229,6 +233,41 @@ func (p *eventParser) token() (raw []byte, plain bool, err error) {
 // intInto sets *dst to an integer value (no fraction or exponent, as
 // encoding/json requires for an int); null leaves it alone.
 func (p *eventParser) intInto(dst *int) error {
+	return p.number(func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err == nil {
+			*dst = n
+		}
+		return err
+	})
+}
+
+// int64Into is intInto for an int64.
+func (p *eventParser) int64Into(dst *int64) error {
+	return p.number(func(s string) error {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err == nil {
+			*dst = n
+		}
+		return err
+	})
+}
+
+// uintInto is intInto for a uint64: a minus sign is refused, as
+// encoding/json refuses it.
+func (p *eventParser) uintInto(dst *uint64) error {
+	return p.number(func(s string) error {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err == nil {
+			*dst = n
+		}
+		return err
+	})
+}
+
+// number consumes an integer token and hands its text to set; null leaves
+// the destination alone.
+func (p *eventParser) number(set func(string) error) error {
 	if p.null() {
 		return nil
 	}
@@ -249,11 +288,9 @@ func (p *eventParser) intInto(dst *int) error {
 	case j < len(p.data) && (p.data[j] == '.' || p.data[j] == 'e' || p.data[j] == 'E'):
 		return p.fail("expected an integer")
 	}
-	n, err := strconv.Atoi(string(p.data[start:j]))
-	if err != nil {
+	if err := set(string(p.data[start:j])); err != nil {
 		return fmt.Errorf("number at offset %d: %w", start, err)
 	}
 	p.i = j
-	*dst = n
 	return nil
 }

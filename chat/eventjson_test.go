@@ -22,7 +22,7 @@ var eventJSONCases = []struct {
 	ok   bool
 }{
 	{"posted", `{"v":1,"type":"message.posted","actor":{"id":"u1","name":"Ann"},"roomId":"ra","messageId":"ra_m1","text":"hi"}`, true},
-	{"every field", `{"v":1,"type":"reaction.toggled","actor":{"id":"u1"},"roomId":"ra","messageId":"ra_m1","name":"n","text":"t","version":3,"emoji":"👍"}`, true},
+	{"every field", `{"v":1,"type":"reaction.toggled","actor":{"id":"u1"},"roomId":"ra","messageId":"ra_m1","name":"n","text":"t","version":3,"emoji":"👍","prev":18446744073709551615,"at":-9223372036854775808}`, true},
 	{"whitespace", " {\n\t\"v\" : 1 , \"type\" : \"room.created\" , \"actor\" : { \"id\" : \"a\" } }\r\n", true},
 	{"escapes", `{"v":1,"text":"a\"b\\c\u00e9\ud83d\ude00\/\n"}`, true},
 	{"invalid utf-8 is replaced", "{\"v\":1,\"text\":\"a\xffb\"}", true},
@@ -44,6 +44,10 @@ var eventJSONCases = []struct {
 	{"exponent for an int", `{"v":1e0}`, false},
 	{"leading zero", `{"v":01}`, false},
 	{"int overflow", `{"v":99999999999999999999}`, false},
+	{"negative prev", `{"prev":-1}`, false},
+	{"prev overflow", `{"prev":18446744073709551616}`, false},
+	{"at overflow", `{"at":9223372036854775808}`, false},
+	{"fraction for prev", `{"prev":1.5}`, false},
 	{"string for an int", `{"v":"1"}`, false},
 	{"number for a string", `{"text":1}`, false},
 	{"array for the actor", `{"actor":[]}`, false},
@@ -79,9 +83,9 @@ func TestParseEventJSONReadsWhatEncodeWrites(t *testing.T) {
 	events := []Event{
 		posted(alice, roomA, msgA1, "hi"),
 		posted(alice, roomA, msgA1, "quotes \" and \\ backslashes, <html> & \u2028 separators, \x00 nul, 😀"),
-		created(alice, roomA, "general"),
+		{Type: RoomCreated, Actor: alice, RoomID: roomA, Name: "general", At: -1},
 		reacted(bob, msgA1, "👍"),
-		{Type: MessageEdited, Actor: Actor{ID: "u", Name: "N"}, RoomID: roomA, MessageID: msgA1, Text: "t", Version: 7},
+		{Type: MessageEdited, Actor: Actor{ID: "u", Name: "N"}, RoomID: roomA, MessageID: msgA1, Text: "t", Version: 7, Prev: 1<<64 - 1, At: 1<<63 - 1},
 	}
 	for _, e := range events {
 		data, err := e.Encode()

@@ -2,19 +2,24 @@ package chat
 
 import "time"
 
-// Room is a snapshot of a room as the read model holds it.
+// Room is a room's metadata, as the room directory holds it.
 type Room struct {
 	ID        string
 	Name      string
 	CreatedAt time.Time
 	CreatedBy Actor
+	// Seq is the sequence of the room's entry in the room directory.
+	Seq uint64
+}
+
+// RoomStats are a room's counters, which need the room's messages: reading
+// them loads the room on this replica.
+type RoomStats struct {
 	// MessageCount is the number of messages the room holds: retained by the
 	// room's history limit and not deleted.
 	MessageCount int
 	// LastMessageAt is when the latest message was posted (zero if none).
 	LastMessageAt time.Time
-	// Seq is the log sequence of the event that created the room.
-	Seq uint64
 }
 
 // Message is a snapshot of a message as the read model holds it.
@@ -28,7 +33,8 @@ type Message struct {
 	EditedAt  time.Time // zero if never edited
 	Deleted   bool
 	Reactions []Reaction // in the order each emoji was first used
-	// Seq is the log sequence of the event that posted the message.
+	// Seq is the log sequence of the event that posted the message (in its
+	// room's partition).
 	Seq uint64
 	// UpdatedSeq is the log sequence of the last event that changed it.
 	UpdatedSeq uint64
@@ -48,14 +54,4 @@ func (r Reaction) HasUser(userID string) bool {
 		}
 	}
 	return false
-}
-
-// Outcome is what applying one log entry did.
-type Outcome struct {
-	Seq       uint64
-	Type      EventType
-	RoomID    string
-	MessageID string
-	// Err is the rejection, nil when the event was accepted.
-	Err *Error
 }

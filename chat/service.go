@@ -12,105 +12,146 @@ import (
 	"github.com/heraldhq/herald/pubsub"
 )
 
-// EventLog is the durable, ordered log the domain is built on; *pubsub.Log
-// implements it.
+// EventLog is the durable, partitioned log the domain is built on;
+// *pubsub.Log implements it. Rooms are its keys.
 type EventLog interface {
-	Append(ctx context.Context, subject string, data []byte, dedupID string) (pubsub.AppendResult, error)
-	LastSeq(ctx context.Context) (uint64, error)
-	Follow(ctx context.Context, fromSeq uint64, fn func(pubsub.Entry) error) error
+	AddToDirectory(ctx context.Context, key string, data []byte) (pubsub.AppendResult, error)
+	FollowDirectory(ctx context.Context, fromSeq uint64, fn func(pubsub.Entry) error) error
+	DirectoryLastSeq(ctx context.Context) (uint64, error)
+	AppendKeyed(ctx context.Context, key, rest string, data []byte, o pubsub.AppendOptions) (pubsub.AppendResult, error)
+	ReadKey(ctx context.Context, key string, fromSeq uint64, fn func(pubsub.Entry) error) (uint64, error)
+	NewLive(opts pubsub.LiveOptions) *pubsub.Live
 }
+
+// DefaultRoomCache is the default budget of Options.RoomCache.
+const DefaultRoomCache = 256 << 20
 
 // Options configures a Service.
 type Options struct {
 	// History is how many posts each room keeps. It must equal the log's
-	// per-subject limit (pubsub.Log.MaxMsgsPerSubject) so that the read
-	// model evicts exactly what the log discards; 0 keeps everything.
+	// per-subject limit (pubsub.Log.MaxMsgsPerSubject) so that a held room
+	// evicts exactly what the log discards; 0 keeps everything.
 	History int
 	// ApplyTimeout bounds how long a command waits for the log to accept
-	// its event and for this replica to apply it (default 5s).
+	// its event and for this replica to apply it, and how long loading a
+	// room may take (default 5s).
 	ApplyTimeout time.Duration
-	// OutcomeMemory is how many recent outcomes are remembered for commands
-	// waiting on them, de-duplicated retries included (default 65536).
-	OutcomeMemory int
 	// MaxTextLength, if positive and below the hard MaxTextLength, is a
-	// stricter limit this replica applies to the texts it proposes (the
-	// projection judges every event by the hard limit alone, so replicas
-	// configured differently still agree).
+	// stricter limit this replica applies to the texts it proposes (rooms
+	// judge every event by the hard limit alone, so replicas configured
+	// differently still agree).
 	MaxTextLength int
+	// RoomCache is the memory budget, in bytes (an estimate), of the rooms
+	// this replica holds. Beyond it, rooms that no local subscriber watches
+	// are evicted, least recently used first; a watched room is never
+	// evicted. Default DefaultRoomCache.
+	RoomCache int64
+	// OnRoomLoad, if set, is told how long each room load took.
+	OnRoomLoad func(time.Duration)
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
 
-// Service is the chat domain on one replica: it turns commands into events
-// appended to the log, follows the log into its read model, and answers
-// queries from that read model.
+// Service is the chat domain on one replica. It holds the room directory in
+// full, following the log's directory, and holds rooms on demand: a room is
+// loaded from its own entries when a query, command or subscription first
+// touches it, kept current from live entries of held rooms only, and
+// evicted under the RoomCache budget when no local subscriber watches it.
+// Commands judge against the held room and append with the room's last
+// sequence as the expected one, so each room is judged in its own order,
+// identically on every replica.
 type Service struct {
 	log  EventLog
 	opts Options
+	hub  *hub
 
-	mu       sync.RWMutex
-	proj     *Projection
-	applied  chan struct{} // closed and replaced whenever entries are applied
-	outcomes map[uint64]Outcome
-	recent   []uint64 // ring of the sequences in outcomes, oldest at next
-	next     int
+	dirMu      sync.RWMutex
+	dir        *directory
+	dirApplied chan struct{} // closed and replaced whenever entries are applied
 
-	// catchUpTarget is the log position at start; guarded by mu.
-	catchUpTarget uint64
+	catchUpTarget uint64 // guarded by dirMu
 	caughtUp      atomic.Bool
-	appliedN      atomic.Uint64 // entries applied, for metrics
-	running       atomic.Bool
 	status        atomic.Value // string: why not ready
+	running       atomic.Bool
 
-	hub *hub // live subscribers by topic
+	rooms    roomCache
+	live     *pubsub.Live
+	resyncer *resyncer
+
+	appliedN  atomic.Uint64
+	loadsN    atomic.Uint64
+	resyncsN  atomic.Uint64
+	evictions atomic.Uint64
+
+	// liveFilter, when set (by tests), drops the live entries it refuses,
+	// as a lost message would.
+	liveFilter func(pubsub.Entry) bool
 }
 
-// NewService returns a Service over log. Call Run to start following it.
+// NewService returns a Service over log. Call Run to start it.
 func NewService(log EventLog, opts Options) *Service {
 	if opts.ApplyTimeout <= 0 {
 		opts.ApplyTimeout = 5 * time.Second
 	}
-	if opts.OutcomeMemory <= 0 {
-		opts.OutcomeMemory = 65536
+	if opts.RoomCache <= 0 {
+		opts.RoomCache = DefaultRoomCache
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	s := &Service{
-		log:      log,
-		opts:     opts,
-		proj:     NewProjection(opts.History),
-		applied:  make(chan struct{}),
-		outcomes: make(map[uint64]Outcome, opts.OutcomeMemory),
-		recent:   make([]uint64, opts.OutcomeMemory),
-		hub:      newHub(),
+		log:        log,
+		opts:       opts,
+		hub:        newHub(),
+		dir:        newDirectory(),
+		dirApplied: make(chan struct{}),
+		rooms:      newRoomCache(),
+		live:       log.NewLive(pubsub.LiveOptions{}),
+		resyncer:   newResyncer(),
 	}
 	s.status.Store("not started")
 	return s
 }
 
-// Run follows the log into the read model until ctx is done: first it
-// replays everything the log holds (readiness is false until it has caught
-// up with the log's position at start), then it applies new events as they
-// arrive. It retries after log failures and returns nil when ctx ends.
+// Run keeps the replica current until ctx is done: it follows the room
+// directory (readiness is false until it has caught up with the
+// directory's position at start; no room's messages are replayed), applies
+// live entries of held rooms, and re-syncs rooms that missed some. It
+// retries after log failures and returns nil when ctx ends, after
+// everything it started has stopped.
 func (s *Service) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("chat service is already running")
 	}
 	defer s.running.Store(false)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		s.dispatch(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.resyncer.run(ctx, s.resyncRoom)
+	}()
+	defer func() {
+		wg.Wait()
+		s.live.Close()
+	}()
+
 	target, err := s.startPosition(ctx)
 	if err != nil {
 		return nil // ctx ended
 	}
 	s.markCaughtUpAt(target)
 	for backoff := 100 * time.Millisecond; ; {
-		from := s.LastSeq() + 1
-		err := s.log.Follow(ctx, from, s.apply)
+		from := s.directoryLast() + 1
+		err := s.log.FollowDirectory(ctx, from, s.applyDirectory)
 		if ctx.Err() != nil {
 			return nil
 		}
-		s.opts.Logger.Warn("following the event log failed; retrying", "from", from, "err", err, "retry_in", backoff)
-		s.status.Store(fmt.Sprintf("following the event log failed: %v", err))
+		s.opts.Logger.Warn("following the room directory failed; retrying", "from", from, "err", err, "retry_in", backoff)
+		s.status.Store(fmt.Sprintf("following the room directory failed: %v", err))
 		if !sleep(ctx, backoff) {
 			return nil
 		}
@@ -118,18 +159,18 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// startPosition reads the log's last sequence, retrying until it can.
+// startPosition reads the directory's last sequence, retrying until it can.
 func (s *Service) startPosition(ctx context.Context) (uint64, error) {
-	s.status.Store("reading the event log position")
+	s.status.Store("reading the room directory's position")
 	for backoff := 100 * time.Millisecond; ; {
 		readCtx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
-		target, err := s.log.LastSeq(readCtx)
+		target, err := s.log.DirectoryLastSeq(readCtx)
 		cancel()
 		if err == nil {
-			s.status.Store(fmt.Sprintf("replaying the event log up to sequence %d", target))
+			s.status.Store(fmt.Sprintf("reading the room directory up to sequence %d", target))
 			return target, nil
 		}
-		s.opts.Logger.Warn("reading the event log position failed; retrying", "err", err, "retry_in", backoff)
+		s.opts.Logger.Warn("reading the room directory's position failed; retrying", "err", err, "retry_in", backoff)
 		if !sleep(ctx, backoff) {
 			return 0, ctx.Err()
 		}
@@ -138,9 +179,9 @@ func (s *Service) startPosition(ctx context.Context) (uint64, error) {
 }
 
 func (s *Service) markCaughtUpAt(target uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proj.LastSeq() >= target {
+	s.dirMu.Lock()
+	defer s.dirMu.Unlock()
+	if s.dir.last >= target {
 		s.caughtUp.Store(true)
 		return
 	}
@@ -158,106 +199,151 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// apply folds one entry into the read model and wakes whoever waits for it.
-func (s *Service) apply(e pubsub.Entry) error {
-	s.mu.Lock()
-	out := s.proj.Apply(e.Seq, e.Subject, e.Data, e.Time)
-	if out.Type != "" || out.Err != nil {
-		s.remember(out)
-	}
-	if !s.caughtUp.Load() && s.proj.LastSeq() >= s.catchUpTarget {
+// applyDirectory folds one directory entry and wakes whoever waits for it.
+func (s *Service) applyDirectory(e pubsub.Entry) error {
+	s.dirMu.Lock()
+	room, err := s.dir.apply(e.Seq, e.Key, e.Data, e.Time)
+	if !s.caughtUp.Load() && s.dir.last >= s.catchUpTarget {
 		s.caughtUp.Store(true)
 	}
-	topic, change, changed := s.changeOf(out, e.Time)
-	close(s.applied)
-	s.applied = make(chan struct{})
-	s.mu.Unlock()
-	s.appliedN.Add(1)
-
-	// Published in log order: only this goroutine applies entries.
-	if changed {
-		s.hub.publish(topic, change)
+	// Published under the lock, so that a roomCreated subscriber resuming
+	// from a cursor (WatchAfter) sees each creation once, in order.
+	if err == nil && room.ID != "" {
+		s.hub.publish(RoomsTopic, Change{Seq: e.Seq, At: room.CreatedAt, Type: RoomCreated, Room: room})
 	}
-
-	if out.Err != nil && out.Err.Code == CodeInternal {
-		s.opts.Logger.Warn("skipped a malformed log entry", "seq", e.Seq, "subject", e.Subject, "err", out.Err)
+	close(s.dirApplied)
+	s.dirApplied = make(chan struct{})
+	s.dirMu.Unlock()
+	s.appliedN.Add(1)
+	if err != nil {
+		s.opts.Logger.Warn("skipped a directory entry", "seq", e.Seq, "key", e.Key, "err", err)
 	}
 	return nil
 }
 
-// remember keeps out for commands waiting on it; the oldest is forgotten
-// once OutcomeMemory outcomes are held. Callers hold mu.
-func (s *Service) remember(out Outcome) {
-	if old := s.recent[s.next]; old != 0 {
-		delete(s.outcomes, old)
-	}
-	s.recent[s.next] = out.Seq
-	s.next = (s.next + 1) % len(s.recent)
-	s.outcomes[out.Seq] = out
+func (s *Service) directoryLast() uint64 {
+	s.dirMu.RLock()
+	defer s.dirMu.RUnlock()
+	return s.dir.last
 }
 
-// Ready reports whether the read model has caught up with the log, and if
-// not, why.
+// Ready reports whether the room directory has caught up with the log, and
+// if not, why.
 func (s *Service) Ready() (bool, string) {
 	if s.caughtUp.Load() {
-		return true, fmt.Sprintf("applied up to sequence %d", s.LastSeq())
+		return true, fmt.Sprintf("room directory applied up to sequence %d; %d rooms held", s.directoryLast(), s.rooms.count())
 	}
 	return false, s.status.Load().(string)
 }
 
-// Applied counts the log entries this replica has applied since it started.
+// Applied counts the log entries (directory and held rooms') this replica
+// has applied since it started.
 func (s *Service) Applied() uint64 { return s.appliedN.Load() }
 
-// LastSeq is the sequence of the last log entry applied on this replica.
-func (s *Service) LastSeq() uint64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.proj.LastSeq()
+// Stats describe what the replica holds, for metrics.
+type Stats struct {
+	RoomsHeld         int
+	BytesHeld         int64 // estimated
+	Loads             uint64
+	Evictions         uint64
+	Resyncs           uint64
+	LiveSubscriptions int
 }
 
-// waitApplied blocks until this replica has applied seq and returns its
-// outcome.
-func (s *Service) waitApplied(ctx context.Context, seq uint64) (Outcome, error) {
+// Stats returns what the replica holds now.
+func (s *Service) Stats() Stats {
+	return Stats{
+		RoomsHeld:         s.rooms.count(),
+		BytesHeld:         s.rooms.bytes.Load(),
+		Loads:             s.loadsN.Load(),
+		Evictions:         s.evictions.Load(),
+		Resyncs:           s.resyncsN.Load(),
+		LiveSubscriptions: s.live.Subscriptions(),
+	}
+}
+
+// waitDirectory waits until the directory has applied seq.
+func (s *Service) waitDirectory(ctx context.Context, seq uint64) error {
 	for {
-		s.mu.RLock()
-		if s.proj.LastSeq() >= seq {
-			out, ok := s.outcomes[seq]
-			s.mu.RUnlock()
-			if !ok {
-				return Outcome{}, errorf(CodeInternal, "the outcome of event %d is no longer known", seq)
-			}
-			return out, nil
+		s.dirMu.RLock()
+		reached, wake := s.dir.last >= seq, s.dirApplied
+		s.dirMu.RUnlock()
+		if reached {
+			return nil
 		}
-		wake := s.applied
-		s.mu.RUnlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
-			return Outcome{}, errorf(CodeUnavailable,
-				"the event was stored (sequence %d) but this replica has not applied it yet; retry the read shortly", seq)
+			return errorf(CodeUnavailable,
+				"this replica has not yet caught up with the room directory (position %d); retry shortly", seq)
 		}
 	}
 }
 
-// propose appends e to the log and waits until this replica has judged it.
-func (s *Service) propose(ctx context.Context, e Event, dedupID string) (Outcome, error) {
-	data, err := e.Encode()
-	if err != nil {
-		return Outcome{}, err
+// RoomInfo returns a room's metadata as this replica's directory has it.
+func (s *Service) RoomInfo(id string) (Room, bool) {
+	s.dirMu.RLock()
+	defer s.dirMu.RUnlock()
+	return s.dir.room(id)
+}
+
+// LookupRoom returns a room's metadata. A room this replica's directory
+// does not know yet (created a moment ago elsewhere) is looked for again
+// once the directory has caught up with the log.
+func (s *Service) LookupRoom(ctx context.Context, id string) (Room, bool, error) {
+	if room, ok := s.RoomInfo(id); ok || !validID(id) {
+		return room, ok, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
-	res, err := s.log.Append(ctx, e.Subject(), data, dedupID)
+	last, err := s.log.DirectoryLastSeq(ctx)
 	if err != nil {
-		s.opts.Logger.Warn("appending an event failed", "type", e.Type, "err", err)
-		return Outcome{}, errorf(CodeUnavailable, "the event log is unavailable; retry later")
+		s.opts.Logger.Warn("reading the room directory's position failed", "err", err)
+		return Room{}, false, errorf(CodeUnavailable, "the event log is unavailable; retry later")
 	}
-	out, err := s.waitApplied(ctx, res.Seq)
-	if err != nil {
-		return Outcome{}, err
+	if err := s.waitDirectory(ctx, last); err != nil {
+		return Room{}, false, err
 	}
-	if out.Err != nil {
-		return out, out.Err
+	room, ok := s.RoomInfo(id)
+	return room, ok, nil
+}
+
+// Rooms returns a page of rooms in creation order.
+func (s *Service) Rooms(w Window) Page[Room] {
+	s.dirMu.RLock()
+	defer s.dirMu.RUnlock()
+	return s.dir.page(w)
+}
+
+// RoomStats returns a room's counters, loading the room if needed.
+func (s *Service) RoomStats(ctx context.Context, roomID string) (RoomStats, error) {
+	var stats RoomStats
+	err := s.withRoom(ctx, roomID, func(rs *roomState) { stats = rs.stats })
+	return stats, err
+}
+
+// Messages returns a page of a room's retained messages in posting order,
+// loading the room if needed.
+func (s *Service) Messages(ctx context.Context, roomID string, w Window) (Page[Message], error) {
+	var page Page[Message]
+	err := s.withRoom(ctx, roomID, func(rs *roomState) { page = rs.page(w) })
+	return page, err
+}
+
+// Message returns a retained message by ID, loading its room if needed.
+func (s *Service) Message(ctx context.Context, id string) (Message, bool, error) {
+	roomID, ok := roomOfMessage(id)
+	if !ok {
+		return Message{}, false, nil
 	}
-	return out, nil
+	var (
+		msg   Message
+		found bool
+	)
+	err := s.withRoom(ctx, roomID, func(rs *roomState) { msg, found = rs.message(id) })
+	var notFound *Error
+	if errors.As(err, &notFound) && notFound.Code == CodeNotFound {
+		return Message{}, false, nil
+	}
+	return msg, found, err
 }

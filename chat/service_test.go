@@ -3,91 +3,69 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/pubsub"
 )
 
-// memLog is an in-memory EventLog. Delivery to followers can be held back
-// to simulate a replica that lags or a log that fails.
-type memLog struct {
-	mu        sync.Mutex
-	entries   []pubsub.Entry
-	dedup     map[string]uint64
-	changed   chan struct{}
-	held      bool // followers see nothing while held
-	appendErr error
-}
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newMemLog() *memLog {
-	return &memLog{dedup: map[string]uint64{}, changed: make(chan struct{})}
-}
-
-func (l *memLog) Append(ctx context.Context, subject string, data []byte, dedupID string) (pubsub.AppendResult, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.appendErr != nil {
-		return pubsub.AppendResult{}, l.appendErr
-	}
-	if seq, ok := l.dedup[dedupID]; ok && dedupID != "" {
-		return pubsub.AppendResult{Seq: seq, Duplicate: true}, nil
-	}
-	seq := uint64(len(l.entries) + 1)
-	l.entries = append(l.entries, pubsub.Entry{Seq: seq, Subject: subject, Data: data, Time: time.Unix(int64(seq), 0)})
-	if dedupID != "" {
-		l.dedup[dedupID] = seq
-	}
-	l.notify()
-	return pubsub.AppendResult{Seq: seq}, nil
-}
-
-func (l *memLog) notify() {
-	close(l.changed)
-	l.changed = make(chan struct{})
-}
-
-func (l *memLog) hold(held bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.held = held
-	l.notify()
-}
-
-func (l *memLog) LastSeq(context.Context) (uint64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return uint64(len(l.entries)), nil
-}
-
-func (l *memLog) Follow(ctx context.Context, from uint64, fn func(pubsub.Entry) error) error {
-	next := max(from, 1)
-	for {
-		l.mu.Lock()
-		var batch []pubsub.Entry
-		if !l.held && int(next) <= len(l.entries) {
-			batch = append(batch, l.entries[next-1:]...)
-		}
-		wake := l.changed
-		l.mu.Unlock()
-		for _, e := range batch {
-			if err := fn(e); err != nil {
-				return err
-			}
-			next = e.Seq + 1
-		}
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// runService runs svc until the test ends.
-func runService(t *testing.T, svc *Service) {
+// openLog opens a log on an embedded NATS server that also listens on
+// loopback, so that other "replicas" can connect to it (openReplicaLog).
+func openLog(t *testing.T, opts pubsub.Options) *pubsub.Log {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if opts.DataDir == "" {
+		opts.DataDir = t.TempDir()
+	}
+	if opts.Partitions == 0 {
+		opts.Partitions = 2
+	}
+	opts.ListenAddr = "127.0.0.1:0"
+	opts.Logger = quiet
+	log, err := pubsub.Open(ctx, opts)
+	if err != nil {
+		t.Fatalf("open event log: %v", err)
+	}
+	t.Cleanup(func() { _ = log.Close() })
+	return log
+}
+
+// openReplicaLog is a second NATS connection to first's server, as another
+// replica has.
+func openReplicaLog(t *testing.T, first *pubsub.Log, opts pubsub.Options) *pubsub.Log {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	opts.URLs = []string{first.ClientURL()}
+	opts.Partitions = first.Partitions()
+	opts.Logger = quiet
+	log, err := pubsub.Open(ctx, opts)
+	if err != nil {
+		t.Fatalf("open event log: %v", err)
+	}
+	t.Cleanup(func() { _ = log.Close() })
+	return log
+}
+
+// startService runs a Service until the test ends and waits until it is
+// ready; configure tweaks it before it runs.
+func startService(t *testing.T, log EventLog, opts Options, configure ...func(*Service)) *Service {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = quiet
+	}
+	svc := NewService(log, opts)
+	for _, c := range configure {
+		c(svc)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -100,146 +78,229 @@ func runService(t *testing.T, svc *Service) {
 		cancel()
 		<-done
 	})
+	waitFor(t, "the service to be ready", func() bool { ok, _ := svc.Ready(); return ok })
+	return svc
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func mustRoom(t *testing.T, svc *Service, name string) Room {
+	t.Helper()
+	room, err := svc.CreateRoom(context.Background(), alice, name)
+	if err != nil {
+		t.Fatalf("create room %q: %v", name, err)
+	}
+	return room
+}
+
+func mustPost(t *testing.T, svc *Service, roomID, text string) Message {
+	t.Helper()
+	m, err := svc.PostMessage(context.Background(), alice, roomID, text, "")
+	if err != nil {
+		t.Fatalf("post %q: %v", text, err)
+	}
+	return m
+}
+
+func wantCode(t *testing.T, err error, code Code) {
+	t.Helper()
+	var chatErr *Error
+	if !errors.As(err, &chatErr) || chatErr.Code != code {
+		t.Fatalf("err = %v, want %s", err, code)
 	}
 }
 
 func TestServiceReadYourWrites(t *testing.T) {
-	svc := NewService(newMemLog(), Options{})
-	runService(t, svc)
-	room, err := svc.CreateRoom(context.Background(), alice, "general")
-	if err != nil {
-		t.Fatal(err)
+	svc := startService(t, openLog(t, pubsub.Options{}), Options{})
+	ctx := context.Background()
+	room := mustRoom(t, svc, "general")
+	if got, ok := svc.RoomInfo(room.ID); !ok || got.Name != "general" || got.CreatedBy != alice {
+		t.Fatalf("room info right after creating it = %+v, %v", got, ok)
 	}
-	msg, err := svc.PostMessage(context.Background(), alice, room.ID, "hi", "")
-	if err != nil {
-		t.Fatal(err)
+	msg := mustPost(t, svc, room.ID, "hi")
+	stats, err := svc.RoomStats(ctx, room.ID)
+	if err != nil || stats.MessageCount != 1 || msg.Text != "hi" || msg.Version != 1 {
+		t.Fatalf("stats = %+v, %v; msg = %+v", stats, err, msg)
 	}
-	if got, ok := svc.Room(room.ID); !ok || got.MessageCount != 1 || msg.Text != "hi" || msg.Seq != 2 {
-		t.Fatalf("room = %+v, msg = %+v", got, msg)
+	edited, err := svc.EditMessage(ctx, alice, msg.ID, 1, "hello")
+	if err != nil || edited.Version != 2 || edited.Text != "hello" {
+		t.Fatalf("edit = %+v, %v", edited, err)
 	}
-}
-
-func TestServiceReadinessWaitsForReplay(t *testing.T) {
-	log := newMemLog()
-	writer := NewService(log, Options{})
-	runService(t, writer)
-	room, _ := writer.CreateRoom(context.Background(), alice, "general")
-	if _, err := writer.PostMessage(context.Background(), alice, room.ID, "hi", ""); err != nil {
-		t.Fatal(err)
-	}
-
-	log.hold(true)
-	reader := NewService(log, Options{})
-	if ok, _ := reader.Ready(); ok {
-		t.Fatal("ready before running")
-	}
-	runService(t, reader)
-	time.Sleep(20 * time.Millisecond)
-	if ok, why := reader.Ready(); ok {
-		t.Fatal("ready before replaying the log")
-	} else if why == "" {
-		t.Fatal("not ready without saying why")
-	}
-	log.hold(false)
-	waitFor(t, "readiness after replay", func() bool { ok, _ := reader.Ready(); return ok })
-	if r, _ := reader.Room(room.ID); r.MessageCount != 1 {
-		t.Fatalf("replayed room = %+v", r)
+	got, ok, err := svc.Message(ctx, msg.ID)
+	if err != nil || !ok || got.Text != "hello" || got.Version != 2 {
+		t.Fatalf("message right after the edit = %+v, %v, %v", got, ok, err)
 	}
 }
 
-func TestServiceCommandFailures(t *testing.T) {
-	log := newMemLog()
-	svc := NewService(log, Options{ApplyTimeout: 100 * time.Millisecond})
-	runService(t, svc)
-	room, _ := svc.CreateRoom(context.Background(), alice, "general")
-
-	log.hold(true)
-	_, err := svc.PostMessage(context.Background(), alice, room.ID, "stuck", "")
-	var chatErr *Error
-	if !errors.As(err, &chatErr) || chatErr.Code != CodeUnavailable {
-		t.Fatalf("post while the replica lags: %v, want UNAVAILABLE", err)
+// TestServiceStartsWithoutReplayingRooms: a fresh replica is ready once it
+// has the room directory, holds no room until one is used, and loads just
+// that one.
+func TestServiceStartsWithoutReplayingRooms(t *testing.T) {
+	first := openLog(t, pubsub.Options{})
+	writer := startService(t, first, Options{})
+	var rooms []Room
+	for i := range 3 {
+		room := mustRoom(t, writer, fmt.Sprintf("room %d", i))
+		for j := range 20 {
+			mustPost(t, writer, room.ID, fmt.Sprintf("m%d", j))
+		}
+		rooms = append(rooms, room)
 	}
-	log.hold(false)
 
-	log.mu.Lock()
-	log.appendErr = errors.New("nats: no responders")
-	log.mu.Unlock()
-	_, err = svc.PostMessage(context.Background(), alice, room.ID, "lost", "")
-	if !errors.As(err, &chatErr) || chatErr.Code != CodeUnavailable {
-		t.Fatalf("post while the log fails: %v, want UNAVAILABLE", err)
+	fresh := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{})
+	if st := fresh.Stats(); st.RoomsHeld != 0 || fresh.Applied() != 3 || st.LiveSubscriptions != 0 {
+		t.Fatalf("a fresh replica holds %+v and applied %d entries; want only the 3 directory entries", st, fresh.Applied())
 	}
+	if page := fresh.Rooms(Window{First: 10}); page.TotalCount != 3 {
+		t.Fatalf("rooms = %+v", page)
+	}
+	page, err := fresh.Messages(context.Background(), rooms[1].ID, Window{Last: 50})
+	if err != nil || page.TotalCount != 20 || page.Items[0].Text != "m0" {
+		t.Fatalf("messages of a room loaded on demand = %+v, %v", page, err)
+	}
+	if st := fresh.Stats(); st.RoomsHeld != 1 || st.Loads != 1 || st.LiveSubscriptions != 1 {
+		t.Fatalf("after one room was used: %+v, want it alone held", st)
+	}
+	if _, err := fresh.Messages(context.Background(), "rnosuchroom", Window{Last: 1}); err == nil {
+		t.Fatal("messages of an unknown room: no error")
+	}
+}
+
+// countingLog counts appends and can make them fail.
+type countingLog struct {
+	*pubsub.Log
+	appends atomic.Int64
+	fail    atomic.Pointer[error]
+}
+
+func (l *countingLog) AppendKeyed(ctx context.Context, key, rest string, data []byte, o pubsub.AppendOptions) (pubsub.AppendResult, error) {
+	if err := l.fail.Load(); err != nil {
+		return pubsub.AppendResult{}, *err
+	}
+	l.appends.Add(1)
+	return l.Log.AppendKeyed(ctx, key, rest, data, o)
+}
+
+func (l *countingLog) AddToDirectory(ctx context.Context, key string, data []byte) (pubsub.AppendResult, error) {
+	if err := l.fail.Load(); err != nil {
+		return pubsub.AppendResult{}, *err
+	}
+	l.appends.Add(1)
+	return l.Log.AddToDirectory(ctx, key, data)
 }
 
 func TestServiceRejectsBeforeAppending(t *testing.T) {
-	log := newMemLog()
-	svc := NewService(log, Options{MaxTextLength: 10})
-	runService(t, svc)
-	room, _ := svc.CreateRoom(context.Background(), alice, "general")
+	log := &countingLog{Log: openLog(t, pubsub.Options{})}
+	svc := startService(t, log, Options{MaxTextLength: 10})
+	room := mustRoom(t, svc, "general")
+	msg := mustPost(t, svc, room.ID, "mine")
+	ctx := context.Background()
 	tests := []struct {
 		name string
 		call func() error
 		code Code
 	}{
-		{"anonymous", func() error { _, err := svc.CreateRoom(context.Background(), Actor{}, "x"); return err }, CodeUnauthenticated},
-		{"duplicate name", func() error { _, err := svc.CreateRoom(context.Background(), bob, "GENERAL"); return err }, CodeConflict},
-		{"bad room id", func() error { _, err := svc.PostMessage(context.Background(), bob, "R!", "x", ""); return err }, CodeNotFound},
-		{"empty text", func() error { _, err := svc.PostMessage(context.Background(), bob, room.ID, "", ""); return err }, CodeBadUserInput},
+		{"anonymous", func() error { _, err := svc.CreateRoom(ctx, Actor{}, "x"); return err }, CodeUnauthenticated},
+		{"duplicate name", func() error { _, err := svc.CreateRoom(ctx, bob, "GENERAL"); return err }, CodeConflict},
+		{"bad room name", func() error { _, err := svc.CreateRoom(ctx, bob, " padded"); return err }, CodeBadUserInput},
+		{"bad room id", func() error { _, err := svc.PostMessage(ctx, bob, "R!", "x", ""); return err }, CodeNotFound},
+		{"unknown room", func() error { _, err := svc.PostMessage(ctx, bob, "rnosuchroom", "x", ""); return err }, CodeNotFound},
+		{"empty text", func() error { _, err := svc.PostMessage(ctx, bob, room.ID, "", ""); return err }, CodeBadUserInput},
 		{"long key", func() error {
-			_, err := svc.PostMessage(context.Background(), bob, room.ID, "x", string(make([]byte, MaxIdempotencyKeyLength+1)))
+			_, err := svc.PostMessage(ctx, bob, room.ID, "x", string(make([]byte, MaxIdempotencyKeyLength+1)))
 			return err
 		}, CodeBadUserInput},
-		{"bad message id", func() error { _, err := svc.EditMessage(context.Background(), bob, "nounderscore", 1, "x"); return err }, CodeNotFound},
-		{"bad emoji", func() error { _, err := svc.React(context.Background(), bob, room.ID+"_mx", " "); return err }, CodeBadUserInput},
-		{"anonymous post", func() error { _, err := svc.PostMessage(context.Background(), Actor{}, room.ID, "x", ""); return err }, CodeUnauthenticated},
+		{"bad message id", func() error { _, err := svc.EditMessage(ctx, bob, "nounderscore", 1, "x"); return err }, CodeNotFound},
+		{"message of an unknown room", func() error { _, err := svc.EditMessage(ctx, bob, "rnosuchroom_mx", 1, "x"); return err }, CodeNotFound},
+		{"unknown message", func() error { _, err := svc.EditMessage(ctx, alice, room.ID+"_mx", 1, "x"); return err }, CodeNotFound},
+		{"someone else's message", func() error { _, err := svc.EditMessage(ctx, bob, msg.ID, 1, "x"); return err }, CodeForbidden},
+		{"stale version", func() error { _, err := svc.DeleteMessage(ctx, alice, msg.ID, 2); return err }, CodeConflict},
+		{"bad emoji", func() error { _, err := svc.React(ctx, bob, msg.ID, " "); return err }, CodeBadUserInput},
+		{"anonymous post", func() error { _, err := svc.PostMessage(ctx, Actor{}, room.ID, "x", ""); return err }, CodeUnauthenticated},
 		{"text over this replica's limit", func() error {
-			_, err := svc.PostMessage(context.Background(), bob, room.ID, "élévations!", "")
+			_, err := svc.PostMessage(ctx, bob, room.ID, "élévations!", "")
 			return err
 		}, CodeBadUserInput},
 		{"edit over this replica's limit", func() error {
-			_, err := svc.EditMessage(context.Background(), bob, room.ID+"_mx", 1, "élévations!")
+			_, err := svc.EditMessage(ctx, alice, msg.ID, 1, "élévations!")
 			return err
 		}, CodeBadUserInput},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before, _ := log.LastSeq(context.Background())
-			var chatErr *Error
-			if err := tt.call(); !errors.As(err, &chatErr) || chatErr.Code != tt.code {
-				t.Fatalf("err = %v, want %s", err, tt.code)
-			}
-			if after, _ := log.LastSeq(context.Background()); after != before {
-				t.Fatal("an invalid command was appended to the log")
+			before := log.appends.Load()
+			wantCode(t, tt.call(), tt.code)
+			if log.appends.Load() != before {
+				t.Fatal("a command the rules refuse was appended to the log")
 			}
 		})
 	}
 }
 
-func TestWatchDeliversChangesInOrder(t *testing.T) {
-	svc := NewService(newMemLog(), Options{})
-	runService(t, svc)
-	ctx := context.Background()
-	rooms := svc.Watch(RoomsTopic)
-	defer rooms.Close()
-	room, _ := svc.CreateRoom(ctx, alice, "general")
-	other, _ := svc.CreateRoom(ctx, alice, "other")
+func TestServiceLogFailureIsUnavailable(t *testing.T) {
+	log := &countingLog{Log: openLog(t, pubsub.Options{})}
+	svc := startService(t, log, Options{ApplyTimeout: 300 * time.Millisecond})
+	room := mustRoom(t, svc, "general")
+	fail := fmt.Errorf("append: %w", pubsub.ErrUnreachable)
+	log.fail.Store(&fail)
+	_, err := svc.PostMessage(context.Background(), alice, room.ID, "lost", "")
+	wantCode(t, err, CodeUnavailable)
+	_, err = svc.CreateRoom(context.Background(), alice, "other")
+	wantCode(t, err, CodeUnavailable)
+	log.fail.Store(nil)
+	mustPost(t, svc, room.ID, "back")
+}
 
-	w := svc.Watch(RoomTopic(room.ID))
-	m1, _ := svc.PostMessage(ctx, alice, room.ID, "one", "")
-	if _, err := svc.PostMessage(ctx, alice, other.ID, "elsewhere", ""); err != nil {
+func TestServiceIdempotentRetry(t *testing.T) {
+	svc := startService(t, openLog(t, pubsub.Options{}), Options{})
+	room := mustRoom(t, svc, "general")
+	ctx := context.Background()
+	first, err := svc.PostMessage(ctx, alice, room.ID, "once", "k1")
+	if err != nil {
 		t.Fatal(err)
 	}
+	mustPost(t, svc, room.ID, "in between") // the retry's expected position is stale
+	retry, err := svc.PostMessage(ctx, alice, room.ID, "once", "k1")
+	if err != nil || retry.ID != first.ID || retry.Seq != first.Seq {
+		t.Fatalf("retry = %+v, %v; want the first post %+v", retry, err, first)
+	}
+	if stats, _ := svc.RoomStats(ctx, room.ID); stats.MessageCount != 2 {
+		t.Fatalf("messageCount = %d, want 2", stats.MessageCount)
+	}
+	other, err := svc.PostMessage(ctx, bob, room.ID, "once", "k1") // another author's key
+	if err != nil || other.ID == first.ID {
+		t.Fatalf("another author's post = %+v, %v", other, err)
+	}
+}
+
+func TestWatchDeliversChangesInOrder(t *testing.T) {
+	svc := startService(t, openLog(t, pubsub.Options{}), Options{})
+	ctx := context.Background()
+	rooms, err := svc.Watch(ctx, RoomsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rooms.Close()
+	room := mustRoom(t, svc, "general")
+	other := mustRoom(t, svc, "other")
+
+	w, err := svc.Watch(ctx, RoomTopic(room.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := mustPost(t, svc, room.ID, "one")
+	mustPost(t, svc, other.ID, "elsewhere")
 	if _, err := svc.EditMessage(ctx, bob, m1.ID, 1, "stolen"); err == nil {
-		t.Fatal("a rejected edit was accepted")
+		t.Fatal("a refused edit was accepted")
 	}
 	if _, err := svc.EditMessage(ctx, alice, m1.ID, 1, "uno"); err != nil {
 		t.Fatal(err)
@@ -247,36 +308,13 @@ func TestWatchDeliversChangesInOrder(t *testing.T) {
 	if _, err := svc.React(ctx, bob, m1.ID, "👍"); err != nil {
 		t.Fatal(err)
 	}
-
-	want := []struct {
-		typ  EventType
-		text string
-	}{{MessagePosted, "one"}, {MessageEdited, "uno"}, {ReactionToggled, "uno"}}
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	var last uint64
-	for i, wnt := range want {
-		c, err := w.Next(wctx)
-		if err != nil {
-			t.Fatalf("change %d: %v", i, err)
-		}
-		if c.Type != wnt.typ || c.Message == nil || c.Message.Text != wnt.text || c.Seq <= last || c.Room.ID != room.ID {
-			t.Fatalf("change %d = %+v, want %s %q after seq %d (rejected events and other rooms never show)", i, c, wnt.typ, wnt.text, last)
-		}
-		last = c.Seq
-	}
-	quiet, cancelQuiet := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancelQuiet()
-	if c, err := w.Next(quiet); err == nil {
-		t.Fatalf("unexpected extra change %+v", c)
-	}
+	expectChanges(t, w, []EventType{MessagePosted, MessageEdited, ReactionToggled}, []string{"one", "uno", "uno"})
 	for _, name := range []string{"general", "other"} {
-		c, err := rooms.Next(wctx)
+		c, err := next(rooms)
 		if err != nil || c.Type != RoomCreated || c.Room.Name != name {
 			t.Fatalf("rooms topic: %+v, %v, want %s created", c, err, name)
 		}
 	}
-
 	w.Close()
 	if _, err := w.Next(ctx); !errors.Is(err, ErrWatcherClosed) {
 		t.Fatalf("Next after Close = %v", err)
@@ -284,4 +322,354 @@ func TestWatchDeliversChangesInOrder(t *testing.T) {
 	if svc.hub.watched(RoomTopic(room.ID)) {
 		t.Fatal("a closed watcher is still registered")
 	}
+}
+
+func next(w *Watcher) (Change, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return w.Next(ctx)
+}
+
+// expectChanges reads len(types) changes, checks them, and checks that
+// nothing more arrives soon.
+func expectChanges(t *testing.T, w *Watcher, types []EventType, texts []string) []Change {
+	t.Helper()
+	var got []Change
+	var last uint64
+	for i := range types {
+		c, err := next(w)
+		if err != nil {
+			t.Fatalf("change %d: %v", i, err)
+		}
+		if c.Type != types[i] || c.Message == nil || c.Message.Text != texts[i] || c.Seq <= last {
+			t.Fatalf("change %d = %+v (message %+v), want %s %q after seq %d", i, c, c.Message, types[i], texts[i], last)
+		}
+		last = c.Seq
+		got = append(got, c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if c, err := w.Next(ctx); err == nil {
+		t.Fatalf("unexpected extra change %+v", c)
+	}
+	return got
+}
+
+// TestTwoReplicasJudgeConflictingEditsIdentically: two replicas edit the
+// same messages at the same version at the same moment; exactly one edit of
+// each wins, the other is refused with CONFLICT, and both replicas agree on
+// every message afterwards.
+func TestTwoReplicasJudgeConflictingEditsIdentically(t *testing.T) {
+	first := openLog(t, pubsub.Options{})
+	a := startService(t, first, Options{})
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{})
+	room := mustRoom(t, a, "general")
+	ctx := context.Background()
+	const n = 20
+	var msgs []Message
+	for i := range n {
+		msgs = append(msgs, mustPost(t, a, room.ID, fmt.Sprintf("m%d", i)))
+	}
+	for i, m := range msgs {
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for r, svc := range []*Service{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[r] = svc.EditMessage(ctx, alice, m.ID, 1, fmt.Sprintf("edit %d by replica %d", i, r))
+			}()
+		}
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			if err == nil {
+				won++
+				continue
+			}
+			wantCode(t, err, CodeConflict)
+		}
+		if won != 1 {
+			t.Fatalf("message %d: %d edits at version 1 won (errors %v), want exactly 1", i, won, errs)
+		}
+	}
+	for _, m := range msgs {
+		var got [2]Message
+		for r, svc := range []*Service{a, b} {
+			waitFor(t, "the edit on both replicas", func() bool {
+				msg, _, _ := svc.Message(ctx, m.ID)
+				got[r] = msg
+				return msg.Version == 2
+			})
+		}
+		if got[0].Text != got[1].Text || got[0].UpdatedSeq != got[1].UpdatedSeq {
+			t.Fatalf("replicas disagree on %s: %+v vs %+v", m.ID, got[0], got[1])
+		}
+	}
+}
+
+func TestTwoReplicasRaceTheSameRoomName(t *testing.T) {
+	first := openLog(t, pubsub.Options{})
+	a := startService(t, first, Options{})
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{})
+	ctx := context.Background()
+	for i := range 20 {
+		names := []string{fmt.Sprintf("race %d", i), fmt.Sprintf("RACE %d", i)}
+		var wg sync.WaitGroup
+		rooms := make([]Room, 2)
+		errs := make([]error, 2)
+		for r, svc := range []*Service{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rooms[r], errs[r] = svc.CreateRoom(ctx, alice, names[r])
+			}()
+		}
+		wg.Wait()
+		winner := -1
+		for r, err := range errs {
+			if err == nil {
+				if winner >= 0 {
+					t.Fatalf("round %d: both replicas created the name: %+v", i, rooms)
+				}
+				winner = r
+				continue
+			}
+			wantCode(t, err, CodeConflict)
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: neither replica created the room: %v", i, errs)
+		}
+		for _, svc := range []*Service{a, b} {
+			got, ok, err := svc.LookupRoom(ctx, rooms[winner].ID)
+			if err != nil || !ok || got.Name != names[winner] {
+				t.Fatalf("round %d: replica sees %+v, %v, %v; want %q", i, got, ok, err, names[winner])
+			}
+		}
+	}
+	if pa, pb := a.Rooms(Window{First: 100}), b.Rooms(Window{First: 100}); pa.TotalCount != 20 || pb.TotalCount != 20 {
+		t.Fatalf("rooms: %d on a, %d on b, want 20", pa.TotalCount, pb.TotalCount)
+	}
+}
+
+// TestDroppedLiveEventIsResynced: a replica that loses one live entry of a
+// held room notices at the next one (its Prev is not the room's last) and
+// reads the room from the log: its subscriber gets every event once, in
+// order. A command on that replica right after a lost entry catches up the
+// same way.
+func TestDroppedLiveEventIsResynced(t *testing.T) {
+	first := openLog(t, pubsub.Options{})
+	a := startService(t, first, Options{})
+	room := mustRoom(t, a, "general")
+	var seen, dropped atomic.Int64
+	dropSecond := func(e pubsub.Entry) bool {
+		if e.Key != room.ID {
+			return true
+		}
+		if seen.Add(1) == 2 {
+			dropped.Add(1)
+			return false
+		}
+		return true
+	}
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{}, func(s *Service) { s.liveFilter = dropSecond })
+	w, err := b.Watch(context.Background(), RoomTopic(room.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var texts []string
+	var types []EventType
+	for i := range 10 {
+		text := fmt.Sprintf("m%d", i)
+		mustPost(t, a, room.ID, text)
+		texts, types = append(texts, text), append(types, MessagePosted)
+	}
+	expectChanges(t, w, types, texts)
+	if dropped.Load() != 1 || b.Stats().Resyncs == 0 {
+		t.Fatalf("dropped %d live entries, %d re-syncs; want 1 and at least 1", dropped.Load(), b.Stats().Resyncs)
+	}
+
+	// Now lose the last entry before b itself posts: b's append is refused
+	// (the room moved on), b catches up from the log and posts after it.
+	seen.Store(0)
+	mustPost(t, a, room.ID, "lost live")
+	mustPost(t, a, room.ID, "also lost") // seen 2: dropped
+	m, err := b.PostMessage(context.Background(), bob, room.ID, "from b", "")
+	if err != nil {
+		t.Fatalf("post on the replica that lost an entry: %v", err)
+	}
+	page, err := b.Messages(context.Background(), room.ID, Window{Last: 3})
+	if err != nil || len(page.Items) != 3 || page.Items[1].Text != "also lost" || page.Items[2].ID != m.ID {
+		t.Fatalf("b's last messages = %+v, %v", page.Items, err)
+	}
+	expectChanges(t, w, []EventType{MessagePosted, MessagePosted, MessagePosted}, []string{"lost live", "also lost", "from b"})
+}
+
+// TestEvictionNeverDropsWatchedRoom: over its budget, a replica evicts the
+// rooms nobody watches, least recently used first, and keeps the watched
+// one current.
+func TestEvictionNeverDropsWatchedRoom(t *testing.T) {
+	first := openLog(t, pubsub.Options{})
+	a := startService(t, first, Options{})
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{RoomCache: 1})
+	ctx := context.Background()
+	watched := mustRoom(t, a, "watched")
+	var others []Room
+	for i := range 3 {
+		others = append(others, mustRoom(t, a, fmt.Sprintf("other %d", i)))
+		mustPost(t, a, others[i].ID, "x")
+	}
+	w, err := b.Watch(ctx, RoomTopic(watched.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for _, r := range others {
+		if _, err := b.Messages(ctx, r.ID, Window{Last: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := b.Stats()
+	if st.RoomsHeld != 1 || st.Evictions != 3 || b.rooms.get(watched.ID) == nil || st.LiveSubscriptions != 1 {
+		t.Fatalf("after using 3 other rooms over budget: %+v; want only the watched room held", st)
+	}
+	mustPost(t, a, watched.ID, "still live")
+	expectChanges(t, w, []EventType{MessagePosted}, []string{"still live"})
+	w.Close()
+	if _, err := b.Messages(ctx, others[0].ID, Window{Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Stats(); st.RoomsHeld != 0 || st.LiveSubscriptions != 0 {
+		t.Fatalf("after the watcher closed: %+v; want nothing held over budget", st)
+	}
+}
+
+// TestEvictedRoomReloadsWithTheSameAnswers: a room evicted and loaded again
+// answers exactly as before, and as a replica that held it all along.
+func TestEvictedRoomReloadsWithTheSameAnswers(t *testing.T) {
+	first := openLog(t, pubsub.Options{MaxMsgsPerSubject: 5})
+	a := startService(t, first, Options{History: 5})
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{MaxMsgsPerSubject: 5}), Options{History: 5, RoomCache: 1})
+	ctx := context.Background()
+	room := mustRoom(t, a, "general")
+	// a holds the room throughout (a subscriber keeps it).
+	w, err := a.Watch(ctx, RoomTopic(room.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var msgs []Message
+	for i := range 8 { // 3 more than the history keeps
+		msgs = append(msgs, mustPost(t, a, room.ID, fmt.Sprintf("m%d", i)))
+	}
+	if _, err := a.EditMessage(ctx, alice, msgs[5].ID, 1, "edited"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.React(ctx, bob, msgs[6].ID, "👍"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.DeleteMessage(ctx, alice, msgs[7].ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	type answers struct {
+		page    Page[Message]
+		stats   RoomStats
+		changes []Change
+		expired bool
+	}
+	ask := func(svc *Service) answers {
+		t.Helper()
+		var ans answers
+		var err error
+		if ans.page, err = svc.Messages(ctx, room.ID, Window{Last: 50}); err != nil {
+			t.Fatal(err)
+		}
+		if ans.stats, err = svc.RoomStats(ctx, room.ID); err != nil {
+			t.Fatal(err)
+		}
+		rw, err := svc.WatchAfter(ctx, RoomTopic(room.ID), msgs[4].Seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 6 { // posts of m5..m7, the edit, the reaction, the deletion
+			c, err := next(rw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ans.changes = append(ans.changes, c)
+		}
+		rw.Close()
+		_, err = svc.WatchAfter(ctx, RoomTopic(room.ID), msgs[1].Seq)
+		ans.expired = err != nil
+		return ans
+	}
+	before := ask(b)
+	other := mustRoom(t, a, "other")
+	if _, err := b.Messages(ctx, other.ID, Window{Last: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if b.rooms.get(room.ID) != nil {
+		t.Fatal("the room was not evicted")
+	}
+	after := ask(b)
+	held := ask(a)
+	canon := func(ans answers) string {
+		out := fmt.Sprintf("total %d, %d not deleted, last %s, old cursor expired %v\n", ans.page.TotalCount,
+			ans.stats.MessageCount, utc(ans.stats.LastMessageAt), ans.expired)
+		for _, m := range ans.page.Items {
+			out += canonMessage(m) + "\n"
+		}
+		for _, c := range ans.changes {
+			out += fmt.Sprintf("change %d %s at %s: %s\n", c.Seq, c.Type, utc(c.At), canonMessage(*c.Message))
+		}
+		return out
+	}
+	for name, got := range map[string]answers{"after reloading": after, "on the replica that held it": held} {
+		if canon(got) != canon(before) {
+			t.Errorf("%s:\n%s\nbefore:\n%s", name, canon(got), canon(before))
+		}
+	}
+	if before.page.TotalCount != 5 || before.stats.MessageCount != 4 || !before.expired {
+		t.Errorf("answers = %+v; want 5 retained, 4 not deleted, an expired old cursor", before)
+	}
+}
+
+// TestWatchAfterResumesOnAnotherReplica: a cursor from one replica resumes
+// on another with no gap and no duplicate at the seam.
+func TestWatchAfterResumesOnAnotherReplica(t *testing.T) {
+	first := openLog(t, pubsub.Options{})
+	a := startService(t, first, Options{})
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{})
+	room := mustRoom(t, a, "general")
+	var msgs []Message
+	for i := range 5 {
+		msgs = append(msgs, mustPost(t, a, room.ID, fmt.Sprintf("m%d", i)))
+	}
+	w, err := b.WatchAfter(context.Background(), RoomTopic(room.ID), msgs[1].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	mustPost(t, a, room.ID, "m5")
+	p := MessagePosted
+	expectChanges(t, w, []EventType{p, p, p, p}, []string{"m2", "m3", "m4", "m5"})
+
+	rooms, err := b.WatchAfter(context.Background(), RoomsTopic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rooms.Close()
+	if c, err := next(rooms); err != nil || c.Room.ID != room.ID {
+		t.Fatalf("roomCreated replay = %+v, %v", c, err)
+	}
+}
+
+func utc(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// canonMessage writes a message with its times in UTC, so that equal
+// instants compare equal whichever way they were read.
+func canonMessage(m Message) string {
+	return fmt.Sprintf("%s by %v %q v%d created %s edited %s deleted %v reactions %v seq %d/%d",
+		m.ID, m.Author, m.Text, m.Version, utc(m.CreatedAt), utc(m.EditedAt), m.Deleted, m.Reactions, m.Seq, m.UpdatedSeq)
 }

@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 )
@@ -47,6 +48,9 @@ type Watcher struct {
 	wake    chan struct{} // capacity 1: a change may be pending
 	closed  bool
 	offer   func(Change) bool // see SetOffer
+	// release, if set, lets go of what the watcher holds (its room); run
+	// once, by Close.
+	release func()
 	// queued: changes go to pending, not to offer, until the consumer asks
 	// for more with pending empty: it may still be handing over the last
 	// change Next returned, and an offer now would overtake it.
@@ -99,11 +103,16 @@ func (w *Watcher) Next(ctx context.Context) (Change, error) {
 func (w *Watcher) Close() {
 	w.hub.remove(w)
 	w.mu.Lock()
+	release := w.release
+	w.release = nil
 	w.closed = true
 	w.pending = nil
 	w.offer = nil
 	w.mu.Unlock()
 	w.signal()
+	if release != nil {
+		release()
+	}
 }
 
 func (w *Watcher) deliver(c Change) {
@@ -139,8 +148,6 @@ type hub struct {
 }
 
 func newHub() *hub { return &hub{watchers: make(map[string]map[*Watcher]struct{})} }
-
-func (h *hub) add(topic string) *Watcher { return h.addAfter(topic, 0, nil) }
 
 // addAfter registers a watcher that first yields replay and then the live
 // changes above skipUpTo.
@@ -186,8 +193,11 @@ func (h *hub) publish(topic string, c Change) {
 }
 
 // Watch returns a watcher of topic (RoomTopic or RoomsTopic) that receives
-// every change applied after this call. Close it when done.
-func (s *Service) Watch(topic string) *Watcher { return s.hub.add(topic) }
+// every change applied after this call. A room's topic loads the room if
+// needed and holds it until the watcher is closed. Close it when done.
+func (s *Service) Watch(ctx context.Context, topic string) (*Watcher, error) {
+	return s.watch(ctx, topic, nil)
+}
 
 // WatchAfter is Watch for a subscriber resuming from a cursor: the watcher
 // first yields every accepted change of topic after log position after,
@@ -195,63 +205,75 @@ func (s *Service) Watch(topic string) *Watcher { return s.hub.add(topic) }
 // position this replica has not reached yet is waited for (another replica
 // may be ahead), bounded by ctx and the apply timeout.
 func (s *Service) WatchAfter(ctx context.Context, topic string, after uint64) (*Watcher, error) {
-	if err := s.waitPosition(ctx, after); err != nil {
-		return nil, err
+	return s.watch(ctx, topic, &after)
+}
+
+func (s *Service) watch(ctx context.Context, topic string, after *uint64) (*Watcher, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
+	if topic == RoomsTopic {
+		return s.watchRooms(ctx, after)
 	}
-	// Under the read lock no entry is applied, so the replay ends exactly
-	// at LastSeq and every later change reaches the watcher, registered
-	// before the lock is released. Changes at or below LastSeq that are
-	// still being published are skipped by the watcher.
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	replay, err := s.proj.ChangesAfter(topic, after)
+	roomID, ok := strings.CutPrefix(topic, RoomTopic(""))
+	if !ok {
+		return nil, errorf(CodeInternal, "unknown topic %q", topic)
+	}
+	h, err := s.acquire(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
-	return s.hub.addAfter(topic, s.proj.LastSeq(), replay), nil
+	if after != nil {
+		if err := s.reach(ctx, h, *after); err != nil {
+			s.release(h)
+			return nil, err
+		}
+	}
+	// Changes are published under h.mu, so the replay ends exactly at the
+	// room's last event and every later change reaches the watcher.
+	w, bad := s.registerRoomWatcher(h, topic, after)
+	if bad != nil {
+		s.release(h) // not under h.mu: releasing may evict the room
+		return nil, bad
+	}
+	w.release = func() { s.release(h) }
+	return w, nil
 }
 
-// waitPosition waits until this replica has applied the log up to seq.
-func (s *Service) waitPosition(ctx context.Context, seq uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
-	defer cancel()
-	for {
-		s.mu.RLock()
-		reached, wake := s.proj.LastSeq() >= seq, s.applied
-		s.mu.RUnlock()
-		if reached {
-			return nil
-		}
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return errorf(CodeUnavailable,
-				"this replica has not yet caught up with the cursor (position %d); retry shortly", seq)
+func (s *Service) registerRoomWatcher(h *heldRoom, topic string, after *uint64) (*Watcher, *Error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var replay []Change
+	if after != nil {
+		var bad *Error
+		if replay, bad = h.st.changesAfter(*after); bad != nil {
+			return nil, bad
 		}
 	}
+	return s.hub.addAfter(topic, h.st.last, replay), nil
 }
 
-// changeOf builds the Change an accepted outcome produced, if anyone
-// watches its topic. Callers hold s.mu.
-func (s *Service) changeOf(out Outcome, at time.Time) (topic string, c Change, ok bool) {
-	if out.Err != nil || out.Type == "" {
-		return "", Change{}, false
+// reach waits until the held room has applied position after (a cursor from
+// a replica that is ahead), reading the room from the log if it does not
+// arrive live soon.
+func (s *Service) reach(ctx context.Context, h *heldRoom, after uint64) error {
+	if err := s.waitApplied(ctx, h, after); err != nil {
+		return errorf(CodeUnavailable,
+			"this replica has not yet caught up with the cursor (position %d); retry shortly", after)
 	}
-	topic = RoomTopic(out.RoomID)
-	if out.Type == RoomCreated {
-		topic = RoomsTopic
-	}
-	if !s.hub.watched(topic) {
-		return "", Change{}, false
-	}
-	room, _ := s.proj.Room(out.RoomID)
-	c = Change{Seq: out.Seq, At: at, Type: out.Type, Room: room}
-	if out.Type != RoomCreated {
-		m, ok := s.proj.Message(out.MessageID)
-		if !ok {
-			return "", Change{}, false // evicted at once by a tiny history limit
+	return nil
+}
+
+func (s *Service) watchRooms(ctx context.Context, after *uint64) (*Watcher, error) {
+	if after != nil {
+		if err := s.waitDirectory(ctx, *after); err != nil {
+			return nil, err
 		}
-		c.Message = &m
 	}
-	return topic, c, true
+	s.dirMu.RLock()
+	defer s.dirMu.RUnlock()
+	var replay []Change
+	if after != nil {
+		replay = s.dir.createdAfter(*after)
+	}
+	return s.hub.addAfter(RoomsTopic, s.dir.last, replay), nil
 }

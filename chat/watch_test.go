@@ -96,7 +96,7 @@ func TestWatcherOfferKeepsOrder(t *testing.T) {
 // so the consumer may close what the offer sends into.
 func TestWatcherNoOfferAfterClose(t *testing.T) {
 	h := newHub()
-	w := h.add("t")
+	w := h.addAfter("t", 0, nil)
 	calls := 0
 	w.SetOffer(func(Change) bool { calls++; return true })
 	w.Close()

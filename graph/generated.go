@@ -165,7 +165,7 @@ type QueryResolver interface {
 }
 type RoomResolver interface {
 	CreatedBy(ctx context.Context, obj *chat.Room) (*chat.Actor, error)
-
+	MessageCount(ctx context.Context, obj *chat.Room) (int, error)
 	LastMessageAt(ctx context.Context, obj *chat.Room) (*time.Time, error)
 	Messages(ctx context.Context, obj *chat.Room, last *int, before *string, first *int, after *string) (*model.MessageConnection, error)
 }
@@ -2630,7 +2630,7 @@ func (ec *executionContext) _Room_messageCount(ctx context.Context, field graphq
 			return ec.fieldContext_Room_messageCount(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.MessageCount, nil
+			return ec.Resolvers.Room().MessageCount(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
@@ -2641,7 +2641,7 @@ func (ec *executionContext) _Room_messageCount(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext_Room_messageCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Room", field, false, false, errors.New("field of type Int does not have child fields"))
+	return graphql.NewScalarFieldContext("Room", field, true, true, errors.New("field of type Int does not have child fields"))
 }
 
 func (ec *executionContext) _Room_lastMessageAt(ctx context.Context, field graphql.CollectedField, obj *chat.Room) (ret graphql.Marshaler) {
@@ -4970,10 +4970,43 @@ func (ec *executionContext) _Room(ctx context.Context, sel ast.SelectionSet, obj
 
 			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
 		case "messageCount":
-			out.Values[i] = ec._Room_messageCount(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._Room_messageCount(ctx, field, obj)
+				if res == graphql.Null {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
 			}
+
+			if field.IsDeferred() {
+				deferredFieldSet.AddField(field)
+				fieldIndex := len(deferredFieldSet.Values) - 1
+				deferredFieldSet.Concurrently(fieldIndex, func(ctx context.Context) graphql.Marshaler {
+					return innerFunc(ctx, deferredFieldSet)
+				})
+
+				for _, deferrable := range field.Deferrables {
+					view, ok := deferLabelToView[deferrable.Label]
+					if !ok {
+						view = deferredFieldSet.NewView()
+						deferLabelToView[deferrable.Label] = view
+					}
+					view.AddIndices(fieldIndex)
+				}
+
+				// don't run the out.Concurrently() call below
+				out.Values[i] = graphql.Null
+				continue
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
 		case "lastMessageAt":
 			field := field
 

@@ -35,18 +35,18 @@ func (r queryResolver) Rooms(_ context.Context, first *int, after *string) (*mod
 	return &model.RoomConnection{Edges: edges, Nodes: nodes, PageInfo: info, TotalCount: page.TotalCount}, nil
 }
 
-func (r queryResolver) Room(_ context.Context, id string) (*chat.Room, error) {
-	room, ok := r.chat.Room(id)
-	if !ok {
-		return nil, nil
+func (r queryResolver) Room(ctx context.Context, id string) (*chat.Room, error) {
+	room, ok, err := r.chat.LookupRoom(ctx, id)
+	if !ok || err != nil {
+		return nil, err
 	}
 	return &room, nil
 }
 
-func (r queryResolver) Message(_ context.Context, id string) (*chat.Message, error) {
-	msg, ok := r.chat.Message(id)
-	if !ok {
-		return nil, nil
+func (r queryResolver) Message(ctx context.Context, id string) (*chat.Message, error) {
+	msg, ok, err := r.chat.Message(ctx, id)
+	if !ok || err != nil {
+		return nil, err
 	}
 	return &msg, nil
 }

@@ -1,6 +1,6 @@
 // Package graph is Herald's executable GraphQL schema for the chat domain:
 // the code gqlgen generates from schema.graphqls (generated.go, model/) and
-// the thin resolvers (*.resolvers.go) that turn GraphQL arguments into calls
+// the thin resolvers (query.go, mutation.go, subscription.go, types.go) that turn GraphQL arguments into calls
 // on chat.Service.
 package graph
 

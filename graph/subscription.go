@@ -30,8 +30,8 @@ type (
 // left, or the server stops); the channel is closed then.
 
 func (r subscriptionResolver) MessagePosted(ctx context.Context, roomID string, after *string) (<-chan graphql.Event[*chat.Message], error) {
-	if _, ok := r.chat.Room(roomID); !ok {
-		return nil, &chat.Error{Code: chat.CodeNotFound, Message: fmt.Sprintf("room %q does not exist", roomID)}
+	if err := r.roomExists(ctx, roomID); err != nil {
+		return nil, err
 	}
 	return watch(ctx, r.Resolver, chat.RoomTopic(roomID), after, func(c *chat.Change) (*chat.Message, bool) {
 		return c.Message, c.Type == chat.MessagePosted
@@ -39,8 +39,8 @@ func (r subscriptionResolver) MessagePosted(ctx context.Context, roomID string, 
 }
 
 func (r subscriptionResolver) RoomEvents(ctx context.Context, roomID string, after *string) (<-chan graphql.Event[*chat.Change], error) {
-	if _, ok := r.chat.Room(roomID); !ok {
-		return nil, &chat.Error{Code: chat.CodeNotFound, Message: fmt.Sprintf("room %q does not exist", roomID)}
+	if err := r.roomExists(ctx, roomID); err != nil {
+		return nil, err
 	}
 	return watch(ctx, r.Resolver, chat.RoomTopic(roomID), after, func(c *chat.Change) (*chat.Change, bool) {
 		return c, true
@@ -53,22 +53,34 @@ func (r subscriptionResolver) RoomCreated(ctx context.Context, after *string) (<
 	})
 }
 
+func (r subscriptionResolver) roomExists(ctx context.Context, roomID string) error {
+	_, ok, err := r.chat.LookupRoom(ctx, roomID)
+	if err == nil && !ok {
+		err = &chat.Error{Code: chat.CodeNotFound, Message: fmt.Sprintf("room %q does not exist", roomID)}
+	}
+	return err
+}
+
 // watch starts a watcher of topic before returning, so no change applied
 // after the subscription was accepted is missed — after a cursor, it first
 // replays what followed the cursor — and pumps the changes that pick
 // selects into the returned channel until ctx ends.
 func watch[T any](ctx context.Context, r *Resolver, topic string, after *string, pick func(*chat.Change) (T, bool)) (<-chan graphql.Event[T], error) {
-	var w *chat.Watcher
+	var (
+		w   *chat.Watcher
+		err error
+	)
 	if after == nil {
-		w = r.chat.Watch(topic)
+		w, err = r.chat.Watch(ctx, topic)
 	} else {
-		pos, err := r.decodeCursor("after", after)
-		if err != nil {
+		var pos uint64
+		if pos, err = r.decodeCursor("after", after); err != nil {
 			return nil, err
 		}
-		if w, err = r.chat.WatchAfter(ctx, topic, pos); err != nil {
-			return nil, err
-		}
+		w, err = r.chat.WatchAfter(ctx, topic, pos)
+	}
+	if err != nil {
+		return nil, err
 	}
 	event := func(c *chat.Change, v T) graphql.Event[T] {
 		meta := stream.Meta{Cursor: r.encodeCursor(c.Seq), Appended: c.At, Position: c.Seq}
@@ -131,11 +143,8 @@ func (r roomEventResolver) Kind(_ context.Context, obj *chat.Change) (model.Room
 	return kind, nil
 }
 
-// Room resolves against the read model at delivery time.
+// Room is the room's metadata; its counters are resolved at delivery time.
 func (r roomEventResolver) Room(_ context.Context, obj *chat.Change) (*chat.Room, error) {
-	if room, ok := r.chat.Room(obj.Room.ID); ok {
-		return &room, nil
-	}
 	return &obj.Room, nil
 }
 

@@ -32,11 +32,23 @@ func (r roomResolver) CreatedBy(_ context.Context, obj *chat.Room) (*chat.Actor,
 	return &obj.CreatedBy, nil
 }
 
-func (r roomResolver) LastMessageAt(_ context.Context, obj *chat.Room) (*time.Time, error) {
-	return optionalTime(obj.LastMessageAt), nil
+// MessageCount and LastMessageAt need the room's messages: reading them
+// loads the room on this replica (Room's other fields come from the
+// directory alone).
+func (r roomResolver) MessageCount(ctx context.Context, obj *chat.Room) (int, error) {
+	stats, err := r.chat.RoomStats(ctx, obj.ID)
+	return stats.MessageCount, err
 }
 
-func (r roomResolver) Messages(_ context.Context, obj *chat.Room, last *int, before *string, first *int, after *string) (*model.MessageConnection, error) {
+func (r roomResolver) LastMessageAt(ctx context.Context, obj *chat.Room) (*time.Time, error) {
+	stats, err := r.chat.RoomStats(ctx, obj.ID)
+	if err != nil {
+		return nil, err
+	}
+	return optionalTime(stats.LastMessageAt), nil
+}
+
+func (r roomResolver) Messages(ctx context.Context, obj *chat.Room, last *int, before *string, first *int, after *string) (*model.MessageConnection, error) {
 	w, empty, err := r.window(first, last, after, before, defaultMessagesPage)
 	if err != nil {
 		return nil, err
@@ -50,7 +62,10 @@ func (r roomResolver) Messages(_ context.Context, obj *chat.Room, last *int, bef
 			w.Last = 1
 		}
 	}
-	page, _ := r.chat.Messages(obj.ID, w)
+	page, err := r.chat.Messages(ctx, obj.ID, w)
+	if err != nil {
+		return nil, err
+	}
 	if empty {
 		if forward {
 			page.HasNextPage = len(page.Items) > 0 || page.HasNextPage
@@ -66,10 +81,14 @@ func (r roomResolver) Messages(_ context.Context, obj *chat.Room, last *int, bef
 	return &model.MessageConnection{Edges: edges, Nodes: nodes, PageInfo: info, TotalCount: page.TotalCount}, nil
 }
 
-// Room resolves against the read model as it is now, so counters reflect
-// the latest applied event.
-func (r messageResolver) Room(_ context.Context, obj *chat.Message) (*chat.Room, error) {
-	room, ok := r.chat.Room(obj.RoomID)
+// Room resolves to the room's metadata; its counters are resolved against
+// the room as it is when they are read, so they reflect the latest applied
+// event.
+func (r messageResolver) Room(ctx context.Context, obj *chat.Message) (*chat.Room, error) {
+	room, ok, err := r.chat.LookupRoom(ctx, obj.RoomID)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return nil, &chat.Error{Code: chat.CodeNotFound, Message: "room " + obj.RoomID + " does not exist"}
 	}

@@ -18,11 +18,46 @@ var (
 	// not have JetStream enabled.
 	ErrJetStreamDisabled = errors.New("JetStream not enabled")
 
-	// ErrStreamConflict means a stream with the configured name exists with
-	// settings this package cannot use or cannot change, or the configured
-	// subjects are already captured by another stream.
+	// ErrStreamConflict means a stream of the layout exists with settings
+	// this package cannot use or cannot change, or its subjects are already
+	// captured by another stream.
 	ErrStreamConflict = errors.New("stream configuration conflict")
+
+	// ErrLayoutConflict means the existing log was created with another
+	// layout: another partition count, or streams of the layout's names that
+	// do not record one.
+	ErrLayoutConflict = errors.New("event log layout conflict")
+
+	// ErrKeyExists means AddToDirectory found the key already has an entry.
+	ErrKeyExists = errors.New("key already in the directory")
+
+	// ErrConflict means AppendKeyed's ExpectLast was not the key's last
+	// sequence: the key moved on. The error is a *ConflictError.
+	ErrConflict = errors.New("key moved on")
 )
+
+// ConflictError is AppendKeyed's error when the key's last sequence is not
+// the expected one. It wraps ErrConflict.
+type ConflictError struct {
+	Key      string
+	Expected uint64 // AppendOptions.ExpectLast
+	// Last is the key's last sequence as the server reported it; 0 when the
+	// server did not say (a clustered stream refusing an expected-write while
+	// another one on the same key is in flight), or when the key has no entries.
+	Last uint64
+
+	lastKnown bool // the server reported Last
+}
+
+func (e *ConflictError) Error() string {
+	if !e.lastKnown {
+		return fmt.Sprintf("append to key %q: conflict: expected its last sequence to be %d, but another write to the key was in flight", e.Key, e.Expected)
+	}
+	return fmt.Sprintf("append to key %q: conflict: expected its last sequence to be %d, but it is %d", e.Key, e.Expected, e.Last)
+}
+
+// Unwrap returns ErrConflict.
+func (e *ConflictError) Unwrap() error { return ErrConflict }
 
 // opError is an error with a hand-written single-line message that still
 // unwraps to a sentinel (kind) and to the underlying cause.

@@ -3,6 +3,7 @@ package pubsub
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // testLogger discards logs unless PUBSUB_TEST_LOG is set.
@@ -101,21 +104,45 @@ func startNATS(t *testing.T, jetStream bool) string {
 	return srv.ClientURL()
 }
 
-// follower runs Follow in a goroutine and exposes what it delivers.
+// rawJS is a plain JetStream client on url, for setting up and tampering
+// with streams behind the Log's back. Closed at cleanup.
+func rawJS(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// createStream creates a stream on the server at url with a throw-away connection.
+func createStream(t *testing.T, url string, cfg jetstream.StreamConfig) {
+	t.Helper()
+	if _, err := rawJS(t, url).CreateStream(testCtx(t, 5*time.Second), cfg); err != nil {
+		t.Fatalf("create stream %s: %v", cfg.Name, err)
+	}
+}
+
+// follower runs FollowDirectory in a goroutine and exposes what it delivers.
 type follower struct {
 	entries chan Entry
 	done    chan error
 	cancel  context.CancelFunc
 }
 
-// startFollow starts Follow(ctx, from) with an unbuffered-enough channel;
-// the test's cleanup stops it and waits.
+// startFollow starts FollowDirectory(ctx, from); the test's cleanup stops it
+// and waits.
 func startFollow(t *testing.T, l *Log, from uint64) *follower {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	f := &follower{entries: make(chan Entry, 1000), done: make(chan error, 1), cancel: cancel}
 	go func() {
-		f.done <- l.Follow(ctx, from, func(e Entry) error {
+		f.done <- l.FollowDirectory(ctx, from, func(e Entry) error {
 			f.entries <- e
 			return nil
 		})
@@ -125,7 +152,7 @@ func startFollow(t *testing.T, l *Log, from uint64) *follower {
 		select {
 		case <-f.done:
 		case <-time.After(25 * time.Second):
-			t.Error("Follow did not return after cancel")
+			t.Error("FollowDirectory did not return after cancel")
 		}
 	})
 	return f
@@ -142,7 +169,7 @@ func (f *follower) next(t *testing.T, n int, within time.Duration) []Entry {
 		case e := <-f.entries:
 			got = append(got, e)
 		case err := <-f.done:
-			t.Fatalf("Follow returned early after %d of %d entries: %v", len(got), n, err)
+			t.Fatalf("FollowDirectory returned early after %d of %d entries: %v", len(got), n, err)
 		case <-timer.C:
 			t.Fatalf("got %d of %d entries within %s: %+v", len(got), n, within, got)
 		}
@@ -160,7 +187,7 @@ func (f *follower) quiet(t *testing.T, d time.Duration) {
 	}
 }
 
-// stop cancels Follow and returns its result, failing if it takes over d.
+// stop cancels FollowDirectory and returns its result, failing if it takes over d.
 func (f *follower) stop(t *testing.T, d time.Duration) error {
 	t.Helper()
 	f.cancel()
@@ -169,7 +196,7 @@ func (f *follower) stop(t *testing.T, d time.Duration) error {
 		f.done <- err // let the cleanup see it too
 		return err
 	case <-time.After(d):
-		t.Fatalf("Follow did not return within %s of cancel", d)
+		t.Fatalf("FollowDirectory did not return within %s of cancel", d)
 		return nil
 	}
 }
@@ -182,25 +209,76 @@ func seqs(es []Entry) []uint64 {
 	return out
 }
 
-func mustAppend(t *testing.T, l *Log, subject, data, dedupID string) AppendResult {
+func datas(es []Entry) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = string(e.Data)
+	}
+	return out
+}
+
+func mustAdd(t *testing.T, l *Log, key, data string) AppendResult {
 	t.Helper()
-	res, err := l.Append(testCtx(t, 5*time.Second), subject, []byte(data), dedupID)
+	res, err := l.AddToDirectory(testCtx(t, 5*time.Second), key, []byte(data))
 	if err != nil {
-		t.Fatalf("Append(%q, %q): %v", subject, data, err)
+		t.Fatalf("AddToDirectory(%q, %q): %v", key, data, err)
 	}
 	return res
 }
 
-func mustLastSeq(t *testing.T, l *Log) uint64 {
+func mustAppendKeyed(t *testing.T, l *Log, key, rest, data string, o AppendOptions) AppendResult {
 	t.Helper()
-	seq, err := l.LastSeq(testCtx(t, 5*time.Second))
+	res, err := l.AppendKeyed(testCtx(t, 5*time.Second), key, rest, []byte(data), o)
 	if err != nil {
-		t.Fatalf("LastSeq: %v", err)
+		t.Fatalf("AppendKeyed(%q, %q, %q, %+v): %v", key, rest, data, o, err)
+	}
+	return res
+}
+
+// appendChain appends data... to key under rest, each expecting the
+// previous one's sequence, starting from expect; it returns the results.
+func appendChain(t *testing.T, l *Log, key, rest string, expect uint64, data ...string) []AppendResult {
+	t.Helper()
+	out := make([]AppendResult, len(data))
+	for i, d := range data {
+		out[i] = mustAppendKeyed(t, l, key, rest, d, AppendOptions{ExpectLast: expect})
+		expect = out[i].Seq
+	}
+	return out
+}
+
+func mustReadKey(t *testing.T, l *Log, key string, from uint64) ([]Entry, uint64) {
+	t.Helper()
+	var got []Entry
+	last, err := l.ReadKey(testCtx(t, 10*time.Second), key, from, func(e Entry) error {
+		got = append(got, e)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("ReadKey(%q, %d): %v", key, from, err)
+	}
+	return got, last
+}
+
+func mustDirectoryLastSeq(t *testing.T, l *Log) uint64 {
+	t.Helper()
+	seq, err := l.DirectoryLastSeq(testCtx(t, 5*time.Second))
+	if err != nil {
+		t.Fatalf("DirectoryLastSeq: %v", err)
 	}
 	return seq
 }
 
-// waitFor polls cond every 20ms until it holds or d passes.
+// flush makes sure the server has processed everything l sent so far (a
+// Live's subscriptions, say) before another connection publishes.
+func flush(t *testing.T, l *Log) {
+	t.Helper()
+	if err := l.nc.FlushTimeout(5 * time.Second); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+}
+
+// waitFor polls cond every 10ms until it holds or d passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -208,7 +286,70 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s", d, what)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// recvLive waits for n entries from lv.
+func recvLive(t *testing.T, lv *Live, n int, within time.Duration) []Entry {
+	t.Helper()
+	var got []Entry
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	for len(got) < n {
+		select {
+		case e, ok := <-lv.Entries():
+			if !ok {
+				t.Fatalf("Entries closed after %d of %d entries", len(got), n)
+			}
+			got = append(got, e)
+		case <-timer.C:
+			t.Fatalf("got %d of %d live entries within %s: %+v", len(got), n, within, got)
+		}
+	}
+	return got
+}
+
+// waitLost waits for lv's Lost signal and takes the report.
+func waitLost(t *testing.T, lv *Live, within time.Duration) (all bool, keys []string) {
+	t.Helper()
+	select {
+	case <-lv.Lost():
+	case <-time.After(within):
+		t.Fatalf("no Lost signal within %s", within)
+	}
+	return lv.TakeLost()
+}
+
+// publishBulk stores n entries on subject prefix+".<i>" with asynchronous
+// publishes in windows of 1000, bypassing AppendKeyed's one round trip per
+// entry.
+func publishBulk(t *testing.T, l *Log, subjectPrefix string, n int) {
+	t.Helper()
+	const window = 1000
+	var futures []jetstream.PubAckFuture
+	for i := range n {
+		f, err := l.js.PublishAsync(subjectPrefix+"."+strconv.Itoa(i), []byte(fmt.Sprint(i)))
+		if err != nil {
+			t.Fatalf("publish async #%d: %v", i, err)
+		}
+		futures = append(futures, f)
+		if len(futures) < window && i < n-1 {
+			continue
+		}
+		select {
+		case <-l.js.PublishAsyncComplete():
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d async publishes not acknowledged within 30s", l.js.PublishAsyncPending())
+		}
+		for _, f := range futures {
+			select {
+			case err := <-f.Err():
+				t.Fatalf("async publish to %s: %v", f.Msg().Subject, err)
+			default:
+			}
+		}
+		futures = futures[:0]
 	}
 }
 

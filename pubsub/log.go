@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -19,7 +20,7 @@ import (
 // Defaults applied by Open to zero-valued Options fields.
 const (
 	defaultStream          = "HERALD"
-	defaultSubject         = "herald.>"
+	defaultPartitions      = 1
 	defaultDuplicateWindow = 2 * time.Minute
 	defaultConnectTimeout  = 10 * time.Second
 	defaultName            = "herald"
@@ -43,13 +44,16 @@ type Options struct {
 	// Empty: no TCP listener at all (DontListen), the process connects in-process (nats.InProcessServer).
 	// Port 0 picks a free port; ClientURL reports it.
 	ListenAddr string
-	// Stream is the JetStream stream name (default "HERALD").
+	// Stream is the base name of the JetStream streams (default "HERALD"): the directory is <Stream>_ROOMS,
+	// partition k is <Stream>_P<k>, and a stream named exactly <Stream> is the legacy (pre-partition) log.
 	Stream string
-	// Subjects the stream captures (default []string{"herald.>"}).
-	Subjects []string
-	// Replicas is the stream's replica count (default 1).
+	// Partitions is the number of partition streams (default 1, at most 256). It is fixed when the log is
+	// created: Open refuses another count for an existing log (ErrLayoutConflict).
+	Partitions int
+	// Replicas is every stream's replica count (default 1).
 	Replicas int
-	// MaxMsgsPerSubject bounds how many messages each subject keeps (0 = unlimited). Per-subject retention.
+	// MaxMsgsPerSubject bounds how many messages each partition subject keeps (0 = unlimited). Per-subject
+	// retention; the directory keeps every entry.
 	MaxMsgsPerSubject int64
 	// DuplicateWindow is the JetStream de-duplication window (default 2m).
 	DuplicateWindow time.Duration
@@ -67,10 +71,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Stream == "" {
 		o.Stream = defaultStream
 	}
-	if len(o.Subjects) == 0 {
-		o.Subjects = []string{defaultSubject}
-	} else {
-		o.Subjects = append([]string(nil), o.Subjects...)
+	if o.Partitions == 0 {
+		o.Partitions = defaultPartitions
 	}
 	o.URLs = append([]string(nil), o.URLs...)
 	if o.Replicas == 0 {
@@ -91,6 +93,8 @@ func (o Options) withDefaults() (Options, error) {
 	switch {
 	case strings.ContainsAny(o.Stream, " \t\r\n.*>/\\"):
 		return o, fmt.Errorf("invalid Options.Stream %q: must not contain whitespace, '.', '*', '>' or path separators", o.Stream)
+	case o.Partitions < minPartitions || o.Partitions > maxPartitions:
+		return o, fmt.Errorf("invalid Options.Partitions %d: must be between %d and %d", o.Partitions, minPartitions, maxPartitions)
 	case o.Replicas < 0:
 		return o, fmt.Errorf("invalid Options.Replicas %d: must be >= 1", o.Replicas)
 	case o.MaxMsgsPerSubject < 0:
@@ -100,26 +104,24 @@ func (o Options) withDefaults() (Options, error) {
 	case o.ConnectTimeout < 0:
 		return o, fmt.Errorf("invalid Options.ConnectTimeout %s: must be > 0", o.ConnectTimeout)
 	}
-	for _, s := range o.Subjects {
-		if strings.TrimSpace(s) == "" {
-			return o, fmt.Errorf("invalid Options.Subjects %q: empty subject", o.Subjects)
-		}
-	}
 	return o, nil
 }
 
 // Entry is one event read from the log.
 type Entry struct {
-	Seq     uint64    // stream sequence
-	Subject string    // subject the event was appended to
-	Data    []byte    // payload as appended
-	Time    time.Time // time the stream stored it
+	Seq       uint64    // sequence in the entry's stream (directory, partition or legacy)
+	Subject   string    // the stored subject (never the herald-live one)
+	Key       string    // partition entries: the key; directory entries: the key after "herald-rooms."; legacy: ""
+	Rest      string    // partition entries: the tokens after the key ("posts", "msg.abc"); otherwise ""
+	Partition int       // partition index; -1 for directory and legacy entries
+	Data      []byte    // payload as appended
+	Time      time.Time // when the stream stored it
 }
 
 // AppendResult says where an appended event landed.
 type AppendResult struct {
 	Seq       uint64 // stream sequence of the event
-	Duplicate bool   // true when dedupID matched an earlier append in the window; Seq is the original's
+	Duplicate bool   // true when the de-duplication ID matched an earlier append in the window; Seq is the original's
 }
 
 // Keepalive of the NATS connection.
@@ -129,22 +131,32 @@ const (
 )
 
 // Log is an open connection to the event log: a NATS connection (and, in
-// embedded mode, the server it talks to) plus the JetStream stream.
+// embedded mode, the server it talks to) plus the directory and partition
+// streams.
 //
 // Create one with Open and release it with Close. Its methods are safe for
 // concurrent use.
 type Log struct {
-	opts   Options
-	log    *slog.Logger
-	where  string // human description of the server, for messages
-	srv    *server.Server
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	stream jetstream.Stream
+	opts  Options
+	lay   layout
+	log   *slog.Logger
+	where string // human description of the server, for messages
+	srv   *server.Server
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	dir   jetstream.Stream
+	parts []jetstream.Stream // index: partition
+
+	// legacy is the pre-partition stream found by Open (nil if none);
+	// hasLegacy turns false once DropLegacy deleted it.
+	legacy    jetstream.Stream
+	hasLegacy atomic.Bool
 
 	maxPerSubject int64
 	epoch         time.Time
 	clientURL     string
+
+	lives lives // every open Live, told about reconnects and slow consumers
 
 	connClosed chan struct{} // closed by the connection's ClosedHandler
 
@@ -153,12 +165,14 @@ type Log struct {
 }
 
 // Open connects to NATS (starting the embedded server first when
-// opts.URLs is empty) and creates the stream or brings its configuration in
-// line with opts. Connecting and the stream set-up are bounded by ctx and by
-// opts.ConnectTimeout.
+// opts.URLs is empty) and creates the directory and partition streams or
+// brings their configuration in line with opts. It notes whether a legacy
+// stream exists but never changes it. Connecting and the stream set-up are
+// bounded by ctx and by opts.ConnectTimeout.
 //
-// Errors are single-line and wrap ErrUnreachable, ErrJetStreamDisabled or
-// ErrStreamConflict when they are about those situations.
+// Errors are single-line and wrap ErrUnreachable, ErrJetStreamDisabled,
+// ErrStreamConflict or ErrLayoutConflict when they are about those
+// situations.
 func Open(ctx context.Context, opts Options) (*Log, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -169,6 +183,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 
 	l := &Log{
 		opts:       opts,
+		lay:        newLayout(opts.Stream, opts.Partitions),
 		log:        opts.Logger.With("component", "pubsub", "stream", opts.Stream),
 		connClosed: make(chan struct{}),
 	}
@@ -200,13 +215,15 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	if err := l.connect(ctx); err != nil {
 		return nil, err
 	}
-	if err := l.setupStream(ctx); err != nil {
+	if err := l.setupStreams(ctx); err != nil {
 		return nil, err
 	}
 	ok = true
 	l.log.Info("event log ready",
 		"server", l.where,
-		"subjects", opts.Subjects,
+		"directory", l.lay.dirStream,
+		"partitions", l.lay.partitions,
+		"legacy", l.hasLegacy.Load(),
 		"max_msgs_per_subject", l.maxPerSubject,
 		"epoch", l.epoch)
 	return l, nil
@@ -238,7 +255,7 @@ func (l *Log) connect(ctx context.Context) error {
 		nats.PingInterval(pingInterval),
 		nats.MaxPingsOutstanding(maxPingsOut),
 		// Fail publishes at once while reconnecting instead of buffering
-		// them, so Append and API requests fail fast rather than time out.
+		// them, so writes and API requests fail fast rather than time out.
 		nats.ReconnectBufSize(-1),
 		nats.RetryOnFailedConnect(false),
 		nats.DrainTimeout(closeTimeout),
@@ -251,8 +268,17 @@ func (l *Log) connect(ctx context.Context) error {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			l.log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted())
+			// Whatever was published while disconnected never reached
+			// the live subscriptions.
+			l.lives.reconnected()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil && errors.Is(err, nats.ErrSlowConsumer) {
+				if key, ok := l.lives.slowConsumer(sub); ok {
+					l.log.Warn("live entries dropped: the consumer is too slow", "key", key, "subject", sub.Subject)
+					return
+				}
+			}
 			subject := ""
 			if sub != nil {
 				subject = sub.Subject
@@ -312,99 +338,54 @@ func (l *Log) connect(ctx context.Context) error {
 	return nil
 }
 
-// Append stores data on subject and returns where it landed. A non-empty
-// dedupID is sent as the Nats-Msg-Id header: a second append with the same
-// dedupID within the stream's duplicate window is not stored again and
-// reports Duplicate with the original sequence. dedupID "" disables
-// de-duplication.
-//
-// Append fails at once, wrapping ErrUnreachable, while NATS is disconnected;
-// otherwise it waits for the stream's acknowledgement, bounded by ctx (or by
-// a 5s default when ctx has no deadline).
-func (l *Log) Append(ctx context.Context, subject string, data []byte, dedupID string) (AppendResult, error) {
-	// No connection check first: publishing fails at once while NATS is
-	// disconnected (there is no reconnect buffer), and the check would take
-	// the connection's lock once more per event, contended under load.
-	//
-	// The stream is checked in the acknowledgement rather than with an
-	// expected-stream header: without headers the server and both clients
-	// skip header handling for every event, a few percent of a replica's
-	// CPU under load.
-	var popts []jetstream.PublishOpt
-	if dedupID != "" {
-		popts = append(popts, jetstream.WithMsgID(dedupID))
-	}
-	ack, err := l.js.Publish(ctx, subject, data, popts...)
-	if err != nil {
-		if !l.nc.IsConnected() {
-			return AppendResult{}, newError(ErrUnreachable, err,
-				"append to subject %q: NATS disconnected (%s): %v", subject, l.nc.Status(), err)
-		}
-		return AppendResult{}, fmt.Errorf("append to subject %q: %w", subject, err)
-	}
-	if ack.Stream != l.opts.Stream {
-		return AppendResult{}, fmt.Errorf("append to subject %q: stored by stream %q, not %q: another stream captures the subject",
-			subject, ack.Stream, l.opts.Stream)
-	}
-	return AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
-}
-
-// LastSeq returns the stream's current last sequence (0 if the stream has
-// never stored a message).
-func (l *Log) LastSeq(ctx context.Context) (uint64, error) {
-	info, err := l.stream.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("read last sequence of stream %q: %w", l.opts.Stream, err)
-	}
-	return info.State.LastSeq, nil
-}
-
-// Health returns nil when the NATS connection is up and the stream answers
-// a StreamInfo request within ctx. Otherwise the error says which part
-// failed: "NATS disconnected ..." (wrapping ErrUnreachable) or
-// "stream HERALD unreachable: ...".
+// Health returns nil when the NATS connection is up and the directory
+// stream answers a StreamInfo request within ctx. Otherwise the error says
+// which part failed: "NATS disconnected ..." (wrapping ErrUnreachable) or
+// "stream HERALD_ROOMS unreachable: ...". The partitions are not asked: one
+// partition without a leader affects only its keys, which their writes
+// report, and should not take every replica out of service.
 func (l *Log) Health(ctx context.Context) error {
 	if !l.nc.IsConnected() {
 		return newError(ErrUnreachable, nil, "NATS disconnected (%s) from %s", l.nc.Status(), l.where)
 	}
-	if _, err := l.stream.Info(ctx); err != nil {
-		return fmt.Errorf("stream %s unreachable: %w", l.opts.Stream, err)
+	if _, err := l.dir.Info(ctx); err != nil {
+		return fmt.Errorf("stream %s unreachable: %w", l.lay.dirStream, err)
 	}
 	return nil
-}
-
-// Consumers reports how many consumers the stream has (Follow keeps one;
-// other replicas and tools add theirs).
-func (l *Log) Consumers(ctx context.Context) (int, error) {
-	info, err := l.stream.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("stream %s info: %w", l.opts.Stream, err)
-	}
-	return info.State.Consumers, nil
 }
 
 // Connected reports whether the NATS connection is currently connected.
 func (l *Log) Connected() bool { return l.nc.IsConnected() }
 
-// MaxMsgsPerSubject is the per-subject message limit in force on the stream
-// after Open, read back from the stream's configuration (0 = unlimited).
+// MaxMsgsPerSubject is the per-subject message limit in force on the
+// partition streams after Open, read back from partition 0's configuration
+// (0 = unlimited).
 func (l *Log) MaxMsgsPerSubject() int64 { return l.maxPerSubject }
 
-// Epoch is the stream's creation time as reported by the server when Open
-// ran. It identifies this incarnation of the stream: it survives restarts but
-// changes when the stream is deleted and created again, which also restarts
-// sequences.
+// Epoch identifies this incarnation of the log: the newest creation time,
+// as reported by the server when Open ran, among the directory and
+// partition streams. It survives restarts but changes when any of them is
+// deleted and created again, which also restarts its sequences, so cursors
+// from before can be refused.
 func (l *Log) Epoch() time.Time { return l.epoch }
+
+// Partitions is the number of partition streams.
+func (l *Log) Partitions() int { return l.lay.partitions }
+
+// PartitionOf is the partition that stores key's entries: FNV-1a (32 bit)
+// of key modulo Partitions. It does not validate key.
+func (l *Log) PartitionOf(key string) int { return partitionOf(key, l.lay.partitions) }
 
 // ClientURL is the "nats://host:port" URL other processes can use to reach
 // the embedded server when Options.ListenAddr is set, and "" otherwise. An
 // unspecified listen host (empty, 0.0.0.0, ::) is reported as 127.0.0.1.
 func (l *Log) ClientURL() string { return l.clientURL }
 
-// Close drains the NATS connection (at most 5s, then it is closed anyway),
-// then shuts down the embedded server, if any, and waits for it to stop.
-// Follow calls still running return an error. Close is idempotent; later
-// calls return the first call's result.
+// Close closes every Live still open (their Entries channels close), drains
+// the NATS connection (at most 5s, then it is closed anyway), then shuts down
+// the embedded server, if any, and waits for it to stop. FollowDirectory
+// calls still running return an error. Close is idempotent; later calls
+// return the first call's result.
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() { l.closeErr = l.shutdown() })
 	return l.closeErr
@@ -412,6 +393,7 @@ func (l *Log) Close() error {
 
 // shutdown releases whatever Open managed to set up.
 func (l *Log) shutdown() error {
+	l.lives.closeAll()
 	var err error
 	if l.nc != nil {
 		switch derr := l.nc.Drain(); {

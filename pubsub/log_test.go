@@ -13,60 +13,63 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-func TestAppendAndFollow(t *testing.T) {
+func TestFollowDirectory(t *testing.T) {
 	l := openEmbedded(t, Options{})
 	if l.ClientURL() != "" {
 		t.Errorf("ClientURL without ListenAddr = %q, want empty", l.ClientURL())
 	}
-	if got := mustLastSeq(t, l); got != 0 {
-		t.Fatalf("LastSeq of new stream = %d, want 0", got)
+	if got := mustDirectoryLastSeq(t, l); got != 0 {
+		t.Fatalf("DirectoryLastSeq of new log = %d, want 0", got)
 	}
-	in := []struct{ subject, data string }{
-		{"herald.a", "one"},
-		{"herald.b", "two"},
-		{"herald.a", "three"},
+	in := []struct{ key, data string }{
+		{"a", "one"},
+		{"b", "two"},
+		{"c_3", "three"},
 	}
 	for i, e := range in {
-		res := mustAppend(t, l, e.subject, e.data, "")
+		res := mustAdd(t, l, e.key, e.data)
 		if res.Seq != uint64(i+1) || res.Duplicate {
-			t.Fatalf("Append #%d = %+v, want seq %d, not duplicate", i, res, i+1)
+			t.Fatalf("AddToDirectory #%d = %+v, want seq %d, not duplicate", i, res, i+1)
 		}
+	}
+	if got := mustDirectoryLastSeq(t, l); got != 3 {
+		t.Errorf("DirectoryLastSeq = %d, want 3", got)
 	}
 
 	f := startFollow(t, l, 1)
 	got := f.next(t, 3, 5*time.Second)
 	for i, e := range got {
-		if e.Seq != uint64(i+1) || e.Subject != in[i].subject || string(e.Data) != in[i].data {
-			t.Errorf("entry %d = {%d %q %q}, want {%d %q %q}", i, e.Seq, e.Subject, e.Data, i+1, in[i].subject, in[i].data)
+		want := Entry{Seq: uint64(i + 1), Subject: "herald-rooms." + in[i].key, Key: in[i].key, Partition: -1, Data: []byte(in[i].data)}
+		if e.Seq != want.Seq || e.Subject != want.Subject || e.Key != want.Key || e.Rest != "" || e.Partition != -1 || string(e.Data) != in[i].data {
+			t.Errorf("entry %d = %+v, want %+v", i, e, want)
 		}
 		if time.Since(e.Time) > time.Minute || e.Time.After(time.Now().Add(time.Second)) {
 			t.Errorf("entry %d time %v is not the store time", i, e.Time)
 		}
 	}
 
-	// A live append after Follow caught up.
-	mustAppend(t, l, "herald.c", "live", "")
+	// A live add after FollowDirectory caught up.
+	mustAdd(t, l, "d", "live")
 	live := f.next(t, 1, 5*time.Second)[0]
-	if live.Seq != 4 || live.Subject != "herald.c" || string(live.Data) != "live" {
-		t.Errorf("live entry = {%d %q %q}, want {4 herald.c live}", live.Seq, live.Subject, live.Data)
+	if live.Seq != 4 || live.Key != "d" || string(live.Data) != "live" {
+		t.Errorf("live entry = %+v, want seq 4 key d data live", live)
 	}
 	f.quiet(t, 100*time.Millisecond)
 
 	start := time.Now()
 	if err := f.stop(t, 2*time.Second); !errors.Is(err, context.Canceled) {
-		t.Errorf("Follow after cancel = %v, want context.Canceled", err)
+		t.Errorf("FollowDirectory after cancel = %v, want context.Canceled", err)
 	}
-	t.Logf("Follow returned %s after cancel", time.Since(start))
+	t.Logf("FollowDirectory returned %s after cancel", time.Since(start))
 }
 
-func TestFollowFromSeq(t *testing.T) {
+func TestFollowDirectoryFromSeq(t *testing.T) {
 	l := openEmbedded(t, Options{})
 	for i := range 5 {
-		mustAppend(t, l, "herald.x", fmt.Sprint(i), "")
+		mustAdd(t, l, fmt.Sprint("k", i), fmt.Sprint(i))
 	}
 	tests := []struct {
 		from uint64
@@ -89,22 +92,22 @@ func TestFollowFromSeq(t *testing.T) {
 
 	t.Run("beyond end waits for new entries", func(t *testing.T) {
 		f := startFollow(t, l, 7)
-		mustAppend(t, l, "herald.x", "6", "")
+		mustAdd(t, l, "k5", "6")
 		f.quiet(t, 100*time.Millisecond)
-		mustAppend(t, l, "herald.x", "7", "")
+		mustAdd(t, l, "k6", "7")
 		if got := seqs(f.next(t, 1, 5*time.Second)); !slices.Equal(got, []uint64{7}) {
 			t.Errorf("seqs = %v, want [7]", got)
 		}
 	})
 }
 
-func TestFollowHandlerError(t *testing.T) {
+func TestFollowDirectoryHandlerError(t *testing.T) {
 	l := openEmbedded(t, Options{})
-	for range 3 {
-		mustAppend(t, l, "herald.x", "x", "")
+	for _, k := range []string{"a", "b", "c"} {
+		mustAdd(t, l, k, "x")
 	}
 	var seen []uint64
-	err := l.Follow(testCtx(t, 5*time.Second), 1, func(e Entry) error {
+	err := l.FollowDirectory(testCtx(t, 5*time.Second), 1, func(e Entry) error {
 		seen = append(seen, e.Seq)
 		if e.Seq == 2 {
 			return errStop
@@ -112,7 +115,7 @@ func TestFollowHandlerError(t *testing.T) {
 		return nil
 	})
 	if !errors.Is(err, errStop) || !strings.Contains(err.Error(), "seq 2") {
-		t.Errorf("Follow = %v, want errStop wrapped with seq 2", err)
+		t.Errorf("FollowDirectory = %v, want errStop wrapped with seq 2", err)
 	}
 	if !slices.Equal(seen, []uint64{1, 2}) {
 		t.Errorf("handler saw %v, want [1 2]", seen)
@@ -121,84 +124,31 @@ func TestFollowHandlerError(t *testing.T) {
 	// Already-cancelled context: returns at once.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := l.Follow(ctx, 1, func(Entry) error { return nil }); !errors.Is(err, context.Canceled) {
-		t.Errorf("Follow with cancelled ctx = %v, want context.Canceled", err)
-	}
-}
-
-func TestDeduplication(t *testing.T) {
-	l := openEmbedded(t, Options{})
-	first := mustAppend(t, l, "herald.a", "one", "id-1")
-	if first.Duplicate {
-		t.Fatalf("first append reported duplicate: %+v", first)
-	}
-	tests := []struct {
-		name      string
-		subject   string
-		dedupID   string
-		wantDup   bool
-		wantSeq   uint64
-		wantLastq uint64
-	}{
-		{"same id is duplicate", "herald.a", "id-1", true, first.Seq, 1},
-		{"same id other subject is duplicate", "herald.b", "id-1", true, first.Seq, 1},
-		{"new id is stored", "herald.a", "id-2", false, 2, 2},
-		{"empty id is stored", "herald.a", "", false, 3, 3},
-		{"empty id again is stored again", "herald.a", "", false, 4, 4},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			res := mustAppend(t, l, tt.subject, "again", tt.dedupID)
-			if res.Duplicate != tt.wantDup || res.Seq != tt.wantSeq {
-				t.Errorf("Append = %+v, want {Seq:%d Duplicate:%v}", res, tt.wantSeq, tt.wantDup)
-			}
-			if got := mustLastSeq(t, l); got != tt.wantLastq {
-				t.Errorf("LastSeq = %d, want %d", got, tt.wantLastq)
-			}
-		})
-	}
-}
-
-func TestMaxMsgsPerSubject(t *testing.T) {
-	l := openEmbedded(t, Options{MaxMsgsPerSubject: 2})
-	if got := l.MaxMsgsPerSubject(); got != 2 {
-		t.Fatalf("MaxMsgsPerSubject() = %d, want 2", got)
-	}
-	mustAppend(t, l, "herald.a", "a1", "")
-	mustAppend(t, l, "herald.a", "a2", "")
-	mustAppend(t, l, "herald.a", "a3", "")
-	mustAppend(t, l, "herald.b", "b1", "")
-
-	f := startFollow(t, l, 0)
-	got := f.next(t, 3, 5*time.Second)
-	f.quiet(t, 100*time.Millisecond)
-	if s := seqs(got); !slices.Equal(s, []uint64{2, 3, 4}) {
-		t.Fatalf("retained seqs = %v, want [2 3 4]", s)
-	}
-	var data []string
-	for _, e := range got {
-		data = append(data, string(e.Data))
-	}
-	if !slices.Equal(data, []string{"a2", "a3", "b1"}) {
-		t.Errorf("retained data = %v, want [a2 a3 b1]", data)
-	}
-	if got[0].Seq <= 1 {
-		t.Errorf("first retained seq = %d, want > 1", got[0].Seq)
+	if err := l.FollowDirectory(ctx, 1, func(Entry) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("FollowDirectory with cancelled ctx = %v, want context.Canceled", err)
 	}
 }
 
 func TestRestartKeepsLog(t *testing.T) {
 	dir := t.TempDir()
-	opts := Options{DataDir: dir, Logger: testLogger(), ConnectTimeout: 5 * time.Second}
+	opts := Options{DataDir: dir, Partitions: 3, Logger: testLogger(), ConnectTimeout: 5 * time.Second}
 
 	first, err := Open(testCtx(t, 10*time.Second), opts)
 	if err != nil {
 		t.Fatalf("Open #1: %v", err)
 	}
-	for i := range 3 {
-		if _, err := first.Append(testCtx(t, 5*time.Second), "herald.r", []byte(fmt.Sprint(i)), ""); err != nil {
-			t.Fatalf("Append: %v", err)
+	for _, k := range []string{"a", "b", "c"} {
+		if _, err := first.AddToDirectory(testCtx(t, 5*time.Second), k, []byte(k)); err != nil {
+			t.Fatalf("AddToDirectory: %v", err)
 		}
+	}
+	var last uint64
+	for i := range 3 {
+		res, err := first.AppendKeyed(testCtx(t, 5*time.Second), "a", "posts", []byte(fmt.Sprint(i)), AppendOptions{ExpectLast: last})
+		if err != nil {
+			t.Fatalf("AppendKeyed: %v", err)
+		}
+		last = res.Seq
 	}
 	epoch := first.Epoch()
 	if epoch.IsZero() {
@@ -212,41 +162,71 @@ func TestRestartKeepsLog(t *testing.T) {
 	}
 
 	second := openLog(t, opts)
-	if got := mustLastSeq(t, second); got != 3 {
-		t.Errorf("LastSeq after restart = %d, want 3", got)
+	if got := mustDirectoryLastSeq(t, second); got != 3 {
+		t.Errorf("DirectoryLastSeq after restart = %d, want 3", got)
 	}
 	if !second.Epoch().Equal(epoch) {
 		t.Errorf("Epoch after restart = %v, want %v", second.Epoch(), epoch)
 	}
+	got, gotLast := mustReadKey(t, second, "a", 0)
+	if d := datas(got); !slices.Equal(d, []string{"0", "1", "2"}) || gotLast != last {
+		t.Errorf("ReadKey after restart = %v (last %d), want [0 1 2] (last %d)", d, gotLast, last)
+	}
 	f := startFollow(t, second, 1)
-	got := f.next(t, 3, 5*time.Second)
-	for i, e := range got {
-		if e.Seq != uint64(i+1) || string(e.Data) != fmt.Sprint(i) {
-			t.Errorf("replayed entry %d = {%d %q}, want {%d %q}", i, e.Seq, e.Data, i+1, fmt.Sprint(i))
-		}
+	if k := f.next(t, 3, 5*time.Second); k[2].Key != "c" {
+		t.Errorf("replayed directory = %+v, want c third", k)
 	}
 }
 
 func TestStreamUpdate(t *testing.T) {
-	dir := t.TempDir()
+	url := startNATS(t, true)
+	js := rawJS(t, url)
+	tamper := func(t *testing.T, name string, change func(*jetstream.StreamConfig)) {
+		t.Helper()
+		s, err := js.Stream(testCtx(t, 5*time.Second), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := s.CachedInfo().Config
+		change(&cfg)
+		if _, err := js.UpdateStream(testCtx(t, 5*time.Second), cfg); err != nil {
+			t.Fatalf("tamper with %s: %v", name, err)
+		}
+	}
 	steps := []struct {
-		name     string
-		opts     Options
-		wantMax  int64
-		appendTo string
+		name    string
+		before  func(t *testing.T)
+		opts    Options
+		wantMax int64
 	}{
-		{"create", Options{}, 0, "herald.a"},
-		{"same options again", Options{}, 0, "herald.a"},
-		{"raise per-subject limit", Options{MaxMsgsPerSubject: 5}, 5, "herald.a"},
-		{"same limit again", Options{MaxMsgsPerSubject: 5}, 5, "herald.a"},
-		{"lower limit and add subject", Options{MaxMsgsPerSubject: 3, Subjects: []string{"herald.>", "extra.>"}, DuplicateWindow: time.Minute}, 3, "extra.x"},
-		{"back to unlimited", Options{}, 0, "herald.a"},
+		{name: "create", opts: Options{Partitions: 2}},
+		{name: "same options again", opts: Options{Partitions: 2}},
+		{name: "raise per-subject limit", opts: Options{Partitions: 2, MaxMsgsPerSubject: 5}, wantMax: 5},
+		{name: "same limit again", opts: Options{Partitions: 2, MaxMsgsPerSubject: 5}, wantMax: 5},
+		{name: "lower limit and duplicate window", opts: Options{Partitions: 2, MaxMsgsPerSubject: 3, DuplicateWindow: time.Minute}, wantMax: 3},
+		{
+			name: "republish and metadata restored",
+			before: func(t *testing.T) {
+				tamper(t, "HERALD_P1", func(c *jetstream.StreamConfig) {
+					c.RePublish = nil
+					c.Metadata = map[string]string{"operator": "kept"}
+					c.MaxMsgsPerSubject = 9
+				})
+				tamper(t, "HERALD_ROOMS", func(c *jetstream.StreamConfig) { c.MaxMsgsPerSubject = 1 })
+			},
+			opts:    Options{Partitions: 2, MaxMsgsPerSubject: 3, DuplicateWindow: time.Minute},
+			wantMax: 3,
+		},
+		{name: "back to unlimited", opts: Options{Partitions: 2}},
 	}
 	var epoch time.Time
 	for i, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
+			if st.before != nil {
+				st.before(t)
+			}
 			opts := st.opts
-			opts.DataDir = dir
+			opts.URLs = []string{url}
 			opts.Logger = testLogger()
 			l, err := Open(testCtx(t, 10*time.Second), opts)
 			if err != nil {
@@ -265,8 +245,70 @@ func TestStreamUpdate(t *testing.T) {
 			} else if !l.Epoch().Equal(epoch) {
 				t.Errorf("Epoch changed on update: %v, want %v", l.Epoch(), epoch)
 			}
-			mustAppend(t, l, st.appendTo, st.name, "")
+			checkLayoutStreams(t, js, opts)
+			if got := l.dir.CachedInfo().Config.Metadata["operator"]; got != "" {
+				t.Errorf("directory metadata operator = %q", got)
+			}
+			if i == 5 {
+				if got := l.parts[1].CachedInfo().Config.Metadata["operator"]; got != "kept" {
+					t.Errorf("partition metadata set by the operator = %q, want kept", got)
+				}
+			}
 		})
+	}
+}
+
+// checkLayoutStreams checks the configuration of every stream of the layout
+// opts asks for.
+func checkLayoutStreams(t *testing.T, js jetstream.JetStream, opts Options) {
+	t.Helper()
+	opts, err := opts.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxPer := opts.MaxMsgsPerSubject
+	if maxPer == 0 {
+		maxPer = -1
+	}
+	type want struct {
+		name      string
+		subjects  []string
+		maxPer    int64
+		republish *jetstream.RePublish
+		meta      map[string]string
+	}
+	wants := []want{{
+		name: "HERALD_ROOMS", subjects: []string{"herald-rooms.>"}, maxPer: -1,
+		meta: map[string]string{"herald.layout": "2", "herald.partitions": fmt.Sprint(opts.Partitions)},
+	}}
+	for k := range opts.Partitions {
+		wants = append(wants, want{
+			name: fmt.Sprintf("HERALD_P%d", k), subjects: []string{fmt.Sprintf("herald-p%d.>", k)}, maxPer: maxPer,
+			republish: &jetstream.RePublish{Source: fmt.Sprintf("herald-p%d.>", k), Destination: fmt.Sprintf("herald-live.p%d.>", k)},
+			meta:      map[string]string{"herald.layout": "2", "herald.partition": fmt.Sprintf("%d/%d", k, opts.Partitions)},
+		})
+	}
+	for _, w := range wants {
+		s, err := js.Stream(testCtx(t, 5*time.Second), w.name)
+		if err != nil {
+			t.Errorf("stream %s: %v", w.name, err)
+			continue
+		}
+		c := s.CachedInfo().Config
+		if !slices.Equal(c.Subjects, w.subjects) || c.MaxMsgsPerSubject != w.maxPer ||
+			c.Storage != jetstream.FileStorage || c.Retention != jetstream.LimitsPolicy || c.Discard != jetstream.DiscardOld ||
+			c.Duplicates != opts.DuplicateWindow || max(c.Replicas, 1) != opts.Replicas {
+			t.Errorf("stream %s config = subjects %v max/subject %d storage %v retention %v discard %v duplicates %s replicas %d; want subjects %v max/subject %d",
+				w.name, c.Subjects, c.MaxMsgsPerSubject, c.Storage, c.Retention, c.Discard, c.Duplicates, c.Replicas, w.subjects, w.maxPer)
+		}
+		if fmtRePublish(c.RePublish) != fmtRePublish(w.republish) {
+			t.Errorf("stream %s republish = %s, want %s", w.name, fmtRePublish(c.RePublish), fmtRePublish(w.republish))
+		}
+		for k, v := range w.meta {
+			if c.Metadata[k] != v {
+				t.Errorf("stream %s metadata %s = %q, want %q", w.name, k, c.Metadata[k], v)
+			}
+		}
 	}
 }
 
@@ -281,7 +323,7 @@ func TestListenAndExternalClient(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := tt.listenAddr(t)
-			embedded := openEmbedded(t, Options{ListenAddr: addr})
+			embedded := openEmbedded(t, Options{ListenAddr: addr, Partitions: 2})
 			url := embedded.ClientURL()
 			if !strings.HasPrefix(url, "nats://127.0.0.1:") || strings.HasSuffix(url, ":0") {
 				t.Fatalf("ClientURL() = %q, want nats://127.0.0.1:<port>", url)
@@ -291,22 +333,22 @@ func TestListenAndExternalClient(t *testing.T) {
 			}
 
 			f := startFollow(t, embedded, 1)
-			mustAppend(t, embedded, "herald.local", "from embedded", "")
+			mustAdd(t, embedded, "local", "from embedded")
 
-			external := openLog(t, Options{URLs: []string{url}, Name: "herald-test-external"})
+			external := openLog(t, Options{URLs: []string{url}, Partitions: 2, Name: "herald-test-external"})
 			if external.ClientURL() != "" {
 				t.Errorf("external ClientURL() = %q, want empty", external.ClientURL())
 			}
 			if !external.Epoch().Equal(embedded.Epoch()) {
 				t.Errorf("external Epoch %v != embedded Epoch %v", external.Epoch(), embedded.Epoch())
 			}
-			res := mustAppend(t, external, "herald.remote", "from external", "")
+			res := mustAdd(t, external, "remote", "from external")
 			if res.Seq != 2 {
-				t.Errorf("external append seq = %d, want 2", res.Seq)
+				t.Errorf("external add seq = %d, want 2", res.Seq)
 			}
 			got := f.next(t, 2, 5*time.Second)
-			if got[1].Subject != "herald.remote" || string(got[1].Data) != "from external" {
-				t.Errorf("embedded follower got %+v, want the external append second", got[1])
+			if got[1].Key != "remote" || string(got[1].Data) != "from external" {
+				t.Errorf("embedded follower got %+v, want the external add second", got[1])
 			}
 			if err := external.Health(testCtx(t, 2*time.Second)); err != nil {
 				t.Errorf("external Health = %v", err)
@@ -345,33 +387,43 @@ func TestHealth(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "NATS disconnected") || !errors.Is(err, ErrUnreachable) {
 		t.Errorf("Health while disconnected = %v, want NATS disconnected / ErrUnreachable", err)
 	}
-	_, err = external.Append(testCtx(t, 5*time.Second), "herald.x", []byte("x"), "")
-	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), `append to subject "herald.x"`) {
-		t.Errorf("Append while disconnected = %v, want ErrUnreachable", err)
+	writes := []struct {
+		name  string
+		write func() error
+		text  string
+	}{
+		{"AppendKeyed", func() error {
+			_, err := external.AppendKeyed(testCtx(t, 5*time.Second), "r", "posts", []byte("x"), AppendOptions{})
+			return err
+		}, `append to key "r" (subject "herald-p0.r.posts")`},
+		{"AddToDirectory", func() error {
+			_, err := external.AddToDirectory(testCtx(t, 5*time.Second), "r", []byte("x"))
+			return err
+		}, `add key "r" to the directory`},
+		{"ReadKey", func() error {
+			_, err := external.ReadKey(testCtx(t, 5*time.Second), "r", 0, func(Entry) error { return nil })
+			return err
+		}, `read herald-p0.r.> from stream "HERALD_P0"`},
+	}
+	for _, w := range writes {
+		if err := w.write(); !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), w.text) {
+			t.Errorf("%s while disconnected = %v, want ErrUnreachable and %q", w.name, err, w.text)
+		}
 	}
 	if d := time.Since(start); d > time.Second {
-		t.Errorf("Health+Append while disconnected took %s, want fast failure", d)
+		t.Errorf("Health and writes while disconnected took %s, want fast failure", d)
 	}
 }
 
 func TestHealthStreamGone(t *testing.T) {
 	url := startNATS(t, true)
 	l := openLog(t, Options{URLs: []string{url}})
-	nc, err := nats.Connect(url)
-	if err != nil {
+	if err := rawJS(t, url).DeleteStream(testCtx(t, 5*time.Second), "HERALD_ROOMS"); err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := js.DeleteStream(testCtx(t, 5*time.Second), "HERALD"); err != nil {
-		t.Fatal(err)
-	}
-	err = l.Health(testCtx(t, 2*time.Second))
-	if err == nil || !strings.Contains(err.Error(), "stream HERALD unreachable") {
-		t.Errorf("Health after stream deletion = %v, want stream HERALD unreachable", err)
+	err := l.Health(testCtx(t, 2*time.Second))
+	if err == nil || !strings.Contains(err.Error(), "stream HERALD_ROOMS unreachable") {
+		t.Errorf("Health after stream deletion = %v, want stream HERALD_ROOMS unreachable", err)
 	}
 }
 
@@ -387,8 +439,8 @@ func TestFollowSurvivesServerRestart(t *testing.T) {
 	external := openLog(t, Options{URLs: []string{srv1.ClientURL()}})
 
 	f := startFollow(t, external, 1)
-	mustAppend(t, srv1, "herald.x", "1", "")
-	mustAppend(t, srv1, "herald.x", "2", "")
+	mustAdd(t, srv1, "k1", "1")
+	mustAdd(t, srv1, "k2", "2")
 	if got := seqs(f.next(t, 2, 5*time.Second)); !slices.Equal(got, []uint64{1, 2}) {
 		t.Fatalf("before restart seqs = %v, want [1 2]", got)
 	}
@@ -400,8 +452,8 @@ func TestFollowSurvivesServerRestart(t *testing.T) {
 	srv2 := openLog(t, opts)
 	waitFor(t, 10*time.Second, "reconnect", external.Connected)
 
-	mustAppend(t, srv2, "herald.x", "3", "")
-	mustAppend(t, external, "herald.x", "4", "")
+	mustAdd(t, srv2, "k3", "3")
+	mustAdd(t, external, "k4", "4")
 	if got := seqs(f.next(t, 2, 15*time.Second)); !slices.Equal(got, []uint64{3, 4}) {
 		t.Fatalf("after restart seqs = %v, want [3 4]", got)
 	}
@@ -413,7 +465,7 @@ func TestFollowEndsOnClose(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	mustAppend(t, l, "herald.x", "1", "")
+	mustAdd(t, l, "k", "1")
 	f := startFollow(t, l, 1)
 	f.next(t, 1, 5*time.Second)
 	if err := l.Close(); err != nil {
@@ -422,36 +474,17 @@ func TestFollowEndsOnClose(t *testing.T) {
 	select {
 	case err := <-f.done:
 		if err == nil || errors.Is(err, context.Canceled) {
-			t.Errorf("Follow after Close = %v, want a closed-connection error", err)
+			t.Errorf("FollowDirectory after Close = %v, want a closed-connection error", err)
 		}
 		f.done <- err
 	case <-time.After(10 * time.Second):
-		t.Fatal("Follow did not return after Close")
+		t.Fatal("FollowDirectory did not return after Close")
 	}
 	if l.Connected() {
 		t.Error("Connected() after Close = true")
 	}
 	if err := l.Health(testCtx(t, time.Second)); err == nil {
 		t.Error("Health after Close = nil")
-	}
-}
-
-func TestAppendOutsideStream(t *testing.T) {
-	l := openEmbedded(t, Options{})
-	_, err := l.Append(testCtx(t, 5*time.Second), "elsewhere.x", []byte("x"), "")
-	if err == nil || !strings.Contains(err.Error(), `append to subject "elsewhere.x"`) {
-		t.Errorf("Append outside the stream's subjects = %v, want wrapped error", err)
-	}
-}
-
-func TestAppendCapturedByAnotherStream(t *testing.T) {
-	url := startNATS(t, true)
-	l := openLog(t, Options{URLs: []string{url}})
-	createStream(t, url, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}})
-	_, err := l.Append(testCtx(t, 5*time.Second), "other.x", []byte("x"), "")
-	want := `append to subject "other.x": stored by stream "OTHER", not "HERALD"`
-	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("Append to another stream's subject = %v, want %q", err, want)
 	}
 }
 
@@ -493,44 +526,65 @@ func TestOpenErrors(t *testing.T) {
 			wantText: []string{"JetStream is not enabled on the NATS server at nats://127.0.0.1:", "start nats-server with -js"},
 		},
 		{
-			name: "existing stream with memory storage",
+			name: "directory with memory storage",
 			opts: func(t *testing.T) Options {
 				url := startNATS(t, true)
-				createStream(t, url, jetstream.StreamConfig{Name: "HERALD", Subjects: []string{"herald.>"}, Storage: jetstream.MemoryStorage})
+				createStream(t, url, jetstream.StreamConfig{Name: "HERALD_ROOMS", Subjects: []string{"herald-rooms.>"}, Storage: jetstream.MemoryStorage,
+					Metadata: map[string]string{"herald.partitions": "1"}})
 				return Options{URLs: []string{url}}
 			},
 			wantIs:   ErrStreamConflict,
-			wantText: []string{`stream "HERALD" exists with a conflicting configuration: storage is memory, herald needs file`},
+			wantText: []string{`stream "HERALD_ROOMS" exists with a conflicting configuration: storage is memory, herald needs file`},
 		},
 		{
-			name: "existing stream with work-queue retention",
+			name: "partition with work-queue retention",
 			opts: func(t *testing.T) Options {
 				url := startNATS(t, true)
-				createStream(t, url, jetstream.StreamConfig{Name: "HERALD", Subjects: []string{"herald.>"}, Retention: jetstream.WorkQueuePolicy})
-				return Options{URLs: []string{url}}
+				createStream(t, url, jetstream.StreamConfig{Name: "HERALD_P1", Subjects: []string{"herald-p1.>"}, Retention: jetstream.WorkQueuePolicy})
+				return Options{URLs: []string{url}, Partitions: 2}
 			},
 			wantIs:   ErrStreamConflict,
-			wantText: []string{`stream "HERALD" exists with a conflicting configuration: retention is WorkQueue`},
+			wantText: []string{`stream "HERALD_P1" exists with a conflicting configuration: retention is WorkQueue`},
 		},
 		{
 			name: "update refused by the server",
 			opts: func(t *testing.T) Options {
 				url := startNATS(t, true)
-				createStream(t, url, jetstream.StreamConfig{Name: "HERALD", Subjects: []string{"herald.>"}, MaxAge: time.Minute, Duplicates: 30 * time.Second})
+				createStream(t, url, jetstream.StreamConfig{Name: "HERALD_P0", Subjects: []string{"herald-p0.>"}, MaxAge: time.Minute, Duplicates: 30 * time.Second})
 				return Options{URLs: []string{url}, DuplicateWindow: 5 * time.Minute}
 			},
 			wantIs:   ErrStreamConflict,
-			wantText: []string{`stream "HERALD" exists with a conflicting configuration: `, "duplicate_window 30s -> 5m0s"},
+			wantText: []string{`stream "HERALD_P0" exists with a conflicting configuration: `, "duplicate_window 30s -> 5m0s"},
 		},
 		{
-			name: "subjects taken by another stream",
+			name: "directory subjects taken by another stream",
 			opts: func(t *testing.T) Options {
 				url := startNATS(t, true)
-				createStream(t, url, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"herald.>"}})
+				createStream(t, url, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"herald-rooms.>"}})
 				return Options{URLs: []string{url}}
 			},
 			wantIs:   ErrStreamConflict,
-			wantText: []string{`stream "HERALD" cannot be created`, `overlap those of stream "OTHER"`},
+			wantText: []string{`stream "HERALD_ROOMS" cannot be created`, `overlap those of stream "OTHER"`},
+		},
+		{
+			name: "partition subjects taken by another stream",
+			opts: func(t *testing.T) Options {
+				url := startNATS(t, true)
+				createStream(t, url, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"herald-p2.room.>"}})
+				return Options{URLs: []string{url}, Partitions: 3}
+			},
+			wantIs:   ErrStreamConflict,
+			wantText: []string{`stream "HERALD_P2" cannot be created`, `overlap those of stream "OTHER"`},
+		},
+		{
+			name:     "too many partitions",
+			opts:     func(*testing.T) Options { return Options{URLs: []string{closedURL}, Partitions: 257} },
+			wantText: []string{"invalid Options.Partitions 257: must be between 1 and 256"},
+		},
+		{
+			name:     "negative partitions",
+			opts:     func(*testing.T) Options { return Options{URLs: []string{closedURL}, Partitions: -1} },
+			wantText: []string{"invalid Options.Partitions -1"},
 		},
 		{
 			name: "data dir not writable",
@@ -578,7 +632,7 @@ func TestOpenErrors(t *testing.T) {
 			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
 				t.Errorf("errors.Is(err, %v) = false", tt.wantIs)
 			}
-			for _, s := range []error{ErrUnreachable, ErrJetStreamDisabled, ErrStreamConflict} {
+			for _, s := range []error{ErrUnreachable, ErrJetStreamDisabled, ErrStreamConflict, ErrLayoutConflict} {
 				if s != tt.wantIs && errors.Is(err, s) {
 					t.Errorf("error also matches %v", s)
 				}
@@ -595,23 +649,6 @@ func TestOpenErrors(t *testing.T) {
 				t.Errorf("error shows the password: %q", err)
 			}
 		})
-	}
-}
-
-// createStream creates a stream on the server at url with a throw-away connection.
-func createStream(t *testing.T, url string, cfg jetstream.StreamConfig) {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateStream(testCtx(t, 5*time.Second), cfg); err != nil {
-		t.Fatalf("create stream %s: %v", cfg.Name, err)
 	}
 }
 

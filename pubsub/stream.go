@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,30 +19,62 @@ import (
 // overlap with an existing stream" (nats-server JSStreamSubjectOverlapErr).
 const jsErrCodeSubjectOverlap jetstream.ErrorCode = 10065
 
-// wantConfig is the stream configuration Options ask for.
-func (o Options) wantConfig() jetstream.StreamConfig {
-	maxPer := o.MaxMsgsPerSubject
-	if maxPer == 0 {
-		maxPer = -1 // JetStream spells "unlimited" as -1.
-	}
-	return jetstream.StreamConfig{
-		Name:              o.Stream,
-		Subjects:          o.Subjects,
-		Retention:         jetstream.LimitsPolicy,
-		MaxMsgsPerSubject: maxPer,
-		Storage:           jetstream.FileStorage,
-		Replicas:          o.Replicas,
-		Duplicates:        o.DuplicateWindow,
-		Discard:           jetstream.DiscardOld,
-	}
-}
-
-// setupStream creates the stream or updates an existing one to match the
-// options, then records the configuration in force.
 // streamLookupAttempt bounds one stream look-up. A JetStream request can go
 // unanswered while the cluster elects a stream leader; it is retried until
 // the start-up context ends rather than failing start-up at once.
 const streamLookupAttempt = 2 * time.Second
+
+// setupWorkers bounds how many partition streams Open sets up at once: in a
+// cluster every create waits for the meta leader, and 256 of them one after
+// another would take long, while hundreds at once would flood it.
+const setupWorkers = 8
+
+// baseConfig is the configuration every stream of the layout shares.
+func (o Options) baseConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Retention:  jetstream.LimitsPolicy,
+		Storage:    jetstream.FileStorage,
+		Replicas:   o.Replicas,
+		Duplicates: o.DuplicateWindow,
+		Discard:    jetstream.DiscardOld,
+	}
+}
+
+// directoryConfig is the directory stream's configuration: one entry per
+// key, never discarded by a per-subject limit.
+func (o Options) directoryConfig(lay *layout) jetstream.StreamConfig {
+	cfg := o.baseConfig()
+	cfg.Name = lay.dirStream
+	cfg.Subjects = []string{directoryPrefix + ">"}
+	cfg.MaxMsgsPerSubject = -1
+	cfg.Metadata = map[string]string{
+		metaLayout:     layoutVersion,
+		metaPartitions: strconv.Itoa(lay.partitions),
+	}
+	return cfg
+}
+
+// partitionConfig is partition k's configuration.
+func (o Options) partitionConfig(lay *layout, k int) jetstream.StreamConfig {
+	maxPer := o.MaxMsgsPerSubject
+	if maxPer == 0 {
+		maxPer = -1 // JetStream spells "unlimited" as -1.
+	}
+	pfx := partitionPrefix + strconv.Itoa(k)
+	cfg := o.baseConfig()
+	cfg.Name = lay.partStreams[k]
+	cfg.Subjects = []string{pfx + ".>"}
+	cfg.MaxMsgsPerSubject = maxPer
+	cfg.RePublish = &jetstream.RePublish{
+		Source:      pfx + ".>",
+		Destination: livePrefix + strconv.Itoa(k) + ".>",
+	}
+	cfg.Metadata = map[string]string{
+		metaLayout:    layoutVersion,
+		metaPartition: fmt.Sprintf("%d/%d", k, lay.partitions),
+	}
+	return cfg
+}
 
 // lookUpStream looks the stream up, retrying requests that time out.
 func (l *Log) lookUpStream(ctx context.Context, name string) (jetstream.Stream, error) {
@@ -58,27 +93,168 @@ func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat)
 }
 
-func (l *Log) setupStream(ctx context.Context) error {
-	want := l.opts.wantConfig()
-	// A concurrent replica may create the stream between our look-up and our
-	// create; loop back to the update path in that case.
-	for attempt := 0; ; attempt++ {
-		s, err := l.lookUpStream(ctx, want.Name)
+// setupStreams looks for the legacy stream, then creates or reconciles the
+// directory and the partitions, and records what is in force.
+func (l *Log) setupStreams(ctx context.Context) error {
+	legacy, err := l.lookUpStream(ctx, l.lay.base)
+	switch {
+	case err == nil:
+		l.legacy = legacy
+		l.hasLegacy.Store(true)
+		info := legacy.CachedInfo()
+		l.log.Info("found a legacy (pre-partition) event log stream; it is left alone until the migration drops it",
+			"legacy_stream", l.lay.base, "subjects", info.Config.Subjects, "messages", info.State.Msgs)
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+	default:
+		return fmt.Errorf("look up legacy stream %q on %s: %w", l.lay.base, l.where, err)
+	}
+
+	// Check the layout of whatever exists before creating anything, so that
+	// a refused Open leaves no half-made layout behind.
+	n := l.lay.partitions
+	wants := make([]jetstream.StreamConfig, n+1) // [0] directory, [k+1] partition k
+	checks := make([]func(jetstream.StreamConfig) error, n+1)
+	wants[0], checks[0] = l.opts.directoryConfig(&l.lay), l.checkDirectoryLayout
+	for k := range n {
+		wants[k+1], checks[k+1] = l.opts.partitionConfig(&l.lay, k), l.checkPartitionLayout(k)
+	}
+	found := make([]jetstream.Stream, n+1)
+	err = forEach(n+1, func(i int) error {
+		s, err := l.lookUpStream(ctx, wants[i].Name)
 		switch {
 		case err == nil:
-			return l.reconcile(ctx, s, want)
-		case !errors.Is(err, jetstream.ErrStreamNotFound):
-			return fmt.Errorf("look up stream %q on %s: %w", want.Name, l.where, err)
-		}
-		s, err = l.js.CreateStream(ctx, want)
-		if err == nil {
-			l.log.Info("created stream", "subjects", want.Subjects, "replicas", want.Replicas,
-				"max_msgs_per_subject", l.opts.MaxMsgsPerSubject, "duplicate_window", want.Duplicates)
-			l.adopt(s)
+			found[i] = s
+			have := s.CachedInfo().Config
+			if err := checks[i](have); err != nil {
+				return err
+			}
+			return unusable(have, wants[i])
+		case errors.Is(err, jetstream.ErrStreamNotFound):
 			return nil
+		default:
+			return fmt.Errorf("look up stream %q on %s: %w", wants[i].Name, l.where, err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+
+	// The directory goes first: once it exists it records the partition
+	// count, which is what later Opens are checked against.
+	streams := make([]jetstream.Stream, n+1)
+	if streams[0], err = l.ensureStream(ctx, wants[0], found[0], checks[0]); err != nil {
+		return err
+	}
+	err = forEach(n, func(k int) error {
+		var err error
+		streams[k+1], err = l.ensureStream(ctx, wants[k+1], found[k+1], checks[k+1])
+		return err
+	})
+	if err != nil {
+		return err
+	}
+
+	l.dir, l.parts = streams[0], streams[1:]
+	l.maxPerSubject = max(l.parts[0].CachedInfo().Config.MaxMsgsPerSubject, 0)
+	for _, s := range streams {
+		if c := s.CachedInfo().Created; c.After(l.epoch) {
+			l.epoch = c
+		}
+	}
+	return nil
+}
+
+// forEach runs fn(0..n-1) on at most setupWorkers goroutines, waits for all
+// of them, and returns the error of the lowest i that failed: failures
+// usually share one cause, and a message must stay on one line.
+func forEach(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(setupWorkers, n) {
+		wg.Go(func() {
+			for i := range next {
+				errs[i] = fn(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkDirectoryLayout refuses a directory stream that records another
+// partition count, or none.
+func (l *Log) checkDirectoryLayout(have jetstream.StreamConfig) error {
+	want := strconv.Itoa(l.lay.partitions)
+	got, ok := have.Metadata[metaPartitions]
+	switch {
+	case have.Metadata[metaLayout] != "" && have.Metadata[metaLayout] != layoutVersion:
+		return newError(ErrLayoutConflict, nil,
+			"stream %q records %s=%s, but this herald knows layout %s only: run a herald version that knows that layout",
+			have.Name, metaLayout, have.Metadata[metaLayout], layoutVersion)
+	case !ok:
+		return newError(ErrLayoutConflict, nil,
+			"stream %q exists but records no %s in its metadata, so it was not created by herald's partitioned event log: delete it or configure another stream name",
+			have.Name, metaPartitions)
+	case got != want:
+		return newError(ErrLayoutConflict, nil,
+			"the event log was created with %s partitions (stream %q records %s=%s), but Partitions is %d: the partition count is fixed when the log is created; start with %s partitions",
+			got, have.Name, metaPartitions, got, l.lay.partitions, got)
+	}
+	return nil
+}
+
+// checkPartitionLayout refuses a partition stream recorded as part of a
+// layout with another partition count (a directory deleted and re-created
+// by hand, say): its keys were placed by another modulus.
+func (l *Log) checkPartitionLayout(k int) func(jetstream.StreamConfig) error {
+	return func(have jetstream.StreamConfig) error {
+		want := fmt.Sprintf("%d/%d", k, l.lay.partitions)
+		if got, ok := have.Metadata[metaPartition]; ok && got != want {
+			return newError(ErrLayoutConflict, nil,
+				"stream %q records %s=%s, but the event log has %d partitions (it should be %s): its entries were placed for another partition count; delete the streams of the old layout or configure another stream name",
+				have.Name, metaPartition, got, l.lay.partitions, want)
+		}
+		return nil
+	}
+}
+
+// ensureStream creates the stream when existing is nil, or reconciles
+// existing with want. check vets a stream that turns out to exist after all.
+func (l *Log) ensureStream(ctx context.Context, want jetstream.StreamConfig, existing jetstream.Stream, check func(jetstream.StreamConfig) error) (jetstream.Stream, error) {
+	if existing != nil {
+		return l.reconcile(ctx, existing, want)
+	}
+	// A concurrent replica may create the stream between our look-up and our
+	// create; go to the update path in that case.
+	for attempt := 0; ; attempt++ {
+		s, err := l.js.CreateStream(ctx, want)
+		if err == nil {
+			l.log.Info("created stream", "name", want.Name, "subjects", want.Subjects, "replicas", want.Replicas,
+				"max_msgs_per_subject", fmtLimit(want.MaxMsgsPerSubject), "duplicate_window", want.Duplicates)
+			return s, nil
 		}
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && attempt < 2 {
-			continue
+			s, lerr := l.lookUpStream(ctx, want.Name)
+			if errors.Is(lerr, jetstream.ErrStreamNotFound) {
+				continue // deleted again in between
+			}
+			if lerr != nil {
+				return nil, fmt.Errorf("look up stream %q on %s: %w", want.Name, l.where, lerr)
+			}
+			if err := check(s.CachedInfo().Config); err != nil {
+				return nil, err
+			}
+			return l.reconcile(ctx, s, want)
 		}
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeSubjectOverlap {
@@ -86,15 +262,15 @@ func (l *Log) setupStream(ctx context.Context) error {
 			if names := l.streamsCapturing(ctx, want.Subjects); len(names) > 0 {
 				other = fmt.Sprintf("stream %q", strings.Join(names, `", "`))
 			}
-			return newError(ErrStreamConflict, err,
-				"stream %q cannot be created on %s: its subjects %s overlap those of %s (%s): remove that stream or configure different subjects",
+			return nil, newError(ErrStreamConflict, err,
+				"stream %q cannot be created on %s: its subjects %s overlap those of %s (%s): remove that stream or configure another stream name",
 				want.Name, l.where, fmtSubjects(want.Subjects), other, apiErr.Description)
 		}
 		if errors.As(err, &apiErr) {
-			return fmt.Errorf("create stream %q (subjects %s, replicas %d) on %s: the server refused: %s: %w",
+			return nil, fmt.Errorf("create stream %q (subjects %s, replicas %d) on %s: the server refused: %s: %w",
 				want.Name, fmtSubjects(want.Subjects), want.Replicas, l.where, apiErr.Description, err)
 		}
-		return fmt.Errorf("create stream %q on %s: %w", want.Name, l.where, err)
+		return nil, fmt.Errorf("create stream %q on %s: %w", want.Name, l.where, err)
 	}
 }
 
@@ -116,28 +292,14 @@ func (l *Log) streamsCapturing(ctx context.Context, subjects []string) []string 
 // reconcile checks an existing stream against want and updates the settings
 // this package owns when they differ. Settings it does not own (MaxAge,
 // MaxBytes, ...) are left as the operator set them.
-func (l *Log) reconcile(ctx context.Context, s jetstream.Stream, want jetstream.StreamConfig) error {
+func (l *Log) reconcile(ctx context.Context, s jetstream.Stream, want jetstream.StreamConfig) (jetstream.Stream, error) {
 	have := s.CachedInfo().Config
-	if have.Storage != want.Storage {
-		return newError(ErrStreamConflict, nil,
-			"stream %q exists with a conflicting configuration: storage is %s, herald needs %s (storage cannot be changed: delete the stream or configure another stream name)",
-			want.Name, strings.ToLower(have.Storage.String()), strings.ToLower(want.Storage.String()))
+	if err := unusable(have, want); err != nil {
+		return nil, err
 	}
-	if have.Retention != want.Retention {
-		return newError(ErrStreamConflict, nil,
-			"stream %q exists with a conflicting configuration: retention is %s, herald needs %s (delete the stream or configure another stream name)",
-			want.Name, have.Retention, want.Retention)
-	}
-	if have.Mirror != nil {
-		return newError(ErrStreamConflict, nil,
-			"stream %q exists with a conflicting configuration: it is a mirror of %q and cannot be written to (configure another stream name)",
-			want.Name, have.Mirror.Name)
-	}
-
 	diffs := configDiffs(have, want)
 	if len(diffs) == 0 {
-		l.adopt(s)
-		return nil
+		return s, nil
 	}
 	cfg := have
 	cfg.Subjects = want.Subjects
@@ -145,27 +307,45 @@ func (l *Log) reconcile(ctx context.Context, s jetstream.Stream, want jetstream.
 	cfg.Replicas = want.Replicas
 	cfg.Duplicates = want.Duplicates
 	cfg.Discard = want.Discard
+	cfg.RePublish = want.RePublish
+	// Keep metadata others (the server among them) put there.
+	cfg.Metadata = maps.Clone(have.Metadata)
+	if cfg.Metadata == nil {
+		cfg.Metadata = make(map[string]string, len(want.Metadata))
+	}
+	maps.Copy(cfg.Metadata, want.Metadata)
 	updated, err := l.js.UpdateStream(ctx, cfg)
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) {
-			return newError(ErrStreamConflict, err,
+			return nil, newError(ErrStreamConflict, err,
 				"stream %q exists with a conflicting configuration: %s (herald tried to change %s; update the stream by hand or change these options)",
 				want.Name, apiErr.Description, strings.Join(diffs, ", "))
 		}
-		return fmt.Errorf("update stream %q (%s) on %s: %w", want.Name, strings.Join(diffs, ", "), l.where, err)
+		return nil, fmt.Errorf("update stream %q (%s) on %s: %w", want.Name, strings.Join(diffs, ", "), l.where, err)
 	}
-	l.log.Info("updated stream configuration", "changes", strings.Join(diffs, ", "))
-	l.adopt(updated)
-	return nil
+	l.log.Info("updated stream configuration", "name", want.Name, "changes", strings.Join(diffs, ", "))
+	return updated, nil
 }
 
-// adopt records the stream handle and the configuration in force.
-func (l *Log) adopt(s jetstream.Stream) {
-	info := s.CachedInfo()
-	l.stream = s
-	l.maxPerSubject = max(info.Config.MaxMsgsPerSubject, 0)
-	l.epoch = info.Created
+// unusable refuses an existing stream whose settings herald cannot use and
+// cannot change.
+func unusable(have, want jetstream.StreamConfig) error {
+	switch {
+	case have.Storage != want.Storage:
+		return newError(ErrStreamConflict, nil,
+			"stream %q exists with a conflicting configuration: storage is %s, herald needs %s (storage cannot be changed: delete the stream or configure another stream name)",
+			want.Name, strings.ToLower(have.Storage.String()), strings.ToLower(want.Storage.String()))
+	case have.Retention != want.Retention:
+		return newError(ErrStreamConflict, nil,
+			"stream %q exists with a conflicting configuration: retention is %s, herald needs %s (delete the stream or configure another stream name)",
+			want.Name, have.Retention, want.Retention)
+	case have.Mirror != nil:
+		return newError(ErrStreamConflict, nil,
+			"stream %q exists with a conflicting configuration: it is a mirror of %q and cannot be written to (configure another stream name)",
+			want.Name, have.Mirror.Name)
+	}
+	return nil
 }
 
 // configDiffs lists, as "setting have -> want", the owned settings where
@@ -188,7 +368,26 @@ func configDiffs(have, want jetstream.StreamConfig) []string {
 	if have.Discard != want.Discard {
 		diffs = append(diffs, fmt.Sprintf("discard %s -> %s", have.Discard, want.Discard))
 	}
+	if fmtRePublish(have.RePublish) != fmtRePublish(want.RePublish) {
+		diffs = append(diffs, fmt.Sprintf("republish %s -> %s", fmtRePublish(have.RePublish), fmtRePublish(want.RePublish)))
+	}
+	for _, k := range slices.Sorted(maps.Keys(want.Metadata)) {
+		if got, ok := have.Metadata[k]; !ok || got != want.Metadata[k] {
+			diffs = append(diffs, fmt.Sprintf("metadata %s %q -> %q", k, got, want.Metadata[k]))
+		}
+	}
 	return diffs
+}
+
+func fmtRePublish(r *jetstream.RePublish) string {
+	if r == nil {
+		return "none"
+	}
+	s := r.Source + " -> " + r.Destination
+	if r.HeadersOnly {
+		s += " (headers only)"
+	}
+	return "[" + s + "]"
 }
 
 func sameSubjects(a, b []string) bool {

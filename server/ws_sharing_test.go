@@ -58,10 +58,8 @@ func TestIdenticalSubscriptionsShareOneExecution(t *testing.T) {
 	if n := r.server.ws.execs.count(); n != 1 {
 		t.Fatalf("%d executions for %d identical subscriptions, want 1", n, subscribers)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if n, err := r.log.Consumers(ctx); err != nil || n != 1 {
-		t.Fatalf("NATS consumers = %d (%v) with %d subscribers, want the replica's one", n, err, subscribers)
+	if st := r.chat.Stats(); st.LiveSubscriptions != 1 || st.RoomsHeld != 1 {
+		t.Fatalf("replica holds %+v with %d subscribers of one room, want one room and one live subscription", st, subscribers)
 	}
 
 	for i := range events {

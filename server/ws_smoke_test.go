@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"strings"
 	"testing"
 )
@@ -23,7 +24,10 @@ func TestWebSocketSubscriptionDeliversLiveMessages(t *testing.T) {
 			c := map[bool]func(string) *wsClient{false: r.dialTransport, true: r.dialLegacy}[tc.legacy]("alice")
 			c.subscribe(tc.typ, "s1", `subscription($r: ID!) { messagePosted(roomId: $r) { text room { messageCount } } }`, map[string]any{"r": room})
 			waitFor(t, "the subscription to start", func() bool { return r.members() == 1 })
-			before, _ := r.chat.Room(room)
+			before, err := r.chat.RoomStats(context.Background(), room)
+			if err != nil {
+				t.Fatal(err)
+			}
 			r.post(room, "bob", "hello "+tc.name)
 			f := c.next()
 			if f.Type != tc.next || f.ID != "s1" {

@@ -47,7 +47,6 @@ func newReplicaWith(t *testing.T, chatOpts chat.Options, tweak func(*Options)) *
 	defer cancel()
 	log, err := pubsub.Open(ctx, pubsub.Options{
 		DataDir:           t.TempDir(),
-		Subjects:          []string{chat.SubjectPrefix + ".>"},
 		MaxMsgsPerSubject: int64(chatOpts.History),
 		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -36,6 +36,8 @@ type app struct {
 
 	pprof *http.Server // nil unless --pprof
 
+	roomLoads prometheus.Histogram
+
 	stopFollowing context.CancelFunc
 	wg            sync.WaitGroup
 	serveErr      chan error
@@ -57,7 +59,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		DataDir:           cfg.DataDir,
 		ListenAddr:        cfg.NATSListen,
 		Stream:            cfg.Stream,
-		Subjects:          []string{chat.SubjectPrefix + ".>"},
+		Partitions:        cfg.Partitions,
 		Replicas:          cfg.StreamReplicas,
 		MaxMsgsPerSubject: int64(cfg.RoomHistory),
 		Logger:            logger,
@@ -75,10 +77,21 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		_ = log.Close()
 		return nil, err
 	}
+	if _, err := chat.Migrate(ctx, log, logger); err != nil {
+		_ = log.Close()
+		return nil, err
+	}
+	a.roomLoads = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "herald_room_load_seconds",
+		Help:    "Time to load a room from its entries in the log when it is first used on this replica.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	})
 	a.chat = chat.NewService(log, chat.Options{
 		History:       int(log.MaxMsgsPerSubject()),
 		ApplyTimeout:  cfg.ApplyTimeout,
 		MaxTextLength: cfg.MaxTextLength,
+		RoomCache:     cfg.RoomCache,
+		OnRoomLoad:    func(d time.Duration) { a.roomLoads.Observe(d.Seconds()) },
 		Logger:        logger,
 	})
 	followCtx, cancel := context.WithCancel(context.Background())
@@ -197,7 +210,7 @@ func (a *app) readiness(ctx context.Context) []server.Check {
 		stream.OK, stream.Detail = false, err.Error()
 	}
 	caughtUp, detail := a.chat.Ready()
-	return []server.Check{nats, stream, {Name: "readModel", OK: caughtUp, Detail: detail}}
+	return []server.Check{nats, stream, {Name: "directory", OK: caughtUp, Detail: detail}}
 }
 
 // Stop drains the replica and stops it, in this order:
@@ -267,8 +280,29 @@ func (a *app) metricsRegistry() *prometheus.Registry {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "herald_events_applied_total",
-			Help: "Event log entries applied to this replica's read model.",
+			Help: "Event log entries (room directory and held rooms) applied on this replica.",
 		}, func() float64 { return float64(a.chat.Applied()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_rooms_held",
+			Help: "Rooms this replica holds in memory.",
+		}, func() float64 { return float64(a.chat.Stats().RoomsHeld) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_room_bytes_held",
+			Help: "Estimated bytes of the rooms this replica holds (what --room-cache budgets).",
+		}, func() float64 { return float64(a.chat.Stats().BytesHeld) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "herald_room_evictions_total",
+			Help: "Rooms evicted because the rooms held exceeded --room-cache.",
+		}, func() float64 { return float64(a.chat.Stats().Evictions) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "herald_room_resyncs_total",
+			Help: "Re-syncs from the log of held rooms that missed live events.",
+		}, func() float64 { return float64(a.chat.Stats().Resyncs) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_live_subscriptions",
+			Help: "NATS subscriptions to live room subjects (one per held room).",
+		}, func() float64 { return float64(a.chat.Stats().LiveSubscriptions) }),
+		a.roomLoads,
 	)
 	return reg
 }

@@ -21,7 +21,9 @@ type config struct {
 	NATSListen      string
 	Stream          string
 	StreamReplicas  int
+	Partitions      int
 	RoomHistory     int
+	RoomCache       int64
 	Auth            string
 	MaxBodyBytes    int64
 	ApplyTimeout    time.Duration
@@ -87,7 +89,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "embedded NATS: also accept NATS clients on host:port (other replicas, the nats CLI)")
 	fs.StringVar(&c.Stream, "stream", "HERALD", "JetStream stream that holds the event log")
 	fs.IntVar(&c.StreamReplicas, "stream-replicas", 1, "replicas of the event log stream (3 on a NATS cluster)")
+	fs.IntVar(&c.Partitions, "partitions", 1, "streams the rooms are spread over, so writes spread over as many Raft groups on a NATS cluster; fixed when the log is created")
 	fs.IntVar(&c.RoomHistory, "room-history", 10000, "messages each room keeps (older ones are discarded; rooms themselves are kept)")
+	fs.Int64Var(&c.RoomCache, "room-cache", chat.DefaultRoomCache, "memory budget in bytes for the rooms this replica holds; beyond it, rooms no local subscriber watches are evicted, least recently used first")
 	fs.StringVar(&c.Auth, "auth", "dev", "authentication mode: jwt (production: signed tokens) or dev (INSECURE: trusts the X-Herald-User header)")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "jwt: HS256 shared secret (at least 32 bytes)")
 	fs.StringVar(&c.JWKSURL, "jwks-url", "", "jwt: URL of the JWK Set with the RS256/ES256 public keys (cached; refetched for unknown key ids)")
@@ -203,6 +207,12 @@ func (c config) validate() error {
 	}
 	if len(c.NATSURLs) == 0 && c.StreamReplicas != 1 {
 		bad("stream-replicas", "the embedded NATS server is a single node; use 1 or point --nats-url at a cluster")
+	}
+	if c.Partitions < 1 || c.Partitions > 256 {
+		bad("partitions", "must be between 1 and 256, got %d", c.Partitions)
+	}
+	if c.RoomCache < 1<<20 {
+		bad("room-cache", "must be at least 1048576 (1 MiB), got %d", c.RoomCache)
 	}
 	if c.RoomHistory < 1 {
 		bad("room-history", "must be at least 1, got %d", c.RoomHistory)

@@ -29,9 +29,8 @@ func startHerald(t *testing.T, tweak func(*server.Options)) string {
 	defer cancel()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	log, err := pubsub.Open(ctx, pubsub.Options{
-		DataDir:  t.TempDir(),
-		Subjects: []string{chat.SubjectPrefix + ".>"},
-		Logger:   quiet,
+		DataDir: t.TempDir(),
+		Logger:  quiet,
 	})
 	if err != nil {
 		t.Fatalf("open event log: %v", err)

@@ -4,7 +4,7 @@
 # clients subscribe and publish through nginx. See deploy/README.md.
 #
 #   a 3-node NATS cluster with JetStream (nats-server built from the version
-#       go.mod pins), the event log an R3 stream;
+#       go.mod pins), the event log R3 streams in 3 partitions;
 #   3 Herald replicas, each with --nats-url listing all three nodes;
 #   nginx (Debian's) running the shipped deploy/nginx.conf, with loopback
 #       versions of deploy/upstreams.conf and deploy/listen.conf;
@@ -16,7 +16,7 @@
 #    +6s  SIGTERM replica 1 (drain; it must exit 0)
 #   +12s  SIGKILL replica 2 (every client is now on replica 3)
 #   +18s  restart replicas 1 and 2 (same ports)
-#   +24s  SIGKILL the NATS node leading the HERALD stream (posts stall
+#   +24s  SIGKILL the NATS node leading the first room's partition stream (posts stall
 #         until JetStream elects a new leader, several seconds)
 #   +32s  restart that NATS node (same ports and store directory)
 #   +38s  SIGTERM replica 3 (its clients move to the restarted ones)
@@ -172,7 +172,8 @@ wait_nats() {
 
 clean_env=()
 while read -r var; do clean_env+=(-u "$var"); done < <(compgen -e | grep '^HERALD_' || true)
-herald_flags=(--auth dev --log-level info --nats-url "$nats_urls" --stream-replicas 3 --ws-ping-interval 5s)
+partitions=3
+herald_flags=(--auth dev --log-level info --nats-url "$nats_urls" --stream-replicas 3 --partitions "$partitions" --ws-ping-interval 5s)
 if "$bin/herald" -h 2>&1 | grep -q -- '-drain-timeout'; then
 	herald_flags+=(--drain-timeout 2s)
 else
@@ -315,7 +316,7 @@ at() {
 }
 
 schedule() {
-	local leader k
+	local leader k stream
 	at 6 || return 0
 	log "failure: SIGTERM herald1 (pid ${pid[herald1]})"
 	kill -TERM "${pid[herald1]}"
@@ -336,10 +337,13 @@ schedule() {
 	log "herald1 and herald2 are ready"
 
 	at 24 || return 0
-	leader="$("$bin/clients" leader HERALD "${mon_urls[@]}" 2>/dev/null || true)"
+	# The stream of the first room's partition: its leader's death stalls
+	# that room's posts until JetStream elects another.
+	stream="$("$bin/clients" stream-of HERALD "$partitions" "$(sed -n 2p "$work/started")")"
+	leader="$("$bin/clients" leader "$stream" "${mon_urls[@]}" 2>/dev/null || true)"
 	k=2
-	case "$leader" in nats[123]) k="${leader#nats}" ;; *) log "could not tell the stream leader; killing nats2" ;; esac
-	log "failure: SIGKILL nats$k (pid ${pid[nats$k]})${leader:+, leader of the HERALD stream}"
+	case "$leader" in nats[123]) k="${leader#nats}" ;; *) log "could not tell the leader of $stream; killing nats2" ;; esac
+	log "failure: SIGKILL nats$k (pid ${pid[nats$k]})${leader:+, leader of stream $stream}"
 	sigkill "nats$k"
 
 	at 32 || return 0

@@ -39,6 +39,8 @@ func main() {
 			os.Exit(cmdPorts(os.Args[2:]))
 		case "leader":
 			os.Exit(cmdLeader(ctx, os.Args[2:]))
+		case "stream-of":
+			os.Exit(cmdStreamOf(os.Args[2:]))
 		}
 	}
 	cfg, err := parseFlags(os.Args[1:])

@@ -223,7 +223,13 @@ func runTest(parent context.Context, cfg config) int {
 	pubStart := time.Now()
 	if ctx.Err() == nil {
 		if cfg.startedFile != "" {
-			if err := os.WriteFile(cfg.startedFile, []byte(pubStart.Format(time.RFC3339Nano)+"\n"), 0o644); err != nil {
+			// The start time, then the rooms' IDs (the driver kills the
+			// NATS node that leads the first room's partition).
+			started := pubStart.Format(time.RFC3339Nano) + "\n"
+			for _, r := range rooms {
+				started += r.id + "\n"
+			}
+			if err := os.WriteFile(cfg.startedFile, []byte(started), 0o644); err != nil {
 				logf("FAIL: write -started-file: %v", err)
 				return 1
 			}

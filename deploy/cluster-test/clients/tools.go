@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heraldhq/herald/pubsub"
 )
 
 // cmdPorts prints n distinct free ports on 127.0.0.1: all are bound at once,
@@ -36,6 +38,22 @@ func cmdPorts(args []string) int {
 		ports = append(ports, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
 	}
 	fmt.Println(strings.Join(ports, " "))
+	return 0
+}
+
+// cmdStreamOf prints the name of the partition stream that holds a room's
+// events: clients stream-of BASE PARTITIONS ROOMID.
+func cmdStreamOf(args []string) int {
+	if len(args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: clients stream-of BASE PARTITIONS ROOMID")
+		return 2
+	}
+	n, err := strconv.Atoi(args[1])
+	if err != nil || n < 1 {
+		fmt.Fprintf(os.Stderr, "clients stream-of: bad partition count %q\n", args[1])
+		return 2
+	}
+	fmt.Println(pubsub.PartitionStream(args[0], n, args[2]))
 	return 0
 }
 

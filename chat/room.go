@@ -1,0 +1,342 @@
+package chat
+
+import (
+	"cmp"
+	"slices"
+	"sort"
+	"time"
+)
+
+// roomState is one room's read model: the deterministic fold of the room's
+// events in the room's own order. The log stores a room event only after
+// its proposer judged it against the room as of the event's Prev, and only
+// if nothing was stored for the room in between (see Service.propose), so
+// every stored event is accepted; applying re-judges anyway, so that every
+// replica skips the same events should a foreign writer ever store one
+// that breaks the rules. It does no I/O and is not safe for concurrent use:
+// its heldRoom guards it.
+type roomState struct {
+	history int // posts the room's posts subject retains in the log; 0 = unlimited
+	room    Room
+	stats   RoomStats
+	// messages are the retained messages, ascending by Seq.
+	messages []*messageState
+	byID     map[string]*messageState
+	// horizon is the highest sequence of any event about a message the room
+	// no longer retains: a subscriber resuming from an older cursor would
+	// miss it.
+	horizon uint64
+	// last is the sequence of the last event applied.
+	last  uint64
+	bytes int64 // estimate of the memory held, for the cache budget
+}
+
+type messageState struct {
+	msg       Message
+	reactions []*Reaction
+	// events are the accepted events of the message in log order, so that
+	// a subscriber can resume from any cursor the room still covers.
+	events []eventRef
+	bytes  int64
+}
+
+// eventRef is one accepted event of a message.
+type eventRef struct {
+	seq uint64
+	at  int64 // unix nanoseconds
+	typ EventType
+}
+
+// roomBaseBytes is the estimated fixed cost of a held room.
+const roomBaseBytes = 1024
+
+func newRoomState(meta Room, history int) *roomState {
+	return &roomState{history: history, room: meta, byID: make(map[string]*messageState), bytes: roomBaseBytes}
+}
+
+// judge decides whether e may follow the room as it is now. It changes
+// nothing.
+func (rs *roomState) judge(e Event) *Error {
+	if err := checkActor(e.Actor); err != nil {
+		return err
+	}
+	if e.RoomID != rs.room.ID {
+		return errorf(CodeInternal, "event of room %s judged in room %s", e.RoomID, rs.room.ID)
+	}
+	switch e.Type {
+	case MessagePosted:
+		if err := checkText(e.Text); err != nil {
+			return err
+		}
+		if rs.byID[e.MessageID] != nil {
+			return errorf(CodeConflict, "message %s already exists", e.MessageID)
+		}
+		return nil
+	case MessageEdited:
+		if _, err := rs.changeable(e); err != nil {
+			return err
+		}
+		return checkText(e.Text)
+	case MessageDeleted:
+		_, err := rs.changeable(e)
+		return err
+	case ReactionToggled:
+		m := rs.byID[e.MessageID]
+		if m == nil {
+			return errorf(CodeNotFound, "message %s does not exist", e.MessageID)
+		}
+		if m.msg.Deleted {
+			return errorf(CodeConflict, "message %s was deleted", e.MessageID)
+		}
+		return checkEmoji(e.Emoji)
+	}
+	return errorf(CodeInternal, "a %s event is not a room event", e.Type)
+}
+
+// changeable finds a message that an edit or deletion by e.Actor at
+// e.Version may change.
+func (rs *roomState) changeable(e Event) (*messageState, *Error) {
+	m := rs.byID[e.MessageID]
+	switch {
+	case m == nil:
+		return nil, errorf(CodeNotFound, "message %s does not exist", e.MessageID)
+	case m.msg.Author.ID != e.Actor.ID:
+		return nil, errorf(CodeForbidden, "only the author may change message %s", e.MessageID)
+	case m.msg.Deleted:
+		return nil, errorf(CodeConflict, "message %s was deleted", e.MessageID)
+	case m.msg.Version != e.Version:
+		return nil, errorf(CodeConflict, "message %s is at version %d, not %d: refetch and retry",
+			e.MessageID, m.msg.Version, e.Version)
+	}
+	return m, nil
+}
+
+// apply folds the room's event stored at seq into the state. An event the
+// rules refuse is skipped (every replica skips it) and reported.
+func (rs *roomState) apply(seq uint64, at time.Time, e Event) *Error {
+	if seq <= rs.last {
+		return nil
+	}
+	rs.last = seq
+	if err := rs.judge(e); err != nil {
+		if e.Type != MessagePosted && rs.byID[e.MessageID] == nil {
+			// About a message the room no longer retains (or never had).
+			rs.horizon = max(rs.horizon, seq)
+		}
+		return err
+	}
+	if e.Type == MessagePosted {
+		rs.post(seq, at, e)
+		return nil
+	}
+	m := rs.byID[e.MessageID]
+	before := m.bytes
+	switch e.Type {
+	case MessageEdited:
+		m.msg.Text = e.Text
+		m.msg.Version++
+		m.msg.EditedAt = at
+	case MessageDeleted:
+		m.msg.Text = ""
+		m.msg.Deleted = true
+		m.msg.Version++
+		m.reactions = nil
+		rs.stats.MessageCount--
+	case ReactionToggled:
+		m.toggle(e.Emoji, e.Actor.ID)
+	}
+	m.msg.UpdatedSeq = seq
+	m.events = append(m.events, eventRef{seq: seq, at: at.UnixNano(), typ: e.Type})
+	m.bytes = m.size()
+	rs.bytes += m.bytes - before
+	return nil
+}
+
+func (rs *roomState) post(seq uint64, at time.Time, e Event) {
+	m := &messageState{msg: Message{
+		ID: e.MessageID, RoomID: e.RoomID, Author: e.Actor, Text: e.Text, Version: 1,
+		CreatedAt: at, Seq: seq, UpdatedSeq: seq,
+	}}
+	m.events = []eventRef{{seq: seq, at: at.UnixNano(), typ: MessagePosted}}
+	m.bytes = m.size()
+	rs.messages = append(rs.messages, m)
+	rs.byID[m.msg.ID] = m
+	rs.bytes += m.bytes
+	rs.stats.MessageCount++
+	rs.stats.LastMessageAt = at
+	rs.evict()
+}
+
+// evict drops the oldest messages beyond the room's history: the log's
+// per-subject limit has discarded their posts, so a replica loading the
+// room now would not see them either.
+func (rs *roomState) evict() {
+	if rs.history <= 0 || len(rs.messages) <= rs.history {
+		return
+	}
+	n := len(rs.messages) - rs.history
+	for _, m := range rs.messages[:n] {
+		rs.horizon = max(rs.horizon, m.msg.UpdatedSeq)
+		delete(rs.byID, m.msg.ID)
+		if !m.msg.Deleted {
+			rs.stats.MessageCount--
+		}
+		rs.bytes -= m.bytes
+	}
+	rs.messages = slices.Delete(rs.messages, 0, n)
+}
+
+// expiredBefore is the oldest cursor the room can still resume from:
+// anything older may lie before an event about a message the room no
+// longer holds. A room whose history is full may have discarded posts
+// older than its first retained one; a replica that loads such a room
+// cannot know which, so every replica assumes it did.
+func (rs *roomState) expiredBefore() uint64 {
+	floor := rs.horizon
+	if rs.history > 0 && len(rs.messages) >= rs.history {
+		floor = max(floor, rs.messages[0].msg.Seq-1)
+	}
+	return floor
+}
+
+func (m *messageState) toggle(emoji, userID string) {
+	for i, r := range m.reactions {
+		if r.Emoji != emoji {
+			continue
+		}
+		if at := slices.Index(r.UserIDs, userID); at >= 0 {
+			r.UserIDs = slices.Delete(r.UserIDs, at, at+1)
+			if len(r.UserIDs) == 0 {
+				m.reactions = slices.Delete(m.reactions, i, i+1)
+			}
+		} else {
+			r.UserIDs = append(r.UserIDs, userID)
+		}
+		return
+	}
+	m.reactions = append(m.reactions, &Reaction{Emoji: emoji, UserIDs: []string{userID}})
+}
+
+// size estimates the memory a message holds.
+func (m *messageState) size() int64 {
+	n := 192 + len(m.msg.ID) + len(m.msg.Text) + len(m.msg.Author.ID) + len(m.msg.Author.Name) + 24*cap(m.events)
+	for _, r := range m.reactions {
+		n += 64 + len(r.Emoji)
+		for _, u := range r.UserIDs {
+			n += 16 + len(u)
+		}
+	}
+	return int64(n)
+}
+
+func (m *messageState) snapshot() Message {
+	out := m.msg
+	out.Reactions = make([]Reaction, len(m.reactions))
+	for i, r := range m.reactions {
+		out.Reactions[i] = Reaction{Emoji: r.Emoji, UserIDs: slices.Clone(r.UserIDs)}
+	}
+	return out
+}
+
+// message returns a snapshot of a retained message.
+func (rs *roomState) message(id string) (Message, bool) {
+	m := rs.byID[id]
+	if m == nil {
+		return Message{}, false
+	}
+	return m.snapshot(), true
+}
+
+// postedAt returns the retained message whose post is stored at seq.
+func (rs *roomState) postedAt(seq uint64) (Message, bool) {
+	i, found := sort.Find(len(rs.messages), func(i int) int { return cmp.Compare(seq, rs.messages[i].msg.Seq) })
+	if !found {
+		return Message{}, false
+	}
+	return rs.messages[i].snapshot(), true
+}
+
+// change is what live subscribers see of the event just applied at seq.
+func (rs *roomState) change(seq uint64, at time.Time, e Event) (Change, bool) {
+	m := rs.byID[e.MessageID]
+	if m == nil {
+		return Change{}, false // evicted at once by a tiny history limit
+	}
+	snapshot := m.snapshot()
+	return Change{Seq: seq, At: at, Type: e.Type, Room: rs.room, Message: &snapshot}, true
+}
+
+// changesAfter returns the room's accepted changes after log position
+// after, in log order, each with the current snapshot of its message. It
+// refuses a position older than what the room still covers.
+func (rs *roomState) changesAfter(after uint64) ([]Change, *Error) {
+	if after < rs.expiredBefore() {
+		return nil, errorf(CodeCursorExpired,
+			"the cursor is older than the history room %s retains; refetch the room and subscribe without a cursor", rs.room.ID)
+	}
+	var changes []Change
+	for _, m := range rs.messages {
+		if m.msg.UpdatedSeq <= after {
+			continue
+		}
+		snapshot := m.snapshot()
+		for _, ev := range m.events {
+			if ev.seq > after {
+				changes = append(changes, Change{
+					Seq: ev.seq, At: time.Unix(0, ev.at).UTC(), Type: ev.typ, Room: rs.room, Message: &snapshot,
+				})
+			}
+		}
+	}
+	slices.SortFunc(changes, func(a, b Change) int { return cmp.Compare(a.Seq, b.Seq) })
+	return changes, nil
+}
+
+// page returns a page of the room's retained messages in posting order.
+func (rs *roomState) page(w Window) Page[Message] {
+	lo, hi := bounds(len(rs.messages), func(i int) uint64 { return rs.messages[i].msg.Seq }, w)
+	page := Page[Message]{TotalCount: len(rs.messages)}
+	for _, m := range rs.messages[lo:hi] {
+		page.Items = append(page.Items, m.snapshot())
+	}
+	page.HasPreviousPage, page.HasNextPage = lo > 0, hi < len(rs.messages)
+	return page
+}
+
+// Page is one slice of an ordered list.
+type Page[T any] struct {
+	Items           []T
+	HasNextPage     bool
+	HasPreviousPage bool
+	TotalCount      int
+}
+
+// Window selects a page of an ordered list by sequence: the items after
+// After and before Before (0 = unbounded), then the First of them or the
+// Last of them (exactly one of First and Last is positive).
+type Window struct {
+	After, Before uint64
+	First, Last   int
+}
+
+// bounds returns the index range [lo, hi) of a list of n items, ascending by
+// seqAt, that the window selects.
+func bounds(n int, seqAt func(int) uint64, w Window) (lo, hi int) {
+	lo, hi = 0, n
+	if w.After > 0 {
+		lo = sort.Search(n, func(i int) bool { return seqAt(i) > w.After })
+	}
+	if w.Before > 0 {
+		hi = sort.Search(n, func(i int) bool { return seqAt(i) >= w.Before })
+	}
+	if hi < lo {
+		hi = lo
+	}
+	switch {
+	case w.First > 0 && hi-lo > w.First:
+		hi = lo + w.First
+	case w.Last > 0 && hi-lo > w.Last:
+		lo = hi - w.Last
+	}
+	return lo, hi
+}

@@ -1,0 +1,475 @@
+package chat
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/pubsub"
+)
+
+// heldRoom is a room this replica holds: loaded from the room's own
+// entries, then kept current from its live entries.
+type heldRoom struct {
+	id    string
+	ready chan struct{} // closed once the first load ended
+	// loadErr is why the first load failed; written before ready is closed.
+	loadErr error
+
+	mu sync.Mutex
+	st *roomState // nil until loaded
+	// early holds live entries that arrived while the room was loading.
+	early   []pubsub.Entry
+	applied chan struct{} // closed and replaced after every applied event
+	evicted bool          // set under the cache's lock and mu: apply nothing more
+
+	// propose serialises this replica's commands on the room: each judges
+	// the room as the previous one left it.
+	propose sync.Mutex
+
+	// Guarded by the cache's lock.
+	refs int           // local users: subscriptions, commands and queries in flight
+	elem *list.Element // position in the eviction order while refs is 0
+}
+
+// roomCache is the set of rooms held, with an eviction order of the ones
+// nobody uses.
+type roomCache struct {
+	mu    sync.Mutex
+	held  map[string]*heldRoom
+	idle  *list.List   // rooms with refs 0, least recently used first
+	bytes atomic.Int64 // estimated, over every held room
+}
+
+func newRoomCache() roomCache {
+	return roomCache{held: make(map[string]*heldRoom), idle: list.New()}
+}
+
+func (c *roomCache) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.held)
+}
+
+func (c *roomCache) get(id string) *heldRoom {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.held[id]
+}
+
+// withRoom runs read with the room's state, loading the room if needed.
+func (s *Service) withRoom(ctx context.Context, roomID string, read func(*roomState)) error {
+	h, err := s.acquire(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	defer s.release(h)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	read(h.st)
+	return nil
+}
+
+// acquire returns the held room, loading it first if this replica does not
+// hold it. The room is not evicted until release.
+func (s *Service) acquire(ctx context.Context, roomID string) (*heldRoom, error) {
+	meta, ok, err := s.LookupRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errorf(CodeNotFound, "room %q does not exist", roomID)
+	}
+	s.rooms.mu.Lock()
+	h := s.rooms.held[roomID]
+	load := h == nil
+	if load {
+		h = &heldRoom{id: roomID, ready: make(chan struct{}), applied: make(chan struct{})}
+		// Live entries are subscribed to before the room is read, so that
+		// every entry stored after the read is delivered live.
+		if err := s.live.Add(roomID); err != nil {
+			s.rooms.mu.Unlock()
+			s.opts.Logger.Warn("subscribing to a room's live entries failed", "room", roomID, "err", err)
+			return nil, errorf(CodeUnavailable, "room %s cannot be loaded now; retry later", roomID)
+		}
+		s.rooms.held[roomID] = h
+	}
+	h.refs++
+	if h.elem != nil {
+		s.rooms.idle.Remove(h.elem)
+		h.elem = nil
+	}
+	s.rooms.mu.Unlock()
+
+	if load {
+		s.load(ctx, h, meta)
+	} else {
+		select {
+		case <-h.ready:
+		case <-ctx.Done():
+			s.release(h)
+			return nil, errorf(CodeUnavailable, "room %s is still loading; retry shortly", roomID)
+		}
+	}
+	if h.loadErr != nil {
+		s.release(h)
+		return nil, h.loadErr
+	}
+	return h, nil
+}
+
+// release ends one use of a held room; a room nobody uses becomes
+// evictable.
+func (s *Service) release(h *heldRoom) {
+	s.rooms.mu.Lock()
+	h.refs--
+	if h.refs == 0 && s.rooms.held[h.id] == h {
+		h.elem = s.rooms.idle.PushBack(h)
+	}
+	s.rooms.mu.Unlock()
+	s.evictOverBudget()
+}
+
+// load reads the room from its entries, then applies what arrived live
+// meanwhile. Whoever waits for the room is woken when it ends.
+func (s *Service) load(ctx context.Context, h *heldRoom, meta Room) {
+	start := time.Now()
+	// Loading serves every waiter, not only the caller that started it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ApplyTimeout)
+	defer cancel()
+	st := newRoomState(meta, s.opts.History)
+	_, err := s.log.ReadKey(ctx, h.id, 0, func(e pubsub.Entry) error {
+		s.foldLogged(st, e)
+		return nil
+	})
+	if err != nil {
+		s.opts.Logger.Warn("loading a room failed", "room", h.id, "err", err)
+		h.loadErr = errorf(CodeUnavailable, "room %s cannot be loaded now (the event log is unavailable); retry later", h.id)
+		s.rooms.mu.Lock()
+		if s.rooms.held[h.id] == h {
+			delete(s.rooms.held, h.id)
+			s.live.Remove(h.id)
+		}
+		s.rooms.mu.Unlock()
+		close(h.ready)
+		return
+	}
+	h.mu.Lock()
+	h.st = st
+	s.rooms.bytes.Add(st.bytes)
+	early := h.early
+	h.early = nil
+	for _, e := range early {
+		s.applyLiveLocked(h, e)
+	}
+	h.mu.Unlock()
+	close(h.ready)
+	s.loadsN.Add(1)
+	if s.opts.OnRoomLoad != nil {
+		s.opts.OnRoomLoad(time.Since(start))
+	}
+	// In a NATS cluster, interest in the room's live entries reaches the
+	// stream's leader a moment after the subscription: read the room once
+	// more then, so an entry stored in that moment is not missed.
+	s.resyncer.schedule(h.id, time.Now().Add(time.Second))
+}
+
+// foldLogged applies an entry read from the log, in the log's order: the
+// log is authoritative, so a chain broken by retention is not a gap.
+func (s *Service) foldLogged(st *roomState, e pubsub.Entry) {
+	if e.Seq <= st.last {
+		return
+	}
+	ev, bad := decodeRoomEvent(e.Key, e.Rest, e.Data)
+	if bad != nil {
+		st.last = e.Seq
+		s.opts.Logger.Warn("skipped a malformed room entry", "room", e.Key, "seq", e.Seq, "err", bad)
+		return
+	}
+	if err := st.apply(e.Seq, entryTime(e, ev), ev); err != nil {
+		s.opts.Logger.Warn("skipped a room event the rules refuse", "room", e.Key, "seq", e.Seq, "err", err)
+	}
+}
+
+func entryTime(e pubsub.Entry, ev Event) time.Time {
+	if ev.At != 0 {
+		return time.Unix(0, ev.At).UTC()
+	}
+	return e.Time
+}
+
+// dispatch applies live entries to the rooms they belong to and re-syncs
+// rooms that may have missed some, until ctx ends.
+func (s *Service) dispatch(ctx context.Context) {
+	entries, lost := s.live.Entries(), s.live.Lost()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-entries:
+			if !ok {
+				return
+			}
+			if s.liveFilter != nil && !s.liveFilter(e) {
+				continue
+			}
+			s.applyLive(e)
+		case <-lost:
+			s.handleLost()
+		}
+	}
+}
+
+func (s *Service) applyLive(e pubsub.Entry) {
+	h := s.rooms.get(e.Key)
+	if h == nil {
+		return // evicted since; nothing to keep current
+	}
+	h.mu.Lock()
+	if h.st == nil {
+		h.early = append(h.early, e)
+	} else {
+		s.applyLiveLocked(h, e)
+	}
+	h.mu.Unlock()
+	s.evictOverBudget()
+}
+
+// applyLiveLocked applies a live entry if it follows the room's last event;
+// otherwise the room missed something and is re-synced from the log.
+// Callers hold h.mu.
+func (s *Service) applyLiveLocked(h *heldRoom, e pubsub.Entry) {
+	if h.evicted || e.Seq <= h.st.last {
+		return
+	}
+	ev, bad := decodeRoomEvent(e.Key, e.Rest, e.Data)
+	if bad != nil || ev.Prev != h.st.last {
+		// A gap (or an entry only the log's order can place): the re-sync
+		// reads everything after the room's last event, this one included.
+		s.resyncer.schedule(h.id, time.Now())
+		return
+	}
+	s.applyEventLocked(h, e.Seq, entryTime(e, ev), ev)
+}
+
+// applyEventLocked folds an event into a held room, tells its subscribers
+// and wakes whoever waits for it. Subscribers are told under h.mu, so they
+// see the room's events in order whichever goroutine applies them.
+func (s *Service) applyEventLocked(h *heldRoom, seq uint64, at time.Time, ev Event) {
+	before := h.st.bytes
+	err := h.st.apply(seq, at, ev)
+	s.rooms.bytes.Add(h.st.bytes - before)
+	s.appliedN.Add(1)
+	if err != nil {
+		s.opts.Logger.Warn("skipped a room event the rules refuse", "room", h.id, "seq", seq, "err", err)
+	} else if topic := RoomTopic(h.id); s.hub.watched(topic) {
+		if c, ok := h.st.change(seq, at, ev); ok {
+			s.hub.publish(topic, c)
+		}
+	}
+	close(h.applied)
+	h.applied = make(chan struct{})
+}
+
+// resyncRoom reads a held room's entries after its last applied one.
+func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
+	h := s.rooms.get(roomID)
+	if h == nil {
+		return nil
+	}
+	select {
+	case <-h.ready:
+	default:
+		return errors.New("still loading") // retried later
+	}
+	if h.loadErr != nil {
+		return nil
+	}
+	h.mu.Lock()
+	from := h.st.last + 1
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
+	applied := 0
+	_, err := s.log.ReadKey(ctx, roomID, from, func(e pubsub.Entry) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.evicted || e.Seq <= h.st.last {
+			return nil
+		}
+		ev, bad := decodeRoomEvent(e.Key, e.Rest, e.Data)
+		if bad != nil {
+			h.st.last = e.Seq
+			s.opts.Logger.Warn("skipped a malformed room entry", "room", e.Key, "seq", e.Seq, "err", bad)
+			return nil
+		}
+		s.applyEventLocked(h, e.Seq, entryTime(e, ev), ev)
+		applied++
+		return nil
+	})
+	if err != nil {
+		s.opts.Logger.Warn("re-syncing a room failed; retrying", "room", roomID, "err", err)
+		return err
+	}
+	if applied > 0 {
+		s.resyncsN.Add(1)
+		s.opts.Logger.Info("re-synced a room that missed live events", "room", roomID, "events", applied)
+	}
+	return nil
+}
+
+// handleLost re-syncs the rooms whose live entries may have been lost. After
+// a reconnect that is every room: the watched ones are re-synced, the others
+// simply dropped (they are loaded afresh when next used).
+func (s *Service) handleLost() {
+	all, keys := s.live.TakeLost()
+	now := time.Now()
+	if !all {
+		for _, id := range keys {
+			s.resyncer.schedule(id, now)
+		}
+		return
+	}
+	s.rooms.mu.Lock()
+	var watched []string
+	for id, h := range s.rooms.held {
+		if h.refs == 0 {
+			s.dropLocked(h)
+		} else {
+			watched = append(watched, id)
+		}
+	}
+	s.rooms.mu.Unlock()
+	for _, id := range watched {
+		s.resyncer.schedule(id, now)
+	}
+}
+
+// evictOverBudget evicts idle rooms, least recently used first, while the
+// rooms held exceed the budget.
+func (s *Service) evictOverBudget() {
+	if s.rooms.bytes.Load() <= s.opts.RoomCache {
+		return
+	}
+	s.rooms.mu.Lock()
+	defer s.rooms.mu.Unlock()
+	for s.rooms.bytes.Load() > s.opts.RoomCache {
+		oldest := s.rooms.idle.Front()
+		if oldest == nil {
+			return // everything held is in use
+		}
+		s.dropLocked(oldest.Value.(*heldRoom))
+		s.evictions.Add(1)
+	}
+}
+
+// dropLocked stops holding an idle room. Callers hold s.rooms.mu.
+func (s *Service) dropLocked(h *heldRoom) {
+	if h.elem != nil {
+		s.rooms.idle.Remove(h.elem)
+		h.elem = nil
+	}
+	delete(s.rooms.held, h.id)
+	s.live.Remove(h.id)
+	h.mu.Lock()
+	h.evicted = true
+	if h.st != nil {
+		s.rooms.bytes.Add(-h.st.bytes)
+	}
+	h.mu.Unlock()
+}
+
+// waitApplied waits until the held room has applied seq. An entry that does
+// not arrive live soon is read from the log.
+func (s *Service) waitApplied(ctx context.Context, h *heldRoom, seq uint64) error {
+	nudge := time.NewTimer(liveGrace)
+	defer nudge.Stop()
+	for {
+		h.mu.Lock()
+		reached, wake := h.st.last >= seq, h.applied
+		h.mu.Unlock()
+		if reached {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-nudge.C:
+			s.resyncer.schedule(h.id, time.Now())
+			nudge.Reset(liveGrace)
+		case <-ctx.Done():
+			return errorf(CodeUnavailable,
+				"the event was stored (sequence %d) but this replica has not applied it yet; retry the read shortly", seq)
+		}
+	}
+}
+
+// liveGrace is how long a replica waits for an entry it knows was stored to
+// arrive live before it reads it from the log.
+const liveGrace = 200 * time.Millisecond
+
+// resyncer re-reads rooms from the log, each when it is due, one at a time.
+type resyncer struct {
+	mu   sync.Mutex
+	due  map[string]time.Time
+	wake chan struct{}
+}
+
+func newResyncer() *resyncer {
+	return &resyncer{due: make(map[string]time.Time), wake: make(chan struct{}, 1)}
+}
+
+// schedule asks for the room to be re-read at at, or earlier if it already
+// is due earlier.
+func (r *resyncer) schedule(roomID string, at time.Time) {
+	r.mu.Lock()
+	if old, ok := r.due[roomID]; !ok || at.Before(old) {
+		r.due[roomID] = at
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run re-reads due rooms until ctx ends; a failed re-read is retried a
+// second later.
+func (r *resyncer) run(ctx context.Context, resync func(context.Context, string) error) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for ctx.Err() == nil {
+		id, wait := r.next()
+		if id != "" {
+			if err := resync(ctx, id); err != nil && ctx.Err() == nil {
+				r.schedule(id, time.Now().Add(time.Second))
+			}
+			continue
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// next returns a room that is due, or how long until the next one is.
+func (r *resyncer) next() (string, time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	wait := time.Hour
+	for id, at := range r.due {
+		if !at.After(now) {
+			delete(r.due, id)
+			return id, 0
+		}
+		wait = min(wait, at.Sub(now))
+	}
+	return "", wait
+}

@@ -1,0 +1,348 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// JetStream API error codes for a failed expected-last-sequence check
+// (nats-server jetstream_errors_generated.go).
+const (
+	// jsErrCodeWrongLastSeq is JSStreamWrongLastSequenceErrF, "wrong last
+	// sequence: {seq}", carrying the actual last sequence.
+	jsErrCodeWrongLastSeq jetstream.ErrorCode = 10071
+	// jsErrCodeWrongLastSeqConstant is JSStreamWrongLastSequenceConstantErr,
+	// "wrong last sequence", which a clustered stream answers while another
+	// expected-write on the same subject is being proposed.
+	jsErrCodeWrongLastSeqConstant jetstream.ErrorCode = 10164
+)
+
+// wrongLastSeqPrefix starts the description of jsErrCodeWrongLastSeq.
+const wrongLastSeqPrefix = "wrong last sequence: "
+
+// Reading a key or the legacy stream.
+const (
+	// readBatch is how many entries one pull request asks for.
+	readBatch = 2048
+	// readInactiveThreshold lets the server remove a read consumer whose
+	// clean-up never came (the process died mid-read).
+	readInactiveThreshold = time.Minute
+	// readMaxEmptyBatches bounds pull requests in a row that brought nothing
+	// although the consumer said entries were pending.
+	readMaxEmptyBatches = 3
+)
+
+// Retrying AddToDirectory while another add of the same key is in flight.
+const (
+	addRetryFirst = 5 * time.Millisecond
+	addRetryMax   = 100 * time.Millisecond
+)
+
+// wrongLastSeq reports whether err is the server refusing an expected last
+// sequence; last is the sequence it reported, if it did (lastKnown).
+func wrongLastSeq(err error) (last uint64, lastKnown, ok bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return 0, false, false
+	}
+	switch apiErr.ErrorCode {
+	case jsErrCodeWrongLastSeq:
+		num, found := strings.CutPrefix(apiErr.Description, wrongLastSeqPrefix)
+		if !found {
+			return 0, false, true
+		}
+		n, perr := strconv.ParseUint(num, 10, 64)
+		if perr != nil {
+			return 0, false, true
+		}
+		return n, true, true
+	case jsErrCodeWrongLastSeqConstant:
+		return 0, false, true
+	}
+	return 0, false, false
+}
+
+// publish stores data on subject and checks that stream stored it. what
+// describes the write for error messages; it is called only on failure, so
+// that a successful write formats nothing. Errors from the server are
+// wrapped with %w so callers can inspect them.
+//
+// There is no connection check first: publishing fails at once while NATS is
+// disconnected (there is no reconnect buffer), and the check would take the
+// connection's lock once more per event, contended under load.
+//
+// The stream is checked in the acknowledgement rather than with an
+// expected-stream header, which would cost every event a header the server
+// has to parse.
+func (l *Log) publish(ctx context.Context, what func() string, subject, stream string, data []byte,
+	popts ...jetstream.PublishOpt,
+) (*jetstream.PubAck, error) {
+	ack, err := l.js.Publish(ctx, subject, data, popts...)
+	if err != nil {
+		if !l.nc.IsConnected() {
+			return nil, newError(ErrUnreachable, err, "%s: NATS disconnected (%s): %v", what(), l.nc.Status(), err)
+		}
+		return nil, err
+	}
+	if ack.Stream != stream {
+		return nil, fmt.Errorf("%s: stored by stream %q, not %q: another stream captures subject %q",
+			what(), ack.Stream, stream, subject)
+	}
+	return ack, nil
+}
+
+// AddToDirectory stores the directory entry of key (subject
+// herald-rooms.<key>) unless key already has one. A key has at most one
+// directory entry, ever: when it has one, the error wraps ErrKeyExists, and
+// of two callers racing to add the same key exactly one succeeds.
+//
+// There is no de-duplication: a retry after an add whose outcome was unknown
+// (a timeout) reports ErrKeyExists when the first attempt did store it;
+// read the directory to tell.
+//
+// AddToDirectory fails at once, wrapping ErrUnreachable, while NATS is
+// disconnected; otherwise it waits for the stream's acknowledgement, bounded
+// by ctx (or by a 5s default when ctx has no deadline).
+func (l *Log) AddToDirectory(ctx context.Context, key string, data []byte) (AppendResult, error) {
+	if err := checkKey(key); err != nil {
+		return AppendResult{}, fmt.Errorf("add key to the directory: %w", err)
+	}
+	subject := directoryPrefix + key
+	what := func() string { return fmt.Sprintf("add key %q to the directory", key) }
+	wait := addRetryFirst
+	for {
+		ack, err := l.publish(ctx, what, subject, l.lay.dirStream, data, jetstream.WithExpectLastSequencePerSubject(0))
+		if err == nil {
+			return AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+		}
+		last, lastKnown, conflict := wrongLastSeq(err)
+		switch {
+		case conflict && lastKnown:
+			return AppendResult{}, newError(ErrKeyExists, err, "%s: the key already has an entry (seq %d)", what(), last)
+		case conflict:
+			// A clustered stream refuses an add while another add of the
+			// same key is being proposed, before knowing whether that one
+			// succeeds: ask again until there is an answer, so that exactly
+			// one of the racing callers wins.
+			timer := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return AppendResult{}, fmt.Errorf("%s: another add of the key was in flight and ctx ended before it settled: %w", what(), ctx.Err())
+			case <-timer.C:
+			}
+			wait = min(2*wait, addRetryMax)
+		case errors.Is(err, ErrUnreachable):
+			return AppendResult{}, err
+		default:
+			return AppendResult{}, fmt.Errorf("%s: %w", what(), err)
+		}
+	}
+}
+
+// DirectoryLastSeq returns the directory stream's last sequence (0 if it has
+// never stored an entry).
+func (l *Log) DirectoryLastSeq(ctx context.Context) (uint64, error) {
+	info, err := l.dir.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read last sequence of stream %q: %w", l.lay.dirStream, err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// AppendOptions are AppendKeyed's options.
+type AppendOptions struct {
+	// DedupID is sent as the Nats-Msg-Id header: a second append with the
+	// same DedupID within the duplicate window is not stored again and
+	// reports Duplicate with the original sequence. "" = no de-duplication.
+	DedupID string
+	// ExpectLast is the key's last sequence over all its subjects; 0 means
+	// the key has no entries yet.
+	ExpectLast uint64
+}
+
+// AppendKeyed stores data on subject herald-p<k>.<key>.<rest> of key's
+// partition k, provided key's last sequence over all its subjects
+// (herald-p<k>.<key>.>) is o.ExpectLast. Otherwise it stores nothing and
+// returns a *ConflictError (wrapping ErrConflict). Keys are independent: a
+// write to another key of the same partition is no conflict.
+//
+// The expected-sequence check and de-duplication interact, and how depends
+// on the server. A stream on a single, non-clustered server (the embedded
+// one) checks the expected sequence first: a retry with the same DedupID and
+// the same, now stale, ExpectLast gets a *ConflictError (Last = the retried
+// append's own sequence, if nothing came after it), and only a retry with
+// ExpectLast set to the key's current last reports Duplicate. A clustered
+// stream de-duplicates first, so there the retry reports Duplicate at once,
+// or, while the original is still being proposed, fails with "duplicate
+// message id is in process" (JetStream error code 10158, not a conflict).
+// A clustered stream also refuses an expected-write while another one on the
+// same key is being proposed: a *ConflictError whose Last is 0.
+//
+// AppendKeyed fails at once, wrapping ErrUnreachable, while NATS is
+// disconnected; otherwise it waits for the stream's acknowledgement, bounded
+// by ctx (or by a 5s default when ctx has no deadline).
+func (l *Log) AppendKeyed(ctx context.Context, key, rest string, data []byte, o AppendOptions) (AppendResult, error) {
+	if err := checkKey(key); err != nil {
+		return AppendResult{}, fmt.Errorf("append to key: %w", err)
+	}
+	if err := checkRest(rest); err != nil {
+		return AppendResult{}, fmt.Errorf("append to key %q: %w", key, err)
+	}
+	k := l.PartitionOf(key)
+	subject := l.lay.keySubject(k, key, rest)
+	popts := make([]jetstream.PublishOpt, 0, 2)
+	popts = append(popts, jetstream.WithExpectLastSequenceForSubject(o.ExpectLast, l.lay.keyFilter(k, key)))
+	if o.DedupID != "" {
+		popts = append(popts, jetstream.WithMsgID(o.DedupID))
+	}
+	what := func() string { return fmt.Sprintf("append to key %q (subject %q)", key, subject) }
+	ack, err := l.publish(ctx, what, subject, l.lay.partStreams[k], data, popts...)
+	if err != nil {
+		if last, lastKnown, conflict := wrongLastSeq(err); conflict {
+			return AppendResult{}, &ConflictError{Key: key, Expected: o.ExpectLast, Last: last, lastKnown: lastKnown}
+		}
+		if errors.Is(err, ErrUnreachable) {
+			return AppendResult{}, err
+		}
+		return AppendResult{}, fmt.Errorf("%s: %w", what(), err)
+	}
+	return AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// ReadKey calls fn, in order and one at a time, for every retained entry of
+// key (every subject herald-p<k>.<key>.>) with Seq >= fromSeq (0 or 1 = from
+// the first), up to at least the key's last entry when ReadKey started. It
+// returns the Seq of the last entry passed to fn (0 if none). A key without
+// entries costs two requests (create and delete a consumer).
+//
+// If fn returns an error, ReadKey returns it wrapped with the sequence, and
+// the sequence of the last entry fn accepted.
+func (l *Log) ReadKey(ctx context.Context, key string, fromSeq uint64, fn func(Entry) error) (last uint64, err error) {
+	if err := checkKey(key); err != nil {
+		return 0, fmt.Errorf("read key: %w", err)
+	}
+	k := l.PartitionOf(key)
+	return l.read(ctx, l.parts[k], l.lay.partStreams[k], l.lay.keyFilter(k, key), fromSeq, partitionEntry, fn)
+}
+
+// read calls fn for the entries of stream matching filter ("" = all) from
+// fromSeq on, up to at least the last one when read started, and returns the
+// last sequence passed to fn.
+//
+// It uses an ephemeral pull consumer configured like nats.go's ordered
+// consumer (no acks, one replica, in memory), drained with no-wait pull
+// requests: each request returns at once with what is there, so the end of
+// the entries is noticed without waiting for an expiry, and every network
+// wait is bounded. The consumer says at creation how many entries match;
+// read stops when it has delivered that many, or when an entry says none
+// are pending after it (retention may have discarded some meanwhile).
+// nats.go's ordered consumer is not used: every fetch on it creates a new
+// consumer and deletes the old one from a goroutine of its own.
+func (l *Log) read(ctx context.Context, stream jetstream.Stream, name, filter string, fromSeq uint64,
+	toEntry entryMaker, fn func(Entry) error,
+) (uint64, error) {
+	what := fmt.Sprintf("read stream %q", name)
+	if filter != "" {
+		what = fmt.Sprintf("read %s from stream %q", filter, name)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	cfg := jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		FilterSubject:     filter,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: readInactiveThreshold,
+	}
+	if fromSeq > 1 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = fromSeq
+	}
+	cons, err := stream.CreateConsumer(ctx, cfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, l.requestErr(err, "%s: create consumer", what)
+	}
+	defer l.deleteConsumer(ctx, name, cons)
+
+	pending := cons.CachedInfo().NumPending
+	var last, delivered, dseq uint64
+	for empty := 0; pending > 0; {
+		batch, err := cons.FetchNoWait(int(min(max(pending-delivered, 1), readBatch)))
+		if err != nil {
+			return last, l.requestErr(err, "%s after seq %d: pull", what, last)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			md, err := msg.Metadata()
+			if err != nil {
+				return last, fmt.Errorf("%s after seq %d: read message metadata: %w", what, last, err)
+			}
+			if md.Sequence.Consumer != dseq+1 {
+				// Nothing is acknowledged or redelivered, so a jump means
+				// an entry was lost on the way. Do not hand out a gap.
+				return last, fmt.Errorf("%s after seq %d: delivery %d arrived after %d: an entry was lost in transit; read again",
+					what, last, md.Sequence.Consumer, dseq)
+			}
+			dseq = md.Sequence.Consumer
+			n++
+			delivered++
+			seq := md.Sequence.Stream
+			if err := fn(toEntry(msg.Subject(), seq, msg.Data(), md.Timestamp)); err != nil {
+				return last, fmt.Errorf("%s: handle seq %d: %w", what, seq, err)
+			}
+			last = seq
+			if delivered >= pending || md.NumPending == 0 {
+				return last, nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			if ctx.Err() != nil {
+				return last, ctx.Err()
+			}
+			return last, l.requestErr(err, "%s after seq %d", what, last)
+		}
+		if err := ctx.Err(); err != nil {
+			return last, err
+		}
+		if n > 0 {
+			empty = 0
+			continue
+		}
+		// Nothing came: retention may have discarded what was pending, or
+		// the request got lost. Ask the consumer.
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return last, l.requestErr(err, "%s after seq %d: consumer info", what, last)
+		}
+		if info.NumPending == 0 {
+			return last, nil
+		}
+		if empty++; empty >= readMaxEmptyBatches {
+			return last, fmt.Errorf("%s after seq %d: %d entries pending but %d pull requests in a row brought none",
+				what, last, info.NumPending, empty)
+		}
+	}
+	return last, nil
+}
+
+// requestErr wraps the error of a JetStream request, saying so (and
+// wrapping ErrUnreachable) when NATS is disconnected.
+func (l *Log) requestErr(err error, format string, args ...any) error {
+	what := fmt.Sprintf(format, args...)
+	if !l.nc.IsConnected() {
+		return newError(ErrUnreachable, err, "%s: NATS disconnected (%s): %v", what, l.nc.Status(), err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
