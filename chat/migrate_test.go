@@ -96,7 +96,7 @@ func TestMigrateLegacyDataDirectory(t *testing.T) {
 		legacyCreated("rran", "random"),
 		legacyOf(posted(bob, "rran", "rran_m1", "elsewhere")),
 		legacyOf(edited(alice, "rgen_m1", 1, "hello!")),
-		legacyOf(edited(alice, "rgen_m1", 1, "stale")), // rejected: stale version
+		legacyOf(edited(alice, "rgen_m1", 1, "stale")),  // rejected: stale version
 		legacyOf(edited(bob, "rgen_m1", 2, "not mine")), // rejected: forbidden
 		legacyOf(posted(bob, "rgen", "rgen_m2", "second")),
 		legacyOf(reacted(bob, "rgen_m1", "👍")),
