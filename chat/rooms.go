@@ -98,6 +98,9 @@ func (s *Service) acquire(ctx context.Context, roomID string) (*heldRoom, error)
 		s.rooms.held[roomID] = h
 	}
 	h.refs++
+	if load {
+		h.refs++ // the loader's own use, so the room is not evicted mid-load
+	}
 	if h.elem != nil {
 		s.rooms.idle.Remove(h.elem)
 		h.elem = nil
@@ -105,14 +108,20 @@ func (s *Service) acquire(ctx context.Context, roomID string) (*heldRoom, error)
 	s.rooms.mu.Unlock()
 
 	if load {
-		s.load(ctx, h, meta)
-	} else {
-		select {
-		case <-h.ready:
-		case <-ctx.Done():
-			s.release(h)
-			return nil, errorf(CodeUnavailable, "room %s is still loading; retry shortly", roomID)
-		}
+		// Loading serves every waiter, not only the caller that started
+		// it, and may outlast a caller that gives up.
+		s.loading.Add(1)
+		go func() {
+			defer s.loading.Done()
+			defer s.release(h)
+			s.load(h, meta)
+		}()
+	}
+	select {
+	case <-h.ready:
+	case <-ctx.Done():
+		s.release(h)
+		return nil, errorf(CodeUnavailable, "room %s is still loading; retry shortly", roomID)
 	}
 	if h.loadErr != nil {
 		s.release(h)
@@ -134,28 +143,37 @@ func (s *Service) release(h *heldRoom) {
 }
 
 // load reads the room from its entries, then applies what arrived live
-// meanwhile. Whoever waits for the room is woken when it ends.
-func (s *Service) load(ctx context.Context, h *heldRoom, meta Room) {
+// meanwhile, and wakes whoever waits for the room. A read that fails (say,
+// while a NATS cluster elects the partition's leader) is tried again until
+// LoadTimeout has passed.
+func (s *Service) load(h *heldRoom, meta Room) {
 	start := time.Now()
-	// Loading serves every waiter, not only the caller that started it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ApplyTimeout)
+	ctx, cancel := context.WithTimeout(s.life, s.opts.LoadTimeout)
 	defer cancel()
-	st := newRoomState(meta, s.opts.History)
-	_, err := s.log.ReadKey(ctx, h.id, 0, func(e pubsub.Entry) error {
-		s.foldLogged(st, e)
-		return nil
-	})
-	if err != nil {
-		s.opts.Logger.Warn("loading a room failed", "room", h.id, "err", err)
-		h.loadErr = errorf(CodeUnavailable, "room %s cannot be loaded now (the event log is unavailable); retry later", h.id)
-		s.rooms.mu.Lock()
-		if s.rooms.held[h.id] == h {
-			delete(s.rooms.held, h.id)
-			s.live.Remove(h.id)
+	var st *roomState
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		st = newRoomState(meta, s.opts.History)
+		attempt, cancelAttempt := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+		_, err := s.log.ReadKey(attempt, h.id, 0, func(e pubsub.Entry) error {
+			s.foldLogged(st, e)
+			return nil
+		})
+		cancelAttempt()
+		if err == nil {
+			break
 		}
-		s.rooms.mu.Unlock()
-		close(h.ready)
-		return
+		s.opts.Logger.Warn("loading a room failed", "room", h.id, "err", err)
+		if ctx.Err() != nil || !sleep(ctx, backoff) {
+			h.loadErr = errorf(CodeUnavailable, "room %s cannot be loaded now (the event log is unavailable); retry later", h.id)
+			s.rooms.mu.Lock()
+			if s.rooms.held[h.id] == h {
+				delete(s.rooms.held, h.id)
+				s.live.Remove(h.id)
+			}
+			s.rooms.mu.Unlock()
+			close(h.ready)
+			return
+		}
 	}
 	h.mu.Lock()
 	h.st = st

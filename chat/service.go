@@ -41,6 +41,10 @@ type Options struct {
 	// judge every event by the hard limit alone, so replicas configured
 	// differently still agree).
 	MaxTextLength int
+	// LoadTimeout bounds how long loading a room may take, retries
+	// included, and so how long a new subscription waits for its room when
+	// the log is slow to answer (default 30s, at least ApplyTimeout).
+	LoadTimeout time.Duration
 	// RoomCache is the memory budget, in bytes (an estimate), of the rooms
 	// this replica holds. Beyond it, rooms that no local subscriber watches
 	// are evicted, least recently used first; a watched room is never
@@ -77,6 +81,11 @@ type Service struct {
 	rooms    roomCache
 	live     *pubsub.Live
 	resyncer *resyncer
+	// life ends when Run returns; room loads run under it, in goroutines
+	// that Run waits for.
+	life    context.Context
+	endLife context.CancelFunc
+	loading sync.WaitGroup
 
 	appliedN  atomic.Uint64
 	loadsN    atomic.Uint64
@@ -92,6 +101,9 @@ type Service struct {
 func NewService(log EventLog, opts Options) *Service {
 	if opts.ApplyTimeout <= 0 {
 		opts.ApplyTimeout = 5 * time.Second
+	}
+	if opts.LoadTimeout < opts.ApplyTimeout {
+		opts.LoadTimeout = max(30*time.Second, opts.ApplyTimeout)
 	}
 	if opts.RoomCache <= 0 {
 		opts.RoomCache = DefaultRoomCache
@@ -109,6 +121,7 @@ func NewService(log EventLog, opts Options) *Service {
 		live:       log.NewLive(pubsub.LiveOptions{}),
 		resyncer:   newResyncer(),
 	}
+	s.life, s.endLife = context.WithCancel(context.Background())
 	s.status.Store("not started")
 	return s
 }
@@ -136,6 +149,8 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	defer func() {
 		wg.Wait()
+		s.endLife()
+		s.loading.Wait()
 		s.live.Close()
 	}()
 

@@ -209,11 +209,15 @@ func (s *Service) WatchAfter(ctx context.Context, topic string, after uint64) (*
 }
 
 func (s *Service) watch(ctx context.Context, topic string, after *uint64) (*Watcher, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
-	defer cancel()
+	// A subscriber waits for its room as long as a load may take: failing
+	// it while a NATS cluster elects a leader would end its subscription.
 	if topic == RoomsTopic {
+		ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+		defer cancel()
 		return s.watchRooms(ctx, after)
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.LoadTimeout)
+	defer cancel()
 	roomID, ok := strings.CutPrefix(topic, RoomTopic(""))
 	if !ok {
 		return nil, errorf(CodeInternal, "unknown topic %q", topic)
@@ -256,6 +260,8 @@ func (s *Service) registerRoomWatcher(h *heldRoom, topic string, after *uint64) 
 // a replica that is ahead), reading the room from the log if it does not
 // arrive live soon.
 func (s *Service) reach(ctx context.Context, h *heldRoom, after uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
 	if err := s.waitApplied(ctx, h, after); err != nil {
 		return errorf(CodeUnavailable,
 			"this replica has not yet caught up with the cursor (position %d); retry shortly", after)
