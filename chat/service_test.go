@@ -145,7 +145,7 @@ func TestServiceReadYourWrites(t *testing.T) {
 // has the room directory, holds no room until one is used, and loads just
 // that one.
 func TestServiceStartsWithoutReplayingRooms(t *testing.T) {
-	first := openLog(t, pubsub.Options{})
+	first := openLog(t, pubsub.Options{Partitions: 1}) // one partition: its live entries arrive in order
 	writer := startService(t, first, Options{})
 	var rooms []Room
 	for i := range 3 {
@@ -172,6 +172,21 @@ func TestServiceStartsWithoutReplayingRooms(t *testing.T) {
 	}
 	if _, err := fresh.Messages(context.Background(), "rnosuchroom", Window{Last: 1}); err == nil {
 		t.Fatal("messages of an unknown room: no error")
+	}
+
+	// Traffic in rooms it does not hold costs the replica nothing: of 21
+	// posts it applies only the last, in the room it holds.
+	applied := fresh.Applied()
+	for j := range 20 {
+		mustPost(t, writer, rooms[0].ID, fmt.Sprintf("elsewhere %d", j))
+	}
+	mustPost(t, writer, rooms[1].ID, "held")
+	waitFor(t, "the held room's post", func() bool {
+		page, _ := fresh.Messages(context.Background(), rooms[1].ID, Window{Last: 1})
+		return len(page.Items) == 1 && page.Items[0].Text == "held"
+	})
+	if got := fresh.Applied() - applied; got != 1 {
+		t.Fatalf("applied %d entries for 20 posts elsewhere and 1 in the held room, want 1", got)
 	}
 }
 

@@ -65,6 +65,9 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		Logger:            logger,
 	})
 	if err != nil {
+		if errors.Is(err, pubsub.ErrLayoutConflict) {
+			return nil, fmt.Errorf("open the event log (--partitions %d): %w", cfg.Partitions, err)
+		}
 		return nil, fmt.Errorf("open the event log: %w", err)
 	}
 	a.log = log

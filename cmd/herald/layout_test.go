@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/pubsub"
+)
+
+// TestPartitionCountMismatchIsRefused: a replica started with another
+// --partitions than the log was created with refuses to start, and says
+// what the log has.
+func TestPartitionCountMismatchIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.Partitions = 3
+	stopTestApp(t, startTestApp(t, cfg))
+
+	cfg.Partitions = 4
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a, err := startApp(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		stopTestApp(t, a)
+		t.Fatal("started with 4 partitions on a log created with 3")
+	}
+	for _, want := range []string{"--partitions 4", "created with 3 partitions", "start with 3 partitions"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
+// TestLegacyDataDirectoryIsMigrated: a data directory written by Herald
+// before partitions (one HERALD stream on herald.>) is migrated at start
+// and serves its rooms and messages.
+func TestLegacyDataDirectoryIsMigrated(t *testing.T) {
+	dir := t.TempDir()
+	writeLegacyDataDir(t, dir, []struct{ subject, data string }{
+		{"herald.room.rold.meta", `{"v":1,"type":"room.created","actor":{"id":"alice"},"roomId":"rold","name":"from before"}`},
+		{"herald.room.rold.posts", `{"v":1,"type":"message.posted","actor":{"id":"alice"},"roomId":"rold","messageId":"rold_m1","text":"kept"}`},
+		{"herald.room.rold.msg.rold_m1", `{"v":1,"type":"message.edited","actor":{"id":"alice"},"roomId":"rold","messageId":"rold_m1","version":1,"text":"kept, edited"}`},
+	})
+	a := startTestApp(t, testConfig(t, dir))
+	resp := gql(t, a.Addr(), "", `{ rooms { nodes { id name messageCount messages { nodes { text version } } } } }`, nil, nil)
+	want := `{"rooms":{"nodes":[{"id":"rold","name":"from before","messageCount":1,"messages":{"nodes":[{"text":"kept, edited","version":2}]}}]}}`
+	if len(resp.Errors) > 0 || string(resp.Data) != want {
+		t.Fatalf("after the migration: %s %+v, want %s", resp.Data, resp.Errors, want)
+	}
+}
+
+// writeLegacyDataDir leaves dir as an embedded Herald of the single-stream
+// layout left it: a HERALD stream capturing herald.> holding entries.
+func writeLegacyDataDir(t *testing.T, dir string, entries []struct{ subject, data string }) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	log, err := pubsub.Open(ctx, pubsub.Options{DataDir: dir, ListenAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	nc, err := nats.Connect(log.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "HERALD", Subjects: []string{"herald.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if _, err := js.Publish(ctx, e.subject, []byte(e.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
