@@ -32,8 +32,15 @@ type result struct {
 		Lost       int64   `json:"lost"`
 		Duplicated int64   `json:"duplicated"`
 		Reordered  int64   `json:"reordered"`
+		Misrouted  int64   `json:"misrouted"`
 		PerSecond  float64 `json:"per_sec"`
 	} `json:"delivery"`
+	Publish *struct {
+		HTTP struct {
+			P50 float64 `json:"p50_ms"`
+			P99 float64 `json:"p99_ms"`
+		} `json:"http_latency"`
+	} `json:"publish"`
 	Latency *struct {
 		P50 float64 `json:"p50_ms"`
 		P99 float64 `json:"p99_ms"`
@@ -44,8 +51,10 @@ type result struct {
 		RSSPerConnKB    float64 `json:"server_rss_per_conn_kb"`
 	} `json:"idle"`
 	Server *struct {
-		RSSPerConnKB float64 `json:"rss_per_conn_kb"`
-		CPUPer1000   float64 `json:"cpu_sec_per_1000_deliveries"`
+		RSSPerConnKB  float64 `json:"rss_per_conn_kb"`
+		CPUPer1000    float64 `json:"cpu_sec_per_1000_deliveries"`
+		RSSBeforeKB   int64   `json:"rss_before_kb"`
+		RSSAfterRunKB int64   `json:"rss_after_run_kb"`
 	} `json:"server"`
 }
 
@@ -64,13 +73,19 @@ func main() {
 	dir := flag.String("dir", "", "directory with <scenario>-<server>.json files")
 	out := flag.String("out", "docs/BENCHMARKS.md", "markdown file to write")
 	command := flag.String("command", "bench/run", "the command that produced the results")
+	before := flag.String("before-commit", "f25c33e", "the commit herald-before (S6, S7) was built from")
 	flag.Parse()
 	results, err := load(*dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
-	if err := os.WriteFile(*out, []byte(render(results, *command)), 0o644); err != nil {
+	dr, err := loadDesigns(*dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+	if err := os.WriteFile(*out, []byte(render(results, dr, *command, *before)), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
@@ -177,7 +192,7 @@ func (rs runs) list(m measure) string {
 	return strings.Join(parts, ", ")
 }
 
-func render(all map[string]runs, command string) string {
+func render(all map[string]runs, dr designResults, command, beforeCommit string) string {
 	results := map[string]*result{}
 	for key, rs := range all {
 		results[key] = rs.median(measureOf(strings.SplitN(key, "-", 2)[0]))
@@ -188,7 +203,9 @@ func render(all map[string]runs, command string) string {
 	w("Herald against the baseline (a minimal gorilla/websocket broadcaster writing one pre-encoded\n")
 	w("frame per room event; `bench/baseline`) and the peer (stock gqlgen v0.17.95 with its WebSocket\n")
 	w("transport and an in-memory per-room channel pub/sub; `bench/peer`), in one session on one machine,\n")
-	w("with `cmd/loadgen` on the same machine over loopback. Every server is a fresh process.\n\n")
+	w("with `cmd/loadgen` on the same machine over loopback. Every server is a fresh process.\n")
+	w("S6 and S7 instead compare Herald with today's design (commit %s, before replicas loaded rooms on\n", beforeCommit)
+	w("demand), replicas on an external NATS, with `bench/seed` seeding and posting.\n\n")
 	w("- Generated: %s by `bench/report`\n", time.Now().UTC().Format(time.RFC3339))
 	w("- Machine: %s, %d cores, Go %s\n", cpuModel(), runtime.NumCPU(), runtime.Version())
 	w("- Command: `%s` (the table below is exactly its output)\n\n", command)
@@ -220,6 +237,7 @@ func render(all map[string]runs, command string) string {
 			w("\n")
 		}
 	}
+	renderDesigns(w, dr, beforeCommit)
 	w("## Ratios and targets\n\n")
 	w("| target | measured | met |\n|---|---|---|\n")
 	ratio := func(a, b float64) float64 {
@@ -255,11 +273,15 @@ func render(all map[string]runs, command string) string {
 			"250,000 ≈ %.2f cores and %.2f GiB (S5's idle CPU and RSS per idle connection, projected linearly).\n",
 			us*1e5/1e6, h.idleRSS()*1e5/(1<<20), us*2.5e5/1e6, h.idleRSS()*2.5e5/(1<<20))
 	}
+	designTargets(w, dr)
 	clean := true
 	for _, s := range scenarios {
 		if !all[s.id+"-herald"].clean() {
 			clean = false
 		}
+	}
+	if l := dr.S7["herald"].loadgen(); l != nil && !l.clean() {
+		clean = false
 	}
 	w("| every scenario: zero lost, duplicated, reordered (Herald, every run) | | %s |\n\n", yes(clean))
 	w("%s", projection)
@@ -403,7 +425,7 @@ func (r *result) idleUs() float64 {
 	return r.Idle.UsPerConnPerSec
 }
 func (r *result) clean() bool {
-	return r.Delivery == nil || r.Delivery.Lost == 0 && r.Delivery.Duplicated == 0 && r.Delivery.Reordered == 0
+	return r.Delivery == nil || r.Delivery.Lost == 0 && r.Delivery.Duplicated == 0 && r.Delivery.Reordered == 0 && r.Delivery.Misrouted == 0
 }
 func (r *result) anomalies() string {
 	if r.Delivery == nil {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,6 +47,19 @@ type Config struct {
 	// RoomPrefix names the rooms created (<prefix>-<i>); must be unused on
 	// the server (room names are unique). Default lg-<base36 time>.
 	RoomPrefix string
+	// RoomIDs, if set, are existing rooms to use instead of creating
+	// Rooms rooms (Rooms is then their number).
+	RoomIDs []string
+	// PublishURL, if set, is where the posts (the probes and the events)
+	// go instead of URL: another replica, so that every event crosses
+	// replicas on its way to the subscribers. Rooms are still created at
+	// URL, so that the subscribers' replica knows them when they
+	// subscribe.
+	PublishURL string
+	// StartedFile, if set, is created when the publish (or idle) phase
+	// starts, i.e. once every subscription is live: other tools can start
+	// on it.
+	StartedFile string
 	// Sources are the local addresses connections bind to, round-robin;
 	// empty: let the kernel choose.
 	Sources []net.IP
@@ -96,7 +110,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.SubsPerConn = 1
 	}
 	if c.Rooms == 0 {
-		c.Rooms = 1
+		c.Rooms = max(len(c.RoomIDs), 1)
 	}
 	if c.RoomPrefix == "" {
 		c.RoomPrefix = "lg-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -129,6 +143,20 @@ func (c Config) withDefaults() (Config, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		problems = append(problems, fmt.Sprintf("url %q: want http://host:port/graphql", c.URL))
+	}
+	if c.PublishURL != "" {
+		if u, err := url.Parse(c.PublishURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			problems = append(problems, fmt.Sprintf("publish url %q: want http://host:port/graphql", c.PublishURL))
+		}
+	}
+	if len(c.RoomIDs) > 0 && c.Rooms != len(c.RoomIDs) {
+		problems = append(problems, fmt.Sprintf("%d rooms but %d room ids", c.Rooms, len(c.RoomIDs)))
+	}
+	for _, id := range c.RoomIDs {
+		if id == "" {
+			problems = append(problems, "a room id is empty")
+			break
+		}
 	}
 	switch c.Protocol {
 	case "transport", "legacy", "both":
@@ -189,6 +217,8 @@ type ConfigReport struct {
 	SubsPerConn     int      `json:"subs_per_conn"`
 	Rooms           int      `json:"rooms"`
 	RoomPrefix      string   `json:"room_prefix"`
+	RoomIDs         int      `json:"room_ids_given,omitempty"`
+	PublishURL      string   `json:"publish_url,omitempty"`
 	Sources         []string `json:"sources"`
 	Query           string   `json:"query"`
 	Events          int      `json:"events"`
@@ -418,6 +448,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	t0 := time.Now()
 	r.rooms = make([]*roomState, cfg.Rooms)
 	for i := range r.rooms {
+		if len(cfg.RoomIDs) > 0 {
+			r.rooms[i] = &roomState{id: cfg.RoomIDs[i]}
+			continue
+		}
 		id, err := r.createRoom(setupCtx, fmt.Sprintf("%s-%d", cfg.RoomPrefix, i))
 		if err != nil {
 			r.errorf("create-room", "%v", err)
@@ -480,6 +514,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Self.CPUSecSetup = (selfSetup - selfStart).Seconds()
 
 	// 4. Publish, or idle.
+	if !rep.Setup.Failed && cfg.StartedFile != "" {
+		if err := os.WriteFile(cfg.StartedFile, []byte(time.Now().UTC().Format(time.RFC3339Nano)+"\n"), 0o644); err != nil {
+			r.errorf("started-file", "%v", err)
+			fail("setup: --started-file: %v", err)
+		}
+	}
 	if !rep.Setup.Failed && cfg.Idle > 0 {
 		t0 = time.Now()
 		s0, c0 := sample("idle start"), selfCPU()
@@ -644,7 +684,7 @@ func (c Config) report() ConfigReport {
 		srcs[i] = s.String()
 	}
 	return ConfigReport{URL: c.URL, Protocol: c.Protocol, Connections: c.Connections, SubsPerConn: c.SubsPerConn,
-		Rooms: c.Rooms, RoomPrefix: c.RoomPrefix, Sources: srcs, Query: c.Query, Events: c.Events, Rate: c.Rate,
+		Rooms: c.Rooms, RoomPrefix: c.RoomPrefix, RoomIDs: len(c.RoomIDs), PublishURL: c.PublishURL, Sources: srcs, Query: c.Query, Events: c.Events, Rate: c.Rate,
 		Inflight: c.Inflight, IdleSec: c.Idle.Seconds(), ServerPID: c.ServerPID, RequireZeroLoss: c.RequireZeroLoss,
 		ClockTicks: clockTicks}
 }
@@ -656,12 +696,13 @@ type gqlError struct {
 	Extensions map[string]any `json:"extensions"`
 }
 
-func (r *run) graphql(ctx context.Context, query string, vars map[string]any, out any) error {
+// graphql posts one operation to target.
+func (r *run) graphql(ctx context.Context, target, query string, vars map[string]any, out any) error {
 	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.cfg.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -699,7 +740,9 @@ func (r *run) createRoom(ctx context.Context, name string) (string, error) {
 	var out struct {
 		CreateRoom struct{ ID string } `json:"createRoom"`
 	}
-	err := r.graphql(ctx, `mutation($n: String!) { createRoom(name: $n) { id } }`, map[string]any{"n": name}, &out)
+	// At the replica the subscribers are on, which knows the room as soon
+	// as it answers; another replica may take a moment to.
+	err := r.graphql(ctx, r.cfg.URL, `mutation($n: String!) { createRoom(name: $n) { id } }`, map[string]any{"n": name}, &out)
 	if err == nil && out.CreateRoom.ID == "" {
 		err = errors.New("createRoom returned no id")
 	}
@@ -708,8 +751,13 @@ func (r *run) createRoom(ctx context.Context, name string) (string, error) {
 
 const postMutation = `mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }`
 
+// post posts a probe or an event, at PublishURL if set.
 func (r *run) post(ctx context.Context, roomID, text string) error {
-	return r.graphql(ctx, postMutation, map[string]any{"r": roomID, "t": text}, nil)
+	target := r.cfg.URL
+	if r.cfg.PublishURL != "" {
+		target = r.cfg.PublishURL
+	}
+	return r.graphql(ctx, target, postMutation, map[string]any{"r": roomID, "t": text}, nil)
 }
 
 // ---- connections ----

@@ -2,16 +2,20 @@
 // HTTP publishers and reports deliveries/s, latency, loss/duplication/
 // reordering and, given --server-pid, the server's memory and CPU.
 //
-// A run: create --rooms rooms (HTTP createRoom); open --connections
-// WebSockets (both subprotocols with --protocol both, bound round-robin to
-// the --sources addresses), each with --subs subscriptions to the rooms
-// round-robin; post probe messages until every subscription has seen one
-// (so all are live; probes are not counted); then either publish --events
+// A run: create --rooms rooms (HTTP createRoom), or take the existing
+// rooms listed in --room-ids; open --connections WebSockets (both
+// subprotocols with --protocol both, bound round-robin to the --sources
+// addresses), each with --subs subscriptions to the rooms round-robin;
+// post probe messages until every subscription has seen one (so all are
+// live; probes are not counted); then either publish --events
 // messages (round-robin over rooms, at --rate per second or as fast as
 // --inflight allows) and wait for every delivery, or, with --idle, only
 // hold the connections, answering pings. Each message's text is
 // lg|<room index>|<per-room seq>|<send unix nanos>, from which every
 // subscriber's latency, losses, duplicates and reorderings are computed.
+// --publish-url sends the posts to another replica than the one the
+// WebSockets are on (rooms are created at --url); --started-file tells other tools (bench/seed
+// rate's --wait-file) when the publish or idle phase starts.
 //
 // Scale: each WebSocket is one file descriptor, so one process holds up
 // to about 19,000 connections under a 20,000 open-file limit (Go raises
@@ -53,13 +57,16 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg Config
-	var sources, rate, jsonPath string
+	var sources, rate, jsonPath, roomIDs string
 	var quiet bool
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080/graphql", "Herald's GraphQL endpoint (WebSockets use the same URL with ws://)")
 	fs.StringVar(&cfg.Protocol, "protocol", "both", "transport (graphql-transport-ws), legacy (graphql-ws) or both (alternating)")
 	fs.IntVar(&cfg.Connections, "connections", 100, "WebSocket connections")
 	fs.IntVar(&cfg.SubsPerConn, "subs", 1, "subscriptions per connection")
 	fs.IntVar(&cfg.Rooms, "rooms", 10, "rooms, created at start; subscriptions and events go round-robin over them")
+	fs.StringVar(&roomIDs, "room-ids", "", "file of existing room ids, one a line, to use instead of creating rooms (--rooms is then their number)")
+	fs.StringVar(&cfg.PublishURL, "publish-url", "", "send the posts (probes, events) here instead of --url, e.g. another replica; rooms are still created at --url (default --url)")
+	fs.StringVar(&cfg.StartedFile, "started-file", "", "create this file when every subscription is live and publishing (or idling) starts")
 	fs.StringVar(&cfg.RoomPrefix, "room-prefix", "", "room name prefix (default lg-<base36 time>; names must be new on the server)")
 	fs.StringVar(&sources, "sources", "", "local source addresses, round-robin: a range 127.0.0.1-127.0.0.8 or a comma list (default: kernel's choice)")
 	fs.StringVar(&cfg.Query, "query", DefaultQuery, "subscription document; takes $r: ID! (the room) and must select the message text")
@@ -93,6 +100,19 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loadgen: --rate: %v\n", err)
 		return 2
 	}
+	if roomIDs != "" {
+		if cfg.RoomIDs, err = readRoomIDs(roomIDs); err != nil {
+			fmt.Fprintf(stderr, "loadgen: --room-ids: %v\n", err)
+			return 2
+		}
+		roomsGiven := false
+		fs.Visit(func(f *flag.Flag) { roomsGiven = roomsGiven || f.Name == "rooms" })
+		if roomsGiven && cfg.Rooms != len(cfg.RoomIDs) {
+			fmt.Fprintf(stderr, "loadgen: --rooms %d but %s holds %d room ids\n", cfg.Rooms, roomIDs, len(cfg.RoomIDs))
+			return 2
+		}
+		cfg.Rooms = len(cfg.RoomIDs)
+	}
 	if !quiet {
 		cfg.Progress = stderr
 	}
@@ -118,6 +138,25 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// readRoomIDs reads room ids, one a line; blank lines and lines starting
+// with # are skipped.
+func readRoomIDs(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			ids = append(ids, line)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%s holds no room id", path)
+	}
+	return ids, nil
 }
 
 // parseSources parses "a-b" (an IPv4 range) or "a,b,c".
@@ -173,8 +212,12 @@ func writeSummary(w io.Writer, r *Report) {
 	}
 	c := r.Config
 	p("loadgen %s (%s mode): %d connections (%s) x %d subs, %d rooms", verdict, r.Mode, c.Connections, c.Protocol, c.SubsPerConn, c.Rooms)
-	p("  setup:       %d rooms; %d/%d connections established %v, %d failed; %d/%d subscriptions live (%d probes); %d open at end",
-		r.Setup.RoomsCreated, r.Setup.ConnectionsEstablished, c.Connections, r.Setup.ByProtocol, r.Setup.ConnectionsFailed,
+	rooms := fmt.Sprintf("%d rooms", r.Setup.RoomsCreated)
+	if c.RoomIDs > 0 {
+		rooms = fmt.Sprintf("%d rooms given", c.RoomIDs)
+	}
+	p("  setup:       %s; %d/%d connections established %v, %d failed; %d/%d subscriptions live (%d probes); %d open at end",
+		rooms, r.Setup.ConnectionsEstablished, c.Connections, r.Setup.ByProtocol, r.Setup.ConnectionsFailed,
 		r.Setup.SubscriptionsLive, r.Setup.Subscriptions, r.Setup.ProbesPosted, r.Setup.ConnectionsOpenAtEnd)
 	p("  phases (s):  rooms %.2f, connect %.2f, live %.2f, publish %.2f, drain %.2f, idle %.2f, close %.2f, total %.2f",
 		r.Phases.CreateRooms, r.Phases.Connect, r.Phases.Live, r.Phases.Publish, r.Phases.Drain, r.Phases.Idle, r.Phases.Close, r.Phases.Total)
