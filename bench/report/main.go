@@ -331,17 +331,21 @@ What was changed to get here (measured with 5,000–19,000 idle subscribed socke
   much of S5's idle cost (5,000 idle sockets, alternating runs: 2.4–2.8 → ~1.9 µs per socket
   per second).
 - Per event: log entries are decoded by a strict hand-written parser instead of encoding/json's
-  Decoder (~7.5 → ~1.3 µs, 17 → 6 allocations), and events are published without headers (the
-  stream is checked in the acknowledgement), so neither NATS nor its clients parse headers for
-  them. Together with the deadline change, Herald's CPU per 1,000 deliveries in S2 went from
-  ~0.045 to ~0.042 s, averaged over alternating runs.
-- Per event, fewer goroutine hand-offs: the log follower offers each change straight into the
-  subscription's buffered channel (no pump goroutine in between unless the buffer is full), and
-  Append no longer takes nats.go's connection lock for a connection check before publishing (a
-  publish fails at once while disconnected anyway); a mutation's response and an event's cursor
-  are encoded without encoding/json. With the direct writes above, Herald's CPU
-  per 1,000 deliveries in S2 went ~0.042 → ~0.036 s and its rate up ~12% (six alternating
-  pairs of 10,000-event runs).
+  Decoder (~7.5 → ~1.3 µs, 17 → 6 allocations). With the deadline change, Herald's CPU per 1,000
+  deliveries in S2 went from ~0.045 to ~0.042 s, averaged over alternating runs.
+- Per event, fewer goroutine hand-offs: each change is offered straight into the subscription's
+  buffered channel (no pump goroutine in between unless the buffer is full), and a publish takes
+  no connection check first (it fails at once while disconnected anyway); a mutation's response
+  and an event's cursor are encoded without encoding/json. With the direct writes above,
+  Herald's CPU per 1,000 deliveries in S2 went ~0.042 → ~0.036 s and its rate up ~12% (six
+  alternating pairs of 10,000-event runs).
+- Rooms on demand (S6, S7): a replica no longer follows the whole log. A mutation is judged
+  against the room the replica holds and appended with two headers (the room's expected last
+  sequence over its subjects, which the stream checks); the stream republishes each stored event
+  on a live subject, and only replicas holding the room subscribe to it. An event reaches a
+  subscription through that core subscription, the live feed's goroutine and the dispatcher
+  (one hand-off more than the old follower had). S1–S5 run against one embedded replica with the
+  default --partitions 1 and --room-cache.
 
 What the profile shows now: the remaining idle memory is the reader goroutine's 2 KiB stack,
 gorilla's connection with its 512-byte read buffer, the socket's kernel-facing structures and
