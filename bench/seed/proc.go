@@ -2,33 +2,14 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heraldhq/herald/internal/procstat"
 )
-
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat,
-// read from the auxiliary vector (AT_CLKTCK) as cmd/loadgen does; 100 if
-// that fails.
-var clockTicks = readClockTicks()
-
-func readClockTicks() int64 {
-	const atClkTck = 17
-	b, err := os.ReadFile("/proc/self/auxv")
-	if err == nil && len(b)%16 == 0 {
-		for i := 0; i+16 <= len(b); i += 16 {
-			k := binary.NativeEndian.Uint64(b[i:])
-			v := binary.NativeEndian.Uint64(b[i+8:])
-			if k == atClkTck && v > 0 && v < 1e6 {
-				return int64(v)
-			}
-		}
-	}
-	return 100
-}
 
 // procSample is one reading of a process's RSS and CPU time.
 type procSample struct {
@@ -37,51 +18,15 @@ type procSample struct {
 	CPU   time.Duration
 }
 
-// sampleProc reads VmRSS from /proc/<pid>/status and utime+stime from
-// /proc/<pid>/stat.
+// sampleProc reads pid's RSS and CPU time.
 func sampleProc(pid int) (procSample, error) {
 	s := procSample{At: time.Now()}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
+	var err error
+	if s.RSSKB, err = procstat.RSSKB(pid); err != nil {
 		return s, err
 	}
-	found := false
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				s.RSSKB, err = strconv.ParseInt(f[0], 10, 64)
-				found = err == nil
-			}
-		}
-	}
-	if !found {
-		return s, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-	}
-	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return s, err
-	}
-	s.CPU, err = parseStatCPU(b)
+	s.CPU, err = procstat.CPU(pid)
 	return s, err
-}
-
-// parseStatCPU extracts utime+stime from a /proc/<pid>/stat line; fields
-// are counted after the command name's closing parenthesis.
-func parseStatCPU(b []byte) (time.Duration, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("malformed stat: %d fields", len(f))
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("malformed stat times")
-	}
-	return time.Duration((ut + st) * int64(time.Second) / clockTicks), nil
 }
 
 // machineCPU returns the machine's busy and total CPU time in ticks from

@@ -311,17 +311,6 @@ func TestParseSinceAndReadyzURL(t *testing.T) {
 	}
 }
 
-func TestParseStatCPU(t *testing.T) {
-	line := "1234 (herald (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 12 0 1000 0 0"
-	got, err := parseStatCPU([]byte(line))
-	if want := time.Duration(300 * int64(time.Second) / clockTicks); err != nil || got != want {
-		t.Fatalf("parseStatCPU = %v, %v; want %v", got, err, want)
-	}
-	if _, err := parseStatCPU([]byte("garbage")); err == nil {
-		t.Fatal("parseStatCPU accepted garbage")
-	}
-}
-
 func TestParseProcStat(t *testing.T) {
 	for _, tc := range []struct {
 		in          string

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/heraldhq/herald/internal/procstat"
 )
 
 // Subprotocols.
@@ -686,7 +688,7 @@ func (c Config) report() ConfigReport {
 	return ConfigReport{URL: c.URL, Protocol: c.Protocol, Connections: c.Connections, SubsPerConn: c.SubsPerConn,
 		Rooms: c.Rooms, RoomPrefix: c.RoomPrefix, RoomIDs: len(c.RoomIDs), PublishURL: c.PublishURL, Sources: srcs, Query: c.Query, Events: c.Events, Rate: c.Rate,
 		Inflight: c.Inflight, IdleSec: c.Idle.Seconds(), ServerPID: c.ServerPID, RequireZeroLoss: c.RequireZeroLoss,
-		ClockTicks: clockTicks}
+		ClockTicks: procstat.ClockTicks()}
 }
 
 // ---- HTTP GraphQL ----

@@ -1,83 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"encoding/binary"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/heraldhq/herald/internal/procstat"
 )
-
-// clockTicks is the kernel's USER_HZ, the unit of utime/stime in
-// /proc/<pid>/stat. Go has no sysconf(_SC_CLK_TCK) without cgo, so it is
-// read from the auxiliary vector (AT_CLKTCK, which is what glibc's sysconf
-// returns); if that fails it is assumed to be 100, the value on every
-// mainstream Linux configuration (and `getconf CLK_TCK` on this machine).
-var clockTicks = readClockTicks()
-
-func readClockTicks() int64 {
-	const atClkTck = 17
-	b, err := os.ReadFile("/proc/self/auxv")
-	if err == nil && len(b)%16 == 0 {
-		for i := 0; i+16 <= len(b); i += 16 {
-			k := binary.NativeEndian.Uint64(b[i:])
-			v := binary.NativeEndian.Uint64(b[i+8:])
-			if k == atClkTck && v > 0 && v < 1e6 {
-				return int64(v)
-			}
-		}
-	}
-	return 100
-}
-
-// procRSSKB returns VmRSS of pid in kB.
-func procRSSKB(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) >= 1 {
-				return strconv.ParseInt(f[0], 10, 64)
-			}
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-}
-
-// procCPU returns utime+stime of pid.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseStatCPU(b)
-}
-
-// parseStatCPU extracts utime+stime from a /proc/<pid>/stat line. The
-// command name (field 2) is in parentheses and may hold spaces, so fields
-// are counted after the last ')': state is field 3, utime 14, stime 15.
-func parseStatCPU(b []byte) (time.Duration, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("malformed stat: %d fields", len(f))
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("malformed stat times")
-	}
-	return time.Duration((ut + st) * int64(time.Second) / clockTicks), nil
-}
 
 // selfCPU is this process's user+system CPU time.
 func selfCPU() time.Duration {
@@ -109,11 +37,11 @@ func sampleProc(pid int) (procSample, error) {
 	if pid <= 0 {
 		return procSample{}, nil
 	}
-	rss, err := procRSSKB(pid)
+	rss, err := procstat.RSSKB(pid)
 	if err != nil {
 		return procSample{}, err
 	}
-	cpu, err := procCPU(pid)
+	cpu, err := procstat.CPU(pid)
 	if err != nil {
 		return procSample{}, err
 	}

@@ -159,22 +159,6 @@ func TestParseFields(t *testing.T) {
 	}
 }
 
-func TestParseStatCPU(t *testing.T) {
-	// pid (comm with ) and spaces) state ppid ... utime=250 stime=50 (ticks)
-	line := "1234 (my (weird) cmd) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 100 1000000 500 18446744073709551615\n"
-	got, err := parseStatCPU([]byte(line))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := time.Duration(300 * int64(time.Second) / clockTicks)
-	if got != want {
-		t.Fatalf("cpu = %v, want %v", got, want)
-	}
-	if clockTicks != 100 {
-		t.Logf("clock ticks from auxv: %d", clockTicks)
-	}
-}
-
 func TestParseSources(t *testing.T) {
 	ips, err := parseSources("127.0.0.1-127.0.0.8")
 	if err != nil || len(ips) != 8 || ips[0].String() != "127.0.0.1" || ips[7].String() != "127.0.0.8" {
