@@ -14,7 +14,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Addr != ":8080" || cfg.DataDir != "./data" || len(cfg.NATSURLs) != 0 || cfg.Auth != "dev" ||
-		cfg.RoomHistory != 10000 || cfg.StreamReplicas != 1 || cfg.Stream != "HERALD" || cfg.MaxBodyBytes != 1<<20 ||
+		cfg.RoomHistory != 10000 || cfg.StreamReplicas != 1 || cfg.Partitions != 1 || cfg.RoomCache != 256<<20 || cfg.Stream != "HERALD" || cfg.MaxBodyBytes != 1<<20 ||
 		cfg.DrainTimeout != 10*time.Second || cfg.ShutdownTimeout != 10*time.Second {
 		t.Fatalf("defaults = %+v", cfg)
 	}
@@ -83,6 +83,10 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{args: []string{"--addr", "localhost:99999"}, want: "invalid port"},
 		{args: []string{"--auth", "none"}, want: `--auth (HERALD_AUTH): unknown mode "none"`},
 		{args: []string{"--room-history", "0"}, want: "--room-history (HERALD_ROOM_HISTORY): must be at least 1"},
+		{args: []string{"--partitions", "0"}, want: "--partitions (HERALD_PARTITIONS): must be between 1 and 256, got 0"},
+		{args: []string{"--partitions", "257"}, want: "must be between 1 and 256, got 257"},
+		{args: []string{"--room-cache", "1000"}, want: "--room-cache (HERALD_ROOM_CACHE): must be at least 1048576 (1 MiB), got 1000"},
+		{args: []string{"--room-cache", "1GiB"}, want: "invalid value"},
 		{args: []string{"--stream-replicas", "3"}, want: "embedded NATS server is a single node"},
 		{args: []string{"--nats-url", "nats://x:4222", "--stream-replicas", "9"}, want: "between 1 and 5"},
 		{args: []string{"--nats-url", "localhost:4222"}, want: "is not a URL"},
