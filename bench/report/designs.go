@@ -425,12 +425,10 @@ func renderDesigns(w func(string, ...any), dr designResults, beforeCommit string
 	for _, srv := range designs {
 		if r := dr.S6[srv]; r != nil && r.Env != nil {
 			flags = append(flags, fmt.Sprintf("%s `%s`", srv, r.Env.ReplicaFlags))
-		} else if r := dr.S7[srv]; r != nil && r.Env != nil {
-			flags = append(flags, fmt.Sprintf("%s `%s`", srv, r.Env.ReplicaFlags))
 		}
 	}
 	if len(flags) > 0 {
-		w("Replica flags (besides `--addr`, `--nats-url`, `--data-dir`): %s.\n\n", strings.Join(flags, "; "))
+		w("S6's replica flags (besides `--addr`, `--nats-url`, `--data-dir`): %s.\n\n", strings.Join(flags, "; "))
 	}
 	w("| server | seeding: messages/s (s) | NATS store MB | start → /readyz s | RSS idle MB | RSS with 200 clients on 100 rooms MB | cold first query p50 / p99 / max ms (rooms) | RSS after the cold queries MB | notes |\n")
 	w("|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
@@ -529,6 +527,18 @@ func renderDesigns(w func(string, ...any), dr designResults, beforeCommit string
 	w("A's CPU (utime+stime from /proc) and RSS are sampled at the start and end of each window. NATS, B\n")
 	w("and that traffic stand for other machines and run at a lower priority (nice %s), so A and its clients\n", dr.nice())
 	w("get a CPU when they need one; \"machine busy\" is how much of both cores everything used.\n\n")
+	var flags7 []string
+	for _, srv := range designs {
+		if r := dr.S7[srv]; r != nil && r.Env != nil {
+			flags7 = append(flags7, fmt.Sprintf("%s `%s`", srv, r.Env.ReplicaFlags))
+		}
+	}
+	if len(flags7) > 0 {
+		w("S7's replica flags (besides `--addr`, `--nats-url`, `--data-dir`): %s.\n", strings.Join(flags7, "; "))
+		w("Without `--room-cache` a replica has the default budget (256 MiB): B writes into 1,000 rooms\n")
+		w("round-robin, and a budget smaller than their history makes most posts load their room first\n")
+		w("(`BENCH_S7_ROOM_CACHE=1` runs S7 with S6's budget to show it).\n\n")
+	}
 	w("| server | B: posts/s achieved of target (rooms, posts per request) | B: HTTP p50 / p99 ms | A: CPU %% of one core, control → during | machine busy %%, control → during | A: RSS MB start → end of the window (peak) | A's subscribers: deliveries, p50 / p99 ms | their events' posts: at, HTTP p50 / p99 ms | lost / dup / reordered | loadgen verdict |\n")
 	w("|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 	for _, srv := range designs {
