@@ -21,7 +21,8 @@ import (
 // newGraphQLHandler builds gqlgen's handler around opts.Schema with this
 // package's GET and POST transports instead of gqlgen's, which deviate from
 // the GraphQL-over-HTTP spec in status codes and error bodies.
-func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations *identityLimiter) http.Handler {
+func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations *identityLimiter,
+	ss *sessions, execs *sharedExecutions, m *metrics) (http.Handler, *sseTransport) {
 	run := &runner{
 		authn:        opts.Authenticator,
 		challenge:    challengeFor(opts.Authenticator),
@@ -29,7 +30,26 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 		mutations:    mutations,
 		maxVariables: opts.Limits.MaxVariablesBytes,
 	}
+	sse := &sseTransport{
+		run:          run,
+		maxBodyBytes: opts.MaxBodyBytes,
+		cfg: sseConfig{
+			keepAlive:       opts.PingInterval,
+			writeTimeout:    opts.WriteTimeout,
+			queueItems:      opts.QueueMessages,
+			queueBytes:      opts.QueueBytes,
+			viewerDirective: opts.ViewerDirective,
+			resumeArgument:  opts.ResumeArgument,
+		},
+		sessions: ss,
+		execs:    execs,
+		metrics:  m,
+		log:      opts.Logger,
+	}
 	h := handler.New(opts.Schema)
+	// The first transport that supports a request serves it: event streams
+	// before the plain GET and POST, which claim every GET and POST.
+	h.AddTransport(sse)
 	h.AddTransport(postTransport{run: run, maxBodyBytes: opts.MaxBodyBytes})
 	h.AddTransport(getTransport{run: run})
 	h.AddTransport(ws)
@@ -50,7 +70,7 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 	if opts.Limits.MaxComplexity > 0 {
 		h.Use(complexityLimit{max: opts.Limits.MaxComplexity})
 	}
-	return h
+	return h, sse
 }
 
 // serveGraphQL dispatches /graphql by method before gqlgen's handler sees

@@ -9,6 +9,7 @@ import (
 // metrics are the server's Prometheus instruments.
 type metrics struct {
 	sockets    *prometheus.GaugeVec
+	streams    *prometheus.GaugeVec
 	operations prometheus.Gauge
 	executions prometheus.Gauge
 	deliveries prometheus.Counter
@@ -22,6 +23,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		sockets: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_ws_sockets", Help: "Open WebSocket connections by subprotocol.",
 		}, []string{"protocol"}),
+		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_http_streams", Help: "Open HTTP event streams (subscriptions and operations over HTTP) by transport.",
+		}, []string{"transport"}),
 		operations: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_ws_operations", Help: "Operations active on WebSocket connections (subscriptions and queries or mutations in flight).",
 		}),
@@ -29,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "herald_shared_executions", Help: "Running subscription executions, each shared by every identical subscription on this replica.",
 		}),
 		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "herald_deliveries_total", Help: "Subscription results written to sockets.",
+			Name: "herald_deliveries_total", Help: "Subscription results written to sockets and event streams.",
 		}),
 		slowCloses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_ws_slow_consumer_closes_total", Help: "Sockets closed because their outbound queue was full.",
@@ -43,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.sockets, m.operations, m.executions, m.deliveries, m.slowCloses, m.closes, m.latency} {
+	for _, c := range []prometheus.Collector{m.sockets, m.streams, m.operations, m.executions, m.deliveries, m.slowCloses, m.closes, m.latency} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -51,6 +55,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, p := range []protocol{transportWS, legacyWS} {
 		m.sockets.WithLabelValues(p.String())
 	}
+	m.streams.WithLabelValues("sse")
 	return m, nil
 }
 

@@ -68,16 +68,19 @@ type Options struct {
 	// before it is closed with 4408; default 3s.
 	InitTimeout time.Duration
 	// PingInterval is how often an idle socket is pinged (graphql-transport-ws
-	// ping; legacy ka plus a WebSocket ping); default 15s.
+	// ping; legacy ka plus a WebSocket ping), and how often an idle event
+	// stream gets a keepalive comment; default 15s.
 	PingInterval time.Duration
 	// PongTimeout is how long after a ping interval without any frame from
 	// the client the socket is taken as dead and closed; default PingInterval.
 	PongTimeout time.Duration
-	// WriteTimeout bounds writing one batch of frames to a socket; default 10s.
+	// WriteTimeout bounds writing one batch of frames to a socket or an
+	// event stream; default 10s.
 	WriteTimeout time.Duration
-	// QueueMessages and QueueBytes bound each socket's outbound queue; a
-	// socket whose queue is full is closed with 1013 (retry later) as a
-	// slow consumer. Defaults 1024 messages and 1 MiB.
+	// QueueMessages and QueueBytes bound each socket's and event stream's
+	// outbound queue; a socket whose queue is full is closed with 1013
+	// (retry later) as a slow consumer, a stream ends with a SLOW_CONSUMER
+	// error. Defaults 1024 messages and 1 MiB.
 	QueueMessages int
 	QueueBytes    int
 	// MaxMessageBytes bounds one message from a client (1009 above it);
@@ -186,7 +189,10 @@ type Server struct {
 	origins   *originPolicy
 
 	ws         *wsTransport
-	draining   atomic.Bool // set by StartDrain: /readyz fails
+	sse        *sseTransport
+	sessions   *sessions         // WebSockets and event streams: admission, drain
+	execs      *sharedExecutions // shared by every transport
+	draining   atomic.Bool       // set by StartDrain: /readyz fails
 	stopKeeper context.CancelFunc
 	keeperDone chan struct{}
 }
@@ -216,8 +222,10 @@ func New(opts Options) (*Server, error) {
 		origins:   origins,
 	}
 	mutations := newIdentityLimiter(opts.Limits.MutationRate, opts.Limits.MutationBurst)
-	s.ws = newWSTransport(opts, m, s.responder, mutations)
-	s.graphql = newGraphQLHandler(opts, s.responder, s.ws, mutations)
+	s.sessions = newSessions(opts.Limits.MaxConnections)
+	s.execs = newSharedExecutions(m, opts.Logger, opts.QueueMessages)
+	s.ws = newWSTransport(opts, m, s.responder, mutations, s.sessions, s.execs)
+	s.graphql, s.sse = newGraphQLHandler(opts, s.responder, s.ws, mutations, s.sessions, s.execs, m)
 	s.mux = s.routes()
 	keeperCtx, stop := context.WithCancel(context.Background())
 	s.stopKeeper, s.keeperDone = stop, make(chan struct{})
@@ -230,32 +238,39 @@ func New(opts Options) (*Server, error) {
 
 // StartDrain begins a graceful stop, at once and without waiting: /readyz
 // answers 503 with a failing "draining" check from now on, so load
-// balancers stop sending traffic here, and new WebSockets are refused with
-// 503. Open sockets and HTTP requests carry on; Drain closes the sockets.
+// balancers stop sending traffic here, and new WebSockets and event
+// streams are refused with 503. Open ones and HTTP requests carry on;
+// Drain ends them.
 // It is safe to call more than once and from any goroutine.
 func (s *Server) StartDrain() {
 	s.draining.Store(true)
-	s.ws.startDrain()
+	s.sessions.startDrain()
 }
 
 // Draining reports whether StartDrain (or Drain, or Shutdown) has been called.
 func (s *Server) Draining() bool { return s.draining.Load() }
 
 // Drain stops the server gracefully: it starts draining (see StartDrain),
-// closes every open WebSocket with 1001 (going away) spread evenly over
-// window, oldest first, so that clients do not all reconnect elsewhere at
-// the same moment, then waits for the sockets to finish and for every
-// subscription execution to stop. A socket normally finishes within
-// milliseconds of its close frame; one whose peer does not answer gets
-// about a second, one stuck in a write up to Options.WriteTimeout, so give
-// ctx room beyond window. All of it is bounded by ctx: when ctx ends,
-// the sockets not yet closed are sent 1001 at once and the connections of
-// all that have not finished are dropped (the error says how many). HTTP
+// closes every open WebSocket with 1001 (going away) and ends every event
+// stream, spread evenly over window, oldest first, so that clients do not
+// all reconnect elsewhere at the same moment, then waits for them to
+// finish and for every subscription execution to stop. A socket normally
+// finishes within milliseconds of its close frame; one whose peer does not
+// answer gets about a second, one stuck in a write up to
+// Options.WriteTimeout, so give ctx room beyond window. All of it is
+// bounded by ctx: when ctx ends, the sessions not yet ended are ended at
+// once and the connections of all that have not finished are dropped (the
+// error says how many). HTTP
 // requests are the http.Server's to drain: serve them (and /readyz) until
 // Drain returns, then call its Shutdown.
 func (s *Server) Drain(ctx context.Context, window time.Duration) error {
 	s.draining.Store(true)
-	err := s.ws.shutdown(ctx, window)
+	dropped := s.sessions.drain(ctx, window)
+	err := s.execs.close()
+	if dropped > 0 {
+		err = errors.Join(fmt.Errorf("dropped %d connections (WebSockets, event streams) that had not closed in time: %w",
+			dropped, context.Cause(ctx)), err)
+	}
 	s.stopKeeper()
 	<-s.keeperDone
 	return err

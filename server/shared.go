@@ -163,7 +163,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		op.conn.streamEnded(op)
+		op.sub.streamEnded(op)
 		return
 	}
 	e := r.byKey[key]
@@ -280,7 +280,7 @@ type handoff struct {
 func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
 	h := op.handoff
 	if h == nil {
-		op.conn.deliver(op, p)
+		op.sub.deliver(op, p)
 		return
 	}
 	h.mu.Lock()
@@ -289,20 +289,20 @@ func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
 	case e.replay && h.live:
 		// Retired: the shared execution has taken over.
 	case e.replay:
-		op.conn.deliver(op, p)
+		op.sub.deliver(op, p)
 		h.last = max(h.last, p.pos)
 		if len(h.held) > 0 && p.pos >= h.held[0].pos {
 			h.goLive(op)
 		}
 	case p.pos == 0:
-		op.conn.deliver(op, p)
+		op.sub.deliver(op, p)
 	case h.live:
 		// The live stream may lag behind what the replay wrote.
 		if p.pos > h.last {
-			op.conn.deliver(op, p)
+			op.sub.deliver(op, p)
 		}
 	case len(h.held) >= h.limit:
-		op.conn.closeWith(closeTryAgainLater, "slow consumer: the replay fell behind the live stream; reconnect and resume")
+		op.sub.tooSlow(op, "slow consumer: the replay fell behind the live stream; reconnect and resume")
 	default:
 		h.held = append(h.held, p)
 		if h.last >= p.pos {
@@ -318,7 +318,7 @@ func (h *handoff) goLive(op *operation) {
 	h.live = true
 	for _, p := range h.held {
 		if p.pos > h.last {
-			op.conn.deliver(op, p)
+			op.sub.deliver(op, p)
 		}
 	}
 	h.held = nil
@@ -373,7 +373,7 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 		if resp == nil {
 			break
 		}
-		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position}
+		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, cursor: slot.meta.Cursor}
 		slot.meta = stream.Meta{}
 		e.mu.RLock()
 		p.direct = len(e.members) <= directFanout
@@ -398,7 +398,7 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 	e.members = nil
 	e.mu.Unlock()
 	for _, op := range members {
-		op.conn.streamEnded(op)
+		op.sub.streamEnded(op)
 	}
 }
 

@@ -242,8 +242,9 @@ func (x *runner) execute(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 
 // permitted reports whether operation type op may run over this request,
 // answering the request itself if not. GET may only run queries (the spec
-// requires 405 for mutations), and no HTTP request may run a subscription,
-// whose events only the WebSocket transport can deliver.
+// requires 405 for mutations), and a plain HTTP request may not run a
+// subscription, whose events need a stream: WebSocket, or an event stream
+// (sseTransport) for a request that accepts text/event-stream.
 func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.Request, m mediaType,
 	exec graphql.GraphExecutor, op ast.Operation, viaGET bool) bool {
 	switch {
@@ -254,10 +255,10 @@ func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.R
 	case viaGET && op == ast.Subscription:
 		w.Header().Set("Allow", http.MethodPost)
 		x.reject(w, r, m, http.StatusMethodNotAllowed,
-			"subscription operations cannot be sent with GET; use the WebSocket transport")
+			"subscription operations cannot be sent with GET as a plain request; send Accept: text/event-stream for a stream, or use the WebSocket transport")
 		return false
 	case op == ast.Subscription:
-		err := gqlerror.Errorf("subscription operations are not supported over HTTP; use the WebSocket transport")
+		err := gqlerror.Errorf("subscription operations are not supported over a plain HTTP request; send Accept: text/event-stream for an event stream, or use the WebSocket transport")
 		x.result(w, r, m, exec.DispatchError(ctx, gqlerror.List{err}))
 		return false
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,12 +53,7 @@ type wsTransport struct {
 	log       *slog.Logger
 	reject    func(w http.ResponseWriter, r *http.Request, status int, msg string)
 
-	mu       sync.Mutex
-	conns    map[*wsConn]struct{}
-	admitted int            // sockets admitted and not yet finished
-	draining bool           // no new sockets; new ones are refused with 503
-	dropping bool           // the drain's deadline passed: connections are dropped
-	served   sync.WaitGroup // one per socket being served
+	sessions *sessions // admission and drain, shared with the HTTP streams
 }
 
 var _ graphql.Transport = (*wsTransport)(nil)
@@ -77,7 +71,7 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 			"unsupported WebSocket subprotocol: offer graphql-transport-ws (graphql-ws library) or graphql-ws (subscriptions-transport-ws)")
 		return
 	}
-	switch t.admit() {
+	switch t.sessions.admit() {
 	case refusedDraining:
 		t.reject(w, r, http.StatusServiceUnavailable, "server is shutting down; reconnect to another replica")
 		return
@@ -89,14 +83,14 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	}
 	upgradeID, hasUpgradeID, err := t.authn.FromRequest(r)
 	if err != nil {
-		t.done()
+		t.sessions.done()
 		t.refuseCredentials(w, r, err)
 		return
 	}
 	hj := &readerHijacker{ResponseWriter: w}
 	ws, err := t.upgrader.Upgrade(hj, r, http.Header{"Sec-WebSocket-Protocol": {proto.String()}})
 	if err != nil {
-		t.done()
+		t.sessions.done()
 		return // the upgrader has answered the request
 	}
 	// The socket is served on a goroutine of its own so that this handler
@@ -111,39 +105,6 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	go c.serve()
 }
 
-// admission is admit's verdict.
-type admission int
-
-const (
-	admitted admission = iota
-	refusedDraining
-	refusedFull
-)
-
-// admit counts a socket about to be served, unless draining or full. An
-// admitted socket must be let go with done once it has finished.
-func (t *wsTransport) admit() admission {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	switch {
-	case t.draining:
-		return refusedDraining
-	case t.cfg.limits.MaxConnections > 0 && t.admitted >= t.cfg.limits.MaxConnections:
-		return refusedFull
-	}
-	t.admitted++
-	t.served.Add(1)
-	return admitted
-}
-
-// done lets an admitted socket go.
-func (t *wsTransport) done() {
-	t.mu.Lock()
-	t.admitted--
-	t.mu.Unlock()
-	t.served.Done()
-}
-
 // refuseCredentials answers an upgrade whose request carries credentials
 // (an Authorization header or cookie) that cannot be accepted, before
 // upgrading: 401 for bad ones, 503 when they could not be checked.
@@ -156,126 +117,22 @@ func (t *wsTransport) refuseCredentials(w http.ResponseWriter, r *http.Request, 
 	t.reject(w, r, http.StatusServiceUnavailable, "authentication is unavailable; try again later")
 }
 
-// track adds c to (on) or removes it from the open sockets. A socket that
-// was admitted before the drain began but starts being served after it is
-// closed at once: it missed the drain's list.
-func (t *wsTransport) track(c *wsConn, on bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !on {
-		delete(t.conns, c)
-		return
-	}
-	t.conns[c] = struct{}{}
-	switch {
-	case t.dropping:
-		_ = c.ws.NetConn().Close()
-	case t.draining:
-		c.closeWith(closeGoingAway, drainReason)
-	}
-}
-
 // drainReason is the reason sent with the close frame of a drained socket.
 const drainReason = "server shutting down; reconnect"
 
-// startDrain refuses new sockets from now on and returns the open ones,
-// oldest first.
-func (t *wsTransport) startDrain() []*wsConn {
-	t.mu.Lock()
-	t.draining = true
-	open := make([]*wsConn, 0, len(t.conns))
-	for c := range t.conns {
-		open = append(open, c)
-	}
-	t.mu.Unlock()
-	slices.SortFunc(open, func(a, b *wsConn) int { return a.created.Compare(b.created) })
-	return open
-}
+// The socket as a session (see sessions): admission and drain.
 
-// shutdown refuses new sockets, closes the open ones with 1001 (going
-// away) spread evenly over window, and waits for them to finish and for
-// every subscription execution to stop, bounded by ctx.
-//
-// The closes are paced by one timer in the calling goroutine: socket i of
-// n is closed at drainOffset(i, n, window) after the start, so clients do
-// not all reconnect elsewhere at once. If ctx ends first, the sockets not
-// yet closed are sent 1001 at once, the TCP connections of all that have
-// not finished are dropped, and shutdown returns an error saying how many.
-func (t *wsTransport) shutdown(ctx context.Context, window time.Duration) error {
-	open := t.startDrain()
-	t.closeSpread(ctx, open, window)
-	dropped := t.waitServed(ctx)
-	err := t.execs.close()
-	if dropped > 0 {
-		err = errors.Join(fmt.Errorf("dropped %d WebSocket connections that had not closed in time: %w",
-			dropped, context.Cause(ctx)), err)
-	}
-	return err
-}
-
-// closeSpread closes the sockets of open with 1001 in order, socket i at
-// drainOffset(i, len(open), window) after it is called, or all that are
-// left at once when ctx ends.
-func (t *wsTransport) closeSpread(ctx context.Context, open []*wsConn, window time.Duration) {
-	start := time.Now()
-	timer := time.NewTimer(window)
-	defer timer.Stop()
-	for i, c := range open {
-		if wait := time.Until(start.Add(drainOffset(i, len(open), window))); wait > 0 && ctx.Err() == nil {
-			timer.Reset(wait)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-			}
-		}
-		if !c.tornDown() {
-			c.closeWith(closeGoingAway, drainReason)
-		}
-	}
-}
-
-// drainOffset is when socket i of n is closed during a drain over window:
-// i*window/n, so the n closes are spread evenly and the first is at once.
-// It does not overflow for any window and n a process can hold.
-func drainOffset(i, n int, window time.Duration) time.Duration {
-	if n <= 0 || i <= 0 || window <= 0 {
-		return 0
-	}
-	step, rest := window/time.Duration(n), window%time.Duration(n)
-	return step*time.Duration(i) + rest*time.Duration(i)/time.Duration(n)
-}
-
-// waitServed waits until every admitted socket has finished. When ctx ends
-// first, it drops the TCP connections of those still open, which ends
-// their readers promptly, and returns how many it dropped.
-func (t *wsTransport) waitServed(ctx context.Context) (dropped int) {
-	done := make(chan struct{})
-	go func() {
-		t.served.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return 0
-	case <-ctx.Done():
-	}
-	t.mu.Lock()
-	t.dropping = true
-	for c := range t.conns {
-		_ = c.ws.NetConn().Close()
-		dropped++
-	}
-	t.mu.Unlock()
-	<-done // closing the TCP connections ends every reader promptly
-	return dropped
-}
+func (c *wsConn) openedAt() time.Time { return c.created }
+func (c *wsConn) goAway()             { c.closeWith(closeGoingAway, drainReason) }
+func (c *wsConn) drop()               { _ = c.ws.NetConn().Close() }
+func (c *wsConn) ended() bool         { return c.tornDown() }
 
 // operation is one operation id on one socket: a subscription membership
 // or a query/mutation in flight.
 type operation struct {
 	id     string
-	idJSON string // the id as a JSON string, encoded once
-	conn   *wsConn
+	idJSON string     // the id as a JSON string, encoded once
+	sub    subscriber // the transport the operation's results go to
 	// finished is set when nothing more may be sent for this id: the
 	// client completed it, or its last frame was written.
 	finished atomic.Bool
@@ -355,7 +212,7 @@ func newWSConn(t *wsTransport, ws *websocket.Conn, proto protocol, exec graphql.
 // serve runs the reader loop until the socket ends, then releases
 // everything the socket holds.
 func (c *wsConn) serve() {
-	defer c.t.done()
+	defer c.t.sessions.done()
 	c.serveInput()
 	c.teardown()
 }
@@ -364,7 +221,7 @@ func (c *wsConn) serve() {
 // handler's goroutine, so that the long-lived reader's stack does not grow
 // here (see inputWaiter).
 func (c *wsConn) start() {
-	c.t.track(c, true)
+	c.t.sessions.track(c, true)
 	c.t.keeper.add(c)
 	c.t.metrics.sockets.WithLabelValues(c.proto.String()).Inc()
 	c.ws.SetReadLimit(c.t.cfg.maxMessageBytes)
@@ -459,7 +316,7 @@ func (c *wsConn) teardown() {
 	}
 	c.wg.Wait()
 	c.t.keeper.remove(c)
-	c.t.track(c, false)
+	c.t.sessions.track(c, false)
 	c.t.metrics.sockets.WithLabelValues(c.proto.String()).Dec()
 }
 
@@ -674,7 +531,7 @@ func (c *wsConn) addOp(id string) (op *operation, fresh bool) {
 		return existing, false
 	}
 	idJSON, _ := json.Marshal(id)
-	op = &operation{id: id, idJSON: string(idJSON), conn: c}
+	op = &operation{id: id, idJSON: string(idJSON), sub: c}
 	c.ops[id] = op
 	c.t.metrics.operations.Inc()
 	return op, true
@@ -979,7 +836,8 @@ func appendJSONString(buf []byte, s string) []byte {
 	return append(buf, '"')
 }
 
-func newWSTransport(opts Options, m *metrics, resp responder, mutations *identityLimiter) *wsTransport {
+func newWSTransport(opts Options, m *metrics, resp responder, mutations *identityLimiter,
+	ss *sessions, execs *sharedExecutions) *wsTransport {
 	cfg := wsConfig{
 		initTimeout:     opts.InitTimeout,
 		pingInterval:    opts.PingInterval,
@@ -1005,11 +863,11 @@ func newWSTransport(opts Options, m *metrics, resp responder, mutations *identit
 			// before the request got here.
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
-		execs:   newSharedExecutions(m, opts.Logger, opts.QueueMessages),
-		keeper:  newKeeper(cfg),
-		metrics: m,
-		log:     opts.Logger,
-		conns:   make(map[*wsConn]struct{}),
+		execs:    execs,
+		sessions: ss,
+		keeper:   newKeeper(cfg),
+		metrics:  m,
+		log:      opts.Logger,
 		reject: func(w http.ResponseWriter, r *http.Request, status int, msg string) {
 			resp.reject(w, r, fallbackMedia(r), status, msg)
 		},

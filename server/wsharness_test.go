@@ -339,11 +339,9 @@ func (r *replica) forTest(t *testing.T) *replica {
 
 func chatActor(id string) chat.Actor { return chat.Actor{ID: id} }
 
-// openSockets counts the sockets the transport is serving.
+// openSockets counts the sessions (sockets and event streams) being served.
 func (r *replica) openSockets() int {
-	r.server.ws.mu.Lock()
-	defer r.server.ws.mu.Unlock()
-	return len(r.server.ws.conns)
+	return r.server.sessions.count()
 }
 
 func decodeB64(s string) (string, error) {

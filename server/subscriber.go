@@ -1,0 +1,32 @@
+package server
+
+// subscriber is what the engine (shared executions, the resume handoff)
+// knows of the transport an operation's results go to: a WebSocket
+// (*wsConn) or an HTTP event stream (*sseStream). One execution and one
+// encoding serve every subscriber of a subscription, whatever its
+// transport; each transport only frames the shared bytes its own way.
+//
+// None of the methods may block: they are called by the goroutine that
+// fans an event out to every member of an execution.
+type subscriber interface {
+	// deliver writes or queues one result for op. A subscriber that
+	// cannot take it ends itself as a slow consumer.
+	deliver(op *operation, p *payload)
+	// streamEnded tells op's transport that the execution completed by
+	// itself: nothing more will be delivered for op.
+	streamEnded(op *operation)
+	// tooSlow ends op's transport because it fell too far behind, with a
+	// reason its client can act on.
+	tooSlow(op *operation, reason string)
+}
+
+var (
+	_ subscriber = (*wsConn)(nil)
+	_ subscriber = (*sseStream)(nil)
+)
+
+// tooSlow closes the socket as a slow consumer (1013): the client
+// reconnects and resumes from its last cursor.
+func (c *wsConn) tooSlow(_ *operation, reason string) {
+	c.closeWith(closeTryAgainLater, reason)
+}
