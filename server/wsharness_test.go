@@ -329,13 +329,21 @@ func (r *replica) get(path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// members counts the subscriptions joined to shared executions.
+// members counts the subscriptions joined to shared executions, or is -1
+// while an execution is starting. A subscription joins before its
+// execution's resolver has run: until it has, nothing watches the room,
+// and an event posted meanwhile would not reach the subscription.
 func (r *replica) members() int {
 	reg := r.server.ws.execs
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
 	n := 0
 	for _, e := range reg.byKey {
+		select {
+		case <-e.started:
+		default:
+			return -1
+		}
 		e.mu.RLock()
 		n += len(e.members)
 		e.mu.RUnlock()
