@@ -563,7 +563,14 @@ func (c *wsConn) deliver(op *operation, p *payload) {
 // handle processes one text message from the client.
 func (c *wsConn) handle(data []byte) {
 	m, perr := decodeClientMessage(c.proto, data)
-	if perr != nil {
+	switch {
+	case perr != nil && perr.notJSON != "" && c.proto == legacyWS:
+		// subscriptions-transport-ws answers a message it cannot parse with
+		// connection_error carrying the parser's complaint and keeps the
+		// socket open; its clients expect no more than that.
+		c.send(frameRaw, connectionErrorFrame("Invalid message: not JSON: "+perr.notJSON))
+		return
+	case perr != nil:
 		c.closeWith(closeBadRequest, perr.msg)
 		return
 	}
