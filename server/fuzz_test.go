@@ -64,6 +64,11 @@ func fuzzDecodeWS(f *testing.F, p protocol) {
 		m, perr := decodeClientMessage(p, data)
 		if perr != nil {
 			fuzzCheckCloseReason(t, "decodeClientMessage", perr)
+			// The legacy protocol answers a frame that is not JSON at all
+			// and stays open, so that must be exactly what notJSON says.
+			if notJSON := perr.notJSON != ""; notJSON == json.Valid(data) {
+				t.Fatalf("%s: %q: notJSON %q, but json.Valid = %v", p, data, perr.notJSON, json.Valid(data))
+			}
 			return
 		}
 		fuzzCheckMessage(t, p, data, m)

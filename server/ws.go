@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -161,11 +162,13 @@ type wsConn struct {
 	lastSeen atomic.Int64 // unix nanoseconds of the last frame read
 	nextPing atomic.Int64 // unix nanoseconds
 
-	closeOnce sync.Once
-	closing   chan struct{} // closed once a close code is chosen
-	closeCode int
-	closeMsg  string
-	done      chan struct{} // closed at teardown: the writer stops
+	closeOnce   sync.Once
+	closing     chan struct{} // closed once a close code is chosen
+	closeCode   int
+	closeMsg    string
+	closeAbrupt bool          // only the rest of a frame begun goes before the close frame
+	closeSent   chan struct{} // made with the close code; closed when the writer is done with the close frame
+	done        chan struct{} // closed at teardown: the writer stops
 
 	// Writer-owned (one writer runs at a time).
 	writeDeadline int64         // unix nanoseconds; see extendWriteDeadline
@@ -173,6 +176,7 @@ type wsConn struct {
 	noDirect      bool          // the socket has no directWriter
 
 	// Reader-owned.
+	awaitClose      bool // the reader chose a close frame the writer must send before teardown
 	initReceived    bool
 	identity        auth.Identity
 	hasIdentity     bool
@@ -214,13 +218,31 @@ func newWSConn(t *wsTransport, ws *websocket.Conn, proto protocol, exec graphql.
 func (c *wsConn) serve() {
 	defer c.t.sessions.done()
 	c.serveInput()
+	c.awaitCloseFrame()
 	c.teardown()
+}
+
+// awaitCloseFrame gives the writer up to closeGrace to send the close
+// frame the reader chose as its input ended (the client closed, broke the
+// framing or sent too much), before teardown closes the connection under
+// it. The writer's close has the same grace, so this ends as it does.
+func (c *wsConn) awaitCloseFrame() {
+	if !c.awaitClose {
+		return
+	}
+	timer := time.NewTimer(closeGrace)
+	defer timer.Stop()
+	select {
+	case <-c.closeSent:
+	case <-timer.C:
+	}
 }
 
 // start registers the socket before it is served. It runs on the upgrade
 // handler's goroutine, so that the long-lived reader's stack does not grow
 // here (see inputWaiter).
 func (c *wsConn) start() {
+	c.wire().sealed = true // from now on only the socket's writer writes to it
 	c.t.sessions.track(c, true)
 	c.t.keeper.add(c)
 	c.t.metrics.sockets.WithLabelValues(c.proto.String()).Inc()
@@ -229,6 +251,35 @@ func (c *wsConn) start() {
 		c.touch()
 		return nil
 	})
+	// gorilla's own handlers would answer straight to the connection.
+	c.ws.SetPingHandler(c.onPing)
+	c.ws.SetCloseHandler(c.onPeerClose)
+}
+
+// wire is the socket's connection, which only its writer writes to.
+func (c *wsConn) wire() *deadlineConn { return c.ws.NetConn().(*deadlineConn) }
+
+// onPing answers a WebSocket ping from the client through the socket's
+// writer, so that the pong goes out after the rest of a frame writeNow
+// began (RFC 6455 section 5.5.2). A ping is a sign of life.
+func (c *wsConn) onPing(data string) error {
+	c.touch()
+	if !c.isClosing() && !c.writeFrameNow(opPong, data) {
+		c.enqueue(outItem{kind: framePongCtl, raw: data})
+	}
+	return nil
+}
+
+// onPeerClose answers the client's close frame with its code through the
+// socket's writer, after at most the rest of a frame begun (RFC 6455
+// section 5.5.1); what else is queued is dropped, as the client is
+// leaving. The reader then returns and waits for the answer to go out
+// (awaitCloseFrame). If the server has chosen a close of its own, that
+// close frame is the answer.
+func (c *wsConn) onPeerClose(code int, _ string) error {
+	c.chooseClose(code, "", true)
+	c.awaitClose = true
+	return nil
 }
 
 func (c *wsConn) touch() { c.lastSeen.Store(time.Now().UnixNano()) }
@@ -288,13 +339,24 @@ func (c *wsConn) isClosing() bool {
 // close frame and the reader waits briefly for the peer's answer. It never
 // blocks, so fan-out and timers may call it.
 func (c *wsConn) closeWith(code int, reason string) {
+	c.chooseClose(code, reason, false)
+}
+
+// chooseClose chooses the close frame, unless one is chosen already, and
+// wakes a writer to send it. A close that answers the client's is not
+// counted as the server's.
+func (c *wsConn) chooseClose(code int, reason string, answer bool) {
 	c.closeOnce.Do(func() {
 		c.closeCode, c.closeMsg = code, reason
+		c.closeAbrupt = answer || code == closeTryAgainLater
+		c.closeSent = make(chan struct{}) // made here: an open socket does without
 		close(c.closing)
-		c.t.metrics.closeCounter(code).Inc()
-		if code == closeTryAgainLater {
+		if !answer {
+			c.t.metrics.closeCounter(code).Inc()
+		}
+		if c.closeAbrupt {
 			// Unblock a write stuck on a peer that does not read.
-			_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(closeGrace))
+			_ = c.wire().setWriteDeadline(time.Now().Add(closeGrace))
 		}
 		c.queue.wake() // a writer sends the close frame
 	})
@@ -332,7 +394,10 @@ func (c *wsConn) release(op *operation) {
 
 // send writes or queues a connection-level frame.
 func (c *wsConn) send(kind frameKind, raw string) {
-	if kind == frameRaw && c.writeTextNow(raw) {
+	switch {
+	case kind == frameRaw && c.writeFrameNow(opText, raw):
+		return
+	case kind == framePingCtl && c.writeFrameNow(opPing, ""):
 		return
 	}
 	c.enqueue(outItem{kind: kind, raw: raw})
@@ -355,7 +420,14 @@ func (c *wsConn) deliver(op *operation, p *payload) {
 // handle processes one text message from the client.
 func (c *wsConn) handle(data []byte) {
 	m, perr := decodeClientMessage(c.proto, data)
-	if perr != nil {
+	switch {
+	case perr != nil && perr.notJSON != "" && c.proto == legacyWS:
+		// subscriptions-transport-ws answers a message it cannot parse with
+		// connection_error carrying the parser's complaint and keeps the
+		// socket open; its clients expect no more than that.
+		c.send(frameRaw, connectionErrorFrame("Invalid message: not JSON: "+perr.notJSON))
+		return
+	case perr != nil:
 		c.closeWith(closeBadRequest, perr.msg)
 		return
 	}
@@ -660,20 +732,21 @@ func (c *wsConn) extendWriteDeadline() {
 		return
 	}
 	deadline := now.Add(c.t.cfg.writeTimeout)
-	_ = c.ws.SetWriteDeadline(deadline)
+	_ = c.wire().setWriteDeadline(deadline)
 	c.writeDeadline = deadline.UnixNano()
 }
 
 // finish writes what was queued before the close was decided (a legacy
 // connection_error must precede its 4403), within closeGrace, and then the
-// close frame. A slow consumer's queue is dropped: it is why it is closed.
+// close frame. An abrupt close (a slow consumer, or the answer to the
+// client's close) writes only the rest of a frame begun by writeNow, so
+// that the close frame does not land inside it.
 func (c *wsConn) finish() {
+	defer close(c.closeSent)
 	defer c.queue.close() // nothing is written after the close frame
-	_ = c.ws.SetWriteDeadline(time.Now().Add(closeGrace))
+	_ = c.wire().setWriteDeadline(time.Now().Add(closeGrace))
 	batch, _ := c.queue.take()
-	if c.closeCode == closeTryAgainLater {
-		// Only the rest of a frame begun by writeNow, so that the close
-		// frame does not land inside it.
+	if c.closeAbrupt {
 		batch = batch[:min(len(batch), 1)]
 		if len(batch) == 1 && batch[0].kind != frameWire {
 			batch = nil
@@ -692,64 +765,79 @@ func (c *wsConn) finish() {
 // before the reader gives up.
 func (c *wsConn) sendClose() {
 	deadline := time.Now().Add(closeGrace)
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, fitCloseReason(c.closeMsg)), deadline)
+	_ = c.writeSmall(opClose, string(websocket.FormatCloseMessage(c.closeCode, fitCloseReason(c.closeMsg))))
 	_ = c.ws.SetReadDeadline(deadline)
 }
 
+// write writes one queued item as a whole frame (frameWire: the rest of
+// one).
 func (c *wsConn) write(it *outItem) error {
 	switch it.kind {
-	case framePingCtl:
-		return c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.t.cfg.writeTimeout))
 	case frameRaw:
-		return c.writeText(it.raw)
+		return c.writeSmall(opText, it.raw)
+	case framePingCtl:
+		return c.writeSmall(opPing, "")
+	case framePongCtl:
+		return c.writeSmall(opPong, it.raw)
 	case frameWire:
-		_, err := io.WriteString(c.ws.NetConn(), it.raw)
+		_, err := io.WriteString(c.wire().Conn, it.raw)
 		return err
 	}
 	if it.op.finished.Load() {
 		return nil // the client completed it: silence for this id
 	}
-	w, err := c.ws.NextWriter(websocket.TextMessage)
+	if it.kind == frameNext {
+		return c.writeNext(it.op, it.data)
+	}
+	it.op.finished.Store(true) // error and complete are an id's last frame
+	buf := c.t.frames.get()
+	defer c.t.frames.put(buf)
+	if it.kind == frameError {
+		*buf = appendOpFrameHead((*buf)[:0], c.proto, frameError, it.op.idJSON, len(it.raw))
+		*buf = append(append(*buf, it.raw...), '}')
+	} else {
+		*buf = appendOpFrameHead((*buf)[:0], c.proto, frameComplete, it.op.idJSON, -1)
+	}
+	return c.wire().writeFrame(*buf)
+}
+
+// largePayload is the payload size above which the writer writes a next
+// frame in parts (writev) rather than copy the payload next to its header:
+// a large fan-out would copy it once for every socket.
+const largePayload = 8 << 10
+
+// closingBrace ends a next frame written in parts.
+var closingBrace = []byte{'}'}
+
+func (c *wsConn) writeNext(op *operation, p *payload) error {
+	buf := c.t.frames.get()
+	defer c.t.frames.put(buf)
+	*buf = appendOpFrameHead((*buf)[:0], c.proto, frameNext, op.idJSON, len(p.bytes))
+	var err error
+	if len(p.bytes) > largePayload {
+		err = c.wire().writeFrameParts(net.Buffers{*buf, p.bytes, closingBrace})
+	} else {
+		*buf = append(append(*buf, p.bytes...), '}')
+		err = c.wire().writeFrame(*buf)
+	}
 	if err != nil {
 		return err
 	}
-	sw := w.(io.StringWriter)
-	_, _ = sw.WriteString(`{"id":`)
-	_, _ = sw.WriteString(it.op.idJSON)
-	_, _ = sw.WriteString(typeSegment(c.proto, it.kind))
-	switch it.kind {
-	case frameNext:
-		_, _ = sw.WriteString(`,"payload":`)
-		_, _ = w.Write(it.data.bytes)
-		_, _ = sw.WriteString(`}`)
-	case frameError:
-		_, _ = sw.WriteString(`,"payload":`)
-		_, _ = sw.WriteString(it.raw)
-		_, _ = sw.WriteString(`}`)
-		it.op.finished.Store(true)
-	default:
-		_, _ = sw.WriteString(`}`)
-		it.op.finished.Store(true)
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	if it.kind == frameNext {
-		c.t.metrics.deliveries.Inc()
-		if !it.data.appended.IsZero() {
-			c.t.metrics.latency.Observe(time.Since(it.data.appended).Seconds())
-		}
+	c.t.metrics.deliveries.Inc()
+	if !p.appended.IsZero() {
+		c.t.metrics.latency.Observe(time.Since(p.appended).Seconds())
 	}
 	return nil
 }
 
-func (c *wsConn) writeText(s string) error {
-	w, err := c.ws.NextWriter(websocket.TextMessage)
-	if err != nil {
-		return err
-	}
-	_, _ = w.(io.StringWriter).WriteString(s)
-	return w.Close()
+// writeSmall writes a frame of opcode with a small payload: a
+// connection-level message or a control frame.
+func (c *wsConn) writeSmall(opcode byte, payload string) error {
+	buf := c.t.frames.get()
+	defer c.t.frames.put(buf)
+	*buf = appendFrameHeader((*buf)[:0], opcode, len(payload))
+	*buf = append(*buf, payload...)
+	return c.wire().writeFrame(*buf)
 }
 
 // checkTimers enforces the init timeout and keepalive; the keeper calls it

@@ -211,7 +211,15 @@ func TestMetricsEndpoint(t *testing.T) {
 	waitFor(t, "subscription", func() bool { return r.members() == 1 })
 	r.post(room, "bob", "hi")
 	c.next()
-	status, body := r.get("/metrics")
+	// The writer counts a delivery and its latency once its write has
+	// returned, which may be after the client has read the frame.
+	var status int
+	var body string
+	waitFor(t, "the delivery to be counted", func() bool {
+		status, body = r.get("/metrics")
+		return status != http.StatusOK || strings.Contains(body, "herald_deliveries_total 1") &&
+			strings.Contains(body, "herald_delivery_latency_seconds_count 1")
+	})
 	if status != http.StatusOK {
 		t.Fatalf("/metrics: %d", status)
 	}

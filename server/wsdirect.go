@@ -49,12 +49,7 @@ func (c *wsConn) writeNow(op *operation, p *payload) bool {
 		return true // the client completed it: silence for this id
 	}
 	buf := c.t.frames.get()
-	frame := appendTextFrameHeader((*buf)[:0], len(`{"id":`)+len(op.idJSON)+
-		len(typeSegment(c.proto, frameNext))+len(`,"payload":`)+len(p.bytes)+len(`}`))
-	frame = append(frame, `{"id":`...)
-	frame = append(frame, op.idJSON...)
-	frame = append(frame, typeSegment(c.proto, frameNext)...)
-	frame = append(frame, `,"payload":`...)
+	frame := appendOpFrameHead((*buf)[:0], c.proto, frameNext, op.idJSON, len(p.bytes))
 	frame = append(frame, p.bytes...)
 	frame = append(frame, '}')
 	written, ok := c.writeClaimed(buf, frame)
@@ -67,16 +62,16 @@ func (c *wsConn) writeNow(op *operation, p *payload) bool {
 	return ok
 }
 
-// writeTextNow is writeNow for a connection-level text frame (a keepalive
-// ping, say: with tens of thousands of idle sockets, starting a writer
-// for each ping was much of what they cost).
-func (c *wsConn) writeTextNow(text string) bool {
+// writeFrameNow is writeNow for a connection-level frame: a text message
+// (a keepalive ping, say: with tens of thousands of idle sockets, starting
+// a writer for each ping was much of what they cost) or a pong.
+func (c *wsConn) writeFrameNow(opcode byte, payload string) bool {
 	if !c.claimDirect() {
 		return false
 	}
 	buf := c.t.frames.get()
-	frame := appendTextFrameHeader((*buf)[:0], len(text))
-	frame = append(frame, text...)
+	frame := appendFrameHeader((*buf)[:0], opcode, len(payload))
+	frame = append(frame, payload...)
 	_, ok := c.writeClaimed(buf, frame)
 	return ok
 }
@@ -106,7 +101,7 @@ func (c *wsConn) writeClaimed(buf *[]byte, frame []byte) (written, ok bool) {
 		// The deadline the last writer set has passed, as it always has on
 		// a socket idle for longer than WriteTimeout. A write that never
 		// waits needs none: clear it (the next writer sets a fresh one).
-		_ = c.ws.NetConn().SetWriteDeadline(time.Time{})
+		_ = c.wire().setWriteDeadline(time.Time{})
 		c.writeDeadline = 0
 		n, err = c.direct.write(frame)
 	}
@@ -137,18 +132,49 @@ func (c *wsConn) directWriter() *directWriter {
 	return c.direct
 }
 
-// appendTextFrameHeader appends the header of an unmasked, final text
-// frame of n payload bytes, as a server sends it (RFC 6455 section 5.2).
-func appendTextFrameHeader(b []byte, n int) []byte {
-	const finText = 0x81
+// Opcodes of the frames a server sends (RFC 6455 section 5.2).
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+	opPong  = 0xa
+)
+
+// appendFrameHeader appends the header of an unmasked, final frame of
+// opcode with n payload bytes, as a server sends it (RFC 6455 section
+// 5.2). Herald frames every message itself: gorilla only reads (see
+// deadlineConn).
+func appendFrameHeader(b []byte, opcode byte, n int) []byte {
+	fin := 0x80 | opcode
 	switch {
 	case n <= 125:
-		return append(b, finText, byte(n))
+		return append(b, fin, byte(n))
 	case n <= 0xffff:
-		return append(b, finText, 126, byte(n>>8), byte(n))
+		return append(b, fin, 126, byte(n>>8), byte(n))
 	default:
 		u := uint64(n)
-		return append(b, finText, 127, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32),
+		return append(b, fin, 127, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32),
 			byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
 	}
+}
+
+// appendOpFrameHead appends the frame header and the start of the message
+// of kind for an operation, whose payload has n bytes (n < 0: it has
+// none). That start is {"id":<id>,"type":<type> followed by ,"payload":
+// for the caller to append the payload and }; with no payload, the
+// message is whole.
+func appendOpFrameHead(b []byte, proto protocol, kind frameKind, idJSON string, n int) []byte {
+	typ := typeSegment(proto, kind)
+	size := len(`{"id":`) + len(idJSON) + len(typ) + len(`}`)
+	if n >= 0 {
+		size += len(`,"payload":`) + n
+	}
+	b = appendFrameHeader(b, opText, size)
+	b = append(b, `{"id":`...)
+	b = append(b, idJSON...)
+	b = append(b, typ...)
+	if n < 0 {
+		return append(b, '}')
+	}
+	return append(b, `,"payload":`...)
 }

@@ -11,21 +11,55 @@ import (
 	"time"
 )
 
-func TestAppendTextFrameHeader(t *testing.T) {
+func TestAppendFrameHeader(t *testing.T) {
 	tests := []struct {
-		n    int
-		want []byte
+		opcode byte
+		n      int
+		want   []byte
 	}{
-		{0, []byte{0x81, 0}},
-		{125, []byte{0x81, 125}},
-		{126, []byte{0x81, 126, 0, 126}},
-		{0xffff, []byte{0x81, 126, 0xff, 0xff}},
-		{0x10000, []byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
-		{0x12345678, []byte{0x81, 127, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78}},
+		{opText, 0, []byte{0x81, 0}},
+		{opText, 125, []byte{0x81, 125}},
+		{opText, 126, []byte{0x81, 126, 0, 126}},
+		{opText, 0xffff, []byte{0x81, 126, 0xff, 0xff}},
+		{opText, 0x10000, []byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
+		{opText, 0x12345678, []byte{0x81, 127, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78}},
+		{opClose, 2, []byte{0x88, 2}},
+		{opPing, 0, []byte{0x89, 0}},
+		{opPong, 125, []byte{0x8a, 125}},
 	}
 	for _, tt := range tests {
-		if got := appendTextFrameHeader([]byte("x"), tt.n); !bytes.Equal(got[1:], tt.want) || got[0] != 'x' {
-			t.Errorf("header for %d bytes = % x, want % x after the prefix", tt.n, got, tt.want)
+		if got := appendFrameHeader([]byte("x"), tt.opcode, tt.n); !bytes.Equal(got[1:], tt.want) || got[0] != 'x' {
+			t.Errorf("header for opcode %#x and %d bytes = % x, want % x after the prefix", tt.opcode, tt.n, got, tt.want)
+		}
+	}
+}
+
+// TestAppendOpFrameHead: the head and the payload the caller appends make
+// one whole frame of the message, with and without a payload.
+func TestAppendOpFrameHead(t *testing.T) {
+	tests := []struct {
+		proto   protocol
+		kind    frameKind
+		payload string // "" for none
+		want    string
+	}{
+		{transportWS, frameNext, `{"data":{}}`, `{"id":"a\"b","type":"next","payload":{"data":{}}}`},
+		{legacyWS, frameNext, `{"data":{}}`, `{"id":"a\"b","type":"data","payload":{"data":{}}}`},
+		{transportWS, frameError, `[{"message":"no"}]`, `{"id":"a\"b","type":"error","payload":[{"message":"no"}]}`},
+		{legacyWS, frameComplete, "", `{"id":"a\"b","type":"complete"}`},
+	}
+	for _, tt := range tests {
+		n := -1
+		if tt.payload != "" {
+			n = len(tt.payload)
+		}
+		frame := appendOpFrameHead(nil, tt.proto, tt.kind, `"a\"b"`, n)
+		if n >= 0 {
+			frame = append(append(frame, tt.payload...), '}')
+		}
+		want := append(appendFrameHeader(nil, opText, len(tt.want)), tt.want...)
+		if !bytes.Equal(frame, want) {
+			t.Errorf("%v %v: frame %q, want %q", tt.proto, tt.kind, frame, want)
 		}
 	}
 }

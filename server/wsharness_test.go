@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -43,6 +44,14 @@ func newReplica(t *testing.T, tweak func(*Options)) *replica {
 // log's per-subject limit).
 func newReplicaWith(t *testing.T, chatOpts chat.Options, tweak func(*Options)) *replica {
 	t.Helper()
+	return newReplicaListening(t, chatOpts, tweak, nil)
+}
+
+// newReplicaListening starts a replica whose HTTP listener is wrapped by
+// wrap (nil: not wrapped), e.g. to give accepted connections small socket
+// buffers.
+func newReplicaListening(t *testing.T, chatOpts chat.Options, tweak func(*Options), wrap func(net.Listener) net.Listener) *replica {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	log, err := pubsub.Open(ctx, pubsub.Options{
@@ -76,7 +85,11 @@ func newReplicaWith(t *testing.T, chatOpts chat.Options, tweak func(*Options)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv)
+	hs := httptest.NewUnstartedServer(srv)
+	if wrap != nil {
+		hs.Listener = wrap(hs.Listener)
+	}
+	hs.Start()
 	r := &replica{t: t, log: log, chat: svc, server: srv, http: hs, wsURL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/graphql"}
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -316,13 +329,21 @@ func (r *replica) get(path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// members counts the subscriptions joined to shared executions.
+// members counts the subscriptions joined to shared executions, or is -1
+// while an execution is starting. A subscription joins before its
+// execution's resolver has run: until it has, nothing watches the room,
+// and an event posted meanwhile would not reach the subscription.
 func (r *replica) members() int {
 	reg := r.server.ws.execs
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
 	n := 0
 	for _, e := range reg.byKey {
+		select {
+		case <-e.started:
+		default:
+			return -1
+		}
 		e.mu.RLock()
 		n += len(e.members)
 		e.mu.RUnlock()

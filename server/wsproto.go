@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -98,13 +99,17 @@ type operationPayload struct {
 }
 
 // protocolError is a message that breaks the protocol; the socket is
-// closed with 4400 and the message as reason.
-type protocolError struct{ msg string }
+// closed with 4400 and the message as reason. A frame that is not JSON at
+// all is the exception on the legacy protocol (see wsConn.handle).
+type protocolError struct {
+	msg     string
+	notJSON string // what the JSON parser said, if the frame is not JSON at all
+}
 
 func (e *protocolError) Error() string { return e.msg }
 
 func invalid(format string, args ...any) *protocolError {
-	return &protocolError{fmt.Sprintf(format, args...)}
+	return &protocolError{msg: fmt.Sprintf(format, args...)}
 }
 
 // decodeClientMessage parses one text frame: a JSON object with a string
@@ -117,7 +122,14 @@ func decodeClientMessage(p protocol, data []byte) (clientMessage, *protocolError
 		Payload json.RawMessage `json:"payload"`
 	}
 	if err := json.Unmarshal(data, &raw); err != nil {
-		return clientMessage{}, invalid("Invalid message: not a JSON object")
+		perr := invalid("Invalid message: not a JSON object")
+		// Unmarshal checks the syntax of the whole frame before decoding
+		// any of it, so a syntax error means the frame is not JSON at all.
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			perr.notJSON = se.Error()
+		}
+		return clientMessage{}, perr
 	}
 	if raw.Type == nil {
 		return clientMessage{}, invalid("Invalid message: missing type")

@@ -439,7 +439,6 @@ func TestProtocolCloseCodes(t *testing.T) {
 		{wspLegacy, "4401 start before init", closeUnauthorized, legacyRaw(false, start("1", valid))},
 		{wspLegacy, "4403 init user not a string", closeForbidden, rejected(wspLegacy, 7)},
 		{wspLegacy, "4403 init user name too long", closeForbidden, rejected(wspLegacy, long)},
-		{wspLegacy, "4400 not JSON", closeBadRequest, legacyRaw(true, `{"type":"start"`)},
 		{wspLegacy, "4400 JSON array", closeBadRequest, legacyRaw(true, `[]`)},
 		{wspLegacy, "4400 missing type", closeBadRequest, legacyRaw(true, `{"id":"1","payload":{"query":"{ viewer { id } }"}}`)},
 		{wspLegacy, "4400 unknown type", closeBadRequest, legacyRaw(true, `{"type":"subscribe_all"}`)},
@@ -488,6 +487,58 @@ func TestProtocolCloseCodes(t *testing.T) {
 		f.data(t, &got)
 		if got.MessagePosted.Text != "still serving" {
 			t.Fatalf("%s: got %s", p.name, f.raw)
+		}
+	}
+}
+
+// TestProtocolUnparseableJSON: a frame that is not JSON at all closes a
+// graphql-transport-ws socket with 4400. The legacy protocol answers it
+// with connection_error and keeps the socket open, as
+// subscriptions-transport-ws does, before connection_init as after it.
+func TestProtocolUnparseableJSON(t *testing.T) {
+	r := newReplica(t, nil)
+	frames := []struct {
+		name       string
+		data       string
+		beforeInit bool
+	}{
+		{"truncated object", `{"type":"start"`, false},
+		{"bare word", `ping`, false},
+		{"trailing garbage", `{"type":"connection_init"} x`, false},
+		{"empty frame", ``, false},
+		{"before connection_init", `{"type":"connection_init",}`, true},
+	}
+	for _, p := range wspProtocols {
+		for _, f := range frames {
+			t.Run(p.name+"/"+f.name, func(t *testing.T) {
+				r := r.forTest(t)
+				var c *wsClient
+				if f.beforeInit {
+					c = r.dial(p.name)
+				} else {
+					c = p.dial(r, "alice")
+				}
+				c.sendRaw(f.data)
+				if !p.legacy {
+					reason, _ := wspExpectClose(c, closeBadRequest, 3*time.Second)
+					if !strings.HasPrefix(reason, "Invalid message") {
+						t.Fatalf("close reason %q, want one that starts with %q", reason, "Invalid message")
+					}
+					return
+				}
+				got := wspFrame(c, "ka")
+				var payload struct{ Message string }
+				if got.Type != "connection_error" || got.ID != "" || json.Unmarshal(got.Payload, &payload) != nil ||
+					!strings.HasPrefix(payload.Message, "Invalid message: not JSON: ") {
+					t.Fatalf("got %s, want connection_error with a message that says the frame is not JSON", got.raw)
+				}
+				if f.beforeInit {
+					c.init("alice")
+					c.expectType("connection_ack")
+				}
+				// The socket still works: a valid operation is answered.
+				wspSentinelQuery(c, p, "after", "alice")
+			})
 		}
 	}
 }

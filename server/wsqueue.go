@@ -15,6 +15,7 @@ const (
 	frameError                     // error with raw as payload
 	frameComplete                  // complete
 	framePingCtl                   // a WebSocket ping control frame
+	framePongCtl                   // a WebSocket pong control frame with raw as payload
 	frameWire                      // raw: the unwritten rest of a frame begun by writeNow
 )
 

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -53,18 +55,51 @@ func (h *readerHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // Unwrap lets http.ResponseController reach the server's writer.
 func (h *readerHijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
-// deadlineConn passes a write deadline on only when it changes. gorilla
-// sets the connection's write deadline before every frame, and each setting
-// re-arms a runtime timer; wsConn.extendWriteDeadline moves the deadline
-// only now and then, so most of those calls repeat the last one.
+// deadlineConn is the connection the websocket.Conn holds.
+//
+// Once sealed, after the handshake, it refuses gorilla's writes. Every
+// frame is written by the socket's writer of the moment (see
+// outQueue.claim) through writeFrame, whereas gorilla writes from the
+// reader: its answers to pings and closes and its close frames for a
+// message over the read limit or a broken frame. Such a write could land
+// between the part of a frame writeNow wrote and its rest, corrupting the
+// stream; wsConn answers those through its writer instead (onPing,
+// onPeerClose, readFailed).
+//
+// It also passes a write deadline on only when it changes: setting one
+// re-arms a runtime timer, and wsConn.extendWriteDeadline and writeClaimed
+// often set the one already set.
 type deadlineConn struct {
 	net.Conn
+
+	sealed bool // set before the socket is served
 
 	mu            sync.Mutex
 	writeDeadline time.Time // the last one passed on
 }
 
+// errNotTheWriter is what gorilla gets when it writes to a sealed socket.
+var errNotTheWriter = errors.New("server: only the socket's writer writes to it")
+
+// Write is gorilla's: refused once sealed.
+func (d *deadlineConn) Write(b []byte) (int, error) {
+	if d.sealed {
+		return 0, errNotTheWriter
+	}
+	return d.Conn.Write(b)
+}
+
+// SetWriteDeadline is gorilla's, before each of its writes: ignored once
+// sealed, as those writes are refused.
 func (d *deadlineConn) SetWriteDeadline(t time.Time) error {
+	if d.sealed {
+		return nil
+	}
+	return d.setWriteDeadline(t)
+}
+
+// setWriteDeadline sets the write deadline for the socket's writer.
+func (d *deadlineConn) setWriteDeadline(t time.Time) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if t.Equal(d.writeDeadline) {
@@ -75,6 +110,21 @@ func (d *deadlineConn) SetWriteDeadline(t time.Time) error {
 	}
 	d.writeDeadline = t
 	return nil
+}
+
+// writeFrame writes for the socket's writer: whole frames, or the rest of
+// one.
+func (d *deadlineConn) writeFrame(b []byte) error {
+	_, err := d.Conn.Write(b)
+	return err
+}
+
+// writeFrameParts writes one frame given in parts, with one system call
+// where the connection allows (writev), so that a large payload is not
+// copied next to its header for every socket.
+func (d *deadlineConn) writeFrameParts(parts net.Buffers) error {
+	_, err := parts.WriteTo(d.Conn)
+	return err
 }
 
 // SetDeadline sets both deadlines on the connection.
@@ -154,7 +204,7 @@ const keepaliveMax = len(framePong)
 func (c *wsConn) readNext() bool {
 	kind, r, err := c.ws.NextReader()
 	if err != nil {
-		return false
+		return c.readFailed(err)
 	}
 	c.touch()
 	// Keepalive frames, the only traffic of an idle socket, are read into
@@ -189,9 +239,32 @@ func (c *wsConn) readNext() bool {
 	return true
 }
 
+// readFailed ends the reader. gorilla answers a message over the read
+// limit with 1009 and a frame that breaks RFC 6455 with 1002, but those
+// writes are refused (see deadlineConn), so the close frame is chosen here
+// for the writer to send, and the reader waits for it before teardown.
+// The client's own close was answered by onPeerClose.
 func (c *wsConn) readFailed(err error) bool {
-	if errors.Is(err, websocket.ErrReadLimit) {
-		c.t.metrics.closes.WithLabelValues("1009").Inc() // gorilla sent it
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		c.closeWith(websocket.CloseMessageTooBig,
+			fmt.Sprintf("Message too big: the limit is %d bytes", c.t.cfg.maxMessageBytes))
+	case brokeFraming(err):
+		c.closeWith(websocket.CloseProtocolError, strings.TrimPrefix(err.Error(), "websocket: "))
+	default:
+		return false // the connection ended or failed: nobody to tell
 	}
+	c.awaitClose = true
 	return false
+}
+
+// brokeFraming says whether gorilla refused what the client sent as
+// frames (a bad opcode, say). Its other read errors are the connection's
+// (a net.Error, the end of input as a 1006 CloseError), a close frame
+// from the client (a CloseError), or the read limit.
+func brokeFraming(err error) bool {
+	var ne net.Error
+	var ce *websocket.CloseError
+	return !errors.As(err, &ne) && !errors.As(err, &ce) && !errors.Is(err, io.EOF) &&
+		!errors.Is(err, websocket.ErrReadLimit)
 }

@@ -266,3 +266,28 @@ func TestHijackWrapsDeadlines(t *testing.T) {
 		t.Fatal("handler did not run")
 	}
 }
+
+// TestSealedConnRefusesGorilla: once sealed, the connection refuses
+// gorilla's writes and ignores the write deadlines it sets before them,
+// while the socket's writer still writes, whole frames or in parts.
+func TestSealedConnRefusesGorilla(t *testing.T) {
+	server, client := tcpPair(t)
+	d := &deadlineConn{Conn: server, sealed: true}
+	if n, err := d.Write([]byte("gorilla")); n != 0 || !errors.Is(err, errNotTheWriter) {
+		t.Fatalf("gorilla's write to a sealed connection = %d, %v; want 0, errNotTheWriter", n, err)
+	}
+	if err := d.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.writeFrame([]byte("writer")); err != nil {
+		t.Fatalf("the writer's write after gorilla set a past deadline: %v", err)
+	}
+	if err := d.writeFrameParts(net.Buffers{[]byte("+"), []byte("parts")}); err != nil {
+		t.Fatalf("the writer's write in parts: %v", err)
+	}
+	got := make([]byte, len("writer+parts"))
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != "writer+parts" {
+		t.Fatalf("the peer read %q, %v; want only the writer's bytes", got, err)
+	}
+}
