@@ -3,11 +3,16 @@ package graphiql
 import "strings"
 
 // contentSecurityPolicy is the page's policy when it was requested with
-// Host header host. Scripts and styles come only from the page's origin
-// (there are none inline); fonts and images may also be data: URLs, which
-// GraphiQL's stylesheet uses for its fonts and icons. The page may connect
-// to its own origin, for queries over HTTP and subscriptions over
-// WebSocket.
+// Host header host and carries style nonce nonce. Scripts and styles come
+// only from the page's origin (there are none inline); fonts and images
+// may also be data: URLs, which GraphiQL's stylesheet uses for its fonts
+// and icons. The page may connect to its own origin, for queries over HTTP
+// and subscriptions over WebSocket.
+//
+// The nonce is for the one <style> element GraphiQL adds while a dialog is
+// open (react-remove-scroll's scroll lock, which takes the nonce from the
+// global __webpack_nonce__ that start.js sets). Without it that element is
+// blocked and each dialog logs a violation, though it still works.
 //
 // CSP Level 3 lets 'self' match ws: and wss: on the page's host, but older
 // browsers (Chrome before 71, Safari before 16) do not, so connect-src also
@@ -17,7 +22,7 @@ import "strings"
 // only 'self' covers the socket. A Host that is not a plain host[:port] is
 // left out rather than pasted into the policy, where it could add sources
 // or directives.
-func contentSecurityPolicy(host string) string {
+func contentSecurityPolicy(host, nonce string) string {
 	connect := "'self'"
 	if isPlainHost(host) {
 		connect += " ws://" + host + " wss://" + host
@@ -25,7 +30,7 @@ func contentSecurityPolicy(host string) string {
 	return strings.Join([]string{
 		"default-src 'none'",
 		"script-src 'self'",
-		"style-src 'self'",
+		"style-src 'self' 'nonce-" + nonce + "'",
 		"font-src 'self' data:",
 		"img-src 'self' data:",
 		"connect-src " + connect,

@@ -6,17 +6,21 @@
 // GraphiQL and a start-up script (static/start.js) from the handler's
 // asset path; the start-up script points GraphiQL at the endpoint for
 // queries and mutations and at the same URL over ws: or wss: for
-// subscriptions (graphql-ws, protocol graphql-transport-ws). The vendored
-// files, their versions and licences are listed in static/vendor/.
+// subscriptions (graphql-ws, protocol graphql-transport-ws). The one style
+// element GraphiQL adds at run time carries a per-response nonce. The
+// vendored files, their versions and licences are listed in
+// static/vendor/.
 package graphiql
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
 	"fmt"
 	"html/template"
+	"io"
 	"net/http"
 	"path"
 	"strings"
@@ -76,11 +80,20 @@ func (o Options) withDefaults() (Options, error) {
 // assets under it.
 type handler struct {
 	opts   Options
-	page   asset
-	assets map[string]asset // by URL path; read-only once built
+	page   *template.Template
+	urls   map[string]string // URL path by file name under static/
+	assets map[string]asset  // by URL path
 }
 
-// asset is one response body and what describes it.
+// pageData is what static/page.html is executed with.
+type pageData struct {
+	Title, Endpoint string
+	// StyleNonce is the response's style-src nonce, for start.js to hand
+	// to GraphiQL.
+	StyleNonce string
+}
+
+// asset is one embedded file and what describes it.
 type asset struct {
 	body        []byte
 	contentType string
@@ -111,38 +124,45 @@ func newHandler(opts Options) (*handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &handler{opts: opts, assets: map[string]asset{}}
-	page, err := h.renderPage()
-	if err != nil {
-		return nil, fmt.Errorf("render the page: %w", err)
+	h := &handler{opts: opts, urls: map[string]string{}, assets: map[string]asset{}}
+	if err := h.parsePage(); err != nil {
+		return nil, fmt.Errorf("prepare the page: %w", err)
 	}
-	h.page = newAsset(page, "text/html; charset=utf-8")
 	return h, nil
 }
 
-// renderPage executes static/page.html. Its asset function adds each file
-// the page refers to to h.assets, so exactly the files the page loads are
-// served.
-func (h *handler) renderPage() ([]byte, error) {
+// parsePage parses static/page.html into h.page and registers the files it
+// names with its asset function, so that exactly the files the page loads
+// are served. Registering runs once, on a clone, so that the executions
+// per request (one per nonce) only read h.urls.
+func (h *handler) parsePage() error {
 	src, err := static.ReadFile("static/page.html")
 	if err != nil {
-		return nil, fmt.Errorf("read page.html: %w", err)
+		return fmt.Errorf("read page.html: %w", err)
 	}
-	tmpl, err := template.New("page").Funcs(template.FuncMap{"asset": h.addAsset}).Parse(string(src))
+	h.page, err = template.New("page").Funcs(template.FuncMap{"asset": h.assetURL}).Parse(string(src))
 	if err != nil {
-		return nil, fmt.Errorf("parse page.html: %w", err)
+		return fmt.Errorf("parse page.html: %w", err)
 	}
-	var buf bytes.Buffer
-	data := struct{ Title, Endpoint string }{h.opts.Title, h.opts.Endpoint}
-	if err := tmpl.Execute(&buf, data); err != nil {
-		return nil, fmt.Errorf("execute page.html: %w", err)
+	register, err := h.page.Clone()
+	if err != nil {
+		return fmt.Errorf("clone page.html: %w", err)
 	}
-	return buf.Bytes(), nil
+	register.Funcs(template.FuncMap{"asset": h.addAsset})
+	if err := register.Execute(io.Discard, pageData{}); err != nil {
+		return fmt.Errorf("register the assets of page.html: %w", err)
+	}
+	// Executing once here escapes the template and finds any error now
+	// rather than in a request.
+	if err := h.page.Execute(io.Discard, pageData{}); err != nil {
+		return fmt.Errorf("execute page.html: %w", err)
+	}
+	return nil
 }
 
-// addAsset registers static/name and returns its URL. The URL holds a hash
-// of the content, so the asset can be cached for good: a new version of a
-// file gets a new URL.
+// addAsset registers static/name and returns its URL path. The path holds
+// a hash of the content, so the asset can be cached for good: a new
+// version of a file gets a new URL.
 func (h *handler) addAsset(name string) (string, error) {
 	body, err := static.ReadFile("static/" + name)
 	if err != nil {
@@ -152,16 +172,21 @@ func (h *handler) addAsset(name string) (string, error) {
 	if contentType == "" {
 		return "", fmt.Errorf("asset %s: no content type for its extension", name)
 	}
-	a := newAsset(body, contentType)
+	sum := sha256.Sum256(body)
+	a := asset{body: body, contentType: contentType, sum: hex.EncodeToString(sum[:])}
 	// 64 bits of the hash tell versions apart; the whole hash is the ETag.
 	urlPath := h.opts.AssetsPath + a.sum[:16] + "/" + path.Base(name)
-	h.assets[urlPath] = a
+	h.urls[name], h.assets[urlPath] = urlPath, a
 	return urlPath, nil
 }
 
-func newAsset(body []byte, contentType string) asset {
-	sum := sha256.Sum256(body)
-	return asset{body: body, contentType: contentType, sum: hex.EncodeToString(sum[:])}
+// assetURL is the URL path of static/name, registered by addAsset.
+func (h *handler) assetURL(name string) (string, error) {
+	urlPath, ok := h.urls[name]
+	if !ok {
+		return "", fmt.Errorf("asset %s was not registered", name)
+	}
+	return urlPath, nil
 }
 
 // contentTypeOf is the Content-Type of an asset by its extension, or ""
@@ -188,12 +213,25 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveAsset(w, r)
 		return
 	}
+	h.servePage(w, r)
+}
+
+// servePage renders the page with a fresh style nonce. The page is small
+// and not cached: it names the assets by hash, so an upgrade's new assets
+// are picked up at once, and its nonce must not be reused.
+func (h *handler) servePage(w http.ResponseWriter, r *http.Request) {
+	nonce := rand.Text()
+	var page bytes.Buffer
+	err := h.page.Execute(&page, pageData{Title: h.opts.Title, Endpoint: h.opts.Endpoint, StyleNonce: nonce})
+	if err != nil {
+		// Only a broken embedded template fails, and the tests execute it.
+		http.Error(w, "graphiql: render the page: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
 	hdr := w.Header()
-	hdr.Set("Content-Security-Policy", contentSecurityPolicy(r.Host))
-	// The page is small and names the assets by hash: revalidate it every
-	// time so that an upgrade's new assets are picked up at once.
-	hdr.Set("Cache-Control", "no-cache")
-	serve(w, r, h.page)
+	hdr.Set("Content-Security-Policy", contentSecurityPolicy(r.Host, nonce))
+	hdr.Set("Cache-Control", "no-store")
+	serve(w, r, page.Bytes(), "text/html; charset=utf-8")
 }
 
 func (h *handler) serveAsset(w http.ResponseWriter, r *http.Request) {
@@ -202,16 +240,17 @@ func (h *handler) serveAsset(w http.ResponseWriter, r *http.Request) {
 		h.opts.NotFound.ServeHTTP(w, r)
 		return
 	}
-	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-	serve(w, r, a)
+	hdr := w.Header()
+	hdr.Set("Cache-Control", "public, max-age=31536000, immutable")
+	hdr.Set("ETag", `"`+a.sum+`"`)
+	serve(w, r, a.body, a.contentType)
 }
 
-// serve writes a with http.ServeContent, which answers HEAD, conditional
-// requests (the ETag) and ranges.
-func serve(w http.ResponseWriter, r *http.Request, a asset) {
+// serve writes body with http.ServeContent, which answers HEAD, ranges and
+// conditional requests (on the ETag, if set).
+func serve(w http.ResponseWriter, r *http.Request, body []byte, contentType string) {
 	hdr := w.Header()
-	hdr.Set("Content-Type", a.contentType)
-	hdr.Set("ETag", `"`+a.sum+`"`)
+	hdr.Set("Content-Type", contentType)
 	hdr.Set("X-Content-Type-Options", "nosniff")
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 }

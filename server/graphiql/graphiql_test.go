@@ -51,25 +51,42 @@ func embedded(t *testing.T, name string) []byte {
 	return b
 }
 
-// references returns the src and href attributes of the page, in order.
+// references returns the src and href attributes of the page, in order,
+// but for the empty data: icon that spares browsers asking for
+// /favicon.ico.
 func references(page string) []string {
 	var refs []string
 	for _, m := range regexp.MustCompile(`\b(?:src|href)="([^"]*)"`).FindAllStringSubmatch(page, -1) {
-		refs = append(refs, m[1])
+		if m[0] != `href="data:,"` {
+			refs = append(refs, m[1])
+		}
 	}
 	return refs
 }
 
+// styleNonce returns the page's data-style-nonce.
+func styleNonce(t *testing.T, page string) string {
+	t.Helper()
+	m := regexp.MustCompile(`data-style-nonce="([^"]*)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("page has no data-style-nonce")
+	}
+	return m[1]
+}
+
 func TestPage(t *testing.T) {
-	w := get(t, herald(), http.MethodGet, "http://herald.example:8080/", nil)
+	h := herald()
+	w := get(t, h, http.MethodGet, "http://herald.example:8080/", nil)
 	if w.Code != http.StatusOK {
 		t.Fatalf("status = %d, want 200", w.Code)
 	}
+	nonce := styleNonce(t, w.Body.String())
 	for k, v := range map[string]string{
 		"Content-Type":            "text/html; charset=utf-8",
-		"Content-Security-Policy": contentSecurityPolicy("herald.example:8080"),
-		"Cache-Control":           "no-cache",
+		"Content-Security-Policy": contentSecurityPolicy("herald.example:8080", nonce),
+		"Cache-Control":           "no-store",
 		"X-Content-Type-Options":  "nosniff",
+		"ETag":                    "",
 	} {
 		if got := w.Header().Get(k); got != v {
 			t.Errorf("%s = %q, want %q", k, got, v)
@@ -84,6 +101,13 @@ func TestPage(t *testing.T) {
 	checkNoInline(t, page)
 	checkNoURLs(t, "page", page)
 	checkNoURLs(t, "start.js", string(embedded(t, "static/start.js")))
+	// A nonce is unguessable only if it is random and used once.
+	if !regexp.MustCompile(`^[A-Z2-7]{26}$`).MatchString(nonce) {
+		t.Errorf("style nonce %q is not 26 base32 characters (128 bits)", nonce)
+	}
+	if again := styleNonce(t, get(t, h, http.MethodGet, "/", nil).Body.String()); again == nonce {
+		t.Errorf("two responses share the style nonce %q", nonce)
+	}
 }
 
 // checkNoInline fails if page has what a policy without 'unsafe-inline'
@@ -178,14 +202,19 @@ func TestStartUpConfiguresSubscriptions(t *testing.T) {
 		"subscriptionUrl: subscriptionUrl.href",
 		"GraphiQL.createFetcher(",
 		"getElementById('graphiql')",
+		"window.__webpack_nonce__ = root.dataset.styleNonce",
 	} {
 		if !strings.Contains(js, s) {
 			t.Errorf("start.js lacks %s", s)
 		}
 	}
 	page := string(embedded(t, "static/page.html"))
-	if !strings.Contains(page, `id="graphiql" data-endpoint=`) {
-		t.Errorf("page.html has no #graphiql element with data-endpoint for start.js")
+	if !strings.Contains(page, `id="graphiql" data-endpoint="{{.Endpoint}}" data-style-nonce="{{.StyleNonce}}"`) {
+		t.Errorf("page.html has no #graphiql element with the data attributes start.js reads")
+	}
+	// The style nonce works only while GraphiQL's bundle reads that global.
+	if !bytes.Contains(embedded(t, "static/vendor/graphiql/graphiql.min.js"), []byte(`typeof __webpack_nonce__`)) {
+		t.Errorf("graphiql.min.js no longer reads __webpack_nonce__; its injected style would be blocked")
 	}
 }
 
@@ -231,17 +260,16 @@ func TestNotFoundAndMethods(t *testing.T) {
 
 func TestConditionalRequests(t *testing.T) {
 	h := herald()
-	for _, target := range []string{"/", references(get(t, h, http.MethodGet, "/", nil).Body.String())[0]} {
-		etag := get(t, h, http.MethodGet, target, nil).Header().Get("ETag")
-		w := get(t, h, http.MethodGet, target, http.Header{"If-None-Match": {etag}})
-		if etag == "" || w.Code != http.StatusNotModified {
-			t.Errorf("%s: ETag %q, then If-None-Match status = %d, want 304", target, etag, w.Code)
-		}
+	target := references(get(t, h, http.MethodGet, "/", nil).Body.String())[0]
+	etag := get(t, h, http.MethodGet, target, nil).Header().Get("ETag")
+	w := get(t, h, http.MethodGet, target, http.Header{"If-None-Match": {etag}})
+	if etag == "" || w.Code != http.StatusNotModified {
+		t.Errorf("%s: ETag %q, then If-None-Match status = %d, want 304", target, etag, w.Code)
 	}
 }
 
 func TestContentSecurityPolicy(t *testing.T) {
-	const rest = "default-src 'none'; script-src 'self'; style-src 'self'; font-src 'self' data:; " +
+	const rest = "default-src 'none'; script-src 'self'; style-src 'self' 'nonce-N0NCE'; font-src 'self' data:; " +
 		"img-src 'self' data:; connect-src %s; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 	cases := []struct{ host, connect string }{
 		{"localhost:8080", "'self' ws://localhost:8080 wss://localhost:8080"},
@@ -258,7 +286,7 @@ func TestContentSecurityPolicy(t *testing.T) {
 	}
 	for _, tc := range cases {
 		want := strings.Replace(rest, "%s", tc.connect, 1)
-		if got := contentSecurityPolicy(tc.host); got != want {
+		if got := contentSecurityPolicy(tc.host, "N0NCE"); got != want {
 			t.Errorf("host %q:\n got %s\nwant %s", tc.host, got, want)
 		}
 	}

@@ -1,10 +1,18 @@
 // Starts GraphiQL on the page. It is a file rather than an inline <script>
 // so that the page's Content-Security-Policy can allow scripts from 'self'
-// only. The page passes the GraphQL endpoint in data-endpoint.
+// only. The page passes the GraphQL endpoint in data-endpoint and the
+// response's style nonce in data-style-nonce.
 (function () {
   'use strict';
 
   var root = document.getElementById('graphiql');
+
+  // While a dialog is open GraphiQL's scroll lock (react-remove-scroll)
+  // adds a <style> element, with the nonce it reads from this global
+  // (webpack's name, which the get-nonce library checks), so that the
+  // policy need not allow inline styles.
+  window.__webpack_nonce__ = root.dataset.styleNonce;
+
   var endpoint = new URL(root.dataset.endpoint, document.baseURI);
 
   // Subscriptions go over graphql-ws (protocol graphql-transport-ws) to the
