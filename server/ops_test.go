@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -53,9 +54,13 @@ func TestOperationalRoutes(t *testing.T) {
 		{"readyz", request{method: http.MethodGet, target: "/readyz"},
 			plain{200, "application/json", `{"ready":true,"checks":[{"name":"fake","ok":true}]}`, nil}},
 		{"GraphiQL", request{method: http.MethodGet, target: "/"},
-			plain{status: 200, contentType: "text/html; charset=UTF-8"}},
+			plain{status: 200, contentType: "text/html; charset=utf-8"}},
 		{"GraphiQL POST", request{method: http.MethodPost, target: "/"},
 			plain{405, "application/json", `{"error":"method not allowed"}`, map[string]string{"Allow": "GET, HEAD"}}},
+		{"GraphiQL asset POST", request{method: http.MethodPost, target: "/graphiql/x.js"},
+			plain{405, "application/json", `{"error":"method not allowed"}`, map[string]string{"Allow": "GET, HEAD"}}},
+		{"unknown GraphiQL asset", request{method: http.MethodGet, target: "/graphiql/x.js"},
+			plain{404, "application/json", `{"error":"not found"}`, nil}},
 		{"unknown path", request{method: http.MethodGet, target: "/nope"},
 			plain{404, "application/json", `{"error":"not found"}`, nil}},
 		{"below /graphql", request{method: http.MethodGet, target: "/graphql/x"},
@@ -71,8 +76,23 @@ func TestOperationalRoutes(t *testing.T) {
 func TestGraphiQLPointsAtGraphQL(t *testing.T) {
 	s, _ := newTestServer(t, nil)
 	w := send(t, s, request{method: http.MethodGet, target: "/"})
-	if body := w.Body.String(); !strings.Contains(body, "/graphql") || !strings.Contains(body, "Herald") {
-		t.Errorf("GraphiQL page does not mention Herald and /graphql")
+	body := w.Body.String()
+	if !strings.Contains(body, `data-endpoint="/graphql"`) || !strings.Contains(body, "<title>Herald</title>") {
+		t.Errorf("GraphiQL page does not name Herald and /graphql")
+	}
+	if !strings.Contains(w.Header().Get("Content-Security-Policy"), "script-src 'self'") {
+		t.Errorf("GraphiQL page has no strict Content-Security-Policy: %q", w.Header().Get("Content-Security-Policy"))
+	}
+	// The page's files are served from the binary, through the server's mux.
+	srcs := regexp.MustCompile(`src="(/graphiql/[^"]+)"`).FindAllStringSubmatch(body, -1)
+	if len(srcs) == 0 {
+		t.Fatalf("GraphiQL page loads no script from /graphiql/")
+	}
+	for _, m := range srcs {
+		w := send(t, s, request{method: http.MethodGet, target: m[1]})
+		if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "text/javascript; charset=utf-8" || w.Body.Len() == 0 {
+			t.Errorf("GET %s: status %d, Content-Type %q, %d bytes", m[1], w.Code, w.Header().Get("Content-Type"), w.Body.Len())
+		}
 	}
 }
 

@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/server/graphiql"
 )
 
 // Defaults applied by New to zero-valued Options fields.
@@ -176,7 +176,7 @@ func (o Options) withDefaults() (Options, error) {
 // Server is Herald's HTTP handler. It serves:
 //
 //	/graphql  GraphQL over HTTP (GET and POST)
-//	/         GraphiQL
+//	/         GraphiQL (its files under /graphiql/)
 //	/healthz  liveness
 //	/readyz   readiness
 //	/metrics  Prometheus metrics
@@ -293,7 +293,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/graphql", s.withCORS(s.serveGraphQL))
-	mux.Handle("/{$}", onlyGET(playground.Handler("Herald", "/graphql")))
+	graphiQL := onlyGET(graphiql.Handler(graphiql.Options{Title: "Herald", Endpoint: "/graphql",
+		AssetsPath: "/graphiql/", NotFound: http.HandlerFunc(serveNotFound)}))
+	mux.Handle("/{$}", graphiQL)
+	mux.Handle("/graphiql/", graphiQL)
 	mux.Handle("/healthz", onlyGET(http.HandlerFunc(serveHealthz)))
 	mux.Handle("/readyz", onlyGET(http.HandlerFunc(s.serveReadyz)))
 	mux.Handle("/metrics", onlyGET(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{})))
