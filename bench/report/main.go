@@ -313,20 +313,19 @@ What was changed to get here (measured with 5,000–19,000 idle subscribed socke
   grows between collections while idle. RSS per idle socket ~12.5 → ~10 KiB
   (server/ws_idle_test.go guards the stack size in make test).
 - A write deadline is renewed only once half of it has gone, not for every frame: setting one
-  updates a runtime timer, ~3% of Herald's CPU in S2. gorilla sets the connection's deadline
-  before every frame all the same, so the hijacked connection passes a deadline on only when it
-  changed; the writer goroutine starts from a function bound once per socket (no closure per
-  burst).
+  updates a runtime timer, ~3% of Herald's CPU in S2. The writer goroutine starts from a function
+  bound once per socket (no closure per burst).
 - Every subscription event is executed and encoded once per replica and its bytes written to each
   member with only the id envelope. Herald allocates nothing per member per event. Large fan-outs
-  (over 64 members) are written by per-socket writer goroutines through gorilla, which use both
-  cores; gorilla's streaming writer allocates its small writer per frame (its allocation-free
-  WriteMessage needs a deeper stack, and growing the stack of each short-lived writer cost more).
+  (over 64 members) are written by per-socket writer goroutines, which use both cores. Herald
+  frames every frame itself (gorilla only reads: one writer per socket, so a pong never lands
+  inside a frame); a payload over 8 KiB goes out after its header in one writev instead of being
+  copied per socket.
 - Small fan-outs (up to 64 members, S2's rooms) are written by the shared execution itself when a
   socket has no writer running and nothing queued, with a write that never waits (a raw
   non-blocking write through the runtime poller): what the socket does not take goes to the
-  front of its queue for a writer goroutine. That spares a goroutine start, a schedule and
-  gorilla's per-frame allocations for each delivery. Keepalive pings and other connection-level
+  front of its queue for a writer goroutine. That spares a goroutine start and a schedule for
+  each delivery. Keepalive pings and other connection-level
   frames take the same direct write: starting a writer for every ping of every idle socket was
   much of S5's idle cost (5,000 idle sockets, alternating runs: 2.4–2.8 → ~1.9 µs per socket
   per second).
