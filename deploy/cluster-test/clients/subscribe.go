@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,12 +29,15 @@ type sub struct {
 	latencies    []time.Duration
 }
 
-// client is one WebSocket client; it reconnects until its context ends.
+// client is one WebSocket client, or one event-stream client (sse: a
+// stream per room); it reconnects until its context ends.
 type client struct {
-	n   int
-	url string
-	cfg config
-	rep *report
+	n    int
+	url  string // ws://…/graphql, or http://…/graphql for an event-stream client
+	sse  bool
+	http *http.Client // event-stream clients
+	cfg  config
+	rep  *report
 
 	everConnected atomic.Bool
 
@@ -62,7 +66,11 @@ func (c *client) run(ctx context.Context) {
 	var downSince time.Time // when the last working socket ended
 	for ctx.Err() == nil {
 		began := time.Now()
-		reason, acked, stop := c.session(ctx)
+		session := c.session
+		if c.sse {
+			session = c.sseSession
+		}
+		reason, acked, stop := session(ctx)
 		if stop || ctx.Err() != nil {
 			return
 		}
