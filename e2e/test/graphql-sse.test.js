@@ -8,25 +8,12 @@ import assert from 'node:assert/strict';
 import { createClient } from 'graphql-sse';
 import { EventSource } from 'eventsource';
 import {
-  A, B, httpURL, createRoom, postMessage, withTimeout, describeError, failIfProcessLingers, Inbox,
+  A, B, httpURL, createRoom, postMessage, withTimeout, describeError, failIfProcessLingers, Inbox, once,
   checkDelivery, primeSubscription, describeDifference, MESSAGE_POSTED, messageEvent,
 } from './lib/herald.js';
 import { TcpProxy } from './lib/proxy.js';
 
 failIfProcessLingers('graphql-sse.test.js');
-
-/** Runs a single-result operation over the graphql-sse client. */
-function once(client, payload, ms = 10_000) {
-  const results = [];
-  const done = new Promise((resolve, reject) => {
-    client.subscribe(payload, {
-      next: (r) => results.push(r),
-      error: (err) => reject(new Error(`graphql-sse: ${payload.query.trim().split('\n')[0]} failed: ${describeError(err)}`)),
-      complete: () => resolve(results),
-    });
-  });
-  return withTimeout(done, ms, `graphql-sse: no complete for ${payload.query.trim().split('\n')[0]}`);
-}
 
 test('graphql-sse (distinct connections) on replica A: query, mutation, subscription to messages posted on replica B',
   { timeout: 60_000 }, async (t) => {
@@ -39,7 +26,7 @@ test('graphql-sse (distinct connections) on replica A: query, mutation, subscrip
     });
     t.after(() => client.dispose());
 
-    const [q, ...moreQ] = await once(client, {
+    const [q, ...moreQ] = await once('graphql-sse', client, {
       query: 'query Room($id: ID!) { viewer { name } room(id: $id) { id name messageCount } }',
       variables: { id: room.id },
     });
@@ -47,7 +34,7 @@ test('graphql-sse (distinct connections) on replica A: query, mutation, subscrip
     assert.equal(q.errors, undefined, `query errors: ${JSON.stringify(q.errors)}`);
     assert.deepEqual(q.data, { viewer: { name: 'alice' }, room: { id: room.id, name: room.name, messageCount: 0 } });
 
-    const [m, ...moreM] = await once(client, {
+    const [m, ...moreM] = await once('graphql-sse', client, {
       query: `mutation Post($r: ID!) { postMessage(roomId: $r, text: "hello over graphql-sse") { text author { name } room { messageCount } } }`,
       variables: { r: room.id },
     });

@@ -6,23 +6,10 @@ import assert from 'node:assert/strict';
 import { createClient } from 'graphql-ws';
 import {
   A, B, wsURL, createRoom, unknownRoomID, withTimeout, describeError, TrackedWebSocket, assertSocketsClosed,
-  failIfProcessLingers, Inbox, checkDelivery, MESSAGE_POSTED, messageEvent,
+  failIfProcessLingers, Inbox, once, checkDelivery, MESSAGE_POSTED, messageEvent,
 } from './lib/herald.js';
 
 failIfProcessLingers('graphql-ws.test.js');
-
-/** Runs a single-result operation (query or mutation) over the client. */
-function once(client, payload, ms = 10_000) {
-  const results = [];
-  const done = new Promise((resolve, reject) => {
-    client.subscribe(payload, {
-      next: (r) => results.push(r),
-      error: (err) => reject(new Error(`graphql-ws: ${payload.query.trim().split('\n')[0]} failed: ${describeError(err)}`)),
-      complete: () => resolve(results),
-    });
-  });
-  return withTimeout(done, ms, `graphql-ws: no complete for ${payload.query.trim().split('\n')[0]}`);
-}
 
 function newClient(events) {
   return createClient({
@@ -47,7 +34,7 @@ test('graphql-ws on replica A: query, mutation, subscription to messages posted 
   t.after(() => client.dispose());
   try {
     // A query: the identity from connectionParams, and the room.
-    const [q, ...moreQ] = await once(client, {
+    const [q, ...moreQ] = await once('graphql-ws', client, {
       query: 'query Room($id: ID!) { viewer { name } room(id: $id) { id name messageCount } }',
       variables: { id: room.id },
     });
@@ -56,7 +43,7 @@ test('graphql-ws on replica A: query, mutation, subscription to messages posted 
     assert.deepEqual(q.data, { viewer: { name: 'alice' }, room: { id: room.id, name: room.name, messageCount: 0 } });
 
     // A mutation, acting as alice.
-    const [m, ...moreM] = await once(client, {
+    const [m, ...moreM] = await once('graphql-ws', client, {
       query: `mutation Post($r: ID!) {
         postMessage(roomId: $r, text: "hello over graphql-ws") { id text author { name } room { messageCount } }
       }`,
@@ -120,7 +107,7 @@ test('graphql-ws: a subscription to an unknown room ends with an error', { timeo
 test('graphql-ws: dispose closes the socket', { timeout: 20_000 }, async () => {
   const events = [];
   const client = newClient(events);
-  const [r] = await once(client, { query: '{ viewer { name } }' });
+  const [r] = await once('graphql-ws', client, { query: '{ viewer { name } }' });
   assert.deepEqual(r.data, { viewer: { name: 'alice' } });
   await client.dispose();
   await assertSocketsClosed();

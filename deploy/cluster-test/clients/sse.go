@@ -93,7 +93,8 @@ func (c *client) sseSession(ctx context.Context) (reason string, acked, stop boo
 	return r.reason, true, r.stop
 }
 
-// markConnected records that connection conn is up.
+// markConnected records that connection conn is up, and how long the
+// client was without one, from the end of the last working one.
 func (c *client) markConnected(conn int) {
 	c.mu.Lock()
 	c.connected = true

@@ -207,17 +207,7 @@ func (c *client) session(ctx context.Context) (reason string, acked, stop bool) 
 			return "subscribe: " + endReason(err), true, false
 		}
 	}
-	c.mu.Lock()
-	c.connected = true
-	if conn > 1 {
-		// How long this client had no socket, from the end of the last
-		// working one.
-		if d := time.Since(c.lastEnd); d > c.maxOutage {
-			c.maxOutage = d
-		}
-	}
-	c.mu.Unlock()
-	c.everConnected.Store(true)
+	c.markConnected(conn)
 	defer func() {
 		c.mu.Lock()
 		c.lastEnd = time.Now()

@@ -375,6 +375,24 @@ export async function checkDelivery(t, { inbox, postBase, roomId, baseCount, n =
   return { probes, posted, events: real };
 }
 
+/**
+ * Runs a single-result operation (query or mutation) over a client with the
+ * graphql-ws style subscribe(payload, sink) API (graphql-ws, graphql-sse);
+ * resolves with every result once the operation completes.
+ */
+export function once(label, client, payload, ms = 10_000) {
+  const results = [];
+  const what = payload.query.trim().split('\n')[0];
+  const done = new Promise((resolve, reject) => {
+    client.subscribe(payload, {
+      next: (r) => results.push(r),
+      error: (err) => reject(new Error(`${label}: ${what} failed: ${describeError(err)}`)),
+      complete: () => resolve(results),
+    });
+  });
+  return withTimeout(done, ms, `${label}: no complete for ${what}`);
+}
+
 /** Text of the messagePosted subscription used by every client. */
 export const MESSAGE_POSTED = `subscription OnMessagePosted($roomId: ID!) {
   messagePosted(roomId: $roomId) { id text version author { name } room { id messageCount } }
