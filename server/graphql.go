@@ -30,10 +30,9 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 		mutations:    mutations,
 		maxVariables: opts.Limits.MaxVariablesBytes,
 	}
-	sse := &sseTransport{
-		run:          run,
-		maxBodyBytes: opts.MaxBodyBytes,
-		cfg: sseConfig{
+	streams := httpStreams{
+		run: run,
+		cfg: streamConfig{
 			keepAlive:       opts.PingInterval,
 			writeTimeout:    opts.WriteTimeout,
 			queueItems:      opts.QueueMessages,
@@ -44,8 +43,8 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 		sessions: ss,
 		execs:    execs,
 		metrics:  m,
-		log:      opts.Logger,
 	}
+	sse := &sseTransport{httpStreams: &streams, maxBodyBytes: opts.MaxBodyBytes}
 	h := handler.New(opts.Schema)
 	// The first transport that supports a request serves it: event streams
 	// before the plain GET and POST, which claim every GET and POST.

@@ -55,7 +55,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, p := range []protocol{transportWS, legacyWS} {
 		m.sockets.WithLabelValues(p.String())
 	}
-	m.streams.WithLabelValues("sse")
+	for _, f := range []streamFormat{sseFormat{}} {
+		m.streams.WithLabelValues(f.name())
+	}
 	return m, nil
 }
 

@@ -2,7 +2,7 @@ package server
 
 // subscriber is what the engine (shared executions, the resume handoff)
 // knows of the transport an operation's results go to: a WebSocket
-// (*wsConn) or an HTTP event stream (*sseStream). One execution and one
+// (*wsConn) or an HTTP stream (*httpStream). One execution and one
 // encoding serve every subscriber of a subscription, whatever its
 // transport; each transport only frames the shared bytes its own way.
 //
@@ -22,7 +22,7 @@ type subscriber interface {
 
 var (
 	_ subscriber = (*wsConn)(nil)
-	_ subscriber = (*sseStream)(nil)
+	_ subscriber = (*httpStream)(nil)
 )
 
 // tooSlow closes the socket as a slow consumer (1013): the client
