@@ -14,9 +14,10 @@ import (
 )
 
 // streamFormat frames the results of one HTTP stream for its wire
-// protocol, such as Server-Sent Events (sseFormat). Everything else about
-// a stream (admission, the queue, backpressure, expiry, drain, keepalive,
-// metrics) is the same for every format and lives in httpStream.
+// protocol: Server-Sent Events (sseFormat) or Apollo's multipart
+// subscriptions (multipartFormat). Everything else about a stream
+// (admission, the queue, backpressure, expiry, drain, keepalive, metrics)
+// is the same for every format and lives in httpStream.
 type streamFormat interface {
 	// name labels the format's streams in metrics
 	// (herald_http_streams{transport}).
@@ -64,7 +65,10 @@ type httpStreams struct {
 // admit counts a stream about to open toward --max-connections, or
 // answers r with 503 and returns false. The refusal is sent as
 // application/json whatever the client accepts: it is an HTTP-level
-// refusal, not a GraphQL result.
+// refusal, not a GraphQL result, and Apollo Client reads a non-2xx
+// application/json answer as a ServerError (which RetryLink retries),
+// where it would take application/graphql-response+json for the
+// subscription's own GraphQL errors.
 func (t *httpStreams) admit(w http.ResponseWriter, r *http.Request) bool {
 	switch t.sessions.admit() {
 	case refusedDraining:

@@ -264,8 +264,10 @@ func (x *runner) dispatch(ctx context.Context, w http.ResponseWriter, r *http.Re
 // permitted reports whether operation type op may run over this request,
 // answering the request itself if not. GET may only run queries (the spec
 // requires 405 for mutations), and a plain HTTP request may not run a
-// subscription, whose events need a stream: WebSocket, or an event stream
-// (sseTransport) for a request that accepts text/event-stream.
+// subscription, whose events need a stream: WebSocket, an event stream
+// (sseTransport) for a request that accepts text/event-stream, or a
+// multipart stream (multipartTransport) for one that accepts Apollo's
+// multipart/mixed;subscriptionSpec=1.0.
 func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.Request, m mediaType,
 	exec graphql.GraphExecutor, op ast.Operation, viaGET bool) bool {
 	switch {
@@ -276,10 +278,13 @@ func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.R
 	case viaGET && op == ast.Subscription:
 		w.Header().Set("Allow", http.MethodPost)
 		x.reject(w, r, m, http.StatusMethodNotAllowed,
-			"subscription operations cannot be sent with GET as a plain request; send Accept: text/event-stream for a stream, or use the WebSocket transport")
+			"subscription operations cannot be sent with GET as a plain request; send Accept: text/event-stream for a stream, "+
+				"or Accept: multipart/mixed;subscriptionSpec=1.0 for a multipart stream, or use the WebSocket transport")
 		return false
 	case op == ast.Subscription:
-		err := gqlerror.Errorf("subscription operations are not supported over a plain HTTP request; send Accept: text/event-stream for an event stream, or use the WebSocket transport")
+		err := gqlerror.Errorf("subscription operations are not supported over a plain HTTP request; send Accept: text/event-stream " +
+			"for an event stream, or Accept: multipart/mixed;subscriptionSpec=1.0 for a multipart stream (Apollo Client's HttpLink), " +
+			"or use the WebSocket transport")
 		x.result(w, r, m, exec.DispatchError(ctx, gqlerror.List{err}))
 		return false
 	}
