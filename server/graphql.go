@@ -20,9 +20,10 @@ import (
 
 // newGraphQLHandler builds gqlgen's handler around opts.Schema with this
 // package's GET and POST transports instead of gqlgen's, which deviate from
-// the GraphQL-over-HTTP spec in status codes and error bodies.
+// the GraphQL-over-HTTP spec in status codes and error bodies, and its two
+// HTTP streams: Server-Sent Events and Apollo's multipart subscriptions.
 func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations *identityLimiter,
-	ss *sessions, execs *sharedExecutions, m *metrics) (http.Handler, *sseTransport) {
+	ss *sessions, execs *sharedExecutions, m *metrics) (http.Handler, *sseTransport, *multipartTransport) {
 	run := &runner{
 		authn:        opts.Authenticator,
 		challenge:    challengeFor(opts.Authenticator),
@@ -30,10 +31,9 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 		mutations:    mutations,
 		maxVariables: opts.Limits.MaxVariablesBytes,
 	}
-	sse := &sseTransport{
-		run:          run,
-		maxBodyBytes: opts.MaxBodyBytes,
-		cfg: sseConfig{
+	streams := httpStreams{
+		run: run,
+		cfg: streamConfig{
 			keepAlive:       opts.PingInterval,
 			writeTimeout:    opts.WriteTimeout,
 			queueItems:      opts.QueueMessages,
@@ -44,11 +44,17 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 		sessions: ss,
 		execs:    execs,
 		metrics:  m,
-		log:      opts.Logger,
 	}
+	sse := &sseTransport{httpStreams: &streams, maxBodyBytes: opts.MaxBodyBytes}
+	multipartStreams := streams
+	multipartStreams.cfg.keepAlive = min(opts.PingInterval, multipartKeepAlive)
+	multipart := &multipartTransport{httpStreams: &multipartStreams, maxBodyBytes: opts.MaxBodyBytes}
 	h := handler.New(opts.Schema)
-	// The first transport that supports a request serves it: event streams
-	// before the plain GET and POST, which claim every GET and POST.
+	// The first transport that supports a request serves it: the streams
+	// before the plain GET and POST, which claim every GET and POST, and
+	// multipart before SSE, which yields to it when both are accepted
+	// alike.
+	h.AddTransport(multipart)
 	h.AddTransport(sse)
 	h.AddTransport(postTransport{run: run, maxBodyBytes: opts.MaxBodyBytes})
 	h.AddTransport(getTransport{run: run})
@@ -70,7 +76,7 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 	if opts.Limits.MaxComplexity > 0 {
 		h.Use(complexityLimit{max: opts.Limits.MaxComplexity})
 	}
-	return h, sse
+	return h, sse, multipart
 }
 
 // serveGraphQL dispatches /graphql by method before gqlgen's handler sees

@@ -24,7 +24,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "herald_ws_sockets", Help: "Open WebSocket connections by subprotocol.",
 		}, []string{"protocol"}),
 		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "herald_http_streams", Help: "Open HTTP event streams (subscriptions and operations over HTTP) by transport.",
+			Name: "herald_http_streams", Help: "Open HTTP streams (Server-Sent Events, multipart subscriptions) by transport.",
 		}, []string{"transport"}),
 		operations: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_ws_operations", Help: "Operations active on WebSocket connections (subscriptions and queries or mutations in flight).",
@@ -55,7 +55,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, p := range []protocol{transportWS, legacyWS} {
 		m.sockets.WithLabelValues(p.String())
 	}
-	m.streams.WithLabelValues("sse")
+	for _, f := range []streamFormat{sseFormat{}, multipartFormat{}} {
+		m.streams.WithLabelValues(f.name())
+	}
 	return m, nil
 }
 

@@ -68,8 +68,9 @@ type Options struct {
 	// before it is closed with 4408; default 3s.
 	InitTimeout time.Duration
 	// PingInterval is how often an idle socket is pinged (graphql-transport-ws
-	// ping; legacy ka plus a WebSocket ping), and how often an idle event
-	// stream gets a keepalive comment; default 15s.
+	// ping; legacy ka plus a WebSocket ping), how often an event stream gets
+	// a keepalive comment, and how often a multipart stream gets a heartbeat
+	// part, though at least every 10s (see multipartKeepAlive); default 15s.
 	PingInterval time.Duration
 	// PongTimeout is how long after a ping interval without any frame from
 	// the client the socket is taken as dead and closed; default PingInterval.
@@ -77,7 +78,7 @@ type Options struct {
 	// WriteTimeout bounds writing one batch of frames to a socket or an
 	// event stream; default 10s.
 	WriteTimeout time.Duration
-	// QueueMessages and QueueBytes bound each socket's and event stream's
+	// QueueMessages and QueueBytes bound each socket's and HTTP stream's
 	// outbound queue; a socket whose queue is full is closed with 1013
 	// (retry later) as a slow consumer, a stream ends with a SLOW_CONSUMER
 	// error. Defaults 1024 messages and 1 MiB.
@@ -175,7 +176,8 @@ func (o Options) withDefaults() (Options, error) {
 
 // Server is Herald's HTTP handler. It serves:
 //
-//	/graphql  GraphQL over HTTP (GET and POST)
+//	/graphql  GraphQL over HTTP (GET and POST), WebSocket, Server-Sent
+//	          Events and Apollo's multipart subscriptions
 //	/         GraphiQL (its files under /graphiql/)
 //	/healthz  liveness
 //	/readyz   readiness
@@ -190,6 +192,7 @@ type Server struct {
 
 	ws         *wsTransport
 	sse        *sseTransport
+	multipart  *multipartTransport
 	sessions   *sessions         // WebSockets and event streams: admission, drain
 	execs      *sharedExecutions // shared by every transport
 	draining   atomic.Bool       // set by StartDrain: /readyz fails
@@ -225,7 +228,7 @@ func New(opts Options) (*Server, error) {
 	s.sessions = newSessions(opts.Limits.MaxConnections)
 	s.execs = newSharedExecutions(m, opts.Logger, opts.QueueMessages)
 	s.ws = newWSTransport(opts, m, s.responder, mutations, s.sessions, s.execs)
-	s.graphql, s.sse = newGraphQLHandler(opts, s.responder, s.ws, mutations, s.sessions, s.execs, m)
+	s.graphql, s.sse, s.multipart = newGraphQLHandler(opts, s.responder, s.ws, mutations, s.sessions, s.execs, m)
 	s.mux = s.routes()
 	keeperCtx, stop := context.WithCancel(context.Background())
 	s.stopKeeper, s.keeperDone = stop, make(chan struct{})

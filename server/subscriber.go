@@ -2,7 +2,8 @@ package server
 
 // subscriber is what the engine (shared executions, the resume handoff)
 // knows of the transport an operation's results go to: a WebSocket
-// (*wsConn) or an HTTP event stream (*sseStream). One execution and one
+// (*wsConn) or an HTTP stream (*httpStream: Server-Sent Events or
+// multipart). One execution and one
 // encoding serve every subscriber of a subscription, whatever its
 // transport; each transport only frames the shared bytes its own way.
 //
@@ -22,7 +23,7 @@ type subscriber interface {
 
 var (
 	_ subscriber = (*wsConn)(nil)
-	_ subscriber = (*sseStream)(nil)
+	_ subscriber = (*httpStream)(nil)
 )
 
 // tooSlow closes the socket as a slow consumer (1013): the client

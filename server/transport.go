@@ -211,20 +211,41 @@ type runner struct {
 // response as m. viaGET restricts execution to queries.
 func (x *runner) execute(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
 	m mediaType, params *graphql.RawParams, viaGET bool) {
-	ctx, ok := x.authenticate(w, r, m)
+	ctx, opCtx, ok := x.prepare(w, r, exec, m, params)
+	if ok {
+		x.dispatch(ctx, w, r, exec, m, opCtx, viaGET)
+	}
+}
+
+// prepare authenticates r, checks the variables limit and prepares params
+// (parse, validation, APQ, depth and complexity limits). It returns the
+// context carrying the identity and the operation, or ok=false once it has
+// answered r as m: a request error with its status, errors found by
+// validation as a GraphQL result.
+func (x *runner) prepare(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
+	m mediaType, params *graphql.RawParams) (ctx context.Context, opCtx *graphql.OperationContext, ok bool) {
+	ctx, ok = x.authenticate(w, r, m)
 	if !ok {
-		return
+		return nil, nil, false
 	}
 	if size, over := variablesOver(params.Variables, x.maxVariables); over {
 		x.reject(w, r, m, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("variables take %d bytes of JSON or more, more than the limit of %d", size, x.maxVariables))
-		return
+		return nil, nil, false
 	}
 	opCtx, errs := exec.CreateOperationContext(ctx, params)
 	if errs != nil {
 		x.result(w, r, m, exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), errs))
-		return
+		return nil, nil, false
 	}
+	return ctx, opCtx, true
+}
+
+// dispatch executes a prepared operation once and writes its result as m,
+// unless the operation may not run over this request (see permitted) or
+// is a mutation beyond the identity's rate.
+func (x *runner) dispatch(ctx context.Context, w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
+	m mediaType, opCtx *graphql.OperationContext, viaGET bool) {
 	if !x.permitted(graphql.WithOperationContext(ctx, opCtx), w, r, m, exec, opCtx.Operation.Operation, viaGET) {
 		return
 	}
@@ -243,8 +264,10 @@ func (x *runner) execute(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 // permitted reports whether operation type op may run over this request,
 // answering the request itself if not. GET may only run queries (the spec
 // requires 405 for mutations), and a plain HTTP request may not run a
-// subscription, whose events need a stream: WebSocket, or an event stream
-// (sseTransport) for a request that accepts text/event-stream.
+// subscription, whose events need a stream: WebSocket, an event stream
+// (sseTransport) for a request that accepts text/event-stream, or a
+// multipart stream (multipartTransport) for one that accepts Apollo's
+// multipart/mixed;subscriptionSpec=1.0.
 func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.Request, m mediaType,
 	exec graphql.GraphExecutor, op ast.Operation, viaGET bool) bool {
 	switch {
@@ -255,10 +278,13 @@ func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.R
 	case viaGET && op == ast.Subscription:
 		w.Header().Set("Allow", http.MethodPost)
 		x.reject(w, r, m, http.StatusMethodNotAllowed,
-			"subscription operations cannot be sent with GET as a plain request; send Accept: text/event-stream for a stream, or use the WebSocket transport")
+			"subscription operations cannot be sent with GET as a plain request; send Accept: text/event-stream for a stream, "+
+				"or Accept: multipart/mixed;subscriptionSpec=1.0 for a multipart stream, or use the WebSocket transport")
 		return false
 	case op == ast.Subscription:
-		err := gqlerror.Errorf("subscription operations are not supported over a plain HTTP request; send Accept: text/event-stream for an event stream, or use the WebSocket transport")
+		err := gqlerror.Errorf("subscription operations are not supported over a plain HTTP request; send Accept: text/event-stream " +
+			"for an event stream, or Accept: multipart/mixed;subscriptionSpec=1.0 for a multipart stream (Apollo Client's HttpLink), " +
+			"or use the WebSocket transport")
 		x.result(w, r, m, exec.DispatchError(ctx, gqlerror.List{err}))
 		return false
 	}

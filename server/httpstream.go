@@ -1,0 +1,346 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/heraldhq/herald/auth"
+)
+
+// streamFormat frames the results of one HTTP stream for its wire
+// protocol: Server-Sent Events (sseFormat) or Apollo's multipart
+// subscriptions (multipartFormat). Everything else about a stream
+// (admission, the queue, backpressure, expiry, drain, keepalive, metrics)
+// is the same for every format and lives in httpStream.
+type streamFormat interface {
+	// name labels the format's streams in metrics
+	// (herald_http_streams{transport}).
+	name() string
+	// contentType is the response's Content-Type.
+	contentType() string
+	// preamble is written as soon as the stream opens, so that clients
+	// and proxies see it begin.
+	preamble() []byte
+	// appendNext appends one result, p holding its shared encoding.
+	appendNext(buf []byte, p *payload) []byte
+	// appendEnd appends the end of the stream. With err, the stream ends
+	// because of the transport (it fell behind, its credentials expired):
+	// the error is sent first, in a form the client reads as such.
+	appendEnd(buf []byte, err *gqlerror.Error) []byte
+	// appendGoAway appends what a draining replica sends before it ends
+	// the stream; nothing if the format's clients reconnect by themselves.
+	appendGoAway(buf []byte) []byte
+	// keepalive is written every streamConfig.keepAlive, so that proxies
+	// do not take the stream for idle.
+	keepalive() []byte
+}
+
+// streamConfig is the HTTP-stream part of Options, defaulted.
+type streamConfig struct {
+	keepAlive       time.Duration // how often a keepalive is written
+	writeTimeout    time.Duration
+	queueItems      int
+	queueBytes      int
+	viewerDirective string
+	resumeArgument  string
+}
+
+// httpStreams is what every HTTP streaming transport shares: the runner
+// that checks requests, admission and drain, the shared executions, the
+// metrics and the settings.
+type httpStreams struct {
+	run      *runner
+	cfg      streamConfig
+	sessions *sessions
+	execs    *sharedExecutions
+	metrics  *metrics
+}
+
+// admit counts a stream about to open toward --max-connections, or
+// answers r with 503 and returns false. The refusal is sent as
+// application/json whatever the client accepts: it is an HTTP-level
+// refusal, not a GraphQL result, and Apollo Client reads a non-2xx
+// application/json answer as a ServerError (which RetryLink retries),
+// where it would take application/graphql-response+json for the
+// subscription's own GraphQL errors.
+func (t *httpStreams) admit(w http.ResponseWriter, r *http.Request) bool {
+	switch t.sessions.admit() {
+	case refusedDraining:
+		t.run.reject(w, r, mediaJSON, http.StatusServiceUnavailable, "server is shutting down; reconnect to another replica")
+		return false
+	case refusedFull:
+		w.Header().Set("Retry-After", "1")
+		t.run.reject(w, r, mediaJSON, http.StatusServiceUnavailable, fmt.Sprintf(
+			"this replica holds its limit of %d connections; reconnect to another replica", t.sessions.maxConnections))
+		return false
+	}
+	return true
+}
+
+// open starts the stream of an admitted request: the response headers,
+// and the format's preamble. The caller must close it.
+func (t *httpStreams) open(w http.ResponseWriter, r *http.Request, f streamFormat) *httpStream {
+	st := &httpStream{
+		t:       t,
+		f:       f,
+		w:       w,
+		rc:      http.NewResponseController(w),
+		r:       r,
+		created: time.Now(),
+		wake:    make(chan struct{}, 1),
+		away:    make(chan struct{}),
+		cut:     make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	h := w.Header()
+	h.Set("Content-Type", f.contentType())
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer this response
+	w.WriteHeader(http.StatusOK)
+	t.metrics.streams.WithLabelValues(f.name()).Inc()
+	t.sessions.track(st, true)
+	st.writeAndFlush(f.preamble())
+	return st
+}
+
+// httpStream is one streamed HTTP response: the request's goroutine writes
+// it, and executions hand it results through a bounded queue, so a slow
+// client holds up no one else.
+type httpStream struct {
+	t       *httpStreams
+	f       streamFormat
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	r       *http.Request
+	created time.Time
+	op      *operation // the subscription, once joined
+
+	wake     chan struct{} // buffered: the queue or the state changed
+	away     chan struct{} // closed by goAway (drain)
+	awayOnce sync.Once
+	cut      chan struct{} // closed by drop
+	cutOnce  sync.Once
+	done     chan struct{} // closed when the stream has finished
+
+	mu        sync.Mutex
+	queue     []*payload
+	bytes     int
+	completed bool   // the execution ended: complete after the queue
+	failure   string // the stream fell behind: end it with this error
+}
+
+// single sends one result and ends the stream.
+func (st *httpStream) single(resp *graphql.Response) {
+	if resp == nil {
+		return
+	}
+	st.write([]*payload{{bytes: encodeResponse(resp)}}, true)
+}
+
+// subscribe joins the subscription's shared execution and streams its
+// results until it completes, the client goes, it falls behind, its
+// credentials expire or the replica drains.
+func (st *httpStream) subscribe(ctx context.Context, exec graphql.GraphExecutor, params *graphql.RawParams, opCtx *graphql.OperationContext) {
+	st.op = &operation{sub: st}
+	st.t.execs.join(st.op, ctx, exec, params, opCtx, st.t.cfg.viewerDirective, st.t.cfg.resumeArgument)
+	st.loop(ctx)
+}
+
+// loop writes what executions hand the stream, and a keepalive every
+// streamConfig.keepAlive.
+func (st *httpStream) loop(ctx context.Context) {
+	keepalive := time.NewTicker(st.t.cfg.keepAlive)
+	defer keepalive.Stop()
+	var expiry <-chan time.Time
+	if id, ok := auth.FromContext(ctx); ok && !id.ExpiresAt.IsZero() {
+		timer := time.NewTimer(time.Until(id.ExpiresAt))
+		defer timer.Stop()
+		expiry = timer.C
+	}
+	for {
+		select {
+		case <-st.wake:
+			if !st.flush() {
+				return
+			}
+		case <-keepalive.C:
+			if !st.writeAndFlush(st.f.keepalive()) {
+				return
+			}
+		case <-expiry:
+			st.fail(expiredError())
+			return
+		case <-st.away:
+			// The client reconnects elsewhere and resumes.
+			st.writeAndFlush(st.f.appendGoAway(nil))
+			return
+		case <-st.cut:
+			return
+		case <-st.r.Context().Done():
+			return // the client went away
+		}
+	}
+}
+
+// flush writes what is queued; false once the stream is over.
+func (st *httpStream) flush() bool {
+	st.mu.Lock()
+	batch, completed, failure := st.queue, st.completed, st.failure
+	st.queue, st.bytes = nil, 0
+	st.mu.Unlock()
+	if failure != "" {
+		st.fail(&gqlerror.Error{Message: failure, Extensions: map[string]any{"code": codeSlowConsumer}})
+		return false
+	}
+	if !st.write(batch, completed) {
+		return false
+	}
+	return !completed
+}
+
+// fail ends the stream with a transport-level error.
+func (st *httpStream) fail(err *gqlerror.Error) {
+	st.writeAndFlush(st.f.appendEnd(nil, err))
+}
+
+// codeSlowConsumer is the error code of a stream ended because it fell
+// behind: the client reconnects and resumes from its last cursor.
+const codeSlowConsumer = "SLOW_CONSUMER"
+
+// slowConsumer is the message of a stream whose queue overflowed.
+const slowConsumer = "slow consumer: the stream fell behind its events; reconnect and resume from the last event's cursor"
+
+// expiredError ends a stream whose credentials expired.
+func expiredError() *gqlerror.Error {
+	return &gqlerror.Error{
+		Message:    "the token has expired; reconnect with a fresh one",
+		Extensions: map[string]any{"code": "UNAUTHENTICATED"},
+	}
+}
+
+// write writes the results in batch, then the end of the stream if end is
+// set, and flushes them; false if the client is gone.
+func (st *httpStream) write(batch []*payload, end bool) bool {
+	if len(batch) == 0 && !end {
+		return true
+	}
+	_ = st.rc.SetWriteDeadline(time.Now().Add(st.t.cfg.writeTimeout))
+	var err error
+	for _, p := range batch {
+		if err = st.writeNext(p); err != nil {
+			break
+		}
+	}
+	if err == nil && end {
+		_, err = st.w.Write(st.f.appendEnd(nil, nil))
+	}
+	if err == nil {
+		err = st.rc.Flush()
+	}
+	return err == nil
+}
+
+// writeNext writes one result as the format frames it.
+func (st *httpStream) writeNext(p *payload) error {
+	if _, err := st.w.Write(st.f.appendNext(make([]byte, 0, len(p.bytes)+len(p.cursor)+64), p)); err != nil {
+		return err
+	}
+	if st.op != nil {
+		st.t.metrics.deliveries.Inc()
+		if !p.appended.IsZero() {
+			st.t.metrics.latency.Observe(time.Since(p.appended).Seconds())
+		}
+	}
+	return nil
+}
+
+// writeAndFlush writes a piece of the stream outside any result (a
+// preamble, a keepalive, an end); false if the client is gone.
+func (st *httpStream) writeAndFlush(b []byte) bool {
+	if len(b) == 0 {
+		return true
+	}
+	_ = st.rc.SetWriteDeadline(time.Now().Add(st.t.cfg.writeTimeout))
+	if _, err := st.w.Write(b); err != nil {
+		return false
+	}
+	return st.rc.Flush() == nil
+}
+
+// close releases everything the stream holds, once its request is over.
+func (st *httpStream) close() {
+	if st.op != nil {
+		st.op.finished.Store(true)
+		st.t.execs.leave(st.op)
+	}
+	close(st.done)
+	st.t.sessions.track(st, false)
+	st.t.metrics.streams.WithLabelValues(st.f.name()).Dec()
+	st.t.sessions.done()
+}
+
+// signal wakes the stream's goroutine.
+func (st *httpStream) signal() {
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+}
+
+// deliver queues a result, or marks the stream a slow consumer when its
+// queue is full.
+func (st *httpStream) deliver(_ *operation, p *payload) {
+	st.mu.Lock()
+	switch {
+	case st.failure != "" || st.completed:
+	case len(st.queue) >= st.t.cfg.queueItems || st.bytes+len(p.bytes) > st.t.cfg.queueBytes:
+		st.failure = slowConsumer
+		st.queue, st.bytes = nil, 0
+		st.t.metrics.slowCloses.Inc()
+	default:
+		st.queue = append(st.queue, p)
+		st.bytes += len(p.bytes)
+	}
+	st.mu.Unlock()
+	st.signal()
+}
+
+// streamEnded completes the stream once what is queued is written.
+func (st *httpStream) streamEnded(*operation) {
+	st.mu.Lock()
+	st.completed = true
+	st.mu.Unlock()
+	st.signal()
+}
+
+// tooSlow ends the stream with an error its client can act on.
+func (st *httpStream) tooSlow(_ *operation, reason string) {
+	st.mu.Lock()
+	if st.failure == "" {
+		st.failure = reason
+		st.queue, st.bytes = nil, 0
+		st.t.metrics.slowCloses.Inc()
+	}
+	st.mu.Unlock()
+	st.signal()
+}
+
+// The stream as a session (see sessions).
+
+func (st *httpStream) openedAt() time.Time { return st.created }
+func (st *httpStream) goAway()             { st.awayOnce.Do(func() { close(st.away) }) }
+func (st *httpStream) drop()               { st.cutOnce.Do(func() { close(st.cut) }) }
+func (st *httpStream) ended() bool {
+	select {
+	case <-st.done:
+		return true
+	default:
+		return false
+	}
+}
