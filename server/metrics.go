@@ -36,14 +36,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "herald_deliveries_total", Help: "Subscription results written to sockets and event streams.",
 		}),
 		slowCloses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "herald_ws_slow_consumer_closes_total", Help: "Sockets closed because their outbound queue was full.",
+			Name: "herald_ws_slow_consumer_closes_total", Help: "Sockets closed, and HTTP streams ended, because their outbound queue was full.",
 		}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_ws_closes_total", Help: "Sockets closed by the server, by close code.",
 		}, []string{"code"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_delivery_latency_seconds",
-			Help:    "Time from an event entering the log to its frame being written to a socket.",
+			Help:    "Time from an event entering the log to its frame being written to a socket or an HTTP stream.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
 		}),
 	}

@@ -239,7 +239,7 @@ func (a *app) Stop(ctx context.Context) error {
 		// Clients on kept-alive connections are told to reconnect after
 		// their next request, which the load balancer sends elsewhere.
 		a.http.SetKeepAlivesEnabled(false)
-		a.logger.Info("draining: /readyz fails, new WebSockets are refused, open ones are closed over the drain window",
+		a.logger.Info("draining: /readyz fails, new WebSockets and HTTP streams are refused, open ones are ended over the drain window",
 			"drain_timeout", a.cfg.DrainTimeout)
 
 		wsCtx, cancelWS := context.WithTimeout(ctx, a.cfg.DrainTimeout+a.cfg.ShutdownTimeout)
