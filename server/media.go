@@ -113,3 +113,20 @@ func parseQ(s string) (float64, bool) {
 	}
 	return q, true
 }
+
+// eachAcceptedRange calls fn for each media range r's Accept headers list,
+// with its parameters and q-value; elements that do not parse, or whose q
+// does not, are skipped.
+func eachAcceptedRange(r *http.Request, fn func(mediaRange string, params map[string]string, q float64)) {
+	for _, value := range r.Header.Values("Accept") {
+		for part := range strings.SplitSeq(value, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			if q, ok := parseQ(params["q"]); ok {
+				fn(mt, params, q)
+			}
+		}
+	}
+}

@@ -2,9 +2,7 @@ package server
 
 import (
 	"encoding/json"
-	"mime"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -54,24 +52,14 @@ func (t *multipartTransport) Supports(r *http.Request) bool {
 // at least that of text/event-stream, should both be listed.
 func acceptsMultipart(r *http.Request) bool {
 	multipart, sse := -1.0, -1.0
-	for _, value := range r.Header.Values("Accept") {
-		for part := range strings.SplitSeq(value, ",") {
-			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-			if err != nil {
-				continue
-			}
-			q, ok := parseQ(params["q"])
-			if !ok {
-				continue
-			}
-			switch {
-			case mt == "multipart/mixed" && params["subscriptionspec"] == "1.0":
-				multipart = max(multipart, q)
-			case mt == mediaEventStream:
-				sse = max(sse, q)
-			}
+	eachAcceptedRange(r, func(mt string, params map[string]string, q float64) {
+		switch {
+		case mt == "multipart/mixed" && params["subscriptionspec"] == "1.0":
+			multipart = max(multipart, q)
+		case mt == mediaEventStream:
+			sse = max(sse, q)
 		}
-	}
+	})
 	return multipart > 0 && multipart >= sse
 }
 

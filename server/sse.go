@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"mime"
 	"net/http"
-	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -45,23 +43,13 @@ func (t *sseTransport) Supports(r *http.Request) bool {
 // it lists: graphql-sse and EventSource send exactly "text/event-stream".
 func acceptsEventStream(r *http.Request) bool {
 	best, sse := 0.0, -1.0
-	for _, value := range r.Header.Values("Accept") {
-		for part := range strings.SplitSeq(value, ",") {
-			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-			if err != nil {
-				continue
-			}
-			q, ok := parseQ(params["q"])
-			if !ok {
-				continue
-			}
-			if mt == mediaEventStream {
-				sse = max(sse, q)
-			} else if mt != "*/*" {
-				best = max(best, q)
-			}
+	eachAcceptedRange(r, func(mt string, _ map[string]string, q float64) {
+		if mt == mediaEventStream {
+			sse = max(sse, q)
+		} else if mt != "*/*" {
+			best = max(best, q)
 		}
-	}
+	})
 	return sse > 0 && sse >= best
 }
 
