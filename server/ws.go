@@ -743,9 +743,10 @@ func (c *wsConn) extendWriteDeadline() {
 // that the close frame does not land inside it.
 func (c *wsConn) finish() {
 	defer close(c.closeSent)
-	defer c.queue.close() // nothing is written after the close frame
+	// Nothing is written after the close frame, and no other writer may
+	// start beside this one.
+	batch := c.queue.takeLast()
 	_ = c.wire().setWriteDeadline(time.Now().Add(closeGrace))
-	batch, _ := c.queue.take()
 	if c.closeAbrupt {
 		batch = batch[:min(len(batch), 1)]
 		if len(batch) == 1 && batch[0].kind != frameWire {

@@ -166,6 +166,19 @@ func (q *outQueue) take() (batch []outItem, more bool) {
 	return batch, true
 }
 
+// takeLast returns everything queued and closes the queue in one step, for
+// the writer that sends the close frame: take would let the queue count
+// no writer once it is empty, so a push or a direct write (claim) could
+// start a second writer beside it.
+func (q *outQueue) takeLast() []outItem {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	batch := q.items
+	q.items, q.spare = nil, nil
+	q.closed = true
+	return batch
+}
+
 // close stops queuing and starting writers; a running writer finishes.
 func (q *outQueue) close() {
 	q.mu.Lock()
