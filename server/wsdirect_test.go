@@ -213,3 +213,32 @@ func TestStalledSocketGetsEveryFrameWhole(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeLastLeavesNoRoomForAnotherWriter: the writer sending the close
+// frame takes the last frames with takeLast; from then on no push starts
+// a writer and no direct write can claim the socket, so nothing can land
+// beside or after the close frame. (With take, an emptied queue counted no
+// writer, and a push during the close started a second one: the cluster
+// test's drain panicked closing closeSent twice.)
+func TestTakeLastLeavesNoRoomForAnotherWriter(t *testing.T) {
+	spawned := 0
+	q := newOutQueue(10, 1<<20, func() { spawned++ })
+	if !q.push(outItem{kind: frameRaw, raw: "before the close"}) || spawned != 1 {
+		t.Fatalf("push: %d writers started, want 1", spawned)
+	}
+	batch := q.takeLast()
+	if len(batch) != 1 || batch[0].raw != "before the close" {
+		t.Fatalf("takeLast = %+v, want the queued frame", batch)
+	}
+	q.push(outItem{kind: frameRaw, raw: "after the close"})
+	q.wake()
+	if spawned != 1 {
+		t.Fatalf("%d writers started after takeLast, want none beyond the first", spawned-1)
+	}
+	if q.claim() {
+		t.Fatal("a direct write claimed the socket after takeLast")
+	}
+	if batch, more := q.take(); more || len(batch) != 0 {
+		t.Fatalf("take after takeLast = %+v, %v; want nothing, and the writer told to exit", batch, more)
+	}
+}
