@@ -421,14 +421,11 @@ func renderDesigns(w func(string, ...any), dr designResults, beforeCommit string
 	w("WebSocket clients watch 100 rooms for 10 s (`loadgen --room-ids --idle`), and big rooms never\n")
 	w("read on this replica are queried once each: `%s`.\n", coldQuery)
 	w("Reproduce S6 and S7 alone: `bench/run S6 S7`.\n\n")
-	var flags []string
-	for _, srv := range designs {
-		if r := dr.S6[srv]; r != nil && r.Env != nil {
-			flags = append(flags, fmt.Sprintf("%s `%s`", srv, r.Env.ReplicaFlags))
-		}
-	}
-	if len(flags) > 0 {
-		w("S6's replica flags (besides `--addr`, `--nats-url`, `--data-dir`): %s.\n\n", strings.Join(flags, "; "))
+	if flags := designFlags(func(srv string) (string, bool) {
+		r := dr.S6[srv]
+		return flagsOf(r != nil && r.Env != nil, func() string { return r.Env.ReplicaFlags })
+	}); flags != "" {
+		w("S6's replica flags (besides `--addr`, `--nats-url`, `--data-dir`): %s.\n\n", flags)
 	}
 	w("| server | seeding: messages/s (s) | NATS store MB | start → /readyz s | RSS idle MB | RSS with 200 clients on 100 rooms MB | cold first query p50 / p99 / max ms (rooms) | RSS after the cold queries MB | notes |\n")
 	w("|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
@@ -527,14 +524,11 @@ func renderDesigns(w func(string, ...any), dr designResults, beforeCommit string
 	w("A's CPU (utime+stime from /proc) and RSS are sampled at the start and end of each window. NATS, B\n")
 	w("and that traffic stand for other machines and run at a lower priority (nice %s), so A and its clients\n", dr.nice())
 	w("get a CPU when they need one; \"machine busy\" is how much of both cores everything used.\n\n")
-	var flags7 []string
-	for _, srv := range designs {
-		if r := dr.S7[srv]; r != nil && r.Env != nil {
-			flags7 = append(flags7, fmt.Sprintf("%s `%s`", srv, r.Env.ReplicaFlags))
-		}
-	}
-	if len(flags7) > 0 {
-		w("S7's replica flags (besides `--addr`, `--nats-url`, `--data-dir`): %s.\n", strings.Join(flags7, "; "))
+	if flags := designFlags(func(srv string) (string, bool) {
+		r := dr.S7[srv]
+		return flagsOf(r != nil && r.Env != nil, func() string { return r.Env.ReplicaFlags })
+	}); flags != "" {
+		w("S7's replica flags (besides `--addr`, `--nats-url`, `--data-dir`): %s.\n", flags)
 		w("Without `--room-cache` a replica has the default budget (256 MiB): B writes into 1,000 rooms\n")
 		w("round-robin, and a budget smaller than their history makes most posts load their room first\n")
 		w("(`BENCH_S7_ROOM_CACHE=1` runs S7 with S6's budget to show it).\n\n")
@@ -743,4 +737,24 @@ func designTargets(w func(string, ...any), dr designResults) {
 			w("| S7: A's subscribers exactly once, in order, p99 ≤ 50 ms | %.1f ms, %s | %s |\n", l.p99(), l.anomalies(), yes(h7.subscribersOK()))
 		}
 	}
+}
+
+// designFlags lists each design's replica flags as "design `flags`",
+// joined with "; ", for the designs whose scenario recorded them.
+func designFlags(of func(srv string) (string, bool)) string {
+	var flags []string
+	for _, srv := range designs {
+		if f, ok := of(srv); ok {
+			flags = append(flags, fmt.Sprintf("%s `%s`", srv, f))
+		}
+	}
+	return strings.Join(flags, "; ")
+}
+
+// flagsOf is get() when known, so that a missing result is never read.
+func flagsOf(known bool, get func() string) (string, bool) {
+	if !known {
+		return "", false
+	}
+	return get(), true
 }
