@@ -420,6 +420,17 @@ func TestSSELastEventIDResumes(t *testing.T) {
 		t.Fatalf("after going live: %q, want m4", got)
 	}
 
+	// A Last-Event-ID that is no cursor of ours is answered precisely,
+	// and the replica stays up for the next stream.
+	bad, _, body := r.openSSE(sseRequest{method: http.MethodGet, query: postedSub, vars: map[string]any{"r": room},
+		header: http.Header{"Last-Event-Id": {"not a cursor \u00ff"}}})
+	if bad == nil {
+		t.Fatal(body)
+	}
+	if code := bad.next().errorCode(t); code != "BAD_USER_INPUT" {
+		t.Fatalf("a bad Last-Event-ID: code %q, want BAD_USER_INPUT", code)
+	}
+
 	literal := `subscription { messagePosted(roomId: "` + room + `") { text } }`
 	c3, _, body := r.openSSE(sseRequest{method: http.MethodGet, query: literal, header: http.Header{"Last-Event-Id": {last.id}}})
 	if c3 == nil {
