@@ -144,8 +144,10 @@ type operation struct {
 	cancel  context.CancelFunc
 }
 
-// wsConn is one socket: a reader (the goroutine that serves the request),
-// a writer goroutine draining a bounded queue, and the operations by id.
+// wsConn is one socket: a reader on a goroutine of its own (serve, started
+// by wsTransport.Do, which returns at once; each message is read on a
+// short-lived helper, see inputWaiter), a writer goroutine that runs only
+// while its bounded queue holds frames, and the operations by id.
 type wsConn struct {
 	t     *wsTransport
 	ws    *websocket.Conn
