@@ -84,7 +84,8 @@ type wsMachine struct {
 	// Reader-owned.
 	initReceived bool
 
-	// Written by the reader, read by the keeper.
+	// Shared by the reader (receive, answerInit, heard) and the keeper
+	// (tick).
 	acked    atomic.Bool
 	lastSeen atomic.Int64 // unix nanoseconds of the last frame read
 	nextPing atomic.Int64 // unix nanoseconds the next keepalive is due
