@@ -427,3 +427,52 @@ func TestStreamTokens(t *testing.T) {
 		}
 	}
 }
+
+// TestSSESingleSlowConsumer: a stream that stops reading falls behind;
+// once it reads again it gets the events it had, then every operation on
+// it ends with SLOW_CONSUMER and complete, and the stream ends, releasing
+// the subscriptions. The client reserves a new stream and starts again.
+func TestSSESingleSlowConsumer(t *testing.T) {
+	r := newReplica(t, func(o *Options) { o.QueueMessages = 16 })
+	room := r.room("slow-single")
+	token := r.reserve("ann")
+	h := http.Header{streamTokenHeader: {token}, "X-Herald-User": {"ann"}}
+	c, status, body := r.openSSE(sseRequest{method: http.MethodGet, header: h, dial: tinyReceiveBuffer, paused: true})
+	if c == nil {
+		t.Fatalf("GET the stream: %d %s", status, body)
+	}
+	r.mustOperate(token, "ann", "s1", postedSub, map[string]any{"r": room})
+	r.mustOperate(token, "ann", "s2", postedSub, map[string]any{"r": room})
+	waitFor(t, "both subscriptions", func() bool { return r.members() == 2 })
+	text := strings.Repeat("x", 3900)
+	posted := 0
+	for ; posted < 3000 && testutil.ToFloat64(r.server.ws.metrics.slowCloses) < 1; posted++ {
+		r.post(room, "a", fmt.Sprint(posted, text))
+	}
+	if testutil.ToFloat64(r.server.ws.metrics.slowCloses) < 1 {
+		t.Fatalf("the stream never fell behind in %d posts", posted)
+	}
+	c.resume()
+	next := map[string]int{}
+	ended := map[string]bool{}
+	for len(ended) < 2 {
+		ev := c.nextSingle()
+		switch {
+		case ev.event == "complete":
+			t.Fatalf("%s completed without the SLOW_CONSUMER error", ev.id)
+		case strings.Contains(string(ev.payload), `"errors"`):
+			if code := ev.code(t); code != codeSlowConsumer {
+				t.Fatalf("%s: code %q, want %s", ev.id, code, codeSlowConsumer)
+			}
+			ended[ev.id] = true
+			c.expect("complete", ev.id)
+		default:
+			if got, want := ev.text(t), fmt.Sprint(next[ev.id], text); got != want {
+				t.Fatalf("%s: event %d out of order", ev.id, next[ev.id])
+			}
+			next[ev.id]++
+		}
+	}
+	c.expectEnd(5 * time.Second)
+	waitFor(t, "the subscriptions to go", func() bool { return r.members() == 0 })
+}
