@@ -25,7 +25,7 @@ func TestMultipartFraming(t *testing.T) {
 	results := resultPart("r0:0", "c0") + partHead + "{}" + delimiter + resultPart("r0:1", "c1")
 	for _, tc := range []struct {
 		name, stream, reason string
-		complete, errors int
+		complete, errors     int
 	}{
 		{"completed", delimiter + results + partHead + "{}" + closeLine, "server completed r0", 1, 0},
 		{"transport error", delimiter + results + partHead + `{"payload":null,"errors":[{"message":"draining","extensions":{"code":"SHUTTING_DOWN"}}]}` + closeLine,
