@@ -9,7 +9,8 @@
 # HERALD_BIN=/path/to/herald uses that binary instead of building ./cmd/herald.
 # Bounded: the whole run stops after HERALD_E2E_TIMEOUT seconds (default 300).
 # It kills only the processes it started and removes its temporary directory.
-# Needs go, node (20 or later), npm and curl.
+# Needs go, node (20 or later), npm and curl; test/graphiql.test.js also needs
+# Debian's chromium at /usr/bin/chromium (it fails without it).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
