@@ -199,8 +199,12 @@ func NewJWT(ctx context.Context, opts JWTOptions) (*JWT, error) {
 				},
 			}
 		}
-		if _, err := src.keys(ctx, func(*keySet) bool { return true }); err != nil {
-			return nil, fmt.Errorf("auth: %w", src.lastErrOr(err))
+		// src is not shared yet: the first fetch needs no flight.
+		if src.refetch(ctx) {
+			return nil, fmt.Errorf("auth: jwt: fetching JWKS from %s: %w", u.Redacted(), ctx.Err())
+		}
+		if src.set == nil {
+			return nil, fmt.Errorf("auth: %w", src.lastErr)
 		}
 		j.jwks = src
 	}
@@ -232,17 +236,6 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
-}
-
-// lastErrOr returns the error of the latest fetch, which says what was
-// fetched and why it failed, falling back to err.
-func (s *jwksSource) lastErrOr(err error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.lastErr != nil {
-		return s.lastErr
-	}
-	return err
 }
 
 // readBounded reads a JWKS file, refusing one larger than maxJWKSBytes.
