@@ -315,6 +315,13 @@ func (c *wsConn) tornDown() bool {
 	}
 }
 
+// closingAbruptly reports whether a close was chosen that drops the
+// frames not yet written: the answer to the client's close, or a slow
+// consumer's.
+func (c *wsConn) closingAbruptly() bool {
+	return c.isClosing() && c.closeAbrupt // closeAbrupt is set before closing is closed
+}
+
 func (c *wsConn) isClosing() bool {
 	select {
 	case <-c.closing:
@@ -649,7 +656,11 @@ func (c *wsConn) writeLoop() {
 
 // batchBytes is how many bytes of frames the writer gathers before a
 // write: several frames ready for one socket leave in one system call.
-const batchBytes = 32 << 10
+// batchParts bounds the parts of one writev (three per large payload).
+const (
+	batchBytes = 32 << 10
+	batchParts = 48
+)
 
 // writeBatch writes the frames of batch in order with as few system calls
 // as it can. Frames are built one after another in one buffer, and a
@@ -672,13 +683,20 @@ func (c *wsConn) writeBatch(batch []outItem) error {
 			parts = append(parts, (*buf)[flushed:], it.data.bytes, closingBrace)
 			flushed = len(*buf)
 		}
-		if len(*buf) >= batchBytes || len(parts) >= 48 {
+		if len(*buf) >= batchBytes || len(parts) >= batchParts {
 			if err := c.writeGathered(buf, parts, flushed); err != nil {
 				return err
 			}
 			c.countDelivered(batch[done : i+1])
 			done = i + 1
 			*buf, parts, flushed = (*buf)[:0], parts[:0], 0
+			if c.closingAbruptly() {
+				// The rest of the batch is dropped as what is still
+				// queued is (see finish): a batch may hold many
+				// megabytes, and the close frame would wait for them
+				// past closeGrace.
+				return nil
+			}
 		}
 	}
 	if err := c.writeGathered(buf, parts, flushed); err != nil {
