@@ -281,25 +281,6 @@ func (c *wsClient) expectClose(code int, within time.Duration) string {
 	}
 }
 
-// expectSilence fails if any non-keepalive message arrives within d.
-func (c *wsClient) expectSilence(d time.Duration) {
-	c.t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		f, err := c.read(time.Until(deadline))
-		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				return
-			}
-			c.t.Fatalf("read: %v", err)
-		}
-		if f.Type != "ka" && f.Type != "ping" && f.Type != "pong" {
-			c.t.Fatalf("expected silence, got %s", f.raw)
-		}
-	}
-}
-
 // data decodes a next/data payload's data into out.
 func (f frame) data(t *testing.T, out any) {
 	t.Helper()
