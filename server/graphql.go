@@ -23,7 +23,7 @@ import (
 // the GraphQL-over-HTTP spec in status codes and error bodies, and its two
 // HTTP streams: Server-Sent Events and Apollo's multipart subscriptions.
 func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations *identityLimiter,
-	ss *sessions, execs *sharedExecutions, m *metrics) (http.Handler, *sseTransport, *multipartTransport) {
+	ss *sessions, execs *sharedExecutions, m *metrics) (http.Handler, *sseTransport, *sseSingleTransport, *multipartTransport) {
 	run := &runner{
 		authn:        opts.Authenticator,
 		challenge:    challengeFor(opts.Authenticator),
@@ -49,11 +49,14 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 	multipartStreams := streams
 	multipartStreams.cfg.keepAlive = min(opts.PingInterval, multipartKeepAlive)
 	multipart := &multipartTransport{httpStreams: &multipartStreams, maxBodyBytes: opts.MaxBodyBytes}
+	sseSingle := newSSESingleTransport(&streams, opts, opts.Relay)
 	h := handler.New(opts.Schema)
-	// The first transport that supports a request serves it: the streams
-	// before the plain GET and POST, which claim every GET and POST, and
-	// multipart before SSE, which yields to it when both are accepted
-	// alike.
+	// The first transport that supports a request serves it: graphql-sse's
+	// single connection mode first, which claims the requests carrying its
+	// token; then the streams before the plain GET and POST, which claim
+	// every GET and POST, and multipart before SSE, which yields to it when
+	// both are accepted alike.
+	h.AddTransport(sseSingle)
 	h.AddTransport(multipart)
 	h.AddTransport(sse)
 	h.AddTransport(postTransport{run: run, maxBodyBytes: opts.MaxBodyBytes})
@@ -76,7 +79,8 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 	if opts.Limits.MaxComplexity > 0 {
 		h.Use(complexityLimit{max: opts.Limits.MaxComplexity})
 	}
-	return h, sse, multipart
+	sseSingle.replay = h
+	return h, sse, sseSingle, multipart
 }
 
 // serveGraphQL dispatches /graphql by method before gqlgen's handler sees
@@ -87,10 +91,14 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		s.serveUpgrade(w, r)
 	case r.Method == http.MethodGet, r.Method == http.MethodPost:
 		s.graphql.ServeHTTP(w, r)
+	case r.Method == http.MethodPut, r.Method == http.MethodDelete:
+		// graphql-sse's single connection mode: reserve a stream, stop
+		// an operation.
+		s.graphql.ServeHTTP(w, r)
 	default:
-		w.Header().Set("Allow", "GET, POST")
+		w.Header().Set("Allow", "GET, POST, PUT, DELETE")
 		s.responder.reject(w, r, fallbackMedia(r), http.StatusMethodNotAllowed,
-			fmt.Sprintf("method %s is not allowed on /graphql; use GET or POST", clip(r.Method)))
+			fmt.Sprintf("method %s is not allowed on /graphql; use GET or POST (PUT and DELETE for graphql-sse's single connection mode)", clip(r.Method)))
 	}
 }
 

@@ -60,10 +60,13 @@ var graphQLCases = []struct {
 		want{status: 200, contentType: ctJSON, err: "not supported over a plain HTTP request; send Accept: text/event-stream"}},
 	{"POST subscription as graphql-response+json", post(`{"query":"subscription { ticks }"}`).accepting(),
 		want{status: 400, contentType: ctResponse, err: "not supported over a plain HTTP request; send Accept: text/event-stream"}},
-	{"PUT", request{method: http.MethodPut, target: "/graphql", body: helloBody},
-		want{status: 405, contentType: ctJSON, err: "PUT is not allowed", header: map[string]string{"Allow": "GET, POST"}}},
-	{"DELETE", request{method: http.MethodDelete, target: "/graphql"}.accepting(),
-		want{status: 405, contentType: ctResponse, err: "DELETE is not allowed", header: map[string]string{"Allow": "GET, POST"}}},
+	{"PATCH", request{method: http.MethodPatch, target: "/graphql", body: helloBody},
+		want{status: 405, contentType: ctJSON, err: "PATCH is not allowed", header: map[string]string{"Allow": "GET, POST, PUT, DELETE"}}},
+	// PUT and DELETE are graphql-sse's single connection mode (sse_single_test.go).
+	{"PUT accepting no text/plain", request{method: http.MethodPut, target: "/graphql"}.accepting(),
+		want{status: 406, contentType: ctJSON, err: "answers its token as text/plain"}},
+	{"DELETE without a stream token", request{method: http.MethodDelete, target: "/graphql"}.accepting(),
+		want{status: 404, contentType: ctJSON, err: "stream not found"}},
 	{"WebSocket upgrade without a subprotocol", get().with("Upgrade", "websocket").with("Connection", "Upgrade"),
 		want{status: 400, contentType: ctJSON, err: "unsupported WebSocket subprotocol: offer graphql-transport-ws"}},
 	{"WebSocket upgrade with an unknown subprotocol", get().with("Upgrade", "websocket").with("Connection", "Upgrade").

@@ -27,12 +27,15 @@ type streamFormat interface {
 	// preamble is written as soon as the stream opens, so that clients
 	// and proxies see it begin.
 	preamble() []byte
-	// appendNext appends one result, p holding its shared encoding.
-	appendNext(buf []byte, p *payload) []byte
-	// appendEnd appends the end of the stream. With err, the stream ends
-	// because of the transport (it fell behind, its credentials expired):
-	// the error is sent first, in a form the client reads as such.
-	appendEnd(buf []byte, err *gqlerror.Error) []byte
+	// appendNext appends one result of op, p holding its shared
+	// encoding. Formats that carry one operation per stream ignore op.
+	appendNext(buf []byte, op *operation, p *payload) []byte
+	// appendEnd appends the end of op's results: for a format with one
+	// operation per stream, the end of the stream. With err, op ends
+	// because of the transport (the stream fell behind, its credentials
+	// expired): the error is sent first, in a form the client reads as
+	// such.
+	appendEnd(buf []byte, op *operation, err *gqlerror.Error) []byte
 	// appendGoAway appends what a draining replica sends before it ends
 	// the stream; nothing if the format's clients reconnect by themselves.
 	appendGoAway(buf []byte) []byte
@@ -86,7 +89,14 @@ func (t *httpStreams) admit(w http.ResponseWriter, r *http.Request) bool {
 // open starts the stream of an admitted request: the response headers,
 // and the format's preamble. The caller must close it.
 func (t *httpStreams) open(w http.ResponseWriter, r *http.Request, f streamFormat) *httpStream {
-	st := &httpStream{
+	st := t.newStream(w, r, f)
+	t.start(st)
+	return st
+}
+
+// newStream makes the stream of an admitted request, not yet started.
+func (t *httpStreams) newStream(w http.ResponseWriter, r *http.Request, f streamFormat) *httpStream {
+	return &httpStream{
 		t:       t,
 		f:       f,
 		w:       w,
@@ -98,15 +108,20 @@ func (t *httpStreams) open(w http.ResponseWriter, r *http.Request, f streamForma
 		cut:     make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	h := w.Header()
+}
+
+// start sends st's response headers and preamble; the caller must close
+// st.
+func (t *httpStreams) start(st *httpStream) {
+	f := st.f
+	h := st.w.Header()
 	h.Set("Content-Type", f.contentType())
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer this response
-	w.WriteHeader(http.StatusOK)
+	st.w.WriteHeader(http.StatusOK)
 	t.metrics.streams.WithLabelValues(f.name()).Inc()
 	t.sessions.track(st, true)
 	st.writeAndFlush(f.preamble())
-	return st
 }
 
 // httpStream is one streamed HTTP response: the request's goroutine writes
@@ -120,6 +135,7 @@ type httpStream struct {
 	r       *http.Request
 	created time.Time
 	op      *operation // the subscription, once joined
+	ops     *streamOps // the operations of a single-connection-mode stream; nil otherwise
 
 	wake     chan struct{} // buffered: the queue or the state changed
 	away     chan struct{} // closed by goAway (drain)
@@ -129,10 +145,18 @@ type httpStream struct {
 	done     chan struct{} // closed when the stream has finished
 
 	mu        sync.Mutex
-	queue     []*payload
+	queue     []streamItem
 	bytes     int
 	completed bool   // the execution ended: complete after the queue
 	failure   string // the stream fell behind: end it with this error
+}
+
+// streamItem is one queued piece of a stream: a result of op, or with no
+// result the end of op (in a stream that carries several operations).
+type streamItem struct {
+	op    *operation
+	p     *payload
+	event bool // a subscription's event, counted as a delivery
 }
 
 // single sends one result and ends the stream.
@@ -140,7 +164,7 @@ func (st *httpStream) single(resp *graphql.Response) {
 	if resp == nil {
 		return
 	}
-	st.write([]*payload{{bytes: encodeResponse(resp)}}, true)
+	st.write([]streamItem{{p: &payload{bytes: encodeResponse(resp)}}}, true)
 }
 
 // subscribe joins the subscription's shared execution and streams its
@@ -204,9 +228,18 @@ func (st *httpStream) flush() bool {
 	return !completed
 }
 
-// fail ends the stream with a transport-level error.
+// fail ends the stream with a transport-level error: every operation of
+// a single-connection-mode stream ends with it.
 func (st *httpStream) fail(err *gqlerror.Error) {
-	st.writeAndFlush(st.f.appendEnd(nil, err))
+	if st.ops == nil {
+		st.writeAndFlush(st.f.appendEnd(nil, nil, err))
+		return
+	}
+	var buf []byte
+	for _, op := range st.ops.list() {
+		buf = st.f.appendEnd(buf, op, err)
+	}
+	st.writeAndFlush(buf)
 }
 
 // codeSlowConsumer is the error code of a stream ended because it fell
@@ -224,21 +257,26 @@ func expiredError() *gqlerror.Error {
 	}
 }
 
-// write writes the results in batch, then the end of the stream if end is
+// write writes the items in batch, then the end of the stream if end is
 // set, and flushes them; false if the client is gone.
-func (st *httpStream) write(batch []*payload, end bool) bool {
+func (st *httpStream) write(batch []streamItem, end bool) bool {
 	if len(batch) == 0 && !end {
 		return true
 	}
 	_ = st.rc.SetWriteDeadline(time.Now().Add(st.t.cfg.writeTimeout))
 	var err error
-	for _, p := range batch {
-		if err = st.writeNext(p); err != nil {
+	for _, it := range batch {
+		if it.p == nil {
+			_, err = st.w.Write(st.f.appendEnd(nil, it.op, nil))
+		} else {
+			err = st.writeNext(it)
+		}
+		if err != nil {
 			break
 		}
 	}
 	if err == nil && end {
-		_, err = st.w.Write(st.f.appendEnd(nil, nil))
+		_, err = st.w.Write(st.f.appendEnd(nil, st.op, nil))
 	}
 	if err == nil {
 		err = st.rc.Flush()
@@ -247,11 +285,13 @@ func (st *httpStream) write(batch []*payload, end bool) bool {
 }
 
 // writeNext writes one result as the format frames it.
-func (st *httpStream) writeNext(p *payload) error {
-	if _, err := st.w.Write(st.f.appendNext(make([]byte, 0, len(p.bytes)+len(p.cursor)+64), p)); err != nil {
+func (st *httpStream) writeNext(it streamItem) error {
+	p := it.p
+	buf := make([]byte, 0, len(p.bytes)+len(p.cursor)+64)
+	if _, err := st.w.Write(st.f.appendNext(buf, it.op, p)); err != nil {
 		return err
 	}
-	if st.op != nil {
+	if it.event {
 		st.t.metrics.deliveries.Inc()
 		if !p.appended.IsZero() {
 			st.t.metrics.latency.Observe(time.Since(p.appended).Seconds())
@@ -279,6 +319,9 @@ func (st *httpStream) close() {
 		st.op.finished.Store(true)
 		st.t.execs.leave(st.op)
 	}
+	if st.ops != nil {
+		st.ops.stopAll(st.t.execs)
+	}
 	close(st.done)
 	st.t.sessions.track(st, false)
 	st.t.metrics.streams.WithLabelValues(st.f.name()).Dec()
@@ -293,26 +336,40 @@ func (st *httpStream) signal() {
 	}
 }
 
-// deliver queues a result, or marks the stream a slow consumer when its
+// deliver queues an event of a subscription.
+func (st *httpStream) deliver(op *operation, p *payload) {
+	st.enqueue(streamItem{op: op, p: p, event: true})
+}
+
+// enqueue queues an item, or marks the stream a slow consumer when its
 // queue is full.
-func (st *httpStream) deliver(_ *operation, p *payload) {
+func (st *httpStream) enqueue(it streamItem) {
+	size := 0
+	if it.p != nil {
+		size = len(it.p.bytes)
+	}
 	st.mu.Lock()
 	switch {
 	case st.failure != "" || st.completed:
-	case len(st.queue) >= st.t.cfg.queueItems || st.bytes+len(p.bytes) > st.t.cfg.queueBytes:
+	case len(st.queue) >= st.t.cfg.queueItems || st.bytes+size > st.t.cfg.queueBytes:
 		st.failure = slowConsumer
 		st.queue, st.bytes = nil, 0
 		st.t.metrics.slowCloses.Inc()
 	default:
-		st.queue = append(st.queue, p)
-		st.bytes += len(p.bytes)
+		st.queue = append(st.queue, it)
+		st.bytes += size
 	}
 	st.mu.Unlock()
 	st.signal()
 }
 
-// streamEnded completes the stream once what is queued is written.
-func (st *httpStream) streamEnded(*operation) {
+// streamEnded completes the stream once what is queued is written; in a
+// stream that carries several operations, only op.
+func (st *httpStream) streamEnded(op *operation) {
+	if st.ops != nil {
+		st.ops.ended(st, op)
+		return
+	}
 	st.mu.Lock()
 	st.completed = true
 	st.mu.Unlock()

@@ -16,6 +16,7 @@ type metrics struct {
 	slowCloses prometheus.Counter
 	closes     *prometheus.CounterVec
 	latency    prometheus.Histogram
+	relayed    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,8 +47,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from an event entering the log to its frame being written to a socket or an HTTP stream.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
 		}),
+		relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_sse_relayed_requests_total",
+			Help: "graphql-sse single-connection-mode requests relayed to the replica holding their stream, by outcome (ok, no_holder, error).",
+		}, []string{"outcome"}),
 	}
-	for _, c := range []prometheus.Collector{m.sockets, m.streams, m.operations, m.executions, m.deliveries, m.slowCloses, m.closes, m.latency} {
+	for _, c := range []prometheus.Collector{m.sockets, m.streams, m.operations, m.executions, m.deliveries, m.slowCloses, m.closes, m.latency, m.relayed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -55,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, p := range []protocol{transportWS, legacyWS} {
 		m.sockets.WithLabelValues(p.String())
 	}
-	for _, f := range []streamFormat{sseFormat{}, multipartFormat{}} {
+	for _, f := range []streamFormat{sseFormat{}, sseSingleFormat{}, multipartFormat{}} {
 		m.streams.WithLabelValues(f.name())
 	}
 	return m, nil

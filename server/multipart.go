@@ -160,7 +160,7 @@ func (multipartFormat) keepalive() []byte {
 }
 
 // appendNext appends a part whose payload is the shared encoding.
-func (multipartFormat) appendNext(buf []byte, p *payload) []byte {
+func (multipartFormat) appendNext(buf []byte, _ *operation, p *payload) []byte {
 	buf = append(buf, multipartPartHead...)
 	buf = append(buf, `{"payload":`...)
 	buf = append(buf, p.bytes...)
@@ -172,7 +172,7 @@ func (multipartFormat) appendNext(buf []byte, p *payload) []byte {
 // error is a part with a null payload and the error beside it, which
 // Apollo Client reports as a CombinedProtocolErrors; a completion is a
 // heartbeat.
-func (multipartFormat) appendEnd(buf []byte, err *gqlerror.Error) []byte {
+func (multipartFormat) appendEnd(buf []byte, _ *operation, err *gqlerror.Error) []byte {
 	buf = append(buf, multipartPartHead...)
 	if err == nil {
 		buf = append(buf, multipartHeartbeat...)
@@ -187,7 +187,7 @@ func (multipartFormat) appendEnd(buf []byte, err *gqlerror.Error) []byte {
 // does not reconnect an HTTP subscription by itself, and a body cut short
 // would reach the application as a bare network error.
 func (f multipartFormat) appendGoAway(buf []byte) []byte {
-	return f.appendEnd(buf, &gqlerror.Error{
+	return f.appendEnd(buf, nil, &gqlerror.Error{
 		Message:    "the server is shutting down; subscribe again (another replica will serve it) and resume from the last event's cursor",
 		Extensions: map[string]any{"code": codeShuttingDown},
 	})

@@ -425,10 +425,10 @@ func TestMultipartFormat(t *testing.T) {
 	}{
 		{"content type", []byte(f.contentType()), ctMultipart},
 		{"preamble", f.preamble(), "\r\n--graphql\r\n"},
-		{"result", f.appendNext(nil, result), partHead + `{"payload":{"data":{"n":1},"extensions":{"cursor":"c1"}}}` + "\r\n--graphql\r\n"},
+		{"result", f.appendNext(nil, nil, result), partHead + `{"payload":{"data":{"n":1},"extensions":{"cursor":"c1"}}}` + "\r\n--graphql\r\n"},
 		{"heartbeat", f.keepalive(), partHead + "{}\r\n--graphql\r\n"},
-		{"completion", f.appendEnd(nil, nil), partHead + "{}\r\n--graphql--\r\n"},
-		{"transport error", f.appendEnd(nil, slow),
+		{"completion", f.appendEnd(nil, nil, nil), partHead + "{}\r\n--graphql--\r\n"},
+		{"transport error", f.appendEnd(nil, nil, slow),
 			partHead + `{"payload":null,"errors":[{"message":"slow","extensions":{"code":"SLOW_CONSUMER"}}]}` + "\r\n--graphql--\r\n"},
 	}
 	for _, p := range pieces {
@@ -444,12 +444,12 @@ func TestMultipartFormat(t *testing.T) {
 
 	var stream []byte
 	stream = append(stream, f.preamble()...)
-	stream = f.appendNext(stream, result)
+	stream = f.appendNext(stream, nil, result)
 	stream = append(stream, f.keepalive()...)
-	stream = f.appendNext(stream, result)
+	stream = f.appendNext(stream, nil, result)
 	stream = slices.Clip(stream) // each end appends to a copy
-	ended := f.appendEnd(stream, nil)
-	failed := f.appendEnd(stream, slow)
+	ended := f.appendEnd(stream, nil, nil)
+	failed := f.appendEnd(stream, nil, slow)
 	for _, s := range []struct {
 		name  string
 		bytes []byte

@@ -113,6 +113,10 @@ type Options struct {
 	// Limits bound what one client can make the server do; zero fields
 	// are no limit.
 	Limits Limits
+	// Relay connects the replicas for graphql-sse's single connection
+	// mode, whose requests for one stream may reach any replica; default
+	// NewLocalRelay(), enough for one replica.
+	Relay Relay
 }
 
 // withDefaults returns a copy of o with zero fields defaulted, or an error
@@ -167,6 +171,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxMessageBytes <= 0 {
 		o.MaxMessageBytes = 64 << 10
 	}
+	if o.Relay == nil {
+		o.Relay = NewLocalRelay()
+	}
 	if o.Metrics == nil {
 		o.Metrics = prometheus.NewRegistry()
 		o.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -192,6 +199,7 @@ type Server struct {
 
 	ws         *wsTransport
 	sse        *sseTransport
+	sseSingle  *sseSingleTransport
 	multipart  *multipartTransport
 	sessions   *sessions         // WebSockets and event streams: admission, drain
 	execs      *sharedExecutions // shared by every transport
@@ -228,7 +236,7 @@ func New(opts Options) (*Server, error) {
 	s.sessions = newSessions(opts.Limits.MaxConnections)
 	s.execs = newSharedExecutions(m, opts.Logger, opts.QueueMessages)
 	s.ws = newWSTransport(opts, m, s.responder, mutations, s.sessions, s.execs)
-	s.graphql, s.sse, s.multipart = newGraphQLHandler(opts, s.responder, s.ws, mutations, s.sessions, s.execs, m)
+	s.graphql, s.sse, s.sseSingle, s.multipart = newGraphQLHandler(opts, s.responder, s.ws, mutations, s.sessions, s.execs, m)
 	s.mux = s.routes()
 	keeperCtx, stop := context.WithCancel(context.Background())
 	s.stopKeeper, s.keeperDone = stop, make(chan struct{})
@@ -268,6 +276,7 @@ func (s *Server) Draining() bool { return s.draining.Load() }
 // Drain returns, then call its Shutdown.
 func (s *Server) Drain(ctx context.Context, window time.Duration) error {
 	s.draining.Store(true)
+	s.sseSingle.close()
 	dropped := s.sessions.drain(ctx, window)
 	err := s.execs.close()
 	if dropped > 0 {

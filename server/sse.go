@@ -166,7 +166,7 @@ func (sseFormat) keepalive() []byte { return []byte(":\n\n") }
 
 // appendNext appends a "next" event: the shared encoding as its data, the
 // result's cursor as its id.
-func (sseFormat) appendNext(buf []byte, p *payload) []byte {
+func (sseFormat) appendNext(buf []byte, _ *operation, p *payload) []byte {
 	buf = append(buf, "event: next\n"...)
 	if p.cursor != "" {
 		buf = append(buf, "id: "...)
@@ -180,10 +180,10 @@ func (sseFormat) appendNext(buf []byte, p *payload) []byte {
 
 // appendEnd appends "complete", after a "next" event holding err if there
 // is one: graphql-sse has no other place for an error.
-func (f sseFormat) appendEnd(buf []byte, err *gqlerror.Error) []byte {
+func (f sseFormat) appendEnd(buf []byte, _ *operation, err *gqlerror.Error) []byte {
 	if err != nil {
 		body, _ := json.Marshal(wireResponse{Errors: gqlerror.List{err}})
-		buf = f.appendNext(buf, &payload{bytes: body})
+		buf = f.appendNext(buf, nil, &payload{bytes: body})
 	}
 	return append(buf, "event: complete\ndata:\n\n"...)
 }

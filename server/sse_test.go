@@ -580,15 +580,7 @@ func TestSSESlowConsumerEndsAlone(t *testing.T) {
 		o.QueueBytes = 1 << 20
 	})
 	room := r.room("slow")
-	tiny := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-			return c.Control(func(fd uintptr) {
-				_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-			})
-		}}
-		return d.DialContext(ctx, network, addr)
-	}
-	slow, _, body := r.openSSE(sseRequest{method: http.MethodGet, query: postedSub, vars: map[string]any{"r": room}, dial: tiny, paused: true})
+	slow, _, body := r.openSSE(sseRequest{method: http.MethodGet, query: postedSub, vars: map[string]any{"r": room}, dial: tinyReceiveBuffer, paused: true})
 	if slow == nil {
 		t.Fatal(body)
 	}
@@ -668,4 +660,15 @@ func TestSSESlowConsumerEndsAlone(t *testing.T) {
 	mu.Unlock()
 	_ = fast.conn.Close()
 	<-fastDone
+}
+
+// tinyReceiveBuffer dials with a 4 KiB receive buffer, so that a client
+// that does not read holds back the server's writes at once.
+func tinyReceiveBuffer(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}}
+	return d.DialContext(ctx, network, addr)
 }

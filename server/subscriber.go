@@ -31,3 +31,14 @@ var (
 func (c *wsConn) tooSlow(_ *operation, reason string) {
 	c.closeWith(closeTryAgainLater, reason)
 }
+
+// release ends op's part in the engine once its transport has let it go:
+// nothing more is written for it, a query or mutation in flight is
+// canceled, and a subscription leaves its executions.
+func (op *operation) release(execs *sharedExecutions) {
+	op.finished.Store(true)
+	if op.cancel != nil {
+		op.cancel()
+	}
+	execs.leave(op)
+}

@@ -29,6 +29,7 @@ type app struct {
 	logger *slog.Logger
 
 	log      *pubsub.Log
+	relay    *pubsub.Relay
 	chat     *chat.Service
 	server   *server.Server
 	http     *http.Server
@@ -107,6 +108,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		}
 	}()
 
+	a.relay = log.Relay()
 	handler, err := server.New(server.Options{
 		Schema:          graph.NewSchema(a.chat, log.Epoch()),
 		Authenticator:   authn,
@@ -124,6 +126,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		ResumeArgument:  graph.ResumeArgument,
 		Metrics:         a.metricsRegistry(),
 		AllowedOrigins:  allowedOriginsFor(cfg),
+		Relay:           natsRelay{a.relay},
 		Limits: server.Limits{
 			MaxConnections:    maxConnectionsFor(cfg, logger),
 			MaxOperations:     cfg.WSMaxOperations,
@@ -268,6 +271,9 @@ func (a *app) closeBackground() error {
 		_ = a.pprof.Close()
 	}
 	a.wg.Wait()
+	if a.relay != nil {
+		a.relay.Close()
+	}
 	if err := a.log.Close(); err != nil {
 		return fmt.Errorf("close the event log: %w", err)
 	}

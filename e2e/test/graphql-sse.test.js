@@ -110,3 +110,58 @@ test('an EventSource cut off from replica A resumes on replica B from its Last-E
     t.diagnostic(`${want.length} messages once each, in order, across a cut and a reconnect to replica B; ` +
       `${opened.length} connections opened`);
   });
+
+test('graphql-sse (single connection) with no sticky sessions: reservation and operations on replica B, the stream on replica A',
+  { timeout: 60_000 }, async (t) => {
+    const room = await createRoom(A, 'graphql-sse-single');
+    // The "load balancer": the stream (GET with Accept: text/event-stream)
+    // lands on A; the reservation (PUT), operations (POST) and their stops
+    // (DELETE) land on B, which relays them to A over NATS.
+    const routed = { A: 0, B: 0 };
+    const fetchFn = (input, init = {}) => {
+      const url = new URL(input);
+      const accept = new Headers(init.headers).get('accept') ?? '';
+      const toA = (init.method ?? 'GET') === 'GET' && accept.includes('text/event-stream');
+      const base = new URL(toA ? A : B);
+      url.host = base.host;
+      routed[toA ? 'A' : 'B'] += 1;
+      return fetch(url, init);
+    };
+    const client = createClient({
+      url: httpURL(A),
+      singleConnection: true,
+      fetchFn,
+      headers: { 'X-Herald-User': 'alice' },
+      retryAttempts: 0, // a failure must fail the test, not retry
+    });
+    t.after(() => client.dispose());
+
+    const [q, ...moreQ] = await once('graphql-sse single connection', client, {
+      query: 'query Room($id: ID!) { viewer { name } room(id: $id) { id name } }',
+      variables: { id: room.id },
+    });
+    assert.equal(moreQ.length, 0, `a query must yield one result, got ${JSON.stringify([q, ...moreQ])}`);
+    assert.equal(q.errors, undefined, `query errors: ${JSON.stringify(q.errors)}`);
+    assert.deepEqual(q.data, { viewer: { name: 'alice' }, room: { id: room.id, name: room.name } });
+
+    const [m] = await once('graphql-sse single connection', client, {
+      query: `mutation Post($r: ID!) { postMessage(roomId: $r, text: "hello over one stream") { text author { name } } }`,
+      variables: { r: room.id },
+    });
+    assert.equal(m.errors, undefined, `mutation errors: ${JSON.stringify(m.errors)}`);
+    assert.equal(m.data.postMessage.author.name, 'alice');
+
+    const inbox = new Inbox('graphql-sse single-connection subscription, stream on replica A');
+    const unsubscribe = client.subscribe({ query: MESSAGE_POSTED, variables: { roomId: room.id } }, {
+      next: (r) => inbox.push(messageEvent(r)),
+      error: (err) => inbox.end(`error: ${describeError(err)}`),
+      complete: () => inbox.end('complete'),
+    });
+    try {
+      await checkDelivery(t, { inbox, postBase: B, roomId: room.id, baseCount: 1 });
+    } finally {
+      unsubscribe();
+    }
+    assert.ok(routed.A >= 1 && routed.B >= 4, `requests were split between the replicas: ${JSON.stringify(routed)}`);
+    t.diagnostic(`requests routed: ${JSON.stringify(routed)}`);
+  });

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/heraldhq/herald/pubsub"
+	"github.com/heraldhq/herald/server"
+)
+
+// natsRelay is the server's Relay over the event log's NATS connection:
+// graphql-sse single-connection-mode requests reach the replica holding
+// their stream through any replica.
+type natsRelay struct{ r *pubsub.Relay }
+
+var _ server.Relay = natsRelay{}
+
+func (n natsRelay) Listen(token string, serve server.RelayHandler) (func(), error) {
+	return n.r.Listen(token, func(ctx context.Context, h http.Header, body []byte) (http.Header, []byte) {
+		answer := serve(ctx, server.RelayMessage{Header: h, Body: body})
+		return answer.Header, answer.Body
+	})
+}
+
+func (n natsRelay) Send(ctx context.Context, token string, msg server.RelayMessage) (server.RelayMessage, error) {
+	h, body, err := n.r.Send(ctx, token, msg.Header, msg.Body)
+	if errors.Is(err, pubsub.ErrNoListener) {
+		return server.RelayMessage{}, errors.Join(err, server.ErrNoStreamHolder)
+	}
+	return server.RelayMessage{Header: h, Body: body}, err
+}

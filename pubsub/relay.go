@@ -1,0 +1,188 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// relayPrefix starts the subject of every relayed request:
+// herald-relay.<key>. Core NATS only: nothing relayed is stored.
+const relayPrefix = "herald-relay."
+
+// relayServeTimeout bounds serving one relayed request.
+const relayServeTimeout = 15 * time.Second
+
+// relayQueue is how many relayed requests may wait to be served; beyond it
+// NATS drops them and their senders time out.
+const relayQueue = 1024
+
+// ErrNoListener is wrapped by Relay.Send when no replica listens for the
+// key.
+var ErrNoListener = errors.New("no replica listens for the key")
+
+// noListenerHeader marks the answer of a replica that stopped listening
+// for a key while a request for it was on its way.
+const noListenerHeader = "Herald-Relay-No-Listener"
+
+// RelayHandler serves one relayed request: its headers and body in, the
+// answer's out.
+type RelayHandler func(ctx context.Context, header http.Header, body []byte) (http.Header, []byte)
+
+// Relay sends requests, over core NATS request and reply, to whichever
+// replica listens for a key: the holder of a graphql-sse stream, say,
+// whose requests may reach any replica. Every key's subscription feeds one
+// channel, served by one dispatching goroutine and a goroutine per
+// request, so a replica holding many keys holds no goroutine per key.
+//
+// Get one with Log.Relay and stop it with Close before closing the Log.
+type Relay struct {
+	nc  *nats.Conn
+	log *slog.Logger
+	in  chan *nats.Msg
+
+	mu       sync.Mutex
+	handlers map[string]RelayHandler // by subject
+	closed   bool
+
+	ctx    context.Context // ends at Close: requests being served stop
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the dispatcher and requests being served
+}
+
+// Relay starts a relay on the log's NATS connection.
+func (l *Log) Relay() *Relay {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Relay{nc: l.nc, log: l.log, in: make(chan *nats.Msg, relayQueue), handlers: make(map[string]RelayHandler),
+		ctx: ctx, cancel: cancel}
+	r.wg.Add(1)
+	go r.dispatch()
+	return r
+}
+
+// Listen hands every request sent to key to serve until stop is called.
+// When Listen returns, the NATS server knows of the subscription, so a
+// request sent through the same server reaches it; other servers of a
+// cluster learn of it within moments.
+func (r *Relay) Listen(key string, serve RelayHandler) (stop func(), err error) {
+	if err := checkRelayKey(key); err != nil {
+		return nil, err
+	}
+	subject := relayPrefix + key
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("relay: listen for %q: the relay is closed", key)
+	}
+	r.handlers[subject] = serve
+	r.mu.Unlock()
+	sub, err := r.nc.ChanSubscribe(subject, r.in)
+	if err == nil {
+		err = r.nc.FlushTimeout(2 * time.Second)
+		if err != nil {
+			_ = sub.Unsubscribe()
+		}
+	}
+	if err != nil {
+		r.forget(subject)
+		return nil, fmt.Errorf("relay: listen for %q: %w", key, err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			_ = sub.Unsubscribe()
+			r.forget(subject)
+		})
+	}, nil
+}
+
+func (r *Relay) forget(subject string) {
+	r.mu.Lock()
+	delete(r.handlers, subject)
+	r.mu.Unlock()
+}
+
+// Send delivers a request to the listener of key and returns its answer.
+// The error wraps ErrNoListener when no replica listens.
+func (r *Relay) Send(ctx context.Context, key string, header http.Header, body []byte) (http.Header, []byte, error) {
+	if err := checkRelayKey(key); err != nil {
+		return nil, nil, err
+	}
+	msg := &nats.Msg{Subject: relayPrefix + key, Header: nats.Header(header.Clone()), Data: body}
+	reply, err := r.nc.RequestMsgWithContext(ctx, msg)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil, nil, fmt.Errorf("relay: send to %q: %w", key, ErrNoListener)
+	case err != nil:
+		return nil, nil, fmt.Errorf("relay: send to %q: %w", key, err)
+	case reply.Header.Get(noListenerHeader) != "":
+		return nil, nil, fmt.Errorf("relay: send to %q: %w", key, ErrNoListener)
+	}
+	return http.Header(reply.Header), reply.Data, nil
+}
+
+// Close stops listening for every key, and waits for the requests being
+// served.
+func (r *Relay) Close() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	r.mu.Unlock()
+	r.cancel()
+	r.wg.Wait()
+}
+
+// dispatch serves each request on a goroutine of its own: serving one may
+// wait (a subscription resuming from a cursor waits for the replica to
+// reach it), and must not hold up the others.
+func (r *Relay) dispatch() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case m := <-r.in:
+			r.mu.Lock()
+			serve := r.handlers[m.Subject]
+			if serve != nil && !r.closed {
+				r.wg.Add(1)
+				go r.serve(m, serve)
+			}
+			r.mu.Unlock()
+			if serve == nil {
+				// It arrived after its key's listener stopped: say so at
+				// once rather than leave the sender to time out.
+				_ = m.RespondMsg(&nats.Msg{Header: nats.Header{noListenerHeader: {"1"}}})
+			}
+		}
+	}
+}
+
+// serve answers one request.
+func (r *Relay) serve(m *nats.Msg, serve RelayHandler) {
+	defer r.wg.Done()
+	ctx, cancel := context.WithTimeout(r.ctx, relayServeTimeout)
+	defer cancel()
+	header, body := serve(ctx, http.Header(m.Header), m.Data)
+	if err := m.RespondMsg(&nats.Msg{Header: nats.Header(header), Data: body}); err != nil {
+		r.log.Warn("pubsub: cannot answer a relayed request", slog.String("subject", m.Subject), slog.Any("error", err))
+	}
+}
+
+// checkRelayKey refuses a key that is not one token of a NATS subject.
+func checkRelayKey(key string) error {
+	if key == "" || strings.ContainsAny(key, ".*> \t\r\n") {
+		return fmt.Errorf("relay: key %q is not a single NATS subject token", key)
+	}
+	return nil
+}

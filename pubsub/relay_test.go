@@ -1,0 +1,96 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestRelay: two replicas on one NATS server; a request sent from either
+// reaches the listener of its key, with headers and body both ways, while
+// requests for a key no one listens for fail at once with ErrNoListener.
+func TestRelay(t *testing.T) {
+	url := startNATS(t, true)
+	a, b := openLog(t, Options{URLs: []string{url}}), openLog(t, Options{URLs: []string{url}})
+	ra, rb := a.Relay(), b.Relay()
+	t.Cleanup(ra.Close)
+	t.Cleanup(rb.Close)
+
+	stop, err := ra.Listen("tok1", func(_ context.Context, h http.Header, body []byte) (http.Header, []byte) {
+		out := http.Header{}
+		out.Set("Echo-Method", h.Get("Method"))
+		return out, append([]byte("got "), body...)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []*Relay{ra, rb} {
+		h, body, err := from.Send(testCtx(t, 5*time.Second), "tok1", http.Header{"Method": {"POST"}}, []byte("hello"))
+		if err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		if h.Get("Echo-Method") != "POST" || string(body) != "got hello" {
+			t.Fatalf("answer %v %q", h, body)
+		}
+	}
+	stop()
+	stop() // idempotent
+	start := time.Now()
+	if _, _, err := rb.Send(testCtx(t, 5*time.Second), "tok1", nil, nil); !errors.Is(err, ErrNoListener) {
+		t.Fatalf("after stop: %v, want ErrNoListener", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("no listener took %s to be told", d)
+	}
+	for _, bad := range []string{"", "a.b", "a*", ">"} {
+		if _, err := ra.Listen(bad, nil); err == nil {
+			t.Errorf("Listen(%q) accepted a key that is no subject token", bad)
+		}
+	}
+}
+
+// TestRelayServesConcurrently: a request that takes long to serve holds
+// up neither other keys' requests nor its own key's, and Close waits for
+// it.
+func TestRelayServesConcurrently(t *testing.T) {
+	l := openEmbedded(t, Options{})
+	r := l.Relay()
+	release := make(chan struct{})
+	var served sync.WaitGroup
+	served.Add(1)
+	blocked := func(ctx context.Context, _ http.Header, _ []byte) (http.Header, []byte) {
+		defer served.Done()
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, []byte("late")
+	}
+	quick := func(context.Context, http.Header, []byte) (http.Header, []byte) { return nil, []byte("quick") }
+	if _, err := r.Listen("slow", blocked); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Listen("fast", quick); err != nil {
+		t.Fatal(err)
+	}
+	slowDone := make(chan error, 1)
+	go func() {
+		_, _, err := r.Send(testCtx(t, 10*time.Second), "slow", nil, nil)
+		slowDone <- err
+	}()
+	if _, body, err := r.Send(testCtx(t, 5*time.Second), "fast", nil, nil); err != nil || string(body) != "quick" {
+		t.Fatalf("while another request is being served: %q %v", body, err)
+	}
+	close(release)
+	if err := <-slowDone; err != nil {
+		t.Fatalf("the slow request: %v", err)
+	}
+	served.Wait()
+	r.Close()
+	if _, err := r.Listen("after", quick); err == nil {
+		t.Fatal("Listen after Close succeeded")
+	}
+}

@@ -1,0 +1,216 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Relay carries the requests of graphql-sse's single connection mode to
+// the replica that holds the stream they are for. A client reserves a
+// stream with PUT, opens it with GET and sends operations with POST, and
+// behind a load balancer without sticky sessions each may reach another
+// replica: the replica that receives one finds the stream's holder by the
+// stream's token through the relay.
+//
+// The default, NewLocalRelay, connects the servers of one process; Herald
+// passes one over NATS (package pubsub), shared by every replica.
+type Relay interface {
+	// Listen hands every message sent to token to serve, until stop is
+	// called. Once Listen returns, messages sent from any replica reach
+	// serve; at most one listener per token is expected.
+	Listen(token string, serve RelayHandler) (stop func(), err error)
+	// Send delivers msg to the listener of token and returns its answer,
+	// or an error wrapping ErrNoStreamHolder when no one listens.
+	Send(ctx context.Context, token string, msg RelayMessage) (RelayMessage, error)
+}
+
+// RelayHandler answers one relayed message.
+type RelayHandler func(ctx context.Context, msg RelayMessage) RelayMessage
+
+// RelayMessage is a relayed request or its answer: an HTTP request or
+// response as headers and a body.
+type RelayMessage struct {
+	Header http.Header
+	Body   []byte
+}
+
+// ErrNoStreamHolder is what Relay.Send wraps when no replica listens for
+// the token.
+var ErrNoStreamHolder = errors.New("no replica holds the stream")
+
+// NewLocalRelay returns a Relay that connects the servers of this process
+// that are given it: a single replica, or several in a test.
+func NewLocalRelay() Relay {
+	return &localRelay{listeners: make(map[string]*localListener)}
+}
+
+type localRelay struct {
+	mu        sync.Mutex
+	listeners map[string]*localListener
+}
+
+type localListener struct{ serve RelayHandler }
+
+func (l *localRelay) Listen(token string, serve RelayHandler) (func(), error) {
+	ll := &localListener{serve: serve}
+	l.mu.Lock()
+	l.listeners[token] = ll
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		if l.listeners[token] == ll {
+			delete(l.listeners, token)
+		}
+		l.mu.Unlock()
+	}, nil
+}
+
+func (l *localRelay) Send(ctx context.Context, token string, msg RelayMessage) (RelayMessage, error) {
+	l.mu.Lock()
+	ll := l.listeners[token]
+	l.mu.Unlock()
+	if ll == nil {
+		return RelayMessage{}, fmt.Errorf("relay to stream %s: %w", token, ErrNoStreamHolder)
+	}
+	return ll.serve(ctx, msg), nil
+}
+
+// Headers that carry a relayed request's method and target, and its
+// answer's status. A client's own headers of these names are overwritten.
+const (
+	relayMethodHeader = "Herald-Relay-Method"
+	relayTargetHeader = "Herald-Relay-Target"
+	relayStatusHeader = "Herald-Relay-Status"
+	relayUserHeader   = "Herald-Relay-User"
+)
+
+// relayedKey marks the context of a request replayed from the relay: it
+// is served here or refused, never relayed again.
+type relayedKey struct{}
+
+func isRelayed(ctx context.Context) bool { return ctx.Value(relayedKey{}) != nil }
+
+// relayRequest turns r, whose body is at most limit bytes, into a message.
+func relayRequest(r *http.Request, limit int64) (RelayMessage, *requestError) {
+	var body []byte
+	if r.Body != nil {
+		var err error
+		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
+		if err != nil {
+			return RelayMessage{}, badRequest("cannot read the request body: %v", err)
+		}
+		if int64(len(body)) > limit {
+			return RelayMessage{}, &requestError{status: http.StatusRequestEntityTooLarge,
+				msg: fmt.Sprintf("request body is larger than the limit of %d bytes", limit)}
+		}
+	}
+	h := r.Header.Clone()
+	h.Set(relayMethodHeader, r.Method)
+	h.Set(relayTargetHeader, r.URL.RequestURI())
+	return RelayMessage{Header: h, Body: body}, nil
+}
+
+// replayedRequest rebuilds the request a message carries, its context
+// marked as relayed.
+func replayedRequest(ctx context.Context, msg RelayMessage) (*http.Request, error) {
+	h := msg.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	method, target := h.Get(relayMethodHeader), h.Get(relayTargetHeader)
+	h.Del(relayMethodHeader)
+	h.Del(relayTargetHeader)
+	r, err := http.NewRequestWithContext(context.WithValue(ctx, relayedKey{}, true), method, target, bytes.NewReader(msg.Body))
+	if err != nil {
+		return nil, fmt.Errorf("rebuild a relayed %q request for %q: %w", method, target, err)
+	}
+	r.Header = h
+	r.RequestURI = target
+	return r, nil
+}
+
+// relayRecorder collects the answer to a replayed request.
+type relayRecorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func newRelayRecorder() *relayRecorder { return &relayRecorder{header: http.Header{}} }
+
+func (w *relayRecorder) Header() http.Header { return w.header }
+
+func (w *relayRecorder) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *relayRecorder) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.body.Write(b)
+}
+
+// message is the recorded answer as a relay message.
+func (w *relayRecorder) message() RelayMessage {
+	h := w.header.Clone()
+	h.Set(relayStatusHeader, strconv.Itoa(max(w.status, http.StatusOK)))
+	return RelayMessage{Header: h, Body: w.body.Bytes()}
+}
+
+// writeRelayed writes a relayed answer to w.
+func writeRelayed(w http.ResponseWriter, msg RelayMessage) {
+	status, err := strconv.Atoi(msg.Header.Get(relayStatusHeader))
+	if err != nil || status < 100 || status > 999 {
+		status = http.StatusBadGateway
+	}
+	for k, vs := range msg.Header {
+		if k == relayStatusHeader {
+			continue
+		}
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(msg.Body)
+}
+
+// relayPatience is how long a request keeps looking for the holder of a
+// stream that no replica answers for. A stream just opened on another
+// replica may not be known to every NATS server of a cluster yet.
+const relayPatience = time.Second
+
+// relayTimeout bounds one relayed request, its execution on the holder
+// included.
+const relayTimeout = 10 * time.Second
+
+// sendPatiently sends msg to the holder of token, trying again while no one
+// answers, for up to relayPatience.
+func sendPatiently(ctx context.Context, relay Relay, token string, msg RelayMessage) (RelayMessage, error) {
+	ctx, cancel := context.WithTimeout(ctx, relayTimeout)
+	defer cancel()
+	deadline := time.Now().Add(relayPatience)
+	wait := 20 * time.Millisecond
+	for {
+		reply, err := relay.Send(ctx, token, msg)
+		if !errors.Is(err, ErrNoStreamHolder) || time.Now().Add(wait).After(deadline) {
+			return reply, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return RelayMessage{}, fmt.Errorf("relay to stream %s: %w", token, context.Cause(ctx))
+		case <-t.C:
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
+}

@@ -1,0 +1,772 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/heraldhq/herald/auth"
+)
+
+// A single-connection-mode stream's token travels in this header, or in
+// this query parameter where the client cannot set headers (EventSource).
+const (
+	streamTokenHeader = "X-GraphQL-Event-Stream-Token"
+	streamTokenQuery  = "token"
+)
+
+// reservationTTL is how long a reserved stream waits to be opened.
+const reservationTTL = 30 * time.Second
+
+// maxReservations bounds the streams reserved and not yet opened on one
+// replica.
+const maxReservations = 10000
+
+// claimMethod is the relayed "request" by which the replica that opens a
+// stream takes its reservation from the replica that made it.
+const claimMethod = "CLAIM"
+
+// sseSingleTransport serves graphql-sse's single connection mode on
+// /graphql: PUT reserves a stream and answers its token; GET with the
+// token and Accept: text/event-stream opens it; POST (or GET) with the
+// token runs an operation whose results the stream carries, as "next"
+// events {"id","payload"} and a "complete" event {"id"}; DELETE with the
+// token and ?operationId= stops one.
+//
+// Each of these may reach any replica. The replica holding the stream (or
+// the reservation) listens for its token on the Relay, and any other
+// replica relays the request to it, so no sticky sessions are needed.
+type sseSingleTransport struct {
+	*httpStreams
+	maxBodyBytes int64
+	limits       Limits
+	relay        Relay
+	replay       http.Handler // serves relayed requests: the GraphQL handler
+	log          *slog.Logger
+	reserveFor   time.Duration // how long a reservation waits to be opened
+
+	mu       sync.Mutex
+	held     map[string]*heldStream
+	reserved int  // held streams not yet opened
+	closed   bool // the server drained: no reservations
+}
+
+// heldStream is a stream this replica holds: reserved, then open.
+type heldStream struct {
+	token string
+	user  string      // the user who reserved it; "" anonymous
+	timer *time.Timer // the reservation's expiry; nil once open
+	st    *httpStream // nil while reserved
+	stop  func()      // stops listening for the token on the relay
+}
+
+var _ graphql.Transport = (*sseSingleTransport)(nil)
+
+func newSSESingleTransport(streams *httpStreams, opts Options, relay Relay) *sseSingleTransport {
+	return &sseSingleTransport{
+		httpStreams:  streams,
+		maxBodyBytes: opts.MaxBodyBytes,
+		limits:       opts.Limits,
+		relay:        relay,
+		log:          opts.Logger,
+		reserveFor:   reservationTTL,
+		held:         make(map[string]*heldStream),
+	}
+}
+
+// Supports claims every request of the single connection mode: a PUT or
+// DELETE, or a GET or POST carrying a stream token.
+func (t *sseSingleTransport) Supports(r *http.Request) bool {
+	if isWebSocketUpgrade(r) {
+		return false
+	}
+	return r.Method == http.MethodPut || r.Method == http.MethodDelete || streamToken(r) != ""
+}
+
+// streamToken returns the token r carries, if any.
+func streamToken(r *http.Request) string {
+	if tok := r.Header.Get(streamTokenHeader); tok != "" {
+		return tok
+	}
+	return r.URL.Query().Get(streamTokenQuery)
+}
+
+// Do serves one request of the mode.
+func (t *sseSingleTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	switch {
+	case r.Method == http.MethodPut:
+		t.reserve(w, r)
+	case r.Method == http.MethodGet && acceptsEventStream(r):
+		t.openStream(w, r)
+	default:
+		t.operate(w, r, exec)
+	}
+}
+
+// reserve answers a PUT with 201 and a new stream token, as text/plain.
+func (t *sseSingleTransport) reserve(w http.ResponseWriter, r *http.Request) {
+	if !acceptsPlainText(r) {
+		t.run.reject(w, r, mediaJSON, http.StatusNotAcceptable,
+			"a stream reservation (PUT) answers its token as text/plain, which the Accept header does not allow")
+		return
+	}
+	ctx, ok := t.run.authenticate(w, r, mediaJSON)
+	if !ok {
+		return
+	}
+	h, status, msg := t.hold(userOf(ctx))
+	if h == nil {
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		t.run.reject(w, r, mediaJSON, status, msg)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write([]byte(h.token))
+}
+
+// hold reserves a new stream for user, listening for its token; nil with
+// the status and message to answer when it cannot.
+func (t *sseSingleTransport) hold(user string) (*heldStream, int, string) {
+	if t.sessions.isDraining() {
+		return nil, http.StatusServiceUnavailable, "server is shutting down; reserve the stream on another replica"
+	}
+	token, err := newStreamToken()
+	if err != nil {
+		t.log.Error("server: cannot make a stream token", slog.Any("error", err))
+		return nil, http.StatusInternalServerError, "cannot make a stream token"
+	}
+	h := &heldStream{token: token, user: user}
+	t.mu.Lock()
+	if t.closed || t.reserved >= maxReservations {
+		t.mu.Unlock()
+		return nil, http.StatusServiceUnavailable, "this replica holds too many stream reservations; try again shortly"
+	}
+	t.held[token] = h
+	t.reserved++
+	t.mu.Unlock()
+	if !t.listen(h) {
+		t.forget(h)
+		return nil, http.StatusServiceUnavailable, "cannot reserve a stream now: the relay between replicas is unavailable"
+	}
+	t.mu.Lock()
+	if t.held[token] == h {
+		h.timer = time.AfterFunc(t.reserveFor, func() { t.expire(h) })
+	}
+	t.mu.Unlock()
+	return h, 0, ""
+}
+
+// listen registers h's token on the relay.
+func (t *sseSingleTransport) listen(h *heldStream) bool {
+	stop, err := t.relay.Listen(h.token, func(ctx context.Context, msg RelayMessage) RelayMessage {
+		return t.serveRelayed(ctx, h.token, msg)
+	})
+	if err != nil {
+		t.log.Error("server: cannot listen for a stream's requests on the relay", slog.Any("error", err))
+		return false
+	}
+	t.mu.Lock()
+	h.stop = stop
+	t.mu.Unlock()
+	return true
+}
+
+// expire forgets a reservation that was never opened.
+func (t *sseSingleTransport) expire(h *heldStream) {
+	t.mu.Lock()
+	open := h.st != nil
+	t.mu.Unlock()
+	if !open {
+		t.forget(h)
+	}
+}
+
+// forget stops holding h and listening for its token.
+func (t *sseSingleTransport) forget(h *heldStream) {
+	t.mu.Lock()
+	if t.held[h.token] == h {
+		delete(t.held, h.token)
+		if h.st == nil {
+			t.reserved--
+		}
+	}
+	if h.timer != nil {
+		h.timer.Stop()
+		h.timer = nil
+	}
+	stop := h.stop
+	h.stop = nil
+	t.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// close forgets every reservation: the server is draining. Open streams
+// are sessions, ended by the drain, and forget themselves.
+func (t *sseSingleTransport) close() {
+	t.mu.Lock()
+	t.closed = true
+	var reserved []*heldStream
+	for _, h := range t.held {
+		if h.st == nil {
+			reserved = append(reserved, h)
+		}
+	}
+	t.mu.Unlock()
+	for _, h := range reserved {
+		t.forget(h)
+	}
+}
+
+// openStream answers a GET with the token and Accept: text/event-stream
+// with the reserved stream, taking the reservation from whichever replica
+// made it.
+func (t *sseSingleTransport) openStream(w http.ResponseWriter, r *http.Request) {
+	token := streamToken(r)
+	if !validStreamToken(token) {
+		t.streamNotFound(w, r)
+		return
+	}
+	ctx, ok := t.run.authenticate(w, r, mediaJSON)
+	if !ok || !t.admit(w, r) {
+		return
+	}
+	st := t.newStream(w, r, sseSingleFormat{})
+	st.ops = newStreamOps()
+	h, status, msg := t.claim(ctx, token, userOf(ctx), st)
+	if h == nil {
+		t.sessions.done()
+		t.run.reject(w, r, mediaJSON, status, msg)
+		return
+	}
+	defer t.forget(h)
+	t.start(st)
+	defer st.close()
+	st.loop(ctx)
+}
+
+// claim makes st the open stream of token: from a reservation of this
+// replica, or one taken over the relay from the replica that made it.
+func (t *sseSingleTransport) claim(ctx context.Context, token, user string, st *httpStream) (*heldStream, int, string) {
+	t.mu.Lock()
+	h := t.held[token]
+	switch {
+	case h != nil && h.st != nil:
+		t.mu.Unlock()
+		return nil, http.StatusConflict, "the stream is already open"
+	case h != nil && h.user != user:
+		t.mu.Unlock()
+		return nil, http.StatusNotFound, streamNotFound
+	case h != nil:
+		h.st = st
+		t.reserved--
+		if h.timer != nil {
+			h.timer.Stop()
+			h.timer = nil
+		}
+		t.mu.Unlock()
+		return h, 0, ""
+	}
+	t.mu.Unlock()
+	if isRelayed(ctx) {
+		return nil, http.StatusNotFound, streamNotFound
+	}
+	if status, msg := t.claimRemote(ctx, token, user); status != http.StatusOK {
+		return nil, status, msg
+	}
+	h = &heldStream{token: token, user: user, st: st}
+	t.mu.Lock()
+	t.held[token] = h
+	t.mu.Unlock()
+	if !t.listen(h) {
+		t.forget(h)
+		return nil, http.StatusServiceUnavailable, "cannot open the stream now: the relay between replicas is unavailable"
+	}
+	return h, 0, ""
+}
+
+// claimRemote asks the replica holding token's reservation to hand it
+// over, answering the status to give the client.
+func (t *sseSingleTransport) claimRemote(ctx context.Context, token, user string) (int, string) {
+	msg := RelayMessage{Header: http.Header{}}
+	msg.Header.Set(relayMethodHeader, claimMethod)
+	msg.Header.Set(relayUserHeader, user)
+	reply, err := sendPatiently(ctx, t.relay, token, msg)
+	t.countRelayed(err)
+	switch {
+	case errors.Is(err, ErrNoStreamHolder):
+		return http.StatusNotFound, streamNotFound
+	case err != nil:
+		t.log.ErrorContext(ctx, "server: cannot claim a stream reservation over the relay", slog.Any("error", err))
+		return http.StatusBadGateway, "cannot reach the replica that holds the stream's reservation; reserve a new stream"
+	}
+	switch status := relayedStatus(reply); status {
+	case http.StatusOK:
+		return status, ""
+	case http.StatusConflict:
+		return status, "the stream is already open"
+	default:
+		return http.StatusNotFound, streamNotFound
+	}
+}
+
+// serveRelayed answers a message relayed to token by another replica.
+func (t *sseSingleTransport) serveRelayed(ctx context.Context, token string, msg RelayMessage) RelayMessage {
+	if msg.Header.Get(relayMethodHeader) == claimMethod {
+		return relayStatus(t.handOver(token, msg.Header.Get(relayUserHeader)))
+	}
+	r, err := replayedRequest(ctx, msg)
+	if err != nil {
+		t.log.ErrorContext(ctx, "server: cannot serve a relayed request", slog.Any("error", err))
+		return relayStatus(http.StatusBadRequest)
+	}
+	rec := newRelayRecorder()
+	t.replay.ServeHTTP(rec, r)
+	return rec.message()
+}
+
+// handOver gives token's reservation up to the replica opening its stream.
+func (t *sseSingleTransport) handOver(token, user string) int {
+	t.mu.Lock()
+	h := t.held[token]
+	t.mu.Unlock()
+	switch {
+	case h == nil || h.user != user:
+		return http.StatusNotFound
+	case h.st != nil:
+		return http.StatusConflict
+	}
+	t.forget(h)
+	return http.StatusOK
+}
+
+// operate serves an operation (POST, or GET without an event stream) or
+// its stop (DELETE): here if this replica holds the stream, otherwise by
+// relaying it to the replica that does.
+func (t *sseSingleTransport) operate(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	token := streamToken(r)
+	if !validStreamToken(token) {
+		t.streamNotFound(w, r)
+		return
+	}
+	t.mu.Lock()
+	h := t.held[token]
+	var st *httpStream
+	if h != nil {
+		st = h.st
+	}
+	t.mu.Unlock()
+	switch {
+	case st != nil:
+		t.serveOperation(w, r, exec, h.user, st)
+	case h != nil:
+		t.run.reject(w, r, mediaJSON, http.StatusConflict,
+			"the stream is reserved but not open; open it (GET with Accept: text/event-stream) before sending operations")
+	case isRelayed(r.Context()):
+		t.streamNotFound(w, r)
+	default:
+		t.forward(w, r, token)
+	}
+}
+
+// forward relays r to the replica holding token's stream and writes its
+// answer.
+func (t *sseSingleTransport) forward(w http.ResponseWriter, r *http.Request, token string) {
+	msg, rerr := relayRequest(r, t.maxBodyBytes)
+	if rerr != nil {
+		t.run.reject(w, r, mediaJSON, rerr.status, rerr.msg)
+		return
+	}
+	reply, err := sendPatiently(r.Context(), t.relay, token, msg)
+	t.countRelayed(err)
+	switch {
+	case errors.Is(err, ErrNoStreamHolder):
+		t.streamNotFound(w, r)
+	case err != nil:
+		t.log.ErrorContext(r.Context(), "server: cannot relay a request to the stream's replica", slog.Any("error", err))
+		t.run.reject(w, r, mediaJSON, http.StatusBadGateway, "cannot reach the replica that holds the stream; try again")
+	default:
+		writeRelayed(w, reply)
+	}
+}
+
+// serveOperation runs an operation on st, the open stream of user.
+func (t *sseSingleTransport) serveOperation(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
+	user string, st *httpStream) {
+	ctx, ok := t.run.authenticate(w, r, mediaJSON)
+	if !ok {
+		return
+	}
+	if userOf(ctx) != user {
+		t.streamNotFound(w, r)
+		return
+	}
+	if r.Method == http.MethodDelete {
+		t.stopOperation(w, r, st)
+		return
+	}
+	viaGET := r.Method == http.MethodGet
+	params, rerr := t.read(w, r, viaGET)
+	if rerr != nil {
+		t.run.reject(w, r, mediaJSON, rerr.status, rerr.msg)
+		return
+	}
+	id, _ := params.Extensions["operationId"].(string)
+	if id == "" {
+		t.run.reject(w, r, mediaJSON, http.StatusBadRequest,
+			"the operation has no id: send a non-empty string as extensions.operationId")
+		return
+	}
+	op, opCtx, status := st.ops.add(ctx, id, st)
+	if op == nil {
+		msg := "an operation with this id is running on the stream; complete it or pick another id"
+		if status == http.StatusNotFound {
+			msg = streamNotFound
+		}
+		t.run.reject(w, r, mediaJSON, status, msg)
+		return
+	}
+	if !t.startOperation(w, r, exec, st, op, opCtx, params, viaGET) {
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// startOperation prepares and starts op, which runs with ctx. An
+// operation that may not run ends on the stream with its error, as it
+// would on a WebSocket; false if r was answered instead.
+func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
+	st *httpStream, op *operation, ctx context.Context, params *graphql.RawParams, viaGET bool) bool {
+	defer st.ops.busy.Done()
+	if err := t.limitOperation(st); err != nil {
+		st.ops.fail(st, op, &graphql.Response{Errors: gqlerror.List{err}})
+		return true
+	}
+	if size, over := variablesOver(params.Variables, t.limits.MaxVariablesBytes); over {
+		st.ops.fail(st, op, &graphql.Response{Errors: gqlerror.List{limitError(
+			"variables take %d bytes of JSON or more, more than the limit of %d", size, t.limits.MaxVariablesBytes)}})
+		return true
+	}
+	opCtx, errs := exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		st.ops.fail(st, op, exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), errs))
+		return true
+	}
+	switch opCtx.Operation.Operation {
+	case ast.Mutation:
+		if viaGET {
+			st.ops.remove(op)
+			op.release(t.execs)
+			w.Header().Set("Allow", http.MethodPost)
+			t.run.reject(w, r, mediaJSON, http.StatusMethodNotAllowed, "mutation operations cannot be sent with GET; use POST")
+			return false
+		}
+		if id, ok := auth.FromContext(ctx); ok {
+			if allowed, wait := t.run.mutations.allow(id.UserID, time.Now()); !allowed {
+				st.ops.fail(st, op, &graphql.Response{Errors: gqlerror.List{rateLimitedError("too many mutations by this user", wait)}})
+				return true
+			}
+		}
+	case ast.Subscription:
+		t.execs.join(op, ctx, exec, params, opCtx, t.cfg.viewerDirective, t.cfg.resumeArgument)
+		return true
+	}
+	st.ops.busy.Add(1)
+	go st.ops.runSingle(ctx, st, op, exec, opCtx)
+	return true
+}
+
+// limitOperation applies Limits.MaxOperations and Limits.SubscribeRate to
+// the stream, as to a socket.
+func (t *sseSingleTransport) limitOperation(st *httpStream) *gqlerror.Error {
+	l := t.limits
+	o := st.ops
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if l.MaxOperations > 0 && len(o.byID) > l.MaxOperations {
+		return limitError("this stream has %d operations open, its limit; complete one first", len(o.byID)-1)
+	}
+	if l.SubscribeRate > 0 {
+		if ok, wait := o.starts.take(time.Now(), l.SubscribeRate, burstOf(l.SubscribeRate, l.SubscribeBurst)); !ok {
+			return rateLimitedError("too many operations started on this stream", wait)
+		}
+	}
+	return nil
+}
+
+// stopOperation answers a DELETE: the operation named by ?operationId=
+// stops, and its "complete" event ends it on the stream.
+func (t *sseSingleTransport) stopOperation(w http.ResponseWriter, r *http.Request, st *httpStream) {
+	id := r.URL.Query().Get("operationId")
+	if id == "" {
+		t.run.reject(w, r, mediaJSON, http.StatusBadRequest, "name the operation to stop in the operationId query parameter")
+		return
+	}
+	if op := st.ops.take(id); op != nil {
+		op.release(t.execs)
+		st.enqueue(streamItem{op: op})
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// read decodes an operation's parameters: the query string for GET, the
+// JSON body for POST.
+func (t *sseSingleTransport) read(w http.ResponseWriter, r *http.Request, viaGET bool) (*graphql.RawParams, *requestError) {
+	if viaGET {
+		return readQueryString(r)
+	}
+	return postTransport{run: t.run, maxBodyBytes: t.maxBodyBytes}.read(w, r)
+}
+
+// streamNotFound is the answer for a token no replica holds, or holds for
+// another user: which of the two is not told.
+const streamNotFound = "stream not found: reserve one with PUT and open it with GET before sending operations"
+
+func (t *sseSingleTransport) streamNotFound(w http.ResponseWriter, r *http.Request) {
+	t.run.reject(w, r, mediaJSON, http.StatusNotFound, streamNotFound)
+}
+
+// countRelayed counts a relayed request by its outcome.
+func (t *sseSingleTransport) countRelayed(err error) {
+	outcome := "ok"
+	switch {
+	case errors.Is(err, ErrNoStreamHolder):
+		outcome = "no_holder"
+	case err != nil:
+		outcome = "error"
+	}
+	t.metrics.relayed.WithLabelValues(outcome).Inc()
+}
+
+// relayStatus is an answer that is only a status.
+func relayStatus(status int) RelayMessage {
+	h := http.Header{}
+	h.Set(relayStatusHeader, strconv.Itoa(status))
+	return RelayMessage{Header: h}
+}
+
+// relayedStatus is the status of a relayed answer.
+func relayedStatus(msg RelayMessage) int {
+	status, err := strconv.Atoi(msg.Header.Get(relayStatusHeader))
+	if err != nil {
+		return http.StatusBadGateway
+	}
+	return status
+}
+
+// userOf is the user ctx is authenticated as; "" for anonymous.
+func userOf(ctx context.Context) string {
+	if id, ok := auth.FromContext(ctx); ok {
+		return id.UserID
+	}
+	return ""
+}
+
+// acceptsPlainText reports whether r's Accept header allows text/plain.
+func acceptsPlainText(r *http.Request) bool {
+	if len(r.Header.Values("Accept")) == 0 {
+		return true
+	}
+	ok := false
+	eachAcceptedRange(r, func(mt string, _ map[string]string, q float64) {
+		if q > 0 && (mt == "text/plain" || mt == "text/*" || mt == "*/*") {
+			ok = true
+		}
+	})
+	return ok
+}
+
+// newStreamToken returns 128 random bits, base64url: a token no one can
+// guess, safe in a header, a query string and a NATS subject.
+func newStreamToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// validStreamToken reports whether tok could be one of newStreamToken's.
+func validStreamToken(tok string) bool {
+	if len(tok) != 22 {
+		return false
+	}
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// streamOps are the operations of a single-connection-mode stream, by the
+// client's operation id.
+type streamOps struct {
+	mu     sync.Mutex
+	byID   map[string]*operation
+	starts tokenBucket // Limits.SubscribeRate
+	closed bool        // the stream ended: no operation may start
+	// busy counts operations being started and queries or mutations
+	// running, which the stream's end waits for.
+	busy sync.WaitGroup
+}
+
+func newStreamOps() *streamOps { return &streamOps{byID: make(map[string]*operation)} }
+
+// add registers operation id and returns the context it runs with: ctx's
+// identity, until the operation ends or the stream does. It returns nil
+// with 409 for an id in use, 404 once the stream has ended. The caller
+// must call busy.Done once the operation has started.
+func (o *streamOps) add(ctx context.Context, id string, st *httpStream) (*operation, context.Context, int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	switch {
+	case o.closed:
+		return nil, nil, http.StatusNotFound
+	case o.byID[id] != nil:
+		return nil, nil, http.StatusConflict
+	}
+	idJSON, _ := json.Marshal(id)
+	op := &operation{id: id, idJSON: string(idJSON), sub: st}
+	ctx, op.cancel = context.WithCancel(graphql.StartOperationTrace(context.WithoutCancel(ctx)))
+	o.byID[id] = op
+	o.busy.Add(1)
+	return op, ctx, 0
+}
+
+// remove takes op out; false if it was not there (stopped, or the stream
+// ended).
+func (o *streamOps) remove(op *operation) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.byID[op.id] != op {
+		return false
+	}
+	delete(o.byID, op.id)
+	return true
+}
+
+// take removes and returns the operation id; nil if there is none.
+func (o *streamOps) take(id string) *operation {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	op := o.byID[id]
+	delete(o.byID, id)
+	return op
+}
+
+// list returns the operations running.
+func (o *streamOps) list() []*operation {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ops := make([]*operation, 0, len(o.byID))
+	for _, op := range o.byID {
+		ops = append(ops, op)
+	}
+	return ops
+}
+
+// fail ends op, which did not start, with resp: a "next" holding its
+// errors, then "complete".
+func (o *streamOps) fail(st *httpStream, op *operation, resp *graphql.Response) {
+	if o.remove(op) {
+		op.cancel()
+		st.enqueue(streamItem{op: op, p: &payload{bytes: encodeResponse(resp)}})
+		st.enqueue(streamItem{op: op})
+	}
+}
+
+// runSingle executes a query or mutation and sends its result.
+func (o *streamOps) runSingle(ctx context.Context, st *httpStream, op *operation, exec graphql.GraphExecutor,
+	opCtx *graphql.OperationContext) {
+	defer o.busy.Done()
+	defer op.cancel()
+	responses, rctx := exec.DispatchOperation(ctx, opCtx)
+	resp := responses(rctx)
+	if resp == nil || !o.remove(op) {
+		return // stopped by the client, or the stream is gone
+	}
+	st.enqueue(streamItem{op: op, p: &payload{bytes: encodeResponse(resp)}})
+	st.enqueue(streamItem{op: op})
+}
+
+// ended completes op, whose execution completed by itself.
+func (o *streamOps) ended(st *httpStream, op *operation) {
+	if o.remove(op) {
+		st.enqueue(streamItem{op: op})
+		if op.handoff != nil {
+			st.t.execs.leave(op) // its other execution (replay or live) too
+		}
+	}
+}
+
+// stopAll stops every operation once the stream has ended: queries and
+// mutations are canceled and waited for, subscriptions leave their
+// executions.
+func (o *streamOps) stopAll(execs *sharedExecutions) {
+	o.mu.Lock()
+	o.closed = true
+	for _, op := range o.byID {
+		op.cancel()
+	}
+	o.mu.Unlock()
+	o.busy.Wait()
+	o.mu.Lock()
+	ops := o.byID
+	o.byID = nil
+	o.mu.Unlock()
+	for _, op := range ops {
+		op.release(execs)
+	}
+}
+
+// sseSingleFormat frames a single-connection-mode stream: the events of
+// distinct connections mode, whose data names the operation,
+// {"id":…,"payload":…} for "next" and {"id":…} for "complete". The
+// events carry no SSE id: a stream of several operations has no one
+// position to resume from.
+type sseSingleFormat struct{ sseFormat }
+
+var _ streamFormat = sseSingleFormat{}
+
+func (sseSingleFormat) name() string { return "sse_single" }
+
+func (sseSingleFormat) appendNext(buf []byte, op *operation, p *payload) []byte {
+	buf = append(buf, "event: next\ndata: {\"id\":"...)
+	buf = append(buf, op.idJSON...)
+	buf = append(buf, ",\"payload\":"...)
+	buf = append(buf, p.bytes...)
+	return append(buf, "}\n\n"...)
+}
+
+// appendEnd appends op's "complete", after a "next" holding err if there
+// is one. The stream itself has no end event: its response ends.
+func (f sseSingleFormat) appendEnd(buf []byte, op *operation, err *gqlerror.Error) []byte {
+	if op == nil {
+		return buf
+	}
+	if err != nil {
+		body, _ := json.Marshal(wireResponse{Errors: gqlerror.List{err}})
+		buf = f.appendNext(buf, op, &payload{bytes: body})
+	}
+	buf = append(buf, "event: complete\ndata: {\"id\":"...)
+	buf = append(buf, op.idJSON...)
+	return append(buf, "}\n\n"...)
+}

@@ -1,0 +1,478 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// singleReq is one request of graphql-sse's single connection mode.
+type singleReq struct {
+	method string
+	token  string // sent in the X-GraphQL-Event-Stream-Token header
+	user   string // X-Herald-User; "" anonymous
+	query  string // the URL's query string
+	body   any    // JSON body, if any: a string is sent as it is
+	accept string
+}
+
+// do sends q to r and returns the status and body.
+func (r *replica) do(q singleReq) (int, string) {
+	r.t.Helper()
+	var body io.Reader
+	switch b := q.body.(type) {
+	case nil:
+	case string:
+		body = strings.NewReader(b)
+	default:
+		enc, err := json.Marshal(b)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		body = bytes.NewReader(enc)
+	}
+	target := r.http.URL + "/graphql"
+	if q.query != "" {
+		target += "?" + q.query
+	}
+	req, err := http.NewRequest(q.method, target, body)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if q.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if q.token != "" {
+		req.Header.Set(streamTokenHeader, q.token)
+	}
+	if q.user != "" {
+		req.Header.Set("X-Herald-User", q.user)
+	}
+	if q.accept != "" {
+		req.Header.Set("Accept", q.accept)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatalf("%s /graphql: %v", q.method, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// reserve reserves a stream as user and returns its token.
+func (r *replica) reserve(user string) string {
+	r.t.Helper()
+	status, body := r.do(singleReq{method: http.MethodPut, user: user})
+	if status != http.StatusCreated || !validStreamToken(body) {
+		r.t.Fatalf("PUT: %d %q, want 201 and a token", status, body)
+	}
+	return body
+}
+
+// openSingle opens the stream of token as user.
+func (r *replica) openSingle(token, user string) *sseClient {
+	r.t.Helper()
+	h := http.Header{streamTokenHeader: {token}}
+	if user != "" {
+		h.Set("X-Herald-User", user)
+	}
+	c, status, body := r.openSSE(sseRequest{method: http.MethodGet, header: h})
+	if c == nil {
+		r.t.Fatalf("GET the stream: %d %s", status, body)
+	}
+	return c
+}
+
+// operation posts an operation with id to the stream of token.
+func (r *replica) operation(token, user, id, query string, vars map[string]any) (int, string) {
+	r.t.Helper()
+	return r.do(singleReq{method: http.MethodPost, token: token, user: user, body: map[string]any{
+		"query": query, "variables": vars, "extensions": map[string]any{"operationId": id},
+	}})
+}
+
+// mustOperate posts an operation that must be accepted.
+func (r *replica) mustOperate(token, user, id, query string, vars map[string]any) {
+	r.t.Helper()
+	if status, body := r.operation(token, user, id, query, vars); status != http.StatusAccepted {
+		r.t.Fatalf("POST operation %s: %d %s, want 202", id, status, body)
+	}
+}
+
+// singleEvent is an event of a single-connection-mode stream.
+type singleEvent struct {
+	event, id string
+	payload   json.RawMessage
+}
+
+func (c *sseClient) nextSingle() singleEvent {
+	c.t.Helper()
+	ev := c.next()
+	var data struct {
+		ID      string          `json:"id"`
+		Payload json.RawMessage `json:"payload"`
+	}
+	if err := json.Unmarshal([]byte(ev.data), &data); err != nil || data.ID == "" {
+		c.t.Fatalf("event %+v: data is not {id, payload} (%v)", ev, err)
+	}
+	if ev.id != "" {
+		c.t.Fatalf("event %+v carries an SSE id; a stream of several operations has none", ev)
+	}
+	return singleEvent{event: ev.event, id: data.ID, payload: data.Payload}
+}
+
+// expect reads the next event and checks its kind and operation id.
+func (c *sseClient) expect(event, id string) singleEvent {
+	c.t.Helper()
+	ev := c.nextSingle()
+	if ev.event != event || ev.id != id {
+		c.t.Fatalf("got %s for %q (%s), want %s for %q", ev.event, ev.id, ev.payload, event, id)
+	}
+	return ev
+}
+
+// text is the posted text of a messagePosted payload.
+func (ev singleEvent) text(t *testing.T) string {
+	t.Helper()
+	var p struct {
+		Data struct{ MessagePosted struct{ Text string } }
+	}
+	if err := json.Unmarshal(ev.payload, &p); err != nil {
+		t.Fatalf("payload %s: %v", ev.payload, err)
+	}
+	return p.Data.MessagePosted.Text
+}
+
+// code is the extensions.code of a payload's only error.
+func (ev singleEvent) code(t *testing.T) string {
+	t.Helper()
+	var p struct {
+		Errors []struct {
+			Extensions struct{ Code string }
+		}
+	}
+	if err := json.Unmarshal(ev.payload, &p); err != nil || len(p.Errors) != 1 {
+		t.Fatalf("payload %s: want one error (%v)", ev.payload, err)
+	}
+	return p.Errors[0].Extensions.Code
+}
+
+// TestSSESingleConnection: one stream carries a subscription and a query,
+// each event naming its operation; DELETE stops the subscription with a
+// complete, and the stream's end releases what it held.
+func TestSSESingleConnection(t *testing.T) {
+	r := newReplica(t, nil)
+	room := r.room("single-mode")
+	token := r.reserve("ann")
+	c := r.openSingle(token, "ann")
+	if h := c.resp.Header; h.Get("Cache-Control") != "no-cache" || h.Get("X-Accel-Buffering") != "no" {
+		t.Errorf("headers %v, want Cache-Control no-cache and X-Accel-Buffering no", h)
+	}
+
+	r.mustOperate(token, "ann", "s1", postedSub, map[string]any{"r": room})
+	r.mustOperate(token, "ann", "q1", `{ __typename }`, nil)
+	if ev := c.expect("next", "q1"); string(ev.payload) != `{"data":{"__typename":"Query"}}` {
+		t.Fatalf("query result %s", ev.payload)
+	}
+	c.expect("complete", "q1")
+
+	waitFor(t, "the subscription", func() bool { return r.members() == 1 })
+	for i := range 3 {
+		r.post(room, "a", fmt.Sprint("m", i))
+	}
+	for i := range 3 {
+		if got := c.expect("next", "s1").text(t); got != fmt.Sprint("m", i) {
+			t.Fatalf("event %d: %q", i, got)
+		}
+	}
+	if status, body := r.do(singleReq{method: http.MethodDelete, token: token, user: "ann", query: "operationId=s1"}); status != http.StatusOK {
+		t.Fatalf("DELETE: %d %s", status, body)
+	}
+	c.expect("complete", "s1")
+	if r.members() != 0 {
+		t.Fatal("the stopped subscription is still a member of its execution")
+	}
+	// The id may be used again once stopped.
+	r.mustOperate(token, "ann", "s1", postedSub, map[string]any{"r": room})
+	waitFor(t, "the subscription again", func() bool { return r.members() == 1 })
+
+	_ = c.resp.Body.Close()
+	waitFor(t, "the stream to release everything", func() bool { return r.members() == 0 && r.openSockets() == 0 })
+	if status, _ := r.operation(token, "ann", "s2", postedSub, map[string]any{"r": room}); status != http.StatusNotFound {
+		t.Fatalf("an operation for a closed stream: %d, want 404", status)
+	}
+}
+
+// TestSSESingleAcrossReplicas: behind a load balancer without sticky
+// sessions, the reservation, the stream and each operation reach different
+// replicas; the stream's replica takes the reservation over the relay, and
+// operations posted elsewhere are relayed to it.
+func TestSSESingleAcrossReplicas(t *testing.T) {
+	relay := NewLocalRelay()
+	shared := func(o *Options) { o.Relay = relay }
+	a, b := newReplica(t, shared), newReplica(t, shared)
+	room := a.room("across")
+
+	token := b.reserve("ann")
+	c := a.openSingle(token, "ann")
+	if status, body := b.do(singleReq{method: http.MethodGet, token: token, user: "ann", accept: "text/event-stream"}); status != http.StatusConflict {
+		t.Fatalf("a second GET of the stream on another replica: %d %s, want 409", status, body)
+	}
+
+	b.mustOperate(token, "ann", "s1", postedSub, map[string]any{"r": room})
+	waitFor(t, "the subscription on the stream's replica", func() bool { return a.members() == 1 })
+	if b.members() != 0 {
+		t.Fatal("the subscription runs on the replica it was posted to")
+	}
+	a.post(room, "a", "hello")
+	if got := c.expect("next", "s1").text(t); got != "hello" {
+		t.Fatalf("got %q", got)
+	}
+	b.mustOperate(token, "ann", "q1", `{ __typename }`, nil)
+	c.expect("next", "q1")
+	c.expect("complete", "q1")
+
+	// Errors are the holder's, relayed as they are.
+	if status, body := b.operation(token, "ann", "s1", postedSub, map[string]any{"r": room}); status != http.StatusConflict {
+		t.Fatalf("a duplicate id through the relay: %d %s, want 409", status, body)
+	}
+	if status, _ := b.operation(token, "bob", "s9", postedSub, map[string]any{"r": room}); status != http.StatusNotFound {
+		t.Fatalf("another user's operation through the relay: %d, want 404", status)
+	}
+	if status, body := b.do(singleReq{method: http.MethodDelete, token: token, user: "ann", query: "operationId=s1"}); status != http.StatusOK {
+		t.Fatalf("DELETE through the relay: %d %s", status, body)
+	}
+	c.expect("complete", "s1")
+	if got := testutil.ToFloat64(b.server.sseSingle.metrics.relayed.WithLabelValues("ok")); got < 5 {
+		t.Errorf("herald_sse_relayed_requests_total{outcome=ok} = %v on the relaying replica, want at least 5", got)
+	}
+	_ = c.resp.Body.Close()
+	waitFor(t, "the stream to go", func() bool { return a.openSockets() == 0 })
+	if status, _ := b.operation(token, "ann", "s3", `{ __typename }`, nil); status != http.StatusNotFound {
+		t.Fatalf("an operation for a stream closed on another replica: %d, want 404", status)
+	}
+}
+
+// TestSSESingleRequestErrors: every malformed or misdirected request of the
+// mode gets a precise status; errors of the operation itself (validation,
+// limits) end that operation on the stream, as on a WebSocket.
+func TestSSESingleRequestErrors(t *testing.T) {
+	r := newReplica(t, func(o *Options) { o.Limits.MaxOperations = 2 })
+	room := r.room("errors")
+	token := r.reserve("ann")
+	reserved := r.reserve("ann")
+	c := r.openSingle(token, "ann")
+	r.mustOperate(token, "ann", "live", postedSub, map[string]any{"r": room})
+	waitFor(t, "the subscription", func() bool { return r.members() == 1 })
+
+	unknown := "AAAAAAAAAAAAAAAAAAAAAA"
+	op := func(id string) map[string]any {
+		return map[string]any{"query": "{ __typename }", "extensions": map[string]any{"operationId": id}}
+	}
+	tests := []struct {
+		name   string
+		req    singleReq
+		status int
+		msg    string
+	}{
+		{"GET a stream never reserved", singleReq{method: http.MethodGet, token: unknown, accept: "text/event-stream"}, 404, "stream not found"},
+		{"GET with a malformed token", singleReq{method: http.MethodGet, token: "../../x", accept: "text/event-stream"}, 404, "stream not found"},
+		{"GET an open stream again", singleReq{method: http.MethodGet, token: token, user: "ann", accept: "text/event-stream"}, 409, "already open"},
+		{"GET another user's reservation", singleReq{method: http.MethodGet, token: reserved, user: "bob", accept: "text/event-stream"}, 404, "stream not found"},
+		{"POST to a stream not open", singleReq{method: http.MethodPost, token: reserved, user: "ann", body: op("x")}, 409, "not open"},
+		{"POST to another user's stream", singleReq{method: http.MethodPost, token: token, user: "bob", body: op("x")}, 404, "stream not found"},
+		{"POST to a stream never reserved", singleReq{method: http.MethodPost, token: unknown, body: op("x")}, 404, "stream not found"},
+		{"POST without an operation id", singleReq{method: http.MethodPost, token: token, user: "ann", body: map[string]any{"query": "{ __typename }"}}, 400, "extensions.operationId"},
+		{"POST with a running id", singleReq{method: http.MethodPost, token: token, user: "ann", body: op("live")}, 409, "is running"},
+		{"POST malformed JSON", singleReq{method: http.MethodPost, token: token, user: "ann", body: `{"query":`}, 400, "not valid JSON"},
+		{"DELETE without an operation id", singleReq{method: http.MethodDelete, token: token, user: "ann"}, 400, "operationId"},
+		{"mutation over GET", singleReq{method: http.MethodGet, token: token, user: "ann",
+			query: url.Values{"query": {`mutation { postMessage(roomId: "x", text: "y") { id } }`}, "extensions": {`{"operationId":"m"}`}}.Encode()},
+			405, "use POST"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := r.forTest(t)
+			status, body := r.do(tc.req)
+			if status != tc.status || !strings.Contains(body, tc.msg) {
+				t.Fatalf("%d %s, want %d with %q", status, body, tc.status, tc.msg)
+			}
+		})
+	}
+
+	// Errors of the operation are results on the stream: 202, then a next
+	// with the errors and a complete.
+	r.mustOperate(token, "ann", "bad", `{ nope }`, nil)
+	if code := c.expect("next", "bad").code(t); code != "GRAPHQL_VALIDATION_FAILED" {
+		t.Fatalf("validation error code %q", code)
+	}
+	c.expect("complete", "bad")
+	r.mustOperate(token, "ann", "second", postedSub, map[string]any{"r": room})
+	r.mustOperate(token, "ann", "third", postedSub, map[string]any{"r": room})
+	if code := c.expect("next", "third").code(t); code != codeLimitExceeded {
+		t.Fatalf("beyond MaxOperations: code %q, want %s", code, codeLimitExceeded)
+	}
+	c.expect("complete", "third")
+	// The stream carries on.
+	r.post(room, "a", "still")
+	for range 2 {
+		if ev := c.nextSingle(); ev.event != "next" || ev.text(t) != "still" {
+			t.Fatalf("got %+v", ev)
+		}
+	}
+}
+
+// TestSSESingleReservationExpires: a reservation nobody opens is
+// forgotten.
+func TestSSESingleReservationExpires(t *testing.T) {
+	r := newReplica(t, nil)
+	r.server.sseSingle.reserveFor = 50 * time.Millisecond
+	token := r.reserve("")
+	waitFor(t, "the reservation to expire", func() bool {
+		r.server.sseSingle.mu.Lock()
+		defer r.server.sseSingle.mu.Unlock()
+		return len(r.server.sseSingle.held) == 0 && r.server.sseSingle.reserved == 0
+	})
+	if status, body := r.do(singleReq{method: http.MethodGet, token: token, accept: "text/event-stream"}); status != http.StatusNotFound {
+		t.Fatalf("GET an expired reservation: %d %s, want 404", status, body)
+	}
+}
+
+// TestSSESingleDrain: a draining replica refuses reservations and ends
+// its streams (the client reserves anew elsewhere), releasing every
+// subscription.
+func TestSSESingleDrain(t *testing.T) {
+	r := newReplica(t, nil)
+	room := r.room("drain-single")
+	token := r.reserve("ann")
+	c := r.openSingle(token, "ann")
+	r.mustOperate(token, "ann", "s1", postedSub, map[string]any{"r": room})
+	waitFor(t, "the subscription", func() bool { return r.members() == 1 })
+	r.server.StartDrain()
+	if status, body := r.do(singleReq{method: http.MethodPut, user: "ann"}); status != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
+		t.Fatalf("PUT during a drain: %d %s, want 503", status, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.server.Drain(ctx, 0); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	c.expectEnd(5 * time.Second)
+	if n := r.members(); n != 0 {
+		t.Fatalf("%d subscriptions left after the drain", n)
+	}
+}
+
+// TestSSESingleExpiry: when the stream's credentials expire, every
+// operation on it ends with UNAUTHENTICATED, then the stream ends.
+func TestSSESingleExpiry(t *testing.T) {
+	r := newReplica(t, func(o *Options) { o.Authenticator = expiringAuth{ttl: 500 * time.Millisecond} })
+	room := r.room("expiry-single")
+	token := r.reserve("ann")
+	c := r.openSingle(token, "ann")
+	r.mustOperate(token, "ann", "s1", postedSub, map[string]any{"r": room})
+	if code := c.expect("next", "s1").code(t); code != "UNAUTHENTICATED" {
+		t.Fatalf("code %q, want UNAUTHENTICATED", code)
+	}
+	c.expect("complete", "s1")
+	c.expectEnd(5 * time.Second)
+	waitFor(t, "the subscription to go", func() bool { return r.members() == 0 })
+}
+
+// TestSSESingleCountsTowardMaxConnections: an open stream is a
+// connection; a reservation is not.
+func TestSSESingleCountsTowardMaxConnections(t *testing.T) {
+	r := newReplica(t, func(o *Options) { o.Limits.MaxConnections = 1 })
+	first, second := r.reserve("ann"), r.reserve("ann")
+	r.openSingle(first, "ann")
+	status, body := r.do(singleReq{method: http.MethodGet, token: second, user: "ann", accept: "text/event-stream"})
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "limit of 1") {
+		t.Fatalf("a second stream: %d %s, want 503", status, body)
+	}
+	// Refused for now, the reservation is still there to open later.
+	r.server.sseSingle.mu.Lock()
+	held := r.server.sseSingle.held[second]
+	r.server.sseSingle.mu.Unlock()
+	if held == nil {
+		t.Fatal("a stream refused for the limit lost its reservation")
+	}
+}
+
+// TestStreamTokens: tokens are unguessable and safe as NATS subject tokens.
+func TestStreamTokens(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		tok, err := newStreamToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !validStreamToken(tok) || seen[tok] || strings.ContainsAny(tok, ".*> ") {
+			t.Fatalf("token %q: invalid, repeated or unsafe in a subject", tok)
+		}
+		seen[tok] = true
+	}
+	for _, bad := range []string{"", "short", "AAAAAAAAAAAAAAAAAAAAA.", "AAAAAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAA>*"} {
+		if validStreamToken(bad) {
+			t.Errorf("%q passes as a token", bad)
+		}
+	}
+}
+
+// TestSSESingleSlowConsumer: a stream that stops reading falls behind;
+// once it reads again it gets the events it had, then every operation on
+// it ends with SLOW_CONSUMER and complete, and the stream ends, releasing
+// the subscriptions. The client reserves a new stream and starts again.
+func TestSSESingleSlowConsumer(t *testing.T) {
+	r := newReplica(t, func(o *Options) { o.QueueMessages = 16 })
+	room := r.room("slow-single")
+	token := r.reserve("ann")
+	h := http.Header{streamTokenHeader: {token}, "X-Herald-User": {"ann"}}
+	c, status, body := r.openSSE(sseRequest{method: http.MethodGet, header: h, dial: tinyReceiveBuffer, paused: true})
+	if c == nil {
+		t.Fatalf("GET the stream: %d %s", status, body)
+	}
+	r.mustOperate(token, "ann", "s1", postedSub, map[string]any{"r": room})
+	r.mustOperate(token, "ann", "s2", postedSub, map[string]any{"r": room})
+	waitFor(t, "both subscriptions", func() bool { return r.members() == 2 })
+	text := strings.Repeat("x", 3900)
+	posted := 0
+	for ; posted < 3000 && testutil.ToFloat64(r.server.ws.metrics.slowCloses) < 1; posted++ {
+		r.post(room, "a", fmt.Sprint(posted, text))
+	}
+	if testutil.ToFloat64(r.server.ws.metrics.slowCloses) < 1 {
+		t.Fatalf("the stream never fell behind in %d posts", posted)
+	}
+	c.resume()
+	next := map[string]int{}
+	ended := map[string]bool{}
+	for len(ended) < 2 {
+		ev := c.nextSingle()
+		switch {
+		case ev.event == "complete":
+			t.Fatalf("%s completed without the SLOW_CONSUMER error", ev.id)
+		case strings.Contains(string(ev.payload), `"errors"`):
+			if code := ev.code(t); code != codeSlowConsumer {
+				t.Fatalf("%s: code %q, want %s", ev.id, code, codeSlowConsumer)
+			}
+			ended[ev.id] = true
+			c.expect("complete", ev.id)
+		default:
+			if got, want := ev.text(t), fmt.Sprint(next[ev.id], text); got != want {
+				t.Fatalf("%s: event %d out of order", ev.id, next[ev.id])
+			}
+			next[ev.id]++
+		}
+	}
+	c.expectEnd(5 * time.Second)
+	waitFor(t, "the subscriptions to go", func() bool { return r.members() == 0 })
+}
