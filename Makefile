@@ -36,7 +36,8 @@ smoke:
 	@scripts/smoke.sh
 
 # Real clients we did not write (graphql-ws, subscriptions-transport-ws,
-# Apollo Client) against two Herald processes; needs Node.js and npm.
+# Apollo Client, GraphiQL in Chromium) against two Herald processes; needs
+# Node.js, npm and Debian's chromium.
 e2e:
 	@GO=$(GO) e2e/run.sh
 
