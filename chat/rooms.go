@@ -334,6 +334,11 @@ func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 			s.opts.Logger.Warn("skipped a malformed room entry", "room", e.Key, "seq", e.Seq, "err", bad)
 			return nil
 		}
+		if applied == 0 {
+			// Counted before the first change goes out, so that whoever
+			// sees a change the re-sync brought sees it in Stats too.
+			s.resyncsN.Add(1)
+		}
 		s.applyEventLocked(h, e.Seq, entryTime(e, ev), ev)
 		applied++
 		return nil
@@ -343,7 +348,6 @@ func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 		return err
 	}
 	if applied > 0 {
-		s.resyncsN.Add(1)
 		s.opts.Logger.Info("re-synced a room that missed live events", "room", roomID, "events", applied)
 	}
 	return nil
