@@ -72,6 +72,11 @@ func TestSlowConsumerIsClosedAlone(t *testing.T) {
 	r := newReplicaListening(t, chat.Options{}, func(o *Options) {
 		o.QueueMessages = queueMessages
 		o.QueueBytes = 4 << 20
+		// The queue must fill before a write has been stuck for
+		// WriteTimeout, which closes the socket too, but not as a slow
+		// consumer: on a loaded machine, posting 256 events took longer
+		// than the default 10 s.
+		o.WriteTimeout = time.Minute
 	}, func(l net.Listener) net.Listener { return &firstSendBufferSmall{Listener: l} })
 	room := r.room("general")
 	q := `subscription($r: ID!) { messagePosted(roomId: $r) { text } }`
