@@ -24,7 +24,7 @@ unit:
 
 # Tests that measure goroutine stacks, which the race detector enlarges.
 unit-norace:
-	$(GO) test -count=1 -run 'TestIdleSocketStack' ./server
+	$(GO) test -count=1 -run 'TestIdleSocketStack|TestIdleStreamCost' ./server
 
 # Each fuzz target (both WebSocket decoders, the HTTP request decoder, the
 # cursor decoder) briefly, from its committed seed corpus; FUZZTIME=1m for longer.
@@ -36,7 +36,8 @@ smoke:
 	@scripts/smoke.sh
 
 # Real clients we did not write (graphql-ws, subscriptions-transport-ws,
-# Apollo Client) against two Herald processes; needs Node.js and npm.
+# Apollo Client, GraphiQL in Chromium) against two Herald processes; needs
+# Node.js, npm and Debian's chromium.
 e2e:
 	@GO=$(GO) e2e/run.sh
 

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // maxJWKSBytes bounds a JWK Set read from a file or URL. Real sets hold a
@@ -243,11 +245,10 @@ func decodeB64URL(s string) ([]byte, error) {
 //
 // There is no background refresher: a refetch happens on the request that
 // needs it — when a token names an unknown kid, or when the set is older
-// than ttl — so an idle server makes no requests and no goroutine outlives
-// the call that started it. Concurrent callers that need a refetch share one
-// (the first does it, the others wait for it), and refetches are at least
-// minRefresh apart, so a burst of tokens with made-up kids costs the
-// identity provider at most one request per minRefresh.
+// than ttl — so an idle server makes no requests. Concurrent callers that
+// need a refetch share one through a singleflight.Group, and refetches are
+// at least minRefresh apart, so a burst of tokens with made-up kids costs
+// the identity provider at most one request per minRefresh.
 type jwksSource struct {
 	url          *url.URL // nil for a static set (file)
 	client       *http.Client
@@ -256,22 +257,21 @@ type jwksSource struct {
 	ttl          time.Duration
 	now          func() time.Time
 
-	mu          sync.Mutex
-	set         *keySet    // latest good set; nil only if none was ever fetched
-	fetchedAt   time.Time  // when set was fetched
-	lastAttempt time.Time  // when the latest counted fetch started
-	lastErr     error      // why the latest fetch failed, nil if it succeeded
-	inflight    *jwksFetch // the fetch under way, if any
-	fetches     int        // fetches started, for tests
-}
+	// flight runs one refetch at a time, on a goroutine of its own that
+	// lives no longer than the context of the caller that started it (and
+	// fetchTimeout); every caller that needs a refetch meanwhile waits for
+	// that one.
+	flight singleflight.Group
+	// joined, when set, is called by each caller once it waits on a
+	// refetch; tests use it to know that callers share one.
+	joined func()
 
-// jwksFetch is one fetch shared by every caller that waits for it.
-type jwksFetch struct {
-	done chan struct{}
-	// abandoned is set when the fetch failed only because the context of
-	// the caller doing it ended; waiters then try again themselves rather
-	// than suffer for another client's disconnect.
-	abandoned bool
+	mu          sync.Mutex
+	set         *keySet   // latest good set; nil only if none was ever fetched
+	fetchedAt   time.Time // when set was fetched
+	lastAttempt time.Time // when the latest counted fetch started
+	lastErr     error     // why the latest fetch failed, nil if it succeeded
+	fetches     int       // fetches started, for tests
 }
 
 // keys returns a key set for which usable(set) holds if one can be had,
@@ -280,66 +280,72 @@ type jwksFetch struct {
 // identity provider outage does not log everybody out; the error is non-nil
 // only when there is no set at all or ctx ended while waiting.
 func (s *jwksSource) keys(ctx context.Context, usable func(*keySet) bool) (*keySet, error) {
-	s.mu.Lock()
-	// A static set (file) is never refetched. For a URL, each pass either
-	// settles on the current set (break), waits for the fetch under way, or
-	// becomes the fetch; it repeats only when a fetch it waited for was
-	// abandoned.
-	for s.url != nil {
-		now := s.now()
-		fresh := s.set != nil && now.Sub(s.fetchedAt) < s.ttl
-		if fresh && usable(s.set) {
+	for s.url != nil && s.wantsRefetch(usable) {
+		ch := s.flight.DoChan("", func() (any, error) { return s.refetch(ctx), nil })
+		if s.joined != nil {
+			s.joined()
+		}
+		abandoned := false
+		select {
+		case res := <-ch:
+			abandoned = res.Val.(bool)
+		case <-ctx.Done():
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("jwt: fetching JWKS from %s: %w", s.url.Redacted(), err)
+		}
+		if !abandoned {
 			break
 		}
-		if call := s.inflight; call != nil {
-			s.mu.Unlock()
-			select {
-			case <-call.done:
-			case <-ctx.Done():
-				return nil, fmt.Errorf("jwt: waiting for the JWKS refetch: %w", ctx.Err())
-			}
-			s.mu.Lock()
-			if call.abandoned {
-				continue
-			}
-			break
-		}
-		if !s.lastAttempt.IsZero() && now.Sub(s.lastAttempt) < s.minRefresh {
-			break
-		}
-		call := &jwksFetch{done: make(chan struct{})}
-		prevAttempt := s.lastAttempt
-		s.inflight, s.lastAttempt = call, now
-		s.fetches++
-		s.mu.Unlock()
-
-		set, err := s.fetch(ctx)
-
-		s.mu.Lock()
-		s.inflight = nil
-		switch {
-		case err == nil:
-			s.set, s.fetchedAt, s.lastErr = set, s.now(), nil
-		case ctx.Err() != nil:
-			// Our caller went away: do not count the attempt against the
-			// rate bound, and let waiters fetch for themselves.
-			call.abandoned = true
-			s.lastAttempt = prevAttempt
-			close(call.done)
-			s.mu.Unlock()
-			return nil, err
-		default:
-			s.lastErr = err
-		}
-		close(call.done)
-		break
+		// The caller whose context the refetch ran under went away; rather
+		// than suffer for another client's disconnect, fetch for ourselves.
 	}
+	s.mu.Lock()
 	set, lastErr := s.set, s.lastErr
 	s.mu.Unlock()
 	if set == nil {
 		return nil, fmt.Errorf("jwt: no verification keys: %w", lastErr)
 	}
 	return set, nil
+}
+
+// wantsRefetch reports whether the cached set is missing, older than ttl,
+// or not usable.
+func (s *jwksSource) wantsRefetch(usable func(*keySet) bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.set == nil || s.now().Sub(s.fetchedAt) >= s.ttl || !usable(s.set)
+}
+
+// refetch fetches the set unless the latest attempt was less than
+// minRefresh ago, and reports whether the fetch was abandoned because ctx
+// ended: such an attempt does not count against the rate bound, and its
+// failure is not recorded as the provider's.
+func (s *jwksSource) refetch(ctx context.Context) (abandoned bool) {
+	s.mu.Lock()
+	prevAttempt, now := s.lastAttempt, s.now()
+	if !prevAttempt.IsZero() && now.Sub(prevAttempt) < s.minRefresh {
+		s.mu.Unlock()
+		return false
+	}
+	s.lastAttempt = now
+	s.fetches++
+	s.mu.Unlock()
+
+	set, err := s.fetch(ctx)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case err == nil:
+		s.set, s.fetchedAt, s.lastErr = set, s.now(), nil
+	case ctx.Err() != nil:
+		s.lastAttempt = prevAttempt
+		return true
+	default:
+		s.lastErr = err
+	}
+	return false
 }
 
 // fetch GETs and parses the key set, within fetchTimeout of ctx.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -202,6 +203,53 @@ func TestJWKSURLRotation(t *testing.T) {
 	expect(t, j, srv, rsTok(t, 1, "b"), "", 2)
 }
 
+// burst has callers present tok at once while the JWKS server holds its
+// response at gate, and returns their errors. It releases the gate only
+// once every caller waits on the one refetch under way, and fails if any
+// caller had returned before that: each must wait for the shared fetch
+// rather than give up or fetch on its own.
+func burst(t *testing.T, j *JWT, srv *jwksServer, gate chan struct{}, callers int, tok string) []error {
+	t.Helper()
+	joined := make(chan struct{}, callers)
+	j.jwks.joined = func() { joined <- struct{}{} }
+	errs := make(chan error, callers)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			_, _, err := j.FromRequest(bearer(tok))
+			errs <- err
+		})
+	}
+	failure := ""
+	deadline := time.After(10 * time.Second)
+	for i := 0; i <= callers && failure == ""; i++ {
+		wait := joined
+		if i == callers {
+			wait = srv.entered // and the fetch has reached the server
+		}
+		select {
+		case <-wait:
+		case <-deadline:
+			failure = fmt.Sprintf("after 10s, %d of %d callers wait on a refetch that has reached the server", i, callers)
+		}
+	}
+	if n := len(errs); failure == "" && n != 0 {
+		failure = fmt.Sprintf("%d callers returned before the refetch they share finished", n)
+	}
+	close(gate)
+	wg.Wait()
+	j.jwks.joined = nil
+	if failure != "" {
+		t.Fatal(failure)
+	}
+	close(errs)
+	var out []error
+	for err := range errs {
+		out = append(out, err)
+	}
+	return out
+}
+
 // TestJWKSURLRefetchBurst shows a burst of tokens with unknown kids,
 // arriving together, costing one fetch: concurrent callers share it, and
 // later ones are held back by MinRefreshInterval.
@@ -213,22 +261,8 @@ func TestJWKSURLRefetchBurst(t *testing.T) {
 
 	gate := make(chan struct{})
 	srv.setGate(gate)
-	const callers = 64
 	tok := rsTok(t, 0, "made-up")
-	errs := make(chan error, callers)
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			_, _, err := j.FromRequest(bearer(tok))
-			errs <- err
-		})
-	}
-	<-srv.entered // the one fetch is under way; let callers pile up on it
-	time.Sleep(50 * time.Millisecond)
-	close(gate)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	for _, err := range burst(t, j, srv, gate, 64, tok) {
 		if !errors.Is(err, ErrInvalidCredentials) || !strings.Contains(err.Error(), `unknown key id "made-up"`) {
 			t.Fatalf("burst caller got %v", err)
 		}
@@ -241,6 +275,29 @@ func TestJWKSURLRefetchBurst(t *testing.T) {
 	}
 	clock.Advance(30 * time.Second)
 	expect(t, j, srv, tok, `unknown key id "made-up"`, 3)
+}
+
+// TestJWKSURLRotationUnderLoad shows why callers share the refetch: when
+// the provider rotates in a key and many clients present it at once, one
+// fetch serves them all, and none is refused for arriving while it ran.
+func TestJWKSURLRotationUnderLoad(t *testing.T) {
+	rsaKeys := testRSA()
+	clock := newClock()
+	srv := newJWKSServer(t, jwksJSON(rsaJWK("a", &rsaKeys[0].PublicKey)))
+	j := newTestJWT(t, JWTOptions{JWKSURL: srv.URL, Now: clock.Now})
+	srv.set(jwksJSON(rsaJWK("a", &rsaKeys[0].PublicKey), rsaJWK("b", &rsaKeys[1].PublicKey)), http.StatusOK)
+	clock.Advance(DefaultMinRefreshInterval)
+
+	gate := make(chan struct{})
+	srv.setGate(gate)
+	for _, err := range burst(t, j, srv, gate, 64, rsTok(t, 1, "b")) {
+		if err != nil {
+			t.Fatalf("caller presenting the rotated-in key got %v", err)
+		}
+	}
+	if n := srv.count(); n != 2 {
+		t.Fatalf("JWKS fetched %d times, want 2 (start-up and one refetch)", n)
+	}
 }
 
 // TestJWKSURLDownKeepsCachedKeys shows that when the provider cannot be

@@ -199,8 +199,12 @@ func NewJWT(ctx context.Context, opts JWTOptions) (*JWT, error) {
 				},
 			}
 		}
-		if _, err := src.keys(ctx, func(*keySet) bool { return true }); err != nil {
-			return nil, fmt.Errorf("auth: %w", src.lastErrOr(err))
+		// src is not shared yet: the first fetch needs no flight.
+		if src.refetch(ctx) {
+			return nil, fmt.Errorf("auth: jwt: fetching JWKS from %s: %w", u.Redacted(), ctx.Err())
+		}
+		if src.set == nil {
+			return nil, fmt.Errorf("auth: %w", src.lastErr)
 		}
 		j.jwks = src
 	}
@@ -232,17 +236,6 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
-}
-
-// lastErrOr returns the error of the latest fetch, which says what was
-// fetched and why it failed, falling back to err.
-func (s *jwksSource) lastErrOr(err error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.lastErr != nil {
-		return s.lastErr
-	}
-	return err
 }
 
 // readBounded reads a JWKS file, refusing one larger than maxJWKSBytes.
@@ -491,7 +484,7 @@ func (j *JWT) describe(token *jwt.Token, claims jwt.MapClaims, err error) error 
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return invalid("jwt: signature is invalid")
 	case errors.Is(err, jwt.ErrTokenInvalidClaims):
-		if msgs := j.claimProblems(claims); len(msgs) > 0 {
+		if msgs := j.claimProblems(err, claims); len(msgs) > 0 {
 			return invalid("jwt: %s", strings.Join(msgs, "; "))
 		}
 	}
@@ -503,43 +496,48 @@ func (j *JWT) algAccepted(v any) bool {
 	return isString && slices.Contains(j.methods, alg)
 }
 
-// claimProblems re-checks the registered claims the way the parser's
-// validator does, to say which failed and with what values.
-func (j *JWT) claimProblems(claims jwt.MapClaims) []string {
-	now := j.now()
+// claimProblems says which registered claims the parser refused, and with
+// what values. What failed is read off golang-jwt's own error, never
+// re-checked, so the wording cannot drift from the verdict; the claims only
+// supply the values to quote. ErrTokenRequiredClaimMissing and
+// ErrInvalidType do not say which claim they are about, so those go to the
+// claims the parser checks that are absent or of the wrong type.
+func (j *JWT) claimProblems(err error, claims jwt.MapClaims) []string {
+	missing := errors.Is(err, jwt.ErrTokenRequiredClaimMissing)
+	badType := errors.Is(err, jwt.ErrInvalidType)
 	var msgs []string
-	switch exp, err := claims.GetExpirationTime(); {
-	case err != nil:
+	switch exp, typeErr := claims.GetExpirationTime(); {
+	case badType && typeErr != nil:
 		msgs = append(msgs, "exp claim is not a number")
-	case exp == nil:
+	case missing && exp == nil:
 		msgs = append(msgs, "token has no exp claim (tokens must expire)")
-	case !now.Before(exp.Add(j.leeway)):
+	case errors.Is(err, jwt.ErrTokenExpired):
 		msgs = append(msgs, "token expired at "+exp.UTC().Format(time.RFC3339))
 	}
-	switch nbf, err := claims.GetNotBefore(); {
-	case err != nil:
+	switch nbf, typeErr := claims.GetNotBefore(); {
+	case badType && typeErr != nil:
 		msgs = append(msgs, "nbf claim is not a number")
-	case nbf != nil && now.Before(nbf.Add(-j.leeway)):
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		msgs = append(msgs, "token is not valid before "+nbf.UTC().Format(time.RFC3339))
 	}
 	if j.issuer != "" {
-		switch iss, err := claims.GetIssuer(); {
-		case err != nil:
+		switch iss, typeErr := claims.GetIssuer(); {
+		case badType && typeErr != nil:
 			msgs = append(msgs, "iss claim is not a string")
-		case iss == "":
+		case missing && iss == "":
 			msgs = append(msgs, fmt.Sprintf("token has no issuer, want %q", j.issuer))
-		case iss != j.issuer:
+		case errors.Is(err, jwt.ErrTokenInvalidIssuer):
 			msgs = append(msgs, fmt.Sprintf("issuer %q is not the expected %q", clip(iss), j.issuer))
 		}
 	}
 	if j.audience != "" {
-		switch aud, err := claims.GetAudience(); {
-		case err != nil:
+		switch aud, typeErr := claims.GetAudience(); {
+		case badType && typeErr != nil:
 			msgs = append(msgs, "aud claim is not a string or an array of strings")
-		case len(aud) == 0:
+		case missing && !slices.ContainsFunc(aud, func(a string) bool { return a != "" }):
 			msgs = append(msgs, fmt.Sprintf("token has no audience, want %q", j.audience))
-		case !slices.Contains(aud, j.audience):
-			var shown []string
+		case errors.Is(err, jwt.ErrTokenInvalidAudience):
+			shown := make([]string, 0, 5)
 			for _, a := range aud[:min(len(aud), 5)] {
 				shown = append(shown, clip(a))
 			}

@@ -9,7 +9,8 @@
 # HERALD_BIN=/path/to/herald uses that binary instead of building ./cmd/herald.
 # Bounded: the whole run stops after HERALD_E2E_TIMEOUT seconds (default 300).
 # It kills only the processes it started and removes its temporary directory.
-# Needs go, node (20 or later), npm and curl.
+# Needs go, node (20 or later), npm and curl; test/graphiql.test.js also needs
+# Debian's chromium at /usr/bin/chromium (it fails without it).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -53,9 +54,17 @@ source "$root/scripts/procs.sh"
 stop() { stop_within 5 "$@"; }
 
 cleanup() {
-	local rc=$?
+	local rc=$? f p
 	trap - EXIT INT TERM
 	if [ -n "$watchdog" ]; then kill -TERM "$watchdog" 2>/dev/null || true; fi
+	# Replicas a test started and has not seen exit (it records each PID
+	# in $work/test-pids while the process runs), should the test have
+	# been stopped before it could stop them.
+	for f in "$work"/test-pids/*; do
+		[ -f "$f" ] || continue
+		p="$(basename "$f")"
+		if alive "$p"; then pids+=("$p"); fi
+	done
 	if [ ${#pids[@]} -gt 0 ]; then stop "${pids[@]}"; fi
 	if [ "$show_logs" = 1 ] || { [ "$rc" != 0 ] && [ "${#replica_names[@]}" -gt 0 ]; }; then print_logs; fi
 	rm -rf "$work"
@@ -169,6 +178,11 @@ for arg in "$@"; do
 	esac
 done
 export HERALD_A="$url_a" HERALD_B="$url_b"
+# For tests that start (and stop) a replica of their own: the binary, A's
+# NATS, and where to record its PID (see cleanup) and data.
+mkdir -p "$work/test-pids" "$work/test-replicas"
+export HERALD_E2E_BIN="$work/herald" HERALD_E2E_NATS_URL="nats://127.0.0.1:$port_nats" \
+	HERALD_E2E_PIDS="$work/test-pids" HERALD_E2E_DATA="$work/test-replicas"
 cd "$here"
 [ ${#files[@]} -gt 0 ] || files=(test/*.test.js)
 rc=0

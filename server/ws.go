@@ -144,23 +144,22 @@ type operation struct {
 	cancel  context.CancelFunc
 }
 
-// wsConn is one socket: a reader (the goroutine that serves the request),
-// a writer goroutine draining a bounded queue, and the operations by id.
+// wsConn is one socket: a reader on a goroutine of its own (serve, started
+// by wsTransport.Do, which returns at once; each message is read on a
+// short-lived helper, see inputWaiter), a writer goroutine that runs only
+// while its bounded queue holds frames, and the operations by id.
 type wsConn struct {
-	t     *wsTransport
-	ws    *websocket.Conn
-	proto protocol
-	exec  graphql.GraphExecutor
-	queue *outQueue
-	input *inputWaiter // nil: the reader reads on its own stack
+	t       *wsTransport
+	ws      *websocket.Conn
+	machine wsMachine // the protocol: what messages and ticks mean
+	exec    graphql.GraphExecutor
+	queue   *outQueue
+	input   *inputWaiter // nil: the reader reads on its own stack
 
 	ctx    context.Context // ends when the socket is torn down
 	cancel context.CancelFunc
 
-	created  time.Time
-	acked    atomic.Bool
-	lastSeen atomic.Int64 // unix nanoseconds of the last frame read
-	nextPing atomic.Int64 // unix nanoseconds
+	created time.Time
 
 	closeOnce   sync.Once
 	closing     chan struct{} // closed once a close code is chosen
@@ -177,13 +176,10 @@ type wsConn struct {
 
 	// Reader-owned.
 	awaitClose      bool // the reader chose a close frame the writer must send before teardown
-	initReceived    bool
 	identity        auth.Identity
 	hasIdentity     bool
 	upgradeIdentity *auth.Identity // from the upgrade request (a cookie, a header)
 	subscribes      tokenBucket    // Limits.SubscribeRate
-
-	expires atomic.Int64 // unix nanoseconds the identity's credentials expire; 0: never
 
 	mu  sync.Mutex
 	ops map[string]*operation
@@ -195,7 +191,7 @@ func newWSConn(t *wsTransport, ws *websocket.Conn, proto protocol, exec graphql.
 	ctx, cancel := context.WithCancel(context.Background())
 	now := time.Now()
 	c := &wsConn{
-		t: t, ws: ws, proto: proto, exec: exec,
+		t: t, ws: ws, machine: wsMachine{proto: proto}, exec: exec,
 
 		ctx:     ctx,
 		cancel:  cancel,
@@ -209,7 +205,7 @@ func newWSConn(t *wsTransport, ws *websocket.Conn, proto protocol, exec graphql.
 		c.wg.Add(1)
 		go writeLoop()
 	})
-	c.lastSeen.Store(now.UnixNano())
+	c.machine.heard(now)
 	return c
 }
 
@@ -245,7 +241,7 @@ func (c *wsConn) start() {
 	c.wire().sealed = true // from now on only the socket's writer writes to it
 	c.t.sessions.track(c, true)
 	c.t.keeper.add(c)
-	c.t.metrics.sockets.WithLabelValues(c.proto.String()).Inc()
+	c.t.metrics.sockets.WithLabelValues(c.machine.proto.String()).Inc()
 	c.ws.SetReadLimit(c.t.cfg.maxMessageBytes)
 	c.ws.SetPongHandler(func(string) error {
 		c.touch()
@@ -282,7 +278,7 @@ func (c *wsConn) onPeerClose(code int, _ string) error {
 	return nil
 }
 
-func (c *wsConn) touch() { c.lastSeen.Store(time.Now().UnixNano()) }
+func (c *wsConn) touch() { c.machine.heard(time.Now()) }
 
 // handleOffStack handles a message on a short-lived goroutine and waits for
 // it, so messages are still handled one at a time and in order. Handling a
@@ -300,20 +296,13 @@ func (c *wsConn) handleOffStack(data []byte) {
 
 // keepaliveFastPath handles the exact ping and pong frames clients send,
 // the only traffic of an idle socket, without the JSON decoder or a helper
-// goroutine (see handleOffStack): with tens of thousands of sockets pinged
-// every interval, this is most of what idle sockets cost in CPU.
+// goroutine (see handleOffStack and wsMachine.keepalive).
 func (c *wsConn) keepaliveFastPath(data []byte) bool {
-	if c.proto != transportWS {
-		return false
+	reply, handled := c.machine.keepalive(data)
+	if reply != "" {
+		c.send(frameRaw, reply)
 	}
-	switch string(data) { // compiled without allocating
-	case framePong:
-		return true // liveness only; touch has been called
-	case framePing:
-		c.send(frameRaw, framePong)
-		return true
-	}
-	return false
+	return handled
 }
 
 // tornDown reports whether the socket has ended and released everything.
@@ -379,7 +368,7 @@ func (c *wsConn) teardown() {
 	c.wg.Wait()
 	c.t.keeper.remove(c)
 	c.t.sessions.track(c, false)
-	c.t.metrics.sockets.WithLabelValues(c.proto.String()).Dec()
+	c.t.metrics.sockets.WithLabelValues(c.machine.proto.String()).Dec()
 }
 
 // release stops an operation that is no longer in the ops map.
@@ -417,113 +406,67 @@ func (c *wsConn) deliver(op *operation, p *payload) {
 	c.enqueue(outItem{kind: frameNext, op: op, data: p})
 }
 
-// handle processes one text message from the client.
+// handle processes one text message from the client: the protocol
+// decides, the socket carries it out.
 func (c *wsConn) handle(data []byte) {
-	m, perr := decodeClientMessage(c.proto, data)
-	switch {
-	case perr != nil && perr.notJSON != "" && c.proto == legacyWS:
-		// subscriptions-transport-ws answers a message it cannot parse with
-		// connection_error carrying the parser's complaint and keeps the
-		// socket open; its clients expect no more than that.
-		c.send(frameRaw, connectionErrorFrame("Invalid message: not JSON: "+perr.notJSON))
-		return
-	case perr != nil:
-		c.closeWith(closeBadRequest, perr.msg)
-		return
+	c.carryOut(c.machine.receive(data))
+}
+
+// carryOut does what the protocol decided (see wsStep). Connection-level
+// frames may be written at once (send); an operation's frames are queued.
+func (c *wsConn) carryOut(s wsStep) {
+	if s.nowAcked {
+		c.t.keeper.acked(c)
 	}
-	switch m.Type {
-	case msgConnectionInit:
-		c.onInit(m)
-	case msgPing:
-		c.send(frameRaw, pongFrame(m.Payload))
-	case msgPong:
-		// Liveness only; touch has been called.
-	case msgSubscribe, msgStart:
-		c.onSubscribe(m)
-	case msgComplete, msgStop:
-		c.onComplete(m.ID)
-	case msgConnectionTerminate:
-		c.closeWith(closeNormal, "")
+	for i := range s.n {
+		if it := s.frames[i]; it.op == nil {
+			c.send(it.kind, it.raw)
+		} else {
+			c.enqueue(it)
+		}
+	}
+	if s.close != 0 {
+		c.closeWith(s.close, s.reason)
+	}
+	switch s.act {
+	case actAuthenticate:
+		c.onInit(s.initPayload)
+	case actStart:
+		c.onSubscribe(s.id, s.params)
+	case actStop:
+		c.onComplete(s.id)
 	}
 }
 
-func (c *wsConn) onInit(m clientMessage) {
-	if c.initReceived {
-		c.closeWith(closeTooManyInits, "Too many initialisation requests")
-		return
-	}
-	c.initReceived = true
-	payload, perr := decodeInitPayload(m.Payload)
-	if perr != nil {
-		c.closeWith(closeBadRequest, perr.msg)
-		return
-	}
+// onInit judges connection_init's credentials, falling back on those of
+// the upgrade request, and has the protocol answer.
+func (c *wsConn) onInit(payload map[string]any) {
 	id, ok, err := c.t.authn.FromInitPayload(c.ctx, payload)
-	switch {
-	case errors.Is(err, auth.ErrInvalidCredentials):
-		if c.proto == legacyWS {
-			c.send(frameRaw, connectionErrorFrame(err.Error()))
-		}
-		c.closeWith(closeForbidden, "Forbidden: "+clipReason(err.Error()))
-		return
-	case err != nil:
+	if err != nil && !errors.Is(err, auth.ErrInvalidCredentials) {
 		c.t.log.Error("server: cannot authenticate WebSocket connection", slog.Any("error", err))
-		c.closeWith(closeInternalError, "authentication is unavailable; try again later")
-		return
 	}
-	if !ok && c.upgradeIdentity != nil {
+	if err == nil && !ok && c.upgradeIdentity != nil {
 		id, ok = *c.upgradeIdentity, true
 	}
 	c.upgradeIdentity = nil
-	if ok && !id.ExpiresAt.IsZero() {
-		if !id.ExpiresAt.After(time.Now()) {
-			c.closeWith(closeForbidden, "Forbidden: the token has expired")
-			return
-		}
-		c.expires.Store(id.ExpiresAt.UnixNano())
+	v := initVerdict{err: err}
+	if ok {
+		v.expires = id.ExpiresAt
 	}
-	c.identity, c.hasIdentity = id, ok
-	c.nextPing.Store(time.Now().Add(c.t.cfg.pingInterval).UnixNano())
-	c.acked.Store(true)
-	c.t.keeper.acked(c)
-	c.send(frameRaw, frameAck)
-	if c.proto == legacyWS {
-		c.send(frameRaw, frameKA) // legacy clients expect ka right after the ack
+	step := c.machine.answerInit(v, time.Now(), &c.t.cfg)
+	if step.nowAcked {
+		c.identity, c.hasIdentity = id, ok
 	}
+	c.carryOut(step)
 }
 
-// pongFrame answers a ping, echoing its payload as the graphql-ws
-// reference server does.
-func pongFrame(payload json.RawMessage) string {
-	if payload == nil {
-		return framePong
-	}
-	return `{"type":"pong","payload":` + string(payload) + `}`
-}
-
-func connectionErrorFrame(msg string) string {
-	body, _ := json.Marshal(map[string]any{"type": msgConnectionError, "payload": map[string]string{"message": msg}})
-	return string(body)
-}
-
-func (c *wsConn) onSubscribe(m clientMessage) {
-	if !c.acked.Load() {
-		c.closeWith(closeUnauthorized, "Unauthorized")
-		return
-	}
-	params, perr := decodeOperation(m.Payload)
-	if perr != nil {
-		c.closeWith(closeBadRequest, perr.msg)
-		return
-	}
+// onSubscribe starts operation id, which the protocol has let through:
+// the socket's limits, the execution, the mutation rate.
+func (c *wsConn) onSubscribe(id string, params operationPayload) {
 	limit := c.limitOperation()
-	op, fresh := c.addOp(m.ID)
+	op, fresh := c.addOp(id)
 	if !fresh {
-		if c.proto == transportWS {
-			c.closeWith(closeSubscriberExists, "Subscriber for "+clipReason(m.ID)+" already exists")
-		} else {
-			c.sendLegacyError(op.idJSON, "operation id "+m.ID+" is already in use")
-		}
+		c.carryOut(c.machine.idInUse(id, op.idJSON))
 		return
 	}
 	if limit == nil {
@@ -623,27 +566,11 @@ func (c *wsConn) removeOp(op *operation) bool {
 }
 
 // rejectOp ends an operation that failed before it ran (parse,
-// validation, variables): graphql-transport-ws sends error and no
-// complete; the legacy protocol sends the errors as data, then complete,
-// as subscriptions-transport-ws did.
+// validation, limits) as its protocol does (wsMachine.reject).
 func (c *wsConn) rejectOp(op *operation, resp *graphql.Response) {
-	if !c.removeOp(op) {
-		return
+	if c.removeOp(op) {
+		c.carryOut(c.machine.reject(op, resp))
 	}
-	if c.proto == transportWS {
-		errs, _ := json.Marshal(resp.Errors)
-		c.enqueue(outItem{kind: frameError, op: op, raw: string(errs)})
-		return
-	}
-	c.enqueue(outItem{kind: frameNext, op: op, data: &payload{bytes: encodeResponse(resp)}})
-	c.enqueue(outItem{kind: frameComplete, op: op})
-}
-
-// sendLegacyError sends a legacy error message for an id that is not an
-// operation of its own (it is not registered, so nothing else is affected).
-func (c *wsConn) sendLegacyError(idJSON, msg string) {
-	body, _ := json.Marshal(map[string]string{"message": msg})
-	c.enqueue(outItem{kind: frameError, op: &operation{idJSON: idJSON}, raw: string(body)})
 }
 
 // runSingle executes a query or mutation: next, then complete.
@@ -713,10 +640,112 @@ func (c *wsConn) writeLoop() {
 			continue // kicked: look at closing again
 		}
 		c.extendWriteDeadline()
-		for i := range batch {
-			if err := c.write(&batch[i]); err != nil {
-				_ = c.ws.NetConn().Close() // the reader sees it and tears down
-				return
+		if err := c.writeBatch(batch); err != nil {
+			_ = c.ws.NetConn().Close() // the reader sees it and tears down
+			return
+		}
+	}
+}
+
+// batchBytes is how many bytes of frames the writer gathers before a
+// write: several frames ready for one socket leave in one system call.
+const batchBytes = 32 << 10
+
+// writeBatch writes the frames of batch in order with as few system calls
+// as it can. Frames are built one after another in one buffer, and a
+// large payload joins the same write as a part of its own (writev) rather
+// than being copied for each socket. The GraphQL protocols allow one
+// message per frame, not one frame per write.
+func (c *wsConn) writeBatch(batch []outItem) error {
+	if len(batch) == 1 {
+		return c.write(&batch[0])
+	}
+	buf := c.t.frames.get()
+	defer c.t.frames.put(buf)
+	var parts net.Buffers
+	flushed := 0 // bytes of *buf already in parts
+	done := 0    // items of batch already written
+	for i := range batch {
+		it := &batch[i]
+		*buf = c.appendItem(*buf, it)
+		if it.kind == frameNext && len(it.data.bytes) > largePayload {
+			parts = append(parts, (*buf)[flushed:], it.data.bytes, closingBrace)
+			flushed = len(*buf)
+		}
+		if len(*buf) >= batchBytes || len(parts) >= 48 {
+			if err := c.writeGathered(buf, parts, flushed); err != nil {
+				return err
+			}
+			c.countDelivered(batch[done : i+1])
+			done = i + 1
+			*buf, parts, flushed = (*buf)[:0], parts[:0], 0
+		}
+	}
+	if err := c.writeGathered(buf, parts, flushed); err != nil {
+		return err
+	}
+	c.countDelivered(batch[done:])
+	return nil
+}
+
+// writeGathered writes what writeBatch gathered: parts, then the rest of
+// *buf after flushed.
+func (c *wsConn) writeGathered(buf *[]byte, parts net.Buffers, flushed int) error {
+	if len(parts) == 0 {
+		if len(*buf) == 0 {
+			return nil
+		}
+		return c.wire().writeFrame(*buf)
+	}
+	if flushed < len(*buf) {
+		parts = append(parts, (*buf)[flushed:])
+	}
+	return c.wire().writeFrameParts(parts)
+}
+
+// appendItem appends the frame of one queued item to buf: whole, except
+// that a next frame with a large payload gets only its header (the
+// payload and closing brace follow as parts of their own). An item whose
+// operation is finished appends nothing and is marked frameSkipped.
+func (c *wsConn) appendItem(buf []byte, it *outItem) []byte {
+	switch it.kind {
+	case frameRaw:
+		return append(appendFrameHeader(buf, opText, len(it.raw)), it.raw...)
+	case framePingCtl:
+		return appendFrameHeader(buf, opPing, 0)
+	case framePongCtl:
+		return append(appendFrameHeader(buf, opPong, len(it.raw)), it.raw...)
+	case frameWire:
+		return append(buf, it.raw...)
+	}
+	if it.op.finished.Load() {
+		it.kind = frameSkipped // the client completed it: silence for this id
+		return buf
+	}
+	switch it.kind {
+	case frameNext:
+		buf = appendOpFrameHead(buf, c.machine.proto, frameNext, it.op.idJSON, len(it.data.bytes))
+		if len(it.data.bytes) > largePayload {
+			return buf
+		}
+		return append(append(buf, it.data.bytes...), '}')
+	case frameError:
+		it.op.finished.Store(true) // error and complete are an id's last frame
+		buf = appendOpFrameHead(buf, c.machine.proto, frameError, it.op.idJSON, len(it.raw))
+		return append(append(buf, it.raw...), '}')
+	default:
+		it.op.finished.Store(true)
+		return appendOpFrameHead(buf, c.machine.proto, frameComplete, it.op.idJSON, -1)
+	}
+}
+
+// countDelivered counts the next frames of items, once written.
+func (c *wsConn) countDelivered(items []outItem) {
+	for i := range items {
+		if it := &items[i]; it.kind == frameNext {
+			c.t.metrics.deliveries.Inc()
+			if !it.data.appended.IsZero() {
+				c.t.metrics.latency.Observe(time.Since(it.data.appended).Seconds())
 			}
 		}
 	}
@@ -794,10 +823,10 @@ func (c *wsConn) write(it *outItem) error {
 	buf := c.t.frames.get()
 	defer c.t.frames.put(buf)
 	if it.kind == frameError {
-		*buf = appendOpFrameHead((*buf)[:0], c.proto, frameError, it.op.idJSON, len(it.raw))
+		*buf = appendOpFrameHead((*buf)[:0], c.machine.proto, frameError, it.op.idJSON, len(it.raw))
 		*buf = append(append(*buf, it.raw...), '}')
 	} else {
-		*buf = appendOpFrameHead((*buf)[:0], c.proto, frameComplete, it.op.idJSON, -1)
+		*buf = appendOpFrameHead((*buf)[:0], c.machine.proto, frameComplete, it.op.idJSON, -1)
 	}
 	return c.wire().writeFrame(*buf)
 }
@@ -813,7 +842,7 @@ var closingBrace = []byte{'}'}
 func (c *wsConn) writeNext(op *operation, p *payload) error {
 	buf := c.t.frames.get()
 	defer c.t.frames.put(buf)
-	*buf = appendOpFrameHead((*buf)[:0], c.proto, frameNext, op.idJSON, len(p.bytes))
+	*buf = appendOpFrameHead((*buf)[:0], c.machine.proto, frameNext, op.idJSON, len(p.bytes))
 	var err error
 	if len(p.bytes) > largePayload {
 		err = c.wire().writeFrameParts(net.Buffers{*buf, p.bytes, closingBrace})
@@ -841,34 +870,12 @@ func (c *wsConn) writeSmall(opcode byte, payload string) error {
 	return c.wire().writeFrame(*buf)
 }
 
-// checkTimers enforces the init timeout and keepalive; the keeper calls it
-// for every socket on each tick.
+// checkTimers enforces the init timeout, the credentials' expiry and
+// keepalive (wsMachine.tick); the keeper calls it for every socket on
+// each tick.
 func (c *wsConn) checkTimers(now time.Time) {
-	if c.isClosing() {
-		return
-	}
-	if !c.acked.Load() {
-		if now.Sub(c.created) >= c.t.cfg.initTimeout {
-			c.closeWith(closeInitTimeout, "Connection initialisation timeout")
-		}
-		return
-	}
-	if exp := c.expires.Load(); exp != 0 && now.UnixNano() >= exp {
-		c.closeWith(closeForbidden, "Forbidden: the token has expired; reconnect with a fresh one")
-		return
-	}
-	if now.Sub(time.Unix(0, c.lastSeen.Load())) > c.t.cfg.pingInterval+c.t.cfg.pongTimeout {
-		c.closeWith(closeGoingAway, "keepalive timeout: nothing received from the client")
-		return
-	}
-	if now.UnixNano() >= c.nextPing.Load() {
-		c.nextPing.Store(now.Add(c.t.cfg.pingInterval).UnixNano())
-		if c.proto == transportWS {
-			c.send(frameRaw, framePing)
-		} else {
-			c.send(frameRaw, frameKA)
-			c.send(framePingCtl, "") // legacy has no pong message; the WebSocket pong proves liveness
-		}
+	if !c.isClosing() {
+		c.carryOut(c.machine.tick(now, c.created, &c.t.cfg))
 	}
 }
 

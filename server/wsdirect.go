@@ -49,7 +49,7 @@ func (c *wsConn) writeNow(op *operation, p *payload) bool {
 		return true // the client completed it: silence for this id
 	}
 	buf := c.t.frames.get()
-	frame := appendOpFrameHead((*buf)[:0], c.proto, frameNext, op.idJSON, len(p.bytes))
+	frame := appendOpFrameHead((*buf)[:0], c.machine.proto, frameNext, op.idJSON, len(p.bytes))
 	frame = append(frame, p.bytes...)
 	frame = append(frame, '}')
 	written, ok := c.writeClaimed(buf, frame)

@@ -100,7 +100,7 @@ type operationPayload struct {
 
 // protocolError is a message that breaks the protocol; the socket is
 // closed with 4400 and the message as reason. A frame that is not JSON at
-// all is the exception on the legacy protocol (see wsConn.handle).
+// all is the exception on the legacy protocol (see wsMachine.malformed).
 type protocolError struct {
 	msg     string
 	notJSON string // what the JSON parser said, if the frame is not JSON at all

@@ -17,6 +17,7 @@ const (
 	framePingCtl                   // a WebSocket ping control frame
 	framePongCtl                   // a WebSocket pong control frame with raw as payload
 	frameWire                      // raw: the unwritten rest of a frame begun by writeNow
+	frameSkipped                   // nothing: its operation finished before it was written (writeBatch)
 )
 
 // payload is one encoded execution result, shared by every member of a

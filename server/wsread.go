@@ -230,7 +230,7 @@ func (c *wsConn) readNext() bool {
 	case c.isClosing():
 		// Draining until the peer answers our close frame.
 	case kind != websocket.TextMessage:
-		c.closeWith(closeBadRequest, "Invalid message: binary frames are not supported")
+		c.carryOut(c.machine.receiveBinary())
 	case c.input != nil:
 		c.handle(buf.Bytes()) // already on a short-lived goroutine
 	default:

@@ -349,6 +349,16 @@ What was changed to get here (measured with 5,000–19,000 idle subscribed socke
   subscription through that core subscription, the live feed's goroutine and the dispatcher
   (one hand-off more than the old follower had). S1–S5 run against one embedded replica with the
   default --partitions 1 and --room-cache.
+- HTTP streams (S1 and S3 over SSE): an idle SSE or multipart subscription held what net/http
+  holds for a request in flight: its goroutine with the 8 KiB stack it grew while the request was
+  parsed and joined, the connection's background reader, 10 KiB of read, write and chunking
+  buffers, and the request; 30.8 KiB per idle SSE stream at 19,000 streams, against 9.8 for a
+  WebSocket. Once a subscription over HTTP/1.1 has joined its execution, its connection is now
+  hijacked and the request's goroutine returns, as a WebSocket upgrade's does: one goroutine on
+  its starting stack waits for the client to go, a writer goroutine runs only while something is
+  due (writing the chunked encoding itself), and the WebSockets' keeper sends the keepalives.
+  30.8 → 7.5 KiB per idle SSE stream (WebSocket 9.9 KiB in the same session), deliveries/s in S1
+  unchanged (1.04× → 1.02× WebSocket's, medians of five pairs).
 
 What the profile shows now: the remaining idle memory is the reader goroutine's 2 KiB stack,
 gorilla's connection with its 512-byte read buffer, the socket's kernel-facing structures and

@@ -8,9 +8,11 @@
 #   3 Herald replicas, each with --nats-url listing all three nodes;
 #   nginx (Debian's) running the shipped deploy/nginx.conf, with loopback
 #       versions of deploy/upstreams.conf and deploy/listen.conf;
-#   deploy/cluster-test/clients: 30 WebSocket clients, 6 event-stream clients (graphql-sse, a stream per room resumed by Last-Event-ID) and 6 publishers, all
-#       through nginx, which judge that nothing was lost, duplicated or
-#       reordered.
+#   deploy/cluster-test/clients: 30 WebSocket clients, 6 event-stream clients
+#       (graphql-sse, a stream per room resumed by Last-Event-ID), 6 multipart
+#       clients (Apollo's multipart subscriptions, a POST per room resubscribed
+#       with $after set to the last cursor) and 6 publishers, all through
+#       nginx, which judge that nothing was lost, duplicated or reordered.
 #
 # Failures, timed from the moment publishing starts:
 #    +6s  SIGTERM replica 1 (drain; it must exit 0)
@@ -291,7 +293,7 @@ direct="http://127.0.0.1:${herald_port[1]},http://127.0.0.1:${herald_port[2]},ht
 client_deadline=$((budget - $(elapsed | cut -d. -f1) - 20))
 [ "$client_deadline" -gt 60 ] || die "too little of the ${budget}s budget is left for the clients"
 log "running the clients through nginx (bounded by ${client_deadline}s)"
-"$bin/clients" -url "http://127.0.0.1:$nginx_port" -direct "$direct" -publish "${publish_seconds}s" -sse-clients 6 \
+"$bin/clients" -url "http://127.0.0.1:$nginx_port" -direct "$direct" -publish "${publish_seconds}s" -sse-clients 6 -multipart-clients 6 \
 	-started-file "$work/started" -deadline "${client_deadline}s" "$@" > >(tee "$work/clients.log") 2>&1 &
 pid[clients]=$!
 

@@ -13,7 +13,7 @@ import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import {
   A, B, httpURL, wsURL, gql, createRoom, postMessage, withTimeout, describeError, TrackedWebSocket,
-  assertSocketsClosed, failIfProcessLingers, Inbox, primeSubscription, describeDifference, messageEvent,
+  assertSocketsClosed, failIfProcessLingers, Inbox, primeSubscription, describeDifference, messageEvent, assertExactly,
 } from './lib/herald.js';
 import { TcpProxy } from './lib/proxy.js';
 import { resumableSubscribe, createResumeLink } from './lib/resume.js';
@@ -159,22 +159,6 @@ async function withSetup(kind, label, opts, body) {
 /** Posts want[from..to) on replica B, in order. */
 async function postRange(roomId, want, from, to) {
   for (let i = from; i < to; i++) await postMessage(B, roomId, want[i]);
-}
-
-/** Asserts the inbox got exactly want (msg-*), once each and in order, and no error. */
-async function assertExactly(inbox, want) {
-  await inbox.waitFor((evs) => want.every((w) => evs.some((e) => e.text === w)), 10_000,
-    () => `all ${want.length} messages (${describeDifference(texts(inbox), want)})`);
-  await sleep(300); // a duplicate would arrive now
-  const errored = inbox.events.filter((e) => e.errors?.length);
-  assert.equal(errored.length, 0, `${inbox.label}: events with errors: ${json(errored)}`);
-  const got = texts(inbox);
-  assert.deepEqual(got, want, `${inbox.label}: messages not received exactly once and in order: ${describeDifference(got, want)}`);
-  const real = inbox.events.filter(isReal);
-  const cursors = real.map((e) => e.cursor);
-  assert.ok(cursors.every((c) => typeof c === 'string' && c.length > 0), `${inbox.label}: a message without a cursor: ${json(cursors)}`);
-  assert.equal(new Set(cursors).size, cursors.length, `${inbox.label}: cursors repeat: ${json(cursors)}`);
-  return real;
 }
 
 /** The cursor of the last event the inbox received. */

@@ -10,7 +10,10 @@
 // The test: it creates -rooms rooms and posts one seed message in each (whose
 // cursor is where every subscription starts). -clients WebSocket clients
 // (graphql-transport-ws, pings answered) each subscribe to -rooms-per-client
-// rooms with messagePosted(roomId, after: cursor). One publisher per room
+// rooms with messagePosted(roomId, after: cursor); -sse-clients event-stream
+// clients and -multipart-clients Apollo multipart clients do the same with
+// an HTTP stream per room (resumed by Last-Event-ID, or by $after in a new
+// POST). One publisher per room
 // posts "<room>:<n>" for n = 0, 1, ... at -rate per second for -publish,
 // each with an idempotencyKey, retrying errors with backoff until it is
 // stored; only then does it post n+1, so every room's log holds 0..N-1 once,

@@ -29,13 +29,22 @@ type sub struct {
 	latencies    []time.Duration
 }
 
-// client is one WebSocket client, or one event-stream client (sse: a
-// stream per room); it reconnects until its context ends.
+// transport is how a client subscribes.
+type transport int
+
+const (
+	overWebSocket transport = iota // graphql-transport-ws, every room on one socket
+	overSSE                        // graphql-sse distinct connections: a stream per room
+	overMultipart                  // Apollo's multipart subscriptions: a stream per room
+)
+
+// client is one WebSocket client, or one HTTP-stream client (SSE or
+// multipart: a stream per room); it reconnects until its context ends.
 type client struct {
 	n    int
-	url  string // ws://…/graphql, or http://…/graphql for an event-stream client
-	sse  bool
-	http *http.Client // event-stream clients
+	url  string // ws://…/graphql, or http://…/graphql for an HTTP-stream client
+	kind transport
+	http *http.Client // HTTP-stream clients
 	cfg  config
 	rep  *report
 
@@ -67,8 +76,8 @@ func (c *client) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		began := time.Now()
 		session := c.session
-		if c.sse {
-			session = c.sseSession
+		if c.kind != overWebSocket {
+			session = c.streamSession
 		}
 		reason, acked, stop := session(ctx)
 		if stop || ctx.Err() != nil {

@@ -22,6 +22,7 @@ type config struct {
 	direct         []string // each replica, for the final read-model check
 	clients        int
 	sseClients     int
+	multiClients   int
 	rooms          int
 	roomsPerClient int
 	rate           float64 // posts per second per room
@@ -47,6 +48,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&direct, "direct", "", "comma-separated http://host:port of every replica, for the final check that each read model holds every message")
 	fs.IntVar(&c.clients, "clients", 30, "WebSocket clients")
 	fs.IntVar(&c.sseClients, "sse-clients", 0, "event-stream clients besides (graphql-sse distinct connections: a stream per room, resumed by Last-Event-ID)")
+	fs.IntVar(&c.multiClients, "multipart-clients", 6, "Apollo multipart subscription clients besides (a POST per room, resubscribed with $after set to the last cursor)")
 	fs.IntVar(&c.rooms, "rooms", 6, "rooms, one publisher each")
 	fs.IntVar(&c.roomsPerClient, "rooms-per-client", 3, "rooms each client subscribes to")
 	fs.Float64Var(&c.rate, "rate", 8, "messages per second per room")
@@ -77,8 +79,8 @@ func parseFlags(args []string) (config, error) {
 	switch {
 	case !strings.HasPrefix(c.url, "http://"):
 		return c, errors.New("-url must be http://host:port")
-	case c.sseClients < 0:
-		return c, errors.New("-sse-clients must not be negative")
+	case c.sseClients < 0 || c.multiClients < 0:
+		return c, errors.New("-sse-clients and -multipart-clients must not be negative")
 	case c.clients < 1 || c.rooms < 1 || c.roomsPerClient < 1 || c.roomsPerClient > c.rooms:
 		return c, errors.New("need -clients >= 1, -rooms >= 1 and 1 <= -rooms-per-client <= -rooms")
 	case c.rate <= 0 || c.rate > 1000:
@@ -189,16 +191,19 @@ func runTest(parent context.Context, cfg config) int {
 	// room has the same number of subscribers when clients is a multiple
 	// of rooms.
 	wsURL := "ws" + strings.TrimPrefix(cfg.url, "http") + "/graphql"
-	clients := make([]*client, cfg.clients+cfg.sseClients)
+	clients := make([]*client, cfg.clients+cfg.sseClients+cfg.multiClients)
 	clientCtx, stopClients := context.WithCancel(ctx)
 	defer stopClients()
 	var clientWG sync.WaitGroup
-	streams := sseHTTP()
+	streams := streamHTTP()
 	defer streams.CloseIdleConnections()
 	for i := range clients {
 		c := &client{n: i, url: wsURL, cfg: cfg, rep: rep, closes: map[string]int{}}
-		if i >= cfg.clients {
-			c.sse, c.url, c.http = true, cfg.url+"/graphql", streams
+		switch {
+		case i >= cfg.clients+cfg.sseClients:
+			c.kind, c.url, c.http = overMultipart, cfg.url+"/graphql", streams
+		case i >= cfg.clients:
+			c.kind, c.url, c.http = overSSE, cfg.url+"/graphql", streams
 		}
 		for j := range cfg.roomsPerClient {
 			r := rooms[(i+j)%len(rooms)]
@@ -434,6 +439,7 @@ func checkCounts(ctx context.Context, cfg config, h *httpClient, rooms []*room, 
 func printSummary(cfg config, start, pubStart time.Time, rooms []*room, clients []*client, rep *report, countsOK bool) {
 	var (
 		deliveries, reconnects int
+		byKind                 [3]int // deliveries by transport
 		closes                 = map[string]int{}
 		maxGap                 time.Duration
 		maxGapWhere            string
@@ -454,6 +460,7 @@ func printSummary(cfg config, start, pubStart time.Time, rooms []*room, clients 
 		for _, s := range c.subs {
 			subsPerRoom[s.room]++
 			deliveries += s.received
+			byKind[c.kind] += s.received
 			if s.maxGap > maxGap {
 				maxGap, maxGapWhere = s.maxGap, fmt.Sprintf("client %d, room %s, before %s", c.n, s.room.label, s.maxGapBefore)
 			}
@@ -476,8 +483,9 @@ func printSummary(cfg config, start, pubStart time.Time, rooms []*room, clients 
 	defer rep.mu.Unlock()
 
 	logf("---- summary (%s in all, %s since publishing started) ----", time.Since(start).Round(100*time.Millisecond), time.Since(pubStart).Round(100*time.Millisecond))
-	logf("events: %d messages posted in %d rooms; %d deliveries to %d clients (%d over WebSocket, %d over event streams; %d subscriptions)",
-		posted, len(rooms), deliveries, len(clients), cfg.clients, cfg.sseClients, len(clients)*cfg.roomsPerClient)
+	logf("events: %d messages posted in %d rooms; %d deliveries to %d clients (%d subscriptions): %d to %d WebSocket clients, %d to %d event-stream clients, %d to %d multipart clients",
+		posted, len(rooms), deliveries, len(clients), len(clients)*cfg.roomsPerClient,
+		byKind[overWebSocket], cfg.clients, byKind[overSSE], cfg.sseClients, byKind[overMultipart], cfg.multiClients)
 	logf("reconnects: %d (%s); longest time a client was without a socket: %s (%s)",
 		reconnects, countsString(closes), maxOutage.Round(time.Millisecond), orNone(maxOutageWhere))
 	logf("posts: %d needed retries; retried attempts by reason: %s", rep.retriedPosts, countsString(rep.postRetries))

@@ -376,6 +376,27 @@ export async function checkDelivery(t, { inbox, postBase, roomId, baseCount, n =
 }
 
 /**
+ * Waits until the inbox has every message of want (msg-*), then a moment
+ * more for a duplicate, and asserts it got exactly want, once each and in
+ * order, each with a cursor of its own, and no error. Returns the events.
+ */
+export async function assertExactly(inbox, want) {
+  const texts = () => inbox.events.filter(isReal).map((e) => e.text);
+  await inbox.waitFor((evs) => want.every((w) => evs.some((e) => e.text === w)), 10_000,
+    () => `all ${want.length} messages (${describeDifference(texts(), want)})`);
+  await sleep(300); // a duplicate would arrive now
+  const errored = inbox.events.filter((e) => e.errors?.length);
+  assert.equal(errored.length, 0, `${inbox.label}: events with errors: ${json(errored)}`);
+  const got = texts();
+  assert.deepEqual(got, want, `${inbox.label}: messages not received exactly once and in order: ${describeDifference(got, want)}`);
+  const real = inbox.events.filter(isReal);
+  const cursors = real.map((e) => e.cursor);
+  assert.ok(cursors.every((c) => typeof c === 'string' && c.length > 0), `${inbox.label}: a message without a cursor: ${json(cursors)}`);
+  assert.equal(new Set(cursors).size, cursors.length, `${inbox.label}: cursors repeat: ${json(cursors)}`);
+  return real;
+}
+
+/**
  * Runs a single-result operation (query or mutation) over a client with the
  * graphql-ws style subscribe(payload, sink) API (graphql-ws, graphql-sse);
  * resolves with every result once the operation completes.

@@ -30,7 +30,8 @@
 // (graphql-ws' default shouldRetry gives up when the socket fails with an
 // error event rather than a close event, e.g. a refused reconnect).
 import { ApolloLink } from '@apollo/client';
-import { Observable } from 'rxjs';
+import { CombinedGraphQLErrors, CombinedProtocolErrors, ServerError } from '@apollo/client/errors';
+import { Observable, tap } from 'rxjs';
 
 /** Whether a list of GraphQL errors says the cursor cannot be resumed from. */
 export const isCursorExpired = (errors) =>
@@ -168,4 +169,54 @@ export function createResumeLink({ onCursorExpired } = {}) {
       };
     });
   });
+}
+
+// ---------------------------------------------------------------------------
+// Apollo Client with only an HttpLink: multipart subscriptions.
+//
+// A multipart stream never resumes by itself. It ends with a transport
+// error part, {"payload":null,"errors":[…]}, when the replica drains
+// (SHUTTING_DOWN) or the stream falls behind (SLOW_CONSUMER), which
+// HttpLink reports as CombinedProtocolErrors; it breaks when the replica or
+// the network dies (a network error); and a new one is refused with 503
+// while a replica drains or is full (ServerError). Apollo Client's
+// RetryLink (4.x) retries a protocol error like a network error, by
+// forwarding the same operation again; HttpLink builds each request from
+// operation.variables (@apollo/client 4.3.8, link/http/BaseHttpLink.js and
+// selectHttpOptionsAndBody.js). So the recipe is two links before
+// HttpLink: createCursorLink records each result's cursor as the
+// operation's `after`, and a RetryLink with shouldResubscribe sends the
+// subscription again, which then resumes from that cursor. The README
+// shows the same code.
+
+/**
+ * A link that gives each subscription a variables object of its own and
+ * records each result's extensions.cursor in it as `after`. Put it before
+ * the RetryLink: every retry then sends the latest cursor.
+ */
+export function createCursorLink() {
+  return new ApolloLink((operation, forward) => {
+    if (operation.operationType !== 'subscription') return forward(operation);
+    // A copy: Apollo keeps the original for its cache keys.
+    const variables = { ...operation.variables };
+    operation.variables = variables;
+    return forward(operation).pipe(tap((result) => {
+      const cursor = result.extensions?.cursor;
+      if (typeof cursor === 'string') variables.after = cursor;
+    }));
+  });
+}
+
+/**
+ * RetryLink's retryIf: subscribe again after anything that ended or
+ * refused the stream but not the subscription: a transport error other
+ * than UNAUTHENTICATED (refresh the token first), a 5xx (a draining or
+ * full replica's 503, a proxy's 502), or the network. Queries and
+ * mutations are left alone: a mutation sent twice may be applied twice.
+ */
+export function shouldResubscribe(error, operation) {
+  if (operation.operationType !== 'subscription') return false;
+  if (CombinedProtocolErrors.is(error)) return !error.errors.some((e) => e.extensions?.code === 'UNAUTHENTICATED');
+  if (ServerError.is(error)) return error.statusCode >= 500;
+  return !CombinedGraphQLErrors.is(error);
 }

@@ -1,0 +1,294 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/heraldhq/herald/auth"
+)
+
+// The WebSocket protocols' state machine, apart from the socket.
+//
+// A socket speaks graphql-transport-ws or the legacy graphql-ws
+// (subscriptions-transport-ws). wsMachine holds one socket's protocol
+// state (connection_init received, acknowledged, keepalive times) and
+// decides what each client message, and each tick of the keeper, means:
+// the frames to send, the close to choose, the operation to start or stop.
+// It never touches the socket. It returns a wsStep, which the socket
+// (wsConn.carryOut) carries out, so both protocols can be tested message
+// by message without one (wsmachine_test.go).
+//
+// The machine sees messages, never deliveries: a subscription's results go
+// from its shared execution to the socket's queue without it, and the
+// writer names their frames for the protocol (typeSegment).
+
+// wsAct is what a step asks the socket to do beyond sending and closing.
+type wsAct uint8
+
+const (
+	actNone wsAct = iota
+	// actAuthenticate: check initPayload's credentials and give the
+	// verdict to answerInit.
+	actAuthenticate
+	// actStart: start operation id with params (limits, execution); an id
+	// in use is answered by idInUse, a refused operation by reject.
+	actStart
+	// actStop: stop operation id if it runs; nothing more is sent for it.
+	actStop
+)
+
+// wsStep is what the protocol decided. The socket carries it out in this
+// order: it notes an acknowledgement (nowAcked), sends the frames, chooses
+// the close, then does act. The zero step does nothing.
+type wsStep struct {
+	frames [2]outItem // the first n are sent; an item without op is connection-level
+	n      int
+
+	close  int    // the close code to choose; 0: the socket stays open
+	reason string // the close frame's reason
+
+	act         wsAct
+	id          string           // actStart, actStop
+	params      operationPayload // actStart
+	initPayload map[string]any   // actAuthenticate
+
+	nowAcked bool // connection_init was just acknowledged: keepalive starts
+}
+
+// send adds a frame to the step.
+func (s *wsStep) send(it outItem) {
+	s.frames[s.n] = it
+	s.n++
+}
+
+func closeStep(code int, reason string) wsStep { return wsStep{close: code, reason: reason} }
+
+func textStep(raw string) wsStep {
+	var s wsStep
+	s.send(textFrame(raw))
+	return s
+}
+
+// textFrame is a connection-level text message: a whole frame without id.
+func textFrame(raw string) outItem { return outItem{kind: frameRaw, raw: raw} }
+
+// wsMachine is the protocol state of one socket. It is part of wsConn (no
+// allocation of its own); its methods return what to do and never block.
+type wsMachine struct {
+	proto protocol
+
+	// Reader-owned.
+	initReceived bool
+
+	// Shared by the reader (receive, answerInit, heard) and the keeper
+	// (tick).
+	acked    atomic.Bool
+	lastSeen atomic.Int64 // unix nanoseconds of the last frame read
+	nextPing atomic.Int64 // unix nanoseconds the next keepalive is due
+	expires  atomic.Int64 // unix nanoseconds the identity's credentials expire; 0: never
+}
+
+// heard notes a frame from the client, whatever it was: a sign of life.
+func (m *wsMachine) heard(now time.Time) { m.lastSeen.Store(now.UnixNano()) }
+
+// receive decides what one text message from the client means. Only the
+// reader calls it, one message at a time.
+func (m *wsMachine) receive(data []byte) wsStep {
+	msg, perr := decodeClientMessage(m.proto, data)
+	if perr != nil {
+		return m.malformed(perr)
+	}
+	switch msg.Type {
+	case msgConnectionInit:
+		return m.onInit(msg.Payload)
+	case msgPing:
+		return textStep(pongFrame(msg.Payload))
+	case msgPong:
+		return wsStep{} // liveness only, which heard has noted
+	case msgSubscribe, msgStart:
+		return m.onSubscribe(msg)
+	case msgComplete, msgStop:
+		return wsStep{act: actStop, id: msg.ID}
+	case msgConnectionTerminate:
+		return closeStep(closeNormal, "")
+	}
+	return wsStep{} // decodeClientMessage lets no other type through
+}
+
+// malformed answers a message that breaks the protocol: 4400, except that
+// subscriptions-transport-ws answers a frame that is not JSON at all with
+// connection_error carrying the parser's complaint and keeps the socket
+// open; its clients expect no more than that.
+func (m *wsMachine) malformed(perr *protocolError) wsStep {
+	if perr.notJSON != "" && m.proto == legacyWS {
+		return textStep(connectionErrorFrame("Invalid message: not JSON: " + perr.notJSON))
+	}
+	return closeStep(closeBadRequest, perr.msg)
+}
+
+// receiveBinary answers a binary message: neither protocol has any.
+func (m *wsMachine) receiveBinary() wsStep {
+	return closeStep(closeBadRequest, "Invalid message: binary frames are not supported")
+}
+
+// keepalive is receive for the exact ping and pong messages clients send,
+// the only traffic of an idle socket, without the JSON decoder: with tens
+// of thousands of sockets pinged every interval, decoding them would be
+// most of what idle sockets cost in CPU. reply is the frame to send ("":
+// none); handled is false for any other message, which goes to receive.
+func (m *wsMachine) keepalive(data []byte) (reply string, handled bool) {
+	if m.proto != transportWS {
+		return "", false
+	}
+	switch string(data) { // compiled without allocating
+	case framePong:
+		return "", true // liveness only, which heard has noted
+	case framePing:
+		return framePong, true
+	}
+	return "", false
+}
+
+func (m *wsMachine) onInit(payload json.RawMessage) wsStep {
+	if m.initReceived {
+		return closeStep(closeTooManyInits, "Too many initialisation requests")
+	}
+	m.initReceived = true
+	init, perr := decodeInitPayload(payload)
+	if perr != nil {
+		return closeStep(closeBadRequest, perr.msg)
+	}
+	return wsStep{act: actAuthenticate, initPayload: init}
+}
+
+// initVerdict is what the socket made of connection_init's credentials.
+type initVerdict struct {
+	// err is nil when they are accepted (with an identity or anonymous),
+	// wraps auth.ErrInvalidCredentials when they are refused, and is any
+	// other error when they could not be checked.
+	err error
+	// expires is when accepted credentials stop being valid; zero: never.
+	expires time.Time
+}
+
+// answerInit answers connection_init once its credentials are judged, at
+// now: the acknowledgement, which starts keepalive, or the close that
+// refuses the connection.
+func (m *wsMachine) answerInit(v initVerdict, now time.Time, cfg *wsConfig) wsStep {
+	switch {
+	case errors.Is(v.err, auth.ErrInvalidCredentials):
+		var s wsStep
+		if m.proto == legacyWS {
+			// subscriptions-transport-ws reports connection_error to
+			// the application; it does not read close reasons.
+			s.send(textFrame(connectionErrorFrame(v.err.Error())))
+		}
+		s.close, s.reason = closeForbidden, "Forbidden: "+clipReason(v.err.Error())
+		return s
+	case v.err != nil:
+		return closeStep(closeInternalError, "authentication is unavailable; try again later")
+	case !v.expires.IsZero() && !v.expires.After(now):
+		return closeStep(closeForbidden, "Forbidden: the token has expired")
+	}
+	if !v.expires.IsZero() {
+		m.expires.Store(v.expires.UnixNano())
+	}
+	// nextPing before acked: the keeper reads it once acked is set.
+	m.nextPing.Store(now.Add(cfg.pingInterval).UnixNano())
+	m.acked.Store(true)
+	s := wsStep{nowAcked: true}
+	s.send(textFrame(frameAck))
+	if m.proto == legacyWS {
+		s.send(textFrame(frameKA)) // legacy clients expect ka right after the ack
+	}
+	return s
+}
+
+func (m *wsMachine) onSubscribe(msg clientMessage) wsStep {
+	if !m.acked.Load() {
+		return closeStep(closeUnauthorized, "Unauthorized")
+	}
+	params, perr := decodeOperation(msg.Payload)
+	if perr != nil {
+		return closeStep(closeBadRequest, perr.msg)
+	}
+	return wsStep{act: actStart, id: msg.ID, params: params}
+}
+
+// idInUse answers a subscribe (legacy: start) whose id names an operation
+// that is still open, idJSON being the id as a JSON string.
+// graphql-transport-ws closes the socket with 4409. The legacy protocol
+// sends an error for the id and leaves the socket and the running
+// operation alone; the error goes out under an operation of its own, as
+// an error is an id's last frame and would silence the running one.
+func (m *wsMachine) idInUse(id, idJSON string) wsStep {
+	if m.proto == transportWS {
+		return closeStep(closeSubscriberExists, "Subscriber for "+clipReason(id)+" already exists")
+	}
+	body, _ := json.Marshal(map[string]string{"message": "operation id " + id + " is already in use"})
+	var s wsStep
+	s.send(outItem{kind: frameError, op: &operation{idJSON: idJSON}, raw: string(body)})
+	return s
+}
+
+// reject answers an operation that failed before it ran (parse,
+// validation, limits): graphql-transport-ws sends error and no complete;
+// the legacy protocol sends the errors as data, then complete, as
+// subscriptions-transport-ws did.
+func (m *wsMachine) reject(op *operation, resp *graphql.Response) wsStep {
+	var s wsStep
+	if m.proto == transportWS {
+		errs, _ := json.Marshal(resp.Errors)
+		s.send(outItem{kind: frameError, op: op, raw: string(errs)})
+		return s
+	}
+	s.send(outItem{kind: frameNext, op: op, data: &payload{bytes: encodeResponse(resp)}})
+	s.send(outItem{kind: frameComplete, op: op})
+	return s
+}
+
+// tick enforces the init timeout, the credentials' expiry and keepalive
+// at now, for a socket opened at opened. The keeper calls it for every
+// socket on each of its ticks, so it allocates nothing.
+func (m *wsMachine) tick(now, opened time.Time, cfg *wsConfig) wsStep {
+	if !m.acked.Load() {
+		if now.Sub(opened) >= cfg.initTimeout {
+			return closeStep(closeInitTimeout, "Connection initialisation timeout")
+		}
+		return wsStep{}
+	}
+	if exp := m.expires.Load(); exp != 0 && now.UnixNano() >= exp {
+		return closeStep(closeForbidden, "Forbidden: the token has expired; reconnect with a fresh one")
+	}
+	if now.Sub(time.Unix(0, m.lastSeen.Load())) > cfg.pingInterval+cfg.pongTimeout {
+		return closeStep(closeGoingAway, "keepalive timeout: nothing received from the client")
+	}
+	if now.UnixNano() < m.nextPing.Load() {
+		return wsStep{}
+	}
+	m.nextPing.Store(now.Add(cfg.pingInterval).UnixNano())
+	if m.proto == transportWS {
+		return textStep(framePing)
+	}
+	s := textStep(frameKA)
+	s.send(outItem{kind: framePingCtl}) // legacy has no pong message; the WebSocket pong proves liveness
+	return s
+}
+
+// pongFrame answers a ping, echoing its payload as the graphql-ws
+// reference server does.
+func pongFrame(payload json.RawMessage) string {
+	if payload == nil {
+		return framePong
+	}
+	return `{"type":"pong","payload":` + string(payload) + `}`
+}
+
+func connectionErrorFrame(msg string) string {
+	body, _ := json.Marshal(map[string]any{"type": msgConnectionError, "payload": map[string]string{"message": msg}})
+	return string(body)
+}
