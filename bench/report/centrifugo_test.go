@@ -40,7 +40,7 @@ func TestRenderCentrifugo(t *testing.T) {
 			want: []string{
 				"S1–S5 also run Centrifugo",
 				"## Centrifugo, the third peer",
-				"(`centrifugo`; here `Centrifugo v6.9.1 (Go version: go1.26.8)`)",
+				"this one says `Centrifugo v6.9.1 (Go version: go1.26.8)`",
 				"**Centrifugo runs no GraphQL execution.**",
 				"**Centrifugo holds no store on publish.**",
 				"`" + centrifugoCommand + "`",
@@ -63,7 +63,7 @@ func TestRenderCentrifugo(t *testing.T) {
 				"S5-herald.json": idleCostRun(9.4, 3.2, true),
 			},
 			want: []string{
-				"here `version not recorded`",
+				"this one says `version not recorded`",
 				"| 1.33× | **no** |",
 				"| 0.75× | **no** |",
 				"(after the 20 s idle; Centrifugo: 31.0 KiB, Herald's 0.34× that, its run failed) | 10.5 KiB | **no** |",
