@@ -213,10 +213,11 @@ type Report struct {
 	// CloseCodes counts close frames received from the server, by code,
 	// including the 1000 answering our own close at the end.
 	CloseCodes map[string]int `json:"close_codes"`
-	// PingsAnswered counts graphql-transport-ws pings answered with pong;
-	// KeepAlives counts legacy ka frames received, and on HTTP streams
-	// comment lines (SSE: the keepalive, and the comment a stream opens
-	// with) and heartbeat parts (multipart).
+	// PingsAnswered counts graphql-transport-ws pings answered with pong
+	// and Centrifugo's {} pings answered with {}; KeepAlives counts legacy
+	// ka frames received, Centrifugo pings that its connect reply said not
+	// to answer, and on HTTP streams comment lines (SSE: the keepalive,
+	// and the comment a stream opens with) and heartbeat parts (multipart).
 	PingsAnswered int64         `json:"pings_answered"`
 	KeepAlives    int64         `json:"keepalives_received"`
 	Server        *ServerReport `json:"server,omitempty"`
