@@ -64,7 +64,7 @@ func run(ctx context.Context, addr, dataDir string, logger *slog.Logger) error {
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = g.stop(stopCtx, hs)
+	err = g.stop(stopCtx, hs.Shutdown)
 	if serveErr == nil {
 		serveErr = <-served // at once: Shutdown has closed the listener
 	}
@@ -123,15 +123,16 @@ func (g *gateway) readiness(ctx context.Context) []server.Check {
 	return []server.Check{logCheck, {Name: "library", OK: g.lib.Ready()}}
 }
 
-// stop closes every socket and stream (1001) and stops the executions, then
-// the HTTP server hs (if any), the library and the event log, in that order.
-func (g *gateway) stop(ctx context.Context, hs *http.Server) error {
+// stop closes every socket and stream (1001) and stops the executions,
+// then stops HTTP with closeHTTP (if any), then the library and the event
+// log, in that order.
+func (g *gateway) stop(ctx context.Context, closeHTTP func(context.Context) error) error {
 	var errs []error
 	if g.server != nil {
 		errs = append(errs, g.server.Shutdown(ctx))
 	}
-	if hs != nil {
-		errs = append(errs, hs.Shutdown(ctx))
+	if closeHTTP != nil {
+		errs = append(errs, closeHTTP(ctx))
 	}
 	g.stopLib()
 	<-g.libDone

@@ -13,6 +13,11 @@ func (l *Library) Ready() bool {
 	return l.ready
 }
 
+// WaitReady waits until the library has been read from the log, or ctx
+// ends. Queries answer from what is read so far; commands and watchers
+// wait by themselves.
+func (l *Library) WaitReady(ctx context.Context) error { return l.waitApplied(ctx, 0) }
+
 // Author returns the author with id, if there is one.
 func (l *Library) Author(id string) (Author, bool) {
 	l.mu.Lock()
