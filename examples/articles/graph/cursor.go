@@ -36,9 +36,12 @@ func (r *Resolver) decodeCursor(cursor *string) (*uint64, error) {
 }
 
 func parseCursor(s string) (epoch int64, seq uint64, err error) {
+	if len(s) > 64 {
+		return 0, 0, fmt.Errorf("too long")
+	}
 	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(s) > 64 {
-		return 0, 0, fmt.Errorf("not a cursor of this server")
+	if err != nil {
+		return 0, 0, fmt.Errorf("not base64url")
 	}
 	rest, ok := strings.CutPrefix(string(raw), cursorPrefix)
 	epochPart, seqPart, ok2 := strings.Cut(rest, ":")

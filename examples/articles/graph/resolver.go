@@ -1,10 +1,10 @@
 // Package graph is the articles example's executable schema: the code
-// gqlgen generates from ../schema.graphqls (generated.go, model/) and these
-// hand-written resolvers, which turn GraphQL arguments into library calls
-// and give every subscription event its cursor.
+// gqlgen generates from ../schema.graphqls (generated.go, model/; run
+// ../check-generated.sh, or `go tool gqlgen generate --config gqlgen.yml`
+// in examples/articles) and these hand-written resolvers, which turn
+// GraphQL arguments into library calls and give every subscription event
+// its cursor.
 package graph
-
-//go:generate go tool gqlgen generate --config ../gqlgen.yml
 
 import (
 	"context"
