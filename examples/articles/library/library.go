@@ -79,6 +79,9 @@ func (l *Library) Run(ctx context.Context) error {
 		return fmt.Errorf("follow the library's live entries: %w", err)
 	}
 	stale, retry := true, (<-chan time.Time)(nil)
+	// In a NATS cluster the live subscription reaches the stream's leader a
+	// moment after Add: one more read catches what was stored meanwhile.
+	recheck := time.After(time.Second)
 	for {
 		if stale && retry == nil {
 			if err := l.read(ctx); err != nil {
@@ -100,6 +103,8 @@ func (l *Library) Run(ctx context.Context) error {
 			l.live.TakeLost()
 			stale = true
 		case <-l.stale:
+			stale = true
+		case <-recheck:
 			stale = true
 		case <-retry:
 			retry = nil
