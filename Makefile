@@ -25,7 +25,7 @@ unit:
 
 # Tests that measure goroutine stacks, which the race detector enlarges.
 unit-norace:
-	$(GO) test -count=1 -run 'TestIdleSocketStack' ./server
+	$(GO) test -count=1 -run 'TestIdleSocketStack|TestIdleStreamCost' ./server
 
 # Each fuzz target (both WebSocket decoders, the HTTP request decoder, the
 # cursor decoder) briefly, from its committed seed corpus; FUZZTIME=1m for longer.

@@ -44,6 +44,7 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 		sessions: ss,
 		execs:    execs,
 		metrics:  m,
+		keeper:   ws.keeper,
 	}
 	sse := &sseTransport{httpStreams: &streams, maxBodyBytes: opts.MaxBodyBytes}
 	multipartStreams := streams

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -63,6 +64,7 @@ type httpStreams struct {
 	sessions *sessions
 	execs    *sharedExecutions
 	metrics  *metrics
+	keeper   *keeper // keeps parked streams alive (see parkedStream); nil: streams are not parked
 }
 
 // admit counts a stream about to open toward --max-connections, or
@@ -96,11 +98,13 @@ func (t *httpStreams) open(w http.ResponseWriter, r *http.Request, f streamForma
 
 // newStream makes the stream of an admitted request, not yet started.
 func (t *httpStreams) newStream(w http.ResponseWriter, r *http.Request, f streamFormat) *httpStream {
+	rc := http.NewResponseController(w)
 	return &httpStream{
 		t:       t,
 		f:       f,
 		w:       w,
-		rc:      http.NewResponseController(w),
+		rc:      rc,
+		out:     responseWriter{w: w, rc: rc},
 		r:       r,
 		created: time.Now(),
 		wake:    make(chan struct{}, 1),
@@ -125,14 +129,17 @@ func (t *httpStreams) start(st *httpStream) {
 }
 
 // httpStream is one streamed HTTP response: the request's goroutine writes
-// it, and executions hand it results through a bounded queue, so a slow
-// client holds up no one else.
+// it (or, once a subscription's stream is parked, a writer goroutine that
+// runs while something is due), and executions hand it results through a
+// bounded queue, so a slow client holds up no one else.
 type httpStream struct {
 	t       *httpStreams
 	f       streamFormat
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	r       *http.Request
+	w       http.ResponseWriter      // nil once parked
+	rc      *http.ResponseController // nil once parked
+	r       *http.Request            // nil once parked
+	out     streamWriter             // the response, or the parked stream's connection
+	parked  atomic.Pointer[parkedStream]
 	created time.Time
 	op      *operation // the subscription, once joined
 	ops     *streamOps // the operations of a single-connection-mode stream; nil otherwise
@@ -173,6 +180,9 @@ func (st *httpStream) single(resp *graphql.Response) {
 func (st *httpStream) subscribe(ctx context.Context, exec graphql.GraphExecutor, params *graphql.RawParams, opCtx *graphql.OperationContext) {
 	st.op = &operation{sub: st}
 	st.t.execs.join(st.op, ctx, exec, params, opCtx, st.t.cfg.viewerDirective, st.t.cfg.resumeArgument)
+	if st.park(ctx) {
+		return
+	}
 	st.loop(ctx)
 }
 
@@ -263,11 +273,11 @@ func (st *httpStream) write(batch []streamItem, end bool) bool {
 	if len(batch) == 0 && !end {
 		return true
 	}
-	_ = st.rc.SetWriteDeadline(time.Now().Add(st.t.cfg.writeTimeout))
+	_ = st.out.SetWriteDeadline(time.Now().Add(st.t.cfg.writeTimeout))
 	var err error
 	for _, it := range batch {
 		if it.p == nil {
-			_, err = st.w.Write(st.f.appendEnd(nil, it.op, nil))
+			_, err = st.out.Write(st.f.appendEnd(nil, it.op, nil))
 		} else {
 			err = st.writeNext(it)
 		}
@@ -276,10 +286,10 @@ func (st *httpStream) write(batch []streamItem, end bool) bool {
 		}
 	}
 	if err == nil && end {
-		_, err = st.w.Write(st.f.appendEnd(nil, st.op, nil))
+		_, err = st.out.Write(st.f.appendEnd(nil, st.op, nil))
 	}
 	if err == nil {
-		err = st.rc.Flush()
+		err = st.out.Flush()
 	}
 	return err == nil
 }
@@ -288,7 +298,7 @@ func (st *httpStream) write(batch []streamItem, end bool) bool {
 func (st *httpStream) writeNext(it streamItem) error {
 	p := it.p
 	buf := make([]byte, 0, len(p.bytes)+len(p.cursor)+64)
-	if _, err := st.w.Write(st.f.appendNext(buf, it.op, p)); err != nil {
+	if _, err := st.out.Write(st.f.appendNext(buf, it.op, p)); err != nil {
 		return err
 	}
 	if it.event {
@@ -306,15 +316,23 @@ func (st *httpStream) writeAndFlush(b []byte) bool {
 	if len(b) == 0 {
 		return true
 	}
-	_ = st.rc.SetWriteDeadline(time.Now().Add(st.t.cfg.writeTimeout))
-	if _, err := st.w.Write(b); err != nil {
+	_ = st.out.SetWriteDeadline(time.Now().Add(st.t.cfg.writeTimeout))
+	if _, err := st.out.Write(b); err != nil {
 		return false
 	}
-	return st.rc.Flush() == nil
+	return st.out.Flush() == nil
 }
 
-// close releases everything the stream holds, once its request is over.
+// close releases everything the stream holds, once its request is over;
+// a parked stream outlives its request and releases it when it ends.
 func (st *httpStream) close() {
+	if st.parked.Load() == nil {
+		st.release()
+	}
+}
+
+// release releases everything the stream holds.
+func (st *httpStream) release() {
 	if st.op != nil {
 		st.op.finished.Store(true)
 		st.t.execs.leave(st.op)
@@ -328,8 +346,12 @@ func (st *httpStream) close() {
 	st.t.sessions.done()
 }
 
-// signal wakes the stream's goroutine.
+// signal wakes the stream's goroutine, or a parked stream's writer.
 func (st *httpStream) signal() {
+	if ps := st.parked.Load(); ps != nil {
+		ps.kick()
+		return
+	}
 	select {
 	case st.wake <- struct{}{}:
 	default:
@@ -391,8 +413,21 @@ func (st *httpStream) tooSlow(_ *operation, reason string) {
 // The stream as a session (see sessions).
 
 func (st *httpStream) openedAt() time.Time { return st.created }
-func (st *httpStream) goAway()             { st.awayOnce.Do(func() { close(st.away) }) }
-func (st *httpStream) drop()               { st.cutOnce.Do(func() { close(st.cut) }) }
+
+func (st *httpStream) goAway() {
+	st.awayOnce.Do(func() { close(st.away) })
+	if ps := st.parked.Load(); ps != nil {
+		ps.kick()
+	}
+}
+
+func (st *httpStream) drop() {
+	st.cutOnce.Do(func() { close(st.cut) })
+	if ps := st.parked.Load(); ps != nil {
+		_ = ps.conn.Close()
+	}
+}
+
 func (st *httpStream) ended() bool {
 	select {
 	case <-st.done:

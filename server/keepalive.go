@@ -18,6 +18,7 @@ type keeper struct {
 	mu      sync.Mutex
 	pending map[*wsConn]struct{} // no connection_ack yet
 	live    map[*wsConn]struct{}
+	streams map[*parkedStream]struct{} // HTTP streams served without their request's goroutine
 }
 
 func newKeeper(cfg wsConfig) *keeper {
@@ -28,6 +29,7 @@ func newKeeper(cfg wsConfig) *keeper {
 		aliveTick: clampTick(min(cfg.pingInterval, cfg.pongTimeout)/10, time.Second),
 		pending:   make(map[*wsConn]struct{}),
 		live:      make(map[*wsConn]struct{}),
+		streams:   make(map[*parkedStream]struct{}),
 	}
 }
 
@@ -58,11 +60,25 @@ func (k *keeper) remove(c *wsConn) {
 	delete(k.live, c)
 }
 
-// run checks the sockets until ctx is done.
+func (k *keeper) addStream(ps *parkedStream) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.streams[ps] = struct{}{}
+}
+
+func (k *keeper) removeStream(ps *parkedStream) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.streams, ps)
+}
+
+// run checks the sockets (and parked streams, as often as acknowledged
+// sockets) until ctx is done.
 func (k *keeper) run(ctx context.Context) {
 	t := time.NewTicker(min(k.initTick, k.aliveTick))
 	defer t.Stop()
 	var batch []*wsConn
+	var streams []*parkedStream
 	nextAlive := time.Now().Add(k.aliveTick)
 	for {
 		select {
@@ -70,16 +86,32 @@ func (k *keeper) run(ctx context.Context) {
 			return
 		case now := <-t.C:
 			batch = k.snapshot(batch[:0], k.pending)
+			streams = streams[:0]
 			if !now.Before(nextAlive) {
 				batch = k.snapshot(batch, k.live)
+				streams = k.snapshotStreams(streams)
 				nextAlive = now.Add(k.aliveTick)
 			}
 			for _, c := range batch {
 				c.checkTimers(now)
 			}
+			for _, ps := range streams {
+				ps.checkTimers(now)
+			}
 			clear(batch)
+			clear(streams)
 		}
 	}
+}
+
+// snapshotStreams appends the parked streams, as snapshot does sockets.
+func (k *keeper) snapshotStreams(batch []*parkedStream) []*parkedStream {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for ps := range k.streams {
+		batch = append(batch, ps)
+	}
+	return batch
 }
 
 // snapshot appends the sockets of set, so they are checked without the

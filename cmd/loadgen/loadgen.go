@@ -38,11 +38,18 @@ type Config struct {
 	// URL is the GraphQL HTTP endpoint, e.g. http://127.0.0.1:8080/graphql;
 	// the WebSocket URL is the same with ws:// (or wss://).
 	URL string
-	// Protocol is "transport" (graphql-transport-ws), "legacy" (graphql-ws)
-	// or "both" (even connections transport, odd ones legacy).
+	// Transport is how subscribers subscribe: "ws" (WebSockets, the
+	// default), "sse" (graphql-sse's distinct connections mode: one POST
+	// answered with an event stream per subscription) or "multipart"
+	// (Apollo's multipart HTTP subscriptions: one POST per subscription).
+	Transport string
+	// Protocol is, for WebSockets, "transport" (graphql-transport-ws),
+	// "legacy" (graphql-ws) or "both" (even connections transport, odd
+	// ones legacy).
 	Protocol string
-	// Connections is the number of WebSockets; SubsPerConn subscriptions
-	// each, to Rooms rooms round-robin.
+	// Connections is the number of WebSockets (or HTTP streams);
+	// SubsPerConn subscriptions each, to Rooms rooms round-robin. An HTTP
+	// stream carries exactly one subscription.
 	Connections int
 	SubsPerConn int
 	Rooms       int
@@ -105,6 +112,9 @@ type Config struct {
 }
 
 func (c Config) withDefaults() (Config, error) {
+	if c.Transport == "" {
+		c.Transport = transportWS
+	}
 	if c.Protocol == "" {
 		c.Protocol = "both"
 	}
@@ -160,11 +170,7 @@ func (c Config) withDefaults() (Config, error) {
 			break
 		}
 	}
-	switch c.Protocol {
-	case "transport", "legacy", "both":
-	default:
-		problems = append(problems, fmt.Sprintf("protocol %q: want transport, legacy or both", c.Protocol))
-	}
+	problems = append(problems, c.transportProblems()...)
 	if c.Connections < 1 {
 		problems = append(problems, "connections must be at least 1")
 	}
@@ -204,7 +210,9 @@ type Report struct {
 	// including the 1000 answering our own close at the end.
 	CloseCodes map[string]int `json:"close_codes"`
 	// PingsAnswered counts graphql-transport-ws pings answered with pong;
-	// KeepAlives counts legacy ka frames received.
+	// KeepAlives counts legacy ka frames received, and on HTTP streams
+	// comment lines (SSE: the keepalive, and the comment a stream opens
+	// with) and heartbeat parts (multipart).
 	PingsAnswered int64         `json:"pings_answered"`
 	KeepAlives    int64         `json:"keepalives_received"`
 	Server        *ServerReport `json:"server,omitempty"`
@@ -214,6 +222,7 @@ type Report struct {
 
 type ConfigReport struct {
 	URL             string   `json:"url"`
+	Transport       string   `json:"transport"`
 	Protocol        string   `json:"protocol"`
 	Connections     int      `json:"connections"`
 	SubsPerConn     int      `json:"subs_per_conn"`
@@ -334,10 +343,13 @@ type sub struct {
 	dead      atomic.Bool // error or complete received
 }
 
+// conn is one subscriber connection: a WebSocket, or an HTTP stream
+// carrying one subscription.
 type conn struct {
 	idx     int
-	proto   string
-	ws      *websocket.Conn
+	proto   string          // the WebSocket subprotocol, or the stream transport
+	ws      *websocket.Conn // nil for an HTTP stream
+	stream  net.Conn        // an HTTP stream's connection; nil for a WebSocket
 	subs    []*sub
 	wmu     sync.Mutex
 	closing atomic.Bool
@@ -680,12 +692,38 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
+// transportProblems checks Transport and what it allows.
+func (c Config) transportProblems() []string {
+	switch c.Transport {
+	case transportWS:
+		switch c.Protocol {
+		case "transport", "legacy", "both":
+			return nil
+		}
+		return []string{fmt.Sprintf("protocol %q: want transport, legacy or both", c.Protocol)}
+	case transportSSE, transportMultipart:
+		var problems []string
+		if c.SubsPerConn != 1 {
+			problems = append(problems, fmt.Sprintf("%d subscriptions per connection: an %s stream carries one", c.SubsPerConn, c.Transport))
+		}
+		if u, err := url.Parse(c.URL); err == nil && u.Scheme != "http" {
+			problems = append(problems, fmt.Sprintf("url %q: %s streams are opened over plain http only", c.URL, c.Transport))
+		}
+		return problems
+	}
+	return []string{fmt.Sprintf("transport %q: want ws, sse or multipart", c.Transport)}
+}
+
 func (c Config) report() ConfigReport {
 	srcs := make([]string, len(c.Sources))
 	for i, s := range c.Sources {
 		srcs[i] = s.String()
 	}
-	return ConfigReport{URL: c.URL, Protocol: c.Protocol, Connections: c.Connections, SubsPerConn: c.SubsPerConn,
+	protocol := c.Protocol
+	if c.Transport != transportWS {
+		protocol = c.Transport
+	}
+	return ConfigReport{URL: c.URL, Transport: c.Transport, Protocol: protocol, Connections: c.Connections, SubsPerConn: c.SubsPerConn,
 		Rooms: c.Rooms, RoomPrefix: c.RoomPrefix, RoomIDs: len(c.RoomIDs), PublishURL: c.PublishURL, Sources: srcs, Query: c.Query, Events: c.Events, Rate: c.Rate,
 		Inflight: c.Inflight, IdleSec: c.Idle.Seconds(), ServerPID: c.ServerPID, RequireZeroLoss: c.RequireZeroLoss,
 		ClockTicks: procstat.ClockTicks()}
@@ -794,17 +832,31 @@ func (r *run) connectAll(ctx context.Context) {
 	wg.Wait()
 }
 
+// connect opens connection i and subscribes on it.
 func (r *run) connect(ctx context.Context, i int) (*conn, error) {
-	proto := protoTransport
-	if r.cfg.Protocol == "legacy" || (r.cfg.Protocol == "both" && i%2 == 1) {
-		proto = protoLegacy
+	if r.cfg.Transport != transportWS {
+		return r.openStream(ctx, i)
 	}
+	return r.connectWS(ctx, i)
+}
+
+// dialer dials connection i from its source address, if any.
+func (r *run) dialer(i int) *net.Dialer {
 	nd := &net.Dialer{Timeout: r.cfg.HandshakeTimeout}
 	if len(r.cfg.Sources) > 0 {
 		nd.LocalAddr = &net.TCPAddr{IP: r.cfg.Sources[i%len(r.cfg.Sources)]}
 	}
+	return nd
+}
+
+// connectWS opens WebSocket i and starts its subscriptions.
+func (r *run) connectWS(ctx context.Context, i int) (*conn, error) {
+	proto := protoTransport
+	if r.cfg.Protocol == "legacy" || (r.cfg.Protocol == "both" && i%2 == 1) {
+		proto = protoLegacy
+	}
 	d := websocket.Dialer{
-		NetDialContext:   nd.DialContext,
+		NetDialContext:   r.dialer(i).DialContext,
 		Subprotocols:     []string{proto},
 		HandshakeTimeout: r.cfg.HandshakeTimeout,
 		ReadBufferSize:   1024,
@@ -999,14 +1051,20 @@ func (r *run) subEnded(c *conn, id, category string, msg []byte) {
 	r.errorf(category, "conn %d (%s) sub %s: %.300s", c.idx, c.proto, id, msg)
 }
 
-// next handles a result: text "lg|<room>|<seq>|<sendUnixNano>" is a
-// measured event, "probe|<room>|<round>" a liveness probe.
+// next handles a result of the subscription id on a WebSocket.
 func (r *run) next(c *conn, id string, msg []byte, now time.Time) {
 	s := c.sub(id)
 	if s == nil {
 		r.errorf("unknown-id", "conn %d: %.200s", c.idx, msg)
 		return
 	}
+	r.result(c, s, msg, now)
+}
+
+// result handles a result of s, msg holding it (and maybe its envelope):
+// text "lg|<room>|<seq>|<sendUnixNano>" is a measured event,
+// "probe|<room>|<round>" a liveness probe. msg is not kept.
+func (r *run) result(c *conn, s *sub, msg []byte, now time.Time) {
 	if i := bytes.Index(msg, markerLG); i >= 0 {
 		room, seq, sent, ok := parseEventText(msg[i+len(markerLG):])
 		if !ok {
@@ -1215,7 +1273,9 @@ func (r *run) drain(ctx context.Context, expected int64, exact bool) bool {
 	return r.delivered.Load() >= expected && exact
 }
 
-// closeAll closes every connection with 1000 and waits for the readers.
+// closeAll closes every WebSocket with 1000 and every HTTP stream (as a
+// client that is done with it does: it closes the connection), and waits
+// for the readers.
 func (r *run) closeAll() {
 	var wg sync.WaitGroup
 	next := make(chan *conn)
@@ -1223,6 +1283,10 @@ func (r *run) closeAll() {
 		wg.Go(func() {
 			for c := range next {
 				c.closing.Store(true)
+				if c.stream != nil {
+					_ = c.stream.Close()
+					continue
+				}
 				_ = c.ws.WriteControl(websocket.CloseMessage,
 					websocket.FormatCloseMessage(websocket.CloseNormalClosure, "loadgen done"), time.Now().Add(time.Second))
 			}
@@ -1244,7 +1308,9 @@ func (r *run) closeAll() {
 		case <-c.done:
 		case <-time.After(time.Until(deadline)):
 		}
-		_ = c.ws.Close()
+		if c.ws != nil {
+			_ = c.ws.Close()
+		}
 		<-c.done
 	}
 }

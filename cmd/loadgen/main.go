@@ -1,11 +1,14 @@
-// Command loadgen drives a Herald server with WebSocket subscribers and
-// HTTP publishers and reports deliveries/s, latency, loss/duplication/
-// reordering and, given --server-pid, the server's memory and CPU.
+// Command loadgen drives a Herald server with WebSocket (or HTTP stream)
+// subscribers and HTTP publishers and reports deliveries/s, latency,
+// loss/duplication/reordering and, given --server-pid, the server's memory
+// and CPU.
 //
 // A run: create --rooms rooms (HTTP createRoom), or take the existing
 // rooms listed in --room-ids; open --connections WebSockets (both
 // subprotocols with --protocol both, bound round-robin to the --sources
-// addresses), each with --subs subscriptions to the rooms round-robin;
+// addresses), each with --subs subscriptions to the rooms round-robin
+// (with --transport sse or multipart, --connections HTTP streams instead,
+// each a POST carrying one subscription, bound to the sources alike);
 // post probe messages until every subscription has seen one (so all are
 // live; probes are not counted); then either publish --events
 // messages (round-robin over rooms, at --rate per second or as fast as
@@ -17,10 +20,11 @@
 // WebSockets are on (rooms are created at --url); --started-file tells other tools (bench/seed
 // rate's --wait-file) when the publish or idle phase starts.
 //
-// Scale: each WebSocket is one file descriptor, so one process holds up
-// to about 19,000 connections under a 20,000 open-file limit (Go raises
-// the soft limit to the hard one at start). Readers use one goroutine per
-// connection and 1 KiB read/write buffers. Beyond one process, run several
+// Scale: each WebSocket (or stream) is one file descriptor, so one process
+// holds up to about 19,000 connections under a 20,000 open-file limit (Go
+// raises the soft limit to the hard one at start). Readers use one
+// goroutine per connection and 1 KiB read/write buffers (a stream: two
+// 4 KiB read buffers, one for the HTTP framing and one for its lines). Beyond one process, run several
 // loadgens with distinct --room-prefix and --user-prefix and add up their
 // JSON reports (each process publishes to and measures its own rooms).
 //
@@ -60,9 +64,10 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	var sources, rate, jsonPath, roomIDs string
 	var quiet bool
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080/graphql", "Herald's GraphQL endpoint (WebSockets use the same URL with ws://)")
-	fs.StringVar(&cfg.Protocol, "protocol", "both", "transport (graphql-transport-ws), legacy (graphql-ws) or both (alternating)")
-	fs.IntVar(&cfg.Connections, "connections", 100, "WebSocket connections")
-	fs.IntVar(&cfg.SubsPerConn, "subs", 1, "subscriptions per connection")
+	fs.StringVar(&cfg.Transport, "transport", transportWS, "how subscribers subscribe: ws (WebSockets), sse (graphql-sse event streams) or multipart (Apollo's multipart subscriptions); each HTTP stream is one POST carrying one subscription")
+	fs.StringVar(&cfg.Protocol, "protocol", "both", "WebSocket subprotocol: transport (graphql-transport-ws), legacy (graphql-ws) or both (alternating)")
+	fs.IntVar(&cfg.Connections, "connections", 100, "WebSocket connections (or HTTP streams)")
+	fs.IntVar(&cfg.SubsPerConn, "subs", 1, "subscriptions per WebSocket (an HTTP stream carries one)")
 	fs.IntVar(&cfg.Rooms, "rooms", 10, "rooms, created at start; subscriptions and events go round-robin over them")
 	fs.StringVar(&roomIDs, "room-ids", "", "file of existing room ids, one a line, to use instead of creating rooms (--rooms is then their number)")
 	fs.StringVar(&cfg.PublishURL, "publish-url", "", "send the posts (probes, events) here instead of --url, e.g. another replica; rooms are still created at --url (default --url)")
@@ -211,7 +216,7 @@ func writeSummary(w io.Writer, r *Report) {
 		verdict = "FAIL"
 	}
 	c := r.Config
-	p("loadgen %s (%s mode): %d connections (%s) x %d subs, %d rooms", verdict, r.Mode, c.Connections, c.Protocol, c.SubsPerConn, c.Rooms)
+	p("loadgen %s (%s mode): %d %s (%s) x %d subs, %d rooms", verdict, r.Mode, c.Connections, connectionsOf(c.Transport), c.Protocol, c.SubsPerConn, c.Rooms)
 	rooms := fmt.Sprintf("%d rooms", r.Setup.RoomsCreated)
 	if c.RoomIDs > 0 {
 		rooms = fmt.Sprintf("%d rooms given", c.RoomIDs)
@@ -260,7 +265,7 @@ func writeSummary(w io.Writer, r *Report) {
 	}
 	p("  loadgen:     CPU %.3fs total, %.3fs setup, %.3fs publish (%.4fs per 1,000 deliveries); peak RSS %d kB",
 		r.Self.CPUSecTotal, r.Self.CPUSecSetup, r.Self.CPUSecPublish, r.Self.CPUSecPer1000Delivered, r.Self.MaxRSSKB)
-	p("  keepalive:   %d pings answered, %d ka received", r.PingsAnswered, r.KeepAlives)
+	p("  keepalive:   %d pings answered, %d ka received (on streams: comments, heartbeats)", r.PingsAnswered, r.KeepAlives)
 	cc := make([]string, 0, len(r.CloseCodes))
 	for _, k := range sortedKeys(r.CloseCodes) {
 		cc = append(cc, fmt.Sprintf("%s x%d", k, r.CloseCodes[k]))
@@ -277,6 +282,14 @@ func writeSummary(w io.Writer, r *Report) {
 	for _, f := range r.Failures {
 		p("  FAILURE:     %s", f)
 	}
+}
+
+// connectionsOf names what a transport's subscribers hold open.
+func connectionsOf(transport string) string {
+	if transport == transportSSE || transport == transportMultipart {
+		return "streams"
+	}
+	return "connections"
 }
 
 func orNone(s string) string {

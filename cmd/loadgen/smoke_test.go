@@ -223,3 +223,112 @@ func TestSetupFailure(t *testing.T) {
 		t.Errorf("exit %d, want 3", code)
 	}
 }
+
+// TestSmokeStreams publishes 60 events to 150 subscribers on HTTP streams
+// of each kind, bound to several loopback source addresses, and expects
+// every delivery exactly once and in order, and the streams closed
+// quietly at the end.
+func TestSmokeStreams(t *testing.T) {
+	url := startHerald(t, nil)
+	ips, err := parseSources("127.0.0.1-127.0.0.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, transport := range []string{transportSSE, transportMultipart} {
+		t.Run(transport, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			rep, err := Run(ctx, Config{
+				URL:             url,
+				Transport:       transport,
+				Connections:     150,
+				Rooms:           3,
+				Sources:         ips,
+				Events:          60,
+				Inflight:        3,
+				ServerPID:       os.Getpid(),
+				RequireZeroLoss: true,
+				SetupTimeout:    30 * time.Second,
+				DrainTimeout:    15 * time.Second,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var summary bytes.Buffer
+			writeSummary(&summary, rep)
+			t.Logf("summary:\n%s", summary.String())
+			if !rep.Pass || rep.Setup.Failed {
+				t.Fatalf("run failed: %v", rep.Failures)
+			}
+			s := rep.Setup
+			if s.ConnectionsEstablished != 150 || s.ByProtocol[transport] != 150 || s.SubscriptionsLive != 150 || s.ConnectionsOpenAtEnd != 150 {
+				t.Errorf("setup: %+v", s)
+			}
+			if rep.Config.Transport != transport || rep.Config.Protocol != transport {
+				t.Errorf("config report: %+v", rep.Config)
+			}
+			// 50 subscribers per room, 20 events per room.
+			d := rep.Delivery
+			if d.Expected != 150*20 || d.Received != d.Expected || !d.DrainComplete {
+				t.Errorf("delivery: %+v", d)
+			}
+			if d.Lost != 0 || d.Duplicated != 0 || d.Reordered != 0 || d.Misrouted != 0 || d.Foreign != 0 || len(rep.Subscribers) != 0 {
+				t.Errorf("anomalies: %+v, %d subscribers", d, len(rep.Subscribers))
+			}
+			if l := rep.Latency; l.Count != uint64(d.Received) || l.P50Ms <= 0 || l.P99Ms > l.MaxMs {
+				t.Errorf("latency: %+v", l)
+			}
+			if len(rep.Errors) != 0 || len(rep.CloseCodes) != 0 {
+				t.Errorf("errors %v %v, close codes %v", rep.Errors, rep.ErrorSample, rep.CloseCodes)
+			}
+		})
+	}
+}
+
+// TestIdleStreams holds streams idle under a short keepalive interval
+// through the command line and expects the keepalives counted and every
+// stream open to the end; a stream refused by the server fails setup.
+func TestIdleStreams(t *testing.T) {
+	for _, transport := range []string{transportSSE, transportMultipart} {
+		t.Run(transport, func(t *testing.T) {
+			// A server of its own: one that has not yet seen the other
+			// transport's streams go could refuse these.
+			url := startHerald(t, func(o *server.Options) {
+				o.PingInterval = 200 * time.Millisecond
+				o.Limits.MaxConnections = 30
+			})
+			jsonPath := filepath.Join(t.TempDir(), "report.json")
+			var stdout, stderr bytes.Buffer
+			code := cli([]string{"--url", url, "--transport", transport, "--connections", "20", "--rooms", "3", "--idle", "1s",
+				"--sources", "127.0.0.1,127.0.0.2", "--json", jsonPath}, &stdout, &stderr)
+			t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+			if code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+			var rep Report
+			b, err := os.ReadFile(jsonPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatal(err)
+			}
+			// 20 streams, a keepalive about every 200 ms for 1 s.
+			if rep.Mode != "idle" || rep.KeepAlives < 60 || rep.Setup.ConnectionsOpenAtEnd != 20 || len(rep.Errors) != 0 {
+				t.Errorf("mode %s, keepalives %d, setup %+v, errors %v", rep.Mode, rep.KeepAlives, rep.Setup, rep.ErrorSample)
+			}
+
+			// Over the server's limit of 30 streams: setup fails (exit 3),
+			// and the refusal is reported.
+			stdout.Reset()
+			code = cli([]string{"--url", url, "--transport", transport, "--connections", "40", "--rooms", "1", "--idle", "1s",
+				"--setup-timeout", "10s"}, &stdout, io.Discard)
+			if code != 3 || !strings.Contains(stdout.String(), "HTTP 503") {
+				t.Errorf("over the limit: exit %d, summary:\n%s", code, stdout.String())
+			}
+		})
+	}
+	if code := cli([]string{"--transport", "sse", "--subs", "2"}, io.Discard, io.Discard); code != 2 {
+		t.Errorf("two subscriptions on a stream: exit %d, want 2", code)
+	}
+}

@@ -1,0 +1,304 @@
+package server
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/auth"
+)
+
+// Parked streams: an idle HTTP stream without its request's goroutine.
+//
+// A stream served by its request's goroutine (httpStream.loop) holds what
+// net/http holds for any request in flight: that goroutine, its stack
+// grown while the request was parsed, validated and joined (8 KiB), the
+// connection's background-read goroutine, its 4 KiB read and write
+// buffers and the response's 2 KiB chunking buffer, and the request. For
+// an idle subscription that was ~31 KiB of RSS against ~10 KiB for an idle
+// WebSocket. So once a subscription has joined its execution, its stream
+// is parked as idle WebSockets are: the connection is hijacked, the
+// request's goroutine returns (releasing all of the above), and the
+// stream keeps one goroutine, which waits for the client to go on the
+// 2 KiB stack it started with. Results are written by a writer goroutine
+// that runs only while something is due, in HTTP/1.1 chunked encoding
+// (chunkedConn), as net/http wrote them before; keepalives and the
+// credentials' expiry are the keeper's, which checks every parked stream
+// on one timer.
+
+// streamWriter is where a stream's bytes go: the response, while the
+// request's goroutine serves the stream, or the hijacked connection of a
+// parked stream.
+type streamWriter interface {
+	SetWriteDeadline(time.Time) error
+	Write([]byte) (int, error)
+	// Flush sends what was written since the last Flush.
+	Flush() error
+}
+
+// responseWriter writes a stream through net/http.
+type responseWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (o responseWriter) SetWriteDeadline(t time.Time) error { return o.rc.SetWriteDeadline(t) }
+func (o responseWriter) Write(b []byte) (int, error)        { return o.w.Write(b) }
+func (o responseWriter) Flush() error                       { return o.rc.Flush() }
+
+// lastChunk ends a chunked body (no trailers).
+const lastChunk = "0\r\n\r\n"
+
+// chunkedConn writes a parked stream's body on its connection: each Flush
+// sends what was written since as one chunk, in one writev without
+// copying it. Only the stream's writer of the moment uses it.
+type chunkedConn struct {
+	conn     net.Conn
+	pending  net.Buffers // written since the last Flush; the slices are the caller's, not copied
+	size     int
+	head     [18]byte  // a chunk's size line
+	deadline time.Time // the write deadline last set on conn
+}
+
+// SetWriteDeadline passes t on only once less than half of the time to
+// the deadline already set is left: setting a deadline re-arms a runtime
+// timer, and the writer sets one for every batch.
+func (c *chunkedConn) SetWriteDeadline(t time.Time) error {
+	now := time.Now()
+	if !c.deadline.IsZero() && c.deadline.Sub(now) > t.Sub(now)/2 {
+		return nil
+	}
+	c.deadline = t
+	return c.conn.SetWriteDeadline(t)
+}
+
+// Write keeps b, which must not change until the next Flush.
+func (c *chunkedConn) Write(b []byte) (int, error) {
+	if len(b) > 0 {
+		c.pending = append(c.pending, b)
+		c.size += len(b)
+	}
+	return len(b), nil
+}
+
+// Flush writes what was written since the last Flush as one chunk.
+func (c *chunkedConn) Flush() error {
+	if c.size == 0 {
+		return nil
+	}
+	head := strconv.AppendInt(c.head[:0], int64(c.size), 16)
+	head = append(head, '\r', '\n')
+	bufs := make(net.Buffers, 0, len(c.pending)+2)
+	bufs = append(bufs, head)
+	bufs = append(bufs, c.pending...)
+	bufs = append(bufs, crlf)
+	clear(c.pending)
+	c.pending, c.size = c.pending[:0], 0
+	_, err := bufs.WriteTo(c.conn)
+	return err
+}
+
+var crlf = []byte("\r\n")
+
+// release lets go of the buffers of a burst: an idle stream holds none.
+func (c *chunkedConn) release() { c.pending = nil }
+
+// parkedStream serves a stream after its request: see above.
+type parkedStream struct {
+	st     *httpStream
+	conn   net.Conn
+	out    *chunkedConn
+	keeper *keeper
+	writer func() // writeLoop, bound once: a go statement on a method value allocates each time
+
+	every         time.Duration // keepalive interval
+	expires       int64         // unix nanoseconds the credentials expire; 0: never
+	nextKeepalive atomic.Int64  // unix nanoseconds
+
+	// Guarded by st.mu.
+	writing      bool // a writer goroutine runs
+	again        bool // the writer must look again before it stops
+	keepaliveDue bool
+	expired      bool
+	over         bool // the stream has ended: no writer starts any more
+
+	wg sync.WaitGroup // the writer
+}
+
+// park hands st over from its request's goroutine to a parkedStream; false
+// if it cannot, and the request's goroutine then serves the stream. Only
+// the request's goroutine calls it, after the response's head and preamble
+// are out and before it writes anything else.
+func (st *httpStream) park(ctx context.Context) bool {
+	if !st.parkable() {
+		return false
+	}
+	if err := st.rc.Flush(); err != nil {
+		return false
+	}
+	conn, _, err := st.rc.Hijack()
+	if err != nil {
+		return false // HTTP/2, or a writer that cannot: net/http goes on serving it
+	}
+	ps := &parkedStream{
+		st:     st,
+		conn:   conn,
+		out:    &chunkedConn{conn: conn},
+		keeper: st.t.keeper,
+		every:  st.t.cfg.keepAlive,
+	}
+	ps.writer = ps.writeLoop
+	if id, ok := auth.FromContext(ctx); ok && !id.ExpiresAt.IsZero() {
+		ps.expires = id.ExpiresAt.UnixNano()
+	}
+	ps.nextKeepalive.Store(time.Now().Add(ps.every).UnixNano())
+	// The request, the response and with them net/http's connection and
+	// its buffers are no longer referenced once the handler returns.
+	st.out, st.w, st.rc, st.r = ps.out, nil, nil, nil
+	st.parked.Store(ps)
+	ps.keeper.addStream(ps)
+	go ps.serve()
+	ps.kick() // what was queued, or happened, before the stream was parked
+	return true
+}
+
+// parkable says whether st's response can be taken over: HTTP/1.1, whose
+// body net/http has begun in chunked encoding (no length was set), with
+// its client still there and a keeper to send its keepalives.
+func (st *httpStream) parkable() bool {
+	h := st.w.Header()
+	return st.t.keeper != nil && st.ops == nil && st.r.ProtoMajor == 1 && st.r.ProtoMinor >= 1 &&
+		h.Get("Content-Length") == "" && h.Get("Transfer-Encoding") == "" && st.r.Context().Err() == nil
+}
+
+// serve waits for the client to go, discarding whatever it sends (the end
+// of a request body nobody read), then tears the stream down. The
+// connection is closed when the client goes, when the writer has ended the
+// stream, or by drop.
+func (ps *parkedStream) serve() {
+	buf := make([]byte, 64)
+	for {
+		if _, err := ps.conn.Read(buf); err != nil {
+			break
+		}
+	}
+	ps.st.mu.Lock()
+	ps.over = true
+	ps.st.mu.Unlock()
+	_ = ps.conn.Close() // a writer still writing fails at once
+	ps.wg.Wait()
+	ps.keeper.removeStream(ps)
+	ps.st.release()
+}
+
+// kick starts a writer unless one runs (which then looks again) or the
+// stream is over.
+func (ps *parkedStream) kick() {
+	st := ps.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch {
+	case ps.over:
+	case ps.writing:
+		ps.again = true
+	default:
+		ps.writing = true
+		ps.wg.Add(1)
+		go ps.writer()
+	}
+}
+
+// writeLoop writes what is due until nothing is, or the stream is over.
+func (ps *parkedStream) writeLoop() {
+	defer ps.wg.Done()
+	for ps.writeDue() {
+	}
+}
+
+// writeDue writes what is due now: the end of the stream (drop, drain,
+// expired credentials), a keepalive, and the queue. It reports whether
+// to look again; when not, the writer has stopped.
+func (ps *parkedStream) writeDue() bool {
+	st := ps.st
+	st.mu.Lock()
+	ps.again = false
+	keepalive, expired := ps.keepaliveDue, ps.expired
+	ps.keepaliveDue = false
+	st.mu.Unlock()
+	switch {
+	case isClosed(st.cut):
+		ps.finish(false)
+		return false
+	case isClosed(st.away):
+		// The client reconnects elsewhere and resumes.
+		st.writeAndFlush(st.f.appendGoAway(nil))
+		ps.finish(true)
+		return false
+	case expired:
+		st.fail(expiredError())
+		ps.finish(true)
+		return false
+	}
+	if keepalive && !st.writeAndFlush(st.f.keepalive()) {
+		ps.finish(false)
+		return false
+	}
+	if !st.flush() {
+		ps.finish(true)
+		return false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if ps.again || ps.keepaliveDue || len(st.queue) > 0 || st.completed || st.failure != "" {
+		return true
+	}
+	ps.writing = false
+	ps.out.release()
+	return false
+}
+
+// finish ends the stream from the writer: the body's last chunk, unless
+// the connection is being cut, then the connection, which ends serve.
+func (ps *parkedStream) finish(lastChunkToo bool) {
+	ps.st.mu.Lock()
+	ps.over, ps.writing = true, false
+	ps.st.mu.Unlock()
+	if lastChunkToo {
+		_ = ps.out.SetWriteDeadline(time.Now().Add(ps.st.t.cfg.writeTimeout))
+		_, _ = ps.conn.Write([]byte(lastChunk))
+	}
+	_ = ps.conn.Close()
+}
+
+// checkTimers is the keeper's: a keepalive every interval, and the end of
+// the stream once the credentials expire.
+func (ps *parkedStream) checkTimers(now time.Time) {
+	t := now.UnixNano()
+	due := t >= ps.nextKeepalive.Load()
+	expired := ps.expires != 0 && t >= ps.expires
+	if !due && !expired {
+		return
+	}
+	ps.st.mu.Lock()
+	if due {
+		ps.keepaliveDue = true
+		ps.nextKeepalive.Store(now.Add(ps.every).UnixNano())
+	}
+	ps.expired = ps.expired || expired
+	ps.st.mu.Unlock()
+	ps.kick()
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
