@@ -204,6 +204,9 @@ func (l *Library) waitApplied(ctx context.Context, seq uint64) error {
 			default:
 			}
 		case <-ctx.Done():
+			if seq == 0 {
+				return errorf(CodeUnavailable, "this replica has not yet read the library from the event log; retry shortly")
+			}
 			return errorf(CodeUnavailable, "this replica has not yet reached position %d of the event log; retry shortly", seq)
 		}
 	}
