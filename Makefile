@@ -13,11 +13,12 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-# The generated gqlgen code must match schema.graphqls and gqlgen.yml (and the
-# benchmark peer's, under bench/peer).
+# The generated gqlgen code must match schema.graphqls and gqlgen.yml (and
+# those of the benchmark peer, under bench/peer, and of the articles example).
 generate-check:
 	@scripts/check-generated.sh
 	@bench/peer/check-generated.sh
+	@examples/articles/check-generated.sh
 
 unit:
 	$(GO) test -race -count=1 ./...

@@ -97,8 +97,12 @@ func (r *Relay) Listen(key string, serve RelayHandler) (stop func(), err error) 
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			_ = sub.Unsubscribe()
+			// Forget the handler first, so that requests still on their
+			// way are answered "no listener" by dispatch, then drain: a
+			// plain unsubscribe would drop those requests unanswered, and
+			// their senders would wait out their deadline.
 			r.forget(subject)
+			_ = sub.Drain()
 		})
 	}, nil
 }
