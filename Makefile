@@ -51,8 +51,9 @@ compose-check:
 cluster-test:
 	@GO=$(GO) deploy/cluster-test/run.sh
 
-# The side-by-side benchmarks (minutes; not part of make test): Herald, the
-# baseline broadcaster and the stock-gqlgen peer, written to docs/BENCHMARKS.md.
+# The side-by-side benchmarks (about 45 minutes; not part of make test): Herald (also over
+# SSE), the baseline broadcaster, the stock-gqlgen peer and Centrifugo, written to
+# docs/BENCHMARKS.md.
 bench:
 	@GO=$(GO) bench/run
 
