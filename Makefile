@@ -13,11 +13,12 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-# The generated gqlgen code must match schema.graphqls and gqlgen.yml (and the
-# benchmark peer's, under bench/peer).
+# The generated gqlgen code must match schema.graphqls and gqlgen.yml (and
+# those of the benchmark peer, under bench/peer, and of the articles example).
 generate-check:
 	@scripts/check-generated.sh
 	@bench/peer/check-generated.sh
+	@examples/articles/check-generated.sh
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -50,8 +51,9 @@ compose-check:
 cluster-test:
 	@GO=$(GO) deploy/cluster-test/run.sh
 
-# The side-by-side benchmarks (minutes; not part of make test): Herald, the
-# baseline broadcaster and the stock-gqlgen peer, written to docs/BENCHMARKS.md.
+# The side-by-side benchmarks (about 45 minutes; not part of make test): Herald (also over
+# SSE), the baseline broadcaster, the stock-gqlgen peer and Centrifugo, written to
+# docs/BENCHMARKS.md.
 bench:
 	@GO=$(GO) bench/run
 

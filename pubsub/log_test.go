@@ -577,6 +577,18 @@ func TestOpenErrors(t *testing.T) {
 			wantText: []string{`stream "HERALD_P2" cannot be created`, `overlap those of stream "OTHER"`},
 		},
 		{
+			// The subjects do not follow Options.Stream: a second log needs
+			// an account of its own, and the error must not say otherwise.
+			name: "a second log under another stream name",
+			opts: func(t *testing.T) Options {
+				url := startNATS(t, true)
+				createStream(t, url, jetstream.StreamConfig{Name: "CHAT_ROOMS", Subjects: []string{"herald-rooms.>"}})
+				return Options{URLs: []string{url}, Stream: "ARTICLES"}
+			},
+			wantIs:   ErrStreamConflict,
+			wantText: []string{`stream "ARTICLES_ROOMS" cannot be created`, `overlap those of stream "CHAT_ROOMS"`, "a NATS account of its own"},
+		},
+		{
 			name:     "too many partitions",
 			opts:     func(*testing.T) Options { return Options{URLs: []string{closedURL}, Partitions: 257} },
 			wantText: []string{"invalid Options.Partitions 257: must be between 1 and 256"},

@@ -70,9 +70,7 @@ func (l *Log) Relay() *Relay {
 // Listen hands every request sent to key to serve until stop is called.
 // When Listen returns, the NATS server knows of the subscription, so a
 // request sent through the same server reaches it; other servers of a
-// cluster learn of it within moments. After stop, a request for key is told
-// at once that no replica listens (ErrNoListener), also while the
-// server does not know of stop yet.
+// cluster learn of it within moments.
 func (r *Relay) Listen(key string, serve RelayHandler) (stop func(), err error) {
 	if err := checkRelayKey(key); err != nil {
 		return nil, err
@@ -99,11 +97,10 @@ func (r *Relay) Listen(key string, serve RelayHandler) (stop func(), err error) 
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			// The handler goes first, then the subscription is drained
-			// rather than dropped: until the server has the UNSUB, a
-			// request may still come to this connection, and dispatch
-			// answers it at once with no listener. An Unsubscribe would
-			// drop it here, and its sender would wait for its deadline.
+			// Forget the handler first, so that requests still on their
+			// way are answered "no listener" by dispatch, then drain: a
+			// plain unsubscribe would drop those requests unanswered, and
+			// their senders would wait out their deadline.
 			r.forget(subject)
 			_ = sub.Drain()
 		})

@@ -263,7 +263,7 @@ func (l *Log) ensureStream(ctx context.Context, want jetstream.StreamConfig, exi
 				other = fmt.Sprintf("stream %q", strings.Join(names, `", "`))
 			}
 			return nil, newError(ErrStreamConflict, err,
-				"stream %q cannot be created on %s: its subjects %s overlap those of %s (%s): remove that stream or configure another stream name",
+				"stream %q cannot be created on %s: its subjects %s overlap those of %s (%s): remove that stream, or give this log a NATS account of its own (the subjects do not depend on the stream name)",
 				want.Name, l.where, fmtSubjects(want.Subjects), other, apiErr.Description)
 		}
 		if errors.As(err, &apiErr) {

@@ -92,7 +92,7 @@ func TestLoadDesignsNone(t *testing.T) {
 	if err != nil || len(dr.S6) != 0 || len(dr.S7) != 0 {
 		t.Fatalf("%+v, %v", dr, err)
 	}
-	out := render(map[string]runs{}, dr, "bench/run S6", "f25c33e")
+	out := render(map[string]runs{}, dr, meta{command: "bench/run S6", beforeCommit: "f25c33e"})
 	for _, want := range []string{"| herald | not run", "| herald-before | not run", "## S6 — data at rest: 1,000,000 messages in 10,000 rooms", "## Ratios and targets"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)
@@ -112,7 +112,7 @@ func TestRenderDesigns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := render(map[string]runs{}, dr, "bench/run S6 S7", "f25c33e")
+	out := render(map[string]runs{}, dr, meta{command: "bench/run S6 S7", beforeCommit: "f25c33e"})
 	for _, want := range []string{
 		"## S6 — data at rest: 3,700 messages in 10 rooms (3 big rooms × 1,000), then a fresh replica",
 		"| herald | 1947 (2) | 2 | 0.41 | 41.0 | 51.2 | 12.0 / 180.0 / 180.0 (2) | 53.2 | seeded and verified |",

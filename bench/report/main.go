@@ -59,7 +59,7 @@ type result struct {
 }
 
 var (
-	servers   = []string{"herald", sseServer, "baseline", "peer"}
+	servers   = []string{"herald", sseServer, "baseline", "peer", centrifugoServer}
 	scenarios = []struct{ id, title string }{
 		{"S1", "fan-out: 1 room × 2,000 subscribers, 1,000 events as fast as possible"},
 		{"S2", "spread: 200 rooms × 10 subscribers, 2,000 events round-robin"},
@@ -72,8 +72,10 @@ var (
 func main() {
 	dir := flag.String("dir", "", "directory with <scenario>-<server>.json files")
 	out := flag.String("out", "docs/BENCHMARKS.md", "markdown file to write")
-	command := flag.String("command", "bench/run", "the command that produced the results")
-	before := flag.String("before-commit", "f25c33e", "the commit herald-before (S6, S7) was built from")
+	var m meta
+	flag.StringVar(&m.command, "command", "bench/run", "the command that produced the results")
+	flag.StringVar(&m.beforeCommit, "before-commit", "f25c33e", "the commit herald-before (S6, S7) was built from")
+	flag.StringVar(&m.centrifugo, "centrifugo", "", "what `centrifugo version` said of the Centrifugo run (S1-S5)")
 	flag.Parse()
 	results, err := load(*dir)
 	if err != nil {
@@ -85,10 +87,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
-	if err := os.WriteFile(*out, []byte(render(results, dr, *command, *before)), 0o644); err != nil {
+	if err := os.WriteFile(*out, []byte(render(results, dr, m)), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
+}
+
+// meta is what a report says besides the results.
+type meta struct {
+	command      string // the command that produced the results
+	beforeCommit string // the commit herald-before (S6, S7) was built from
+	centrifugo   string // `centrifugo version` of the Centrifugo that ran, if any
 }
 
 // runs holds every run of one scenario on one server, in the order run.
@@ -192,7 +201,7 @@ func (rs runs) list(m measure) string {
 	return strings.Join(parts, ", ")
 }
 
-func render(all map[string]runs, dr designResults, command, beforeCommit string) string {
+func render(all map[string]runs, dr designResults, m meta) string {
 	results := map[string]*result{}
 	for key, rs := range all {
 		results[key] = rs.median(measureOf(strings.SplitN(key, "-", 2)[0]))
@@ -204,12 +213,16 @@ func render(all map[string]runs, dr designResults, command, beforeCommit string)
 	w("frame per room event; `bench/baseline`) and the peer (stock gqlgen v0.17.95 with its WebSocket\n")
 	w("transport and an in-memory per-room channel pub/sub; `bench/peer`), in one session on one machine,\n")
 	w("with `cmd/loadgen` on the same machine over loopback. Every server is a fresh process.\n")
-	w("S6 and S7 instead compare Herald with today's design (commit %s, before replicas loaded rooms on\n", beforeCommit)
+	if hasCentrifugo(all) {
+		w("S1–S5 also run Centrifugo, which runs no GraphQL and stores nothing (\"Centrifugo, the third peer\" below).\n")
+	}
+	w("S6 and S7 instead compare Herald with today's design (commit %s, before replicas loaded rooms on\n", m.beforeCommit)
 	w("demand), replicas on an external NATS, with `bench/seed` seeding and posting. S1 and S3 also run\n")
 	w("Herald with its subscribers on Server-Sent Events instead of WebSockets (\"herald over SSE\").\n\n")
 	w("- Generated: %s by `bench/report`\n", time.Now().UTC().Format(time.RFC3339))
 	w("- Machine: %s, %d cores, Go %s\n", cpuModel(), runtime.NumCPU(), runtime.Version())
-	w("- Command: `%s` (the table below is exactly its output)\n\n", command)
+	w("- Command: `%s` (the table below is exactly its output)\n\n", m.command)
+	centrifugoIntro(w, m.centrifugo, all)
 
 	for _, s := range scenarios {
 		w("## %s — %s\n\n", s.id, s.title)
@@ -238,8 +251,9 @@ func render(all map[string]runs, dr designResults, command, beforeCommit string)
 			w("\n")
 		}
 		sseNote(w, s.id, all)
+		centrifugoNote(w, s.id, all)
 	}
-	renderDesigns(w, dr, beforeCommit)
+	renderDesigns(w, dr, m.beforeCommit)
 	w("## Ratios and targets\n\n")
 	w("| target | measured | met |\n|---|---|---|\n")
 	ratio := func(a, b float64) float64 {
@@ -257,6 +271,7 @@ func render(all map[string]runs, dr designResults, command, beforeCommit string)
 		w("| S1: Herald deliveries/s ≥ 0.8× baseline | %.2f× | %s |\n", rate, yes(rate >= 0.8))
 	}
 	sseTargets(w, "S1", results)
+	centrifugoTargets(w, "S1", all, results)
 	if h, bl := results["S2-herald"], results["S2-baseline"]; h != nil && bl != nil {
 		rate := ratio(h.deliveries(), bl.deliveries())
 		w("| S2: Herald deliveries/s ≥ 0.7× baseline | %.2f× | %s |\n", rate, yes(rate >= 0.7))
@@ -266,6 +281,7 @@ func render(all map[string]runs, dr designResults, command, beforeCommit string)
 			h.rssPerConn(), h.idleRSS(), yes(h.idleRSS() > 0 && h.idleRSS() <= 12))
 	}
 	sseTargets(w, "S3", results)
+	centrifugoTargets(w, "S3", all, results)
 	if h := results["S4-herald"]; h != nil {
 		clean := all["S4-herald"].clean() // zero lost in every run, not only the median one
 		w("| S4: p99 publish-to-delivery ≤ 50 ms, zero lost | %.1f ms, %s | %s |\n", h.p99(), h.anomalies(), yes(h.p99() <= 50 && clean))
@@ -277,6 +293,7 @@ func render(all map[string]runs, dr designResults, command, beforeCommit string)
 			"250,000 ≈ %.2f cores and %.2f GiB (S5's idle CPU and RSS per idle connection, projected linearly).\n",
 			us*1e5/1e6, h.idleRSS()*1e5/(1<<20), us*2.5e5/1e6, h.idleRSS()*2.5e5/(1<<20))
 	}
+	centrifugoTargets(w, "S5", all, results)
 	designTargets(w, dr)
 	clean := true
 	for _, s := range scenarios {
@@ -387,8 +404,8 @@ Reading the table:
   alternating runs (and capped it at one core): goroutines handing an event to one another
   across the two cores cost, which is what the direct writes and the offered changes remove.
   Profile-guided optimisation gained nothing measurable.
-- The baseline sends no keepalive of its own; the peer (gqlgen's transport) and Herald do (Herald
-  pings every 15 s), so idle CPU is not like for like.
+- The baseline sends no keepalive of its own; the peer (gqlgen's transport), Herald and Centrifugo
+  do (Herald pings every 15 s, Centrifugo every 25 s), so idle CPU is not like for like.
 - The peer drops messages to a subscriber whose channel (64) is full, as the common pattern does;
   its lost column would show it.
 - Idle RSS per connection is (RSS at the end of the idle period − RSS before connecting) / sockets;

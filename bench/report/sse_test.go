@@ -14,11 +14,11 @@ func TestServersOf(t *testing.T) {
 		id   string
 		want []string
 	}{
-		{"S1", []string{"herald", "herald-sse", "baseline", "peer"}},
-		{"S2", []string{"herald", "baseline", "peer"}},
-		{"S3", []string{"herald", "herald-sse", "baseline", "peer"}},
-		{"S4", []string{"herald", "baseline", "peer"}},
-		{"S5", []string{"herald", "baseline", "peer"}},
+		{"S1", []string{"herald", "herald-sse", "baseline", "peer", "centrifugo"}},
+		{"S2", []string{"herald", "baseline", "peer", "centrifugo"}},
+		{"S3", []string{"herald", "herald-sse", "baseline", "peer", "centrifugo"}},
+		{"S4", []string{"herald", "baseline", "peer", "centrifugo"}},
+		{"S5", []string{"herald", "baseline", "peer", "centrifugo"}},
 	} {
 		if got := serversOf(tc.id); !slices.Equal(got, tc.want) {
 			t.Errorf("serversOf(%s) = %v, want %v", tc.id, got, tc.want)
@@ -43,6 +43,12 @@ func idleRun(connectKiB, idleKiB float64) string {
 // renderFixtures writes files into a directory and renders its report.
 func renderFixtures(t *testing.T, files map[string]string) string {
 	t.Helper()
+	return renderWith(t, files, meta{command: sseCommand, beforeCommit: "f25c33e"})
+}
+
+// renderWith writes files into a directory and renders its report with m.
+func renderWith(t *testing.T, files map[string]string, m meta) string {
+	t.Helper()
 	dir := t.TempDir()
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
@@ -57,7 +63,7 @@ func renderFixtures(t *testing.T, files map[string]string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return render(all, dr, sseCommand, "f25c33e")
+	return render(all, dr, m)
 }
 
 func TestRenderSSE(t *testing.T) {

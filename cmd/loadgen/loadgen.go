@@ -41,7 +41,11 @@ type Config struct {
 	// Transport is how subscribers subscribe: "ws" (WebSockets, the
 	// default), "sse" (graphql-sse's distinct connections mode: one POST
 	// answered with an event stream per subscription) or "multipart"
-	// (Apollo's multipart HTTP subscriptions: one POST per subscription).
+	// (Apollo's multipart HTTP subscriptions: one POST per subscription)
+	// or "centrifugo" (a Centrifugo server: WebSockets speaking its JSON
+	// client protocol, one channel per room, posts through its HTTP API;
+	// URL and PublishURL are then its base URL, e.g.
+	// http://127.0.0.1:8000).
 	Transport string
 	// Protocol is, for WebSockets, "transport" (graphql-transport-ws),
 	// "legacy" (graphql-ws) or "both" (even connections transport, odd
@@ -209,10 +213,11 @@ type Report struct {
 	// CloseCodes counts close frames received from the server, by code,
 	// including the 1000 answering our own close at the end.
 	CloseCodes map[string]int `json:"close_codes"`
-	// PingsAnswered counts graphql-transport-ws pings answered with pong;
-	// KeepAlives counts legacy ka frames received, and on HTTP streams
-	// comment lines (SSE: the keepalive, and the comment a stream opens
-	// with) and heartbeat parts (multipart).
+	// PingsAnswered counts graphql-transport-ws pings answered with pong
+	// and Centrifugo's {} pings answered with {}; KeepAlives counts legacy
+	// ka frames received, Centrifugo pings that its connect reply said not
+	// to answer, and on HTTP streams comment lines (SSE: the keepalive,
+	// and the comment a stream opens with) and heartbeat parts (multipart).
 	PingsAnswered int64         `json:"pings_answered"`
 	KeepAlives    int64         `json:"keepalives_received"`
 	Server        *ServerReport `json:"server,omitempty"`
@@ -351,6 +356,7 @@ type conn struct {
 	ws      *websocket.Conn // nil for an HTTP stream
 	stream  net.Conn        // an HTTP stream's connection; nil for a WebSocket
 	subs    []*sub
+	pong    bool // Centrifugo: its connect reply asked for an answer to each ping
 	wmu     sync.Mutex
 	closing atomic.Bool
 	done    chan struct{}
@@ -433,6 +439,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	start := time.Now()
 	selfStart := selfCPU()
 	wsURL := "ws" + strings.TrimPrefix(cfg.URL, "http")
+	if cfg.Transport == transportCentrifugo {
+		wsURL = centrifugoEndpoint(cfg.URL, centrifugoWSPath, true)
+	}
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        2*cfg.Inflight + 4,
@@ -464,6 +473,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for i := range r.rooms {
 		if len(cfg.RoomIDs) > 0 {
 			r.rooms[i] = &roomState{id: cfg.RoomIDs[i]}
+			continue
+		}
+		if cfg.Transport == transportCentrifugo {
+			// A room is a channel, which exists while it has subscribers.
+			r.rooms[i] = &roomState{id: fmt.Sprintf("%s-%d", cfg.RoomPrefix, i)}
 			continue
 		}
 		id, err := r.createRoom(setupCtx, fmt.Sprintf("%s-%d", cfg.RoomPrefix, i))
@@ -701,6 +715,14 @@ func (c Config) transportProblems() []string {
 			return nil
 		}
 		return []string{fmt.Sprintf("protocol %q: want transport, legacy or both", c.Protocol)}
+	case transportCentrifugo:
+		// Centrifugo refuses a second subscription to one channel on a
+		// connection; round-robin gives a connection distinct rooms only
+		// when there are enough of them.
+		if c.SubsPerConn > c.Rooms {
+			return []string{fmt.Sprintf("%d subscriptions per connection over %d rooms: Centrifugo takes one subscription per channel on a connection", c.SubsPerConn, c.Rooms)}
+		}
+		return nil
 	case transportSSE, transportMultipart:
 		var problems []string
 		if c.SubsPerConn != 1 {
@@ -711,7 +733,7 @@ func (c Config) transportProblems() []string {
 		}
 		return problems
 	}
-	return []string{fmt.Sprintf("transport %q: want ws, sse or multipart", c.Transport)}
+	return []string{fmt.Sprintf("transport %q: want ws, sse, multipart or centrifugo", c.Transport)}
 }
 
 func (c Config) report() ConfigReport {
@@ -797,6 +819,9 @@ func (r *run) post(ctx context.Context, roomID, text string) error {
 	if r.cfg.PublishURL != "" {
 		target = r.cfg.PublishURL
 	}
+	if r.cfg.Transport == transportCentrifugo {
+		return r.centrifugoPublish(ctx, target, roomID, text)
+	}
 	return r.graphql(ctx, target, postMutation, map[string]any{"r": roomID, "t": text}, nil)
 }
 
@@ -834,10 +859,13 @@ func (r *run) connectAll(ctx context.Context) {
 
 // connect opens connection i and subscribes on it.
 func (r *run) connect(ctx context.Context, i int) (*conn, error) {
-	if r.cfg.Transport != transportWS {
-		return r.openStream(ctx, i)
+	switch r.cfg.Transport {
+	case transportWS:
+		return r.connectWS(ctx, i)
+	case transportCentrifugo:
+		return r.connectCentrifugo(ctx, i)
 	}
-	return r.connectWS(ctx, i)
+	return r.openStream(ctx, i)
 }
 
 // dialer dials connection i from its source address, if any.
@@ -931,7 +959,7 @@ func (r *run) connectWS(ctx context.Context, i int) (*conn, error) {
 	return c, nil
 }
 
-// read is the connection's only reader goroutine.
+// read is a WebSocket's only reader goroutine (GraphQL or Centrifugo).
 func (r *run) read(c *conn) {
 	defer close(c.done)
 	for {
@@ -950,6 +978,10 @@ func (r *run) read(c *conn) {
 				r.errorf("read", "conn %d (%s): %v", c.idx, c.proto, err)
 			}
 			return
+		}
+		if c.proto == transportCentrifugo {
+			r.centrifugoFrame(c, msg, time.Now())
+			continue
 		}
 		r.frame(c, msg, time.Now())
 	}

@@ -16,6 +16,11 @@
 // hold the connections, answering pings. Each message's text is
 // lg|<room index>|<per-room seq>|<send unix nanos>, from which every
 // subscriber's latency, losses, duplicates and reorderings are computed.
+// With --transport centrifugo the server is Centrifugo (issue 14): --url is
+// its base URL, each connection a WebSocket at /connection/websocket
+// speaking its JSON client protocol, each room a channel (nothing is
+// created), each post a publication through its HTTP API (/api/publish)
+// whose data is {"text": <the same text>}.
 // --publish-url sends the posts to another replica than the one the
 // WebSockets are on (rooms are created at --url); --started-file tells other tools (bench/seed
 // rate's --wait-file) when the publish or idle phase starts.
@@ -64,7 +69,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	var sources, rate, jsonPath, roomIDs string
 	var quiet bool
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080/graphql", "Herald's GraphQL endpoint (WebSockets use the same URL with ws://)")
-	fs.StringVar(&cfg.Transport, "transport", transportWS, "how subscribers subscribe: ws (WebSockets), sse (graphql-sse event streams) or multipart (Apollo's multipart subscriptions); each HTTP stream is one POST carrying one subscription")
+	fs.StringVar(&cfg.Transport, "transport", transportWS, "how subscribers subscribe: ws (WebSockets), sse (graphql-sse event streams), multipart (Apollo's multipart subscriptions) or centrifugo (a Centrifugo server's JSON protocol on WebSockets; --url is then its base URL, e.g. http://127.0.0.1:8000); each HTTP stream is one POST carrying one subscription")
 	fs.StringVar(&cfg.Protocol, "protocol", "both", "WebSocket subprotocol: transport (graphql-transport-ws), legacy (graphql-ws) or both (alternating)")
 	fs.IntVar(&cfg.Connections, "connections", 100, "WebSocket connections (or HTTP streams)")
 	fs.IntVar(&cfg.SubsPerConn, "subs", 1, "subscriptions per WebSocket (an HTTP stream carries one)")
@@ -218,8 +223,11 @@ func writeSummary(w io.Writer, r *Report) {
 	c := r.Config
 	p("loadgen %s (%s mode): %d %s (%s) x %d subs, %d rooms", verdict, r.Mode, c.Connections, connectionsOf(c.Transport), c.Protocol, c.SubsPerConn, c.Rooms)
 	rooms := fmt.Sprintf("%d rooms", r.Setup.RoomsCreated)
-	if c.RoomIDs > 0 {
+	switch {
+	case c.RoomIDs > 0:
 		rooms = fmt.Sprintf("%d rooms given", c.RoomIDs)
+	case c.Transport == transportCentrifugo:
+		rooms = fmt.Sprintf("%d channels (nothing to create)", c.Rooms)
 	}
 	p("  setup:       %s; %d/%d connections established %v, %d failed; %d/%d subscriptions live (%d probes); %d open at end",
 		rooms, r.Setup.ConnectionsEstablished, c.Connections, r.Setup.ByProtocol, r.Setup.ConnectionsFailed,

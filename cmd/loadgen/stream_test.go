@@ -224,6 +224,9 @@ func TestConfigTransport(t *testing.T) {
 		{"two subscriptions on one stream", func(c *Config) { c.Transport = transportSSE; c.SubsPerConn = 2 }, false},
 		{"streams over https", func(c *Config) { c.Transport = transportMultipart; c.URL = "https://127.0.0.1:1/graphql" }, false},
 		{"a bad WebSocket protocol", func(c *Config) { c.Protocol = "x" }, false},
+		{"centrifugo", func(c *Config) { c.Transport = transportCentrifugo; c.Protocol = "x" }, true},
+		{"centrifugo, a connection on two channels", func(c *Config) { c.Transport = transportCentrifugo; c.SubsPerConn = 2; c.Rooms = 2 }, true},
+		{"centrifugo, two subscriptions to one channel", func(c *Config) { c.Transport = transportCentrifugo; c.SubsPerConn = 2 }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base
