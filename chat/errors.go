@@ -20,7 +20,8 @@ const (
 )
 
 // Error is a rejection the domain explains to the client. Rejections decided
-// by the projection are deterministic: every replica produces the same one.
+// by judging an event against a room's state (roomState.judge) are
+// deterministic: every replica produces the same one.
 type Error struct {
 	Code    Code
 	Message string

@@ -99,7 +99,9 @@ func (s *Service) acquire(ctx context.Context, roomID string) (*heldRoom, error)
 	}
 	h.refs++
 	if load {
-		h.refs++ // the loader's own use, so the room is not evicted mid-load
+		// The loader's own use, so the room is not evicted mid-load; load
+		// ends it before it wakes the waiters.
+		h.refs++
 	}
 	if h.elem != nil {
 		s.rooms.idle.Remove(h.elem)
@@ -113,7 +115,6 @@ func (s *Service) acquire(ctx context.Context, roomID string) (*heldRoom, error)
 		s.loading.Add(1)
 		go func() {
 			defer s.loading.Done()
-			defer s.release(h)
 			s.load(h, meta)
 		}()
 	}
@@ -146,6 +147,13 @@ func (s *Service) release(h *heldRoom) {
 // meanwhile, and wakes whoever waits for the room. A read that fails (say,
 // while a NATS cluster elects the partition's leader) is tried again until
 // LoadTimeout has passed.
+//
+// load ends the loader's use of the room (see acquire) and does its
+// bookkeeping before it closes ready: a waiter that wakes then holds the
+// room's last use, so its release leaves the room idle and evicts it over
+// the budget at once, and Stats already counts the load. Were the loader's
+// use ended after ready, a room used by one query would stay held until the
+// loader goroutine next ran, over the budget.
 func (s *Service) load(h *heldRoom, meta Room) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(s.life, s.opts.LoadTimeout)
@@ -171,6 +179,7 @@ func (s *Service) load(h *heldRoom, meta Room) {
 				s.live.Remove(h.id)
 			}
 			s.rooms.mu.Unlock()
+			s.release(h)
 			close(h.ready)
 			return
 		}
@@ -184,7 +193,6 @@ func (s *Service) load(h *heldRoom, meta Room) {
 		s.applyLiveLocked(h, e)
 	}
 	h.mu.Unlock()
-	close(h.ready)
 	s.loadsN.Add(1)
 	if s.opts.OnRoomLoad != nil {
 		s.opts.OnRoomLoad(time.Since(start))
@@ -193,6 +201,8 @@ func (s *Service) load(h *heldRoom, meta Room) {
 	// stream's leader a moment after the subscription: read the room once
 	// more then, so an entry stored in that moment is not missed.
 	s.resyncer.schedule(h.id, time.Now().Add(time.Second))
+	s.release(h)
+	close(h.ready)
 }
 
 // foldLogged applies an entry read from the log, in the log's order: the
@@ -324,6 +334,11 @@ func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 			s.opts.Logger.Warn("skipped a malformed room entry", "room", e.Key, "seq", e.Seq, "err", bad)
 			return nil
 		}
+		if applied == 0 {
+			// Counted before the first change goes out, so that whoever
+			// sees a change the re-sync brought sees it in Stats too.
+			s.resyncsN.Add(1)
+		}
 		s.applyEventLocked(h, e.Seq, entryTime(e, ev), ev)
 		applied++
 		return nil
@@ -333,7 +348,6 @@ func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 		return err
 	}
 	if applied > 0 {
-		s.resyncsN.Add(1)
 		s.opts.Logger.Info("re-synced a room that missed live events", "room", roomID, "events", applied)
 	}
 	return nil

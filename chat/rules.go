@@ -6,7 +6,8 @@ import (
 	"unicode/utf8"
 )
 
-// Hard limits the projection enforces. They are constants, not settings,
+// Hard limits every replica enforces when it judges an event (checkRoomName,
+// checkText, checkEmoji). They are constants, not settings,
 // because every replica must judge every event identically; a proposer may
 // apply stricter limits of its own before appending.
 const (

@@ -113,11 +113,18 @@ func (c *drainClient) await(within time.Duration) {
 // sockets: readiness fails and new sockets are refused as soon as the
 // drain starts, while the open ones keep working; then each is closed with
 // 1001, oldest first, not before its slot in the window and not long after.
+//
+// "Not long after" is a third of the window: that leaves a second for a
+// loaded machine to deliver the close frame and run the reader, and still
+// fails if the closes were spread over a longer window than asked, or
+// bunched at its end. (The window was 600 ms with 250 ms to spare, which a
+// loaded machine exceeded.)
 func TestDrainClosesSocketsOneByOneOverTheWindow(t *testing.T) {
 	r := newReplica(t, func(o *Options) { o.PingInterval = time.Minute })
 	room := r.room("drain")
 	const n = 10
-	const window = 600 * time.Millisecond
+	const window = 3 * time.Second
+	const late = window / 3
 	clients := make([]*drainClient, n)
 	for i := range clients {
 		c := r.dialTransport("u")
@@ -180,8 +187,8 @@ func TestDrainClosesSocketsOneByOneOverTheWindow(t *testing.T) {
 		if c.closed.Before(slot) {
 			t.Errorf("socket %d closed %s before its slot", i, slot.Sub(c.closed))
 		}
-		if late := c.closed.Sub(slot); late > 250*time.Millisecond {
-			t.Errorf("socket %d closed %s after its slot", i, late)
+		if after := c.closed.Sub(slot); after > late {
+			t.Errorf("socket %d closed %s after its slot, want at most %s", i, after, late)
 		}
 		if i > 0 && c.closed.Before(clients[i-1].closed) {
 			t.Errorf("socket %d closed before the older socket %d", i, i-1)
@@ -203,7 +210,7 @@ func TestDrainCutShortByContext(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for _, c := range clients {
-		wg.Go(func() { c.await(10 * time.Second) })
+		wg.Go(func() { c.await(30 * time.Second) })
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	drained := make(chan error, 1)
@@ -219,13 +226,15 @@ func TestDrainCutShortByContext(t *testing.T) {
 		if err != nil && (!strings.Contains(err.Error(), "dropped") || !errors.Is(err, context.Canceled)) {
 			t.Errorf("Drain cut short = %v, want nil or an error about dropped connections wrapping context.Canceled", err)
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Drain did not return within 2s of its context ending")
+	case <-time.After(5 * time.Second):
+		// Uncut, it would take 12 minutes more: seconds leave room for a
+		// loaded machine and still tell the two apart.
+		t.Fatal("Drain did not return within 5s of its context ending")
 	}
 	wg.Wait()
 	for i, c := range clients {
-		if c.err == nil || c.closed.Sub(cancelled) > time.Second {
-			t.Errorf("socket %d: ended %v at %s after the cut, want ended within 1s", i, c.err, c.closed.Sub(cancelled))
+		if c.err == nil || c.closed.Sub(cancelled) > 5*time.Second {
+			t.Errorf("socket %d: ended %v at %s after the cut, want ended within 5s", i, c.err, c.closed.Sub(cancelled))
 		}
 	}
 	if clients[0].code != websocket.CloseGoingAway {

@@ -943,7 +943,10 @@ func TestMultipartSlowConsumerEndsAlone(t *testing.T) {
 				continue
 			}
 			var got struct{ MessagePosted struct{ Text string } }
-			f.data(t, &got)
+			if err := f.decodeData(&got); err != nil {
+				t.Errorf("fast socket: %v", err) // not t.Fatal: this is not the test's goroutine
+				return
+			}
 			mu.Lock()
 			fastGot = append(fastGot, got.MessagePosted.Text)
 			mu.Unlock()

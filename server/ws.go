@@ -315,6 +315,13 @@ func (c *wsConn) tornDown() bool {
 	}
 }
 
+// closingAbruptly reports whether a close was chosen that drops the
+// frames not yet written: the answer to the client's close, or a slow
+// consumer's.
+func (c *wsConn) closingAbruptly() bool {
+	return c.isClosing() && c.closeAbrupt // closeAbrupt is set before closing is closed
+}
+
 func (c *wsConn) isClosing() bool {
 	select {
 	case <-c.closing:
@@ -648,7 +655,11 @@ func (c *wsConn) writeLoop() {
 }
 
 // batchBytes is how many bytes of frames the writer gathers before a
-// write: several frames ready for one socket leave in one system call.
+// write, large payloads included: several frames ready for one socket
+// leave in one system call, and a write is at most batchBytes and one
+// frame. That bounds what a close must wait for when it follows the write
+// under way (see writeBatch), and how much one write deadline covers; a
+// write of 32 KiB costs a system call for little.
 const batchBytes = 32 << 10
 
 // writeBatch writes the frames of batch in order with as few system calls
@@ -664,6 +675,7 @@ func (c *wsConn) writeBatch(batch []outItem) error {
 	defer c.t.frames.put(buf)
 	var parts net.Buffers
 	flushed := 0 // bytes of *buf already in parts
+	large := 0   // bytes of the large payloads in parts
 	done := 0    // items of batch already written
 	for i := range batch {
 		it := &batch[i]
@@ -671,14 +683,22 @@ func (c *wsConn) writeBatch(batch []outItem) error {
 		if it.kind == frameNext && len(it.data.bytes) > largePayload {
 			parts = append(parts, (*buf)[flushed:], it.data.bytes, closingBrace)
 			flushed = len(*buf)
+			large += len(it.data.bytes)
 		}
-		if len(*buf) >= batchBytes || len(parts) >= 48 {
+		if len(*buf)+large >= batchBytes {
 			if err := c.writeGathered(buf, parts, flushed); err != nil {
 				return err
 			}
 			c.countDelivered(batch[done : i+1])
 			done = i + 1
-			*buf, parts, flushed = (*buf)[:0], parts[:0], 0
+			*buf, parts, flushed, large = (*buf)[:0], parts[:0], 0, 0
+			if c.closingAbruptly() {
+				// The rest of the batch is dropped as what is still
+				// queued is (see finish): a batch may hold many
+				// megabytes, and the close frame would wait for them
+				// past closeGrace.
+				return nil
+			}
 		}
 	}
 	if err := c.writeGathered(buf, parts, flushed); err != nil {

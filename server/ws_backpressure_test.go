@@ -14,6 +14,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/heraldhq/herald/chat"
 )
 
 // dialTinyWindow opens a graphql-transport-ws socket whose receive buffer
@@ -41,14 +43,41 @@ func (r *replica) dialTinyWindow(user string) *wsClient {
 	return c
 }
 
+// firstSendBufferSmall gives the first connection it accepts a small send
+// buffer, and the others the system's.
+type firstSendBufferSmall struct {
+	net.Listener
+	once sync.Once
+}
+
+func (l *firstSendBufferSmall) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		l.once.Do(func() { _ = tc.SetWriteBuffer(4096) })
+	}
+	return conn, err
+}
+
 // TestSlowConsumerIsClosedAlone: one subscriber stops reading. Its socket
-// alone is closed with 1013 within a bounded time; the others keep
-// receiving every event, in order, while it happens.
+// alone is closed with 1013 within a bounded number of events; the others
+// keep receiving every event, in order, while it happens.
+//
+// The slow socket is the replica's first connection, and only it has a
+// small send buffer: with the system's, the kernel takes megabytes for a
+// client that reads nothing (up to tcp_wmem's maximum, 4 MiB on Linux)
+// before the queue fills, which took about 1,000 events and up to 17 s
+// under load, long enough for keepalive pings to reach the fast clients.
 func TestSlowConsumerIsClosedAlone(t *testing.T) {
-	r := newReplica(t, func(o *Options) {
-		o.QueueMessages = 256
+	const queueMessages = 256
+	r := newReplicaListening(t, chat.Options{}, func(o *Options) {
+		o.QueueMessages = queueMessages
 		o.QueueBytes = 4 << 20
-	})
+		// The queue must fill before a write has been stuck for
+		// WriteTimeout, which closes the socket too, but not as a slow
+		// consumer: on a loaded machine, posting 256 events took longer
+		// than the default 10 s.
+		o.WriteTimeout = time.Minute
+	}, func(l net.Listener) net.Listener { return &firstSendBufferSmall{Listener: l} })
 	room := r.room("general")
 	q := `subscription($r: ID!) { messagePosted(roomId: $r) { text } }`
 	slow := r.dialTinyWindow("slow")
@@ -59,8 +88,14 @@ func TestSlowConsumerIsClosedAlone(t *testing.T) {
 	}
 	waitFor(t, "subscriptions", func() bool { return r.members() == 4 })
 
-	// The fast clients read everything as it comes.
-	const maxEvents = 3000
+	// The fast clients read everything as it comes. Each event is posted
+	// once the fast clients have the one before, so the slow socket has
+	// been handed every event but the last when the close is looked for.
+	// It must be closed once its queue is full: after the queue's 256
+	// messages and the few that the socket buffers and a begun write hold.
+	// The bound is far below the ~1,000 events of 4 KB that the queue's
+	// 4 MiB would take, were its message limit not applied.
+	const maxEvents = queueMessages + 64
 	var mu sync.Mutex
 	received := make([][]string, len(fast))
 	count := func(i int) int {
@@ -82,11 +117,14 @@ func TestSlowConsumerIsClosedAlone(t *testing.T) {
 					}
 					return
 				}
-				if f.Type == "ka" {
+				if f.keepalive() {
 					continue
 				}
 				var got struct{ MessagePosted struct{ Text string } }
-				f.data(t, &got)
+				if err := f.decodeData(&got); err != nil {
+					t.Errorf("fast client %d: %v", i, err) // not t.Fatal: this is not the test's goroutine
+					return
+				}
 				mu.Lock()
 				received[i] = append(received[i], got.MessagePosted.Text)
 				mu.Unlock()
@@ -99,6 +137,14 @@ func TestSlowConsumerIsClosedAlone(t *testing.T) {
 	posted := 0
 	start := time.Now()
 	for ; posted < maxEvents; posted++ {
+		waitFor(t, "the fast clients to receive the last event", func() bool {
+			for i := range fast {
+				if count(i) < posted {
+					return false
+				}
+			}
+			return true
+		})
 		r.post(room, "poster", fmt.Sprintf("%05d %s", posted, text))
 		if testutil.ToFloat64(r.server.ws.metrics.slowCloses) >= 1 {
 			posted++

@@ -241,6 +241,9 @@ func closeWhileStreaming(t *testing.T, r *replica, p wspProto, room string, code
 			if err := c.write(rawClose, binary.BigEndian.AppendUint16(nil, uint16(code))); err != nil {
 				t.Fatal(err)
 			}
+			// Enough is on its way; posting more would only take the
+			// CPU from the reader that the close handshake waits for.
+			bg.end()
 		}
 	}
 	// After the echo, the server ends the connection.
@@ -252,6 +255,67 @@ func closeWhileStreaming(t *testing.T, r *replica, p wspProto, room string, code
 		t.Fatal(postErr)
 	}
 	waitFor(t, "the socket to be released", func() bool { return r.members() == 0 })
+}
+
+// TestCloseEchoDropsTheWritersBatch: the writer takes everything queued
+// as one batch; when the client closes while that batch is being
+// written, the echo follows the write under way, and the rest of the
+// batch is dropped like what is still queued. Before, the writer wrote the
+// whole batch first: under load, megabytes, and the echo came after
+// closeGrace, when the server had already cut the connection.
+func TestCloseEchoDropsTheWritersBatch(t *testing.T) {
+	const events = 100
+	r := newReplicaListening(t, chat.Options{}, func(o *Options) { o.QueueBytes = 64 << 20 }, withSmallSendBuffers)
+	room := bigRoom(r, "batch")
+	c := r.dialRaw(wspTransport.name, 4096)
+	c.start(wspTransport, streamQuery, map[string]any{"r": room})
+	waitFor(t, "the subscription", func() bool { return r.members() == 1 })
+
+	// The client reads nothing while the events are posted: a write to it
+	// blocks, and the rest queue behind it.
+	if err := postEvents(r, room, events, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Events reach the socket in order: once the last is queued, no
+	// other is on its way. The writer took its batch when few had come.
+	last := fmt.Sprintf(`"%05d `, events-1)
+	waitFor(t, "the events to queue", func() bool {
+		queued, text := lastQueued(r)
+		return queued >= events/2 && strings.Contains(text, last)
+	})
+	// Reading lets the blocked write end; the writer then takes the whole
+	// queue as its next batch.
+	read := 0
+	for queuedFrames(r) > 0 {
+		if _, err := c.next(10 * time.Second); err != nil {
+			t.Fatalf("after %d frames: %v", read, err)
+		}
+		read++
+	}
+	if err := c.write(rawClose, binary.BigEndian.AppendUint16(nil, 4000)); err != nil {
+		t.Fatal(err)
+	}
+	// What is still written: the rest of the write under way (at most
+	// batchBytes and one frame: two of these ~31 KB frames) and perhaps
+	// the rest of one frame begun before it.
+	after := 0
+	for {
+		m, err := c.next(10 * time.Second)
+		if err != nil {
+			t.Fatalf("%d frames after the close: %v", after, err)
+		}
+		if m.op == rawClose {
+			if code := binary.BigEndian.Uint16(m.payload); code != 4000 {
+				t.Fatalf("close %d, want the echo of 4000", code)
+			}
+			break
+		}
+		after++
+	}
+	if most := 3; after > most {
+		t.Fatalf("%d frames came after the close and before its echo (%d before the close), want at most %d", after, read, most)
+	}
+	t.Logf("%d frames read before the close, %d after it, then the echo", read, after)
 }
 
 func isTimeout(err error) bool {
@@ -303,6 +367,27 @@ func queuedFrames(r *replica) int {
 		c.queue.mu.Unlock()
 	}
 	return n
+}
+
+// lastQueued returns how many frames are queued on the replica's one
+// socket, and the payload of the last one.
+func lastQueued(r *replica) (n int, text string) {
+	ss := r.server.sessions
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for s := range ss.open {
+		c, ok := s.(*wsConn)
+		if !ok {
+			continue
+		}
+		c.queue.mu.Lock()
+		n = len(c.queue.items)
+		if n > 0 && c.queue.items[n-1].data != nil {
+			text = string(c.queue.items[n-1].data.bytes)
+		}
+		c.queue.mu.Unlock()
+	}
+	return n, text
 }
 
 // TestBrokenFramingIsClosedThroughTheWriter: a frame that breaks RFC 6455

@@ -19,11 +19,27 @@ type event struct {
 // readEvents reads n messagePosted events for id, answering nothing else.
 func readEvents(t *testing.T, c *wsClient, id string, n int) []event {
 	t.Helper()
+	out, err := collectEvents(c, id, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// collectEvents is readEvents for goroutines other than the test's: it
+// returns what went wrong instead of failing the test.
+func collectEvents(c *wsClient, id string, n int) ([]event, error) {
 	out := make([]event, 0, n)
 	for len(out) < n {
-		f := c.next()
+		f, err := c.read(5 * time.Second)
+		if err != nil {
+			return out, fmt.Errorf("waiting for event %d of %s: %w", len(out), id, err)
+		}
+		if f.keepalive() {
+			continue
+		}
 		if f.ID != id || (f.Type != "next" && f.Type != "data") {
-			t.Fatalf("got %s while waiting for event %d of %s", f.raw, len(out), id)
+			return out, fmt.Errorf("got %s while waiting for event %d of %s", f.raw, len(out), id)
 		}
 		var p struct {
 			Data struct {
@@ -33,11 +49,11 @@ func readEvents(t *testing.T, c *wsClient, id string, n int) []event {
 			Extensions struct{ Cursor string }
 		}
 		if err := json.Unmarshal(f.Payload, &p); err != nil || len(p.Errors) > 0 {
-			t.Fatalf("event %d: %s (%v)", len(out), f.raw, err)
+			return out, fmt.Errorf("event %d: %s (%v)", len(out), f.raw, err)
 		}
 		out = append(out, event{p.Data.MessagePosted.Text, p.Extensions.Cursor})
 	}
-	return out
+	return out, nil
 }
 
 // TestResumeSeamIsGapFree resumes subscriptions from several cursors while
@@ -124,7 +140,11 @@ func TestResumeWhilePublishing(t *testing.T) {
 		time.Sleep(time.Duration(k) * 5 * time.Millisecond)
 		c.subscribe("subscribe", "r", query, map[string]any{"r": room, "after": cursor})
 		wg.Go(func() {
-			got := readEvents(t, c, "r", before+during-10)
+			got, err := collectEvents(c, "r", before+during-10)
+			if err != nil {
+				t.Errorf("resumer %d: %v", k, err)
+				return
+			}
 			for i, e := range got {
 				if want := fmt.Sprintf("m%03d", 10+i); e.text != want {
 					t.Errorf("resumer %d: event %d is %q, want %q", k, i, e.text, want)
@@ -243,7 +263,11 @@ func TestResumedSubscribersJoinTheSharedExecution(t *testing.T) {
 	var wg sync.WaitGroup
 	check := func(name string, c *wsClient, from int) {
 		wg.Go(func() {
-			got := readEvents(t, c, "r", before+during-from-1)
+			got, err := collectEvents(c, "r", before+during-from-1)
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+				return
+			}
 			for i, e := range got {
 				if want := fmt.Sprintf("m%03d", from+1+i); e.text != want {
 					t.Errorf("%s: event %d is %q, want %q", name, i, e.text, want)

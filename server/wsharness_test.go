@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -280,42 +281,36 @@ func (c *wsClient) expectClose(code int, within time.Duration) string {
 	}
 }
 
-// expectSilence fails if any non-keepalive message arrives within d.
-func (c *wsClient) expectSilence(d time.Duration) {
-	c.t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		f, err := c.read(time.Until(deadline))
-		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				return
-			}
-			c.t.Fatalf("read: %v", err)
-		}
-		if f.Type != "ka" && f.Type != "ping" && f.Type != "pong" {
-			c.t.Fatalf("expected silence, got %s", f.raw)
-		}
-	}
-}
-
 // data decodes a next/data payload's data into out.
 func (f frame) data(t *testing.T, out any) {
 	t.Helper()
+	if err := f.decodeData(out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// decodeData decodes a next/data payload's data into out; off the test's
+// goroutine, use it rather than data.
+func (f frame) decodeData(out any) error {
 	var p struct {
 		Data   json.RawMessage `json:"data"`
 		Errors []any           `json:"errors"`
 	}
 	if err := json.Unmarshal(f.Payload, &p); err != nil {
-		t.Fatalf("payload of %s: %v", f.raw, err)
+		return fmt.Errorf("payload of %s: %w", f.raw, err)
 	}
 	if len(p.Errors) > 0 {
-		t.Fatalf("errors in %s", f.raw)
+		return fmt.Errorf("errors in %s", f.raw)
 	}
 	if err := json.Unmarshal(p.Data, out); err != nil {
-		t.Fatalf("data of %s: %v", f.raw, err)
+		return fmt.Errorf("data of %s: %w", f.raw, err)
 	}
+	return nil
 }
+
+// keepalive reports whether f is a keepalive message of either protocol,
+// which a server may send at any time.
+func (f frame) keepalive() bool { return f.Type == "ka" || f.Type == "ping" || f.Type == "pong" }
 
 // get performs an HTTP GET on the replica.
 func (r *replica) get(path string) (int, string) {

@@ -265,7 +265,7 @@ func TestTwoReplicasShareNATS(t *testing.T) {
 	}
 	seeOn(b.Addr(), other.ID, "from a")
 
-	// The projection judges identically everywhere: the name is taken on both.
+	// Every replica judges identically: the name is taken on both.
 	if r := gql(t, a.Addr(), "bob", `mutation { createRoom(name: "GENERAL") { id } }`, nil, nil); r.code() != "CONFLICT" {
 		t.Fatalf("duplicate room on the other replica: %+v", r.Errors)
 	}

@@ -22,12 +22,18 @@ func TestStopLetsInFlightHTTPRequestsFinish(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
 	body := `{"query":"{ rooms { totalCount } }"}`
-	fmt.Fprintf(conn, "POST /graphql HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-		len(body), body[:10])
-	// The request is in flight once the server has read its headers; the
-	// handler then waits for the rest of the body.
-	time.Sleep(100 * time.Millisecond)
+	// With Expect: 100-continue, net/http answers 100 Continue when the
+	// handler starts reading the body: then the request is in flight, and
+	// the handler waits for the body.
+	fmt.Fprintf(conn, "POST /graphql HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\n"+
+		"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n", len(body))
+	br := bufio.NewReader(conn)
+	interim, err := http.ReadResponse(br, nil)
+	if err != nil || interim.StatusCode != http.StatusContinue {
+		t.Fatalf("waiting for 100 Continue: %v, %v", interim, err)
+	}
 
 	stopped := make(chan error, 1)
 	go func() {
@@ -35,17 +41,20 @@ func TestStopLetsInFlightHTTPRequestsFinish(t *testing.T) {
 		defer cancel()
 		stopped <- a.Stop(ctx)
 	}()
+	// Once the listener refuses connections, Stop has reached
+	// http.Server.Shutdown, which returns only when the request has been
+	// answered: Stop must still be running.
+	waitRefused(t, a.Addr())
 	select {
 	case err := <-stopped:
 		t.Fatalf("Stop returned (%v) while a request was in flight", err)
-	case <-time.After(300 * time.Millisecond):
+	default:
 	}
 
-	if _, err := conn.Write([]byte(body[10:])); err != nil {
-		t.Fatalf("finish the request body: %v", err)
+	if _, err := conn.Write([]byte(body)); err != nil {
+		t.Fatalf("send the request body: %v", err)
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatalf("read the response: %v", err)
 	}
@@ -55,5 +64,22 @@ func TestStopLetsInFlightHTTPRequestsFinish(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Fatalf("Stop: %v", err)
+	}
+}
+
+// waitRefused waits until nothing accepts connections on addr.
+func waitRefused(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still accepts connections 10s after Stop began", addr)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -223,7 +223,7 @@ test('Apollo HttpLink with the resume recipe: its replica drains (SHUTTING_DOWN)
       await c.start();
       await inbox.waitFor((evs) => evs.filter(isReal).length >= 10, 15_000, 'msg-5..9 replayed by the restarted replica C');
       for (const text of want.slice(10)) await postMessage(B, room.id, text);
-      await assertExactly(inbox, want);
+      await assertExactly(inbox, want, { postBase: B, roomId: room.id });
       assert.equal(inbox.ended, null, 'the application\'s subscription saw no error and no end');
 
       assert.equal(sent[0], null, 'the first subscribe has no cursor');
@@ -262,7 +262,7 @@ test('Apollo HttpLink with the resume recipe: a multipart stream cut off from re
       for (const text of want.slice(5, 10)) await postMessage(B, room.id, text);
       await inbox.waitFor((evs) => evs.filter(isReal).length >= 10, 10_000, 'msg-5..9 replayed by replica B');
       for (const text of want.slice(10)) await postMessage(B, room.id, text);
-      await assertExactly(inbox, want);
+      await assertExactly(inbox, want, { postBase: B, roomId: room.id });
       assert.equal(inbox.ended, null, 'the application\'s subscription saw no error and no end');
 
       assert.ok(retried.some((r) => r.startsWith('network')), `retried after a network error: ${json(retried)}`);

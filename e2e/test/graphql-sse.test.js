@@ -9,7 +9,7 @@ import { createClient } from 'graphql-sse';
 import { EventSource } from 'eventsource';
 import {
   A, B, httpURL, createRoom, postMessage, withTimeout, describeError, failIfProcessLingers, Inbox, once,
-  checkDelivery, primeSubscription, describeDifference, MESSAGE_POSTED, messageEvent,
+  checkDelivery, primeSubscription, awaitFence, describeDifference, MESSAGE_POSTED, messageEvent,
 } from './lib/herald.js';
 import { TcpProxy } from './lib/proxy.js';
 
@@ -103,7 +103,7 @@ test('an EventSource cut off from replica A resumes on replica B from its Last-E
     const isReal = (e) => typeof e.text === 'string' && e.text.startsWith('msg-');
     await inbox.waitFor((evs) => evs.filter(isReal).length >= want.length, 15_000,
       () => `all ${want.length} messages (${describeDifference(inbox.events.filter(isReal).map((e) => e.text), want)})`);
-    await new Promise((r) => setTimeout(r, 300)); // a duplicate would arrive now
+    await awaitFence(inbox, B, room.id);
     const got = inbox.events.filter(isReal).map((e) => e.text);
     assert.deepEqual(got, want, `messages not received exactly once and in order: ${describeDifference(got, want)}`);
     assert.ok(proxy.stats.byTarget[B] >= 1, `the reconnection went to replica B: ${JSON.stringify(proxy.stats)}`);

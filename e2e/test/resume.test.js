@@ -13,7 +13,7 @@ import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import {
   A, B, httpURL, wsURL, gql, createRoom, postMessage, withTimeout, describeError, TrackedWebSocket,
-  assertSocketsClosed, failIfProcessLingers, Inbox, primeSubscription, describeDifference, messageEvent, assertExactly,
+  assertSocketsClosed, failIfProcessLingers, Inbox, primeSubscription, describeDifference, messageEvent, assertExactly, awaitFence,
 } from './lib/herald.js';
 import { TcpProxy } from './lib/proxy.js';
 import { resumableSubscribe, createResumeLink } from './lib/resume.js';
@@ -209,7 +209,7 @@ for (const kind of Object.keys(clients)) {
         // Posted at once: replay and live together must neither lose nor repeat.
         await postRange(room.id, want, 20, 25);
 
-        await assertExactly(inbox, want);
+        await assertExactly(inbox, want, { postBase: B, roomId: room.id });
         const lateProbes = inbox.events.slice(inbox.events.findIndex(isReal)).filter((e) => e.text?.startsWith('probe-'));
         assert.deepEqual(lateProbes, [], 'no probe after the first counted message');
 
@@ -267,7 +267,7 @@ for (const kind of Object.keys(clients)) {
           await primeSubscription(inbox, B, room.id);
           await postRange(room.id, want, 0, 5);
         }
-        await assertExactly(inbox, want);
+        await assertExactly(inbox, want, { postBase: B, roomId: room.id });
         assert.equal(calls.length, 1, 'onCursorExpired called once');
         assert.ok(!inbox.events.some((e) => e.text === 'before-0'), 'the message before the refetched cursor is not replayed');
         const resumed = resumeFromRefetch ? calls[0].newest.cursor : null;
@@ -316,7 +316,7 @@ test('control: graphql-ws without the recipe resubscribes from scratch and misse
     }
     await postRange(room.id, want, 10, 15);
     await inbox.waitFor((evs) => evs.filter(isReal).length >= 10, 10_000, 'msg-10..14');
-    await sleep(300);
+    await awaitFence(inbox, B, room.id);
     const got = texts(inbox);
     assert.deepEqual(got, [...want.slice(0, 5), ...want.slice(10)],
       `without a cursor the messages posted while away are lost: ${describeDifference(got, want)}`);

@@ -45,29 +45,39 @@ const clip = (s, n = 2000) => (s.length > n ? `${s.slice(0, n)}…` : s);
  * whole response body ({data, errors, extensions}). It throws on a transport
  * failure, a non-JSON answer or an HTTP status other than 200.
  */
-export async function gqlRaw(base, query, variables = {}, { user, timeoutMs = 10_000 } = {}) {
+export async function gqlRaw(base, query, variables = {}, { user, timeoutMs = 10_000, retryRateLimited = false } = {}) {
   const headers = { 'Content-Type': 'application/json', Accept: 'application/graphql-response+json' };
   if (user) headers['X-Herald-User'] = user;
+  const deadline = Date.now() + timeoutMs;
   let res;
-  try {
-    res = await fetch(httpURL(base), {
-      method: 'POST',
-      headers,
-      body: json({ query, variables }),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-  } catch (err) {
-    throw new Error(`POST ${httpURL(base)} failed: ${err.message}${err.cause ? ` (${err.cause.message ?? err.cause})` : ''}`);
-  }
-  const text = await res.text();
   let body;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw new Error(`POST ${httpURL(base)}: HTTP ${res.status} with a body that is not JSON: ${clip(text)}`);
+  for (;;) {
+    try {
+      res = await fetch(httpURL(base), {
+        method: 'POST',
+        headers,
+        body: json({ query, variables }),
+        signal: AbortSignal.timeout(Math.max(deadline - Date.now(), 1)),
+      });
+    } catch (err) {
+      throw new Error(`POST ${httpURL(base)} failed: ${err.message}${err.cause ? ` (${err.cause.message ?? err.cause})` : ''}`);
+    }
+    const text = await res.text();
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new Error(`POST ${httpURL(base)}: HTTP ${res.status} with a body that is not JSON: ${clip(text)}`);
+    }
+    // With retryRateLimited, a RATE_LIMITED refusal is sent again after
+    // the retryAfter the replica names, as a client should, within
+    // timeoutMs in all.
+    const retryAfter = body.errors?.[0]?.extensions?.retryAfter;
+    if (!retryRateLimited || res.status !== 429 || typeof retryAfter !== 'number' ||
+      Date.now() + retryAfter * 1000 >= deadline) break;
+    await sleep(Math.ceil(retryAfter * 1000));
   }
   if (res.status !== 200) {
-    throw new Error(`POST ${httpURL(base)}: HTTP ${res.status}: ${clip(text)}\nquery: ${query}\nvariables: ${json(variables)}`);
+    throw new Error(`POST ${httpURL(base)}: HTTP ${res.status}: ${clip(json(body))}\nquery: ${query}\nvariables: ${json(variables)}`);
   }
   return body;
 }
@@ -92,13 +102,19 @@ export async function createRoom(base, prefix, user = 'alice') {
   return data.createRoom;
 }
 
-/** Posts a message over HTTP and returns {id, text, author {name}, room {messageCount}}. */
+/**
+ * Posts a message over HTTP and returns {id, text, author {name}, room {messageCount}}.
+ * A post refused with RATE_LIMITED is sent again (see gqlRaw's
+ * retryRateLimited): a test file posts as one user, faster than
+ * --mutation-rate allows once nothing paces it. The idempotency key stays
+ * the same, so a retry never stores a message twice.
+ */
 export async function postMessage(base, roomId, text, user = 'bob') {
   const data = await gql(base,
     `mutation($r: ID!, $t: String!, $k: String) {
        postMessage(roomId: $r, text: $t, idempotencyKey: $k) { id text author { name } room { id messageCount } }
      }`,
-    { r: roomId, t: text, k: `${text}-${randomBytes(6).toString('hex')}` }, { user });
+    { r: roomId, t: text, k: `${text}-${randomBytes(6).toString('hex')}` }, { user, retryRateLimited: true });
   return data.postMessage;
 }
 
@@ -336,7 +352,7 @@ export async function checkDelivery(t, { inbox, postBase, roomId, baseCount, n =
 
   await inbox.waitFor((evs) => want.every((w) => evs.some((e) => e.text === w)), 10_000,
     () => `all ${n} messages posted on ${nameOf(postBase)} (${describeDifference(inbox.events.filter(isReal).map((e) => e.text), want)})`);
-  await sleep(300); // a duplicate would arrive now
+  await awaitFence(inbox, postBase, roomId, user);
 
   const errored = inbox.events.filter((e) => e.errors?.length);
   assert.equal(errored.length, 0, `${inbox.label}: events with errors: ${json(errored)}`);
@@ -375,16 +391,32 @@ export async function checkDelivery(t, { inbox, postBase, roomId, baseCount, n =
   return { probes, posted, events: real };
 }
 
+let fences = 0;
+
 /**
- * Waits until the inbox has every message of want (msg-*), then a moment
- * more for a duplicate, and asserts it got exactly want, once each and in
- * order, each with a cursor of its own, and no error. Returns the events.
+ * Posts a fence message to the room on postBase and waits until the inbox
+ * has it. A subscription delivers a room's messages in the room's order, so
+ * once the fence is in, whatever was still to come before it (a duplicate,
+ * a message that should not be there) is in too. Waiting a fixed while
+ * instead passes whenever the server is merely slow.
  */
-export async function assertExactly(inbox, want) {
+export async function awaitFence(inbox, postBase, roomId, user = 'bob') {
+  const text = `fence-${fences++}`;
+  await postMessage(postBase, roomId, text, user);
+  await inbox.waitFor((evs) => evs.some((e) => e.text === text), 10_000, `the fence message ${text}`);
+}
+
+/**
+ * Waits until the inbox has every message of want (msg-*), then for a fence
+ * posted to roomId on postBase (see awaitFence), and asserts it got exactly
+ * want, once each and in order, each with a cursor of its own, and no
+ * error. Returns the events.
+ */
+export async function assertExactly(inbox, want, { postBase, roomId }) {
   const texts = () => inbox.events.filter(isReal).map((e) => e.text);
   await inbox.waitFor((evs) => want.every((w) => evs.some((e) => e.text === w)), 10_000,
     () => `all ${want.length} messages (${describeDifference(texts(), want)})`);
-  await sleep(300); // a duplicate would arrive now
+  await awaitFence(inbox, postBase, roomId);
   const errored = inbox.events.filter((e) => e.errors?.length);
   assert.equal(errored.length, 0, `${inbox.label}: events with errors: ${json(errored)}`);
   const got = texts();

@@ -1,0 +1,20 @@
+// Package chat is Herald's example domain: rooms, messages and reactions,
+// kept as events in an EventLog (a *pubsub.Log in production).
+//
+// A Service is the domain on one replica. It provides:
+//
+//   - commands (CreateRoom, PostMessage, EditMessage, DeleteMessage, React),
+//     judged against the room's current state before anything is appended,
+//     and appended only if the room has not moved on since, so that every
+//     replica accepts the same events; a caller reads its own write;
+//   - queries (Rooms, RoomInfo, LookupRoom, Messages, Message, RoomStats);
+//   - live changes (Watch, WatchAfter) of a room (RoomTopic) or of the room
+//     directory (RoomsTopic), in log order, resumable after a sequence;
+//   - readiness and counters for the transport (Ready, Stats, Applied).
+//
+// A replica follows the room directory in full and holds a room's messages
+// only while it is used, loaded from the log on demand and evicted over
+// Options.RoomCache. Errors a client should see are *Error with a Code.
+// Migrate copies a log of the earlier, single-stream layout into the
+// partitioned one. docs/ARCHITECTURE.md (section 3) says how it is built.
+package chat
