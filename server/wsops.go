@@ -1,0 +1,172 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/heraldhq/herald/auth"
+)
+
+// A socket's operations: starting one the protocol let through (limits,
+// the shared execution or a query's run), and ending it.
+
+// onSubscribe starts operation id, which the protocol has let through:
+// the socket's limits, the execution, the mutation rate.
+func (c *wsConn) onSubscribe(id string, params operationPayload) {
+	limit := c.limitOperation()
+	op, fresh := c.addOp(id)
+	if !fresh {
+		c.carryOut(c.machine.idInUse(id, op.idJSON))
+		return
+	}
+	if limit == nil {
+		limit = c.limitVariables(params.Variables)
+	}
+	if limit != nil {
+		c.rejectOp(op, &graphql.Response{Errors: gqlerror.List{limit}})
+		return
+	}
+	// Every operation is traced on its own, as an HTTP request would be.
+	ctx := graphql.StartOperationTrace(c.ctx)
+	if c.hasIdentity {
+		ctx = auth.NewContext(ctx, c.identity)
+	}
+	now := graphql.Now()
+	raw := &graphql.RawParams{
+		Query:         params.Query,
+		OperationName: params.OperationName,
+		Variables:     params.Variables,
+		Extensions:    params.Extensions,
+		ReadTime:      graphql.TraceTiming{Start: now, End: now},
+	}
+	rc, errs := c.exec.CreateOperationContext(ctx, raw)
+	if errs != nil {
+		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		c.rejectOp(op, resp)
+		return
+	}
+	if rc.Operation.Operation == ast.Mutation && c.hasIdentity {
+		if ok, wait := c.t.mutations.allow(c.identity.UserID, time.Now()); !ok {
+			c.rejectOp(op, &graphql.Response{Errors: gqlerror.List{rateLimitedError("too many mutations by this user", wait)}})
+			return
+		}
+	}
+	if rc.Operation.Operation == ast.Subscription {
+		c.t.execs.join(op, ctx, c.exec, raw, rc, c.t.cfg.viewerDirective, c.t.cfg.resumeArgument)
+		return
+	}
+	c.runSingle(op, ctx, rc)
+}
+
+// limitOperation applies the per-socket limits on starting an operation:
+// how many may be open at once and how many may start per second. It
+// returns the error to answer the operation with, or nil.
+func (c *wsConn) limitOperation() *gqlerror.Error {
+	l := c.t.cfg.limits
+	if l.MaxOperations > 0 {
+		c.mu.Lock()
+		open := len(c.ops)
+		c.mu.Unlock()
+		if open >= l.MaxOperations {
+			return limitError("this socket has %d operations open, its limit; complete one first", open)
+		}
+	}
+	if l.SubscribeRate > 0 {
+		if ok, wait := c.subscribes.take(time.Now(), l.SubscribeRate, burstOf(l.SubscribeRate, l.SubscribeBurst)); !ok {
+			return rateLimitedError("too many operations started on this socket", wait)
+		}
+	}
+	return nil
+}
+
+func (c *wsConn) limitVariables(vars map[string]any) *gqlerror.Error {
+	limit := c.t.cfg.limits.MaxVariablesBytes
+	if size, over := variablesOver(vars, limit); over {
+		return limitError("variables take %d bytes of JSON or more, more than the limit of %d", size, limit)
+	}
+	return nil
+}
+
+// addOp registers id; fresh is false (and op the existing one) when the id
+// is in use.
+func (c *wsConn) addOp(id string) (op *operation, fresh bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if existing, busy := c.ops[id]; busy {
+		return existing, false
+	}
+	idJSON, _ := json.Marshal(id)
+	op = &operation{id: id, idJSON: string(idJSON), sub: c}
+	c.ops[id] = op
+	c.t.metrics.operations.Inc()
+	return op, true
+}
+
+// removeOp takes op out of the ops map; false if it was not there (the
+// client completed it, or the socket is going).
+func (c *wsConn) removeOp(op *operation) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ops[op.id] != op {
+		return false
+	}
+	delete(c.ops, op.id)
+	c.t.metrics.operations.Dec()
+	return true
+}
+
+// rejectOp ends an operation that failed before it ran (parse,
+// validation, limits) as its protocol does (wsMachine.reject).
+func (c *wsConn) rejectOp(op *operation, resp *graphql.Response) {
+	if c.removeOp(op) {
+		c.carryOut(c.machine.reject(op, resp))
+	}
+}
+
+// runSingle executes a query or mutation: next, then complete.
+func (c *wsConn) runSingle(op *operation, ctx context.Context, rc *graphql.OperationContext) {
+	ctx, cancel := context.WithCancel(ctx)
+	op.cancel = cancel
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer cancel()
+		responses, rctx := c.exec.DispatchOperation(ctx, rc)
+		resp := responses(rctx)
+		if resp == nil || !c.removeOp(op) {
+			return // completed by the client, or the socket is gone
+		}
+		c.enqueue(outItem{kind: frameNext, op: op, data: &payload{bytes: encodeResponse(resp)}})
+		c.enqueue(outItem{kind: frameComplete, op: op})
+	}()
+}
+
+// onComplete stops an operation at the client's request; nothing more is
+// sent for its id, which may be reused at once.
+func (c *wsConn) onComplete(id string) {
+	c.mu.Lock()
+	op := c.ops[id]
+	if op != nil {
+		delete(c.ops, id)
+	}
+	c.mu.Unlock()
+	if op != nil {
+		c.release(op)
+	}
+}
+
+// streamEnded is called by a shared execution whose stream completed by
+// itself.
+func (c *wsConn) streamEnded(op *operation) {
+	if c.removeOp(op) {
+		c.enqueue(outItem{kind: frameComplete, op: op})
+		if op.handoff != nil {
+			c.t.execs.leave(op) // its other execution (replay or live) too
+		}
+	}
+}
