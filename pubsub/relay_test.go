@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // TestRelay: two replicas on one NATS server; a request sent from either
@@ -44,6 +46,10 @@ func TestRelay(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("no listener took %s to be told", d)
+	}
+	big := make([]byte, 2<<20) // over NATS's default max_payload
+	if _, _, err := rb.Send(testCtx(t, 5*time.Second), "tok1", nil, big); !errors.Is(err, nats.ErrMaxPayload) {
+		t.Fatalf("a message over max_payload: %v, want nats.ErrMaxPayload", err)
 	}
 	for _, bad := range []string{"", "a.b", "a*", ">"} {
 		if _, err := ra.Listen(bad, nil); err == nil {

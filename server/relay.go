@@ -45,6 +45,10 @@ type RelayMessage struct {
 // the token.
 var ErrNoStreamHolder = errors.New("no replica holds the stream")
 
+// ErrRelayMessageTooLarge is what Relay.Send wraps when the message is
+// larger than the relay carries (NATS's max_payload, 1 MB by default).
+var ErrRelayMessageTooLarge = errors.New("the message is too large to relay")
+
 // NewLocalRelay returns a Relay that connects the servers of this process
 // that are given it: a single replica, or several in a test.
 func NewLocalRelay() Relay {

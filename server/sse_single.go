@@ -181,8 +181,15 @@ func (t *sseSingleTransport) listen(h *heldStream) bool {
 		return false
 	}
 	t.mu.Lock()
-	h.stop = stop
+	forgotten := t.held[h.token] != h // the drain or an expiry came first
+	if !forgotten {
+		h.stop = stop
+	}
 	t.mu.Unlock()
+	if forgotten {
+		stop()
+		return false
+	}
 	return true
 }
 
@@ -398,6 +405,9 @@ func (t *sseSingleTransport) forward(w http.ResponseWriter, r *http.Request, tok
 	switch {
 	case errors.Is(err, ErrNoStreamHolder):
 		t.streamNotFound(w, r)
+	case errors.Is(err, ErrRelayMessageTooLarge):
+		t.run.reject(w, r, mediaJSON, http.StatusRequestEntityTooLarge,
+			"the request is too large to relay to the replica that holds the stream; send a smaller one")
 	case err != nil:
 		t.log.ErrorContext(r.Context(), "server: cannot relay a request to the stream's replica", slog.Any("error", err))
 		t.run.reject(w, r, mediaJSON, http.StatusBadGateway, "cannot reach the replica that holds the stream; try again")

@@ -476,3 +476,24 @@ func TestSSESingleSlowConsumer(t *testing.T) {
 	c.expectEnd(5 * time.Second)
 	waitFor(t, "the subscriptions to go", func() bool { return r.members() == 0 })
 }
+
+// tooLargeRelay is a relay whose messages are all too large to carry.
+type tooLargeRelay struct{ Relay }
+
+func (tooLargeRelay) Send(context.Context, string, RelayMessage) (RelayMessage, error) {
+	return RelayMessage{}, fmt.Errorf("relay: %w", ErrRelayMessageTooLarge)
+}
+
+// TestSSESingleRelayTooLarge: an operation too large for the relay is
+// answered 413, not as an unreachable replica.
+func TestSSESingleRelayTooLarge(t *testing.T) {
+	relay := NewLocalRelay()
+	a := newReplica(t, func(o *Options) { o.Relay = relay })
+	b := newReplica(t, func(o *Options) { o.Relay = tooLargeRelay{relay} })
+	token := a.reserve("ann")
+	a.openSingle(token, "ann")
+	status, body := b.operation(token, "ann", "big", `{ __typename }`, nil)
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "too large to relay") {
+		t.Fatalf("%d %s, want 413", status, body)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/heraldhq/herald/pubsub"
 	"github.com/heraldhq/herald/server"
 )
@@ -25,8 +27,11 @@ func (n natsRelay) Listen(token string, serve server.RelayHandler) (func(), erro
 
 func (n natsRelay) Send(ctx context.Context, token string, msg server.RelayMessage) (server.RelayMessage, error) {
 	h, body, err := n.r.Send(ctx, token, msg.Header, msg.Body)
-	if errors.Is(err, pubsub.ErrNoListener) {
+	switch {
+	case errors.Is(err, pubsub.ErrNoListener):
 		return server.RelayMessage{}, errors.Join(err, server.ErrNoStreamHolder)
+	case errors.Is(err, nats.ErrMaxPayload):
+		return server.RelayMessage{}, errors.Join(err, server.ErrRelayMessageTooLarge)
 	}
 	return server.RelayMessage{Header: h, Body: body}, err
 }
