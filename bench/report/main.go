@@ -389,8 +389,8 @@ Reading the table:
 - Herald runs with --mutation-rate 0: the load generator publishes as one user, thousands of
   posts a second, far above the default per-user limit (20/s).
 - S1 and S2 are CPU-bound on two cores shared by the server and the load generator, and short
-  (about a second of publishing), so a single run moves with whatever else the machine does at
-  that moment: single runs put Herald's S2 ratio anywhere from 0.53 to 0.82 within one session.
+  (S2 publishes for about a second, S1 for 20 to 50 s), so a single run moves with whatever else
+  the machine does at that moment: single runs put Herald's S2 ratio anywhere from 0.53 to 0.82 within one session.
   They are therefore run five times per server, the servers taking turns, and each row is the
   median run. S4's p99 is a tail that a stall of a few hundred milliseconds anywhere on the
   machine moves, for the baseline as much as for Herald (one session had the baseline at 29.6 ms
