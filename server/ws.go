@@ -376,12 +376,8 @@ func (c *wsConn) teardown() {
 
 // release stops an operation that is no longer in the ops map.
 func (c *wsConn) release(op *operation) {
-	op.finished.Store(true)
 	c.t.metrics.operations.Dec()
-	if op.cancel != nil {
-		op.cancel()
-	}
-	c.t.execs.leave(op)
+	op.release(c.t.execs)
 }
 
 // send writes or queues a connection-level frame.
