@@ -7,8 +7,8 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 
 	"github.com/heraldhq/herald/chat"
+	"github.com/heraldhq/herald/eventmeta"
 	"github.com/heraldhq/herald/graph/model"
-	"github.com/heraldhq/herald/stream"
 )
 
 // Subscription returns the resolvers of the Subscription type.
@@ -83,8 +83,8 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 		return nil, err
 	}
 	event := func(c *chat.Change, v T) graphql.Event[T] {
-		meta := stream.Meta{Cursor: r.encodeCursor(c.Seq), Appended: c.At, Position: c.Seq}
-		return graphql.Event[T]{Context: stream.WithMeta(ctx, meta), Value: v}
+		meta := eventmeta.Meta{Cursor: r.encodeCursor(c.Seq), Appended: c.At, Position: c.Seq}
+		return graphql.Event[T]{Context: eventmeta.WithMeta(ctx, meta), Value: v}
 	}
 	// Changes go straight into the channel's buffer from the goroutine
 	// that applies the log, sparing a goroutine hand-off per event; the

@@ -14,7 +14,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/heraldhq/herald/auth"
-	"github.com/heraldhq/herald/stream"
+	"github.com/heraldhq/herald/eventmeta"
 )
 
 // executionKey identifies subscriptions that may share one execution: the
@@ -374,7 +374,7 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 			break
 		}
 		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, cursor: slot.meta.Cursor}
-		slot.meta = stream.Meta{}
+		slot.meta = eventmeta.Meta{}
 		e.mu.RLock()
 		p.direct = len(e.members) <= directFanout
 		for _, op := range e.members {
@@ -425,7 +425,7 @@ func (r *sharedExecutions) close() error {
 
 // eventSlot receives the metadata of the event being delivered from the
 // response middleware, which sees the event's own context.
-type eventSlot struct{ meta stream.Meta }
+type eventSlot struct{ meta eventmeta.Meta }
 
 type eventSlotKey struct{}
 
@@ -437,7 +437,7 @@ func eventMetadata(ctx context.Context, next graphql.ResponseHandler) *graphql.R
 	if resp == nil {
 		return nil
 	}
-	meta, ok := stream.MetaFrom(ctx)
+	meta, ok := eventmeta.MetaFrom(ctx)
 	if !ok {
 		return resp
 	}

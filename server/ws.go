@@ -58,9 +58,11 @@ var _ graphql.Transport = (*wsTransport)(nil)
 // Supports claims WebSocket upgrade requests.
 func (t *wsTransport) Supports(r *http.Request) bool { return isWebSocketUpgrade(r) }
 
-// Do negotiates the subprotocol, upgrades and serves the socket until it
-// closes. Requests offering neither subprotocol are refused before the
-// upgrade, with a body that says what to offer.
+// Do negotiates the subprotocol, upgrades, and hands the socket to a
+// reader on a goroutine of its own (wsConn.serve), returning at once
+// rather than serving the socket on the request's goroutine. Requests
+// offering neither subprotocol are refused before the upgrade, with a
+// body that says what to offer.
 func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	proto, ok := negotiateSubprotocol(websocket.Subprotocols(r))
 	if !ok {

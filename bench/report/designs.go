@@ -9,10 +9,10 @@ package main
 //	S6-<server>.env.json       the NATS store size and the replica's flags
 //	S6-<server>.ready.json     bench/seed ready: start → /readyz, idle RSS
 //	S6-<server>.watched.txt    the room ids the clients watched
-//	S6-<server>.watch.json     cmd/loadgen: 200 idle clients on those rooms
+//	S6-<server>.watch.json     bench/loadgen: 200 idle clients on those rooms
 //	S6-<server>.cold.json      bench/seed cold: first queries of cold big rooms
 //	S7-<server>.rate.json      bench/seed rate: B's traffic, A's CPU and RSS
-//	S7-<server>.loadgen.json   cmd/loadgen: A's subscribers
+//	S7-<server>.loadgen.json   bench/loadgen: A's subscribers
 //	S7-<server>.env.json       the nice level of NATS, B and the traffic; the replicas' flags
 //	S<n>-<server>.incomplete.json  the scenario stopped early on that design
 

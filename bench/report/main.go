@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// result is the part of cmd/loadgen's JSON report used here.
+// result is the part of bench/loadgen's JSON report used here.
 type result struct {
 	Mode     string   `json:"mode"`
 	Pass     bool     `json:"pass"`
@@ -212,7 +212,7 @@ func render(all map[string]runs, dr designResults, m meta) string {
 	w("Herald against the baseline (a minimal gorilla/websocket broadcaster writing one pre-encoded\n")
 	w("frame per room event; `bench/baseline`) and the peer (stock gqlgen v0.17.95 with its WebSocket\n")
 	w("transport and an in-memory per-room channel pub/sub; `bench/peer`), in one session on one machine,\n")
-	w("with `cmd/loadgen` on the same machine over loopback. Every server is a fresh process.\n")
+	w("with `bench/loadgen` on the same machine over loopback. Every server is a fresh process.\n")
 	if hasCentrifugo(all) {
 		w("S1–S5 also run Centrifugo, which runs no GraphQL and stores nothing (\"Centrifugo, the third peer\" below).\n")
 	}

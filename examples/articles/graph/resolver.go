@@ -12,9 +12,9 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 
+	"github.com/heraldhq/herald/eventmeta"
 	"github.com/heraldhq/herald/examples/articles/graph/model"
 	"github.com/heraldhq/herald/examples/articles/library"
-	"github.com/heraldhq/herald/stream"
 )
 
 // The schema names the server must know (server.Options).
@@ -100,7 +100,7 @@ func (r subscriptionResolver) ArticleEvents(ctx context.Context, after *string) 
 // watch starts a watcher before returning, so the subscription misses
 // nothing applied after it was accepted (after a cursor, it first replays
 // what followed it), and pumps the changes pick keeps into the returned
-// channel until ctx ends. Each event's context carries its stream.Meta:
+// channel until ctx ends. Each event's context carries its eventmeta.Meta:
 // the server sends the cursor as extensions.cursor and uses the position
 // to hand a resumed subscriber from its replay to the shared execution.
 func watch[T any](ctx context.Context, r *Resolver, after *string, pick func(library.Change) (T, bool)) (<-chan graphql.Event[T], error) {
@@ -125,9 +125,9 @@ func watch[T any](ctx context.Context, r *Resolver, after *string, pick func(lib
 			if !ok {
 				continue
 			}
-			meta := stream.Meta{Cursor: r.encodeCursor(c.Seq), Appended: c.At, Position: c.Seq}
+			meta := eventmeta.Meta{Cursor: r.encodeCursor(c.Seq), Appended: c.At, Position: c.Seq}
 			select {
-			case out <- graphql.Event[T]{Context: stream.WithMeta(ctx, meta), Value: v}:
+			case out <- graphql.Event[T]{Context: eventmeta.WithMeta(ctx, meta), Value: v}:
 			case <-ctx.Done():
 				return
 			}

@@ -6,7 +6,7 @@ package main
 // the version it pins. It needs that binary, so it is kept out of
 // `go test ./...` by the build tag:
 //
-//	CENTRIFUGO_BIN=/path/to/centrifugo go test -tags centrifugo -run RealCentrifugo ./cmd/loadgen
+//	CENTRIFUGO_BIN=/path/to/centrifugo go test -tags centrifugo -run RealCentrifugo ./bench/loadgen
 
 import (
 	"bytes"

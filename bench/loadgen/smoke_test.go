@@ -159,6 +159,13 @@ func TestSmoke(t *testing.T) {
 	if rep.Self.CPUSecTotal <= 0 {
 		t.Errorf("self: %+v", rep.Self)
 	}
+	// Every phase of a publish run is timed (the drain may end at once),
+	// within the run's total; an idle run's phase is not.
+	ph := rep.Phases
+	if ph.CreateRooms <= 0 || ph.Connect <= 0 || ph.Live <= 0 || ph.Publish <= 0 || ph.Drain < 0 || ph.Close <= 0 || ph.Idle != 0 ||
+		ph.Total < ph.CreateRooms+ph.Connect+ph.Live+ph.Publish+ph.Drain+ph.Close {
+		t.Errorf("phases: %+v", ph)
+	}
 	// The report is JSON-encodable with the documented keys.
 	b, err := json.Marshal(rep)
 	if err != nil {
@@ -197,6 +204,9 @@ func TestIdleAndPings(t *testing.T) {
 	}
 	if rep.Mode != "idle" || rep.Idle == nil || rep.Idle.DurationSec < 1.4 || rep.Publish != nil || rep.Delivery != nil {
 		t.Errorf("report: %+v", rep)
+	}
+	if ph := rep.Phases; ph.Idle < 1.4 || ph.Publish != 0 || ph.Drain != 0 || ph.Connect <= 0 || ph.Close <= 0 || ph.Total < ph.Idle {
+		t.Errorf("phases: %+v", ph)
 	}
 	// 10 transport sockets pinged about every 200 ms for 1.5 s; the
 	// legacy ones get ka frames.

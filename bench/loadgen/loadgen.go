@@ -431,6 +431,13 @@ func (r *run) progress(format string, args ...any) {
 // Run executes one load run. It returns an error only for an invalid
 // configuration; every other failure is in the report (Pass false,
 // Setup.Failed for setup failures).
+//
+// A run goes through its phases in order, each timed in Report.Phases:
+// set up the rooms, connect the subscribers, wait until every
+// subscription is live, then either hold the connections idle or publish
+// and drain the deliveries (then let late duplicates settle, counted only
+// in the total), and close every connection. The server's RSS and CPU
+// are sampled between phases.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -438,6 +445,42 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	start := time.Now()
 	selfStart := selfCPU()
+	r := newRun(cfg)
+	defer r.http.CloseIdleConnections()
+	rep := r.newReport()
+	var server serverSamples
+	setupCtx, cancelSetup := context.WithTimeout(ctx, cfg.SetupTimeout)
+	defer cancelSetup()
+
+	r.setUpRooms(setupCtx, rep)
+	server.before = r.sample("before")
+	if !rep.Setup.Failed {
+		r.connectSubscribers(setupCtx, rep)
+		r.confirmLive(setupCtx, rep)
+	}
+	server.afterConnect = r.sample("after connect")
+	rep.Self.CPUSecSetup = (selfCPU() - selfStart).Seconds()
+
+	if !rep.Setup.Failed {
+		r.writeStartedFile(rep)
+		if cfg.Idle > 0 {
+			r.holdIdle(ctx, rep, server.before)
+		} else {
+			r.publishAndDrain(ctx, rep, &server)
+		}
+	}
+
+	server.afterRun = r.sample("after run")
+	rep.Setup.ConnectionsOpenAtEnd = r.openConnections()
+	r.closeConnections(rep)
+	r.finishReport(ctx, rep, server, start, selfStart)
+	return rep, nil
+}
+
+// newRun prepares the state of a run of cfg (already defaulted), with an
+// HTTP client for its GraphQL requests; the caller closes the client's
+// idle connections when the run is over.
+func newRun(cfg Config) *run {
 	wsURL := "ws" + strings.TrimPrefix(cfg.URL, "http")
 	if cfg.Transport == transportCentrifugo {
 		wsURL = centrifugoEndpoint(cfg.URL, centrifugoWSPath, true)
@@ -449,243 +492,284 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	defer tr.CloseIdleConnections()
-	r := &run{
+	return &run{
 		cfg:        cfg,
 		wsURL:      wsURL,
 		http:       &http.Client{Transport: tr, Timeout: 30 * time.Second},
 		errs:       map[string]int{},
 		closeCodes: map[string]int{},
 	}
-	rep := &Report{Mode: "publish", Config: cfg.report(), Errors: r.errs, CloseCodes: r.closeCodes}
-	if cfg.Idle > 0 {
+}
+
+// newReport starts the run's report; its error and close code counts are
+// the run's own maps, filled in as the run goes.
+func (r *run) newReport() *Report {
+	rep := &Report{Mode: "publish", Config: r.cfg.report(), Errors: r.errs, CloseCodes: r.closeCodes}
+	if r.cfg.Idle > 0 {
 		rep.Mode = "idle"
 	}
-	fail := func(format string, args ...any) {
-		rep.Failures = append(rep.Failures, fmt.Sprintf(format, args...))
-	}
-	setupCtx, cancelSetup := context.WithTimeout(ctx, cfg.SetupTimeout)
-	defer cancelSetup()
+	return rep
+}
 
-	// 1. Rooms.
+// fail records why the run does not pass.
+func (rep *Report) fail(format string, args ...any) {
+	rep.Failures = append(rep.Failures, fmt.Sprintf(format, args...))
+}
+
+// serverSamples are the server's RSS and CPU read between the phases of
+// a run; a reading that failed (or of no server PID) is not ok.
+type serverSamples struct {
+	before       procSample // after the rooms are set up, before connecting
+	afterConnect procSample // once every subscription is live (or setup failed)
+	publishStart procSample
+	publishEnd   procSample // after the drain
+	afterRun     procSample // before closing the connections
+}
+
+// sample reads the server's RSS and CPU, counting a failed reading as an
+// error of the run.
+func (r *run) sample(what string) procSample {
+	s, err := sampleProc(r.cfg.ServerPID)
+	if err != nil {
+		r.errorf("proc", "%s: %v", what, err)
+	}
+	return s
+}
+
+// pause waits for d or until ctx ends.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// setUpRooms fills r.rooms: the room IDs given, Centrifugo's channels
+// (which need no creating), or rooms created with createRoom. A room that
+// cannot be created fails setup and leaves the rest uncreated.
+func (r *run) setUpRooms(ctx context.Context, rep *Report) {
 	t0 := time.Now()
-	r.rooms = make([]*roomState, cfg.Rooms)
+	defer func() { rep.Phases.CreateRooms = time.Since(t0).Seconds() }()
+	r.rooms = make([]*roomState, r.cfg.Rooms)
 	for i := range r.rooms {
-		if len(cfg.RoomIDs) > 0 {
-			r.rooms[i] = &roomState{id: cfg.RoomIDs[i]}
+		if len(r.cfg.RoomIDs) > 0 {
+			r.rooms[i] = &roomState{id: r.cfg.RoomIDs[i]}
 			continue
 		}
-		if cfg.Transport == transportCentrifugo {
+		if r.cfg.Transport == transportCentrifugo {
 			// A room is a channel, which exists while it has subscribers.
-			r.rooms[i] = &roomState{id: fmt.Sprintf("%s-%d", cfg.RoomPrefix, i)}
+			r.rooms[i] = &roomState{id: fmt.Sprintf("%s-%d", r.cfg.RoomPrefix, i)}
 			continue
 		}
-		id, err := r.createRoom(setupCtx, fmt.Sprintf("%s-%d", cfg.RoomPrefix, i))
+		id, err := r.createRoom(ctx, fmt.Sprintf("%s-%d", r.cfg.RoomPrefix, i))
 		if err != nil {
 			r.errorf("create-room", "%v", err)
-			fail("setup: create room %d: %v", i, err)
+			rep.fail("setup: create room %d: %v", i, err)
 			rep.Setup.Failed = true
-			break
+			return
 		}
 		r.rooms[i] = &roomState{id: id}
 		rep.Setup.RoomsCreated++
 	}
-	rep.Phases.CreateRooms = time.Since(t0).Seconds()
+}
 
-	var server ServerReport
-	var before, afterConnect, publishStart, publishEnd procSample
-	sample := func(what string) procSample {
-		s, err := sampleProc(cfg.ServerPID)
-		if err != nil {
-			r.errorf("proc", "%s: %v", what, err)
+// connectSubscribers opens every connection with its subscriptions and
+// counts them, by protocol and per room; a connection that failed fails
+// setup.
+func (r *run) connectSubscribers(ctx context.Context, rep *Report) {
+	t0 := time.Now()
+	r.connectAll(ctx)
+	rep.Phases.Connect = time.Since(t0).Seconds()
+	s := &rep.Setup
+	s.ByProtocol = map[string]int{}
+	for _, c := range r.conns {
+		if c == nil {
+			s.ConnectionsFailed++
+			continue
 		}
-		return s
-	}
-	before = sample("before")
-
-	// 2. Connect and subscribe.
-	if !rep.Setup.Failed {
-		t0 = time.Now()
-		r.connectAll(setupCtx)
-		rep.Phases.Connect = time.Since(t0).Seconds()
-		rep.Setup.ByProtocol = map[string]int{}
-		for _, c := range r.conns {
-			if c == nil {
-				rep.Setup.ConnectionsFailed++
-				continue
-			}
-			rep.Setup.ConnectionsEstablished++
-			rep.Setup.ByProtocol[c.proto]++
-			rep.Setup.Subscriptions += len(c.subs)
-			for _, s := range c.subs {
-				r.rooms[s.room].subs++
-			}
-		}
-		r.progress("connected %d/%d (%d failed) in %.1fs", rep.Setup.ConnectionsEstablished, cfg.Connections, rep.Setup.ConnectionsFailed, rep.Phases.Connect)
-		if rep.Setup.ConnectionsFailed > 0 {
-			rep.Setup.Failed = true
-			fail("setup: %d of %d connections failed", rep.Setup.ConnectionsFailed, cfg.Connections)
-		}
-		// 3. Wait until every subscription is live.
-		t0 = time.Now()
-		live, probes := r.waitLive(setupCtx)
-		rep.Setup.SubscriptionsLive, rep.Setup.ProbesPosted = live, probes
-		rep.Phases.Live = time.Since(t0).Seconds()
-		r.progress("%d/%d subscriptions live after %.1fs (%d probes)", live, rep.Setup.Subscriptions, rep.Phases.Live, probes)
-		if live < cfg.Connections*cfg.SubsPerConn {
-			rep.Setup.Failed = true
-			fail("setup: %d of %d subscriptions live", live, cfg.Connections*cfg.SubsPerConn)
+		s.ConnectionsEstablished++
+		s.ByProtocol[c.proto]++
+		s.Subscriptions += len(c.subs)
+		for _, sb := range c.subs {
+			r.rooms[sb.room].subs++
 		}
 	}
-	afterConnect = sample("after connect")
-	selfSetup := selfCPU()
-	rep.Self.CPUSecSetup = (selfSetup - selfStart).Seconds()
-
-	// 4. Publish, or idle.
-	if !rep.Setup.Failed && cfg.StartedFile != "" {
-		if err := os.WriteFile(cfg.StartedFile, []byte(time.Now().UTC().Format(time.RFC3339Nano)+"\n"), 0o644); err != nil {
-			r.errorf("started-file", "%v", err)
-			fail("setup: --started-file: %v", err)
-		}
+	r.progress("connected %d/%d (%d failed) in %.1fs", s.ConnectionsEstablished, r.cfg.Connections, s.ConnectionsFailed, rep.Phases.Connect)
+	if s.ConnectionsFailed > 0 {
+		s.Failed = true
+		rep.fail("setup: %d of %d connections failed", s.ConnectionsFailed, r.cfg.Connections)
 	}
-	if !rep.Setup.Failed && cfg.Idle > 0 {
-		t0 = time.Now()
-		s0, c0 := sample("idle start"), selfCPU()
-		select {
-		case <-time.After(cfg.Idle):
-		case <-ctx.Done():
-		}
-		s1, c1 := sample("idle end"), selfCPU()
-		d := time.Since(t0)
-		rep.Phases.Idle = d.Seconds()
-		ir := &IdleReport{DurationSec: d.Seconds(), SelfCPUSec: (c1 - c0).Seconds()}
-		if s0.ok && s1.ok {
-			ir.ServerCPUSec = (s1.cpu - s0.cpu).Seconds()
-			if n := rep.Setup.ConnectionsEstablished; n > 0 {
-				ir.ServerCPUUsPerConnPerSec = ir.ServerCPUSec * 1e6 / float64(n) / d.Seconds()
-				if before.ok {
-					// Steady state: what holding an idle connection costs once
-					// the set-up's garbage is collected.
-					ir.ServerRSSPerConnKB = float64(s1.rssKB-before.rssKB) / float64(n)
-				}
+}
+
+// confirmLive waits (waitLive) until every subscription has seen a probe
+// of its room; one that has not by the end of setup fails it.
+func (r *run) confirmLive(ctx context.Context, rep *Report) {
+	t0 := time.Now()
+	live, probes := r.waitLive(ctx)
+	rep.Setup.SubscriptionsLive, rep.Setup.ProbesPosted = live, probes
+	rep.Phases.Live = time.Since(t0).Seconds()
+	r.progress("%d/%d subscriptions live after %.1fs (%d probes)", live, rep.Setup.Subscriptions, rep.Phases.Live, probes)
+	if want := r.cfg.Connections * r.cfg.SubsPerConn; live < want {
+		rep.Setup.Failed = true
+		rep.fail("setup: %d of %d subscriptions live", live, want)
+	}
+}
+
+// writeStartedFile tells other tools, through --started-file, that every
+// subscription is live and the run proper begins.
+func (r *run) writeStartedFile(rep *Report) {
+	if r.cfg.StartedFile == "" {
+		return
+	}
+	if err := os.WriteFile(r.cfg.StartedFile, []byte(time.Now().UTC().Format(time.RFC3339Nano)+"\n"), 0o644); err != nil {
+		r.errorf("started-file", "%v", err)
+		rep.fail("setup: --started-file: %v", err)
+	}
+}
+
+// holdIdle keeps the connections open for cfg.Idle (or until ctx ends)
+// and reports what holding them cost the server: its CPU over the period
+// and its RSS at the end over before (sampled before connecting).
+func (r *run) holdIdle(ctx context.Context, rep *Report, before procSample) {
+	t0 := time.Now()
+	s0, c0 := r.sample("idle start"), selfCPU()
+	pause(ctx, r.cfg.Idle)
+	s1, c1 := r.sample("idle end"), selfCPU()
+	d := time.Since(t0)
+	rep.Phases.Idle = d.Seconds()
+	ir := &IdleReport{DurationSec: d.Seconds(), SelfCPUSec: (c1 - c0).Seconds()}
+	if s0.ok && s1.ok {
+		ir.ServerCPUSec = (s1.cpu - s0.cpu).Seconds()
+		if n := rep.Setup.ConnectionsEstablished; n > 0 {
+			ir.ServerCPUUsPerConnPerSec = ir.ServerCPUSec * 1e6 / float64(n) / d.Seconds()
+			if before.ok {
+				// Steady state: what holding an idle connection costs once
+				// the set-up's garbage is collected.
+				ir.ServerRSSPerConnKB = float64(s1.rssKB-before.rssKB) / float64(n)
 			}
 		}
-		rep.Idle = ir
-	} else if !rep.Setup.Failed {
-		publishStart = sample("publish start")
-		c0 := selfCPU()
-		t0 = time.Now()
-		pr := r.publish(ctx)
-		pubDur := time.Since(t0)
-		rep.Phases.Publish = pubDur.Seconds()
-		pr.DurationSec = pubDur.Seconds()
-		if pubDur > 0 {
-			pr.RatePerSec = float64(pr.Sent) / pubDur.Seconds()
-		}
-		pr.HTTPLatency = r.pubHist.report()
-		rep.Publish = &pr
-		r.progress("published %d (%d acked, %d failed) in %.1fs", pr.Sent, pr.Acked, pr.Failed, pubDur.Seconds())
-
-		var expected int64
-		for _, rs := range r.rooms {
-			n := 0
-			for _, a := range rs.acked {
-				if a {
-					n++
-				}
-			}
-			expected += int64(n) * int64(rs.subs)
-		}
-		t1 := time.Now()
-		complete := r.drain(ctx, expected, pr.Failed == 0)
-		rep.Phases.Drain = time.Since(t1).Seconds()
-		publishEnd = sample("publish end")
-		c1 := selfCPU()
-		rep.Self.CPUSecPublish = (c1 - c0).Seconds()
-		window := time.Duration(r.lastRecv.Load() - t0.UnixNano())
-		if r.lastRecv.Load() == 0 {
-			window = 0
-		}
-		dr := &DeliveryReport{Expected: expected, Received: r.delivered.Load(), WindowSec: window.Seconds(), DrainComplete: complete}
-		if window > 0 {
-			dr.PerSecond = float64(dr.Received) / window.Seconds()
-		}
-		rep.Delivery = dr
-		if !complete {
-			r.progress("drain incomplete after %s: %d of %d deliveries", cfg.DrainTimeout, dr.Received, expected)
-		}
-		// Settle: give late duplicates a chance to show.
-		select {
-		case <-time.After(cfg.Settle):
-		case <-ctx.Done():
-		}
 	}
+	rep.Idle = ir
+}
 
-	afterRun := sample("after run")
+// publishAndDrain publishes the events, waits for their deliveries and
+// then for late duplicates, and reports the deliveries; the server's CPU
+// and this process's are measured from the first publish to the end of
+// the drain.
+func (r *run) publishAndDrain(ctx context.Context, rep *Report, server *serverSamples) {
+	server.publishStart = r.sample("publish start")
+	c0 := selfCPU()
+	started := r.publishEvents(ctx, rep)
+	expected := r.expectedDeliveries()
+	complete := r.drainDeliveries(ctx, rep, expected)
+	server.publishEnd = r.sample("publish end")
+	rep.Self.CPUSecPublish = (selfCPU() - c0).Seconds()
+	rep.Delivery = r.deliveryReport(started, expected, complete)
+	if !complete {
+		r.progress("drain incomplete after %s: %d of %d deliveries", r.cfg.DrainTimeout, rep.Delivery.Received, expected)
+	}
+	r.settle(ctx)
+}
+
+// publishEvents publishes (publish) and reports the publishing; it
+// returns when it began, the start of the delivery window.
+func (r *run) publishEvents(ctx context.Context, rep *Report) (started time.Time) {
+	started = time.Now()
+	pr := r.publish(ctx)
+	d := time.Since(started)
+	rep.Phases.Publish = d.Seconds()
+	pr.DurationSec = d.Seconds()
+	if d > 0 {
+		pr.RatePerSec = float64(pr.Sent) / d.Seconds()
+	}
+	pr.HTTPLatency = r.pubHist.report()
+	rep.Publish = &pr
+	r.progress("published %d (%d acked, %d failed) in %.1fs", pr.Sent, pr.Acked, pr.Failed, d.Seconds())
+	return started
+}
+
+// expectedDeliveries is how many deliveries the acknowledged publishes
+// owe: each room's acknowledged events times its subscriptions.
+func (r *run) expectedDeliveries() int64 {
+	var expected int64
+	for _, rs := range r.rooms {
+		n := 0
+		for _, a := range rs.acked {
+			if a {
+				n++
+			}
+		}
+		expected += int64(n) * int64(rs.subs)
+	}
+	return expected
+}
+
+// drainDeliveries waits (drain) for the expected deliveries, a count
+// trusted only when every publish was acknowledged, and reports whether
+// they all arrived.
+func (r *run) drainDeliveries(ctx context.Context, rep *Report, expected int64) (complete bool) {
+	t0 := time.Now()
+	complete = r.drain(ctx, expected, rep.Publish.Failed == 0)
+	rep.Phases.Drain = time.Since(t0).Seconds()
+	return complete
+}
+
+// deliveryReport counts the deliveries so far and their rate over the
+// window from the first publish (started) to the last delivery.
+func (r *run) deliveryReport(started time.Time, expected int64, complete bool) *DeliveryReport {
+	window := time.Duration(r.lastRecv.Load() - started.UnixNano())
+	if r.lastRecv.Load() == 0 {
+		window = 0
+	}
+	dr := &DeliveryReport{Expected: expected, Received: r.delivered.Load(), WindowSec: window.Seconds(), DrainComplete: complete}
+	if window > 0 {
+		dr.PerSecond = float64(dr.Received) / window.Seconds()
+	}
+	return dr
+}
+
+// settle gives late duplicates cfg.Settle to show.
+func (r *run) settle(ctx context.Context) {
+	pause(ctx, r.cfg.Settle)
+}
+
+// openConnections counts the connections the server has not closed.
+func (r *run) openConnections() int {
+	n := 0
 	for _, c := range r.conns {
 		if c != nil && c.alive() {
-			rep.Setup.ConnectionsOpenAtEnd++
+			n++
 		}
 	}
+	return n
+}
 
-	// 5. Close everything and wait for every reader.
-	t0 = time.Now()
+// closeConnections closes every connection and waits for every reader
+// (closeAll).
+func (r *run) closeConnections(rep *Report) {
+	t0 := time.Now()
 	r.closeAll()
 	rep.Phases.Close = time.Since(t0).Seconds()
+}
 
-	// 6. Statistics.
+// finishReport computes the report's statistics once every reader has
+// stopped: the deliveries per subscription, the server's and this
+// process's costs, and whether the run passed.
+func (r *run) finishReport(ctx context.Context, rep *Report, server serverSamples, start time.Time, selfStart time.Duration) {
 	if rep.Delivery != nil {
-		dr := rep.Delivery
-		dr.Foreign = r.foreign.Load()
-		for _, c := range r.conns {
-			if c == nil {
-				continue
-			}
-			for j, s := range c.subs {
-				lost, unacked := s.tr.finish(r.rooms[s.room].acked)
-				sr := SubscriberReport{Conn: c.idx, Sub: j, Protocol: c.proto, Room: s.room, Received: s.tr.received,
-					Lost: lost, Duplicated: s.tr.dup, Reordered: s.tr.reordered, Misrouted: s.misrouted, Unacked: unacked}
-				dr.Lost += int64(lost)
-				dr.Duplicated += int64(s.tr.dup)
-				dr.Reordered += int64(s.tr.reordered)
-				dr.Misrouted += int64(s.misrouted + s.tr.invalid)
-				dr.Unacked += int64(unacked)
-				if lost+s.tr.dup+s.tr.reordered+s.misrouted+unacked+s.tr.invalid > 0 {
-					rep.Subscribers = append(rep.Subscribers, sr)
-				}
-			}
-		}
+		r.tallyDeliveries(rep)
 		l := r.hist.report()
 		rep.Latency = &l
-		if cfg.RequireZeroLoss {
-			if dr.Lost > 0 || dr.Duplicated > 0 || dr.Reordered > 0 || dr.Misrouted > 0 {
-				fail("delivery: %d lost, %d duplicated, %d reordered, %d misrouted", dr.Lost, dr.Duplicated, dr.Reordered, dr.Misrouted)
-			}
-			if rep.Publish.Failed > 0 {
-				fail("publish: %d of %d failed", rep.Publish.Failed, rep.Publish.Sent)
-			}
+		if r.cfg.RequireZeroLoss {
+			rep.requireZeroLoss()
 		}
 	}
 	if rep.Subscribers == nil {
 		rep.Subscribers = []SubscriberReport{}
 	}
-	if cfg.ServerPID > 0 {
-		server.PID = cfg.ServerPID
-		server.RSSBeforeKB, server.RSSAfterConnectKB, server.RSSAfterRunKB = before.rssKB, afterConnect.rssKB, afterRun.rssKB
-		if n := rep.Setup.ConnectionsEstablished; n > 0 && before.ok && afterConnect.ok {
-			server.RSSPerConnKB = float64(afterConnect.rssKB-before.rssKB) / float64(n)
-		}
-		if publishStart.ok && publishEnd.ok {
-			server.PublishCPUSec = (publishEnd.cpu - publishStart.cpu).Seconds()
-			if rep.Delivery != nil && rep.Delivery.Received > 0 {
-				server.CPUSecPer1000Delivered = server.PublishCPUSec * 1000 / float64(rep.Delivery.Received)
-			}
-		}
-		if before.ok && afterRun.ok {
-			server.CPUSecTotalRun = (afterRun.cpu - before.cpu).Seconds()
-		}
-		rep.Server = &server
-	}
+	rep.Server = serverReport(r.cfg.ServerPID, server, rep.Setup.ConnectionsEstablished, rep.Delivery)
 	rep.Self.CPUSecTotal = (selfCPU() - selfStart).Seconds()
 	rep.Self.MaxRSSKB = selfMaxRSSKB()
 	if rep.Delivery != nil && rep.Delivery.Received > 0 {
@@ -697,13 +781,73 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.ErrorSample = append([]string{}, r.errSamples...)
 	r.emu.Unlock()
 	if ctx.Err() != nil {
-		fail("interrupted: %v", ctx.Err())
+		rep.fail("interrupted: %v", ctx.Err())
 	}
 	rep.Pass = len(rep.Failures) == 0
 	if rep.Failures == nil {
 		rep.Failures = []string{}
 	}
-	return rep, nil
+}
+
+// tallyDeliveries adds every subscription's lost, duplicated, reordered,
+// misrouted and unacknowledged deliveries to rep.Delivery and lists the
+// subscriptions that had any in rep.Subscribers.
+func (r *run) tallyDeliveries(rep *Report) {
+	dr := rep.Delivery
+	dr.Foreign = r.foreign.Load()
+	for _, c := range r.conns {
+		if c == nil {
+			continue
+		}
+		for j, s := range c.subs {
+			lost, unacked := s.tr.finish(r.rooms[s.room].acked)
+			dr.Lost += int64(lost)
+			dr.Duplicated += int64(s.tr.dup)
+			dr.Reordered += int64(s.tr.reordered)
+			dr.Misrouted += int64(s.misrouted + s.tr.invalid)
+			dr.Unacked += int64(unacked)
+			if lost+s.tr.dup+s.tr.reordered+s.misrouted+unacked+s.tr.invalid > 0 {
+				rep.Subscribers = append(rep.Subscribers, SubscriberReport{Conn: c.idx, Sub: j, Protocol: c.proto, Room: s.room,
+					Received: s.tr.received, Lost: lost, Duplicated: s.tr.dup, Reordered: s.tr.reordered, Misrouted: s.misrouted, Unacked: unacked})
+			}
+		}
+	}
+}
+
+// requireZeroLoss fails the run on any lost, duplicated, reordered or
+// misrouted delivery, and on any failed publish.
+func (rep *Report) requireZeroLoss() {
+	dr := rep.Delivery
+	if dr.Lost > 0 || dr.Duplicated > 0 || dr.Reordered > 0 || dr.Misrouted > 0 {
+		rep.fail("delivery: %d lost, %d duplicated, %d reordered, %d misrouted", dr.Lost, dr.Duplicated, dr.Reordered, dr.Misrouted)
+	}
+	if rep.Publish.Failed > 0 {
+		rep.fail("publish: %d of %d failed", rep.Publish.Failed, rep.Publish.Sent)
+	}
+}
+
+// serverReport is what the run cost the server with PID pid, from its
+// samples (nil without a PID): its RSS per established connection after
+// connecting, its CPU while publishing (per 1000 deliveries when there
+// were any) and over the whole run.
+func serverReport(pid int, s serverSamples, conns int, delivery *DeliveryReport) *ServerReport {
+	if pid <= 0 {
+		return nil
+	}
+	sr := &ServerReport{PID: pid, RSSBeforeKB: s.before.rssKB, RSSAfterConnectKB: s.afterConnect.rssKB, RSSAfterRunKB: s.afterRun.rssKB}
+	if conns > 0 && s.before.ok && s.afterConnect.ok {
+		sr.RSSPerConnKB = float64(s.afterConnect.rssKB-s.before.rssKB) / float64(conns)
+	}
+	if s.publishStart.ok && s.publishEnd.ok {
+		sr.PublishCPUSec = (s.publishEnd.cpu - s.publishStart.cpu).Seconds()
+		if delivery != nil && delivery.Received > 0 {
+			sr.CPUSecPer1000Delivered = sr.PublishCPUSec * 1000 / float64(delivery.Received)
+		}
+	}
+	if s.before.ok && s.afterRun.ok {
+		sr.CPUSecTotalRun = (s.afterRun.cpu - s.before.cpu).Seconds()
+	}
+	return sr
 }
 
 // transportProblems checks Transport and what it allows.

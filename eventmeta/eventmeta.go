@@ -1,8 +1,9 @@
-// Package stream carries per-event metadata of a subscription stream from
-// the resolvers that produce events to the transport that delivers them,
-// without either knowing the other: resolvers attach it to each event's
-// context (gqlgen's graphql.Event), the transport reads it back.
-package stream
+// Package eventmeta carries the metadata of each subscription event (its
+// cursor, when it entered the log, its position) from the resolvers that
+// produce events to the transport that delivers them, without either
+// knowing the other: resolvers attach it to each event's context (gqlgen's
+// graphql.Event), the transport reads it back.
+package eventmeta
 
 import (
 	"context"
