@@ -395,21 +395,44 @@ Reading the table:
   median run. S4's p99 is a tail that a stall of a few hundred milliseconds anywhere on the
   machine moves, for the baseline as much as for Herald (one session had the baseline at 29.6 ms
   and Herald at 50.5 ms; alone, Herald's p99 is ~9 ms), so S4 is run three times the same way,
-  each row is the median-p99 run, and zero lost is required of every run. Herald's per-event work (the HTTP mutation, the NATS round trip and apply, the shared
-  execution) is what separates it from the baseline in S2, with only ten deliveries to share it:
-  ~360 against ~200 µs of server CPU per event. The profile spreads that over many functions
-  (gqlgen's execution of the mutation ~13% beyond the resolver, the embedded NATS server ~8%,
-  GC and allocation ~15%), with no single hotspot left; the ten write system calls are ~23%, as
-  in the baseline. Running Herald with GOMAXPROCS=1 had cut its CPU per delivery by 10–25% in
-  alternating runs (and capped it at one core): goroutines handing an event to one another
-  across the two cores cost, which is what the direct writes and the offered changes remove.
-  Profile-guided optimisation gained nothing measurable.
+  each row is the median-p99 run, and zero lost is required of every run. Running Herald with GOMAXPROCS=1 had cut its CPU per
+  delivery by 10–25% in alternating runs (and capped it at one core): goroutines handing an event
+  to one another across the two cores cost, which is what the direct writes and the offered
+  changes remove. Profile-guided optimisation gained nothing measurable.
 - The baseline sends no keepalive of its own; the peer (gqlgen's transport), Herald and Centrifugo
   do (Herald pings every 15 s, Centrifugo every 25 s), so idle CPU is not like for like.
 - The peer drops messages to a subscriber whose channel (64) is full, as the common pattern does;
   its lost column would show it.
 - Idle RSS per connection is (RSS at the end of the idle period − RSS before connecting) / sockets;
   "after connecting" is taken right after the subscriptions are live.
+
+S2, where Herald's CPU goes per event (issue 14's "cheaper event", not met). bench/profile-s2
+runs S2 with 20,000 events and profiles Herald for 5 s of the steady state; at 050167c (~2,000
+posts/s, ~400 µs of server CPU per event, 4.0 s of samples):
+
+| spent on | share | µs per event | the baseline does it too |
+|---|---:|---:|---|
+| writes of the event to its 10 subscribers' sockets (one system call each) | 29% | 116 | yes |
+| HTTP: net/http reading the request and writing the response | 13% | 53 | yes |
+| the GraphQL mutation: decoding, gqlgen's execution, the response (not the resolver) | 9% | 35 | no |
+| the resolver and chat.propose: judging, encoding, waiting for the apply (not the publish) | 4% | 18 | no |
+| the JetStream publish and its acknowledgement (client side) | 3% | 14 | no |
+| the embedded NATS server: storing the event, the ack, the delivery to the consumer | 16% | 64 | no |
+| nats.go's reader and flusher | 3% | 14 | no |
+| applying the event to the held room, offering it to the subscription | 5% | 20 | no |
+| the shared execution: running the subscription's selection once, encoding it once | 4% | 17 | no |
+| garbage collection in the background | 7% | 30 | its own |
+
+The top flat entries are the write system call (30%), then runtime entries of 1–2% each
+(memmove, GC scanning, channel receives, futex). What the baseline also does (the ten writes, the
+HTTP request) is ~170 µs; the durable log (NATS server and client, ~90 µs), the GraphQL mutation
+and its domain work (~55 µs), the apply and the one shared execution (~35 µs) are work the
+baseline does not do and that S2's ten deliveries per event cannot share out: Herald would have
+to spend less than the baseline on the writes to reach 1.0×. The only way to spend less on them
+is the coalesced write, and S2's traffic never gives it two frames for one socket (one post in
+flight per room, ~100 ms apart per socket). No entry Herald owns is above 5%; the allocations
+behind the GC are spread the same way (the largest, gqlgen's field sets and nats.go's message
+copies, ~5% each of the bytes). S2's target of 1.0× is therefore reported as not met.
 `
 
 func (r *result) deliveries() float64 {
