@@ -10,15 +10,15 @@ import (
 	"unicode/utf8"
 )
 
-// DevHeader is the HTTP header that names the user in development mode.
-const DevHeader = "X-Herald-User"
-
-// DevPayloadKey is the connection_init payload key that names the user in
-// development mode.
-const DevPayloadKey = "user"
-
-// MaxDevUserLength bounds a development user name, in characters.
-const MaxDevUserLength = 64
+const (
+	// DevHeader is the HTTP header that names the user in development mode.
+	DevHeader = "X-Herald-User"
+	// DevPayloadKey is the connection_init payload key that names the user
+	// in development mode.
+	DevPayloadKey = "user"
+	// MaxDevUserLength bounds a development user name, in characters.
+	MaxDevUserLength = 64
+)
 
 // Dev is the insecure development authenticator: whoever names a user is
 // that user. It must never face untrusted clients.
@@ -37,17 +37,13 @@ func (Dev) FromRequest(r *http.Request) (Identity, bool, error) {
 
 // FromInitPayload reads the user from the "user" key of the payload.
 func (Dev) FromInitPayload(_ context.Context, payload map[string]any) (Identity, bool, error) {
-	raw, present := payload[DevPayloadKey]
-	if !present || raw == nil {
+	name, isString := payload[DevPayloadKey].(string)
+	switch raw := payload[DevPayloadKey]; {
+	case raw == nil || name == "" && isString:
 		return Identity{}, false, nil
-	}
-	name, isString := raw.(string)
-	if !isString {
+	case !isString:
 		return Identity{}, false, fmt.Errorf("%w: connection_init payload key %q must be a string, got %T",
 			ErrInvalidCredentials, DevPayloadKey, raw)
-	}
-	if name == "" {
-		return Identity{}, false, nil
 	}
 	return devIdentity(name, "connection_init payload key "+DevPayloadKey)
 }

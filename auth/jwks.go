@@ -110,23 +110,19 @@ type jwk struct {
 }
 
 // parseJWK turns one JWK into a verification key, or says why it cannot be.
-func parseJWK(raw json.RawMessage) (verificationKey, error) {
+func parseJWK(raw json.RawMessage) (_ verificationKey, err error) {
 	var k jwk
 	if err := json.Unmarshal(raw, &k); err != nil {
 		return verificationKey{}, fmt.Errorf("not a JWK: %v", err)
 	}
-	vk, err := k.verificationKey()
-	if err != nil && k.Kid != "" {
-		err = fmt.Errorf("kid %q: %w", clip(k.Kid), err)
-	}
-	return vk, err
-}
-
-func (k *jwk) verificationKey() (verificationKey, error) {
+	defer func() {
+		if err != nil && k.Kid != "" {
+			err = fmt.Errorf("kid %q: %w", clip(k.Kid), err)
+		}
+	}()
 	var (
 		alg string
 		pub crypto.PublicKey
-		err error
 	)
 	switch {
 	case k.Use != "" && k.Use != "sig":
@@ -144,11 +140,10 @@ func (k *jwk) verificationKey() (verificationKey, error) {
 	default:
 		return verificationKey{}, fmt.Errorf("kty %q is not supported (want RSA or EC)", clip(k.Kty))
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		return verificationKey{}, err
-	}
-	// A JWK's alg restricts the key to that algorithm (RFC 7517 §4.4).
-	if k.Alg != "" && k.Alg != alg {
+	case k.Alg != "" && k.Alg != alg: // a JWK's alg restricts the key (RFC 7517 §4.4)
 		return verificationKey{}, fmt.Errorf("alg %q is not supported for this key (want %s)", clip(k.Alg), alg)
 	}
 	return verificationKey{kid: k.Kid, alg: alg, key: pub}, nil

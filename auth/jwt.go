@@ -18,32 +18,29 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// MaxUserIDLength bounds the sub claim, in characters: the domain stores the
-// user ID with every message and event, however trusted the issuer.
-const MaxUserIDLength = 256
-
-// MaxNameLength bounds the display name taken from a token, in characters;
-// longer names are cut rather than refused, since the name is cosmetic.
-const MaxNameLength = MaxDevUserLength
-
-// maxTokenBytes bounds a token before any base64 or JSON work; real tokens
-// are well under 4 KiB.
-const maxTokenBytes = 16 << 10
-
-// Defaults for JWTOptions.
 const (
+	// MaxUserIDLength bounds the sub claim, in characters: the domain stores
+	// the user ID with every message and event, however trusted the issuer.
+	MaxUserIDLength = 256
+	// MaxNameLength bounds the display name taken from a token, in
+	// characters; a longer one is cut, not refused, as it is cosmetic.
+	MaxNameLength = MaxDevUserLength
+	// Realm is the realm named in the WWW-Authenticate challenge.
+	Realm = "herald"
+
+	// Defaults for JWTOptions.
 	DefaultNameClaim          = "name"
 	DefaultJWKSFetchTimeout   = 10 * time.Second
 	DefaultMinRefreshInterval = time.Minute
 	DefaultJWKSCacheTTL       = time.Hour
+
+	// maxTokenBytes bounds a token before any base64 or JSON work; real
+	// tokens are well under 4 KiB.
+	maxTokenBytes = 16 << 10
+	// minSecretBytes is the hash output size (RFC 7518 §3.2): a shorter
+	// HS256 secret can be brute-forced from a single token.
+	minSecretBytes = 32
 )
-
-// minSecretBytes is the shortest HS256 secret accepted: the hash output size
-// (RFC 7518 §3.2); a shorter one can be brute-forced from a single token.
-const minSecretBytes = 32
-
-// Realm is the realm named in the WWW-Authenticate challenge.
-const Realm = "herald"
 
 // JWTOptions configures NewJWT. The key source is Secret, a JWK Set
 // (JWKSFile or JWKSURL), or both; everything else is optional.
@@ -103,15 +100,11 @@ type JWTOptions struct {
 //
 // A JWT is safe for concurrent use.
 type JWT struct {
-	secret    []byte
-	jwks      *jwksSource // nil without a JWK Set
-	parser    *jwt.Parser
-	methods   []string
-	issuer    string
-	audience  string
-	nameClaim string
-	cookie    string
-	leeway    time.Duration
+	opts    JWTOptions // as given, NameClaim and Now defaulted, Secret moved to secret
+	secret  []byte
+	jwks    *jwksSource // nil without a JWK Set
+	parser  *jwt.Parser
+	methods []string
 }
 
 var _ Authenticator = (*JWT)(nil)
@@ -132,19 +125,13 @@ func NewJWT(ctx context.Context, opts JWTOptions) (*JWT, error) {
 	case opts.JWKSFile != "" && opts.JWKSURL != "":
 		return nil, errors.New("auth: jwt: set only one of JWKSFile and JWKSURL")
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
+	opts.NameClaim = cmp.Or(opts.NameClaim, DefaultNameClaim)
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-	j := &JWT{
-		issuer:    opts.Issuer,
-		audience:  opts.Audience,
-		nameClaim: cmp.Or(opts.NameClaim, DefaultNameClaim),
-		cookie:    opts.CookieName,
-		leeway:    opts.Leeway,
-	}
+	j := &JWT{opts: opts}
 	if opts.Secret != nil {
-		j.secret = slices.Clone(opts.Secret)
+		j.secret, j.opts.Secret = slices.Clone(opts.Secret), nil
 		j.methods = append(j.methods, "HS256")
 	}
 	switch {
@@ -178,7 +165,7 @@ func NewJWT(ctx context.Context, opts JWTOptions) (*JWT, error) {
 			fetchTimeout: cmp.Or(opts.FetchTimeout, DefaultJWKSFetchTimeout),
 			minRefresh:   cmp.Or(opts.MinRefreshInterval, DefaultMinRefreshInterval),
 			ttl:          cmp.Or(opts.CacheTTL, DefaultJWKSCacheTTL),
-			now:          now,
+			now:          opts.Now,
 		}
 		// src is not shared yet: the first fetch needs no flight.
 		if src.refetch(ctx) {
@@ -194,17 +181,10 @@ func NewJWT(ctx context.Context, opts JWTOptions) (*JWT, error) {
 		// confusion attack (an HMAC keyed with the public key).
 		j.methods = append(j.methods, "RS256", "ES256", "ES384", "ES512")
 	}
-	popts := []jwt.ParserOption{
-		jwt.WithValidMethods(j.methods),
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(j.leeway),
-		jwt.WithTimeFunc(now),
-	}
-	if j.issuer != "" {
-		popts = append(popts, jwt.WithIssuer(j.issuer))
-	}
-	if j.audience != "" {
-		popts = append(popts, jwt.WithAudience(j.audience))
+	popts := []jwt.ParserOption{jwt.WithValidMethods(j.methods), jwt.WithExpirationRequired(),
+		jwt.WithLeeway(opts.Leeway), jwt.WithTimeFunc(opts.Now), jwt.WithIssuer(opts.Issuer)} // "" checks no issuer
+	if opts.Audience != "" { // whereas WithAudience("") would demand an aud claim
+		popts = append(popts, jwt.WithAudience(opts.Audience))
 	}
 	j.parser = jwt.NewParser(popts...)
 	return j, nil
@@ -257,9 +237,9 @@ func (j *JWT) FromRequest(r *http.Request) (Identity, bool, error) {
 		}
 		return j.authenticate(r.Context(), token, "Authorization header")
 	}
-	if j.cookie != "" {
-		if c, err := r.Cookie(j.cookie); err == nil && c.Value != "" {
-			return j.authenticate(r.Context(), c.Value, "cookie "+j.cookie)
+	if j.opts.CookieName != "" {
+		if c, err := r.Cookie(j.opts.CookieName); err == nil && c.Value != "" {
+			return j.authenticate(r.Context(), c.Value, "cookie "+j.opts.CookieName)
 		}
 	}
 	return Identity{}, false, nil
@@ -272,19 +252,14 @@ func (j *JWT) FromRequest(r *http.Request) (Identity, bool, error) {
 func (j *JWT) FromInitPayload(ctx context.Context, payload map[string]any) (Identity, bool, error) {
 	var value, key string
 	for _, k := range [...]string{"Authorization", "authorization"} {
-		raw, present := payload[k]
-		if !present || raw == nil {
+		s, isString := payload[k].(string)
+		switch raw := payload[k]; {
+		case raw == nil || isString && strings.TrimSpace(s) == "":
 			continue
-		}
-		s, isString := raw.(string)
-		if !isString {
+		case !isString:
 			return Identity{}, false, invalidCredentials("connection_init payload key "+k,
 				invalid("jwt: value must be a string, got %s", jsonType(raw)))
-		}
-		if strings.TrimSpace(s) == "" {
-			continue
-		}
-		if key != "" && s != value {
+		case key != "" && s != value:
 			return Identity{}, false, invalidCredentials("connection_init payload",
 				invalid("jwt: keys %s and %s hold different values", key, k))
 		}
@@ -434,28 +409,28 @@ func (j *JWT) claimProblems(err error, claims jwt.MapClaims) []string {
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		msgs = append(msgs, "token is not valid before "+nbf.UTC().Format(time.RFC3339))
 	}
-	if j.issuer != "" {
+	if j.opts.Issuer != "" {
 		switch iss, typeErr := claims.GetIssuer(); {
 		case badType && typeErr != nil:
 			msgs = append(msgs, "iss claim is not a string")
 		case missing && iss == "":
-			msgs = append(msgs, fmt.Sprintf("token has no issuer, want %q", j.issuer))
+			msgs = append(msgs, fmt.Sprintf("token has no issuer, want %q", j.opts.Issuer))
 		case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-			msgs = append(msgs, fmt.Sprintf("issuer %q is not the expected %q", clip(iss), j.issuer))
+			msgs = append(msgs, fmt.Sprintf("issuer %q is not the expected %q", clip(iss), j.opts.Issuer))
 		}
 	}
-	if j.audience != "" {
+	if j.opts.Audience != "" {
 		switch aud, typeErr := claims.GetAudience(); {
 		case badType && typeErr != nil:
 			msgs = append(msgs, "aud claim is not a string or an array of strings")
 		case missing && !slices.ContainsFunc(aud, func(a string) bool { return a != "" }):
-			msgs = append(msgs, fmt.Sprintf("token has no audience, want %q", j.audience))
+			msgs = append(msgs, fmt.Sprintf("token has no audience, want %q", j.opts.Audience))
 		case errors.Is(err, jwt.ErrTokenInvalidAudience):
 			shown := make([]string, 0, 5)
 			for _, a := range aud[:min(len(aud), 5)] {
 				shown = append(shown, clip(a))
 			}
-			msgs = append(msgs, fmt.Sprintf("audience %q does not include the expected %q", shown, j.audience))
+			msgs = append(msgs, fmt.Sprintf("audience %q does not include the expected %q", shown, j.opts.Audience))
 		}
 	}
 	return msgs
@@ -477,7 +452,7 @@ func (j *JWT) identity(claims jwt.MapClaims) (Identity, error) {
 	if err := checkUserName(sub, MaxUserIDLength); err != nil {
 		return Identity{}, invalid("jwt: sub claim %v", err)
 	}
-	name, _ := claims[j.nameClaim].(string)
+	name, _ := claims[j.opts.NameClaim].(string)
 	if name = sanitizeName(name); name == "" {
 		name = sanitizeName(sub)
 	}
@@ -485,7 +460,7 @@ func (j *JWT) identity(claims jwt.MapClaims) (Identity, error) {
 	// The parser has required exp. The token is accepted until exp+leeway,
 	// so the socket may stay open as long.
 	if exp, _ := claims.GetExpirationTime(); exp != nil {
-		id.ExpiresAt = exp.Add(j.leeway)
+		id.ExpiresAt = exp.Add(j.opts.Leeway)
 	}
 	return id, nil
 }
