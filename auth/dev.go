@@ -2,21 +2,23 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
 
-// DevHeader is the HTTP header that names the user in development mode.
-const DevHeader = "X-Herald-User"
-
-// DevPayloadKey is the connection_init payload key that names the user in
-// development mode.
-const DevPayloadKey = "user"
-
-// MaxDevUserLength bounds a development user name, in characters.
-const MaxDevUserLength = 64
+const (
+	// DevHeader is the HTTP header that names the user in development mode.
+	DevHeader = "X-Herald-User"
+	// DevPayloadKey is the connection_init payload key that names the user
+	// in development mode.
+	DevPayloadKey = "user"
+	// MaxDevUserLength bounds a development user name, in characters.
+	MaxDevUserLength = 64
+)
 
 // Dev is the insecure development authenticator: whoever names a user is
 // that user. It must never face untrusted clients.
@@ -35,40 +37,35 @@ func (Dev) FromRequest(r *http.Request) (Identity, bool, error) {
 
 // FromInitPayload reads the user from the "user" key of the payload.
 func (Dev) FromInitPayload(_ context.Context, payload map[string]any) (Identity, bool, error) {
-	raw, present := payload[DevPayloadKey]
-	if !present || raw == nil {
+	name, isString := payload[DevPayloadKey].(string)
+	switch raw := payload[DevPayloadKey]; {
+	case raw == nil || name == "" && isString:
 		return Identity{}, false, nil
-	}
-	name, isString := raw.(string)
-	if !isString {
+	case !isString:
 		return Identity{}, false, fmt.Errorf("%w: connection_init payload key %q must be a string, got %T",
 			ErrInvalidCredentials, DevPayloadKey, raw)
-	}
-	if name == "" {
-		return Identity{}, false, nil
 	}
 	return devIdentity(name, "connection_init payload key "+DevPayloadKey)
 }
 
 func devIdentity(name, source string) (Identity, bool, error) {
-	if err := ValidateDevUser(name); err != nil {
-		return Identity{}, false, fmt.Errorf("%w: %s: %v", ErrInvalidCredentials, source, err)
+	if err := checkUserName(name, MaxDevUserLength); err != nil {
+		return Identity{}, false, fmt.Errorf("%w: %s: user name %v", ErrInvalidCredentials, source, err)
 	}
 	return Identity{UserID: name, Name: name}, true, nil
 }
 
-// ValidateDevUser reports why name is not an acceptable development user name.
-func ValidateDevUser(name string) error {
-	if !utf8.ValidString(name) {
-		return fmt.Errorf("user name is not valid UTF-8")
-	}
-	if n := utf8.RuneCountInString(name); n > MaxDevUserLength {
-		return fmt.Errorf("user name has %d characters, at most %d allowed", n, MaxDevUserLength)
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) || unicode.IsSpace(r) && r != ' ' {
-			return fmt.Errorf("user name contains control or line-break characters")
-		}
+// checkUserName says why s cannot name a user (a development user or a
+// token's sub): it is not UTF-8, is longer than max characters, or holds
+// control or line-break characters.
+func checkUserName(s string, max int) error {
+	switch n := utf8.RuneCountInString(s); {
+	case !utf8.ValidString(s):
+		return errors.New("is not valid UTF-8")
+	case n > max:
+		return fmt.Errorf("has %d characters, at most %d allowed", n, max)
+	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) && r != ' ' }):
+		return errors.New("contains control or line-break characters")
 	}
 	return nil
 }

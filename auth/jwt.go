@@ -1,10 +1,10 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -18,82 +18,72 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// MaxUserIDLength bounds the sub claim, in characters. The domain stores the
-// user ID with every message and event, so no token may make it unbounded,
-// however trusted its issuer.
-const MaxUserIDLength = 256
-
-// MaxNameLength bounds the display name taken from a token, in characters;
-// longer names are cut rather than refused, since the name is cosmetic.
-const MaxNameLength = MaxDevUserLength
-
-// maxTokenBytes bounds a token before any parsing, so that oversized input
-// costs no base64 or JSON work. Real tokens are well under 4 KiB.
-const maxTokenBytes = 16 << 10
-
-// Defaults for JWTOptions.
 const (
+	// MaxUserIDLength bounds the sub claim, in characters: the domain stores
+	// the user ID with every message and event, however trusted the issuer.
+	MaxUserIDLength = 256
+	// MaxNameLength bounds the display name taken from a token, in
+	// characters; a longer one is cut, not refused, as it is cosmetic.
+	MaxNameLength = MaxDevUserLength
+	// Realm is the realm named in the WWW-Authenticate challenge.
+	Realm = "herald"
+
+	// Defaults for JWTOptions.
 	DefaultNameClaim          = "name"
 	DefaultJWKSFetchTimeout   = 10 * time.Second
 	DefaultMinRefreshInterval = time.Minute
 	DefaultJWKSCacheTTL       = time.Hour
+
+	// maxTokenBytes bounds a token before any base64 or JSON work; real
+	// tokens are well under 4 KiB.
+	maxTokenBytes = 16 << 10
+	// minSecretBytes is the hash output size (RFC 7518 §3.2): a shorter
+	// HS256 secret can be brute-forced from a single token.
+	minSecretBytes = 32
 )
-
-// minSecretBytes is the shortest HS256 secret accepted: RFC 7518 §3.2 asks
-// for a key at least as long as the hash output (256 bits), and a shorter
-// one can be brute-forced from a single captured token.
-const minSecretBytes = 32
-
-// Realm is the realm named in the WWW-Authenticate challenge.
-const Realm = "herald"
 
 // JWTOptions configures NewJWT. The key source is Secret, a JWK Set
 // (JWKSFile or JWKSURL), or both; everything else is optional.
 type JWTOptions struct {
-	// Secret is the HS256 key, at least 32 bytes. Only HS256 tokens are
+	// Secret is the HS256 key, at least 32 bytes; only HS256 tokens are
 	// checked against it.
 	Secret []byte
-	// JWKSFile is a file holding a JWK Set (RFC 7517) of RSA and EC public
-	// keys; it is read once, by NewJWT.
+	// JWKSFile holds a JWK Set (RFC 7517) of RSA and EC public keys, read
+	// once by NewJWT.
 	JWKSFile string
 	// JWKSURL is where the identity provider publishes its JWK Set. It must
-	// be https, except on a loopback host: whoever can alter the set can
-	// sign in as anyone. NewJWT fetches it once and fails if it cannot; it
-	// is refetched when a token names an unknown kid or the set is older
-	// than CacheTTL.
+	// be https, except on a loopback host, and so must any redirect: whoever
+	// can alter the set can sign in as anyone. NewJWT fetches it and fails if
+	// it cannot; it is refetched when a token names an unknown kid or the set
+	// is older than CacheTTL.
 	JWKSURL string
 
 	// Issuer, when set, must equal the token's iss claim.
 	Issuer string
-	// Audience, when set, must be among the token's aud claim values. Set
-	// it whenever the issuer also signs tokens for other services, or those
-	// tokens will be accepted here too.
+	// Audience, when set, must be among the token's aud values. Set it if the
+	// issuer also signs tokens for other services, or those will pass here.
 	Audience string
-	// NameClaim is the claim holding the display name (default "name");
-	// tokens without it are named after their sub.
+	// NameClaim holds the display name (default "name"); tokens without it
+	// are named after their sub.
 	NameClaim string
-	// CookieName, when set, is a cookie FromRequest reads the token from if
-	// there is no Authorization header, since browsers cannot set headers on
-	// a WebSocket handshake. Cookies are sent on cross-site requests too, so
-	// this is safe only if the server checks the Origin of WebSocket
-	// handshakes (and the cookie is SameSite).
+	// CookieName, when set, is a cookie FromRequest reads the token from
+	// without an Authorization header, since browsers cannot set headers on
+	// a WebSocket handshake. Cookies ride cross-site requests too: this is
+	// safe only if WebSocket handshakes' Origin is checked (and the cookie is
+	// SameSite).
 	CookieName string
 	// Leeway is the clock skew tolerated on exp and nbf (default 0).
 	Leeway time.Duration
 
-	// HTTPClient fetches JWKSURL (default: a client with a 10 s timeout
-	// that follows redirects only to URLs JWKSURL itself could be).
-	HTTPClient *http.Client
 	// FetchTimeout bounds each JWKS fetch, on top of the caller's context
 	// (default 10 s).
 	FetchTimeout time.Duration
 	// MinRefreshInterval is the least time between two fetches of JWKSURL
 	// (default 1 minute), whatever tokens clients present.
 	MinRefreshInterval time.Duration
-	// CacheTTL is how long a fetched key set is trusted before the next
-	// token that needs it refetches it (default 1 hour), so that a key the
-	// provider withdraws stops working. If that refetch fails, the old set
-	// stays in use.
+	// CacheTTL is how long a fetched set is trusted before the next token
+	// that needs it refetches it (default 1 hour), so that a withdrawn key
+	// stops working. If that refetch fails, the old set stays in use.
 	CacheTTL time.Duration
 
 	// Now returns the current time (default time.Now); tests set it.
@@ -103,101 +93,79 @@ type JWTOptions struct {
 // JWT authenticates clients by a signed JSON Web Token: HS256 against a
 // shared secret, or RS256/ES256/ES384/ES512 against a JWK Set.
 //
-// Every token must carry sub and exp: sub becomes the UserID, and exp (plus
-// Leeway, the instant from which the same token would be refused) becomes
-// Identity.ExpiresAt, so that sockets do not outlive their token. A token
-// without exp would grant access forever, which no deployment wants from a
-// bearer credential.
+// Every token must carry sub, which becomes the UserID, and exp: a bearer
+// credential without one would grant access forever. exp plus Leeway, the
+// instant from which the token is refused, becomes Identity.ExpiresAt, so
+// that sockets do not outlive their token.
 //
 // A JWT is safe for concurrent use.
 type JWT struct {
-	secret    []byte
-	jwks      *jwksSource // nil without a JWK Set
-	parser    *jwt.Parser
-	methods   []string
-	issuer    string
-	audience  string
-	nameClaim string
-	cookie    string
-	leeway    time.Duration
-	now       func() time.Time
+	opts    JWTOptions // as given, NameClaim and Now defaulted, Secret moved to secret
+	secret  []byte
+	jwks    *jwksSource // nil without a JWK Set
+	parser  *jwt.Parser
+	methods []string
 }
 
 var _ Authenticator = (*JWT)(nil)
 
-// NewJWT checks opts and loads the key source. With a JWKSURL it fetches
-// the set before returning, within ctx, so a wrong URL or an unreachable
+// NewJWT checks opts and loads the key source. With a JWKSURL it fetches the
+// set within ctx before returning, so that a wrong URL or an unreachable
 // provider is reported at start rather than as failed logins later.
 func NewJWT(ctx context.Context, opts JWTOptions) (*JWT, error) {
-	j := &JWT{
-		issuer:    opts.Issuer,
-		audience:  opts.Audience,
-		nameClaim: opts.NameClaim,
-		cookie:    opts.CookieName,
-		leeway:    opts.Leeway,
-		now:       opts.Now,
-	}
-	if j.nameClaim == "" {
-		j.nameClaim = DefaultNameClaim
-	}
-	if j.now == nil {
-		j.now = time.Now
-	}
-	if opts.Leeway < 0 {
-		return nil, fmt.Errorf("auth: jwt: Leeway is negative (%v)", opts.Leeway)
-	}
-	if opts.MinRefreshInterval < 0 || opts.CacheTTL < 0 || opts.FetchTimeout < 0 {
-		return nil, errors.New("auth: jwt: MinRefreshInterval, CacheTTL and FetchTimeout must not be negative")
-	}
-
-	if opts.Secret == nil && opts.JWKSFile == "" && opts.JWKSURL == "" {
-		return nil, errors.New("auth: jwt: no key source: set Secret, JWKSFile or JWKSURL")
-	}
-	if opts.Secret != nil {
-		if len(opts.Secret) < minSecretBytes {
-			return nil, fmt.Errorf("auth: jwt: Secret is %d bytes, HS256 needs at least %d", len(opts.Secret), minSecretBytes)
-		}
-		j.secret = slices.Clone(opts.Secret)
-		j.methods = append(j.methods, jwt.SigningMethodHS256.Alg())
-	}
 	switch {
+	case opts.Leeway < 0:
+		return nil, fmt.Errorf("auth: jwt: Leeway is negative (%v)", opts.Leeway)
+	case opts.MinRefreshInterval < 0 || opts.CacheTTL < 0 || opts.FetchTimeout < 0:
+		return nil, errors.New("auth: jwt: MinRefreshInterval, CacheTTL and FetchTimeout must not be negative")
+	case opts.Secret == nil && opts.JWKSFile == "" && opts.JWKSURL == "":
+		return nil, errors.New("auth: jwt: no key source: set Secret, JWKSFile or JWKSURL")
+	case opts.Secret != nil && len(opts.Secret) < minSecretBytes:
+		return nil, fmt.Errorf("auth: jwt: Secret is %d bytes, HS256 needs at least %d", len(opts.Secret), minSecretBytes)
 	case opts.JWKSFile != "" && opts.JWKSURL != "":
 		return nil, errors.New("auth: jwt: set only one of JWKSFile and JWKSURL")
+	}
+	opts.NameClaim = cmp.Or(opts.NameClaim, DefaultNameClaim)
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	j := &JWT{opts: opts}
+	if opts.Secret != nil {
+		j.secret, j.opts.Secret = slices.Clone(opts.Secret), nil
+		j.methods = append(j.methods, "HS256")
+	}
+	switch {
 	case opts.JWKSFile != "":
-		data, err := readBounded(opts.JWKSFile)
+		f, err := os.Open(opts.JWKSFile)
 		if err != nil {
 			return nil, fmt.Errorf("auth: jwt: reading JWKS file: %w", err)
 		}
-		set, err := parseJWKS(data)
+		set, err := readJWKS(f)
+		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("auth: jwt: JWKS file %s: %w", opts.JWKSFile, err)
 		}
-		j.jwks = &jwksSource{set: set, now: j.now}
+		j.jwks = &jwksSource{set: set}
 	case opts.JWKSURL != "":
-		u, err := checkJWKSURL(opts.JWKSURL)
+		u, err := url.Parse(opts.JWKSURL)
+		if err == nil {
+			err = checkJWKSURL(u)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("auth: jwt: JWKSURL: %w", err)
 		}
 		src := &jwksSource{
-			url:          u,
-			client:       opts.HTTPClient,
-			fetchTimeout: orDefault(opts.FetchTimeout, DefaultJWKSFetchTimeout),
-			minRefresh:   orDefault(opts.MinRefreshInterval, DefaultMinRefreshInterval),
-			ttl:          orDefault(opts.CacheTTL, DefaultJWKSCacheTTL),
-			now:          j.now,
-		}
-		if src.client == nil {
-			src.client = &http.Client{
-				Timeout: DefaultJWKSFetchTimeout,
-				// A redirect must not lead off https either.
-				CheckRedirect: func(req *http.Request, via []*http.Request) error {
-					if len(via) >= 10 {
-						return errors.New("stopped after 10 redirects")
-					}
-					_, err := checkJWKSURL(req.URL.String())
-					return err
-				},
-			}
+			url: u,
+			client: &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
+				if len(via) >= 10 {
+					return errors.New("stopped after 10 redirects")
+				}
+				return checkJWKSURL(req.URL)
+			}},
+			fetchTimeout: cmp.Or(opts.FetchTimeout, DefaultJWKSFetchTimeout),
+			minRefresh:   cmp.Or(opts.MinRefreshInterval, DefaultMinRefreshInterval),
+			ttl:          cmp.Or(opts.CacheTTL, DefaultJWKSCacheTTL),
+			now:          opts.Now,
 		}
 		// src is not shared yet: the first fetch needs no flight.
 		if src.refetch(ctx) {
@@ -209,73 +177,31 @@ func NewJWT(ctx context.Context, opts JWTOptions) (*JWT, error) {
 		j.jwks = src
 	}
 	if j.jwks != nil {
-		// Only asymmetric algorithms for the set: accepting HS256 there is
-		// the classic confusion attack (an HMAC keyed with the public key).
+		// Only asymmetric algorithms for the set: HS256 there is the classic
+		// confusion attack (an HMAC keyed with the public key).
 		j.methods = append(j.methods, "RS256", "ES256", "ES384", "ES512")
 	}
-
-	popts := []jwt.ParserOption{
-		jwt.WithValidMethods(j.methods),
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(j.leeway),
-		jwt.WithTimeFunc(j.now),
-	}
-	if j.issuer != "" {
-		popts = append(popts, jwt.WithIssuer(j.issuer))
-	}
-	if j.audience != "" {
-		popts = append(popts, jwt.WithAudience(j.audience))
+	popts := []jwt.ParserOption{jwt.WithValidMethods(j.methods), jwt.WithExpirationRequired(),
+		jwt.WithLeeway(opts.Leeway), jwt.WithTimeFunc(opts.Now), jwt.WithIssuer(opts.Issuer)} // "" checks no issuer
+	if opts.Audience != "" { // whereas WithAudience("") would demand an aud claim
+		popts = append(popts, jwt.WithAudience(opts.Audience))
 	}
 	j.parser = jwt.NewParser(popts...)
 	return j, nil
 }
 
-// orDefault returns d, or def when d is zero.
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
+// checkJWKSURL insists on an absolute https URL, or http on loopback.
+func checkJWKSURL(u *url.URL) error {
+	switch host := u.Hostname(); {
+	case u.Host == "":
+		return fmt.Errorf("%q is not an absolute URL", u)
+	case u.Scheme == "https":
+	case u.Scheme != "http":
+		return fmt.Errorf("%s: scheme %q is not http or https", u.Redacted(), u.Scheme)
+	case host != "localhost" && !net.ParseIP(host).IsLoopback():
+		return fmt.Errorf("%s must use https (plain http is allowed only on loopback)", u.Redacted())
 	}
-	return d
-}
-
-// readBounded reads a JWKS file, refusing one larger than maxJWKSBytes.
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxJWKSBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxJWKSBytes {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxJWKSBytes)
-	}
-	return data, nil
-}
-
-// checkJWKSURL parses the JWKS URL and insists on https off loopback.
-func checkJWKSURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, err
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("%q is not an absolute URL", raw)
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		host := u.Hostname()
-		ip := net.ParseIP(host)
-		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return nil, fmt.Errorf("%s must use https (plain http is allowed only on loopback)", u.Redacted())
-		}
-	default:
-		return nil, fmt.Errorf("%s: scheme %q is not http or https", u.Redacted(), u.Scheme)
-	}
-	return u, nil
+	return nil
 }
 
 // Challenge is the WWW-Authenticate value to send with a 401 for a request
@@ -285,9 +211,8 @@ func (*JWT) Challenge() string {
 }
 
 // ChallengeFor is the WWW-Authenticate value to send with a 401 caused by
-// err: a client whose token was refused is told so with
-// error="invalid_token", so that it refreshes the token instead of retrying
-// it; any other case gets the plain Challenge.
+// err: a refused token gets error="invalid_token", so that the client
+// refreshes it instead of retrying it; anything else the plain Challenge.
 func (j *JWT) ChallengeFor(err error) string {
 	if errors.Is(err, ErrInvalidCredentials) {
 		return j.Challenge() + `, error="invalid_token"`
@@ -297,9 +222,9 @@ func (j *JWT) ChallengeFor(err error) string {
 
 // FromRequest authenticates "Authorization: Bearer <token>" or, without an
 // Authorization header, the token in the CookieName cookie. An empty header
-// or cookie counts as absent (clients often send "" for "no token"); any
-// other header that is not a Bearer token is refused rather than ignored,
-// so a client that meant to authenticate is not silently anonymous.
+// or cookie is absent (clients send "" for "no token"); any other header that
+// is not a Bearer token is refused, so that a client that meant to
+// authenticate is not silently anonymous.
 func (j *JWT) FromRequest(r *http.Request) (Identity, bool, error) {
 	switch values := r.Header.Values("Authorization"); {
 	case len(values) > 1:
@@ -312,35 +237,29 @@ func (j *JWT) FromRequest(r *http.Request) (Identity, bool, error) {
 		}
 		return j.authenticate(r.Context(), token, "Authorization header")
 	}
-	if j.cookie != "" {
-		if c, err := r.Cookie(j.cookie); err == nil && c.Value != "" {
-			return j.authenticate(r.Context(), c.Value, "cookie "+j.cookie)
+	if j.opts.CookieName != "" {
+		if c, err := r.Cookie(j.opts.CookieName); err == nil && c.Value != "" {
+			return j.authenticate(r.Context(), c.Value, "cookie "+j.opts.CookieName)
 		}
 	}
 	return Identity{}, false, nil
 }
 
-// FromInitPayload authenticates the "Authorization" (or "authorization")
-// key of a connection_init payload, holding "Bearer <token>" or the bare
-// token: Apollo's connectionParams conventionally use either spelling, and
-// clients put the header value there as often as the token alone. An
-// absent, null or empty value is anonymous.
+// FromInitPayload authenticates the "Authorization" or "authorization" key
+// of a connection_init payload, as Apollo's connectionParams spell it either
+// way, holding "Bearer <token>" or the bare token. An absent, null or empty
+// value is anonymous.
 func (j *JWT) FromInitPayload(ctx context.Context, payload map[string]any) (Identity, bool, error) {
 	var value, key string
 	for _, k := range [...]string{"Authorization", "authorization"} {
-		raw, present := payload[k]
-		if !present || raw == nil {
+		s, isString := payload[k].(string)
+		switch raw := payload[k]; {
+		case raw == nil || isString && strings.TrimSpace(s) == "":
 			continue
-		}
-		s, isString := raw.(string)
-		if !isString {
+		case !isString:
 			return Identity{}, false, invalidCredentials("connection_init payload key "+k,
 				invalid("jwt: value must be a string, got %s", jsonType(raw)))
-		}
-		if strings.TrimSpace(s) == "" {
-			continue
-		}
-		if key != "" && s != value {
+		case key != "" && s != value:
 			return Identity{}, false, invalidCredentials("connection_init payload",
 				invalid("jwt: keys %s and %s hold different values", key, k))
 		}
@@ -362,34 +281,28 @@ func (j *JWT) FromInitPayload(ctx context.Context, payload map[string]any) (Iden
 func bearerToken(value string, bareOK bool) (string, error) {
 	value = strings.TrimSpace(value)
 	scheme, token, spaced := strings.Cut(value, " ")
-	if !spaced {
-		if strings.EqualFold(value, "Bearer") {
-			return "", invalid("jwt: empty Bearer token")
-		}
-		if bareOK {
-			return value, nil
-		}
-		return "", invalid("jwt: Authorization scheme must be Bearer")
-	}
-	if !strings.EqualFold(scheme, "Bearer") {
-		return "", invalid("jwt: Authorization scheme %q is not Bearer", clip(scheme))
-	}
 	token = strings.TrimSpace(token)
-	if token == "" {
+	switch {
+	case strings.EqualFold(scheme, "Bearer") && token == "":
 		return "", invalid("jwt: empty Bearer token")
+	case !spaced && bareOK:
+		return value, nil
+	case !spaced:
+		return "", invalid("jwt: Authorization scheme must be Bearer")
+	case !strings.EqualFold(scheme, "Bearer"):
+		return "", invalid("jwt: Authorization scheme %q is not Bearer", clip(scheme))
 	}
 	return token, nil
 }
 
-// authenticate verifies raw and maps its claims to an Identity, labelling
-// any credential error with where the token came from.
+// authenticate verifies raw and maps its claims to an Identity. Errors name
+// source, and wrap ErrInvalidCredentials if the token is at fault.
 func (j *JWT) authenticate(ctx context.Context, raw, source string) (Identity, bool, error) {
 	id, err := j.verify(ctx, raw)
+	if _, isInvalid := errors.AsType[*invalidError](err); isInvalid {
+		return Identity{}, false, invalidCredentials(source, err)
+	}
 	if err != nil {
-		var ie *invalidError
-		if errors.As(err, &ie) {
-			return Identity{}, false, invalidCredentials(source, err)
-		}
 		return Identity{}, false, fmt.Errorf("auth: %s: %w", source, err)
 	}
 	return id, true, nil
@@ -402,8 +315,8 @@ func (j *JWT) verify(ctx context.Context, raw string) (Identity, error) {
 	if len(raw) > maxTokenBytes {
 		return Identity{}, invalid("jwt: token is %d bytes, at most %d allowed", len(raw), maxTokenBytes)
 	}
-	// The key lookup's own error is kept aside: the parser would bury it
-	// under its generic "token is unverifiable".
+	// The key lookup's error is kept aside: the parser would bury it under
+	// its generic "token is unverifiable".
 	var keyErr error
 	claims := jwt.MapClaims{}
 	token, err := j.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
@@ -420,35 +333,22 @@ func (j *JWT) verify(ctx context.Context, raw string) (Identity, error) {
 	return j.identity(claims)
 }
 
-// key picks the key(s) that may verify t. The parser has already refused
-// algorithms outside j.methods, so t's algorithm is one we have keys for.
+// key picks the keys that may verify t, whose algorithm the parser has
+// already checked is one of j.methods.
 func (j *JWT) key(ctx context.Context, t *jwt.Token) (any, error) {
 	alg := t.Method.Alg()
-	if alg == jwt.SigningMethodHS256.Alg() {
-		if j.secret == nil {
-			return nil, invalid("jwt: signing algorithm HS256 is not accepted")
-		}
+	if alg == "HS256" {
 		return j.secret, nil
 	}
-	if j.jwks == nil {
-		return nil, invalid("jwt: signing algorithm %s is not accepted", alg)
-	}
-	kid := ""
-	if v, present := t.Header["kid"]; present {
-		s, isString := v.(string)
-		if !isString {
-			return nil, invalid("jwt: kid header must be a string, got %s", jsonType(v))
-		}
-		kid = s
+	kid, isString := t.Header["kid"].(string)
+	if v, present := t.Header["kid"]; present && !isString {
+		return nil, invalid("jwt: kid header must be a string, got %s", jsonType(v))
 	}
 	// Refetch when the kid is unknown or, for a token without kid, when no
 	// key fits its algorithm: either may mean the provider rotated keys.
 	set, err := j.jwks.keys(ctx, func(s *keySet) bool {
 		keys, known := s.lookup(kid, alg)
-		if kid == "" {
-			return len(keys) > 0
-		}
-		return known
+		return known && (kid != "" || len(keys) > 0)
 	})
 	if err != nil {
 		return nil, err
@@ -461,25 +361,20 @@ func (j *JWT) key(ctx context.Context, t *jwt.Token) (any, error) {
 		return nil, invalid("jwt: key %q cannot verify %s signatures", clip(kid), alg)
 	case len(keys) == 0:
 		return nil, invalid("jwt: no key for %s signatures", alg)
-	case len(keys) == 1:
-		return keys[0], nil
 	}
-	vs := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(keys))}
-	for i, k := range keys {
-		vs.Keys[i] = k
-	}
-	return vs, nil
+	return jwt.VerificationKeySet{Keys: keys}, nil
 }
 
-// describe turns a parser error into an invalidError that says what
-// exactly is wrong. The claims it reads are only reported, never trusted:
-// the parser has already refused the token.
+// describe turns a parser error into an invalidError that says what exactly
+// is wrong. The claims are only quoted, never trusted: the parser has
+// already refused the token.
 func (j *JWT) describe(token *jwt.Token, claims jwt.MapClaims, err error) error {
-	switch {
-	case errors.Is(err, jwt.ErrTokenMalformed):
+	if errors.Is(err, jwt.ErrTokenMalformed) {
 		return invalid("jwt: malformed token: %v", err)
-	case token != nil && token.Header != nil && !j.algAccepted(token.Header["alg"]):
-		alg, _ := token.Header["alg"].(string)
+	}
+	alg, _ := token.Header["alg"].(string)
+	switch {
+	case !slices.Contains(j.methods, alg):
 		return invalid("jwt: signing algorithm %q is not accepted (want %s)", clip(alg), strings.Join(j.methods, ", "))
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return invalid("jwt: signature is invalid")
@@ -491,17 +386,11 @@ func (j *JWT) describe(token *jwt.Token, claims jwt.MapClaims, err error) error 
 	return invalid("jwt: %v", err)
 }
 
-func (j *JWT) algAccepted(v any) bool {
-	alg, isString := v.(string)
-	return isString && slices.Contains(j.methods, alg)
-}
-
 // claimProblems says which registered claims the parser refused, and with
-// what values. What failed is read off golang-jwt's own error, never
-// re-checked, so the wording cannot drift from the verdict; the claims only
-// supply the values to quote. ErrTokenRequiredClaimMissing and
-// ErrInvalidType do not say which claim they are about, so those go to the
-// claims the parser checks that are absent or of the wrong type.
+// what values. What failed is read off golang-jwt's error, never re-checked,
+// so the wording cannot drift from the verdict. ErrTokenRequiredClaimMissing
+// and ErrInvalidType do not say which claim they are about, so they go to the
+// checked claims that are absent or of the wrong type.
 func (j *JWT) claimProblems(err error, claims jwt.MapClaims) []string {
 	missing := errors.Is(err, jwt.ErrTokenRequiredClaimMissing)
 	badType := errors.Is(err, jwt.ErrInvalidType)
@@ -520,112 +409,72 @@ func (j *JWT) claimProblems(err error, claims jwt.MapClaims) []string {
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		msgs = append(msgs, "token is not valid before "+nbf.UTC().Format(time.RFC3339))
 	}
-	if j.issuer != "" {
+	if j.opts.Issuer != "" {
 		switch iss, typeErr := claims.GetIssuer(); {
 		case badType && typeErr != nil:
 			msgs = append(msgs, "iss claim is not a string")
 		case missing && iss == "":
-			msgs = append(msgs, fmt.Sprintf("token has no issuer, want %q", j.issuer))
+			msgs = append(msgs, fmt.Sprintf("token has no issuer, want %q", j.opts.Issuer))
 		case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-			msgs = append(msgs, fmt.Sprintf("issuer %q is not the expected %q", clip(iss), j.issuer))
+			msgs = append(msgs, fmt.Sprintf("issuer %q is not the expected %q", clip(iss), j.opts.Issuer))
 		}
 	}
-	if j.audience != "" {
+	if j.opts.Audience != "" {
 		switch aud, typeErr := claims.GetAudience(); {
 		case badType && typeErr != nil:
 			msgs = append(msgs, "aud claim is not a string or an array of strings")
 		case missing && !slices.ContainsFunc(aud, func(a string) bool { return a != "" }):
-			msgs = append(msgs, fmt.Sprintf("token has no audience, want %q", j.audience))
+			msgs = append(msgs, fmt.Sprintf("token has no audience, want %q", j.opts.Audience))
 		case errors.Is(err, jwt.ErrTokenInvalidAudience):
 			shown := make([]string, 0, 5)
 			for _, a := range aud[:min(len(aud), 5)] {
 				shown = append(shown, clip(a))
 			}
-			msgs = append(msgs, fmt.Sprintf("audience %q does not include the expected %q", shown, j.audience))
+			msgs = append(msgs, fmt.Sprintf("audience %q does not include the expected %q", shown, j.opts.Audience))
 		}
 	}
 	return msgs
 }
 
-// identity maps verified claims to an Identity.
+// identity maps verified claims to an Identity. A sub is never altered, as
+// two different subs must stay two users; a display name is cleaned.
 func (j *JWT) identity(claims jwt.MapClaims) (Identity, error) {
 	raw, present := claims["sub"]
-	if !present {
-		return Identity{}, invalid("jwt: token has no sub claim")
-	}
 	sub, isString := raw.(string)
-	if !isString {
+	switch {
+	case !present:
+		return Identity{}, invalid("jwt: token has no sub claim")
+	case !isString:
 		return Identity{}, invalid("jwt: sub claim must be a string, got %s", jsonType(raw))
+	case sub == "":
+		return Identity{}, invalid("jwt: sub claim is empty")
 	}
-	if err := validateUserID(sub); err != nil {
+	if err := checkUserName(sub, MaxUserIDLength); err != nil {
 		return Identity{}, invalid("jwt: sub claim %v", err)
 	}
-	name := ""
-	if s, isString := claims[j.nameClaim].(string); isString {
-		name = sanitizeName(s)
-	}
-	if name == "" {
+	name, _ := claims[j.opts.NameClaim].(string)
+	if name = sanitizeName(name); name == "" {
 		name = sanitizeName(sub)
 	}
 	id := Identity{UserID: sub, Name: name}
-	// exp is required and validated by now; the check is for the type
-	// system's sake.
-	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
-		// The token stays acceptable until exp+leeway, so the socket may
-		// stay open as long: closing it earlier would refuse a token the
-		// next handshake would accept.
-		id.ExpiresAt = exp.Add(j.leeway)
+	// The parser has required exp. The token is accepted until exp+leeway,
+	// so the socket may stay open as long.
+	if exp, _ := claims.GetExpirationTime(); exp != nil {
+		id.ExpiresAt = exp.Add(j.opts.Leeway)
 	}
 	return id, nil
 }
 
-// validateUserID reports why sub cannot be a user ID. Unlike a display
-// name, an ID is never altered: two different subs must stay two users.
-func validateUserID(sub string) error {
-	switch {
-	case sub == "":
-		return errors.New("is empty")
-	case !utf8.ValidString(sub):
-		return errors.New("is not valid UTF-8")
-	case utf8.RuneCountInString(sub) > MaxUserIDLength:
-		return fmt.Errorf("has %d characters, at most %d allowed", utf8.RuneCountInString(sub), MaxUserIDLength)
-	}
-	for _, r := range sub {
-		if unicode.IsControl(r) || unicode.IsSpace(r) && r != ' ' {
-			return errors.New("contains control or line-break characters")
-		}
-	}
-	return nil
-}
-
-// sanitizeName makes a display name safe to show: the same characters
-// ValidateDevUser refuses (invalid UTF-8, controls, line breaks) become
-// spaces, runs of spaces collapse, and the result is cut to MaxNameLength.
-// The issuer is trusted, so a name is cleaned rather than the token refused.
+// sanitizeName makes a display name safe to show: what checkUserName refuses
+// (invalid UTF-8, controls, line breaks) becomes spaces, runs of spaces
+// collapse, and the result is cut to MaxNameLength. The issuer is trusted, so
+// a name is cleaned rather than the token refused.
 func sanitizeName(s string) string {
-	var b strings.Builder
-	n := 0
-	space := false
-	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
-		if unicode.IsControl(r) || unicode.IsSpace(r) {
-			space = b.Len() > 0
-			continue
-		}
-		if space {
-			if n+1 >= MaxNameLength {
-				break
-			}
-			b.WriteByte(' ')
-			n++
-			space = false
-		}
-		if n >= MaxNameLength {
-			break
-		}
-		b.WriteRune(r)
-		n++
-	}
-	return b.String()
+	words := strings.FieldsFunc(strings.ToValidUTF8(s, "\uFFFD"), func(r rune) bool {
+		return unicode.IsControl(r) || unicode.IsSpace(r)
+	})
+	name := []rune(strings.Join(words, " "))
+	return strings.TrimRight(string(name[:min(len(name), MaxNameLength)]), " ")
 }
 
 // jsonType names the JSON type of a decoded claim value, for messages.
@@ -647,8 +496,8 @@ func jsonType(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// invalidError is a client fault found while checking a token; callers
-// wrap it in ErrInvalidCredentials together with where the token came from.
+// invalidError is a client fault found while checking a token; callers wrap
+// it in ErrInvalidCredentials together with where the token came from.
 type invalidError struct{ msg string }
 
 func (e *invalidError) Error() string { return e.msg }
@@ -657,14 +506,14 @@ func invalid(format string, args ...any) error {
 	return &invalidError{msg: fmt.Sprintf(format, args...)}
 }
 
-// invalidCredentials labels a client fault the way Dev does:
+// invalidCredentials labels a client fault as Dev does:
 // "invalid credentials: <source>: <what>".
 func invalidCredentials(source string, err error) error {
 	return fmt.Errorf("%w: %s: %v", ErrInvalidCredentials, source, err)
 }
 
-// clip shortens a client-supplied string for an error message, so a hostile
-// value cannot bloat logs.
+// clip shortens a client-supplied string for an error message, so that a
+// hostile value cannot bloat logs.
 func clip(s string) string {
 	const max = 64
 	if len(s) <= max {
