@@ -128,7 +128,8 @@ func (r *Rig) Run(ctx context.Context, s Spec) error {
 	if err := p.Wait(ctx); err != nil {
 		var exit *ExitError
 		if !errors.As(err, &exit) {
-			_ = p.Stop(ctx)
+			// With its grace period: ctx has ended.
+			_ = p.Stop(context.WithoutCancel(ctx))
 		}
 		return err
 	}
