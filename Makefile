@@ -48,8 +48,9 @@ compose-check:
 
 # The compose topology (3 NATS nodes, 3 replicas, nginx with deploy/nginx.conf)
 # as real processes on loopback, killed and restarted under load; needs nginx.
+# The driver is Go (deploy/cluster-test/main.go).
 cluster-test:
-	@GO=$(GO) deploy/cluster-test/run.sh
+	@GO=$(GO) $(GO) run ./deploy/cluster-test
 
 # The side-by-side benchmarks (about 45 minutes; not part of make test): Herald (also over
 # SSE), the baseline broadcaster, the stock-gqlgen peer and Centrifugo, written to
