@@ -38,9 +38,9 @@ smoke:
 
 # Real clients we did not write (graphql-ws, subscriptions-transport-ws,
 # Apollo Client, GraphiQL in Chromium) against two Herald processes; needs
-# Node.js, npm and Debian's chromium.
+# Node.js, npm and Debian's chromium. The driver is Go (e2e/main.go).
 e2e:
-	@GO=$(GO) e2e/run.sh
+	@GO=$(GO) $(GO) run ./e2e
 
 # deploy/compose.yaml and nginx's include files, checked without Docker.
 compose-check:
