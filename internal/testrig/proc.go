@@ -40,8 +40,8 @@ type Spec struct {
 	// without Signal, Stop or Close having asked it to, the rig's context
 	// is cancelled with an *ExitError that says Early.
 	Service bool
-	// Layer orders Close: the highest layer is stopped first, the
-	// processes of one layer together.
+	// Layer orders the end of the run: the highest layer is stopped
+	// first, the processes of one layer together.
 	Layer int
 	// Grace is how long the process group has between SIGTERM and SIGKILL
 	// (DefaultGrace if zero).
@@ -64,8 +64,9 @@ type Proc struct {
 	// mu orders signals against the leader's exit: while exited is false
 	// the leader is not reaped, so its PID still names its group and no
 	// other process can have it.
-	mu     sync.Mutex
-	exited bool
+	mu       sync.Mutex
+	exited   bool
+	termSent bool // SIGTERM goes to the group once: a second one means "now" to many programs
 
 	done chan struct{}
 	err  error // how it ended; written before done is closed
@@ -111,19 +112,28 @@ func (p *Proc) Wait(ctx context.Context) error {
 
 // Signal sends sig to the process group, and marks the exit that may follow
 // as asked for. It returns os.ErrProcessDone if the process has exited.
+// A SIGTERM is sent once: after the first, Signal(SIGTERM) does nothing.
 func (p *Proc) Signal(sig syscall.Signal) error {
 	p.expected.Store(true)
-	return p.signalGroup(sig)
+	return p.signalGroup(p.pid, sig)
 }
 
-func (p *Proc) signalGroup(sig syscall.Signal) error {
+// signalGroup signals the group of pid (the process's PID, passed because
+// exec's Cancel may run before p.pid is set).
+func (p *Proc) signalGroup(pid int, sig syscall.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.exited {
 		return os.ErrProcessDone
 	}
-	if err := syscall.Kill(-p.pid, sig); err != nil {
-		return fmt.Errorf("signal %s (process group %d) with %v: %w", p.name, p.pid, sig, err)
+	if sig == syscall.SIGTERM {
+		if p.termSent {
+			return nil
+		}
+		p.termSent = true
+	}
+	if err := syscall.Kill(-pid, sig); err != nil {
+		return fmt.Errorf("signal %s (process group %d) with %v: %w", p.name, pid, sig, err)
 	}
 	return nil
 }
@@ -132,8 +142,7 @@ func (p *Proc) signalGroup(sig syscall.Signal) error {
 // period (at once if ctx ends first), and waits for the process. It
 // returns Err, or an error if the process outlived SIGKILL by 10s.
 func (p *Proc) Stop(ctx context.Context) error {
-	p.expected.Store(true)
-	if p.signalGroup(syscall.SIGTERM) == os.ErrProcessDone {
+	if p.Signal(syscall.SIGTERM) == os.ErrProcessDone {
 		return p.Err()
 	}
 	grace := time.NewTimer(p.grace)
@@ -146,7 +155,7 @@ func (p *Proc) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		p.logf("%s (pid %d): no time to wait for it to stop (%v); killing its process group", p.name, p.pid, context.Cause(ctx))
 	}
-	_ = p.signalGroup(syscall.SIGKILL)
+	_ = p.signalGroup(p.pid, syscall.SIGKILL)
 	late := time.NewTimer(killWait)
 	defer late.Stop()
 	select {

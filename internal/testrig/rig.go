@@ -1,11 +1,13 @@
 // Package testrig runs the processes of a test driver (e2e, the cluster
 // failure test) and guarantees they end with the run: each process leads a
-// process group of its own, which is signalled and killed as a whole;
-// cancelling the run's context (a signal, a deadline, a service that exited
-// early) stops every process; and Close stops them in layers, then kills and
-// reaps anything they left behind outside their groups, which this process,
-// a child subreaper, inherits. It also waits for readiness over HTTP with a
-// deadline and finds free loopback ports.
+// process group of its own, which is signalled and killed as a whole; when
+// the run ends (its context is cancelled by a signal, a deadline or a
+// service that exited early, or Close is called) every process is stopped
+// through exec.Cmd's Cancel and WaitDelay, in layers (clients before
+// servers before what the servers use), with one SIGTERM and then SIGKILL;
+// and Close then kills and reaps anything they left behind outside their
+// groups, which this process, a child subreaper, inherits. It also waits
+// for readiness over HTTP with a deadline and finds free loopback ports.
 //
 // Linux only. One Rig per process: Close reaps every child of the process
 // that the rig is not running.
@@ -20,6 +22,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Options configure a Rig.
@@ -48,8 +51,9 @@ type Rig struct {
 	supervisors sync.WaitGroup // one goroutine per started process
 }
 
-// New returns a rig whose processes run until ctx ends (then each gets
-// SIGTERM, and SIGKILL after its grace period) or Close. It makes this
+// New returns a rig whose processes run until ctx ends or Close (then each
+// gets SIGTERM once the higher layers have exited, and SIGKILL after its
+// grace period). It makes this
 // process a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so that what the
 // rig's processes leave behind, even outside their process groups, becomes
 // its child and Close can kill it.
@@ -88,6 +92,14 @@ func (r *Rig) Start(s Spec) (*Proc, error) {
 	if r.ctx.Err() != nil {
 		return nil, fmt.Errorf("start %s: %w", s.Name, context.Cause(r.ctx))
 	}
+	p := &Proc{
+		name:    s.Name,
+		grace:   grace,
+		layer:   s.Layer,
+		service: s.Service,
+		logf:    r.logf,
+		done:    make(chan struct{}),
+	}
 	cmd := exec.CommandContext(r.ctx, s.Path, s.Args...)
 	cmd.Dir, cmd.Env = s.Dir, s.Env
 	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = s.Stdout, s.Stderr, s.ExtraFiles
@@ -95,26 +107,51 @@ func (r *Rig) Start(s Spec) (*Proc, error) {
 	// leader gets SIGKILL too (its group may survive it; nothing can be
 	// done about that from a dead process).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// When the run ends: SIGTERM to the group, and after the grace period
-	// exec kills the leader, whereupon supervise kills the group.
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	// When the run ends: once the processes of higher layers have exited,
+	// SIGTERM to the group; exec kills the leader if it is still there
+	// after the grace period, whereupon supervise kills the group.
+	cmd.Cancel = func() error {
+		p.expected.Store(true)
+		r.waitAbove(s.Layer)
+		return p.signalGroup(cmd.Process.Pid, syscall.SIGTERM)
+	}
 	cmd.WaitDelay = grace
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
-	p := &Proc{
-		name:    s.Name,
-		pid:     cmd.Process.Pid,
-		grace:   grace,
-		layer:   s.Layer,
-		service: s.Service,
-		logf:    r.logf,
-		done:    make(chan struct{}),
-	}
+	p.pid = cmd.Process.Pid
 	r.procs = append(r.procs, p)
 	r.supervisors.Go(func() { p.supervise(cmd, r.cancel) })
 	r.logf("started %s (pid %d)", p.name, p.pid)
 	return p, nil
+}
+
+// waitAbove waits until every process of a layer above layer has exited,
+// or for as long as stopping them may take.
+func (r *Rig) waitAbove(layer int) {
+	r.mu.Lock()
+	var above []*Proc
+	bound := time.Duration(0)
+	longest := map[int]time.Duration{}
+	for _, p := range r.procs {
+		if p.layer > layer {
+			above = append(above, p)
+			longest[p.layer] = max(longest[p.layer], p.grace+killWait)
+		}
+	}
+	r.mu.Unlock()
+	for _, d := range longest {
+		bound += d
+	}
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	for _, p := range above {
+		select {
+		case <-p.done:
+		case <-t.C:
+			return
+		}
+	}
 }
 
 // Run starts a process and waits for it to exit. The error is an
@@ -136,44 +173,38 @@ func (r *Rig) Run(ctx context.Context, s Spec) error {
 	return nil
 }
 
-// Close stops every process still running, the highest layer first (each
-// layer's processes together, each with SIGTERM and then SIGKILL after its
-// grace period, or at once when ctx ends), waits for them, and then kills
-// and reaps every other child of this process: what the rig's processes
-// left behind. It returns an error only if some process could not be
-// stopped or reaped. Afterwards Start fails.
+// Close ends the run if it has not ended (stopping every process as when
+// the context given to New ends: the highest layer first, each process
+// with SIGTERM and then SIGKILL after its grace period), waits for the
+// processes (if ctx ends first, it kills them all with SIGKILL), and then
+// kills and reaps every other child of this process: what the rig's
+// processes left behind. It returns an error only if some process could not
+// be stopped or reaped. Afterwards Start fails.
 func (r *Rig) Close(ctx context.Context) error {
 	r.mu.Lock()
 	r.closed = true
 	procs := slices.Clone(r.procs)
 	r.mu.Unlock()
+	r.cancel(ErrClosed)
 
 	var errs []error
-	slices.SortStableFunc(procs, func(a, b *Proc) int { return b.layer - a.layer })
-	for len(procs) > 0 {
-		layer := procs[0].layer
-		n := 1
-		for n < len(procs) && procs[n].layer == layer {
-			n++
-		}
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for _, p := range procs[:n] {
-			if p.Exited() {
-				continue
+	if !allDone(ctx.Done(), procs) {
+		// No more time for grace periods: SIGKILL whatever is left.
+		for _, p := range procs {
+			if !p.Exited() {
+				p.logf("%s (pid %d): no time to wait for it to stop (%v); killing its process group", p.name, p.pid, context.Cause(ctx))
+				_ = p.signalGroup(p.pid, syscall.SIGKILL)
 			}
-			wg.Go(func() {
-				err := p.Stop(ctx)
-				var exit *ExitError
-				if err != nil && !errors.As(err, &exit) {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			})
 		}
-		wg.Wait()
-		procs = procs[n:]
+		late := time.NewTimer(killWait)
+		defer late.Stop()
+		if !allDone(late.C, procs) {
+			for _, p := range procs {
+				if !p.Exited() {
+					errs = append(errs, fmt.Errorf("stop %s (pid %d): still running %s after SIGKILL", p.name, p.pid, killWait))
+				}
+			}
+		}
 	}
 	if len(errs) == 0 {
 		// Every process has exited, so every supervisor returns.
@@ -182,6 +213,18 @@ func (r *Rig) Close(ctx context.Context) error {
 	if err := reapStrays(r.logf); err != nil {
 		errs = append(errs, err)
 	}
-	r.cancel(ErrClosed)
 	return errors.Join(errs...)
+}
+
+// allDone waits until every process has exited (true) or stop is closed or
+// receives (false).
+func allDone[T any](stop <-chan T, procs []*Proc) bool {
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-stop:
+			return false
+		}
+	}
+	return true
 }

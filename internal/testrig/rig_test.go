@@ -479,3 +479,74 @@ func TestNotifySignals(t *testing.T) {
 		}
 	}
 }
+
+// TestEndOfRunStopsLayersInOrder: when the run ends, a process gets SIGTERM
+// only once the processes of higher layers have exited, and only one
+// SIGTERM (a second means "exit at once" to Herald, nginx and others).
+func TestEndOfRunStopsLayersInOrder(t *testing.T) {
+	tests := []struct {
+		name string
+		end  func(cancel context.CancelFunc, r *Rig)
+	}{
+		{"cancel", func(cancel context.CancelFunc, _ *Rig) { cancel() }},
+		{"close", func(_ context.CancelFunc, r *Rig) {
+			if err := r.Close(context.Background()); err != nil {
+				panic(err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			r, err := New(ctx, Options{Logf: t.Logf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			upper, err := r.Start(Spec{Name: "upper", Path: "sleep", Args: []string{"100"}, Layer: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rd, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			// It reports every SIGTERM and whether upper was gone by then,
+			// and keeps running until SIGKILL.
+			script := fmt.Sprintf(`trap 'if kill -0 %d 2>/dev/null; then echo upper-alive; else echo upper-gone; fi' TERM
+echo ready
+while :; do sleep 100 & wait $!; done`, upper.Pid())
+			lower, err := r.Start(Spec{Name: "lower", Path: "/bin/sh", Args: []string{"-c", script}, Stdout: w, Grace: 300 * time.Millisecond})
+			w.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rd.SetReadDeadline(time.Now().Add(testTimeout)); err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(rd)
+			if !sc.Scan() || sc.Text() != "ready" {
+				t.Fatalf("lower did not start: %q %v", sc.Text(), sc.Err())
+			}
+			tt.end(cancel, r)
+			waitDone(t, lower)
+			if err := r.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			var lines []string
+			for sc.Scan() {
+				lines = append(lines, sc.Text())
+			}
+			if sc.Err() != nil {
+				t.Fatal(sc.Err())
+			}
+			if len(lines) != 1 || lines[0] != "upper-gone" {
+				t.Errorf("lower saw %q, want one SIGTERM after upper had exited", lines)
+			}
+			if !upper.Exited() {
+				t.Error("upper is still running")
+			}
+		})
+	}
+}

@@ -2,7 +2,6 @@ package testrig
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,7 +12,13 @@ type Interrupted struct {
 	Signal syscall.Signal
 }
 
-func (e *Interrupted) Error() string { return fmt.Sprintf("interrupted by %v", e.Signal) }
+func (e *Interrupted) Error() string {
+	name := map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM", syscall.SIGHUP: "SIGHUP", syscall.SIGQUIT: "SIGQUIT"}[e.Signal]
+	if name == "" {
+		name = e.Signal.String()
+	}
+	return "interrupted by " + name
+}
 
 // ExitCode is the shell's status for a process ended by the signal: 128+n.
 func (e *Interrupted) ExitCode() int { return 128 + int(e.Signal) }
