@@ -109,6 +109,14 @@ func run(args []string) int {
 		return 1
 	}
 	err = d.test(d.rig.Context())
+	if cause := context.Cause(d.rig.Context()); err != nil && cause != nil {
+		// The run ended under the test (a deadline, a replica that
+		// exited): that is the news, not what was being waited for.
+		var failed *testsFailed
+		if !errors.As(err, &failed) {
+			err = cause
+		}
+	}
 
 	var in *testrig.Interrupted
 	var failed *testsFailed

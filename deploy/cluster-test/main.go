@@ -110,13 +110,18 @@ func run(clientArgs []string) int {
 	}
 	d.rig = rig
 	err = d.test(rig.Context())
+	if cause := context.Cause(rig.Context()); err != nil && cause != nil {
+		// The run ended under the test (a deadline, a process that
+		// exited): that is the news, not what was being waited for.
+		err = cause
+	}
 
 	var in *testrig.Interrupted
 	switch {
 	case errors.As(context.Cause(sigCtx), &in):
 		d.logf("%s; stopping everything", in)
 	case err != nil:
-		d.logf("FAIL: %v", err)
+		d.logf("FAIL: %v; logs follow", err)
 	}
 	// Outside in: the clients and nginx, then the replicas (which drain
 	// their NATS connections), then NATS; then whatever they left behind.
