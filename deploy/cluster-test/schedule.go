@@ -102,8 +102,18 @@ func readStarted(ctx context.Context, r *os.File, timeout time.Duration) (string
 	if err := r.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return "", fmt.Errorf("wait for publishing to start: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = r.SetReadDeadline(time.Now()) })
-	defer stop()
+	// A cancelled run ends the read at once; the function's goroutine is
+	// waited for if it started.
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		_ = r.SetReadDeadline(time.Now())
+	})
+	defer func() {
+		if !stop() {
+			<-fired
+		}
+	}()
 	sc := bufio.NewScanner(r)
 	var lines []string
 	for len(lines) < 2 && sc.Scan() {
