@@ -142,6 +142,19 @@ func TestEndOfRunKillsEverything(t *testing.T) {
 			},
 		},
 		{
+			// A second Ctrl-C: no waiting for an hour's grace period.
+			name:   "close in a hurry, SIGTERM ignored",
+			script: `trap "" TERM; sleep 100 & echo $!; sleep 100 & echo $!; wait`,
+			grace:  time.Hour,
+			end: func(_ context.CancelFunc, r *Rig) {
+				hurry, cancel := context.WithCancel(context.Background())
+				cancel()
+				if err := r.Close(hurry); err != nil {
+					panic(err)
+				}
+			},
+		},
+		{
 			name: "cancel, a grandchild in a session of its own",
 			// It prints its PID once it is in a session of its own.
 			script: `setsid sh -c 'echo $$; exec sleep 100' & sleep 100 & echo $!; wait`,
