@@ -38,9 +38,9 @@ smoke:
 
 # Real clients we did not write (graphql-ws, subscriptions-transport-ws,
 # Apollo Client, GraphiQL in Chromium) against two Herald processes; needs
-# Node.js, npm and Debian's chromium.
+# Node.js, npm and Debian's chromium. The driver is Go (e2e/main.go).
 e2e:
-	@GO=$(GO) e2e/run.sh
+	@GO=$(GO) $(GO) run ./e2e
 
 # deploy/compose.yaml and nginx's include files, checked without Docker.
 compose-check:
@@ -48,8 +48,9 @@ compose-check:
 
 # The compose topology (3 NATS nodes, 3 replicas, nginx with deploy/nginx.conf)
 # as real processes on loopback, killed and restarted under load; needs nginx.
+# The driver is Go (deploy/cluster-test/main.go).
 cluster-test:
-	@GO=$(GO) deploy/cluster-test/run.sh
+	@GO=$(GO) $(GO) run ./deploy/cluster-test
 
 # The side-by-side benchmarks (about 45 minutes; not part of make test): Herald (also over
 # SSE), the baseline broadcaster, the stock-gqlgen peer and Centrifugo, written to
