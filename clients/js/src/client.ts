@@ -194,6 +194,11 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       ? { query: typeof request.query === 'string' ? request.query : prepareOperation(request.query).query, cursorVariable: null }
       : prepareOperation(request.query, request.operationName);
     const name = prepared.cursorVariable;
+    if (opts.after != null && !name) {
+      // Starting from now instead would be a silent gap.
+      throw new TypeError('@heraldhq/client: a cursor was given, but the operation is not a subscription ' +
+        'whose root is one field that takes `after`');
+    }
     // The payload graphql-ws re-sends on every reconnect: variables of our own.
     const variables: Record<string, unknown> = { ...request.variables };
     const payload = {

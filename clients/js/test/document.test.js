@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parse, print } from 'graphql';
-import { prepareOperation } from '../dist/index.js';
+import { createHeraldClient, prepareOperation } from '@heraldhq/client';
 
 const norm = (q) => print(parse(q));
 
@@ -50,4 +50,13 @@ test('the operation named operationName is the one prepared; parsed documents ar
   assert.equal(p.query, norm('query Q { viewer { name } } subscription S($after: String) { roomCreated(after: $after) { id } }'));
   assert.equal(prepareOperation(doc, 'Q').cursorVariable, null);
   assert.equal(prepareOperation(doc).cursorVariable, null, 'two operations and no name: nothing to pick');
+});
+
+test('subscribeAfter refuses an operation it cannot pass the cursor to, rather than start from now', () => {
+  // Nothing connects: the client is lazy and the call fails before subscribing.
+  const client = createHeraldClient({ url: 'ws://127.0.0.1:9/graphql' });
+  const sink = { next() {}, error() {}, complete() {} };
+  for (const query of ['subscription { ...F } fragment F on Subscription { roomCreated { id } }', '{ viewer { name } }']) {
+    assert.throws(() => client.subscribeAfter('abc', { query }, sink), /cursor was given/, query);
+  }
 });
