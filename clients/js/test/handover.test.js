@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { ApolloClient, InMemoryCache, gql as apolloGql } from '@apollo/client';
-import { createHeraldClient } from '../dist/index.js';
-import { HeraldLink } from '../dist/apollo.js';
+import { createHeraldClient } from '@heraldhq/client';
+import { HeraldLink } from '@heraldhq/client/apollo';
 import { Herald, Inbox, controllableSockets, createRoom, gql, post, quickRetry, range } from './lib/herald.js';
 
 const poster = { user: 'poster' };

@@ -6,7 +6,7 @@
 // reconnects; the sequence received must be exactly the one posted.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { createHeraldClient } from '../dist/index.js';
+import { createHeraldClient } from '@heraldhq/client';
 import { Herald, Inbox, controllableSockets, createRoom, post, prime, quickRetry, range, until } from './lib/herald.js';
 
 const poster = { user: 'poster' };

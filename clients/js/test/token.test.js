@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { createHeraldClient } from '../dist/index.js';
+import { createHeraldClient } from '@heraldhq/client';
 import { Herald, Inbox, controllableSockets, createRoom, post, prime, quickRetry, range, signJWT, until } from './lib/herald.js';
 
 const secret = randomBytes(32).toString('hex');
@@ -98,7 +98,7 @@ test('the token getToken returns is used on the next connect, and the subscripti
 
 test('HeraldLink sends queries and mutations over HTTP with the token getToken returns for each', async (t) => {
   const { ApolloClient, InMemoryCache, gql: apolloGql } = await import('@apollo/client');
-  const { HeraldLink } = await import('../dist/apollo.js');
+  const { HeraldLink } = await import('@heraldhq/client/apollo');
   let n = 0;
   const client = createHeraldClient({ url: herald.wsURL, getToken: () => token(`writer-${++n}`, 3600) });
   const apollo = new ApolloClient({ link: new HeraldLink({ client, http: { uri: herald.url } }), cache: new InMemoryCache() });
