@@ -7,8 +7,9 @@
 #
 # HERALD_BIN=/path/to/herald uses that binary instead of building ./cmd/herald.
 # Bounded: the run stops after HERALD_JS_TIMEOUT seconds (default 300). It
-# stops only processes it started (the tests record their Heralds' PIDs in
-# $HERALD_JS_PIDS) and removes its temporary directory.
+# stops only processes it started (each step runs in a process group of its
+# own, and the tests record their Heralds' PIDs in $HERALD_JS_PIDS) and
+# removes its temporary directory, where the Heralds keep their data.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -51,7 +52,13 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	if [ -n "$watchdog" ]; then kill -TERM "$watchdog" 2>/dev/null || true; fi
-	if [ -n "$current" ]; then kill -TERM "$current" 2>/dev/null || true; wait "$current" 2>/dev/null || true; fi
+	# A step still running (the watchdog fired, or a signal) is its own
+	# process group (see step): npm, node --test, its test files and the
+	# Heralds they started all get the signal.
+	if [ -n "$current" ]; then
+		kill -TERM -- "-$current" 2>/dev/null || true
+		wait "$current" 2>/dev/null || true
+	fi
 	stop_leftovers
 	rm -rf "$work"
 	exit "$rc"
@@ -71,10 +78,11 @@ trap 'log "terminated"; exit 143' TERM
 ) &
 watchdog=$!
 
-# step CMD...: run a command in the background and wait for it, so that a
-# signal to this script is handled at once.
+# step CMD...: run a command in the background, in a process group of its
+# own (setsid: its PID is the group's ID), and wait for it, so that a signal
+# to this script is handled at once and reaches everything the step started.
 step() {
-	"$@" &
+	setsid "$@" &
 	current=$!
 	local rc=0
 	wait "$current" || rc=$?
@@ -100,5 +108,6 @@ fi
 log "building the package (tsc)"
 step npm run --silent build
 log "running the tests"
-export HERALD_BIN="$work/herald" HERALD_JS_PIDS="$work/pids"
+mkdir -p "$work/tmp"
+export HERALD_BIN="$work/herald" HERALD_JS_PIDS="$work/pids" HERALD_JS_TMP="$work/tmp"
 step npm test --silent

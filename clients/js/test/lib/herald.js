@@ -72,7 +72,9 @@ export class Herald {
     this.base = `http://127.0.0.1:${port}`;
     this.url = `${this.base}/graphql`;
     this.wsURL = `ws://127.0.0.1:${port}/graphql`;
-    this.dataDir = mkdtempSync(join(tmpdir(), 'herald-js-data-'));
+    // Under run-tests.sh's own directory when it runs the tests, so that
+    // even a run it had to stop leaves nothing behind.
+    this.dataDir = mkdtempSync(join(process.env.HERALD_JS_TMP || tmpdir(), 'herald-js-data-'));
     this.child = null;
     this.exited = null;
     this.output = '';
@@ -87,6 +89,11 @@ export class Herald {
       '--addr', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir,
       '--drain-timeout', '0s', '--mutation-rate', '0', '--log-level', 'warn', ...this.flags,
     ], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // A binary that cannot be started emits 'error' and never 'exit'.
+    await new Promise((ok, fail) => {
+      child.once('spawn', ok);
+      child.once('error', (err) => fail(new Error(`cannot start ${heraldBin()}: ${err.message}`)));
+    });
     this.child = child;
     children.add(child);
     const pidFile = process.env.HERALD_JS_PIDS ? join(process.env.HERALD_JS_PIDS, String(child.pid)) : null;
@@ -118,18 +125,15 @@ export class Herald {
     throw new Error(`herald was not ready within 20 s; /readyz: ${last}${this.logTail()}`);
   }
 
-  /** SIGTERM (a drain), then SIGKILL if it is still running after 10 s; resolves once it has exited. */
+  /** SIGTERM (a drain), then SIGKILL if it is still running after 10 s; resolves once it has exited (or 5 s after SIGKILL). */
   async stop() {
     const child = this.child;
     if (!child) return 'not running';
     child.kill('SIGTERM');
-    let timer;
-    const late = new Promise((ok) => { timer = setTimeout(ok, 10_000, 'late'); });
-    const how = await Promise.race([this.exited, late]);
-    clearTimeout(timer);
+    const how = await within(this.exited, 10_000);
     if (how !== 'late') return how;
     child.kill('SIGKILL');
-    return `killed after 10 s (${await this.exited})`;
+    return `killed after 10 s (${await within(this.exited, 5000)})`;
   }
 
   /** Stops the process and removes its data directory. */
@@ -140,6 +144,17 @@ export class Herald {
 
   logTail() {
     return `\n----- herald log (last ${LOG_KEEP} characters) -----\n${this.output}\n----- end -----`;
+  }
+}
+
+/** p's value, or 'late' if it has not settled within ms. */
+async function within(p, ms) {
+  let timer;
+  const late = new Promise((ok) => { timer = setTimeout(ok, ms, 'late'); });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
