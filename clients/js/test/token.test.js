@@ -41,12 +41,12 @@ test('the token getToken returns is used on the next connect, and the subscripti
   let connected = 0;
   const client = createHeraldClient({
     url: herald.wsURL,
-    // The first token expires in 4–5 s (exp is in whole seconds), time
+    // The first token expires in 5–6 s (exp is in whole seconds), time
     // enough to check the first connection; later ones in an hour.
     getToken: async () => {
       const name = `reader-${tokens.length + 1}`;
       tokens.push(name);
-      return token(name, tokens.length === 1 ? 5 : 3600);
+      return token(name, tokens.length === 1 ? 6 : 3600);
     },
     webSocketImpl: sockets.WebSocket,
     retryWait: quickRetry,
