@@ -1,9 +1,9 @@
 # Herald's one test command is `make test`; CI runs it through .ci/run.
 GO ?= go
 
-.PHONY: test fmt-check vet generate-check unit unit-norace fuzz smoke e2e compose-check cluster-test bench build run generate
+.PHONY: test fmt-check vet generate-check unit unit-norace fuzz smoke e2e client-js compose-check cluster-test bench build run generate
 
-test: fmt-check vet generate-check unit unit-norace fuzz smoke e2e compose-check cluster-test
+test: fmt-check vet generate-check unit unit-norace fuzz smoke e2e compose-check cluster-test client-js
 
 # gofmt must have nothing to say about any Go file.
 fmt-check:
@@ -41,6 +41,12 @@ smoke:
 # Node.js, npm and Debian's chromium. The driver is Go (e2e/main.go).
 e2e:
 	@GO=$(GO) $(GO) run ./e2e
+
+# @heraldhq/client (clients/js): its build and its tests against real Herald
+# processes (resume after a drop and a restart, token refresh, the hand-over
+# from a rendered page); needs Node.js 20+ and npm.
+client-js:
+	@GO=$(GO) clients/js/run-tests.sh
 
 # deploy/compose.yaml and nginx's include files, checked without Docker.
 compose-check:
