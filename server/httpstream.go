@@ -154,8 +154,9 @@ type httpStream struct {
 	mu        sync.Mutex
 	queue     []streamItem
 	bytes     int
-	completed bool   // the execution ended: complete after the queue
-	failure   string // the stream fell behind: end it with this error
+	completed bool            // the execution ended: complete after the queue
+	failure   string          // the stream fell behind: end it with this error
+	endErr    *gqlerror.Error // with completed: end with this error (see denied)
 }
 
 // streamItem is one queued piece of a stream: a result of op, or with no
@@ -164,6 +165,8 @@ type streamItem struct {
 	op    *operation
 	p     *payload
 	event bool // a subscription's event, counted as a delivery
+	// err, with no p, ends op with this error (see denied).
+	err *gqlerror.Error
 }
 
 // single sends one result and ends the stream.
@@ -171,7 +174,7 @@ func (st *httpStream) single(resp *graphql.Response) {
 	if resp == nil {
 		return
 	}
-	st.write([]streamItem{{p: &payload{bytes: encodeResponse(resp)}}}, true)
+	st.write([]streamItem{{p: &payload{bytes: encodeResponse(resp)}}}, true, nil)
 }
 
 // subscribe joins the subscription's shared execution and streams its
@@ -225,14 +228,14 @@ func (st *httpStream) loop(ctx context.Context) {
 // flush writes what is queued; false once the stream is over.
 func (st *httpStream) flush() bool {
 	st.mu.Lock()
-	batch, completed, failure := st.queue, st.completed, st.failure
+	batch, completed, failure, endErr := st.queue, st.completed, st.failure, st.endErr
 	st.queue, st.bytes = nil, 0
 	st.mu.Unlock()
 	if failure != "" {
 		st.fail(&gqlerror.Error{Message: failure, Extensions: map[string]any{"code": codeSlowConsumer}})
 		return false
 	}
-	if !st.write(batch, completed) {
+	if !st.write(batch, completed, endErr) {
 		return false
 	}
 	return !completed
@@ -268,8 +271,8 @@ func expiredError() *gqlerror.Error {
 }
 
 // write writes the items in batch, then the end of the stream if end is
-// set, and flushes them; false if the client is gone.
-func (st *httpStream) write(batch []streamItem, end bool) bool {
+// set (with endErr, if any), and flushes them; false if the client is gone.
+func (st *httpStream) write(batch []streamItem, end bool, endErr *gqlerror.Error) bool {
 	if len(batch) == 0 && !end {
 		return true
 	}
@@ -277,7 +280,7 @@ func (st *httpStream) write(batch []streamItem, end bool) bool {
 	var err error
 	for _, it := range batch {
 		if it.p == nil {
-			_, err = st.out.Write(st.f.appendEnd(nil, it.op, nil))
+			_, err = st.out.Write(st.f.appendEnd(nil, it.op, it.err))
 		} else {
 			err = st.writeNext(it)
 		}
@@ -286,7 +289,7 @@ func (st *httpStream) write(batch []streamItem, end bool) bool {
 		}
 	}
 	if err == nil && end {
-		_, err = st.out.Write(st.f.appendEnd(nil, st.op, nil))
+		_, err = st.out.Write(st.f.appendEnd(nil, st.op, endErr))
 	}
 	if err == nil {
 		err = st.out.Flush()
@@ -395,6 +398,25 @@ func (st *httpStream) streamEnded(op *operation) {
 	st.mu.Lock()
 	st.completed = true
 	st.mu.Unlock()
+	st.signal()
+}
+
+// denied ends op with err after what is queued: a stream of one
+// operation ends, a stream of several ends only op.
+func (st *httpStream) denied(op *operation, err *gqlerror.Error) {
+	if st.ops != nil {
+		if st.ops.remove(op) {
+			st.enqueue(streamItem{op: op, err: err})
+		}
+		st.t.execs.leave(op)
+		return
+	}
+	st.mu.Lock()
+	if !st.completed && st.failure == "" {
+		st.completed, st.endErr = true, err
+	}
+	st.mu.Unlock()
+	st.t.execs.leave(op)
 	st.signal()
 }
 
