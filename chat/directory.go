@@ -45,10 +45,12 @@ func (d *directory) apply(seq uint64, key string, data []byte, at time.Time) (Ro
 	if e.At != 0 {
 		at = time.Unix(0, e.At).UTC()
 	}
-	room := &Room{ID: e.RoomID, Name: e.Name, CreatedAt: at, CreatedBy: e.Actor, Seq: seq}
+	room := &Room{ID: e.RoomID, Name: e.Name, CreatedAt: at, CreatedBy: e.Actor, Private: e.Private, Seq: seq}
 	d.rooms[room.ID] = room
 	d.order = append(d.order, room)
-	d.names[roomNameKey(e.Name)] = room.ID
+	if !room.Private {
+		d.names[roomNameKey(e.Name)] = room.ID
+	}
 	return *room, nil
 }
 

@@ -323,11 +323,75 @@ func (s *Service) LookupRoom(ctx context.Context, id string) (Room, bool, error)
 	return room, ok, nil
 }
 
-// Rooms returns a page of rooms in creation order.
-func (s *Service) Rooms(w Window) Page[Room] {
+// Rooms returns a page of the rooms viewer may see, in creation order:
+// every public room, and the private rooms viewer is a member of (none
+// for an anonymous viewer, ""). Telling the latter loads each private room
+// this replica does not hold.
+func (s *Service) Rooms(ctx context.Context, viewer string, w Window) (Page[Room], error) {
 	s.dirMu.RLock()
-	defer s.dirMu.RUnlock()
-	return s.dir.page(w)
+	order := s.dir.order // entries are never changed; appends go past len
+	s.dirMu.RUnlock()
+	visible := make([]*Room, 0, len(order))
+	for _, r := range order {
+		if r.Private {
+			member, err := s.isMember(ctx, r.ID, viewer)
+			if err != nil {
+				return Page[Room]{}, err
+			}
+			if !member {
+				continue
+			}
+		}
+		visible = append(visible, r)
+	}
+	lo, hi := bounds(len(visible), func(i int) uint64 { return visible[i].Seq }, w)
+	page := Page[Room]{TotalCount: len(visible), HasPreviousPage: lo > 0, HasNextPage: hi < len(visible)}
+	for _, r := range visible[lo:hi] {
+		page.Items = append(page.Items, *r)
+	}
+	return page, nil
+}
+
+// isMember reports whether viewer is a member of a private room.
+func (s *Service) isMember(ctx context.Context, roomID, viewer string) (bool, error) {
+	if viewer == "" {
+		return false, nil
+	}
+	var member bool
+	err := s.withRoom(ctx, roomID, func(rs *roomState) { member = rs.isMember(viewer) })
+	return member, err
+}
+
+// VisibleRoom returns a room's metadata if viewer may see it: ok is false
+// when the room does not exist, and a private room of which viewer ("" for
+// anonymous) is not a member is refused with FORBIDDEN, which tells nothing
+// more of it.
+func (s *Service) VisibleRoom(ctx context.Context, viewer, roomID string) (Room, bool, error) {
+	room, ok, err := s.LookupRoom(ctx, roomID)
+	if err != nil || !ok || !room.Private {
+		return room, ok, err
+	}
+	member, err := s.isMember(ctx, roomID, viewer)
+	switch {
+	case err != nil:
+		return Room{}, false, err
+	case !member:
+		return Room{}, false, errNotMember(roomID)
+	}
+	return room, true, nil
+}
+
+// Members returns a page of a private room's members in the order they
+// joined (none for a public room), loading the room if needed. Callers
+// check that the viewer may see the room.
+func (s *Service) Members(ctx context.Context, roomID string, w Window) (Page[Member], error) {
+	var page Page[Member]
+	err := s.withRoom(ctx, roomID, func(rs *roomState) {
+		if rs.room.Private {
+			page = rs.membersPage(w)
+		}
+	})
+	return page, err
 }
 
 // RoomStats returns a room's counters, loading the room if needed.
@@ -345,17 +409,26 @@ func (s *Service) Messages(ctx context.Context, roomID string, w Window) (Page[M
 	return page, err
 }
 
-// Message returns a retained message by ID, loading its room if needed.
-func (s *Service) Message(ctx context.Context, id string) (Message, bool, error) {
+// Message returns a retained message by ID, loading its room if needed. A
+// message of a private room of which viewer ("" for anonymous) is not a
+// member is refused with FORBIDDEN.
+func (s *Service) Message(ctx context.Context, viewer, id string) (Message, bool, error) {
 	roomID, ok := roomOfMessage(id)
 	if !ok {
 		return Message{}, false, nil
 	}
 	var (
-		msg   Message
-		found bool
+		msg           Message
+		found, member bool
 	)
-	err := s.withRoom(ctx, roomID, func(rs *roomState) { msg, found = rs.message(id) })
+	err := s.withRoom(ctx, roomID, func(rs *roomState) {
+		if member = rs.isMember(viewer); member {
+			msg, found = rs.message(id)
+		}
+	})
+	if err == nil && !member {
+		return Message{}, false, errNotMember(roomID)
+	}
 	var notFound *Error
 	if errors.As(err, &notFound) && notFound.Code == CodeNotFound {
 		return Message{}, false, nil

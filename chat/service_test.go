@@ -135,7 +135,7 @@ func TestServiceReadYourWrites(t *testing.T) {
 	if err != nil || edited.Version != 2 || edited.Text != "hello" {
 		t.Fatalf("edit = %+v, %v", edited, err)
 	}
-	got, ok, err := svc.Message(ctx, msg.ID)
+	got, ok, err := svc.Message(ctx, "", msg.ID)
 	if err != nil || !ok || got.Text != "hello" || got.Version != 2 {
 		t.Fatalf("message right after the edit = %+v, %v, %v", got, ok, err)
 	}
@@ -160,7 +160,7 @@ func TestServiceStartsWithoutReplayingRooms(t *testing.T) {
 	if st := fresh.Stats(); st.RoomsHeld != 0 || fresh.Applied() != 3 || st.LiveSubscriptions != 0 {
 		t.Fatalf("a fresh replica holds %+v and applied %d entries; want only the 3 directory entries", st, fresh.Applied())
 	}
-	if page := fresh.Rooms(Window{First: 10}); page.TotalCount != 3 {
+	if page, _ := fresh.Rooms(context.Background(), "", Window{First: 10}); page.TotalCount != 3 {
 		t.Fatalf("rooms = %+v", page)
 	}
 	page, err := fresh.Messages(context.Background(), rooms[1].ID, Window{Last: 50})
@@ -420,7 +420,7 @@ func TestTwoReplicasJudgeConflictingEditsIdentically(t *testing.T) {
 		var got [2]Message
 		for r, svc := range []*Service{a, b} {
 			waitFor(t, "the edit on both replicas", func() bool {
-				msg, _, _ := svc.Message(ctx, m.ID)
+				msg, _, _ := svc.Message(ctx, "", m.ID)
 				got[r] = msg
 				return msg.Version == 2
 			})
@@ -470,7 +470,9 @@ func TestTwoReplicasRaceTheSameRoomName(t *testing.T) {
 			}
 		}
 	}
-	if pa, pb := a.Rooms(Window{First: 100}), b.Rooms(Window{First: 100}); pa.TotalCount != 20 || pb.TotalCount != 20 {
+	pa, _ := a.Rooms(ctx, "", Window{First: 100})
+	pb, _ := b.Rooms(ctx, "", Window{First: 100})
+	if pa.TotalCount != 20 || pb.TotalCount != 20 {
 		t.Fatalf("rooms: %d on a, %d on b, want 20", pa.TotalCount, pb.TotalCount)
 	}
 }

@@ -17,8 +17,10 @@ type Change struct {
 	At   time.Time
 	Type EventType
 	Room Room
-	// Message is nil for RoomCreated.
+	// Message is nil for RoomCreated and member events.
 	Message *Message
+	// UserID is the member a member event added or removed.
+	UserID string
 }
 
 // RoomTopic names the changes of one room: its messages' posts, edits,
@@ -51,6 +53,8 @@ type Watcher struct {
 	// release, if set, lets go of what the watcher holds (its room); run
 	// once, by Close.
 	release func()
+	// gate is the room's, for a private room's topic; nil otherwise.
+	gate Gate
 	// queued: changes go to pending, not to offer, until the consumer asks
 	// for more with pending empty: it may still be handing over the last
 	// change Next returned, and an offer now would overtake it.
@@ -70,6 +74,13 @@ func (w *Watcher) SetOffer(offer func(Change) bool) {
 	defer w.mu.Unlock()
 	w.offer = offer
 }
+
+// Gate returns who may receive the watcher's changes: nil for a topic
+// everyone may watch; a private room's members otherwise. The gate reads
+// the room as this replica applies it, so a member removed is refused from
+// the moment the removal is applied, before the change that announces it
+// (a MemberRemoved change) reaches the watcher.
+func (w *Watcher) Gate() Gate { return w.gate }
 
 // Next returns the next change, waiting for one until ctx is done.
 func (w *Watcher) Next(ctx context.Context) (Change, error) {
@@ -151,8 +162,8 @@ func newHub() *hub { return &hub{watchers: make(map[string]map[*Watcher]struct{}
 
 // addAfter registers a watcher that first yields replay and then the live
 // changes above skipUpTo.
-func (h *hub) addAfter(topic string, skipUpTo uint64, replay []Change) *Watcher {
-	w := &Watcher{hub: h, topic: topic, skipUpTo: skipUpTo, pending: replay, queued: len(replay) > 0, wake: make(chan struct{}, 1)}
+func (h *hub) addAfter(topic string, skipUpTo uint64, replay []Change, gate Gate) *Watcher {
+	w := &Watcher{hub: h, topic: topic, skipUpTo: skipUpTo, pending: replay, queued: len(replay) > 0, wake: make(chan struct{}, 1), gate: gate}
 	if len(replay) > 0 {
 		w.wake <- struct{}{}
 	}
@@ -253,7 +264,11 @@ func (s *Service) registerRoomWatcher(h *heldRoom, topic string, after *uint64) 
 			return nil, bad
 		}
 	}
-	return s.hub.addAfter(topic, h.st.last, replay), nil
+	var gate Gate
+	if h.st.room.Private {
+		gate = h
+	}
+	return s.hub.addAfter(topic, h.st.last, replay, gate), nil
 }
 
 // reach waits until the held room has applied position after (a cursor from
@@ -281,5 +296,5 @@ func (s *Service) watchRooms(ctx context.Context, after *uint64) (*Watcher, erro
 	if after != nil {
 		replay = s.dir.createdAfter(*after)
 	}
-	return s.hub.addAfter(RoomsTopic, s.dir.last, replay), nil
+	return s.hub.addAfter(RoomsTopic, s.dir.last, replay, nil), nil
 }
