@@ -256,3 +256,78 @@ func TestWindowBounds(t *testing.T) {
 		}
 	}
 }
+
+func memberAdded(actor Actor, room, user string) Event {
+	return Event{Type: MemberAdded, Actor: actor, RoomID: room, UserID: user}
+}
+func memberRemoved(actor Actor, room, user string) Event {
+	return Event{Type: MemberRemoved, Actor: actor, RoomID: room, UserID: user}
+}
+
+// TestPrivateRoomRules: in a private room (created by alice), only members
+// may do anything; any member adds a non-member and removes any member
+// but the last; a public room has no members.
+func TestPrivateRoomRules(t *testing.T) {
+	carol := Actor{ID: "carol"}
+	tests := []struct {
+		name    string
+		private bool
+		events  []Event // the last one is judged
+		want    Code    // "" = accepted
+		members map[string]uint64
+	}{
+		{name: "the creator is the first member", private: true, events: []Event{posted(alice, roomA, msgA1, "hi")},
+			members: map[string]uint64{"alice": 0}},
+		{name: "a non-member may not post", private: true, events: []Event{posted(bob, roomA, msgA1, "hi")}, want: CodeForbidden},
+		{name: "a non-member may not react", private: true,
+			events: []Event{posted(alice, roomA, msgA1, "hi"), reacted(bob, msgA1, "👍")}, want: CodeForbidden},
+		{name: "a non-member may not edit, even their own", private: true,
+			events: []Event{memberAdded(alice, roomA, "bob"), posted(bob, roomA, msgA1, "hi"), memberRemoved(alice, roomA, "bob"), edited(bob, msgA1, 1, "x")},
+			want:   CodeForbidden},
+		{name: "a non-member may not add themselves", private: true, events: []Event{memberAdded(bob, roomA, "bob")}, want: CodeForbidden},
+		{name: "a member adds", private: true, events: []Event{memberAdded(alice, roomA, "bob"), memberAdded(bob, roomA, "carol")},
+			members: map[string]uint64{"alice": 0, "bob": 1, "carol": 2}},
+		{name: "an added member posts", private: true, events: []Event{memberAdded(alice, roomA, "bob"), posted(bob, roomA, msgA1, "hi")}},
+		{name: "adding a member twice", private: true, events: []Event{memberAdded(alice, roomA, "bob"), memberAdded(alice, roomA, "bob")}, want: CodeConflict},
+		{name: "adding an empty user", private: true, events: []Event{memberAdded(alice, roomA, "")}, want: CodeBadUserInput},
+		{name: "a member removes another, the creator included", private: true,
+			events:  []Event{memberAdded(alice, roomA, "bob"), memberRemoved(bob, roomA, "alice")},
+			members: map[string]uint64{"bob": 1}},
+		{name: "a member leaves", private: true, events: []Event{memberAdded(alice, roomA, "bob"), memberRemoved(bob, roomA, "bob")},
+			members: map[string]uint64{"alice": 0}},
+		{name: "the last member stays", private: true, events: []Event{memberRemoved(alice, roomA, "alice")}, want: CodeConflict},
+		{name: "removing a non-member", private: true, events: []Event{memberRemoved(alice, roomA, "carol")}, want: CodeNotFound},
+		{name: "a removed member may not post", private: true,
+			events: []Event{memberAdded(alice, roomA, "bob"), memberRemoved(alice, roomA, "bob"), posted(bob, roomA, msgA1, "hi")}, want: CodeForbidden},
+		{name: "re-added, a member again since the new event", private: true,
+			events:  []Event{memberAdded(alice, roomA, "bob"), memberRemoved(alice, roomA, "bob"), memberAdded(alice, roomA, "bob")},
+			members: map[string]uint64{"alice": 0, "bob": 3}},
+		{name: "a public room has no members to add", events: []Event{memberAdded(alice, roomA, "bob")}, want: CodeBadUserInput},
+		{name: "a public room has no members to remove", events: []Event{memberRemoved(alice, roomA, "alice")}, want: CodeBadUserInput},
+		{name: "everyone posts in a public room", events: []Event{posted(carol, roomA, msgA1, "hi")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs := newRoomState(Room{ID: roomA, CreatedBy: alice, Private: tt.private}, 0)
+			errs := applyAll(rs, tt.events)
+			for i, err := range errs[:len(errs)-1] {
+				if err != nil {
+					t.Fatalf("event %d refused: %v", i, err)
+				}
+			}
+			got := errs[len(errs)-1]
+			switch {
+			case tt.want == "" && got != nil:
+				t.Fatalf("refused with %v, want accepted", got)
+			case tt.want != "" && (got == nil || got.Code != tt.want):
+				t.Fatalf("judged %v, want %s", got, tt.want)
+			}
+			if tt.members != nil && !reflect.DeepEqual(rs.access, tt.members) {
+				t.Fatalf("members %v, want %v", rs.access, tt.members)
+			}
+			if !tt.private && (rs.members != nil || rs.access != nil) {
+				t.Fatalf("a public room has members %v", rs.members)
+			}
+		})
+	}
+}

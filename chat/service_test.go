@@ -698,3 +698,101 @@ func canonMessage(m Message) string {
 	return fmt.Sprintf("%s by %v %q v%d created %s edited %s deleted %v reactions %v seq %d/%d",
 		m.ID, m.Author, m.Text, m.Version, utc(m.CreatedAt), utc(m.EditedAt), m.Deleted, m.Reactions, m.Seq, m.UpdatedSeq)
 }
+
+// TestPrivateRoomMembershipAcrossReplicas: a private room's members are
+// the same on a replica that loads it from the log; its watchers' gate
+// refuses a removed member before the removal reaches them; names of
+// private rooms are never taken.
+func TestPrivateRoomMembershipAcrossReplicas(t *testing.T) {
+	first := openLog(t, pubsub.Options{})
+	a := startService(t, first, Options{})
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{})
+	ctx := context.Background()
+
+	room, err := a.CreatePrivateRoom(ctx, alice, "Secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !room.Private {
+		t.Fatalf("created %+v, want a private room", room)
+	}
+	if _, err := a.AddMember(ctx, alice, room.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	// Names: a private room's neither conflicts nor is taken.
+	if _, err := b.CreatePrivateRoom(ctx, bob, "secret"); err != nil {
+		t.Fatalf("a second private room of the same name: %v", err)
+	}
+	public, err := b.CreateRoom(ctx, bob, "SECRET")
+	if err != nil {
+		t.Fatalf("a public room named like private ones: %v", err)
+	}
+	if _, err := a.CreateRoom(ctx, alice, "secret"); err == nil {
+		t.Fatal("two public rooms of one name")
+	}
+
+	w, err := b.Watch(ctx, RoomTopic(room.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	gate := w.Gate()
+	if gate == nil {
+		t.Fatal("a private room's watcher has no gate")
+	}
+	for _, tc := range []struct {
+		user  string
+		since uint64
+		ok    bool
+	}{{"alice", 0, true}, {"bob", 0, true}, {"carol", 0, false}, {"", 0, false}} {
+		since, ok := gate.Access(tc.user)
+		if ok != tc.ok || (tc.user == "alice" && since != 0) || (tc.user == "bob" && since == 0) {
+			t.Errorf("Access(%q) = %d, %v on the replica that loaded the room", tc.user, since, ok)
+		}
+	}
+	if _, err := b.RemoveMember(ctx, bob, room.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := next(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Type != MemberRemoved || c.UserID != "bob" || c.Message != nil {
+		t.Fatalf("change %+v, want bob's removal", c)
+	}
+	if _, ok := gate.Access("bob"); ok {
+		t.Fatal("the gate admits bob once his removal was delivered")
+	}
+
+	pubWatcher, err := a.Watch(ctx, RoomTopic(mustRoom(t, a, "lobby").ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pubWatcher.Close()
+	if pubWatcher.Gate() != nil {
+		t.Fatal("a public room's watcher has a gate")
+	}
+
+	if _, ok, err := a.LookupRoom(ctx, public.ID); !ok || err != nil { // a's directory has every room
+		t.Fatalf("look up %s: %v, %v", public.ID, ok, err)
+	}
+	for _, tc := range []struct {
+		viewer string
+		want   int // rooms listed: alice's, bob's (left one, created one), the 2 public
+	}{{"alice", 3}, {"bob", 3}, {"carol", 2}, {"", 2}} {
+		page, err := a.Rooms(ctx, tc.viewer, Window{First: 10})
+		if err != nil || page.TotalCount != tc.want || len(page.Items) != tc.want {
+			t.Errorf("Rooms as %q: %d of %d, %v; want %d", tc.viewer, len(page.Items), page.TotalCount, err, tc.want)
+		}
+	}
+	if _, _, err := a.VisibleRoom(ctx, "bob", room.ID); err == nil {
+		t.Error("bob sees the room he left")
+	} else {
+		wantCode(t, err, CodeForbidden)
+	}
+	if _, err := a.PostMessage(ctx, bob, room.ID, "hi", ""); err == nil {
+		t.Error("bob posts in the room he left")
+	} else {
+		wantCode(t, err, CodeForbidden)
+	}
+}
