@@ -550,3 +550,32 @@ func TestPrivateRoomThousandMembersShareOneExecution(t *testing.T) {
 		t.Fatalf("Message.text resolved %d times for one event, want once", n)
 	}
 }
+
+// TestPrivateRoomRemovalInSingleConnectionMode: on a graphql-sse stream of
+// several operations, a removal ends the room's operation alone with
+// FORBIDDEN (its error, then its complete); the stream and its other
+// operations go on.
+func TestPrivateRoomRemovalInSingleConnectionMode(t *testing.T) {
+	r := newReplica(t, nil)
+	room := r.privateRoom("single", "bob")
+	lobby := r.room("lobby")
+	token := r.reserve("bob")
+	c := r.openSingle(token, "bob")
+	r.mustOperate(token, "bob", "private", privPosted, map[string]any{"r": room})
+	r.mustOperate(token, "bob", "lobby", privPosted, map[string]any{"r": lobby})
+	waitFor(t, "both subscriptions", func() bool { return r.members() == 2 })
+
+	if _, err := r.chat.RemoveMember(context.Background(), chatActor("ann"), room, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if code := c.expect("next", "private").code(t); code != "FORBIDDEN" {
+		t.Fatalf("code %q, want FORBIDDEN", code)
+	}
+	c.expect("complete", "private")
+	r.post(room, "ann", "after the removal")
+	r.post(lobby, "ann", "fence")
+	if got := c.expect("next", "lobby").text(t); got != "fence" {
+		t.Fatalf("got %q on the lobby, want the fence", got)
+	}
+	waitFor(t, "the room's subscription to leave", func() bool { return r.members() == 1 })
+}
