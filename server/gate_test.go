@@ -8,7 +8,9 @@ import (
 
 // mapGate admits the users of a map, each since a position; replaced
 // whole, as a domain's gate is.
-type mapGate struct{ access atomic.Pointer[map[string]uint64] }
+type mapGate struct {
+	access atomic.Pointer[map[string]uint64]
+}
 
 func newMapGate(access map[string]uint64) *mapGate {
 	g := &mapGate{}
