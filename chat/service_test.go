@@ -796,3 +796,34 @@ func TestPrivateRoomMembershipAcrossReplicas(t *testing.T) {
 		wantCode(t, err, CodeForbidden)
 	}
 }
+
+// TestWatchAfterForStartsAtJoining: a member's resume replays nothing of a
+// private room from before they joined; the same resume for nobody in
+// particular replays everything after the cursor.
+func TestWatchAfterForStartsAtJoining(t *testing.T) {
+	svc := startService(t, openLog(t, pubsub.Options{}), Options{})
+	ctx := context.Background()
+	room, err := svc.CreatePrivateRoom(ctx, alice, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPost(t, svc, room.ID, "before carol")
+	if _, err := svc.AddMember(ctx, alice, room.ID, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	mustPost(t, svc, room.ID, "after carol")
+	for _, tc := range []struct {
+		viewer string
+		first  string
+	}{{"carol", "after carol"}, {"alice", "before carol"}, {"", "before carol"}} {
+		w, err := svc.WatchAfterFor(ctx, RoomTopic(room.ID), 0, tc.viewer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := next(w)
+		w.Close()
+		if err != nil || c.Message == nil || c.Message.Text != tc.first {
+			t.Errorf("%q's replay begins with %+v (%v), want %q", tc.viewer, c, err, tc.first)
+		}
+	}
+}

@@ -207,7 +207,7 @@ func (h *hub) publish(topic string, c Change) {
 // every change applied after this call. A room's topic loads the room if
 // needed and holds it until the watcher is closed. Close it when done.
 func (s *Service) Watch(ctx context.Context, topic string) (*Watcher, error) {
-	return s.watch(ctx, topic, nil)
+	return s.watch(ctx, topic, nil, "")
 }
 
 // WatchAfter is Watch for a subscriber resuming from a cursor: the watcher
@@ -216,10 +216,19 @@ func (s *Service) Watch(ctx context.Context, topic string) (*Watcher, error) {
 // position this replica has not reached yet is waited for (another replica
 // may be ahead), bounded by ctx and the apply timeout.
 func (s *Service) WatchAfter(ctx context.Context, topic string, after uint64) (*Watcher, error) {
-	return s.watch(ctx, topic, &after)
+	return s.watch(ctx, topic, &after, "")
 }
 
-func (s *Service) watch(ctx context.Context, topic string, after *uint64) (*Watcher, error) {
+// WatchAfterFor is WatchAfter for one subscriber, viewer: in a private room
+// of which viewer is a member, the replay starts no earlier than their
+// joining, which is all their membership covers (the watcher's gate keeps
+// anything earlier from them anyway; this spares replaying it). Only a
+// watcher with a single consumer may be made this way.
+func (s *Service) WatchAfterFor(ctx context.Context, topic string, after uint64, viewer string) (*Watcher, error) {
+	return s.watch(ctx, topic, &after, viewer)
+}
+
+func (s *Service) watch(ctx context.Context, topic string, after *uint64, viewer string) (*Watcher, error) {
 	// A subscriber waits for its room as long as a load may take: failing
 	// it while a NATS cluster elects a leader would end its subscription.
 	if topic == RoomsTopic {
@@ -245,7 +254,7 @@ func (s *Service) watch(ctx context.Context, topic string, after *uint64) (*Watc
 	}
 	// Changes are published under h.mu, so the replay ends exactly at the
 	// room's last event and every later change reaches the watcher.
-	w, bad := s.registerRoomWatcher(h, topic, after)
+	w, bad := s.registerRoomWatcher(h, topic, after, viewer)
 	if bad != nil {
 		s.release(h) // not under h.mu: releasing may evict the room
 		return nil, bad
@@ -254,13 +263,17 @@ func (s *Service) watch(ctx context.Context, topic string, after *uint64) (*Watc
 	return w, nil
 }
 
-func (s *Service) registerRoomWatcher(h *heldRoom, topic string, after *uint64) (*Watcher, *Error) {
+func (s *Service) registerRoomWatcher(h *heldRoom, topic string, after *uint64, viewer string) (*Watcher, *Error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var replay []Change
 	if after != nil {
+		from := *after
+		if m := h.st.members[viewer]; m != nil {
+			from = max(from, m.Since)
+		}
 		var bad *Error
-		if replay, bad = h.st.changesAfter(*after); bad != nil {
+		if replay, bad = h.st.changesAfter(from); bad != nil {
 			return nil, bad
 		}
 	}

@@ -81,7 +81,9 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 		if pos, err = r.decodeCursor("after", after); err != nil {
 			return nil, err
 		}
-		w, err = r.chat.WatchAfter(ctx, topic, pos)
+		// A resume runs in an execution of its own (the server never shares
+		// one with a cursor), so the identity on ctx is its one subscriber.
+		w, err = r.chat.WatchAfterFor(ctx, topic, pos, viewerID(ctx))
 	}
 	if err != nil {
 		return nil, err
