@@ -1,7 +1,10 @@
 package chat
 
 import (
+	"cmp"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -329,5 +332,43 @@ func TestPrivateRoomRules(t *testing.T) {
 				t.Fatalf("a public room has members %v", rs.members)
 			}
 		})
+	}
+}
+
+// TestMergedPage: a page of two lists merged is the page bounds selects of
+// the merged list, for every window.
+func TestMergedPage(t *testing.T) {
+	rooms := func(seqs ...uint64) []*Room {
+		out := make([]*Room, len(seqs))
+		for i, s := range seqs {
+			out[i] = &Room{ID: fmt.Sprint("r", s), Seq: s}
+		}
+		return out
+	}
+	lists := []struct{ a, b []*Room }{
+		{rooms(1, 2, 3, 5, 8, 13), rooms(4, 6, 7)},
+		{rooms(2, 4, 6), nil},
+		{nil, rooms(1, 3)},
+		{nil, nil},
+		{rooms(10, 20), rooms(1, 2, 30)},
+	}
+	for li, l := range lists {
+		all := append(slices.Clone(l.a), l.b...)
+		slices.SortFunc(all, func(x, y *Room) int { return cmp.Compare(x.Seq, y.Seq) })
+		for after := uint64(0); after <= 31; after += 3 {
+			for _, before := range []uint64{0, 5, 14, 31} {
+				for _, fl := range [][2]int{{0, 0}, {1, 0}, {2, 0}, {50, 0}, {0, 1}, {0, 3}, {0, 50}} {
+					w := Window{After: after, Before: before, First: fl[0], Last: fl[1]}
+					lo, hi := bounds(len(all), func(i int) uint64 { return all[i].Seq }, w)
+					want := Page[Room]{TotalCount: len(all), HasPreviousPage: lo > 0, HasNextPage: hi < len(all)}
+					for _, r := range all[lo:hi] {
+						want.Items = append(want.Items, *r)
+					}
+					if got := mergedPage(l.a, l.b, w); !reflect.DeepEqual(got, want) {
+						t.Fatalf("lists %d, window %+v: got %+v, want %+v", li, w, got, want)
+					}
+				}
+			}
+		}
 	}
 }

@@ -329,27 +329,21 @@ func (s *Service) LookupRoom(ctx context.Context, id string) (Room, bool, error)
 // this replica does not hold.
 func (s *Service) Rooms(ctx context.Context, viewer string, w Window) (Page[Room], error) {
 	s.dirMu.RLock()
-	order := s.dir.order // entries are never changed; appends go past len
+	public, private := s.dir.public, s.dir.private // entries are never changed; appends go past len
 	s.dirMu.RUnlock()
-	visible := make([]*Room, 0, len(order))
-	for _, r := range order {
-		if r.Private {
+	var mine []*Room
+	if viewer != "" {
+		for _, r := range private {
 			member, err := s.isMember(ctx, r.ID, viewer)
 			if err != nil {
 				return Page[Room]{}, err
 			}
-			if !member {
-				continue
+			if member {
+				mine = append(mine, r)
 			}
 		}
-		visible = append(visible, r)
 	}
-	lo, hi := bounds(len(visible), func(i int) uint64 { return visible[i].Seq }, w)
-	page := Page[Room]{TotalCount: len(visible), HasPreviousPage: lo > 0, HasNextPage: hi < len(visible)}
-	for _, r := range visible[lo:hi] {
-		page.Items = append(page.Items, *r)
-	}
-	return page, nil
+	return mergedPage(public, mine, w), nil
 }
 
 // isMember reports whether viewer is a member of a private room.
