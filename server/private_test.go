@@ -346,6 +346,25 @@ func TestPrivateRoomNonMemberSubscriptions(t *testing.T) {
 	}
 }
 
+// TestPrivateRoomNonMemberStartsTheExecution: a non-member whose
+// subscription starts the execution is refused, not the execution: a
+// member's identical subscription then works.
+func TestPrivateRoomNonMemberStartsTheExecution(t *testing.T) {
+	for _, tr := range privTransports {
+		t.Run(tr.name, func(t *testing.T) {
+			r := newReplica(t, nil)
+			room := r.privateRoom("first come", "bob")
+			vars := map[string]any{"r": room}
+			expectForbidden(t, tr.open(r, "eve", vars))
+			waitFor(t, "eve's execution to end", func() bool { return r.server.execs.count() == 0 })
+			bob := tr.open(r, "bob", vars)
+			waitFor(t, "bob's subscription", func() bool { return r.members() == 1 })
+			r.post(room, "ann", "for bob")
+			expectData(t, bob, "for bob")
+		})
+	}
+}
+
 // TestPrivateRoomRemovalEndsSubscriptions: a removed member's
 // subscriptions of the room end with FORBIDDEN within 1 s on both replicas
 // and every transport, and nothing posted after the removal reaches them;
