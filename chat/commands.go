@@ -97,12 +97,24 @@ func (s *Service) changeMember(ctx context.Context, e Event) (Room, error) {
 	if err := checkMemberID(e.UserID); err != nil {
 		return Room{}, err
 	}
-	var room Room
-	err := s.propose(ctx, e, "", func(rs *roomState, _ uint64) *Error {
-		room = rs.room
+	var (
+		room Room
+		seq  uint64
+	)
+	err := s.propose(ctx, e, "", func(rs *roomState, stored uint64) *Error {
+		room, seq = rs.room, stored
 		return nil
 	})
-	return room, err
+	if err != nil {
+		return Room{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
+	if err := s.members.waitFolded(ctx, e.RoomID, seq); err != nil {
+		// Stored and applied to the room; only rooms may list it late.
+		s.opts.Logger.Warn("the member index has not caught up with a membership change", "room", e.RoomID, "seq", seq, "err", err)
+	}
+	return room, nil
 }
 
 // PostMessage posts text to a room. A non-empty idempotencyKey makes a

@@ -145,17 +145,24 @@ func (rs *roomState) judgeMembership(e Event) *Error {
 	if !rs.room.Private {
 		return errorf(CodeBadUserInput, "room %s is public: everyone may use it, and it has no members", rs.room.ID)
 	}
+	return judgeMemberEvent(rs.room.ID, rs.members, e)
+}
+
+// judgeMemberEvent decides a member event by a member of a private room
+// whose members are the keys of members. The room's state judges by it,
+// and so does the memberIndex, which folds the members alone.
+func judgeMemberEvent[V any](roomID string, members map[string]V, e Event) *Error {
 	if err := checkMemberID(e.UserID); err != nil {
 		return err
 	}
-	_, member := rs.members[e.UserID]
+	_, member := members[e.UserID]
 	switch {
 	case e.Type == MemberAdded && member:
-		return errorf(CodeConflict, "%q is already a member of room %s", e.UserID, rs.room.ID)
+		return errorf(CodeConflict, "%q is already a member of room %s", e.UserID, roomID)
 	case e.Type == MemberRemoved && !member:
-		return errorf(CodeNotFound, "%q is not a member of room %s", e.UserID, rs.room.ID)
-	case e.Type == MemberRemoved && len(rs.members) == 1:
-		return errorf(CodeConflict, "the last member of room %s cannot be removed", rs.room.ID)
+		return errorf(CodeNotFound, "%q is not a member of room %s", e.UserID, roomID)
+	case e.Type == MemberRemoved && len(members) == 1:
+		return errorf(CodeConflict, "the last member of room %s cannot be removed", roomID)
 	}
 	return nil
 }

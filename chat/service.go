@@ -21,6 +21,9 @@ type EventLog interface {
 	AppendKeyed(ctx context.Context, key, rest string, data []byte, o pubsub.AppendOptions) (pubsub.AppendResult, error)
 	ReadKey(ctx context.Context, key string, fromSeq uint64, fn func(pubsub.Entry) error) (uint64, error)
 	NewLive(opts pubsub.LiveOptions) *pubsub.Live
+	Partitions() int
+	PartitionLastSeq(ctx context.Context, k int) (uint64, error)
+	FollowRest(ctx context.Context, k int, rest string, fromSeq uint64, fn func(pubsub.Entry) error) error
 }
 
 // DefaultRoomCache is the default budget of Options.RoomCache.
@@ -73,6 +76,9 @@ type Service struct {
 	dir        *directory
 	dirApplied chan struct{} // closed and replaced whenever entries are applied
 
+	// members is every private room's members (see memberIndex).
+	members *memberIndex
+
 	catchUpTarget uint64 // guarded by dirMu
 	caughtUp      atomic.Bool
 	status        atomic.Value // string: why not ready
@@ -116,6 +122,7 @@ func NewService(log EventLog, opts Options) *Service {
 		opts:       opts,
 		hub:        newHub(),
 		dir:        newDirectory(),
+		members:    newMemberIndex(log.Partitions()),
 		dirApplied: make(chan struct{}),
 		rooms:      newRoomCache(),
 		live:       log.NewLive(pubsub.LiveOptions{}),
@@ -143,6 +150,9 @@ func (s *Service) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.dispatch(ctx)
 	}()
+	for k := range s.log.Partitions() {
+		wg.Go(func() { s.followMembers(ctx, k) })
+	}
 	go func() {
 		defer wg.Done()
 		s.resyncer.run(ctx, s.resyncRoom)
@@ -224,6 +234,7 @@ func (s *Service) applyDirectory(e pubsub.Entry) error {
 	// Published under the lock, so that a roomCreated subscriber resuming
 	// from a cursor (WatchAfter) sees each creation once, in order.
 	if err == nil && room.ID != "" {
+		s.members.roomCreated(room)
 		s.hub.publish(RoomsTopic, Change{Seq: e.Seq, At: room.CreatedAt, Type: RoomCreated, Room: room})
 	}
 	close(s.dirApplied)
@@ -325,23 +336,14 @@ func (s *Service) LookupRoom(ctx context.Context, id string) (Room, bool, error)
 
 // Rooms returns a page of the rooms viewer may see, in creation order:
 // every public room, and the private rooms viewer is a member of (none
-// for an anonymous viewer, ""). Telling the latter loads each private room
-// this replica does not hold.
+// for an anonymous viewer, ""), as the memberIndex has them.
 func (s *Service) Rooms(ctx context.Context, viewer string, w Window) (Page[Room], error) {
 	s.dirMu.RLock()
 	public, private := s.dir.public, s.dir.private // entries are never changed; appends go past len
 	s.dirMu.RUnlock()
-	var mine []*Room
-	if viewer != "" {
-		for _, r := range private {
-			member, err := s.isMember(ctx, r.ID, viewer)
-			if err != nil {
-				return Page[Room]{}, err
-			}
-			if member {
-				mine = append(mine, r)
-			}
-		}
+	mine, err := s.visiblePrivateRooms(ctx, viewer, private)
+	if err != nil {
+		return Page[Room]{}, err
 	}
 	return mergedPage(public, mine, w), nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -723,8 +724,7 @@ func TestPrivateRoomMembershipAcrossReplicas(t *testing.T) {
 	if _, err := b.CreatePrivateRoom(ctx, bob, "secret"); err != nil {
 		t.Fatalf("a second private room of the same name: %v", err)
 	}
-	public, err := b.CreateRoom(ctx, bob, "SECRET")
-	if err != nil {
+	if _, err := b.CreateRoom(ctx, bob, "SECRET"); err != nil {
 		t.Fatalf("a public room named like private ones: %v", err)
 	}
 	if _, err := a.CreateRoom(ctx, alice, "secret"); err == nil {
@@ -773,14 +773,16 @@ func TestPrivateRoomMembershipAcrossReplicas(t *testing.T) {
 		t.Fatal("a public room's watcher has a gate")
 	}
 
-	if _, ok, err := a.LookupRoom(ctx, public.ID); !ok || err != nil { // a's directory has every room
-		t.Fatalf("look up %s: %v, %v", public.ID, ok, err)
+	lobby := mustRoom(t, a, "lobby2")
+	// b removed bob: it lists rooms as its write left them (read-your-writes).
+	if _, ok, err := b.LookupRoom(ctx, lobby.ID); !ok || err != nil { // b's directory has every room
+		t.Fatalf("look up %s: %v, %v", lobby.ID, ok, err)
 	}
 	for _, tc := range []struct {
 		viewer string
-		want   int // rooms listed: alice's, bob's (left one, created one), the 2 public
-	}{{"alice", 3}, {"bob", 3}, {"carol", 2}, {"", 2}} {
-		page, err := a.Rooms(ctx, tc.viewer, Window{First: 10})
+		want   int // rooms listed: alice's, bob's (left one, created one), the 3 public
+	}{{"alice", 4}, {"bob", 4}, {"carol", 3}, {"", 3}} {
+		page, err := b.Rooms(ctx, tc.viewer, Window{First: 10})
 		if err != nil || page.TotalCount != tc.want || len(page.Items) != tc.want {
 			t.Errorf("Rooms as %q: %d of %d, %v; want %d", tc.viewer, len(page.Items), page.TotalCount, err, tc.want)
 		}
@@ -825,5 +827,87 @@ func TestWatchAfterForStartsAtJoining(t *testing.T) {
 		if err != nil || c.Message == nil || c.Message.Text != tc.first {
 			t.Errorf("%q's replay begins with %+v (%v), want %q", tc.viewer, c, err, tc.first)
 		}
+	}
+}
+
+// TestRoomsListsPrivateRoomsWithoutLoadingThem: a replica started after
+// private rooms and membership changes were stored lists each viewer's
+// rooms from its member index, loading no room; it then follows changes
+// made on another replica, and lists its own at once.
+func TestRoomsListsPrivateRoomsWithoutLoadingThem(t *testing.T) {
+	first := openLog(t, pubsub.Options{Partitions: 3})
+	a := startService(t, first, Options{})
+	ctx := context.Background()
+	carol := Actor{ID: "carol"}
+	var private []Room
+	for i := range 6 {
+		r, err := a.CreatePrivateRoom(ctx, alice, fmt.Sprintf("p%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		private = append(private, r)
+		mustRoom(t, a, fmt.Sprintf("public %d", i))
+	}
+	must := func(_ Room, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range private[:4] {
+		must(a.AddMember(ctx, alice, r.ID, "bob"))
+	}
+	must(a.RemoveMember(ctx, bob, private[1].ID, "bob"))   // bob left
+	must(a.AddMember(ctx, bob, private[2].ID, "carol"))    // added by a member who is not the creator
+	must(a.RemoveMember(ctx, bob, private[3].ID, "alice")) // the creator removed
+	// A forged event the rules refuse (carol is no member of p5): the room
+	// skips it, and so must the index.
+	forged := Event{Type: MemberAdded, Actor: carol, RoomID: private[5].ID, UserID: "carol"}
+	if err := a.withRoom(ctx, forged.RoomID, func(rs *roomState) { forged.Prev = rs.last }); err != nil {
+		t.Fatal(err)
+	}
+	data, err := forged.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.AppendKeyed(ctx, forged.RoomID, forged.rest(), data, pubsub.AppendOptions{ExpectLast: forged.Prev}); err != nil {
+		t.Fatal(err)
+	}
+
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{})
+	waitFor(t, "b's member index to catch up", func() bool { _, ok := b.members.roomsOf("x"); return ok })
+	names := func(svc *Service, viewer string) string {
+		t.Helper()
+		page, err := svc.Rooms(ctx, viewer, Window{First: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range page.Items {
+			if r.Private {
+				out = append(out, r.Name)
+			}
+		}
+		return strings.Join(out, ",")
+	}
+	for _, tc := range []struct{ viewer, want string }{
+		{"alice", "p0,p1,p2,p4,p5"},
+		{"bob", "p0,p2,p3"},
+		{"carol", "p2"},
+		{"", ""},
+	} {
+		if got := names(b, tc.viewer); got != tc.want {
+			t.Errorf("%q sees private rooms %q, want %q", tc.viewer, got, tc.want)
+		}
+	}
+	if st := b.Stats(); st.Loads != 0 || st.RoomsHeld != 0 {
+		t.Fatalf("listing rooms loaded rooms: %+v", st)
+	}
+
+	must(a.AddMember(ctx, alice, private[4].ID, "carol"))
+	waitFor(t, "b to list carol's new room", func() bool { return names(b, "carol") == "p2,p4" })
+	must(b.RemoveMember(ctx, carol, private[2].ID, "carol"))
+	if got := names(b, "carol"); got != "p4" {
+		t.Fatalf("right after leaving p2 on b, carol sees %q on b, want p4", got)
 	}
 }
