@@ -546,7 +546,10 @@ func TestProtocolUnparseableJSON(t *testing.T) {
 // TestProtocolKeepalive checks server pings (legacy: ka), liveness while
 // the client answers and the close of a client that never answers.
 func TestProtocolKeepalive(t *testing.T) {
-	const ping, pong = 100 * time.Millisecond, 100 * time.Millisecond
+	// The client answers pings only while its test goroutine reads: a pong
+	// timeout of 100 ms closed an answering socket once in five make test
+	// runs on two loaded cores. A second still tells answered from silent.
+	const ping, pong = 100 * time.Millisecond, time.Second
 	r := newReplica(t, func(o *Options) {
 		o.PingInterval = ping
 		o.PongTimeout = pong
@@ -559,7 +562,7 @@ func TestProtocolKeepalive(t *testing.T) {
 		start := time.Now()
 		c.init("")
 		c.expectType("connection_ack")
-		const want = 6 // 600ms: three times PingInterval+PongTimeout
+		const want = 16 // 1.6 s: longer than PingInterval+PongTimeout
 		for i := range want {
 			f := wspFrame(c)
 			wspSameJSON(t, f.raw, `{"type":"ping"}`)
@@ -606,7 +609,7 @@ func TestProtocolKeepalive(t *testing.T) {
 		c.expectType("connection_ack")
 		c.expectType("ka")
 		// gorilla answers the server's WebSocket pings while reading.
-		const want = 6
+		const want = 16 // 1.6 s: longer than PingInterval+PongTimeout
 		for i := range want {
 			f := wspFrame(c)
 			wspSameJSON(t, f.raw, `{"type":"ka"}`)
