@@ -1,0 +1,202 @@
+// The Next.js chat app in Debian's Chromium against two Herald replicas
+// behind nginx (deploy/nginx.conf). Run by e2e/run.sh, which starts them.
+// The tests run in this order; the last one kills replica B.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  APP, HERALD_B, WAIT_MS, createRoom, difference, gql, openConnectionsOn, post, send, serverMessages, shown,
+  sleep, statesSeen, transportOf, until, waitConnected, waitForText, waitForTexts, withScreenshots,
+} from './lib.mjs';
+
+/** The page shows exactly Herald's messages from its first one on: same ids, same order, none twice. */
+async function assertShowsServerOrder(u, roomId, { from } = {}) {
+  const server = await serverMessages(roomId);
+  const list = await shown(u.page);
+  const ids = list.map((m) => m.id);
+  assert.equal(new Set(ids).size, ids.length, `${u.name}'s page shows a message twice: ${difference(ids, [...new Set(ids)])}`);
+  const start = from === undefined ? 0 : server.findIndex((m) => m.id === ids[0]);
+  assert.ok(start >= 0, `${u.name}'s page starts with ${ids[0]}, which Herald does not have`);
+  const want = server.slice(start).map((m) => m.id);
+  assert.deepEqual(ids, want, `${u.name}'s page against Herald's order: ${difference(ids, want)}`);
+  assert.deepEqual(list.map((m) => m.text), server.slice(start).map((m) => m.text), `${u.name}'s page shows the texts in Herald's order`);
+  return list;
+}
+
+test('two users chat in one room: every message shows once, in order, in both pages', { timeout: 120_000 }, async (t) => {
+  await withScreenshots(t, async ({ open }) => {
+    const room = await createRoom('two-users');
+    const alice = await open('alice');
+    const bob = await open('bob');
+    for (const u of [alice, bob]) {
+      const res = await u.page.goto(`${APP}/rooms/${room.id}`);
+      assert.equal(res.status(), 200);
+      await waitConnected(u);
+    }
+    assert.equal(await alice.page.getByTestId('room-name').textContent(), room.name);
+
+    // Both type at once, without waiting for each other: 8 messages each,
+    // interleaved, each send as soon as the previous one was submitted.
+    const texts = { alice: [], bob: [] };
+    await Promise.all([alice, bob].map(async (u) => {
+      for (let i = 0; i < 8; i++) {
+        const text = `${u.user} says ${i}`;
+        texts[u.user].push(text);
+        await send(u, text);
+        // The composer empties itself once a message is submitted.
+        await until(async () => (await u.page.locator('input[name="text"]').inputValue()) === '', `${u.user}'s composer to empty`);
+      }
+    }));
+    const all = [...texts.alice, ...texts.bob];
+    for (const u of [alice, bob]) await waitForTexts(u, all);
+
+    for (const u of [alice, bob]) {
+      const list = await assertShowsServerOrder(u, room.id);
+      assert.deepEqual(list.map((m) => m.text).sort(), [...all].sort(), `${u.name}'s page shows every message sent`);
+      assert.deepEqual(u.problems, [], `${u.name}'s page reported problems`);
+    }
+    t.diagnostic(`${all.length} messages, identical in both pages and in Herald's order`);
+  });
+});
+
+test('a page loaded while another user posts 20 messages a second shows every message exactly once', { timeout: 120_000 }, async (t) => {
+  await withScreenshots(t, async ({ open }) => {
+    const room = await createRoom('hand-over');
+    for (let i = 0; i < 5; i++) await post(room.id, `before ${i}`, 'bob');
+
+    // bob posts every 50 ms over HTTP through nginx until told to stop.
+    let stop = false;
+    const posted = [];
+    const poster = (async () => {
+      for (let i = 0; !stop && i < 90; i++) {
+        const started = Date.now();
+        posted.push(await post(room.id, `live ${i}`, 'bob'));
+        await sleep(Math.max(0, 50 - (Date.now() - started)));
+      }
+    })();
+    try {
+      await until(() => posted.length >= 10, 'bob\'s first 10 live posts');
+      const carol = await open('carol');
+      const res = await carol.page.goto(`${APP}/rooms/${room.id}`);
+      assert.equal(res.status(), 200);
+      // What the server rendered: a prefix of the room, with bob still posting.
+      const html = await res.text();
+      const rendered = (html.match(/data-testid="message"/g) ?? []).length;
+      const atRender = posted.length;
+      await waitConnected(carol);
+      // Keep posting a while after the page went live, then stop.
+      const live = posted.length;
+      await until(() => posted.length >= live + 20, 'bob\'s 20 posts after the page went live');
+      stop = true;
+      await poster;
+      const fence = await post(room.id, 'fence', 'bob');
+      await waitForText(carol, 'fence');
+
+      const list = await assertShowsServerOrder(carol, room.id, { from: 'first shown' });
+      const server = await serverMessages(room.id);
+      assert.equal(list.at(-1).id, fence);
+      assert.ok(rendered >= 5, `the server rendered the room's messages (${rendered} in the HTML)`);
+      assert.ok(rendered < server.length, `messages were posted after the render (${rendered} rendered, ${server.length} in all)`);
+      assert.equal(list[0].id, server[0].id, 'the page starts with the room\'s first message (fewer than 50 at render)');
+      t.diagnostic(`rendered ${rendered} messages (bob had posted ${atRender} live), then ${list.length - rendered} arrived live; ` +
+        `${posted.length} posted at 20/s, every one shown once in order`);
+      assert.deepEqual(carol.problems, [], 'carol\'s page reported problems');
+    } finally {
+      stop = true;
+      await poster.catch(() => {});
+    }
+  });
+});
+
+test('with WebSockets blocked, the app falls back to Server-Sent Events', { timeout: 120_000 }, async (t) => {
+  await withScreenshots(t, async ({ open }) => {
+    const room = await createRoom('sse');
+    await post(room.id, 'before', 'bob');
+    const dave = await open('dave', { blockWebSocket: true });
+    const streams = [];
+    dave.page.on('request', (r) => { if ((r.headers().accept ?? '').includes('text/event-stream')) streams.push(r.url()); });
+    await dave.page.goto(`${APP}/rooms/${room.id}`);
+    await until(async () => (await transportOf(dave.page)) === 'sse', async () => `the page to fall back to SSE; it shows ${await transportOf(dave.page)}`);
+    await waitConnected(dave);
+    assert.ok(streams.length >= 1, `the page opened an event stream (${JSON.stringify(streams)})`);
+
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push(await post(room.id, `over sse ${i}`, 'bob'));
+    await send(dave, 'dave over http');
+    await waitForText(dave, 'dave over http');
+    await assertShowsServerOrder(dave, room.id);
+    const list = await shown(dave.page);
+    for (const id of ids) assert.ok(list.some((m) => m.id === id), `bob's message ${id} arrived over SSE`);
+    const states = await statesSeen(dave.page);
+    assert.ok(states.includes('connected/sse'), `the connection showed connected over SSE: ${JSON.stringify(states)}`);
+    assert.ok(!states.includes('connected/websocket'), `no WebSocket was ever acknowledged: ${JSON.stringify(states)}`);
+    t.diagnostic(`connection states ${JSON.stringify(states)}; ${streams.length} event stream(s)`);
+  });
+});
+
+// Last: it kills replica B.
+test('one replica killed mid-conversation: both pages show every message once, in order, and showed reconnecting then connected',
+  { timeout: 180_000 }, async (t) => {
+    const pidB = Number(process.env.HERALD_B_PID);
+    assert.ok(pidB > 0, 'HERALD_B_PID names replica B');
+    await withScreenshots(t, async ({ open }) => {
+      const room = await createRoom('killed');
+      const alice = await open('alice');
+      const bob = await open('bob');
+      const users = [alice, bob];
+      for (const u of users) {
+        await u.page.goto(`${APP}/rooms/${room.id}`);
+        await waitConnected(u);
+      }
+      // nginx spreads sockets over the replicas (least_conn); make sure at
+      // least one user's socket is on B, opening a page more if needed.
+      for (let extra = 0; (await openConnectionsOn(HERALD_B)) === 0; extra++) {
+        assert.ok(extra < 4, 'no page\'s socket reached replica B');
+        const u = await open(extra % 2 ? 'bob' : 'alice');
+        await u.page.goto(`${APP}/rooms/${room.id}`);
+        await waitConnected(u);
+        users.push(u);
+      }
+      const onB = await openConnectionsOn(HERALD_B);
+
+      const sent = [];
+      const say = async (u, text) => {
+        sent.push(text);
+        await send(u, text);
+        await waitForText(u, text);
+      };
+      for (let i = 0; i < 4; i++) await say(users[i % 2], `before ${i}`);
+      process.kill(pidB, 'SIGKILL');
+      t.diagnostic(`killed replica B (pid ${pidB}), which held ${onB} connection(s)`);
+      // Posting goes on at once, through nginx to A, while sockets reconnect.
+      for (let i = 0; i < 6; i++) await say(users[i % 2], `after ${i}`);
+      for (const u of users) await waitConnected(u, 30_000);
+      await say(alice, 'fence');
+      for (const u of users) await waitForText(u, 'fence', 30_000);
+
+      let reconnected = 0;
+      for (const u of users) {
+        const list = await assertShowsServerOrder(u, room.id);
+        assert.deepEqual(list.map((m) => m.text), sent, `${u.name}'s page shows every message sent, in order`);
+        const states = (await statesSeen(u.page)).map((s) => s.split('/')[0]);
+        const r = states.lastIndexOf('reconnecting');
+        if (r >= 0) {
+          assert.equal(states.at(-1), 'connected', `${u.name}: reconnecting, then connected: ${JSON.stringify(states)}`);
+          assert.ok(states.indexOf('connected') < r, `${u.name}: connected before the kill: ${JSON.stringify(states)}`);
+          reconnected++;
+        }
+      }
+      assert.ok(reconnected >= 1, 'at least one page (its socket was on B) showed reconnecting and then connected');
+      t.diagnostic(`${users.length} pages, ${reconnected} reconnected; ${sent.length} messages shown once, in order, in each`);
+    });
+  });
+
+test('the pages are reachable without a name, and ask for one before posting', { timeout: 60_000 }, async (t) => {
+  await withScreenshots(t, async ({ open }) => {
+    const anon = await open(null);
+    const res = await anon.page.goto(`${APP}/`);
+    assert.equal(res.status(), 200);
+    await anon.page.getByText('Pick a name').first().waitFor({ timeout: WAIT_MS });
+    assert.equal(await anon.page.locator('form[aria-label="composer"]').count(), 0);
+    await gql('{ rooms(first: 1) { totalCount } }');
+  });
+});
