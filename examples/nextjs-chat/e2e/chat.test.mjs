@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  APP, HERALD_B, WAIT_MS, createRoom, difference, gql, openConnectionsOn, post, send, serverMessages, shown,
+  APP, HERALD_B, HERALD_JWT, JWT_APP, WAIT_MS, createRoom, difference, gql, openConnectionsOn, post, send, serverMessages, shown,
   sleep, statesSeen, transportOf, until, waitConnected, waitForText, waitForTexts, withScreenshots,
 } from './lib.mjs';
 
@@ -133,6 +133,85 @@ test('with WebSockets blocked, the app falls back to Server-Sent Events', { time
   });
 });
 
+test('editing, deleting and reacting show in the other user\'s page; a name picked in the header is who posts', { timeout: 120_000 }, async (t) => {
+  await withScreenshots(t, async ({ open }) => {
+    const room = await createRoom('edits');
+    // erin has no name yet: the room list says so, and the header's picker sets one.
+    const erin = await open(null);
+    assert.equal((await erin.page.goto(`${APP}/`)).status(), 200);
+    await erin.page.getByText('Pick a name to create rooms and post.').waitFor();
+    await erin.page.getByTestId('room').filter({ hasText: room.name }).waitFor();
+    await erin.page.locator('form[aria-label="user"] input[name="user"]').fill('erin');
+    await Promise.all([erin.page.waitForEvent('load'), erin.page.locator('form[aria-label="user"] button').click()]);
+    await erin.page.getByRole('link', { name: room.name }).click();
+    await erin.page.waitForURL(`**/rooms/${room.id}`);
+    await waitConnected(erin);
+    const frank = await open('frank');
+    await frank.page.goto(`${APP}/rooms/${room.id}`);
+    await waitConnected(frank);
+
+    await send(erin, 'first draft');
+    await waitForText(frank, 'first draft');
+    const [{ id }] = await shown(frank.page);
+    const item = (u) => u.page.locator(`[data-testid="message"][data-id="${id}"]`);
+    assert.equal(await item(frank).locator('.author').textContent(), 'erin', 'the message is erin\'s');
+
+    await item(erin).getByRole('button', { name: 'Edit' }).click();
+    await item(erin).locator('input[name="edit"]').fill('second draft');
+    await item(erin).getByRole('button', { name: 'Save' }).click();
+    await waitForText(frank, 'second draft');
+
+    await item(frank).getByRole('button', { name: 'react 🎉' }).click();
+    for (const u of [erin, frank]) {
+      await until(async () => (await item(u).getByRole('button', { name: 'react 🎉' }).textContent()).includes('1'),
+        `${u.name}'s page to count frank's reaction`);
+    }
+
+    await item(erin).getByRole('button', { name: 'Delete' }).click();
+    await waitForText(frank, 'message deleted');
+    for (const u of [erin, frank]) {
+      const list = await shown(u.page);
+      assert.deepEqual(list.map((m) => m.text), ['message deleted'], `${u.name}'s page: one message, deleted`);
+      assert.equal(await item(u).getAttribute('data-version'), '3', 'posted, edited, deleted: version 3');
+      assert.deepEqual(u.problems, [], `${u.name}'s page reported problems`);
+    }
+    t.diagnostic('posted, edited, reacted to and deleted, each seen in the other page');
+  });
+});
+
+test('with --auth jwt, the development token route signs the browser in; it is off unless configured', { timeout: 120_000 }, async (t) => {
+  const token = async (app, user) => fetch(`${app}/api/dev-token`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user }),
+    signal: AbortSignal.timeout(WAIT_MS),
+  });
+  assert.equal((await token(APP, 'mallory')).status, 404, 'the dev-mode app has no token route');
+  const res = await token(JWT_APP, 'setup');
+  assert.equal(res.status, 200);
+  const setup = (await res.json()).token;
+  await assert.rejects(gql('mutation { createRoom(name: "nobody") { id } }', {}, { url: HERALD_JWT }), /UNAUTHENTICATED/,
+    'the jwt replica refuses an anonymous mutation');
+  const { createRoom: room } = await gql('mutation($n: String!) { createRoom(name: $n) { id name } }',
+    { n: `jwt-${process.pid}-${Date.now().toString(36)}` }, { url: HERALD_JWT, token: setup });
+
+  await withScreenshots(t, async ({ open }) => {
+    const grace = await open('grace', { app: JWT_APP });
+    const henry = await open('henry', { app: JWT_APP });
+    for (const u of [grace, henry]) {
+      assert.equal((await u.page.goto(`${JWT_APP}/rooms/${room.id}`)).status(), 200);
+      await waitConnected(u);
+    }
+    await send(grace, 'signed by a token');
+    await waitForText(henry, 'signed by a token');
+    const { room: r } = await gql('query($r: ID!) { room(id: $r) { messages(last: 5) { nodes { text author { name } } } } }',
+      { r: room.id }, { url: HERALD_JWT, token: setup });
+    assert.deepEqual(r.messages.nodes, [{ text: 'signed by a token', author: { name: 'grace' } }], 'Herald took grace\'s token');
+    for (const u of [grace, henry]) {
+      assert.deepEqual(await u.page.getByTestId('message').locator('.author').allTextContents(), ['grace']);
+      assert.deepEqual(u.problems, [], `${u.name}'s page reported problems`);
+    }
+  });
+});
+
 // Last: it kills replica B.
 test('one replica killed mid-conversation: both pages show every message once, in order, and showed reconnecting then connected',
   { timeout: 180_000 }, async (t) => {
@@ -189,14 +268,3 @@ test('one replica killed mid-conversation: both pages show every message once, i
       t.diagnostic(`${users.length} pages, ${reconnected} reconnected; ${sent.length} messages shown once, in order, in each`);
     });
   });
-
-test('the pages are reachable without a name, and ask for one before posting', { timeout: 60_000 }, async (t) => {
-  await withScreenshots(t, async ({ open }) => {
-    const anon = await open(null);
-    const res = await anon.page.goto(`${APP}/`);
-    assert.equal(res.status(), 200);
-    await anon.page.getByText('Pick a name').first().waitFor({ timeout: WAIT_MS });
-    assert.equal(await anon.page.locator('form[aria-label="composer"]').count(), 0);
-    await gql('{ rooms(first: 1) { totalCount } }');
-  });
-});

@@ -15,6 +15,9 @@ export const HERALD = need('HERALD_URL'); // nginx's /graphql
 export const HERALD_A = need('HERALD_A');
 export const HERALD_B = need('HERALD_B');
 export const ARTIFACTS = need('ARTIFACTS');
+/** The same build started with the development token route, against a --auth jwt replica. */
+export const JWT_APP = need('JWT_APP_URL');
+export const HERALD_JWT = need('HERALD_JWT_URL');
 
 /** Debian's Chromium; never a downloaded browser. */
 export const CHROMIUM = '/usr/bin/chromium';
@@ -40,10 +43,14 @@ export async function until(fn, what, ms = WAIT_MS) {
 }
 
 /** A GraphQL request over HTTP (through nginx unless url says otherwise), as user. */
-export async function gql(query, variables = {}, { user, url = HERALD } = {}) {
+export async function gql(query, variables = {}, { user, token, url = HERALD } = {}) {
   const res = await fetch(url, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json', ...(user ? { 'X-Herald-User': user } : {}) },
+    headers: {
+      'Content-Type': 'application/json',
+      ...(user ? { 'X-Herald-User': user } : {}),
+      ...(token ? { Authorization: `Bearer ${token}` } : {}),
+    },
     body: JSON.stringify({ query, variables }),
     signal: AbortSignal.timeout(WAIT_MS),
   });
@@ -118,9 +125,9 @@ export async function launch() {
  * picker sets), with one page that records the connection states it shows
  * and every problem it reports.
  */
-export async function openUser(browser, user, { blockWebSocket = false } = {}) {
+export async function openUser(browser, user, { blockWebSocket = false, app = APP } = {}) {
   const context = await browser.newContext();
-  if (user) await context.addCookies([{ name: 'herald_user', value: user, url: APP }]);
+  if (user) await context.addCookies([{ name: 'herald_user', value: user, url: app }]);
   const problems = [];
   const sockets = []; // WebSocket URLs the page opened (and got through)
   if (blockWebSocket) {
@@ -141,6 +148,7 @@ export async function openUser(browser, user, { blockWebSocket = false } = {}) {
   page.setDefaultTimeout(WAIT_MS);
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`); });
   page.on('websocket', (ws) => sockets.push(ws.url()));
   return { user, context, page, problems, sockets, name: user ?? 'anonymous' };
 }

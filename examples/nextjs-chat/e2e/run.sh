@@ -74,7 +74,7 @@ keep_artifacts() {
 	cp -r "$work/artifacts/." "$dest/" 2>/dev/null || true
 	cp "$work"/*.log "$dest/" 2>/dev/null || true
 	log "screenshots of the failing step and the logs are in $dest (from $work/artifacts)"
-	for f in herald-a herald-b next nginx-error; do
+	for f in herald-a herald-b herald-jwt next next-jwt nginx-error; do
 		[ -f "$work/$f.log" ] || continue
 		echo "----- $f.log (last 60 lines) -----" >&2
 		tail -n 60 "$work/$f.log" >&2
@@ -90,10 +90,10 @@ cleanup() {
 	if [ -n "${pid[nginx]:-}" ]; then
 		while read -r p; do children+=("$p"); done < <(ps -o pid= --ppid "${pid[nginx]}" 2>/dev/null || true)
 	fi
-	for name in step tests next nginx; do if [ -n "${pid[$name]:-}" ]; then ps+=("${pid[$name]}"); fi; done
+	for name in step tests next next-jwt nginx; do if [ -n "${pid[$name]:-}" ]; then ps+=("${pid[$name]}"); fi; done
 	if [ ${#ps[@]} -gt 0 ]; then stop "${ps[@]}"; fi
 	ps=()
-	for name in herald-b herald-a; do if [ -n "${pid[$name]:-}" ] && alive "${pid[$name]}"; then ps+=("${pid[$name]}"); fi; done
+	for name in herald-jwt herald-b herald-a; do if [ -n "${pid[$name]:-}" ] && alive "${pid[$name]}"; then ps+=("${pid[$name]}"); fi; done
 	if [ ${#ps[@]} -gt 0 ]; then stop "${ps[@]}"; fi
 	for p in ${children[@]+"${children[@]}"}; do if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi; done
 	if [ "$rc" != 0 ]; then keep_artifacts; fi
@@ -169,9 +169,9 @@ fi
 
 # ---- processes ----------------------------------------------------------
 
-read -r port_a port_b port_nats port_nginx port_app < <(node -e '
+read -r port_a port_b port_nats port_nginx port_app port_jwt port_app_jwt < <(node -e '
 	const net = require("node:net");
-	const servers = [0, 1, 2, 3, 4].map(() => net.createServer());
+	const servers = [0, 1, 2, 3, 4, 5, 6].map(() => net.createServer());
 	Promise.all(servers.map((s) => new Promise((ok, fail) => { s.once("error", fail); s.listen(0, "127.0.0.1", ok); })))
 		.then(() => { console.log(servers.map((s) => s.address().port).join(" ")); servers.forEach((s) => s.close()); });
 ')
@@ -181,19 +181,20 @@ clean_env=()
 while read -r var; do clean_env+=(-u "$var"); done < <(compgen -e | grep '^HERALD_' || true)
 # A generous mutation rate: the hand-over test posts 20 messages a second as
 # one user, and rate limits are not what these tests are about.
-herald_flags=(--auth dev --log-level info --drain-timeout 1s --mutation-rate 200 --mutation-burst 200)
+herald_flags=(--log-level info --drain-timeout 1s --mutation-rate 200 --mutation-burst 200)
 
 start_herald() {
 	local name="$1"
 	shift
-	env ${clean_env[@]+"${clean_env[@]}"} "$work/herald" "${herald_flags[@]}" "$@" >>"$work/$name.log" 2>&1 &
+	env ${clean_env[@]+"${clean_env[@]}"} ${HERALD_JWT_SECRET:+HERALD_JWT_SECRET="$HERALD_JWT_SECRET"} \
+		"$work/herald" "${herald_flags[@]}" "$@" >>"$work/$name.log" 2>&1 &
 	pid[$name]=$!
 }
 
 log "starting replica A on 127.0.0.1:$port_a (embedded NATS on 127.0.0.1:$port_nats) and replica B on 127.0.0.1:$port_b"
-start_herald herald-a --addr "127.0.0.1:$port_a" --data-dir "$work/a" --nats-listen "127.0.0.1:$port_nats"
+start_herald herald-a --auth dev --addr "127.0.0.1:$port_a" --data-dir "$work/a" --nats-listen "127.0.0.1:$port_nats"
 wait_http herald-a "http://127.0.0.1:$port_a/readyz" 30
-start_herald herald-b --addr "127.0.0.1:$port_b" --data-dir "$work/b" --nats-url "nats://127.0.0.1:$port_nats"
+start_herald herald-b --auth dev --addr "127.0.0.1:$port_b" --data-dir "$work/b" --nats-url "nats://127.0.0.1:$port_nats"
 wait_http herald-b "http://127.0.0.1:$port_b/readyz" 30
 
 # nginx: the shipped deploy/nginx.conf (a symlink), with loopback versions of
@@ -230,13 +231,27 @@ env -u HERALD_DEV_JWT_SECRET NEXT_PUBLIC_HERALD_URL="$herald_url" \
 pid[next]=$!
 wait_http next "http://127.0.0.1:$port_app/" 60
 
+# `--auth jwt`: a third replica on the same log, which only takes HS256
+# tokens, and the same build started again with the development token route
+# configured (HERALD_DEV_JWT_SECRET) and pointed at that replica.
+jwt_secret="nextjs-e2e-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+app_jwt="http://127.0.0.1:$port_app_jwt"
+log "starting a --auth jwt replica on 127.0.0.1:$port_jwt and the app with its token route on 127.0.0.1:$port_app_jwt"
+HERALD_JWT_SECRET="$jwt_secret" start_herald herald-jwt --auth jwt --addr "127.0.0.1:$port_jwt" --data-dir "$work/jwt" \
+	--nats-url "nats://127.0.0.1:$port_nats" --allowed-origins "$app_jwt"
+wait_http herald-jwt "http://127.0.0.1:$port_jwt/readyz" 30
+HERALD_DEV_JWT_SECRET="$jwt_secret" NEXT_PUBLIC_HERALD_URL="http://127.0.0.1:$port_jwt/graphql" \
+	node node_modules/next/dist/bin/next start -H 127.0.0.1 -p "$port_app_jwt" >"$work/next-jwt.log" 2>&1 &
+pid[next-jwt]=$!
+wait_http next-jwt "$app_jwt/" 60
+
 # ---- the tests ----------------------------------------------------------
 
 mkdir -p "$work/artifacts"
 log "running the browser tests"
 export APP_URL="http://127.0.0.1:$port_app" HERALD_URL="$herald_url" \
 	HERALD_A="http://127.0.0.1:$port_a" HERALD_B="http://127.0.0.1:$port_b" HERALD_B_PID="${pid[herald-b]}" \
-	ARTIFACTS="$work/artifacts"
+	ARTIFACTS="$work/artifacts" JWT_APP_URL="$app_jwt" HERALD_JWT_URL="http://127.0.0.1:$port_jwt/graphql"
 rc=0
 node --test --test-reporter=spec --test-concurrency=1 "$@" "$here"/*.test.mjs &
 pid[tests]=$!

@@ -1,5 +1,10 @@
 // Every GraphQL operation of the app, and the types of their results.
-import { gql, type TypedDocumentNode } from '@apollo/client';
+import { disableFragmentWarnings, gql, type TypedDocumentNode } from '@apollo/client';
+
+// This module is evaluated once for server components and once for the
+// server-side render of client components, in one process; graphql-tag would
+// warn that the fragments below are defined twice.
+disableFragmentWarnings();
 
 export interface User { __typename?: 'User'; id: string; name: string }
 export interface Reaction { __typename?: 'ReactionGroup'; emoji: string; count: number }
