@@ -183,12 +183,18 @@ while read -r var; do clean_env+=(-u "$var"); done < <(compgen -e | grep '^HERAL
 # one user, and rate limits are not what these tests are about.
 herald_flags=(--log-level info --drain-timeout 1s --mutation-rate 200 --mutation-burst 200)
 
+# start_herald NAME FLAGS...; herald_env (NAME=VALUE...) adds to its environment.
+herald_env=()
 start_herald() {
 	local name="$1"
 	shift
-	env ${clean_env[@]+"${clean_env[@]}"} ${HERALD_JWT_SECRET:+HERALD_JWT_SECRET="$HERALD_JWT_SECRET"} \
+	env ${clean_env[@]+"${clean_env[@]}"} ${herald_env[@]+"${herald_env[@]}"} \
 		"$work/herald" "${herald_flags[@]}" "$@" >>"$work/$name.log" 2>&1 &
 	pid[$name]=$!
+	# A test SIGKILLs replica B: without this bash would report "Killed"
+	# after node's summary, whose closing lines CI reads. (alive and stop
+	# never rely on wait.)
+	disown "${pid[$name]}"
 }
 
 log "starting replica A on 127.0.0.1:$port_a (embedded NATS on 127.0.0.1:$port_nats) and replica B on 127.0.0.1:$port_b"
@@ -237,7 +243,8 @@ wait_http next "http://127.0.0.1:$port_app/" 60
 jwt_secret="nextjs-e2e-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
 app_jwt="http://127.0.0.1:$port_app_jwt"
 log "starting a --auth jwt replica on 127.0.0.1:$port_jwt and the app with its token route on 127.0.0.1:$port_app_jwt"
-HERALD_JWT_SECRET="$jwt_secret" start_herald herald-jwt --auth jwt --addr "127.0.0.1:$port_jwt" --data-dir "$work/jwt" \
+herald_env=(HERALD_JWT_SECRET="$jwt_secret")
+start_herald herald-jwt --auth jwt --addr "127.0.0.1:$port_jwt" --data-dir "$work/jwt" \
 	--nats-url "nats://127.0.0.1:$port_nats" --allowed-origins "$app_jwt"
 wait_http herald-jwt "http://127.0.0.1:$port_jwt/readyz" 30
 HERALD_DEV_JWT_SECRET="$jwt_secret" NEXT_PUBLIC_HERALD_URL="http://127.0.0.1:$port_jwt/graphql" \
