@@ -1,9 +1,9 @@
 # Herald's one test command is `make test`; CI runs it through .ci/run.
 GO ?= go
 
-.PHONY: test fmt-check vet generate-check unit unit-norace fuzz smoke e2e nextjs-e2e compose-check cluster-test bench build run generate
+.PHONY: test fmt-check vet generate-check unit unit-norace fuzz smoke e2e nextjs-e2e client-js compose-check cluster-test bench build run generate
 
-test: fmt-check vet generate-check unit unit-norace fuzz smoke e2e nextjs-e2e compose-check cluster-test
+test: fmt-check vet generate-check unit unit-norace fuzz smoke e2e nextjs-e2e compose-check cluster-test client-js
 
 # gofmt must have nothing to say about any Go file.
 fmt-check:
@@ -38,9 +38,15 @@ smoke:
 
 # Real clients we did not write (graphql-ws, subscriptions-transport-ws,
 # Apollo Client, GraphiQL in Chromium) against two Herald processes; needs
-# Node.js, npm and Debian's chromium.
+# Node.js, npm and Debian's chromium. The driver is Go (e2e/main.go).
 e2e:
-	@GO=$(GO) e2e/run.sh
+	@GO=$(GO) $(GO) run ./e2e
+
+# @heraldhq/client (clients/js): its build and its tests against real Herald
+# processes (resume after a drop and a restart, token refresh, the hand-over
+# from a rendered page); needs Node.js 20+ and npm.
+client-js:
+	@GO=$(GO) clients/js/run-tests.sh
 
 # The Next.js example app (examples/nextjs-chat) in Debian's Chromium, driven
 # by playwright-core, against two Herald replicas behind nginx running
@@ -56,8 +62,9 @@ compose-check:
 
 # The compose topology (3 NATS nodes, 3 replicas, nginx with deploy/nginx.conf)
 # as real processes on loopback, killed and restarted under load; needs nginx.
+# The driver is Go (deploy/cluster-test/main.go).
 cluster-test:
-	@GO=$(GO) deploy/cluster-test/run.sh
+	@GO=$(GO) $(GO) run ./deploy/cluster-test
 
 # The side-by-side benchmarks (about 45 minutes; not part of make test): Herald (also over
 # SSE), the baseline broadcaster, the stock-gqlgen peer and Centrifugo, written to

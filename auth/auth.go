@@ -22,6 +22,10 @@ type Identity struct {
 	// the token that opened it: the WebSocket transport closes the socket
 	// with 4403 when ExpiresAt passes.
 	ExpiresAt time.Time
+	// Admin reports that the credentials grant administrative operations
+	// (disconnecting a user's sessions). Only a JWT can carry it, through
+	// the claim JWTOptions.AdminClaim names.
+	Admin bool
 }
 
 // ErrInvalidCredentials is wrapped by every authentication failure caused by
@@ -38,6 +42,39 @@ type Authenticator interface {
 	FromRequest(r *http.Request) (id Identity, ok bool, err error)
 	// FromInitPayload authenticates a WebSocket connection_init payload.
 	FromInitPayload(ctx context.Context, payload map[string]any) (id Identity, ok bool, err error)
+	// FromToken authenticates a bare credential that an operation carries
+	// as an argument (refreshSession's token): what the client would
+	// otherwise send in a header or a connection_init payload.
+	FromToken(ctx context.Context, token string) (id Identity, ok bool, err error)
+}
+
+// ErrOtherUser is returned by Session.Refresh for credentials of a user
+// other than the session's: a session never changes hands.
+var ErrOtherUser = errors.New("the credentials are for another user")
+
+// Session is the long-lived connection an operation arrived on (a
+// WebSocket), as the operation's resolvers see it. Transports put it in the
+// operation's context; operations over plain HTTP have none.
+type Session interface {
+	// Refresh authenticates token and, when it is for the session's user,
+	// makes it the session's credentials: the session stays open, with its
+	// subscriptions, until the new credentials expire. Credentials the
+	// client got wrong wrap ErrInvalidCredentials; those of another user,
+	// ErrOtherUser. The session is unchanged on any error.
+	Refresh(ctx context.Context, token string) (Identity, error)
+}
+
+type sessionKey struct{}
+
+// WithSession returns a copy of ctx carrying s.
+func WithSession(ctx context.Context, s Session) context.Context {
+	return context.WithValue(ctx, sessionKey{}, s)
+}
+
+// SessionFrom returns the session stored in ctx, if any.
+func SessionFrom(ctx context.Context) (Session, bool) {
+	s, ok := ctx.Value(sessionKey{}).(Session)
+	return s, ok
 }
 
 type identityKey struct{}

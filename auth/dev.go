@@ -48,6 +48,15 @@ func (Dev) FromInitPayload(_ context.Context, payload map[string]any) (Identity,
 	return devIdentity(name, "connection_init payload key "+DevPayloadKey)
 }
 
+// FromToken takes token as the user name, as the header and the
+// connection_init payload key carry it. An empty token is anonymous.
+func (Dev) FromToken(_ context.Context, token string) (Identity, bool, error) {
+	if token == "" {
+		return Identity{}, false, nil
+	}
+	return devIdentity(token, "token")
+}
+
 func devIdentity(name, source string) (Identity, bool, error) {
 	if err := checkUserName(name, MaxDevUserLength); err != nil {
 		return Identity{}, false, fmt.Errorf("%w: %s: user name %v", ErrInvalidCredentials, source, err)

@@ -79,3 +79,37 @@ func TestIdentityContext(t *testing.T) {
 		t.Fatalf("FromContext = %+v, %v", id, ok)
 	}
 }
+
+func TestDevFromToken(t *testing.T) {
+	tests := []struct {
+		token   string
+		wantOK  bool
+		wantErr bool
+	}{
+		{"", false, false},
+		{"bob", true, false},
+		{"a\nb", false, true},
+	}
+	for _, tt := range tests {
+		id, ok, err := Dev{}.FromToken(context.Background(), tt.token)
+		if ok != tt.wantOK || (err != nil) != tt.wantErr || ok && id.UserID != tt.token {
+			t.Errorf("FromToken(%q) = %+v, %v, %v", tt.token, id, ok, err)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidCredentials) {
+			t.Errorf("FromToken(%q): error %v does not wrap ErrInvalidCredentials", tt.token, err)
+		}
+	}
+}
+
+type fakeSession struct{}
+
+func (fakeSession) Refresh(context.Context, string) (Identity, error) { return Identity{}, nil }
+
+func TestSessionContext(t *testing.T) {
+	if _, ok := SessionFrom(context.Background()); ok {
+		t.Fatal("session in an empty context")
+	}
+	if s, ok := SessionFrom(WithSession(context.Background(), fakeSession{})); !ok || s != (fakeSession{}) {
+		t.Fatalf("SessionFrom = %v, %v", s, ok)
+	}
+}

@@ -118,11 +118,12 @@ type jwksServer struct {
 	status   int
 	gate     chan struct{} // when non-nil, requests wait for it to close
 	entered  chan struct{} // receives once per request that reached the gate
+	left     chan struct{} // receives once per gated request its client abandoned
 	requests int
 }
 
 func newJWKSServer(t *testing.T, body []byte) *jwksServer {
-	s := &jwksServer{body: body, status: http.StatusOK, entered: make(chan struct{}, 1000)}
+	s := &jwksServer{body: body, status: http.StatusOK, entered: make(chan struct{}, 1000), left: make(chan struct{}, 1000)}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests++
@@ -133,6 +134,7 @@ func newJWKSServer(t *testing.T, body []byte) *jwksServer {
 			select {
 			case <-gate:
 			case <-r.Context().Done():
+				s.left <- struct{}{}
 				return
 			}
 		}
@@ -430,6 +432,14 @@ func TestJWKSAbandonedFetch(t *testing.T) {
 	err := <-done
 	if err == nil || errors.Is(err, ErrInvalidCredentials) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("abandoned FromInitPayload = %v; want a context error, not invalid credentials", err)
+	}
+	// The caller returns as soon as its context ends; the fetch it started
+	// ends when its request is cut. Opening the gate before that would let
+	// the response through and the abandoned fetch succeed after all.
+	select {
+	case <-srv.left:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the abandoned fetch's request was never cut")
 	}
 	srv.setGate(nil)
 	close(gate)

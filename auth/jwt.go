@@ -66,6 +66,10 @@ type JWTOptions struct {
 	// NameClaim holds the display name (default "name"); tokens without it
 	// are named after their sub.
 	NameClaim string
+	// AdminClaim, when set, names a claim that makes a token an
+	// administrator's (Identity.Admin) when its value is the JSON true;
+	// anything else, or its absence, is an ordinary user.
+	AdminClaim string
 	// CookieName, when set, is a cookie FromRequest reads the token from
 	// without an Authorization header, since browsers cannot set headers on
 	// a WebSocket handshake. Cookies ride cross-site requests too: this is
@@ -276,6 +280,19 @@ func (j *JWT) FromInitPayload(ctx context.Context, payload map[string]any) (Iden
 	return j.authenticate(ctx, token, source)
 }
 
+// FromToken authenticates a token an operation carries as an argument:
+// "Bearer <token>" or the bare token. An empty or blank one is anonymous.
+func (j *JWT) FromToken(ctx context.Context, token string) (Identity, bool, error) {
+	if strings.TrimSpace(token) == "" {
+		return Identity{}, false, nil
+	}
+	raw, err := bearerToken(token, true)
+	if err != nil {
+		return Identity{}, false, invalidCredentials("token", err)
+	}
+	return j.authenticate(ctx, raw, "token")
+}
+
 // bearerToken extracts the token from "Bearer <token>" (scheme
 // case-insensitive, RFC 7235 §2.1), or from a bare token when bareOK.
 func bearerToken(value string, bareOK bool) (string, error) {
@@ -457,6 +474,9 @@ func (j *JWT) identity(claims jwt.MapClaims) (Identity, error) {
 		name = sanitizeName(sub)
 	}
 	id := Identity{UserID: sub, Name: name}
+	if j.opts.AdminClaim != "" {
+		id.Admin = claims[j.opts.AdminClaim] == true
+	}
 	// The parser has required exp. The token is accepted until exp+leeway,
 	// so the socket may stay open as long.
 	if exp, _ := claims.GetExpirationTime(); exp != nil {

@@ -619,3 +619,73 @@ func TestClip(t *testing.T) {
 		}
 	}
 }
+
+// TestJWTFromToken: refreshSession's token is the bare JWT or "Bearer
+// <token>"; blank is anonymous, anything else bad is refused as invalid
+// credentials.
+func TestJWTFromToken(t *testing.T) {
+	clock := newClock()
+	j := newTestJWT(t, JWTOptions{Secret: testSecret, Now: clock.Now})
+	good := sign(t, jwt.SigningMethodHS256, testSecret, "", claims(nil))
+	tests := []struct {
+		name, token string
+		wantOK      bool
+		wantErr     string
+	}{
+		{"empty", "", false, ""},
+		{"blank", "  ", false, ""},
+		{"bare", good, true, ""},
+		{"Bearer", "Bearer " + good, true, ""},
+		{"other scheme", "Basic abc", false, `scheme "Basic" is not Bearer`},
+		{"garbage", "not-a-jwt", false, "token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, ok, err := j.FromToken(context.Background(), tt.token)
+			if ok != tt.wantOK || ok && id.UserID != "user-1" {
+				t.Fatalf("FromToken = %+v, %v, %v", id, ok, err)
+			}
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error %v", err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrInvalidCredentials) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want invalid credentials mentioning %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestJWTAdminClaim: only the JSON true in the configured claim makes an
+// administrator; without AdminClaim no token is one.
+func TestJWTAdminClaim(t *testing.T) {
+	clock := newClock()
+	tests := []struct {
+		name   string
+		claim  string
+		value  any
+		wantOK bool
+	}{
+		{"true", "admin", true, true},
+		{"string true", "admin", "true", false},
+		{"false", "admin", false, false},
+		{"one", "admin", 1, false},
+		{"absent", "admin", nil, false},
+		{"not configured", "", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := newTestJWT(t, JWTOptions{Secret: testSecret, Now: clock.Now, AdminClaim: tt.claim})
+			token := sign(t, jwt.SigningMethodHS256, testSecret, "", claims(map[string]any{"admin": tt.value}))
+			id, ok, err := j.FromToken(context.Background(), token)
+			if err != nil || !ok {
+				t.Fatalf("FromToken: %v %v", ok, err)
+			}
+			if id.Admin != tt.wantOK {
+				t.Fatalf("Admin = %v, want %v", id.Admin, tt.wantOK)
+			}
+		})
+	}
+}

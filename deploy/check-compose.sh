@@ -27,7 +27,7 @@
 #     that Docker's DNS resolves the service names, that the volumes persist;
 #   - nginx's `resolve` parameter and upstream-level `resolver` in
 #     upstreams.conf: they need nginx 1.27.3 or later and Debian's is 1.22.
-#     The cluster test (deploy/cluster-test/run.sh) runs the same nginx.conf
+#     The cluster test (go run ./deploy/cluster-test) runs the same nginx.conf
 #     with those two removed, and the same topology as real processes.
 set -euo pipefail
 deploy="$(cd "$(dirname "$0")" && pwd)"

@@ -16,15 +16,17 @@ import (
 
 // Resolver is the root of the resolvers; it holds what they share.
 type Resolver struct {
-	chat  *chat.Service
-	epoch int64
+	chat     *chat.Service
+	epoch    int64
+	sessions Disconnector // nil: disconnectUser is unavailable
 }
 
 // NewSchema returns the executable schema over svc. epoch identifies the
 // incarnation of the event log (pubsub.Log.Epoch), so that cursors from a
-// recreated log are refused rather than misread.
-func NewSchema(svc *chat.Service, epoch time.Time) graphql.ExecutableSchema {
-	return NewExecutableSchema(Config{Resolvers: &Resolver{chat: svc, epoch: epoch.UnixNano()}})
+// recreated log are refused rather than misread. sessions carries out
+// disconnectUser; nil leaves it unavailable.
+func NewSchema(svc *chat.Service, epoch time.Time, sessions Disconnector) graphql.ExecutableSchema {
+	return NewExecutableSchema(Config{Resolvers: &Resolver{chat: svc, epoch: epoch.UnixNano(), sessions: sessions}})
 }
 
 // ViewerDirective is the schema directive marking fields whose value

@@ -88,10 +88,12 @@ func (t *httpStreams) admit(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// open starts the stream of an admitted request: the response headers,
-// and the format's preamble. The caller must close it.
-func (t *httpStreams) open(w http.ResponseWriter, r *http.Request, f streamFormat) *httpStream {
+// open starts the stream of an admitted request, authenticated as ctx
+// says: the response headers, and the format's preamble. The caller must
+// close it.
+func (t *httpStreams) open(ctx context.Context, w http.ResponseWriter, r *http.Request, f streamFormat) *httpStream {
 	st := t.newStream(w, r, f)
+	st.userID = userOf(ctx)
 	t.start(st)
 	return st
 }
@@ -141,6 +143,7 @@ type httpStream struct {
 	out     streamWriter             // the response, or the parked stream's connection
 	parked  atomic.Pointer[parkedStream]
 	created time.Time
+	userID  string     // who the stream is for; "" anonymous
 	op      *operation // the subscription, once joined
 	ops     *streamOps // the operations of a single-connection-mode stream; nil otherwise
 
@@ -154,8 +157,8 @@ type httpStream struct {
 	mu        sync.Mutex
 	queue     []streamItem
 	bytes     int
-	completed bool   // the execution ended: complete after the queue
-	failure   string // the stream fell behind: end it with this error
+	completed bool            // the execution ended: complete after the queue
+	failure   *gqlerror.Error // end the stream with this error (it fell behind, or was disconnected)
 }
 
 // streamItem is one queued piece of a stream: a result of op, or with no
@@ -228,8 +231,8 @@ func (st *httpStream) flush() bool {
 	batch, completed, failure := st.queue, st.completed, st.failure
 	st.queue, st.bytes = nil, 0
 	st.mu.Unlock()
-	if failure != "" {
-		st.fail(&gqlerror.Error{Message: failure, Extensions: map[string]any{"code": codeSlowConsumer}})
+	if failure != nil {
+		st.fail(failure)
 		return false
 	}
 	if !st.write(batch, completed) {
@@ -255,6 +258,14 @@ func (st *httpStream) fail(err *gqlerror.Error) {
 // codeSlowConsumer is the error code of a stream ended because it fell
 // behind: the client reconnects and resumes from its last cursor.
 const codeSlowConsumer = "SLOW_CONSUMER"
+
+// slowConsumerError is the error that ends a stream that fell behind.
+func slowConsumerError(reason string) *gqlerror.Error {
+	return &gqlerror.Error{Message: reason, Extensions: map[string]any{"code": codeSlowConsumer}}
+}
+
+// codeForbidden is the error code of a stream whose user was disconnected.
+const codeForbidden = "FORBIDDEN"
 
 // slowConsumer is the message of a stream whose queue overflowed.
 const slowConsumer = "slow consumer: the stream fell behind its events; reconnect and resume from the last event's cursor"
@@ -372,9 +383,9 @@ func (st *httpStream) enqueue(it streamItem) {
 	}
 	st.mu.Lock()
 	switch {
-	case st.failure != "" || st.completed:
+	case st.failure != nil || st.completed:
 	case len(st.queue) >= st.t.cfg.queueItems || st.bytes+size > st.t.cfg.queueBytes:
-		st.failure = slowConsumer
+		st.failure = slowConsumerError(slowConsumer)
 		st.queue, st.bytes = nil, 0
 		st.t.metrics.slowCloses.Inc()
 	default:
@@ -401,8 +412,8 @@ func (st *httpStream) streamEnded(op *operation) {
 // tooSlow ends the stream with an error its client can act on.
 func (st *httpStream) tooSlow(_ *operation, reason string) {
 	st.mu.Lock()
-	if st.failure == "" {
-		st.failure = reason
+	if st.failure == nil {
+		st.failure = slowConsumerError(reason)
 		st.queue, st.bytes = nil, 0
 		st.t.metrics.slowCloses.Inc()
 	}
@@ -426,6 +437,18 @@ func (st *httpStream) drop() {
 	if ps := st.parked.Load(); ps != nil {
 		_ = ps.conn.Close()
 	}
+}
+
+func (st *httpStream) user() string { return st.userID }
+
+// disconnect ends the stream with a FORBIDDEN error: an administrator
+// disconnected its user. What is queued is dropped.
+func (st *httpStream) disconnect() {
+	st.mu.Lock()
+	st.failure = &gqlerror.Error{Message: disconnectedReason, Extensions: map[string]any{"code": codeForbidden}}
+	st.queue, st.bytes = nil, 0
+	st.mu.Unlock()
+	st.signal()
 }
 
 func (st *httpStream) ended() bool {

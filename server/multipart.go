@@ -93,7 +93,7 @@ func (t *multipartTransport) Do(w http.ResponseWriter, r *http.Request, exec gra
 	if !t.admit(w, r) {
 		return
 	}
-	st := t.open(w, r, multipartFormat{})
+	st := t.open(ctx, w, r, multipartFormat{})
 	defer st.close()
 	st.subscribe(ctx, exec, params, opCtx)
 }

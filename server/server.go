@@ -258,6 +258,19 @@ func (s *Server) StartDrain() {
 	s.sessions.startDrain()
 }
 
+// DisconnectUser ends every WebSocket (closed with 4403) and event stream
+// (ended with a FORBIDDEN error) of user on this replica, and returns how
+// many it ended. Their subscriptions stop with them. It does not wait for
+// the connections to finish, and does not stop user from connecting again:
+// whoever calls it revokes the user's credentials too. Every replica must
+// be told (Herald passes it on over NATS).
+func (s *Server) DisconnectUser(user string) int {
+	if user == "" {
+		return 0
+	}
+	return s.sessions.disconnectUser(user)
+}
+
 // Draining reports whether StartDrain (or Drain, or Shutdown) has been called.
 func (s *Server) Draining() bool { return s.draining.Load() }
 

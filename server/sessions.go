@@ -21,6 +21,11 @@ type session interface {
 	// ended reports whether the session has finished and released
 	// everything it held.
 	ended() bool
+	// user is who the session acts as; "" when anonymous.
+	user() string
+	// disconnect ends the session with a FORBIDDEN error (4403 on a
+	// WebSocket): an administrator disconnected its user. It never blocks.
+	disconnect()
 }
 
 // sessions admits, tracks and drains the long-lived connections of every
@@ -92,6 +97,22 @@ func (s *sessions) track(c session, on bool) {
 	case s.draining:
 		c.goAway()
 	}
+}
+
+// disconnectUser ends every open session of user and returns how many.
+func (s *sessions) disconnectUser(user string) int {
+	var theirs []session
+	s.mu.Lock()
+	for c := range s.open {
+		if c.user() == user {
+			theirs = append(theirs, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range theirs {
+		c.disconnect()
+	}
+	return len(theirs)
 }
 
 // isDraining reports whether startDrain has been called.

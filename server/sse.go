@@ -84,7 +84,7 @@ func (t *sseTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 	if !t.admit(w, r) {
 		return
 	}
-	st := t.open(w, r, sseFormat{})
+	st := t.open(ctx, w, r, sseFormat{})
 	defer st.close()
 	switch {
 	case errs != nil:

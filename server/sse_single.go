@@ -263,6 +263,7 @@ func (t *sseSingleTransport) openStream(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	defer t.forget(h)
+	st.userID = userOf(ctx)
 	t.start(st)
 	defer st.close()
 	st.loop(ctx)

@@ -253,7 +253,7 @@ func (ps *parkedStream) writeDue() bool {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if ps.again || ps.keepaliveDue || len(st.queue) > 0 || st.completed || st.failure != "" {
+	if ps.again || ps.keepaliveDue || len(st.queue) > 0 || st.completed || st.failure != nil {
 		return true
 	}
 	ps.writing = false

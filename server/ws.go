@@ -126,6 +126,55 @@ func (c *wsConn) goAway()             { c.closeWith(closeGoingAway, drainReason)
 func (c *wsConn) drop()               { _ = c.ws.NetConn().Close() }
 func (c *wsConn) ended() bool         { return c.tornDown() }
 
+func (c *wsConn) user() string {
+	if id := c.identity.Load(); id != nil {
+		return id.UserID
+	}
+	return ""
+}
+
+// disconnect closes the socket with 4403, its user disconnected by an
+// administrator.
+func (c *wsConn) disconnect() { c.closeWith(closeForbidden, disconnectedReason) }
+
+// disconnectedReason is the close reason and error message of a session
+// ended by DisconnectUser.
+const disconnectedReason = "Forbidden: disconnected by an administrator"
+
+// Refresh is auth.Session's: the socket takes token's credentials, for the
+// same user, and is closed with 4403 when they expire instead of the old
+// ones. Operations the socket starts afterwards act with the new identity.
+func (c *wsConn) Refresh(ctx context.Context, token string) (auth.Identity, error) {
+	id, ok, err := c.t.authn.FromToken(ctx, token)
+	switch {
+	case err != nil:
+		return auth.Identity{}, err
+	case !ok:
+		return auth.Identity{}, fmt.Errorf("%w: refreshSession needs a token", auth.ErrInvalidCredentials)
+	}
+	// Two refreshes at once must not both pass the check and then store in
+	// the wrong order: the compare-and-swap keeps the later check honest.
+	for {
+		cur := c.identity.Load()
+		if cur == nil || cur.UserID != id.UserID {
+			return auth.Identity{}, fmt.Errorf("%w: the socket acts as %s", auth.ErrOtherUser, describeUser(cur))
+		}
+		if c.identity.CompareAndSwap(cur, &id) {
+			break
+		}
+	}
+	c.machine.extendExpiry(id.ExpiresAt)
+	return id, nil
+}
+
+// describeUser names who a socket acts as, for an error.
+func describeUser(id *auth.Identity) string {
+	if id == nil {
+		return "no user"
+	}
+	return fmt.Sprintf("user %q", id.UserID)
+}
+
 // operation is one operation id on one socket: a subscription membership
 // or a query/mutation in flight.
 type operation struct {
@@ -173,11 +222,14 @@ type wsConn struct {
 	noDirect      bool          // the socket has no directWriter
 
 	// Reader-owned.
-	awaitClose      bool // the reader chose a close frame the writer must send before teardown
-	identity        auth.Identity
-	hasIdentity     bool
+	awaitClose      bool           // the reader chose a close frame the writer must send before teardown
 	upgradeIdentity *auth.Identity // from the upgrade request (a cookie, a header)
 	subscribes      tokenBucket    // Limits.SubscribeRate
+
+	// Who the socket acts as once acknowledged (nil: anonymous). Set by
+	// the reader at connection_init, replaced by Refresh, read by both
+	// and by DisconnectUser.
+	identity atomic.Pointer[auth.Identity]
 
 	mu  sync.Mutex
 	ops map[string]*operation
@@ -455,8 +507,8 @@ func (c *wsConn) onInit(payload map[string]any) {
 		v.expires = id.ExpiresAt
 	}
 	step := c.machine.answerInit(v, time.Now(), &c.t.cfg)
-	if step.nowAcked {
-		c.identity, c.hasIdentity = id, ok
+	if step.nowAcked && ok {
+		c.identity.Store(&id)
 	}
 	c.carryOut(step)
 }

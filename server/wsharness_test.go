@@ -71,7 +71,7 @@ func newReplicaListening(t *testing.T, chatOpts chat.Options, tweak func(*Option
 		_ = svc.Run(runCtx)
 	}()
 	opts := Options{
-		Schema:          graph.NewSchema(svc, log.Epoch()),
+		Schema:          graph.NewSchema(svc, log.Epoch(), nil),
 		Authenticator:   auth.Dev{},
 		Readiness:       func(context.Context) []Check { return nil },
 		Introspection:   true,

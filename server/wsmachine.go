@@ -92,6 +92,16 @@ type wsMachine struct {
 	expires  atomic.Int64 // unix nanoseconds the identity's credentials expire; 0: never
 }
 
+// extendExpiry makes t the instant the socket's credentials expire (zero:
+// never), as a refresh replaced them. Any goroutine may call it.
+func (m *wsMachine) extendExpiry(t time.Time) {
+	var exp int64
+	if !t.IsZero() {
+		exp = t.UnixNano()
+	}
+	m.expires.Store(exp)
+}
+
 // heard notes a frame from the client, whatever it was: a sign of life.
 func (m *wsMachine) heard(now time.Time) { m.lastSeen.Store(now.UnixNano()) }
 

@@ -33,8 +33,10 @@ func (c *wsConn) onSubscribe(id string, params operationPayload) {
 	}
 	// Every operation is traced on its own, as an HTTP request would be.
 	ctx := graphql.StartOperationTrace(c.ctx)
-	if c.hasIdentity {
-		ctx = auth.NewContext(ctx, c.identity)
+	ctx = auth.WithSession(ctx, c)
+	identity := c.identity.Load()
+	if identity != nil {
+		ctx = auth.NewContext(ctx, *identity)
 	}
 	now := graphql.Now()
 	raw := &graphql.RawParams{
@@ -50,8 +52,8 @@ func (c *wsConn) onSubscribe(id string, params operationPayload) {
 		c.rejectOp(op, resp)
 		return
 	}
-	if rc.Operation.Operation == ast.Mutation && c.hasIdentity {
-		if ok, wait := c.t.mutations.allow(c.identity.UserID, time.Now()); !ok {
+	if rc.Operation.Operation == ast.Mutation && identity != nil {
+		if ok, wait := c.t.mutations.allow(identity.UserID, time.Now()); !ok {
 			c.rejectOp(op, &graphql.Response{Errors: gqlerror.List{rateLimitedError("too many mutations by this user", wait)}})
 			return
 		}

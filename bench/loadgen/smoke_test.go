@@ -43,7 +43,7 @@ func startHerald(t *testing.T, tweak func(*server.Options)) string {
 		_ = svc.Run(runCtx)
 	}()
 	opts := server.Options{
-		Schema:          graph.NewSchema(svc, log.Epoch()),
+		Schema:          graph.NewSchema(svc, log.Epoch(), nil),
 		Authenticator:   auth.Dev{},
 		Readiness:       func(context.Context) []server.Check { return nil },
 		ViewerDirective: graph.ViewerDirective,

@@ -28,12 +28,13 @@ type app struct {
 	cfg    config
 	logger *slog.Logger
 
-	log      *pubsub.Log
-	relay    *pubsub.Relay
-	chat     *chat.Service
-	server   *server.Server
-	http     *http.Server
-	listener net.Listener
+	log         *pubsub.Log
+	relay       *pubsub.Relay
+	disconnects *pubsub.NoticeListener // disconnectUser's notices, handed to server.DisconnectUser
+	chat        *chat.Service
+	server      *server.Server
+	http        *http.Server
+	listener    net.Listener
 
 	pprof *http.Server // nil unless --pprof
 
@@ -110,7 +111,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 
 	a.relay = log.Relay()
 	handler, err := server.New(server.Options{
-		Schema:          graph.NewSchema(a.chat, log.Epoch()),
+		Schema:          graph.NewSchema(a.chat, log.Epoch(), noticeDisconnector{log}),
 		Authenticator:   authn,
 		Readiness:       a.readiness,
 		MaxBodyBytes:    cfg.MaxBodyBytes,
@@ -150,6 +151,12 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 	}
 	a.server = handler
 	a.listener = listener
+	a.disconnects, err = log.ListenNotices(disconnectTopic, func(data []byte) { handler.DisconnectUser(string(data)) })
+	if err != nil {
+		_ = listener.Close()
+		a.closeBackground()
+		return nil, fmt.Errorf("listen for disconnectUser's notices: %w", err)
+	}
 	a.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -273,6 +280,9 @@ func (a *app) closeBackground() error {
 	a.wg.Wait()
 	if a.relay != nil {
 		a.relay.Close()
+	}
+	if a.disconnects != nil {
+		_ = a.disconnects.Close()
 	}
 	if err := a.log.Close(); err != nil {
 		return fmt.Errorf("close the event log: %w", err)

@@ -42,13 +42,14 @@ type config struct {
 
 	PprofAddr string
 
-	JWTSecret    string
-	JWKSURL      string
-	JWKSFile     string
-	JWTIssuer    string
-	JWTAudience  string
-	JWTNameClaim string
-	JWTCookie    string
+	JWTSecret     string
+	JWKSURL       string
+	JWKSFile      string
+	JWTIssuer     string
+	JWTAudience   string
+	JWTNameClaim  string
+	JWTAdminClaim string
+	JWTCookie     string
 
 	AllowedOrigins []string // nil: the mode's default (see allowedOriginsFor)
 
@@ -99,6 +100,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "jwt: required iss claim (unchecked when empty)")
 	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "jwt: required aud claim (unchecked when empty)")
 	fs.StringVar(&c.JWTNameClaim, "jwt-name-claim", "name", "jwt: claim holding the display name (falls back to sub)")
+	fs.StringVar(&c.JWTAdminClaim, "jwt-admin-claim", "", "jwt: claim that, when true, makes a token an administrator's (disconnectUser); off when empty")
 	fs.StringVar(&c.JWTCookie, "jwt-cookie", "", "jwt: also accept the token from this cookie (browsers' WebSocket upgrades); off when empty")
 	fs.StringVar(&origins, "allowed-origins", "", "web origins allowed to use Herald from a browser, comma-separated: *, https://app.example.com, https://*.example.com (default: any in dev mode, same-origin only with jwt)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted HTTP request body, in bytes")
@@ -219,7 +221,7 @@ func (c config) validate() error {
 	}
 	switch c.Auth {
 	case "dev":
-		for _, f := range []struct{ flag, v string }{{"jwt-secret", c.JWTSecret}, {"jwks-url", c.JWKSURL}, {"jwks-file", c.JWKSFile}} {
+		for _, f := range []struct{ flag, v string }{{"jwt-secret", c.JWTSecret}, {"jwks-url", c.JWKSURL}, {"jwks-file", c.JWKSFile}, {"jwt-admin-claim", c.JWTAdminClaim}} {
 			if f.v != "" {
 				bad(f.flag, "applies to --auth=jwt only, but --auth is dev")
 			}

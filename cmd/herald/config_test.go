@@ -104,6 +104,7 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{args: []string{"--room-history", "ten"}, want: "invalid value"},
 		{args: []string{"--auth", "jwt"}, want: "jwt needs a key"},
 		{args: []string{"--jwt-secret", "x"}, want: "--jwt-secret (HERALD_JWT_SECRET): applies to --auth=jwt only"},
+		{args: []string{"--jwt-admin-claim", "admin"}, want: "--jwt-admin-claim (HERALD_JWT_ADMIN_CLAIM): applies to --auth=jwt only"},
 		{args: []string{"--mutation-rate", "-1"}, want: "--mutation-rate (HERALD_MUTATION_RATE): must not be negative"},
 		{args: []string{"--max-text-length", "5000"}, want: "must be between 1 and 4000"},
 	}

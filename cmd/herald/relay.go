@@ -35,3 +35,16 @@ func (n natsRelay) Send(ctx context.Context, token string, msg server.RelayMessa
 	}
 	return server.RelayMessage{Header: h, Body: body}, err
 }
+
+// disconnectTopic is the notice topic of disconnectUser: its data is the
+// user id, and every replica ends that user's sessions.
+const disconnectTopic = "disconnect-user"
+
+// noticeDisconnector carries out disconnectUser on every replica: a notice
+// over NATS, which each replica's listener (this one's too) hands to its
+// server.Server.DisconnectUser.
+type noticeDisconnector struct{ log *pubsub.Log }
+
+func (d noticeDisconnector) DisconnectUser(ctx context.Context, userID string) error {
+	return d.log.PublishNotice(ctx, disconnectTopic, []byte(userID))
+}

@@ -22,6 +22,7 @@ func newAuthenticator(ctx context.Context, cfg config) (auth.Authenticator, erro
 		Issuer:     cfg.JWTIssuer,
 		Audience:   cfg.JWTAudience,
 		NameClaim:  cfg.JWTNameClaim,
+		AdminClaim: cfg.JWTAdminClaim,
 		CookieName: cfg.JWTCookie,
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/heraldhq/herald/chat"
 )
@@ -54,6 +55,13 @@ type RoomConnection struct {
 type RoomEdge struct {
 	Cursor string     `json:"cursor"`
 	Node   *chat.Room `json:"node"`
+}
+
+// A WebSocket's credentials, as refreshSession left them.
+type Session struct {
+	User *chat.Actor `json:"user"`
+	// When the credentials expire and the socket is closed; null: never.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
 // Live events, over WebSocket (graphql-transport-ws or the legacy graphql-ws

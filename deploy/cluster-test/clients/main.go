@@ -1,6 +1,6 @@
 // Command clients is the load and the judge of Herald's cluster failure test
-// (deploy/cluster-test/run.sh): it talks to Herald only through nginx, while
-// the driver kills and restarts replicas and NATS nodes underneath.
+// (the driver is deploy/cluster-test): it talks to Herald only through nginx,
+// while the driver kills and restarts replicas and NATS nodes underneath.
 //
 //	clients [flags]            run the test (see -h); exit 0 only if it passed
 //	clients ports N            print N free TCP ports on 127.0.0.1

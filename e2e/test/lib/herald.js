@@ -10,7 +10,7 @@ import WebSocket from 'ws';
 function replica(name) {
   const url = process.env[name];
   if (!url) {
-    throw new Error(`${name} is not set: run these tests with e2e/run.sh, which starts two replicas ` +
+    throw new Error(`${name} is not set: run these tests with the e2e driver (make e2e, or go run ./e2e), which starts two replicas ` +
       'and sets HERALD_A and HERALD_B to their base URLs (e.g. http://127.0.0.1:8080)');
   }
   return url.replace(/\/+$/, '');

@@ -1,16 +1,17 @@
 // A third replica a test starts, stops and restarts itself: the binary
-// e2e/run.sh built, joined to replica A's NATS, on a loopback port of its
-// own that it keeps across restarts. run.sh stops any such replica the
-// test could not (its PID is recorded in HERALD_E2E_PIDS while it runs).
+// the e2e driver (e2e/main.go) built, joined to replica A's NATS, on a
+// loopback port of its own that it keeps across restarts. It stays in
+// node's process group, so the driver stops any such replica the test
+// could not.
 import { spawn } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 function env(name) {
   const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run these tests with e2e/run.sh, which starts the replicas and sets it`);
+  if (!v) throw new Error(`${name} is not set: run these tests with the e2e driver (make e2e), which starts the replicas and sets it`);
   return v;
 }
 
@@ -50,21 +51,18 @@ export class Replica {
   async start() {
     if (this.child) throw new Error(`replica ${this.name} is already running`);
     mkdirSync(this.dataDir, { recursive: true });
-    // Only the flags configure it, as in run.sh.
+    // Only the flags configure it, as in the driver.
     const childEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HERALD_')));
     const child = spawn(env('HERALD_E2E_BIN'), [
       '--auth', 'dev', '--log-level', 'debug', '--drain-timeout', '1s',
       '--addr', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, '--nats-url', env('HERALD_E2E_NATS_URL'),
     ], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
-    const pidFile = join(env('HERALD_E2E_PIDS'), String(child.pid));
-    writeFileSync(pidFile, this.name);
     const keep = (chunk) => { this.output = (this.output + chunk).slice(-LOG_KEEP); };
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
-        rmSync(pidFile, { force: true });
         if (this.child === child) this.child = null;
         resolve(signal ? `signal ${signal}` : `exit ${code}`);
       });

@@ -1,0 +1,90 @@
+// HeraldLink: Apollo Client 4's terminating link for Herald. Subscriptions
+// go over a HeraldClient (a WebSocket that resumes from the last cursor);
+// queries and mutations go over HTTP, through the HttpLink given or one made
+// from its options, with the client's credentials as headers.
+import { ApolloLink, HttpLink } from '@apollo/client';
+import { CombinedGraphQLErrors } from '@apollo/client/errors';
+import type { GraphQLFormattedError } from 'graphql';
+import { Observable, from, mergeMap } from 'rxjs';
+import type { HeraldClient, Token } from './client.js';
+
+export interface HeraldLinkOptions {
+  /** The Herald client subscriptions go over. */
+  client: HeraldClient;
+  /** Queries and mutations go here: an HttpLink (or any terminating link), or HttpLink options. */
+  http: ApolloLink | HttpLink.Options;
+  /**
+   * Add the client's credentials (`Authorization`, or `X-Herald-User` in dev
+   * mode) to every HTTP operation's headers, unless the operation's context
+   * already sets that header. Default true.
+   */
+  httpCredentials?: boolean;
+}
+
+/**
+ * What an operation's context may tell HeraldLink:
+ * `client.subscribe({ query, variables, context: { herald: { after: cursor } } })`
+ * starts the subscription after that cursor (as passing it as the `after`
+ * variable does).
+ */
+export interface HeraldContext {
+  herald?: { after?: Token };
+}
+
+function isLikeCloseEvent(val: unknown): val is { code: number; reason: string } {
+  return typeof val === 'object' && val !== null && 'code' in val && 'reason' in val;
+}
+
+/** What graphql-ws reported, as the Error Apollo Client 4 expects (as GraphQLWsLink converts it). */
+function toApolloError(err: unknown): Error {
+  if (err instanceof Error) return err;
+  if (isLikeCloseEvent(err)) return new Error(`Socket closed with event ${err.code} ${err.reason}`);
+  if (Array.isArray(err) || (typeof err === 'object' && err !== null && 'message' in err)) {
+    return new CombinedGraphQLErrors({ errors: (Array.isArray(err) ? err : [err]) as GraphQLFormattedError[] });
+  }
+  return new Error(`Socket closed (${String((err as { type?: string })?.type ?? err)})`);
+}
+
+export class HeraldLink extends ApolloLink {
+  readonly client: HeraldClient;
+  readonly http: ApolloLink;
+  private readonly httpCredentials: boolean;
+
+  constructor(options: HeraldLinkOptions) {
+    super();
+    this.client = options.client;
+    this.http = options.http instanceof ApolloLink ? options.http : new HttpLink(options.http);
+    this.httpCredentials = options.httpCredentials ?? true;
+  }
+
+  override request(operation: ApolloLink.Operation, forward: ApolloLink.ForwardFunction): Observable<ApolloLink.Result> {
+    if (operation.operationType === 'subscription') return this.subscription(operation);
+    if (!this.httpCredentials) return this.http.request(operation, forward);
+    return from(this.client.httpHeaders()).pipe(mergeMap((headers) => {
+      operation.setContext((ctx: Readonly<ApolloLink.OperationContext>) => {
+        const own = (ctx as { headers?: Record<string, string> }).headers ?? {};
+        const lower = new Set(Object.keys(own).map((k) => k.toLowerCase()));
+        const added = Object.fromEntries(Object.entries(headers).filter(([k]) => !lower.has(k.toLowerCase())));
+        return { headers: { ...added, ...own } };
+      });
+      return this.http.request(operation, forward);
+    }));
+  }
+
+  private subscription(operation: ApolloLink.Operation): Observable<ApolloLink.Result> {
+    return new Observable<ApolloLink.Result>((observer) => {
+      const { query, variables, operationName, extensions } = operation;
+      const after = (operation.getContext() as HeraldContext).herald?.after;
+      const unsubscribe = this.client.subscribe(
+        { query, variables, operationName, extensions },
+        {
+          next: (result) => observer.next(result as ApolloLink.Result),
+          error: (err) => observer.error(toApolloError(err)),
+          complete: () => observer.complete(),
+        },
+        after != null ? { after } : {},
+      );
+      return () => unsubscribe();
+    });
+  }
+}

@@ -1,0 +1,293 @@
+// createHeraldClient: graphql-ws with Herald's resume and credentials built in.
+//
+// Resume. Herald puts each subscription event's log position in
+// extensions.cursor; a subscription given a cursor as its `after` argument
+// replays what followed it, then goes on live, with no gap and no duplicate.
+// graphql-ws (6.x) reconnects by itself and then sends `subscribe` again for
+// every active subscription, serializing the very payload object it was
+// given (dist/client.js keeps `payload` in subscribe()'s closure). So each
+// subscription here owns its payload and writes every cursor it receives
+// into the variable its `after` argument takes (see document.ts) before the
+// result reaches the application: whatever connection comes next resumes
+// from the last result delivered.
+//
+// Credentials. graphql-ws calls connectionParams on every connect, so the
+// token is asked for (getToken) on every connect: a socket Herald closes
+// because its token expired (4403, within a second of `exp`) reconnects
+// with the new one, and its subscriptions resume from their cursors.
+import { createClient, type Client, type ClientOptions, type EventListener, type Event, type Sink } from 'graphql-ws';
+import type { DocumentNode, FormattedExecutionResult, GraphQLFormattedError } from 'graphql';
+import { prepareOperation } from './document.js';
+
+/** A token, or nothing for an anonymous connection. */
+export type Token = string | null | undefined;
+
+export interface HeraldClientOptions {
+  /**
+   * Herald's GraphQL endpoint: `ws://host/graphql` or `wss://…` (`http:` and
+   * `https:` are turned into `ws:` and `wss:`).
+   */
+  url: string;
+  /** A fixed token (`--auth jwt`), sent as `Authorization: Bearer <token>` in `connection_init`. */
+  token?: Token;
+  /**
+   * Called on every connect (and by HeraldLink for every HTTP request); its
+   * token is sent instead of `token`. Return a fresh token: Herald closes a
+   * socket whose token expires, and the client reconnects with what this returns.
+   */
+  getToken?: () => Token | Promise<Token>;
+  /** `--auth dev` only: the user to act as (`user` in `connection_init`, `X-Herald-User` over HTTP). */
+  user?: string;
+  /** More `connection_init` payload; the credentials above are added to it. */
+  connectionParams?: Record<string, unknown> | (() => Record<string, unknown> | Promise<Record<string, unknown>>);
+  /** A WebSocket class where there is no global one (Node.js before 22: the `ws` package). */
+  webSocketImpl?: unknown;
+  /** Reconnect attempts in a row before giving up; default Infinity. */
+  retryAttempts?: number;
+  /**
+   * Waits before reconnect attempt `retries` (0, 1, …); default a random
+   * 0.5–1.5 × min(300 ms × 2^retries, 10 s).
+   */
+  retryWait?: (retries: number) => Promise<void>;
+  /**
+   * Called when a subscription's cursor can no longer be resumed from
+   * (CURSOR_EXPIRED: older than the room's retained history, or from an
+   * earlier incarnation of the log). Refetch what you show there; return a
+   * cursor to subscribe after it (e.g. the `pageInfo.endCursor` you just
+   * fetched), or nothing to subscribe from now. Without it the subscription
+   * fails with the errors. A subscribe option of the same name wins.
+   */
+  onCursorExpired?: CursorExpiredHandler;
+  /** graphql-ws listeners (connecting, connected, closed, …). */
+  on?: Partial<{ [E in Event]: EventListener<E> }>;
+  /** Any other graphql-ws option; those above win. */
+  graphqlWs?: Partial<ClientOptions>;
+}
+
+export type CursorExpiredHandler = (errors: readonly GraphQLFormattedError[]) => Token | Promise<Token>;
+
+/** A GraphQL operation as graphql-ws sends it; query may be a parsed document. */
+export interface HeraldRequest {
+  query: string | DocumentNode;
+  variables?: Record<string, unknown> | null;
+  operationName?: string | null;
+  extensions?: Record<string, unknown> | null;
+}
+
+export interface SubscribeOptions {
+  /**
+   * Start after this cursor: replay what followed it, then go on live. For a
+   * hand-over from a page rendered from a query, pass a cursor the query
+   * returned (e.g. `messages { pageInfo { endCursor } }` for messagePosted).
+   * null or undefined: start from now (or from the `after` variable given).
+   */
+  after?: Token;
+  /** false: send the operation as it is, never adding or updating `after`. */
+  resume?: boolean;
+  onCursorExpired?: CursorExpiredHandler;
+}
+
+/** Ends the subscription; `cursor` is the last cursor it received (or started after). */
+export interface Unsubscribe {
+  (): void;
+  readonly cursor: string | null;
+}
+
+export type Result<Data = Record<string, unknown>> = FormattedExecutionResult<Data, Record<string, unknown>>;
+
+export interface HeraldClient {
+  /**
+   * Runs an operation over the socket. A subscription resumes from its last
+   * cursor after every reconnect; queries and mutations are sent as they are.
+   */
+  subscribe<Data = Record<string, unknown>>(request: HeraldRequest, sink: Sink<Result<Data>>, options?: SubscribeOptions): Unsubscribe;
+  /** subscribe(request, sink, { ...options, after: cursor }). */
+  subscribeAfter<Data = Record<string, unknown>>(cursor: Token, request: HeraldRequest, sink: Sink<Result<Data>>,
+    options?: Omit<SubscribeOptions, 'after'>): Unsubscribe;
+  /**
+   * The headers that carry this client's credentials over HTTP
+   * (`Authorization`, or `X-Herald-User` with `user`); calls getToken.
+   */
+  httpHeaders(): Promise<Record<string, string>>;
+  /** Listens to graphql-ws events (connecting, connected, closed, …). */
+  on: Client['on'];
+  /** Closes the socket; active subscriptions complete. */
+  dispose(): Promise<void>;
+  /** Closes the socket at once, as if it had dropped (graphql-ws terminate). */
+  terminate(): void;
+  /** The graphql-ws client underneath. */
+  readonly graphqlWs: Client;
+}
+
+const isCursorExpired = (errors: unknown): errors is readonly GraphQLFormattedError[] =>
+  Array.isArray(errors) && errors.some((e) => (e as GraphQLFormattedError)?.extensions?.code === 'CURSOR_EXPIRED');
+
+/** The default retryWait: jittered exponential back-off, 150 ms to 15 s. */
+export async function backoff(retries: number): Promise<void> {
+  const ms = Math.min(300 * 2 ** retries, 10_000) * (0.5 + Math.random());
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Stands in where there is no WebSocket (a server rendering a page on
+ * Node.js 20, which has no global one): queries and mutations still go
+ * over HTTP through HeraldLink, and a subscription fails at once with close
+ * code 4005, which graphql-ws does not retry, instead of the client failing
+ * to be created.
+ */
+class MissingWebSocket {
+  static readonly CONNECTING = 0;
+  static readonly OPEN = 1;
+  static readonly CLOSING = 2;
+  static readonly CLOSED = 3;
+  readonly readyState = 3;
+  readonly protocol = '';
+  onopen: unknown = null;
+  onmessage: unknown = null;
+  onerror: unknown = null;
+  onclose: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null = null;
+  constructor() {
+    setTimeout(() => this.onclose?.({
+      code: 4005,
+      reason: 'no WebSocket here: pass webSocketImpl (e.g. the ws package on Node.js 20)',
+      wasClean: false,
+    }), 0);
+  }
+  send(): void {}
+  close(): void {}
+}
+
+function wsURL(url: string): string {
+  return url.replace(/^http(s?):/i, 'ws$1:');
+}
+
+export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
+  const credentials = async (): Promise<{ token: Token; user?: string }> => ({
+    token: options.getToken ? await options.getToken() : options.token,
+    user: options.user,
+  });
+
+  const ws = createClient({
+    ...options.graphqlWs,
+    url: wsURL(options.url),
+    webSocketImpl: options.webSocketImpl ?? options.graphqlWs?.webSocketImpl ??
+      (typeof WebSocket === 'undefined' ? MissingWebSocket : undefined),
+    retryAttempts: options.retryAttempts ?? Infinity,
+    retryWait: options.retryWait ?? backoff,
+    // Retry every kind of loss, a refused reconnect (an error event, not a
+    // close event) included: the replica may be restarting or draining.
+    // graphql-ws still gives up on the fatal close codes (4400, 4401, 4409, …).
+    shouldRetry: options.graphqlWs?.shouldRetry ?? (() => true),
+    on: options.on ?? options.graphqlWs?.on,
+    connectionParams: async () => {
+      const extra = options.connectionParams;
+      const params = { ...(typeof extra === 'function' ? await extra() : extra) };
+      const { token, user } = await credentials();
+      if (user) params.user = user;
+      if (token) params.Authorization = `Bearer ${token}`;
+      return params;
+    },
+  });
+
+  function subscribe<Data>(request: HeraldRequest, sink: Sink<Result<Data>>, opts: SubscribeOptions = {}): Unsubscribe {
+    const prepared = opts.resume === false
+      ? { query: typeof request.query === 'string' ? request.query : prepareOperation(request.query).query, cursorVariable: null }
+      : prepareOperation(request.query, request.operationName);
+    const name = prepared.cursorVariable;
+    if (opts.after != null && !name) {
+      // Starting from now instead would be a silent gap.
+      throw new TypeError('@heraldhq/client: a cursor was given, but the operation is not a subscription ' +
+        'whose root is one field that takes `after`');
+    }
+    // The payload graphql-ws re-sends on every reconnect: variables of our own.
+    const variables: Record<string, unknown> = { ...request.variables };
+    const payload = {
+      query: prepared.query,
+      variables,
+      ...(request.operationName ? { operationName: request.operationName } : {}),
+      ...(request.extensions ? { extensions: request.extensions } : {}),
+    };
+    let cursor: string | null = null;
+    const setCursor = (c: Token) => {
+      cursor = typeof c === 'string' ? c : null;
+      if (!name) return;
+      if (cursor === null) delete variables[name];
+      else variables[name] = cursor;
+    };
+    if (name) {
+      if (opts.after != null) setCursor(opts.after);
+      else if (typeof variables[name] === 'string') setCursor(variables[name] as string);
+      else if (!(name in variables) && prepared.literalCursor != null) setCursor(prepared.literalCursor);
+    }
+    const onExpired = opts.onCursorExpired ?? options.onCursorExpired;
+    let stopped = false;
+    let stop = () => {};
+
+    const start = () => {
+      let recovering = false;
+      stop = ws.subscribe<Data, Record<string, unknown>>(payload, {
+        next(result) {
+          if (name && onExpired && isCursorExpired(result.errors)) {
+            recovering = true;
+            recover(result.errors);
+            return;
+          }
+          const c = result.extensions?.cursor;
+          if (typeof c === 'string') setCursor(c); // before the application sees it
+          sink.next(result);
+        },
+        error(err) {
+          if (name && onExpired && isCursorExpired(err)) {
+            recovering = true;
+            recover(err);
+            return;
+          }
+          sink.error(err);
+        },
+        complete() {
+          if (!recovering) sink.complete();
+        },
+      });
+    };
+
+    const recover = async (errors: readonly GraphQLFormattedError[]) => {
+      stop();
+      setCursor(null);
+      let next: Token;
+      try {
+        next = await onExpired!(errors);
+      } catch (err) {
+        if (!stopped) sink.error(err);
+        return;
+      }
+      if (stopped) return;
+      setCursor(next);
+      start();
+    };
+
+    start();
+    const unsubscribe = () => {
+      stopped = true;
+      stop();
+    };
+    return Object.defineProperty(unsubscribe, 'cursor', { get: () => cursor, enumerable: true }) as Unsubscribe;
+  }
+
+  return {
+    subscribe,
+    subscribeAfter: (cursor, request, sink, opts) => subscribe(request, sink, { ...opts, after: cursor }),
+    async httpHeaders() {
+      const { token, user } = await credentials();
+      const headers: Record<string, string> = {};
+      if (user) headers['X-Herald-User'] = user;
+      if (token) headers.Authorization = `Bearer ${token}`;
+      return headers;
+    },
+    on: ws.on,
+    dispose: async () => {
+      await ws.dispose();
+    },
+    terminate: () => ws.terminate(),
+    graphqlWs: ws,
+  };
+}

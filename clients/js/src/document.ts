@@ -1,0 +1,81 @@
+// Where a subscription takes its resume cursor.
+//
+// Herald resumes a subscription from a cursor passed as its root field's
+// `after` argument (server.Options.ResumeArgument; every subscription of an
+// engine domain takes `after: String`). A client can only change that value
+// between reconnects if it is a variable, because graphql-ws sends the same
+// payload, query text included, on every reconnect. So this module finds the
+// variable the `after` argument takes, and when the document passes none it
+// adds one: `subscription ($r: ID!) { messagePosted(roomId: $r) { id } }`
+// becomes `subscription ($r: ID!, $after: String) { messagePosted(roomId: $r,
+// after: $after) { id } }`.
+import {
+  Kind,
+  parse,
+  print,
+  type ArgumentNode,
+  type DocumentNode,
+  type FieldNode,
+  type OperationDefinitionNode,
+  type VariableDefinitionNode,
+} from 'graphql';
+
+/** The name of the argument that carries a resume cursor on every Herald subscription. */
+export const RESUME_ARGUMENT = 'after';
+
+/** A request ready for graphql-ws, and the variable that carries its cursor. */
+export interface PreparedOperation {
+  /** The query text to send (the original text when nothing was added). */
+  query: string;
+  /** The variable the root field's `after` takes, or null when the operation cannot resume. */
+  cursorVariable: string | null;
+  /** The cursor the document itself passed as a literal (now moved into the variable). */
+  literalCursor?: string | null;
+}
+
+/**
+ * Prepares an operation for resuming. Queries, mutations, and subscriptions
+ * whose root is not one field (a fragment at the root) come back unchanged,
+ * with no cursor variable.
+ */
+export function prepareOperation(query: string | DocumentNode, operationName?: string | null): PreparedOperation {
+  const doc = typeof query === 'string' ? parse(query) : query;
+  const text = () => (typeof query === 'string' ? query : print(query));
+  const ops = doc.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
+  const op = operationName ? ops.find((o) => o.name?.value === operationName) : ops.length === 1 ? ops[0] : undefined;
+  if (!op || op.operation !== 'subscription') return { query: text(), cursorVariable: null };
+  const roots = op.selectionSet.selections;
+  if (roots.length !== 1 || roots[0].kind !== Kind.FIELD) return { query: text(), cursorVariable: null };
+  const field = roots[0];
+  const arg = field.arguments?.find((a) => a.name.value === RESUME_ARGUMENT);
+  if (arg?.value.kind === Kind.VARIABLE) return { query: text(), cursorVariable: arg.value.name.value };
+
+  let literalCursor: string | null | undefined;
+  if (arg) {
+    if (arg.value.kind === Kind.STRING) literalCursor = arg.value.value;
+    else if (arg.value.kind === Kind.NULL) literalCursor = null;
+    else return { query: text(), cursorVariable: null }; // not a cursor; let the server say so
+  }
+  const taken = new Set((op.variableDefinitions ?? []).map((v) => v.variable.name.value));
+  let name = RESUME_ARGUMENT;
+  for (let i = 2; taken.has(name); i++) name = `heraldAfter${i === 2 ? '' : i}`;
+
+  const variable = { kind: Kind.VARIABLE, name: { kind: Kind.NAME, value: name } } as const;
+  const definition: VariableDefinitionNode = {
+    kind: Kind.VARIABLE_DEFINITION,
+    variable,
+    type: { kind: Kind.NAMED_TYPE, name: { kind: Kind.NAME, value: 'String' } },
+  };
+  const argument: ArgumentNode = { kind: Kind.ARGUMENT, name: { kind: Kind.NAME, value: RESUME_ARGUMENT }, value: variable };
+  const newField: FieldNode = {
+    ...field,
+    arguments: [...(field.arguments ?? []).filter((a) => a !== arg), argument],
+  };
+  const newOp: OperationDefinitionNode = {
+    ...op,
+    variableDefinitions: [...(op.variableDefinitions ?? []), definition],
+    selectionSet: { ...op.selectionSet, selections: [newField] },
+  };
+  const newDoc: DocumentNode = { ...doc, definitions: doc.definitions.map((d) => (d === op ? newOp : d)) };
+  return { query: print(newDoc), cursorVariable: name, literalCursor };
+}

@@ -1,0 +1,62 @@
+// The resume variable: found where the document passes one, added where it
+// does not, and nothing touched in operations that cannot resume.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parse, print } from 'graphql';
+import { createHeraldClient, prepareOperation } from '@heraldhq/client';
+
+const norm = (q) => print(parse(q));
+
+test('a subscription that passes after in a variable is sent as it is', () => {
+  const q = 'subscription S($r: ID!, $from: String) { messagePosted(roomId: $r, after: $from) { id } }';
+  assert.deepEqual(prepareOperation(q), { query: q, cursorVariable: 'from' });
+});
+
+test('a subscription without after gets $after: String and after: $after', () => {
+  const p = prepareOperation('subscription ($r: ID!) { messagePosted(roomId: $r) { id text } }');
+  assert.equal(p.cursorVariable, 'after');
+  assert.equal(p.query, norm('subscription ($r: ID!, $after: String) { messagePosted(roomId: $r, after: $after) { id text } }'));
+  const none = prepareOperation('subscription { roomCreated { id } }');
+  assert.equal(none.query, norm('subscription ($after: String) { roomCreated(after: $after) { id } }'));
+});
+
+test('a variable named after that is used elsewhere is left alone', () => {
+  const p = prepareOperation('subscription ($after: ID!) { messagePosted(roomId: $after) { id } }');
+  assert.equal(p.cursorVariable, 'heraldAfter');
+  assert.equal(p.query, norm('subscription ($after: ID!, $heraldAfter: String) { messagePosted(roomId: $after, after: $heraldAfter) { id } }'));
+});
+
+test('a literal cursor moves into the variable, with its value', () => {
+  const p = prepareOperation('subscription { messagePosted(roomId: "r1", after: "abc") { id } }');
+  assert.equal(p.cursorVariable, 'after');
+  assert.equal(p.literalCursor, 'abc');
+  assert.equal(p.query, norm('subscription ($after: String) { messagePosted(roomId: "r1", after: $after) { id } }'));
+});
+
+test('queries, mutations and subscriptions rooted in a fragment cannot resume and are not changed', () => {
+  for (const q of [
+    '{ viewer { name } }',
+    'mutation { createRoom(name: "x") { id } }',
+    'subscription { ...F } fragment F on Subscription { roomCreated { id } }',
+  ]) {
+    assert.deepEqual(prepareOperation(q), { query: q, cursorVariable: null }, q);
+  }
+});
+
+test('the operation named operationName is the one prepared; parsed documents are printed', () => {
+  const doc = parse('query Q { viewer { name } } subscription S { roomCreated { id } }');
+  const p = prepareOperation(doc, 'S');
+  assert.equal(p.cursorVariable, 'after');
+  assert.equal(p.query, norm('query Q { viewer { name } } subscription S($after: String) { roomCreated(after: $after) { id } }'));
+  assert.equal(prepareOperation(doc, 'Q').cursorVariable, null);
+  assert.equal(prepareOperation(doc).cursorVariable, null, 'two operations and no name: nothing to pick');
+});
+
+test('subscribeAfter refuses an operation it cannot pass the cursor to, rather than start from now', () => {
+  // Nothing connects: the client is lazy and the call fails before subscribing.
+  const client = createHeraldClient({ url: 'ws://127.0.0.1:9/graphql' });
+  const sink = { next() {}, error() {}, complete() {} };
+  for (const query of ['subscription { ...F } fragment F on Subscription { roomCreated { id } }', '{ viewer { name } }']) {
+    assert.throws(() => client.subscribeAfter('abc', { query }, sink), /cursor was given/, query);
+  }
+});

@@ -1,0 +1,332 @@
+// Test helpers: a real Herald process, GraphQL over HTTP, HS256 tokens, a
+// WebSocket class the tests can cut off and hold offline, and an inbox to
+// wait on. Every wait has a deadline; every process started is stopped by
+// its child handle (and recorded in $HERALD_JS_PIDS for run-tests.sh).
+import { spawn, spawnSync } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import WebSocket from 'ws';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, '../../../..');
+
+if (!existsSync(join(here, '../../dist/index.js'))) {
+  throw new Error('clients/js/dist is missing: run `npm run build` first (run-tests.sh does)');
+}
+
+const children = new Set();
+// Should the test process end with a Herald still running (a failed
+// assertion before a stop), kill it rather than leave it behind.
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+let builtBin = null;
+/** The herald binary: $HERALD_BIN (run-tests.sh builds it), or one built now into a temporary directory. */
+function heraldBin() {
+  if (process.env.HERALD_BIN) return process.env.HERALD_BIN;
+  if (builtBin) return builtBin;
+  const dir = mkdtempSync(join(tmpdir(), 'herald-js-bin-'));
+  const bin = join(dir, 'herald');
+  const go = process.env.GO || 'go';
+  const r = spawnSync(go, ['build', '-o', bin, './cmd/herald'], { cwd: repoRoot, stdio: 'inherit', timeout: 300_000 });
+  if (r.status !== 0) throw new Error(`${go} build ./cmd/herald failed (${r.error?.message ?? `exit ${r.status}`})`);
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  builtBin = bin;
+  return bin;
+}
+
+/** A free TCP port on 127.0.0.1 (bound, then released). */
+export async function freePort() {
+  const server = net.createServer();
+  await new Promise((ok, fail) => {
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', ok);
+  });
+  const { port } = server.address();
+  await new Promise((ok) => server.close(ok));
+  return port;
+}
+
+const LOG_KEEP = 20_000;
+
+/**
+ * One Herald process with embedded NATS, on a loopback port and data
+ * directory it keeps across restarts. flags: extra command-line flags.
+ */
+export class Herald {
+  static async start(flags = []) {
+    const h = new Herald(flags, await freePort());
+    await h.start();
+    return h;
+  }
+
+  constructor(flags, port) {
+    this.flags = flags;
+    this.port = port;
+    this.base = `http://127.0.0.1:${port}`;
+    this.url = `${this.base}/graphql`;
+    this.wsURL = `ws://127.0.0.1:${port}/graphql`;
+    // Under run-tests.sh's own directory when it runs the tests, so that
+    // even a run it had to stop leaves nothing behind.
+    this.dataDir = mkdtempSync(join(process.env.HERALD_JS_TMP || tmpdir(), 'herald-js-data-'));
+    this.child = null;
+    this.exited = null;
+    this.output = '';
+  }
+
+  /** Starts the process and waits (at most 20 s) until /readyz answers 200. */
+  async start() {
+    if (this.child) throw new Error('herald is already running');
+    // Only the flags configure it: no HERALD_* variable of the caller's.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HERALD_')));
+    const child = spawn(heraldBin(), [
+      '--addr', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir,
+      '--drain-timeout', '0s', '--mutation-rate', '0', '--log-level', 'warn', ...this.flags,
+    ], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // A binary that cannot be started emits 'error' and never 'exit'.
+    await new Promise((ok, fail) => {
+      child.once('spawn', ok);
+      child.once('error', (err) => fail(new Error(`cannot start ${heraldBin()}: ${err.message}`)));
+    });
+    this.child = child;
+    children.add(child);
+    const pidFile = process.env.HERALD_JS_PIDS ? join(process.env.HERALD_JS_PIDS, String(child.pid)) : null;
+    if (pidFile) writeFileSync(pidFile, 'herald');
+    const keep = (chunk) => { this.output = (this.output + chunk).slice(-LOG_KEEP); };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    this.exited = new Promise((ok) => {
+      child.once('exit', (code, signal) => {
+        children.delete(child);
+        if (pidFile) rmSync(pidFile, { force: true });
+        if (this.child === child) this.child = null;
+        ok(signal ? `signal ${signal}` : `exit ${code}`);
+      });
+    });
+    const deadline = Date.now() + 20_000;
+    let last = 'no answer';
+    while (Date.now() < deadline) {
+      if (!this.child) throw new Error(`herald exited before it was ready (${await this.exited})${this.logTail()}`);
+      try {
+        const res = await fetch(`${this.base}/readyz`, { signal: AbortSignal.timeout(2000) });
+        if (res.status === 200) return;
+        last = `HTTP ${res.status}`;
+      } catch (err) {
+        last = err.message;
+      }
+      await sleep(50); // polling /readyz, bounded by the deadline
+    }
+    throw new Error(`herald was not ready within 20 s; /readyz: ${last}${this.logTail()}`);
+  }
+
+  /** SIGTERM (a drain), then SIGKILL if it is still running after 10 s; resolves once it has exited (or 5 s after SIGKILL). */
+  async stop() {
+    const child = this.child;
+    if (!child) return 'not running';
+    child.kill('SIGTERM');
+    const how = await within(this.exited, 10_000);
+    if (how !== 'late') return how;
+    child.kill('SIGKILL');
+    return `killed after 10 s (${await within(this.exited, 5000)})`;
+  }
+
+  /** Stops the process and removes its data directory. */
+  async close() {
+    await this.stop();
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  logTail() {
+    return `\n----- herald log (last ${LOG_KEEP} characters) -----\n${this.output}\n----- end -----`;
+  }
+}
+
+/** p's value, or 'late' if it has not settled within ms. */
+async function within(p, ms) {
+  let timer;
+  const late = new Promise((ok) => { timer = setTimeout(ok, ms, 'late'); });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * POSTs a GraphQL operation and returns data; throws on errors. auth:
+ * { user } (dev mode) or { token } (jwt mode).
+ */
+export async function gql(url, query, variables = {}, { user, token } = {}) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (user) headers['X-Herald-User'] = user;
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(url, {
+    method: 'POST', headers, body: JSON.stringify({ query, variables }), signal: AbortSignal.timeout(10_000),
+  });
+  const body = await res.json();
+  if (res.status !== 200 || body.errors?.length) {
+    throw new Error(`POST ${url}: HTTP ${res.status}: ${JSON.stringify(body)}\nquery: ${query}`);
+  }
+  return body.data;
+}
+
+export async function createRoom(url, auth) {
+  const name = `room-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+  const data = await gql(url, 'mutation($n: String!) { createRoom(name: $n) { id } }', { n: name }, auth);
+  return data.createRoom.id;
+}
+
+/** Posts a message; returns {id, text, cursor}. */
+export async function post(url, roomId, text, auth) {
+  const data = await gql(url,
+    'mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id text cursor } }',
+    { r: roomId, t: text }, auth);
+  return data.postMessage;
+}
+
+/** An HS256 JSON Web Token for `--auth jwt --jwt-secret secret`. */
+export function signJWT(secret, claims) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
+}
+
+/**
+ * A WebSocket class (ws) for the client under test that records the frames
+ * the client sends, can cut off every open socket at once (drop), and can
+ * hold the client offline: while offline, new sockets go to a loopback
+ * server that closes every connection, so reconnects fail until online.
+ */
+export async function controllableSockets() {
+  const refuser = net.createServer((s) => s.destroy());
+  await new Promise((ok) => refuser.listen(0, '127.0.0.1', ok));
+  const refuseURL = `ws://127.0.0.1:${refuser.address().port}/graphql`;
+  const state = { offline: false, open: new Set(), sent: [], attempts: 0 };
+  class ControlledWebSocket extends WebSocket {
+    constructor(url, ...rest) {
+      super(state.offline ? refuseURL : url, ...rest);
+      state.attempts++;
+      this.on('error', () => {}); // reported through onerror to graphql-ws
+      state.open.add(this);
+      this.on('close', () => state.open.delete(this));
+    }
+
+    send(data, ...rest) {
+      try {
+        state.sent.push(JSON.parse(String(data)));
+      } catch {
+        state.sent.push(String(data));
+      }
+      return super.send(data, ...rest);
+    }
+  }
+  return {
+    WebSocket: ControlledWebSocket,
+    /** Every frame the client sent, parsed. */
+    sent: state.sent,
+    /** The `subscribe` frames sent, in order. */
+    subscribes: () => state.sent.filter((m) => m?.type === 'subscribe'),
+    setOffline(v) { state.offline = v; },
+    /** Cuts off every open socket, as a dropped connection does (no close frame). */
+    drop() { for (const s of state.open) s.terminate(); },
+    async close() {
+      for (const s of state.open) s.terminate();
+      await new Promise((ok) => refuser.close(ok));
+    },
+  };
+}
+
+/** A quick retryWait for tests: 20–60 ms. */
+export const quickRetry = () => sleep(20 + Math.random() * 40);
+
+/**
+ * Collects what a subscription delivers and lets a test wait for a
+ * condition with a deadline. An error or completion ends it.
+ */
+export class Inbox {
+  constructor(label) {
+    this.label = label;
+    this.results = [];
+    this.ended = null;
+    this.waiters = new Set();
+  }
+
+  get sink() {
+    return {
+      next: (r) => { this.results.push(r); this.wake(); },
+      error: (e) => { this.ended = `error: ${describe(e)}`; this.error = e; this.wake(); },
+      complete: () => { this.ended ??= 'complete'; this.wake(); },
+    };
+  }
+
+  /** The texts of the messages received (messagePosted results). */
+  texts() {
+    return this.results.map((r) => r.data?.messagePosted?.text ?? JSON.stringify(r));
+  }
+
+  wake() {
+    for (const w of this.waiters) w();
+  }
+
+  async waitFor(pred, ms, what, { allowEnd = false } = {}) {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      if (pred(this)) return;
+      if (this.ended && !allowEnd) {
+        throw new Error(`${this.label}: ended (${this.ended}) while waiting for ${what}; received ${JSON.stringify(this.texts())}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`${this.label}: timed out after ${ms} ms waiting for ${what}; received ${JSON.stringify(this.texts())}`);
+      await new Promise((ok) => {
+        const done = () => { clearTimeout(timer); this.waiters.delete(done); ok(); };
+        const timer = setTimeout(done, left);
+        this.waiters.add(done);
+      });
+    }
+  }
+
+  /** Waits until a message with this text has arrived. */
+  waitForText(text, ms = 10_000) {
+    return this.waitFor((i) => i.texts().includes(text), ms, JSON.stringify(text));
+  }
+}
+
+export function describe(e) {
+  if (e instanceof Error) return `${e.name}: ${e.message}`;
+  if (e && typeof e === 'object' && 'code' in e) return `close ${e.code} ${e.reason ?? ''}`;
+  return JSON.stringify(e);
+}
+
+/**
+ * Resolves when cond() holds, checked whenever wake is called (or every
+ * 20 ms); rejects after ms naming what.
+ */
+export async function until(cond, ms, what) {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() >= deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Posts probe messages until the inbox has one: the subscription is live on the server. */
+export async function prime(inbox, url, roomId, auth, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  for (let i = 0; ; i++) {
+    await post(url, roomId, `probe-${i}`, auth);
+    try {
+      await inbox.waitFor((x) => x.texts().some((t) => t.startsWith('probe-')), Math.min(250, Math.max(deadline - Date.now(), 1)), 'a probe');
+      return;
+    } catch (err) {
+      if (inbox.ended || Date.now() >= deadline) throw err;
+    }
+  }
+}
+
+export const range = (prefix, from, to) => Array.from({ length: to - from }, (_, i) => `${prefix}-${from + i}`);

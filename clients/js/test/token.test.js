@@ -1,0 +1,127 @@
+// Point 2: getToken is called on every connect, so the next connect uses the
+// new token, with no subscription lost. Against a real Herald with
+// `--auth jwt`: the first token expires, Herald closes the socket (4403),
+// the client reconnects with the token getToken now returns, and the server
+// says who the socket is (`viewer` over the socket) while the subscription
+// goes on with every message exactly once.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { createHeraldClient } from '@heraldhq/client';
+import { Herald, Inbox, controllableSockets, createRoom, post, prime, quickRetry, range, signJWT, until } from './lib/herald.js';
+
+const secret = randomBytes(32).toString('hex');
+const token = (sub, seconds) => signJWT(secret, { sub, name: sub, exp: Math.floor(Date.now() / 1000) + seconds });
+const poster = { token: token('poster', 3600) };
+let herald;
+
+before(async () => {
+  herald = await Herald.start(['--auth', 'jwt', '--jwt-secret', secret]);
+});
+after(async () => {
+  await herald?.close();
+});
+
+/** Runs `{ viewer { name } }` over the client's socket and returns the name. */
+function viewerOverSocket(client) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no answer to the viewer query within 10 s')), 10_000);
+    client.subscribe({ query: '{ viewer { name } }' }, {
+      next: (r) => { clearTimeout(timer); r.errors ? reject(new Error(JSON.stringify(r.errors))) : resolve(r.data.viewer?.name ?? null); },
+      error: (e) => { clearTimeout(timer); reject(new Error(`viewer query failed: ${JSON.stringify(e)}`)); },
+      complete: () => {},
+    });
+  });
+}
+
+test('the token getToken returns is used on the next connect, and the subscription goes on with no gap or duplicate', async (t) => {
+  const sockets = await controllableSockets();
+  const tokens = [];
+  const closed = [];
+  let connected = 0;
+  const client = createHeraldClient({
+    url: herald.wsURL,
+    // The first token expires in 5–6 s (exp is in whole seconds), time
+    // enough to check the first connection; later ones in an hour.
+    getToken: async () => {
+      const name = `reader-${tokens.length + 1}`;
+      tokens.push(name);
+      return token(name, tokens.length === 1 ? 6 : 3600);
+    },
+    webSocketImpl: sockets.WebSocket,
+    retryWait: quickRetry,
+    on: {
+      connected: () => { connected++; },
+      closed: (e) => {
+        closed.push(e?.code);
+        sockets.setOffline(true); // hold the reconnect until the test has posted
+      },
+    },
+  });
+  t.after(async () => { await client.dispose(); await sockets.close(); });
+
+  const roomId = await createRoom(herald.url, poster);
+  const inbox = new Inbox('messagePosted');
+  const sub = client.subscribe({ query: 'subscription ($r: ID!) { messagePosted(roomId: $r) { text author { name } } }', variables: { r: roomId } }, inbox.sink);
+  await prime(inbox, herald.url, roomId, poster);
+  const probes = inbox.texts().length;
+  assert.equal(await viewerOverSocket(client), 'reader-1', 'the server sees the first token\'s user');
+  assert.deepEqual(tokens, ['reader-1'], 'getToken was called once for the one connect');
+  for (const text of range('msg', 0, 5)) await post(herald.url, roomId, text, poster);
+  await inbox.waitForText('msg-4');
+
+  // Herald closes the socket within a second of the token's exp.
+  assert.deepEqual(closed, [], 'the first connection lasted until the checks above were done');
+  await until(() => closed.length >= 1, 15_000, 'Herald to close the socket when the first token expires');
+  assert.equal(closed[0], 4403, 'closed as forbidden: the token expired');
+  for (const text of range('msg', 5, 10)) await post(herald.url, roomId, text, poster); // while it is away
+  sockets.setOffline(false);
+  for (const text of range('msg', 10, 15)) await post(herald.url, roomId, text, poster);
+  await inbox.waitForText('msg-14');
+  await post(herald.url, roomId, 'fence', poster);
+  await inbox.waitForText('fence');
+
+  assert.equal(await viewerOverSocket(client), 'reader-2', 'the server sees the new token\'s user on the new connection');
+  assert.ok(connected >= 2, `reconnected (${connected} connects)`);
+  // One getToken call per connect attempt that got as far as connection_init.
+  assert.equal(tokens.length, connected, `getToken called once per connect: tokens ${JSON.stringify(tokens)}, connects ${connected}`);
+  assert.deepEqual(inbox.texts().slice(probes), [...range('msg', 0, 15), 'fence'], 'every message exactly once and in order');
+  assert.equal(inbox.ended, null, 'the subscription survived the token change');
+  // What each connection_init carried: the token of its own getToken call.
+  const subs = sockets.sent.filter((m) => m?.type === 'connection_init').map((m) => {
+    const [, jwt] = /^Bearer (.+)$/.exec(m.payload.Authorization);
+    return JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url')).sub;
+  });
+  assert.deepEqual(subs, tokens, 'each connect sent the token getToken returned for it');
+  sub();
+});
+
+test('HeraldLink sends queries and mutations over HTTP with the token getToken returns for each', async (t) => {
+  const { ApolloClient, InMemoryCache, gql: apolloGql } = await import('@apollo/client');
+  const { HeraldLink } = await import('@heraldhq/client/apollo');
+  let n = 0;
+  const client = createHeraldClient({ url: herald.wsURL, getToken: () => token(`writer-${++n}`, 3600) });
+  const apollo = new ApolloClient({ link: new HeraldLink({ client, http: { uri: herald.url } }), cache: new InMemoryCache() });
+  t.after(async () => { apollo.stop(); await client.dispose(); });
+  const roomId = await createRoom(herald.url, poster);
+  const POST = apolloGql`mutation ($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id author { name } } }`;
+  const first = await apollo.mutate({ mutation: POST, variables: { r: roomId, t: 'one' } });
+  const second = await apollo.mutate({ mutation: POST, variables: { r: roomId, t: 'two' } });
+  assert.equal(first.data.postMessage.author.name, 'writer-1');
+  assert.equal(second.data.postMessage.author.name, 'writer-2', 'the next request used the new token');
+  // An operation's own Authorization header wins over the client's.
+  const own = await apollo.mutate({ mutation: POST, variables: { r: roomId, t: 'three' },
+    context: { headers: { authorization: `Bearer ${token('explicit', 3600)}` } } });
+  assert.equal(own.data.postMessage.author.name, 'explicit');
+
+  // Created with no WebSocket (Node.js 20 has no global one, as on a server
+  // rendering a page): HTTP worked above; a subscription fails at once.
+  const failed = await new Promise((resolve) => {
+    const timer = setTimeout(resolve, 10_000, 'no answer within 10 s');
+    client.subscribe({ query: 'subscription { roomCreated { id } }' }, {
+      next: () => {}, complete: () => { clearTimeout(timer); resolve('complete'); },
+      error: (e) => { clearTimeout(timer); resolve(e); },
+    });
+  });
+  assert.equal(failed.code, 4005, `the subscription failed for want of a WebSocket: ${JSON.stringify(failed)}`);
+});

@@ -1,0 +1,25 @@
+// Compiled (not run) by `npm run build`: the published types, as a
+// TypeScript app imports them through the package's exports, fit together
+// with Apollo Client's.
+import { ApolloClient, HttpLink, InMemoryCache } from '@apollo/client';
+import { createHeraldClient, type HeraldClient, type Unsubscribe } from '@heraldhq/client';
+import { HeraldLink } from '@heraldhq/client/apollo';
+
+const herald: HeraldClient = createHeraldClient({ url: 'ws://127.0.0.1:8080/graphql', getToken: async () => 'token' });
+const stop: Unsubscribe = herald.subscribeAfter<{ messagePosted: { id: string } }>('cursor',
+  { query: 'subscription ($r: ID!) { messagePosted(roomId: $r) { id } }', variables: { r: 'room' } },
+  {
+    next: (result) => {
+      const id: string | undefined = result.data?.messagePosted.id;
+      const cursor: unknown = result.extensions?.cursor;
+      void id, void cursor;
+    },
+    error: () => {},
+    complete: () => {},
+  });
+const last: string | null = stop.cursor;
+void last;
+new ApolloClient({ link: new HeraldLink({ client: herald, http: new HttpLink({ uri: '/graphql' }) }), cache: new InMemoryCache() });
+new HeraldLink({ client: herald, http: { uri: '/graphql' }, httpCredentials: false });
+// @ts-expect-error a cursor is a string
+herald.subscribeAfter(5, { query: '' }, { next() {}, error() {}, complete() {} });
