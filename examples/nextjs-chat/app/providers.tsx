@@ -4,7 +4,7 @@
 import { HttpLink } from '@apollo/client';
 import { ApolloClient, ApolloNextAppProvider, InMemoryCache } from '@apollo/client-integration-nextjs';
 import { createContext, useContext, useSyncExternalStore, type ReactNode } from 'react';
-import { browserCredentials } from '@/lib/credentials';
+import { browserIdentity } from '@/lib/credentials';
 import { createHeraldTransport, type ConnectionStatus, type HeraldTransport } from '@/lib/herald-transport';
 import type { AuthMode } from '@/lib/shared';
 
@@ -31,7 +31,7 @@ function makeClientFor(session: Session) {
       // The server-side render of client components: queries only, over HTTP.
       return new ApolloClient({ cache: cache(), link: new HttpLink({ uri: session.url, fetchOptions: { cache: 'no-store' } }) });
     }
-    transport ??= createHeraldTransport({ url: session.url, credentials: browserCredentials(session.auth, session.user) });
+    transport ??= createHeraldTransport({ url: session.url, ...browserIdentity(session.auth, session.user) });
     return new ApolloClient({ cache: cache(), link: transport.link });
   };
 }

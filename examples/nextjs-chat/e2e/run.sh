@@ -16,7 +16,7 @@
 # log are copied to examples/nextjs-chat/e2e/artifacts/<time>/ (printed).
 # It stops only the processes it started, by PID, and removes its temporary
 # directory. Needs go, node 20.9+, npm, curl, nginx (/usr/sbin/nginx) and
-# chromium (/usr/bin/chromium).
+# chromium (/usr/bin/chromium); it builds @heraldhq/client (clients/js) first.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -41,12 +41,35 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/herald-nextjs-e2e.XXXXXX")"
 declare -A pid=() # name -> PID of every process this script runs now
 watchdog=""
 
+# stat_field PID N: field N of /proc/PID/stat (3 is the state, 4 the parent),
+# read after the command name, which may hold spaces and parentheses. (No ps:
+# a fresh CI machine may not have procps.)
+stat_field() {
+	local s n="$2"
+	s="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+	s="${s##*) }"
+	# shellcheck disable=SC2086
+	set -- $s
+	shift $((n - 3))
+	echo "$1"
+}
+
 # alive PID: the process exists and is not a zombie (never waits: cleanup
 # may run inside a signal trap).
 alive() {
 	local st
-	st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
-	[[ "$st" != Z* ]]
+	st="$(stat_field "$1" 3)" || return 1
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
+# children PID: the PIDs whose parent is PID.
+children() {
+	local f p
+	for f in /proc/[0-9]*; do
+		p="${f#/proc/}"
+		[ "$(stat_field "$p" 4 2>/dev/null)" = "$1" ] && echo "$p"
+	done
+	return 0
 }
 
 # stop PID...: SIGTERM, then SIGKILL whatever is alive after 10 s.
@@ -82,13 +105,14 @@ keep_artifacts() {
 }
 
 cleanup() {
-	local rc=$? p children=() ps=() name
+	local rc=$? p ps=() name
+	local -a children=()
 	trap - EXIT INT TERM
 	if [ -n "$watchdog" ]; then kill -TERM "$watchdog" 2>/dev/null || true; fi
 	# nginx's workers are its children: if the master had to be killed,
 	# they would outlive it.
 	if [ -n "${pid[nginx]:-}" ]; then
-		while read -r p; do children+=("$p"); done < <(ps -o pid= --ppid "${pid[nginx]}" 2>/dev/null || true)
+		while read -r p; do children+=("$p"); done < <(children "${pid[nginx]}")
 	fi
 	for name in step tests next next-jwt nginx; do if [ -n "${pid[$name]:-}" ]; then ps+=("${pid[$name]}"); fi; done
 	if [ ${#ps[@]} -gt 0 ]; then stop "${ps[@]}"; fi
@@ -148,8 +172,23 @@ else
 	step "$GO" build -C "$root" -o "$work/herald" ./cmd/herald
 fi
 
+# @heraldhq/client (clients/js), which the app installs from its packed files
+# (file:../../clients/js with install-links): its pinned build tools, then
+# its dist/. (clients/js/run-tests.sh keeps the same .lockhash.)
+client="$root/clients/js"
+client_lock="$(sha256sum "$client/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$client/node_modules/.lockhash" 2>/dev/null || true)" != "$client_lock" ]; then
+	log "installing @heraldhq/client's pinned npm packages (npm ci in clients/js)"
+	step npm ci --prefix "$client" --no-audit --no-fund --loglevel=error
+	echo "$client_lock" >"$client/node_modules/.lockhash"
+fi
+log "building @heraldhq/client (tsc)"
+step node "$client/node_modules/typescript/bin/tsc" -p "$client/tsconfig.json"
+
 cd "$app"
-lockhash="$(sha256sum package-lock.json | cut -d' ' -f1)"
+# The app's packages are installed again when its lock or the client's
+# packed files change.
+lockhash="$( (sha256sum package-lock.json; cd "$client" && find package.json dist -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1)"
 if [ "$(cat node_modules/.lockhash 2>/dev/null || true)" != "$lockhash" ]; then
 	log "installing the pinned npm packages (npm ci)"
 	step npm ci --no-audit --no-fund --loglevel=error

@@ -1,15 +1,16 @@
-// The browser's credentials for Herald: the picked name (`--auth dev`), or a
-// short-lived token from the development token route (`--auth jwt`).
+// Who the browser acts as: the picked name (`--auth dev`), or short-lived
+// tokens from the development token route (`--auth jwt`).
 import type { AuthMode } from './shared';
-import type { Credentials } from './herald-transport';
 
-export function browserCredentials(auth: AuthMode, user: string | null): () => Promise<Credentials> {
-  if (auth === 'dev' || !user) return async () => ({ user });
+export interface Identity { user?: string | null; getToken?: () => Promise<string | null> }
+
+export function browserIdentity(auth: AuthMode, user: string | null): Identity {
+  if (auth === 'dev' || !user) return { user };
   let cached: { token: string; expiresAt: number } | null = null;
-  let pending: Promise<Credentials> | null = null;
-  return async () => {
+  let pending: Promise<string> | null = null;
+  const getToken = async (): Promise<string> => {
     // Asked on every connect and request: reuse the token until 30 s before it expires.
-    if (cached && cached.expiresAt - Date.now() > 30_000) return { token: cached.token };
+    if (cached && cached.expiresAt - Date.now() > 30_000) return cached.token;
     pending ??= (async () => {
       try {
         const res = await fetch('/api/dev-token', {
@@ -20,11 +21,12 @@ export function browserCredentials(auth: AuthMode, user: string | null): () => P
         if (!res.ok) throw new Error(`the token route answered ${res.status}`);
         const { token, expiresAt } = await res.json() as { token: string; expiresAt: number };
         cached = { token, expiresAt };
-        return { token };
+        return token;
       } finally {
         pending = null;
       }
     })();
     return pending;
   };
+  return { getToken };
 }

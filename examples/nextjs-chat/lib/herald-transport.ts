@@ -1,16 +1,14 @@
 // The one module that knows how the browser talks to Herald: queries and
-// mutations over HTTP, subscriptions over a WebSocket (graphql-ws) that
-// resume from their last cursor after every reconnect, and Server-Sent
-// Events (graphql-sse) when no WebSocket gets through. The rest of the app
-// sees an Apollo link and a connection state, nothing else.
-//
-// TODO(@heraldhq/client): when clients/js lands on main, the WebSocket half
-// becomes createHeraldClient({ url, getToken }) and its HeraldLink; the SSE
-// fallback and the connection state stay here.
-import { ApolloLink, HttpLink } from '@apollo/client';
+// mutations over HTTP and subscriptions over a WebSocket, both through
+// @heraldhq/client (createHeraldClient, HeraldLink), whose subscriptions
+// resume from their last cursor after every reconnect; and Server-Sent Events
+// (graphql-sse) when no WebSocket gets through. The rest of the app sees an
+// Apollo link and a connection state, nothing else.
+import { ApolloLink } from '@apollo/client';
 import { CombinedGraphQLErrors } from '@apollo/client/errors';
-import { Kind, print, type GraphQLFormattedError, type OperationDefinitionNode } from 'graphql';
-import { createClient as createWsClient, type Client as WsClient } from 'graphql-ws';
+import { createHeraldClient, prepareOperation, type HeraldClient, type Unsubscribe } from '@heraldhq/client';
+import { HeraldLink } from '@heraldhq/client/apollo';
+import type { GraphQLFormattedError } from 'graphql';
 import { createClient as createSseClient, type Client as SseClient } from 'graphql-sse';
 import { Observable, type Observer } from 'rxjs';
 
@@ -18,14 +16,13 @@ export type ConnectionState = 'connecting' | 'connected' | 'reconnecting';
 export type TransportKind = 'websocket' | 'sse';
 export interface ConnectionStatus { state: ConnectionState; transport: TransportKind }
 
-/** Who the browser acts as: a name (`--auth dev`) or a token (`--auth jwt`). */
-export interface Credentials { user?: string | null; token?: string | null }
-
 export interface HeraldTransportOptions {
   /** Herald's GraphQL HTTP URL; the WebSocket URL is derived (http → ws, https → wss). */
   url: string;
-  /** Asked before every connection and HTTP request. */
-  credentials: () => Promise<Credentials>;
+  /** `--auth dev`: the user to act as. */
+  user?: string | null;
+  /** `--auth jwt`: asked on every connect and HTTP request; return a fresh token. */
+  getToken?: () => Promise<string | null>;
   /**
    * A subscription's cursor is too old to resume from (CURSOR_EXPIRED):
    * what it showed must be read again. Default: reload the page.
@@ -44,20 +41,10 @@ export interface HeraldTransport {
   dispose(): void;
 }
 
-/** Jittered exponential back-off, 250 ms to about 5 s. */
+/** Jittered exponential back-off, about 200 ms to 5 s. */
 async function backoff(retries: number): Promise<void> {
   const ms = Math.min(250 * 2 ** retries, 4000) * (0.75 + Math.random() / 2);
   await new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-export const wsUrlOf = (url: string) => url.replace(/^http(s?):/i, 'ws$1:');
-
-async function headersOf(credentials: () => Promise<Credentials>): Promise<Record<string, string>> {
-  const { user, token } = await credentials();
-  const headers: Record<string, string> = {};
-  if (token) headers.Authorization = `Bearer ${token}`;
-  else if (user) headers['X-Herald-User'] = user;
-  return headers;
 }
 
 const isCursorExpired = (errors: unknown): boolean =>
@@ -75,14 +62,16 @@ function toError(err: unknown): Error {
 
 /** One subscription the app holds open, whichever transport carries it. */
 interface ActiveSubscription {
-  /** The payload every (re)subscribe sends; variables.after follows the cursors received. */
-  payload: { query: string; variables: Record<string, unknown>; operationName?: string };
-  resumable: boolean;
+  request: { query: string; variables: Record<string, unknown>; operationName?: string };
+  /** The variable the root field's `after` takes (prepareOperation adds one if the document has none). */
+  cursorVariable: string | null;
+  /** The last cursor received (or the one the app subscribed after). */
+  cursor: string | null;
   observer: Observer<ApolloLink.Result>;
   /** Stops the current transport's subscription (and tells its sink to ignore what follows). */
   stop: () => void;
   ended: boolean;
-  /** SSE: the attempt number of restarts in a row (a stream ended by the server). */
+  /** SSE: restarts in a row of a stream the server ended. */
   restarts: number;
 }
 
@@ -103,20 +92,21 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
   const active = new Set<ActiveSubscription>();
   let disposed = false;
 
-  // ---- WebSocket ---------------------------------------------------------
-  let acknowledged = false; // the socket has reached `connected` once
+  // ---- WebSocket: @heraldhq/client ----------------------------------------
+  let acknowledged = false; // a socket has reached `connected` once
   let failures = 0; // sockets closed before any was acknowledged
-  const ws: WsClient = createWsClient({
-    url: wsUrlOf(options.url),
-    lazy: false, // the connection state means something before the first subscription
-    onNonLazyError: () => {},
-    retryAttempts: Infinity,
-    shouldRetry: () => true, // a refused reconnect too: the replica may be restarting
+  const herald: HeraldClient = createHeraldClient({
+    url: options.url,
+    user: options.user ?? undefined,
+    getToken: options.getToken,
     retryWait: backoff,
-    connectionParams: async () => {
-      const { user, token } = await options.credentials();
-      return token ? { Authorization: `Bearer ${token}` } : user ? { user } : {};
+    // Nothing to resume from: the page reads the room again (by default a reload).
+    onCursorExpired: () => {
+      onCursorExpired();
+      return new Promise<null>(() => {});
     },
+    // Connect at once: the connection state means something before the first subscription.
+    graphqlWs: { lazy: false, onNonLazyError: () => {} },
     on: {
       connecting: () => { if (status.transport === 'websocket') setStatus({ state: acknowledged ? 'reconnecting' : 'connecting' }); },
       connected: () => {
@@ -141,10 +131,9 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
     console.warn(`herald: falling back to Server-Sent Events (${why})`);
     clearTimeout(giveUpTimer);
     setStatus({ transport: 'sse', state: 'connecting' });
-    void ws.dispose();
     sse = createSseClient({
       url: options.url,
-      headers: () => headersOf(options.credentials),
+      headers: () => herald.httpHeaders(),
       retryAttempts: Infinity,
       retry: backoff,
     });
@@ -152,6 +141,7 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
       sub.stop();
       start(sub);
     }
+    void herald.dispose();
     if (active.size === 0) setStatus({ state: 'connected' });
   }
 
@@ -161,21 +151,22 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
     const sink = {
       next(result: ApolloLink.Result & { extensions?: Record<string, unknown> }) {
         if (stopped) return;
-        if (sub.resumable && isCursorExpired(result.errors)) {
+        if (sub.cursorVariable && isCursorExpired(result.errors)) {
           sub.stop();
           onCursorExpired();
           return;
         }
         sub.restarts = 0;
         const cursor = result.extensions?.cursor;
-        // Before the app sees it: whatever connection comes next resumes after it.
-        if (sub.resumable && typeof cursor === 'string') sub.payload.variables.after = cursor;
+        if (typeof cursor === 'string') sub.cursor = cursor;
+        // Over SSE the request is ours: whatever is sent next resumes after this event.
+        if (sseVariables && sub.cursorVariable && sub.cursor) sseVariables[sub.cursorVariable] = sub.cursor;
         sub.observer.next(result);
       },
       error(err: unknown) {
         if (stopped) return;
         stopped = true;
-        if (sub.resumable && isCursorExpired(err)) {
+        if (sub.cursorVariable && isCursorExpired(err)) {
           onCursorExpired();
           return;
         }
@@ -187,8 +178,8 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
         if (stopped) return;
         stopped = true;
         if (status.transport === 'sse' && !sub.ended) {
-          // An event stream the server ended (a draining replica): resume
-          // elsewhere from the cursor, as an EventSource would.
+          // An event stream the server ended (a draining replica): open it
+          // again after the last cursor, as an EventSource would.
           setStatus({ state: 'reconnecting' });
           void backoff(sub.restarts++).then(() => { if (!sub.ended && !disposed) start(sub); });
           return;
@@ -198,11 +189,23 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
         sub.observer.complete();
       },
     };
+    let sseVariables: Record<string, unknown> | null = null;
     let stopTransport: () => void;
     if (status.transport === 'websocket') {
-      stopTransport = ws.subscribe(sub.payload, sink as never);
+      // The client resumes from its last cursor on every reconnect by itself.
+      const unsubscribe: Unsubscribe = herald.subscribe(sub.request, sink as never, { after: sub.cursor });
+      stopTransport = () => {
+        sub.cursor = unsubscribe.cursor ?? sub.cursor;
+        unsubscribe();
+      };
     } else {
-      stopTransport = sse!.subscribe(sub.payload, sink as never, {
+      // graphql-sse sends the same variables object again on every retry.
+      sseVariables = { ...sub.request.variables };
+      if (sub.cursorVariable) {
+        if (sub.cursor) sseVariables[sub.cursorVariable] = sub.cursor;
+        else delete sseVariables[sub.cursorVariable];
+      }
+      stopTransport = sse!.subscribe({ ...sub.request, variables: sseVariables }, sink as never, {
         connecting: (reconnecting) => setStatus({ state: reconnecting ? 'reconnecting' : status.state === 'connected' ? 'connected' : 'connecting' }),
         connected: () => setStatus({ state: 'connected' }),
       });
@@ -214,21 +217,20 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
   }
 
   const subscriptionLink = new ApolloLink((operation) => new Observable<ApolloLink.Result>((observer) => {
-    const def = operation.query.definitions.find((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
-    const resumable = !!def?.variableDefinitions?.some((v) => v.variable.name.value === 'after');
+    const prepared = prepareOperation(operation.query, operation.operationName);
+    const variables: Record<string, unknown> = { ...operation.variables };
+    const name = prepared.cursorVariable;
+    const given = name ? variables[name] : undefined;
     const sub: ActiveSubscription = {
-      payload: {
-        query: print(operation.query),
-        variables: { ...operation.variables }, // ours: the cursor is written into it
-        ...(operation.operationName ? { operationName: operation.operationName } : {}),
-      },
-      resumable,
+      request: { query: prepared.query, variables, ...(operation.operationName ? { operationName: operation.operationName } : {}) },
+      cursorVariable: name,
+      cursor: typeof given === 'string' ? given : prepared.literalCursor ?? null,
       observer,
       stop: () => {},
       ended: false,
       restarts: 0,
     };
-    if (sub.payload.variables.after == null) delete sub.payload.variables.after;
+    if (name) delete variables[name]; // carried as sub.cursor
     active.add(sub);
     start(sub);
     return () => {
@@ -238,14 +240,8 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
     };
   }));
 
-  const httpLink = new HttpLink({
-    uri: options.url,
-    fetch: async (input, init) => {
-      const headers = new Headers(init?.headers);
-      for (const [k, v] of Object.entries(await headersOf(options.credentials))) headers.set(k, v);
-      return fetch(input, { ...init, headers });
-    },
-  });
+  // Queries and mutations over HTTP, with the client's credentials as headers.
+  const httpLink = new HeraldLink({ client: herald, http: { uri: options.url } });
 
   const link = ApolloLink.split(({ operationType }) => operationType === 'subscription', subscriptionLink, httpLink);
 
@@ -261,7 +257,7 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
       clearTimeout(giveUpTimer);
       for (const sub of active) { sub.ended = true; sub.stop(); }
       active.clear();
-      void ws.dispose();
+      void herald.dispose();
       sse?.dispose();
     },
   };
