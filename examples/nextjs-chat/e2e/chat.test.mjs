@@ -107,6 +107,30 @@ test('a page loaded while another user posts 20 messages a second shows every me
   });
 });
 
+test('a page loaded on an empty room as another user starts posting shows every message exactly once', { timeout: 120_000 }, async (t) => {
+  await withScreenshots(t, async ({ open }) => {
+    // An empty room has no cursor to hand over from: the page subscribes
+    // from now and, at its first event, reads the room again and merges.
+    const room = await createRoom('empty-hand-over');
+    const carol = await open('carol');
+    // Posting starts as soon as the page's response begins: after the
+    // server has read the (empty) room, before the browser subscribes.
+    await carol.page.goto(`${APP}/rooms/${room.id}`, { waitUntil: 'commit' });
+    const posted = [];
+    for (let i = 0; i < 40; i++) {
+      const started = Date.now();
+      posted.push(await post(room.id, `early ${i}`, 'bob'));
+      await sleep(Math.max(0, 50 - (Date.now() - started)));
+    }
+    await waitConnected(carol);
+    const fence = await post(room.id, 'fence', 'bob');
+    await waitForText(carol, 'fence');
+    const list = await assertShowsServerOrder(carol, room.id);
+    assert.deepEqual(list.map((m) => m.id), [...posted, fence], 'every message bob posted, once, in order');
+    assert.deepEqual(carol.problems, [], 'carol\'s page reported problems');
+  });
+});
+
 test('with WebSockets blocked, the app falls back to Server-Sent Events', { timeout: 120_000 }, async (t) => {
   await withScreenshots(t, async ({ open }) => {
     const room = await createRoom('sse');
