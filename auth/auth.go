@@ -1,6 +1,9 @@
 // Package auth provides the identity seam shared by the transports (which
 // authenticate requests and sockets) and the resolvers (which read who is
-// asking). It knows nothing about GraphQL or the chat domain.
+// asking), and the access seam of shared subscriptions (Gate, Restrict):
+// how a resolver tells the engine which identities may receive the events
+// of an execution many subscribers share. It knows nothing about GraphQL
+// or the chat domain.
 package auth
 
 import (

@@ -13,11 +13,23 @@ import (
 // MaxIdempotencyKeyLength bounds postMessage's idempotency key, in bytes.
 const MaxIdempotencyKeyLength = 128
 
-// CreateRoom creates a room named name. Names are unique ignoring case:
-// the room's directory entry is keyed by the name, and the log stores one
-// entry per key, so of two replicas creating the same name at once exactly
-// one wins.
+// CreateRoom creates a public room named name. Public names are unique
+// ignoring case: the room's directory entry is keyed by the name, and the
+// log stores one entry per key, so of two replicas creating the same name
+// at once exactly one wins.
 func (s *Service) CreateRoom(ctx context.Context, actor Actor, name string) (Room, error) {
+	return s.createRoom(ctx, actor, name, false)
+}
+
+// CreatePrivateRoom creates a private room named name, whose only member
+// is actor. A private room's directory entry is keyed by its ID: its name
+// need not be unique, never blocks another room's, and so creating a room
+// reveals nothing of the private rooms there are.
+func (s *Service) CreatePrivateRoom(ctx context.Context, actor Actor, name string) (Room, error) {
+	return s.createRoom(ctx, actor, name, true)
+}
+
+func (s *Service) createRoom(ctx context.Context, actor Actor, name string, private bool) (Room, error) {
 	if err := checkActor(actor); err != nil {
 		return Room{}, err
 	}
@@ -25,17 +37,17 @@ func (s *Service) CreateRoom(ctx context.Context, actor Actor, name string) (Roo
 		return Room{}, err
 	}
 	taken := func() error { return errorf(CodeConflict, "a room named %q already exists", name) }
-	if s.roomNameTaken(name) {
+	if !private && s.roomNameTaken(name) {
 		return Room{}, taken()
 	}
-	e := Event{Type: RoomCreated, Actor: actor, RoomID: newRoomID(), Name: name}
+	e := Event{Type: RoomCreated, Actor: actor, RoomID: newRoomID(), Name: name, Private: private}
 	data, err := e.Encode()
 	if err != nil {
 		return Room{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
-	res, err := s.log.AddToDirectory(ctx, directoryKey(name), data)
+	res, err := s.log.AddToDirectory(ctx, e.directoryKey(), data)
 	switch {
 	case errors.Is(err, pubsub.ErrKeyExists):
 		return Room{}, taken()
@@ -58,6 +70,51 @@ func (s *Service) roomNameTaken(name string) bool {
 	defer s.dirMu.RUnlock()
 	_, taken := s.dir.names[roomNameKey(name)]
 	return taken
+}
+
+// AddMember makes userID a member of a private room. Any member may add
+// anyone who is not a member yet; the new member's subscriptions and
+// resumes cover the room's events from this one on.
+func (s *Service) AddMember(ctx context.Context, actor Actor, roomID, userID string) (Room, error) {
+	return s.changeMember(ctx, Event{Type: MemberAdded, Actor: actor, RoomID: roomID, UserID: userID})
+}
+
+// RemoveMember ends userID's membership of a private room. Any member may
+// remove any member, themselves included, except the last one. The
+// removed member's subscriptions of the room end with FORBIDDEN, on every
+// replica, once it applies the removal.
+func (s *Service) RemoveMember(ctx context.Context, actor Actor, roomID, userID string) (Room, error) {
+	return s.changeMember(ctx, Event{Type: MemberRemoved, Actor: actor, RoomID: roomID, UserID: userID})
+}
+
+func (s *Service) changeMember(ctx context.Context, e Event) (Room, error) {
+	if err := checkActor(e.Actor); err != nil {
+		return Room{}, err
+	}
+	if !validID(e.RoomID) {
+		return Room{}, errorf(CodeNotFound, "room %q does not exist", e.RoomID)
+	}
+	if err := checkMemberID(e.UserID); err != nil {
+		return Room{}, err
+	}
+	var (
+		room Room
+		seq  uint64
+	)
+	err := s.propose(ctx, e, "", func(rs *roomState, stored uint64) *Error {
+		room, seq = rs.room, stored
+		return nil
+	})
+	if err != nil {
+		return Room{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
+	if err := s.members.waitFolded(ctx, e.RoomID, seq); err != nil {
+		// Stored and applied to the room; only rooms may list it late.
+		s.opts.Logger.Warn("the member index has not caught up with a membership change", "room", e.RoomID, "seq", seq, "err", err)
+	}
+	return room, nil
 }
 
 // PostMessage posts text to a room. A non-empty idempotencyKey makes a

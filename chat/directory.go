@@ -13,8 +13,11 @@ import (
 type directory struct {
 	rooms map[string]*Room // by ID
 	order []*Room          // by directory sequence
-	names map[string]string
-	last  uint64
+	// public and private split order, so that listing the rooms a viewer
+	// may see costs what it did before private rooms for public ones.
+	public, private []*Room
+	names           map[string]string
+	last            uint64
 }
 
 func newDirectory() *directory {
@@ -45,10 +48,15 @@ func (d *directory) apply(seq uint64, key string, data []byte, at time.Time) (Ro
 	if e.At != 0 {
 		at = time.Unix(0, e.At).UTC()
 	}
-	room := &Room{ID: e.RoomID, Name: e.Name, CreatedAt: at, CreatedBy: e.Actor, Seq: seq}
+	room := &Room{ID: e.RoomID, Name: e.Name, CreatedAt: at, CreatedBy: e.Actor, Private: e.Private, Seq: seq}
 	d.rooms[room.ID] = room
 	d.order = append(d.order, room)
-	d.names[roomNameKey(e.Name)] = room.ID
+	if room.Private {
+		d.private = append(d.private, room)
+	} else {
+		d.public = append(d.public, room)
+		d.names[roomNameKey(e.Name)] = room.ID
+	}
 	return *room, nil
 }
 
@@ -60,14 +68,61 @@ func (d *directory) room(id string) (Room, bool) {
 	return *r, true
 }
 
-// page returns a page of rooms in creation order.
-func (d *directory) page(w Window) Page[Room] {
-	lo, hi := bounds(len(d.order), func(i int) uint64 { return d.order[i].Seq }, w)
-	page := Page[Room]{TotalCount: len(d.order)}
-	for _, r := range d.order[lo:hi] {
-		page.Items = append(page.Items, *r)
+// mergedPage returns the page w selects of the rooms of a and b together,
+// in sequence order; a and b are each ascending by sequence. It costs a
+// binary search in each and the page's length, as bounds does over one
+// list, so that a few private rooms do not make listing the public ones
+// cost O(rooms).
+func mergedPage(a, b []*Room, w Window) Page[Room] {
+	after := func(s []*Room, seq uint64) int { // how many are at or before seq
+		return sort.Search(len(s), func(i int) bool { return s[i].Seq > seq })
 	}
-	page.HasPreviousPage, page.HasNextPage = lo > 0, hi < len(d.order)
+	before := func(s []*Room, seq uint64) int { // how many are before seq
+		return sort.Search(len(s), func(i int) bool { return s[i].Seq >= seq })
+	}
+	aLo, bLo, aHi, bHi := 0, 0, len(a), len(b)
+	if w.After > 0 {
+		aLo, bLo = after(a, w.After), after(b, w.After)
+	}
+	if w.Before > 0 {
+		aHi, bHi = max(aLo, before(a, w.Before)), max(bLo, before(b, w.Before))
+	}
+	total, n := len(a)+len(b), aHi-aLo+bHi-bLo
+	page := Page[Room]{TotalCount: total}
+	lo, hi := aLo+bLo, aHi+bHi
+	switch {
+	case w.Last > 0 && n > w.Last:
+		lo = hi - w.Last
+		page.Items = make([]Room, w.Last)
+		i, j := aHi, bHi
+		for k := w.Last - 1; k >= 0; k-- {
+			if j == bLo || (i > aLo && a[i-1].Seq > b[j-1].Seq) {
+				i--
+				page.Items[k] = *a[i]
+			} else {
+				j--
+				page.Items[k] = *b[j]
+			}
+		}
+	default:
+		if w.First > 0 && n > w.First {
+			n, hi = w.First, lo+w.First
+		}
+		if n > 0 {
+			page.Items = make([]Room, 0, n)
+		}
+		i, j := aLo, bLo
+		for range n {
+			if j == bHi || (i < aHi && a[i].Seq < b[j].Seq) {
+				page.Items = append(page.Items, *a[i])
+				i++
+			} else {
+				page.Items = append(page.Items, *b[j])
+				j++
+			}
+		}
+	}
+	page.HasPreviousPage, page.HasNextPage = lo > 0, hi < total
 	return page
 }
 

@@ -3,13 +3,19 @@
 //
 // A Service is the domain on one replica. It provides:
 //
-//   - commands (CreateRoom, PostMessage, EditMessage, DeleteMessage, React),
-//     judged against the room's current state before anything is appended,
-//     and appended only if the room has not moved on since, so that every
-//     replica accepts the same events; a caller reads its own write;
-//   - queries (Rooms, RoomInfo, LookupRoom, Messages, Message, RoomStats);
-//   - live changes (Watch, WatchAfter) of a room (RoomTopic) or of the room
-//     directory (RoomsTopic), in log order, resumable after a sequence;
+//   - commands (CreateRoom, CreatePrivateRoom, AddMember, RemoveMember,
+//     PostMessage, EditMessage, DeleteMessage, React), judged against the
+//     room's current state before anything is appended, and appended only
+//     if the room has not moved on since, so that every replica accepts the
+//     same events; a caller reads its own write; in a private room only
+//     members may do anything;
+//   - queries (Rooms, VisibleRoom, RoomInfo, LookupRoom, Members, Messages,
+//     Message, RoomStats), those a viewer asks checked against a private
+//     room's members;
+//   - live changes (Watch, WatchAfter, WatchAfterFor) of a room (RoomTopic)
+//     or of the room directory (RoomsTopic), in log order, resumable after a
+//     sequence; a private room's watcher carries its Gate, its members as
+//     the replica applies them;
 //   - readiness and counters for the transport (Ready, Stats, Applied).
 //
 // A replica follows the room directory in full and holds a room's messages

@@ -17,7 +17,15 @@ const (
 	MessageEdited   EventType = "message.edited"
 	MessageDeleted  EventType = "message.deleted"
 	ReactionToggled EventType = "reaction.toggled"
+	// MemberAdded and MemberRemoved change a private room's members. They
+	// are events of the room's own log, so the room's membership is known
+	// at every position and ordered against its messages.
+	MemberAdded   EventType = "member.added"
+	MemberRemoved EventType = "member.removed"
 )
+
+// isMemberEvent reports whether t changes a room's members.
+func isMemberEvent(t EventType) bool { return t == MemberAdded || t == MemberRemoved }
 
 // eventFormat is the version of the JSON encoding written to the log.
 // Format 1 is the single-stream layout before rooms were partitioned; it is
@@ -45,6 +53,10 @@ type Event struct {
 	Text      string    `json:"text,omitempty"`
 	Version   int       `json:"version,omitempty"`
 	Emoji     string    `json:"emoji,omitempty"`
+	// UserID is the member a member event adds or removes.
+	UserID string `json:"userId,omitempty"`
+	// Private marks a room.created entry of a private room.
+	Private bool `json:"private,omitempty"`
 	// Prev is the log sequence of the room's previous event (0 for its
 	// first). The log stores an event only if Prev is still the room's last
 	// sequence, so each room's events form a chain: a replica that receives
@@ -62,25 +74,54 @@ type Event struct {
 //     so the log itself keeps names unique (an entry per key, ever);
 //   - the room's partition: its events keyed by the room ID, on
 //     "posts" (messages posted: the room's history, bounded by the
-//     per-subject limit) and "msg.<message>" (edits, deletions and
-//     reactions of one message), so per-subject retention bounds a room's
-//     history and never discards anything else.
+//     per-subject limit), "msg.<message>" (edits, deletions and
+//     reactions of one message) and "member.<user hash>" (one user's
+//     membership changes in a private room), so per-subject retention
+//     bounds a room's history and never discards anything else: a user's
+//     latest membership change is always retained.
 //
 // Legacy (format 1) events lived on herald.room.<room>.meta|posts|msg.<id>.
 
 // rest is the part of the event's subject after the room key.
 func (e Event) rest() string {
-	if e.Type == MessagePosted {
+	switch {
+	case e.Type == MessagePosted:
 		return "posts"
+	case isMemberEvent(e.Type):
+		return "member." + memberToken(e.UserID)
 	}
 	return "msg." + e.MessageID
 }
 
-// directoryKey is the directory key of a room name: names that differ only
-// in case share a key, so only one of them can ever be created.
+// memberToken is a subject token for a user ID, which may hold characters
+// a subject cannot: 128 bits of its SHA-256, in hex.
+func memberToken(userID string) string {
+	sum := sha256.Sum256([]byte(userID))
+	return hex.EncodeToString(sum[:16])
+}
+
+// directoryKey is the directory key of a public room's name: names that
+// differ only in case share a key, so only one of them can ever be
+// created.
 func directoryKey(name string) string {
 	sum := sha256.Sum256([]byte(roomNameKey(name)))
 	return hex.EncodeToString(sum[:])
+}
+
+// privateDirectoryKey is the directory key of a private room: its ID, not
+// its name, so that a private room's name never blocks another room's and
+// creating a room never reveals that a private room of that name exists.
+func privateDirectoryKey(roomID string) string {
+	sum := sha256.Sum256([]byte("private\x00" + roomID))
+	return hex.EncodeToString(sum[:])
+}
+
+// directoryKey is the key of a room.created entry.
+func (e Event) directoryKey() string {
+	if e.Private {
+		return privateDirectoryKey(e.RoomID)
+	}
+	return directoryKey(e.Name)
 }
 
 // Encode returns the event's log representation.
@@ -124,7 +165,7 @@ func decodeDirectoryEntry(key string, data []byte) (Event, *Error) {
 	if e.Type != RoomCreated {
 		return Event{}, errorf(CodeInternal, "a %s event in the room directory", e.Type)
 	}
-	if want := directoryKey(e.Name); key != want {
+	if want := e.directoryKey(); key != want {
 		return Event{}, errorf(CodeInternal, "room %q stored under directory key %q, not %q", e.Name, key, want)
 	}
 	return e, nil
@@ -160,13 +201,30 @@ func decodeEvent(data []byte, format int) (Event, *Error) {
 	}
 	switch e.Type {
 	case RoomCreated, MessagePosted, MessageEdited, MessageDeleted, ReactionToggled:
+	case MemberAdded, MemberRemoved:
+		if format == legacyEventFormat {
+			return Event{}, errorf(CodeInternal, "a %s event in the legacy layout", e.Type)
+		}
 	default:
 		return Event{}, errorf(CodeInternal, "unknown event type %q", e.Type)
 	}
 	if !validID(e.RoomID) {
 		return Event{}, errorf(CodeInternal, "event has an invalid room id %q", e.RoomID)
 	}
-	if e.Type != RoomCreated {
+	if e.Private && e.Type != RoomCreated {
+		return Event{}, errorf(CodeInternal, "a %s event marked private", e.Type)
+	}
+	if isMemberEvent(e.Type) {
+		if e.MessageID != "" {
+			return Event{}, errorf(CodeInternal, "a %s event names message %q", e.Type, e.MessageID)
+		}
+		if err := checkMemberID(e.UserID); err != nil {
+			return Event{}, errorf(CodeInternal, "a %s event names an invalid user: %s", e.Type, err.Message)
+		}
+	} else if e.UserID != "" {
+		return Event{}, errorf(CodeInternal, "a %s event names user %q", e.Type, e.UserID)
+	}
+	if e.Type != RoomCreated && !isMemberEvent(e.Type) {
 		if room, ok := roomOfMessage(e.MessageID); !ok || room != e.RoomID {
 			return Event{}, errorf(CodeInternal, "event has an invalid message id %q for room %q", e.MessageID, e.RoomID)
 		}

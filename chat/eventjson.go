@@ -140,6 +140,10 @@ func (p *eventParser) eventField(e *Event, key []byte) error {
 		return p.intInto(&e.Version)
 	case "emoji":
 		return p.strInto(&e.Emoji)
+	case "userId":
+		return p.strInto(&e.UserID)
+	case "private":
+		return p.boolInto(&e.Private)
 	case "prev":
 		return p.uintInto(&e.Prev)
 	case "at":
@@ -292,5 +296,23 @@ func (p *eventParser) number(set func(string) error) error {
 		return fmt.Errorf("number at offset %d: %w", start, err)
 	}
 	p.i = j
+	return nil
+}
+
+// boolInto sets *dst to a boolean value; null leaves it alone.
+func (p *eventParser) boolInto(dst *bool) error {
+	if p.null() {
+		return nil
+	}
+	switch {
+	case len(p.data)-p.i >= 4 && string(p.data[p.i:p.i+4]) == "true":
+		*dst = true
+		p.i += 4
+	case len(p.data)-p.i >= 5 && string(p.data[p.i:p.i+5]) == "false":
+		*dst = false
+		p.i += 5
+	default:
+		return p.fail("expected a boolean")
+	}
 	return nil
 }

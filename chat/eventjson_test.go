@@ -56,6 +56,15 @@ var eventJSONCases = []struct {
 	{"trailing comma", `{"v":1,}`, false},
 	{"bare minus", `{"v":-}`, false},
 	{"true for a string", `{"text":true}`, false},
+	{"member added", `{"v":2,"type":"member.added","actor":{"id":"u1"},"roomId":"ra","userId":"u2","prev":3}`, true},
+	{"private room", `{"v":2,"type":"room.created","actor":{"id":"u1"},"roomId":"ra","name":"n","private":true}`, true},
+	{"public room, said", `{"private":false}`, true},
+	{"null private", `{"private":null}`, true},
+	{"number for a bool", `{"private":1}`, false},
+	{"string for a bool", `{"private":"true"}`, false},
+	{"truncated bool", `{"private":tru}`, false},
+	{"bool followed by junk", `{"private":truex}`, false},
+	{"number for the user", `{"userId":7}`, false},
 }
 
 func TestParseEventJSON(t *testing.T) {
@@ -85,6 +94,8 @@ func TestParseEventJSONReadsWhatEncodeWrites(t *testing.T) {
 		posted(alice, roomA, msgA1, "quotes \" and \\ backslashes, <html> & \u2028 separators, \x00 nul, 😀"),
 		{Type: RoomCreated, Actor: alice, RoomID: roomA, Name: "general", At: -1},
 		reacted(bob, msgA1, "👍"),
+		{Type: RoomCreated, Actor: alice, RoomID: roomA, Name: "secret", Private: true},
+		{Type: MemberAdded, Actor: alice, RoomID: roomA, UserID: "bob \"the\" builder", Prev: 9},
 		{Type: MessageEdited, Actor: Actor{ID: "u", Name: "N"}, RoomID: roomA, MessageID: msgA1, Text: "t", Version: 7, Prev: 1<<64 - 1, At: 1<<63 - 1},
 	}
 	for _, e := range events {

@@ -145,7 +145,10 @@ func TestMigrateLegacyDataDirectory(t *testing.T) {
 		t.Fatalf("second start: %+v, %v; want nothing to migrate", report, err)
 	}
 	svc := startService(t, log, Options{})
-	rooms := svc.Rooms(Window{First: 10})
+	rooms, err := svc.Rooms(ctx, "", Window{First: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if rooms.TotalCount != 2 || rooms.Items[0].Name != "general" || rooms.Items[1].Name != "random" {
 		t.Fatalf("rooms = %+v", rooms)
 	}

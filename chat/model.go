@@ -8,6 +8,9 @@ type Room struct {
 	Name      string
 	CreatedAt time.Time
 	CreatedBy Actor
+	// Private rooms are seen, and changed, only by their members; the
+	// creator is the first.
+	Private bool
 	// Seq is the sequence of the room's entry in the room directory.
 	Seq uint64
 }
@@ -54,4 +57,14 @@ func (r Reaction) HasUser(userID string) bool {
 		}
 	}
 	return false
+}
+
+// Member is a member of a private room.
+type Member struct {
+	User Actor
+	// Since is the log position of the event that added the member (0 for
+	// the room's creator, a member from the start): their membership
+	// covers the room's events after it.
+	Since    uint64
+	JoinedAt time.Time
 }

@@ -29,6 +29,12 @@ type roomState struct {
 	// last is the sequence of the last event applied.
 	last  uint64
 	bytes int64 // estimate of the memory held, for the cache budget
+	// members of a private room (nil for a public one), by user ID. access
+	// is a copy of who they are and since when, replaced (never changed)
+	// on every membership change, so that a gate may read it without the
+	// room's lock.
+	members map[string]*Member
+	access  map[string]uint64
 }
 
 type messageState struct {
@@ -51,7 +57,41 @@ type eventRef struct {
 const roomBaseBytes = 1024
 
 func newRoomState(meta Room, history int) *roomState {
-	return &roomState{history: history, room: meta, byID: make(map[string]*messageState), bytes: roomBaseBytes}
+	rs := &roomState{history: history, room: meta, byID: make(map[string]*messageState), bytes: roomBaseBytes}
+	if meta.Private {
+		rs.members = map[string]*Member{meta.CreatedBy.ID: {User: meta.CreatedBy, JoinedAt: meta.CreatedAt}}
+		rs.bytes += memberBytes(meta.CreatedBy)
+		rs.refreshAccess()
+	}
+	return rs
+}
+
+// memberBytes estimates the memory a member holds (its entry in members
+// and in access).
+func memberBytes(a Actor) int64 { return int64(160 + 2*len(a.ID) + len(a.Name)) }
+
+func (rs *roomState) refreshAccess() {
+	access := make(map[string]uint64, len(rs.members))
+	for id, m := range rs.members {
+		access[id] = m.Since
+	}
+	rs.access = access
+}
+
+// isMember reports whether userID may see and change a private room; in a
+// public room, everyone may.
+func (rs *roomState) isMember(userID string) bool {
+	if !rs.room.Private {
+		return true
+	}
+	_, ok := rs.members[userID]
+	return ok
+}
+
+// errNotMember is the refusal of anything a non-member tries in a private
+// room. It names nothing of the room but the ID the caller gave.
+func errNotMember(roomID string) *Error {
+	return errorf(CodeForbidden, "forbidden: you are not a member of room %s", roomID)
 }
 
 // judge decides whether e may follow the room as it is now. It changes
@@ -63,7 +103,12 @@ func (rs *roomState) judge(e Event) *Error {
 	if e.RoomID != rs.room.ID {
 		return errorf(CodeInternal, "event of room %s judged in room %s", e.RoomID, rs.room.ID)
 	}
+	if !rs.isMember(e.Actor.ID) {
+		return errNotMember(rs.room.ID)
+	}
 	switch e.Type {
+	case MemberAdded, MemberRemoved:
+		return rs.judgeMembership(e)
 	case MessagePosted:
 		if err := checkText(e.Text); err != nil {
 			return err
@@ -93,6 +138,60 @@ func (rs *roomState) judge(e Event) *Error {
 	return errorf(CodeInternal, "a %s event is not a room event", e.Type)
 }
 
+// judgeMembership decides a member event: only a private room has
+// members; any member may add a user who is not one, and remove any
+// member (themselves included) but the last.
+func (rs *roomState) judgeMembership(e Event) *Error {
+	if !rs.room.Private {
+		return errorf(CodeBadUserInput, "room %s is public: everyone may use it, and it has no members", rs.room.ID)
+	}
+	return judgeMemberEvent(rs.room.ID, rs.members, e)
+}
+
+// judgeMemberEvent decides a member event by a member of a private room
+// whose members are the keys of members. The room's state judges by it,
+// and so does the memberIndex, which folds the members alone.
+func judgeMemberEvent[V any](roomID string, members map[string]V, e Event) *Error {
+	if err := checkMemberID(e.UserID); err != nil {
+		return err
+	}
+	_, member := members[e.UserID]
+	switch {
+	case e.Type == MemberAdded && member:
+		return errorf(CodeConflict, "%q is already a member of room %s", e.UserID, roomID)
+	case e.Type == MemberRemoved && !member:
+		return errorf(CodeNotFound, "%q is not a member of room %s", e.UserID, roomID)
+	case e.Type == MemberRemoved && len(members) == 1:
+		return errorf(CodeConflict, "the last member of room %s cannot be removed", roomID)
+	}
+	return nil
+}
+
+// changeMembers applies an accepted member event stored at seq.
+func (rs *roomState) changeMembers(seq uint64, at time.Time, e Event) {
+	if e.Type == MemberAdded {
+		user := Actor{ID: e.UserID}
+		rs.members[e.UserID] = &Member{User: user, Since: seq, JoinedAt: at}
+		rs.bytes += memberBytes(user)
+	} else {
+		rs.bytes -= memberBytes(rs.members[e.UserID].User)
+		delete(rs.members, e.UserID)
+	}
+	rs.refreshAccess()
+}
+
+// membersPage returns a page of a private room's members in the order they
+// joined, each keyed by Since+1 (the creator by 1).
+func (rs *roomState) membersPage(w Window) Page[Member] {
+	all := make([]Member, 0, len(rs.members))
+	for _, m := range rs.members {
+		all = append(all, *m)
+	}
+	slices.SortFunc(all, func(a, b Member) int { return cmp.Compare(a.Since, b.Since) })
+	lo, hi := bounds(len(all), func(i int) uint64 { return all[i].Since + 1 }, w)
+	return Page[Member]{Items: all[lo:hi], TotalCount: len(all), HasPreviousPage: lo > 0, HasNextPage: hi < len(all)}
+}
+
 // changeable finds a message that an edit or deletion by e.Actor at
 // e.Version may change.
 func (rs *roomState) changeable(e Event) (*messageState, *Error) {
@@ -119,14 +218,18 @@ func (rs *roomState) apply(seq uint64, at time.Time, e Event) *Error {
 	}
 	rs.last = seq
 	if err := rs.judge(e); err != nil {
-		if e.Type != MessagePosted && rs.byID[e.MessageID] == nil {
+		if e.Type != MessagePosted && !isMemberEvent(e.Type) && rs.byID[e.MessageID] == nil {
 			// About a message the room no longer retains (or never had).
 			rs.horizon = max(rs.horizon, seq)
 		}
 		return err
 	}
-	if e.Type == MessagePosted {
+	switch {
+	case e.Type == MessagePosted:
 		rs.post(seq, at, e)
+		return nil
+	case isMemberEvent(e.Type):
+		rs.changeMembers(seq, at, e)
 		return nil
 	}
 	m := rs.byID[e.MessageID]
@@ -260,6 +363,9 @@ func (rs *roomState) postedAt(seq uint64) (Message, bool) {
 
 // change is what live subscribers see of the event just applied at seq.
 func (rs *roomState) change(seq uint64, at time.Time, e Event) (Change, bool) {
+	if isMemberEvent(e.Type) {
+		return Change{Seq: seq, At: at, Type: e.Type, Room: rs.room, UserID: e.UserID}, true
+	}
 	m := rs.byID[e.MessageID]
 	if m == nil {
 		return Change{}, false // evicted at once by a tiny history limit

@@ -1,7 +1,10 @@
 package chat
 
 import (
+	"cmp"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -253,6 +256,119 @@ func TestWindowBounds(t *testing.T) {
 	for _, tt := range tests {
 		if lo, hi := bounds(len(seqs), at, tt.w); lo != tt.lo || hi != tt.hi {
 			t.Errorf("bounds(%+v) = [%d,%d), want [%d,%d)", tt.w, lo, hi, tt.lo, tt.hi)
+		}
+	}
+}
+
+func memberAdded(actor Actor, room, user string) Event {
+	return Event{Type: MemberAdded, Actor: actor, RoomID: room, UserID: user}
+}
+func memberRemoved(actor Actor, room, user string) Event {
+	return Event{Type: MemberRemoved, Actor: actor, RoomID: room, UserID: user}
+}
+
+// TestPrivateRoomRules: in a private room (created by alice), only members
+// may do anything; any member adds a non-member and removes any member
+// but the last; a public room has no members.
+func TestPrivateRoomRules(t *testing.T) {
+	carol := Actor{ID: "carol"}
+	tests := []struct {
+		name    string
+		private bool
+		events  []Event // the last one is judged
+		want    Code    // "" = accepted
+		members map[string]uint64
+	}{
+		{name: "the creator is the first member", private: true, events: []Event{posted(alice, roomA, msgA1, "hi")},
+			members: map[string]uint64{"alice": 0}},
+		{name: "a non-member may not post", private: true, events: []Event{posted(bob, roomA, msgA1, "hi")}, want: CodeForbidden},
+		{name: "a non-member may not react", private: true,
+			events: []Event{posted(alice, roomA, msgA1, "hi"), reacted(bob, msgA1, "👍")}, want: CodeForbidden},
+		{name: "a non-member may not edit, even their own", private: true,
+			events: []Event{memberAdded(alice, roomA, "bob"), posted(bob, roomA, msgA1, "hi"), memberRemoved(alice, roomA, "bob"), edited(bob, msgA1, 1, "x")},
+			want:   CodeForbidden},
+		{name: "a non-member may not add themselves", private: true, events: []Event{memberAdded(bob, roomA, "bob")}, want: CodeForbidden},
+		{name: "a member adds", private: true, events: []Event{memberAdded(alice, roomA, "bob"), memberAdded(bob, roomA, "carol")},
+			members: map[string]uint64{"alice": 0, "bob": 1, "carol": 2}},
+		{name: "an added member posts", private: true, events: []Event{memberAdded(alice, roomA, "bob"), posted(bob, roomA, msgA1, "hi")}},
+		{name: "adding a member twice", private: true, events: []Event{memberAdded(alice, roomA, "bob"), memberAdded(alice, roomA, "bob")}, want: CodeConflict},
+		{name: "adding an empty user", private: true, events: []Event{memberAdded(alice, roomA, "")}, want: CodeBadUserInput},
+		{name: "a member removes another, the creator included", private: true,
+			events:  []Event{memberAdded(alice, roomA, "bob"), memberRemoved(bob, roomA, "alice")},
+			members: map[string]uint64{"bob": 1}},
+		{name: "a member leaves", private: true, events: []Event{memberAdded(alice, roomA, "bob"), memberRemoved(bob, roomA, "bob")},
+			members: map[string]uint64{"alice": 0}},
+		{name: "the last member stays", private: true, events: []Event{memberRemoved(alice, roomA, "alice")}, want: CodeConflict},
+		{name: "removing a non-member", private: true, events: []Event{memberRemoved(alice, roomA, "carol")}, want: CodeNotFound},
+		{name: "a removed member may not post", private: true,
+			events: []Event{memberAdded(alice, roomA, "bob"), memberRemoved(alice, roomA, "bob"), posted(bob, roomA, msgA1, "hi")}, want: CodeForbidden},
+		{name: "re-added, a member again since the new event", private: true,
+			events:  []Event{memberAdded(alice, roomA, "bob"), memberRemoved(alice, roomA, "bob"), memberAdded(alice, roomA, "bob")},
+			members: map[string]uint64{"alice": 0, "bob": 3}},
+		{name: "a public room has no members to add", events: []Event{memberAdded(alice, roomA, "bob")}, want: CodeBadUserInput},
+		{name: "a public room has no members to remove", events: []Event{memberRemoved(alice, roomA, "alice")}, want: CodeBadUserInput},
+		{name: "everyone posts in a public room", events: []Event{posted(carol, roomA, msgA1, "hi")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs := newRoomState(Room{ID: roomA, CreatedBy: alice, Private: tt.private}, 0)
+			errs := applyAll(rs, tt.events)
+			for i, err := range errs[:len(errs)-1] {
+				if err != nil {
+					t.Fatalf("event %d refused: %v", i, err)
+				}
+			}
+			got := errs[len(errs)-1]
+			switch {
+			case tt.want == "" && got != nil:
+				t.Fatalf("refused with %v, want accepted", got)
+			case tt.want != "" && (got == nil || got.Code != tt.want):
+				t.Fatalf("judged %v, want %s", got, tt.want)
+			}
+			if tt.members != nil && !reflect.DeepEqual(rs.access, tt.members) {
+				t.Fatalf("members %v, want %v", rs.access, tt.members)
+			}
+			if !tt.private && (rs.members != nil || rs.access != nil) {
+				t.Fatalf("a public room has members %v", rs.members)
+			}
+		})
+	}
+}
+
+// TestMergedPage: a page of two lists merged is the page bounds selects of
+// the merged list, for every window.
+func TestMergedPage(t *testing.T) {
+	rooms := func(seqs ...uint64) []*Room {
+		out := make([]*Room, len(seqs))
+		for i, s := range seqs {
+			out[i] = &Room{ID: fmt.Sprint("r", s), Seq: s}
+		}
+		return out
+	}
+	lists := []struct{ a, b []*Room }{
+		{rooms(1, 2, 3, 5, 8, 13), rooms(4, 6, 7)},
+		{rooms(2, 4, 6), nil},
+		{nil, rooms(1, 3)},
+		{nil, nil},
+		{rooms(10, 20), rooms(1, 2, 30)},
+	}
+	for li, l := range lists {
+		all := append(slices.Clone(l.a), l.b...)
+		slices.SortFunc(all, func(x, y *Room) int { return cmp.Compare(x.Seq, y.Seq) })
+		for after := uint64(0); after <= 31; after += 3 {
+			for _, before := range []uint64{0, 5, 14, 31} {
+				for _, fl := range [][2]int{{0, 0}, {1, 0}, {2, 0}, {50, 0}, {0, 1}, {0, 3}, {0, 50}} {
+					w := Window{After: after, Before: before, First: fl[0], Last: fl[1]}
+					lo, hi := bounds(len(all), func(i int) uint64 { return all[i].Seq }, w)
+					want := Page[Room]{TotalCount: len(all), HasPreviousPage: lo > 0, HasNextPage: hi < len(all)}
+					for _, r := range all[lo:hi] {
+						want.Items = append(want.Items, *r)
+					}
+					if got := mergedPage(l.a, l.b, w); !reflect.DeepEqual(got, want) {
+						t.Fatalf("lists %d, window %+v: got %+v, want %+v", li, w, got, want)
+					}
+				}
+			}
 		}
 	}
 }

@@ -25,6 +25,10 @@ type heldRoom struct {
 	early   []pubsub.Entry
 	applied chan struct{} // closed and replaced after every applied event
 	evicted bool          // set under the cache's lock and mu: apply nothing more
+	// access is the members of a private room and since when (see
+	// roomState.access), for Access to read without mu; nil until loaded
+	// and for a public room.
+	access atomic.Pointer[map[string]uint64]
 
 	// propose serialises this replica's commands on the room: each judges
 	// the room as the previous one left it.
@@ -186,6 +190,7 @@ func (s *Service) load(h *heldRoom, meta Room) {
 	}
 	h.mu.Lock()
 	h.st = st
+	h.publishAccessLocked()
 	s.rooms.bytes.Add(st.bytes)
 	early := h.early
 	h.early = nil
@@ -291,6 +296,11 @@ func (s *Service) applyEventLocked(h *heldRoom, seq uint64, at time.Time, ev Eve
 	err := h.st.apply(seq, at, ev)
 	s.rooms.bytes.Add(h.st.bytes - before)
 	s.appliedN.Add(1)
+	if err == nil && isMemberEvent(ev.Type) {
+		// Before the change goes out: whoever it reaches sees the room's
+		// members as the event left them.
+		h.publishAccessLocked()
+	}
 	if err != nil {
 		s.opts.Logger.Warn("skipped a room event the rules refuse", "room", h.id, "seq", seq, "err", err)
 	} else if topic := RoomTopic(h.id); s.hub.watched(topic) {
@@ -504,4 +514,34 @@ func (r *resyncer) next() (string, time.Duration) {
 		wait = min(wait, at.Sub(now))
 	}
 	return "", wait
+}
+
+// publishAccessLocked makes the room's members as they are now what Access
+// answers. Callers hold h.mu.
+func (h *heldRoom) publishAccessLocked() {
+	if h.st.access == nil {
+		return
+	}
+	access := h.st.access
+	h.access.Store(&access)
+}
+
+// Access reports whether userID is a member of the held private room, and
+// the position of the event that made them one (0 for its creator). It
+// takes no lock and allocates nothing, so a shared execution may ask it for
+// every subscriber of every event (it makes *heldRoom a Gate).
+func (h *heldRoom) Access(userID string) (since uint64, ok bool) {
+	access := h.access.Load()
+	if access == nil {
+		return 0, false
+	}
+	since, ok = (*access)[userID]
+	return since, ok
+}
+
+// Gate tells who may receive a private room's changes: its members, each
+// from the position at which they joined. It has the method of auth.Gate,
+// the seam through which the server's shared executions ask it.
+type Gate interface {
+	Access(userID string) (since uint64, ok bool)
 }

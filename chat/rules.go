@@ -68,3 +68,23 @@ func checkActor(a Actor) *Error {
 	}
 	return nil
 }
+
+// MaxUserIDLength bounds the user ID a member event names, in bytes.
+const MaxUserIDLength = 256
+
+// checkMemberID checks the user ID addMember and removeMember name. Users
+// are not registered anywhere Herald can see (identities come from the
+// authenticator), so any well-formed ID may be added.
+func checkMemberID(id string) *Error {
+	switch {
+	case id == "":
+		return errorf(CodeBadUserInput, "userId must not be empty")
+	case len(id) > MaxUserIDLength:
+		return errorf(CodeBadUserInput, "userId is longer than %d bytes", MaxUserIDLength)
+	case !utf8.ValidString(id):
+		return errorf(CodeBadUserInput, "userId is not valid UTF-8")
+	case strings.IndexFunc(id, unicode.IsControl) >= 0:
+		return errorf(CodeBadUserInput, "userId must not contain control characters")
+	}
+	return nil
+}

@@ -21,6 +21,9 @@ type EventLog interface {
 	AppendKeyed(ctx context.Context, key, rest string, data []byte, o pubsub.AppendOptions) (pubsub.AppendResult, error)
 	ReadKey(ctx context.Context, key string, fromSeq uint64, fn func(pubsub.Entry) error) (uint64, error)
 	NewLive(opts pubsub.LiveOptions) *pubsub.Live
+	Partitions() int
+	PartitionLastSeq(ctx context.Context, k int) (uint64, error)
+	FollowRest(ctx context.Context, k int, rest string, fromSeq uint64, fn func(pubsub.Entry) error) error
 }
 
 // DefaultRoomCache is the default budget of Options.RoomCache.
@@ -73,6 +76,9 @@ type Service struct {
 	dir        *directory
 	dirApplied chan struct{} // closed and replaced whenever entries are applied
 
+	// members is every private room's members (see memberIndex).
+	members *memberIndex
+
 	catchUpTarget uint64 // guarded by dirMu
 	caughtUp      atomic.Bool
 	status        atomic.Value // string: why not ready
@@ -116,6 +122,7 @@ func NewService(log EventLog, opts Options) *Service {
 		opts:       opts,
 		hub:        newHub(),
 		dir:        newDirectory(),
+		members:    newMemberIndex(log.Partitions()),
 		dirApplied: make(chan struct{}),
 		rooms:      newRoomCache(),
 		live:       log.NewLive(pubsub.LiveOptions{}),
@@ -143,6 +150,9 @@ func (s *Service) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.dispatch(ctx)
 	}()
+	for k := range s.log.Partitions() {
+		wg.Go(func() { s.followMembers(ctx, k) })
+	}
 	go func() {
 		defer wg.Done()
 		s.resyncer.run(ctx, s.resyncRoom)
@@ -224,6 +234,7 @@ func (s *Service) applyDirectory(e pubsub.Entry) error {
 	// Published under the lock, so that a roomCreated subscriber resuming
 	// from a cursor (WatchAfter) sees each creation once, in order.
 	if err == nil && room.ID != "" {
+		s.members.roomCreated(room)
 		s.hub.publish(RoomsTopic, Change{Seq: e.Seq, At: room.CreatedAt, Type: RoomCreated, Room: room})
 	}
 	close(s.dirApplied)
@@ -323,11 +334,60 @@ func (s *Service) LookupRoom(ctx context.Context, id string) (Room, bool, error)
 	return room, ok, nil
 }
 
-// Rooms returns a page of rooms in creation order.
-func (s *Service) Rooms(w Window) Page[Room] {
+// Rooms returns a page of the rooms viewer may see, in creation order:
+// every public room, and the private rooms viewer is a member of (none
+// for an anonymous viewer, ""), as the memberIndex has them.
+func (s *Service) Rooms(ctx context.Context, viewer string, w Window) (Page[Room], error) {
 	s.dirMu.RLock()
-	defer s.dirMu.RUnlock()
-	return s.dir.page(w)
+	public, private := s.dir.public, s.dir.private // entries are never changed; appends go past len
+	s.dirMu.RUnlock()
+	mine, err := s.visiblePrivateRooms(ctx, viewer, private)
+	if err != nil {
+		return Page[Room]{}, err
+	}
+	return mergedPage(public, mine, w), nil
+}
+
+// isMember reports whether viewer is a member of a private room.
+func (s *Service) isMember(ctx context.Context, roomID, viewer string) (bool, error) {
+	if viewer == "" {
+		return false, nil
+	}
+	var member bool
+	err := s.withRoom(ctx, roomID, func(rs *roomState) { member = rs.isMember(viewer) })
+	return member, err
+}
+
+// VisibleRoom returns a room's metadata if viewer may see it: ok is false
+// when the room does not exist, and a private room of which viewer ("" for
+// anonymous) is not a member is refused with FORBIDDEN, which tells nothing
+// more of it.
+func (s *Service) VisibleRoom(ctx context.Context, viewer, roomID string) (Room, bool, error) {
+	room, ok, err := s.LookupRoom(ctx, roomID)
+	if err != nil || !ok || !room.Private {
+		return room, ok, err
+	}
+	member, err := s.isMember(ctx, roomID, viewer)
+	switch {
+	case err != nil:
+		return Room{}, false, err
+	case !member:
+		return Room{}, false, errNotMember(roomID)
+	}
+	return room, true, nil
+}
+
+// Members returns a page of a private room's members in the order they
+// joined (none for a public room), loading the room if needed. Callers
+// check that the viewer may see the room.
+func (s *Service) Members(ctx context.Context, roomID string, w Window) (Page[Member], error) {
+	var page Page[Member]
+	err := s.withRoom(ctx, roomID, func(rs *roomState) {
+		if rs.room.Private {
+			page = rs.membersPage(w)
+		}
+	})
+	return page, err
 }
 
 // RoomStats returns a room's counters, loading the room if needed.
@@ -345,17 +405,26 @@ func (s *Service) Messages(ctx context.Context, roomID string, w Window) (Page[M
 	return page, err
 }
 
-// Message returns a retained message by ID, loading its room if needed.
-func (s *Service) Message(ctx context.Context, id string) (Message, bool, error) {
+// Message returns a retained message by ID, loading its room if needed. A
+// message of a private room of which viewer ("" for anonymous) is not a
+// member is refused with FORBIDDEN.
+func (s *Service) Message(ctx context.Context, viewer, id string) (Message, bool, error) {
 	roomID, ok := roomOfMessage(id)
 	if !ok {
 		return Message{}, false, nil
 	}
 	var (
-		msg   Message
-		found bool
+		msg           Message
+		found, member bool
 	)
-	err := s.withRoom(ctx, roomID, func(rs *roomState) { msg, found = rs.message(id) })
+	err := s.withRoom(ctx, roomID, func(rs *roomState) {
+		if member = rs.isMember(viewer); member {
+			msg, found = rs.message(id)
+		}
+	})
+	if err == nil && !member {
+		return Message{}, false, errNotMember(roomID)
+	}
 	var notFound *Error
 	if errors.As(err, &notFound) && notFound.Code == CodeNotFound {
 		return Message{}, false, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,7 +136,7 @@ func TestServiceReadYourWrites(t *testing.T) {
 	if err != nil || edited.Version != 2 || edited.Text != "hello" {
 		t.Fatalf("edit = %+v, %v", edited, err)
 	}
-	got, ok, err := svc.Message(ctx, msg.ID)
+	got, ok, err := svc.Message(ctx, "", msg.ID)
 	if err != nil || !ok || got.Text != "hello" || got.Version != 2 {
 		t.Fatalf("message right after the edit = %+v, %v, %v", got, ok, err)
 	}
@@ -160,7 +161,7 @@ func TestServiceStartsWithoutReplayingRooms(t *testing.T) {
 	if st := fresh.Stats(); st.RoomsHeld != 0 || fresh.Applied() != 3 || st.LiveSubscriptions != 0 {
 		t.Fatalf("a fresh replica holds %+v and applied %d entries; want only the 3 directory entries", st, fresh.Applied())
 	}
-	if page := fresh.Rooms(Window{First: 10}); page.TotalCount != 3 {
+	if page, _ := fresh.Rooms(context.Background(), "", Window{First: 10}); page.TotalCount != 3 {
 		t.Fatalf("rooms = %+v", page)
 	}
 	page, err := fresh.Messages(context.Background(), rooms[1].ID, Window{Last: 50})
@@ -420,7 +421,7 @@ func TestTwoReplicasJudgeConflictingEditsIdentically(t *testing.T) {
 		var got [2]Message
 		for r, svc := range []*Service{a, b} {
 			waitFor(t, "the edit on both replicas", func() bool {
-				msg, _, _ := svc.Message(ctx, m.ID)
+				msg, _, _ := svc.Message(ctx, "", m.ID)
 				got[r] = msg
 				return msg.Version == 2
 			})
@@ -470,7 +471,9 @@ func TestTwoReplicasRaceTheSameRoomName(t *testing.T) {
 			}
 		}
 	}
-	if pa, pb := a.Rooms(Window{First: 100}), b.Rooms(Window{First: 100}); pa.TotalCount != 20 || pb.TotalCount != 20 {
+	pa, _ := a.Rooms(ctx, "", Window{First: 100})
+	pb, _ := b.Rooms(ctx, "", Window{First: 100})
+	if pa.TotalCount != 20 || pb.TotalCount != 20 {
 		t.Fatalf("rooms: %d on a, %d on b, want 20", pa.TotalCount, pb.TotalCount)
 	}
 }
@@ -695,4 +698,216 @@ func utc(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 func canonMessage(m Message) string {
 	return fmt.Sprintf("%s by %v %q v%d created %s edited %s deleted %v reactions %v seq %d/%d",
 		m.ID, m.Author, m.Text, m.Version, utc(m.CreatedAt), utc(m.EditedAt), m.Deleted, m.Reactions, m.Seq, m.UpdatedSeq)
+}
+
+// TestPrivateRoomMembershipAcrossReplicas: a private room's members are
+// the same on a replica that loads it from the log; its watchers' gate
+// refuses a removed member before the removal reaches them; names of
+// private rooms are never taken.
+func TestPrivateRoomMembershipAcrossReplicas(t *testing.T) {
+	first := openLog(t, pubsub.Options{})
+	a := startService(t, first, Options{})
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{})
+	ctx := context.Background()
+
+	room, err := a.CreatePrivateRoom(ctx, alice, "Secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !room.Private {
+		t.Fatalf("created %+v, want a private room", room)
+	}
+	if _, err := a.AddMember(ctx, alice, room.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	// Names: a private room's neither conflicts nor is taken.
+	if _, err := b.CreatePrivateRoom(ctx, bob, "secret"); err != nil {
+		t.Fatalf("a second private room of the same name: %v", err)
+	}
+	if _, err := b.CreateRoom(ctx, bob, "SECRET"); err != nil {
+		t.Fatalf("a public room named like private ones: %v", err)
+	}
+	if _, err := a.CreateRoom(ctx, alice, "secret"); err == nil {
+		t.Fatal("two public rooms of one name")
+	}
+
+	w, err := b.Watch(ctx, RoomTopic(room.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	gate := w.Gate()
+	if gate == nil {
+		t.Fatal("a private room's watcher has no gate")
+	}
+	for _, tc := range []struct {
+		user  string
+		since uint64
+		ok    bool
+	}{{"alice", 0, true}, {"bob", 0, true}, {"carol", 0, false}, {"", 0, false}} {
+		since, ok := gate.Access(tc.user)
+		if ok != tc.ok || (tc.user == "alice" && since != 0) || (tc.user == "bob" && since == 0) {
+			t.Errorf("Access(%q) = %d, %v on the replica that loaded the room", tc.user, since, ok)
+		}
+	}
+	if _, err := b.RemoveMember(ctx, bob, room.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := next(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Type != MemberRemoved || c.UserID != "bob" || c.Message != nil {
+		t.Fatalf("change %+v, want bob's removal", c)
+	}
+	if _, ok := gate.Access("bob"); ok {
+		t.Fatal("the gate admits bob once his removal was delivered")
+	}
+
+	pubWatcher, err := a.Watch(ctx, RoomTopic(mustRoom(t, a, "lobby").ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pubWatcher.Close()
+	if pubWatcher.Gate() != nil {
+		t.Fatal("a public room's watcher has a gate")
+	}
+
+	lobby := mustRoom(t, a, "lobby2")
+	// b removed bob: it lists rooms as its write left them (read-your-writes).
+	if _, ok, err := b.LookupRoom(ctx, lobby.ID); !ok || err != nil { // b's directory has every room
+		t.Fatalf("look up %s: %v, %v", lobby.ID, ok, err)
+	}
+	for _, tc := range []struct {
+		viewer string
+		want   int // rooms listed: alice's, bob's (left one, created one), the 3 public
+	}{{"alice", 4}, {"bob", 4}, {"carol", 3}, {"", 3}} {
+		page, err := b.Rooms(ctx, tc.viewer, Window{First: 10})
+		if err != nil || page.TotalCount != tc.want || len(page.Items) != tc.want {
+			t.Errorf("Rooms as %q: %d of %d, %v; want %d", tc.viewer, len(page.Items), page.TotalCount, err, tc.want)
+		}
+	}
+	if _, _, err := a.VisibleRoom(ctx, "bob", room.ID); err == nil {
+		t.Error("bob sees the room he left")
+	} else {
+		wantCode(t, err, CodeForbidden)
+	}
+	if _, err := a.PostMessage(ctx, bob, room.ID, "hi", ""); err == nil {
+		t.Error("bob posts in the room he left")
+	} else {
+		wantCode(t, err, CodeForbidden)
+	}
+}
+
+// TestWatchAfterForStartsAtJoining: a member's resume replays nothing of a
+// private room from before they joined; the same resume for nobody in
+// particular replays everything after the cursor.
+func TestWatchAfterForStartsAtJoining(t *testing.T) {
+	svc := startService(t, openLog(t, pubsub.Options{}), Options{})
+	ctx := context.Background()
+	room, err := svc.CreatePrivateRoom(ctx, alice, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPost(t, svc, room.ID, "before carol")
+	if _, err := svc.AddMember(ctx, alice, room.ID, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	mustPost(t, svc, room.ID, "after carol")
+	for _, tc := range []struct {
+		viewer string
+		first  string
+	}{{"carol", "after carol"}, {"alice", "before carol"}, {"", "before carol"}} {
+		w, err := svc.WatchAfterFor(ctx, RoomTopic(room.ID), 0, tc.viewer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := next(w)
+		w.Close()
+		if err != nil || c.Message == nil || c.Message.Text != tc.first {
+			t.Errorf("%q's replay begins with %+v (%v), want %q", tc.viewer, c, err, tc.first)
+		}
+	}
+}
+
+// TestRoomsListsPrivateRoomsWithoutLoadingThem: a replica started after
+// private rooms and membership changes were stored lists each viewer's
+// rooms from its member index, loading no room; it then follows changes
+// made on another replica, and lists its own at once.
+func TestRoomsListsPrivateRoomsWithoutLoadingThem(t *testing.T) {
+	first := openLog(t, pubsub.Options{Partitions: 3})
+	a := startService(t, first, Options{})
+	ctx := context.Background()
+	carol := Actor{ID: "carol"}
+	var private []Room
+	for i := range 6 {
+		r, err := a.CreatePrivateRoom(ctx, alice, fmt.Sprintf("p%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		private = append(private, r)
+		mustRoom(t, a, fmt.Sprintf("public %d", i))
+	}
+	must := func(_ Room, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range private[:4] {
+		must(a.AddMember(ctx, alice, r.ID, "bob"))
+	}
+	must(a.RemoveMember(ctx, bob, private[1].ID, "bob"))   // bob left
+	must(a.AddMember(ctx, bob, private[2].ID, "carol"))    // added by a member who is not the creator
+	must(a.RemoveMember(ctx, bob, private[3].ID, "alice")) // the creator removed
+	// A forged event the rules refuse (carol is no member of p5): the room
+	// skips it, and so must the index.
+	forged := Event{Type: MemberAdded, Actor: carol, RoomID: private[5].ID, UserID: "carol"}
+	if err := a.withRoom(ctx, forged.RoomID, func(rs *roomState) { forged.Prev = rs.last }); err != nil {
+		t.Fatal(err)
+	}
+	data, err := forged.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.AppendKeyed(ctx, forged.RoomID, forged.rest(), data, pubsub.AppendOptions{ExpectLast: forged.Prev}); err != nil {
+		t.Fatal(err)
+	}
+
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{})
+	waitFor(t, "b's member index to catch up", func() bool { _, ok := b.members.roomsOf("x"); return ok })
+	names := func(svc *Service, viewer string) string {
+		t.Helper()
+		page, err := svc.Rooms(ctx, viewer, Window{First: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range page.Items {
+			if r.Private {
+				out = append(out, r.Name)
+			}
+		}
+		return strings.Join(out, ",")
+	}
+	for _, tc := range []struct{ viewer, want string }{
+		{"alice", "p0,p1,p2,p4,p5"},
+		{"bob", "p0,p2,p3"},
+		{"carol", "p2"},
+		{"", ""},
+	} {
+		if got := names(b, tc.viewer); got != tc.want {
+			t.Errorf("%q sees private rooms %q, want %q", tc.viewer, got, tc.want)
+		}
+	}
+	if st := b.Stats(); st.Loads != 0 || st.RoomsHeld != 0 {
+		t.Fatalf("listing rooms loaded rooms: %+v", st)
+	}
+
+	must(a.AddMember(ctx, alice, private[4].ID, "carol"))
+	waitFor(t, "b to list carol's new room", func() bool { return names(b, "carol") == "p2,p4" })
+	must(b.RemoveMember(ctx, carol, private[2].ID, "carol"))
+	if got := names(b, "carol"); got != "p4" {
+		t.Fatalf("right after leaving p2 on b, carol sees %q on b, want p4", got)
+	}
 }

@@ -17,8 +17,10 @@ type Change struct {
 	At   time.Time
 	Type EventType
 	Room Room
-	// Message is nil for RoomCreated.
+	// Message is nil for RoomCreated and member events.
 	Message *Message
+	// UserID is the member a member event added or removed.
+	UserID string
 }
 
 // RoomTopic names the changes of one room: its messages' posts, edits,
@@ -51,6 +53,8 @@ type Watcher struct {
 	// release, if set, lets go of what the watcher holds (its room); run
 	// once, by Close.
 	release func()
+	// gate is the room's, for a private room's topic; nil otherwise.
+	gate Gate
 	// queued: changes go to pending, not to offer, until the consumer asks
 	// for more with pending empty: it may still be handing over the last
 	// change Next returned, and an offer now would overtake it.
@@ -70,6 +74,13 @@ func (w *Watcher) SetOffer(offer func(Change) bool) {
 	defer w.mu.Unlock()
 	w.offer = offer
 }
+
+// Gate returns who may receive the watcher's changes: nil for a topic
+// everyone may watch; a private room's members otherwise. The gate reads
+// the room as this replica applies it, so a member removed is refused from
+// the moment the removal is applied, before the change that announces it
+// (a MemberRemoved change) reaches the watcher.
+func (w *Watcher) Gate() Gate { return w.gate }
 
 // Next returns the next change, waiting for one until ctx is done.
 func (w *Watcher) Next(ctx context.Context) (Change, error) {
@@ -151,8 +162,8 @@ func newHub() *hub { return &hub{watchers: make(map[string]map[*Watcher]struct{}
 
 // addAfter registers a watcher that first yields replay and then the live
 // changes above skipUpTo.
-func (h *hub) addAfter(topic string, skipUpTo uint64, replay []Change) *Watcher {
-	w := &Watcher{hub: h, topic: topic, skipUpTo: skipUpTo, pending: replay, queued: len(replay) > 0, wake: make(chan struct{}, 1)}
+func (h *hub) addAfter(topic string, skipUpTo uint64, replay []Change, gate Gate) *Watcher {
+	w := &Watcher{hub: h, topic: topic, skipUpTo: skipUpTo, pending: replay, queued: len(replay) > 0, wake: make(chan struct{}, 1), gate: gate}
 	if len(replay) > 0 {
 		w.wake <- struct{}{}
 	}
@@ -196,7 +207,7 @@ func (h *hub) publish(topic string, c Change) {
 // every change applied after this call. A room's topic loads the room if
 // needed and holds it until the watcher is closed. Close it when done.
 func (s *Service) Watch(ctx context.Context, topic string) (*Watcher, error) {
-	return s.watch(ctx, topic, nil)
+	return s.watch(ctx, topic, nil, "")
 }
 
 // WatchAfter is Watch for a subscriber resuming from a cursor: the watcher
@@ -205,10 +216,19 @@ func (s *Service) Watch(ctx context.Context, topic string) (*Watcher, error) {
 // position this replica has not reached yet is waited for (another replica
 // may be ahead), bounded by ctx and the apply timeout.
 func (s *Service) WatchAfter(ctx context.Context, topic string, after uint64) (*Watcher, error) {
-	return s.watch(ctx, topic, &after)
+	return s.watch(ctx, topic, &after, "")
 }
 
-func (s *Service) watch(ctx context.Context, topic string, after *uint64) (*Watcher, error) {
+// WatchAfterFor is WatchAfter for one subscriber, viewer: in a private room
+// of which viewer is a member, the replay starts no earlier than their
+// joining, which is all their membership covers (the watcher's gate keeps
+// anything earlier from them anyway; this spares replaying it). Only a
+// watcher with a single consumer may be made this way.
+func (s *Service) WatchAfterFor(ctx context.Context, topic string, after uint64, viewer string) (*Watcher, error) {
+	return s.watch(ctx, topic, &after, viewer)
+}
+
+func (s *Service) watch(ctx context.Context, topic string, after *uint64, viewer string) (*Watcher, error) {
 	// A subscriber waits for its room as long as a load may take: failing
 	// it while a NATS cluster elects a leader would end its subscription.
 	if topic == RoomsTopic {
@@ -234,7 +254,7 @@ func (s *Service) watch(ctx context.Context, topic string, after *uint64) (*Watc
 	}
 	// Changes are published under h.mu, so the replay ends exactly at the
 	// room's last event and every later change reaches the watcher.
-	w, bad := s.registerRoomWatcher(h, topic, after)
+	w, bad := s.registerRoomWatcher(h, topic, after, viewer)
 	if bad != nil {
 		s.release(h) // not under h.mu: releasing may evict the room
 		return nil, bad
@@ -243,17 +263,25 @@ func (s *Service) watch(ctx context.Context, topic string, after *uint64) (*Watc
 	return w, nil
 }
 
-func (s *Service) registerRoomWatcher(h *heldRoom, topic string, after *uint64) (*Watcher, *Error) {
+func (s *Service) registerRoomWatcher(h *heldRoom, topic string, after *uint64, viewer string) (*Watcher, *Error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var replay []Change
 	if after != nil {
+		from := *after
+		if m := h.st.members[viewer]; m != nil {
+			from = max(from, m.Since)
+		}
 		var bad *Error
-		if replay, bad = h.st.changesAfter(*after); bad != nil {
+		if replay, bad = h.st.changesAfter(from); bad != nil {
 			return nil, bad
 		}
 	}
-	return s.hub.addAfter(topic, h.st.last, replay), nil
+	var gate Gate
+	if h.st.room.Private {
+		gate = h
+	}
+	return s.hub.addAfter(topic, h.st.last, replay, gate), nil
 }
 
 // reach waits until the held room has applied position after (a cursor from
@@ -281,5 +309,5 @@ func (s *Service) watchRooms(ctx context.Context, after *uint64) (*Watcher, erro
 	if after != nil {
 		replay = s.dir.createdAfter(*after)
 	}
-	return s.hub.addAfter(RoomsTopic, s.dir.last, replay), nil
+	return s.hub.addAfter(RoomsTopic, s.dir.last, replay, nil), nil
 }

@@ -45,7 +45,7 @@ func TestWatcherOfferKeepsOrder(t *testing.T) {
 			for _, s := range tt.replay {
 				replay = append(replay, Change{Seq: s})
 			}
-			w := h.addAfter("t", 0, replay)
+			w := h.addAfter("t", 0, replay, nil)
 			defer w.Close()
 			var got, offered []uint64 // got: what the consumer holds, in order
 			w.SetOffer(func(c Change) bool {
@@ -98,7 +98,7 @@ func TestWatcherOfferKeepsOrder(t *testing.T) {
 // so the consumer may close what the offer sends into.
 func TestWatcherNoOfferAfterClose(t *testing.T) {
 	h := newHub()
-	w := h.addAfter("t", 0, nil)
+	w := h.addAfter("t", 0, nil, nil)
 	calls := 0
 	w.SetOffer(func(Change) bool { calls++; return true })
 	w.Close()

@@ -69,13 +69,15 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		CreateRoom     func(childComplexity int, name string) int
+		AddMember      func(childComplexity int, roomID string, userID string) int
+		CreateRoom     func(childComplexity int, name string, private *bool) int
 		DeleteMessage  func(childComplexity int, id string, version int) int
 		DisconnectUser func(childComplexity int, userID string) int
 		EditMessage    func(childComplexity int, id string, version int, text string) int
 		PostMessage    func(childComplexity int, roomID string, text string, idempotencyKey *string) int
 		React          func(childComplexity int, messageID string, emoji string) int
 		RefreshSession func(childComplexity int, token string) int
+		RemoveMember   func(childComplexity int, roomID string, userID string) int
 	}
 
 	PageInfo struct {
@@ -103,9 +105,11 @@ type ComplexityRoot struct {
 		CreatedBy     func(childComplexity int) int
 		ID            func(childComplexity int) int
 		LastMessageAt func(childComplexity int) int
+		Members       func(childComplexity int, first *int, after *string) int
 		MessageCount  func(childComplexity int) int
 		Messages      func(childComplexity int, last *int, before *string, first *int, after *string) int
 		Name          func(childComplexity int) int
+		Private       func(childComplexity int) int
 	}
 
 	RoomConnection struct {
@@ -125,6 +129,19 @@ type ComplexityRoot struct {
 		Kind    func(childComplexity int) int
 		Message func(childComplexity int) int
 		Room    func(childComplexity int) int
+	}
+
+	RoomMemberConnection struct {
+		Edges      func(childComplexity int) int
+		Nodes      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	RoomMemberEdge struct {
+		Cursor   func(childComplexity int) int
+		JoinedAt func(childComplexity int) int
+		Node     func(childComplexity int) int
 	}
 
 	Session struct {
@@ -158,7 +175,9 @@ type MessageResolver interface {
 	Cursor(ctx context.Context, obj *chat.Message) (string, error)
 }
 type MutationResolver interface {
-	CreateRoom(ctx context.Context, name string) (*chat.Room, error)
+	CreateRoom(ctx context.Context, name string, private *bool) (*chat.Room, error)
+	AddMember(ctx context.Context, roomID string, userID string) (*chat.Room, error)
+	RemoveMember(ctx context.Context, roomID string, userID string) (*chat.Room, error)
 	PostMessage(ctx context.Context, roomID string, text string, idempotencyKey *string) (*chat.Message, error)
 	EditMessage(ctx context.Context, id string, version int, text string) (*chat.Message, error)
 	DeleteMessage(ctx context.Context, id string, version int) (*chat.Message, error)
@@ -174,6 +193,8 @@ type QueryResolver interface {
 }
 type RoomResolver interface {
 	CreatedBy(ctx context.Context, obj *chat.Room) (*chat.Actor, error)
+
+	Members(ctx context.Context, obj *chat.Room, first *int, after *string) (*model.RoomMemberConnection, error)
 	MessageCount(ctx context.Context, obj *chat.Room) (int, error)
 	LastMessageAt(ctx context.Context, obj *chat.Room) (*time.Time, error)
 	Messages(ctx context.Context, obj *chat.Room, last *int, before *string, first *int, after *string) (*model.MessageConnection, error)
@@ -310,6 +331,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MessageEdge.Node(childComplexity), true
 
+	case "Mutation.addMember":
+		if e.ComplexityRoot.Mutation.AddMember == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_addMember_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AddMember(childComplexity, args["roomId"].(string), args["userId"].(string)), true
 	case "Mutation.createRoom":
 		if e.ComplexityRoot.Mutation.CreateRoom == nil {
 			break
@@ -320,7 +352,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.CreateRoom(childComplexity, args["name"].(string)), true
+		return e.ComplexityRoot.Mutation.CreateRoom(childComplexity, args["name"].(string), args["private"].(*bool)), true
 	case "Mutation.deleteMessage":
 		if e.ComplexityRoot.Mutation.DeleteMessage == nil {
 			break
@@ -387,6 +419,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RefreshSession(childComplexity, args["token"].(string)), true
+	case "Mutation.removeMember":
+		if e.ComplexityRoot.Mutation.RemoveMember == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_removeMember_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RemoveMember(childComplexity, args["roomId"].(string), args["userId"].(string)), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -496,6 +539,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Room.LastMessageAt(childComplexity), true
+	case "Room.members":
+		if e.ComplexityRoot.Room.Members == nil {
+			break
+		}
+
+		args, err := ec.field_Room_members_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Room.Members(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "Room.messageCount":
 		if e.ComplexityRoot.Room.MessageCount == nil {
 			break
@@ -519,6 +573,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Room.Name(childComplexity), true
+	case "Room.private":
+		if e.ComplexityRoot.Room.Private == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Room.Private(childComplexity), true
 
 	case "RoomConnection.edges":
 		if e.ComplexityRoot.RoomConnection.Edges == nil {
@@ -582,6 +642,50 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RoomEvent.Room(childComplexity), true
+
+	case "RoomMemberConnection.edges":
+		if e.ComplexityRoot.RoomMemberConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RoomMemberConnection.Edges(childComplexity), true
+	case "RoomMemberConnection.nodes":
+		if e.ComplexityRoot.RoomMemberConnection.Nodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RoomMemberConnection.Nodes(childComplexity), true
+	case "RoomMemberConnection.pageInfo":
+		if e.ComplexityRoot.RoomMemberConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RoomMemberConnection.PageInfo(childComplexity), true
+	case "RoomMemberConnection.totalCount":
+		if e.ComplexityRoot.RoomMemberConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RoomMemberConnection.TotalCount(childComplexity), true
+
+	case "RoomMemberEdge.cursor":
+		if e.ComplexityRoot.RoomMemberEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RoomMemberEdge.Cursor(childComplexity), true
+	case "RoomMemberEdge.joinedAt":
+		if e.ComplexityRoot.RoomMemberEdge.JoinedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RoomMemberEdge.JoinedAt(childComplexity), true
+	case "RoomMemberEdge.node":
+		if e.ComplexityRoot.RoomMemberEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RoomMemberEdge.Node(childComplexity), true
 
 	case "Session.expiresAt":
 		if e.ComplexityRoot.Session.ExpiresAt == nil {
@@ -766,18 +870,47 @@ on a replica.
 directive @viewerDependent on FIELD_DEFINITION
 
 type Query {
-  "Rooms in creation order."
+  """
+  The rooms the viewer may see, in creation order: every public room and
+  the private rooms the viewer is a member of.
+  """
   rooms(first: Int = 50, after: String): RoomConnection!
+  "A room; a private room of which the viewer is not a member fails with FORBIDDEN."
   room(id: ID!): Room
-  "A message still retained by its room's history."
+  """
+  A message still retained by its room's history. A private room's message
+  fails with FORBIDDEN for a viewer who is not a member.
+  """
   message(id: ID!): Message
   "Who the request acts as; null when anonymous."
   viewer: User @viewerDependent
 }
 
+"""
+Every mutation on a private room (posting, editing, deleting, reacting,
+adding and removing members) needs the viewer to be a member; otherwise it
+fails with FORBIDDEN.
+"""
 type Mutation {
-  "Create a room. Names are unique, ignoring case."
-  createRoom(name: String!): Room!
+  """
+  Create a room. Public rooms' names are unique, ignoring case. A private
+  room is seen only by its members, the creator first; its name need not be
+  unique and never conflicts with another room's.
+  """
+  createRoom(name: String!, private: Boolean = false): Room!
+  """
+  Add a user to a private room's members; any member may. The new member's
+  subscriptions, resumes included, cover the room from this point on.
+  Fails with CONFLICT if the user is a member already, BAD_USER_INPUT on a
+  public room.
+  """
+  addMember(roomId: ID!, userId: ID!): Room!
+  """
+  Remove a member from a private room; any member may remove any member,
+  themselves included, but not the last one (CONFLICT). The removed
+  member's subscriptions of the room end with FORBIDDEN.
+  """
+  removeMember(roomId: ID!, userId: ID!): Room!
   """
   Post a message. Retrying with the same idempotencyKey (same author and room,
   within two minutes) returns the first post instead of storing another.
@@ -827,13 +960,18 @@ replays every event after it (with the message as it is now), then continues
 live, with no gap and no duplicate. A cursor older than the room's retained
 history, or from an earlier incarnation of the event log, fails with
 extensions.code CURSOR_EXPIRED: refetch, then subscribe without a cursor.
+
+A private room's subscriptions need membership: a non-member's fails with
+FORBIDDEN, and a member who is removed has every subscription of the room
+ended with a FORBIDDEN error. A member's resume replays only events after
+they joined.
 """
 type Subscription {
   "Messages posted to a room."
   messagePosted(roomId: ID!, after: String): Message!
   "Everything that happens to a room's messages: posts, edits, deletions, reactions."
   roomEvents(roomId: ID!, after: String): RoomEvent!
-  "Rooms as they are created."
+  "Public rooms as they are created."
   roomCreated(after: String): Room!
 }
 
@@ -864,6 +1002,10 @@ type Room {
   name: String!
   createdAt: Time!
   createdBy: User!
+  "Whether only the room's members may see and use it."
+  private: Boolean!
+  "A private room's members in the order they joined; empty for a public room."
+  members(first: Int = 50, after: String): RoomMemberConnection!
   "Messages the room holds: retained by its history limit and not deleted."
   messageCount: Int!
   lastMessageAt: Time
@@ -917,6 +1059,20 @@ type RoomConnection {
 type RoomEdge {
   cursor: String!
   node: Room!
+}
+
+type RoomMemberConnection {
+  edges: [RoomMemberEdge!]!
+  nodes: [User!]!
+  pageInfo: PageInfo!
+  totalCount: Int!
+}
+
+type RoomMemberEdge {
+  cursor: String!
+  node: User!
+  "When the user became a member (the room's creation for its creator)."
+  joinedAt: Time!
 }
 
 type MessageConnection {
@@ -1025,6 +1181,10 @@ func (ec *executionContext) childFields_Room(ctx context.Context, field graphql.
 		return ec.fieldContext_Room_createdAt(ctx, field)
 	case "createdBy":
 		return ec.fieldContext_Room_createdBy(ctx, field)
+	case "private":
+		return ec.fieldContext_Room_private(ctx, field)
+	case "members":
+		return ec.fieldContext_Room_members(ctx, field)
 	case "messageCount":
 		return ec.fieldContext_Room_messageCount(ctx, field)
 	case "lastMessageAt":
@@ -1071,6 +1231,32 @@ func (ec *executionContext) childFields_RoomEvent(ctx context.Context, field gra
 		return ec.fieldContext_RoomEvent_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RoomEvent", field.Name)
+}
+
+func (ec *executionContext) childFields_RoomMemberConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_RoomMemberConnection_edges(ctx, field)
+	case "nodes":
+		return ec.fieldContext_RoomMemberConnection_nodes(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_RoomMemberConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_RoomMemberConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RoomMemberConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_RoomMemberEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_RoomMemberEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_RoomMemberEdge_node(ctx, field)
+	case "joinedAt":
+		return ec.fieldContext_RoomMemberEdge_joinedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RoomMemberEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_Session(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1209,6 +1395,28 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 
 // region    ***************************** args.gotpl *****************************
 
+func (ec *executionContext) field_Mutation_addMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "roomId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["roomId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "userId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["userId"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createRoom_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1220,6 +1428,14 @@ func (ec *executionContext) field_Mutation_createRoom_args(ctx context.Context, 
 		return nil, err
 	}
 	args["name"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "private",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["private"] = arg1
 	return args, nil
 }
 
@@ -1355,6 +1571,28 @@ func (ec *executionContext) field_Mutation_refreshSession_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_removeMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "roomId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["roomId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "userId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["userId"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1398,6 +1636,28 @@ func (ec *executionContext) field_Query_room_args(ctx context.Context, rawArgs m
 }
 
 func (ec *executionContext) field_Query_rooms_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Room_members_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
@@ -2016,7 +2276,7 @@ func (ec *executionContext) _Mutation_createRoom(ctx context.Context, field grap
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().CreateRoom(ctx, fc.Args["name"].(string))
+			return ec.Resolvers.Mutation().CreateRoom(ctx, fc.Args["name"].(string), fc.Args["private"].(*bool))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *chat.Room) graphql.Marshaler {
@@ -2044,6 +2304,94 @@ func (ec *executionContext) fieldContext_Mutation_createRoom(ctx context.Context
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_createRoom_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_addMember(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_addMember(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AddMember(ctx, fc.Args["roomId"].(string), fc.Args["userId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *chat.Room) graphql.Marshaler {
+			return ec.marshalNRoom2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋchatᚐRoom(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_addMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Room(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_addMember_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_removeMember(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_removeMember(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RemoveMember(ctx, fc.Args["roomId"].(string), fc.Args["userId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *chat.Room) graphql.Marshaler {
+			return ec.marshalNRoom2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋchatᚐRoom(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_removeMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Room(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_removeMember_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -2816,6 +3164,73 @@ func (ec *executionContext) fieldContext_Room_createdBy(_ context.Context, field
 	return fc, nil
 }
 
+func (ec *executionContext) _Room_private(ctx context.Context, field graphql.CollectedField, obj *chat.Room) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Room_private(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Private, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Room_private(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Room", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _Room_members(ctx context.Context, field graphql.CollectedField, obj *chat.Room) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Room_members(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Room().Members(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RoomMemberConnection) graphql.Marshaler {
+			return ec.marshalNRoomMemberConnection2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐRoomMemberConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Room_members(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Room",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RoomMemberConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Room_members_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Room_messageCount(ctx context.Context, field graphql.CollectedField, obj *chat.Room) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3188,6 +3603,203 @@ func (ec *executionContext) _RoomEvent_cursor(ctx context.Context, field graphql
 }
 func (ec *executionContext) fieldContext_RoomEvent_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("RoomEvent", field, true, true, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _RoomMemberConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.RoomMemberConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RoomMemberConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.RoomMemberEdge) graphql.Marshaler {
+			return ec.marshalNRoomMemberEdge2ᚕᚖgithubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐRoomMemberEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RoomMemberConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RoomMemberConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RoomMemberEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RoomMemberConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.RoomMemberConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RoomMemberConnection_nodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Nodes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*chat.Actor) graphql.Marshaler {
+			return ec.marshalNUser2ᚕᚖgithubᚗcomᚋheraldhqᚋheraldᚋchatᚐActorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RoomMemberConnection_nodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RoomMemberConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_User(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RoomMemberConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.RoomMemberConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RoomMemberConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RoomMemberConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RoomMemberConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RoomMemberConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.RoomMemberConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RoomMemberConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RoomMemberConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RoomMemberConnection", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _RoomMemberEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.RoomMemberEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RoomMemberEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RoomMemberEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RoomMemberEdge", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _RoomMemberEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.RoomMemberEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RoomMemberEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *chat.Actor) graphql.Marshaler {
+			return ec.marshalNUser2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋchatᚐActor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RoomMemberEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RoomMemberEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_User(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RoomMemberEdge_joinedAt(ctx context.Context, field graphql.CollectedField, obj *model.RoomMemberEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RoomMemberEdge_joinedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.JoinedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RoomMemberEdge_joinedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RoomMemberEdge", field, false, false, errors.New("field of type Time does not have child fields"))
 }
 
 func (ec *executionContext) _Session_user(ctx context.Context, field graphql.CollectedField, obj *model.Session) (ret graphql.Marshaler) {
@@ -4861,6 +5473,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "addMember":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_addMember(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "removeMember":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_removeMember(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "postMessage":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_postMessage(ctx, field)
@@ -5205,6 +5831,49 @@ func (ec *executionContext) _Room(ctx context.Context, sel ast.SelectionSet, obj
 					}
 				}()
 				res = ec._Room_createdBy(ctx, field, obj)
+				if res == graphql.Null {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
+			}
+
+			if field.IsDeferred() {
+				deferredFieldSet.AddField(field)
+				fieldIndex := len(deferredFieldSet.Values) - 1
+				deferredFieldSet.Concurrently(fieldIndex, func(ctx context.Context) graphql.Marshaler {
+					return innerFunc(ctx, deferredFieldSet)
+				})
+
+				for _, deferrable := range field.Deferrables {
+					view, ok := deferLabelToView[deferrable.Label]
+					if !ok {
+						view = deferredFieldSet.NewView()
+						deferLabelToView[deferrable.Label] = view
+					}
+					view.AddIndices(fieldIndex)
+				}
+
+				// don't run the out.Concurrently() call below
+				out.Values[i] = graphql.Null
+				continue
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
+		case "private":
+			out.Values[i] = ec._Room_private(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "members":
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._Room_members(ctx, field, obj)
 				if res == graphql.Null {
 					atomic.AddUint32(&fs.Invalids, 1)
 				}
@@ -5628,6 +6297,107 @@ func (ec *executionContext) _RoomEvent(ctx context.Context, sel ast.SelectionSet
 			}
 
 			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var roomMemberConnectionImplementors = []string{"RoomMemberConnection"}
+
+func (ec *executionContext) _RoomMemberConnection(ctx context.Context, sel ast.SelectionSet, obj *model.RoomMemberConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, roomMemberConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RoomMemberConnection")
+		case "edges":
+			out.Values[i] = ec._RoomMemberConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "nodes":
+			out.Values[i] = ec._RoomMemberConnection_nodes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._RoomMemberConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._RoomMemberConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var roomMemberEdgeImplementors = []string{"RoomMemberEdge"}
+
+func (ec *executionContext) _RoomMemberEdge(ctx context.Context, sel ast.SelectionSet, obj *model.RoomMemberEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, roomMemberEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RoomMemberEdge")
+		case "cursor":
+			out.Values[i] = ec._RoomMemberEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._RoomMemberEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "joinedAt":
+			out.Values[i] = ec._RoomMemberEdge_joinedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -6412,6 +7182,42 @@ func (ec *executionContext) marshalNRoomEventKind2githubᚗcomᚋheraldhqᚋhera
 	return v
 }
 
+func (ec *executionContext) marshalNRoomMemberConnection2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐRoomMemberConnection(ctx context.Context, sel ast.SelectionSet, v *model.RoomMemberConnection) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._RoomMemberConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNRoomMemberEdge2ᚕᚖgithubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐRoomMemberEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.RoomMemberEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNRoomMemberEdge2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐRoomMemberEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNRoomMemberEdge2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐRoomMemberEdge(ctx context.Context, sel ast.SelectionSet, v *model.RoomMemberEdge) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._RoomMemberEdge(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNSession2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐSession(ctx context.Context, sel ast.SelectionSet, v *model.Session) graphql.Marshaler {
 	if v == nil {
 		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
@@ -6452,6 +7258,22 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 		}
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNUser2ᚕᚖgithubᚗcomᚋheraldhqᚋheraldᚋchatᚐActorᚄ(ctx context.Context, sel ast.SelectionSet, v []*chat.Actor) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUser2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋchatᚐActor(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalNUser2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋchatᚐActor(ctx context.Context, sel ast.SelectionSet, v *chat.Actor) graphql.Marshaler {

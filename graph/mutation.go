@@ -22,16 +22,39 @@ func actor(ctx context.Context) (chat.Actor, error) {
 	return chat.Actor{ID: id.UserID, Name: id.Name}, nil
 }
 
-func (r mutationResolver) CreateRoom(ctx context.Context, name string) (*chat.Room, error) {
+func (r mutationResolver) CreateRoom(ctx context.Context, name string, private *bool) (*chat.Room, error) {
 	who, err := actor(ctx)
 	if err != nil {
 		return nil, err
 	}
-	room, err := r.chat.CreateRoom(ctx, who, name)
+	create := r.chat.CreateRoom
+	if private != nil && *private {
+		create = r.chat.CreatePrivateRoom
+	}
+	return room(create(ctx, who, name))
+}
+
+func (r mutationResolver) AddMember(ctx context.Context, roomID string, userID string) (*chat.Room, error) {
+	who, err := actor(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &room, nil
+	return room(r.chat.AddMember(ctx, who, roomID, userID))
+}
+
+func (r mutationResolver) RemoveMember(ctx context.Context, roomID string, userID string) (*chat.Room, error) {
+	who, err := actor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return room(r.chat.RemoveMember(ctx, who, roomID, userID))
+}
+
+func room(r chat.Room, err error) (*chat.Room, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 func (r mutationResolver) PostMessage(ctx context.Context, roomID string, text string, idempotencyKey *string) (*chat.Message, error) {

@@ -16,7 +16,13 @@ type queryResolver struct{ *Resolver }
 // defaultRoomsPage applies when neither first nor last is given.
 var defaultRoomsPage = chat.Window{First: 50}
 
-func (r queryResolver) Rooms(_ context.Context, first *int, after *string) (*model.RoomConnection, error) {
+// viewerID is who asks, "" when anonymous.
+func viewerID(ctx context.Context) string {
+	id, _ := auth.FromContext(ctx)
+	return id.UserID
+}
+
+func (r queryResolver) Rooms(ctx context.Context, first *int, after *string) (*model.RoomConnection, error) {
 	w, empty, err := r.window(first, nil, after, nil, defaultRoomsPage)
 	if err != nil {
 		return nil, err
@@ -24,7 +30,10 @@ func (r queryResolver) Rooms(_ context.Context, first *int, after *string) (*mod
 	if empty {
 		w.First = 1 // probe whether anything follows, then return nothing
 	}
-	page := r.chat.Rooms(w)
+	page, err := r.chat.Rooms(ctx, viewerID(ctx), w)
+	if err != nil {
+		return nil, err
+	}
 	if empty {
 		page.HasNextPage, page.Items = len(page.Items) > 0 || page.HasNextPage, nil
 	}
@@ -36,7 +45,7 @@ func (r queryResolver) Rooms(_ context.Context, first *int, after *string) (*mod
 }
 
 func (r queryResolver) Room(ctx context.Context, id string) (*chat.Room, error) {
-	room, ok, err := r.chat.LookupRoom(ctx, id)
+	room, ok, err := r.chat.VisibleRoom(ctx, viewerID(ctx), id)
 	if !ok || err != nil {
 		return nil, err
 	}
@@ -44,7 +53,7 @@ func (r queryResolver) Room(ctx context.Context, id string) (*chat.Room, error) 
 }
 
 func (r queryResolver) Message(ctx context.Context, id string) (*chat.Message, error) {
-	msg, ok, err := r.chat.Message(ctx, id)
+	msg, ok, err := r.chat.Message(ctx, viewerID(ctx), id)
 	if !ok || err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 
+	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
 	"github.com/heraldhq/herald/eventmeta"
 	"github.com/heraldhq/herald/graph/model"
@@ -43,13 +44,16 @@ func (r subscriptionResolver) RoomEvents(ctx context.Context, roomID string, aft
 		return nil, err
 	}
 	return watch(ctx, r.Resolver, chat.RoomTopic(roomID), after, func(c *chat.Change) (*chat.Change, bool) {
-		return c, true
+		return c, c.Message != nil // not member changes
 	})
 }
 
+// RoomCreated reports public rooms only: a private room's creation is
+// nobody's business but its creator's, and the execution is shared by
+// every identity.
 func (r subscriptionResolver) RoomCreated(ctx context.Context, after *string) (<-chan graphql.Event[*chat.Room], error) {
 	return watch(ctx, r.Resolver, chat.RoomsTopic, after, func(c *chat.Change) (*chat.Room, bool) {
-		return &c.Room, true
+		return &c.Room, !c.Room.Private
 	})
 }
 
@@ -77,9 +81,16 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 		if pos, err = r.decodeCursor("after", after); err != nil {
 			return nil, err
 		}
-		w, err = r.chat.WatchAfter(ctx, topic, pos)
+		// A resume runs in an execution of its own (the server never shares
+		// one with a cursor), so the identity on ctx is its one subscriber.
+		w, err = r.chat.WatchAfterFor(ctx, topic, pos, viewerID(ctx))
 	}
 	if err != nil {
+		return nil, err
+	}
+	recheck, err := restrict(ctx, w)
+	if err != nil {
+		w.Close()
 		return nil, err
 	}
 	event := func(c *chat.Change, v T) graphql.Event[T] {
@@ -91,6 +102,9 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 	// pump below only forwards what did not fit (and a resume's replay).
 	out := make(chan graphql.Event[T], eventBuffer)
 	w.SetOffer(func(c chat.Change) bool {
+		if c.Type == chat.MemberRemoved {
+			return false // for the pump, which rechecks outside the room's lock
+		}
 		v, ok := pick(&c)
 		if !ok {
 			return true
@@ -110,6 +124,10 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 			if err != nil {
 				return
 			}
+			if c.Type == chat.MemberRemoved {
+				recheck()
+				continue
+			}
 			v, ok := pick(&c)
 			if !ok {
 				continue
@@ -122,6 +140,25 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 		}
 	}()
 	return out, nil
+}
+
+// restrict hands a private room's gate to the engine sharing the
+// subscription's execution (auth.Restrict), which admits each subscriber
+// and each event by the room's membership. It returns what to call when a
+// member is removed: the engine then ends that member's subscriptions with
+// FORBIDDEN. Without such an engine, the identity on ctx is checked here.
+func restrict(ctx context.Context, w *chat.Watcher) (recheck func(), err error) {
+	gate := w.Gate()
+	if gate == nil {
+		return func() {}, nil
+	}
+	recheck, shared := auth.Restrict(ctx, gate)
+	if !shared {
+		if _, ok := gate.Access(viewerID(ctx)); !ok {
+			return nil, &chat.Error{Code: chat.CodeForbidden, Message: "forbidden: you are not a member of this room"}
+		}
+	}
+	return recheck, nil
 }
 
 // eventBuffer is how many events a subscription's channel holds before

@@ -81,6 +81,38 @@ func (r roomResolver) Messages(ctx context.Context, obj *chat.Room, last *int, b
 	return &model.MessageConnection{Edges: edges, Nodes: nodes, PageInfo: info, TotalCount: page.TotalCount}, nil
 }
 
+// defaultMembersPage applies when first is not given.
+var defaultMembersPage = chat.Window{First: 50}
+
+// Members needs no check of its own: whoever reached the room may see it
+// (the room's root field, or the subscription's gate, checked the viewer).
+func (r roomResolver) Members(ctx context.Context, obj *chat.Room, first *int, after *string) (*model.RoomMemberConnection, error) {
+	w, empty, err := r.window(first, nil, after, nil, defaultMembersPage)
+	if err != nil {
+		return nil, err
+	}
+	if empty {
+		w.First = 1 // probe whether anything follows, then return nothing
+	}
+	page, err := r.chat.Members(ctx, obj.ID, w)
+	if err != nil {
+		return nil, err
+	}
+	if empty {
+		page.HasNextPage, page.Items = len(page.Items) > 0 || page.HasNextPage, nil
+	}
+	// A member's cursor is its join position plus one: the creator's is 1.
+	edges, members, info := connection(r.Resolver, page, func(m *chat.Member) uint64 { return m.Since + 1 },
+		func(cursor string, m *chat.Member) *model.RoomMemberEdge {
+			return &model.RoomMemberEdge{Cursor: cursor, Node: &m.User, JoinedAt: m.JoinedAt}
+		})
+	nodes := make([]*chat.Actor, len(members))
+	for i, m := range members {
+		nodes[i] = &m.User
+	}
+	return &model.RoomMemberConnection{Edges: edges, Nodes: nodes, PageInfo: info, TotalCount: page.TotalCount}, nil
+}
+
 // Room resolves to the room's metadata; its counters are resolved against
 // the room as it is when they are read, so they reflect the latest applied
 // event.

@@ -37,17 +37,45 @@ const followHeartbeat = time.Second
 // the current attempt ends, within about 20s. It returns only after
 // everything it started has stopped; if fn blocks, it waits for it.
 func (l *Log) FollowDirectory(ctx context.Context, fromSeq uint64, fn func(Entry) error) error {
-	return l.follow(ctx, l.dir, l.lay.dirStream, fromSeq, directoryEntry, fn)
+	return l.follow(ctx, l.dir, l.lay.dirStream, "", fromSeq, directoryEntry, fn)
 }
 
-// follow is FollowDirectory on any stream; toEntry makes the entries.
-func (l *Log) follow(ctx context.Context, stream jetstream.Stream, name string, fromSeq uint64,
+// FollowRest is FollowDirectory for partition k's entries, of every key,
+// whose rest (the part of the subject after the key) is rest, which may
+// end with the wildcard ">" (e.g. "member.>"). Only those entries reach
+// the replica; the partition's server scans the rest of the stream for
+// them.
+func (l *Log) FollowRest(ctx context.Context, k int, rest string, fromSeq uint64, fn func(Entry) error) error {
+	if k < 0 || k >= l.lay.partitions {
+		return fmt.Errorf("follow partition %d: the log has %d partitions", k, l.lay.partitions)
+	}
+	return l.follow(ctx, l.parts[k], l.lay.partStreams[k], l.lay.partPrefix[k]+"*."+rest, fromSeq, partitionEntry, fn)
+}
+
+// PartitionLastSeq returns the last sequence of partition k (0 when empty).
+func (l *Log) PartitionLastSeq(ctx context.Context, k int) (uint64, error) {
+	if k < 0 || k >= l.lay.partitions {
+		return 0, fmt.Errorf("partition %d: the log has %d partitions", k, l.lay.partitions)
+	}
+	info, err := l.parts[k].Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read last sequence of stream %q: %w", l.lay.partStreams[k], err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// follow is FollowDirectory on any stream, of the subjects filter matches
+// ("" for all); toEntry makes the entries.
+func (l *Log) follow(ctx context.Context, stream jetstream.Stream, name, filter string, fromSeq uint64,
 	toEntry entryMaker, fn func(Entry) error,
 ) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if filter != "" {
+		cfg.FilterSubjects = []string{filter}
+	}
 	if fromSeq > 1 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = fromSeq

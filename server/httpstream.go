@@ -159,6 +159,7 @@ type httpStream struct {
 	bytes     int
 	completed bool            // the execution ended: complete after the queue
 	failure   *gqlerror.Error // end the stream with this error (it fell behind, or was disconnected)
+	endErr    *gqlerror.Error // with completed: end with this error (see denied)
 }
 
 // streamItem is one queued piece of a stream: a result of op, or with no
@@ -167,6 +168,8 @@ type streamItem struct {
 	op    *operation
 	p     *payload
 	event bool // a subscription's event, counted as a delivery
+	// err, with no p, ends op with this error (see denied).
+	err *gqlerror.Error
 }
 
 // single sends one result and ends the stream.
@@ -174,7 +177,7 @@ func (st *httpStream) single(resp *graphql.Response) {
 	if resp == nil {
 		return
 	}
-	st.write([]streamItem{{p: &payload{bytes: encodeResponse(resp)}}}, true)
+	st.write([]streamItem{{p: &payload{bytes: encodeResponse(resp)}}}, true, nil)
 }
 
 // subscribe joins the subscription's shared execution and streams its
@@ -228,14 +231,14 @@ func (st *httpStream) loop(ctx context.Context) {
 // flush writes what is queued; false once the stream is over.
 func (st *httpStream) flush() bool {
 	st.mu.Lock()
-	batch, completed, failure := st.queue, st.completed, st.failure
+	batch, completed, failure, endErr := st.queue, st.completed, st.failure, st.endErr
 	st.queue, st.bytes = nil, 0
 	st.mu.Unlock()
 	if failure != nil {
 		st.fail(failure)
 		return false
 	}
-	if !st.write(batch, completed) {
+	if !st.write(batch, completed, endErr) {
 		return false
 	}
 	return !completed
@@ -264,9 +267,6 @@ func slowConsumerError(reason string) *gqlerror.Error {
 	return &gqlerror.Error{Message: reason, Extensions: map[string]any{"code": codeSlowConsumer}}
 }
 
-// codeForbidden is the error code of a stream whose user was disconnected.
-const codeForbidden = "FORBIDDEN"
-
 // slowConsumer is the message of a stream whose queue overflowed.
 const slowConsumer = "slow consumer: the stream fell behind its events; reconnect and resume from the last event's cursor"
 
@@ -279,8 +279,8 @@ func expiredError() *gqlerror.Error {
 }
 
 // write writes the items in batch, then the end of the stream if end is
-// set, and flushes them; false if the client is gone.
-func (st *httpStream) write(batch []streamItem, end bool) bool {
+// set (with endErr, if any), and flushes them; false if the client is gone.
+func (st *httpStream) write(batch []streamItem, end bool, endErr *gqlerror.Error) bool {
 	if len(batch) == 0 && !end {
 		return true
 	}
@@ -288,7 +288,7 @@ func (st *httpStream) write(batch []streamItem, end bool) bool {
 	var err error
 	for _, it := range batch {
 		if it.p == nil {
-			_, err = st.out.Write(st.f.appendEnd(nil, it.op, nil))
+			_, err = st.out.Write(st.f.appendEnd(nil, it.op, it.err))
 		} else {
 			err = st.writeNext(it)
 		}
@@ -297,7 +297,7 @@ func (st *httpStream) write(batch []streamItem, end bool) bool {
 		}
 	}
 	if err == nil && end {
-		_, err = st.out.Write(st.f.appendEnd(nil, st.op, nil))
+		_, err = st.out.Write(st.f.appendEnd(nil, st.op, endErr))
 	}
 	if err == nil {
 		err = st.out.Flush()
@@ -406,6 +406,25 @@ func (st *httpStream) streamEnded(op *operation) {
 	st.mu.Lock()
 	st.completed = true
 	st.mu.Unlock()
+	st.signal()
+}
+
+// denied ends op with err after what is queued: a stream of one
+// operation ends, a stream of several ends only op.
+func (st *httpStream) denied(op *operation, err *gqlerror.Error) {
+	if st.ops != nil {
+		if st.ops.remove(op) {
+			st.enqueue(streamItem{op: op, err: err})
+		}
+		st.t.execs.leave(op)
+		return
+	}
+	st.mu.Lock()
+	if !st.completed && st.failure == nil {
+		st.completed, st.endErr = true, err
+	}
+	st.mu.Unlock()
+	st.t.execs.leave(op)
 	st.signal()
 }
 

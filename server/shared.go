@@ -12,6 +12,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/eventmeta"
@@ -118,6 +119,11 @@ type execution struct {
 
 	mu      sync.RWMutex
 	members []*operation
+	// gate, when the resolver set one (auth.Restrict), admits the members
+	// that may receive the events; gated is set once the resolver has run.
+	// Both guarded by mu.
+	gate  auth.Gate
+	gated bool
 }
 
 // join adds op to the execution of its key, starting one if there is none.
@@ -130,6 +136,9 @@ type execution struct {
 // cursor written into the document itself keeps the private execution.
 func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql.GraphExecutor,
 	raw *graphql.RawParams, rc *graphql.OperationContext, viewerDirective, resumeArgument string) {
+	if id, ok := auth.FromContext(ctx); ok {
+		op.viewer = id.UserID
+	}
 	cursor := findCursor(rc, resumeArgument)
 	if !cursor.given {
 		r.attach(op, ctx, exec, rc, keyOf(ctx, rc, viewerDirective, cursor.variable), false)
@@ -145,6 +154,9 @@ func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql
 	}
 	op.handoff = &handoff{limit: r.holdLimit}
 	r.attach(op, ctx, exec, live, keyOf(ctx, live, viewerDirective, cursor.variable), false)
+	if op.grant.Load() == refusedGrant {
+		return // denied: no replay either
+	}
 	r.attach(op, ctx, exec, rc, r.privateKey(), true)
 }
 
@@ -188,18 +200,107 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 		op.idx = len(e.members)
 		e.members = append(e.members, op)
 	}
+	refused := e.gated && !e.admit(op)
 	e.mu.Unlock()
 	r.mu.Unlock()
 
 	if !starting {
+		if refused {
+			op.sub.denied(op, forbiddenError())
+		}
 		<-e.started
 		return
 	}
 	slot := &eventSlot{}
 	execCtx = context.WithValue(execCtx, eventSlotKey{}, slot)
+	execCtx, guard := auth.WithGuard(execCtx, func() { r.recheck(e) })
 	responses, respCtx := exec.DispatchOperation(execCtx, rc)
+	// The resolver has run: from now on the gate it set, if any, decides
+	// who may receive the events. Members that joined meanwhile are
+	// admitted here, before anything is delivered; later ones by attach.
+	e.mu.Lock()
+	e.gate, e.gated = guard.Gate(), true
+	var denied []*operation
+	for _, m := range e.members {
+		if !e.admit(m) {
+			denied = append(denied, m)
+		}
+	}
+	e.mu.Unlock()
 	close(e.started)
+	for _, m := range denied {
+		m.sub.denied(m, forbiddenError())
+	}
 	go r.run(e, slot, responses, respCtx)
+}
+
+// admit records whether op may receive e's events, as e's gate says;
+// false if it may not. Callers hold e.mu.
+func (e *execution) admit(op *operation) bool {
+	if e.gate == nil {
+		return true
+	}
+	since, ok := e.gate.Access(op.viewer)
+	if !ok {
+		op.grant.Store(refusedGrant)
+		return false
+	}
+	// A resumed subscriber is a member of two executions of one gate: both
+	// must admit it under the same access.
+	if !op.grant.CompareAndSwap(0, since+1) && op.grant.Load() != since+1 {
+		return false
+	}
+	return true
+}
+
+// refusedGrant marks an operation a gate refused (see operation.grant).
+const refusedGrant = ^uint64(0)
+
+// allows reports whether op may receive the event at position pos (0: a
+// result with no position, such as an error) of a gated execution: the
+// access it was admitted under is still the user's, and the event is not
+// older than that access. Callers hold e.mu (read).
+func (e *execution) allows(op *operation, pos uint64) (deliver, keep bool) {
+	grant := op.grant.Load()
+	if grant == 0 || grant == refusedGrant {
+		return false, grant == 0
+	}
+	since, ok := e.gate.Access(op.viewer)
+	if !ok || since+1 != grant {
+		return false, false
+	}
+	return pos == 0 || pos > since, true
+}
+
+// recheck ends, with a FORBIDDEN error, the members of e whose access its
+// gate has withdrawn. The domain calls it (through auth.Restrict) when it
+// applies a change that withdraws access, so that the subscriptions end
+// even when no event follows.
+func (r *sharedExecutions) recheck(e *execution) {
+	var denied []*operation
+	e.mu.RLock()
+	if e.gate != nil {
+		for _, op := range e.members {
+			if _, keep := e.allows(op, 0); !keep {
+				denied = append(denied, op)
+			}
+		}
+	}
+	e.mu.RUnlock()
+	for _, op := range denied {
+		op.sub.denied(op, forbiddenError())
+	}
+}
+
+// codeForbidden is the error code of a subscription ended because its
+// subscriber may no longer receive its events.
+const codeForbidden = "FORBIDDEN"
+
+func forbiddenError() *gqlerror.Error {
+	return &gqlerror.Error{
+		Message:    "forbidden: access to this subscription's events was withdrawn",
+		Extensions: map[string]any{"code": codeForbidden},
+	}
 }
 
 // privateKey returns a key no other subscription has. Its hash input
@@ -375,12 +476,28 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 		}
 		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, cursor: slot.meta.Cursor}
 		slot.meta = eventmeta.Meta{}
+		var denied []*operation
 		e.mu.RLock()
 		p.direct = len(e.members) <= directFanout
-		for _, op := range e.members {
-			r.deliver(e, op, p)
+		if e.gate == nil {
+			for _, op := range e.members {
+				r.deliver(e, op, p)
+			}
+		} else {
+			for _, op := range e.members {
+				deliver, keep := e.allows(op, p.pos)
+				switch {
+				case deliver:
+					r.deliver(e, op, p)
+				case !keep:
+					denied = append(denied, op)
+				}
+			}
 		}
 		e.mu.RUnlock()
+		for _, op := range denied {
+			op.sub.denied(op, forbiddenError())
+		}
 	}
 
 	r.mu.Lock()

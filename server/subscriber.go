@@ -1,5 +1,11 @@
 package server
 
+import (
+	"encoding/json"
+
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
 // subscriber is what the engine (shared executions, the resume handoff)
 // knows of the transport an operation's results go to: a WebSocket
 // (*wsConn) or an HTTP stream (*httpStream: Server-Sent Events or
@@ -19,6 +25,11 @@ type subscriber interface {
 	// tooSlow ends op's transport because it fell too far behind, with a
 	// reason its client can act on.
 	tooSlow(op *operation, reason string)
+	// denied ends op with err (FORBIDDEN): its subscriber may no longer
+	// receive the execution's events. Results already delivered go first;
+	// nothing is delivered for op after err. It also takes op out of its
+	// executions, so it must not be called under an execution's lock.
+	denied(op *operation, err *gqlerror.Error)
 }
 
 var (
@@ -41,4 +52,14 @@ func (op *operation) release(execs *sharedExecutions) {
 		op.cancel()
 	}
 	execs.leave(op)
+}
+
+// denied ends op with an error frame (graphql-transport-ws and legacy
+// graphql-ws alike send "error" for its id), its last frame.
+func (c *wsConn) denied(op *operation, err *gqlerror.Error) {
+	if c.removeOp(op) {
+		raw, _ := json.Marshal(gqlerror.List{err})
+		c.enqueue(outItem{kind: frameError, op: op, raw: string(raw)})
+	}
+	c.t.execs.leave(op)
 }

@@ -189,6 +189,12 @@ type operation struct {
 	idx     int        // position among exec's members; guarded by exec.mu
 	handoff *handoff   // a resumed subscription's replay, until it goes live
 	cancel  context.CancelFunc
+	// viewer is the subscriber's user ID ("" when anonymous), set before
+	// the operation joins an execution. grant is the access a gated
+	// execution admitted it under (see execution.admit): since+1, 0 before
+	// admission, refusedGrant once refused.
+	viewer string
+	grant  atomic.Uint64
 }
 
 // wsConn is one socket: a reader on a goroutine of its own (serve, started

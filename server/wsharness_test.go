@@ -53,13 +53,30 @@ func newReplicaWith(t *testing.T, chatOpts chat.Options, tweak func(*Options)) *
 // buffers.
 func newReplicaListening(t *testing.T, chatOpts chat.Options, tweak func(*Options), wrap func(net.Listener) net.Listener) *replica {
 	t.Helper()
+	return newReplicaOver(t, pubsub.Options{}, chatOpts, tweak, wrap)
+}
+
+// newReplicaPair starts two replicas on one NATS server (the first's,
+// embedded), as two processes behind a load balancer are.
+func newReplicaPair(t *testing.T, tweak func(*Options)) (a, b *replica) {
+	t.Helper()
+	a = newReplicaOver(t, pubsub.Options{ListenAddr: "127.0.0.1:0"}, chat.Options{}, tweak, nil)
+	b = newReplicaOver(t, pubsub.Options{URLs: []string{a.log.ClientURL()}, Partitions: a.log.Partitions()}, chat.Options{}, tweak, nil)
+	return a, b
+}
+
+// newReplicaOver starts a replica whose event log is opened with logOpts
+// (an embedded NATS in a temp dir unless it names servers to connect to).
+func newReplicaOver(t *testing.T, logOpts pubsub.Options, chatOpts chat.Options, tweak func(*Options), wrap func(net.Listener) net.Listener) *replica {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	log, err := pubsub.Open(ctx, pubsub.Options{
-		DataDir:           t.TempDir(),
-		MaxMsgsPerSubject: int64(chatOpts.History),
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	if len(logOpts.URLs) == 0 {
+		logOpts.DataDir = t.TempDir()
+	}
+	logOpts.MaxMsgsPerSubject = int64(chatOpts.History)
+	logOpts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	log, err := pubsub.Open(ctx, logOpts)
 	if err != nil {
 		t.Fatalf("open event log: %v", err)
 	}

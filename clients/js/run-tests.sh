@@ -6,7 +6,7 @@
 # stop their own Herald processes on loopback ports.
 #
 # HERALD_BIN=/path/to/herald uses that binary instead of building ./cmd/herald.
-# Bounded: the run stops after HERALD_JS_TIMEOUT seconds (default 300). It
+# Bounded: the run stops after HERALD_JS_TIMEOUT seconds (default 180). It
 # stops only processes it started (each step runs in a process group of its
 # own, and the tests record their Heralds' PIDs in $HERALD_JS_PIDS) and
 # removes its temporary directory, where the Heralds keep their data.
@@ -14,7 +14,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-budget="${HERALD_JS_TIMEOUT:-300}"
+budget="${HERALD_JS_TIMEOUT:-180}"
 GO="${GO:-go}"
 
 log() { echo "client-js: $*" >&2; }

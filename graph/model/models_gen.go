@@ -25,6 +25,9 @@ type MessageEdge struct {
 	Node   *chat.Message `json:"node"`
 }
 
+// Every mutation on a private room (posting, editing, deleting, reacting,
+// adding and removing members) needs the viewer to be a member; otherwise it
+// fails with FORBIDDEN.
 type Mutation struct {
 }
 
@@ -57,6 +60,20 @@ type RoomEdge struct {
 	Node   *chat.Room `json:"node"`
 }
 
+type RoomMemberConnection struct {
+	Edges      []*RoomMemberEdge `json:"edges"`
+	Nodes      []*chat.Actor     `json:"nodes"`
+	PageInfo   *PageInfo         `json:"pageInfo"`
+	TotalCount int               `json:"totalCount"`
+}
+
+type RoomMemberEdge struct {
+	Cursor string      `json:"cursor"`
+	Node   *chat.Actor `json:"node"`
+	// When the user became a member (the room's creation for its creator).
+	JoinedAt time.Time `json:"joinedAt"`
+}
+
 // A WebSocket's credentials, as refreshSession left them.
 type Session struct {
 	User *chat.Actor `json:"user"`
@@ -74,6 +91,11 @@ type Session struct {
 // live, with no gap and no duplicate. A cursor older than the room's retained
 // history, or from an earlier incarnation of the event log, fails with
 // extensions.code CURSOR_EXPIRED: refetch, then subscribe without a cursor.
+//
+// A private room's subscriptions need membership: a non-member's fails with
+// FORBIDDEN, and a member who is removed has every subscription of the room
+// ended with a FORBIDDEN error. A member's resume replays only events after
+// they joined.
 type Subscription struct {
 }
 

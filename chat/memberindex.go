@@ -1,0 +1,238 @@
+package chat
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/pubsub"
+)
+
+// memberIndex holds, on every replica, the members of every private room,
+// so that listing the rooms a viewer may see loads no room. It is to
+// membership what the directory is to rooms: it follows each partition's
+// member subjects (Event.rest: "member.<user hash>") from the start, and
+// folds them per room with the rules the room itself judges them by
+// (judgeMemberEvent), so it agrees with every held room. It costs
+// O(memberships), never O(messages).
+//
+// A room's member events and its directory entry live in different
+// streams, so an event may arrive before the directory has the room: it
+// waits in pending until roomCreated. Until every partition has been read
+// up to its position when the replica started, the index answers nothing
+// (roomsOf's ok is false) and Rooms loads rooms instead.
+type memberIndex struct {
+	mu      sync.Mutex
+	rooms   map[string]map[string]uint64 // private room → member → since
+	pending map[string][]memberEntry     // room → its events before roomCreated
+	byUser  map[string]map[string]struct{}
+	last    map[string]uint64 // room → the position of its last member event folded
+	folded  chan struct{}     // closed and replaced whenever an event is folded
+
+	behind atomic.Int64 // partitions not yet caught up with their start position
+}
+
+type memberEntry struct {
+	seq uint64
+	e   Event
+}
+
+func newMemberIndex(partitions int) *memberIndex {
+	x := &memberIndex{
+		rooms:   make(map[string]map[string]uint64),
+		pending: make(map[string][]memberEntry),
+		byUser:  make(map[string]map[string]struct{}),
+		last:    make(map[string]uint64),
+		folded:  make(chan struct{}),
+	}
+	x.behind.Store(int64(partitions))
+	return x
+}
+
+// roomCreated starts the members of a private room the directory applied:
+// its creator, and the events that came before the room.
+func (x *memberIndex) roomCreated(room Room) {
+	if !room.Private {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.rooms[room.ID] != nil {
+		return
+	}
+	x.rooms[room.ID] = map[string]uint64{room.CreatedBy.ID: 0}
+	x.link(room.CreatedBy.ID, room.ID)
+	for _, p := range x.pending[room.ID] {
+		x.applyLocked(p.seq, p.e)
+	}
+	delete(x.pending, room.ID)
+}
+
+// apply folds one entry of a partition's member subjects.
+func (x *memberIndex) apply(e pubsub.Entry) error {
+	ev, bad := decodeRoomEvent(e.Key, e.Rest, e.Data)
+	if bad != nil || !isMemberEvent(ev.Type) {
+		return nil // the room skips it too
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.rooms[ev.RoomID] == nil {
+		x.pending[ev.RoomID] = append(x.pending[ev.RoomID], memberEntry{seq: e.Seq, e: ev})
+		return nil
+	}
+	x.applyLocked(e.Seq, ev)
+	return nil
+}
+
+// applyLocked judges and folds a member event of a known room as
+// roomState does. Callers hold mu.
+func (x *memberIndex) applyLocked(seq uint64, e Event) {
+	x.last[e.RoomID] = seq
+	close(x.folded)
+	x.folded = make(chan struct{})
+	members := x.rooms[e.RoomID]
+	if checkActor(e.Actor) != nil {
+		return
+	}
+	if _, ok := members[e.Actor.ID]; !ok {
+		return
+	}
+	if judgeMemberEvent(e.RoomID, members, e) != nil {
+		return
+	}
+	if e.Type == MemberAdded {
+		members[e.UserID] = seq
+		x.link(e.UserID, e.RoomID)
+		return
+	}
+	delete(members, e.UserID)
+	if rooms := x.byUser[e.UserID]; rooms != nil {
+		delete(rooms, e.RoomID)
+		if len(rooms) == 0 {
+			delete(x.byUser, e.UserID)
+		}
+	}
+}
+
+func (x *memberIndex) link(user, roomID string) {
+	rooms := x.byUser[user]
+	if rooms == nil {
+		rooms = make(map[string]struct{})
+		x.byUser[user] = rooms
+	}
+	rooms[roomID] = struct{}{}
+}
+
+// waitFolded waits until the index has folded the member event of room
+// stored at seq, so that the replica that stored it lists rooms as it left
+// them (read-your-writes). An index still catching up is not waited for:
+// Rooms does not use it yet.
+func (x *memberIndex) waitFolded(ctx context.Context, roomID string, seq uint64) error {
+	for x.behind.Load() == 0 {
+		x.mu.Lock()
+		reached, wake := x.last[roomID] >= seq, x.folded
+		x.mu.Unlock()
+		if reached {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// roomsOf returns the private rooms user is a member of; ok is false until
+// the index has caught up.
+func (x *memberIndex) roomsOf(user string) (rooms []string, ok bool) {
+	if x.behind.Load() > 0 {
+		return nil, false
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for id := range x.byUser[user] {
+		rooms = append(rooms, id)
+	}
+	return rooms, true
+}
+
+// followMembers keeps the index current with partition k until ctx ends:
+// it reads the partition's position, then follows its member subjects,
+// retrying with back-off when the log fails.
+func (s *Service) followMembers(ctx context.Context, k int) {
+	var target uint64
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		readCtx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+		last, err := s.log.PartitionLastSeq(readCtx, k)
+		cancel()
+		if err == nil {
+			target = last
+			break
+		}
+		s.opts.Logger.Warn("reading a partition's position failed; retrying", "partition", k, "err", err, "retry_in", backoff)
+		if !sleep(ctx, backoff) {
+			return
+		}
+	}
+	var applied uint64
+	caughtUp := false
+	reached := func() {
+		if !caughtUp && applied >= target {
+			caughtUp = true
+			s.members.behind.Add(-1)
+		}
+	}
+	reached()
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		err := s.log.FollowRest(ctx, k, "member.>", applied+1, func(e pubsub.Entry) error {
+			_ = s.members.apply(e)
+			applied = e.Seq
+			reached()
+			return nil
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		s.opts.Logger.Warn("following a partition's members failed; retrying", "partition", k, "from", applied+1, "err", err, "retry_in", backoff)
+		if !sleep(ctx, backoff) {
+			return
+		}
+	}
+}
+
+// visiblePrivateRooms returns the private rooms viewer is a member of, in
+// creation order: from the index once it has caught up, otherwise by
+// loading every private room this replica does not hold.
+func (s *Service) visiblePrivateRooms(ctx context.Context, viewer string, private []*Room) ([]*Room, error) {
+	if viewer == "" {
+		return nil, nil
+	}
+	if ids, ok := s.members.roomsOf(viewer); ok {
+		mine := make([]*Room, 0, len(ids))
+		s.dirMu.RLock()
+		for _, id := range ids {
+			if r := s.dir.rooms[id]; r != nil {
+				mine = append(mine, r)
+			}
+		}
+		s.dirMu.RUnlock()
+		slices.SortFunc(mine, func(a, b *Room) int { return cmp.Compare(a.Seq, b.Seq) })
+		return mine, nil
+	}
+	var mine []*Room
+	for _, r := range private {
+		member, err := s.isMember(ctx, r.ID, viewer)
+		if err != nil {
+			return nil, err
+		}
+		if member {
+			mine = append(mine, r)
+		}
+	}
+	return mine, nil
+}
