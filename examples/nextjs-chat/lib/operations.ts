@@ -1,10 +1,5 @@
 // Every GraphQL operation of the app, and the types of their results.
-import { disableFragmentWarnings, gql, type TypedDocumentNode } from '@apollo/client';
-
-// This module is evaluated once for server components and once for the
-// server-side render of client components, in one process; graphql-tag would
-// warn that the fragments below are defined twice.
-disableFragmentWarnings();
+import { gql, type TypedDocumentNode } from '@apollo/client';
 
 export interface User { __typename?: 'User'; id: string; name: string }
 export interface Reaction { __typename?: 'ReactionGroup'; emoji: string; count: number }
@@ -27,22 +22,12 @@ export interface RoomSummary {
   lastMessageAt: string | null;
 }
 
-const MESSAGE_FIELDS = gql`
-  fragment MessageFields on Message {
-    id
-    text
-    version
-    deleted
-    createdAt
-    editedAt
-    author { id name }
-    reactions { emoji count }
-  }
-`;
-
-const ROOM_FIELDS = gql`
-  fragment RoomFields on Room { id name messageCount lastMessageAt }
-`;
+// The fields every operation selects, written into each document rather than
+// shared as fragments: this module is evaluated once for server components
+// and once for the server-side render of client components in one process,
+// and graphql-tag would warn about fragments it has seen before.
+const MESSAGE_FIELDS = 'id text version deleted createdAt editedAt author { id name } reactions { emoji count }';
+const ROOM_FIELDS = 'id name messageCount lastMessageAt';
 
 /**
  * The room list. Its endCursor (the last room's position in the room
@@ -54,18 +39,16 @@ export const ROOMS: TypedDocumentNode<
 > = gql`
   query Rooms {
     rooms(first: 100) {
-      nodes { ...RoomFields }
+      nodes { ${ROOM_FIELDS} }
       pageInfo { endCursor }
     }
   }
-  ${ROOM_FIELDS}
 `;
 
 export const ROOM_CREATED: TypedDocumentNode<{ roomCreated: RoomSummary }, { after?: string | null }> = gql`
   subscription RoomCreated($after: String) {
-    roomCreated(after: $after) { ...RoomFields }
+    roomCreated(after: $after) { ${ROOM_FIELDS} }
   }
-  ${ROOM_FIELDS}
 `;
 
 export const PAGE_SIZE = 50;
@@ -93,12 +76,11 @@ export const ROOM_PAGE: TypedDocumentNode<RoomPageData, { roomId: string }> = gq
       name
       messageCount
       messages(last: ${PAGE_SIZE}) {
-        nodes { ...MessageFields }
+        nodes { ${MESSAGE_FIELDS} }
         pageInfo { endCursor }
       }
     }
   }
-  ${MESSAGE_FIELDS}
 `;
 
 export type RoomEventKind = 'MESSAGE_POSTED' | 'MESSAGE_EDITED' | 'MESSAGE_DELETED' | 'REACTIONS_CHANGED';
@@ -114,44 +96,38 @@ export const ROOM_EVENTS: TypedDocumentNode<{ roomEvents: RoomEvent }, { roomId:
     roomEvents(roomId: $roomId, after: $after) {
       kind
       cursor
-      message { ...MessageFields }
+      message { ${MESSAGE_FIELDS} }
       room { id messageCount lastMessageAt }
     }
   }
-  ${MESSAGE_FIELDS}
 `;
 
 export const CREATE_ROOM: TypedDocumentNode<{ createRoom: RoomSummary }, { name: string }> = gql`
   mutation CreateRoom($name: String!) {
-    createRoom(name: $name) { ...RoomFields }
+    createRoom(name: $name) { ${ROOM_FIELDS} }
   }
-  ${ROOM_FIELDS}
 `;
 
 export const POST_MESSAGE: TypedDocumentNode<{ postMessage: Message }, { roomId: string; text: string; key: string }> = gql`
   mutation PostMessage($roomId: ID!, $text: String!, $key: String) {
-    postMessage(roomId: $roomId, text: $text, idempotencyKey: $key) { ...MessageFields }
+    postMessage(roomId: $roomId, text: $text, idempotencyKey: $key) { ${MESSAGE_FIELDS} }
   }
-  ${MESSAGE_FIELDS}
 `;
 
 export const EDIT_MESSAGE: TypedDocumentNode<{ editMessage: Message }, { id: string; version: number; text: string }> = gql`
   mutation EditMessage($id: ID!, $version: Int!, $text: String!) {
-    editMessage(id: $id, version: $version, text: $text) { ...MessageFields }
+    editMessage(id: $id, version: $version, text: $text) { ${MESSAGE_FIELDS} }
   }
-  ${MESSAGE_FIELDS}
 `;
 
 export const DELETE_MESSAGE: TypedDocumentNode<{ deleteMessage: Message }, { id: string; version: number }> = gql`
   mutation DeleteMessage($id: ID!, $version: Int!) {
-    deleteMessage(id: $id, version: $version) { ...MessageFields }
+    deleteMessage(id: $id, version: $version) { ${MESSAGE_FIELDS} }
   }
-  ${MESSAGE_FIELDS}
 `;
 
 export const REACT: TypedDocumentNode<{ react: Message }, { messageId: string; emoji: string }> = gql`
   mutation React($messageId: ID!, $emoji: String!) {
-    react(messageId: $messageId, emoji: $emoji) { ...MessageFields }
+    react(messageId: $messageId, emoji: $emoji) { ${MESSAGE_FIELDS} }
   }
-  ${MESSAGE_FIELDS}
 `;
