@@ -197,7 +197,13 @@ fi
 
 # The build does not depend on Herald's URL (read at request time), so a
 # build of the same sources and lock is reused.
-srchash="$( (git -C "$app" ls-files -co --exclude-standard -- . ':!e2e' | LC_ALL=C sort | xargs -d '\n' sha256sum; echo "$lockhash") | sha256sum | cut -d' ' -f1)"
+# (Outside a git checkout there is no list of sources: always build.)
+sources="$(git -C "$app" ls-files -co --exclude-standard -- . ':!e2e' 2>/dev/null | LC_ALL=C sort || true)"
+if [ -n "$sources" ]; then
+	srchash="$( (xargs -d '\n' sha256sum <<<"$sources" 2>/dev/null || true; echo "$lockhash") | sha256sum | cut -d' ' -f1)"
+else
+	srchash="unknown-$$-$RANDOM"
+fi
 if [ -f .next/BUILD_ID ] && [ "$(cat .next/.herald-srchash 2>/dev/null || true)" = "$srchash" ]; then
 	log "reusing the Next.js build in .next (same sources)"
 else
