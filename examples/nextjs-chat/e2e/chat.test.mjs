@@ -163,6 +163,8 @@ test('editing, deleting and reacting show in the other user\'s page; a name pick
     // erin has no name yet: the room list says so, and the header's picker sets one.
     const erin = await open(null);
     assert.equal((await erin.page.goto(`${APP}/`)).status(), 200);
+    // Hydrated (before that, the picker's form would submit natively).
+    await waitConnected(erin);
     await erin.page.getByText('Pick a name to create rooms and post.').waitFor();
     await erin.page.getByTestId('room').filter({ hasText: room.name }).waitFor();
     await erin.page.locator('form[aria-label="user"] input[name="user"]').fill('erin');
@@ -174,7 +176,7 @@ test('editing, deleting and reacting show in the other user\'s page; a name pick
     await frank.page.goto(`${APP}/rooms/${room.id}`);
     await waitConnected(frank);
 
-    await send(erin, 'first draft');
+    await send(erin, 'first draft', { button: true });
     await waitForText(frank, 'first draft');
     const [{ id }] = await shown(frank.page);
     const item = (u) => u.page.locator(`[data-testid="message"][data-id="${id}"]`);

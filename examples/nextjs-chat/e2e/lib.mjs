@@ -191,11 +191,17 @@ export async function waitConnected(u, ms = WAIT_MS) {
     async () => `${u.name}'s connection to be "connected"; it is ${await connectionState(u.page).catch(() => '?')}`, ms);
 }
 
-/** Types text into the composer and submits it, as a person would. */
-export async function send(u, text) {
+/**
+ * Types text into the composer and submits it, as a person would: with
+ * Enter, or with the submit button. (Enter does not depend on where the
+ * button is: while messages arrive the list grows and moves the composer,
+ * and a click may land where the button was a frame earlier.)
+ */
+export async function send(u, text, { button = false } = {}) {
   const input = u.page.locator('form[aria-label="composer"] input[name="text"]');
   await input.fill(text);
-  await u.page.locator('form[aria-label="composer"] button[type="submit"]').click();
+  if (button) await u.page.locator('form[aria-label="composer"] button[type="submit"]').click();
+  else await input.press('Enter');
 }
 
 /**
