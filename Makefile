@@ -1,9 +1,9 @@
 # Herald's one test command is `make test`; CI runs it through .ci/run.
 GO ?= go
 
-.PHONY: test fmt-check vet generate-check unit unit-norace fuzz smoke e2e client-js compose-check cluster-test bench build run generate
+.PHONY: test fmt-check vet generate-check unit unit-norace fuzz smoke e2e nextjs-e2e client-js compose-check cluster-test bench build run generate
 
-test: fmt-check vet generate-check unit unit-norace fuzz smoke e2e compose-check cluster-test client-js
+test: fmt-check vet generate-check unit unit-norace fuzz smoke e2e nextjs-e2e compose-check cluster-test client-js
 
 # gofmt must have nothing to say about any Go file.
 fmt-check:
@@ -47,6 +47,14 @@ e2e:
 # from a rendered page); needs Node.js 20+ and npm.
 client-js:
 	@GO=$(GO) clients/js/run-tests.sh
+
+# The Next.js example app (examples/nextjs-chat) in Debian's Chromium, driven
+# by playwright-core, against two Herald replicas behind nginx running
+# deploy/nginx.conf: two users chatting, the hand-over from the server render
+# to the subscription, the SSE fallback, --auth jwt and a replica killed.
+# Needs Node.js 20.9+, npm, nginx and chromium.
+nextjs-e2e:
+	@GO=$(GO) examples/nextjs-chat/e2e/run.sh
 
 # deploy/compose.yaml and nginx's include files, checked without Docker.
 compose-check:

@@ -1,0 +1,59 @@
+'use client';
+import { useMutation, useSuspenseQuery } from '@apollo/client/react';
+import Link from 'next/link';
+import { useRouter } from 'next/navigation';
+import { useEffect, useRef, useState, type FormEvent } from 'react';
+import { CREATE_ROOM, ROOM_CREATED, ROOMS } from '@/lib/operations';
+import { useSession } from './providers';
+
+export function RoomList() {
+  const { data, subscribeToMore } = useSuspenseQuery(ROOMS);
+  // The hand-over: rooms created after the rendered list's last one.
+  const cursor = useRef<string | null | undefined>(undefined);
+  if (cursor.current === undefined) cursor.current = data.rooms.pageInfo.endCursor;
+
+  useEffect(() => subscribeToMore({
+    document: ROOM_CREATED,
+    variables: { after: cursor.current },
+    updateQuery: (_, { previousData, complete, subscriptionData }) => {
+      const room = subscriptionData.data.roomCreated;
+      if (!complete || previousData.rooms.nodes.some((r) => r.id === room.id)) return undefined;
+      return { ...previousData, rooms: { ...previousData.rooms, nodes: [...previousData.rooms.nodes, room] } };
+    },
+  }), [subscribeToMore]);
+
+  return (
+    <section>
+      <h1>Rooms</h1>
+      <ul className="rooms" data-testid="rooms">
+        {data.rooms.nodes.map((room) => (
+          <li key={room.id} data-testid="room" data-id={room.id}>
+            <Link href={`/rooms/${room.id}`}>{room.name}</Link>
+            <span className="meta">{room.messageCount} messages</span>
+          </li>
+        ))}
+      </ul>
+      <CreateRoom />
+    </section>
+  );
+}
+
+function CreateRoom() {
+  const { user } = useSession();
+  const router = useRouter();
+  const [name, setName] = useState('');
+  const [createRoom, { loading, error }] = useMutation(CREATE_ROOM);
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    const { data } = await createRoom({ variables: { name } }).catch(() => ({ data: undefined }));
+    if (data) router.push(`/rooms/${data.createRoom.id}`);
+  };
+  if (!user) return <p>Pick a name to create rooms and post.</p>;
+  return (
+    <form onSubmit={submit} aria-label="create room">
+      <input name="name" value={name} onChange={(e) => setName(e.target.value)} placeholder="new room" required />
+      <button type="submit" disabled={loading}>Create</button>
+      {error && <span className="error">{error.message}</span>}
+    </form>
+  );
+}

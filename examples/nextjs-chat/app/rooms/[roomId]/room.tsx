@@ -1,0 +1,230 @@
+'use client';
+import { useApolloClient, useMutation, useSuspenseQuery } from '@apollo/client/react';
+import Link from 'next/link';
+import { useEffect, useRef, useState, type FormEvent, type RefObject } from 'react';
+import {
+  DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE, REACT, ROOM_EVENTS, ROOM_PAGE,
+  type Message, type RoomEvent, type RoomPageData,
+} from '@/lib/operations';
+import { useSession } from '../../providers';
+
+type Page = NonNullable<RoomPageData['room']>;
+/** Ids of messages this page posted that the subscription has not delivered yet. */
+type Awaiting = RefObject<Set<string>>;
+
+const withNodes = (data: RoomPageData & { room: Page }, nodes: Message[]): RoomPageData => ({
+  ...data, room: { ...data.room, messages: { ...data.room.messages, nodes } },
+});
+
+/**
+ * The room's list after a live event. The subscription delivers a room's
+ * events in log order, so posts are placed in the order they arrive, before
+ * any message this page posted whose post the subscription has not yet
+ * delivered (a mutation's answer may come before an earlier post of someone
+ * else). A message already shown is updated in place, never shown twice.
+ */
+export function withEvent(data: RoomPageData, ev: RoomEvent, awaiting: Set<string>): RoomPageData | undefined {
+  if (!data.room) return undefined;
+  const nodes = data.room.messages.nodes;
+  const m = ev.message;
+  const at = nodes.findIndex((n) => n.id === m.id);
+  if (at >= 0 && !(ev.kind === 'MESSAGE_POSTED' && awaiting.has(m.id))) {
+    if (nodes[at].version > m.version) return undefined; // older than what is shown
+    const next = nodes.slice();
+    next[at] = m;
+    return withNodes(data as RoomPageData & { room: Page }, next);
+  }
+  if (ev.kind !== 'MESSAGE_POSTED') return undefined; // a message older than the page
+  awaiting.delete(m.id);
+  const rest = nodes.filter((n) => n.id !== m.id);
+  const firstAwaiting = rest.findIndex((n) => awaiting.has(n.id));
+  const pos = firstAwaiting < 0 ? rest.length : firstAwaiting;
+  const kept = at >= 0 && nodes[at].version > m.version ? nodes[at] : m;
+  return withNodes(data as RoomPageData & { room: Page }, [...rest.slice(0, pos), kept, ...rest.slice(pos)]);
+}
+
+/** The union of the list shown and a fresh read, in posting order (an empty room's catch-up). */
+function union(shown: Message[], fresh: Message[]): Message[] {
+  const byId = new Map(shown.map((m) => [m.id, m]));
+  const freshIds = new Set(fresh.map((m) => m.id));
+  const out = fresh.map((m) => { const s = byId.get(m.id); return s && s.version > m.version ? s : m; });
+  let prev: string | null = null;
+  for (const m of shown) {
+    if (!freshIds.has(m.id)) out.splice(prev === null ? 0 : out.findIndex((x) => x.id === prev) + 1, 0, m);
+    prev = m.id;
+  }
+  return out;
+}
+
+function uniqueKey(): string {
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${Math.random().toString(36).slice(2)}`;
+}
+
+export function Room({ roomId }: { roomId: string }) {
+  const client = useApolloClient();
+  const { data, subscribeToMore } = useSuspenseQuery(ROOM_PAGE, { variables: { roomId } });
+  const [problem, setProblem] = useState('');
+  const awaiting = useRef(new Set<string>());
+  // The hand-over: the cursor of the query this page was rendered from, then
+  // of every event received (so a re-subscription goes on from there).
+  const cursor = useRef<string | null | undefined>(undefined);
+  if (cursor.current === undefined) cursor.current = data.room?.messages.pageInfo.endCursor ?? null;
+  const exists = !!data.room;
+
+  useEffect(() => {
+    if (!exists) return;
+    // A room with no message at render has no cursor: subscribe from now,
+    // and once live, read the room again for what came in between.
+    let catchUp = cursor.current == null;
+    const readAgain = async () => {
+      const { data: fresh } = await client.query({ query: ROOM_PAGE, variables: { roomId }, fetchPolicy: 'no-cache' });
+      if (!fresh?.room) return;
+      client.cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) =>
+        prev?.room ? withNodes(prev as RoomPageData & { room: Page }, union(prev.room.messages.nodes, fresh.room!.messages.nodes)) : prev);
+    };
+    return subscribeToMore({
+      document: ROOM_EVENTS,
+      variables: { roomId, after: cursor.current },
+      updateQuery: (_, { previousData, complete, subscriptionData }) => {
+        const ev = subscriptionData.data.roomEvents;
+        cursor.current = ev.cursor;
+        if (catchUp) {
+          catchUp = false;
+          readAgain().catch((err: Error) => setProblem(err.message));
+        }
+        if (!complete) return undefined;
+        return withEvent(previousData, ev, awaiting.current) as typeof previousData | undefined;
+      },
+      onError: (err) => setProblem(`live updates stopped: ${err.message}`),
+    });
+  }, [client, roomId, exists, subscribeToMore]);
+
+  if (!data.room) {
+    return <p>No such room. <Link href="/">All rooms</Link></p>;
+  }
+  return (
+    <section>
+      <h1 data-testid="room-name">{data.room.name}</h1>
+      <ul className="messages" data-testid="messages">
+        {data.room.messages.nodes.map((m) => <MessageItem key={m.id} message={m} />)}
+      </ul>
+      {problem && <p className="error" role="alert">{problem}</p>}
+      <Composer roomId={roomId} awaiting={awaiting} />
+    </section>
+  );
+}
+
+function MessageItem({ message: m }: { message: Message }) {
+  const { user } = useSession();
+  const [editing, setEditing] = useState(false);
+  const [problem, setProblem] = useState('');
+  const [edit] = useMutation(EDIT_MESSAGE);
+  const [remove] = useMutation(DELETE_MESSAGE);
+  const [react] = useMutation(REACT);
+  const pending = m.id.startsWith('pending-');
+  const mine = !!user && m.author.name === user && !pending && !m.deleted;
+  const fail = (err: Error) => setProblem(err.message);
+
+  const saveEdit = (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const text = String(new FormData(e.currentTarget).get('edit') ?? '').trim();
+    setEditing(false);
+    if (!text || text === m.text) return;
+    edit({
+      variables: { id: m.id, version: m.version, text },
+      optimisticResponse: { editMessage: { ...m, text, version: m.version + 1, editedAt: new Date().toISOString() } },
+    }).catch(fail);
+  };
+  const del = () => {
+    remove({
+      variables: { id: m.id, version: m.version },
+      optimisticResponse: { deleteMessage: { ...m, text: '', deleted: true, version: m.version + 1 } },
+    }).catch(fail);
+  };
+
+  return (
+    <li data-testid="message" data-id={m.id} data-version={m.version} data-pending={pending ? 'true' : undefined}
+      className={m.deleted ? 'deleted' : undefined}>
+      <span className="author">{m.author.name}</span>
+      {editing ? (
+        <form onSubmit={saveEdit} className="edit">
+          <input name="edit" defaultValue={m.text} autoFocus aria-label="edit message" />
+          <button type="submit">Save</button>
+          <button type="button" onClick={() => setEditing(false)}>Cancel</button>
+        </form>
+      ) : (
+        <span className="text" data-testid="message-text">{m.deleted ? 'message deleted' : m.text}</span>
+      )}
+      {m.editedAt && !m.deleted && <span className="meta">(edited)</span>}
+      {!m.deleted && !pending && (
+        <span className="reactions">
+          {['👍', '🎉', '❤️'].map((emoji) => {
+            const count = m.reactions.find((r) => r.emoji === emoji)?.count ?? 0;
+            return (
+              <button key={emoji} type="button" disabled={!user} aria-label={`react ${emoji}`} data-testid="reaction" data-emoji={emoji}
+                onClick={() => react({ variables: { messageId: m.id, emoji } }).catch(fail)}>
+                {emoji}{count > 0 ? ` ${count}` : ''}
+              </button>
+            );
+          })}
+        </span>
+      )}
+      {mine && !editing && (
+        <span className="actions">
+          <button type="button" onClick={() => setEditing(true)}>Edit</button>
+          <button type="button" onClick={del}>Delete</button>
+        </span>
+      )}
+      {problem && <span className="error">{problem}</span>}
+    </li>
+  );
+}
+
+function Composer({ roomId, awaiting }: { roomId: string; awaiting: Awaiting }) {
+  const { user } = useSession();
+  const [text, setText] = useState('');
+  const [problem, setProblem] = useState('');
+  const [post] = useMutation(POST_MESSAGE);
+  if (!user) return <p>Pick a name to post.</p>;
+
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    const body = text.trim();
+    if (!body) return;
+    setText('');
+    setProblem('');
+    const key = uniqueKey(); // the same post if the request is retried
+    post({
+      variables: { roomId, text: body, key },
+      optimisticResponse: {
+        postMessage: {
+          __typename: 'Message', id: `pending-${key}`, text: body, version: 1, deleted: false,
+          createdAt: new Date().toISOString(), editedAt: null, reactions: [],
+          author: { __typename: 'User', id: `pending-${user}`, name: user },
+        },
+      },
+      update(cache, { data }) {
+        const m = data?.postMessage;
+        if (!m) return;
+        const optimistic = m.id.startsWith('pending-');
+        cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) => {
+          if (!prev?.room || prev.room.messages.nodes.some((n) => n.id === m.id)) return undefined;
+          // Shown at the end until the subscription delivers it in its place.
+          if (!optimistic) awaiting.current.add(m.id);
+          return withNodes(prev as RoomPageData & { room: Page }, [...prev.room.messages.nodes, m]);
+        });
+      },
+    }).catch((err: Error) => {
+      setProblem(`not posted: ${err.message}`);
+      setText((t) => t || body);
+    });
+  };
+
+  return (
+    <form className="composer" onSubmit={submit} aria-label="composer">
+      <input name="text" value={text} onChange={(e) => setText(e.target.value)} placeholder="Message" autoComplete="off" maxLength={4000} />
+      <button type="submit">Send</button>
+      {problem && <span className="error" role="alert">{problem}</span>}
+    </form>
+  );
+}

@@ -1,0 +1,233 @@
+// Helpers of the browser tests: Herald over HTTP, Chromium with
+// playwright-core, and waits that are always bounded.
+import assert from 'node:assert/strict';
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const need = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run these tests with examples/nextjs-chat/e2e/run.sh`);
+  return v;
+};
+export const APP = need('APP_URL');
+export const HERALD = need('HERALD_URL'); // nginx's /graphql
+export const HERALD_A = need('HERALD_A');
+export const HERALD_B = need('HERALD_B');
+export const ARTIFACTS = need('ARTIFACTS');
+/** The same build started with the development token route, against a --auth jwt replica. */
+export const JWT_APP = need('JWT_APP_URL');
+export const HERALD_JWT = need('HERALD_JWT_URL');
+
+/** Debian's Chromium; never a downloaded browser. */
+export const CHROMIUM = '/usr/bin/chromium';
+/** Every wait on a page or on Herald is bounded by this. */
+export const WAIT_MS = 20_000;
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls fn until it returns a truthy value; fails with what() after ms. */
+export async function until(fn, what, ms = WAIT_MS) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'function' ? what(last) : what}`);
+    await sleep(50);
+  }
+}
+
+/** A GraphQL request over HTTP (through nginx unless url says otherwise), as user. */
+export async function gql(query, variables = {}, { user, token, url = HERALD } = {}) {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: {
+      'Content-Type': 'application/json',
+      ...(user ? { 'X-Herald-User': user } : {}),
+      ...(token ? { Authorization: `Bearer ${token}` } : {}),
+    },
+    body: JSON.stringify({ query, variables }),
+    signal: AbortSignal.timeout(WAIT_MS),
+  });
+  const body = await res.json();
+  if (body.errors?.length) throw new Error(`${query.slice(0, 60)}…: ${JSON.stringify(body.errors)}`);
+  return body.data;
+}
+
+let rooms = 0;
+export async function createRoom(prefix) {
+  const name = `${prefix}-${process.pid}-${Date.now().toString(36)}-${rooms++}`;
+  const { createRoom: room } = await gql('mutation($n: String!) { createRoom(name: $n) { id name } }', { n: name }, { user: 'setup' });
+  return room;
+}
+
+export async function post(roomId, text, user) {
+  const { postMessage } = await gql('mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }',
+    { r: roomId, t: text }, { user });
+  return postMessage.id;
+}
+
+/** The room's messages in posting order, as Herald has them (at most 100). */
+export async function serverMessages(roomId) {
+  const { room } = await gql('query($r: ID!) { room(id: $r) { messages(last: 100) { nodes { id text } } } }', { r: roomId });
+  return room.messages.nodes;
+}
+
+/** Replica B's open WebSockets and event streams, from its own /metrics. */
+export async function openConnectionsOn(base) {
+  const text = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(WAIT_MS) })).text();
+  let n = 0;
+  for (const line of text.split('\n')) {
+    const m = /^herald_(?:ws_sockets|http_streams)\{[^}]*\} (\d+)/.exec(line);
+    if (m) n += Number(m[1]);
+  }
+  return n;
+}
+
+/** Describes how got differs from want (lists of ids or texts). */
+export function difference(got, want) {
+  const seen = new Map();
+  for (const x of got) seen.set(x, (seen.get(x) ?? 0) + 1);
+  const missing = want.filter((x) => !seen.has(x));
+  const twice = [...seen].filter(([, n]) => n > 1).map(([x, n]) => `${x} ×${n}`);
+  const extra = got.filter((x) => !want.includes(x));
+  return `missing ${JSON.stringify(missing)}; more than once ${JSON.stringify(twice)}; unexpected ${JSON.stringify(extra)}` +
+    `; got ${got.length}, want ${want.length}`;
+}
+
+/**
+ * Chromium, headless, with a fresh profile and nothing that talks to the
+ * network by itself. Each test gets its own browser; contexts are users.
+ */
+export async function launch() {
+  try {
+    accessSync(CHROMIUM, constants.X_OK);
+  } catch (err) {
+    assert.fail(`Chromium is not installed at ${CHROMIUM} (${err.code}): apt-get install -y chromium (.ci/run installs it)`);
+  }
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+    timeout: WAIT_MS,
+  });
+  return browser;
+}
+
+/**
+ * A user: a browser context whose cookie names the user (what the name
+ * picker sets), with one page that records the connection states it shows
+ * and every problem it reports.
+ */
+export async function openUser(browser, user, { blockWebSocket = false, app = APP } = {}) {
+  const context = await browser.newContext();
+  if (user) await context.addCookies([{ name: 'herald_user', value: user, url: app }]);
+  const problems = [];
+  const sockets = []; // WebSocket URLs the page opened (and got through)
+  if (blockWebSocket) {
+    // As a proxy that does not let WebSockets through: every upgrade fails.
+    await context.routeWebSocket(() => true, (ws) => ws.close({ code: 1011, reason: 'blocked by the test' }));
+  }
+  // Every state the connection element shows, in order (deduplicated).
+  await context.addInitScript(() => {
+    window.__states = [];
+    const record = () => {
+      const el = document.querySelector('[data-testid="connection"]');
+      const s = el && `${el.getAttribute('data-state')}/${el.getAttribute('data-transport')}`;
+      if (s && window.__states[window.__states.length - 1] !== s) window.__states.push(s);
+    };
+    new MutationObserver(record).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state', 'data-transport'] });
+  });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`); });
+  page.on('websocket', (ws) => sockets.push(ws.url()));
+  return { user, context, page, problems, sockets, name: user ?? 'anonymous' };
+}
+
+/** The ids and texts of the messages a page shows, in order (optimistic ones included). */
+export async function shown(page) {
+  return page.$$eval('[data-testid="message"]', (els) => els.map((el) => ({
+    id: el.getAttribute('data-id'),
+    text: el.querySelector('[data-testid="message-text"]')?.textContent ?? '',
+    pending: el.getAttribute('data-pending') === 'true',
+  })));
+}
+
+/** Waits until the page shows a message with text and nothing pending. */
+export async function waitForText(u, text, ms = WAIT_MS) {
+  await until(async () => {
+    const list = await shown(u.page);
+    return list.some((m) => m.text === text) && !list.some((m) => m.pending);
+  }, async () => `${u.name}'s page to show "${text}"; it shows ${JSON.stringify((await shown(u.page).catch(() => [])).map((m) => m.text).slice(-10))} (last 10)`, ms);
+}
+
+/** Waits until the page shows every one of texts (and perhaps more), nothing pending. */
+export async function waitForTexts(u, texts, ms = WAIT_MS) {
+  await until(async () => {
+    const list = await shown(u.page);
+    const have = new Set(list.map((m) => m.text));
+    return texts.every((x) => have.has(x)) && !list.some((m) => m.pending);
+  }, async () => {
+    const have = new Set((await shown(u.page).catch(() => [])).map((m) => m.text));
+    return `${u.name}'s page to show ${texts.length} messages; missing ${JSON.stringify(texts.filter((x) => !have.has(x)))}`;
+  }, ms);
+}
+
+export const connectionState = (page) => page.locator('[data-testid="connection"]').getAttribute('data-state');
+export const transportOf = (page) => page.locator('[data-testid="connection"]').getAttribute('data-transport');
+export const statesSeen = (page) => page.evaluate(() => window.__states);
+
+export async function waitConnected(u, ms = WAIT_MS) {
+  await until(async () => (await connectionState(u.page)) === 'connected',
+    async () => `${u.name}'s connection to be "connected"; it is ${await connectionState(u.page).catch(() => '?')}`, ms);
+}
+
+/**
+ * Types text into the composer and submits it, as a person would: with
+ * Enter, or with the submit button. (Enter does not depend on where the
+ * button is: while messages arrive the list grows and moves the composer,
+ * and a click may land where the button was a frame earlier.)
+ */
+export async function send(u, text, { button = false } = {}) {
+  const input = u.page.locator('form[aria-label="composer"] input[name="text"]');
+  await input.fill(text);
+  if (button) await u.page.locator('form[aria-label="composer"] button[type="submit"]').click();
+  else await input.press('Enter');
+}
+
+/**
+ * Runs body with the users it opens; when it throws, every page is
+ * screenshotted into ARTIFACTS (printed) before the error goes on.
+ */
+export async function withScreenshots(t, body) {
+  const users = [];
+  const browser = await launch();
+  try {
+    await body({ browser, users, open: async (...args) => { const u = await openUser(browser, ...args); users.push(u); return u; } });
+  } catch (err) {
+    const slug = t.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+    for (const [i, u] of users.entries()) {
+      const file = join(ARTIFACTS, `${slug}-${i}-${u.name}.png`);
+      try {
+        await u.page.screenshot({ path: file, fullPage: true, timeout: 5000 });
+        console.error(`screenshot of ${u.name}'s page at the failing step: ${file}`);
+      } catch (e) {
+        console.error(`no screenshot of ${u.name}'s page: ${e.message}`);
+      }
+      err.message += `\n${u.name}: problems ${JSON.stringify(u.problems)}; connection states ${JSON.stringify(await statesSeen(u.page).catch(() => '?'))}`;
+    }
+    throw err;
+  } finally {
+    await Promise.race([browser.close(), sleep(10_000)]);
+  }
+}
+

@@ -1,0 +1,264 @@
+// The one module that knows how the browser talks to Herald: queries and
+// mutations over HTTP and subscriptions over a WebSocket, both through
+// @heraldhq/client (createHeraldClient, HeraldLink), whose subscriptions
+// resume from their last cursor after every reconnect; and Server-Sent Events
+// (graphql-sse) when no WebSocket gets through. The rest of the app sees an
+// Apollo link and a connection state, nothing else.
+import { ApolloLink } from '@apollo/client';
+import { CombinedGraphQLErrors } from '@apollo/client/errors';
+import { createHeraldClient, prepareOperation, type HeraldClient, type Unsubscribe } from '@heraldhq/client';
+import { HeraldLink } from '@heraldhq/client/apollo';
+import type { GraphQLFormattedError } from 'graphql';
+import { createClient as createSseClient, type Client as SseClient } from 'graphql-sse';
+import { Observable, type Observer } from 'rxjs';
+
+export type ConnectionState = 'connecting' | 'connected' | 'reconnecting';
+export type TransportKind = 'websocket' | 'sse';
+export interface ConnectionStatus { state: ConnectionState; transport: TransportKind }
+
+export interface HeraldTransportOptions {
+  /** Herald's GraphQL HTTP URL; the WebSocket URL is derived (http → ws, https → wss). */
+  url: string;
+  /** `--auth dev`: the user to act as. */
+  user?: string | null;
+  /** `--auth jwt`: asked on every connect and HTTP request; return a fresh token. */
+  getToken?: () => Promise<string | null>;
+  /**
+   * A subscription's cursor is too old to resume from (CURSOR_EXPIRED):
+   * what it showed must be read again. Default: reload the page.
+   */
+  onCursorExpired?: () => void;
+  /** Give up on the WebSocket if it is not acknowledged within this time, or after this many failed attempts. */
+  wsGiveUpMs?: number;
+  wsGiveUpAttempts?: number;
+}
+
+export interface HeraldTransport {
+  link: ApolloLink;
+  status(): ConnectionStatus;
+  /** Calls listener on every change of status; returns the unsubscribe. */
+  onStatus(listener: (s: ConnectionStatus) => void): () => void;
+  dispose(): void;
+}
+
+/** Jittered exponential back-off, about 200 ms to 5 s. */
+async function backoff(retries: number): Promise<void> {
+  const ms = Math.min(250 * 2 ** retries, 4000) * (0.75 + Math.random() / 2);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+const isCursorExpired = (errors: unknown): boolean =>
+  Array.isArray(errors) && errors.some((e) => (e as GraphQLFormattedError)?.extensions?.code === 'CURSOR_EXPIRED');
+
+function toError(err: unknown): Error {
+  if (err instanceof Error) return err;
+  if (Array.isArray(err)) return new CombinedGraphQLErrors({ errors: err as GraphQLFormattedError[] });
+  if (err && typeof err === 'object' && 'code' in err && 'reason' in err) {
+    const e = err as { code: number; reason: string };
+    return new Error(`socket closed with ${e.code} ${e.reason}`);
+  }
+  return new Error(String(err));
+}
+
+/** One subscription the app holds open, whichever transport carries it. */
+interface ActiveSubscription {
+  request: { query: string; variables: Record<string, unknown>; operationName?: string };
+  /** The variable the root field's `after` takes (prepareOperation adds one if the document has none). */
+  cursorVariable: string | null;
+  /** The last cursor received (or the one the app subscribed after). */
+  cursor: string | null;
+  observer: Observer<ApolloLink.Result>;
+  /** Stops the current transport's subscription (and tells its sink to ignore what follows). */
+  stop: () => void;
+  ended: boolean;
+  /** SSE: restarts in a row of a stream the server ended. */
+  restarts: number;
+}
+
+export function createHeraldTransport(options: HeraldTransportOptions): HeraldTransport {
+  const giveUpMs = options.wsGiveUpMs ?? 5000;
+  const giveUpAttempts = options.wsGiveUpAttempts ?? 2;
+  const onCursorExpired = options.onCursorExpired ?? (() => window.location.reload());
+
+  let status: ConnectionStatus = { state: 'connecting', transport: 'websocket' };
+  const listeners = new Set<(s: ConnectionStatus) => void>();
+  const setStatus = (next: Partial<ConnectionStatus>) => {
+    const s = { ...status, ...next };
+    if (s.state === status.state && s.transport === status.transport) return;
+    status = s;
+    for (const l of listeners) l(s);
+  };
+
+  const active = new Set<ActiveSubscription>();
+  let disposed = false;
+
+  // ---- WebSocket: @heraldhq/client ----------------------------------------
+  let acknowledged = false; // a socket has reached `connected` once
+  let failures = 0; // sockets closed before any was acknowledged
+  const herald: HeraldClient = createHeraldClient({
+    url: options.url,
+    user: options.user ?? undefined,
+    getToken: options.getToken,
+    retryWait: backoff,
+    // Nothing to resume from: the page reads the room again (by default a reload).
+    onCursorExpired: () => {
+      onCursorExpired();
+      return new Promise<null>(() => {});
+    },
+    // Connect at once: the connection state means something before the first subscription.
+    graphqlWs: { lazy: false, onNonLazyError: () => {} },
+    on: {
+      connecting: () => { if (status.transport === 'websocket') setStatus({ state: acknowledged ? 'reconnecting' : 'connecting' }); },
+      connected: () => {
+        acknowledged = true;
+        if (status.transport === 'websocket') setStatus({ state: 'connected' });
+      },
+      closed: () => {
+        if (status.transport !== 'websocket' || disposed) return;
+        if (acknowledged) setStatus({ state: 'reconnecting' });
+        else if (++failures >= giveUpAttempts) fallBackToSse(`${failures} WebSocket attempts failed`);
+      },
+    },
+  });
+  const giveUpTimer = setTimeout(() => {
+    if (!acknowledged && status.transport === 'websocket') fallBackToSse(`no WebSocket acknowledged within ${giveUpMs} ms`);
+  }, giveUpMs);
+
+  // ---- Server-Sent Events -------------------------------------------------
+  let sse: SseClient | null = null;
+  function fallBackToSse(why: string) {
+    if (status.transport === 'sse' || disposed) return;
+    console.warn(`herald: falling back to Server-Sent Events (${why})`);
+    clearTimeout(giveUpTimer);
+    setStatus({ transport: 'sse', state: 'connecting' });
+    sse = createSseClient({
+      url: options.url,
+      headers: () => herald.httpHeaders(),
+      retryAttempts: Infinity,
+      retry: backoff,
+    });
+    for (const sub of active) {
+      sub.stop();
+      start(sub);
+    }
+    void herald.dispose();
+    if (active.size === 0) setStatus({ state: 'connected' });
+  }
+
+  // ---- Subscriptions -------------------------------------------------------
+  function start(sub: ActiveSubscription) {
+    let stopped = false;
+    const sink = {
+      next(result: ApolloLink.Result & { extensions?: Record<string, unknown> }) {
+        if (stopped) return;
+        if (sub.cursorVariable && isCursorExpired(result.errors)) {
+          sub.stop();
+          onCursorExpired();
+          return;
+        }
+        sub.restarts = 0;
+        const cursor = result.extensions?.cursor;
+        if (typeof cursor === 'string') sub.cursor = cursor;
+        // Over SSE the request is ours: whatever is sent next resumes after this event.
+        if (sseVariables && sub.cursorVariable && sub.cursor) sseVariables[sub.cursorVariable] = sub.cursor;
+        sub.observer.next(result);
+      },
+      error(err: unknown) {
+        if (stopped) return;
+        stopped = true;
+        if (sub.cursorVariable && isCursorExpired(err)) {
+          onCursorExpired();
+          return;
+        }
+        sub.ended = true;
+        active.delete(sub);
+        sub.observer.error(toError(err));
+      },
+      complete() {
+        if (stopped) return;
+        stopped = true;
+        if (status.transport === 'sse' && !sub.ended) {
+          // An event stream the server ended (a draining replica): open it
+          // again after the last cursor, as an EventSource would.
+          setStatus({ state: 'reconnecting' });
+          void backoff(sub.restarts++).then(() => { if (!sub.ended && !disposed) start(sub); });
+          return;
+        }
+        sub.ended = true;
+        active.delete(sub);
+        sub.observer.complete();
+      },
+    };
+    let sseVariables: Record<string, unknown> | null = null;
+    let stopTransport: () => void;
+    if (status.transport === 'websocket') {
+      // The client resumes from its last cursor on every reconnect by itself.
+      const unsubscribe: Unsubscribe = herald.subscribe(sub.request, sink as never, { after: sub.cursor });
+      stopTransport = () => {
+        sub.cursor = unsubscribe.cursor ?? sub.cursor;
+        unsubscribe();
+      };
+    } else {
+      // graphql-sse sends the same variables object again on every retry.
+      sseVariables = { ...sub.request.variables };
+      if (sub.cursorVariable) {
+        if (sub.cursor) sseVariables[sub.cursorVariable] = sub.cursor;
+        else delete sseVariables[sub.cursorVariable];
+      }
+      stopTransport = sse!.subscribe({ ...sub.request, variables: sseVariables }, sink as never, {
+        connecting: (reconnecting) => setStatus({ state: reconnecting ? 'reconnecting' : status.state === 'connected' ? 'connected' : 'connecting' }),
+        connected: () => setStatus({ state: 'connected' }),
+      });
+    }
+    sub.stop = () => {
+      stopped = true;
+      stopTransport();
+    };
+  }
+
+  const subscriptionLink = new ApolloLink((operation) => new Observable<ApolloLink.Result>((observer) => {
+    const prepared = prepareOperation(operation.query, operation.operationName);
+    const variables: Record<string, unknown> = { ...operation.variables };
+    const name = prepared.cursorVariable;
+    const given = name ? variables[name] : undefined;
+    const sub: ActiveSubscription = {
+      request: { query: prepared.query, variables, ...(operation.operationName ? { operationName: operation.operationName } : {}) },
+      cursorVariable: name,
+      cursor: typeof given === 'string' ? given : prepared.literalCursor ?? null,
+      observer,
+      stop: () => {},
+      ended: false,
+      restarts: 0,
+    };
+    if (name) delete variables[name]; // carried as sub.cursor
+    active.add(sub);
+    start(sub);
+    return () => {
+      sub.ended = true;
+      active.delete(sub);
+      sub.stop();
+    };
+  }));
+
+  // Queries and mutations over HTTP, with the client's credentials as headers.
+  const httpLink = new HeraldLink({ client: herald, http: { uri: options.url } });
+
+  const link = ApolloLink.split(({ operationType }) => operationType === 'subscription', subscriptionLink, httpLink);
+
+  return {
+    link,
+    status: () => status,
+    onStatus(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    dispose() {
+      disposed = true;
+      clearTimeout(giveUpTimer);
+      for (const sub of active) { sub.ended = true; sub.stop(); }
+      active.clear();
+      void herald.dispose();
+      sse?.dispose();
+    },
+  };
+}

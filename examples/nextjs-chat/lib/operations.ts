@@ -1,0 +1,133 @@
+// Every GraphQL operation of the app, and the types of their results.
+import { gql, type TypedDocumentNode } from '@apollo/client';
+
+export interface User { __typename?: 'User'; id: string; name: string }
+export interface Reaction { __typename?: 'ReactionGroup'; emoji: string; count: number }
+export interface Message {
+  __typename?: 'Message';
+  id: string;
+  text: string;
+  version: number;
+  deleted: boolean;
+  createdAt: string;
+  editedAt: string | null;
+  author: User;
+  reactions: Reaction[];
+}
+export interface RoomSummary {
+  __typename?: 'Room';
+  id: string;
+  name: string;
+  messageCount: number;
+  lastMessageAt: string | null;
+}
+
+// The fields every operation selects, written into each document rather than
+// shared as fragments: this module is evaluated once for server components
+// and once for the server-side render of client components in one process,
+// and graphql-tag would warn about fragments it has seen before.
+const MESSAGE_FIELDS = 'id text version deleted createdAt editedAt author { id name } reactions { emoji count }';
+const ROOM_FIELDS = 'id name messageCount lastMessageAt';
+
+/**
+ * The room list. Its endCursor (the last room's position in the room
+ * directory) is where the live list goes on from: roomCreated(after:).
+ */
+export const ROOMS: TypedDocumentNode<
+  { rooms: { nodes: RoomSummary[]; pageInfo: { endCursor: string | null } } },
+  Record<string, never>
+> = gql`
+  query Rooms {
+    rooms(first: 100) {
+      nodes { ${ROOM_FIELDS} }
+      pageInfo { endCursor }
+    }
+  }
+`;
+
+export const ROOM_CREATED: TypedDocumentNode<{ roomCreated: RoomSummary }, { after?: string | null }> = gql`
+  subscription RoomCreated($after: String) {
+    roomCreated(after: $after) { ${ROOM_FIELDS} }
+  }
+`;
+
+export const PAGE_SIZE = 50;
+
+export interface RoomPageData {
+  room: null | {
+    __typename?: 'Room';
+    id: string;
+    name: string;
+    messageCount: number;
+    messages: { __typename?: 'MessageConnection'; nodes: Message[]; pageInfo: { __typename?: 'PageInfo'; endCursor: string | null } };
+  };
+}
+
+/**
+ * A room page: the latest messages, and the cursor the live events go on
+ * from. messages' endCursor is the log position of the newest message's
+ * post; roomEvents(after: endCursor) replays every later change of the room
+ * (with each message as it is now), then goes on live.
+ */
+export const ROOM_PAGE: TypedDocumentNode<RoomPageData, { roomId: string }> = gql`
+  query RoomPage($roomId: ID!) {
+    room(id: $roomId) {
+      id
+      name
+      messageCount
+      messages(last: ${PAGE_SIZE}) {
+        nodes { ${MESSAGE_FIELDS} }
+        pageInfo { endCursor }
+      }
+    }
+  }
+`;
+
+export type RoomEventKind = 'MESSAGE_POSTED' | 'MESSAGE_EDITED' | 'MESSAGE_DELETED' | 'REACTIONS_CHANGED';
+export interface RoomEvent {
+  kind: RoomEventKind;
+  cursor: string;
+  message: Message;
+  room: { __typename?: 'Room'; id: string; messageCount: number; lastMessageAt: string | null };
+}
+
+export const ROOM_EVENTS: TypedDocumentNode<{ roomEvents: RoomEvent }, { roomId: string; after?: string | null }> = gql`
+  subscription RoomEvents($roomId: ID!, $after: String) {
+    roomEvents(roomId: $roomId, after: $after) {
+      kind
+      cursor
+      message { ${MESSAGE_FIELDS} }
+      room { id messageCount lastMessageAt }
+    }
+  }
+`;
+
+export const CREATE_ROOM: TypedDocumentNode<{ createRoom: RoomSummary }, { name: string }> = gql`
+  mutation CreateRoom($name: String!) {
+    createRoom(name: $name) { ${ROOM_FIELDS} }
+  }
+`;
+
+export const POST_MESSAGE: TypedDocumentNode<{ postMessage: Message }, { roomId: string; text: string; key: string }> = gql`
+  mutation PostMessage($roomId: ID!, $text: String!, $key: String) {
+    postMessage(roomId: $roomId, text: $text, idempotencyKey: $key) { ${MESSAGE_FIELDS} }
+  }
+`;
+
+export const EDIT_MESSAGE: TypedDocumentNode<{ editMessage: Message }, { id: string; version: number; text: string }> = gql`
+  mutation EditMessage($id: ID!, $version: Int!, $text: String!) {
+    editMessage(id: $id, version: $version, text: $text) { ${MESSAGE_FIELDS} }
+  }
+`;
+
+export const DELETE_MESSAGE: TypedDocumentNode<{ deleteMessage: Message }, { id: string; version: number }> = gql`
+  mutation DeleteMessage($id: ID!, $version: Int!) {
+    deleteMessage(id: $id, version: $version) { ${MESSAGE_FIELDS} }
+  }
+`;
+
+export const REACT: TypedDocumentNode<{ react: Message }, { messageId: string; emoji: string }> = gql`
+  mutation React($messageId: ID!, $emoji: String!) {
+    react(messageId: $messageId, emoji: $emoji) { ${MESSAGE_FIELDS} }
+  }
+`;
