@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -31,6 +32,7 @@ import (
 // Presence speaks of topics and members only; what they mean (rooms and
 // users, say) is the caller's.
 type Presence struct {
+	nc   *nats.Conn
 	kv   jetstream.KeyValue
 	opts PresenceOptions
 	log  *slog.Logger
@@ -130,7 +132,7 @@ func (l *Log) Presence(ctx context.Context, opts PresenceOptions) (*Presence, er
 		return nil, fmt.Errorf("create the presence bucket %s: %w", opts.Bucket, err)
 	}
 	p := &Presence{
-		kv: kv, opts: opts, log: l.log,
+		nc: l.nc, kv: kv, opts: opts, log: l.log,
 		local: map[string]map[string]struct{}{}, dirty: map[string]struct{}{}, written: map[string]bool{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
@@ -404,4 +406,90 @@ func mergeMembers(byReplica map[string][]string) []string {
 func (pw *PresenceWatch) Close() {
 	pw.once.Do(func() { close(pw.stop) })
 	<-pw.done
+}
+
+// signalPrefix starts the subject of a topic's signals:
+// herald-presence.<topic>. Core NATS only: a signal is not stored, and
+// reaches only the replicas watching the topic's signals.
+const signalPrefix = "herald-presence."
+
+// signalQueue is how many signals may wait for a watch's function; beyond
+// it NATS drops them (a slow consumer).
+const signalQueue = 256
+
+// Signal tells every watcher of topic's signals (WatchSignals), on any
+// replica, that something happened to member (started typing, say). It
+// returns once the NATS server has it, bounded by ctx (5s without a
+// deadline). Nothing is stored: a signal is for whoever watches now.
+func (p *Presence) Signal(ctx context.Context, topic, member string) error {
+	if err := checkPresenceToken("topic", topic); err != nil {
+		return err
+	}
+	if len(member) > maxNoticeBytes {
+		return fmt.Errorf("signal on %q: member of %d bytes, at most %d", topic, len(member), maxNoticeBytes)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultNoticeTimeout)
+		defer cancel()
+	}
+	if err := p.nc.Publish(signalPrefix+topic, []byte(member)); err != nil {
+		return fmt.Errorf("signal on %q: %w", topic, err)
+	}
+	if err := p.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("signal on %q: flush to NATS: %w", topic, err)
+	}
+	return nil
+}
+
+// SignalWatch hands a topic's signals to a function on a goroutine of its
+// own. Stop it with Close.
+type SignalWatch struct {
+	sub  *nats.Subscription
+	in   chan *nats.Msg
+	done chan struct{}
+	once sync.Once
+	wg   sync.WaitGroup
+}
+
+// WatchSignals calls fn with the member of every signal on topic from now
+// on (the NATS server knows of the watch when WatchSignals returns), one
+// at a time.
+func (p *Presence) WatchSignals(topic string, fn func(member string)) (*SignalWatch, error) {
+	if err := checkPresenceToken("topic", topic); err != nil {
+		return nil, err
+	}
+	sw := &SignalWatch{in: make(chan *nats.Msg, signalQueue), done: make(chan struct{})}
+	sub, err := p.nc.ChanSubscribe(signalPrefix+topic, sw.in)
+	if err != nil {
+		return nil, fmt.Errorf("watch the signals of %q: %w", topic, err)
+	}
+	if err := p.nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("watch the signals of %q: flush the subscription to NATS: %w", topic, err)
+	}
+	sw.sub = sub
+	sw.wg.Add(1)
+	go func() {
+		defer sw.wg.Done()
+		for {
+			select {
+			case <-sw.done:
+				return
+			case m := <-sw.in:
+				fn(string(m.Data))
+			}
+		}
+	}()
+	return sw, nil
+}
+
+// Close stops the watch and waits until fn is no longer running. It is
+// safe to call more than once.
+func (sw *SignalWatch) Close() {
+	sw.once.Do(func() {
+		_ = sw.sub.Unsubscribe()
+		close(sw.done)
+		sw.wg.Wait()
+	})
 }

@@ -190,3 +190,61 @@ func TestPresenceRefusesBadNames(t *testing.T) {
 	seen := watchPresence(t, p, "a")
 	seen.until(t, 5*time.Second)
 }
+
+// TestPresenceSignals: a signal reaches every watcher of its topic, on
+// either replica, and no watcher of another topic; a closed watch gets
+// nothing more.
+func TestPresenceSignals(t *testing.T) {
+	url := startNATS(t, true)
+	la, lb := openLog(t, Options{URLs: []string{url}}), openLog(t, Options{URLs: []string{url}})
+	a := openPresence(t, la, PresenceOptions{Replica: "a"})
+	b := openPresence(t, lb, PresenceOptions{Replica: "b"})
+	watch := func(p *Presence, topic string) (chan string, *SignalWatch) {
+		got := make(chan string, 8)
+		sw, err := p.WatchSignals(topic, func(m string) { got <- m })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(sw.Close)
+		return got, sw
+	}
+	gotA, swA := watch(a, "room")
+	gotB, _ := watch(b, "room")
+	gotOther, _ := watch(b, "other")
+	if err := a.Signal(testCtx(t, 5*time.Second), "room", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string]chan string{"a": gotA, "b": gotB} {
+		select {
+		case m := <-got:
+			if m != "alice" {
+				t.Errorf("%s got %q", name, m)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s got no signal", name)
+		}
+	}
+	swA.Close()
+	swA.Close()
+	if err := b.Signal(testCtx(t, 5*time.Second), "room", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	select { // the fence: a's closed watch would have had it by now
+	case m := <-gotB:
+		if m != "bob" {
+			t.Fatalf("b got %q", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("b got no second signal")
+	}
+	select {
+	case m := <-gotA:
+		t.Fatalf("a closed watch got %q", m)
+	case m := <-gotOther:
+		t.Fatalf("another topic's watch got %q", m)
+	default:
+	}
+	if err := a.Signal(testCtx(t, time.Second), "a.b", "x"); err == nil {
+		t.Fatal("a signal on a bad topic was sent")
+	}
+}
