@@ -28,6 +28,7 @@ type Guard struct {
 	mu      sync.Mutex
 	gate    Gate
 	recheck func()
+	topic   string // see Announce
 }
 
 type guardKey struct{}
