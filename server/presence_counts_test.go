@@ -8,8 +8,12 @@ import (
 // recordingPresence records what the engine tells a Presence.
 type recordingPresence struct{ calls []string }
 
-func (p *recordingPresence) Enter(topic, user string) { p.calls = append(p.calls, "enter "+topic+" "+user) }
-func (p *recordingPresence) Leave(topic, user string) { p.calls = append(p.calls, "leave "+topic+" "+user) }
+func (p *recordingPresence) Enter(topic, user string) {
+	p.calls = append(p.calls, "enter "+topic+" "+user)
+}
+func (p *recordingPresence) Leave(topic, user string) {
+	p.calls = append(p.calls, "leave "+topic+" "+user)
+}
 
 // TestPresenceCounts: Presence hears of a user's first subscription on a
 // topic and of their last one ending, never of the ones between, nor of
