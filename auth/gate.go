@@ -29,6 +29,7 @@ type Guard struct {
 	gate    Gate
 	recheck func()
 	topic   string // see Announce
+	onJoin  func() // see OnJoin
 }
 
 type guardKey struct{}

@@ -30,3 +30,27 @@ func (g *Guard) Topic() string {
 	defer g.mu.Unlock()
 	return g.topic
 }
+
+// OnJoin asks the engine running the subscription of ctx to call fn each
+// time a subscriber joins it after it started: the engine shares one
+// execution among identical subscriptions, and a subscription whose first
+// result is a state (a presence snapshot) uses it to send that state again
+// for the newcomer, whose results the earlier subscribers share. fn must
+// not block. It reports false when no engine put a Guard on ctx.
+func OnJoin(ctx context.Context, fn func()) bool {
+	g, ok := ctx.Value(guardKey{}).(*Guard)
+	if !ok {
+		return false
+	}
+	g.mu.Lock()
+	g.onJoin = fn
+	g.mu.Unlock()
+	return true
+}
+
+// Joined returns the function a resolver set with OnJoin, or nil.
+func (g *Guard) Joined() func() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.onJoin
+}

@@ -70,6 +70,9 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 		return nil, &chat.Error{Code: chat.CodeUnavailable, Message: "roomPresence: " + err.Error()}
 	}
 	auth.Announce(ctx, roomID)
+	// The execution is shared: a subscriber joining it later gets the
+	// room's state as a SNAPSHOT in the next batch (so do the others).
+	auth.OnJoin(ctx, feed.resync)
 
 	go func() {
 		defer w.Close()
@@ -132,7 +135,8 @@ func (r mutationResolver) SetTyping(ctx context.Context, roomID string) (bool, e
 //     change since the last one: a JOINED or LEFT per user whose presence
 //     changed, and a TYPING per user who started typing or whose typing
 //     ended (typingFor without a signal; renewals change nothing);
-//   - a batch of more than burst changes is sent as one SNAPSHOT.
+//   - a batch of more than burst changes is sent as one SNAPSHOT, and so
+//     is the batch after a subscriber joined the shared execution (resync).
 //
 // So a subscriber gets at most burst events per window however busy the
 // room: with the defaults, 80 a second.
@@ -143,6 +147,7 @@ type presenceFeed struct {
 	mu      sync.Mutex
 	users   []string // the latest report; nil before the first
 	signals []string // typing signals since the last batch
+	snap    bool     // a subscriber joined: the next batch is a SNAPSHOT
 	wake    chan struct{}
 }
 
@@ -158,6 +163,15 @@ func newPresenceFeed(window time.Duration, burst int, typingFor time.Duration) *
 func (f *presenceFeed) setUsers(users []string) {
 	f.mu.Lock()
 	f.users = users
+	f.mu.Unlock()
+	f.poke()
+}
+
+// resync makes the next batch a SNAPSHOT, even with nothing changed; it
+// never blocks.
+func (f *presenceFeed) resync() {
+	f.mu.Lock()
+	f.snap = true
 	f.mu.Unlock()
 	f.poke()
 }
@@ -209,8 +223,8 @@ func (f *presenceFeed) run(ctx context.Context, send func(*model.PresenceEvent) 
 			}
 		}
 		f.mu.Lock()
-		users, signals := f.users, f.signals
-		f.signals = nil
+		users, signals, snap := f.users, f.signals, f.snap
+		f.signals, f.snap = nil, false
 		f.mu.Unlock()
 		if users == nil {
 			continue // nothing reported yet: the first event is a SNAPSHOT of it
@@ -223,7 +237,7 @@ func (f *presenceFeed) run(ctx context.Context, send func(*model.PresenceEvent) 
 			started = true
 		} else {
 			events = st.apply(users, signals, now, f.typingFor, &events)
-			if len(events) > f.burst {
+			if len(events) > f.burst || snap {
 				events = []*model.PresenceEvent{st.snapshot()}
 			}
 		}

@@ -170,3 +170,39 @@ func TestTypingThrottle(t *testing.T) {
 		}
 	}
 }
+
+// TestPresenceFeedResync: after a subscriber joined the shared execution,
+// the next batch is a SNAPSHOT even when nothing changed.
+func TestPresenceFeedResync(t *testing.T) {
+	f := newPresenceFeed(10*time.Millisecond, 20, time.Second)
+	ctx, cancel := context.WithCancel(t.Context())
+	events := make(chan *model.PresenceEvent, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.run(ctx, func(ev *model.PresenceEvent) bool { events <- ev; return true })
+	}()
+	defer func() { cancel(); <-done }()
+	next := func() *model.PresenceEvent {
+		select {
+		case ev := <-events:
+			return ev
+		case <-time.After(5 * time.Second):
+			t.Fatal("no event")
+			return nil
+		}
+	}
+	f.setUsers([]string{"a"})
+	if ev := next(); ev.Kind != model.PresenceKindSnapshot {
+		t.Fatalf("first event %s", ev.Kind)
+	}
+	f.setUsers([]string{"a", "b"})
+	if ev := next(); ev.Kind != model.PresenceKindJoined {
+		t.Fatalf("b came in as %s", ev.Kind)
+	}
+	f.resync()
+	ev := next()
+	if _, users, _ := ids(ev); ev.Kind != model.PresenceKindSnapshot || !slices.Equal(users, []string{"a", "b"}) {
+		t.Fatalf("after a join: %s %q, want a SNAPSHOT of a and b", ev.Kind, users)
+	}
+}

@@ -260,6 +260,12 @@ func TestPresenceJoinAndLeaveOnOneReplica(t *testing.T) {
 	if ev.Kind != "LEFT" || ev.User != "alice" {
 		t.Fatalf("alice went as %+v", ev)
 	}
+
+	// A subscriber joining the running, shared execution starts with a
+	// SNAPSHOT too, although nothing else changed; bob, already present,
+	// is not counted twice.
+	late := watchRoomPresence(r, "bob", room)
+	late.first("bob", "watcher")
 }
 
 // cutProxy forwards TCP connections to a NATS server until cut, when it

@@ -130,6 +130,9 @@ type execution struct {
 	// "" when none: each admitted member is present on it while a member.
 	// Set with gated, guarded by mu.
 	topic string
+	// onJoin is what the resolver asked to be called when a member joins
+	// after the execution started (auth.OnJoin); set with gated.
+	onJoin func()
 }
 
 // join adds op to the execution of its key, starting one if there is none.
@@ -207,8 +210,10 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 		e.members = append(e.members, op)
 	}
 	refused := e.gated && !e.admit(op)
+	var onJoin func()
 	if e.gated && !refused && !replay {
 		r.presence.enter(op, e.topic)
+		onJoin = e.onJoin
 	}
 	e.mu.Unlock()
 	r.mu.Unlock()
@@ -218,6 +223,9 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 			op.sub.denied(op, forbiddenError())
 		}
 		<-e.started
+		if onJoin != nil {
+			onJoin()
+		}
 		return
 	}
 	slot := &eventSlot{}
@@ -230,7 +238,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 	e.mu.Lock()
 	e.gate, e.gated = guard.Gate(), true
 	if !e.replay {
-		e.topic = guard.Topic()
+		e.topic, e.onJoin = guard.Topic(), guard.Joined()
 	}
 	var denied []*operation
 	for _, m := range e.members {
