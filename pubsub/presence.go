@@ -33,7 +33,8 @@ import (
 // users, say) is the caller's.
 type Presence struct {
 	nc   *nats.Conn
-	kv   jetstream.KeyValue
+	js   jetstream.JetStream
+	kv   jetstream.KeyValue // guarded by mu: recreate replaces it
 	opts PresenceOptions
 	log  *slog.Logger
 
@@ -119,7 +120,22 @@ func (l *Log) Presence(ctx context.Context, opts PresenceOptions) (*Presence, er
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = defaultPresenceIO
 	}
-	kv, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := createPresenceBucket(ctx, l.js, opts)
+	if err != nil {
+		return nil, err
+	}
+	p := &Presence{
+		nc: l.nc, js: l.js, kv: kv, opts: opts, log: l.log,
+		local: map[string]map[string]struct{}{}, dirty: map[string]struct{}{}, written: map[string]bool{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}),
+	}
+	p.wg.Add(1)
+	go p.run()
+	return p, nil
+}
+
+func createPresenceBucket(ctx context.Context, js jetstream.JetStream, opts PresenceOptions) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:         opts.Bucket,
 		Description:    "Herald presence: <topic>.<replica> → members present through that replica",
 		History:        1,
@@ -131,14 +147,45 @@ func (l *Log) Presence(ctx context.Context, opts PresenceOptions) (*Presence, er
 	if err != nil {
 		return nil, fmt.Errorf("create the presence bucket %s: %w", opts.Bucket, err)
 	}
-	p := &Presence{
-		nc: l.nc, kv: kv, opts: opts, log: l.log,
-		local: map[string]map[string]struct{}{}, dirty: map[string]struct{}{}, written: map[string]bool{},
-		kick: make(chan struct{}, 1), stop: make(chan struct{}),
+	return kv, nil
+}
+
+// bucketLost reports whether err says the bucket is gone: it is kept in
+// memory, so a NATS server that restarted (a single one, or a cluster
+// losing every replica) has lost it.
+func bucketLost(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrStreamNotFound) // a watch's subscription speaks nats.go's older API
+}
+
+// recreate creates the bucket again when cause says it is gone, bounded by
+// ctx, and has every key written again at the writer's next round.
+func (p *Presence) recreate(ctx context.Context, cause error) {
+	if !bucketLost(cause) {
+		return
 	}
-	p.wg.Add(1)
-	go p.run()
-	return p, nil
+	kv, err := createPresenceBucket(ctx, p.js, p.opts)
+	if err != nil {
+		p.log.Warn("presence bucket not re-created; retrying", "err", err)
+		return
+	}
+	p.mu.Lock()
+	p.kv = kv
+	for topic := range p.local {
+		p.dirty[topic] = struct{}{}
+	}
+	p.mu.Unlock()
+	p.log.Info("presence bucket re-created", "bucket", p.opts.Bucket)
+	p.wake()
+}
+
+// wake wakes the writer.
+func (p *Presence) wake() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Enter records member as present on topic through this replica. It only
@@ -248,8 +295,13 @@ func (p *Presence) write(all bool) {
 	clear(p.dirty)
 	p.mu.Unlock()
 
-	for _, o := range ops {
+	for i, o := range ops {
 		err := p.put(o.topic, o.members)
+		if err != nil && i == 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
+			p.recreate(ctx, err)
+			cancel()
+		}
 		p.mu.Lock()
 		if err != nil {
 			p.dirty[o.topic] = struct{}{}
@@ -269,8 +321,11 @@ func (p *Presence) put(topic string, members []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
 	defer cancel()
 	key := topic + "." + p.opts.Replica
+	p.mu.Lock()
+	kv := p.kv
+	p.mu.Unlock()
 	if members == nil {
-		if err := p.kv.Delete(ctx, key); err != nil {
+		if err := kv.Delete(ctx, key); err != nil {
 			return fmt.Errorf("delete presence key %s: %w", key, err)
 		}
 		return nil
@@ -279,7 +334,7 @@ func (p *Presence) put(topic string, members []string) error {
 	if err != nil {
 		return fmt.Errorf("encode presence of %s: %w", key, err)
 	}
-	if _, err := p.kv.Put(ctx, key, data); err != nil {
+	if _, err := kv.Put(ctx, key, data); err != nil {
 		return fmt.Errorf("put presence key %s: %w", key, err)
 	}
 	return nil
@@ -301,6 +356,7 @@ func (p *Presence) Close(ctx context.Context) error {
 			}
 		}
 		clear(p.local)
+		kv := p.kv
 		p.mu.Unlock()
 		for _, topic := range topics {
 			if ctx.Err() != nil {
@@ -308,7 +364,7 @@ func (p *Presence) Close(ctx context.Context) error {
 				break
 			}
 			key := topic + "." + p.opts.Replica
-			if derr := p.kv.Delete(ctx, key); derr != nil {
+			if derr := kv.Delete(ctx, key); derr != nil {
 				err = errors.Join(err, fmt.Errorf("delete presence key %s: %w", key, derr))
 			}
 		}
@@ -333,7 +389,17 @@ func (p *Presence) Watch(ctx context.Context, topic string, fn func(members []st
 	if err := checkPresenceToken("topic", topic); err != nil {
 		return nil, err
 	}
-	w, err := p.kv.Watch(ctx, topic+".*")
+	p.mu.Lock()
+	kv := p.kv
+	p.mu.Unlock()
+	w, err := kv.Watch(ctx, topic+".*")
+	if bucketLost(err) {
+		p.recreate(ctx, err)
+		p.mu.Lock()
+		kv = p.kv
+		p.mu.Unlock()
+		w, err = kv.Watch(ctx, topic+".*")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("watch the presence of %s: %w", topic, err)
 	}

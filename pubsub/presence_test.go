@@ -248,3 +248,20 @@ func TestPresenceSignals(t *testing.T) {
 		t.Fatal("a signal on a bad topic was sent")
 	}
 }
+
+// TestPresenceRecreatesALostBucket: the bucket is kept in memory, so a
+// NATS server's restart loses it; the writer creates it again on the next
+// failed write and writes every key again.
+func TestPresenceRecreatesALostBucket(t *testing.T) {
+	url := startNATS(t, true)
+	l := openLog(t, Options{URLs: []string{url}})
+	p := openPresence(t, l, PresenceOptions{Replica: "a", Coalesce: 20 * time.Millisecond})
+	p.Enter("room", "alice")
+	watchPresence(t, p, "room").until(t, 5*time.Second, "alice")
+
+	if err := rawJS(t, url).DeleteKeyValue(testCtx(t, 5*time.Second), p.opts.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	p.Enter("room", "bob") // fails, re-creates the bucket, writes again
+	watchPresence(t, p, "room").until(t, 10*time.Second, "alice", "bob")
+}
