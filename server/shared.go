@@ -460,7 +460,6 @@ func (r *sharedExecutions) leave(op *operation) {
 		}
 		h.private.cancel()
 	}
-	r.presence.leave(op)
 	e := op.exec
 	if e == nil {
 		return
@@ -476,6 +475,10 @@ func (r *sharedExecutions) leave(op *operation) {
 	}
 	empty := len(e.members) == 0
 	e.mu.Unlock()
+	// After op is no longer a member: attach's admission of the members
+	// that joined while the resolver ran (under e.mu) may have just
+	// counted it.
+	r.presence.leave(op)
 	if empty && !e.ended {
 		e.ended = true
 		delete(r.byKey, e.key)
