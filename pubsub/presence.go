@@ -295,47 +295,83 @@ func (p *Presence) write(all bool) {
 	clear(p.dirty)
 	p.mu.Unlock()
 
-	for i, o := range ops {
-		err := p.put(o.topic, o.members)
-		if err != nil && i == 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
-			p.recreate(ctx, err)
-			cancel()
-		}
+	// Puts go out pipelined (a heartbeat writes every key), deletes one by
+	// one; the round waits for every acknowledgement within WriteTimeout.
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
+	defer cancel()
+	type inFlight struct {
+		op
+		ack jetstream.PubAckFuture
+	}
+	var (
+		flying   []inFlight
+		failed   int
+		firstErr error
+	)
+	done := func(o op, err error) {
 		p.mu.Lock()
-		if err != nil {
+		defer p.mu.Unlock()
+		switch {
+		case err != nil:
 			p.dirty[o.topic] = struct{}{}
-		} else if o.members != nil {
+			failed++
+			if firstErr == nil {
+				firstErr = fmt.Errorf("write presence of %s: %w", o.topic, err)
+			}
+		case o.members != nil:
 			p.written[o.topic] = true
-		} else {
+		default:
 			delete(p.written, o.topic)
 		}
-		p.mu.Unlock()
-		if err != nil {
-			p.log.Warn("presence not written; retrying", "topic", o.topic, "err", err)
+	}
+	for _, o := range ops {
+		if o.members == nil {
+			done(o, p.remove(ctx, o.topic))
+			continue
 		}
+		data, err := json.Marshal(o.members)
+		if err != nil {
+			done(o, err)
+			continue
+		}
+		ack, err := p.js.PublishAsync(p.subject(o.topic), data)
+		if err != nil {
+			done(o, err)
+			continue
+		}
+		flying = append(flying, inFlight{o, ack})
+	}
+	for _, f := range flying {
+		select {
+		case <-f.ack.Ok():
+			done(f.op, nil)
+		case err := <-f.ack.Err():
+			done(f.op, err)
+		case <-ctx.Done():
+			done(f.op, ctx.Err())
+		}
+	}
+	if firstErr != nil {
+		p.log.Warn("presence not written; retrying", "keys", failed, "err", firstErr)
+		rctx, rcancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
+		p.recreate(rctx, firstErr)
+		rcancel()
 	}
 }
 
-func (p *Presence) put(topic string, members []string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
-	defer cancel()
+// subject is the subject a put of topic's key is published on.
+func (p *Presence) subject(topic string) string {
+	return "$KV." + p.opts.Bucket + "." + topic + "." + p.opts.Replica
+}
+
+// remove deletes topic's key.
+func (p *Presence) remove(ctx context.Context, topic string) error {
 	key := topic + "." + p.opts.Replica
 	p.mu.Lock()
 	kv := p.kv
 	p.mu.Unlock()
-	if members == nil {
-		if err := kv.Delete(ctx, key); err != nil {
-			return fmt.Errorf("delete presence key %s: %w", key, err)
-		}
-		return nil
-	}
-	data, err := json.Marshal(members)
-	if err != nil {
-		return fmt.Errorf("encode presence of %s: %w", key, err)
-	}
-	if _, err := kv.Put(ctx, key, data); err != nil {
-		return fmt.Errorf("put presence key %s: %w", key, err)
+	if err := kv.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete presence key %s: %w", key, err)
 	}
 	return nil
 }

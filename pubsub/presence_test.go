@@ -263,5 +263,10 @@ func TestPresenceRecreatesALostBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Enter("room", "bob") // fails, re-creates the bucket, writes again
+	js := rawJS(t, url)
+	waitFor(t, 10*time.Second, "the writer to re-create the bucket", func() bool {
+		_, err := js.KeyValue(testCtx(t, time.Second), p.opts.Bucket)
+		return err == nil
+	})
 	watchPresence(t, p, "room").until(t, 10*time.Second, "alice", "bob")
 }
