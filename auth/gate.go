@@ -28,8 +28,6 @@ type Guard struct {
 	mu      sync.Mutex
 	gate    Gate
 	recheck func()
-	topic   string // see Announce
-	onJoin  func() // see OnJoin
 }
 
 type guardKey struct{}
