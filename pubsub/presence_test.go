@@ -100,9 +100,11 @@ func TestPresenceAcrossReplicas(t *testing.T) {
 }
 
 // TestPresenceKilledReplica: a replica whose NATS connection breaks without
-// any clean-up vanishes from another replica's presence within 10 s,
-// through the bucket's TTL and its limit markers (the watcher sees the
-// expiry), while a live replica's members, kept by its heartbeats, stay.
+// any clean-up vanishes from another replica's presence within 10 s: its
+// liveness key expires (the bucket's limit markers tell the follower),
+// and its member keys, still in the bucket, no longer count, for a
+// running watch as for a new one. A live replica's members, kept by its
+// heartbeats, stay.
 func TestPresenceKilledReplica(t *testing.T) {
 	url := startNATS(t, true)
 	la, lb := openLog(t, Options{URLs: []string{url}}), openLog(t, Options{URLs: []string{url}})
@@ -116,8 +118,11 @@ func TestPresenceKilledReplica(t *testing.T) {
 	la.nc.Close() // killed: no deletes, no more heartbeats
 	d := seen.until(t, 10*time.Second, "bob")
 	t.Logf("a killed replica's members left after %s", d)
-	// bob's key has been written again by heartbeats meanwhile: nothing
-	// more changes over another TTL.
+	if _, err := b.members.Get(testCtx(t, 5*time.Second), "room.a"); err != nil {
+		t.Fatalf("the dead replica's key is gone (%v): the test no longer shows it is ignored", err)
+	}
+	watchPresence(t, b, "room").until(t, 5*time.Second, "bob")
+	// Nothing more changes over another TTL: b's heartbeats keep it alive.
 	deadline := time.After(defaultPresenceTTL + time.Second)
 	for {
 		select {
@@ -127,6 +132,53 @@ func TestPresenceKilledReplica(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestPresenceWritesNothingWhileNothingChanges: however many members are
+// present, a replica writes only its heartbeat while its sets stay the
+// same; its member keys are rewritten every KeyTTL/3 only, and outlive
+// KeyTTL that way.
+func TestPresenceWritesNothingWhileNothingChanges(t *testing.T) {
+	url := startNATS(t, true)
+	l := openLog(t, Options{URLs: []string{url}})
+	const keyTTL = 3 * time.Second
+	p := openPresence(t, l, PresenceOptions{Replica: "a", TTL: time.Second, KeyTTL: keyTTL, Coalesce: 20 * time.Millisecond})
+	for i := range 1000 {
+		p.Enter(fmt.Sprintf("room%d", i%50), fmt.Sprintf("u%d", i))
+	}
+	seen := watchPresence(t, p, "room7")
+	want := []string{}
+	for i := 7; i < 1000; i += 50 {
+		want = append(want, fmt.Sprintf("u%d", i))
+	}
+	slices.Sort(want)
+	seen.until(t, 5*time.Second, want...)
+
+	js := rawJS(t, url)
+	messages := func() uint64 {
+		t.Helper()
+		s, err := js.Stream(testCtx(t, 5*time.Second), "KV_"+p.opts.Bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(testCtx(t, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
+	before := messages()
+	quiet := keyTTL/3 - 200*time.Millisecond // two heartbeats, no refresh
+	time.Sleep(quiet)                        // the span measured, not a synchronization
+	if after := messages(); after != before {
+		t.Fatalf("%d member keys written in %s while nothing changed", after-before, quiet)
+	}
+	// Past KeyTTL the keys are there still, rewritten by the refresh.
+	time.Sleep(keyTTL + time.Second - quiet)
+	if after := messages(); after < before+50 {
+		t.Fatalf("%d member keys rewritten over %s; want the 50 refreshed", after-before, keyTTL+time.Second)
+	}
+	watchPresence(t, p, "room7").until(t, 5*time.Second, want...)
 }
 
 // TestPresenceCoalesces: a burst of changes on one replica becomes a
@@ -254,13 +306,16 @@ func TestPresenceSignals(t *testing.T) {
 // failed write and writes every key again.
 func TestPresenceRecreatesALostBucket(t *testing.T) {
 	url := startNATS(t, true)
-	l := openLog(t, Options{URLs: []string{url}})
+	l, lb := openLog(t, Options{URLs: []string{url}}), openLog(t, Options{URLs: []string{url}})
 	p := openPresence(t, l, PresenceOptions{Replica: "a", Coalesce: 20 * time.Millisecond})
+	b := openPresence(t, lb, PresenceOptions{Replica: "b", Coalesce: 20 * time.Millisecond})
 	p.Enter("room", "alice")
 	watchPresence(t, p, "room").until(t, 5*time.Second, "alice")
 
-	if err := rawJS(t, url).DeleteKeyValue(testCtx(t, 5*time.Second), p.opts.Bucket); err != nil {
-		t.Fatal(err)
+	for _, bucket := range []string{p.opts.Bucket, p.opts.Bucket + "_REPLICAS"} {
+		if err := rawJS(t, url).DeleteKeyValue(testCtx(t, 5*time.Second), bucket); err != nil {
+			t.Fatal(err)
+		}
 	}
 	p.Enter("room", "bob") // fails, re-creates the bucket, writes again
 	js := rawJS(t, url)
@@ -269,4 +324,10 @@ func TestPresenceRecreatesALostBucket(t *testing.T) {
 		return err == nil
 	})
 	watchPresence(t, p, "room").until(t, 10*time.Second, "alice", "bob")
+	// b follows the new liveness bucket: a's members count for it, and
+	// leave it when a dies.
+	seen := watchPresence(t, b, "room")
+	seen.until(t, 10*time.Second, "alice", "bob")
+	l.nc.Close()
+	seen.until(t, 15*time.Second)
 }
