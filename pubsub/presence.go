@@ -44,15 +44,15 @@ type Presence struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex
-	members  jetstream.KeyValue             // the members bucket; recreate replaces it
-	replicas jetstream.KeyValue             // the liveness bucket; recreate replaces it
-	local    map[string]map[string]struct{} // topic → members present through this replica
-	dirty    map[string]struct{}            // topics whose key is out of date
-	written  map[string]bool                // topics whose key exists (as far as this replica knows)
-	live     map[string]bool                // replicas whose liveness key exists, as followed
-	watches  map[*PresenceWatch]struct{}    // told when live changes
-	kick     chan struct{}                  // wakes the writer
-	rewatch  chan struct{}                  // the follower must watch the liveness bucket anew
+	members  jetstream.KeyValue          // the members bucket; recreate replaces it
+	replicas jetstream.KeyValue          // the liveness bucket; recreate replaces it
+	local    map[string]map[string]int   // topic → member → how many times entered through this replica
+	dirty    map[string]struct{}         // topics whose key is out of date
+	written  map[string]bool             // topics whose key exists (as far as this replica knows)
+	live     map[string]bool             // replicas whose liveness key exists, as followed
+	watches  map[*PresenceWatch]struct{} // told when live changes
+	kick     chan struct{}               // wakes the writer
+	rewatch  chan struct{}               // the follower must watch the liveness bucket anew
 
 	stop chan struct{}
 	once sync.Once
@@ -157,7 +157,7 @@ func (l *Log) Presence(ctx context.Context, opts PresenceOptions) (*Presence, er
 	}
 	p := &Presence{
 		nc: l.nc, js: l.js, opts: opts, log: l.log,
-		local: map[string]map[string]struct{}{}, dirty: map[string]struct{}{}, written: map[string]bool{},
+		local: map[string]map[string]int{}, dirty: map[string]struct{}{}, written: map[string]bool{},
 		live: map[string]bool{}, watches: map[*PresenceWatch]struct{}{},
 		kick: make(chan struct{}, 1), rewatch: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
@@ -248,10 +248,11 @@ func wake(c chan struct{}) {
 	}
 }
 
-// Enter records member as present on topic through this replica. It only
-// updates a map; the key is written by the replica's writer within
-// Coalesce. Entering twice is entering once. A topic that is not a valid
-// token is ignored (and logged).
+// Enter counts one more reason for member to be present on topic through
+// this replica (a subscription, say); member is present while its count
+// is above zero. It only updates a map; the key is written by the
+// replica's writer within Coalesce. A topic that is not a valid token is
+// ignored (and logged).
 func (p *Presence) Enter(topic, member string) {
 	if err := checkPresenceToken("topic", topic); err != nil {
 		p.log.Warn("presence ignored", "err", err)
@@ -261,22 +262,27 @@ func (p *Presence) Enter(topic, member string) {
 	defer p.mu.Unlock()
 	set := p.local[topic]
 	if set == nil {
-		set = map[string]struct{}{}
+		set = map[string]int{}
 		p.local[topic] = set
 	}
-	if _, ok := set[member]; ok {
-		return
+	set[member]++
+	if set[member] == 1 {
+		p.markLocked(topic)
 	}
-	set[member] = struct{}{}
-	p.markLocked(topic)
 }
 
-// Leave records member as no longer present on topic through this replica.
+// Leave undoes one Enter of member on topic; one more than it entered does
+// nothing.
 func (p *Presence) Leave(topic, member string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	set := p.local[topic]
-	if _, ok := set[member]; !ok {
+	n, ok := set[member]
+	if !ok {
+		return
+	}
+	if n > 1 {
+		set[member] = n - 1
 		return
 	}
 	delete(set, member)

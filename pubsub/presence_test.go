@@ -62,7 +62,8 @@ func (s *presenceSeen) until(t *testing.T, within time.Duration, want ...string)
 
 // TestPresenceAcrossReplicas: a watch starts with who is present now, a
 // member present through two replicas counts once and stays until it left
-// both, and a replica that closes takes its members out at once.
+// both, a member entered twice stays until it left twice (and leaving more
+// does nothing), and a replica that closes takes its members out at once.
 func TestPresenceAcrossReplicas(t *testing.T) {
 	url := startNATS(t, true)
 	la, lb := openLog(t, Options{URLs: []string{url}}), openLog(t, Options{URLs: []string{url}})
@@ -83,6 +84,14 @@ func TestPresenceAcrossReplicas(t *testing.T) {
 		{"alice on b too, once", func() { b.Enter("room1", "alice"); b.Enter("room1", "bob") }, []string{"alice", "bob", "carol"}},
 		{"alice leaves a, still on b", func() { a.Leave("room1", "alice"); a.Leave("room1", "carol") }, []string{"alice", "bob"}},
 		{"alice leaves b", func() { b.Leave("room1", "alice") }, []string{"bob"}},
+		{"bob entered twice stays after one leave", func() {
+			b.Enter("room1", "bob")
+			b.Leave("room1", "bob")
+			a.Enter("room1", "zed")
+		}, []string{"bob", "zed"}},
+		{"bob's second leave", func() { b.Leave("room1", "bob"); b.Leave("room1", "bob") }, []string{"zed"}},
+		{"zed leaves", func() { a.Leave("room1", "zed") }, []string{}},
+		{"bob back", func() { b.Enter("room1", "bob") }, []string{"bob"}},
 	}
 	for _, st := range steps {
 		st.do()

@@ -5,38 +5,36 @@ import "sync"
 // Presence receives who is present on which topic through this replica:
 // a subscription resolver announces a topic (auth.Announce), and every
 // identified subscriber of its execution is present on it while
-// subscribed. Enter is called when a user's first such subscription on
-// this replica is admitted, Leave when their last one ends, so a user with
-// several sockets, streams or tabs is entered once. Both are called under
-// a lock of the engine, one at a time and in order: they must not block
-// (record and return; see pubsub.Presence).
+// subscribed. Enter is called once for each such subscription admitted,
+// Leave once when it ends, so a user with several sockets, streams or tabs
+// is entered several times: Presence counts, and the user is present while
+// the count is above zero. Both are called under a lock of the engine:
+// they must not block (record and return; see pubsub.Presence).
 type Presence interface {
 	Enter(topic, userID string)
 	Leave(topic, userID string)
 }
 
-// presenceCounts counts each user's subscriptions per announced topic and
-// tells Presence of the transitions between none and some. Nil when the
-// server has no Presence: then every method does nothing.
-type presenceCounts struct {
+// presenceTracker tells Presence of each operation entering and leaving
+// its topic, once each, whatever order the engine's paths reach it in.
+// Nil when the server has no Presence: then every method does nothing.
+// It keeps no count of its own: the counting is Presence's, so a
+// subscriber costs one map entry there and a string here.
+type presenceTracker struct {
 	to Presence
-
-	mu sync.Mutex
-	n  map[presenceKey]int
+	mu sync.Mutex // guards every operation's presence field
 }
 
-type presenceKey struct{ topic, user string }
-
-func newPresenceCounts(p Presence) *presenceCounts {
+func newPresenceTracker(p Presence) *presenceTracker {
 	if p == nil {
 		return nil
 	}
-	return &presenceCounts{to: p, n: map[presenceKey]int{}}
+	return &presenceTracker{to: p}
 }
 
-// enter counts op as present on topic, once, unless op is anonymous or
-// counted already.
-func (c *presenceCounts) enter(op *operation, topic string) {
+// enter has op present on topic, once, unless op is anonymous or present
+// already.
+func (c *presenceTracker) enter(op *operation, topic string) {
 	if c == nil || topic == "" || op.viewer == "" {
 		return
 	}
@@ -46,15 +44,11 @@ func (c *presenceCounts) enter(op *operation, topic string) {
 		return
 	}
 	op.presence = topic
-	k := presenceKey{topic, op.viewer}
-	c.n[k]++
-	if c.n[k] == 1 {
-		c.to.Enter(topic, op.viewer)
-	}
+	c.to.Enter(topic, op.viewer)
 }
 
 // leave undoes op's enter, if any; calling it again does nothing.
-func (c *presenceCounts) leave(op *operation) {
+func (c *presenceTracker) leave(op *operation) {
 	if c == nil {
 		return
 	}
@@ -63,10 +57,7 @@ func (c *presenceCounts) leave(op *operation) {
 	if op.presence == "" {
 		return
 	}
-	k := presenceKey{op.presence, op.viewer}
+	topic := op.presence
 	op.presence = ""
-	if c.n[k]--; c.n[k] == 0 {
-		delete(c.n, k)
-		c.to.Leave(k.topic, k.user)
-	}
+	c.to.Leave(topic, op.viewer)
 }

@@ -94,7 +94,7 @@ type sharedExecutions struct {
 	metrics   *metrics
 	log       *slog.Logger
 	holdLimit int             // see handoff.limit
-	presence  *presenceCounts // nil: nobody is told who is present
+	presence  *presenceTracker // nil: nobody is told who is present
 
 	mu       sync.Mutex
 	byKey    map[executionKey]*execution
@@ -104,7 +104,7 @@ type sharedExecutions struct {
 }
 
 func newSharedExecutions(m *metrics, log *slog.Logger, holdLimit int, presence Presence) *sharedExecutions {
-	return &sharedExecutions{metrics: m, log: log, holdLimit: holdLimit, presence: newPresenceCounts(presence),
+	return &sharedExecutions{metrics: m, log: log, holdLimit: holdLimit, presence: newPresenceTracker(presence),
 		byKey: make(map[executionKey]*execution)}
 }
 

@@ -196,7 +196,7 @@ type operation struct {
 	viewer string
 	grant  atomic.Uint64
 	// presence is the topic op is counted present on (see
-	// presenceCounts), "" when none; guarded by the counts' lock.
+	// presenceTracker), "" when none; guarded by the tracker's lock.
 	presence string
 }
 

@@ -15,10 +15,10 @@ func (p *recordingPresence) Leave(topic, user string) {
 	p.calls = append(p.calls, "leave "+topic+" "+user)
 }
 
-// TestPresenceCounts: Presence hears of a user's first subscription on a
-// topic and of their last one ending, never of the ones between, nor of
+// TestPresenceTracker: Presence hears of each identified subscription
+// entering and leaving its topic once (it counts a user's tabs), never of
 // anonymous subscribers; leaving twice is leaving once.
-func TestPresenceCounts(t *testing.T) {
+func TestPresenceTracker(t *testing.T) {
 	type step struct {
 		enter bool
 		op    int    // index into ops
@@ -33,8 +33,8 @@ func TestPresenceCounts(t *testing.T) {
 		want  []string
 	}{
 		{"one subscription", []step{{true, 0, "r"}, {false, 0, ""}}, []string{"enter r alice", "leave r alice"}},
-		{"two tabs count once", []step{{true, 0, "r"}, {true, 1, "r"}, {false, 0, ""}, {false, 1, ""}},
-			[]string{"enter r alice", "leave r alice"}},
+		{"two tabs, each told", []step{{true, 0, "r"}, {true, 1, "r"}, {false, 0, ""}, {false, 1, ""}},
+			[]string{"enter r alice", "enter r alice", "leave r alice", "leave r alice"}},
 		{"two users", []step{{true, 0, "r"}, {true, 2, "r"}, {false, 0, ""}},
 			[]string{"enter r alice", "enter r bob", "leave r alice"}},
 		{"two topics", []step{{true, 0, "r"}, {true, 1, "s"}, {false, 0, ""}},
@@ -42,14 +42,14 @@ func TestPresenceCounts(t *testing.T) {
 		{"anonymous is nobody", []step{{true, 3, "r"}, {false, 3, ""}}, nil},
 		{"no topic is no presence", []step{{true, 0, ""}, {false, 0, ""}}, nil},
 		{"leaving twice", []step{{true, 0, "r"}, {true, 1, "r"}, {false, 0, ""}, {false, 0, ""}},
-			[]string{"enter r alice"}},
+			[]string{"enter r alice", "enter r alice", "leave r alice"}},
 		{"entering twice", []step{{true, 0, "r"}, {true, 0, "r"}, {false, 0, ""}},
 			[]string{"enter r alice", "leave r alice"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := &recordingPresence{}
-			c := newPresenceCounts(p)
+			c := newPresenceTracker(p)
 			o := ops()
 			for _, s := range tt.steps {
 				if s.enter {
@@ -64,7 +64,7 @@ func TestPresenceCounts(t *testing.T) {
 		})
 	}
 	t.Run("no Presence", func(t *testing.T) {
-		c := newPresenceCounts(nil)
+		c := newPresenceTracker(nil)
 		op := &operation{viewer: "alice"}
 		c.enter(op, "r") // nil-safe
 		c.leave(op)
