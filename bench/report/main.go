@@ -309,7 +309,7 @@ func render(all map[string]runs, dr designResults, m meta) string {
 		clean = false
 	}
 	w("| every scenario: zero lost, duplicated, reordered (Herald, every run) | | %s |\n\n", yes(clean))
-	renderS8(w, dr.S8)
+	renderS8(w, dr.S8, results["S4-herald"])
 	w("%s", projection)
 	w("%s", notes)
 	return b.String()

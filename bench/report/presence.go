@@ -38,8 +38,11 @@ func (r *s8) changesPerRoomPerSecond() float64 {
 	return float64(2*r.Rejoins) / float64(r.Rooms) / r.Seconds
 }
 
-// renderS8 writes the S8 section, if S8 ran.
-func renderS8(w func(string, ...any), r *s8) {
+// renderS8 writes the S8 section, if S8 ran, with S4's Herald run (nil
+// when S4 did not run) beside it: S4's subscribers get each of their
+// room's 4 events a second, so its CPU is what messages of that rate to
+// 5,000 clients cost.
+func renderS8(w func(string, ...any), r *s8, s4 *result) {
 	if r == nil {
 		return
 	}
@@ -53,4 +56,10 @@ func renderS8(w func(string, ...any), r *s8) {
 		r.PerClientPerSecond, r.BusiestPerSecond, r.ServerCPUUtilisation, mb(r.ServerRSSKB))
 	w("Messages by kind: SNAPSHOT %d, JOINED %d, LEFT %d, TYPING %d.\n\n",
 		r.Kinds["SNAPSHOT"], r.Kinds["JOINED"], r.Kinds["LEFT"], r.Kinds["TYPING"])
+	if s4 != nil && s4.deliveries() > 0 && s4.cpuPer1k() > 0 {
+		w("Beside S4 (5,000 subscribers in 50 rooms, 200 events/s, median run): %.2f messages per client per second\n", s4.deliveries()/5000)
+		w("at %.2f server CPU s/s (%.4f CPU-s per 1,000 deliveries × %.0f deliveries/s). S8's presence messages\n",
+			s4.cpuPer1k()*s4.deliveries()/1000, s4.cpuPer1k(), s4.deliveries())
+		w("are fewer per client, but each lists the room's users, and S8's clients churn.\n\n")
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,5 +37,14 @@ func TestRenderS8(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("the report lacks %q:\n%s", want, out[strings.Index(out, "## S8"):])
 		}
+	}
+	// Beside S4's Herald run: messages per client and CPU s/s.
+	var s4 result
+	if err := json.Unmarshal([]byte(`{"pass":true,"delivery":{"per_sec":20000},"server":{"cpu_sec_per_1000_deliveries":0.02}}`), &s4); err != nil {
+		t.Fatal(err)
+	}
+	out = render(map[string]runs{"S4-herald": {&s4}}, designResults{S8: r}, meta{command: "bench/run S4 S8"})
+	if want := "4.00 messages per client per second\nat 0.40 server CPU s/s"; !strings.Contains(out, want) {
+		t.Errorf("the report lacks %q:\n%s", want, out[strings.Index(out, "## S8"):])
 	}
 }
