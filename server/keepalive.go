@@ -75,11 +75,13 @@ func (k *keeper) removeStream(ps *parkedStream) {
 // run checks the sockets (and parked streams, as often as acknowledged
 // sockets) until ctx is done.
 func (k *keeper) run(ctx context.Context) {
+	// The schedule starts before the ticker, so that the tick due at
+	// start+aliveTick, which fires no earlier, finds it due.
+	due := aliveSchedule{every: k.aliveTick, next: time.Now().Add(k.aliveTick)}
 	t := time.NewTicker(min(k.initTick, k.aliveTick))
 	defer t.Stop()
 	var batch []*wsConn
 	var streams []*parkedStream
-	nextAlive := time.Now().Add(k.aliveTick)
 	for {
 		select {
 		case <-ctx.Done():
@@ -87,10 +89,9 @@ func (k *keeper) run(ctx context.Context) {
 		case now := <-t.C:
 			batch = k.snapshot(batch[:0], k.pending)
 			streams = streams[:0]
-			if !now.Before(nextAlive) {
+			if due.reached(now) {
 				batch = k.snapshot(batch, k.live)
 				streams = k.snapshotStreams(streams)
-				nextAlive = now.Add(k.aliveTick)
 			}
 			for _, c := range batch {
 				c.checkTimers(now)
@@ -102,6 +103,29 @@ func (k *keeper) run(ctx context.Context) {
 			clear(streams)
 		}
 	}
+}
+
+// aliveSchedule says on which ticks the acknowledged sockets are due: once
+// per every, on a fixed schedule. Scheduling from the tick that found
+// them due instead would let a tick's lateness push every later check
+// back by a whole init tick (a second's check becoming 1.25 s apart),
+// and a token's expiry then closes its socket later than a second after.
+type aliveSchedule struct {
+	every time.Duration
+	next  time.Time
+}
+
+// reached reports whether the tick at now is due, and if so schedules
+// the next one; after a stall longer than every it starts afresh from now.
+func (s *aliveSchedule) reached(now time.Time) bool {
+	if now.Before(s.next) {
+		return false
+	}
+	s.next = s.next.Add(s.every)
+	if !s.next.After(now) {
+		s.next = now.Add(s.every)
+	}
+	return true
 }
 
 // snapshotStreams appends the parked streams, as snapshot does sockets.

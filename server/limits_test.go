@@ -458,8 +458,11 @@ func TestTokenExpiryClosesSocket(t *testing.T) {
 	c.subscribe("subscribe", "1", liveQuery, map[string]any{"r": room})
 	waitFor(t, "the subscription", func() bool { return r.members() == 1 })
 	reason := c.expectClose(closeForbidden, time.Until(exp)+3*time.Second)
+	// The keeper checks acknowledged sockets once a second on a fixed
+	// schedule (TestAliveSchedule); the rest is scheduling slack under
+	// -race on 2 cores.
 	late := time.Since(exp)
-	if late < 0 || late > time.Second+200*time.Millisecond {
+	if late < 0 || late > time.Second+500*time.Millisecond {
 		t.Fatalf("closed %v after the token expired, want within a second", late)
 	}
 	if !strings.Contains(reason, "expired") {
