@@ -115,7 +115,17 @@ export function connect(transport, base, { user, token, label } = {}) {
         });
         return withTimeout(done, 10_000, () => `${name}: no complete for ${request.query.trim().split('\n')[0]}`);
       },
-      close: () => client.close(),
+      close: () => {
+        client.close();
+        // A connection the server closed (4403) was closed with
+        // close(false), which leaves the keep-alive check's interval
+        // running (subscriptions-transport-ws 0.11.0, dist/client.js), and
+        // close() then does nothing: clear the timers here.
+        client.clearCheckConnectionInterval();
+        client.clearMaxConnectTimeout();
+        client.clearTryReconnectTimeout();
+        client.clearInactivityTimeout();
+      },
     });
   }
   if (transport === GRAPHQL_SSE) {
