@@ -70,11 +70,15 @@ class Watcher {
    * Waits until an event leaves exactly users present; returns it and the
    * events read since the last call (the last included).
    */
-  async until(users, ms, what = `users ${json(users)}`) {
+  async until(users, ms, what = `users ${json(users)}`, { keep = [] } = {}) {
     const want = json(users);
     const from = this.read;
-    await this.inbox.waitFor((evs) => evs.slice(from).some((e) => json(e.users) === want), ms,
+    // A user of keep missing from an event fails at once.
+    const lost = (evs) => evs.slice(from).find((e) => keep.some((u) => !e.users?.includes(u)));
+    await this.inbox.waitFor((evs) => lost(evs) || evs.slice(from).some((e) => json(e.users) === want), ms,
       () => `${what}; presence events so far: ${json(this.events())}`);
+    const gone = lost(this.events());
+    assert.ok(!gone, `waiting for ${what}, ${json(keep)} must stay present, but: ${json(gone)}; events: ${json(this.events().slice(from))}`);
     const i = this.events().findIndex((e, k) => k >= from && json(e.users) === want);
     this.read = i + 1;
     const seen = this.events().slice(from, i + 1);
@@ -129,7 +133,7 @@ test('roomPresence on replica A: a user subscribing on replica B joins; their ta
     const onA1 = await open(GRAPHQL_WS, A, dave, room.id, B);
     const onA2 = await open(LEGACY_WS, A, dave, room.id, B);
     const f1 = await fence(1, A);
-    let step = await w.until(sorted(dave, f1.user, watcher), 10_000, `${f1.user} to join`);
+    let step = await w.until(sorted(dave, f1.user, watcher), 10_000, `${f1.user} to join`, { keep: [dave] });
     assert.deepEqual(step.seen.map((e) => [e.kind, e.user]), [['JOINED', f1.user]],
       `${dave}'s second and third tabs (on replica A) changed presence: ${json(step.seen)}`);
     assert.equal(step.event.count, 3, `${dave} counted once over 3 tabs on 2 replicas: ${json(step.event)}`);
@@ -138,13 +142,13 @@ test('roomPresence on replica A: a user subscribing on replica B joins; their ta
     await onB.close();
     await onB.closed(5_000);
     const f2 = await fence(2, B);
-    step = await w.until(sorted(dave, f1.user, f2.user, watcher), 10_000, `${f2.user} (on replica B) to join`);
+    step = await w.until(sorted(dave, f1.user, f2.user, watcher), 10_000, `${f2.user} (on replica B) to join`, { keep: [dave] });
     assert.deepEqual(step.seen.map((e) => [e.kind, e.user]), [['JOINED', f2.user]],
       `closing ${dave}'s tab on replica B, with two open on A, changed his presence: ${json(step.seen)}`);
     await onA1.close();
     await onA1.closed(5_000);
     await f1.conn.close();
-    step = await w.until(sorted(dave, f2.user, watcher), 10_000, `${f1.user} to leave`);
+    step = await w.until(sorted(dave, f2.user, watcher), 10_000, `${f1.user} to leave`, { keep: [dave] });
     assert.deepEqual(step.seen.map((e) => [e.kind, e.user]), [['LEFT', f1.user]],
       `closing one of ${dave}'s two tabs on replica A changed his presence: ${json(step.seen)}`);
 
