@@ -130,12 +130,12 @@ test('disconnectUser sent by an administrator to a --auth jwt replica closes the
         return { conn, inbox: conn.subscribe(MESSAGE_POSTED, { roomId: room.id }, { label: `${conn.name}, messagePosted` }) };
       };
       const carols = [
-        open(GRAPHQL_WS, j.base, { token: token(carol), label: carol }),
+        open(GRAPHQL_WS, j.base, { token: token(carol), label: carol, where: 'replica J (jwt)' }),
         open(GRAPHQL_WS, A, { user: carol }),
         open(LEGACY_WS, B, { user: carol }),
       ];
       const carolStream = open(GRAPHQL_SSE, B, { user: carol });
-      const dans = [open(GRAPHQL_WS, j.base, { token: token(dan), label: dan }), open(GRAPHQL_WS, A, { user: dan })];
+      const dans = [open(GRAPHQL_WS, j.base, { token: token(dan), label: dan, where: 'replica J (jwt)' }), open(GRAPHQL_WS, A, { user: dan })];
       const all = [...carols, carolStream, ...dans];
       for (const { inbox } of all) await primeSubscription(inbox, A, room.id, { user: poster });
       const [viewer] = await carols[0].conn.run('{ viewer { id } }');

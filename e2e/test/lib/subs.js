@@ -44,13 +44,13 @@ function recordingWebSocket(rec) {
  * Opens a client of transport on base, as `user` (development
  * authentication: connectionParams { user } or the X-Herald-User header)
  * or with `token` (a JWT: connectionParams { Authorization } or the
- * Authorization header). Returns a Conn: subscribe(), run() a single-result
- * operation over the same connection, close(); conn.rec.close tells how
- * its socket closed.
+ * Authorization header); `where` names the replica in messages. Returns
+ * a Conn: subscribe(), run() a single-result operation over the same
+ * connection, close(); conn.rec.close tells how its socket closed.
  */
-export function connect(transport, base, { user, token, label } = {}) {
+export function connect(transport, base, { user, token, label, where = nameOf(base) } = {}) {
   const who = token ? `a JWT (${label ?? 'token'})` : user;
-  const name = `${transport} on ${nameOf(base)} as ${who}`;
+  const name = `${transport} on ${where} as ${who}`;
   const rec = { socket: null, close: null, events: [] };
   if (transport === GRAPHQL_WS) {
     const client = createWsClient({
