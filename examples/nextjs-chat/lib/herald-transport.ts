@@ -8,7 +8,7 @@ import { ApolloLink } from '@apollo/client';
 import { CombinedGraphQLErrors } from '@apollo/client/errors';
 import { createHeraldClient, prepareOperation, type HeraldClient, type Unsubscribe } from '@heraldhq/client';
 import { HeraldLink } from '@heraldhq/client/apollo';
-import type { GraphQLFormattedError } from 'graphql';
+import { print, type GraphQLFormattedError } from 'graphql';
 import { createClient as createSseClient, type Client as SseClient } from 'graphql-sse';
 import { Observable, type Observer } from 'rxjs';
 
@@ -32,6 +32,19 @@ export interface HeraldTransportOptions {
   wsGiveUpMs?: number;
   wsGiveUpAttempts?: number;
 }
+
+/**
+ * What an operation's context may tell the transport. `herald.resume:
+ * false` sends a subscription as it is, without the `after` variable the
+ * transport otherwise adds: for a root field that takes no cursor
+ * (roomPresence), which Herald would refuse with one.
+ */
+export interface HeraldTransportContext {
+  herald?: { resume?: boolean };
+}
+
+/** The context of a subscription that takes no cursor (see HeraldTransportContext). */
+export const NO_RESUME: HeraldTransportContext = { herald: { resume: false } };
 
 export interface HeraldTransport {
   link: ApolloLink;
@@ -63,7 +76,11 @@ function toError(err: unknown): Error {
 /** One subscription the app holds open, whichever transport carries it. */
 interface ActiveSubscription {
   request: { query: string; variables: Record<string, unknown>; operationName?: string };
-  /** The variable the root field's `after` takes (prepareOperation adds one if the document has none). */
+  /**
+   * The variable the root field's `after` takes (prepareOperation adds one if
+   * the document has none); null for a subscription sent as it is (NO_RESUME),
+   * which starts afresh on every reconnect.
+   */
   cursorVariable: string | null;
   /** The last cursor received (or the one the app subscribed after). */
   cursor: string | null;
@@ -192,8 +209,10 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
     let sseVariables: Record<string, unknown> | null = null;
     let stopTransport: () => void;
     if (status.transport === 'websocket') {
-      // The client resumes from its last cursor on every reconnect by itself.
-      const unsubscribe: Unsubscribe = herald.subscribe(sub.request, sink as never, { after: sub.cursor });
+      // The client resumes from its last cursor on every reconnect by itself
+      // (a subscription without a cursor variable is re-sent as it is).
+      const unsubscribe: Unsubscribe = herald.subscribe(sub.request, sink as never,
+        sub.cursorVariable ? { after: sub.cursor } : { resume: false });
       stopTransport = () => {
         sub.cursor = unsubscribe.cursor ?? sub.cursor;
         unsubscribe();
@@ -217,7 +236,10 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
   }
 
   const subscriptionLink = new ApolloLink((operation) => new Observable<ApolloLink.Result>((observer) => {
-    const prepared = prepareOperation(operation.query, operation.operationName);
+    const resume = (operation.getContext() as HeraldTransportContext).herald?.resume !== false;
+    const prepared = resume
+      ? prepareOperation(operation.query, operation.operationName)
+      : { query: print(operation.query), cursorVariable: null, literalCursor: undefined };
     const variables: Record<string, unknown> = { ...operation.variables };
     const name = prepared.cursorVariable;
     const given = name ? variables[name] : undefined;
