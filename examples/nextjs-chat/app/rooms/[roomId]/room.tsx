@@ -120,11 +120,20 @@ export function Room({ roomId }: { roomId: string }) {
       </ul>
       {problem && <p className="error" role="alert">{problem}</p>}
       <div className="bottom">
-        <TypingIndicator presence={presence.presence} />
+        {/* Typing lasts seconds: nothing is said of it while out of date. */}
+        <TypingIndicator presence={presence.stale ? null : presence.presence} />
         <Composer roomId={roomId} awaiting={awaiting} />
       </div>
     </section>
   );
+}
+
+interface PresenceState {
+  /** The last event received: the room as it is after it. */
+  presence: PresenceEvent | null;
+  /** Possibly out of date: the connection was lost, and no event has come since. */
+  stale: boolean;
+  problem: string;
 }
 
 /**
@@ -134,12 +143,15 @@ export function Room({ roomId }: { roomId: string }) {
  * SNAPSHOT (the first event, the first after every reconnect or move to SSE,
  * and after a burst of changes) replaces the list, never adds to it.
  */
-interface PresenceState { presence: PresenceEvent | null; problem: string }
-
 function usePresence(roomId: string, exists: boolean): PresenceState {
   const client = useApolloClient();
+  const { state } = useConnectionStatus();
   const [presence, setPresence] = useState<PresenceEvent | null>(null);
+  const [stale, setStale] = useState(false);
   const [problem, setProblem] = useState('');
+  // From a lost connection until the new subscription's first event (its
+  // SNAPSHOT), what is shown may be out of date.
+  useEffect(() => { if (state !== 'connected') setStale(true); }, [state]);
   useEffect(() => {
     if (!exists) return;
     setPresence(null);
@@ -150,6 +162,7 @@ function usePresence(roomId: string, exists: boolean): PresenceState {
         if (error) fail(error);
         else if (data) {
           setProblem('');
+          setStale(false);
           setPresence(data.roomPresence);
         }
       },
@@ -157,7 +170,7 @@ function usePresence(roomId: string, exists: boolean): PresenceState {
     });
     return () => sub.unsubscribe();
   }, [client, roomId, exists]);
-  return { presence, problem };
+  return { presence, stale, problem };
 }
 
 /** Each user once, in the order given. */
@@ -182,15 +195,14 @@ function useIsViewer(): (u: User) => boolean {
 }
 
 /** The "who is here" list: the count, and each user present once (typing ones marked). */
-function PresenceList({ presence, problem }: PresenceState) {
-  const { state } = useConnectionStatus();
+function PresenceList({ presence, stale, problem }: PresenceState) {
   const isViewer = useIsViewer();
   const users = unique(presence?.users ?? []);
   const typing = new Set((presence?.typing ?? []).map((u) => u.id));
   // While the connection is being replaced the list may be out of date: it
   // is shown faded until the new subscription's SNAPSHOT replaces it.
   return (
-    <aside className={`presence${state === 'connected' ? '' : ' stale'}`} data-testid="presence" aria-label="who is here"
+    <aside className={`presence${stale ? ' stale' : ''}`} data-testid="presence" aria-label="who is here"
       data-count={presence?.count} data-kind={presence?.kind}>
       <span className="count">{presence ? `${presence.count} here:` : 'who is here…'}</span>
       <ul>
