@@ -409,6 +409,11 @@ test('presence over SSE and across a reconnect: the SNAPSHOT after it replaces t
         `erin's page went connected, reconnecting, connected: ${JSON.stringify(states)}`);
       const seen = await assertPresenceHistory(erin, 3);
       t.diagnostic(`erin's page showed ${JSON.stringify(seen.map((p) => p.users))}`);
+      // Not even for a moment did it add the SNAPSHOT to the stale list:
+      // after that list, dave is never shown.
+      const cutAt = seen.map((p) => p.users.join()).lastIndexOf('alice,dave,erin');
+      assert.ok(cutAt >= 0 && seen.slice(cutAt + 1).every((p) => !p.users.includes('dave')),
+        `erin's page showed dave after it reconnected: ${JSON.stringify(seen)}`);
       for (const u of [alice, frank]) assert.deepEqual(u.problems, [], `${u.name}'s page reported problems`);
     });
   });

@@ -37,7 +37,7 @@ export async function until(fn, what, ms = WAIT_MS) {
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'function' ? what(last) : what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'function' ? await what(last) : what}`);
     await sleep(50);
   }
 }
@@ -173,14 +173,19 @@ export async function openUser(browser, user, { blockWebSocket = false, proxyWeb
     const open = new Set();
     network = {
       held: false,
-      /** Closes every socket of the page (1012: a reconnect, as a restarting server says) and refuses new ones until restore(). */
+      /**
+       * Closes every socket of the page (1012 to the page: a reconnect, as a
+       * restarting server says; the connection to the server is the page's
+       * own, whose close() takes 1000 or 3000-4999 only) and refuses new
+       * ones until restore().
+       */
       async cut() {
         network.held = true;
         const routes = [...open];
         open.clear();
         await Promise.all(routes.flatMap(({ page, server }) => [
           page.close({ code: 1012, reason: 'cut by the test' }).catch(() => {}),
-          server.close({ code: 1001, reason: 'cut by the test' }).catch(() => {}),
+          server.close({ code: 1000, reason: 'cut by the test' }).catch(() => {}),
         ]));
       },
       restore() { network.held = false; },
