@@ -369,8 +369,11 @@ test('presence over SSE and across a reconnect: the SNAPSHOT after it replaces t
       const alice = await open('alice');
       await alice.page.goto(url);
       await waitConnected(alice);
-      // dave's page has no WebSocket: its presence comes over an event stream.
-      const dave = await open('dave', { blockWebSocket: true });
+      // dave's page has no WebSocket: its presence comes over an event
+      // stream. The socket is refused only after 3 s, when the page's
+      // subscriptions are waiting for it (graphql-ws ends them on that close
+      // code; the transport moves them to SSE instead).
+      const dave = await open('dave', { blockWebSocket: 3000 });
       await dave.page.goto(url);
       await until(async () => (await transportOf(dave.page)) === 'sse', 'dave\'s page to fall back to SSE');
       await waitConnected(dave);
@@ -379,6 +382,8 @@ test('presence over SSE and across a reconnect: the SNAPSHOT after it replaces t
       await erin.page.goto(url);
       await waitConnected(erin);
       for (const u of [alice, dave, erin]) await waitPresence(u, ['alice', 'dave', 'erin']);
+      assert.ok(dave.warnings.some((w) => w.includes('a WebSocket closed with 1011 before one was acknowledged')),
+        `dave's page fell back to SSE as the refused socket ended its subscriptions: ${JSON.stringify(dave.warnings)}`);
       // Typing reaches the SSE page too.
       await alice.page.locator('form[aria-label="composer"] input[name="text"]').pressSequentially('hi');
       await waitTyping(dave, 'alice is typing…');

@@ -161,10 +161,18 @@ export async function openUser(browser, user, { blockWebSocket = false, proxyWeb
   const context = await browser.newContext();
   if (user) await context.addCookies([{ name: 'herald_user', value: user, url: app }]);
   const problems = [];
+  const warnings = []; // console warnings (the transport says why it falls back to SSE)
   const sockets = []; // WebSocket URLs the page opened (and got through)
   if (blockWebSocket) {
-    // As a proxy that does not let WebSockets through: every upgrade fails.
-    await context.routeWebSocket(() => true, (ws) => ws.close({ code: 1011, reason: 'blocked by the test' }));
+    // As a proxy that does not let WebSockets through: every upgrade fails,
+    // at once, or (blockWebSocket: ms) after leaving it unanswered that long,
+    // so that the page's subscriptions are waiting for it when it fails.
+    const after = typeof blockWebSocket === 'number' ? blockWebSocket : 0;
+    await context.routeWebSocket(() => true, (ws) => {
+      const refuse = () => ws.close({ code: 1011, reason: 'blocked by the test' }).catch(() => {});
+      if (after > 0) setTimeout(refuse, after);
+      else refuse();
+    });
   }
   let network = null;
   if (proxyWebSocket) {
@@ -225,10 +233,13 @@ export async function openUser(browser, user, { blockWebSocket = false, proxyWeb
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+    if (m.type() === 'warning') warnings.push(m.text());
+  });
   page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`); });
   page.on('websocket', (ws) => sockets.push(ws.url()));
-  return { user, context, page, problems, sockets, network, name: user ?? 'anonymous' };
+  return { user, context, page, problems, warnings, sockets, network, name: user ?? 'anonymous' };
 }
 
 /** The ids and texts of the messages a page shows, in order (optimistic ones included). */

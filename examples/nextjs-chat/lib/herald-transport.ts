@@ -63,13 +63,13 @@ async function backoff(retries: number): Promise<void> {
 const isCursorExpired = (errors: unknown): boolean =>
   Array.isArray(errors) && errors.some((e) => (e as GraphQLFormattedError)?.extensions?.code === 'CURSOR_EXPIRED');
 
+const isCloseEvent = (err: unknown): err is { code: number; reason: string } =>
+  !!err && typeof err === 'object' && 'code' in err && 'reason' in err;
+
 function toError(err: unknown): Error {
   if (err instanceof Error) return err;
   if (Array.isArray(err)) return new CombinedGraphQLErrors({ errors: err as GraphQLFormattedError[] });
-  if (err && typeof err === 'object' && 'code' in err && 'reason' in err) {
-    const e = err as { code: number; reason: string };
-    return new Error(`socket closed with ${e.code} ${e.reason}`);
-  }
+  if (isCloseEvent(err)) return new Error(`socket closed with ${err.code} ${err.reason}`);
   return new Error(String(err));
 }
 
@@ -182,6 +182,15 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
       },
       error(err: unknown) {
         if (stopped) return;
+        if (status.transport === 'websocket' && !acknowledged && isCloseEvent(err)) {
+          // A socket closed before any was acknowledged with a code graphql-ws
+          // does not retry (1011, say, from a proxy that refuses upgrades):
+          // graphql-ws ends every subscription waiting for it. That is no
+          // reason to stop this one: it moves to SSE with the others
+          // (fallBackToSse stops it here and starts it again there).
+          fallBackToSse(`a WebSocket closed with ${(err as { code: number }).code} before one was acknowledged`);
+          return;
+        }
         stopped = true;
         if (sub.cursorVariable && isCursorExpired(err)) {
           onCursorExpired();
