@@ -93,7 +93,7 @@ func selects(set ast.SelectionSet, directive string, seen map[string]bool) bool 
 type sharedExecutions struct {
 	metrics   *metrics
 	log       *slog.Logger
-	holdLimit int             // see handoff.limit
+	holdLimit int              // see handoff.limit
 	presence  *presenceTracker // nil: nobody is told who is present
 
 	mu       sync.Mutex
