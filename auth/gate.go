@@ -28,6 +28,8 @@ type Guard struct {
 	mu      sync.Mutex
 	gate    Gate
 	recheck func()
+	topic   string // see Announce
+	onJoin  func() // see OnJoin
 }
 
 type guardKey struct{}

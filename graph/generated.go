@@ -78,6 +78,7 @@ type ComplexityRoot struct {
 		React          func(childComplexity int, messageID string, emoji string) int
 		RefreshSession func(childComplexity int, token string) int
 		RemoveMember   func(childComplexity int, roomID string, userID string) int
+		SetTyping      func(childComplexity int, roomID string) int
 	}
 
 	PageInfo struct {
@@ -85,6 +86,14 @@ type ComplexityRoot struct {
 		HasNextPage     func(childComplexity int) int
 		HasPreviousPage func(childComplexity int) int
 		StartCursor     func(childComplexity int) int
+	}
+
+	PresenceEvent struct {
+		Count  func(childComplexity int) int
+		Kind   func(childComplexity int) int
+		Typing func(childComplexity int) int
+		User   func(childComplexity int) int
+		Users  func(childComplexity int) int
 	}
 
 	Query struct {
@@ -153,6 +162,7 @@ type ComplexityRoot struct {
 		MessagePosted func(childComplexity int, roomID string, after *string) int
 		RoomCreated   func(childComplexity int, after *string) int
 		RoomEvents    func(childComplexity int, roomID string, after *string) int
+		RoomPresence  func(childComplexity int, roomID string) int
 	}
 
 	User struct {
@@ -184,6 +194,7 @@ type MutationResolver interface {
 	React(ctx context.Context, messageID string, emoji string) (*chat.Message, error)
 	RefreshSession(ctx context.Context, token string) (*model.Session, error)
 	DisconnectUser(ctx context.Context, userID string) (bool, error)
+	SetTyping(ctx context.Context, roomID string) (bool, error)
 }
 type QueryResolver interface {
 	Rooms(ctx context.Context, first *int, after *string) (*model.RoomConnection, error)
@@ -209,6 +220,7 @@ type SubscriptionResolver interface {
 	MessagePosted(ctx context.Context, roomID string, after *string) (<-chan graphql.Event[*chat.Message], error)
 	RoomEvents(ctx context.Context, roomID string, after *string) (<-chan graphql.Event[*chat.Change], error)
 	RoomCreated(ctx context.Context, after *string) (<-chan graphql.Event[*chat.Room], error)
+	RoomPresence(ctx context.Context, roomID string) (<-chan graphql.Event[*model.PresenceEvent], error)
 }
 type UserResolver interface {
 	Name(ctx context.Context, obj *chat.Actor) (string, error)
@@ -430,6 +442,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RemoveMember(childComplexity, args["roomId"].(string), args["userId"].(string)), true
+	case "Mutation.setTyping":
+		if e.ComplexityRoot.Mutation.SetTyping == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setTyping_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetTyping(childComplexity, args["roomId"].(string)), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -455,6 +478,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
+
+	case "PresenceEvent.count":
+		if e.ComplexityRoot.PresenceEvent.Count == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PresenceEvent.Count(childComplexity), true
+	case "PresenceEvent.kind":
+		if e.ComplexityRoot.PresenceEvent.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PresenceEvent.Kind(childComplexity), true
+	case "PresenceEvent.typing":
+		if e.ComplexityRoot.PresenceEvent.Typing == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PresenceEvent.Typing(childComplexity), true
+	case "PresenceEvent.user":
+		if e.ComplexityRoot.PresenceEvent.User == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PresenceEvent.User(childComplexity), true
+	case "PresenceEvent.users":
+		if e.ComplexityRoot.PresenceEvent.Users == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PresenceEvent.Users(childComplexity), true
 
 	case "Query.message":
 		if e.ComplexityRoot.Query.Message == nil {
@@ -733,6 +787,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.RoomEvents(childComplexity, args["roomId"].(string), args["after"].(*string)), true
+	case "Subscription.roomPresence":
+		if e.ComplexityRoot.Subscription.RoomPresence == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_roomPresence_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.RoomPresence(childComplexity, args["roomId"].(string)), true
 
 	case "User.id":
 		if e.ComplexityRoot.User.ID == nil {
@@ -940,6 +1005,13 @@ type Mutation {
   too.
   """
   disconnectUser(userId: ID!): Boolean!
+  """
+  Show the viewer as typing in a room to its roomPresence subscribers, for
+  5 seconds; call it again within them to go on typing. Calls closer than
+  a second apart are taken as one. Needs an identity, and membership of a
+  private room (FORBIDDEN otherwise).
+  """
+  setTyping(roomId: ID!): Boolean!
 }
 
 "A WebSocket's credentials, as refreshSession left them."
@@ -973,6 +1045,45 @@ type Subscription {
   roomEvents(roomId: ID!, after: String): RoomEvent!
   "Public rooms as they are created."
   roomCreated(after: String): Room!
+  """
+  Who is in a room: a SNAPSHOT first, then JOINED, LEFT and TYPING as they
+  happen. A user is present while any of their subscriptions to the room
+  (messagePosted, roomEvents, roomPresence), on any socket or stream and any
+  replica, is open; anonymous subscribers are not counted, and a user is
+  counted once however many tabs they have. A replica that dies takes its
+  users out within 10 seconds.
+
+  Changes are sent at most once per 250 ms window; a window in which more
+  than 20 changes happened is sent as one SNAPSHOT instead. Needs
+  membership of a private room, like messagePosted.
+  """
+  roomPresence(roomId: ID!): PresenceEvent!
+}
+
+enum PresenceKind {
+  "Everyone present (and typing) now: the first event, and after a burst of changes."
+  SNAPSHOT
+  "user came in."
+  JOINED
+  "user went."
+  LEFT
+  """
+  user started typing (they are in typing), or stopped: 5 seconds passed
+  without a setTyping (they are not).
+  """
+  TYPING
+}
+
+type PresenceEvent {
+  kind: PresenceKind!
+  "Whom the event is about; null for a SNAPSHOT."
+  user: User
+  "How many users are present after the event."
+  count: Int!
+  "Everyone present after the event, ordered by ID."
+  users: [User!]!
+  "Everyone typing after the event, ordered by ID."
+  typing: [User!]!
 }
 
 enum RoomEventKind {
@@ -1157,6 +1268,22 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_PresenceEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_PresenceEvent_kind(ctx, field)
+	case "user":
+		return ec.fieldContext_PresenceEvent_user(ctx, field)
+	case "count":
+		return ec.fieldContext_PresenceEvent_count(ctx, field)
+	case "users":
+		return ec.fieldContext_PresenceEvent_users(ctx, field)
+	case "typing":
+		return ec.fieldContext_PresenceEvent_typing(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PresenceEvent", field.Name)
 }
 
 func (ec *executionContext) childFields_ReactionGroup(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1593,6 +1720,20 @@ func (ec *executionContext) field_Mutation_removeMember_args(ctx context.Context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setTyping_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "roomId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["roomId"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1772,6 +1913,20 @@ func (ec *executionContext) field_Subscription_roomEvents_args(ctx context.Conte
 		return nil, err
 	}
 	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_roomPresence_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "roomId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["roomId"] = arg0
 	return args, nil
 }
 
@@ -2662,6 +2817,50 @@ func (ec *executionContext) fieldContext_Mutation_disconnectUser(ctx context.Con
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setTyping(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setTyping(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetTyping(ctx, fc.Args["roomId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setTyping(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setTyping_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2752,6 +2951,148 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _PresenceEvent_kind(ctx context.Context, field graphql.CollectedField, obj *model.PresenceEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PresenceEvent_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.PresenceKind) graphql.Marshaler {
+			return ec.marshalNPresenceKind2githubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐPresenceKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PresenceEvent_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PresenceEvent", field, false, false, errors.New("field of type PresenceKind does not have child fields"))
+}
+
+func (ec *executionContext) _PresenceEvent_user(ctx context.Context, field graphql.CollectedField, obj *model.PresenceEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PresenceEvent_user(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.User, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *chat.Actor) graphql.Marshaler {
+			return ec.marshalOUser2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋchatᚐActor(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PresenceEvent_user(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PresenceEvent",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_User(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PresenceEvent_count(ctx context.Context, field graphql.CollectedField, obj *model.PresenceEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PresenceEvent_count(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Count, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PresenceEvent_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PresenceEvent", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _PresenceEvent_users(ctx context.Context, field graphql.CollectedField, obj *model.PresenceEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PresenceEvent_users(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Users, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*chat.Actor) graphql.Marshaler {
+			return ec.marshalNUser2ᚕᚖgithubᚗcomᚋheraldhqᚋheraldᚋchatᚐActorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PresenceEvent_users(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PresenceEvent",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_User(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PresenceEvent_typing(ctx context.Context, field graphql.CollectedField, obj *model.PresenceEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PresenceEvent_typing(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Typing, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*chat.Actor) graphql.Marshaler {
+			return ec.marshalNUser2ᚕᚖgithubᚗcomᚋheraldhqᚋheraldᚋchatᚐActorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PresenceEvent_typing(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PresenceEvent",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_User(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Query_rooms(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -3983,6 +4324,50 @@ func (ec *executionContext) fieldContext_Subscription_roomCreated(ctx context.Co
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Subscription_roomCreated_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_roomPresence(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) (context.Context, graphql.Marshaler)) {
+	return graphql.ResolveFieldStreamWithEventContext(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_roomPresence(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().RoomPresence(ctx, fc.Args["roomId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PresenceEvent) graphql.Marshaler {
+			return ec.marshalNPresenceEvent2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐPresenceEvent(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_roomPresence(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PresenceEvent(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_roomPresence_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -5529,6 +5914,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setTyping":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setTyping(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -5580,6 +5972,64 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 		case "endCursor":
 			out.Values[i] = ec._PageInfo_endCursor(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
+var presenceEventImplementors = []string{"PresenceEvent"}
+
+func (ec *executionContext) _PresenceEvent(ctx context.Context, sel ast.SelectionSet, obj *model.PresenceEvent) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, presenceEventImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PresenceEvent")
+		case "kind":
+			out.Values[i] = ec._PresenceEvent_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "user":
+			out.Values[i] = ec._PresenceEvent_user(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "count":
+			out.Values[i] = ec._PresenceEvent_count(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "users":
+			out.Values[i] = ec._PresenceEvent_users(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "typing":
+			out.Values[i] = ec._PresenceEvent_typing(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -6481,6 +6931,8 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 		return ec._Subscription_roomEvents(ctx, fields[0])
 	case "roomCreated":
 		return ec._Subscription_roomCreated(ctx, fields[0])
+	case "roomPresence":
+		return ec._Subscription_roomPresence(ctx, fields[0])
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}
@@ -7072,6 +7524,26 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋheraldhqᚋherald
 		return graphql.Null
 	}
 	return ec._PageInfo(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPresenceEvent2ᚖgithubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐPresenceEvent(ctx context.Context, sel ast.SelectionSet, v *model.PresenceEvent) graphql.Marshaler {
+	if v == nil {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+		return graphql.Null
+	}
+	return ec._PresenceEvent(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNPresenceKind2githubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐPresenceKind(ctx context.Context, v any) (model.PresenceKind, error) {
+	var res model.PresenceKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPresenceKind2githubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐPresenceKind(ctx context.Context, sel ast.SelectionSet, v model.PresenceKind) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalNReactionGroup2ᚕᚖgithubᚗcomᚋheraldhqᚋheraldᚋgraphᚋmodelᚐReactionGroupᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ReactionGroup) graphql.Marshaler {

@@ -34,18 +34,26 @@ func (r subscriptionResolver) MessagePosted(ctx context.Context, roomID string, 
 	if err := r.roomExists(ctx, roomID); err != nil {
 		return nil, err
 	}
-	return watch(ctx, r.Resolver, chat.RoomTopic(roomID), after, func(c *chat.Change) (*chat.Message, bool) {
+	ch, err := watch(ctx, r.Resolver, chat.RoomTopic(roomID), after, func(c *chat.Change) (*chat.Message, bool) {
 		return c.Message, c.Type == chat.MessagePosted
 	})
+	if err == nil {
+		auth.Announce(ctx, roomID) // its subscribers are in the room: roomPresence
+	}
+	return ch, err
 }
 
 func (r subscriptionResolver) RoomEvents(ctx context.Context, roomID string, after *string) (<-chan graphql.Event[*chat.Change], error) {
 	if err := r.roomExists(ctx, roomID); err != nil {
 		return nil, err
 	}
-	return watch(ctx, r.Resolver, chat.RoomTopic(roomID), after, func(c *chat.Change) (*chat.Change, bool) {
+	ch, err := watch(ctx, r.Resolver, chat.RoomTopic(roomID), after, func(c *chat.Change) (*chat.Change, bool) {
 		return c, c.Message != nil // not member changes
 	})
+	if err == nil {
+		auth.Announce(ctx, roomID) // its subscribers are in the room: roomPresence
+	}
+	return ch, err
 }
 
 // RoomCreated reports public rooms only: a private room's creation is

@@ -117,6 +117,10 @@ type Options struct {
 	// mode, whose requests for one stream may reach any replica; default
 	// NewLocalRelay(), enough for one replica.
 	Relay Relay
+	// Presence is told which identified users are subscribed, on this
+	// replica, to subscriptions whose resolver announced a presence topic
+	// (auth.Announce); nil: nobody is told.
+	Presence Presence
 }
 
 // withDefaults returns a copy of o with zero fields defaulted, or an error
@@ -234,7 +238,7 @@ func New(opts Options) (*Server, error) {
 	}
 	mutations := newIdentityLimiter(opts.Limits.MutationRate, opts.Limits.MutationBurst)
 	s.sessions = newSessions(opts.Limits.MaxConnections)
-	s.execs = newSharedExecutions(m, opts.Logger, opts.QueueMessages)
+	s.execs = newSharedExecutions(m, opts.Logger, opts.QueueMessages, opts.Presence)
 	s.ws = newWSTransport(opts, m, s.responder, mutations, s.sessions, s.execs)
 	s.graphql, s.sse, s.sseSingle, s.multipart = newGraphQLHandler(opts, s.responder, s.ws, mutations, s.sessions, s.execs, m)
 	s.mux = s.routes()

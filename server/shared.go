@@ -93,7 +93,8 @@ func selects(set ast.SelectionSet, directive string, seen map[string]bool) bool 
 type sharedExecutions struct {
 	metrics   *metrics
 	log       *slog.Logger
-	holdLimit int // see handoff.limit
+	holdLimit int              // see handoff.limit
+	presence  *presenceTracker // nil: nobody is told who is present
 
 	mu       sync.Mutex
 	byKey    map[executionKey]*execution
@@ -102,8 +103,9 @@ type sharedExecutions struct {
 	wg       sync.WaitGroup // one per running execution
 }
 
-func newSharedExecutions(m *metrics, log *slog.Logger, holdLimit int) *sharedExecutions {
-	return &sharedExecutions{metrics: m, log: log, holdLimit: holdLimit, byKey: make(map[executionKey]*execution)}
+func newSharedExecutions(m *metrics, log *slog.Logger, holdLimit int, presence Presence) *sharedExecutions {
+	return &sharedExecutions{metrics: m, log: log, holdLimit: holdLimit, presence: newPresenceTracker(presence),
+		byKey: make(map[executionKey]*execution)}
 }
 
 // execution is one running subscription and the operations sharing it.
@@ -124,6 +126,13 @@ type execution struct {
 	// Both guarded by mu.
 	gate  auth.Gate
 	gated bool
+	// topic is the presence topic the resolver announced (auth.Announce),
+	// "" when none: each admitted member is present on it while a member.
+	// Set with gated, guarded by mu.
+	topic string
+	// onJoin is what the resolver asked to be called when a member joins
+	// after the execution started (auth.OnJoin); set with gated.
+	onJoin func()
 }
 
 // join adds op to the execution of its key, starting one if there is none.
@@ -201,6 +210,11 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 		e.members = append(e.members, op)
 	}
 	refused := e.gated && !e.admit(op)
+	var onJoin func()
+	if e.gated && !refused && !replay {
+		r.presence.enter(op, e.topic)
+		onJoin = e.onJoin
+	}
 	e.mu.Unlock()
 	r.mu.Unlock()
 
@@ -209,6 +223,9 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 			op.sub.denied(op, forbiddenError())
 		}
 		<-e.started
+		if onJoin != nil {
+			onJoin()
+		}
 		return
 	}
 	slot := &eventSlot{}
@@ -220,10 +237,15 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 	// admitted here, before anything is delivered; later ones by attach.
 	e.mu.Lock()
 	e.gate, e.gated = guard.Gate(), true
+	if !e.replay {
+		e.topic, e.onJoin = guard.Topic(), guard.Joined()
+	}
 	var denied []*operation
 	for _, m := range e.members {
 		if !e.admit(m) {
 			denied = append(denied, m)
+		} else if !e.replay {
+			r.presence.enter(m, e.topic)
 		}
 	}
 	e.mu.Unlock()
@@ -453,6 +475,10 @@ func (r *sharedExecutions) leave(op *operation) {
 	}
 	empty := len(e.members) == 0
 	e.mu.Unlock()
+	// After op is no longer a member: attach's admission of the members
+	// that joined while the resolver ran (under e.mu) may have just
+	// counted it.
+	r.presence.leave(op)
 	if empty && !e.ended {
 		e.ended = true
 		delete(r.byKey, e.key)
@@ -515,6 +541,9 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 	e.members = nil
 	e.mu.Unlock()
 	for _, op := range members {
+		if !e.replay {
+			r.presence.leave(op)
+		}
 		op.sub.streamEnded(op)
 	}
 }

@@ -195,6 +195,9 @@ type operation struct {
 	// admission, refusedGrant once refused.
 	viewer string
 	grant  atomic.Uint64
+	// presence is the topic op is counted present on (see
+	// presenceTracker), "" when none; guarded by the tracker's lock.
+	presence string
 }
 
 // wsConn is one socket: a reader on a goroutine of its own (serve, started

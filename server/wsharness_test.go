@@ -33,6 +33,9 @@ type replica struct {
 	server *Server
 	http   *httptest.Server
 	wsURL  string
+	// presence is the replica's presence tracker; nil unless started with
+	// one (startReplica).
+	presence *pubsub.Presence
 }
 
 // newReplica starts a replica; tweak adjusts the server options.
@@ -69,6 +72,15 @@ func newReplicaPair(t *testing.T, tweak func(*Options)) (a, b *replica) {
 // (an embedded NATS in a temp dir unless it names servers to connect to).
 func newReplicaOver(t *testing.T, logOpts pubsub.Options, chatOpts chat.Options, tweak func(*Options), wrap func(net.Listener) net.Listener) *replica {
 	t.Helper()
+	return startReplica(t, logOpts, chatOpts, tweak, wrap, nil)
+}
+
+// startReplica starts a replica; with presence set, it tracks presence on
+// the log's NATS (pubsub.Presence, as cmd/herald does) with those options
+// and graph's.
+func startReplica(t *testing.T, logOpts pubsub.Options, chatOpts chat.Options, tweak func(*Options), wrap func(net.Listener) net.Listener,
+	presence *replicaPresence) *replica {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if len(logOpts.URLs) == 0 {
@@ -87,8 +99,23 @@ func newReplicaOver(t *testing.T, logOpts pubsub.Options, chatOpts chat.Options,
 		defer close(ran)
 		_ = svc.Run(runCtx)
 	}()
+	var (
+		tracker    *pubsub.Presence
+		graphOpts  graph.Options
+		serverPres Presence
+	)
+	if presence != nil {
+		tracker, err = log.Presence(ctx, presence.tracker)
+		if err != nil {
+			t.Fatalf("presence: %v", err)
+		}
+		graphOpts = presence.graph
+		graphOpts.Presence = testPresence{tracker}
+		serverPres = tracker
+	}
 	opts := Options{
-		Schema:          graph.NewSchema(svc, log.Epoch(), nil),
+		Schema:          graph.NewSchemaWith(svc, log.Epoch(), graphOpts),
+		Presence:        serverPres,
 		Authenticator:   auth.Dev{},
 		Readiness:       func(context.Context) []Check { return nil },
 		Introspection:   true,
@@ -108,7 +135,7 @@ func newReplicaOver(t *testing.T, logOpts pubsub.Options, chatOpts chat.Options,
 		hs.Listener = wrap(hs.Listener)
 	}
 	hs.Start()
-	r := &replica{t: t, log: log, chat: svc, server: srv, http: hs, wsURL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/graphql"}
+	r := &replica{t: t, log: log, chat: svc, server: srv, http: hs, wsURL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/graphql", presence: tracker}
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -118,6 +145,11 @@ func newReplicaOver(t *testing.T, logOpts pubsub.Options, chatOpts chat.Options,
 		hs.Close()
 		stop()
 		<-ran
+		if tracker != nil {
+			pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = tracker.Close(pctx) // fails on a replica whose NATS was cut
+			cancel()
+		}
 		if err := log.Close(); err != nil {
 			t.Errorf("close event log: %v", err)
 		}

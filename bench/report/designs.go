@@ -178,6 +178,9 @@ func (dr designResults) nice() string {
 type designResults struct {
 	S6 map[string]*s6
 	S7 map[string]*s7
+	// S8 is Herald's presence run (presence.go), nil if it did not run; it
+	// rides along here, though it compares no designs.
+	S8 *s8
 }
 
 // readJSON decodes dir/name into v; false if the file does not exist.

@@ -87,6 +87,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
+	if dr.S8, err = loadS8(*dir); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
 	if err := os.WriteFile(*out, []byte(render(results, dr, m)), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
@@ -305,6 +309,7 @@ func render(all map[string]runs, dr designResults, m meta) string {
 		clean = false
 	}
 	w("| every scenario: zero lost, duplicated, reordered (Herald, every run) | | %s |\n\n", yes(clean))
+	renderS8(w, dr.S8, results["S4-herald"])
 	w("%s", projection)
 	w("%s", notes)
 	return b.String()

@@ -31,6 +31,7 @@ type app struct {
 	log         *pubsub.Log
 	relay       *pubsub.Relay
 	disconnects *pubsub.NoticeListener // disconnectUser's notices, handed to server.DisconnectUser
+	presence    *pubsub.Presence       // who is in which room, across the replicas
 	chat        *chat.Service
 	server      *server.Server
 	http        *http.Server
@@ -109,9 +110,21 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		}
 	}()
 
+	replica, err := newReplicaID()
+	if err == nil {
+		a.presence, err = log.Presence(ctx, pubsub.PresenceOptions{Replica: replica, Replicas: cfg.StreamReplicas})
+	}
+	if err != nil {
+		a.closeBackground()
+		return nil, fmt.Errorf("set up presence: %w", err)
+	}
 	a.relay = log.Relay()
 	handler, err := server.New(server.Options{
-		Schema:          graph.NewSchema(a.chat, log.Epoch(), noticeDisconnector{log}),
+		Schema: graph.NewSchemaWith(a.chat, log.Epoch(), graph.Options{
+			Sessions: noticeDisconnector{log},
+			Presence: clusterPresence{a.presence},
+		}),
+		Presence:        a.presence,
 		Authenticator:   authn,
 		Readiness:       a.readiness,
 		MaxBodyBytes:    cfg.MaxBodyBytes,
@@ -278,6 +291,15 @@ func (a *app) closeBackground() error {
 		_ = a.pprof.Close()
 	}
 	a.wg.Wait()
+	if a.presence != nil {
+		// Every subscription has ended: delete this replica's keys, so
+		// the others see its users leave now rather than after the TTL.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.presence.Close(ctx); err != nil {
+			a.logger.Warn("presence not cleared; it expires by itself", "err", err)
+		}
+		cancel()
+	}
 	if a.relay != nil {
 		a.relay.Close()
 	}

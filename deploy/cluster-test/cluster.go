@@ -54,6 +54,9 @@ type driver struct {
 
 	procs      map[string]*testrig.Proc // "nats1", "herald2", "nginx", "clients": the latest of each
 	natsKilled int                      // the NATS node the schedule killed
+	// presenceLeft is how long the killed replica's user took to leave
+	// the other replicas' presence (the slowest watcher).
+	presenceLeft time.Duration
 }
 
 func (d *driver) elapsed() string {
@@ -116,7 +119,15 @@ func (d *driver) test(ctx context.Context) error {
 	if err := d.startNginx(ctx); err != nil {
 		return err
 	}
-	return d.runClients(ctx)
+	if err := d.runClients(ctx); err != nil {
+		return err
+	}
+	left, err := d.presenceCheck(ctx)
+	if err != nil {
+		return err
+	}
+	d.presenceLeft = left
+	return nil
 }
 
 // build builds herald, nats-server (go.mod's version) and the clients.

@@ -26,6 +26,12 @@
 //	+42s  restart replica 3
 //
 // Publishing ends at +50s; the clients then check every subscription.
+//
+// Then the presence check (presence.go), with every replica up again:
+// users present in a room through each replica, on sockets straight to it,
+// and roomPresence subscribers on replicas 1 and 3; replica 2 is SIGKILLed,
+// and its user must leave both subscribers' presence within 10s while
+// everyone present through a survivor stays.
 // Replicas are restarted when the stream has a leader: see deploy/README.md
 // for what happens to a replica started during a leader election.
 //
@@ -142,7 +148,8 @@ func run(clientArgs []string) int {
 	case err != nil:
 		return 1
 	}
-	d.logf("PASS: no message lost, duplicated or reordered across the failures (run took %s)", d.elapsed())
+	d.logf("PASS: no message lost, duplicated or reordered across the failures; the killed replica's user left presence in %.1fs (run took %s)",
+		d.presenceLeft.Seconds(), d.elapsed())
 	return 0
 }
 

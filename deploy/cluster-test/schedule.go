@@ -24,8 +24,9 @@ func (d *driver) runClients(ctx context.Context) error {
 	for i := 1; i <= 3; i++ {
 		direct = append(direct, fmt.Sprintf("http://127.0.0.1:%d", d.heraldPort[i]))
 	}
-	// What is left of the budget, less 20s to stop everything and print.
-	clientDeadline := (d.budget - time.Since(d.began) - 20*time.Second).Truncate(time.Second)
+	// What is left of the budget, less the presence check and 20s to stop
+	// everything and print.
+	clientDeadline := (d.budget - time.Since(d.began) - presenceBound - 20*time.Second).Truncate(time.Second)
 	if clientDeadline <= 60*time.Second {
 		return fmt.Errorf("too little of the %s budget is left for the clients", d.budget)
 	}

@@ -38,6 +38,18 @@ type PageInfo struct {
 	EndCursor       *string `json:"endCursor,omitempty"`
 }
 
+type PresenceEvent struct {
+	Kind PresenceKind `json:"kind"`
+	// Whom the event is about; null for a SNAPSHOT.
+	User *chat.Actor `json:"user,omitempty"`
+	// How many users are present after the event.
+	Count int `json:"count"`
+	// Everyone present after the event, ordered by ID.
+	Users []*chat.Actor `json:"users"`
+	// Everyone typing after the event, ordered by ID.
+	Typing []*chat.Actor `json:"typing"`
+}
+
 type Query struct {
 }
 
@@ -97,6 +109,70 @@ type Session struct {
 // ended with a FORBIDDEN error. A member's resume replays only events after
 // they joined.
 type Subscription struct {
+}
+
+type PresenceKind string
+
+const (
+	// Everyone present (and typing) now: the first event, and after a burst of changes.
+	PresenceKindSnapshot PresenceKind = "SNAPSHOT"
+	// user came in.
+	PresenceKindJoined PresenceKind = "JOINED"
+	// user went.
+	PresenceKindLeft PresenceKind = "LEFT"
+	// user started typing (they are in typing), or stopped: 5 seconds passed
+	// without a setTyping (they are not).
+	PresenceKindTyping PresenceKind = "TYPING"
+)
+
+var AllPresenceKind = []PresenceKind{
+	PresenceKindSnapshot,
+	PresenceKindJoined,
+	PresenceKindLeft,
+	PresenceKindTyping,
+}
+
+func (e PresenceKind) IsValid() bool {
+	switch e {
+	case PresenceKindSnapshot, PresenceKindJoined, PresenceKindLeft, PresenceKindTyping:
+		return true
+	}
+	return false
+}
+
+func (e PresenceKind) String() string {
+	return string(e)
+}
+
+func (e *PresenceKind) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = PresenceKind(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid PresenceKind", str)
+	}
+	return nil
+}
+
+func (e PresenceKind) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *PresenceKind) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e PresenceKind) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 type RoomEventKind string

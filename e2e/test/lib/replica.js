@@ -30,16 +30,21 @@ async function freePort() {
 const LOG_KEEP = 20_000; // characters of the replica's output kept for error messages
 
 export class Replica {
-  /** Starts replica `name` and waits until it is ready. */
-  static async start(name) {
-    const r = new Replica(name, await freePort());
+  /**
+   * Starts replica `name` and waits until it is ready. auth: its
+   * authentication flags (default --auth dev), e.g. ['--auth', 'jwt',
+   * '--jwt-secret', secret, '--jwt-admin-claim', 'admin'].
+   */
+  static async start(name, { auth = ['--auth', 'dev'] } = {}) {
+    const r = new Replica(name, await freePort(), auth);
     await r.start();
     return r;
   }
 
-  constructor(name, port) {
+  constructor(name, port, auth = ['--auth', 'dev']) {
     this.name = name;
     this.port = port;
+    this.auth = auth;
     this.base = `http://127.0.0.1:${port}`;
     this.child = null;
     this.exited = null; // a promise of the exit status of the running process
@@ -54,7 +59,7 @@ export class Replica {
     // Only the flags configure it, as in the driver.
     const childEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HERALD_')));
     const child = spawn(env('HERALD_E2E_BIN'), [
-      '--auth', 'dev', '--log-level', 'debug', '--drain-timeout', '1s',
+      ...this.auth, '--log-level', 'debug', '--drain-timeout', '1s',
       '--addr', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, '--nats-url', env('HERALD_E2E_NATS_URL'),
     ], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;

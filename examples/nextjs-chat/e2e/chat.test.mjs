@@ -4,9 +4,25 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  APP, HERALD_B, HERALD_JWT, JWT_APP, WAIT_MS, createRoom, difference, gql, openConnectionsOn, post, send, serverMessages, shown,
-  sleep, statesSeen, transportOf, until, waitConnected, waitForText, waitForTexts, withScreenshots,
+  APP, HERALD_B, HERALD_JWT, JWT_APP, WAIT_MS, connectionState, createRoom, difference, gql, openConnectionsOn, openOnReplica, post,
+  presenceOf, presenceSeen, send, serverMessages, shown, sleep, statesSeen, transportOf, until, waitConnected, waitForText, waitForTexts,
+  waitPresence, waitTyping, withScreenshots,
 } from './lib.mjs';
+
+/**
+ * Every "who is here" state a page showed listed each user once, with the
+ * count of users it listed, and never more than max.
+ */
+async function assertPresenceHistory(u, max) {
+  const seen = await presenceSeen(u.page);
+  assert.ok(seen.length > 0, `${u.name}'s page showed who is here`);
+  for (const p of seen) {
+    assert.equal(new Set(p.users).size, p.users.length, `${u.name}'s page listed a user twice: ${JSON.stringify(p)}`);
+    assert.equal(p.count, p.users.length, `${u.name}'s page showed a count other than the users it listed: ${JSON.stringify(p)}`);
+    assert.ok(p.count <= max, `${u.name}'s page counted ${p.count} (at most ${max} users were here): ${JSON.stringify(seen)}`);
+  }
+  return seen;
+}
 
 /** The page shows exactly Herald's messages from its first one on: same ids, same order, none twice. */
 async function assertShowsServerOrder(u, roomId, { from } = {}) {
@@ -238,6 +254,175 @@ test('with --auth jwt, the development token route signs the browser in; it is o
   });
 });
 
+test('presence: two users on different replicas see each other (count 2), a second tab does not count, a closed page leaves within 3 s',
+  { timeout: 120_000 }, async (t) => {
+    await withScreenshots(t, async ({ open }) => {
+      const room = await createRoom('presence');
+      const url = `${APP}/rooms/${room.id}`;
+      // alice's socket on one replica, bob's on the other (/metrics says which).
+      const a = await openOnReplica(() => open('alice'), url);
+      const b = await openOnReplica(() => open('bob'), url, a.replica === 'A' ? 'B' : 'A');
+      const [alice, bob] = [a.u, b.u];
+      t.diagnostic(`alice's page is on replica ${a.replica} (${a.all.length} page(s) opened), bob's on ${b.replica} (${b.all.length})`);
+      for (const u of [...a.all, ...b.all]) await waitPresence(u, ['alice', 'bob']);
+      // The viewer is marked; nobody types yet.
+      assert.deepEqual(await alice.page.getByTestId('presence-user').allTextContents(), ['alice (you)', 'bob']);
+      assert.equal((await presenceOf(bob.page)).typing, '', 'nobody is typing');
+
+      // Another tab of alice (in her page's browser context), on the other
+      // replica: still 2.
+      const newTab = async () => {
+        const page = await alice.context.newPage();
+        page.setDefaultTimeout(WAIT_MS);
+        return { ...alice, name: 'alice (tab)', page };
+      };
+      const tabs = await openOnReplica(newTab, url, b.replica);
+      for (const u of tabs.all) await waitPresence(u, ['alice', 'bob']);
+      t.diagnostic(`alice's other tab is on replica ${tabs.replica} (${tabs.all.length} tab(s) opened)`);
+      // carol comes in after it: once bob's page shows her, it has had
+      // every change before her, the second tab included.
+      const carol = await open('carol');
+      await carol.page.goto(url);
+      await waitPresence(bob, ['alice', 'bob', 'carol']);
+      await waitPresence(alice, ['alice', 'bob', 'carol']);
+      // alice's other tabs go, then carol: alice is still here (her first tab).
+      for (const u of tabs.all) await u.page.close();
+      await carol.context.close();
+      await waitPresence(bob, ['alice', 'bob']);
+      for (const u of [alice, bob]) await assertPresenceHistory(u, 3);
+
+      // bob closes every page he has: he leaves alice's list at once (his
+      // sockets close), on the other replica.
+      const closed = Date.now();
+      await Promise.all(b.all.map((u) => u.context.close()));
+      await waitPresence(alice, ['alice'], 10_000);
+      const left = Date.now() - closed;
+      t.diagnostic(`bob left alice's list ${left} ms after his page closed`);
+      assert.ok(left <= 3000, `bob left alice's list within 3 s of closing his page (${left} ms)`);
+      await assertPresenceHistory(alice, 3);
+      for (const u of a.all) assert.deepEqual(u.problems, [], `${u.name}'s page reported problems`);
+    });
+  });
+
+test('typing: shows on the other user\'s page (on the other replica) while one types, setTyping every 2 s at most, gone within 7 s of stopping',
+  { timeout: 120_000 }, async (t) => {
+    await withScreenshots(t, async ({ open }) => {
+      const room = await createRoom('typing');
+      const url = `${APP}/rooms/${room.id}`;
+      const a = await openOnReplica(() => open('alice'), url);
+      const b = await openOnReplica(() => open('bob'), url, a.replica === 'A' ? 'B' : 'A');
+      const [alice, bob] = [a.u, b.u];
+      for (const u of [alice, bob]) await waitPresence(u, ['alice', 'bob']);
+      await waitTyping(alice, '');
+
+      // Every setTyping bob's page sends, when.
+      const calls = [];
+      bob.page.on('request', (r) => { if (r.method() === 'POST' && (r.postData() ?? '').includes('setTyping')) calls.push(Date.now()); });
+
+      // bob types a key every 100 ms for 5 s (a person typing; the pause
+      // paces the keys, it waits for nothing).
+      const input = bob.page.locator('form[aria-label="composer"] input[name="text"]');
+      await input.click();
+      const started = Date.now();
+      let keys = 0;
+      let shownAfter = null;
+      while (Date.now() - started < 5000) {
+        await input.press('abcdefghij'[keys++ % 10]);
+        if (shownAfter === null && (await presenceOf(alice.page)).typing === 'bob is typing…') shownAfter = Date.now() - started;
+        await sleep(100);
+      }
+      const stopped = Date.now();
+      assert.notEqual(shownAfter, null, 'alice\'s page showed "bob is typing…" while he typed');
+      // Still shown when he stops (his last call was less than 2 s ago).
+      assert.equal((await presenceOf(alice.page)).typing, 'bob is typing…', 'alice\'s page shows bob typing as he stops');
+      assert.equal((await presenceOf(bob.page)).typing, '', 'bob\'s own page does not tell him he is typing');
+      assert.equal(await bob.page.locator('[data-testid="presence-user"][data-user="bob"]').getAttribute('data-typing'), 'true',
+        'bob is marked typing in the list');
+      const gaps = calls.slice(1).map((c, i) => c - calls[i]);
+      t.diagnostic(`${keys} keys in ${stopped - started} ms: ${calls.length} setTyping calls, ${JSON.stringify(gaps)} ms apart; ` +
+        `alice saw bob typing ${shownAfter} ms after his first key`);
+      assert.ok(calls.length >= 2 && calls.length <= 4, `setTyping every ~2 s while typing, not per key: ${calls.length} calls for ${keys} keys`);
+      assert.ok(gaps.every((g) => g >= 1900), `setTyping calls at least ~2 s apart: ${JSON.stringify(gaps)}`);
+
+      // He sends it: no setTyping after that, and the indicator goes 5 s
+      // after his last call.
+      const before = calls.length;
+      const lastCall = calls.at(-1);
+      await input.press('Enter');
+      await waitForText(alice, 'abcdefghij'.repeat(Math.ceil(keys / 10)).slice(0, keys));
+      await waitTyping(alice, '', 10_000);
+      const gone = Date.now() - lastCall;
+      t.diagnostic(`alice's indicator went ${gone} ms after bob's last setTyping, ${Date.now() - stopped} ms after his last key`);
+      assert.ok(gone >= 4000 && gone <= 7000, `the indicator went about 5 s after the last setTyping (${gone} ms)`);
+      assert.equal(calls.length, before, 'no setTyping once the message was sent');
+      assert.equal(await bob.page.locator('[data-testid="presence-user"][data-user="bob"]').getAttribute('data-typing'), null,
+        'bob is no longer marked typing');
+      for (const u of [alice, bob]) assert.deepEqual(u.problems, [], `${u.name}'s page reported problems`);
+    });
+  });
+
+test('presence over SSE and across a reconnect: the SNAPSHOT after it replaces the list, which dropped and gained users meanwhile',
+  { timeout: 120_000 }, async (t) => {
+    await withScreenshots(t, async ({ open }) => {
+      const room = await createRoom('presence-reconnect');
+      const url = `${APP}/rooms/${room.id}`;
+      const alice = await open('alice');
+      await alice.page.goto(url);
+      await waitConnected(alice);
+      // dave's page has no WebSocket: its presence comes over an event
+      // stream. The socket is refused only after 3 s, when the page's
+      // subscriptions are waiting for it (graphql-ws ends them on that close
+      // code; the transport moves them to SSE instead).
+      const dave = await open('dave', { blockWebSocket: 3000 });
+      await dave.page.goto(url);
+      await until(async () => (await transportOf(dave.page)) === 'sse', 'dave\'s page to fall back to SSE');
+      await waitConnected(dave);
+      // erin's socket goes through the test, which cuts it below.
+      const erin = await open('erin', { proxyWebSocket: true });
+      await erin.page.goto(url);
+      await waitConnected(erin);
+      for (const u of [alice, dave, erin]) await waitPresence(u, ['alice', 'dave', 'erin']);
+      assert.ok(dave.warnings.some((w) => w.includes('a WebSocket closed with 1011 before one was acknowledged')),
+        `dave's page fell back to SSE as the refused socket ended its subscriptions: ${JSON.stringify(dave.warnings)}`);
+      // Typing reaches the SSE page too.
+      await alice.page.locator('form[aria-label="composer"] input[name="text"]').pressSequentially('hi');
+      await waitTyping(dave, 'alice is typing…');
+
+      // erin's network drops and stays down: her page is reconnecting, and
+      // she has left (her only socket closed).
+      await erin.network.cut();
+      await until(async () => (await connectionState(erin.page)) === 'reconnecting', 'erin\'s page to show reconnecting');
+      await waitPresence(alice, ['alice', 'dave']);
+      // Meanwhile dave leaves and frank comes in; erin's page hears of neither.
+      await dave.context.close();
+      const frank = await open('frank');
+      await frank.page.goto(url);
+      await waitPresence(alice, ['alice', 'frank']);
+      const stale = await presenceOf(erin.page);
+      assert.deepEqual(stale.users, ['alice', 'dave', 'erin'], 'erin\'s page still shows the list from before the cut');
+      assert.ok(stale.stale, 'and shows it faded, as out of date');
+
+      // Back online: the subscription starts again (it has no cursor), and
+      // its SNAPSHOT replaces the list: dave gone, frank there.
+      erin.network.restore();
+      await waitConnected(erin, 30_000);
+      await waitPresence(erin, ['alice', 'erin', 'frank']);
+      assert.equal((await presenceOf(erin.page)).stale, false, 'erin\'s list is no longer faded');
+      await waitPresence(alice, ['alice', 'erin', 'frank']);
+      const states = (await statesSeen(erin.page)).map((s) => s.split('/')[0]);
+      assert.ok(states.indexOf('reconnecting') > states.indexOf('connected') && states.at(-1) === 'connected',
+        `erin's page went connected, reconnecting, connected: ${JSON.stringify(states)}`);
+      const seen = await assertPresenceHistory(erin, 3);
+      t.diagnostic(`erin's page showed ${JSON.stringify(seen.map((p) => p.users))}`);
+      // Not even for a moment did it add the SNAPSHOT to the stale list:
+      // after that list, dave is never shown.
+      const cutAt = seen.map((p) => p.users.join()).lastIndexOf('alice,dave,erin');
+      assert.ok(cutAt >= 0 && seen.slice(cutAt + 1).every((p) => !p.users.includes('dave')),
+        `erin's page showed dave after it reconnected: ${JSON.stringify(seen)}`);
+      for (const u of [alice, frank]) assert.deepEqual(u.problems, [], `${u.name}'s page reported problems`);
+    });
+  });
+
 // Last: it kills replica B.
 test('one replica killed mid-conversation: both pages show every message once, in order, and showed reconnecting then connected',
   { timeout: 180_000 }, async (t) => {
@@ -290,6 +475,13 @@ test('one replica killed mid-conversation: both pages show every message once, i
           `${u.name}'s page showed connected, then reconnecting once B was killed: ${JSON.stringify(states)}`);
         assert.equal(states.at(-1), 'connected', `${u.name}'s page is connected again: ${JSON.stringify(states)}`);
       }
+      // Their presence subscriptions came back too: carol coming in shows
+      // in every page, alice and bob once each (B's keys for them expire,
+      // and they are here through A anyway).
+      const carol = await open('carol');
+      await carol.page.goto(`${APP}/rooms/${room.id}`);
+      for (const u of [...pages, carol]) await waitPresence(u, ['alice', 'bob', 'carol'], 30_000);
+      for (const u of pages) await assertPresenceHistory(u, 3);
       t.diagnostic(`${pages.length} pages; alice's and bob's went reconnecting, then connected; ${sent.length} messages once, in order, in each`);
     });
   });

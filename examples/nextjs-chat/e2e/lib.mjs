@@ -37,7 +37,7 @@ export async function until(fn, what, ms = WAIT_MS) {
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'function' ? what(last) : what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'function' ? await what(last) : what}`);
     await sleep(50);
   }
 }
@@ -89,6 +89,38 @@ export async function openConnectionsOn(base) {
   return n;
 }
 
+/** Open WebSockets and event streams on each replica. */
+export async function connectionsByReplica() {
+  const [A, B] = await Promise.all([openConnectionsOn(HERALD_A), openConnectionsOn(HERALD_B)]);
+  return { A, B };
+}
+
+/**
+ * Opens pages at url, each with newPage() (a user: open(name), or another
+ * tab of one), until one's socket is on replica want ('A' or 'B'; either
+ * when null), seen as one more socket on that replica's /metrics and none
+ * more on the other's. nginx gives each new socket to the replica with the
+ * fewest (least_conn), so this takes one or two pages. Returns that page's
+ * user, the replica, and every page opened (the others are the same
+ * user's too, and stay open).
+ */
+export async function openOnReplica(newPage, url, want = null, tries = 6) {
+  const all = [];
+  for (let i = 0; i < tries; i++) {
+    const before = await connectionsByReplica();
+    const u = await newPage();
+    all.push(u);
+    await u.page.goto(url);
+    await waitConnected(u);
+    const after = await connectionsByReplica();
+    const dA = after.A - before.A;
+    const dB = after.B - before.B;
+    const on = dA === 1 && dB === 0 ? 'A' : dB === 1 && dA === 0 ? 'B' : null;
+    if (on && (want === null || on === want)) return { u, replica: on, all };
+  }
+  assert.fail(`none of ${all[0]?.name}'s ${tries} pages got its socket on replica ${want ?? 'A or B'} (as /metrics counts them)`);
+}
+
 /** Describes how got differs from want (lists of ids or texts). */
 export function difference(got, want) {
   const seen = new Map();
@@ -125,14 +157,54 @@ export async function launch() {
  * picker sets), with one page that records the connection states it shows
  * and every problem it reports.
  */
-export async function openUser(browser, user, { blockWebSocket = false, app = APP } = {}) {
+export async function openUser(browser, user, { blockWebSocket = false, proxyWebSocket = false, app = APP } = {}) {
   const context = await browser.newContext();
   if (user) await context.addCookies([{ name: 'herald_user', value: user, url: app }]);
   const problems = [];
+  const warnings = []; // console warnings (the transport says why it falls back to SSE)
   const sockets = []; // WebSocket URLs the page opened (and got through)
   if (blockWebSocket) {
-    // As a proxy that does not let WebSockets through: every upgrade fails.
-    await context.routeWebSocket(() => true, (ws) => ws.close({ code: 1011, reason: 'blocked by the test' }));
+    // As a proxy that does not let WebSockets through: every upgrade fails,
+    // at once, or (blockWebSocket: ms) after leaving it unanswered that long,
+    // so that the page's subscriptions are waiting for it when it fails.
+    const after = typeof blockWebSocket === 'number' ? blockWebSocket : 0;
+    await context.routeWebSocket(() => true, (ws) => {
+      const refuse = () => ws.close({ code: 1011, reason: 'blocked by the test' }).catch(() => {});
+      if (after > 0) setTimeout(refuse, after);
+      else refuse();
+    });
+  }
+  let network = null;
+  if (proxyWebSocket) {
+    // The page's sockets go through the test, which can cut them and keep
+    // the page offline (a network that drops) while it tries to reconnect.
+    const open = new Set();
+    network = {
+      held: false,
+      /**
+       * Closes every socket of the page (1012 to the page: a reconnect, as a
+       * restarting server says; the connection to the server is the page's
+       * own, whose close() takes 1000 or 3000-4999 only) and refuses new
+       * ones until restore().
+       */
+      async cut() {
+        network.held = true;
+        const routes = [...open];
+        open.clear();
+        await Promise.all(routes.flatMap(({ page, server }) => [
+          page.close({ code: 1012, reason: 'cut by the test' }).catch(() => {}),
+          server.close({ code: 1000, reason: 'cut by the test' }).catch(() => {}),
+        ]));
+      },
+      restore() { network.held = false; },
+    };
+    await context.routeWebSocket(() => true, (ws) => {
+      if (network.held) {
+        ws.close({ code: 1012, reason: 'offline (the test)' }).catch(() => {});
+        return;
+      }
+      open.add({ page: ws, server: ws.connectToServer() }); // messages are passed through as they are
+    });
   }
   // Every state the connection element shows, in order (deduplicated).
   await context.addInitScript(() => {
@@ -143,14 +215,31 @@ export async function openUser(browser, user, { blockWebSocket = false, app = AP
       if (s && window.__states[window.__states.length - 1] !== s) window.__states.push(s);
     };
     new MutationObserver(record).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state', 'data-transport'] });
+    // Every "who is here" state the page shows, in order (deduplicated):
+    // its count and the users it lists.
+    window.__presence = [];
+    const recordPresence = () => {
+      const el = document.querySelector('[data-testid="presence"]');
+      if (!el || !el.hasAttribute('data-count')) return;
+      const p = {
+        count: Number(el.getAttribute('data-count')),
+        users: [...el.querySelectorAll('[data-testid="presence-user"]')].map((li) => li.getAttribute('data-user')),
+      };
+      const last = window.__presence[window.__presence.length - 1];
+      if (!last || last.count !== p.count || last.users.join() !== p.users.join()) window.__presence.push(p);
+    };
+    new MutationObserver(recordPresence).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-count', 'data-user'] });
   });
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+    if (m.type() === 'warning') warnings.push(m.text());
+  });
   page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`); });
   page.on('websocket', (ws) => sockets.push(ws.url()));
-  return { user, context, page, problems, sockets, name: user ?? 'anonymous' };
+  return { user, context, page, problems, warnings, sockets, network, name: user ?? 'anonymous' };
 }
 
 /** The ids and texts of the messages a page shows, in order (optimistic ones included). */
@@ -180,6 +269,43 @@ export async function waitForTexts(u, texts, ms = WAIT_MS) {
     const have = new Set((await shown(u.page).catch(() => [])).map((m) => m.text));
     return `${u.name}'s page to show ${texts.length} messages; missing ${JSON.stringify(texts.filter((x) => !have.has(x)))}`;
   }, ms);
+}
+
+/**
+ * What a page's "who is here" shows: the count (null before the first
+ * event), the users listed (by id, in order), whether it is faded as out
+ * of date, and the typing indicator's text.
+ */
+export async function presenceOf(page) {
+  return page.evaluate(() => {
+    const el = document.querySelector('[data-testid="presence"]');
+    if (!el) return null;
+    return {
+      count: el.hasAttribute('data-count') ? Number(el.getAttribute('data-count')) : null,
+      kind: el.getAttribute('data-kind'),
+      users: [...el.querySelectorAll('[data-testid="presence-user"]')].map((li) => li.getAttribute('data-user')),
+      stale: el.classList.contains('stale'),
+      typing: document.querySelector('[data-testid="typing"]')?.textContent ?? '',
+    };
+  });
+}
+
+/** Every presence state the page showed, in order: [{ count, users }]. */
+export const presenceSeen = (page) => page.evaluate(() => window.__presence);
+
+/** Waits until the page lists exactly users (each once) with that count. */
+export async function waitPresence(u, users, ms = WAIT_MS) {
+  const want = [...users].sort();
+  await until(async () => {
+    const p = await presenceOf(u.page);
+    return p && p.count === want.length && JSON.stringify([...p.users].sort()) === JSON.stringify(want);
+  }, async () => `${u.name}'s page to list ${JSON.stringify(want)} as here (count ${want.length}); it shows ${JSON.stringify(await presenceOf(u.page).catch((e) => e.message))}`, ms);
+}
+
+/** Waits until the page's typing indicator says text ('' : nobody typing). */
+export async function waitTyping(u, text, ms = WAIT_MS) {
+  await until(async () => (await presenceOf(u.page))?.typing === text,
+    async () => `${u.name}'s typing indicator to say ${JSON.stringify(text)}; it says ${JSON.stringify((await presenceOf(u.page).catch(() => null))?.typing)}`, ms);
 }
 
 export const connectionState = (page) => page.locator('[data-testid="connection"]').getAttribute('data-state');
@@ -223,7 +349,8 @@ export async function withScreenshots(t, body) {
       } catch (e) {
         console.error(`no screenshot of ${u.name}'s page: ${e.message}`);
       }
-      err.message += `\n${u.name}: problems ${JSON.stringify(u.problems)}; connection states ${JSON.stringify(await statesSeen(u.page).catch(() => '?'))}`;
+      err.message += `\n${u.name}: problems ${JSON.stringify(u.problems)}; connection states ${JSON.stringify(await statesSeen(u.page).catch(() => '?'))}` +
+        `; presence shown ${JSON.stringify(await presenceSeen(u.page).catch(() => '?'))}`;
     }
     throw err;
   } finally {

@@ -8,7 +8,7 @@ import { ApolloLink } from '@apollo/client';
 import { CombinedGraphQLErrors } from '@apollo/client/errors';
 import { createHeraldClient, prepareOperation, type HeraldClient, type Unsubscribe } from '@heraldhq/client';
 import { HeraldLink } from '@heraldhq/client/apollo';
-import type { GraphQLFormattedError } from 'graphql';
+import { print, type GraphQLFormattedError } from 'graphql';
 import { createClient as createSseClient, type Client as SseClient } from 'graphql-sse';
 import { Observable, type Observer } from 'rxjs';
 
@@ -33,6 +33,19 @@ export interface HeraldTransportOptions {
   wsGiveUpAttempts?: number;
 }
 
+/**
+ * What an operation's context may tell the transport. `herald.resume:
+ * false` sends a subscription as it is, without the `after` variable the
+ * transport otherwise adds: for a root field that takes no cursor
+ * (roomPresence), which Herald would refuse with one.
+ */
+export interface HeraldTransportContext {
+  herald?: { resume?: boolean };
+}
+
+/** The context of a subscription that takes no cursor (see HeraldTransportContext). */
+export const NO_RESUME: HeraldTransportContext = { herald: { resume: false } };
+
 export interface HeraldTransport {
   link: ApolloLink;
   status(): ConnectionStatus;
@@ -50,20 +63,24 @@ async function backoff(retries: number): Promise<void> {
 const isCursorExpired = (errors: unknown): boolean =>
   Array.isArray(errors) && errors.some((e) => (e as GraphQLFormattedError)?.extensions?.code === 'CURSOR_EXPIRED');
 
+const isCloseEvent = (err: unknown): err is { code: number; reason: string } =>
+  !!err && typeof err === 'object' && 'code' in err && 'reason' in err;
+
 function toError(err: unknown): Error {
   if (err instanceof Error) return err;
   if (Array.isArray(err)) return new CombinedGraphQLErrors({ errors: err as GraphQLFormattedError[] });
-  if (err && typeof err === 'object' && 'code' in err && 'reason' in err) {
-    const e = err as { code: number; reason: string };
-    return new Error(`socket closed with ${e.code} ${e.reason}`);
-  }
+  if (isCloseEvent(err)) return new Error(`socket closed with ${err.code} ${err.reason}`);
   return new Error(String(err));
 }
 
 /** One subscription the app holds open, whichever transport carries it. */
 interface ActiveSubscription {
   request: { query: string; variables: Record<string, unknown>; operationName?: string };
-  /** The variable the root field's `after` takes (prepareOperation adds one if the document has none). */
+  /**
+   * The variable the root field's `after` takes (prepareOperation adds one if
+   * the document has none); null for a subscription sent as it is (NO_RESUME),
+   * which starts afresh on every reconnect.
+   */
   cursorVariable: string | null;
   /** The last cursor received (or the one the app subscribed after). */
   cursor: string | null;
@@ -165,6 +182,15 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
       },
       error(err: unknown) {
         if (stopped) return;
+        if (status.transport === 'websocket' && !acknowledged && isCloseEvent(err)) {
+          // A socket closed before any was acknowledged with a code graphql-ws
+          // does not retry (1011, say, from a proxy that refuses upgrades):
+          // graphql-ws ends every subscription waiting for it. That is no
+          // reason to stop this one: it moves to SSE with the others
+          // (fallBackToSse stops it here and starts it again there).
+          fallBackToSse(`a WebSocket closed with ${(err as { code: number }).code} before one was acknowledged`);
+          return;
+        }
         stopped = true;
         if (sub.cursorVariable && isCursorExpired(err)) {
           onCursorExpired();
@@ -192,8 +218,10 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
     let sseVariables: Record<string, unknown> | null = null;
     let stopTransport: () => void;
     if (status.transport === 'websocket') {
-      // The client resumes from its last cursor on every reconnect by itself.
-      const unsubscribe: Unsubscribe = herald.subscribe(sub.request, sink as never, { after: sub.cursor });
+      // The client resumes from its last cursor on every reconnect by itself
+      // (a subscription without a cursor variable is re-sent as it is).
+      const unsubscribe: Unsubscribe = herald.subscribe(sub.request, sink as never,
+        sub.cursorVariable ? { after: sub.cursor } : { resume: false });
       stopTransport = () => {
         sub.cursor = unsubscribe.cursor ?? sub.cursor;
         unsubscribe();
@@ -217,7 +245,10 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
   }
 
   const subscriptionLink = new ApolloLink((operation) => new Observable<ApolloLink.Result>((observer) => {
-    const prepared = prepareOperation(operation.query, operation.operationName);
+    const resume = (operation.getContext() as HeraldTransportContext).herald?.resume !== false;
+    const prepared = resume
+      ? prepareOperation(operation.query, operation.operationName)
+      : { query: print(operation.query), cursorVariable: null, literalCursor: undefined };
     const variables: Record<string, unknown> = { ...operation.variables };
     const name = prepared.cursorVariable;
     const given = name ? variables[name] : undefined;

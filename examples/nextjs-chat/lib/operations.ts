@@ -102,6 +102,46 @@ export const ROOM_EVENTS: TypedDocumentNode<{ roomEvents: RoomEvent }, { roomId:
   }
 `;
 
+export type PresenceKind = 'SNAPSHOT' | 'JOINED' | 'LEFT' | 'TYPING';
+/**
+ * Who is in a room. Every event carries the room as it is after it (users,
+ * typing, count), so a page shows the last event's and never adds events
+ * up: a SNAPSHOT (the first event, after a burst of changes, and the first
+ * after every reconnect) replaces whatever was shown.
+ */
+export interface PresenceEvent {
+  __typename?: 'PresenceEvent';
+  kind: PresenceKind;
+  user: User | null;
+  count: number;
+  users: User[];
+  typing: User[];
+}
+
+/**
+ * roomPresence takes no cursor (there is nothing to resume: a new
+ * subscription starts with a SNAPSHOT), so it is sent with the context
+ * below, which tells lib/herald-transport.ts not to add `after`.
+ */
+export const ROOM_PRESENCE: TypedDocumentNode<{ roomPresence: PresenceEvent }, { roomId: string }> = gql`
+  subscription RoomPresence($roomId: ID!) {
+    roomPresence(roomId: $roomId) {
+      kind
+      user { id name }
+      count
+      users { id name }
+      typing { id name }
+    }
+  }
+`;
+
+/** Shows the viewer typing to the room's roomPresence subscribers for 5 s. */
+export const SET_TYPING: TypedDocumentNode<{ setTyping: boolean }, { roomId: string }> = gql`
+  mutation SetTyping($roomId: ID!) {
+    setTyping(roomId: $roomId)
+  }
+`;
+
 export const CREATE_ROOM: TypedDocumentNode<{ createRoom: RoomSummary }, { name: string }> = gql`
   mutation CreateRoom($name: String!) {
     createRoom(name: $name) { ${ROOM_FIELDS} }

@@ -2,11 +2,19 @@
 import { useApolloClient, useMutation, useSuspenseQuery } from '@apollo/client/react';
 import Link from 'next/link';
 import { useEffect, useRef, useState, type FormEvent, type RefObject } from 'react';
+import { NO_RESUME } from '@/lib/herald-transport';
 import {
-  DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE, REACT, ROOM_EVENTS, ROOM_PAGE,
-  type Message, type RoomEvent, type RoomPageData,
+  DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE, REACT, ROOM_EVENTS, ROOM_PAGE, ROOM_PRESENCE, SET_TYPING,
+  type Message, type PresenceEvent, type RoomEvent, type RoomPageData, type User,
 } from '@/lib/operations';
-import { useSession } from '../../providers';
+import { useConnectionStatus, useSession } from '../../providers';
+
+/**
+ * How often, at most, the composer calls setTyping while the user types.
+ * Herald shows a user typing for 5 s after each call, so one call every 2 s
+ * keeps the indicator on without a request per keystroke.
+ */
+export const TYPING_EVERY_MS = 2000;
 
 type Page = NonNullable<RoomPageData['room']>;
 /** Ids of messages this page posted that the subscription has not delivered yet. */
@@ -70,6 +78,7 @@ export function Room({ roomId }: { roomId: string }) {
   const cursor = useRef<string | null | undefined>(undefined);
   if (cursor.current === undefined) cursor.current = data.room?.messages.pageInfo.endCursor ?? null;
   const exists = !!data.room;
+  const presence = usePresence(roomId, exists);
 
   useEffect(() => {
     if (!exists) return;
@@ -105,13 +114,114 @@ export function Room({ roomId }: { roomId: string }) {
   return (
     <section>
       <h1 data-testid="room-name">{data.room.name}</h1>
+      <PresenceList {...presence} />
       <ul className="messages" data-testid="messages">
         {data.room.messages.nodes.map((m) => <MessageItem key={m.id} message={m} />)}
       </ul>
       {problem && <p className="error" role="alert">{problem}</p>}
-      <Composer roomId={roomId} awaiting={awaiting} />
+      <div className="bottom">
+        {/* Typing lasts seconds: nothing is said of it while out of date. */}
+        <TypingIndicator presence={presence.stale ? null : presence.presence} />
+        <Composer roomId={roomId} awaiting={awaiting} />
+      </div>
     </section>
   );
+}
+
+interface PresenceState {
+  /** The last event received: the room as it is after it. */
+  presence: PresenceEvent | null;
+  /** Possibly out of date: the connection was lost, and no event has come since. */
+  stale: boolean;
+  problem: string;
+}
+
+/**
+ * Who is in the room, live: roomPresence, subscribed once the page is in the
+ * browser (there is nothing to render on the server). Each event carries the
+ * room as it is after it, so the page keeps the last event and shows it: a
+ * SNAPSHOT (the first event, the first after every reconnect or move to SSE,
+ * and after a burst of changes) replaces the list, never adds to it.
+ */
+function usePresence(roomId: string, exists: boolean): PresenceState {
+  const client = useApolloClient();
+  const { state } = useConnectionStatus();
+  const [presence, setPresence] = useState<PresenceEvent | null>(null);
+  const [stale, setStale] = useState(false);
+  const [problem, setProblem] = useState('');
+  // From a lost connection until the new subscription's first event (its
+  // SNAPSHOT), what is shown may be out of date.
+  useEffect(() => { if (state !== 'connected') setStale(true); }, [state]);
+  useEffect(() => {
+    if (!exists) return;
+    setPresence(null);
+    setProblem('');
+    const fail = (err: { message: string }) => setProblem(err.message);
+    const sub = client.subscribe({ query: ROOM_PRESENCE, variables: { roomId }, context: NO_RESUME, fetchPolicy: 'no-cache' }).subscribe({
+      next: ({ data, error }) => {
+        if (error) fail(error);
+        else if (data) {
+          setProblem('');
+          setStale(false);
+          setPresence(data.roomPresence);
+        }
+      },
+      error: fail,
+    });
+    return () => sub.unsubscribe();
+  }, [client, roomId, exists]);
+  return { presence, stale, problem };
+}
+
+/** Each user once, in the order given. */
+function unique(users: User[]): User[] {
+  const seen = new Set<string>();
+  return users.filter((u) => !seen.has(u.id) && !!seen.add(u.id));
+}
+
+/** "bob is typing…", "bob and carol are typing…", "bob, carol and 2 others are typing…". */
+export function typingText(names: string[]): string {
+  if (names.length === 0) return '';
+  if (names.length === 1) return `${names[0]} is typing…`;
+  if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
+  const others = names.length - 2;
+  return `${names[0]}, ${names[1]} and ${others} ${others === 1 ? 'other' : 'others'} are typing…`;
+}
+
+/** Whether u is the person looking at the page (users are IDs; in dev mode the name picked). */
+function useIsViewer(): (u: User) => boolean {
+  const { user } = useSession();
+  return (u) => !!user && (u.id === user || u.name === user);
+}
+
+/** The "who is here" list: the count, and each user present once (typing ones marked). */
+function PresenceList({ presence, stale, problem }: PresenceState) {
+  const isViewer = useIsViewer();
+  const users = unique(presence?.users ?? []);
+  const typing = new Set((presence?.typing ?? []).map((u) => u.id));
+  // While the connection is being replaced the list may be out of date: it
+  // is shown faded until the new subscription's SNAPSHOT replaces it.
+  return (
+    <aside className={`presence${stale ? ' stale' : ''}`} data-testid="presence" aria-label="who is here"
+      data-count={presence?.count} data-kind={presence?.kind}>
+      <span className="count">{presence ? `${presence.count} here:` : 'who is here…'}</span>
+      <ul>
+        {users.map((u) => (
+          <li key={u.id} data-testid="presence-user" data-user={u.id} data-typing={typing.has(u.id) ? 'true' : undefined}>
+            {u.name}{isViewer(u) ? ' (you)' : ''}
+          </li>
+        ))}
+      </ul>
+      {problem && <small className="error">presence: {problem}</small>}
+    </aside>
+  );
+}
+
+/** Who else is typing, above the composer (the viewer knows when they type). */
+function TypingIndicator({ presence }: { presence: PresenceEvent | null }) {
+  const isViewer = useIsViewer();
+  const names = unique(presence?.typing ?? []).filter((u) => !isViewer(u)).map((u) => u.name);
+  return <p className="typing" data-testid="typing" aria-live="polite">{typingText(names)}</p>;
 }
 
 function MessageItem({ message: m }: { message: Message }) {
@@ -185,7 +295,22 @@ function Composer({ roomId, awaiting }: { roomId: string; awaiting: Awaiting }) 
   const [text, setText] = useState('');
   const [problem, setProblem] = useState('');
   const [post] = useMutation(POST_MESSAGE);
+  const [setTyping] = useMutation(SET_TYPING, { fetchPolicy: 'no-cache' });
+  // When this page last called setTyping (0: not since the last send).
+  const typingSent = useRef(0);
   if (!user) return <p>Pick a name to post.</p>;
+
+  // Typing: a setTyping as the user starts, then at most one every
+  // TYPING_EVERY_MS while they go on, never one per keystroke. Nothing is
+  // sent when they stop or send: Herald stops showing them 5 s after the
+  // last call.
+  const type = (value: string) => {
+    setText(value);
+    const now = Date.now();
+    if (!value.trim() || now - typingSent.current < TYPING_EVERY_MS) return;
+    typingSent.current = now;
+    setTyping({ variables: { roomId } }).catch((err: Error) => console.warn(`setTyping: ${err.message}`));
+  };
 
   const submit = (e: FormEvent) => {
     e.preventDefault();
@@ -193,6 +318,7 @@ function Composer({ roomId, awaiting }: { roomId: string; awaiting: Awaiting }) 
     if (!body) return;
     setText('');
     setProblem('');
+    typingSent.current = 0; // the next message typed is shown at its first keystroke
     const key = uniqueKey(); // the same post if the request is retried
     post({
       variables: { roomId, text: body, key },
@@ -222,7 +348,7 @@ function Composer({ roomId, awaiting }: { roomId: string; awaiting: Awaiting }) 
 
   return (
     <form className="composer" onSubmit={submit} aria-label="composer">
-      <input name="text" value={text} onChange={(e) => setText(e.target.value)} placeholder="Message" autoComplete="off" maxLength={4000} />
+      <input name="text" value={text} onChange={(e) => type(e.target.value)} placeholder="Message" autoComplete="off" maxLength={4000} />
       <button type="submit">Send</button>
       {problem && <span className="error" role="alert">{problem}</span>}
     </form>

@@ -1,0 +1,337 @@
+package graph
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/chat"
+	"github.com/heraldhq/herald/graph/model"
+)
+
+// Presence is who is present on which topic across the replicas, and the
+// typing signals sent on a topic. A room's topic is its ID. In Herald it
+// is pubsub.Presence (cmd/herald/presence.go); the server tells it who is
+// present through this replica (server.Options.Presence), from the
+// subscriptions whose resolvers announce the room (auth.Announce).
+type Presence interface {
+	// Watch calls fn with every user present on topic, sorted: first
+	// those present now, then after each change, one call at a time,
+	// until ctx ends or stop is called (which waits for fn to return).
+	Watch(ctx context.Context, topic string, fn func(users []string)) (stop func(), err error)
+	// Signal tells every watcher of topic's signals, on any replica, that
+	// user is typing.
+	Signal(ctx context.Context, topic, user string) error
+	// WatchSignals calls fn with the user of each signal on topic from
+	// now on, one call at a time, until stop is called.
+	WatchSignals(topic string, fn func(user string)) (stop func(), err error)
+}
+
+var errPresenceUnavailable = &chat.Error{Code: chat.CodeUnavailable, Message: "presence is not available on this server"}
+
+// RoomPresence sends the room's presence: a SNAPSHOT, then batches of
+// changes (see presenceFeed). Its subscribers are present in the room
+// themselves. A private room's needs membership, checked by the engine
+// through the room's gate as for messagePosted.
+func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (<-chan graphql.Event[*model.PresenceEvent], error) {
+	if r.presence == nil {
+		return nil, errPresenceUnavailable
+	}
+	if err := r.roomExists(ctx, roomID); err != nil {
+		return nil, err
+	}
+	// The room's watcher gives its gate (membership) and its member
+	// removals; its other changes are dropped where they are offered.
+	w, err := r.chat.Watch(ctx, chat.RoomTopic(roomID))
+	if err != nil {
+		return nil, err
+	}
+	recheck, err := restrict(ctx, w)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	w.SetOffer(func(c chat.Change) bool { return c.Type != chat.MemberRemoved })
+	feed := newPresenceFeed(r.opts.PresenceWindow, r.opts.PresenceBurst, r.opts.TypingFor)
+	stopSignals, err := r.presence.WatchSignals(roomID, feed.signal)
+	if err != nil {
+		w.Close()
+		return nil, &chat.Error{Code: chat.CodeUnavailable, Message: "roomPresence: " + err.Error()}
+	}
+	stopUsers, err := r.presence.Watch(ctx, roomID, feed.setUsers)
+	if err != nil {
+		stopSignals()
+		w.Close()
+		return nil, &chat.Error{Code: chat.CodeUnavailable, Message: "roomPresence: " + err.Error()}
+	}
+	auth.Announce(ctx, roomID)
+	// The execution is shared: a subscriber joining it later gets the
+	// room's state as a SNAPSHOT in the next batch (so do the others).
+	auth.OnJoin(ctx, feed.resync)
+
+	go func() {
+		defer w.Close()
+		for {
+			c, err := w.Next(ctx)
+			if err != nil {
+				return
+			}
+			if c.Type == chat.MemberRemoved {
+				recheck()
+			}
+		}
+	}()
+	out := make(chan graphql.Event[*model.PresenceEvent], eventBuffer)
+	go func() {
+		defer close(out)
+		defer stopSignals()
+		defer stopUsers()
+		feed.run(ctx, func(ev *model.PresenceEvent) bool {
+			select {
+			case out <- graphql.Event[*model.PresenceEvent]{Context: ctx, Value: ev}:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		})
+	}()
+	return out, nil
+}
+
+// SetTyping signals that the viewer is typing in a room; calls closer
+// than Options.TypingEvery apart are taken as one.
+func (r mutationResolver) SetTyping(ctx context.Context, roomID string) (bool, error) {
+	a, err := actor(ctx)
+	if err != nil {
+		return false, err
+	}
+	if r.presence == nil {
+		return false, errPresenceUnavailable
+	}
+	if _, ok, err := r.chat.VisibleRoom(ctx, a.ID, roomID); err != nil {
+		return false, err
+	} else if !ok {
+		return false, &chat.Error{Code: chat.CodeNotFound, Message: "room " + roomID + " does not exist"}
+	}
+	if !r.typing.allow(roomID, a.ID, time.Now()) {
+		return true, nil
+	}
+	if err := r.presence.Signal(ctx, roomID, a.ID); err != nil {
+		return false, &chat.Error{Code: chat.CodeUnavailable, Message: "setTyping: " + err.Error() + "; retry"}
+	}
+	return true, nil
+}
+
+// presenceFeed turns a room's presence, as the cluster reports it, and
+// its typing signals into a subscription's events, bounded per window:
+//
+//   - the first batch is one SNAPSHOT;
+//   - after it, a batch goes out at most once per window, holding every
+//     change since the last one: a JOINED or LEFT per user whose presence
+//     changed, and a TYPING per user who started typing or whose typing
+//     ended (typingFor without a signal; renewals change nothing);
+//   - a batch of more than burst changes is sent as one SNAPSHOT, and so
+//     is the batch after a subscriber joined the shared execution (resync).
+//
+// So a subscriber gets at most burst events per window however busy the
+// room: with the defaults, 80 a second.
+type presenceFeed struct {
+	window, typingFor time.Duration
+	burst             int
+
+	mu      sync.Mutex
+	users   []string // the latest report; nil before the first
+	signals []string // typing signals since the last batch
+	snap    bool     // a subscriber joined: the next batch is a SNAPSHOT
+	wake    chan struct{}
+}
+
+// maxSignals bounds the signals kept between two batches; more than a
+// burst of them is sent as a SNAPSHOT anyway.
+const maxSignals = 1024
+
+func newPresenceFeed(window time.Duration, burst int, typingFor time.Duration) *presenceFeed {
+	return &presenceFeed{window: window, burst: burst, typingFor: typingFor, wake: make(chan struct{}, 1)}
+}
+
+// setUsers records who is present now; it never blocks.
+func (f *presenceFeed) setUsers(users []string) {
+	f.mu.Lock()
+	f.users = users
+	f.mu.Unlock()
+	f.poke()
+}
+
+// resync makes the next batch a SNAPSHOT, even with nothing changed; it
+// never blocks.
+func (f *presenceFeed) resync() {
+	f.mu.Lock()
+	f.snap = true
+	f.mu.Unlock()
+	f.poke()
+}
+
+// signal records that user is typing; it never blocks.
+func (f *presenceFeed) signal(user string) {
+	f.mu.Lock()
+	if len(f.signals) < maxSignals {
+		f.signals = append(f.signals, user)
+	}
+	f.mu.Unlock()
+	f.poke()
+}
+
+func (f *presenceFeed) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run sends the feed's events with send until ctx ends or send fails.
+func (f *presenceFeed) run(ctx context.Context, send func(*model.PresenceEvent) bool) {
+	var (
+		st       presenceState
+		started  bool
+		lastSent time.Time
+		expiry   = time.NewTimer(time.Hour)
+	)
+	expiry.Stop()
+	defer expiry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.wake:
+		case <-expiry.C:
+		}
+		if started {
+			// One batch per window: what arrives meanwhile joins it.
+			if wait := f.window - time.Since(lastSent); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
+		}
+		f.mu.Lock()
+		users, signals, snap := f.users, f.signals, f.snap
+		f.signals, f.snap = nil, false
+		f.mu.Unlock()
+		if users == nil {
+			continue // nothing reported yet: the first event is a SNAPSHOT of it
+		}
+		now := time.Now()
+		var events []*model.PresenceEvent
+		if !started {
+			st.apply(users, signals, now, f.typingFor, nil)
+			events = []*model.PresenceEvent{st.snapshot()}
+			started = true
+		} else {
+			events = st.apply(users, signals, now, f.typingFor, &events)
+			if len(events) > f.burst || snap {
+				events = []*model.PresenceEvent{st.snapshot()}
+			}
+		}
+		for _, ev := range events {
+			if !send(ev) {
+				return
+			}
+		}
+		lastSent = now
+		if next, ok := st.nextExpiry(); ok {
+			expiry.Reset(max(time.Until(next), 0))
+		}
+	}
+}
+
+// presenceState is what a feed's subscribers were last told.
+type presenceState struct {
+	present []string             // sorted
+	typing  map[string]time.Time // user → when their typing ends
+}
+
+// apply moves the state to users present and the typing signals at now,
+// and returns, when events is not nil, one event per change appended to
+// *events, each with the state right after it.
+func (st *presenceState) apply(users, signals []string, now time.Time, typingFor time.Duration, events *[]*model.PresenceEvent) []*model.PresenceEvent {
+	if st.typing == nil {
+		st.typing = map[string]time.Time{}
+	}
+	emit := func(kind model.PresenceKind, user string) {
+		if events != nil {
+			ev := st.snapshot()
+			ev.Kind, ev.User = kind, &chat.Actor{ID: user}
+			*events = append(*events, ev)
+		}
+	}
+	// Left, then joined, each in user order.
+	for _, u := range slices.Clone(st.present) {
+		if _, ok := slices.BinarySearch(users, u); !ok {
+			i, _ := slices.BinarySearch(st.present, u)
+			st.present = slices.Delete(st.present, i, i+1)
+			emit(model.PresenceKindLeft, u)
+		}
+	}
+	for _, u := range users {
+		if i, ok := slices.BinarySearch(st.present, u); !ok {
+			st.present = slices.Insert(st.present, i, u)
+			emit(model.PresenceKindJoined, u)
+		}
+	}
+	// Typing that ended, in user order, then typing that began.
+	var ended []string
+	for u, until := range st.typing {
+		if !until.After(now) {
+			ended = append(ended, u)
+		}
+	}
+	slices.Sort(ended)
+	for _, u := range ended {
+		delete(st.typing, u)
+		emit(model.PresenceKindTyping, u)
+	}
+	for _, u := range signals {
+		_, already := st.typing[u]
+		st.typing[u] = now.Add(typingFor)
+		if !already {
+			emit(model.PresenceKindTyping, u)
+		}
+	}
+	if events == nil {
+		return nil
+	}
+	return *events
+}
+
+// snapshot is a SNAPSHOT of the state.
+func (st *presenceState) snapshot() *model.PresenceEvent {
+	users := make([]*chat.Actor, len(st.present))
+	for i, u := range st.present {
+		users[i] = &chat.Actor{ID: u}
+	}
+	typing := make([]*chat.Actor, 0, len(st.typing))
+	for _, u := range slices.Sorted(maps.Keys(st.typing)) {
+		typing = append(typing, &chat.Actor{ID: u})
+	}
+	return &model.PresenceEvent{Kind: model.PresenceKindSnapshot, Count: len(users), Users: users, Typing: typing}
+}
+
+// nextExpiry is when the first typing state ends.
+func (st *presenceState) nextExpiry() (time.Time, bool) {
+	var next time.Time
+	for _, until := range st.typing {
+		if next.IsZero() || until.Before(next) {
+			next = until
+		}
+	}
+	return next, !next.IsZero()
+}

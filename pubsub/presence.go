@@ -1,0 +1,823 @@
+package pubsub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Presence tracks which members are present on which topics across every
+// replica, on two JetStream key-value buckets kept in memory.
+//
+// Members: each replica writes one key per topic it has members on,
+// <topic>.<replica> in the bucket <Stream>_PRESENCE, holding the sorted
+// list of those members. It writes a key when its set changed (at most
+// once per Coalesce) and deletes it when the set empties. While nothing
+// changes nothing is written, however many members are present: a key is
+// rewritten only every KeyTTL/3, so that the bucket's MaxAge (KeyTTL)
+// drops the keys of a replica long dead.
+//
+// Liveness: each replica writes one key, <replica> in
+// <Stream>_PRESENCE_REPLICAS, every Heartbeat. That bucket's MaxAge (TTL)
+// removes the key of a replica that stopped writing (its process died, its
+// NATS connection broke), and its limit markers tell every follower. A
+// watcher of a topic (Watch) merges the member keys of the replicas whose
+// liveness key exists into one set, so a dead replica's members leave
+// within TTL; a member present through several replicas counts once.
+//
+// Presence speaks of topics and members only; what they mean (rooms and
+// users, say) is the caller's.
+type Presence struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts PresenceOptions
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	members  jetstream.KeyValue          // the members bucket; recreate replaces it
+	replicas jetstream.KeyValue          // the liveness bucket; recreate replaces it
+	local    map[string]map[string]int   // topic → member → how many times entered through this replica
+	dirty    map[string]struct{}         // topics whose key is out of date
+	written  map[string]bool             // topics whose key exists (as far as this replica knows)
+	live     map[string]bool             // replicas whose liveness key exists, as followed
+	watches  map[*PresenceWatch]struct{} // told when live changes
+	kick     chan struct{}               // wakes the writer
+	rewatch  chan struct{}               // the follower must watch the liveness bucket anew
+
+	stop chan struct{}
+	once sync.Once
+	wg   sync.WaitGroup // the writer and the liveness follower
+}
+
+// PresenceOptions configures Log.Presence.
+type PresenceOptions struct {
+	// Replica names this replica in keys: one NATS subject token (letters,
+	// digits, '-', '_', '='), unique among the replicas at any moment.
+	// Required.
+	Replica string
+	// Bucket is the members bucket; default <Stream>_PRESENCE. The liveness
+	// bucket is named after it: <Bucket>_REPLICAS.
+	Bucket string
+	// TTL is how long a replica is taken as alive after its last heartbeat:
+	// a replica that stops without deleting its keys is gone from every
+	// watcher's set within TTL. Default 6s; at least 1s.
+	TTL time.Duration
+	// Heartbeat is how often a replica writes its liveness key; default
+	// TTL/3.
+	Heartbeat time.Duration
+	// KeyTTL is the members bucket's MaxAge: how long the member keys of a
+	// replica that died stay in the bucket (watchers ignore them from TTL
+	// on). A live replica rewrites its keys every KeyTTL/3. Default 1h;
+	// longer than TTL.
+	KeyTTL time.Duration
+	// Coalesce is the shortest time between two writes of one key for
+	// changes of its set; default 250ms.
+	Coalesce time.Duration
+	// Replicas is the buckets' replica count (default 1). The buckets are
+	// kept in memory: presence outlives no NATS restart, nor needs to.
+	Replicas int
+	// WriteTimeout bounds one write or delete; default 2s.
+	WriteTimeout time.Duration
+}
+
+const (
+	defaultPresenceTTL    = 6 * time.Second
+	defaultPresenceKeyTTL = time.Hour
+	defaultCoalesce       = 250 * time.Millisecond
+	defaultPresenceIO     = 2 * time.Second
+)
+
+// presenceToken is what a topic or replica may be: one subject token that
+// is also a valid key-value key.
+var presenceToken = regexp.MustCompile(`^[A-Za-z0-9_=-]+$`)
+
+func checkPresenceToken(what, s string) error {
+	if !presenceToken.MatchString(s) {
+		return fmt.Errorf("presence %s %q must be letters, digits, '-', '_' or '='", what, s)
+	}
+	return nil
+}
+
+// withDefaults fills o's zero fields and checks it.
+func (o PresenceOptions) withDefaults(stream string) (PresenceOptions, error) {
+	if err := checkPresenceToken("replica", o.Replica); err != nil {
+		return o, err
+	}
+	if o.Bucket == "" {
+		o.Bucket = stream + "_PRESENCE"
+	}
+	if o.TTL == 0 {
+		o.TTL = defaultPresenceTTL
+	}
+	if o.TTL < time.Second {
+		return o, fmt.Errorf("presence TTL %s: at least 1s", o.TTL)
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = o.TTL / 3
+	}
+	if o.Heartbeat >= o.TTL {
+		return o, fmt.Errorf("presence heartbeat %s must be shorter than the TTL %s", o.Heartbeat, o.TTL)
+	}
+	if o.KeyTTL == 0 {
+		o.KeyTTL = defaultPresenceKeyTTL
+	}
+	if o.KeyTTL <= o.TTL {
+		return o, fmt.Errorf("presence key TTL %s must be longer than the TTL %s", o.KeyTTL, o.TTL)
+	}
+	if o.Coalesce == 0 {
+		o.Coalesce = defaultCoalesce
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = defaultPresenceIO
+	}
+	return o, nil
+}
+
+// Presence creates (or updates) the presence buckets, announces this
+// replica alive, and starts its writer and the follower of the other
+// replicas' liveness; it returns once it knows which replicas are alive.
+// Stop it with Close, before Log.Close.
+func (l *Log) Presence(ctx context.Context, opts PresenceOptions) (*Presence, error) {
+	opts, err := opts.withDefaults(l.opts.Stream)
+	if err != nil {
+		return nil, err
+	}
+	p := &Presence{
+		nc: l.nc, js: l.js, opts: opts, log: l.log,
+		local: map[string]map[string]int{}, dirty: map[string]struct{}{}, written: map[string]bool{},
+		live: map[string]bool{}, watches: map[*PresenceWatch]struct{}{},
+		kick: make(chan struct{}, 1), rewatch: make(chan struct{}, 1), stop: make(chan struct{}),
+	}
+	if p.members, p.replicas, err = createPresenceBuckets(ctx, l.js, opts); err != nil {
+		return nil, err
+	}
+	if err := p.heartbeat(ctx); err != nil {
+		return nil, err
+	}
+	w, err := p.followFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.wg.Add(2)
+	go p.run()
+	go p.followReplicas(w)
+	return p, nil
+}
+
+func createPresenceBuckets(ctx context.Context, js jetstream.JetStream, opts PresenceOptions) (members, replicas jetstream.KeyValue, err error) {
+	members, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      opts.Bucket,
+		Description: "Herald presence: <topic>.<replica> → members present through that replica",
+		History:     1,
+		TTL:         opts.KeyTTL,
+		Storage:     jetstream.MemoryStorage,
+		Replicas:    opts.Replicas,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("create the presence bucket %s: %w", opts.Bucket, err)
+	}
+	replicas, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         opts.Bucket + "_REPLICAS",
+		Description:    "Herald presence: the replicas alive, each key rewritten every heartbeat",
+		History:        1,
+		TTL:            opts.TTL,
+		LimitMarkerTTL: opts.TTL,
+		Storage:        jetstream.MemoryStorage,
+		Replicas:       opts.Replicas,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("create the presence bucket %s_REPLICAS: %w", opts.Bucket, err)
+	}
+	return members, replicas, nil
+}
+
+// bucketLost reports whether err says a bucket is gone: they are kept in
+// memory, so a NATS server that restarted (a single one, or a cluster
+// losing every replica) has lost them.
+func bucketLost(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrStreamNotFound) // a watch's subscription speaks nats.go's older API
+}
+
+// recreate creates the buckets again when cause says one is gone, bounded
+// by ctx, has every key written again at the writer's next round, and has
+// the follower watch the new liveness bucket.
+func (p *Presence) recreate(ctx context.Context, cause error) {
+	if !bucketLost(cause) {
+		return
+	}
+	members, replicas, err := createPresenceBuckets(ctx, p.js, p.opts)
+	if err != nil {
+		p.log.Warn("presence buckets not re-created; retrying", "err", err)
+		return
+	}
+	p.mu.Lock()
+	p.members, p.replicas = members, replicas
+	for topic := range p.local {
+		p.dirty[topic] = struct{}{}
+	}
+	clear(p.written)
+	p.mu.Unlock()
+	p.log.Info("presence buckets re-created", "bucket", p.opts.Bucket)
+	if err := p.heartbeat(ctx); err != nil {
+		p.log.Warn("presence heartbeat failed", "err", err)
+	}
+	wake(p.kick)
+	wake(p.rewatch)
+}
+
+// wake sends on a channel of capacity 1 unless a wake-up is pending.
+func wake(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Enter counts one more reason for member to be present on topic through
+// this replica (a subscription, say); member is present while its count
+// is above zero. It only updates a map; the key is written by the
+// replica's writer within Coalesce. A topic that is not a valid token is
+// ignored (and logged).
+func (p *Presence) Enter(topic, member string) {
+	if err := checkPresenceToken("topic", topic); err != nil {
+		p.log.Warn("presence ignored", "err", err)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	set := p.local[topic]
+	if set == nil {
+		set = map[string]int{}
+		p.local[topic] = set
+	}
+	set[member]++
+	if set[member] == 1 {
+		p.markLocked(topic)
+	}
+}
+
+// Leave undoes one Enter of member on topic; one more than it entered does
+// nothing.
+func (p *Presence) Leave(topic, member string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	set := p.local[topic]
+	n, ok := set[member]
+	if !ok {
+		return
+	}
+	if n > 1 {
+		set[member] = n - 1
+		return
+	}
+	delete(set, member)
+	if len(set) == 0 {
+		delete(p.local, topic)
+	}
+	p.markLocked(topic)
+}
+
+func (p *Presence) markLocked(topic string) {
+	p.dirty[topic] = struct{}{}
+	wake(p.kick)
+}
+
+// run is the writer: it writes changed keys at most once per Coalesce,
+// the liveness key every Heartbeat, and every key every KeyTTL/3.
+func (p *Presence) run() {
+	defer p.wg.Done()
+	heartbeat := time.NewTicker(p.opts.Heartbeat)
+	defer heartbeat.Stop()
+	refresh := time.NewTicker(p.opts.KeyTTL / 3)
+	defer refresh.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-heartbeat.C:
+			ctx, cancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
+			if err := p.heartbeat(ctx); err != nil {
+				p.log.Warn("presence heartbeat failed; retrying", "err", err)
+				p.recreate(ctx, err)
+			}
+			cancel()
+			continue
+		case <-refresh.C:
+			p.mu.Lock()
+			for topic := range p.local {
+				p.dirty[topic] = struct{}{}
+			}
+			p.mu.Unlock()
+		case <-p.kick:
+		}
+		// Coalesce: changes within Coalesce of the last write wait for the
+		// window's end and go out as one write per key.
+		if wait := p.opts.Coalesce - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-p.stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		p.write()
+		last = time.Now()
+	}
+}
+
+// heartbeat writes this replica's liveness key.
+func (p *Presence) heartbeat(ctx context.Context) error {
+	p.mu.Lock()
+	kv := p.replicas
+	p.mu.Unlock()
+	if _, err := kv.Put(ctx, p.opts.Replica, []byte("alive")); err != nil {
+		return fmt.Errorf("write the presence heartbeat of %s: %w", p.opts.Replica, err)
+	}
+	return nil
+}
+
+// write puts the dirty keys and deletes those of topics that emptied. A
+// failed write is retried on the next round.
+func (p *Presence) write() {
+	type op struct {
+		topic   string
+		members []string // nil: delete
+	}
+	p.mu.Lock()
+	var ops []op
+	for topic := range p.dirty {
+		set := p.local[topic]
+		if len(set) == 0 && !p.written[topic] {
+			continue
+		}
+		var members []string
+		if len(set) > 0 {
+			members = slices.Sorted(maps.Keys(set))
+		}
+		ops = append(ops, op{topic, members})
+	}
+	clear(p.dirty)
+	p.mu.Unlock()
+
+	// Puts go out pipelined (a refresh writes every key), deletes one by
+	// one; the round waits for every acknowledgement within WriteTimeout.
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
+	defer cancel()
+	type inFlight struct {
+		op
+		ack jetstream.PubAckFuture
+	}
+	var (
+		flying   []inFlight
+		failed   int
+		firstErr error
+	)
+	done := func(o op, err error) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		switch {
+		case err != nil:
+			p.dirty[o.topic] = struct{}{}
+			failed++
+			if firstErr == nil {
+				firstErr = fmt.Errorf("write presence of %s: %w", o.topic, err)
+			}
+		case o.members != nil:
+			p.written[o.topic] = true
+		default:
+			delete(p.written, o.topic)
+		}
+	}
+	for _, o := range ops {
+		if o.members == nil {
+			done(o, p.remove(ctx, o.topic))
+			continue
+		}
+		data, err := json.Marshal(o.members)
+		if err != nil {
+			done(o, err)
+			continue
+		}
+		ack, err := p.js.PublishAsync(p.subject(o.topic), data)
+		if err != nil {
+			done(o, err)
+			continue
+		}
+		flying = append(flying, inFlight{o, ack})
+	}
+	for _, f := range flying {
+		select {
+		case <-f.ack.Ok():
+			done(f.op, nil)
+		case err := <-f.ack.Err():
+			done(f.op, err)
+		case <-ctx.Done():
+			done(f.op, ctx.Err())
+		}
+	}
+	if firstErr != nil {
+		p.log.Warn("presence not written; retrying", "keys", failed, "err", firstErr)
+		rctx, rcancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
+		p.recreate(rctx, firstErr)
+		rcancel()
+	}
+}
+
+// subject is the subject a put of topic's key is published on.
+func (p *Presence) subject(topic string) string {
+	return "$KV." + p.opts.Bucket + "." + topic + "." + p.opts.Replica
+}
+
+// remove deletes topic's key.
+func (p *Presence) remove(ctx context.Context, topic string) error {
+	key := topic + "." + p.opts.Replica
+	p.mu.Lock()
+	kv := p.members
+	p.mu.Unlock()
+	if err := kv.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete presence key %s: %w", key, err)
+	}
+	return nil
+}
+
+// followFrom watches the liveness bucket, reads the replicas alive now
+// (bounded by ctx) into live, and returns the watch for followReplicas.
+func (p *Presence) followFrom(ctx context.Context) (jetstream.KeyWatcher, error) {
+	p.mu.Lock()
+	kv := p.replicas
+	p.mu.Unlock()
+	// The watch outlives ctx: followReplicas stops it.
+	w, err := kv.WatchAll(context.WithoutCancel(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("watch the replicas alive: %w", err)
+	}
+	alive := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			_ = w.Stop()
+			return nil, fmt.Errorf("read the replicas alive: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("read the replicas alive: the watch ended")
+			}
+			if e != nil {
+				alive[e.Key()] = e.Operation() == jetstream.KeyValuePut
+				continue
+			}
+		}
+		break // the initial values are all in
+	}
+	maps.DeleteFunc(alive, func(_ string, up bool) bool { return !up })
+	p.setLive(func(live map[string]bool) { clear(live); maps.Copy(live, alive) })
+	return w, nil
+}
+
+// followReplicas keeps live up to date from w until Close, watching anew
+// when the bucket was re-created or the watch broke.
+func (p *Presence) followReplicas(w jetstream.KeyWatcher) {
+	defer p.wg.Done()
+	for {
+		var again bool
+		if w != nil {
+			again = p.follow(w)
+			_ = w.Stop()
+			w = nil
+		}
+		if !again {
+			return
+		}
+		// Watch again, once per heartbeat until it works or Close.
+		t := time.NewTimer(p.opts.Heartbeat)
+		select {
+		case <-p.stop:
+			t.Stop()
+			return
+		case <-p.rewatch:
+			t.Stop()
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
+		nw, err := p.followFrom(ctx)
+		cancel()
+		if err != nil {
+			p.log.Warn("presence: replicas alive not followed; retrying", "err", err)
+			continue
+		}
+		w = nw
+	}
+}
+
+// follow applies w's updates to live; it returns false on Close, true
+// when the watch must start again: it broke, the bucket was re-created,
+// or a whole TTL passed without an update though this replica's own
+// heartbeat comes every Heartbeat (a watch on a bucket that was lost).
+func (p *Presence) follow(w jetstream.KeyWatcher) bool {
+	silent := time.NewTimer(p.opts.TTL)
+	defer silent.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return false
+		case <-p.rewatch:
+			return true
+		case <-silent.C:
+			p.log.Warn("presence: no heartbeat seen for a TTL; watching the replicas alive anew", "ttl", p.opts.TTL)
+			return true
+		case e, ok := <-w.Updates():
+			if !ok {
+				return true
+			}
+			silent.Reset(p.opts.TTL)
+			if e == nil {
+				continue
+			}
+			up := e.Operation() == jetstream.KeyValuePut
+			p.setLive(func(live map[string]bool) {
+				if up {
+					live[e.Key()] = true
+				} else {
+					delete(live, e.Key())
+				}
+			})
+		}
+	}
+}
+
+// setLive changes live with change and tells every watch, if it changed.
+func (p *Presence) setLive(change func(map[string]bool)) {
+	p.mu.Lock()
+	before := maps.Clone(p.live)
+	change(p.live)
+	if maps.Equal(before, p.live) {
+		p.mu.Unlock()
+		return
+	}
+	watches := slices.Collect(maps.Keys(p.watches))
+	p.mu.Unlock()
+	for _, pw := range watches {
+		wake(pw.kick)
+	}
+}
+
+// aliveLocked reports whether replica's members count: it is this replica, or
+// its liveness key exists.
+func (p *Presence) aliveLocked(replica string) bool {
+	return replica == p.opts.Replica || p.live[replica]
+}
+
+// Close stops the writer and the follower and deletes this replica's keys,
+// bounded by ctx, so that watchers see its members leave at once rather
+// than after the TTL. It is safe to call more than once; later calls do
+// nothing.
+func (p *Presence) Close(ctx context.Context) error {
+	var err error
+	p.once.Do(func() {
+		close(p.stop)
+		p.wg.Wait()
+		p.mu.Lock()
+		topics := slices.Collect(maps.Keys(p.local))
+		for topic := range p.written {
+			if _, ok := p.local[topic]; !ok {
+				topics = append(topics, topic)
+			}
+		}
+		clear(p.local)
+		members, replicas := p.members, p.replicas
+		p.mu.Unlock()
+		for _, topic := range topics {
+			if ctx.Err() != nil {
+				err = errors.Join(err, fmt.Errorf("delete presence keys: %w", ctx.Err()))
+				break
+			}
+			key := topic + "." + p.opts.Replica
+			if derr := members.Delete(ctx, key); derr != nil {
+				err = errors.Join(err, fmt.Errorf("delete presence key %s: %w", key, derr))
+			}
+		}
+		if derr := replicas.Delete(ctx, p.opts.Replica); derr != nil {
+			err = errors.Join(err, fmt.Errorf("delete the presence heartbeat of %s: %w", p.opts.Replica, derr))
+		}
+	})
+	return err
+}
+
+// PresenceWatch follows one topic's members across replicas. Stop it
+// with Close, or by ending the context it was started with.
+type PresenceWatch struct {
+	p    *Presence
+	w    jetstream.KeyWatcher
+	kick chan struct{} // the replicas alive changed
+	done chan struct{}
+	once sync.Once
+	stop chan struct{}
+}
+
+// Watch calls fn with the members present on topic through any replica
+// alive (each once, sorted): first with those present now, then whenever
+// the set changes. fn runs on the watch's goroutine, one call at a time,
+// and must not block for long. The watch ends with ctx or Close.
+func (p *Presence) Watch(ctx context.Context, topic string, fn func(members []string)) (*PresenceWatch, error) {
+	if err := checkPresenceToken("topic", topic); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	kv := p.members
+	p.mu.Unlock()
+	w, err := kv.Watch(ctx, topic+".*")
+	if bucketLost(err) {
+		p.recreate(ctx, err)
+		p.mu.Lock()
+		kv = p.members
+		p.mu.Unlock()
+		w, err = kv.Watch(ctx, topic+".*")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("watch the presence of %s: %w", topic, err)
+	}
+	pw := &PresenceWatch{p: p, w: w, kick: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{})}
+	p.mu.Lock()
+	p.watches[pw] = struct{}{}
+	p.mu.Unlock()
+	go pw.run(ctx, topic, fn)
+	return pw, nil
+}
+
+func (pw *PresenceWatch) run(ctx context.Context, topic string, fn func([]string)) {
+	defer close(pw.done)
+	defer func() {
+		pw.p.mu.Lock()
+		delete(pw.p.watches, pw)
+		pw.p.mu.Unlock()
+		_ = pw.w.Stop()
+	}()
+	byReplica := map[string][]string{}
+	var (
+		last    []string
+		started bool
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-pw.stop:
+			return
+		case <-pw.kick:
+			if !started {
+				continue
+			}
+		case e, ok := <-pw.w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil {
+				replica := e.Key()[len(topic)+1:]
+				switch e.Operation() {
+				case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
+					delete(byReplica, replica)
+				default:
+					var members []string
+					if err := json.Unmarshal(e.Value(), &members); err != nil {
+						pw.p.log.Warn("presence entry ignored", "key", e.Key(), "err", err)
+						continue
+					}
+					byReplica[replica] = members
+				}
+				if !started {
+					continue // the initial values are not all in yet
+				}
+			}
+			started = true
+		}
+		merged := pw.p.merge(byReplica)
+		if last != nil && slices.Equal(merged, last) {
+			continue
+		}
+		last = merged
+		fn(slices.Clone(merged))
+	}
+}
+
+// merge is the sorted union of the members of every replica alive; never
+// nil.
+func (p *Presence) merge(byReplica map[string][]string) []string {
+	merged := []string{}
+	p.mu.Lock()
+	for replica, ms := range byReplica {
+		if p.aliveLocked(replica) {
+			merged = append(merged, ms...)
+		}
+	}
+	p.mu.Unlock()
+	slices.Sort(merged)
+	return slices.Compact(merged)
+}
+
+// Close stops the watch and waits until fn is no longer running.
+func (pw *PresenceWatch) Close() {
+	pw.once.Do(func() { close(pw.stop) })
+	<-pw.done
+}
+
+// signalPrefix starts the subject of a topic's signals:
+// herald-presence.<topic>. Core NATS only: a signal is not stored, and
+// reaches only the replicas watching the topic's signals.
+const signalPrefix = "herald-presence."
+
+// signalQueue is how many signals may wait for a watch's function; beyond
+// it NATS drops them (a slow consumer).
+const signalQueue = 256
+
+// Signal tells every watcher of topic's signals (WatchSignals), on any
+// replica, that something happened to member (started typing, say). It
+// returns once the NATS server has it, bounded by ctx (5s without a
+// deadline). Nothing is stored: a signal is for whoever watches now.
+func (p *Presence) Signal(ctx context.Context, topic, member string) error {
+	if err := checkPresenceToken("topic", topic); err != nil {
+		return err
+	}
+	if len(member) > maxNoticeBytes {
+		return fmt.Errorf("signal on %q: member of %d bytes, at most %d", topic, len(member), maxNoticeBytes)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultNoticeTimeout)
+		defer cancel()
+	}
+	if err := p.nc.Publish(signalPrefix+topic, []byte(member)); err != nil {
+		return fmt.Errorf("signal on %q: %w", topic, err)
+	}
+	if err := p.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("signal on %q: flush to NATS: %w", topic, err)
+	}
+	return nil
+}
+
+// SignalWatch hands a topic's signals to a function on a goroutine of its
+// own. Stop it with Close.
+type SignalWatch struct {
+	sub  *nats.Subscription
+	in   chan *nats.Msg
+	done chan struct{}
+	once sync.Once
+	wg   sync.WaitGroup
+}
+
+// WatchSignals calls fn with the member of every signal on topic from now
+// on (the NATS server knows of the watch when WatchSignals returns), one
+// at a time.
+func (p *Presence) WatchSignals(topic string, fn func(member string)) (*SignalWatch, error) {
+	if err := checkPresenceToken("topic", topic); err != nil {
+		return nil, err
+	}
+	sw := &SignalWatch{in: make(chan *nats.Msg, signalQueue), done: make(chan struct{})}
+	sub, err := p.nc.ChanSubscribe(signalPrefix+topic, sw.in)
+	if err != nil {
+		return nil, fmt.Errorf("watch the signals of %q: %w", topic, err)
+	}
+	if err := p.nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("watch the signals of %q: flush the subscription to NATS: %w", topic, err)
+	}
+	sw.sub = sub
+	sw.wg.Add(1)
+	go func() {
+		defer sw.wg.Done()
+		for {
+			select {
+			case <-sw.done:
+				return
+			case m := <-sw.in:
+				fn(string(m.Data))
+			}
+		}
+	}()
+	return sw, nil
+}
+
+// Close stops the watch and waits until fn is no longer running. It is
+// safe to call more than once.
+func (sw *SignalWatch) Close() {
+	sw.once.Do(func() {
+		_ = sw.sub.Unsubscribe()
+		close(sw.done)
+		sw.wg.Wait()
+	})
+}

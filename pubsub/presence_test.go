@@ -1,0 +1,344 @@
+package pubsub
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// openPresence starts a tracker for replica on l and closes it at cleanup.
+func openPresence(t *testing.T, l *Log, opts PresenceOptions) *Presence {
+	t.Helper()
+	p, err := l.Presence(testCtx(t, 10*time.Second), opts)
+	if err != nil {
+		t.Fatalf("Presence: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p
+}
+
+// presenceSeen records what a watch reports.
+type presenceSeen struct {
+	calls chan []string
+}
+
+func watchPresence(t *testing.T, p *Presence, topic string) *presenceSeen {
+	t.Helper()
+	s := &presenceSeen{calls: make(chan []string, 1024)}
+	w, err := p.Watch(t.Context(), topic, func(m []string) { s.calls <- m })
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	t.Cleanup(w.Close)
+	return s
+}
+
+// until waits for a report equal to want and returns how long it took;
+// it fails the test after within.
+func (s *presenceSeen) until(t *testing.T, within time.Duration, want ...string) time.Duration {
+	t.Helper()
+	if want == nil {
+		want = []string{}
+	}
+	start := time.Now()
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	var last []string
+	for {
+		select {
+		case m := <-s.calls:
+			last = m
+			if slices.Equal(m, want) {
+				return time.Since(start)
+			}
+		case <-deadline.C:
+			t.Fatalf("presence never became %q within %s (last %q)", want, within, last)
+		}
+	}
+}
+
+// TestPresenceAcrossReplicas: a watch starts with who is present now, a
+// member present through two replicas counts once and stays until it left
+// both, a member entered twice stays until it left twice (and leaving more
+// does nothing), and a replica that closes takes its members out at once.
+func TestPresenceAcrossReplicas(t *testing.T) {
+	url := startNATS(t, true)
+	la, lb := openLog(t, Options{URLs: []string{url}}), openLog(t, Options{URLs: []string{url}})
+	a := openPresence(t, la, PresenceOptions{Replica: "a"})
+	b := openPresence(t, lb, PresenceOptions{Replica: "b"})
+
+	a.Enter("room1", "carol")
+	a.Enter("room2", "dave") // another topic: never in room1's set
+	first := watchPresence(t, b, "room1")
+	first.until(t, 5*time.Second, "carol")
+
+	steps := []struct {
+		name string
+		do   func()
+		want []string
+	}{
+		{"alice on a", func() { a.Enter("room1", "alice") }, []string{"alice", "carol"}},
+		{"alice on b too, once", func() { b.Enter("room1", "alice"); b.Enter("room1", "bob") }, []string{"alice", "bob", "carol"}},
+		{"alice leaves a, still on b", func() { a.Leave("room1", "alice"); a.Leave("room1", "carol") }, []string{"alice", "bob"}},
+		{"alice leaves b", func() { b.Leave("room1", "alice") }, []string{"bob"}},
+		// zed on the same replica: b's key says bob and zed only if bob
+		// stayed, whichever writes it went out in.
+		{"bob entered twice stays after one leave", func() {
+			b.Enter("room1", "bob")
+			b.Leave("room1", "bob")
+			b.Enter("room1", "zed")
+		}, []string{"bob", "zed"}},
+		{"bob's second leave", func() { b.Leave("room1", "bob"); b.Leave("room1", "bob") }, []string{"zed"}},
+		{"zed leaves", func() { b.Leave("room1", "zed") }, []string{}},
+		{"bob back", func() { b.Enter("room1", "bob") }, []string{"bob"}},
+	}
+	for _, st := range steps {
+		st.do()
+		first.until(t, 5*time.Second, st.want...)
+	}
+	// A late watcher on the other replica starts from the same set.
+	watchPresence(t, a, "room1").until(t, 5*time.Second, "bob")
+
+	if err := b.Close(testCtx(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if d := first.until(t, 5*time.Second); d > 2*time.Second {
+		t.Errorf("a closed replica's members left after %s; its keys should be deleted at once", d)
+	}
+}
+
+// TestPresenceKilledReplica: a replica whose NATS connection breaks without
+// any clean-up vanishes from another replica's presence within 10 s: its
+// liveness key expires (the bucket's limit markers tell the follower),
+// and its member keys, still in the bucket, no longer count, for a
+// running watch as for a new one. A live replica's members, kept by its
+// heartbeats, stay.
+func TestPresenceKilledReplica(t *testing.T) {
+	url := startNATS(t, true)
+	la, lb := openLog(t, Options{URLs: []string{url}}), openLog(t, Options{URLs: []string{url}})
+	a := openPresence(t, la, PresenceOptions{Replica: "a"})
+	b := openPresence(t, lb, PresenceOptions{Replica: "b"})
+	a.Enter("room", "alice")
+	b.Enter("room", "bob")
+	seen := watchPresence(t, b, "room")
+	seen.until(t, 5*time.Second, "alice", "bob")
+
+	la.nc.Close() // killed: no deletes, no more heartbeats
+	d := seen.until(t, 10*time.Second, "bob")
+	t.Logf("a killed replica's members left after %s", d)
+	if _, err := b.members.Get(testCtx(t, 5*time.Second), "room.a"); err != nil {
+		t.Fatalf("the dead replica's key is gone (%v): the test no longer shows it is ignored", err)
+	}
+	watchPresence(t, b, "room").until(t, 5*time.Second, "bob")
+	// Nothing more changes over another TTL: b's heartbeats keep it alive.
+	deadline := time.After(defaultPresenceTTL + time.Second)
+	for {
+		select {
+		case m := <-seen.calls:
+			t.Fatalf("presence changed to %q though b is alive", m)
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// TestPresenceWritesNothingWhileNothingChanges: however many members are
+// present, a replica writes only its heartbeat while its sets stay the
+// same; its member keys are rewritten every KeyTTL/3 only, and outlive
+// KeyTTL that way.
+func TestPresenceWritesNothingWhileNothingChanges(t *testing.T) {
+	url := startNATS(t, true)
+	l := openLog(t, Options{URLs: []string{url}})
+	const keyTTL = 3 * time.Second
+	p := openPresence(t, l, PresenceOptions{Replica: "a", TTL: time.Second, KeyTTL: keyTTL, Coalesce: 20 * time.Millisecond})
+	for i := range 1000 {
+		p.Enter(fmt.Sprintf("room%d", i%50), fmt.Sprintf("u%d", i))
+	}
+	seen := watchPresence(t, p, "room7")
+	want := []string{}
+	for i := 7; i < 1000; i += 50 {
+		want = append(want, fmt.Sprintf("u%d", i))
+	}
+	slices.Sort(want)
+	seen.until(t, 5*time.Second, want...)
+
+	js := rawJS(t, url)
+	messages := func() uint64 {
+		t.Helper()
+		s, err := js.Stream(testCtx(t, 5*time.Second), "KV_"+p.opts.Bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(testCtx(t, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
+	before := messages()
+	quiet := keyTTL/3 - 200*time.Millisecond // two heartbeats, no refresh
+	time.Sleep(quiet)                        // the span measured, not a synchronization
+	if after := messages(); after != before {
+		t.Fatalf("%d member keys written in %s while nothing changed", after-before, quiet)
+	}
+	// Past KeyTTL the keys are there still, rewritten by the refresh.
+	time.Sleep(keyTTL + time.Second - quiet)
+	if after := messages(); after < before+50 {
+		t.Fatalf("%d member keys rewritten over %s; want the 50 refreshed", after-before, keyTTL+time.Second)
+	}
+	watchPresence(t, p, "room7").until(t, 5*time.Second, want...)
+}
+
+// TestPresenceCoalesces: a burst of changes on one replica becomes a
+// bounded number of writes of its key, so watchers see a bounded number
+// of changes, however many members came and went.
+func TestPresenceCoalesces(t *testing.T) {
+	url := startNATS(t, true)
+	l := openLog(t, Options{URLs: []string{url}})
+	p := openPresence(t, l, PresenceOptions{Replica: "a", Coalesce: 250 * time.Millisecond})
+	seen := watchPresence(t, p, "room")
+	seen.until(t, 5*time.Second)
+
+	const n = 10000
+	want := make([]string, 0, n/2)
+	start := time.Now()
+	for i := range n {
+		m := fmt.Sprintf("u%05d", i)
+		p.Enter("room", m)
+		if i%2 == 1 {
+			p.Leave("room", m)
+		} else {
+			want = append(want, m)
+		}
+	}
+	burst := time.Since(start)
+	var calls int
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-seen.calls:
+			calls++
+			if !slices.Equal(m, want) {
+				continue
+			}
+			// One write per Coalesce window while the burst lasted, plus one.
+			if bound := int(burst/(250*time.Millisecond)) + 2; calls > bound {
+				t.Fatalf("%d changes reached the watcher for a burst of %s; want at most %d", calls, burst, bound)
+			}
+			t.Logf("%d joins and %d leaves in %s reached the watcher as %d changes", n, n/2, burst, calls)
+			return
+		case <-deadline:
+			t.Fatalf("the burst never arrived whole (after %d changes)", calls)
+		}
+	}
+}
+
+// TestPresenceRefusesBadNames: topics and replicas are single key tokens.
+func TestPresenceRefusesBadNames(t *testing.T) {
+	url := startNATS(t, true)
+	l := openLog(t, Options{URLs: []string{url}})
+	for _, bad := range []string{"", "a.b", "a*", "a b", ">"} {
+		if _, err := l.Presence(testCtx(t, 5*time.Second), PresenceOptions{Replica: bad}); err == nil || !strings.Contains(err.Error(), "replica") {
+			t.Errorf("replica %q: err = %v, want a refusal", bad, err)
+		}
+	}
+	p := openPresence(t, l, PresenceOptions{Replica: "a"})
+	if _, err := p.Watch(t.Context(), "a.b", func([]string) {}); err == nil {
+		t.Error("a topic with a dot was watched")
+	}
+	p.Enter("a.b", "alice") // ignored, not written under another topic's key
+	seen := watchPresence(t, p, "a")
+	seen.until(t, 5*time.Second)
+}
+
+// TestPresenceSignals: a signal reaches every watcher of its topic, on
+// either replica, and no watcher of another topic; a closed watch gets
+// nothing more.
+func TestPresenceSignals(t *testing.T) {
+	url := startNATS(t, true)
+	la, lb := openLog(t, Options{URLs: []string{url}}), openLog(t, Options{URLs: []string{url}})
+	a := openPresence(t, la, PresenceOptions{Replica: "a"})
+	b := openPresence(t, lb, PresenceOptions{Replica: "b"})
+	watch := func(p *Presence, topic string) (chan string, *SignalWatch) {
+		got := make(chan string, 8)
+		sw, err := p.WatchSignals(topic, func(m string) { got <- m })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(sw.Close)
+		return got, sw
+	}
+	gotA, swA := watch(a, "room")
+	gotB, _ := watch(b, "room")
+	gotOther, _ := watch(b, "other")
+	if err := a.Signal(testCtx(t, 5*time.Second), "room", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string]chan string{"a": gotA, "b": gotB} {
+		select {
+		case m := <-got:
+			if m != "alice" {
+				t.Errorf("%s got %q", name, m)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s got no signal", name)
+		}
+	}
+	swA.Close()
+	swA.Close()
+	if err := b.Signal(testCtx(t, 5*time.Second), "room", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	select { // the fence: a's closed watch would have had it by now
+	case m := <-gotB:
+		if m != "bob" {
+			t.Fatalf("b got %q", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("b got no second signal")
+	}
+	select {
+	case m := <-gotA:
+		t.Fatalf("a closed watch got %q", m)
+	case m := <-gotOther:
+		t.Fatalf("another topic's watch got %q", m)
+	default:
+	}
+	if err := a.Signal(testCtx(t, time.Second), "a.b", "x"); err == nil {
+		t.Fatal("a signal on a bad topic was sent")
+	}
+}
+
+// TestPresenceRecreatesALostBucket: the bucket is kept in memory, so a
+// NATS server's restart loses it; the writer creates it again on the next
+// failed write and writes every key again.
+func TestPresenceRecreatesALostBucket(t *testing.T) {
+	url := startNATS(t, true)
+	l, lb := openLog(t, Options{URLs: []string{url}}), openLog(t, Options{URLs: []string{url}})
+	p := openPresence(t, l, PresenceOptions{Replica: "a", Coalesce: 20 * time.Millisecond})
+	b := openPresence(t, lb, PresenceOptions{Replica: "b", Coalesce: 20 * time.Millisecond})
+	p.Enter("room", "alice")
+	watchPresence(t, p, "room").until(t, 5*time.Second, "alice")
+
+	for _, bucket := range []string{p.opts.Bucket, p.opts.Bucket + "_REPLICAS"} {
+		if err := rawJS(t, url).DeleteKeyValue(testCtx(t, 5*time.Second), bucket); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Enter("room", "bob") // fails, re-creates the bucket, writes again
+	js := rawJS(t, url)
+	waitFor(t, 10*time.Second, "the writer to re-create the bucket", func() bool {
+		_, err := js.KeyValue(testCtx(t, time.Second), p.opts.Bucket)
+		return err == nil
+	})
+	watchPresence(t, p, "room").until(t, 10*time.Second, "alice", "bob")
+	// b follows the new liveness bucket: a's members count for it, and
+	// leave it when a dies.
+	seen := watchPresence(t, b, "room")
+	seen.until(t, 10*time.Second, "alice", "bob")
+	l.nc.Close()
+	seen.until(t, 15*time.Second)
+}
