@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -98,15 +97,16 @@ func TestIdleStreamCost(t *testing.T) {
 			r := newReplica(t, nil)
 			room := r.room("idle")
 			const streams = 300
-			goroutines, stack := runtime.NumGoroutine(), stackInUse()
+			goroutines, stack := settledStack(t)
 			opened := make([]*rawStream, 0, streams)
 			for range streams {
 				opened = append(opened, r.openRaw(tc.accept, room))
 			}
 			waitFor(t, "every subscription live", func() bool { return r.members() == streams })
 			waitFor(t, "every stream parked", func() bool { return r.server.ws.keeper.streamCount() == streams })
-			perStream := float64(runtime.NumGoroutine()-goroutines) / streams
-			perStreamStack := float64(stackInUse()-stack) / streams
+			goroutinesAfter, stackAfter := settledStack(t)
+			perStream := float64(goroutinesAfter-goroutines) / streams
+			perStreamStack := float64(stackAfter-stack) / streams
 			t.Logf("%.2f goroutines and %.0f bytes of stack per idle stream", perStream, perStreamStack)
 			if perStream > 1.1 {
 				t.Errorf("%.2f goroutines per idle stream, want 1", perStream)

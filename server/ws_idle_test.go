@@ -29,9 +29,9 @@ func TestIdleSocketStack(t *testing.T) {
 		}
 		waitFor(t, "every subscription live", func() bool { return r.members() == sockets })
 	}
-	before := stackInUse()
+	_, before := settledStack(t)
 	open()
-	after := stackInUse()
+	_, after := settledStack(t)
 	perSocket := float64(after-before) / sockets
 	t.Logf("goroutines %d, stack in use %d → %d bytes: %.0f bytes per idle socket", runtime.NumGoroutine(), before, after, perSocket)
 	// 2 KiB for the reader plus slack for the shared execution and the
@@ -49,10 +49,27 @@ func TestIdleSocketStack(t *testing.T) {
 // stackInUse collects (freeing the stacks of goroutines that have ended
 // and shrinking those of parked ones that use under a quarter of theirs)
 // and returns the bytes of goroutine stacks in use.
-func stackInUse() uint64 {
+func stackInUse() int64 {
 	runtime.GC()
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.StackInuse
+	return int64(m.StackInuse)
+}
+
+// settledStack waits, up to 10 s, until goroutines have stopped coming
+// and going (two readings in a row agree), and returns the goroutine
+// count and the stack in use then. A measurement taken while an earlier
+// test's servers are still winding down would count their freed stacks
+// against what is being measured.
+func settledStack(t *testing.T) (goroutines int, stack int64) {
+	t.Helper()
+	goroutines, stack = runtime.NumGoroutine(), stackInUse()
+	waitFor(t, "goroutines to settle", func() bool {
+		g, s := runtime.NumGoroutine(), stackInUse()
+		settled := g == goroutines && s == stack
+		goroutines, stack = g, s
+		return settled
+	})
+	return goroutines, stack
 }
