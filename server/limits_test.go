@@ -471,6 +471,43 @@ func TestTokenExpiryClosesSocket(t *testing.T) {
 	waitFor(t, "the expired socket's subscription to end", func() bool { return r.members() == 0 })
 }
 
+// TestRefreshToASoonerExpiry: a refresh may bring the expiry closer (a
+// token for the same user that expires sooner). The keeper looks at an
+// idle socket only when it is next due, here its keepalive 15 s on; the
+// refresh must make it due, so the socket still closes within about a
+// second of the new expiry.
+func TestRefreshToASoonerExpiry(t *testing.T) {
+	r, sign := jwtReplica(t)
+	c := r.dial(subprotocolTransportWS)
+	c.send(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + sign("alice", time.Hour)}})
+	c.expectType("connection_ack")
+	k := r.server.ws.keeper
+	var conn *wsConn
+	waitFor(t, "the keeper to check the acknowledged socket and schedule it", func() bool {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		for i, due := range k.live.due {
+			if k.live.conns[i] != nil && due != 0 && due != checking {
+				conn = k.live.conns[i]
+				return true
+			}
+		}
+		return false
+	})
+	token := sign("alice", 3*time.Second) // whole seconds: 2 to 3 s away
+	id, err := conn.Refresh(context.Background(), token)
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	reason := c.expectClose(closeForbidden, time.Until(id.ExpiresAt)+5*time.Second)
+	if late := time.Since(id.ExpiresAt); late < 0 || late > time.Second+500*time.Millisecond {
+		t.Fatalf("closed %v after the refreshed token expired, want within a second", late)
+	}
+	if !strings.Contains(reason, "expired") {
+		t.Fatalf("close reason %q does not say the token expired", reason)
+	}
+}
+
 func TestTokenFailuresOverWebSocket(t *testing.T) {
 	r, sign := jwtReplica(t)
 	tests := []struct {

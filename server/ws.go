@@ -164,6 +164,7 @@ func (c *wsConn) Refresh(ctx context.Context, token string) (auth.Identity, erro
 		}
 	}
 	c.machine.extendExpiry(id.ExpiresAt)
+	c.t.keeper.wake(c)
 	return id, nil
 }
 
@@ -216,6 +217,7 @@ type wsConn struct {
 	cancel context.CancelFunc
 
 	created time.Time
+	slot    int32 // in the keeper's live sockets; -1: none. Guarded by the keeper's mu.
 
 	closeOnce   sync.Once
 	closing     chan struct{} // closed once a close code is chosen
@@ -530,6 +532,9 @@ func (c *wsConn) checkTimers(now time.Time) {
 		c.carryOut(c.machine.tick(now, c.created, &c.t.cfg))
 	}
 }
+
+// nextDue is when the keeper next has something to check on c.
+func (c *wsConn) nextDue() int64 { return c.machine.nextDue(&c.t.cfg) }
 
 // encodeResponse renders an execution result as a protocol payload.
 func encodeResponse(resp *graphql.Response) []byte {

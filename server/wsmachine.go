@@ -289,6 +289,21 @@ func (m *wsMachine) tick(now, opened time.Time, cfg *wsConfig) wsStep {
 	return s
 }
 
+// nextDue is the earliest instant (unix nanoseconds) at which tick can
+// have something to do for an acknowledged socket: its next ping, the end
+// of its keepalive allowance, or its credentials' expiry. A frame heard
+// later only moves the allowance on, and a refresh that brings the expiry
+// earlier wakes the keeper, so checking no sooner misses nothing.
+func (m *wsMachine) nextDue(cfg *wsConfig) int64 {
+	due := m.nextPing.Load()
+	// tick closes once strictly more than the allowance has passed.
+	due = min(due, m.lastSeen.Load()+int64(cfg.pingInterval+cfg.pongTimeout)+1)
+	if exp := m.expires.Load(); exp != 0 {
+		due = min(due, exp)
+	}
+	return due
+}
+
 // pongFrame answers a ping, echoing its payload as the graphql-ws
 // reference server does.
 func pongFrame(payload json.RawMessage) string {

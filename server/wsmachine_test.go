@@ -414,12 +414,50 @@ func TestWSMachineTick(t *testing.T) {
 				if k.heard != 0 {
 					m.heard(wsmT0.Add(k.heard))
 				}
+				// The keeper skips an acknowledged socket until nextDue:
+				// no tick may act before it.
+				acked, due := m.acked.Load(), m.nextDue(&wsmConfig)
 				got := wsmDescribe(tc.p, m.tick(wsmT0.Add(k.at), wsmT0, &wsmConfig))
 				if got != k.want {
 					t.Fatalf("tick at %v:\n got %s\nwant %s", k.at, got, k.want)
 				}
+				if at := wsmT0.Add(k.at).UnixNano(); acked && got != "" && at < due {
+					t.Fatalf("tick at %v acted (%s) %v before the socket was due", k.at, got, time.Duration(due-at))
+				}
 			}
 		})
+	}
+}
+
+// TestWSMachineNextDue: an acknowledged socket is next due at the
+// earliest of its next ping, the end of its keepalive allowance and its
+// credentials' expiry.
+func TestWSMachineNextDue(t *testing.T) {
+	ping, pong := wsmConfig.pingInterval, wsmConfig.pongTimeout
+	at := func(d time.Duration) int64 { return wsmT0.Add(d).UnixNano() }
+	for _, tc := range []struct {
+		name    string
+		verdict initVerdict
+		pinged  bool          // a ping went out at PingInterval
+		heard   time.Duration // last heard from, after wsmT0
+		want    int64
+	}{
+		{"just acknowledged: the first ping", wsmAccepted, false, 0, at(ping)},
+		{"expiring before the first ping", initVerdict{expires: wsmT0.Add(5 * time.Second)}, false, 0, at(5 * time.Second)},
+		{"pinged, answered: the next ping", wsmAccepted, true, ping, at(2 * ping)},
+		{"pinged, silent since the ack: the allowance's end", wsmAccepted, true, 0, at(ping+pong) + 1},
+	} {
+		m := wsmMachine(transportWS)
+		wsmFeed(m, tc.verdict, wsmInit)
+		if tc.pinged {
+			m.tick(wsmT0.Add(ping), wsmT0, &wsmConfig)
+		}
+		if tc.heard != 0 {
+			m.heard(wsmT0.Add(tc.heard))
+		}
+		if got := m.nextDue(&wsmConfig); got != tc.want {
+			t.Errorf("%s: next due %v after the open, want %v", tc.name, time.Duration(got-wsmT0.UnixNano()), time.Duration(tc.want-wsmT0.UnixNano()))
+		}
 	}
 }
 
