@@ -186,7 +186,7 @@ func (d *driver) findTools() error {
 			return fmt.Errorf("%s is not installed", d.goTool)
 		}
 	}
-	root, err := moduleRoot()
+	root, err := testrig.ModuleRoot()
 	if err != nil {
 		return err
 	}
@@ -389,22 +389,3 @@ func copyFile(from, to string) error {
 	return nil
 }
 
-// moduleRoot is the nearest directory, from the working directory up, with
-// Herald's go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("find the repository: %w", err)
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.HasPrefix(string(b), "module github.com/heraldhq/herald\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("find the repository: no go.mod of github.com/heraldhq/herald above the working directory")
-		}
-		dir = parent
-	}
-}

@@ -56,9 +56,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/internal/testrig"
@@ -168,7 +166,7 @@ func (d *driver) findTools() error {
 	} else if _, err := os.Stat(d.nginx); err != nil {
 		return errors.New("nginx is not installed (Debian: apt-get install -y nginx)")
 	}
-	root, err := moduleRoot()
+	root, err := testrig.ModuleRoot()
 	if err != nil {
 		return err
 	}
@@ -176,22 +174,3 @@ func (d *driver) findTools() error {
 	return nil
 }
 
-// moduleRoot is the nearest directory, from the working directory up, with
-// Herald's go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("find the repository: %w", err)
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.HasPrefix(string(b), "module github.com/heraldhq/herald\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("find the repository: no go.mod of github.com/heraldhq/herald above the working directory")
-		}
-		dir = parent
-	}
-}
