@@ -25,10 +25,12 @@ export interface HeraldLinkOptions {
  * What an operation's context may tell HeraldLink:
  * `client.subscribe({ query, variables, context: { herald: { after: cursor } } })`
  * starts the subscription after that cursor (as passing it as the `after`
- * variable does).
+ * variable does); `context: { herald: { resume: false } }` sends the
+ * subscription as it is, for one whose field takes no `after` (Herald's
+ * `roomPresence`, which starts with a snapshot after every reconnect).
  */
 export interface HeraldContext {
-  herald?: { after?: Token };
+  herald?: { after?: Token; resume?: boolean };
 }
 
 function isLikeCloseEvent(val: unknown): val is { code: number; reason: string } {
@@ -74,7 +76,8 @@ export class HeraldLink extends ApolloLink {
   private subscription(operation: ApolloLink.Operation): Observable<ApolloLink.Result> {
     return new Observable<ApolloLink.Result>((observer) => {
       const { query, variables, operationName, extensions } = operation;
-      const after = (operation.getContext() as HeraldContext).herald?.after;
+      const herald = (operation.getContext() as HeraldContext).herald;
+      const after = herald?.after;
       const unsubscribe = this.client.subscribe(
         { query, variables, operationName, extensions },
         {
@@ -82,7 +85,7 @@ export class HeraldLink extends ApolloLink {
           error: (err) => observer.error(toApolloError(err)),
           complete: () => observer.complete(),
         },
-        after != null ? { after } : {},
+        { ...(after != null ? { after } : {}), ...(herald?.resume === false ? { resume: false } : {}) },
       );
       return () => unsubscribe();
     });

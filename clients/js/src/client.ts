@@ -16,7 +16,7 @@
 // because its token expired (4403, within a second of `exp`) reconnects
 // with the new one, and its subscriptions resume from their cursors.
 import { createClient, type Client, type ClientOptions, type EventListener, type Event, type Sink } from 'graphql-ws';
-import type { DocumentNode, FormattedExecutionResult, GraphQLFormattedError } from 'graphql';
+import { print, type DocumentNode, type FormattedExecutionResult, type GraphQLFormattedError } from 'graphql';
 import { prepareOperation } from './document.js';
 
 /** A token, or nothing for an anonymous connection. */
@@ -191,7 +191,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
 
   function subscribe<Data>(request: HeraldRequest, sink: Sink<Result<Data>>, opts: SubscribeOptions = {}): Unsubscribe {
     const prepared = opts.resume === false
-      ? { query: typeof request.query === 'string' ? request.query : prepareOperation(request.query).query, cursorVariable: null }
+      ? { query: typeof request.query === 'string' ? request.query : print(request.query), cursorVariable: null }
       : prepareOperation(request.query, request.operationName);
     const name = prepared.cursorVariable;
     if (opts.after != null && !name) {
