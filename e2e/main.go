@@ -388,4 +388,3 @@ func copyFile(from, to string) error {
 	}
 	return nil
 }
-

@@ -173,4 +173,3 @@ func (d *driver) findTools() error {
 	d.root = root
 	return nil
 }
-
