@@ -57,7 +57,6 @@ func clampTick(d, most time.Duration) time.Duration {
 func (k *keeper) add(c *wsConn) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	c.slot = -1
 	k.pending[c] = struct{}{}
 }
 
@@ -77,7 +76,7 @@ func (k *keeper) acked(c *wsConn) {
 func (k *keeper) wake(c *wsConn) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if c.slot >= 0 {
+	if k.live.holds(c) {
 		k.live.due[c.slot] = 0
 	}
 }
@@ -87,13 +86,6 @@ func (k *keeper) remove(c *wsConn) {
 	defer k.mu.Unlock()
 	delete(k.pending, c)
 	k.live.remove(c)
-}
-
-// liveCount is how many acknowledged sockets the keeper holds.
-func (k *keeper) liveCount() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return len(k.live.conns) - len(k.live.free)
 }
 
 func (l *liveSockets) add(c *wsConn) {
@@ -108,8 +100,13 @@ func (l *liveSockets) add(c *wsConn) {
 	l.due = append(l.due, 0)
 }
 
+// holds reports whether c is in its slot.
+func (l *liveSockets) holds(c *wsConn) bool {
+	return c.slot >= 0 && int(c.slot) < len(l.conns) && l.conns[c.slot] == c
+}
+
 func (l *liveSockets) remove(c *wsConn) {
-	if c.slot < 0 || l.conns[c.slot] != c {
+	if !l.holds(c) {
 		return
 	}
 	l.conns[c.slot], l.due[c.slot] = nil, checking
@@ -133,7 +130,7 @@ func (l *liveSockets) collect(batch []*wsConn, now int64) []*wsConn {
 // reschedule makes c, just checked, due at next, unless it was woken or
 // removed meanwhile.
 func (l *liveSockets) reschedule(c *wsConn, next int64) {
-	if c.slot >= 0 && l.conns[c.slot] == c {
+	if l.holds(c) {
 		l.due[c.slot] = min(l.due[c.slot], next)
 	}
 }

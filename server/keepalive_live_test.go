@@ -63,4 +63,10 @@ func TestLiveSockets(t *testing.T) {
 	if l.conns[slot] != d {
 		t.Fatalf("removing b twice took d's slot")
 	}
+	// A socket never added (slot -1, or a slot past the table's end) is
+	// left alone rather than indexing out of range.
+	var empty liveSockets
+	empty.remove(&wsConn{slot: -1})
+	empty.remove(&wsConn{})
+	empty.reschedule(&wsConn{}, 0)
 }

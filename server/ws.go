@@ -257,6 +257,7 @@ func newWSConn(t *wsTransport, ws *websocket.Conn, proto protocol, exec graphql.
 		ctx:     ctx,
 		cancel:  cancel,
 		created: now,
+		slot:    -1,
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 		ops:     make(map[string]*operation),
