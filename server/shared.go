@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -101,11 +102,13 @@ type sharedExecutions struct {
 	closed   bool
 	privates uint64         // private executions so far, for privateKey
 	wg       sync.WaitGroup // one per running execution
+
+	helpers *fanoutHelpers // deliver parts of large fan-outs
 }
 
 func newSharedExecutions(m *metrics, log *slog.Logger, holdLimit int, presence Presence) *sharedExecutions {
 	return &sharedExecutions{metrics: m, log: log, holdLimit: holdLimit, presence: newPresenceTracker(presence),
-		byKey: make(map[executionKey]*execution)}
+		byKey: make(map[executionKey]*execution), helpers: newFanoutHelpers(runtime.GOMAXPROCS(0) - 1)}
 }
 
 // execution is one running subscription and the operations sharing it.
@@ -504,11 +507,8 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 		slot.meta = eventmeta.Meta{}
 		var denied []*operation
 		e.mu.RLock()
-		p.direct = len(e.members) <= directFanout
 		if e.gate == nil {
-			for _, op := range e.members {
-				r.deliver(e, op, p)
-			}
+			r.helpers.deliverAll(r, e, p)
 		} else {
 			for _, op := range e.members {
 				deliver, keep := e.allows(op, p.pos)
@@ -566,6 +566,7 @@ func (r *sharedExecutions) close() error {
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
+	r.helpers.close()
 	return nil
 }
 

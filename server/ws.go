@@ -465,7 +465,7 @@ func (c *wsConn) enqueue(it outItem) {
 
 // deliver queues an event of a shared execution for op.
 func (c *wsConn) deliver(op *operation, p *payload) {
-	if p.direct && c.writeNow(op, p) {
+	if c.writeNow(op, p) {
 		return
 	}
 	c.enqueue(outItem{kind: frameNext, op: op, data: p})

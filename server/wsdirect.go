@@ -10,11 +10,6 @@ import (
 // and wrote nothing.
 var errPastDeadline = errors.New("write deadline passed")
 
-// directFanout is the largest fan-out whose frames the delivering
-// goroutine writes itself (see wsConn.writeNow). Larger ones are left to
-// per-socket writers, which spread the writes over every core.
-const directFanout = 64
-
 // frameBuffers recycles the buffers frames are built in for writeNow.
 type frameBuffers struct{ pool sync.Pool }
 

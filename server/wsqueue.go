@@ -27,7 +27,6 @@ type payload struct {
 	appended time.Time // when the event entered the log; zero if unknown
 	pos      uint64    // the event's position in its stream; zero if unknown
 	cursor   string    // the event's resume cursor (extensions.cursor); "" if none
-	direct   bool      // a small fan-out: written by the delivering goroutine where it can (see writeNow)
 }
 
 // outItem is one frame waiting to be written. Items reference shared
