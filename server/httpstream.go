@@ -64,7 +64,8 @@ type httpStreams struct {
 	sessions *sessions
 	execs    *sharedExecutions
 	metrics  *metrics
-	keeper   *keeper // keeps parked streams alive (see parkedStream); nil: streams are not parked
+	keeper   *keeper       // keeps parked streams alive (see parkedStream); nil: streams are not parked
+	frames   *frameBuffers // for parkedStream.writeNow (the WebSockets' own)
 }
 
 // admit counts a stream about to open toward --max-connections, or
@@ -369,8 +370,13 @@ func (st *httpStream) signal() {
 	}
 }
 
-// deliver queues an event of a subscription.
+// deliver writes an event of a subscription at once where a parked
+// stream can take it without waiting (see parkedStream.writeNow), and
+// queues it otherwise.
 func (st *httpStream) deliver(op *operation, p *payload) {
+	if ps := st.parked.Load(); ps != nil && ps.writeNow(op, p) {
+		return
+	}
 	st.enqueue(streamItem{op: op, p: p, event: true})
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strconv"
@@ -126,6 +127,11 @@ type parkedStream struct {
 	expired      bool
 	over         bool // the stream has ended: no writer starts any more
 
+	// Only the stream's writer of the moment (see writeNow) uses these.
+	direct   *directWriter // made on the first direct write
+	noDirect bool          // the connection has no directWriter
+	rest     []byte        // the rest of a chunk writeNow began, for the writer to send first
+
 	wg sync.WaitGroup // the writer
 }
 
@@ -224,6 +230,16 @@ func (ps *parkedStream) writeLoop() {
 // to look again; when not, the writer has stopped.
 func (ps *parkedStream) writeDue() bool {
 	st := ps.st
+	if ps.rest != nil {
+		// The rest of a chunk writeNow began: nothing may come before it.
+		_ = ps.out.SetWriteDeadline(time.Now().Add(st.t.cfg.writeTimeout))
+		_, err := ps.conn.Write(ps.rest)
+		ps.rest = nil
+		if err != nil {
+			ps.finish(false)
+			return false
+		}
+	}
 	st.mu.Lock()
 	ps.again = false
 	keepalive, expired := ps.keepaliveDue, ps.expired
@@ -259,6 +275,97 @@ func (ps *parkedStream) writeDue() bool {
 	ps.writing = false
 	ps.out.release()
 	return false
+}
+
+// writeNow writes an event of op as one chunk on the calling goroutine
+// (the execution fanning it out), sparing the start of a writer goroutine,
+// when the stream has no writer running, nothing queued or due, and room
+// in its connection's send buffer: the write never waits. It reports
+// false, having written nothing, when the event must be queued instead.
+func (ps *parkedStream) writeNow(op *operation, p *payload) bool {
+	st := ps.st
+	st.mu.Lock()
+	if ps.over || ps.writing || len(st.queue) > 0 || st.completed || st.failure != nil || ps.keepaliveDue || ps.expired {
+		st.mu.Unlock()
+		return false
+	}
+	ps.writing = true // the claim: kick now only asks us to look again
+	st.mu.Unlock()
+
+	written, ok := false, false
+	if d := ps.directWriter(); d != nil {
+		written, ok = ps.writeChunkNow(d, op, p)
+	}
+	if written {
+		st.t.metrics.deliveries.Inc()
+		if !p.appended.IsZero() {
+			st.t.metrics.latency.Observe(time.Since(p.appended).Seconds())
+		}
+	}
+	st.mu.Lock()
+	if ps.rest != nil && !ps.over {
+		// The writer takes the claim over and sends the rest first. Added
+		// under st.mu, as kick does, so that serve, which sets over under
+		// it, waits for this writer too.
+		ps.wg.Add(1)
+		st.mu.Unlock()
+		go ps.writer()
+		return ok
+	}
+	ps.rest = nil
+	ps.writing = false
+	again := ps.again
+	ps.again = false
+	st.mu.Unlock()
+	if again {
+		ps.kick() // something was queued or fell due while we wrote
+	}
+	return ok
+}
+
+// writeChunkNow writes p's frame as one chunk without waiting. ok is false
+// when nothing was written; written is false also when the connection
+// failed (it is then closed, and serve tears the stream down). What the
+// connection does not take is left in rest.
+func (ps *parkedStream) writeChunkNow(d *directWriter, op *operation, p *payload) (written, ok bool) {
+	st := ps.st
+	event := st.t.frames.get()
+	*event = st.f.appendNext((*event)[:0], op, p)
+	buf := st.t.frames.get()
+	chunk := strconv.AppendInt((*buf)[:0], int64(len(*event)), 16)
+	chunk = append(append(append(chunk, crlf...), *event...), crlf...)
+	*buf = chunk
+	st.t.frames.put(event)
+	defer st.t.frames.put(buf)
+
+	n, err := d.write(chunk)
+	if errors.Is(err, errPastDeadline) {
+		// The deadline the last writer set has passed; a write that never
+		// waits needs none (the next writer sets a fresh one).
+		_ = ps.conn.SetWriteDeadline(time.Time{})
+		ps.out.deadline = time.Time{}
+		n, err = d.write(chunk)
+	}
+	switch {
+	case n == 0 && (err == nil || errors.Is(err, errPastDeadline)):
+		return false, false
+	case err != nil:
+		_ = ps.conn.Close()
+		return false, true
+	case n < len(chunk):
+		ps.rest = append([]byte(nil), chunk[n:]...)
+	}
+	return true, true
+}
+
+// directWriter returns the connection's directWriter, made on first use;
+// nil if it has none (a TLS connection, say).
+func (ps *parkedStream) directWriter() *directWriter {
+	if ps.direct == nil && !ps.noDirect {
+		ps.direct = directWriterFor(ps.conn)
+		ps.noDirect = ps.direct == nil
+	}
+	return ps.direct
 }
 
 // finish ends the stream from the writer: the body's last chunk, unless

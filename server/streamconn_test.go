@@ -12,6 +12,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/heraldhq/herald/chat"
 )
 
 // rawStream is a subscription's HTTP stream opened over a plain TCP
@@ -37,6 +41,12 @@ func (r *replica) openRaw(accept, room string) *rawStream {
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	return r.openRawOn(conn, accept, room)
+}
+
+// openRawOn is openRaw on a connection the test dialed.
+func (r *replica) openRawOn(conn net.Conn, accept, room string) *rawStream {
+	r.t.Helper()
 	r.t.Cleanup(func() { _ = conn.Close() })
 	body, _ := json.Marshal(map[string]any{"query": postedSub, "variables": map[string]any{"r": room}})
 	req := fmt.Sprintf("POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: %s\r\nX-Herald-User: raw\r\nContent-Length: %d\r\n\r\n%s",
@@ -170,6 +180,59 @@ func TestParkedStreamEnds(t *testing.T) {
 			body, err := s.readToEnd()
 			if err != nil || !strings.Contains(body, tc.end) {
 				t.Fatalf("body %q, %v; want %q and the end of the chunked body", body, err, tc.end)
+			}
+		})
+	}
+}
+
+// TestParkedStreamDirectWritesUnderBackpressure: events are written to a
+// parked stream by the goroutine fanning them out, without waiting (see
+// parkedStream.writeNow). When the client stops reading, such a write
+// takes only part of a chunk and the stream's writer must send the rest
+// before anything else; the client, reading again, gets every event
+// whole and in order in a well-formed chunked body.
+func TestParkedStreamDirectWritesUnderBackpressure(t *testing.T) {
+	for _, accept := range []string{acceptSSE, acceptMultipart} {
+		t.Run(accept, func(t *testing.T) {
+			// The stream's connection is the replica's first, with a 4 KiB
+			// send buffer: with the system's, the kernel would take
+			// megabytes before a write is cut short.
+			r := newReplicaListening(t, chat.Options{}, func(o *Options) {
+				o.QueueMessages = 1024
+				o.QueueBytes = 64 << 20
+				o.WriteTimeout = 20 * time.Second
+			}, func(l net.Listener) net.Listener { return &firstSendBufferSmall{Listener: l} })
+			room := r.room("direct")
+			conn, err := tinyReceiveBuffer(t.Context(), "tcp", r.http.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := r.openRawOn(conn, accept, room)
+			waitFor(t, "the stream parked", func() bool { return r.server.ws.keeper.streamCount() == 1 })
+			text := strings.Repeat("é", 3900) // 7,800 bytes: more than the send buffer
+			const events = 300
+			for i := range events {
+				r.post(room, "a", fmt.Sprint(i, "-", text))
+			}
+			_ = s.conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+			for i := range events {
+				want := fmt.Sprint(i, "-", text)
+				for {
+					line, err := s.body.ReadString('\n')
+					if err != nil {
+						t.Fatalf("reading event %d: %v", i, err)
+					}
+					if !strings.Contains(line, `"text":"`) {
+						continue // SSE's event lines, multipart's boundaries and headers
+					}
+					if !strings.Contains(line, `"text":"`+want+`"`) {
+						t.Fatalf("event %d: got %.80q…, want the text %.20q…", i, line, want)
+					}
+					break
+				}
+			}
+			if n := testutil.ToFloat64(r.server.ws.metrics.slowCloses); n != 0 {
+				t.Fatalf("%v slow-consumer closes", n)
 			}
 		})
 	}
