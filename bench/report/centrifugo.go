@@ -18,6 +18,8 @@ const centrifugoServer = "centrifugo"
 const (
 	cfCPUTarget  = 1.0 // S1: Herald's CPU-s per 1,000 deliveries over Centrifugo's (medians)
 	cfRateTarget = 0.9 // S1: Herald's deliveries/s over Centrifugo's (medians)
+	s2RateTarget = 1.0 // S2: Herald's deliveries/s over the baseline's (medians)
+	s4P99Target  = 1.2 // S4: Herald's p99 over the baseline's (median-p99 runs)
 	cfIdleKiB    = 10  // S3: Herald's RSS per idle subscribed socket
 	cfIdleUs     = 3   // S5: Herald's µs of server CPU per socket per second
 )

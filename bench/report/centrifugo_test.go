@@ -100,3 +100,62 @@ func TestRenderCentrifugo(t *testing.T) {
 		})
 	}
 }
+
+// latencyRun is a loadgen JSON report of a rate-limited run with its p99.
+func latencyRun(p99 float64, lost int) string {
+	return fmt.Sprintf(`{"mode":"publish","pass":true,"failures":[],"setup":{"connections_established":5000},
+		"delivery":{"expected":600000,"received":%d,"lost":%d,"per_sec":20000},
+		"latency":{"p50_ms":1.5,"p99_ms":%g,"max_ms":60},"server":{"rss_per_conn_kb":11,"cpu_sec_per_1000_deliveries":0.02}}`, 600000-lost, lost, p99)
+}
+
+// TestRenderIssue14BaselineTargets: S2's rate and S4's p99 against the
+// baseline's are rows of "Ratios and targets", met or not.
+func TestRenderIssue14BaselineTargets(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  []string
+	}{
+		{
+			name: "met",
+			files: map[string]string{
+				"S2-herald.1.json": cpuRun(40000, 0.03), "S2-baseline.1.json": cpuRun(38000, 0.028),
+				"S4-herald.1.json": latencyRun(5.5, 0), "S4-baseline.1.json": latencyRun(5.0, 0),
+			},
+			want: []string{
+				"| S2 (issue 14): Herald deliveries/s ≥ 1.0× baseline (medians, 40000 against 38000) | 1.05× | yes |",
+				"| S4 (issue 14): Herald's p99 ≤ 1.2× the baseline's, zero lost (median-p99 runs, 5.5 against 5.0 ms) | 1.10× | yes |",
+			},
+		},
+		{
+			name: "missed",
+			files: map[string]string{
+				"S2-herald.1.json": cpuRun(29000, 0.041), "S2-baseline.1.json": cpuRun(40000, 0.028),
+				"S4-herald.1.json": latencyRun(9.2, 0), "S4-baseline.1.json": latencyRun(4.6, 0),
+			},
+			want: []string{
+				"| S2 (issue 14): Herald deliveries/s ≥ 1.0× baseline (medians, 29000 against 40000) | 0.72× | **no** |",
+				"| S4 (issue 14): Herald's p99 ≤ 1.2× the baseline's, zero lost (median-p99 runs, 9.2 against 4.6 ms) | 2.00× | **no** |",
+			},
+		},
+		{
+			name: "fast but lossy",
+			files: map[string]string{
+				"S4-herald.1.json": latencyRun(4.0, 3), "S4-baseline.1.json": latencyRun(5.0, 0),
+			},
+			want: []string{"(median-p99 runs, 4.0 against 5.0 ms) | 0.80× | **no** |"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := renderWith(t, tc.files, meta{command: "bench/run", beforeCommit: "f25c33e"})
+			for _, s := range tc.want {
+				if !strings.Contains(out, s) {
+					t.Errorf("the report lacks %q", s)
+				}
+			}
+			if t.Failed() {
+				t.Logf("report:\n%s", out)
+			}
+		})
+	}
+}
