@@ -354,16 +354,24 @@ What was changed to get here (measured with 5,000–19,000 idle subscribed socke
   updates a runtime timer, ~3% of Herald's CPU in S2. The writer goroutine starts from a function
   bound once per socket (no closure per burst).
 - Every subscription event is executed and encoded once per replica and its bytes written to each
-  member with only the id envelope. Herald allocates nothing per member per event. Large fan-outs
-  (over 64 members) are written by per-socket writer goroutines, which use both cores. Herald
+  member with only the id envelope. Herald allocates nothing per member per event. Herald
   frames every frame itself (gorilla only reads: one writer per socket, so a pong never lands
   inside a frame); a payload over 8 KiB goes out after its header in one writev instead of being
   copied per socket.
-- Small fan-outs (up to 64 members, S2's rooms) are written by the shared execution itself when a
-  socket has no writer running and nothing queued, with a write that never waits (a raw
-  non-blocking write through the runtime poller): what the socket does not take goes to the
-  front of its queue for a writer goroutine. That spares a goroutine start and a schedule for
-  each delivery. Keepalive pings and other connection-level
+- Every fan-out is written by the shared execution itself when a socket has no writer running
+  and nothing queued, with a write that never waits (a raw non-blocking write through the
+  runtime poller): what the socket does not take goes to the front of its queue for a writer
+  goroutine. That spares a goroutine start and a schedule for each delivery. A fan-out of more
+  than 64 members is shared out in chunks of 64 with GOMAXPROCS − 1 long-lived helper goroutines,
+  so that one room uses every core; the execution takes the chunks no helper has claimed and
+  returns once every member has the event. Until 524484b such fan-outs queued every frame and
+  started a writer goroutine per socket per event: each grew its 2 KiB stack on its first write
+  (runtime.newstack was 9% of Herald's CPU in S1), and the 2,000 of them per event kept the next
+  mutation's response waiting behind the whole fan-out (its p50 was 21 ms in S1, now ~15).
+  S1 alone, the two Heralds alternating (524484b against 1c7851a): CPU-s per 1,000 deliveries
+  0.0104–0.0110 → 0.0089–0.0091, deliveries/s ~97,000 → ~110,000; S4's CPU per 1,000 deliveries
+  0.0265 → 0.0212. A parked SSE or multipart stream takes the same direct write (one chunk per
+  event), without which S1 over SSE fell to 0.83–0.90× WebSocket's. Keepalive pings and other connection-level
   frames take the same direct write: starting a writer for every ping of every idle socket was
   much of S5's idle cost (5,000 idle sockets, alternating runs: 2.4–2.8 → ~1.9 µs per socket
   per second).
