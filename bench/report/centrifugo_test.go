@@ -104,8 +104,9 @@ func TestRenderCentrifugo(t *testing.T) {
 // latencyRun is a loadgen JSON report of a rate-limited run with its p99.
 func latencyRun(p99 float64, lost int) string {
 	return fmt.Sprintf(`{"mode":"publish","pass":true,"failures":[],"setup":{"connections_established":5000},
+		"publish":{"http_latency":{"p50_ms":1.2,"p99_ms":%g}},
 		"delivery":{"expected":600000,"received":%d,"lost":%d,"per_sec":20000},
-		"latency":{"p50_ms":1.5,"p99_ms":%g,"max_ms":60},"server":{"rss_per_conn_kb":11,"cpu_sec_per_1000_deliveries":0.02}}`, 600000-lost, lost, p99)
+		"latency":{"p50_ms":1.5,"p99_ms":%g,"max_ms":60},"server":{"rss_per_conn_kb":11,"cpu_sec_per_1000_deliveries":0.02}}`, p99-1, 600000-lost, lost, p99)
 }
 
 // TestRenderIssue14BaselineTargets: S2's rate and S4's p99 against the
@@ -136,6 +137,7 @@ func TestRenderIssue14BaselineTargets(t *testing.T) {
 			want: []string{
 				"| S2 (issue 14): Herald deliveries/s ≥ 1.0× baseline (medians, 29000 against 40000) | 0.72× | **no** |",
 				"| S4 (issue 14): Herald's p99 ≤ 1.2× the baseline's, zero lost (median-p99 runs, 9.2 against 4.6 ms) | 2.00× | **no** |",
+				"took p50 1.2 and p99 8.2 ms on Herald against 1.2 and 3.6 ms on the baseline;\npublish to delivery, p50 1.5 and p99 9.2 ms against 1.5 and 4.6 ms.",
 			},
 		},
 		{
@@ -157,5 +159,26 @@ func TestRenderIssue14BaselineTargets(t *testing.T) {
 				t.Logf("report:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestRenderBacklogNote: under S1, each server's posts taken per second,
+// the deliveries they offered and those read.
+func TestRenderBacklogNote(t *testing.T) {
+	run := func(posts, perSec float64) string {
+		return fmt.Sprintf(`{"mode":"publish","pass":true,"failures":[],"setup":{"connections_established":2000},
+		"publish":{"rate_per_sec":%g,"http_latency":{"p50_ms":15,"p99_ms":40}},
+		"delivery":{"expected":2000000,"received":2000000,"per_sec":%g},
+		"latency":{"p50_ms":1220,"p99_ms":1600,"max_ms":1700},"server":{"rss_per_conn_kb":12,"cpu_sec_per_1000_deliveries":0.009}}`, posts, perSec)
+	}
+	out := renderWith(t, map[string]string{"S1-herald.1.json": run(60, 101507), "S1-baseline.1.json": run(42, 83498)},
+		meta{command: "bench/run", beforeCommit: "f25c33e"})
+	for _, want := range []string{
+		"S1's latency columns measure the load generator's backlog",
+		"herald 60 posts/s, 120000 deliveries/s offered, 101507 read, p50 1220 ms; baseline 42 posts/s, 84000 deliveries/s offered, 83498 read, p50 1220 ms.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report lacks %q\n%s", want, out)
+		}
 	}
 }
