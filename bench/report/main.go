@@ -372,7 +372,7 @@ What was changed to get here (measured with 5,000–19,000 idle subscribed socke
   (runtime.newstack was 9% of Herald's CPU in S1), and the 2,000 of them per event kept the next
   mutation's response waiting behind the whole fan-out (its p50 was 21 ms in S1, now ~15).
   S1 alone, the two Heralds alternating (524484b against 1c7851a): CPU-s per 1,000 deliveries
-  0.0104–0.0110 → 0.0089–0.0091, deliveries/s ~97,000 → ~110,000; S4's CPU per 1,000 deliveries
+  0.0103–0.0110 → 0.0089–0.0091, deliveries/s ~98,000 → ~110,000; S4's CPU per 1,000 deliveries
   0.0265 → 0.0212. A parked SSE or multipart stream takes the same direct write (one chunk per
   event), without which S1 over SSE fell to 0.83–0.90× WebSocket's. Keepalive pings and other connection-level
   frames take the same direct write: starting a writer for every ping of every idle socket was
