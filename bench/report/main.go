@@ -435,27 +435,29 @@ Reading the table:
   "after connecting" is taken right after the subscriptions are live.
 
 S2, where Herald's CPU goes per event (issue 14's "cheaper event", not met). bench/profile-s2
-runs S2 with 20,000 events and profiles Herald for 5 s of the steady state; at 050167c (~2,000
-posts/s, ~400 µs of server CPU per event, 4.0 s of samples):
+runs S2 with 20,000 events (PROFILE_EVENTS=40000 now that a run is faster: publishing must outlast
+the profile) and profiles Herald for 5 s of the steady state. Before, at 050167c: ~2,000 posts/s,
+~400 µs of server CPU per event, 4.0 s of samples. After, at e15b75c: 2,812 posts/s, ~360 µs per
+event, 5.05 s of samples (S2's path is the same as at ae2fa3b: its rooms have 10 members):
 
-| spent on | share | µs per event | the baseline does it too |
-|---|---:|---:|---|
-| writes of the event to its 10 subscribers' sockets (one system call each) | 29% | 116 | yes |
-| HTTP: net/http reading the request and writing the response | 13% | 53 | yes |
-| the GraphQL mutation: decoding, gqlgen's execution, the response (not the resolver) | 9% | 35 | no |
-| the resolver and chat.propose: judging, encoding, waiting for the apply (not the publish) | 4% | 18 | no |
-| the JetStream publish and its acknowledgement (client side) | 3% | 14 | no |
-| the embedded NATS server: storing the event, the ack, the delivery to the consumer | 16% | 64 | no |
-| nats.go's reader and flusher | 3% | 14 | no |
-| applying the event to the held room, offering it to the subscription | 5% | 20 | no |
-| the shared execution: running the subscription's selection once, encoding it once | 4% | 17 | no |
-| garbage collection in the background | 7% | 30 | its own |
+| spent on | share, before | µs per event, before | share, after | µs per event, after | the baseline does it too |
+|---|---:|---:|---:|---:|---|
+| writes of the event to its 10 subscribers' sockets (one system call each) | 29% | 116 | 29% | 105 | yes |
+| HTTP: net/http reading the request and writing the response | 13% | 53 | 11% | 41 | yes |
+| the GraphQL mutation: decoding, gqlgen's execution, the response (not the resolver) | 9% | 35 | 10% | 35 | no |
+| the resolver and chat.propose: judging, encoding, waiting for the apply (not the publish) | 4% | 18 | 4% | 16 | no |
+| the JetStream publish and its acknowledgement (client side) | 3% | 14 | 2% | 9 | no |
+| the embedded NATS server: storing the event, the ack, the delivery to the consumer | 16% | 64 | 16% | 56 | no |
+| nats.go's reader and flusher | 3% | 14 | 3% | 11 | no |
+| applying the event to the held room, offering it to the subscription | 5% | 20 | 3% | 11 | no |
+| the shared execution: running the subscription's selection once, encoding it once | 4% | 17 | 5% | 18 | no |
+| garbage collection in the background | 7% | 30 | 9% | 31 | its own |
 
-The top flat entries are the write system call (30%), then runtime entries of 1–2% each
-(memmove, GC scanning, channel receives, futex). What the baseline also does (the ten writes, the
-HTTP request) is ~170 µs; the durable log (NATS server and client, ~90 µs), the GraphQL mutation
-and its domain work (~55 µs), the apply and the one shared execution (~35 µs) are work the
-baseline does not do and that S2's ten deliveries per event cannot share out: Herald would have
+The top flat entries are the write system call (30% before, 32% after), then runtime entries of
+1–3% each (memmove, futex, allocation, GC scanning). What the baseline also does (the ten writes, the
+HTTP request) is ~170 µs (after: ~145); the durable log (NATS server and client, ~90 µs; after:
+~75), the GraphQL mutation and its domain work (~55 µs; after: ~50), the apply and the one shared
+execution (~35 µs; after: ~30) are work the baseline does not do and that S2's ten deliveries per event cannot share out: Herald would have
 to spend less than the baseline on the writes to reach 1.0×. The only way to spend less on them
 is the coalesced write, and S2's traffic never gives it two frames for one socket (one post in
 flight per room, ~100 ms apart per socket). No entry Herald owns is above 5%; the allocations
