@@ -329,14 +329,21 @@ func (ps *parkedStream) writeNow(op *operation, p *payload) bool {
 // connection does not take is left in rest.
 func (ps *parkedStream) writeChunkNow(d *directWriter, op *operation, p *payload) (written, ok bool) {
 	st := ps.st
-	event := st.t.frames.get()
-	*event = st.f.appendNext((*event)[:0], op, p)
 	buf := st.t.frames.get()
-	chunk := strconv.AppendInt((*buf)[:0], int64(len(*event)), 16)
-	chunk = append(append(append(chunk, crlf...), *event...), crlf...)
-	*buf = chunk
-	st.t.frames.put(event)
 	defer st.t.frames.put(buf)
+	// The event is framed after room for the chunk's size line, which is
+	// then put right before it: one buffer, no copy of the event.
+	const room = len("ffffffffffffffff\r\n")
+	b := append((*buf)[:0], make([]byte, room)...)
+	b = st.f.appendNext(b, op, p)
+	b = append(b, crlf...)
+	*buf = b
+	size := len(b) - room - len(crlf)
+	var line [room]byte
+	head := append(strconv.AppendInt(line[:0], int64(size), 16), crlf...)
+	start := room - len(head)
+	copy(b[start:], head)
+	chunk := b[start:]
 
 	n, err := d.write(chunk)
 	if errors.Is(err, errPastDeadline) {
