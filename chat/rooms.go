@@ -234,26 +234,29 @@ func entryTime(e pubsub.Entry, ev Event) time.Time {
 	return e.Time
 }
 
-// dispatch applies live entries to the rooms they belong to and re-syncs
-// rooms that may have missed some, until ctx ends.
+// dispatch re-syncs rooms that may have missed live entries, until ctx
+// ends.
 func (s *Service) dispatch(ctx context.Context) {
-	entries, lost := s.live.Entries(), s.live.Lost()
+	lost := s.live.Lost()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case e, ok := <-entries:
-			if !ok {
-				return
-			}
-			if s.liveFilter != nil && !s.liveFilter(e) {
-				continue
-			}
-			s.applyLive(e)
 		case <-lost:
 			s.handleLost()
 		}
 	}
+}
+
+// handleLive applies a live entry to the room it belongs to. The Live calls
+// it on its own goroutine, one entry after another, so an event reaches its
+// room's subscribers without waiting for a goroutine of this Service to be
+// woken; Run closes the Live, and so waits for it, before it returns.
+func (s *Service) handleLive(e pubsub.Entry) {
+	if s.liveFilter != nil && !s.liveFilter(e) {
+		return
+	}
+	s.applyLive(e)
 }
 
 func (s *Service) applyLive(e pubsub.Entry) {

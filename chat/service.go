@@ -125,9 +125,10 @@ func NewService(log EventLog, opts Options) *Service {
 		members:    newMemberIndex(log.Partitions()),
 		dirApplied: make(chan struct{}),
 		rooms:      newRoomCache(),
-		live:       log.NewLive(pubsub.LiveOptions{}),
 		resyncer:   newResyncer(),
 	}
+	// Live entries are applied on the Live's own goroutine (see handleLive).
+	s.live = log.NewLive(pubsub.LiveOptions{Handle: s.handleLive})
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.status.Store("not started")
 	return s

@@ -3,6 +3,7 @@ package pubsub
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,5 +275,83 @@ func TestLiveClosedWithLog(t *testing.T) {
 	}
 	if _, ok := <-late.Entries(); ok {
 		t.Error("Entries of a Live of a closed Log delivered")
+	}
+}
+
+// TestLiveHandle hands entries to LiveOptions.Handle on the Live's own
+// goroutine, in order: Entries carries nothing, Close waits for a Handle
+// that is running, and a Handle that falls behind loses entries to Lost as
+// a slow reader of Entries would.
+func TestLiveHandle(t *testing.T) {
+	l := openTwoPartitions(t, Options{})
+	got := make(chan Entry, 100)
+	release := make(chan struct{})
+	blocking := make(chan struct{}, 1)
+	var block atomic.Bool
+	lv := newLive(t, l, LiveOptions{Buffer: 4, Handle: func(e Entry) {
+		if block.Load() {
+			select {
+			case blocking <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+		got <- e
+	}}, keyA, keyOther)
+
+	var want []uint64
+	for i := range 3 {
+		want = append(want, mustAppendKeyed(t, l, keyA, "posts", "m", AppendOptions{ExpectLast: uint64(i)}).Seq)
+	}
+	for i, seq := range want {
+		select {
+		case e := <-got:
+			if e.Key != keyA || e.Seq != seq || string(e.Data) != "m" {
+				t.Errorf("entry %d handled = %+v, want %s seq %d", i, e, keyA, seq)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Handle got %d of %d entries", i, len(want))
+		}
+	}
+	select {
+	case e := <-lv.Entries():
+		t.Errorf("Entries carried %+v with Handle set", e)
+	default:
+	}
+	noLost(t, lv)
+
+	// A Handle that blocks: entries past the buffer are lost, and reported.
+	block.Store(true)
+	mustAppendKeyed(t, l, keyOther, "posts", "first", AppendOptions{})
+	select {
+	case <-blocking:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Handle was not called")
+	}
+	publishBulk(t, l, "herald-p0."+keyA+".msg", 50)
+	if all, keys := waitLost(t, lv, 5*time.Second); all || !slices.Equal(keys, []string{keyA}) {
+		t.Fatalf("TakeLost behind a blocked Handle = %v, %v; want false, [%s]", all, keys, keyA)
+	}
+
+	// Close waits for the Handle that is running.
+	closed := make(chan struct{})
+	go func() {
+		lv.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while Handle was running")
+	case <-time.After(100 * time.Millisecond):
+	}
+	block.Store(false)
+	close(release)
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return once Handle did")
+	}
+	if _, ok := <-lv.Entries(); ok {
+		t.Error("Entries open after Close")
 	}
 }
