@@ -422,7 +422,8 @@ Reading the table:
   They are therefore run several times per server (by default S1 five times and S2, whose runs
   take seconds, nine), the servers taking turns, and each row is the median run. S4's p99 is a tail that a stall of a few hundred milliseconds anywhere on the
   machine moves, for the baseline as much as for Herald (one session had the baseline at 29.6 ms
-  and Herald at 50.5 ms; alone, Herald's p99 is ~9 ms), so S4 is run three times the same way,
+  and Herald at 50.5 ms; alone, Herald's p99 is ~9 ms), so S4 is run five times the same way (it was three until sessions put
+  Herald's ratio anywhere from 0.98 to 1.96),
   each row is the median-p99 run, and zero lost is required of every run. Running Herald with GOMAXPROCS=1 had cut its CPU per
   delivery by 10–25% in alternating runs (and capped it at one core): goroutines handing an event
   to one another across the two cores cost, which is what the direct writes and the offered
