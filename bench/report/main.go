@@ -365,9 +365,10 @@ What was changed to get here (measured with 5,000–19,000 idle subscribed socke
   and nothing queued, with a write that never waits (a raw non-blocking write through the
   runtime poller): what the socket does not take goes to the front of its queue for a writer
   goroutine. That spares a goroutine start and a schedule for each delivery. A fan-out of more
-  than 64 members is shared out in chunks of 64 with GOMAXPROCS − 1 long-lived helper goroutines,
+  than 16 members is shared out in chunks of 16 with GOMAXPROCS − 1 long-lived helper goroutines,
   so that one room uses every core; the execution takes the chunks no helper has claimed and
-  returns once every member has the event. Until 524484b such fan-outs queued every frame and
+  returns once every member has the event (chunks were 64 until 0c643a6: S4's 100-member fan-outs
+  then ran mostly on one core, see S4 below). Until 524484b such fan-outs queued every frame and
   started a writer goroutine per socket per event: each grew its 2 KiB stack on its first write
   (runtime.newstack was 9% of Herald's CPU in S1), and the 2,000 of them per event kept the next
   mutation's response waiting behind the whole fan-out (its p50 was 21 ms in S1, now ~15).
@@ -391,8 +392,9 @@ What was changed to get here (measured with 5,000–19,000 idle subscribed socke
   against the room the replica holds and appended with two headers (the room's expected last
   sequence over its subjects, which the stream checks); the stream republishes each stored event
   on a live subject, and only replicas holding the room subscribe to it. An event reaches a
-  subscription through that core subscription, the live feed's goroutine and the dispatcher
-  (one hand-off more than the old follower had). S1–S5 run against one embedded replica with the
+  subscription through that core subscription and the live feed's goroutine, which since
+  0a63ca5 also applies it (it used to hand it to a dispatcher goroutine, one wake-up more; the
+  difference was below what alternating S2 and S4 runs on this machine can show). S1–S5 run against one embedded replica with the
   default --partitions 1 and --room-cache.
 - HTTP streams (S1 and S3 over SSE): an idle SSE or multipart subscription held what net/http
   holds for a request in flight: its goroutine with the 8 KiB stack it grew while the request was
@@ -465,16 +467,23 @@ flight per room, ~100 ms apart per socket). No entry Herald owns is above 5%; th
 behind the GC are spread the same way (the largest, gqlgen's field sets and nats.go's message
 copies, ~5% each of the bytes). S2's target of 1.0× is therefore reported as not met.
 
-S4, where Herald's p99 goes (issue 14's p99 target of 1.2× the baseline's, not met). The note under
-S4's table splits each server's latency: Herald's post round trip (the mutation, with the append to
-the durable log and the wait for the apply) has a longer tail than the baseline's hand-off to its
-broadcaster, and that tail is most of the difference. What Herald does after the append is short: in
-a separate S4 run at 08f2b41, Herald's own herald_delivery_latency_seconds
-(from the event entering the log to its frame being written) had 98.6% of 605,000 deliveries
-within 2 ms and 99.8% within 5 ms, while the load generator's p99 was 8.7 ms and the posts' p99
-7.7 ms. Collections are not the cause: GOGC=400 (6 collections in the run instead of 21) left the
-p99 at 8.1 ms. Reproduce: run Herald with --mutation-rate 0, then loadgen --connections 5000
---rooms 50 --events 6000 --rate 200, and read Herald's /metrics.
+S4, where Herald's latency goes (issue 14's p99 target of 1.2× the baseline's; the ratios table
+says whether this session met it). The note under S4's table splits each server's latency into the
+post's own round trip and publish to delivery. Inside Herald, a temporary probe (at 0a63ca5, not
+committed) timed the steps of one S4 run's events, median / p99: the post's HTTP handler 0.41 / 2.3
+ms, of which the append to the durable log (publish to acknowledgement) 0.21 / 1.9 ms and the wait
+for the apply 0.04 / 0.16 ms; from the event entering the log to its execution 0.21 / 0.72 ms; the
+fan-out to the room's 100 subscribers 1.16 / 4.1 ms. The fan-out is most of the median: 100 direct
+writes of ~10 µs each, shared by the execution and one helper on the two cores, as the baseline's
+100 writer goroutines share them. With chunks of 64 the helper, still waking, got the last 36; with
+chunks of 16 (0c643a6) it takes about half, and the probe's fan-out median fell to 0.75–1.0 ms.
+The load generator's post round trip (median ~1.8 ms) is much longer than Herald's handler: the rest
+is the loopback and the load generator's own scheduling while it reads 20,000 deliveries a second,
+which the baseline's posts pay too. Neither collections nor keepalives are the cause: GOGC=400 (6
+collections in the run instead of 21) left the p99 at 8.1 ms, and with --ws-ping-interval 10m two
+alternating pairs gave 8.7 → 7.3 and 8.6 → 8.9 ms. Reproduce: run Herald with --mutation-rate 0, then loadgen --connections 5000
+--rooms 50 --events 6000 --rate 200; Herald's /metrics has herald_delivery_latency_seconds, from the
+event entering the log to its frame being written.
 `
 
 func (r *result) deliveries() float64 {
