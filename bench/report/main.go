@@ -412,6 +412,12 @@ gorilla's connection with its 512-byte read buffer, the socket's kernel-facing s
 Herald's per-socket state; under fan-out, CPU goes to the write system call per frame (as in the
 baseline) and, per event, to the mutation, the embedded NATS server and the one shared execution.
 
+S3 against Centrifugo (issue 14's ≤ 10 KiB per idle subscribed socket) sits at the limit, and one
+S3 run, which is what a session records, lands on either side of it: 9.8, 10.0 and 10.3 KiB in three
+sessions in a row. Alternating S3 runs of Herald alone on one day, the server of 62a789d against that
+of 0c643a6 (the live path and fan-out changes, nothing of them per socket): 9.7 and 10.1 KiB against
+9.8 and 9.4. What an idle socket holds is the list above.
+
 Reading the table:
 
 - The load generator keeps one publish in flight per room (so its own publishing can never reorder
