@@ -482,7 +482,8 @@ for the apply 0.04 / 0.16 ms; from the event entering the log to its execution 0
 fan-out to the room's 100 subscribers 1.16 / 4.1 ms. The fan-out is most of the median: 100 direct
 writes of ~10 µs each, shared by the execution and one helper on the two cores, as the baseline's
 100 writer goroutines share them. With chunks of 64 the helper, still waking, got the last 36; with
-chunks of 16 (0c643a6) it takes about half, and the probe's fan-out median fell to 0.75–1.0 ms.
+chunks of 16 (0c643a6) it takes about half: over 10 s windows of alternating runs, the probe's
+fan-out median was 1.05–1.23 ms (1.14 in the middle) with 64 and 0.75–1.17 (0.97) with 16.
 The load generator's post round trip (median ~1.8 ms) is much longer than Herald's handler: the rest
 is the loopback and the load generator's own scheduling while it reads 20,000 deliveries a second,
 which the baseline's posts pay too. Neither collections nor keepalives are the cause: GOGC=400 (6
