@@ -94,10 +94,14 @@ func (l *Log) NewLive(opts LiveOptions) *Live {
 	if buffer <= 0 {
 		buffer = defaultLiveBuffer
 	}
+	outBuffer := min(buffer, liveOutBuffer)
+	if opts.Handle != nil {
+		outBuffer = 0 // Entries carries nothing
+	}
 	lv := &Live{
 		log:      l,
 		in:       make(chan *nats.Msg, buffer),
-		out:      make(chan Entry, min(buffer, liveOutBuffer)),
+		out:      make(chan Entry, outBuffer),
 		handle:   opts.Handle,
 		lostCh:   make(chan struct{}, 1),
 		stop:     make(chan struct{}),
