@@ -240,6 +240,12 @@ func New(opts Options) (*Server, error) {
 	s.sessions = newSessions(opts.Limits.MaxConnections)
 	s.execs = newSharedExecutions(m, opts.Logger, opts.QueueMessages, opts.Presence)
 	s.ws = newWSTransport(opts, m, s.responder, mutations, s.sessions, s.execs)
+	switch p, err := newParker(); {
+	case err == nil:
+		s.ws.parker = p
+	case !errors.Is(err, errNoParker):
+		opts.Logger.Warn("server: idle WebSockets keep a goroutine each", slog.Any("error", err))
+	}
 	s.graphql, s.sse, s.sseSingle, s.multipart = newGraphQLHandler(opts, s.responder, s.ws, mutations, s.sessions, s.execs, m)
 	s.mux = s.routes()
 	keeperCtx, stop := context.WithCancel(context.Background())
@@ -302,6 +308,9 @@ func (s *Server) Drain(ctx context.Context, window time.Duration) error {
 	}
 	s.stopKeeper()
 	<-s.keeperDone
+	if s.ws.parker != nil {
+		s.ws.parker.close() // every socket has ended: none is parked
+	}
 	return err
 }
 

@@ -45,6 +45,7 @@ type wsTransport struct {
 	frames    frameBuffers // for writeNow
 	execs     *sharedExecutions
 	keeper    *keeper
+	parker    *parker // nil: every socket keeps a reader goroutine
 	metrics   *metrics
 	mutations *identityLimiter // shared with HTTP; nil: no limit
 	log       *slog.Logger
@@ -97,6 +98,9 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	// the hijacked connection's buffers, kilobytes per idle socket.
 	c := newWSConn(t, ws, proto, exec)
 	c.input = newInputWaiter(ws.NetConn(), hj.br)
+	if c.input != nil {
+		c.wire().park = newParkedReader(t.parker, c.wire(), c.serve)
+	}
 	if hasUpgradeID {
 		c.upgradeIdentity = &upgradeID
 	}
@@ -202,9 +206,11 @@ type operation struct {
 }
 
 // wsConn is one socket: a reader on a goroutine of its own (serve, started
-// by wsTransport.Do, which returns at once; each message is read on a
-// short-lived helper, see inputWaiter), a writer goroutine that runs only
-// while its bounded queue holds frames, and the operations by id.
+// by wsTransport.Do, which returns at once) that runs only while the socket
+// has input and parks it in between (see parkedReader; without a parker it
+// waits, and each message is read on a short-lived helper, see
+// inputWaiter), a writer goroutine that runs only while its bounded queue
+// holds frames, and the operations by id.
 type wsConn struct {
 	t       *wsTransport
 	ws      *websocket.Conn
@@ -274,10 +280,12 @@ func newWSConn(t *wsTransport, ws *websocket.Conn, proto protocol, exec graphql.
 // serve runs the reader loop until the socket ends, then releases
 // everything the socket holds.
 func (c *wsConn) serve() {
-	defer c.t.sessions.done()
-	c.serveInput()
+	if !c.serveInput() {
+		return // parked: the parker runs serve again (see parkedReader)
+	}
 	c.awaitCloseFrame()
 	c.teardown()
+	c.t.sessions.done()
 }
 
 // awaitCloseFrame gives the writer up to closeGrace to send the close
@@ -436,6 +444,9 @@ func (c *wsConn) teardown() {
 	}
 	c.wg.Wait()
 	c.t.keeper.remove(c)
+	if park := c.wire().park; park != nil {
+		park.forget()
+	}
 	c.t.sessions.track(c, false)
 	c.t.metrics.sockets.WithLabelValues(c.machine.proto.String()).Dec()
 }

@@ -26,6 +26,10 @@ import (
 // each message is read and handled on a short-lived goroutine whose stack
 // is released when it returns. Messages are still read and handled one at
 // a time, in order: the reader waits for the helper before waiting again.
+//
+// Where sockets can be parked (see wspark.go), an idle socket has no
+// goroutine at all, and the reader, which then lives only from one input
+// to the next park, reads and handles messages itself.
 
 // readBufferSize is each socket's read buffer: control frames need 139
 // bytes and clients' messages are small; larger frames take more reads.
@@ -72,7 +76,8 @@ func (h *readerHijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter 
 type deadlineConn struct {
 	net.Conn
 
-	sealed bool // set before the socket is served
+	sealed bool          // set before the socket is served
+	park   *parkedReader // set before the socket is served; nil: the reader is never parked
 
 	mu            sync.Mutex
 	writeDeadline time.Time // the last one passed on
@@ -135,7 +140,33 @@ func (d *deadlineConn) SetDeadline(t time.Time) error {
 		return err
 	}
 	d.writeDeadline = t
+	d.readDeadlineSet(t)
 	return nil
+}
+
+// SetReadDeadline sets the read deadline, which only a waiting goroutine
+// sees: a parked reader is woken to wait for it.
+func (d *deadlineConn) SetReadDeadline(t time.Time) error {
+	if err := d.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	d.readDeadlineSet(t)
+	return nil
+}
+
+func (d *deadlineConn) readDeadlineSet(t time.Time) {
+	if d.park != nil {
+		d.park.readDeadline(!t.IsZero())
+	}
+}
+
+// Close closes the connection and wakes a parked reader to see it.
+func (d *deadlineConn) Close() error {
+	err := d.Conn.Close()
+	if d.park != nil {
+		d.park.closed()
+	}
+	return err
 }
 
 // SyscallConn exposes the socket to inputWaiter.
@@ -177,19 +208,35 @@ func (w *inputWaiter) ready() {
 	_ = w.wait()
 }
 
-// serveInput reads and handles messages until the socket's input ends.
-func (c *wsConn) serveInput() {
+// serveInput reads and handles messages until the socket's input ends
+// (true) or the reader parks the socket (false: the parker runs the reader
+// again when there is input, see parkedReader).
+func (c *wsConn) serveInput() (ended bool) {
 	if c.input == nil {
 		for c.readNext() {
 		}
-		return
+		return true
+	}
+	if park := c.wire().park; park != nil {
+		// This goroutine ends at the next park, and its stack with it, so
+		// it reads and handles messages itself. It begins with a read: it
+		// was started for the socket's first message or woken for input.
+		for {
+			c.input.ready()
+			if !c.readNext() {
+				return true
+			}
+			if c.input.br.Buffered() == 0 && park.park() {
+				return false
+			}
+		}
 	}
 	done := make(chan bool, 1)
 	for {
 		c.input.ready()
 		go c.readNextInto(done)
 		if !<-done {
-			return
+			return true
 		}
 	}
 }
