@@ -353,6 +353,18 @@ What was changed to get here (measured with 5,000–19,000 idle subscribed socke
   frames are read into the stack rather than a fresh 512-byte slice each, so the heap no longer
   grows between collections while idle. RSS per idle socket ~12.5 → ~10 KiB
   (server/ws_idle_test.go guards the stack size in make test).
+- Since 0c1f5b5 an idle socket has no goroutine at all. When a message has been handled and nothing
+  more is buffered, the reader parks the socket with the replica's parker and returns. The parker
+  is one epoll instance that the runtime's poller watches, with each socket registered one-shot.
+  Input, a close or a read deadline starts the reader again on a new goroutine. The reader's 2 KiB
+  stack counted twice in resident memory, because the collector's goal counts stacks too. S3's
+  setup at 19,000 sockets with a heap profile taken in the idle: 10.4 → 7.4 KiB per idle socket,
+  19,269 → 270 goroutines, idle CPU 2.6 → 2.0 µs per socket per second.
+  Alternating bench/run S3 runs of Herald alone, f47f962 against 0c1f5b5: 9.5 and 10.4 → 7.5 and
+  7.2 KiB per idle socket; idle CPU 2.05 and 2.18 → 2.03 and 1.92 µs per socket per second. One
+  S5 pair: 2.22 → 2.37 µs. A pong now wakes the parker, which starts a goroutine and re-arms the
+  socket (one epoll_ctl), where the waiting reader started a helper after a one-byte peek.
+  (server/ws_idle_test.go now wants no goroutine per idle socket.)
 - A write deadline is renewed only once half of it has gone, not for every frame: setting one
   updates a runtime timer, ~3% of Herald's CPU in S2. The writer goroutine starts from a function
   bound once per socket (no closure per burst).
@@ -407,16 +419,15 @@ What was changed to get here (measured with 5,000–19,000 idle subscribed socke
   30.8 → 7.5 KiB per idle SSE stream (WebSocket 9.9 KiB in the same session), deliveries/s in S1
   unchanged (1.04× → 1.02× WebSocket's, medians of five pairs).
 
-What the profile shows now: the remaining idle memory is the reader goroutine's 2 KiB stack,
-gorilla's connection with its 512-byte read buffer, the socket's kernel-facing structures and
-Herald's per-socket state; under fan-out, CPU goes to the write system call per frame (as in the
+What the profile shows now: the remaining idle memory is gorilla's connection with its 512-byte
+read buffer, the socket's descriptor and Herald's per-socket state (the socket, its operation and
+its place in the room's execution), about 3 KiB live per socket, and the collector's headroom over
+them; under fan-out, CPU goes to the write system call per frame (as in the
 baseline) and, per event, to the mutation, the embedded NATS server and the one shared execution.
 
-S3 against Centrifugo (issue 14's ≤ 10 KiB per idle subscribed socket) sits at the limit, and one
-S3 run, which is what a session records, lands on either side of it: 9.8, 10.0 and 10.3 KiB in three
-sessions in a row. Alternating S3 runs of Herald alone on one day, the server of 62a789d against that
-of 0c643a6 (the live path and fan-out changes, nothing of them per socket): 9.7 and 10.1 KiB against
-9.8 and 9.4. What an idle socket holds is the list above.
+S3 against Centrifugo (issue 14's ≤ 10 KiB per idle subscribed socket) sat at the limit before
+the sockets were parked: one S3 run, which is what a session records, landed on either side of it
+(9.8, 10.0 and 10.3 KiB in three sessions in a row; alternating runs of one day, 9.4–10.1).
 
 Reading the table:
 
