@@ -278,7 +278,8 @@ func newWSConn(t *wsTransport, ws *websocket.Conn, proto protocol, exec graphql.
 }
 
 // serve runs the reader loop until the socket ends, then releases
-// everything the socket holds.
+// everything the socket holds, or until the reader parks the socket, to be
+// run again on a new goroutine when the socket has input.
 func (c *wsConn) serve() {
 	if !c.serveInput() {
 		return // parked: the parker runs serve again (see parkedReader)
