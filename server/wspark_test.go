@@ -43,6 +43,21 @@ func newParkedPair(t *testing.T, p *parker) *parkedPair {
 	return pp
 }
 
+// testParker returns a parker closed when t ends, and skips t where there
+// is none.
+func testParker(t *testing.T) *parker {
+	t.Helper()
+	if !parksSockets {
+		t.Skip("no parker on this platform")
+	}
+	p, err := newParker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.close) // closing twice is harmless
+	return p
+}
+
 // expectResumed waits for one wake-up; expectParked checks there is none.
 func (pp *parkedPair) expectResumed(t *testing.T, why string) {
 	t.Helper()
@@ -63,9 +78,6 @@ func (pp *parkedPair) expectParked(t *testing.T, why string) {
 }
 
 func TestParkerWakes(t *testing.T) {
-	if !parksSockets {
-		t.Skip("no parker on this platform")
-	}
 	tests := []struct {
 		name string
 		wake func(pp *parkedPair) // makes the parked reader due
@@ -79,11 +91,7 @@ func TestParkerWakes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := newParker()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.close()
+			p := testParker(t)
 			pp := newParkedPair(t, p)
 			if !pp.r.park() {
 				t.Fatal("park: refused on an open socket")
@@ -97,14 +105,7 @@ func TestParkerWakes(t *testing.T) {
 }
 
 func TestParkerRearms(t *testing.T) {
-	if !parksSockets {
-		t.Skip("no parker on this platform")
-	}
-	p, err := newParker()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.close()
+	p := testParker(t)
 	pp := newParkedPair(t, p)
 	buf := make([]byte, 8)
 	for i := range 3 {
@@ -135,15 +136,8 @@ func TestParkerRearms(t *testing.T) {
 }
 
 func TestParkerRefuses(t *testing.T) {
-	if !parksSockets {
-		t.Skip("no parker on this platform")
-	}
 	t.Run("read deadline set", func(t *testing.T) {
-		p, err := newParker()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.close()
+		p := testParker(t)
 		pp := newParkedPair(t, p)
 		_ = (&deadlineConn{Conn: pp.server, park: pp.r}).SetReadDeadline(time.Now().Add(time.Hour))
 		if pp.r.park() {
@@ -155,11 +149,7 @@ func TestParkerRefuses(t *testing.T) {
 		}
 	})
 	t.Run("socket closed", func(t *testing.T) {
-		p, err := newParker()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.close()
+		p := testParker(t)
 		pp := newParkedPair(t, p)
 		_ = pp.server.Close()
 		if pp.r.park() {
@@ -168,10 +158,7 @@ func TestParkerRefuses(t *testing.T) {
 		pp.expectParked(t, "a refused park")
 	})
 	t.Run("parker closed", func(t *testing.T) {
-		p, err := newParker()
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := testParker(t)
 		parked, later := newParkedPair(t, p), newParkedPair(t, p)
 		if !parked.r.park() {
 			t.Fatal("park: refused")
@@ -187,14 +174,7 @@ func TestParkerRefuses(t *testing.T) {
 // TestParkerWakesOnce races a wake-up by input against one by Close: the
 // reader runs again exactly once.
 func TestParkerWakesOnce(t *testing.T) {
-	if !parksSockets {
-		t.Skip("no parker on this platform")
-	}
-	p, err := newParker()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.close()
+	p := testParker(t)
 	for range 50 {
 		pp := newParkedPair(t, p)
 		if !pp.r.park() {
