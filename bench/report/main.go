@@ -484,6 +484,15 @@ flight per room, ~100 ms apart per socket). No entry Herald owns is above 5%; th
 behind the GC are spread the same way (the largest, gqlgen's field sets and nats.go's message
 copies, ~5% each of the bytes). S2's target of 1.0× is therefore reported as not met.
 
+The same profile at 0c1f5b5 (3,155 posts/s, ~310 µs per event) splits the same way: writes 105 µs,
+HTTP 32, the mutation 31, the resolver 11, the publish 11, the NATS server 45, nats.go 12, the apply
+8, the execution 13, GC 23. S2 keeps both cores busy with the server and the load generator, and
+the load generator's own CPU per event is the same whichever server it drives: the median was
+227 µs per event for both Herald's runs and the baseline's, in the session at 5d7fb9e. So
+deliveries/s go as 1 / (load generator + server) per event. In that session, Herald's server CPU
+per event was 445 µs and the baseline's 315, and (227 + 315) / (227 + 445) = 0.81 against the 0.80
+measured. Reaching 1.0× means Herald spending no more per event than the baseline.
+
 S4, where Herald's latency goes (issue 14's p99 target of 1.2× the baseline's; the ratios table
 says whether this session met it). The note under S4's table splits each server's latency into the
 post's own round trip and publish to delivery. Inside Herald, a temporary probe (at 0a63ca5, not
