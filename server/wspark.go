@@ -19,7 +19,8 @@ import (
 // (wsConn.serve). Messages are still read and handled one at a time and in
 // order: only one reader runs at a time, and only it parks the socket.
 
-// errNoParker is arm's error where the platform has no parker.
+// errNoParker is newParker's and arm's error where the platform has no
+// parker; the server then keeps a reader goroutine per socket, silently.
 var errNoParker = errors.New("server: sockets cannot be parked on this platform")
 
 // Reader states: running, or parked with the parker (or about to be).

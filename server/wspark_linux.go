@@ -105,6 +105,13 @@ func (p *parker) forget(token uint64) {
 	p.mu.Unlock()
 }
 
+// registered reports how many sockets the registry holds.
+func (p *parker) registered() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.readers)
+}
+
 // run wakes the readers of sockets that have input until the instance is
 // closed, then wakes every reader still parked.
 func (p *parker) run() {

@@ -11,6 +11,7 @@ func (*parker) close()                  {}
 func (*parker) register(*parkedReader)  {}
 func (*parker) arm(*parkedReader) error { return errNoParker }
 func (*parker) forget(uint64)           {}
+func (*parker) registered() int         { return 0 }
 
 // parksSockets says whether idle sockets are parked on this platform.
 const parksSockets = false

@@ -186,9 +186,7 @@ func TestParkerWakesOnce(t *testing.T) {
 		pp.expectParked(t, "a second wake-up")
 		pp.r.forget()
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n := len(p.readers); n != 0 {
+	if n := p.registered(); n != 0 {
 		t.Fatalf("%d sockets left in the registry after forget", n)
 	}
 }
