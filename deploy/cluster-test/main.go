@@ -140,6 +140,10 @@ func run(clientArgs []string) int {
 	if err != nil || in != nil {
 		d.printLogs()
 	}
+	if err != nil && in == nil {
+		// Again after the logs, so that the tail of a CI run says why.
+		d.logf("FAIL: %v (the logs are above)", err)
+	}
 	switch {
 	case in != nil:
 		return in.ExitCode()
