@@ -138,6 +138,10 @@ func run(args []string) int {
 	}
 	if (err != nil || in != nil) && len(d.replicas) > 0 {
 		d.printLogs()
+		if err != nil && in == nil {
+			// Again after the logs, so that the tail of a CI run says why.
+			logf("FAIL: %v (node's report and the replica logs are above)", err)
+		}
 	}
 	switch {
 	case in != nil:
