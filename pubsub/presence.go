@@ -30,10 +30,13 @@ import (
 // Liveness: each replica writes one key, <replica> in
 // <Stream>_PRESENCE_REPLICAS, every Heartbeat. That bucket's MaxAge (TTL)
 // removes the key of a replica that stopped writing (its process died, its
-// NATS connection broke), and its limit markers tell every follower. A
-// watcher of a topic (Watch) merges the member keys of the replicas whose
-// liveness key exists into one set, so a dead replica's members leave
-// within TTL; a member present through several replicas counts once.
+// NATS connection broke), and its limit markers tell every follower. NATS
+// places no marker for a key that expires while the bucket's stream has no
+// leader, so a follower also takes a replica as gone once it has seen no
+// heartbeat of it for TTL plus a Heartbeat. A watcher of a topic (Watch)
+// merges the member keys of the replicas alive into one set, so a dead
+// replica's members leave within TTL (TTL plus two heartbeats at worst); a
+// member present through several replicas counts once.
 //
 // Presence speaks of topics and members only; what they mean (rooms and
 // users, say) is the caller's.
@@ -50,6 +53,7 @@ type Presence struct {
 	dirty    map[string]struct{}         // topics whose key is out of date
 	written  map[string]bool             // topics whose key exists (as far as this replica knows)
 	live     map[string]bool             // replicas whose liveness key exists, as followed
+	heard    map[string]time.Time        // replica → when the follower last saw its heartbeat
 	watches  map[*PresenceWatch]struct{} // told when live changes
 	kick     chan struct{}               // wakes the writer
 	rewatch  chan struct{}               // the follower must watch the liveness bucket anew
@@ -70,7 +74,8 @@ type PresenceOptions struct {
 	Bucket string
 	// TTL is how long a replica is taken as alive after its last heartbeat:
 	// a replica that stops without deleting its keys is gone from every
-	// watcher's set within TTL. Default 6s; at least 1s.
+	// watcher's set within TTL, or TTL plus two heartbeats when no limit
+	// marker comes (see forgetSilent). Default 6s; at least 1s.
 	TTL time.Duration
 	// Heartbeat is how often a replica writes its liveness key; default
 	// TTL/3.
@@ -158,7 +163,7 @@ func (l *Log) Presence(ctx context.Context, opts PresenceOptions) (*Presence, er
 	p := &Presence{
 		nc: l.nc, js: l.js, opts: opts, log: l.log,
 		local: map[string]map[string]int{}, dirty: map[string]struct{}{}, written: map[string]bool{},
-		live: map[string]bool{}, watches: map[*PresenceWatch]struct{}{},
+		live: map[string]bool{}, heard: map[string]time.Time{}, watches: map[*PresenceWatch]struct{}{},
 		kick: make(chan struct{}, 1), rewatch: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	if p.members, p.replicas, err = createPresenceBuckets(ctx, l.js, opts); err != nil {
@@ -486,7 +491,15 @@ func (p *Presence) followFrom(ctx context.Context) (jetstream.KeyWatcher, error)
 		break // the initial values are all in
 	}
 	maps.DeleteFunc(alive, func(_ string, up bool) bool { return !up })
-	p.setLive(func(live map[string]bool) { clear(live); maps.Copy(live, alive) })
+	now := time.Now()
+	p.setLive(func(live map[string]bool) {
+		clear(live)
+		maps.Copy(live, alive)
+		clear(p.heard)
+		for replica := range alive {
+			p.heard[replica] = now
+		}
+	})
 	return w, nil
 }
 
@@ -529,9 +542,13 @@ func (p *Presence) followReplicas(w jetstream.KeyWatcher) {
 // when the watch must start again: it broke, the bucket was re-created,
 // or a whole TTL passed without an update though this replica's own
 // heartbeat comes every Heartbeat (a watch on a bucket that was lost).
+// Every Heartbeat, it also drops the replicas not heard from for longer
+// than they may be silent (see forgetSilent).
 func (p *Presence) follow(w jetstream.KeyWatcher) bool {
 	silent := time.NewTimer(p.opts.TTL)
 	defer silent.Stop()
+	sweep := time.NewTicker(p.opts.Heartbeat)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-p.stop:
@@ -541,6 +558,8 @@ func (p *Presence) follow(w jetstream.KeyWatcher) bool {
 		case <-silent.C:
 			p.log.Warn("presence: no heartbeat seen for a TTL; watching the replicas alive anew", "ttl", p.opts.TTL)
 			return true
+		case now := <-sweep.C:
+			p.forgetSilent(now)
 		case e, ok := <-w.Updates():
 			if !ok {
 				return true
@@ -549,19 +568,45 @@ func (p *Presence) follow(w jetstream.KeyWatcher) bool {
 			if e == nil {
 				continue
 			}
-			up := e.Operation() == jetstream.KeyValuePut
+			up, now := e.Operation() == jetstream.KeyValuePut, time.Now()
 			p.setLive(func(live map[string]bool) {
 				if up {
 					live[e.Key()] = true
+					p.heard[e.Key()] = now
 				} else {
 					delete(live, e.Key())
+					delete(p.heard, e.Key())
 				}
 			})
 		}
 	}
 }
 
-// setLive changes live with change and tells every watch, if it changed.
+// forgetSilent drops from live the other replicas whose last heartbeat
+// the follower saw more than TTL plus a Heartbeat before now. Their key
+// has expired, but no limit marker said so: NATS places none while the
+// bucket's stream has no leader (a NATS node died with it). Without this,
+// such a replica's members would stay present until it came back.
+func (p *Presence) forgetSilent(now time.Time) {
+	limit := p.opts.TTL + p.opts.Heartbeat
+	var gone []string
+	p.setLive(func(live map[string]bool) {
+		for replica := range live {
+			if replica != p.opts.Replica && now.Sub(p.heard[replica]) > limit {
+				delete(live, replica)
+				delete(p.heard, replica)
+				gone = append(gone, replica)
+			}
+		}
+	})
+	if len(gone) > 0 {
+		p.log.Warn("presence: replicas silent for longer than the TTL allows taken as gone, though no limit marker said so",
+			"replicas", gone, "silent_for", limit)
+	}
+}
+
+// setLive changes live with change (under p.mu, so change may update
+// heard too) and tells every watch, if live changed.
 func (p *Presence) setLive(change func(map[string]bool)) {
 	p.mu.Lock()
 	before := maps.Clone(p.live)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // openPresence starts a tracker for replica on l and closes it at cleanup.
@@ -142,6 +144,40 @@ func TestPresenceKilledReplica(t *testing.T) {
 		case <-deadline:
 			return
 		}
+	}
+}
+
+// TestPresenceWithoutMarker: a replica whose liveness key never expires
+// (as when it expired while the bucket's stream had no leader, so that no
+// limit marker was placed) still leaves a follower's set once it has sent
+// no heartbeat for TTL plus a heartbeat; the live replica's members stay.
+func TestPresenceWithoutMarker(t *testing.T) {
+	url := startNATS(t, true)
+	l := openLog(t, Options{URLs: []string{url}})
+	const ttl = time.Second
+	p := openPresence(t, l, PresenceOptions{Replica: "b", TTL: ttl, Coalesce: 20 * time.Millisecond})
+	p.Enter("room", "bob")
+
+	// A ghost replica: one heartbeat that NATS never expires, and a member.
+	ctx := testCtx(t, 5*time.Second)
+	beat := nats.NewMsg("$KV." + p.opts.Bucket + "_REPLICAS.ghost")
+	beat.Header.Set("Nats-TTL", "never")
+	beat.Data = []byte("alive")
+	if _, err := p.js.PublishMsg(ctx, beat); err != nil {
+		t.Fatalf("write the ghost's heartbeat: %v", err)
+	}
+	if _, err := p.members.Put(ctx, "room.ghost", []byte(`["gus"]`)); err != nil {
+		t.Fatalf("write the ghost's members: %v", err)
+	}
+	seen := watchPresence(t, p, "room")
+	seen.until(t, 5*time.Second, "bob", "gus")
+	start := time.Now()
+	seen.until(t, 5*time.Second, "bob")
+	if d, most := time.Since(start), ttl+2*p.opts.Heartbeat+500*time.Millisecond; d > most {
+		t.Errorf("the silent replica's member left after %s, want within %s", d, most)
+	}
+	if _, err := p.replicas.Get(ctx, "ghost"); err != nil {
+		t.Fatalf("the ghost's heartbeat is gone (%v): the test no longer shows a missing marker", err)
 	}
 }
 
