@@ -558,8 +558,12 @@ func (p *Presence) follow(w jetstream.KeyWatcher) bool {
 		case <-silent.C:
 			p.log.Warn("presence: no heartbeat seen for a TTL; watching the replicas alive anew", "ttl", p.opts.TTL)
 			return true
-		case now := <-sweep.C:
-			p.forgetSilent(now)
+		case <-sweep.C:
+			// Updates still waiting are heard first: after a stall of
+			// this process, they may carry the heartbeats it missed.
+			if len(w.Updates()) == 0 {
+				p.forgetSilent(time.Now())
+			}
 		case e, ok := <-w.Updates():
 			if !ok {
 				return true
