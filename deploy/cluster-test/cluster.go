@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -429,11 +432,74 @@ func (d *driver) drain(ctx context.Context, name string) error {
 		status := "still running"
 		if p.Exited() {
 			status = err.Error()
+		} else {
+			status += "; " + d.stuckIn(ctx, name, p)
 		}
 		return fmt.Errorf("%s did not exit 0 within %s of SIGTERM (status: %s)", name, drainWait, status)
 	}
 	d.logf("%s exited 0 after SIGTERM", name)
 	return nil
+}
+
+// stuckIn asks a replica that does not exit where it waits: SIGQUIT has
+// the Go runtime print every goroutine's stack to its log and exit. It
+// sums the dump up in one line (which a CI log's tail shows): the first
+// frame of Herald's own code in each goroutine, with its state, and how
+// many goroutines are there, most first.
+func (d *driver) stuckIn(ctx context.Context, name string, p *testrig.Proc) string {
+	if err := p.Signal(syscall.SIGQUIT); err != nil {
+		return fmt.Sprintf("SIGQUIT for its goroutines: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_ = p.Wait(wctx)
+	b, err := os.ReadFile(filepath.Join(d.work, name+".log"))
+	if err != nil {
+		return fmt.Sprintf("read its goroutine dump: %v", err)
+	}
+	return "its goroutines wait in: " + summarizeStacks(string(b), "github.com/heraldhq/herald/", 8)
+}
+
+// summarizeStacks counts the goroutines of the last dump in log by their
+// first frame in a function under prefix (and their state), and lists the
+// top most common.
+func summarizeStacks(log, prefix string, top int) string {
+	if i := strings.LastIndex(log, "SIGQUIT: quit"); i >= 0 {
+		log = log[i:]
+	} else {
+		return "no goroutine dump in the log"
+	}
+	counts := map[string]int{}
+	state := ""
+	found := true
+	for _, line := range strings.Split(log, "\n") {
+		switch {
+		case strings.HasPrefix(line, "goroutine "):
+			// goroutine 7 [chan receive, 2 minutes]:
+			state, found = "", false
+			if a, b := strings.Index(line, "["), strings.LastIndex(line, "]"); a >= 0 && b > a {
+				state, _, _ = strings.Cut(line[a+1:b], ",")
+			}
+		case !found && strings.HasPrefix(line, prefix):
+			fn := strings.TrimPrefix(line, prefix)
+			if i := strings.LastIndex(fn, "("); i > 0 {
+				fn = fn[:i] // the arguments
+			}
+			counts[fn+" ["+state+"]"]++
+			found = true
+		}
+	}
+	if len(counts) == 0 {
+		return "no goroutine in Herald's code"
+	}
+	keys := slices.SortedFunc(maps.Keys(counts), func(a, b string) int {
+		return cmp.Or(counts[b]-counts[a], strings.Compare(a, b))
+	})
+	var parts []string
+	for _, k := range keys[:min(top, len(keys))] {
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, counts[k]))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // kill SIGKILLs a process and waits for it.
