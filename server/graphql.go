@@ -45,6 +45,7 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 		execs:    execs,
 		metrics:  m,
 		keeper:   ws.keeper,
+		parker:   ws.parker,
 		frames:   &ws.frames,
 	}
 	sse := &sseTransport{httpStreams: &streams, maxBodyBytes: opts.MaxBodyBytes}

@@ -65,6 +65,7 @@ type httpStreams struct {
 	execs    *sharedExecutions
 	metrics  *metrics
 	keeper   *keeper       // keeps parked streams alive (see parkedStream); nil: streams are not parked
+	parker   *parker       // watches parked streams for their clients' end; nil: a goroutine each does
 	frames   *frameBuffers // for parkedStream.writeNow (the WebSockets' own)
 }
 
@@ -460,7 +461,7 @@ func (st *httpStream) goAway() {
 func (st *httpStream) drop() {
 	st.cutOnce.Do(func() { close(st.cut) })
 	if ps := st.parked.Load(); ps != nil {
-		_ = ps.conn.Close()
+		ps.closeConn()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/heraldhq/herald/auth"
@@ -24,8 +25,10 @@ import (
 // WebSocket. So once a subscription has joined its execution, its stream
 // is parked as idle WebSockets are: the connection is hijacked, the
 // request's goroutine returns (releasing all of the above), and the
-// stream keeps one goroutine, which waits for the client to go on the
-// 2 KiB stack it started with. Results are written by a writer goroutine
+// connection is handed to the replica's parker (see parkedReader) to learn
+// when the client goes, so that no goroutine waits for it either (without
+// a parker, one does, on the 2 KiB stack it started with). Results are
+// written by a writer goroutine
 // that runs only while something is due, in HTTP/1.1 chunked encoding
 // (chunkedConn), as net/http wrote them before; keepalives and the
 // credentials' expiry are the keeper's, which checks every parked stream
@@ -115,6 +118,9 @@ type parkedStream struct {
 	out    *chunkedConn
 	keeper *keeper
 	writer func() // writeLoop, bound once: a go statement on a method value allocates each time
+	// reader parks the connection while the client sends nothing; nil: a
+	// goroutine waits in serve instead.
+	reader *parkedReader
 
 	every         time.Duration // keepalive interval
 	expires       int64         // unix nanoseconds the credentials expire; 0: never
@@ -158,6 +164,9 @@ func (st *httpStream) park(ctx context.Context) bool {
 		every:  st.t.cfg.keepAlive,
 	}
 	ps.writer = ps.writeLoop
+	if sc, ok := conn.(syscall.Conn); ok {
+		ps.reader = newParkedReader(st.t.parker, sc, ps.resume)
+	}
 	if id, ok := auth.FromContext(ctx); ok && !id.ExpiresAt.IsZero() {
 		ps.expires = id.ExpiresAt.UnixNano()
 	}
@@ -184,13 +193,28 @@ func (st *httpStream) parkable() bool {
 // serve waits for the client to go, discarding whatever it sends (the end
 // of a request body nobody read), then tears the stream down. The
 // connection is closed when the client goes, when the writer has ended the
-// stream, or by drop.
-func (ps *parkedStream) serve() {
-	buf := make([]byte, 64)
+// stream (finish), or by drop. With a parker, serve parks the connection
+// and returns at once; the parker runs resume when the client sends
+// something or goes, and closeConn when the connection is closed here.
+func (ps *parkedStream) serve() { ps.watch(false) }
+
+// resume is serve on a goroutine of the parker's: the connection has
+// input, or was closed.
+func (ps *parkedStream) resume() { ps.watch(true) }
+
+func (ps *parkedStream) watch(woken bool) {
+	var buf [64]byte
 	for {
-		if _, err := ps.conn.Read(buf); err != nil {
+		if !woken && ps.reader != nil && ps.reader.park() {
+			return // parked, or woken already and resumed on another goroutine
+		}
+		woken = false
+		if _, err := ps.conn.Read(buf[:]); err != nil {
 			break
 		}
+	}
+	if ps.reader != nil {
+		ps.reader.forget()
 	}
 	ps.st.mu.Lock()
 	ps.over = true
@@ -357,7 +381,7 @@ func (ps *parkedStream) writeChunkNow(d *directWriter, op *operation, p *payload
 	case n == 0 && (err == nil || errors.Is(err, errPastDeadline)):
 		return false, false
 	case err != nil:
-		_ = ps.conn.Close()
+		ps.closeConn()
 		return false, true
 	case n < len(chunk):
 		ps.rest = append([]byte(nil), chunk[n:]...)
@@ -385,7 +409,17 @@ func (ps *parkedStream) finish(lastChunkToo bool) {
 		_ = ps.out.SetWriteDeadline(time.Now().Add(ps.st.t.cfg.writeTimeout))
 		_, _ = ps.conn.Write([]byte(lastChunk))
 	}
+	ps.closeConn()
+}
+
+// closeConn closes the connection from outside serve, and wakes a parked
+// serve to see it: closing a socket silently drops it from the parker,
+// and only serve tears the stream down.
+func (ps *parkedStream) closeConn() {
 	_ = ps.conn.Close()
+	if ps.reader != nil {
+		ps.reader.closed()
+	}
 }
 
 // checkTimers is the keeper's: a keepalive every interval, and the end of

@@ -417,7 +417,9 @@ What was changed to get here (measured with 5,000–19,000 idle subscribed socke
   its starting stack waits for the client to go, a writer goroutine runs only while something is
   due (writing the chunked encoding itself), and the WebSockets' keeper sends the keepalives.
   30.8 → 7.5 KiB per idle SSE stream (WebSocket 9.9 KiB in the same session), deliveries/s in S1
-  unchanged (1.04× → 1.02× WebSocket's, medians of five pairs).
+  unchanged (1.04× → 1.02× WebSocket's, medians of five pairs). Since then the goroutine that
+  waited for the client to go is gone too: the stream's connection is parked with the parker that
+  idle WebSockets use, and read only when the client sends something or goes.
 
 What the profile shows now: the remaining idle memory is gorilla's connection with its 512-byte
 read buffer, the socket's descriptor and Herald's per-socket state (the socket, its operation and
