@@ -30,10 +30,11 @@ import (
 // Liveness: each replica writes one key, <replica> in
 // <Stream>_PRESENCE_REPLICAS, every Heartbeat. That bucket's MaxAge (TTL)
 // removes the key of a replica that stopped writing (its process died, its
-// NATS connection broke), and its limit markers tell every follower. NATS
-// places no marker for a key that expires while the bucket's stream has no
-// leader, so a follower also takes a replica as gone once it has seen no
-// heartbeat of it for TTL plus a Heartbeat. A watcher of a topic (Watch)
+// NATS connection broke), and its limit markers tell every follower. Only
+// the stream's leader places a marker (none, NATS says, for a key that
+// expires while there is no leader; late, after a new leader's retry), so
+// a follower also takes a replica as gone once it has seen no heartbeat of
+// it for TTL plus a Heartbeat. A watcher of a topic (Watch)
 // merges the member keys of the replicas alive into one set, so a dead
 // replica's members leave within TTL (TTL plus two heartbeats at worst); a
 // member present through several replicas counts once.
@@ -588,9 +589,11 @@ func (p *Presence) follow(w jetstream.KeyWatcher) bool {
 
 // forgetSilent drops from live the other replicas whose last heartbeat
 // the follower saw more than TTL plus a Heartbeat before now. Their key
-// has expired, but no limit marker said so: NATS places none while the
-// bucket's stream has no leader (a NATS node died with it). Without this,
-// such a replica's members would stay present until it came back.
+// has expired, but no limit marker said so (yet): only the bucket's
+// stream leader places one, so none or a late one comes when the leader
+// changed (a NATS node died with it). Without this, such a replica's
+// members would stay present past TTL, for as long as the marker is
+// missing.
 func (p *Presence) forgetSilent(now time.Time) {
 	limit := p.opts.TTL + p.opts.Heartbeat
 	var gone []string
