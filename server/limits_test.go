@@ -106,7 +106,7 @@ func TestConnectionLimit(t *testing.T) {
 
 	// A socket that goes frees its place.
 	_ = b.conn.Close()
-	waitFor(t, "the closed socket to be let go", func() bool { return r.openSockets() == 1 })
+	waitFor(t, "the closed socket to give its place back", func() bool { return r.placesTaken() == 1 })
 	r.dialTransport("c")
 }
 

@@ -853,7 +853,7 @@ func TestMultipartCountsTowardMaxConnections(t *testing.T) {
 		t.Fatalf("a query while full: %d %s", w.Code, w.Body)
 	}
 	_ = c.resp.Body.Close()
-	waitFor(t, "the stream to go", func() bool { return r.openSockets() == 0 })
+	waitFor(t, "the stream to give its place back", func() bool { return r.placesTaken() == 0 })
 	r.dialTransport("now-fits")
 }
 

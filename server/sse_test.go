@@ -533,7 +533,7 @@ func TestSSECountsTowardMaxConnections(t *testing.T) {
 		t.Fatalf("a socket while a stream holds the limit: err %v, response %v; want 503", err, resp)
 	}
 	_ = c.resp.Body.Close()
-	waitFor(t, "the stream to go", func() bool { return r.openSockets() == 0 })
+	waitFor(t, "the stream to give its place back", func() bool { return r.placesTaken() == 0 })
 	r.dialTransport("now-fits")
 }
 

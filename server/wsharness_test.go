@@ -409,6 +409,17 @@ func (r *replica) openSockets() int {
 	return r.server.sessions.count()
 }
 
+// placesTaken is how many sessions hold a place toward MaxConnections:
+// admitted and not yet finished. A session gives its place back after its
+// teardown, a moment after it has left the open sessions (openSockets),
+// so a test that needs the place free must wait for this.
+func (r *replica) placesTaken() int {
+	s := r.server.sessions
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.admitted
+}
+
 func decodeB64(s string) (string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	return string(b), err
