@@ -194,8 +194,9 @@ func (st *httpStream) parkable() bool {
 // of a request body nobody read), then tears the stream down. The
 // connection is closed when the client goes, when the writer has ended the
 // stream (finish), or by drop. With a parker, serve parks the connection
-// and returns at once; the parker runs resume when the client sends
-// something or goes, and closeConn when the connection is closed here.
+// and returns at once; resume runs when the client sends something or
+// goes (the parker wakes it) or when the connection is closed from
+// outside serve (closeConn wakes it).
 func (ps *parkedStream) serve() { ps.watch(false) }
 
 // resume is serve on a goroutine of the parker's: the connection has
@@ -208,10 +209,14 @@ func (ps *parkedStream) watch(woken bool) {
 		if !woken && ps.reader != nil && ps.reader.park() {
 			return // parked, or woken already and resumed on another goroutine
 		}
-		woken = false
-		if _, err := ps.conn.Read(buf[:]); err != nil {
+		n, err := ps.conn.Read(buf[:])
+		if err != nil {
 			break
 		}
+		// A full read may have left more: read on before parking again,
+		// rather than a wake-up per 64 bytes of a client that keeps sending
+		// (if it left nothing, this goroutine waits, as without a parker).
+		woken = n == len(buf)
 	}
 	if ps.reader != nil {
 		ps.reader.forget()

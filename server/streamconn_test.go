@@ -159,8 +159,9 @@ func TestParkedStreamEnds(t *testing.T) {
 		r := newReplica(t, nil)
 		s := r.openRaw(acceptSSE, r.room("gone"))
 		waitFor(t, "the stream parked", func() bool { return r.server.ws.keeper.streamCount() == 1 })
-		// Bytes from the client (a body's rest nobody read) do not end it.
-		if _, err := s.conn.Write([]byte("\r\n")); err != nil {
+		// Bytes from the client (a body's rest nobody read) do not end it,
+		// a few or many (read on in 64-byte pieces before parking again).
+		if _, err := s.conn.Write([]byte("\r\n" + strings.Repeat("x", 10000))); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(50 * time.Millisecond)
