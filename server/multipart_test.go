@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -921,7 +920,7 @@ func TestMultipartSlowConsumerEndsAlone(t *testing.T) {
 		o.QueueBytes = 1 << 20
 	})
 	room := r.room("slow")
-	slow, resp, body := r.openMultipart(mpRequest{query: postedSub, vars: map[string]any{"r": room}, dial: smallReceiveBuffer, paused: true})
+	slow, resp, body := r.openMultipart(mpRequest{query: postedSub, vars: map[string]any{"r": room}, dial: tinyReceiveBuffer, paused: true})
 	if slow == nil {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
@@ -929,38 +928,8 @@ func TestMultipartSlowConsumerEndsAlone(t *testing.T) {
 	fast.subscribe("subscribe", "1", postedSub, map[string]any{"r": room})
 	waitFor(t, "both subscriptions", func() bool { return r.members() == 2 })
 
-	var fastGot []string
-	var mu sync.Mutex
-	fastDone := make(chan struct{})
-	go func() {
-		defer close(fastDone)
-		for {
-			f, err := fast.read(10 * time.Second)
-			if err != nil {
-				return
-			}
-			if f.Type != "next" {
-				continue
-			}
-			var got struct{ MessagePosted struct{ Text string } }
-			if err := f.decodeData(&got); err != nil {
-				t.Errorf("fast socket: %v", err) // not t.Fatal: this is not the test's goroutine
-				return
-			}
-			mu.Lock()
-			fastGot = append(fastGot, got.MessagePosted.Text)
-			mu.Unlock()
-		}
-	}()
-	slowCloses := r.server.ws.metrics.slowCloses
-	text := strings.Repeat("x", 3900)
-	posted := 0
-	for ; posted < 3000 && testutil.ToFloat64(slowCloses) < 1; posted++ {
-		r.post(room, "a", fmt.Sprint(posted, text))
-	}
-	if testutil.ToFloat64(slowCloses) < 1 {
-		t.Fatalf("the stream never fell behind in %d posts", posted)
-	}
+	fastReader := readPosted(t, fast)
+	posted := postUntilSlowClose(t, r, room)
 	slow.resume()
 	n := 0
 	for {
@@ -971,7 +940,7 @@ func TestMultipartSlowConsumerEndsAlone(t *testing.T) {
 			}
 			break
 		}
-		if got, want := p.postedText(t), fmt.Sprint(n, text); got != want {
+		if got, want := p.postedText(t), slowText(n); got != want {
 			t.Fatalf("stream part %d out of order", n)
 		}
 		n++
@@ -980,29 +949,5 @@ func TestMultipartSlowConsumerEndsAlone(t *testing.T) {
 	if n >= posted {
 		t.Fatalf("the slow stream got all %d events", n)
 	}
-	waitFor(t, "the fast socket to get every event", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(fastGot) == posted
-	})
-	mu.Lock()
-	for i, got := range fastGot {
-		if got != fmt.Sprint(i, text) {
-			t.Fatalf("fast socket event %d out of order", i)
-		}
-	}
-	mu.Unlock()
-	_ = fast.conn.Close()
-	<-fastDone
-}
-
-// smallReceiveBuffer dials with a 4 KiB receive buffer, so that a client
-// that does not read holds up its stream's writes soon.
-func smallReceiveBuffer(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) {
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-	}}
-	return d.DialContext(ctx, network, addr)
+	fastReader.expectAll(t, posted)
 }

@@ -13,12 +13,10 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/heraldhq/herald/auth"
 )
@@ -590,37 +588,8 @@ func TestSSESlowConsumerEndsAlone(t *testing.T) {
 
 	// The fast socket reads everything while the stream's client does not
 	// read at all until the stream has fallen behind.
-	var fastGot []string
-	var mu sync.Mutex
-	fastDone := make(chan struct{})
-	go func() {
-		defer close(fastDone)
-		for {
-			f, err := fast.read(10 * time.Second)
-			if err != nil {
-				return
-			}
-			if f.Type != "next" {
-				continue
-			}
-			var got struct{ MessagePosted struct{ Text string } }
-			if err := f.decodeData(&got); err != nil {
-				t.Errorf("fast socket: %v", err) // not t.Fatal: this is not the test's goroutine
-				return
-			}
-			mu.Lock()
-			fastGot = append(fastGot, got.MessagePosted.Text)
-			mu.Unlock()
-		}
-	}()
-	text := strings.Repeat("x", 3900)
-	posted := 0
-	for ; posted < 3000 && testutil.ToFloat64(r.server.ws.metrics.slowCloses) < 1; posted++ {
-		r.post(room, "a", fmt.Sprint(posted, text))
-	}
-	if testutil.ToFloat64(r.server.ws.metrics.slowCloses) < 1 {
-		t.Fatalf("the stream never fell behind in %d posts", posted)
-	}
+	fastReader := readPosted(t, fast)
+	posted := postUntilSlowClose(t, r, room)
 	// The stream's client reads now: events, then the error, complete and
 	// the end, with the events in order.
 	slow.resume()
@@ -637,7 +606,7 @@ func TestSSESlowConsumerEndsAlone(t *testing.T) {
 			}
 			break
 		}
-		if got, want := ev.postedText(t), fmt.Sprint(n, text); got != want {
+		if got, want := ev.postedText(t), slowText(n); got != want {
 			t.Fatalf("stream event %d out of order", n)
 		}
 		n++
@@ -649,29 +618,5 @@ func TestSSESlowConsumerEndsAlone(t *testing.T) {
 	if n >= posted {
 		t.Fatalf("the slow stream got all %d events", n)
 	}
-	waitFor(t, "the fast socket to get every event", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(fastGot) == posted
-	})
-	mu.Lock()
-	for i, got := range fastGot {
-		if got != fmt.Sprint(i, text) {
-			t.Fatalf("fast socket event %d out of order", i)
-		}
-	}
-	mu.Unlock()
-	_ = fast.conn.Close()
-	<-fastDone
-}
-
-// tinyReceiveBuffer dials with a 4 KiB receive buffer, so that a client
-// that does not read holds back the server's writes at once.
-func tinyReceiveBuffer(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) {
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-	}}
-	return d.DialContext(ctx, network, addr)
+	fastReader.expectAll(t, posted)
 }
