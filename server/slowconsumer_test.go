@@ -49,9 +49,11 @@ type postedReader struct {
 }
 
 // readPosted starts reading c's events until its socket closes or is
-// silent for 10 s.
+// silent for 10 s; the test's cleanup closes the socket and waits for the
+// reading goroutine, so that it never reports after the test has ended.
 func readPosted(t *testing.T, c *wsClient) *postedReader {
 	p := &postedReader{c: c, done: make(chan struct{})}
+	t.Cleanup(p.stop)
 	go func() {
 		defer close(p.done)
 		for {
@@ -75,15 +77,16 @@ func readPosted(t *testing.T, c *wsClient) *postedReader {
 	return p
 }
 
+// stop closes the socket and waits for the reading goroutine.
+func (p *postedReader) stop() {
+	_ = p.c.conn.Close()
+	<-p.done
+}
+
 // expectAll waits until the reader has posted events and checks that
-// they are slowText(0) … slowText(posted-1) in order; then it closes the
-// socket and waits for the reading goroutine.
+// they are slowText(0) … slowText(posted-1) in order.
 func (p *postedReader) expectAll(t *testing.T, posted int) {
 	t.Helper()
-	defer func() {
-		_ = p.c.conn.Close()
-		<-p.done
-	}()
 	waitFor(t, "the fast socket to get every event", func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
