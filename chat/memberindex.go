@@ -35,6 +35,9 @@ type memberIndex struct {
 	behind atomic.Int64 // partitions not yet caught up with their start position
 }
 
+// memberRest matches the rest of every member event (Event.rest).
+const memberRest = "member.>"
+
 type memberEntry struct {
 	seq uint64
 	e   Event
@@ -162,13 +165,16 @@ func (x *memberIndex) roomsOf(user string) (rooms []string, ok bool) {
 }
 
 // followMembers keeps the index current with partition k until ctx ends:
-// it reads the partition's position, then follows its member subjects,
-// retrying with back-off when the log fails.
+// it reads the position of the partition's last member entry, then follows
+// its member subjects, retrying with back-off when the log fails. The
+// position is that of the last member entry, not the partition's last: the
+// member subjects alone are followed, so an index waiting for a post stored
+// after them (or in a partition without member entries) would never catch up.
 func (s *Service) followMembers(ctx context.Context, k int) {
 	var target uint64
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		readCtx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
-		last, err := s.log.PartitionLastSeq(readCtx, k)
+		last, err := s.log.RestLastSeq(readCtx, k, memberRest)
 		cancel()
 		if err == nil {
 			target = last
@@ -189,7 +195,7 @@ func (s *Service) followMembers(ctx context.Context, k int) {
 	}
 	reached()
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-		err := s.log.FollowRest(ctx, k, "member.>", applied+1, func(e pubsub.Entry) error {
+		err := s.log.FollowRest(ctx, k, memberRest, applied+1, func(e pubsub.Entry) error {
 			_ = s.members.apply(e)
 			applied = e.Seq
 			reached()

@@ -22,7 +22,7 @@ type EventLog interface {
 	ReadKey(ctx context.Context, key string, fromSeq uint64, fn func(pubsub.Entry) error) (uint64, error)
 	NewLive(opts pubsub.LiveOptions) *pubsub.Live
 	Partitions() int
-	PartitionLastSeq(ctx context.Context, k int) (uint64, error)
+	RestLastSeq(ctx context.Context, k int, rest string) (uint64, error)
 	FollowRest(ctx context.Context, k int, rest string, fromSeq uint64, fn func(pubsub.Entry) error) error
 }
 

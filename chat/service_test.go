@@ -911,3 +911,36 @@ func TestRoomsListsPrivateRoomsWithoutLoadingThem(t *testing.T) {
 		t.Fatalf("right after leaving p2 on b, carol sees %q on b, want p4", got)
 	}
 }
+
+// TestMemberIndexCatchesUpPastOtherEntries: a replica's member index
+// follows only member entries, so it must count as caught up once it has
+// folded every member entry stored when it started, whatever else (posts,
+// edits, or nothing but posts) the partitions hold after them.
+func TestMemberIndexCatchesUpPastOtherEntries(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fill func(t *testing.T, svc *Service)
+	}{
+		{"posts after the member events", func(t *testing.T, svc *Service) {
+			ctx := context.Background()
+			r, err := svc.CreatePrivateRoom(ctx, alice, "private")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.AddMember(ctx, alice, r.ID, "bob"); err != nil {
+				t.Fatal(err)
+			}
+			mustPost(t, svc, r.ID, "after bob joined")
+		}},
+		{"no member events at all", func(t *testing.T, svc *Service) {
+			mustPost(t, svc, mustRoom(t, svc, "public").ID, "hello")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			first := openLog(t, pubsub.Options{Partitions: 1})
+			tc.fill(t, startService(t, first, Options{}))
+			b := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{})
+			waitFor(t, "b's member index to catch up", func() bool { _, ok := b.members.roomsOf("bob"); return ok })
+		})
+	}
+}

@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -52,17 +53,70 @@ func (l *Log) FollowRest(ctx context.Context, k int, rest string, fromSeq uint64
 	return l.follow(ctx, l.parts[k], l.lay.partStreams[k], l.lay.partPrefix[k]+"*."+rest, fromSeq, partitionEntry, fn)
 }
 
-// PartitionLastSeq returns the last sequence of partition k (0 when empty).
-func (l *Log) PartitionLastSeq(ctx context.Context, k int) (uint64, error) {
+// RestLastSeq returns the sequence of partition k's last entry, of any
+// key, whose rest matches rest (which may end with the wildcard ">", as in
+// FollowRest), or 0 when it holds none: where FollowRest of the same rest
+// has delivered everything stored before the call. The partition's own
+// last sequence is no such bound: FollowRest never delivers the entries of
+// other rests that may lie after the last matching one.
+func (l *Log) RestLastSeq(ctx context.Context, k int, rest string) (uint64, error) {
 	if k < 0 || k >= l.lay.partitions {
 		return 0, fmt.Errorf("partition %d: the log has %d partitions", k, l.lay.partitions)
 	}
-	info, err := l.parts[k].Info(ctx)
+	filter := l.lay.partPrefix[k] + "*." + rest
+	seq, err := l.lastSeqMatching(ctx, l.lay.partStreams[k], filter)
 	if err != nil {
-		return 0, fmt.Errorf("read last sequence of stream %q: %w", l.lay.partStreams[k], err)
+		return 0, l.requestErr(err, "read the last sequence of %s in stream %q", filter, l.lay.partStreams[k])
 	}
-	return info.State.LastSeq, nil
+	return seq, nil
 }
+
+// msgGetPrefix is the JetStream API's (not the direct) message get, which
+// takes a wildcard filter in last_by_subj.
+const msgGetPrefix = "$JS.API.STREAM.MSG.GET."
+
+// lastSeqMatching asks stream for its last entry whose subject matches
+// filter, and returns its sequence (0 when none matches). It does not use
+// jetstream.Stream.GetLastMsgForSubject, which turns to the direct get when
+// an operator allowed it, whose request subject cannot carry a wildcard.
+func (l *Log) lastSeqMatching(ctx context.Context, stream, filter string) (uint64, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, lastSeqTimeout)
+		defer cancel()
+	}
+	req, err := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{filter})
+	if err != nil {
+		return 0, err
+	}
+	msg, err := l.nc.RequestWithContext(ctx, msgGetPrefix+stream, req)
+	if err != nil {
+		return 0, err
+	}
+	var resp struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return 0, fmt.Errorf("malformed answer: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return 0, nil
+	case resp.Error != nil:
+		return 0, resp.Error
+	case resp.Message == nil:
+		return 0, errors.New("malformed answer: no message")
+	}
+	return resp.Message.Seq, nil
+}
+
+// lastSeqTimeout bounds RestLastSeq when its ctx has no deadline.
+const lastSeqTimeout = 5 * time.Second
 
 // follow is FollowDirectory on any stream, of the subjects filter matches
 // ("" for all); toEntry makes the entries.

@@ -342,3 +342,50 @@ func TestWrongLastSeq(t *testing.T) {
 		t.Error("ConflictError does not wrap ErrConflict")
 	}
 }
+
+// TestRestLastSeq: the last entry of a partition whose rest matches, over
+// every key, whatever other rests follow it; 0 when none matches, also in
+// a stream an operator allowed direct gets on (whose request subjects
+// cannot carry the wildcard).
+func TestRestLastSeq(t *testing.T) {
+	l := openTwoPartitions(t, Options{})
+	ctx := testCtx(t, 10*time.Second)
+	a := appendChain(t, l, keyA, "member.u1", 0, "a joins")                // p0 seq 1
+	b := appendChain(t, l, keySameAsA, "member.u2", 0, "b joins")          // p0 seq 2
+	appendChain(t, l, keyA, "posts", a[0].Seq, "a post", "another a post") // p0 seq 3, 4
+	appendChain(t, l, keySameAsA, "msg.m1", b[0].Seq, "b edit")            // p0 seq 5
+	appendChain(t, l, keyOther, "posts", 0, "only posts in the other one") // p1 seq 1
+	check := func(what string) {
+		t.Helper()
+		for _, tc := range []struct {
+			k    int
+			rest string
+			want uint64
+		}{
+			{0, "member.>", b[0].Seq},
+			{0, "posts", 4},
+			{0, "msg.>", 5},
+			{0, "nothing.>", 0},
+			{1, "member.>", 0},
+			{1, "posts", 1},
+		} {
+			got, err := l.RestLastSeq(ctx, tc.k, tc.rest)
+			if err != nil || got != tc.want {
+				t.Errorf("%s: RestLastSeq(%d, %q) = %d, %v; want %d", what, tc.k, tc.rest, got, err, tc.want)
+			}
+		}
+	}
+	check("plain")
+	for k := range 2 {
+		cfg := l.parts[k].CachedInfo().Config
+		cfg.AllowDirect = true
+		if _, err := l.js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatalf("allow direct gets: %v", err)
+		}
+	}
+	check("direct gets allowed")
+	if _, err := l.RestLastSeq(ctx, 2, "member.>"); err == nil {
+		t.Error("RestLastSeq of a partition that does not exist: no error")
+	}
+}
+
