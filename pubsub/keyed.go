@@ -253,7 +253,7 @@ func (l *Log) read(ctx context.Context, stream jetstream.Stream, name, filter st
 		what = fmt.Sprintf("read %s from stream %q", filter, name)
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%s: %w", what, err)
 	}
 	cfg := jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
@@ -270,7 +270,7 @@ func (l *Log) read(ctx context.Context, stream jetstream.Stream, name, filter st
 	cons, err := stream.CreateConsumer(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return 0, fmt.Errorf("%s: create consumer: %w", what, ctx.Err())
 		}
 		return 0, l.requestErr(err, "%s: create consumer", what)
 	}
@@ -309,12 +309,12 @@ func (l *Log) read(ctx context.Context, stream jetstream.Stream, name, filter st
 		}
 		if err := batch.Error(); err != nil {
 			if ctx.Err() != nil {
-				return last, ctx.Err()
+				return last, fmt.Errorf("%s after seq %d: %w", what, last, ctx.Err())
 			}
 			return last, l.requestErr(err, "%s after seq %d", what, last)
 		}
 		if err := ctx.Err(); err != nil {
-			return last, err
+			return last, fmt.Errorf("%s after seq %d: %w", what, last, err)
 		}
 		if n > 0 {
 			empty = 0

@@ -389,3 +389,32 @@ func TestRestLastSeq(t *testing.T) {
 	}
 }
 
+// TestReadKeyEndedContextSaysWhat: a read cut short by its context says
+// what it was reading, and still wraps the context's error.
+func TestReadKeyEndedContextSaysWhat(t *testing.T) {
+	l := openTwoPartitions(t, Options{})
+	appendChain(t, l, keyA, "posts", 0, "one", "two")
+	for _, tc := range []struct {
+		name string
+		ctx  func() context.Context
+		want error
+	}{
+		{"cancelled", func() context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx
+		}, context.Canceled},
+		{"past its deadline", func() context.Context {
+			ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+			t.Cleanup(cancel)
+			return ctx
+		}, context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := l.ReadKey(tc.ctx(), keyA, 0, func(Entry) error { return nil })
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), l.lay.keyFilter(0, keyA)) {
+				t.Fatalf("ReadKey = %v; want an error naming %s and wrapping %v", err, l.lay.keyFilter(0, keyA), tc.want)
+			}
+		})
+	}
+}
