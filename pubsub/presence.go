@@ -161,12 +161,7 @@ func (l *Log) Presence(ctx context.Context, opts PresenceOptions) (*Presence, er
 	if err != nil {
 		return nil, err
 	}
-	p := &Presence{
-		nc: l.nc, js: l.js, opts: opts, log: l.log,
-		local: map[string]map[string]int{}, dirty: map[string]struct{}{}, written: map[string]bool{},
-		live: map[string]bool{}, heard: map[string]time.Time{}, watches: map[*PresenceWatch]struct{}{},
-		kick: make(chan struct{}, 1), rewatch: make(chan struct{}, 1), stop: make(chan struct{}),
-	}
+	p := newPresence(l, opts)
 	if p.members, p.replicas, err = createPresenceBuckets(ctx, l.js, opts); err != nil {
 		return nil, err
 	}
@@ -181,6 +176,16 @@ func (l *Log) Presence(ctx context.Context, opts PresenceOptions) (*Presence, er
 	go p.run()
 	go p.followReplicas(w)
 	return p, nil
+}
+
+// newPresence is a Presence with nothing started and no buckets yet.
+func newPresence(l *Log, opts PresenceOptions) *Presence {
+	return &Presence{
+		nc: l.nc, js: l.js, opts: opts, log: l.log,
+		local: map[string]map[string]int{}, dirty: map[string]struct{}{}, written: map[string]bool{},
+		live: map[string]bool{}, heard: map[string]time.Time{}, watches: map[*PresenceWatch]struct{}{},
+		kick: make(chan struct{}, 1), rewatch: make(chan struct{}, 1), stop: make(chan struct{}),
+	}
 }
 
 func createPresenceBuckets(ctx context.Context, js jetstream.JetStream, opts PresenceOptions) (members, replicas jetstream.KeyValue, err error) {
@@ -401,6 +406,12 @@ func (p *Presence) write() {
 		switch {
 		case err != nil:
 			p.dirty[o.topic] = struct{}{}
+			if o.members != nil {
+				// A put whose acknowledgement did not come may have been
+				// stored: should the set empty before it is retried, the
+				// key must be deleted, not skipped as never written.
+				p.written[o.topic] = true
+			}
 			failed++
 			if firstErr == nil {
 				firstErr = fmt.Errorf("write presence of %s: %w", o.topic, err)

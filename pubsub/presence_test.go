@@ -378,3 +378,66 @@ func TestPresenceRecreatesALostBucket(t *testing.T) {
 	l.nc.Close()
 	seen.until(t, 15*time.Second)
 }
+
+// TestPresenceUnconfirmedPutIsDeleted: a put whose acknowledgement did not
+// come within WriteTimeout may have been stored all the same. If its set
+// then empties, the key must be deleted, not taken as never written: it
+// would keep its members present for as long as this replica lives (the
+// bucket's MaxAge, an hour, at best), and Close would not delete it either.
+func TestPresenceUnconfirmedPutIsDeleted(t *testing.T) {
+	url := startNATS(t, true)
+	l := openLog(t, Options{URLs: []string{url}})
+	ctx := testCtx(t, 10*time.Second)
+	opts, err := PresenceOptions{Replica: "a"}.withDefaults(l.opts.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No writer runs: the test runs its rounds, so it may change their
+	// timeout between them.
+	p := newPresence(l, opts)
+	if p.members, p.replicas, err = createPresenceBuckets(ctx, l.js, opts); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	topics := make([]string, n)
+	for i := range topics {
+		topics[i] = fmt.Sprintf("room%d", i)
+		p.Enter(topics[i], "alice")
+	}
+	// Every acknowledgement wait ends at once: the puts go out and are
+	// stored, but the round takes them as failed.
+	p.opts.WriteTimeout = time.Nanosecond
+	p.write()
+	kv, err := rawJS(t, url).KeyValue(ctx, opts.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := func() []string {
+		t.Helper()
+		lister, err := kv.ListKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for k := range lister.Keys() {
+			out = append(out, k)
+		}
+		return out
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(keys()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the puts were not stored: keys %q", keys())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	for _, topic := range topics {
+		p.Leave(topic, "alice")
+	}
+	p.opts.WriteTimeout = 2 * time.Second
+	p.write()
+	if left := keys(); len(left) != 0 {
+		t.Fatalf("after every member left, keys %q remain", left)
+	}
+}
