@@ -49,7 +49,8 @@ type Relay struct {
 	in  chan *nats.Msg
 
 	mu       sync.Mutex
-	handlers map[string]RelayHandler // by subject
+	handlers map[string]RelayHandler       // by subject
+	subs     map[string]*nats.Subscription // by subject, for Close
 	closed   bool
 
 	ctx    context.Context // ends at Close: requests being served stop
@@ -61,7 +62,7 @@ type Relay struct {
 func (l *Log) Relay() *Relay {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Relay{nc: l.nc, log: l.log, in: make(chan *nats.Msg, relayQueue), handlers: make(map[string]RelayHandler),
-		ctx: ctx, cancel: cancel}
+		subs: make(map[string]*nats.Subscription), ctx: ctx, cancel: cancel}
 	r.wg.Add(1)
 	go r.dispatch()
 	return r
@@ -94,6 +95,14 @@ func (r *Relay) Listen(key string, serve RelayHandler) (stop func(), err error) 
 		r.forget(subject)
 		return nil, fmt.Errorf("relay: listen for %q: %w", key, err)
 	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("relay: listen for %q: the relay is closed", key)
+	}
+	r.subs[subject] = sub
+	r.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -110,6 +119,7 @@ func (r *Relay) Listen(key string, serve RelayHandler) (stop func(), err error) 
 func (r *Relay) forget(subject string) {
 	r.mu.Lock()
 	delete(r.handlers, subject)
+	delete(r.subs, subject)
 	r.mu.Unlock()
 }
 
@@ -133,7 +143,8 @@ func (r *Relay) Send(ctx context.Context, key string, header http.Header, body [
 }
 
 // Close stops listening for every key, and waits for the requests being
-// served.
+// served. Requests sent afterwards fail with ErrNoListener at once, and so
+// do those that were waiting to be served.
 func (r *Relay) Close() {
 	r.mu.Lock()
 	if r.closed {
@@ -141,9 +152,31 @@ func (r *Relay) Close() {
 		return
 	}
 	r.closed = true
+	subs := r.subs
+	r.subs = make(map[string]*nats.Subscription)
 	r.mu.Unlock()
+	for _, sub := range subs {
+		_ = sub.Unsubscribe()
+	}
+	if len(subs) > 0 && r.nc.IsConnected() {
+		// So that the server knows when Close returns, as Listen makes
+		// sure it knows of a subscription: a request sent then is no
+		// longer routed here, to be dropped unanswered.
+		if err := r.nc.FlushTimeout(2 * time.Second); err != nil {
+			r.log.Warn("pubsub: relay closed, but NATS may not know yet", slog.Any("error", err))
+		}
+	}
 	r.cancel()
 	r.wg.Wait()
+	// Requests delivered before the unsubscriptions that dispatch left.
+	for {
+		select {
+		case m := <-r.in:
+			_ = m.RespondMsg(&nats.Msg{Header: nats.Header{noListenerHeader: {"1"}}})
+		default:
+			return
+		}
+	}
 }
 
 // dispatch serves each request on a goroutine of its own: serving one may
@@ -158,14 +191,16 @@ func (r *Relay) dispatch() {
 		case m := <-r.in:
 			r.mu.Lock()
 			serve := r.handlers[m.Subject]
-			if serve != nil && !r.closed {
+			served := serve != nil && !r.closed
+			if served {
 				r.wg.Add(1)
 				go r.serve(m, serve)
 			}
 			r.mu.Unlock()
-			if serve == nil {
-				// It arrived after its key's listener stopped: say so at
-				// once rather than leave the sender to time out.
+			if !served {
+				// It arrived after its key's listener stopped, or the
+				// relay is closing: say so at once rather than leave the
+				// sender to time out.
 				_ = m.RespondMsg(&nats.Msg{Header: nats.Header{noListenerHeader: {"1"}}})
 			}
 		}

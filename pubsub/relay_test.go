@@ -100,3 +100,30 @@ func TestRelayServesConcurrently(t *testing.T) {
 		t.Fatal("Listen after Close succeeded")
 	}
 }
+
+// TestRelayCloseStopsListening: once a relay is closed, a request for a
+// key it listened for fails at once with ErrNoListener, rather than wait
+// out its deadline for an answer nobody will send.
+func TestRelayCloseStopsListening(t *testing.T) {
+	url := startNATS(t, true)
+	a, b := openLog(t, Options{URLs: []string{url}}), openLog(t, Options{URLs: []string{url}})
+	ra, rb := a.Relay(), b.Relay()
+	t.Cleanup(rb.Close)
+	if _, err := ra.Listen("tok1", func(context.Context, http.Header, []byte) (http.Header, []byte) { return nil, []byte("ok") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, body, err := rb.Send(testCtx(t, 5*time.Second), "tok1", nil, nil); err != nil || string(body) != "ok" {
+		t.Fatalf("before Close: %q, %v", body, err)
+	}
+	ra.Close()
+	start := time.Now()
+	if _, _, err := rb.Send(testCtx(t, 3*time.Second), "tok1", nil, nil); !errors.Is(err, ErrNoListener) {
+		t.Fatalf("after Close: %v, want ErrNoListener", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("no listener took %s to be told", d)
+	}
+	if _, err := ra.Listen("tok2", nil); err == nil {
+		t.Error("Listen on a closed relay succeeded")
+	}
+}
