@@ -164,8 +164,14 @@ func (k *jwk) rsaKey() (string, crypto.PublicKey, error) {
 	if bits := n.BitLen(); bits < minRSABits || bits > maxRSABits {
 		return "", nil, fmt.Errorf("RSA key has %d bits, want %d to %d", bits, minRSABits, maxRSABits)
 	}
-	if e < 3 || e%2 == 0 {
+	// crypto/rsa verifies with no other key (an exponent above 2^31-1 or
+	// an even modulus): refuse it here, with the reason, rather than let
+	// every token it should verify read "signature is invalid".
+	if e < 3 || e%2 == 0 || e > 1<<31-1 {
 		return "", nil, fmt.Errorf("RSA key has invalid public exponent %d", e)
+	}
+	if n.Bit(0) == 0 {
+		return "", nil, errors.New("RSA key has an even modulus")
 	}
 	return "RS256", &rsa.PublicKey{N: n, E: e}, nil
 }

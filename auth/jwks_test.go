@@ -69,6 +69,11 @@ func TestParseJWK(t *testing.T) {
 		{"RSA e even", with(rsaK, map[string]any{"e": b64([]byte{1, 0, 0})}), "", "invalid public exponent 65536"},
 		{"RSA e one", with(rsaK, map[string]any{"e": b64([]byte{1})}), "", "invalid public exponent 1"},
 		{"RSA e too long", with(rsaK, map[string]any{"e": b64([]byte{1, 0, 0, 0, 1})}), "", `invalid "e"`},
+		// crypto/rsa verifies nothing with an exponent above 2^31-1: such a
+		// key would turn every token into "signature is invalid".
+		{"RSA e above 2^31-1", with(rsaK, map[string]any{"e": b64([]byte{0xff, 0xff, 0xff, 0xff})}), "", "invalid public exponent 4294967295"},
+		{"RSA e 2^31-1", with(rsaK, map[string]any{"e": b64([]byte{0x7f, 0xff, 0xff, 0xff})}), "RS256", ""},
+		{"RSA even modulus", with(rsaK, map[string]any{"n": b64(append([]byte{0x80}, make([]byte, 255)...))}), "", "RSA key has an even modulus"},
 		{"RSA short modulus", with(rsaK, map[string]any{"n": b64(make([]byte, 128))}), "", "RSA key has 0 bits"},
 		{"EC alg for another curve", with(p256, map[string]any{"alg": "ES384"}), "", `alg "ES384" is not supported for this key (want ES256)`},
 		{"EC unknown curve", with(p256, map[string]any{"crv": "secp256k1"}), "", `EC curve "secp256k1" is not supported`},
