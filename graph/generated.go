@@ -1121,8 +1121,9 @@ type Room {
   messageCount: Int!
   lastMessageAt: Time
   """
-  The room's messages in posting order. By default the latest 50; page back
-  with last/before, forward with first/after.
+  The room's messages in posting order. By default the latest 50, or given
+  only after, the 50 right after it; page back with last/before, forward
+  with first/after.
   """
   messages(last: Int, before: String, first: Int, after: String): MessageConnection!
 }

@@ -12,7 +12,8 @@ const MaxPageSize = 100
 
 // window turns Relay pagination arguments into a chat.Window. empty reports
 // that the client asked for zero items.
-// With neither first nor last, def supplies the count.
+// With neither first nor last, def supplies the count (and, given only
+// after, pages forward from it).
 func (r *Resolver) window(first, last *int, after, before *string, def chat.Window) (w chat.Window, empty bool, err error) {
 	if first != nil && last != nil {
 		return w, false, badInput("pass first or last, not both")
@@ -35,6 +36,10 @@ func (r *Resolver) window(first, last *int, after, before *string, def chat.Wind
 	case last != nil:
 		w.Last = *last
 		empty = *last == 0
+	case after != nil && before == nil && def.Last > 0:
+		// Only a cursor to page forward from: the page right after it,
+		// not the latest ones, which would leave a gap behind the cursor.
+		w.First = def.Last
 	default:
 		w.First, w.Last = def.First, def.Last
 	}
