@@ -16,8 +16,8 @@ const healthcheckTimeout = 3 * time.Second
 
 // healthcheck is `herald healthcheck [flags]`: it asks the replica
 // configured by the same flags and HERALD_* variables for /readyz and
-// exits 0 when it is ready, 1 otherwise. The container image has no shell
-// or curl, so its HEALTHCHECK runs this.
+// exits 0 when it is ready, 1 otherwise (a bad configuration too). The
+// container image has no shell or curl, so its HEALTHCHECK runs this.
 func healthcheck(args []string, getenv func(string) string, stderr io.Writer) int {
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -25,7 +25,7 @@ func healthcheck(args []string, getenv func(string) string, stderr io.Writer) in
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "herald healthcheck: invalid configuration:\n%v\n", err)
-		return 2
+		return 1 // not 2, which Docker reserves: a HEALTHCHECK exits 0 or 1
 	}
 	url := "http://" + localAddr(cfg.Addr) + "/readyz"
 	ctx, cancel := context.WithTimeout(context.Background(), healthcheckTimeout)

@@ -39,6 +39,13 @@ func TestHealthcheck(t *testing.T) {
 	if code := run([]string{"healthcheck", "--addr", freeAddr(t)}, func(string) string { return "" }, io.Discard); code != 1 {
 		t.Fatalf("nothing listening: exit %d, want 1", code)
 	}
+	// Docker reserves exit code 2 of a HEALTHCHECK: unhealthy is 1.
+	stderr.Reset()
+	if code := run([]string{"healthcheck"}, func(k string) string {
+		return map[string]string{"HERALD_ADDR": addr, "HERALD_AUTH": "none"}[k]
+	}, &stderr); code != 1 || !strings.Contains(stderr.String(), "invalid configuration") {
+		t.Fatalf("bad configuration: exit %d, stderr %q; want 1", code, stderr.String())
+	}
 }
 
 func TestLocalAddr(t *testing.T) {
