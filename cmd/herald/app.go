@@ -157,9 +157,15 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		a.closeBackground()
 		return nil, fmt.Errorf("set up the HTTP server: %w", err)
 	}
+	// Past this point a failed start must also stop the handler's
+	// goroutines (fan-out helpers, keepalive keeper, parker).
+	abandon := func() {
+		_ = handler.Shutdown(ctx) // nothing is connected: returns at once
+		a.closeBackground()
+	}
 	listener, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		a.closeBackground()
+		abandon()
 		return nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.Addr, err)
 	}
 	a.server = handler
@@ -167,7 +173,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 	a.disconnects, err = log.ListenNotices(disconnectTopic, func(data []byte) { handler.DisconnectUser(string(data)) })
 	if err != nil {
 		_ = listener.Close()
-		a.closeBackground()
+		abandon()
 		return nil, fmt.Errorf("listen for disconnectUser's notices: %w", err)
 	}
 	a.http = &http.Server{
@@ -187,7 +193,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 	if cfg.PprofAddr != "" {
 		if err := a.startPprof(cfg.PprofAddr); err != nil {
 			_ = a.http.Close()
-			a.closeBackground()
+			abandon()
 			return nil, err
 		}
 	}
