@@ -23,6 +23,14 @@ type originPolicy struct {
 
 type siteSuffix struct{ scheme, suffix string } // suffix begins with "."
 
+// CheckAllowedOrigins reports the first entry of an Options.AllowedOrigins
+// list that New would refuse, so a configuration can be checked before
+// anything is started.
+func CheckAllowedOrigins(list []string) error {
+	_, err := newOriginPolicy(list)
+	return err
+}
+
 // newOriginPolicy parses an allow-list: "*" for every origin, exact origins
 // (scheme://host[:port]) and wildcard subdomains (scheme://*.example.com).
 func newOriginPolicy(list []string) (*originPolicy, error) {

@@ -5,12 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/chat"
+	"github.com/heraldhq/herald/server"
 )
 
 // config is everything Herald can be told at start.
@@ -68,6 +70,10 @@ type config struct {
 	// not, introspection follows the mode (on in dev, off with jwt).
 	introspectionSet bool
 }
+
+// minJWTSecretBytes is the shortest --jwt-secret auth.NewJWT accepts
+// (HS256's output size, RFC 7518 §3.2).
+const minJWTSecretBytes = 32
 
 // envPrefix prefixes the environment variable of every flag:
 // --nats-url is HERALD_NATS_URL.
@@ -201,8 +207,8 @@ func (c config) validate() error {
 			bad("nats-url", "%q is not a URL; write nats://host:4222", u)
 		}
 	}
-	if c.Stream == "" || strings.ContainsAny(c.Stream, ". *>\t\n") {
-		bad("stream", "%q is not a valid stream name (no spaces, dots, * or >)", c.Stream)
+	if !validStreamName(c.Stream) {
+		bad("stream", "%q is not a valid stream name (ASCII letters, digits, _ and - only)", c.Stream)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("stream-replicas", "must be between 1 and 5, got %d", c.StreamReplicas)
@@ -230,6 +236,12 @@ func (c config) validate() error {
 		if c.JWTSecret == "" && c.JWKSURL == "" && c.JWKSFile == "" {
 			bad("auth", "jwt needs a key: set --jwt-secret (HS256) or --jwks-url / --jwks-file (RS256, ES256)")
 		}
+		if c.JWTSecret != "" && len(c.JWTSecret) < minJWTSecretBytes {
+			bad("jwt-secret", "must be at least %d bytes, got %d", minJWTSecretBytes, len(c.JWTSecret))
+		}
+		if c.JWKSURL != "" && c.JWKSFile != "" {
+			bad("jwks-url", "set only one of --jwks-url and --jwks-file")
+		}
 	default:
 		bad("auth", "unknown mode %q (jwt or dev)", c.Auth)
 	}
@@ -243,7 +255,10 @@ func (c config) validate() error {
 		{"max-depth", float64(c.MaxDepth)}, {"max-complexity", float64(c.MaxComplexity)},
 		{"max-variables-bytes", float64(c.MaxVariablesBytes)},
 	} {
-		if l.v < 0 {
+		switch {
+		case math.IsNaN(l.v) || math.IsInf(l.v, 0):
+			bad(l.flag, "must be a finite number, got %v", l.v)
+		case l.v < 0:
 			bad(l.flag, "must not be negative, got %v", l.v)
 		}
 	}
@@ -270,6 +285,9 @@ func (c config) validate() error {
 			bad(d.flag, "must be between 10ms and 10m, got %s", d.v)
 		}
 	}
+	if err := server.CheckAllowedOrigins(c.AllowedOrigins); err != nil {
+		bad("allowed-origins", "%v", err)
+	}
 	if c.PprofAddr != "" {
 		if err := checkHostPort(c.PprofAddr); err != nil {
 			bad("pprof", "%v", err)
@@ -295,6 +313,21 @@ func (c config) validate() error {
 		bad("log-format", "unknown format %q (text or json)", c.LogFormat)
 	}
 	return errors.Join(errs...)
+}
+
+// validStreamName reports whether name can be the base of the log's
+// streams and of the presence key-value buckets (<name>_PRESENCE), whose
+// names NATS restricts to ASCII letters, digits, _ and -.
+func validStreamName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, r := range name {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func checkHostPort(addr string) error {

@@ -151,3 +151,36 @@ func TestPprofListener(t *testing.T) {
 		t.Fatal("--pprof nope accepted")
 	}
 }
+
+// TestConfigRejectsBadJWTAndLimitValues: values that would only fail once
+// Herald has opened the log (or never) are refused by the configuration,
+// naming the flag and its variable.
+func TestConfigRejectsBadJWTAndLimitValues(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{args: []string{"--auth", "jwt", "--jwt-secret", "short"}, want: "--jwt-secret (HERALD_JWT_SECRET): must be at least 32 bytes, got 5"},
+		{args: []string{"--auth", "jwt", "--jwks-file", "a.json", "--jwks-url", "https://idp.example/jwks"},
+			want: "--jwks-url (HERALD_JWKS_URL): set only one of --jwks-url and --jwks-file"},
+		{args: []string{"--mutation-rate", "NaN"}, want: "--mutation-rate (HERALD_MUTATION_RATE): must be a finite number"},
+		{env: map[string]string{"HERALD_WS_SUBSCRIBE_RATE": "+Inf"}, want: "--ws-subscribe-rate (HERALD_WS_SUBSCRIBE_RATE): must be a finite number"},
+		{args: []string{"--stream", "a/b"}, want: "--stream (HERALD_STREAM): \"a/b\" is not a valid stream name"},
+		{args: []string{"--stream", `a\b`}, want: "--stream (HERALD_STREAM)"},
+		// The presence buckets (<stream>_PRESENCE) allow only [A-Za-z0-9_-].
+		{args: []string{"--stream", "herald+prod"}, want: "--stream (HERALD_STREAM): \"herald+prod\" is not a valid stream name"},
+		{env: map[string]string{"HERALD_STREAM": "hérald"}, want: "--stream (HERALD_STREAM)"},
+		{args: []string{"--allowed-origins", "https://ok.example, app.example.com"},
+			want: `--allowed-origins (HERALD_ALLOWED_ORIGINS): allowed origin "app.example.com": want *`},
+		{env: map[string]string{"HERALD_ALLOWED_ORIGINS": "https://app.example.com/path"}, want: "--allowed-origins (HERALD_ALLOWED_ORIGINS)"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
