@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 
 	"github.com/heraldhq/herald/auth"
 )
@@ -15,8 +16,12 @@ func newAuthenticator(ctx context.Context, cfg config) (auth.Authenticator, erro
 	if cfg.Auth == "dev" {
 		return auth.Dev{}, nil
 	}
+	var secret []byte // nil without --jwt-secret: []byte("") would be an HS256 key
+	if cfg.JWTSecret != "" {
+		secret = []byte(cfg.JWTSecret)
+	}
 	j, err := auth.NewJWT(ctx, auth.JWTOptions{
-		Secret:     []byte(cfg.JWTSecret),
+		Secret:     secret,
 		JWKSFile:   cfg.JWKSFile,
 		JWKSURL:    cfg.JWKSURL,
 		Issuer:     cfg.JWTIssuer,
@@ -56,9 +61,27 @@ func maxConnectionsFor(cfg config, logger *slog.Logger) int {
 		return cfg.MaxConnections
 	}
 	limit, ok := openFileLimit()
-	if !ok || limit <= 2*socketReserve {
-		logger.Warn("cannot size the WebSocket connection limit from the open-file limit; using 10000 (set --max-connections)")
-		return 10000
+	n, sized := defaultMaxConnections(limit, ok)
+	if !sized {
+		logger.Warn("cannot size the WebSocket connection limit from the open-file limit; set --max-connections",
+			"open_file_limit", limit, "max_connections", n)
 	}
-	return int(limit) - socketReserve
+	return n
+}
+
+// defaultMaxConnections is the connection limit for an open-file limit
+// (ok false: unknown). sized is false when the limit could not be applied
+// as documented: unknown (10000), too small to leave socketReserve (half
+// of it), or beyond what an int holds (capped).
+func defaultMaxConnections(limit uint64, ok bool) (n int, sized bool) {
+	switch {
+	case !ok:
+		return 10000, false
+	case limit <= 2*socketReserve:
+		// Never more connections than files: half the limit, at least one.
+		return int(max(limit/2, 1)), false
+	case limit-socketReserve > math.MaxInt32:
+		return math.MaxInt32, true
+	}
+	return int(limit - socketReserve), true
 }
