@@ -72,6 +72,16 @@ var graphQLCases = []struct {
 	{"WebSocket upgrade with an unknown subprotocol", get().with("Upgrade", "websocket").with("Connection", "Upgrade").
 		with("Sec-WebSocket-Protocol", "mqtt, graphql-sse"),
 		want{status: 400, contentType: ctJSON, err: "unsupported WebSocket subprotocol"}},
+	// A handshake gorilla refuses is answered as every other refusal: a
+	// GraphQL error saying what is wrong, and a 405 that says which method
+	// a handshake takes (RFC 9110 section 15.5.6).
+	{"WebSocket upgrade with POST", wsHandshake(http.MethodPost),
+		want{status: 405, contentType: ctJSON, err: "request method is not GET",
+			header: map[string]string{"Allow": "GET", "Sec-WebSocket-Version": "13"}}},
+	{"WebSocket upgrade without Sec-WebSocket-Key", wsHandshake(http.MethodGet).with("Sec-WebSocket-Key", ""),
+		want{status: 400, contentType: ctJSON, err: "Sec-WebSocket-Key", header: map[string]string{"Sec-WebSocket-Version": "13"}}},
+	{"WebSocket upgrade of an unsupported version", wsHandshake(http.MethodGet).with("Sec-WebSocket-Version", "8"),
+		want{status: 400, contentType: ctJSON, err: "unsupported version", header: map[string]string{"Sec-WebSocket-Version": "13"}}},
 
 	// Malformed HTTP requests: 4xx whatever the media type.
 	{"malformed JSON", post(`{"query":`),
@@ -106,6 +116,17 @@ var graphQLCases = []struct {
 		want{status: 400, contentType: ctJSON, err: "extensions is not valid JSON"}},
 	{"GET malformed query string", request{method: http.MethodGet, target: "/graphql?query=%zz"},
 		want{status: 400, contentType: ctJSON, err: "malformed query string"}},
+	// Not UTF-8 (Latin-1 "café"): refused, not executed with U+FFFD in
+	// place of what the client meant.
+	{"body not UTF-8", post("{\"query\":\"query($name: String!) { hello(name: $name) }\",\"variables\":{\"name\":\"caf\xe9\"}}").accepting(),
+		want{status: 400, contentType: ctResponse, err: "request body is not valid UTF-8"}},
+	{"GET variables not UTF-8", request{method: http.MethodGet,
+		target: "/graphql?query=query(%24name%3AString!)%7Bhello(name%3A%24name)%7D&variables=%7B%22name%22%3A%22caf%E9%22%7D"},
+		want{status: 400, contentType: ctJSON, err: "variables is not valid UTF-8"}},
+	{"GET query not UTF-8", request{method: http.MethodGet, target: "/graphql?query=%7Bhello(name%3A%22caf%E9%22)%7D"},
+		want{status: 400, contentType: ctJSON, err: "query is not valid UTF-8"}},
+	{"GET operationName not UTF-8", request{method: http.MethodGet, target: "/graphql?query=%7Bwhoami%7D&operationName=Q%E9"},
+		want{status: 400, contentType: ctJSON, err: "operationName is not valid UTF-8"}},
 	{"oversized body", post(`{"query":"{ whoami }","variables":{"pad":"` + strings.Repeat("x", testMaxBody) + `"}}`),
 		want{status: 413, contentType: ctJSON, err: fmt.Sprintf("exceeds the limit of %d bytes", testMaxBody)}},
 	{"text/plain", post(helloBody).with("Content-Type", "text/plain"),
@@ -157,6 +178,14 @@ var graphQLCases = []struct {
 		want{status: 200, contentType: ctResponse, data: `{"fail":null,"whoami":null}`, err: "thing not found", code: "NOT_FOUND"}},
 	{"error extensions survive as application/json", get("query", "{ fail }"),
 		want{status: 200, contentType: ctJSON, data: `{"fail":null}`, err: "thing not found", code: "NOT_FOUND"}},
+}
+
+// wsHandshake is a WebSocket opening handshake for graphql-transport-ws
+// (RFC 6455 section 4.1) sent with method.
+func wsHandshake(method string) request {
+	return request{method: method, target: "/graphql"}.with("Upgrade", "websocket").with("Connection", "Upgrade").
+		with("Sec-WebSocket-Version", "13").with("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==").
+		with("Sec-WebSocket-Protocol", subprotocolTransportWS)
 }
 
 func TestGraphQL(t *testing.T) {

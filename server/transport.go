@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -162,6 +163,11 @@ func readQueryString(r *http.Request) (*graphql.RawParams, *requestError) {
 		Query:         values.Get("query"),
 		OperationName: values.Get("operationName"),
 		Headers:       r.Header,
+	}
+	for _, param := range []struct{ name, value string }{{"query", p.Query}, {"operationName", p.OperationName}} {
+		if !utf8.ValidString(param.value) {
+			return nil, notUTF8(param.name)
+		}
 	}
 	var rerr *requestError
 	if p.Variables, rerr = objectParam(values, "variables"); rerr != nil {
@@ -354,6 +360,12 @@ func badRequest(format string, args ...any) *requestError {
 	return &requestError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
 }
 
+// notUTF8 refuses a parameter whose text is not UTF-8, the only encoding
+// GraphQL over HTTP has (a client sending Latin-1, say).
+func notUTF8(what string) *requestError {
+	return badRequest("%s is not valid UTF-8", what)
+}
+
 func unsupportedMedia(msg string) *requestError {
 	return &requestError{http.StatusUnsupportedMediaType, msg}
 }
@@ -362,6 +374,11 @@ func unsupportedMedia(msg string) *requestError {
 // stay json.Number so that large integers survive to input coercion, as in
 // gqlgen's own transports.
 func decodeJSON(what string, data []byte) (any, *requestError) {
+	// encoding/json would replace bytes that are not UTF-8 with U+FFFD,
+	// and the operation would run on text the client did not send.
+	if !utf8.Valid(data) {
+		return nil, notUTF8(what)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -516,9 +517,18 @@ func (c *wsConn) carryOut(s wsStep) {
 }
 
 // onInit judges connection_init's credentials, falling back on those of
-// the upgrade request, and has the protocol answer.
+// the upgrade request, and has the protocol answer. The check gets until
+// the init timeout: past it the socket is closed with 4408 whatever the
+// verdict (see wsMachine.tick), and a check still waiting on a service
+// would hold the socket's reader, and its place, for nothing.
 func (c *wsConn) onInit(payload map[string]any) {
-	id, ok, err := c.t.authn.FromInitPayload(c.ctx, payload)
+	ctx, cancel := context.WithDeadline(c.ctx, c.created.Add(c.t.cfg.initTimeout))
+	defer cancel()
+	id, ok, err := c.t.authn.FromInitPayload(ctx, payload)
+	if ctx.Err() != nil {
+		c.carryOut(c.machine.tick(time.Now(), c.created, &c.t.cfg)) // 4408
+		return
+	}
 	if err != nil && !errors.Is(err, auth.ErrInvalidCredentials) {
 		c.t.log.Error("server: cannot authenticate WebSocket connection", slog.Any("error", err))
 	}
@@ -616,7 +626,7 @@ func newWSTransport(opts Options, m *metrics, resp responder, mutations *identit
 		resumeArgument:  opts.ResumeArgument,
 		limits:          opts.Limits,
 	}
-	return &wsTransport{
+	t := &wsTransport{
 		cfg:       cfg,
 		mutations: mutations,
 		authn:     opts.Authenticator,
@@ -638,4 +648,20 @@ func newWSTransport(opts Options, m *metrics, resp responder, mutations *identit
 			resp.reject(w, r, fallbackMedia(r), status, msg)
 		},
 	}
+	t.upgrader.Error = t.refuseHandshake
+	return t
+}
+
+// refuseHandshake answers an upgrade request the upgrader refuses (not a
+// GET, a missing Sec-WebSocket-Key, another WebSocket version) as every
+// other refusal is answered, with a GraphQL error saying what is wrong,
+// rather than gorilla's bare status text; with the version this server
+// speaks (RFC 6455 section 4.4) and, for a method other than GET, the
+// method a handshake takes (a 405 must say, RFC 9110 section 15.5.6).
+func (t *wsTransport) refuseHandshake(w http.ResponseWriter, r *http.Request, status int, reason error) {
+	w.Header().Set("Sec-WebSocket-Version", "13")
+	if status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", http.MethodGet)
+	}
+	t.reject(w, r, status, "WebSocket handshake refused: "+strings.TrimPrefix(reason.Error(), "websocket: "))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 
@@ -108,6 +109,13 @@ func (m *wsMachine) heard(now time.Time) { m.lastSeen.Store(now.UnixNano()) }
 // receive decides what one text message from the client means. Only the
 // reader calls it, one message at a time.
 func (m *wsMachine) receive(data []byte) wsStep {
+	if !utf8.Valid(data) {
+		// RFC 6455 section 8.1: a text frame must be UTF-8, or the
+		// connection fails with 1007. The JSON decoder would replace the
+		// bad bytes instead, and an id holding them would be answered
+		// under another id.
+		return closeStep(closeInvalidPayload, "Invalid message: a text frame must be valid UTF-8")
+	}
 	msg, perr := decodeClientMessage(m.proto, data)
 	if perr != nil {
 		return m.malformed(perr)

@@ -38,6 +38,11 @@ const (
 	wsmPong      = `{"type":"pong"}`
 	wsmTerminate = `{"type":"connection_terminate"}`
 	wsmNotJSON   = `{"type":"start"`
+	// An id with a byte that is not UTF-8, which the JSON decoder would
+	// replace with U+FFFD.
+	wsmNotUTF8Subscribe = "{\"type\":\"subscribe\",\"id\":\"a\xffb\",\"payload\":{\"query\":\"{ viewer { id } }\"}}"
+	wsmNotUTF8Start     = "{\"type\":\"start\",\"id\":\"a\xffb\",\"payload\":{\"query\":\"{ viewer { id } }\"}}"
+	wsmNotUTF8Close     = `close 1007 "Invalid message: a text frame must be valid UTF-8"`
 )
 
 // What the protocols answer, as described by wsmDescribe.
@@ -194,6 +199,10 @@ func TestWSMachineMessages(t *testing.T) {
 			[]string{wsmAuth + " → " + wsmAck, `close 4400 "Invalid message: the operation payload has no query"`}},
 		{transportWS, "init payload not an object: 4400", wsmAccepted,
 			[]string{`{"type":"connection_init","payload":[1]}`}, []string{`close 4400 "Invalid message: connection_init payload must be an object"`}},
+		{transportWS, "text not UTF-8: 1007, not a subscribe under a mangled id", wsmAccepted,
+			[]string{wsmInit, wsmNotUTF8Subscribe}, []string{wsmAuth + " → " + wsmAck, wsmNotUTF8Close}},
+		{transportWS, "ping not UTF-8: 1007", wsmAccepted,
+			[]string{"{\"type\":\"ping\",\"payload\":{\"x\":\"\xc3\"}}"}, []string{wsmNotUTF8Close}},
 
 		// legacy graphql-ws
 		{legacyWS, "init is acknowledged with ka right after", wsmAccepted,
@@ -222,6 +231,10 @@ func TestWSMachineMessages(t *testing.T) {
 			[]string{wsmInit, wsmPing}, []string{wsmAuth + " → " + wsmAckKA, `close 4400 "Invalid message: unknown type \"ping\""`}},
 		{legacyWS, "subscribe is graphql-transport-ws's: 4400", wsmAccepted,
 			[]string{wsmInit, wsmSubscribe}, []string{wsmAuth + " → " + wsmAckKA, `close 4400 "Invalid message: unknown type \"subscribe\""`}},
+		{legacyWS, "text not UTF-8: 1007, not a start under a mangled id", wsmAccepted,
+			[]string{wsmInit, wsmNotUTF8Start}, []string{wsmAuth + " → " + wsmAckKA, wsmNotUTF8Close}},
+		{legacyWS, "text not UTF-8 nor JSON: 1007, not connection_error", wsmAccepted,
+			[]string{"{\"type\":\xff"}, []string{wsmNotUTF8Close}},
 		{legacyWS, "stop without id: 4400", wsmAccepted,
 			[]string{wsmInit, `{"type":"stop"}`}, []string{wsmAuth + " → " + wsmAckKA, `close 4400 "Invalid message: stop needs a non-empty string id"`}},
 	} {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
 )
 
@@ -434,6 +435,7 @@ func TestProtocolCloseCodes(t *testing.T) {
 		{wspTransport, "4400 unknown type full of escapes (the reason fits a close frame)", closeBadRequest,
 			raw(true, `{"type":"`+strings.Repeat(`\u0001`, 30)+strings.Repeat(`\"`, 50)+`"}`)},
 		{wspTransport, "1009 message over MaxMessageBytes", websocket.CloseMessageTooBig, oversized(wspTransport)},
+		{wspTransport, "1007 text frame not UTF-8", websocket.CloseInvalidFramePayloadData, raw(true, wsmNotUTF8Subscribe)},
 
 		// legacy graphql-ws
 		{wspLegacy, "4401 start before init", closeUnauthorized, legacyRaw(false, start("1", valid))},
@@ -453,6 +455,7 @@ func TestProtocolCloseCodes(t *testing.T) {
 		{wspLegacy, "4400 binary frame", closeBadRequest, binary(wspLegacy)},
 		{wspLegacy, "1000 connection_terminate", websocket.CloseNormalClosure, legacyRaw(true, `{"type":"connection_terminate"}`)},
 		{wspLegacy, "1009 message over MaxMessageBytes", websocket.CloseMessageTooBig, oversized(wspLegacy)},
+		{wspLegacy, "1007 text frame not UTF-8", websocket.CloseInvalidFramePayloadData, legacyRaw(true, wsmNotUTF8Start)},
 	}
 	for _, tc := range rows {
 		t.Run(tc.p.name+"/"+tc.name, func(t *testing.T) {
@@ -1020,5 +1023,56 @@ func subscribeTwice(room, id string) func(t *testing.T, r *replica) *wsClient {
 		waitFor(t, "the subscription to start", func() bool { return r.members() == 1 })
 		c.subscribe("subscribe", id, wspMessagePosted, map[string]any{"r": room})
 		return c
+	}
+}
+
+// stallingAuth is the Dev authenticator whose connection_init check waits
+// until its context ends (or the test releases it): an authenticator that
+// asks a service that does not answer.
+type stallingAuth struct {
+	auth.Dev
+	release  chan struct{} // closed by the test's cleanup
+	returned chan error    // the context's error, once the check gave up
+}
+
+func (a stallingAuth) FromInitPayload(ctx context.Context, _ map[string]any) (auth.Identity, bool, error) {
+	select {
+	case <-ctx.Done():
+		a.returned <- ctx.Err()
+		return auth.Identity{}, false, fmt.Errorf("ask the identity service: %w", ctx.Err())
+	case <-a.release:
+		return auth.Identity{}, false, errors.New("released by the test")
+	}
+}
+
+// TestProtocolInitTimeoutWhileAuthenticating: a connection_init whose
+// credentials are still being checked at the init timeout closes the
+// socket with 4408, as one never sent does, and the check's context ends
+// then: the socket is released rather than held, reader and place, for as
+// long as the authenticator waits.
+func TestProtocolInitTimeoutWhileAuthenticating(t *testing.T) {
+	const initTimeout = 300 * time.Millisecond
+	authn := stallingAuth{release: make(chan struct{}), returned: make(chan error, 4)}
+	r := newReplica(t, func(o *Options) {
+		o.InitTimeout = initTimeout
+		o.Authenticator = authn
+	})
+	t.Cleanup(func() { close(authn.release) }) // runs before the replica's shutdown
+	for _, p := range wspProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			r := r.forTest(t)
+			c := r.dial(p.name)
+			c.init("alice")
+			wspExpectClose(c, closeInitTimeout, initTimeout+2*time.Second)
+			select {
+			case err := <-authn.returned:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("the check's context ended with %v, want the init deadline", err)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("the credentials are still being checked after the socket was closed for its init timeout")
+			}
+			waitFor(t, "the socket to be released", func() bool { return r.placesTaken() == 0 })
+		})
 	}
 }
