@@ -225,8 +225,9 @@ func bucketLost(err error) bool {
 }
 
 // recreate creates the buckets again when cause says one is gone, bounded
-// by ctx, has every key written again at the writer's next round, and has
-// the follower watch the new liveness bucket.
+// by ctx, has every key written (or, for a topic emptied since, deleted)
+// again at the writer's next round, and has the follower watch the new
+// liveness bucket.
 func (p *Presence) recreate(ctx context.Context, cause error) {
 	if !bucketLost(cause) {
 		return
@@ -238,10 +239,16 @@ func (p *Presence) recreate(ctx context.Context, cause error) {
 	}
 	p.mu.Lock()
 	p.members, p.replicas = members, replicas
+	// written is kept, not cleared: the error may not have meant a lost
+	// bucket (no responders also comes while a cluster elects the
+	// bucket's leader), and a key whose delete failed must still be
+	// deleted. Deleting a key the new bucket never had costs one marker.
 	for topic := range p.local {
 		p.dirty[topic] = struct{}{}
 	}
-	clear(p.written)
+	for topic := range p.written {
+		p.dirty[topic] = struct{}{}
+	}
 	p.mu.Unlock()
 	p.log.Info("presence buckets re-created", "bucket", p.opts.Bucket)
 	if err := p.heartbeat(ctx); err != nil {

@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // openPresence starts a tracker for replica on l and closes it at cleanup.
@@ -439,5 +441,54 @@ func TestPresenceUnconfirmedPutIsDeleted(t *testing.T) {
 	p.write()
 	if left := keys(); len(left) != 0 {
 		t.Fatalf("after every member left, keys %q remain", left)
+	}
+}
+
+// deleteFails is a members bucket whose deletes fail with err: what a
+// delete gets while the bucket's stream elects a leader.
+type deleteFails struct {
+	jetstream.KeyValue
+	err error
+}
+
+func (d deleteFails) Delete(context.Context, string, ...jetstream.KVDeleteOpt) error { return d.err }
+
+// TestPresenceDeleteFailedDuringElectionIsRetried: in a cluster, a delete
+// made while the bucket's stream elects a leader fails with no responders,
+// which looks like a lost bucket, though the bucket and the key are still
+// there. After recreate the key must still be deleted at the next round:
+// forgotten as never written, it would keep its member present for as
+// long as this replica lives (KeyTTL at best), and Close would skip it.
+func TestPresenceDeleteFailedDuringElectionIsRetried(t *testing.T) {
+	url := startNATS(t, true)
+	l := openLog(t, Options{URLs: []string{url}})
+	ctx := testCtx(t, 10*time.Second)
+	opts, err := PresenceOptions{Replica: "a"}.withDefaults(l.opts.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No writer runs: the test runs its rounds.
+	p := newPresence(l, opts)
+	if p.members, p.replicas, err = createPresenceBuckets(ctx, l.js, opts); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := rawJS(t, url).KeyValue(ctx, opts.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Enter("room", "alice")
+	p.write()
+	if _, err := kv.Get(ctx, "room.a"); err != nil {
+		t.Fatalf("the key was not put: %v", err)
+	}
+
+	p.Leave("room", "alice")
+	p.mu.Lock()
+	p.members = deleteFails{p.members, jetstream.ErrNoStreamResponse}
+	p.mu.Unlock()
+	p.write() // the delete fails; recreate finds the bucket and keeps it
+	p.write() // the retry
+	if e, err := kv.Get(ctx, "room.a"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("after the retry: key %v, %v; want it deleted", e, err)
 	}
 }

@@ -69,6 +69,8 @@ func (l *Log) Relay() *Relay {
 }
 
 // Listen hands every request sent to key to serve until stop is called.
+// A key has at most one listener per relay: Listen fails while another
+// listens for key, until its stop is called.
 // When Listen returns, the NATS server knows of the subscription, so a
 // request sent through the same server reaches it; other servers of a
 // cluster learn of it within moments.
@@ -81,6 +83,12 @@ func (r *Relay) Listen(key string, serve RelayHandler) (stop func(), err error) 
 	if r.closed {
 		r.mu.Unlock()
 		return nil, fmt.Errorf("relay: listen for %q: the relay is closed", key)
+	}
+	if _, ok := r.handlers[subject]; ok {
+		// A second subscription would have every request served twice,
+		// and the first stop would take both listeners away.
+		r.mu.Unlock()
+		return nil, fmt.Errorf("relay: listen for %q: already listening for it; stop that listener first", key)
 	}
 	r.handlers[subject] = serve
 	r.mu.Unlock()

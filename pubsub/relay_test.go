@@ -127,3 +127,36 @@ func TestRelayCloseStopsListening(t *testing.T) {
 		t.Error("Listen on a closed relay succeeded")
 	}
 }
+
+// TestRelayRefusesASecondListener: a key has at most one listener per
+// relay. A second Listen for a key already listened for is refused, and
+// the first listener keeps serving; once it stops, the key may be listened
+// for again.
+func TestRelayRefusesASecondListener(t *testing.T) {
+	l := openEmbedded(t, Options{})
+	r := l.Relay()
+	t.Cleanup(r.Close)
+	answer := func(s string) RelayHandler {
+		return func(context.Context, http.Header, []byte) (http.Header, []byte) { return nil, []byte(s) }
+	}
+	stop1, err := r.Listen("tok", answer("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stop2, err := r.Listen("tok", answer("second")); err == nil {
+		stop2()
+		t.Fatal("a second Listen for a key already listened for succeeded")
+	}
+	if _, body, err := r.Send(testCtx(t, 5*time.Second), "tok", nil, nil); err != nil || string(body) != "first" {
+		t.Fatalf("after the refused Listen: %q, %v; want the first listener's answer", body, err)
+	}
+	stop1()
+	stop3, err := r.Listen("tok", answer("third"))
+	if err != nil {
+		t.Fatalf("Listen after the first listener stopped: %v", err)
+	}
+	defer stop3()
+	if _, body, err := r.Send(testCtx(t, 5*time.Second), "tok", nil, nil); err != nil || string(body) != "third" {
+		t.Fatalf("the new listener: %q, %v", body, err)
+	}
+}
