@@ -146,7 +146,7 @@ type presenceFeed struct {
 
 	mu      sync.Mutex
 	users   []string // the latest report; nil before the first
-	signals []string // typing signals since the last batch
+	signals []string // typing signals since the last batch (or since the start)
 	snap    bool     // a subscriber joined: the next batch is a SNAPSHOT
 	wake    chan struct{}
 }
@@ -224,11 +224,14 @@ func (f *presenceFeed) run(ctx context.Context, send func(*model.PresenceEvent) 
 		}
 		f.mu.Lock()
 		users, signals, snap := f.users, f.signals, f.snap
+		if users == nil {
+			// Nothing reported yet: the first event is a SNAPSHOT of the
+			// first report, with the signals kept until then.
+			f.mu.Unlock()
+			continue
+		}
 		f.signals, f.snap = nil, false
 		f.mu.Unlock()
-		if users == nil {
-			continue // nothing reported yet: the first event is a SNAPSHOT of it
-		}
 		now := time.Now()
 		var events []*model.PresenceEvent
 		if !started {

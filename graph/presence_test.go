@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/heraldhq/herald/graph/model"
@@ -149,9 +150,9 @@ func TestPresenceFeedBoundsEvents(t *testing.T) {
 }
 
 // TestTypingThrottle: at most one setTyping per user and room per
-// interval is passed on.
+// interval is passed on, also across the throttle's generations.
 func TestTypingThrottle(t *testing.T) {
-	th := typingThrottle{every: time.Second, last: map[typingKey]time.Time{}}
+	th := newTypingThrottle(time.Second, 4)
 	t0 := time.Unix(1000, 0)
 	steps := []struct {
 		room, user string
@@ -163,11 +164,129 @@ func TestTypingThrottle(t *testing.T) {
 		{"r", "bob", 500 * time.Millisecond, true},
 		{"s", "alice", 500 * time.Millisecond, true},
 		{"r", "alice", time.Second, true},
+		{"r", "bob", 1400 * time.Millisecond, false}, // passed 900ms ago
+		{"r", "bob", 1500 * time.Millisecond, true},
+		{"r", "alice", 1999 * time.Millisecond, false},
+		{"r", "alice", 2 * time.Second, true},
+		{"s", "alice", 10 * time.Second, true},
+		{"s", "alice", 10*time.Second + 999*time.Millisecond, false},
 	}
 	for i, s := range steps {
 		if got := th.allow(s.room, s.user, t0.Add(s.at)); got != s.want {
 			t.Errorf("step %d (%s in %s at %s) = %v, want %v", i, s.user, s.room, s.at, got, s.want)
 		}
+	}
+}
+
+// TestTypingThrottleBounded: the throttle keeps at most twice its keep
+// of keys, however many distinct users and rooms type within one interval,
+// and forgets keys two intervals after they were last passed. A first call
+// of a key is always passed on.
+func TestTypingThrottleBounded(t *testing.T) {
+	const (
+		every = time.Second
+		keep  = 64
+	)
+	type calls struct {
+		keys int           // distinct, new keys
+		at   time.Duration // all at once
+	}
+	tests := []struct {
+		name    string
+		calls   []calls
+		wantMax int // keys kept after the last call
+	}{
+		{"flood of distinct keys at one instant", []calls{{50 * keep, 0}}, 2 * keep},
+		{"flood of distinct keys within an interval", []calls{{10 * keep, 0}, {10 * keep, every / 2}, {10 * keep, every - 1}}, 2 * keep},
+		{"a few keys stay", []calls{{keep / 2, 0}}, keep / 2},
+		{"keys expire", []calls{{keep / 2, 0}, {1, every}, {1, 2 * every}}, 2},
+		{"keys expire after a pause", []calls{{keep / 2, 0}, {1, 10 * every}, {1, 20 * every}}, 2},
+	}
+	t0 := time.Unix(1000, 0)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			th := newTypingThrottle(every, keep)
+			n := 0
+			for _, c := range tt.calls {
+				for range c.keys {
+					n++
+					if !th.allow("r", fmt.Sprintf("u%d", n), t0.Add(c.at)) {
+						t.Fatalf("first call of key %d refused", n)
+					}
+				}
+				if got := th.len(); got > 2*keep {
+					t.Fatalf("after %d keys: %d kept, want at most %d", n, got, 2*keep)
+				}
+			}
+			if got := th.len(); got > tt.wantMax {
+				t.Fatalf("%d keys kept, want at most %d", got, tt.wantMax)
+			}
+		})
+	}
+}
+
+// TestPresenceFeedEarlySignal: typing signals that arrive before the first
+// presence report are not lost: the first SNAPSHOT shows them typing.
+func TestPresenceFeedEarlySignal(t *testing.T) {
+	tests := []struct {
+		name       string
+		signals    []string
+		users      []string
+		wantTyping []string
+	}{
+		{"none", nil, []string{"a"}, []string{}},
+		{"one", []string{"a"}, []string{"a"}, []string{"a"}},
+		{"several", []string{"b", "a", "b"}, []string{"a", "b"}, []string{"a", "b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const typingFor = 5 * time.Second
+				f := newPresenceFeed(250*time.Millisecond, 20, typingFor)
+				ctx, cancel := context.WithCancel(t.Context())
+				events := make(chan *model.PresenceEvent, 16)
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					f.run(ctx, func(ev *model.PresenceEvent) bool { events <- ev; return true })
+				}()
+				defer func() { cancel(); <-done }()
+				for _, u := range tt.signals {
+					f.signal(u)
+					synctest.Wait() // the feed has taken the signal in
+				}
+				f.setUsers(tt.users)
+				synctest.Wait()
+				var ev *model.PresenceEvent
+				select {
+				case ev = <-events:
+				default:
+					t.Fatal("no event after the first report")
+				}
+				if _, users, typing := ids(ev); ev.Kind != model.PresenceKindSnapshot || !slices.Equal(users, tt.users) || !slices.Equal(typing, tt.wantTyping) {
+					t.Fatalf("first event %s %q typing %q, want SNAPSHOT %q typing %q", ev.Kind, users, typing, tt.users, tt.wantTyping)
+				}
+				if len(tt.wantTyping) == 0 {
+					return
+				}
+				// The typing ends typingFor later, as for any signal.
+				time.Sleep(typingFor)
+				synctest.Wait()
+				for range tt.wantTyping {
+					select {
+					case ev = <-events:
+					default:
+						t.Fatal("typing never ended")
+					}
+					if ev.Kind != model.PresenceKindTyping {
+						t.Fatalf("event %s, want TYPING", ev.Kind)
+					}
+				}
+				if _, _, typing := ids(ev); len(typing) != 0 {
+					t.Fatalf("still typing: %q", typing)
+				}
+			})
+		})
 	}
 }
 

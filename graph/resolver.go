@@ -22,7 +22,7 @@ type Resolver struct {
 	sessions Disconnector // nil: disconnectUser is unavailable
 	presence Presence     // nil: roomPresence and setTyping are unavailable
 	opts     Options
-	typing   typingThrottle
+	typing   *typingThrottle
 }
 
 // Options configures NewSchemaWith; zero fields take their defaults.
@@ -69,42 +69,61 @@ func NewSchemaWith(svc *chat.Service, epoch time.Time, opts Options) graphql.Exe
 		opts.TypingEvery = time.Second
 	}
 	r := &Resolver{chat: svc, epoch: epoch.UnixNano(), sessions: opts.Sessions, presence: opts.Presence, opts: opts,
-		typing: typingThrottle{every: opts.TypingEvery, last: map[typingKey]time.Time{}}}
+		typing: newTypingThrottle(opts.TypingEvery, typingKeep)}
 	return NewExecutableSchema(Config{Resolvers: r})
 }
 
 // typingThrottle passes on at most one setTyping per user and room per
-// interval.
+// interval. It keeps the keys it passed on in two generations: cur, since
+// curStart, and prev, from before it. Once an interval has passed since
+// curStart, everything in prev is older than an interval, so prev is
+// dropped and cur becomes prev: each call costs O(1), and a key is
+// forgotten at most two intervals after it was last passed on. A
+// generation holds at most keep keys: a full cur also becomes prev, so
+// the throttle never holds more than 2×keep keys; under a flood of more
+// distinct keys than that per interval, the oldest may pass again early.
 type typingThrottle struct {
 	every time.Duration
+	keep  int
 
-	mu   sync.Mutex
-	last map[typingKey]time.Time
+	mu        sync.Mutex
+	cur, prev map[typingKey]time.Time
+	curStart  time.Time
 }
 
 type typingKey struct{ room, user string }
 
-// typingForget is how many throttled keys are kept before old ones are
-// dropped.
-const typingForget = 4096
+// typingKeep is how many keys a typingThrottle's generation holds.
+const typingKeep = 1 << 14
+
+func newTypingThrottle(every time.Duration, keep int) *typingThrottle {
+	return &typingThrottle{every: every, keep: keep, cur: map[typingKey]time.Time{}, prev: map[typingKey]time.Time{}}
+}
 
 // allow reports whether a setTyping at now is passed on.
 func (t *typingThrottle) allow(room, user string, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	k := typingKey{room, user}
-	if last, ok := t.last[k]; ok && now.Sub(last) < t.every {
+	last, ok := t.cur[k]
+	if !ok {
+		last, ok = t.prev[k]
+	}
+	if ok && now.Sub(last) < t.every {
 		return false
 	}
-	if len(t.last) >= typingForget {
-		for k, last := range t.last {
-			if now.Sub(last) >= t.every {
-				delete(t.last, k)
-			}
-		}
+	if now.Sub(t.curStart) >= t.every || len(t.cur) >= t.keep {
+		t.prev, t.cur, t.curStart = t.cur, map[typingKey]time.Time{}, now
 	}
-	t.last[k] = now
+	t.cur[k] = now
 	return true
+}
+
+// len is how many keys t holds.
+func (t *typingThrottle) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.cur) + len(t.prev)
 }
 
 // ViewerDirective is the schema directive marking fields whose value
