@@ -196,16 +196,32 @@ func (t *sseSingleTransport) listen(h *heldStream) bool {
 // expire forgets a reservation that was never opened.
 func (t *sseSingleTransport) expire(h *heldStream) {
 	t.mu.Lock()
-	open := h.st != nil
+	var stop func()
+	if h.st == nil { // checked and forgotten under one lock: claim may be opening it
+		stop = t.releaseLocked(h)
+	}
 	t.mu.Unlock()
-	if !open {
-		t.forget(h)
+	if stop != nil {
+		stop()
 	}
 }
 
 // forget stops holding h and listening for its token.
 func (t *sseSingleTransport) forget(h *heldStream) {
 	t.mu.Lock()
+	stop := t.releaseLocked(h)
+	t.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// releaseLocked stops holding h, with t.mu held, and returns the function
+// that stops listening for its token, to call once t.mu is released; nil
+// if there is none. A caller that forgets h only while it is a reservation
+// checks h.st in the same critical section: once t.mu is released, claim
+// may open it.
+func (t *sseSingleTransport) releaseLocked(h *heldStream) func() {
 	if t.held[h.token] == h {
 		delete(t.held, h.token)
 		if h.st == nil {
@@ -218,10 +234,7 @@ func (t *sseSingleTransport) forget(h *heldStream) {
 	}
 	stop := h.stop
 	h.stop = nil
-	t.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
+	return stop
 }
 
 // close forgets every reservation: the server is draining. Open streams
@@ -229,15 +242,17 @@ func (t *sseSingleTransport) forget(h *heldStream) {
 func (t *sseSingleTransport) close() {
 	t.mu.Lock()
 	t.closed = true
-	var reserved []*heldStream
+	var stops []func()
 	for _, h := range t.held {
 		if h.st == nil {
-			reserved = append(reserved, h)
+			if stop := t.releaseLocked(h); stop != nil {
+				stops = append(stops, stop)
+			}
 		}
 	}
 	t.mu.Unlock()
-	for _, h := range reserved {
-		t.forget(h)
+	for _, stop := range stops {
+		stop()
 	}
 }
 
@@ -350,18 +365,27 @@ func (t *sseSingleTransport) serveRelayed(ctx context.Context, token string, msg
 }
 
 // handOver gives token's reservation up to the replica opening its stream.
+// It checks and forgets the reservation under one lock: a stream opened
+// here meanwhile (claim), or handed over to another replica, must not be
+// handed over too, or two streams would fulfil one reservation.
 func (t *sseSingleTransport) handOver(token, user string) int {
 	t.mu.Lock()
 	h := t.held[token]
-	t.mu.Unlock()
+	status := http.StatusOK
+	var stop func()
 	switch {
 	case h == nil || h.user != user:
-		return http.StatusNotFound
+		status = http.StatusNotFound
 	case h.st != nil:
-		return http.StatusConflict
+		status = http.StatusConflict
+	default:
+		stop = t.releaseLocked(h)
 	}
-	t.forget(h)
-	return http.StatusOK
+	t.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	return status
 }
 
 // operate serves an operation (POST, or GET without an event stream) or
