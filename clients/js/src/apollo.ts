@@ -37,10 +37,25 @@ function isLikeCloseEvent(val: unknown): val is { code: number; reason: string }
   return typeof val === 'object' && val !== null && 'code' in val && 'reason' in val;
 }
 
+/**
+ * A WebSocket's error event (a connect refused, once the retries are
+ * spent). The `ws` package's has a `message`, so it must be told apart
+ * before anything with a message is taken for a GraphQL error.
+ */
+function isLikeErrorEvent(val: unknown): boolean {
+  if (typeof val !== 'object' || val === null) return false;
+  const { type, target } = val as { type?: unknown; target?: { readyState?: unknown } };
+  return type === 'error' || (typeof target === 'object' && target !== null && target.readyState === 3);
+}
+
 /** What graphql-ws reported, as the Error Apollo Client 4 expects (as GraphQLWsLink converts it). */
 function toApolloError(err: unknown): Error {
   if (err instanceof Error) return err;
   if (isLikeCloseEvent(err)) return new Error(`Socket closed with event ${err.code} ${err.reason}`);
+  if (isLikeErrorEvent(err)) {
+    const message = (err as { message?: unknown }).message;
+    return new Error(`Socket closed${typeof message === 'string' && message ? ` (${message})` : ''}`);
+  }
   if (Array.isArray(err) || (typeof err === 'object' && err !== null && 'message' in err)) {
     return new CombinedGraphQLErrors({ errors: (Array.isArray(err) ? err : [err]) as GraphQLFormattedError[] });
   }

@@ -111,7 +111,10 @@ export interface HeraldClient {
   httpHeaders(): Promise<Record<string, string>>;
   /** Listens to graphql-ws events (connecting, connected, closed, …). */
   on: Client['on'];
-  /** Closes the socket; active subscriptions complete. */
+  /**
+   * Closes the socket; active subscriptions complete. Between two connects
+   * it ends the wait at once and connects no more. Never rejects.
+   */
   dispose(): Promise<void>;
   /** Closes the socket at once, as if it had dropped (graphql-ws terminate). */
   terminate(): void;
@@ -122,10 +125,71 @@ export interface HeraldClient {
 const isCursorExpired = (errors: unknown): errors is readonly GraphQLFormattedError[] =>
   Array.isArray(errors) && errors.some((e) => (e as GraphQLFormattedError)?.extensions?.code === 'CURSOR_EXPIRED');
 
+const backoffDelay = (retries: number) => Math.min(300 * 2 ** retries, 10_000) * (0.5 + Math.random());
+
 /** The default retryWait: jittered exponential back-off, 150 ms to 15 s. */
 export async function backoff(retries: number): Promise<void> {
-  const ms = Math.min(300 * 2 ** retries, 10_000) * (0.5 + Math.random());
-  await new Promise((resolve) => setTimeout(resolve, ms));
+  await new Promise((resolve) => setTimeout(resolve, backoffDelay(retries)));
+}
+
+/**
+ * p, or nothing as soon as signal aborts (dispose): a client disposed of
+ * while it waits to reconnect neither keeps waiting nor reconnects. The
+ * listener is removed either way, so waits do not pile up on the signal.
+ */
+function unlessAborted(signal: AbortSignal, p: Promise<void>, onAbort?: () => void): Promise<void> {
+  if (signal.aborted) {
+    onAbort?.();
+    return Promise.resolve();
+  }
+  return new Promise((resolve, reject) => {
+    const abort = () => {
+      onAbort?.();
+      resolve();
+    };
+    signal.addEventListener('abort', abort, { once: true });
+    p.then(
+      () => { signal.removeEventListener('abort', abort); resolve(); },
+      (err) => { signal.removeEventListener('abort', abort); reject(err); },
+    );
+  });
+}
+
+/**
+ * Herald closes a socket with 1011 when it cannot check the credentials in
+ * connection_init ("authentication is unavailable; try again later", e.g.
+ * its JWKS provider is down). graphql-ws gives up on every 1000–1999 code
+ * but a few, 1011 included, before it asks shouldRetry: every subscription
+ * would fail for good. So the socket reports 1011 as 1013 (try again
+ * later), which graphql-ws retries with back-off.
+ */
+const RETRY_AS: Readonly<Record<number, number>> = { 1011: 1013 };
+
+/** Close code of a connect given up because getToken or connectionParams failed; graphql-ws retries it. */
+const CLOSE_CREDENTIALS_FAILED = 4503;
+
+function closeReason(prefix: string, err: unknown): string {
+  const reason = `${prefix}: ${err instanceof Error ? err.message : String(err)}`;
+  return new TextEncoder().encode(reason).length <= 123 ? reason : prefix; // a close reason's limit
+}
+
+type WebSocketClass = new (...args: any[]) => any;
+
+function retryingWebSocket(Impl: WebSocketClass): WebSocketClass {
+  return class HeraldWebSocket extends Impl {
+    // graphql-ws listens with onclose (and only sets it).
+    set onclose(listener: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null) {
+      super.onclose = typeof listener !== 'function' ? listener : (event: { code: number; reason: string; wasClean: boolean }) => {
+        const code = RETRY_AS[event?.code];
+        listener.call(this, code === undefined ? event
+          : { type: 'close', code, reason: event.reason, wasClean: event.wasClean, target: this });
+      };
+    }
+
+    get onclose() {
+      return super.onclose;
+    }
+  };
 }
 
 /**
@@ -167,27 +231,58 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     user: options.user,
   });
 
+  // Aborted by dispose: ends a wait to reconnect at once.
+  const disposal = new AbortController();
+  const retryWait = (retries: number): Promise<void> => {
+    if (options.retryWait) return unlessAborted(disposal.signal, options.retryWait(retries));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waited = new Promise<void>((resolve) => { timer = setTimeout(resolve, backoffDelay(retries)); });
+    return unlessAborted(disposal.signal, waited, () => clearTimeout(timer));
+  };
+  const impl = options.webSocketImpl ?? options.graphqlWs?.webSocketImpl ??
+    (typeof WebSocket === 'undefined' ? MissingWebSocket : WebSocket);
+  // The socket graphql-ws is about to send connection_init on: it emits
+  // `opened` with it, then calls connectionParams.
+  let opened: { readyState: number; close(code: number, reason: string): void } | undefined;
+
   const ws = createClient({
     ...options.graphqlWs,
     url: wsURL(options.url),
-    webSocketImpl: options.webSocketImpl ?? options.graphqlWs?.webSocketImpl ??
-      (typeof WebSocket === 'undefined' ? MissingWebSocket : undefined),
+    // Not MissingWebSocket, whose 4005 must stay fatal; not what is no
+    // class at all, which graphql-ws refuses.
+    webSocketImpl: typeof impl === 'function' && impl !== MissingWebSocket ? retryingWebSocket(impl as WebSocketClass) : impl,
     retryAttempts: options.retryAttempts ?? Infinity,
-    retryWait: options.retryWait ?? backoff,
+    retryWait,
     // Retry every kind of loss, a refused reconnect (an error event, not a
     // close event) included: the replica may be restarting or draining.
     // graphql-ws still gives up on the fatal close codes (4400, 4401, 4409, …).
     shouldRetry: options.graphqlWs?.shouldRetry ?? (() => true),
     on: options.on ?? options.graphqlWs?.on,
     connectionParams: async () => {
-      const extra = options.connectionParams;
-      const params = { ...(typeof extra === 'function' ? await extra() : extra) };
-      const { token, user } = await credentials();
-      if (user) params.user = user;
-      if (token) params.Authorization = `Bearer ${token}`;
-      return params;
+      const socket = opened;
+      try {
+        const extra = options.connectionParams;
+        const params = { ...(typeof extra === 'function' ? await extra() : extra) };
+        const { token, user } = await credentials();
+        if (user) params.user = user;
+        if (token) params.Authorization = `Bearer ${token}`;
+        return params;
+      } catch (err) {
+        // Thrown, graphql-ws would report the error, retry (shouldRetry)
+        // and close this socket with 4005; that close event, arriving once
+        // the close handshake is over, would land on the next connect,
+        // which graphql-ws then gives up on as fatal: every subscription
+        // fails. Closed here with a code it retries, the close event is
+        // this connect's own end; graphql-ws sends nothing on a socket no
+        // longer open.
+        if (socket && socket.readyState === 1) socket.close(CLOSE_CREDENTIALS_FAILED, closeReason('credentials failed', err));
+        return {};
+      }
     },
   });
+  ws.on('opened', (socket) => { opened = socket as typeof opened; });
+  // What dispose ends: every subscription still running.
+  const active = new Set<() => void>();
 
   function subscribe<Data>(request: HeraldRequest, sink: Sink<Result<Data>>, opts: SubscribeOptions = {}): Unsubscribe {
     const prepared = opts.resume === false
@@ -242,10 +337,13 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
             recover(err);
             return;
           }
+          active.delete(unsubscribe);
           sink.error(err);
         },
         complete() {
-          if (!recovering) sink.complete();
+          if (recovering) return;
+          active.delete(unsubscribe);
+          sink.complete();
         },
       });
     };
@@ -257,6 +355,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       try {
         next = await onExpired!(errors);
       } catch (err) {
+        active.delete(unsubscribe);
         if (!stopped) sink.error(err);
         return;
       }
@@ -265,11 +364,13 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       start();
     };
 
-    start();
     const unsubscribe = () => {
       stopped = true;
+      active.delete(unsubscribe);
       stop();
     };
+    active.add(unsubscribe);
+    start();
     return Object.defineProperty(unsubscribe, 'cursor', { get: () => cursor, enumerable: true }) as Unsubscribe;
   }
 
@@ -285,7 +386,17 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     },
     on: ws.on,
     dispose: async () => {
-      await ws.dispose();
+      // Between two connects, graphql-ws would wait out the back-off, then
+      // connect (getToken, every subscription sent again) only to close,
+      // and reject if that connect failed. Ending the wait and every
+      // subscription first leaves it nothing to connect for; they complete.
+      disposal.abort();
+      for (const unsubscribe of [...active]) unsubscribe();
+      try {
+        await ws.dispose();
+      } catch {
+        // The connect under way failed or was given up: nothing to close.
+      }
     },
     terminate: () => ws.terminate(),
     graphqlWs: ws,

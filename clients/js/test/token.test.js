@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
+import WebSocket from 'ws';
 import { createHeraldClient } from '@heraldhq/client';
 import { Herald, Inbox, controllableSockets, createRoom, post, prime, quickRetry, range, signJWT, until } from './lib/herald.js';
 
@@ -96,6 +97,40 @@ test('the token getToken returns is used on the next connect, and the subscripti
     return JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url')).sub;
   });
   assert.deepEqual(subs, tokens, 'each connect sent the token getToken returned for it');
+  sub();
+});
+
+test('a getToken that fails once: that connect is retried and the subscription goes on, however slow the close', async (t) => {
+  // A socket whose close event comes 300 ms after the close (a close
+  // handshake over a slow network): longer than the wait before the retry.
+  class SlowClose extends WebSocket {
+    constructor(...args) { super(...args); this.on('error', () => {}); }
+    emitClose() { setTimeout(() => super.emitClose(), 300); }
+  }
+  let calls = 0;
+  const closed = [];
+  const client = createHeraldClient({
+    url: herald.wsURL,
+    getToken: async () => {
+      if (++calls === 1) throw new Error('the identity provider is unreachable');
+      return token('reader', 3600);
+    },
+    webSocketImpl: SlowClose,
+    retryWait: quickRetry,
+    on: { closed: (e) => closed.push(e?.code) },
+  });
+  t.after(async () => { await client.dispose(); });
+  const roomId = await createRoom(herald.url, poster);
+  const inbox = new Inbox('messagePosted');
+  const sub = client.subscribe({ query: 'subscription ($r: ID!) { messagePosted(roomId: $r) { text } }', variables: { r: roomId } }, inbox.sink);
+  await prime(inbox, herald.url, roomId, poster);
+  // Past the failed connect's close, however late it came: still live.
+  await new Promise((ok) => setTimeout(ok, 1000));
+  await post(herald.url, roomId, 'after', poster);
+  await inbox.waitForText('after');
+  assert.ok(calls >= 2, `getToken was called again (${calls} calls)`);
+  assert.ok(!closed.includes(4005), `no connect failed as fatal: closes ${JSON.stringify(closed)}`);
+  assert.equal(inbox.ended, null, 'the subscription goes on');
   sub();
 });
 

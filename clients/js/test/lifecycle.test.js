@@ -1,0 +1,137 @@
+// The client's lifecycle around losses: which closes it retries, what
+// dispose() leaves behind while it is between two connects, and how
+// HeraldLink reports a socket that cannot connect.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import WebSocket, { WebSocketServer } from 'ws';
+import { createHeraldClient } from '@heraldhq/client';
+import { Herald, Inbox, controllableSockets, createRoom, post, prime, quickRetry, until } from './lib/herald.js';
+
+const poster = { user: 'poster' };
+let herald;
+
+before(async () => {
+  herald = await Herald.start(['--auth', 'dev']);
+});
+after(async () => {
+  await herald?.close();
+});
+
+// Herald closes a socket with 1011 when it cannot check the credentials in
+// connection_init (server/wsmachine.go answerInit: "authentication is
+// unavailable; try again later", e.g. its JWKS provider is unreachable).
+// That cannot be provoked in a real Herald within a test (the JWK Set is
+// refetched at most once a minute), so a server speaking the protocol closes
+// the first connect as Herald does and accepts the next.
+test('1011 "authentication is unavailable; try again later" is retried, not fatal', async (t) => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
+  await new Promise((ok) => wss.once('listening', ok));
+  let inits = 0;
+  wss.on('connection', (sock) => {
+    sock.on('message', (data) => {
+      const m = JSON.parse(String(data));
+      if (m.type === 'connection_init') {
+        if (++inits === 1) sock.close(1011, 'authentication is unavailable; try again later');
+        else sock.send(JSON.stringify({ type: 'connection_ack' }));
+      } else if (m.type === 'subscribe') {
+        sock.send(JSON.stringify({ id: m.id, type: 'next', payload: { data: { roomCreated: { id: 'r1' } }, extensions: { cursor: 'c1' } } }));
+      }
+    });
+  });
+  const closed = [];
+  const client = createHeraldClient({
+    url: `ws://127.0.0.1:${wss.address().port}/graphql`, webSocketImpl: WebSocket, retryWait: quickRetry,
+    on: { closed: (e) => closed.push(e?.code) },
+  });
+  t.after(async () => {
+    await client.dispose();
+    for (const c of wss.clients) c.terminate();
+    await new Promise((ok) => wss.close(ok));
+  });
+  const inbox = new Inbox('roomCreated');
+  const sub = client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
+  await inbox.waitFor((i) => i.results.length === 1, 10_000, 'a result after the refused connect');
+  assert.equal(inits, 2, 'connected again after the 1011');
+  assert.equal(closed.length, 1, `one close before the result: ${JSON.stringify(closed)}`);
+  assert.equal(sub.cursor, 'c1');
+  sub();
+});
+
+test('dispose() while waiting to reconnect: resolves at once, and nothing connects after it', async (t) => {
+  const sockets = await controllableSockets();
+  const seen = { connecting: 0, closed: 0 };
+  let tokens = 0;
+  const client = createHeraldClient({
+    url: herald.wsURL,
+    user: 'reader',
+    getToken: () => { tokens++; return null; },
+    webSocketImpl: sockets.WebSocket,
+    // A long wait, as the default back-off reaches after a few failures.
+    retryWait: () => sleep(1500),
+    on: { connecting: () => { seen.connecting++; }, closed: () => { seen.closed++; } },
+  });
+  t.after(async () => { await sockets.close(); });
+  const roomId = await createRoom(herald.url, poster);
+  const inbox = new Inbox('messagePosted');
+  client.subscribe({ query: 'subscription ($r: ID!) { messagePosted(roomId: $r) { text } }', variables: { r: roomId } }, inbox.sink);
+  await prime(inbox, herald.url, roomId, poster);
+
+  sockets.setOffline(true);
+  sockets.drop();
+  await until(() => seen.closed >= 1, 5000, 'the client to notice the dropped socket');
+  await sleep(50); // now in retryWait
+  const before = { connecting: seen.connecting, tokens, subscribes: sockets.subscribes().length };
+  const started = Date.now();
+  const disposed = client.dispose().then(() => 'resolved', (err) => `rejected: ${err?.code ?? err?.message ?? err}`);
+  sockets.setOffline(false); // Herald is reachable again: a client still going would connect now
+  assert.equal(await disposed, 'resolved', 'dispose() does not fail because the socket it disposes of is down');
+  assert.ok(Date.now() - started < 500, `dispose() did not wait out the back-off (${Date.now() - started} ms)`);
+  await inbox.waitFor((i) => i.ended !== null, 5000, 'the subscription to complete', { allowEnd: true });
+  assert.equal(inbox.ended, 'complete');
+  await sleep(2000); // past the back-off
+  assert.deepEqual({ connecting: seen.connecting, tokens, subscribes: sockets.subscribes().length }, before,
+    'no connect, getToken call or subscribe after dispose()');
+});
+
+test('dispose() while the server is down does not reject', async () => {
+  const sockets = await controllableSockets();
+  sockets.setOffline(true);
+  let closed = 0;
+  const client = createHeraldClient({
+    url: herald.wsURL, webSocketImpl: sockets.WebSocket, retryWait: () => sleep(200), on: { closed: () => { closed++; } },
+  });
+  const inbox = new Inbox('roomCreated');
+  client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
+  await until(() => closed >= 1, 5000, 'a refused connect');
+  const result = await client.dispose().then(() => 'resolved', (err) => `rejected: ${err?.code ?? err?.message ?? err}`);
+  await sockets.close();
+  assert.equal(result, 'resolved');
+  await inbox.waitFor((i) => i.ended !== null, 5000, 'the subscription to complete', { allowEnd: true });
+  assert.equal(inbox.ended, 'complete');
+});
+
+test('HeraldLink: a socket that cannot connect is reported as a socket error, not as GraphQL errors', async () => {
+  const { ApolloClient, InMemoryCache, gql: apolloGql } = await import('@apollo/client');
+  const { CombinedGraphQLErrors } = await import('@apollo/client/errors');
+  const { HeraldLink } = await import('@heraldhq/client/apollo');
+  const sockets = await controllableSockets();
+  sockets.setOffline(true); // every connect is refused
+  const client = createHeraldClient({ url: herald.wsURL, webSocketImpl: sockets.WebSocket, retryAttempts: 0 });
+  const apollo = new ApolloClient({ link: new HeraldLink({ client, http: { uri: herald.url } }), cache: new InMemoryCache() });
+  try {
+    const error = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no error within 10 s')), 10_000);
+      apollo.subscribe({ query: apolloGql`subscription { roomCreated { id } }` }).subscribe({
+        next: ({ error: e }) => { if (e) { clearTimeout(timer); resolve(e); } },
+        error: (e) => { clearTimeout(timer); resolve(e); },
+      });
+    });
+    assert.ok(!CombinedGraphQLErrors.is(error), `not GraphQL errors: ${error?.constructor?.name}: ${error?.message}`);
+    assert.match(error.message, /^Socket closed/);
+  } finally {
+    apollo.stop();
+    await client.dispose();
+    await sockets.close();
+  }
+});
