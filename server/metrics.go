@@ -67,8 +67,5 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) closeCounter(code int) prometheus.Counter {
-	if code == closeTryAgainLater {
-		m.slowCloses.Inc()
-	}
 	return m.closes.WithLabelValues(strconv.Itoa(code))
 }

@@ -40,7 +40,7 @@ var (
 // tooSlow closes the socket as a slow consumer (1013): the client
 // reconnects and resumes from its last cursor.
 func (c *wsConn) tooSlow(_ *operation, reason string) {
-	c.closeWith(closeTryAgainLater, reason)
+	c.closeSlow(reason)
 }
 
 // release ends op's part in the engine once its transport has let it go:

@@ -410,11 +410,20 @@ func (c *wsConn) closeWith(code int, reason string) {
 	c.chooseClose(code, reason, false)
 }
 
+// closeSlow closes the socket as a slow consumer (1013), and counts it as
+// one unless another close was chosen first.
+func (c *wsConn) closeSlow(reason string) {
+	if c.chooseClose(closeTryAgainLater, reason, false) {
+		c.t.metrics.slowCloses.Inc()
+	}
+}
+
 // chooseClose chooses the close frame, unless one is chosen already, and
 // wakes a writer to send it. A close that answers the client's is not
-// counted as the server's.
-func (c *wsConn) chooseClose(code int, reason string, answer bool) {
+// counted as the server's. It reports whether this call chose it.
+func (c *wsConn) chooseClose(code int, reason string, answer bool) (chosen bool) {
 	c.closeOnce.Do(func() {
+		chosen = true
 		c.closeCode, c.closeMsg = code, reason
 		c.closeAbrupt = answer || code == closeTryAgainLater
 		c.closeSent = make(chan struct{}) // made here: an open socket does without
@@ -428,6 +437,7 @@ func (c *wsConn) chooseClose(code int, reason string, answer bool) {
 		}
 		c.queue.wake() // a writer sends the close frame
 	})
+	return chosen
 }
 
 // teardown releases everything the socket holds, whoever ended it.
@@ -472,7 +482,7 @@ func (c *wsConn) send(kind frameKind, raw string) {
 
 func (c *wsConn) enqueue(it outItem) {
 	if !c.queue.push(it) {
-		c.closeWith(closeTryAgainLater, "slow consumer: outbound queue full; reconnect and resume")
+		c.closeSlow("slow consumer: outbound queue full; reconnect and resume")
 	}
 }
 

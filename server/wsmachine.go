@@ -208,7 +208,9 @@ func (m *wsMachine) answerInit(v initVerdict, now time.Time, cfg *wsConfig) wsSt
 		s.close, s.reason = closeForbidden, "Forbidden: "+clipReason(v.err.Error())
 		return s
 	case v.err != nil:
-		return closeStep(closeInternalError, "authentication is unavailable; try again later")
+		// 1013, a temporary condition: graphql-ws clients retry it with
+		// back-off, where they give up on 1011 for good.
+		return closeStep(closeTryAgainLater, "authentication is unavailable; try again later")
 	case !v.expires.IsZero() && !v.expires.After(now):
 		return closeStep(closeForbidden, "Forbidden: the token has expired")
 	}

@@ -55,7 +55,6 @@ const (
 	closeNormal           = 1000
 	closeGoingAway        = 1001
 	closeInvalidPayload   = 1007 // a text frame that is not UTF-8 (RFC 6455 section 8.1)
-	closeInternalError    = 1011
 	closeTryAgainLater    = 1013
 	closeBadRequest       = 4400
 	closeUnauthorized     = 4401

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
@@ -1073,6 +1074,36 @@ func TestProtocolInitTimeoutWhileAuthenticating(t *testing.T) {
 				t.Fatal("the credentials are still being checked after the socket was closed for its init timeout")
 			}
 			waitFor(t, "the socket to be released", func() bool { return r.placesTaken() == 0 })
+		})
+	}
+}
+
+// unavailableAuth cannot check any credentials: its identity service is
+// down.
+type unavailableAuth struct{ auth.Dev }
+
+func (unavailableAuth) FromInitPayload(context.Context, map[string]any) (auth.Identity, bool, error) {
+	return auth.Identity{}, false, errors.New("ask the identity service: connection refused")
+}
+
+// TestProtocolAuthUnavailable: credentials that cannot be checked close
+// the socket with 1013 (try again later), which graphql-ws clients retry,
+// not with 1011, on which they give up; and it is not counted as a slow
+// consumer, whose close shares the code.
+func TestProtocolAuthUnavailable(t *testing.T) {
+	r := newReplica(t, func(o *Options) { o.Authenticator = unavailableAuth{} })
+	for _, p := range wspProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			r := r.forTest(t)
+			c := r.dial(p.name)
+			c.init("alice")
+			reason, _ := wspExpectClose(c, closeTryAgainLater, 2*time.Second)
+			if reason != "authentication is unavailable; try again later" {
+				t.Errorf("close reason %q", reason)
+			}
+			if n := testutil.ToFloat64(r.server.ws.metrics.slowCloses); n != 0 {
+				t.Errorf("herald_ws_slow_consumer_closes_total = %v after an authentication failure, want 0", n)
+			}
 		})
 	}
 }

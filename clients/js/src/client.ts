@@ -155,41 +155,12 @@ function unlessAborted(signal: AbortSignal, p: Promise<void>, onAbort?: () => vo
   });
 }
 
-/**
- * Herald closes a socket with 1011 when it cannot check the credentials in
- * connection_init ("authentication is unavailable; try again later", e.g.
- * its JWKS provider is down). graphql-ws gives up on every 1000–1999 code
- * but a few, 1011 included, before it asks shouldRetry: every subscription
- * would fail for good. So the socket reports 1011 as 1013 (try again
- * later), which graphql-ws retries with back-off.
- */
-const RETRY_AS: Readonly<Record<number, number>> = { 1011: 1013 };
-
 /** Close code of a connect given up because getToken or connectionParams failed; graphql-ws retries it. */
 const CLOSE_CREDENTIALS_FAILED = 4503;
 
 function closeReason(prefix: string, err: unknown): string {
   const reason = `${prefix}: ${err instanceof Error ? err.message : String(err)}`;
   return new TextEncoder().encode(reason).length <= 123 ? reason : prefix; // a close reason's limit
-}
-
-type WebSocketClass = new (...args: any[]) => any;
-
-function retryingWebSocket(Impl: WebSocketClass): WebSocketClass {
-  return class HeraldWebSocket extends Impl {
-    // graphql-ws listens with onclose (and only sets it).
-    set onclose(listener: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null) {
-      super.onclose = typeof listener !== 'function' ? listener : (event: { code: number; reason: string; wasClean: boolean }) => {
-        const code = RETRY_AS[event?.code];
-        listener.call(this, code === undefined ? event
-          : { type: 'close', code, reason: event.reason, wasClean: event.wasClean, target: this });
-      };
-    }
-
-    get onclose() {
-      return super.onclose;
-    }
-  };
 }
 
 /**
@@ -239,8 +210,6 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     const waited = new Promise<void>((resolve) => { timer = setTimeout(resolve, backoffDelay(retries)); });
     return unlessAborted(disposal.signal, waited, () => clearTimeout(timer));
   };
-  const impl = options.webSocketImpl ?? options.graphqlWs?.webSocketImpl ??
-    (typeof WebSocket === 'undefined' ? MissingWebSocket : WebSocket);
   // The socket graphql-ws is about to send connection_init on: it emits
   // `opened` with it, then calls connectionParams.
   let opened: { readyState: number; close(code: number, reason: string): void } | undefined;
@@ -248,9 +217,8 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   const ws = createClient({
     ...options.graphqlWs,
     url: wsURL(options.url),
-    // Not MissingWebSocket, whose 4005 must stay fatal; not what is no
-    // class at all, which graphql-ws refuses.
-    webSocketImpl: typeof impl === 'function' && impl !== MissingWebSocket ? retryingWebSocket(impl as WebSocketClass) : impl,
+    webSocketImpl: options.webSocketImpl ?? options.graphqlWs?.webSocketImpl ??
+      (typeof WebSocket === 'undefined' ? MissingWebSocket : undefined),
     retryAttempts: options.retryAttempts ?? Infinity,
     retryWait,
     // Retry every kind of loss, a refused reconnect (an error event, not a

@@ -18,13 +18,14 @@ after(async () => {
   await herald?.close();
 });
 
-// Herald closes a socket with 1011 when it cannot check the credentials in
-// connection_init (server/wsmachine.go answerInit: "authentication is
-// unavailable; try again later", e.g. its JWKS provider is unreachable).
+// Herald closes a socket with 1013 (try again later) when it cannot check
+// the credentials in connection_init (server/wsmachine.go answerInit:
+// "authentication is unavailable; try again later", e.g. its JWKS provider
+// is unreachable).
 // That cannot be provoked in a real Herald within a test (the JWK Set is
 // refetched at most once a minute), so a server speaking the protocol closes
 // the first connect as Herald does and accepts the next.
-test('1011 "authentication is unavailable; try again later" is retried, not fatal', async (t) => {
+test('1013 "authentication is unavailable; try again later" is retried, not fatal', async (t) => {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
   await new Promise((ok) => wss.once('listening', ok));
   let inits = 0;
@@ -32,7 +33,7 @@ test('1011 "authentication is unavailable; try again later" is retried, not fata
     sock.on('message', (data) => {
       const m = JSON.parse(String(data));
       if (m.type === 'connection_init') {
-        if (++inits === 1) sock.close(1011, 'authentication is unavailable; try again later');
+        if (++inits === 1) sock.close(1013, 'authentication is unavailable; try again later');
         else sock.send(JSON.stringify({ type: 'connection_ack' }));
       } else if (m.type === 'subscribe') {
         sock.send(JSON.stringify({ id: m.id, type: 'next', payload: { data: { roomCreated: { id: 'r1' } }, extensions: { cursor: 'c1' } } }));
@@ -52,8 +53,8 @@ test('1011 "authentication is unavailable; try again later" is retried, not fata
   const inbox = new Inbox('roomCreated');
   const sub = client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
   await inbox.waitFor((i) => i.results.length === 1, 10_000, 'a result after the refused connect');
-  assert.equal(inits, 2, 'connected again after the 1011');
-  assert.equal(closed.length, 1, `one close before the result: ${JSON.stringify(closed)}`);
+  assert.equal(inits, 2, 'connected again after the 1013');
+  assert.deepEqual(closed, [1013], 'one close before the result, with the code Herald sent');
   assert.equal(sub.cursor, 'c1');
   sub();
 });
