@@ -29,7 +29,10 @@ func (m mediaType) contentType() string {
 //
 // application/graphql-response+json is chosen only when listed explicitly
 // with a q-value at least that of application/json; wildcards and a missing
-// Accept mean application/json, as the spec's legacy compatibility asks.
+// Accept mean application/json. The spec's text after its 2025 watershed
+// says a missing Accept SHOULD mean application/graphql-response+json; we
+// keep application/json, as Apollo Server does, so that a client sending
+// no Accept (Go's http.Client, say) keeps its 200s for GraphQL errors.
 func negotiate(r *http.Request) (m mediaType, ok bool) {
 	accept := strings.Join(r.Header.Values("Accept"), ",")
 	if strings.TrimSpace(accept) == "" {
