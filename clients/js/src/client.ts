@@ -155,6 +155,45 @@ function unlessAborted(signal: AbortSignal, p: Promise<void>, onAbort?: () => vo
   });
 }
 
+/**
+ * onCursorExpired calls in a row, with no result in between, before a
+ * subscription whose cursor expires again fails with the errors: a handler
+ * answering with a cursor that has itself expired (from a cache) would
+ * otherwise have the client resubscribe and refetch as fast as it can.
+ */
+const CURSOR_EXPIRED_CALLS = 3;
+
+/**
+ * Reports an error thrown by the application's sink. Thrown into
+ * graphql-ws, it would close the socket with 4004 (Bad response) and
+ * reconnect; that close event, arriving once the close handshake is over,
+ * could land on the next connect, which graphql-ws then gives up on as
+ * fatal: every subscription would fail for one handler's bug. Reported as
+ * an uncaught error where the platform can (reportError: window.onerror,
+ * error monitoring), else on the console; the subscription goes on.
+ */
+function reportSinkError(err: unknown): void {
+  const report = (globalThis as { reportError?: (e: unknown) => void }).reportError;
+  if (typeof report === 'function') {
+    try {
+      report(err);
+      return;
+    } catch {
+      // fall back to the console
+    }
+  }
+  console.error('@heraldhq/client: a subscription\'s sink threw', err);
+}
+
+/** Calls the application's sink; what it throws goes to reportSinkError, never to graphql-ws. */
+function guarded<T>(sink: Sink<T>): Sink<T> {
+  return {
+    next(value) { try { sink.next(value); } catch (err) { reportSinkError(err); } },
+    error(err) { try { sink.error(err); } catch (e) { reportSinkError(e); } },
+    complete() { try { sink.complete(); } catch (err) { reportSinkError(err); } },
+  };
+}
+
 /** Close code of a connect given up because getToken or connectionParams failed; graphql-ws retries it. */
 const CLOSE_CREDENTIALS_FAILED = 4503;
 
@@ -252,7 +291,8 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   // What dispose ends: every subscription still running.
   const active = new Set<() => void>();
 
-  function subscribe<Data>(request: HeraldRequest, sink: Sink<Result<Data>>, opts: SubscribeOptions = {}): Unsubscribe {
+  function subscribe<Data>(request: HeraldRequest, appSink: Sink<Result<Data>>, opts: SubscribeOptions = {}): Unsubscribe {
+    const sink = guarded(appSink);
     const prepared = opts.resume === false
       ? { query: typeof request.query === 'string' ? request.query : print(request.query), cursorVariable: null }
       : prepareOperation(request.query, request.operationName);
@@ -285,22 +325,27 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     const onExpired = opts.onCursorExpired ?? options.onCursorExpired;
     let stopped = false;
     let stop = () => {};
+    // CURSOR_EXPIRED answers since the last result: onCursorExpired calls in a row.
+    let expiries = 0;
+    const recoverable = (errors: unknown): errors is readonly GraphQLFormattedError[] =>
+      !!name && !!onExpired && isCursorExpired(errors) && expiries < CURSOR_EXPIRED_CALLS;
 
     const start = () => {
       let recovering = false;
       stop = ws.subscribe<Data, Record<string, unknown>>(payload, {
         next(result) {
-          if (name && onExpired && isCursorExpired(result.errors)) {
+          if (recoverable(result.errors)) {
             recovering = true;
             recover(result.errors);
             return;
           }
+          if (!isCursorExpired(result.errors)) expiries = 0;
           const c = result.extensions?.cursor;
           if (typeof c === 'string') setCursor(c); // before the application sees it
           sink.next(result);
         },
         error(err) {
-          if (name && onExpired && isCursorExpired(err)) {
+          if (recoverable(err)) {
             recovering = true;
             recover(err);
             return;
@@ -319,6 +364,17 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     const recover = async (errors: readonly GraphQLFormattedError[]) => {
       stop();
       setCursor(null);
+      // The cursor the last call returned has expired too: back off before
+      // refetching again (retryWait, ended at once by dispose).
+      if (expiries > 0) {
+        try {
+          await retryWait(expiries - 1);
+        } catch {
+          // a retryWait that rejects: go on at once
+        }
+        if (stopped) return sink.complete();
+      }
+      expiries++;
       let next: Token;
       try {
         next = await onExpired!(errors);
@@ -327,7 +383,8 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         if (!stopped) sink.error(err);
         return;
       }
-      if (stopped) return;
+      // Unsubscribed (or disposed of) meanwhile: it ends as graphql-ws ends one.
+      if (stopped) return sink.complete();
       setCursor(next);
       start();
     };

@@ -59,6 +59,44 @@ test('1013 "authentication is unavailable; try again later" is retried, not fata
   sub();
 });
 
+test('a sink whose next throws: the error is reported, the socket is not closed, and the subscription goes on', async (t) => {
+  // A socket whose close event comes 300 ms after the close (a close
+  // handshake over a slow network): longer than the wait before a retry.
+  class SlowClose extends WebSocket {
+    constructor(...args) { super(...args); this.on('error', () => {}); }
+    emitClose() { setTimeout(() => super.emitClose(), 300); }
+  }
+  const reported = [];
+  const consoleError = console.error;
+  console.error = (...args) => { reported.push(args); };
+  const closed = [];
+  const client = createHeraldClient({
+    url: herald.wsURL, user: 'reader', webSocketImpl: SlowClose, retryWait: quickRetry,
+    on: { closed: (e) => closed.push(e?.code) },
+  });
+  t.after(async () => { console.error = consoleError; await client.dispose(); });
+  const roomId = await createRoom(herald.url, poster);
+  const inbox = new Inbox('messagePosted');
+  let thrown = 0;
+  const sub = client.subscribe({ query: 'subscription ($r: ID!) { messagePosted(roomId: $r) { text } }', variables: { r: roomId } }, {
+    ...inbox.sink,
+    next: (r) => {
+      inbox.sink.next(r);
+      if (!thrown++) throw new Error('a bug in the application');
+    },
+  });
+  await prime(inbox, herald.url, roomId, poster);
+  await sleep(1000); // past a close of that socket, however late it came
+  await post(herald.url, roomId, 'after', poster);
+  await inbox.waitForText('after');
+  console.error = consoleError;
+  assert.equal(inbox.ended, null, 'the subscription goes on');
+  assert.deepEqual(closed, [], 'no socket was closed');
+  assert.ok(reported.some((args) => args.some((a) => a instanceof Error && a.message === 'a bug in the application')),
+    `the error was reported: ${JSON.stringify(reported.map((a) => a.map(String)))}`);
+  sub();
+});
+
 test('dispose() while waiting to reconnect: resolves at once, and nothing connects after it', async (t) => {
   const sockets = await controllableSockets();
   const seen = { connecting: 0, closed: 0 };

@@ -149,6 +149,38 @@ test('CURSOR_EXPIRED: onCursorExpired refetches and the subscription goes on aft
   sub();
 });
 
+test('CURSOR_EXPIRED again and again: onCursorExpired is retried with back-off, and after three calls the subscription fails', async (t) => {
+  const sockets = await controllableSockets();
+  const waits = [];
+  const client = createHeraldClient({
+    url: herald.wsURL, user: 'reader', webSocketImpl: sockets.WebSocket,
+    retryWait: (n) => { waits.push(n); return quickRetry(); },
+  });
+  t.after(async () => { await client.dispose(); await sockets.close(); });
+  const roomId = await createRoom(herald.url, poster);
+  await post(herald.url, roomId, 'old-0', poster);
+  const stale = Buffer.from('h1:1:5').toString('base64url');
+
+  // A handler answering from a cache that holds an expired cursor too.
+  const calls = [];
+  const inbox = new Inbox('stale handler');
+  const sub = client.subscribeAfter(stale, { query: MESSAGE_POSTED, variables: { roomId } }, inbox.sink, {
+    onCursorExpired() {
+      calls.push(Date.now());
+      if (calls.length > 20) sub(); // a tight loop: stop it, the assertions below fail
+      return stale;
+    },
+  });
+  await until(() => inbox.ended !== null || calls.length > 20, 10_000, 'the subscription to fail');
+  await new Promise((ok) => setTimeout(ok, 300)); // nothing more after it
+  assert.equal(calls.length, 3, `onCursorExpired called three times in a row, not in a loop (${calls.length} calls)`);
+  assert.deepEqual(waits, [0, 1], 'the second and third calls waited retryWait(0) and retryWait(1)');
+  const errors = inbox.error ?? inbox.results.at(-1)?.errors;
+  assert.equal(errors?.[0]?.extensions?.code, 'CURSOR_EXPIRED', `failed with the errors: ${JSON.stringify(inbox.results)} ${inbox.ended}`);
+  assert.notEqual(inbox.ended, null, 'the subscription ended');
+  assert.equal(sockets.subscribes().length, 4, 'the first subscribe and one after each call');
+});
+
 /** The endCursor of the room's latest messages, as a page refetching them gets it. */
 async function fetchPage(roomId) {
   const res = await fetch(herald.url, {
