@@ -476,6 +476,14 @@ func TestResumeFromCursor(t *testing.T) {
 			if got, want := eventsUntil(again, "r", last), all[i+1:]; !slices.Equal(got, want) {
 				t.Fatalf("resumed after %s, got\n%s\nwant\n%s", cursor, strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
+			// The handoff happened: the replay is retired, and the resumed
+			// subscriber is on the watcher's execution.
+			for deadline := time.Now().Add(waitLimit); g.metric("herald_shared_executions") != "1"; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("herald_shared_executions is %s %s after the resume caught up, want 1: the replay was never handed off",
+						g.metric("herald_shared_executions"), waitLimit)
+				}
+			}
 		})
 	}
 }
@@ -505,10 +513,17 @@ func TestRestartKeepsTheLibraryAndItsCursors(t *testing.T) {
 	otherLog := base64.RawURLEncoding.EncodeToString([]byte("a1:1:1"))
 	c.start("expired", authorCreated, map[string]any{"after": otherLog})
 	c.start("bad", authorCreated, map[string]any{"after": "not a cursor"})
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		t.Fatalf("cursor %q: %v", cursor, err)
+	}
+	epoch := strings.Split(string(raw), ":")[1]
+	pastEnd := base64.RawURLEncoding.EncodeToString([]byte("a1:" + epoch + ":zz"))
+	c.start("past the end", authorCreated, map[string]any{"after": pastEnd})
 	if a, _ := data[authorEvent](c, "resumed"); a.AuthorCreated.ID != church {
 		t.Fatalf("resumed after %s's cursor, got %+v, want %s", turing, a, church)
 	}
-	for id, want := range map[string]string{"expired": "CURSOR_EXPIRED", "bad": "BAD_USER_INPUT"} {
+	for id, want := range map[string]string{"expired": "CURSOR_EXPIRED", "bad": "BAD_USER_INPUT", "past the end": "BAD_USER_INPUT"} {
 		if r := c.next(id); r.code() != want {
 			t.Errorf("subscribing with a cursor that is %s: %+v, want %s", id, r, want)
 		}

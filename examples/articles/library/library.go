@@ -45,26 +45,29 @@ type Library struct {
 	live   *pubsub.Live
 	logger *slog.Logger
 
-	proposing sync.Mutex    // this replica's commands go one at a time
+	proposing chan struct{} // capacity 1: held while proposing, so this replica's commands go one at a time
 	stale     chan struct{} // capacity 1: asks Run to read the log again
 
 	mu       sync.Mutex
 	st       state
 	ready    bool          // the first read of the log is done
-	applied  chan struct{} // closed and replaced whenever st.last or ready moves
+	reads    uint64        // reads of the log begun
+	readEnd  uint64        // the number (among reads) of the last read that ended well
+	applied  chan struct{} // closed and replaced whenever st.last, ready or readEnd moves
 	watchers map[*Watcher]struct{}
 }
 
 // New returns a library over log; Run keeps it current.
 func New(log EventLog, logger *slog.Logger) *Library {
 	return &Library{
-		log:      log,
-		live:     log.NewLive(pubsub.LiveOptions{}),
-		logger:   logger,
-		stale:    make(chan struct{}, 1),
-		st:       newState(),
-		applied:  make(chan struct{}),
-		watchers: map[*Watcher]struct{}{},
+		log:       log,
+		live:      log.NewLive(pubsub.LiveOptions{}),
+		logger:    logger,
+		proposing: make(chan struct{}, 1),
+		stale:     make(chan struct{}, 1),
+		st:        newState(),
+		applied:   make(chan struct{}),
+		watchers:  map[*Watcher]struct{}{},
 	}
 }
 
@@ -118,6 +121,8 @@ func (l *Library) read(ctx context.Context) error {
 	defer cancel()
 	l.mu.Lock()
 	from := l.st.last + 1
+	l.reads++
+	n := l.reads
 	l.mu.Unlock()
 	_, err := l.log.ReadKey(ctx, key, from, func(e pubsub.Entry) error {
 		var ev event
@@ -134,10 +139,8 @@ func (l *Library) read(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.ready {
-		l.ready = true
-		l.wakeLocked()
-	}
+	l.ready, l.readEnd = true, n
+	l.wakeLocked()
 	return nil
 }
 
@@ -187,14 +190,29 @@ func (l *Library) wakeLocked() {
 // waitApplied waits until the library is read and has applied position
 // seq, asking for a read of the log when a live entry is slow to come.
 func (l *Library) waitApplied(ctx context.Context, seq uint64) error {
+	return l.waitPosition(ctx, seq, false)
+}
+
+// waitPosition is waitApplied; for a cursor's position (cursor set), it
+// also stops, with BAD_USER_INPUT, once a read of the log begun after the
+// call has ended short of seq: the cursor's entry was stored before the
+// call, so such a read would have reached it, and the log never held seq.
+func (l *Library) waitPosition(ctx context.Context, seq uint64, cursor bool) error {
 	nudge := time.NewTicker(liveGrace)
 	defer nudge.Stop()
+	l.mu.Lock()
+	begun := l.reads
+	l.mu.Unlock()
 	for {
 		l.mu.Lock()
 		reached, wake := l.ready && l.st.last >= seq, l.applied
+		pastEnd := cursor && !reached && l.readEnd > begun
 		l.mu.Unlock()
 		if reached {
 			return nil
+		}
+		if pastEnd {
+			return errorf(CodeBadUserInput, "after: the event log has no position %d", seq)
 		}
 		select {
 		case <-wake:
@@ -224,8 +242,14 @@ func (l *Library) propose(ctx context.Context, build func(*state) (event, error)
 	if err := l.waitApplied(ctx, 0); err != nil {
 		return Change{}, err
 	}
-	l.proposing.Lock()
-	defer l.proposing.Unlock()
+	// Waiting for this replica's other commands is bounded by ctx too: one
+	// whose append hangs must not hold every later one past its deadline.
+	select {
+	case l.proposing <- struct{}{}:
+	case <-ctx.Done():
+		return Change{}, errorf(CodeUnavailable, "the library is busy with other commands; retry shortly")
+	}
+	defer func() { <-l.proposing }()
 	for {
 		l.mu.Lock()
 		ev, err := build(&l.st)
@@ -253,7 +277,10 @@ func (l *Library) propose(ctx context.Context, build func(*state) (event, error)
 			return Change{}, errorf(CodeUnavailable, "the event log is unavailable; retry later")
 		}
 		if err := l.waitApplied(ctx, res.Seq); err != nil {
-			return Change{}, err
+			// Not "retry": a retried command would be stored twice.
+			return Change{}, errorf(CodeUnavailable,
+				"the %s event was stored (position %d) but this replica has not applied it yet; read it back shortly rather than repeat the command",
+				ev.Type, res.Seq)
 		}
 		l.mu.Lock()
 		defer l.mu.Unlock()

@@ -86,7 +86,8 @@ type Watcher struct {
 // it first yields every change after that position (a resume's replay),
 // then the live ones, with no gap and no duplicate; a position this
 // replica has not reached yet (a cursor from a replica that is ahead) is
-// waited for. Close the watcher when done.
+// waited for, and one past the end of the log is refused (BAD_USER_INPUT).
+// Close the watcher when done.
 func (l *Library) Watch(ctx context.Context, after *uint64) (*Watcher, error) {
 	var from uint64
 	if after != nil {
@@ -94,7 +95,7 @@ func (l *Library) Watch(ctx context.Context, after *uint64) (*Watcher, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := l.waitApplied(ctx, from); err != nil {
+	if err := l.waitPosition(ctx, from, after != nil); err != nil {
 		return nil, err
 	}
 	w := &Watcher{lib: l, wake: make(chan struct{}, 1)}
@@ -146,7 +147,7 @@ func (w *Watcher) Next(ctx context.Context) (Change, error) {
 }
 
 // Close stops the watcher: the library forgets it, Next returns
-// ErrWatcherClosed.
+// ErrWatcherClosed, a Next waiting meanwhile too.
 func (w *Watcher) Close() {
 	w.lib.mu.Lock()
 	delete(w.lib.watchers, w)
@@ -154,4 +155,8 @@ func (w *Watcher) Close() {
 	w.mu.Lock()
 	w.closed, w.pending = true, nil
 	w.mu.Unlock()
+	select { // wake a Next that is waiting
+	case w.wake <- struct{}{}:
+	default:
+	}
 }
