@@ -132,8 +132,8 @@ func (s *Service) PostMessage(ctx context.Context, actor Actor, roomID, text, id
 	}
 	dedupID := ""
 	if idempotencyKey != "" {
-		if len(idempotencyKey) > MaxIdempotencyKeyLength || !utf8.ValidString(idempotencyKey) {
-			return Message{}, errorf(CodeBadUserInput, "idempotencyKey must be valid UTF-8 of at most %d bytes", MaxIdempotencyKeyLength)
+		if err := checkIdempotencyKey(idempotencyKey); err != nil {
+			return Message{}, err
 		}
 		// Length-prefixed so that no two (author, room, key) triples collide.
 		dedupID = fmt.Sprintf("post:%d:%s:%s:%s", len(actor.ID), actor.ID, roomID, idempotencyKey)
@@ -232,7 +232,7 @@ func (s *Service) propose(ctx context.Context, e Event, dedupID string, result f
 	defer h.propose.Unlock()
 	for {
 		h.mu.Lock()
-		judged := h.st.judge(e)
+		judged := h.st.judgeProposal(e)
 		e.Prev = h.st.last
 		h.mu.Unlock()
 		if judged != nil {

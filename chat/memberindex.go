@@ -30,7 +30,12 @@ type memberIndex struct {
 	pending map[string][]memberEntry     // room → its events before roomCreated
 	byUser  map[string]map[string]struct{}
 	last    map[string]uint64 // room → the position of its last member event folded
-	folded  chan struct{}     // closed and replaced whenever an event is folded
+	// changes counts each user's member events folded, by room, removed
+	// users' included; history is the log's per-subject limit (see
+	// checkMemberChanges).
+	changes map[string]map[string]int
+	history int
+	folded  chan struct{} // closed and replaced whenever an event is folded
 
 	behind atomic.Int64 // partitions not yet caught up with their start position
 }
@@ -43,8 +48,10 @@ type memberEntry struct {
 	e   Event
 }
 
-func newMemberIndex(partitions int) *memberIndex {
+func newMemberIndex(partitions, history int) *memberIndex {
 	x := &memberIndex{
+		history: history,
+		changes: make(map[string]map[string]int),
 		rooms:   make(map[string]map[string]uint64),
 		pending: make(map[string][]memberEntry),
 		byUser:  make(map[string]map[string]struct{}),
@@ -67,6 +74,7 @@ func (x *memberIndex) roomCreated(room Room) {
 		return
 	}
 	x.rooms[room.ID] = map[string]uint64{room.CreatedBy.ID: 0}
+	x.changes[room.ID] = make(map[string]int)
 	x.link(room.CreatedBy.ID, room.ID)
 	for _, p := range x.pending[room.ID] {
 		x.applyLocked(p.seq, p.e)
@@ -103,9 +111,10 @@ func (x *memberIndex) applyLocked(seq uint64, e Event) {
 	if _, ok := members[e.Actor.ID]; !ok {
 		return
 	}
-	if judgeMemberEvent(e.RoomID, members, e) != nil {
+	if judgeMemberEvent(e.RoomID, members, x.history, x.changes[e.RoomID][e.UserID], e) != nil {
 		return
 	}
+	x.changes[e.RoomID][e.UserID]++
 	if e.Type == MemberAdded {
 		members[e.UserID] = seq
 		x.link(e.UserID, e.RoomID)

@@ -35,6 +35,9 @@ type roomState struct {
 	// room's lock.
 	members map[string]*Member
 	access  map[string]uint64
+	// memberChanges counts each user's member events in a private room,
+	// removed users' included (see checkMemberChanges).
+	memberChanges map[string]int
 }
 
 type messageState struct {
@@ -60,6 +63,7 @@ func newRoomState(meta Room, history int) *roomState {
 	rs := &roomState{history: history, room: meta, byID: make(map[string]*messageState), bytes: roomBaseBytes}
 	if meta.Private {
 		rs.members = map[string]*Member{meta.CreatedBy.ID: {User: meta.CreatedBy, JoinedAt: meta.CreatedAt}}
+		rs.memberChanges = make(map[string]int)
 		rs.bytes += memberBytes(meta.CreatedBy)
 		rs.refreshAccess()
 	}
@@ -118,13 +122,20 @@ func (rs *roomState) judge(e Event) *Error {
 		}
 		return nil
 	case MessageEdited:
-		if _, err := rs.changeable(e); err != nil {
+		m, err := rs.changeable(e)
+		if err != nil {
 			return err
 		}
-		return checkText(e.Text)
+		if err := checkText(e.Text); err != nil {
+			return err
+		}
+		return rs.checkRoomForChange(m)
 	case MessageDeleted:
-		_, err := rs.changeable(e)
-		return err
+		m, err := rs.changeable(e)
+		if err != nil {
+			return err
+		}
+		return rs.checkRoomForChange(m)
 	case ReactionToggled:
 		m := rs.byID[e.MessageID]
 		if m == nil {
@@ -133,7 +144,10 @@ func (rs *roomState) judge(e Event) *Error {
 		if m.msg.Deleted {
 			return errorf(CodeConflict, "message %s was deleted", e.MessageID)
 		}
-		return checkEmoji(e.Emoji)
+		if err := checkEmoji(e.Emoji); err != nil {
+			return err
+		}
+		return rs.checkRoomForChange(m)
 	}
 	return errorf(CodeInternal, "a %s event is not a room event", e.Type)
 }
@@ -145,13 +159,14 @@ func (rs *roomState) judgeMembership(e Event) *Error {
 	if !rs.room.Private {
 		return errorf(CodeBadUserInput, "room %s is public: everyone may use it, and it has no members", rs.room.ID)
 	}
-	return judgeMemberEvent(rs.room.ID, rs.members, e)
+	return judgeMemberEvent(rs.room.ID, rs.members, rs.history, rs.memberChanges[e.UserID], e)
 }
 
 // judgeMemberEvent decides a member event by a member of a private room
-// whose members are the keys of members. The room's state judges by it,
-// and so does the memberIndex, which folds the members alone.
-func judgeMemberEvent[V any](roomID string, members map[string]V, e Event) *Error {
+// whose members are the keys of members, and in which e.UserID has had
+// changes member events so far. The room's state judges by it, and so does
+// the memberIndex, which folds the members alone.
+func judgeMemberEvent[V any](roomID string, members map[string]V, history, changes int, e Event) *Error {
 	if err := checkMemberID(e.UserID); err != nil {
 		return err
 	}
@@ -164,11 +179,27 @@ func judgeMemberEvent[V any](roomID string, members map[string]V, e Event) *Erro
 	case e.Type == MemberRemoved && len(members) == 1:
 		return errorf(CodeConflict, "the last member of room %s cannot be removed", roomID)
 	}
+	return checkMemberChanges(roomID, history, changes, e)
+}
+
+// checkMemberChanges refuses a membership change the log could not keep: a
+// user's member events in a room share one subject (member.<user hash>),
+// which keeps at most history entries, and were one discarded, a replica
+// loading the room would no longer know the user was a member then, and
+// refuse what they did as one (a member they added, a message they posted).
+func checkMemberChanges(roomID string, history, changes int, e Event) *Error {
+	if history > 0 && changes >= history {
+		return errorf(CodeConflict, "%q has joined and left room %s as often as its history keeps", e.UserID, roomID)
+	}
 	return nil
 }
 
 // changeMembers applies an accepted member event stored at seq.
 func (rs *roomState) changeMembers(seq uint64, at time.Time, e Event) {
+	if _, seen := rs.memberChanges[e.UserID]; !seen {
+		rs.bytes += int64(48 + len(e.UserID))
+	}
+	rs.memberChanges[e.UserID]++
 	if e.Type == MemberAdded {
 		user := Actor{ID: e.UserID}
 		rs.members[e.UserID] = &Member{User: user, Since: seq, JoinedAt: at}
@@ -190,6 +221,43 @@ func (rs *roomState) membersPage(w Window) Page[Member] {
 	slices.SortFunc(all, func(a, b Member) int { return cmp.Compare(a.Since, b.Since) })
 	lo, hi := bounds(len(all), func(i int) uint64 { return all[i].Since + 1 }, w)
 	return Page[Member]{Items: all[lo:hi], TotalCount: len(all), HasPreviousPage: lo > 0, HasNextPage: hi < len(all)}
+}
+
+// checkRoomForChange refuses a change the log could not keep: a message's
+// edits, reactions and deletion share one subject (msg.<message>), which
+// keeps at most history entries, and were one discarded, a replica loading
+// the room would judge the rest differently (a version that no longer
+// follows, a toggle undone).
+func (rs *roomState) checkRoomForChange(m *messageState) *Error {
+	if rs.history > 0 && len(m.events)-1 >= rs.history { // events[0] is the post, on the posts subject
+		return errorf(CodeConflict, "message %s has had the %d changes its room keeps", m.msg.ID, rs.history)
+	}
+	return nil
+}
+
+// judgeProposal is judge for an event this replica proposes, with stricter
+// rules that keep the log's last entry of a subject for what must always
+// remain possible: an edit or a reaction is refused once a message has
+// history-1 changes, so that it can still be deleted, and an addition once
+// a user has history-1 member events in the room, so that they can still be
+// removed. Posts cost one comparison more.
+func (rs *roomState) judgeProposal(e Event) *Error {
+	if err := rs.judge(e); err != nil || rs.history <= 0 {
+		return err
+	}
+	switch e.Type {
+	case MessageEdited, ReactionToggled:
+		if m := rs.byID[e.MessageID]; len(m.events)-1 >= rs.history-1 {
+			return errorf(CodeConflict, "message %s has had the %d changes its room keeps; it can only be deleted",
+				m.msg.ID, rs.history-1)
+		}
+	case MemberAdded:
+		if rs.memberChanges[e.UserID] >= rs.history-1 {
+			return errorf(CodeConflict, "%q has joined and left room %s as often as its history keeps; they cannot be added again",
+				e.UserID, rs.room.ID)
+		}
+	}
+	return nil
 }
 
 // changeable finds a message that an edit or deletion by e.Actor at

@@ -372,3 +372,60 @@ func TestMergedPage(t *testing.T) {
 		}
 	}
 }
+
+// TestRoomKeepsWhatTheLogKeeps: with a history limit, the log keeps at most
+// history entries of a message's changes and of a user's member events.
+// Applying refuses an event beyond that (every replica alike); proposing
+// also keeps the last entry for a deletion or a removal.
+func TestRoomKeepsWhatTheLogKeeps(t *testing.T) {
+	const history = 3
+	private := Room{ID: roomA, Name: "a", CreatedBy: alice, Private: true}
+	for _, tc := range []struct {
+		name     string
+		events   []Event // applied; the last one is also proposed
+		applied  Code    // what applying the last one is judged ("" = accepted)
+		proposed Code    // what proposing it instead is judged
+	}{
+		{name: "a message's second change", events: []Event{posted(alice, roomA, msgA1, "hi"), reacted(bob, msgA1, "👍"), reacted(alice, msgA1, "👍")}},
+		{name: "a message's third change", applied: "", proposed: CodeConflict,
+			events: []Event{posted(alice, roomA, msgA1, "hi"), reacted(bob, msgA1, "👍"), edited(alice, msgA1, 1, "x"), reacted(alice, msgA1, "🎉")}},
+		{name: "a message's third change, a deletion", applied: "", proposed: "",
+			events: []Event{posted(alice, roomA, msgA1, "hi"), reacted(bob, msgA1, "👍"), edited(alice, msgA1, 1, "x"), deleted(alice, msgA1, 2)}},
+		{name: "a message's fourth change", applied: CodeConflict, proposed: CodeConflict,
+			events: []Event{posted(alice, roomA, msgA1, "hi"), reacted(bob, msgA1, "👍"), edited(alice, msgA1, 1, "x"), reacted(bob, msgA1, "🎉"), deleted(alice, msgA1, 2)}},
+		{name: "a user's third member event, an addition", applied: "", proposed: CodeConflict,
+			events: []Event{memberAdded(alice, roomA, "bob"), memberRemoved(alice, roomA, "bob"), memberAdded(alice, roomA, "bob")}},
+		{name: "a user's third member event, a removal", applied: "", proposed: "",
+			events: []Event{memberAdded(alice, roomA, "bob"), memberRemoved(bob, roomA, "alice"), memberAdded(bob, roomA, "alice"), memberRemoved(bob, roomA, "alice")}},
+		{name: "a user's fourth member event", applied: CodeConflict, proposed: CodeConflict,
+			events: []Event{memberAdded(alice, roomA, "bob"), memberRemoved(alice, roomA, "bob"), memberAdded(alice, roomA, "bob"), memberRemoved(alice, roomA, "bob")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			room := Room{ID: roomA, Name: "a", CreatedBy: alice}
+			if isMemberEvent(tc.events[0].Type) {
+				room = private
+			}
+			proposing := newRoomState(room, history)
+			if errs := applyAll(proposing, tc.events[:len(tc.events)-1]); slices.ContainsFunc(errs, func(e *Error) bool { return e != nil }) {
+				t.Fatalf("setting up: %v", errs)
+			}
+			last := tc.events[len(tc.events)-1]
+			last.Prev = proposing.last
+			if got := codeOf(proposing.judgeProposal(last)); got != tc.proposed {
+				t.Errorf("proposing: %q, want %q", got, tc.proposed)
+			}
+			applying := newRoomState(room, history)
+			errs := applyAll(applying, tc.events)
+			if got := codeOf(errs[len(errs)-1]); got != tc.applied {
+				t.Errorf("applying: %q, want %q", got, tc.applied)
+			}
+		})
+	}
+}
+
+func codeOf(err *Error) Code {
+	if err == nil {
+		return ""
+	}
+	return err.Code
+}

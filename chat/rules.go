@@ -88,3 +88,20 @@ func checkMemberID(id string) *Error {
 	}
 	return nil
 }
+
+// checkIdempotencyKey checks postMessage's idempotency key. It becomes part
+// of a NATS header (Nats-Msg-Id), whose value NATS trims of white space and
+// whose line breaks it turns into spaces: keys differing only there would
+// be taken for one, so they are refused. It costs at most
+// MaxIdempotencyKeyLength bytes' scan.
+func checkIdempotencyKey(key string) *Error {
+	switch {
+	case len(key) > MaxIdempotencyKeyLength || !utf8.ValidString(key):
+		return errorf(CodeBadUserInput, "idempotencyKey must be valid UTF-8 of at most %d bytes", MaxIdempotencyKeyLength)
+	case strings.IndexFunc(key, unicode.IsControl) >= 0:
+		return errorf(CodeBadUserInput, "idempotencyKey must not contain control characters")
+	case strings.TrimSpace(key) != key:
+		return errorf(CodeBadUserInput, "idempotencyKey must not start or end with white space")
+	}
+	return nil
+}

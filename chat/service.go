@@ -122,7 +122,7 @@ func NewService(log EventLog, opts Options) *Service {
 		opts:       opts,
 		hub:        newHub(),
 		dir:        newDirectory(),
-		members:    newMemberIndex(log.Partitions()),
+		members:    newMemberIndex(log.Partitions(), opts.History),
 		dirApplied: make(chan struct{}),
 		rooms:      newRoomCache(),
 		resyncer:   newResyncer(),

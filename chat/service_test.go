@@ -944,3 +944,170 @@ func TestMemberIndexCatchesUpPastOtherEntries(t *testing.T) {
 		})
 	}
 }
+
+// TestMessageChangesStayWithinHistory: a message's edits, reactions and
+// deletion share one log subject (msg.<id>), which keeps at most History
+// entries. A change beyond that would make the log discard the message's
+// first change, so that a replica loading the room afterwards would judge
+// the rest differently (an edit's or deletion's version no longer follows)
+// and disagree with the replica that applied them live. The room refuses
+// such changes (CONFLICT), keeping the last one for a deletion.
+func TestMessageChangesStayWithinHistory(t *testing.T) {
+	const history = 3
+	first := openLog(t, pubsub.Options{MaxMsgsPerSubject: history})
+	a := startService(t, first, Options{History: history})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		changes []func(m Message) (Message, error)
+	}{
+		{name: "edits", changes: []func(Message) (Message, error){
+			func(m Message) (Message, error) { return a.EditMessage(ctx, alice, m.ID, m.Version, "e1") },
+			func(m Message) (Message, error) { return a.EditMessage(ctx, alice, m.ID, m.Version, "e2") },
+			func(m Message) (Message, error) { return a.EditMessage(ctx, alice, m.ID, m.Version, "e3") },
+		}},
+		{name: "reactions then an edit", changes: []func(Message) (Message, error){
+			func(m Message) (Message, error) { return a.EditMessage(ctx, alice, m.ID, m.Version, "e1") },
+			func(m Message) (Message, error) { return a.React(ctx, bob, m.ID, "👍") },
+			func(m Message) (Message, error) { return a.React(ctx, alice, m.ID, "🎉") },
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			room := mustRoom(t, a, "changes "+tc.name)
+			m := mustPost(t, a, room.ID, "hello")
+			for i, change := range tc.changes {
+				next, err := change(m)
+				if i < history-1 {
+					if err != nil {
+						t.Fatalf("change %d: %v", i+1, err)
+					}
+					m = next
+					continue
+				}
+				// The last entry of the subject is kept for a deletion.
+				var chatErr *Error
+				if !errors.As(err, &chatErr) || chatErr.Code != CodeConflict {
+					t.Errorf("change %d: err = %v, want CONFLICT", i+1, err)
+				}
+				if err == nil {
+					m = next
+				}
+			}
+			deleted, err := a.DeleteMessage(ctx, alice, m.ID, m.Version)
+			if err != nil {
+				t.Fatalf("deleting a message with %d changes: %v", history-1, err)
+			}
+			// A replica that loads the room now reads what the log retained.
+			b := startService(t, openReplicaLog(t, first, pubsub.Options{MaxMsgsPerSubject: history}), Options{History: history})
+			loaded, ok, err := b.Message(ctx, "", m.ID)
+			if err != nil || !ok {
+				t.Fatalf("message on a replica loading the room: %v, %v", ok, err)
+			}
+			if canonMessage(loaded) != canonMessage(deleted) {
+				t.Errorf("loaded from the log:\n%s\nas applied live:\n%s", canonMessage(loaded), canonMessage(deleted))
+			}
+		})
+	}
+}
+
+// TestMembershipChangesStayWithinHistory: a user's member events in a room
+// share one log subject (member.<user hash>), which keeps at most History
+// entries. Were the first discarded, a replica loading the room would not
+// know the user had been a member then, and would refuse what they did as
+// one: here bob adding carol, so carol would be a member on one replica and
+// not on another. The room refuses an addition beyond the limit
+// (CONFLICT), keeping the last entry for a removal, so that a member can
+// always be removed.
+func TestMembershipChangesStayWithinHistory(t *testing.T) {
+	const history = 3
+	first := openLog(t, pubsub.Options{MaxMsgsPerSubject: history})
+	a := startService(t, first, Options{History: history})
+	ctx := context.Background()
+	room, err := a.CreatePrivateRoom(ctx, alice, "churn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol := Actor{ID: "carol"}
+	for i, step := range []struct {
+		by     Actor
+		add    bool
+		user   string
+		refuse Code // "" = accepted
+	}{
+		{by: alice, add: true, user: "bob"},
+		{by: bob, add: true, user: "carol"},
+		{by: alice, user: "bob"},
+		{by: alice, add: true, user: "bob", refuse: CodeConflict}, // bob's third: only a removal may follow
+		{by: carol, user: "alice"},
+		{by: carol, add: true, user: "alice"},
+		{by: carol, user: "alice"}, // alice's third, a removal: still allowed
+	} {
+		change := a.RemoveMember
+		if step.add {
+			change = a.AddMember
+		}
+		_, err := change(ctx, step.by, room.ID, step.user)
+		var chatErr *Error
+		switch {
+		case step.refuse == "" && err != nil:
+			t.Fatalf("step %d: %v", i+1, err)
+		case step.refuse != "" && (!errors.As(err, &chatErr) || chatErr.Code != step.refuse):
+			t.Errorf("step %d: err = %v, want %s", i+1, err, step.refuse)
+			if err == nil { // as before the limit: the next removal pushes bob's first event out of the log
+				if _, err := a.RemoveMember(ctx, alice, room.ID, step.user); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{MaxMsgsPerSubject: history}), Options{History: history})
+	members := func(svc *Service) string {
+		t.Helper()
+		page, err := svc.Members(ctx, room.ID, Window{First: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range page.Items {
+			out = append(out, fmt.Sprintf("%s since %d", m.User.ID, m.Since))
+		}
+		return strings.Join(out, ", ")
+	}
+	if live, loaded := members(a), members(b); live != loaded {
+		t.Errorf("members loaded from the log: %s; as applied live: %s", loaded, live)
+	}
+	for _, svc := range []*Service{a, b} {
+		if _, ok, err := svc.VisibleRoom(ctx, carol.ID, room.ID); err != nil || !ok {
+			t.Errorf("carol, added by bob while a member, cannot see the room: %v, %v", ok, err)
+		}
+		page, err := svc.Rooms(ctx, carol.ID, Window{First: 50})
+		if err != nil || page.TotalCount != 1 {
+			t.Errorf("carol's rooms = %+v, %v; want the private room", page, err)
+		}
+	}
+}
+
+// TestIdempotencyKeysNATSWouldConflate: the key goes into a NATS header
+// (Nats-Msg-Id), whose value NATS trims of white space and whose line breaks
+// it turns into spaces, so keys differing only there would be taken for one:
+// a post would silently return another. Such keys are refused instead.
+func TestIdempotencyKeysNATSWouldConflate(t *testing.T) {
+	svc := startService(t, openLog(t, pubsub.Options{}), Options{})
+	room := mustRoom(t, svc, "keys")
+	ctx := context.Background()
+	first, err := svc.PostMessage(ctx, alice, room.ID, "first", "a b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"a\nb", "a\rb", "a\tb", "a b ", " a b", "a b\n", "a\x00b"} {
+		m, err := svc.PostMessage(ctx, alice, room.ID, "another", key)
+		if err == nil && m.ID == first.ID {
+			t.Errorf("key %q: returned the post of key %q", key, "a b")
+			continue
+		}
+		wantCode(t, err, CodeBadUserInput)
+	}
+	if m, err := svc.PostMessage(ctx, alice, room.ID, "first", "a b"); err != nil || m.ID != first.ID {
+		t.Errorf("retry = %+v, %v; want the first post", m, err)
+	}
+}

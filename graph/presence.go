@@ -51,20 +51,27 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 	if err != nil {
 		return nil, err
 	}
-	recheck, err := restrict(ctx, w)
+	recheck, allowed, err := restrict(ctx, w)
 	if err != nil {
 		w.Close()
 		return nil, err
 	}
-	w.SetOffer(func(c chat.Change) bool { return c.Type != chat.MemberRemoved })
+	// end stops the feed early: without an engine, when the subscriber is
+	// removed from the room.
+	ctx, end := context.WithCancel(ctx)
+	w.SetOffer(func(c chat.Change) bool {
+		return c.Type != chat.MemberRemoved && (allowed == nil || allowed(c.Seq))
+	})
 	feed := newPresenceFeed(r.opts.PresenceWindow, r.opts.PresenceBurst, r.opts.TypingFor)
 	stopSignals, err := r.presence.WatchSignals(roomID, feed.signal)
 	if err != nil {
+		end()
 		w.Close()
 		return nil, &chat.Error{Code: chat.CodeUnavailable, Message: "roomPresence: " + err.Error()}
 	}
 	stopUsers, err := r.presence.Watch(ctx, roomID, feed.setUsers)
 	if err != nil {
+		end()
 		stopSignals()
 		w.Close()
 		return nil, &chat.Error{Code: chat.CodeUnavailable, Message: "roomPresence: " + err.Error()}
@@ -81,6 +88,10 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 			if err != nil {
 				return
 			}
+			if allowed != nil && !allowed(c.Seq) {
+				end() // removed from the room, with no engine to end the subscription
+				return
+			}
 			if c.Type == chat.MemberRemoved {
 				recheck()
 			}
@@ -89,6 +100,7 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 	out := make(chan graphql.Event[*model.PresenceEvent], eventBuffer)
 	go func() {
 		defer close(out)
+		defer end()
 		defer stopSignals()
 		defer stopUsers()
 		feed.run(ctx, func(ev *model.PresenceEvent) bool {

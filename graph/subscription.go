@@ -96,7 +96,7 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 	if err != nil {
 		return nil, err
 	}
-	recheck, err := restrict(ctx, w)
+	recheck, allowed, err := restrict(ctx, w)
 	if err != nil {
 		w.Close()
 		return nil, err
@@ -110,7 +110,7 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 	// pump below only forwards what did not fit (and a resume's replay).
 	out := make(chan graphql.Event[T], eventBuffer)
 	w.SetOffer(func(c chat.Change) bool {
-		if c.Type == chat.MemberRemoved {
+		if c.Type == chat.MemberRemoved || (allowed != nil && !allowed(c.Seq)) {
 			return false // for the pump, which rechecks outside the room's lock
 		}
 		v, ok := pick(&c)
@@ -131,6 +131,9 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 			c, err := w.Next(ctx)
 			if err != nil {
 				return
+			}
+			if allowed != nil && !allowed(c.Seq) {
+				return // the subscriber was removed from the room: no engine to end it with FORBIDDEN
 			}
 			if c.Type == chat.MemberRemoved {
 				recheck()
@@ -154,19 +157,29 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 // subscription's execution (auth.Restrict), which admits each subscriber
 // and each event by the room's membership. It returns what to call when a
 // member is removed: the engine then ends that member's subscriptions with
-// FORBIDDEN. Without such an engine, the identity on ctx is checked here.
-func restrict(ctx context.Context, w *chat.Watcher) (recheck func(), err error) {
+// FORBIDDEN. Without such an engine, the identity on ctx is checked here,
+// and allowed (nil with an engine) tells whether the change at a position
+// may still reach them: once it says no, they were removed, and the
+// subscription must end.
+func restrict(ctx context.Context, w *chat.Watcher) (recheck func(), allowed func(seq uint64) bool, err error) {
 	gate := w.Gate()
 	if gate == nil {
-		return func() {}, nil
+		return func() {}, nil, nil
 	}
 	recheck, shared := auth.Restrict(ctx, gate)
-	if !shared {
-		if _, ok := gate.Access(viewerID(ctx)); !ok {
-			return nil, &chat.Error{Code: chat.CodeForbidden, Message: "forbidden: you are not a member of this room"}
-		}
+	if shared {
+		return recheck, nil, nil
 	}
-	return recheck, nil
+	viewer := viewerID(ctx)
+	admitted, ok := gate.Access(viewer)
+	if !ok {
+		return nil, nil, &chat.Error{Code: chat.CodeForbidden, Message: "forbidden: you are not a member of this room"}
+	}
+	allowed = func(seq uint64) bool {
+		since, ok := gate.Access(viewer)
+		return ok && since == admitted && seq > since
+	}
+	return recheck, allowed, nil
 }
 
 // eventBuffer is how many events a subscription's channel holds before
