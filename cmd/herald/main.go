@@ -29,9 +29,10 @@ const startTimeout = 30 * time.Second
 // run is main without the process: it returns the exit code.
 //
 // SIGTERM or SIGINT starts a graceful drain (see app.Stop) that ends with
-// exit code 0 when everything stopped cleanly. A second signal during the
-// drain makes run return 1 at once, with the drain cut short but not
-// waited for: the caller must exit the process then, as main does.
+// exit code 0 when everything stopped cleanly; one while starting cancels
+// the start, which undoes itself, and run returns 0 too. A second signal
+// during the drain makes run return 1 at once, with the drain cut short but
+// not waited for: the caller must exit the process then, as main does.
 func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "healthcheck" {
 		return healthcheck(args[1:], getenv, stderr)
@@ -54,6 +55,12 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 
 	a, first, err := start(cfg, logger, signals)
 	if err != nil {
+		if first != nil && errors.Is(err, context.Canceled) {
+			// The signal cancelled the start, which undid itself: a stop
+			// that was asked for, not a failed start.
+			logger.Info("stopped while starting", "signal", first.String(), "cancelled", err.Error())
+			return 0
+		}
 		logger.Error("herald could not start: " + err.Error())
 		return 1
 	}
