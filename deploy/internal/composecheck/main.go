@@ -284,14 +284,15 @@ func (c *checker) checkHerald(services map[string]service, names, natsNames []st
 				c.fail("%s: does not depend on %s", name, n)
 			}
 		}
-		// SIGTERM drains: the container must get drain + shutdown time
-		// before Docker's SIGKILL.
-		need := help.defaultDuration("drain-timeout") + help.defaultDuration("shutdown-timeout") + 5*time.Second
+		// SIGTERM drains: the container must get the longest stop the
+		// README documents before Docker's SIGKILL: drain-timeout +
+		// 2 × shutdown-timeout + 6s (draining NATS).
+		need := stopBound(flags, help)
 		grace, err := time.ParseDuration(s.StopGracePeriod)
 		if err != nil || grace < need {
-			c.fail("%s: stop_grace_period %q is below drain + shutdown timeouts + NATS drain (%s)", name, s.StopGracePeriod, need)
+			c.fail("%s: stop_grace_period %q is below drain-timeout + 2 × shutdown-timeout + NATS drain (%s)", name, s.StopGracePeriod, need)
 		} else {
-			c.ok("%s: stop_grace_period %s covers drain-timeout + shutdown-timeout + NATS drain (%s)", name, grace, need)
+			c.ok("%s: stop_grace_period %s covers drain-timeout + 2 × shutdown-timeout + NATS drain (%s)", name, grace, need)
 		}
 		if s.Healthcheck == nil || len(s.Healthcheck.Test) < 2 {
 			c.fail("%s: no healthcheck", name)
@@ -310,7 +311,7 @@ func heraldSettings(s service) map[string]string {
 	out := map[string]string{}
 	for k, v := range s.Environment {
 		if name, ok := strings.CutPrefix(k, "HERALD_"); ok {
-			out[strings.ReplaceAll(strings.ToLower(name), "_", "-")] = fmt.Sprint(v)
+			out[strings.ReplaceAll(strings.ToLower(name), "_", "-")] = interpolate(fmt.Sprint(v))
 		}
 	}
 	for k, v := range parseFlags(s.Command) {
@@ -319,14 +320,39 @@ func heraldSettings(s service) map[string]string {
 	return out
 }
 
-// composeEnv is the service's environment as KEY=value.
+// composeEnv is the service's environment as KEY=value, interpolated as
+// Compose would (see interpolate).
 func composeEnv(s service) []string {
 	var env []string
 	for k, v := range s.Environment {
-		env = append(env, k+"="+fmt.Sprint(v))
+		env = append(env, k+"="+interpolate(fmt.Sprint(v)))
 	}
 	sort.Strings(env)
 	return env
+}
+
+// variableRef is a Compose interpolation: ${NAME}, ${NAME:-default},
+// ${NAME-default}, ${NAME:?message}, ${NAME?message}; or $$.
+var variableRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}`)
+
+// interpolate substitutes a value's variables as Compose does, with every
+// variable unset (the file as shipped, whatever this shell holds): a
+// default is used; a required one (?) gets a stand-in the check can run
+// with, long enough for a secret; others become empty.
+func interpolate(v string) string {
+	return variableRef.ReplaceAllStringFunc(v, func(ref string) string {
+		if ref == "$$" {
+			return "$"
+		}
+		m := variableRef.FindStringSubmatch(ref)
+		switch {
+		case strings.HasSuffix(m[2], "-"):
+			return m[3]
+		case strings.HasSuffix(m[2], "?"):
+			return "composecheck-stand-in-for-" + m[1] + "-0123456789abcdef"
+		}
+		return ""
+	})
 }
 
 type heraldHelp string
@@ -334,6 +360,25 @@ type heraldHelp string
 func (c *checker) heraldHelp() heraldHelp {
 	out, _ := exec.Command(c.herald, "-h").CombinedOutput()
 	return heraldHelp(out)
+}
+
+// natsDrainBound is how long herald may take to drain its NATS connection
+// at the end of a stop (the README's "+ 6 s").
+const natsDrainBound = 6 * time.Second
+
+// stopBound is the longest a SIGTERMed replica may take to exit, as the
+// README documents it: --drain-timeout + 2 × --shutdown-timeout + 6s, with
+// the service's own values where it sets them.
+func stopBound(flags map[string]string, help heraldHelp) time.Duration {
+	value := func(name string) time.Duration {
+		if v, ok := flags[name]; ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				return d
+			}
+		}
+		return help.defaultDuration(name)
+	}
+	return value("drain-timeout") + 2*value("shutdown-timeout") + natsDrainBound
 }
 
 // defaultDuration reads "(default 10s)" of flag name from herald -h; 0 if
