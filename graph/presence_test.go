@@ -93,14 +93,7 @@ func TestPresenceFeedBoundsEvents(t *testing.T) {
 		n      = 10000
 	)
 	f := newPresenceFeed(window, burst, 5*time.Second)
-	ctx, cancel := context.WithCancel(t.Context())
-	events := make(chan *model.PresenceEvent, 1<<16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.run(ctx, func(ev *model.PresenceEvent) bool { events <- ev; return true })
-	}()
-	defer func() { cancel(); <-done }()
+	events := runFeed(t, f, 1<<16)
 
 	// The simulated cluster: user i joins at step i, and every odd user
 	// leaves 100 steps later; every step is one report to the feed.
@@ -243,14 +236,7 @@ func TestPresenceFeedEarlySignal(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				const typingFor = 5 * time.Second
 				f := newPresenceFeed(250*time.Millisecond, 20, typingFor)
-				ctx, cancel := context.WithCancel(t.Context())
-				events := make(chan *model.PresenceEvent, 16)
-				done := make(chan struct{})
-				go func() {
-					defer close(done)
-					f.run(ctx, func(ev *model.PresenceEvent) bool { events <- ev; return true })
-				}()
-				defer func() { cancel(); <-done }()
+				events := runFeed(t, f, 16)
 				for _, u := range tt.signals {
 					f.signal(u)
 					synctest.Wait() // the feed has taken the signal in
@@ -294,14 +280,7 @@ func TestPresenceFeedEarlySignal(t *testing.T) {
 // the next batch is a SNAPSHOT even when nothing changed.
 func TestPresenceFeedResync(t *testing.T) {
 	f := newPresenceFeed(10*time.Millisecond, 20, time.Second)
-	ctx, cancel := context.WithCancel(t.Context())
-	events := make(chan *model.PresenceEvent, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.run(ctx, func(ev *model.PresenceEvent) bool { events <- ev; return true })
-	}()
-	defer func() { cancel(); <-done }()
+	events := runFeed(t, f, 16)
 	next := func() *model.PresenceEvent {
 		select {
 		case ev := <-events:
@@ -324,4 +303,18 @@ func TestPresenceFeedResync(t *testing.T) {
 	if _, users, _ := ids(ev); ev.Kind != model.PresenceKindSnapshot || !slices.Equal(users, []string{"a", "b"}) {
 		t.Fatalf("after a join: %s %q, want a SNAPSHOT of a and b", ev.Kind, users)
 	}
+}
+
+// runFeed runs f until the test ends, and returns the channel its batches
+// go to, which holds buffer of them.
+func runFeed(t *testing.T, f *presenceFeed, buffer int) <-chan *model.PresenceEvent {
+	ctx, cancel := context.WithCancel(t.Context())
+	events := make(chan *model.PresenceEvent, buffer)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.run(ctx, func(ev *model.PresenceEvent) bool { events <- ev; return true })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return events
 }

@@ -387,19 +387,8 @@ func TestPresenceRecreatesALostBucket(t *testing.T) {
 // would keep its members present for as long as this replica lives (the
 // bucket's MaxAge, an hour, at best), and Close would not delete it either.
 func TestPresenceUnconfirmedPutIsDeleted(t *testing.T) {
-	url := startNATS(t, true)
-	l := openLog(t, Options{URLs: []string{url}})
-	ctx := testCtx(t, 10*time.Second)
-	opts, err := PresenceOptions{Replica: "a"}.withDefaults(l.opts.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// No writer runs: the test runs its rounds, so it may change their
-	// timeout between them.
-	p := newPresence(l, opts)
-	if p.members, p.replicas, err = createPresenceBuckets(ctx, l.js, opts); err != nil {
-		t.Fatal(err)
-	}
+	// The test runs the rounds, so it may change their timeout between them.
+	p, kv, ctx := presenceWithoutWriter(t)
 	const n = 20
 	topics := make([]string, n)
 	for i := range topics {
@@ -410,10 +399,6 @@ func TestPresenceUnconfirmedPutIsDeleted(t *testing.T) {
 	// stored, but the round takes them as failed.
 	p.opts.WriteTimeout = time.Nanosecond
 	p.write()
-	kv, err := rawJS(t, url).KeyValue(ctx, opts.Bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
 	keys := func() []string {
 		t.Helper()
 		lister, err := kv.ListKeys(ctx)
@@ -460,22 +445,7 @@ func (d deleteFails) Delete(context.Context, string, ...jetstream.KVDeleteOpt) e
 // forgotten as never written, it would keep its member present for as
 // long as this replica lives (KeyTTL at best), and Close would skip it.
 func TestPresenceDeleteFailedDuringElectionIsRetried(t *testing.T) {
-	url := startNATS(t, true)
-	l := openLog(t, Options{URLs: []string{url}})
-	ctx := testCtx(t, 10*time.Second)
-	opts, err := PresenceOptions{Replica: "a"}.withDefaults(l.opts.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// No writer runs: the test runs its rounds.
-	p := newPresence(l, opts)
-	if p.members, p.replicas, err = createPresenceBuckets(ctx, l.js, opts); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := rawJS(t, url).KeyValue(ctx, opts.Bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, kv, ctx := presenceWithoutWriter(t)
 	p.Enter("room", "alice")
 	p.write()
 	if _, err := kv.Get(ctx, "room.a"); err != nil {
@@ -491,4 +461,26 @@ func TestPresenceDeleteFailedDuringElectionIsRetried(t *testing.T) {
 	if e, err := kv.Get(ctx, "room.a"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("after the retry: key %v, %v; want it deleted", e, err)
 	}
+}
+
+// presenceWithoutWriter is replica "a"'s Presence over a fresh server with
+// its buckets made and nothing started: the test runs its write rounds
+// (p.write) itself. kv reads the members bucket past p.
+func presenceWithoutWriter(t *testing.T) (p *Presence, kv jetstream.KeyValue, ctx context.Context) {
+	t.Helper()
+	url := startNATS(t, true)
+	l := openLog(t, Options{URLs: []string{url}})
+	ctx = testCtx(t, 10*time.Second)
+	opts, err := PresenceOptions{Replica: "a"}.withDefaults(l.opts.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = newPresence(l, opts)
+	if p.members, p.replicas, err = createPresenceBuckets(ctx, l.js, opts); err != nil {
+		t.Fatal(err)
+	}
+	if kv, err = rawJS(t, url).KeyValue(ctx, opts.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	return p, kv, ctx
 }
