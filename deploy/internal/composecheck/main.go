@@ -286,13 +286,13 @@ func (c *checker) checkHerald(services map[string]service, names, natsNames []st
 		}
 		// SIGTERM drains: the container must get the longest stop the
 		// README documents before Docker's SIGKILL: drain-timeout +
-		// 2 × shutdown-timeout + 6s (draining NATS).
+		// 2 × shutdown-timeout + 13s (the NATS clean-up).
 		need := stopBound(flags, help)
 		grace, err := time.ParseDuration(s.StopGracePeriod)
 		if err != nil || grace < need {
-			c.fail("%s: stop_grace_period %q is below drain-timeout + 2 × shutdown-timeout + NATS drain (%s)", name, s.StopGracePeriod, need)
+			c.fail("%s: stop_grace_period %q is below drain-timeout + 2 × shutdown-timeout + NATS clean-up (%s)", name, s.StopGracePeriod, need)
 		} else {
-			c.ok("%s: stop_grace_period %s covers drain-timeout + 2 × shutdown-timeout + NATS drain (%s)", name, grace, need)
+			c.ok("%s: stop_grace_period %s covers drain-timeout + 2 × shutdown-timeout + NATS clean-up (%s)", name, grace, need)
 		}
 		if s.Healthcheck == nil || len(s.Healthcheck.Test) < 2 {
 			c.fail("%s: no healthcheck", name)
@@ -362,9 +362,10 @@ func (c *checker) heraldHelp() heraldHelp {
 	return heraldHelp(out)
 }
 
-// natsDrainBound is how long herald may take to drain its NATS connection
-// at the end of a stop (the README's "+ 6 s").
-const natsDrainBound = 6 * time.Second
+// natsCloseBound is how long herald may take over its NATS clean-up at the
+// end of a stop (the README's "+ 13 s": presence 5 s, the relay's flush
+// 2 s, draining the connection 6 s).
+const natsCloseBound = 13 * time.Second
 
 // stopBound is the longest a SIGTERMed replica may take to exit, as the
 // README documents it: --drain-timeout + 2 × --shutdown-timeout + 6s, with
@@ -378,7 +379,7 @@ func stopBound(flags map[string]string, help heraldHelp) time.Duration {
 		}
 		return help.defaultDuration(name)
 	}
-	return value("drain-timeout") + 2*value("shutdown-timeout") + natsDrainBound
+	return value("drain-timeout") + 2*value("shutdown-timeout") + natsCloseBound
 }
 
 // defaultDuration reads "(default 10s)" of flag name from herald -h; 0 if
