@@ -345,7 +345,7 @@ func (c *wsConn) onPing(data string) error {
 // (awaitCloseFrame). If the server has chosen a close of its own, that
 // close frame is the answer.
 func (c *wsConn) onPeerClose(code int, _ string) error {
-	c.chooseClose(code, "", true)
+	c.chooseClose(code, "", closeAnswer)
 	c.awaitClose = true
 	return nil
 }
@@ -407,25 +407,34 @@ func (c *wsConn) isClosing() bool {
 // close frame and the reader waits briefly for the peer's answer. It never
 // blocks, so fan-out and timers may call it.
 func (c *wsConn) closeWith(code int, reason string) {
-	c.chooseClose(code, reason, false)
+	c.chooseClose(code, reason, closeOrderly)
 }
 
 // closeSlow closes the socket as a slow consumer (1013), and counts it as
 // one unless another close was chosen first.
 func (c *wsConn) closeSlow(reason string) {
-	if c.chooseClose(closeTryAgainLater, reason, false) {
+	if c.chooseClose(closeTryAgainLater, reason, closeDropQueue) {
 		c.t.metrics.slowCloses.Inc()
 	}
 }
 
+// closeKind is how a chosen close frame goes out.
+type closeKind int
+
+const (
+	closeOrderly   closeKind = iota // after what is queued
+	closeDropQueue                  // a slow consumer's: only the rest of a frame begun goes first
+	closeAnswer                     // the answer to the client's close: as closeDropQueue, and not counted as the server's
+)
+
 // chooseClose chooses the close frame, unless one is chosen already, and
-// wakes a writer to send it. A close that answers the client's is not
-// counted as the server's. It reports whether this call chose it.
-func (c *wsConn) chooseClose(code int, reason string, answer bool) (chosen bool) {
+// wakes a writer to send it. It reports whether this call chose it.
+func (c *wsConn) chooseClose(code int, reason string, kind closeKind) (chosen bool) {
+	answer := kind == closeAnswer
 	c.closeOnce.Do(func() {
 		chosen = true
 		c.closeCode, c.closeMsg = code, reason
-		c.closeAbrupt = answer || code == closeTryAgainLater
+		c.closeAbrupt = kind != closeOrderly
 		c.closeSent = make(chan struct{}) // made here: an open socket does without
 		close(c.closing)
 		if !answer {
