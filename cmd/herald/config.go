@@ -75,6 +75,10 @@ type config struct {
 // (HS256's output size, RFC 7518 §3.2).
 const minJWTSecretBytes = 32
 
+// defaultJWTNameClaim is the claim holding a token's display name unless
+// --jwt-name-claim says otherwise.
+const defaultJWTNameClaim = "name"
+
 // envPrefix prefixes the environment variable of every flag:
 // --nats-url is HERALD_NATS_URL.
 const envPrefix = "HERALD_"
@@ -105,7 +109,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.StringVar(&c.JWKSFile, "jwks-file", "", "jwt: file holding the JWK Set with the RS256/ES256 public keys")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "jwt: required iss claim (unchecked when empty)")
 	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "jwt: required aud claim (unchecked when empty)")
-	fs.StringVar(&c.JWTNameClaim, "jwt-name-claim", "name", "jwt: claim holding the display name (falls back to sub)")
+	fs.StringVar(&c.JWTNameClaim, "jwt-name-claim", defaultJWTNameClaim, "jwt: claim holding the display name (falls back to sub)")
 	fs.StringVar(&c.JWTAdminClaim, "jwt-admin-claim", "", "jwt: claim that, when true, makes a token an administrator's (disconnectUser); off when empty")
 	fs.StringVar(&c.JWTCookie, "jwt-cookie", "", "jwt: also accept the token from this cookie (browsers' WebSocket upgrades); off when empty")
 	fs.StringVar(&origins, "allowed-origins", "", "web origins allowed to use Herald from a browser, comma-separated: *, https://app.example.com, https://*.example.com (default: any in dev mode, same-origin only with jwt)")
@@ -227,8 +231,15 @@ func (c config) validate() error {
 	}
 	switch c.Auth {
 	case "dev":
-		for _, f := range []struct{ flag, v string }{{"jwt-secret", c.JWTSecret}, {"jwks-url", c.JWKSURL}, {"jwks-file", c.JWKSFile}, {"jwt-admin-claim", c.JWTAdminClaim}} {
-			if f.v != "" {
+		// A jwt setting given in dev mode is refused rather than ignored:
+		// it usually means --auth=jwt was forgotten, and dev mode trusts
+		// anyone's X-Herald-User header.
+		for _, f := range []struct{ flag, v, unset string }{
+			{"jwt-secret", c.JWTSecret, ""}, {"jwks-url", c.JWKSURL, ""}, {"jwks-file", c.JWKSFile, ""},
+			{"jwt-issuer", c.JWTIssuer, ""}, {"jwt-audience", c.JWTAudience, ""}, {"jwt-name-claim", c.JWTNameClaim, defaultJWTNameClaim},
+			{"jwt-admin-claim", c.JWTAdminClaim, ""}, {"jwt-cookie", c.JWTCookie, ""},
+		} {
+			if f.v != f.unset {
 				bad(f.flag, "applies to --auth=jwt only, but --auth is dev")
 			}
 		}

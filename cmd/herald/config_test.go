@@ -105,6 +105,10 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{args: []string{"--auth", "jwt"}, want: "jwt needs a key"},
 		{args: []string{"--jwt-secret", "x"}, want: "--jwt-secret (HERALD_JWT_SECRET): applies to --auth=jwt only"},
 		{args: []string{"--jwt-admin-claim", "admin"}, want: "--jwt-admin-claim (HERALD_JWT_ADMIN_CLAIM): applies to --auth=jwt only"},
+		{args: []string{"--jwt-issuer", "https://id.example.com"}, want: "--jwt-issuer (HERALD_JWT_ISSUER): applies to --auth=jwt only"},
+		{env: map[string]string{"HERALD_JWT_AUDIENCE": "herald"}, want: "--jwt-audience (HERALD_JWT_AUDIENCE): applies to --auth=jwt only"},
+		{args: []string{"--jwt-cookie", "session"}, want: "--jwt-cookie (HERALD_JWT_COOKIE): applies to --auth=jwt only"},
+		{args: []string{"--jwt-name-claim", "nickname"}, want: "--jwt-name-claim (HERALD_JWT_NAME_CLAIM): applies to --auth=jwt only"},
 		{args: []string{"--mutation-rate", "-1"}, want: "--mutation-rate (HERALD_MUTATION_RATE): must not be negative"},
 		{args: []string{"--max-text-length", "5000"}, want: "must be between 1 and 4000"},
 	}
