@@ -151,10 +151,7 @@ func NewJWT(ctx context.Context, opts JWTOptions) (*JWT, error) {
 		}
 		j.jwks = &jwksSource{set: set}
 	case opts.JWKSURL != "":
-		u, err := url.Parse(opts.JWKSURL)
-		if err == nil {
-			err = checkJWKSURL(u)
-		}
+		u, err := parseJWKSURL(opts.JWKSURL)
 		if err != nil {
 			return nil, fmt.Errorf("auth: jwt: JWKSURL: %w", err)
 		}
@@ -192,6 +189,25 @@ func NewJWT(ctx context.Context, opts JWTOptions) (*JWT, error) {
 	}
 	j.parser = jwt.NewParser(popts...)
 	return j, nil
+}
+
+// CheckJWKSURL reports whether raw can be JWTOptions.JWKSURL, so that a
+// configuration can be checked before anything starts: an absolute https
+// URL, or http on loopback.
+func CheckJWKSURL(raw string) error {
+	_, err := parseJWKSURL(raw)
+	return err
+}
+
+func parseJWKSURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkJWKSURL(u); err != nil {
+		return nil, err
+	}
+	return u, nil
 }
 
 // checkJWKSURL insists on an absolute https URL, or http on loopback.

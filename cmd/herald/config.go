@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
 	"github.com/heraldhq/herald/server"
 )
@@ -252,6 +253,11 @@ func (c config) validate() error {
 		}
 		if c.JWKSURL != "" && c.JWKSFile != "" {
 			bad("jwks-url", "set only one of --jwks-url and --jwks-file")
+		}
+		if c.JWKSURL != "" {
+			if err := auth.CheckJWKSURL(c.JWKSURL); err != nil {
+				bad("jwks-url", "%v", err)
+			}
 		}
 	default:
 		bad("auth", "unknown mode %q (jwt or dev)", c.Auth)
