@@ -20,6 +20,12 @@ const relayPrefix = "herald-relay."
 // relayServeTimeout bounds serving one relayed request.
 const relayServeTimeout = 15 * time.Second
 
+// relaySendTimeout bounds Send when its context has no deadline: long
+// enough for the listener to serve (relayServeTimeout), so that an answer
+// lost on its way, or a listener that never answers, cannot hold the
+// sender for ever.
+const relaySendTimeout = relayServeTimeout + 5*time.Second
+
 // relayQueue is how many relayed requests may wait to be served; beyond it
 // NATS drops them and their senders time out.
 const relayQueue = 1024
@@ -53,6 +59,8 @@ type Relay struct {
 	subs     map[string]*nats.Subscription // by subject, for Close
 	closed   bool
 
+	sendTimeout time.Duration // bounds a Send whose context has no deadline
+
 	ctx    context.Context // ends at Close: requests being served stop
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the dispatcher and requests being served
@@ -62,7 +70,7 @@ type Relay struct {
 func (l *Log) Relay() *Relay {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Relay{nc: l.nc, log: l.log, in: make(chan *nats.Msg, relayQueue), handlers: make(map[string]RelayHandler),
-		subs: make(map[string]*nats.Subscription), ctx: ctx, cancel: cancel}
+		subs: make(map[string]*nats.Subscription), sendTimeout: relaySendTimeout, ctx: ctx, cancel: cancel}
 	r.wg.Add(1)
 	go r.dispatch()
 	return r
@@ -132,10 +140,16 @@ func (r *Relay) forget(subject string) {
 }
 
 // Send delivers a request to the listener of key and returns its answer.
-// The error wraps ErrNoListener when no replica listens.
+// The error wraps ErrNoListener when no replica listens. A ctx without a
+// deadline is given one long enough for the listener to serve.
 func (r *Relay) Send(ctx context.Context, key string, header http.Header, body []byte) (http.Header, []byte, error) {
 	if err := checkRelayKey(key); err != nil {
 		return nil, nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.sendTimeout)
+		defer cancel()
 	}
 	msg := &nats.Msg{Subject: relayPrefix + key, Header: nats.Header(header.Clone()), Data: body}
 	reply, err := r.nc.RequestMsgWithContext(ctx, msg)

@@ -160,3 +160,42 @@ func TestRelayRefusesASecondListener(t *testing.T) {
 		t.Fatalf("the new listener: %q, %v", body, err)
 	}
 }
+
+// TestRelaySendWithoutDeadlineIsBounded: a Send whose context has no
+// deadline, to a key whose subscriber never answers, ends with
+// context.DeadlineExceeded instead of waiting for ever.
+func TestRelaySendWithoutDeadlineIsBounded(t *testing.T) {
+	url := startNATS(t, true)
+	l := openLog(t, Options{URLs: []string{url}})
+	r := l.Relay()
+	t.Cleanup(r.Close)
+	r.sendTimeout = 200 * time.Millisecond
+	// A bare subscription on the key's subject takes the request and never
+	// answers, as a listener whose answer is lost would.
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	sub, err := nc.SubscribeSync(relayPrefix + "silent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := r.Send(context.Background(), "silent", nil, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Send = %v, want context.DeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Send without a deadline did not end")
+	}
+}
