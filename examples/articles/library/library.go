@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -305,6 +306,9 @@ func (l *Library) catchUp(ctx context.Context, last, prev uint64) error {
 
 // CreateAuthor stores a new author.
 func (l *Library) CreateAuthor(ctx context.Context, firstName, lastName string) (Author, error) {
+	if err := firstError(checkNotBlank("firstName", firstName), checkNotBlank("lastName", lastName)); err != nil {
+		return Author{}, err
+	}
 	ev := event{Type: AuthorCreated, ID: newID("au"), FirstName: firstName, LastName: lastName}
 	c, err := l.propose(ctx, func(*state) (event, error) { return ev, nil })
 	if err != nil {
@@ -315,6 +319,9 @@ func (l *Library) CreateAuthor(ctx context.Context, firstName, lastName string) 
 
 // AddArticle stores a new article by an existing author.
 func (l *Library) AddArticle(ctx context.Context, authorID, title, text string) (Article, error) {
+	if err := checkNotBlank("title", title); err != nil {
+		return Article{}, err
+	}
 	ev := event{Type: ArticleAdded, ID: newID("ar"), AuthorID: authorID, Title: title, Text: text, Version: 1}
 	c, err := l.propose(ctx, func(*state) (event, error) { return ev, nil })
 	if err != nil {
@@ -340,6 +347,16 @@ func (l *Library) ChangeArticleText(ctx context.Context, id, text string, versio
 		return Article{}, err
 	}
 	return *c.Article, nil
+}
+
+// checkNotBlank refuses a name or title of white space alone. It is
+// checked when a command is given, not in judge: events already in a log
+// were judged without it, and every replica must keep judging them alike.
+func checkNotBlank(field, value string) error {
+	if value != "" && strings.TrimSpace(value) == "" {
+		return errorf(CodeBadUserInput, "%s must not be blank", field)
+	}
+	return nil
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

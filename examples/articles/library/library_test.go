@@ -189,3 +189,35 @@ func TestCloseEndsAWaitingNext(t *testing.T) {
 		t.Fatal("Next was still waiting 2s after Close")
 	}
 }
+
+// TestBlankNamesAndTitlesAreRefused: a name or title of white space alone
+// is refused with BAD_USER_INPUT before anything is stored; an empty one
+// already was, by the length check every replica applies.
+func TestBlankNamesAndTitlesAreRefused(t *testing.T) {
+	lib := startLibrary(t, openLog(t))
+	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+	defer cancel()
+	author, err := lib.CreateAuthor(ctx, "Ada", "Lovelace")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		do   func() error
+	}{
+		{"blank first name", func() error { _, err := lib.CreateAuthor(ctx, " \t", "Lovelace"); return err }},
+		{"blank last name", func() error { _, err := lib.CreateAuthor(ctx, "Ada", "\u3000"); return err }},
+		{"empty first name", func() error { _, err := lib.CreateAuthor(ctx, "", "Lovelace"); return err }},
+		{"blank title", func() error { _, err := lib.AddArticle(ctx, author.ID, "  ", "text"); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.do(); code(err) != CodeBadUserInput {
+				t.Fatalf("err = %v, want %s", err, CodeBadUserInput)
+			}
+		})
+	}
+	if authors := lib.Authors(); len(authors) != 1 {
+		t.Errorf("%d authors stored, want only the first", len(authors))
+	}
+}
