@@ -368,7 +368,7 @@ func (c *checker) heraldHelp() heraldHelp {
 const natsCloseBound = 13 * time.Second
 
 // stopBound is the longest a SIGTERMed replica may take to exit, as the
-// README documents it: --drain-timeout + 2 × --shutdown-timeout + 6s, with
+// README documents it: --drain-timeout + 2 × --shutdown-timeout + 13s, with
 // the service's own values where it sets them.
 func stopBound(flags map[string]string, help heraldHelp) time.Duration {
 	value := func(name string) time.Duration {
