@@ -46,7 +46,8 @@ export interface HeraldClientOptions {
   retryAttempts?: number;
   /**
    * Waits before reconnect attempt `retries` (0, 1, …); default a random
-   * 0.5–1.5 × min(300 ms × 2^retries, 10 s).
+   * 0.5–1.5 × min(300 ms × 2^retries, 10 s). If it throws, the error is
+   * reported and the default waits instead.
    */
   retryWait?: (retries: number) => Promise<void>;
   /**
@@ -113,7 +114,9 @@ export interface HeraldClient {
   on: Client['on'];
   /**
    * Closes the socket; active subscriptions complete. Between two connects
-   * it ends the wait at once and connects no more. Never rejects.
+   * it ends the wait at once; during a connect (socket opening, getToken
+   * pending, no ack yet) it closes that socket. It connects no more, and a
+   * subscribe after it fails at once. Returns at once; never rejects.
    */
   dispose(): Promise<void>;
   /** Closes the socket at once, as if it had dropped (graphql-ws terminate). */
@@ -164,15 +167,16 @@ function unlessAborted(signal: AbortSignal, p: Promise<void>, onAbort?: () => vo
 const CURSOR_EXPIRED_CALLS = 3;
 
 /**
- * Reports an error thrown by the application's sink. Thrown into
- * graphql-ws, it would close the socket with 4004 (Bad response) and
+ * Reports an error thrown by the application's code (its sink, its
+ * retryWait) that the client goes on after. What a sink throws, left to
+ * graphql-ws, would close the socket with 4004 (Bad response) and
  * reconnect; that close event, arriving once the close handshake is over,
  * could land on the next connect, which graphql-ws then gives up on as
  * fatal: every subscription would fail for one handler's bug. Reported as
  * an uncaught error where the platform can (reportError: window.onerror,
  * error monitoring), else on the console; the subscription goes on.
  */
-function reportSinkError(err: unknown): void {
+function reportAppError(err: unknown, what = 'a subscription\'s sink threw'): void {
   const report = (globalThis as { reportError?: (e: unknown) => void }).reportError;
   if (typeof report === 'function') {
     try {
@@ -182,15 +186,15 @@ function reportSinkError(err: unknown): void {
       // fall back to the console
     }
   }
-  console.error('@heraldhq/client: a subscription\'s sink threw', err);
+  console.error(`@heraldhq/client: ${what}`, err);
 }
 
-/** Calls the application's sink; what it throws goes to reportSinkError, never to graphql-ws. */
+/** Calls the application's sink; what it throws goes to reportAppError, never to graphql-ws. */
 function guarded<T>(sink: Sink<T>): Sink<T> {
   return {
-    next(value) { try { sink.next(value); } catch (err) { reportSinkError(err); } },
-    error(err) { try { sink.error(err); } catch (e) { reportSinkError(e); } },
-    complete() { try { sink.complete(); } catch (err) { reportSinkError(err); } },
+    next(value) { try { sink.next(value); } catch (err) { reportAppError(err); } },
+    error(err) { try { sink.error(err); } catch (e) { reportAppError(e); } },
+    complete() { try { sink.complete(); } catch (err) { reportAppError(err); } },
   };
 }
 
@@ -231,6 +235,36 @@ class MissingWebSocket {
   close(): void {}
 }
 
+/** What the client needs of a WebSocket it created. */
+interface SocketLike {
+  readonly readyState: number;
+  close(code?: number, reason?: string): void;
+}
+
+/**
+ * The WebSocket class, telling onSocket of every socket made with it: the
+ * only way to reach a socket graphql-ws is still opening. Anything but a
+ * class is left for graphql-ws to refuse.
+ *
+ * A socket of the ws package (Node.js) is an EventEmitter, which throws an
+ * 'error' event nobody listens to: graphql-ws's terminate() stops listening
+ * (onerror = null) to a socket it then closes, and ws fails one still
+ * opening with an error event, which would crash the process. Each such
+ * socket gets a listener that ignores errors; graphql-ws still hears them
+ * through onerror while it listens.
+ */
+function tracking(impl: unknown, onSocket: (socket: SocketLike) => void): unknown {
+  if (typeof impl !== 'function') return impl;
+  return new Proxy(impl, {
+    construct(target, args) {
+      const socket = Reflect.construct(target, args) as SocketLike & { on?: unknown };
+      if (typeof socket.on === 'function') (socket.on as (e: string, l: () => void) => void).call(socket, 'error', () => {});
+      onSocket(socket);
+      return socket;
+    },
+  });
+}
+
 function wsURL(url: string): string {
   return url.replace(/^http(s?):/i, 'ws$1:');
 }
@@ -243,21 +277,38 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
 
   // Aborted by dispose: ends a wait to reconnect at once.
   const disposal = new AbortController();
-  const retryWait = (retries: number): Promise<void> => {
-    if (options.retryWait) return unlessAborted(disposal.signal, options.retryWait(retries));
+  const defaultWait = (retries: number): Promise<void> => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const waited = new Promise<void>((resolve) => { timer = setTimeout(resolve, backoffDelay(retries)); });
     return unlessAborted(disposal.signal, waited, () => clearTimeout(timer));
   };
+  // Never rejects: graphql-ws awaits retryWait where nothing catches, so
+  // one that threw would leave the connect pending for ever (every
+  // subscription stalled, dispose() too) and the rejection unhandled. What
+  // the application's retryWait throws is reported, and the default
+  // back-off waits instead.
+  const retryWait = (retries: number): Promise<void> => {
+    const own = options.retryWait;
+    if (!own) return defaultWait(retries);
+    const waited = new Promise<void>((resolve) => resolve(own(retries)));
+    return unlessAborted(disposal.signal, waited).catch((err) => {
+      reportAppError(err, 'retryWait threw');
+      return defaultWait(retries);
+    });
+  };
   // The socket graphql-ws is about to send connection_init on: it emits
   // `opened` with it, then calls connectionParams.
-  let opened: { readyState: number; close(code: number, reason: string): void } | undefined;
+  let opened: SocketLike | undefined;
+  // The last socket graphql-ws created, and the last one acknowledged: one
+  // that is not acknowledged is a connect under way, which dispose() ends.
+  let latest: SocketLike | undefined;
+  let acknowledged: unknown;
 
   const ws = createClient({
     ...options.graphqlWs,
     url: wsURL(options.url),
-    webSocketImpl: options.webSocketImpl ?? options.graphqlWs?.webSocketImpl ??
-      (typeof WebSocket === 'undefined' ? MissingWebSocket : undefined),
+    webSocketImpl: tracking(options.webSocketImpl ?? options.graphqlWs?.webSocketImpl ??
+      (typeof WebSocket === 'undefined' ? MissingWebSocket : WebSocket), (socket) => { latest = socket; }),
     retryAttempts: options.retryAttempts ?? Infinity,
     retryWait,
     // Retry every kind of loss, a refused reconnect (an error event, not a
@@ -288,6 +339,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     },
   });
   ws.on('opened', (socket) => { opened = socket as typeof opened; });
+  ws.on('connected', (socket) => { acknowledged = socket; });
   // What dispose ends: every subscription still running.
   const active = new Set<() => void>();
 
@@ -325,6 +377,18 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     const onExpired = opts.onCursorExpired ?? options.onCursorExpired;
     let stopped = false;
     let stop = () => {};
+    // The sink has had its complete or error: nothing more reaches it.
+    let ended = false;
+    const end = (failure?: { error: unknown }) => {
+      if (ended) return;
+      ended = true;
+      active.delete(unsubscribe);
+      if (failure) sink.error(failure.error);
+      else sink.complete();
+    };
+    // Between two operations while onCursorExpired (or the wait before it)
+    // runs: no graphql-ws operation is left to complete the subscription.
+    let between = false;
     // CURSOR_EXPIRED answers since the last result: onCursorExpired calls in a row.
     let expiries = 0;
     const recoverable = (errors: unknown): errors is readonly GraphQLFormattedError[] =>
@@ -350,41 +414,37 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
             recover(err);
             return;
           }
-          active.delete(unsubscribe);
-          sink.error(err);
+          end({ error: err });
         },
         complete() {
           if (recovering) return;
-          active.delete(unsubscribe);
-          sink.complete();
+          end();
         },
       });
     };
 
+    // Unsubscribed (or disposed of) at any await below: the subscription
+    // has completed already (see unsubscribe), and nothing more happens.
     const recover = async (errors: readonly GraphQLFormattedError[]) => {
       stop();
+      between = true;
+      if (stopped) return end();
       setCursor(null);
       // The cursor the last call returned has expired too: back off before
       // refetching again (retryWait, ended at once by dispose).
       if (expiries > 0) {
-        try {
-          await retryWait(expiries - 1);
-        } catch {
-          // a retryWait that rejects: go on at once
-        }
-        if (stopped) return sink.complete();
+        await retryWait(expiries - 1);
+        if (stopped) return end();
       }
       expiries++;
       let next: Token;
       try {
         next = await onExpired!(errors);
       } catch (err) {
-        active.delete(unsubscribe);
-        if (!stopped) sink.error(err);
-        return;
+        return end(stopped ? undefined : { error: err });
       }
-      // Unsubscribed (or disposed of) meanwhile: it ends as graphql-ws ends one.
-      if (stopped) return sink.complete();
+      if (stopped) return end();
+      between = false;
       setCursor(next);
       start();
     };
@@ -393,9 +453,20 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       stopped = true;
       active.delete(unsubscribe);
       stop();
+      // graphql-ws completes an operation it ran; none runs while
+      // onCursorExpired does, so the subscription completes here, at once.
+      if (between) end();
     };
-    active.add(unsubscribe);
-    start();
+    if (disposal.signal.aborted) {
+      // graphql-ws would open a socket that nothing closes and that is never
+      // reconnected (a subscription that silently stops resuming), or
+      // complete at once as if the server had ended it.
+      stopped = true;
+      queueMicrotask(() => sink.error(new Error('@heraldhq/client: subscribe() after dispose(); create a new client')));
+    } else {
+      active.add(unsubscribe);
+      start();
+    }
     return Object.defineProperty(unsubscribe, 'cursor', { get: () => cursor, enumerable: true }) as Unsubscribe;
   }
 
@@ -417,11 +488,25 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       // subscription first leaves it nothing to connect for; they complete.
       disposal.abort();
       for (const unsubscribe of [...active]) unsubscribe();
-      try {
-        await ws.dispose();
-      } catch {
+      // graphql-ws closes an acknowledged socket at once, but waits for a
+      // connect under way to end first: for ever if the server never
+      // answers the upgrade or connection_init, as long as getToken takes
+      // (a token refresh in flight at log-out), or until Herald gives up on
+      // connection_init (4408, 3 s). That connect is closed here instead;
+      // its close ends graphql-ws's wait, and it sends nothing more.
+      const disposing = Promise.resolve(ws.dispose()).catch(() => {
         // The connect under way failed or was given up: nothing to close.
+      });
+      const socket = latest;
+      if (socket && socket !== acknowledged && socket.readyState <= 1) {
+        try {
+          socket.close(1000, 'Normal Closure');
+        } catch {
+          // already closing
+        }
+        return;
       }
+      await disposing;
     },
     terminate: () => ws.terminate(),
     graphqlWs: ws,

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import net from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { createHeraldClient } from '@heraldhq/client';
 import { Herald, Inbox, controllableSockets, createRoom, post, prime, quickRetry, until } from './lib/herald.js';
@@ -173,4 +174,168 @@ test('HeraldLink: a socket that cannot connect is reported as a socket error, no
     await client.dispose();
     await sockets.close();
   }
+});
+
+test('dispose() while a connect is under way (socket opening, getToken pending, no ack yet): resolves at once and connects no more', async (t) => {
+  // Three connects that stall at each stage: a server that accepts TCP but
+  // never answers the upgrade, Herald itself while getToken has not
+  // answered yet (a token refresh in flight at log-out), and a server that
+  // never acknowledges connection_init.
+  const stalled = new Set();
+  const tcp = net.createServer((s) => { stalled.add(s); s.on('error', () => {}); });
+  await new Promise((ok) => tcp.listen(0, '127.0.0.1', ok));
+  const silent = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
+  await new Promise((ok) => silent.once('listening', ok));
+  t.after(async () => {
+    for (const s of stalled) s.destroy();
+    await new Promise((ok) => tcp.close(ok));
+    for (const c of silent.clients) c.terminate();
+    await new Promise((ok) => silent.close(ok));
+  });
+
+  let releaseToken;
+  const cases = [
+    { stage: 'the socket is still opening', url: `ws://127.0.0.1:${tcp.address().port}/graphql`, ready: (s) => s.attempts >= 1 },
+    {
+      stage: 'getToken has not answered', url: herald.wsURL, ready: () => releaseToken !== undefined,
+      getToken: () => new Promise((ok) => { releaseToken = () => ok(null); }),
+    },
+    { stage: 'connection_init is not acknowledged', url: `ws://127.0.0.1:${silent.address().port}/graphql`, ready: (s) => s.sent.some((m) => m?.type === 'connection_init') },
+  ];
+  for (const c of cases) await t.test(c.stage, async (st) => {
+    const sockets = await controllableSockets();
+    st.after(() => sockets.close());
+    const seen = { connecting: 0 };
+    const client = createHeraldClient({
+      url: c.url, user: 'reader', getToken: c.getToken, webSocketImpl: sockets.WebSocket, retryWait: quickRetry,
+      on: { connecting: () => { seen.connecting++; } },
+    });
+    const inbox = new Inbox('roomCreated');
+    client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
+    await until(() => c.ready(sockets), 5000, `the connect to stall (${c.stage})`);
+    const inits = sockets.sent.filter((m) => m?.type === 'connection_init').length;
+    const started = Date.now();
+    const disposed = client.dispose().then(() => 'resolved', (err) => `rejected: ${err?.code ?? err?.message ?? err}`);
+    const outcome = await Promise.race([disposed, sleep(2000).then(() => 'still pending after 2 s')]);
+    assert.equal(outcome, 'resolved', `dispose() while ${c.stage}`);
+    assert.ok(Date.now() - started < 500, `dispose() while ${c.stage} took ${Date.now() - started} ms`);
+    await inbox.waitFor((i) => i.ended !== null, 2000, `the subscription to complete (${c.stage})`, { allowEnd: true });
+    assert.equal(inbox.ended, 'complete', c.stage);
+    releaseToken?.();
+    await sleep(300);
+    assert.equal(seen.connecting, 1, `no connect after dispose() (${c.stage})`);
+    assert.equal(sockets.sent.filter((m) => m?.type === 'connection_init').length, inits, `no connection_init after dispose() (${c.stage})`);
+    assert.ok([...sockets.open].every((s) => s.readyState >= 2), `the stalled socket is closed (${c.stage})`);
+  });
+});
+
+test('subscribe() after dispose() fails at once and opens no socket', async (t) => {
+  const sockets = await controllableSockets();
+  let connecting = 0;
+  const client = createHeraldClient({
+    url: herald.wsURL, user: 'reader', webSocketImpl: sockets.WebSocket, retryWait: quickRetry,
+    on: { connecting: () => { connecting++; } },
+  });
+  t.after(async () => { await client.dispose(); await sockets.close(); });
+  const first = new Inbox('before dispose()');
+  client.subscribe({ query: 'subscription { roomCreated { id } }' }, first.sink);
+  await until(() => sockets.subscribes().length === 1, 5000, 'the first subscribe');
+  await client.dispose();
+  await first.waitFor((i) => i.ended !== null, 2000, 'the subscription to complete', { allowEnd: true });
+  await until(() => sockets.open.size === 0, 2000, 'the socket to close');
+
+  // Left to graphql-ws, it would open a socket that nothing closes and that
+  // is never reconnected: a subscription that silently stops resuming.
+  const late = new Inbox('after dispose()');
+  let returned = false;
+  const sub = client.subscribe({ query: 'subscription { roomCreated { id } }' }, {
+    ...late.sink,
+    error: (e) => { assert.ok(returned, 'the error comes after subscribe() has returned'); late.sink.error(e); },
+  });
+  returned = true;
+  await late.waitFor((i) => i.ended !== null, 2000, 'the late subscription to end', { allowEnd: true });
+  assert.match(late.ended, /^error: Error: .*dispose/, 'it fails, naming dispose()');
+  await sleep(300);
+  assert.equal(connecting, 1, 'no connect after dispose()');
+  assert.equal(sockets.subscribes().length, 1, 'nothing sent after dispose()');
+  assert.equal(sub.cursor, null);
+  sub(); // harmless
+});
+
+test('a retryWait that throws: the client backs off by itself and reconnects, with no unhandled rejection', async (t) => {
+  const unhandled = [];
+  const onUnhandled = (reason) => { unhandled.push(reason); };
+  process.on('unhandledRejection', onUnhandled);
+  const reported = [];
+  const consoleError = console.error;
+  console.error = (...args) => { reported.push(args); };
+  const sockets = await controllableSockets();
+  const seen = { closed: 0, connected: 0 };
+  let waits = 0;
+  const client = createHeraldClient({
+    url: herald.wsURL, user: 'reader', webSocketImpl: sockets.WebSocket,
+    // Its first call rejects, its second throws before returning a promise.
+    retryWait: (n) => {
+      if (++waits === 1) return Promise.reject(new Error('a bug in retryWait'));
+      if (waits === 2) throw new Error('another bug in retryWait');
+      return quickRetry(n);
+    },
+    on: { closed: () => { seen.closed++; }, connected: () => { seen.connected++; } },
+  });
+  t.after(async () => {
+    console.error = consoleError;
+    process.off('unhandledRejection', onUnhandled);
+    const disposed = client.dispose();
+    await sockets.close();
+    await Promise.race([disposed, sleep(2000)]);
+  });
+  const roomId = await createRoom(herald.url, poster);
+  const inbox = new Inbox('messagePosted');
+  client.subscribe({ query: 'subscription ($r: ID!) { messagePosted(roomId: $r) { text } }', variables: { r: roomId } }, inbox.sink);
+  await prime(inbox, herald.url, roomId, poster);
+
+  // Refused twice (so both bad waits come up), then back.
+  sockets.setOffline(true);
+  sockets.drop();
+  await until(() => seen.closed >= 3, 10_000, 'two refused reconnects');
+  sockets.setOffline(false);
+  await post(herald.url, roomId, 'after', poster);
+  await inbox.waitForText('after', 10_000);
+  console.error = consoleError;
+  assert.ok(waits >= 2, `retryWait was called (${waits})`);
+  assert.deepEqual(unhandled.map(String), [], 'no unhandled rejection');
+  assert.equal(inbox.ended, null, 'the subscription goes on');
+  assert.ok(seen.connected >= 2, 'reconnected');
+  assert.ok(reported.some((args) => args.some((a) => a instanceof Error && a.message === 'a bug in retryWait')),
+    'what retryWait threw is reported');
+});
+
+test('terminate() while the socket is still opening (ws on Node.js): no uncaught error, and it connects again', async (t) => {
+  const stalled = new Set();
+  const tcp = net.createServer((s) => { stalled.add(s); s.on('error', () => {}); });
+  await new Promise((ok) => tcp.listen(0, '127.0.0.1', ok));
+  const uncaught = [];
+  const onUncaught = (err) => { uncaught.push(err); };
+  process.on('uncaughtException', onUncaught);
+  let connecting = 0;
+  const client = createHeraldClient({
+    url: `ws://127.0.0.1:${tcp.address().port}/graphql`,
+    webSocketImpl: WebSocket, // the ws package as it is, with no error listener of the test's
+    retryWait: quickRetry,
+    on: { connecting: () => { connecting++; } },
+  });
+  t.after(async () => {
+    await client.dispose();
+    process.off('uncaughtException', onUncaught);
+    for (const s of stalled) s.destroy();
+    await new Promise((ok) => tcp.close(ok));
+  });
+  const inbox = new Inbox('roomCreated');
+  client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
+  await until(() => stalled.size === 1, 5000, 'the socket to open its TCP connection');
+  client.terminate();
+  await until(() => connecting >= 2, 5000, 'a new connect after terminate()');
+  await sleep(100);
+  assert.deepEqual(uncaught.map(String), [], 'no uncaught error');
+  assert.equal(inbox.ended, null, 'the subscription goes on');
 });

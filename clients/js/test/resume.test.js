@@ -181,6 +181,35 @@ test('CURSOR_EXPIRED again and again: onCursorExpired is retried with back-off, 
   assert.equal(sockets.subscribes().length, 4, 'the first subscribe and one after each call');
 });
 
+test('unsubscribe() or dispose() while onCursorExpired runs: the subscription completes at once, whatever the handler does later', async (t) => {
+  const roomId = await createRoom(herald.url, poster);
+  const stale = Buffer.from('h1:1:5').toString('base64url');
+  for (const how of ['unsubscribe', 'dispose']) {
+    await t.test(how, async (st) => {
+      const { sockets, client } = await setUp(herald);
+      st.after(async () => { await client.dispose(); await sockets.close(); });
+      let settle;
+      const inbox = new Inbox(`${how} during the handler`);
+      const sub = client.subscribeAfter(stale, { query: MESSAGE_POSTED, variables: { roomId } }, inbox.sink, {
+        // A refetch that takes its time (a slow network).
+        onCursorExpired: () => new Promise((ok, fail) => { settle = { ok, fail }; }),
+      });
+      await until(() => settle !== undefined, 10_000, 'onCursorExpired to be called');
+      const subscribes = sockets.subscribes().length;
+      if (how === 'unsubscribe') sub();
+      else await client.dispose();
+      await inbox.waitFor((i) => i.ended !== null, 1000, 'the subscription to complete', { allowEnd: true });
+      assert.equal(inbox.ended, 'complete');
+      // The handler answers late: with a cursor, or failing.
+      if (how === 'unsubscribe') settle.ok(stale);
+      else settle.fail(new Error('the refetch failed'));
+      await new Promise((ok) => setTimeout(ok, 300));
+      assert.equal(inbox.ended, 'complete', 'nothing after the completion');
+      assert.equal(sockets.subscribes().length, subscribes, 'no subscribe after it');
+    });
+  }
+});
+
 /** The endCursor of the room's latest messages, as a page refetching them gets it. */
 async function fetchPage(roomId) {
   const res = await fetch(herald.url, {

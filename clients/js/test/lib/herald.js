@@ -233,6 +233,10 @@ export async function controllableSockets() {
     /** The `subscribe` frames sent, in order. */
     subscribes: () => state.sent.filter((m) => m?.type === 'subscribe'),
     setOffline(v) { state.offline = v; },
+    /** How many sockets the client has created. */
+    get attempts() { return state.attempts; },
+    /** The client's sockets that have not closed yet. */
+    open: state.open,
     /** Cuts off every open socket, as a dropped connection does (no close frame). */
     drop() { for (const s of state.open) s.terminate(); },
     async close() {
