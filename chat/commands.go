@@ -33,7 +33,7 @@ func (s *Service) createRoom(ctx context.Context, actor Actor, name string, priv
 	if err := checkActor(actor); err != nil {
 		return Room{}, err
 	}
-	if err := checkRoomName(name); err != nil {
+	if err := checkProposedName(name); err != nil {
 		return Room{}, err
 	}
 	taken := func() error { return errorf(CodeConflict, "a room named %q already exists", name) }
@@ -155,16 +155,23 @@ func (s *Service) PostMessage(ctx context.Context, actor Actor, roomID, text, id
 // EditMessage replaces a message's text; version must be the message's
 // current version (optimistic concurrency).
 func (s *Service) EditMessage(ctx context.Context, actor Actor, messageID string, version int, text string) (Message, error) {
+	if err := checkVersion(version); err != nil {
+		return Message{}, err
+	}
 	if err := s.checkProposedText(text); err != nil {
 		return Message{}, err
 	}
 	return s.changeMessage(ctx, Event{Type: MessageEdited, Actor: actor, MessageID: messageID, Version: version, Text: text})
 }
 
-// checkProposedText applies the hard text rules and this replica's
-// stricter length limit (Options.MaxTextLength), if any.
+// checkProposedText applies the hard text rules, the proposer's
+// (checkProposedTextRules) and this replica's stricter length limit
+// (Options.MaxTextLength), if any.
 func (s *Service) checkProposedText(text string) *Error {
 	if err := checkText(text); err != nil {
+		return err
+	}
+	if err := checkProposedTextRules(text); err != nil {
 		return err
 	}
 	if limit := s.opts.MaxTextLength; limit > 0 && limit < MaxTextLength && utf8.RuneCountInString(text) > limit {
@@ -175,12 +182,15 @@ func (s *Service) checkProposedText(text string) *Error {
 
 // DeleteMessage deletes a message; version must be its current version.
 func (s *Service) DeleteMessage(ctx context.Context, actor Actor, messageID string, version int) (Message, error) {
+	if err := checkVersion(version); err != nil {
+		return Message{}, err
+	}
 	return s.changeMessage(ctx, Event{Type: MessageDeleted, Actor: actor, MessageID: messageID, Version: version})
 }
 
 // React toggles the actor's reaction with emoji on a message.
 func (s *Service) React(ctx context.Context, actor Actor, messageID, emoji string) (Message, error) {
-	if err := checkEmoji(emoji); err != nil {
+	if err := checkProposedEmoji(emoji); err != nil {
 		return Message{}, err
 	}
 	return s.changeMessage(ctx, Event{Type: ReactionToggled, Actor: actor, MessageID: messageID, Emoji: emoji})

@@ -105,3 +105,86 @@ func checkIdempotencyKey(key string) *Error {
 	}
 	return nil
 }
+
+// Rules a proposer applies on top of the hard ones (checkProposedText,
+// checkProposedName, checkProposedEmoji). They came after events were
+// first stored, so they are not part of judge: a room or directory
+// judging its log with them would skip what earlier replicas accepted.
+
+// invisible reports whether r shows nothing by itself: white space,
+// format characters (zero-width space, joiners, marks of direction, the
+// byte order mark, soft hyphen, tags), variation selectors and the other
+// default-ignorable code points (fillers).
+func invisible(r rune) bool {
+	return unicode.IsSpace(r) || unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
+}
+
+// blank reports whether s shows nothing.
+func blank(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return !invisible(r) }) < 0
+}
+
+// hiddenEdge reports whether s begins or ends with an invisible character,
+// which would make it look like another (a name taken, an emoji used
+// already). A variation selector or a tag may end an emoji sequence (❤️, a
+// subdivision's flag).
+func hiddenEdge(s string) bool {
+	first, _ := utf8.DecodeRuneInString(s)
+	last, _ := utf8.DecodeLastRuneInString(s)
+	closesEmoji := unicode.Is(unicode.Variation_Selector, last) || last >= 0xE0020 && last <= 0xE007F
+	return invisible(first) || invisible(last) && !closesEmoji
+}
+
+// checkProposedTextRules refuses a text that shows nothing, or holds
+// control characters other than tabs and line breaks (a terminal's escape
+// sequences, NUL), which no chat client shows as the author meant.
+func checkProposedTextRules(text string) *Error {
+	switch {
+	case blank(text):
+		return errorf(CodeBadUserInput, "text must not be empty")
+	case strings.IndexFunc(text, func(r rune) bool { return unicode.IsControl(r) && r != '\t' && r != '\n' && r != '\r' }) >= 0:
+		return errorf(CodeBadUserInput, "text must not contain control characters other than tabs and line breaks")
+	}
+	return nil
+}
+
+// checkProposedName is checkRoomName with the proposer's rules: a name
+// that shows nothing, or begins or ends with an invisible character, is
+// refused; "general\u200b" would pass for "general", which is taken.
+func checkProposedName(name string) *Error {
+	if err := checkRoomName(name); err != nil {
+		return err
+	}
+	switch {
+	case blank(name):
+		return errorf(CodeBadUserInput, "room name must not be empty")
+	case hiddenEdge(name):
+		return errorf(CodeBadUserInput, "room name must not start or end with invisible characters")
+	}
+	return nil
+}
+
+// checkProposedEmoji is checkEmoji with the proposer's rules: an emoji
+// that shows nothing, or begins or ends with an invisible character (a
+// group of its own that looks like another), is refused.
+func checkProposedEmoji(emoji string) *Error {
+	if err := checkEmoji(emoji); err != nil {
+		return err
+	}
+	switch {
+	case blank(emoji):
+		return errorf(CodeBadUserInput, "emoji must not be empty")
+	case hiddenEdge(emoji):
+		return errorf(CodeBadUserInput, "emoji must not start or end with invisible characters")
+	}
+	return nil
+}
+
+// checkVersion refuses a version no message ever has: a bad argument,
+// not a stale one (CONFLICT) that refetching would fix.
+func checkVersion(version int) *Error {
+	if version < 1 {
+		return errorf(CodeBadUserInput, "version must be at least 1, got %d", version)
+	}
+	return nil
+}

@@ -378,6 +378,15 @@ func (s *Service) VisibleRoom(ctx context.Context, viewer, roomID string) (Room,
 	return room, true, nil
 }
 
+// CanSee reports whether viewer ("" when anonymous) may see what a room
+// holds (its messages, members and counters), loading the room if needed:
+// everyone may see a public room's, only members a private room's.
+func (s *Service) CanSee(ctx context.Context, viewer, roomID string) (bool, error) {
+	var sees bool
+	err := s.withRoom(ctx, roomID, func(rs *roomState) { sees = rs.isMember(viewer) })
+	return sees, err
+}
+
 // Members returns a page of a private room's members in the order they
 // joined (none for a public room), loading the room if needed. Callers
 // check that the viewer may see the room.

@@ -240,6 +240,10 @@ func TestServiceRejectsBeforeAppending(t *testing.T) {
 		{"unknown message", func() error { _, err := svc.EditMessage(ctx, alice, room.ID+"_mx", 1, "x"); return err }, CodeNotFound},
 		{"someone else's message", func() error { _, err := svc.EditMessage(ctx, bob, msg.ID, 1, "x"); return err }, CodeForbidden},
 		{"stale version", func() error { _, err := svc.DeleteMessage(ctx, alice, msg.ID, 2); return err }, CodeConflict},
+		// No message is ever at a version below 1: a bad argument, not a
+		// stale one to refetch.
+		{"version 0", func() error { _, err := svc.DeleteMessage(ctx, alice, msg.ID, 0); return err }, CodeBadUserInput},
+		{"negative version", func() error { _, err := svc.EditMessage(ctx, alice, msg.ID, -1, "x"); return err }, CodeBadUserInput},
 		{"bad emoji", func() error { _, err := svc.React(ctx, bob, msg.ID, " "); return err }, CodeBadUserInput},
 		{"anonymous post", func() error { _, err := svc.PostMessage(ctx, Actor{}, room.ID, "x", ""); return err }, CodeUnauthenticated},
 		{"text over this replica's limit", func() error {
@@ -817,7 +821,7 @@ func TestWatchAfterForStartsAtJoining(t *testing.T) {
 	for _, tc := range []struct {
 		viewer string
 		first  string
-	}{{"carol", "after carol"}, {"alice", "before carol"}, {"", "before carol"}} {
+	}{{"carol", "after carol"}, {"alice", "before carol"}} {
 		w, err := svc.WatchAfterFor(ctx, RoomTopic(room.ID), 0, tc.viewer)
 		if err != nil {
 			t.Fatal(err)
@@ -1109,5 +1113,180 @@ func TestIdempotencyKeysNATSWouldConflate(t *testing.T) {
 	}
 	if m, err := svc.PostMessage(ctx, alice, room.ID, "first", "a b"); err != nil || m.ID != first.ID {
 		t.Errorf("retry = %+v, %v; want the first post", m, err)
+	}
+}
+
+// TestResumeOfPrivateRoomNeedsMembership: a subscriber resuming a private
+// room they are not a member of (anonymous, never one, or removed) is
+// refused with FORBIDDEN whatever their cursor, at once: not
+// CURSOR_EXPIRED for an old one, nor UNAVAILABLE after a wait for one
+// ahead of the room, both of which would tell a non-member how far the
+// room has gone (and send a removed member's client refetching or retrying
+// instead of stopping).
+func TestResumeOfPrivateRoomNeedsMembership(t *testing.T) {
+	svc := startService(t, openLog(t, pubsub.Options{MaxMsgsPerSubject: 3}), Options{History: 3, ApplyTimeout: 2 * time.Second})
+	ctx := context.Background()
+	room, err := svc.CreatePrivateRoom(ctx, alice, "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.AddMember(ctx, alice, room.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	first := mustPost(t, svc, room.ID, "m0")
+	for i := range 4 {
+		mustPost(t, svc, room.ID, fmt.Sprint("m", i+1))
+	}
+	if _, err := svc.RemoveMember(ctx, alice, room.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	last := mustPost(t, svc, room.ID, "m5")
+	cursors := []struct {
+		name  string
+		after uint64
+	}{
+		{"expired", first.Seq},
+		{"current", last.Seq},
+		{"ahead of the room", last.Seq + 1000},
+	}
+	for _, viewer := range []string{"", "eve", "bob"} {
+		for _, c := range cursors {
+			t.Run(fmt.Sprintf("%q/%s", viewer, c.name), func(t *testing.T) {
+				start := time.Now()
+				w, err := svc.WatchAfterFor(ctx, RoomTopic(room.ID), c.after, viewer)
+				if err == nil {
+					w.Close()
+				}
+				wantCode(t, err, CodeForbidden)
+				if took := time.Since(start); took > time.Second {
+					t.Errorf("refused after %v: the wait tells how far the room has gone", took)
+				}
+			})
+		}
+	}
+	// A member is not affected.
+	w, err := svc.WatchAfterFor(ctx, RoomTopic(room.ID), last.Seq, alice.ID)
+	if err != nil {
+		t.Fatalf("alice resumes: %v", err)
+	}
+	w.Close()
+}
+
+// TestResumeFromACursorPastTheRoom: a resume from a cursor past a room's
+// last event in the log (forged, or another room's) is refused with
+// BAD_USER_INPUT once the replica has read the rest of the room, rather
+// than waited for until UNAVAILABLE, which clients retry forever; the
+// same for roomCreated and a cursor past the directory. A cursor this
+// replica has not applied but the log holds is still waited for.
+func TestResumeFromACursorPastTheRoom(t *testing.T) {
+	first := openLog(t, pubsub.Options{})
+	const applyTimeout = 3 * time.Second
+	a := startService(t, first, Options{ApplyTimeout: applyTimeout})
+	var dropLive atomic.Bool
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{ApplyTimeout: applyTimeout},
+		func(s *Service) { s.liveFilter = func(pubsub.Entry) bool { return !dropLive.Load() } })
+	ctx := context.Background()
+	room := mustRoom(t, a, "general")
+	mustPost(t, a, room.ID, "m0")
+	if _, err := b.Messages(ctx, room.ID, Window{Last: 1}); err != nil { // b holds the room
+		t.Fatal(err)
+	}
+	dropLive.Store(true) // b misses what follows
+	last := mustPost(t, a, room.ID, "m1")
+
+	tests := []struct {
+		name  string
+		topic string
+		after uint64
+		want  Code // "" for a watcher
+	}{
+		{"a position b has not applied", RoomTopic(room.ID), last.Seq, ""},
+		{"past the room", RoomTopic(room.ID), last.Seq + 1000, CodeBadUserInput},
+		{"past the directory", RoomsTopic, room.Seq + 1000, CodeBadUserInput},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			w, err := b.WatchAfterFor(ctx, tt.topic, tt.after, "bob")
+			took := time.Since(start)
+			if err == nil {
+				w.Close()
+			}
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("resume: %v", err)
+				}
+				return
+			}
+			wantCode(t, err, tt.want)
+			if took >= applyTimeout {
+				t.Errorf("refused after %v, the whole apply timeout", took)
+			}
+		})
+	}
+}
+
+// TestProposalsRefuseInvisibleInput: a text, room name or emoji that
+// shows nothing (only white space, zero-width or other invisible
+// characters), a room name or emoji that begins or ends with an invisible
+// character (so that it looks like another: "general" and
+// "general\u200b"), and a text with control characters other than tab
+// and line breaks are refused with BAD_USER_INPUT before anything is
+// appended; what real text, names and emoji use is not.
+func TestProposalsRefuseInvisibleInput(t *testing.T) {
+	log := &countingLog{Log: openLog(t, pubsub.Options{})}
+	svc := startService(t, log, Options{})
+	ctx := context.Background()
+	room := mustRoom(t, svc, "general")
+	msg := mustPost(t, svc, room.ID, "mine")
+	post := func(text string) error { _, err := svc.PostMessage(ctx, alice, room.ID, text, ""); return err }
+	edit := func(text string) error { _, err := svc.EditMessage(ctx, alice, msg.ID, msg.Version, text); return err }
+	create := func(name string) error { _, err := svc.CreateRoom(ctx, alice, name); return err }
+	react := func(emoji string) error { _, err := svc.React(ctx, alice, msg.ID, emoji); return err }
+	tests := []struct {
+		name    string
+		call    func(string) error
+		arg     string
+		refused bool
+	}{
+		{"zero-width space text", post, "\u200b", true},
+		{"invisible text", post, " \u200b\u2060\ufeff\u00ad\u3164\ufe0f ", true},
+		{"NUL in text", post, "a\x00b", true},
+		{"escape sequence in text", post, "\x1b[31mred", true},
+		{"C1 control in text", post, "a\u009bb", true},
+		{"invisible edit", edit, "\u200b", true},
+		{"control in edit", edit, "a\x07", true},
+		{"invisible room name", create, "\u200b\u200b", true},
+		{"name ending invisibly", create, "general\u200b", true},
+		{"name beginning invisibly", create, "\ufeffgeneral", true},
+		{"private name ending invisibly", func(n string) error { _, err := svc.CreatePrivateRoom(ctx, alice, n); return err }, "plans\u2060", true},
+		{"invisible emoji", react, "\u200b", true},
+		{"emoji beginning invisibly", react, "\u200b👍", true},
+		{"emoji ending invisibly", react, "👍\u200b", true},
+		{"variation selector alone", react, "\ufe0f", true},
+
+		{"lines and tabs", post, "a\tb\nc\r\nd", false},
+		{"joined emoji and Persian", post, "👨\u200d👩\u200d👧 می\u200cخواهم", false},
+		{"edit with a line break", edit, "new\ntext", false},
+		{"name with an emoji", create, "family 👨\u200d👩\u200d👧", false},
+		{"name ending with a variation selector", create, "love ❤\ufe0f", false},
+		{"emoji with a variation selector", react, "❤\ufe0f", false},
+		{"flag of a subdivision", react, "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := log.appends.Load()
+			err := tt.call(tt.arg)
+			if !tt.refused {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			wantCode(t, err, CodeBadUserInput)
+			if log.appends.Load() != before {
+				t.Fatal("a command the rules refuse was appended to the log")
+			}
+		})
 	}
 }

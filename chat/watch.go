@@ -207,28 +207,36 @@ func (h *hub) publish(topic string, c Change) {
 // every change applied after this call. A room's topic loads the room if
 // needed and holds it until the watcher is closed. Close it when done.
 func (s *Service) Watch(ctx context.Context, topic string) (*Watcher, error) {
-	return s.watch(ctx, topic, nil, "")
+	return s.watch(ctx, topic, nil, nil)
 }
 
 // WatchAfter is Watch for a subscriber resuming from a cursor: the watcher
 // first yields every accepted change of topic after log position after,
 // then continues live, with no gap and no duplicate at the seam. A
 // position this replica has not reached yet is waited for (another replica
-// may be ahead), bounded by ctx and the apply timeout.
+// may be ahead), bounded by ctx and the apply timeout; one past the last
+// event the log holds of the room is refused with BAD_USER_INPUT.
 func (s *Service) WatchAfter(ctx context.Context, topic string, after uint64) (*Watcher, error) {
-	return s.watch(ctx, topic, &after, "")
+	return s.watch(ctx, topic, &after, nil)
 }
 
-// WatchAfterFor is WatchAfter for one subscriber, viewer: in a private room
-// of which viewer is a member, the replay starts no earlier than their
-// joining, which is all their membership covers (the watcher's gate keeps
-// anything earlier from them anyway; this spares replaying it). Only a
-// watcher with a single consumer may be made this way.
+// WatchAfterFor is WatchAfter for one subscriber, viewer ("" when
+// anonymous). A private room's watcher needs viewer to be a member, and is
+// refused with FORBIDDEN before anything else is said of the cursor: an
+// expired cursor or one ahead of the room would otherwise tell a
+// non-member how far the room has gone. A member's replay starts no
+// earlier than their joining, which is all their membership covers (the
+// watcher's gate keeps anything earlier from them anyway; this spares
+// replaying it). Only a watcher with a single consumer may be made this
+// way.
 func (s *Service) WatchAfterFor(ctx context.Context, topic string, after uint64, viewer string) (*Watcher, error) {
-	return s.watch(ctx, topic, &after, viewer)
+	return s.watch(ctx, topic, &after, &viewer)
 }
 
-func (s *Service) watch(ctx context.Context, topic string, after *uint64, viewer string) (*Watcher, error) {
+// watch makes a watcher of topic; after, if set, is the position to replay
+// from, and viewer, if set, the one subscriber a private room's watcher
+// must admit.
+func (s *Service) watch(ctx context.Context, topic string, after *uint64, viewer *string) (*Watcher, error) {
 	// A subscriber waits for its room as long as a load may take: failing
 	// it while a NATS cluster elects a leader would end its subscription.
 	if topic == RoomsTopic {
@@ -246,6 +254,14 @@ func (s *Service) watch(ctx context.Context, topic string, after *uint64, viewer
 	if err != nil {
 		return nil, err
 	}
+	from := ""
+	if viewer != nil {
+		from = *viewer
+		if err := s.admit(ctx, h, from); err != nil {
+			s.release(h)
+			return nil, err
+		}
+	}
 	if after != nil {
 		if err := s.reach(ctx, h, *after); err != nil {
 			s.release(h)
@@ -254,13 +270,41 @@ func (s *Service) watch(ctx context.Context, topic string, after *uint64, viewer
 	}
 	// Changes are published under h.mu, so the replay ends exactly at the
 	// room's last event and every later change reaches the watcher.
-	w, bad := s.registerRoomWatcher(h, topic, after, viewer)
+	w, bad := s.registerRoomWatcher(h, topic, after, from)
 	if bad != nil {
 		s.release(h) // not under h.mu: releasing may evict the room
 		return nil, bad
 	}
 	w.release = func() { s.release(h) }
 	return w, nil
+}
+
+// admit refuses viewer ("" when anonymous) a held private room they are
+// not a member of. This replica may be behind the log (a member added a
+// moment ago through another replica): a viewer it does not know as a
+// member is looked for again once the room has read the rest of its
+// entries from the log, whatever the cursor, so that neither the answer
+// nor its delay depends on how far the room has gone.
+func (s *Service) admit(ctx context.Context, h *heldRoom, viewer string) error {
+	member := func() (private, ok bool) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.st.room.Private, h.st.isMember(viewer)
+	}
+	private, ok := member()
+	if !private || ok {
+		return nil
+	}
+	if viewer != "" {
+		ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+		defer cancel()
+		// A failed read leaves the answer to what this replica holds.
+		_ = s.resyncRoom(ctx, h.id)
+		if _, ok = member(); ok {
+			return nil
+		}
+	}
+	return errNotMember(h.id)
 }
 
 func (s *Service) registerRoomWatcher(h *heldRoom, topic string, after *uint64, viewer string) (*Watcher, *Error) {
@@ -285,21 +329,42 @@ func (s *Service) registerRoomWatcher(h *heldRoom, topic string, after *uint64, 
 }
 
 // reach waits until the held room has applied position after (a cursor from
-// a replica that is ahead), reading the room from the log if it does not
-// arrive live soon.
+// a replica that is ahead). An entry that does not arrive live soon is read
+// from the log; a position still not reached once the room has read every
+// entry the log holds of it lies past the room's last event, so the cursor
+// is not one of this room's (forged, or another room's): waiting longer
+// could only end in UNAVAILABLE, which a client retries for ever.
 func (s *Service) reach(ctx context.Context, h *heldRoom, after uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
-	if err := s.waitApplied(ctx, h, after); err != nil {
-		return errorf(CodeUnavailable,
-			"this replica has not yet caught up with the cursor (position %d); retry shortly", after)
+	live, cancelLive := context.WithTimeout(ctx, liveGrace)
+	err := s.waitApplied(live, h, after)
+	cancelLive()
+	if err == nil {
+		return nil
+	}
+	if err := s.resyncRoom(ctx, h.id); err != nil {
+		// The log cannot tell now: wait for the position, live or
+		// through the re-syncer, as long as a command would.
+		if err := s.waitApplied(ctx, h, after); err != nil {
+			return errorf(CodeUnavailable,
+				"this replica has not yet caught up with the cursor (position %d); retry shortly", after)
+		}
+		return nil
+	}
+	h.mu.Lock()
+	reached := h.st.last >= after
+	h.mu.Unlock()
+	if !reached {
+		return errorf(CodeBadUserInput,
+			"the cursor is past the last event of room %s: it is not one of this room's; subscribe without it", h.id)
 	}
 	return nil
 }
 
 func (s *Service) watchRooms(ctx context.Context, after *uint64) (*Watcher, error) {
 	if after != nil {
-		if err := s.waitDirectory(ctx, *after); err != nil {
+		if err := s.reachDirectory(ctx, *after); err != nil {
 			return nil, err
 		}
 	}
@@ -310,4 +375,24 @@ func (s *Service) watchRooms(ctx context.Context, after *uint64) (*Watcher, erro
 		replay = s.dir.createdAfter(*after)
 	}
 	return s.hub.addAfter(RoomsTopic, s.dir.last, replay, nil), nil
+}
+
+// reachDirectory waits until the directory has applied position after,
+// which must not lie past the log's directory: such a cursor is no room
+// creation's, and waiting for it could only end in UNAVAILABLE.
+func (s *Service) reachDirectory(ctx context.Context, after uint64) error {
+	if s.directoryLast() >= after {
+		return nil
+	}
+	last, err := s.log.DirectoryLastSeq(ctx)
+	if err != nil {
+		// The log cannot tell now: wait for the position as a command would.
+		s.opts.Logger.Warn("reading the room directory's position failed", "err", err)
+		return s.waitDirectory(ctx, after)
+	}
+	if after > last {
+		return errorf(CodeBadUserInput,
+			"the cursor is past the room directory's last entry: it is not a room creation's; subscribe without it")
+	}
+	return s.waitDirectory(ctx, after)
 }
