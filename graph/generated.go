@@ -960,7 +960,9 @@ type Mutation {
   """
   Create a room. Public rooms' names are unique, ignoring case. A private
   room is seen only by its members, the creator first; its name need not be
-  unique and never conflicts with another room's.
+  unique and never conflicts with another room's. A name that shows
+  nothing, or begins or ends with an invisible character, fails with
+  BAD_USER_INPUT.
   """
   createRoom(name: String!, private: Boolean = false): Room!
   """
@@ -973,19 +975,34 @@ type Mutation {
   """
   Remove a member from a private room; any member may remove any member,
   themselves included, but not the last one (CONFLICT). The removed
-  member's subscriptions of the room end with FORBIDDEN.
+  member's subscriptions of the room end with FORBIDDEN. A member who
+  removes themselves gets the room back without its content: no messages,
+  members or counters.
   """
   removeMember(roomId: ID!, userId: ID!): Room!
   """
   Post a message. Retrying with the same idempotencyKey (same author and room,
   within two minutes) returns the first post instead of storing another.
+  A text that shows nothing (only white space or invisible characters), or
+  holds control characters other than tabs and line breaks, fails with
+  BAD_USER_INPUT.
   """
   postMessage(roomId: ID!, text: String!, idempotencyKey: String): Message!
-  "Replace a message's text. version must be the message's current version."
+  """
+  Replace a message's text. version must be the message's current version
+  (CONFLICT otherwise; BAD_USER_INPUT below 1).
+  """
   editMessage(id: ID!, version: Int!, text: String!): Message!
-  "Delete a message. version must be the message's current version."
+  """
+  Delete a message. version must be the message's current version
+  (CONFLICT otherwise; BAD_USER_INPUT below 1).
+  """
   deleteMessage(id: ID!, version: Int!): Message!
-  "Toggle the viewer's reaction with emoji on a message."
+  """
+  Toggle the viewer's reaction with emoji on a message. An emoji that shows
+  nothing, or begins or ends with an invisible character, fails with
+  BAD_USER_INPUT.
+  """
   react(messageId: ID!, emoji: String!): Message!
   """
   Replace the credentials of the WebSocket this mutation is sent on (either
@@ -1032,11 +1049,14 @@ replays every event after it (with the message as it is now), then continues
 live, with no gap and no duplicate. A cursor older than the room's retained
 history, or from an earlier incarnation of the event log, fails with
 extensions.code CURSOR_EXPIRED: refetch, then subscribe without a cursor.
+A cursor past the room's last event (so not one of the room's) fails with
+BAD_USER_INPUT.
 
 A private room's subscriptions need membership: a non-member's fails with
 FORBIDDEN, and a member who is removed has every subscription of the room
-ended with a FORBIDDEN error. A member's resume replays only events after
-they joined.
+ended with a FORBIDDEN error. A non-member's resume fails with FORBIDDEN
+whatever its cursor. A member's resume replays only events after they
+joined.
 """
 type Subscription {
   "Messages posted to a room."

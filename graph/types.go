@@ -4,6 +4,9 @@ import (
 	"context"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
 	"github.com/heraldhq/herald/graph/model"
@@ -36,11 +39,17 @@ func (r roomResolver) CreatedBy(_ context.Context, obj *chat.Room) (*chat.Actor,
 // loads the room on this replica (Room's other fields come from the
 // directory alone).
 func (r roomResolver) MessageCount(ctx context.Context, obj *chat.Room) (int, error) {
+	if hidden, err := r.hidden(ctx, obj); hidden || err != nil {
+		return 0, err
+	}
 	stats, err := r.chat.RoomStats(ctx, obj.ID)
 	return stats.MessageCount, err
 }
 
 func (r roomResolver) LastMessageAt(ctx context.Context, obj *chat.Room) (*time.Time, error) {
+	if hidden, err := r.hidden(ctx, obj); hidden || err != nil {
+		return nil, err
+	}
 	stats, err := r.chat.RoomStats(ctx, obj.ID)
 	if err != nil {
 		return nil, err
@@ -48,10 +57,42 @@ func (r roomResolver) LastMessageAt(ctx context.Context, obj *chat.Room) (*time.
 	return optionalTime(stats.LastMessageAt), nil
 }
 
+// hidden reports whether what a private room holds (its messages, members
+// and counters) is to be kept from whoever reads the room's fields. A query
+// or mutation may hold a room its viewer is no longer a member of when
+// those fields are read: removeMember of themselves returns the room they
+// left, and a member may be removed between a root field and its fields.
+// Nothing is an error there (removeMember succeeded): the room simply
+// shows nothing. A subscription's fields are left to the engine's gate,
+// which admits each event to each subscriber by the room's membership:
+// the identity on the execution's context is only one of the subscribers
+// sharing it. A public room costs one comparison.
+func (r roomResolver) hidden(ctx context.Context, obj *chat.Room) (bool, error) {
+	if !obj.Private || inSubscription(ctx) {
+		return false, nil
+	}
+	sees, err := r.chat.CanSee(ctx, viewerID(ctx), obj.ID)
+	return !sees, err
+}
+
+// inSubscription reports whether ctx is a subscription's.
+func inSubscription(ctx context.Context) bool {
+	if !graphql.HasOperationContext(ctx) {
+		return false
+	}
+	op := graphql.GetOperationContext(ctx).Operation
+	return op != nil && op.Operation == ast.Subscription
+}
+
 func (r roomResolver) Messages(ctx context.Context, obj *chat.Room, last *int, before *string, first *int, after *string) (*model.MessageConnection, error) {
 	w, empty, err := r.window(first, last, after, before, defaultMessagesPage)
 	if err != nil {
 		return nil, err
+	}
+	if hidden, err := r.hidden(ctx, obj); err != nil {
+		return nil, err
+	} else if hidden {
+		return &model.MessageConnection{Edges: []*model.MessageEdge{}, Nodes: []*chat.Message{}, PageInfo: &model.PageInfo{}}, nil
 	}
 	forward := first != nil
 	if empty {
@@ -84,12 +125,17 @@ func (r roomResolver) Messages(ctx context.Context, obj *chat.Room, last *int, b
 // defaultMembersPage applies when first is not given.
 var defaultMembersPage = chat.Window{First: 50}
 
-// Members needs no check of its own: whoever reached the room may see it
-// (the room's root field, or the subscription's gate, checked the viewer).
+// Members, like the room's other content, is kept from a viewer who is not
+// a member (see hidden).
 func (r roomResolver) Members(ctx context.Context, obj *chat.Room, first *int, after *string) (*model.RoomMemberConnection, error) {
 	w, empty, err := r.window(first, nil, after, nil, defaultMembersPage)
 	if err != nil {
 		return nil, err
+	}
+	if hidden, err := r.hidden(ctx, obj); err != nil {
+		return nil, err
+	} else if hidden {
+		return &model.RoomMemberConnection{Edges: []*model.RoomMemberEdge{}, Nodes: []*chat.Actor{}, PageInfo: &model.PageInfo{}}, nil
 	}
 	if empty {
 		w.First = 1 // probe whether anything follows, then return nothing

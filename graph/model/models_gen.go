@@ -103,11 +103,14 @@ type Session struct {
 // live, with no gap and no duplicate. A cursor older than the room's retained
 // history, or from an earlier incarnation of the event log, fails with
 // extensions.code CURSOR_EXPIRED: refetch, then subscribe without a cursor.
+// A cursor past the room's last event (so not one of the room's) fails with
+// BAD_USER_INPUT.
 //
 // A private room's subscriptions need membership: a non-member's fails with
 // FORBIDDEN, and a member who is removed has every subscription of the room
-// ended with a FORBIDDEN error. A member's resume replays only events after
-// they joined.
+// ended with a FORBIDDEN error. A non-member's resume fails with FORBIDDEN
+// whatever its cursor. A member's resume replays only events after they
+// joined.
 type Subscription struct {
 }
 
