@@ -183,7 +183,7 @@ func TestResumeRejectsBadCursors(t *testing.T) {
 		{"malformed", "not a cursor", "BAD_USER_INPUT"},
 		{"another epoch", "aDE6MTpx", "CURSOR_EXPIRED"}, // h1:1:q — epoch 1
 		{"beyond retention", expired, "CURSOR_EXPIRED"},
-		{"not reached yet", futureCursor(t, expired), "UNAVAILABLE"},
+		{"past the room's last event", futureCursor(t, expired), "BAD_USER_INPUT"}, // not one of the room's: retrying could never help
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
