@@ -34,23 +34,29 @@ func (m mediaType) contentType() string {
 // keep application/json, as Apollo Server does, so that a client sending
 // no Accept (Go's http.Client, say) keeps its 200s for GraphQL errors.
 func negotiate(r *http.Request) (m mediaType, ok bool) {
-	accept := strings.Join(r.Header.Values("Accept"), ",")
-	if strings.TrimSpace(accept) == "" {
+	if !hasAccept(r) {
 		return mediaJSON, true
 	}
-	p := preferences{graphQLResponse: -1, applicationJSON: -1, applicationAny: -1, anyAny: -1}
-	for part := range strings.SplitSeq(accept, ",") {
-		p.add(part)
-	}
-	gqlQ, jsonQ := p.graphQLResponse, p.json()
-	switch {
-	case gqlQ > 0 && gqlQ >= jsonQ:
-		return mediaGraphQLResponse, true
-	case jsonQ > 0:
-		return mediaJSON, true
-	default:
-		return "", false
-	}
+	m, _, _, ok = acceptPreferences(r).pick()
+	return m, ok
+}
+
+// hasAccept reports whether r has an Accept header that says anything.
+func hasAccept(r *http.Request) bool {
+	return strings.TrimSpace(strings.Join(r.Header.Values("Accept"), "")) != ""
+}
+
+// jsonAsReadily returns the JSON media type negotiate picks for r when r's
+// Accept header gives it, through a range other than */*, a q-value at
+// least that of text/event-stream. urql's fetchExchange lists JSON and
+// text/event-stream alike for every operation: a query or mutation then
+// gets JSON, with the statuses of GraphQL over HTTP, and only a
+// subscription needs a stream. graphql-sse and EventSource list
+// text/event-stream alone.
+func jsonAsReadily(r *http.Request) (mediaType, bool) {
+	p := acceptPreferences(r)
+	m, q, explicit, ok := p.pick()
+	return m, ok && explicit && q >= p.eventStream
 }
 
 // fallbackMedia is the media type for error bodies sent before or instead
@@ -69,40 +75,59 @@ type preferences struct {
 	applicationJSON float64
 	applicationAny  float64
 	anyAny          float64
+	eventStream     float64
 }
 
-// add records one comma-separated element of an Accept header. Elements
-// that do not parse are ignored. A range listed twice keeps its highest q.
-func (p *preferences) add(element string) {
-	mt, params, err := mime.ParseMediaType(strings.TrimSpace(element))
-	if err != nil {
-		return
-	}
-	q, ok := parseQ(params["q"])
-	if !ok {
-		return
-	}
-	switch mt {
-	case string(mediaGraphQLResponse):
-		p.graphQLResponse = max(p.graphQLResponse, q)
-	case string(mediaJSON):
-		p.applicationJSON = max(p.applicationJSON, q)
-	case "application/*":
-		p.applicationAny = max(p.applicationAny, q)
-	case "*/*":
-		p.anyAny = max(p.anyAny, q)
+// acceptPreferences reads r's Accept headers. Elements that do not parse
+// are ignored; a range listed twice keeps its highest q.
+func acceptPreferences(r *http.Request) preferences {
+	p := preferences{graphQLResponse: -1, applicationJSON: -1, applicationAny: -1, anyAny: -1, eventStream: -1}
+	eachAcceptedRange(r, func(mt string, _ map[string]string, q float64) {
+		switch mt {
+		case string(mediaGraphQLResponse):
+			p.graphQLResponse = max(p.graphQLResponse, q)
+		case string(mediaJSON):
+			p.applicationJSON = max(p.applicationJSON, q)
+		case "application/*":
+			p.applicationAny = max(p.applicationAny, q)
+		case "*/*":
+			p.anyAny = max(p.anyAny, q)
+		case mediaEventStream:
+			p.eventStream = max(p.eventStream, q)
+		}
+	})
+	return p
+}
+
+// pick chooses the JSON media type: application/graphql-response+json
+// only when listed explicitly with a q-value at least that of
+// application/json. It returns the choice's q-value and whether a range
+// other than */* gave it; ok is false when neither type is acceptable.
+func (p preferences) pick() (m mediaType, q float64, explicit, ok bool) {
+	jsonQ, jsonExplicit := p.json()
+	switch {
+	case p.graphQLResponse > 0 && p.graphQLResponse >= jsonQ:
+		return mediaGraphQLResponse, p.graphQLResponse, true, true
+	case jsonQ > 0:
+		return mediaJSON, jsonQ, jsonExplicit, true
+	default:
+		return "", 0, false, false
 	}
 }
 
 // json is the q-value of application/json: that of the most specific range
-// matching it, so "application/json;q=0, */*" refuses it.
-func (p *preferences) json() float64 {
-	for _, q := range []float64{p.applicationJSON, p.applicationAny, p.anyAny} {
-		if q >= 0 {
-			return q
+// matching it, so "application/json;q=0, */*" refuses it. explicit is
+// false when only */* matches it.
+func (p preferences) json() (q float64, explicit bool) {
+	for _, r := range []struct {
+		q        float64
+		explicit bool
+	}{{p.applicationJSON, true}, {p.applicationAny, true}, {p.anyAny, false}} {
+		if r.q >= 0 {
+			return r.q, r.explicit
 		}
 	}
-	return 0
+	return 0, false
 }
 
 // parseQ parses a q parameter; an absent one is 1.

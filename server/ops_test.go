@@ -235,3 +235,31 @@ func TestNegotiate(t *testing.T) {
 		}
 	}
 }
+
+func TestJSONAsReadily(t *testing.T) {
+	cases := []struct {
+		accept string
+		want   mediaType // "" means a stream is preferred, or JSON is not accepted
+	}{
+		{acceptURQL, mediaGraphQLResponse},
+		{"text/event-stream, application/json", mediaJSON},
+		{"text/event-stream;q=0.5, application/*", mediaJSON},
+		{"application/graphql-response+json;q=0.5, text/event-stream;q=0.5", mediaGraphQLResponse},
+		{"text/event-stream", ""},
+		{"text/event-stream, multipart/mixed", ""},
+		{"text/event-stream, application/json;q=0.9", ""},
+		{"text/event-stream, */*", ""}, // a wildcard is no preference for JSON
+		{"text/event-stream, application/json;q=0", ""},
+	}
+	for _, tc := range cases {
+		r, _ := http.NewRequest(http.MethodPost, "/graphql", nil)
+		r.Header.Set("Accept", tc.accept)
+		got, ok := jsonAsReadily(r)
+		if !ok {
+			got = ""
+		}
+		if got != tc.want {
+			t.Errorf("jsonAsReadily(Accept: %q) = %q, want %q", tc.accept, got, tc.want)
+		}
+	}
+}

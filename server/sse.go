@@ -33,9 +33,19 @@ type sseTransport struct {
 
 var _ graphql.Transport = (*sseTransport)(nil)
 
-// Supports claims GET and POST requests that prefer an event stream.
+// Supports claims GET and POST requests that accept an event stream at
+// all: a subscription can be answered with nothing else, and a query or
+// mutation is answered as JSON unless the client prefers a stream (see
+// Do).
 func (t *sseTransport) Supports(r *http.Request) bool {
-	return (r.Method == http.MethodGet || r.Method == http.MethodPost) && !isWebSocketUpgrade(r) && acceptsEventStream(r)
+	return (r.Method == http.MethodGet || r.Method == http.MethodPost) && !isWebSocketUpgrade(r) &&
+		acceptsEventStreamAtAll(r)
+}
+
+// acceptsEventStreamAtAll reports whether r's Accept header lists
+// text/event-stream with a q-value above 0.
+func acceptsEventStreamAtAll(r *http.Request) bool {
+	return acceptPreferences(r).eventStream > 0
 }
 
 // acceptsEventStream reports whether r's Accept header lists
@@ -58,8 +68,17 @@ func acceptsEventStream(r *http.Request) bool {
 // operation's results. Errors found by validation are results: they are
 // sent as a "next" event, since an EventSource cannot read the body of a
 // failed response.
+//
+// That is for clients that prefer an event stream to everything else they
+// list (acceptsEventStream), JSON included (jsonAsReadily), as graphql-sse
+// and EventSource do. Any other client is answered as multipartTransport
+// answers: only a subscription is streamed.
 func (t *sseTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	viaGET := r.Method == http.MethodGet
+	if _, jsonToo := jsonAsReadily(r); jsonToo || !acceptsEventStream(r) {
+		t.doSubscriptionOnly(w, r, exec, viaGET)
+		return
+	}
 	params, rerr := t.read(w, r, viaGET)
 	if rerr != nil {
 		t.run.reject(w, r, mediaJSON, rerr.status, rerr.msg)
@@ -75,10 +94,48 @@ func (t *sseTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 		return
 	}
 	opCtx, errs := exec.CreateOperationContext(ctx, params)
-	if errs == nil {
-		if !t.operationAllowed(ctx, w, r, opCtx.Operation.Operation, viaGET) {
+	if errs == nil && !t.operationAllowed(ctx, w, r, opCtx.Operation.Operation, viaGET) {
+		return
+	}
+	t.stream(ctx, w, r, exec, params, opCtx, errs)
+}
+
+// doSubscriptionOnly serves a client that takes an event stream but not
+// for everything: urql's fetchExchange lists JSON and text/event-stream
+// alike for queries, and a client may accept a stream less readily than
+// JSON. A subscription, which JSON cannot carry, is streamed; anything
+// else, and whatever is wrong before the operation runs, is answered as
+// postTransport and getTransport answer it.
+func (t *sseTransport) doSubscriptionOnly(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, viaGET bool) {
+	m, acceptable := negotiate(r)
+	if !acceptable {
+		m = mediaJSON // errors only: a stream needs no JSON media type
+	}
+	params, rerr := t.read(w, r, viaGET)
+	if rerr != nil {
+		t.run.reject(w, r, m, rerr.status, rerr.msg)
+		return
+	}
+	ctx, opCtx, ok := t.run.prepare(w, r, exec, m, params)
+	if !ok {
+		return
+	}
+	if opCtx.Operation.Operation != ast.Subscription {
+		if !acceptable {
+			t.run.notAcceptable(w, r)
 			return
 		}
+		t.run.dispatch(ctx, w, r, exec, m, opCtx, viaGET)
+		return
+	}
+	t.stream(ctx, w, r, exec, params, opCtx, nil)
+}
+
+// stream admits the request and streams its results: errs (errors found
+// before the operation could run) as one result, or the operation's.
+func (t *sseTransport) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
+	params *graphql.RawParams, opCtx *graphql.OperationContext, errs gqlerror.List) {
+	if errs == nil {
 		opCtx, errs = t.resumeFrom(ctx, exec, r, params, opCtx)
 	}
 	if !t.admit(w, r) {

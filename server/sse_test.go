@@ -620,3 +620,71 @@ func TestSSESlowConsumerEndsAlone(t *testing.T) {
 	}
 	fastReader.expectAll(t, posted)
 }
+
+// acceptURQL is what urql's fetchExchange sends with every query and
+// mutation: JSON and both kinds of stream, all at q=1.
+const acceptURQL = "application/graphql-response+json, application/graphql+json, application/json, text/event-stream, multipart/mixed"
+
+// TestEventStreamYieldsToJSON: a client whose Accept header lists a
+// GraphQL JSON type at least as readily as text/event-stream (urql's
+// fetchExchange does for every operation) gets its queries and mutations,
+// and whatever is wrong with them, answered as JSON with the statuses of
+// GraphQL over HTTP; only a subscription needs a stream. A client that
+// asks for a stream alone (graphql-sse, EventSource), or prefers one, still
+// gets one for any operation; one that accepts a stream less readily than
+// JSON still gets one for a subscription, which JSON cannot carry.
+func TestEventStreamYieldsToJSON(t *testing.T) {
+	s, _ := newTestServer(t, nil)
+	urql := func(q request) request { return q.with("Accept", acceptURQL) }
+	const stream = "stream"
+	tests := []struct {
+		name string
+		req  request
+		want want // contentType stream: an event stream, whose body is not checked
+	}{
+		{"query", urql(post(helloBody)), want{status: 200, contentType: ctResponse, data: helloData}},
+		{"GET query", urql(get("query", helloQuery, "variables", `{"name":"Ada"}`)),
+			want{status: 200, contentType: ctResponse, data: helloData}},
+		{"mutation", urql(post(`{"query":"mutation { bump }"}`)).with("X-Herald-User", "ann"),
+			want{status: 200, contentType: ctResponse, data: `{"bump":1}`}},
+		{"GET mutation", urql(get("query", "mutation { bump }")),
+			want{status: 405, contentType: ctResponse, err: "use POST", header: map[string]string{"Allow": "POST"}}},
+		{"validation error", urql(post(`{"query":"{ nope }"}`)),
+			want{status: 400, contentType: ctResponse, err: `Cannot query field "nope"`, code: "GRAPHQL_VALIDATION_FAILED"}},
+		{"malformed JSON", urql(post(`{"query":`)), want{status: 400, contentType: ctResponse, err: "not valid JSON"}},
+		{"application/json as readily", post(helloBody).with("Accept", "text/event-stream;q=0.5, application/json;q=0.5"),
+			want{status: 200, contentType: ctJSON, data: helloData}},
+		{"JSON preferred", post(helloBody).with("Accept", "application/json, text/event-stream;q=0.5"),
+			want{status: 200, contentType: ctJSON, data: helloData}},
+		{"subscription", urql(post(`{"query":"subscription { ticks }"}`)), want{status: 200, contentType: stream}},
+		{"subscription, JSON preferred", post(`{"query":"subscription { ticks }"}`).with("Accept", "application/json, text/event-stream;q=0.5"),
+			want{status: 200, contentType: stream}},
+		{"GET subscription, JSON preferred", get("query", "subscription { ticks }").with("Accept", "application/json, text/event-stream;q=0.5"),
+			want{status: 200, contentType: stream}},
+		{"urql's subscription Accept", post(`{"query":"subscription { ticks }"}`).with("Accept", "text/event-stream, multipart/mixed"),
+			want{status: 200, contentType: stream}},
+		{"only an event stream", post(helloBody).with("Accept", "text/event-stream"), want{status: 200, contentType: stream}},
+		{"an event stream preferred", post(helloBody).with("Accept", "text/event-stream, application/json;q=0.9"),
+			want{status: 200, contentType: stream}},
+		{"an event stream and a wildcard", post(helloBody).with("Accept", "text/event-stream, */*"),
+			want{status: 200, contentType: stream}},
+		{"an event stream less readily than HTML", post(helloBody).with("Accept", "text/event-stream;q=0.5, text/html, */*;q=0.1"),
+			want{status: 200, contentType: ctJSON, data: helloData}},
+		{"an event stream less readily than HTML, no JSON", post(helloBody).with("Accept", "text/event-stream;q=0.5, text/html"),
+			want{status: 406, contentType: ctJSON, err: "Accept header allows neither"}},
+		{"subscription, no JSON", post(`{"query":"subscription { ticks }"}`).with("Accept", "text/event-stream;q=0.5, text/html"),
+			want{status: 200, contentType: stream}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := send(t, s, tt.req)
+			if tt.want.contentType != stream {
+				check(t, w, tt.want)
+				return
+			}
+			if ct := w.Header().Get("Content-Type"); w.Code != tt.want.status || !strings.HasPrefix(ct, mediaEventStream) {
+				t.Fatalf("status %d, Content-Type %q, want %d and an event stream; body %s", w.Code, ct, tt.want.status, w.Body)
+			}
+		})
+	}
+}
