@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -80,6 +81,11 @@ var graphQLCases = []struct {
 			header: map[string]string{"Allow": "GET", "Sec-WebSocket-Version": "13"}}},
 	{"WebSocket upgrade without Sec-WebSocket-Key", wsHandshake(http.MethodGet).with("Sec-WebSocket-Key", ""),
 		want{status: 400, contentType: ctJSON, err: "Sec-WebSocket-Key", header: map[string]string{"Sec-WebSocket-Version": "13"}}},
+	// Credentials on the upgrade request are refused before upgrading,
+	// with the challenge every 401 must carry (RFC 9110 section 15.5.2).
+	{"WebSocket upgrade with invalid credentials", wsHandshake(http.MethodGet).with("X-Herald-User", strings.Repeat("a", 100)),
+		want{status: 401, contentType: ctJSON, err: "at most 64 allowed",
+			header: map[string]string{"WWW-Authenticate": `Bearer realm="herald"`}}},
 	{"WebSocket upgrade of an unsupported version", wsHandshake(http.MethodGet).with("Sec-WebSocket-Version", "8"),
 		want{status: 400, contentType: ctJSON, err: "unsupported version", header: map[string]string{"Sec-WebSocket-Version": "13"}}},
 
@@ -310,5 +316,46 @@ func TestErrorsDoNotEchoTheBody(t *testing.T) {
 		if w.Code != http.StatusBadRequest || strings.Contains(w.Body.String(), "s3cr3t") {
 			t.Errorf("POST %.20s…: status %d, body %s", body, w.Code, w.Body)
 		}
+	}
+}
+
+// TestGraphQLCachingHeaders: every answer on /graphql depends on the
+// Accept header (JSON or graphql-response+json, their statuses, an event
+// stream, a multipart stream), so every one says so to caches (RFC 9110
+// section 12.5.5), beside the Origin a cross-site answer depends on. And
+// none may be stored: results are live data, often of one user, and a
+// cache that stores a response without Cache-Control (Varnish and Fastly
+// do, for GET) would hand them out stale, or to someone else.
+func TestGraphQLCachingHeaders(t *testing.T) {
+	s, _ := newTestServer(t, func(o *Options) { o.AllowedOrigins = []string{"https://app.example.com"} })
+	const stream = "no-cache" // a stream's own, which proxies read as "do not buffer" too
+	tests := []struct {
+		name         string
+		req          request
+		vary         []string
+		cacheControl string
+	}{
+		{"GET query", get("query", "{ whoami }"), []string{"Accept"}, "no-store"},
+		{"GET query as graphql-response+json", get("query", "{ whoami }").accepting(), []string{"Accept"}, "no-store"},
+		{"GET query of a user", get("query", "{ whoami }").with("X-Herald-User", "ann"), []string{"Accept"}, "no-store"},
+		{"GET validation error", get("query", "{ nope }").accepting(), []string{"Accept"}, "no-store"},
+		{"GET mutation", get("query", "mutation { bump }"), []string{"Accept"}, "no-store"},
+		{"GET not acceptable", get("query", "{ whoami }").with("Accept", "text/html"), []string{"Accept"}, "no-store"},
+		{"GET event stream", get("query", "{ whoami }").with("Accept", "text/event-stream"), []string{"Accept"}, stream},
+		{"GET multipart", get("query", "subscription { ticks }").with("Accept", acceptApollo4), []string{"Accept"}, stream},
+		{"POST query", post(`{"query":"{ whoami }"}`), []string{"Accept"}, "no-store"},
+		{"PUT reservation", request{method: http.MethodPut, target: "/graphql"}, []string{"Accept"}, "no-store"},
+		{"cross-site GET", get("query", "{ whoami }").with("Origin", "https://app.example.com"), []string{"Origin", "Accept"}, "no-store"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := send(t, s, tt.req)
+			if got := w.Header().Values("Vary"); !slices.Equal(got, tt.vary) {
+				t.Errorf("Vary = %q, want %q (status %d)", got, tt.vary, w.Code)
+			}
+			if got := w.Header().Values("Cache-Control"); len(got) != 1 || got[0] != tt.cacheControl {
+				t.Errorf("Cache-Control = %q, want %q (status %d)", got, tt.cacheControl, w.Code)
+			}
+		})
 	}
 }

@@ -42,6 +42,7 @@ const closeGrace = time.Second
 type wsTransport struct {
 	cfg       wsConfig
 	authn     auth.Authenticator
+	challenge string // WWW-Authenticate value for 401 responses
 	upgrader  websocket.Upgrader
 	frames    frameBuffers // for writeNow
 	execs     *sharedExecutions
@@ -114,6 +115,7 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 // upgrading: 401 for bad ones, 503 when they could not be checked.
 func (t *wsTransport) refuseCredentials(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, auth.ErrInvalidCredentials) {
+		w.Header().Set("WWW-Authenticate", t.challenge) // a 401 must say how to authenticate
 		t.reject(w, r, http.StatusUnauthorized, err.Error())
 		return
 	}
@@ -649,6 +651,7 @@ func newWSTransport(opts Options, m *metrics, resp responder, mutations *identit
 		cfg:       cfg,
 		mutations: mutations,
 		authn:     opts.Authenticator,
+		challenge: challengeFor(opts.Authenticator),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			// ReadBufferSize 0: gorilla reads through readerHijacker's buffer.
