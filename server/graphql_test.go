@@ -84,7 +84,7 @@ var graphQLCases = []struct {
 	// Credentials on the upgrade request are refused before upgrading,
 	// with the challenge every 401 must carry (RFC 9110 section 15.5.2).
 	{"WebSocket upgrade with invalid credentials", wsHandshake(http.MethodGet).with("X-Herald-User", strings.Repeat("a", 100)),
-		want{status: 401, contentType: ctJSON, err: "at most 64 allowed",
+		want{status: 401, contentType: ctJSON, err: "at most 64 allowed", code: "UNAUTHENTICATED",
 			header: map[string]string{"WWW-Authenticate": `Bearer realm="herald"`}}},
 	{"WebSocket upgrade of an unsupported version", wsHandshake(http.MethodGet).with("Sec-WebSocket-Version", "8"),
 		want{status: 400, contentType: ctJSON, err: "unsupported version", header: map[string]string{"Sec-WebSocket-Version": "13"}}},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/heraldhq/herald/auth"
 )
@@ -52,6 +53,9 @@ type wsTransport struct {
 	mutations *identityLimiter // shared with HTTP; nil: no limit
 	log       *slog.Logger
 	reject    func(w http.ResponseWriter, r *http.Request, status int, msg string)
+	// unauthenticated answers 401, with the UNAUTHENTICATED code the
+	// HTTP transports give the same refusal.
+	unauthenticated func(w http.ResponseWriter, r *http.Request, msg string)
 
 	sessions *sessions // admission and drain, shared with the HTTP streams
 }
@@ -116,7 +120,7 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 func (t *wsTransport) refuseCredentials(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, auth.ErrInvalidCredentials) {
 		w.Header().Set("WWW-Authenticate", t.challenge) // a 401 must say how to authenticate
-		t.reject(w, r, http.StatusUnauthorized, err.Error())
+		t.unauthenticated(w, r, err.Error())
 		return
 	}
 	t.log.ErrorContext(r.Context(), "server: cannot authenticate WebSocket upgrade", slog.Any("error", err))
@@ -668,6 +672,10 @@ func newWSTransport(opts Options, m *metrics, resp responder, mutations *identit
 		log:      opts.Logger,
 		reject: func(w http.ResponseWriter, r *http.Request, status int, msg string) {
 			resp.reject(w, r, fallbackMedia(r), status, msg)
+		},
+		unauthenticated: func(w http.ResponseWriter, r *http.Request, msg string) {
+			resp.sendErrors(w, r, fallbackMedia(r), http.StatusUnauthorized,
+				&gqlerror.Error{Message: msg, Extensions: map[string]any{"code": "UNAUTHENTICATED"}})
 		},
 	}
 	t.upgrader.Error = t.refuseHandshake
