@@ -487,8 +487,10 @@ func (p *Presence) followFrom(ctx context.Context) (jetstream.KeyWatcher, error)
 	p.mu.Lock()
 	kv := p.replicas
 	p.mu.Unlock()
-	// The watch outlives ctx: followReplicas stops it.
-	w, err := kv.WatchAll(context.WithoutCancel(ctx))
+	// The watch outlives ctx (followReplicas stops it); its set-up does not.
+	w, err := startWatch(context.WithoutCancel(ctx), ctx, func(wctx context.Context) (jetstream.KeyWatcher, error) {
+		return kv.WatchAll(wctx)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("watch the replicas alive: %w", err)
 	}
@@ -708,16 +710,12 @@ func (p *Presence) Watch(ctx context.Context, topic string, fn func(members []st
 	if err := checkPresenceToken("topic", topic); err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	kv := p.members
-	p.mu.Unlock()
-	w, err := kv.Watch(ctx, topic+".*")
+	w, err := p.watchMembers(ctx, topic)
 	if bucketLost(err) {
-		p.recreate(ctx, err)
-		p.mu.Lock()
-		kv = p.members
-		p.mu.Unlock()
-		w, err = kv.Watch(ctx, topic+".*")
+		rctx, cancel := context.WithTimeout(ctx, p.opts.WriteTimeout)
+		p.recreate(rctx, err)
+		cancel()
+		w, err = p.watchMembers(ctx, topic)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("watch the presence of %s: %w", topic, err)
@@ -728,6 +726,57 @@ func (p *Presence) Watch(ctx context.Context, topic string, fn func(members []st
 	p.mu.Unlock()
 	go pw.run(ctx, topic, fn)
 	return pw, nil
+}
+
+// watchMembers watches topic's member keys until ctx ends or the watch is
+// stopped; setting it up takes at most WriteTimeout.
+func (p *Presence) watchMembers(ctx context.Context, topic string) (jetstream.KeyWatcher, error) {
+	p.mu.Lock()
+	kv := p.members
+	p.mu.Unlock()
+	setup, cancel := context.WithTimeout(ctx, p.opts.WriteTimeout)
+	defer cancel()
+	return startWatch(ctx, setup, func(wctx context.Context) (jetstream.KeyWatcher, error) {
+		return kv.Watch(wctx, topic+".*")
+	})
+}
+
+// startWatch starts a key-value watch that lasts until life ends or it is
+// stopped, and whose set-up is bounded by setup. nats.go takes one context
+// for both: its consumer-create request waits for an answer until that
+// context ends, so a lost request (a NATS server restarting, a cluster
+// electing the bucket's leader) under a context without deadline would
+// never return; and a context with one would end the watch with it.
+func startWatch(life, setup context.Context, start func(context.Context) (jetstream.KeyWatcher, error)) (jetstream.KeyWatcher, error) {
+	wctx, cancel := context.WithCancel(life)
+	stopBound := context.AfterFunc(setup, cancel)
+	w, err := start(wctx)
+	if !stopBound() {
+		// setup ended first: the watch, if any, is being torn down.
+		cancel()
+		if err == nil {
+			_ = w.Stop()
+		}
+		return nil, fmt.Errorf("no answer from JetStream in time: %w", setup.Err())
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return boundWatch{KeyWatcher: w, cancel: cancel}, nil
+}
+
+// boundWatch is a watch started by startWatch; stopping it releases its
+// context.
+type boundWatch struct {
+	jetstream.KeyWatcher
+	cancel context.CancelFunc
+}
+
+func (w boundWatch) Stop() error {
+	err := w.KeyWatcher.Stop()
+	w.cancel()
+	return err
 }
 
 func (pw *PresenceWatch) run(ctx context.Context, topic string, fn func([]string)) {

@@ -216,8 +216,13 @@ func TestPresenceWritesNothingWhileNothingChanges(t *testing.T) {
 		}
 		return info.State.LastSeq
 	}
+	// Measure from just after a refresh (every KeyTTL/3 since the start),
+	// so that a slow set-up (-race, a loaded machine) cannot put the next
+	// one inside the span.
+	start := messages()
+	waitFor(t, keyTTL, "a refresh of the member keys", func() bool { return messages() >= start+50 })
 	before := messages()
-	quiet := keyTTL/3 - 200*time.Millisecond // two heartbeats, no refresh
+	quiet := keyTTL/3 - 300*time.Millisecond // two heartbeats, no refresh
 	time.Sleep(quiet)                        // the span measured, not a synchronization
 	if after := messages(); after != before {
 		t.Fatalf("%d member keys written in %s while nothing changed", after-before, quiet)
@@ -483,4 +488,86 @@ func presenceWithoutWriter(t *testing.T) (p *Presence, kv jetstream.KeyValue, ct
 		t.Fatal(err)
 	}
 	return p, kv, ctx
+}
+
+// watchUnanswered is a bucket whose watches JetStream never answers: the
+// consumer-create request of a watch lost to a NATS server restarting, or
+// made while a cluster elects the bucket's leader. Like nats.go's request,
+// it returns once the context it was given ends.
+type watchUnanswered struct{ jetstream.KeyValue }
+
+func (watchUnanswered) Watch(ctx context.Context, _ string, _ ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (watchUnanswered) WatchAll(ctx context.Context, _ ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestPresenceWatchSetUpIsBounded: a watch outlives the context it is set
+// up under (the follower's; a subscription's, which has no deadline), but
+// its set-up must not: unanswered, it held the liveness follower for ever,
+// and with it Presence.Close (and so a replica's stop), or a roomPresence
+// subscription's resolver.
+func TestPresenceWatchSetUpIsBounded(t *testing.T) {
+	const writeTimeout = 200 * time.Millisecond
+	tests := []struct {
+		name string
+		run  func(t *testing.T, p *Presence) error
+	}{
+		{"Close while the follower watches the replicas anew", func(t *testing.T, p *Presence) error {
+			p.mu.Lock()
+			p.replicas = watchUnanswered{p.replicas}
+			p.mu.Unlock()
+			wake(p.rewatch)              // as recreate does
+			time.Sleep(2 * writeTimeout) // past a Heartbeat: the follower is watching anew
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			return p.Close(ctx)
+		}},
+		{"Watch with a context without deadline", func(t *testing.T, p *Presence) error {
+			p.mu.Lock()
+			p.members = watchUnanswered{p.members}
+			p.mu.Unlock()
+			w, err := p.Watch(context.Background(), "room", func([]string) {})
+			if err == nil {
+				w.Close()
+				t.Error("Watch of a bucket that never answers: no error")
+			} else if !strings.Contains(err.Error(), "watch the presence of room") {
+				t.Errorf("Watch = %v; want it to say what it was doing", err)
+			}
+			return nil
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := startNATS(t, true)
+			l := openLog(t, Options{URLs: []string{url}})
+			p, err := l.Presence(testCtx(t, 10*time.Second), PresenceOptions{Replica: "a", TTL: time.Second,
+				Heartbeat: 100 * time.Millisecond, WriteTimeout: writeTimeout})
+			if err != nil {
+				t.Fatalf("Presence: %v", err)
+			}
+			t.Cleanup(func() { // not for ever: Close is what may hang
+				closed := make(chan struct{})
+				go func() { _ = p.Close(context.Background()); close(closed) }()
+				select {
+				case <-closed:
+				case <-time.After(5 * time.Second):
+				}
+			})
+			done := make(chan error, 1)
+			go func() { done <- tt.run(t, p) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Logf("returned: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("still waiting after 5s for a watch JetStream never answers")
+			}
+		})
+	}
 }
