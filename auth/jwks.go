@@ -217,7 +217,8 @@ func decodeB64URL(s string) ([]byte, error) {
 // (fetched at start, then refetched on demand).
 //
 // Nothing refreshes in the background: a refetch happens on the request that
-// needs one, when a token names an unknown kid or the set is older than ttl.
+// needs one, when a token names an unknown kid, its signature fails with the
+// cached keys, or the set is older than ttl.
 // Concurrent callers share one refetch through flight, which runs it on a
 // goroutine that lives no longer than the starting caller's context (and
 // fetchTimeout); and fetches are at least minRefresh apart, so a burst of

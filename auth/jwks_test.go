@@ -476,3 +476,42 @@ func TestJWKSWithoutKid(t *testing.T) {
 	es384 := sign(t, jwt.SigningMethodES384, ecKeys["P-384"], "", claims(nil))
 	expect(t, j, srv, es384, "jwt: no key for ES384 signatures", 2)
 }
+
+// TestJWKSRotationInPlace: a provider that rotates its key without a new
+// kid (a single key and no kid, or a kid it reuses) must not lock every
+// user out until CacheTTL: a signature the cached keys refuse refetches
+// the set, as an unknown kid does, within MinRefreshInterval's bound, and
+// verifies against the new keys.
+func TestJWKSRotationInPlace(t *testing.T) {
+	rsaKeys := testRSA()
+	for _, tc := range []struct {
+		name string
+		kid  string
+	}{
+		{"without kid", ""},
+		{"kid reused", "main"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newClock()
+			srv := newJWKSServer(t, jwksJSON(rsaJWK(tc.kid, &rsaKeys[0].PublicKey)))
+			j := newTestJWT(t, JWTOptions{JWKSURL: srv.URL, Now: clock.Now})
+			expect(t, j, srv, rsTok(t, 0, tc.kid), "", 1)
+
+			srv.set(jwksJSON(rsaJWK(tc.kid, &rsaKeys[1].PublicKey)), http.StatusOK)
+			// Within MinRefreshInterval of the last fetch: no refetch.
+			expect(t, j, srv, rsTok(t, 1, tc.kid), "jwt: signature is invalid", 1)
+
+			clock.Advance(DefaultMinRefreshInterval)
+			expect(t, j, srv, rsTok(t, 1, tc.kid), "", 2)
+			// A forged signature, however often, costs at most a fetch per
+			// MinRefreshInterval, and is refused.
+			for range 5 {
+				expect(t, j, srv, rsTok(t, 2, tc.kid), "jwt: signature is invalid", 2)
+			}
+			expect(t, j, srv, rsTok(t, 0, tc.kid), "jwt: signature is invalid", 2)
+			clock.Advance(DefaultMinRefreshInterval)
+			expect(t, j, srv, rsTok(t, 2, tc.kid), "jwt: signature is invalid", 3)
+			expect(t, j, srv, rsTok(t, 1, tc.kid), "", 3)
+		})
+	}
+}

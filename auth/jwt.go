@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -54,8 +55,9 @@ type JWTOptions struct {
 	// JWKSURL is where the identity provider publishes its JWK Set. It must
 	// be https, except on a loopback host, and so must any redirect: whoever
 	// can alter the set can sign in as anyone. NewJWT fetches it and fails if
-	// it cannot; it is refetched when a token names an unknown kid or the set
-	// is older than CacheTTL.
+	// it cannot; it is refetched when a token names an unknown kid, when
+	// the cached keys refuse a token's signature (a key rotated in place,
+	// under the same kid or none), or when the set is older than CacheTTL.
 	JWKSURL string
 
 	// Issuer, when set, must equal the token's iss claim.
@@ -182,7 +184,9 @@ func NewJWT(ctx context.Context, opts JWTOptions) (*JWT, error) {
 		// confusion attack (an HMAC keyed with the public key).
 		j.methods = append(j.methods, "RS256", "ES256", "ES384", "ES512")
 	}
-	popts := []jwt.ParserOption{jwt.WithValidMethods(j.methods), jwt.WithExpirationRequired(),
+	// Strict decoding: a signature segment is one spelling of the
+	// signature, not several that differ in bits beyond its last byte.
+	popts := []jwt.ParserOption{jwt.WithValidMethods(j.methods), jwt.WithExpirationRequired(), jwt.WithStrictDecoding(),
 		jwt.WithLeeway(opts.Leeway), jwt.WithTimeFunc(opts.Now), jwt.WithIssuer(opts.Issuer)} // "" checks no issuer
 	if opts.Audience != "" { // whereas WithAudience("") would demand an aud claim
 		popts = append(popts, jwt.WithAudience(opts.Audience))
@@ -348,34 +352,70 @@ func (j *JWT) verify(ctx context.Context, raw string) (Identity, error) {
 	if len(raw) > maxTokenBytes {
 		return Identity{}, invalid("jwt: token is %d bytes, at most %d allowed", len(raw), maxTokenBytes)
 	}
-	// The key lookup's error is kept aside: the parser would bury it under
-	// its generic "token is unverifiable".
-	var keyErr error
-	claims := jwt.MapClaims{}
-	token, err := j.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
-		key, err := j.key(ctx, t)
-		keyErr = err
-		return key, err
-	})
-	switch {
-	case keyErr != nil:
-		return Identity{}, keyErr
-	case err != nil:
+	claims, token, used, err := j.parse(ctx, raw)
+	if errors.Is(err, jwt.ErrTokenSignatureInvalid) && used != nil && j.jwks.url != nil {
+		// The provider may have rotated its key in place: a new key under
+		// the same kid, or under none (a single key, no kid). Neither
+		// looks like an unknown kid, so refetch as for one, within the
+		// same MinRefreshInterval bound, and try the new set. Without
+		// this every user would be refused until CacheTTL.
+		set, kerr := j.jwks.keys(ctx, func(s *keySet) bool { return s != used })
+		if kerr != nil {
+			return Identity{}, kerr
+		}
+		if set != used {
+			claims, token, _, err = j.parse(ctx, raw)
+		}
+	}
+	if kerr, keyFailed := errors.AsType[*keyError](err); keyFailed {
+		return Identity{}, kerr.err
+	}
+	if err != nil {
 		return Identity{}, j.describe(token, claims, err)
 	}
 	return j.identity(claims)
 }
 
+// keyError carries the key look-up's own error past the parser, which
+// would otherwise bury it under its generic "token is unverifiable".
+type keyError struct{ err error }
+
+func (e *keyError) Error() string { return e.err.Error() }
+func (e *keyError) Unwrap() error { return e.err }
+
+// parse checks raw's signature and registered claims. used is the JWK Set
+// its keys came from (nil for HS256, or when it failed before). A failed
+// key look-up comes back as a *keyError.
+func (j *JWT) parse(ctx context.Context, raw string) (claims jwt.MapClaims, token *jwt.Token, used *keySet, err error) {
+	var keyErr error
+	claims = jwt.MapClaims{}
+	token, err = j.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		key, set, err := j.key(ctx, t)
+		keyErr, used = err, set
+		return key, err
+	})
+	if keyErr != nil {
+		return claims, token, used, &keyError{keyErr}
+	}
+	return claims, token, used, err
+}
+
 // key picks the keys that may verify t, whose algorithm the parser has
-// already checked is one of j.methods.
-func (j *JWT) key(ctx context.Context, t *jwt.Token) (any, error) {
+// already checked is one of j.methods, and the JWK Set they come from.
+func (j *JWT) key(ctx context.Context, t *jwt.Token) (any, *keySet, error) {
+	// Herald implements no JWS extension, so a token that needs one
+	// understood must be refused (RFC 7515 §4.1.11): "b64": false, say,
+	// changes what the signature covers.
+	if crit, present := t.Header["crit"]; present {
+		return nil, nil, invalid("jwt: critical header parameters %s are not understood", quoteNames(crit))
+	}
 	alg := t.Method.Alg()
 	if alg == "HS256" {
-		return j.secret, nil
+		return j.secret, nil, nil
 	}
 	kid, isString := t.Header["kid"].(string)
 	if v, present := t.Header["kid"]; present && !isString {
-		return nil, invalid("jwt: kid header must be a string, got %s", jsonType(v))
+		return nil, nil, invalid("jwt: kid header must be a string, got %s", jsonType(v))
 	}
 	// Refetch when the kid is unknown or, for a token without kid, when no
 	// key fits its algorithm: either may mean the provider rotated keys.
@@ -384,18 +424,18 @@ func (j *JWT) key(ctx context.Context, t *jwt.Token) (any, error) {
 		return known && (kid != "" || len(keys) > 0)
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	keys, known := set.lookup(kid, alg)
 	switch {
 	case kid != "" && !known:
-		return nil, invalid("jwt: unknown key id %q", clip(kid))
+		return nil, nil, invalid("jwt: unknown key id %q", clip(kid))
 	case kid != "" && len(keys) == 0:
-		return nil, invalid("jwt: key %q cannot verify %s signatures", clip(kid), alg)
+		return nil, nil, invalid("jwt: key %q cannot verify %s signatures", clip(kid), alg)
 	case len(keys) == 0:
-		return nil, invalid("jwt: no key for %s signatures", alg)
+		return nil, nil, invalid("jwt: no key for %s signatures", alg)
 	}
-	return jwt.VerificationKeySet{Keys: keys}, nil
+	return jwt.VerificationKeySet{Keys: keys}, set, nil
 }
 
 // describe turns a parser error into an invalidError that says what exactly
@@ -511,6 +551,26 @@ func sanitizeName(s string) string {
 	})
 	name := []rune(strings.Join(words, " "))
 	return strings.TrimRight(string(name[:min(len(name), MaxNameLength)]), " ")
+}
+
+// quoteNames quotes a header value that should list names, for messages:
+// at most 5 of them, each clipped.
+func quoteNames(v any) string {
+	switch v := v.(type) {
+	case string:
+		return strconv.Quote(clip(v))
+	case []any:
+		names := make([]string, 0, 5)
+		for _, n := range v[:min(len(v), 5)] {
+			s, isString := n.(string)
+			if !isString {
+				return "(an array holding " + jsonType(n) + ")"
+			}
+			names = append(names, clip(s))
+		}
+		return fmt.Sprintf("%q", names)
+	}
+	return "(" + jsonType(v) + ")"
 }
 
 // jsonType names the JSON type of a decoded claim value, for messages.

@@ -689,3 +689,68 @@ func TestJWTAdminClaim(t *testing.T) {
 		})
 	}
 }
+
+// TestJWTRefusesWhatRFC7515Refuses: a token is one exact string. A
+// signature segment whose last character carries bits beyond the
+// signature (non-canonical base64url) would otherwise verify as well as
+// the issuer's, so one token would have several spellings that all pass
+// (a deny list or cache keyed on the token would be bypassed); and a
+// "crit" header lists extensions the recipient must understand or refuse
+// the token (RFC 7515 §4.1.11), and Herald understands none.
+func TestJWTRefusesWhatRFC7515Refuses(t *testing.T) {
+	rsaKeys, ecKeys := testRSA(), testEC()
+	clock := newClock()
+	authn := map[string]*JWT{
+		"secret": newTestJWT(t, JWTOptions{Secret: testSecret, Now: clock.Now}),
+		"file": newTestJWT(t, JWTOptions{Now: clock.Now, JWKSFile: writeJWKS(t, jwksJSON(
+			rsaJWK("r", &rsaKeys[0].PublicKey), ecJWK("e", &ecKeys["P-256"].PublicKey)))}),
+	}
+	// respell flips the lowest bit of the last character of the signature:
+	// those bits lie beyond the signature's bytes (32, 64 and 256 bytes
+	// leave 4 or 2 of them), so it decodes to the same signature unless
+	// decoding is strict.
+	respell := func(tok string) string {
+		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+		last := strings.IndexByte(alphabet, tok[len(tok)-1])
+		return tok[:len(tok)-1] + string(alphabet[last^1])
+	}
+	withHeader := func(m jwt.SigningMethod, key any, header map[string]any) string {
+		tok := jwt.NewWithClaims(m, claims(nil))
+		for k, v := range header {
+			tok.Header[k] = v
+		}
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	hs := sign(t, jwt.SigningMethodHS256, testSecret, "", claims(nil))
+	rs := sign(t, jwt.SigningMethodRS256, rsaKeys[0], "r", claims(nil))
+	es := sign(t, jwt.SigningMethodES256, ecKeys["P-256"], "e", claims(nil))
+	tests := []struct {
+		name    string
+		authn   string
+		token   string
+		wantErr string
+	}{
+		{"HS256 as issued", "secret", hs, ""},
+		{"HS256 respelled", "secret", respell(hs), "jwt: malformed token"},
+		{"RS256 as issued", "file", rs, ""},
+		{"RS256 respelled", "file", respell(rs), "jwt: malformed token"},
+		{"ES256 as issued", "file", es, ""},
+		{"ES256 respelled", "file", respell(es), "jwt: malformed token"},
+		{"crit b64", "secret", withHeader(jwt.SigningMethodHS256, testSecret, map[string]any{"crit": []string{"b64"}, "b64": false}),
+			`jwt: critical header parameters ["b64"] are not understood`},
+		{"crit on an RS256 token", "file", withHeader(jwt.SigningMethodRS256, rsaKeys[0], map[string]any{"kid": "r", "crit": []string{"exp"}}),
+			`jwt: critical header parameters ["exp"] are not understood`},
+		{"crit not a list", "secret", withHeader(jwt.SigningMethodHS256, testSecret, map[string]any{"crit": "b64"}),
+			`jwt: critical header parameters "b64" are not understood`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, ok, err := authn[tt.authn].FromRequest(bearer(tt.token))
+			checkResult(t, id, ok, err, tt.wantErr)
+		})
+	}
+}
