@@ -42,6 +42,9 @@ const (
 const (
 	addRetryFirst = 5 * time.Millisecond
 	addRetryMax   = 100 * time.Millisecond
+	// addTimeout bounds AddToDirectory, retries included, when its ctx
+	// has no deadline.
+	addTimeout = 5 * time.Second
 )
 
 // wrongLastSeq reports whether err is the server refusing an expected last
@@ -108,10 +111,18 @@ func (l *Log) publish(ctx context.Context, what func() string, subject, stream s
 //
 // AddToDirectory fails at once, wrapping ErrUnreachable, while NATS is
 // disconnected; otherwise it waits for the stream's acknowledgement, bounded
-// by ctx (or by a 5s default when ctx has no deadline).
+// by ctx (or by a 5s default when ctx has no deadline), retries included.
 func (l *Log) AddToDirectory(ctx context.Context, key string, data []byte) (AppendResult, error) {
 	if err := checkKey(key); err != nil {
 		return AppendResult{}, fmt.Errorf("add key to the directory: %w", err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// Each publish has nats.go's own 5s default, but the retries below
+		// would go on for as long as a cluster keeps answering "another
+		// add in flight".
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, l.addTimeout)
+		defer cancel()
 	}
 	subject := directoryPrefix + key
 	what := func() string { return fmt.Sprintf("add key %q to the directory", key) }

@@ -418,3 +418,34 @@ func TestReadKeyEndedContextSaysWhat(t *testing.T) {
 		})
 	}
 }
+
+// inFlightJS answers every publish as a clustered stream answers an add
+// of a key while another add of it is being proposed.
+type inFlightJS struct{ jetstream.JetStream }
+
+func (inFlightJS) Publish(context.Context, string, []byte, ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	return nil, &jetstream.APIError{ErrorCode: jsErrCodeWrongLastSeqConstant, Code: 400,
+		Description: "wrong last sequence"}
+}
+
+// TestAddToDirectoryRetriesAreBounded: AddToDirectory with a ctx that has
+// no deadline gives up on "another add in flight" after its default bound,
+// as documented, rather than asking again for ever.
+func TestAddToDirectoryRetriesAreBounded(t *testing.T) {
+	l := openEmbedded(t, Options{})
+	l.js = inFlightJS{l.js}
+	l.addTimeout = 300 * time.Millisecond
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.AddToDirectory(context.Background(), "room", []byte("{}"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `add key "room" to the directory`) {
+			t.Fatalf("err = %v, want the add named and context.DeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("AddToDirectory without a deadline was still retrying after 10s")
+	}
+}

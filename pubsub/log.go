@@ -153,6 +153,7 @@ type Log struct {
 	hasLegacy atomic.Bool
 
 	maxPerSubject int64
+	addTimeout    time.Duration // AddToDirectory's bound when its ctx has none
 	epoch         time.Time
 	clientURL     string
 
@@ -185,6 +186,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		opts:       opts,
 		lay:        newLayout(opts.Stream, opts.Partitions),
 		log:        opts.Logger.With("component", "pubsub", "stream", opts.Stream),
+		addTimeout: addTimeout,
 		connClosed: make(chan struct{}),
 	}
 	ok := false
