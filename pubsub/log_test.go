@@ -537,6 +537,17 @@ func TestOpenErrors(t *testing.T) {
 			wantText: []string{`stream "HERALD_ROOMS" exists with a conflicting configuration: storage is memory, herald needs file`},
 		},
 		{
+			name: "directory that discards entries",
+			opts: func(t *testing.T) Options {
+				url := startNATS(t, true)
+				createStream(t, url, jetstream.StreamConfig{Name: "HERALD_ROOMS", Subjects: []string{"herald-rooms.>"}, MaxAge: time.Hour, MaxMsgs: 1000,
+					Metadata: map[string]string{"herald.partitions": "1"}})
+				return Options{URLs: []string{url}}
+			},
+			wantIs:   ErrStreamConflict,
+			wantText: []string{`stream "HERALD_ROOMS" exists with a conflicting configuration: max_age 1h0m0s, max_msgs 1000; the directory must keep every entry`},
+		},
+		{
 			name: "partition with work-queue retention",
 			opts: func(t *testing.T) Options {
 				url := startNATS(t, true)

@@ -210,7 +210,32 @@ func (l *Log) checkDirectoryLayout(have jetstream.StreamConfig) error {
 			"the event log was created with %s partitions (stream %q records %s=%s), but Partitions is %d: the partition count is fixed when the log is created; start with %s partitions",
 			got, have.Name, metaPartitions, got, l.lay.partitions, got)
 	}
-	return nil
+	return checkDirectoryKeepsAll(have)
+}
+
+// checkDirectoryKeepsAll refuses a directory stream with a limit an
+// operator set (Open leaves max_age, max_msgs and max_bytes as it finds
+// them, which partitions may well have): the directory must keep every
+// entry, since a key's one entry is what makes it exist, and unique.
+// Discarding one would let a room name be taken twice, and hide the room
+// from replicas following the directory.
+func checkDirectoryKeepsAll(have jetstream.StreamConfig) error {
+	var limits []string
+	if have.MaxAge > 0 {
+		limits = append(limits, "max_age "+fmtDuration(have.MaxAge))
+	}
+	if have.MaxMsgs > 0 {
+		limits = append(limits, "max_msgs "+strconv.FormatInt(have.MaxMsgs, 10))
+	}
+	if have.MaxBytes > 0 {
+		limits = append(limits, "max_bytes "+strconv.FormatInt(have.MaxBytes, 10))
+	}
+	if len(limits) == 0 {
+		return nil
+	}
+	return newError(ErrStreamConflict, nil,
+		"stream %q exists with a conflicting configuration: %s; the directory must keep every entry (a discarded one would free its key, a room name, to be taken again): remove the limit (nats stream edit %s)",
+		have.Name, strings.Join(limits, ", "), have.Name)
 }
 
 // checkPartitionLayout refuses a partition stream recorded as part of a
