@@ -154,6 +154,7 @@ type Log struct {
 
 	maxPerSubject int64
 	addTimeout    time.Duration // AddToDirectory's bound when its ctx has none
+	dirCreated    time.Time     // the directory stream's creation, as Open found it (Info refreshes CachedInfo)
 	epoch         time.Time
 	clientURL     string
 
@@ -343,15 +344,24 @@ func (l *Log) connect(ctx context.Context) error {
 // Health returns nil when the NATS connection is up and the directory
 // stream answers a StreamInfo request within ctx. Otherwise the error says
 // which part failed: "NATS disconnected ..." (wrapping ErrUnreachable) or
-// "stream HERALD_ROOMS unreachable: ...". The partitions are not asked: one
+// "stream HERALD_ROOMS unreachable: ...", or that the directory stream was
+// deleted and created again since Open. The partitions are not asked: one
 // partition without a leader affects only its keys, which their writes
 // report, and should not take every replica out of service.
 func (l *Log) Health(ctx context.Context) error {
 	if !l.nc.IsConnected() {
 		return newError(ErrUnreachable, nil, "NATS disconnected (%s) from %s", l.nc.Status(), l.where)
 	}
-	if _, err := l.dir.Info(ctx); err != nil {
+	info, err := l.dir.Info(ctx)
+	if err != nil {
 		return fmt.Errorf("stream %s unreachable: %w", l.lay.dirStream, err)
+	}
+	if opened := l.dirCreated; !info.Created.Equal(opened) {
+		// Deleted and created again under this replica: its sequences
+		// started over, so what the replica holds, the positions it
+		// follows from and the epoch of its cursors are all stale.
+		return fmt.Errorf("stream %s was deleted and created again (created %s; it was %s when this replica opened the log): restart the replica",
+			l.lay.dirStream, info.Created.UTC().Format(time.RFC3339Nano), opened.UTC().Format(time.RFC3339Nano))
 	}
 	return nil
 }

@@ -427,6 +427,27 @@ func TestHealthStreamGone(t *testing.T) {
 	}
 }
 
+// TestHealthStreamRecreated: a directory stream deleted and created again
+// under a running replica (sequences started over) makes Health fail, so
+// that /readyz takes the replica out of service until it is restarted.
+func TestHealthStreamRecreated(t *testing.T) {
+	url := startNATS(t, true)
+	l := openLog(t, Options{URLs: []string{url}})
+	js := rawJS(t, url)
+	cfg := l.dir.CachedInfo().Config
+	if err := js.DeleteStream(testCtx(t, 5*time.Second), cfg.Name); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // a creation time the server tells apart
+	if _, err := js.CreateStream(testCtx(t, 5*time.Second), cfg); err != nil {
+		t.Fatal(err)
+	}
+	err := l.Health(testCtx(t, 2*time.Second))
+	if err == nil || !strings.Contains(err.Error(), "stream HERALD_ROOMS was deleted and created again") {
+		t.Errorf("Health after the directory was re-created = %v, want it to say so", err)
+	}
+}
+
 func TestFollowSurvivesServerRestart(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)

@@ -155,6 +155,7 @@ func (l *Log) setupStreams(ctx context.Context) error {
 	}
 
 	l.dir, l.parts = streams[0], streams[1:]
+	l.dirCreated = l.dir.CachedInfo().Created
 	l.maxPerSubject = max(l.parts[0].CachedInfo().Config.MaxMsgsPerSubject, 0)
 	for _, s := range streams {
 		if c := s.CachedInfo().Created; c.After(l.epoch) {
