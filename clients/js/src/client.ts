@@ -18,6 +18,7 @@
 import { createClient, type Client, type ClientOptions, type EventListener, type Event, type Sink } from 'graphql-ws';
 import { print, type DocumentNode, type FormattedExecutionResult, type GraphQLFormattedError } from 'graphql';
 import { prepareOperation } from './document.js';
+import { createWatchdog } from './liveness.js';
 
 /** A token, or nothing for an anonymous connection. */
 export type Token = string | null | undefined;
@@ -59,6 +60,23 @@ export interface HeraldClientOptions {
    * fails with the errors. A subscribe option of the same name wins.
    */
   onCursorExpired?: CursorExpiredHandler;
+  /**
+   * Dead-connection detection: after this many ms with nothing received
+   * from the server, the client pings it; default 20 000. Herald pings
+   * every socket every 15 s (--ws-ping-interval), so against a default
+   * Herald a healthy socket never needs the client's ping. 0 or Infinity
+   * turns detection off (a silently dead socket then stalls until the
+   * operating system gives up on it).
+   */
+  pingInterval?: number;
+  /**
+   * How long (ms) after its ping the client waits for anything from the
+   * server before it closes the socket as dead (4408, Request Timeout) and
+   * reconnects, every subscription resuming from its cursor; default 10 000.
+   * A dead socket is noticed at most pingInterval + pongTimeout after the
+   * last thing heard.
+   */
+  pongTimeout?: number;
   /** graphql-ws listeners (connecting, connected, closed, …). */
   on?: Partial<{ [E in Event]: EventListener<E> }>;
   /** Any other graphql-ws option; those above win. */
@@ -238,7 +256,32 @@ class MissingWebSocket {
 /** What the client needs of a WebSocket it created. */
 interface SocketLike {
   readonly readyState: number;
+  send(data: string): void;
   close(code?: number, reason?: string): void;
+  onclose?: unknown;
+  onerror?: unknown;
+  onmessage?: unknown;
+  /** The ws package's: drops the TCP connection at once, with no close handshake. */
+  terminate?: unknown;
+}
+
+/** pingInterval and pongTimeout by default (ms); see HeraldClientOptions and liveness.ts. */
+const PING_INTERVAL = 20_000;
+const PONG_TIMEOUT = 10_000;
+
+/**
+ * Close code of a socket given up on as dead: 4408 (Request Timeout), as in
+ * graphql-ws's recipe for ping timeouts; graphql-ws retries it.
+ */
+const CLOSE_DEAD = 4408;
+const CLOSE_DEAD_REASON = 'Request Timeout';
+
+function duration(name: string, value: number | undefined, fallback: number, off: boolean): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0 || (!off && (value === 0 || value === Infinity))) {
+    throw new RangeError(`@heraldhq/client: ${name} must be a ${off ? 'non-negative' : 'positive, finite'} number of milliseconds, got ${String(value)}`);
+  }
+  return value;
 }
 
 /**
@@ -296,6 +339,14 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       return defaultWait(retries);
     });
   };
+  // Dead-connection detection (liveness.ts): watches the socket graphql-ws
+  // uses (from its creation on, so a connect that stalls in a black hole
+  // is given up on too) and closes it once it is found dead.
+  const pingInterval = duration('pingInterval', options.pingInterval, PING_INTERVAL, true);
+  const pongTimeout = duration('pongTimeout', options.pongTimeout, PONG_TIMEOUT, false);
+  const watchdog = pingInterval > 0 && pingInterval !== Infinity
+    ? createWatchdog<SocketLike>(pingInterval, pongTimeout, (socket) => closeDead(socket))
+    : undefined;
   // The socket graphql-ws is about to send connection_init on: it emits
   // `opened` with it, then calls connectionParams.
   let opened: SocketLike | undefined;
@@ -308,7 +359,10 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     ...options.graphqlWs,
     url: wsURL(options.url),
     webSocketImpl: tracking(options.webSocketImpl ?? options.graphqlWs?.webSocketImpl ??
-      (typeof WebSocket === 'undefined' ? MissingWebSocket : WebSocket), (socket) => { latest = socket; }),
+      (typeof WebSocket === 'undefined' ? MissingWebSocket : WebSocket), (socket) => {
+      latest = socket;
+      if (!disposal.signal.aborted) watchdog?.watch(socket);
+    }),
     retryAttempts: options.retryAttempts ?? Infinity,
     retryWait,
     // Retry every kind of loss, a refused reconnect (an error event, not a
@@ -340,6 +394,68 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   });
   ws.on('opened', (socket) => { opened = socket as typeof opened; });
   ws.on('connected', (socket) => { acknowledged = socket; });
+  if (watchdog) {
+    // Anything graphql-ws reads (its 'message' event: pings, pongs, acks,
+    // results) or the socket opening proves it alive. graphql-ws reads
+    // only the socket it uses; one it has already closed could still
+    // deliver a last frame, which at worst postpones detection once.
+    ws.on('opened', () => watchdog.heard());
+    ws.on('message', () => watchdog.heard());
+    // graphql-ws is done with a socket that closed or failed: it connects
+    // anew (a new socket, watched from its creation) or not at all. A late
+    // close event of an older socket (its target) leaves the watch alone.
+    const done = (event: unknown) => {
+      const target = (event as { target?: unknown } | null | undefined)?.target;
+      watchdog.stop(target != null && typeof target === 'object' ? target as SocketLike : undefined);
+    };
+    ws.on('closed', done);
+    ws.on('error', done);
+    disposal.signal.addEventListener('abort', () => watchdog.stop(), { once: true });
+  }
+
+  /**
+   * Gives up on a socket the watchdog found dead, the one graphql-ws is
+   * using (it has reported no close or error for it). Closing it is not
+   * enough: a dead socket's close event waits for a close handshake the
+   * server will never answer (30 s with the ws package; browsers have
+   * timeouts of their own), and graphql-ws reconnects only once it comes,
+   * as graphql-ws's recipe (close(4408) alone) would. So graphql-ws
+   * stops listening to the socket first (its late frames, replayed after
+   * the resume, would be duplicates; its late close event would fail the
+   * next connect), the socket is closed (4408; the ws package's socket is
+   * dropped at once, as its close handshake would keep the process alive
+   * for 30 s), and graphql-ws gets the close event now, through its own
+   * handler: it retries 4408, and every subscription resumes from its cursor.
+   */
+  function closeDead(socket: SocketLike): void {
+    if (socket !== latest || disposal.signal.aborted) return;
+    const deliver = socket.onclose;
+    socket.onclose = null;
+    socket.onerror = null;
+    socket.onmessage = null;
+    try {
+      socket.close(CLOSE_DEAD, CLOSE_DEAD_REASON);
+    } catch {
+      // closing already
+    }
+    if (typeof socket.terminate === 'function') {
+      try {
+        (socket.terminate as () => void).call(socket);
+      } catch {
+        // gone already
+      }
+    }
+    if (typeof deliver !== 'function') {
+      // Not graphql-ws 6's way of listening: its terminate() ends the
+      // connect instead (close code 4499, which it retries too).
+      ws.terminate();
+      return;
+    }
+    const event = typeof CloseEvent === 'function'
+      ? new CloseEvent('close', { code: CLOSE_DEAD, reason: CLOSE_DEAD_REASON, wasClean: false })
+      : { type: 'close', code: CLOSE_DEAD, reason: CLOSE_DEAD_REASON, wasClean: false, target: socket };
+    (deliver as (e: unknown) => void).call(socket, event);
+  }
   // What dispose ends: every subscription still running.
   const active = new Set<() => void>();
 

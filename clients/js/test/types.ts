@@ -23,3 +23,8 @@ new ApolloClient({ link: new HeraldLink({ client: herald, http: new HttpLink({ u
 new HeraldLink({ client: herald, http: { uri: '/graphql' }, httpCredentials: false });
 // @ts-expect-error a cursor is a string
 herald.subscribeAfter(5, { query: '' }, { next() {}, error() {}, complete() {} });
+// Dead-connection detection: milliseconds; pingInterval 0 turns it off.
+createHeraldClient({ url: 'ws://127.0.0.1:8080/graphql', pingInterval: 20_000, pongTimeout: 10_000 });
+createHeraldClient({ url: 'ws://127.0.0.1:8080/graphql', pingInterval: 0 });
+// @ts-expect-error a duration is a number of milliseconds
+createHeraldClient({ url: 'ws://127.0.0.1:8080/graphql', pongTimeout: '10s' });

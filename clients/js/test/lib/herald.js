@@ -246,6 +246,72 @@ export async function controllableSockets() {
   };
 }
 
+/**
+ * A TCP proxy on 127.0.0.1 in front of targetPort, forwarding both ways
+ * (each chunk delay ms late, if given). blackHole() makes every connection
+ * open now a black hole, as a NAT entry that timed out or a network that
+ * went away: nothing more is forwarded in either direction and nothing is
+ * closed, not even when either end closes; connections made afterwards
+ * forward as before (unless blackHoleNew is set).
+ */
+export async function tcpProxy(targetPort, { delay = 0 } = {}) {
+  const conns = new Set();
+  let accepted = 0;
+  const forward = (c, from, to) => {
+    from.on('data', (chunk) => {
+      if (c.dead) return;
+      if (c.held) return c.held.push([to, chunk]);
+      if (!delay) return to.write(chunk);
+      setTimeout(() => { if (!c.dead && !to.destroyed) to.write(chunk); }, delay);
+    });
+    from.on('end', () => { if (!c.dead) setTimeout(() => { if (!c.dead) to.end(); }, delay); });
+    from.on('close', () => { if (!c.dead) setTimeout(() => { if (!c.dead) to.destroy(); }, delay); });
+  };
+  let holeNew = false;
+  const server = net.createServer({ allowHalfOpen: true }, (down) => {
+    accepted++;
+    if (holeNew) {
+      // Accepted, and then nothing: the upgrade request goes nowhere.
+      const c = { down, up: null, dead: true };
+      conns.add(c);
+      down.on('error', () => {});
+      return;
+    }
+    const up = net.connect({ port: targetPort, host: '127.0.0.1', allowHalfOpen: true });
+    const c = { down, up, dead: false };
+    conns.add(c);
+    for (const s of [down, up]) s.on('error', () => {});
+    down.on('close', () => { if (up.destroyed) conns.delete(c); });
+    up.on('close', () => { if (down.destroyed) conns.delete(c); });
+    forward(c, down, up);
+    forward(c, up, down);
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const { port } = server.address();
+  return {
+    url: `ws://127.0.0.1:${port}/graphql`,
+    /** Connections accepted so far. */
+    get accepted() { return accepted; },
+    blackHole() { for (const c of conns) c.dead = true; },
+    /** Holds back what the connections open now carry, both ways, until release(): a black hole that later lifts. */
+    stall() { for (const c of conns) c.held ??= []; },
+    /** Delivers what stall() held back, in order, and forwards as before. */
+    release() {
+      for (const c of conns) {
+        const held = c.held ?? [];
+        c.held = null;
+        for (const [to, chunk] of held) if (!to.destroyed) to.write(chunk);
+      }
+    },
+    /** true: connections made from now on are black holes from the start (until set to false). */
+    set blackHoleNew(v) { holeNew = v; },
+    async close() {
+      for (const c of conns) { c.dead = true; c.down.destroy(); c.up?.destroy(); }
+      await new Promise((ok) => server.close(ok));
+    },
+  };
+}
+
 /** A quick retryWait for tests: 20–60 ms. */
 export const quickRetry = () => sleep(20 + Math.random() * 40);
 
