@@ -86,12 +86,16 @@ func newError(kind, cause error, format string, args ...any) error {
 	return &opError{msg: fmt.Sprintf(format, args...), kind: kind, cause: cause}
 }
 
-// redactURLs joins server URLs for messages, hiding any password.
+// redactURLs joins server URLs for messages, hiding any password or token.
 func redactURLs(urls []string) string {
 	out := make([]string, len(urls))
 	for i, s := range urls {
 		out[i] = s
 		if u, err := url.Parse(s); err == nil && u.User != nil {
+			if _, hasPassword := u.User.Password(); !hasPassword {
+				// nats://token@host: the user part is the secret.
+				u.User = url.User("xxxxx")
+			}
 			out[i] = u.Redacted()
 		}
 	}

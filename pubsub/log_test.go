@@ -541,6 +541,14 @@ func TestOpenErrors(t *testing.T) {
 			wantText: []string{"connect to NATS at nats://u:xxxxx@"},
 		},
 		{
+			name: "token is not shown",
+			opts: func(*testing.T) Options {
+				return Options{URLs: []string{"nats://secrettoken@" + closedURL[len("nats://"):]}}
+			},
+			wantIs:   ErrUnreachable,
+			wantText: []string{"connect to NATS at nats://xxxxx@"},
+		},
+		{
 			name:     "jetstream disabled",
 			opts:     func(t *testing.T) Options { return Options{URLs: []string{startNATS(t, false)}} },
 			wantIs:   ErrJetStreamDisabled,
