@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -27,26 +28,38 @@ func healthcheck(args []string, getenv func(string) string, stderr io.Writer) in
 		fmt.Fprintf(stderr, "herald healthcheck: invalid configuration:\n%v\n", err)
 		return 1 // not 2, which Docker reserves: a HEALTHCHECK exits 0 or 1
 	}
-	url := "http://" + localAddr(cfg.Addr) + "/readyz"
+	// url.URL escapes an IPv6 zone ("[fe80::1%eth0]:8080") as it must be.
+	target := (&url.URL{Scheme: "http", Host: localAddr(cfg.Addr), Path: "/readyz"}).String()
 	ctx, cancel := context.WithTimeout(context.Background(), healthcheckTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "herald healthcheck: %v\n", err)
 		return 1
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := healthcheckClient.Do(req)
 	if err != nil {
-		fmt.Fprintf(stderr, "herald healthcheck: GET %s: %v\n", url, err)
+		fmt.Fprintf(stderr, "herald healthcheck: GET %s: %v\n", target, err)
 		return 1
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "herald healthcheck: %s answered %d: %s\n", url, resp.StatusCode, body)
+		fmt.Fprintf(stderr, "herald healthcheck: %s answered %d: %s\n", target, resp.StatusCode, body)
 		return 1
 	}
 	return 0
+}
+
+// healthcheckClient asks the replica itself: never through HTTP_PROXY
+// (Docker passes the client's proxy settings into containers, and a proxy
+// may answer for an address nothing listens on), and a redirect is an
+// answer, not readiness.
+var healthcheckClient = &http.Client{
+	Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	},
 }
 
 // localAddr is where a process on the same host reaches a listener bound
