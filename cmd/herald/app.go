@@ -57,7 +57,14 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 	}
 	a := &app{cfg: cfg, logger: logger, serveErr: make(chan error, 1)}
 
-	log, err := pubsub.Open(ctx, pubsub.Options{
+	// cfg.startTimeout bounds the set-up before the migration and the set-up
+	// after it. The migration of a legacy log takes as long as the log is
+	// big, and one cut short starts again from nothing: only ctx (a
+	// signal) stops it.
+	setup, cancelSetup := context.WithTimeout(ctx, cfg.startTimeout)
+	defer cancelSetup()
+
+	log, err := pubsub.Open(setup, pubsub.Options{
 		URLs:              cfg.NATSURLs,
 		DataDir:           cfg.DataDir,
 		ListenAddr:        cfg.NATSListen,
@@ -78,7 +85,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		logger.Info("embedded NATS accepts clients", "url", url)
 	}
 
-	authn, err := newAuthenticator(ctx, cfg)
+	authn, err := newAuthenticator(setup, cfg)
 	if err != nil {
 		_ = log.Close()
 		return nil, err
@@ -87,6 +94,8 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		_ = log.Close()
 		return nil, err
 	}
+	setup, cancelAfterMigration := context.WithTimeout(ctx, cfg.startTimeout)
+	defer cancelAfterMigration()
 	a.roomLoads = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "herald_room_load_seconds",
 		Help:    "Time to load a room from its entries in the log when it is first used on this replica.",
@@ -112,7 +121,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 
 	replica, err := newReplicaID()
 	if err == nil {
-		a.presence, err = log.Presence(ctx, pubsub.PresenceOptions{Replica: replica, Replicas: cfg.StreamReplicas})
+		a.presence, err = log.Presence(setup, pubsub.PresenceOptions{Replica: replica, Replicas: cfg.StreamReplicas})
 	}
 	if err != nil {
 		a.closeBackground()
@@ -160,7 +169,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 	// Past this point a failed start must also stop the handler's
 	// goroutines (fan-out helpers, keepalive keeper, parker).
 	abandon := func() {
-		_ = handler.Shutdown(ctx) // nothing is connected: returns at once
+		_ = handler.Shutdown(setup) // nothing is connected: returns at once
 		a.closeBackground()
 	}
 	listener, err := net.Listen("tcp", cfg.Addr)
@@ -209,8 +218,10 @@ func (a *app) startPprof(addr string) error {
 		return fmt.Errorf("listen for pprof on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
+	// Everything but pprof.Cmdline, which would show the command line and
+	// with it --jwt-secret when the key is given as a flag. Index answers
+	// /debug/pprof/cmdline with 404.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,6 +71,9 @@ type config struct {
 	// introspectionSet: --introspection (or its variable) was given; if
 	// not, introspection follows the mode (on in dev, off with jwt).
 	introspectionSet bool
+
+	// startTimeout is not a flag: defaultStartTimeout, shorter in tests.
+	startTimeout time.Duration
 }
 
 // minJWTSecretBytes is the shortest --jwt-secret auth.NewJWT accepts
@@ -91,7 +95,7 @@ func envName(flagName string) string {
 // parseConfig reads flags from args and, for flags not given, the matching
 // HERALD_* variables from getenv; then it validates the result.
 func parseConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
-	var c config
+	c := config{startTimeout: defaultStartTimeout}
 	var natsURL, origins string
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
 	fs.SetOutput(usage)
@@ -191,7 +195,8 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 func (c config) validate() error {
 	var errs []error
 	bad := func(flagName, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("--%s (%s): %s", flagName, envName(flagName), fmt.Sprintf(format, args...)))
+		msg := c.hideCredentials(fmt.Sprintf(format, args...))
+		errs = append(errs, fmt.Errorf("--%s (%s): %s", flagName, envName(flagName), msg))
 	}
 	if err := checkHostPort(c.Addr); err != nil {
 		bad("addr", "%v", err)
@@ -330,6 +335,33 @@ func (c config) validate() error {
 		bad("log-format", "unknown format %q (text or json)", c.LogFormat)
 	}
 	return errors.Join(errs...)
+}
+
+// hideCredentials replaces in msg, which goes to the log, the credentials
+// that --nats-url and --jwks-url may carry (nats://token@host,
+// nats://user:password@host): wherever a URL of them is quoted, whole or
+// not, with or without its scheme, what comes before its "@" shows as
+// url.URL.Redacted shows it, the password (or the token) as "xxxxx".
+func (c config) hideCredentials(msg string) string {
+	for _, raw := range append(slices.Clone(c.NATSURLs), c.JWKSURL) {
+		rest := raw
+		if _, after, ok := strings.Cut(rest, "://"); ok {
+			rest = after
+		}
+		at := strings.LastIndex(rest, "@")
+		if at <= 0 {
+			continue
+		}
+		userinfo := rest[:at]
+		if user, password, ok := strings.Cut(userinfo, ":"); ok {
+			if password != "" {
+				msg = strings.ReplaceAll(msg, userinfo+"@", user+":xxxxx@")
+			}
+		} else {
+			msg = strings.ReplaceAll(msg, userinfo+"@", "xxxxx@") // a token
+		}
+	}
+	return msg
 }
 
 // validStreamName reports whether name can be the base of the log's

@@ -194,3 +194,31 @@ func TestConfigRejectsBadJWTAndLimitValues(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigErrorsHideCredentials: a configuration error about a URL names
+// the URL without the credentials it carries (a NATS token or user and
+// password, a JWKS URL's user and password): the error goes to the log.
+func TestConfigErrorsHideCredentials(t *testing.T) {
+	const secret = "s3cret-t0ken"
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nats-url", secret + "@nats:4222"}, "is not a URL"},
+		{[]string{"--nats-url", "nats://x:4222,alice:" + secret + "@nats:4222"}, "--stream-replicas"},
+		{[]string{"--auth", "jwt", "--jwks-url", "https://alice:" + secret + "@exa mple.com/jwks"}, "--jwks-url"},
+		{[]string{"--auth", "jwt", "--jwks-url", "http://alice:" + secret + "@example.com/jwks"}, "must use https"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			args := append([]string{"--stream-replicas", "9"}, tt.args...)
+			_, err := parseConfig(args, func(string) string { return "" }, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Fatalf("the configuration error shows the credentials: %v", err)
+			}
+		})
+	}
+}

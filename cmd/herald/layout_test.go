@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -83,5 +85,44 @@ func writeLegacyDataDir(t *testing.T, dir string, entries []struct{ subject, dat
 		if _, err := js.Publish(ctx, e.subject, []byte(e.data)); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestLongMigrationIsNotCutShortByTheStartTimeout: the start timeout
+// bounds connecting and setting up, not the migration of a legacy log,
+// which takes as long as the log is big; a migration cut short is redone
+// from the start next time, so a log too big to migrate within the start
+// timeout would never be migrated. Here the timeout is made shorter than
+// the migration of 15,000 events.
+func TestLongMigrationIsNotCutShortByTheStartTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes and migrates 15,000 events")
+	}
+	dir := t.TempDir()
+	entries := []struct{ subject, data string }{
+		{"herald.room.rbig.meta", `{"v":1,"type":"room.created","actor":{"id":"alice"},"roomId":"rbig","name":"big"}`},
+	}
+	const n = 15000
+	for i := range n {
+		entries = append(entries, struct{ subject, data string }{"herald.room.rbig.posts",
+			fmt.Sprintf(`{"v":1,"type":"message.posted","actor":{"id":"alice"},"roomId":"rbig","messageId":"rbig_m%d","text":"m%d"}`, i, i)})
+	}
+	writeLegacyDataDir(t, dir, entries)
+
+	cfg := testConfig(t, dir)
+	cfg.startTimeout = 400 * time.Millisecond
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	began := time.Now()
+	a, sig, err := start(cfg, logger, make(chan os.Signal))
+	if err != nil || sig != nil {
+		t.Fatalf("start after %s: %v (signal %v)", time.Since(began), err, sig)
+	}
+	t.Logf("started, migration included, in %s with a start timeout of %s", time.Since(began), cfg.startTimeout)
+	t.Cleanup(func() { stopTestApp(t, a) })
+	waitReady(t, a)
+	var out struct{ Room struct{ MessageCount int } }
+	gql(t, a.Addr(), "", `{ room(id: "rbig") { messageCount } }`, nil, &out)
+	if out.Room.MessageCount == 0 {
+		t.Fatal("the migrated room has no messages")
 	}
 }

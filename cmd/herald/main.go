@@ -23,16 +23,20 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
 }
 
-// startTimeout bounds connecting to NATS and setting up at start.
-const startTimeout = 30 * time.Second
+// defaultStartTimeout bounds connecting to NATS and setting up at start,
+// before the migration of a legacy log and after it; the migration itself
+// takes as long as it takes (a signal stops it). config.startTimeout
+// holds it, so that tests can shorten it.
+const defaultStartTimeout = 30 * time.Second
 
 // run is main without the process: it returns the exit code.
 //
 // SIGTERM or SIGINT starts a graceful drain (see app.Stop) that ends with
 // exit code 0 when everything stopped cleanly; one while starting cancels
 // the start, which undoes itself, and run returns 0 too. A second signal
-// during the drain makes run return 1 at once, with the drain cut short but
-// not waited for: the caller must exit the process then, as main does.
+// during the drain, or while a cancelled start undoes itself, makes run
+// return 1 at once, with what is left cut short but not waited for: the
+// caller must exit the process then, as main does.
 func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "healthcheck" {
 		return healthcheck(args[1:], getenv, stderr)
@@ -54,13 +58,20 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	defer signal.Stop(signals)
 
 	a, first, err := start(cfg, logger, signals)
-	if err != nil {
-		if first != nil && errors.Is(err, context.Canceled) {
-			// The signal cancelled the start, which undid itself: a stop
-			// that was asked for, not a failed start.
-			logger.Info("stopped while starting", "signal", first.String(), "cancelled", err.Error())
-			return 0
-		}
+	var abandoned *abandonedStartError
+	switch {
+	case errors.As(err, &abandoned):
+		// Like a second signal during the drain: what is left of the
+		// start is not waited for, the process exits now.
+		logger.Error("second signal while starting: exiting at once", "signal", abandoned.second.String())
+		return 1
+	case err != nil && first != nil:
+		// The signal cancelled the start, which undid itself: a stop
+		// that was asked for, not a failed start, whatever the cancelled
+		// start reports (a NATS dial, for one, ends only at its timeout).
+		logger.Info("stopped while starting", "signal", first.String(), "start", err.Error())
+		return 0
+	case err != nil:
 		logger.Error("herald could not start: " + err.Error())
 		return 1
 	}
@@ -101,7 +112,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 // start starts the app. A signal while it starts cancels the start; if the
 // app started anyway, that signal is returned as the one that stops it.
 func start(cfg config, logger *slog.Logger, signals <-chan os.Signal) (*app, os.Signal, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	ctx, cancel := context.WithCancel(context.Background()) // startApp bounds its steps by cfg.startTimeout
 	defer cancel()
 	var (
 		a       *app
@@ -115,12 +126,29 @@ func start(cfg config, logger *slog.Logger, signals <-chan os.Signal) (*app, os.
 	var sig os.Signal
 	select {
 	case <-started:
+		return a, nil, err
 	case sig = <-signals:
-		logger.Info("signal while starting: stopping", "signal", sig.String())
-		cancel()
-		<-started // startApp honours ctx; its NATS dials are bounded too
 	}
-	return a, sig, err
+	logger.Info("signal while starting: stopping; signal again to exit at once", "signal", sig.String())
+	cancel()
+	// startApp honours ctx, but a NATS dial or handshake under way ends
+	// only at its own timeout (a few seconds): a second signal does not
+	// wait for it.
+	select {
+	case <-started:
+		return a, sig, err
+	case second := <-signals:
+		return nil, sig, &abandonedStartError{second: second}
+	}
+}
+
+// abandonedStartError is start's error when a second signal came while
+// a cancelled start was still undoing itself: the start goes on in the
+// background, and the caller must exit the process.
+type abandonedStartError struct{ second os.Signal }
+
+func (e *abandonedStartError) Error() string {
+	return "start abandoned on a second signal (" + e.second.String() + ")"
 }
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,4 +90,36 @@ func TestDefaultMaxConnections(t *testing.T) {
 			t.Errorf("defaultMaxConnections(%d, %v) = %d, %v; want %d, %v", tt.limit, tt.ok, n, sized, tt.want, tt.sized)
 		}
 	}
+}
+
+// TestPprofDoesNotServeTheCommandLine: net/http/pprof's cmdline handler
+// answers with the process's arguments, which hold --jwt-secret when the
+// key is given as a flag. The pprof listener serves the profiles, not that.
+func TestPprofDoesNotServeTheCommandLine(t *testing.T) {
+	const secret = "pprof-must-not-show-this-secret-0123456789"
+	pprofAddr := freeAddr(t)
+	p := startProcess(t, "herald", "--data-dir", t.TempDir(), "--pprof", pprofAddr,
+		"--auth", "jwt", "--jwt-secret", secret)
+	for _, path := range []string{"/debug/pprof/cmdline", "/debug/pprof/cmdline?debug=1", "/debug/pprof/"} {
+		resp, err := http.Get("http://" + pprofAddr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), secret) {
+			t.Errorf("GET %s on the pprof listener shows --jwt-secret: %d %.200s", path, resp.StatusCode, body)
+		}
+	}
+	// The profiles are still there.
+	resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
+		t.Fatalf("goroutine profile: %d %.80s", resp.StatusCode, body)
+	}
+	p.stop(15 * time.Second)
 }
