@@ -233,8 +233,21 @@ func (a *app) startPprof(addr string) error {
 			a.logger.Warn("pprof listener stopped", "err", err)
 		}
 	}()
-	a.logger.Info("pprof is served", "addr", l.Addr().String())
+	if onLoopback(l.Addr()) {
+		a.logger.Info("pprof is served", "addr", l.Addr().String())
+	} else {
+		// Profiles show what the process holds in memory, and the profiler
+		// costs CPU on demand: whoever reaches the port gets both.
+		a.logger.Warn("pprof is served beyond loopback: keep --pprof on 127.0.0.1 or [::1]", "addr", l.Addr().String())
+	}
 	return nil
+}
+
+// onLoopback reports whether a listener's address is reachable from this
+// host only. A wildcard address (":6060", "0.0.0.0:6060") is not.
+func onLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // Addr is the address HTTP is served on.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -220,5 +221,30 @@ func TestConfigErrorsHideCredentials(t *testing.T) {
 				t.Fatalf("the configuration error shows the credentials: %v", err)
 			}
 		})
+	}
+}
+
+// TestOnLoopback: pprof on anything but a loopback address (a wildcard
+// included) is warned about at start.
+func TestOnLoopback(t *testing.T) {
+	for _, tt := range []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:0", true},
+		{"[::1]:0", true},
+		{"0.0.0.0:0", false},
+		{":0", false},
+		{"[::]:0", false},
+	} {
+		l, err := net.Listen("tcp", tt.addr)
+		if err != nil {
+			t.Logf("%s: %v (no such address family here)", tt.addr, err)
+			continue
+		}
+		if got := onLoopback(l.Addr()); got != tt.want {
+			t.Errorf("onLoopback(%s listening on %s) = %v, want %v", tt.addr, l.Addr(), got, tt.want)
+		}
+		l.Close()
 	}
 }
