@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  APP, HERALD_B, HERALD_JWT, JWT_APP, WAIT_MS, connectionState, createRoom, difference, gql, openConnectionsOn, openOnReplica, post,
+  APP, HERALD, HERALD_B, HERALD_JWT, JWT_APP, WAIT_MS, connectionState, createRoom, difference, gql, openConnectionsOn, openOnReplica, post,
   presenceOf, presenceSeen, send, serverMessages, shown, sleep, statesSeen, transportOf, until, waitConnected, waitForText, waitForTexts,
-  waitPresence, waitTyping, withScreenshots,
+  signToken, waitPresence, waitTyping, withScreenshots,
 } from './lib.mjs';
 
 /**
@@ -422,6 +422,139 @@ test('presence over SSE and across a reconnect: the SNAPSHOT after it replaces t
       for (const u of [alice, frank]) assert.deepEqual(u.problems, [], `${u.name}'s page reported problems`);
     });
   });
+
+test('a post whose answer was lost, sent again from the composer, is stored and shown once', { timeout: 120_000 }, async (t) => {
+  await withScreenshots(t, async ({ open }) => {
+    const room = await createRoom('lost-answer');
+    const alice = await open('alice');
+    const bob = await open('bob');
+    for (const u of [alice, bob]) {
+      await u.page.goto(`${APP}/rooms/${room.id}`);
+      await waitConnected(u);
+    }
+    // alice's first post reaches Herald, which stores it, but its answer is
+    // lost (the connection drops as it comes back).
+    let dropped = 0;
+    await alice.page.route(HERALD, async (route) => {
+      const req = route.request();
+      if (dropped === 0 && req.method() === 'POST' && (req.postData() ?? '').includes('PostMessage')) {
+        dropped++;
+        await route.fetch().catch(() => {});
+        await route.abort('connectionreset');
+        return;
+      }
+      await route.fallback();
+    });
+    const input = alice.page.locator('form[aria-label="composer"] input[name="text"]');
+    const alert = alice.page.locator('form[aria-label="composer"] [role="alert"]');
+    await send(alice, 'only once');
+    await alert.filter({ hasText: 'not posted' }).waitFor();
+    await until(async () => (await input.inputValue()) === 'only once', 'the text back in alice\'s composer');
+    await waitForText(bob, 'only once'); // it was stored
+    // She sends it again, as the error invites her to.
+    await input.press('Enter');
+    await until(async () => (await input.inputValue()) === '' && !(await shown(alice.page)).some((m) => m.pending) &&
+      (await alert.count()) === 0, 'alice\'s second send to be answered');
+    const fence = await post(room.id, 'fence', 'bob');
+    for (const u of [alice, bob]) await waitForText(u, 'fence');
+    const server = await serverMessages(room.id);
+    assert.deepEqual(server.map((m) => m.text), ['only once', 'fence'], 'Herald stored alice\'s message once');
+    assert.equal(server[1].id, fence);
+    for (const u of [alice, bob]) await assertShowsServerOrder(u, room.id);
+    assert.deepEqual(bob.problems, [], 'bob\'s page reported problems');
+  });
+});
+
+test('the composer refuses, as Herald would, a text that shows nothing or holds control characters, without posting it',
+  { timeout: 120_000 }, async (t) => {
+    await withScreenshots(t, async ({ open }) => {
+      const room = await createRoom('refused-text');
+      const alice = await open('alice');
+      const posts = [];
+      alice.page.on('request', (r) => { if (r.method() === 'POST' && (r.postData() ?? '').includes('PostMessage')) posts.push(r.postData()); });
+      await alice.page.goto(`${APP}/rooms/${room.id}`);
+      await waitConnected(alice);
+      // Every message element the page ever shows, pending ones included.
+      await alice.page.evaluate(() => {
+        window.__messagesShown = 0;
+        new MutationObserver(() => {
+          window.__messagesShown = Math.max(window.__messagesShown, document.querySelectorAll('[data-testid="message"]').length);
+        }).observe(document.body, { subtree: true, childList: true });
+      });
+      const input = alice.page.locator('form[aria-label="composer"] input[name="text"]');
+      const alert = alice.page.locator('form[aria-label="composer"] [role="alert"]');
+      // Zero-width space, word joiner, a variation selector: nothing to see.
+      for (const [text, why] of [['\u200b\u2060\ufe0f', 'text must not be empty'],
+        ['ding\u0007', 'text must not contain control characters other than tabs and line breaks']]) {
+        await input.fill(text);
+        await input.press('Enter');
+        await until(async () => (await alert.count()) === 1 && (await alert.textContent()).includes(why),
+          async () => `the composer to say "${why}"; it says ${JSON.stringify(await alert.allTextContents())}`);
+        assert.equal(await input.inputValue(), text, 'the text stays in the composer');
+      }
+      await sleep(500);
+      assert.deepEqual(posts, [], 'nothing was posted');
+      assert.equal(await alice.page.evaluate(() => window.__messagesShown), 0, 'no message, not even a pending one, was shown');
+      // A text with something to see goes, and the problem goes with it.
+      await send(alice, '\u200bhi\u200b');
+      await waitForText(alice, '\u200bhi\u200b');
+      assert.equal(await alert.count(), 0, 'the problem is gone');
+      assert.deepEqual((await serverMessages(room.id)).map((m) => m.text), ['\u200bhi\u200b']);
+    });
+  });
+
+test('with --auth jwt, a token about to expire is refreshed on the open socket: no reconnect, nobody seen to leave',
+  { timeout: 150_000 }, async (t) => {
+    const LIFETIME_S = 40; // the token route's live 15 minutes
+    const { createRoom: room } = await gql('mutation($n: String!) { createRoom(name: $n) { id name } }',
+      { n: `jwt-refresh-${process.pid}-${Date.now().toString(36)}` }, { url: HERALD_JWT, token: signToken('setup', 300).token });
+    await withScreenshots(t, async ({ open }) => {
+      const grace = await open('grace', { app: JWT_APP });
+      // grace's page gets tokens that live 40 s: the test answers its token route.
+      const issued = [];
+      await grace.context.route('**/api/dev-token', async (route) => {
+        issued.push(Date.now());
+        await route.fulfill({ json: signToken('grace', LIFETIME_S), headers: { 'Cache-Control': 'no-store' } });
+      });
+      const henry = await open('henry', { app: JWT_APP });
+      for (const u of [grace, henry]) {
+        assert.equal((await u.page.goto(`${JWT_APP}/rooms/${room.id}`)).status(), 200);
+        await waitConnected(u);
+      }
+      for (const u of [grace, henry]) await waitPresence(u, ['grace', 'henry']);
+      const first = issued[0];
+      // Past the first token's expiry, and well into the second's life.
+      await sleep(Math.max(0, first + (LIFETIME_S + 12) * 1000 - Date.now()));
+      const states = (await statesSeen(grace.page)).map((s) => s.split('/')[0]);
+      t.diagnostic(`grace's page asked for ${issued.length} tokens, ${JSON.stringify(issued.map((x) => x - first))} ms after the first; states ${JSON.stringify(states)}`);
+      assert.ok(issued.length >= 2, `grace's page asked for a new token before the first expired (${issued.length})`);
+      assert.ok(!states.includes('reconnecting'), `grace's socket was not closed as its token expired: ${JSON.stringify(states)}`);
+      assert.equal(grace.sockets.length, 1, `grace's page kept one socket: ${JSON.stringify(grace.sockets)}`);
+      const seen = await presenceSeen(henry.page);
+      const full = seen.findIndex((p) => p.users.includes('grace') && p.users.includes('henry'));
+      assert.ok(full >= 0 && seen.slice(full).every((p) => p.users.includes('grace')), `henry never saw grace leave: ${JSON.stringify(seen)}`);
+      await send(grace, 'still signed in');
+      await waitForText(henry, 'still signed in');
+      for (const u of [grace, henry]) assert.deepEqual(u.problems, [], `${u.name}'s page reported problems`);
+    });
+  });
+
+test('a private room\'s page says why it cannot be shown, and leads back to the rooms', { timeout: 120_000 }, async (t) => {
+  await withScreenshots(t, async ({ open }) => {
+    const { createRoom: room } = await gql('mutation($n: String!) { createRoom(name: $n, private: true) { id } }',
+      { n: `private-${process.pid}-${Date.now().toString(36)}` }, { user: 'setup' });
+    const alice = await open('alice');
+    await alice.page.goto(`${APP}/rooms/${room.id}`);
+    await waitConnected(alice);
+    const alert = alice.page.locator('main [role="alert"]');
+    await until(async () => (await alert.count()) === 1 && /not a member/.test(await alert.textContent()),
+      async () => `the page to say alice is not a member; it shows ${JSON.stringify((await alice.page.locator('main').textContent().catch(() => '')).slice(0, 300))}`);
+    await alice.page.getByRole('link', { name: 'All rooms' }).click();
+    await alice.page.waitForURL(`${APP}/`);
+    await alice.page.getByTestId('rooms').waitFor();
+    assert.deepEqual(alice.problems, [], 'alice\'s page reported problems (before, the page failed: HTTP 500, then an uncaught error)');
+  });
+});
 
 // Last: it kills replica B.
 test('one replica killed mid-conversation: both pages show every message once, in order, and showed reconnecting then connected',

@@ -1,6 +1,7 @@
 // Helpers of the browser tests: Herald over HTTP, Chromium with
 // playwright-core, and waits that are always bounded.
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -18,6 +19,16 @@ export const ARTIFACTS = need('ARTIFACTS');
 /** The same build started with the development token route, against a --auth jwt replica. */
 export const JWT_APP = need('JWT_APP_URL');
 export const HERALD_JWT = need('HERALD_JWT_URL');
+/** The jwt replica's HS256 secret (the token route's too): the tests sign tokens of their own lifetime. */
+const JWT_SECRET = need('HERALD_JWT_TEST_SECRET');
+
+/** An HS256 token for the jwt replica, as the token route signs them, that lives lifetimeS seconds. */
+export function signToken(user, lifetimeS) {
+  const b64url = (x) => Buffer.from(x).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const unsigned = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify({ sub: user, name: user, iat: now, exp: now + lifetimeS }))}`;
+  return { token: `${unsigned}.${createHmac('sha256', JWT_SECRET).update(unsigned).digest('base64url')}`, expiresAt: (now + lifetimeS) * 1000 };
+}
 
 /** Debian's Chromium; never a downloaded browser. */
 export const CHROMIUM = '/usr/bin/chromium';

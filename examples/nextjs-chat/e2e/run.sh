@@ -303,7 +303,8 @@ mkdir -p "$work/artifacts"
 log "running the browser tests"
 export APP_URL="http://127.0.0.1:$port_app" HERALD_URL="$herald_url" \
 	HERALD_A="http://127.0.0.1:$port_a" HERALD_B="http://127.0.0.1:$port_b" HERALD_B_PID="${pid[herald-b]}" \
-	ARTIFACTS="$work/artifacts" JWT_APP_URL="$app_jwt" HERALD_JWT_URL="http://127.0.0.1:$port_jwt/graphql"
+	ARTIFACTS="$work/artifacts" JWT_APP_URL="$app_jwt" HERALD_JWT_URL="http://127.0.0.1:$port_jwt/graphql" \
+	HERALD_JWT_TEST_SECRET="$jwt_secret" # the tests sign short-lived tokens with it
 rc=0
 node --test --test-reporter=spec --test-concurrency=1 "$@" "$here"/*.test.mjs &
 pid[tests]=$!

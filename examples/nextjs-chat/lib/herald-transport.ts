@@ -60,6 +60,30 @@ async function backoff(retries: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * `--auth jwt`: the socket's token is replaced on the open socket
+ * (refreshSession) this long before it expires, rather than Herald closing
+ * the socket at expiry (4403) and every subscription, presence included,
+ * starting again. Less than the 30 s before expiry at which
+ * lib/credentials.ts stops handing out a cached token, so that getToken
+ * then brings a new one.
+ */
+const REFRESH_BEFORE_MS = 25_000;
+/** A refresh that failed, or brought no later expiry, is tried again after this. */
+const REFRESH_RETRY_MS = 5_000;
+
+const REFRESH_SESSION = 'mutation RefreshSession($token: String!) { refreshSession(token: $token) { expiresAt } }';
+
+/** When a JWT expires (its `exp`, in ms), or null if it does not say. */
+function tokenExpiry(token: string): number | null {
+  try {
+    const { exp } = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))) as { exp?: unknown };
+    return typeof exp === 'number' ? exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
+
 const isCursorExpired = (errors: unknown): boolean =>
   Array.isArray(errors) && errors.some((e) => (e as GraphQLFormattedError)?.extensions?.code === 'CURSOR_EXPIRED');
 
@@ -112,6 +136,8 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
   // ---- WebSocket: @heraldhq/client ----------------------------------------
   let acknowledged = false; // a socket has reached `connected` once
   let failures = 0; // sockets closed before any was acknowledged
+  let socketOpen = false; // a socket is acknowledged and not closed since
+  let refreshTimer: ReturnType<typeof setTimeout> | undefined; // the next refreshSession
   const herald: HeraldClient = createHeraldClient({
     url: options.url,
     user: options.user ?? undefined,
@@ -128,15 +154,62 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
       connecting: () => { if (status.transport === 'websocket') setStatus({ state: acknowledged ? 'reconnecting' : 'connecting' }); },
       connected: () => {
         acknowledged = true;
+        socketOpen = true;
         if (status.transport === 'websocket') setStatus({ state: 'connected' });
+        // The socket carries the token getToken gave it (cached since):
+        // replace it before it expires.
+        if (options.getToken) {
+          void options.getToken().then((token) => {
+            const at = token ? tokenExpiry(token) : null;
+            if (at !== null) scheduleRefresh(at);
+          }, () => {});
+        }
       },
       closed: () => {
+        socketOpen = false;
+        clearTimeout(refreshTimer);
         if (status.transport !== 'websocket' || disposed) return;
         if (acknowledged) setStatus({ state: 'reconnecting' });
         else if (++failures >= giveUpAttempts) fallBackToSse(`${failures} WebSocket attempts failed`);
       },
     },
   });
+
+  // ---- Token refresh on the open socket (--auth jwt) -----------------------
+  function scheduleRefresh(expiresAt: number, atLeast = 0) {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(refreshSession, Math.max(atLeast, expiresAt - REFRESH_BEFORE_MS - Date.now()));
+  }
+  async function refreshSession() {
+    if (disposed || !socketOpen || status.transport !== 'websocket' || !options.getToken) return;
+    const retry = (why: string) => {
+      console.warn(`herald: the socket's token was not refreshed (${why}); trying again in ${REFRESH_RETRY_MS} ms`);
+      scheduleRefresh(0, REFRESH_RETRY_MS);
+    };
+    let token: string | null;
+    try {
+      token = await options.getToken();
+    } catch (err) {
+      retry(toError(err).message);
+      return;
+    }
+    if (!token || !socketOpen) return;
+    let answered = false;
+    herald.graphqlWs.subscribe<{ refreshSession: { expiresAt: string | null } }>({ query: REFRESH_SESSION, variables: { token } }, {
+      next: ({ data, errors }) => {
+        answered = true;
+        if (errors?.length || !data) {
+          retry(errors?.map((e) => e.message).join('; ') ?? 'no answer');
+          return;
+        }
+        const at = data.refreshSession.expiresAt === null ? null : Date.parse(data.refreshSession.expiresAt);
+        if (at !== null && !Number.isNaN(at)) scheduleRefresh(at, REFRESH_RETRY_MS);
+      },
+      error: (err) => { if (socketOpen) retry(toError(err).message); },
+      complete: () => { if (!answered && socketOpen) retry('no answer'); },
+    });
+  }
+
   const giveUpTimer = setTimeout(() => {
     if (!acknowledged && status.transport === 'websocket') fallBackToSse(`no WebSocket acknowledged within ${giveUpMs} ms`);
   }, giveUpMs);
@@ -147,6 +220,7 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
     if (status.transport === 'sse' || disposed) return;
     console.warn(`herald: falling back to Server-Sent Events (${why})`);
     clearTimeout(giveUpTimer);
+    clearTimeout(refreshTimer);
     setStatus({ transport: 'sse', state: 'connecting' });
     sse = createSseClient({
       url: options.url,
@@ -286,6 +360,7 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
     dispose() {
       disposed = true;
       clearTimeout(giveUpTimer);
+      clearTimeout(refreshTimer);
       for (const sub of active) { sub.ended = true; sub.stop(); }
       active.clear();
       void herald.dispose();

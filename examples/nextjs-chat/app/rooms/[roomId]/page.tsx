@@ -9,8 +9,8 @@ import { Room } from './room';
 export default async function RoomPage({ params }: { params: Promise<{ roomId: string }> }) {
   const { roomId } = await params;
   return (
-    <PreloadQuery query={ROOM_PAGE} variables={{ roomId }}>
-      <Room roomId={roomId} />
+    <PreloadQuery query={ROOM_PAGE} variables={{ roomId }} errorPolicy="all">
+      {(queryRef) => <Room roomId={roomId} queryRef={queryRef} />}
     </PreloadQuery>
   );
 }

@@ -1,5 +1,5 @@
 'use client';
-import { useApolloClient, useMutation, useSuspenseQuery } from '@apollo/client/react';
+import { useApolloClient, useMutation, useQueryRefHandlers, useReadQuery, type QueryRef } from '@apollo/client/react';
 import Link from 'next/link';
 import { useEffect, useRef, useState, type FormEvent, type RefObject } from 'react';
 import { NO_RESUME } from '@/lib/herald-transport';
@@ -7,6 +7,7 @@ import {
   DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE, REACT, ROOM_EVENTS, ROOM_PAGE, ROOM_PRESENCE, SET_TYPING,
   type Message, type PresenceEvent, type RoomEvent, type RoomPageData, type User,
 } from '@/lib/operations';
+import { textProblem } from '@/lib/shared';
 import { useConnectionStatus, useSession } from '../../providers';
 
 /**
@@ -68,16 +69,22 @@ function uniqueKey(): string {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${Math.random().toString(36).slice(2)}`;
 }
 
-export function Room({ roomId }: { roomId: string }) {
+export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<RoomPageData, { roomId: string }> }) {
   const client = useApolloClient();
-  const { data, subscribeToMore } = useSuspenseQuery(ROOM_PAGE, { variables: { roomId } });
+  // The page's query, read from the reference its PreloadQuery hands over,
+  // which carries its errors too (the cache keeps data only). With
+  // errorPolicy 'all' there, a room that cannot be read (FORBIDDEN: a
+  // private room, rendered without the viewer's identity) is said so on the
+  // page, which goes on working, instead of failing it.
+  const { data, error } = useReadQuery(queryRef);
+  const { subscribeToMore } = useQueryRefHandlers(queryRef);
   const [problem, setProblem] = useState('');
   const awaiting = useRef(new Set<string>());
   // The hand-over: the cursor of the query this page was rendered from, then
   // of every event received (so a re-subscription goes on from there).
   const cursor = useRef<string | null | undefined>(undefined);
-  if (cursor.current === undefined) cursor.current = data.room?.messages.pageInfo.endCursor ?? null;
-  const exists = !!data.room;
+  if (cursor.current === undefined) cursor.current = data?.room?.messages.pageInfo.endCursor ?? null;
+  const exists = !!data?.room;
   const presence = usePresence(roomId, exists);
 
   useEffect(() => {
@@ -108,7 +115,8 @@ export function Room({ roomId }: { roomId: string }) {
     });
   }, [client, roomId, exists, subscribeToMore]);
 
-  if (!data.room) {
+  if (!data?.room) {
+    if (error) return <p className="error" role="alert">This room cannot be shown: {error.message}. <Link href="/">All rooms</Link></p>;
     return <p>No such room. <Link href="/">All rooms</Link></p>;
   }
   return (
@@ -238,8 +246,18 @@ function MessageItem({ message: m }: { message: Message }) {
   const saveEdit = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
     const text = String(new FormData(e.currentTarget).get('edit') ?? '').trim();
+    if (text === m.text) {
+      setEditing(false);
+      return;
+    }
+    // What Herald would refuse is not sent: the form stays open, with why.
+    const refused = textProblem(text);
+    if (refused) {
+      setProblem(refused);
+      return;
+    }
+    setProblem('');
     setEditing(false);
-    if (!text || text === m.text) return;
     edit({
       variables: { id: m.id, version: m.version, text },
       optimisticResponse: { editMessage: { ...m, text, version: m.version + 1, editedAt: new Date().toISOString() } },
@@ -298,6 +316,11 @@ function Composer({ roomId, awaiting }: { roomId: string; awaiting: Awaiting }) 
   const [setTyping] = useMutation(SET_TYPING, { fetchPolicy: 'no-cache' });
   // When this page last called setTyping (0: not since the last send).
   const typingSent = useRef(0);
+  // The last post that failed, with its idempotency key: sent again (the
+  // error puts its text back in the composer), it is the same post, which
+  // Herald stores once even if the failed request did reach it (its answer
+  // was lost) and the subscription has shown it already.
+  const failed = useRef<{ text: string; key: string } | null>(null);
   if (!user) return <p>Pick a name to post.</p>;
 
   // Typing: a setTyping as the user starts, then at most one every
@@ -316,10 +339,18 @@ function Composer({ roomId, awaiting }: { roomId: string; awaiting: Awaiting }) 
     e.preventDefault();
     const body = text.trim();
     if (!body) return;
+    // What Herald would refuse is neither posted nor shown, even for a moment.
+    const refused = textProblem(body);
+    if (refused) {
+      setProblem(refused);
+      return;
+    }
     setText('');
     setProblem('');
     typingSent.current = 0; // the next message typed is shown at its first keystroke
-    const key = uniqueKey(); // the same post if the request is retried
+    // The same post if the request is retried, or sent again after it failed.
+    const key = failed.current?.text === body ? failed.current.key : uniqueKey();
+    failed.current = null;
     post({
       variables: { roomId, text: body, key },
       optimisticResponse: {
@@ -341,6 +372,7 @@ function Composer({ roomId, awaiting }: { roomId: string; awaiting: Awaiting }) 
         });
       },
     }).catch((err: Error) => {
+      failed.current = { text: body, key };
       setProblem(`not posted: ${err.message}`);
       setText((t) => t || body);
     });
@@ -348,7 +380,7 @@ function Composer({ roomId, awaiting }: { roomId: string; awaiting: Awaiting }) 
 
   return (
     <form className="composer" onSubmit={submit} aria-label="composer">
-      <input name="text" value={text} onChange={(e) => type(e.target.value)} placeholder="Message" autoComplete="off" maxLength={4000} />
+      <input name="text" value={text} onChange={(e) => type(e.target.value)} placeholder="Message" autoComplete="off" />
       <button type="submit">Send</button>
       {problem && <span className="error" role="alert">{problem}</span>}
     </form>
