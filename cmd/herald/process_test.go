@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -42,14 +43,24 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// startProcess runs Herald (this test binary in main mode) with args and
-// waits until it is ready. It is killed at the end of the test if still
-// running.
+// startProcess runs Herald (this test binary in main mode) with args,
+// logging warnings and errors only, and waits until it is ready. It is
+// killed at the end of the test if still running.
 func startProcess(t *testing.T, name string, args ...string) *heraldProcess {
+	t.Helper()
+	p := launchProcess(t, name, append([]string{"--log-level", "warn"}, args...)...)
+	p.waitReady()
+	return p
+}
+
+// launchProcess runs Herald (this test binary in main mode) with args on a
+// free address, and does not wait for it. It is killed at the end of the
+// test if still running.
+func launchProcess(t *testing.T, name string, args ...string) *heraldProcess {
 	t.Helper()
 	addr := freeAddr(t)
 	p := &heraldProcess{t: t, name: name, addr: addr, logs: &lockedBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(os.Args[0], append([]string{"--addr", addr, "--log-level", "warn"}, args...)...)
+	p.cmd = exec.Command(os.Args[0], append([]string{"--addr", addr}, args...)...)
 	p.cmd.Env = append(os.Environ(), runAsHeraldEnv+"=1")
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -65,24 +76,50 @@ func startProcess(t *testing.T, name string, args ...string) *heraldProcess {
 			t.Logf("%s logs:\n%s", name, p.logs.String())
 		}
 	})
+	return p
+}
+
+// waitReady waits until /readyz answers 200, at most 20 s.
+func (p *heraldProcess) waitReady() {
+	p.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
+		resp, err := http.Get("http://" + p.addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p
+				return
 			}
 		}
 		select {
 		case err := <-p.done:
-			t.Fatalf("%s exited before it was ready: %v\n%s", name, err, p.logs.String())
+			p.t.Fatalf("%s exited before it was ready: %v\n%s", p.name, err, p.logs.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after 20s:\n%s", name, p.logs.String())
+			p.t.Fatalf("%s not ready after 20s:\n%s", p.name, p.logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// exitCode waits up to within for the process to exit and returns its
+// exit code; it fails the test if the process is still running then.
+func (p *heraldProcess) exitCode(within time.Duration) int {
+	p.t.Helper()
+	select {
+	case err := <-p.done:
+		var exit *exec.ExitError
+		switch {
+		case errors.As(err, &exit):
+			return exit.ExitCode()
+		case err != nil:
+			p.t.Fatalf("%s ended with %v:\n%s", p.name, err, p.logs.String())
+		}
+		return 0
+	case <-time.After(within):
+		p.t.Fatalf("%s still running %s later:\n%s", p.name, within, p.logs.String())
+		return -1
 	}
 }
 

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,45 +29,22 @@ func TestSignalWhileStartingExitsCleanly(t *testing.T) {
 	}))
 	defer jwks.Close()
 
-	logs := &lockedBuffer{}
-	cmd := exec.Command(os.Args[0], "--addr", freeAddr(t), "--data-dir", t.TempDir(),
-		"--auth", "jwt", "--jwks-url", jwks.URL+"/jwks")
-	cmd.Env = append(os.Environ(), runAsHeraldEnv+"=1")
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}()
+	p := launchProcess(t, "herald", "--data-dir", t.TempDir(), "--auth", "jwt", "--jwks-url", jwks.URL+"/jwks")
 	select {
 	case <-asked:
-	case err := <-done:
-		t.Fatalf("herald exited (%v) before it fetched the JWK Set:\n%s", err, logs.String())
+	case err := <-p.done:
+		t.Fatalf("herald exited (%v) before it fetched the JWK Set:\n%s", err, p.logs.String())
 	case <-time.After(20 * time.Second):
-		t.Fatalf("herald did not fetch the JWK Set within 20s:\n%s", logs.String())
+		t.Fatalf("herald did not fetch the JWK Set within 20s:\n%s", p.logs.String())
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			t.Fatalf("SIGTERM while starting: exit code %d, want 0:\n%s", exit.ExitCode(), logs.String())
-		} else if err != nil {
-			t.Fatalf("SIGTERM while starting: %v:\n%s", err, logs.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("herald did not exit within 10s of SIGTERM while starting:\n%s", logs.String())
+	if code := p.exitCode(10 * time.Second); code != 0 {
+		t.Fatalf("SIGTERM while starting: exit code %d, want 0:\n%s", code, p.logs.String())
 	}
-	if !strings.Contains(logs.String(), "signal while starting") {
-		t.Errorf("no log line about the signal while starting:\n%s", logs.String())
+	if !strings.Contains(p.logs.String(), "signal while starting") {
+		t.Errorf("no log line about the signal while starting:\n%s", p.logs.String())
 	}
 }
 
@@ -130,27 +104,13 @@ func TestSignalWhileConnectingToNATS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			natsAddr, accepted := silentServer(t)
-			logs := &lockedBuffer{}
-			cmd := exec.Command(os.Args[0], "--addr", freeAddr(t), "--nats-url", "nats://"+natsAddr)
-			cmd.Env = append(os.Environ(), runAsHeraldEnv+"=1")
-			cmd.Stdout, cmd.Stderr = logs, logs
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			defer func() {
-				if cmd.ProcessState == nil {
-					_ = cmd.Process.Kill()
-					<-done
-				}
-			}()
+			p := launchProcess(t, "herald", "--nats-url", "nats://"+natsAddr)
 			select {
 			case <-accepted:
-			case err := <-done:
-				t.Fatalf("herald exited (%v) before it connected to NATS:\n%s", err, logs.String())
+			case err := <-p.done:
+				t.Fatalf("herald exited (%v) before it connected to NATS:\n%s", err, p.logs.String())
 			case <-time.After(20 * time.Second):
-				t.Fatalf("herald did not connect to NATS within 20s:\n%s", logs.String())
+				t.Fatalf("herald did not connect to NATS within 20s:\n%s", p.logs.String())
 			}
 			var last time.Time
 			for i := range tt.signals {
@@ -159,27 +119,15 @@ func TestSignalWhileConnectingToNATS(t *testing.T) {
 					time.Sleep(300 * time.Millisecond)
 				}
 				last = time.Now()
-				if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 					t.Fatal(err)
 				}
 			}
-			select {
-			case err := <-done:
-				code := 0
-				var exit *exec.ExitError
-				if errors.As(err, &exit) {
-					code = exit.ExitCode()
-				} else if err != nil {
-					t.Fatalf("herald ended with %v", err)
-				}
-				if code != tt.wantCode {
-					t.Fatalf("exit code %d %s after the last signal, want %d:\n%s", code, time.Since(last), tt.wantCode, logs.String())
-				}
-			case <-time.After(tt.within):
-				t.Fatalf("herald still running %s after the last signal:\n%s", tt.within, logs.String())
+			if code := p.exitCode(tt.within); code != tt.wantCode {
+				t.Fatalf("exit code %d %s after the last signal, want %d:\n%s", code, time.Since(last), tt.wantCode, p.logs.String())
 			}
-			if !strings.Contains(logs.String(), tt.wantLog) {
-				t.Errorf("no log line with %q:\n%s", tt.wantLog, logs.String())
+			if !strings.Contains(p.logs.String(), tt.wantLog) {
+				t.Errorf("no log line with %q:\n%s", tt.wantLog, p.logs.String())
 			}
 		})
 	}
