@@ -190,6 +190,13 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 		op.sub.streamEnded(op)
 		return
 	}
+	if replay && op.exec == nil {
+		// op has left its live execution already (its stream ended, or it
+		// was denied) before its replay could start: leave, which it
+		// called then, found no replay to stop, so none may start now.
+		r.mu.Unlock()
+		return
+	}
 	e := r.byKey[key]
 	starting := e == nil
 	var execCtx context.Context
