@@ -163,18 +163,19 @@ func (c *wsConn) Refresh(ctx context.Context, token string) (auth.Identity, erro
 	case !ok:
 		return auth.Identity{}, fmt.Errorf("%w: refreshSession needs a token", auth.ErrInvalidCredentials)
 	}
-	// Two refreshes at once must not both pass the check and then store in
-	// the wrong order: the compare-and-swap keeps the later check honest.
-	for {
-		cur := c.identity.Load()
-		if cur == nil || cur.UserID != id.UserID {
-			return auth.Identity{}, fmt.Errorf("%w: the socket acts as %s", auth.ErrOtherUser, describeUser(cur))
-		}
-		if c.identity.CompareAndSwap(cur, &id) {
-			break
-		}
+	// Two refreshes at once (two mutations in flight) must leave the
+	// identity and the expiry of the same one: the keeper closes the
+	// socket at the expiry, so the other's would close it too early or
+	// too late.
+	c.refreshMu.Lock()
+	cur := c.identity.Load()
+	if cur == nil || cur.UserID != id.UserID {
+		c.refreshMu.Unlock()
+		return auth.Identity{}, fmt.Errorf("%w: the socket acts as %s", auth.ErrOtherUser, describeUser(cur))
 	}
+	c.identity.Store(&id)
 	c.machine.extendExpiry(id.ExpiresAt)
+	c.refreshMu.Unlock()
 	c.t.keeper.wake(c)
 	return id, nil
 }
@@ -253,7 +254,8 @@ type wsConn struct {
 	// Who the socket acts as once acknowledged (nil: anonymous). Set by
 	// the reader at connection_init, replaced by Refresh, read by both
 	// and by DisconnectUser.
-	identity atomic.Pointer[auth.Identity]
+	identity  atomic.Pointer[auth.Identity]
+	refreshMu sync.Mutex // a refresh replaces the identity and its expiry together
 
 	mu  sync.Mutex
 	ops map[string]*operation
