@@ -199,20 +199,16 @@ type initVerdict struct {
 func (m *wsMachine) answerInit(v initVerdict, now time.Time, cfg *wsConfig) wsStep {
 	switch {
 	case errors.Is(v.err, auth.ErrInvalidCredentials):
-		var s wsStep
-		if m.proto == legacyWS {
-			// subscriptions-transport-ws reports connection_error to
-			// the application; it does not read close reasons.
-			s.send(textFrame(connectionErrorFrame(v.err.Error())))
-		}
-		s.close, s.reason = closeForbidden, "Forbidden: "+clipReason(v.err.Error())
-		return s
+		return m.refuseInit(v.err.Error())
 	case v.err != nil:
 		// 1013, a temporary condition: graphql-ws clients retry it with
 		// back-off, where they give up on 1011 for good.
 		return closeStep(closeTryAgainLater, "authentication is unavailable; try again later")
 	case !v.expires.IsZero() && !v.expires.After(now):
-		return closeStep(closeForbidden, "Forbidden: the token has expired")
+		// Credentials accepted but spent by now (an upgrade's cookie that
+		// expired before connection_init came) are refused like any
+		// others.
+		return m.refuseInit("the token has expired")
 	}
 	if !v.expires.IsZero() {
 		m.expires.Store(v.expires.UnixNano())
@@ -225,6 +221,19 @@ func (m *wsMachine) answerInit(v initVerdict, now time.Time, cfg *wsConfig) wsSt
 	if m.proto == legacyWS {
 		s.send(textFrame(frameKA)) // legacy clients expect ka right after the ack
 	}
+	return s
+}
+
+// refuseInit refuses connection_init's credentials with 4403, after a
+// connection_error on the legacy protocol: subscriptions-transport-ws
+// reports connection_error to the application; it does not read close
+// reasons.
+func (m *wsMachine) refuseInit(why string) wsStep {
+	var s wsStep
+	if m.proto == legacyWS {
+		s.send(textFrame(connectionErrorFrame(why)))
+	}
+	s.close, s.reason = closeForbidden, "Forbidden: "+clipReason(why)
 	return s
 }
 
@@ -281,8 +290,8 @@ func (m *wsMachine) tick(now, opened time.Time, cfg *wsConfig) wsStep {
 		}
 		return wsStep{}
 	}
-	if exp := m.expires.Load(); exp != 0 && now.UnixNano() >= exp {
-		return closeStep(closeForbidden, "Forbidden: the token has expired; reconnect with a fresh one")
+	if m.expired(now) {
+		return expiredStep()
 	}
 	if now.Sub(time.Unix(0, m.lastSeen.Load())) > cfg.pingInterval+cfg.pongTimeout {
 		return closeStep(closeGoingAway, "keepalive timeout: nothing received from the client")
@@ -297,6 +306,28 @@ func (m *wsMachine) tick(now, opened time.Time, cfg *wsConfig) wsStep {
 	s := textStep(frameKA)
 	s.send(outItem{kind: framePingCtl}) // legacy has no pong message; the WebSocket pong proves liveness
 	return s
+}
+
+// expired reports whether the socket's credentials have expired at now.
+func (m *wsMachine) expired(now time.Time) bool {
+	exp := m.expires.Load()
+	return exp != 0 && now.UnixNano() >= exp
+}
+
+func expiredStep() wsStep {
+	return closeStep(closeForbidden, "Forbidden: the token has expired; reconnect with a fresh one")
+}
+
+// startable answers an operation the protocol let through, at now, before
+// the socket starts it: credentials that have expired since the keeper
+// last looked (up to a second ago, or an idle socket's last keepalive)
+// close the socket with 4403 as the keeper would, rather than run it as
+// an identity that is no longer valid. ok is false when it may not start.
+func (m *wsMachine) startable(now time.Time) (s wsStep, ok bool) {
+	if m.expired(now) {
+		return expiredStep(), false
+	}
+	return wsStep{}, true
 }
 
 // nextDue is the earliest instant (unix nanoseconds) at which tick can

@@ -287,8 +287,9 @@ func TestWSMachineAnswersInit(t *testing.T) {
 			`close 1013 "authentication is unavailable; try again later"`, false},
 		{transportWS, "expired already: 4403", initVerdict{expires: wsmT0},
 			`close 4403 "Forbidden: the token has expired"`, false},
-		{legacyWS, "expired already: 4403", initVerdict{expires: wsmT0.Add(-time.Second)},
-			`close 4403 "Forbidden: the token has expired"`, false},
+		{legacyWS, "expired already: connection_error, then 4403", initVerdict{expires: wsmT0.Add(-time.Second)},
+			`send {"payload":{"message":"the token has expired"},"type":"connection_error"} | ` +
+				`close 4403 "Forbidden: the token has expired"`, false},
 	} {
 		t.Run(tc.p.String()+"/"+tc.name, func(t *testing.T) {
 			m := wsmMachine(tc.p)
@@ -518,5 +519,30 @@ func TestWSMachineIdleCostsNothing(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { m.keepalive(data) }); n != 0 {
 			t.Errorf("%s: the keepalive fast path allocates %.1f times; want 0", p, n)
 		}
+	}
+}
+
+// TestWSMachineStartable: an operation is not started once the
+// credentials have expired, whether or not the keeper has looked.
+func TestWSMachineStartable(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		expires time.Time
+		want    string
+	}{
+		{"never expires", time.Time{}, ""},
+		{"expires later", wsmT0.Add(time.Second), ""},
+		{"expires now", wsmT0, `close 4403 "Forbidden: the token has expired; reconnect with a fresh one"`},
+		{"expired", wsmT0.Add(-time.Second), `close 4403 "Forbidden: the token has expired; reconnect with a fresh one"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := wsmMachine(transportWS)
+			m.answerInit(initVerdict{}, wsmT0.Add(-time.Minute), &wsmConfig)
+			m.extendExpiry(tc.expires)
+			s, ok := m.startable(wsmT0)
+			if got := wsmDescribe(transportWS, s); got != tc.want || ok != (tc.want == "") {
+				t.Fatalf("startable = %q, %v; want %q", got, ok, tc.want)
+			}
+		})
 	}
 }

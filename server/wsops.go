@@ -18,6 +18,10 @@ import (
 // onSubscribe starts operation id, which the protocol has let through:
 // the socket's limits, the execution, the mutation rate.
 func (c *wsConn) onSubscribe(id string, params operationPayload) {
+	if step, ok := c.machine.startable(time.Now()); !ok {
+		c.carryOut(step)
+		return
+	}
 	limit := c.limitOperation()
 	op, fresh := c.addOp(id)
 	if !fresh {

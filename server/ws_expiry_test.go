@@ -1,0 +1,52 @@
+package server
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// TestExpiredCredentialsStartNothing: an operation sent after the socket's
+// credentials expired, before the keeper's next look at the socket (up to
+// a second, or the next keepalive for an idle socket), is not run with
+// them: the socket is closed with 4403 at once, as the keeper would.
+func TestExpiredCredentialsStartNothing(t *testing.T) {
+	r, sign := jwtReplica(t)
+	room := r.room("spent")
+	c := r.dial(subprotocolTransportWS)
+	c.send(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + sign("alice", time.Hour)}})
+	c.expectType("connection_ack")
+	k := r.server.ws.keeper
+	var conn *wsConn
+	waitFor(t, "the keeper to check the acknowledged socket and schedule it", func() bool {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		for i, due := range k.live.due {
+			if k.live.conns[i] != nil && due != 0 && due != checking {
+				conn = k.live.conns[i]
+				return true
+			}
+		}
+		return false
+	})
+	// The credentials have just expired; the keeper has not looked yet.
+	conn.machine.expires.Store(time.Now().Add(-time.Millisecond).UnixNano())
+	c.send(map[string]any{"id": "m", "type": "subscribe", "payload": map[string]any{
+		"query": `mutation($r: ID!) { postMessage(roomId: $r, text: "after expiry") { id } }`, "variables": map[string]any{"r": room}}})
+	for {
+		f, err := c.read(5 * time.Second)
+		if err == nil {
+			if f.Type == "next" || f.Type == "error" {
+				t.Fatalf("the operation ran with expired credentials: %s", f.raw)
+			}
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != closeForbidden {
+			t.Fatalf("socket ended with %v, want 4403", err)
+		}
+		break
+	}
+}
