@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/heraldhq/herald/auth"
@@ -67,6 +68,46 @@ type httpStreams struct {
 	keeper   *keeper       // keeps parked streams alive (see parkedStream); nil: streams are not parked
 	parker   *parker       // watches parked streams for their clients' end; nil: a goroutine each does
 	frames   *frameBuffers // for parkedStream.writeNow (the WebSockets' own)
+}
+
+// readParams decodes a request's parameters: the query string for GET,
+// the JSON body (at most maxBodyBytes) for POST.
+func (t *httpStreams) readParams(w http.ResponseWriter, r *http.Request, viaGET bool, maxBodyBytes int64) (*graphql.RawParams, *requestError) {
+	if viaGET {
+		return readQueryString(r)
+	}
+	return postTransport{run: t.run, maxBodyBytes: maxBodyBytes}.read(w, r)
+}
+
+// subscriptionOnly reads and prepares a request of which only a
+// subscription is streamed. Anything else, and whatever is wrong before
+// the operation runs, it answers as postTransport and getTransport answer
+// it, as JSON with a status. ok reports a subscription, prepared, for the
+// caller to stream.
+func (t *httpStreams) subscriptionOnly(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, maxBodyBytes int64) (
+	ctx context.Context, params *graphql.RawParams, opCtx *graphql.OperationContext, ok bool) {
+	viaGET := r.Method == http.MethodGet
+	m, acceptable := negotiate(r)
+	if !acceptable {
+		m = mediaJSON // errors only: a stream needs no JSON media type
+	}
+	params, rerr := t.readParams(w, r, viaGET, maxBodyBytes)
+	if rerr != nil {
+		t.run.reject(w, r, m, rerr.status, rerr.msg)
+		return nil, nil, nil, false
+	}
+	if ctx, opCtx, ok = t.run.prepare(w, r, exec, m, params); !ok {
+		return nil, nil, nil, false
+	}
+	if opCtx.Operation.Operation != ast.Subscription {
+		if !acceptable {
+			t.run.notAcceptable(w, r)
+		} else {
+			t.run.dispatch(ctx, w, r, exec, m, opCtx, viaGET)
+		}
+		return nil, nil, nil, false
+	}
+	return ctx, params, opCtx, true
 }
 
 // admit counts a stream about to open toward --max-connections, or

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
@@ -68,43 +67,13 @@ func acceptsMultipart(r *http.Request) bool {
 // do. A subscription is then streamed; any other operation is executed
 // and answered as they answer it.
 func (t *multipartTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	viaGET := r.Method == http.MethodGet
-	m, acceptable := negotiate(r)
-	if !acceptable {
-		m = mediaJSON // errors only: a stream needs no JSON media type
-	}
-	params, rerr := t.read(w, r, viaGET)
-	if rerr != nil {
-		t.run.reject(w, r, m, rerr.status, rerr.msg)
-		return
-	}
-	ctx, opCtx, ok := t.run.prepare(w, r, exec, m, params)
-	if !ok {
-		return
-	}
-	if opCtx.Operation.Operation != ast.Subscription {
-		if !acceptable {
-			t.run.notAcceptable(w, r)
-			return
-		}
-		t.run.dispatch(ctx, w, r, exec, m, opCtx, viaGET)
-		return
-	}
-	if !t.admit(w, r) {
+	ctx, params, opCtx, ok := t.subscriptionOnly(w, r, exec, t.maxBodyBytes)
+	if !ok || !t.admit(w, r) {
 		return
 	}
 	st := t.open(ctx, w, r, multipartFormat{})
 	defer st.close()
 	st.subscribe(ctx, exec, params, opCtx)
-}
-
-// read decodes the request's parameters: the query string for GET, the
-// JSON body for POST.
-func (t *multipartTransport) read(w http.ResponseWriter, r *http.Request, viaGET bool) (*graphql.RawParams, *requestError) {
-	if viaGET {
-		return readQueryString(r)
-	}
-	return postTransport{run: t.run, maxBodyBytes: t.maxBodyBytes}.read(w, r)
 }
 
 // multipartFormat frames a stream in Apollo's multipart subscription

@@ -76,7 +76,7 @@ func acceptsEventStream(r *http.Request) bool {
 func (t *sseTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	viaGET := r.Method == http.MethodGet
 	if _, jsonToo := jsonAsReadily(r); jsonToo || !acceptsEventStream(r) {
-		t.doSubscriptionOnly(w, r, exec, viaGET)
+		t.doSubscriptionOnly(w, r, exec)
 		return
 	}
 	params, rerr := t.read(w, r, viaGET)
@@ -106,29 +106,10 @@ func (t *sseTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 // JSON. A subscription, which JSON cannot carry, is streamed; anything
 // else, and whatever is wrong before the operation runs, is answered as
 // postTransport and getTransport answer it.
-func (t *sseTransport) doSubscriptionOnly(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, viaGET bool) {
-	m, acceptable := negotiate(r)
-	if !acceptable {
-		m = mediaJSON // errors only: a stream needs no JSON media type
+func (t *sseTransport) doSubscriptionOnly(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	if ctx, params, opCtx, ok := t.subscriptionOnly(w, r, exec, t.maxBodyBytes); ok {
+		t.stream(ctx, w, r, exec, params, opCtx, nil)
 	}
-	params, rerr := t.read(w, r, viaGET)
-	if rerr != nil {
-		t.run.reject(w, r, m, rerr.status, rerr.msg)
-		return
-	}
-	ctx, opCtx, ok := t.run.prepare(w, r, exec, m, params)
-	if !ok {
-		return
-	}
-	if opCtx.Operation.Operation != ast.Subscription {
-		if !acceptable {
-			t.run.notAcceptable(w, r)
-			return
-		}
-		t.run.dispatch(ctx, w, r, exec, m, opCtx, viaGET)
-		return
-	}
-	t.stream(ctx, w, r, exec, params, opCtx, nil)
 }
 
 // stream admits the request and streams its results: errs (errors found
@@ -157,10 +138,7 @@ func (t *sseTransport) stream(ctx context.Context, w http.ResponseWriter, r *htt
 // read decodes the request's parameters: the query string for GET, the
 // JSON body for POST.
 func (t *sseTransport) read(w http.ResponseWriter, r *http.Request, viaGET bool) (*graphql.RawParams, *requestError) {
-	if viaGET {
-		return readQueryString(r)
-	}
-	return postTransport{run: t.run, maxBodyBytes: t.maxBodyBytes}.read(w, r)
+	return t.readParams(w, r, viaGET, t.maxBodyBytes)
 }
 
 // operationAllowed answers what a stream may not run: mutations over GET
