@@ -481,19 +481,7 @@ func TestRefreshToASoonerExpiry(t *testing.T) {
 	c := r.dial(subprotocolTransportWS)
 	c.send(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + sign("alice", time.Hour)}})
 	c.expectType("connection_ack")
-	k := r.server.ws.keeper
-	var conn *wsConn
-	waitFor(t, "the keeper to check the acknowledged socket and schedule it", func() bool {
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		for i, due := range k.live.due {
-			if k.live.conns[i] != nil && due != 0 && due != checking {
-				conn = k.live.conns[i]
-				return true
-			}
-		}
-		return false
-	})
+	conn := scheduledConn(t, r)
 	token := sign("alice", 3*time.Second) // whole seconds: 2 to 3 s away
 	id, err := conn.Refresh(context.Background(), token)
 	if err != nil {
@@ -545,4 +533,24 @@ func TestTokenFailuresOverWebSocket(t *testing.T) {
 	if !strings.Contains(string(f.Payload), `"carol"`) {
 		t.Fatalf("viewer over a cookie-authenticated socket: %s", f.raw)
 	}
+}
+
+// scheduledConn waits until the keeper has checked r's one acknowledged
+// socket and scheduled its next look, and returns it.
+func scheduledConn(t *testing.T, r *replica) *wsConn {
+	t.Helper()
+	k := r.server.ws.keeper
+	var conn *wsConn
+	waitFor(t, "the keeper to check the acknowledged socket and schedule it", func() bool {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		for i, due := range k.live.due {
+			if k.live.conns[i] != nil && due != 0 && due != checking {
+				conn = k.live.conns[i]
+				return true
+			}
+		}
+		return false
+	})
+	return conn
 }

@@ -18,19 +18,7 @@ func TestExpiredCredentialsStartNothing(t *testing.T) {
 	c := r.dial(subprotocolTransportWS)
 	c.send(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + sign("alice", time.Hour)}})
 	c.expectType("connection_ack")
-	k := r.server.ws.keeper
-	var conn *wsConn
-	waitFor(t, "the keeper to check the acknowledged socket and schedule it", func() bool {
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		for i, due := range k.live.due {
-			if k.live.conns[i] != nil && due != 0 && due != checking {
-				conn = k.live.conns[i]
-				return true
-			}
-		}
-		return false
-	})
+	conn := scheduledConn(t, r)
 	// The credentials have just expired; the keeper has not looked yet.
 	conn.machine.expires.Store(time.Now().Add(-time.Millisecond).UnixNano())
 	c.send(map[string]any{"id": "m", "type": "subscribe", "payload": map[string]any{
