@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import net from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { createHeraldClient } from '@heraldhq/client';
-import { Herald, Inbox, controllableSockets, createRoom, post, prime, quickRetry, until } from './lib/herald.js';
+import { Herald, Inbox, controllableSockets, createRoom, post, prime, quickRetry, subscribedRoom, until } from './lib/herald.js';
 
 const poster = { user: 'poster' };
 let herald;
@@ -112,10 +112,7 @@ test('dispose() while waiting to reconnect: resolves at once, and nothing connec
     on: { connecting: () => { seen.connecting++; }, closed: () => { seen.closed++; } },
   });
   t.after(async () => { await sockets.close(); });
-  const roomId = await createRoom(herald.url, poster);
-  const inbox = new Inbox('messagePosted');
-  client.subscribe({ query: 'subscription ($r: ID!) { messagePosted(roomId: $r) { text } }', variables: { r: roomId } }, inbox.sink);
-  await prime(inbox, herald.url, roomId, poster);
+  const { roomId, inbox } = await subscribedRoom(client, herald.url, poster, 'subscription ($r: ID!) { messagePosted(roomId: $r) { text } }');
 
   sockets.setOffline(true);
   sockets.drop();
@@ -289,10 +286,7 @@ test('a retryWait that throws: the client backs off by itself and reconnects, wi
     await sockets.close();
     await Promise.race([disposed, sleep(2000)]);
   });
-  const roomId = await createRoom(herald.url, poster);
-  const inbox = new Inbox('messagePosted');
-  client.subscribe({ query: 'subscription ($r: ID!) { messagePosted(roomId: $r) { text } }', variables: { r: roomId } }, inbox.sink);
-  await prime(inbox, herald.url, roomId, poster);
+  const { roomId, inbox } = await subscribedRoom(client, herald.url, poster, 'subscription ($r: ID!) { messagePosted(roomId: $r) { text } }');
 
   // Refused twice (so both bad waits come up), then back.
   sockets.setOffline(true);

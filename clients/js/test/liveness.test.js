@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHeraldClient } from '@heraldhq/client';
-import { Herald, Inbox, controllableSockets, createRoom, post, prime, quickRetry, range, tcpProxy, until } from './lib/herald.js';
+import { Herald, Inbox, controllableSockets, createRoom, post, prime, quickRetry, range, subscribedRoom, tcpProxy, until } from './lib/herald.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const poster = { user: 'poster' };
@@ -60,10 +60,7 @@ test('a black-holed connection is closed (4408) within pingInterval + pongTimeou
   // with room for a busy machine.
   const DEADLINE = PING + PONG + 800;
   const { proxy, sockets, seen, client } = await throughProxy(t, { pingInterval: PING, pongTimeout: PONG });
-  const roomId = await createRoom(herald.url, poster);
-  const inbox = new Inbox('messagePosted');
-  const sub = client.subscribe({ query: MESSAGE_POSTED, variables: { r: roomId } }, inbox.sink);
-  await prime(inbox, herald.url, roomId, poster);
+  const { roomId, inbox, sub } = await subscribedRoom(client, herald.url, poster, MESSAGE_POSTED);
   const probes = inbox.texts().length;
   for (const text of range('msg', 0, 10)) await post(herald.url, roomId, text, poster);
   await inbox.waitForText('msg-9');
@@ -124,10 +121,7 @@ test('a socket with no terminate() (as in browsers): the dead socket\'s close ha
     },
   });
   t.after(async () => { hidden = false; await client.dispose(); await sockets.close(); await proxy.close(); });
-  const roomId = await createRoom(herald.url, poster);
-  const inbox = new Inbox('messagePosted');
-  const sub = client.subscribe({ query: MESSAGE_POSTED, variables: { r: roomId } }, inbox.sink);
-  await prime(inbox, herald.url, roomId, poster);
+  const { roomId, inbox, sub } = await subscribedRoom(client, herald.url, poster, MESSAGE_POSTED);
   const probes = inbox.texts().length;
   for (const text of range('msg', 0, 5)) await post(herald.url, roomId, text, poster);
   await inbox.waitForText('msg-4');
@@ -179,10 +173,7 @@ test('a connect that goes into a black hole (the upgrade never answered) is give
 
 test('with detection off (pingInterval: 0) a black-holed connection stalls: no ping, no close, no message', async (t) => {
   const { proxy, sockets, seen, client } = await throughProxy(t, { pingInterval: 0 });
-  const roomId = await createRoom(herald.url, poster);
-  const inbox = new Inbox('messagePosted');
-  const sub = client.subscribe({ query: MESSAGE_POSTED, variables: { r: roomId } }, inbox.sink);
-  await prime(inbox, herald.url, roomId, poster);
+  const { roomId, inbox, sub } = await subscribedRoom(client, herald.url, poster, MESSAGE_POSTED);
   proxy.blackHole();
   await post(herald.url, roomId, 'lost', poster);
   await sleep(2000); // past the deadline the test above gives the detection
@@ -197,10 +188,7 @@ test('a healthy idle connection is not closed: the client pings a quiet socket, 
   const PING = 300;
   const PONG = 500;
   const { sockets, seen, client } = await throughProxy(t, { pingInterval: PING, pongTimeout: PONG }, { delay: 150 });
-  const roomId = await createRoom(herald.url, poster);
-  const inbox = new Inbox('messagePosted');
-  const sub = client.subscribe({ query: MESSAGE_POSTED, variables: { r: roomId } }, inbox.sink);
-  await prime(inbox, herald.url, roomId, poster, 15_000);
+  const { roomId, inbox, sub } = await subscribedRoom(client, herald.url, poster, MESSAGE_POSTED, 15_000);
   const pingsBefore = pings(sockets);
   await sleep(8 * PING); // idle: Herald's next ping is seconds away
   assert.deepEqual(seen.closed, [], 'not closed');

@@ -399,4 +399,16 @@ export async function prime(inbox, url, roomId, auth, ms = 10_000) {
   }
 }
 
+/**
+ * Creates a room, subscribes client to query on it (messagePosted, the room
+ * in variable r) and primes the subscription: { roomId, inbox, sub }.
+ */
+export async function subscribedRoom(client, url, auth, query, ms) {
+  const roomId = await createRoom(url, auth);
+  const inbox = new Inbox('messagePosted');
+  const sub = client.subscribe({ query, variables: { r: roomId } }, inbox.sink);
+  await prime(inbox, url, roomId, auth, ms);
+  return { roomId, inbox, sub };
+}
+
 export const range = (prefix, from, to) => Array.from({ length: to - from }, (_, i) => `${prefix}-${from + i}`);
