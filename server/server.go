@@ -294,17 +294,30 @@ func (s *Server) Draining() bool { return s.draining.Load() }
 // Options.WriteTimeout, so give ctx room beyond window. All of it is
 // bounded by ctx: when ctx ends, the sessions not yet ended are ended at
 // once and the connections of all that have not finished are dropped (the
-// error says how many). HTTP
+// error says how many). Drain then waits about a second more for them
+// and for the subscription executions to stop, and returns with an error
+// counting those that had not (a resolver that ignores its context holds
+// its session and its execution), so it returns within about two seconds
+// of ctx ending whatever they do. HTTP
 // requests are the http.Server's to drain: serve them (and /readyz) until
 // Drain returns, then call its Shutdown.
 func (s *Server) Drain(ctx context.Context, window time.Duration) error {
 	s.draining.Store(true)
 	s.sseSingle.close()
-	dropped := s.sessions.drain(ctx, window)
-	err := s.execs.close()
+	dropped, unfinished := s.sessions.drain(ctx, window)
+	running := s.execs.close(ctx, s.sessions.dropGrace)
+	var err error
 	if dropped > 0 {
-		err = errors.Join(fmt.Errorf("dropped %d connections (WebSockets, event streams) that had not closed in time: %w",
-			dropped, context.Cause(ctx)), err)
+		err = fmt.Errorf("dropped %d connections (WebSockets, event streams) that had not closed in time: %w",
+			dropped, context.Cause(ctx))
+	}
+	if unfinished > 0 {
+		err = errors.Join(err, fmt.Errorf("gave up on %d connections (WebSockets, event streams) that had not finished %s after being dropped",
+			unfinished, s.sessions.dropGrace))
+	}
+	if running > 0 {
+		err = errors.Join(err, fmt.Errorf("gave up on %d subscription executions whose resolvers had not returned %s after being cancelled",
+			running, s.sessions.dropGrace))
 	}
 	s.stopKeeper()
 	<-s.keeperDone

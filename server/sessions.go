@@ -35,16 +35,29 @@ type session interface {
 type sessions struct {
 	maxConnections int // 0: no limit
 
+	// dropGrace is how long the sessions whose connections were dropped
+	// get to finish before the drain gives up on them (dropGrace).
+	dropGrace time.Duration
+
 	mu       sync.Mutex
 	open     map[session]struct{}
-	admitted int            // sessions admitted and not yet finished
-	draining bool           // no new sessions; new ones are refused with 503
-	dropping bool           // the drain's deadline passed: connections are dropped
-	served   sync.WaitGroup // one per admitted session
+	admitted int           // sessions admitted and not yet finished
+	idle     chan struct{} // closed when admitted reaches 0; made by finished
+	draining bool          // no new sessions; new ones are refused with 503
+	dropping bool          // the drain's deadline passed: connections are dropped
 }
 
+// dropGrace is how long a drain waits for the sessions whose connections
+// it dropped. Dropping ends a session promptly unless something it waits
+// for ignores it: a resolver that does not heed its context (a socket's
+// reader runs a subscription's resolver, its teardown waits for its
+// queries'), an authenticator still checking an upgrade's credentials, an
+// HTTP/2 stream's write until Options.WriteTimeout. The drain does not
+// wait for those, so that the process's stop stays bounded.
+const dropGrace = time.Second
+
 func newSessions(maxConnections int) *sessions {
-	return &sessions{maxConnections: maxConnections, open: make(map[session]struct{})}
+	return &sessions{maxConnections: maxConnections, dropGrace: dropGrace, open: make(map[session]struct{})}
 }
 
 // admission is admit's verdict.
@@ -68,16 +81,33 @@ func (s *sessions) admit() admission {
 		return refusedFull
 	}
 	s.admitted++
-	s.served.Add(1)
 	return admitted
 }
 
 // done lets an admitted session go.
 func (s *sessions) done() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.admitted--
-	s.mu.Unlock()
-	s.served.Done()
+	if s.admitted == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+}
+
+// finished returns a channel closed once no admitted session is left.
+func (s *sessions) finished() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.admitted == 0 {
+		none := make(chan struct{})
+		close(none)
+		return none
+	}
+	if s.idle == nil {
+		s.idle = make(chan struct{})
+	}
+	return s.idle
 }
 
 // track adds c to (on) or removes it from the open sessions. A session
@@ -139,12 +169,13 @@ func (s *sessions) startDrain() []session {
 // drain refuses new sessions, ends the open ones spread evenly over
 // window, and waits for them to finish, bounded by ctx. When ctx ends
 // first, the sessions not yet ended are ended at once, the connections of
-// all that have not finished are dropped, and drain returns how many.
+// all that have not finished are dropped, and drain waits at most
+// s.dropGrace more (see waitServed).
 //
 // The ends are paced by one timer in the calling goroutine: session i of n
 // is ended at drainOffset(i, n, window) after the start, so clients do not
 // all reconnect elsewhere at once.
-func (s *sessions) drain(ctx context.Context, window time.Duration) (dropped int) {
+func (s *sessions) drain(ctx context.Context, window time.Duration) (dropped, unfinished int) {
 	open := s.startDrain()
 	start := time.Now()
 	timer := time.NewTimer(window)
@@ -177,16 +208,16 @@ func drainOffset(i, n int, window time.Duration) time.Duration {
 
 // waitServed waits until every admitted session has finished. When ctx
 // ends first, it drops the connections of those still open, which ends
-// them promptly, and returns how many it dropped.
-func (s *sessions) waitServed(ctx context.Context) (dropped int) {
-	done := make(chan struct{})
-	go func() {
-		s.served.Wait()
-		close(done)
-	}()
+// them promptly, and returns how many it dropped. It waits at most
+// s.dropGrace for the sessions to finish after that, and returns how many
+// had not (dropped or not: an upgrade still being authenticated is
+// admitted but not open), so that a session stuck on something that
+// ignores the drop cannot hold the process's stop without bound.
+func (s *sessions) waitServed(ctx context.Context) (dropped, unfinished int) {
+	finished := s.finished()
 	select {
-	case <-done:
-		return 0
+	case <-finished:
+		return 0, 0
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
@@ -196,8 +227,16 @@ func (s *sessions) waitServed(ctx context.Context) (dropped int) {
 		dropped++
 	}
 	s.mu.Unlock()
-	<-done // dropping the connections ends every session promptly
-	return dropped
+	grace := time.NewTimer(s.dropGrace)
+	defer grace.Stop()
+	select {
+	case <-finished:
+		return dropped, 0
+	case <-grace.C:
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return dropped, s.admitted
 }
 
 // count is the number of open sessions.

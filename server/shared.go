@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -100,8 +101,9 @@ type sharedExecutions struct {
 	mu       sync.Mutex
 	byKey    map[executionKey]*execution
 	closed   bool
-	privates uint64         // private executions so far, for privateKey
-	wg       sync.WaitGroup // one per running execution
+	privates uint64        // private executions so far, for privateKey
+	running  int           // executions started and not yet stopped
+	idle     chan struct{} // closed when running reaches 0; made by close
 
 	helpers *fanoutHelpers // deliver parts of large fan-outs
 }
@@ -208,7 +210,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 		}
 		e = &execution{key: key, cancel: cancel, started: make(chan struct{}), replay: replay}
 		r.byKey[key] = e
-		r.wg.Add(1) // before the lock is released, so close waits for it
+		r.running++ // before the lock is released, so close waits for it
 	}
 	e.mu.Lock()
 	if replay {
@@ -500,7 +502,7 @@ func (r *sharedExecutions) leave(op *operation) {
 // selection-set execution and one encoding, whose bytes every member's
 // socket writes with only its id around them.
 func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.ResponseHandler, ctx context.Context) {
-	defer r.wg.Done()
+	defer r.stopped()
 	defer e.cancel()
 	r.metrics.executions.Inc()
 	defer r.metrics.executions.Dec()
@@ -562,8 +564,23 @@ func (r *sharedExecutions) count() int {
 	return len(r.byKey)
 }
 
-// close stops every execution and waits for them.
-func (r *sharedExecutions) close() error {
+// stopped counts an execution's end (see close).
+func (r *sharedExecutions) stopped() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.running--
+	if r.running == 0 && r.idle != nil {
+		close(r.idle)
+		r.idle = nil
+	}
+}
+
+// close stops every execution and waits for them, bounded by ctx: once
+// ctx has ended it waits at most grace more, and returns how many
+// executions had not stopped (a resolver that does not heed its
+// cancelled context is still running), so that the process's stop stays
+// bounded.
+func (r *sharedExecutions) close(ctx context.Context, grace time.Duration) (running int) {
 	r.mu.Lock()
 	r.closed = true
 	for key, e := range r.byKey {
@@ -571,10 +588,35 @@ func (r *sharedExecutions) close() error {
 		e.cancel()
 		delete(r.byKey, key)
 	}
+	var idle chan struct{}
+	if r.running > 0 {
+		if r.idle == nil {
+			r.idle = make(chan struct{})
+		}
+		idle = r.idle
+	}
 	r.mu.Unlock()
-	r.wg.Wait()
-	r.helpers.close()
-	return nil
+	// A fan-out that starts after its helpers stopped is delivered by its
+	// execution alone.
+	defer r.helpers.close()
+	if idle == nil {
+		return 0
+	}
+	select {
+	case <-idle:
+		return 0
+	case <-ctx.Done():
+	}
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-idle:
+		return 0
+	case <-timer.C:
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.running
 }
 
 // eventSlot receives the metadata of the event being delivered from the

@@ -71,7 +71,7 @@ func TestResumeAfterTheLiveStreamEndedLeavesNoReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newSharedExecutions(m, slog.New(slog.DiscardHandler), 16, nil)
-	defer func() { _ = r.close() }()
+	defer r.close(context.Background(), 0)
 	sub := &leavingSub{r: r}
 	ctx := context.Background()
 	for i := range 500 {
