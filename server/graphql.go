@@ -89,15 +89,7 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 // serveGraphQL dispatches /graphql by method before gqlgen's handler sees
 // the request, because gqlgen answers an unsupported method with 400.
 func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
-	// Every answer here is negotiated on Accept (its media type, its
-	// status, a stream or not), so a cache must not hand one client's
-	// answer to another that accepts something else (RFC 9110 section
-	// 12.5.5). Nor may it store one at all: results are live data, often
-	// one user's, and caches such as Varnish and Fastly store a GET's
-	// answer that says nothing. Streams say no-cache instead (start).
-	h := w.Header()
-	h.Add("Vary", "Accept")
-	h.Set("Cache-Control", "no-store")
+	uncacheable(w.Header())
 	switch {
 	case isWebSocketUpgrade(r):
 		s.serveUpgrade(w, r)
@@ -112,6 +104,18 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		s.responder.reject(w, r, fallbackMedia(r), http.StatusMethodNotAllowed,
 			fmt.Sprintf("method %s is not allowed on /graphql; use GET or POST (PUT and DELETE for graphql-sse's single connection mode)", clip(r.Method)))
 	}
+}
+
+// uncacheable marks an answer on /graphql. Every answer there is
+// negotiated on Accept (its media type, its status, a stream or not), so a
+// cache must not hand one client's answer to another that accepts
+// something else (RFC 9110 section 12.5.5). Nor may it store one at all:
+// results are live data, often one user's, and caches such as Varnish and
+// Fastly store a GET's answer that says nothing. Streams say no-cache
+// instead (httpStreams.start).
+func uncacheable(h http.Header) {
+	h.Add("Vary", "Accept")
+	h.Set("Cache-Control", "no-store")
 }
 
 // serveUpgrade hands WebSocket upgrade requests to gqlgen's handler,

@@ -346,6 +346,9 @@ func TestGraphQLCachingHeaders(t *testing.T) {
 		{"POST query", post(`{"query":"{ whoami }"}`), []string{"Accept"}, "no-store"},
 		{"PUT reservation", request{method: http.MethodPut, target: "/graphql"}, []string{"Accept"}, "no-store"},
 		{"cross-site GET", get("query", "{ whoami }").with("Origin", "https://app.example.com"), []string{"Origin", "Accept"}, "no-store"},
+		// A refusal depends on the Origin as an answer depends on Accept.
+		{"GET from a refused origin", get("query", "{ whoami }").with("Origin", "https://evil.example"), []string{"Origin", "Accept"}, "no-store"},
+		{"POST from a refused origin", post(`{"query":"{ whoami }"}`).with("Origin", "https://evil.example"), []string{"Origin", "Accept"}, "no-store"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

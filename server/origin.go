@@ -129,6 +129,9 @@ const corsMaxAge = "600"
 func (s *Server) withCORS(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.origins.allows(r) {
+			// The refusal depends on the Origin, and its body on Accept.
+			w.Header().Add("Vary", "Origin")
+			uncacheable(w.Header())
 			s.responder.reject(w, r, fallbackMedia(r), http.StatusForbidden,
 				fmt.Sprintf("origin %s is not allowed here; add it to --allowed-origins", clip(r.Header.Get("Origin"))))
 			return
