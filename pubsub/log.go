@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,8 +156,17 @@ type Log struct {
 	maxPerSubject int64
 	addTimeout    time.Duration // AddToDirectory's bound when its ctx has none
 	dirCreated    time.Time     // the directory stream's creation, as Open found it (Info refreshes CachedInfo)
+	partCreated   []time.Time   // each partition stream's creation, as Open found it; index: partition
 	epoch         time.Time
 	clientURL     string
+
+	// Health's look at the partitions (partitionHealth): the partition
+	// the next call asks in turn, the partitions to ask at every call until
+	// one answers as Open found it, and the deletion advisories of the
+	// partition streams, which make a partition suspect.
+	nextPart    atomic.Uint32
+	suspectPart []atomic.Bool // index: partition
+	partDeleted chan *nats.Msg
 
 	lives lives // every open Live, told about reconnects and slow consumers
 
@@ -221,6 +231,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	if err := l.setupStreams(ctx); err != nil {
 		return nil, err
 	}
+	l.watchPartitionDeletions()
 	ok = true
 	l.log.Info("event log ready",
 		"server", l.where,
@@ -341,13 +352,22 @@ func (l *Log) connect(ctx context.Context) error {
 	return nil
 }
 
-// Health returns nil when the NATS connection is up and the directory
-// stream answers a StreamInfo request within ctx. Otherwise the error says
-// which part failed: "NATS disconnected ..." (wrapping ErrUnreachable) or
-// "stream HERALD_ROOMS unreachable: ...", or that the directory stream was
-// deleted and created again since Open. The partitions are not asked: one
-// partition without a leader affects only its keys, which their writes
-// report, and should not take every replica out of service.
+// Health returns nil when the NATS connection is up, the directory
+// stream answers a StreamInfo request within ctx, and no partition stream
+// is known to have been deleted, or deleted and created again, since Open.
+// Otherwise the error says which part failed: "NATS disconnected ..."
+// (wrapping ErrUnreachable), "stream HERALD_ROOMS unreachable: ...", or
+// that the directory or a partition stream was deleted (and created
+// again).
+//
+// The partitions are not all asked on every call: each call asks one, in
+// turn, and first the lowest partition that is suspect (a stream deletion
+// advisory named it, or an earlier call found it gone or changed, which
+// keeps failing every call until it is back as it was), so a partition deleted
+// or re-created is noticed by the next call when its advisory reached this
+// replica and within Partitions calls otherwise. A partition that does not
+// answer (no leader, say) fails nothing: it affects only its keys, which
+// their writes report, and should not take every replica out of service.
 func (l *Log) Health(ctx context.Context) error {
 	if !l.nc.IsConnected() {
 		return newError(ErrUnreachable, nil, "NATS disconnected (%s) from %s", l.nc.Status(), l.where)
@@ -363,6 +383,82 @@ func (l *Log) Health(ctx context.Context) error {
 		return fmt.Errorf("stream %s was deleted and created again (created %s; it was %s when this replica opened the log): restart the replica",
 			l.lay.dirStream, info.Created.UTC().Format(time.RFC3339Nano), opened.UTC().Format(time.RFC3339Nano))
 	}
+	return l.partitionHealth(ctx)
+}
+
+// partitionCheckTimeout bounds Health's request to one partition stream,
+// so that a partition without a leader leaves the caller time to answer.
+const partitionCheckTimeout = time.Second
+
+// watchPartitionDeletions subscribes to the JetStream advisories of the
+// partition streams' deletion, which partitionHealth reads: no goroutine,
+// and nothing is asked of the server until one comes. An advisory missed
+// (this replica was disconnected, or the account may not subscribe to
+// advisories, which the connection's error handler logs) is made up for by
+// the partitions Health asks in turn.
+func (l *Log) watchPartitionDeletions() {
+	l.partDeleted = make(chan *nats.Msg, l.lay.partitions)
+	for _, name := range l.lay.partStreams {
+		if _, err := l.nc.ChanSubscribe(streamDeletedAdvisory+name, l.partDeleted); err != nil {
+			l.log.Warn("partition stream deletions not watched; Health asks the partitions in turn", "stream", name, "err", err)
+		}
+	}
+}
+
+// streamDeletedAdvisory is the subject prefix of JetStream's advisory that
+// a stream was deleted: $JS.EVENT.ADVISORY.STREAM.DELETED.<stream>.
+const streamDeletedAdvisory = "$JS.EVENT.ADVISORY.STREAM.DELETED."
+
+// partitionHealth asks the partition whose turn it is and the first
+// suspect one, if any, whether it is still the stream Open found.
+func (l *Log) partitionHealth(ctx context.Context) error {
+	for drained := false; !drained; {
+		select {
+		case m := <-l.partDeleted:
+			name := strings.TrimPrefix(m.Subject, streamDeletedAdvisory)
+			if k := slices.Index(l.lay.partStreams, name); k >= 0 {
+				l.suspectPart[k].Store(true)
+			}
+		default:
+			drained = true
+		}
+	}
+	turn := int(l.nextPart.Add(1) % uint32(l.lay.partitions))
+	for k := range l.suspectPart {
+		if k != turn && l.suspectPart[k].Load() {
+			if err := l.checkPartition(ctx, k); err != nil {
+				return err
+			}
+			break
+		}
+	}
+	return l.checkPartition(ctx, turn)
+}
+
+// checkPartition fails when partition k's stream is gone or is not the one
+// Open found, and marks it suspect then; it clears the mark when the
+// stream answers as Open found it. No answer fails nothing.
+func (l *Log) checkPartition(ctx context.Context, k int) error {
+	name := l.lay.partStreams[k]
+	cctx, cancel := context.WithTimeout(ctx, partitionCheckTimeout)
+	defer cancel()
+	info, err := l.parts[k].Info(cctx)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		l.suspectPart[k].Store(true)
+		return fmt.Errorf("stream %s was deleted (it was created %s when this replica opened the log): the keys it held get no events: restart the replica",
+			name, l.partCreated[k].UTC().Format(time.RFC3339Nano))
+	case err != nil:
+		l.log.Debug("health: partition stream did not answer", "stream", name, "err", err)
+		return nil
+	case !info.Created.Equal(l.partCreated[k]):
+		// Its sequences started over: the positions this replica reads
+		// and follows the partition's keys from are past its end.
+		l.suspectPart[k].Store(true)
+		return fmt.Errorf("stream %s was deleted and created again (created %s; it was %s when this replica opened the log): restart the replica",
+			name, info.Created.UTC().Format(time.RFC3339Nano), l.partCreated[k].UTC().Format(time.RFC3339Nano))
+	}
+	l.suspectPart[k].Store(false)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -445,6 +446,73 @@ func TestHealthStreamRecreated(t *testing.T) {
 	err := l.Health(testCtx(t, 2*time.Second))
 	if err == nil || !strings.Contains(err.Error(), "stream HERALD_ROOMS was deleted and created again") {
 		t.Errorf("Health after the directory was re-created = %v, want it to say so", err)
+	}
+}
+
+// TestHealthPartitionRecreated: a partition stream deleted (and created
+// again) under a running replica makes Health fail, although Health asks
+// one partition per call: at once when the deletion advisory came, within
+// Partitions calls when it was missed; and Health keeps failing after.
+func TestHealthPartitionRecreated(t *testing.T) {
+	tests := []struct {
+		name       string
+		partitions int
+		k          int  // the partition deleted
+		recreate   bool // created again after the deletion
+		advisory   bool // the deletion advisory reaches the log
+		want       string
+	}{
+		{"one partition", 1, 0, true, true, "stream HERALD_P0 was deleted and created again"},
+		{"advisory", 8, 5, true, true, "stream HERALD_P5 was deleted and created again"},
+		{"advisory missed", 8, 5, true, false, "stream HERALD_P5 was deleted and created again"},
+		{"deleted only", 8, 3, false, true, "stream HERALD_P3 was deleted"},
+		{"deleted only, advisory missed", 8, 3, false, false, "stream HERALD_P3 was deleted"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := startNATS(t, true)
+			l := openLog(t, Options{URLs: []string{url}, Partitions: tt.partitions})
+			for range 2 * tt.partitions {
+				if err := l.Health(testCtx(t, 2*time.Second)); err != nil {
+					t.Fatalf("Health before = %v", err)
+				}
+			}
+			if !tt.advisory {
+				// As if this replica had been disconnected when it came.
+				l.partDeleted = make(chan *nats.Msg)
+			}
+			js := rawJS(t, url)
+			cfg := l.parts[tt.k].CachedInfo().Config
+			if err := js.DeleteStream(testCtx(t, 5*time.Second), cfg.Name); err != nil {
+				t.Fatal(err)
+			}
+			if tt.recreate {
+				time.Sleep(10 * time.Millisecond) // a creation time the server tells apart
+				if _, err := js.CreateStream(testCtx(t, 5*time.Second), cfg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			health := func() error { return l.Health(testCtx(t, 2*time.Second)) }
+			if tt.advisory {
+				// Once the advisory is in, the next call asks the partition.
+				waitFor(t, 5*time.Second, "the deletion advisory", func() bool { return len(l.partDeleted) > 0 })
+				if err := health(); err == nil {
+					t.Fatal("Health after the advisory = nil")
+				}
+			} else {
+				calls := 0
+				for health() == nil {
+					if calls++; calls >= tt.partitions {
+						t.Fatalf("Health still nil after %d calls", calls)
+					}
+				}
+			}
+			for i := range 2 * tt.partitions {
+				if err := health(); err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("Health call %d after the failure = %v, want %q", i, err, tt.want)
+				}
+			}
+		})
 	}
 }
 

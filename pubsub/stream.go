@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -156,6 +157,11 @@ func (l *Log) setupStreams(ctx context.Context) error {
 
 	l.dir, l.parts = streams[0], streams[1:]
 	l.dirCreated = l.dir.CachedInfo().Created
+	l.partCreated = make([]time.Time, n)
+	for k, s := range l.parts {
+		l.partCreated[k] = s.CachedInfo().Created
+	}
+	l.suspectPart = make([]atomic.Bool, n)
 	l.maxPerSubject = max(l.parts[0].CachedInfo().Config.MaxMsgsPerSubject, 0)
 	for _, s := range streams {
 		if c := s.CachedInfo().Created; c.After(l.epoch) {
