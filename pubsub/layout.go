@@ -97,9 +97,17 @@ func liveFilter(k int, key string) string {
 	return livePrefix + strconv.Itoa(k) + "." + key + ".>"
 }
 
+// maxTokenBytes bounds every subject token this package takes from its
+// callers (keys, rests, relay keys, notice topics, presence topics and
+// replicas). The NATS server ends a connection whose protocol line is longer
+// than its max_control_line (4 KiB by default), and nats.go does not
+// reconnect after that: one subscription or publish on a subject that long
+// would cut the replica off NATS until it restarts.
+const maxTokenBytes = 256
+
 // validKeyToken reports whether s is one non-empty token of [a-z0-9_].
 func validKeyToken(s string) bool {
-	if s == "" {
+	if s == "" || len(s) > maxTokenBytes {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -111,25 +119,35 @@ func validKeyToken(s string) bool {
 	return true
 }
 
-// checkKey refuses keys that are not a single [a-z0-9_] token.
+// checkKey refuses keys that are not a single [a-z0-9_] token of at most
+// maxTokenBytes.
 func checkKey(key string) error {
 	if !validKeyToken(key) {
-		return fmt.Errorf("invalid key %q: must be one non-empty token of a-z, 0-9 and _", key)
+		return fmt.Errorf("invalid key %s: must be one non-empty token of a-z, 0-9 and _, at most %d bytes", quoteShort(key), maxTokenBytes)
 	}
 	return nil
 }
 
-// checkRest refuses rests that are not dot-separated [a-z0-9_] tokens.
+// checkRest refuses rests that are not dot-separated [a-z0-9_] tokens, or
+// longer than maxTokenBytes.
 func checkRest(rest string) error {
-	if rest == "" {
-		return fmt.Errorf("invalid rest %q: must be one or more dot-separated tokens of a-z, 0-9 and _", rest)
-	}
+	bad := rest == "" || len(rest) > maxTokenBytes
 	for tok := range strings.SplitSeq(rest, ".") {
-		if !validKeyToken(tok) {
-			return fmt.Errorf("invalid rest %q: must be one or more dot-separated tokens of a-z, 0-9 and _", rest)
-		}
+		bad = bad || !validKeyToken(tok)
+	}
+	if bad {
+		return fmt.Errorf("invalid rest %s: must be one or more dot-separated tokens of a-z, 0-9 and _, at most %d bytes", quoteShort(rest), maxTokenBytes)
 	}
 	return nil
+}
+
+// quoteShort quotes s for an error message, cut to its first 64 bytes
+// when it is longer than maxTokenBytes: a refused token may be huge.
+func quoteShort(s string) string {
+	if len(s) <= maxTokenBytes {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%q... (%d bytes)", s[:64], len(s))
 }
 
 // parsePartitionSubject splits herald-p<k>.<key>.<rest>. ok is false when

@@ -1,8 +1,10 @@
 package pubsub
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -205,5 +207,123 @@ func TestParsePartitionSubject(t *testing.T) {
 			t.Errorf("parsePartitionSubject(%q) = %d, %q, %q, %v; want %d, %q, %q, %v",
 				tt.subject, k, key, rest, ok, tt.k, tt.key, tt.rest, tt.ok)
 		}
+	}
+}
+
+// TestLongTokensKeepTheConnection: a token longer than maxTokenBytes, in
+// any of the places a caller's input becomes a subject, is refused before
+// it reaches NATS, whose server would otherwise end the connection (a
+// protocol line over its max_control_line) for good.
+func TestLongTokensKeepTheConnection(t *testing.T) {
+	long := strings.Repeat("a", 5000)
+	nop := func(context.Context, http.Header, []byte) (http.Header, []byte) { return nil, nil }
+	tests := []struct {
+		name string
+		do   func(t *testing.T, l *Log, p *Presence) error // p is nil unless presence
+		// ignored: the call reports nothing (Presence.Enter logs)
+		ignored, presence bool
+	}{
+		{name: "AppendKeyed key", do: func(t *testing.T, l *Log, _ *Presence) error {
+			_, err := l.AppendKeyed(testCtx(t, 2*time.Second), long, "posts", []byte("x"), AppendOptions{})
+			return err
+		}},
+		{name: "AppendKeyed rest", do: func(t *testing.T, l *Log, _ *Presence) error {
+			_, err := l.AppendKeyed(testCtx(t, 2*time.Second), "k", "msg."+long, []byte("x"), AppendOptions{})
+			return err
+		}},
+		{name: "AddToDirectory", do: func(t *testing.T, l *Log, _ *Presence) error {
+			_, err := l.AddToDirectory(testCtx(t, 2*time.Second), long, []byte("x"))
+			return err
+		}},
+		{name: "ReadKey", do: func(t *testing.T, l *Log, _ *Presence) error {
+			_, err := l.ReadKey(testCtx(t, 2*time.Second), long, 0, func(Entry) error { return nil })
+			return err
+		}},
+		{name: "Live.Add", do: func(t *testing.T, l *Log, _ *Presence) error {
+			lv := l.NewLive(LiveOptions{})
+			defer lv.Close()
+			return lv.Add(long)
+		}},
+		{name: "Relay.Listen", do: func(t *testing.T, l *Log, _ *Presence) error {
+			r := l.Relay()
+			defer r.Close()
+			stop, err := r.Listen(long, nop)
+			if err == nil {
+				stop()
+			}
+			return err
+		}},
+		{name: "Relay.Send", do: func(t *testing.T, l *Log, _ *Presence) error {
+			r := l.Relay()
+			defer r.Close()
+			_, _, err := r.Send(testCtx(t, 2*time.Second), long, nil, nil)
+			return err
+		}},
+		{name: "PublishNotice", do: func(t *testing.T, l *Log, _ *Presence) error {
+			return l.PublishNotice(testCtx(t, 2*time.Second), long, nil)
+		}},
+		{name: "ListenNotices", do: func(t *testing.T, l *Log, _ *Presence) error {
+			nl, err := l.ListenNotices(long, func([]byte) {})
+			if err == nil {
+				_ = nl.Close()
+			}
+			return err
+		}},
+		{name: "Presence replica", do: func(t *testing.T, l *Log, _ *Presence) error {
+			p, err := l.Presence(testCtx(t, 5*time.Second), PresenceOptions{Replica: long})
+			if err == nil {
+				_ = p.Close(testCtx(t, 2*time.Second))
+			}
+			return err
+		}},
+		{name: "Presence.Enter", presence: true, ignored: true, do: func(t *testing.T, l *Log, p *Presence) error {
+			p.Enter(long, "alice")
+			time.Sleep(3 * p.opts.Coalesce) // the writer's round
+			return nil
+		}},
+		{name: "Presence.Watch", presence: true, do: func(t *testing.T, l *Log, p *Presence) error {
+			w, err := p.Watch(t.Context(), long, func([]string) {})
+			if err == nil {
+				w.Close()
+			}
+			return err
+		}},
+		{name: "Presence.Signal", presence: true, do: func(t *testing.T, l *Log, p *Presence) error {
+			return p.Signal(testCtx(t, 2*time.Second), long, "alice")
+		}},
+		{name: "Presence.WatchSignals", presence: true, do: func(t *testing.T, l *Log, p *Presence) error {
+			sw, err := p.WatchSignals(long, func(string) {})
+			if err == nil {
+				sw.Close()
+			}
+			return err
+		}},
+	}
+	url := startNATS(t, true)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := openLog(t, Options{URLs: []string{url}})
+			var p *Presence
+			if tt.presence {
+				p = openPresence(t, l, PresenceOptions{Replica: "a", Coalesce: 20 * time.Millisecond})
+			}
+			err := tt.do(t, l, p)
+			if !tt.ignored && (err == nil || !strings.Contains(err.Error(), "at most 256 bytes")) {
+				t.Errorf("error = %v, want the token refused for its length", err)
+			}
+			if ferr := l.nc.FlushTimeout(2 * time.Second); ferr != nil || !l.Connected() {
+				t.Fatalf("after the call, the connection is %s (flush: %v), want it kept", l.nc.Status(), ferr)
+			}
+		})
+	}
+
+	// The bound leaves room: a key of maxTokenBytes is stored and read.
+	l := openLog(t, Options{URLs: []string{url}})
+	key := strings.Repeat("k", maxTokenBytes)
+	if _, err := l.AppendKeyed(testCtx(t, 2*time.Second), key, "posts", []byte("x"), AppendOptions{}); err != nil {
+		t.Fatalf("AppendKeyed with a key of %d bytes: %v", maxTokenBytes, err)
+	}
+	if got, _ := mustReadKey(t, l, key, 0); len(got) != 1 {
+		t.Fatalf("ReadKey of a key of %d bytes: %d entries, want 1", maxTokenBytes, len(got))
 	}
 }

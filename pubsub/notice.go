@@ -109,8 +109,8 @@ func (nl *NoticeListener) Close() error {
 
 // checkNoticeTopic refuses a topic that is not one plain subject token.
 func checkNoticeTopic(topic string) error {
-	if topic == "" || strings.ContainsAny(topic, ".*> \t\r\n") {
-		return fmt.Errorf("notice topic %q must be one NATS subject token (no dots, wildcards or spaces)", topic)
+	if topic == "" || len(topic) > maxTokenBytes || strings.ContainsAny(topic, ".*> \t\r\n") {
+		return fmt.Errorf("notice topic %s must be one NATS subject token (no dots, wildcards or spaces) of at most %d bytes", quoteShort(topic), maxTokenBytes)
 	}
 	return nil
 }

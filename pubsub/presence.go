@@ -108,8 +108,8 @@ const (
 var presenceToken = regexp.MustCompile(`^[A-Za-z0-9_=-]+$`)
 
 func checkPresenceToken(what, s string) error {
-	if !presenceToken.MatchString(s) {
-		return fmt.Errorf("presence %s %q must be letters, digits, '-', '_' or '='", what, s)
+	if len(s) > maxTokenBytes || !presenceToken.MatchString(s) {
+		return fmt.Errorf("presence %s %s must be letters, digits, '-', '_' or '=', at most %d bytes", what, quoteShort(s), maxTokenBytes)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,15 @@ var ErrNoListener = errors.New("no replica listens for the key")
 // noListenerHeader marks the answer of a replica that stopped listening
 // for a key while a request for it was on its way.
 const noListenerHeader = "Herald-Relay-No-Listener"
+
+// tooLargeHeader marks the answer of a listener whose own answer was larger
+// than NATS carries; its value is that answer's size in bytes.
+const tooLargeHeader = "Herald-Relay-Answer-Too-Large"
+
+// ErrAnswerTooLarge is wrapped by Relay.Send when the listener's answer was
+// larger than NATS carries (its max_payload, 1 MB by default). It is not
+// nats.ErrMaxPayload, which Send wraps when the request is too large.
+var ErrAnswerTooLarge = errors.New("the listener's answer is too large to relay")
 
 // RelayHandler serves one relayed request: its headers and body in, the
 // answer's out.
@@ -160,6 +170,9 @@ func (r *Relay) Send(ctx context.Context, key string, header http.Header, body [
 		return nil, nil, fmt.Errorf("relay: send to %q: %w", key, err)
 	case reply.Header.Get(noListenerHeader) != "":
 		return nil, nil, fmt.Errorf("relay: send to %q: %w", key, ErrNoListener)
+	case reply.Header.Get(tooLargeHeader) != "":
+		return nil, nil, fmt.Errorf("relay: send to %q: %w (%s bytes; NATS carries at most %d)",
+			key, ErrAnswerTooLarge, reply.Header.Get(tooLargeHeader), r.nc.MaxPayload())
 	}
 	return http.Header(reply.Header), reply.Data, nil
 }
@@ -235,15 +248,23 @@ func (r *Relay) serve(m *nats.Msg, serve RelayHandler) {
 	ctx, cancel := context.WithTimeout(r.ctx, relayServeTimeout)
 	defer cancel()
 	header, body := serve(ctx, http.Header(m.Header), m.Data)
-	if err := m.RespondMsg(&nats.Msg{Header: nats.Header(header), Data: body}); err != nil {
+	answer := &nats.Msg{Header: nats.Header(header), Data: body}
+	err := m.RespondMsg(answer)
+	if errors.Is(err, nats.ErrMaxPayload) {
+		// Say so, rather than leave the sender to wait out its deadline.
+		size := answer.Size() // body and headers
+		err = errors.Join(err, m.RespondMsg(&nats.Msg{Header: nats.Header{tooLargeHeader: {strconv.Itoa(size)}}}))
+	}
+	if err != nil {
 		r.log.Warn("pubsub: cannot answer a relayed request", slog.String("subject", m.Subject), slog.Any("error", err))
 	}
 }
 
-// checkRelayKey refuses a key that is not one token of a NATS subject.
+// checkRelayKey refuses a key that is not one token of a NATS subject of
+// at most maxTokenBytes.
 func checkRelayKey(key string) error {
-	if key == "" || strings.ContainsAny(key, ".*> \t\r\n") {
-		return fmt.Errorf("relay: key %q is not a single NATS subject token", key)
+	if key == "" || len(key) > maxTokenBytes || strings.ContainsAny(key, ".*> \t\r\n") {
+		return fmt.Errorf("relay: key %s is not a single NATS subject token of at most %d bytes", quoteShort(key), maxTokenBytes)
 	}
 	return nil
 }

@@ -3,7 +3,9 @@ package pubsub
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -197,5 +199,44 @@ func TestRelaySendWithoutDeadlineIsBounded(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Send without a deadline did not end")
+	}
+}
+
+// TestRelayAnswerTooLarge: a listener's answer larger than NATS carries
+// fails the sender at once, saying so, rather than when its deadline ends;
+// and it is not mistaken for a request too large.
+func TestRelayAnswerTooLarge(t *testing.T) {
+	url := startNATS(t, true)
+	a, b := openLog(t, Options{URLs: []string{url}}), openLog(t, Options{URLs: []string{url}})
+	ra, rb := a.Relay(), b.Relay()
+	t.Cleanup(ra.Close)
+	t.Cleanup(rb.Close)
+	tests := []struct {
+		name   string
+		header http.Header
+		body   int
+	}{
+		{"body", nil, 2 << 20},
+		{"header and body", http.Header{"Big": {strings.Repeat("h", 1<<19)}}, 1 << 19},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := fmt.Sprintf("big%d", i)
+			stop, err := ra.Listen(key, func(context.Context, http.Header, []byte) (http.Header, []byte) {
+				return tt.header, make([]byte, tt.body)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(stop)
+			start := time.Now()
+			_, _, err = rb.Send(testCtx(t, 10*time.Second), key, nil, []byte("x"))
+			if !errors.Is(err, ErrAnswerTooLarge) || errors.Is(err, nats.ErrMaxPayload) {
+				t.Errorf("Send = %v, want ErrAnswerTooLarge (and not nats.ErrMaxPayload)", err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("Send took %s to fail, want at once", d)
+			}
+		})
 	}
 }

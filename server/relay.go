@@ -49,6 +49,10 @@ var ErrNoStreamHolder = errors.New("no replica holds the stream")
 // larger than the relay carries (NATS's max_payload, 1 MB by default).
 var ErrRelayMessageTooLarge = errors.New("the message is too large to relay")
 
+// ErrRelayAnswerTooLarge is what Relay.Send wraps when the listener's
+// answer was larger than the relay carries back.
+var ErrRelayAnswerTooLarge = errors.New("the answer is too large to relay back")
+
 // NewLocalRelay returns a Relay that connects the servers of this process
 // that are given it: a single replica, or several in a test.
 func NewLocalRelay() Relay {

@@ -433,6 +433,10 @@ func (t *sseSingleTransport) forward(w http.ResponseWriter, r *http.Request, tok
 	case errors.Is(err, ErrRelayMessageTooLarge):
 		t.run.reject(w, r, mediaJSON, http.StatusRequestEntityTooLarge,
 			"the request is too large to relay to the replica that holds the stream; send a smaller one")
+	case errors.Is(err, ErrRelayAnswerTooLarge):
+		t.log.ErrorContext(r.Context(), "server: the answer of the stream's replica is too large to relay back", slog.Any("error", err))
+		t.run.reject(w, r, mediaJSON, http.StatusBadGateway,
+			"the answer of the replica that holds the stream is too large to relay back")
 	case err != nil:
 		t.log.ErrorContext(r.Context(), "server: cannot relay a request to the stream's replica", slog.Any("error", err))
 		t.run.reject(w, r, mediaJSON, http.StatusBadGateway, "cannot reach the replica that holds the stream; try again")

@@ -32,6 +32,8 @@ func (n natsRelay) Send(ctx context.Context, token string, msg server.RelayMessa
 		return server.RelayMessage{}, errors.Join(err, server.ErrNoStreamHolder)
 	case errors.Is(err, nats.ErrMaxPayload):
 		return server.RelayMessage{}, errors.Join(err, server.ErrRelayMessageTooLarge)
+	case errors.Is(err, pubsub.ErrAnswerTooLarge):
+		return server.RelayMessage{}, errors.Join(err, server.ErrRelayAnswerTooLarge)
 	}
 	return server.RelayMessage{Header: h, Body: body}, err
 }

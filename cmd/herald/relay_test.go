@@ -11,8 +11,8 @@ import (
 )
 
 // TestNATSRelayErrors: the relay over NATS reports a token nobody holds
-// and a message over NATS's max_payload as the server's errors, which it
-// answers with 404 and 413.
+// and a message or an answer over NATS's max_payload as the server's
+// errors, which it answers with 404, 413 and 502.
 func TestNATSRelayErrors(t *testing.T) {
 	a := startTestApp(t, testConfig(t, t.TempDir()))
 	relay := natsRelay{a.relay}
@@ -31,5 +31,16 @@ func TestNATSRelayErrors(t *testing.T) {
 	big := server.RelayMessage{Header: http.Header{}, Body: make([]byte, 2<<20)}
 	if _, err := relay.Send(ctx, "BBBBBBBBBBBBBBBBBBBBBB", big); !errors.Is(err, server.ErrRelayMessageTooLarge) {
 		t.Fatalf("a message over max_payload: %v, want server.ErrRelayMessageTooLarge", err)
+	}
+	stopBig, err := relay.Listen("CCCCCCCCCCCCCCCCCCCCCC", func(context.Context, server.RelayMessage) server.RelayMessage {
+		return server.RelayMessage{Header: http.Header{}, Body: make([]byte, 2<<20)}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopBig()
+	_, err = relay.Send(ctx, "CCCCCCCCCCCCCCCCCCCCCC", server.RelayMessage{Header: http.Header{}})
+	if !errors.Is(err, server.ErrRelayAnswerTooLarge) || errors.Is(err, server.ErrRelayMessageTooLarge) {
+		t.Fatalf("an answer over max_payload: %v, want server.ErrRelayAnswerTooLarge alone", err)
 	}
 }
