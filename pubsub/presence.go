@@ -556,6 +556,21 @@ func (p *Presence) followReplicas(w jetstream.KeyWatcher) {
 			continue
 		}
 		w = nw
+		// What broke this watch (the buckets lost with a NATS server, and
+		// re-created by this replica or another) broke the member watches
+		// too: a watch on a bucket re-created goes on from the old
+		// bucket's sequence, and sees nothing until the new one passes it.
+		p.rewatchMembers()
+	}
+}
+
+// rewatchMembers has every PresenceWatch watch its topic anew.
+func (p *Presence) rewatchMembers() {
+	p.mu.Lock()
+	watches := slices.Collect(maps.Keys(p.watches))
+	p.mu.Unlock()
+	for _, pw := range watches {
+		wake(pw.again)
 	}
 }
 
@@ -694,12 +709,12 @@ func (p *Presence) Close(ctx context.Context) error {
 // PresenceWatch follows one topic's members across replicas. Stop it
 // with Close, or by ending the context it was started with.
 type PresenceWatch struct {
-	p    *Presence
-	w    jetstream.KeyWatcher
-	kick chan struct{} // the replicas alive changed
-	done chan struct{}
-	once sync.Once
-	stop chan struct{}
+	p     *Presence
+	kick  chan struct{} // the replicas alive changed
+	again chan struct{} // watch anew: the buckets may have been re-created
+	done  chan struct{}
+	once  sync.Once
+	stop  chan struct{}
 }
 
 // Watch calls fn with the members present on topic through any replica
@@ -720,11 +735,12 @@ func (p *Presence) Watch(ctx context.Context, topic string, fn func(members []st
 	if err != nil {
 		return nil, fmt.Errorf("watch the presence of %s: %w", topic, err)
 	}
-	pw := &PresenceWatch{p: p, w: w, kick: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{})}
+	pw := &PresenceWatch{p: p, kick: make(chan struct{}, 1), again: make(chan struct{}, 1),
+		done: make(chan struct{}), stop: make(chan struct{})}
 	p.mu.Lock()
 	p.watches[pw] = struct{}{}
 	p.mu.Unlock()
-	go pw.run(ctx, topic, fn)
+	go pw.run(ctx, topic, w, fn)
 	return pw, nil
 }
 
@@ -779,32 +795,72 @@ func (w boundWatch) Stop() error {
 	return err
 }
 
-func (pw *PresenceWatch) run(ctx context.Context, topic string, fn func([]string)) {
+// run hands fn the merged members of topic until ctx ends or Close. It
+// watches anew when told to (rewatchMembers) and when w breaks, retrying
+// every Heartbeat until a watch starts; w is nil meanwhile.
+func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyWatcher, fn func([]string)) {
 	defer close(pw.done)
+	retry := time.NewTimer(time.Hour) // armed when a watch is to be retried
+	retry.Stop()
 	defer func() {
+		retry.Stop()
 		pw.p.mu.Lock()
 		delete(pw.p.watches, pw)
 		pw.p.mu.Unlock()
-		_ = pw.w.Stop()
+		if w != nil {
+			_ = w.Stop()
+		}
 	}()
 	byReplica := map[string][]string{}
 	var (
 		last    []string
 		started bool
 	)
+	rewatch := func() {
+		nw, err := pw.p.watchMembers(ctx, topic)
+		if err != nil {
+			if ctx.Err() == nil {
+				pw.p.log.Warn("presence: topic not watched; retrying", "topic", topic, "err", err)
+				retry.Reset(pw.p.opts.Heartbeat)
+			}
+			return
+		}
+		if w != nil {
+			_ = w.Stop()
+		}
+		// The new watch's initial values replace what the old one said.
+		w, started = nw, false
+		clear(byReplica)
+	}
 	for {
+		var updates <-chan jetstream.KeyValueEntry
+		if w != nil {
+			updates = w.Updates()
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-pw.stop:
 			return
+		case <-pw.again:
+			rewatch()
+			continue
+		case <-retry.C:
+			if w == nil {
+				rewatch()
+			}
+			continue
 		case <-pw.kick:
 			if !started {
 				continue
 			}
-		case e, ok := <-pw.w.Updates():
+		case e, ok := <-updates:
 			if !ok {
-				return
+				// The watch broke: start another.
+				_ = w.Stop()
+				w = nil
+				retry.Reset(pw.p.opts.Heartbeat)
+				continue
 			}
 			if e != nil {
 				replica := e.Key()[len(topic)+1:]

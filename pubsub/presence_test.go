@@ -571,3 +571,38 @@ func TestPresenceWatchSetUpIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestPresenceWatchOutlivesALostBucket: a watch started before the
+// buckets were lost (a NATS server restarting loses them: they are in
+// memory) and re-created goes on reporting, on this replica and on
+// another.
+func TestPresenceWatchOutlivesALostBucket(t *testing.T) {
+	for _, watcher := range []string{"same replica", "other replica"} {
+		t.Run(watcher, func(t *testing.T) {
+			url := startNATS(t, true)
+			la, lb := openLog(t, Options{URLs: []string{url}}), openLog(t, Options{URLs: []string{url}})
+			opts := PresenceOptions{TTL: time.Second, Coalesce: 20 * time.Millisecond}
+			opts.Replica = "a"
+			a := openPresence(t, la, opts)
+			opts.Replica = "b"
+			b := openPresence(t, lb, opts)
+			w := a
+			if watcher == "other replica" {
+				w = b
+			}
+			a.Enter("room", "alice")
+			seen := watchPresence(t, w, "room")
+			seen.until(t, 5*time.Second, "alice")
+
+			for _, bucket := range []string{a.opts.Bucket, a.opts.Bucket + "_REPLICAS"} {
+				if err := rawJS(t, url).DeleteKeyValue(testCtx(t, 5*time.Second), bucket); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a.Enter("room", "bob")
+			seen.until(t, 10*time.Second, "alice", "bob")
+			a.Leave("room", "alice")
+			seen.until(t, 5*time.Second, "bob")
+		})
+	}
+}
