@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,12 +46,65 @@ type app struct {
 	wg            sync.WaitGroup
 	serveErr      chan error
 	stopOnce      sync.Once
+
+	// stopStep names the step of Stop under way, so that run can say what
+	// was still running when a stop outlasts its bound.
+	stopStep atomic.Pointer[string]
 }
 
-// startApp connects to (or embeds) NATS, starts following the event log and
-// starts serving HTTP. The read model catches up in the background;
-// /readyz says when it has.
+// listeners are the sockets Herald serves on, bound before anything else
+// is started.
+type listeners struct {
+	http  net.Listener
+	pprof net.Listener // nil unless --pprof
+}
+
+// listen binds every listen address of cfg. On error, it names the flag
+// (and its variable) with the address, and nothing is left bound.
+func listen(cfg config) (listeners, error) {
+	var ls listeners
+	var err error
+	if ls.http, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return ls, fmt.Errorf("--addr (%s): listen for HTTP on %s: %w", envName("addr"), cfg.Addr, err)
+	}
+	if cfg.PprofAddr != "" {
+		if ls.pprof, err = net.Listen("tcp", cfg.PprofAddr); err != nil {
+			_ = ls.http.Close()
+			return listeners{}, fmt.Errorf("--pprof (%s): listen for pprof on %s: %w", envName("pprof"), cfg.PprofAddr, err)
+		}
+	}
+	return ls, nil
+}
+
+func (ls listeners) close() {
+	if ls.http != nil {
+		_ = ls.http.Close()
+	}
+	if ls.pprof != nil {
+		_ = ls.pprof.Close()
+	}
+}
+
+// startApp binds its listen addresses, connects to (or embeds) NATS, starts
+// following the event log and starts serving HTTP. The read model catches
+// up in the background; /readyz says when it has.
 func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error) {
+	// Bind first: a taken address fails the start at once, before NATS is
+	// started (embedded, with its data directory) or a legacy log
+	// migrated. Until Serve begins at the end of the start, the kernel
+	// accepts connections into its backlog and they wait, unanswered:
+	// /healthz and /readyz answer only once the replica is started.
+	ls, err := listen(cfg)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			ls.close()
+		}
+	}()
+
 	if cfg.Auth == "dev" {
 		logger.Warn("INSECURE development authentication (--auth=dev): every request acts as whoever its " +
 			auth.DevHeader + " header or connection_init \"user\" key names. Never expose this replica to untrusted clients.")
@@ -172,16 +226,11 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		_ = handler.Shutdown(setup) // nothing is connected: returns at once
 		a.closeBackground()
 	}
-	listener, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		abandon()
-		return nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.Addr, err)
-	}
+	listener := ls.http
 	a.server = handler
 	a.listener = listener
 	a.disconnects, err = log.ListenNotices(disconnectTopic, func(data []byte) { handler.DisconnectUser(string(data)) })
 	if err != nil {
-		_ = listener.Close()
 		abandon()
 		return nil, fmt.Errorf("listen for disconnectUser's notices: %w", err)
 	}
@@ -192,6 +241,8 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	// Nothing fails past this point: the servers own the listeners now.
+	started = true
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -199,12 +250,8 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 			a.serveErr <- fmt.Errorf("serve HTTP on %s: %w", listener.Addr(), err)
 		}
 	}()
-	if cfg.PprofAddr != "" {
-		if err := a.startPprof(cfg.PprofAddr); err != nil {
-			_ = a.http.Close()
-			abandon()
-			return nil, err
-		}
+	if ls.pprof != nil {
+		a.startPprof(ls.pprof)
 	}
 	logger.Info("Herald is serving", "addr", listener.Addr().String(), "graphiql", "http://"+displayAddr(listener.Addr()))
 	return a, nil
@@ -212,11 +259,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 
 // startPprof serves the runtime profiles on their own listener, never on
 // the public one.
-func (a *app) startPprof(addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen for pprof on %s: %w", addr, err)
-	}
+func (a *app) startPprof(l net.Listener) {
 	mux := http.NewServeMux()
 	// Everything but pprof.Cmdline, which would show the command line and
 	// with it --jwt-secret when the key is given as a flag. Index answers
@@ -240,7 +283,6 @@ func (a *app) startPprof(addr string) error {
 		// costs CPU on demand: whoever reaches the port gets both.
 		a.logger.Warn("pprof is served beyond loopback: keep --pprof on 127.0.0.1 or [::1]", "addr", l.Addr().String())
 	}
-	return nil
 }
 
 // onLoopback reports whether a listener's address is reachable from this
@@ -295,6 +337,7 @@ func (a *app) Stop(ctx context.Context) error {
 		a.logger.Info("draining: /readyz fails, new WebSockets and HTTP streams are refused, open ones are ended over the drain window",
 			"drain_timeout", a.cfg.DrainTimeout)
 
+		a.setStopStep("closing WebSockets and HTTP streams (--drain-timeout, then --shutdown-timeout)")
 		wsCtx, cancelWS := context.WithTimeout(ctx, a.cfg.DrainTimeout+a.cfg.ShutdownTimeout)
 		if wsErr := a.server.Drain(wsCtx, a.cfg.DrainTimeout); wsErr != nil {
 			err = fmt.Errorf("close WebSocket connections: %w", wsErr)
@@ -303,6 +346,7 @@ func (a *app) Stop(ctx context.Context) error {
 
 		// Sockets are hijacked, so http.Server does not track them: they
 		// are all gone by now.
+		a.setStopStep("finishing in-flight HTTP requests (--shutdown-timeout)")
 		httpCtx, cancelHTTP := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
 		if shutdownErr := a.http.Shutdown(httpCtx); shutdownErr != nil {
 			err = errors.Join(err, fmt.Errorf("finish in-flight HTTP requests: %w", shutdownErr))
@@ -311,17 +355,32 @@ func (a *app) Stop(ctx context.Context) error {
 		cancelHTTP()
 
 		err = errors.Join(err, a.closeBackground())
+		a.setStopStep("")
 	})
 	return err
 }
 
+// setStopStep records the step of Stop (or of closeBackground) under
+// way; "" when none is.
+func (a *app) setStopStep(step string) { a.stopStep.Store(&step) }
+
+// StopStep is the step of Stop under way, "" when none is.
+func (a *app) StopStep() string {
+	if step := a.stopStep.Load(); step != nil {
+		return *step
+	}
+	return ""
+}
+
 func (a *app) closeBackground() error {
+	a.setStopStep("stopping the log follower and the HTTP serving goroutines")
 	a.stopFollowing()
 	if a.pprof != nil {
 		_ = a.pprof.Close()
 	}
 	a.wg.Wait()
 	if a.presence != nil {
+		a.setStopStep("clearing this replica's presence")
 		// Every subscription has ended: delete this replica's keys, so
 		// the others see its users leave now rather than after the TTL.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -331,11 +390,14 @@ func (a *app) closeBackground() error {
 		cancel()
 	}
 	if a.relay != nil {
+		a.setStopStep("closing the relay")
 		a.relay.Close()
 	}
 	if a.disconnects != nil {
+		a.setStopStep("closing disconnectUser's notices")
 		_ = a.disconnects.Close()
 	}
+	a.setStopStep("closing the event log (draining NATS)")
 	if err := a.log.Close(); err != nil {
 		return fmt.Errorf("close the event log: %w", err)
 	}

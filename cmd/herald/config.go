@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -93,12 +94,18 @@ func envName(flagName string) string {
 }
 
 // parseConfig reads flags from args and, for flags not given, the matching
-// HERALD_* variables from getenv; then it validates the result.
+// HERALD_* variables from getenv; then it validates the result. On error,
+// the config's LogFormat is still the one asked for (by flag, else by
+// variable) as far as it could be read, so that the error can be reported
+// in that format.
 func parseConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
 	c := config{startTimeout: defaultStartTimeout}
 	var natsURL, origins string
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
-	fs.SetOutput(usage)
+	// The flag package writes its errors and the usage here; whether they
+	// are shown is decided once the log format is known (parseFailed).
+	var flagOutput bytes.Buffer
+	fs.SetOutput(&flagOutput)
 	fs.StringVar(&c.Addr, "addr", ":8080", "HTTP listen address (host:port)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the embedded NATS server's JetStream files")
 	fs.StringVar(&natsURL, "nats-url", "", "external NATS servers, comma-separated (default: run NATS embedded)")
@@ -143,11 +150,12 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.IntVar(&c.MaxTextLength, "max-text-length", 4000, "longest message text, in characters (at most 4000)")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this host:port (keep it on loopback); off when empty")
 
-	if err := fs.Parse(args); err != nil {
-		return c, err
+	err := fs.Parse(args)
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q (all settings are flags; see -h)", fs.Arg(0))
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q (all settings are flags; see -h)", fs.Arg(0))
+	if err != nil {
+		return parseFailed(c, fs, err, &flagOutput, getenv, usage)
 	}
 	if err := applyEnv(fs, getenv); err != nil {
 		return c, err
@@ -171,6 +179,25 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 		}
 	}
 	return c, c.validate()
+}
+
+// parseFailed returns a failed parse's err with c, after it settled c's
+// LogFormat: the flag's if it was given before the parse stopped,
+// otherwise its variable's, which were not applied. It shows what the flag
+// package wrote (its message and the usage) on usage: always for -h, which
+// a human asked for; for an error, only when the log format is not json,
+// since the error, which holds that message, is then reported as one JSON
+// line that the usage must not surround.
+func parseFailed(c config, fs *flag.FlagSet, err error, flagOutput *bytes.Buffer, getenv func(string) string, usage io.Writer) (config, error) {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "log-format" })
+	if v := getenv(envName("log-format")); !given && v != "" {
+		c.LogFormat = v
+	}
+	if errors.Is(err, flag.ErrHelp) || c.LogFormat != "json" {
+		_, _ = usage.Write(flagOutput.Bytes())
+	}
+	return c, err
 }
 
 // applyEnv sets every flag that was not given on the command line from its

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -130,6 +131,74 @@ func TestRunExitsWithUsageErrorOnBadConfig(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "invalid configuration") {
 		t.Fatalf("stderr = %q", stderr.String())
+	}
+}
+
+// TestRunReportsBadConfigInLogFormat: with the json log format (by flag
+// or variable), an invalid configuration is one JSON log line at level
+// ERROR holding the error, and nothing else (not the flag package's
+// usage); otherwise, and when the log format is itself the invalid
+// setting, plain text. The exit code is 2 either way.
+func TestRunReportsBadConfigInLogFormat(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		json bool
+		want string // in the error
+	}{
+		{name: "json flag", args: []string{"--log-format", "json", "--auth", "none"}, json: true,
+			want: `--auth (HERALD_AUTH): unknown mode "none"`},
+		{name: "json variable", args: []string{"--room-history", "0"}, env: map[string]string{"HERALD_LOG_FORMAT": "json"}, json: true,
+			want: "--room-history (HERALD_ROOM_HISTORY): must be at least 1"},
+		{name: "json, two problems", args: []string{"--log-format=json", "--room-history", "0", "--partitions", "0"}, json: true,
+			want: "--partitions (HERALD_PARTITIONS): must be between 1 and 256, got 0\n--room-history (HERALD_ROOM_HISTORY)"},
+		{name: "json, bad variable", args: []string{"--log-format", "json"}, env: map[string]string{"HERALD_ROOM_HISTORY": "many"}, json: true,
+			want: `HERALD_ROOM_HISTORY="many"`},
+		{name: "json flag, unknown flag after it", args: []string{"--log-format", "json", "--bogus"}, json: true,
+			want: "flag provided but not defined: -bogus"},
+		{name: "json variable, unknown flag", args: []string{"--bogus"}, env: map[string]string{"HERALD_LOG_FORMAT": "json"}, json: true,
+			want: "flag provided but not defined: -bogus"},
+		{name: "json flag, stray argument", args: []string{"--log-format", "json", "stray"}, json: true,
+			want: `unexpected argument "stray"`},
+		{name: "text", args: []string{"--auth", "none"}, want: `--auth (HERALD_AUTH): unknown mode "none"`},
+		{name: "text, unknown flag", args: []string{"--bogus"}, want: "flag provided but not defined: -bogus"},
+		{name: "invalid log format", args: []string{"--log-format", "xml", "--auth", "none"}, want: `--log-format (HERALD_LOG_FORMAT): unknown format "xml"`},
+		{name: "invalid log format flag over json variable", args: []string{"--log-format", "JSON"}, env: map[string]string{"HERALD_LOG_FORMAT": "json"},
+			want: `unknown format "JSON"`},
+		{name: "invalid log format variable", args: []string{"--auth", "none"}, env: map[string]string{"HERALD_LOG_FORMAT": "jsonl"},
+			want: `unknown format "jsonl"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr strings.Builder
+			if code := run(tt.args, func(k string) string { return tt.env[k] }, &stderr); code != 2 {
+				t.Fatalf("exit code = %d, want 2; stderr:\n%s", code, stderr.String())
+			}
+			out := stderr.String()
+			if !tt.json {
+				if !strings.HasPrefix(out, "herald: invalid configuration:\n") && !strings.Contains(out, "\nherald: invalid configuration:\n") ||
+					!strings.Contains(out, tt.want) || strings.HasPrefix(out, "{") {
+					t.Fatalf("stderr = %q, want plain text with %q", out, tt.want)
+				}
+				return
+			}
+			if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
+				t.Fatalf("stderr = %q, want exactly one line", out)
+			}
+			var line struct {
+				Time, Level, Msg, Err string
+			}
+			if err := json.Unmarshal([]byte(out), &line); err != nil {
+				t.Fatalf("stderr = %q is not a JSON log line: %v", out, err)
+			}
+			if line.Level != "ERROR" || line.Msg != "invalid configuration" || line.Time == "" {
+				t.Errorf("log line = %+v, want level ERROR, msg \"invalid configuration\" and a time", line)
+			}
+			if !strings.Contains(line.Err, tt.want) {
+				t.Errorf("err = %q, want it to contain %q", line.Err, tt.want)
+			}
+		})
 	}
 }
 

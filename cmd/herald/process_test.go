@@ -58,9 +58,20 @@ func startProcess(t *testing.T, name string, args ...string) *heraldProcess {
 // test if still running.
 func launchProcess(t *testing.T, name string, args ...string) *heraldProcess {
 	t.Helper()
+	return launchProcessAfter(t, "", name, args...)
+}
+
+// launchProcessAfter is launchProcess, with Herald exec'd by /bin/sh after
+// it ran shell (as `trap "" HUP`, which Herald then inherits) when shell
+// is not empty: the process is Herald's all the same.
+func launchProcessAfter(t *testing.T, shell, name string, args ...string) *heraldProcess {
+	t.Helper()
 	addr := freeAddr(t)
 	p := &heraldProcess{t: t, name: name, addr: addr, logs: &lockedBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(os.Args[0], append([]string{"--addr", addr}, args...)...)
+	if shell != "" {
+		p.cmd = exec.Command("/bin/sh", append([]string{"-c", shell + `; exec "$0" "$@"`, os.Args[0], "--addr", addr}, args...)...)
+	}
 	p.cmd.Env = append(os.Environ(), runAsHeraldEnv+"=1")
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {

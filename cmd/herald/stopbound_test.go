@@ -110,12 +110,12 @@ func (p *freezingProxy) close() {
 // NATS server stopped answering (its connections open but silent) or is
 // gone, with subscribers open (messages, presence, an event stream):
 // Herald must exit within the documented bound, --drain-timeout + 2 ×
-// --shutdown-timeout + 13 s.
+// --shutdown-timeout + 15 s (stopBound).
 func TestStopBoundHoldsWhenNATSIsAway(t *testing.T) {
 	const (
 		drain    = time.Second
 		shutdown = time.Second
-		bound    = drain + 2*shutdown + 13*time.Second
+		bound    = drain + 2*shutdown + 15*time.Second
 	)
 	tests := []struct {
 		name string
