@@ -921,7 +921,8 @@ func newExecutionContext(
 var sources = []*ast.Source{
 	{Name: "../schema.graphqls", Input: `# Herald's example domain: rooms, messages and reactions.
 #
-# Every list is a Relay-style connection. Cursors are opaque strings.
+# Every list is a Relay-style connection. Cursors are opaque strings, each
+# valid only for the list it came from (BAD_USER_INPUT elsewhere).
 # Mutations need an identity; reading does not.
 
 "An RFC 3339 timestamp."
@@ -1050,7 +1051,9 @@ live, with no gap and no duplicate. A cursor older than the room's retained
 history, or from an earlier incarnation of the event log, fails with
 extensions.code CURSOR_EXPIRED: refetch, then subscribe without a cursor.
 A cursor past the room's last event (so not one of the room's) fails with
-BAD_USER_INPUT.
+BAD_USER_INPUT, and so does a cursor issued for another list: another
+room's, or roomCreated's (or the rooms query's) given to a room's
+subscription, or a room's given to roomCreated.
 
 A private room's subscriptions need membership: a non-member's fails with
 FORBIDDEN, and a member who is removed has every subscription of the room

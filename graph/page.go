@@ -14,7 +14,8 @@ const MaxPageSize = 100
 // that the client asked for zero items.
 // With neither first nor last, def supplies the count (and, given only
 // after, pages forward from it).
-func (r *Resolver) window(first, last *int, after, before *string, def chat.Window) (w chat.Window, empty bool, err error) {
+// Cursors must be scope's (see cursorScope).
+func (r *Resolver) window(scope cursorScope, first, last *int, after, before *string, def chat.Window) (w chat.Window, empty bool, err error) {
 	if first != nil && last != nil {
 		return w, false, badInput("pass first or last, not both")
 	}
@@ -23,10 +24,10 @@ func (r *Resolver) window(first, last *int, after, before *string, def chat.Wind
 			return w, false, badInput(fmt.Sprintf("%s must be between 0 and %d, got %d", name, MaxPageSize, *n))
 		}
 	}
-	if w.After, err = r.decodeCursor("after", after); err != nil {
+	if w.After, err = r.decodeCursor("after", scope, after); err != nil {
 		return w, false, err
 	}
-	if w.Before, err = r.decodeCursor("before", before); err != nil {
+	if w.Before, err = r.decodeCursor("before", scope, before); err != nil {
 		return w, false, err
 	}
 	switch {
@@ -47,13 +48,13 @@ func (r *Resolver) window(first, last *int, after, before *string, def chat.Wind
 }
 
 // connection builds a Relay connection's edges, nodes and page info from a
-// page; each item's cursor is its log sequence.
-func connection[T, E any](r *Resolver, page chat.Page[T], seq func(*T) uint64, edge func(string, *T) *E) ([]*E, []*T, *model.PageInfo) {
+// page; each item's cursor is its log sequence, in scope.
+func connection[T, E any](r *Resolver, scope cursorScope, page chat.Page[T], seq func(*T) uint64, edge func(string, *T) *E) ([]*E, []*T, *model.PageInfo) {
 	edges, nodes := make([]*E, len(page.Items)), make([]*T, len(page.Items))
 	info := &model.PageInfo{HasNextPage: page.HasNextPage, HasPreviousPage: page.HasPreviousPage}
 	for i := range page.Items {
 		item := &page.Items[i]
-		cursor := r.encodeCursor(seq(item))
+		cursor := r.encodeCursor(scope, seq(item))
 		nodes[i], edges[i] = item, edge(cursor, item)
 		if i == 0 {
 			info.StartCursor = &cursor

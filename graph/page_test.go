@@ -12,7 +12,9 @@ import (
 // bad ones are refused with BAD_USER_INPUT.
 func TestWindow(t *testing.T) {
 	r := &Resolver{epoch: 7}
-	cur := func(seq uint64) *string { c := r.encodeCursor(seq); return &c }
+	scope := roomScope("room1")
+	curIn := func(scope cursorScope, seq uint64) *string { c := r.encodeCursor(scope, seq); return &c }
+	cur := func(seq uint64) *string { return curIn(scope, seq) }
 	n := func(v int) *int { return &v }
 	tests := []struct {
 		name          string
@@ -43,10 +45,22 @@ func TestWindow(t *testing.T) {
 		{name: "huge last", last: n(1 << 30), wantErr: "last must be between 0 and 100, got 1073741824"},
 		{name: "bad after", first: n(1), after: new(string), wantErr: "after: invalid cursor"},
 		{name: "bad before", last: n(1), before: new(string), wantErr: "before: invalid cursor"},
+		// A position of another list may fall within this one's range: it
+		// must not be taken for one of this list's.
+		{name: "legacy after", first: n(10), after: legacyCursor(7, 5), def: defaultMessagesPage,
+			want: chat.Window{After: 5, First: 10}},
+		{name: "after of another room", first: n(1), after: curIn(roomScope("room2"), 5),
+			wantErr: "after: the cursor belongs to another room, not room room1"},
+		{name: "before of another room", last: n(1), before: curIn(roomScope("room2"), 5),
+			wantErr: "before: the cursor belongs to another room, not room room1"},
+		{name: "after of the room list", after: curIn(directoryScope(), 5),
+			wantErr: "after: the cursor belongs to the room list (rooms, roomCreated), not room room1"},
+		{name: "after of the room's members", after: curIn(membersScope("room1"), 5),
+			wantErr: "after: the cursor belongs to the members of room room1, not room room1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w, empty, err := r.window(tt.first, tt.last, tt.after, tt.before, tt.def)
+			w, empty, err := r.window(scope, tt.first, tt.last, tt.after, tt.before, tt.def)
 			if tt.wantErr != "" {
 				chatErr, ok := errors.AsType[*chat.Error](err)
 				if !ok || chatErr.Code != chat.CodeBadUserInput || !strings.Contains(chatErr.Message, tt.wantErr) {

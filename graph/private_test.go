@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
@@ -27,11 +29,19 @@ type gqlResponse struct {
 }
 
 // executor runs queries and mutations on svc's schema over POST, as user
-// ("" for anonymous).
+// ("" for anonymous). Errors carry their extensions.code, as Herald's
+// server presents them.
 func executor(t *testing.T, svc *chat.Service) func(user, query string) gqlResponse {
 	t.Helper()
 	h := handler.New(NewSchema(svc, time.Unix(0, 1), nil))
 	h.AddTransport(transport.POST{})
+	h.SetErrorPresenter(func(ctx context.Context, err error) *gqlerror.Error {
+		presented := graphql.DefaultErrorPresenter(ctx, err)
+		if chatErr, ok := errors.AsType[*chat.Error](err); ok && presented != nil {
+			presented.Extensions = chatErr.Extensions()
+		}
+		return presented
+	})
 	return func(user, query string) gqlResponse {
 		t.Helper()
 		body, err := json.Marshal(map[string]any{"query": query})

@@ -23,7 +23,7 @@ func viewerID(ctx context.Context) string {
 }
 
 func (r queryResolver) Rooms(ctx context.Context, first *int, after *string) (*model.RoomConnection, error) {
-	w, empty, err := r.window(first, nil, after, nil, defaultRoomsPage)
+	w, empty, err := r.window(directoryScope(), first, nil, after, nil, defaultRoomsPage)
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +37,7 @@ func (r queryResolver) Rooms(ctx context.Context, first *int, after *string) (*m
 	if empty {
 		page.HasNextPage, page.Items = len(page.Items) > 0 || page.HasNextPage, nil
 	}
-	edges, nodes, info := connection(r.Resolver, page, func(room *chat.Room) uint64 { return room.Seq },
+	edges, nodes, info := connection(r.Resolver, directoryScope(), page, func(room *chat.Room) uint64 { return room.Seq },
 		func(cursor string, room *chat.Room) *model.RoomEdge {
 			return &model.RoomEdge{Cursor: cursor, Node: room}
 		})

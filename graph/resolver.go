@@ -43,6 +43,12 @@ type Options struct {
 	// TypingEvery is the shortest time between two setTyping calls of one
 	// user in one room that are passed on; default 1s.
 	TypingEvery time.Duration
+	// UntaggedCursors issues cursors in the first format (h1), which do not
+	// say what they were issued for, instead of tagged ones (see
+	// cursorScope). Replicas of a Herald from before tagged cursors refuse
+	// tagged ones, so a rolling upgrade from such a Herald sets it until no
+	// old replica is left. Cursors of both formats are accepted either way.
+	UntaggedCursors bool
 }
 
 // NewSchema returns the executable schema over svc. epoch identifies the

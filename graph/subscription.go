@@ -34,7 +34,7 @@ func (r subscriptionResolver) MessagePosted(ctx context.Context, roomID string, 
 	if err := r.roomExists(ctx, roomID); err != nil {
 		return nil, err
 	}
-	ch, err := watch(ctx, r.Resolver, chat.RoomTopic(roomID), after, func(c *chat.Change) (*chat.Message, bool) {
+	ch, err := watch(ctx, r.Resolver, chat.RoomTopic(roomID), roomScope(roomID), after, func(c *chat.Change) (*chat.Message, bool) {
 		return c.Message, c.Type == chat.MessagePosted
 	})
 	if err == nil {
@@ -47,7 +47,7 @@ func (r subscriptionResolver) RoomEvents(ctx context.Context, roomID string, aft
 	if err := r.roomExists(ctx, roomID); err != nil {
 		return nil, err
 	}
-	ch, err := watch(ctx, r.Resolver, chat.RoomTopic(roomID), after, func(c *chat.Change) (*chat.Change, bool) {
+	ch, err := watch(ctx, r.Resolver, chat.RoomTopic(roomID), roomScope(roomID), after, func(c *chat.Change) (*chat.Change, bool) {
 		return c, c.Message != nil // not member changes
 	})
 	if err == nil {
@@ -60,7 +60,7 @@ func (r subscriptionResolver) RoomEvents(ctx context.Context, roomID string, aft
 // nobody's business but its creator's, and the execution is shared by
 // every identity.
 func (r subscriptionResolver) RoomCreated(ctx context.Context, after *string) (<-chan graphql.Event[*chat.Room], error) {
-	return watch(ctx, r.Resolver, chat.RoomsTopic, after, func(c *chat.Change) (*chat.Room, bool) {
+	return watch(ctx, r.Resolver, chat.RoomsTopic, directoryScope(), after, func(c *chat.Change) (*chat.Room, bool) {
 		return &c.Room, !c.Room.Private
 	})
 }
@@ -76,8 +76,10 @@ func (r subscriptionResolver) roomExists(ctx context.Context, roomID string) err
 // watch starts a watcher of topic before returning, so no change applied
 // after the subscription was accepted is missed — after a cursor, it first
 // replays what followed the cursor — and pumps the changes that pick
-// selects into the returned channel until ctx ends.
-func watch[T any](ctx context.Context, r *Resolver, topic string, after *string, pick func(*chat.Change) (T, bool)) (<-chan graphql.Event[T], error) {
+// selects into the returned channel until ctx ends. scope is what the
+// topic's positions index: after must be one of its cursors, and the
+// events' cursors are.
+func watch[T any](ctx context.Context, r *Resolver, topic string, scope cursorScope, after *string, pick func(*chat.Change) (T, bool)) (<-chan graphql.Event[T], error) {
 	var (
 		w   *chat.Watcher
 		err error
@@ -86,7 +88,7 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 		w, err = r.chat.Watch(ctx, topic)
 	} else {
 		var pos uint64
-		if pos, err = r.decodeCursor("after", after); err != nil {
+		if pos, err = r.decodeCursor("after", scope, after); err != nil {
 			return nil, err
 		}
 		// A resume runs in an execution of its own (the server never shares
@@ -102,7 +104,7 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, after *string,
 		return nil, err
 	}
 	event := func(c *chat.Change, v T) graphql.Event[T] {
-		meta := eventmeta.Meta{Cursor: r.encodeCursor(c.Seq), Appended: c.At, Position: c.Seq}
+		meta := eventmeta.Meta{Cursor: r.encodeCursor(scope, c.Seq), Appended: c.At, Position: c.Seq}
 		return graphql.Event[T]{Context: eventmeta.WithMeta(ctx, meta), Value: v}
 	}
 	// Changes go straight into the channel's buffer from the goroutine
@@ -214,5 +216,5 @@ func (r roomEventResolver) Message(_ context.Context, obj *chat.Change) (*chat.M
 }
 
 func (r roomEventResolver) Cursor(_ context.Context, obj *chat.Change) (string, error) {
-	return r.encodeCursor(obj.Seq), nil
+	return r.encodeCursor(roomScope(obj.Room.ID), obj.Seq), nil
 }

@@ -85,7 +85,8 @@ func inSubscription(ctx context.Context) bool {
 }
 
 func (r roomResolver) Messages(ctx context.Context, obj *chat.Room, last *int, before *string, first *int, after *string) (*model.MessageConnection, error) {
-	w, empty, err := r.window(first, last, after, before, defaultMessagesPage)
+	scope := roomScope(obj.ID)
+	w, empty, err := r.window(scope, first, last, after, before, defaultMessagesPage)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +116,7 @@ func (r roomResolver) Messages(ctx context.Context, obj *chat.Room, last *int, b
 		}
 		page.Items = nil
 	}
-	edges, nodes, info := connection(r.Resolver, page, func(m *chat.Message) uint64 { return m.Seq },
+	edges, nodes, info := connection(r.Resolver, scope, page, func(m *chat.Message) uint64 { return m.Seq },
 		func(cursor string, m *chat.Message) *model.MessageEdge {
 			return &model.MessageEdge{Cursor: cursor, Node: m}
 		})
@@ -128,7 +129,8 @@ var defaultMembersPage = chat.Window{First: 50}
 // Members, like the room's other content, is kept from a viewer who is not
 // a member (see hidden).
 func (r roomResolver) Members(ctx context.Context, obj *chat.Room, first *int, after *string) (*model.RoomMemberConnection, error) {
-	w, empty, err := r.window(first, nil, after, nil, defaultMembersPage)
+	scope := membersScope(obj.ID)
+	w, empty, err := r.window(scope, first, nil, after, nil, defaultMembersPage)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +150,7 @@ func (r roomResolver) Members(ctx context.Context, obj *chat.Room, first *int, a
 		page.HasNextPage, page.Items = len(page.Items) > 0 || page.HasNextPage, nil
 	}
 	// A member's cursor is its join position plus one: the creator's is 1.
-	edges, members, info := connection(r.Resolver, page, func(m *chat.Member) uint64 { return m.Since + 1 },
+	edges, members, info := connection(r.Resolver, scope, page, func(m *chat.Member) uint64 { return m.Since + 1 },
 		func(cursor string, m *chat.Member) *model.RoomMemberEdge {
 			return &model.RoomMemberEdge{Cursor: cursor, Node: &m.User, JoinedAt: m.JoinedAt}
 		})
@@ -195,7 +197,7 @@ func (r messageResolver) Reactions(ctx context.Context, obj *chat.Message) ([]*m
 }
 
 func (r messageResolver) Cursor(_ context.Context, obj *chat.Message) (string, error) {
-	return r.encodeCursor(obj.UpdatedSeq), nil
+	return r.encodeCursor(roomScope(obj.RoomID), obj.UpdatedSeq), nil
 }
 
 // Name falls back to the ID for identities that carry no display name.

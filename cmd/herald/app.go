@@ -184,8 +184,9 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 	a.relay = log.Relay()
 	handler, err := server.New(server.Options{
 		Schema: graph.NewSchemaWith(a.chat, log.Epoch(), graph.Options{
-			Sessions: noticeDisconnector{log},
-			Presence: clusterPresence{a.presence},
+			Sessions:        noticeDisconnector{log},
+			Presence:        clusterPresence{a.presence},
+			UntaggedCursors: cfg.UntaggedCursors,
 		}),
 		Presence:        a.presence,
 		Authenticator:   authn,

@@ -35,6 +35,7 @@ type config struct {
 	DrainTimeout    time.Duration
 	ShutdownTimeout time.Duration
 	Introspection   bool // see introspectionSet
+	UntaggedCursors bool
 	LogLevel        string
 	LogFormat       string
 
@@ -148,6 +149,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.IntVar(&c.MaxComplexity, "max-complexity", 1000, "largest operation complexity (each field 1 plus its children)")
 	fs.IntVar(&c.MaxVariablesBytes, "max-variables-bytes", 64<<10, "largest operation variables, in bytes of JSON")
 	fs.IntVar(&c.MaxTextLength, "max-text-length", 4000, "longest message text, in characters (at most 4000)")
+	fs.BoolVar(&c.UntaggedCursors, "untagged-cursors", false, "issue cursors in the format of Heralds from before tagged cursors, which refuse tagged ones: set it on every replica during a rolling upgrade from such a Herald, then restart without it")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this host:port (keep it on loopback); off when empty")
 
 	err := fs.Parse(args)

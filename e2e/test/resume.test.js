@@ -383,12 +383,13 @@ test('control: graphql-ws with its default shouldRetry gives up when a reconnect
 
 /**
  * A syntactically valid cursor of another log epoch: cursors are opaque to
- * clients, but the test knows they are base64url("h1:<epoch36>:<seq36>").
+ * clients, but the test knows they are base64url("h2:<epoch36>:<seq36>:<tag>"),
+ * the tag naming the list the cursor was taken from.
  */
 function otherEpoch(cursor) {
   const raw = Buffer.from(cursor, 'base64url').toString();
-  const m = /^h1:([0-9a-z]+):([0-9a-z]+)$/.exec(raw);
+  const m = /^h2:([0-9a-z]+):([0-9a-z]+):([0-9a-z]+)$/.exec(raw);
   assert.ok(m, `unexpected cursor format ${json(raw)} (from ${cursor})`);
   const epoch = m[1].slice(0, -1) + (m[1].endsWith('1') ? '2' : '1');
-  return Buffer.from(`h1:${epoch}:${m[2]}`).toString('base64url');
+  return Buffer.from(`h2:${epoch}:${m[2]}:${m[3]}`).toString('base64url');
 }

@@ -104,7 +104,9 @@ type Session struct {
 // history, or from an earlier incarnation of the event log, fails with
 // extensions.code CURSOR_EXPIRED: refetch, then subscribe without a cursor.
 // A cursor past the room's last event (so not one of the room's) fails with
-// BAD_USER_INPUT.
+// BAD_USER_INPUT, and so does a cursor issued for another list: another
+// room's, or roomCreated's (or the rooms query's) given to a room's
+// subscription, or a room's given to roomCreated.
 //
 // A private room's subscriptions need membership: a non-member's fails with
 // FORBIDDEN, and a member who is removed has every subscription of the room
