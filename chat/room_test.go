@@ -272,6 +272,7 @@ func memberRemoved(actor Actor, room, user string) Event {
 // but the last; a public room has no members.
 func TestPrivateRoomRules(t *testing.T) {
 	carol := Actor{ID: "carol"}
+	longUser := Actor{ID: strings.Repeat("é", MaxUserIDLength)} // twice as many bytes
 	tests := []struct {
 		name    string
 		private bool
@@ -293,6 +294,14 @@ func TestPrivateRoomRules(t *testing.T) {
 		{name: "an added member posts", private: true, events: []Event{memberAdded(alice, roomA, "bob"), posted(bob, roomA, msgA1, "hi")}},
 		{name: "adding a member twice", private: true, events: []Event{memberAdded(alice, roomA, "bob"), memberAdded(alice, roomA, "bob")}, want: CodeConflict},
 		{name: "adding an empty user", private: true, events: []Event{memberAdded(alice, roomA, "")}, want: CodeBadUserInput},
+		// User IDs are bounded in characters, as auth bounds who may post.
+		{name: "a user of the longest non-ASCII ID is added and posts", private: true,
+			events: []Event{memberAdded(alice, roomA, longUser.ID), posted(longUser, roomA, msgA1, "hi")}},
+		{name: "a user of the longest non-ASCII ID is removed", private: true,
+			events:  []Event{memberAdded(alice, roomA, longUser.ID), memberRemoved(longUser, roomA, longUser.ID)},
+			members: map[string]uint64{"alice": 0}},
+		{name: "adding a user of a longer ID", private: true,
+			events: []Event{memberAdded(alice, roomA, longUser.ID+"é")}, want: CodeBadUserInput},
 		{name: "a member removes another, the creator included", private: true,
 			events:  []Event{memberAdded(alice, roomA, "bob"), memberRemoved(bob, roomA, "alice")},
 			members: map[string]uint64{"bob": 1}},

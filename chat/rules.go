@@ -69,8 +69,23 @@ func checkActor(a Actor) *Error {
 	return nil
 }
 
-// MaxUserIDLength bounds the user ID a member event names, in bytes.
+// MaxUserIDLength bounds the user ID a member event names, in characters:
+// the same limit, counted the same way, as auth.MaxUserIDLength puts on the
+// identities that act, so that whoever can post can also be added to a
+// private room (chat does not import auth; a test in graph holds the two
+// together).
+//
+// It was 256 bytes until the two were made to agree. It is judged on
+// replay (judgeMemberEvent, decodeEvent), so the change had to leave every
+// stored event's verdict as it was: it only loosens (an ID of at most 256
+// bytes has at most 256 characters), and no member event naming a longer
+// ID was ever stored, since proposers refused it before appending
+// (changeMember) with the very rule replicas judged by.
 const MaxUserIDLength = 256
+
+// maxUserIDBytes is the most bytes MaxUserIDLength characters of UTF-8
+// take: a longer ID is refused before its characters are counted.
+const maxUserIDBytes = MaxUserIDLength * utf8.UTFMax
 
 // checkMemberID checks the user ID addMember and removeMember name. Users
 // are not registered anywhere Herald can see (identities come from the
@@ -79,10 +94,12 @@ func checkMemberID(id string) *Error {
 	switch {
 	case id == "":
 		return errorf(CodeBadUserInput, "userId must not be empty")
-	case len(id) > MaxUserIDLength:
-		return errorf(CodeBadUserInput, "userId is longer than %d bytes", MaxUserIDLength)
+	case len(id) > maxUserIDBytes:
+		return errorf(CodeBadUserInput, "userId is longer than %d characters", MaxUserIDLength)
 	case !utf8.ValidString(id):
 		return errorf(CodeBadUserInput, "userId is not valid UTF-8")
+	case utf8.RuneCountInString(id) > MaxUserIDLength:
+		return errorf(CodeBadUserInput, "userId is longer than %d characters", MaxUserIDLength)
 	case strings.IndexFunc(id, unicode.IsControl) >= 0:
 		return errorf(CodeBadUserInput, "userId must not contain control characters")
 	}
