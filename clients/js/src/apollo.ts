@@ -2,11 +2,18 @@
 // go over a HeraldClient (a WebSocket that resumes from the last cursor);
 // queries and mutations go over HTTP, through the HttpLink given or one made
 // from its options, with the client's credentials as headers.
+//
+// A subscription forwarded again (Apollo Client's restart(), RetryLink after
+// an error, any link that calls forward(operation) once more) is the same
+// Operation object: it resumes after the last cursor it delivered, not from
+// the `after` it was first given (a page's cursor), which would replay what
+// the application already has.
 import { ApolloLink, HttpLink } from '@apollo/client';
 import { CombinedGraphQLErrors } from '@apollo/client/errors';
 import type { GraphQLFormattedError } from 'graphql';
 import { Observable, from, mergeMap } from 'rxjs';
-import type { HeraldClient, Token } from './client.js';
+import type { HeraldClient, Token, Unsubscribe } from './client.js';
+import { prepareOperation } from './document.js';
 
 export interface HeraldLinkOptions {
   /** The Herald client subscriptions go over. */
@@ -66,6 +73,12 @@ export class HeraldLink extends ApolloLink {
   readonly client: HeraldClient;
   readonly http: ApolloLink;
   private readonly httpCredentials: boolean;
+  /**
+   * Where each subscription forwarded here got to: the last cursor it
+   * delivered (or started after), by Operation. A WeakMap: an operation
+   * Apollo Client has let go of takes its cursor with it.
+   */
+  private readonly cursors = new WeakMap<ApolloLink.Operation, string>();
 
   constructor(options: HeraldLinkOptions) {
     super();
@@ -92,17 +105,31 @@ export class HeraldLink extends ApolloLink {
     return new Observable<ApolloLink.Result>((observer) => {
       const { query, variables, operationName, extensions } = operation;
       const herald = (operation.getContext() as HeraldContext).herald;
-      const after = herald?.after;
-      const unsubscribe = this.client.subscribe(
+      const resume = herald?.resume !== false;
+      // Forwarded before: on after the cursor it got to, if it can take one
+      // (a subscription whose root field takes `after`).
+      const reached = resume ? this.cursors.get(operation) : undefined;
+      const after = reached != null && prepareOperation(query, operationName).cursorVariable ? reached : herald?.after;
+      let unsubscribe: Unsubscribe | undefined;
+      // Before the result reaches Apollo Client, which may restart the
+      // subscription (forward it again) while it handles it.
+      const remember = () => {
+        const cursor = unsubscribe?.cursor;
+        if (resume && cursor != null) this.cursors.set(operation, cursor);
+      };
+      unsubscribe = this.client.subscribe(
         { query, variables, operationName, extensions },
         {
-          next: (result) => observer.next(result as ApolloLink.Result),
-          error: (err) => observer.error(toApolloError(err)),
-          complete: () => observer.complete(),
+          next: (result) => { remember(); observer.next(result as ApolloLink.Result); },
+          error: (err) => { remember(); observer.error(toApolloError(err)); },
+          complete: () => { remember(); observer.complete(); },
         },
-        { ...(after != null ? { after } : {}), ...(herald?.resume === false ? { resume: false } : {}) },
+        { ...(after != null ? { after } : {}), ...(resume ? {} : { resume: false }) },
       );
-      return () => unsubscribe();
+      return () => {
+        remember();
+        unsubscribe?.();
+      };
     });
   }
 }

@@ -11,13 +11,22 @@
 // result reaches the application: whatever connection comes next resumes
 // from the last result delivered.
 //
+// Mutations go out once. graphql-ws also sends a query or a mutation again
+// on every reconnect, until it has its answer. A mutation that reached the
+// server, and whose answer the lost connection took with it, would then be
+// applied twice. So a mutation (or an operation whose kind the document does
+// not say) is sent again only if it was never sent: once graphql-ws has
+// written it to a socket, a loss it reports before the answer ends the
+// operation with an OutcomeUnknownError, before graphql-ws reconnects.
+// Queries and subscriptions change nothing on the server and are sent again.
+//
 // Credentials. graphql-ws calls connectionParams on every connect, so the
 // token is asked for (getToken) on every connect: a socket Herald closes
 // because its token expired (4403, within a second of `exp`) reconnects
 // with the new one, and its subscriptions resume from their cursors.
 import { createClient, type Client, type ClientOptions, type EventListener, type Event, type Sink } from 'graphql-ws';
 import { print, type DocumentNode, type FormattedExecutionResult, type GraphQLFormattedError } from 'graphql';
-import { prepareOperation } from './document.js';
+import { operationKind, prepareOperation, type OperationKind } from './document.js';
 import { createWatchdog } from './liveness.js';
 
 /** A token, or nothing for an anonymous connection. */
@@ -114,10 +123,43 @@ export interface Unsubscribe {
 
 export type Result<Data = Record<string, unknown>> = FormattedExecutionResult<Data, Record<string, unknown>>;
 
+/**
+ * A mutation's connection was lost after the mutation was sent and before
+ * its answer came: the server may or may not have applied it. The client
+ * does not send it again (graphql-ws would, on the next connection, and a
+ * mutation that was applied would be applied twice). Retry it yourself if
+ * that is safe, e.g. with the same idempotency key (postMessage's
+ * `idempotencyKey`: a retry within two minutes is stored once and answers
+ * with the first post), or look at the data to see whether it was applied.
+ */
+export class OutcomeUnknownError extends Error {
+  override readonly name = 'OutcomeUnknownError';
+  /** Always 'OUTCOME_UNKNOWN'. */
+  readonly code = 'OUTCOME_UNKNOWN';
+  /** The operation's kind: 'mutation', or null for a document that selects no operation. */
+  readonly operation: OperationKind | null;
+  readonly operationName: string | null;
+  /** cause: what graphql-ws reported (the close event, or the error). */
+  constructor(operation: OperationKind | null, operationName: string | null, cause: unknown) {
+    const what = `${operation ?? 'operation'}${operationName ? ` ${operationName}` : ''}`;
+    const how = isLikeClose(cause) ? ` (close ${cause.code}${cause.reason ? ` ${cause.reason}` : ''})` : '';
+    super(`@heraldhq/client: the connection was lost${how} after the ${what} was sent and before its answer came, ` +
+      'so whether the server applied it is unknown; it was not sent again', { cause });
+    this.operation = operation;
+    this.operationName = operationName;
+  }
+}
+
+function isLikeClose(v: unknown): v is { code: number; reason?: string } {
+  return typeof v === 'object' && v !== null && typeof (v as { code?: unknown }).code === 'number';
+}
+
 export interface HeraldClient {
   /**
    * Runs an operation over the socket. A subscription resumes from its last
-   * cursor after every reconnect; queries and mutations are sent as they are.
+   * cursor after every reconnect, and a query in flight is sent again; a
+   * mutation is never sent twice: if the connection is lost after it was
+   * sent and before its answer, it fails with an OutcomeUnknownError.
    */
   subscribe<Data = Record<string, unknown>>(request: HeraldRequest, sink: Sink<Result<Data>>, options?: SubscribeOptions): Unsubscribe;
   /** subscribe(request, sink, { ...options, after: cursor }). */
@@ -462,9 +504,18 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   function subscribe<Data>(request: HeraldRequest, appSink: Sink<Result<Data>>, opts: SubscribeOptions = {}): Unsubscribe {
     const sink = guarded(appSink);
     const prepared = opts.resume === false
-      ? { query: typeof request.query === 'string' ? request.query : print(request.query), cursorVariable: null }
+      ? {
+        query: typeof request.query === 'string' ? request.query : print(request.query),
+        operation: operationKind(request.query, request.operationName),
+        cursorVariable: null,
+      }
       : prepareOperation(request.query, request.operationName);
     const name = prepared.cursorVariable;
+    // Sent again after a reconnect (graphql-ws's way): only what changes
+    // nothing on the server. A query sent again is answered on the new
+    // connection; a mutation could be applied twice. A document that
+    // selects no operation (which the server refuses) counts as a mutation.
+    const resendable = prepared.operation === 'query' || prepared.operation === 'subscription';
     if (opts.after != null && !name) {
       // Starting from now instead would be a silent gap.
       throw new TypeError('@heraldhq/client: a cursor was given, but the operation is not a subscription ' +
@@ -495,9 +546,12 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     let stop = () => {};
     // The sink has had its complete or error: nothing more reaches it.
     let ended = false;
+    // Stops watching for a loss (see start): a mutation that has ended.
+    let unwatch = () => {};
     const end = (failure?: { error: unknown }) => {
       if (ended) return;
       ended = true;
+      unwatch();
       active.delete(unsubscribe);
       if (failure) sink.error(failure.error);
       else sink.complete();
@@ -512,8 +566,38 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
 
     const start = () => {
       let recovering = false;
-      stop = ws.subscribe<Data, Record<string, unknown>>(payload, {
+      // A mutation: graphql-ws serializes the payload it was given when it
+      // sends the operation (JSON.stringify calls toJSON with the key
+      // 'payload'), on the first connection and on every reconnect. Sent
+      // once, the operation is watched: the first loss graphql-ws reports
+      // (a socket closed, or failed) before the answer ends it here, during
+      // that report, before graphql-ws can reconnect and send it again.
+      let sent = false;
+      let answered = false;
+      let wire: typeof payload = payload;
+      if (!resendable) {
+        wire = Object.defineProperty({ ...payload }, 'toJSON', {
+          value(this: typeof payload, key: string) {
+            if (key === 'payload') sent = true;
+            return { ...this };
+          },
+        });
+        const lost = (event: unknown) => {
+          if (!sent || ended) return;
+          // graphql-ws forgets the operation (telling the server only if
+          // the socket is still open): it neither sends it again nor
+          // reports it any more.
+          stop();
+          if (answered) end();
+          else end({ error: new OutcomeUnknownError(prepared.operation, request.operationName ?? null, event) });
+        };
+        const offClosed = ws.on('closed', lost);
+        const offError = ws.on('error', lost);
+        unwatch = () => { offClosed(); offError(); };
+      }
+      stop = ws.subscribe<Data, Record<string, unknown>>(wire, {
         next(result) {
+          answered = true;
           if (recoverable(result.errors)) {
             recovering = true;
             recover(result.errors);
@@ -568,6 +652,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     const unsubscribe = () => {
       stopped = true;
       active.delete(unsubscribe);
+      unwatch();
       stop();
       // graphql-ws completes an operation it ran; none runs while
       // onCursorExpired does, so the subscription completes here, at once.

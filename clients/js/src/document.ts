@@ -23,14 +23,46 @@ import {
 /** The name of the argument that carries a resume cursor on every Herald subscription. */
 export const RESUME_ARGUMENT = 'after';
 
+/** What an operation is: its keyword in the document. */
+export type OperationKind = 'query' | 'mutation' | 'subscription';
+
 /** A request ready for graphql-ws, and the variable that carries its cursor. */
 export interface PreparedOperation {
   /** The query text to send (the original text when nothing was added). */
   query: string;
+  /**
+   * The kind of the operation the request runs (the one named
+   * operationName, or the document's only one); null when the document
+   * selects none (no operation of that name, or several and no name), which
+   * the server refuses.
+   */
+  operation: OperationKind | null;
   /** The variable the root field's `after` takes, or null when the operation cannot resume. */
   cursorVariable: string | null;
   /** The cursor the document itself passed as a literal (now moved into the variable). */
   literalCursor?: string | null;
+}
+
+/** The operation a request runs: the one named operationName, or the document's only one. */
+function selectOperation(doc: DocumentNode, operationName?: string | null): OperationDefinitionNode | undefined {
+  const ops = doc.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
+  return operationName ? ops.find((o) => o.name?.value === operationName) : ops.length === 1 ? ops[0] : undefined;
+}
+
+/**
+ * The kind of the operation a request runs, judged as the server will: by
+ * the operation operationName selects, not by the document's first one.
+ * null when the document selects none or does not parse (the server
+ * refuses both).
+ */
+export function operationKind(query: string | DocumentNode, operationName?: string | null): OperationKind | null {
+  let doc: DocumentNode;
+  try {
+    doc = typeof query === 'string' ? parse(query) : query;
+  } catch {
+    return null;
+  }
+  return selectOperation(doc, operationName)?.operation ?? null;
 }
 
 /**
@@ -41,20 +73,20 @@ export interface PreparedOperation {
 export function prepareOperation(query: string | DocumentNode, operationName?: string | null): PreparedOperation {
   const doc = typeof query === 'string' ? parse(query) : query;
   const text = () => (typeof query === 'string' ? query : print(query));
-  const ops = doc.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
-  const op = operationName ? ops.find((o) => o.name?.value === operationName) : ops.length === 1 ? ops[0] : undefined;
-  if (!op || op.operation !== 'subscription') return { query: text(), cursorVariable: null };
+  const op = selectOperation(doc, operationName);
+  const operation = op?.operation ?? null;
+  if (!op || op.operation !== 'subscription') return { query: text(), operation, cursorVariable: null };
   const roots = op.selectionSet.selections;
-  if (roots.length !== 1 || roots[0].kind !== Kind.FIELD) return { query: text(), cursorVariable: null };
+  if (roots.length !== 1 || roots[0].kind !== Kind.FIELD) return { query: text(), operation, cursorVariable: null };
   const field = roots[0];
   const arg = field.arguments?.find((a) => a.name.value === RESUME_ARGUMENT);
-  if (arg?.value.kind === Kind.VARIABLE) return { query: text(), cursorVariable: arg.value.name.value };
+  if (arg?.value.kind === Kind.VARIABLE) return { query: text(), operation, cursorVariable: arg.value.name.value };
 
   let literalCursor: string | null | undefined;
   if (arg) {
     if (arg.value.kind === Kind.STRING) literalCursor = arg.value.value;
     else if (arg.value.kind === Kind.NULL) literalCursor = null;
-    else return { query: text(), cursorVariable: null }; // not a cursor; let the server say so
+    else return { query: text(), operation, cursorVariable: null }; // not a cursor; let the server say so
   }
   const taken = new Set((op.variableDefinitions ?? []).map((v) => v.variable.name.value));
   let name = RESUME_ARGUMENT;
@@ -77,5 +109,5 @@ export function prepareOperation(query: string | DocumentNode, operationName?: s
     selectionSet: { ...op.selectionSet, selections: [newField] },
   };
   const newDoc: DocumentNode = { ...doc, definitions: doc.definitions.map((d) => (d === op ? newOp : d)) };
-  return { query: print(newDoc), cursorVariable: name, literalCursor };
+  return { query: print(newDoc), operation, cursorVariable: name, literalCursor };
 }

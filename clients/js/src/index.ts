@@ -5,9 +5,10 @@ export {
   type HeraldClient,
   type HeraldClientOptions,
   type HeraldRequest,
+  OutcomeUnknownError,
   type Result,
   type SubscribeOptions,
   type Token,
   type Unsubscribe,
 } from './client.js';
-export { prepareOperation, RESUME_ARGUMENT, type PreparedOperation } from './document.js';
+export { operationKind, prepareOperation, RESUME_ARGUMENT, type OperationKind, type PreparedOperation } from './document.js';

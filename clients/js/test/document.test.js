@@ -3,13 +3,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parse, print } from 'graphql';
-import { createHeraldClient, prepareOperation } from '@heraldhq/client';
+import { createHeraldClient, operationKind, prepareOperation } from '@heraldhq/client';
 
 const norm = (q) => print(parse(q));
 
 test('a subscription that passes after in a variable is sent as it is', () => {
   const q = 'subscription S($r: ID!, $from: String) { messagePosted(roomId: $r, after: $from) { id } }';
-  assert.deepEqual(prepareOperation(q), { query: q, cursorVariable: 'from' });
+  assert.deepEqual(prepareOperation(q), { query: q, operation: 'subscription', cursorVariable: 'from' });
 });
 
 test('a subscription without after gets $after: String and after: $after', () => {
@@ -34,13 +34,29 @@ test('a literal cursor moves into the variable, with its value', () => {
 });
 
 test('queries, mutations and subscriptions rooted in a fragment cannot resume and are not changed', () => {
-  for (const q of [
-    '{ viewer { name } }',
-    'mutation { createRoom(name: "x") { id } }',
-    'subscription { ...F } fragment F on Subscription { roomCreated { id } }',
+  for (const [q, operation] of [
+    ['{ viewer { name } }', 'query'],
+    ['mutation { createRoom(name: "x") { id } }', 'mutation'],
+    ['subscription { ...F } fragment F on Subscription { roomCreated { id } }', 'subscription'],
   ]) {
-    assert.deepEqual(prepareOperation(q), { query: q, cursorVariable: null }, q);
+    assert.deepEqual(prepareOperation(q), { query: q, operation, cursorVariable: null }, q);
   }
+});
+
+test('an operation\'s kind is the kind of the one operationName selects, not of the document\'s first', () => {
+  const text = 'query Q { viewer { name } } mutation M { createRoom(name: "x") { id } } subscription S { roomCreated { id } }';
+  for (const doc of [text, parse(text)]) {
+    assert.equal(operationKind(doc, 'Q'), 'query');
+    assert.equal(operationKind(doc, 'M'), 'mutation');
+    assert.equal(operationKind(doc, 'S'), 'subscription');
+    assert.equal(prepareOperation(doc, 'M').operation, 'mutation');
+    assert.equal(prepareOperation(doc, 'S').operation, 'subscription');
+    assert.equal(operationKind(doc, 'Nope'), null, 'no operation of that name');
+    assert.equal(operationKind(doc), null, 'several operations and no name');
+    assert.equal(prepareOperation(doc).operation, null);
+  }
+  assert.equal(operationKind('{ viewer { name } }'), 'query', 'the only operation, shorthand');
+  assert.equal(operationKind('mutation {'), null, 'a document that does not parse');
 });
 
 test('the operation named operationName is the one prepared; parsed documents are printed', () => {

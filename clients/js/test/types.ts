@@ -2,7 +2,7 @@
 // TypeScript app imports them through the package's exports, fit together
 // with Apollo Client's.
 import { ApolloClient, HttpLink, InMemoryCache } from '@apollo/client';
-import { createHeraldClient, type HeraldClient, type Unsubscribe } from '@heraldhq/client';
+import { createHeraldClient, OutcomeUnknownError, operationKind, type HeraldClient, type OperationKind, type Unsubscribe } from '@heraldhq/client';
 import { HeraldLink } from '@heraldhq/client/apollo';
 
 const herald: HeraldClient = createHeraldClient({ url: 'ws://127.0.0.1:8080/graphql', getToken: async () => 'token' });
@@ -28,3 +28,18 @@ createHeraldClient({ url: 'ws://127.0.0.1:8080/graphql', pingInterval: 20_000, p
 createHeraldClient({ url: 'ws://127.0.0.1:8080/graphql', pingInterval: 0 });
 // @ts-expect-error a duration is a number of milliseconds
 createHeraldClient({ url: 'ws://127.0.0.1:8080/graphql', pongTimeout: '10s' });
+// A mutation lost in flight fails with an OutcomeUnknownError.
+herald.subscribe({ query: 'mutation { setTyping(roomId: "r") }' }, {
+  next() {},
+  error: (err: unknown) => {
+    if (err instanceof OutcomeUnknownError) {
+      const code: 'OUTCOME_UNKNOWN' = err.code;
+      const kind: OperationKind | null = err.operation;
+      const name: string | null = err.operationName;
+      void code, void kind, void name;
+    }
+  },
+  complete() {},
+});
+const kind: OperationKind | null = operationKind('query Q { viewer { name } } mutation M { x }', 'M');
+void kind;

@@ -207,7 +207,7 @@ export async function controllableSockets() {
   const refuser = net.createServer((s) => s.destroy());
   await new Promise((ok) => refuser.listen(0, '127.0.0.1', ok));
   const refuseURL = `ws://127.0.0.1:${refuser.address().port}/graphql`;
-  const state = { offline: false, open: new Set(), sent: [], attempts: 0 };
+  const state = { offline: false, open: new Set(), sent: [], attempts: 0, beforeSend: null };
   class ControlledWebSocket extends WebSocket {
     constructor(url, ...rest) {
       super(state.offline ? refuseURL : url, ...rest);
@@ -218,11 +218,14 @@ export async function controllableSockets() {
     }
 
     send(data, ...rest) {
+      let frame;
       try {
-        state.sent.push(JSON.parse(String(data)));
+        frame = JSON.parse(String(data));
       } catch {
-        state.sent.push(String(data));
+        frame = String(data);
       }
+      state.sent.push(frame);
+      state.beforeSend?.(frame);
       return super.send(data, ...rest);
     }
   }
@@ -233,6 +236,8 @@ export async function controllableSockets() {
     /** The `subscribe` frames sent, in order. */
     subscribes: () => state.sent.filter((m) => m?.type === 'subscribe'),
     setOffline(v) { state.offline = v; },
+    /** Called with each frame the client sends (parsed), just before it goes out. */
+    set beforeSend(fn) { state.beforeSend = fn; },
     /** How many sockets the client has created. */
     get attempts() { return state.attempts; },
     /** The client's sockets that have not closed yet. */
@@ -252,14 +257,15 @@ export async function controllableSockets() {
  * open now a black hole, as a NAT entry that timed out or a network that
  * went away: nothing more is forwarded in either direction and nothing is
  * closed, not even when either end closes; connections made afterwards
- * forward as before (unless blackHoleNew is set).
+ * forward as before (unless blackHoleNew is set). muteReplies() and cut()
+ * lose a connection's answers and then the connection.
  */
 export async function tcpProxy(targetPort, { delay = 0 } = {}) {
   const conns = new Set();
   let accepted = 0;
   const forward = (c, from, to) => {
     from.on('data', (chunk) => {
-      if (c.dead) return;
+      if (c.dead || (c.muted && from === c.up)) return;
       if (c.held) return c.held.push([to, chunk]);
       if (!delay) return to.write(chunk);
       setTimeout(() => { if (!c.dead && !to.destroyed) to.write(chunk); }, delay);
@@ -293,6 +299,16 @@ export async function tcpProxy(targetPort, { delay = 0 } = {}) {
     /** Connections accepted so far. */
     get accepted() { return accepted; },
     blackHole() { for (const c of conns) c.dead = true; },
+    /**
+     * From now on the connections open now lose everything the server sends
+     * (what the client sends still reaches it): a connection whose answers
+     * are lost on the way, until cut() ends it.
+     */
+    muteReplies() { for (const c of conns) c.muted = true; },
+    /** Drops every connection open now, both ends at once, as a network that fails does. */
+    cut() {
+      for (const c of conns) { c.dead = true; c.down.destroy(); c.up?.destroy(); conns.delete(c); }
+    },
     /** Holds back what the connections open now carry, both ways, until release(): a black hole that later lifts. */
     stall() { for (const c of conns) c.held ??= []; },
     /** Delivers what stall() held back, in order, and forwards as before. */
