@@ -1,9 +1,8 @@
 import type { Metadata } from 'next';
-import { cookies } from 'next/headers';
 import { connection } from 'next/server';
 import type { ReactNode } from 'react';
 import { authMode, heraldUrl } from '@/lib/config';
-import { USER_COOKIE, USER_NAME } from '@/lib/shared';
+import { viewerName } from '@/lib/viewer';
 import { Header } from './header';
 import { Providers } from './providers';
 import './globals.css';
@@ -14,9 +13,7 @@ export default async function RootLayout({ children }: { children: ReactNode }) 
   // Rendered per request: Herald's URL and the auth mode come from the
   // environment of the running server, not of the build.
   await connection();
-  const picked = (await cookies()).get(USER_COOKIE)?.value;
-  const user = picked && USER_NAME.test(picked) ? picked : null;
-  const session = { url: heraldUrl(), user, auth: authMode() };
+  const session = { url: heraldUrl(), user: await viewerName(), auth: authMode() };
   return (
     <html lang="en">
       <body>

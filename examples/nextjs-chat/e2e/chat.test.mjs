@@ -539,6 +539,123 @@ test('with --auth jwt, a token about to expire is refreshed on the open socket: 
     });
   });
 
+test('with --auth jwt over SSE, a token about to expire is replaced by opening the streams again after their cursor: nothing lost or twice, nobody seen to leave',
+  { timeout: 150_000 }, async (t) => {
+    const LIFETIME_S = 40; // the token route's live 15 minutes
+    const setup = signToken('setup', 300).token;
+    const { createRoom: room } = await gql('mutation($n: String!) { createRoom(name: $n) { id name } }',
+      { n: `jwt-sse-refresh-${process.pid}-${Date.now().toString(36)}` }, { url: HERALD_JWT, token: setup });
+    const postAs = (text) => gql('mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }',
+      { r: room.id, t: text }, { url: HERALD_JWT, token: setup });
+    await postAs('before grace came');
+    await withScreenshots(t, async ({ open }) => {
+      // grace has no WebSocket (her page is on event streams) and gets
+      // tokens that live 40 s: the test answers her token route.
+      const grace = await open('grace', { app: JWT_APP, blockWebSocket: true });
+      const issued = [];
+      await grace.context.route('**/api/dev-token', async (route) => {
+        issued.push(Date.now());
+        await route.fulfill({ json: signToken('grace', LIFETIME_S), headers: { 'Cache-Control': 'no-store' } });
+      });
+      const streams = []; // every event stream grace's page opened: when, and with which token
+      grace.page.on('request', async (r) => {
+        const headers = await r.allHeaders();
+        if ((headers.accept ?? '').includes('text/event-stream')) streams.push({ at: Date.now(), auth: headers.authorization ?? '' });
+      });
+      const henry = await open('henry', { app: JWT_APP });
+      for (const u of [grace, henry]) {
+        assert.equal((await u.page.goto(`${JWT_APP}/rooms/${room.id}`)).status(), 200);
+        await waitConnected(u);
+      }
+      assert.equal(await transportOf(grace.page), 'sse', 'grace\'s page is on SSE');
+      for (const u of [grace, henry]) await waitPresence(u, ['grace', 'henry']);
+      const first = issued[0];
+      const expiry = first + LIFETIME_S * 1000;
+      // Posts every 150 ms from before the streams are replaced (25 s before
+      // the first token's expiry) to well after, and a few past the expiry.
+      const texts = [];
+      const postUntil = async (until_) => { while (Date.now() < until_) { const x = `p${texts.length}`; texts.push(x); await postAs(x); await sleep(150); } };
+      await sleep(Math.max(0, expiry - 28_000 - Date.now()));
+      await postUntil(expiry - 20_000);
+      await sleep(Math.max(0, expiry + 4000 - Date.now()));
+      await postUntil(expiry + 6000);
+      await send(grace, 'grace still signed in');
+      await waitForTexts(grace, [...texts, 'grace still signed in']);
+      await waitForText(henry, 'grace still signed in');
+
+      const tokens = [...new Set(streams.map((s) => s.auth))];
+      const states = (await statesSeen(grace.page)).map((s) => s.split('/')[0]);
+      t.diagnostic(`grace's page asked for ${issued.length} tokens, ${JSON.stringify(issued.map((x) => x - first))} ms after the first; ` +
+        `${streams.length} event streams, ${JSON.stringify(streams.map((s) => `${s.at - first} ms, token ${tokens.indexOf(s.auth)}`))}; states ${JSON.stringify(states)}`);
+      assert.ok(tokens.length >= 2 && streams.some((s) => s.auth === tokens[1] && s.at < expiry - 5000),
+        `grace's page opened its event streams again with a new token before the first expired: ${JSON.stringify(streams.map((s) => [s.at - first, tokens.indexOf(s.auth)]))}`);
+      assert.ok(!states.includes('reconnecting'), `grace's streams were not ended as their token expired: ${JSON.stringify(states)}`);
+      // Nothing lost, nothing twice, in Herald's order.
+      await assertShowsServerOrder(grace, room.id);
+      const seen = await presenceSeen(henry.page);
+      const full = seen.findIndex((p) => p.users.includes('grace') && p.users.includes('henry'));
+      assert.ok(full >= 0 && seen.slice(full).every((p) => p.users.includes('grace')), `henry never saw grace leave: ${JSON.stringify(seen)}`);
+      await waitPresence(grace, ['grace', 'henry']);
+      assert.equal(await grace.page.locator('main [role="alert"], .presence .error').count(), 0,
+        `grace's page reports no problem: ${JSON.stringify(await grace.page.locator('main').textContent())}`);
+      for (const u of [grace, henry]) assert.deepEqual(u.problems, [], `${u.name}'s page reported problems`);
+    });
+  });
+
+test('with --auth jwt over SSE, streams whose token expired as the token route was down are opened again after their cursor: nothing lost, no error',
+  { timeout: 150_000 }, async (t) => {
+    const LIFETIME_S = 35;
+    const setup = signToken('setup', 300).token;
+    const { createRoom: room } = await gql('mutation($n: String!) { createRoom(name: $n) { id name } }',
+      { n: `jwt-sse-expired-${process.pid}-${Date.now().toString(36)}` }, { url: HERALD_JWT, token: setup });
+    const postAs = (text) => gql('mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }',
+      { r: room.id, t: text }, { url: HERALD_JWT, token: setup });
+    // Not an empty room: its page has a cursor, and reads nothing over HTTP
+    // at the first event (which would fail while the token route is down).
+    await postAs('before grace came');
+    await withScreenshots(t, async ({ open }) => {
+      const grace = await open('grace', { app: JWT_APP, blockWebSocket: true });
+      // The test answers grace's token route: 35 s tokens, then nothing
+      // (503) from 5 s after the first until 3 s after it expired.
+      const issued = [];
+      let down = false;
+      await grace.context.route('**/api/dev-token', async (route) => {
+        if (down) return route.fulfill({ status: 503, body: 'down (the test)\n' });
+        issued.push(Date.now());
+        await route.fulfill({ json: signToken('grace', LIFETIME_S), headers: { 'Cache-Control': 'no-store' } });
+      });
+      assert.equal((await grace.page.goto(`${JWT_APP}/rooms/${room.id}`)).status(), 200);
+      await waitConnected(grace);
+      assert.equal(await transportOf(grace.page), 'sse', 'grace\'s page is on SSE');
+      await waitPresence(grace, ['grace']);
+      const first = issued[0];
+      const expiry = first + LIFETIME_S * 1000;
+      await sleep(Math.max(0, first + 5000 - Date.now()));
+      down = true;
+      // Posts about 2 a second across the expiry (fewer than 100 in all:
+      // serverMessages reads the last 100), while grace's page has no token.
+      const texts = [];
+      while (Date.now() < expiry + 3000) { const x = `q${texts.length}`; texts.push(x); await postAs(x); await sleep(400); }
+      down = false;
+      for (let i = 0; i < 5; i++) { const x = `q${texts.length}`; texts.push(x); await postAs(x); }
+      await waitForTexts(grace, texts, 30_000);
+      await waitConnected(grace);
+      await send(grace, 'grace signed in again');
+      await waitForText(grace, 'grace signed in again');
+      await assertShowsServerOrder(grace, room.id);
+      await waitPresence(grace, ['grace']);
+      const states = (await statesSeen(grace.page)).map((s) => s.split('/')[0]);
+      t.diagnostic(`tokens at ${JSON.stringify(issued.map((x) => x - first))} ms; states ${JSON.stringify(states)}; warnings ${JSON.stringify([...new Set(grace.warnings.map((w) => w.replace(/\d+ ms/, 'N ms')))])}`);
+      assert.equal(await grace.page.locator('main [role="alert"], .presence .error').count(), 0,
+        `grace's page reports no problem: ${JSON.stringify(await grace.page.locator('main').textContent())}`);
+      // The token route's 503s (each also logged by the browser as a
+      // resource that failed to load; a 503 of anything else still shows as
+      // its own HTTP 503) are the test's.
+      assert.deepEqual(grace.problems.filter((p) => !/^HTTP 503: POST .*\/api\/dev-token$|^console error: Failed to load resource: .* status of 503/.test(p)), [],
+        'grace\'s page reported problems (other than the token route down)');
+    });
+  });
+
 test('a private room\'s page says why it cannot be shown, and leads back to the rooms', { timeout: 120_000 }, async (t) => {
   await withScreenshots(t, async ({ open }) => {
     const { createRoom: room } = await gql('mutation($n: String!) { createRoom(name: $n, private: true) { id } }',
@@ -555,6 +672,49 @@ test('a private room\'s page says why it cannot be shown, and leads back to the 
     assert.deepEqual(alice.problems, [], 'alice\'s page reported problems (before, the page failed: HTTP 500, then an uncaught error)');
   });
 });
+
+test('a private room is rendered on the server as the viewer: a member sees it (dev mode and --auth jwt), a non-member the error',
+  { timeout: 120_000 }, async (t) => {
+    const stamp = `${process.pid}-${Date.now().toString(36)}`;
+    const modes = [
+      // dev mode: the name is the identity (X-Herald-User).
+      { app: APP, member: 'alice', outsider: 'bob', as: (user) => ({ user }), url: HERALD },
+      // --auth jwt: the render presents a token for the viewer.
+      { app: JWT_APP, member: 'grace', outsider: 'henry', as: (user) => ({ token: signToken(user, 300).token }), url: HERALD_JWT },
+    ];
+    await withScreenshots(t, async ({ open }) => {
+      for (const { app, member, outsider, as, url } of modes) {
+        const { createRoom: room } = await gql('mutation($n: String!) { createRoom(name: $n, private: true) { id } }',
+          { n: `private-ssr-${stamp}-${member}` }, { ...as(member), url });
+        const secret = `only for members ${member} ${stamp}`;
+        await gql('mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }',
+          { r: room.id, t: secret }, { ...as(member), url });
+        const m = await open(member, { app });
+        const o = await open(outsider, { app });
+        // Both at once: neither render may be the other's.
+        const [mRes, oRes] = await Promise.all([m, o].map((u) => u.page.goto(`${app}/rooms/${room.id}`)));
+        const [mHtml, oHtml] = await Promise.all([mRes.text(), oRes.text()]);
+        assert.equal(mRes.status(), 200);
+        // The page, once in the browser, shows the room (before, it said
+        // FORBIDDEN for good: nothing read the room again as the viewer).
+        await waitConnected(m);
+        await until(async () => (await shown(m.page)).some((x) => x.text === secret),
+          async () => `${member}'s page (a member) to show the private room's message; it says ${JSON.stringify((await m.page.locator('main').textContent()).slice(0, 200))}`);
+        assert.equal(await m.page.locator('main [role="alert"]').count(), 0, `${member}'s page shows no error`);
+        assert.ok(mHtml.includes(secret) && !mHtml.includes('not a member'),
+          `the server rendered the private room for ${member}, a member (${app === APP ? 'dev' : 'jwt'}): its HTML ${mHtml.includes('not a member') ? 'says not a member' : 'lacks the message'}`);
+        assert.ok(!oHtml.includes(secret) && oHtml.includes('not a member'), `the server rendered the error, not the room, for ${outsider}`);
+        // And it is live: a post after the render arrives.
+        await gql('mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }',
+          { r: room.id, t: `${secret} live` }, { ...as(member), url });
+        await waitForText(m, `${secret} live`);
+        const alert = o.page.locator('main [role="alert"]');
+        await until(async () => (await alert.count()) === 1 && /not a member/.test(await alert.textContent()), `${outsider}'s page to say they are not a member`);
+        assert.equal((await shown(o.page)).length, 0, `${outsider}'s page shows no message`);
+        for (const u of [m, o]) assert.deepEqual(u.problems, [], `${u.name}'s page reported problems`);
+      }
+    });
+  });
 
 // Last: it kills replica B.
 test('one replica killed mid-conversation: both pages show every message once, in order, and showed reconnecting then connected',

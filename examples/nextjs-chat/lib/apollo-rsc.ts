@@ -1,10 +1,15 @@
-// Apollo Client for React Server Components: one client per request, reading
-// Herald over HTTP (reading needs no identity).
+// Apollo Client for React Server Components: one client, and one cache, per
+// request (registerApolloClient), reading Herald over HTTP as the viewer
+// (lib/viewer.ts: the request's cookie), so that a member's private room is
+// rendered for them and nobody else's render is ever shared with them.
 import { HttpLink } from '@apollo/client';
 import { ApolloClient, InMemoryCache, registerApolloClient } from '@apollo/client-integration-nextjs';
+import { SetContextLink } from '@apollo/client/link/context';
 import { heraldUrl } from './config';
+import { viewerHeaders } from './viewer';
 
 export const { getClient, query, PreloadQuery } = registerApolloClient(() => new ApolloClient({
   cache: new InMemoryCache(),
-  link: new HttpLink({ uri: heraldUrl(), fetchOptions: { cache: 'no-store' } }),
+  link: new SetContextLink(async (prev) => ({ headers: { ...prev.headers, ...(await viewerHeaders()) } }))
+    .concat(new HttpLink({ uri: heraldUrl(), fetchOptions: { cache: 'no-store' } })),
 }));

@@ -9,7 +9,7 @@ import { CombinedGraphQLErrors } from '@apollo/client/errors';
 import { createHeraldClient, prepareOperation, type HeraldClient, type Unsubscribe } from '@heraldhq/client';
 import { HeraldLink } from '@heraldhq/client/apollo';
 import { print, type GraphQLFormattedError } from 'graphql';
-import { createClient as createSseClient, type Client as SseClient } from 'graphql-sse';
+import { createClient as createSseClient, NetworkError, type Client as SseClient } from 'graphql-sse';
 import { Observable, type Observer } from 'rxjs';
 
 export type ConnectionState = 'connecting' | 'connected' | 'reconnecting';
@@ -87,6 +87,10 @@ function tokenExpiry(token: string): number | null {
 const isCursorExpired = (errors: unknown): boolean =>
   Array.isArray(errors) && errors.some((e) => (e as GraphQLFormattedError)?.extensions?.code === 'CURSOR_EXPIRED');
 
+/** An event stream's credentials expired: Herald ends it with this error, then `complete`. */
+const isUnauthenticated = (errors: unknown): boolean =>
+  Array.isArray(errors) && errors.some((e) => (e as GraphQLFormattedError)?.extensions?.code === 'UNAUTHENTICATED');
+
 const isCloseEvent = (err: unknown): err is { code: number; reason: string } =>
   !!err && typeof err === 'object' && 'code' in err && 'reason' in err;
 
@@ -114,6 +118,12 @@ interface ActiveSubscription {
   ended: boolean;
   /** SSE: restarts in a row of a stream the server ended. */
   restarts: number;
+  /**
+   * Counts the transport subscriptions started for it: one replaced by a
+   * newer one (SSE, a new token) says nothing more to the app once the newer
+   * one speaks, and its end is not the subscription's.
+   */
+  generation: number;
 }
 
 export function createHeraldTransport(options: HeraldTransportOptions): HeraldTransport {
@@ -216,6 +226,49 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
 
   // ---- Server-Sent Events -------------------------------------------------
   let sse: SseClient | null = null;
+  // --auth jwt: an event stream carries the token it was opened with, and
+  // Herald ends it when that token expires. There is no refreshSession for a
+  // stream: before the earliest expiry of the tokens streams were opened
+  // with, every stream is opened again with a new token, after its last
+  // cursor (see reopen).
+  let sseTokenExpiry: number | null = null;
+  let sseRefreshTimer: ReturnType<typeof setTimeout> | undefined;
+  function noteStreamToken(expiresAt: number) {
+    if (sseTokenExpiry !== null && sseTokenExpiry <= expiresAt) return;
+    sseTokenExpiry = expiresAt;
+    scheduleStreamRefresh(expiresAt - REFRESH_BEFORE_MS - Date.now());
+  }
+  function scheduleStreamRefresh(ms: number) {
+    clearTimeout(sseRefreshTimer);
+    sseRefreshTimer = setTimeout(refreshStreams, Math.max(0, ms));
+  }
+  async function refreshStreams() {
+    if (disposed || status.transport !== 'sse' || !options.getToken) return;
+    const carried = sseTokenExpiry;
+    const retry = (why: string) => {
+      console.warn(`herald: the event streams' token was not refreshed (${why}); trying again in ${REFRESH_RETRY_MS} ms`);
+      scheduleStreamRefresh(REFRESH_RETRY_MS);
+    };
+    let token: string | null;
+    try {
+      token = await options.getToken();
+    } catch (err) {
+      retry(toError(err).message);
+      return;
+    }
+    const at = token ? tokenExpiry(token) : null;
+    if (at === null || (carried !== null && at <= carried)) {
+      retry('no token expiring later');
+      return;
+    }
+    if (disposed || status.transport !== 'sse') return;
+    // Every stream opened from here on carries this token or a later one
+    // (getToken caches it), and notes its expiry as it opens.
+    sseTokenExpiry = null;
+    clearTimeout(sseRefreshTimer);
+    for (const sub of [...active]) reopen(sub);
+  }
+
   function fallBackToSse(why: string) {
     if (status.transport === 'sse' || disposed) return;
     console.warn(`herald: falling back to Server-Sent Events (${why})`);
@@ -224,7 +277,21 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
     setStatus({ transport: 'sse', state: 'connecting' });
     sse = createSseClient({
       url: options.url,
-      headers: () => herald.httpHeaders(),
+      // Asked on every stream opened (graphql-sse's retries too). A token
+      // that cannot be had just then (the token route down) is retried with
+      // the back-off, as a network error, rather than ending the subscription.
+      headers: async () => {
+        let headers: Record<string, string>;
+        try {
+          headers = await herald.httpHeaders();
+        } catch (err) {
+          console.warn(`herald: no credentials for an event stream (${toError(err).message}); trying again`);
+          throw new NetworkError(toError(err));
+        }
+        const at = headers.Authorization ? tokenExpiry(headers.Authorization.replace(/^Bearer /, '')) : null;
+        if (at !== null) noteStreamToken(at);
+        return headers;
+      },
       retryAttempts: Infinity,
       retry: backoff,
     });
@@ -236,12 +303,55 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
     if (active.size === 0) setStatus({ state: 'connected' });
   }
 
+  /**
+   * SSE: opens a subscription's stream again (with the token getToken gives
+   * now). One with a cursor is stopped, then opened after its last cursor:
+   * an event the old stream delivered moved the cursor past it, and one it
+   * had not delivered when stopped is ignored and comes again on the new
+   * one, so nothing is lost or shown twice. One without (roomPresence) has
+   * nothing to resume from and starts afresh, so the new stream is opened
+   * first and the old one stopped at its first event (a SNAPSHOT, which
+   * replaces what the page shows): the user always has a subscription open,
+   * and is never seen to leave and come back.
+   */
+  function reopen(sub: ActiveSubscription) {
+    if (sub.ended) return;
+    if (sub.cursorVariable) {
+      sub.stop();
+      start(sub);
+      return;
+    }
+    const stopOld = sub.stop;
+    start(sub, stopOld);
+  }
+
   // ---- Subscriptions -------------------------------------------------------
-  function start(sub: ActiveSubscription) {
+  /** Starts sub on the current transport; replacing: stops the stream it replaces, at this one's first event. */
+  function start(sub: ActiveSubscription, replacing?: () => void) {
     let stopped = false;
+    const generation = ++sub.generation;
+    const superseded = () => sub.generation !== generation;
+    const first = () => {
+      if (replacing) replacing();
+      replacing = undefined;
+    };
     const sink = {
       next(result: ApolloLink.Result & { extensions?: Record<string, unknown> }) {
         if (stopped) return;
+        if (superseded()) {
+          // The stream a new one replaces, until that one's first event.
+          if (!isUnauthenticated(result.errors)) sub.observer.next(result);
+          return;
+        }
+        first();
+        if (sseVariables && !result.data && isUnauthenticated(result.errors)) {
+          // The stream's token expired before it was replaced (the refresh
+          // failed, or the page slept): Herald ends the stream next, and it is
+          // opened again after its last cursor with a new token, as a stream
+          // the server ended. Not the app's concern.
+          console.warn('herald: an event stream\'s token expired; opening it again');
+          return;
+        }
         if (sub.cursorVariable && isCursorExpired(result.errors)) {
           sub.stop();
           onCursorExpired();
@@ -256,6 +366,11 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
       },
       error(err: unknown) {
         if (stopped) return;
+        if (superseded()) {
+          stopped = true;
+          return;
+        }
+        first();
         if (status.transport === 'websocket' && !acknowledged && isCloseEvent(err)) {
           // A socket closed before any was acknowledged with a code graphql-ws
           // does not retry (1011, say, from a proxy that refuses upgrades):
@@ -277,11 +392,14 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
       complete() {
         if (stopped) return;
         stopped = true;
+        if (superseded()) return;
+        first();
         if (status.transport === 'sse' && !sub.ended) {
           // An event stream the server ended (a draining replica): open it
           // again after the last cursor, as an EventSource would.
           setStatus({ state: 'reconnecting' });
-          void backoff(sub.restarts++).then(() => { if (!sub.ended && !disposed) start(sub); });
+          // (Unless something started it again meanwhile: a new token's reopen.)
+          void backoff(sub.restarts++).then(() => { if (!sub.ended && !disposed && !superseded()) start(sub); });
           return;
         }
         sub.ended = true;
@@ -314,6 +432,7 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
     }
     sub.stop = () => {
       stopped = true;
+      first(); // and the stream this one was to replace, if it still runs
       stopTransport();
     };
   }
@@ -334,6 +453,7 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
       stop: () => {},
       ended: false,
       restarts: 0,
+      generation: 0,
     };
     if (name) delete variables[name]; // carried as sub.cursor
     active.add(sub);
@@ -361,6 +481,7 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
       disposed = true;
       clearTimeout(giveUpTimer);
       clearTimeout(refreshTimer);
+      clearTimeout(sseRefreshTimer);
       for (const sub of active) { sub.ended = true; sub.stop(); }
       active.clear();
       void herald.dispose();

@@ -74,7 +74,8 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
   // The page's query, read from the reference its PreloadQuery hands over,
   // which carries its errors too (the cache keeps data only). With
   // errorPolicy 'all' there, a room that cannot be read (FORBIDDEN: a
-  // private room, rendered without the viewer's identity) is said so on the
+  // private room the viewer is not a member of; the server renders it as
+  // the viewer, lib/apollo-rsc.ts) is said so on the
   // page, which goes on working, instead of failing it.
   const { data, error } = useReadQuery(queryRef);
   const { subscribeToMore } = useQueryRefHandlers(queryRef);
