@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHeraldClient } from '@heraldhq/client';
-import { Herald, Inbox, controllableSockets, createRoom, post, prime, quickRetry, range, subscribedRoom, tcpProxy, until } from './lib/herald.js';
+import { Herald, Inbox, controllableSockets, createRoom, post, prime, proxiedClient, quickRetry, range, subscribedRoom, tcpProxy, until } from './lib/herald.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const poster = { user: 'poster' };
@@ -29,25 +29,8 @@ after(async () => {
 
 const MESSAGE_POSTED = 'subscription ($r: ID!) { messagePosted(roomId: $r) { id text } }';
 
-/** A client through a TCP proxy in front of herald, on sockets the test records. */
-async function throughProxy(t, clientOptions, proxyOptions) {
-  const proxy = await tcpProxy(herald.port, proxyOptions);
-  const sockets = await controllableSockets();
-  const seen = { connected: [], closed: [] };
-  const client = createHeraldClient({
-    url: proxy.url,
-    user: 'reader',
-    webSocketImpl: sockets.WebSocket,
-    retryWait: quickRetry,
-    ...clientOptions,
-    on: {
-      connected: () => { seen.connected.push(Date.now()); },
-      closed: (e) => { seen.closed.push({ code: e?.code, reason: e?.reason, at: Date.now() }); },
-    },
-  });
-  t.after(async () => { await client.dispose(); await sockets.close(); await proxy.close(); });
-  return { proxy, sockets, seen, client };
-}
+/** A client through a TCP proxy in front of herald (see proxiedClient). */
+const throughProxy = (t, clientOptions, proxyOptions) => proxiedClient(t, herald.port, { user: 'reader', clientOptions, proxyOptions });
 
 const pings = (sockets) => sockets.sent.filter((m) => m?.type === 'ping').length;
 

@@ -11,6 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
+import { createHeraldClient } from '@heraldhq/client';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '../../../..');
@@ -330,6 +331,32 @@ export async function tcpProxy(targetPort, { delay = 0 } = {}) {
 
 /** A quick retryWait for tests: 20–60 ms. */
 export const quickRetry = () => sleep(20 + Math.random() * 40);
+
+/**
+ * A client of the Herald on targetPort as user, through a tcpProxy, on
+ * controllableSockets the test records: { proxy, sockets, seen, client },
+ * where seen.connected holds the time of each acknowledged connect and
+ * seen.closed each close event's { code, reason, at }. All three are
+ * closed after the test t.
+ */
+export async function proxiedClient(t, targetPort, { user, clientOptions, proxyOptions } = {}) {
+  const proxy = await tcpProxy(targetPort, proxyOptions);
+  const sockets = await controllableSockets();
+  const seen = { connected: [], closed: [] };
+  const client = createHeraldClient({
+    url: proxy.url,
+    user,
+    webSocketImpl: sockets.WebSocket,
+    retryWait: quickRetry,
+    ...clientOptions,
+    on: {
+      connected: () => { seen.connected.push(Date.now()); },
+      closed: (e) => { seen.closed.push({ code: e?.code, reason: e?.reason, at: Date.now() }); },
+    },
+  });
+  t.after(async () => { await client.dispose(); await sockets.close(); await proxy.close(); });
+  return { proxy, sockets, seen, client };
+}
 
 /**
  * Collects what a subscription delivers and lets a test wait for a
