@@ -123,7 +123,6 @@ func (t *httpStreams) admit(w http.ResponseWriter, r *http.Request) bool {
 		t.run.reject(w, r, mediaJSON, http.StatusServiceUnavailable, "server is shutting down; reconnect to another replica")
 		return false
 	case refusedFull:
-		w.Header().Set("Retry-After", "1")
 		t.run.reject(w, r, mediaJSON, http.StatusServiceUnavailable, fmt.Sprintf(
 			"this replica holds its limit of %d connections; reconnect to another replica", t.sessions.maxConnections))
 		return false

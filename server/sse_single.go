@@ -127,9 +127,6 @@ func (t *sseSingleTransport) reserve(w http.ResponseWriter, r *http.Request) {
 	}
 	h, status, msg := t.hold(userOf(ctx))
 	if h == nil {
-		if status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", "1")
-		}
 		t.run.reject(w, r, mediaJSON, status, msg)
 		return
 	}

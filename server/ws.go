@@ -82,7 +82,6 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		t.reject(w, r, http.StatusServiceUnavailable, "server is shutting down; reconnect to another replica")
 		return
 	case refusedFull:
-		w.Header().Set("Retry-After", "1")
 		t.reject(w, r, http.StatusServiceUnavailable, fmt.Sprintf(
 			"this replica holds its limit of %d WebSocket connections; reconnect to another replica", t.cfg.limits.MaxConnections))
 		return
