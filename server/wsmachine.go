@@ -249,19 +249,17 @@ func (m *wsMachine) onSubscribe(msg clientMessage) wsStep {
 }
 
 // idInUse answers a subscribe (legacy: start) whose id names an operation
-// that is still open, idJSON being the id as a JSON string.
-// graphql-transport-ws closes the socket with 4409. The legacy protocol
-// sends an error for the id and leaves the socket and the running
-// operation alone; the error goes out under an operation of its own, as
-// an error is an id's last frame and would silence the running one.
-func (m *wsMachine) idInUse(id, idJSON string) wsStep {
+// that is still open. graphql-transport-ws closes the socket with 4409.
+// The legacy protocol does what subscriptions-transport-ws's server does
+// (onMessage, GQL_START): it stops the running operation, as a stop would
+// (nothing more is sent for it, not even a complete, which the client
+// would take for the new operation's), and the socket then starts the new
+// one.
+func (m *wsMachine) idInUse(id string) wsStep {
 	if m.proto == transportWS {
 		return closeStep(closeSubscriberExists, "Subscriber for "+clipReason(id)+" already exists")
 	}
-	body, _ := json.Marshal(map[string]string{"message": "operation id " + id + " is already in use"})
-	var s wsStep
-	s.send(outItem{kind: frameError, op: &operation{idJSON: idJSON}, raw: string(body)})
-	return s
+	return wsStep{act: actStop, id: id}
 }
 
 // reject answers an operation that failed before it ran (parse,

@@ -22,12 +22,17 @@ func (c *wsConn) onSubscribe(id string, params operationPayload) {
 		c.carryOut(step)
 		return
 	}
-	limit := c.limitOperation()
-	op, fresh := c.addOp(id)
-	if !fresh {
-		c.carryOut(c.machine.idInUse(id, op.idJSON))
-		return
+	if c.hasOp(id) {
+		step := c.machine.idInUse(id)
+		c.carryOut(step)
+		if step.act != actStop {
+			return
+		}
+		// The legacy protocol: the running operation has stopped, the new
+		// one starts (see wsMachine.idInUse).
 	}
+	limit := c.limitOperation()
+	op, _ := c.addOp(id) // fresh: only this reader adds operations
 	if limit == nil {
 		limit = c.limitVariables(params.Variables)
 	}
@@ -96,6 +101,13 @@ func (c *wsConn) limitVariables(vars map[string]any) *gqlerror.Error {
 		return limitError("variables take %d bytes of JSON or more, more than the limit of %d", size, limit)
 	}
 	return nil
+}
+
+// hasOp reports whether operation id is open.
+func (c *wsConn) hasOp(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ops[id] != nil
 }
 
 // addOp registers id; fresh is false (and op the existing one) when the id

@@ -934,30 +934,31 @@ func TestProtocolLegacyMessages(t *testing.T) {
 		wspExpectComplete(c, "m1")
 	})
 
-	t.Run("second start with an id in use: error for that id, socket stays open", func(t *testing.T) {
+	t.Run("second start with an id in use: the running one stops, the new one starts", func(t *testing.T) {
+		// As subscriptions-transport-ws's server: the operation running
+		// under the id is stopped, silently (a complete would end the
+		// new one for the client), and the new one runs under it.
 		r := r.forTest(t)
-		room := r.room("legacy-dup")
+		oldRoom, newRoom := r.room("legacy-dup-old"), r.room("legacy-dup-new")
 		c := p.dial(r, "alice")
-		c.subscribe(p.start, "s1", wspMessagePosted, map[string]any{"r": room})
+		c.subscribe(p.start, "s1", wspMessagePosted, map[string]any{"r": oldRoom})
 		waitFor(t, "the subscription to start", func() bool { return r.members() == 1 })
-		c.subscribe(p.start, "s1", wspMessagePosted, map[string]any{"r": room})
-		f := wspExpect(c, "error", "s1")
-		var payload map[string]any
-		if err := json.Unmarshal(f.Payload, &payload); err != nil || payload["message"] == "" || payload["message"] == nil {
-			t.Fatalf("error payload of %s: want an object with a message (%v)", f.raw, err)
-		}
+		c.subscribe(p.start, "s1", wspMessagePosted, map[string]any{"r": newRoom})
+		// Nothing is sent for s1 (no error, no complete), and once the
+		// query after it is answered, the new start has been handled.
+		wspSentinelQuery(c, p, "q", "alice")
 		if n := r.members(); n != 1 {
-			t.Fatalf("%d subscriptions after the duplicate start, want the original one", n)
+			t.Fatalf("%d subscriptions after the second start, want the new one alone", n)
 		}
-		// The original subscription is untouched.
-		r.post(room, "bob", "to the original")
-		f = wspExpect(c, "data", "s1")
+		r.post(oldRoom, "bob", "to the old one")
+		r.post(newRoom, "bob", "to the new one")
+		f := wspExpect(c, "data", "s1")
 		var got struct{ MessagePosted struct{ Text string } }
 		f.data(t, &got)
-		if got.MessagePosted.Text != "to the original" {
-			t.Fatalf("got %s", f.raw)
+		if got.MessagePosted.Text != "to the new one" {
+			t.Fatalf("got %s, want the new subscription's event only", f.raw)
 		}
-		wspSentinelQuery(c, p, "q", "alice")
+		wspSentinelQuery(c, p, "q2", "alice")
 		c.send(map[string]any{"type": "stop", "id": "s1"})
 		waitFor(t, "the subscription to be released", func() bool { return r.members() == 0 })
 	})
