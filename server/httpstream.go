@@ -202,6 +202,9 @@ type httpStream struct {
 	completed bool            // the execution ended: complete after the queue
 	failure   *gqlerror.Error // end the stream with this error (it fell behind, or was disconnected)
 	endErr    *gqlerror.Error // with completed: end with this error (see denied)
+	// cancelStart ends the context of the subscription joining its
+	// execution (see join); nil once it has joined.
+	cancelStart context.CancelFunc
 }
 
 // streamItem is one queued piece of a stream: a result of op, or with no
@@ -227,11 +230,32 @@ func (st *httpStream) single(resp *graphql.Response) {
 // credentials expire or the replica drains.
 func (st *httpStream) subscribe(ctx context.Context, exec graphql.GraphExecutor, params *graphql.RawParams, opCtx *graphql.OperationContext) {
 	st.op = &operation{sub: st}
-	st.t.execs.join(st.op, ctx, exec, params, opCtx, st.t.cfg.viewerDirective, st.t.cfg.resumeArgument)
+	st.join(ctx, exec, params, opCtx)
 	if st.park(ctx) {
 		return
 	}
 	st.loop(ctx)
+}
+
+// join joins st.op's shared execution with a context that ends with the
+// request's (the client goes) or when the drain drops the stream, so that
+// a resolver still starting then is abandoned (see
+// sharedExecutions.abandonWith) rather than holding the request.
+func (st *httpStream) join(ctx context.Context, exec graphql.GraphExecutor, params *graphql.RawParams, opCtx *graphql.OperationContext) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st.mu.Lock()
+	st.cancelStart = cancel
+	st.mu.Unlock()
+	select {
+	case <-st.cut: // dropped before: drop found no start to cancel
+		cancel()
+	default:
+	}
+	st.t.execs.join(st.op, ctx, exec, params, opCtx, st.t.cfg.viewerDirective, st.t.cfg.resumeArgument)
+	st.mu.Lock()
+	st.cancelStart = nil
+	st.mu.Unlock()
 }
 
 // loop writes what executions hand the stream, and a keepalive every
@@ -500,6 +524,11 @@ func (st *httpStream) goAway() {
 
 func (st *httpStream) drop() {
 	st.cutOnce.Do(func() { close(st.cut) })
+	st.mu.Lock()
+	if st.cancelStart != nil {
+		st.cancelStart()
+	}
+	st.mu.Unlock()
 	if ps := st.parked.Load(); ps != nil {
 		ps.closeConn()
 	}

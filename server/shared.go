@@ -168,8 +168,8 @@ func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql
 	}
 	op.handoff = &handoff{limit: r.holdLimit}
 	r.attach(op, ctx, exec, live, keyOf(ctx, live, viewerDirective, cursor.variable), false)
-	if op.grant.Load() == refusedGrant {
-		return // denied: no replay either
+	if op.grant.Load() == refusedGrant || ctx.Err() != nil {
+		return // denied, or its transport is gone: no replay either
 	}
 	r.attach(op, ctx, exec, rc, r.privateKey(), true)
 }
@@ -180,7 +180,9 @@ func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql
 // A new execution's resolver runs here, in the starting subscriber's
 // reader and outside the registry lock (a resolver may wait, e.g. for the
 // replica to reach a resume cursor); subscribers joining meanwhile wait for
-// it. So once join returns, the execution sees every change applied after
+// it, or until their own transport's ctx ends. The resolver's context is
+// the execution's, not op's, but op's ending while it runs makes op leave
+// (abandonWith), which cancels it unless others have joined. So once join returns, the execution sees every change applied after
 // it: a mutation the client sends next on the same socket included. Its
 // results are delivered only once op is a member, so an immediate resolver
 // error reaches op.
@@ -234,7 +236,13 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 		if refused {
 			op.sub.denied(op, forbiddenError())
 		}
-		<-e.started
+		select {
+		case <-e.started:
+		case <-ctx.Done():
+			// op's socket or stream is gone: it stops waiting for
+			// another's start, and leaves with its transport.
+			return
+		}
 		if onJoin != nil {
 			onJoin()
 		}
@@ -243,7 +251,9 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 	slot := &eventSlot{}
 	execCtx = context.WithValue(execCtx, eventSlotKey{}, slot)
 	execCtx, guard := auth.WithGuard(execCtx, func() { r.recheck(e) })
+	stopWatching := r.abandonWith(ctx, op)
 	responses, respCtx := exec.DispatchOperation(execCtx, rc)
+	stopWatching()
 	// The resolver has run: from now on the gate it set, if any, decides
 	// who may receive the events. Members that joined meanwhile are
 	// admitted here, before anything is delivered; later ones by attach.
@@ -266,6 +276,28 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 		m.sub.denied(m, forbiddenError())
 	}
 	go r.run(e, slot, responses, respCtx)
+}
+
+// abandonWith makes op leave its executions as soon as ctx, its
+// transport's, ends (the socket dropped or closed, the stream dropped or
+// its client gone) while op starts one: the resolver of an execution op
+// was the only member of has its context cancelled then (see leave),
+// while one that others joined meanwhile goes on for them. The returned
+// function stops watching, and waits for the leave if it has begun.
+func (r *sharedExecutions) abandonWith(ctx context.Context, op *operation) (stop func()) {
+	if ctx.Done() == nil {
+		return func() {}
+	}
+	left := make(chan struct{})
+	stopAfter := context.AfterFunc(ctx, func() {
+		defer close(left)
+		r.leave(op)
+	})
+	return func() {
+		if !stopAfter() {
+			<-left
+		}
+	}
 }
 
 // admit records whether op may receive e's events, as e's gate says;

@@ -133,8 +133,18 @@ const drainReason = "server shutting down; reconnect"
 
 func (c *wsConn) openedAt() time.Time { return c.created }
 func (c *wsConn) goAway()             { c.closeWith(closeGoingAway, drainReason) }
-func (c *wsConn) drop()               { _ = c.ws.NetConn().Close() }
+func (c *wsConn) drop()               { c.cut() }
 func (c *wsConn) ended() bool         { return c.tornDown() }
+
+// cut closes the connection under the socket: its reader sees the end,
+// and c.ctx ends, so that what the socket's operations still wait for
+// (a subscription's resolver starting, see sharedExecutions.abandonWith;
+// a query) is told at once, though the reader that would tear the socket
+// down may be inside one of them.
+func (c *wsConn) cut() {
+	c.cancel()
+	_ = c.ws.NetConn().Close()
+}
 
 func (c *wsConn) user() string {
 	if id := c.identity.Load(); id != nil {
@@ -226,7 +236,7 @@ type wsConn struct {
 	queue   *outQueue
 	input   *inputWaiter // nil: the reader reads on its own stack
 
-	ctx    context.Context // ends when the socket is torn down
+	ctx    context.Context // ends once the socket can carry no more: its close frame sent, its connection cut, or torn down
 	cancel context.CancelFunc
 
 	created time.Time

@@ -107,7 +107,7 @@ func (c *wsConn) writeClaimed(buf *[]byte, frame []byte) (written, ok bool) {
 		c.queue.release(nil)
 		return false, false
 	case err != nil:
-		_ = c.ws.NetConn().Close()
+		c.cut()
 	case n < len(frame):
 		rest = frame[n:] // copied by release: must go out before anything else
 	}

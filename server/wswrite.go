@@ -36,7 +36,7 @@ func (c *wsConn) writeLoop() {
 		}
 		c.extendWriteDeadline()
 		if err := c.writeBatch(batch); err != nil {
-			_ = c.ws.NetConn().Close() // the reader sees it and tears down
+			c.cut() // the reader sees it and tears down
 			return
 		}
 	}
@@ -192,7 +192,7 @@ func (c *wsConn) finish() {
 	}
 	for i := range batch {
 		if err := c.write(&batch[i]); err != nil {
-			_ = c.ws.NetConn().Close() // the reader sees it and tears down
+			c.cut() // the reader sees it and tears down
 			return
 		}
 	}
@@ -205,6 +205,9 @@ func (c *wsConn) sendClose() {
 	deadline := time.Now().Add(closeGrace)
 	_ = c.writeSmall(opClose, string(websocket.FormatCloseMessage(c.closeCode, fitCloseReason(c.closeMsg))))
 	_ = c.ws.SetReadDeadline(deadline)
+	// Nothing more goes out for the operations: one still starting on the
+	// reader stops, so that the reader gets to the peer's answer.
+	c.cancel()
 }
 
 // write writes one queued item as a whole frame (frameWire: the rest of
