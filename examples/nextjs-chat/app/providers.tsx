@@ -1,9 +1,10 @@
 'use client';
 // Apollo Client for the browser (and for the server-side render of client
 // components), the connection to Herald, and who the person is.
-import { HttpLink } from '@apollo/client';
+import { ApolloLink } from '@apollo/client';
 import { ApolloClient, ApolloNextAppProvider, InMemoryCache } from '@apollo/client-integration-nextjs';
 import { createContext, useContext, useSyncExternalStore, type ReactNode } from 'react';
+import { Observable } from 'rxjs';
 import { browserIdentity } from '@/lib/credentials';
 import { createHeraldTransport, type ConnectionStatus, type HeraldTransport } from '@/lib/herald-transport';
 import type { AuthMode } from '@/lib/shared';
@@ -25,12 +26,32 @@ function cache() {
   });
 }
 
+/**
+ * The link of the server-side render of client components, which reads
+ * nothing from Herald. That render has no viewer (a client component cannot
+ * read the request's cookie, and handing it credentials would put them in
+ * the page), so a query it ran would be anonymous: a member's private room
+ * refused, the room list without their private rooms, and that result
+ * streamed into their browser's cache. It runs none: every query a client
+ * component reads there is preloaded as the viewer in a server component
+ * (PreloadQuery from lib/apollo-rsc.ts: the rooms in app/page.tsx, a room in
+ * app/rooms/[roomId]/page.tsx), and its result is streamed in by
+ * @apollo/client-integration-nextjs, never through this link; everything
+ * else (the catch-up read, presence, mutations, subscriptions) runs in
+ * effects or handlers, in the browser. Should a query reach it (one read
+ * with useSuspenseQuery but not preloaded), it fails here, loudly, and the
+ * integration runs it again in the browser, as the viewer.
+ */
+const serverRenderLink = new ApolloLink((operation) => new Observable<ApolloLink.Result>((observer) => {
+  const what = operation.operationName ?? 'a query';
+  console.error(`herald: ${what} reached the server render of client components, which has no viewer; ` +
+    'preload it in a server component (PreloadQuery from lib/apollo-rsc.ts). It runs in the browser instead.');
+  observer.error(new Error(`${what} is not run in the server render of client components (it has no viewer)`));
+}));
+
 function makeClientFor(session: Session) {
   return () => {
-    if (typeof window === 'undefined') {
-      // The server-side render of client components: queries only, over HTTP.
-      return new ApolloClient({ cache: cache(), link: new HttpLink({ uri: session.url, fetchOptions: { cache: 'no-store' } }) });
-    }
+    if (typeof window === 'undefined') return new ApolloClient({ cache: cache(), link: serverRenderLink });
     transport ??= createHeraldTransport({ url: session.url, ...browserIdentity(session.auth, session.user) });
     return new ApolloClient({ cache: cache(), link: transport.link });
   };
@@ -46,11 +67,56 @@ export function Providers({ session, children }: { session: Session; children: R
 
 const SERVER_STATUS: ConnectionStatus = { state: 'connecting', transport: 'websocket' };
 
-/** The connection's state, re-rendered on every change. */
-export function useConnectionStatus(): ConnectionStatus {
+// Pages still reading what came in while they went live (a room rendered
+// with no cursor, whose read at the first event is being retried; see
+// app/rooms/[roomId]/room.tsx): until it succeeds, what they show may be
+// incomplete, and the connection is shown as `reconnecting`.
+let catchingUp = 0;
+const catchUpListeners = new Set<() => void>();
+const notifyCatchUp = () => { for (const l of catchUpListeners) l(); };
+
+/** Shows the connection as `reconnecting` (while it is connected) until the returned release is called. */
+export function holdReconnecting(): () => void {
+  catchingUp++;
+  notifyCatchUp();
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    catchingUp--;
+    notifyCatchUp();
+  };
+}
+
+/** The transport's own state: the socket or streams, and nothing else. */
+export function useTransportStatus(): ConnectionStatus {
   return useSyncExternalStore(
     (onChange) => transport?.onStatus(onChange) ?? (() => {}),
     () => transport?.status() ?? SERVER_STATUS,
+    () => SERVER_STATUS,
+  );
+}
+
+let shown: ConnectionStatus = SERVER_STATUS;
+function shownStatus(): ConnectionStatus {
+  const s = transport?.status() ?? SERVER_STATUS;
+  const state = s.state === 'connected' && catchingUp > 0 ? 'reconnecting' : s.state;
+  if (shown.state !== state || shown.transport !== s.transport) shown = { state, transport: s.transport };
+  return shown;
+}
+
+/** The connection's state as the page shows it (a page catching up is `reconnecting`), re-rendered on every change. */
+export function useConnectionStatus(): ConnectionStatus {
+  return useSyncExternalStore(
+    (onChange) => {
+      const off = transport?.onStatus(onChange) ?? (() => {});
+      catchUpListeners.add(onChange);
+      return () => {
+        off();
+        catchUpListeners.delete(onChange);
+      };
+    },
+    shownStatus,
     () => SERVER_STATUS,
   );
 }

@@ -147,6 +147,56 @@ test('a page loaded on an empty room as another user starts posting shows every 
   });
 });
 
+test('an empty room\'s catch-up read that fails for a while is tried again, shown as reconnecting: every message once, no error',
+  { timeout: 120_000 }, async (t) => {
+    await withScreenshots(t, async ({ open }) => {
+      // As the previous test, but the page's catch-up read (RoomCatchUp, at
+      // its first event) fails, as nginx with no replica up (502) or no
+      // nginx at all (connection refused), until bob has posted 80
+      // messages: more than a page (50) after the first event, so a read of
+      // the room's latest messages would miss the ones before it.
+      const room = await createRoom('empty-catch-up-retry');
+      const carol = await open('carol');
+      const TOTAL = 80;
+      const posted = [];
+      let failed = 0;
+      let reads = 0;
+      await carol.context.route((url) => url.href === HERALD, async (route) => {
+        if (!/\bRoomCatchUp\b/.test(route.request().postData() ?? '')) return route.fallback();
+        reads++;
+        if (posted.length < TOTAL) {
+          failed++;
+          if (failed % 2) return route.fulfill({ status: 502, body: 'bad gateway (the test)\n' });
+          return route.abort('connectionrefused');
+        }
+        return route.fallback();
+      });
+      await carol.page.goto(`${APP}/rooms/${room.id}`, { waitUntil: 'commit' });
+      let sawReconnecting = false;
+      for (let i = 0; i < TOTAL; i++) {
+        const started = Date.now();
+        posted.push(await post(room.id, `early ${i}`, 'bob'));
+        if (failed > 0 && (await connectionState(carol.page).catch(() => null)) === 'reconnecting') sawReconnecting = true;
+        await sleep(Math.max(0, 50 - (Date.now() - started)));
+      }
+      await until(() => reads > failed, async () => `carol's catch-up read to be tried again after its ${failed} failures (${reads} reads); ` +
+        `the page says ${JSON.stringify(await carol.page.locator('main [role="alert"]').allTextContents())}`);
+      await waitConnected(carol);
+      const fence = await post(room.id, 'fence', 'bob');
+      await waitForText(carol, 'fence');
+      const list = await assertShowsServerOrder(carol, room.id);
+      assert.deepEqual(list.map((m) => m.id), [...posted, fence], `every message bob posted, once, in order: ${difference(list.map((m) => m.id), [...posted, fence])}`);
+      const states = await statesSeen(carol.page);
+      t.diagnostic(`the read failed ${failed} times, then succeeded; states ${JSON.stringify(states)}`);
+      assert.ok(failed >= 2, `the read failed a few times (${failed})`);
+      assert.ok(sawReconnecting || states.includes('reconnecting/websocket'), `carol's page showed reconnecting while the read failed: ${JSON.stringify(states)}`);
+      assert.equal(states.at(-1), 'connected/websocket');
+      assert.equal(await carol.page.locator('main [role="alert"]').count(), 0, 'carol\'s page reports no problem');
+      assert.deepEqual(carol.problems.filter((p) => !/^HTTP 502: POST .*\/graphql$|^console error: Failed to load resource: (.* status of 502|net::ERR_CONNECTION_REFUSED)/.test(p)), [],
+        'carol\'s page reported problems (other than the failed reads)');
+    });
+  });
+
 test('with WebSockets blocked, the app falls back to Server-Sent Events', { timeout: 120_000 }, async (t) => {
   await withScreenshots(t, async ({ open }) => {
     const room = await createRoom('sse');

@@ -55,7 +55,7 @@ export interface HeraldTransport {
 }
 
 /** Jittered exponential back-off, about 200 ms to 5 s. */
-async function backoff(retries: number): Promise<void> {
+export async function backoff(retries: number): Promise<void> {
   const ms = Math.min(250 * 2 ** retries, 4000) * (0.75 + Math.random() / 2);
   await new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -83,6 +83,27 @@ export const ROOM_PAGE: TypedDocumentNode<RoomPageData, { roomId: string }> = gq
   }
 `;
 
+/**
+ * A room that had no message when its page was rendered: its first
+ * messages, every one posted after the render. The page reads them once it
+ * is live, to fill what came in before its subscription (which has no
+ * cursor to start from); however late that read succeeds, the messages
+ * posted in that gap are among them.
+ */
+export const ROOM_CATCH_UP: TypedDocumentNode<
+  { room: null | { __typename?: 'Room'; id: string; messages: { __typename?: 'MessageConnection'; nodes: Message[] } } },
+  { roomId: string }
+> = gql`
+  query RoomCatchUp($roomId: ID!) {
+    room(id: $roomId) {
+      id
+      messages(first: ${PAGE_SIZE}) {
+        nodes { ${MESSAGE_FIELDS} }
+      }
+    }
+  }
+`;
+
 export type RoomEventKind = 'MESSAGE_POSTED' | 'MESSAGE_EDITED' | 'MESSAGE_DELETED' | 'REACTIONS_CHANGED';
 export interface RoomEvent {
   kind: RoomEventKind;

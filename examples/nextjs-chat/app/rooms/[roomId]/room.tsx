@@ -2,13 +2,13 @@
 import { useApolloClient, useMutation, useQueryRefHandlers, useReadQuery, type QueryRef } from '@apollo/client/react';
 import Link from 'next/link';
 import { useEffect, useRef, useState, type FormEvent, type RefObject } from 'react';
-import { NO_RESUME } from '@/lib/herald-transport';
+import { backoff, NO_RESUME } from '@/lib/herald-transport';
 import {
-  DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE, REACT, ROOM_EVENTS, ROOM_PAGE, ROOM_PRESENCE, SET_TYPING,
+  DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE, REACT, ROOM_CATCH_UP, ROOM_EVENTS, ROOM_PAGE, ROOM_PRESENCE, SET_TYPING,
   type Message, type PresenceEvent, type RoomEvent, type RoomPageData, type User,
 } from '@/lib/operations';
 import { textProblem } from '@/lib/shared';
-import { useConnectionStatus, useSession } from '../../providers';
+import { holdReconnecting, useSession, useTransportStatus } from '../../providers';
 
 /**
  * How often, at most, the composer calls setTyping while the user types.
@@ -16,6 +16,13 @@ import { useConnectionStatus, useSession } from '../../providers';
  * keeps the indicator on without a request per keystroke.
  */
 export const TYPING_EVERY_MS = 2000;
+
+/**
+ * An empty room's catch-up read (below) that fails is tried again, with the
+ * transport's back-off (about 250 ms, doubling, to 4 s), for this long at
+ * most; only then is the page told that messages may be missing.
+ */
+const CATCH_UP_GIVE_UP_MS = 60_000;
 
 type Page = NonNullable<RoomPageData['room']>;
 /** Ids of messages this page posted that the subscription has not delivered yet. */
@@ -85,35 +92,73 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
   // of every event received (so a re-subscription goes on from there).
   const cursor = useRef<string | null | undefined>(undefined);
   if (cursor.current === undefined) cursor.current = data?.room?.messages.pageInfo.endCursor ?? null;
+  // A room with no message at render has no cursor: the page subscribes
+  // from now and, once live, reads the room's first messages (ROOM_CATCH_UP)
+  // for what came in between. Needed until that read succeeds (across
+  // re-subscriptions).
+  const catchUp = useRef<boolean | undefined>(undefined);
+  if (catchUp.current === undefined) catchUp.current = cursor.current == null;
   const exists = !!data?.room;
   const presence = usePresence(roomId, exists);
 
   useEffect(() => {
     if (!exists) return;
-    // A room with no message at render has no cursor: subscribe from now,
-    // and once live, read the room again for what came in between.
-    let catchUp = cursor.current == null;
+    let cancelled = false; // this subscription is over: stop retrying (the next one takes over)
+    let reading = false;
+    let release: (() => void) | null = null; // shows the connection as reconnecting while retrying
     const readAgain = async () => {
-      const { data: fresh } = await client.query({ query: ROOM_PAGE, variables: { roomId }, fetchPolicy: 'no-cache' });
-      if (!fresh?.room) return;
+      const { data: fresh } = await client.query({ query: ROOM_CATCH_UP, variables: { roomId }, fetchPolicy: 'no-cache' });
+      if (cancelled || !fresh?.room) return;
       client.cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) =>
         prev?.room ? withNodes(prev as RoomPageData & { room: Page }, union(prev.room.messages.nodes, fresh.room!.messages.nodes)) : prev);
     };
-    return subscribeToMore({
+    // The read is tried again with back-off while it fails (a replica or
+    // the token route briefly down): meanwhile the events go on arriving
+    // and are shown, and the read, once it succeeds, is merged by id
+    // (union), so nothing is lost or shown twice.
+    const catchUpNow = async () => {
+      reading = true;
+      const started = Date.now();
+      for (let attempt = 0; !cancelled; attempt++) {
+        try {
+          await readAgain();
+          if (!cancelled) catchUp.current = false;
+          break;
+        } catch (err) {
+          if (cancelled) break;
+          const message = (err as Error).message;
+          if (Date.now() - started >= CATCH_UP_GIVE_UP_MS) {
+            catchUp.current = false;
+            setProblem(`messages posted as this page loaded may be missing: ${message}`);
+            break;
+          }
+          release ??= holdReconnecting();
+          console.warn(`herald: reading the room again failed (${message}); trying again`);
+          await backoff(attempt);
+        }
+      }
+      reading = false;
+      release?.();
+      release = null;
+    };
+    const unsubscribe = subscribeToMore({
       document: ROOM_EVENTS,
       variables: { roomId, after: cursor.current },
       updateQuery: (_, { previousData, complete, subscriptionData }) => {
         const ev = subscriptionData.data.roomEvents;
         cursor.current = ev.cursor;
-        if (catchUp) {
-          catchUp = false;
-          readAgain().catch((err: Error) => setProblem(err.message));
-        }
+        if (catchUp.current && !reading) void catchUpNow();
         if (!complete) return undefined;
         return withEvent(previousData, ev, awaiting.current) as typeof previousData | undefined;
       },
       onError: (err) => setProblem(`live updates stopped: ${err.message}`),
     });
+    return () => {
+      cancelled = true;
+      release?.();
+      release = null;
+      unsubscribe();
+    };
   }, [client, roomId, exists, subscribeToMore]);
 
   if (!data?.room) {
@@ -154,7 +199,7 @@ interface PresenceState {
  */
 function usePresence(roomId: string, exists: boolean): PresenceState {
   const client = useApolloClient();
-  const { state } = useConnectionStatus();
+  const { state } = useTransportStatus();
   const [presence, setPresence] = useState<PresenceEvent | null>(null);
   const [stale, setStale] = useState(false);
   const [problem, setProblem] = useState('');
