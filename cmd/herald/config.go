@@ -193,6 +193,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 func parseFailed(c config, fs *flag.FlagSet, err error, flagOutput *bytes.Buffer, getenv func(string) string, usage io.Writer) (config, error) {
 	given := false
 	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "log-format" })
+	if v, ok := logFormatIn(fs.Args()); ok {
+		c.LogFormat, given = v, true
+	}
 	if v := getenv(envName("log-format")); !given && v != "" {
 		c.LogFormat = v
 	}
@@ -200,6 +203,34 @@ func parseFailed(c config, fs *flag.FlagSet, err error, flagOutput *bytes.Buffer
 		_, _ = usage.Write(flagOutput.Bytes())
 	}
 	return c, err
+}
+
+// logFormatIn returns the value of the last --log-format in args, what
+// the flag package left unparsed when it stopped at an error (a bad value,
+// an unknown flag) or a stray argument: a json log format asked for after
+// the mistake still applies to its report. Like the flag package, it stops
+// at "--" and takes -log-format, --log-format, with "=" or the next
+// argument.
+func logFormatIn(args []string) (format string, found bool) {
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(arg, "=")
+		if name != "-log-format" && name != "--log-format" {
+			continue
+		}
+		if !hasValue {
+			if i+1 == len(args) {
+				break
+			}
+			i++
+			value = args[i]
+		}
+		format, found = value, true
+	}
+	return format, found
 }
 
 // applyEnv sets every flag that was not given on the command line from its
