@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -139,22 +138,7 @@ func TestDrainGivesUpOnAStuckResolver(t *testing.T) {
 			return wsOperation(t, url, "subscription hang { ticks }")
 		}, []string{"gave up on 1 connections", "gave up on 1 subscription executions"}},
 		{"event stream subscription", func(t *testing.T, url string) func() {
-			ctx, cancel := context.WithCancel(context.Background())
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url,
-				strings.NewReader(`{"query":"subscription hang { ticks }"}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Accept", mediaEventStream)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				if resp, err := http.DefaultClient.Do(req); err == nil {
-					resp.Body.Close()
-				}
-			}()
-			return func() { cancel(); <-done }
+			return streamOperation(t, url, mediaEventStream, "subscription hang { ticks }")
 		}, []string{"gave up on 1 connections", "gave up on 1 subscription executions"}},
 	}
 	for _, tt := range tests {
@@ -168,11 +152,7 @@ func TestDrainGivesUpOnAStuckResolver(t *testing.T) {
 			defer released()
 			stop := tt.start(t, hs.URL+"/graphql")
 			defer stop()
-			select {
-			case <-schema.entered:
-			case <-time.After(5 * time.Second):
-				t.Fatal("the resolver was not reached")
-			}
+			receive(t, schema.entered, 5*time.Second, "the resolver to be reached")
 
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
@@ -195,11 +175,7 @@ func TestDrainGivesUpOnAStuckResolver(t *testing.T) {
 				<-drained
 			}
 			released()
-			select {
-			case <-s.sessions.finished():
-			case <-time.After(5 * time.Second):
-				t.Fatal("the session did not finish once its resolver returned")
-			}
+			receive(t, s.sessions.finished(), 5*time.Second, "the session to finish once its resolver returned")
 		})
 	}
 }

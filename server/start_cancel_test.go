@@ -120,11 +120,7 @@ func TestStartingResolverEndsWithItsConnection(t *testing.T) {
 			defer hs.Close()
 			stop := tt.start(t, hs.URL+"/graphql")
 			defer stop()
-			select {
-			case <-schema.entered:
-			case <-time.After(5 * time.Second):
-				t.Fatal("the resolver was not reached")
-			}
+			receive(t, schema.entered, 5*time.Second, "the resolver to be reached")
 			drained := make(chan error, 1)
 			if tt.drain {
 				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -133,16 +129,8 @@ func TestStartingResolverEndsWithItsConnection(t *testing.T) {
 			} else {
 				stop()
 			}
-			select {
-			case <-schema.ended:
-			case <-time.After(3 * time.Second):
-				t.Fatal("the resolver's context did not end with its connection")
-			}
-			select {
-			case <-s.sessions.finished():
-			case <-time.After(5 * time.Second):
-				t.Fatal("the session did not finish")
-			}
+			receive(t, schema.ended, 3*time.Second, "the resolver's context to end with its connection")
+			receive(t, s.sessions.finished(), 5*time.Second, "the session to finish")
 			if tt.drain {
 				if err := <-drained; err != nil && strings.Contains(err.Error(), "gave up") {
 					t.Errorf("Drain = %v, want nothing given up on", err)
@@ -167,11 +155,7 @@ func TestStartingResolverKeptForOtherMembers(t *testing.T) {
 	defer hs.Close()
 	closeStarter := wsOperation(t, hs.URL+"/graphql", query)
 	defer closeStarter()
-	select {
-	case <-schema.entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the resolver was not reached")
-	}
+	receive(t, schema.entered, 5*time.Second, "the resolver to be reached")
 	closeJoiner := wsOperation(t, hs.URL+"/graphql", query)
 	defer closeJoiner()
 	waitFor(t, "the second subscriber waiting for the start", func() bool { return pendingMembers(s) == 2 })
@@ -185,16 +169,8 @@ func TestStartingResolverKeptForOtherMembers(t *testing.T) {
 	}
 
 	closeJoiner()
-	select {
-	case <-schema.ended:
-	case <-time.After(3 * time.Second):
-		t.Fatal("the resolver's context did not end once its last member went")
-	}
-	select {
-	case <-s.sessions.finished():
-	case <-time.After(5 * time.Second):
-		t.Fatal("the sessions did not finish")
-	}
+	receive(t, schema.ended, 3*time.Second, "the resolver's context to end once its last member went")
+	receive(t, s.sessions.finished(), 5*time.Second, "the sessions to finish")
 	if n := len(schema.entered); n != 0 {
 		t.Errorf("%d more resolvers ran; want one shared execution", n)
 	}

@@ -189,6 +189,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// receive waits up to d for ch to yield or close, and fails the test,
+// naming what it waited for, if it does not.
+func receive(t *testing.T, ch <-chan struct{}, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(d):
+		t.Fatalf("timed out after %s waiting for %s", d, what)
+	}
+}
+
 // wsClient is a minimal client for both protocols that asserts frames.
 type wsClient struct {
 	t    *testing.T
