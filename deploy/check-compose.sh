@@ -16,7 +16,8 @@
 #     tree's herald accepts the whole command (run with NATS pointed at a
 #     closed loopback port, it gets past configuration to dialling NATS);
 #   - stop_grace_period covers the README's bound on a stop: drain-timeout
-#     + 2 x shutdown-timeout + 13s (the service's values, else herald's defaults);
+#     + 2 x shutdown-timeout + 15s, and the second herald allows past it
+#     (the service's values, else herald's defaults);
 #   - ${VAR:-default} and ${VAR:?message} in an environment are interpolated as
 #     Compose does with VAR unset (a stand-in value for a required one);
 #   - the Herald healthcheck command passes against a ready local Herald and

@@ -286,13 +286,14 @@ func (c *checker) checkHerald(services map[string]service, names, natsNames []st
 		}
 		// SIGTERM drains: the container must get the longest stop the
 		// README documents before Docker's SIGKILL: drain-timeout +
-		// 2 × shutdown-timeout + 13s (the NATS clean-up).
+		// 2 × shutdown-timeout + 15s, and the second past it after
+		// which herald exits anyway.
 		need := stopBound(flags, help)
 		grace, err := time.ParseDuration(s.StopGracePeriod)
 		if err != nil || grace < need {
-			c.fail("%s: stop_grace_period %q is below drain-timeout + 2 × shutdown-timeout + NATS clean-up (%s)", name, s.StopGracePeriod, need)
+			c.fail("%s: stop_grace_period %q is below drain-timeout + 2 × shutdown-timeout + 16s (%s)", name, s.StopGracePeriod, need)
 		} else {
-			c.ok("%s: stop_grace_period %s covers drain-timeout + 2 × shutdown-timeout + NATS clean-up (%s)", name, grace, need)
+			c.ok("%s: stop_grace_period %s covers drain-timeout + 2 × shutdown-timeout + 16s (%s)", name, grace, need)
 		}
 		if s.Healthcheck == nil || len(s.Healthcheck.Test) < 2 {
 			c.fail("%s: no healthcheck", name)
@@ -362,13 +363,16 @@ func (c *checker) heraldHelp() heraldHelp {
 	return heraldHelp(out)
 }
 
-// natsCloseBound is how long herald may take over its NATS clean-up at the
-// end of a stop (the README's "+ 13 s": presence 5 s, the relay's flush
-// 2 s, draining the connection 6 s).
-const natsCloseBound = 13 * time.Second
+// fixedStopSteps is what a stop takes beyond the configured timeouts at
+// most, as the README counts it ("+ 15 s": giving up on connections and
+// executions held by resolvers 2 s, presence 5 s, the relay's flush 2 s,
+// draining the connection 6 s), plus the second past that bound at which
+// herald gives up on a stop and exits.
+const fixedStopSteps = 15*time.Second + time.Second
 
 // stopBound is the longest a SIGTERMed replica may take to exit, as the
-// README documents it: --drain-timeout + 2 × --shutdown-timeout + 13s, with
+// README documents it: --drain-timeout + 2 × --shutdown-timeout + 15s (and
+// the second herald allows past it), with
 // the service's own values where it sets them.
 func stopBound(flags map[string]string, help heraldHelp) time.Duration {
 	value := func(name string) time.Duration {
@@ -379,7 +383,7 @@ func stopBound(flags map[string]string, help heraldHelp) time.Duration {
 		}
 		return help.defaultDuration(name)
 	}
-	return value("drain-timeout") + 2*value("shutdown-timeout") + natsCloseBound
+	return value("drain-timeout") + 2*value("shutdown-timeout") + fixedStopSteps
 }
 
 // defaultDuration reads "(default 10s)" of flag name from herald -h; 0 if
