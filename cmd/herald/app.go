@@ -59,8 +59,9 @@ type listeners struct {
 	pprof net.Listener // nil unless --pprof
 }
 
-// listen binds every listen address of cfg. On error, it names the flag
-// (and its variable) with the address, and nothing is left bound.
+// listen binds every listen address of cfg, and checks that the embedded
+// NATS server's (--nats-listen) is free. On error, it names the flag (and
+// its variable) with the address, and nothing is left bound.
 func listen(cfg config) (listeners, error) {
 	var ls listeners
 	var err error
@@ -69,11 +70,42 @@ func listen(cfg config) (listeners, error) {
 	}
 	if cfg.PprofAddr != "" {
 		if ls.pprof, err = net.Listen("tcp", cfg.PprofAddr); err != nil {
-			_ = ls.http.Close()
+			ls.close()
 			return listeners{}, fmt.Errorf("--pprof (%s): listen for pprof on %s: %w", envName("pprof"), cfg.PprofAddr, err)
 		}
 	}
+	if len(cfg.NATSURLs) == 0 && cfg.NATSListen != "" {
+		if err := checkNATSListen(cfg.NATSListen); err != nil {
+			ls.close()
+			return listeners{}, fmt.Errorf("--nats-listen (%s): listen for NATS clients on %s: %w", envName("nats-listen"), cfg.NATSListen, err)
+		}
+	}
 	return ls, nil
+}
+
+// checkNATSListen binds addr, the embedded NATS server's client address,
+// as that server will, and releases it at once: nats-server binds its
+// own listener and takes no ready one, so this only makes a taken address
+// fail the start before NATS is started (and its data directory created).
+// Whatever takes the address between this check and NATS's start still
+// fails the start then, in NATS's own words. Port 0 (a random port) is
+// never taken.
+func checkNATSListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err // validated already
+	}
+	if port == "0" {
+		return nil
+	}
+	if host == "" {
+		host = "0.0.0.0" // nats-server's default host: all IPv4 interfaces
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return err
+	}
+	return l.Close()
 }
 
 func (ls listeners) close() {

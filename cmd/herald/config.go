@@ -234,7 +234,8 @@ func logFormatIn(args []string) (format string, found bool) {
 }
 
 // applyEnv sets every flag that was not given on the command line from its
-// environment variable, if that is set.
+// environment variable, if that is set. A value that does not parse is
+// reported naming the variable and the flag it sets; every such value is.
 func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -245,7 +246,7 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		}
 		if v := getenv(envName(f.Name)); v != "" {
 			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
+				errs = append(errs, fmt.Errorf("%s (--%s): invalid value %q: %w", envName(f.Name), f.Name, v, err))
 			}
 		}
 	})

@@ -102,7 +102,7 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{args: []string{"--log-level", "loud"}, want: "unknown level"},
 		{args: []string{"--log-format", "xml"}, want: "unknown format"},
 		{args: []string{"stray"}, want: `unexpected argument "stray"`},
-		{env: map[string]string{"HERALD_ROOM_HISTORY": "many"}, want: `HERALD_ROOM_HISTORY="many"`},
+		{env: map[string]string{"HERALD_ROOM_HISTORY": "many"}, want: `HERALD_ROOM_HISTORY (--room-history): invalid value "many": parse error`},
 		{args: []string{"--room-history", "ten"}, want: "invalid value"},
 		{args: []string{"--auth", "jwt"}, want: "jwt needs a key"},
 		{args: []string{"--jwt-secret", "x"}, want: "--jwt-secret (HERALD_JWT_SECRET): applies to --auth=jwt only"},
@@ -119,6 +119,61 @@ func TestConfigRejectsBadValues(t *testing.T) {
 			_, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestConfigNamesVariableAndFlagOfUnparsableValues: a variable's value
+// that does not parse is reported naming the variable and the flag it
+// sets; every such value is, and alone: the problems validation would
+// find are not (the README: "reported alone").
+func TestConfigNamesVariableAndFlagOfUnparsableValues(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    []string // each in the error
+		notWant []string // none in the error
+	}{
+		{name: "int", env: map[string]string{"HERALD_ROOM_HISTORY": "many"},
+			want: []string{`HERALD_ROOM_HISTORY (--room-history): invalid value "many": parse error`}},
+		{name: "int64 out of range", env: map[string]string{"HERALD_ROOM_CACHE": "99999999999999999999"},
+			want: []string{`HERALD_ROOM_CACHE (--room-cache): invalid value "99999999999999999999": value out of range`}},
+		{name: "duration", env: map[string]string{"HERALD_APPLY_TIMEOUT": "5"},
+			want: []string{`HERALD_APPLY_TIMEOUT (--apply-timeout): invalid value "5": parse error`}},
+		{name: "bool", env: map[string]string{"HERALD_INTROSPECTION": "maybe"},
+			want: []string{`HERALD_INTROSPECTION (--introspection): invalid value "maybe": parse error`}},
+		{name: "float", env: map[string]string{"HERALD_MUTATION_RATE": "fast"},
+			want: []string{`HERALD_MUTATION_RATE (--mutation-rate): invalid value "fast": parse error`}},
+		{name: "every unparsable variable",
+			env: map[string]string{"HERALD_WS_QUEUE": "lots", "HERALD_DRAIN_TIMEOUT": "10"},
+			want: []string{
+				`HERALD_DRAIN_TIMEOUT (--drain-timeout): invalid value "10": parse error`,
+				`HERALD_WS_QUEUE (--ws-queue): invalid value "lots": parse error`,
+			}},
+		{name: "reported alone", args: []string{"--partitions", "0"}, env: map[string]string{"HERALD_WS_QUEUE": "lots", "HERALD_AUTH": "none"},
+			want:    []string{`HERALD_WS_QUEUE (--ws-queue): invalid value "lots": parse error`},
+			notWant: []string{"--partitions (", "--auth ("}},
+		{name: "a flag wins over its unparsable variable", args: []string{"--ws-queue", "8"}, env: map[string]string{"HERALD_WS_QUEUE": "lots", "HERALD_ROOM_HISTORY": "many"},
+			want:    []string{`HERALD_ROOM_HISTORY (--room-history)`},
+			notWant: []string{"HERALD_WS_QUEUE"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if err == nil {
+				t.Fatal("parseConfig succeeded")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want it to contain %q", err, w)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want it not to contain %q", err, w)
+				}
 			}
 		})
 	}
@@ -154,7 +209,7 @@ func TestRunReportsBadConfigInLogFormat(t *testing.T) {
 		{name: "json, two problems", args: []string{"--log-format=json", "--room-history", "0", "--partitions", "0"}, json: true,
 			want: "--partitions (HERALD_PARTITIONS): must be between 1 and 256, got 0\n--room-history (HERALD_ROOM_HISTORY)"},
 		{name: "json, bad variable", args: []string{"--log-format", "json"}, env: map[string]string{"HERALD_ROOM_HISTORY": "many"}, json: true,
-			want: `HERALD_ROOM_HISTORY="many"`},
+			want: `HERALD_ROOM_HISTORY (--room-history): invalid value "many": parse error`},
 		{name: "json flag, unknown flag after it", args: []string{"--log-format", "json", "--bogus"}, json: true,
 			want: "flag provided but not defined: -bogus"},
 		{name: "json variable, unknown flag", args: []string{"--bogus"}, env: map[string]string{"HERALD_LOG_FORMAT": "json"}, json: true,

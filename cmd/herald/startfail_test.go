@@ -15,7 +15,7 @@ import (
 )
 
 // TestFailedStartStopsTheServer: when a listen address is taken (--addr,
-// --pprof), startApp fails at once with an error naming the flag and the
+// --pprof, --nats-listen), startApp fails at once with an error naming the flag and the
 // address, before it started embedded NATS (whose data directory it would
 // have created) or the HTTP handler; nothing of the handler is left
 // running, and the other address is free again.
@@ -34,6 +34,8 @@ func TestFailedStartStopsTheServer(t *testing.T) {
 			"--addr (HERALD_ADDR): listen for HTTP on " + taken.Addr().String() + ": "},
 		{"pprof address taken", func(c *config) { c.PprofAddr = taken.Addr().String() },
 			"--pprof (HERALD_PPROF): listen for pprof on " + taken.Addr().String() + ": "},
+		{"nats listen address taken", func(c *config) { c.NATSListen, c.PprofAddr = taken.Addr().String(), "" },
+			"--nats-listen (HERALD_NATS_LISTEN): listen for NATS clients on " + taken.Addr().String() + ": "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,10 +89,10 @@ func TestFailedStartStopsTheServer(t *testing.T) {
 	}
 }
 
-// TestTakenAddressExitsAtOnce runs Herald on a taken --addr or --pprof:
-// it exits with code 1 at once, its error naming the flag and the
-// address, without starting embedded NATS (no data directory, no word of
-// NATS in its log).
+// TestTakenAddressExitsAtOnce runs Herald on a taken --addr, --pprof or
+// --nats-listen: it exits with code 1 at once, its error naming the flag
+// and the address, without starting embedded NATS (no data directory, no
+// word of NATS in its log besides that error's).
 func TestTakenAddressExitsAtOnce(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -104,6 +106,8 @@ func TestTakenAddressExitsAtOnce(t *testing.T) {
 	}{
 		{"address taken", []string{"--addr", taken.Addr().String()}, "--addr (HERALD_ADDR): listen for HTTP on " + taken.Addr().String()},
 		{"pprof address taken", []string{"--pprof", taken.Addr().String()}, "--pprof (HERALD_PPROF): listen for pprof on " + taken.Addr().String()},
+		{"nats listen address taken", []string{"--nats-listen", taken.Addr().String()},
+			"--nats-listen (HERALD_NATS_LISTEN): listen for NATS clients on " + taken.Addr().String()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,7 +121,7 @@ func TestTakenAddressExitsAtOnce(t *testing.T) {
 			if !strings.Contains(logs, "herald could not start: "+tt.want) || !strings.Contains(logs, "address already in use") {
 				t.Errorf("no error naming %q and the address in use:\n%s", tt.want, logs)
 			}
-			if strings.Contains(logs, "NATS") {
+			if strings.Contains(strings.ReplaceAll(logs, tt.want, ""), "NATS") {
 				t.Errorf("NATS was started before the listen failed:\n%s", logs)
 			}
 			if _, err := os.Stat(dataDir); !errors.Is(err, fs.ErrNotExist) {
