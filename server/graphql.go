@@ -100,6 +100,13 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		// an operation.
 		s.graphql.ServeHTTP(w, r)
 	default:
+		// HEAD included: its answer would be a GET's without the body,
+		// and a GET here executes its operation (a query's resolvers, a
+		// subscription's stream) to know its status and headers, work
+		// whose result HEAD throws away. The GraphQL over HTTP spec asks
+		// for GET and POST only. RFC 9110's GET and HEAD for general-
+		// purpose servers is met by /healthz, /readyz, /metrics and
+		// GraphiQL; a 405 names what /graphql takes (section 15.5.6).
 		w.Header().Set("Allow", "GET, POST, PUT, DELETE")
 		s.responder.reject(w, r, fallbackMedia(r), http.StatusMethodNotAllowed,
 			fmt.Sprintf("method %s is not allowed on /graphql; use GET or POST (PUT and DELETE for graphql-sse's single connection mode)", clip(r.Method)))

@@ -63,6 +63,11 @@ var graphQLCases = []struct {
 		want{status: 400, contentType: ctResponse, err: "not supported over a plain HTTP request; send Accept: text/event-stream"}},
 	{"PATCH", request{method: http.MethodPatch, target: "/graphql", body: helloBody},
 		want{status: 405, contentType: ctJSON, err: "PATCH is not allowed", header: map[string]string{"Allow": "GET, POST, PUT, DELETE"}}},
+	// HEAD would execute the GET's operation for nothing (see serveGraphQL).
+	{"HEAD", request{method: http.MethodHead, target: "/graphql"},
+		want{status: 405, contentType: ctJSON, err: "HEAD is not allowed", header: map[string]string{"Allow": "GET, POST, PUT, DELETE"}}},
+	{"HEAD of a query", request{method: http.MethodHead, target: "/graphql?query=%7B%20whoami%20%7D"}.accepting(),
+		want{status: 405, contentType: ctResponse, err: "HEAD is not allowed", header: map[string]string{"Allow": "GET, POST, PUT, DELETE"}}},
 	// PUT and DELETE are graphql-sse's single connection mode (sse_single_test.go).
 	{"PUT accepting no text/plain", request{method: http.MethodPut, target: "/graphql"}.accepting(),
 		want{status: 406, contentType: ctJSON, err: "answers its token as text/plain"}},

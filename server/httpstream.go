@@ -203,7 +203,8 @@ type httpStream struct {
 	failure   *gqlerror.Error // end the stream with this error (it fell behind, or was disconnected)
 	endErr    *gqlerror.Error // with completed: end with this error (see denied)
 	// cancelStart ends the context of the subscription joining its
-	// execution (see join); nil once it has joined.
+	// execution (see join); nil once it has joined. goAway and drop call
+	// it (abandonStart).
 	cancelStart context.CancelFunc
 }
 
@@ -238,19 +239,18 @@ func (st *httpStream) subscribe(ctx context.Context, exec graphql.GraphExecutor,
 }
 
 // join joins st.op's shared execution with a context that ends with the
-// request's (the client goes) or when the drain drops the stream, so that
-// a resolver still starting then is abandoned (see
-// sharedExecutions.abandonWith) rather than holding the request.
+// request's (the client goes) or when a drain tells the stream to go away
+// or drops it, so that a resolver still starting then is abandoned (see
+// sharedExecutions.abandonWith) rather than holding the request: the
+// stream ends either way, as a socket's start ends with its close frame.
 func (st *httpStream) join(ctx context.Context, exec graphql.GraphExecutor, params *graphql.RawParams, opCtx *graphql.OperationContext) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st.mu.Lock()
 	st.cancelStart = cancel
 	st.mu.Unlock()
-	select {
-	case <-st.cut: // dropped before: drop found no start to cancel
-		cancel()
-	default:
+	if isClosed(st.away) || isClosed(st.cut) {
+		cancel() // told to go or dropped before: abandonStart found no start to cancel
 	}
 	st.t.execs.join(st.op, ctx, exec, params, opCtx, st.t.cfg.viewerDirective, st.t.cfg.resumeArgument)
 	st.mu.Lock()
@@ -517,6 +517,7 @@ func (st *httpStream) openedAt() time.Time { return st.created }
 
 func (st *httpStream) goAway() {
 	st.awayOnce.Do(func() { close(st.away) })
+	st.abandonStart()
 	if ps := st.parked.Load(); ps != nil {
 		ps.kick()
 	}
@@ -524,14 +525,23 @@ func (st *httpStream) goAway() {
 
 func (st *httpStream) drop() {
 	st.cutOnce.Do(func() { close(st.cut) })
+	st.abandonStart()
+	if ps := st.parked.Load(); ps != nil {
+		ps.closeConn()
+	}
+}
+
+// abandonStart ends the context of the subscription joining its execution,
+// if one is (see join): the stream is told to go, or dropped, so the
+// resolver still starting is abandoned. It never blocks: the leave runs on
+// abandonWith's goroutine. Callers close st.away or st.cut first, which
+// join checks after publishing cancelStart, so no start is missed.
+func (st *httpStream) abandonStart() {
 	st.mu.Lock()
 	if st.cancelStart != nil {
 		st.cancelStart()
 	}
 	st.mu.Unlock()
-	if ps := st.parked.Load(); ps != nil {
-		ps.closeConn()
-	}
 }
 
 func (st *httpStream) user() string { return st.userID }

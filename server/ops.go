@@ -28,8 +28,9 @@ type readiness struct {
 	Checks []Check `json:"checks"`
 }
 
-// serveReadyz runs the readiness checks: 200 when all pass, 503 otherwise.
-// While the server drains, a failing "draining" check comes first.
+// serveReadyz runs the readiness checks: 200 when all pass, 503 (with
+// Retry-After, see writeBody) otherwise. While the server drains, a
+// failing "draining" check comes first.
 func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readinessTimeout)
 	defer cancel()
@@ -83,8 +84,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeBody(w, status, jsonContentType, b)
 }
 
-// writeBody writes b as the response.
+// writeBody writes b as the response. A 503 carries Retry-After
+// (retryAfterUnavailable) unless its writer set one, whatever the
+// endpoint: /graphql's and /readyz's alike.
 func writeBody(w http.ResponseWriter, status int, contentType string, b []byte) {
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", retryAfterUnavailable)
+	}
 	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(status)
 	// A write error means the client went away; nobody is left to tell.

@@ -104,13 +104,15 @@ func TestReadiness(t *testing.T) {
 	}{
 		{"all ok", func(context.Context) []Check {
 			return []Check{{Name: "nats", OK: true}, {Name: "store", OK: true}}
-		}, plain{200, "application/json", `{"ready":true,"checks":[{"name":"nats","ok":true},{"name":"store","ok":true}]}`, nil}},
+		}, plain{200, "application/json", `{"ready":true,"checks":[{"name":"nats","ok":true},{"name":"store","ok":true}]}`,
+			map[string]string{"Retry-After": ""}}},
 		{"no checks", func(context.Context) []Check { return nil },
 			plain{200, "application/json", `{"ready":true,"checks":[]}`, nil}},
 		{"one failing", func(context.Context) []Check {
 			return []Check{{Name: "nats", OK: true}, {Name: "store", OK: false, Detail: "connection refused"}}
 		}, plain{503, "application/json",
-			`{"ready":false,"checks":[{"name":"nats","ok":true},{"name":"store","ok":false,"detail":"connection refused"}]}`, nil}},
+			`{"ready":false,"checks":[{"name":"nats","ok":true},{"name":"store","ok":false,"detail":"connection refused"}]}`,
+			map[string]string{"Retry-After": retryAfterUnavailable, "Cache-Control": "no-store"}}},
 		{"bounded by a deadline", func(ctx context.Context) []Check {
 			deadline, ok := ctx.Deadline()
 			if !ok || time.Until(deadline) > readinessTimeout {

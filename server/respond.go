@@ -87,18 +87,17 @@ func (rs responder) json(w http.ResponseWriter, r *http.Request, contentType str
 		status = http.StatusInternalServerError
 		b = []byte(`{"errors":[{"message":"internal server error: response could not be encoded"}]}`)
 	}
-	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
-		w.Header().Set("Retry-After", retryAfterUnavailable)
-	}
-	writeBody(w, status, contentType, b)
+	writeBody(w, status, contentType, b) // a 503 gets Retry-After
 }
 
 // retryAfterUnavailable is the Retry-After (RFC 9110 section 10.2.3), in
-// seconds, of every 503 on /graphql: a draining or full replica, a stream
-// reservation that cannot be made, credentials that cannot be checked
-// just then. Each is over, or another replica behind the same address
-// answers, within moments, and the header tells a client to try again
-// rather than give up, and not at once.
+// seconds, of every 503 the server writes (see writeBody): on /graphql a
+// draining or full replica, a stream reservation that cannot be made,
+// credentials that cannot be checked just then. Each is over, or another
+// replica behind the same address answers, within moments, and the header
+// tells a client to try again rather than give up, and not at once. On
+// /readyz (a replica not ready) it is the same hint, so that every 503 of
+// the server says when to ask again; probes keep their own period.
 const retryAfterUnavailable = "1"
 
 // hasCode reports whether any of errs has the extension code.

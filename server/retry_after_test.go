@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,7 +12,7 @@ import (
 // draining or full replica, credentials that cannot be checked just then)
 // says when with Retry-After (RFC 9110 section 10.2.3), on every
 // transport: a WebSocket upgrade, an event stream, a multipart stream, a
-// plain POST, a single-connection-mode reservation.
+// plain POST, a single-connection-mode reservation; and /readyz's 503.
 func TestUnavailableCarriesRetryAfter(t *testing.T) {
 	upgrade := func() *http.Request {
 		r := httptest.NewRequest(http.MethodGet, "/graphql", nil)
@@ -36,12 +37,14 @@ func TestUnavailableCarriesRetryAfter(t *testing.T) {
 		return r
 	}
 	reserve := func() *http.Request { return httptest.NewRequest(http.MethodPut, "/graphql", nil) }
+	readyz := func() *http.Request { return httptest.NewRequest(http.MethodGet, "/readyz", nil) }
 
 	type condition int
 	const (
 		draining condition = iota
 		full
 		authUnavailable
+		checkFailing // a readiness check
 	)
 	tests := []struct {
 		name    string
@@ -59,6 +62,8 @@ func TestUnavailableCarriesRetryAfter(t *testing.T) {
 		{"multipart stream, authentication unavailable", authUnavailable, stream(acceptMultipart)},
 		{"query, authentication unavailable", authUnavailable, query},
 		{"stream reservation while draining", draining, reserve},
+		{"readiness while draining", draining, readyz},
+		{"readiness, a check failing", checkFailing, readyz},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,6 +73,8 @@ func TestUnavailableCarriesRetryAfter(t *testing.T) {
 					o.Limits.MaxConnections = 1
 				case authUnavailable:
 					o.Authenticator = failing{}
+				case checkFailing:
+					o.Readiness = func(context.Context) []Check { return []Check{{Name: "store", OK: false}} }
 				}
 			})
 			switch tt.when {
