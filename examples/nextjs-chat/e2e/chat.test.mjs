@@ -197,6 +197,72 @@ test('an empty room\'s catch-up read that fails for a while is tried again, show
     });
   });
 
+test('an empty room with more than a page (120 messages) posted before its subscription is live pages its catch-up read forward: every message once, in order',
+  { timeout: 120_000 }, async (t) => {
+    await withScreenshots(t, async ({ open }) => {
+      // The room is empty when the server renders it, so the page subscribes
+      // from now and reads the room at its first event. The test holds the
+      // page's RoomEvents subscribe message (its socket is acknowledged and
+      // its presence goes on) while bob posts 120 messages, more than two
+      // pages (50): they are all posted before the subscription is live,
+      // and only the catch-up read can bring them (a read of the first page
+      // only showed 50 and the fence, 70 lost for good).
+      const room = await createRoom('empty-catch-up-pages');
+      const carol = await open('carol');
+      const TOTAL = 120;
+      let held = 0;
+      let release = null;
+      const released = new Promise((resolve) => { release = resolve; });
+      await carol.context.routeWebSocket(() => true, (ws) => {
+        const server = ws.connectToServer(); // the server's messages go to the page as they are
+        ws.onMessage(async (message) => {
+          if (typeof message === 'string' && /"type":"subscribe"/.test(message) && /\bRoomEvents\b/.test(message)) {
+            held++;
+            await released;
+          }
+          server.send(message);
+        });
+      });
+      const reads = []; // the catch-up reads' after variable
+      await carol.context.route((url) => url.href === HERALD, (route) => {
+        const body = route.request().postData() ?? '';
+        if (/\bRoomCatchUp\b/.test(body)) reads.push(JSON.parse(body).variables?.after ?? null);
+        return route.fallback();
+      });
+      const res = await carol.page.goto(`${APP}/rooms/${room.id}`);
+      assert.equal(res.status(), 200);
+      assert.equal(((await res.text()).match(/data-testid="message"/g) ?? []).length, 0, 'the server rendered the room empty');
+      await waitConnected(carol);
+      await until(() => held > 0, 'carol\'s page to subscribe to the room\'s events (held by the test)');
+      const posted = [];
+      for (let i = 0; i < TOTAL; i++) posted.push(await post(room.id, `early ${i}`, 'bob'));
+      release();
+      // Whether Herald has the subscription yet is not observable from
+      // here: bob posts a fence every 300 ms until one shows on carol's
+      // page (her first event, which starts the catch-up read); those before
+      // it are the read's too.
+      const fences = [];
+      await until(async () => {
+        if ((await shown(carol.page)).some((m) => m.text.startsWith('fence'))) return true;
+        fences.push(await post(room.id, `fence ${fences.length}`, 'bob'));
+        await sleep(300);
+        return false;
+      }, 'carol\'s page to show a fence');
+      const want = [...posted.map((id, i) => ({ id, text: `early ${i}` })), ...fences.map((id, i) => ({ id, text: `fence ${i}` }))];
+      await waitForTexts(carol, want.map((m) => m.text));
+      const list = await shown(carol.page);
+      const ids = list.map((m) => m.id);
+      assert.deepEqual(ids, want.map((m) => m.id), `every message bob posted, once, in order: ${difference(ids, want.map((m) => m.id))}`);
+      assert.deepEqual(list.map((m) => m.text), want.map((m) => m.text), 'carol\'s page shows the texts in posting order');
+      t.diagnostic(`${TOTAL} messages posted while the subscription was held; ${reads.length} catch-up reads (after ${JSON.stringify(reads)})`);
+      assert.ok(reads.length >= 3, `the catch-up read paged forward (${reads.length} reads)`);
+      assert.equal(reads[0], null, 'the first catch-up read starts at the room\'s first message');
+      assert.equal(new Set(reads).size, reads.length, 'each catch-up read went on after the previous one');
+      assert.equal(await carol.page.locator('main [role="alert"]').count(), 0, 'carol\'s page reports no problem');
+      assert.deepEqual(carol.problems, [], 'carol\'s page reported problems');
+    });
+  });
+
 test('with WebSockets blocked, the app falls back to Server-Sent Events', { timeout: 120_000 }, async (t) => {
   await withScreenshots(t, async ({ open }) => {
     const room = await createRoom('sse');
@@ -589,35 +655,50 @@ test('with --auth jwt, a token about to expire is refreshed on the open socket: 
     });
   });
 
+/**
+ * The set-up of the two SSE token tests (--auth jwt): a room on the jwt
+ * replica with one message (so its page has a cursor, and reads nothing over
+ * HTTP at its first event), postAs(text) to post to it, and grace's page on
+ * it over event streams (her WebSockets are refused), loaded and connected.
+ * The test answers her token route: tokens that live lifetimeS (issued: when
+ * each was), or 503 while setDown(true).
+ */
+async function openGraceOverSSE(open, prefix, lifetimeS) {
+  const setup = signToken('setup', 300).token;
+  const { createRoom: room } = await gql('mutation($n: String!) { createRoom(name: $n) { id name } }',
+    { n: `${prefix}-${process.pid}-${Date.now().toString(36)}` }, { url: HERALD_JWT, token: setup });
+  const postAs = (text) => gql('mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }',
+    { r: room.id, t: text }, { url: HERALD_JWT, token: setup });
+  await postAs('before grace came');
+  const grace = await open('grace', { app: JWT_APP, blockWebSocket: true });
+  const issued = [];
+  let down = false;
+  await grace.context.route('**/api/dev-token', async (route) => {
+    if (down) return route.fulfill({ status: 503, body: 'down (the test)\n' });
+    issued.push(Date.now());
+    await route.fulfill({ json: signToken('grace', lifetimeS), headers: { 'Cache-Control': 'no-store' } });
+  });
+  const streams = []; // every event stream grace's page opened: when, and with which token
+  grace.page.on('request', async (r) => {
+    const headers = await r.allHeaders();
+    if ((headers.accept ?? '').includes('text/event-stream')) streams.push({ at: Date.now(), auth: headers.authorization ?? '' });
+  });
+  assert.equal((await grace.page.goto(`${JWT_APP}/rooms/${room.id}`)).status(), 200);
+  await waitConnected(grace);
+  assert.equal(await transportOf(grace.page), 'sse', 'grace\'s page is on SSE');
+  return { room, postAs, grace, issued, streams, setDown: (v) => { down = v; } };
+}
+
 test('with --auth jwt over SSE, a token about to expire is replaced by opening the streams again after their cursor: nothing lost or twice, nobody seen to leave',
   { timeout: 150_000 }, async (t) => {
     const LIFETIME_S = 40; // the token route's live 15 minutes
-    const setup = signToken('setup', 300).token;
-    const { createRoom: room } = await gql('mutation($n: String!) { createRoom(name: $n) { id name } }',
-      { n: `jwt-sse-refresh-${process.pid}-${Date.now().toString(36)}` }, { url: HERALD_JWT, token: setup });
-    const postAs = (text) => gql('mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }',
-      { r: room.id, t: text }, { url: HERALD_JWT, token: setup });
-    await postAs('before grace came');
     await withScreenshots(t, async ({ open }) => {
       // grace has no WebSocket (her page is on event streams) and gets
       // tokens that live 40 s: the test answers her token route.
-      const grace = await open('grace', { app: JWT_APP, blockWebSocket: true });
-      const issued = [];
-      await grace.context.route('**/api/dev-token', async (route) => {
-        issued.push(Date.now());
-        await route.fulfill({ json: signToken('grace', LIFETIME_S), headers: { 'Cache-Control': 'no-store' } });
-      });
-      const streams = []; // every event stream grace's page opened: when, and with which token
-      grace.page.on('request', async (r) => {
-        const headers = await r.allHeaders();
-        if ((headers.accept ?? '').includes('text/event-stream')) streams.push({ at: Date.now(), auth: headers.authorization ?? '' });
-      });
+      const { room, postAs, grace, issued, streams } = await openGraceOverSSE(open, 'jwt-sse-refresh', LIFETIME_S);
       const henry = await open('henry', { app: JWT_APP });
-      for (const u of [grace, henry]) {
-        assert.equal((await u.page.goto(`${JWT_APP}/rooms/${room.id}`)).status(), 200);
-        await waitConnected(u);
-      }
-      assert.equal(await transportOf(grace.page), 'sse', 'grace\'s page is on SSE');
+      assert.equal((await henry.page.goto(`${JWT_APP}/rooms/${room.id}`)).status(), 200);
+      await waitConnected(henry);
       for (const u of [grace, henry]) await waitPresence(u, ['grace', 'henry']);
       const first = issued[0];
       const expiry = first + LIFETIME_S * 1000;
@@ -655,38 +736,22 @@ test('with --auth jwt over SSE, a token about to expire is replaced by opening t
 test('with --auth jwt over SSE, streams whose token expired as the token route was down are opened again after their cursor: nothing lost, no error',
   { timeout: 150_000 }, async (t) => {
     const LIFETIME_S = 35;
-    const setup = signToken('setup', 300).token;
-    const { createRoom: room } = await gql('mutation($n: String!) { createRoom(name: $n) { id name } }',
-      { n: `jwt-sse-expired-${process.pid}-${Date.now().toString(36)}` }, { url: HERALD_JWT, token: setup });
-    const postAs = (text) => gql('mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }',
-      { r: room.id, t: text }, { url: HERALD_JWT, token: setup });
-    // Not an empty room: its page has a cursor, and reads nothing over HTTP
-    // at the first event (which would fail while the token route is down).
-    await postAs('before grace came');
     await withScreenshots(t, async ({ open }) => {
-      const grace = await open('grace', { app: JWT_APP, blockWebSocket: true });
-      // The test answers grace's token route: 35 s tokens, then nothing
-      // (503) from 5 s after the first until 3 s after it expired.
-      const issued = [];
-      let down = false;
-      await grace.context.route('**/api/dev-token', async (route) => {
-        if (down) return route.fulfill({ status: 503, body: 'down (the test)\n' });
-        issued.push(Date.now());
-        await route.fulfill({ json: signToken('grace', LIFETIME_S), headers: { 'Cache-Control': 'no-store' } });
-      });
-      assert.equal((await grace.page.goto(`${JWT_APP}/rooms/${room.id}`)).status(), 200);
-      await waitConnected(grace);
-      assert.equal(await transportOf(grace.page), 'sse', 'grace\'s page is on SSE');
+      // Not an empty room: its page has a cursor, and reads nothing over
+      // HTTP at the first event (which would fail while the token route is
+      // down). The test answers grace's token route: 35 s tokens, then
+      // nothing (503) from 5 s after the first until 3 s after it expired.
+      const { room, postAs, grace, issued, setDown } = await openGraceOverSSE(open, 'jwt-sse-expired', LIFETIME_S);
       await waitPresence(grace, ['grace']);
       const first = issued[0];
       const expiry = first + LIFETIME_S * 1000;
       await sleep(Math.max(0, first + 5000 - Date.now()));
-      down = true;
+      setDown(true);
       // Posts about 2 a second across the expiry (fewer than 100 in all:
       // serverMessages reads the last 100), while grace's page has no token.
       const texts = [];
       while (Date.now() < expiry + 3000) { const x = `q${texts.length}`; texts.push(x); await postAs(x); await sleep(400); }
-      down = false;
+      setDown(false);
       for (let i = 0; i < 5; i++) { const x = `q${texts.length}`; texts.push(x); await postAs(x); }
       await waitForTexts(grace, texts, 30_000);
       await waitConnected(grace);

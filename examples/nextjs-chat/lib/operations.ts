@@ -84,21 +84,35 @@ export const ROOM_PAGE: TypedDocumentNode<RoomPageData, { roomId: string }> = gq
 `;
 
 /**
- * A room that had no message when its page was rendered: its first
- * messages, every one posted after the render. The page reads them once it
- * is live, to fill what came in before its subscription (which has no
- * cursor to start from); however late that read succeeds, the messages
- * posted in that gap are among them.
+ * A room that had no message when its page was rendered: its messages from
+ * the first on, every one posted after the render, a page (PAGE_SIZE) at a
+ * time: the next page is read with after: the previous one's endCursor,
+ * while hasNextPage. The page reads them once it is live, to fill what came
+ * in before its subscription (which has no cursor to start from): it goes on
+ * until a page holds a message its subscription delivered (every later one
+ * is the subscription's) or the list ends; however late that read succeeds,
+ * the messages posted in that gap are among them, however many they are.
  */
 export const ROOM_CATCH_UP: TypedDocumentNode<
-  { room: null | { __typename?: 'Room'; id: string; messages: { __typename?: 'MessageConnection'; nodes: Message[] } } },
-  { roomId: string }
+  {
+    room: null | {
+      __typename?: 'Room';
+      id: string;
+      messages: {
+        __typename?: 'MessageConnection';
+        nodes: Message[];
+        pageInfo: { __typename?: 'PageInfo'; endCursor: string | null; hasNextPage: boolean };
+      };
+    };
+  },
+  { roomId: string; after?: string | null }
 > = gql`
-  query RoomCatchUp($roomId: ID!) {
+  query RoomCatchUp($roomId: ID!, $after: String) {
     room(id: $roomId) {
       id
-      messages(first: ${PAGE_SIZE}) {
+      messages(first: ${PAGE_SIZE}, after: $after) {
         nodes { ${MESSAGE_FIELDS} }
+        pageInfo { endCursor hasNextPage }
       }
     }
   }

@@ -4,7 +4,7 @@ import Link from 'next/link';
 import { useEffect, useRef, useState, type FormEvent, type RefObject } from 'react';
 import { backoff, NO_RESUME } from '@/lib/herald-transport';
 import {
-  DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE, REACT, ROOM_CATCH_UP, ROOM_EVENTS, ROOM_PAGE, ROOM_PRESENCE, SET_TYPING,
+  DELETE_MESSAGE, EDIT_MESSAGE, PAGE_SIZE, POST_MESSAGE, REACT, ROOM_CATCH_UP, ROOM_EVENTS, ROOM_PAGE, ROOM_PRESENCE, SET_TYPING,
   type Message, type PresenceEvent, type RoomEvent, type RoomPageData, type User,
 } from '@/lib/operations';
 import { textProblem } from '@/lib/shared';
@@ -18,11 +18,18 @@ import { holdReconnecting, useSession, useTransportStatus } from '../../provider
 export const TYPING_EVERY_MS = 2000;
 
 /**
- * An empty room's catch-up read (below) that fails is tried again, with the
- * transport's back-off (about 250 ms, doubling, to 4 s), for this long at
- * most; only then is the page told that messages may be missing.
+ * An empty room's catch-up read (below) of a page that fails is tried again,
+ * with the transport's back-off (about 250 ms, doubling, to 4 s), for this
+ * long at most; only then is the page told that messages may be missing.
  */
 const CATCH_UP_GIVE_UP_MS = 60_000;
+
+/**
+ * An empty room's catch-up reads at most this many pages (of PAGE_SIZE
+ * messages: 1000) before it gives up and tells the page that messages may
+ * be missing, rather than read an endless room.
+ */
+const CATCH_UP_MAX_PAGES = 20;
 
 type Page = NonNullable<RoomPageData['room']>;
 /** Ids of messages this page posted that the subscription has not delivered yet. */
@@ -93,11 +100,16 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
   const cursor = useRef<string | null | undefined>(undefined);
   if (cursor.current === undefined) cursor.current = data?.room?.messages.pageInfo.endCursor ?? null;
   // A room with no message at render has no cursor: the page subscribes
-  // from now and, once live, reads the room's first messages (ROOM_CATCH_UP)
-  // for what came in between. Needed until that read succeeds (across
-  // re-subscriptions).
+  // from now and, once live, reads the room's messages from the first on
+  // (ROOM_CATCH_UP, page after page) for what came in between, up to a
+  // message the subscription delivered or the end of the list. Needed until
+  // that read succeeds (across re-subscriptions).
   const catchUp = useRef<boolean | undefined>(undefined);
   if (catchUp.current === undefined) catchUp.current = cursor.current == null;
+  // Ids of the posts the subscription delivered while the catch-up is
+  // needed: once a page read holds one, every later message is the
+  // subscription's, and the read is complete.
+  const delivered = useRef(new Set<string>());
   const exists = !!data?.room;
   const presence = usePresence(roomId, exists);
 
@@ -106,37 +118,70 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
     let cancelled = false; // this subscription is over: stop retrying (the next one takes over)
     let reading = false;
     let release: (() => void) | null = null; // shows the connection as reconnecting while retrying
-    const readAgain = async () => {
-      const { data: fresh } = await client.query({ query: ROOM_CATCH_UP, variables: { roomId }, fetchPolicy: 'no-cache' });
-      if (cancelled || !fresh?.room) return;
-      client.cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) =>
-        prev?.room ? withNodes(prev as RoomPageData & { room: Page }, union(prev.room.messages.nodes, fresh.room!.messages.nodes)) : prev);
-    };
-    // The read is tried again with back-off while it fails (a replica or
-    // the token route briefly down): meanwhile the events go on arriving
-    // and are shown, and the read, once it succeeds, is merged by id
-    // (union), so nothing is lost or shown twice.
-    const catchUpNow = async () => {
-      reading = true;
+    // One page of the catch-up read, after the cursor given (null: from the
+    // room's first message). A page that fails is tried again with back-off
+    // (a replica or the token route briefly down): meanwhile the events go on
+    // arriving and are shown, and the connection shows reconnecting until it
+    // succeeds. undefined: this subscription is over, or the read was given
+    // up (the page says so).
+    const readPage = async (after: string | null) => {
       const started = Date.now();
       for (let attempt = 0; !cancelled; attempt++) {
         try {
-          await readAgain();
-          if (!cancelled) catchUp.current = false;
-          break;
+          const { data: fresh } = await client.query({ query: ROOM_CATCH_UP, variables: { roomId, after }, fetchPolicy: 'no-cache' });
+          release?.();
+          release = null;
+          return cancelled ? undefined : fresh;
         } catch (err) {
-          if (cancelled) break;
+          if (cancelled) return undefined;
           const message = (err as Error).message;
           if (Date.now() - started >= CATCH_UP_GIVE_UP_MS) {
             catchUp.current = false;
             setProblem(`messages posted as this page loaded may be missing: ${message}`);
-            break;
+            return undefined;
           }
           release ??= holdReconnecting();
           console.warn(`herald: reading the room again failed (${message}); trying again`);
           await backoff(attempt);
         }
       }
+      return undefined;
+    };
+    // The catch-up: the room's messages from the first on, page after page
+    // (after each page's endCursor), until a page holds a post the
+    // subscription delivered (every later one is the subscription's) or the
+    // list ends. What was read is then merged by id with what the page shows
+    // (union), so nothing is lost or shown twice.
+    const catchUpNow = async () => {
+      reading = true;
+      const read: Message[] = [];
+      let after: string | null = null;
+      for (let pages = 0; !cancelled; pages++) {
+        if (pages === CATCH_UP_MAX_PAGES) {
+          // What was read is not merged: it does not reach what the
+          // subscription delivered, so where those go among it is not known.
+          catchUp.current = false;
+          setProblem(`messages posted as this page loaded may be missing: more than ${pages * PAGE_SIZE} were posted before it was live`);
+          break;
+        }
+        const fresh = await readPage(after);
+        if (!fresh) break;
+        if (!fresh.room) { // the room is gone: nothing to catch up on
+          catchUp.current = false;
+          break;
+        }
+        const { nodes, pageInfo } = fresh.room.messages;
+        read.push(...nodes);
+        if (pageInfo.hasNextPage && pageInfo.endCursor && nodes.length > 0 && !read.some((m) => delivered.current.has(m.id))) {
+          after = pageInfo.endCursor;
+          continue;
+        }
+        client.cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) =>
+          prev?.room ? withNodes(prev as RoomPageData & { room: Page }, union(prev.room.messages.nodes, read)) : prev);
+        catchUp.current = false;
+        break;
+      }
+      if (!catchUp.current) delivered.current.clear();
       reading = false;
       release?.();
       release = null;
@@ -147,6 +192,7 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
       updateQuery: (_, { previousData, complete, subscriptionData }) => {
         const ev = subscriptionData.data.roomEvents;
         cursor.current = ev.cursor;
+        if (catchUp.current && ev.kind === 'MESSAGE_POSTED') delivered.current.add(ev.message.id);
         if (catchUp.current && !reading) void catchUpNow();
         if (!complete) return undefined;
         return withEvent(previousData, ev, awaiting.current) as typeof previousData | undefined;
