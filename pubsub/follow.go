@@ -45,10 +45,15 @@ func (l *Log) FollowDirectory(ctx context.Context, fromSeq uint64, fn func(Entry
 // whose rest (the part of the subject after the key) is rest, which may
 // end with the wildcard ">" (e.g. "member.>"). Only those entries reach
 // the replica; the partition's server scans the rest of the stream for
-// them.
+// them. A rest that is not dot-separated tokens of a-z, 0-9 and _
+// (optionally followed by ".>", or ">" alone), or longer than 256 bytes,
+// is refused.
 func (l *Log) FollowRest(ctx context.Context, k int, rest string, fromSeq uint64, fn func(Entry) error) error {
 	if k < 0 || k >= l.lay.partitions {
 		return fmt.Errorf("follow partition %d: the log has %d partitions", k, l.lay.partitions)
+	}
+	if err := checkRestFilter(rest); err != nil {
+		return fmt.Errorf("follow partition %d: %w", k, err)
 	}
 	return l.follow(ctx, l.parts[k], l.lay.partStreams[k], l.lay.partPrefix[k]+"*."+rest, fromSeq, partitionEntry, fn)
 }
@@ -58,10 +63,14 @@ func (l *Log) FollowRest(ctx context.Context, k int, rest string, fromSeq uint64
 // FollowRest), or 0 when it holds none: where FollowRest of the same rest
 // has delivered everything stored before the call. The partition's own
 // last sequence is no such bound: FollowRest never delivers the entries of
-// other rests that may lie after the last matching one.
+// other rests that may lie after the last matching one. A rest FollowRest
+// refuses is refused.
 func (l *Log) RestLastSeq(ctx context.Context, k int, rest string) (uint64, error) {
 	if k < 0 || k >= l.lay.partitions {
 		return 0, fmt.Errorf("partition %d: the log has %d partitions", k, l.lay.partitions)
+	}
+	if err := checkRestFilter(rest); err != nil {
+		return 0, fmt.Errorf("read the last sequence of partition %d: %w", k, err)
 	}
 	filter := l.lay.partPrefix[k] + "*." + rest
 	seq, err := l.lastSeqMatching(ctx, l.lay.partStreams[k], filter)

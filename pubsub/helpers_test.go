@@ -81,7 +81,14 @@ func openEmbedded(t *testing.T, opts Options) *Log {
 // without JetStream, and returns its client URL.
 func startNATS(t *testing.T, jetStream bool) string {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{
+	return startNATSWith(t, jetStream, nil)
+}
+
+// startNATSWith is startNATS with the server's options changed by change
+// (if not nil) before it starts.
+func startNATSWith(t *testing.T, jetStream bool, change func(*server.Options)) string {
+	t.Helper()
+	opts := &server.Options{
 		ServerName: "test-" + strconv.FormatBool(jetStream),
 		Host:       "127.0.0.1",
 		Port:       server.RANDOM_PORT,
@@ -89,7 +96,11 @@ func startNATS(t *testing.T, jetStream bool) string {
 		StoreDir:   t.TempDir(),
 		NoSigs:     true,
 		NoLog:      true,
-	})
+	}
+	if change != nil {
+		change(opts)
+	}
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatalf("new nats server: %v", err)
 	}

@@ -389,6 +389,60 @@ func TestRestLastSeq(t *testing.T) {
 	}
 }
 
+// TestRestFilterInvalid: FollowRest and RestLastSeq refuse, before asking
+// NATS, a rest that is not tokens of a-z, 0-9 and _ optionally followed by
+// the wildcard ">", and take those that are.
+func TestRestFilterInvalid(t *testing.T) {
+	l := openTwoPartitions(t, Options{})
+	const want = "invalid rest filter"
+	tests := []struct {
+		rest string
+		ok   bool
+	}{
+		{"member.>", true},
+		{"posts", true},
+		{"msg.m1", true},
+		{">", true},
+		{strings.Repeat("r", maxTokenBytes-2) + ".>", true},
+		{"", false},
+		{".>", false},
+		{"member.", false},
+		{".member", false},
+		{"member..>", false},
+		{"member.*", false},
+		{"*", false},
+		{"member.>.x", false},
+		{"member>", false},
+		{"Member.>", false},
+		{"member x", false},
+		{strings.Repeat("r", maxTokenBytes-1) + ".>", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rest, func(t *testing.T) {
+			if err := checkRestFilter(tt.rest); (err == nil) != tt.ok {
+				t.Fatalf("checkRestFilter(%q) = %v, want ok %v", tt.rest, err, tt.ok)
+			}
+			if tt.ok {
+				if _, err := l.RestLastSeq(testCtx(t, 5*time.Second), 0, tt.rest); err != nil {
+					t.Errorf("RestLastSeq(0, %q) = %v", tt.rest, err)
+				}
+				return
+			}
+			_, err := l.RestLastSeq(testCtx(t, 5*time.Second), 0, tt.rest)
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "partition 0") {
+				t.Errorf("RestLastSeq(0, %q) = %v, want an error saying %q of partition 0", tt.rest, err, want)
+			}
+			err = l.FollowRest(testCtx(t, 5*time.Second), 1, tt.rest, 0, func(Entry) error {
+				t.Error("an entry delivered for a refused rest")
+				return nil
+			})
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "follow partition 1") {
+				t.Errorf("FollowRest(1, %q) = %v, want an error saying %q of partition 1", tt.rest, err, want)
+			}
+		})
+	}
+}
+
 // TestReadKeyEndedContextSaysWhat: a read cut short by its context says
 // what it was reading, and still wraps the context's error.
 func TestReadKeyEndedContextSaysWhat(t *testing.T) {

@@ -141,6 +141,17 @@ func checkRest(rest string) error {
 	return nil
 }
 
+// checkRestFilter refuses rest filters (FollowRest's, RestLastSeq's) that
+// are not a rest (see checkRest) optionally followed by the wildcard ".>",
+// nor ">" alone (every rest), or that are longer than maxTokenBytes.
+func checkRestFilter(rest string) error {
+	base, _ := strings.CutSuffix(rest, ".>")
+	if rest != ">" && (len(rest) > maxTokenBytes || checkRest(base) != nil) {
+		return fmt.Errorf(`invalid rest filter %s: must be one or more dot-separated tokens of a-z, 0-9 and _, optionally followed by ".>", or ">" alone, at most %d bytes`, quoteShort(rest), maxTokenBytes)
+	}
+	return nil
+}
+
 // quoteShort quotes s for an error message, cut to its first 64 bytes
 // when it is longer than maxTokenBytes: a refused token may be huge.
 func quoteShort(s string) string {

@@ -231,6 +231,13 @@ func TestLongTokensKeepTheConnection(t *testing.T) {
 			_, err := l.AppendKeyed(testCtx(t, 2*time.Second), "k", "msg."+long, []byte("x"), AppendOptions{})
 			return err
 		}},
+		{name: "FollowRest rest", do: func(t *testing.T, l *Log, _ *Presence) error {
+			return l.FollowRest(testCtx(t, 2*time.Second), 0, "member."+long+".>", 0, func(Entry) error { return nil })
+		}},
+		{name: "RestLastSeq rest", do: func(t *testing.T, l *Log, _ *Presence) error {
+			_, err := l.RestLastSeq(testCtx(t, 2*time.Second), 0, "member."+long)
+			return err
+		}},
 		{name: "AddToDirectory", do: func(t *testing.T, l *Log, _ *Presence) error {
 			_, err := l.AddToDirectory(testCtx(t, 2*time.Second), long, []byte("x"))
 			return err

@@ -2,13 +2,14 @@ package pubsub
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"regexp"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -21,11 +22,17 @@ import (
 //
 // Members: each replica writes one key per topic it has members on,
 // <topic>.<replica> in the bucket <Stream>_PRESENCE, holding the sorted
-// list of those members. It writes a key when its set changed (at most
-// once per Coalesce) and deletes it when the set empties. While nothing
-// changes nothing is written, however many members are present: a key is
-// rewritten only every KeyTTL/3, so that the bucket's MaxAge (KeyTTL)
-// drops the keys of a replica long dead.
+// JSON list of those members. A list too long for one NATS message (over
+// the server's max_payload less an eighth, at most 8 KiB less) is cut into
+// N pages instead: <topic>.<replica> then holds {"gen":G,"pages":N,
+// "members":[...]}, the first page, and <topic>.<replica>.<i>, for i from
+// 1 to N-1, hold {"gen":G,"members":[...]}; the pages are written before
+// the head that names them, and those no longer needed deleted after it
+// (see presence_pages.go). It writes a topic's keys when its set changed
+// (at most once per Coalesce) and deletes them when the set empties. While
+// nothing changes nothing is written, however many members are present:
+// the keys are rewritten only every KeyTTL/3, so that the bucket's MaxAge
+// (KeyTTL) drops the keys of a replica long dead.
 //
 // Liveness: each replica writes one key, <replica> in
 // <Stream>_PRESENCE_REPLICAS, every Heartbeat. That bucket's MaxAge (TTL)
@@ -51,13 +58,17 @@ type Presence struct {
 	members  jetstream.KeyValue          // the members bucket; recreate replaces it
 	replicas jetstream.KeyValue          // the liveness bucket; recreate replaces it
 	local    map[string]map[string]int   // topic → member → how many times entered through this replica
-	dirty    map[string]struct{}         // topics whose key is out of date
-	written  map[string]bool             // topics whose key exists (as far as this replica knows)
+	dirty    map[string]struct{}         // topics whose keys are out of date
+	written  map[string]int              // topic → how many of its keys (head and pages) may exist
+	gen      uint64                      // the generation of the last paged write
 	live     map[string]bool             // replicas whose liveness key exists, as followed
 	heard    map[string]time.Time        // replica → when the follower last saw its heartbeat
 	watches  map[*PresenceWatch]struct{} // told when live changes
 	kick     chan struct{}               // wakes the writer
 	rewatch  chan struct{}               // the follower must watch the liveness bucket anew
+	// rewatchSlots bounds how many PresenceWatches set up a watch anew at
+	// once: after an outage every one of them does (rewatchMembers).
+	rewatchSlots chan struct{}
 
 	stop chan struct{}
 	once sync.Once
@@ -182,9 +193,13 @@ func (l *Log) Presence(ctx context.Context, opts PresenceOptions) (*Presence, er
 func newPresence(l *Log, opts PresenceOptions) *Presence {
 	return &Presence{
 		nc: l.nc, js: l.js, opts: opts, log: l.log,
-		local: map[string]map[string]int{}, dirty: map[string]struct{}{}, written: map[string]bool{},
+		local: map[string]map[string]int{}, dirty: map[string]struct{}{}, written: map[string]int{},
+		// A generation new to this process's writes, and (very likely) to
+		// any earlier process's with the same replica name.
+		gen:  uint64(time.Now().UnixNano()),
 		live: map[string]bool{}, heard: map[string]time.Time{}, watches: map[*PresenceWatch]struct{}{},
 		kick: make(chan struct{}, 1), rewatch: make(chan struct{}, 1), stop: make(chan struct{}),
+		rewatchSlots: make(chan struct{}, rewatchConcurrency),
 	}
 }
 
@@ -269,11 +284,17 @@ func wake(c chan struct{}) {
 // Enter counts one more reason for member to be present on topic through
 // this replica (a subscription, say); member is present while its count
 // is above zero. It only updates a map; the key is written by the
-// replica's writer within Coalesce. A topic that is not a valid token is
+// replica's writer within Coalesce. A topic that is not a valid token, or
+// a member longer than 4096 bytes (which might not fit in a key), is
 // ignored (and logged).
 func (p *Presence) Enter(topic, member string) {
 	if err := checkPresenceToken("topic", topic); err != nil {
 		p.log.Warn("presence ignored", "err", err)
+		return
+	}
+	if len(member) > maxNoticeBytes {
+		p.log.Warn("presence ignored", "topic", topic,
+			"err", fmt.Errorf("member %s of %d bytes, at most %d", quoteShort(member), len(member), maxNoticeBytes))
 		return
 	}
 	p.mu.Lock()
@@ -371,110 +392,163 @@ func (p *Presence) heartbeat(ctx context.Context) error {
 	return nil
 }
 
-// write puts the dirty keys and deletes those of topics that emptied. A
-// failed write is retried on the next round.
+// presenceWrite is one topic's write in a round of Presence.write.
+type presenceWrite struct {
+	topic   string
+	members []string // sorted; nil: delete the topic's keys
+	gen     uint64   // the generation of its pages, should it need pages
+	had     int      // how many of its keys may exist before the write
+	values  [][]byte // values[0] is the head's, values[i] page i's
+	err     error    // the first step of the write that failed
+}
+
+// write puts the keys of the dirty topics and deletes those of topics that
+// emptied, in three steps, each waiting for the one before: the pages
+// after the first of every set written in pages, then the heads, then the
+// pages no longer needed. A topic whose write failed at any step is
+// retried on the next round.
 func (p *Presence) write() {
-	type op struct {
-		topic   string
-		members []string // nil: delete
-	}
 	p.mu.Lock()
-	var ops []op
+	var ops []*presenceWrite
 	for topic := range p.dirty {
-		set := p.local[topic]
-		if len(set) == 0 && !p.written[topic] {
+		set, had := p.local[topic], p.written[topic]
+		if len(set) == 0 && had == 0 {
 			continue
 		}
-		var members []string
+		o := &presenceWrite{topic: topic, had: had}
 		if len(set) > 0 {
-			members = slices.Sorted(maps.Keys(set))
+			o.members = slices.Sorted(maps.Keys(set))
+			p.gen++
+			o.gen = p.gen
 		}
-		ops = append(ops, op{topic, members})
+		ops = append(ops, o)
 	}
 	clear(p.dirty)
+	kv := p.members
 	p.mu.Unlock()
 
+	budget := presencePageBudget(p.nc.MaxPayload())
+	for _, o := range ops {
+		if o.members != nil {
+			o.values = encodePresence(o.members, budget, o.gen)
+		}
+	}
 	// Puts go out pipelined (a refresh writes every key), deletes one by
 	// one; the round waits for every acknowledgement within WriteTimeout.
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
 	defer cancel()
-	type inFlight struct {
-		op
-		ack jetstream.PubAckFuture
+	var flying []presenceAck
+	for _, o := range ops {
+		for page := 1; page < len(o.values); page++ {
+			flying = p.put(flying, o, page)
+		}
 	}
+	awaitPresenceAcks(ctx, flying)
+	flying = flying[:0]
+	for _, o := range ops {
+		switch {
+		case o.err != nil: // a page is missing: the head would name it
+		case o.members == nil:
+			// The head first: without it, the pages left count for nothing.
+			o.err = p.remove(ctx, kv, o.topic, 0)
+		default:
+			flying = p.put(flying, o, 0)
+		}
+	}
+	awaitPresenceAcks(ctx, flying)
+	for _, o := range ops {
+		for page := max(len(o.values), 1); page < o.had && o.err == nil; page++ {
+			o.err = p.remove(ctx, kv, o.topic, page)
+		}
+	}
+
 	var (
-		flying   []inFlight
 		failed   int
 		firstErr error
 	)
-	done := func(o op, err error) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
+	p.mu.Lock()
+	for _, o := range ops {
 		switch {
-		case err != nil:
+		case o.err != nil:
 			p.dirty[o.topic] = struct{}{}
-			if o.members != nil {
-				// A put whose acknowledgement did not come may have been
-				// stored: should the set empty before it is retried, the
-				// key must be deleted, not skipped as never written.
-				p.written[o.topic] = true
-			}
+			// A put whose acknowledgement did not come may have been
+			// stored: should the set empty before it is retried, its keys
+			// must be deleted, not skipped as never written.
+			p.written[o.topic] = max(o.had, len(o.values))
 			failed++
 			if firstErr == nil {
-				firstErr = fmt.Errorf("write presence of %s: %w", o.topic, err)
+				firstErr = fmt.Errorf("write presence of %s: %w", o.topic, o.err)
 			}
 		case o.members != nil:
-			p.written[o.topic] = true
+			p.written[o.topic] = len(o.values)
 		default:
 			delete(p.written, o.topic)
 		}
 	}
-	for _, o := range ops {
-		if o.members == nil {
-			done(o, p.remove(ctx, o.topic))
-			continue
-		}
-		data, err := json.Marshal(o.members)
-		if err != nil {
-			done(o, err)
-			continue
-		}
-		ack, err := p.js.PublishAsync(p.subject(o.topic), data)
-		if err != nil {
-			done(o, err)
-			continue
-		}
-		flying = append(flying, inFlight{o, ack})
-	}
-	for _, f := range flying {
-		select {
-		case <-f.ack.Ok():
-			done(f.op, nil)
-		case err := <-f.ack.Err():
-			done(f.op, err)
-		case <-ctx.Done():
-			done(f.op, ctx.Err())
-		}
-	}
+	p.mu.Unlock()
 	if firstErr != nil {
-		p.log.Warn("presence not written; retrying", "keys", failed, "err", firstErr)
+		p.log.Warn("presence not written; retrying", "topics", failed, "err", firstErr)
 		rctx, rcancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
 		p.recreate(rctx, firstErr)
 		rcancel()
 	}
 }
 
-// subject is the subject a put of topic's key is published on.
-func (p *Presence) subject(topic string) string {
-	return "$KV." + p.opts.Bucket + "." + topic + "." + p.opts.Replica
+// presenceAck is a put of a round waiting for its acknowledgement.
+type presenceAck struct {
+	o    *presenceWrite
+	page int
+	ack  jetstream.PubAckFuture
 }
 
-// remove deletes topic's key.
-func (p *Presence) remove(ctx context.Context, topic string) error {
-	key := topic + "." + p.opts.Replica
-	p.mu.Lock()
-	kv := p.members
-	p.mu.Unlock()
+// put publishes page of o's keys, and adds it to flying; a put that
+// cannot go out fails o at once.
+func (p *Presence) put(flying []presenceAck, o *presenceWrite, page int) []presenceAck {
+	if o.err != nil {
+		return flying
+	}
+	ack, err := p.js.PublishAsync(p.subject(p.key(o.topic, page)), o.values[page])
+	if err != nil {
+		o.err = fmt.Errorf("put %s: %w", p.key(o.topic, page), err)
+		return flying
+	}
+	return append(flying, presenceAck{o, page, ack})
+}
+
+// awaitPresenceAcks waits for every put in flying, until ctx ends, and
+// fails the writes of those not acknowledged.
+func awaitPresenceAcks(ctx context.Context, flying []presenceAck) {
+	for _, f := range flying {
+		var err error
+		select {
+		case <-f.ack.Ok():
+		case err = <-f.ack.Err():
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err != nil && f.o.err == nil {
+			f.o.err = fmt.Errorf("put page %d: %w", f.page, err)
+		}
+	}
+}
+
+// key is the key of page (0: the head) of topic's members through this
+// replica.
+func (p *Presence) key(topic string, page int) string {
+	if page == 0 {
+		return topic + "." + p.opts.Replica
+	}
+	return topic + "." + p.opts.Replica + "." + strconv.Itoa(page)
+}
+
+// subject is the subject a put of key is published on.
+func (p *Presence) subject(key string) string {
+	return "$KV." + p.opts.Bucket + "." + key
+}
+
+// remove deletes page (0: the head) of topic's keys from kv.
+func (p *Presence) remove(ctx context.Context, kv jetstream.KeyValue, topic string, page int) error {
+	key := p.key(topic, page)
 	if err := kv.Delete(ctx, key); err != nil {
 		return fmt.Errorf("delete presence key %s: %w", key, err)
 	}
@@ -564,7 +638,9 @@ func (p *Presence) followReplicas(w jetstream.KeyWatcher) {
 	}
 }
 
-// rewatchMembers has every PresenceWatch watch its topic anew.
+// rewatchMembers has every PresenceWatch watch its topic anew: each after
+// a random delay of up to half a Heartbeat (one second at most), and no
+// more than rewatchConcurrency at once (see PresenceWatch.run).
 func (p *Presence) rewatchMembers() {
 	p.mu.Lock()
 	watches := slices.Collect(maps.Keys(p.watches))
@@ -687,16 +763,21 @@ func (p *Presence) Close(ctx context.Context) error {
 			}
 		}
 		clear(p.local)
+		keys := make(map[string]int, len(topics)) // topic → how many keys to delete
+		for _, topic := range topics {
+			keys[topic] = max(p.written[topic], 1)
+		}
 		members, replicas := p.members, p.replicas
 		p.mu.Unlock()
+	topics:
 		for _, topic := range topics {
-			if ctx.Err() != nil {
-				err = errors.Join(err, fmt.Errorf("delete presence keys: %w", ctx.Err()))
-				break
-			}
-			key := topic + "." + p.opts.Replica
-			if derr := members.Delete(ctx, key); derr != nil {
-				err = errors.Join(err, fmt.Errorf("delete presence key %s: %w", key, derr))
+			// The head first: the pages count for nothing without it.
+			for page := range keys[topic] {
+				if ctx.Err() != nil {
+					err = errors.Join(err, fmt.Errorf("delete presence keys: %w", ctx.Err()))
+					break topics
+				}
+				err = errors.Join(err, p.remove(ctx, members, topic, page))
 			}
 		}
 		if derr := replicas.Delete(ctx, p.opts.Replica); derr != nil {
@@ -753,7 +834,8 @@ func (p *Presence) watchMembers(ctx context.Context, topic string) (jetstream.Ke
 	setup, cancel := context.WithTimeout(ctx, p.opts.WriteTimeout)
 	defer cancel()
 	return startWatch(ctx, setup, func(wctx context.Context) (jetstream.KeyWatcher, error) {
-		return kv.Watch(wctx, topic+".*")
+		// The heads, <topic>.<replica>, and the pages, <topic>.<replica>.<i>.
+		return kv.Watch(wctx, topic+".>")
 	})
 }
 
@@ -796,11 +878,12 @@ func (w boundWatch) Stop() error {
 }
 
 // run hands fn the merged members of topic until ctx ends or Close. It
-// watches anew when told to (rewatchMembers) and when w breaks, retrying
-// every Heartbeat until a watch starts; w is nil meanwhile.
+// watches anew when told to (rewatchMembers), after a random delay of up
+// to rewatchSpread, and when w breaks, retrying every Heartbeat or so
+// until a watch starts; w is nil meanwhile.
 func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyWatcher, fn func([]string)) {
 	defer close(pw.done)
-	retry := time.NewTimer(time.Hour) // armed when a watch is to be retried
+	retry := time.NewTimer(time.Hour) // armed when a watch is to be (re)started
 	retry.Stop()
 	defer func() {
 		retry.Stop()
@@ -811,17 +894,18 @@ func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyW
 			_ = w.Stop()
 		}
 	}()
-	byReplica := map[string][]string{}
+	keys := newPresenceAssembly()
 	var (
 		last    []string
 		started bool
+		pending bool // told to watch anew, not done yet
 	)
 	rewatch := func() {
-		nw, err := pw.p.watchMembers(ctx, topic)
+		nw, err := pw.p.watchMembersPaced(ctx, pw.stop, topic)
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !pw.stopped() {
 				pw.p.log.Warn("presence: topic not watched; retrying", "topic", topic, "err", err)
-				retry.Reset(pw.p.opts.Heartbeat)
+				retry.Reset(pw.p.opts.Heartbeat + pw.p.rewatchJitter())
 			}
 			return
 		}
@@ -829,8 +913,8 @@ func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyW
 			_ = w.Stop()
 		}
 		// The new watch's initial values replace what the old one said.
-		w, started = nw, false
-		clear(byReplica)
+		w, started, pending = nw, false, false
+		keys.reset()
 	}
 	for {
 		var updates <-chan jetstream.KeyValueEntry
@@ -843,10 +927,13 @@ func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyW
 		case <-pw.stop:
 			return
 		case <-pw.again:
-			rewatch()
+			// Every watch of this replica is told at once: spread their
+			// set-ups rather than burst them on a NATS just back.
+			pending = true
+			retry.Reset(pw.p.rewatchJitter())
 			continue
 		case <-retry.C:
-			if w == nil {
+			if w == nil || pending {
 				rewatch()
 			}
 			continue
@@ -859,21 +946,13 @@ func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyW
 				// The watch broke: start another.
 				_ = w.Stop()
 				w = nil
-				retry.Reset(pw.p.opts.Heartbeat)
+				retry.Reset(pw.p.opts.Heartbeat + pw.p.rewatchJitter())
 				continue
 			}
 			if e != nil {
-				replica := e.Key()[len(topic)+1:]
-				switch e.Operation() {
-				case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
-					delete(byReplica, replica)
-				default:
-					var members []string
-					if err := json.Unmarshal(e.Value(), &members); err != nil {
-						pw.p.log.Warn("presence entry ignored", "key", e.Key(), "err", err)
-						continue
-					}
-					byReplica[replica] = members
+				if err := keys.apply(e.Key()[len(topic)+1:], e.Operation(), e.Value()); err != nil {
+					pw.p.log.Warn("presence entry ignored", "key", e.Key(), "err", err)
+					continue
 				}
 				if !started {
 					continue // the initial values are not all in yet
@@ -881,13 +960,55 @@ func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyW
 			}
 			started = true
 		}
-		merged := pw.p.merge(byReplica)
+		merged := pw.p.merge(keys.sets)
 		if last != nil && slices.Equal(merged, last) {
 			continue
 		}
 		last = merged
 		fn(slices.Clone(merged))
 	}
+}
+
+// stopped reports whether Close was called.
+func (pw *PresenceWatch) stopped() bool {
+	select {
+	case <-pw.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// rewatchConcurrency is how many PresenceWatches of one replica may set up
+// a watch anew at once.
+const rewatchConcurrency = 8
+
+// maxRewatchSpread bounds the random delay before a PresenceWatch watches
+// anew when told to.
+const maxRewatchSpread = time.Second
+
+// rewatchJitter is a random delay in [0, rewatchSpread): rewatchSpread is
+// half a Heartbeat, at most maxRewatchSpread.
+func (p *Presence) rewatchJitter() time.Duration {
+	spread := min(p.opts.Heartbeat/2, maxRewatchSpread)
+	if spread <= 0 {
+		return 0
+	}
+	return rand.N(spread)
+}
+
+// watchMembersPaced is watchMembers once one of rewatchSlots is free, or
+// an error when ctx ends or stop closes first.
+func (p *Presence) watchMembersPaced(ctx context.Context, stop <-chan struct{}, topic string) (jetstream.KeyWatcher, error) {
+	select {
+	case p.rewatchSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("watch the presence of %s: %w", topic, ctx.Err())
+	case <-stop:
+		return nil, fmt.Errorf("watch the presence of %s: the watch was closed", topic)
+	}
+	defer func() { <-p.rewatchSlots }()
+	return p.watchMembers(ctx, topic)
 }
 
 // merge is the sorted union of the members of every replica alive; never
