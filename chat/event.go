@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // EventType names a domain event.
@@ -140,7 +141,13 @@ func (e Event) Encode() ([]byte, error) {
 // well formed and stored where its content implies, so that a stray or forged
 // entry can never be counted against the wrong room's retention.
 func decodeRoomEvent(key, rest string, data []byte) (Event, *Error) {
-	e, err := decodeEvent(data, eventFormat)
+	return decodeRoomEventWith(key, rest, data, nil)
+}
+
+// decodeRoomEventWith is decodeRoomEvent reusing the strings of known (see
+// eventStrings), which may be nil.
+func decodeRoomEventWith(key, rest string, data []byte, known *eventStrings) (Event, *Error) {
+	e, err := decodeEventWith(data, eventFormat, known)
 	if err != nil {
 		return Event{}, err
 	}
@@ -150,10 +157,23 @@ func decodeRoomEvent(key, rest string, data []byte) (Event, *Error) {
 	if e.RoomID != key {
 		return Event{}, errorf(CodeInternal, "event of room %q stored under room %q", e.RoomID, key)
 	}
-	if got := e.rest(); got != rest {
-		return Event{}, errorf(CodeInternal, "event for %q stored under %q", got, rest)
+	if !e.storedUnder(rest) {
+		return Event{}, errorf(CodeInternal, "event for %q stored under %q", e.rest(), rest)
 	}
 	return e, nil
+}
+
+// storedUnder reports whether rest == e.rest(), without building e.rest()
+// for a message's change.
+func (e Event) storedUnder(rest string) bool {
+	switch {
+	case e.Type == MessagePosted:
+		return rest == "posts"
+	case isMemberEvent(e.Type):
+		return rest == e.rest()
+	}
+	id, ok := strings.CutPrefix(rest, "msg.")
+	return ok && id == e.MessageID
 }
 
 // decodeDirectoryEntry parses a directory entry stored under key.
@@ -192,7 +212,13 @@ func decodeLegacyEvent(subject string, data []byte) (Event, *Error) {
 // decodeEvent parses a log entry of the given format and checks what every
 // event must satisfy.
 func decodeEvent(data []byte, format int) (Event, *Error) {
-	e, err := parseEventJSON(data)
+	return decodeEventWith(data, format, nil)
+}
+
+// decodeEventWith is decodeEvent reusing the strings of known, which may be
+// nil.
+func decodeEventWith(data []byte, format int, known *eventStrings) (Event, *Error) {
+	e, err := parseEvent(data, known)
 	if err != nil {
 		return Event{}, errorf(CodeInternal, "malformed event: %v", err)
 	}

@@ -16,8 +16,14 @@ import (
 // Strings with escapes or invalid UTF-8 are left to encoding/json, so they
 // decode exactly as before.
 func parseEventJSON(data []byte) (Event, error) {
+	return parseEvent(data, nil)
+}
+
+// parseEvent is parseEventJSON reusing the strings of known where it can:
+// the event it returns is equal to parseEventJSON's, and so is its error.
+func parseEvent(data []byte, known *eventStrings) (Event, error) {
 	var e Event
-	p := eventParser{data: data}
+	p := eventParser{data: data, known: known}
 	if err := p.object(&e, false); err != nil {
 		return Event{}, err
 	}
@@ -28,9 +34,51 @@ func parseEventJSON(data []byte) (Event, error) {
 	return e, nil
 }
 
+// eventStrings are strings a decoder may hand out again instead of
+// allocating equal ones: loading a room decodes thousands of its events,
+// whose room ID is the room's own and whose actors are mostly the same few.
+// The strings are shared by every event decoded with them, and by whatever
+// keeps those events (a room's messages keep their authors), which also
+// saves the memory of a copy per message. A nil *eventStrings reuses
+// nothing.
+type eventStrings struct {
+	// room is the ID of the room whose events are decoded (its canonical
+	// copy, which the room keeps anyway); "" if none.
+	room string
+	// names are actor IDs and names decoded so far, at most maxKnownNames;
+	// nil keeps none (a decoder of a single event has no use for them).
+	names map[string]string
+}
+
+// maxKnownNames bounds eventStrings.names: a room with more actors than
+// that decodes the others as if there were no table.
+const maxKnownNames = 256
+
+// newEventStrings returns an eventStrings for decoding many of room's
+// events.
+func newEventStrings(room string) *eventStrings {
+	return &eventStrings{room: room, names: make(map[string]string)}
+}
+
+// name returns raw as a string, reusing an earlier equal one.
+func (k *eventStrings) name(raw []byte) string {
+	if k == nil {
+		return string(raw)
+	}
+	if s, ok := k.names[string(raw)]; ok {
+		return s
+	}
+	s := string(raw)
+	if k.names != nil && len(k.names) < maxKnownNames {
+		k.names[s] = s
+	}
+	return s
+}
+
 type eventParser struct {
-	data []byte
-	i    int
+	data  []byte
+	i     int
+	known *eventStrings // may be nil
 }
 
 func (p *eventParser) fail(what string) error {
@@ -117,19 +165,14 @@ func (p *eventParser) eventField(e *Event, key []byte) error {
 	case "v":
 		return p.intInto(&e.Format)
 	case "type":
-		s := string(e.Type)
-		if err := p.strInto(&s); err != nil {
-			return err
-		}
-		e.Type = EventType(s)
-		return nil
+		return p.typeInto(&e.Type)
 	case "actor":
 		if p.null() {
 			return nil
 		}
 		return p.object(e, true)
 	case "roomId":
-		return p.strInto(&e.RoomID)
+		return p.roomInto(&e.RoomID)
 	case "messageId":
 		return p.strInto(&e.MessageID)
 	case "name":
@@ -155,9 +198,9 @@ func (p *eventParser) eventField(e *Event, key []byte) error {
 func (p *eventParser) actorField(a *Actor, key []byte) error {
 	switch string(key) {
 	case "id":
-		return p.strInto(&a.ID)
+		return p.nameInto(&a.ID)
 	case "name":
-		return p.strInto(&a.Name)
+		return p.nameInto(&a.Name)
 	}
 	return fmt.Errorf("json: unknown field %q in actor", key)
 }
@@ -191,12 +234,106 @@ func (p *eventParser) strInto(dst *string) error {
 	return nil
 }
 
+// typeInto is strInto for the event's type: a known type is the
+// constant, not a copy.
+func (p *eventParser) typeInto(dst *EventType) error {
+	if p.null() {
+		return nil
+	}
+	raw, plain, err := p.token()
+	if err != nil {
+		return err
+	}
+	if plain {
+		if t, ok := knownEventType(raw[1 : len(raw)-1]); ok {
+			*dst = t
+			return nil
+		}
+	}
+	s, err := p.tokenString(raw, plain)
+	if err != nil {
+		return err
+	}
+	*dst = EventType(s)
+	return nil
+}
+
+// knownEventType returns the constant that raw spells, if any.
+func knownEventType(raw []byte) (EventType, bool) {
+	switch string(raw) {
+	case string(RoomCreated):
+		return RoomCreated, true
+	case string(MessagePosted):
+		return MessagePosted, true
+	case string(MessageEdited):
+		return MessageEdited, true
+	case string(MessageDeleted):
+		return MessageDeleted, true
+	case string(ReactionToggled):
+		return ReactionToggled, true
+	case string(MemberAdded):
+		return MemberAdded, true
+	case string(MemberRemoved):
+		return MemberRemoved, true
+	}
+	return "", false
+}
+
+// roomInto is strInto for the event's room ID: the known room's ID, if
+// that is the one, is not copied.
+func (p *eventParser) roomInto(dst *string) error {
+	if p.null() {
+		return nil
+	}
+	raw, plain, err := p.token()
+	if err != nil {
+		return err
+	}
+	if plain && p.known != nil && p.known.room != "" && string(raw[1:len(raw)-1]) == p.known.room {
+		*dst = p.known.room
+		return nil
+	}
+	s, err := p.tokenString(raw, plain)
+	if err != nil {
+		return err
+	}
+	*dst = s
+	return nil
+}
+
+// nameInto is strInto for an actor's ID or name, which the known names
+// may already hold.
+func (p *eventParser) nameInto(dst *string) error {
+	if p.null() {
+		return nil
+	}
+	raw, plain, err := p.token()
+	if err != nil {
+		return err
+	}
+	if plain {
+		*dst = p.known.name(raw[1 : len(raw)-1])
+		return nil
+	}
+	s, err := p.tokenString(raw, plain)
+	if err != nil {
+		return err
+	}
+	*dst = s
+	return nil
+}
+
 // str parses a JSON string.
 func (p *eventParser) str() (string, error) {
 	raw, plain, err := p.token()
 	if err != nil {
 		return "", err
 	}
+	return p.tokenString(raw, plain)
+}
+
+// tokenString is the value of the string token raw that was just consumed.
+func (p *eventParser) tokenString(raw []byte, plain bool) (string, error) {
 	if plain {
 		return string(raw[1 : len(raw)-1]), nil
 	}
@@ -216,19 +353,24 @@ func (p *eventParser) token() (raw []byte, plain bool, err error) {
 		return nil, false, p.fail("expected a string")
 	}
 	start := p.i
-	plain = true
+	escaped, ascii := false, true
 	for j := start + 1; j < len(p.data); j++ {
 		c := p.data[j]
+		if c >= 0x20 && c < 0x80 && c != '"' && c != '\\' {
+			continue // the common case: a byte that is its own value
+		}
 		switch {
 		case c == '"':
 			p.i = j + 1
 			raw = p.data[start:p.i]
-			return raw, plain && utf8.Valid(raw), nil
+			return raw, !escaped && (ascii || utf8.Valid(raw)), nil
 		case c == '\\':
-			plain = false
+			escaped = true
 			j++ // the escaped character cannot end the string
 		case c < 0x20:
 			return nil, false, fmt.Errorf("control character in string at offset %d", j)
+		default: // a byte of a multi-byte character
+			ascii = false
 		}
 	}
 	return nil, false, p.fail("unterminated string")
@@ -237,8 +379,12 @@ func (p *eventParser) token() (raw []byte, plain bool, err error) {
 // intInto sets *dst to an integer value (no fraction or exponent, as
 // encoding/json requires for an int); null leaves it alone.
 func (p *eventParser) intInto(dst *int) error {
-	return p.number(func(s string) error {
-		n, err := strconv.Atoi(s)
+	return p.number(func(tok []byte) error {
+		if n, ok := smallInt(tok); ok && int64(int(n)) == n { // int may have 32 bits
+			*dst = int(n)
+			return nil
+		}
+		n, err := strconv.Atoi(string(tok))
 		if err == nil {
 			*dst = n
 		}
@@ -248,8 +394,12 @@ func (p *eventParser) intInto(dst *int) error {
 
 // int64Into is intInto for an int64.
 func (p *eventParser) int64Into(dst *int64) error {
-	return p.number(func(s string) error {
-		n, err := strconv.ParseInt(s, 10, 64)
+	return p.number(func(tok []byte) error {
+		if n, ok := smallInt(tok); ok {
+			*dst = n
+			return nil
+		}
+		n, err := strconv.ParseInt(string(tok), 10, 64)
 		if err == nil {
 			*dst = n
 		}
@@ -260,8 +410,12 @@ func (p *eventParser) int64Into(dst *int64) error {
 // uintInto is intInto for a uint64: a minus sign is refused, as
 // encoding/json refuses it.
 func (p *eventParser) uintInto(dst *uint64) error {
-	return p.number(func(s string) error {
-		n, err := strconv.ParseUint(s, 10, 64)
+	return p.number(func(tok []byte) error {
+		if n, ok := smallInt(tok); ok && tok[0] != '-' {
+			*dst = uint64(n)
+			return nil
+		}
+		n, err := strconv.ParseUint(string(tok), 10, 64)
 		if err == nil {
 			*dst = n
 		}
@@ -269,9 +423,29 @@ func (p *eventParser) uintInto(dst *uint64) error {
 	})
 }
 
+// smallInt is the value of an integer token (an optional minus sign, then
+// digits) of at most 18 digits, which no int, int64 or uint64 overflows;
+// ok is false for a longer one, which strconv parses instead.
+func smallInt(tok []byte) (n int64, ok bool) {
+	digits := tok
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || len(digits) > 18 {
+		return 0, false
+	}
+	for _, c := range digits {
+		n = 10*n + int64(c-'0')
+	}
+	if len(digits) < len(tok) {
+		n = -n
+	}
+	return n, true
+}
+
 // number consumes an integer token and hands its text to set; null leaves
 // the destination alone.
-func (p *eventParser) number(set func(string) error) error {
+func (p *eventParser) number(set func([]byte) error) error {
 	if p.null() {
 		return nil
 	}
@@ -292,7 +466,7 @@ func (p *eventParser) number(set func(string) error) error {
 	case j < len(p.data) && (p.data[j] == '.' || p.data[j] == 'e' || p.data[j] == 'E'):
 		return p.fail("expected an integer")
 	}
-	if err := set(string(p.data[start:j])); err != nil {
+	if err := set(p.data[start:j]); err != nil {
 		return fmt.Errorf("number at offset %d: %w", start, err)
 	}
 	p.i = j

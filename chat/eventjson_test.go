@@ -3,7 +3,9 @@ package chat
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
+	"unsafe"
 )
 
 // referenceDecode is how events were decoded before parseEventJSON:
@@ -129,8 +131,16 @@ func FuzzParseEventJSON(f *testing.F) {
 	for _, tt := range eventJSONCases {
 		f.Add([]byte(tt.data))
 	}
+	for _, tt := range eventDecodeCases {
+		f.Add([]byte(tt.data))
+	}
+	known := newEventStrings("ra")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := parseEventJSON(data)
+		// Reusing known strings changes neither the event nor the error.
+		if kgot, kerr := parseEvent(data, known); kgot != got || fmt.Sprint(kerr) != fmt.Sprint(err) {
+			t.Fatalf("parseEvent(%q, known) = %+v, %v; without known: %+v, %v", data, kgot, kerr, got, err)
+		}
 		if err != nil {
 			return
 		}
@@ -142,4 +152,216 @@ func FuzzParseEventJSON(f *testing.F) {
 			t.Fatalf("parseEventJSON(%q) = %+v, encoding/json = %+v", data, got, want)
 		}
 	})
+}
+
+// eventDecodeCases are inputs on which the strings reused from an
+// eventStrings, the known event types and the fast integer path must not
+// change what is decoded, or how decoding fails: wantErr is what the
+// parser said before they existed ("" = accepted).
+var eventDecodeCases = []struct {
+	data, wantErr string
+}{
+	{"{\"v\":1,\"type\":\"message.posted\",\"actor\":{\"id\":\"u1\",\"name\":\"Ann\"},\"roomId\":\"ra\",\"messageId\":\"ra_m1\",\"text\":\"hi\"}", ""},
+	{"{\"v\":1,\"type\":\"reaction.toggled\",\"actor\":{\"id\":\"u1\"},\"roomId\":\"ra\",\"messageId\":\"ra_m1\",\"name\":\"n\",\"text\":\"t\",\"version\":3,\"emoji\":\"👍\",\"prev\":18446744073709551615,\"at\":-9223372036854775808}", ""},
+	{" {\n\t\"v\" : 1 , \"type\" : \"room.created\" , \"actor\" : { \"id\" : \"a\" } }\r\n", ""},
+	{"{\"v\":1,\"text\":\"a\\\"b\\\\c\\u00e9\\ud83d\\ude00\\/\\n\"}", ""},
+	{"{\"v\":1,\"text\":\"a\xffb\"}", ""},
+	{"{\"v\":null,\"type\":null,\"actor\":null,\"text\":null}", ""},
+	{"{\"v\":1,\"text\":\"a\",\"text\":\"b\",\"actor\":{\"id\":\"x\"},\"actor\":{\"name\":\"y\"}}", ""},
+	{"{}", ""},
+	{"{\"v\":-0,\"version\":-12}", ""},
+	{"{\"v\":1,\"extra\":1}", "json: unknown field \"extra\""},
+	{"{\"v\":1,\"actor\":{\"id\":\"a\",\"role\":\"x\"}}", "json: unknown field \"role\" in actor"},
+	{"{\"V\":1}", "json: unknown field \"V\""},
+	{"{\"v\":1} {}", "data after the event object at offset 8"},
+	{"[1]", "expected '{' at offset 0"},
+	{"", "expected '{' at offset 0"},
+	{"{\"v\":1", "unterminated object at offset 6"},
+	{"{\"text\":\"abc", "unterminated string at offset 8"},
+	{"{\"text\":\"a\x01b\"}", "control character in string at offset 10"},
+	{"{\"text\":\"\\x\"}", "string at offset 8: invalid character 'x' in string escape code"},
+	{"{\"v\":1.0}", "expected an integer at offset 5"},
+	{"{\"v\":1e0}", "expected an integer at offset 5"},
+	{"{\"v\":01}", "number with a leading zero at offset 5"},
+	{"{\"v\":99999999999999999999}", "number at offset 5: strconv.Atoi: parsing \"99999999999999999999\": value out of range"},
+	{"{\"prev\":-1}", "number at offset 8: strconv.ParseUint: parsing \"-1\": invalid syntax"},
+	{"{\"prev\":18446744073709551616}", "number at offset 8: strconv.ParseUint: parsing \"18446744073709551616\": value out of range"},
+	{"{\"at\":9223372036854775808}", "number at offset 6: strconv.ParseInt: parsing \"9223372036854775808\": value out of range"},
+	{"{\"prev\":1.5}", "expected an integer at offset 8"},
+	{"{\"v\":\"1\"}", "expected a number at offset 5"},
+	{"{\"text\":1}", "expected a string at offset 8"},
+	{"{\"actor\":[]}", "expected '{' at offset 9"},
+	{"{\"v\" 1}", "expected ':' at offset 5"},
+	{"{\"v\":1 \"text\":\"a\"}", "expected ',' or '}' at offset 7"},
+	{"{\"v\":1,}", "expected a string at offset 7"},
+	{"{\"v\":-}", "expected a number at offset 5"},
+	{"{\"text\":true}", "expected a string at offset 8"},
+	{"{\"v\":2,\"type\":\"member.added\",\"actor\":{\"id\":\"u1\"},\"roomId\":\"ra\",\"userId\":\"u2\",\"prev\":3}", ""},
+	{"{\"v\":2,\"type\":\"room.created\",\"actor\":{\"id\":\"u1\"},\"roomId\":\"ra\",\"name\":\"n\",\"private\":true}", ""},
+	{"{\"private\":false}", ""},
+	{"{\"private\":null}", ""},
+	{"{\"private\":1}", "expected a boolean at offset 11"},
+	{"{\"private\":\"true\"}", "expected a boolean at offset 11"},
+	{"{\"private\":tru}", "expected a boolean at offset 11"},
+	{"{\"private\":truex}", "expected ',' or '}' at offset 15"},
+	{"{\"userId\":7}", "expected a string at offset 10"},
+	{"{\"v\":2,\"type\":\"message.posted\",\"actor\":{\"id\":\"u1\",\"name\":\"Ann\"},\"roomId\":\"ra\",\"messageId\":\"ra_m1\",\"text\":\"hi\",\"prev\":6}", ""},
+	{"{\"v\":2,\"type\":\"message.edited\",\"actor\":{\"id\":\"u1\",\"name\":\"Ann\"},\"roomId\":\"ra\",\"messageId\":\"ra_m1\",\"text\":\"t\",\"version\":2,\"prev\":7}", ""},
+	{"{\"v\":2,\"type\":\"message.deleted\",\"actor\":{\"id\":\"u1\"},\"roomId\":\"ra\",\"messageId\":\"ra_m1\",\"version\":3,\"prev\":8}", ""},
+	{"{\"v\":2,\"type\":\"reaction.toggled\",\"actor\":{\"id\":\"u1\"},\"roomId\":\"ra\",\"messageId\":\"ra_m1\",\"emoji\":\"👍\",\"prev\":9}", ""},
+	{"{\"v\":2,\"type\":\"member.added\",\"actor\":{\"id\":\"u1\"},\"roomId\":\"ra\",\"userId\":\"u2\",\"prev\":10}", ""},
+	{"{\"v\":2,\"type\":\"member.removed\",\"actor\":{\"id\":\"u1\"},\"roomId\":\"ra\",\"userId\":\"u2\",\"prev\":11}", ""},
+	{"{\"v\":2,\"type\":\"room.created\",\"actor\":{\"id\":\"u1\",\"name\":\"Ann\"},\"roomId\":\"ra\",\"name\":\"general\"}", ""},
+	{"{\"type\":\"messag\\u0065.posted\"}", ""},
+	{"{\"type\":\"message.posted2\"}", ""},
+	{"{\"type\":\"Message.posted\"}", ""},
+	{"{\"type\":\"\"}", ""},
+	{"{\"type\":\"é\"}", ""},
+	{"{\"type\":\"message.posted\xff\"}", ""},
+	{"{\"roomId\":\"r\\u0061\",\"actor\":{\"id\":\"\\u00751\",\"name\":\"Ann\\n\"}}", ""},
+	{"{\"roomId\":\"rb\"}", ""},
+	{"{\"roomId\":\"r\"}", ""},
+	{"{\"roomId\":\"ra\",\"roomId\":\"rb\"}", ""},
+	{"{\"roomId\":\"ra\xff\"}", ""},
+	{"{\"actor\":{\"id\":\"é\",\"name\":\"Zoë\"}}", ""},
+	{"{\"actor\":{\"id\":\"u1\",\"name\":\"u1\"}}", ""},
+	{"{\"actor\":{\"id\":1}}", "expected a string at offset 15"},
+	{"{\"actor\":{\"id\":\"a\x01\"}}", "control character in string at offset 17"},
+	{"{\"actor\":{\"id\":\"a\"}", "unterminated object at offset 19"},
+	{"{\"type\":\"message.posted\"", "unterminated object at offset 24"},
+	{"{\"type\":\"message.posted\",\"type\":null}", ""},
+	{"{\"v\":123456789012345678}", ""},
+	{"{\"v\":-123456789012345678}", ""},
+	{"{\"v\":1234567890123456789}", ""},
+	{"{\"v\":9223372036854775807}", ""},
+	{"{\"v\":-9223372036854775808}", ""},
+	{"{\"v\":9223372036854775808}", "number at offset 5: strconv.Atoi: parsing \"9223372036854775808\": value out of range"},
+	{"{\"v\":-9223372036854775809}", "number at offset 5: strconv.Atoi: parsing \"-9223372036854775809\": value out of range"},
+	{"{\"at\":-9223372036854775809}", "number at offset 6: strconv.ParseInt: parsing \"-9223372036854775809\": value out of range"},
+	{"{\"at\":123456789012345678}", ""},
+	{"{\"prev\":18446744073709551615}", ""},
+	{"{\"prev\":999999999999999999}", ""},
+	{"{\"prev\":-0}", "number at offset 8: strconv.ParseUint: parsing \"-0\": invalid syntax"},
+	{"{\"prev\":-5}", "number at offset 8: strconv.ParseUint: parsing \"-5\": invalid syntax"},
+	{"{\"prev\":0}", ""},
+	{"{\"version\":--1}", "expected a number at offset 11"},
+	{"{\"version\":-01}", "number with a leading zero at offset 11"},
+	{"{\"version\":1-}", "expected ',' or '}' at offset 12"},
+	{"{\"version\":00}", "number with a leading zero at offset 11"},
+}
+
+func TestParseEventDecodesAsBefore(t *testing.T) {
+	// One table for every case, as a room's load shares one: strings seen
+	// in one event are reused in the next.
+	known := newEventStrings("ra")
+	for _, tt := range eventDecodeCases {
+		for _, k := range []*eventStrings{nil, {room: "ra"}, known} {
+			got, err := parseEvent([]byte(tt.data), k)
+			gotErr := ""
+			if err != nil {
+				gotErr = err.Error()
+			}
+			if gotErr != tt.wantErr {
+				t.Fatalf("parseEvent(%q) error = %q, want %q", tt.data, gotErr, tt.wantErr)
+			}
+			if err != nil {
+				continue
+			}
+			want, rerr := referenceDecode([]byte(tt.data))
+			if rerr != nil {
+				t.Fatalf("encoding/json refuses %q, which parseEvent accepted: %v", tt.data, rerr)
+			}
+			if got != want {
+				t.Fatalf("parseEvent(%q) = %+v, encoding/json = %+v", tt.data, got, want)
+			}
+		}
+	}
+}
+
+func TestParseEventReusesKnownStrings(t *testing.T) {
+	known := newEventStrings(roomA)
+	first, _ := posted(alice, roomA, msgA1, "first").Encode()
+	second, _ := posted(alice, roomA, roomA+"_m2", "second").Encode()
+	a, err := parseEvent(first, known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := parseEvent(second, known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := func(what, x, y string) {
+		t.Helper()
+		if x != y || unsafe.StringData(x) != unsafe.StringData(y) {
+			t.Errorf("%s: %q and %q are not one string", what, x, y)
+		}
+	}
+	same("room", a.RoomID, known.room)
+	same("room", b.RoomID, known.room)
+	same("actor ID", a.Actor.ID, b.Actor.ID)
+	same("actor name", a.Actor.Name, b.Actor.Name)
+	if unsafe.StringData(string(a.Type)) != unsafe.StringData(string(MessagePosted)) {
+		t.Errorf("type %q is a copy, not the constant", a.Type)
+	}
+	// Only what each message has of its own: its ID and its text.
+	if n := testing.AllocsPerRun(100, func() { _, _ = parseEvent(second, known) }); n > 2 {
+		t.Fatalf("parseEvent allocates %.0f times per post with known strings, want at most 2", n)
+	}
+}
+
+func TestKnownNamesAreBounded(t *testing.T) {
+	known := newEventStrings(roomA)
+	for i := range 2 * maxKnownNames {
+		data, _ := posted(Actor{ID: fmt.Sprintf("user-%d", i)}, roomA, msgA1, "hi").Encode()
+		e, err := parseEvent(data, known)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("user-%d", i); e.Actor.ID != want {
+			t.Fatalf("actor %q, want %q", e.Actor.ID, want)
+		}
+	}
+	if len(known.names) != maxKnownNames {
+		t.Fatalf("%d names kept, want %d", len(known.names), maxKnownNames)
+	}
+}
+
+// TestDecodeRoomEventChecksWhereItIsStored holds storedUnder to what it
+// replaced, rest == e.rest(), and decodeRoomEventWith to decodeRoomEvent,
+// for every room event type stored under every kind of rest.
+func TestDecodeRoomEventChecksWhereItIsStored(t *testing.T) {
+	events := []Event{
+		posted(alice, roomA, msgA1, "hi"),
+		edited(alice, msgA1, 1, "edit"),
+		deleted(alice, msgA1, 2),
+		reacted(bob, msgA1, "👍"),
+		{Type: MemberAdded, Actor: alice, RoomID: roomA, UserID: "bob"},
+		{Type: MemberRemoved, Actor: alice, RoomID: roomA, UserID: "bob"},
+	}
+	rests := []string{"posts", "msg." + msgA1, "msg.ra_m2", "msg.", "msg", msgA1, "posts.x",
+		"member." + memberToken("bob"), "member." + memberToken("carol"), "member.", ""}
+	known := newEventStrings(roomA)
+	for _, e := range events {
+		e.Format = eventFormat
+		data, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rest := range rests {
+			if got, want := e.storedUnder(rest), e.rest() == rest; got != want {
+				t.Errorf("%s event under %q: storedUnder = %v, want %v", e.Type, rest, got, want)
+			}
+			for _, key := range []string{roomA, "rb"} {
+				want, wantErr := decodeRoomEvent(key, rest, data)
+				got, gotErr := decodeRoomEventWith(key, rest, data, known)
+				if got != want || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+					t.Errorf("%s event of %s under %q: with known strings %+v, %v; without %+v, %v",
+						e.Type, key, rest, got, gotErr, want, wantErr)
+				}
+				if ok := key == roomA && rest == e.rest(); (wantErr == nil) != ok {
+					t.Errorf("%s event of %s under %q: error %v", e.Type, key, rest, wantErr)
+				}
+			}
+		}
+	}
 }

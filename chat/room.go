@@ -49,6 +49,13 @@ type messageState struct {
 	bytes  int64
 }
 
+// postedMessage is a message as posted: its state and room for its first
+// event, which events holds until a change is appended.
+type postedMessage struct {
+	messageState
+	first [1]eventRef
+}
+
 // eventRef is one accepted event of a message.
 type eventRef struct {
 	seq uint64
@@ -324,11 +331,16 @@ func (rs *roomState) apply(seq uint64, at time.Time, e Event) *Error {
 }
 
 func (rs *roomState) post(seq uint64, at time.Time, e Event) {
-	m := &messageState{msg: Message{
-		ID: e.MessageID, RoomID: e.RoomID, Author: e.Actor, Text: e.Text, Version: 1,
+	// The message and its first event are one allocation: loading a room
+	// posts thousands of messages, and most are never changed.
+	p := &postedMessage{first: [1]eventRef{{seq: seq, at: at.UnixNano(), typ: MessagePosted}}}
+	m := &p.messageState
+	m.msg = Message{
+		// The room's own copy of its ID (judge checked that e's is equal).
+		ID: e.MessageID, RoomID: rs.room.ID, Author: e.Actor, Text: e.Text, Version: 1,
 		CreatedAt: at, Seq: seq, UpdatedSeq: seq,
-	}}
-	m.events = []eventRef{{seq: seq, at: at.UnixNano(), typ: MessagePosted}}
+	}
+	m.events = p.first[:]
 	m.bytes = m.size()
 	rs.messages = append(rs.messages, m)
 	rs.byID[m.msg.ID] = m

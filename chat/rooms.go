@@ -163,11 +163,12 @@ func (s *Service) load(h *heldRoom, meta Room) {
 	ctx, cancel := context.WithTimeout(s.life, s.opts.LoadTimeout)
 	defer cancel()
 	var st *roomState
+	known := newEventStrings(meta.ID)
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
 		st = newRoomState(meta, s.opts.History)
 		attempt, cancelAttempt := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 		_, err := s.log.ReadKey(attempt, h.id, 0, func(e pubsub.Entry) error {
-			s.foldLogged(st, e)
+			s.foldLogged(st, e, known)
 			return nil
 		})
 		cancelAttempt()
@@ -211,12 +212,13 @@ func (s *Service) load(h *heldRoom, meta Room) {
 }
 
 // foldLogged applies an entry read from the log, in the log's order: the
-// log is authoritative, so a chain broken by retention is not a gap.
-func (s *Service) foldLogged(st *roomState, e pubsub.Entry) {
+// log is authoritative, so a chain broken by retention is not a gap. known
+// is for the entries of one room read one after the other.
+func (s *Service) foldLogged(st *roomState, e pubsub.Entry, known *eventStrings) {
 	if e.Seq <= st.last {
 		return
 	}
-	ev, bad := decodeRoomEvent(e.Key, e.Rest, e.Data)
+	ev, bad := decodeRoomEventWith(e.Key, e.Rest, e.Data, known)
 	if bad != nil {
 		st.last = e.Seq
 		s.opts.Logger.Warn("skipped a malformed room entry", "room", e.Key, "seq", e.Seq, "err", bad)
@@ -281,7 +283,7 @@ func (s *Service) applyLiveLocked(h *heldRoom, e pubsub.Entry) {
 	if h.evicted || e.Seq <= h.st.last {
 		return
 	}
-	ev, bad := decodeRoomEvent(e.Key, e.Rest, e.Data)
+	ev, bad := decodeRoomEventWith(e.Key, e.Rest, e.Data, &eventStrings{room: h.st.room.ID})
 	if bad != nil || ev.Prev != h.st.last {
 		// A gap (or an entry only the log's order can place): the re-sync
 		// reads everything after the room's last event, this one included.
@@ -335,13 +337,14 @@ func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
 	applied := 0
+	known := newEventStrings(h.st.room.ID)
 	_, err := s.log.ReadKey(ctx, roomID, from, func(e pubsub.Entry) error {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if h.evicted || e.Seq <= h.st.last {
 			return nil
 		}
-		ev, bad := decodeRoomEvent(e.Key, e.Rest, e.Data)
+		ev, bad := decodeRoomEventWith(e.Key, e.Rest, e.Data, known)
 		if bad != nil {
 			h.st.last = e.Seq
 			s.opts.Logger.Warn("skipped a malformed room entry", "room", e.Key, "seq", e.Seq, "err", bad)
