@@ -263,6 +263,140 @@ test('an empty room with more than a page (120 messages) posted before its subsc
     });
   });
 
+/**
+ * Holds the page's RoomEvents subscribe message (its socket is acknowledged
+ * and its presence goes on) until the returned release() is called; held()
+ * is how many were held.
+ */
+async function holdRoomEvents(u) {
+  let held = 0;
+  let release = null;
+  const released = new Promise((resolve) => { release = resolve; });
+  await u.context.routeWebSocket(() => true, (ws) => {
+    const server = ws.connectToServer(); // the server's messages go to the page as they are
+    ws.onMessage(async (message) => {
+      if (typeof message === 'string' && /"type":"subscribe"/.test(message) && /\bRoomEvents\b/.test(message)) {
+        held++;
+        await released;
+      }
+      server.send(message);
+    });
+  });
+  return { held: () => held, release };
+}
+
+/** An empty room's page, rendered empty, live (its RoomEvents subscribe held by hold). */
+async function openEmptyRoom(u, room, hold) {
+  const res = await u.page.goto(`${APP}/rooms/${room.id}`);
+  assert.equal(res.status(), 200);
+  assert.equal(((await res.text()).match(/data-testid="message"/g) ?? []).length, 0, 'the server rendered the room empty');
+  await waitConnected(u);
+  await until(() => hold.held() > 0, `${u.name}'s page to subscribe to the room's events (held by the test)`);
+}
+
+const EDIT = 'mutation($id: ID!, $v: Int!, $t: String!) { editMessage(id: $id, version: $v, text: $t) { version } }';
+
+test('an empty room whose first event is an edit, and a post comes during the catch-up read: the post goes after the messages read, the latest edit shows',
+  { timeout: 120_000 }, async (t) => {
+    await withScreenshots(t, async ({ open }) => {
+      // The room is empty when the server renders it; bob posts 3 messages
+      // while the page's subscription is held, then edits the first until the
+      // page's catch-up read starts: the page's first event is that edit,
+      // not a post. Herald answers the read at once, and the test holds the
+      // answer while bob edits the message again and posts one more, which
+      // the page shows (its subscription is live): the read is older than
+      // both. (Before: the post went first, before the three it came after,
+      // and the last edit was lost: the message was not shown when it came.)
+      const room = await createRoom('empty-catch-up-edit-first');
+      const carol = await open('carol');
+      const hold = await holdRoomEvents(carol);
+      let reads = 0;
+      let answered = null;
+      const readAnswered = new Promise((resolve) => { answered = resolve; });
+      let letThrough = null;
+      const through = new Promise((resolve) => { letThrough = resolve; });
+      await carol.context.route((url) => url.href === HERALD, async (route) => {
+        if (!/\bRoomCatchUp\b/.test(route.request().postData() ?? '')) return route.fallback();
+        if (reads++ > 0) return route.fallback();
+        const response = await route.fetch();
+        answered();
+        await through;
+        return route.fulfill({ response });
+      });
+      await openEmptyRoom(carol, room, hold);
+      const early = [];
+      for (let i = 0; i < 3; i++) early.push(await post(room.id, `early ${i}`, 'bob'));
+      hold.release();
+      // Whether Herald has the subscription yet is not observable from
+      // here: bob edits his first message every 300 ms until the page reads
+      // the room (its first event, an edit, starts the catch-up read).
+      let version = 1;
+      let edits = 0;
+      await until(async () => {
+        if (reads > 0) return true;
+        ({ editMessage: { version } } = await gql(EDIT, { id: early[0], v: version, t: `early 0, edit ${edits++}` }, { user: 'bob' }));
+        await sleep(300);
+        return false;
+      }, 'carol\'s page to read the room (its catch-up read, after its first event)');
+      await readAnswered;
+      ({ editMessage: { version } } = await gql(EDIT, { id: early[0], v: version, t: 'early 0, last edit' }, { user: 'bob' }));
+      const during = await post(room.id, 'during the read', 'bob');
+      await waitForText(carol, 'during the read'); // delivered after the edit
+      letThrough();
+      const want = [...early, during];
+      await until(async () => {
+        const have = new Set((await shown(carol.page)).map((m) => m.id));
+        return want.every((id) => have.has(id));
+      }, async () => `carol's page to show the messages read; it shows ${JSON.stringify(await shown(carol.page).catch(() => []))}`);
+      const list = await shown(carol.page);
+      assert.deepEqual(list.map((m) => m.id), want, `every message once, in Herald's order: ${difference(list.map((m) => m.id), want)}`);
+      assert.deepEqual(list.map((m) => m.text), ['early 0, last edit', 'early 1', 'early 2', 'during the read'], 'the latest edit shows');
+      await assertShowsServerOrder(carol, room.id);
+      t.diagnostic(`${edits} edits before the page read the room; ${reads} catch-up read(s)`);
+      assert.equal(await carol.page.locator('main [role="alert"]').count(), 0, 'carol\'s page reports no problem');
+      assert.deepEqual(carol.problems, [], 'carol\'s page reported problems');
+    });
+  });
+
+test('an empty room where the page posts before its subscription is live: later posts go after its own, in Herald\'s order',
+  { timeout: 120_000 }, async (t) => {
+    await withScreenshots(t, async ({ open }) => {
+      // The room is empty when the server renders it, so the page subscribes
+      // from now: carol posts while the test holds that subscription, which
+      // once live never delivers her post (it came before); the catch-up
+      // read does. (Before: her post waited for the subscription for good,
+      // at the end of the list, and every later post went before it.)
+      const room = await createRoom('empty-own-post-first');
+      const carol = await open('carol');
+      const hold = await holdRoomEvents(carol);
+      await openEmptyRoom(carol, room, hold);
+      await post(room.id, 'bob before', 'bob');
+      await send(carol, 'carol before live');
+      await waitForText(carol, 'carol before live'); // stored: Herald answered
+      await post(room.id, 'bob before, after carol', 'bob');
+      hold.release();
+      const fences = [];
+      await until(async () => {
+        if ((await shown(carol.page)).some((m) => m.text.startsWith('fence'))) return true;
+        fences.push(await post(room.id, `fence ${fences.length}`, 'bob'));
+        await sleep(300);
+        return false;
+      }, 'carol\'s page to show a fence');
+      // The catch-up read (at the first event) brings bob's messages.
+      await waitForTexts(carol, ['bob before', 'bob before, after carol', ...fences.map((_, i) => `fence ${i}`)]);
+      for (let i = 0; i < 3; i++) await post(room.id, `after ${i}`, 'bob');
+      await waitForTexts(carol, ['after 0', 'after 1', 'after 2']);
+      await send(carol, 'carol after');
+      await waitForText(carol, 'carol after');
+      await post(room.id, 'last', 'bob');
+      await waitForText(carol, 'last');
+      const list = await assertShowsServerOrder(carol, room.id);
+      t.diagnostic(`${list.length} messages, ${fences.length} fence(s), in Herald's order`);
+      assert.equal(await carol.page.locator('main [role="alert"]').count(), 0, 'carol\'s page reports no problem');
+      assert.deepEqual(carol.problems, [], 'carol\'s page reported problems');
+    });
+  });
+
 test('with WebSockets blocked, the app falls back to Server-Sent Events', { timeout: 120_000 }, async (t) => {
   await withScreenshots(t, async ({ open }) => {
     const room = await createRoom('sse');

@@ -32,7 +32,10 @@ const CATCH_UP_GIVE_UP_MS = 60_000;
 const CATCH_UP_MAX_PAGES = 20;
 
 type Page = NonNullable<RoomPageData['room']>;
-/** Ids of messages this page posted that the subscription has not delivered yet. */
+/**
+ * Ids of messages this page posted whose place in the list is not known yet:
+ * until the subscription delivers them, or an empty room's catch-up read holds them.
+ */
 type Awaiting = RefObject<Set<string>>;
 
 const withNodes = (data: RoomPageData & { room: Page }, nodes: Message[]): RoomPageData => ({
@@ -66,17 +69,24 @@ export function withEvent(data: RoomPageData, ev: RoomEvent, awaiting: Set<strin
   return withNodes(data as RoomPageData & { room: Page }, [...rest.slice(0, pos), kept, ...rest.slice(pos)]);
 }
 
-/** The union of the list shown and a fresh read, in posting order (an empty room's catch-up). */
-function union(shown: Message[], fresh: Message[]): Message[] {
+/**
+ * The union of the list shown and an empty room's catch-up read, in the
+ * server's order. The read is the room's messages from the first on, in
+ * posting order, up to a post the subscription delivered or the end of the
+ * list when its last page was read: a message shown but not read was posted
+ * after every message read (a post the subscription delivered since, or one
+ * of this page's whose answer came since), so it goes after them, in the
+ * order shown (the subscription's). Of a message both shown and read, or
+ * read and changed by an event meanwhile (`seen`: the subscription's latest
+ * of each message, which for one not shown yet was not shown), the latest
+ * version is kept.
+ */
+function union(shown: Message[], fresh: Message[], seen: ReadonlyMap<string, Message>): Message[] {
   const byId = new Map(shown.map((m) => [m.id, m]));
   const freshIds = new Set(fresh.map((m) => m.id));
-  const out = fresh.map((m) => { const s = byId.get(m.id); return s && s.version > m.version ? s : m; });
-  let prev: string | null = null;
-  for (const m of shown) {
-    if (!freshIds.has(m.id)) out.splice(prev === null ? 0 : out.findIndex((x) => x.id === prev) + 1, 0, m);
-    prev = m.id;
-  }
-  return out;
+  const latest = (m: Message) =>
+    [byId.get(m.id), seen.get(m.id)].reduce<Message>((a, b) => (b && b.version > a.version ? b : a), m);
+  return [...fresh.map(latest), ...shown.filter((m) => !freshIds.has(m.id))];
 }
 
 function uniqueKey(): string {
@@ -110,6 +120,11 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
   // needed: once a page read holds one, every later message is the
   // subscription's, and the read is complete.
   const delivered = useRef(new Set<string>());
+  // The latest version the subscription delivered of each message while the
+  // catch-up is needed: an edit, deletion or reaction of a message the read
+  // brings is not shown when it comes (the message is not yet), and the
+  // read may be older than it.
+  const seen = useRef(new Map<string, Message>());
   const exists = !!data?.room;
   const presence = usePresence(roomId, exists);
 
@@ -176,12 +191,19 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
           after = pageInfo.endCursor;
           continue;
         }
+        // Every message read is where the read put it: one of this page's
+        // own posts among them (posted before its subscription was live,
+        // which never delivers it) no longer waits at the end of the list.
+        for (const m of read) awaiting.current.delete(m.id);
         client.cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) =>
-          prev?.room ? withNodes(prev as RoomPageData & { room: Page }, union(prev.room.messages.nodes, read)) : prev);
+          prev?.room ? withNodes(prev as RoomPageData & { room: Page }, union(prev.room.messages.nodes, read, seen.current)) : prev);
         catchUp.current = false;
         break;
       }
-      if (!catchUp.current) delivered.current.clear();
+      if (!catchUp.current) {
+        delivered.current.clear();
+        seen.current.clear();
+      }
       reading = false;
       release?.();
       release = null;
@@ -192,7 +214,11 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
       updateQuery: (_, { previousData, complete, subscriptionData }) => {
         const ev = subscriptionData.data.roomEvents;
         cursor.current = ev.cursor;
-        if (catchUp.current && ev.kind === 'MESSAGE_POSTED') delivered.current.add(ev.message.id);
+        if (catchUp.current) {
+          if (ev.kind === 'MESSAGE_POSTED') delivered.current.add(ev.message.id);
+          const had = seen.current.get(ev.message.id);
+          if (!had || had.version < ev.message.version) seen.current.set(ev.message.id, ev.message);
+        }
         if (catchUp.current && !reading) void catchUpNow();
         if (!complete) return undefined;
         return withEvent(previousData, ev, awaiting.current) as typeof previousData | undefined;
