@@ -82,7 +82,7 @@ func (l *Log) RestLastSeq(ctx context.Context, k int, rest string) (uint64, erro
 
 // msgGetPrefix is the JetStream API's (not the direct) message get, which
 // takes a wildcard filter in last_by_subj.
-const msgGetPrefix = "$JS.API.STREAM.MSG.GET."
+const msgGetPrefix = jsAPIPrefix + "STREAM.MSG.GET."
 
 // lastSeqMatching asks stream for its last entry whose subject matches
 // filter, and returns its sequence (0 when none matches). It does not use

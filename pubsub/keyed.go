@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -251,11 +252,15 @@ func (l *Log) ReadKey(ctx context.Context, key string, fromSeq uint64, fn func(E
 // consumer (no acks, one replica, in memory), drained with no-wait pull
 // requests: each request returns at once with what is there, so the end of
 // the entries is noticed without waiting for an expiry, and every network
-// wait is bounded. The consumer says at creation how many entries match;
-// read stops when it has delivered that many, or when an entry says none
-// are pending after it (retention may have discarded some meanwhile).
-// nats.go's ordered consumer is not used: every fetch on it creates a new
-// consumer and deletes the old one from a goroutine of its own.
+// wait is bounded, by ctx and by readIdle. The consumer says at creation how
+// many entries match; read stops when it has delivered that many, or when an
+// entry says none are pending after it (retention may have discarded some
+// meanwhile). nats.go's ordered consumer is not used: every fetch on it
+// creates a new consumer and deletes the old one from a goroutine of its own.
+// Nor is jetstream's Fetch: it subscribes anew and starts a goroutine for
+// every request, and parses each entry's metadata into a new value; the
+// pull requests are sent here by hand, their replies read from one
+// subscription, and the reply subjects parsed in place.
 func (l *Log) read(ctx context.Context, stream jetstream.Stream, name, filter string, fromSeq uint64,
 	toEntry entryMaker, fn func(Entry) error,
 ) (uint64, error) {
@@ -287,45 +292,29 @@ func (l *Log) read(ctx context.Context, stream jetstream.Stream, name, filter st
 	}
 	defer l.deleteConsumer(ctx, name, cons)
 
-	pending := cons.CachedInfo().NumPending
-	var last, delivered, dseq uint64
-	for empty := 0; pending > 0; {
-		batch, err := cons.FetchNoWait(int(min(max(pending-delivered, 1), readBatch)))
-		if err != nil {
-			return last, l.requestErr(err, "%s after seq %d: pull", what, last)
-		}
-		n := 0
-		for msg := range batch.Messages() {
-			md, err := msg.Metadata()
-			if err != nil {
-				return last, fmt.Errorf("%s after seq %d: read message metadata: %w", what, last, err)
-			}
-			if md.Sequence.Consumer != dseq+1 {
-				// Nothing is acknowledged or redelivered, so a jump means
-				// an entry was lost on the way. Do not hand out a gap.
-				return last, fmt.Errorf("%s after seq %d: delivery %d arrived after %d: an entry was lost in transit; read again",
-					what, last, md.Sequence.Consumer, dseq)
-			}
-			dseq = md.Sequence.Consumer
-			n++
-			delivered++
-			seq := md.Sequence.Stream
-			if err := fn(toEntry(msg.Subject(), seq, msg.Data(), md.Timestamp)); err != nil {
-				return last, fmt.Errorf("%s: handle seq %d: %w", what, seq, err)
-			}
-			last = seq
-			if delivered >= pending || md.NumPending == 0 {
-				return last, nil
-			}
-		}
-		if err := batch.Error(); err != nil {
-			if ctx.Err() != nil {
-				return last, fmt.Errorf("%s after seq %d: %w", what, last, ctx.Err())
-			}
-			return last, l.requestErr(err, "%s after seq %d", what, last)
+	info := cons.CachedInfo()
+	if info.NumPending == 0 {
+		return 0, nil
+	}
+	p, err := newPuller(l.nc, name, info.Name, min(info.NumPending, readBatch))
+	if err != nil {
+		return 0, l.requestErr(err, "%s", what)
+	}
+	defer p.close()
+	return l.drain(ctx, cons, p, &delivery{what: what, pending: info.NumPending, toEntry: toEntry, fn: fn})
+}
+
+// drain pulls the entries of cons, with p, and hands them to d until d is
+// done, or cons says none are pending after a pull request brought none.
+// It returns the last sequence d handed out.
+func (l *Log) drain(ctx context.Context, cons jetstream.Consumer, p *puller, d *delivery) (uint64, error) {
+	for empty := 0; ; {
+		n, done, err := l.readBatch(ctx, p, d)
+		if err != nil || done {
+			return d.last, err
 		}
 		if err := ctx.Err(); err != nil {
-			return last, fmt.Errorf("%s after seq %d: %w", what, last, err)
+			return d.last, fmt.Errorf("%s after seq %d: %w", d.what, d.last, err)
 		}
 		if n > 0 {
 			empty = 0
@@ -335,17 +324,88 @@ func (l *Log) read(ctx context.Context, stream jetstream.Stream, name, filter st
 		// the request got lost. Ask the consumer.
 		info, err := cons.Info(ctx)
 		if err != nil {
-			return last, l.requestErr(err, "%s after seq %d: consumer info", what, last)
+			return d.last, l.requestErr(err, "%s after seq %d: consumer info", d.what, d.last)
 		}
 		if info.NumPending == 0 {
-			return last, nil
+			return d.last, nil
 		}
 		if empty++; empty >= readMaxEmptyBatches {
-			return last, fmt.Errorf("%s after seq %d: %d entries pending but %d pull requests in a row brought none",
-				what, last, info.NumPending, empty)
+			return d.last, fmt.Errorf("%s after seq %d: %d entries pending but %d pull requests in a row brought none",
+				d.what, d.last, info.NumPending, empty)
 		}
 	}
-	return last, nil
+}
+
+// readBatch sends one pull request and hands the entries it brings to d,
+// until it brought all it asked for, the server says there are no more
+// now, or no reply came for readIdle. It returns how many entries came and
+// whether d is done.
+func (l *Log) readBatch(ctx context.Context, p *puller, d *delivery) (n uint64, done bool, err error) {
+	want := min(max(d.pending-d.delivered, 1), readBatch)
+	if err := p.request(want); err != nil {
+		return 0, false, l.requestErr(err, "%s after seq %d: pull", d.what, d.last)
+	}
+	for n < want {
+		msg, err := p.next(ctx)
+		switch {
+		case errors.Is(err, errIdle):
+			return n, false, nil
+		case err != nil:
+			return n, false, fmt.Errorf("%s after seq %d: %w", d.what, d.last, err)
+		}
+		if code, ok := statusOf(msg); ok {
+			if msg.Subject != p.reply {
+				continue // to a request given up on
+			}
+			end, err := pullStatus(code, msg.Header.Get(descrHeader))
+			if err != nil {
+				return n, false, l.requestErr(err, "%s after seq %d", d.what, d.last)
+			}
+			if end {
+				return n, false, nil
+			}
+			continue
+		}
+		n++
+		if done, err := d.take(msg); done || err != nil {
+			return n, done, err
+		}
+	}
+	return n, false, nil
+}
+
+// delivery is where a read is: what it handed to fn so far.
+type delivery struct {
+	what    string // the read, for errors
+	pending uint64 // entries the consumer had when it was created
+	toEntry entryMaker
+	fn      func(Entry) error
+
+	delivered uint64 // entries passed to fn
+	dseq      uint64 // consumer sequence of the last one
+	last      uint64 // stream sequence of the last one fn accepted
+}
+
+// take passes the entry msg to fn, after checking that it is the delivery
+// after the previous one, and reports whether the read is done.
+func (d *delivery) take(msg *nats.Msg) (done bool, err error) {
+	ack, err := parseAckReply(msg.Reply)
+	if err != nil {
+		return false, fmt.Errorf("%s after seq %d: read message metadata: %w", d.what, d.last, err)
+	}
+	if ack.consumerSeq != d.dseq+1 {
+		// Nothing is acknowledged or redelivered, so a jump means an entry
+		// was lost on the way. Do not hand out a gap.
+		return false, fmt.Errorf("%s after seq %d: delivery %d arrived after %d: an entry was lost in transit; read again",
+			d.what, d.last, ack.consumerSeq, d.dseq)
+	}
+	d.dseq = ack.consumerSeq
+	d.delivered++
+	if err := d.fn(d.toEntry(msg.Subject, ack.streamSeq, msg.Data, time.Unix(0, ack.stored))); err != nil {
+		return false, fmt.Errorf("%s: handle seq %d: %w", d.what, ack.streamSeq, err)
+	}
+	d.last = ack.streamSeq
+	return d.delivered >= d.pending || ack.pending == 0, nil
 }
 
 // requestErr wraps the error of a JetStream request, saying so (and

@@ -1,0 +1,393 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestParseAckReply(t *testing.T) {
+	tests := []struct {
+		name    string
+		reply   string
+		want    ackReply
+		wantErr string
+	}{
+		{name: "short form", reply: "$JS.ACK.S.C.1.42.7.1700000000000000001.3",
+			want: ackReply{streamSeq: 42, consumerSeq: 7, stored: 1700000000000000001, pending: 3}},
+		{name: "long form", reply: "$JS.ACK._.ACCHASH.S.C.2.42.7.1700000000000000001.0.RaNd0m",
+			want: ackReply{streamSeq: 42, consumerSeq: 7, stored: 1700000000000000001, pending: 0}},
+		{name: "long form with a domain", reply: "$JS.ACK.hub.ACCHASH.S.C.1.1.1.5.9.x",
+			want: ackReply{streamSeq: 1, consumerSeq: 1, stored: 5, pending: 9}},
+		{name: "long form without the last token", reply: "$JS.ACK._.ACCHASH.S.C.1.42.7.5.3",
+			want: ackReply{streamSeq: 42, consumerSeq: 7, stored: 5, pending: 3}},
+		{name: "long form with more tokens", reply: "$JS.ACK._.ACCHASH.S.C.1.42.7.5.3.x.y",
+			want: ackReply{streamSeq: 42, consumerSeq: 7, stored: 5, pending: 3}},
+		{name: "largest numbers", reply: "$JS.ACK.S.C.1.18446744073709551615.18446744073709551615.9223372036854775807.18446744073709551615",
+			want: ackReply{streamSeq: 1<<64 - 1, consumerSeq: 1<<64 - 1, stored: 1<<63 - 1, pending: 1<<64 - 1}},
+
+		{name: "empty", reply: "", wantErr: "does not start with $JS.ACK."},
+		{name: "not an ack", reply: "_INBOX.abc.1", wantErr: "does not start with $JS.ACK."},
+		{name: "prefix in another case", reply: "$js.ack.S.C.1.42.7.5.3", wantErr: "does not start with $JS.ACK."},
+		{name: "prefix only", reply: "$JS.ACK.", wantErr: "has 3 tokens"},
+		{name: "8 tokens", reply: "$JS.ACK.S.C.1.42.7.5", wantErr: "has 8 tokens, want 9 or at least 11"},
+		{name: "10 tokens", reply: "$JS.ACK.S.C.1.42.7.5.3.x", wantErr: "has 10 tokens"},
+		{name: "empty token", reply: "$JS.ACK.S..1.42.7.5.3", wantErr: "empty token"},
+		{name: "empty last token", reply: "$JS.ACK.S.C.1.42.7.5.", wantErr: "empty token"},
+		{name: "empty domain", reply: "$JS.ACK..ACCHASH.S.C.1.42.7.5.3.x", wantErr: "empty token"},
+		{name: "stream sequence not a number", reply: "$JS.ACK.S.C.1.4x2.7.5.3", wantErr: "token 6"},
+		{name: "consumer sequence negative", reply: "$JS.ACK.S.C.1.42.-7.5.3", wantErr: "token 7"},
+		{name: "delivered count not a number", reply: "$JS.ACK.S.C.one.42.7.5.3", wantErr: "token 5"},
+		{name: "timestamp not a number", reply: "$JS.ACK._.H.S.C.1.42.7.5e9.3.x", wantErr: "token 10"},
+		{name: "pending overflows", reply: "$JS.ACK.S.C.1.42.7.5.18446744073709551616", wantErr: "token 9"},
+		{name: "hex", reply: "$JS.ACK.S.C.1.0x2a.7.5.3", wantErr: "token 6"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseAckReply(tt.reply)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), fmt.Sprintf("%q", tt.reply)) {
+					t.Fatalf("parseAckReply(%q) = %+v, %v; want an error naming the subject and saying %q", tt.reply, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("parseAckReply(%q) = %+v, %v; want %+v", tt.reply, got, err, tt.want)
+			}
+		})
+	}
+	t.Run("allocations", func(t *testing.T) {
+		for _, reply := range []string{"$JS.ACK.S.C.1.42.7.1700000000000000001.3", "$JS.ACK._.ACCHASH.S.C.2.42.7.1700000000000000001.0.RaNd0m"} {
+			if n := testing.AllocsPerRun(100, func() { _, _ = parseAckReply(reply) }); n != 0 {
+				t.Errorf("parseAckReply(%q) allocates %.0f times, want 0", reply, n)
+			}
+		}
+	})
+}
+
+func TestPullStatus(t *testing.T) {
+	tests := []struct {
+		code, descr string
+		wantEnd     bool
+		wantErr     error // nil: no error
+		wantText    string
+	}{
+		{code: "404", descr: "No Messages", wantEnd: true},
+		{code: "408", descr: "Request Timeout", wantEnd: true},
+		{code: "100", descr: "Idle Heartbeat"},
+		{code: "409", descr: "Message Size Exceeds MaxBytes", wantEnd: true},
+		{code: "409", descr: "Consumer Deleted", wantEnd: true, wantErr: jetstream.ErrConsumerDeleted},
+		{code: "409", descr: "Leadership Change", wantEnd: true, wantErr: jetstream.ErrConsumerLeadershipChanged},
+		{code: "409", descr: "Server Shutdown", wantEnd: true, wantErr: jetstream.ErrServerShutdown},
+		{code: "409", descr: "Batch Completed", wantEnd: true, wantErr: jetstream.ErrBatchCompleted},
+		{code: "409", descr: "Exceeded MaxWaiting", wantEnd: true, wantText: "nats: status 409 Exceeded MaxWaiting"},
+		{code: "400", descr: "Bad Request", wantEnd: true, wantErr: jetstream.ErrBadRequest},
+		{code: "423", descr: "Nats-Pin-Id mismatch", wantEnd: true, wantErr: jetstream.ErrPinIDMismatch},
+		{code: "503", wantEnd: true, wantErr: nats.ErrNoResponders},
+		{code: "500", descr: "Whatever", wantEnd: true, wantText: "nats: status 500 Whatever"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code+" "+tt.descr, func(t *testing.T) {
+			end, err := pullStatus(tt.code, tt.descr)
+			switch {
+			case end != tt.wantEnd:
+				t.Errorf("end = %t, want %t", end, tt.wantEnd)
+			case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+				t.Errorf("err = %v, want %v", err, tt.wantErr)
+			case tt.wantText != "" && (err == nil || err.Error() != tt.wantText):
+				t.Errorf("err = %v, want %q", err, tt.wantText)
+			case tt.wantErr == nil && tt.wantText == "" && err != nil:
+				t.Errorf("err = %v, want none", err)
+			}
+		})
+	}
+}
+
+// fakeConsumer is a consumer that exists in name only: fakeResponder
+// answers its pull requests.
+type fakeConsumer struct {
+	jetstream.Consumer
+	pending uint64
+}
+
+// fakeConsumerName names every fakeConsumer.
+const fakeConsumerName = "fake"
+
+func (c fakeConsumer) Info(context.Context) (*jetstream.ConsumerInfo, error) {
+	return &jetstream.ConsumerInfo{Name: fakeConsumerName, NumPending: c.pending}, nil
+}
+
+// fakeEntry is an entry as a consumer of stream S delivers it: reply is the
+// pull request's reply subject.
+func fakeEntry(reply string, sseq, dseq, pending uint64) *nats.Msg {
+	return &nats.Msg{
+		Subject: reply,
+		Reply:   fmt.Sprintf("$JS.ACK._.HASH.S.%s.1.%d.%d.%d.%d.rnd", fakeConsumerName, sseq, dseq, time.Now().UnixNano(), pending),
+		Data:    fmt.Appendf(nil, "e%d", sseq),
+	}
+}
+
+// fakeStatus is a status reply to the pull request whose reply subject is reply.
+func fakeStatus(reply, code, descr string) *nats.Msg {
+	return &nats.Msg{Subject: reply, Header: nats.Header{statusHeader: {code}, descrHeader: {descr}}}
+}
+
+// fakeResponder answers the pull requests p sends to fakeConsumerName of
+// stream name: answer gets the request's number (from 1) and its reply
+// subject and those of the earlier requests, and returns the replies,
+// which go straight to p: the server refuses a client's message whose
+// reply subject is an acknowledgement's.
+func fakeResponder(t *testing.T, l *Log, p *puller, name string, answer func(i int, replies []string) []*nats.Msg) {
+	t.Helper()
+	var mu sync.Mutex
+	var replies []string
+	sub, err := l.nc.Subscribe(consumerNextPrefix+name+"."+fakeConsumerName, func(req *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		replies = append(replies, req.Reply)
+		for _, m := range answer(len(replies), slices.Clone(replies)) {
+			m.Sub = p.sub
+			select {
+			case p.msgs <- m:
+			default:
+				t.Errorf("fake reply to %s: the puller's channel is full", m.Subject)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("subscribe fake responder: %v", err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	flush(t, l)
+}
+
+// TestReadPullReplies: a read makes of the replies to its pull requests
+// what jetstream's Fetch did, and fails on what it cannot trust.
+func TestReadPullReplies(t *testing.T) {
+	l := openEmbedded(t, Options{})
+	tests := []struct {
+		name     string
+		pending  uint64
+		answer   func(i int, replies []string) []*nats.Msg
+		ctx      func(t *testing.T) context.Context
+		wantSeqs []uint64
+		wantLast uint64
+		wantErr  string
+		wantIs   error
+		within   time.Duration
+	}{
+		{
+			name: "all in one batch", pending: 3,
+			answer: func(_ int, r []string) []*nats.Msg {
+				return []*nats.Msg{fakeEntry(r[0], 10, 1, 2), fakeEntry(r[0], 11, 2, 1), fakeEntry(r[0], 13, 3, 0)}
+			},
+			wantSeqs: []uint64{10, 11, 13}, wantLast: 13,
+		},
+		{
+			name: "an entry says none pending", pending: 5,
+			answer: func(_ int, r []string) []*nats.Msg {
+				return []*nats.Msg{fakeEntry(r[0], 10, 1, 1), fakeEntry(r[0], 11, 2, 0)}
+			},
+			wantSeqs: []uint64{10, 11}, wantLast: 11,
+		},
+		{
+			name: "several batches, a late status of an earlier request ignored", pending: 3,
+			answer: func(i int, r []string) []*nats.Msg {
+				switch i {
+				case 1:
+					return []*nats.Msg{fakeEntry(r[0], 10, 1, 2), fakeStatus(r[0], "408", "Request Timeout")}
+				case 2:
+					return []*nats.Msg{fakeStatus(r[0], "404", "No Messages"), fakeStatus(r[1], "100", "Idle Heartbeat"),
+						fakeEntry(r[1], 11, 2, 1), fakeEntry(r[1], 12, 3, 0)}
+				}
+				return nil
+			},
+			wantSeqs: []uint64{10, 11, 12}, wantLast: 12,
+		},
+		{
+			name: "gap", pending: 3,
+			answer: func(_ int, r []string) []*nats.Msg {
+				return []*nats.Msg{fakeEntry(r[0], 10, 1, 2), fakeEntry(r[0], 12, 3, 0)}
+			},
+			wantSeqs: []uint64{10}, wantLast: 10,
+			wantErr: `read herald-p0.k.> from stream "FAKE" after seq 10: delivery 3 arrived after 1: an entry was lost in transit; read again`,
+		},
+		{
+			name: "gap across batches", pending: 3,
+			answer: func(i int, r []string) []*nats.Msg {
+				if i == 1 {
+					return []*nats.Msg{fakeEntry(r[0], 10, 1, 2), fakeStatus(r[0], "404", "No Messages")}
+				}
+				return []*nats.Msg{fakeEntry(r[i-1], 12, 3, 0)}
+			},
+			wantSeqs: []uint64{10}, wantLast: 10, wantErr: "delivery 3 arrived after 1: an entry was lost in transit",
+		},
+		{
+			name: "first delivery missing", pending: 2,
+			answer: func(_ int, r []string) []*nats.Msg {
+				return []*nats.Msg{fakeEntry(r[0], 11, 2, 0)}
+			},
+			wantErr: "after seq 0: delivery 2 arrived after 0: an entry was lost in transit",
+		},
+		{
+			name: "malformed reply subject", pending: 2,
+			answer: func(_ int, r []string) []*nats.Msg {
+				bad := fakeEntry(r[0], 11, 2, 0)
+				bad.Reply = "$JS.ACK.S.fake.1.11.two.5.0"
+				return []*nats.Msg{fakeEntry(r[0], 10, 1, 1), bad}
+			},
+			wantSeqs: []uint64{10}, wantLast: 10,
+			wantErr: `after seq 10: read message metadata: reply subject "$JS.ACK.S.fake.1.11.two.5.0": token 7`,
+		},
+		{
+			name: "consumer deleted during a batch", pending: 4,
+			answer: func(_ int, r []string) []*nats.Msg {
+				return []*nats.Msg{fakeEntry(r[0], 10, 1, 3), fakeEntry(r[0], 11, 2, 2), fakeStatus(r[0], "409", "Consumer Deleted")}
+			},
+			wantSeqs: []uint64{10, 11}, wantLast: 11, wantIs: jetstream.ErrConsumerDeleted,
+			wantErr: `read herald-p0.k.> from stream "FAKE" after seq 11: nats: consumer deleted`,
+		},
+		{
+			name: "leadership change", pending: 4,
+			answer: func(_ int, r []string) []*nats.Msg {
+				return []*nats.Msg{fakeEntry(r[0], 10, 1, 3), fakeStatus(r[0], "409", "Leadership Change")}
+			},
+			wantSeqs: []uint64{10}, wantLast: 10, wantIs: jetstream.ErrConsumerLeadershipChanged,
+		},
+		{
+			name: "exceeded a limit", pending: 4,
+			answer: func(_ int, r []string) []*nats.Msg {
+				return []*nats.Msg{fakeStatus(r[0], "409", "Exceeded MaxRequestBatch of 100")}
+			},
+			wantErr: "after seq 0: nats: status 409 Exceeded MaxRequestBatch of 100",
+		},
+		{
+			name: "no responders", pending: 4,
+			answer: func(_ int, r []string) []*nats.Msg {
+				return []*nats.Msg{fakeStatus(r[0], "503", "")}
+			},
+			wantIs: nats.ErrNoResponders,
+		},
+		{
+			name: "no answer at all, without a deadline", pending: 2,
+			answer:  func(int, []string) []*nats.Msg { return nil },
+			ctx:     func(*testing.T) context.Context { return context.Background() },
+			wantErr: "2 entries pending but 3 pull requests in a row brought none",
+			within:  3*readIdle + 2*time.Second,
+		},
+		{
+			name: "no answer, ctx ends", pending: 2,
+			answer: func(int, []string) []*nats.Msg { return nil },
+			ctx: func(t *testing.T) context.Context {
+				return testCtx(t, 200*time.Millisecond)
+			},
+			wantIs:  context.DeadlineExceeded,
+			wantErr: `read herald-p0.k.> from stream "FAKE" after seq 0: context deadline exceeded`,
+			within:  readIdle / 2,
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name := fmt.Sprintf("FAKE%d", i)
+			p, err := newPuller(l.nc, name, fakeConsumerName, min(tt.pending, readBatch))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.close()
+			fakeResponder(t, l, p, name, tt.answer)
+			ctx := testCtx(t, 10*time.Second)
+			if tt.ctx != nil {
+				ctx = tt.ctx(t)
+			}
+			var seqs []uint64
+			d := &delivery{
+				what:    fmt.Sprintf("read herald-p0.k.> from stream %q", name),
+				pending: tt.pending,
+				toEntry: partitionEntry,
+				fn: func(e Entry) error {
+					if want := fmt.Sprintf("e%d", e.Seq); string(e.Data) != want || time.Since(e.Time) > time.Minute {
+						t.Errorf("entry %+v, want data %s and a recent time", e, want)
+					}
+					seqs = append(seqs, e.Seq)
+					return nil
+				},
+			}
+			start := time.Now()
+			last, err := l.drain(ctx, fakeConsumer{pending: tt.pending}, p, d)
+			took := time.Since(start)
+			wantErr := strings.ReplaceAll(tt.wantErr, `"FAKE"`, fmt.Sprintf("%q", name))
+			switch {
+			case tt.wantErr == "" && tt.wantIs == nil && err != nil:
+				t.Errorf("read = %v, want no error", err)
+			case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
+				t.Errorf("read = %v, want an error saying %q", err, wantErr)
+			case tt.wantIs != nil && !errors.Is(err, tt.wantIs):
+				t.Errorf("read = %v, want it to wrap %v", err, tt.wantIs)
+			}
+			if !slices.Equal(seqs, tt.wantSeqs) || last != tt.wantLast {
+				t.Errorf("read passed %v, returned last %d; want %v, %d", seqs, last, tt.wantSeqs, tt.wantLast)
+			}
+			within := tt.within
+			if within == 0 {
+				within = readIdle / 2 // a missed status would cost readIdle
+			}
+			if took > within {
+				t.Errorf("read took %s, want at most %s", took, within)
+			}
+		})
+	}
+}
+
+// TestReadKeyConsumerDeleted: a read whose consumer is deleted while it
+// reads fails, promptly, instead of returning what it got as all there is.
+func TestReadKeyConsumerDeleted(t *testing.T) {
+	l := openTwoPartitions(t, Options{})
+	const n = 3 * readBatch
+	publishBulk(t, l, "herald-p0."+keyA+".msg", n)
+	subs := l.nc.NumSubscriptions()
+
+	ctx := testCtx(t, 20*time.Second)
+	count := 0
+	start := time.Now()
+	last, err := l.ReadKey(ctx, keyA, 0, func(Entry) error {
+		if count++; count == 1 {
+			for name := range l.parts[0].ConsumerNames(ctx).Name() {
+				if err := l.js.DeleteConsumer(ctx, l.lay.partStreams[0], name); err != nil {
+					return fmt.Errorf("delete consumer %s: %w", name, err)
+				}
+			}
+		}
+		return nil
+	})
+	took := time.Since(start)
+	t.Logf("ReadKey after %d entries, last %d, in %s: %v", count, last, took, err)
+	if err == nil || count >= n {
+		t.Fatalf("ReadKey = %v after %d of %d entries; want an error before the end", err, count, n)
+	}
+	// The next pull request finds no consumer; one already waiting would
+	// be told it was deleted.
+	if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrConsumerDeleted) ||
+		!strings.Contains(err.Error(), fmt.Sprintf(`read herald-p0.a.> from stream "HERALD_P0" after seq %d`, last)) {
+		t.Errorf("ReadKey = %v; want the read and its last seq named, and no responders or consumer deleted", err)
+	}
+	if last != uint64(count) {
+		t.Errorf("last = %d after %d entries, want %d", last, count, count)
+	}
+	if took >= readIdle { // what a lost reply would cost
+		t.Errorf("ReadKey took %s, want a prompt failure", took)
+	}
+	if got := l.nc.NumSubscriptions(); got != subs {
+		t.Errorf("%d subscriptions after the read, %d before", got, subs)
+	}
+	if c := consumersOf(t, l, 0); c != 0 {
+		t.Errorf("%d consumers left, want 0", c)
+	}
+}
