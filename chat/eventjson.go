@@ -237,6 +237,18 @@ func (p *eventParser) strInto(dst *string) error {
 // typeInto is strInto for the event's type: a known type is the
 // constant, not a copy.
 func (p *eventParser) typeInto(dst *EventType) error {
+	s := string(*dst)
+	err := p.reusedInto(&s, func(raw []byte) (string, bool) {
+		t, ok := knownEventType(raw)
+		return string(t), ok
+	})
+	*dst = EventType(s)
+	return err
+}
+
+// reusedInto is strInto that, for a string without escapes, takes the
+// string reuse returns for its bytes, if any, rather than a copy.
+func (p *eventParser) reusedInto(dst *string, reuse func(raw []byte) (string, bool)) error {
 	if p.null() {
 		return nil
 	}
@@ -245,8 +257,8 @@ func (p *eventParser) typeInto(dst *EventType) error {
 		return err
 	}
 	if plain {
-		if t, ok := knownEventType(raw[1 : len(raw)-1]); ok {
-			*dst = t
+		if s, ok := reuse(raw[1 : len(raw)-1]); ok {
+			*dst = s
 			return nil
 		}
 	}
@@ -254,7 +266,7 @@ func (p *eventParser) typeInto(dst *EventType) error {
 	if err != nil {
 		return err
 	}
-	*dst = EventType(s)
+	*dst = s
 	return nil
 }
 
@@ -282,45 +294,18 @@ func knownEventType(raw []byte) (EventType, bool) {
 // roomInto is strInto for the event's room ID: the known room's ID, if
 // that is the one, is not copied.
 func (p *eventParser) roomInto(dst *string) error {
-	if p.null() {
-		return nil
-	}
-	raw, plain, err := p.token()
-	if err != nil {
-		return err
-	}
-	if plain && p.known != nil && p.known.room != "" && string(raw[1:len(raw)-1]) == p.known.room {
-		*dst = p.known.room
-		return nil
-	}
-	s, err := p.tokenString(raw, plain)
-	if err != nil {
-		return err
-	}
-	*dst = s
-	return nil
+	return p.reusedInto(dst, func(raw []byte) (string, bool) {
+		if k := p.known; k != nil && k.room != "" && string(raw) == k.room {
+			return k.room, true
+		}
+		return "", false
+	})
 }
 
 // nameInto is strInto for an actor's ID or name, which the known names
 // may already hold.
 func (p *eventParser) nameInto(dst *string) error {
-	if p.null() {
-		return nil
-	}
-	raw, plain, err := p.token()
-	if err != nil {
-		return err
-	}
-	if plain {
-		*dst = p.known.name(raw[1 : len(raw)-1])
-		return nil
-	}
-	s, err := p.tokenString(raw, plain)
-	if err != nil {
-		return err
-	}
-	*dst = s
-	return nil
+	return p.reusedInto(dst, func(raw []byte) (string, bool) { return p.known.name(raw), true })
 }
 
 // str parses a JSON string.
