@@ -187,13 +187,7 @@ func TestStartingResolverEndsWithItsConnection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			schema := newBlockingSchema(t)
-			s, _ := newTestServer(t, func(o *Options) {
-				o.Schema = schema
-				o.PingInterval, o.PongTimeout = 100*time.Millisecond, 100*time.Millisecond
-			})
-			hs := httptest.NewServer(s)
-			defer hs.Close()
+			schema, s, hs := serveBlockingSchema(t)
 			stop := tt.start(t, hs.URL+"/graphql")
 			defer stop()
 			receive(t, schema.entered, 5*time.Second, "the resolver to be reached")
@@ -239,13 +233,7 @@ func TestStartingResolverEndsWithItsConnection(t *testing.T) {
 // goes too.
 func TestStartingResolverKeptForOtherMembers(t *testing.T) {
 	const query = "subscription block { ticks }"
-	schema := newBlockingSchema(t)
-	s, _ := newTestServer(t, func(o *Options) {
-		o.Schema = schema
-		o.PingInterval, o.PongTimeout = 100*time.Millisecond, 100*time.Millisecond
-	})
-	hs := httptest.NewServer(s)
-	defer hs.Close()
+	schema, s, hs := serveBlockingSchema(t)
 	closeStarter := wsOperation(t, hs.URL+"/graphql", query)
 	defer closeStarter()
 	receive(t, schema.entered, 5*time.Second, "the resolver to be reached")
@@ -267,4 +255,18 @@ func TestStartingResolverKeptForOtherMembers(t *testing.T) {
 	if n := len(schema.entered); n != 0 {
 		t.Errorf("%d more resolvers ran; want one shared execution", n)
 	}
+}
+
+// serveBlockingSchema serves a blocking schema (quick keepalives, so a
+// socket gone is noticed at once) until the test ends.
+func serveBlockingSchema(t *testing.T) (blockingSchema, *Server, *httptest.Server) {
+	t.Helper()
+	schema := newBlockingSchema(t)
+	s, _ := newTestServer(t, func(o *Options) {
+		o.Schema = schema
+		o.PingInterval, o.PongTimeout = 100*time.Millisecond, 100*time.Millisecond
+	})
+	hs := httptest.NewServer(s)
+	t.Cleanup(hs.Close)
+	return schema, s, hs
 }
