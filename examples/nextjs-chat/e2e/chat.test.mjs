@@ -210,33 +210,17 @@ test('an empty room with more than a page (120 messages) posted before its subsc
       const room = await createRoom('empty-catch-up-pages');
       const carol = await open('carol');
       const TOTAL = 120;
-      let held = 0;
-      let release = null;
-      const released = new Promise((resolve) => { release = resolve; });
-      await carol.context.routeWebSocket(() => true, (ws) => {
-        const server = ws.connectToServer(); // the server's messages go to the page as they are
-        ws.onMessage(async (message) => {
-          if (typeof message === 'string' && /"type":"subscribe"/.test(message) && /\bRoomEvents\b/.test(message)) {
-            held++;
-            await released;
-          }
-          server.send(message);
-        });
-      });
+      const hold = await holdRoomEvents(carol);
       const reads = []; // the catch-up reads' after variable
       await carol.context.route((url) => url.href === HERALD, (route) => {
         const body = route.request().postData() ?? '';
         if (/\bRoomCatchUp\b/.test(body)) reads.push(JSON.parse(body).variables?.after ?? null);
         return route.fallback();
       });
-      const res = await carol.page.goto(`${APP}/rooms/${room.id}`);
-      assert.equal(res.status(), 200);
-      assert.equal(((await res.text()).match(/data-testid="message"/g) ?? []).length, 0, 'the server rendered the room empty');
-      await waitConnected(carol);
-      await until(() => held > 0, 'carol\'s page to subscribe to the room\'s events (held by the test)');
+      await openEmptyRoom(carol, room, hold);
       const posted = [];
       for (let i = 0; i < TOTAL; i++) posted.push(await post(room.id, `early ${i}`, 'bob'));
-      release();
+      hold.release();
       // Whether Herald has the subscription yet is not observable from
       // here: bob posts a fence every 300 ms until one shows on carol's
       // page (her first event, which starts the catch-up read); those before
