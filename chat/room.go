@@ -38,6 +38,10 @@ type roomState struct {
 	// memberChanges counts each user's member events in a private room,
 	// removed users' included (see checkMemberChanges).
 	memberChanges map[string]int
+	// liveStrings shares the room's ID with the live entries decoded for
+	// it (Service.applyLiveLocked, under the held room's lock), without an
+	// allocation per entry.
+	liveStrings eventStrings
 }
 
 type messageState struct {
@@ -68,6 +72,7 @@ const roomBaseBytes = 1024
 
 func newRoomState(meta Room, history int) *roomState {
 	rs := &roomState{history: history, room: meta, byID: make(map[string]*messageState), bytes: roomBaseBytes}
+	rs.liveStrings.room = rs.room.ID
 	if meta.Private {
 		rs.members = map[string]*Member{meta.CreatedBy.ID: {User: meta.CreatedBy, JoinedAt: meta.CreatedAt}}
 		rs.memberChanges = make(map[string]int)

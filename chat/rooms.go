@@ -283,7 +283,7 @@ func (s *Service) applyLiveLocked(h *heldRoom, e pubsub.Entry) {
 	if h.evicted || e.Seq <= h.st.last {
 		return
 	}
-	ev, bad := decodeRoomEventWith(e.Key, e.Rest, e.Data, &eventStrings{room: h.st.room.ID})
+	ev, bad := decodeRoomEventWith(e.Key, e.Rest, e.Data, &h.st.liveStrings)
 	if bad != nil || ev.Prev != h.st.last {
 		// A gap (or an entry only the log's order can place): the re-sync
 		// reads everything after the room's last event, this one included.
