@@ -488,7 +488,7 @@ func (rs *roomState) changesAfter(after uint64) ([]Change, *Error) {
 // page returns a page of the room's retained messages in posting order.
 func (rs *roomState) page(w Window) Page[Message] {
 	lo, hi := bounds(len(rs.messages), func(i int) uint64 { return rs.messages[i].msg.Seq }, w)
-	page := Page[Message]{TotalCount: len(rs.messages)}
+	page := Page[Message]{TotalCount: len(rs.messages), Last: rs.last}
 	for _, m := range rs.messages[lo:hi] {
 		page.Items = append(page.Items, m.snapshot())
 	}
@@ -502,6 +502,11 @@ type Page[T any] struct {
 	HasNextPage     bool
 	HasPreviousPage bool
 	TotalCount      int
+	// Last is the log position the list's source had applied when the page
+	// was read (a room's last event, the directory's last entry; 0 if none
+	// yet): a watcher after it (WatchAfter) yields every change the page
+	// does not show, on any replica. Lists no watcher follows leave it 0.
+	Last uint64
 }
 
 // Window selects a page of an ordered list by sequence: the items after

@@ -341,12 +341,15 @@ func (s *Service) LookupRoom(ctx context.Context, id string) (Room, bool, error)
 func (s *Service) Rooms(ctx context.Context, viewer string, w Window) (Page[Room], error) {
 	s.dirMu.RLock()
 	public, private := s.dir.public, s.dir.private // entries are never changed; appends go past len
+	last := s.dir.last
 	s.dirMu.RUnlock()
 	mine, err := s.visiblePrivateRooms(ctx, viewer, private)
 	if err != nil {
 		return Page[Room]{}, err
 	}
-	return mergedPage(public, mine, w), nil
+	page := mergedPage(public, mine, w)
+	page.Last = last
+	return page, nil
 }
 
 // isMember reports whether viewer is a member of a private room.

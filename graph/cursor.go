@@ -23,6 +23,11 @@ import (
 //
 //	h2:<epoch36>:<seq36>:<tag>
 //
+// Position 0 is the start of a list, before its first entry: a
+// connection's resumeCursor when its room (or the directory) has no event
+// yet. Only a page's before makes it mean anything but "from the start":
+// nothing lies before it.
+//
 // Cursors of the first format, h1:<epoch36>:<seq36>, carry no tag. They
 // are still accepted, anywhere, as positions (what they always were):
 // clients hold them across an upgrade, and a rolling deploy must not break
@@ -190,7 +195,7 @@ func parseCursorFields(s string) (c cursor, err error) {
 	if c.epoch, err = strconv.ParseInt(epochPart, 36, 64); err != nil {
 		return c, fmt.Errorf("bad epoch")
 	}
-	if c.seq, err = strconv.ParseUint(seqPart, 36, 64); err != nil || c.seq == 0 {
+	if c.seq, err = strconv.ParseUint(seqPart, 36, 64); err != nil {
 		return c, fmt.Errorf("bad position")
 	}
 	return c, nil

@@ -57,10 +57,11 @@ type ComplexityRoot struct {
 	}
 
 	MessageConnection struct {
-		Edges      func(childComplexity int) int
-		Nodes      func(childComplexity int) int
-		PageInfo   func(childComplexity int) int
-		TotalCount func(childComplexity int) int
+		Edges        func(childComplexity int) int
+		Nodes        func(childComplexity int) int
+		PageInfo     func(childComplexity int) int
+		ResumeCursor func(childComplexity int) int
+		TotalCount   func(childComplexity int) int
 	}
 
 	MessageEdge struct {
@@ -122,10 +123,11 @@ type ComplexityRoot struct {
 	}
 
 	RoomConnection struct {
-		Edges      func(childComplexity int) int
-		Nodes      func(childComplexity int) int
-		PageInfo   func(childComplexity int) int
-		TotalCount func(childComplexity int) int
+		Edges        func(childComplexity int) int
+		Nodes        func(childComplexity int) int
+		PageInfo     func(childComplexity int) int
+		ResumeCursor func(childComplexity int) int
+		TotalCount   func(childComplexity int) int
 	}
 
 	RoomEdge struct {
@@ -323,6 +325,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MessageConnection.PageInfo(childComplexity), true
+	case "MessageConnection.resumeCursor":
+		if e.ComplexityRoot.MessageConnection.ResumeCursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MessageConnection.ResumeCursor(childComplexity), true
 	case "MessageConnection.totalCount":
 		if e.ComplexityRoot.MessageConnection.TotalCount == nil {
 			break
@@ -652,6 +660,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RoomConnection.PageInfo(childComplexity), true
+	case "RoomConnection.resumeCursor":
+		if e.ComplexityRoot.RoomConnection.ResumeCursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RoomConnection.ResumeCursor(childComplexity), true
 	case "RoomConnection.totalCount":
 		if e.ComplexityRoot.RoomConnection.TotalCount == nil {
 			break
@@ -1047,9 +1061,11 @@ messagePosted { room { messageCount } } counts that message.
 
 Resume: pass the last cursor you received as after. The subscription first
 replays every event after it (with the message as it is now), then continues
-live, with no gap and no duplicate. A cursor older than the room's retained
+live, with no gap and no duplicate. To go live from a page you read, pass
+its connection's resumeCursor (MessageConnection, RoomConnection). A cursor older than the room's retained
 history, or from an earlier incarnation of the event log, fails with
-extensions.code CURSOR_EXPIRED: refetch, then subscribe without a cursor.
+extensions.code CURSOR_EXPIRED: refetch, then subscribe after the refetched
+list's resumeCursor.
 A cursor past the room's last event (so not one of the room's) fails with
 BAD_USER_INPUT, and so does a cursor issued for another list: another
 room's, or roomCreated's (or the rooms query's) given to a room's
@@ -1189,6 +1205,13 @@ type RoomConnection {
   nodes: [Room!]!
   pageInfo: PageInfo!
   totalCount: Int!
+  """
+  The room directory's position when this page was read, as a cursor:
+  roomCreated(after:) it delivers every room created since, on any
+  replica, even when the list is empty (and endCursor null). It is not a
+  page's cursor: pass endCursor to page on.
+  """
+  resumeCursor: String!
 }
 
 type RoomEdge {
@@ -1216,6 +1239,15 @@ type MessageConnection {
   pageInfo: PageInfo!
   "Messages the room retains, deleted ones included."
   totalCount: Int!
+  """
+  The room's position when this page was read, as a cursor:
+  messagePosted(after:) or roomEvents(after:) it delivers every change
+  since, on any replica, even when the room has no message (and endCursor
+  is null). This is how a page rendered from a query hands over to a
+  subscription with no gap. It is not a page's cursor: pass endCursor to
+  page on.
+  """
+  resumeCursor: String!
 }
 
 type MessageEdge {
@@ -1266,6 +1298,8 @@ func (ec *executionContext) childFields_MessageConnection(ctx context.Context, f
 		return ec.fieldContext_MessageConnection_pageInfo(ctx, field)
 	case "totalCount":
 		return ec.fieldContext_MessageConnection_totalCount(ctx, field)
+	case "resumeCursor":
+		return ec.fieldContext_MessageConnection_resumeCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MessageConnection", field.Name)
 }
@@ -1356,6 +1390,8 @@ func (ec *executionContext) childFields_RoomConnection(ctx context.Context, fiel
 		return ec.fieldContext_RoomConnection_pageInfo(ctx, field)
 	case "totalCount":
 		return ec.fieldContext_RoomConnection_totalCount(ctx, field)
+	case "resumeCursor":
+		return ec.fieldContext_RoomConnection_resumeCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RoomConnection", field.Name)
 }
@@ -2388,6 +2424,29 @@ func (ec *executionContext) _MessageConnection_totalCount(ctx context.Context, f
 }
 func (ec *executionContext) fieldContext_MessageConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("MessageConnection", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _MessageConnection_resumeCursor(ctx context.Context, field graphql.CollectedField, obj *model.MessageConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MessageConnection_resumeCursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResumeCursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MessageConnection_resumeCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MessageConnection", field, false, false, errors.New("field of type String does not have child fields"))
 }
 
 func (ec *executionContext) _MessageEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.MessageEdge) (ret graphql.Marshaler) {
@@ -3803,6 +3862,29 @@ func (ec *executionContext) _RoomConnection_totalCount(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_RoomConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("RoomConnection", field, false, false, errors.New("field of type Int does not have child fields"))
+}
+
+func (ec *executionContext) _RoomConnection_resumeCursor(ctx context.Context, field graphql.CollectedField, obj *model.RoomConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RoomConnection_resumeCursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResumeCursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RoomConnection_resumeCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RoomConnection", field, false, false, errors.New("field of type String does not have child fields"))
 }
 
 func (ec *executionContext) _RoomEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.RoomEdge) (ret graphql.Marshaler) {
@@ -5791,6 +5873,11 @@ func (ec *executionContext) _MessageConnection(ctx context.Context, sel ast.Sele
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "resumeCursor":
+			out.Values[i] = ec._MessageConnection_resumeCursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -6540,6 +6627,11 @@ func (ec *executionContext) _RoomConnection(ctx context.Context, sel ast.Selecti
 			}
 		case "totalCount":
 			out.Values[i] = ec._RoomConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resumeCursor":
+			out.Values[i] = ec._RoomConnection_resumeCursor(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

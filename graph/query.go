@@ -41,7 +41,8 @@ func (r queryResolver) Rooms(ctx context.Context, first *int, after *string) (*m
 		func(cursor string, room *chat.Room) *model.RoomEdge {
 			return &model.RoomEdge{Cursor: cursor, Node: room}
 		})
-	return &model.RoomConnection{Edges: edges, Nodes: nodes, PageInfo: info, TotalCount: page.TotalCount}, nil
+	return &model.RoomConnection{Edges: edges, Nodes: nodes, PageInfo: info, TotalCount: page.TotalCount,
+		ResumeCursor: r.encodeCursor(directoryScope(), page.Last)}, nil
 }
 
 func (r queryResolver) Room(ctx context.Context, id string) (*chat.Room, error) {

@@ -93,8 +93,13 @@ func (r roomResolver) Messages(ctx context.Context, obj *chat.Room, last *int, b
 	if hidden, err := r.hidden(ctx, obj); err != nil {
 		return nil, err
 	} else if hidden {
-		return &model.MessageConnection{Edges: []*model.MessageEdge{}, Nodes: []*chat.Message{}, PageInfo: &model.PageInfo{}}, nil
+		// Position 0 tells nothing of the room; a subscription is refused.
+		return &model.MessageConnection{Edges: []*model.MessageEdge{}, Nodes: []*chat.Message{}, PageInfo: &model.PageInfo{},
+			ResumeCursor: r.encodeCursor(scope, 0)}, nil
 	}
+	// A cursor at position 0 (an empty room's resumeCursor) is the list's
+	// start: nothing lies before it, though Window.Before 0 is no bound.
+	beforeStart := before != nil && w.Before == 0
 	forward := first != nil
 	if empty {
 		// Probe whether anything lies in the asked direction, return nothing.
@@ -116,11 +121,15 @@ func (r roomResolver) Messages(ctx context.Context, obj *chat.Room, last *int, b
 		}
 		page.Items = nil
 	}
+	if beforeStart {
+		page.Items, page.HasPreviousPage, page.HasNextPage = nil, false, page.TotalCount > 0
+	}
 	edges, nodes, info := connection(r.Resolver, scope, page, func(m *chat.Message) uint64 { return m.Seq },
 		func(cursor string, m *chat.Message) *model.MessageEdge {
 			return &model.MessageEdge{Cursor: cursor, Node: m}
 		})
-	return &model.MessageConnection{Edges: edges, Nodes: nodes, PageInfo: info, TotalCount: page.TotalCount}, nil
+	return &model.MessageConnection{Edges: edges, Nodes: nodes, PageInfo: info, TotalCount: page.TotalCount,
+		ResumeCursor: r.encodeCursor(scope, page.Last)}, nil
 }
 
 // defaultMembersPage applies when first is not given.

@@ -18,6 +18,13 @@ type MessageConnection struct {
 	PageInfo *PageInfo       `json:"pageInfo"`
 	// Messages the room retains, deleted ones included.
 	TotalCount int `json:"totalCount"`
+	// The room's position when this page was read, as a cursor:
+	// messagePosted(after:) or roomEvents(after:) it delivers every change
+	// since, on any replica, even when the room has no message (and endCursor
+	// is null). This is how a page rendered from a query hands over to a
+	// subscription with no gap. It is not a page's cursor: pass endCursor to
+	// page on.
+	ResumeCursor string `json:"resumeCursor"`
 }
 
 type MessageEdge struct {
@@ -65,6 +72,11 @@ type RoomConnection struct {
 	Nodes      []*chat.Room `json:"nodes"`
 	PageInfo   *PageInfo    `json:"pageInfo"`
 	TotalCount int          `json:"totalCount"`
+	// The room directory's position when this page was read, as a cursor:
+	// roomCreated(after:) it delivers every room created since, on any
+	// replica, even when the list is empty (and endCursor null). It is not a
+	// page's cursor: pass endCursor to page on.
+	ResumeCursor string `json:"resumeCursor"`
 }
 
 type RoomEdge struct {
@@ -100,9 +112,11 @@ type Session struct {
 //
 // Resume: pass the last cursor you received as after. The subscription first
 // replays every event after it (with the message as it is now), then continues
-// live, with no gap and no duplicate. A cursor older than the room's retained
+// live, with no gap and no duplicate. To go live from a page you read, pass
+// its connection's resumeCursor (MessageConnection, RoomConnection). A cursor older than the room's retained
 // history, or from an earlier incarnation of the event log, fails with
-// extensions.code CURSOR_EXPIRED: refetch, then subscribe without a cursor.
+// extensions.code CURSOR_EXPIRED: refetch, then subscribe after the refetched
+// list's resumeCursor.
 // A cursor past the room's last event (so not one of the room's) fails with
 // BAD_USER_INPUT, and so does a cursor issued for another list: another
 // room's, or roomCreated's (or the rooms query's) given to a room's
