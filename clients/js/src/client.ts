@@ -64,9 +64,10 @@ export interface HeraldClientOptions {
    * Called when a subscription's cursor can no longer be resumed from
    * (CURSOR_EXPIRED: older than the room's retained history, or from an
    * earlier incarnation of the log). Refetch what you show there; return a
-   * cursor to subscribe after it (e.g. the `pageInfo.endCursor` you just
-   * fetched), or nothing to subscribe from now. Without it the subscription
-   * fails with the errors. A subscribe option of the same name wins.
+   * cursor to subscribe after it (the `resumeCursor` of the connection you
+   * just refetched, e.g. `messages { resumeCursor }`), or nothing to
+   * subscribe from now. Without it the subscription fails with the errors.
+   * A subscribe option of the same name wins.
    */
   onCursorExpired?: CursorExpiredHandler;
   /**
@@ -105,8 +106,10 @@ export interface HeraldRequest {
 export interface SubscribeOptions {
   /**
    * Start after this cursor: replay what followed it, then go on live. For a
-   * hand-over from a page rendered from a query, pass a cursor the query
-   * returned (e.g. `messages { pageInfo { endCursor } }` for messagePosted).
+   * hand-over from a page rendered from a query, pass the `resumeCursor` of
+   * the connection the query read (`messages { resumeCursor }` for
+   * messagePosted and roomEvents, `rooms { resumeCursor }` for roomCreated):
+   * set even for an empty list, and nothing the page showed is replayed.
    * null or undefined: start from now (or from the `after` variable given).
    */
   after?: Token;
