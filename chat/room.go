@@ -465,7 +465,7 @@ func (rs *roomState) change(seq uint64, at time.Time, e Event) (Change, bool) {
 func (rs *roomState) changesAfter(after uint64) ([]Change, *Error) {
 	if after < rs.expiredBefore() {
 		return nil, errorf(CodeCursorExpired,
-			"the cursor is older than the history room %s retains; refetch the room and subscribe without a cursor", rs.room.ID)
+			"the cursor is older than the history room %s retains; refetch the room, then subscribe after its messages' resumeCursor", rs.room.ID)
 	}
 	var changes []Change
 	for _, m := range rs.messages {
