@@ -3,7 +3,7 @@ import { ROOMS } from '@/lib/operations';
 import { RoomList } from './room-list';
 
 // The room list, rendered on the server from the ROOMS query; in the
-// browser it goes on live from that query's cursor (roomCreated(after:)).
+// browser it goes on live from that query's resumeCursor (roomCreated(after:)).
 export default function Home() {
   return (
     <PreloadQuery query={ROOMS}>

@@ -37,7 +37,7 @@ function cache() {
  * (PreloadQuery from lib/apollo-rsc.ts: the rooms in app/page.tsx, a room in
  * app/rooms/[roomId]/page.tsx), and its result is streamed in by
  * @apollo/client-integration-nextjs, never through this link; everything
- * else (the catch-up read, presence, mutations, subscriptions) runs in
+ * else (presence, mutations, subscriptions) runs in
  * effects or handlers, in the browser. Should a query reach it (one read
  * with useSuspenseQuery but not preloaded), it fails here, loudly, and the
  * integration runs it again in the browser, as the viewer.
@@ -67,56 +67,14 @@ export function Providers({ session, children }: { session: Session; children: R
 
 const SERVER_STATUS: ConnectionStatus = { state: 'connecting', transport: 'websocket' };
 
-// Pages still reading what came in while they went live (a room rendered
-// with no cursor, whose read at the first event is being retried; see
-// app/rooms/[roomId]/room.tsx): until it succeeds, what they show may be
-// incomplete, and the connection is shown as `reconnecting`.
-let catchingUp = 0;
-const catchUpListeners = new Set<() => void>();
-const notifyCatchUp = () => { for (const l of catchUpListeners) l(); };
-
-/** Shows the connection as `reconnecting` (while it is connected) until the returned release is called. */
-export function holdReconnecting(): () => void {
-  catchingUp++;
-  notifyCatchUp();
-  let released = false;
-  return () => {
-    if (released) return;
-    released = true;
-    catchingUp--;
-    notifyCatchUp();
-  };
-}
-
-/** The transport's own state: the socket or streams, and nothing else. */
-export function useTransportStatus(): ConnectionStatus {
+/**
+ * The connection's state, as the header shows it and room pages go by: the
+ * transport's own (the socket or streams), re-rendered on every change.
+ */
+export function useConnectionStatus(): ConnectionStatus {
   return useSyncExternalStore(
     (onChange) => transport?.onStatus(onChange) ?? (() => {}),
     () => transport?.status() ?? SERVER_STATUS,
-    () => SERVER_STATUS,
-  );
-}
-
-let shown: ConnectionStatus = SERVER_STATUS;
-function shownStatus(): ConnectionStatus {
-  const s = transport?.status() ?? SERVER_STATUS;
-  const state = s.state === 'connected' && catchingUp > 0 ? 'reconnecting' : s.state;
-  if (shown.state !== state || shown.transport !== s.transport) shown = { state, transport: s.transport };
-  return shown;
-}
-
-/** The connection's state as the page shows it (a page catching up is `reconnecting`), re-rendered on every change. */
-export function useConnectionStatus(): ConnectionStatus {
-  return useSyncExternalStore(
-    (onChange) => {
-      const off = transport?.onStatus(onChange) ?? (() => {});
-      catchUpListeners.add(onChange);
-      return () => {
-        off();
-        catchUpListeners.delete(onChange);
-      };
-    },
-    shownStatus,
     () => SERVER_STATUS,
   );
 }

@@ -8,9 +8,13 @@ import { useSession } from './providers';
 
 export function RoomList() {
   const { data, subscribeToMore } = useSuspenseQuery(ROOMS);
-  // The hand-over: rooms created after the rendered list's last one.
-  const cursor = useRef<string | null | undefined>(undefined);
-  if (cursor.current === undefined) cursor.current = data.rooms.pageInfo.endCursor;
+  // The hand-over: the rendered list's resumeCursor (the room directory's
+  // position when it was read, set even when there was no room yet), so
+  // roomCreated(after:) delivers every room created since the render, on
+  // any replica, then goes on live. The transport keeps the subscription's
+  // cursor from then on (a reconnect resumes after the last room received).
+  const cursor = useRef<string | null>(null);
+  if (cursor.current === null) cursor.current = data.rooms.resumeCursor;
 
   useEffect(() => subscribeToMore({
     document: ROOM_CREATED,

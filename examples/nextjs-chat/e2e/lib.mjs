@@ -192,6 +192,8 @@ export async function openUser(browser, user, { blockWebSocket = false, proxyWeb
     const open = new Set();
     network = {
       held: false,
+      /** Every subscribe message the page sent, in order: { operationName, variables }. */
+      subscribes: [],
       /**
        * Closes every socket of the page (1012 to the page: a reconnect, as a
        * restarting server says; the connection to the server is the page's
@@ -214,7 +216,14 @@ export async function openUser(browser, user, { blockWebSocket = false, proxyWeb
         ws.close({ code: 1012, reason: 'offline (the test)' }).catch(() => {});
         return;
       }
-      open.add({ page: ws, server: ws.connectToServer() }); // messages are passed through as they are
+      const server = ws.connectToServer(); // the server's messages go to the page as they are
+      // The page's are too, and each subscribe message is kept (subscribes).
+      ws.onMessage((message) => {
+        const sub = subscribeOf(message);
+        if (sub) network.subscribes.push(sub);
+        server.send(message);
+      });
+      open.add({ page: ws, server });
     });
   }
   // Every state the connection element shows, in order (deduplicated).
@@ -339,6 +348,81 @@ export async function send(u, text, { button = false } = {}) {
   await input.fill(text);
   if (button) await u.page.locator('form[aria-label="composer"] button[type="submit"]').click();
   else await input.press('Enter');
+}
+
+/**
+ * A graphql-ws subscribe message the page sent, as { operationName, variables }
+ * (the operation's name read from its document if the message names none);
+ * null for any other message.
+ */
+export function subscribeOf(message) {
+  if (typeof message !== 'string' || !/"type":"subscribe"/.test(message)) return null;
+  const { payload = {} } = JSON.parse(message);
+  const operationName = payload.operationName ?? /\b(?:subscription|query|mutation)\s+(\w+)/.exec(payload.query ?? '')?.[1] ?? null;
+  return { operationName, variables: payload.variables ?? {} };
+}
+
+/**
+ * Watches a page's subscribe messages of the operation named (RoomEvents,
+ * RoomCreated) on its sockets, and keeps each one's variables (subscribes);
+ * with hold, it holds them (the socket is acknowledged and the page's other
+ * subscriptions go on) until release() is called. Every other message is
+ * passed through as it is. held() is how many were held.
+ */
+export async function watchSubscribes(u, operationName, { hold = false } = {}) {
+  let held = 0;
+  let release = null;
+  const released = hold ? new Promise((resolve) => { release = resolve; }) : null;
+  const subscribes = [];
+  await u.context.routeWebSocket(() => true, (ws) => {
+    const server = ws.connectToServer(); // the server's messages go to the page as they are
+    ws.onMessage(async (message) => {
+      const sub = subscribeOf(message);
+      if (sub?.operationName === operationName) {
+        subscribes.push(sub.variables);
+        if (released) {
+          held++;
+          await released;
+        }
+      }
+      server.send(message);
+    });
+  });
+  return { held: () => held, release: release ?? (() => {}), subscribes };
+}
+
+/**
+ * The resumeCursor values the server-rendered HTML carries (the preloaded
+ * query's result, streamed into the page), each once, in order.
+ */
+export function renderedResumeCursors(html) {
+  return [...new Set([...html.matchAll(/resumeCursor\\*"\s*:\s*\\*"([A-Za-z0-9_-]+)/g)].map((m) => m[1]))];
+}
+
+/** What a Herald cursor says (it is opaque to the app; the tests look): { version, seq, tag }. */
+export function decodeCursor(cursor) {
+  const [version, epoch, seq, tag] = Buffer.from(cursor, 'base64url').toString().split(':');
+  return { version, epoch, seq: parseInt(seq, 36), tag: tag ?? null };
+}
+
+/**
+ * Records every GraphQL request the page sends Herald over HTTP (through
+ * nginx) as { operationName, kind } (kind: query, mutation or subscription,
+ * from the document), and lets it through.
+ */
+export async function recordHttpOperations(u) {
+  const ops = [];
+  await u.context.route((url) => url.href === HERALD, (route) => {
+    try {
+      const body = JSON.parse(route.request().postData() ?? '{}');
+      const m = /^\s*(query|mutation|subscription)\b\s*(\w+)?/.exec(body.query ?? '');
+      ops.push({ operationName: body.operationName ?? m?.[2] ?? null, kind: m?.[1] ?? (body.query ? 'query' : null) });
+    } catch {
+      ops.push({ operationName: null, kind: null });
+    }
+    return route.fallback();
+  });
+  return ops;
 }
 
 /**

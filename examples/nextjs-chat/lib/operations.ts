@@ -30,17 +30,20 @@ const MESSAGE_FIELDS = 'id text version deleted createdAt editedAt author { id n
 const ROOM_FIELDS = 'id name messageCount lastMessageAt';
 
 /**
- * The room list. Its endCursor (the last room's position in the room
- * directory) is where the live list goes on from: roomCreated(after:).
+ * The room list. Its resumeCursor (the room directory's position when the
+ * list was read, set even when there is no room yet, unlike
+ * pageInfo.endCursor) is where the live list goes on from:
+ * roomCreated(after: resumeCursor) delivers every room created since, on
+ * any replica. (The list does not page, so it asks for no endCursor.)
  */
 export const ROOMS: TypedDocumentNode<
-  { rooms: { nodes: RoomSummary[]; pageInfo: { endCursor: string | null } } },
+  { rooms: { nodes: RoomSummary[]; resumeCursor: string } },
   Record<string, never>
 > = gql`
   query Rooms {
     rooms(first: 100) {
       nodes { ${ROOM_FIELDS} }
-      pageInfo { endCursor }
+      resumeCursor
     }
   }
 `;
@@ -59,15 +62,22 @@ export interface RoomPageData {
     id: string;
     name: string;
     messageCount: number;
-    messages: { __typename?: 'MessageConnection'; nodes: Message[]; pageInfo: { __typename?: 'PageInfo'; endCursor: string | null } };
+    messages: {
+      __typename?: 'MessageConnection';
+      nodes: Message[];
+      resumeCursor: string;
+    };
   };
 }
 
 /**
  * A room page: the latest messages, and the cursor the live events go on
- * from. messages' endCursor is the log position of the newest message's
- * post; roomEvents(after: endCursor) replays every later change of the room
- * (with each message as it is now), then goes on live.
+ * from. messages' resumeCursor is the room's log position when the page was
+ * read (set even when the room has no message, where pageInfo.endCursor,
+ * which the page does not ask for since it does not page back, is null):
+ * roomEvents(after: resumeCursor) replays every change of the room since
+ * (with each message as it is now), on any replica (one that is behind
+ * waits until it has reached that position), then goes on live.
  */
 export const ROOM_PAGE: TypedDocumentNode<RoomPageData, { roomId: string }> = gql`
   query RoomPage($roomId: ID!) {
@@ -77,42 +87,7 @@ export const ROOM_PAGE: TypedDocumentNode<RoomPageData, { roomId: string }> = gq
       messageCount
       messages(last: ${PAGE_SIZE}) {
         nodes { ${MESSAGE_FIELDS} }
-        pageInfo { endCursor }
-      }
-    }
-  }
-`;
-
-/**
- * A room that had no message when its page was rendered: its messages from
- * the first on, every one posted after the render, a page (PAGE_SIZE) at a
- * time: the next page is read with after: the previous one's endCursor,
- * while hasNextPage. The page reads them once it is live, to fill what came
- * in before its subscription (which has no cursor to start from): it goes on
- * until a page holds a message its subscription delivered (every later one
- * is the subscription's) or the list ends; however late that read succeeds,
- * the messages posted in that gap are among them, however many they are.
- */
-export const ROOM_CATCH_UP: TypedDocumentNode<
-  {
-    room: null | {
-      __typename?: 'Room';
-      id: string;
-      messages: {
-        __typename?: 'MessageConnection';
-        nodes: Message[];
-        pageInfo: { __typename?: 'PageInfo'; endCursor: string | null; hasNextPage: boolean };
-      };
-    };
-  },
-  { roomId: string; after?: string | null }
-> = gql`
-  query RoomCatchUp($roomId: ID!, $after: String) {
-    room(id: $roomId) {
-      id
-      messages(first: ${PAGE_SIZE}, after: $after) {
-        nodes { ${MESSAGE_FIELDS} }
-        pageInfo { endCursor hasNextPage }
+        resumeCursor
       }
     }
   }

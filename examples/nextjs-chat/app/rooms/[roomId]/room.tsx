@@ -2,13 +2,13 @@
 import { useApolloClient, useMutation, useQueryRefHandlers, useReadQuery, type QueryRef } from '@apollo/client/react';
 import Link from 'next/link';
 import { useEffect, useRef, useState, type FormEvent, type RefObject } from 'react';
-import { backoff, NO_RESUME } from '@/lib/herald-transport';
+import { NO_RESUME } from '@/lib/herald-transport';
 import {
-  DELETE_MESSAGE, EDIT_MESSAGE, PAGE_SIZE, POST_MESSAGE, REACT, ROOM_CATCH_UP, ROOM_EVENTS, ROOM_PAGE, ROOM_PRESENCE, SET_TYPING,
+  DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE, REACT, ROOM_EVENTS, ROOM_PAGE, ROOM_PRESENCE, SET_TYPING,
   type Message, type PresenceEvent, type RoomEvent, type RoomPageData, type User,
 } from '@/lib/operations';
 import { textProblem } from '@/lib/shared';
-import { holdReconnecting, useSession, useTransportStatus } from '../../providers';
+import { useConnectionStatus, useSession } from '../../providers';
 
 /**
  * How often, at most, the composer calls setTyping while the user types.
@@ -17,24 +17,11 @@ import { holdReconnecting, useSession, useTransportStatus } from '../../provider
  */
 export const TYPING_EVERY_MS = 2000;
 
-/**
- * An empty room's catch-up read (below) of a page that fails is tried again,
- * with the transport's back-off (about 250 ms, doubling, to 4 s), for this
- * long at most; only then is the page told that messages may be missing.
- */
-const CATCH_UP_GIVE_UP_MS = 60_000;
-
-/**
- * An empty room's catch-up reads at most this many pages (of PAGE_SIZE
- * messages: 1000) before it gives up and tells the page that messages may
- * be missing, rather than read an endless room.
- */
-const CATCH_UP_MAX_PAGES = 20;
-
 type Page = NonNullable<RoomPageData['room']>;
 /**
  * Ids of messages this page posted whose place in the list is not known yet:
- * until the subscription delivers them, or an empty room's catch-up read holds them.
+ * until the subscription delivers them (it does every one, even one posted
+ * before it was live: it replays the room from the page's resumeCursor).
  */
 type Awaiting = RefObject<Set<string>>;
 
@@ -69,32 +56,11 @@ export function withEvent(data: RoomPageData, ev: RoomEvent, awaiting: Set<strin
   return withNodes(data as RoomPageData & { room: Page }, [...rest.slice(0, pos), kept, ...rest.slice(pos)]);
 }
 
-/**
- * The union of the list shown and an empty room's catch-up read, in the
- * server's order. The read is the room's messages from the first on, in
- * posting order, up to a post the subscription delivered or the end of the
- * list when its last page was read: a message shown but not read was posted
- * after every message read (a post the subscription delivered since, or one
- * of this page's whose answer came since), so it goes after them, in the
- * order shown (the subscription's). Of a message both shown and read, or
- * read and changed by an event meanwhile (`seen`: the subscription's latest
- * of each message, which for one not shown yet was not shown), the latest
- * version is kept.
- */
-function union(shown: Message[], fresh: Message[], seen: ReadonlyMap<string, Message>): Message[] {
-  const byId = new Map(shown.map((m) => [m.id, m]));
-  const freshIds = new Set(fresh.map((m) => m.id));
-  const latest = (m: Message) =>
-    [byId.get(m.id), seen.get(m.id)].reduce<Message>((a, b) => (b && b.version > a.version ? b : a), m);
-  return [...fresh.map(latest), ...shown.filter((m) => !freshIds.has(m.id))];
-}
-
 function uniqueKey(): string {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${Math.random().toString(36).slice(2)}`;
 }
 
 export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<RoomPageData, { roomId: string }> }) {
-  const client = useApolloClient();
   // The page's query, read from the reference its PreloadQuery hands over,
   // which carries its errors too (the cache keeps data only). With
   // errorPolicy 'all' there, a room that cannot be read (FORBIDDEN: a
@@ -105,133 +71,34 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
   const { subscribeToMore } = useQueryRefHandlers(queryRef);
   const [problem, setProblem] = useState('');
   const awaiting = useRef(new Set<string>());
-  // The hand-over: the cursor of the query this page was rendered from, then
-  // of every event received (so a re-subscription goes on from there).
-  const cursor = useRef<string | null | undefined>(undefined);
-  if (cursor.current === undefined) cursor.current = data?.room?.messages.pageInfo.endCursor ?? null;
-  // A room with no message at render has no cursor: the page subscribes
-  // from now and, once live, reads the room's messages from the first on
-  // (ROOM_CATCH_UP, page after page) for what came in between, up to a
-  // message the subscription delivered or the end of the list. Needed until
-  // that read succeeds (across re-subscriptions).
-  const catchUp = useRef<boolean | undefined>(undefined);
-  if (catchUp.current === undefined) catchUp.current = cursor.current == null;
-  // Ids of the posts the subscription delivered while the catch-up is
-  // needed: once a page read holds one, every later message is the
-  // subscription's, and the read is complete.
-  const delivered = useRef(new Set<string>());
-  // The latest version the subscription delivered of each message while the
-  // catch-up is needed: an edit, deletion or reaction of a message the read
-  // brings is not shown when it comes (the message is not yet), and the
-  // read may be older than it.
-  const seen = useRef(new Map<string, Message>());
+  // The hand-over: the resumeCursor of the query this page was rendered
+  // from (the room's log position when it was read, set even when the room
+  // had no message), then the cursor of every event received, so that a
+  // re-subscription goes on from the last event. roomEvents(after:) replays
+  // every change since, on whichever replica serves it (one that is behind
+  // waits until it has reached that position), then goes on live: nothing
+  // posted between the render and the subscription is missed, and nothing
+  // is shown twice (withEvent). There is no catch-up read: the replay is
+  // the catch-up, for an empty room too.
+  const cursor = useRef<string | null>(null);
+  if (cursor.current === null) cursor.current = data?.room?.messages.resumeCursor ?? null;
   const exists = !!data?.room;
   const presence = usePresence(roomId, exists);
 
   useEffect(() => {
     if (!exists) return;
-    let cancelled = false; // this subscription is over: stop retrying (the next one takes over)
-    let reading = false;
-    let release: (() => void) | null = null; // shows the connection as reconnecting while retrying
-    // One page of the catch-up read, after the cursor given (null: from the
-    // room's first message). A page that fails is tried again with back-off
-    // (a replica or the token route briefly down): meanwhile the events go on
-    // arriving and are shown, and the connection shows reconnecting until it
-    // succeeds. undefined: this subscription is over, or the read was given
-    // up (the page says so).
-    const readPage = async (after: string | null) => {
-      const started = Date.now();
-      for (let attempt = 0; !cancelled; attempt++) {
-        try {
-          const { data: fresh } = await client.query({ query: ROOM_CATCH_UP, variables: { roomId, after }, fetchPolicy: 'no-cache' });
-          release?.();
-          release = null;
-          return cancelled ? undefined : fresh;
-        } catch (err) {
-          if (cancelled) return undefined;
-          const message = (err as Error).message;
-          if (Date.now() - started >= CATCH_UP_GIVE_UP_MS) {
-            catchUp.current = false;
-            setProblem(`messages posted as this page loaded may be missing: ${message}`);
-            return undefined;
-          }
-          release ??= holdReconnecting();
-          console.warn(`herald: reading the room again failed (${message}); trying again`);
-          await backoff(attempt);
-        }
-      }
-      return undefined;
-    };
-    // The catch-up: the room's messages from the first on, page after page
-    // (after each page's endCursor), until a page holds a post the
-    // subscription delivered (every later one is the subscription's) or the
-    // list ends. What was read is then merged by id with what the page shows
-    // (union), so nothing is lost or shown twice.
-    const catchUpNow = async () => {
-      reading = true;
-      const read: Message[] = [];
-      let after: string | null = null;
-      for (let pages = 0; !cancelled; pages++) {
-        if (pages === CATCH_UP_MAX_PAGES) {
-          // What was read is not merged: it does not reach what the
-          // subscription delivered, so where those go among it is not known.
-          catchUp.current = false;
-          setProblem(`messages posted as this page loaded may be missing: more than ${pages * PAGE_SIZE} were posted before it was live`);
-          break;
-        }
-        const fresh = await readPage(after);
-        if (!fresh) break;
-        if (!fresh.room) { // the room is gone: nothing to catch up on
-          catchUp.current = false;
-          break;
-        }
-        const { nodes, pageInfo } = fresh.room.messages;
-        read.push(...nodes);
-        if (pageInfo.hasNextPage && pageInfo.endCursor && nodes.length > 0 && !read.some((m) => delivered.current.has(m.id))) {
-          after = pageInfo.endCursor;
-          continue;
-        }
-        // Every message read is where the read put it: one of this page's
-        // own posts among them (posted before its subscription was live,
-        // which never delivers it) no longer waits at the end of the list.
-        for (const m of read) awaiting.current.delete(m.id);
-        client.cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) =>
-          prev?.room ? withNodes(prev as RoomPageData & { room: Page }, union(prev.room.messages.nodes, read, seen.current)) : prev);
-        catchUp.current = false;
-        break;
-      }
-      if (!catchUp.current) {
-        delivered.current.clear();
-        seen.current.clear();
-      }
-      reading = false;
-      release?.();
-      release = null;
-    };
-    const unsubscribe = subscribeToMore({
+    return subscribeToMore({
       document: ROOM_EVENTS,
       variables: { roomId, after: cursor.current },
       updateQuery: (_, { previousData, complete, subscriptionData }) => {
         const ev = subscriptionData.data.roomEvents;
         cursor.current = ev.cursor;
-        if (catchUp.current) {
-          if (ev.kind === 'MESSAGE_POSTED') delivered.current.add(ev.message.id);
-          const had = seen.current.get(ev.message.id);
-          if (!had || had.version < ev.message.version) seen.current.set(ev.message.id, ev.message);
-        }
-        if (catchUp.current && !reading) void catchUpNow();
         if (!complete) return undefined;
         return withEvent(previousData, ev, awaiting.current) as typeof previousData | undefined;
       },
       onError: (err) => setProblem(`live updates stopped: ${err.message}`),
     });
-    return () => {
-      cancelled = true;
-      release?.();
-      release = null;
-      unsubscribe();
-    };
-  }, [client, roomId, exists, subscribeToMore]);
+  }, [roomId, exists, subscribeToMore]);
 
   if (!data?.room) {
     if (error) return <p className="error" role="alert">This room cannot be shown: {error.message}. <Link href="/">All rooms</Link></p>;
@@ -271,7 +138,7 @@ interface PresenceState {
  */
 function usePresence(roomId: string, exists: boolean): PresenceState {
   const client = useApolloClient();
-  const { state } = useTransportStatus();
+  const { state } = useConnectionStatus();
   const [presence, setPresence] = useState<PresenceEvent | null>(null);
   const [stale, setStale] = useState(false);
   const [problem, setProblem] = useState('');
