@@ -11,10 +11,16 @@ export function RoomList() {
   // The hand-over: the rendered list's resumeCursor (the room directory's
   // position when it was read, set even when there was no room yet), so
   // roomCreated(after:) delivers every room created since the render, on
-  // any replica, then goes on live. The transport keeps the subscription's
-  // cursor from then on (a reconnect resumes after the last room received).
+  // any replica, then goes on live. A list longer than its first page goes
+  // on after that page's endCursor instead: the replay then brings the
+  // rooms that did not fit as well (the list does not page), and those
+  // created since. The transport keeps the subscription's cursor from then
+  // on (a reconnect resumes after the last room received).
   const cursor = useRef<string | null>(null);
-  if (cursor.current === null) cursor.current = data.rooms.resumeCursor;
+  if (cursor.current === null) {
+    const { pageInfo, resumeCursor } = data.rooms;
+    cursor.current = pageInfo.hasNextPage && pageInfo.endCursor ? pageInfo.endCursor : resumeCursor;
+  }
 
   useEffect(() => subscribeToMore({
     document: ROOM_CREATED,

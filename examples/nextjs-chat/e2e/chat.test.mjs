@@ -1,7 +1,7 @@
 // The Next.js chat app in Debian's Chromium against two Herald replicas
 // behind nginx (deploy/nginx.conf). Run by e2e/run.sh, which starts them.
 // The tests run in this order; the first one needs no room to exist yet,
-// the last one kills replica B.
+// the second makes more than a page of rooms, the last one kills replica B.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
@@ -77,6 +77,38 @@ test('the room list, rendered with no room, goes live after its resumeCursor: a 
       assert.equal(c.seq, 0, `the rendered resumeCursor of an empty directory is its position 0 (${JSON.stringify(c)})`);
       t.diagnostic(`roomCreated went after ${after} (${JSON.stringify(c)})`);
       assert.deepEqual(alice.problems, [], 'alice\'s page reported problems');
+    });
+  });
+
+// Second: it makes the room list longer than its first page.
+test('a room list longer than its first page shows every room: the replay after the page\'s endCursor brings the rest, then rooms created live',
+  { timeout: 120_000 }, async (t) => {
+    await withScreenshots(t, async ({ open }) => {
+      const allRooms = async () => {
+        const ids = [];
+        for (let after = null; ;) {
+          const { rooms } = await gql('query($a: String) { rooms(first: 100, after: $a) { nodes { id } pageInfo { hasNextPage endCursor } } }', { a: after }, { user: 'bob' });
+          ids.push(...rooms.nodes.map((r) => r.id));
+          if (!rooms.pageInfo.hasNextPage) return ids;
+          after = rooms.pageInfo.endCursor;
+        }
+      };
+      for (let n = (await allRooms()).length; n < 105; n++) await createRoom('list-long');
+      const want = await allRooms();
+      const bob = await open('bob');
+      const res = await bob.page.goto(`${APP}/`);
+      assert.equal(res.status(), 200);
+      const rendered = ((await res.text()).match(/data-testid="room"/g) ?? []).length;
+      assert.equal(rendered, 100, 'the server rendered the list\'s first page of 100');
+      await waitConnected(bob);
+      const rooms = () => bob.page.$$eval('[data-testid="room"]', (els) => els.map((el) => el.getAttribute('data-id')));
+      await until(async () => (await rooms()).length >= want.length,
+        async () => `bob's list to show all ${want.length} rooms; it shows ${(await rooms().catch(() => [])).length}`);
+      const live = await createRoom('list-long-live');
+      await until(async () => (await rooms()).includes(live.id), 'bob\'s list to show the room created live');
+      await sleep(500); // a duplicate would come with the same event
+      assert.deepEqual(await rooms(), [...want, live.id], 'every room once, in creation order');
+      assert.deepEqual(bob.problems, [], 'bob\'s page reported problems');
     });
   });
 

@@ -37,12 +37,13 @@ const ROOM_FIELDS = 'id name messageCount lastMessageAt';
  * any replica. (The list does not page, so it asks for no endCursor.)
  */
 export const ROOMS: TypedDocumentNode<
-  { rooms: { nodes: RoomSummary[]; resumeCursor: string } },
+  { rooms: { nodes: RoomSummary[]; pageInfo: { hasNextPage: boolean; endCursor: string | null }; resumeCursor: string } },
   Record<string, never>
 > = gql`
   query Rooms {
     rooms(first: 100) {
       nodes { ${ROOM_FIELDS} }
+      pageInfo { hasNextPage endCursor }
       resumeCursor
     }
   }
