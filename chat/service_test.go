@@ -695,6 +695,64 @@ func TestWatchAfterResumesOnAnotherReplica(t *testing.T) {
 	}
 }
 
+// TestPageLastResumesOnAnotherReplica: a page's Last, read on one replica,
+// resumes on another with exactly what the page does not show: for an
+// empty room (Last 0) every post since, for a room whose last change is an
+// edit of an older message only what came after the edit, and for the room
+// directory the rooms created since.
+func TestPageLastResumesOnAnotherReplica(t *testing.T) {
+	ctx := context.Background()
+	first := openLog(t, pubsub.Options{})
+	a := startService(t, first, Options{})
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{})
+	room := mustRoom(t, a, "general")
+	empty, err := a.Messages(ctx, room.ID, Window{Last: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed, err := a.Rooms(ctx, "", Window{First: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(empty.Items) != 0 || empty.Last != 0 || len(listed.Items) != 1 || listed.Last != room.Seq {
+		t.Fatalf("empty room's page: %d items, Last %d; room list: %d items, Last %d (room at %d)",
+			len(empty.Items), empty.Last, len(listed.Items), listed.Last, room.Seq)
+	}
+	m0 := mustPost(t, a, room.ID, "m0")
+	mustPost(t, a, room.ID, "m1")
+	if _, err := a.EditMessage(ctx, alice, m0.ID, 1, "m0 edited"); err != nil {
+		t.Fatal(err)
+	}
+	edited, err := a.Messages(ctx, room.ID, Window{Last: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := mustRoom(t, a, "later")
+	mustPost(t, a, room.ID, "m2")
+
+	p, e := MessagePosted, MessageEdited
+	fromEmpty, err := b.WatchAfter(ctx, RoomTopic(room.ID), empty.Last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fromEmpty.Close()
+	fromEdited, err := b.WatchAfter(ctx, RoomTopic(room.ID), edited.Last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fromEdited.Close()
+	expectChanges(t, fromEdited, a, []EventType{p}, []string{"m2"}) // then a fence
+	expectChanges(t, fromEmpty, a, []EventType{p, p, e, p, p}, []string{"m0 edited", "m1", "m0 edited", "m2", "fence"})
+	rooms, err := b.WatchAfter(ctx, RoomsTopic, listed.Last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rooms.Close()
+	if c, err := next(rooms); err != nil || c.Room.ID != later.ID {
+		t.Fatalf("roomCreated after the list's Last = %+v, %v; want room %q", c, err, later.Name)
+	}
+}
+
 func utc(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // canonMessage writes a message with its times in UTC, so that equal
