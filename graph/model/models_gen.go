@@ -113,8 +113,9 @@ type Session struct {
 // Resume: pass the last cursor you received as after. The subscription first
 // replays every event after it (with the message as it is now), then continues
 // live, with no gap and no duplicate. To go live from a page you read, pass
-// its connection's resumeCursor (MessageConnection, RoomConnection). A cursor older than the room's retained
-// history, or from an earlier incarnation of the event log, fails with
+// its connection's resumeCursor (MessageConnection, RoomConnection). A cursor
+// older than the room's retained history, or from an earlier incarnation of
+// the event log, fails with
 // extensions.code CURSOR_EXPIRED: refetch, then subscribe after the refetched
 // list's resumeCursor.
 // A cursor past the room's last event (so not one of the room's) fails with
