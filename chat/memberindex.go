@@ -21,13 +21,23 @@ import (
 //
 // A room's member events and its directory entry live in different
 // streams, so an event may arrive before the directory has the room: it
-// waits in pending until roomCreated. Until every partition has been read
-// up to its position when the replica started, the index answers nothing
-// (roomsOf's ok is false) and Rooms loads rooms instead.
+// waits in pending until roomCreated. The log is shared, though, and
+// anything with access to NATS may store member events of a room that is
+// never created (or is public, and has no members): sweepPendingMembers
+// drops those once the directory has caught up past where such a room
+// would have had to be, so pending holds only what arrived lately. Until
+// every partition has been read up to its position when the replica
+// started, the index answers nothing (roomsOf's ok is false) and Rooms
+// loads rooms instead.
 type memberIndex struct {
 	mu      sync.Mutex
 	rooms   map[string]map[string]uint64 // private room → member → since
-	pending map[string][]memberEntry     // room → its events before roomCreated
+	pending map[string]*pendingRoom      // room → its events before roomCreated
+	// sweeps counts the sweeps of pending begun (beginSweep); a pending
+	// room records the count its first event found.
+	sweeps uint64
+	// waiting is signalled (capacity 1) when an event joins pending.
+	waiting chan struct{}
 	byUser  map[string]map[string]struct{}
 	last    map[string]uint64 // room → the position of its last member event folded
 	// changes counts each user's member events folded, by room, removed
@@ -48,12 +58,20 @@ type memberEntry struct {
 	e   Event
 }
 
+// pendingRoom is the member events of a room the directory has not
+// created, in log order.
+type pendingRoom struct {
+	events []memberEntry
+	sweep  uint64 // memberIndex.sweeps when the first one arrived
+}
+
 func newMemberIndex(partitions, history int) *memberIndex {
 	x := &memberIndex{
 		history: history,
 		changes: make(map[string]map[string]int),
 		rooms:   make(map[string]map[string]uint64),
-		pending: make(map[string][]memberEntry),
+		pending: make(map[string]*pendingRoom),
+		waiting: make(chan struct{}, 1),
 		byUser:  make(map[string]map[string]struct{}),
 		last:    make(map[string]uint64),
 		folded:  make(chan struct{}),
@@ -76,10 +94,12 @@ func (x *memberIndex) roomCreated(room Room) {
 	x.rooms[room.ID] = map[string]uint64{room.CreatedBy.ID: 0}
 	x.changes[room.ID] = make(map[string]int)
 	x.link(room.CreatedBy.ID, room.ID)
-	for _, p := range x.pending[room.ID] {
-		x.applyLocked(p.seq, p.e)
+	if p := x.pending[room.ID]; p != nil {
+		for _, m := range p.events {
+			x.applyLocked(m.seq, m.e)
+		}
+		delete(x.pending, room.ID)
 	}
-	delete(x.pending, room.ID)
 }
 
 // apply folds one entry of a partition's member subjects.
@@ -91,11 +111,52 @@ func (x *memberIndex) apply(e pubsub.Entry) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.rooms[ev.RoomID] == nil {
-		x.pending[ev.RoomID] = append(x.pending[ev.RoomID], memberEntry{seq: e.Seq, e: ev})
+		p := x.pending[ev.RoomID]
+		if p == nil {
+			p = &pendingRoom{sweep: x.sweeps}
+			x.pending[ev.RoomID] = p
+		}
+		p.events = append(p.events, memberEntry{seq: e.Seq, e: ev})
+		select {
+		case x.waiting <- struct{}{}:
+		default: // a sweep is due already
+		}
 		return nil
 	}
 	x.applyLocked(e.Seq, ev)
 	return nil
+}
+
+// beginSweep starts a sweep of pending and returns its mark: once the
+// directory has applied a position read after this call, dropPending(mark)
+// drops the rooms that were pending at this call and still are.
+func (x *memberIndex) beginSweep() uint64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.sweeps++
+	return x.sweeps
+}
+
+// droppedRoom is a room whose pending member events a sweep dropped.
+type droppedRoom struct {
+	id     string
+	events int
+}
+
+// dropPending drops the pending rooms whose first event arrived before the
+// sweep marked mark began (see sweepPendingMembers for why that is safe),
+// and returns them.
+func (x *memberIndex) dropPending(mark uint64) []droppedRoom {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var dropped []droppedRoom
+	for id, p := range x.pending {
+		if p.sweep < mark {
+			dropped = append(dropped, droppedRoom{id: id, events: len(p.events)})
+			delete(x.pending, id)
+		}
+	}
+	return dropped
 }
 
 // applyLocked judges and folds a member event of a known room as
@@ -217,6 +278,63 @@ func (s *Service) followMembers(ctx context.Context, k int) {
 		if !sleep(ctx, backoff) {
 			return
 		}
+	}
+}
+
+// pendingSweepInterval is the least time between two sweeps of the member
+// index's pending events, so that a log that keeps receiving member events
+// of rooms that do not exist costs one read of the directory's position a
+// second, not one per event.
+const pendingSweepInterval = time.Second
+
+// sweepPendingMembers drops, until ctx ends, the member events the index
+// keeps for rooms the directory does not have, once the directory has
+// caught up past where their room's entry would have to be.
+//
+// A member event is only proposed for a room the proposer's directory has
+// (changeMember acquires the room, which looks it up), so the room's
+// directory entry was stored before the event, and so before the index
+// received it. A directory position read after that is at or past the
+// entry, and applyDirectory calls roomCreated, which takes the room's
+// events out of pending, under the same lock as it moves the directory's
+// position past it. So once the directory has applied a position read after
+// a room's first event arrived, a room still pending is no private room:
+// its entry is missing or malformed (no room exists: queries find nothing),
+// or the room is public (it refuses member events). Legitimate events are
+// never dropped, whatever the lag between the streams; pending holds only
+// what arrived since the last sweep began. A directory entry stored after
+// the events it would precede can only come from a writer that bypasses
+// the proposers: the room then folds events the index dropped, and the
+// index knows such a room from its creator and the events after it.
+func (s *Service) sweepPendingMembers(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.members.waiting:
+		}
+		mark := s.members.beginSweep()
+		last, ok := s.directoryPosition(ctx, "reading the room directory's position to sweep the member index failed; retrying")
+		if !ok || s.waitDirectory(ctx, last) != nil {
+			return // ctx ended
+		}
+		s.logDropped(s.members.dropPending(mark), last)
+		if !sleep(ctx, pendingSweepInterval) {
+			return
+		}
+	}
+}
+
+// logDropped reports the rooms whose member events a sweep dropped once
+// the directory had applied position last.
+func (s *Service) logDropped(dropped []droppedRoom, last uint64) {
+	for _, d := range dropped {
+		reason := "the directory has no such room"
+		if room, ok := s.RoomInfo(d.id); ok && !room.Private {
+			reason = "the room is public and has no members"
+		}
+		s.opts.Logger.Warn("skipped member events of a room that is not a private room",
+			"room", d.id, "events", d.events, "reason", reason, "directory_seq", last)
 	}
 }
 

@@ -154,6 +154,7 @@ func (s *Service) Run(ctx context.Context) error {
 	for k := range s.log.Partitions() {
 		wg.Go(func() { s.followMembers(ctx, k) })
 	}
+	wg.Go(func() { s.sweepPendingMembers(ctx) })
 	go func() {
 		defer wg.Done()
 		s.resyncer.run(ctx, s.resyncRoom)
@@ -188,19 +189,29 @@ func (s *Service) Run(ctx context.Context) error {
 // startPosition reads the directory's last sequence, retrying until it can.
 func (s *Service) startPosition(ctx context.Context) (uint64, error) {
 	s.status.Store("reading the room directory's position")
-	for backoff := 100 * time.Millisecond; ; {
+	target, ok := s.directoryPosition(ctx, "reading the room directory's position failed; retrying")
+	if !ok {
+		return 0, ctx.Err()
+	}
+	s.status.Store(fmt.Sprintf("reading the room directory up to sequence %d", target))
+	return target, nil
+}
+
+// directoryPosition reads the directory's last sequence, retrying with
+// back-off (logged as failed) until it can; ok is false once ctx has
+// ended.
+func (s *Service) directoryPosition(ctx context.Context, failed string) (last uint64, ok bool) {
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		readCtx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
-		target, err := s.log.DirectoryLastSeq(readCtx)
+		seq, err := s.log.DirectoryLastSeq(readCtx)
 		cancel()
 		if err == nil {
-			s.status.Store(fmt.Sprintf("reading the room directory up to sequence %d", target))
-			return target, nil
+			return seq, true
 		}
-		s.opts.Logger.Warn("reading the room directory's position failed; retrying", "err", err, "retry_in", backoff)
+		s.opts.Logger.Warn(failed, "err", err, "retry_in", backoff)
 		if !sleep(ctx, backoff) {
-			return 0, ctx.Err()
+			return 0, false
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
