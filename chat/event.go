@@ -218,7 +218,15 @@ func decodeEvent(data []byte, format int) (Event, *Error) {
 // decodeEventWith is decodeEvent reusing the strings of known, which may be
 // nil.
 func decodeEventWith(data []byte, format int, known *eventStrings) (Event, *Error) {
-	e, err := parseEvent(data, known)
+	var (
+		e   Event
+		err error
+	)
+	if format == legacyEventFormat {
+		e, err = parseLegacyEvent(data)
+	} else {
+		e, err = parseEvent(data, known)
+	}
 	if err != nil {
 		return Event{}, errorf(CodeInternal, "malformed event: %v", err)
 	}

@@ -22,8 +22,26 @@ func parseEventJSON(data []byte) (Event, error) {
 // parseEvent is parseEventJSON reusing the strings of known where it can:
 // the event it returns is equal to parseEventJSON's, and so is its error.
 func parseEvent(data []byte, known *eventStrings) (Event, error) {
-	var e Event
 	p := eventParser{data: data, known: known}
+	return p.event()
+}
+
+// parseLegacyEvent is parseEventJSON for an event of the legacy layout
+// (format 1). The replicas that wrote it refused the fields that came
+// later as unknown (prev and at, with the partitioned layout; userId and
+// private, with private rooms), so it does too: a migration then copies
+// what they accepted and nothing else. Copied, a room.created marked
+// private, say, would be keyed by its name (migration.copyRoom), which
+// every directory refuses for a private room: the name would be taken for
+// good, by no room.
+func parseLegacyEvent(data []byte) (Event, error) {
+	p := eventParser{data: data, legacy: true}
+	return p.event()
+}
+
+// event parses the whole of p.data as one event object.
+func (p *eventParser) event() (Event, error) {
+	var e Event
 	if err := p.object(&e, false); err != nil {
 		return Event{}, err
 	}
@@ -45,14 +63,24 @@ type eventStrings struct {
 	// room is the ID of the room whose events are decoded (its canonical
 	// copy, which the room keeps anyway); "" if none.
 	room string
-	// names are actor IDs and names decoded so far, at most maxKnownNames;
-	// nil keeps none (a decoder of a single event has no use for them).
+	// names are actor IDs and names decoded so far, at most maxKnownNames
+	// of at most maxKnownNameBytes each; nil keeps none (a decoder of a
+	// single event has no use for them).
 	names map[string]string
 }
 
 // maxKnownNames bounds eventStrings.names: a room with more actors than
 // that decodes the others as if there were no table.
 const maxKnownNames = 256
+
+// maxKnownNameBytes bounds the length of a name eventStrings keeps: what
+// an identity's ID may take (MaxUserIDLength characters; display names are
+// shorter). Longer ones are decoded as if there were no table, which is
+// thus at most 256 KiB: the log is shared, and a writer that bypasses the
+// proposers could otherwise make one load keep maxKnownNames entries'
+// worth of names alive, each as large as an entry may be (1 MiB by
+// default), that nothing else holds (those of events the room refuses).
+const maxKnownNameBytes = maxUserIDBytes
 
 // newEventStrings returns an eventStrings for decoding many of room's
 // events.
@@ -62,7 +90,7 @@ func newEventStrings(room string) *eventStrings {
 
 // name returns raw as a string, reusing an earlier equal one.
 func (k *eventStrings) name(raw []byte) string {
-	if k == nil {
+	if k == nil || len(raw) > maxKnownNameBytes {
 		return string(raw)
 	}
 	if s, ok := k.names[string(raw)]; ok {
@@ -76,9 +104,10 @@ func (k *eventStrings) name(raw []byte) string {
 }
 
 type eventParser struct {
-	data  []byte
-	i     int
-	known *eventStrings // may be nil
+	data   []byte
+	i      int
+	known  *eventStrings // may be nil
+	legacy bool          // refuse the fields format 1 did not have
 }
 
 func (p *eventParser) fail(what string) error {
@@ -161,6 +190,9 @@ func (p *eventParser) object(e *Event, actor bool) error {
 }
 
 func (p *eventParser) eventField(e *Event, key []byte) error {
+	if p.legacy && laterThanLegacy(key) {
+		return fmt.Errorf("json: unknown field %q", key)
+	}
 	switch string(key) {
 	case "v":
 		return p.intInto(&e.Format)
@@ -193,6 +225,16 @@ func (p *eventParser) eventField(e *Event, key []byte) error {
 		return p.int64Into(&e.At)
 	}
 	return fmt.Errorf("json: unknown field %q", key)
+}
+
+// laterThanLegacy reports whether key names a field that came after the
+// legacy layout's format.
+func laterThanLegacy(key []byte) bool {
+	switch string(key) {
+	case "prev", "at", "userId", "private":
+		return true
+	}
+	return false
 }
 
 func (p *eventParser) actorField(a *Actor, key []byte) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"unsafe"
 )
@@ -309,20 +310,43 @@ func TestParseEventReusesKnownStrings(t *testing.T) {
 	}
 }
 
+// TestKnownNamesAreBounded: the names a room's load shares are bounded in
+// number and in bytes, however many and however long the log's are (a
+// writer that bypasses the proposers may store any), and an ID as long as
+// an identity's may be is still shared.
 func TestKnownNamesAreBounded(t *testing.T) {
-	known := newEventStrings(roomA)
-	for i := range 2 * maxKnownNames {
-		data, _ := posted(Actor{ID: fmt.Sprintf("user-%d", i)}, roomA, msgA1, "hi").Encode()
-		e, err := parseEvent(data, known)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := fmt.Sprintf("user-%d", i); e.Actor.ID != want {
-			t.Fatalf("actor %q, want %q", e.Actor.ID, want)
-		}
-	}
-	if len(known.names) != maxKnownNames {
-		t.Fatalf("%d names kept, want %d", len(known.names), maxKnownNames)
+	for _, tc := range []struct {
+		name      string
+		idBytes   int // 0: short IDs
+		wantNames int
+	}{
+		{"short", 0, maxKnownNames},
+		{"as long as an identity's", maxKnownNameBytes, maxKnownNames},
+		{"longer", 4 * maxKnownNameBytes, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			known := newEventStrings(roomA)
+			for i := range 2 * maxKnownNames {
+				id := fmt.Sprintf("user-%d", i)
+				id += strings.Repeat("x", max(0, tc.idBytes-len(id)))
+				data, _ := posted(Actor{ID: id}, roomA, msgA1, "hi").Encode()
+				e, err := parseEvent(data, known)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e.Actor.ID != id {
+					t.Fatalf("actor %.20q..., want %.20q...", e.Actor.ID, id)
+				}
+			}
+			kept := 0
+			for name := range known.names {
+				kept += len(name)
+			}
+			if len(known.names) != tc.wantNames || kept > maxKnownNames*maxKnownNameBytes {
+				t.Fatalf("%d names of %d bytes kept, want %d of at most %d", len(known.names), kept,
+					tc.wantNames, maxKnownNames*maxKnownNameBytes)
+			}
+		})
 	}
 }
 

@@ -18,15 +18,16 @@ import (
 type legacyEntry struct {
 	subject string
 	e       Event
+	raw     string // if set, stored instead of e's encoding
 }
 
 func legacyCreated(room, name string) legacyEntry {
-	return legacyEntry{"herald.room." + room + ".meta", Event{Format: legacyEventFormat, Type: RoomCreated, Actor: alice, RoomID: room, Name: name}}
+	return legacyEntry{subject: "herald.room." + room + ".meta", e: Event{Format: legacyEventFormat, Type: RoomCreated, Actor: alice, RoomID: room, Name: name}}
 }
 
 func legacyOf(e Event) legacyEntry {
 	e.Format = legacyEventFormat
-	return legacyEntry{"herald.room." + e.RoomID + "." + e.rest(), e}
+	return legacyEntry{subject: "herald.room." + e.RoomID + "." + e.rest(), e: e}
 }
 
 // writeLegacyLog creates the single-stream layout's stream on log's server
@@ -51,7 +52,10 @@ func writeLegacyLog(t *testing.T, log *pubsub.Log, entries []legacyEntry) []time
 	}
 	var times []time.Time
 	for _, le := range entries {
-		data, err := le.e.Encode()
+		data, err := []byte(le.raw), error(nil)
+		if le.raw == "" {
+			data, err = le.e.Encode()
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,5 +180,81 @@ func TestMigrateLegacyDataDirectory(t *testing.T) {
 	}
 	if _, err := svc.CreateRoom(ctx, bob, "General"); err == nil {
 		t.Fatal("a migrated name was created again")
+	}
+}
+
+// TestDecodeLegacyEventRefusesLaterFields: the replicas of the legacy
+// layout refused the fields that came after it as unknown, whatever their
+// value, so a migration must skip such entries as they did; the same
+// fields are part of format 2.
+func TestDecodeLegacyEventRefusesLaterFields(t *testing.T) {
+	const (
+		created = `"type":"room.created","actor":{"id":"alice"},"roomId":"rgen","name":"general"`
+		post    = `"type":"message.posted","actor":{"id":"alice"},"roomId":"rgen","messageId":"rgen_m1","text":"hi"`
+	)
+	for _, tc := range []struct {
+		name, subject, fields string
+		legacyOK              bool
+	}{
+		{"a room", "herald.room.rgen.meta", created, true},
+		{"a post", "herald.room.rgen.posts", post, true},
+		{"a private room", "herald.room.rgen.meta", created + `,"private":true`, false},
+		{"a room not private", "herald.room.rgen.meta", created + `,"private":false`, false},
+		{"a post with prev", "herald.room.rgen.posts", post + `,"prev":7`, false},
+		{"a post with prev 0", "herald.room.rgen.posts", post + `,"prev":0`, false},
+		{"a post with at", "herald.room.rgen.posts", post + `,"at":5`, false},
+		{"a post with an escaped at", "herald.room.rgen.posts", post + `,"\u0061t":5`, false},
+		{"a post with no user", "herald.room.rgen.posts", post + `,"userId":null`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := decodeLegacyEvent(tc.subject, []byte(`{"v":1,`+tc.fields+`}`))
+			if (err == nil) != tc.legacyOK {
+				t.Errorf("format 1: err = %v, want accepted: %v", err, tc.legacyOK)
+			}
+			if _, err := decodeEvent([]byte(`{"v":2,`+tc.fields+`}`), eventFormat); err != nil {
+				t.Errorf("format 2: %v", err)
+			}
+		})
+	}
+}
+
+// TestMigrateSkipsWhatOldReplicasRefused: entries the legacy layout's
+// replicas refused for fields they did not know are not copied. A room
+// marked private would otherwise be stored under its name's directory key,
+// which every directory refuses for a private room: the name would be
+// taken by no room, and the real room of that name skipped with its
+// messages.
+func TestMigrateSkipsWhatOldReplicasRefused(t *testing.T) {
+	const post = `{"v":1,"type":"message.posted","actor":{"id":"alice"},"roomId":"rgen","messageId":"%s","text":"%s"%s}`
+	entries := []legacyEntry{
+		{subject: "herald.room.rpriv.meta", raw: `{"v":1,"type":"room.created","actor":{"id":"mallory"},"roomId":"rpriv","name":"general","private":true}`},
+		legacyCreated("rgen", "general"),
+		legacyOf(posted(alice, "rgen", "rgen_m1", "hello")),
+		{subject: "herald.room.rgen.posts", raw: fmt.Sprintf(post, "rgen_m2", "with prev", `,"prev":0`)},
+		{subject: "herald.room.rgen.posts", raw: fmt.Sprintf(post, "rgen_m3", "with at", `,"at":1`)},
+	}
+	dir := t.TempDir()
+	first := openLog(t, pubsub.Options{DataDir: dir})
+	writeLegacyLog(t, first, entries)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	log := openLog(t, pubsub.Options{DataDir: dir})
+	ctx := context.Background()
+	report, err := Migrate(ctx, log, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Rooms != 1 || report.Events != 1 || report.Skipped != 3 {
+		t.Errorf("report = %+v, want 1 room, 1 event, 3 skipped", report)
+	}
+	svc := startService(t, log, Options{})
+	rooms, err := svc.Rooms(ctx, "alice", Window{First: 10})
+	if err != nil || len(rooms.Items) != 1 || rooms.Items[0].ID != "rgen" {
+		t.Fatalf("rooms = %+v, %v; want general (rgen)", rooms.Items, err)
+	}
+	page, err := svc.Messages(ctx, "rgen", Window{Last: 10})
+	if err != nil || len(page.Items) != 1 || page.Items[0].Text != "hello" {
+		t.Fatalf("messages = %+v, %v; want hello alone", page.Items, err)
 	}
 }
