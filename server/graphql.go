@@ -58,13 +58,15 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 	// single connection mode first, which claims the requests carrying its
 	// token; then the streams before the plain GET and POST, which claim
 	// every GET and POST, and multipart before SSE, which yields to it when
-	// both are accepted alike.
-	h.AddTransport(sseSingle)
-	h.AddTransport(multipart)
-	h.AddTransport(sse)
-	h.AddTransport(postTransport{run: run, maxBodyBytes: opts.MaxBodyBytes})
-	h.AddTransport(getTransport{run: run})
-	h.AddTransport(ws)
+	// both are accepted alike. Each prepares its operations with the
+	// executor preciseTransport hands it, for precise answers to bad input.
+	for _, t := range []graphql.Transport{
+		sseSingle, multipart, sse,
+		postTransport{run: run, maxBodyBytes: opts.MaxBodyBytes}, getTransport{run: run},
+		ws,
+	} {
+		h.AddTransport(preciseTransport{Transport: t, schema: opts.Schema.Schema()})
+	}
 	h.AroundResponses(eventMetadata)
 	if opts.AroundFields != nil {
 		h.AroundFields(opts.AroundFields)

@@ -168,7 +168,7 @@ var graphQLCases = []struct {
 	{"syntax error as application/json", post(`{"query":"{ hello("}`),
 		want{status: 200, contentType: ctJSON, err: "Expected Name", code: "GRAPHQL_PARSE_FAILED"}},
 	{"unknown operationName as graphql-response+json", post(`{"query":"query Q { whoami }","operationName":"R"}`).accepting(),
-		want{status: 400, contentType: ctResponse, err: "operation R not found", code: "GRAPHQL_VALIDATION_FAILED"}},
+		want{status: 400, contentType: ctResponse, err: `operation "R" not found: the document has 1 operation (Q)`, code: "GRAPHQL_VALIDATION_FAILED"}},
 
 	// Identity.
 	{"identity reaches the resolver", post(`{"query":"{ whoami }"}`).with("X-Herald-User", "ada"),

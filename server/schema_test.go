@@ -16,14 +16,18 @@ import (
 
 // fakeSDL is the schema the tests serve. Besides the fields the brief names
 // it has boom (a panicking resolver) and a Subscription type, so that the
-// panic logging and the refusal of subscriptions over HTTP can be tested.
+// panic logging and the refusal of subscriptions over HTTP can be tested,
+// and echo, which takes an argument of every built-in scalar, a list and
+// an input object, for the coercion of variables.
 const fakeSDL = `
 type Query {
 	hello(name: String!): String!
 	whoami: String
 	fail: String
 	boom: String
+	echo(s: String, b: Boolean, i: Int, f: Float, id: ID, l: [String!], in: EchoInput): String
 }
+input EchoInput { s: String, i: Int, l: [Int!] }
 type Mutation { bump: Int! }
 type Subscription { ticks: Int! }
 `
@@ -111,6 +115,8 @@ func resolveField(ctx context.Context, opCtx *graphql.OperationContext, field *a
 		panic("boom went the resolver")
 	case "bump":
 		return 1
+	case "echo":
+		return fmt.Sprint(field.ArgumentMap(opCtx.Variables))
 	}
 	return nil
 }
