@@ -115,6 +115,9 @@ func fuzzCheckMessage(t *testing.T, p protocol, data []byte, m clientMessage) {
 	if needsID(m.Type) && m.ID == "" {
 		t.Fatalf("%s: accepted %s with an empty id: %q", p, m.Type, data)
 	}
+	if len(m.ID) > maxOperationIDBytes {
+		t.Fatalf("%s: accepted %s with an id of %d bytes", p, m.Type, len(m.ID))
+	}
 	if !needsID(m.Type) && m.ID != "" {
 		t.Fatalf("%s: %s carries id %q, which the type has no use for", p, m.Type, m.ID)
 	}

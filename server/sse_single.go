@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -467,6 +468,11 @@ func (t *sseSingleTransport) serveOperation(w http.ResponseWriter, r *http.Reque
 	if id == "" {
 		t.run.reject(w, r, mediaJSON, http.StatusBadRequest,
 			"the operation has no id: send a non-empty string as extensions.operationId")
+		return
+	}
+	if len(id) > maxOperationIDBytes {
+		t.run.reject(w, r, mediaJSON, http.StatusBadRequest,
+			fmt.Sprintf("extensions.operationId is %d bytes, at most %d allowed", len(id), maxOperationIDBytes))
 		return
 	}
 	op, opCtx, status := st.ops.add(ctx, id, st)

@@ -296,6 +296,8 @@ func TestSSESingleRequestErrors(t *testing.T) {
 		{"POST to another user's stream", singleReq{method: http.MethodPost, token: token, user: "bob", body: op("x")}, 404, "stream not found"},
 		{"POST to a stream never reserved", singleReq{method: http.MethodPost, token: unknown, body: op("x")}, 404, "stream not found"},
 		{"POST without an operation id", singleReq{method: http.MethodPost, token: token, user: "ann", body: map[string]any{"query": "{ __typename }"}}, 400, "extensions.operationId"},
+		{"POST with an operation id of 257 bytes", singleReq{method: http.MethodPost, token: token, user: "ann", body: op(strings.Repeat("i", 257))},
+			400, "extensions.operationId is 257 bytes, at most 256 allowed"},
 		{"POST with a running id", singleReq{method: http.MethodPost, token: token, user: "ann", body: op("live")}, 409, "is running"},
 		{"POST malformed JSON", singleReq{method: http.MethodPost, token: token, user: "ann", body: `{"query":`}, 400, "not valid JSON"},
 		{"DELETE without an operation id", singleReq{method: http.MethodDelete, token: token, user: "ann"}, 400, "operationId"},

@@ -6,6 +6,16 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
+// maxOperationIDBytes bounds the id a client gives an operation on a
+// WebSocket or on a single-connection event stream. Every result sent to
+// the operation carries its id, framed on the path the whole execution's
+// fan-out shares, so an id as long as a message may be (64 KiB) times a
+// connection's hundred operations would make each event cost megabytes of
+// copying that every other subscriber waits behind. Clients use counters
+// (subscriptions-transport-ws, Apollo) or UUIDs (graphql-ws, graphql-sse:
+// 36 bytes).
+const maxOperationIDBytes = 256
+
 // subscriber is what the engine (shared executions, the resume handoff)
 // knows of the transport an operation's results go to: a WebSocket
 // (*wsConn) or an HTTP stream (*httpStream: Server-Sent Events or

@@ -53,6 +53,17 @@ const (
 	wsmStarted = `start "1" { viewer { id } }`
 )
 
+// wsmWithID is msg, whose id is "1", with an id of n bytes instead.
+func wsmWithID(msg string, n int) string {
+	return strings.Replace(msg, `"id":"1"`, `"id":"`+strings.Repeat("i", n)+`"`, 1)
+}
+
+// wsmStartedAs is wsmStarted for the operation wsmWithID(wsmSubscribe, n)
+// starts.
+func wsmStartedAs(n int) string {
+	return strings.Replace(wsmStarted, `"1"`, `"`+strings.Repeat("i", n)+`"`, 1)
+}
+
 // wsmMachine is a fresh socket's machine, opened at wsmT0.
 func wsmMachine(p protocol) *wsMachine {
 	m := &wsMachine{proto: p}
@@ -201,6 +212,14 @@ func TestWSMachineMessages(t *testing.T) {
 			[]string{`{"type":"connection_init","payload":[1]}`}, []string{`close 4400 "Invalid message: connection_init payload must be an object"`}},
 		{transportWS, "text not UTF-8: 1007, not a subscribe under a mangled id", wsmAccepted,
 			[]string{wsmInit, wsmNotUTF8Subscribe}, []string{wsmAuth + " → " + wsmAck, wsmNotUTF8Close}},
+		{transportWS, "subscribe with an id of 256 bytes starts", wsmAccepted,
+			[]string{wsmInit, wsmWithID(wsmSubscribe, 256)}, []string{wsmAuth + " → " + wsmAck, wsmStartedAs(256)}},
+		{transportWS, "subscribe with an id over 256 bytes: 4400", wsmAccepted,
+			[]string{wsmInit, wsmWithID(wsmSubscribe, 257)},
+			[]string{wsmAuth + " → " + wsmAck, `close 4400 "Invalid message: subscribe id is 257 bytes, at most 256 allowed"`}},
+		{transportWS, "complete with an id over 256 bytes: 4400", wsmAccepted,
+			[]string{wsmInit, wsmWithID(wsmComplete, 70000)},
+			[]string{wsmAuth + " → " + wsmAck, `close 4400 "Invalid message: complete id is 70000 bytes, at most 256 allowed"`}},
 		{transportWS, "ping not UTF-8: 1007", wsmAccepted,
 			[]string{"{\"type\":\"ping\",\"payload\":{\"x\":\"\xc3\"}}"}, []string{wsmNotUTF8Close}},
 
@@ -235,6 +254,9 @@ func TestWSMachineMessages(t *testing.T) {
 			[]string{wsmInit, wsmNotUTF8Start}, []string{wsmAuth + " → " + wsmAckKA, wsmNotUTF8Close}},
 		{legacyWS, "text not UTF-8 nor JSON: 1007, not connection_error", wsmAccepted,
 			[]string{"{\"type\":\xff"}, []string{wsmNotUTF8Close}},
+		{legacyWS, "start with an id over 256 bytes: 4400", wsmAccepted,
+			[]string{wsmInit, wsmWithID(wsmStart, 257)},
+			[]string{wsmAuth + " → " + wsmAckKA, `close 4400 "Invalid message: start id is 257 bytes, at most 256 allowed"`}},
 		{legacyWS, "stop without id: 4400", wsmAccepted,
 			[]string{wsmInit, `{"type":"stop"}`}, []string{wsmAuth + " → " + wsmAckKA, `close 4400 "Invalid message: stop needs a non-empty string id"`}},
 	} {

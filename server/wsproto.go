@@ -142,6 +142,9 @@ func decodeClientMessage(p protocol, data []byte) (clientMessage, *protocolError
 		if err := json.Unmarshal(raw.ID, &m.ID); err != nil || m.ID == "" {
 			return clientMessage{}, invalid("Invalid message: %s needs a non-empty string id", m.Type)
 		}
+		if len(m.ID) > maxOperationIDBytes {
+			return clientMessage{}, invalid("Invalid message: %s id is %d bytes, at most %d allowed", m.Type, len(m.ID), maxOperationIDBytes)
+		}
 	}
 	if len(raw.Payload) > 0 && !bytes.Equal(raw.Payload, []byte("null")) {
 		if raw.Payload[0] != '{' {
