@@ -283,10 +283,7 @@ func (s *Service) propose(ctx context.Context, e Event, dedupID string, result f
 // in flight), that event may yet fail, so the wait is short.
 func (s *Service) catchUp(ctx context.Context, h *heldRoom, last, prev uint64) error {
 	if last != 0 && last <= prev {
-		// The log is behind what this replica applied: entries were removed
-		// from it behind Herald's back. Judging again cannot help.
-		s.opts.Logger.Error("the event log is behind this replica's copy of a room", "room", h.id, "log_last", last, "held_last", prev)
-		return errorf(CodeUnavailable, "room %s cannot take changes now: the event log is behind this replica", h.id)
+		return s.healAhead(ctx, h, last, prev)
 	}
 	if last == 0 {
 		short, cancel := context.WithTimeout(ctx, inFlightWait)
@@ -299,6 +296,28 @@ func (s *Service) catchUp(ctx context.Context, h *heldRoom, last, prev uint64) e
 	}
 	if err := s.waitApplied(ctx, h, last); err != nil {
 		return errorf(CodeUnavailable, "room %s is busy; retry shortly", h.id)
+	}
+	return nil
+}
+
+// healAhead answers a conflict that says the log's last entry of the room
+// (last) is older than the room's (prev): the room applied a live entry the
+// log does not hold (anyone who may publish on the live subjects can forge
+// one), or entries were removed from the log behind Herald's back. The
+// log's order is authoritative: the re-read finds that the log does not
+// hold prev and reloads the room from it, and the proposal is judged again.
+func (s *Service) healAhead(ctx context.Context, h *heldRoom, last, prev uint64) error {
+	if err := s.resyncRoom(ctx, h.id); err != nil {
+		return errorf(CodeUnavailable, "room %s is being re-read from the event log; retry shortly", h.id)
+	}
+	h.mu.Lock()
+	stuck := h.st.last == prev
+	h.mu.Unlock()
+	if stuck {
+		// The log holds the room's last entry after all, yet said its last
+		// was older: judging again cannot help.
+		s.opts.Logger.Error("the event log is behind this replica's copy of a room", "room", h.id, "log_last", last, "held_last", prev)
+		return errorf(CodeUnavailable, "room %s cannot take changes now: the event log is behind this replica", h.id)
 	}
 	return nil
 }

@@ -467,6 +467,12 @@ func (rs *roomState) changesAfter(after uint64) ([]Change, *Error) {
 		return nil, errorf(CodeCursorExpired,
 			"the cursor is older than the history room %s retains; refetch the room, then subscribe after its messages' resumeCursor", rs.room.ID)
 	}
+	return rs.changesSince(after), nil
+}
+
+// changesSince is changesAfter of whatever the room still retains after
+// after, however old after is.
+func (rs *roomState) changesSince(after uint64) []Change {
 	var changes []Change
 	for _, m := range rs.messages {
 		if m.msg.UpdatedSeq <= after {
@@ -482,7 +488,38 @@ func (rs *roomState) changesAfter(after uint64) ([]Change, *Error) {
 		}
 	}
 	slices.SortFunc(changes, func(a, b Change) int { return cmp.Compare(a.Seq, b.Seq) })
-	return changes, nil
+	return changes
+}
+
+// lastShared returns the position of the newest event that both rs and
+// other hold (a message's event, or a member's joining), 0 if none: where
+// two versions of a room, one read afresh from the log, stop agreeing, as
+// far as what they retain can tell.
+func (rs *roomState) lastShared(other *roomState) uint64 {
+	mine := make(map[uint64]struct{}, len(rs.byID)+len(rs.members))
+	rs.eachEventSeq(func(seq uint64) { mine[seq] = struct{}{} })
+	var shared uint64
+	other.eachEventSeq(func(seq uint64) {
+		if _, ok := mine[seq]; ok {
+			shared = max(shared, seq)
+		}
+	})
+	return shared
+}
+
+// eachEventSeq calls fn with the position of every event the room holds a
+// trace of: its retained messages' events and its members' joinings.
+func (rs *roomState) eachEventSeq(fn func(uint64)) {
+	for _, m := range rs.messages {
+		for _, ev := range m.events {
+			fn(ev.seq)
+		}
+	}
+	for _, m := range rs.members {
+		if m.Since > 0 {
+			fn(m.Since)
+		}
+	}
 }
 
 // page returns a page of the room's retained messages in posting order.

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,9 @@ type heldRoom struct {
 	early   []pubsub.Entry
 	applied chan struct{} // closed and replaced after every applied event
 	evicted bool          // set under the cache's lock and mu: apply nothing more
+	// reloading is set while the room is read afresh (see reloadRoom):
+	// live entries wait in early, as while loading.
+	reloading bool
 	// access is the members of a private room and since when (see
 	// roomState.access), for Access to read without mu; nil until loaded
 	// and for a public room.
@@ -33,6 +37,9 @@ type heldRoom struct {
 	// propose serialises this replica's commands on the room: each judges
 	// the room as the previous one left it.
 	propose sync.Mutex
+	// resync serialises the room's re-reads (the re-syncer's, a command's,
+	// a resume's), so that a reload never races another re-read.
+	resync sync.Mutex
 
 	// Guarded by the cache's lock.
 	refs int           // local users: subscriptions, commands and queries in flight
@@ -165,13 +172,8 @@ func (s *Service) load(h *heldRoom, meta Room) {
 	var st *roomState
 	known := newEventStrings(meta.ID)
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-		st = newRoomState(meta, s.opts.History)
-		attempt, cancelAttempt := context.WithTimeout(ctx, s.opts.ApplyTimeout)
-		_, err := s.log.ReadKey(attempt, h.id, 0, func(e pubsub.Entry) error {
-			s.foldLogged(st, e, known)
-			return nil
-		})
-		cancelAttempt()
+		var err error
+		st, err = s.readRoom(ctx, meta, known)
 		if err == nil {
 			break
 		}
@@ -209,6 +211,19 @@ func (s *Service) load(h *heldRoom, meta Room) {
 	s.resyncer.schedule(h.id, time.Now().Add(time.Second))
 	s.release(h)
 	close(h.ready)
+}
+
+// readRoom reads a room from the start of its entries into a new state,
+// once, within the apply timeout.
+func (s *Service) readRoom(ctx context.Context, meta Room, known *eventStrings) (*roomState, error) {
+	st := newRoomState(meta, s.opts.History)
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
+	_, err := s.log.ReadKey(ctx, meta.ID, 0, func(e pubsub.Entry) error {
+		s.foldLogged(st, e, known)
+		return nil
+	})
+	return st, err
 }
 
 // foldLogged applies an entry read from the log, in the log's order: the
@@ -267,7 +282,7 @@ func (s *Service) applyLive(e pubsub.Entry) {
 		return // evicted since; nothing to keep current
 	}
 	h.mu.Lock()
-	if h.st == nil {
+	if h.st == nil || h.reloading {
 		h.early = append(h.early, e)
 	} else {
 		s.applyLiveLocked(h, e)
@@ -280,7 +295,16 @@ func (s *Service) applyLive(e pubsub.Entry) {
 // otherwise the room missed something and is re-synced from the log.
 // Callers hold h.mu.
 func (s *Service) applyLiveLocked(h *heldRoom, e pubsub.Entry) {
-	if h.evicted || e.Seq <= h.st.last {
+	if h.evicted {
+		return
+	}
+	if e.Seq <= h.st.last {
+		// Usually an entry a read of the log applied first. But a room
+		// that applied a live entry the log does not hold (anyone who may
+		// publish on the live subjects can forge one) is ahead of the log
+		// and skips every stored entry this way, so have the log confirm
+		// the room's position (see resyncRoom).
+		s.resyncer.schedule(h.id, time.Now().Add(confirmDelay))
 		return
 	}
 	ev, bad := decodeRoomEventWith(e.Key, e.Rest, e.Data, &h.st.liveStrings)
@@ -317,7 +341,17 @@ func (s *Service) applyEventLocked(h *heldRoom, seq uint64, at time.Time, ev Eve
 	h.applied = make(chan struct{})
 }
 
-// resyncRoom reads a held room's entries after its last applied one.
+// errAhead stops a re-read whose first entry is not the room's last.
+var errAhead = errors.New("the log does not hold the room's last applied entry")
+
+// resyncRoom reads a held room's entries from its last applied one on. The
+// log must hold that one first: otherwise the room is ahead of the log (it
+// applied a live entry the log never stored, or entries were removed
+// behind Herald's back) and would skip, or be refused, everything the log
+// stores up to its position, so it is reloaded from the log instead
+// (reloadRoom). The one entry more per re-read is what keeps a live entry
+// the log does not hold from breaking a room for good, at no cost on the
+// live path.
 func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 	h := s.rooms.get(roomID)
 	if h == nil {
@@ -331,34 +365,41 @@ func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 	if h.loadErr != nil {
 		return nil
 	}
+	h.resync.Lock()
+	defer h.resync.Unlock()
 	h.mu.Lock()
-	from := h.st.last + 1
+	from := h.st.last
 	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
+	// A room with nothing applied has no position to confirm.
+	confirmed := from == 0
 	applied := 0
-	known := newEventStrings(h.st.room.ID)
+	known := newEventStrings(roomID)
 	_, err := s.log.ReadKey(ctx, roomID, from, func(e pubsub.Entry) error {
+		if !confirmed {
+			if e.Seq != from {
+				return errAhead
+			}
+			confirmed = true
+			return nil
+		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if h.evicted || e.Seq <= h.st.last {
-			return nil
+		if s.applyReadLocked(h, e, known, applied == 0) {
+			applied++
 		}
-		ev, bad := decodeRoomEventWith(e.Key, e.Rest, e.Data, known)
-		if bad != nil {
-			h.st.last = e.Seq
-			s.opts.Logger.Warn("skipped a malformed room entry", "room", e.Key, "seq", e.Seq, "err", bad)
-			return nil
-		}
-		if applied == 0 {
-			// Counted before the first change goes out, so that whoever
-			// sees a change the re-sync brought sees it in Stats too.
-			s.resyncsN.Add(1)
-		}
-		s.applyEventLocked(h, e.Seq, entryTime(e, ev), ev)
-		applied++
 		return nil
 	})
+	if errors.Is(err, errAhead) || (err == nil && !confirmed) {
+		s.opts.Logger.Warn("a held room was ahead of the event log (a live entry the log does not hold, or entries removed from the log); reloading it from the log",
+			"room", roomID, "held_last", from)
+		if err := s.reloadRoom(ctx, h); err != nil {
+			s.opts.Logger.Warn("reloading a room ahead of the event log failed; retrying", "room", roomID, "err", err)
+			return err
+		}
+		return nil
+	}
 	if err != nil {
 		s.opts.Logger.Warn("re-syncing a room failed; retrying", "room", roomID, "err", err)
 		return err
@@ -367,6 +408,84 @@ func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 		s.opts.Logger.Info("re-synced a room that missed live events", "room", roomID, "events", applied)
 	}
 	return nil
+}
+
+// applyReadLocked applies an entry a re-read brought, unless the room has
+// it already, and reports whether it did; first counts a re-sync. Callers
+// hold h.mu.
+func (s *Service) applyReadLocked(h *heldRoom, e pubsub.Entry, known *eventStrings, first bool) bool {
+	if h.evicted || e.Seq <= h.st.last {
+		return false
+	}
+	ev, bad := decodeRoomEventWith(e.Key, e.Rest, e.Data, known)
+	if bad != nil {
+		h.st.last = e.Seq
+		s.opts.Logger.Warn("skipped a malformed room entry", "room", e.Key, "seq", e.Seq, "err", bad)
+		return false
+	}
+	if first {
+		// Counted before the first change goes out, so that whoever sees
+		// a change the re-sync brought sees it in Stats too.
+		s.resyncsN.Add(1)
+	}
+	s.applyEventLocked(h, e.Seq, entryTime(e, ev), ev)
+	return true
+}
+
+// reloadRoom reads a held room afresh and puts what the log holds in place
+// of what the replica held. Callers hold h.resync.
+//
+// What subscribers were told cannot be taken back, but the room goes on
+// from the log's order: its watchers get the changes of the fresh room
+// after the last event both versions share (lastShared), as a resume from
+// there would, and none at or below it twice; a watcher registered while
+// the room was ahead, whose live changes would start past the room's
+// forged position, starts there too.
+func (s *Service) reloadRoom(ctx context.Context, h *heldRoom) error {
+	h.mu.Lock()
+	if h.evicted {
+		h.mu.Unlock()
+		return nil
+	}
+	h.reloading = true
+	meta := h.st.room
+	h.mu.Unlock()
+	fresh, err := s.readRoom(ctx, meta, newEventStrings(meta.ID))
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.reloading = false
+	if err == nil && !h.evicted {
+		s.replaceLocked(h, fresh)
+	}
+	early := h.early
+	h.early = nil
+	for _, e := range early {
+		s.applyLiveLocked(h, e)
+	}
+	if err != nil {
+		return fmt.Errorf("reload room %s: %w", h.id, err)
+	}
+	return nil
+}
+
+// replaceLocked makes fresh, read from the log, the held room's state, and
+// tells its watchers what they have not seen of it. Callers hold h.mu.
+func (s *Service) replaceLocked(h *heldRoom, fresh *roomState) {
+	old := h.st
+	shared := old.lastShared(fresh)
+	h.st = fresh
+	s.rooms.bytes.Add(fresh.bytes - old.bytes)
+	// A public room has no access to publish, and never had one.
+	h.publishAccessLocked()
+	if topic := RoomTopic(h.id); s.hub.watched(topic) {
+		s.hub.rewind(topic, shared)
+		for _, c := range fresh.changesSince(shared) {
+			s.hub.publish(topic, c)
+		}
+	}
+	close(h.applied)
+	h.applied = make(chan struct{})
 }
 
 // handleLost re-syncs the rooms whose live entries may have been lost. After
@@ -453,6 +572,11 @@ func (s *Service) waitApplied(ctx context.Context, h *heldRoom, seq uint64) erro
 		}
 	}
 }
+
+// confirmDelay is how long after a live entry at or below a room's position
+// the log is asked to confirm that position: such entries come in bursts
+// after every read of the log, and one re-read covers a burst.
+const confirmDelay = time.Second
 
 // liveGrace is how long a replica waits for an entry it knows was stored to
 // arrive live before it reads it from the log.

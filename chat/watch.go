@@ -41,15 +41,15 @@ var ErrWatcherClosed = errors.New("chat: watcher closed")
 type Watcher struct {
 	hub   *hub
 	topic string
-	// skipUpTo: changes at or below it were replayed already; set before
-	// the watcher is registered, never changed.
-	skipUpTo uint64
 
-	mu      sync.Mutex
-	pending []Change
-	wake    chan struct{} // capacity 1: a change may be pending
-	closed  bool
-	offer   func(Change) bool // see SetOffer
+	mu sync.Mutex
+	// skipUpTo: changes at or below it were replayed already. Set before
+	// the watcher is registered; only rewind lowers it.
+	skipUpTo uint64
+	pending  []Change
+	wake     chan struct{} // capacity 1: a change may be pending
+	closed   bool
+	offer    func(Change) bool // see SetOffer
 	// release, if set, lets go of what the watcher holds (its room); run
 	// once, by Close.
 	release func()
@@ -127,11 +127,8 @@ func (w *Watcher) Close() {
 }
 
 func (w *Watcher) deliver(c Change) {
-	if c.Seq <= w.skipUpTo {
-		return
-	}
 	w.mu.Lock()
-	if w.closed {
+	if w.closed || c.Seq <= w.skipUpTo {
 		w.mu.Unlock()
 		return
 	}
@@ -143,6 +140,14 @@ func (w *Watcher) deliver(c Change) {
 	w.queued = true
 	w.mu.Unlock()
 	w.signal()
+}
+
+// rewind makes the watcher take changes after pos, should it skip more:
+// what it skipped was a position the log does not hold (see reloadRoom).
+func (w *Watcher) rewind(pos uint64) {
+	w.mu.Lock()
+	w.skipUpTo = min(w.skipUpTo, pos)
+	w.mu.Unlock()
 }
 
 func (w *Watcher) signal() {
@@ -186,6 +191,15 @@ func (h *hub) remove(w *Watcher) {
 		if len(set) == 0 {
 			delete(h.watchers, w.topic)
 		}
+	}
+}
+
+// rewind makes every watcher of topic take the changes after pos.
+func (h *hub) rewind(topic string, pos uint64) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for w := range h.watchers[topic] {
+		w.rewind(pos)
 	}
 }
 
