@@ -87,7 +87,7 @@ export interface HeraldClientOptions {
    * last thing heard.
    */
   pongTimeout?: number;
-  /** graphql-ws listeners (connecting, connected, closed, …). */
+  /** graphql-ws listeners (connecting, connected, closed, …); what one throws is reported and goes no further. */
   on?: Partial<{ [E in Event]: EventListener<E> }>;
   /** Any other graphql-ws option; those above win. */
   graphqlWs?: Partial<ClientOptions>;
@@ -173,7 +173,7 @@ export interface HeraldClient {
    * (`Authorization`, or `X-Herald-User` with `user`); calls getToken.
    */
   httpHeaders(): Promise<Record<string, string>>;
-  /** Listens to graphql-ws events (connecting, connected, closed, …). */
+  /** Listens to graphql-ws events (connecting, connected, closed, …); what a listener throws is reported and goes no further. */
   on: Client['on'];
   /**
    * Closes the socket; active subscriptions complete. Between two connects
@@ -261,6 +261,36 @@ function guarded<T>(sink: Sink<T>): Sink<T> {
   };
 }
 
+/**
+ * An application's graphql-ws listener (`on` option, client.on): what it
+ * throws is reported (reportAppError) and goes no further. graphql-ws calls
+ * its listeners in a row with its own after them, unguarded: a `closed`
+ * listener that threw would keep graphql-ws from ever hearing of the close
+ * (no reconnect, every subscription stalled for good, and on Node.js an
+ * uncaught exception); one of `opened`, `connected`, `message`, `ping` or
+ * `pong` would have it close the socket (4005, 4004) as if the server had
+ * misbehaved; one of `connecting` would leave the connect pending for ever.
+ */
+function guardedListener<E extends Event>(event: E, listener: EventListener<E>): EventListener<E> {
+  if (typeof listener !== 'function') return listener;
+  return ((...args: unknown[]) => {
+    try {
+      (listener as (...a: unknown[]) => void)(...args);
+    } catch (err) {
+      reportAppError(err, `a '${event}' listener threw`);
+    }
+  }) as EventListener<E>;
+}
+
+function guardedListeners(on: HeraldClientOptions['on']): HeraldClientOptions['on'] {
+  if (!on) return on;
+  const guarded: Partial<{ [E in Event]: EventListener<E> }> = {};
+  for (const [event, listener] of Object.entries(on) as [Event, EventListener<Event>][]) {
+    (guarded as Record<string, unknown>)[event] = guardedListener(event, listener);
+  }
+  return guarded;
+}
+
 /** Close code of a connect given up because getToken or connectionParams failed; graphql-ws retries it. */
 const CLOSE_CREDENTIALS_FAILED = 4503;
 
@@ -269,14 +299,8 @@ function closeReason(prefix: string, err: unknown): string {
   return new TextEncoder().encode(reason).length <= 123 ? reason : prefix; // a close reason's limit
 }
 
-/**
- * Stands in where there is no WebSocket (a server rendering a page on
- * Node.js 20, which has no global one): queries and mutations still go
- * over HTTP through HeraldLink, and a subscription fails at once with close
- * code 4005, which graphql-ws does not retry, instead of the client failing
- * to be created.
- */
-class MissingWebSocket {
+/** A socket that opens no connection and reports a close (code, reason) at once. */
+class ClosingSocket {
   static readonly CONNECTING = 0;
   static readonly OPEN = 1;
   static readonly CLOSING = 2;
@@ -287,16 +311,35 @@ class MissingWebSocket {
   onmessage: unknown = null;
   onerror: unknown = null;
   onclose: ((event: { code: number; reason: string; wasClean: boolean }) => void) | null = null;
-  constructor() {
-    setTimeout(() => this.onclose?.({
-      code: 4005,
-      reason: 'no WebSocket here: pass webSocketImpl (e.g. the ws package on Node.js 20)',
-      wasClean: false,
-    }), 0);
+  constructor(code: number, reason: string) {
+    setTimeout(() => this.onclose?.({ code, reason, wasClean: false }), 0);
   }
   send(): void {}
   close(): void {}
 }
+
+/**
+ * Stands in where there is no WebSocket (a server rendering a page on
+ * Node.js 20, which has no global one): queries and mutations still go
+ * over HTTP through HeraldLink, and a subscription fails at once with close
+ * code 4005, which graphql-ws does not retry, instead of the client failing
+ * to be created.
+ */
+class MissingWebSocket extends ClosingSocket {
+  constructor() {
+    super(4005, 'no WebSocket here: pass webSocketImpl (e.g. the ws package on Node.js 20)');
+  }
+}
+
+/**
+ * Close code 1000 from the server, while operations run: graphql-ws
+ * reconnects at once, without retryWait, and a server (or a proxy) that
+ * closes every connection with 1000 right away (after the ack, or after the
+ * subscribe) would be reconnected to hundreds of times a second, by every
+ * client at once. The client waits retryWait before such a reconnect, as
+ * graphql-ws does after any other loss.
+ */
+const CLOSE_NORMAL = 1000;
 
 /** What the client needs of a WebSocket it created. */
 interface SocketLike {
@@ -341,10 +384,12 @@ function duration(name: string, value: number | undefined, fallback: number, off
  * socket gets a listener that ignores errors; graphql-ws still hears them
  * through onerror while it listens.
  */
-function tracking(impl: unknown, onSocket: (socket: SocketLike) => void): unknown {
+function tracking(impl: unknown, onSocket: (socket: SocketLike) => void, standIn: () => SocketLike | undefined): unknown {
   if (typeof impl !== 'function') return impl;
   return new Proxy(impl, {
     construct(target, args) {
+      const instead = standIn();
+      if (instead) return instead;
       const socket = Reflect.construct(target, args) as SocketLike & { on?: unknown };
       if (typeof socket.on === 'function') (socket.on as (e: string, l: () => void) => void).call(socket, 'error', () => {});
       onSocket(socket);
@@ -399,22 +444,52 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   // that is not acknowledged is a connect under way, which dispose() ends.
   let latest: SocketLike | undefined;
   let acknowledged: unknown;
+  // Sockets the client asked to close (graphql-ws once no operation runs,
+  // dispose, the watchdog), as opposed to sockets the server closed.
+  const closedHere = new WeakSet<object>();
+  // The server's 1000 closes since the last ack (see CLOSE_NORMAL), and
+  // whether graphql-ws called retryWait before the connect under way.
+  let normalCloses = 0;
+  let waitBeforeConnect = false;
+  let waitedForConnect = false;
 
   const ws = createClient({
     ...options.graphqlWs,
-    url: wsURL(options.url),
+    // Called by graphql-ws just before it creates a socket: the wait after
+    // the server's 1000 close, which graphql-ws does not make (CLOSE_NORMAL).
+    url: async () => {
+      const wait = waitBeforeConnect && !waitedForConnect;
+      waitBeforeConnect = false;
+      waitedForConnect = false;
+      if (wait) await retryWait(normalCloses - 1);
+      return wsURL(options.url);
+    },
     webSocketImpl: tracking(options.webSocketImpl ?? options.graphqlWs?.webSocketImpl ??
       (typeof WebSocket === 'undefined' ? MissingWebSocket : WebSocket), (socket) => {
       latest = socket;
       if (!disposal.signal.aborted) watchdog?.watch(socket);
-    }),
+      // What the client closes, it marks. The ws package also calls close()
+      // to answer the server's close frame: that one is the server's.
+      const close = socket.close;
+      socket.close = function (this: SocketLike, ...args: Parameters<SocketLike['close']>) {
+        if ((this as { _closeFrameReceived?: unknown })._closeFrameReceived !== true) closedHere.add(this);
+        return close.apply(this, args);
+      };
+    },
+    // dispose() ended the wait above: graphql-ws creates a socket all the
+    // same. This one opens no connection and closes (1000) at once, and
+    // graphql-ws, disposed of, connects no more.
+    () => (disposal.signal.aborted ? new ClosingSocket(CLOSE_NORMAL, 'Normal Closure') : undefined)),
     retryAttempts: options.retryAttempts ?? Infinity,
-    retryWait,
+    retryWait: (retries: number) => {
+      waitedForConnect = true;
+      return retryWait(retries);
+    },
     // Retry every kind of loss, a refused reconnect (an error event, not a
     // close event) included: the replica may be restarting or draining.
     // graphql-ws still gives up on the fatal close codes (4400, 4401, 4409, …).
     shouldRetry: options.graphqlWs?.shouldRetry ?? (() => true),
-    on: options.on ?? options.graphqlWs?.on,
+    on: guardedListeners(options.on ?? options.graphqlWs?.on),
     connectionParams: async () => {
       const socket = opened;
       try {
@@ -438,7 +513,18 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     },
   });
   ws.on('opened', (socket) => { opened = socket as typeof opened; });
-  ws.on('connected', (socket) => { acknowledged = socket; });
+  ws.on('connected', (socket) => {
+    acknowledged = socket;
+    normalCloses = 0;
+  });
+  ws.on('closed', (event) => {
+    const { code, target } = (event ?? {}) as { code?: unknown; target?: unknown };
+    if (code !== CLOSE_NORMAL || disposal.signal.aborted || active.size === 0) return;
+    if (typeof target === 'object' && target !== null && closedHere.has(target)) return;
+    // The server's (CLOSE_NORMAL): should graphql-ws reconnect now, it waits first.
+    normalCloses++;
+    waitBeforeConnect = true;
+  });
   if (watchdog) {
     // Anything graphql-ws reads (its 'message' event: pings, pongs, acks,
     // results) or the socket opening proves it alive. graphql-ws reads
@@ -555,6 +641,13 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       if (ended) return;
       ended = true;
       unwatch();
+      // graphql-ws holds a connection for an operation until it is
+      // released: it releases one the server ended (complete, error), but
+      // not one it failed on a fatal close (4400, 4409, 1011, …). Never
+      // released, that hold would keep every later socket open when the
+      // last subscription stops (no lazy close; on Node.js the process
+      // would not exit). Releasing an operation already done does nothing.
+      stop();
       active.delete(unsubscribe);
       if (failure) sink.error(failure.error);
       else sink.complete();
@@ -684,7 +777,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       if (token) headers.Authorization = `Bearer ${token}`;
       return headers;
     },
-    on: ws.on,
+    on: (event, listener) => ws.on(event, guardedListener(event, listener)),
     dispose: async () => {
       // Between two connects, graphql-ws would wait out the back-off, then
       // connect (getToken, every subscription sent again) only to close,

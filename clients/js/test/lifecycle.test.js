@@ -333,3 +333,186 @@ test('terminate() while the socket is still opening (ws on Node.js): no uncaught
   assert.deepEqual(uncaught.map(String), [], 'no uncaught error');
   assert.equal(inbox.ended, null, 'the subscription goes on');
 });
+
+// A server (or a proxy in front of it) that closes with 1000 while
+// operations run: graphql-ws reconnects at once, with no retryWait, so a
+// server that did it to every connection got hundreds of connects a second
+// from every client.
+test('a server that closes every connection with 1000: each reconnect waits retryWait, no storm', async (t) => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
+  await new Promise((ok) => wss.once('listening', ok));
+  let conns = 0;
+  let closing = true;
+  const subscribes = [];
+  wss.on('connection', (sock) => {
+    conns++;
+    sock.on('message', (data) => {
+      const m = JSON.parse(String(data));
+      if (m.type === 'connection_init') sock.send(JSON.stringify({ type: 'connection_ack' }));
+      else if (m.type === 'subscribe') {
+        subscribes.push(m.payload.variables);
+        sock.send(JSON.stringify({ id: m.id, type: 'next', payload: { data: { roomCreated: { id: `r${conns}` } }, extensions: { cursor: `c${conns}` } } }));
+        if (closing) sock.close(1000, 'Normal Closure');
+      }
+    });
+  });
+  let waits = 0;
+  const client = createHeraldClient({
+    url: `ws://127.0.0.1:${wss.address().port}/graphql`, webSocketImpl: WebSocket,
+    retryWait: () => { waits++; return sleep(100); },
+  });
+  t.after(async () => {
+    await client.dispose();
+    for (const c of wss.clients) c.terminate();
+    await new Promise((ok) => wss.close(ok));
+  });
+  const inbox = new Inbox('roomCreated');
+  const sub = client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
+  await sleep(1000);
+  closing = false;
+  const seen = conns;
+  assert.ok(seen >= 3 && seen <= 15, `reconnected, every 100 ms at most (${seen} connects in 1 s)`);
+  assert.ok(waits >= seen - 1, `retryWait before each reconnect (${waits} waits, ${seen} connects)`);
+  await inbox.waitFor((i) => i.results.length === conns && sub.cursor === `c${conns}`, 2000, 'the last connection\'s result');
+  assert.equal(inbox.ended, null, 'the subscription goes on');
+  assert.deepEqual(subscribes.map((v) => v.after), Array.from({ length: conns }, (_, k) => (k ? `c${k}` : undefined)),
+    'each resubscribe resumes after the last cursor');
+
+  // Closes of the client's own (its last subscription stopped, then a new
+  // one) are not the server's: no wait before the new connect.
+  sub();
+  const waited = waits;
+  const next = new Inbox('roomCreated again');
+  const started = Date.now();
+  client.subscribe({ query: 'subscription { roomCreated { id } }' }, next.sink);
+  await next.waitFor((i) => i.results.length === 1, 5000, 'a result on a new connection');
+  assert.equal(waits, waited, 'no retryWait after the client closed the socket itself');
+  assert.ok(Date.now() - started < 1000, `connected at once (${Date.now() - started} ms)`);
+});
+
+test('dispose() during the wait after a server\'s 1000: resolves at once, the subscription completes, and nothing connects', async (t) => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
+  await new Promise((ok) => wss.once('listening', ok));
+  let conns = 0;
+  wss.on('connection', (sock) => {
+    conns++;
+    sock.on('message', (data) => {
+      const m = JSON.parse(String(data));
+      if (m.type === 'connection_init') sock.send(JSON.stringify({ type: 'connection_ack' }));
+      else if (m.type === 'subscribe') sock.close(1000, 'Normal Closure');
+    });
+  });
+  let closed = 0;
+  let waiting = false;
+  const client = createHeraldClient({
+    url: `ws://127.0.0.1:${wss.address().port}/graphql`, webSocketImpl: WebSocket,
+    retryWait: () => { waiting = true; return sleep(1500); },
+    on: { closed: () => { closed++; } },
+  });
+  t.after(async () => {
+    for (const c of wss.clients) c.terminate();
+    await new Promise((ok) => wss.close(ok));
+  });
+  const inbox = new Inbox('roomCreated');
+  client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
+  await until(() => closed === 1 && waiting, 5000, 'the server\'s close, and the wait after it');
+  const started = Date.now();
+  const disposed = client.dispose().then(() => 'resolved', (err) => `rejected: ${err?.code ?? err?.message ?? err}`);
+  assert.equal(await Promise.race([disposed, sleep(1000).then(() => 'pending after 1 s')]), 'resolved');
+  assert.ok(Date.now() - started < 500, `dispose() did not wait out the back-off (${Date.now() - started} ms)`);
+  await inbox.waitFor((i) => i.ended !== null, 2000, 'the subscription to complete', { allowEnd: true });
+  assert.equal(inbox.ended, 'complete');
+  await sleep(1800); // past the back-off
+  assert.equal(conns, 1, 'no connect after dispose()');
+});
+
+test('listeners that throw (on, client.on): reported, and the client still reconnects and resumes', { timeout: 30_000 }, async (t) => {
+  const uncaught = [];
+  const onUncaught = (err) => { uncaught.push(err); };
+  process.on('uncaughtException', onUncaught);
+  const unhandled = [];
+  const onUnhandled = (reason) => { unhandled.push(reason); };
+  process.on('unhandledRejection', onUnhandled);
+  const reported = [];
+  const consoleError = console.error;
+  console.error = (...args) => { reported.push(args); };
+  const sockets = await controllableSockets();
+  const closed = [];
+  let armed = true;
+  const bug = (where) => () => { if (armed) throw new Error(`a bug in a '${where}' listener`); };
+  const client = createHeraldClient({
+    url: herald.wsURL, user: 'reader', webSocketImpl: sockets.WebSocket, retryWait: quickRetry,
+    on: {
+      connecting: bug('connecting'),
+      opened: bug('opened'),
+      connected: bug('connected'),
+      message: bug('message'),
+      closed: (e) => { if (!armed) return; closed.push(e?.code); throw new Error('a bug in a \'closed\' listener'); },
+    },
+  });
+  const off = client.on('closed', bug('closed (client.on)'));
+  t.after(async () => {
+    armed = false;
+    off();
+    const disposed = client.dispose();
+    await sockets.close();
+    await Promise.race([disposed, sleep(2000)]);
+    console.error = consoleError;
+    process.off('uncaughtException', onUncaught);
+    process.off('unhandledRejection', onUnhandled);
+  });
+  const { roomId, inbox, sub } = await subscribedRoom(client, herald.url, poster, 'subscription ($r: ID!) { messagePosted(roomId: $r) { text } }');
+  assert.deepEqual(closed, [], 'no socket was closed because a listener threw');
+  const cursor = sub.cursor;
+  sockets.drop();
+  await post(herald.url, roomId, 'after', poster);
+  await inbox.waitForText('after', 10_000);
+  console.error = consoleError;
+  assert.equal(inbox.ended, null, 'the subscription goes on');
+  assert.equal(closed.length, 1, `one close, the dropped socket's (${JSON.stringify(closed)})`);
+  assert.equal(sockets.subscribes().at(-1).payload.variables.after, cursor, 'resumed after the last cursor');
+  assert.deepEqual(uncaught.map(String), [], 'no uncaught exception');
+  assert.deepEqual(unhandled.map(String), [], 'no unhandled rejection');
+  for (const where of ['connecting', 'opened', 'connected', 'message', 'closed', 'closed (client.on)']) {
+    assert.ok(reported.some((args) => args.some((a) => a instanceof Error && a.message === `a bug in a '${where}' listener`)),
+      `what the '${where}' listener threw is reported`);
+  }
+});
+
+// graphql-ws gives up on a fatal close (4400 here) without releasing the
+// operations it failed: their hold on the connection kept every later
+// socket open once the last subscription stopped.
+test('after a fatal close, the last subscription stopping still closes the socket', async (t) => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
+  await new Promise((ok) => wss.once('listening', ok));
+  let conns = 0;
+  wss.on('connection', (sock) => {
+    const n = ++conns;
+    sock.on('message', (data) => {
+      const m = JSON.parse(String(data));
+      if (m.type === 'connection_init') sock.send(JSON.stringify({ type: 'connection_ack' }));
+      else if (m.type === 'subscribe' && n === 1) sock.close(4400, 'Bad request');
+      else if (m.type === 'subscribe') sock.send(JSON.stringify({ id: m.id, type: 'next', payload: { data: { roomCreated: { id: 'r1' } }, extensions: { cursor: 'c1' } } }));
+    });
+  });
+  const closed = [];
+  const client = createHeraldClient({
+    url: `ws://127.0.0.1:${wss.address().port}/graphql`, webSocketImpl: WebSocket, retryWait: quickRetry,
+    on: { closed: (e) => closed.push(e?.code) },
+  });
+  t.after(async () => {
+    await client.dispose();
+    for (const c of wss.clients) c.terminate();
+    await new Promise((ok) => wss.close(ok));
+  });
+  const failed = new Inbox('failed');
+  client.subscribe({ query: 'subscription { roomCreated { id } }' }, failed.sink); // never stopped: it failed
+  await failed.waitFor((i) => i.ended !== null, 5000, 'the fatal close', { allowEnd: true });
+  assert.equal(failed.ended, 'error: close 4400 Bad request');
+  const inbox = new Inbox('roomCreated');
+  const sub = client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
+  await inbox.waitFor((i) => i.results.length === 1, 5000, 'a result on a new connection');
+  sub();
+  await until(() => wss.clients.size === 0, 2000, 'the socket to close once nothing runs on it');
+  assert.deepEqual(closed, [4400, 1000]);
+});
