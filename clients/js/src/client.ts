@@ -23,10 +23,11 @@
 // Credentials. graphql-ws calls connectionParams on every connect, so the
 // token is asked for (getToken) on every connect: a socket Herald closes
 // because its token expired (4403, within a second of `exp`) reconnects
-// with the new one, and its subscriptions resume from their cursors.
+// with the new one, and its subscriptions resume from their cursors. A call
+// that does not answer within getTokenTimeout counts as failed.
 import { createClient, type Client, type ClientOptions, type EventListener, type Event, type Sink } from 'graphql-ws';
 import { print, type DocumentNode, type FormattedExecutionResult, type GraphQLFormattedError } from 'graphql';
-import { operationKind, prepareOperation, type OperationKind } from './document.js';
+import { operationKind, prepareOperation, type OperationKind, type PreparedOperation } from './document.js';
 import { createWatchdog } from './liveness.js';
 
 /** A token, or nothing for an anonymous connection. */
@@ -46,6 +47,14 @@ export interface HeraldClientOptions {
    * socket whose token expires, and the client reconnects with what this returns.
    */
   getToken?: () => Token | Promise<Token>;
+  /**
+   * How long (ms) a getToken call may take before it counts as failed (a
+   * refresh request that hangs): the connect is then given up on as when
+   * getToken rejects (close 4503, retried with back-off), and a HeraldLink
+   * HTTP operation fails with an Error saying so. Default 10 000; 0 or
+   * Infinity: no limit. A call that answers later is ignored.
+   */
+  getTokenTimeout?: number;
   /** `--auth dev` only: the user to act as (`user` in `connection_init`, `X-Herald-User` over HTTP). */
   user?: string;
   /** More `connection_init` payload; the credentials above are added to it. */
@@ -162,7 +171,10 @@ export interface HeraldClient {
    * Runs an operation over the socket. A subscription resumes from its last
    * cursor after every reconnect, and a query in flight is sent again; a
    * mutation is never sent twice: if the connection is lost after it was
-   * sent and before its answer, it fails with an OutcomeUnknownError.
+   * sent and before its answer, it fails with an OutcomeUnknownError. Never
+   * throws: a request that cannot be sent (a query that does not parse, a
+   * cursor for an operation that cannot take one) fails through the sink's
+   * `error`, after subscribe has returned, and nothing is sent.
    */
   subscribe<Data = Record<string, unknown>>(request: HeraldRequest, sink: Sink<Result<Data>>, options?: SubscribeOptions): Unsubscribe;
   /** subscribe(request, sink, { ...options, after: cursor }). */
@@ -356,6 +368,10 @@ interface SocketLike {
 /** pingInterval and pongTimeout by default (ms); see HeraldClientOptions and liveness.ts. */
 const PING_INTERVAL = 20_000;
 const PONG_TIMEOUT = 10_000;
+/** getTokenTimeout by default (ms). */
+const GET_TOKEN_TIMEOUT = 10_000;
+/** setTimeout's limit (ms); a longer delay would fire at once. */
+const MAX_DELAY = 2 ** 31 - 1;
 
 /**
  * Close code of a socket given up on as dead: 4408 (Request Timeout), as in
@@ -398,13 +414,53 @@ function tracking(impl: unknown, onSocket: (socket: SocketLike) => void, standIn
   });
 }
 
+/**
+ * getToken's answer, or a failure once it has not answered within ms (0 or
+ * Infinity: no limit), or once signal aborts (dispose, for a connect's
+ * call). A getToken that never settles (a refresh request that hangs)
+ * would otherwise hold a HeraldLink HTTP operation for ever, and every
+ * connect (each retry calls it again) until Herald gives up on
+ * connection_init. What it answers after that is ignored; its timer is
+ * cleared as soon as the call settles, so none is left behind.
+ */
+function askToken(getToken: () => Token | Promise<Token>, ms: number, signal?: AbortSignal): Promise<Token> {
+  const asked = new Promise<Token>((resolve) => resolve(getToken())); // a synchronous throw rejects
+  const limited = ms > 0 && ms !== Infinity;
+  if (!limited && !signal) return asked;
+  return new Promise<Token>((resolve, reject) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const settled = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', aborted);
+    };
+    const aborted = () => {
+      settled();
+      reject(new Error('@heraldhq/client: disposed of while getToken ran'));
+    };
+    if (signal?.aborted) return aborted();
+    signal?.addEventListener('abort', aborted, { once: true });
+    if (limited) {
+      timer = setTimeout(() => {
+        settled();
+        reject(new Error(`@heraldhq/client: getToken did not answer within ${ms} ms (getTokenTimeout)`));
+      }, Math.min(ms, MAX_DELAY));
+    }
+    asked.then(
+      (token) => { settled(); resolve(token); },
+      (err) => { settled(); reject(err); },
+    );
+  });
+}
+
 function wsURL(url: string): string {
   return url.replace(/^http(s?):/i, 'ws$1:');
 }
 
 export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
-  const credentials = async (): Promise<{ token: Token; user?: string }> => ({
-    token: options.getToken ? await options.getToken() : options.token,
+  const getTokenTimeout = duration('getTokenTimeout', options.getTokenTimeout, GET_TOKEN_TIMEOUT, true);
+  // signal: a connect's call, which dispose() ends (see askToken).
+  const credentials = async (signal?: AbortSignal): Promise<{ token: Token; user?: string }> => ({
+    token: options.getToken ? await askToken(options.getToken, getTokenTimeout, signal) : options.token,
     user: options.user,
   });
 
@@ -495,7 +551,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       try {
         const extra = options.connectionParams;
         const params = { ...(typeof extra === 'function' ? await extra() : extra) };
-        const { token, user } = await credentials();
+        const { token, user } = await credentials(disposal.signal);
         if (user) params.user = user;
         if (token) params.Authorization = `Bearer ${token}`;
         return params;
@@ -590,26 +646,47 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   // What dispose ends: every subscription still running.
   const active = new Set<() => void>();
 
-  function subscribe<Data>(request: HeraldRequest, appSink: Sink<Result<Data>>, opts: SubscribeOptions = {}): Unsubscribe {
-    const sink = guarded(appSink);
-    const prepared = opts.resume === false
+  /**
+   * The operation as it is sent, and the variable its cursor goes in;
+   * throws what makes it impossible to send (a query that does not parse,
+   * a cursor for an operation that cannot take one).
+   */
+  function prepare(request: HeraldRequest, opts: SubscribeOptions): PreparedOperation {
+    const prepared: PreparedOperation = opts.resume === false
       ? {
         query: typeof request.query === 'string' ? request.query : print(request.query),
         operation: operationKind(request.query, request.operationName),
         cursorVariable: null,
       }
       : prepareOperation(request.query, request.operationName);
+    if (opts.after != null && !prepared.cursorVariable) {
+      // Starting from now instead would be a silent gap.
+      throw new TypeError('@heraldhq/client: a cursor was given, but the operation is not a subscription ' +
+        'whose root is one field that takes `after`');
+    }
+    return prepared;
+  }
+
+  function subscribe<Data>(request: HeraldRequest, appSink: Sink<Result<Data>>, opts: SubscribeOptions = {}): Unsubscribe {
+    const sink = guarded(appSink);
+    let prepared: PreparedOperation;
+    try {
+      prepared = prepare(request, opts);
+    } catch (err) {
+      // Reported as every other failure is (graphql-ws's subscribe never
+      // throws): through the sink, once the caller has its unsubscribe,
+      // which has nothing to stop. Nothing is sent; no socket is opened.
+      // Stopped before that, it reports nothing, as a stopped subscription.
+      let stopped = false;
+      queueMicrotask(() => { if (!stopped) sink.error(err); });
+      return Object.defineProperty(() => { stopped = true; }, 'cursor', { value: null, enumerable: true }) as Unsubscribe;
+    }
     const name = prepared.cursorVariable;
     // Sent again after a reconnect (graphql-ws's way): only what changes
     // nothing on the server. A query sent again is answered on the new
     // connection; a mutation could be applied twice. A document that
     // selects no operation (which the server refuses) counts as a mutation.
     const resendable = prepared.operation === 'query' || prepared.operation === 'subscription';
-    if (opts.after != null && !name) {
-      // Starting from now instead would be a silent gap.
-      throw new TypeError('@heraldhq/client: a cursor was given, but the operation is not a subscription ' +
-        'whose root is one field that takes `after`');
-    }
     // The payload graphql-ws re-sends on every reconnect: variables of our own.
     const variables: Record<string, unknown> = { ...request.variables };
     const payload = {

@@ -68,11 +68,23 @@ test('the operation named operationName is the one prepared; parsed documents ar
   assert.equal(prepareOperation(doc).cursorVariable, null, 'two operations and no name: nothing to pick');
 });
 
-test('subscribeAfter refuses an operation it cannot pass the cursor to, rather than start from now', () => {
+test('subscribeAfter refuses an operation it cannot pass the cursor to, rather than start from now', async () => {
   // Nothing connects: the client is lazy and the call fails before subscribing.
   const client = createHeraldClient({ url: 'ws://127.0.0.1:9/graphql' });
-  const sink = { next() {}, error() {}, complete() {} };
   for (const query of ['subscription { ...F } fragment F on Subscription { roomCreated { id } }', '{ viewer { name } }']) {
-    assert.throws(() => client.subscribeAfter('abc', { query }, sink), /cursor was given/, query);
+    let returned = false;
+    const failed = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no error within 2 s: ${query}`)), 2000);
+      // Through the sink, as every other failure: subscribeAfter does not throw.
+      client.subscribeAfter('abc', { query }, {
+        next: () => {}, complete: () => { clearTimeout(timer); reject(new Error(`completed: ${query}`)); },
+        error: (e) => { clearTimeout(timer); resolve({ error: e, returned }); },
+      });
+      returned = true;
+    });
+    const { error, returned: after } = await failed;
+    assert.ok(after, `the error comes after subscribeAfter() has returned: ${query}`);
+    assert.ok(error instanceof TypeError, query);
+    assert.match(error.message, /cursor was given/, query);
   }
 });

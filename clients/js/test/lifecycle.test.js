@@ -259,6 +259,86 @@ test('subscribe() after dispose() fails at once and opens no socket', async (t) 
   sub(); // harmless
 });
 
+// graphql-ws's subscribe never throws; the client's threw (synchronously)
+// when it could not prepare the request, before the caller had an
+// unsubscribe, unlike every other failure, which reaches the sink's error.
+test('a request that cannot be sent (a query that does not parse, no operation of that name) fails through the sink after subscribe() returns, and opens no socket', async (t) => {
+  const { GraphQLError } = await import('graphql');
+  const sockets = await controllableSockets();
+  let connecting = 0;
+  const client = createHeraldClient({
+    url: herald.wsURL, user: 'reader', webSocketImpl: sockets.WebSocket, retryWait: quickRetry,
+    on: { connecting: () => { connecting++; } },
+  });
+  t.after(async () => { await client.dispose(); await sockets.close(); });
+  const syntaxError = (e) => e instanceof GraphQLError && /^Syntax Error: Expected Name, found <EOF>\.$/.test(e.message);
+  const cases = [
+    { what: 'subscribe, a query that does not parse', check: syntaxError,
+      call: (sink) => client.subscribe({ query: 'subscription { roomCreated { id }' }, sink) },
+    { what: 'subscribeAfter, a query that does not parse', check: syntaxError,
+      call: (sink) => client.subscribeAfter('abc', { query: 'subscription ($r: ID!) { messagePosted(roomId: $r) {' }, sink) },
+    { what: 'subscribeAfter, an operationName the document does not have',
+      check: (e) => e instanceof TypeError && /a cursor was given/.test(e.message),
+      call: (sink) => client.subscribeAfter('abc', { query: 'subscription S { roomCreated { id } }', operationName: 'Nope' }, sink) },
+  ];
+  for (const c of cases) {
+    let returned = false;
+    let settle;
+    const outcome = new Promise((ok) => { settle = ok; });
+    const timer = setTimeout(() => settle('nothing within 2 s'), 2000);
+    const sink = {
+      next: (r) => settle(`next: ${JSON.stringify(r)}`),
+      complete: () => settle('complete'),
+      error: (e) => settle({ error: e, returned }),
+    };
+    let sub;
+    assert.doesNotThrow(() => { sub = c.call(sink); }, c.what);
+    returned = true;
+    const got = await outcome;
+    clearTimeout(timer);
+    assert.equal(typeof got, 'object', `${c.what}: ${got}`);
+    assert.ok(got.returned, `${c.what}: the error comes after the call has returned`);
+    assert.ok(c.check(got.error), `${c.what}: ${got.error?.constructor?.name}: ${got.error?.message}`);
+    assert.equal(typeof sub, 'function', c.what);
+    assert.equal(sub.cursor, null, c.what);
+    assert.doesNotThrow(() => sub(), `${c.what}: unsubscribing is harmless`);
+  }
+  // Stopped as soon as it returns, it reports nothing, as a stopped subscription.
+  let reported = false;
+  const stop = client.subscribe({ query: 'subscription {' }, { next() {}, complete() {}, error: () => { reported = true; } });
+  stop();
+  await sleep(50);
+  assert.equal(reported, false, 'a request stopped before its error was reported reports nothing');
+  await sleep(200);
+  assert.equal(connecting, 0, 'no connect for requests that cannot be sent');
+  assert.equal(sockets.attempts, 0, 'no socket opened');
+
+  // The client still works: a good request connects and is answered.
+  const inbox = new Inbox('roomCreated');
+  const sub = client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
+  await until(() => sockets.subscribes().length === 1, 5000, 'a good subscription to be sent');
+  assert.equal(inbox.ended, null);
+  sub();
+
+  // Through HeraldLink: a cursor for a subscription that cannot take one
+  // reaches Apollo Client as an Error.
+  const { ApolloClient, InMemoryCache, gql: apolloGql } = await import('@apollo/client');
+  const { HeraldLink } = await import('@heraldhq/client/apollo');
+  const apollo = new ApolloClient({ link: new HeraldLink({ client, http: { uri: herald.url } }), cache: new InMemoryCache() });
+  t.after(() => apollo.stop());
+  const error = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no error within 2 s')), 2000);
+    apollo.subscribe({
+      query: apolloGql`subscription { ...F } fragment F on Subscription { roomCreated { id } }`,
+      context: { herald: { after: 'abc' } },
+    }).subscribe({
+      next: ({ error: e }) => { if (e) { clearTimeout(timer); resolve(e); } },
+      error: (e) => { clearTimeout(timer); resolve(e); },
+    });
+  });
+  assert.match(error.message, /a cursor was given/);
+});
+
 test('a retryWait that throws: the client backs off by itself and reconnects, with no unhandled rejection', async (t) => {
   const unhandled = [];
   const onUnhandled = (reason) => { unhandled.push(reason); };

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { createHeraldClient } from '@heraldhq/client';
 import { Herald, Inbox, controllableSockets, createRoom, post, prime, quickRetry, range, signJWT, until } from './lib/herald.js';
@@ -162,4 +163,100 @@ test('HeraldLink sends queries and mutations over HTTP with the token getToken r
     });
   });
   assert.equal(failed.code, 4005, `the subscription failed for want of a WebSocket: ${JSON.stringify(failed)}`);
+});
+
+/** p's outcome ({ value } or { error }), or 'pending' if it has not settled within ms. */
+async function outcomeWithin(p, ms) {
+  let timer;
+  const late = new Promise((ok) => { timer = setTimeout(ok, ms, 'pending'); });
+  try {
+    return await Promise.race([p.then((value) => ({ value }), (error) => ({ error })), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// A getToken that never settles (a token refresh whose request hangs): the
+// connect waited for it for ever (until Herald gave up on connection_init,
+// 4408 after 3 s, and the retry called getToken again), and an HTTP
+// operation through HeraldLink never ended.
+test('a getToken that never answers: after getTokenTimeout the connect fails (4503) and is retried, and its late answer is ignored', async (t) => {
+  let calls = 0;
+  let answerLate;
+  const closed = [];
+  let connected = 0;
+  // What the client closes its sockets with (the close event carries what
+  // the server answered, without the reason).
+  const closing = [];
+  class Recorded extends WebSocket {
+    close(code, reason) { closing.push({ code, reason }); return super.close(code, reason); }
+  }
+  const client = createHeraldClient({
+    url: herald.wsURL,
+    getToken: () => {
+      if (++calls === 1) return new Promise((ok) => { answerLate = () => ok(token('late', 3600)); });
+      return token('reader', 3600);
+    },
+    getTokenTimeout: 300,
+    webSocketImpl: Recorded,
+    retryWait: quickRetry,
+    on: { connected: () => { connected++; }, closed: (e) => closed.push({ code: e?.code, reason: e?.reason }) },
+  });
+  t.after(async () => { answerLate?.(); await client.dispose(); });
+  const roomId = await createRoom(herald.url, poster);
+  const inbox = new Inbox('messagePosted');
+  const started = Date.now();
+  const sub = client.subscribe({ query: 'subscription ($r: ID!) { messagePosted(roomId: $r) { text } }', variables: { r: roomId } }, inbox.sink);
+  await until(() => connected === 1, 2500, 'a connect before Herald\'s 3 s connection_init timeout');
+  const took = Date.now() - started;
+  assert.ok(took >= 250, `the first connect waited for getTokenTimeout (${took} ms)`);
+  assert.deepEqual(closed.map((c) => c.code), [4503], 'the hung call failed its connect as a failing getToken does');
+  assert.equal(closing[0]?.code, 4503);
+  assert.match(closing[0].reason, /^credentials failed: .*getToken did not answer within 300 ms/, 'the client closed it saying why');
+  assert.equal(calls, 2, 'getToken was called again for the retry');
+  await prime(inbox, herald.url, roomId, poster);
+
+  // The hung call answers at last: nothing happens.
+  answerLate();
+  await sleep(300);
+  assert.equal(await viewerOverSocket(client), 'reader', 'the connection uses the token of the call that answered in time');
+  assert.equal(connected, 1, 'no reconnect');
+  assert.equal(closed.length, 1, 'no close');
+  assert.equal(inbox.ended, null, 'the subscription goes on');
+  sub();
+});
+
+test('a getToken that never answers: HeraldLink\'s HTTP operation fails after getTokenTimeout with an Error that says so', async (t) => {
+  const { ApolloClient, InMemoryCache, gql: apolloGql } = await import('@apollo/client');
+  const { HeraldLink } = await import('@heraldhq/client/apollo');
+  let calls = 0;
+  const client = createHeraldClient({ url: herald.wsURL, getToken: () => { calls++; return new Promise(() => {}); }, getTokenTimeout: 200 });
+  const apollo = new ApolloClient({ link: new HeraldLink({ client, http: { uri: herald.url } }), cache: new InMemoryCache() });
+  t.after(async () => { apollo.stop(); await client.dispose(); });
+  const started = Date.now();
+  const got = await outcomeWithin(apollo.query({ query: apolloGql`{ viewer { name } }`, fetchPolicy: 'no-cache' }), 3000);
+  const took = Date.now() - started;
+  assert.notEqual(got, 'pending', 'the query ended');
+  assert.ok(got.error instanceof Error, `the query failed: ${JSON.stringify(got)}`);
+  assert.match(got.error.message, /getToken did not answer within 200 ms/);
+  assert.ok(took >= 150 && took < 2000, `it failed after getTokenTimeout (${took} ms)`);
+  const headers = await outcomeWithin(client.httpHeaders(), 3000);
+  assert.match(headers.error?.message ?? String(headers), /getToken did not answer within 200 ms/, 'httpHeaders() fails the same way');
+  assert.equal(calls, 2);
+});
+
+test('getTokenTimeout: 0 or Infinity is no limit; anything else must be a non-negative number of milliseconds', async () => {
+  const url = 'ws://127.0.0.1:9/graphql';
+  const slow = () => sleep(300).then(() => 'slow-token');
+  for (const getTokenTimeout of [0, Infinity]) {
+    const client = createHeraldClient({ url, getToken: slow, getTokenTimeout });
+    assert.deepEqual(await client.httpHeaders(), { Authorization: 'Bearer slow-token' }, `getTokenTimeout ${getTokenTimeout}`);
+  }
+  const client = createHeraldClient({ url, getToken: slow, getTokenTimeout: 1000 });
+  assert.deepEqual(await client.httpHeaders(), { Authorization: 'Bearer slow-token' }, 'answered within the limit');
+  const failing = createHeraldClient({ url, getToken: () => { throw new Error('no refresh token'); } });
+  await assert.rejects(failing.httpHeaders(), /no refresh token/, 'a getToken that throws still fails with its own error');
+  for (const getTokenTimeout of [-1, Number.NaN, '10s']) {
+    assert.throws(() => createHeraldClient({ url, getTokenTimeout }), RangeError, String(getTokenTimeout));
+  }
 });

@@ -43,3 +43,6 @@ herald.subscribe({ query: 'mutation { setTyping(roomId: "r") }' }, {
 });
 const kind: OperationKind | null = operationKind('query Q { viewer { name } } mutation M { x }', 'M');
 void kind;
+// getToken's deadline: milliseconds; 0 turns it off.
+createHeraldClient({ url: 'ws://127.0.0.1:8080/graphql', getToken: async () => 'token', getTokenTimeout: 5_000 });
+createHeraldClient({ url: 'ws://127.0.0.1:8080/graphql', getTokenTimeout: 0 });
