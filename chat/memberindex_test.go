@@ -1,7 +1,6 @@
 package chat
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"iter"
@@ -9,10 +8,10 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/heraldhq/herald/internal/testrig"
 	"github.com/heraldhq/herald/pubsub"
 )
 
@@ -170,24 +169,6 @@ func (l *gatedDirectoryLog) FollowDirectory(ctx context.Context, from uint64, fn
 	})
 }
 
-// lockedBuffer is a log's output that a test may read while it is written.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestMemberIndexDropsEventsOfRoomsNeverCreated: member events another
 // writer stored for rooms that do not exist, or for a public room, do not
 // stay in a replica's member index for good; each such room is logged once.
@@ -200,7 +181,7 @@ func TestMemberIndexDropsEventsOfRoomsNeverCreated(t *testing.T) {
 	first := openLog(t, pubsub.Options{Partitions: 1})
 	a := startService(t, first, Options{})
 	gated := &gatedDirectoryLog{EventLog: openReplicaLog(t, first, pubsub.Options{}), release: make(chan struct{})}
-	var logged lockedBuffer
+	var logged testrig.LogBuffer
 	b := startService(t, gated, Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	gated.hold.Store(true)
 

@@ -10,10 +10,10 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/internal/testrig"
 )
 
 const (
@@ -26,29 +26,11 @@ const (
 	testMaxBody = 512
 )
 
-// logBuffer collects log output; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newTestServer returns a Server over the fake schema with the Dev
 // authenticator, after letting edit adjust the options, and its log.
-func newTestServer(t *testing.T, edit func(*Options)) (*Server, *logBuffer) {
+func newTestServer(t *testing.T, edit func(*Options)) (*Server, *testrig.LogBuffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testrig.LogBuffer{}
 	opts := Options{
 		Schema:        newFakeSchema(t),
 		Authenticator: auth.Dev{},

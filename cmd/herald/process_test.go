@@ -1,19 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/heraldhq/herald/internal/testrig"
 )
 
 // heraldProcess is Herald running as a separate OS process.
@@ -22,25 +22,8 @@ type heraldProcess struct {
 	name string
 	addr string
 	cmd  *exec.Cmd
-	logs *lockedBuffer
+	logs *testrig.LogBuffer
 	done chan error
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startProcess runs Herald (this test binary in main mode) with args,
@@ -67,7 +50,7 @@ func launchProcess(t *testing.T, name string, args ...string) *heraldProcess {
 func launchProcessAfter(t *testing.T, shell, name string, args ...string) *heraldProcess {
 	t.Helper()
 	addr := freeAddr(t)
-	p := &heraldProcess{t: t, name: name, addr: addr, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	p := &heraldProcess{t: t, name: name, addr: addr, logs: &testrig.LogBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(os.Args[0], append([]string{"--addr", addr}, args...)...)
 	if shell != "" {
 		p.cmd = exec.Command("/bin/sh", append([]string{"-c", shell + `; exec "$0" "$@"`, os.Args[0], "--addr", addr}, args...)...)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/testrig"
 )
 
 // TestStopLetsInFlightHTTPRequestsFinish holds a request open mid-body
@@ -156,7 +158,7 @@ func TestAwaitStop(t *testing.T) {
 			if tt.signal {
 				signals <- syscall.SIGTERM
 			}
-			var logs lockedBuffer
+			var logs testrig.LogBuffer
 			logger := slog.New(slog.NewTextHandler(&logs, nil))
 
 			begun := time.Now()
