@@ -12,6 +12,32 @@ import { Herald, Inbox, controllableSockets, createRoom, post, prime, quickRetry
 const poster = { user: 'poster' };
 let herald;
 
+// protocolServer speaks graphql-transport-ws on a loopback port, for what
+// a real Herald cannot be made to do within a test: answer(sock, message, n)
+// gets each client message of the n-th connection.
+async function protocolServer(answer) {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
+  await new Promise((ok) => wss.once('listening', ok));
+  let connections = 0;
+  wss.on('connection', (sock) => {
+    const n = ++connections;
+    sock.on('message', (data) => answer(sock, JSON.parse(String(data)), n));
+  });
+  return {
+    url: `ws://127.0.0.1:${wss.address().port}/graphql`,
+    connections: () => connections,
+    open: () => wss.clients.size,
+    close: async () => {
+      for (const c of wss.clients) c.terminate();
+      await new Promise((ok) => wss.close(ok));
+    },
+  };
+}
+
+// roomCreated is the `next` message of subscription id with room roomId, at cursor.
+const roomCreated = (id, roomId, cursor) =>
+  JSON.stringify({ id, type: 'next', payload: { data: { roomCreated: { id: roomId } }, extensions: { cursor } } });
+
 before(async () => {
   herald = await Herald.start(['--auth', 'dev']);
 });
@@ -27,29 +53,23 @@ after(async () => {
 // refetched at most once a minute), so a server speaking the protocol closes
 // the first connect as Herald does and accepts the next.
 test('1013 "authentication is unavailable; try again later" is retried, not fatal', async (t) => {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
-  await new Promise((ok) => wss.once('listening', ok));
   let inits = 0;
-  wss.on('connection', (sock) => {
-    sock.on('message', (data) => {
-      const m = JSON.parse(String(data));
-      if (m.type === 'connection_init') {
-        if (++inits === 1) sock.close(1013, 'authentication is unavailable; try again later');
-        else sock.send(JSON.stringify({ type: 'connection_ack' }));
-      } else if (m.type === 'subscribe') {
-        sock.send(JSON.stringify({ id: m.id, type: 'next', payload: { data: { roomCreated: { id: 'r1' } }, extensions: { cursor: 'c1' } } }));
-      }
-    });
+  const server = await protocolServer((sock, m) => {
+    if (m.type === 'connection_init') {
+      if (++inits === 1) sock.close(1013, 'authentication is unavailable; try again later');
+      else sock.send(JSON.stringify({ type: 'connection_ack' }));
+    } else if (m.type === 'subscribe') {
+      sock.send(roomCreated(m.id, 'r1', 'c1'));
+    }
   });
   const closed = [];
   const client = createHeraldClient({
-    url: `ws://127.0.0.1:${wss.address().port}/graphql`, webSocketImpl: WebSocket, retryWait: quickRetry,
+    url: server.url, webSocketImpl: WebSocket, retryWait: quickRetry,
     on: { closed: (e) => closed.push(e?.code) },
   });
   t.after(async () => {
     await client.dispose();
-    for (const c of wss.clients) c.terminate();
-    await new Promise((ok) => wss.close(ok));
+    await server.close();
   });
   const inbox = new Inbox('roomCreated');
   const sub = client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
@@ -181,13 +201,11 @@ test('dispose() while a connect is under way (socket opening, getToken pending, 
   const stalled = new Set();
   const tcp = net.createServer((s) => { stalled.add(s); s.on('error', () => {}); });
   await new Promise((ok) => tcp.listen(0, '127.0.0.1', ok));
-  const silent = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
-  await new Promise((ok) => silent.once('listening', ok));
+  const silent = await protocolServer(() => {}); // never acknowledges
   t.after(async () => {
     for (const s of stalled) s.destroy();
     await new Promise((ok) => tcp.close(ok));
-    for (const c of silent.clients) c.terminate();
-    await new Promise((ok) => silent.close(ok));
+    await silent.close();
   });
 
   let releaseToken;
@@ -197,7 +215,7 @@ test('dispose() while a connect is under way (socket opening, getToken pending, 
       stage: 'getToken has not answered', url: herald.wsURL, ready: () => releaseToken !== undefined,
       getToken: () => new Promise((ok) => { releaseToken = () => ok(null); }),
     },
-    { stage: 'connection_init is not acknowledged', url: `ws://127.0.0.1:${silent.address().port}/graphql`, ready: (s) => s.sent.some((m) => m?.type === 'connection_init') },
+    { stage: 'connection_init is not acknowledged', url: silent.url, ready: (s) => s.sent.some((m) => m?.type === 'connection_init') },
   ];
   for (const c of cases) await t.test(c.stage, async (st) => {
     const sockets = await controllableSockets();
@@ -419,43 +437,36 @@ test('terminate() while the socket is still opening (ws on Node.js): no uncaught
 // server that did it to every connection got hundreds of connects a second
 // from every client.
 test('a server that closes every connection with 1000: each reconnect waits retryWait, no storm', async (t) => {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
-  await new Promise((ok) => wss.once('listening', ok));
-  let conns = 0;
   let closing = true;
   const subscribes = [];
-  wss.on('connection', (sock) => {
-    conns++;
-    sock.on('message', (data) => {
-      const m = JSON.parse(String(data));
-      if (m.type === 'connection_init') sock.send(JSON.stringify({ type: 'connection_ack' }));
-      else if (m.type === 'subscribe') {
-        subscribes.push(m.payload.variables);
-        sock.send(JSON.stringify({ id: m.id, type: 'next', payload: { data: { roomCreated: { id: `r${conns}` } }, extensions: { cursor: `c${conns}` } } }));
-        if (closing) sock.close(1000, 'Normal Closure');
-      }
-    });
+  const server = await protocolServer((sock, m, n) => {
+    if (m.type === 'connection_init') sock.send(JSON.stringify({ type: 'connection_ack' }));
+    else if (m.type === 'subscribe') {
+      subscribes.push(m.payload.variables);
+      sock.send(roomCreated(m.id, `r${n}`, `c${n}`));
+      if (closing) sock.close(1000, 'Normal Closure');
+    }
   });
+  const conns = server.connections;
   let waits = 0;
   const client = createHeraldClient({
-    url: `ws://127.0.0.1:${wss.address().port}/graphql`, webSocketImpl: WebSocket,
+    url: server.url, webSocketImpl: WebSocket,
     retryWait: () => { waits++; return sleep(100); },
   });
   t.after(async () => {
     await client.dispose();
-    for (const c of wss.clients) c.terminate();
-    await new Promise((ok) => wss.close(ok));
+    await server.close();
   });
   const inbox = new Inbox('roomCreated');
   const sub = client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
   await sleep(1000);
   closing = false;
-  const seen = conns;
+  const seen = conns();
   assert.ok(seen >= 3 && seen <= 15, `reconnected, every 100 ms at most (${seen} connects in 1 s)`);
   assert.ok(waits >= seen - 1, `retryWait before each reconnect (${waits} waits, ${seen} connects)`);
-  await inbox.waitFor((i) => i.results.length === conns && sub.cursor === `c${conns}`, 2000, 'the last connection\'s result');
+  await inbox.waitFor((i) => i.results.length === conns() && sub.cursor === `c${conns()}`, 2000, 'the last connection\'s result');
   assert.equal(inbox.ended, null, 'the subscription goes on');
-  assert.deepEqual(subscribes.map((v) => v.after), Array.from({ length: conns }, (_, k) => (k ? `c${k}` : undefined)),
+  assert.deepEqual(subscribes.map((v) => v.after), Array.from({ length: conns() }, (_, k) => (k ? `c${k}` : undefined)),
     'each resubscribe resumes after the last cursor');
 
   // Closes of the client's own (its last subscription stopped, then a new
@@ -471,28 +482,18 @@ test('a server that closes every connection with 1000: each reconnect waits retr
 });
 
 test('dispose() during the wait after a server\'s 1000: resolves at once, the subscription completes, and nothing connects', async (t) => {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
-  await new Promise((ok) => wss.once('listening', ok));
-  let conns = 0;
-  wss.on('connection', (sock) => {
-    conns++;
-    sock.on('message', (data) => {
-      const m = JSON.parse(String(data));
-      if (m.type === 'connection_init') sock.send(JSON.stringify({ type: 'connection_ack' }));
-      else if (m.type === 'subscribe') sock.close(1000, 'Normal Closure');
-    });
+  const server = await protocolServer((sock, m) => {
+    if (m.type === 'connection_init') sock.send(JSON.stringify({ type: 'connection_ack' }));
+    else if (m.type === 'subscribe') sock.close(1000, 'Normal Closure');
   });
   let closed = 0;
   let waiting = false;
   const client = createHeraldClient({
-    url: `ws://127.0.0.1:${wss.address().port}/graphql`, webSocketImpl: WebSocket,
+    url: server.url, webSocketImpl: WebSocket,
     retryWait: () => { waiting = true; return sleep(1500); },
     on: { closed: () => { closed++; } },
   });
-  t.after(async () => {
-    for (const c of wss.clients) c.terminate();
-    await new Promise((ok) => wss.close(ok));
-  });
+  t.after(() => server.close());
   const inbox = new Inbox('roomCreated');
   client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
   await until(() => closed === 1 && waiting, 5000, 'the server\'s close, and the wait after it');
@@ -503,7 +504,7 @@ test('dispose() during the wait after a server\'s 1000: resolves at once, the su
   await inbox.waitFor((i) => i.ended !== null, 2000, 'the subscription to complete', { allowEnd: true });
   assert.equal(inbox.ended, 'complete');
   await sleep(1800); // past the back-off
-  assert.equal(conns, 1, 'no connect after dispose()');
+  assert.equal(server.connections(), 1, 'no connect after dispose()');
 });
 
 test('listeners that throw (on, client.on): reported, and the client still reconnects and resumes', { timeout: 30_000 }, async (t) => {
@@ -563,27 +564,19 @@ test('listeners that throw (on, client.on): reported, and the client still recon
 // operations it failed: their hold on the connection kept every later
 // socket open once the last subscription stopped.
 test('after a fatal close, the last subscription stopping still closes the socket', async (t) => {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
-  await new Promise((ok) => wss.once('listening', ok));
-  let conns = 0;
-  wss.on('connection', (sock) => {
-    const n = ++conns;
-    sock.on('message', (data) => {
-      const m = JSON.parse(String(data));
-      if (m.type === 'connection_init') sock.send(JSON.stringify({ type: 'connection_ack' }));
-      else if (m.type === 'subscribe' && n === 1) sock.close(4400, 'Bad request');
-      else if (m.type === 'subscribe') sock.send(JSON.stringify({ id: m.id, type: 'next', payload: { data: { roomCreated: { id: 'r1' } }, extensions: { cursor: 'c1' } } }));
-    });
+  const server = await protocolServer((sock, m, n) => {
+    if (m.type === 'connection_init') sock.send(JSON.stringify({ type: 'connection_ack' }));
+    else if (m.type === 'subscribe' && n === 1) sock.close(4400, 'Bad request');
+    else if (m.type === 'subscribe') sock.send(roomCreated(m.id, 'r1', 'c1'));
   });
   const closed = [];
   const client = createHeraldClient({
-    url: `ws://127.0.0.1:${wss.address().port}/graphql`, webSocketImpl: WebSocket, retryWait: quickRetry,
+    url: server.url, webSocketImpl: WebSocket, retryWait: quickRetry,
     on: { closed: (e) => closed.push(e?.code) },
   });
   t.after(async () => {
     await client.dispose();
-    for (const c of wss.clients) c.terminate();
-    await new Promise((ok) => wss.close(ok));
+    await server.close();
   });
   const failed = new Inbox('failed');
   client.subscribe({ query: 'subscription { roomCreated { id } }' }, failed.sink); // never stopped: it failed
@@ -593,6 +586,6 @@ test('after a fatal close, the last subscription stopping still closes the socke
   const sub = client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
   await inbox.waitFor((i) => i.results.length === 1, 5000, 'a result on a new connection');
   sub();
-  await until(() => wss.clients.size === 0, 2000, 'the socket to close once nothing runs on it');
+  await until(() => server.open() === 0, 2000, 'the socket to close once nothing runs on it');
   assert.deepEqual(closed, [4400, 1000]);
 });
