@@ -24,7 +24,13 @@
 // token is asked for (getToken) on every connect: a socket Herald closes
 // because its token expired (4403, within a second of `exp`) reconnects
 // with the new one, and its subscriptions resume from their cursors. A call
-// that does not answer within getTokenTimeout counts as failed.
+// that does not answer within getTokenTimeout counts as failed, and callers
+// that need a token while a call is in flight share it (mergedToken).
+//
+// Back-off. graphql-ws starts its retry count over at every ack; the client
+// keeps its own, which starts over only once a connection has stayed up
+// (RETRY_RESET_AFTER): a server that acknowledges and closes at once is
+// reconnected to ever more slowly, as one that refuses connects is.
 import { createClient, type Client, type ClientOptions, type EventListener, type Event, type Sink } from 'graphql-ws';
 import { print, type DocumentNode, type FormattedExecutionResult, type GraphQLFormattedError } from 'graphql';
 import { operationKind, prepareOperation, type OperationKind, type PreparedOperation } from './document.js';
@@ -44,20 +50,29 @@ export interface HeraldClientOptions {
   /**
    * Called on every connect (and by HeraldLink for every HTTP request); its
    * token is sent instead of `token`. Return a fresh token: Herald closes a
-   * socket whose token expires, and the client reconnects with what this returns.
+   * socket whose token expires, and the client reconnects with what this
+   * returns. Calls are merged: whoever needs a token while a call is in
+   * flight shares its outcome (token, failure or timeout); the next need
+   * after it settled calls again. No token is kept beyond its call.
    */
   getToken?: () => Token | Promise<Token>;
   /**
-   * How long (ms) a getToken call may take before it counts as failed (a
-   * refresh request that hangs): the connect is then given up on as when
-   * getToken rejects (close 4503, retried with back-off), and a HeraldLink
-   * HTTP operation fails with an Error saying so. Default 10 000; 0 or
-   * Infinity: no limit. A call that answers later is ignored.
+   * How long (ms) a getToken call (or a connectionParams call) may take
+   * before it counts as failed (a refresh request that hangs): the connect
+   * is then given up on as when getToken rejects (close 4503, retried with
+   * back-off), and a HeraldLink HTTP operation fails with an Error saying
+   * so. It counts from the call: a caller that joined a call in flight
+   * fails with it. Default 10 000; 0 or Infinity: no limit. A call that
+   * answers later is ignored.
    */
   getTokenTimeout?: number;
   /** `--auth dev` only: the user to act as (`user` in `connection_init`, `X-Herald-User` over HTTP). */
   user?: string;
-  /** More `connection_init` payload; the credentials above are added to it. */
+  /**
+   * More `connection_init` payload; the credentials above are added to it.
+   * A function is called on every connect, at the same time as getToken,
+   * and bounded by getTokenTimeout as getToken is.
+   */
   connectionParams?: Record<string, unknown> | (() => Record<string, unknown> | Promise<Record<string, unknown>>);
   /** A WebSocket class where there is no global one (Node.js before 22: the `ws` package). */
   webSocketImpl?: unknown;
@@ -65,10 +80,19 @@ export interface HeraldClientOptions {
   retryAttempts?: number;
   /**
    * Waits before reconnect attempt `retries` (0, 1, …); default a random
-   * 0.5–1.5 × min(300 ms × 2^retries, 10 s). If it throws, the error is
-   * reported and the default waits instead.
+   * 0.5–1.5 × min(300 ms × 2^retries, 10 s). `retries` counts the waits
+   * since a connection last stayed up for retryResetAfter ms. If it throws,
+   * the error is reported and the default waits instead.
    */
   retryWait?: (retries: number) => Promise<void>;
+  /**
+   * How long (ms) a connection must stay up after its connection_ack for
+   * the back-off to start over (retryWait(0) after its loss); one that ends
+   * sooner counts as a failed attempt, so a server that acknowledges and
+   * closes at once is reconnected to ever more slowly. Default 5 000; 0:
+   * every ack starts it over (graphql-ws's own way); Infinity: never.
+   */
+  retryResetAfter?: number;
   /**
    * Called when a subscription's cursor can no longer be resumed from
    * (CURSOR_EXPIRED: older than the room's retained history, or from an
@@ -370,6 +394,29 @@ const PING_INTERVAL = 20_000;
 const PONG_TIMEOUT = 10_000;
 /** getTokenTimeout by default (ms). */
 const GET_TOKEN_TIMEOUT = 10_000;
+
+/**
+ * retryResetAfter by default (ms): how long a connection must stay up
+ * after its connection_ack before the back-off starts over.
+ *
+ * graphql-ws starts its retry count over (retryWait(0)) at every ack. A
+ * server or proxy that acknowledges and then closes at once with a code it
+ * retries (Herald's 1013 when it cannot take the connection; 4403 for a
+ * token that expires within the second, as from a cache that hands out a
+ * token about to expire; a proxy's 1001 or 1012; 1006 from a proxy that
+ * drops the connection) would have it reconnect after the shortest wait
+ * every time, about 3 connects a second from every client, for ever. So the client keeps its own count: every
+ * reconnect wait counts, a connection that ends sooner than this after its
+ * ack counts as a failed attempt, and only one that stayed up at least
+ * this long starts the count over. A connection lasting this long is
+ * itself a bound: a server that closes every connection, however late,
+ * gets at most one connect per retryResetAfter from a client. 5 s is well
+ * past how long a server takes to close a connection it will not keep
+ * (Herald's token-expiry close comes within a second of `exp`), and short
+ * enough that a healthy connection lost later (a deploy, a network change)
+ * is reconnected to after the shortest wait.
+ */
+const RETRY_RESET_AFTER = 5_000;
 /** setTimeout's limit (ms); a longer delay would fire at once. */
 const MAX_DELAY = 2 ** 31 - 1;
 
@@ -414,42 +461,95 @@ function tracking(impl: unknown, onSocket: (socket: SocketLike) => void, standIn
   });
 }
 
+/** A call to the application's code (getToken, connectionParams), bounded in time (see bounded). */
+interface Bounded<T> {
+  readonly answer: Promise<T>;
+  /** Nobody waits for it any more: its timer is cleared, none is left behind. */
+  cancel(): void;
+}
+
 /**
- * getToken's answer, or a failure once it has not answered within ms (0 or
- * Infinity: no limit), or once signal aborts (dispose, for a connect's
- * call). A getToken that never settles (a refresh request that hangs)
- * would otherwise hold a HeraldLink HTTP operation for ever, and every
- * connect (each retry calls it again) until Herald gives up on
- * connection_init. What it answers after that is ignored; its timer is
- * cleared as soon as the call settles, so none is left behind.
+ * call's answer, or a failure once it has not answered within ms (0 or
+ * Infinity: no limit). A getToken (or connectionParams) that never settles,
+ * a refresh request that hangs, would otherwise hold a HeraldLink HTTP
+ * operation for ever, and every connect (each retry calls it again) until
+ * Herald gives up on connection_init. What it answers after that is
+ * ignored; its timer is cleared as soon as the call settles.
  */
-function askToken(getToken: () => Token | Promise<Token>, ms: number, signal?: AbortSignal): Promise<Token> {
-  const asked = new Promise<Token>((resolve) => resolve(getToken())); // a synchronous throw rejects
-  const limited = ms > 0 && ms !== Infinity;
-  if (!limited && !signal) return asked;
-  return new Promise<Token>((resolve, reject) => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const settled = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', aborted);
-    };
-    const aborted = () => {
-      settled();
-      reject(new Error('@heraldhq/client: disposed of while getToken ran'));
-    };
-    if (signal?.aborted) return aborted();
-    signal?.addEventListener('abort', aborted, { once: true });
-    if (limited) {
-      timer = setTimeout(() => {
-        settled();
-        reject(new Error(`@heraldhq/client: getToken did not answer within ${ms} ms (getTokenTimeout)`));
-      }, Math.min(ms, MAX_DELAY));
-    }
+function bounded<T>(name: string, call: () => T | Promise<T>, ms: number): Bounded<T> {
+  const asked = new Promise<T>((resolve) => resolve(call())); // a synchronous throw rejects
+  if (!(ms > 0 && ms !== Infinity)) return { answer: asked, cancel: () => {} };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const answer = new Promise<T>((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`@heraldhq/client: ${name} did not answer within ${ms} ms (getTokenTimeout)`)),
+      Math.min(ms, MAX_DELAY));
     asked.then(
-      (token) => { settled(); resolve(token); },
-      (err) => { settled(); reject(err); },
+      (value) => { clearTimeout(timer); resolve(value); },
+      (err) => { clearTimeout(timer); reject(err); },
     );
   });
+  answer.catch(() => {}); // a timeout nobody waits for any more is no unhandled rejection
+  return { answer, cancel: () => clearTimeout(timer) };
+}
+
+const disposedWhile = (name: string) => new Error(`@heraldhq/client: disposed of while ${name} ran`);
+
+/**
+ * p, or a failure as soon as signal aborts (dispose, for a connect's call):
+ * a connect disposed of stops waiting for the application's code.
+ * onAbort runs once the wait is given up.
+ */
+function unlessDisposed<T>(name: string, p: Promise<T>, signal: AbortSignal | undefined, onAbort?: () => void): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const aborted = () => {
+      onAbort?.();
+      reject(disposedWhile(name));
+    };
+    if (signal.aborted) return aborted();
+    signal.addEventListener('abort', aborted, { once: true });
+    p.then(
+      (value) => { signal.removeEventListener('abort', aborted); resolve(value); },
+      (err) => { signal.removeEventListener('abort', aborted); reject(err); },
+    );
+  });
+}
+
+/**
+ * getToken, merged and bounded: what the client calls instead of it. A
+ * connect and HeraldLink's HTTP operations often need a token at the same
+ * moment (a page that subscribes and queries as it loads, every operation
+ * after a token expired); each calling getToken would start a refresh of
+ * its own when the application's cached token has expired. So a caller
+ * that asks while a call is in flight shares that call's outcome: its
+ * token, its failure, or its timeout (getTokenTimeout counts from the
+ * call, so a caller that joined late may wait less). Once the call has
+ * settled, the next caller calls getToken again: no token is kept beyond
+ * its call, so how fresh a token is stays the application's to decide. A
+ * caller that stops waiting (a connect disposed of) leaves the call to the
+ * others; once none waits, the call is given up (its timer cleared) and
+ * the next caller calls afresh.
+ */
+function mergedToken(getToken: () => Token | Promise<Token>, ms: number): (signal?: AbortSignal) => Promise<Token> {
+  let inFlight: (Bounded<Token> & { waiting: number }) | undefined;
+  return (signal) => {
+    if (signal?.aborted) return Promise.reject(disposedWhile('getToken'));
+    if (!inFlight) {
+      const call = { ...bounded('getToken', getToken, ms), waiting: 0 };
+      inFlight = call;
+      // Registered before any caller's: a caller that asks again as it
+      // hears the outcome (a connect retried at once) makes a new call.
+      const settled = () => { if (inFlight === call) inFlight = undefined; };
+      call.answer.then(settled, settled);
+    }
+    const call = inFlight;
+    call.waiting++;
+    return unlessDisposed('getToken', call.answer, signal, () => {
+      if (--call.waiting > 0) return;
+      call.cancel();
+      if (inFlight === call) inFlight = undefined;
+    });
+  };
 }
 
 function wsURL(url: string): string {
@@ -458,14 +558,24 @@ function wsURL(url: string): string {
 
 export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   const getTokenTimeout = duration('getTokenTimeout', options.getTokenTimeout, GET_TOKEN_TIMEOUT, true);
-  // signal: a connect's call, which dispose() ends (see askToken).
+  // signal: a connect's call, which dispose() ends (see mergedToken).
+  const askToken = options.getToken ? mergedToken(options.getToken, getTokenTimeout) : undefined;
   const credentials = async (signal?: AbortSignal): Promise<{ token: Token; user?: string }> => ({
-    token: options.getToken ? await askToken(options.getToken, getTokenTimeout, signal) : options.token,
+    token: askToken ? await askToken(signal) : options.token,
     user: options.user,
   });
 
   // Aborted by dispose: ends a wait to reconnect at once.
   const disposal = new AbortController();
+  // The application's connectionParams, for a connect: bounded as getToken
+  // is (it may well fetch a token itself), and ended by dispose. Each
+  // connect calls it once, so there is nothing to merge.
+  const extraParams = async (): Promise<Record<string, unknown> | undefined> => {
+    const extra = options.connectionParams;
+    if (typeof extra !== 'function') return extra;
+    const call = bounded('connectionParams', extra, getTokenTimeout);
+    return unlessDisposed('connectionParams', call.answer, disposal.signal, call.cancel);
+  };
   const defaultWait = (retries: number): Promise<void> => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const waited = new Promise<void>((resolve) => { timer = setTimeout(resolve, backoffDelay(retries)); });
@@ -503,11 +613,18 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   // Sockets the client asked to close (graphql-ws once no operation runs,
   // dispose, the watchdog), as opposed to sockets the server closed.
   const closedHere = new WeakSet<object>();
-  // The server's 1000 closes since the last ack (see CLOSE_NORMAL), and
-  // whether graphql-ws called retryWait before the connect under way.
-  let normalCloses = 0;
+  // Whether the server closed with 1000 (see CLOSE_NORMAL), and whether
+  // graphql-ws called retryWait before the connect under way.
   let waitBeforeConnect = false;
   let waitedForConnect = false;
+  // The back-off's own count (see RETRY_RESET_AFTER): reconnect waits since
+  // a connection last stayed up retryResetAfter ms past its ack, the
+  // `retries` each wait is given; and when the socket graphql-ws uses now
+  // was acknowledged.
+  const retryResetAfter = duration('retryResetAfter', options.retryResetAfter, RETRY_RESET_AFTER, true);
+  let retries = 0;
+  let ackedAt: number | undefined;
+  const reconnectWait = () => retryWait(retries++);
 
   const ws = createClient({
     ...options.graphqlWs,
@@ -517,7 +634,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       const wait = waitBeforeConnect && !waitedForConnect;
       waitBeforeConnect = false;
       waitedForConnect = false;
-      if (wait) await retryWait(normalCloses - 1);
+      if (wait) await reconnectWait();
       return wsURL(options.url);
     },
     webSocketImpl: tracking(options.webSocketImpl ?? options.graphqlWs?.webSocketImpl ??
@@ -537,9 +654,10 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     // graphql-ws, disposed of, connects no more.
     () => (disposal.signal.aborted ? new ClosingSocket(CLOSE_NORMAL, 'Normal Closure') : undefined)),
     retryAttempts: options.retryAttempts ?? Infinity,
-    retryWait: (retries: number) => {
+    // graphql-ws's own count starts over at every ack (see RETRY_RESET_AFTER).
+    retryWait: () => {
       waitedForConnect = true;
-      return retryWait(retries);
+      return reconnectWait();
     },
     // Retry every kind of loss, a refused reconnect (an error event, not a
     // close event) included: the replica may be restarting or draining.
@@ -549,9 +667,9 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     connectionParams: async () => {
       const socket = opened;
       try {
-        const extra = options.connectionParams;
-        const params = { ...(typeof extra === 'function' ? await extra() : extra) };
-        const { token, user } = await credentials(disposal.signal);
+        // Both at once: the connect waits getTokenTimeout at most.
+        const [extra, { token, user }] = await Promise.all([extraParams(), credentials(disposal.signal)]);
+        const params: Record<string, unknown> = { ...extra };
         if (user) params.user = user;
         if (token) params.Authorization = `Bearer ${token}`;
         return params;
@@ -571,14 +689,25 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   ws.on('opened', (socket) => { opened = socket as typeof opened; });
   ws.on('connected', (socket) => {
     acknowledged = socket;
-    normalCloses = 0;
+    ackedAt = Date.now();
   });
+  // The acknowledged connection ended (closed, or failed): the back-off
+  // starts over only if it stayed up long enough. A late event of an older
+  // socket (its target) says nothing about this one.
+  const connectionEnded = (event: unknown) => {
+    if (ackedAt === undefined) return;
+    const target = (event as { target?: unknown } | null | undefined)?.target;
+    if (target != null && target !== acknowledged) return;
+    if (Date.now() - ackedAt >= retryResetAfter) retries = 0;
+    ackedAt = undefined;
+  };
+  ws.on('closed', connectionEnded);
+  ws.on('error', connectionEnded);
   ws.on('closed', (event) => {
     const { code, target } = (event ?? {}) as { code?: unknown; target?: unknown };
     if (code !== CLOSE_NORMAL || disposal.signal.aborted || active.size === 0) return;
     if (typeof target === 'object' && target !== null && closedHere.has(target)) return;
     // The server's (CLOSE_NORMAL): should graphql-ws reconnect now, it waits first.
-    normalCloses++;
     waitBeforeConnect = true;
   });
   if (watchdog) {

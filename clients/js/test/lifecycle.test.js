@@ -589,3 +589,67 @@ test('after a fatal close, the last subscription stopping still closes the socke
   await until(() => server.open() === 0, 2000, 'the socket to close once nothing runs on it');
   assert.deepEqual(closed, [4400, 1000]);
 });
+
+// graphql-ws starts its retry count over at every connection_ack, so a
+// server (or a proxy) that acknowledges and then closes at once, with any
+// code it retries, was reconnected to after retryWait(0) every time: about
+// 3 connects a second with the default back-off, from every client, for
+// ever. (1011 and 4500 do not show it: graphql-ws gives up on them.)
+test('a server that acknowledges and then closes at once: the back-off grows as after failed connects', async (t) => {
+  for (const code of [1013, 4403, 1000]) await t.test(`close ${code}`, async () => {
+    const server = await protocolServer((sock, m) => {
+      if (m.type !== 'connection_init') return;
+      sock.send(JSON.stringify({ type: 'connection_ack' }));
+      sock.close(code, 'closed after the ack');
+    });
+    const waits = [];
+    const client = createHeraldClient({
+      url: server.url, webSocketImpl: WebSocket,
+      // 20 ms × 2^retries, at most 320 ms: the default back-off, shrunk.
+      retryWait: (n) => { waits.push(n); return sleep(Math.min(20 * 2 ** n, 320)); },
+    });
+    try {
+      const inbox = new Inbox('roomCreated');
+      client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
+      await sleep(1500);
+      const seen = server.connections();
+      assert.deepEqual(waits, Array.from({ length: waits.length }, (_, k) => k),
+        `each reconnect waits longer than the last, as after failed connects (retries ${JSON.stringify(waits)})`);
+      assert.ok(seen >= 4 && seen <= 12, `reconnected, ever more slowly (${seen} connects in 1.5 s; at once every time would be about 50)`);
+      assert.equal(inbox.ended, null, 'the subscription goes on waiting');
+    } finally {
+      await client.dispose();
+      await server.close();
+    }
+  });
+});
+
+test('a connection that stays up retryResetAfter past its ack starts the back-off over; retryResetAfter 0 is graphql-ws\'s way', async (t) => {
+  // Connections 1–3 and 5–6 are closed at once after the ack, the 4th
+  // 500 ms after it (1013 each time).
+  const run = async (retryResetAfter) => {
+    const server = await protocolServer((sock, m, n) => {
+      if (m.type !== 'connection_init') return;
+      sock.send(JSON.stringify({ type: 'connection_ack' }));
+      setTimeout(() => sock.close(1013, 'Try Again Later'), n === 4 ? 500 : 0);
+    });
+    const waits = [];
+    const client = createHeraldClient({
+      url: server.url, webSocketImpl: WebSocket, retryResetAfter,
+      retryWait: (n) => { waits.push(n); return sleep(20); },
+    });
+    try {
+      client.subscribe({ query: 'subscription { roomCreated { id } }' }, { next() {}, error() {}, complete() {} });
+      await until(() => waits.length >= 6, 5000, 'six reconnects');
+      return waits.slice(0, 6);
+    } finally {
+      await client.dispose();
+      await server.close();
+    }
+  };
+  assert.deepEqual(await run(300), [0, 1, 2, 0, 1, 2], 'the long connection started the count over; the short ones count as failures');
+  assert.deepEqual(await run(0), [0, 0, 0, 0, 0, 0], 'every ack starts the count over');
+  for (const retryResetAfter of [-1, Number.NaN, '5s']) {
+    assert.throws(() => createHeraldClient({ url: 'ws://127.0.0.1:9/graphql', retryResetAfter }), RangeError, String(retryResetAfter));
+  }
+});

@@ -260,3 +260,125 @@ test('getTokenTimeout: 0 or Infinity is no limit; anything else must be a non-ne
     assert.throws(() => createHeraldClient({ url, getTokenTimeout }), RangeError, String(getTokenTimeout));
   }
 });
+
+// Each connect and each HTTP request called getToken: a page that
+// subscribes and queries as it loads, or every operation after the cached
+// token expired, started as many token refreshes at once.
+test('getToken calls are merged: a connect and HTTP operations needing a token at once share one call (its token, failure or timeout); the next need calls again', async (t) => {
+  const { ApolloClient, InMemoryCache, gql: apolloGql } = await import('@apollo/client');
+  const { HeraldLink } = await import('@heraldhq/client/apollo');
+  const sockets = await controllableSockets();
+  let calls = 0;
+  let mode = 'answer';
+  const client = createHeraldClient({
+    url: herald.wsURL,
+    getToken: () => {
+      const n = ++calls;
+      if (mode === 'answer') return sleep(300).then(() => token(`reader-${n}`, 3600));
+      if (mode === 'fail') return sleep(200).then(() => { throw new Error(`refresh ${n} failed`); });
+      return new Promise(() => {}); // a refresh that hangs
+    },
+    getTokenTimeout: 500,
+    webSocketImpl: sockets.WebSocket,
+    retryWait: quickRetry,
+  });
+  // Three HTTP requests, not one: Apollo Client would merge identical queries in flight itself.
+  const apollo = new ApolloClient({ link: new HeraldLink({ client, http: { uri: herald.url } }), cache: new InMemoryCache(), queryDeduplication: false });
+  t.after(async () => { apollo.stop(); await client.dispose(); await sockets.close(); });
+  const viewer = () => apollo.query({ query: apolloGql`{ viewer { name } }`, fetchPolicy: 'no-cache' }).then((r) => r.data.viewer.name);
+  const initSubs = () => sockets.sent.filter((m) => m?.type === 'connection_init').map((m) => {
+    const [, jwt] = /^Bearer (.+)$/.exec(m.payload.Authorization);
+    return JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url')).sub;
+  });
+
+  // A connect and three HTTP queries, all while the first call runs.
+  const sub = client.subscribe({ query: '{ viewer { name } }' }, { next() {}, error() {}, complete() {} });
+  const names = await Promise.all([viewer(), viewer(), viewer()]);
+  await until(() => initSubs().length === 1, 2000, 'the connect\'s connection_init');
+  assert.deepEqual(names, ['reader-1', 'reader-1', 'reader-1'], 'the HTTP queries used the one call\'s token');
+  assert.deepEqual(initSubs(), ['reader-1'], 'so did the connect');
+  assert.equal(calls, 1, 'one getToken call for all four');
+  sub();
+
+  // Settled: the next need calls again (no token is kept beyond its call).
+  assert.equal(await viewer(), 'reader-2');
+  assert.equal(calls, 2);
+
+  // A failure is shared as a token is.
+  mode = 'fail';
+  const failed = await Promise.allSettled([client.httpHeaders(), client.httpHeaders(), viewer()]);
+  assert.deepEqual(failed.map((r) => r.status), ['rejected', 'rejected', 'rejected']);
+  for (const r of failed) assert.match(r.reason.message, /refresh 3 failed/);
+  assert.equal(calls, 3, 'one call for the three that failed');
+
+  // So is a timeout, counted from the call: one that joins 300 ms later fails with it, 200 ms on.
+  mode = 'hang';
+  const started = Date.now();
+  const first = outcomeWithin(client.httpHeaders(), 3000);
+  await sleep(300);
+  const joined = Date.now();
+  const second = await outcomeWithin(client.httpHeaders(), 3000);
+  const firstOutcome = await first;
+  for (const got of [firstOutcome, second]) assert.match(got.error?.message ?? String(got), /getToken did not answer within 500 ms/);
+  assert.ok(Date.now() - joined < 400, `the late joiner failed with the call, not 500 ms after joining (${Date.now() - joined} ms)`);
+  assert.ok(Date.now() - started >= 450, 'after getTokenTimeout');
+  assert.equal(calls, 4, 'one call for both');
+  mode = 'answer';
+  assert.equal(await viewer(), 'reader-5', 'after the timeout, the next need calls again');
+});
+
+test('getToken merged: dispose() ends the connect\'s wait, and an HTTP request sharing the call still gets its token', async (t) => {
+  const sockets = await controllableSockets();
+  let calls = 0;
+  let answer;
+  const jwt = token('reader', 3600);
+  const client = createHeraldClient({
+    url: herald.wsURL,
+    getToken: () => { calls++; return new Promise((ok) => { answer = () => ok(jwt); }); },
+    webSocketImpl: sockets.WebSocket,
+    retryWait: quickRetry,
+  });
+  t.after(async () => { answer?.(); await client.dispose(); await sockets.close(); });
+  const inbox = new Inbox('viewer');
+  client.subscribe({ query: '{ viewer { name } }' }, inbox.sink);
+  await until(() => calls === 1, 2000, 'the connect to call getToken');
+  const headers = client.httpHeaders();
+  const disposed = await outcomeWithin(client.dispose(), 1000);
+  assert.notEqual(disposed, 'pending', 'dispose() did not wait for getToken');
+  await inbox.waitFor((i) => i.ended !== null, 2000, 'the operation to end', { allowEnd: true });
+  answer();
+  assert.deepEqual(await outcomeWithin(headers, 1000), { value: { Authorization: `Bearer ${jwt}` } },
+    'the HTTP request still got the call\'s token');
+  assert.equal(calls, 1);
+  assert.equal(sockets.sent.filter((m) => m?.type === 'connection_init').length, 0, 'the disposed connect sent nothing');
+});
+
+// The application's connectionParams was awaited with no limit: one that
+// hung held the connect until Herald gave up on connection_init (4408
+// after 3 s, for ever against a server with no such limit).
+test('a connectionParams that never answers: after getTokenTimeout the connect fails (4503, saying so) and is retried', async (t) => {
+  let calls = 0;
+  let connected = 0;
+  const closing = [];
+  class Recorded extends WebSocket {
+    close(code, reason) { closing.push({ code, reason }); return super.close(code, reason); }
+  }
+  const client = createHeraldClient({
+    url: herald.wsURL,
+    getToken: () => token('reader', 3600),
+    connectionParams: () => (++calls === 1 ? new Promise(() => {}) : { app: 'test' }),
+    getTokenTimeout: 300,
+    webSocketImpl: Recorded,
+    retryWait: quickRetry,
+    on: { connected: () => { connected++; } },
+  });
+  t.after(async () => { await client.dispose(); });
+  const started = Date.now();
+  assert.equal(await viewerOverSocket(client), 'reader');
+  const took = Date.now() - started;
+  assert.ok(took >= 250 && took < 2500, `connected after getTokenTimeout, before Herald's 3 s init timeout (${took} ms)`);
+  assert.equal(connected, 1);
+  assert.equal(calls, 2, 'connectionParams was called again for the retry');
+  assert.equal(closing[0]?.code, 4503);
+  assert.match(closing[0].reason, /^credentials failed: .*connectionParams did not answer within 300 ms/);
+});

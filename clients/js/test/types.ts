@@ -46,3 +46,5 @@ void kind;
 // getToken's deadline: milliseconds; 0 turns it off.
 createHeraldClient({ url: 'ws://127.0.0.1:8080/graphql', getToken: async () => 'token', getTokenTimeout: 5_000 });
 createHeraldClient({ url: 'ws://127.0.0.1:8080/graphql', getTokenTimeout: 0 });
+// The back-off starts over once a connection stays up this long past its ack (ms).
+createHeraldClient({ url: 'ws://127.0.0.1:8080/graphql', retryResetAfter: 5_000, getTokenTimeout: 2_000 });
