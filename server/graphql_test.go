@@ -51,16 +51,23 @@ var graphQLCases = []struct {
 		want{status: 200, contentType: ctResponse, data: `{"bump":1}`}},
 
 	// Methods.
+	// An operation the request cannot carry is BAD_REQUEST: 405 for GET,
+	// which the spec requires; otherwise the status of every request
+	// error, 200 as application/json and 400 as graphql-response+json.
 	{"GET mutation", get("query", "mutation { bump }"),
-		want{status: 405, contentType: ctJSON, err: "use POST", header: map[string]string{"Allow": "POST"}}},
+		want{status: 405, contentType: ctJSON, err: "use POST", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
 	{"GET mutation by operationName", get("query", "query Q { whoami } mutation M { bump }", "operationName", "M").accepting(),
-		want{status: 405, contentType: ctResponse, err: "use POST", header: map[string]string{"Allow": "POST"}}},
+		want{status: 405, contentType: ctResponse, err: "use POST", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
 	{"GET subscription", get("query", "subscription { ticks }"),
-		want{status: 405, contentType: ctJSON, err: "WebSocket", header: map[string]string{"Allow": "POST"}}},
+		want{status: 405, contentType: ctJSON, err: "WebSocket", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
+	{"GET subscription as graphql-response+json", get("query", "subscription { ticks }").accepting(),
+		want{status: 405, contentType: ctResponse, err: "WebSocket", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
 	{"POST subscription as application/json", post(`{"query":"subscription { ticks }"}`),
-		want{status: 200, contentType: ctJSON, err: "not supported over a plain HTTP request; send Accept: text/event-stream"}},
+		want{status: 200, contentType: ctJSON, err: "not supported over a plain HTTP request; send Accept: text/event-stream",
+			code: codeBadRequest}},
 	{"POST subscription as graphql-response+json", post(`{"query":"subscription { ticks }"}`).accepting(),
-		want{status: 400, contentType: ctResponse, err: "not supported over a plain HTTP request; send Accept: text/event-stream"}},
+		want{status: 400, contentType: ctResponse, err: "not supported over a plain HTTP request; send Accept: text/event-stream",
+			code: codeBadRequest}},
 	{"PATCH", request{method: http.MethodPatch, target: "/graphql", body: helloBody},
 		want{status: 405, contentType: ctJSON, err: "PATCH is not allowed", header: map[string]string{"Allow": "GET, POST, PUT, DELETE"}}},
 	// HEAD would execute the GET's operation for nothing (see serveGraphQL).

@@ -568,7 +568,7 @@ func TestMultipartAnswersAsJSON(t *testing.T) {
 		{"mutation beyond the rate", apollo(post(`{"query":"mutation { bump }"}`)).with("X-Herald-User", "ann"),
 			want{status: 429, contentType: ctResponse, err: "too many mutations", code: codeRateLimited}},
 		{"GET mutation", apollo(get("query", "mutation { bump }")),
-			want{status: 405, contentType: ctResponse, err: "use POST", header: map[string]string{"Allow": "POST"}}},
+			want{status: 405, contentType: ctResponse, err: "use POST", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
 		{"query accepting only multipart", only(post(helloBody)), want{status: 406, contentType: ctJSON, err: "Accept header allows neither"}},
 		{"validation error", apollo(post(`{"query":"subscription { nope }"}`)),
 			want{status: 400, contentType: ctResponse, err: `Cannot query field "nope"`, code: "GRAPHQL_VALIDATION_FAILED"}},

@@ -34,8 +34,11 @@ func (t preciseTransport) Do(w http.ResponseWriter, r *http.Request, exec graphq
 //     "operation <name> not found", which for a document of several
 //     operations and no operationName reads "operation  not found", and
 //     which quotes an operationName of any length;
-//   - a JSON number in a variable of a type that takes none (see
-//     checkNumbers).
+//   - a JSON number in a variable of a type that takes none, or not that
+//     one, and a string in one that takes a number or a Boolean (see
+//     checkNumbers); and an integer written with a fraction or an
+//     exponent, which an Int or an ID takes once canonicalNumbers has
+//     written it plainly.
 type preciseExecutor struct {
 	graphql.GraphExecutor
 	schema *ast.Schema
@@ -52,6 +55,17 @@ func (x preciseExecutor) CreateOperationContext(ctx context.Context, params *gra
 		// else can fail: this is the one error choosing it gives.
 		errs = gqlerror.List{operationNotChosen(opCtx.Doc.Operations, params.OperationName)}
 	case errs == nil || failedVariable(errs) != "":
+		if vars, changed := canonicalNumbers(x.schema, opCtx.Operation, params.Variables); changed {
+			// Coerce again, the numbers written as gqlparser reads them.
+			// The caller's params take the copy, so that preparing them
+			// again (liveForm, resumeFrom) starts from it; canonicalNumbers
+			// writes nothing into the map they held.
+			params.Variables = vars
+			opCtx, errs = x.GraphExecutor.CreateOperationContext(ctx, params)
+			if opCtx == nil || opCtx.Operation == nil || errs != nil && failedVariable(errs) == "" {
+				return opCtx, errs
+			}
+		}
 		if err := checkNumbers(x.schema, opCtx.Operation, params.Variables, failedVariable(errs)); err != nil {
 			errs = gqlerror.List{err}
 		}

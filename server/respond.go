@@ -53,10 +53,16 @@ func (rs responder) result(w http.ResponseWriter, r *http.Request, m mediaType, 
 // reject writes a request error with the given status and message. The
 // message is for the client and must not echo unbounded client input.
 func (rs responder) reject(w http.ResponseWriter, r *http.Request, m mediaType, status int, msg string) {
+	rs.rejectError(w, r, m, status, &gqlerror.Error{Message: msg})
+}
+
+// rejectError is reject for an error that carries more than a message (an
+// extensions.code, say).
+func (rs responder) rejectError(w http.ResponseWriter, r *http.Request, m mediaType, status int, err *gqlerror.Error) {
 	rs.log.DebugContext(r.Context(), "server: rejected request",
 		slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.Int("status", status), slog.String("reason", msg))
-	rs.sendErrors(w, r, m, status, &gqlerror.Error{Message: msg})
+		slog.Int("status", status), slog.String("reason", err.Message))
+	rs.sendErrors(w, r, m, status, err)
 }
 
 // notAcceptable answers a request whose Accept header allows no media type

@@ -17,17 +17,19 @@ import (
 // fakeSDL is the schema the tests serve. Besides the fields the brief names
 // it has boom (a panicking resolver) and a Subscription type, so that the
 // panic logging and the refusal of subscriptions over HTTP can be tested,
-// and echo, which takes an argument of every built-in scalar, a list and
-// an input object, for the coercion of variables.
+// and echo, which takes an argument of every built-in scalar, a list, an
+// input object, an enum and a custom scalar, for the coercion of variables.
 const fakeSDL = `
 type Query {
 	hello(name: String!): String!
 	whoami: String
 	fail: String
 	boom: String
-	echo(s: String, b: Boolean, i: Int, f: Float, id: ID, l: [String!], in: EchoInput): String
+	echo(s: String, b: Boolean, i: Int, f: Float, id: ID, l: [String!], in: EchoInput, ins: [EchoInput!], e: Tone, x: Opaque): String
 }
-input EchoInput { s: String, i: Int, l: [Int!] }
+input EchoInput { s: String, i: Int, l: [Int!], f: Float, id: ID, ids: [ID!] }
+enum Tone { LOW HIGH }
+scalar Opaque
 type Mutation { bump: Int! }
 type Subscription { ticks: Int! }
 `

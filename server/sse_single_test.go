@@ -303,7 +303,7 @@ func TestSSESingleRequestErrors(t *testing.T) {
 		{"DELETE without an operation id", singleReq{method: http.MethodDelete, token: token, user: "ann"}, 400, "operationId"},
 		{"mutation over GET", singleReq{method: http.MethodGet, token: token, user: "ann",
 			query: url.Values{"query": {`mutation { postMessage(roomId: "x", text: "y") { id } }`}, "extensions": {`{"operationId":"m"}`}}.Encode()},
-			405, "use POST"},
+			405, `use POST","extensions":{"code":"BAD_REQUEST"}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -333,7 +333,8 @@ func TestSSERequestErrors(t *testing.T) {
 		status int
 		says   string
 	}{
-		{"mutation over GET", sseRequest{method: http.MethodGet, query: `mutation { createRoom(name: "x") { id } }`}, http.StatusMethodNotAllowed, "cannot be sent with GET"},
+		{"mutation over GET", sseRequest{method: http.MethodGet, query: `mutation { createRoom(name: "x") { id } }`}, http.StatusMethodNotAllowed,
+			`cannot be sent with GET; use POST","extensions":{"code":"BAD_REQUEST"}`},
 		{"no query", sseRequest{method: http.MethodGet, query: ""}, http.StatusBadRequest, "no query"},
 		{"variables over the limit", sseRequest{method: http.MethodPost, query: postedSub,
 			vars: map[string]any{"r": strings.Repeat("x", 100)}}, http.StatusRequestEntityTooLarge, "limit of 64"},
@@ -648,7 +649,7 @@ func TestEventStreamYieldsToJSON(t *testing.T) {
 		{"mutation", urql(post(`{"query":"mutation { bump }"}`)).with("X-Herald-User", "ann"),
 			want{status: 200, contentType: ctResponse, data: `{"bump":1}`}},
 		{"GET mutation", urql(get("query", "mutation { bump }")),
-			want{status: 405, contentType: ctResponse, err: "use POST", header: map[string]string{"Allow": "POST"}}},
+			want{status: 405, contentType: ctResponse, err: "use POST", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
 		{"validation error", urql(post(`{"query":"{ nope }"}`)),
 			want{status: 400, contentType: ctResponse, err: `Cannot query field "nope"`, code: "GRAPHQL_VALIDATION_FAILED"}},
 		{"malformed JSON", urql(post(`{"query":`)), want{status: 400, contentType: ctResponse, err: "not valid JSON"}},

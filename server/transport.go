@@ -273,28 +273,43 @@ func (x *runner) dispatch(ctx context.Context, w http.ResponseWriter, r *http.Re
 // subscription, whose events need a stream: WebSocket, an event stream
 // (sseTransport) for a request that accepts text/event-stream, or a
 // multipart stream (multipartTransport) for one that accepts Apollo's
-// multipart/mixed;subscriptionSpec=1.0.
+// multipart/mixed;subscriptionSpec=1.0. Each refusal carries the code
+// codeBadRequest.
 func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.Request, m mediaType,
 	exec graphql.GraphExecutor, op ast.Operation, viaGET bool) bool {
 	switch {
 	case viaGET && op == ast.Mutation:
 		w.Header().Set("Allow", http.MethodPost)
-		x.reject(w, r, m, http.StatusMethodNotAllowed, "mutation operations cannot be sent with GET; use POST")
+		x.rejectError(w, r, m, http.StatusMethodNotAllowed, badRequestError("mutation operations cannot be sent with GET; use POST"))
 		return false
 	case viaGET && op == ast.Subscription:
 		w.Header().Set("Allow", http.MethodPost)
-		x.reject(w, r, m, http.StatusMethodNotAllowed,
+		x.rejectError(w, r, m, http.StatusMethodNotAllowed, badRequestError(
 			"subscription operations cannot be sent with GET as a plain request; send Accept: text/event-stream for a stream, "+
-				"or Accept: multipart/mixed;subscriptionSpec=1.0 for a multipart stream, or use the WebSocket transport")
+				"or Accept: multipart/mixed;subscriptionSpec=1.0 for a multipart stream, or use the WebSocket transport"))
 		return false
 	case op == ast.Subscription:
-		err := gqlerror.Errorf("subscription operations are not supported over a plain HTTP request; send Accept: text/event-stream " +
+		err := badRequestError("subscription operations are not supported over a plain HTTP request; send Accept: text/event-stream " +
 			"for an event stream, or Accept: multipart/mixed;subscriptionSpec=1.0 for a multipart stream (Apollo Client's HttpLink), " +
 			"or use the WebSocket transport")
 		x.result(w, r, m, exec.DispatchError(ctx, gqlerror.List{err}))
 		return false
 	}
 	return true
+}
+
+// codeBadRequest is the extensions.code of an operation that the request
+// cannot carry, whatever its document and variables: a mutation with GET,
+// a subscription without a stream. A client can tell from it that sending
+// the operation again the same way cannot succeed, and from the operation
+// what to do instead. It is Apollo Server's code (its BadRequestError)
+// for the refusal of a GET whose operation is not a query, the one such
+// refusal Apollo Server has.
+const codeBadRequest = "BAD_REQUEST"
+
+// badRequestError is an error of code codeBadRequest.
+func badRequestError(msg string) *gqlerror.Error {
+	return &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": codeBadRequest}}
 }
 
 // mutationAllowed spends one of the identity's mutation tokens, or answers
