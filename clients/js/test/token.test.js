@@ -176,6 +176,16 @@ async function outcomeWithin(p, ms) {
   }
 }
 
+// A WebSocket class that records what the client closes its sockets with:
+// the close event carries what the server answered, without the reason.
+function recordingCloses() {
+  const closing = [];
+  class Recorded extends WebSocket {
+    close(code, reason) { closing.push({ code, reason }); return super.close(code, reason); }
+  }
+  return { closing, Recorded };
+}
+
 // A getToken that never settles (a token refresh whose request hangs): the
 // connect waited for it for ever (until Herald gave up on connection_init,
 // 4408 after 3 s, and the retry called getToken again), and an HTTP
@@ -185,12 +195,7 @@ test('a getToken that never answers: after getTokenTimeout the connect fails (45
   let answerLate;
   const closed = [];
   let connected = 0;
-  // What the client closes its sockets with (the close event carries what
-  // the server answered, without the reason).
-  const closing = [];
-  class Recorded extends WebSocket {
-    close(code, reason) { closing.push({ code, reason }); return super.close(code, reason); }
-  }
+  const { closing, Recorded } = recordingCloses();
   const client = createHeraldClient({
     url: herald.wsURL,
     getToken: () => {
@@ -359,10 +364,7 @@ test('getToken merged: dispose() ends the connect\'s wait, and an HTTP request s
 test('a connectionParams that never answers: after getTokenTimeout the connect fails (4503, saying so) and is retried', async (t) => {
   let calls = 0;
   let connected = 0;
-  const closing = [];
-  class Recorded extends WebSocket {
-    close(code, reason) { closing.push({ code, reason }); return super.close(code, reason); }
-  }
+  const { closing, Recorded } = recordingCloses();
   const client = createHeraldClient({
     url: herald.wsURL,
     getToken: () => token('reader', 3600),
