@@ -102,6 +102,9 @@ func TestConnectionLimit(t *testing.T) {
 	if !strings.Contains(string(body), "limit of 2 WebSocket connections") {
 		t.Errorf("503 body %s does not say which limit", body)
 	}
+	if !strings.Contains(string(body), `"extensions":{"code":"UNAVAILABLE"}`) {
+		t.Errorf("503 body %s does not say UNAVAILABLE", body)
+	}
 	stillServes(t, r, a, room, "1")
 
 	// A socket that goes frees its place.

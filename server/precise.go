@@ -49,7 +49,15 @@ func (x preciseExecutor) CreateOperationContext(ctx context.Context, params *gra
 	opCtx, errs := x.GraphExecutor.CreateOperationContext(ctx, params)
 	switch {
 	case opCtx == nil || opCtx.Doc == nil:
-		// Not parsed and validated: gqlgen's errors say why.
+		// Not parsed and validated: gqlgen's errors say why. Those of its
+		// APQ extension (a hash that does not match the query, a version
+		// it does not know) carry no code: the request is malformed, which
+		// is BAD_REQUEST, as Apollo Server has it.
+		for _, err := range errs {
+			if _, ok := err.Extensions["code"]; !ok {
+				errcode.Set(err, codeBadRequest)
+			}
+		}
 	case opCtx.Operation == nil:
 		// The operation is chosen right after validation, before anything
 		// else can fail: this is the one error choosing it gives.

@@ -50,19 +50,57 @@ func (rs responder) result(w http.ResponseWriter, r *http.Request, m mediaType, 
 	rs.graphQL(w, r, m, status, wireResponse{Errors: resp.Errors, Data: resp.Data, Extensions: resp.Extensions})
 }
 
-// reject writes a request error with the given status and message. The
-// message is for the client and must not echo unbounded client input.
+// reject writes a request error with the given status and message, and
+// the extensions.code of that status (see statusCode). The message is for
+// the client and must not echo unbounded client input.
 func (rs responder) reject(w http.ResponseWriter, r *http.Request, m mediaType, status int, msg string) {
 	rs.rejectError(w, r, m, status, &gqlerror.Error{Message: msg})
 }
 
-// rejectError is reject for an error that carries more than a message (an
-// extensions.code, say).
+// rejectError is reject for an error that may carry its own
+// extensions.code; one without gets its status's.
 func (rs responder) rejectError(w http.ResponseWriter, r *http.Request, m mediaType, status int, err *gqlerror.Error) {
+	if _, ok := err.Extensions["code"]; !ok {
+		if code := statusCode(status); code != "" {
+			if err.Extensions == nil {
+				err.Extensions = map[string]any{}
+			}
+			err.Extensions["code"] = code
+		}
+	}
 	rs.log.DebugContext(r.Context(), "server: rejected request",
 		slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", status), slog.String("reason", err.Message))
 	rs.sendErrors(w, r, m, status, err)
+}
+
+// statusCode is the extensions.code of a request refused with an HTTP
+// status: what a client switches on without reading the message, in the
+// codes the rest of the API uses (Apollo Server's, and the domain's
+// NOT_FOUND, CONFLICT and UNAVAILABLE). A request the server cannot take
+// as sent (malformed, too large, a method or media type it does not
+// serve) is BAD_REQUEST, as Apollo Server answers such requests; "" for a
+// status no code fits.
+func statusCode(status int) string {
+	switch status {
+	case http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusNotAcceptable,
+		http.StatusRequestEntityTooLarge, http.StatusRequestURITooLong,
+		http.StatusUnsupportedMediaType, http.StatusRequestHeaderFieldsTooLarge:
+		return codeBadRequest
+	case http.StatusUnauthorized:
+		return "UNAUTHENTICATED"
+	case http.StatusForbidden:
+		return "FORBIDDEN"
+	case http.StatusNotFound:
+		return "NOT_FOUND"
+	case http.StatusConflict:
+		return "CONFLICT"
+	case http.StatusTooManyRequests:
+		return "RATE_LIMITED"
+	case http.StatusBadGateway, http.StatusServiceUnavailable:
+		return "UNAVAILABLE"
+	}
+	return ""
 }
 
 // notAcceptable answers a request whose Accept header allows no media type

@@ -287,23 +287,24 @@ func TestSSESingleRequestErrors(t *testing.T) {
 		req    singleReq
 		status int
 		msg    string
+		code   string // errors[0].extensions.code
 	}{
-		{"GET a stream never reserved", singleReq{method: http.MethodGet, token: unknown, accept: "text/event-stream"}, 404, "stream not found"},
-		{"GET with a malformed token", singleReq{method: http.MethodGet, token: "../../x", accept: "text/event-stream"}, 404, "stream not found"},
-		{"GET an open stream again", singleReq{method: http.MethodGet, token: token, user: "ann", accept: "text/event-stream"}, 409, "already open"},
-		{"GET another user's reservation", singleReq{method: http.MethodGet, token: reserved, user: "bob", accept: "text/event-stream"}, 404, "stream not found"},
-		{"POST to a stream not open", singleReq{method: http.MethodPost, token: reserved, user: "ann", body: op("x")}, 409, "not open"},
-		{"POST to another user's stream", singleReq{method: http.MethodPost, token: token, user: "bob", body: op("x")}, 404, "stream not found"},
-		{"POST to a stream never reserved", singleReq{method: http.MethodPost, token: unknown, body: op("x")}, 404, "stream not found"},
-		{"POST without an operation id", singleReq{method: http.MethodPost, token: token, user: "ann", body: map[string]any{"query": "{ __typename }"}}, 400, "extensions.operationId"},
+		{"GET a stream never reserved", singleReq{method: http.MethodGet, token: unknown, accept: "text/event-stream"}, 404, "stream not found", "NOT_FOUND"},
+		{"GET with a malformed token", singleReq{method: http.MethodGet, token: "../../x", accept: "text/event-stream"}, 404, "stream not found", "NOT_FOUND"},
+		{"GET an open stream again", singleReq{method: http.MethodGet, token: token, user: "ann", accept: "text/event-stream"}, 409, "already open", "CONFLICT"},
+		{"GET another user's reservation", singleReq{method: http.MethodGet, token: reserved, user: "bob", accept: "text/event-stream"}, 404, "stream not found", "NOT_FOUND"},
+		{"POST to a stream not open", singleReq{method: http.MethodPost, token: reserved, user: "ann", body: op("x")}, 409, "not open", "CONFLICT"},
+		{"POST to another user's stream", singleReq{method: http.MethodPost, token: token, user: "bob", body: op("x")}, 404, "stream not found", "NOT_FOUND"},
+		{"POST to a stream never reserved", singleReq{method: http.MethodPost, token: unknown, body: op("x")}, 404, "stream not found", "NOT_FOUND"},
+		{"POST without an operation id", singleReq{method: http.MethodPost, token: token, user: "ann", body: map[string]any{"query": "{ __typename }"}}, 400, "extensions.operationId", codeBadRequest},
 		{"POST with an operation id of 257 bytes", singleReq{method: http.MethodPost, token: token, user: "ann", body: op(strings.Repeat("i", 257))},
-			400, "extensions.operationId is 257 bytes, at most 256 allowed"},
-		{"POST with a running id", singleReq{method: http.MethodPost, token: token, user: "ann", body: op("live")}, 409, "is running"},
-		{"POST malformed JSON", singleReq{method: http.MethodPost, token: token, user: "ann", body: `{"query":`}, 400, "not valid JSON"},
-		{"DELETE without an operation id", singleReq{method: http.MethodDelete, token: token, user: "ann"}, 400, "operationId"},
+			400, "extensions.operationId is 257 bytes, at most 256 allowed", codeBadRequest},
+		{"POST with a running id", singleReq{method: http.MethodPost, token: token, user: "ann", body: op("live")}, 409, "is running", "CONFLICT"},
+		{"POST malformed JSON", singleReq{method: http.MethodPost, token: token, user: "ann", body: `{"query":`}, 400, "not valid JSON", codeBadRequest},
+		{"DELETE without an operation id", singleReq{method: http.MethodDelete, token: token, user: "ann"}, 400, "operationId", codeBadRequest},
 		{"mutation over GET", singleReq{method: http.MethodGet, token: token, user: "ann",
 			query: url.Values{"query": {`mutation { postMessage(roomId: "x", text: "y") { id } }`}, "extensions": {`{"operationId":"m"}`}}.Encode()},
-			405, `use POST","extensions":{"code":"BAD_REQUEST"}`},
+			405, `use POST","extensions":{"code":"BAD_REQUEST"}`, codeBadRequest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -311,6 +312,15 @@ func TestSSESingleRequestErrors(t *testing.T) {
 			status, body := r.do(tc.req)
 			if status != tc.status || !strings.Contains(body, tc.msg) {
 				t.Fatalf("%d %s, want %d with %q", status, body, tc.status, tc.msg)
+			}
+			var resp struct {
+				Errors []gqlError `json:"errors"`
+			}
+			if err := json.Unmarshal([]byte(body), &resp); err != nil || len(resp.Errors) == 0 {
+				t.Fatalf("body %s: want a GraphQL error (%v)", body, err)
+			}
+			if code := resp.Errors[0].Extensions["code"]; code != tc.code {
+				t.Fatalf("extensions.code = %v, want %q", code, tc.code)
 			}
 		})
 	}

@@ -652,7 +652,7 @@ func TestEventStreamYieldsToJSON(t *testing.T) {
 			want{status: 405, contentType: ctResponse, err: "use POST", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
 		{"validation error", urql(post(`{"query":"{ nope }"}`)),
 			want{status: 400, contentType: ctResponse, err: `Cannot query field "nope"`, code: "GRAPHQL_VALIDATION_FAILED"}},
-		{"malformed JSON", urql(post(`{"query":`)), want{status: 400, contentType: ctResponse, err: "not valid JSON"}},
+		{"malformed JSON", urql(post(`{"query":`)), want{status: 400, contentType: ctResponse, err: "not valid JSON", code: codeBadRequest}},
 		{"application/json as readily", post(helloBody).with("Accept", "text/event-stream;q=0.5, application/json;q=0.5"),
 			want{status: 200, contentType: ctJSON, data: helloData}},
 		{"JSON preferred", post(helloBody).with("Accept", "application/json, text/event-stream;q=0.5"),
@@ -672,7 +672,7 @@ func TestEventStreamYieldsToJSON(t *testing.T) {
 		{"an event stream less readily than HTML", post(helloBody).with("Accept", "text/event-stream;q=0.5, text/html, */*;q=0.1"),
 			want{status: 200, contentType: ctJSON, data: helloData}},
 		{"an event stream less readily than HTML, no JSON", post(helloBody).with("Accept", "text/event-stream;q=0.5, text/html"),
-			want{status: 406, contentType: ctJSON, err: "Accept header allows neither"}},
+			want{status: 406, contentType: ctJSON, err: "Accept header allows neither", code: codeBadRequest}},
 		{"subscription, no JSON", post(`{"query":"subscription { ticks }"}`).with("Accept", "text/event-stream;q=0.5, text/html"),
 			want{status: 200, contentType: stream}},
 	}
