@@ -34,6 +34,21 @@ async function protocolServer(answer) {
   };
 }
 
+// recordedClient is a client of a protocolServer that retries at once and
+// records the code of every close; the test's end disposes of both.
+function recordedClient(t, server) {
+  const closed = [];
+  const client = createHeraldClient({
+    url: server.url, webSocketImpl: WebSocket, retryWait: quickRetry,
+    on: { closed: (e) => closed.push(e?.code) },
+  });
+  t.after(async () => {
+    await client.dispose();
+    await server.close();
+  });
+  return { client, closed };
+}
+
 // roomCreated is the `next` message of subscription id with room roomId, at cursor.
 const roomCreated = (id, roomId, cursor) =>
   JSON.stringify({ id, type: 'next', payload: { data: { roomCreated: { id: roomId } }, extensions: { cursor } } });
@@ -62,15 +77,7 @@ test('1013 "authentication is unavailable; try again later" is retried, not fata
       sock.send(roomCreated(m.id, 'r1', 'c1'));
     }
   });
-  const closed = [];
-  const client = createHeraldClient({
-    url: server.url, webSocketImpl: WebSocket, retryWait: quickRetry,
-    on: { closed: (e) => closed.push(e?.code) },
-  });
-  t.after(async () => {
-    await client.dispose();
-    await server.close();
-  });
+  const { client, closed } = recordedClient(t, server);
   const inbox = new Inbox('roomCreated');
   const sub = client.subscribe({ query: 'subscription { roomCreated { id } }' }, inbox.sink);
   await inbox.waitFor((i) => i.results.length === 1, 10_000, 'a result after the refused connect');
@@ -569,15 +576,7 @@ test('after a fatal close, the last subscription stopping still closes the socke
     else if (m.type === 'subscribe' && n === 1) sock.close(4400, 'Bad request');
     else if (m.type === 'subscribe') sock.send(roomCreated(m.id, 'r1', 'c1'));
   });
-  const closed = [];
-  const client = createHeraldClient({
-    url: server.url, webSocketImpl: WebSocket, retryWait: quickRetry,
-    on: { closed: (e) => closed.push(e?.code) },
-  });
-  t.after(async () => {
-    await client.dispose();
-    await server.close();
-  });
+  const { client, closed } = recordedClient(t, server);
   const failed = new Inbox('failed');
   client.subscribe({ query: 'subscription { roomCreated { id } }' }, failed.sink); // never stopped: it failed
   await failed.waitFor((i) => i.ended !== null, 5000, 'the fatal close', { allowEnd: true });
