@@ -367,8 +367,9 @@ func TestOriginCheck(t *testing.T) {
 				t.Fatalf("upgrade from %q: %v, %v; want 403", tt.origin, err, resp)
 			}
 			status, _, body := r.forTest(t).graphqlPost("u", `{ __typename }`, nil, h)
-			if status != http.StatusForbidden || !strings.Contains(fmt.Sprint(body), "allowed-origins") {
-				t.Fatalf("POST from %q: %d %v; want 403 naming --allowed-origins", tt.origin, status, body)
+			if status != http.StatusForbidden || !strings.Contains(fmt.Sprint(body), "allowed-origins") ||
+				!strings.Contains(fmt.Sprint(body), "code:FORBIDDEN") {
+				t.Fatalf("POST from %q: %d %v; want 403 naming --allowed-origins, code FORBIDDEN", tt.origin, status, body)
 			}
 		})
 	}
