@@ -72,6 +72,7 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 		h.AroundFields(opts.AroundFields)
 	}
 	h.SetQueryCache(lru.New[*ast.QueryDocument](opts.QueryCacheSize))
+	h.SetValidationRulesFn(validationRules)
 	h.SetErrorPresenter(presentError)
 	h.SetRecoverFunc(logPanic(opts.Logger))
 	h.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](opts.APQCacheSize)})

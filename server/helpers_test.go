@@ -113,9 +113,10 @@ type want struct {
 
 // gqlError is one entry of a response's errors.
 type gqlError struct {
-	Message    string         `json:"message"`
-	Path       []any          `json:"path"`
-	Extensions map[string]any `json:"extensions"`
+	Message    string           `json:"message"`
+	Path       []any            `json:"path"`
+	Locations  []map[string]int `json:"locations"`
+	Extensions map[string]any   `json:"extensions"`
 }
 
 // check asserts that w is the response described.

@@ -158,16 +158,20 @@ func numberAs(typeName string, n json.Number, path ast.Path) *gqlerror.Error {
 	return err
 }
 
-// Int's range, however it is written: gqlgen's int, 64 bits, which an Int
-// written as an integer has always had here (wider than the GraphQL spec's
-// 32: the resolvers bound what they take). The same value written 1e10 or
-// 10000000000 gets the same answer.
+// An Int is a 32-bit signed integer, as the GraphQL spec (section 3.5.1)
+// and graphql-js have it, however it is written: 3000000000, 3e9 and
+// 3000000000.0 get the same answer. Query literals get it from
+// int32Literals; gqlgen's int would take 64 bits.
 const (
 	// intMaxDigits and idMaxDigits bound the digits of a number written
 	// with a fraction or an exponent, so that 1e999999999 is refused, not
-	// written out.
-	intMaxDigits = len("9223372036854775808")
-	idMaxDigits  = intMaxDigits
+	// written out. An ID written plainly has no bound: gqlgen reads it as
+	// a string; written otherwise, it takes 64 bits.
+	intMaxDigits = len("2147483648")
+	idMaxDigits  = len("9223372036854775808")
+
+	// intRange says why an integer is no Int.
+	intRange = "out of range: an Int is a 32-bit signed integer"
 )
 
 // judgeNumber decides whether the built-in scalar named typeName takes
@@ -195,8 +199,8 @@ func judgeNumber(typeName string, n json.Number) (canon json.Number, why string)
 		return json.Number(i), ""
 	case "Int":
 		if plain {
-			if _, err := n.Int64(); err != nil {
-				return "", "out of range"
+			if _, err := strconv.ParseInt(text, 10, 32); err != nil {
+				return "", intRange
 			}
 			return "", ""
 		}
@@ -204,8 +208,8 @@ func judgeNumber(typeName string, n json.Number) (canon json.Number, why string)
 		if !integral {
 			return "", "not an integer"
 		}
-		if _, err := strconv.ParseInt(i, 10, 64); err != nil { // i is "" beyond intMaxDigits
-			return "", "out of range"
+		if _, err := strconv.ParseInt(i, 10, 32); err != nil { // i is "" beyond intMaxDigits
+			return "", intRange
 		}
 		return json.Number(i), ""
 	case "Float":
