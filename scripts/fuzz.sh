@@ -26,6 +26,7 @@ server_targets=(
 	FuzzDecodeLegacyWS    # decodeClientMessage, graphql-ws (legacy)
 	FuzzDecodeBody        # POST body
 	FuzzReadQueryString   # GET query string
+	FuzzExactInteger      # exactInteger (variables' numbers) against math/big
 )
 graph_targets=(
 	FuzzCursorParse     # parseCursor on any string

@@ -2,16 +2,20 @@ package server
 
 // Fuzz targets for the decoders that read untrusted client input: the two
 // WebSocket subprotocols' message decoders (with the operation and
-// connection_init payload decoders behind them) and the GraphQL-over-HTTP
-// request decoders for POST bodies and GET query strings.
+// connection_init payload decoders behind them), the GraphQL-over-HTTP
+// request decoders for POST bodies and GET query strings, and the exact
+// reader of the numbers in variables.
 //
 // The seeds below and the files under testdata/fuzz/<FuzzName>/ run as
 // ordinary tests with `go test`; scripts/fuzz.sh fuzzes each target briefly.
 
 import (
 	"encoding/json"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -207,4 +211,41 @@ func fuzzCheckRequestError(t *testing.T, rerr *requestError) {
 	case len(rerr.msg) > fuzzMaxHTTPError:
 		t.Fatalf("error message is %d bytes; it echoes the request? %q", len(rerr.msg), rerr.msg)
 	}
+}
+
+// FuzzExactInteger: exactInteger reads any JSON number exactly, as
+// math/big does: its integer written plainly when it has at most
+// maxDigits digits, "" and integral for a larger integer, and not
+// integral for a fraction. Exponents are kept small enough for big.Rat to
+// write the value out; TestExactInteger covers the huge ones.
+func FuzzExactInteger(f *testing.F) {
+	for _, s := range []string{"0", "-0.0", "2.0", "1e3", "1E+3", "12.5e1", "100e-2", "-1.5e18",
+		"2147483648", "9223372036854775808.0", "1.5", "1e-3", "3000e-3", "0.000e5"} {
+		f.Add(s, uint8(10))
+		f.Add(s, uint8(19))
+	}
+	jsonNumber := regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`) // RFC 8259 §6
+	f.Fuzz(func(t *testing.T, text string, digits uint8) {
+		maxDigits := int(digits)%40 + 1 // Herald asks for 10 or 19
+		if !jsonNumber.MatchString(text) || len(text) > 200 {
+			return
+		}
+		if _, exp, ok := strings.Cut(strings.ToLower(text), "e"); ok {
+			if e, err := strconv.Atoi(exp); err != nil || e < -400 || e > 400 {
+				return
+			}
+		}
+		r, ok := new(big.Rat).SetString(text)
+		if !ok {
+			t.Fatalf("big.Rat cannot read the JSON number %q", text)
+		}
+		wantIntegral, want := r.IsInt(), ""
+		if n := r.Num(); wantIntegral && len(new(big.Int).Abs(n).String()) <= maxDigits {
+			want = n.String()
+		}
+		got, integral := exactInteger(text, maxDigits)
+		if got != want || integral != wantIntegral {
+			t.Fatalf("exactInteger(%q, %d) = %q, %v; math/big: %q, %v", text, maxDigits, got, integral, want, wantIntegral)
+		}
+	})
 }
