@@ -30,18 +30,7 @@ func TestIntLiterals(t *testing.T) {
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
 			body, _ := json.Marshal(map[string]string{"query": tc.query})
-			w := send(t, s, post(string(body)).accepting())
-			var got struct {
-				Data   json.RawMessage
-				Errors []gqlError
-			}
-			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
-				t.Fatalf("body %s: %v", w.Body, err)
-			}
-			if w.Code != http.StatusBadRequest || got.Data != nil || len(got.Errors) != 1 {
-				t.Fatalf("got %d %s, want 400 and one error without data", w.Code, w.Body)
-			}
-			e := got.Errors[0]
+			e := refusedWithOne(t, send(t, s, post(string(body)).accepting()))
 			wantLoc := []map[string]int{{"line": 1, "column": tc.column}}
 			if e.Message != msg+tc.literal || e.Extensions["code"] != codeValidation || !reflect.DeepEqual(e.Locations, wantLoc) {
 				t.Errorf("error %+v, want message %q, code %s, locations %v", e, msg+tc.literal, codeValidation, wantLoc)

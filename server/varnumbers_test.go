@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -129,18 +130,7 @@ func TestVariableNumbers(t *testing.T) {
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
-			w := send(t, s, post(`{"query":"`+echoQuery+`","variables":`+tc.vars+`}`).accepting())
-			var body struct {
-				Data   json.RawMessage
-				Errors []gqlError
-			}
-			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
-				t.Fatalf("body %s: %v", w.Body, err)
-			}
-			if w.Code != http.StatusBadRequest || body.Data != nil || len(body.Errors) != 1 {
-				t.Fatalf("got %d %s, want 400 and one error without data", w.Code, w.Body)
-			}
-			e := body.Errors[0]
+			e := refusedWithOne(t, send(t, s, post(`{"query":"`+echoQuery+`","variables":`+tc.vars+`}`).accepting()))
 			if e.Message != tc.msg || e.Extensions["code"] != codeValidation || !reflect.DeepEqual(e.Path, tc.path) {
 				t.Errorf("error %+v, want message %q, code %s, path %v", e, tc.msg, codeValidation, tc.path)
 			}
@@ -188,6 +178,23 @@ func TestVariableNumbers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// refusedWithOne returns the one error of w, a request refused as a
+// whole: 400, as application/graphql-response+json has it, and no data.
+func refusedWithOne(t *testing.T, w *httptest.ResponseRecorder) gqlError {
+	t.Helper()
+	var body struct {
+		Data   json.RawMessage
+		Errors []gqlError
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+		t.Fatalf("body %s: %v", w.Body, err)
+	}
+	if w.Code != http.StatusBadRequest || body.Data != nil || len(body.Errors) != 1 {
+		t.Fatalf("got %d %s, want 400 and one error without data", w.Code, w.Body)
+	}
+	return body.Errors[0]
 }
 
 // TestVariableNumbersOverWebSocket: a socket's variables are decoded as a
