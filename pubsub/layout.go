@@ -29,9 +29,6 @@ const (
 	partitionPrefix = "herald-p"
 	// livePrefix starts the subjects partitions republish to: herald-live.p<k>.<key>.<rest>.
 	livePrefix = "herald-live.p"
-
-	// legacySubjectWildcard is what the pre-partition stream captures.
-	legacySubjectWildcard = "herald.>"
 )
 
 // Partition counts Options.Partitions accepts.

@@ -11,6 +11,7 @@ import (
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/validator/rules"
 )
 
 // stubResumeExec prepares "subscription($after: String) { ticks(after: $after) }"
@@ -22,7 +23,7 @@ type stubResumeExec struct{ schema *ast.Schema }
 const stubResumeQuery = `subscription($after: String) { ticks(after: $after) }`
 
 func (x stubResumeExec) CreateOperationContext(_ context.Context, params *graphql.RawParams) (*graphql.OperationContext, gqlerror.List) {
-	doc, err := gqlparser.LoadQuery(x.schema, params.Query)
+	doc, err := gqlparser.LoadQueryWithRules(x.schema, params.Query, rules.NewDefaultRules())
 	if err != nil {
 		return nil, gqlerror.List{{Message: err.Error()}}
 	}

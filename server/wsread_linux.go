@@ -34,6 +34,3 @@ func readableWaiter(conn net.Conn) func() error {
 	}
 	return func() error { return raw.Read(peek) }
 }
-
-// shallowWait says whether readableWaiter works on this platform.
-const shallowWait = true

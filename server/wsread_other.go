@@ -7,6 +7,3 @@ import "net"
 // readableWaiter is unavailable here: sockets are read on the reader's own
 // stack (see inputWaiter).
 func readableWaiter(net.Conn) func() error { return nil }
-
-// shallowWait says whether readableWaiter works on this platform.
-const shallowWait = false
