@@ -1,9 +1,9 @@
 # Herald's one test command is `make test`; CI runs it through .ci/run.
 GO ?= go
 
-.PHONY: test fmt-check vet generate-check unit unit-norace fuzz smoke e2e nextjs-e2e client-js compose-check cluster-test bench build run generate
+.PHONY: test fmt-check vet staticcheck generate-check unit unit-norace fuzz smoke e2e nextjs-e2e client-js compose-check cluster-test bench build run generate
 
-test: fmt-check vet generate-check unit unit-norace fuzz smoke e2e nextjs-e2e compose-check cluster-test client-js
+test: fmt-check vet staticcheck generate-check unit unit-norace fuzz smoke e2e nextjs-e2e compose-check cluster-test client-js
 
 # gofmt must have nothing to say about any Go file.
 fmt-check:
@@ -12,6 +12,11 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# staticcheck (a tool pinned in go.mod): unused code, deprecated calls and
+# the bugs go vet does not look for.
+staticcheck:
+	$(GO) tool staticcheck ./...
 
 # The generated gqlgen code must match schema.graphqls and gqlgen.yml (and
 # those of the benchmark peer, under bench/peer, and of the articles example).

@@ -31,7 +31,7 @@ import (
 type wsAct uint8
 
 const (
-	actNone wsAct = iota
+	_ wsAct = iota // the zero value: nothing beyond sending and closing
 	// actAuthenticate: check initPayload's credentials and give the
 	// verdict to answerInit.
 	actAuthenticate
