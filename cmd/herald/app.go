@@ -176,6 +176,9 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		_ = log.Close()
 		return nil, err
 	}
+	if cfg.beforeMigrate != nil {
+		cfg.beforeMigrate()
+	}
 	if _, err := chat.Migrate(ctx, log, logger); err != nil {
 		_ = log.Close()
 		return nil, err

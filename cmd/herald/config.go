@@ -76,6 +76,9 @@ type config struct {
 
 	// startTimeout is not a flag: defaultStartTimeout, shorter in tests.
 	startTimeout time.Duration
+	// beforeMigrate is not a flag: nil, or in tests what stands for a
+	// migration longer than startTimeout.
+	beforeMigrate func()
 }
 
 // minJWTSecretBytes is the shortest --jwt-secret auth.NewJWT accepts
