@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"reflect"
 	"slices"
@@ -314,21 +315,34 @@ func quoteClipped(s string) string {
 // nothing it was given: the caller's map, which the caller may hold on to
 // and prepare again, stays as it was. Its result needs no replacing.
 func canonicalNumbers(schema *ast.Schema, op *ast.OperationDefinition, vars map[string]any) (map[string]any, bool) {
+	return canonicalEntries(schema, vars, func(yield func(string, *ast.Type) bool) {
+		for _, def := range op.VariableDefinitions {
+			if !yield(def.Variable, def.Type) {
+				return
+			}
+		}
+	})
+}
+
+// canonicalEntries is m with the entries named by typed, each a value of
+// the type given with its name, made canonical (see canonical), and
+// whether any changed; a map that changes is a copy.
+func canonicalEntries(schema *ast.Schema, m map[string]any, typed iter.Seq2[string, *ast.Type]) (map[string]any, bool) {
 	var out map[string]any
-	for _, def := range op.VariableDefinitions {
-		v, ok := vars[def.Variable]
+	for name, typ := range typed {
+		v, ok := m[name]
 		if !ok {
 			continue
 		}
-		if c, changed := canonical(schema, def.Type, v); changed {
+		if c, changed := canonical(schema, typ, v); changed {
 			if out == nil {
-				out = maps.Clone(vars)
+				out = maps.Clone(m)
 			}
-			out[def.Variable] = c
+			out[name] = c
 		}
 	}
 	if out == nil {
-		return vars, false
+		return m, false
 	}
 	return out, true
 }
@@ -362,22 +376,13 @@ func canonical(schema *ast.Schema, typ *ast.Type, v any) (any, bool) {
 		if def == nil {
 			return v, false
 		}
-		var out map[string]any
-		for _, f := range def.Fields {
-			fv, ok := v[f.Name]
-			if !ok {
-				continue
-			}
-			if c, changed := canonical(schema, f.Type, fv); changed {
-				if out == nil {
-					out = maps.Clone(v)
+		return canonicalEntries(schema, v, func(yield func(string, *ast.Type) bool) {
+			for _, f := range def.Fields {
+				if !yield(f.Name, f.Type) {
+					return
 				}
-				out[f.Name] = c
 			}
-		}
-		if out != nil {
-			return out, true
-		}
+		})
 	default:
 		if e, ok := wrapped(typ, v); ok {
 			if c, changed := canonical(schema, typ, e); changed {
