@@ -32,8 +32,9 @@ unit:
 unit-norace:
 	$(GO) test -count=1 -run 'TestIdleSocketStack|TestIdleStreamCost' ./server
 
-# Each fuzz target (both WebSocket decoders, the HTTP request decoder, the
-# cursor decoder) briefly, from its committed seed corpus; FUZZTIME=1m for longer.
+# Each fuzz target (both WebSocket decoders, the HTTP request decoders, the
+# number reader of variables, the cursor decoder, the event decoder) briefly,
+# from its committed seed corpus; FUZZTIME=1m for longer.
 fuzz:
 	@scripts/fuzz.sh
 
