@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
@@ -54,23 +55,13 @@ func (rs responder) result(w http.ResponseWriter, r *http.Request, m mediaType, 
 // the extensions.code of that status (see statusCode). The message is for
 // the client and must not echo unbounded client input.
 func (rs responder) reject(w http.ResponseWriter, r *http.Request, m mediaType, status int, msg string) {
-	rs.rejectError(w, r, m, status, &gqlerror.Error{Message: msg})
-}
-
-// rejectError is reject for an error that may carry its own
-// extensions.code; one without gets its status's.
-func (rs responder) rejectError(w http.ResponseWriter, r *http.Request, m mediaType, status int, err *gqlerror.Error) {
-	if _, ok := err.Extensions["code"]; !ok {
-		if code := statusCode(status); code != "" {
-			if err.Extensions == nil {
-				err.Extensions = map[string]any{}
-			}
-			err.Extensions["code"] = code
-		}
+	err := &gqlerror.Error{Message: msg}
+	if code := statusCode(status); code != "" {
+		errcode.Set(err, code)
 	}
 	rs.log.DebugContext(r.Context(), "server: rejected request",
 		slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.Int("status", status), slog.String("reason", err.Message))
+		slog.Int("status", status), slog.String("reason", msg))
 	rs.sendErrors(w, r, m, status, err)
 }
 

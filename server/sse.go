@@ -147,7 +147,7 @@ func (t *sseTransport) operationAllowed(ctx context.Context, w http.ResponseWrit
 	switch {
 	case viaGET && op == ast.Mutation:
 		w.Header().Set("Allow", http.MethodPost)
-		t.run.rejectError(w, r, mediaJSON, http.StatusMethodNotAllowed, badRequestError("mutation operations cannot be sent with GET; use POST"))
+		t.run.reject(w, r, mediaJSON, http.StatusMethodNotAllowed, "mutation operations cannot be sent with GET; use POST")
 		return false
 	case op == ast.Mutation:
 		return t.run.mutationAllowed(ctx, w, r, mediaJSON)

@@ -516,7 +516,7 @@ func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Reque
 			st.ops.remove(op)
 			op.release(t.execs)
 			w.Header().Set("Allow", http.MethodPost)
-			t.run.rejectError(w, r, mediaJSON, http.StatusMethodNotAllowed, badRequestError("mutation operations cannot be sent with GET; use POST"))
+			t.run.reject(w, r, mediaJSON, http.StatusMethodNotAllowed, "mutation operations cannot be sent with GET; use POST")
 			return false
 		}
 		if id, ok := auth.FromContext(ctx); ok {

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
@@ -274,24 +275,25 @@ func (x *runner) dispatch(ctx context.Context, w http.ResponseWriter, r *http.Re
 // (sseTransport) for a request that accepts text/event-stream, or a
 // multipart stream (multipartTransport) for one that accepts Apollo's
 // multipart/mixed;subscriptionSpec=1.0. Each refusal carries the code
-// codeBadRequest.
+// codeBadRequest (a 405's from reject's statusCode).
 func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.Request, m mediaType,
 	exec graphql.GraphExecutor, op ast.Operation, viaGET bool) bool {
 	switch {
 	case viaGET && op == ast.Mutation:
 		w.Header().Set("Allow", http.MethodPost)
-		x.rejectError(w, r, m, http.StatusMethodNotAllowed, badRequestError("mutation operations cannot be sent with GET; use POST"))
+		x.reject(w, r, m, http.StatusMethodNotAllowed, "mutation operations cannot be sent with GET; use POST")
 		return false
 	case viaGET && op == ast.Subscription:
 		w.Header().Set("Allow", http.MethodPost)
-		x.rejectError(w, r, m, http.StatusMethodNotAllowed, badRequestError(
+		x.reject(w, r, m, http.StatusMethodNotAllowed,
 			"subscription operations cannot be sent with GET as a plain request; send Accept: text/event-stream for a stream, "+
-				"or Accept: multipart/mixed;subscriptionSpec=1.0 for a multipart stream, or use the WebSocket transport"))
+				"or Accept: multipart/mixed;subscriptionSpec=1.0 for a multipart stream, or use the WebSocket transport")
 		return false
 	case op == ast.Subscription:
-		err := badRequestError("subscription operations are not supported over a plain HTTP request; send Accept: text/event-stream " +
+		err := gqlerror.Errorf("subscription operations are not supported over a plain HTTP request; send Accept: text/event-stream " +
 			"for an event stream, or Accept: multipart/mixed;subscriptionSpec=1.0 for a multipart stream (Apollo Client's HttpLink), " +
 			"or use the WebSocket transport")
+		errcode.Set(err, codeBadRequest)
 		x.result(w, r, m, exec.DispatchError(ctx, gqlerror.List{err}))
 		return false
 	}
@@ -306,11 +308,6 @@ func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.R
 // for the refusal of a GET whose operation is not a query, the one such
 // refusal Apollo Server has.
 const codeBadRequest = "BAD_REQUEST"
-
-// badRequestError is an error of code codeBadRequest.
-func badRequestError(msg string) *gqlerror.Error {
-	return &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": codeBadRequest}}
-}
 
 // mutationAllowed spends one of the identity's mutation tokens, or answers
 // 429 with Retry-After and a RATE_LIMITED error and returns false.
