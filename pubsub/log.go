@@ -24,6 +24,7 @@ const (
 	defaultPartitions      = 1
 	defaultDuplicateWindow = 2 * time.Minute
 	defaultConnectTimeout  = 10 * time.Second
+	defaultSetupTimeout    = 30 * time.Second
 	defaultName            = "herald"
 )
 
@@ -58,8 +59,13 @@ type Options struct {
 	MaxMsgsPerSubject int64
 	// DuplicateWindow is the JetStream de-duplication window (default 2m).
 	DuplicateWindow time.Duration
-	// ConnectTimeout bounds connecting and the initial stream set-up (default 10s).
+	// ConnectTimeout bounds starting the embedded server and connecting to NATS (default 10s).
 	ConnectTimeout time.Duration
+	// SetupTimeout bounds what Open does once connected: checking JetStream and looking up,
+	// creating or updating the streams (default 30s). It is longer than ConnectTimeout because
+	// those requests wait out a JetStream leader election, which takes several seconds after a
+	// NATS node dies, while a server that cannot be reached at all should be reported sooner.
+	SetupTimeout time.Duration
 	// Name is the NATS connection name (default "herald").
 	Name string
 	// Logger (default slog.Default()).
@@ -85,6 +91,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = defaultConnectTimeout
 	}
+	if o.SetupTimeout == 0 {
+		o.SetupTimeout = defaultSetupTimeout
+	}
 	if o.Name == "" {
 		o.Name = defaultName
 	}
@@ -104,6 +113,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("invalid Options.DuplicateWindow %s: must be > 0", o.DuplicateWindow)
 	case o.ConnectTimeout < 0:
 		return o, fmt.Errorf("invalid Options.ConnectTimeout %s: must be > 0", o.ConnectTimeout)
+	case o.SetupTimeout < 0:
+		return o, fmt.Errorf("invalid Options.SetupTimeout %s: must be > 0", o.SetupTimeout)
 	}
 	return o, nil
 }
@@ -179,8 +190,11 @@ type Log struct {
 // Open connects to NATS (starting the embedded server first when
 // opts.URLs is empty) and creates the directory and partition streams or
 // brings their configuration in line with opts. It notes whether a legacy
-// stream exists but never changes it. Connecting and the stream set-up are
-// bounded by ctx and by opts.ConnectTimeout.
+// stream exists but never changes it. Starting the embedded server and
+// connecting are bounded by ctx and opts.ConnectTimeout; the JetStream
+// set-up after that by ctx and opts.SetupTimeout, and its requests are
+// retried while a JetStream leader election leaves them unanswered (see
+// untilElected).
 //
 // Errors are single-line and wrap ErrUnreachable, ErrJetStreamDisabled,
 // ErrStreamConflict or ErrLayoutConflict when they are about those
@@ -190,7 +204,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open event log: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
+	connectCtx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
 	defer cancel()
 
 	l := &Log{
@@ -208,7 +222,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	}()
 
 	if len(opts.URLs) == 0 {
-		l.srv, err = startEmbedded(ctx, opts.DataDir, opts.ListenAddr, opts.Logger)
+		l.srv, err = startEmbedded(connectCtx, opts.DataDir, opts.ListenAddr, opts.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -225,10 +239,15 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		}
 	}
 
-	if err := l.connect(ctx); err != nil {
+	if err := l.connect(connectCtx); err != nil {
 		return nil, err
 	}
-	if err := l.setupStreams(ctx); err != nil {
+	setupCtx, cancelSetup := context.WithTimeout(ctx, opts.SetupTimeout)
+	defer cancelSetup()
+	if err := l.checkJetStream(setupCtx); err != nil {
+		return nil, err
+	}
+	if err := l.setupStreams(setupCtx); err != nil {
 		return nil, err
 	}
 	l.watchPartitionDeletions()
@@ -337,7 +356,18 @@ func (l *Log) connect(ctx context.Context) error {
 		return fmt.Errorf("set up JetStream client for %s: %w", l.where, err)
 	}
 	l.js = js
-	if _, err := js.AccountInfo(ctx); err != nil {
+	return nil
+}
+
+// checkJetStream asks for the account's JetStream information, which the
+// meta leader answers, so that a server or account without JetStream is
+// reported as such rather than as a stream that cannot be found.
+func (l *Log) checkJetStream(ctx context.Context) error {
+	err := l.untilElected(ctx, "the JetStream account info request", func(ctx context.Context) error {
+		_, err := l.js.AccountInfo(ctx)
+		return err
+	})
+	if err != nil {
 		switch {
 		case errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 			return newError(ErrJetStreamDisabled, err,

@@ -20,10 +20,16 @@ import (
 // overlap with an existing stream" (nats-server JSStreamSubjectOverlapErr).
 const jsErrCodeSubjectOverlap jetstream.ErrorCode = 10065
 
-// streamLookupAttempt bounds one stream look-up. A JetStream request can go
-// unanswered while the cluster elects a stream leader; it is retried until
-// the start-up context ends rather than failing start-up at once.
-const streamLookupAttempt = 2 * time.Second
+// electionAttempt bounds one JetStream request of the set-up. A request can
+// go unanswered while the cluster elects a leader (the meta leader, or the
+// stream's), and stays unanswered even once one is elected: it is sent
+// again, until the set-up's context ends, rather than failing start-up.
+const electionAttempt = 2 * time.Second
+
+// jsErrCodeClusterNotAvailable is the JetStream API error code for
+// "JetStream system temporarily unavailable" (nats-server
+// JSClusterNotAvailErr), the answer while there is no meta leader.
+const jsErrCodeClusterNotAvailable jetstream.ErrorCode = 10008
 
 // setupWorkers bounds how many partition streams Open sets up at once: in a
 // cluster every create waits for the meta leader, and 256 of them one after
@@ -77,21 +83,39 @@ func (o Options) partitionConfig(lay *layout, k int) jetstream.StreamConfig {
 	return cfg
 }
 
-// lookUpStream looks the stream up, retrying requests that time out.
+// lookUpStream looks the stream up, waiting out a leader election.
 func (l *Log) lookUpStream(ctx context.Context, name string) (jetstream.Stream, error) {
+	var s jetstream.Stream
+	err := l.untilElected(ctx, "the look-up of stream "+name, func(ctx context.Context) error {
+		var err error
+		s, err = l.js.Stream(ctx, name)
+		return err
+	})
+	return s, err
+}
+
+// untilElected runs request with electionAttempt to answer, again for as
+// long as it fails the way a request does while a JetStream leader is being
+// elected (no answer, or "temporarily unavailable") and ctx lasts. what
+// names the request in the line each retry logs.
+func (l *Log) untilElected(ctx context.Context, what string, request func(context.Context) error) error {
 	for {
-		attemptCtx, cancel := context.WithTimeout(ctx, streamLookupAttempt)
-		s, err := l.js.Stream(attemptCtx, name)
+		attemptCtx, cancel := context.WithTimeout(ctx, electionAttempt)
+		err := request(attemptCtx)
 		cancel()
-		if err == nil || ctx.Err() != nil || !isTimeout(err) {
-			return s, err
+		if err == nil || ctx.Err() != nil || !duringElection(err) {
+			return err
 		}
-		l.log.Warn("stream look-up timed out; retrying (is a JetStream leader being elected?)", "stream", name, "err", err)
+		l.log.Warn(what+" failed; retrying (is a JetStream leader being elected?)", "err", err)
 	}
 }
 
-func isTimeout(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat)
+// duringElection reports whether err is how a JetStream request fails while
+// a leader is being elected.
+func duringElection(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeClusterNotAvailable
 }
 
 // setupStreams looks for the legacy stream, then creates or reconciles the

@@ -1,0 +1,202 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// natsCluster is a JetStream cluster of in-process nats-servers on
+// loopback, whose nodes can be stopped and started again on the same ports
+// and store directories.
+type natsCluster struct {
+	t       *testing.T
+	name    string
+	clients []string // host:port for clients, per node
+	routes  []string // host:port for routes, per node
+	stores  []string
+	nodes   []*server.Server // nil while stopped
+}
+
+// startNATSCluster starts n nodes and waits until JetStream has a meta
+// leader. Every node still running is stopped at cleanup.
+func startNATSCluster(t *testing.T, n int) *natsCluster {
+	t.Helper()
+	c := &natsCluster{t: t, name: "election-test", nodes: make([]*server.Server, n)}
+	for range n {
+		c.clients = append(c.clients, freeAddr(t))
+		c.routes = append(c.routes, freeAddr(t))
+		c.stores = append(c.stores, t.TempDir())
+	}
+	t.Cleanup(func() {
+		for i := range c.nodes {
+			c.stop(i)
+		}
+	})
+	for i := range n {
+		c.start(i)
+	}
+	waitFor(t, 30*time.Second, "a JetStream meta leader", func() bool { return c.metaLeader() >= 0 })
+	return c
+}
+
+// start starts node i (again), on its ports and store directory.
+func (c *natsCluster) start(i int) {
+	c.t.Helper()
+	host, port := splitAddr(c.t, c.clients[i])
+	routeHost, routePort := splitAddr(c.t, c.routes[i])
+	var routes []*url.URL
+	for _, r := range c.routes {
+		routes = append(routes, &url.URL{Scheme: "nats-route", Host: r})
+	}
+	opts := &server.Options{
+		ServerName: fmt.Sprintf("n%d", i),
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   filepath.Join(c.stores[i], "js"),
+		Cluster:    server.ClusterOpts{Name: c.name, Host: routeHost, Port: routePort},
+		Routes:     routes,
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		c.t.Fatalf("new nats server n%d: %v", i, err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		c.t.Fatalf("nats server n%d not ready", i)
+	}
+	c.nodes[i] = srv
+}
+
+// stop shuts node i down and waits for it; a stopped node is left alone.
+func (c *natsCluster) stop(i int) {
+	if srv := c.nodes[i]; srv != nil {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		c.nodes[i] = nil
+	}
+}
+
+// loseQuorum leaves node 0 running alone, and restarted: with two of three
+// nodes down no leader of anything can be elected until one is back, and a
+// node that just started does not answer as a leader it was before.
+func (c *natsCluster) loseQuorum() {
+	c.t.Helper()
+	for i := range c.nodes {
+		c.stop(i)
+	}
+	c.start(0)
+}
+
+// url is node i's client URL.
+func (c *natsCluster) url(i int) string { return "nats://" + c.clients[i] }
+
+// metaLeader is the index of the running node that is JetStream's meta
+// leader, or -1.
+func (c *natsCluster) metaLeader() int {
+	for i, srv := range c.nodes {
+		if srv != nil && srv.JetStreamIsLeader() {
+			return i
+		}
+	}
+	return -1
+}
+
+func splitAddr(t *testing.T, addr string) (string, int) {
+	t.Helper()
+	u, err := url.Parse("nats://" + addr)
+	if err != nil {
+		t.Fatalf("parse %q: %v", addr, err)
+	}
+	var port int
+	if _, err := fmt.Sscan(u.Port(), &port); err != nil {
+		t.Fatalf("port of %q: %v", addr, err)
+	}
+	return u.Hostname(), port
+}
+
+// TestOpenWaitsOutALeaderElection starts a replica while its streams and
+// the meta layer have no leader, and the election that gives them one
+// ends only after ConnectTimeout: Open must wait it out, within
+// SetupTimeout, as a replica started while a NATS node dies has to,
+// instead of failing start-up on a request that went unanswered.
+func TestOpenWaitsOutALeaderElection(t *testing.T) {
+	t.Parallel()
+	c := startNATSCluster(t, 3)
+	opts := Options{URLs: []string{c.url(0)}, Replicas: 3, Partitions: 2, ConnectTimeout: time.Second, SetupTimeout: 60 * time.Second}
+	first := openLog(t, opts)
+	before := mustAppendKeyed(t, first, "room_a", "posts", "before", AppendOptions{})
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	c.loseQuorum()
+	const leaderless = 3 * time.Second
+	restarted := make(chan struct{})
+	go func() {
+		defer close(restarted)
+		time.Sleep(leaderless)
+		c.start(1)
+	}()
+	began := time.Now()
+	opts.Logger = testLogger()
+	l, err := Open(testCtx(t, 90*time.Second), opts)
+	took := time.Since(began)
+	<-restarted
+	if err != nil {
+		t.Fatalf("Open during the election failed after %s: %v", took.Round(time.Millisecond), err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	t.Logf("Open took %s (the quorum was back after %s)", took.Round(time.Millisecond), leaderless)
+	if took < leaderless {
+		t.Errorf("Open returned after %s, before any leader could be elected (%s)", took, leaderless)
+	}
+	// What was stored before is there, and the log takes new entries.
+	mustAppendKeyed(t, l, "room_a", "posts", "after", AppendOptions{ExpectLast: before.Seq})
+	entries, _ := mustReadKey(t, l, "room_a", 1)
+	if got := strings.Join(datas(entries), ","); got != "before,after" {
+		t.Errorf("room_a holds %q, want before,after", got)
+	}
+}
+
+// TestOpenGivesUpOnANeverElectedLeader: with no quorum at all, Open fails
+// once SetupTimeout has passed, saying which request went unanswered.
+func TestOpenGivesUpOnANeverElectedLeader(t *testing.T) {
+	t.Parallel()
+	c := startNATSCluster(t, 3)
+	opts := Options{URLs: []string{c.url(0)}, Replicas: 3, ConnectTimeout: time.Second, SetupTimeout: 5 * time.Second}
+	first := openLog(t, opts)
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	c.loseQuorum()
+	began := time.Now()
+	opts.Logger = testLogger()
+	l, err := Open(testCtx(t, 60*time.Second), opts)
+	took := time.Since(began)
+	if err == nil {
+		_ = l.Close()
+		t.Fatal("Open succeeded with one node of three")
+	}
+	t.Logf("Open failed after %s: %v", took.Round(time.Millisecond), err)
+	if took < opts.SetupTimeout-time.Second || took > opts.SetupTimeout+5*time.Second {
+		t.Errorf("Open failed after %s, want about SetupTimeout (%s)", took, opts.SetupTimeout)
+	}
+	if want := "query JetStream account info at " + c.url(0); !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error %q is not the set-up's deadline", err)
+	}
+}
