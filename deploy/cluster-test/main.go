@@ -20,7 +20,9 @@
 //	+12s  SIGKILL replica 2 (every client is now on replica 3)
 //	+18s  restart replicas 1 and 2 (same ports)
 //	+24s  SIGKILL the NATS node leading the first room's partition stream
-//	      (posts stall until JetStream elects a new leader, several seconds)
+//	      (posts stall until JetStream elects a new leader, several seconds),
+//	      then SIGKILL replica 1 and start it again at once: it starts
+//	      during the election, and must wait it out
 //	+32s  restart that NATS node (same ports and store directory)
 //	+38s  SIGTERM replica 3 (its clients move to the restarted ones)
 //	+42s  restart replica 3
@@ -32,8 +34,6 @@
 // and roomPresence subscribers on replicas 1 and 3; replica 2 is SIGKILLed,
 // and its user must leave both subscribers' presence within 10s while
 // everyone present through a survivor stays.
-// Replicas are restarted when the stream has a leader: see deploy/README.md
-// for what happens to a replica started during a leader election.
 //
 // Usage: go run ./deploy/cluster-test [flags of the clients program, e.g. -clients 60]
 // (make cluster-test runs it). -resume=false makes clients resubscribe

@@ -182,7 +182,24 @@ func (d *driver) schedule(ctx context.Context, t0 time.Time, firstRoom string) e
 				d.logf("could not tell the leader of %s (%v); killing nats2", stream, err)
 			}
 			d.natsKilled = k
-			return d.kill(ctx, fmt.Sprintf("nats%d", k), why)
+			if err := d.kill(ctx, fmt.Sprintf("nats%d", k), why); err != nil {
+				return err
+			}
+			// A replica that starts now finds the streams that node led
+			// without a leader for several seconds: it must wait the
+			// election out, not fail its start.
+			if err := d.kill(ctx, "herald1", " (to start it during the election)"); err != nil {
+				return err
+			}
+			d.logf("restart: herald1, during the election")
+			if err := d.startHerald(1); err != nil {
+				return err
+			}
+			if err := d.waitHerald(ctx, 1); err != nil {
+				return err
+			}
+			d.logf("herald1 is ready")
+			return nil
 		}},
 		{32 * time.Second, func() error {
 			k := d.natsKilled
