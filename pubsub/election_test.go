@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +25,9 @@ type natsCluster struct {
 	clients []string // host:port for clients, per node
 	routes  []string // host:port for routes, per node
 	stores  []string
-	nodes   []*server.Server // nil while stopped
+
+	mu    sync.Mutex
+	nodes []*server.Server // nil while stopped
 }
 
 // startNATSCluster starts n nodes and waits until JetStream has a meta
@@ -36,7 +41,7 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 		c.stores = append(c.stores, t.TempDir())
 	}
 	t.Cleanup(func() {
-		for i := range c.nodes {
+		for i := range n {
 			c.stop(i)
 		}
 	})
@@ -47,11 +52,25 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 	return c
 }
 
-// start starts node i (again), on its ports and store directory.
+// start starts node i (again), on its ports and store directory, failing
+// the test if it cannot.
 func (c *natsCluster) start(i int) {
 	c.t.Helper()
-	host, port := splitAddr(c.t, c.clients[i])
-	routeHost, routePort := splitAddr(c.t, c.routes[i])
+	if err := c.startNode(i); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// startNode is start for a goroutine other than the test's.
+func (c *natsCluster) startNode(i int) error {
+	host, port, err := splitAddr(c.clients[i])
+	if err != nil {
+		return err
+	}
+	routeHost, routePort, err := splitAddr(c.routes[i])
+	if err != nil {
+		return err
+	}
 	var routes []*url.URL
 	for _, r := range c.routes {
 		routes = append(routes, &url.URL{Scheme: "nats-route", Host: r})
@@ -69,22 +88,28 @@ func (c *natsCluster) start(i int) {
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
-		c.t.Fatalf("new nats server n%d: %v", i, err)
+		return fmt.Errorf("new nats server n%d: %w", i, err)
 	}
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
-		c.t.Fatalf("nats server n%d not ready", i)
+		return fmt.Errorf("nats server n%d not ready in 10s", i)
 	}
+	c.mu.Lock()
 	c.nodes[i] = srv
+	c.mu.Unlock()
+	return nil
 }
 
 // stop shuts node i down and waits for it; a stopped node is left alone.
 func (c *natsCluster) stop(i int) {
-	if srv := c.nodes[i]; srv != nil {
+	c.mu.Lock()
+	srv := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if srv != nil {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		c.nodes[i] = nil
 	}
 }
 
@@ -93,10 +118,25 @@ func (c *natsCluster) stop(i int) {
 // node that just started does not answer as a leader it was before.
 func (c *natsCluster) loseQuorum() {
 	c.t.Helper()
-	for i := range c.nodes {
+	for i := range len(c.clients) {
 		c.stop(i)
 	}
 	c.start(0)
+}
+
+// startLater starts the nodes after d, on a goroutine whose result the
+// channel returned carries: receive it before the test ends.
+func (c *natsCluster) startLater(d time.Duration, nodes ...int) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		time.Sleep(d)
+		var errs []error
+		for _, i := range nodes {
+			errs = append(errs, c.startNode(i))
+		}
+		done <- errors.Join(errs...)
+	}()
+	return done
 }
 
 // url is node i's client URL.
@@ -105,6 +145,8 @@ func (c *natsCluster) url(i int) string { return "nats://" + c.clients[i] }
 // metaLeader is the index of the running node that is JetStream's meta
 // leader, or -1.
 func (c *natsCluster) metaLeader() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for i, srv := range c.nodes {
 		if srv != nil && srv.JetStreamIsLeader() {
 			return i
@@ -113,17 +155,17 @@ func (c *natsCluster) metaLeader() int {
 	return -1
 }
 
-func splitAddr(t *testing.T, addr string) (string, int) {
-	t.Helper()
-	u, err := url.Parse("nats://" + addr)
+// splitAddr splits "host:port".
+func splitAddr(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		t.Fatalf("parse %q: %v", addr, err)
+		return "", 0, fmt.Errorf("split %q: %w", addr, err)
 	}
-	var port int
-	if _, err := fmt.Sscan(u.Port(), &port); err != nil {
-		t.Fatalf("port of %q: %v", addr, err)
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port of %q: %w", addr, err)
 	}
-	return u.Hostname(), port
+	return host, port, nil
 }
 
 // TestOpenWaitsOutALeaderElection starts a replica while its streams and
@@ -143,17 +185,14 @@ func TestOpenWaitsOutALeaderElection(t *testing.T) {
 
 	c.loseQuorum()
 	const leaderless = 3 * time.Second
-	restarted := make(chan struct{})
-	go func() {
-		defer close(restarted)
-		time.Sleep(leaderless)
-		c.start(1)
-	}()
+	restarted := c.startLater(leaderless, 1)
 	began := time.Now()
 	opts.Logger = testLogger()
 	l, err := Open(testCtx(t, 90*time.Second), opts)
 	took := time.Since(began)
-	<-restarted
+	if err := <-restarted; err != nil {
+		t.Fatal(err)
+	}
 	if err != nil {
 		t.Fatalf("Open during the election failed after %s: %v", took.Round(time.Millisecond), err)
 	}
@@ -198,5 +237,43 @@ func TestOpenGivesUpOnANeverElectedLeader(t *testing.T) {
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("error %q is not the set-up's deadline", err)
+	}
+}
+
+// TestPresenceWaitsOutALeaderElection: Presence, which a replica starts
+// right after Open, waits out a leader election as Open does.
+func TestPresenceWaitsOutALeaderElection(t *testing.T) {
+	t.Parallel()
+	c := startNATSCluster(t, 3)
+	l := openLog(t, Options{URLs: []string{c.url(0)}, Replicas: 3, ConnectTimeout: time.Second, SetupTimeout: 60 * time.Second})
+	popts := PresenceOptions{Replica: "r1", Replicas: 3}
+	p, err := l.Presence(testCtx(t, 10*time.Second), popts)
+	if err != nil {
+		t.Fatalf("Presence: %v", err)
+	}
+	if err := p.Close(testCtx(t, 10*time.Second)); err != nil {
+		t.Fatalf("Presence.Close: %v", err)
+	}
+
+	// The buckets are kept in memory: with only two nodes back, their
+	// streams, which lost every replica, stay without a leader for more
+	// than a minute (nats-server 2.15), so all three come back here.
+	c.loseQuorum()
+	waitFor(t, 10*time.Second, "the log's connection back", l.Connected)
+	const leaderless = 3 * time.Second
+	restarted := c.startLater(leaderless, 1, 2)
+	began := time.Now()
+	p, err = l.Presence(testCtx(t, 30*time.Second), popts)
+	took := time.Since(began)
+	if err := <-restarted; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatalf("Presence during the election failed after %s: %v", took.Round(time.Millisecond), err)
+	}
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	t.Logf("Presence took %s (the quorum was back after %s)", took.Round(time.Millisecond), leaderless)
+	if took < leaderless {
+		t.Errorf("Presence returned after %s, before any leader could be elected (%s)", took, leaderless)
 	}
 }

@@ -363,7 +363,7 @@ func (l *Log) connect(ctx context.Context) error {
 // meta leader answers, so that a server or account without JetStream is
 // reported as such rather than as a stream that cannot be found.
 func (l *Log) checkJetStream(ctx context.Context) error {
-	err := l.untilElected(ctx, "the JetStream account info request", func(ctx context.Context) error {
+	err := untilElected(ctx, l.log, "the JetStream account info request", func(ctx context.Context) error {
 		_, err := l.js.AccountInfo(ctx)
 		return err
 	})

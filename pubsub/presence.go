@@ -173,10 +173,17 @@ func (l *Log) Presence(ctx context.Context, opts PresenceOptions) (*Presence, er
 		return nil, err
 	}
 	p := newPresence(l, opts)
-	if p.members, p.replicas, err = createPresenceBuckets(ctx, l.js, opts); err != nil {
+	// Each request is repeated while a leader election leaves it
+	// unanswered, as Open's are: a replica may start during one.
+	err = untilElected(ctx, p.log, "the presence set-up", func(ctx context.Context) error {
+		var err error
+		p.members, p.replicas, err = createPresenceBuckets(ctx, l.js, opts)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
-	if err := p.heartbeat(ctx); err != nil {
+	if err := untilElected(ctx, p.log, "the presence heartbeat", p.heartbeat); err != nil {
 		return nil, err
 	}
 	w, err := p.followFrom(ctx)
@@ -561,9 +568,15 @@ func (p *Presence) followFrom(ctx context.Context) (jetstream.KeyWatcher, error)
 	p.mu.Lock()
 	kv := p.replicas
 	p.mu.Unlock()
-	// The watch outlives ctx (followReplicas stops it); its set-up does not.
-	w, err := startWatch(context.WithoutCancel(ctx), ctx, func(wctx context.Context) (jetstream.KeyWatcher, error) {
-		return kv.WatchAll(wctx)
+	// The watch outlives ctx (followReplicas stops it); its set-up does not,
+	// and is repeated while a leader election leaves it unanswered.
+	var w jetstream.KeyWatcher
+	err := untilElected(ctx, p.log, "the watch of the replicas alive", func(setup context.Context) error {
+		var err error
+		w, err = startWatch(context.WithoutCancel(ctx), setup, func(wctx context.Context) (jetstream.KeyWatcher, error) {
+			return kv.WatchAll(wctx)
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("watch the replicas alive: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
@@ -86,7 +87,7 @@ func (o Options) partitionConfig(lay *layout, k int) jetstream.StreamConfig {
 // lookUpStream looks the stream up, waiting out a leader election.
 func (l *Log) lookUpStream(ctx context.Context, name string) (jetstream.Stream, error) {
 	var s jetstream.Stream
-	err := l.untilElected(ctx, "the look-up of stream "+name, func(ctx context.Context) error {
+	err := untilElected(ctx, l.log, "the look-up of stream "+name, func(ctx context.Context) error {
 		var err error
 		s, err = l.js.Stream(ctx, name)
 		return err
@@ -96,9 +97,9 @@ func (l *Log) lookUpStream(ctx context.Context, name string) (jetstream.Stream, 
 
 // untilElected runs request with electionAttempt to answer, again for as
 // long as it fails the way a request does while a JetStream leader is being
-// elected (no answer, or "temporarily unavailable") and ctx lasts. what
-// names the request in the line each retry logs.
-func (l *Log) untilElected(ctx context.Context, what string, request func(context.Context) error) error {
+// elected (no answer, or "temporarily unavailable") and ctx lasts. request
+// must be safe to repeat. what names it in the line each retry logs to log.
+func untilElected(ctx context.Context, log *slog.Logger, what string, request func(context.Context) error) error {
 	for {
 		attemptCtx, cancel := context.WithTimeout(ctx, electionAttempt)
 		err := request(attemptCtx)
@@ -106,7 +107,7 @@ func (l *Log) untilElected(ctx context.Context, what string, request func(contex
 		if err == nil || ctx.Err() != nil || !duringElection(err) {
 			return err
 		}
-		l.log.Warn(what+" failed; retrying (is a JetStream leader being elected?)", "err", err)
+		log.Warn(what+" failed; retrying (is a JetStream leader being elected?)", "err", err)
 	}
 }
 
