@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // natsCluster is a JetStream cluster of in-process nats-servers on
@@ -275,5 +277,50 @@ func TestPresenceWaitsOutALeaderElection(t *testing.T) {
 	t.Logf("Presence took %s (the quorum was back after %s)", took.Round(time.Millisecond), leaderless)
 	if took < leaderless {
 		t.Errorf("Presence returned after %s, before any leader could be elected (%s)", took, leaderless)
+	}
+}
+
+// TestUntilElected: what is retried, what is not, and that a refusal that
+// comes at once is not resent in a loop.
+func TestUntilElected(t *testing.T) {
+	t.Parallel()
+	unavailable := &jetstream.APIError{Code: 503, ErrorCode: jsErrCodeClusterNotAvailable, Description: "JetStream system temporarily unavailable"}
+	notFound := &jetstream.APIError{Code: 404, ErrorCode: jetstream.JSErrCodeStreamNotFound, Description: "stream not found"}
+	for _, tc := range []struct {
+		name      string
+		answers   []error // the answer to each request in turn; the last one repeats
+		within    time.Duration
+		wantCalls int
+		wantErr   error // nil: success
+	}{
+		{"answered", []error{nil}, 10 * time.Second, 1, nil},
+		{"answered after two unanswered", []error{context.DeadlineExceeded, nats.ErrTimeout, nil}, 10 * time.Second, 3, nil},
+		{"answered after no meta leader", []error{unavailable, nil}, 10 * time.Second, 2, nil},
+		{"another error is returned at once", []error{notFound}, 10 * time.Second, 1, notFound},
+		// Refused at once every time: one request per electionAttempt
+		// (at 0 and 2s) until the context ends at 3s.
+		{"refused until the end", []error{unavailable}, 3 * time.Second, 2, context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			calls := 0
+			err := untilElected(testCtx(t, tc.within), testLogger(), "the test's request", func(ctx context.Context) error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				answer := tc.answers[min(calls, len(tc.answers)-1)]
+				calls++
+				return answer
+			})
+			if calls != tc.wantCalls {
+				t.Errorf("%d requests, want %d", calls, tc.wantCalls)
+			}
+			switch {
+			case tc.wantErr == nil && err != nil:
+				t.Errorf("err = %v, want success", err)
+			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
+				t.Errorf("err = %v, want %v", err, tc.wantErr)
+			}
+		})
 	}
 }

@@ -97,17 +97,20 @@ func (l *Log) lookUpStream(ctx context.Context, name string) (jetstream.Stream, 
 
 // untilElected runs request with electionAttempt to answer, again for as
 // long as it fails the way a request does while a JetStream leader is being
-// elected (no answer, or "temporarily unavailable") and ctx lasts. request
-// must be safe to repeat. what names it in the line each retry logs to log.
+// elected (no answer, or "temporarily unavailable") and ctx lasts, at most
+// once per electionAttempt: a refusal comes at once. request must be safe
+// to repeat. what names it in the line each retry logs to log.
 func untilElected(ctx context.Context, log *slog.Logger, what string, request func(context.Context) error) error {
 	for {
 		attemptCtx, cancel := context.WithTimeout(ctx, electionAttempt)
 		err := request(attemptCtx)
-		cancel()
 		if err == nil || ctx.Err() != nil || !duringElection(err) {
+			cancel()
 			return err
 		}
 		log.Warn(what+" failed; retrying (is a JetStream leader being elected?)", "err", err)
+		<-attemptCtx.Done() // the rest of the attempt's time, if it was refused
+		cancel()
 	}
 }
 
