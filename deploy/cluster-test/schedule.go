@@ -191,15 +191,7 @@ func (d *driver) schedule(ctx context.Context, t0 time.Time, firstRoom string) e
 			if err := d.kill(ctx, "herald1", " (to start it during the election)"); err != nil {
 				return err
 			}
-			d.logf("restart: herald1, during the election")
-			if err := d.startHerald(1); err != nil {
-				return err
-			}
-			if err := d.waitHerald(ctx, 1); err != nil {
-				return err
-			}
-			d.logf("herald1 is ready")
-			return nil
+			return d.restartHerald(ctx, 1, ", during the election", "")
 		}},
 		{32 * time.Second, func() error {
 			k := d.natsKilled
@@ -215,15 +207,7 @@ func (d *driver) schedule(ctx context.Context, t0 time.Time, firstRoom string) e
 		}},
 		{38 * time.Second, func() error { return d.drain(ctx, "herald3") }},
 		{42 * time.Second, func() error {
-			d.logf("restart: herald3")
-			if err := d.startHerald(3); err != nil {
-				return err
-			}
-			if err := d.waitHerald(ctx, 3); err != nil {
-				return err
-			}
-			d.logf("herald3 is ready; every process has been restarted")
-			return nil
+			return d.restartHerald(ctx, 3, "", "; every process has been restarted")
 		}},
 	}
 	for _, s := range steps {
@@ -234,6 +218,20 @@ func (d *driver) schedule(ctx context.Context, t0 time.Time, firstRoom string) e
 			return err
 		}
 	}
+	return nil
+}
+
+// restartHerald starts replica i again and waits until it is ready,
+// logging both with the notes given.
+func (d *driver) restartHerald(ctx context.Context, i int, when, after string) error {
+	d.logf("restart: herald%d%s", i, when)
+	if err := d.startHerald(i); err != nil {
+		return err
+	}
+	if err := d.waitHerald(ctx, i); err != nil {
+		return err
+	}
+	d.logf("herald%d is ready%s", i, after)
 	return nil
 }
 
