@@ -702,6 +702,16 @@ func TestOpenErrors(t *testing.T) {
 			wantText: []string{"invalid Options.Partitions 257: must be between 1 and 256"},
 		},
 		{
+			name:     "negative connect timeout",
+			opts:     func(*testing.T) Options { return Options{URLs: []string{closedURL}, ConnectTimeout: -time.Second} },
+			wantText: []string{"invalid Options.ConnectTimeout -1s: must be > 0"},
+		},
+		{
+			name:     "negative setup timeout",
+			opts:     func(*testing.T) Options { return Options{URLs: []string{closedURL}, SetupTimeout: -time.Second} },
+			wantText: []string{"invalid Options.SetupTimeout -1s: must be > 0"},
+		},
+		{
 			name:     "negative partitions",
 			opts:     func(*testing.T) Options { return Options{URLs: []string{closedURL}, Partitions: -1} },
 			wantText: []string{"invalid Options.Partitions -1"},
@@ -746,7 +756,7 @@ func TestOpenErrors(t *testing.T) {
 				t.Fatal("Open succeeded, want error")
 			}
 			t.Logf("error after %s: %v", elapsed.Round(time.Millisecond), err)
-			if elapsed > opts.ConnectTimeout+time.Second {
+			if elapsed > max(opts.ConnectTimeout, 0)+time.Second {
 				t.Errorf("Open took %s, want within ConnectTimeout %s", elapsed, opts.ConnectTimeout)
 			}
 			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
