@@ -33,7 +33,10 @@ type natsCluster struct {
 }
 
 // startNATSCluster starts n nodes and waits until JetStream has a meta
-// leader. Every node still running is stopped at cleanup.
+// leader that counts all n as online peers: a leader elected before the
+// last node's statistics reached it refuses to place a stream on n
+// replicas ("no suitable peers for placement"). Every node still running
+// is stopped at cleanup.
 func startNATSCluster(t *testing.T, n int) *natsCluster {
 	t.Helper()
 	c := &natsCluster{t: t, name: "election-test", nodes: make([]*server.Server, n)}
@@ -50,7 +53,7 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 	for i := range n {
 		c.start(i)
 	}
-	waitFor(t, 30*time.Second, "a JetStream meta leader", func() bool { return c.metaLeader() >= 0 })
+	waitFor(t, 30*time.Second, fmt.Sprintf("a JetStream meta leader with %d peers online", n), func() bool { return c.onlinePeers() == n })
 	return c
 }
 
@@ -144,17 +147,17 @@ func (c *natsCluster) startLater(d time.Duration, nodes ...int) <-chan error {
 // url is node i's client URL.
 func (c *natsCluster) url(i int) string { return "nats://" + c.clients[i] }
 
-// metaLeader is the index of the running node that is JetStream's meta
-// leader, or -1.
-func (c *natsCluster) metaLeader() int {
+// onlinePeers is how many nodes the meta leader counts as online JetStream
+// peers, or 0 while there is no leader.
+func (c *natsCluster) onlinePeers() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i, srv := range c.nodes {
+	for _, srv := range c.nodes {
 		if srv != nil && srv.JetStreamIsLeader() {
-			return i
+			return len(srv.JetStreamClusterPeers())
 		}
 	}
-	return -1
+	return 0
 }
 
 // splitAddr splits "host:port".
