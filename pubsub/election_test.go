@@ -245,6 +245,73 @@ func TestOpenGivesUpOnANeverElectedLeader(t *testing.T) {
 	}
 }
 
+// TestOpenWaitsForAnOfflinePeer: JetStream refuses at once to place a
+// stream of three replicas while its meta leader has not heard from one of
+// the three nodes: "peer offline" just after a cluster formed (as CI once
+// saw), "miscellaneous issue" while a node of a restarted cluster is not
+// back, which this test sets up. Open must send the create again until the
+// node reports and, if it never does, fail at SetupTimeout with that
+// refusal in the error.
+func TestOpenWaitsForAnOfflinePeer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		back    bool // node 2 comes back after offline
+		timeout time.Duration
+	}{
+		{"the node comes back", true, 60 * time.Second},
+		{"the node stays down", false, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := startNATSCluster(t, 3)
+			for i := range 3 {
+				c.stop(i)
+			}
+			c.start(0)
+			c.start(1)
+			waitFor(t, 30*time.Second, "a meta leader", func() bool { return c.onlinePeers() > 0 })
+			opts := Options{URLs: []string{c.url(0)}, Replicas: 3, Partitions: 2, ConnectTimeout: time.Second, SetupTimeout: tc.timeout, Logger: testLogger()}
+			const offline = 3 * time.Second
+			var restarted <-chan error
+			if tc.back {
+				restarted = c.startLater(offline, 2)
+			}
+			began := time.Now()
+			l, err := Open(testCtx(t, 90*time.Second), opts)
+			took := time.Since(began)
+			if restarted != nil {
+				if err := <-restarted; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !tc.back {
+				if err == nil {
+					_ = l.Close()
+					t.Fatal("Open created streams of three replicas on two nodes")
+				}
+				t.Logf("Open failed after %s: %v", took.Round(time.Millisecond), err)
+				if took < tc.timeout-time.Second {
+					t.Errorf("Open failed after %s, before SetupTimeout (%s)", took, tc.timeout)
+				}
+				if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no suitable peers for placement") {
+					t.Errorf("error %q is not the set-up's deadline with the refusal (no suitable peers)", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open with a node down for %s failed after %s: %v", offline, took.Round(time.Millisecond), err)
+			}
+			t.Cleanup(func() { _ = l.Close() })
+			t.Logf("Open took %s (node 2 was back after %s)", took.Round(time.Millisecond), offline)
+			if took < offline {
+				t.Errorf("Open returned after %s, before node 2 was back (%s)", took, offline)
+			}
+			mustAppendKeyed(t, l, "room_a", "posts", "one", AppendOptions{})
+		})
+	}
+}
+
 // TestPresenceWaitsOutALeaderElection: Presence, which a replica starts
 // right after Open, waits out a leader election as Open does.
 func TestPresenceWaitsOutALeaderElection(t *testing.T) {
@@ -288,21 +355,28 @@ func TestPresenceWaitsOutALeaderElection(t *testing.T) {
 func TestUntilElected(t *testing.T) {
 	t.Parallel()
 	unavailable := &jetstream.APIError{Code: 503, ErrorCode: jsErrCodeClusterNotAvailable, Description: "JetStream system temporarily unavailable"}
+	peerOffline := &jetstream.APIError{Code: 400, ErrorCode: jsErrCodeNoPeers, Description: "no suitable peers for placement, peer offline"}
+	peerUnknown := &jetstream.APIError{Code: 400, ErrorCode: jsErrCodeNoPeers, Description: "no suitable peers for placement, miscellaneous issue"}
+	noResources := &jetstream.APIError{Code: 400, ErrorCode: jsErrCodeNoPeers, Description: "no suitable peers for placement, insufficient storage"}
 	notFound := &jetstream.APIError{Code: 404, ErrorCode: jetstream.JSErrCodeStreamNotFound, Description: "stream not found"}
 	for _, tc := range []struct {
 		name      string
 		answers   []error // the answer to each request in turn; the last one repeats
 		within    time.Duration
 		wantCalls int
-		wantErr   error // nil: success
+		wantErr   error  // nil: success
+		wantIn    string // in the error's text
 	}{
-		{"answered", []error{nil}, 10 * time.Second, 1, nil},
-		{"answered after two unanswered", []error{context.DeadlineExceeded, nats.ErrTimeout, nil}, 10 * time.Second, 3, nil},
-		{"answered after no meta leader", []error{unavailable, nil}, 10 * time.Second, 2, nil},
-		{"another error is returned at once", []error{notFound}, 10 * time.Second, 1, notFound},
+		{"answered", []error{nil}, 10 * time.Second, 1, nil, ""},
+		{"answered after two unanswered", []error{context.DeadlineExceeded, nats.ErrTimeout, nil}, 10 * time.Second, 3, nil, ""},
+		{"answered after no meta leader", []error{unavailable, nil}, 10 * time.Second, 2, nil, ""},
+		{"answered after a peer was offline", []error{peerOffline, nil}, 10 * time.Second, 2, nil, ""},
+		{"answered after a peer was unknown", []error{peerUnknown, nil}, 10 * time.Second, 2, nil, ""},
+		{"another error is returned at once", []error{notFound}, 10 * time.Second, 1, notFound, ""},
+		{"another placement refusal is returned at once", []error{noResources}, 10 * time.Second, 1, noResources, ""},
 		// Refused at once every time: one request per electionAttempt
 		// (at 0 and 2s) until the context ends at 3s.
-		{"refused until the end", []error{unavailable}, 3 * time.Second, 2, context.DeadlineExceeded},
+		{"refused until the end", []error{unavailable}, 3 * time.Second, 2, context.DeadlineExceeded, "temporarily unavailable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -323,6 +397,8 @@ func TestUntilElected(t *testing.T) {
 				t.Errorf("err = %v, want success", err)
 			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
 				t.Errorf("err = %v, want %v", err, tc.wantErr)
+			case tc.wantIn != "" && !strings.Contains(err.Error(), tc.wantIn):
+				t.Errorf("err = %v, want it to say %q", err, tc.wantIn)
 			}
 		})
 	}

@@ -95,31 +95,62 @@ func (l *Log) lookUpStream(ctx context.Context, name string) (jetstream.Stream, 
 	return s, err
 }
 
+// jsErrCodeNoPeers is the JetStream API error code for "no suitable peers
+// for placement" (nats-server JSClusterNoPeersErrF). Its description lists
+// the reasons; see waitingForPeers.
+const jsErrCodeNoPeers jetstream.ErrorCode = 10005
+
 // untilElected runs request with electionAttempt to answer, again for as
-// long as it fails the way a request does while a JetStream leader is being
-// elected (no answer, or "temporarily unavailable") and ctx lasts, at most
-// once per electionAttempt: a refusal comes at once. request must be safe
-// to repeat. what names it in the line each retry logs to log.
+// long as it fails the way a request does while the cluster is between
+// states (see duringElection) and ctx lasts, at most once per
+// electionAttempt: a refusal comes at once. request must be safe to
+// repeat. what names it in the line each retry logs to log. When ctx ends
+// after a refusal, the error returned says what the refusal was.
 func untilElected(ctx context.Context, log *slog.Logger, what string, request func(context.Context) error) error {
+	var refused error // the last answer that was a refusal, not a silence
 	for {
 		attemptCtx, cancel := context.WithTimeout(ctx, electionAttempt)
 		err := request(attemptCtx)
 		if err == nil || ctx.Err() != nil || !duringElection(err) {
 			cancel()
+			if err != nil && ctx.Err() != nil && refused != nil {
+				err = fmt.Errorf("%w (the last answer was: %v)", err, refused)
+			}
 			return err
 		}
-		log.Warn(what+" failed; retrying (is a JetStream leader being elected?)", "err", err)
+		if !isSilence(err) {
+			refused = err
+		}
+		log.Warn(what+" failed; retrying (is a JetStream leader being elected, or a NATS node starting?)", "err", err)
 		<-attemptCtx.Done() // the rest of the attempt's time, if it was refused
 		cancel()
 	}
 }
 
 // duringElection reports whether err is how a JetStream request fails while
-// a leader is being elected.
+// a leader is being elected (no answer, or "temporarily unavailable"), or
+// while the meta leader waits to hear from the nodes a stream needs.
 func duringElection(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat) ||
-		errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeClusterNotAvailable
+	return isSilence(err) ||
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrCodeClusterNotAvailable || waitingForPeers(apiErr))
+}
+
+// waitingForPeers reports whether a create was refused for want of nodes
+// the meta leader has not heard from yet: "peer offline" (it knows the node
+// but has had no statistics from it, as just after the cluster formed) or
+// "miscellaneous issue" (it has no information on the node at all, as
+// while a node of a restarted cluster is not back). Both pass once the
+// node reports; other reasons (storage, tags) do not, and neither does
+// this one if the node never comes back, which the set-up's deadline ends.
+func waitingForPeers(apiErr *jetstream.APIError) bool {
+	return apiErr.ErrorCode == jsErrCodeNoPeers &&
+		(strings.Contains(apiErr.Description, "peer offline") || strings.Contains(apiErr.Description, "miscellaneous issue"))
+}
+
+// isSilence reports whether err is a request that went unanswered.
+func isSilence(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat)
 }
 
 // setupStreams looks for the legacy stream, then creates or reconciles the
@@ -297,7 +328,12 @@ func (l *Log) ensureStream(ctx context.Context, want jetstream.StreamConfig, exi
 	// A concurrent replica may create the stream between our look-up and our
 	// create; go to the update path in that case.
 	for attempt := 0; ; attempt++ {
-		s, err := l.js.CreateStream(ctx, want)
+		var s jetstream.Stream
+		err := untilElected(ctx, l.log, "the creation of stream "+want.Name, func(ctx context.Context) error {
+			var err error
+			s, err = l.js.CreateStream(ctx, want)
+			return err
+		})
 		if err == nil {
 			l.log.Info("created stream", "name", want.Name, "subjects", want.Subjects, "replicas", want.Replicas,
 				"max_msgs_per_subject", fmtLimit(want.MaxMsgsPerSubject), "duplicate_window", want.Duplicates)
