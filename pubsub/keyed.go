@@ -37,6 +37,16 @@ const (
 	// readMaxEmptyBatches bounds pull requests in a row that brought nothing
 	// although the consumer said entries were pending.
 	readMaxEmptyBatches = 3
+	// A read consumer is placed on its stream's leader, which may be
+	// another NATS node than the one this process is connected to. That
+	// node knows of the consumer only once its interest has crossed the
+	// route, which can be after the answer to the creation: a pull request
+	// sent meanwhile is answered "no responders" (a CI run saw it right
+	// after a leader election). Until interestWait after the consumer's
+	// creation, and while nothing has come, such a request is sent again
+	// every interestRetry.
+	interestWait  = time.Second
+	interestRetry = 20 * time.Millisecond
 )
 
 // Retrying AddToDirectory while another add of the same key is in flight.
@@ -336,11 +346,31 @@ func (l *Log) drain(ctx context.Context, cons jetstream.Consumer, p *puller, d *
 	}
 }
 
-// readBatch sends one pull request and hands the entries it brings to d,
+// readBatch is pullBatch, sent again while the consumer, just created, is
+// not known yet to the NATS node this process is connected to (see
+// interestWait).
+func (l *Log) readBatch(ctx context.Context, p *puller, d *delivery) (uint64, bool, error) {
+	for {
+		n, done, err := l.pullBatch(ctx, p, d)
+		if d.delivered > 0 || !errors.Is(err, nats.ErrNoResponders) || time.Since(p.created) >= interestWait {
+			return n, done, err
+		}
+		l.log.Debug("read: pull request found no responders just after the consumer's creation; sending it again", "read", d.what, "err", err)
+		retry := time.NewTimer(interestRetry)
+		select {
+		case <-ctx.Done():
+			retry.Stop()
+			return 0, false, fmt.Errorf("%s after seq %d: %w", d.what, d.last, ctx.Err())
+		case <-retry.C:
+		}
+	}
+}
+
+// pullBatch sends one pull request and hands the entries it brings to d,
 // until it brought all it asked for, the server says there are no more
 // now, or no reply came for readIdle. It returns how many entries came and
 // whether d is done.
-func (l *Log) readBatch(ctx context.Context, p *puller, d *delivery) (n uint64, done bool, err error) {
+func (l *Log) pullBatch(ctx context.Context, p *puller, d *delivery) (n uint64, done bool, err error) {
 	want := min(max(d.pending-d.delivered, 1), readBatch)
 	if err := p.request(want); err != nil {
 		return 0, false, l.requestErr(err, "%s after seq %d: pull", d.what, d.last)

@@ -39,7 +39,8 @@ var errIdle = errors.New("no reply to the pull request")
 // entries are welcome, the delivery-sequence check sees to their order.
 type puller struct {
 	nc      *nats.Conn
-	subject string // the consumer's pull request subject
+	created time.Time // when the read made it, right after its consumer
+	subject string    // the consumer's pull request subject
 	inbox   string
 	sub     *nats.Subscription
 	// msgs holds the replies not yet read. A reply that finds it full is
@@ -65,6 +66,7 @@ func newPuller(nc *nats.Conn, stream, consumer string, batch uint64) (*puller, e
 	}
 	return &puller{
 		nc:      nc,
+		created: time.Now(),
 		subject: consumerNextPrefix + stream + "." + consumer,
 		inbox:   inbox,
 		sub:     sub,

@@ -270,10 +270,25 @@ func TestReadPullReplies(t *testing.T) {
 			wantErr: "after seq 0: nats: status 409 Exceeded MaxRequestBatch of 100",
 		},
 		{
+			// Before any entry, the consumer may not be known to this NATS
+			// node yet (see interestWait): asked again until interestWait.
 			name: "no responders", pending: 4,
-			answer: func(_ int, r []string) []*nats.Msg {
-				return []*nats.Msg{fakeStatus(r[0], "503", "")}
+			answer: func(i int, r []string) []*nats.Msg {
+				return []*nats.Msg{fakeStatus(r[i-1], "503", "")}
 			},
+			wantIs: nats.ErrNoResponders,
+			within: interestWait + readIdle/2,
+		},
+		{
+			// After an entry, the consumer is gone: no asking again.
+			name: "no responders after an entry", pending: 4,
+			answer: func(i int, r []string) []*nats.Msg {
+				if i == 1 {
+					return []*nats.Msg{fakeEntry(r[0], 1, 1, 3), fakeStatus(r[0], "404", "No Messages")}
+				}
+				return []*nats.Msg{fakeStatus(r[i-1], "503", "")}
+			},
+			wantSeqs: []uint64{1}, wantLast: 1,
 			wantIs: nats.ErrNoResponders,
 		},
 		{
@@ -389,5 +404,75 @@ func TestReadKeyConsumerDeleted(t *testing.T) {
 	}
 	if c := consumersOf(t, l, 0); c != 0 {
 		t.Errorf("%d consumers left, want 0", c)
+	}
+}
+
+// TestReadBatchWaitsForConsumerInterest: a consumer created on another NATS
+// node is known to this one only once its interest crosses the route, and
+// a pull request sent before then is answered "no responders". A read
+// sends it again until the consumer answers, within interestWait of the
+// consumer's creation; after that, or once entries came, "no responders"
+// means the consumer is gone and the read fails.
+func TestReadBatchWaitsForConsumerInterest(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		answerIn  time.Duration // when the consumer starts answering; 0: never
+		wantEntry bool
+	}{
+		{"interest after 300ms", 300 * time.Millisecond, true},
+		{"no interest ever", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l := openEmbedded(t, Options{})
+			p, err := newPuller(l.nc, "FAKE", fakeConsumerName, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.close()
+			if tc.answerIn > 0 {
+				// The consumer, from answerIn on: one entry, stream seq 7,
+				// handed straight to p as fakeResponder does.
+				timer := time.AfterFunc(tc.answerIn, func() {
+					_, err := l.nc.Subscribe(consumerNextPrefix+"FAKE."+fakeConsumerName, func(req *nats.Msg) {
+						m := fakeEntry(req.Reply, 7, 1, 0)
+						m.Sub = p.sub
+						p.msgs <- m
+					})
+					if err != nil {
+						t.Errorf("subscribe as the consumer: %v", err)
+					}
+				})
+				t.Cleanup(func() { timer.Stop() })
+			}
+			var got []string
+			d := &delivery{what: "read test", pending: 1, toEntry: partitionEntry, fn: func(e Entry) error {
+				got = append(got, string(e.Data))
+				return nil
+			}}
+			began := time.Now()
+			n, done, err := l.readBatch(testCtx(t, 10*time.Second), p, d)
+			took := time.Since(began)
+			t.Logf("readBatch = %d, %v, %v after %s and %d pull requests", n, done, err, took.Round(time.Millisecond), p.sent)
+			if tc.wantEntry {
+				if err != nil || !done || !slices.Equal(got, []string{"e7"}) {
+					t.Fatalf("readBatch = %d, %v, %v handing %q; want the entry", n, done, err, got)
+				}
+				if took < tc.answerIn || p.sent < 2 {
+					t.Errorf("done after %s and %d requests; want the request sent again until %s", took, p.sent, tc.answerIn)
+				}
+				return
+			}
+			if !errors.Is(err, nats.ErrNoResponders) {
+				t.Fatalf("readBatch err = %v, want no responders", err)
+			}
+			if took < interestWait || took > interestWait+readIdle {
+				t.Errorf("failed after %s, want about interestWait (%s)", took, interestWait)
+			}
+			if p.sent < 10 {
+				t.Errorf("%d pull requests, want one every %s for %s", p.sent, interestRetry, interestWait)
+			}
+		})
 	}
 }
