@@ -206,10 +206,25 @@ func TestOpenWaitsOutALeaderElection(t *testing.T) {
 	if took < leaderless {
 		t.Errorf("Open returned after %s, before any leader could be elected (%s)", took, leaderless)
 	}
-	// What was stored before is there, and the log takes new entries.
+	// What was stored before is there, and the log takes new entries. Right
+	// after an election a read can still fail, as chat's room loads, which
+	// are retried until their timeout, allow; so it is retried here too.
 	mustAppendKeyed(t, l, "room_a", "posts", "after", AppendOptions{ExpectLast: before.Seq})
-	entries, _ := mustReadKey(t, l, "room_a", 1)
-	if got := strings.Join(datas(entries), ","); got != "before,after" {
+	var got string
+	waitFor(t, 10*time.Second, "room_a read", func() bool {
+		var entries []Entry
+		_, err := l.ReadKey(testCtx(t, 5*time.Second), "room_a", 1, func(e Entry) error {
+			entries = append(entries, e)
+			return nil
+		})
+		if err != nil {
+			t.Logf("ReadKey right after the election: %v", err)
+			return false
+		}
+		got = strings.Join(datas(entries), ",")
+		return true
+	})
+	if got != "before,after" {
 		t.Errorf("room_a holds %q, want before,after", got)
 	}
 }
