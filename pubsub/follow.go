@@ -5,38 +5,64 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // deleteConsumerTimeout bounds the clean-up of a consumer.
 const deleteConsumerTimeout = 2 * time.Second
 
-// followHeartbeat is the idle heartbeat of FollowDirectory's pull requests.
-const followHeartbeat = time.Second
+// Following a stream.
+const (
+	// followBatch is how many entries one of follow's pull requests asks
+	// for. The next one is sent once fewer than half are still to come, so
+	// entries keep flowing while fn works.
+	followBatch = 512
+	// followExpires is how long one of follow's pull requests waits for
+	// entries; the server then ends it and follow sends another.
+	followExpires = 30 * time.Second
+	// followHeartbeat is the idle heartbeat of follow's pull requests.
+	// After two missed ones follow creates its consumer again: a consumer
+	// silenced by a lost NATS node is replaced in about 2s, during which
+	// this replica applies nothing.
+	followHeartbeat = time.Second
+	// followInactiveThreshold lets the server remove a follow consumer
+	// whose clean-up never came (the process died). It is longer than
+	// followExpires, so a consumer that is followed never counts as
+	// inactive.
+	followInactiveThreshold = 2 * followExpires
+	// Creating the consumer again after a failure is paused, doubling
+	// from followRetryFirst up to followRetryMax, unless the consumer it
+	// replaces was followed for followRetryMax or longer.
+	followRetryFirst = 100 * time.Millisecond
+	followRetryMax   = 2 * time.Second
+)
 
 // FollowDirectory calls fn for every directory entry from sequence fromSeq
 // on, in stream order and one at a time, then keeps calling it for entries
 // added later. fromSeq 0 or 1 means from the first entry still retained.
 //
-// FollowDirectory uses a single ordered JetStream consumer. When the
-// connection to NATS is lost and comes back, the consumer is re-created
-// after the last entry delivered: fn never sees a sequence twice, and sees
-// every retained sequence after fromSeq.
+// FollowDirectory reads through one JetStream consumer at a time. When it
+// fails (NATS reconnected, its heartbeats stopped, an entry was lost on the
+// way, it was deleted), another is created after the last entry delivered:
+// fn never sees a sequence twice, and sees every retained sequence after
+// fromSeq.
 //
 // FollowDirectory blocks until:
 //   - ctx is done: it returns ctx.Err() (never nil);
 //   - fn returns an error: it returns that error, wrapped with the sequence;
-//   - the log is closed or the consumer cannot continue: it returns an error
-//     saying so.
+//   - the log is closed, its first consumer cannot be created, or JetStream
+//     sends what it cannot read: it returns an error saying so.
 //
 // Cancelling ctx makes FollowDirectory return promptly, also while NATS is
-// disconnected. The one exception is while the consumer is being re-created
-// (after a reconnect, when JetStream does not answer): it then returns once
-// the current attempt ends, within about 20s. It returns only after
-// everything it started has stopped; if fn blocks, it waits for it.
+// disconnected or its consumer is being created again; only the deletion
+// of its consumer may take up to 2s more. It returns only after everything
+// it started has stopped; if fn blocks, it waits for it.
 func (l *Log) FollowDirectory(ctx context.Context, fromSeq uint64, fn func(Entry) error) error {
 	return l.follow(ctx, l.dir, l.lay.dirStream, "", fromSeq, directoryEntry, fn)
 }
@@ -129,85 +155,282 @@ const lastSeqTimeout = 5 * time.Second
 
 // follow is FollowDirectory on any stream, of the subjects filter matches
 // ("" for all); toEntry makes the entries.
+//
+// It does what nats.go's ordered consumer does, by hand: an ephemeral pull
+// consumer without acks, in memory, created again from the entry after the
+// last one delivered whenever it fails (missed heartbeats, a gap in its
+// deliveries, a reconnect, its deletion). Unlike nats.go's iterator it
+// sends its first pull request again while the NATS node this process is
+// connected to does not know the consumer yet (see interestWait), which the
+// iterator passed over, waiting two missed heartbeats instead.
 func (l *Log) follow(ctx context.Context, stream jetstream.Stream, name, filter string, fromSeq uint64,
 	toEntry entryMaker, fn func(Entry) error,
 ) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
-	if filter != "" {
-		cfg.FilterSubjects = []string{filter}
-	}
-	if fromSeq > 1 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = fromSeq
-	}
-	cons, err := stream.OrderedConsumer(ctx, cfg)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("follow stream %q from seq %d: create consumer: %w", name, fromSeq, err)
-	}
-	// A 1s heartbeat (nats.go's default is 5s, replaced after two misses)
-	// makes a consumer silenced by a lost NATS node be re-created in about
-	// 2s instead of 10s, during which this replica would apply nothing.
-	it, err := cons.Messages(jetstream.PullHeartbeat(followHeartbeat))
-	if err != nil {
-		l.deleteConsumer(ctx, name, cons)
-		return fmt.Errorf("follow stream %q from seq %d: start consumer: %w", name, fromSeq, err)
-	}
-
-	// Next honours ctx by itself, except while the ordered consumer is
-	// re-creating itself after a disconnect; stopping the iterator ends that.
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case <-ctx.Done():
-			it.Stop()
-		case <-stop:
-		}
-	}()
-	defer func() {
-		close(stop)
-		wg.Wait()
-		it.Stop()
-		l.deleteConsumer(ctx, name, cons)
-	}()
-
-	var last uint64 // highest sequence passed to fn, or fromSeq-1
+	t := &tail{l: l, name: name, toEntry: toEntry, fn: fn}
 	if fromSeq > 0 {
-		last = fromSeq - 1
+		t.last = fromSeq - 1
 	}
-	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			if ctxErr := ctx.Err(); ctxErr != nil {
-				return ctxErr
+	retry := followRetryFirst
+	for first := true; ; first = false {
+		reconnected := l.reconnects.next()
+		began := time.Now()
+		cons, err := l.createFollower(ctx, stream, filter, t.last+1)
+		if err == nil {
+			err = t.consume(ctx, cons, reconnected)
+			l.deleteConsumer(ctx, name, cons)
+			var again errFollowAgain
+			if !errors.As(err, &again) {
+				return err
 			}
-			if l.nc.IsClosed() {
-				return fmt.Errorf("follow stream %q after seq %d: connection closed: %w", name, last, err)
+			l.log.Debug("follow: creating the consumer again", "stream", name, "after", t.last, "reason", err)
+		} else {
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case l.nc.IsClosed():
+				return fmt.Errorf("follow stream %q after seq %d: connection closed: %w", name, t.last, err)
+			case first:
+				return l.requestErr(err, "follow stream %q from seq %d: create consumer", name, fromSeq)
 			}
-			return fmt.Errorf("follow stream %q after seq %d: %w", name, last, err)
+			l.log.Debug("follow: creating the consumer failed; trying again", "stream", name, "after", t.last, "err", err)
 		}
-		md, err := msg.Metadata()
-		if err != nil {
-			return fmt.Errorf("follow stream %q after seq %d: read message metadata: %w", name, last, err)
-		}
-		seq := md.Sequence.Stream
-		if seq <= last {
-			l.log.Debug("follow: skipping already delivered entry", "seq", seq, "last", last)
+		if time.Since(began) >= followRetryMax {
+			retry = followRetryFirst
 			continue
 		}
-		entry := toEntry(msg.Subject(), seq, msg.Data(), md.Timestamp)
-		if err := fn(entry); err != nil {
-			return fmt.Errorf("follow stream %q: handle seq %d: %w", name, seq, err)
+		if err := l.pause(ctx, retry, reconnected); err != nil {
+			return fmt.Errorf("follow stream %q after seq %d: %w", name, t.last, err)
 		}
-		last = seq
+		retry = min(2*retry, followRetryMax)
+	}
+}
+
+// createFollower creates the consumer follow reads: from sequence from on,
+// of the subjects filter matches ("" for all).
+func (l *Log) createFollower(ctx context.Context, stream jetstream.Stream, filter string, from uint64) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		FilterSubject:     filter,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: followInactiveThreshold,
+	}
+	if from > 1 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = from
+	}
+	return stream.CreateConsumer(ctx, cfg)
+}
+
+// pause waits for d, or until NATS reconnects (reconnected is closed), and
+// returns an error when ctx ends or the connection is closed first.
+func (l *Log) pause(ctx context.Context, d time.Duration, reconnected <-chan struct{}) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-reconnected:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-l.connClosed:
+		return errors.New("connection closed")
+	}
+	return nil
+}
+
+// errFollowAgain is tail.consume's when its consumer cannot go on but a new
+// one can: follow creates one after the last entry delivered.
+type errFollowAgain struct{ err error }
+
+func (e errFollowAgain) Error() string { return e.err.Error() }
+func (e errFollowAgain) Unwrap() error { return e.err }
+
+// tail is where follow is: what it handed to fn so far.
+type tail struct {
+	l       *Log
+	name    string // the stream's, for errors
+	toEntry entryMaker
+	fn      func(Entry) error
+
+	last uint64 // stream sequence of the last entry fn accepted, or fromSeq-1
+}
+
+// consume hands cons's entries to fn until ctx ends, fn fails, or cons
+// cannot go on (errFollowAgain).
+func (t *tail) consume(ctx context.Context, cons jetstream.Consumer, reconnected <-chan struct{}) error {
+	p, err := newPuller(t.l.nc, t.name, cons.CachedInfo().Name, followBatch)
+	if err != nil {
+		return t.l.requestErr(err, "follow stream %q after seq %d", t.name, t.last)
+	}
+	defer p.close()
+	return t.pull(ctx, p, reconnected)
+}
+
+// pull keeps pull requests waiting on p's consumer and hands what they
+// bring to fn; see consume.
+func (t *tail) pull(ctx context.Context, p *puller, reconnected <-chan struct{}) error {
+	var (
+		dseq    uint64 // consumer sequence of the last entry received
+		pending int    // entries asked for and not received nor released
+		retry   *time.Timer
+		retryC  <-chan time.Time // set while a pull request waits to be sent again
+	)
+	silence := time.NewTimer(2 * followHeartbeat)
+	defer silence.Stop()
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	for {
+		if pending <= followBatch/2 && retryC == nil {
+			if err := p.requestWaiting(followBatch, followExpires, followHeartbeat); err != nil {
+				if t.l.nc.IsClosed() {
+					return fmt.Errorf("follow stream %q after seq %d: connection closed: %w", t.name, t.last, err)
+				}
+				return errFollowAgain{t.l.requestErr(err, "follow stream %q after seq %d: pull", t.name, t.last)}
+			}
+			pending += followBatch
+		}
+		var msg *nats.Msg
+		select {
+		case msg = <-p.msgs:
+		case <-silence.C:
+			return errFollowAgain{fmt.Errorf("follow stream %q after seq %d: no heartbeat for %s", t.name, t.last, 2*followHeartbeat)}
+		case <-retryC:
+			retryC, pending = nil, 0
+			continue
+		case <-reconnected:
+			return errFollowAgain{fmt.Errorf("follow stream %q after seq %d: NATS reconnected", t.name, t.last)}
+		case <-t.l.connClosed:
+			return fmt.Errorf("follow stream %q after seq %d: connection closed", t.name, t.last)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if code, ok := statusOf(msg); ok {
+			switch {
+			case code == statusNoResponders && dseq == 0 && time.Since(p.created) < interestWait:
+				// The consumer is not known here yet: ask again soon.
+				if retry == nil {
+					retry = time.NewTimer(interestRetry)
+				} else {
+					retry.Reset(interestRetry)
+				}
+				retryC = retry.C
+			default:
+				var err error
+				if pending, err = followStatus(code, msg, pending); err != nil {
+					return fmt.Errorf("follow stream %q after seq %d: %w", t.name, t.last, err)
+				}
+			}
+			silence.Reset(2 * followHeartbeat)
+			continue
+		}
+		pending--
+		ack, err := parseAckReply(msg.Reply)
+		if err != nil {
+			return fmt.Errorf("follow stream %q after seq %d: read message metadata: %w", t.name, t.last, err)
+		}
+		if ack.consumerSeq != dseq+1 {
+			// Nothing is acknowledged or redelivered, so a jump means an
+			// entry was lost on the way (a slow consumer).
+			return errFollowAgain{fmt.Errorf("follow stream %q after seq %d: delivery %d arrived after %d: an entry was lost in transit",
+				t.name, t.last, ack.consumerSeq, dseq)}
+		}
+		dseq = ack.consumerSeq
+		if err := t.take(msg, ack); err != nil {
+			return err
+		}
+		// After fn, however long it took: only silence while waiting counts.
+		silence.Reset(2 * followHeartbeat)
+	}
+}
+
+// take hands the entry msg to fn, unless fn has had it already.
+func (t *tail) take(msg *nats.Msg, ack ackReply) error {
+	if ack.streamSeq <= t.last {
+		t.l.log.Debug("follow: skipping already delivered entry", "seq", ack.streamSeq, "last", t.last)
+		return nil
+	}
+	if err := t.fn(t.toEntry(msg.Subject, ack.streamSeq, msg.Data, time.Unix(0, ack.stored))); err != nil {
+		return fmt.Errorf("follow stream %q: handle seq %d: %w", t.name, ack.streamSeq, err)
+	}
+	t.last = ack.streamSeq
+	return nil
+}
+
+// followStatus says what a status reply to one of follow's pull requests
+// means, as nats.go's iterator reads it: pending, less what the request
+// it ends did not send, or an error, wrapped in errFollowAgain when a new
+// consumer can go on.
+func followStatus(code string, msg *nats.Msg, pending int) (int, error) {
+	descr := msg.Header.Get(descrHeader)
+	switch code {
+	case statusControl: // a heartbeat
+		return pending, nil
+	case statusNoMessages, statusTimeout:
+		return max(pending-unsent(msg), 0), nil
+	case statusNoResponders:
+		return 0, errFollowAgain{fmt.Errorf("pull request: %w", nats.ErrNoResponders)}
+	case statusConflict:
+		switch d := strings.ToLower(descr); {
+		case strings.Contains(d, descrConsumerDeleted):
+			return 0, errFollowAgain{jetstream.ErrConsumerDeleted}
+		case strings.Contains(d, descrServerShutdown):
+			return 0, errFollowAgain{jetstream.ErrServerShutdown}
+		case strings.Contains(d, descrLeadershipChange):
+			// Its waiting requests are gone; ask the new leader.
+			return 0, nil
+		}
+		return max(pending-unsent(msg), 0), nil
+	case statusBadRequest:
+		return 0, fmt.Errorf("pull request: %w: %s", jetstream.ErrBadRequest, descr)
+	}
+	return 0, errFollowAgain{fmt.Errorf("pull request: status %s %s", code, descr)}
+}
+
+// unsent is how many entries the request a status reply ends did not
+// send: its Nats-Pending-Messages header, 0 if it has none.
+func unsent(msg *nats.Msg) int {
+	n, err := strconv.Atoi(msg.Header.Get(pendingMsgsHeader))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// pendingMsgsHeader is the header of a status reply that ends a pull
+// request saying how many of the entries asked for it did not send.
+const pendingMsgsHeader = "Nats-Pending-Messages"
+
+// reconnectSignal tells every follow that NATS reconnected: the pull
+// requests waiting on the server before are gone.
+type reconnectSignal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// next is closed at the next reconnect.
+func (r *reconnectSignal) next() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ch == nil {
+		r.ch = make(chan struct{})
+	}
+	return r.ch
+}
+
+// fire closes the channel next returned.
+func (r *reconnectSignal) fire() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ch != nil {
+		close(r.ch)
+		r.ch = nil
 	}
 }
 

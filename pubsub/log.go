@@ -179,7 +179,8 @@ type Log struct {
 	suspectPart []atomic.Bool // index: partition
 	partDeleted chan *nats.Msg
 
-	lives lives // every open Live, told about reconnects and slow consumers
+	lives      lives           // every open Live, told about reconnects and slow consumers
+	reconnects reconnectSignal // tells every follow about reconnects
 
 	connClosed chan struct{} // closed by the connection's ClosedHandler
 
@@ -304,6 +305,7 @@ func (l *Log) connect(ctx context.Context) error {
 			// Whatever was published while disconnected never reached
 			// the live subscriptions.
 			l.lives.reconnected()
+			l.reconnects.fire()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			if sub != nil && errors.Is(err, nats.ErrSlowConsumer) {

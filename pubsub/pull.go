@@ -77,11 +77,32 @@ func newPuller(nc *nats.Conn, stream, consumer string, batch uint64) (*puller, e
 // request asks for up to batch entries, which the server sends at once,
 // followed by a 404 or 408 status if there are fewer.
 func (p *puller) request(batch uint64) error {
+	p.body = append(p.begin(batch), `,"no_wait":true}`...)
+	return p.send()
+}
+
+// requestWaiting asks for up to batch entries, which the server sends as
+// they come, for up to expires; it then ends the request with a 408 status
+// saying how many it did not send. While it has nothing to send, it sends
+// a heartbeat (a 100 status) every heartbeat.
+func (p *puller) requestWaiting(batch uint64, expires, heartbeat time.Duration) error {
+	b := append(p.begin(batch), `,"expires":`...)
+	b = strconv.AppendInt(b, expires.Nanoseconds(), 10)
+	b = append(b, `,"idle_heartbeat":`...)
+	b = strconv.AppendInt(b, heartbeat.Nanoseconds(), 10)
+	p.body = append(b, '}')
+	return p.send()
+}
+
+// begin starts the body of a request for batch entries, reusing p.body.
+func (p *puller) begin(batch uint64) []byte {
+	return strconv.AppendUint(append(p.body[:0], `{"batch":`...), batch, 10)
+}
+
+// send publishes p.body as the next request.
+func (p *puller) send() error {
 	p.sent++
 	p.reply = p.inbox + "." + strconv.Itoa(p.sent)
-	p.body = append(p.body[:0], `{"batch":`...)
-	p.body = strconv.AppendUint(p.body, batch, 10)
-	p.body = append(p.body, `,"no_wait":true}`...)
 	return p.nc.PublishRequest(p.subject, p.reply, p.body)
 }
 
