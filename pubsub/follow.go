@@ -195,7 +195,9 @@ func (l *Log) follow(ctx context.Context, stream jetstream.Stream, name, filter 
 			case first:
 				return l.requestErr(err, "follow stream %q from seq %d: create consumer", name, fromSeq)
 			}
-			l.log.Debug("follow: creating the consumer failed; trying again", "stream", name, "after", t.last, "err", err)
+			if l.nc.IsConnected() { // else NATS's disconnection was logged
+				l.log.Warn("follow: creating the consumer failed; trying again", "stream", name, "after", t.last, "err", err)
+			}
 		}
 		if time.Since(began) >= followRetryMax {
 			retry = followRetryFirst
