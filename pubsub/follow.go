@@ -213,19 +213,27 @@ func (l *Log) follow(ctx context.Context, stream jetstream.Stream, name, filter 
 // createFollower creates the consumer follow reads: from sequence from on,
 // of the subjects filter matches ("" for all).
 func (l *Log) createFollower(ctx context.Context, stream jetstream.Stream, filter string, from uint64) (jetstream.Consumer, error) {
+	return stream.CreateConsumer(ctx, ephemeralConfig(filter, from, followInactiveThreshold))
+}
+
+// ephemeralConfig configures a consumer as nats.go's ordered consumer
+// does (no acks, one replica, in memory), of the subjects filter matches
+// ("" for all), from sequence from on (0 or 1: from the first), removed by
+// the server after inactive without pull requests.
+func ephemeralConfig(filter string, from uint64, inactive time.Duration) jetstream.ConsumerConfig {
 	cfg := jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
 		FilterSubject:     filter,
 		MemoryStorage:     true,
 		Replicas:          1,
-		InactiveThreshold: followInactiveThreshold,
+		InactiveThreshold: inactive,
 	}
 	if from > 1 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = from
 	}
-	return stream.CreateConsumer(ctx, cfg)
+	return cfg
 }
 
 // pause waits for d, or until NATS reconnects (reconnected is closed), and

@@ -254,31 +254,14 @@ func TestFollowWaitsForConsumerInterest(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			l := openEmbedded(t, Options{})
-			p, err := newPuller(l.nc, "FAKE", fakeConsumerName, followBatch)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.close()
-			if tc.answerIn > 0 {
-				timer := time.AfterFunc(tc.answerIn, func() {
-					_, err := l.nc.Subscribe(consumerNextPrefix+"FAKE."+fakeConsumerName, func(req *nats.Msg) {
-						m := fakeEntry(req.Reply, 7, 1, 0)
-						m.Sub = p.sub
-						p.msgs <- m
-					})
-					if err != nil {
-						t.Errorf("subscribe as the consumer: %v", err)
-					}
-				})
-				t.Cleanup(func() { timer.Stop() })
-			}
+			p := lateConsumer(t, l, followBatch, tc.answerIn)
 			got := make(chan uint64, 1)
 			tl := &tail{l: l, name: "FAKE", toEntry: partitionEntry, fn: func(e Entry) error {
 				got <- e.Seq
 				return errStopFollow
 			}}
 			began := time.Now()
-			err = tl.pull(testCtx(t, 2*followHeartbeat+2*time.Second), p, make(chan struct{}))
+			err := tl.pull(testCtx(t, 2*followHeartbeat+2*time.Second), p, make(chan struct{}))
 			took := time.Since(began)
 			t.Logf("pull = %v after %s and %d pull requests", err, took.Round(time.Millisecond), p.sent)
 			if tc.answerIn > 0 {

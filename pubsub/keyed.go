@@ -281,19 +281,7 @@ func (l *Log) read(ctx context.Context, stream jetstream.Stream, name, filter st
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
-	cfg := jetstream.ConsumerConfig{
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-		AckPolicy:         jetstream.AckNonePolicy,
-		FilterSubject:     filter,
-		MemoryStorage:     true,
-		Replicas:          1,
-		InactiveThreshold: readInactiveThreshold,
-	}
-	if fromSeq > 1 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = fromSeq
-	}
-	cons, err := stream.CreateConsumer(ctx, cfg)
+	cons, err := stream.CreateConsumer(ctx, ephemeralConfig(filter, fromSeq, readInactiveThreshold))
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, fmt.Errorf("%s: create consumer: %w", what, ctx.Err())

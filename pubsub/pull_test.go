@@ -426,26 +426,7 @@ func TestReadBatchWaitsForConsumerInterest(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			l := openEmbedded(t, Options{})
-			p, err := newPuller(l.nc, "FAKE", fakeConsumerName, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.close()
-			if tc.answerIn > 0 {
-				// The consumer, from answerIn on: one entry, stream seq 7,
-				// handed straight to p as fakeResponder does.
-				timer := time.AfterFunc(tc.answerIn, func() {
-					_, err := l.nc.Subscribe(consumerNextPrefix+"FAKE."+fakeConsumerName, func(req *nats.Msg) {
-						m := fakeEntry(req.Reply, 7, 1, 0)
-						m.Sub = p.sub
-						p.msgs <- m
-					})
-					if err != nil {
-						t.Errorf("subscribe as the consumer: %v", err)
-					}
-				})
-				t.Cleanup(func() { timer.Stop() })
-			}
+			p := lateConsumer(t, l, 1, tc.answerIn)
 			var got []string
 			d := &delivery{what: "read test", pending: 1, toEntry: partitionEntry, fn: func(e Entry) error {
 				got = append(got, string(e.Data))
@@ -475,4 +456,31 @@ func TestReadBatchWaitsForConsumerInterest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lateConsumer is a puller of a fake consumer of stream FAKE, asking for
+// batch entries at a time, that NATS knows only from answerIn on (never
+// when 0): then it answers every request with one entry, stream seq 7,
+// handed straight to the puller as fakeResponder does.
+func lateConsumer(t *testing.T, l *Log, batch uint64, answerIn time.Duration) *puller {
+	t.Helper()
+	p, err := newPuller(l.nc, "FAKE", fakeConsumerName, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.close)
+	if answerIn > 0 {
+		timer := time.AfterFunc(answerIn, func() {
+			_, err := l.nc.Subscribe(consumerNextPrefix+"FAKE."+fakeConsumerName, func(req *nats.Msg) {
+				m := fakeEntry(req.Reply, 7, 1, 0)
+				m.Sub = p.sub
+				p.msgs <- m
+			})
+			if err != nil {
+				t.Errorf("subscribe as the consumer: %v", err)
+			}
+		})
+		t.Cleanup(func() { timer.Stop() })
+	}
+	return p
 }
