@@ -185,6 +185,7 @@ func (l *Log) follow(ctx context.Context, stream jetstream.Stream, name, filter 
 			if !errors.As(err, &again) {
 				return err
 			}
+			l.followsRenewed.Add(1)
 			l.log.Debug("follow: creating the consumer again", "stream", name, "after", t.last, "reason", err)
 		} else {
 			switch {

@@ -325,6 +325,9 @@ func TestFollowCreatesItsConsumerAgain(t *testing.T) {
 		t.Errorf("entries after the deletion came after %s, want them before the heartbeats are missed", took)
 	}
 	f.quiet(t, 200*time.Millisecond)
+	if n := l.followsRenewed.Load(); n != 1 {
+		t.Errorf("the follow created its consumer again %d times, want once", n)
+	}
 	after := consumerNames(ctx, t, stream)
 	if len(after) != 1 || after[0] == before[0] {
 		t.Errorf("consumers after the deletion: %v, want one other than %s", after, before[0])
@@ -402,7 +405,7 @@ func short(s []uint64) string {
 // the stream's leader; from another node, its first pull request can be
 // answered "no responders" before that node learns of it. With nats.go's
 // ordered consumer, which then waited for two missed heartbeats, about 1
-// follow in 75 took 2s here.
+// follow in 75 took 2s here. Each one starts with a consumer it keeps.
 func TestFollowStartsPromptlyOnACluster(t *testing.T) {
 	t.Parallel()
 	c := startNATSCluster(t, 3)
@@ -431,5 +434,12 @@ func TestFollowStartsPromptlyOnACluster(t *testing.T) {
 	}
 	if len(slow) > 0 {
 		t.Errorf("%d of %d follows took %s or more to deliver their first entry: %v", len(slow), follows, prompt, slow)
+	}
+	// Nor did any give its consumer up, as one answered "no responders"
+	// without being sent again would have.
+	for i, l := range logs {
+		if n := l.followsRenewed.Load(); n != 0 {
+			t.Errorf("follows from node %d created their consumer again %d times, want none", i, n)
+		}
 	}
 }

@@ -181,6 +181,9 @@ type Log struct {
 
 	lives      lives           // every open Live, told about reconnects and slow consumers
 	reconnects reconnectSignal // tells every follow about reconnects
+	// followsRenewed counts the consumers follow gave up on and created
+	// again, for the tests: a follow that starts well needs none.
+	followsRenewed atomic.Uint64
 
 	connClosed chan struct{} // closed by the connection's ClosedHandler
 
