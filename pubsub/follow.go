@@ -324,7 +324,7 @@ func (t *tail) pull(ctx context.Context, p *puller, reconnected <-chan struct{})
 		}
 		if code, ok := statusOf(msg); ok {
 			switch {
-			case code == statusNoResponders && dseq == 0 && time.Since(p.created) < interestWait:
+			case code == statusNoResponders && p.unknownYet(dseq > 0):
 				// The consumer is not known here yet: ask again soon.
 				if retry == nil {
 					retry = time.NewTimer(interestRetry)

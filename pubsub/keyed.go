@@ -340,7 +340,7 @@ func (l *Log) drain(ctx context.Context, cons jetstream.Consumer, p *puller, d *
 func (l *Log) readBatch(ctx context.Context, p *puller, d *delivery) (uint64, bool, error) {
 	for {
 		n, done, err := l.pullBatch(ctx, p, d)
-		if d.delivered > 0 || !errors.Is(err, nats.ErrNoResponders) || time.Since(p.created) >= interestWait {
+		if !errors.Is(err, nats.ErrNoResponders) || !p.unknownYet(d.delivered > 0) {
 			return n, done, err
 		}
 		l.log.Debug("read: pull request found no responders just after the consumer's creation; sending it again", "read", d.what, "err", err)

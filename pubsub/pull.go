@@ -129,6 +129,15 @@ func (p *puller) next(ctx context.Context) (*nats.Msg, error) {
 	}
 }
 
+// unknownYet reports whether a "no responders" answer to a request may
+// still mean only that the NATS node this process is connected to has not
+// learnt of the consumer yet (see interestWait): nothing has come from it
+// (delivered is false) and it was created less than interestWait ago.
+// Such a request is sent again after interestRetry.
+func (p *puller) unknownYet(delivered bool) bool {
+	return !delivered && time.Since(p.created) < interestWait
+}
+
 // close unsubscribes.
 func (p *puller) close() {
 	if p.idle != nil {
