@@ -143,13 +143,45 @@ func blank(s string) bool {
 
 // hiddenEdge reports whether s begins or ends with an invisible character,
 // which would make it look like another (a name taken, an emoji used
-// already). A variation selector or a tag may end an emoji sequence (❤️, a
-// subdivision's flag).
+// already). A variation selector or a cancel tag at the end is visible
+// only when it closes a sequence Unicode defines (endsSequence).
 func hiddenEdge(s string) bool {
 	first, _ := utf8.DecodeRuneInString(s)
-	last, _ := utf8.DecodeLastRuneInString(s)
-	closesEmoji := unicode.Is(unicode.Variation_Selector, last) || last >= 0xE0020 && last <= 0xE007F
-	return invisible(first) || invisible(last) && !closesEmoji
+	last, n := utf8.DecodeLastRuneInString(s)
+	return invisible(first) || invisible(last) && !endsSequence(s[:len(s)-n], last)
+}
+
+// endsSequence reports whether last, a variation selector or tag, closes a
+// variation or tag sequence begun by the end of before. Anywhere else it
+// shows nothing: "general\ufe0f" looks like "general", and so would a
+// stray tag.
+func endsSequence(before string, last rune) bool {
+	base, _ := utf8.DecodeLastRuneInString(before)
+	switch {
+	case last == 0xE007F:
+		// A cancel tag ends an emoji tag sequence: 🏴 and its tags, a
+		// subdivision's flag (Scotland's: U+1F3F4, tags g b s c t, U+E007F).
+		tags := strings.TrimRightFunc(before, func(r rune) bool { return r >= 0xE0020 && r <= 0xE007E })
+		return len(tags) < len(before) && strings.HasSuffix(tags, "\U0001F3F4")
+	case before == "" || invisible(base):
+		return false
+	case last == 0xFE0E || last == 0xFE0F:
+		// Text or emoji style of a symbol (❤, ‼, ℹ or © then U+FE0F): the
+		// bases are in the Common script and not ASCII (#, * and digits
+		// become emoji only with a keycap, U+20E3, which is visible).
+		return base > unicode.MaxASCII && unicode.Is(unicode.Common, base) && !unicode.IsDigit(base)
+	case last >= 0xFE00 && last <= 0xFE0D:
+		// Standardized variants: mathematical symbols, CJK compatibility
+		// ideographs, Myanmar, Phags-pa and other scripts; never a Latin,
+		// Greek or Cyrillic letter, nor a digit.
+		return base > unicode.MaxASCII && !unicode.IsDigit(base) &&
+			!unicode.In(base, unicode.Latin, unicode.Greek, unicode.Cyrillic)
+	case last >= 0xE0100 && last <= 0xE01EF:
+		return unicode.Is(unicode.Han, base) // an ideographic variation (葛 with U+E0100)
+	case last >= 0x180B && last <= 0x180F:
+		return unicode.Is(unicode.Mongolian, base) // a Mongolian free variation
+	}
+	return false
 }
 
 // checkProposedTextRules refuses a text that shows nothing, or holds

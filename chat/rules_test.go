@@ -92,3 +92,55 @@ func TestMemberIDLimitOnReplay(t *testing.T) {
 		t.Fatalf("the long-named user leaves: %v", err)
 	}
 }
+
+// TestHiddenEdge: a name or emoji that begins or ends with something that
+// shows nothing is refused, as it would pass for another ("general\u200b"
+// for "general"). A variation selector or cancel tag at the end shows
+// something only when it closes a sequence Unicode defines; anywhere else
+// it is as invisible as a zero-width space.
+func TestHiddenEdge(t *testing.T) {
+	scotland := "\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F"
+	tests := []struct {
+		name   string
+		s      string
+		hidden bool
+	}{
+		{"plain", "general", false},
+		{"zero-width space at the end", "general\u200b", true},
+		{"byte order mark at the start", "\ufeffgeneral", true},
+		{"emoji style of a heart", "love \u2764\ufe0f", false},
+		{"text style of a heart", "\u2764\ufe0e", false},
+		{"emoji style of a double exclamation", "\u203c\ufe0f", false},
+		{"emoji style of information", "\u2139\ufe0f", false},
+		{"emoji style of the copyright sign", "\u00a9\ufe0f", false},
+		{"emoji style in a ZWJ sequence", "\U0001F575\ufe0f\u200d\u2642\ufe0f", false},
+		{"a subdivision's flag", scotland, false},
+		{"a standardized variant of a math symbol", "\u2229\ufe00", false},
+		{"an ideographic variation", "\u845b\U000E0100", false},
+		{"a Mongolian free variation", "\u1820\u180b", false},
+
+		{"emoji style after a letter", "general\ufe0f", true},
+		{"text style after a letter", "general\ufe0e", true},
+		{"emoji style after a digit", "room1\ufe0f", true},
+		{"emoji style after ASCII punctuation", "room#\ufe0f", true},
+		{"emoji style after a Han letter", "\u4e2d\u6587\ufe0f", true},
+		{"emoji style after a zero-width joiner", "\u2764\u200d\ufe0f", true},
+		{"variation selector alone", "\ufe0f", true},
+		{"standardized variant after a Latin letter", "general\ufe00", true},
+		{"standardized variant after a Cyrillic letter", "\u0431\ufe00", true},
+		{"ideographic variation after a Latin letter", "general\U000E0100", true},
+		{"Mongolian variation after a Latin letter", "general\u180b", true},
+		{"a lone tag", "general\U000E0067", true},
+		{"a tag after an emoji", "\U0001F44D\U000E0067", true},
+		{"a cancel tag after a letter", "general\U000E007F", true},
+		{"a cancel tag with tags after a letter", "general\U000E0067\U000E007F", true},
+		{"a cancel tag right after the black flag", "\U0001F3F4\U000E007F", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := hiddenEdge(tt.s); got != tt.hidden {
+				t.Errorf("hiddenEdge(%+q) = %v, want %v", tt.s, got, tt.hidden)
+			}
+		})
+	}
+}

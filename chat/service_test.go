@@ -1322,6 +1322,10 @@ func TestProposalsRefuseInvisibleInput(t *testing.T) {
 		{"emoji beginning invisibly", react, "\u200b👍", true},
 		{"emoji ending invisibly", react, "👍\u200b", true},
 		{"variation selector alone", react, "\ufe0f", true},
+		// Shown as "general", which is taken (see TestHiddenEdge).
+		{"name ending with an emoji style", create, "general\ufe0f", true},
+		{"name ending with a stray tag", create, "general\U000e0067", true},
+		{"emoji ending with a stray tag", react, "👍\U000e0067", true},
 
 		{"lines and tabs", post, "a\tb\nc\r\nd", false},
 		{"joined emoji and Persian", post, "👨\u200d👩\u200d👧 می\u200cخواهم", false},
