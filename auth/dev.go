@@ -28,7 +28,7 @@ var _ Authenticator = Dev{}
 
 // FromRequest reads the user from the X-Herald-User header.
 func (Dev) FromRequest(r *http.Request) (Identity, bool, error) {
-	name := r.Header.Get(DevHeader)
+	name := devName(r.Header.Get(DevHeader))
 	if name == "" {
 		return Identity{}, false, nil
 	}
@@ -38,6 +38,7 @@ func (Dev) FromRequest(r *http.Request) (Identity, bool, error) {
 // FromInitPayload reads the user from the "user" key of the payload.
 func (Dev) FromInitPayload(_ context.Context, payload map[string]any) (Identity, bool, error) {
 	name, isString := payload[DevPayloadKey].(string)
+	name = devName(name)
 	switch raw := payload[DevPayloadKey]; {
 	case raw == nil || name == "" && isString:
 		return Identity{}, false, nil
@@ -51,10 +52,19 @@ func (Dev) FromInitPayload(_ context.Context, payload map[string]any) (Identity,
 // FromToken takes token as the user name, as the header and the
 // connection_init payload key carry it. An empty token is anonymous.
 func (Dev) FromToken(_ context.Context, token string) (Identity, bool, error) {
-	if token == "" {
+	name := devName(token)
+	if name == "" {
 		return Identity{}, false, nil
 	}
-	return devIdentity(token, "token")
+	return devIdentity(name, "token")
+}
+
+// devName is a development user name as HTTP carries a header's value:
+// without the spaces and tabs around it. So "alice " names alice whether
+// it comes in a header (where net/http trims it), a connection_init
+// payload or a token, and spaces alone name nobody.
+func devName(s string) string {
+	return strings.Trim(s, " \t")
 }
 
 func devIdentity(name, source string) (Identity, bool, error) {

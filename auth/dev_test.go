@@ -21,6 +21,8 @@ func TestDevFromRequest(t *testing.T) {
 		{"too long", strings.Repeat("a", MaxDevUserLength+1), false, true},
 		{"tab", "a\tb", false, true},
 		{"invalid utf-8", "a\xffb", false, true},
+		{"spaces around", " alice\t", true, false},
+		{"spaces alone", "  ", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -35,7 +37,7 @@ func TestDevFromRequest(t *testing.T) {
 			if err != nil && !errors.Is(err, ErrInvalidCredentials) {
 				t.Fatalf("error %v does not wrap ErrInvalidCredentials", err)
 			}
-			if ok && (id.UserID != tt.header || id.Name != tt.header) {
+			if want := strings.Trim(tt.header, " \t"); ok && (id.UserID != want || id.Name != want) {
 				t.Fatalf("identity = %+v", id)
 			}
 		})
@@ -56,11 +58,15 @@ func TestDevFromInitPayload(t *testing.T) {
 		{"user", map[string]any{"user": "bob"}, true, false},
 		{"number", map[string]any{"user": 7}, false, true},
 		{"newline", map[string]any{"user": "a\nb"}, false, true},
+		// As an X-Herald-User header would carry them: the same user, or
+		// nobody.
+		{"spaces around", map[string]any{"user": " bob "}, true, false},
+		{"spaces alone", map[string]any{"user": " \t "}, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			id, ok, err := Dev{}.FromInitPayload(context.Background(), tt.payload)
-			if ok != tt.wantOK || (err != nil) != tt.wantErr {
+			if ok != tt.wantOK || (err != nil) != tt.wantErr || ok && (id.UserID != "bob" || id.Name != "bob") {
 				t.Fatalf("FromInitPayload = %+v, %v, %v", id, ok, err)
 			}
 			if err != nil && !errors.Is(err, ErrInvalidCredentials) {
@@ -89,10 +95,12 @@ func TestDevFromToken(t *testing.T) {
 		{"", false, false},
 		{"bob", true, false},
 		{"a\nb", false, true},
+		{"  bob ", true, false},
+		{"   ", false, false},
 	}
 	for _, tt := range tests {
 		id, ok, err := Dev{}.FromToken(context.Background(), tt.token)
-		if ok != tt.wantOK || (err != nil) != tt.wantErr || ok && id.UserID != tt.token {
+		if ok != tt.wantOK || (err != nil) != tt.wantErr || ok && id.UserID != "bob" {
 			t.Errorf("FromToken(%q) = %+v, %v, %v", tt.token, id, ok, err)
 		}
 		if err != nil && !errors.Is(err, ErrInvalidCredentials) {
