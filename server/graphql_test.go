@@ -58,6 +58,17 @@ var graphQLCases = []struct {
 		want{status: 405, contentType: ctJSON, err: "use POST", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
 	{"GET mutation by operationName", get("query", "query Q { whoami } mutation M { bump }", "operationName", "M").accepting(),
 		want{status: 405, contentType: ctResponse, err: "use POST", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
+	// The document and operationName say a mutation is to run: 405 however
+	// wrong its variables are (graphql-http checks them after, in execute).
+	{"GET mutation without its variable", get("query", "mutation($s: Boolean!) { bump @skip(if: $s) }"),
+		want{status: 405, contentType: ctJSON, err: "use POST", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
+	{"GET mutation with a variable of the wrong type", get("query", "query Q { whoami } mutation M($s: Boolean!) { bump @skip(if: $s) }",
+		"operationName", "M", "variables", `{"s":"yes"}`).accepting(),
+		want{status: 405, contentType: ctResponse, err: "use POST", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
+	// One that does not validate is answered as any such request: which
+	// operation it is cannot be known.
+	{"GET mutation that does not validate", get("query", "mutation { nope }").accepting(),
+		want{status: 400, contentType: ctResponse, err: "Cannot query field", code: "GRAPHQL_VALIDATION_FAILED"}},
 	{"GET subscription", get("query", "subscription { ticks }"),
 		want{status: 405, contentType: ctJSON, err: "WebSocket", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
 	{"GET subscription as graphql-response+json", get("query", "subscription { ticks }").accepting(),

@@ -96,7 +96,7 @@ func (t *httpStreams) subscriptionOnly(w http.ResponseWriter, r *http.Request, e
 		t.run.reject(w, r, m, rerr.status, rerr.msg)
 		return nil, nil, nil, false
 	}
-	if ctx, opCtx, ok = t.run.prepare(w, r, exec, m, params); !ok {
+	if ctx, opCtx, ok = t.run.prepare(w, r, exec, m, params, viaGET); !ok {
 		return nil, nil, nil, false
 	}
 	if opCtx.Operation.Operation != ast.Subscription {

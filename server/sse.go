@@ -94,7 +94,8 @@ func (t *sseTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 		return
 	}
 	opCtx, errs := exec.CreateOperationContext(ctx, params)
-	if errs == nil && !t.operationAllowed(ctx, w, r, opCtx.Operation.Operation, viaGET) {
+	// A GET mutation is refused whatever its variables (see runner.prepare).
+	if (errs == nil || viaGET && isMutation(opCtx)) && !t.operationAllowed(ctx, w, r, opCtx.Operation.Operation, viaGET) {
 		return
 	}
 	t.stream(ctx, w, r, exec, params, opCtx, errs)
@@ -146,8 +147,7 @@ func (t *sseTransport) read(w http.ResponseWriter, r *http.Request, viaGET bool)
 func (t *sseTransport) operationAllowed(ctx context.Context, w http.ResponseWriter, r *http.Request, op ast.Operation, viaGET bool) bool {
 	switch {
 	case viaGET && op == ast.Mutation:
-		w.Header().Set("Allow", http.MethodPost)
-		t.run.reject(w, r, mediaJSON, http.StatusMethodNotAllowed, "mutation operations cannot be sent with GET; use POST")
+		t.run.refuseGETMutation(w, r, mediaJSON)
 		return false
 	case op == ast.Mutation:
 		return t.run.mutationAllowed(ctx, w, r, mediaJSON)

@@ -506,7 +506,8 @@ func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Reque
 		return true
 	}
 	opCtx, errs := exec.CreateOperationContext(ctx, params)
-	if errs != nil {
+	// A GET mutation is refused whatever its variables (see runner.prepare).
+	if errs != nil && !(viaGET && isMutation(opCtx)) {
 		st.ops.fail(st, op, exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), errs))
 		return true
 	}
@@ -515,8 +516,7 @@ func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Reque
 		if viaGET {
 			st.ops.remove(op)
 			op.release(t.execs)
-			w.Header().Set("Allow", http.MethodPost)
-			t.run.reject(w, r, mediaJSON, http.StatusMethodNotAllowed, "mutation operations cannot be sent with GET; use POST")
+			t.run.refuseGETMutation(w, r, mediaJSON)
 			return false
 		}
 		if id, ok := auth.FromContext(ctx); ok {

@@ -305,6 +305,10 @@ func TestSSESingleRequestErrors(t *testing.T) {
 		{"mutation over GET", singleReq{method: http.MethodGet, token: token, user: "ann",
 			query: url.Values{"query": {`mutation { postMessage(roomId: "x", text: "y") { id } }`}, "extensions": {`{"operationId":"m"}`}}.Encode()},
 			405, `use POST","extensions":{"code":"BAD_REQUEST"}`, codeBadRequest},
+		{"mutation over GET with a variable of the wrong type", singleReq{method: http.MethodGet, token: token, user: "ann",
+			query: url.Values{"query": {`mutation($t: String!) { postMessage(roomId: "x", text: $t) { id } }`},
+				"variables": {`{"t":7}`}, "extensions": {`{"operationId":"m2"}`}}.Encode()},
+			405, `use POST","extensions":{"code":"BAD_REQUEST"}`, codeBadRequest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

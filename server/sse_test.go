@@ -335,6 +335,8 @@ func TestSSERequestErrors(t *testing.T) {
 	}{
 		{"mutation over GET", sseRequest{method: http.MethodGet, query: `mutation { createRoom(name: "x") { id } }`}, http.StatusMethodNotAllowed,
 			`cannot be sent with GET; use POST","extensions":{"code":"BAD_REQUEST"}`},
+		{"mutation over GET without its variable", sseRequest{method: http.MethodGet, query: `mutation($n: String!) { createRoom(name: $n) { id } }`},
+			http.StatusMethodNotAllowed, `cannot be sent with GET; use POST","extensions":{"code":"BAD_REQUEST"}`},
 		{"no query", sseRequest{method: http.MethodGet, query: ""}, http.StatusBadRequest, "no query"},
 		{"variables over the limit", sseRequest{method: http.MethodPost, query: postedSub,
 			vars: map[string]any{"r": strings.Repeat("x", 100)}}, http.StatusRequestEntityTooLarge, "limit of 64"},

@@ -218,7 +218,7 @@ type runner struct {
 // response as m. viaGET restricts execution to queries.
 func (x *runner) execute(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
 	m mediaType, params *graphql.RawParams, viaGET bool) {
-	ctx, opCtx, ok := x.prepare(w, r, exec, m, params)
+	ctx, opCtx, ok := x.prepare(w, r, exec, m, params, viaGET)
 	if ok {
 		x.dispatch(ctx, w, r, exec, m, opCtx, viaGET)
 	}
@@ -228,9 +228,11 @@ func (x *runner) execute(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 // (parse, validation, APQ, depth and complexity limits). It returns the
 // context carrying the identity and the operation, or ok=false once it has
 // answered r as m: a request error with its status, errors found by
-// validation as a GraphQL result.
+// validation as a GraphQL result. A mutation sent with GET (viaGET) whose
+// variables are wrong is refused as any GET mutation is (405): the
+// document and operationName say what runs, not the variables.
 func (x *runner) prepare(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
-	m mediaType, params *graphql.RawParams) (ctx context.Context, opCtx *graphql.OperationContext, ok bool) {
+	m mediaType, params *graphql.RawParams, viaGET bool) (ctx context.Context, opCtx *graphql.OperationContext, ok bool) {
 	ctx, ok = x.authenticate(w, r, m)
 	if !ok {
 		return nil, nil, false
@@ -241,11 +243,31 @@ func (x *runner) prepare(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		return nil, nil, false
 	}
 	opCtx, errs := exec.CreateOperationContext(ctx, params)
-	if errs != nil {
+	switch {
+	case errs != nil && viaGET && isMutation(opCtx):
+		x.refuseGETMutation(w, r, m)
+		return nil, nil, false
+	case errs != nil:
 		x.result(w, r, m, exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), errs))
 		return nil, nil, false
 	}
 	return ctx, opCtx, true
+}
+
+// isMutation reports whether opCtx, as far as gqlgen got with it, runs a
+// mutation. gqlgen picks the operation once the document has parsed and
+// validated, and only then coerces the variables: an opCtx returned with
+// errors names its operation when only the variables were wrong.
+func isMutation(opCtx *graphql.OperationContext) bool {
+	return opCtx != nil && opCtx.Operation != nil && opCtx.Operation.Operation == ast.Mutation
+}
+
+// refuseGETMutation answers a mutation sent with GET: the spec requires
+// 405, whatever else is wrong with the request once its operation is
+// known.
+func (x *runner) refuseGETMutation(w http.ResponseWriter, r *http.Request, m mediaType) {
+	w.Header().Set("Allow", http.MethodPost)
+	x.reject(w, r, m, http.StatusMethodNotAllowed, "mutation operations cannot be sent with GET; use POST")
 }
 
 // dispatch executes a prepared operation once and writes its result as m,
@@ -280,8 +302,7 @@ func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.R
 	exec graphql.GraphExecutor, op ast.Operation, viaGET bool) bool {
 	switch {
 	case viaGET && op == ast.Mutation:
-		w.Header().Set("Allow", http.MethodPost)
-		x.reject(w, r, m, http.StatusMethodNotAllowed, "mutation operations cannot be sent with GET; use POST")
+		x.refuseGETMutation(w, r, m)
 		return false
 	case viaGET && op == ast.Subscription:
 		w.Header().Set("Allow", http.MethodPost)
