@@ -194,10 +194,13 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 		op.sub.streamEnded(op)
 		return
 	}
-	if replay && op.exec == nil {
-		// op has left its live execution already (its stream ended, or it
+	if op.finished.Load() || replay && op.exec == nil {
+		// op was stopped before it could join (graphql-sse's DELETE is a
+		// request of its own, served while the POST still prepares op), or
+		// it has left its live execution already (its stream ended, or it
 		// was denied) before its replay could start: leave, which it
-		// called then, found no replay to stop, so none may start now.
+		// called then, found nothing to leave, so it may not join now.
+		// release marks op finished before it takes r.mu to leave.
 		r.mu.Unlock()
 		return
 	}

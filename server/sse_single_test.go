@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/vektah/gqlparser/v2/ast"
 )
 
 // singleReq is one request of graphql-sse's single connection mode.
@@ -641,4 +643,106 @@ func TestSSESingleDrainRacesOpen(t *testing.T) {
 		t.Fatalf("another replica opening the stream: %d (%v), want 409", relayedStatus(reply), err)
 	}
 	s.forget(opened)
+}
+
+// heldStart is an executable schema that, once armed, holds the next
+// operation start of the single connection mode inside gqlgen's
+// CreateOperationContext (the first call of Schema from
+// sseSingleTransport.startOperation): between the registration of the
+// operation's id and its joining an execution.
+type heldStart struct {
+	graphql.ExecutableSchema
+	mu      sync.Mutex
+	armed   bool
+	held    chan struct{} // closed once a start is held
+	release chan struct{} // closed to let it go on
+}
+
+func (s *heldStart) arm() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.armed, s.held, s.release = true, make(chan struct{}), make(chan struct{})
+}
+
+func (s *heldStart) Schema() *ast.Schema {
+	s.mu.Lock()
+	hold := s.armed && onStack("(*sseSingleTransport).startOperation")
+	held, release := s.held, s.release
+	if hold {
+		s.armed = false
+	}
+	s.mu.Unlock()
+	if hold {
+		close(held)
+		<-release
+	}
+	return s.ExecutableSchema.Schema()
+}
+
+func onStack(fn string) bool {
+	buf := make([]byte, 64<<10)
+	return bytes.Contains(buf[:runtime.Stack(buf, false)], []byte(fn))
+}
+
+// TestSSESingleStopWhileStarting: a DELETE is a request of its own and may
+// be served while the POST of its operation is still preparing it. The
+// operation is completed then, and must not join the subscription's
+// execution afterwards (it used to: the DELETE's leave found nothing to
+// leave, the POST joined the running execution, and the stopped id got
+// every later event after its "complete", and stayed a member after the
+// stream had gone, keeping the execution running).
+func TestSSESingleStopWhileStarting(t *testing.T) {
+	hold := &heldStart{}
+	r := newReplica(t, func(o *Options) {
+		hold.ExecutableSchema = o.Schema
+		o.Schema = hold
+	})
+	room := r.room("stopped")
+	vars := map[string]any{"r": room}
+	// A WebSocket subscriber keeps the execution running, so that the
+	// stream's operation would join it rather than start one.
+	ws := r.dialTransport("bob")
+	ws.subscribe("subscribe", "w", postedSub, vars)
+	waitFor(t, "the WebSocket subscription", func() bool { return r.members() == 1 })
+	token := r.reserve("ann")
+	c := r.openSingle(token, "ann")
+
+	hold.arm()
+	posted := make(chan int, 1)
+	go func() {
+		status, _ := r.operation(token, "ann", "s1", postedSub, vars)
+		posted <- status
+	}()
+	select {
+	case <-hold.held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the operation's start was never held")
+	}
+	if status, body := r.do(singleReq{method: http.MethodDelete, token: token, user: "ann", query: "operationId=s1"}); status != http.StatusOK {
+		t.Fatalf("DELETE: %d %s", status, body)
+	}
+	c.expect("complete", "s1")
+	close(hold.release)
+	if status := <-posted; status != http.StatusAccepted {
+		t.Fatalf("POST: %d, want 202", status)
+	}
+	if n := r.members(); n != 1 {
+		t.Errorf("the execution has %d members once s1 was stopped, want 1 (the WebSocket's)", n)
+	}
+
+	// An event reaches the WebSocket; the stream gets nothing for s1 but
+	// the next operation's result.
+	r.post(room, "carol", "after the stop")
+	if f := wspExpect(ws, "next", "w"); !strings.Contains(string(f.Payload), "after the stop") {
+		t.Fatalf("WebSocket got %s", f.raw)
+	}
+	r.mustOperate(token, "ann", "q", `{ __typename }`, nil)
+	if ev := c.nextSingle(); ev.event != "next" || ev.id != "q" {
+		t.Fatalf("after s1's complete the stream sent %s for %q, want the next of q", ev.event, ev.id)
+	}
+
+	// Once both subscribers have gone, nothing is left running.
+	_ = ws.conn.Close()
+	_ = c.resp.Body.Close()
+	waitFor(t, "every execution to end", func() bool { return r.members() == 0 })
 }
