@@ -16,17 +16,53 @@ import (
 // embeddedServerName is the server name of the embedded NATS server.
 const embeddedServerName = "herald-embedded"
 
+// dataDirLockName is the file in the data dir that the embedded server's
+// lock is taken on (lockDataDir).
+const dataDirLockName = "herald.lock"
+
+// embedded is an in-process NATS server and the lock on its data dir.
+type embedded struct {
+	srv  *server.Server
+	lock *os.File // nil where directories cannot be locked
+}
+
+// stop shuts the server down, then lets its data dir go.
+func (e *embedded) stop() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+	if e.lock != nil {
+		_ = e.lock.Close()
+	}
+}
+
 // startEmbedded starts an in-process NATS server with JetStream storing its
-// files under dataDir. When listenAddr is empty the server opens no socket at
-// all. The server is ready for connections when startEmbedded returns; on
-// error nothing is left running.
-func startEmbedded(ctx context.Context, dataDir, listenAddr string, logger *slog.Logger) (*server.Server, error) {
+// files under dataDir, which it locks (ErrDataDirInUse while another holds
+// it). When listenAddr is empty the server opens no socket at all. The
+// server is ready for connections when startEmbedded returns; on error
+// nothing is left running or locked.
+func startEmbedded(ctx context.Context, dataDir, listenAddr string, logger *slog.Logger) (*embedded, error) {
 	if dataDir == "" {
 		return nil, fmt.Errorf("start embedded NATS server: Options.DataDir is required when no URLs are given")
 	}
 	if err := checkWritableDir(dataDir); err != nil {
 		return nil, fmt.Errorf("start embedded NATS server: data dir %q is not writable: %w", dataDir, err)
 	}
+	lock, err := lockDataDir(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded NATS server: data dir %q: %w", dataDir, err)
+	}
+	srv, err := startServer(ctx, dataDir, listenAddr, logger)
+	if err != nil {
+		if lock != nil {
+			_ = lock.Close()
+		}
+		return nil, err
+	}
+	return &embedded{srv: srv, lock: lock}, nil
+}
+
+// startServer starts the server of startEmbedded, on a data dir locked.
+func startServer(ctx context.Context, dataDir, listenAddr string, logger *slog.Logger) (*server.Server, error) {
 	sopts := &server.Options{
 		ServerName: embeddedServerName,
 		JetStream:  true,

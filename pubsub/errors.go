@@ -34,6 +34,10 @@ var (
 	// ErrConflict means AppendKeyed's ExpectLast was not the key's last
 	// sequence: the key moved on. The error is a *ConflictError.
 	ErrConflict = errors.New("key moved on")
+
+	// ErrDataDirInUse means another embedded server, of this process or
+	// another, holds Options.DataDir.
+	ErrDataDirInUse = errors.New("in use by another embedded NATS server (another Herald running on it?)")
 )
 
 // ConflictError is AppendKeyed's error when the key's last sequence is not

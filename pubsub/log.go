@@ -152,8 +152,8 @@ type Log struct {
 	opts  Options
 	lay   layout
 	log   *slog.Logger
-	where string // human description of the server, for messages
-	srv   *server.Server
+	where string    // human description of the server, for messages
+	emb   *embedded // nil: external servers
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	dir   jetstream.Stream
@@ -226,13 +226,13 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	}()
 
 	if len(opts.URLs) == 0 {
-		l.srv, err = startEmbedded(connectCtx, opts.DataDir, opts.ListenAddr, opts.Logger)
+		l.emb, err = startEmbedded(connectCtx, opts.DataDir, opts.ListenAddr, opts.Logger)
 		if err != nil {
 			return nil, err
 		}
 		l.where = fmt.Sprintf("embedded NATS server (data dir %q)", opts.DataDir)
 		if opts.ListenAddr != "" {
-			l.clientURL = embeddedClientURL(l.srv)
+			l.clientURL = embeddedClientURL(l.emb.srv)
 			l.where = fmt.Sprintf("embedded NATS server %s (data dir %q)", l.clientURL, opts.DataDir)
 		}
 	} else {
@@ -327,8 +327,8 @@ func (l *Log) connect(ctx context.Context) error {
 	}
 	url := ""
 	var dialer *recordingDialer
-	if l.srv != nil {
-		nopts = append(nopts, nats.InProcessServer(l.srv))
+	if l.emb != nil {
+		nopts = append(nopts, nats.InProcessServer(l.emb.srv))
 	} else {
 		url = strings.Join(l.opts.URLs, ",")
 		// nats.Connect takes no context: bound each dial and handshake so
@@ -556,9 +556,8 @@ func (l *Log) shutdown() error {
 			l.nc.Close()
 		}
 	}
-	if l.srv != nil {
-		l.srv.Shutdown()
-		l.srv.WaitForShutdown()
+	if l.emb != nil {
+		l.emb.stop()
 	}
 	return err
 }

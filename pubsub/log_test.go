@@ -728,6 +728,16 @@ func TestOpenErrors(t *testing.T) {
 			wantText: []string{"start embedded NATS server: data dir", "is not writable"},
 		},
 		{
+			name: "data dir in use",
+			opts: func(t *testing.T) Options {
+				dir := t.TempDir()
+				openLog(t, Options{DataDir: dir})
+				return Options{DataDir: dir}
+			},
+			wantIs:   ErrDataDirInUse,
+			wantText: []string{"start embedded NATS server: data dir", "in use by another embedded NATS server"},
+		},
+		{
 			name:     "embedded without data dir",
 			opts:     func(*testing.T) Options { return Options{} },
 			wantText: []string{"DataDir is required"},
@@ -762,7 +772,7 @@ func TestOpenErrors(t *testing.T) {
 			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
 				t.Errorf("errors.Is(err, %v) = false", tt.wantIs)
 			}
-			for _, s := range []error{ErrUnreachable, ErrJetStreamDisabled, ErrStreamConflict, ErrLayoutConflict} {
+			for _, s := range []error{ErrUnreachable, ErrJetStreamDisabled, ErrStreamConflict, ErrLayoutConflict, ErrDataDirInUse} {
 				if s != tt.wantIs && errors.Is(err, s) {
 					t.Errorf("error also matches %v", s)
 				}
@@ -815,4 +825,25 @@ func silentServer(t *testing.T) string {
 		}
 	})
 	return "nats://" + ln.Addr().String()
+}
+
+// TestDataDirLockIsReleased: the data dir's lock goes with the embedded
+// server, whether Open failed after taking it (here, on a listen address
+// in use) or the log was closed; the directory can then be opened again.
+func TestDataDirLockIsReleased(t *testing.T) {
+	dir := t.TempDir()
+	taken := openEmbedded(t, Options{ListenAddr: "127.0.0.1:0"})
+	if l, err := Open(t.Context(), Options{DataDir: dir, ListenAddr: strings.TrimPrefix(taken.ClientURL(), "nats://"),
+		Logger: testLogger(), ConnectTimeout: 5 * time.Second}); err == nil {
+		_ = l.Close()
+		t.Fatal("Open on a listen address in use succeeded")
+	}
+	l, err := Open(t.Context(), Options{DataDir: dir, Logger: testLogger(), ConnectTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("Open after a failed one: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	openLog(t, Options{DataDir: dir})
 }

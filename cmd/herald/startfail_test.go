@@ -130,3 +130,57 @@ func TestTakenAddressExitsAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestDataDirInUseIsRefused: a second Herald with embedded NATS on the
+// --data-dir a running one uses fails to start, naming the flag and the
+// directory, in this process as in another (go run ./cmd/herald twice,
+// the second on another --addr, or a new pod mounting the volume while
+// the old one drains). It used to start a second JetStream server over
+// the same files: each replica saw only its own rooms, and what the first
+// stored was gone after a restart. The running one is left alone, and
+// once it has stopped the directory can be used again.
+func TestDataDirInUseIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	first, err := startApp(ctx, testConfig(t, dir), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, first)
+
+	second, err := startApp(ctx, testConfig(t, dir), logger)
+	if err == nil {
+		stopTestApp(t, second)
+		stopTestApp(t, first)
+		t.Fatal("a second replica started with embedded NATS on the data directory a running replica uses")
+	}
+	if want := "--data-dir (HERALD_DATA_DIR)"; !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), dir) {
+		t.Errorf("err = %v, want it to name %s and %q", err, want, dir)
+	}
+
+	p := launchProcess(t, "second", "--data-dir", dir)
+	if code := p.exitCode(20 * time.Second); code != 1 {
+		t.Fatalf("a second process on the data directory: exit code %d, want 1:\n%s", code, p.logs.String())
+	}
+	if logs := p.logs.String(); !strings.Contains(logs, "in use by another embedded NATS server") {
+		t.Errorf("the second process does not say the data directory is in use:\n%s", logs)
+	}
+
+	// The first goes on serving, and after it the directory is free.
+	var out struct {
+		CreateRoom struct{ ID string } `json:"createRoom"`
+	}
+	gql(t, first.Addr(), "alice", `mutation { createRoom(name: "still-here") { id } }`, nil, &out)
+	stopTestApp(t, first)
+	again, err := startApp(ctx, testConfig(t, dir), logger)
+	if err != nil {
+		t.Fatalf("the data directory is still refused once its replica stopped: %v", err)
+	}
+	defer stopTestApp(t, again)
+	waitReady(t, again)
+	if resp := gql(t, again.Addr(), "", `query($id: ID!) { room(id: $id) { name } }`, map[string]any{"id": out.CreateRoom.ID}, nil); !strings.Contains(string(resp.Data), "still-here") {
+		t.Errorf("the room created before the restart: %s", resp.Data)
+	}
+}
