@@ -42,7 +42,7 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 	if r.presence == nil {
 		return nil, errPresenceUnavailable
 	}
-	if err := r.roomExists(ctx, roomID); err != nil {
+	if err := r.roomExists(ctx, roomID, false); err != nil {
 		return nil, err
 	}
 	// The room's watcher gives its gate (membership) and its member

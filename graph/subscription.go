@@ -31,7 +31,7 @@ type (
 // left, or the server stops); the channel is closed then.
 
 func (r subscriptionResolver) MessagePosted(ctx context.Context, roomID string, after *string) (<-chan graphql.Event[*chat.Message], error) {
-	if err := r.roomExists(ctx, roomID); err != nil {
+	if err := r.roomExists(ctx, roomID, after != nil); err != nil {
 		return nil, err
 	}
 	ch, err := watch(ctx, r.Resolver, chat.RoomTopic(roomID), roomScope(roomID), after, func(c *chat.Change) (*chat.Message, bool) {
@@ -44,7 +44,7 @@ func (r subscriptionResolver) MessagePosted(ctx context.Context, roomID string, 
 }
 
 func (r subscriptionResolver) RoomEvents(ctx context.Context, roomID string, after *string) (<-chan graphql.Event[*chat.Change], error) {
-	if err := r.roomExists(ctx, roomID); err != nil {
+	if err := r.roomExists(ctx, roomID, after != nil); err != nil {
 		return nil, err
 	}
 	ch, err := watch(ctx, r.Resolver, chat.RoomTopic(roomID), roomScope(roomID), after, func(c *chat.Change) (*chat.Change, bool) {
@@ -65,12 +65,28 @@ func (r subscriptionResolver) RoomCreated(ctx context.Context, after *string) (<
 	})
 }
 
-func (r subscriptionResolver) roomExists(ctx context.Context, roomID string) error {
-	_, ok, err := r.chat.LookupRoom(ctx, roomID)
-	if err == nil && !ok {
-		err = &chat.Error{Code: chat.CodeNotFound, Message: fmt.Sprintf("room %q does not exist", roomID)}
+// roomExists refuses a subscription to a room that does not exist, and a
+// resume of a private room by a non-member whatever its cursor:
+// WatchAfterFor refuses it too, but only once the cursor has been read,
+// and one of another incarnation of the log would be CURSOR_EXPIRED,
+// which sends the client refetching instead of stopping.
+func (r subscriptionResolver) roomExists(ctx context.Context, roomID string, resuming bool) error {
+	room, ok, err := r.chat.LookupRoom(ctx, roomID)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return &chat.Error{Code: chat.CodeNotFound, Message: fmt.Sprintf("room %q does not exist", roomID)}
+	case resuming && room.Private:
+		sees, err := r.chat.CanSee(ctx, viewerID(ctx), roomID)
+		if err != nil {
+			return err
+		}
+		if !sees {
+			return &chat.Error{Code: chat.CodeForbidden, Message: "forbidden: you are not a member of room " + roomID}
+		}
 	}
-	return err
+	return nil
 }
 
 // watch starts a watcher of topic before returning, so no change applied
