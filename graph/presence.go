@@ -130,10 +130,12 @@ func (r mutationResolver) SetTyping(ctx context.Context, roomID string) (bool, e
 	} else if !ok {
 		return false, &chat.Error{Code: chat.CodeNotFound, Message: "room " + roomID + " does not exist"}
 	}
-	if !r.typing.allow(roomID, a.ID, time.Now()) {
+	now := time.Now()
+	if !r.typing.allow(roomID, a.ID, now) {
 		return true, nil
 	}
 	if err := r.presence.Signal(ctx, roomID, a.ID); err != nil {
+		r.typing.forget(roomID, a.ID, now) // the retry asked for is passed on
 		return false, &chat.Error{Code: chat.CodeUnavailable, Message: "setTyping: " + err.Error() + "; retry"}
 	}
 	return true, nil

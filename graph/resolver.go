@@ -125,6 +125,19 @@ func (t *typingThrottle) allow(room, user string, now time.Time) bool {
 	return true
 }
 
+// forget undoes what allow recorded at now for a call whose signal could
+// not be sent, so that its retry is not taken for a repeat.
+func (t *typingThrottle) forget(room, user string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := typingKey{room, user}
+	for _, gen := range []map[typingKey]time.Time{t.cur, t.prev} {
+		if at, ok := gen[k]; ok && at.Equal(now) {
+			delete(gen, k)
+		}
+	}
+}
+
 // len is how many keys t holds.
 func (t *typingThrottle) len() int {
 	t.mu.Lock()
