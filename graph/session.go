@@ -3,6 +3,8 @@ package graph
 import (
 	"context"
 	"errors"
+	"fmt"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
@@ -47,6 +49,10 @@ func (r mutationResolver) DisconnectUser(ctx context.Context, userID string) (bo
 		return false, &chat.Error{Code: chat.CodeForbidden, Message: "disconnectUser is for administrators only"}
 	case userID == "":
 		return false, &chat.Error{Code: chat.CodeBadUserInput, Message: "disconnectUser: userId is empty"}
+	case utf8.RuneCountInString(userID) > auth.MaxUserIDLength:
+		// No identity has such an ID; the notice would not fit NATS either.
+		return false, &chat.Error{Code: chat.CodeBadUserInput,
+			Message: fmt.Sprintf("disconnectUser: userId is longer than %d characters, which no user ID is", auth.MaxUserIDLength)}
 	case r.sessions == nil:
 		return false, &chat.Error{Code: chat.CodeUnavailable, Message: "this server cannot disconnect users"}
 	}

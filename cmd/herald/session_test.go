@@ -14,6 +14,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
+
+	"github.com/heraldhq/herald/auth"
 )
 
 const sessionSecret = "session-test-secret-of-32-bytes!"
@@ -370,6 +372,13 @@ func TestDisconnectUser(t *testing.T) {
 	}
 
 	admin := signToken(t, "root", far, jwt.MapClaims{"admin": true})
+	// An ID no user can have is the caller's mistake, not NATS's to refuse
+	// (over 4 KiB, its notice would be) and the caller's to retry.
+	for _, long := range []string{strings.Repeat("m", auth.MaxUserIDLength+1), strings.Repeat("m", 5000)} {
+		if r := gqlToken(t, b.Addr(), admin, disconnect, map[string]any{"u": long}, nil); r.code() != "BAD_USER_INPUT" {
+			t.Fatalf("disconnectUser of a %d-character ID: %+v, want BAD_USER_INPUT", len(long), r)
+		}
+	}
 	start := time.Now()
 	var out struct{ DisconnectUser bool }
 	if r := gqlToken(t, b.Addr(), admin, disconnect, map[string]any{"u": "alice"}, &out); len(r.Errors) > 0 || !out.DisconnectUser {
