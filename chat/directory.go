@@ -90,6 +90,7 @@ func mergedPage(a, b []*Room, w Window) Page[Room] {
 	total, n := len(a)+len(b), aHi-aLo+bHi-bLo
 	page := Page[Room]{TotalCount: total}
 	lo, hi := aLo+bLo, aHi+bHi
+	from, to := lo, hi
 	switch {
 	case w.Last > 0 && n > w.Last:
 		lo = hi - w.Last
@@ -122,7 +123,7 @@ func mergedPage(a, b []*Room, w Window) Page[Room] {
 			}
 		}
 	}
-	page.HasPreviousPage, page.HasNextPage = lo > 0, hi < total
+	page.HasPreviousPage, page.HasNextPage = pageFlags(w, lo, hi, from, to, total)
 	return page
 }
 

@@ -231,8 +231,8 @@ func (rs *roomState) membersPage(w Window) Page[Member] {
 		all = append(all, *m)
 	}
 	slices.SortFunc(all, func(a, b Member) int { return cmp.Compare(a.Since, b.Since) })
-	lo, hi := bounds(len(all), func(i int) uint64 { return all[i].Since + 1 }, w)
-	return Page[Member]{Items: all[lo:hi], TotalCount: len(all), HasPreviousPage: lo > 0, HasNextPage: hi < len(all)}
+	lo, hi, hasPrev, hasNext := bounds(len(all), func(i int) uint64 { return all[i].Since + 1 }, w)
+	return Page[Member]{Items: all[lo:hi], TotalCount: len(all), HasPreviousPage: hasPrev, HasNextPage: hasNext}
 }
 
 // checkRoomForChange refuses a change the log could not keep: a message's
@@ -524,12 +524,11 @@ func (rs *roomState) eachEventSeq(fn func(uint64)) {
 
 // page returns a page of the room's retained messages in posting order.
 func (rs *roomState) page(w Window) Page[Message] {
-	lo, hi := bounds(len(rs.messages), func(i int) uint64 { return rs.messages[i].msg.Seq }, w)
-	page := Page[Message]{TotalCount: len(rs.messages), Last: rs.last}
+	lo, hi, hasPrev, hasNext := bounds(len(rs.messages), func(i int) uint64 { return rs.messages[i].msg.Seq }, w)
+	page := Page[Message]{TotalCount: len(rs.messages), Last: rs.last, HasPreviousPage: hasPrev, HasNextPage: hasNext}
 	for _, m := range rs.messages[lo:hi] {
 		page.Items = append(page.Items, m.snapshot())
 	}
-	page.HasPreviousPage, page.HasNextPage = lo > 0, hi < len(rs.messages)
 	return page
 }
 
@@ -555,8 +554,9 @@ type Window struct {
 }
 
 // bounds returns the index range [lo, hi) of a list of n items, ascending by
-// seqAt, that the window selects.
-func bounds(n int, seqAt func(int) uint64, w Window) (lo, hi int) {
+// seqAt, that the window selects, and whether items lie before and after
+// it (pageFlags).
+func bounds(n int, seqAt func(int) uint64, w Window) (lo, hi int, hasPrev, hasNext bool) {
 	lo, hi = 0, n
 	if w.After > 0 {
 		lo = sort.Search(n, func(i int) bool { return seqAt(i) > w.After })
@@ -567,11 +567,30 @@ func bounds(n int, seqAt func(int) uint64, w Window) (lo, hi int) {
 	if hi < lo {
 		hi = lo
 	}
+	from, to := lo, hi // what lies between the cursors
 	switch {
 	case w.First > 0 && hi-lo > w.First:
 		hi = lo + w.First
 	case w.Last > 0 && hi-lo > w.Last:
 		lo = hi - w.Last
 	}
-	return lo, hi
+	hasPrev, hasNext = pageFlags(w, lo, hi, from, to, n)
+	return lo, hi, hasPrev, hasNext
+}
+
+// pageFlags says whether items lie before and after [lo, hi), the page w
+// selected of the [from, to) between its cursors, in a list of n. Those
+// beyond the cursors count, except in the direction w counts in, as
+// Relay's algorithm has it: with First, whether more than First lie
+// between the cursors (First with Before: nothing is next once the page
+// reaches Before); with Last, the same backwards.
+func pageFlags(w Window, lo, hi, from, to, n int) (hasPrev, hasNext bool) {
+	hasPrev, hasNext = lo > 0, hi < n
+	if w.First > 0 {
+		hasNext = hi < to
+	}
+	if w.Last > 0 {
+		hasPrev = lo > from
+	}
+	return hasPrev, hasNext
 }

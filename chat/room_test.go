@@ -238,24 +238,38 @@ func TestRoomLoadedMatchesRoomHeld(t *testing.T) {
 func TestWindowBounds(t *testing.T) {
 	seqs := []uint64{10, 20, 30, 40, 50}
 	at := func(i int) uint64 { return seqs[i] }
+	// prev and next are the page info's flags: beyond the cursors too,
+	// except in the direction the window counts in (Relay's algorithm).
 	tests := []struct {
-		w      Window
-		lo, hi int
+		w          Window
+		lo, hi     int
+		prev, next bool
 	}{
-		{Window{}, 0, 5},
-		{Window{First: 2}, 0, 2},
-		{Window{Last: 2}, 3, 5},
-		{Window{After: 20, First: 2}, 2, 4},
-		{Window{After: 25}, 2, 5},
-		{Window{Before: 40, Last: 2}, 1, 3},
-		{Window{Before: 10}, 0, 0},
-		{Window{After: 50}, 5, 5},
-		{Window{After: 40, Before: 20}, 4, 4},
-		{Window{First: 9}, 0, 5},
+		{Window{}, 0, 5, false, false},
+		{Window{First: 2}, 0, 2, false, true},
+		{Window{Last: 2}, 3, 5, true, false},
+		{Window{After: 20, First: 2}, 2, 4, true, true},
+		{Window{After: 20, First: 3}, 2, 5, true, false},
+		{Window{After: 25}, 2, 5, true, false},
+		{Window{Before: 40, Last: 2}, 1, 3, true, true},
+		{Window{Before: 40, Last: 3}, 0, 3, false, true},
+		{Window{Before: 10}, 0, 0, false, true},
+		{Window{After: 50}, 5, 5, true, false},
+		{Window{After: 40, Before: 20}, 4, 4, true, true},
+		{Window{First: 9}, 0, 5, false, false},
+		// Counting towards a cursor: only what lies between the cursors.
+		{Window{Before: 30, First: 10}, 0, 2, false, false},
+		{Window{Before: 40, First: 2}, 0, 2, false, true},
+		{Window{After: 30, Last: 10}, 3, 5, false, false},
+		{Window{After: 20, Last: 2}, 3, 5, true, false},
+		{Window{After: 10, Before: 50, First: 2}, 1, 3, true, true},
+		{Window{After: 10, Before: 40, First: 2}, 1, 3, true, false},
 	}
 	for _, tt := range tests {
-		if lo, hi := bounds(len(seqs), at, tt.w); lo != tt.lo || hi != tt.hi {
-			t.Errorf("bounds(%+v) = [%d,%d), want [%d,%d)", tt.w, lo, hi, tt.lo, tt.hi)
+		lo, hi, prev, next := bounds(len(seqs), at, tt.w)
+		if lo != tt.lo || hi != tt.hi || prev != tt.prev || next != tt.next {
+			t.Errorf("bounds(%+v) = [%d,%d) prev %v next %v, want [%d,%d) prev %v next %v",
+				tt.w, lo, hi, prev, next, tt.lo, tt.hi, tt.prev, tt.next)
 		}
 	}
 }
@@ -368,8 +382,8 @@ func TestMergedPage(t *testing.T) {
 			for _, before := range []uint64{0, 5, 14, 31} {
 				for _, fl := range [][2]int{{0, 0}, {1, 0}, {2, 0}, {50, 0}, {0, 1}, {0, 3}, {0, 50}} {
 					w := Window{After: after, Before: before, First: fl[0], Last: fl[1]}
-					lo, hi := bounds(len(all), func(i int) uint64 { return all[i].Seq }, w)
-					want := Page[Room]{TotalCount: len(all), HasPreviousPage: lo > 0, HasNextPage: hi < len(all)}
+					lo, hi, prev, next := bounds(len(all), func(i int) uint64 { return all[i].Seq }, w)
+					want := Page[Room]{TotalCount: len(all), HasPreviousPage: prev, HasNextPage: next}
 					for _, r := range all[lo:hi] {
 						want.Items = append(want.Items, *r)
 					}

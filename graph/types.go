@@ -122,7 +122,9 @@ func (r roomResolver) Messages(ctx context.Context, obj *chat.Room, last *int, b
 		page.Items = nil
 	}
 	if beforeStart {
-		page.Items, page.HasPreviousPage, page.HasNextPage = nil, false, page.TotalCount > 0
+		// Nothing lies between the cursors: with first, nothing is next
+		// either (see chat's bounds).
+		page.Items, page.HasPreviousPage, page.HasNextPage = nil, false, !forward && page.TotalCount > 0
 	}
 	edges, nodes, info := connection(r.Resolver, scope, page, func(m *chat.Message) uint64 { return m.Seq },
 		func(cursor string, m *chat.Message) *model.MessageEdge {
