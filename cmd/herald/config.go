@@ -132,7 +132,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted HTTP request body, in bytes")
 	fs.DurationVar(&c.ApplyTimeout, "apply-timeout", 5*time.Second, "how long a mutation waits for its event to be stored and applied")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Second, "at shutdown: the window over which open WebSockets are closed with 1001, evenly spread (0: all at once)")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "at shutdown, after the drain window: how long in-flight HTTP requests and closing WebSockets may take")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "at shutdown, after the drain window: how long in-flight HTTP requests and closing WebSockets may take (at most 1h)")
 	fs.BoolVar(&c.Introspection, "introspection", true, "allow GraphQL introspection (default: on in dev mode, off with jwt)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
@@ -360,8 +360,10 @@ func (c config) validate() error {
 	if c.DrainTimeout < 0 || c.DrainTimeout > 10*time.Minute {
 		bad("drain-timeout", "must be between 0s and 10m, got %s", c.DrainTimeout)
 	}
-	if c.ShutdownTimeout <= 0 {
-		bad("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)
+	if c.ShutdownTimeout <= 0 || c.ShutdownTimeout > time.Hour {
+		// Bounded so that a stop's own bound (drain + 2 × this + 15 s)
+		// cannot overflow, which made the first SIGTERM give up at once.
+		bad("shutdown-timeout", "must be positive and at most 1h, got %s", c.ShutdownTimeout)
 	}
 	for _, d := range []struct {
 		flag string

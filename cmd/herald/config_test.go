@@ -99,6 +99,10 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{args: []string{"--apply-timeout", "0s"}, want: "--apply-timeout"},
 		{args: []string{"--drain-timeout", "-1s"}, want: "--drain-timeout (HERALD_DRAIN_TIMEOUT): must be between 0s and 10m"},
 		{env: map[string]string{"HERALD_DRAIN_TIMEOUT": "11m"}, want: "--drain-timeout (HERALD_DRAIN_TIMEOUT): must be between 0s and 10m"},
+		{args: []string{"--shutdown-timeout", "0s"}, want: "--shutdown-timeout (HERALD_SHUTDOWN_TIMEOUT): must be positive and at most 1h"},
+		// "No limit" written as a huge value: 2 × it overflowed the stop's
+		// bound, and the first SIGTERM gave up at once with exit 1.
+		{args: []string{"--shutdown-timeout", "2000000h"}, want: "--shutdown-timeout (HERALD_SHUTDOWN_TIMEOUT): must be positive and at most 1h"},
 		{args: []string{"--log-level", "loud"}, want: "unknown level"},
 		{args: []string{"--log-format", "xml"}, want: "unknown format"},
 		{args: []string{"stray"}, want: `unexpected argument "stray"`},
