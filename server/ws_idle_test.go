@@ -1,8 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"runtime"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestIdleSocketStack guards what an idle socket costs in goroutines and
@@ -77,4 +82,93 @@ func settledStack(t *testing.T) (goroutines int, stack int64) {
 		return settled
 	})
 	return goroutines, stack
+}
+
+// readersInReadNext counts this process's goroutines inside a socket's
+// reader (wsConn.readNext): a parked socket has none.
+func readersInReadNext() int {
+	buf := make([]byte, 8<<20)
+	n := runtime.Stack(buf, true)
+	return bytes.Count(buf[:n], []byte("server.(*wsConn).readNext("))
+}
+
+// TestIdleSocketsParkAfterControlFrames: an idle socket whose client
+// answers the keepalive's WebSocket ping with a pong (the legacy protocol
+// pings so, and browsers and gorilla answer), or pings on its own, still
+// has no goroutine once the frame is handled. gorilla's NextReader handles
+// control frames but then waits for a message, which an idle client does
+// not send: every such socket used to keep a reader goroutine, and its
+// grown stack, after its first keepalive.
+func TestIdleSocketsParkAfterControlFrames(t *testing.T) {
+	if !parksSockets {
+		t.Skip("no parker on this platform; each socket keeps a reader goroutine")
+	}
+	const sockets = 20
+	tests := []struct {
+		name       string
+		dial       func(r *replica) *wsClient
+		subscribe  string
+		clientPing bool // the client sends WebSocket pings of its own
+	}{
+		{"legacy protocol answering the server's pings", func(r *replica) *wsClient { return r.dialLegacy("") }, "start", false},
+		{"graphql-transport-ws pinging", func(r *replica) *wsClient { return r.dialTransport("") }, "subscribe", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newReplica(t, func(o *Options) {
+				o.PingInterval = 100 * time.Millisecond
+				o.PongTimeout = time.Minute
+			})
+			room := r.room("idle")
+			var wg sync.WaitGroup
+			var clients []*wsClient
+			stop := make(chan struct{})
+			t.Cleanup(func() {
+				close(stop)
+				for _, c := range clients {
+					_ = c.conn.Close()
+				}
+				wg.Wait()
+			})
+			for range sockets {
+				c := tt.dial(r)
+				clients = append(clients, c)
+				c.subscribe(tt.subscribe, "1", `subscription($r: ID!) { messagePosted(roomId: $r) { text } }`, map[string]any{"r": room})
+				// The client reads, which runs gorilla's ping handler: a pong.
+				wg.Go(func() {
+					for {
+						if _, _, err := c.conn.ReadMessage(); err != nil {
+							return
+						}
+					}
+				})
+				if tt.clientPing {
+					wg.Go(func() {
+						for {
+							select {
+							case <-stop:
+								return
+							case <-time.After(100 * time.Millisecond):
+							}
+							if c.conn.WriteControl(websocket.PingMessage, []byte("hi"), time.Now().Add(time.Second)) != nil {
+								return
+							}
+						}
+					})
+				}
+			}
+			waitFor(t, "every subscription live", func() bool { return r.members() == sockets })
+			time.Sleep(500 * time.Millisecond) // several control frames each
+			// A reader woken by a control frame handles it in microseconds:
+			// the fewest seen over a second are those that never parked.
+			n := sockets
+			for range 20 {
+				n = min(n, readersInReadNext())
+				time.Sleep(50 * time.Millisecond)
+			}
+			if n > 0 {
+				t.Fatalf("%d of %d idle sockets hold a reader goroutine in readNext after control frames; want none (parked)", n, sockets)
+			}
+		})
+	}
 }

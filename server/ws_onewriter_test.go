@@ -8,6 +8,7 @@ package server
 // a frame.
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -392,34 +393,49 @@ func lastQueued(r *replica) (n int, text string) {
 
 // TestBrokenFramingIsClosedThroughTheWriter: a frame that breaks RFC 6455
 // is answered with 1002 by the socket's writer (gorilla may not write), on
-// both protocols, and the server then ends the connection.
+// both protocols, and the server then ends the connection. Broken pings
+// among them: the reader takes well-formed client pings and pongs itself
+// (takeControlFrames) and must leave every other to gorilla's checks.
 func TestBrokenFramingIsClosedThroughTheWriter(t *testing.T) {
 	r := newReplica(t, nil)
+	frames := []struct {
+		name  string
+		frame func() []byte
+	}{
+		{"reserved opcode", func() []byte { return appendClientFrame(nil, 0x3, []byte("reserved opcode")) }},
+		{"unmasked ping", func() []byte { return []byte{0x80 | rawPing, 2, 'h', 'i'} }},
+		{"fragmented ping", func() []byte { f := appendClientFrame(nil, rawPing, []byte("hi")); f[0] &^= 0x80; return f }},
+		{"ping with a reserved bit", func() []byte { f := appendClientFrame(nil, rawPing, []byte("hi")); f[0] |= 0x40; return f }},
+		{"ping of 126 bytes", func() []byte { return appendClientFrame(nil, rawPing, bytes.Repeat([]byte("p"), 126)) }},
+	}
 	for _, p := range wspProtocols {
-		t.Run(p.name, func(t *testing.T) {
-			r := r.forTest(t)
-			c := r.dialRaw(p.name, 0)
-			c.send(`{"type":"connection_init","payload":{}}`)
-			if err := c.write(0x3, []byte("reserved opcode")); err != nil {
-				t.Fatal(err)
-			}
-			for {
-				m, err := c.next(5 * time.Second)
-				if err != nil {
-					t.Fatalf("waiting for the close frame: %v", err)
-				}
-				if m.op == rawText {
-					continue // connection_ack, ka
-				}
-				if m.op != rawClose || len(m.payload) < 2 || binary.BigEndian.Uint16(m.payload) != 1002 {
-					t.Fatalf("got frame %#x %q, want a close frame with 1002", m.op, m.payload)
-				}
-				t.Logf("closed with 1002 %q", m.payload[2:])
-				break
-			}
-			if _, err := c.next(closeGrace + 2*time.Second); err == nil || isTimeout(err) {
-				t.Fatalf("after the close frame: %v, want the connection ended", err)
-			}
-		})
+		for _, f := range frames {
+			t.Run(p.name+"/"+f.name, func(t *testing.T) { brokenFrameIsClosed(t, r.forTest(t), p, f.frame()) })
+		}
+	}
+}
+
+func brokenFrameIsClosed(t *testing.T, r *replica, p wspProto, frame []byte) {
+	c := r.dialRaw(p.name, 0)
+	c.send(`{"type":"connection_init","payload":{}}`)
+	if err := c.writeAll(frame); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := c.next(5 * time.Second)
+		if err != nil {
+			t.Fatalf("waiting for the close frame: %v", err)
+		}
+		if m.op == rawText {
+			continue // connection_ack, ka
+		}
+		if m.op != rawClose || len(m.payload) < 2 || binary.BigEndian.Uint16(m.payload) != 1002 {
+			t.Fatalf("got frame %#x %q, want a close frame with 1002", m.op, m.payload)
+		}
+		t.Logf("closed with 1002 %q", m.payload[2:])
+		break
+	}
+	if _, err := c.next(closeGrace + 2*time.Second); err == nil || isTimeout(err) {
+		t.Fatalf("after the close frame: %v, want the connection ended", err)
 	}
 }

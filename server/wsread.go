@@ -249,6 +249,9 @@ const keepaliveMax = len(framePong)
 // readNext reads one message and acts on it. It reports false once the
 // socket's input has ended (closed, failed, or past a deadline).
 func (c *wsConn) readNext() bool {
+	if c.input != nil && c.takeControlFrames() && c.input.br.Buffered() == 0 {
+		return true // nothing but pings and pongs: nothing to wait for
+	}
 	kind, r, err := c.ws.NextReader()
 	if err != nil {
 		return c.readFailed(err)
@@ -284,6 +287,48 @@ func (c *wsConn) readNext() bool {
 		c.handleOffStack(buf.Bytes())
 	}
 	return true
+}
+
+// takeControlFrames handles the pings and pongs at the head of the socket's
+// buffered input, and reports whether it took any. gorilla's NextReader
+// handles them too, but then waits for a message: an idle client that
+// answers the keepalive's WebSocket ping with a pong (browsers and gorilla
+// do) would hold the reader in it until its next message, where it should
+// park (TestIdleSocketStack). Between messages gorilla is at a frame's
+// start, so a whole control frame can be taken from under it. Only the
+// exact frames a client sends are taken: final, no reserved bits, masked,
+// a payload of at most 125 bytes, and all of it buffered; a close, or
+// anything else, is left to gorilla, which checks it and reports errors.
+func (c *wsConn) takeControlFrames() (took bool) {
+	br := c.input.br
+	for {
+		if took && br.Buffered() < 2 {
+			return took // never wait here: the socket may have nothing more
+		}
+		head, err := br.Peek(2) // reads what came when nothing is buffered yet
+		if err != nil {
+			return took // an error is for gorilla's read to report
+		}
+		op, n := head[0]^0x80, int(head[1]&0x7f)
+		if (op != opPing && op != opPong) || head[1]&0x80 == 0 || n > 125 {
+			return took
+		}
+		if br.Buffered() < 2+4+n {
+			return took
+		}
+		frame, _ := br.Peek(2 + 4 + n)
+		var payload [125]byte
+		for i := range n {
+			payload[i] = frame[6+i] ^ frame[2+i%4]
+		}
+		_, _ = br.Discard(2 + 4 + n)
+		took = true
+		if op == opPing {
+			_ = c.onPing(string(payload[:n]))
+		} else {
+			c.touch()
+		}
+	}
 }
 
 // readFailed ends the reader. gorilla answers a message over the read
