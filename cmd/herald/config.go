@@ -73,6 +73,9 @@ type config struct {
 	// introspectionSet: --introspection (or its variable) was given; if
 	// not, introspection follows the mode (on in dev, off with jwt).
 	introspectionSet bool
+	// natsURLBlank: --nats-url was given but names no server (" ", ","),
+	// which would otherwise run NATS embedded without a word.
+	natsURLBlank bool
 
 	// startTimeout is not a flag: defaultStartTimeout, shorter in tests.
 	startTimeout time.Duration
@@ -183,6 +186,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 			c.NATSURLs = append(c.NATSURLs, u)
 		}
 	}
+	c.natsURLBlank = natsURL != "" && len(c.NATSURLs) == 0
 	return c, c.validate()
 }
 
@@ -275,6 +279,9 @@ func (c config) validate() error {
 	}
 	if len(c.NATSURLs) == 0 && strings.TrimSpace(c.DataDir) == "" {
 		bad("data-dir", "must be set when NATS runs embedded")
+	}
+	if c.natsURLBlank {
+		bad("nats-url", "names no server; leave it unset (or empty) to run NATS embedded")
 	}
 	for _, u := range c.NATSURLs {
 		if !strings.Contains(u, "://") {

@@ -92,6 +92,9 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{args: []string{"--stream-replicas", "3"}, want: "embedded NATS server is a single node"},
 		{args: []string{"--nats-url", "nats://x:4222", "--stream-replicas", "9"}, want: "between 1 and 5"},
 		{args: []string{"--nats-url", "localhost:4222"}, want: "is not a URL"},
+		// Blank, it used to run NATS embedded without a word.
+		{args: []string{"--nats-url", ","}, want: "--nats-url (HERALD_NATS_URL): names no server"},
+		{env: map[string]string{"HERALD_NATS_URL": " "}, want: "--nats-url (HERALD_NATS_URL): names no server"},
 		{args: []string{"--nats-url", "nats://x:4222", "--nats-listen", "127.0.0.1:4222"}, want: "embedded NATS server only"},
 		{args: []string{"--data-dir", ""}, want: "--data-dir (HERALD_DATA_DIR): must be set"},
 		{args: []string{"--stream", "a.b"}, want: "not a valid stream name"},
