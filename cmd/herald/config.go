@@ -335,6 +335,10 @@ func (c config) validate() error {
 				bad("jwks-url", "%v", err)
 			}
 		}
+		if c.JWTCookie != "" && !validCookieName(c.JWTCookie) {
+			// A browser never sends such a cookie: the token would never be read from it.
+			bad("jwt-cookie", "%q is not a cookie name (RFC 6265: ASCII letters, digits and !#$%%&'*+-.^_`|~)", c.JWTCookie)
+		}
 	default:
 		bad("auth", "unknown mode %q (jwt or dev)", c.Auth)
 	}
@@ -440,6 +444,21 @@ func (c config) hideCredentials(msg string) string {
 // validStreamName reports whether name can be the base of the log's
 // streams and of the presence key-value buckets (<name>_PRESENCE), whose
 // names NATS restricts to ASCII letters, digits, _ and -.
+// validCookieName reports whether name is an RFC 6265 cookie-name, an
+// HTTP token: visible ASCII but for the separators.
+func validCookieName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := range len(name) {
+		b := name[i]
+		if b <= ' ' || b >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, b) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
 func validStreamName(name string) bool {
 	if name == "" {
 		return false

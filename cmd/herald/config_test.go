@@ -117,6 +117,10 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{args: []string{"--jwt-issuer", "https://id.example.com"}, want: "--jwt-issuer (HERALD_JWT_ISSUER): applies to --auth=jwt only"},
 		{env: map[string]string{"HERALD_JWT_AUDIENCE": "herald"}, want: "--jwt-audience (HERALD_JWT_AUDIENCE): applies to --auth=jwt only"},
 		{args: []string{"--jwt-cookie", "session"}, want: "--jwt-cookie (HERALD_JWT_COOKIE): applies to --auth=jwt only"},
+		// No browser sends a cookie of such a name: the option did nothing.
+		{args: []string{"--auth", "jwt", "--jwt-secret", strings.Repeat("s", 32), "--jwt-cookie", "my session"},
+			want: `--jwt-cookie (HERALD_JWT_COOKIE): "my session" is not a cookie name`},
+		{args: []string{"--auth", "jwt", "--jwt-secret", strings.Repeat("s", 32), "--jwt-cookie", "a=b"}, want: "is not a cookie name"},
 		{args: []string{"--jwt-name-claim", "nickname"}, want: "--jwt-name-claim (HERALD_JWT_NAME_CLAIM): applies to --auth=jwt only"},
 		{args: []string{"--mutation-rate", "-1"}, want: "--mutation-rate (HERALD_MUTATION_RATE): must not be negative"},
 		{args: []string{"--max-text-length", "5000"}, want: "must be between 1 and 4000"},
