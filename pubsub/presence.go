@@ -172,7 +172,10 @@ func (l *Log) Presence(ctx context.Context, opts PresenceOptions) (*Presence, er
 	if err != nil {
 		return nil, err
 	}
-	p := newPresence(l, opts)
+	p, err := newPresence(l, opts)
+	if err != nil {
+		return nil, err
+	}
 	// Each request is repeated while a leader election leaves it
 	// unanswered, as Open's are: a replica may start during one.
 	err = untilElected(ctx, p.log, "the presence set-up", func(ctx context.Context) error {
@@ -196,10 +199,20 @@ func (l *Log) Presence(ctx context.Context, opts PresenceOptions) (*Presence, er
 	return p, nil
 }
 
-// newPresence is a Presence with nothing started and no buckets yet.
-func newPresence(l *Log, opts PresenceOptions) *Presence {
+// newPresence is a Presence with nothing started and no buckets yet. Its
+// puts go through a JetStream client of its own, which lets go of a put
+// unacknowledged after WriteTimeout: a round gives up on it then
+// (awaitPresenceAcks), and nats.go would otherwise keep it pending until a
+// reconnect. An unanswering bucket leader (one that lost its quorum, or
+// died mid-proposal) would strand a round's puts each time, and past 4,000
+// pending PublishAsync refuses every put, the bucket healthy or not.
+func newPresence(l *Log, opts PresenceOptions) (*Presence, error) {
+	js, err := jetstream.New(l.nc, jetstream.WithPublishAsyncTimeout(opts.WriteTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("set up presence's JetStream client: %w", err)
+	}
 	return &Presence{
-		nc: l.nc, js: l.js, opts: opts, log: l.log,
+		nc: l.nc, js: js, opts: opts, log: l.log,
 		local: map[string]map[string]int{}, dirty: map[string]struct{}{}, written: map[string]int{},
 		// A generation new to this process's writes, and (very likely) to
 		// any earlier process's with the same replica name.
@@ -207,7 +220,7 @@ func newPresence(l *Log, opts PresenceOptions) *Presence {
 		live: map[string]bool{}, heard: map[string]time.Time{}, watches: map[*PresenceWatch]struct{}{},
 		kick: make(chan struct{}, 1), rewatch: make(chan struct{}, 1), stop: make(chan struct{}),
 		rewatchSlots: make(chan struct{}, rewatchConcurrency),
-	}
+	}, nil
 }
 
 func createPresenceBuckets(ctx context.Context, js jetstream.JetStream, opts PresenceOptions) (members, replicas jetstream.KeyValue, err error) {

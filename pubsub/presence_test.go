@@ -480,7 +480,9 @@ func presenceWithoutWriter(t *testing.T) (p *Presence, kv jetstream.KeyValue, ct
 	if err != nil {
 		t.Fatal(err)
 	}
-	p = newPresence(l, opts)
+	if p, err = newPresence(l, opts); err != nil {
+		t.Fatal(err)
+	}
 	if p.members, p.replicas, err = createPresenceBuckets(ctx, l.js, opts); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,90 @@
+package pubsub
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// TestPresenceAbandonedPutsAreReleased: Presence.write sends its puts
+// with PublishAsync and gives up on those whose acknowledgement has not come
+// within WriteTimeout (awaitPresenceAcks), retrying them at the next round.
+// Puts go unanswered whenever the bucket's stream leader received them and
+// never answers: a leader that lost its quorum or died mid-proposal, or one
+// behind a silent network partition while its route still counts as up.
+// Here a plain subscriber that never answers stands for it: interest
+// exists, so NATS does not answer "no responders", and nothing acknowledges.
+//
+// The Log's JetStream client, which the puts went through, kept every
+// future given up on pending for good (only a reconnect cleared it). Once
+// 4000 (nats.go's default PublishAsyncMaxPending) were stuck, every later
+// PublishAsync stalled 200 ms and failed with ErrTooManyStalledMsgs: the
+// replica wrote no presence any more, though NATS and the bucket were
+// healthy again. Presence's own client lets a put go after WriteTimeout,
+// and once the bucket answers again the next round stores the key.
+func TestPresenceAbandonedPutsAreReleased(t *testing.T) {
+	p, kv, ctx := presenceWithoutWriter(t)
+	url := p.nc.ConnectedUrl()
+
+	// The bucket's stream stops answering: it is gone, and a silent
+	// subscriber keeps interest on its subjects.
+	js := rawJS(t, url)
+	if err := js.DeleteKeyValue(ctx, p.opts.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	silent, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(silent.Close)
+	sub, err := silent.Subscribe("$KV."+p.opts.Bucket+".>", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := silent.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	const topics = 4000
+	for i := range topics {
+		p.Enter(fmt.Sprintf("t%d", i), "alice")
+	}
+	p.opts.WriteTimeout = 300 * time.Millisecond
+	p.write() // every put goes unanswered; the round gives up on all
+	// The client lets them go WriteTimeout (the default 2s) after each put.
+	for deadline := time.Now().Add(2 * time.Second); p.js.PublishAsyncPending() != 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := p.js.PublishAsyncPending(); n != 0 {
+		t.Errorf("2s after the round gave up on its puts, %d are still pending in the JetStream client, want 0", n)
+	}
+
+	// The bucket answers again.
+	if _, _, err := createPresenceBuckets(ctx, js, p.opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := silent.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The members leave (deleting their keys), and one enters elsewhere.
+	for i := range topics {
+		p.Leave(fmt.Sprintf("t%d", i), "alice")
+	}
+	p.opts.WriteTimeout = 20 * time.Second
+	p.write()
+	p.Enter("room", "bob")
+	p.opts.WriteTimeout = 2 * time.Second
+	for round := 0; round < 3; round++ {
+		p.write()
+		if _, err := kv.Get(ctx, "room.a"); err == nil {
+			return
+		}
+	}
+	t.Fatalf("with the bucket healthy again, 3 rounds did not store room.a: %d puts given up on still pending (PublishAsync refuses more)",
+		p.js.PublishAsyncPending())
+}
