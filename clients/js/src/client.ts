@@ -446,6 +446,12 @@ function duration(name: string, value: number | undefined, fallback: number, off
  * opening with an error event, which would crash the process. Each such
  * socket gets a listener that ignores errors; graphql-ws still hears them
  * through onerror while it listens.
+ *
+ * A constructor that throws (a relative url on Node.js, a fragment, a ws:
+ * url from an https: page) is answered with a socket closing with 4005,
+ * which graphql-ws does not retry: its connect, which nothing catches,
+ * would otherwise reject unhandled and never settle, leaving the sink
+ * without an error and dispose() waiting for ever.
  */
 function tracking(impl: unknown, onSocket: (socket: SocketLike) => void, standIn: () => SocketLike | undefined): unknown {
   if (typeof impl !== 'function') return impl;
@@ -453,7 +459,12 @@ function tracking(impl: unknown, onSocket: (socket: SocketLike) => void, standIn
     construct(target, args) {
       const instead = standIn();
       if (instead) return instead;
-      const socket = Reflect.construct(target, args) as SocketLike & { on?: unknown };
+      let socket: SocketLike & { on?: unknown };
+      try {
+        socket = Reflect.construct(target, args) as SocketLike & { on?: unknown };
+      } catch (err) {
+        return new ClosingSocket(4005, closeReason('cannot open a WebSocket', err));
+      }
       if (typeof socket.on === 'function') (socket.on as (e: string, l: () => void) => void).call(socket, 'error', () => {});
       onSocket(socket);
       return socket;
@@ -616,6 +627,8 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   // Whether the server closed with 1000 (see CLOSE_NORMAL), and whether
   // graphql-ws called retryWait before the connect under way.
   let waitBeforeConnect = false;
+  // The wait before a connect ended with nothing left to run (see url).
+  let connectToNothing = false;
   let waitedForConnect = false;
   // The back-off's own count (see RETRY_RESET_AFTER): reconnect waits since
   // a connection last stayed up retryResetAfter ms past its ack, the
@@ -634,7 +647,11 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       const wait = waitBeforeConnect && !waitedForConnect;
       waitBeforeConnect = false;
       waitedForConnect = false;
-      if (wait) await reconnectWait();
+      if (wait) {
+        await reconnectWait();
+        // Every subscription stopped during the wait: connect to nothing.
+        connectToNothing = active.size === 0;
+      }
       return wsURL(options.url);
     },
     webSocketImpl: tracking(options.webSocketImpl ?? options.graphqlWs?.webSocketImpl ??
@@ -649,10 +666,15 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         return close.apply(this, args);
       };
     },
-    // dispose() ended the wait above: graphql-ws creates a socket all the
-    // same. This one opens no connection and closes (1000) at once, and
-    // graphql-ws, disposed of, connects no more.
-    () => (disposal.signal.aborted ? new ClosingSocket(CLOSE_NORMAL, 'Normal Closure') : undefined)),
+    // dispose() ended the wait above, or every subscription stopped during
+    // it: graphql-ws creates a socket all the same. This one opens no
+    // connection and closes (1000) at once, and graphql-ws, disposed of or
+    // with nothing left to run, connects no more.
+    () => {
+      if (!disposal.signal.aborted && !connectToNothing) return undefined;
+      connectToNothing = false;
+      return new ClosingSocket(CLOSE_NORMAL, 'Normal Closure');
+    }),
     retryAttempts: options.retryAttempts ?? Infinity,
     // graphql-ws's own count starts over at every ack (see RETRY_RESET_AFTER).
     retryWait: () => {
@@ -774,6 +796,12 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   }
   // What dispose ends: every subscription still running.
   const active = new Set<() => void>();
+  // With nothing left running, graphql-ws will not reconnect after the
+  // server's 1000: a later subscription connects anew at once, as after
+  // the client's own close, without the wait the 1000 asked for.
+  const nothingLeft = () => {
+    if (active.size === 0) waitBeforeConnect = false;
+  };
 
   /**
    * The operation as it is sent, and the variable its cursor goes in;
@@ -855,6 +883,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       // would not exit). Releasing an operation already done does nothing.
       stop();
       active.delete(unsubscribe);
+      nothingLeft();
       if (failure) sink.error(failure.error);
       else sink.complete();
     };
@@ -899,6 +928,10 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       }
       stop = ws.subscribe<Data, Record<string, unknown>>(wire, {
         next(result) {
+          // graphql-ws goes on delivering a batch the socket read at once
+          // for a few ticks after its unsubscribe: nothing reaches a sink
+          // that stopped, nor moves its cursor past what it had.
+          if (stopped || ended) return;
           answered = true;
           if (recoverable(result.errors)) {
             recovering = true;
@@ -954,6 +987,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     const unsubscribe = () => {
       stopped = true;
       active.delete(unsubscribe);
+      nothingLeft();
       unwatch();
       stop();
       // graphql-ws completes an operation it ran; none runs while
