@@ -408,14 +408,7 @@ func short(s []uint64) string {
 // follow in 75 took 2s here. Each one starts with a consumer it keeps.
 func TestFollowStartsPromptlyOnACluster(t *testing.T) {
 	t.Parallel()
-	c := startNATSCluster(t, 3)
-	opts := Options{Replicas: 3, Partitions: 1, ConnectTimeout: 5 * time.Second, SetupTimeout: 60 * time.Second}
-	var logs []*Log
-	for i := range 3 {
-		o := opts
-		o.URLs = []string{c.url(i)}
-		logs = append(logs, openLog(t, o))
-	}
+	logs := logOnEachNode(t, startNATSCluster(t, 3))
 	mustAdd(t, logs[0], "k1", "1")
 	const follows = 450
 	// Under two heartbeats: the first entry did not wait for a new consumer.
@@ -442,4 +435,16 @@ func TestFollowStartsPromptlyOnACluster(t *testing.T) {
 			t.Errorf("follows from node %d created their consumer again %d times, want none", i, n)
 		}
 	}
+}
+
+// logOnEachNode opens a log of 3 replicas on each node of c, connected to
+// that node alone, and closes them at cleanup.
+func logOnEachNode(t *testing.T, c *natsCluster) []*Log {
+	t.Helper()
+	var logs []*Log
+	for i := range c.clients {
+		logs = append(logs, openLog(t, Options{URLs: []string{c.url(i)}, Replicas: 3, Partitions: 1,
+			ConnectTimeout: 5 * time.Second, SetupTimeout: 60 * time.Second}))
+	}
+	return logs
 }

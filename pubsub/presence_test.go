@@ -618,13 +618,9 @@ func TestPresenceWatchOutlivesALostBucket(t *testing.T) {
 // not share that race. 450 watches measured 2–14 ms at most.
 func TestPresenceWatchStartsPromptlyOnACluster(t *testing.T) {
 	t.Parallel()
-	c := startNATSCluster(t, 3)
-	opts := Options{Replicas: 3, Partitions: 1, ConnectTimeout: 5 * time.Second, SetupTimeout: 60 * time.Second}
 	var trackers []*Presence
-	for i := range 3 {
-		o := opts
-		o.URLs = []string{c.url(i)}
-		trackers = append(trackers, openPresence(t, openLog(t, o), PresenceOptions{Replica: fmt.Sprintf("r%d", i), Replicas: 3}))
+	for i, l := range logOnEachNode(t, startNATSCluster(t, 3)) {
+		trackers = append(trackers, openPresence(t, l, PresenceOptions{Replica: fmt.Sprintf("r%d", i), Replicas: 3}))
 	}
 	trackers[0].Enter("room1", "alice")
 	watchPresence(t, trackers[1], "room1").until(t, 10*time.Second, "alice")
