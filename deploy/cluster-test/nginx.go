@@ -14,6 +14,7 @@ var (
 	resolveParam   = regexp.MustCompile(`[[:space:]]resolve([[:space:];])`)
 	loopbackServer = regexp.MustCompile(`^server 127\.0\.0\.1:[0-9]+ `)
 	leftover       = regexp.MustCompile(`herald[0-9]|resolve`)
+	backupParam    = regexp.MustCompile(`[[:space:]]backup[[:space:];]`)
 	listen8080     = regexp.MustCompile(`(?m)^([[:space:]]*)listen[[:space:]]+8080;`)
 	listenLine     = regexp.MustCompile(`(?m)^[[:space:]]*listen`)
 )
@@ -22,7 +23,7 @@ var (
 // without comments, blank lines, `resolver` lines and `resolve` (Debian's
 // nginx has no `resolve`, and the ports need no DNS), and with heraldN:8080
 // mapped to 127.0.0.1:ports[N-1]. It fails unless that leaves exactly the
-// three loopback `server` lines.
+// three loopback `server` lines, besides `backup` ones.
 func loopbackUpstreams(shipped string, ports [3]int) (string, error) {
 	var out []string
 	for line := range strings.Lines(shipped) {
@@ -40,7 +41,7 @@ func loopbackUpstreams(shipped string, ports [3]int) (string, error) {
 	conf := strings.Join(out, "\n") + "\n"
 	servers := 0
 	for _, l := range out {
-		if loopbackServer.MatchString(l) {
+		if loopbackServer.MatchString(l) && !backupParam.MatchString(l) {
 			servers++
 		}
 	}

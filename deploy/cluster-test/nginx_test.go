@@ -21,11 +21,13 @@ func TestLoopbackUpstreams(t *testing.T) {
 		wantErr string
 	}{
 		{"shipped", string(shipped),
-			"server 127.0.0.1:1001 max_fails=1 fail_timeout=5s;\nserver 127.0.0.1:1002 max_fails=1 fail_timeout=5s;\nserver 127.0.0.1:1003 max_fails=1 fail_timeout=5s;\n", ""},
+			"server 127.0.0.1:1001 max_fails=1 fail_timeout=5s;\nserver 127.0.0.1:1002 max_fails=1 fail_timeout=5s;\nserver 127.0.0.1:1003 max_fails=1 fail_timeout=5s;\n" +
+				"server 127.0.0.1:1001 backup max_fails=0;\nserver 127.0.0.1:1002 backup max_fails=0;\nserver 127.0.0.1:1003 backup max_fails=0;\n", ""},
 		{"without resolve", "server herald1:8080 max_fails=1;\nserver herald2:8080 down;\n  # c\nserver herald3:8080 weight=2;\n",
 			"server 127.0.0.1:1001 max_fails=1;\nserver 127.0.0.1:1002 down;\nserver 127.0.0.1:1003 weight=2;\n", ""},
 		{"a fourth replica", string(shipped) + "server herald4:8080 resolve;\n", "", "no longer has the three"},
 		{"two replicas", "server herald1:8080;\nserver herald2:8080;\n", "", "no longer has the three"},
+		{"two replicas and a backup", "server herald1:8080;\nserver herald2:8080;\nserver herald3:8080 backup;\n", "", "no longer has the three"},
 		{"another port", "server herald1:8080;\nserver herald2:8080;\nserver herald3:9090;\n", "", "no longer has the three"},
 		{"resolve elsewhere", "server herald1:8080;\nserver herald2:8080;\nserver herald3:8080;\nzone x resolve\n", "", "no longer has the three"},
 	}

@@ -567,21 +567,30 @@ func (c *checker) checkNginx(services map[string]service, heraldNames []string) 
 	} else {
 		c.ok("nginx: listens on %s, published as %v", listenPorts[0], s.Ports)
 	}
-	// upstreams.conf names exactly the Herald services, on their port.
-	var hosts []string
+	// upstreams.conf names exactly the Herald services, on their port, and
+	// again as backups, if at all.
+	var hosts, backups []string
 	for _, l := range readLines(filepath.Join(c.deploy, "upstreams.conf")) {
 		if m := regexp.MustCompile(`^server\s+([^\s:;]+):(\d+)`).FindStringSubmatch(l); m != nil {
 			if port := heraldPort(services[m[1]]); m[2] != port {
 				c.fail("upstreams.conf: %s:%s, but %s listens on %s", m[1], m[2], m[1], port)
 			}
-			hosts = append(hosts, m[1])
+			if regexp.MustCompile(`\sbackup[\s;]`).MatchString(l) {
+				backups = append(backups, m[1])
+			} else {
+				hosts = append(hosts, m[1])
+			}
 		}
 	}
 	sort.Strings(hosts)
-	if !slices.Equal(hosts, heraldNames) {
+	sort.Strings(backups)
+	switch {
+	case !slices.Equal(hosts, heraldNames):
 		c.fail("upstreams.conf names %v, compose.yaml has Herald services %v", hosts, heraldNames)
-	} else {
-		c.ok("upstreams.conf names exactly the Herald services %v, on the port each listens on", hosts)
+	case len(backups) > 0 && !slices.Equal(backups, heraldNames):
+		c.fail("upstreams.conf's backups are %v, compose.yaml has Herald services %v", backups, heraldNames)
+	default:
+		c.ok("upstreams.conf names exactly the Herald services %v, on the port each listens on (backups: %v)", hosts, backups)
 	}
 	m := regexp.MustCompile(`^nginx:(\d+)\.(\d+)`).FindStringSubmatch(s.Image)
 	if m == nil {
