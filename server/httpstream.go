@@ -132,10 +132,18 @@ func (t *httpStreams) admit(w http.ResponseWriter, r *http.Request) bool {
 
 // open starts the stream of an admitted request, authenticated as ctx
 // says: the response headers, and the format's preamble. The caller must
-// close it.
-func (t *httpStreams) open(ctx context.Context, w http.ResponseWriter, r *http.Request, f streamFormat) *httpStream {
+// close it. subscription says the stream will be a subscription's, which
+// may be parked (see start).
+func (t *httpStreams) open(ctx context.Context, w http.ResponseWriter, r *http.Request, f streamFormat, subscription bool) *httpStream {
 	st := t.newStream(w, r, f)
 	st.userID = userOf(ctx)
+	if subscription && t.keeper != nil && r.ProtoMajor == 1 && r.ProtoMinor >= 1 {
+		// A parked stream's connection is hijacked and closed when the
+		// stream ends (finish): say so, or a client would put it back in
+		// its pool and send its next request (a mutation, which it does
+		// not retry) on a connection about to close (RFC 9112, 9.6).
+		w.Header().Set("Connection", "close")
+	}
 	t.start(st)
 	return st
 }

@@ -71,7 +71,7 @@ func (t *multipartTransport) Do(w http.ResponseWriter, r *http.Request, exec gra
 	if !ok || !t.admit(w, r) {
 		return
 	}
-	st := t.open(ctx, w, r, multipartFormat{})
+	st := t.open(ctx, w, r, multipartFormat{}, true)
 	defer st.close()
 	st.subscribe(ctx, exec, params, opCtx)
 }

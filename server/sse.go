@@ -123,7 +123,7 @@ func (t *sseTransport) stream(ctx context.Context, w http.ResponseWriter, r *htt
 	if !t.admit(w, r) {
 		return
 	}
-	st := t.open(ctx, w, r, sseFormat{})
+	st := t.open(ctx, w, r, sseFormat{}, errs == nil && opCtx.Operation.Operation == ast.Subscription)
 	defer st.close()
 	switch {
 	case errs != nil:
