@@ -156,6 +156,7 @@ func (t *httpStreams) newStream(w http.ResponseWriter, r *http.Request, f stream
 		f:       f,
 		w:       w,
 		rc:      rc,
+		ctl:     rc,
 		out:     responseWriter{w: w, rc: rc},
 		r:       r,
 		created: time.Now(),
@@ -189,6 +190,7 @@ type httpStream struct {
 	f       streamFormat
 	w       http.ResponseWriter      // nil once parked
 	rc      *http.ResponseController // nil once parked
+	ctl     *http.ResponseController // rc, kept once parked: drop cuts a write under way with it
 	r       *http.Request            // nil once parked
 	out     streamWriter             // the response, or the parked stream's connection
 	parked  atomic.Pointer[parkedStream]
@@ -214,6 +216,9 @@ type httpStream struct {
 	// execution (see join); nil once it has joined. goAway and drop call
 	// it (abandonStart).
 	cancelStart context.CancelFunc
+	// released: release has begun, and the request may be over, after
+	// which its ResponseController (ctl) may not be used.
+	released bool
 }
 
 // streamItem is one queued piece of a stream: a result of op, or with no
@@ -359,6 +364,9 @@ func (st *httpStream) write(batch []streamItem, end bool, endErr *gqlerror.Error
 		return true
 	}
 	_ = st.out.SetWriteDeadline(time.Now().Add(st.t.cfg.writeTimeout))
+	if isClosed(st.cut) {
+		return false // dropped: the deadline just set would outlast drop's
+	}
 	var err error
 	for _, it := range batch {
 		if it.p == nil {
@@ -402,6 +410,9 @@ func (st *httpStream) writeAndFlush(b []byte) bool {
 		return true
 	}
 	_ = st.out.SetWriteDeadline(time.Now().Add(st.t.cfg.writeTimeout))
+	if isClosed(st.cut) {
+		return false // dropped (see write)
+	}
 	if _, err := st.out.Write(b); err != nil {
 		return false
 	}
@@ -418,6 +429,9 @@ func (st *httpStream) close() {
 
 // release releases everything the stream holds.
 func (st *httpStream) release() {
+	st.mu.Lock()
+	st.released = true
+	st.mu.Unlock()
 	if st.op != nil {
 		st.op.finished.Store(true)
 		st.t.execs.leave(st.op)
@@ -536,7 +550,16 @@ func (st *httpStream) drop() {
 	st.abandonStart()
 	if ps := st.parked.Load(); ps != nil {
 		ps.closeConn()
+		return
 	}
+	// The request's goroutine may be blocked writing to a client that
+	// reads nothing, until the write timeout: the write fails now (write
+	// sees st.cut should it set its deadline after this).
+	st.mu.Lock()
+	if !st.released {
+		_ = st.ctl.SetWriteDeadline(time.Now())
+	}
+	st.mu.Unlock()
 }
 
 // abandonStart ends the context of the subscription joining its execution,

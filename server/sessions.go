@@ -52,9 +52,10 @@ type sessions struct {
 // it dropped. Dropping ends a session promptly unless something it waits
 // for ignores it: a resolver that does not heed its context (a socket's
 // reader runs a subscription's resolver, its teardown waits for its
-// queries'), an authenticator still checking an upgrade's credentials, an
-// HTTP/2 stream's write until Options.WriteTimeout. The drain does not
-// wait for those, so that the process's stop stays bounded.
+// queries'), an authenticator still checking an upgrade's credentials.
+// (A stream's write under way is made to fail: a parked stream's
+// connection is closed, another's write deadline set to now.) The drain
+// does not wait for those, so that the process's stop stays bounded.
 const dropGrace = time.Second
 
 func newSessions(maxConnections int) *sessions {
