@@ -53,6 +53,9 @@ type roomCache struct {
 	held  map[string]*heldRoom
 	idle  *list.List   // rooms with refs 0, least recently used first
 	bytes atomic.Int64 // estimated, over every held room
+	// stopping: Run is waiting for the loads under way (Service.loading),
+	// so none may start. Guarded by mu, under which loads are counted.
+	stopping bool
 }
 
 func newRoomCache() roomCache {
@@ -97,6 +100,10 @@ func (s *Service) acquire(ctx context.Context, roomID string) (*heldRoom, error)
 	s.rooms.mu.Lock()
 	h := s.rooms.held[roomID]
 	load := h == nil
+	if load && s.rooms.stopping {
+		s.rooms.mu.Unlock()
+		return nil, errorf(CodeUnavailable, "room %s cannot be loaded now: the service is stopping", roomID)
+	}
 	if load {
 		h = &heldRoom{id: roomID, ready: make(chan struct{}), applied: make(chan struct{})}
 		// Live entries are subscribed to before the room is read, so that
@@ -118,12 +125,16 @@ func (s *Service) acquire(ctx context.Context, roomID string) (*heldRoom, error)
 		s.rooms.idle.Remove(h.elem)
 		h.elem = nil
 	}
+	if load {
+		// Counted under rooms.mu, before Run, stopping, may wait for it
+		// (a WaitGroup may not be added to from zero while waited for).
+		s.loading.Add(1)
+	}
 	s.rooms.mu.Unlock()
 
 	if load {
 		// Loading serves every waiter, not only the caller that started
 		// it, and may outlast a caller that gives up.
-		s.loading.Add(1)
 		go func() {
 			defer s.loading.Done()
 			s.load(h, meta)

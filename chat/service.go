@@ -162,6 +162,11 @@ func (s *Service) Run(ctx context.Context) error {
 	defer func() {
 		wg.Wait()
 		s.endLife()
+		// Queries may still come (a request the HTTP server's shutdown
+		// gave up on): they start no load from here on.
+		s.rooms.mu.Lock()
+		s.rooms.stopping = true
+		s.rooms.mu.Unlock()
 		s.loading.Wait()
 		s.live.Close()
 	}()
