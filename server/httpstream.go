@@ -285,7 +285,7 @@ func (st *httpStream) loop(ctx context.Context) {
 	for {
 		select {
 		case <-st.wake:
-			if !st.flush() {
+			if more, _ := st.flush(); !more {
 				return
 			}
 		case <-keepalive.C:
@@ -307,20 +307,22 @@ func (st *httpStream) loop(ctx context.Context) {
 	}
 }
 
-// flush writes what is queued; false once the stream is over.
-func (st *httpStream) flush() bool {
+// flush writes what is queued; more is false once the stream is over,
+// written is false when a write failed (the client is gone, or past the
+// write deadline): nothing more can be written then.
+func (st *httpStream) flush() (more, written bool) {
 	st.mu.Lock()
 	batch, completed, failure, endErr := st.queue, st.completed, st.failure, st.endErr
 	st.queue, st.bytes = nil, 0
 	st.mu.Unlock()
 	if failure != nil {
 		st.fail(failure)
-		return false
+		return false, true
 	}
 	if !st.write(batch, completed, endErr) {
-		return false
+		return false, false
 	}
-	return !completed
+	return !completed, true
 }
 
 // fail ends the stream with a transport-level error: every operation of

@@ -292,8 +292,11 @@ func (ps *parkedStream) writeDue() bool {
 		ps.finish(false)
 		return false
 	}
-	if !st.flush() {
-		ps.finish(true)
+	if more, written := st.flush(); !more {
+		// The last chunk ends a stream whose writes went out, not one
+		// whose write failed mid-chunk (it would wait out the deadline
+		// again, for bytes the client could not read right).
+		ps.finish(written)
 		return false
 	}
 	st.mu.Lock()
