@@ -106,7 +106,9 @@ type tokenBucket struct {
 func (b *tokenBucket) take(now time.Time, rate, burst float64) (ok bool, wait time.Duration) {
 	n := now.UnixNano()
 	if b.last != 0 {
-		b.tokens = max(0, b.tokens-float64(n-b.last)/1e9*rate)
+		// The wall clock may step back (NTP, a VM resumed): time that did
+		// not pass refills nothing, and spends nothing either.
+		b.tokens = max(0, b.tokens-float64(max(0, n-b.last))/1e9*rate)
 	}
 	b.last = n
 	if b.tokens+1 <= burst {
@@ -119,7 +121,7 @@ func (b *tokenBucket) take(now time.Time, rate, burst float64) (ok bool, wait ti
 // full reports whether the bucket has refilled completely by now, so that
 // forgetting it changes nothing.
 func (b *tokenBucket) full(now time.Time, rate float64) bool {
-	return b.tokens-float64(now.UnixNano()-b.last)/1e9*rate <= 0
+	return b.tokens-float64(max(0, now.UnixNano()-b.last))/1e9*rate <= 0
 }
 
 // identityLimiter is a rate limit per identity. Buckets that have refilled

@@ -416,13 +416,77 @@ func TestCORS(t *testing.T) {
 }
 
 func TestOriginPolicyConfig(t *testing.T) {
-	for _, bad := range []string{"example.com", "ftp://x.example", "https://*", "https://a.*.example", "https://x.example/path", "https://u@x.example"} {
+	for _, bad := range []string{"example.com", "ftp://x.example", "https://*", "https://a.*.example", "https://x.example/path", "https://u@x.example",
+		// Browsers send a host in ASCII: a Unicode entry would never match.
+		"https://bücher.example", "https://*.bücher.example"} {
 		if _, err := newOriginPolicy([]string{bad}); err == nil {
 			t.Errorf("allowed origin %q accepted", bad)
 		}
 	}
 	if _, err := newOriginPolicy([]string{"*", "https://app.example.com", "https://*.example.org", " "}); err != nil {
 		t.Errorf("a valid allow-list refused: %v", err)
+	}
+}
+
+// TestOriginPolicyMatches: an origin is scheme, host and port (RFC 6454),
+// and a browser never writes the scheme's default port. A wildcard entry
+// used to ignore the origin's port (https://*.example.org admitted a page
+// on any port of any subdomain) and, given a port, to match nothing.
+func TestOriginPolicyMatches(t *testing.T) {
+	tests := []struct {
+		entry, origin string
+		ok            bool
+	}{
+		{"https://app.example.org", "https://app.example.org", true},
+		{"https://app.example.org", "https://app.example.org:8443", false},
+		{"https://app.example.org:443", "https://app.example.org", true},
+		{"https://*.example.org", "https://a.example.org", true},
+		{"https://*.example.org", "https://a.b.example.org", true},
+		{"https://*.example.org", "https://a.example.org:443", true},
+		{"https://*.example.org", "https://a.example.org:8443", false},
+		{"https://*.example.org", "http://a.example.org", false},
+		{"https://*.example.org", "https://example.org", false},
+		{"https://*.example.org", "https://a.example.org.evil.com", false},
+		{"https://*.example.org:8443", "https://a.example.org:8443", true},
+		{"https://*.example.org:8443", "https://a.example.org", false},
+		{"https://*.example.org:443", "https://a.example.org", true},
+		{"http://*.example.org:80", "http://a.example.org", true},
+		{"http://*.example.org", "http://a.example.org:8080", false},
+		{"https://*.xn--bcher-kva.example", "https://www.xn--bcher-kva.example", true},
+	}
+	for _, tt := range tests {
+		p, err := newOriginPolicy([]string{tt.entry})
+		if err != nil {
+			t.Fatalf("entry %q: %v", tt.entry, err)
+		}
+		if got := p.allowsOrigin(tt.origin, "herald.internal"); got != tt.ok {
+			t.Errorf("allowed origins [%s], origin %s: allowed %v, want %v", tt.entry, tt.origin, got, tt.ok)
+		}
+	}
+}
+
+// TestRateLimitClockStepBack: a token bucket refills as time passes, and
+// time that did not pass spends nothing. Buckets measure time with the
+// wall clock, which may step back (NTP, a VM resumed): one hour back at
+// 20/s used to charge 72,000 tokens, refusing every active user (and
+// every socket's subscriptions) with RATE_LIMITED for an hour.
+func TestRateLimitClockStepBack(t *testing.T) {
+	l := newIdentityLimiter(20, 40)
+	now := time.Now()
+	if ok, _ := l.allow("alice", now); !ok {
+		t.Fatal("first mutation refused")
+	}
+	stepped := now.Round(0).Add(-time.Hour) // the wall reading alone, as after a step
+	if ok, wait := l.allow("alice", stepped); !ok {
+		t.Errorf("after the wall clock stepped back 1h, a user with 39 of 40 tokens left is refused for %v", wait)
+	}
+	var b tokenBucket
+	b.take(now, 20, 50)
+	if ok, wait := b.take(stepped, 20, 50); !ok {
+		t.Errorf("per-socket bucket: after the wall clock stepped back 1h, refused for %v", wait)
+	}
+	if b.full(stepped, 20) {
+		t.Errorf("a bucket with a token spent is full after the wall clock stepped back")
 	}
 }
 

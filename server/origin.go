@@ -21,7 +21,10 @@ type originPolicy struct {
 	domains []siteSuffix    // "https://*.example.com"
 }
 
-type siteSuffix struct{ scheme, suffix string } // suffix begins with "."
+// siteSuffix is a wildcard entry: its scheme, the domain the host must
+// end in (beginning with "."), and the port ("" for the scheme's default),
+// which is part of an origin (RFC 6454) as for an exact entry.
+type siteSuffix struct{ scheme, suffix, port string }
 
 // CheckAllowedOrigins reports the first entry of an Options.AllowedOrigins
 // list that New would refuse, so a configuration can be checked before
@@ -50,11 +53,16 @@ func newOriginPolicy(list []string) (*originPolicy, error) {
 			return nil, fmt.Errorf("allowed origin %q: want *, scheme://host[:port] or scheme://*.domain", entry)
 		}
 		host := strings.ToLower(u.Host)
+		if strings.ContainsFunc(host, func(r rune) bool { return r > 0x7f }) {
+			// Browsers send the host in its ASCII form: this entry would never match.
+			return nil, fmt.Errorf("allowed origin %q: write the host in its ASCII (punycode) form, xn--…, as browsers send it", entry)
+		}
 		if rest, ok := strings.CutPrefix(host, "*."); ok {
-			if rest == "" || strings.Contains(rest, "*") {
+			domain, port := splitPort(withoutDefaultPort(u.Scheme, rest))
+			if domain == "" || strings.Contains(domain, "*") {
 				return nil, fmt.Errorf("allowed origin %q: a wildcard must be followed by a domain", entry)
 			}
-			p.domains = append(p.domains, siteSuffix{scheme: u.Scheme, suffix: "." + rest})
+			p.domains = append(p.domains, siteSuffix{scheme: u.Scheme, suffix: "." + domain, port: port})
 			continue
 		}
 		if strings.Contains(host, "*") {
@@ -63,6 +71,14 @@ func newOriginPolicy(list []string) (*originPolicy, error) {
 		p.exact[u.Scheme+"://"+withoutDefaultPort(u.Scheme, host)] = true
 	}
 	return p, nil
+}
+
+// splitPort splits host[:port] into the host and the port ("" when none).
+func splitPort(hostport string) (host, port string) {
+	if i := strings.LastIndexByte(hostport, ':'); i > strings.LastIndexByte(hostport, ']') {
+		return hostport[:i], hostport[i+1:]
+	}
+	return hostport, ""
 }
 
 func withoutDefaultPort(scheme, host string) string {
@@ -104,15 +120,13 @@ func (p *originPolicy) allowsOrigin(origin, requestHost string) bool {
 	if host == strings.ToLower(requestHost) {
 		return true // same origin
 	}
-	if p.exact[u.Scheme+"://"+withoutDefaultPort(u.Scheme, host)] {
+	hostport := withoutDefaultPort(u.Scheme, host)
+	if p.exact[u.Scheme+"://"+hostport] {
 		return true
 	}
-	name := host
-	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, ']') {
-		name = name[:i]
-	}
+	name, port := splitPort(hostport)
 	for _, d := range p.domains {
-		if u.Scheme == d.scheme && strings.HasSuffix(name, d.suffix) {
+		if u.Scheme == d.scheme && port == d.port && strings.HasSuffix(name, d.suffix) {
 			return true
 		}
 	}
