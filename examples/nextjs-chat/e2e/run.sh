@@ -250,7 +250,8 @@ wait_http herald-b "http://127.0.0.1:$port_b/readyz" 30
 
 # nginx: the shipped deploy/nginx.conf (a symlink), with loopback versions of
 # its two includes derived from the shipped ones: heraldN:8080 becomes the
-# replicas (the third line is dropped), `listen 8080` a loopback port.
+# replicas (the third's lines are dropped; the backup lines are mapped
+# alike), `listen 8080` a loopback port.
 deploy="$root/deploy"
 ngx="$work/nginx"
 mkdir -p "$ngx/conf/conf.d" "$ngx/tmp"
@@ -258,7 +259,8 @@ ln -s "$deploy/nginx.conf" "$ngx/conf/nginx.conf"
 sed -E -e '/^[[:space:]]*(#|$)/d' -e '/^[[:space:]]*resolver[[:space:]]/d' -e 's/[[:space:]]resolve([[:space:];])/\1/' \
 	-e "s/\\bherald1:8080\\b/127.0.0.1:$port_a/" -e "s/\\bherald2:8080\\b/127.0.0.1:$port_b/" -e '/\bherald3:8080\b/d' \
 	"$deploy/upstreams.conf" >"$ngx/conf/upstreams.conf"
-[ "$(grep -cE '^server 127\.0\.0\.1:[0-9]+ ' "$ngx/conf/upstreams.conf")" = 2 ] && ! grep -qE 'herald[0-9]|resolve' "$ngx/conf/upstreams.conf" ||
+[ "$(grep -E '^server 127\.0\.0\.1:[0-9]+ ' "$ngx/conf/upstreams.conf" | grep -cvE '[[:space:]]backup[[:space:];]')" = 2 ] &&
+	! grep -qE 'herald[0-9]|resolve' "$ngx/conf/upstreams.conf" ||
 	die "deploy/upstreams.conf no longer has the 'server heraldN:8080 ...' lines this test maps to loopback:
 $(cat "$ngx/conf/upstreams.conf")"
 sed -E "s/^([[:space:]]*)listen[[:space:]]+8080;/\\1listen 127.0.0.1:$port_nginx;/" "$deploy/listen.conf" >"$ngx/conf/listen.conf"
