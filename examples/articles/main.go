@@ -88,6 +88,9 @@ type gateway struct {
 // listener) and starts the library following it.
 func openGateway(ctx context.Context, dataDir string, logger *slog.Logger) (*gateway, error) {
 	log, err := pubsub.Open(ctx, pubsub.Options{DataDir: dataDir, Stream: "ARTICLES", Name: "articles", Logger: logger})
+	if errors.Is(err, pubsub.ErrDataDirInUse) {
+		return nil, fmt.Errorf("--data-dir %s: open the event log: %w; stop the other or pick another directory", dataDir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open the event log: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/heraldhq/herald/pubsub"
 )
 
 // waitLimit bounds every wait of these tests: a frame, a request.
@@ -532,5 +535,23 @@ func TestRestartKeepsTheLibraryAndItsCursors(t *testing.T) {
 	godel := g.createAuthor("Kurt", "Gödel")
 	if a, _ := data[authorEvent](c, "resumed"); a.AuthorCreated.ID != godel {
 		t.Fatalf("after the replay, got %+v, want %s", a, godel)
+	}
+}
+
+// TestDataDirInUse: a second gateway on the directory of a running one is
+// refused, naming --data-dir (the event log's embedded NATS server locks
+// its directory: two on one directory lose what the first stored).
+func TestDataDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	startGateway(t, dir)
+	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+	defer cancel()
+	g, err := openGateway(ctx, dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		_ = g.stop(ctx, func(context.Context) error { return nil })
+		t.Fatal("a second gateway opened the directory of a running one")
+	}
+	if !strings.Contains(err.Error(), "--data-dir "+dir) || !errors.Is(err, pubsub.ErrDataDirInUse) {
+		t.Errorf("err = %v, want ErrDataDirInUse naming --data-dir %s", err, dir)
 	}
 }
