@@ -249,11 +249,11 @@ func (f *presenceFeed) run(ctx context.Context, send func(*model.PresenceEvent) 
 		now := time.Now()
 		var events []*model.PresenceEvent
 		if !started {
-			st.apply(users, signals, now, f.typingFor, nil)
+			st.apply(users, signals, now, f.typingFor, nil, 0)
 			events = []*model.PresenceEvent{st.snapshot()}
 			started = true
 		} else {
-			events = st.apply(users, signals, now, f.typingFor, &events)
+			events = st.apply(users, signals, now, f.typingFor, &events, f.burst)
 			if len(events) > f.burst || snap {
 				events = []*model.PresenceEvent{st.snapshot()}
 			}
@@ -278,13 +278,17 @@ type presenceState struct {
 
 // apply moves the state to users present and the typing signals at now,
 // and returns, when events is not nil, one event per change appended to
-// *events, each with the state right after it.
-func (st *presenceState) apply(users, signals []string, now time.Time, typingFor time.Duration, events *[]*model.PresenceEvent) []*model.PresenceEvent {
+// *events, each with the state right after it: at most burst+1 of them,
+// since a batch of more than burst is sent as one SNAPSHOT instead (each
+// event holds the whole state: a report that brings thousands of users
+// would otherwise build thousands of snapshots to throw away).
+func (st *presenceState) apply(users, signals []string, now time.Time, typingFor time.Duration,
+	events *[]*model.PresenceEvent, burst int) []*model.PresenceEvent {
 	if st.typing == nil {
 		st.typing = map[string]time.Time{}
 	}
 	emit := func(kind model.PresenceKind, user string) {
-		if events != nil {
+		if events != nil && len(*events) <= burst {
 			ev := st.snapshot()
 			ev.Kind, ev.User = kind, &chat.Actor{ID: user}
 			*events = append(*events, ev)
@@ -304,10 +308,12 @@ func (st *presenceState) apply(users, signals []string, now time.Time, typingFor
 			emit(model.PresenceKindJoined, u)
 		}
 	}
-	// Typing that ended, in user order, then typing that began.
+	// Typing that ended, in user order, then typing that began. A signal
+	// in this batch renews typing that would have ended by now: it came
+	// within the window, before it ended, as far as anyone can tell.
 	var ended []string
 	for u, until := range st.typing {
-		if !until.After(now) {
+		if !until.After(now) && !slices.Contains(signals, u) {
 			ended = append(ended, u)
 		}
 	}

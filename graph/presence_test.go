@@ -65,9 +65,9 @@ func TestPresenceStateEvents(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var st presenceState
-			st.apply(tt.start.users, tt.start.signals, t0.Add(tt.start.at), typingFor, nil)
+			st.apply(tt.start.users, tt.start.signals, t0.Add(tt.start.at), typingFor, nil, 0)
 			var events []*model.PresenceEvent
-			st.apply(tt.then.users, tt.then.signals, t0.Add(tt.then.at), typingFor, &events)
+			st.apply(tt.then.users, tt.then.signals, t0.Add(tt.then.at), typingFor, &events, 1<<20)
 			if len(events) != len(tt.want) {
 				t.Fatalf("%d events, want %d", len(events), len(tt.want))
 			}
