@@ -322,56 +322,14 @@ func (d *driver) nginxArgs() []string {
 	return []string{"-p", ngx + "/", "-c", "conf/nginx.conf", "-e", "stderr", "-g", "daemon off; pid " + ngx + "/nginx.pid;"}
 }
 
-// configureNginx writes nginx's prefix directory: the shipped nginx.conf,
-// unchanged (a symlink), loopback versions of its two includes derived from
-// the shipped ones, and temporary paths in the test's directory (not
-// Debian's /var/lib/nginx); then nginx -t must accept it.
+// configureNginx writes nginx's prefix directory (writeNginxPrefix); then
+// nginx -t must accept it.
 func (d *driver) configureNginx(ctx context.Context) error {
-	deploy := filepath.Join(d.root, "deploy")
-	ngx := d.nginxDir()
-	conf := filepath.Join(ngx, "conf")
-	for _, dir := range []string{filepath.Join(conf, "conf.d"), filepath.Join(ngx, "tmp")} {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("configure nginx: %w", err)
-		}
-	}
-	if err := os.Symlink(filepath.Join(deploy, "nginx.conf"), filepath.Join(conf, "nginx.conf")); err != nil {
-		return fmt.Errorf("configure nginx: %w", err)
-	}
-	upstreams, err := os.ReadFile(filepath.Join(deploy, "upstreams.conf"))
-	if err != nil {
-		return fmt.Errorf("configure nginx: %w", err)
-	}
-	up, err := loopbackUpstreams(string(upstreams), [3]int{d.heraldPort[1], d.heraldPort[2], d.heraldPort[3]})
-	if err != nil {
+	if err := writeNginxPrefix(d.root, d.work, d.nginxDir(), [3]int{d.heraldPort[1], d.heraldPort[2], d.heraldPort[3]}, d.nginxPort); err != nil {
 		return err
-	}
-	listen, err := os.ReadFile(filepath.Join(deploy, "listen.conf"))
-	if err != nil {
-		return fmt.Errorf("configure nginx: %w", err)
-	}
-	li, err := loopbackListen(string(listen), d.nginxPort)
-	if err != nil {
-		return err
-	}
-	files := map[string]string{
-		"upstreams.conf":                 up,
-		"listen.conf":                    li,
-		"conf.d/cluster-test-paths.conf": tempPaths(filepath.Join(ngx, "tmp")),
-	}
-	for name, text := range files {
-		if err := os.WriteFile(filepath.Join(conf, name), []byte(text), 0o644); err != nil {
-			return fmt.Errorf("configure nginx: %w", err)
-		}
-	}
-	// Workers may run as another user (nobody) when this runs as root.
-	for dir, mode := range map[string]os.FileMode{d.work: 0o711, ngx: 0o755, filepath.Join(ngx, "tmp"): 0o755} {
-		if err := os.Chmod(dir, mode); err != nil {
-			return fmt.Errorf("configure nginx: %w", err)
-		}
 	}
 	var out bytes.Buffer
-	err = d.rig.Run(ctx, testrig.Spec{Name: "nginx -t", Path: d.nginx, Args: append([]string{"-t", "-q"}, d.nginxArgs()...),
+	err := d.rig.Run(ctx, testrig.Spec{Name: "nginx -t", Path: d.nginx, Args: append([]string{"-t", "-q"}, d.nginxArgs()...),
 		Stdout: &out, Stderr: &out, Layer: layerFront})
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil {
@@ -545,4 +503,55 @@ func writeLines(w io.Writer, lines []string) {
 	for _, l := range lines {
 		fmt.Fprintln(w, l)
 	}
+}
+
+// writeNginxPrefix writes the nginx prefix directory ngx, inside work: the
+// shipped nginx.conf of root/deploy, unchanged (a symlink), loopback
+// versions of its two includes derived from the shipped ones (the
+// replicas on heraldPorts, nginx on nginxPort), and temporary paths in ngx
+// (not Debian's /var/lib/nginx).
+func writeNginxPrefix(root, work, ngx string, heraldPorts [3]int, nginxPort int) error {
+	deploy := filepath.Join(root, "deploy")
+	conf := filepath.Join(ngx, "conf")
+	for _, dir := range []string{filepath.Join(conf, "conf.d"), filepath.Join(ngx, "tmp")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("configure nginx: %w", err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(deploy, "nginx.conf"), filepath.Join(conf, "nginx.conf")); err != nil {
+		return fmt.Errorf("configure nginx: %w", err)
+	}
+	upstreams, err := os.ReadFile(filepath.Join(deploy, "upstreams.conf"))
+	if err != nil {
+		return fmt.Errorf("configure nginx: %w", err)
+	}
+	up, err := loopbackUpstreams(string(upstreams), heraldPorts)
+	if err != nil {
+		return err
+	}
+	listen, err := os.ReadFile(filepath.Join(deploy, "listen.conf"))
+	if err != nil {
+		return fmt.Errorf("configure nginx: %w", err)
+	}
+	li, err := loopbackListen(string(listen), nginxPort)
+	if err != nil {
+		return err
+	}
+	files := map[string]string{
+		"upstreams.conf":                 up,
+		"listen.conf":                    li,
+		"conf.d/cluster-test-paths.conf": tempPaths(filepath.Join(ngx, "tmp")),
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(conf, name), []byte(text), 0o644); err != nil {
+			return fmt.Errorf("configure nginx: %w", err)
+		}
+	}
+	// Workers may run as another user (nobody) when this runs as root.
+	for dir, mode := range map[string]os.FileMode{work: 0o711, ngx: 0o755, filepath.Join(ngx, "tmp"): 0o755} {
+		if err := os.Chmod(dir, mode); err != nil {
+			return fmt.Errorf("configure nginx: %w", err)
+		}
+	}
+	return nil
 }

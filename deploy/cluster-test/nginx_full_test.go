@@ -112,41 +112,8 @@ func TestFullReplicasLeaveNginxServing(t *testing.T) {
 	// nginx exactly as the cluster test runs it: the shipped nginx.conf and
 	// the shipped includes mapped to loopback.
 	ngx := filepath.Join(work, "nginx")
-	conf := filepath.Join(ngx, "conf")
-	for _, dir := range []string{filepath.Join(conf, "conf.d"), filepath.Join(ngx, "tmp")} {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Symlink(filepath.Join(root, "deploy", "nginx.conf"), filepath.Join(conf, "nginx.conf")); err != nil {
+	if err := writeNginxPrefix(root, work, ngx, heraldPorts, nginxPort); err != nil {
 		t.Fatal(err)
-	}
-	shippedUp, err := os.ReadFile(filepath.Join(root, "deploy", "upstreams.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, err := loopbackUpstreams(string(shippedUp), heraldPorts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shippedListen, err := os.ReadFile(filepath.Join(root, "deploy", "listen.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	li, err := loopbackListen(string(shippedListen), nginxPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, text := range map[string]string{"upstreams.conf": up, "listen.conf": li,
-		"conf.d/paths.conf": tempPaths(filepath.Join(ngx, "tmp"))} {
-		if err := os.WriteFile(filepath.Join(conf, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for dir, mode := range map[string]os.FileMode{work: 0o711, ngx: 0o755, filepath.Join(ngx, "tmp"): 0o755} {
-		if err := os.Chmod(dir, mode); err != nil {
-			t.Fatal(err)
-		}
 	}
 	nginxLog, err := os.Create(filepath.Join(work, "nginx.log"))
 	if err != nil {
