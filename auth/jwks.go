@@ -255,6 +255,11 @@ func (s *jwksSource) keys(ctx context.Context, usable func(*keySet) bool) (*keyS
 		case <-ctx.Done():
 		}
 		if err := ctx.Err(); err != nil {
+			// A set that is only past its ttl still verifies: the caller's
+			// time ran out, not the keys'.
+			if set := s.usableSet(usable); set != nil {
+				return set, nil
+			}
 			return nil, fmt.Errorf("jwt: fetching JWKS from %s: %w", s.url.Redacted(), err)
 		}
 		if abandoned := res.Val.(bool); !abandoned {
@@ -271,6 +276,16 @@ func (s *jwksSource) keys(ctx context.Context, usable func(*keySet) bool) (*keyS
 	return s.set, nil
 }
 
+// usableSet returns the cached set if there is one and usable accepts it.
+func (s *jwksSource) usableSet(usable func(*keySet) bool) *keySet {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.set == nil || !usable(s.set) {
+		return nil
+	}
+	return s.set
+}
+
 func (s *jwksSource) wantsRefetch(usable func(*keySet) bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -278,8 +293,12 @@ func (s *jwksSource) wantsRefetch(usable func(*keySet) bool) bool {
 }
 
 // refetch fetches the set unless the latest attempt was under minRefresh
-// ago. It reports whether the fetch was abandoned because ctx ended: such an
-// attempt counts neither against the rate bound nor as the provider's fault.
+// ago. It reports whether the fetch was abandoned because its caller went
+// away (ctx cancelled): such an attempt counts neither against the rate
+// bound nor as the provider's fault. A fetch cut by the caller's deadline
+// does count: a provider slower than the callers' deadlines (a WebSocket's
+// connection_init has a few seconds) would otherwise be asked again by every
+// caller, and no caller would ever fall back to the rate bound.
 func (s *jwksSource) refetch(ctx context.Context) (abandoned bool) {
 	s.mu.Lock()
 	prevAttempt, now := s.lastAttempt, s.now()
@@ -298,7 +317,7 @@ func (s *jwksSource) refetch(ctx context.Context) (abandoned bool) {
 	switch {
 	case err == nil:
 		s.set, s.fetchedAt, s.lastErr = set, s.now(), nil
-	case ctx.Err() != nil:
+	case errors.Is(ctx.Err(), context.Canceled):
 		s.lastAttempt = prevAttempt
 		return true
 	default:
