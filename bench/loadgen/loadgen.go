@@ -100,6 +100,10 @@ type Config struct {
 	// SetupTimeout bounds creating rooms, connecting, subscribing and
 	// waiting for every subscription to be live (default 2m).
 	SetupTimeout time.Duration
+	// PublishTimeout bounds publishing the events (default 5m, plus
+	// Events/Rate when paced): a server whose posts stall fails the run
+	// rather than holding it for one HTTP timeout per event.
+	PublishTimeout time.Duration
 	// DrainTimeout bounds waiting for deliveries after the last publish
 	// (default 15s); Settle is then waited for late duplicates (default
 	// 300ms).
@@ -146,6 +150,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.SetupTimeout == 0 {
 		c.SetupTimeout = 2 * time.Minute
 	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 5 * time.Minute
+		if c.Rate > 0 {
+			c.PublishTimeout += time.Duration(float64(c.Events) / c.Rate * float64(time.Second))
+		}
+	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 15 * time.Second
 	}
@@ -181,8 +191,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.SubsPerConn < 1 || c.Rooms < 1 || c.Inflight < 1 || c.DialConcurrency < 1 {
 		problems = append(problems, "subs, rooms, inflight and dial concurrency must be at least 1")
 	}
-	if c.Events < 0 || c.Rate < 0 || c.Idle < 0 {
-		problems = append(problems, "events, rate and idle must not be negative")
+	if c.Events < 0 || c.Rate < 0 || c.Idle < 0 || c.PublishTimeout < 0 {
+		problems = append(problems, "events, rate, idle and publish timeout must not be negative")
 	}
 	if c.Idle == 0 && c.Events == 0 {
 		problems = append(problems, "nothing to do: give events or idle")
@@ -677,8 +687,13 @@ func (r *run) publishAndDrain(ctx context.Context, rep *Report, server *serverSa
 // returns when it began, the start of the delivery window.
 func (r *run) publishEvents(ctx context.Context, rep *Report) (started time.Time) {
 	started = time.Now()
-	pr := r.publish(ctx)
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	pr := r.publish(pctx)
+	cancel()
 	d := time.Since(started)
+	if ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded) {
+		rep.fail("publish: not done within %s (%d of %d events sent)", r.cfg.PublishTimeout, pr.Sent, r.cfg.Events)
+	}
 	rep.Phases.Publish = d.Seconds()
 	pr.DurationSec = d.Seconds()
 	if d > 0 {

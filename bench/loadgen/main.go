@@ -89,6 +89,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.DialConcurrency, "dial-concurrency", 64, "connections being set up at once")
 	fs.DurationVar(&cfg.SetupTimeout, "setup-timeout", 2*time.Minute, "bound on creating rooms, connecting, subscribing and waiting for live subscriptions")
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 15*time.Second, "bound on one connection's dial, upgrade and connection_ack")
+	fs.DurationVar(&cfg.PublishTimeout, "publish-timeout", 0, "bound on publishing the events (0: 5m, plus events/rate when paced)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 15*time.Second, "after the last publish, how long to wait for outstanding deliveries")
 	fs.DurationVar(&cfg.Settle, "settle", 300*time.Millisecond, "after the drain, how long to keep listening for late duplicates")
 	fs.BoolVar(&cfg.RequireZeroLoss, "require-zero-loss", true, "fail (exit 1) on any lost, duplicated, reordered or misrouted delivery or failed publish")
