@@ -67,6 +67,7 @@ type Proc struct {
 	mu       sync.Mutex
 	exited   bool
 	termSent bool // SIGTERM goes to the group once: a second one means "now" to many programs
+	killSent bool // the rig sent SIGKILL (and said so, or was asked to by Signal)
 
 	done chan struct{}
 	err  error // how it ended; written before done is closed
@@ -126,11 +127,14 @@ func (p *Proc) signalGroup(pid int, sig syscall.Signal) error {
 	if p.exited {
 		return os.ErrProcessDone
 	}
-	if sig == syscall.SIGTERM {
+	switch sig {
+	case syscall.SIGTERM:
 		if p.termSent {
 			return nil
 		}
 		p.termSent = true
+	case syscall.SIGKILL:
+		p.killSent = true
 	}
 	if err := syscall.Kill(-pid, sig); err != nil {
 		return fmt.Errorf("signal %s (process group %d) with %v: %w", p.name, pid, sig, err)
@@ -176,6 +180,12 @@ func (p *Proc) supervise(cmd *exec.Cmd, failRun context.CancelCauseFunc) {
 	p.mu.Unlock()
 
 	err := cmd.Wait()
+	if err != nil && !errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		// The run ended (exec called Cancel) and the process then exited 0:
+		// Wait reports the context's error, but nothing went wrong.
+		err = nil
+	}
+	p.reportEndOfRunKill(cmd.ProcessState)
 	early := p.service && !p.expected.Load()
 	if err != nil || early {
 		p.err = &ExitError{Name: p.name, Pid: p.pid, State: cmd.ProcessState, Err: err, Early: early}
@@ -183,6 +193,25 @@ func (p *Proc) supervise(cmd *exec.Cmd, failRun context.CancelCauseFunc) {
 	close(p.done)
 	if early {
 		failRun(p.err)
+	}
+}
+
+// reportEndOfRunKill says so when exec killed the process because it did
+// not stop within its grace period of the SIGTERM that ended the run (Stop
+// and a hurried Close send their SIGKILL themselves, and say so).
+func (p *Proc) reportEndOfRunKill(state *os.ProcessState) {
+	if state == nil {
+		return
+	}
+	ws, ok := state.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		return
+	}
+	p.mu.Lock()
+	byExec := p.termSent && !p.killSent
+	p.mu.Unlock()
+	if byExec {
+		p.logf("%s (pid %d) did not stop within %s of SIGTERM at the end of the run; it was killed", p.name, p.pid, p.grace)
 	}
 }
 

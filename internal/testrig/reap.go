@@ -83,6 +83,9 @@ func reapStrays(logf func(string, ...any)) error {
 		if err != nil {
 			return fmt.Errorf("reap processes left behind: %w", err)
 		}
+		if len(kids) == 0 {
+			return nil
+		}
 		left := kids[:0]
 		for _, k := range kids {
 			if k.state != 'Z' {
@@ -101,7 +104,9 @@ func reapStrays(logf func(string, ...any)) error {
 			}
 		}
 		if len(left) == 0 {
-			return nil
+			// Every one was reaped; the children of a stray that was not
+			// its group's leader are ours now. Look again.
+			continue
 		}
 		select {
 		case <-sigchld:

@@ -48,6 +48,13 @@ func WaitHTTP(ctx context.Context, c HTTPCheck) (last string, err error) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
+		// A process that has exited answers nothing, whatever else may
+		// answer on its port.
+		select {
+		case <-exited:
+			return last, c.exitedErr()
+		default:
+		}
 		ok, answer := try(ctx, hc, c.URL)
 		if ok {
 			return last, nil
@@ -58,7 +65,7 @@ func WaitHTTP(ctx context.Context, c HTTPCheck) (last string, err error) {
 		select {
 		case <-tick.C:
 		case <-exited:
-			return last, fmt.Errorf("wait for %s: %w", c.URL, c.Proc.Err())
+			return last, c.exitedErr()
 		case <-ctx.Done():
 			if last == "" {
 				last = "nothing"
@@ -66,6 +73,14 @@ func WaitHTTP(ctx context.Context, c HTTPCheck) (last string, err error) {
 			return last, fmt.Errorf("wait for %s: %w; last answer: %s", c.URL, context.Cause(ctx), last)
 		}
 	}
+}
+
+// exitedErr says that c.Proc exited, and how.
+func (c HTTPCheck) exitedErr() error {
+	if err := c.Proc.Err(); err != nil {
+		return fmt.Errorf("wait for %s: %w", c.URL, err)
+	}
+	return fmt.Errorf("wait for %s: %s (pid %d) exited: exit status 0", c.URL, c.Proc.Name(), c.Proc.Pid())
 }
 
 // try makes one request: ok if it was answered 200, else what happened ("",
