@@ -324,6 +324,13 @@ func (l *Log) drain(ctx context.Context, cons jetstream.Consumer, p *puller, d *
 		if err != nil {
 			return d.last, l.requestErr(err, "%s after seq %d: consumer info", d.what, d.last)
 		}
+		if info.Delivered.Consumer > d.dseq {
+			// The consumer sent entries that never came (the connection
+			// broke, and came back before the next request): they count
+			// as delivered, so they will not come again.
+			return d.last, fmt.Errorf("%s after seq %d: deliveries %d to %d never arrived: lost in transit; read again",
+				d.what, d.last, d.dseq+1, info.Delivered.Consumer)
+		}
 		if info.NumPending == 0 {
 			return d.last, nil
 		}
