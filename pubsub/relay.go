@@ -193,10 +193,14 @@ func (r *Relay) Close() {
 	for _, sub := range subs {
 		_ = sub.Unsubscribe()
 	}
-	if len(subs) > 0 && r.nc.IsConnected() {
+	if r.nc.IsConnected() {
 		// So that the server knows when Close returns, as Listen makes
 		// sure it knows of a subscription: a request sent then is no
-		// longer routed here, to be dropped unanswered.
+		// longer routed here, to be dropped unanswered. With no
+		// subscription left too: a listener stopped just before (its
+		// subscription draining) may still have requests on their way
+		// here, and the flush's answer comes after them, so they are in
+		// r.in when it returns, to be answered below.
 		if err := r.nc.FlushTimeout(2 * time.Second); err != nil {
 			r.log.Warn("pubsub: relay closed, but NATS may not know yet", slog.Any("error", err))
 		}
