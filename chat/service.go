@@ -406,6 +406,20 @@ func (s *Service) CanSee(ctx context.Context, viewer, roomID string) (bool, erro
 	return sees, err
 }
 
+// Admits is CanSee for a subscriber who resumes: this replica may be behind
+// the log, so a viewer it does not know as a member of a private room is
+// looked for again once the room has read the rest of its entries from the
+// log (a member added a moment ago through another replica), as
+// WatchAfterFor admits them.
+func (s *Service) Admits(ctx context.Context, viewer, roomID string) (bool, error) {
+	h, err := s.acquire(ctx, roomID)
+	if err != nil {
+		return false, err
+	}
+	defer s.release(h)
+	return s.admit(ctx, h, viewer) == nil, nil
+}
+
 // Members returns a page of a private room's members in the order they
 // joined (none for a public room), loading the room if needed. Callers
 // check that the viewer may see the room.

@@ -69,7 +69,9 @@ func (r subscriptionResolver) RoomCreated(ctx context.Context, after *string) (<
 // resume of a private room by a non-member whatever its cursor:
 // WatchAfterFor refuses it too, but only once the cursor has been read,
 // and one of another incarnation of the log would be CURSOR_EXPIRED,
-// which sends the client refetching instead of stopping.
+// which sends the client refetching instead of stopping. Membership is
+// checked as WatchAfterFor checks it (Admits), looking again at the log
+// for a member this replica does not know yet.
 func (r subscriptionResolver) roomExists(ctx context.Context, roomID string, resuming bool) error {
 	room, ok, err := r.chat.LookupRoom(ctx, roomID)
 	switch {
@@ -78,11 +80,11 @@ func (r subscriptionResolver) roomExists(ctx context.Context, roomID string, res
 	case !ok:
 		return &chat.Error{Code: chat.CodeNotFound, Message: fmt.Sprintf("room %q does not exist", roomID)}
 	case resuming && room.Private:
-		sees, err := r.chat.CanSee(ctx, viewerID(ctx), roomID)
+		admitted, err := r.chat.Admits(ctx, viewerID(ctx), roomID)
 		if err != nil {
 			return err
 		}
-		if !sees {
+		if !admitted {
 			return &chat.Error{Code: chat.CodeForbidden, Message: "forbidden: you are not a member of room " + roomID}
 		}
 	}
