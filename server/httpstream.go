@@ -470,7 +470,8 @@ func (st *httpStream) deliver(op *operation, p *payload) {
 }
 
 // enqueue queues an item, or marks the stream a slow consumer when its
-// queue is full.
+// queue is full: as a socket's (outQueue.push), it takes an item of any
+// size until it holds queueBytes, and an operation's end whatever the bytes.
 func (st *httpStream) enqueue(it streamItem) {
 	size := 0
 	if it.p != nil {
@@ -479,7 +480,7 @@ func (st *httpStream) enqueue(it streamItem) {
 	st.mu.Lock()
 	switch {
 	case st.failure != nil || st.completed:
-	case len(st.queue) >= st.t.cfg.queueItems || st.bytes+size > st.t.cfg.queueBytes:
+	case len(st.queue) >= st.t.cfg.queueItems || size > 0 && st.bytes >= st.t.cfg.queueBytes:
 		st.failure = slowConsumerError(slowConsumer)
 		st.queue, st.bytes = nil, 0
 		st.t.metrics.slowCloses.Inc()

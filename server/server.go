@@ -81,7 +81,9 @@ type Options struct {
 	// QueueMessages and QueueBytes bound each socket's and HTTP stream's
 	// outbound queue; a socket whose queue is full is closed with 1013
 	// (retry later) as a slow consumer, a stream ends with a SLOW_CONSUMER
-	// error. Defaults 1024 messages and 1 MiB.
+	// error. A queue below QueueBytes takes a message of any size, so one
+	// result larger than QueueBytes goes out. Defaults 1024 messages and
+	// 1 MiB.
 	QueueMessages int
 	QueueBytes    int
 	// MaxMessageBytes bounds one message from a client (1009 above it);

@@ -73,7 +73,11 @@ func newOutQueue(maxItems, maxBytes int, spawn func()) *outQueue {
 }
 
 // push queues it and starts a writer if none runs; false if the queue is
-// full.
+// full: maxItems items, or maxBytes bytes already (a complete, which ends
+// an operation, is taken whatever the bytes). Below that it takes an item
+// whatever its size, so the queue holds at most maxBytes plus one item and
+// the completes: one result larger than maxBytes (a query of a long page),
+// and its complete, are not a slow consumer's doing.
 func (q *outQueue) push(it outItem) bool {
 	n := it.size()
 	q.mu.Lock()
@@ -81,7 +85,7 @@ func (q *outQueue) push(it outItem) bool {
 	if q.closed {
 		return true // the socket is going; dropping is not a slow consumer
 	}
-	if len(q.items) >= q.maxItems || q.bytes+n > q.maxBytes {
+	if len(q.items) >= q.maxItems || it.kind != frameComplete && q.bytes >= q.maxBytes {
 		return false
 	}
 	q.items = append(q.items, it)
