@@ -268,6 +268,10 @@ type wsConn struct {
 
 	mu  sync.Mutex
 	ops map[string]*operation
+	// ending holds the operations taken out of ops whose last frame
+	// (complete, error) is queued and not yet written: a client's
+	// complete for the id must silence them too (onComplete).
+	ending map[string]*operation
 
 	wg sync.WaitGroup // the writer and queries/mutations in flight
 }

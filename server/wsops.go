@@ -135,7 +135,22 @@ func (c *wsConn) removeOp(op *operation) bool {
 	}
 	delete(c.ops, op.id)
 	c.t.metrics.operations.Dec()
+	// Every caller queues op's last frame next.
+	if c.ending == nil {
+		c.ending = make(map[string]*operation)
+	}
+	c.ending[op.id] = op
 	return true
+}
+
+// lastFrameTaken forgets op as ending: the writer has taken its last
+// frame, written or skipped.
+func (c *wsConn) lastFrameTaken(op *operation) {
+	c.mu.Lock()
+	if c.ending[op.id] == op {
+		delete(c.ending, op.id)
+	}
+	c.mu.Unlock()
 }
 
 // rejectOp ends an operation that failed before it ran (parse,
@@ -165,12 +180,16 @@ func (c *wsConn) runSingle(op *operation, ctx context.Context, rc *graphql.Opera
 }
 
 // onComplete stops an operation at the client's request; nothing more is
-// sent for its id, which may be reused at once.
+// sent for its id, which may be reused at once: not even the last frames
+// of one that had ended by itself, if they are still queued.
 func (c *wsConn) onComplete(id string) {
 	c.mu.Lock()
 	op := c.ops[id]
 	if op != nil {
 		delete(c.ops, id)
+	} else if ended := c.ending[id]; ended != nil {
+		delete(c.ending, id)
+		ended.finished.Store(true)
 	}
 	c.mu.Unlock()
 	if op != nil {

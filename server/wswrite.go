@@ -125,6 +125,8 @@ func (c *wsConn) appendItem(buf []byte, it *outItem) []byte {
 		return append(appendFrameHeader(buf, opPong, len(it.raw)), it.raw...)
 	case frameWire:
 		return append(buf, it.raw...)
+	case frameError, frameComplete:
+		c.lastFrameTaken(it.op)
 	}
 	if it.op.finished.Load() {
 		it.kind = frameSkipped // the client completed it: silence for this id
