@@ -440,10 +440,11 @@ type handoff struct {
 	limit   int        // held results beyond which the subscriber is a slow consumer
 	private *execution // the replay; set at join
 
-	mu   sync.Mutex
-	live bool   // switched to the shared execution
-	last uint64 // position of the last replayed result written
-	held []*payload
+	mu     sync.Mutex
+	live   bool   // switched to the shared execution
+	failed bool   // a result without data ended one of the two: nothing follows it
+	last   uint64 // position of the last replayed result written
+	held   []*payload
 }
 
 // deliver routes one result of execution e to op.
@@ -455,6 +456,17 @@ func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.failed {
+		return // the subscription ends with the error written
+	}
+	if p.failed {
+		// A resolver that failed (the room does not exist) fails in both
+		// executions: its error is written once, and the subscription
+		// ends as the execution that failed first ends.
+		h.failed = true
+		op.sub.deliver(op, p)
+		return
+	}
 	switch {
 	case e.replay && h.live:
 		// Retired: the shared execution has taken over.
@@ -542,12 +554,13 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 	r.metrics.executions.Inc()
 	defer r.metrics.executions.Dec()
 
-	for {
+	for first := true; ; first = false {
 		resp := responses(ctx)
 		if resp == nil {
 			break
 		}
-		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, cursor: slot.meta.Cursor}
+		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, cursor: slot.meta.Cursor,
+			failed: first && len(resp.Errors) > 0 && noData(resp.Data)}
 		slot.meta = eventmeta.Meta{}
 		var denied []*operation
 		e.mu.RLock()
@@ -590,6 +603,11 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 		}
 		op.sub.streamEnded(op)
 	}
+}
+
+// noData reports whether a result's data is absent or null.
+func noData(data json.RawMessage) bool {
+	return len(data) == 0 || string(data) == "null"
 }
 
 // count is the number of running executions.
