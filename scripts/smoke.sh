@@ -32,13 +32,14 @@ start() {
 	exit 1
 }
 
+# A stop serves HTTP for the whole --drain-timeout (10s by default) first.
 stop() {
 	kill -TERM "$pid"
-	for _ in $(seq 1 150); do
+	for _ in $(seq 1 300); do
 		if ! kill -0 "$pid" 2>/dev/null; then break; fi
 		sleep 0.1
 	done
-	if kill -0 "$pid" 2>/dev/null; then echo "smoke: Herald did not exit within 15s of SIGTERM" >&2; exit 1; fi
+	if kill -0 "$pid" 2>/dev/null; then echo "smoke: Herald did not exit within 30s of SIGTERM" >&2; exit 1; fi
 	if ! wait "$pid"; then echo "smoke: Herald exited non-zero after SIGTERM" >&2; cat "$work/herald.log" >&2; exit 1; fi
 	pid=""
 }

@@ -359,7 +359,9 @@ func (a *app) readiness(ctx context.Context) []server.Check {
 //  2. open WebSockets are closed with 1001 spread evenly over
 //     --drain-timeout, and get --shutdown-timeout more for their close
 //     handshakes;
-//  3. the HTTP server stops accepting, and in-flight requests get
+//  3. once --drain-timeout has passed since the stop began (however few
+//     sockets there were: a load balancer needs that time to see /readyz
+//     fail), the HTTP server stops accepting, and in-flight requests get
 //     --shutdown-timeout to finish;
 //  4. the log follower stops and the NATS connection is drained (the
 //     embedded server, if any, shut down).
@@ -370,6 +372,7 @@ func (a *app) readiness(ctx context.Context) []server.Check {
 func (a *app) Stop(ctx context.Context) error {
 	var err error
 	a.stopOnce.Do(func() {
+		begun := time.Now()
 		a.server.StartDrain()
 		// Clients on kept-alive connections are told to reconnect after
 		// their next request, which the load balancer sends elsewhere.
@@ -383,6 +386,7 @@ func (a *app) Stop(ctx context.Context) error {
 			err = fmt.Errorf("close WebSocket connections: %w", wsErr)
 		}
 		cancelWS()
+		a.holdHTTP(ctx, begun.Add(a.cfg.DrainTimeout))
 
 		// Sockets are hijacked, so http.Server does not track them: they
 		// are all gone by now.
@@ -398,6 +402,25 @@ func (a *app) Stop(ctx context.Context) error {
 		a.setStopStep("")
 	})
 	return err
+}
+
+// holdHTTP keeps the HTTP listener open, answering requests (/readyz with
+// 503), until the end of the drain window or ctx: with few sockets or none
+// to close, the drain would otherwise close the listener at once, before
+// any load balancer polling /readyz could take the replica out, and the
+// requests it kept sending here would be refused.
+func (a *app) holdHTTP(ctx context.Context, until time.Time) {
+	rest := time.Until(until)
+	if rest <= 0 {
+		return
+	}
+	a.setStopStep("serving HTTP until the drain window ends (--drain-timeout)")
+	t := time.NewTimer(rest)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // setStopStep records the step of Stop (or of closeBackground) under

@@ -134,7 +134,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.StringVar(&origins, "allowed-origins", "", "web origins allowed to use Herald from a browser, comma-separated: *, https://app.example.com, https://*.example.com (default: any in dev mode, same-origin only with jwt)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted HTTP request body, in bytes")
 	fs.DurationVar(&c.ApplyTimeout, "apply-timeout", 5*time.Second, "how long a mutation waits for its event to be stored and applied")
-	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Second, "at shutdown: the window over which open WebSockets are closed with 1001, evenly spread (0: all at once)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Second, "at shutdown: the window over which open WebSockets are closed with 1001, evenly spread, while HTTP is still served with /readyz failing (0: all at once)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "at shutdown, after the drain window: how long in-flight HTTP requests and closing WebSockets may take (at most 1h)")
 	fs.BoolVar(&c.Introspection, "introspection", true, "allow GraphQL introspection (default: on in dev mode, off with jwt)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -157,6 +157,8 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.IntVar(&c.MaxTextLength, "max-text-length", 4000, "longest message text, in characters (at most 4000)")
 	fs.BoolVar(&c.UntaggedCursors, "untagged-cursors", false, "issue cursors in the format of Heralds from before tagged cursors, which refuse tagged ones: set it on every replica during a rolling upgrade from such a Herald, then restart without it")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this host:port (keep it on loopback); off when empty")
+	// -h names each flag's variable: containers are configured with them.
+	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [" + envName(f.Name) + "]" })
 
 	err := fs.Parse(args)
 	if err == nil && fs.NArg() > 0 {

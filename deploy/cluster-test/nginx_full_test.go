@@ -82,7 +82,7 @@ func TestFullReplicasLeaveNginxServing(t *testing.T) {
 			"--data-dir", filepath.Join(work, fmt.Sprintf("herald%d", i)),
 			// Each replica holds at most one WebSocket or HTTP stream: the
 			// cluster is "full" after three.
-			"--max-connections", "1"}, extra...)
+			"--max-connections", "1", "--drain-timeout", "1s"}, extra...)
 		log, err := os.Create(filepath.Join(work, fmt.Sprintf("herald%d.log", i)))
 		if err != nil {
 			t.Fatal(err)
