@@ -196,14 +196,22 @@ func writeRelayed(w http.ResponseWriter, msg RelayMessage) {
 // replica may not be known to every NATS server of a cluster yet.
 const relayPatience = time.Second
 
-// relayTimeout bounds one relayed request, its execution on the holder
-// included.
-const relayTimeout = 10 * time.Second
+// relayServeTimeout bounds serving one relayed request on the holder: an
+// operation whose start takes longer (a subscription's resolver loading a
+// room) is taken back and answered 503, so that the sender, which waits
+// longer (relayTimeout), gets an answer that says what happened.
+const relayServeTimeout = 15 * time.Second
+
+// relayTimeout bounds one relayed request as its sender waits for it. It
+// exceeds what the holder may take (relayServeTimeout): a sender that gave
+// up first would answer "try again" for an operation that then started,
+// and the retry would meet it (409).
+const relayTimeout = relayServeTimeout + 5*time.Second
 
 // sendPatiently sends msg to the holder of token, trying again while no one
-// answers, for up to relayPatience.
-func sendPatiently(ctx context.Context, relay Relay, token string, msg RelayMessage) (RelayMessage, error) {
-	ctx, cancel := context.WithTimeout(ctx, relayTimeout)
+// answers, for up to relayPatience, and waits at most within in all.
+func sendPatiently(ctx context.Context, relay Relay, token string, msg RelayMessage, within time.Duration) (RelayMessage, error) {
+	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	deadline := time.Now().Add(relayPatience)
 	wait := 20 * time.Millisecond

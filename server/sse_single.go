@@ -56,6 +56,7 @@ type sseSingleTransport struct {
 	replay       http.Handler // serves relayed requests: the GraphQL handler
 	log          *slog.Logger
 	reserveFor   time.Duration // how long a reservation waits to be opened
+	relayServe   time.Duration // bound on serving a relayed request (relayServeTimeout)
 
 	mu       sync.Mutex
 	held     map[string]*heldStream
@@ -82,6 +83,7 @@ func newSSESingleTransport(streams *httpStreams, opts Options, relay Relay) *sse
 		relay:        relay,
 		log:          opts.Logger,
 		reserveFor:   reservationTTL,
+		relayServe:   relayServeTimeout,
 		held:         make(map[string]*heldStream),
 	}
 }
@@ -328,7 +330,7 @@ func (t *sseSingleTransport) claimRemote(ctx context.Context, token, user string
 	msg := RelayMessage{Header: http.Header{}}
 	msg.Header.Set(relayMethodHeader, claimMethod)
 	msg.Header.Set(relayUserHeader, user)
-	reply, err := sendPatiently(ctx, t.relay, token, msg)
+	reply, err := sendPatiently(ctx, t.relay, token, msg, t.relayWait())
 	t.countRelayed(err)
 	switch {
 	case errors.Is(err, ErrNoStreamHolder):
@@ -347,8 +349,17 @@ func (t *sseSingleTransport) claimRemote(ctx context.Context, token, user string
 	}
 }
 
-// serveRelayed answers a message relayed to token by another replica.
+// relayWait is how long a sender waits for a relayed request: longer than
+// the holder may take to serve it (see relayTimeout).
+func (t *sseSingleTransport) relayWait() time.Duration {
+	return t.relayServe + relayTimeout - relayServeTimeout
+}
+
+// serveRelayed answers a message relayed to token by another replica,
+// within relayServe.
 func (t *sseSingleTransport) serveRelayed(ctx context.Context, token string, msg RelayMessage) RelayMessage {
+	ctx, cancel := context.WithTimeout(ctx, t.relayServe)
+	defer cancel()
 	if msg.Header.Get(relayMethodHeader) == claimMethod {
 		return relayStatus(t.handOver(token, msg.Header.Get(relayUserHeader)))
 	}
@@ -406,13 +417,28 @@ func (t *sseSingleTransport) operate(w http.ResponseWriter, r *http.Request, exe
 	case st != nil:
 		t.serveOperation(w, r, exec, h.user, st)
 	case h != nil:
-		t.run.reject(w, r, mediaJSON, http.StatusConflict,
-			"the stream is reserved but not open; open it (GET with Accept: text/event-stream) before sending operations")
+		t.reservedNotOpen(w, r, h.user)
 	case isRelayed(r.Context()):
 		t.streamNotFound(w, r)
 	default:
 		t.forward(w, r, token)
 	}
+}
+
+// reservedNotOpen answers an operation on a reservation whose stream is not
+// open: 409 for its user, and, as for any token, 404 for another (who must
+// not learn that the token is reserved) once the request authenticates.
+func (t *sseSingleTransport) reservedNotOpen(w http.ResponseWriter, r *http.Request, user string) {
+	ctx, ok := t.run.authenticate(w, r, mediaJSON)
+	if !ok {
+		return
+	}
+	if userOf(ctx) != user {
+		t.streamNotFound(w, r)
+		return
+	}
+	t.run.reject(w, r, mediaJSON, http.StatusConflict,
+		"the stream is reserved but not open; open it (GET with Accept: text/event-stream) before sending operations")
 }
 
 // forward relays r to the replica holding token's stream and writes its
@@ -423,7 +449,7 @@ func (t *sseSingleTransport) forward(w http.ResponseWriter, r *http.Request, tok
 		t.run.reject(w, r, mediaJSON, rerr.status, rerr.msg)
 		return
 	}
-	reply, err := sendPatiently(r.Context(), t.relay, token, msg)
+	reply, err := sendPatiently(r.Context(), t.relay, token, msg, t.relayWait())
 	t.countRelayed(err)
 	switch {
 	case errors.Is(err, ErrNoStreamHolder):
@@ -527,6 +553,15 @@ func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Reque
 		}
 	case ast.Subscription:
 		t.execs.join(op, ctx, exec, params, opCtx, t.cfg.viewerDirective, t.cfg.resumeArgument)
+		if isRelayed(r.Context()) && r.Context().Err() != nil && st.ops.remove(op) {
+			// Its start outlasted relayServe: the sender may have stopped
+			// waiting, and its client would retry an operation running
+			// here. Take it back and say so.
+			op.release(t.execs)
+			t.run.reject(w, r, mediaJSON, http.StatusServiceUnavailable,
+				"starting the operation took longer than a relayed request may; try again")
+			return false
+		}
 		return true
 	}
 	st.ops.busy.Add(1)
