@@ -91,7 +91,8 @@ func (l *localRelay) Send(ctx context.Context, token string, msg RelayMessage) (
 }
 
 // Headers that carry a relayed request's method and target, and its
-// answer's status. A client's own headers of these names are overwritten.
+// answer's status. A client's own headers of these names are overwritten
+// or dropped.
 const (
 	relayMethodHeader = "Herald-Relay-Method"
 	relayTargetHeader = "Herald-Relay-Target"
@@ -122,6 +123,8 @@ func relayRequest(r *http.Request, limit int64) (RelayMessage, *requestError) {
 	h := r.Header.Clone()
 	h.Set(relayMethodHeader, r.Method)
 	h.Set(relayTargetHeader, r.URL.RequestURI())
+	h.Del(relayUserHeader) // only a claim carries one, set by claimRemote
+	h.Del(relayStatusHeader)
 	return RelayMessage{Header: h, Body: body}, nil
 }
 
