@@ -20,6 +20,16 @@ type Gate interface {
 	Access(userID string) (since uint64, ok bool)
 }
 
+// Confirmer is a Gate that may be behind its domain: Access may refuse a
+// user granted access a moment ago through another replica (a member just
+// added). Before refusing a subscriber, the engine calls Confirm, outside
+// its locks and bounded by ctx; Confirm brings the gate up to date about
+// userID (it may read the domain's store), and Access is asked again.
+type Confirmer interface {
+	Gate
+	Confirm(ctx context.Context, userID string)
+}
+
 // Guard is where a subscription's resolver hands its Gate to the engine
 // running the subscription (see Restrict). The engine puts one on the
 // context of each execution it starts (WithGuard) and reads it once the

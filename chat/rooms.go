@@ -680,6 +680,22 @@ func (h *heldRoom) Access(userID string) (since uint64, ok bool) {
 	return since, ok
 }
 
+// roomGate is a held private room's Gate for its watchers, which can also
+// confirm a user it does not know as a member (auth.Confirmer): this
+// replica may not have applied their addition yet, so the room reads the
+// rest of its entries from the log, as a watch with a viewer admits them.
+type roomGate struct {
+	s *Service
+	h *heldRoom
+}
+
+func (g roomGate) Access(userID string) (since uint64, ok bool) { return g.h.Access(userID) }
+
+// Confirm re-reads the room from the log unless userID is a member already.
+func (g roomGate) Confirm(ctx context.Context, userID string) {
+	_ = g.s.admit(ctx, g.h, userID) // a failed re-read leaves Access as it was
+}
+
 // Gate tells who may receive a private room's changes: its members, each
 // from the position at which they joined. It has the method of auth.Gate,
 // the seam through which the server's shared executions ask it.

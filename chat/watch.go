@@ -337,7 +337,7 @@ func (s *Service) registerRoomWatcher(h *heldRoom, topic string, after *uint64, 
 	}
 	var gate Gate
 	if h.st.room.Private {
-		gate = h
+		gate = roomGate{s, h}
 	}
 	return s.hub.addAfter(topic, h.st.last, replay, gate), nil
 }

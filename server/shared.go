@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,6 +189,7 @@ func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql
 // error reaches op.
 func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graphql.GraphExecutor,
 	rc *graphql.OperationContext, key executionKey, replay bool) {
+	r.confirmJoiner(ctx, op, key)
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -260,6 +262,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 	// The resolver has run: from now on the gate it set, if any, decides
 	// who may receive the events. Members that joined meanwhile are
 	// admitted here, before anything is delivered; later ones by attach.
+	confirmMembers(execCtx, e, guard.Gate())
 	e.mu.Lock()
 	e.gate, e.gated = guard.Gate(), true
 	if !e.replay {
@@ -320,6 +323,50 @@ func (e *execution) admit(op *operation) bool {
 		return false
 	}
 	return true
+}
+
+// confirmJoiner lets the gate of the running execution of key confirm op's
+// user if it would refuse them (auth.Confirmer): the gate may be behind its
+// domain, and a refusal ends op with FORBIDDEN, which clients do not retry.
+// It runs before op joins, outside every lock, so that no event reaches the
+// execution's members while op waits.
+func (r *sharedExecutions) confirmJoiner(ctx context.Context, op *operation, key executionKey) {
+	r.mu.Lock()
+	e := r.byKey[key]
+	r.mu.Unlock()
+	if e == nil {
+		return // op starts it: confirmMembers, once its resolver has run
+	}
+	e.mu.RLock()
+	gate, gated := e.gate, e.gated
+	e.mu.RUnlock()
+	if c, ok := gate.(auth.Confirmer); ok && gated {
+		if _, ok := c.Access(op.viewer); !ok {
+			c.Confirm(ctx, op.viewer)
+		}
+	}
+}
+
+// confirmMembers lets gate confirm the users of e's members it would
+// refuse, as confirmJoiner does for those joining later. It runs once e's
+// resolver has set gate, before e's results are read, so no member misses
+// an event while its user is confirmed.
+func confirmMembers(ctx context.Context, e *execution, gate auth.Gate) {
+	c, ok := gate.(auth.Confirmer)
+	if !ok {
+		return
+	}
+	e.mu.RLock()
+	var users []string
+	for _, m := range e.members {
+		if _, ok := c.Access(m.viewer); !ok && !slices.Contains(users, m.viewer) {
+			users = append(users, m.viewer)
+		}
+	}
+	e.mu.RUnlock()
+	for _, user := range users {
+		c.Confirm(ctx, user)
+	}
 }
 
 // refusedGrant marks an operation a gate refused (see operation.grant).
