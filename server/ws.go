@@ -108,6 +108,7 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	}
 	if hasUpgradeID {
 		c.upgradeIdentity = &upgradeID
+		c.upgradeUser = upgradeID.UserID
 	}
 	c.start()
 	go c.serve()
@@ -146,11 +147,13 @@ func (c *wsConn) cut() {
 	_ = c.ws.NetConn().Close()
 }
 
+// user is who the socket acts as: its acknowledged identity's user, or,
+// until connection_init is acknowledged, its upgrade request's.
 func (c *wsConn) user() string {
 	if id := c.identity.Load(); id != nil {
 		return id.UserID
 	}
-	return ""
+	return c.upgradeUser
 }
 
 // disconnect closes the socket with 4403, its user disconnected by an
@@ -258,7 +261,11 @@ type wsConn struct {
 	// Reader-owned.
 	awaitClose      bool           // the reader chose a close frame the writer must send before teardown
 	upgradeIdentity *auth.Identity // from the upgrade request (a cookie, a header)
-	subscribes      tokenBucket    // Limits.SubscribeRate
+	// upgradeUser is upgradeIdentity's user, kept (and never changed once
+	// the socket serves) so that DisconnectUser finds a socket whose
+	// connection_init has not come yet.
+	upgradeUser string
+	subscribes  tokenBucket // Limits.SubscribeRate
 
 	// Who the socket acts as once acknowledged (nil: anonymous). Set by
 	// the reader at connection_init, replaced by Refresh, read by both
