@@ -9,7 +9,13 @@
 // subscription here owns its payload and writes every cursor it receives
 // into the variable its `after` argument takes (see document.ts) before the
 // result reaches the application: whatever connection comes next resumes
-// from the last result delivered.
+// from the last result delivered. Herald sends no position before a
+// subscription's first event: one started from now that has received none
+// has no cursor, and starts from now again after a reconnect (the README
+// says so; subscribeAfter(resumeCursor) covers that window). Resubscribes
+// Herald refuses for the socket's subscribe rate (RATE_LIMITED, as when a
+// reconnect sends them all at once) are sent again after the wait it asks
+// for (see rateLimitedWait).
 //
 // Mutations go out once. graphql-ws also sends a query or a mutation again
 // on every reconnect, until it has its answer. A mutation that reached the
@@ -193,7 +199,9 @@ function isLikeClose(v: unknown): v is { code: number; reason?: string } {
 export interface HeraldClient {
   /**
    * Runs an operation over the socket. A subscription resumes from its last
-   * cursor after every reconnect, and a query in flight is sent again; a
+   * cursor after every reconnect (one started from now that has received no
+   * event yet has none, and starts from now again: use subscribeAfter with a
+   * query's resumeCursor to cover that), and a query in flight is sent again; a
    * mutation is never sent twice: if the connection is lost after it was
    * sent and before its answer, it fails with an OutcomeUnknownError. Never
    * throws: a request that cannot be sent (a query that does not parse, a
@@ -215,10 +223,18 @@ export interface HeraldClient {
    * Closes the socket; active subscriptions complete. Between two connects
    * it ends the wait at once; during a connect (socket opening, getToken
    * pending, no ack yet) it closes that socket. It connects no more, and a
-   * subscribe after it fails at once. Returns at once; never rejects.
+   * subscribe after it fails at once. Returns at once; never rejects. A
+   * socket of the ws package whose close handshake has not ended within
+   * min(pongTimeout, 1 s) (a stalled connection) is then dropped, so that
+   * it keeps no Node.js process alive.
    */
   dispose(): Promise<void>;
-  /** Closes the socket at once, as if it had dropped (graphql-ws terminate). */
+  /**
+   * Closes the socket at once, as if it had dropped (graphql-ws terminate):
+   * its close (4499, Terminated) is reported at once, the client reconnects
+   * and every subscription resumes from its cursor. Whatever the old socket
+   * still delivers (a stalled connection's late frames) is ignored.
+   */
   terminate(): void;
   /** The graphql-ws client underneath. */
   readonly graphqlWs: Client;
@@ -226,6 +242,30 @@ export interface HeraldClient {
 
 const isCursorExpired = (errors: unknown): errors is readonly GraphQLFormattedError[] =>
   Array.isArray(errors) && errors.some((e) => (e as GraphQLFormattedError)?.extensions?.code === 'CURSOR_EXPIRED');
+
+/**
+ * The wait (ms) before starting a subscription again that Herald refused
+ * with RATE_LIMITED (too many operations started on the socket, as when a
+ * reconnect sends every subscription again at once), or undefined for any
+ * other errors. Herald says how long in extensions.retryAfter (seconds);
+ * the wait is that, between RATE_LIMITED_MIN_WAIT and RATE_LIMITED_MAX_WAIT
+ * (RATE_LIMITED_DEFAULT_WAIT without one), plus up to half of it again
+ * (at least RATE_LIMITED_MIN_WAIT) at random, so the subscriptions refused
+ * together do not all come back at the same moment.
+ */
+function rateLimitedWait(errors: unknown): number | undefined {
+  if (!Array.isArray(errors)) return undefined;
+  const error = errors.find((e) => (e as GraphQLFormattedError)?.extensions?.code === 'RATE_LIMITED') as GraphQLFormattedError | undefined;
+  if (!error) return undefined;
+  const after = error.extensions?.retryAfter;
+  const asked = typeof after === 'number' && Number.isFinite(after) && after >= 0 ? after * 1000 : RATE_LIMITED_DEFAULT_WAIT;
+  const wait = Math.min(Math.max(asked, RATE_LIMITED_MIN_WAIT), RATE_LIMITED_MAX_WAIT);
+  return wait + Math.random() * Math.max(wait / 2, RATE_LIMITED_MIN_WAIT);
+}
+/** Bounds (ms) of the wait after RATE_LIMITED (see rateLimitedWait), and the wait when Herald gives none. */
+const RATE_LIMITED_MIN_WAIT = 50;
+const RATE_LIMITED_MAX_WAIT = 5_000;
+const RATE_LIMITED_DEFAULT_WAIT = 1_000;
 
 const backoffDelay = (retries: number) => Math.min(300 * 2 ** retries, 10_000) * (0.5 + Math.random());
 
@@ -426,6 +466,17 @@ const MAX_DELAY = 2 ** 31 - 1;
  */
 const CLOSE_DEAD = 4408;
 const CLOSE_DEAD_REASON = 'Request Timeout';
+
+/**
+ * How long (ms, at most: pongTimeout if shorter) a socket closed by
+ * dispose() may wait for its close handshake before it is dropped
+ * (dropIfLingering).
+ */
+const DISPOSE_CLOSE_WAIT = 1_000;
+
+/** Close code of a socket terminate() drops: graphql-ws's own for terminate(), which it retries. */
+const CLOSE_TERMINATED = 4499;
+const CLOSE_TERMINATED_REASON = 'Terminated';
 
 function duration(name: string, value: number | undefined, fallback: number, off: boolean): number {
   if (value === undefined) return fallback;
@@ -757,22 +808,36 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
    * enough: a dead socket's close event waits for a close handshake the
    * server will never answer (30 s with the ws package; browsers have
    * timeouts of their own), and graphql-ws reconnects only once it comes,
-   * as graphql-ws's recipe (close(4408) alone) would. So graphql-ws
-   * stops listening to the socket first (its late frames, replayed after
-   * the resume, would be duplicates; its late close event would fail the
-   * next connect), the socket is closed (4408; the ws package's socket is
-   * dropped at once, as its close handshake would keep the process alive
-   * for 30 s), and graphql-ws gets the close event now, through its own
-   * handler: it retries 4408, and every subscription resumes from its cursor.
+   * as graphql-ws's recipe (close(4408) alone) would. So it is dropped
+   * (see drop), and graphql-ws retries 4408: every subscription resumes
+   * from its cursor.
    */
   function closeDead(socket: SocketLike): void {
     if (socket !== latest || disposal.signal.aborted) return;
+    // Not graphql-ws 6's way of listening: its terminate() ends the
+    // connect instead (close code 4499, which it retries too).
+    if (!drop(socket, CLOSE_DEAD, CLOSE_DEAD_REASON)) ws.terminate();
+  }
+
+  /**
+   * Drops the socket graphql-ws is using (the watchdog's dead socket,
+   * terminate()) and tells graphql-ws at once, through its own handler, as
+   * if it had closed with code and reason. graphql-ws stops listening to it
+   * first: it keeps an operation's id across reconnects, so frames the old
+   * socket still delivers (a stalled connection whose data comes in late)
+   * would reach the resumed subscription as duplicates, and its late close
+   * event would fail the next connect. Then the socket is closed (the ws
+   * package's is dropped at once with its terminate(): its close handshake
+   * would keep the process alive for 30 s). false when graphql-ws does not
+   * listen to it in graphql-ws 6's way (onclose): no close event was given.
+   */
+  function drop(socket: SocketLike, code: number, reason: string): boolean {
     const deliver = socket.onclose;
     socket.onclose = null;
     socket.onerror = null;
     socket.onmessage = null;
     try {
-      socket.close(CLOSE_DEAD, CLOSE_DEAD_REASON);
+      socket.close(code, reason);
     } catch {
       // closing already
     }
@@ -783,17 +848,58 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         // gone already
       }
     }
-    if (typeof deliver !== 'function') {
-      // Not graphql-ws 6's way of listening: its terminate() ends the
-      // connect instead (close code 4499, which it retries too).
-      ws.terminate();
+    if (typeof deliver !== 'function') return false;
+    const event = typeof CloseEvent === 'function'
+      ? new CloseEvent('close', { code, reason, wasClean: false })
+      : { type: 'close', code, reason, wasClean: false, target: socket };
+    (deliver as (e: unknown) => void).call(socket, event);
+    return true;
+  }
+
+  /**
+   * terminate(): graphql-ws's own (a close event 4499 for the connection)
+   * stops listening to the socket's close and errors, but not to its
+   * messages, and leaves the socket to its close handshake: on a stalled
+   * connection, the typical reason to call it, frames the old socket gets
+   * late would reach the resumed subscriptions again. So the socket
+   * graphql-ws uses (open, opening or closing) is dropped as a dead one is,
+   * with 4499 (Terminated), which graphql-ws retries; anything else (no
+   * socket yet, one closed already, the wait between two connects) is left
+   * to graphql-ws's terminate().
+   */
+  function terminate(): void {
+    const socket = latest;
+    if (socket && !disposal.signal.aborted && socket.readyState !== 3 && typeof socket.onclose === 'function') {
+      drop(socket, CLOSE_TERMINATED, CLOSE_TERMINATED_REASON);
       return;
     }
-    const event = typeof CloseEvent === 'function'
-      ? new CloseEvent('close', { code: CLOSE_DEAD, reason: CLOSE_DEAD_REASON, wasClean: false })
-      : { type: 'close', code: CLOSE_DEAD, reason: CLOSE_DEAD_REASON, wasClean: false, target: socket };
-    (deliver as (e: unknown) => void).call(socket, event);
+    ws.terminate();
   }
+
+  /**
+   * After dispose(): the socket closed, whose close handshake a stalled
+   * connection never answers. The ws package waits 30 s for it, with a timer
+   * that keeps a Node.js process alive that has disposed of its client (a
+   * service shutting down, a CLI, a test run). A socket of the ws package
+   * (it has terminate()) that has not closed within DISPOSE_CLOSE_WAIT (or
+   * pongTimeout, if shorter) is dropped; a healthy connection's handshake
+   * takes a round trip. The timer keeps no process alive by itself.
+   */
+  function dropIfLingering(socket: SocketLike): void {
+    if (typeof socket.terminate !== 'function' || socket.readyState === 3) return;
+    const timer = setTimeout(() => {
+      if (socket.readyState === 3) return;
+      try {
+        (socket.terminate as () => void).call(socket);
+      } catch {
+        // gone already
+      }
+    }, Math.min(pongTimeout, DISPOSE_CLOSE_WAIT));
+    (timer as { unref?: () => void }).unref?.();
+    const listen = (socket as { addEventListener?: unknown }).addEventListener;
+    if (typeof listen === 'function') listen.call(socket, 'close', () => clearTimeout(timer), { once: true });
+  }
+
   // What dispose ends: every subscription still running.
   const active = new Set<() => void>();
   // With nothing left running, graphql-ws will not reconnect after the
@@ -871,9 +977,13 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     let ended = false;
     // Stops watching for a loss (see start): a mutation that has ended.
     let unwatch = () => {};
+    // The wait before starting again after RATE_LIMITED (see rateLimited).
+    let rateLimitTimer: ReturnType<typeof setTimeout> | undefined;
     const end = (failure?: { error: unknown }) => {
       if (ended) return;
       ended = true;
+      clearTimeout(rateLimitTimer);
+      rateLimitTimer = undefined;
       unwatch();
       // graphql-ws holds a connection for an operation until it is
       // released: it releases one the server ended (complete, error), but
@@ -949,6 +1059,12 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
             recover(err);
             return;
           }
+          const wait = name ? rateLimitedWait(err) : undefined;
+          if (wait !== undefined && !stopped && !ended) {
+            recovering = true;
+            rateLimited(wait);
+            return;
+          }
           end({ error: err });
         },
         complete() {
@@ -982,6 +1098,26 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       between = false;
       setCursor(next);
       start();
+    };
+
+    /**
+     * Herald refused to start the subscription for now (RATE_LIMITED): a
+     * reconnect sends every subscription again at once, and those past the
+     * socket's subscribe burst are refused. Started again after the wait
+     * Herald asked for, from the current cursor (the refused operation
+     * delivered nothing), it loses nothing and repeats nothing. While it
+     * waits, no graphql-ws operation runs: unsubscribing (or dispose())
+     * completes it at once and clears the timer (see end).
+     */
+    const rateLimited = (wait: number) => {
+      stop();
+      between = true;
+      rateLimitTimer = setTimeout(() => {
+        rateLimitTimer = undefined;
+        if (stopped || ended) return;
+        between = false;
+        start();
+      }, wait);
     };
 
     const unsubscribe = () => {
@@ -1041,11 +1177,13 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         } catch {
           // already closing
         }
+        dropIfLingering(socket);
         return;
       }
       await disposing;
+      if (socket) dropIfLingering(socket);
     },
-    terminate: () => ws.terminate(),
+    terminate,
     graphqlWs: ws,
   };
 }
