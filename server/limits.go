@@ -11,6 +11,8 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/heraldhq/herald/auth"
 )
 
 // Limits bound what one client can make a replica do. A zero field
@@ -29,8 +31,10 @@ type Limits struct {
 	SubscribeBurst int
 	// MutationRate is how many mutations one identity may run per second
 	// on this replica, over HTTP and WebSocket together, with bursts of up
-	// to MutationBurst (default: MutationRate rounded up). Anonymous
-	// clients cannot mutate, so they are not counted.
+	// to MutationBurst (default: MutationRate rounded up). Each root field
+	// of a mutation operation is a mutation; an operation of more than
+	// MutationBurst is refused (LIMIT_EXCEEDED). Anonymous clients cannot
+	// mutate, so they are not counted.
 	MutationRate  float64
 	MutationBurst int
 	// MaxDepth bounds how deeply an operation's selections nest.
@@ -104,6 +108,12 @@ type tokenBucket struct {
 // take spends a token if there is one; otherwise it reports how long until
 // there will be.
 func (b *tokenBucket) take(now time.Time, rate, burst float64) (ok bool, wait time.Duration) {
+	return b.takeN(now, rate, burst, 1)
+}
+
+// takeN spends count tokens if there are that many (count must not exceed
+// burst); otherwise it reports how long until there will be.
+func (b *tokenBucket) takeN(now time.Time, rate, burst, count float64) (ok bool, wait time.Duration) {
 	n := now.UnixNano()
 	if b.last != 0 {
 		// The wall clock may step back (NTP, a VM resumed): time that did
@@ -111,11 +121,11 @@ func (b *tokenBucket) take(now time.Time, rate, burst float64) (ok bool, wait ti
 		b.tokens = max(0, b.tokens-float64(max(0, n-b.last))/1e9*rate)
 	}
 	b.last = n
-	if b.tokens+1 <= burst {
-		b.tokens++
+	if b.tokens+count <= burst {
+		b.tokens += count
 		return true, 0
 	}
-	return false, time.Duration((b.tokens + 1 - burst) / rate * 1e9)
+	return false, time.Duration((b.tokens + count - burst) / rate * 1e9)
 }
 
 // full reports whether the bucket has refilled completely by now, so that
@@ -149,6 +159,11 @@ func newIdentityLimiter(rate float64, burst int) *identityLimiter {
 
 // allow spends one of user's tokens; nil limiters allow everything.
 func (l *identityLimiter) allow(user string, now time.Time) (bool, time.Duration) {
+	return l.allowN(user, now, 1)
+}
+
+// allowN spends n of user's tokens (n at most the burst).
+func (l *identityLimiter) allowN(user string, now time.Time, n int) (bool, time.Duration) {
 	if l == nil {
 		return true, 0
 	}
@@ -167,7 +182,48 @@ func (l *identityLimiter) allow(user string, now time.Time) (bool, time.Duration
 		b = &tokenBucket{}
 		l.buckets[user] = b
 	}
-	return b.take(now, l.rate, l.burst)
+	return b.takeN(now, l.rate, l.burst, float64(n))
+}
+
+// mutationsAllowed spends a token of the identity on ctx for each mutation
+// opCtx runs (each root field: one request may alias many), or returns the
+// error to refuse it with: RATE_LIMITED beyond the rate, LIMIT_EXCEEDED for
+// more mutations than the burst, which no wait allows. Anonymous requests
+// pass: the resolvers refuse their mutations.
+func (l *identityLimiter) mutationsAllowed(ctx context.Context, opCtx *graphql.OperationContext) *gqlerror.Error {
+	id, ok := auth.FromContext(ctx)
+	if l == nil || !ok || opCtx.Operation.Operation != ast.Mutation {
+		return nil
+	}
+	n := rootFields(opCtx.Operation.SelectionSet, opCtx.Doc.Fragments)
+	if float64(n) > l.burst {
+		return limitError("this operation runs %d mutations; one user may run at most %.0f at once", n, l.burst)
+	}
+	if allowed, wait := l.allowN(id.UserID, time.Now(), n); !allowed {
+		return rateLimitedError("too many mutations by this user", wait)
+	}
+	return nil
+}
+
+// rootFields counts the fields of a (validated) operation's root selection,
+// through fragments, leaving out __typename: the mutations it runs.
+func rootFields(set ast.SelectionSet, fragments ast.FragmentDefinitionList) int {
+	n := 0
+	for _, s := range set {
+		switch s := s.(type) {
+		case *ast.Field:
+			if s.Name != "__typename" {
+				n++
+			}
+		case *ast.InlineFragment:
+			n += rootFields(s.SelectionSet, fragments)
+		case *ast.FragmentSpread:
+			if f := fragments.ForName(s.Name); f != nil { // validation refuses cycles
+				n += rootFields(f.SelectionSet, fragments)
+			}
+		}
+	}
+	return n
 }
 
 // size is how many identities are being tracked.

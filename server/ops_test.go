@@ -189,7 +189,7 @@ func TestAuthenticatorVariants(t *testing.T) {
 	t.Run("authenticator failure", func(t *testing.T) {
 		s, logs := newTestServer(t, func(o *Options) { o.Authenticator = failing{} })
 		w := send(t, s, post(`{"query":"{ whoami }"}`))
-		check(t, w, want{status: 503, contentType: ctJSON, err: "authentication is unavailable"})
+		check(t, w, want{status: 503, contentType: ctJSON, err: "authentication is unavailable", code: "UNAVAILABLE"})
 		if strings.Contains(w.Body.String(), "deadline") {
 			t.Errorf("internal error leaked to the client: %s", w.Body)
 		}

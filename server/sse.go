@@ -95,7 +95,7 @@ func (t *sseTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 	}
 	opCtx, errs := exec.CreateOperationContext(ctx, params)
 	// A GET mutation is refused whatever its variables (see runner.prepare).
-	if (errs == nil || viaGET && isMutation(opCtx)) && !t.operationAllowed(ctx, w, r, opCtx.Operation.Operation, viaGET) {
+	if (errs == nil || viaGET && isMutation(opCtx)) && !t.operationAllowed(ctx, w, r, exec, opCtx, viaGET) {
 		return
 	}
 	t.stream(ctx, w, r, exec, params, opCtx, errs)
@@ -144,13 +144,14 @@ func (t *sseTransport) read(w http.ResponseWriter, r *http.Request, viaGET bool)
 
 // operationAllowed answers what a stream may not run: mutations over GET
 // (405, as the spec requires), and mutations beyond the identity's rate.
-func (t *sseTransport) operationAllowed(ctx context.Context, w http.ResponseWriter, r *http.Request, op ast.Operation, viaGET bool) bool {
-	switch {
+func (t *sseTransport) operationAllowed(ctx context.Context, w http.ResponseWriter, r *http.Request,
+	exec graphql.GraphExecutor, opCtx *graphql.OperationContext, viaGET bool) bool {
+	switch op := opCtx.Operation.Operation; {
 	case viaGET && op == ast.Mutation:
 		t.run.refuseGETMutation(w, r, mediaJSON)
 		return false
 	case op == ast.Mutation:
-		return t.run.mutationAllowed(ctx, w, r, mediaJSON)
+		return t.run.mutationAllowed(ctx, w, r, mediaJSON, exec, opCtx)
 	}
 	return true
 }

@@ -545,11 +545,9 @@ func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Reque
 			t.run.refuseGETMutation(w, r, mediaJSON)
 			return false
 		}
-		if id, ok := auth.FromContext(ctx); ok {
-			if allowed, wait := t.run.mutations.allow(id.UserID, time.Now()); !allowed {
-				st.ops.fail(st, op, &graphql.Response{Errors: gqlerror.List{rateLimitedError("too many mutations by this user", wait)}})
-				return true
-			}
+		if gerr := t.run.mutations.mutationsAllowed(ctx, opCtx); gerr != nil {
+			st.ops.fail(st, op, &graphql.Response{Errors: gqlerror.List{gerr}})
+			return true
 		}
 	case ast.Subscription:
 		t.execs.join(op, ctx, exec, params, opCtx, t.cfg.viewerDirective, t.cfg.resumeArgument)

@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -278,7 +277,7 @@ func (x *runner) dispatch(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if !x.permitted(graphql.WithOperationContext(ctx, opCtx), w, r, m, exec, opCtx.Operation.Operation, viaGET) {
 		return
 	}
-	if opCtx.Operation.Operation == ast.Mutation && !x.mutationAllowed(ctx, w, r, m) {
+	if opCtx.Operation.Operation == ast.Mutation && !x.mutationAllowed(ctx, w, r, m, exec, opCtx) {
 		return
 	}
 	responses, ctx := exec.DispatchOperation(ctx, opCtx)
@@ -330,19 +329,22 @@ func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.R
 // refusal Apollo Server has.
 const codeBadRequest = "BAD_REQUEST"
 
-// mutationAllowed spends one of the identity's mutation tokens, or answers
-// 429 with Retry-After and a RATE_LIMITED error and returns false.
-func (x *runner) mutationAllowed(ctx context.Context, w http.ResponseWriter, r *http.Request, m mediaType) bool {
-	id, ok := auth.FromContext(ctx)
-	if !ok {
-		return true // anonymous clients cannot mutate; the resolvers say so
-	}
-	allowed, wait := x.mutations.allow(id.UserID, time.Now())
-	if allowed {
+// mutationAllowed spends the identity's mutation tokens for the mutation
+// opCtx runs, one per mutation (see identityLimiter.mutationsAllowed), or
+// answers and returns false: 429 with Retry-After and a RATE_LIMITED error,
+// or, for more mutations than the burst, the error as a validation error's.
+func (x *runner) mutationAllowed(ctx context.Context, w http.ResponseWriter, r *http.Request, m mediaType,
+	exec graphql.GraphExecutor, opCtx *graphql.OperationContext) bool {
+	gerr := x.mutations.mutationsAllowed(ctx, opCtx)
+	switch {
+	case gerr == nil:
 		return true
+	case gerr.Extensions["code"] == codeRateLimited:
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(gerr.Extensions["retryAfter"].(float64)))))
+		x.sendErrors(w, r, m, http.StatusTooManyRequests, gerr)
+	default:
+		x.result(w, r, m, exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), gqlerror.List{gerr}))
 	}
-	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-	x.sendErrors(w, r, m, http.StatusTooManyRequests, rateLimitedError("too many mutations by this user", wait))
 	return false
 }
 
@@ -362,8 +364,7 @@ func (x *runner) authenticate(w http.ResponseWriter, r *http.Request, m mediaTyp
 		return nil, false
 	case err != nil:
 		x.log.ErrorContext(r.Context(), "server: cannot authenticate request", slog.Any("error", err))
-		x.sendErrors(w, r, m, http.StatusServiceUnavailable,
-			&gqlerror.Error{Message: "authentication is unavailable; try again later"})
+		x.reject(w, r, m, http.StatusServiceUnavailable, "authentication is unavailable; try again later")
 		return nil, false
 	case ok:
 		return auth.NewContext(r.Context(), id), true

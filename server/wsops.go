@@ -61,11 +61,9 @@ func (c *wsConn) onSubscribe(id string, params operationPayload) {
 		c.rejectOp(op, resp)
 		return
 	}
-	if rc.Operation.Operation == ast.Mutation && identity != nil {
-		if ok, wait := c.t.mutations.allow(identity.UserID, time.Now()); !ok {
-			c.rejectOp(op, &graphql.Response{Errors: gqlerror.List{rateLimitedError("too many mutations by this user", wait)}})
-			return
-		}
+	if gerr := c.t.mutations.mutationsAllowed(ctx, rc); gerr != nil {
+		c.rejectOp(op, &graphql.Response{Errors: gqlerror.List{gerr}})
+		return
 	}
 	if rc.Operation.Operation == ast.Subscription {
 		c.t.execs.join(op, ctx, c.exec, raw, rc, c.t.cfg.viewerDirective, c.t.cfg.resumeArgument)
