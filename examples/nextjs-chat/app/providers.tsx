@@ -17,7 +17,8 @@ export const useSession = () => useContext(SessionContext);
 // One transport per page load: a browser keeps one socket to Herald.
 let transport: HeraldTransport | null = null;
 
-function cache() {
+/** The browser's cache (its type policies; exported for test/room-cache.test.mjs). */
+export function cache() {
   return new InMemoryCache({
     typePolicies: {
       // Room pages append to the list themselves (see app/rooms/[roomId]/room.tsx).

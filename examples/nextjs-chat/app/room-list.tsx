@@ -4,10 +4,14 @@ import Link from 'next/link';
 import { useRouter } from 'next/navigation';
 import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { CREATE_ROOM, ROOM_CREATED, ROOMS } from '@/lib/operations';
+import { readProblem } from '@/lib/shared';
 import { useSession } from './providers';
 
 export function RoomList() {
-  const { data, subscribeToMore } = useSuspenseQuery(ROOMS);
+  // errorPolicy 'all', as app/page.tsx preloads it: a list that cannot be
+  // read (Herald did not answer the server render in time, say) is said so
+  // on the page instead of failing it.
+  const { data, error, subscribeToMore } = useSuspenseQuery(ROOMS, { errorPolicy: 'all' });
   // The hand-over: the rendered list's resumeCursor (the room directory's
   // position when it was read, set even when there was no room yet), so
   // roomCreated(after:) delivers every room created since the render, on
@@ -17,21 +21,35 @@ export function RoomList() {
   // created since. The transport keeps the subscription's cursor from then
   // on (a reconnect resumes after the last room received).
   const cursor = useRef<string | null>(null);
-  if (cursor.current === null) {
+  if (cursor.current === null && data?.rooms) {
     const { pageInfo, resumeCursor } = data.rooms;
     cursor.current = pageInfo.hasNextPage && pageInfo.endCursor ? pageInfo.endCursor : resumeCursor;
   }
+  const listed = !!data?.rooms;
 
-  useEffect(() => subscribeToMore({
-    document: ROOM_CREATED,
-    variables: { after: cursor.current },
-    updateQuery: (_, { previousData, complete, subscriptionData }) => {
-      const room = subscriptionData.data.roomCreated;
-      if (!complete || previousData.rooms.nodes.some((r) => r.id === room.id)) return undefined;
-      return { ...previousData, rooms: { ...previousData.rooms, nodes: [...previousData.rooms.nodes, room] } };
-    },
-  }), [subscribeToMore]);
+  useEffect(() => {
+    if (!listed) return;
+    return subscribeToMore({
+      document: ROOM_CREATED,
+      variables: { after: cursor.current },
+      updateQuery: (_, { previousData, complete, subscriptionData }) => {
+        const room = subscriptionData.data.roomCreated;
+        if (!complete || previousData.rooms.nodes.some((r) => r.id === room.id)) return undefined;
+        return { ...previousData, rooms: { ...previousData.rooms, nodes: [...previousData.rooms.nodes, room] } };
+      },
+    });
+  }, [listed, subscribeToMore]);
 
+  if (!data?.rooms) {
+    return (
+      <section>
+        <h1>Rooms</h1>
+        <p className="error" role="alert" data-testid="rooms-error">
+          The rooms cannot be shown: {readProblem(error)}.
+        </p>
+      </section>
+    );
+  }
   return (
     <section>
       <h1>Rooms</h1>

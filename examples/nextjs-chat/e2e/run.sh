@@ -11,7 +11,7 @@
 #
 # Usage: examples/nextjs-chat/e2e/run.sh [node --test options, e.g. --test-name-pattern=SSE]
 # HERALD_BIN=/path/to/herald uses that binary instead of building ./cmd/herald.
-# HERALD_NEXTJS_E2E_TIMEOUT bounds the whole run in seconds (default 600).
+# HERALD_NEXTJS_E2E_TIMEOUT bounds the whole run in seconds (default 900).
 # On failure, screenshots of each page at the failing step and every process's
 # log are copied to examples/nextjs-chat/e2e/artifacts/<time>/ (printed).
 # It stops only the processes it started, by PID, and removes its temporary
@@ -22,7 +22,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 app="$(dirname "$here")"
 root="$(cd "$app/../.." && pwd)"
-budget="${HERALD_NEXTJS_E2E_TIMEOUT:-600}"
+budget="${HERALD_NEXTJS_E2E_TIMEOUT:-900}"
 GO="${GO:-go}"
 export NEXT_TELEMETRY_DISABLED=1
 
@@ -198,7 +198,7 @@ fi
 # The build does not depend on Herald's URL (read at request time), so a
 # build of the same sources and lock is reused.
 # (Outside a git checkout there is no list of sources: always build.)
-sources="$(git -C "$app" ls-files -co --exclude-standard -- . ':!e2e' 2>/dev/null | LC_ALL=C sort || true)"
+sources="$(git -C "$app" ls-files -co --exclude-standard -- . ':!e2e' ':!test' 2>/dev/null | LC_ALL=C sort || true)"
 if [ -n "$sources" ]; then
 	srchash="$( (xargs -d '\n' sha256sum <<<"$sources" 2>/dev/null || true; echo "$lockhash") | sha256sum | cut -d' ' -f1)"
 else
@@ -302,13 +302,18 @@ wait_http next-jwt "$app_jwt/" 60
 # ---- the tests ----------------------------------------------------------
 
 mkdir -p "$work/artifacts"
-log "running the browser tests"
+# One run of node's test runner (one summary, which CI reads): the app's
+# node tests (test/: the room page's cache, the time limit on the server
+# render's requests to Herald, the token route; no servers needed) and the
+# browser tests (this folder; herald-not-answering.test.mjs starts the build
+# again against a Herald that never answers).
+log "running the app's node tests (test/) and the browser tests"
 export APP_URL="http://127.0.0.1:$port_app" HERALD_URL="$herald_url" \
 	HERALD_A="http://127.0.0.1:$port_a" HERALD_B="http://127.0.0.1:$port_b" HERALD_B_PID="${pid[herald-b]}" \
 	ARTIFACTS="$work/artifacts" JWT_APP_URL="$app_jwt" HERALD_JWT_URL="http://127.0.0.1:$port_jwt/graphql" \
 	HERALD_JWT_TEST_SECRET="$jwt_secret" # the tests sign short-lived tokens with it
 rc=0
-node --test --test-reporter=spec --test-concurrency=1 "$@" "$here"/*.test.mjs &
+node --test --test-reporter=spec --test-concurrency=1 "$@" "$app"/test/*.test.mjs "$here"/*.test.mjs &
 pid[tests]=$!
 wait "${pid[tests]}" || rc=$?
 unset 'pid[tests]'

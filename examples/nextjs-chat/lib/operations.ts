@@ -177,6 +177,19 @@ export const DELETE_MESSAGE: TypedDocumentNode<{ deleteMessage: Message }, { id:
   }
 `;
 
+// Fragments for the room page's own reads and writes of the cache (never sent
+// to Herald; their text is the same wherever this module is evaluated).
+
+/** A message as every operation selects it: what a mutation's answer is written with. */
+export const MESSAGE_FRAGMENT: TypedDocumentNode<Message> = gql`
+  fragment CachedMessage on Message { ${MESSAGE_FIELDS} }
+`;
+
+/** What a room event says of its room (its list's counts). */
+export const ROOM_COUNTS_FRAGMENT: TypedDocumentNode<RoomEvent['room']> = gql`
+  fragment CachedRoomCounts on Room { id messageCount lastMessageAt }
+`;
+
 export const REACT: TypedDocumentNode<{ react: Message }, { messageId: string; emoji: string }> = gql`
   mutation React($messageId: ID!, $emoji: String!) {
     react(messageId: $messageId, emoji: $emoji) { ${MESSAGE_FIELDS} }

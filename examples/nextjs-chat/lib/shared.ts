@@ -29,3 +29,16 @@ export function textProblem(text: string): string | null {
   if ([...text].length > MAX_TEXT_LENGTH) return `text is longer than ${MAX_TEXT_LENGTH} characters`;
   return null;
 }
+
+/**
+ * What a page says of a query of its server render that failed: Herald's own
+ * words when it refused it (a GraphQL error, `not a member`); a request that
+ * failed (Herald did not answer in time, lib/timed-fetch.ts, or could not be
+ * reached) reaches the page without its message, which
+ * @apollo/client-integration-nextjs redacts, so the page says what it may be.
+ */
+export function readProblem(error: { message: string } | undefined): string {
+  const message = (error?.message ?? '').replace(/\.+$/, '');
+  if (!message || /redacted/i.test(message)) return 'Herald could not be read (it did not answer in time, or could not be reached)';
+  return message;
+}

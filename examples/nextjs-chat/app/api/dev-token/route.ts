@@ -14,7 +14,9 @@ const LIFETIME_S = 15 * 60;
 export async function POST(request: Request) {
   const secret = devJwtSecret();
   if (!secret) return new Response('not found\n', { status: 404 });
-  const { user } = await request.json().catch(() => ({})) as { user?: unknown };
+  // Any JSON body but an object with a valid user is a 400 (`null` too).
+  const body: unknown = await request.json().catch(() => null);
+  const user = body !== null && typeof body === 'object' ? (body as { user?: unknown }).user : undefined;
   if (typeof user !== 'string' || !USER_NAME.test(user)) {
     return Response.json({ error: 'user: letters, digits, . _ - (at most 32)' }, { status: 400 });
   }

@@ -1,13 +1,14 @@
 'use client';
-import { useApolloClient, useMutation, useQueryRefHandlers, useReadQuery, type QueryRef } from '@apollo/client/react';
+import type { ApolloCache, ApolloClient } from '@apollo/client';
+import { useApolloClient, useMutation, useReadQuery, type QueryRef } from '@apollo/client/react';
 import Link from 'next/link';
 import { useEffect, useRef, useState, type FormEvent, type RefObject } from 'react';
 import { NO_RESUME } from '@/lib/herald-transport';
 import {
-  DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE, REACT, ROOM_EVENTS, ROOM_PAGE, ROOM_PRESENCE, SET_TYPING,
-  type Message, type PresenceEvent, type RoomEvent, type RoomPageData, type User,
+  DELETE_MESSAGE, EDIT_MESSAGE, MESSAGE_FRAGMENT, POST_MESSAGE, REACT, ROOM_COUNTS_FRAGMENT, ROOM_EVENTS, ROOM_PAGE,
+  ROOM_PRESENCE, SET_TYPING, type Message, type PresenceEvent, type RoomEvent, type RoomPageData, type User,
 } from '@/lib/operations';
-import { textProblem } from '@/lib/shared';
+import { readProblem, textProblem } from '@/lib/shared';
 import { useConnectionStatus, useSession } from '../../providers';
 
 /**
@@ -34,10 +35,14 @@ const withNodes = (data: RoomPageData & { room: Page }, nodes: Message[]): RoomP
  * events in log order, so posts are placed in the order they arrive, before
  * any message this page posted whose post the subscription has not yet
  * delivered (a mutation's answer may come before an earlier post of someone
- * else). A message already shown is updated in place, never shown twice.
+ * else). A message already shown is updated in place, never shown twice, and
+ * of two versions of it the latest is kept: an event older than what the
+ * page shows (the answer to its own later edit or deletion came first) is
+ * dropped. (This works because the subscription's results are not written
+ * into the cache by Apollo, followRoom: only what this returns is.)
  */
-export function withEvent(data: RoomPageData, ev: RoomEvent, awaiting: Set<string>): RoomPageData | undefined {
-  if (!data.room) return undefined;
+export function withEvent(data: RoomPageData | null, ev: RoomEvent, awaiting: Set<string>): RoomPageData | undefined {
+  if (!data?.room) return undefined;
   const nodes = data.room.messages.nodes;
   const m = ev.message;
   const at = nodes.findIndex((n) => n.id === m.id);
@@ -56,6 +61,141 @@ export function withEvent(data: RoomPageData, ev: RoomEvent, awaiting: Set<strin
   return withNodes(data as RoomPageData & { room: Page }, [...rest.slice(0, pos), kept, ...rest.slice(pos)]);
 }
 
+/**
+ * The room page's live events: roomEvents after the cursor `after`, each
+ * applied to the page's list in the cache with withEvent. The subscription
+ * is run with fetchPolicy 'no-cache': Apollo would otherwise write each
+ * event's message into the cache before withEvent sees it, over whatever
+ * newer version the page had. Returns the function that ends it.
+ */
+export function followRoom(client: ApolloClient, roomId: string, opts: {
+  after: string | null;
+  awaiting: Set<string>;
+  /** Each event's cursor, before it is applied: where a new subscription goes on from. */
+  onCursor: (cursor: string) => void;
+  onError: (err: { message: string }) => void;
+}): () => void {
+  const sub = client.subscribe({ query: ROOM_EVENTS, variables: { roomId, after: opts.after }, fetchPolicy: 'no-cache' }).subscribe({
+    next: ({ data, error }) => {
+      if (error) {
+        opts.onError(error);
+        return;
+      }
+      if (!data) return;
+      const ev = data.roomEvents;
+      opts.onCursor(ev.cursor);
+      client.cache.batch({
+        update(cache) {
+          // The room's counts, as the room list shows them.
+          cache.writeFragment({ id: cache.identify({ __typename: 'Room', id: ev.room.id }), fragment: ROOM_COUNTS_FRAGMENT, data: ev.room });
+          cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) => withEvent(prev, ev, opts.awaiting));
+        },
+      });
+    },
+    error: opts.onError,
+  });
+  return () => sub.unsubscribe();
+}
+
+/**
+ * Writes a mutation's answer, a message, into the cache unless the cache has
+ * the same or a later version of it (the subscription delivered the change,
+ * or a later one, before the answer came: two connections, either may be
+ * first). Mutations that answer a message are run with fetchPolicy
+ * 'no-cache' and this as their update.
+ */
+export function keepLatest(cache: ApolloCache, m: Message): void {
+  const id = cache.identify({ __typename: 'Message', id: m.id });
+  const shown = cache.readFragment({ id, fragment: MESSAGE_FRAGMENT });
+  if (shown && shown.version >= m.version) return;
+  cache.writeFragment({ id, fragment: MESSAGE_FRAGMENT, data: m });
+}
+
+/**
+ * An edit, shown at once (optimistic, at the next version) and then as
+ * Herald answers it, unless the page has a later version by then.
+ */
+export function editOptions(m: Message, text: string) {
+  return {
+    mutation: EDIT_MESSAGE,
+    variables: { id: m.id, version: m.version, text },
+    fetchPolicy: 'no-cache',
+    optimisticResponse: { editMessage: { ...m, text, version: m.version + 1, editedAt: new Date().toISOString() } },
+    update: (cache, { data }) => { if (data) keepLatest(cache, data.editMessage); },
+  } satisfies ApolloClient.MutateOptions<{ editMessage: Message }, { id: string; version: number; text: string }>;
+}
+
+/** A deletion: as an edit. */
+export function deleteOptions(m: Message) {
+  return {
+    mutation: DELETE_MESSAGE,
+    variables: { id: m.id, version: m.version },
+    fetchPolicy: 'no-cache',
+    optimisticResponse: { deleteMessage: { ...m, text: '', deleted: true, version: m.version + 1 } },
+    update: (cache, { data }) => { if (data) keepLatest(cache, data.deleteMessage); },
+  } satisfies ApolloClient.MutateOptions<{ deleteMessage: Message }, { id: string; version: number }>;
+}
+
+/**
+ * A reaction. Its answer is not written into the cache: a reaction changes
+ * no version, so nothing tells whether the answer is older than what the
+ * subscription delivered (another user's reaction, a deletion); the
+ * REACTIONS_CHANGED event, which arrives in log order, shows it.
+ */
+export function reactOptions(messageId: string, emoji: string) {
+  return {
+    mutation: REACT,
+    variables: { messageId, emoji },
+    fetchPolicy: 'no-cache',
+  } satisfies ApolloClient.MutateOptions<{ react: Message }, { messageId: string; emoji: string }>;
+}
+
+/**
+ * A post of the composer. Nothing of it is in the cache while it is in
+ * flight (the page shows it from its own state, after the cached list: an
+ * optimistic list in the cache would hide every message the subscription
+ * delivers meanwhile). Its answer calls onAnswer, then puts the stored
+ * message at the end of the list unless the subscription has shown it
+ * already (its answer is not written into the cache otherwise, so it never
+ * overwrites what the subscription delivered since, a reaction say); it waits
+ * there (awaiting) until the subscription delivers it in its place.
+ */
+export function postOptions({ roomId, text, key, awaiting, onAnswer }: {
+  roomId: string; text: string; key: string; awaiting: Set<string>; onAnswer?: () => void;
+}) {
+  return {
+    mutation: POST_MESSAGE,
+    variables: { roomId, text, key },
+    fetchPolicy: 'no-cache',
+    update: (cache, { data }) => {
+      const m = data?.postMessage;
+      if (!m) return;
+      onAnswer?.();
+      cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) => {
+        if (!prev?.room || prev.room.messages.nodes.some((n) => n.id === m.id)) return undefined;
+        awaiting.add(m.id);
+        return withNodes(prev as RoomPageData & { room: Page }, [...prev.room.messages.nodes, m]);
+      });
+    },
+  } satisfies ApolloClient.MutateOptions<{ postMessage: Message }, { roomId: string; text: string; key: string }>;
+}
+
+/** How the page shows a post of its own before Herald has answered it. */
+export function pendingMessage(key: string, text: string, user: string): Message {
+  return {
+    __typename: 'Message', id: `pending-${key}`, text, version: 1, deleted: false,
+    createdAt: new Date().toISOString(), editedAt: null, reactions: [],
+    author: { __typename: 'User', id: `pending-${user}`, name: user },
+  };
+}
+
+/** The composer's hold on the posts shown as pending (Room's state). */
+interface PendingPosts {
+  add: (m: Message) => void;
+  /** The post was answered, or failed: it is no longer shown as pending. */
+  settle: (id: string) => void;
+}
+
 function uniqueKey(): string {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${Math.random().toString(36).slice(2)}`;
 }
@@ -68,9 +208,25 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
   // the viewer, lib/apollo-rsc.ts) is said so on the
   // page, which goes on working, instead of failing it.
   const { data, error } = useReadQuery(queryRef);
-  const { subscribeToMore } = useQueryRefHandlers(queryRef);
+  const client = useApolloClient();
   const [problem, setProblem] = useState('');
   const awaiting = useRef(new Set<string>());
+  // This page's posts not answered yet, shown after the room's messages
+  // (never in the cache: see postOptions). A post answered is dropped from
+  // what is shown at once (settled), in the same render as its stored
+  // message appears in the list, and from the state just after.
+  const [pending, setPending] = useState<Message[]>([]);
+  const settled = useRef(new Set<string>());
+  const [posts] = useState<PendingPosts>(() => ({
+    add: (m) => {
+      settled.current.delete(m.id); // a post sent again after it failed has the same key
+      setPending((p) => [...p.filter((x) => x.id !== m.id), m]);
+    },
+    settle: (id) => {
+      settled.current.add(id);
+      setPending((p) => p.filter((x) => x.id !== id));
+    },
+  }));
   // The hand-over: the resumeCursor of the query this page was rendered
   // from (the room's log position when it was read, set even when the room
   // had no message), then the cursor of every event received, so that a
@@ -87,21 +243,16 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
 
   useEffect(() => {
     if (!exists) return;
-    return subscribeToMore({
-      document: ROOM_EVENTS,
-      variables: { roomId, after: cursor.current },
-      updateQuery: (_, { previousData, complete, subscriptionData }) => {
-        const ev = subscriptionData.data.roomEvents;
-        cursor.current = ev.cursor;
-        if (!complete) return undefined;
-        return withEvent(previousData, ev, awaiting.current) as typeof previousData | undefined;
-      },
+    return followRoom(client, roomId, {
+      after: cursor.current,
+      awaiting: awaiting.current,
+      onCursor: (c) => { cursor.current = c; },
       onError: (err) => setProblem(`live updates stopped: ${err.message}`),
     });
-  }, [roomId, exists, subscribeToMore]);
+  }, [client, roomId, exists]);
 
   if (!data?.room) {
-    if (error) return <p className="error" role="alert">This room cannot be shown: {error.message}. <Link href="/">All rooms</Link></p>;
+    if (error) return <p className="error" role="alert">This room cannot be shown: {readProblem(error)}. <Link href="/">All rooms</Link></p>;
     return <p>No such room. <Link href="/">All rooms</Link></p>;
   }
   return (
@@ -110,12 +261,13 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
       <PresenceList {...presence} />
       <ul className="messages" data-testid="messages">
         {data.room.messages.nodes.map((m) => <MessageItem key={m.id} message={m} />)}
+        {pending.filter((m) => !settled.current.has(m.id)).map((m) => <MessageItem key={m.id} message={m} />)}
       </ul>
       {problem && <p className="error" role="alert">{problem}</p>}
       <div className="bottom">
         {/* Typing lasts seconds: nothing is said of it while out of date. */}
         <TypingIndicator presence={presence.stale ? null : presence.presence} />
-        <Composer roomId={roomId} awaiting={awaiting} />
+        <Composer roomId={roomId} awaiting={awaiting} posts={posts} />
       </div>
     </section>
   );
@@ -221,9 +373,7 @@ function MessageItem({ message: m }: { message: Message }) {
   const { user } = useSession();
   const [editing, setEditing] = useState(false);
   const [problem, setProblem] = useState('');
-  const [edit] = useMutation(EDIT_MESSAGE);
-  const [remove] = useMutation(DELETE_MESSAGE);
-  const [react] = useMutation(REACT);
+  const client = useApolloClient();
   const pending = m.id.startsWith('pending-');
   const mine = !!user && m.author.name === user && !pending && !m.deleted;
   const fail = (err: Error) => setProblem(err.message);
@@ -243,16 +393,10 @@ function MessageItem({ message: m }: { message: Message }) {
     }
     setProblem('');
     setEditing(false);
-    edit({
-      variables: { id: m.id, version: m.version, text },
-      optimisticResponse: { editMessage: { ...m, text, version: m.version + 1, editedAt: new Date().toISOString() } },
-    }).catch(fail);
+    client.mutate(editOptions(m, text)).catch(fail);
   };
   const del = () => {
-    remove({
-      variables: { id: m.id, version: m.version },
-      optimisticResponse: { deleteMessage: { ...m, text: '', deleted: true, version: m.version + 1 } },
-    }).catch(fail);
+    client.mutate(deleteOptions(m)).catch(fail);
   };
 
   return (
@@ -275,7 +419,7 @@ function MessageItem({ message: m }: { message: Message }) {
             const count = m.reactions.find((r) => r.emoji === emoji)?.count ?? 0;
             return (
               <button key={emoji} type="button" disabled={!user} aria-label={`react ${emoji}`} data-testid="reaction" data-emoji={emoji}
-                onClick={() => react({ variables: { messageId: m.id, emoji } }).catch(fail)}>
+                onClick={() => client.mutate(reactOptions(m.id, emoji)).catch(fail)}>
                 {emoji}{count > 0 ? ` ${count}` : ''}
               </button>
             );
@@ -293,11 +437,11 @@ function MessageItem({ message: m }: { message: Message }) {
   );
 }
 
-function Composer({ roomId, awaiting }: { roomId: string; awaiting: Awaiting }) {
+function Composer({ roomId, awaiting, posts }: { roomId: string; awaiting: Awaiting; posts: PendingPosts }) {
   const { user } = useSession();
+  const client = useApolloClient();
   const [text, setText] = useState('');
   const [problem, setProblem] = useState('');
-  const [post] = useMutation(POST_MESSAGE);
   const [setTyping] = useMutation(SET_TYPING, { fetchPolicy: 'no-cache' });
   // When this page last called setTyping (0: not since the last send).
   const typingSent = useRef(0);
@@ -336,27 +480,12 @@ function Composer({ roomId, awaiting }: { roomId: string; awaiting: Awaiting }) 
     // The same post if the request is retried, or sent again after it failed.
     const key = failed.current?.text === body ? failed.current.key : uniqueKey();
     failed.current = null;
-    post({
-      variables: { roomId, text: body, key },
-      optimisticResponse: {
-        postMessage: {
-          __typename: 'Message', id: `pending-${key}`, text: body, version: 1, deleted: false,
-          createdAt: new Date().toISOString(), editedAt: null, reactions: [],
-          author: { __typename: 'User', id: `pending-${user}`, name: user },
-        },
-      },
-      update(cache, { data }) {
-        const m = data?.postMessage;
-        if (!m) return;
-        const optimistic = m.id.startsWith('pending-');
-        cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) => {
-          if (!prev?.room || prev.room.messages.nodes.some((n) => n.id === m.id)) return undefined;
-          // Shown at the end until the subscription delivers it in its place.
-          if (!optimistic) awaiting.current.add(m.id);
-          return withNodes(prev as RoomPageData & { room: Page }, [...prev.room.messages.nodes, m]);
-        });
-      },
-    }).catch((err: Error) => {
+    // Shown at once, faded, after the room's messages, until Herald answers.
+    const shown = pendingMessage(key, body, user);
+    posts.add(shown);
+    const settle = () => posts.settle(shown.id);
+    client.mutate(postOptions({ roomId, text: body, key, awaiting: awaiting.current, onAnswer: settle })).then(settle, (err: Error) => {
+      settle();
       failed.current = { text: body, key };
       setProblem(`not posted: ${err.message}`);
       setText((t) => t || body);
