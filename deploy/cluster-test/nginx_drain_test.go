@@ -6,15 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/heraldhq/herald/internal/testrig"
 )
 
 // TestDrainingReplicaPassesPostSubscriptionsOn shows that, behind the
@@ -35,117 +30,16 @@ func TestDrainingReplicaPassesPostSubscriptionsOn(t *testing.T) {
 	}
 }
 
-// drainScenario runs three replicas behind the shipped nginx.conf, one multipart stream on each of replicas 1 and 2,
-// SIGTERMs replica 3 and returns the statuses nginx answers new POST
+// drainScenario runs three replicas behind the shipped nginx.conf, one
+// multipart stream on each of replicas 1 and 2, SIGTERMs replica 3 and returns the statuses nginx answers new POST
 // subscriptions with during its drain window.
 func drainScenario(t *testing.T) []int {
-	nginxPath, err := exec.LookPath("nginx")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
-			t.Fatal("nginx not found on PATH or at /usr/sbin/nginx: apt-get install nginx")
-		}
-		nginxPath = "/usr/sbin/nginx"
-	}
-	root, err := testrig.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	work, err := os.MkdirTemp("", "herald-drain.")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	rig, err := testrig.New(ctx, testrig.Options{Logf: t.Logf})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), 40*time.Second)
-		defer ccancel()
-		if err := rig.Close(cctx); err != nil {
-			t.Logf("stop the processes: %v", err)
-		}
-		cancel()
-		_ = os.RemoveAll(work)
-	})
-	rctx := rig.Context()
-
-	herald := filepath.Join(work, "herald")
-	if err := rig.Run(rctx, testrig.Spec{Name: "go build", Path: "go", Args: []string{"build", "-C", root, "-o", herald, "./cmd/herald"},
-		Stdout: os.Stderr, Stderr: os.Stderr, Layer: layerFront}); err != nil {
-		t.Fatalf("build herald: %v", err)
-	}
-	ports, err := testrig.FreePorts(5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	heraldPorts := [3]int{ports[0], ports[1], ports[2]}
-	natsPort, nginxPort := ports[3], ports[4]
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "HERALD_") {
-			env = append(env, kv)
-		}
-	}
 	// The default drain window (10s) is long; 6s shows the same.
 	const drain = 6 * time.Second
-	procs := map[int]*testrig.Proc{}
-	start := func(i int, extra ...string) {
-		t.Helper()
-		args := append([]string{"--auth", "dev", "--addr", fmt.Sprintf("127.0.0.1:%d", heraldPorts[i-1]),
-			"--data-dir", filepath.Join(work, fmt.Sprintf("herald%d", i)),
-			"--drain-timeout", drain.String(), "--shutdown-timeout", "2s"}, extra...)
-		log, err := os.Create(filepath.Join(work, fmt.Sprintf("herald%d.log", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer log.Close()
-		p, err := rig.Start(testrig.Spec{Name: fmt.Sprintf("herald%d", i), Path: herald, Args: args, Env: env,
-			Stdout: log, Stderr: log, Service: true, Layer: layerHerald, Grace: grace})
-		if err != nil {
-			t.Fatal(err)
-		}
-		procs[i] = p
-	}
-	waitReady := func(port int) {
-		t.Helper()
-		if last, err := testrig.WaitHTTP(rctx, testrig.HTTPCheck{URL: fmt.Sprintf("http://127.0.0.1:%d/readyz", port),
-			Timeout: 40 * time.Second, Interval: 200 * time.Millisecond}); err != nil {
-			t.Fatalf("127.0.0.1:%d not ready: %v (%s)", port, err, last)
-		}
-	}
-	start(1, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort))
-	waitReady(heraldPorts[0])
-	start(2, "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
-	start(3, "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
-	waitReady(heraldPorts[1])
-	waitReady(heraldPorts[2])
-
-	ngx := filepath.Join(work, "nginx")
-	if err := writeNginxPrefix(root, work, ngx, heraldPorts, nginxPort); err != nil {
-		t.Fatal(err)
-	}
-	nginxLog, err := os.Create(filepath.Join(work, "nginx.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nginxLog.Close()
-	if _, err := rig.Start(testrig.Spec{Name: "nginx", Path: nginxPath,
-		Args:   []string{"-p", ngx + "/", "-c", "conf/nginx.conf", "-e", "stderr", "-g", "daemon off; pid " + ngx + "/nginx.pid;"},
-		Stdout: nginxLog, Stderr: nginxLog, Service: true, Layer: layerFront, Grace: grace}); err != nil {
-		t.Fatal(err)
-	}
-	waitReady(nginxPort)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(work, "nginx.log"))
-			t.Logf("nginx's log:\n%s", strings.Join(lastLines(string(b), 30), "\n"))
-		}
-	})
-
+	cluster := startNginxCluster(t, "--drain-timeout", drain.String(), "--shutdown-timeout", "2s")
+	rctx, heraldPorts := cluster.ctx, cluster.heraldPorts
 	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	front := fmt.Sprintf("http://127.0.0.1:%d/graphql", nginxPort)
+	front := cluster.front
 	post := func(ctx context.Context, u, body string, hdr map[string]string) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
 		if err != nil {
@@ -244,7 +138,7 @@ func drainScenario(t *testing.T) []int {
 
 	// Replica 3 is stopped (docker compose stop, a rolling restart).
 	stopped := time.Now()
-	if err := procs[3].Signal(syscall.SIGTERM); err != nil {
+	if err := cluster.replicas[2].Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -267,7 +161,7 @@ func drainScenario(t *testing.T) []int {
 		// live replicas' connection counts stay as they were.
 		time.Sleep(400 * time.Millisecond)
 	}
-	if procs[3].Exited() {
+	if cluster.replicas[2].Exited() {
 		t.Fatalf("replica 3 exited before the end of its drain window")
 	}
 	t.Logf("statuses of %d new POST subscriptions through nginx while replica 3 drained: %v", len(codes), codes)

@@ -16,125 +16,18 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/heraldhq/herald/internal/testrig"
 )
 
 func TestFullReplicasLeaveNginxServing(t *testing.T) {
-	nginxPath, err := exec.LookPath("nginx")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
-			t.Fatal("nginx not found on PATH or at /usr/sbin/nginx: apt-get install nginx")
-		}
-		nginxPath = "/usr/sbin/nginx"
-	}
-	root, err := testrig.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	work, err := os.MkdirTemp("", "herald-nginx-full.")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	rig, err := testrig.New(ctx, testrig.Options{Logf: t.Logf})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), 40*time.Second)
-		defer ccancel()
-		if err := rig.Close(cctx); err != nil {
-			t.Errorf("stop the processes: %v", err)
-		}
-		cancel()
-		_ = os.RemoveAll(work)
-	})
-	rctx := rig.Context()
-
-	herald := filepath.Join(work, "herald")
-	if err := rig.Run(rctx, testrig.Spec{Name: "go build", Path: "go", Args: []string{"build", "-C", root, "-o", herald, "./cmd/herald"},
-		Stdout: os.Stderr, Stderr: os.Stderr, Layer: layerFront}); err != nil {
-		t.Fatalf("build herald: %v", err)
-	}
-	ports, err := testrig.FreePorts(5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	heraldPorts := [3]int{ports[0], ports[1], ports[2]}
-	natsPort, nginxPort := ports[3], ports[4]
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "HERALD_") {
-			env = append(env, kv)
-		}
-	}
-	start := func(i int, extra ...string) {
-		t.Helper()
-		args := append([]string{"--auth", "dev", "--addr", fmt.Sprintf("127.0.0.1:%d", heraldPorts[i-1]),
-			"--data-dir", filepath.Join(work, fmt.Sprintf("herald%d", i)),
-			// Each replica holds at most one WebSocket or HTTP stream: the
-			// cluster is "full" after three.
-			"--max-connections", "1", "--drain-timeout", "1s"}, extra...)
-		log, err := os.Create(filepath.Join(work, fmt.Sprintf("herald%d.log", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer log.Close()
-		if _, err := rig.Start(testrig.Spec{Name: fmt.Sprintf("herald%d", i), Path: herald, Args: args, Env: env,
-			Stdout: log, Stderr: log, Service: true, Layer: layerHerald, Grace: grace}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitReady := func(port int) {
-		t.Helper()
-		if last, err := testrig.WaitHTTP(rctx, testrig.HTTPCheck{URL: fmt.Sprintf("http://127.0.0.1:%d/readyz", port),
-			Timeout: 40 * time.Second, Interval: 200 * time.Millisecond}); err != nil {
-			t.Fatalf("127.0.0.1:%d not ready: %v (%s)", port, err, last)
-		}
-	}
-	// Replica 1 embeds NATS and lets the others join it (README, "Two
-	// replicas on one machine").
-	start(1, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort))
-	waitReady(heraldPorts[0])
-	start(2, "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
-	start(3, "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
-	waitReady(heraldPorts[1])
-	waitReady(heraldPorts[2])
-
-	// nginx exactly as the cluster test runs it: the shipped nginx.conf and
-	// the shipped includes mapped to loopback.
-	ngx := filepath.Join(work, "nginx")
-	if err := writeNginxPrefix(root, work, ngx, heraldPorts, nginxPort); err != nil {
-		t.Fatal(err)
-	}
-	nginxLog, err := os.Create(filepath.Join(work, "nginx.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nginxLog.Close()
-	if _, err := rig.Start(testrig.Spec{Name: "nginx", Path: nginxPath,
-		Args:   []string{"-p", ngx + "/", "-c", "conf/nginx.conf", "-e", "stderr", "-g", "daemon off; pid " + ngx + "/nginx.pid;"},
-		Stdout: nginxLog, Stderr: nginxLog, Service: true, Layer: layerFront, Grace: grace}); err != nil {
-		t.Fatal(err)
-	}
-	waitReady(nginxPort)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(work, "nginx.log"))
-			t.Logf("nginx's log:\n%s", strings.Join(lastLines(string(b), 25), "\n"))
-		}
-	})
-
+	// Each replica holds at most one WebSocket or HTTP stream: the cluster
+	// is "full" after three.
+	cluster := startNginxCluster(t, "--max-connections", "1", "--drain-timeout", "1s")
+	rctx, heraldPorts := cluster.ctx, cluster.heraldPorts
 	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	front := fmt.Sprintf("http://127.0.0.1:%d/graphql", nginxPort)
+	front := cluster.front
 	do := func(ctx context.Context, method, u, body string, hdr map[string]string) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, method, u, strings.NewReader(body))
 		if err != nil {
