@@ -251,7 +251,7 @@ func (l *Library) propose(ctx context.Context, build func(*state) (event, error)
 		return Change{}, errorf(CodeUnavailable, "the library is busy with other commands; retry shortly")
 	}
 	defer func() { <-l.proposing }()
-	for {
+	for refreshed := false; ; {
 		l.mu.Lock()
 		ev, err := build(&l.st)
 		if err == nil {
@@ -259,6 +259,15 @@ func (l *Library) propose(ctx context.Context, build func(*state) (event, error)
 		}
 		ev.Prev = l.st.last
 		l.mu.Unlock()
+		if err != nil && !refreshed {
+			// This replica may be behind the log (another replica's
+			// article, or its change, not applied yet): a command is
+			// refused only as the log's state refuses it.
+			refreshed = true
+			if l.readAfter(ctx) == nil {
+				continue
+			}
+		}
 		if err != nil {
 			return Change{}, err
 		}
@@ -273,9 +282,16 @@ func (l *Library) propose(ctx context.Context, build func(*state) (event, error)
 			}
 			continue
 		}
-		if err != nil {
+		if errors.Is(err, pubsub.ErrUnreachable) {
 			l.logger.Warn("appending an event failed", "type", ev.Type, "err", err)
 			return Change{}, errorf(CodeUnavailable, "the event log is unavailable; retry later")
+		}
+		if err != nil {
+			// The event may have been stored (its acknowledgement lost):
+			// a retried command would be stored twice.
+			l.logger.Warn("appending an event failed", "type", ev.Type, "err", err)
+			return Change{}, errorf(CodeUnavailable,
+				"the %s event may or may not have been stored (the event log did not confirm it); read back before repeating the command", ev.Type)
 		}
 		if err := l.waitApplied(ctx, res.Seq); err != nil {
 			// Not "retry": a retried command would be stored twice.
@@ -286,6 +302,34 @@ func (l *Library) propose(ctx context.Context, build func(*state) (event, error)
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return l.st.changeAt(res.Seq)
+	}
+}
+
+// readAfter asks for a read of the log and waits until one begun after the
+// call has ended: the library then holds every entry stored before it.
+func (l *Library) readAfter(ctx context.Context) error {
+	nudge := time.NewTicker(liveGrace)
+	defer nudge.Stop()
+	l.mu.Lock()
+	begun := l.reads
+	l.mu.Unlock()
+	for {
+		select {
+		case l.stale <- struct{}{}:
+		default:
+		}
+		l.mu.Lock()
+		done, wake := l.readEnd > begun, l.applied
+		l.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-nudge.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
