@@ -250,7 +250,14 @@ func (s *Service) foldLogged(st *roomState, e pubsub.Entry, known *eventStrings)
 		s.opts.Logger.Warn("skipped a malformed room entry", "room", e.Key, "seq", e.Seq, "err", bad)
 		return
 	}
+	// The changes of a message that aged out of the room's history stay
+	// on a subject of their own: a load meets them as a matter of course.
+	unretained := ev.Type != MessagePosted && !isMemberEvent(ev.Type) && st.byID[ev.MessageID] == nil
 	if err := st.apply(e.Seq, entryTime(e, ev), ev); err != nil {
+		if unretained {
+			s.opts.Logger.Debug("skipped a room event about a message the room no longer retains", "room", e.Key, "seq", e.Seq, "err", err)
+			return
+		}
 		s.opts.Logger.Warn("skipped a room event the rules refuse", "room", e.Key, "seq", e.Seq, "err", err)
 	}
 }
