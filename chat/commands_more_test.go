@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -171,5 +172,32 @@ func TestPrivateCreatorRemovedAndReadded(t *testing.T) {
 		if err != nil || page.TotalCount != 1 {
 			t.Errorf("alice's rooms = %+v, %v", page, err)
 		}
+	}
+}
+
+// TestIdempotencyKeyReusedForAnotherText shows that a post of another text
+// with the key of an unedited post a moment ago is refused with CONFLICT,
+// while a retry of the same text still returns the first post. The new
+// text was answered with the first post and lost without a word.
+func TestIdempotencyKeyReusedForAnotherText(t *testing.T) {
+	svc := startService(t, openLog(t, pubsub.Options{}), Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	room := mustRoom(t, svc, "reuse")
+	first, err := svc.PostMessage(ctx, alice, room.ID, "first", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := svc.PostMessage(ctx, alice, room.ID, "first", "k"); err != nil || again.ID != first.ID {
+		t.Fatalf("a retry of the same post: %+v, %v; want the first post", again, err)
+	}
+	_, err = svc.PostMessage(ctx, alice, room.ID, "second", "k")
+	var cerr *Error
+	if !errors.As(err, &cerr) || cerr.Code != CodeConflict {
+		t.Fatalf("another text with the key of the first post: %v, want CONFLICT", err)
+	}
+	page, err := svc.Messages(ctx, room.ID, Window{First: 10})
+	if err != nil || len(page.Items) != 1 {
+		t.Fatalf("the room holds %d messages (%v), want the first post alone", len(page.Items), err)
 	}
 }

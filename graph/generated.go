@@ -997,7 +997,9 @@ type Mutation {
   removeMember(roomId: ID!, userId: ID!): Room!
   """
   Post a message. Retrying with the same idempotencyKey (same author and room,
-  within two minutes) returns the first post instead of storing another.
+  within two minutes) returns the first post instead of storing another; a
+  post of another text with that key fails with CONFLICT (unless the first
+  was edited since).
   A text that shows nothing (only white space or invisible characters), or
   holds control characters other than tabs and line breaks, fails with
   BAD_USER_INPUT.
