@@ -96,6 +96,15 @@ test('GraphiQL in Chromium: query, mutation with headers, and a subscription tha
       await page.keyboard.press('Escape');
       await page.getByRole('dialog').waitFor({ state: 'detached' });
 
+      // CodeMirror's jump-to-line dialog (Alt-G in an editor) is built from
+      // HTML with two style attributes, which the policy allows by their
+      // hashes.
+      await page.locator(`${QUERY_EDITOR} .CodeMirror`).click();
+      await page.keyboard.press('Alt+G');
+      await page.locator(`${QUERY_EDITOR} .CodeMirror-dialog input`).waitFor();
+      await page.keyboard.press('Escape');
+      await page.locator(`${QUERY_EDITOR} .CodeMirror-dialog`).waitFor({ state: 'detached' });
+
       // A subscription over graphql-transport-ws, resumed after the seed;
       // each message posted on B must show in the result pane before the
       // next is posted.

@@ -22,6 +22,11 @@ import "strings"
 // only 'self' covers the socket. A Host that is not a plain host[:port] is
 // left out rather than pasted into the policy, where it could add sources
 // or directives.
+// jumpToLineStyles are the hashes of the style attributes CodeMirror's
+// jump-to-line dialog sets through innerHTML (static/vendor, graphiql's
+// bundle): "width: 10em" and "color: #888".
+const jumpToLineStyles = "'sha256-H22cvujYHDQPJvzf4ie16OHKC3HsNj7RmRT3jO07Y/U=' 'sha256-Eaamrrh0b5a/naRsV/zg7s6+kGvexMXZQARWP6ukkg4='"
+
 func contentSecurityPolicy(host, nonce string) string {
 	connect := "'self'"
 	if isPlainHost(host) {
@@ -31,6 +36,9 @@ func contentSecurityPolicy(host, nonce string) string {
 		"default-src 'none'",
 		"script-src 'self'",
 		"style-src 'self' 'nonce-" + nonce + "'",
+		// The two style attributes of CodeMirror's jump-to-line dialog
+		// (Alt-G in an editor), "width: 10em" and "color: #888", by hash.
+		"style-src-attr 'unsafe-hashes' " + jumpToLineStyles,
 		"font-src 'self' data:",
 		"img-src 'self' data:",
 		"connect-src " + connect,

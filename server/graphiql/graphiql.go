@@ -68,8 +68,11 @@ func (o Options) withDefaults() (Options, error) {
 		o.NotFound = http.HandlerFunc(http.NotFound)
 	}
 	switch {
-	case !strings.HasPrefix(o.Endpoint, "/") || strings.HasPrefix(o.Endpoint, "//"):
-		return o, fmt.Errorf("Options.Endpoint is %q, must be a path beginning with one /", o.Endpoint)
+	case !strings.HasPrefix(o.Endpoint, "/") || strings.HasPrefix(o.Endpoint, "//") ||
+		strings.ContainsFunc(o.Endpoint, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f }):
+		// A browser reads \ as / in an http(s) URL and drops tabs and line
+		// breaks: "/\\host" would be "//host", another host.
+		return o, fmt.Errorf("Options.Endpoint is %q, must be a path beginning with one /, without \\ or control characters", o.Endpoint)
 	case o.AssetsPath == "/" || !strings.HasPrefix(o.AssetsPath, "/") || !strings.HasSuffix(o.AssetsPath, "/"):
 		return o, fmt.Errorf("Options.AssetsPath is %q, must begin and end with / and not be /", o.AssetsPath)
 	}

@@ -269,7 +269,7 @@ func TestConditionalRequests(t *testing.T) {
 }
 
 func TestContentSecurityPolicy(t *testing.T) {
-	const rest = "default-src 'none'; script-src 'self'; style-src 'self' 'nonce-N0NCE'; font-src 'self' data:; " +
+	const rest = "default-src 'none'; script-src 'self'; style-src 'self' 'nonce-N0NCE'; style-src-attr 'unsafe-hashes' " + jumpToLineStyles + "; font-src 'self' data:; " +
 		"img-src 'self' data:; connect-src %s; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 	cases := []struct{ host, connect string }{
 		{"localhost:8080", "'self' ws://localhost:8080 wss://localhost:8080"},
@@ -320,6 +320,11 @@ func TestOptions(t *testing.T) {
 		{Endpoint: "graphql"},
 		{Endpoint: "https://elsewhere.example/graphql"},
 		{Endpoint: "//elsewhere.example/graphql"},
+		// A browser reads \ as / and drops tabs and line breaks: each is
+		// //elsewhere.example/graphql.
+		{Endpoint: "/\\elsewhere.example/graphql"},
+		{Endpoint: "/\t/elsewhere.example/graphql"},
+		{Endpoint: "/\n/elsewhere.example/graphql"},
 		{AssetsPath: "/"},
 		{AssetsPath: "graphiql/"},
 		{AssetsPath: "/graphiql"},
