@@ -274,10 +274,24 @@ func (p *Presence) recreate(ctx context.Context, cause error) {
 	}
 	p.mu.Lock()
 	p.members, p.replicas = members, replicas
-	// written is kept, not cleared: the error may not have meant a lost
-	// bucket (no responders also comes while a cluster elects the
-	// bucket's leader), and a key whose delete failed must still be
-	// deleted. Deleting a key the new bucket never had costs one marker.
+	p.mu.Unlock()
+	p.rewriteAll()
+	p.log.Info("presence buckets re-created", "bucket", p.opts.Bucket)
+	if err := p.heartbeat(ctx); err != nil {
+		p.log.Warn("presence heartbeat failed", "err", err)
+	}
+	wake(p.kick)
+	wake(p.rewatch)
+}
+
+// rewriteAll has every key written (or, for a topic emptied since,
+// deleted) again at the writer's next round. written is kept, not cleared:
+// the error may not have meant a lost bucket (no responders also comes
+// while a cluster elects the bucket's leader), and a key whose delete
+// failed must still be deleted. Deleting a key the new bucket never had
+// costs one marker.
+func (p *Presence) rewriteAll() {
+	p.mu.Lock()
 	for topic := range p.local {
 		p.dirty[topic] = struct{}{}
 	}
@@ -285,12 +299,6 @@ func (p *Presence) recreate(ctx context.Context, cause error) {
 		p.dirty[topic] = struct{}{}
 	}
 	p.mu.Unlock()
-	p.log.Info("presence buckets re-created", "bucket", p.opts.Bucket)
-	if err := p.heartbeat(ctx); err != nil {
-		p.log.Warn("presence heartbeat failed", "err", err)
-	}
-	wake(p.kick)
-	wake(p.rewatch)
 }
 
 // wake sends on a channel of capacity 1 unless a wake-up is pending.
@@ -376,7 +384,15 @@ func (p *Presence) run() {
 				p.recreate(ctx, err)
 			}
 			cancel()
-			continue
+			// A key whose write failed (a timeout, the bucket's leader
+			// away) is dirty still: it is retried at each heartbeat,
+			// not only when something else changes.
+			p.mu.Lock()
+			pending := len(p.dirty) > 0
+			p.mu.Unlock()
+			if !pending {
+				continue
+			}
 		case <-refresh.C:
 			p.mu.Lock()
 			for topic := range p.local {
@@ -661,6 +677,10 @@ func (p *Presence) followReplicas(w jetstream.KeyWatcher) {
 		// too: a watch on a bucket re-created goes on from the old
 		// bucket's sequence, and sees nothing until the new one passes it.
 		p.rewatchMembers()
+		// And this replica's keys may be gone with the old bucket: another
+		// replica re-created it, so no write here failed to say so.
+		p.rewriteAll()
+		wake(p.kick)
 	}
 }
 
