@@ -70,5 +70,9 @@ test('a subscription over HTTP is refused with a GraphQL error', { timeout: 10_0
     signal: AbortSignal.timeout(5000),
   });
   const body = await res.json();
-  assert.ok(body.errors?.length, `expected errors, got HTTP ${res.status} ${JSON.stringify(body)}`);
+  // Herald's own refusal, not any error (a crash, a validation error).
+  assert.deepEqual((body.errors ?? []).map((e) => e.extensions?.code), ['BAD_REQUEST'],
+    `expected one BAD_REQUEST error, got HTTP ${res.status} ${JSON.stringify(body)}`);
+  assert.match(body.errors[0].message, /subscription operations are not supported over a plain HTTP request/);
+  assert.equal(body.data ?? null, null, `data with the refusal: ${JSON.stringify(body)}`);
 });
