@@ -58,31 +58,8 @@ func replicaAndLaggard(t *testing.T) (a, b *chat.Service, held *heldLiveLog) {
 	}
 	t.Cleanup(func() { _ = second.Close() })
 	held = &heldLiveLog{EventLog: second, release: make(chan struct{})}
-	start := func(log chat.EventLog) *chat.Service {
-		svc := chat.NewService(log, chat.Options{Logger: quiet})
-		runCtx, stop := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if err := svc.Run(runCtx); err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}()
-		t.Cleanup(func() {
-			stop()
-			<-done
-		})
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-			if ok, _ := svc.Ready(); ok {
-				return svc
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the chat service did not become ready")
-			}
-		}
-	}
-	a = start(first)
-	b = start(held)
+	a = runChat(t, first)
+	b = runChat(t, held)
 	t.Cleanup(held.let) // first: a held handler must not stall b's shutdown
 	return a, b, held
 }

@@ -25,7 +25,14 @@ func startChat(t *testing.T) *chat.Service {
 		t.Fatalf("open event log: %v", err)
 	}
 	t.Cleanup(func() { _ = log.Close() })
-	svc := chat.NewService(log, chat.Options{Logger: quiet})
+	return runChat(t, log)
+}
+
+// runChat runs a chat service over log until the test ends, and returns
+// it once it is ready.
+func runChat(t *testing.T, log chat.EventLog) *chat.Service {
+	t.Helper()
+	svc := chat.NewService(log, chat.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
