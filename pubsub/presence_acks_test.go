@@ -1,11 +1,13 @@
 package pubsub
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestPresenceAbandonedPutsAreReleased: Presence.write sends its puts
@@ -31,21 +33,7 @@ func TestPresenceAbandonedPutsAreReleased(t *testing.T) {
 	// The bucket's stream stops answering: it is gone, and a silent
 	// subscriber keeps interest on its subjects.
 	js := rawJS(t, url)
-	if err := js.DeleteKeyValue(ctx, p.opts.Bucket); err != nil {
-		t.Fatal(err)
-	}
-	silent, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(silent.Close)
-	sub, err := silent.Subscribe("$KV."+p.opts.Bucket+".>", func(*nats.Msg) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := silent.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	unsilence := silenceBucket(ctx, t, js, url, p.opts.Bucket)
 
 	const topics = 4000
 	for i := range topics {
@@ -65,12 +53,7 @@ func TestPresenceAbandonedPutsAreReleased(t *testing.T) {
 	if _, _, err := createPresenceBuckets(ctx, js, p.opts); err != nil {
 		t.Fatal(err)
 	}
-	if err := sub.Unsubscribe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := silent.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	unsilence()
 	// The members leave (deleting their keys), and one enters elsewhere.
 	for i := range topics {
 		p.Leave(fmt.Sprintf("t%d", i), "alice")
@@ -87,4 +70,37 @@ func TestPresenceAbandonedPutsAreReleased(t *testing.T) {
 	}
 	t.Fatalf("with the bucket healthy again, 3 rounds did not store room.a: %d puts given up on still pending (PublishAsync refuses more)",
 		p.js.PublishAsyncPending())
+}
+
+// silenceBucket deletes the key-value bucket and keeps interest on its
+// subjects with a subscriber that never answers: the bucket's puts and
+// deletes go unanswered (as with a leader that lost its quorum) rather
+// than failing with no responders. The function returned ends the silence,
+// once the test has created the bucket again.
+func silenceBucket(ctx context.Context, t *testing.T, js jetstream.JetStream, url, bucket string) (unsilence func()) {
+	t.Helper()
+	if err := js.DeleteKeyValue(ctx, bucket); err != nil {
+		t.Fatal(err)
+	}
+	silent, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(silent.Close)
+	sub, err := silent.Subscribe("$KV."+bucket+".>", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := silent.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if err := sub.Unsubscribe(); err != nil {
+			t.Fatal(err)
+		}
+		if err := silent.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 )
 
 // TestPresenceFailedDeleteIsRetriedPromptly shows that a delete that fails
@@ -87,21 +85,7 @@ func TestPresenceUnansweredPutIsRetriedPromptly(t *testing.T) {
 
 	// The members bucket stops answering: gone, with a silent subscriber
 	// keeping interest on its subjects.
-	if err := js.DeleteKeyValue(ctx, p.opts.Bucket); err != nil {
-		t.Fatal(err)
-	}
-	silent, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(silent.Close)
-	sub, err := silent.Subscribe("$KV."+p.opts.Bucket+".>", func(*nats.Msg) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := silent.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	unsilence := silenceBucket(ctx, t, js, url, p.opts.Bucket)
 	p.Enter("room", "alice")
 	time.Sleep(time.Second) // the round's put goes unanswered and is given up on
 
@@ -110,12 +94,7 @@ func TestPresenceUnansweredPutIsRetriedPromptly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sub.Unsubscribe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := silent.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	unsilence()
 	deadline := time.Now().Add(6 * time.Second) // three heartbeats
 	for {
 		if _, err := kv.Get(ctx, "room.a"); err == nil {
