@@ -829,6 +829,9 @@ func (p *Presence) Close(ctx context.Context) error {
 		if derr := replicas.Delete(ctx, p.opts.Replica); derr != nil {
 			err = errors.Join(err, fmt.Errorf("delete the presence heartbeat of %s: %w", p.opts.Replica, derr))
 		}
+		// The writer's puts made this client subscribe for their acks and
+		// listen for reconnects; both would stay on the Log's connection.
+		p.js.CleanupPublisher()
 	})
 	return err
 }

@@ -1,0 +1,76 @@
+package pubsub
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// closeTestGoroutines counts the goroutines whose stack mentions every one of
+// the given substrings.
+func closeTestGoroutines(subs ...string) (int, string) {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	var kept []string
+next:
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		for _, s := range subs {
+			if !strings.Contains(g, s) {
+				continue next
+			}
+		}
+		n++
+		kept = append(kept, g)
+	}
+	return n, strings.Join(kept, "\n\n")
+}
+
+// closeTestPublisherGoroutines counts the goroutines a JetStream client's
+// async publishing starts: its reply subscription's delivery goroutine and
+// its reconnect listener.
+func closeTestPublisherGoroutines() (int, string) {
+	a, da := closeTestGoroutines("(*Conn).waitForMsgs")
+	b, db := closeTestGoroutines("jetstream.(*jetStream).resetPendingAcksOnReconnect")
+	return a + b, da + "\n\n" + db
+}
+
+// TestPresenceCloseReleasesItsPublisher: the writer's first PublishAsync
+// makes the Presence's JetStream client subscribe for acks and listen for
+// reconnects; Close must end both, or every Presence ever opened on a Log
+// leaves one subscription and two goroutines on its connection.
+func TestPresenceCloseReleasesItsPublisher(t *testing.T) {
+	l := openEmbedded(t, Options{})
+	flush(t, l)
+	baseSubs := l.nc.NumSubscriptions()
+	baseG, _ := closeTestPublisherGoroutines()
+
+	for round := range 3 {
+		p, err := l.Presence(testCtx(t, 10*time.Second), PresenceOptions{Replica: "r" + string(rune('a'+round)), Coalesce: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("Presence: %v", err)
+		}
+		p.Enter("room1", "alice")
+		// Wait for the writer to put the key (a PublishAsync).
+		waitFor(t, 5*time.Second, "the presence key written", func() bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.written["room1"] > 0
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := p.Close(ctx); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		cancel()
+	}
+	flush(t, l)
+	time.Sleep(200 * time.Millisecond)
+	subs := l.nc.NumSubscriptions()
+	g, dump := closeTestPublisherGoroutines()
+	if subs != baseSubs || g != baseG {
+		t.Fatalf("after 3 Presences opened and closed: %d NATS subscriptions (was %d), %d goroutines of JetStream async publishing (was %d): "+
+			"Presence.Close left its JetStream client's async-publish reply subscription behind\n%s", subs, baseSubs, g, baseG, dump)
+	}
+}
