@@ -225,6 +225,8 @@ func (c *wsConn) write(it *outItem) error {
 	case frameWire:
 		_, err := io.WriteString(c.wire().Conn, it.raw)
 		return err
+	case frameError, frameComplete:
+		c.lastFrameTaken(it.op)
 	}
 	if it.op.finished.Load() {
 		return nil // the client completed it: silence for this id
