@@ -397,10 +397,7 @@ func (st *httpStream) writeNext(it streamItem) error {
 		return err
 	}
 	if it.event {
-		st.t.metrics.deliveries.Inc()
-		if !p.appended.IsZero() {
-			st.t.metrics.latency.Observe(time.Since(p.appended).Seconds())
-		}
+		st.t.metrics.delivered(p)
 	}
 	return nil
 }

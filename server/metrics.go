@@ -2,6 +2,7 @@ package server
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -64,6 +65,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.streams.WithLabelValues(f.name())
 	}
 	return m, nil
+}
+
+// delivered counts one subscription event written to its client and
+// observes its latency from the log, where it is known.
+func (m *metrics) delivered(p *payload) {
+	m.deliveries.Inc()
+	if !p.appended.IsZero() {
+		m.latency.Observe(time.Since(p.appended).Seconds())
+	}
 }
 
 func (m *metrics) closeCounter(code int) prometheus.Counter {

@@ -329,10 +329,7 @@ func (ps *parkedStream) writeNow(op *operation, p *payload) bool {
 		written, ok = ps.writeChunkNow(d, op, p)
 	}
 	if written {
-		st.t.metrics.deliveries.Inc()
-		if !p.appended.IsZero() {
-			st.t.metrics.latency.Observe(time.Since(p.appended).Seconds())
-		}
+		st.t.metrics.delivered(p)
 	}
 	st.mu.Lock()
 	if ps.rest != nil && !ps.over {

@@ -528,7 +528,7 @@ func (c *wsConn) deliver(op *operation, p *payload) {
 	if c.writeNow(op, p) {
 		return
 	}
-	c.enqueue(outItem{kind: frameNext, op: op, data: p})
+	c.enqueue(outItem{kind: frameNext, event: true, op: op, data: p})
 }
 
 // handle processes one text message from the client: the protocol

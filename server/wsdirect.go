@@ -49,10 +49,7 @@ func (c *wsConn) writeNow(op *operation, p *payload) bool {
 	frame = append(frame, '}')
 	written, ok := c.writeClaimed(buf, frame)
 	if written {
-		c.t.metrics.deliveries.Inc()
-		if !p.appended.IsZero() {
-			c.t.metrics.latency.Observe(time.Since(p.appended).Seconds())
-		}
+		c.t.metrics.delivered(p)
 	}
 	return ok
 }

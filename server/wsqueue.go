@@ -33,10 +33,11 @@ type payload struct {
 // outItem is one frame waiting to be written. Items reference shared
 // bytes; queuing one allocates nothing.
 type outItem struct {
-	kind frameKind
-	op   *operation // nil for connection-level frames
-	raw  string
-	data *payload
+	kind  frameKind
+	event bool       // a subscription's event, counted as a delivery (not a query's answer)
+	op    *operation // nil for connection-level frames
+	raw   string
+	data  *payload
 }
 
 func (it *outItem) size() int {

@@ -149,14 +149,11 @@ func (c *wsConn) appendItem(buf []byte, it *outItem) []byte {
 	}
 }
 
-// countDelivered counts the next frames of items, once written.
+// countDelivered counts the subscription events of items, once written.
 func (c *wsConn) countDelivered(items []outItem) {
 	for i := range items {
-		if it := &items[i]; it.kind == frameNext {
-			c.t.metrics.deliveries.Inc()
-			if !it.data.appended.IsZero() {
-				c.t.metrics.latency.Observe(time.Since(it.data.appended).Seconds())
-			}
+		if it := &items[i]; it.kind == frameNext && it.event {
+			c.t.metrics.delivered(it.data)
 		}
 	}
 }
@@ -232,7 +229,11 @@ func (c *wsConn) write(it *outItem) error {
 		return nil // the client completed it: silence for this id
 	}
 	if it.kind == frameNext {
-		return c.writeNext(it.op, it.data)
+		if err := c.writeNext(it.op, it.data); err != nil || !it.event {
+			return err
+		}
+		c.t.metrics.delivered(it.data)
+		return nil
 	}
 	it.op.finished.Store(true) // error and complete are an id's last frame
 	buf := c.t.frames.get()
@@ -265,14 +266,7 @@ func (c *wsConn) writeNext(op *operation, p *payload) error {
 		*buf = append(append(*buf, p.bytes...), '}')
 		err = c.wire().writeFrame(*buf)
 	}
-	if err != nil {
-		return err
-	}
-	c.t.metrics.deliveries.Inc()
-	if !p.appended.IsZero() {
-		c.t.metrics.latency.Observe(time.Since(p.appended).Seconds())
-	}
-	return nil
+	return err
 }
 
 // writeSmall writes a frame of opcode with a small payload: a
