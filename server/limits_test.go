@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -461,6 +462,42 @@ func TestOriginPolicyMatches(t *testing.T) {
 		}
 		if got := p.allowsOrigin(tt.origin, "herald.internal"); got != tt.ok {
 			t.Errorf("allowed origins [%s], origin %s: allowed %v, want %v", tt.entry, tt.origin, got, tt.ok)
+		}
+	}
+}
+
+// TestSameOriginIgnoresDefaultPort: a Host header may name the scheme's
+// default port (a proxy's "Host: $host:$server_port"), which browsers
+// leave out of Origin; the page is still same-origin, needs no allow-list
+// entry and no CORS headers.
+func TestSameOriginIgnoresDefaultPort(t *testing.T) {
+	p, err := newOriginPolicy(nil) // same origin only
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		origin, host string
+		same         bool
+	}{
+		{"https://herald.example", "herald.example", true},
+		{"https://herald.example", "herald.example:443", true},
+		{"https://herald.example:443", "herald.example", true},
+		{"http://herald.example", "HERALD.example:80", true},
+		{"https://herald.example:8443", "herald.example:8443", true},
+		{"https://herald.example", "herald.example:80", false},
+		{"http://herald.example", "herald.example:443", false},
+		{"https://herald.example", "herald.example:8443", false},
+		{"https://other.example", "herald.example:443", false},
+	}
+	for _, tt := range tests {
+		if got := p.allowsOrigin(tt.origin, tt.host); got != tt.same {
+			t.Errorf("origin %s, Host %s: allowed %v, want %v", tt.origin, tt.host, got, tt.same)
+		}
+		r := httptest.NewRequest(http.MethodPost, "/graphql", nil)
+		r.Host = tt.host
+		r.Header.Set("Origin", tt.origin)
+		if got := crossSite(r); got == tt.same {
+			t.Errorf("origin %s, Host %s: cross-site %v, want %v", tt.origin, tt.host, got, !tt.same)
 		}
 	}
 }

@@ -108,7 +108,14 @@ func crossSite(r *http.Request) bool {
 		return false
 	}
 	u, err := url.Parse(origin)
-	return err != nil || !strings.EqualFold(u.Host, r.Host)
+	return err != nil || !sameHost(u.Scheme, u.Host, r.Host)
+}
+
+// sameHost reports whether an Origin's host names the request's Host,
+// which may carry the scheme's default port that browsers leave out of
+// Origin (a proxy's "Host: $host:$server_port", RFC 9110 §7.2).
+func sameHost(scheme, originHost, requestHost string) bool {
+	return withoutDefaultPort(scheme, strings.ToLower(originHost)) == withoutDefaultPort(scheme, strings.ToLower(requestHost))
 }
 
 func (p *originPolicy) allowsOrigin(origin, requestHost string) bool {
@@ -116,11 +123,10 @@ func (p *originPolicy) allowsOrigin(origin, requestHost string) bool {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return false // includes the "null" origin of sandboxed documents and files
 	}
-	host := strings.ToLower(u.Host)
-	if host == strings.ToLower(requestHost) {
+	if sameHost(u.Scheme, u.Host, requestHost) {
 		return true // same origin
 	}
-	hostport := withoutDefaultPort(u.Scheme, host)
+	hostport := withoutDefaultPort(u.Scheme, strings.ToLower(u.Host))
 	if p.exact[u.Scheme+"://"+hostport] {
 		return true
 	}
