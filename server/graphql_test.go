@@ -156,6 +156,12 @@ var graphQLCases = []struct {
 		want{status: 400, contentType: ctJSON, err: "query is not valid UTF-8", code: codeBadRequest}},
 	{"GET operationName not UTF-8", request{method: http.MethodGet, target: "/graphql?query=%7Bwhoami%7D&operationName=Q%E9"},
 		want{status: 400, contentType: ctJSON, err: "operationName is not valid UTF-8", code: codeBadRequest}},
+	// A lone surrogate escape is valid UTF-8 that encoding/json would
+	// decode to U+FFFD.
+	{"body escapes a lone surrogate", post(`{"query":"query($name: String!) { hello(name: $name) }","variables":{"name":"a\ud800b"}}`).accepting(),
+		want{status: 400, contentType: ctResponse, err: "request body is not valid UTF-8: it escapes half of a UTF-16 surrogate pair", code: codeBadRequest}},
+	{"GET variables escape a lone surrogate", get("query", helloQuery, "variables", `{"name":"\udc00"}`),
+		want{status: 400, contentType: ctJSON, err: "variables is not valid UTF-8: it escapes half", code: codeBadRequest}},
 	{"oversized body", post(`{"query":"{ whoami }","variables":{"pad":"` + strings.Repeat("x", testMaxBody) + `"}}`),
 		want{status: 413, contentType: ctJSON, err: fmt.Sprintf("exceeds the limit of %d bytes", testMaxBody), code: codeBadRequest}},
 	{"text/plain", post(helloBody).with("Content-Type", "text/plain"),
@@ -383,5 +389,32 @@ func TestGraphQLCachingHeaders(t *testing.T) {
 				t.Errorf("Cache-Control = %q, want %q (status %d)", got, tt.cacheControl, w.Code)
 			}
 		})
+	}
+}
+
+// TestLoneSurrogate: only an escape of half a surrogate pair on its own
+// is refused; pairs, other escapes and escaped backslashes are text.
+func TestLoneSurrogate(t *testing.T) {
+	for _, tt := range []struct {
+		json string
+		lone bool
+	}{
+		{`"plain"`, false},
+		{`"\ud83d\ude00"`, false}, // a pair: U+1F600
+		{`"\uD83D\uDE00"`, false},
+		{`"\u00e9\n\"\\"`, false},
+		{`"\\ud800"`, false}, // a backslash, then the text ud800
+		{`"\ud800"`, true},
+		{`"\udfff"`, true},
+		{`"\ud800\u0041"`, true},
+		{`"\ud800\n"`, true},
+		{`"\ud83d\ude00\ud800"`, true},
+		{`"x\ud800`, true},
+		{`"\u12"`, false}, // malformed: the decoder's to refuse
+		{`"\`, false},
+	} {
+		if got := loneSurrogate([]byte(tt.json)); got != tt.lone {
+			t.Errorf("loneSurrogate(%s) = %v, want %v", tt.json, got, tt.lone)
+		}
 	}
 }
