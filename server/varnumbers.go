@@ -37,7 +37,9 @@ import (
 //     and gqlgen read: 2.0 and 1e3 become 2 and 1000;
 //   - checkNumbers then finds a JSON number where the type takes none or
 //     not that one, and a string where the type takes a number or a
-//     Boolean.
+//     Boolean, or is an enum none of whose values has that exact name
+//     (gqlparser matches enum values regardless of case, and the resolver
+//     would then fail on the value after the operation had begun).
 
 // checkNumbers returns an error for the first JSON number or string in
 // vars, the raw variables of op, given where the variable's type takes no
@@ -76,7 +78,7 @@ func checkNumber(schema *ast.Schema, typ *ast.Type, v any, path ast.Path) *gqler
 	case json.Number:
 		return numberAs(namedType(typ), v, path)
 	case string:
-		return stringAs(namedType(typ), v, path)
+		return stringAs(schema, namedType(typ), v, path)
 	case []any:
 		if typ.Elem == nil {
 			return nil // gqlparser refuses a list for a type that is not one
@@ -281,11 +283,12 @@ func allDigits(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' }) < 0
 }
 
-// stringAs refuses JSON string s as a value of the built-in scalar named
-// typeName where the GraphQL spec's input coercion does: Int and Float
-// take a number and Boolean true or false, not a string that spells one.
-// ID, String, enums and custom scalars take strings.
-func stringAs(typeName, s string, path ast.Path) *gqlerror.Error {
+// stringAs refuses JSON string s as a value of the type named typeName
+// where the GraphQL spec's input coercion does: Int and Float take a
+// number and Boolean true or false, not a string that spells one, and an
+// enum only the exact name of one of its values. ID, String and custom
+// scalars take strings.
+func stringAs(schema *ast.Schema, typeName, s string, path ast.Path) *gqlerror.Error {
 	var why string
 	switch typeName {
 	case "Int":
@@ -295,9 +298,29 @@ func stringAs(typeName, s string, path ast.Path) *gqlerror.Error {
 	case "Boolean":
 		why = "a Boolean is true or false"
 	default:
-		return nil
+		return enumAs(schema.Types[typeName], s, path)
 	}
 	err := gqlerror.ErrorPathf(path, "cannot use the string %s as %s: %s", quoteClipped(s), typeName, why)
+	errcode.Set(err, errcode.ValidationFailed)
+	return err
+}
+
+// enumAs refuses s as a value of def, if def is an enum, unless it is the
+// exact name of one of its values (spec section 3.9: input coercion).
+func enumAs(def *ast.Definition, s string, path ast.Path) *gqlerror.Error {
+	if def == nil || def.Kind != ast.Enum {
+		return nil
+	}
+	hint := ""
+	for _, v := range def.EnumValues {
+		if v.Name == s {
+			return nil
+		}
+		if strings.EqualFold(v.Name, s) {
+			hint = fmt.Sprintf("; enum values are matched exactly: did you mean %s?", v.Name)
+		}
+	}
+	err := gqlerror.ErrorPathf(path, "%s is not a valid %s%s", quoteClipped(s), def.Name, hint)
 	errcode.Set(err, errcode.ValidationFailed)
 	return err
 }

@@ -125,8 +125,15 @@ func TestVariableNumbers(t *testing.T) {
 			[]any{"variable", "s"}},
 		{"integer by fraction before a bad one in an object", `{"i":2.0,"in":{"i":1e3,"l":[2.0,2.5]}}`,
 			"cannot use the number 2.5 as Int: " + notInteger, []any{"variable", "in", "l", 1.0}},
-		{"integer by fraction before gqlparser's refusal", `{"i":2.0,"e":"MIDDLE"}`, "MIDDLE is not a valid Tone",
+		{"integer by fraction before an unknown enum value", `{"i":2.0,"e":"MIDDLE"}`, `"MIDDLE" is not a valid Tone`,
 			[]any{"variable", "e"}},
+		// An enum value is its exact name (gqlparser ignores case, and the
+		// operation would run until the resolver's unmarshaling failed).
+		{"enum value in another case", `{"e":"low"}`, `"low" is not a valid Tone; enum values are matched exactly: did you mean LOW?`,
+			[]any{"variable", "e"}},
+		{"enum value in another case after an input object", `{"in":{"i":1},"e":"High"}`,
+			`"High" is not a valid Tone; enum values are matched exactly: did you mean HIGH?`, []any{"variable", "e"}},
+		{"number as an enum", `{"e":1}`, `1 is not a valid Tone`, []any{"variable", "e"}},
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
