@@ -95,8 +95,11 @@ func (t *sseTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 	}
 	opCtx, errs := exec.CreateOperationContext(ctx, params)
 	// A GET mutation is refused whatever its variables (see runner.prepare).
-	if (errs == nil || viaGET && isMutation(opCtx)) && !t.operationAllowed(ctx, w, r, exec, opCtx, viaGET) {
-		return
+	if errs == nil || viaGET && isMutation(opCtx) {
+		var ok bool
+		if ok, errs = t.operationAllowed(ctx, w, r, opCtx, viaGET); !ok {
+			return
+		}
 	}
 	t.stream(ctx, w, r, exec, params, opCtx, errs)
 }
@@ -143,17 +146,26 @@ func (t *sseTransport) read(w http.ResponseWriter, r *http.Request, viaGET bool)
 }
 
 // operationAllowed answers what a stream may not run: mutations over GET
-// (405, as the spec requires), and mutations beyond the identity's rate.
+// (405, as the spec requires), and mutations beyond the identity's rate
+// (429). A mutation of more root fields than the burst is refused as a
+// validation error is: errs is then its error, to be sent as an event.
 func (t *sseTransport) operationAllowed(ctx context.Context, w http.ResponseWriter, r *http.Request,
-	exec graphql.GraphExecutor, opCtx *graphql.OperationContext, viaGET bool) bool {
+	opCtx *graphql.OperationContext, viaGET bool) (ok bool, errs gqlerror.List) {
 	switch op := opCtx.Operation.Operation; {
 	case viaGET && op == ast.Mutation:
 		t.run.refuseGETMutation(w, r, mediaJSON)
-		return false
+		return false, nil
 	case op == ast.Mutation:
-		return t.run.mutationAllowed(ctx, w, r, mediaJSON, exec, opCtx)
+		switch gerr := t.run.mutations.mutationsAllowed(ctx, opCtx); {
+		case gerr == nil:
+		case gerr.Extensions["code"] == codeRateLimited:
+			t.run.refuseRateLimited(w, r, mediaJSON, gerr)
+			return false, nil
+		default:
+			return true, gqlerror.List{gerr}
+		}
 	}
-	return true
+	return true, nil
 }
 
 // resumeFrom applies a Last-Event-ID header, which an EventSource sends

@@ -340,12 +340,17 @@ func (x *runner) mutationAllowed(ctx context.Context, w http.ResponseWriter, r *
 	case gerr == nil:
 		return true
 	case gerr.Extensions["code"] == codeRateLimited:
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(gerr.Extensions["retryAfter"].(float64)))))
-		x.sendErrors(w, r, m, http.StatusTooManyRequests, gerr)
+		x.refuseRateLimited(w, r, m, gerr)
 	default:
 		x.result(w, r, m, exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), gqlerror.List{gerr}))
 	}
 	return false
+}
+
+// refuseRateLimited answers a RATE_LIMITED error: 429 with Retry-After.
+func (x *runner) refuseRateLimited(w http.ResponseWriter, r *http.Request, m mediaType, gerr *gqlerror.Error) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(gerr.Extensions["retryAfter"].(float64)))))
+	x.sendErrors(w, r, m, http.StatusTooManyRequests, gerr)
 }
 
 // authenticate returns r's context carrying the client's identity, if it
