@@ -290,12 +290,13 @@ func (t *sseSingleTransport) claim(ctx context.Context, token, user string, st *
 	t.mu.Lock()
 	h := t.held[token]
 	switch {
+	case h != nil && h.user != user:
+		// Open or not: another user learns nothing of a token.
+		t.mu.Unlock()
+		return nil, http.StatusNotFound, streamNotFound
 	case h != nil && h.st != nil:
 		t.mu.Unlock()
 		return nil, http.StatusConflict, "the stream is already open"
-	case h != nil && h.user != user:
-		t.mu.Unlock()
-		return nil, http.StatusNotFound, streamNotFound
 	case h != nil:
 		h.st = st
 		t.reserved--
