@@ -435,29 +435,38 @@ type cursorUse struct {
 	variable string // the variable that carries it, if any
 }
 
-// findCursor looks for the resume argument on the operation's root fields.
+// findCursor looks for the resume argument on the operation's root
+// fields, those in fragments at the root too.
 func findCursor(rc *graphql.OperationContext, argument string) cursorUse {
 	var use cursorUse
-	if argument == "" {
-		return use
-	}
-	for _, sel := range rc.Operation.SelectionSet {
-		f, ok := sel.(*ast.Field)
-		if !ok {
-			continue
-		}
-		arg := f.Arguments.ForName(argument)
-		if arg == nil {
-			continue
-		}
-		if arg.Value.Kind == ast.Variable {
-			use.variable = arg.Value.Raw
-		}
-		if v, err := arg.Value.Value(rc.Variables); err == nil && v != nil {
-			use.given = true
-		}
+	if argument != "" {
+		use.find(rc, rc.Operation.SelectionSet, argument)
 	}
 	return use
+}
+
+func (use *cursorUse) find(rc *graphql.OperationContext, set ast.SelectionSet, argument string) {
+	for _, sel := range set {
+		switch sel := sel.(type) {
+		case *ast.InlineFragment:
+			use.find(rc, sel.SelectionSet, argument)
+		case *ast.FragmentSpread:
+			if f := rc.Doc.Fragments.ForName(sel.Name); f != nil { // validation refuses cycles
+				use.find(rc, f.SelectionSet, argument)
+			}
+		case *ast.Field:
+			arg := sel.Arguments.ForName(argument)
+			if arg == nil {
+				continue
+			}
+			if arg.Value.Kind == ast.Variable {
+				use.variable = arg.Value.Raw
+			}
+			if v, err := arg.Value.Value(rc.Variables); err == nil && v != nil {
+				use.given = true
+			}
+		}
+	}
 }
 
 // liveForm prepares the operation again without the cursor variable: the
