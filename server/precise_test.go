@@ -93,7 +93,7 @@ func TestOperationNotChosenOverHTTP(t *testing.T) {
 	}
 
 	wantStream := ":\n\nevent: next\ndata: " +
-		`{"errors":[{"message":"` + twoOperationsError + `","extensions":{"code":"` + codeValidation + `"}}],"data":null}` +
+		`{"errors":[{"message":"` + twoOperationsError + `","extensions":{"code":"` + codeValidation + `"}}]}` +
 		"\n\nevent: complete\ndata:\n\n"
 	for _, tc := range []struct {
 		name string

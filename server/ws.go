@@ -606,7 +606,11 @@ func (c *wsConn) checkTimers(now time.Time) {
 // nextDue is when the keeper next has something to check on c.
 func (c *wsConn) nextDue() int64 { return c.machine.nextDue(&c.t.cfg) }
 
-// encodeResponse renders an execution result as a protocol payload.
+// encodeResponse renders an execution result as a protocol payload. A
+// result of errors without data (a request error, or a subscription whose
+// resolver failed before any event) has no "data" entry, as the GraphQL
+// spec asks and wireResponse does over HTTP; execution's explicit null
+// stays.
 func encodeResponse(resp *graphql.Response) []byte {
 	buf := make([]byte, 0, len(resp.Data)+64)
 	buf = append(buf, '{')
@@ -614,13 +618,16 @@ func encodeResponse(resp *graphql.Response) []byte {
 		errs, _ := json.Marshal(resp.Errors)
 		buf = append(buf, `"errors":`...)
 		buf = append(buf, errs...)
-		buf = append(buf, ',')
+		if len(resp.Data) > 0 {
+			buf = append(buf, ',')
+		}
 	}
-	buf = append(buf, `"data":`...)
-	if len(resp.Data) == 0 {
-		buf = append(buf, "null"...)
-	} else {
+	switch {
+	case len(resp.Data) > 0:
+		buf = append(buf, `"data":`...)
 		buf = append(buf, resp.Data...)
+	case len(resp.Errors) == 0:
+		buf = append(buf, `"data":null`...)
 	}
 	if cursor, ok := onlyCursor(resp.Extensions); ok {
 		// Every subscription event carries just its cursor: spare

@@ -378,7 +378,7 @@ func TestWSMachineReject(t *testing.T) {
 		want string
 	}{
 		{transportWS, `send {"id":"v","type":"error","payload":[{"message":"boom"}]}`},
-		{legacyWS, `send {"id":"v","type":"data","payload":{"errors":[{"message":"boom"}],"data":null}} | send {"id":"v","type":"complete"}`},
+		{legacyWS, `send {"id":"v","type":"data","payload":{"errors":[{"message":"boom"}]}} | send {"id":"v","type":"complete"}`},
 	} {
 		op := &operation{id: "v", idJSON: `"v"`}
 		if got := wsmDescribe(tc.p, wsmMachine(tc.p).reject(op, resp)); got != tc.want {
