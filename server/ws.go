@@ -319,11 +319,13 @@ func (c *wsConn) serve() {
 }
 
 // awaitCloseFrame gives the writer up to closeGrace to send the close
-// frame the reader chose as its input ended (the client closed, broke the
-// framing or sent too much), before teardown closes the connection under
-// it. The writer's close has the same grace, so this ends as it does.
+// frame chosen before the reader's input ended (the client closed, broke
+// the framing or sent too much; or it was told to close and half-closed
+// its side), and the frames queued before it, before teardown closes the
+// connection under it. The writer's close has the same grace, so this
+// ends as it does.
 func (c *wsConn) awaitCloseFrame() {
-	if !c.awaitClose {
+	if !c.awaitClose && !c.isClosing() {
 		return
 	}
 	timer := time.NewTimer(closeGrace)
