@@ -71,8 +71,12 @@ type Presence struct {
 	rewatchSlots chan struct{}
 
 	stop chan struct{}
-	once sync.Once
-	wg   sync.WaitGroup // the writer and the liveness follower
+	// life ends with Close, cutting a write round short (Close deletes the
+	// keys after it), so that Close is bounded by its own ctx.
+	life    context.Context
+	endLife context.CancelFunc
+	once    sync.Once
+	wg      sync.WaitGroup // the writer and the liveness follower
 }
 
 // PresenceOptions configures Log.Presence.
@@ -211,8 +215,9 @@ func newPresence(l *Log, opts PresenceOptions) (*Presence, error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up presence's JetStream client: %w", err)
 	}
+	life, endLife := context.WithCancel(context.Background())
 	return &Presence{
-		nc: l.nc, js: js, opts: opts, log: l.log,
+		nc: l.nc, js: js, opts: opts, log: l.log, life: life, endLife: endLife,
 		local: map[string]map[string]int{}, dirty: map[string]struct{}{}, written: map[string]int{},
 		// A generation new to this process's writes, and (very likely) to
 		// any earlier process's with the same replica name.
@@ -378,8 +383,8 @@ func (p *Presence) run() {
 		case <-p.stop:
 			return
 		case <-heartbeat.C:
-			ctx, cancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
-			if err := p.heartbeat(ctx); err != nil {
+			ctx, cancel := p.ioContext()
+			if err := p.heartbeat(ctx); err != nil && p.life.Err() == nil {
 				p.log.Warn("presence heartbeat failed; retrying", "err", err)
 				p.recreate(ctx, err)
 			}
@@ -471,7 +476,7 @@ func (p *Presence) write() {
 	}
 	// Puts go out pipelined (a refresh writes every key), deletes one by
 	// one; the round waits for every acknowledgement within WriteTimeout.
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
+	ctx, cancel := p.ioContext()
 	defer cancel()
 	var flying []presenceAck
 	for _, o := range ops {
@@ -522,9 +527,9 @@ func (p *Presence) write() {
 		}
 	}
 	p.mu.Unlock()
-	if firstErr != nil {
+	if firstErr != nil && p.life.Err() == nil { // not cut short by Close
 		p.log.Warn("presence not written; retrying", "topics", failed, "err", firstErr)
-		rctx, rcancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
+		rctx, rcancel := p.ioContext()
 		p.recreate(rctx, firstErr)
 		rcancel()
 	}
@@ -664,11 +669,13 @@ func (p *Presence) followReplicas(w jetstream.KeyWatcher) {
 			t.Stop()
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), p.opts.WriteTimeout)
+		ctx, cancel := p.ioContext()
 		nw, err := p.followFrom(ctx)
 		cancel()
 		if err != nil {
-			p.log.Warn("presence: replicas alive not followed; retrying", "err", err)
+			if p.life.Err() == nil {
+				p.log.Warn("presence: replicas alive not followed; retrying", "err", err)
+			}
 			continue
 		}
 		w = nw
@@ -792,6 +799,11 @@ func (p *Presence) aliveLocked(replica string) bool {
 	return replica == p.opts.Replica || p.live[replica]
 }
 
+// ioContext bounds one write, delete or watch by WriteTimeout, and by Close.
+func (p *Presence) ioContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(p.life, p.opts.WriteTimeout)
+}
+
 // Close stops the writer and the follower and deletes this replica's keys,
 // bounded by ctx, so that watchers see its members leave at once rather
 // than after the TTL. It is safe to call more than once; later calls do
@@ -800,6 +812,7 @@ func (p *Presence) Close(ctx context.Context) error {
 	var err error
 	p.once.Do(func() {
 		close(p.stop)
+		p.endLife()
 		p.wg.Wait()
 		p.mu.Lock()
 		topics := slices.Collect(maps.Keys(p.local))

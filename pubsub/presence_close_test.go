@@ -74,3 +74,24 @@ func TestPresenceCloseReleasesItsPublisher(t *testing.T) {
 			"Presence.Close left its JetStream client's async-publish reply subscription behind\n%s", subs, baseSubs, g, baseG, dump)
 	}
 }
+
+// TestPresenceCloseIsBoundedByItsContext: a write round waiting on a bucket
+// that does not answer is cut short by Close, which would otherwise wait
+// out the round's WriteTimeout before its own ctx had any say.
+func TestPresenceCloseIsBoundedByItsContext(t *testing.T) {
+	url := startNATS(t, true)
+	l := openLog(t, Options{URLs: []string{url}})
+	p := openPresence(t, l, PresenceOptions{Replica: "a", WriteTimeout: 5 * time.Second, Coalesce: time.Millisecond})
+	ctx := testCtx(t, 30*time.Second)
+	silenceBucket(ctx, t, rawJS(t, url), url, p.opts.Bucket)
+	p.Enter("room", "alice")
+	time.Sleep(200 * time.Millisecond) // the round's put is in flight, unanswered
+
+	closeCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_ = p.Close(closeCtx) // the deletes cannot be answered either: an error is expected
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Close with a 300ms context took %v: it waited for the writer's round", took.Round(time.Millisecond))
+	}
+}
