@@ -293,11 +293,20 @@ func (st *httpStream) loop(ctx context.Context) {
 				return
 			}
 		case <-expiry:
-			st.fail(expiredError())
+			// What was queued before, a finished operation's result and
+			// complete among them, goes out first (select may pick this
+			// over a pending wake): only what still runs ends with the
+			// error, or the client would send the rest again.
+			if more, written := st.flush(); more && written {
+				st.fail(expiredError())
+			}
 			return
 		case <-st.away:
-			// The client reconnects elsewhere and resumes.
-			st.writeAndFlush(st.f.appendGoAway(nil))
+			// What was queued goes out first, as on a socket; then the
+			// client reconnects elsewhere and resumes.
+			if more, written := st.flush(); more && written {
+				st.writeAndFlush(st.f.appendGoAway(nil))
+			}
 			return
 		case <-st.cut:
 			return
@@ -581,8 +590,10 @@ func (st *httpStream) user() string { return st.userID }
 // disconnected its user. What is queued is dropped.
 func (st *httpStream) disconnect() {
 	st.mu.Lock()
-	st.failure = &gqlerror.Error{Message: disconnectedReason, Extensions: map[string]any{"code": codeForbidden}}
-	st.queue, st.bytes = nil, 0
+	if st.failure == nil { // the first failure stands: a slow consumer was counted as one
+		st.failure = &gqlerror.Error{Message: disconnectedReason, Extensions: map[string]any{"code": codeForbidden}}
+		st.queue, st.bytes = nil, 0
+	}
 	st.mu.Unlock()
 	st.signal()
 }

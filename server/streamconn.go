@@ -278,14 +278,20 @@ func (ps *parkedStream) writeDue() bool {
 	case isClosed(st.cut):
 		ps.finish(false)
 		return false
-	case isClosed(st.away):
-		// The client reconnects elsewhere and resumes.
-		st.writeAndFlush(st.f.appendGoAway(nil))
-		ps.finish(true)
-		return false
-	case expired:
-		st.fail(expiredError())
-		ps.finish(true)
+	case isClosed(st.away) || expired:
+		// What was queued goes out first, as in httpStream.loop; then the
+		// client reconnects elsewhere and resumes, or is told its
+		// credentials expired.
+		away := isClosed(st.away)
+		more, written := st.flush()
+		switch {
+		case !more || !written:
+		case away:
+			st.writeAndFlush(st.f.appendGoAway(nil))
+		default:
+			st.fail(expiredError())
+		}
+		ps.finish(written)
 		return false
 	}
 	if keepalive && !st.writeAndFlush(st.f.keepalive()) {
