@@ -71,7 +71,7 @@ func (t *wsTransport) Supports(r *http.Request) bool { return isWebSocketUpgrade
 // offering neither subprotocol are refused before the upgrade, with a
 // body that says what to offer.
 func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	proto, ok := negotiateSubprotocol(websocket.Subprotocols(r))
+	proto, ok := negotiateSubprotocol(offeredSubprotocols(r))
 	if !ok {
 		t.reject(w, r, http.StatusBadRequest,
 			"unsupported WebSocket subprotocol: offer graphql-transport-ws (graphql-ws library) or graphql-ws (subscriptions-transport-ws)")

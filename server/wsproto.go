@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -37,6 +38,21 @@ func (p protocol) String() string {
 
 // negotiateSubprotocol picks the protocol for the offered subprotocols;
 // graphql-transport-ws wins when both are offered.
+// offeredSubprotocols lists the subprotocols r offers, from every
+// Sec-WebSocket-Protocol line: several are one list (RFC 6455 section
+// 11.3.4), where gorilla's websocket.Subprotocols reads the first.
+func offeredSubprotocols(r *http.Request) []string {
+	var offered []string
+	for _, line := range r.Header.Values("Sec-Websocket-Protocol") {
+		for p := range strings.SplitSeq(line, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				offered = append(offered, p)
+			}
+		}
+	}
+	return offered
+}
+
 func negotiateSubprotocol(offered []string) (protocol, bool) {
 	legacy := false
 	for _, p := range offered {
