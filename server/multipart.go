@@ -138,14 +138,24 @@ func (multipartFormat) appendNext(buf []byte, _ *operation, p *payload) []byte {
 }
 
 // appendEnd appends the last part and the close delimiter. A transport
-// error is a part with a null payload and the error beside it, which
-// Apollo Client reports as a CombinedProtocolErrors; a completion is a
-// heartbeat.
+// error (SLOW_CONSUMER, UNAUTHENTICATED, SHUTTING_DOWN: the client
+// subscribes again) is a part with a null payload and the error beside it,
+// which Apollo Client reports as a CombinedProtocolErrors; a FORBIDDEN end
+// (access withdrawn, or the user disconnected) is the subscription's own
+// result, a payload of errors, which it reports as CombinedGraphQLErrors
+// and a RetryLink does not repeat, as over SSE and WebSocket. A completion
+// is a heartbeat.
 func (multipartFormat) appendEnd(buf []byte, _ *operation, err *gqlerror.Error) []byte {
 	buf = append(buf, multipartPartHead...)
-	if err == nil {
+	switch {
+	case err == nil:
 		buf = append(buf, multipartHeartbeat...)
-	} else {
+	case err.Extensions["code"] == codeForbidden:
+		body, _ := json.Marshal(gqlerror.List{err})
+		buf = append(buf, `{"payload":{"errors":`...)
+		buf = append(buf, body...)
+		buf = append(buf, `}}`...)
+	default:
 		body, _ := json.Marshal(transportError{Errors: gqlerror.List{err}})
 		buf = append(buf, body...)
 	}
