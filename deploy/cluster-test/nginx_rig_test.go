@@ -28,13 +28,6 @@ type nginxCluster struct {
 // its address, data directory and NATS; the test's cleanup stops it.
 func startNginxCluster(t *testing.T, flags ...string) *nginxCluster {
 	t.Helper()
-	nginxPath, err := exec.LookPath("nginx")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
-			t.Fatal("nginx not found on PATH or at /usr/sbin/nginx: apt-get install nginx")
-		}
-		nginxPath = "/usr/sbin/nginx"
-	}
 	root, err := testrig.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -107,8 +100,26 @@ func startNginxCluster(t *testing.T, flags ...string) *nginxCluster {
 	waitReady(c.heraldPorts[1])
 	waitReady(c.heraldPorts[2])
 
+	startNginxFront(t, rig, root, work, c.heraldPorts, nginxPort)
+	waitReady(nginxPort)
+	c.front = fmt.Sprintf("http://127.0.0.1:%d/graphql", nginxPort)
+	return c
+}
+
+// startNginxFront starts Debian's nginx with the shipped nginx.conf, its
+// includes mapped to the loopback upstream ports and listening on
+// nginxPort, as a service of rig; its log is shown if the test fails.
+func startNginxFront(t *testing.T, rig *testrig.Rig, root, work string, upstreams [3]int, nginxPort int) {
+	t.Helper()
+	nginxPath, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
+			t.Fatal("nginx not found on PATH or at /usr/sbin/nginx: apt-get install nginx")
+		}
+		nginxPath = "/usr/sbin/nginx"
+	}
 	ngx := filepath.Join(work, "nginx")
-	if err := writeNginxPrefix(root, work, ngx, c.heraldPorts, nginxPort); err != nil {
+	if err := writeNginxPrefix(root, work, ngx, upstreams, nginxPort); err != nil {
 		t.Fatal(err)
 	}
 	nginxLog, err := os.Create(filepath.Join(work, "nginx.log"))
@@ -121,13 +132,10 @@ func startNginxCluster(t *testing.T, flags ...string) *nginxCluster {
 		Stdout: nginxLog, Stderr: nginxLog, Service: true, Layer: layerFront, Grace: grace}); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(nginxPort)
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(work, "nginx.log"))
 			t.Logf("nginx's log:\n%s", strings.Join(lastLines(string(b), 30), "\n"))
 		}
 	})
-	c.front = fmt.Sprintf("http://127.0.0.1:%d/graphql", nginxPort)
-	return c
 }
