@@ -32,8 +32,10 @@ unit:
 unit-norace:
 	$(GO) test -count=1 -run 'TestIdleSocketStack|TestIdleStreamCost' ./server
 
-# Each fuzz target (both WebSocket decoders, the HTTP request decoders, the
-# number reader of variables, the cursor decoder, the event decoder) briefly,
+# Each fuzz target (both WebSocket decoders and the socket's protocol, the
+# HTTP request decoders, Accept negotiation, lone surrogate escapes, the
+# origin policy, the number readers of variables, stream tokens, the cursor
+# decoder, the event decoder and encoder, bearer tokens and display names) briefly,
 # from its committed seed corpus; FUZZTIME=1m for longer.
 fuzz:
 	@scripts/fuzz.sh

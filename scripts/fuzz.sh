@@ -7,7 +7,7 @@
 # <package>/testdata/fuzz/<FuzzName>/ (commit it with the fix, as a
 # regression seed) and prints the command that replays it.
 #
-# The graph and chat targets are cheap and run alongside the server ones, on one
+# The graph, chat and auth targets are cheap and run alongside the server ones, on one
 # fuzzing worker, so that the whole run stays near 40s on two cores.
 #
 # The seed corpora (testdata/fuzz/ and the f.Add calls) also run as plain
@@ -27,6 +27,12 @@ server_targets=(
 	FuzzDecodeBody        # POST body
 	FuzzReadQueryString   # GET query string
 	FuzzExactInteger      # exactInteger (variables' numbers) against math/big
+	FuzzWSReceive         # wsMachine.receive: frames sent, close reasons, legacy non-JSON
+	FuzzAccept            # Accept negotiation against the q-value rules
+	FuzzLoneSurrogate     # loneSurrogate against a walk of the JSON strings
+	FuzzOrigin            # the origin policy admits only what it lists
+	FuzzJudgeNumber       # Int, ID and Float judgements against math/big
+	FuzzStreamToken       # graphql-sse single connection mode tokens
 )
 graph_targets=(
 	FuzzCursorParse     # parseCursor on any string
@@ -34,6 +40,11 @@ graph_targets=(
 )
 chat_targets=(
 	FuzzParseEventJSON # parseEventJSON against encoding/json
+	FuzzEventRoundTrip # Encode then parseEventJSON
+)
+auth_targets=(
+	FuzzBearerToken  # the token of an Authorization header
+	FuzzSanitizeName # display names from tokens
 )
 
 # fuzz PKG WORKERS TARGET... fuzzes each target in turn and fails if any
@@ -60,6 +71,7 @@ set -m # the background job gets its own process group, to stop it whole
 	cheap=0
 	fuzz ./graph 1 "${graph_targets[@]}" || cheap=1
 	fuzz ./chat 1 "${chat_targets[@]}" || cheap=1
+	fuzz ./auth 1 "${auth_targets[@]}" || cheap=1
 	exit "$cheap"
 } >"$log" 2>&1 &
 graph=$!
@@ -80,4 +92,4 @@ if [ "$status" -ne 0 ]; then
 	echo "fuzz: some targets failed; see above" >&2
 	exit 1
 fi
-echo "fuzz: $((${#server_targets[@]} + ${#graph_targets[@]} + ${#chat_targets[@]})) targets passed in $((SECONDS - start))s"
+echo "fuzz: $((${#server_targets[@]} + ${#graph_targets[@]} + ${#chat_targets[@]} + ${#auth_targets[@]})) targets passed in $((SECONDS - start))s"

@@ -136,7 +136,7 @@ func parseQ(s string) (float64, bool) {
 		return 1, true
 	}
 	q, err := strconv.ParseFloat(s, 64)
-	if err != nil || q < 0 || q > 1 {
+	if err != nil || !(q >= 0 && q <= 1) { // NaN too, which compares false
 		return 0, false
 	}
 	return q, true

@@ -412,8 +412,8 @@ func unsupportedMedia(msg string) *requestError {
 // loneSurrogate reports whether JSON text escapes half of a UTF-16
 // surrogate pair alone (\ud800 not followed by \udc00-\udfff, or the latter
 // on its own). encoding/json decodes one to U+FFFD, text the client did
-// not send. Outside strings JSON has no backslash, so each one found
-// begins an escape; malformed escapes are left to the decoder.
+// not send. Outside strings JSON has no backslash, so in valid JSON each
+// one found begins an escape.
 func loneSurrogate(data []byte) bool {
 	for i := 0; ; {
 		j := bytes.IndexByte(data[i:], '\\')
@@ -475,9 +475,6 @@ func decodeJSON(what string, data []byte) (any, *requestError) {
 	if !utf8.Valid(data) {
 		return nil, notUTF8(what)
 	}
-	if loneSurrogate(data) {
-		return nil, badRequest("%s is not valid UTF-8: it escapes half of a UTF-16 surrogate pair alone, which is no character", what)
-	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
@@ -489,6 +486,10 @@ func decodeJSON(what string, data []byte) (any, *requestError) {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, badRequest("%s is not valid JSON: unexpected data after the top-level value", what)
+	}
+	// Now that data is JSON, each backslash begins an escape.
+	if loneSurrogate(data) {
+		return nil, badRequest("%s is not valid UTF-8: it escapes half of a UTF-16 surrogate pair alone, which is no character", what)
 	}
 	return v, nil
 }

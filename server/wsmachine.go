@@ -116,13 +116,13 @@ func (m *wsMachine) receive(data []byte) wsStep {
 		// under another id.
 		return closeStep(closeInvalidPayload, "Invalid message: a text frame must be valid UTF-8")
 	}
-	if loneSurrogate(data) {
-		// Valid UTF-8, but the decoder would turn the escape into U+FFFD.
-		return m.malformed(invalid("Invalid message: it escapes half of a UTF-16 surrogate pair alone, which is no character"))
-	}
 	msg, perr := decodeClientMessage(m.proto, data)
 	if perr != nil {
 		return m.malformed(perr)
+	}
+	if loneSurrogate(data) { // once data is known to be JSON (see loneSurrogate)
+		// Valid UTF-8, but the decoder turned the escape into U+FFFD.
+		return m.malformed(invalid("Invalid message: it escapes half of a UTF-16 surrogate pair alone, which is no character"))
 	}
 	switch msg.Type {
 	case msgConnectionInit:
