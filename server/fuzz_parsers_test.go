@@ -1,6 +1,6 @@
 package server
 
-// Audit 4 fuzz targets for client-input parsers that had none: Accept
+// Fuzz targets for client-input parsers that had none: Accept
 // negotiation (against the q-value rules), loneSurrogate / decodeJSON
 // (against a reference JSON string walker), origin policy parsing and
 // matching, judgeNumber (against math/big) and stream tokens.

@@ -43,7 +43,7 @@ func metricsTestZero(t *testing.T, r *replica, what string) {
 // through the ways they end and checks the gauges come back to 0.
 func TestMetricsGaugesComeDown(t *testing.T) {
 	r := newReplica(t, func(o *Options) { o.Limits.MaxOperations = 2 })
-	room := r.room("audit3-gauges")
+	room := r.room("gauges")
 	vars := map[string]any{"r": room}
 
 	t.Run("ws limit refusal and legacy id reuse", func(t *testing.T) {
@@ -118,7 +118,7 @@ func TestMetricsGaugesComeDown(t *testing.T) {
 // never counted.
 func TestMetricsGaugesAfterDrain(t *testing.T) {
 	r := newReplica(t, nil)
-	room := r.room("audit3-drain")
+	room := r.room("drain")
 	vars := map[string]any{"r": room}
 	c := r.dialTransport("ann")
 	c.subscribe("subscribe", "a", postedSub, vars)
