@@ -168,7 +168,7 @@ func (st *httpStream) park(ctx context.Context) bool {
 		ps.reader = newParkedReader(st.t.parker, sc, ps.resume)
 	}
 	if id, ok := auth.FromContext(ctx); ok && !id.ExpiresAt.IsZero() {
-		ps.expires = id.ExpiresAt.UnixNano()
+		ps.expires = expiryNanos(id.ExpiresAt)
 	}
 	ps.nextKeepalive.Store(time.Now().Add(ps.every).UnixNano())
 	// The request, the response and with them net/http's connection and

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -96,11 +97,23 @@ type wsMachine struct {
 // extendExpiry makes t the instant the socket's credentials expire (zero:
 // never), as a refresh replaced them. Any goroutine may call it.
 func (m *wsMachine) extendExpiry(t time.Time) {
-	var exp int64
-	if !t.IsZero() {
-		exp = t.UnixNano()
+	m.expires.Store(expiryNanos(t))
+}
+
+// expiryNanos is t in unix nanoseconds for an expiry (0: never, for the
+// zero time). UnixNano is undefined past 2262 (a token's exp of 9999999999,
+// "never", wrapped negative and expired at once), so later times are the
+// latest instant it holds, and times before 1970 the first after it.
+func expiryNanos(t time.Time) int64 {
+	switch {
+	case t.IsZero():
+		return 0
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	case t.Before(time.Unix(0, 1)):
+		return 1
 	}
-	m.expires.Store(exp)
+	return t.UnixNano()
 }
 
 // heard notes a frame from the client, whatever it was: a sign of life.
@@ -215,7 +228,7 @@ func (m *wsMachine) answerInit(v initVerdict, now time.Time, cfg *wsConfig) wsSt
 		return m.refuseInit("the token has expired")
 	}
 	if !v.expires.IsZero() {
-		m.expires.Store(v.expires.UnixNano())
+		m.expires.Store(expiryNanos(v.expires))
 	}
 	// nextPing before acked: the keeper reads it once acked is set.
 	m.nextPing.Store(now.Add(cfg.pingInterval).UnixNano())
