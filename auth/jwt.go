@@ -512,6 +512,13 @@ func (j *JWT) claimProblems(err error, claims jwt.MapClaims) []string {
 // identity maps verified claims to an Identity. A sub is never altered, as
 // two different subs must stay two users; a display name is cleaned.
 func (j *JWT) identity(claims jwt.MapClaims) (Identity, error) {
+	// The parser reads a NumericDate beyond int64 seconds as the distant
+	// past, so an nbf of 1e19 would let a token in today.
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		if v, isNumber := claims[name].(float64); isNumber && (v > maxNumericDate || v < minNumericDate) {
+			return Identity{}, invalid("jwt: %s claim %g is out of range (years 0 to 9999)", name, v)
+		}
+	}
 	raw, present := claims["sub"]
 	sub, isString := raw.(string)
 	switch {
@@ -540,6 +547,13 @@ func (j *JWT) identity(claims jwt.MapClaims) (Identity, error) {
 	}
 	return id, nil
 }
+
+// A token's times lie within years 0 to 9999: 0000-01-01T00:00:00Z and
+// 9999-12-31T23:59:59Z in seconds.
+const (
+	minNumericDate = -62167219200
+	maxNumericDate = 253402300799
+)
 
 // sanitizeName makes a display name safe to show: what checkUserName refuses
 // (invalid UTF-8, controls, line breaks) becomes spaces, runs of spaces
