@@ -76,6 +76,11 @@ type config struct {
 	// natsURLBlank: --nats-url was given but names no server (" ", ","),
 	// which would otherwise run NATS embedded without a word.
 	natsURLBlank bool
+	// originsBlank: --allowed-origins was given but names no origin, which
+	// would otherwise replace the mode's default with same-origin only.
+	originsBlank bool
+	// variables are the HERALD_* variables that set flags.
+	variables []string
 
 	// startTimeout is not a flag: defaultStartTimeout, shorter in tests.
 	startTimeout time.Duration
@@ -165,6 +170,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	if err == nil && fs.NArg() > 0 {
 		err = fmt.Errorf("unexpected argument %q (all settings are flags; see -h)", fs.Arg(0))
 	}
+	if err == nil {
+		err = nonDecimalArg(fs, args)
+	}
 	if err != nil {
 		return parseFailed(c, fs, err, &flagOutput, getenv, usage)
 	}
@@ -190,6 +198,8 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 		}
 	}
 	c.natsURLBlank = natsURL != "" && len(c.NATSURLs) == 0
+	c.originsBlank = origins != "" && len(c.AllowedOrigins) == 0
+	fs.VisitAll(func(f *flag.Flag) { c.variables = append(c.variables, envName(f.Name)) })
 	return c, c.validate()
 }
 
@@ -255,6 +265,10 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
+			if intFlag(f) && otherBase(v) {
+				errs = append(errs, fmt.Errorf("%s (--%s): invalid value %q: %s", envName(f.Name), f.Name, v, notDecimal))
+				return
+			}
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s (--%s): invalid value %q: %w", envName(f.Name), f.Name, v, err))
 			}
@@ -286,6 +300,9 @@ func (c config) validate() error {
 	if c.natsURLBlank {
 		bad("nats-url", "names no server; leave it unset (or empty) to run NATS embedded")
 	}
+	if c.originsBlank {
+		bad("allowed-origins", "names no origin; leave it unset (or empty) for the mode's default")
+	}
 	for _, u := range c.NATSURLs {
 		if !strings.Contains(u, "://") {
 			bad("nats-url", "%q is not a URL; write nats://host:4222", u)
@@ -293,6 +310,9 @@ func (c config) validate() error {
 	}
 	if !validStreamName(c.Stream) {
 		bad("stream", "%q is not a valid stream name (ASCII letters, digits, _ and - only)", c.Stream)
+	} else if len(c.Stream) > maxStreamBase {
+		bad("stream", "is %d characters, at most %d: NATS names a stream at most 255, and the longest made from it is KV_<name>_PRESENCE_REPLICAS",
+			len(c.Stream), maxStreamBase)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("stream-replicas", "must be between 1 and 5, got %d", c.StreamReplicas)
@@ -433,15 +453,94 @@ func (c config) hideCredentials(msg string) string {
 			continue
 		}
 		userinfo := rest[:at]
+		hidden := "xxxxx" // a token
 		if user, password, ok := strings.Cut(userinfo, ":"); ok {
-			if password != "" {
-				msg = strings.ReplaceAll(msg, userinfo+"@", user+":xxxxx@")
+			if password == "" {
+				continue
 			}
-		} else {
-			msg = strings.ReplaceAll(msg, userinfo+"@", "xxxxx@") // a token
+			hidden = user + ":xxxxx"
 		}
+		// As written, and as %q writes it (a " or \ escaped).
+		msg = strings.ReplaceAll(msg, userinfo+"@", hidden+"@")
+		msg = strings.ReplaceAll(msg, quotedInside(userinfo+"@"), quotedInside(hidden+"@"))
 	}
 	return msg
+}
+
+// quotedInside is s as strconv.Quote writes it, without the quotes.
+func quotedInside(s string) string {
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
+}
+
+// maxStreamBase is the longest --stream: KV_<name>_PRESENCE_REPLICAS, the
+// longest stream name made from it, must fit NATS's 255.
+const maxStreamBase = 255 - len("KV_") - len("_PRESENCE_REPLICAS")
+
+// intFlag reports whether the flag package reads f as an integer, which it
+// does in any base Go source allows: "010" is 8, "0x10" is 16.
+func intFlag(f *flag.Flag) bool {
+	switch fmt.Sprintf("%T", f.Value) {
+	case "*flag.intValue", "*flag.int64Value", "*flag.uintValue", "*flag.uint64Value":
+		return true
+	}
+	return false
+}
+
+const notDecimal = "write it in decimal, without a leading zero (the flag package reads 010 as octal 8)"
+
+// otherBase reports whether the flag package would read s as an integer
+// written other than in plain decimal (010, 0x10, 1_000); what it cannot
+// read at all is its to refuse.
+func otherBase(s string) bool {
+	if _, err := strconv.ParseInt(s, 0, 64); err != nil {
+		return false
+	}
+	d := strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
+	return d != "0" && (d[0] == '0' || strings.Trim(d, "0123456789") != "")
+}
+
+// nonDecimalArg refuses an integer flag of args, as the flag package has
+// just parsed them, whose value is not plain decimal.
+func nonDecimalArg(fs *flag.FlagSet, args []string) error {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			return nil // the flags end here
+		}
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		f := fs.Lookup(name)
+		if f == nil {
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if !hasValue {
+			if i++; i >= len(args) {
+				return nil
+			}
+			value = args[i]
+		}
+		if intFlag(f) && otherBase(value) {
+			return fmt.Errorf("--%s (%s): invalid value %q: %s", name, envName(name), value, notDecimal)
+		}
+	}
+	return nil
+}
+
+// unknownVariables lists the HERALD_* variables of environ that set no
+// flag: a typo (HERALD_ADRR) would otherwise go unnoticed. HERALD_TEST_*
+// are the tests'.
+func (c config) unknownVariables(environ []string) []string {
+	var unknown []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, envPrefix) && !strings.HasPrefix(name, envPrefix+"TEST_") && !slices.Contains(c.variables, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	return unknown
 }
 
 // validStreamName reports whether name can be the base of the log's

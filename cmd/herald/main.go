@@ -57,6 +57,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		return 2
 	}
 	logger := newLogger(cfg, stderr)
+	if unknown := cfg.unknownVariables(os.Environ()); len(unknown) > 0 {
+		logger.Warn("ignoring environment variables that set no flag (see -h for each flag's variable)", "variables", unknown)
+	}
 
 	// One channel sees every signal, so none is lost between the first
 	// and the second. Two are buffered: both may arrive during start.
