@@ -120,7 +120,8 @@ func (s *Service) changeMember(ctx context.Context, e Event) (Room, error) {
 // PostMessage posts text to a room. A non-empty idempotencyKey makes a
 // retried post (same author, room and key, within the log's de-duplication
 // window) return the first post instead of storing another; a post of
-// another text with the key of an unedited one is a CONFLICT.
+// another text with the key of an unedited one is a CONFLICT, and so is
+// any post with the key of one deleted since, whose text is gone.
 func (s *Service) PostMessage(ctx context.Context, actor Actor, roomID, text, idempotencyKey string) (Message, error) {
 	if err := checkActor(actor); err != nil {
 		return Message{}, err
@@ -147,10 +148,14 @@ func (s *Service) PostMessage(ctx context.Context, actor Actor, roomID, text, id
 		if !ok {
 			return errorf(CodeNotFound, "message stored at %d is no longer retained", seq)
 		}
-		if m.Version == 1 && m.Text != text {
+		switch {
+		case m.Version == 1 && m.Text != text:
 			// The key's first post, unedited, holds another text: not a
 			// retry of it, and the new text would be lost without a word.
 			return errorf(CodeConflict, "idempotencyKey %q was used a moment ago for a post of another text; use a new key for a new post", idempotencyKey)
+		case m.Deleted:
+			// Its text is gone, so a new text cannot be told from a retry.
+			return errorf(CodeConflict, "idempotencyKey %q was used a moment ago for a post deleted since; use a new key for a new post", idempotencyKey)
 		}
 		msg = m
 		return nil

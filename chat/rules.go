@@ -130,10 +130,12 @@ func checkIdempotencyKey(key string) *Error {
 
 // invisible reports whether r shows nothing by itself: white space,
 // format characters (zero-width space, joiners, marks of direction, the
-// byte order mark, soft hyphen, tags), variation selectors and the other
-// default-ignorable code points (fillers).
+// byte order mark, soft hyphen, tags), variation selectors, the other
+// default-ignorable code points (fillers) and the braille blank, a symbol
+// of no dots used as a filler as they are.
 func invisible(r rune) bool {
-	return unicode.IsSpace(r) || unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
+	return unicode.IsSpace(r) || r == '\u2800' ||
+		unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
 }
 
 // blank reports whether s shows nothing.

@@ -999,7 +999,8 @@ type Mutation {
   Post a message. Retrying with the same idempotencyKey (same author and room,
   within two minutes) returns the first post instead of storing another; a
   post of another text with that key fails with CONFLICT (unless the first
-  was edited since).
+  was edited since), as does any post with the key of one deleted since. An
+  empty key fails with BAD_USER_INPUT: leave it out to post without one.
   A text that shows nothing (only white space or invisible characters), or
   holds control characters other than tabs and line breaks, fails with
   BAD_USER_INPUT.

@@ -64,6 +64,10 @@ func (r mutationResolver) PostMessage(ctx context.Context, roomID string, text s
 	}
 	key := ""
 	if idempotencyKey != nil {
+		if *idempotencyKey == "" {
+			// chat reads "" as no key: a client sending one means a key.
+			return nil, badInput("idempotencyKey must not be empty; leave it out (or null) to post without one")
+		}
 		key = *idempotencyKey
 	}
 	return message(r.chat.PostMessage(ctx, who, roomID, text, key))
