@@ -37,23 +37,36 @@ func newUnstartedSingleStream(t *testing.T, r *replica) (*httpStream, *httptest.
 // runs it (a mutation too) a second time on its next stream.
 func TestSingleStreamExpiryKeepsFinishedResult(t *testing.T) {
 	r := newReplica(t, nil)
-	lost := 0
 	const rounds = 40
+	expired := auth.Identity{UserID: "ann", ExpiresAt: time.Now().Add(-time.Millisecond)}
+	if lost := finishedOperationSurvives(t, r, rounds, "q1", expired, func(*httpStream) {}); lost > 0 {
+		t.Fatalf("in %d of %d rounds the query that finished before the expiry lost its result and its complete", lost, rounds)
+	}
+}
+
+// finishedOperationSurvives runs a single-connection-mode stream's loop
+// rounds times, each with an operation of id that has finished (its
+// result and complete queued) as ending happens (the credentials of
+// identity expired, or a drain), and counts the rounds in which the
+// client did not get that result and complete.
+func finishedOperationSurvives(t *testing.T, r *replica, rounds int, id string, identity auth.Identity, ending func(*httpStream)) (lost int) {
+	t.Helper()
 	for i := range rounds {
 		st, rec := newUnstartedSingleStream(t, r)
-		base := auth.NewContext(context.Background(), auth.Identity{UserID: "ann", ExpiresAt: time.Now().Add(-time.Millisecond)})
-		op, _, status := st.ops.add(base, "q1", st)
+		base := auth.NewContext(context.Background(), identity)
+		op, _, status := st.ops.add(base, id, st)
 		if op == nil {
 			t.Fatalf("round %d: add: %d", i, status)
 		}
 		st.ops.busy.Done()
-		// What runSingle does once the query has its result.
+		// What runSingle does once the operation has its result.
 		if !st.ops.remove(op) {
 			t.Fatal("remove")
 		}
 		op.cancel()
 		st.enqueue(streamItem{op: op, p: &payload{bytes: []byte(`{"data":{"x":1}}`)}})
 		st.enqueue(streamItem{op: op})
+		ending(st)
 
 		ctx, cancel := context.WithTimeout(base, 5*time.Second)
 		done := make(chan struct{})
@@ -65,16 +78,14 @@ func TestSingleStreamExpiryKeepsFinishedResult(t *testing.T) {
 		}
 		cancel()
 		body := rec.Body.String()
-		if !strings.Contains(body, `event: complete`+"\n"+`data: {"id":"q1"}`) || !strings.Contains(body, `"x":1`) {
+		if !strings.Contains(body, `event: complete`+"\n"+`data: {"id":"`+id+`"}`) || !strings.Contains(body, `"x":1`) {
 			lost++
 			if lost == 1 {
-				t.Logf("round %d: the stream ended as its credentials expired with:\n%q", i, body)
+				t.Logf("round %d: the stream ended with:\n%q", i, body)
 			}
 		}
 	}
-	if lost > 0 {
-		t.Fatalf("in %d of %d rounds the query that finished before the expiry lost its result and its complete", lost, rounds)
-	}
+	return lost
 }
 
 // TestDisconnectKeepsSlowConsumerFailure: a stream already ended as
@@ -117,39 +128,8 @@ func TestDisconnectKeepsSlowConsumerFailure(t *testing.T) {
 // (nothing, for SSE) and returns without flushing the queue.
 func TestSingleStreamDrainKeepsFinishedResult(t *testing.T) {
 	r := newReplica(t, nil)
-	lost := 0
 	const rounds = 40
-	for i := range rounds {
-		st, rec := newUnstartedSingleStream(t, r)
-		base := auth.NewContext(context.Background(), auth.Identity{UserID: "ann"})
-		op, _, status := st.ops.add(base, "m1", st)
-		if op == nil {
-			t.Fatalf("round %d: add: %d", i, status)
-		}
-		st.ops.busy.Done()
-		if !st.ops.remove(op) { // what runSingle does once it has the result
-			t.Fatal("remove")
-		}
-		op.cancel()
-		st.enqueue(streamItem{op: op, p: &payload{bytes: []byte(`{"data":{"x":1}}`)}})
-		st.enqueue(streamItem{op: op})
-		st.goAway() // the drain
-
-		ctx, cancel := context.WithTimeout(base, 5*time.Second)
-		done := make(chan struct{})
-		go func() { defer close(done); st.loop(ctx) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("loop did not return")
-		}
-		cancel()
-		body := rec.Body.String()
-		if !strings.Contains(body, `event: complete`+"\n"+`data: {"id":"m1"}`) || !strings.Contains(body, `"x":1`) {
-			lost++
-		}
-	}
-	if lost > 0 {
+	if lost := finishedOperationSurvives(t, r, rounds, "m1", auth.Identity{UserID: "ann"}, (*httpStream).goAway); lost > 0 {
 		t.Fatalf("in %d of %d rounds the operation that finished before the drain lost its result and its complete", lost, rounds)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -101,24 +100,18 @@ func (u *fakeUpstreams) seen(id string) int {
 // front of two upstreams that break every connection and one that answers.
 func startFakeUpstreamFront(t *testing.T) (string, *fakeUpstreams) {
 	t.Helper()
-	root, err := testrig.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	work, err := os.MkdirTemp("", "herald-nginx.")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	rig, err := testrig.New(ctx, testrig.Options{Logf: t.Logf})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
 	ups := &fakeUpstreams{reads: map[string]int{}}
 	var ports [3]int
 	var wg sync.WaitGroup
 	var listeners []net.Listener
+	// Registered before the rig's: run after nginx has stopped, and with
+	// it its connections to the upstreams.
+	t.Cleanup(func() {
+		for _, ln := range listeners {
+			_ = ln.Close()
+		}
+		wg.Wait()
+	})
 	for i := range ports {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -132,19 +125,7 @@ func startFakeUpstreamFront(t *testing.T) (string, *fakeUpstreams) {
 			serveFakeUpstream(ln, ups, i == 2)
 		}()
 	}
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer ccancel()
-		if err := rig.Close(cctx); err != nil {
-			t.Errorf("stop nginx: %v", err)
-		}
-		cancel()
-		for _, ln := range listeners {
-			_ = ln.Close()
-		}
-		wg.Wait()
-		_ = os.RemoveAll(work)
-	})
+	rig, root, work := newNginxRig(t, 60*time.Second)
 	nginxPort, err := testrig.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)

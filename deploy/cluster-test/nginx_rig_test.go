@@ -28,29 +28,7 @@ type nginxCluster struct {
 // its address, data directory and NATS; the test's cleanup stops it.
 func startNginxCluster(t *testing.T, flags ...string) *nginxCluster {
 	t.Helper()
-	root, err := testrig.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	work, err := os.MkdirTemp("", "herald-nginx.")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	rig, err := testrig.New(ctx, testrig.Options{Logf: t.Logf})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), 40*time.Second)
-		defer ccancel()
-		if err := rig.Close(cctx); err != nil {
-			t.Errorf("stop the processes: %v", err)
-		}
-		cancel()
-		_ = os.RemoveAll(work)
-	})
+	rig, root, work := newNginxRig(t, 150*time.Second)
 	c := &nginxCluster{ctx: rig.Context()}
 
 	herald := filepath.Join(work, "herald")
@@ -104,6 +82,37 @@ func startNginxCluster(t *testing.T, flags ...string) *nginxCluster {
 	waitReady(nginxPort)
 	c.front = fmt.Sprintf("http://127.0.0.1:%d/graphql", nginxPort)
 	return c
+}
+
+// newNginxRig is a rig that runs for at most timeout, the module's root
+// and a work directory; the test's cleanup stops the rig's processes and
+// removes the directory.
+func newNginxRig(t *testing.T, timeout time.Duration) (rig *testrig.Rig, root, work string) {
+	t.Helper()
+	root, err := testrig.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	work, err = os.MkdirTemp("", "herald-nginx.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	rig, err = testrig.New(ctx, testrig.Options{Logf: t.Logf})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 40*time.Second)
+		defer ccancel()
+		if err := rig.Close(cctx); err != nil {
+			t.Errorf("stop the processes: %v", err)
+		}
+		cancel()
+		_ = os.RemoveAll(work)
+	})
+	return rig, root, work
 }
 
 // startNginxFront starts Debian's nginx with the shipped nginx.conf, its
