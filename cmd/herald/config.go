@@ -350,6 +350,15 @@ func (c config) validate() error {
 		if c.JWTSecret != "" && len(c.JWTSecret) < minJWTSecretBytes {
 			bad("jwt-secret", "must be at least %d bytes, got %d", minJWTSecretBytes, len(c.JWTSecret))
 		}
+		// A value read from a file or a secret often ends with a line
+		// break: kept, it would make every token fail, with Herald up.
+		for _, v := range []struct{ flag, value string }{
+			{"jwt-secret", c.JWTSecret}, {"jwt-issuer", c.JWTIssuer}, {"jwt-audience", c.JWTAudience},
+		} {
+			if strings.TrimSpace(v.value) != v.value {
+				bad(v.flag, "begins or ends with white space (a line break from a file?); no token would match it")
+			}
+		}
 		if c.JWKSURL != "" && c.JWKSFile != "" {
 			bad("jwks-url", "set only one of --jwks-url and --jwks-file")
 		}

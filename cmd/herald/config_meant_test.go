@@ -30,6 +30,13 @@ func TestConfigRefusesWhatIsNotMeant(t *testing.T) {
 		{"underscores variable", nil, map[string]string{"HERALD_WS_QUEUE": "1_000"}, `HERALD_WS_QUEUE (--ws-queue): invalid value "1_000"`},
 		// NATS names a stream at most 255 bytes: KV_<name>_PRESENCE_REPLICAS.
 		{"stream too long", []string{"--stream", strings.Repeat("a", 235)}, nil, "--stream (HERALD_STREAM): is 235 characters, at most 234"},
+		// A value from a file or a secret with its line break: every token 401.
+		{"jwt secret with a line break", nil, map[string]string{"HERALD_AUTH": "jwt", "HERALD_JWT_SECRET": strings.Repeat("k", 32) + "\n"},
+			"--jwt-secret (HERALD_JWT_SECRET): begins or ends with white space"},
+		{"jwt issuer with a space", []string{"--auth", "jwt", "--jwt-secret", strings.Repeat("k", 32), "--jwt-issuer", " https://idp.example"}, nil,
+			"--jwt-issuer (HERALD_JWT_ISSUER): begins or ends with white space"},
+		{"jwt audience with a line break", []string{"--auth", "jwt", "--jwt-secret", strings.Repeat("k", 32), "--jwt-audience", "herald\r\n"}, nil,
+			"--jwt-audience (HERALD_JWT_AUDIENCE): begins or ends with white space"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
