@@ -45,7 +45,7 @@ func startEmbedded(ctx context.Context, dataDir, listenAddr string, logger *slog
 		return nil, fmt.Errorf("start embedded NATS server: Options.DataDir is required when no URLs are given")
 	}
 	if err := checkWritableDir(dataDir); err != nil {
-		return nil, fmt.Errorf("start embedded NATS server: data dir %q is not writable: %w", dataDir, err)
+		return nil, fmt.Errorf("start embedded NATS server: data dir %q is %w: %w", dataDir, ErrDataDirNotWritable, err)
 	}
 	lock, err := lockDataDir(dataDir)
 	if err != nil {

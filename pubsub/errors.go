@@ -38,6 +38,9 @@ var (
 	// ErrDataDirInUse means another embedded server, of this process or
 	// another, holds Options.DataDir.
 	ErrDataDirInUse = errors.New("in use by another embedded NATS server (another Herald running on it?)")
+	// ErrDataDirNotWritable means Options.DataDir cannot be created or
+	// written to.
+	ErrDataDirNotWritable = errors.New("not writable")
 )
 
 // ConflictError is AppendKeyed's error when the key's last sequence is not

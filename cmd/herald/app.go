@@ -164,6 +164,8 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		switch {
 		case errors.Is(err, pubsub.ErrLayoutConflict):
 			return nil, fmt.Errorf("open the event log (--partitions %d): %w", cfg.Partitions, err)
+		case errors.Is(err, pubsub.ErrDataDirNotWritable):
+			return nil, fmt.Errorf("--data-dir (HERALD_DATA_DIR): open the event log: %w", err)
 		case errors.Is(err, pubsub.ErrDataDirInUse):
 			return nil, fmt.Errorf("--data-dir (HERALD_DATA_DIR): open the event log: %w; give each replica its own, or "+
 				"connect them to one NATS with --nats-url", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -182,5 +183,27 @@ func TestDataDirInUseIsRefused(t *testing.T) {
 	waitReady(t, again)
 	if resp := gql(t, again.Addr(), "", `query($id: ID!) { room(id: $id) { name } }`, map[string]any{"id": out.CreateRoom.ID}, nil); !strings.Contains(string(resp.Data), "still-here") {
 		t.Errorf("the room created before the restart: %s", resp.Data)
+	}
+}
+
+// TestDataDirNotWritableNamesTheFlag: a --data-dir that cannot be created
+// (below a file) fails the start naming the flag, its variable and the
+// directory, not only in the log's words.
+func TestDataDirNotWritableNamesTheFlag(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(file, "data")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, err := startApp(ctx, testConfig(t, dir), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		stopTestApp(t, a)
+		t.Fatal("started on a data directory below a file")
+	}
+	if want := "--data-dir (HERALD_DATA_DIR)"; !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), dir) ||
+		!strings.Contains(err.Error(), "not writable") {
+		t.Errorf("err = %v, want it to name %s, %q and say it is not writable", err, want, dir)
 	}
 }
