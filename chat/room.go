@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"time"
+	"unsafe"
 )
 
 // roomState is one room's read model: the deterministic fold of the room's
@@ -66,6 +67,9 @@ type eventRef struct {
 	at  int64 // unix nanoseconds
 	typ EventType
 }
+
+// eventRefBytes is what one entry of a message's change history holds.
+const eventRefBytes = int(unsafe.Sizeof(eventRef{}))
 
 // roomBaseBytes is the estimated fixed cost of a held room.
 const roomBaseBytes = 1024
@@ -409,7 +413,7 @@ func (m *messageState) toggle(emoji, userID string) {
 // 370 bytes of heap (message, state, map entry, strings), which this
 // matches within a few per cent.
 func (m *messageState) size() int64 {
-	n := 272 + len(m.msg.ID) + len(m.msg.Text) + len(m.msg.Author.ID) + len(m.msg.Author.Name) + 24*cap(m.events)
+	n := 272 + len(m.msg.ID) + len(m.msg.Text) + len(m.msg.Author.ID) + len(m.msg.Author.Name) + eventRefBytes*cap(m.events)
 	for _, r := range m.reactions {
 		n += 64 + len(r.Emoji)
 		for _, u := range r.UserIDs {
