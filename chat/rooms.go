@@ -1,10 +1,12 @@
 package chat
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -498,12 +500,38 @@ func (s *Service) replaceLocked(h *heldRoom, fresh *roomState) {
 	h.publishAccessLocked()
 	if topic := RoomTopic(h.id); s.hub.watched(topic) {
 		s.hub.rewind(topic, shared)
-		for _, c := range fresh.changesSince(shared) {
+		removed, added := memberChangesSince(old, fresh, shared)
+		changes := append(append(removed, fresh.changesSince(shared)...), added...)
+		slices.SortStableFunc(changes, func(a, b Change) int { return cmp.Compare(a.Seq, b.Seq) })
+		for _, c := range changes {
 			s.hub.publish(topic, c)
 		}
 	}
 	close(h.applied)
 	h.applied = make(chan struct{})
+}
+
+// memberChangesSince are the member changes of a private room that fresh
+// holds and old did not, after shared: additions at their positions, and
+// removals, whose events the fresh state keeps no trace of, first (just
+// after shared). Without them the room's gate would change without a word
+// to its watchers, and a removed member's subscriptions would stay open,
+// silent, rather than end.
+func memberChangesSince(old, fresh *roomState, shared uint64) (removed, added []Change) {
+	if fresh.members == nil {
+		return nil, nil // a public room
+	}
+	for id := range old.members {
+		if _, still := fresh.members[id]; !still {
+			removed = append(removed, Change{Seq: shared + 1, At: time.Now().UTC(), Type: MemberRemoved, Room: fresh.room, UserID: id})
+		}
+	}
+	for id, m := range fresh.members {
+		if m.Since > shared {
+			added = append(added, Change{Seq: m.Since, At: m.JoinedAt, Type: MemberAdded, Room: fresh.room, UserID: id})
+		}
+	}
+	return removed, added
 }
 
 // handleLost re-syncs the rooms whose live entries may have been lost. After
