@@ -21,7 +21,7 @@ func TestEmptyIdempotencyKeyIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	do := inputTestExecutor(t, svc)
+	do := executorWithVars(t, svc)
 	vars := map[string]any{"r": room.ID, "t": "hello once", "k": ""}
 	first := do("alice", inputTestPost, vars)
 	retry := do("alice", inputTestPost, vars)
@@ -49,7 +49,7 @@ func TestIdempotencyKeyOfADeletedPost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	do := inputTestExecutor(t, svc)
+	do := executorWithVars(t, svc)
 	first := do("alice", inputTestPost, map[string]any{"r": room.ID, "t": "oops, wrong room", "k": "compose-1"})
 	if len(first.Errors) > 0 {
 		t.Fatalf("first post: %+v", first.Errors)
@@ -84,7 +84,7 @@ func TestBrailleBlankShowsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	do := inputTestExecutor(t, svc)
+	do := executorWithVars(t, svc)
 	const blank = "\u2800"
 	if r := do("bob", inputTestPost, map[string]any{"r": room.ID, "t": blank + blank}); r.code() != string(chat.CodeBadUserInput) {
 		t.Errorf("postMessage of a text of braille blanks: %s %+v; want BAD_USER_INPUT", r.Data, r.Errors)

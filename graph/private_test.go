@@ -24,14 +24,34 @@ type gqlResponse struct {
 	Data   json.RawMessage `json:"data"`
 	Errors []struct {
 		Message    string         `json:"message"`
+		Path       []any          `json:"path"`
 		Extensions map[string]any `json:"extensions"`
 	} `json:"errors"`
+}
+
+// code is the first error's extensions.code, "" without errors.
+func (r gqlResponse) code() string {
+	if len(r.Errors) == 0 {
+		return ""
+	}
+	c, _ := r.Errors[0].Extensions["code"].(string)
+	return c
 }
 
 // executor runs queries and mutations on svc's schema over POST, as user
 // ("" for anonymous). Errors carry their extensions.code, as Herald's
 // server presents them.
 func executor(t *testing.T, svc *chat.Service) func(user, query string) gqlResponse {
+	t.Helper()
+	do := executorWithVars(t, svc)
+	return func(user, query string) gqlResponse {
+		t.Helper()
+		return do(user, query, nil)
+	}
+}
+
+// executorWithVars is executor for operations with variables.
+func executorWithVars(t *testing.T, svc *chat.Service) func(user, query string, vars map[string]any) gqlResponse {
 	t.Helper()
 	h := handler.New(NewSchema(svc, time.Unix(0, 1), nil))
 	h.AddTransport(transport.POST{})
@@ -42,9 +62,9 @@ func executor(t *testing.T, svc *chat.Service) func(user, query string) gqlRespo
 		}
 		return presented
 	})
-	return func(user, query string) gqlResponse {
+	return func(user, query string, vars map[string]any) gqlResponse {
 		t.Helper()
-		body, err := json.Marshal(map[string]any{"query": query})
+		body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 		if err != nil {
 			t.Fatal(err)
 		}
