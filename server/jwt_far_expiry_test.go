@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,31 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
-
-	"github.com/heraldhq/herald/auth"
 )
-
-// farExpReplica is a replica authenticating HS256 JWTs, with a signer
-// that takes the exp claim as given.
-func farExpReplica(t *testing.T) (*replica, func(sub string, exp any) string) {
-	t.Helper()
-	secret := []byte(strings.Repeat("k", 32))
-	authn, err := auth.NewJWT(context.Background(), auth.JWTOptions{Secret: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newReplica(t, func(o *Options) { o.Authenticator = authn })
-	sign := func(sub string, exp any) string {
-		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": sub, "exp": exp}).SignedString(secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	return r, sign
-}
 
 // TestFarFutureExpKeepsSocketOpen: a token whose exp lies after
 // the year 2262 (the common "never" value 9999999999 is in 2286) is
@@ -46,7 +22,7 @@ func farExpReplica(t *testing.T) (*replica, func(sub string, exp any) string) {
 // stored as it was, the expiry was in the past and the keeper closed the socket with
 // 4403 "the token has expired" within a second of the ack.
 func TestFarFutureExpKeepsSocketOpen(t *testing.T) {
-	r, sign := farExpReplica(t)
+	r, sign := jwtReplicaExp(t)
 	room := r.room("far-future")
 	c := r.dial(subprotocolTransportWS)
 	c.send(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + sign("alice", 9999999999)}})
@@ -74,7 +50,7 @@ func TestFarFutureExpKeepsSocketOpen(t *testing.T) {
 // a token valid until 2286 ends the stream at once with "the token has
 // expired".
 func TestFarFutureExpKeepsStreamOpen(t *testing.T) {
-	r, sign := farExpReplica(t)
+	r, sign := jwtReplicaExp(t)
 	room := r.room("far-future-sse")
 	conn, err := net.DialTimeout("tcp", r.http.Listener.Addr().String(), 5*time.Second)
 	if err != nil {

@@ -527,8 +527,16 @@ func TestRateLimitClockStepBack(t *testing.T) {
 	}
 }
 
-// jwtReplica is a replica authenticating with HS256 tokens.
+// jwtReplica is a replica authenticating with HS256 tokens, whose signer
+// makes a token of sub that expires after ttl.
 func jwtReplica(t *testing.T) (*replica, func(sub string, ttl time.Duration) string) {
+	t.Helper()
+	r, signExp := jwtReplicaExp(t)
+	return r, func(sub string, ttl time.Duration) string { return signExp(sub, time.Now().Add(ttl).Unix()) }
+}
+
+// jwtReplicaExp is jwtReplica with a signer that takes the exp claim as given.
+func jwtReplicaExp(t *testing.T) (*replica, func(sub string, exp any) string) {
 	t.Helper()
 	secret := []byte(strings.Repeat("s", 32))
 	authn, err := auth.NewJWT(context.Background(), auth.JWTOptions{Secret: secret, CookieName: "herald_token"})
@@ -536,9 +544,8 @@ func jwtReplica(t *testing.T) (*replica, func(sub string, ttl time.Duration) str
 		t.Fatal(err)
 	}
 	r := newReplica(t, func(o *Options) { o.Authenticator = authn })
-	sign := func(sub string, ttl time.Duration) string {
-		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": sub, "exp": time.Now().Add(ttl).Unix()})
-		s, err := tok.SignedString(secret)
+	sign := func(sub string, exp any) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": sub, "exp": exp}).SignedString(secret)
 		if err != nil {
 			t.Fatal(err)
 		}
