@@ -979,6 +979,16 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     let unwatch = () => {};
     // The wait before starting again after RATE_LIMITED (see rateLimited).
     let rateLimitTimer: ReturnType<typeof setTimeout> | undefined;
+    // Releases the current graphql-ws operation once the frames the socket
+    // read with the one being handled are handled too. graphql-ws listens
+    // for a few ticks after a release, and releases an operation the server
+    // ends (complete, error) even when it was released already: on Node.js,
+    // where ws hands over every frame of one read at once, the `complete`
+    // read with the `next` whose handler stopped the operation would release
+    // it a second time, and a socket's count of operations one short closes
+    // it (1000, not reconnected) under the other subscriptions. Released
+    // after that `complete`, the operation is done and nothing happens.
+    const releaseSoon = () => queueMicrotask(stop);
     const end = (failure?: { error: unknown }) => {
       if (ended) return;
       ended = true;
@@ -1054,6 +1064,9 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
           sink.next(result);
         },
         error(err) {
+          // An error read with the frame whose handler unsubscribed (see
+          // releaseSoon): the sink stopped, and it completes.
+          if (stopped) return end();
           if (recoverable(err)) {
             recovering = true;
             recover(err);
@@ -1077,7 +1090,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     // Unsubscribed (or disposed of) at any await below: the subscription
     // has completed already (see unsubscribe), and nothing more happens.
     const recover = async (errors: readonly GraphQLFormattedError[]) => {
-      stop();
+      releaseSoon();
       between = true;
       if (stopped) return end();
       setCursor(null);
@@ -1110,7 +1123,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
      * completes it at once and clears the timer (see end).
      */
     const rateLimited = (wait: number) => {
-      stop();
+      releaseSoon();
       between = true;
       rateLimitTimer = setTimeout(() => {
         rateLimitTimer = undefined;
@@ -1125,7 +1138,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       active.delete(unsubscribe);
       nothingLeft();
       unwatch();
-      stop();
+      releaseSoon();
       // graphql-ws completes an operation it ran; none runs while
       // onCursorExpired does, so the subscription completes here, at once.
       if (between) end();
