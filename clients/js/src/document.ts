@@ -16,8 +16,11 @@ import {
   type ArgumentNode,
   type DocumentNode,
   type FieldNode,
+  type FragmentDefinitionNode,
   type OperationDefinitionNode,
+  type SelectionSetNode,
   type VariableDefinitionNode,
+  visit,
 } from 'graphql';
 
 /** The name of the argument that carries a resume cursor on every Herald subscription. */
@@ -66,9 +69,9 @@ export function operationKind(query: string | DocumentNode, operationName?: stri
 }
 
 /**
- * Prepares an operation for resuming. Queries, mutations, and subscriptions
- * whose root is not one field (a fragment at the root) come back unchanged,
- * with no cursor variable.
+ * Prepares an operation for resuming. Queries and mutations come back
+ * unchanged, with no cursor variable, and so do subscriptions whose root
+ * is not one field (through the fragments at the root, which may hold it).
  */
 export function prepareOperation(query: string | DocumentNode, operationName?: string | null): PreparedOperation {
   const doc = typeof query === 'string' ? parse(query) : query;
@@ -76,9 +79,12 @@ export function prepareOperation(query: string | DocumentNode, operationName?: s
   const op = selectOperation(doc, operationName);
   const operation = op?.operation ?? null;
   if (!op || op.operation !== 'subscription') return { query: text(), operation, cursorVariable: null };
-  const roots = op.selectionSet.selections;
-  if (roots.length !== 1 || roots[0].kind !== Kind.FIELD) return { query: text(), operation, cursorVariable: null };
-  const field = roots[0];
+  const fragments = new Map(
+    doc.definitions.filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION).map((d) => [d.name.value, d]),
+  );
+  const root = rootField(op.selectionSet, fragments);
+  if (!root) return { query: text(), operation, cursorVariable: null };
+  const { field, fragment } = root;
   const arg = field.arguments?.find((a) => a.name.value === RESUME_ARGUMENT);
   if (arg?.value.kind === Kind.VARIABLE) return { query: text(), operation, cursorVariable: arg.value.name.value };
 
@@ -88,7 +94,14 @@ export function prepareOperation(query: string | DocumentNode, operationName?: s
     else if (arg.value.kind === Kind.NULL) literalCursor = null;
     else return { query: text(), operation, cursorVariable: null }; // not a cursor; let the server say so
   }
-  const taken = new Set((op.variableDefinitions ?? []).map((v) => v.variable.name.value));
+  // A field in a named fragment gets its argument there, so every
+  // operation that spreads the fragment must declare the variable (the
+  // server validates all of a document's operations, not only the one it
+  // runs): a name none of them uses.
+  const declaring = fragment
+    ? doc.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION && spreads(d, fragment, fragments))
+    : [op];
+  const taken = new Set(declaring.flatMap((o) => (o.variableDefinitions ?? []).map((v) => v.variable.name.value)));
   let name = RESUME_ARGUMENT;
   for (let i = 2; taken.has(name); i++) name = `heraldAfter${i === 2 ? '' : i}`;
 
@@ -103,11 +116,54 @@ export function prepareOperation(query: string | DocumentNode, operationName?: s
     ...field,
     arguments: [...(field.arguments ?? []).filter((a) => a !== arg), argument],
   };
-  const newOp: OperationDefinitionNode = {
-    ...op,
-    variableDefinitions: [...(op.variableDefinitions ?? []), definition],
-    selectionSet: { ...op.selectionSet, selections: [newField] },
-  };
-  const newDoc: DocumentNode = { ...doc, definitions: doc.definitions.map((d) => (d === op ? newOp : d)) };
+  const newDoc: DocumentNode = visit(doc, {
+    Field: (node) => (node === field ? newField : undefined),
+    OperationDefinition: (node) =>
+      declaring.includes(node) ? { ...node, variableDefinitions: [...(node.variableDefinitions ?? []), definition] } : undefined,
+  });
   return { query: print(newDoc), operation, cursorVariable: name, literalCursor };
+}
+
+/**
+ * The one field a subscription's root selects, through the fragments and
+ * inline fragments at its root, and the named fragment that holds it if
+ * any; null when the root selects several fields or none (the server
+ * refuses those).
+ */
+function rootField(
+  set: SelectionSetNode,
+  fragments: ReadonlyMap<string, FragmentDefinitionNode>,
+): { field: FieldNode; fragment?: string } | null {
+  const found: { field: FieldNode; fragment?: string }[] = [];
+  const seen = new Set<string>();
+  const walk = (s: SelectionSetNode, fragment?: string) => {
+    for (const sel of s.selections) {
+      if (sel.kind === Kind.FIELD) found.push({ field: sel, fragment });
+      else if (sel.kind === Kind.INLINE_FRAGMENT) walk(sel.selectionSet, fragment);
+      else {
+        const f = fragments.get(sel.name.value);
+        if (!f || seen.has(f.name.value)) continue; // undefined, or a cycle: the server refuses both
+        seen.add(f.name.value);
+        walk(f.selectionSet, f.name.value);
+      }
+    }
+  };
+  walk(set);
+  return found.length === 1 ? found[0] : null;
+}
+
+/** Whether def spreads the named fragment, directly or through others. */
+function spreads(def: OperationDefinitionNode, fragment: string, fragments: ReadonlyMap<string, FragmentDefinitionNode>): boolean {
+  const seen = new Set<string>();
+  const walk = (s: SelectionSetNode): boolean =>
+    s.selections.some((sel) => {
+      if (sel.kind === Kind.FIELD) return sel.selectionSet ? walk(sel.selectionSet) : false;
+      if (sel.kind === Kind.INLINE_FRAGMENT) return walk(sel.selectionSet);
+      if (sel.name.value === fragment) return true;
+      const f = fragments.get(sel.name.value);
+      if (!f || seen.has(f.name.value)) return false;
+      seen.add(f.name.value);
+      return walk(f.selectionSet);
+    });
+  return walk(def.selectionSet);
 }

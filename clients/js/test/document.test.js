@@ -33,11 +33,30 @@ test('a literal cursor moves into the variable, with its value', () => {
   assert.equal(p.query, norm('subscription ($after: String) { messagePosted(roomId: "r1", after: $after) { id } }'));
 });
 
-test('queries, mutations and subscriptions rooted in a fragment cannot resume and are not changed', () => {
+test('a subscription whose field sits in a root fragment gets the variable where the field is', () => {
+  for (const [q, want] of [
+    ['subscription { ... on Subscription { roomCreated { id } } }',
+      'subscription ($after: String) { ... on Subscription { roomCreated(after: $after) { id } } }'],
+    ['subscription { ...F } fragment F on Subscription { roomCreated { id } }',
+      'subscription ($after: String) { ...F } fragment F on Subscription { roomCreated(after: $after) { id } }'],
+    // Every operation that spreads the fragment declares the variable (the
+    // server validates them all), under a name none of them uses.
+    ['subscription A($after: ID) { ...G } subscription B { ...G } fragment G on Subscription { ...F } fragment F on Subscription { roomCreated { id } }',
+      'subscription A($after: ID, $heraldAfter: String) { ...G } subscription B($heraldAfter: String) { ...G } fragment G on Subscription { ...F } fragment F on Subscription { roomCreated(after: $heraldAfter) { id } }'],
+  ]) {
+    const p = prepareOperation(q, q.startsWith('subscription A') ? 'B' : undefined);
+    assert.equal(p.query, norm(want), q);
+    assert.ok(p.cursorVariable, q);
+  }
+  const given = 'subscription ($c: String) { ...F } fragment F on Subscription { roomCreated(after: $c) { id } }';
+  assert.deepEqual(prepareOperation(given), { query: given, operation: 'subscription', cursorVariable: 'c' });
+});
+
+test('queries, mutations and subscriptions of several root fields cannot resume and are not changed', () => {
   for (const [q, operation] of [
     ['{ viewer { name } }', 'query'],
     ['mutation { createRoom(name: "x") { id } }', 'mutation'],
-    ['subscription { ...F } fragment F on Subscription { roomCreated { id } }', 'subscription'],
+    ['subscription { ...F roomCreated { id } } fragment F on Subscription { roomCreated { name } }', 'subscription'],
   ]) {
     assert.deepEqual(prepareOperation(q), { query: q, operation, cursorVariable: null }, q);
   }
@@ -71,7 +90,7 @@ test('the operation named operationName is the one prepared; parsed documents ar
 test('subscribeAfter refuses an operation it cannot pass the cursor to, rather than start from now', async () => {
   // Nothing connects: the client is lazy and the call fails before subscribing.
   const client = createHeraldClient({ url: 'ws://127.0.0.1:9/graphql' });
-  for (const query of ['subscription { ...F } fragment F on Subscription { roomCreated { id } }', '{ viewer { name } }']) {
+  for (const query of ['subscription { ...F roomCreated { id } } fragment F on Subscription { roomCreated { name } }', '{ viewer { name } }']) {
     let returned = false;
     const failed = new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no error within 2 s: ${query}`)), 2000);
