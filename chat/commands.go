@@ -101,7 +101,7 @@ func (s *Service) changeMember(ctx context.Context, e Event) (Room, error) {
 		room Room
 		seq  uint64
 	)
-	err := s.propose(ctx, e, "", func(rs *roomState, stored uint64) *Error {
+	err := s.propose(ctx, e, "", func(rs *roomState, stored uint64, _ bool) *Error {
 		room, seq = rs.room, stored
 		return nil
 	})
@@ -142,13 +142,18 @@ func (s *Service) PostMessage(ctx context.Context, actor Actor, roomID, text, id
 	}
 	e := Event{Type: MessagePosted, Actor: actor, RoomID: roomID, MessageID: newMessageID(roomID), Text: text}
 	var msg Message
-	err := s.propose(ctx, e, dedupID, func(rs *roomState, seq uint64) *Error {
+	err := s.propose(ctx, e, dedupID, func(rs *roomState, seq uint64, duplicate bool) *Error {
 		// A duplicate reports the first post's sequence.
 		m, ok := rs.postedAt(seq)
 		if !ok {
 			return errorf(CodeNotFound, "message stored at %d is no longer retained", seq)
 		}
 		switch {
+		case !duplicate:
+			// This post, stored: answered as it is now, though its
+			// author may have edited or deleted it already through
+			// another replica that applied it before this one heard
+			// back from the log.
 		case m.Version == 1 && m.Text != text:
 			// The key's first post, unedited, holds another text: not a
 			// retry of it, and the new text would be lost without a word.
@@ -222,7 +227,7 @@ func (s *Service) changeMessage(ctx context.Context, e Event) (Message, error) {
 		return Message{}, errorf(CodeNotFound, "message %q does not exist", e.MessageID)
 	}
 	var msg Message
-	err := s.propose(ctx, e, "", func(rs *roomState, _ uint64) *Error {
+	err := s.propose(ctx, e, "", func(rs *roomState, _ uint64, _ bool) *Error {
 		m, ok := rs.message(e.MessageID)
 		if !ok {
 			return errorf(CodeNotFound, "message %s is no longer retained", e.MessageID)
@@ -241,7 +246,7 @@ func (s *Service) changeMessage(ctx context.Context, e Event) (Message, error) {
 // every replica. Once the event is stored, propose waits until this replica
 // has applied it (read-your-writes) and calls result with the room and the
 // event's sequence (the first post's, for a de-duplicated retry).
-func (s *Service) propose(ctx context.Context, e Event, dedupID string, result func(*roomState, uint64) *Error) error {
+func (s *Service) propose(ctx context.Context, e Event, dedupID string, result func(rs *roomState, seq uint64, duplicate bool) *Error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
 	h, err := s.acquire(ctx, e.RoomID)
@@ -280,7 +285,7 @@ func (s *Service) propose(ctx context.Context, e Event, dedupID string, result f
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if bad := result(h.st, res.Seq); bad != nil {
+		if bad := result(h.st, res.Seq, res.Duplicate); bad != nil {
 			return bad
 		}
 		return nil
