@@ -33,8 +33,20 @@ func checkRoomName(name string) *Error {
 	return nil
 }
 
-// roomNameKey is the form under which room names must be unique.
-func roomNameKey(name string) string { return strings.ToLower(name) }
+// roomNameKey is the form under which room names must be unique: names
+// that are one ignoring case (strings.EqualFold: Unicode's simple case
+// folding) have one key. Lower case alone is not that: it leaves the
+// final sigma ς, the long s ſ and twenty other second lower-case forms
+// apart from the letters they fold with (σ, s, …). Every other rune keys
+// as its lower case, as the keys stored before did.
+func roomNameKey(name string) string { return strings.Map(foldRune, name) }
+
+func foldRune(r rune) rune {
+	if unicode.SimpleFold(r) == r {
+		return unicode.ToLower(r) // no other case: İ still keys as i, as before
+	}
+	return unicode.ToLower(unicode.ToUpper(r))
+}
 
 func checkText(text string) *Error {
 	switch {
