@@ -76,7 +76,7 @@ func statusCode(status int) string {
 	switch status {
 	case http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusNotAcceptable,
 		http.StatusRequestEntityTooLarge, http.StatusRequestURITooLong,
-		http.StatusUnsupportedMediaType, http.StatusRequestHeaderFieldsTooLarge:
+		http.StatusUnsupportedMediaType, http.StatusRequestHeaderFieldsTooLarge, http.StatusRequestTimeout:
 		return codeBadRequest
 	case http.StatusUnauthorized:
 		return "UNAUTHENTICATED"

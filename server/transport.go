@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -59,13 +60,22 @@ func (t postTransport) read(w http.ResponseWriter, r *http.Request) (*graphql.Ra
 	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
 		return nil, err
 	}
+	if err := checkContentEncoding(r.Header.Values("Content-Encoding")); err != nil {
+		return nil, err
+	}
+	tooLarge := &requestError{http.StatusRequestEntityTooLarge,
+		fmt.Sprintf("request body exceeds the limit of %d bytes", t.maxBodyBytes)}
+	if r.ContentLength > t.maxBodyBytes {
+		// Refused before a byte is read, so that a client waiting on
+		// "Expect: 100-continue" is not invited to send it all.
+		return nil, tooLarge
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, t.maxBodyBytes))
-	if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
-		return nil, &requestError{http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("request body exceeds the limit of %d bytes", t.maxBodyBytes)}
+	if _, over := errors.AsType[*http.MaxBytesError](err); over {
+		return nil, tooLarge
 	}
 	if err != nil {
-		return nil, badRequest("could not read request body: %v", err)
+		return nil, bodyReadError(err)
 	}
 	params, rerr := decodeBody(body)
 	if rerr != nil {
@@ -74,6 +84,33 @@ func (t postTransport) read(w http.ResponseWriter, r *http.Request) (*graphql.Ra
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
 	return params, nil
+}
+
+// checkContentEncoding refuses a body in a content coding (gzip, br, …):
+// the server decodes none, and would otherwise parse the coded bytes as
+// JSON (RFC 9110 §8.4.1 and §15.5.16).
+func checkContentEncoding(codings []string) *requestError {
+	for _, header := range codings {
+		for c := range strings.SplitSeq(header, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return unsupportedMedia(fmt.Sprintf("Content-Encoding %q is not supported; send the body uncompressed", clip(c)))
+			}
+		}
+	}
+	return nil
+}
+
+// bodyReadError answers a body that could not be read. The error's text
+// names the server's and the client's addresses, which a client behind a
+// load balancer must not learn: it is not passed on.
+func bodyReadError(err error) *requestError {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return &requestError{http.StatusRequestTimeout, "the request body did not arrive in time"}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("the request body ended before its announced length")
+	}
+	return badRequest("could not read the request body")
 }
 
 // checkContentType accepts application/json in UTF-8, the only request

@@ -71,6 +71,12 @@ func (t *wsTransport) Supports(r *http.Request) bool { return isWebSocketUpgrade
 // offering neither subprotocol are refused before the upgrade, with a
 // body that says what to offer.
 func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		// The upgrader would close the connection without a word, or,
+		// with the body in a later segment, read it as frames.
+		t.reject(w, r, http.StatusBadRequest, "a WebSocket upgrade request must have no body")
+		return
+	}
 	proto, ok := negotiateSubprotocol(offeredSubprotocols(r))
 	if !ok {
 		t.reject(w, r, http.StatusBadRequest,
