@@ -13,8 +13,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
-	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
@@ -60,30 +58,40 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 	// every GET and POST, and multipart before SSE, which yields to it when
 	// both are accepted alike. Each prepares its operations with the
 	// executor preciseTransport hands it, for precise answers to bad input.
+	docs := newQueryCache(opts.QueryCacheSize)
+	shape := shapeLimits{docs: docs}
+	if opts.Limits.MaxDepth > 0 {
+		shape.depth = &depthLimit{max: opts.Limits.MaxDepth}
+	}
+	if opts.Limits.MaxComplexity > 0 {
+		shape.complexity = &complexityLimit{max: opts.Limits.MaxComplexity, es: opts.Schema}
+	}
 	for _, t := range []graphql.Transport{
 		sseSingle, multipart, sse,
 		postTransport{run: run, maxBodyBytes: opts.MaxBodyBytes}, getTransport{run: run},
 		ws,
 	} {
-		h.AddTransport(preciseTransport{Transport: t, schema: opts.Schema.Schema()})
+		h.AddTransport(preciseTransport{Transport: t, schema: opts.Schema.Schema(), shape: shape})
 	}
 	h.AroundResponses(eventMetadata)
 	if opts.AroundFields != nil {
 		h.AroundFields(opts.AroundFields)
 	}
-	h.SetQueryCache(lru.New[*ast.QueryDocument](opts.QueryCacheSize))
+	h.SetQueryCache(docs)
 	h.SetValidationRulesFn(validationRules)
 	h.SetErrorPresenter(presentError)
 	h.SetRecoverFunc(logPanic(opts.Logger))
-	h.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](opts.APQCacheSize)})
+	h.Use(extension.AutomaticPersistedQuery{Cache: newAPQCache(opts.APQCacheSize)})
 	if opts.Introspection {
 		h.Use(extension.Introspection{})
 	}
-	if opts.Limits.MaxDepth > 0 {
-		h.Use(depthLimit{max: opts.Limits.MaxDepth})
+	// Applied again after validation, to documents the query cache held
+	// (see preciseExecutor.refuseShape).
+	if shape.depth != nil {
+		h.Use(*shape.depth)
 	}
-	if opts.Limits.MaxComplexity > 0 {
-		h.Use(complexityLimit{max: opts.Limits.MaxComplexity})
+	if shape.complexity != nil {
+		h.Use(*shape.complexity)
 	}
 	sseSingle.replay = h
 	return h, sse, sseSingle, multipart

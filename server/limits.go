@@ -39,8 +39,9 @@ type Limits struct {
 	MutationBurst int
 	// MaxDepth bounds how deeply an operation's selections nest.
 	MaxDepth int
-	// MaxComplexity bounds an operation's complexity as gqlgen computes it
-	// (each field 1 plus its children, unless the schema says otherwise).
+	// MaxComplexity bounds an operation's complexity: each field 1 plus
+	// its children, unless the schema's complexity function for the field
+	// (gqlgen's ComplexityRoot) says otherwise.
 	MaxComplexity int
 	// MaxVariablesBytes bounds the JSON text of an operation's variables.
 	MaxVariablesBytes int
@@ -252,8 +253,13 @@ func (d depthLimit) MutateOperationContext(_ context.Context, rc *graphql.Operat
 	if rc.Operation == nil {
 		return nil
 	}
-	memo := map[string]int{}
-	if depth := selectionDepth(rc.Operation.SelectionSet, rc.Doc, memo); depth > d.max {
+	return d.check(rc.Operation, rc.Doc)
+}
+
+// check refuses op if it nests deeper than the limit. doc need not have
+// been validated: fragments it does not define count as nothing.
+func (d depthLimit) check(op *ast.OperationDefinition, doc *ast.QueryDocument) *gqlerror.Error {
+	if depth := selectionDepth(op.SelectionSet, doc, map[string]int{}); depth > d.max {
 		return &gqlerror.Error{
 			Message:    fmt.Sprintf("operation nests %d levels deep, more than the limit of %d", depth, d.max),
 			Extensions: map[string]any{"code": codeDepthExceeded},
@@ -263,13 +269,21 @@ func (d depthLimit) MutateOperationContext(_ context.Context, rc *graphql.Operat
 }
 
 // complexityLimit is a gqlgen extension that refuses operations whose
-// complexity (each field 1 plus its selections) exceeds max. gqlgen's
+// complexity exceeds max: each field counts 1 plus the complexity of its
+// selections, unless the schema's complexity function for the field
+// (gqlgen's ComplexityRoot) says otherwise; Herald's graph counts a page's
+// selections once for every item it may hold, so that nested pages
+// (rooms, their messages, each message's room and its messages, …) cannot
+// multiply a small document into millions of objects. gqlgen's
 // FixedComplexityLimit expands every fragment spread, so a document of a
 // few dozen fragments that each spread the next twice takes it
 // exponential time; here each fragment's complexity is computed once.
 // Spreading a fragment twice counts it twice (gqlgen would merge the
 // fields), which errs on the side of refusing.
-type complexityLimit struct{ max int }
+type complexityLimit struct {
+	max int
+	es  graphql.ExecutableSchema
+}
 
 var (
 	_ graphql.HandlerExtension        = complexityLimit{}
@@ -279,12 +293,31 @@ var (
 func (complexityLimit) ExtensionName() string                          { return "ComplexityLimit" }
 func (complexityLimit) Validate(schema graphql.ExecutableSchema) error { return nil }
 
-func (l complexityLimit) MutateOperationContext(_ context.Context, rc *graphql.OperationContext) *gqlerror.Error {
+func (l complexityLimit) MutateOperationContext(ctx context.Context, rc *graphql.OperationContext) *gqlerror.Error {
 	if rc.Operation == nil {
 		return nil
 	}
-	c := selectionComplexity(rc.Operation.SelectionSet, rc.Doc, map[string]int{}, l.max)
-	if c > l.max {
+	return l.check(ctx, rc.Operation, rc.Doc, rc.Variables)
+}
+
+// check refuses op if its complexity is over the limit. doc need not have
+// been validated: fields the schema does not have count 1 plus their
+// selections, and fragments the document does not define count nothing.
+func (l complexityLimit) check(ctx context.Context, op *ast.OperationDefinition, doc *ast.QueryDocument, vars map[string]any) *gqlerror.Error {
+	w := complexityWalk{ctx: ctx, es: l.es, doc: doc, vars: vars, limit: l.max, memo: map[string]int{}}
+	var root *ast.Definition
+	if l.es != nil {
+		w.schema = l.es.Schema()
+		switch op.Operation {
+		case ast.Query:
+			root = w.schema.Query
+		case ast.Mutation:
+			root = w.schema.Mutation
+		case ast.Subscription:
+			root = w.schema.Subscription
+		}
+	}
+	if c := w.set(op.SelectionSet, root); c > l.max {
 		return &gqlerror.Error{
 			Message:    fmt.Sprintf("operation has complexity %d or more, more than the limit of %d", c, l.max),
 			Extensions: map[string]any{"code": codeComplexityExceeded},
@@ -293,39 +326,97 @@ func (l complexityLimit) MutateOperationContext(_ context.Context, rc *graphql.O
 	return nil
 }
 
-// selectionComplexity sums 1 plus the complexity of the selections for
-// every field of set, saturating just above limit so that it cannot
-// overflow.
-func selectionComplexity(set ast.SelectionSet, doc *ast.QueryDocument, memo map[string]int, limit int) int {
+// complexityWalk computes the complexity of selections, saturating just
+// above limit so that it cannot overflow.
+type complexityWalk struct {
+	ctx    context.Context
+	es     graphql.ExecutableSchema // nil: every field is 1 plus its selections
+	schema *ast.Schema
+	doc    *ast.QueryDocument
+	vars   map[string]any
+	limit  int
+	memo   map[string]int // by fragment name
+}
+
+// set is the complexity of set, selected on a value of type parent (nil
+// when not known).
+func (w *complexityWalk) set(set ast.SelectionSet, parent *ast.Definition) int {
 	total := 0
 	for _, sel := range set {
 		var c int
 		switch s := sel.(type) {
 		case *ast.Field:
-			c = 1 + selectionComplexity(s.SelectionSet, doc, memo, limit)
+			c = w.field(s, parent)
 		case *ast.InlineFragment:
-			c = selectionComplexity(s.SelectionSet, doc, memo, limit)
+			c = w.set(s.SelectionSet, w.typeNamed(s.TypeCondition, parent))
 		case *ast.FragmentSpread:
-			known, ok := memo[s.Name]
+			known, ok := w.memo[s.Name]
 			if !ok {
-				memo[s.Name] = 0 // a cycle (validation forbids them) ends here
-				if def := doc.Fragments.ForName(s.Name); def != nil {
-					known = selectionComplexity(def.SelectionSet, doc, memo, limit)
+				w.memo[s.Name] = 0 // a cycle (validation forbids them) ends here
+				if def := w.doc.Fragments.ForName(s.Name); def != nil {
+					known = w.set(def.SelectionSet, w.typeNamed(def.TypeCondition, nil))
 				}
-				memo[s.Name] = known
+				w.memo[s.Name] = known
 			}
 			c = known
 		}
-		if total = min(total+c, limit+1); total > limit {
+		if total = min(total+c, w.limit+1); total > w.limit {
 			return total
 		}
 	}
 	return total
 }
 
+func (w *complexityWalk) field(f *ast.Field, parent *ast.Definition) int {
+	var def *ast.FieldDefinition
+	var child *ast.Definition
+	if parent != nil {
+		if def = parent.Fields.ForName(f.Name); def != nil {
+			child = w.schema.Types[def.Type.Name()]
+		}
+	}
+	children := w.set(f.SelectionSet, child)
+	if def != nil {
+		if c, ok := w.es.Complexity(w.ctx, parent.Name, f.Name, children, w.arguments(f, def)); ok {
+			return min(max(c, 1), w.limit+1)
+		}
+	}
+	return 1 + children
+}
+
+// arguments are f's arguments as the schema's complexity functions take
+// them: those given (from the variables where the document says so) and
+// the defaults of the others. One that has no value yet (a variable not
+// sent) is left out.
+func (w *complexityWalk) arguments(f *ast.Field, def *ast.FieldDefinition) map[string]any {
+	args := map[string]any{}
+	for _, a := range def.Arguments {
+		v := a.DefaultValue
+		if given := f.Arguments.ForName(a.Name); given != nil {
+			v = given.Value
+		}
+		if v == nil {
+			continue
+		}
+		if val, err := v.Value(w.vars); err == nil {
+			args[a.Name] = val
+		}
+	}
+	return args
+}
+
+// typeNamed is the schema's type of a type condition, or parent when
+// there is none.
+func (w *complexityWalk) typeNamed(condition string, parent *ast.Definition) *ast.Definition {
+	if condition == "" || w.schema == nil {
+		return parent
+	}
+	return w.schema.Types[condition]
+}
+
 // selectionDepth is how many levels of fields set nests: a field with no
-// selections is 1. The document has been validated, so fragments exist and
-// do not spread themselves.
+// selections is 1. A fragment spread within itself (which validation
+// refuses) counts as nothing there.
 func selectionDepth(set ast.SelectionSet, doc *ast.QueryDocument, memo map[string]int) int {
 	deepest := 0
 	for _, sel := range set {

@@ -10,6 +10,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/parser"
 )
 
 // preciseTransport hands its transport gqlgen's executor wrapped in a
@@ -21,10 +22,19 @@ import (
 type preciseTransport struct {
 	graphql.Transport
 	schema *ast.Schema
+	shape  shapeLimits
 }
 
 func (t preciseTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	t.Transport.Do(w, r, preciseExecutor{GraphExecutor: exec, schema: t.schema})
+	t.Transport.Do(w, r, preciseExecutor{GraphExecutor: exec, schema: t.schema, shape: t.shape})
+}
+
+// shapeLimits are the depth and complexity limits (nil: none) and the
+// cache of documents that passed validation.
+type shapeLimits struct {
+	depth      *depthLimit
+	complexity *complexityLimit
+	docs       graphql.Cache[*ast.QueryDocument]
 }
 
 // preciseExecutor is a graphql.GraphExecutor that answers two kinds of bad
@@ -39,12 +49,26 @@ func (t preciseTransport) Do(w http.ResponseWriter, r *http.Request, exec graphq
 //     checkNumbers); and an integer written with a fraction or an
 //     exponent, which an Int or an ID takes once canonicalNumbers has
 //     written it plainly.
+//
+// It also refuses a document over the depth or complexity limit before
+// gqlgen validates it (see refuseShape), and lists at most maxErrors
+// errors.
 type preciseExecutor struct {
 	graphql.GraphExecutor
 	schema *ast.Schema
+	shape  shapeLimits
 }
 
 func (x preciseExecutor) CreateOperationContext(ctx context.Context, params *graphql.RawParams) (
+	*graphql.OperationContext, gqlerror.List) {
+	if opCtx, errs := x.refuseShape(ctx, params); errs != nil {
+		return opCtx, errs
+	}
+	opCtx, errs := x.create(ctx, params)
+	return opCtx, capErrors(errs)
+}
+
+func (x preciseExecutor) create(ctx context.Context, params *graphql.RawParams) (
 	*graphql.OperationContext, gqlerror.List) {
 	opCtx, errs := x.GraphExecutor.CreateOperationContext(ctx, params)
 	switch {
@@ -79,6 +103,85 @@ func (x preciseExecutor) CreateOperationContext(ctx context.Context, params *gra
 		}
 	}
 	return opCtx, errs
+}
+
+// refuseShape refuses a document whose operation is over the depth or
+// complexity limit before gqlgen validates it, and so before gqlgen's
+// query cache keeps it. Validation can cost far more than a document's
+// size: gqlparser's OverlappingFieldsCanBeMerged compares every two
+// fields of one response name, and every two fragments spread side by
+// side (42 KB of `x` fields took seconds), and gqlgen applies the limits
+// (depthLimit, complexityLimit) only after validating. The operation
+// operationName chooses is checked, or, when none is chosen, every one
+// (validation would look at them all). A document in the query cache
+// passed validation, and the limits are applied to it after; one that
+// does not parse is left to gqlgen, whose error says why.
+func (x preciseExecutor) refuseShape(ctx context.Context, params *graphql.RawParams) (
+	*graphql.OperationContext, gqlerror.List) {
+	if x.shape.depth == nil && x.shape.complexity == nil || params.Query == "" {
+		return nil, nil
+	}
+	if x.shape.docs != nil {
+		if _, cached := x.shape.docs.Get(ctx, params.Query); cached {
+			return nil, nil
+		}
+	}
+	doc, err := parser.ParseQuery(&ast.Source{Input: params.Query})
+	if err != nil {
+		return nil, nil
+	}
+	ops, chosen := doc.Operations, chooseOperation(doc.Operations, params.OperationName)
+	if chosen != nil {
+		ops = ast.OperationList{chosen}
+	}
+	for _, op := range ops {
+		err := (*gqlerror.Error)(nil)
+		if x.shape.depth != nil {
+			err = x.shape.depth.check(op, doc)
+		}
+		if err == nil && x.shape.complexity != nil {
+			err = x.shape.complexity.check(ctx, op, doc, params.Variables)
+		}
+		if err != nil {
+			// The chosen operation, if any, so that a GET of a mutation
+			// is still 405 (runner.prepare).
+			return &graphql.OperationContext{RawQuery: params.Query, OperationName: params.OperationName,
+				Variables: params.Variables, Doc: doc, Operation: chosen}, gqlerror.List{err}
+		}
+	}
+	return nil, nil
+}
+
+// chooseOperation is the operation of ops named name, or the only one when
+// name is empty; nil when there is none such.
+func chooseOperation(ops ast.OperationList, name string) *ast.OperationDefinition {
+	if name == "" {
+		if len(ops) == 1 {
+			return ops[0]
+		}
+		return nil
+	}
+	return ops.ForName(name)
+}
+
+// maxErrors is the most errors a refused request lists, as graphql-js's
+// validation has it: a document of a few kilobytes can have thousands of
+// errors (an unknown field repeated), whose list would be megabytes.
+const maxErrors = 100
+
+// capErrors keeps the first maxErrors of errs and says how many more there
+// were, under the code of the first.
+func capErrors(errs gqlerror.List) gqlerror.List {
+	if len(errs) <= maxErrors {
+		return errs
+	}
+	more := &gqlerror.Error{
+		Message: fmt.Sprintf("too many errors: %d more are not listed", len(errs)-maxErrors),
+	}
+	if code, ok := errs[0].Extensions["code"]; ok {
+		more.Extensions = map[string]any{"code": code}
+	}
+	return append(errs[:maxErrors:maxErrors], more)
 }
 
 // operationNotChosen is the error for a document none of whose operations
