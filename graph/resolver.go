@@ -76,7 +76,7 @@ func NewSchemaWith(svc *chat.Service, epoch time.Time, opts Options) graphql.Exe
 	}
 	r := &Resolver{chat: svc, epoch: epoch.UnixNano(), sessions: opts.Sessions, presence: opts.Presence, opts: opts,
 		typing: newTypingThrottle(opts.TypingEvery, typingKeep)}
-	return NewExecutableSchema(Config{Resolvers: r})
+	return NewExecutableSchema(Config{Resolvers: r, Complexity: complexity()})
 }
 
 // typingThrottle passes on at most one setTyping per user and room per

@@ -17,7 +17,7 @@ import (
 
 // maxBatch bounds the aliased mutations in one request. Herald refuses an
 // operation whose complexity (each field 1 plus its selections) exceeds
-// --max-complexity, 1000 by default; a post selecting its id costs 2.
+// --max-complexity, 10000 by default; a post selecting its id costs 2.
 const maxBatch = 200
 
 // dedupWindow is Herald's idempotency window (its stream's duplicate

@@ -158,7 +158,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.Float64Var(&c.MutationRate, "mutation-rate", 20, "mutations one user may run per second on this replica (RATE_LIMITED above it; 0: no limit)")
 	fs.IntVar(&c.MutationBurst, "mutation-burst", 40, "mutations one user may run at once before --mutation-rate applies (0: the rate rounded up)")
 	fs.IntVar(&c.MaxDepth, "max-depth", 15, "deepest nesting of selections an operation may have (0: no limit)")
-	fs.IntVar(&c.MaxComplexity, "max-complexity", 1000, "largest operation complexity (each field 1 plus its children; 0: no limit)")
+	fs.IntVar(&c.MaxComplexity, "max-complexity", 10000, "largest operation complexity (each field 1 plus its children, a page's children once per item it may hold; 0: no limit)")
 	fs.IntVar(&c.MaxVariablesBytes, "max-variables-bytes", 64<<10, "largest operation variables, in bytes of JSON (0: no limit)")
 	fs.IntVar(&c.MaxTextLength, "max-text-length", 4000, "longest message text, in characters (at most 4000)")
 	fs.BoolVar(&c.UntaggedCursors, "untagged-cursors", false, "issue cursors in the format of Heralds from before tagged cursors, which refuse tagged ones: set it on every replica during a rolling upgrade from such a Herald, then restart without it")
