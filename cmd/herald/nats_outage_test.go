@@ -93,12 +93,7 @@ type outageFrame struct {
 
 func subscribeMessages(t *testing.T, addr, room string) *outageSubscriber {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 5 * time.Second}
-	conn, _, err := d.Dial("ws://"+addr+"/graphql", nil)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := dialTransportWS(t, addr)
 	s := &outageSubscriber{t: t, conn: conn}
 	s.send(map[string]any{"type": "connection_init", "payload": map[string]any{"user": "watcher"}})
 	if f := s.read(); f.Type != "connection_ack" {
