@@ -51,7 +51,8 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 	multipartStreams.cfg.keepAlive = min(opts.PingInterval, multipartKeepAlive)
 	multipart := &multipartTransport{httpStreams: &multipartStreams, maxBodyBytes: opts.MaxBodyBytes}
 	sseSingle := newSSESingleTransport(&streams, opts, opts.Relay)
-	h := handler.New(opts.Schema)
+	recoverPanic := logPanic(opts.Logger)
+	h := handler.New(withEventErrors(opts.Schema, presentError, recoverPanic))
 	// The first transport that supports a request serves it: graphql-sse's
 	// single connection mode first, which claims the requests carrying its
 	// token; then the streams before the plain GET and POST, which claim
@@ -80,7 +81,7 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 	h.SetQueryCache(docs)
 	h.SetValidationRulesFn(validationRules)
 	h.SetErrorPresenter(presentError)
-	h.SetRecoverFunc(logPanic(opts.Logger))
+	h.SetRecoverFunc(recoverPanic)
 	h.Use(extension.AutomaticPersistedQuery{Cache: newAPQCache(opts.APQCacheSize)})
 	if opts.Introspection {
 		h.Use(extension.Introspection{})

@@ -533,7 +533,10 @@ func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
 			h.goLive(op)
 		}
 	case p.pos == 0:
-		op.sub.deliver(op, p)
+		// A live result without a position (a schema whose events carry
+		// none) cannot be placed against the replay's: the replay, which
+		// goes on live, serves the subscriber for good. Written too, it
+		// came twice.
 	case h.live:
 		// The live stream may lag behind what the replay wrote.
 		if p.pos > h.last {
