@@ -62,7 +62,7 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 	w.SetOffer(func(c chat.Change) bool {
 		return c.Type != chat.MemberRemoved && (allowed == nil || allowed(c.Seq))
 	})
-	feed := newPresenceFeed(r.opts.PresenceWindow, r.opts.PresenceBurst, r.opts.TypingFor)
+	feed := newPresenceFeed(r.opts.PresenceWindow, r.opts.PresenceBurst, r.opts.typingShown())
 	stopSignals, err := r.presence.WatchSignals(roomID, feed.signal)
 	if err != nil {
 		end()
@@ -114,6 +114,14 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 	}()
 	return out, nil
 }
+
+// typingShown is how long a feed shows a user typing after a signal:
+// TypingFor past their last setTyping call, which may have been one the
+// throttle took as one with the signal (within TypingEvery after it) and
+// sent nothing for. Shown for TypingFor only, a user calling every second
+// or so was shown to stop typing before TypingFor had passed since their
+// last call.
+func (o Options) typingShown() time.Duration { return o.TypingFor + o.TypingEvery }
 
 // SetTyping signals that the viewer is typing in a room; calls closer
 // than Options.TypingEvery apart are taken as one.
