@@ -23,6 +23,11 @@ type Meta struct {
 	// the transport hand a resumed subscriber over from one to the other
 	// without a gap or a duplicate. Zero means unknown.
 	Position uint64
+	// State marks an event that is a whole state (a presence snapshot),
+	// not a change to one. A subscriber that joins a running shared
+	// execution whose resolver resends its state on join (auth.OnJoin)
+	// receives nothing before the next such event.
+	State bool
 }
 
 type metaKey struct{}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
+	"github.com/heraldhq/herald/eventmeta"
 	"github.com/heraldhq/herald/graph/model"
 )
 
@@ -105,7 +106,7 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 		defer stopUsers()
 		feed.run(ctx, func(ev *model.PresenceEvent) bool {
 			select {
-			case out <- graphql.Event[*model.PresenceEvent]{Context: ctx, Value: ev}:
+			case out <- graphql.Event[*model.PresenceEvent]{Context: presenceEventContext(ctx, ev), Value: ev}:
 				return true
 			case <-ctx.Done():
 				return false
@@ -113,6 +114,16 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 		})
 	}()
 	return out, nil
+}
+
+// presenceEventContext marks a SNAPSHOT as a state: a subscriber joining
+// the shared execution (which feed.resync answers with one) starts from
+// it, and gets none of the changes already on their way.
+func presenceEventContext(ctx context.Context, ev *model.PresenceEvent) context.Context {
+	if ev.Kind != model.PresenceKindSnapshot {
+		return ctx
+	}
+	return eventmeta.WithMeta(ctx, eventmeta.Meta{State: true})
 }
 
 // typingShown is how long a feed shows a user typing after a signal:

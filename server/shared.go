@@ -233,6 +233,9 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 	if e.gated && !refused && !replay {
 		r.presence.enter(op, e.topic)
 		onJoin = e.onJoin
+		// The results already on their way are changes to a state op
+		// has not seen; onJoin sends it the next one.
+		op.awaitingState.Store(onJoin != nil)
 	}
 	e.mu.Unlock()
 	r.mu.Unlock()
@@ -505,6 +508,12 @@ type handoff struct {
 
 // deliver routes one result of execution e to op.
 func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
+	if op.awaitingState.Load() {
+		if !p.state && !p.failed {
+			return
+		}
+		op.awaitingState.Store(false)
+	}
 	h := op.handoff
 	if h == nil {
 		op.sub.deliver(op, p)
@@ -619,7 +628,7 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 			break
 		}
 		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, cursor: slot.meta.Cursor,
-			failed: first && len(resp.Errors) > 0 && noData(resp.Data)}
+			failed: first && len(resp.Errors) > 0 && noData(resp.Data), state: slot.meta.State}
 		slot.meta = eventmeta.Meta{}
 		var denied []*operation
 		e.mu.RLock()

@@ -215,6 +215,12 @@ type operation struct {
 	// finished is set when nothing more may be sent for this id: the
 	// client completed it, or its last frame was written.
 	finished atomic.Bool
+	// awaitingState is set for a subscriber that joined a running
+	// execution whose results are states and changes to them (a resolver
+	// that asked auth.OnJoin to resend its state): it receives nothing
+	// until the next state, so that it never gets changes to a state it
+	// has not seen. Cleared by the delivery of that state.
+	awaitingState atomic.Bool
 
 	exec    *execution // subscriptions; guarded by the registry's lock
 	idx     int        // position among exec's members; guarded by exec.mu

@@ -28,6 +28,7 @@ type payload struct {
 	pos      uint64    // the event's position in its stream; zero if unknown
 	cursor   string    // the event's resume cursor (extensions.cursor); "" if none
 	failed   bool      // an execution's first result, errors and no data: its resolver failed
+	state    bool      // a whole state, not a change to one (eventmeta.Meta.State)
 }
 
 // outItem is one frame waiting to be written. Items reference shared
