@@ -79,7 +79,7 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 		h.AroundFields(opts.AroundFields)
 	}
 	h.SetQueryCache(docs)
-	h.SetValidationRulesFn(validationRules)
+	h.SetValidationRulesFn(validationRules(opts.Introspection))
 	h.SetErrorPresenter(presentError)
 	h.SetRecoverFunc(recoverPanic)
 	h.Use(extension.AutomaticPersistedQuery{Cache: newAPQCache(opts.APQCacheSize)})

@@ -8,13 +8,33 @@ import (
 	"github.com/vektah/gqlparser/v2/validator/rules"
 )
 
-// validationRules is gqlparser's default rule set and int32Literals. The
-// handler calls it for every document it validates (not for one it has
-// cached), so the set is built afresh and nothing is shared.
-func validationRules() *rules.Rules {
-	r := rules.NewDefaultRules()
-	r.AddRule("Int32Literals", int32Literals)
-	return r
+// validationRules returns the rule set documents are validated with:
+// gqlparser's defaults and int32Literals, and noIntrospection unless
+// introspection is allowed. The handler calls the function it returns for
+// every document it validates (not for one it has cached), so the set is
+// built afresh and nothing is shared.
+func validationRules(introspection bool) func() *rules.Rules {
+	return func() *rules.Rules {
+		r := rules.NewDefaultRules()
+		r.AddRule("Int32Literals", int32Literals)
+		if !introspection {
+			r.AddRule("NoIntrospection", noIntrospection)
+		}
+		return r
+	}
+}
+
+// noIntrospection refuses a document that selects __schema or __type
+// while introspection is off, as Apollo Server does. gqlgen would run it
+// and answer {"__schema": null} with an error, a null in a field the spec
+// makes non-null; GraphiQL takes such an answer for a schema, and shows
+// "Invalid or incomplete introspection result" instead of the reason.
+func noIntrospection(observers *core.Events, addError core.AddErrFunc) {
+	observers.OnField(func(_ *core.Walker, f *ast.Field) {
+		if f.Name == "__schema" || f.Name == "__type" {
+			addError(core.Message("introspection is disabled on this server, and the document selects %s", f.Name), core.At(f.Position))
+		}
+	})
 }
 
 // int32Literals refuses an Int literal beyond 32 bits, wherever a query

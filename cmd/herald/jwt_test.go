@@ -57,7 +57,7 @@ func TestJWTMode(t *testing.T) {
 		{"wrong key", map[string]string{"Authorization": "Bearer " + token("alice", time.Minute, strings.Repeat("x", 32))}, `{ viewer { id } }`, 401, "UNAUTHENTICATED"},
 		{"expired", map[string]string{"Authorization": "Bearer " + token("alice", -time.Minute, secret)}, `{ viewer { id } }`, 401, "expired"},
 		{"dev header ignored", map[string]string{"X-Herald-User": "mallory"}, `{ viewer { id } }`, 200, `"viewer":null`},
-		{"introspection off", nil, `{ __schema { queryType { name } } }`, 200, "introspection disabled"},
+		{"introspection off", nil, `{ __schema { queryType { name } } }`, 200, "introspection is disabled"},
 		{"anonymous mutation", nil, `mutation { createRoom(name: "x") { id } }`, 200, "UNAUTHENTICATED"},
 	}
 	for _, tt := range tests {
