@@ -364,8 +364,25 @@ func (s *Service) Rooms(ctx context.Context, viewer string, w Window) (Page[Room
 		return Page[Room]{}, err
 	}
 	page := mergedPage(public, mine, w)
-	page.Last = last
+	page.Last = lastVisible(public, mine, last)
 	return page, nil
+}
+
+// lastVisible is the directory position a room list hands on (its
+// resumeCursor): that of the newest room in public or mine, both in
+// creation order and read at last, or 0 when there is none. The
+// directory's own last position would count the private rooms the viewer
+// may not see: a non-member polling the list would learn when, and how
+// many, were created. No room the viewer may see lies after it up to
+// last, so roomCreated after it misses nothing.
+func lastVisible(public, mine []*Room, last uint64) uint64 {
+	var newest uint64
+	for _, rooms := range [][]*Room{public, mine} {
+		if n := len(rooms); n > 0 {
+			newest = max(newest, rooms[n-1].Seq)
+		}
+	}
+	return min(newest, last)
 }
 
 // isMember reports whether viewer is a member of a private room.
