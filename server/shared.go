@@ -472,14 +472,19 @@ func (use *cursorUse) find(rc *graphql.OperationContext, set ast.SelectionSet, a
 	}
 }
 
-// liveForm prepares the operation again without the cursor variable: the
-// live subscription a resumed one continues as. The document comes from
-// the query cache. Nil if it does not prepare (then the subscriber keeps a
-// private execution).
+// liveForm prepares the operation again with the cursor variable null:
+// the live subscription a resumed one continues as. Null, not left out: a
+// variable left out takes its default, which may be a cursor, and the
+// live form would resume, shared with others as if it did not. The
+// document comes from the query cache. Nil if it does not prepare (then
+// the subscriber keeps a private execution).
 func liveForm(ctx context.Context, exec graphql.GraphExecutor, raw *graphql.RawParams, cursorVariable string) *graphql.OperationContext {
 	params := *raw
 	params.Variables = maps.Clone(raw.Variables)
-	delete(params.Variables, cursorVariable)
+	if params.Variables == nil {
+		params.Variables = map[string]any{}
+	}
+	params.Variables[cursorVariable] = nil
 	live, errs := exec.CreateOperationContext(ctx, &params)
 	if errs != nil {
 		return nil
