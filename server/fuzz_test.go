@@ -188,7 +188,7 @@ func FuzzReadQueryString(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		r := httptest.NewRequest(http.MethodGet, "/graphql", nil)
 		r.URL.RawQuery = raw // any bytes, as a client could send them
-		p, rerr := readQueryString(r)
+		p, rerr := readQueryString(r, 0)
 		if rerr != nil {
 			fuzzCheckRequestError(t, rerr)
 			return

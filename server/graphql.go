@@ -69,7 +69,7 @@ func newGraphQLHandler(opts Options, resp responder, ws *wsTransport, mutations 
 	}
 	for _, t := range []graphql.Transport{
 		sseSingle, multipart, sse,
-		postTransport{run: run, maxBodyBytes: opts.MaxBodyBytes}, getTransport{run: run},
+		postTransport{run: run, maxBodyBytes: opts.MaxBodyBytes}, getTransport{run: run, maxBytes: opts.MaxBodyBytes},
 		ws,
 	} {
 		h.AddTransport(preciseTransport{Transport: t, schema: opts.Schema.Schema(), shape: shape})

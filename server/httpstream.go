@@ -74,7 +74,7 @@ type httpStreams struct {
 // the JSON body (at most maxBodyBytes) for POST.
 func (t *httpStreams) readParams(w http.ResponseWriter, r *http.Request, viaGET bool, maxBodyBytes int64) (*graphql.RawParams, *requestError) {
 	if viaGET {
-		return readQueryString(r)
+		return readQueryString(r, maxBodyBytes)
 	}
 	return postTransport{run: t.run, maxBodyBytes: maxBodyBytes}.read(w, r)
 }

@@ -129,6 +129,11 @@ func (b *tokenBucket) takeN(now time.Time, rate, burst, count float64) (ok bool,
 	return false, time.Duration((b.tokens + count - burst) / rate * 1e9)
 }
 
+// giveN gives back count tokens spent on something that did not happen.
+func (b *tokenBucket) giveN(count float64) {
+	b.tokens = max(0, b.tokens-count)
+}
+
 // full reports whether the bucket has refilled completely by now, so that
 // forgetting it changes nothing.
 func (b *tokenBucket) full(now time.Time, rate float64) bool {
@@ -204,6 +209,23 @@ func (l *identityLimiter) mutationsAllowed(ctx context.Context, opCtx *graphql.O
 		return rateLimitedError("too many mutations by this user", wait)
 	}
 	return nil
+}
+
+// giveBack returns the tokens mutationsAllowed spent for opCtx, which
+// did not run after all (its stream was refused: the replica is full or
+// draining). A client retrying such refusals would otherwise use up its
+// allowance without a mutation running.
+func (l *identityLimiter) giveBack(ctx context.Context, opCtx *graphql.OperationContext) {
+	id, ok := auth.FromContext(ctx)
+	if l == nil || !ok || opCtx.Operation.Operation != ast.Mutation {
+		return
+	}
+	n := rootFields(opCtx.Operation.SelectionSet, opCtx.Doc.Fragments)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.buckets[id.UserID]; b != nil {
+		b.giveN(float64(n))
+	}
 }
 
 // rootFields counts the fields of a (validated) operation's root selection,

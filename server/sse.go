@@ -124,6 +124,11 @@ func (t *sseTransport) stream(ctx context.Context, w http.ResponseWriter, r *htt
 		opCtx, errs = t.resumeFrom(ctx, exec, r, params, opCtx)
 	}
 	if !t.admit(w, r) {
+		if errs == nil {
+			// The tokens operationAllowed spent, for a mutation that does
+			// not run.
+			t.run.mutations.giveBack(ctx, opCtx)
+		}
 		return
 	}
 	st := t.open(ctx, w, r, sseFormat{}, errs == nil && opCtx.Operation.Operation == ast.Subscription)

@@ -31,8 +31,15 @@ const (
 const reservationTTL = 30 * time.Second
 
 // maxReservations bounds the streams reserved and not yet opened on one
-// replica.
-const maxReservations = 10000
+// replica; maxUserReservations those of one user, and
+// maxAnonymousReservations those of every anonymous client together, so
+// that one client cannot take them all (a PUT costs it nothing to send,
+// and holds a place for reservationTTL).
+const (
+	maxReservations          = 10000
+	maxUserReservations      = 64
+	maxAnonymousReservations = maxReservations / 4
+)
 
 // claimMethod is the relayed "request" by which the replica that opens a
 // stream takes its reservation from the replica that made it.
@@ -58,10 +65,11 @@ type sseSingleTransport struct {
 	reserveFor   time.Duration // how long a reservation waits to be opened
 	relayServe   time.Duration // bound on serving a relayed request (relayServeTimeout)
 
-	mu       sync.Mutex
-	held     map[string]*heldStream
-	reserved int  // held streams not yet opened
-	closed   bool // the server drained: no reservations
+	mu         sync.Mutex
+	held       map[string]*heldStream
+	reserved   int            // held streams not yet opened
+	reservedBy map[string]int // of those, each user's ("" anonymous)
+	closed     bool           // the server drained: no reservations
 }
 
 // heldStream is a stream this replica holds: reserved, then open.
@@ -85,6 +93,7 @@ func newSSESingleTransport(streams *httpStreams, opts Options, relay Relay) *sse
 		reserveFor:   reservationTTL,
 		relayServe:   relayServeTimeout,
 		held:         make(map[string]*heldStream),
+		reservedBy:   make(map[string]int),
 	}
 }
 
@@ -130,6 +139,9 @@ func (t *sseSingleTransport) reserve(w http.ResponseWriter, r *http.Request) {
 	}
 	h, status, msg := t.hold(userOf(ctx))
 	if h == nil {
+		if status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(t.reserveFor/time.Second, 1))))
+		}
 		t.run.reject(w, r, mediaJSON, status, msg)
 		return
 	}
@@ -156,8 +168,18 @@ func (t *sseSingleTransport) hold(user string) (*heldStream, int, string) {
 		t.mu.Unlock()
 		return nil, http.StatusServiceUnavailable, "this replica holds too many stream reservations; try again shortly"
 	}
+	if limit := reservationsAllowed(user); t.reservedBy[user] >= limit {
+		t.mu.Unlock()
+		who := "this user holds"
+		if user == "" {
+			who = "anonymous clients hold"
+		}
+		return nil, http.StatusTooManyRequests, fmt.Sprintf(
+			"%s %d stream reservations not yet opened, the most allowed; open them, or wait until they lapse (%s)", who, limit, t.reserveFor)
+	}
 	t.held[token] = h
 	t.reserved++
+	t.reservedBy[user]++
 	t.mu.Unlock()
 	if !t.listen(h) {
 		t.forget(h)
@@ -169,6 +191,24 @@ func (t *sseSingleTransport) hold(user string) (*heldStream, int, string) {
 	}
 	t.mu.Unlock()
 	return h, 0, ""
+}
+
+// reservationsAllowed is how many streams user may hold reserved and not
+// yet opened on one replica.
+func reservationsAllowed(user string) int {
+	if user == "" {
+		return maxAnonymousReservations
+	}
+	return maxUserReservations
+}
+
+// unreserveLocked counts a reservation of user's as opened or forgotten;
+// t.mu is held.
+func (t *sseSingleTransport) unreserveLocked(user string) {
+	t.reserved--
+	if t.reservedBy[user]--; t.reservedBy[user] <= 0 {
+		delete(t.reservedBy, user)
+	}
 }
 
 // listen registers h's token on the relay.
@@ -225,7 +265,7 @@ func (t *sseSingleTransport) releaseLocked(h *heldStream) func() {
 	if t.held[h.token] == h {
 		delete(t.held, h.token)
 		if h.st == nil {
-			t.reserved--
+			t.unreserveLocked(h.user)
 		}
 	}
 	if h.timer != nil {
@@ -299,7 +339,7 @@ func (t *sseSingleTransport) claim(ctx context.Context, token, user string, st *
 		return nil, http.StatusConflict, "the stream is already open"
 	case h != nil:
 		h.st = st
-		t.reserved--
+		t.unreserveLocked(h.user)
 		if h.timer != nil {
 			h.timer.Stop()
 			h.timer = nil
@@ -605,7 +645,7 @@ func (t *sseSingleTransport) stopOperation(w http.ResponseWriter, r *http.Reques
 // JSON body for POST.
 func (t *sseSingleTransport) read(w http.ResponseWriter, r *http.Request, viaGET bool) (*graphql.RawParams, *requestError) {
 	if viaGET {
-		return readQueryString(r)
+		return readQueryString(r, t.maxBodyBytes)
 	}
 	return postTransport{run: t.run, maxBodyBytes: t.maxBodyBytes}.read(w, r)
 }

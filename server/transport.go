@@ -163,7 +163,8 @@ func decodeBody(body []byte) (*graphql.RawParams, *requestError) {
 
 // getTransport is GraphQL over HTTP GET, for queries only.
 type getTransport struct {
-	run *runner
+	run      *runner
+	maxBytes int64 // the query string's limit: Options.MaxBodyBytes
 }
 
 var _ graphql.Transport = getTransport{}
@@ -180,7 +181,7 @@ func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		t.run.notAcceptable(w, r)
 		return
 	}
-	params, err := readQueryString(r)
+	params, err := readQueryString(r, t.maxBytes)
 	if err != nil {
 		t.run.reject(w, r, m, err.status, err.msg)
 		return
@@ -189,9 +190,15 @@ func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 }
 
 // readQueryString decodes the parameters query, operationName, variables
-// (JSON) and extensions (JSON) from r's URL.
-func readQueryString(r *http.Request) (*graphql.RawParams, *requestError) {
+// (JSON) and extensions (JSON) from r's URL, a query string of at most
+// maxBytes (the body limit: a document sent with GET is held to it as one
+// sent with POST; 0: no limit beyond the HTTP server's on headers).
+func readQueryString(r *http.Request, maxBytes int64) (*graphql.RawParams, *requestError) {
 	start := graphql.Now()
+	if maxBytes > 0 && int64(len(r.URL.RawQuery)) > maxBytes {
+		return nil, &requestError{http.StatusRequestURITooLong,
+			fmt.Sprintf("query string exceeds the limit of %d bytes; send a larger operation with POST", maxBytes)}
+	}
 	values, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, badRequest("malformed query string: %v", err)
