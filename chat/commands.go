@@ -256,12 +256,19 @@ func (s *Service) propose(ctx context.Context, e Event, dedupID string, result f
 	defer s.release(h)
 	h.propose.Lock()
 	defer h.propose.Unlock()
+	rechecked := false
 	for {
 		h.mu.Lock()
 		judged := h.st.judgeProposal(e)
 		e.Prev = h.st.last
 		h.mu.Unlock()
 		if judged != nil {
+			if !rechecked {
+				rechecked = true
+				if s.reachLog(ctx, h, e.Prev) {
+					continue // judge again, up to date
+				}
+			}
 			return judged
 		}
 		data, err := e.Encode()

@@ -595,6 +595,53 @@ func (s *Service) dropLocked(h *heldRoom) {
 	h.mu.Unlock()
 }
 
+// reachLog waits until the held room has applied every entry the log
+// holds for it now, and reports whether the room has moved past judged,
+// its position when a refusal was judged. A refusal judged against the
+// room as this replica holds it may only say that the replica is behind:
+// a message posted, a member added or an edit made a moment ago through
+// another replica, whose answer the client has had already (its next
+// request may reach any replica). Such a refusal is confirmed here before
+// it is answered: one request to the log, no consumer.
+func (s *Service) reachLog(ctx context.Context, h *heldRoom, judged uint64) bool {
+	h.mu.Lock()
+	moved := h.st.last > judged
+	h.mu.Unlock()
+	if moved {
+		return true // applied something since: judge again
+	}
+	last, err := s.log.KeyLastSeq(ctx, h.id)
+	if err != nil {
+		return false // the answer is left to what this replica holds
+	}
+	if last > judged && s.waitApplied(ctx, h, last) != nil {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.st.last > judged
+}
+
+// withRoomConfirmed is withRoom for a read whose negative answer (read
+// returns false: not a member, no such message) may come from a replica
+// behind the log: it is read again once the room has reached the log.
+func (s *Service) withRoomConfirmed(ctx context.Context, roomID string, read func(*roomState) bool) error {
+	h, err := s.acquire(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	defer s.release(h)
+	readLocked := func() (bool, uint64) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return read(h.st), h.st.last
+	}
+	if ok, at := readLocked(); !ok && s.reachLog(ctx, h, at) {
+		readLocked()
+	}
+	return nil
+}
+
 // waitApplied waits until the held room has applied seq. An entry that does
 // not arrive live soon is read from the log.
 func (s *Service) waitApplied(ctx context.Context, h *heldRoom, seq uint64) error {

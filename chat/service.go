@@ -20,6 +20,7 @@ type EventLog interface {
 	DirectoryLastSeq(ctx context.Context) (uint64, error)
 	AppendKeyed(ctx context.Context, key, rest string, data []byte, o pubsub.AppendOptions) (pubsub.AppendResult, error)
 	ReadKey(ctx context.Context, key string, fromSeq uint64, fn func(pubsub.Entry) error) (uint64, error)
+	KeyLastSeq(ctx context.Context, key string) (uint64, error)
 	NewLive(opts pubsub.LiveOptions) *pubsub.Live
 	Partitions() int
 	RestLastSeq(ctx context.Context, k int, rest string) (uint64, error)
@@ -391,7 +392,10 @@ func (s *Service) isMember(ctx context.Context, roomID, viewer string) (bool, er
 		return false, nil
 	}
 	var member bool
-	err := s.withRoom(ctx, roomID, func(rs *roomState) { member = rs.isMember(viewer) })
+	err := s.withRoomConfirmed(ctx, roomID, func(rs *roomState) bool {
+		member = rs.isMember(viewer)
+		return member
+	})
 	return member, err
 }
 
@@ -419,7 +423,10 @@ func (s *Service) VisibleRoom(ctx context.Context, viewer, roomID string) (Room,
 // everyone may see a public room's, only members a private room's.
 func (s *Service) CanSee(ctx context.Context, viewer, roomID string) (bool, error) {
 	var sees bool
-	err := s.withRoom(ctx, roomID, func(rs *roomState) { sees = rs.isMember(viewer) })
+	err := s.withRoomConfirmed(ctx, roomID, func(rs *roomState) bool {
+		sees = rs.isMember(viewer)
+		return sees
+	})
 	return sees, err
 }
 
@@ -477,10 +484,11 @@ func (s *Service) Message(ctx context.Context, viewer, id string) (Message, bool
 		msg           Message
 		found, member bool
 	)
-	err := s.withRoom(ctx, roomID, func(rs *roomState) {
+	err := s.withRoomConfirmed(ctx, roomID, func(rs *roomState) bool {
 		if member = rs.isMember(viewer); member {
 			msg, found = rs.message(id)
 		}
+		return found
 	})
 	if err == nil && !member {
 		return Message{}, false, errNotMember(roomID)

@@ -238,6 +238,23 @@ func (l *Log) AppendKeyed(ctx context.Context, key, rest string, data []byte, o 
 	return AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
 
+// KeyLastSeq returns the sequence of key's last entry (over every subject
+// herald-p<k>.<key>.>), or 0 when it has none: one request, no consumer.
+// A replica that applies a key's entries as they come learns from it
+// whether it is behind the log.
+func (l *Log) KeyLastSeq(ctx context.Context, key string) (uint64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, fmt.Errorf("read the last sequence of a key: %w", err)
+	}
+	k := l.PartitionOf(key)
+	filter := l.lay.keyFilter(k, key)
+	seq, err := l.lastSeqMatching(ctx, l.lay.partStreams[k], filter)
+	if err != nil {
+		return 0, l.requestErr(err, "read the last sequence of %s in stream %q", filter, l.lay.partStreams[k])
+	}
+	return seq, nil
+}
+
 // ReadKey calls fn, in order and one at a time, for every retained entry of
 // key (every subject herald-p<k>.<key>.>) with Seq >= fromSeq (0 or 1 = from
 // the first), up to at least the key's last entry when ReadKey started. It
