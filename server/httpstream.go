@@ -133,7 +133,10 @@ func (t *httpStreams) admit(w http.ResponseWriter, r *http.Request) bool {
 // open starts the stream of an admitted request, authenticated as ctx
 // says: the response headers, and the format's preamble. The caller must
 // close it. subscription says the stream will be a subscription's, which
-// may be parked (see start).
+// may be parked (see start), and whose headers subscribe sends once it has
+// joined its execution: they are all a client is told of its stream being
+// open (EventSource's open event), and a change made after them must
+// reach it.
 func (t *httpStreams) open(ctx context.Context, w http.ResponseWriter, r *http.Request, f streamFormat, subscription bool) *httpStream {
 	st := t.newStream(w, r, f)
 	st.userID = userOf(ctx)
@@ -144,7 +147,10 @@ func (t *httpStreams) open(ctx context.Context, w http.ResponseWriter, r *http.R
 		// not retry) on a connection about to close (RFC 9112, 9.6).
 		w.Header().Set("Connection", "close")
 	}
-	t.start(st)
+	t.begin(st)
+	if !subscription {
+		t.sendHead(st)
+	}
 	return st
 }
 
@@ -167,18 +173,28 @@ func (t *httpStreams) newStream(w http.ResponseWriter, r *http.Request, f stream
 	}
 }
 
-// start sends st's response headers and preamble; the caller must close
-// st.
+// start counts st and sends its response headers and preamble; the caller
+// must close st.
 func (t *httpStreams) start(st *httpStream) {
-	f := st.f
+	t.begin(st)
+	t.sendHead(st)
+}
+
+// begin counts st as open: in the metrics, and among the sessions a drain
+// or a disconnect reaches.
+func (t *httpStreams) begin(st *httpStream) {
+	t.metrics.streams.WithLabelValues(st.f.name()).Inc()
+	t.sessions.track(st, true)
+}
+
+// sendHead sends st's response headers and preamble.
+func (t *httpStreams) sendHead(st *httpStream) {
 	h := st.w.Header()
-	h.Set("Content-Type", f.contentType())
+	h.Set("Content-Type", st.f.contentType())
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer this response
 	st.w.WriteHeader(http.StatusOK)
-	t.metrics.streams.WithLabelValues(f.name()).Inc()
-	t.sessions.track(st, true)
-	st.writeAndFlush(f.preamble())
+	st.writeAndFlush(st.f.preamble())
 }
 
 // httpStream is one streamed HTTP response: the request's goroutine writes
@@ -245,6 +261,7 @@ func (st *httpStream) single(resp *graphql.Response) {
 func (st *httpStream) subscribe(ctx context.Context, exec graphql.GraphExecutor, params *graphql.RawParams, opCtx *graphql.OperationContext) {
 	st.op = &operation{sub: st}
 	st.join(ctx, exec, params, opCtx)
+	st.t.sendHead(st) // once joined: see open
 	if st.park(ctx) {
 		return
 	}
