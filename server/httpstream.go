@@ -226,6 +226,7 @@ type httpStream struct {
 	queue     []streamItem
 	bytes     int
 	completed bool            // the execution ended: complete after the queue
+	sealed    bool            // the credentials expired: no more events are queued
 	failure   *gqlerror.Error // end the stream with this error (it fell behind, or was disconnected)
 	endErr    *gqlerror.Error // with completed: end with this error (see denied)
 	// cancelStart ends the context of the subscription joining its
@@ -293,11 +294,20 @@ func (st *httpStream) join(ctx context.Context, exec graphql.GraphExecutor, para
 func (st *httpStream) loop(ctx context.Context) {
 	keepalive := time.NewTicker(st.t.cfg.keepAlive)
 	defer keepalive.Stop()
-	var expiry <-chan time.Time
+	var expiry <-chan struct{}
 	if id, ok := auth.FromContext(ctx); ok && !id.ExpiresAt.IsZero() {
-		timer := time.NewTimer(time.Until(id.ExpiresAt))
+		// Sealed at the expiry itself, not when the loop comes to see it
+		// (it may be writing to a slow client): nothing queued after it
+		// is written.
+		expired := make(chan struct{})
+		timer := time.AfterFunc(time.Until(id.ExpiresAt), func() {
+			st.mu.Lock()
+			st.sealed = true
+			st.mu.Unlock()
+			close(expired)
+		})
 		defer timer.Stop()
-		expiry = timer.C
+		expiry = expired
 	}
 	for {
 		select {
@@ -503,6 +513,9 @@ func (st *httpStream) enqueue(it streamItem) {
 	st.mu.Lock()
 	switch {
 	case st.failure != nil || st.completed:
+	case st.sealed && it.event:
+		// After the credentials expired: the stream ends with what was
+		// queued before, then UNAUTHENTICATED.
 	case len(st.queue) >= st.t.cfg.queueItems || size > 0 && st.bytes >= st.t.cfg.queueBytes:
 		st.failure = slowConsumerError(slowConsumer)
 		st.queue, st.bytes = nil, 0

@@ -448,6 +448,7 @@ func (ps *parkedStream) checkTimers(now time.Time) {
 		ps.nextKeepalive.Store(now.Add(ps.every).UnixNano())
 	}
 	ps.expired = ps.expired || expired
+	ps.st.sealed = ps.st.sealed || expired
 	ps.st.mu.Unlock()
 	ps.kick()
 }

@@ -486,6 +486,7 @@ func (c *wsConn) chooseClose(code int, reason string, kind closeKind) (chosen bo
 			// Unblock a write stuck on a peer that does not read.
 			_ = c.wire().setWriteDeadline(time.Now().Add(closeGrace))
 		}
+		c.queue.seal()
 		c.queue.wake() // a writer sends the close frame
 	})
 	return chosen

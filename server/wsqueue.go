@@ -68,6 +68,7 @@ type outQueue struct {
 	maxBytes int
 	writing  bool // a writer is running
 	kicked   bool // the running writer must look again (e.g. a close was chosen)
+	sealed   bool // a close was chosen: no more events are queued (see seal)
 	closed   bool // the socket is gone: nothing is queued or started any more
 }
 
@@ -85,7 +86,7 @@ func (q *outQueue) push(it outItem) bool {
 	n := it.size()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed {
+	if q.closed || q.sealed && it.event {
 		return true // the socket is going; dropping is not a slow consumer
 	}
 	if len(q.items) >= q.maxItems || it.kind != frameComplete && q.bytes >= q.maxBytes {
@@ -95,6 +96,17 @@ func (q *outQueue) push(it outItem) bool {
 	q.bytes += n
 	q.wakeLocked()
 	return true
+}
+
+// seal stops queuing events: the socket's close was chosen. What was
+// queued before goes out ahead of the close frame; an event that came
+// after the decision (its credentials expired, an administrator
+// disconnected its user, a drain) is not delivered on it: a resumed
+// subscription gets it after reconnecting, if it still may.
+func (q *outQueue) seal() {
+	q.mu.Lock()
+	q.sealed = true
+	q.mu.Unlock()
 }
 
 // wake starts a writer if none runs, e.g. to send a close frame.

@@ -1,0 +1,145 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// tokenExp is tok's exp claim.
+func tokenExp(t *testing.T, tok string) time.Time {
+	t.Helper()
+	claims := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(tok, claims); err != nil {
+		t.Fatal(err)
+	}
+	return time.Unix(int64(claims["exp"].(float64)), 0)
+}
+
+// theOpenStream returns r's one open HTTP stream.
+func theOpenStream(t *testing.T, r *replica) *httpStream {
+	t.Helper()
+	var st *httpStream
+	waitFor(t, "the open stream", func() bool {
+		r.server.sessions.mu.Lock()
+		defer r.server.sessions.mu.Unlock()
+		for s := range r.server.sessions.open {
+			if h, ok := s.(*httpStream); ok {
+				st = h
+				return true
+			}
+		}
+		return false
+	})
+	return st
+}
+
+func queuedItems(st *httpStream) int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.queue)
+}
+
+// The same as TestNoEventAfterSocketEndIsDecided for an event stream
+// (distinct connections mode, and multipart) whose token expires while its
+// writer is held up by a client reading slowly: events posted after the
+// expiry were queued and written before the UNAUTHENTICATED end. The
+// stream is sealed at the expiry (httpStream.sealed).
+func TestNoEventAfterStreamExpiry(t *testing.T) {
+	for _, kind := range []string{"sse", "multipart"} {
+		t.Run(kind, func(t *testing.T) {
+			r, sign := slowJWTReplica(t)
+			room := r.room("stream-after-" + kind)
+			tok := sign("alice", 3*time.Second)
+			exp := tokenExp(t, tok)
+			h := http.Header{"Authorization": {"Bearer " + tok}}
+			var sse *sseClient
+			var mp *mpClient
+			if kind == "sse" {
+				var body string
+				sse, _, body = r.openSSE(sseRequest{method: http.MethodPost, query: postedSub, vars: map[string]any{"r": room},
+					header: h, dial: tinyReceiveBuffer, paused: true})
+				if sse == nil {
+					t.Fatal(body)
+				}
+			} else {
+				var resp *http.Response
+				var body string
+				mp, resp, body = r.openMultipart(mpRequest{query: postedSub, vars: map[string]any{"r": room},
+					header: h, dial: tinyReceiveBuffer, paused: true})
+				if mp == nil {
+					t.Fatalf("%d %s", resp.StatusCode, body)
+				}
+			}
+			st := theOpenStream(t, r)
+			waitFor(t, "the subscription", func() bool { return r.members() == 1 })
+			posted := 0
+			for posted < 60 && queuedItems(st) < 3 {
+				r.post(room, "bob", slowText(posted))
+				posted++
+			}
+			if queuedItems(st) < 3 {
+				t.Fatalf("the writer never got held up (%d posted)", posted)
+			}
+			// The expiry is seen (the keeper marks a parked stream
+			// expired within a second); then more is posted.
+			time.Sleep(time.Until(exp.Add(1500 * time.Millisecond)))
+			for i := range 3 {
+				r.post(room, "bob", "AFTER-"+string(rune('a'+i)))
+			}
+			time.Sleep(300 * time.Millisecond)
+			var after []string
+			ended := false
+			if sse != nil {
+				sse.resume()
+				timeout := time.After(8 * time.Second)
+			readSSE:
+				for {
+					select {
+					case ev, ok := <-sse.events:
+						if !ok {
+							break readSSE
+						}
+						if strings.Contains(ev.data, "UNAUTHENTICATED") {
+							ended = true
+						}
+						if strings.Contains(ev.data, "AFTER-") {
+							after = append(after, ev.data)
+						}
+					case <-timeout:
+						t.Fatal("the stream did not end")
+					}
+				}
+			} else {
+				mp.resume()
+				timeout := time.After(8 * time.Second)
+			readMP:
+				for {
+					select {
+					case p, ok := <-mp.parts:
+						if !ok {
+							break readMP
+						}
+						if strings.Contains(p.body, "UNAUTHENTICATED") {
+							ended = true
+						}
+						if strings.Contains(p.body, "AFTER-") {
+							after = append(after, p.body)
+						}
+					case <-timeout:
+						t.Fatal("the stream did not end")
+					}
+				}
+			}
+			if !ended {
+				t.Errorf("the stream did not end with UNAUTHENTICATED")
+			}
+			if len(after) > 0 {
+				t.Fatalf("%s: %d events posted 1.5 s after the token expired were delivered before the UNAUTHENTICATED end", kind, len(after))
+			}
+		})
+	}
+}
