@@ -503,3 +503,26 @@ func TestAddToDirectoryRetriesAreBounded(t *testing.T) {
 		t.Fatal("AddToDirectory without a deadline was still retrying after 10s")
 	}
 }
+
+// KeyLastSeq is the sequence of a key's last entry over all its subjects,
+// whatever other keys of its partition stored after it, and 0 for a key
+// without entries; an invalid key is refused.
+func TestKeyLastSeq(t *testing.T) {
+	l := openTwoPartitions(t, Options{})
+	ctx := testCtx(t, 10*time.Second)
+	a1 := mustAppendKeyed(t, l, keyA, "posts", "a1", AppendOptions{})
+	a2 := mustAppendKeyed(t, l, keyA, "msg.m1", "a2", AppendOptions{ExpectLast: a1.Seq})
+	mustAppendKeyed(t, l, keySameAsA, "posts", "r1", AppendOptions{})
+	for _, tt := range []struct {
+		key  string
+		want uint64
+	}{{keyA, a2.Seq}, {keyOther, 0}, {"nobody", 0}} {
+		got, err := l.KeyLastSeq(ctx, tt.key)
+		if err != nil || got != tt.want {
+			t.Errorf("KeyLastSeq(%q) = %d, %v; want %d", tt.key, got, err, tt.want)
+		}
+	}
+	if _, err := l.KeyLastSeq(ctx, "not a key"); err == nil {
+		t.Error("KeyLastSeq of an invalid key: no error")
+	}
+}
