@@ -281,9 +281,15 @@ func (d depthLimit) MutateOperationContext(_ context.Context, rc *graphql.Operat
 // check refuses op if it nests deeper than the limit. doc need not have
 // been validated: fragments it does not define count as nothing.
 func (d depthLimit) check(op *ast.OperationDefinition, doc *ast.QueryDocument) *gqlerror.Error {
-	if depth := selectionDepth(op.SelectionSet, doc, map[string]int{}); depth > d.max {
+	return d.checkSet("operation", op.SelectionSet, doc)
+}
+
+// checkSet refuses selections (of what: "operation", "fragment F") that
+// nest deeper than the limit.
+func (d depthLimit) checkSet(what string, set ast.SelectionSet, doc *ast.QueryDocument) *gqlerror.Error {
+	if depth := selectionDepth(set, doc, map[string]int{}); depth > d.max {
 		return &gqlerror.Error{
-			Message:    fmt.Sprintf("operation nests %d levels deep, more than the limit of %d", depth, d.max),
+			Message:    fmt.Sprintf("%s nests %d levels deep, more than the limit of %d", what, depth, d.max),
 			Extensions: map[string]any{"code": codeDepthExceeded},
 		}
 	}
@@ -326,26 +332,108 @@ func (l complexityLimit) MutateOperationContext(ctx context.Context, rc *graphql
 // been validated: fields the schema does not have count 1 plus their
 // selections, and fragments the document does not define count nothing.
 func (l complexityLimit) check(ctx context.Context, op *ast.OperationDefinition, doc *ast.QueryDocument, vars map[string]any) *gqlerror.Error {
-	w := complexityWalk{ctx: ctx, es: l.es, doc: doc, vars: vars, limit: l.max, memo: map[string]int{}}
 	var root *ast.Definition
 	if l.es != nil {
-		w.schema = l.es.Schema()
-		switch op.Operation {
+		switch schema := l.es.Schema(); op.Operation {
 		case ast.Query:
-			root = w.schema.Query
+			root = schema.Query
 		case ast.Mutation:
-			root = w.schema.Mutation
+			root = schema.Mutation
 		case ast.Subscription:
-			root = w.schema.Subscription
+			root = schema.Subscription
 		}
 	}
-	if c := w.set(op.SelectionSet, root); c > l.max {
+	return l.checkSet(ctx, "operation", op.SelectionSet, root, doc, vars)
+}
+
+// checkSet refuses selections (of what: "operation", "fragment F") on a
+// value of type parent (nil: not known) whose complexity is over the
+// limit.
+func (l complexityLimit) checkSet(ctx context.Context, what string, set ast.SelectionSet, parent *ast.Definition,
+	doc *ast.QueryDocument, vars map[string]any) *gqlerror.Error {
+	w := complexityWalk{ctx: ctx, es: l.es, doc: doc, vars: vars, limit: l.max, memo: map[string]int{}}
+	if l.es != nil {
+		w.schema = l.es.Schema()
+	}
+	if c := w.set(set, parent); c > l.max {
 		return &gqlerror.Error{
-			Message:    fmt.Sprintf("operation has complexity %d or more, more than the limit of %d", c, l.max),
+			Message:    fmt.Sprintf("%s has complexity %d or more, more than the limit of %d", what, c, l.max),
 			Extensions: map[string]any{"code": codeComplexityExceeded},
 		}
 	}
 	return nil
+}
+
+// maxRepeats bounds how often one selection set may select one response
+// name, and how many fragments it may spread: gqlparser's validation
+// (OverlappingFieldsCanBeMerged) compares every two fields of a response
+// name and every two fragments spread side by side, so that 44 KB of one
+// field takes seconds to validate, well within any complexity limit.
+// Documents applications send repeat a name a few times at most (the same
+// field from several fragments), and spread a few dozen fragments.
+const maxRepeats = 100
+
+// repeatsError refuses a document one of whose selection sets (in an
+// operation or a fragment, read through its inline fragments) selects one
+// response name, or spreads fragments, more than maxRepeats times.
+func repeatsError(doc *ast.QueryDocument) *gqlerror.Error {
+	var found *gqlerror.Error
+	var walk func(set ast.SelectionSet)
+	count := func(set ast.SelectionSet) {
+		names := map[string]int{}
+		spreads := 0
+		var level func(set ast.SelectionSet)
+		level = func(set ast.SelectionSet) {
+			for _, sel := range set {
+				switch s := sel.(type) {
+				case *ast.Field:
+					name := s.Alias
+					if name == "" {
+						name = s.Name
+					}
+					if names[name]++; names[name] > maxRepeats && found == nil {
+						found = &gqlerror.Error{
+							Message:    fmt.Sprintf("a selection selects %q more than %d times", clip(name), maxRepeats),
+							Extensions: map[string]any{"code": codeComplexityExceeded},
+						}
+					}
+				case *ast.InlineFragment:
+					level(s.SelectionSet)
+				case *ast.FragmentSpread:
+					if spreads++; spreads > maxRepeats && found == nil {
+						found = &gqlerror.Error{
+							Message:    fmt.Sprintf("a selection spreads more than %d fragments", maxRepeats),
+							Extensions: map[string]any{"code": codeComplexityExceeded},
+						}
+					}
+				}
+			}
+		}
+		level(set)
+	}
+	walk = func(set ast.SelectionSet) {
+		count(set)
+		for _, sel := range set {
+			if found != nil {
+				return
+			}
+			switch s := sel.(type) {
+			case *ast.Field:
+				if len(s.SelectionSet) > 0 {
+					walk(s.SelectionSet)
+				}
+			case *ast.InlineFragment:
+				walk(s.SelectionSet)
+			}
+		}
+	}
+	for _, op := range doc.Operations {
+		walk(op.SelectionSet)
+	}
+	for _, f := range doc.Fragments {
+		walk(f.SelectionSet)
+	}
+	return found
 }
 
 // complexityWalk computes the complexity of selections, saturating just

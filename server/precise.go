@@ -105,17 +105,19 @@ func (x preciseExecutor) create(ctx context.Context, params *graphql.RawParams) 
 	return opCtx, errs
 }
 
-// refuseShape refuses a document whose operation is over the depth or
-// complexity limit before gqlgen validates it, and so before gqlgen's
-// query cache keeps it. Validation can cost far more than a document's
-// size: gqlparser's OverlappingFieldsCanBeMerged compares every two
-// fields of one response name, and every two fragments spread side by
-// side (42 KB of `x` fields took seconds), and gqlgen applies the limits
-// (depthLimit, complexityLimit) only after validating. The operation
-// operationName chooses is checked, or, when none is chosen, every one
-// (validation would look at them all). A document in the query cache
-// passed validation, and the limits are applied to it after; one that
-// does not parse is left to gqlgen, whose error says why.
+// refuseShape refuses a document over the depth or complexity limit
+// before gqlgen validates it, and so before gqlgen's query cache keeps it.
+// Validation can cost far more than a document's size: gqlparser's
+// OverlappingFieldsCanBeMerged compares every two fields of one response
+// name, and every two fragments spread side by side (42 KB of `x` fields
+// took seconds), and gqlgen applies the limits (depthLimit,
+// complexityLimit) only after validating. Validation looks at every
+// operation and every fragment of the document, whichever operationName
+// chooses, so each is checked, and no selection may repeat a response
+// name, or spread fragments, more than maxRepeats times (repeatsError),
+// which bounds what a complexity limit allows. A document in the query
+// cache passed validation, and the limits are applied to it after; one
+// that does not parse is left to gqlgen, whose error says why.
 func (x preciseExecutor) refuseShape(ctx context.Context, params *graphql.RawParams) (
 	*graphql.OperationContext, gqlerror.List) {
 	if x.shape.depth == nil && x.shape.complexity == nil || params.Query == "" {
@@ -130,26 +132,58 @@ func (x preciseExecutor) refuseShape(ctx context.Context, params *graphql.RawPar
 	if err != nil {
 		return nil, nil
 	}
-	ops, chosen := doc.Operations, chooseOperation(doc.Operations, params.OperationName)
-	if chosen != nil {
-		ops = ast.OperationList{chosen}
-	}
-	for _, op := range ops {
-		err := (*gqlerror.Error)(nil)
-		if x.shape.depth != nil {
-			err = x.shape.depth.check(op, doc)
-		}
-		if err == nil && x.shape.complexity != nil {
-			err = x.shape.complexity.check(ctx, op, doc, params.Variables)
-		}
-		if err != nil {
-			// The chosen operation, if any, so that a GET of a mutation
-			// is still 405 (runner.prepare).
-			return &graphql.OperationContext{RawQuery: params.Query, OperationName: params.OperationName,
-				Variables: params.Variables, Doc: doc, Operation: chosen}, gqlerror.List{err}
-		}
+	if err := x.checkShape(ctx, doc, params.Variables); err != nil {
+		// With the chosen operation, if any, so that a GET of a mutation
+		// is still 405 (runner.prepare).
+		return &graphql.OperationContext{RawQuery: params.Query, OperationName: params.OperationName,
+			Variables: params.Variables, Doc: doc, Operation: chooseOperation(doc.Operations, params.OperationName)},
+			gqlerror.List{err}
 	}
 	return nil, nil
+}
+
+// checkShape applies the limits to every operation and every fragment of
+// doc, which has not been validated.
+func (x preciseExecutor) checkShape(ctx context.Context, doc *ast.QueryDocument, vars map[string]any) *gqlerror.Error {
+	if x.shape.complexity != nil {
+		if err := repeatsError(doc); err != nil {
+			return err
+		}
+	}
+	for _, op := range doc.Operations {
+		if x.shape.depth != nil {
+			if err := x.shape.depth.check(op, doc); err != nil {
+				return err
+			}
+		}
+		if x.shape.complexity != nil {
+			if err := x.shape.complexity.check(ctx, op, doc, vars); err != nil {
+				return err
+			}
+		}
+	}
+	var schema *ast.Schema
+	if x.shape.complexity != nil && x.shape.complexity.es != nil {
+		schema = x.shape.complexity.es.Schema()
+	}
+	for _, f := range doc.Fragments {
+		what := "fragment " + clip(f.Name)
+		if x.shape.depth != nil {
+			if err := x.shape.depth.checkSet(what, f.SelectionSet, doc); err != nil {
+				return err
+			}
+		}
+		if x.shape.complexity != nil {
+			var on *ast.Definition
+			if schema != nil {
+				on = schema.Types[f.TypeCondition]
+			}
+			if err := x.shape.complexity.checkSet(ctx, what, f.SelectionSet, on, doc, vars); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // chooseOperation is the operation of ops named name, or the only one when

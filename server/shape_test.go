@@ -24,12 +24,17 @@ func repeated(n int, f func(i int) string) string {
 // shapeAnswer sends query over HTTP (POST, or GET) and returns the status
 // and the errors of the answer.
 func shapeAnswer(t *testing.T, r *replica, method, query string) (int, []gqlError) {
+	return shapeAnswerNamed(t, r, method, query, "")
+}
+
+// shapeAnswerNamed is shapeAnswer for the operation named operationName.
+func shapeAnswerNamed(t *testing.T, r *replica, method, query, operationName string) (int, []gqlError) {
 	t.Helper()
 	var req *http.Request
 	if method == http.MethodGet {
-		req, _ = http.NewRequest(method, r.http.URL+"/graphql?"+url.Values{"query": {query}}.Encode(), nil)
+		req, _ = http.NewRequest(method, r.http.URL+"/graphql?"+url.Values{"query": {query}, "operationName": {operationName}}.Encode(), nil)
 	} else {
-		body, _ := json.Marshal(map[string]any{"query": query})
+		body, _ := json.Marshal(map[string]any{"query": query, "operationName": operationName})
 		req, _ = http.NewRequest(method, r.http.URL+"/graphql", strings.NewReader(string(body)))
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -207,5 +212,35 @@ func TestCachesAreBoundedInBytes(t *testing.T) {
 	apq.Add(ctx, "h2", strings.Repeat("q", 10<<10))
 	if apq.len() != 1 {
 		t.Errorf("persisted queries: %d of 10 KiB kept in a budget of 16 KiB, want 1", apq.len())
+	}
+}
+
+// What validation looks at, the check before it looks at too: every
+// operation of the document, not only the one operationName chooses, and
+// every fragment, spread or not; and, whatever the complexity limit, no
+// selection may repeat a response name, or spread fragments, more than
+// maxRepeats times (44 KB of one field took seconds to validate at the
+// default limit of 10,000). Each document, invalid throughout, gets the
+// limit's error alone.
+func TestShapeCheckCoversTheWholeDocument(t *testing.T) {
+	many := strings.Repeat("nope ", 1500)
+	for _, tc := range []struct {
+		name, doc, operation string
+		limit                int
+	}{
+		{"an operation over the limit beside the chosen one", "query A { __typename } query B { " + many + "}", "A", 1000},
+		{"an unused fragment over the limit", "query A { __typename } fragment F on Query { " + many + "}", "A", 1000},
+		{"one field 1,500 times within the limit", "query A { " + many + "}", "A", 10000},
+		{"150 fragments side by side within the limit",
+			"query A { " + repeated(150, func(i int) string { return fmt.Sprintf("...F%d ", i) }) + "} " +
+				repeated(150, func(i int) string { return fmt.Sprintf("fragment F%d on Query { nope } ", i) }), "A", 10000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newReplica(t, func(o *Options) { o.Limits = Limits{MaxDepth: 15, MaxComplexity: tc.limit} })
+			status, errs := shapeAnswerNamed(t, r, http.MethodPost, tc.doc, tc.operation)
+			if len(errs) != 1 || errs[0].Extensions["code"] != codeComplexityExceeded {
+				t.Fatalf("%d, %d errors (first %+v), want the one %s", status, len(errs), errs[:min(len(errs), 1)], codeComplexityExceeded)
+			}
+		})
 	}
 }
