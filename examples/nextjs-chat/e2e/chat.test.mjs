@@ -464,6 +464,31 @@ test('with WebSockets blocked, the app falls back to Server-Sent Events', { time
   });
 });
 
+test('over SSE, a member removed from a private room is told once: its streams are not opened again to be refused again',
+  { timeout: 120_000 }, async (t) => {
+    await withScreenshots(t, async ({ open }) => {
+      const { createRoom: room } = await gql('mutation($n: String!) { createRoom(name: $n, private: true) { id } }',
+        { n: `removed-${process.pid}-${Date.now().toString(36)}` }, { user: 'setup' });
+      await gql('mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }', { r: room.id, u: 'dave' }, { user: 'setup' });
+      const dave = await open('dave', { blockWebSocket: true });
+      const streams = [];
+      dave.page.on('request', (r) => { if ((r.headers().accept ?? '').includes('text/event-stream')) streams.push(Date.now()); });
+      await dave.page.goto(`${APP}/rooms/${room.id}`);
+      await until(async () => (await transportOf(dave.page)) === 'sse', async () => `the page to fall back to SSE; it shows ${await transportOf(dave.page)}`);
+      await waitConnected(dave);
+      await post(room.id, 'before the removal', 'setup');
+      await waitForText(dave, 'before the removal');
+      const removed = Date.now();
+      await gql('mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }', { r: room.id, u: 'dave' }, { user: 'setup' });
+      await new Promise((r) => setTimeout(r, 3000));
+      const reopened = streams.filter((at) => at > removed).length;
+      // Before, each of the page's two streams (roomEvents, roomPresence)
+      // was opened again about four times a second, each refused again.
+      assert.ok(reopened <= 1, `${reopened} event streams opened in the 3 s after dave's removal (FORBIDDEN)`);
+      t.diagnostic(`${reopened} event stream(s) opened after the removal`);
+    });
+  });
+
 test('editing, deleting and reacting show in the other user\'s page; a name picked in the header is who posts', { timeout: 120_000 }, async (t) => {
   await withScreenshots(t, async ({ open }) => {
     const room = await createRoom('edits');

@@ -294,7 +294,7 @@ herald_env=(HERALD_JWT_SECRET="$jwt_secret")
 start_herald herald-jwt --auth jwt --addr "127.0.0.1:$port_jwt" --data-dir "$work/jwt" \
 	--nats-url "nats://127.0.0.1:$port_nats" --allowed-origins "$app_jwt"
 wait_http herald-jwt "http://127.0.0.1:$port_jwt/readyz" 30
-HERALD_DEV_JWT_SECRET="$jwt_secret" NEXT_PUBLIC_HERALD_URL="http://127.0.0.1:$port_jwt/graphql" \
+HERALD_DEV_JWT_SECRET="$jwt_secret" HERALD_ALLOW_DEV_TOKENS=1 NEXT_PUBLIC_HERALD_URL="http://127.0.0.1:$port_jwt/graphql" \
 	node node_modules/next/dist/bin/next start -H 127.0.0.1 -p "$port_app_jwt" >"$work/next-jwt.log" 2>&1 &
 pid[next-jwt]=$!
 wait_http next-jwt "$app_jwt/" 60

@@ -14,9 +14,17 @@ export function heraldUrl(): string {
   return process.env[name] || 'http://localhost:8080/graphql';
 }
 
-/** The development token route is on only when its secret is configured. */
+/**
+ * The development token route is on only when its secret is configured,
+ * and, in a production build (`next start`), only when
+ * HERALD_ALLOW_DEV_TOKENS=1 says so as well: the route signs a token for
+ * any name it is given, and the server render acts as whoever the
+ * unsigned name cookie names. A copy of this app whose deployment sets the
+ * secret (Herald's own) would otherwise let anyone act as anyone.
+ */
 export function devJwtSecret(): string | null {
   const secret = process.env.HERALD_DEV_JWT_SECRET;
+  if (process.env.NODE_ENV === 'production' && process.env.HERALD_ALLOW_DEV_TOKENS !== '1') return null;
   return secret && secret.length >= 32 ? secret : null;
 }
 

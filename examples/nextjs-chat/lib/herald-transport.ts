@@ -91,6 +91,10 @@ const isCursorExpired = (errors: unknown): boolean =>
 const isUnauthenticated = (errors: unknown): boolean =>
   Array.isArray(errors) && errors.some((e) => (e as GraphQLFormattedError)?.extensions?.code === 'UNAUTHENTICATED');
 
+/** Herald ended an event stream that fell behind: it is opened again after its last cursor. */
+const isSlowConsumer = (errors: unknown): boolean =>
+  Array.isArray(errors) && errors.some((e) => (e as GraphQLFormattedError)?.extensions?.code === 'SLOW_CONSUMER');
+
 const isCloseEvent = (err: unknown): err is { code: number; reason: string } =>
   !!err && typeof err === 'object' && 'code' in err && 'reason' in err;
 
@@ -118,6 +122,12 @@ interface ActiveSubscription {
   ended: boolean;
   /** SSE: restarts in a row of a stream the server ended. */
   restarts: number;
+  /**
+   * SSE: the errors (no data) a stream carried before Herald ended it, which
+   * end the subscription (FORBIDDEN: a member removed from the room,
+   * BAD_USER_INPUT, ...), as the same error does over a socket.
+   */
+  failed: readonly GraphQLFormattedError[] | null;
   /**
    * Counts the transport subscriptions started for it: one replaced by a
    * newer one (SSE, a new token) says nothing more to the app once the newer
@@ -357,7 +367,15 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
           onCursorExpired();
           return;
         }
-        sub.restarts = 0;
+        if (sseVariables && !result.data && result.errors?.length) {
+          // Herald ends the stream next (complete). One that fell behind is
+          // opened again after its last cursor, which loses nothing; any
+          // other error ends the subscription there, as over a socket:
+          // opened again, it would be refused again, a few times a second.
+          if (!isSlowConsumer(result.errors)) sub.failed = result.errors;
+          return;
+        }
+        if (result.data) sub.restarts = 0;
         const cursor = result.extensions?.cursor;
         if (typeof cursor === 'string') sub.cursor = cursor;
         // Over SSE the request is ours: whatever is sent next resumes after this event.
@@ -394,9 +412,17 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
         stopped = true;
         if (superseded()) return;
         first();
+        if (status.transport === 'sse' && !sub.ended && sub.failed) {
+          sub.ended = true;
+          active.delete(sub);
+          sub.observer.error(toError(sub.failed));
+          return;
+        }
         if (status.transport === 'sse' && !sub.ended) {
-          // An event stream the server ended (a draining replica): open it
-          // again after the last cursor, as an EventSource would.
+          // An event stream the server ended after a result (a subscription
+          // that completed), or after SLOW_CONSUMER or UNAUTHENTICATED: open
+          // it again after the last cursor. (A draining replica's stream
+          // ends without a complete; graphql-sse reconnects by itself.)
           setStatus({ state: 'reconnecting' });
           // (Unless something started it again meanwhile: a new token's reopen.)
           void backoff(sub.restarts++).then(() => { if (!sub.ended && !disposed && !superseded()) start(sub); });
@@ -453,6 +479,7 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
       stop: () => {},
       ended: false,
       restarts: 0,
+      failed: null,
       generation: 0,
     };
     if (name) delete variables[name]; // carried as sub.cursor

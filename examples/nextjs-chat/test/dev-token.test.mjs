@@ -46,3 +46,19 @@ test('the token route signs a token for a valid user', async () => {
   const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString());
   assert.equal(claims.sub, 'alice');
 });
+
+test('a production build keeps the token route off unless HERALD_ALLOW_DEV_TOKENS=1 says otherwise', async () => {
+  process.env.HERALD_DEV_JWT_SECRET = SECRET;
+  const nodeEnv = process.env.NODE_ENV;
+  try {
+    process.env.NODE_ENV = 'production';
+    delete process.env.HERALD_ALLOW_DEV_TOKENS;
+    assert.equal((await call('{"user":"alice"}')).status, 404);
+    process.env.HERALD_ALLOW_DEV_TOKENS = '1';
+    assert.equal((await call('{"user":"alice"}')).status, 200);
+  } finally {
+    if (nodeEnv === undefined) delete process.env.NODE_ENV;
+    else process.env.NODE_ENV = nodeEnv;
+    delete process.env.HERALD_ALLOW_DEV_TOKENS;
+  }
+});

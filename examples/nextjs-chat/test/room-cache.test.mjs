@@ -102,6 +102,11 @@ async function roomPage(initial) {
       subscriber.next(result);
       await tick();
     },
+    /** Delivers several events at once. */
+    async events(results) {
+      for (const r of results) subscriber.next(r);
+      await tick();
+    },
     /** Sends a mutation with the options the page sends it with; returns { done }, its promise. */
     async mutate(options) {
       const done = client.mutate(options);
@@ -292,4 +297,23 @@ test('a post\'s answer arriving after its event and a reaction to it changes not
   } finally {
     page.stop();
   }
+});
+
+// A page left open on a busy room kept every message posted while it was
+// open, in its list and in the cache. It keeps the latest MAX_SHOWN: the
+// oldest leave the list and the cache.
+test('a room page keeps its latest MAX_SHOWN messages, in the list and the cache', async () => {
+  const page = await roomPage([msg({ id: 'm0', text: 'first' })]);
+  const max = room.MAX_SHOWN;
+  await page.events(Array.from({ length: max + 5 }, (_, k) =>
+    roomEvent('MESSAGE_POSTED', `c${k + 1}`, msg({ id: `m${k + 1}`, text: `t${k + 1}` }))));
+  const nodes = page.stored();
+  assert.equal(nodes.length, max);
+  assert.equal(nodes[0].id, `m${6}`, 'the oldest went first');
+  assert.equal(nodes.at(-1).id, `m${max + 5}`);
+  const cached = page.client.cache.extract();
+  assert.equal(cached['Message:m0'], undefined, 'a message no longer shown left the cache');
+  assert.equal(cached['Message:m5'], undefined);
+  assert.ok(cached[`Message:m${max + 5}`]);
+  page.stop();
 });

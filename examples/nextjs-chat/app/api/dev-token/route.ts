@@ -1,7 +1,8 @@
 // Development-only token route for `herald --auth jwt --jwt-secret …`: it
 // signs an HS256 token for whatever name it is given, so it must never run
 // in production. It is off (404) unless HERALD_DEV_JWT_SECRET (the same
-// secret, at least 32 bytes) is set in the Next.js server's environment.
+// secret, at least 32 bytes) is set in the Next.js server's environment,
+// and, in a production build, HERALD_ALLOW_DEV_TOKENS=1 (lib/config.ts).
 import { devJwtSecret } from '@/lib/config';
 import { signDevToken } from '@/lib/dev-jwt';
 import { USER_NAME } from '@/lib/shared';

@@ -18,6 +18,14 @@ import { useConnectionStatus, useSession } from '../../providers';
  */
 export const TYPING_EVERY_MS = 2000;
 
+/**
+ * The most messages a room page keeps: a page left open on a busy room
+ * would otherwise keep, copy and render every message ever posted while it
+ * was open (an hour at 20 a second is 72,000). The oldest go first, and
+ * followRoom evicts them from the cache too.
+ */
+export const MAX_SHOWN = 500;
+
 type Page = NonNullable<RoomPageData['room']>;
 /**
  * Ids of messages this page posted whose place in the list is not known yet:
@@ -58,7 +66,8 @@ export function withEvent(data: RoomPageData | null, ev: RoomEvent, awaiting: Se
   const firstAwaiting = rest.findIndex((n) => awaiting.has(n.id));
   const pos = firstAwaiting < 0 ? rest.length : firstAwaiting;
   const kept = at >= 0 && nodes[at].version > m.version ? nodes[at] : m;
-  return withNodes(data as RoomPageData & { room: Page }, [...rest.slice(0, pos), kept, ...rest.slice(pos)]);
+  const next = [...rest.slice(0, pos), kept, ...rest.slice(pos)];
+  return withNodes(data as RoomPageData & { room: Page }, next.slice(Math.max(0, next.length - MAX_SHOWN)));
 }
 
 /**
@@ -84,13 +93,24 @@ export function followRoom(client: ApolloClient, roomId: string, opts: {
       if (!data) return;
       const ev = data.roomEvents;
       opts.onCursor(ev.cursor);
+      let dropped: string[] = [];
       client.cache.batch({
         update(cache) {
           // The room's counts, as the room list shows them.
           cache.writeFragment({ id: cache.identify({ __typename: 'Room', id: ev.room.id }), fragment: ROOM_COUNTS_FRAGMENT, data: ev.room });
-          cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) => withEvent(prev, ev, opts.awaiting));
+          cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) => {
+            const next = withEvent(prev, ev, opts.awaiting);
+            if (next?.room && prev?.room) {
+              const kept = new Set(next.room.messages.nodes.map((n) => n.id));
+              dropped = prev.room.messages.nodes.filter((n) => !kept.has(n.id)).map((n) => n.id);
+            }
+            return next;
+          });
         },
       });
+      // Messages no longer shown (beyond MAX_SHOWN) leave the cache too.
+      for (const id of dropped) client.cache.evict({ id: client.cache.identify({ __typename: 'Message', id }) });
+      if (dropped.length > 0) client.cache.gc();
     },
     error: opts.onError,
   });
