@@ -135,9 +135,9 @@ func (x preciseExecutor) refuseShape(ctx context.Context, params *graphql.RawPar
 	if err := x.checkShape(ctx, doc, params.Variables); err != nil {
 		// With the chosen operation, if any, so that a GET of a mutation
 		// is still 405 (runner.prepare).
-		return &graphql.OperationContext{RawQuery: params.Query, OperationName: params.OperationName,
-			Variables: params.Variables, Doc: doc, Operation: chooseOperation(doc.Operations, params.OperationName)},
-			gqlerror.List{err}
+		opCtx := &graphql.OperationContext{RawQuery: params.Query, OperationName: params.OperationName,
+			Variables: params.Variables, Doc: doc, Operation: chooseOperation(doc.Operations, params.OperationName)}
+		return opCtx, gqlerror.List{err}
 	}
 	return nil, nil
 }
