@@ -11,9 +11,12 @@ import (
 	"time"
 )
 
+// stateQuery reads the whole of a small state: pages of 10, so that its
+// complexity (a page's selections count once per item it may hold) stays
+// within the default --max-complexity.
 const stateQuery = `{
-  rooms { totalCount nodes { id name createdBy { id } messageCount lastMessageAt createdAt
-    messages { totalCount nodes { id text version deleted author { id name } editedAt createdAt cursor
+  rooms(first: 10) { totalCount nodes { id name createdBy { id } messageCount lastMessageAt createdAt
+    messages(last: 10) { totalCount nodes { id text version deleted author { id name } editedAt createdAt cursor
       reactions { emoji count } } } } }
 }`
 
