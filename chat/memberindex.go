@@ -359,7 +359,7 @@ func (s *Service) visiblePrivateRooms(ctx context.Context, viewer string, privat
 	}
 	var mine []*Room
 	for _, r := range private {
-		member, err := s.isMember(ctx, r.ID, viewer)
+		member, err := s.isMember(ctx, r.ID, viewer, false)
 		if err != nil {
 			return nil, err
 		}

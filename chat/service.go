@@ -386,16 +386,23 @@ func lastVisible(public, mine []*Room, last uint64) uint64 {
 	return min(newest, last)
 }
 
-// isMember reports whether viewer is a member of a private room.
-func (s *Service) isMember(ctx context.Context, roomID, viewer string) (bool, error) {
+// isMember reports whether viewer is a member of a private room. confirm
+// asks that a "no" be confirmed with the log (withRoomConfirmed): one
+// request, worth it for a read of the room that the viewer would be
+// refused, not for a pass over every private room (visiblePrivateRooms).
+func (s *Service) isMember(ctx context.Context, roomID, viewer string, confirm bool) (bool, error) {
 	if viewer == "" {
 		return false, nil
 	}
 	var member bool
-	err := s.withRoomConfirmed(ctx, roomID, func(rs *roomState) bool {
+	read := func(rs *roomState) bool {
 		member = rs.isMember(viewer)
 		return member
-	})
+	}
+	if !confirm {
+		return member, s.withRoom(ctx, roomID, func(rs *roomState) { read(rs) })
+	}
+	err := s.withRoomConfirmed(ctx, roomID, read)
 	return member, err
 }
 
@@ -408,7 +415,7 @@ func (s *Service) VisibleRoom(ctx context.Context, viewer, roomID string) (Room,
 	if err != nil || !ok || !room.Private {
 		return room, ok, err
 	}
-	member, err := s.isMember(ctx, roomID, viewer)
+	member, err := s.isMember(ctx, roomID, viewer, true)
 	switch {
 	case err != nil:
 		return Room{}, false, err
