@@ -27,7 +27,7 @@ export function signToken(user, lifetimeS) {
   const b64url = (x) => Buffer.from(x).toString('base64url');
   const now = Math.floor(Date.now() / 1000);
   const unsigned = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify({ sub: user, name: user, iat: now, exp: now + lifetimeS }))}`;
-  return { token: `${unsigned}.${createHmac('sha256', JWT_SECRET).update(unsigned).digest('base64url')}`, expiresAt: (now + lifetimeS) * 1000 };
+  return { token: `${unsigned}.${createHmac('sha256', JWT_SECRET).update(unsigned).digest('base64url')}`, expiresAt: (now + lifetimeS) * 1000, expiresIn: lifetimeS };
 }
 
 /** Debian's Chromium; never a downloaded browser. */

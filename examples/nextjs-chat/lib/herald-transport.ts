@@ -24,6 +24,12 @@ export interface HeraldTransportOptions {
   /** `--auth jwt`: asked on every connect and HTTP request; return a fresh token. */
   getToken?: () => Promise<string | null>;
   /**
+   * When a token from getToken expires, on this browser's clock (ms), or
+   * null if unknown; then the token's `exp` is used, which is on its
+   * issuer's clock.
+   */
+  tokenExpiresAt?: (token: string) => number | null;
+  /**
    * A subscription's cursor is too old to resume from (CURSOR_EXPIRED):
    * what it showed must be read again. Default: reload the page.
    */
@@ -74,8 +80,8 @@ const REFRESH_RETRY_MS = 5_000;
 
 const REFRESH_SESSION = 'mutation RefreshSession($token: String!) { refreshSession(token: $token) { expiresAt } }';
 
-/** When a JWT expires (its `exp`, in ms), or null if it does not say. */
-function tokenExpiry(token: string): number | null {
+/** When a JWT expires (its `exp`, in ms, on its issuer's clock), or null if it does not say. */
+function jwtExpiry(token: string): number | null {
   try {
     const { exp } = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))) as { exp?: unknown };
     return typeof exp === 'number' ? exp * 1000 : null;
@@ -140,6 +146,7 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
   const giveUpMs = options.wsGiveUpMs ?? 5000;
   const giveUpAttempts = options.wsGiveUpAttempts ?? 2;
   const onCursorExpired = options.onCursorExpired ?? (() => window.location.reload());
+  const tokenExpiry = (token: string): number | null => options.tokenExpiresAt?.(token) ?? jwtExpiry(token);
 
   let status: ConnectionStatus = { state: 'connecting', transport: 'websocket' };
   const listeners = new Set<(s: ConnectionStatus) => void>();
@@ -214,6 +221,7 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
       return;
     }
     if (!token || !socketOpen) return;
+    const sent = token;
     let answered = false;
     herald.graphqlWs.subscribe<{ refreshSession: { expiresAt: string | null } }>({ query: REFRESH_SESSION, variables: { token } }, {
       next: ({ data, errors }) => {
@@ -222,8 +230,11 @@ export function createHeraldTransport(options: HeraldTransportOptions): HeraldTr
           retry(errors?.map((e) => e.message).join('; ') ?? 'no answer');
           return;
         }
-        const at = data.refreshSession.expiresAt === null ? null : Date.parse(data.refreshSession.expiresAt);
-        if (at !== null && !Number.isNaN(at)) scheduleRefresh(at, REFRESH_RETRY_MS);
+        // Herald's expiresAt is on its own clock: the next refresh is timed
+        // by the token's expiry on this browser's (tokenExpiry).
+        if (data.refreshSession.expiresAt === null) return;
+        const at = tokenExpiry(sent) ?? Date.parse(data.refreshSession.expiresAt);
+        if (!Number.isNaN(at)) scheduleRefresh(at, REFRESH_RETRY_MS);
       },
       error: (err) => { if (socketOpen) retry(toError(err).message); },
       complete: () => { if (!answered && socketOpen) retry('no answer'); },
