@@ -625,25 +625,56 @@ func TestTokenFailuresOverWebSocket(t *testing.T) {
 			c.expectClose(closeForbidden, 5*time.Second)
 		})
 	}
-	// A bad cookie on the upgrade is refused before upgrading.
-	d := websocket.Dialer{Subprotocols: []string{subprotocolTransportWS}, HandshakeTimeout: 5 * time.Second}
-	_, resp, err := d.Dial(r.wsURL, http.Header{"Cookie": {"herald_token=forged"}})
-	if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("upgrade with a forged cookie: %v, %v; want 401", err, resp)
+}
+
+// TestUpgradeCredentialsOverWebSocket: the upgrade request's credentials
+// (a cookie, a header) identify the socket when connection_init carries
+// none. Bad ones are judged at connection_init, not refused before the
+// upgrade: a browser can neither read a refused upgrade's 401 nor drop a
+// stale cookie, and its connection_init may carry a fresh token.
+func TestUpgradeCredentialsOverWebSocket(t *testing.T) {
+	r, sign := jwtReplica(t)
+	fresh := sign("carol", time.Minute)
+	tests := []struct {
+		name     string
+		upgrade  http.Header
+		init     map[string]any
+		wantUser string // "": closed with 4403 whose reason has wantWhy
+		wantWhy  string
+	}{
+		{"good cookie, no token in init", http.Header{"Cookie": {"herald_token=" + fresh}}, nil, "carol", ""},
+		{"forged cookie, no token in init", http.Header{"Cookie": {"herald_token=forged"}}, nil, "", "cookie herald_token: jwt: malformed"},
+		{"expired cookie, no token in init", http.Header{"Cookie": {"herald_token=" + sign("carol", -time.Minute)}}, nil, "", "cookie herald_token: jwt: token expired"},
+		{"expired header, no token in init", http.Header{"Authorization": {"Bearer " + sign("carol", -time.Minute)}}, nil, "", "Authorization header: jwt: token expire"},
+		{"expired cookie, fresh token in init", http.Header{"Cookie": {"herald_token=" + sign("carol", -time.Minute)}},
+			map[string]any{"Authorization": "Bearer " + fresh}, "carol", ""},
+		{"forged cookie, fresh token in init", http.Header{"Cookie": {"herald_token=forged"}},
+			map[string]any{"Authorization": "Bearer " + sign("dave", time.Minute)}, "dave", ""},
+		{"good cookie, expired token in init", http.Header{"Cookie": {"herald_token=" + fresh}},
+			map[string]any{"Authorization": "Bearer " + sign("carol", -time.Minute)}, "", "connection_init payload key"},
 	}
-	// A good cookie identifies the socket when connection_init carries none.
-	conn, _, err := d.Dial(r.wsURL, http.Header{"Cookie": {"herald_token=" + sign("carol", time.Minute)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &wsClient{t: t, conn: conn}
-	defer conn.Close()
-	c.init("")
-	c.expectType("connection_ack")
-	c.subscribe("subscribe", "v", `{ viewer { id } }`, nil)
-	f := c.expectType("next")
-	if !strings.Contains(string(f.Payload), `"carol"`) {
-		t.Fatalf("viewer over a cookie-authenticated socket: %s", f.raw)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := websocket.Dialer{Subprotocols: []string{subprotocolTransportWS}, HandshakeTimeout: 5 * time.Second}
+			conn, resp, err := d.Dial(r.wsURL, tt.upgrade)
+			if err != nil {
+				t.Fatalf("upgrade: %v (%v); want it upgraded, the credentials judged at connection_init", err, resp)
+			}
+			defer conn.Close()
+			c := &wsClient{t: t, conn: conn}
+			c.send(map[string]any{"type": "connection_init", "payload": tt.init})
+			if tt.wantUser == "" {
+				if reason := c.expectClose(closeForbidden, 5*time.Second); !strings.Contains(reason, tt.wantWhy) {
+					t.Fatalf("closed with reason %q, want it to say %q", reason, tt.wantWhy)
+				}
+				return
+			}
+			c.expectType("connection_ack")
+			c.subscribe("subscribe", "v", `{ viewer { id } }`, nil)
+			if f := c.expectType("next"); !strings.Contains(string(f.Payload), `"`+tt.wantUser+`"`) {
+				t.Fatalf("viewer: %s, want %s", f.raw, tt.wantUser)
+			}
+		})
 	}
 }
 

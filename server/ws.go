@@ -14,7 +14,6 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
-	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/heraldhq/herald/auth"
 )
@@ -43,7 +42,6 @@ const closeGrace = time.Second
 type wsTransport struct {
 	cfg       wsConfig
 	authn     auth.Authenticator
-	challenge string // WWW-Authenticate value for 401 responses
 	upgrader  websocket.Upgrader
 	frames    frameBuffers // for writeNow
 	execs     *sharedExecutions
@@ -53,9 +51,6 @@ type wsTransport struct {
 	mutations *identityLimiter // shared with HTTP; nil: no limit
 	log       *slog.Logger
 	reject    func(w http.ResponseWriter, r *http.Request, status int, msg string)
-	// unauthenticated answers 401, with the UNAUTHENTICATED code the
-	// HTTP transports give the same refusal.
-	unauthenticated func(w http.ResponseWriter, r *http.Request, msg string)
 
 	sessions *sessions // admission and drain, shared with the HTTP streams
 }
@@ -92,10 +87,13 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 			"this replica holds its limit of %d WebSocket connections; reconnect to another replica", t.cfg.limits.MaxConnections))
 		return
 	}
-	upgradeID, hasUpgradeID, err := t.authn.FromRequest(r)
-	if err != nil {
+	// Bad credentials on the upgrade (a stale cookie) are judged at
+	// connection_init, which may carry good ones: a browser cannot read a
+	// refused upgrade's 401, and cannot drop its cookie to reconnect.
+	upgradeID, hasUpgradeID, upgradeErr := t.authn.FromRequest(r)
+	if upgradeErr != nil && !errors.Is(upgradeErr, auth.ErrInvalidCredentials) {
 		t.sessions.done()
-		t.refuseCredentials(w, r, err)
+		t.refuseCredentials(w, r, upgradeErr)
 		return
 	}
 	hj := &readerHijacker{ResponseWriter: w}
@@ -116,19 +114,15 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		c.upgradeIdentity = &upgradeID
 		c.upgradeUser = upgradeID.UserID
 	}
+	c.upgradeErr = upgradeErr
 	c.start()
 	go c.serve()
 }
 
 // refuseCredentials answers an upgrade whose request carries credentials
-// (an Authorization header or cookie) that cannot be accepted, before
-// upgrading: 401 for bad ones, 503 when they could not be checked.
+// (an Authorization header or cookie) that could not be checked, before
+// upgrading, with 503.
 func (t *wsTransport) refuseCredentials(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, auth.ErrInvalidCredentials) {
-		w.Header().Set("WWW-Authenticate", t.challenge) // a 401 must say how to authenticate
-		t.unauthenticated(w, r, err.Error())
-		return
-	}
 	t.log.ErrorContext(r.Context(), "server: cannot authenticate WebSocket upgrade", slog.Any("error", err))
 	t.reject(w, r, http.StatusServiceUnavailable, "authentication is unavailable; try again later")
 }
@@ -273,6 +267,9 @@ type wsConn struct {
 	// Reader-owned.
 	awaitClose      bool           // the reader chose a close frame the writer must send before teardown
 	upgradeIdentity *auth.Identity // from the upgrade request (a cookie, a header)
+	// upgradeErr refuses the upgrade request's credentials: the socket is
+	// closed with it at connection_init unless that carries its own.
+	upgradeErr error
 	// upgradeUser is upgradeIdentity's user, kept (and never changed once
 	// the socket serves) so that DisconnectUser finds a socket whose
 	// connection_init has not come yet.
@@ -594,10 +591,15 @@ func (c *wsConn) onInit(payload map[string]any) {
 	if err != nil && !errors.Is(err, auth.ErrInvalidCredentials) {
 		c.t.log.Error("server: cannot authenticate WebSocket connection", slog.Any("error", err))
 	}
-	if err == nil && !ok && c.upgradeIdentity != nil {
-		id, ok = *c.upgradeIdentity, true
+	if err == nil && !ok {
+		switch {
+		case c.upgradeErr != nil:
+			err = c.upgradeErr // it names the cookie or header
+		case c.upgradeIdentity != nil:
+			id, ok = *c.upgradeIdentity, true
+		}
 	}
-	c.upgradeIdentity = nil
+	c.upgradeIdentity, c.upgradeErr = nil, nil
 	v := initVerdict{err: err}
 	if ok {
 		v.expires = id.ExpiresAt
@@ -699,7 +701,6 @@ func newWSTransport(opts Options, m *metrics, resp responder, mutations *identit
 		cfg:       cfg,
 		mutations: mutations,
 		authn:     opts.Authenticator,
-		challenge: challengeFor(opts.Authenticator),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			// ReadBufferSize 0: gorilla reads through readerHijacker's buffer.
@@ -716,10 +717,6 @@ func newWSTransport(opts Options, m *metrics, resp responder, mutations *identit
 		log:      opts.Logger,
 		reject: func(w http.ResponseWriter, r *http.Request, status int, msg string) {
 			resp.reject(w, r, fallbackMedia(r), status, msg)
-		},
-		unauthenticated: func(w http.ResponseWriter, r *http.Request, msg string) {
-			resp.sendErrors(w, r, fallbackMedia(r), http.StatusUnauthorized,
-				&gqlerror.Error{Message: msg, Extensions: map[string]any{"code": "UNAUTHENTICATED"}})
 		},
 	}
 	t.upgrader.Error = t.refuseHandshake
