@@ -2,12 +2,16 @@ package chat
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/heraldhq/herald/pubsub"
+	"golang.org/x/text/unicode/norm"
 )
 
 // MaxIdempotencyKeyLength bounds postMessage's idempotency key, in bytes.
@@ -32,6 +36,12 @@ func (s *Service) CreatePrivateRoom(ctx context.Context, actor Actor, name strin
 func (s *Service) createRoom(ctx context.Context, actor Actor, name string, private bool) (Room, error) {
 	if err := checkActor(actor); err != nil {
 		return Room{}, err
+	}
+	// One name has one spelling: "Cafe\u0301" is stored as "Café", so that
+	// the two canonically equivalent spellings are one name, not two rooms
+	// that look alike. Checked as stored.
+	if utf8.ValidString(name) {
+		name = norm.NFC.String(name)
 	}
 	if err := checkProposedName(name); err != nil {
 		return Room{}, err
@@ -65,10 +75,22 @@ func (s *Service) createRoom(ctx context.Context, actor Actor, name string, priv
 	return room, nil
 }
 
+// postDedupID is the log's de-duplication ID of a post with an
+// idempotency key: one per (author, room, key). Length-prefixed so that no
+// two triples collide; an author ID with control characters, which the
+// header carrying the ID would not keep ("a\nb" goes as "a b"), is hashed,
+// under a prefix of its own.
+func postDedupID(actorID, roomID, key string) string {
+	if strings.ContainsFunc(actorID, unicode.IsControl) {
+		return fmt.Sprintf("post-sha256:%x:%s:%s", sha256.Sum256([]byte(actorID)), roomID, key)
+	}
+	return fmt.Sprintf("post:%d:%s:%s:%s", len(actorID), actorID, roomID, key)
+}
+
 func (s *Service) roomNameTaken(name string) bool {
 	s.dirMu.RLock()
 	defer s.dirMu.RUnlock()
-	_, taken := s.dir.names[roomNameKey(name)]
+	_, taken := s.dir.names[nameTakenKey(name)]
 	return taken
 }
 
@@ -137,8 +159,7 @@ func (s *Service) PostMessage(ctx context.Context, actor Actor, roomID, text, id
 		if err := checkIdempotencyKey(idempotencyKey); err != nil {
 			return Message{}, err
 		}
-		// Length-prefixed so that no two (author, room, key) triples collide.
-		dedupID = fmt.Sprintf("post:%d:%s:%s:%s", len(actor.ID), actor.ID, roomID, idempotencyKey)
+		dedupID = postDedupID(actor.ID, roomID, idempotencyKey)
 	}
 	e := Event{Type: MessagePosted, Actor: actor, RoomID: roomID, MessageID: newMessageID(roomID), Text: text}
 	var msg Message

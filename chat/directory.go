@@ -55,7 +55,7 @@ func (d *directory) apply(seq uint64, key string, data []byte, at time.Time) (Ro
 		d.private = append(d.private, room)
 	} else {
 		d.public = append(d.public, room)
-		d.names[roomNameKey(e.Name)] = room.ID
+		d.names[nameTakenKey(e.Name)] = room.ID
 	}
 	return *room, nil
 }

@@ -109,6 +109,25 @@ func directoryKey(name string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// legacyDirectoryKey is the directory key a public room's name had before
+// keys were case-folded: its lower case. It differs from directoryKey for
+// names with one of the 22 runes whose lower case is not their fold (ς, ſ,
+// µ, …: every Greek word that ends in ς), and the rooms stored under it
+// keep it.
+func legacyDirectoryKey(name string) string {
+	sum := sha256.Sum256([]byte(strings.ToLower(name)))
+	return hex.EncodeToString(sum[:])
+}
+
+// migratedDirectoryKey is the directory key of a public room copied from
+// the single-stream log whose directoryKey another copied room holds: old
+// replicas kept names unique in lower case only, so "ΟΔΟΣ" and "οδος" were
+// two rooms, which the copy keeps. Only Migrate writes it.
+func migratedDirectoryKey(roomID string) string {
+	sum := sha256.Sum256([]byte("migrated\x00" + roomID))
+	return hex.EncodeToString(sum[:])
+}
+
 // privateDirectoryKey is the directory key of a private room: its ID, not
 // its name, so that a private room's name never blocks another room's and
 // creating a room never reveals that a private room of that name exists.
@@ -185,10 +204,16 @@ func decodeDirectoryEntry(key string, data []byte) (Event, *Error) {
 	if e.Type != RoomCreated {
 		return Event{}, errorf(CodeInternal, "a %s event in the room directory", e.Type)
 	}
-	if want := e.directoryKey(); key != want {
+	if want := e.directoryKey(); key != want && (e.Private || !acceptedPublicKey(key, e)) {
 		return Event{}, errorf(CodeInternal, "room %q stored under directory key %q, not %q", e.Name, key, want)
 	}
 	return e, nil
+}
+
+// acceptedPublicKey reports whether key is one a public room was stored
+// under by an earlier version or by Migrate, besides its directoryKey.
+func acceptedPublicKey(key string, e Event) bool {
+	return key == legacyDirectoryKey(e.Name) || key == migratedDirectoryKey(e.RoomID)
 }
 
 // decodeLegacyEvent parses an entry of the single-stream layout.

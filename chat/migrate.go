@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/heraldhq/herald/pubsub"
 )
@@ -60,7 +61,7 @@ func Migrate(ctx context.Context, log LegacyLog, logger *slog.Logger) (Migration
 		}
 	}
 	logger.Info("migrating the event log from the single-stream layout to the partitioned one")
-	m := migration{log: log, logger: logger, rooms: make(map[string]*roomState), names: make(map[string]bool), report: &report}
+	m := migration{log: log, logger: logger, rooms: make(map[string]*roomState), names: make(map[string]bool), keys: make(map[string]bool), report: &report}
 	if err := log.ReadLegacy(ctx, func(e pubsub.Entry) error { return m.copy(ctx, e) }); err != nil {
 		return report, fmt.Errorf("migrate the event log (after %d rooms and %d events): %w", report.Rooms, report.Events, err)
 	}
@@ -76,7 +77,8 @@ type migration struct {
 	log    LegacyLog
 	logger *slog.Logger
 	rooms  map[string]*roomState
-	names  map[string]bool
+	names  map[string]bool // the old replicas' name keys (lower case)
+	keys   map[string]bool // the directory keys written
 	report *MigrationReport
 }
 
@@ -116,7 +118,9 @@ func (m *migration) copy(ctx context.Context, entry pubsub.Entry) error {
 }
 
 func (m *migration) copyRoom(ctx context.Context, e Event) error {
-	key := roomNameKey(e.Name)
+	// Judged as old replicas judged names: unique in lower case. Names
+	// that are one only under case folding ("ΟΔΟΣ", "οδος") were two rooms.
+	key := strings.ToLower(e.Name)
 	if checkActor(e.Actor) != nil || checkRoomName(e.Name) != nil || m.rooms[e.RoomID] != nil || m.names[key] {
 		m.report.Skipped++
 		return nil
@@ -125,7 +129,11 @@ func (m *migration) copyRoom(ctx context.Context, e Event) error {
 	if err != nil {
 		return err
 	}
-	res, err := m.log.AddToDirectory(ctx, directoryKey(e.Name), data)
+	dirKey := directoryKey(e.Name)
+	if m.keys[dirKey] {
+		dirKey = migratedDirectoryKey(e.RoomID)
+	}
+	res, err := m.log.AddToDirectory(ctx, dirKey, data)
 	if errors.Is(err, pubsub.ErrKeyExists) {
 		return fmt.Errorf("copy room %q: the new layout already has a room of that name", e.Name)
 	}
@@ -135,6 +143,7 @@ func (m *migration) copyRoom(ctx context.Context, e Event) error {
 	// Rooms judge nothing by history here: the old log kept what it kept.
 	m.rooms[e.RoomID] = newRoomState(Room{ID: e.RoomID, Name: e.Name, CreatedBy: e.Actor, Seq: res.Seq}, 0)
 	m.names[key] = true
+	m.keys[dirKey] = true
 	m.report.Rooms++
 	return nil
 }

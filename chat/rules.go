@@ -4,6 +4,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Hard limits every replica enforces when it judges an event (checkRoomName,
@@ -40,6 +42,12 @@ func checkRoomName(name string) *Error {
 // apart from the letters they fold with (σ, s, …). Every other rune keys
 // as its lower case, as the keys stored before did.
 func roomNameKey(name string) string { return strings.Map(foldRune, name) }
+
+// nameTakenKey is the form under which a proposed public room name is
+// refused as taken: roomNameKey of its NFC form. Proposed names are stored
+// in NFC (createRoom); rooms stored before in another spelling keep their
+// directory key and still block their name.
+func nameTakenKey(name string) string { return roomNameKey(norm.NFC.String(name)) }
 
 func foldRune(r rune) rune {
 	if unicode.SimpleFold(r) == r {

@@ -1,0 +1,60 @@
+package chat
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/pubsub"
+)
+
+// Public room names are unique ignoring case, and the proposer refuses names
+// that would "pass for" a taken one ("general\u200b" for "general"). The
+// same name in Unicode's two canonically equivalent spellings (precomposed
+// "é", U+00E9, as most keyboards type it; decomposed "e\u0301", as macOS file
+// names and some input methods give it) is one name, stored in NFC (it was
+// two public rooms that look exactly alike in every client).
+func TestCanonicallyEquivalentRoomNamesAreOne(t *testing.T) {
+	svc := startService(t, openLog(t, pubsub.Options{}), Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nfc, nfd := "Café", "Cafe\u0301" // one name, two encodings
+	first, err := svc.CreateRoom(ctx, alice, nfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Name != nfc {
+		t.Errorf("room created as %q is named %q, want its NFC form %q", nfd, first.Name, nfc)
+	}
+	second, err := svc.CreateRoom(ctx, bob, nfc)
+	if err == nil {
+		t.Errorf("%q (%s) and %q (%s) are two public rooms of one name (canonically equivalent spellings)",
+			first.Name, first.ID, second.Name, second.ID)
+	}
+}
+
+// PostMessage's de-duplication ID is one per (author, room, key). It is sent
+// as the Nats-Msg-Id header, whose line breaks nats.go writes as spaces
+// (http.Header.Write), so two actors whose IDs differ only there ("a\nb",
+// "a b": same length) must not share one: the second user's post with the
+// same key and text was taken for a retry of the first user's. chat does not
+// refuse such actor IDs (checkActor only wants one); auth's authenticators
+// do, but chat.Service is the engine's API and the Actor any authenticator
+// returns flows there.
+func TestPostDedupIDKeepsActorsApart(t *testing.T) {
+	svc := startService(t, openLog(t, pubsub.Options{}), Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	room := mustRoom(t, svc, "dedup")
+	a := Actor{ID: "a\nb", Name: "A"}
+	b := Actor{ID: "a b", Name: "B"}
+	ma, errA := svc.PostMessage(ctx, a, room.ID, "hello", "k1")
+	mb, errB := svc.PostMessage(ctx, b, room.ID, "hello", "k1")
+	switch {
+	case errA != nil && errB != nil:
+		t.Fatalf("both refused: %v / %v", errA, errB)
+	case errA == nil && errB == nil && ma.ID == mb.ID:
+		t.Errorf("actor %q's post was taken for a retry of actor %q's: answered with message %s by %q",
+			b.ID, a.ID, mb.ID, mb.Author.ID)
+	}
+}
