@@ -35,7 +35,8 @@ func (r mutationResolver) RefreshSession(ctx context.Context, token string) (*mo
 	}
 	out := &model.Session{User: &chat.Actor{ID: id.UserID, Name: id.Name}}
 	if !id.ExpiresAt.IsZero() {
-		out.ExpiresAt = &id.ExpiresAt
+		at := id.ExpiresAt.UTC() // every Time Herald answers is in UTC, whatever the host's zone
+		out.ExpiresAt = &at
 	}
 	return out, nil
 }

@@ -367,7 +367,7 @@ func (t *tail) take(msg *nats.Msg, ack ackReply) error {
 		t.l.log.Debug("follow: skipping already delivered entry", "seq", ack.streamSeq, "last", t.last)
 		return nil
 	}
-	if err := t.fn(t.toEntry(msg.Subject, ack.streamSeq, msg.Data, time.Unix(0, ack.stored))); err != nil {
+	if err := t.fn(t.toEntry(msg.Subject, ack.streamSeq, msg.Data, time.Unix(0, ack.stored).UTC())); err != nil {
 		return fmt.Errorf("follow stream %q: handle seq %d: %w", t.name, ack.streamSeq, err)
 	}
 	t.last = ack.streamSeq

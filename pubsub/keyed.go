@@ -443,7 +443,7 @@ func (d *delivery) take(msg *nats.Msg) (done bool, err error) {
 	}
 	d.dseq = ack.consumerSeq
 	d.delivered++
-	if err := d.fn(d.toEntry(msg.Subject, ack.streamSeq, msg.Data, time.Unix(0, ack.stored))); err != nil {
+	if err := d.fn(d.toEntry(msg.Subject, ack.streamSeq, msg.Data, time.Unix(0, ack.stored).UTC())); err != nil {
 		return false, fmt.Errorf("%s: handle seq %d: %w", d.what, ack.streamSeq, err)
 	}
 	d.last = ack.streamSeq
