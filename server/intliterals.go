@@ -9,7 +9,8 @@ import (
 )
 
 // validationRules returns the rule set documents are validated with:
-// gqlparser's defaults and int32Literals, and noIntrospection unless
+// gqlparser's defaults, int32Literals, noIncrementalDelivery and
+// subscriptionRootUnconditional (docrules.go), and noIntrospection unless
 // introspection is allowed. The handler calls the function it returns for
 // every document it validates (not for one it has cached), so the set is
 // built afresh and nothing is shared.
@@ -17,6 +18,8 @@ func validationRules(introspection bool) func() *rules.Rules {
 	return func() *rules.Rules {
 		r := rules.NewDefaultRules()
 		r.AddRule("Int32Literals", int32Literals)
+		r.AddRule("NoIncrementalDelivery", noIncrementalDelivery)
+		r.AddRule("SubscriptionRootUnconditional", subscriptionRootUnconditional)
 		if !introspection {
 			r.AddRule("NoIntrospection", noIntrospection)
 		}
