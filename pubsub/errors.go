@@ -28,6 +28,10 @@ var (
 	// do not record one.
 	ErrLayoutConflict = errors.New("event log layout conflict")
 
+	// ErrPresenceClosed means a Presence's Close was called before the
+	// watch was asked for.
+	ErrPresenceClosed = errors.New("presence closed")
+
 	// ErrKeyExists means AddToDirectory found the key already has an entry.
 	ErrKeyExists = errors.New("key already in the directory")
 

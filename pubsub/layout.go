@@ -206,7 +206,10 @@ func legacyEntry(subject string, seq uint64, data []byte, stored time.Time) Entr
 // PartitionStream names the stream that holds key's entries in a log whose
 // base stream name is base and which has partitions partitions: what an
 // operator (or a test) needs to find, say, the stream leader that serves a
-// room.
+// room. A partitions of 0 or less is Options.Partitions' default, 1.
 func PartitionStream(base string, partitions int, key string) string {
+	if partitions <= 0 {
+		partitions = 1
+	}
 	return base + partitionStreamInfix + strconv.Itoa(partitionOf(key, partitions))
 }

@@ -146,8 +146,8 @@ func (o PresenceOptions) withDefaults(stream string) (PresenceOptions, error) {
 	if o.Heartbeat == 0 {
 		o.Heartbeat = o.TTL / 3
 	}
-	if o.Heartbeat >= o.TTL {
-		return o, fmt.Errorf("presence heartbeat %s must be shorter than the TTL %s", o.Heartbeat, o.TTL)
+	if o.Heartbeat < 0 || o.Heartbeat >= o.TTL {
+		return o, fmt.Errorf("presence heartbeat %s must be positive and shorter than the TTL %s", o.Heartbeat, o.TTL)
 	}
 	if o.KeyTTL == 0 {
 		o.KeyTTL = defaultPresenceKeyTTL
@@ -163,6 +163,14 @@ func (o PresenceOptions) withDefaults(stream string) (PresenceOptions, error) {
 	}
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = defaultPresenceIO
+	}
+	switch {
+	case o.Coalesce < 0:
+		return o, fmt.Errorf("presence coalesce window %s: must not be negative", o.Coalesce)
+	case o.Replicas < 0:
+		return o, fmt.Errorf("presence replicas %d: must not be negative", o.Replicas)
+	case o.WriteTimeout < 0:
+		return o, fmt.Errorf("presence write timeout %s: must not be negative", o.WriteTimeout)
 	}
 	return o, nil
 }
@@ -850,7 +858,8 @@ func (p *Presence) Close(ctx context.Context) error {
 }
 
 // PresenceWatch follows one topic's members across replicas. Stop it
-// with Close, or by ending the context it was started with.
+// with Close, or by ending the context it was started with; it ends with
+// its Presence's Close too.
 type PresenceWatch struct {
 	p     *Presence
 	kick  chan struct{} // the replicas alive changed
@@ -863,10 +872,15 @@ type PresenceWatch struct {
 // Watch calls fn with the members present on topic through any replica
 // alive (each once, sorted): first with those present now, then whenever
 // the set changes. fn runs on the watch's goroutine, one call at a time,
-// and must not block for long. The watch ends with ctx or Close.
+// and must not block for long, nor call the watch's Close, which waits
+// for fn to return (end ctx instead). The watch ends with ctx, Close or
+// p's Close. Watch on a closed Presence fails with ErrPresenceClosed.
 func (p *Presence) Watch(ctx context.Context, topic string, fn func(members []string)) (*PresenceWatch, error) {
 	if err := checkPresenceToken("topic", topic); err != nil {
 		return nil, err
+	}
+	if p.life.Err() != nil {
+		return nil, fmt.Errorf("watch the presence of %s: %w", topic, ErrPresenceClosed)
 	}
 	w, err := p.watchMembers(ctx, topic)
 	if bucketLost(err) {
@@ -988,6 +1002,8 @@ func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyW
 			return
 		case <-pw.stop:
 			return
+		case <-pw.p.life.Done():
+			return // Presence.Close: what it knows of replicas alive is no longer kept up
 		case <-pw.again:
 			// Every watch of this replica is told at once: spread their
 			// set-ups rather than burst them on a NATS just back.
@@ -1088,7 +1104,8 @@ func (p *Presence) merge(byReplica map[string][]string) []string {
 	return slices.Compact(merged)
 }
 
-// Close stops the watch and waits until fn is no longer running.
+// Close stops the watch and waits until fn is no longer running; so fn
+// must not call it.
 func (pw *PresenceWatch) Close() {
 	pw.once.Do(func() { close(pw.stop) })
 	<-pw.done
@@ -1144,6 +1161,9 @@ type SignalWatch struct {
 func (p *Presence) WatchSignals(topic string, fn func(member string)) (*SignalWatch, error) {
 	if err := checkPresenceToken("topic", topic); err != nil {
 		return nil, err
+	}
+	if p.life.Err() != nil {
+		return nil, fmt.Errorf("watch the signals of %q: %w", topic, ErrPresenceClosed)
 	}
 	sw := &SignalWatch{in: make(chan *nats.Msg, signalQueue), done: make(chan struct{})}
 	sub, err := p.nc.ChanSubscribe(signalPrefix+topic, sw.in)

@@ -64,10 +64,11 @@ type Relay struct {
 	log *slog.Logger
 	in  chan *nats.Msg
 
-	mu       sync.Mutex
-	handlers map[string]RelayHandler       // by subject
-	subs     map[string]*nats.Subscription // by subject, for Close
-	closed   bool
+	mu        sync.Mutex
+	handlers  map[string]RelayHandler       // by subject
+	subs      map[string]*nats.Subscription // by subject, for Close
+	closed    bool
+	closeOnce sync.Once
 
 	sendTimeout time.Duration // bounds a Send whose context has no deadline
 
@@ -179,13 +180,12 @@ func (r *Relay) Send(ctx context.Context, key string, header http.Header, body [
 
 // Close stops listening for every key, and waits for the requests being
 // served. Requests sent afterwards fail with ErrNoListener at once, and so
-// do those that were waiting to be served.
-func (r *Relay) Close() {
+// do those that were waiting to be served. Every call, concurrent ones
+// too, returns once that is done.
+func (r *Relay) Close() { r.closeOnce.Do(r.close) }
+
+func (r *Relay) close() {
 	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return
-	}
 	r.closed = true
 	subs := r.subs
 	r.subs = make(map[string]*nats.Subscription)
