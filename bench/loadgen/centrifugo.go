@@ -261,7 +261,11 @@ func (r *run) centrifugoMessage(c *conn, msg []byte, now time.Time) {
 			r.result(c, s, msg, now)
 			return
 		}
-		r.errorf("unknown-channel", "conn %d: %.200s", c.idx, msg)
+		if !validJSON(msg) {
+			r.badFrame(c, "bad-frame", msg)
+			return
+		}
+		r.stray(c, "unknown-channel", msg)
 	case cfPing:
 		r.centrifugoPong(c)
 	case cfReply, cfOtherPush:
@@ -280,6 +284,10 @@ func (r *run) centrifugoMessage(c *conn, msg []byte, now time.Time) {
 			r.errorf("closed", "conn %d (%s): disconnected: %s", c.idx, c.proto, m.detail)
 		}
 	default:
+		if !validJSON(msg) {
+			r.badFrame(c, "unexpected-frame", msg)
+			return
+		}
 		r.errorf("unexpected-frame", "conn %d: %.200s", c.idx, msg)
 	}
 }

@@ -138,7 +138,7 @@ func TestRealCentrifugo(t *testing.T) {
 		if !rep.Pass || rep.PingsAnswered < 100 || rep.Setup.ConnectionsOpenAtEnd != 50 || len(rep.Errors) != 0 {
 			t.Errorf("pass %v, pings answered %d, open at end %d, errors %v", rep.Pass, rep.PingsAnswered, rep.Setup.ConnectionsOpenAtEnd, rep.ErrorSample)
 		}
-		if rep.Idle == nil || rep.Idle.ServerCPUSec <= 0 {
+		if rep.Idle == nil || rep.Idle.ServerCPUSec == nil || *rep.Idle.ServerCPUSec <= 0 {
 			t.Errorf("idle: %+v", rep.Idle)
 		}
 	})

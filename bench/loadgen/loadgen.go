@@ -113,7 +113,11 @@ type Config struct {
 	// connection_ack (default 15s).
 	HandshakeTimeout time.Duration
 	// RequireZeroLoss makes any lost, duplicated, reordered or misrouted
-	// delivery fail the run.
+	// delivery, any result that is not the load generator's (foreign), a
+	// drain that did not complete within DrainTimeout and any failed
+	// publish fail the run. Whatever it says, a run fails on a frame that
+	// is not valid JSON (bad frames), on a connection the server closed
+	// before the run's end and on a failed reading of ServerPID.
 	RequireZeroLoss bool
 	// Progress, if set, receives progress lines.
 	Progress io.Writer
@@ -266,6 +270,10 @@ type SetupReport struct {
 	SubscriptionsLive      int            `json:"subscriptions_live"`
 	ProbesPosted           int            `json:"probes_posted"`
 	ConnectionsOpenAtEnd   int            `json:"connections_open_at_end"`
+	// ConnectionsClosedByServer counts the connections (or streams) that
+	// ended before the load generator closed them: closed or completed by
+	// the server, or broken. Any fails the run.
+	ConnectionsClosedByServer int `json:"connections_closed_by_server"`
 }
 
 type PublishReport struct {
@@ -277,6 +285,12 @@ type PublishReport struct {
 	HTTPLatency LatencyReport `json:"http_latency"`
 }
 
+// DeliveryReport counts the deliveries. Misrouted counts events delivered
+// to a subscription of another room and results on a subscription id (or
+// Centrifugo channel) the connection never subscribed with. BadFrames
+// counts frames (results, messages, parts) that are not valid JSON or not
+// of the protocol: a result cut short is one, never a delivery; any fails
+// the run.
 type DeliveryReport struct {
 	Expected      int64   `json:"expected"`
 	Received      int64   `json:"received"` // distinct (subscription, seq) pairs
@@ -285,7 +299,8 @@ type DeliveryReport struct {
 	Reordered     int64   `json:"reordered"`
 	Misrouted     int64   `json:"misrouted"`
 	Unacked       int64   `json:"unacked"` // received but the publish had failed
-	Foreign       int64   `json:"foreign"` // next payloads without our marker
+	Foreign       int64   `json:"foreign"` // valid results without our marker
+	BadFrames     int64   `json:"bad_frames"`
 	WindowSec     float64 `json:"window_sec"`
 	PerSecond     float64 `json:"per_sec"`
 	DrainComplete bool    `json:"drain_complete"`
@@ -308,12 +323,14 @@ type IdleReport struct {
 	DurationSec float64 `json:"duration_sec"`
 	// ServerCPUSec is the server's CPU during the idle window;
 	// ServerCPUUsPerConnPerSec = that / connections / seconds, in µs.
-	ServerCPUSec             float64 `json:"server_cpu_sec"`
-	ServerCPUUsPerConnPerSec float64 `json:"server_cpu_us_per_conn_per_sec"`
+	// Each server measure is null when it was not measured (no server PID,
+	// or a reading of the server failed, which fails the run): never 0.
+	ServerCPUSec             *float64 `json:"server_cpu_sec"`
+	ServerCPUUsPerConnPerSec *float64 `json:"server_cpu_us_per_conn_per_sec"`
 	// ServerRSSPerConnKB is (RSS at the end of the idle period - RSS before
 	// connecting) / established connections.
-	ServerRSSPerConnKB float64 `json:"server_rss_per_conn_kb"`
-	SelfCPUSec         float64 `json:"self_cpu_sec"`
+	ServerRSSPerConnKB *float64 `json:"server_rss_per_conn_kb"`
+	SelfCPUSec         float64  `json:"self_cpu_sec"`
 }
 
 type ServerReport struct {
@@ -407,6 +424,9 @@ type run struct {
 	pubHist   histogram // publish HTTP round trip
 	delivered atomic.Int64
 	foreign   atomic.Int64
+	badFrames atomic.Int64 // frames that are not valid JSON or not of the protocol
+	strays    atomic.Int64 // results on a subscription id or channel never subscribed
+	dropped   atomic.Int64 // connections that ended before the loadgen closed them
 	pings     atomic.Int64
 	kas       atomic.Int64
 	lastRecv  atomic.Int64 // unix nanos of the last marked delivery
@@ -415,6 +435,11 @@ type run struct {
 	errs       map[string]int
 	errSamples []string
 	closeCodes map[string]int
+
+	// Readings of the server (taken by Run's goroutine only): how many,
+	// how many failed and the first failure.
+	procReadings, procFailed int
+	procErr                  string
 }
 
 func (r *run) errorf(category, format string, args ...any) {
@@ -537,11 +562,18 @@ type serverSamples struct {
 }
 
 // sample reads the server's RSS and CPU, counting a failed reading as an
-// error of the run.
+// error of the run (and, in finishReport, a failure: a server that cannot
+// be read has crashed or is not the one measured).
 func (r *run) sample(what string) procSample {
 	s, err := sampleProc(r.cfg.ServerPID)
+	if r.cfg.ServerPID > 0 {
+		r.procReadings++
+	}
 	if err != nil {
 		r.errorf("proc", "%s: %v", what, err)
+		if r.procFailed++; r.procFailed == 1 {
+			r.procErr = fmt.Sprintf("%s: %v", what, err)
+		}
 	}
 	return s
 }
@@ -651,13 +683,16 @@ func (r *run) holdIdle(ctx context.Context, rep *Report, before procSample) {
 	rep.Phases.Idle = d.Seconds()
 	ir := &IdleReport{DurationSec: d.Seconds(), SelfCPUSec: (c1 - c0).Seconds()}
 	if s0.ok && s1.ok {
-		ir.ServerCPUSec = (s1.cpu - s0.cpu).Seconds()
+		cpu := (s1.cpu - s0.cpu).Seconds()
+		ir.ServerCPUSec = &cpu
 		if n := rep.Setup.ConnectionsEstablished; n > 0 {
-			ir.ServerCPUUsPerConnPerSec = ir.ServerCPUSec * 1e6 / float64(n) / d.Seconds()
+			us := cpu * 1e6 / float64(n) / d.Seconds()
+			ir.ServerCPUUsPerConnPerSec = &us
 			if before.ok {
 				// Steady state: what holding an idle connection costs once
 				// the set-up's garbage is collected.
-				ir.ServerRSSPerConnKB = float64(s1.rssKB-before.rssKB) / float64(n)
+				kb := float64(s1.rssKB-before.rssKB) / float64(n)
+				ir.ServerRSSPerConnKB = &kb
 			}
 		}
 	}
@@ -790,6 +825,7 @@ func (r *run) finishReport(ctx context.Context, rep *Report, server serverSample
 	if rep.Delivery != nil && rep.Delivery.Received > 0 {
 		rep.Self.CPUSecPer1000Delivered = rep.Self.CPUSecPublish * 1000 / float64(rep.Delivery.Received)
 	}
+	r.failOnServerTrouble(rep)
 	rep.Phases.Total = time.Since(start).Seconds()
 	rep.PingsAnswered, rep.KeepAlives = r.pings.Load(), r.kas.Load()
 	r.emu.Lock()
@@ -804,12 +840,38 @@ func (r *run) finishReport(ctx context.Context, rep *Report, server serverSample
 	}
 }
 
+// failOnServerTrouble fails the run, whatever RequireZeroLoss says, on
+// what makes its numbers no measure of the server: frames that are not
+// valid JSON (a delivery cut short is not one), connections the server
+// closed before the end (an idle run that holds none has measured
+// nothing; a publish run's rate and costs are over fewer subscribers),
+// and readings of the server's process that failed (its CPU and RSS are
+// then not measured, not 0).
+func (r *run) failOnServerTrouble(rep *Report) {
+	if n := r.badFrames.Load(); n > 0 {
+		rep.fail("protocol: %d frames from the server not valid JSON or not of the protocol (bad-frame)", n)
+	}
+	s := &rep.Setup
+	s.ConnectionsClosedByServer = int(r.dropped.Load())
+	if s.ConnectionsClosedByServer > 0 || s.ConnectionsOpenAtEnd < s.ConnectionsEstablished {
+		rep.fail("connections: %d of %d ended by the server before the end of the run (%d open at the end)",
+			max(s.ConnectionsClosedByServer, s.ConnectionsEstablished-s.ConnectionsOpenAtEnd), s.ConnectionsEstablished, s.ConnectionsOpenAtEnd)
+	}
+	if r.procFailed > 0 {
+		rep.fail("server: %d of %d readings of PID %d failed (%s): its CPU and RSS are not measured",
+			r.procFailed, r.procReadings, r.cfg.ServerPID, r.procErr)
+	}
+}
+
 // tallyDeliveries adds every subscription's lost, duplicated, reordered,
 // misrouted and unacknowledged deliveries to rep.Delivery and lists the
-// subscriptions that had any in rep.Subscribers.
+// subscriptions that had any in rep.Subscribers; results on a
+// subscription never opened count as misrouted.
 func (r *run) tallyDeliveries(rep *Report) {
 	dr := rep.Delivery
 	dr.Foreign = r.foreign.Load()
+	dr.BadFrames = r.badFrames.Load()
+	dr.Misrouted = r.strays.Load()
 	for _, c := range r.conns {
 		if c == nil {
 			continue
@@ -830,11 +892,21 @@ func (r *run) tallyDeliveries(rep *Report) {
 }
 
 // requireZeroLoss fails the run on any lost, duplicated, reordered or
-// misrouted delivery, and on any failed publish.
+// misrouted delivery, on any result that is not the load generator's, on
+// a drain that did not complete in time (a delivery that came later is
+// not lost, but late) and on any failed publish.
 func (rep *Report) requireZeroLoss() {
 	dr := rep.Delivery
 	if dr.Lost > 0 || dr.Duplicated > 0 || dr.Reordered > 0 || dr.Misrouted > 0 {
 		rep.fail("delivery: %d lost, %d duplicated, %d reordered, %d misrouted", dr.Lost, dr.Duplicated, dr.Reordered, dr.Misrouted)
+	}
+	if dr.Foreign > 0 {
+		rep.fail("delivery: %d results that are no event or probe of the load generator (foreign)", dr.Foreign)
+	}
+	// With a failed publish the drain cannot know its count, so it never
+	// completes: the failed publish is the failure.
+	if !dr.DrainComplete && rep.Publish.Failed == 0 {
+		rep.fail("delivery: drain not complete within the drain timeout (%d of %d deliveries by then)", dr.Received, dr.Expected)
 	}
 	if rep.Publish.Failed > 0 {
 		rep.fail("publish: %d of %d failed", rep.Publish.Failed, rep.Publish.Sent)
@@ -1124,16 +1196,20 @@ func (r *run) read(c *conn) {
 	for {
 		_, msg, err := c.ws.ReadMessage()
 		if err != nil {
+			closing := c.closing.Load()
+			if !closing {
+				r.dropped.Add(1) // not the load generator's own close
+			}
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
 				r.closeCode(ce.Code)
-				if c.closing.Load() && ce.Code == websocket.CloseNormalClosure {
+				if closing && ce.Code == websocket.CloseNormalClosure {
 					return
 				}
 				r.errorf("closed", "conn %d (%s): server closed %d %q", c.idx, c.proto, ce.Code, ce.Text)
 				return
 			}
-			if !c.closing.Load() {
+			if !closing {
 				r.errorf("read", "conn %d (%s): %v", c.idx, c.proto, err)
 			}
 			return
@@ -1196,7 +1272,7 @@ func (r *run) frame(c *conn, msg []byte, now time.Time) {
 		Payload json.RawMessage `json:"payload"`
 	}
 	if err := json.Unmarshal(msg, &f); err != nil {
-		r.errorf("bad-frame", "conn %d: %.200s", c.idx, msg)
+		r.badFrame(c, "bad-frame", msg)
 		return
 	}
 	switch f.Type {
@@ -1242,20 +1318,45 @@ func (r *run) subEnded(c *conn, id, category string, msg []byte) {
 	r.errorf(category, "conn %d (%s) sub %s: %.300s", c.idx, c.proto, id, msg)
 }
 
-// next handles a result of the subscription id on a WebSocket.
+// next handles a result of the subscription id on a WebSocket; one on an
+// id the connection never subscribed with is misrouted.
 func (r *run) next(c *conn, id string, msg []byte, now time.Time) {
 	s := c.sub(id)
 	if s == nil {
-		r.errorf("unknown-id", "conn %d: %.200s", c.idx, msg)
+		if !validJSON(msg) {
+			r.badFrame(c, "bad-frame", msg)
+			return
+		}
+		r.stray(c, "unknown-id", msg)
 		return
 	}
 	r.result(c, s, msg, now)
 }
 
+// badFrame counts a frame, message or part of the server's that is not
+// valid JSON or not of the protocol: nothing can be read from it.
+func (r *run) badFrame(c *conn, category string, msg []byte) {
+	r.badFrames.Add(1)
+	r.errorf(category, "conn %d (%s): %.200s", c.idx, c.proto, msg)
+}
+
+// stray counts a result on a subscription id (or Centrifugo channel) that
+// the connection never subscribed with: a misrouted delivery.
+func (r *run) stray(c *conn, category string, msg []byte) {
+	r.strays.Add(1)
+	r.errorf(category, "conn %d (%s): %.200s", c.idx, c.proto, msg)
+}
+
 // result handles a result of s, msg holding it (and maybe its envelope):
 // text "lg|<room>|<seq>|<sendUnixNano>" is a measured event,
-// "probe|<room>|<round>" a liveness probe. msg is not kept.
+// "probe|<room>|<round>" a liveness probe. msg is not kept. A msg that is
+// not valid JSON (a frame cut short) is a bad frame, not a delivery: the
+// fast paths that lead here only look at its first bytes.
 func (r *run) result(c *conn, s *sub, msg []byte, now time.Time) {
+	if !validJSON(msg) {
+		r.badFrame(c, "bad-frame", msg)
+		return
+	}
 	if i := bytes.Index(msg, markerLG); i >= 0 {
 		room, seq, sent, ok := parseEventText(msg[i+len(markerLG):])
 		if !ok {

@@ -38,9 +38,16 @@
 // 100 if that fails. Own CPU comes from getrusage.
 //
 // Exit status: 0 pass; 1 deliveries lost, duplicated, reordered or
-// misrouted, or publishes failed (with --require-zero-loss, the default);
-// 2 bad flags; 3 setup failed (a connection, subscription or room could
-// not be set up in time).
+// misrouted (a result on a subscription id or channel never subscribed
+// counts as misrouted), results that are not the load generator's
+// (foreign), a drain not complete within --drain-timeout, or publishes
+// failed (with --require-zero-loss, the default), or, whatever that flag
+// says, a frame from the server that is not valid JSON (a delivery cut
+// short counts as a bad frame, never as a delivery), a connection or
+// stream the server ended before the run's end (in idle runs too), or a
+// failed reading of --server-pid (its CPU and RSS are then null in the
+// JSON, not 0); 2 bad flags; 3 setup failed (a connection, subscription
+// or room could not be set up in time).
 package main
 
 import (
@@ -92,7 +99,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.PublishTimeout, "publish-timeout", 0, "bound on publishing the events (0: 5m, plus events/rate when paced)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 15*time.Second, "after the last publish, how long to wait for outstanding deliveries")
 	fs.DurationVar(&cfg.Settle, "settle", 300*time.Millisecond, "after the drain, how long to keep listening for late duplicates")
-	fs.BoolVar(&cfg.RequireZeroLoss, "require-zero-loss", true, "fail (exit 1) on any lost, duplicated, reordered or misrouted delivery or failed publish")
+	fs.BoolVar(&cfg.RequireZeroLoss, "require-zero-loss", true, "fail (exit 1) on any lost, duplicated, reordered, misrouted or foreign delivery, an incomplete drain or a failed publish")
 	fs.StringVar(&jsonPath, "json", "", "write the full report as JSON to this file")
 	fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -230,9 +237,9 @@ func writeSummary(w io.Writer, r *Report) {
 	case c.Transport == transportCentrifugo:
 		rooms = fmt.Sprintf("%d channels (nothing to create)", c.Rooms)
 	}
-	p("  setup:       %s; %d/%d connections established %v, %d failed; %d/%d subscriptions live (%d probes); %d open at end",
+	p("  setup:       %s; %d/%d connections established %v, %d failed; %d/%d subscriptions live (%d probes); %d open at end, %d ended by the server",
 		rooms, r.Setup.ConnectionsEstablished, c.Connections, r.Setup.ByProtocol, r.Setup.ConnectionsFailed,
-		r.Setup.SubscriptionsLive, r.Setup.Subscriptions, r.Setup.ProbesPosted, r.Setup.ConnectionsOpenAtEnd)
+		r.Setup.SubscriptionsLive, r.Setup.Subscriptions, r.Setup.ProbesPosted, r.Setup.ConnectionsOpenAtEnd, r.Setup.ConnectionsClosedByServer)
 	p("  phases (s):  rooms %.2f, connect %.2f, live %.2f, publish %.2f, drain %.2f, idle %.2f, close %.2f, total %.2f",
 		r.Phases.CreateRooms, r.Phases.Connect, r.Phases.Live, r.Phases.Publish, r.Phases.Drain, r.Phases.Idle, r.Phases.Close, r.Phases.Total)
 	if pr := r.Publish; pr != nil {
@@ -241,8 +248,8 @@ func writeSummary(w io.Writer, r *Report) {
 	}
 	if d := r.Delivery; d != nil {
 		p("  deliveries:  %d/%d in %.2fs = %.0f/s (drain complete: %v)", d.Received, d.Expected, d.WindowSec, d.PerSecond, d.DrainComplete)
-		p("  anomalies:   lost %d, duplicated %d, reordered %d, misrouted %d, unacked-but-delivered %d, foreign %d; %d subscribers affected",
-			d.Lost, d.Duplicated, d.Reordered, d.Misrouted, d.Unacked, d.Foreign, len(r.Subscribers))
+		p("  anomalies:   lost %d, duplicated %d, reordered %d, misrouted %d, unacked-but-delivered %d, foreign %d, bad frames %d; %d subscribers affected",
+			d.Lost, d.Duplicated, d.Reordered, d.Misrouted, d.Unacked, d.Foreign, d.BadFrames, len(r.Subscribers))
 		for i, s := range r.Subscribers {
 			if i == 10 {
 				p("               ... %d more in the JSON report", len(r.Subscribers)-10)
@@ -257,11 +264,14 @@ func writeSummary(w io.Writer, r *Report) {
 			l.P50Ms, l.P90Ms, l.P99Ms, l.P999Ms, l.MaxMs, l.MeanMs, l.Count)
 	}
 	if i := r.Idle; i != nil {
-		if r.Server != nil {
-			p("  idle:        %.1fs; server CPU %.3fs = %.2f µs per connection per second; own CPU %.3fs",
-				i.DurationSec, i.ServerCPUSec, i.ServerCPUUsPerConnPerSec, i.SelfCPUSec)
-		} else {
+		switch {
+		case r.Server == nil:
 			p("  idle:        %.1fs (no --server-pid: server CPU not measured); own CPU %.3fs", i.DurationSec, i.SelfCPUSec)
+		case i.ServerCPUSec == nil || i.ServerCPUUsPerConnPerSec == nil:
+			p("  idle:        %.1fs (the server could not be read: server CPU not measured); own CPU %.3fs", i.DurationSec, i.SelfCPUSec)
+		default:
+			p("  idle:        %.1fs; server CPU %.3fs = %.2f µs per connection per second; own CPU %.3fs",
+				i.DurationSec, *i.ServerCPUSec, *i.ServerCPUUsPerConnPerSec, i.SelfCPUSec)
 		}
 	}
 	if s := r.Server; s != nil {

@@ -146,8 +146,12 @@ func (r *run) readStream(c *conn, body io.Reader, boundary string) {
 	} else {
 		err = r.readSSE(c, lr)
 	}
+	closing := c.closing.Load()
+	if !closing {
+		r.dropped.Add(1) // ended by the server (or broken), not by the load generator
+	}
 	switch {
-	case c.closing.Load(), errors.Is(err, errStreamEnded):
+	case closing, errors.Is(err, errStreamEnded):
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		r.errorf("closed", "conn %d (%s): the server ended the response: %v", c.idx, c.proto, err)
 	default:
@@ -371,7 +375,7 @@ func (r *run) multipartPart(c *conn, s *sub, part []byte) {
 		Errors  json.RawMessage `json:"errors"`
 	}
 	if err := json.Unmarshal(part, &m); err != nil {
-		r.errorf("bad-part", "conn %d (%s): %.200s", c.idx, c.proto, part)
+		r.badFrame(c, "bad-part", part)
 		return
 	}
 	switch {
@@ -383,6 +387,6 @@ func (r *run) multipartPart(c *conn, s *sub, part []byte) {
 	case len(m.Payload) == 0 && bytes.HasPrefix(bytes.TrimSpace(part), []byte("{")):
 		r.kas.Add(1) // an object without payload or errors: a heartbeat
 	default:
-		r.errorf("bad-part", "conn %d (%s): %.200s", c.idx, c.proto, part)
+		r.badFrame(c, "bad-part", part)
 	}
 }

@@ -112,7 +112,8 @@ func roundRatios(a, b runs, of func(*result) float64) string {
 }
 
 // centrifugoTargets are issue 14's rows of "Ratios and targets" for
-// scenario id: S1's two ratios (of the medians) need Centrifugo's runs;
+// scenario id: S1's two ratios (of the medians, Centrifugo's over its
+// passing runs) need Centrifugo's runs and every Herald run passed;
 // S3's and S5's are Herald's own numbers, Centrifugo's given beside them.
 func centrifugoTargets(w func(string, ...any), id string, all map[string]runs, results map[string]*result) {
 	h, cf := results[id+"-herald"], results[id+"-"+centrifugoServer]
@@ -121,18 +122,26 @@ func centrifugoTargets(w func(string, ...any), id string, all map[string]runs, r
 	}
 	switch id {
 	case "S1":
+		// Centrifugo's medians are of its passing runs (denominator).
+		cf, cfFailed := denominator(all, id+"-"+centrifugoServer, byRate)
+		if cfFailed {
+			failedRatio(w, "S1 against Centrifugo: Herald's server CPU-s per 1k deliveries ≤ 1.0× Centrifugo's", "Centrifugo")
+			failedRatio(w, "S1 against Centrifugo: Herald's deliveries/s ≥ 0.9× Centrifugo's", "Centrifugo")
+			return
+		}
 		if cf == nil || cf.deliveries() <= 0 {
 			return
 		}
-		hCPU, cfCPU := all[id+"-herald"].medianCPU(), all[id+"-"+centrifugoServer].medianCPU()
+		passed := all[id+"-herald"].passed()
+		hCPU, cfCPU := all[id+"-herald"].medianCPU(), all[id+"-"+centrifugoServer].passing().medianCPU()
 		if hCPU > 0 && cfCPU > 0 {
 			r := hCPU / cfCPU
 			w("| S1 against Centrifugo: Herald's server CPU-s per 1k deliveries ≤ 1.0× Centrifugo's (medians, %.4f against %.4f) | %.2f× | %s |\n",
-				hCPU, cfCPU, r, yes(r <= cfCPUTarget))
+				hCPU, cfCPU, r, yes(r <= cfCPUTarget && passed))
 		}
 		r := h.deliveries() / cf.deliveries()
 		w("| S1 against Centrifugo: Herald's deliveries/s ≥ 0.9× Centrifugo's (medians, %.0f against %.0f) | %.2f× | %s |\n",
-			h.deliveries(), cf.deliveries(), r, yes(r >= cfRateTarget))
+			h.deliveries(), cf.deliveries(), r, yes(r >= cfRateTarget && passed))
 	case "S3":
 		w("| S3 against Centrifugo: ≤ 10 KiB server RSS per idle subscribed socket (after the 20 s idle; Centrifugo: %s) | %.1f KiB | %s |\n",
 			beside(cf, (*result).idleRSS, h.idleRSS(), "%.1f KiB"), h.idleRSS(), yes(h.idleRSS() > 0 && h.idleRSS() <= cfIdleKiB && h.Pass))

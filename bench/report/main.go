@@ -48,9 +48,11 @@ type result struct {
 		P99 float64 `json:"p99_ms"`
 		Max float64 `json:"max_ms"`
 	} `json:"latency"`
+	// Idle's server measures are null when loadgen could not read the
+	// server (its run then failed): not measured, not 0.
 	Idle *struct {
-		UsPerConnPerSec float64 `json:"server_cpu_us_per_conn_per_sec"`
-		RSSPerConnKB    float64 `json:"server_rss_per_conn_kb"`
+		UsPerConnPerSec *float64 `json:"server_cpu_us_per_conn_per_sec"`
+		RSSPerConnKB    *float64 `json:"server_rss_per_conn_kb"`
 	} `json:"idle"`
 	Server *struct {
 		RSSPerConnKB  float64 `json:"rss_per_conn_kb"`
@@ -235,6 +237,30 @@ func (rs runs) passed() bool {
 	return len(rs) > 0
 }
 
+// passing is the runs the load generator passed. A ratio target divides
+// by the median of the other server's passing runs only: a run that lost
+// deliveries, or whose posts or setup failed, is no measure of its server.
+func (rs runs) passing() runs {
+	return slices.DeleteFunc(slices.Clone(rs), func(r *result) bool { return !r.Pass })
+}
+
+// denominator is the run a ratio target divides by: the median by m of
+// the passing runs of key. failed is set when key ran but none of its runs
+// passed; the target is then not met (failedRatio).
+func denominator(all map[string]runs, key string, m measure) (r *result, failed bool) {
+	if len(all[key]) == 0 {
+		return nil, false
+	}
+	r = all[key].passing().median(m)
+	return r, r == nil
+}
+
+// failedRatio writes a ratio target whose denominator, who, failed every
+// run: not met, with nothing to divide by.
+func failedRatio(w func(string, ...any), target, who string) {
+	w("| %s | — (every %s run failed: nothing to divide by) | **no** |\n", target, who)
+}
+
 // clean reports whether no run lost, duplicated or reordered anything.
 func (rs runs) clean() bool {
 	for _, r := range rs {
@@ -318,17 +344,27 @@ func render(all map[string]runs, dr designResults, m meta) string {
 		return a / b
 	}
 	projection := ""
-	h, bl := results["S1-herald"], results["S1-baseline"]
-	if h != nil && bl != nil {
+	// Ratios divide by the baseline's passing runs (denominator).
+	h := results["S1-herald"]
+	switch bl, blFailed := denominator(all, "S1-baseline", byRate); {
+	case h != nil && blFailed:
+		failedRatio(w, "S1: Herald CPU-s per 1k deliveries ≤ 1.5× baseline", "baseline")
+		failedRatio(w, "S1: Herald deliveries/s ≥ 0.8× baseline", "baseline")
+	case h != nil && bl != nil:
 		passed := all["S1-herald"].passed()
-		cpu := ratio(all["S1-herald"].medianCPU(), all["S1-baseline"].medianCPU())
+		cpu := ratio(all["S1-herald"].medianCPU(), all["S1-baseline"].passing().medianCPU())
 		w("| S1: Herald CPU-s per 1k deliveries ≤ 1.5× baseline | %.2f× | %s |\n", cpu, yes(cpu > 0 && cpu <= 1.5 && passed))
 		rate := ratio(h.deliveries(), bl.deliveries())
 		w("| S1: Herald deliveries/s ≥ 0.8× baseline | %.2f× | %s |\n", rate, yes(rate >= 0.8 && passed))
 	}
-	sseTargets(w, "S1", results)
+	sseTargets(w, "S1", all, results)
 	centrifugoTargets(w, "S1", all, results)
-	if h, bl := results["S2-herald"], results["S2-baseline"]; h != nil && bl != nil {
+	h = results["S2-herald"]
+	switch bl, blFailed := denominator(all, "S2-baseline", byRate); {
+	case h != nil && blFailed:
+		failedRatio(w, "S2: Herald deliveries/s ≥ 0.7× baseline", "baseline")
+		failedRatio(w, "S2 (issue 14): Herald deliveries/s ≥ 1.0× baseline", "baseline")
+	case h != nil && bl != nil:
 		passed := all["S2-herald"].passed()
 		rate := ratio(h.deliveries(), bl.deliveries())
 		w("| S2: Herald deliveries/s ≥ 0.7× baseline | %.2f× | %s |\n", rate, yes(rate >= 0.7 && passed))
@@ -337,16 +373,19 @@ func render(all map[string]runs, dr designResults, m meta) string {
 	}
 	if h := results["S3-herald"]; h != nil {
 		w("| S3: ≤ 12 KiB server RSS per idle subscribed connection (after the 20 s idle; right after connecting: %.1f KiB) | %.1f KiB | %s |\n",
-			h.rssPerConn(), h.idleRSS(), yes(h.idleRSS() > 0 && h.idleRSS() <= 12))
+			h.rssPerConn(), h.idleRSS(), yes(h.idleRSS() > 0 && h.idleRSS() <= 12 && all["S3-herald"].passed()))
 	}
-	sseTargets(w, "S3", results)
+	sseTargets(w, "S3", all, results)
 	centrifugoTargets(w, "S3", all, results)
 	if h := results["S4-herald"]; h != nil {
 		// Zero lost in every run, not only the median one; and every run
 		// passed, as events whose post failed are never counted lost.
 		clean := all["S4-herald"].clean() && all["S4-herald"].passed()
 		w("| S4: p99 publish-to-delivery ≤ 50 ms, zero lost | %.1f ms, %s | %s |\n", h.p99(), h.anomalies(), yes(h.p99() >= 0 && h.p99() <= 50 && clean))
-		if bl := results["S4-baseline"]; bl != nil && bl.p99() > 0 {
+		bl, blFailed := denominator(all, "S4-baseline", byP99)
+		if blFailed {
+			failedRatio(w, "S4 (issue 14): Herald's p99 ≤ 1.2× the baseline's, zero lost", "baseline")
+		} else if bl != nil && bl.p99() > 0 {
 			r := h.p99() / bl.p99()
 			w("| S4 (issue 14): Herald's p99 ≤ 1.2× the baseline's, zero lost (median-p99 runs, %.1f against %.1f ms) | %.2f× | %s |\n",
 				h.p99(), bl.p99(), r, yes(r >= 0 && r <= s4P99Target && clean))
@@ -354,20 +393,27 @@ func render(all map[string]runs, dr designResults, m meta) string {
 	}
 	if h := results["S5-herald"]; h != nil {
 		us := h.idleUs()
-		w("| S5: idle cost ≤ 3 µs of server CPU per connection per second | %.2f µs | %s |\n", us, yes(us <= 3 && h.Pass))
-		projection = fmt.Sprintf("S5 projected per replica: 100,000 idle connections ≈ %.2f cores and %.2f GiB; "+
-			"250,000 ≈ %.2f cores and %.2f GiB (S5's idle CPU and RSS per idle connection, projected linearly).\n",
-			us*1e5/1e6, h.idleRSS()*1e5/(1<<20), us*2.5e5/1e6, h.idleRSS()*2.5e5/(1<<20))
+		w("| S5: idle cost ≤ 3 µs of server CPU per connection per second | %.2f µs | %s |\n", us, yes(us >= 0 && us <= 3 && h.Pass))
+		if us >= 0 && h.idleRSS() >= 0 { // not measured (-1): nothing to project
+			projection = fmt.Sprintf("S5 projected per replica: 100,000 idle connections ≈ %.2f cores and %.2f GiB; "+
+				"250,000 ≈ %.2f cores and %.2f GiB (S5's idle CPU and RSS per idle connection, projected linearly).\n",
+				us*1e5/1e6, h.idleRSS()*1e5/(1<<20), us*2.5e5/1e6, h.idleRSS()*2.5e5/(1<<20))
+		}
 	}
 	centrifugoTargets(w, "S5", all, results)
 	designTargets(w, dr)
+	// Every run of Herald's must also have passed: a run counts no loss
+	// when it measured no delivery (its setup failed) or for the events
+	// whose post failed (never expected).
 	clean := true
 	for _, s := range scenarios {
-		if !all[s.id+"-herald"].clean() || !all[s.id+"-"+sseServer].clean() {
-			clean = false
+		for _, srv := range []string{"herald", sseServer} {
+			if rs := all[s.id+"-"+srv]; !rs.clean() || len(rs) > 0 && !rs.passed() {
+				clean = false
+			}
 		}
 	}
-	if l := dr.S7["herald"].loadgen(); l != nil && !l.clean() {
+	if l := dr.S7["herald"].loadgen(); l != nil && (!l.clean() || !l.Pass) {
 		clean = false
 	}
 	w("| every scenario: zero lost, duplicated, reordered (Herald, every run) | | %s |\n\n", yes(clean))
@@ -601,17 +647,17 @@ func (r *result) rssPerConn() float64 {
 // idleRSS is the steady-state RSS per connection after the idle period,
 // in KiB.
 func (r *result) idleRSS() float64 {
-	if r.Idle == nil {
+	if r.Idle == nil || r.Idle.RSSPerConnKB == nil {
 		return -1
 	}
-	return r.Idle.RSSPerConnKB // /proc reports "kB" meaning KiB
+	return *r.Idle.RSSPerConnKB // /proc reports "kB" meaning KiB
 }
 
 func (r *result) idleUs() float64 {
-	if r.Idle == nil {
+	if r.Idle == nil || r.Idle.UsPerConnPerSec == nil {
 		return -1
 	}
-	return r.Idle.UsPerConnPerSec
+	return *r.Idle.UsPerConnPerSec
 }
 func (r *result) clean() bool {
 	return r.Delivery == nil || r.Delivery.Lost == 0 && r.Delivery.Duplicated == 0 && r.Delivery.Reordered == 0 && r.Delivery.Misrouted == 0

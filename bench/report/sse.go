@@ -75,19 +75,26 @@ func sseNote(w func(string, ...any), id string, all map[string]runs) {
 }
 
 // sseTargets are the SSE rows of "Ratios and targets" for scenario id.
-func sseTargets(w func(string, ...any), id string, results map[string]*result) {
+// S1's ratio divides by the median of Herald's passing WebSocket runs
+// (denominator) and needs every SSE run passed.
+func sseTargets(w func(string, ...any), id string, all map[string]runs, results map[string]*result) {
 	ws, sse := results[id+"-herald"], results[id+"-"+sseServer]
 	if sse == nil {
 		return
 	}
 	switch id {
 	case "S1":
+		var wsFailed bool
+		if ws, wsFailed = denominator(all, id+"-herald", byRate); wsFailed {
+			failedRatio(w, "S1 over SSE: Herald's deliveries/s on event streams ≥ 0.9× on WebSockets", "WebSocket")
+			return
+		}
 		if ws == nil || ws.deliveries() <= 0 {
 			return
 		}
 		rate := sse.deliveries() / ws.deliveries()
 		w("| S1 over SSE: Herald's deliveries/s on event streams ≥ 0.9× on WebSockets (%.0f against %.0f) | %.2f× | %s |\n",
-			sse.deliveries(), ws.deliveries(), rate, yes(rate >= sseRateTarget && sse.Pass))
+			sse.deliveries(), ws.deliveries(), rate, yes(rate >= sseRateTarget && all[id+"-"+sseServer].passed()))
 	case "S3":
 		wsIdle := "not run"
 		if ws != nil {
