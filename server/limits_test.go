@@ -634,29 +634,38 @@ func TestTokenFailuresOverWebSocket(t *testing.T) {
 // stale cookie, and its connection_init may carry a fresh token.
 func TestUpgradeCredentialsOverWebSocket(t *testing.T) {
 	r, sign := jwtReplica(t)
+	dev := newReplica(t, nil) // --auth dev: a header names the user
 	fresh := sign("carol", time.Minute)
+	long := strings.Repeat("a", 100)
 	tests := []struct {
 		name     string
 		upgrade  http.Header
 		init     map[string]any
 		wantUser string // "": closed with 4403 whose reason has wantWhy
 		wantWhy  string
+		dev      bool
 	}{
-		{"good cookie, no token in init", http.Header{"Cookie": {"herald_token=" + fresh}}, nil, "carol", ""},
-		{"forged cookie, no token in init", http.Header{"Cookie": {"herald_token=forged"}}, nil, "", "cookie herald_token: jwt: malformed"},
-		{"expired cookie, no token in init", http.Header{"Cookie": {"herald_token=" + sign("carol", -time.Minute)}}, nil, "", "cookie herald_token: jwt: token expired"},
-		{"expired header, no token in init", http.Header{"Authorization": {"Bearer " + sign("carol", -time.Minute)}}, nil, "", "Authorization header: jwt: token expire"},
+		{"dev: bad header, no user in init", http.Header{"X-Herald-User": {long}}, nil, "", "header X-Herald-User: user name has 100", true},
+		{"dev: bad header, a user in init", http.Header{"X-Herald-User": {long}}, map[string]any{"user": "erin"}, "erin", "", true},
+		{"good cookie, no token in init", http.Header{"Cookie": {"herald_token=" + fresh}}, nil, "carol", "", false},
+		{"forged cookie, no token in init", http.Header{"Cookie": {"herald_token=forged"}}, nil, "", "cookie herald_token: jwt: malformed", false},
+		{"expired cookie, no token in init", http.Header{"Cookie": {"herald_token=" + sign("carol", -time.Minute)}}, nil, "", "cookie herald_token: jwt: token expired", false},
+		{"expired header, no token in init", http.Header{"Authorization": {"Bearer " + sign("carol", -time.Minute)}}, nil, "", "Authorization header: jwt: token expire", false},
 		{"expired cookie, fresh token in init", http.Header{"Cookie": {"herald_token=" + sign("carol", -time.Minute)}},
-			map[string]any{"Authorization": "Bearer " + fresh}, "carol", ""},
+			map[string]any{"Authorization": "Bearer " + fresh}, "carol", "", false},
 		{"forged cookie, fresh token in init", http.Header{"Cookie": {"herald_token=forged"}},
-			map[string]any{"Authorization": "Bearer " + sign("dave", time.Minute)}, "dave", ""},
+			map[string]any{"Authorization": "Bearer " + sign("dave", time.Minute)}, "dave", "", false},
 		{"good cookie, expired token in init", http.Header{"Cookie": {"herald_token=" + fresh}},
-			map[string]any{"Authorization": "Bearer " + sign("carol", -time.Minute)}, "", "connection_init payload key"},
+			map[string]any{"Authorization": "Bearer " + sign("carol", -time.Minute)}, "", "connection_init payload key", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := websocket.Dialer{Subprotocols: []string{subprotocolTransportWS}, HandshakeTimeout: 5 * time.Second}
-			conn, resp, err := d.Dial(r.wsURL, tt.upgrade)
+			url := r.wsURL
+			if tt.dev {
+				url = dev.wsURL
+			}
+			conn, resp, err := d.Dial(url, tt.upgrade)
 			if err != nil {
 				t.Fatalf("upgrade: %v (%v); want it upgraded, the credentials judged at connection_init", err, resp)
 			}
