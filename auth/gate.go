@@ -30,6 +30,15 @@ type Confirmer interface {
 	Confirm(ctx context.Context, userID string)
 }
 
+// Denier is a Gate that says why it refuses a user it never admitted
+// (for a private room: "you are not a member of room <id>"). The engine
+// ends such a subscriber's subscription with that message, and one whose
+// access was withdrawn with a message of its own.
+type Denier interface {
+	Gate
+	Denial() string
+}
+
 // Guard is where a subscription's resolver hands its Gate to the engine
 // running the subscription (see Restrict). The engine puts one on the
 // context of each execution it starts (WithGuard) and reads it once the

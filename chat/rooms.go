@@ -773,6 +773,10 @@ type roomGate struct {
 
 func (g roomGate) Access(userID string) (since uint64, ok bool) { return g.h.Access(userID) }
 
+// Denial is the refusal of a subscriber who is not a member (auth.Denier),
+// the one a query or a mutation of the room gets.
+func (g roomGate) Denial() string { return "forbidden: you are not a member of room " + g.h.id }
+
 // Confirm re-reads the room from the log unless userID is a member already.
 func (g roomGate) Confirm(ctx context.Context, userID string) {
 	_ = g.s.admit(ctx, g.h, userID) // a failed re-read leaves Access as it was

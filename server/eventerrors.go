@@ -1,9 +1,12 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 )
 
 // eventErrorsSchema passes on the errors an event's fields raise in a
@@ -32,14 +35,39 @@ func withEventErrors(es graphql.ExecutableSchema, present graphql.ErrorPresenter
 	return es
 }
 
+// The event is marshalled without the root field's context too, so its
+// errors' paths lack the root field's response name (["room", "messages"]
+// for messagePosted's room.messages), which is put back in front; and a
+// null that a failed non-null field made of a non-null root field is
+// carried up to the event's data, as GraphQL's null propagation has it:
+// {"data": null}, not {"data": {"messagePosted": null}}.
 func (s eventErrorsSchema) ExecWithEventContext(ctx context.Context) graphql.ResponseHandlerWithContext {
 	next := s.ExecutableSchemaWithEventContext.ExecWithEventContext(ctx)
+	var root ast.PathName
+	var nullRoot []byte // the event's data when its non-null root field is null
+	if rc := graphql.GetOperationContext(ctx); rc != nil && rc.Operation != nil && rc.Operation.Operation == ast.Subscription {
+		if f, ok := rootField(rc); ok {
+			root = ast.PathName(f.Alias)
+			if f.Definition != nil && f.Definition.Type.NonNull {
+				nullRoot, _ = json.Marshal(map[string]any{f.Alias: nil})
+			}
+		}
+	}
 	return func(ctx context.Context) (context.Context, *graphql.Response) {
 		eventCtx, resp := next(ctx)
 		if resp == nil {
 			return eventCtx, nil
 		}
-		resp.Errors = append(resp.Errors, graphql.GetErrors(ctx)...)
+		errs := graphql.GetErrors(ctx)
+		if root != "" {
+			for _, err := range errs {
+				err.Path = append(ast.Path{root}, err.Path...)
+			}
+		}
+		if len(errs) > 0 && nullRoot != nil && bytes.Equal(resp.Data, nullRoot) {
+			resp.Data = json.RawMessage("null")
+		}
+		resp.Errors = append(resp.Errors, errs...)
 		return graphql.WithResponseContext(eventCtx, s.present, s.recover), resp
 	}
 }

@@ -229,6 +229,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 		e.members = append(e.members, op)
 	}
 	refused := e.gated && !e.admit(op)
+	gate := e.gate
 	var onJoin func()
 	if e.gated && !refused && !replay {
 		r.presence.enter(op, e.topic)
@@ -242,7 +243,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 
 	if !starting {
 		if refused {
-			op.sub.denied(op, forbiddenError())
+			op.sub.denied(op, refusalError(gate, rc))
 		}
 		select {
 		case <-e.started:
@@ -282,7 +283,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 	e.mu.Unlock()
 	close(e.started)
 	for _, m := range denied {
-		m.sub.denied(m, forbiddenError())
+		m.sub.denied(m, refusalError(guard.Gate(), rc))
 	}
 	go r.run(e, slot, responses, respCtx)
 }
@@ -420,6 +421,37 @@ func forbiddenError() *gqlerror.Error {
 		Message:    "forbidden: access to this subscription's events was withdrawn",
 		Extensions: map[string]any{"code": codeForbidden},
 	}
+}
+
+// refusalError ends the subscription of a subscriber gate never admitted:
+// with the gate's own reason when it gives one (auth.Denier: "you are not
+// a member of room <id>", as a query of the room says), not that access
+// was withdrawn; at the root field, as a resolver's refusal is.
+func refusalError(gate auth.Gate, rc *graphql.OperationContext) *gqlerror.Error {
+	err := &gqlerror.Error{
+		Message:    "forbidden: you may not receive this subscription's events",
+		Extensions: map[string]any{"code": codeForbidden},
+	}
+	if d, ok := gate.(auth.Denier); ok {
+		err.Message = d.Denial()
+	}
+	if f, ok := rootField(rc); ok {
+		err.Path = ast.Path{ast.PathName(f.Alias)}
+		if f.Position != nil {
+			err.Locations = []gqlerror.Location{{Line: f.Position.Line, Column: f.Position.Column}}
+		}
+	}
+	return err
+}
+
+// rootField is a subscription's one root field, fragments at the root
+// looked into (validation has made sure there is one).
+func rootField(rc *graphql.OperationContext) (graphql.CollectedField, bool) {
+	fields := graphql.CollectFields(rc, rc.Operation.SelectionSet, []string{"Subscription"})
+	if len(fields) != 1 {
+		return graphql.CollectedField{}, false
+	}
+	return fields[0], true
 }
 
 // privateKey returns a key no other subscription has. Its hash input
