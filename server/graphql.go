@@ -179,6 +179,15 @@ func presentError(ctx context.Context, err error) *gqlerror.Error {
 	return &presented
 }
 
+// codeInternal is the code of an error Herald did not mean: a recovered
+// panic.
+const codeInternal = "INTERNAL_SERVER_ERROR"
+
+// internalError is what a client gets for a recovered panic: nothing of it.
+func internalError() *gqlerror.Error {
+	return &gqlerror.Error{Message: "internal system error", Extensions: map[string]any{"code": codeInternal}}
+}
+
 // logPanic returns a recover function that logs a panic recovered during
 // execution and gives the client gqlgen's usual opaque error instead.
 func logPanic(log *slog.Logger) graphql.RecoverFunc {
@@ -194,7 +203,7 @@ func logPanic(log *slog.Logger) graphql.RecoverFunc {
 			attrs = append(attrs, slog.String("operation", graphql.GetOperationContext(ctx).OperationName))
 		}
 		log.ErrorContext(ctx, "server: recovered panic while executing GraphQL operation", attrs...)
-		return gqlerror.Errorf("internal system error")
+		return internalError()
 	}
 }
 

@@ -242,7 +242,7 @@ func TestFieldErrorPath(t *testing.T) {
 func TestResolverPanicIsLogged(t *testing.T) {
 	s, logs := newTestServer(t, nil)
 	w := send(t, s, post(`{"query":"{ boom whoami }"}`).accepting())
-	check(t, w, want{status: 200, contentType: ctResponse, data: `{"boom":null,"whoami":null}`, err: "internal system error"})
+	check(t, w, want{status: 200, contentType: ctResponse, data: `{"boom":null,"whoami":null}`, err: "internal system error", code: codeInternal})
 	if strings.Contains(w.Body.String(), "went the resolver") {
 		t.Errorf("panic value leaked to the client: %s", w.Body)
 	}

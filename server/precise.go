@@ -37,7 +37,7 @@ type shapeLimits struct {
 	docs       graphql.Cache[*ast.QueryDocument]
 }
 
-// preciseExecutor is a graphql.GraphExecutor that answers two kinds of bad
+// preciseExecutor is a graphql.GraphExecutor that answers these kinds of bad
 // input precisely where gqlgen does not:
 //
 //   - a valid document none of whose operations can be chosen: gqlgen says
@@ -48,7 +48,9 @@ type shapeLimits struct {
 //     one, and a string in one that takes a number or a Boolean (see
 //     checkNumbers); and an integer written with a fraction or an
 //     exponent, which an Int or an ID takes once canonicalNumbers has
-//     written it plainly.
+//     written it plainly;
+//   - a variable that gives null to a non-null argument (see
+//     nullForNonNull).
 //
 // It also refuses a document over the depth or complexity limit before
 // gqlgen validates it (see refuseShape), and lists at most maxErrors
@@ -99,6 +101,11 @@ func (x preciseExecutor) create(ctx context.Context, params *graphql.RawParams) 
 			}
 		}
 		if err := checkNumbers(x.schema, opCtx.Operation, params.Variables, failedVariable(errs)); err != nil {
+			errs = gqlerror.List{err}
+		}
+	}
+	if errs == nil && opCtx != nil && opCtx.Operation != nil {
+		if err := nullForNonNull(opCtx); err != nil {
 			errs = gqlerror.List{err}
 		}
 	}

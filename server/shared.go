@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -660,7 +661,7 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 	defer r.metrics.executions.Dec()
 
 	for first := true; ; first = false {
-		resp := responses(ctx)
+		resp, panicked := r.next(responses, ctx)
 		if resp == nil {
 			break
 		}
@@ -686,6 +687,9 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 		for _, op := range denied {
 			op.sub.denied(op, forbiddenError())
 		}
+		if panicked {
+			break // the execution's state is unknown: it ends, with the error sent
+		}
 	}
 
 	r.mu.Lock()
@@ -708,6 +712,21 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 		}
 		op.sub.streamEnded(op)
 	}
+}
+
+// next is the execution's next result. A panic while it is made (gqlgen
+// marshals an event's fields outside the recover it gives resolvers) ends
+// the execution with an internal error for its members rather than the
+// replica's process: it is logged, and returned as the last result.
+func (r *sharedExecutions) next(responses graphql.ResponseHandler, ctx context.Context) (resp *graphql.Response, panicked bool) {
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			r.log.ErrorContext(ctx, "server: recovered panic while executing a subscription's event",
+				slog.String("panic", fmt.Sprint(recovered)), slog.String("stack", string(debug.Stack())))
+			resp, panicked = &graphql.Response{Errors: gqlerror.List{internalError()}}, true
+		}
+	}()
+	return responses(ctx), false
 }
 
 // noData reports whether a result's data is absent or null.
