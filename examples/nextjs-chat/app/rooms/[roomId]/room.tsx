@@ -430,7 +430,7 @@ function MessageItem({ message: m }: { message: Message }) {
           <button type="button" onClick={() => setEditing(false)}>Cancel</button>
         </form>
       ) : (
-        <span className="text" data-testid="message-text">{m.deleted ? 'message deleted' : m.text}</span>
+        <span className="text" data-testid="message-text" dir="auto">{m.deleted ? 'message deleted' : m.text}</span>
       )}
       {m.editedAt && !m.deleted && <span className="meta">(edited)</span>}
       {!m.deleted && !pending && (
