@@ -325,7 +325,7 @@ func (d *driver) nginxArgs() []string {
 // configureNginx writes nginx's prefix directory (writeNginxPrefix); then
 // nginx -t must accept it.
 func (d *driver) configureNginx(ctx context.Context) error {
-	if err := writeNginxPrefix(d.root, d.work, d.nginxDir(), [3]int{d.heraldPort[1], d.heraldPort[2], d.heraldPort[3]}, d.nginxPort); err != nil {
+	if err := writeNginxPrefix(d.root, d.work, d.nginxDir(), []int{d.heraldPort[1], d.heraldPort[2], d.heraldPort[3]}, d.nginxPort); err != nil {
 		return err
 	}
 	var out bytes.Buffer
@@ -510,7 +510,7 @@ func writeLines(w io.Writer, lines []string) {
 // versions of its two includes derived from the shipped ones (the
 // replicas on heraldPorts, nginx on nginxPort), and temporary paths in ngx
 // (not Debian's /var/lib/nginx).
-func writeNginxPrefix(root, work, ngx string, heraldPorts [3]int, nginxPort int) error {
+func writeNginxPrefix(root, work, ngx string, heraldPorts []int, nginxPort int) error {
 	deploy := filepath.Join(root, "deploy")
 	conf := filepath.Join(ngx, "conf")
 	for _, dir := range []string{filepath.Join(conf, "conf.d"), filepath.Join(ngx, "tmp")} {

@@ -130,7 +130,7 @@ func startFakeUpstreamFront(t *testing.T) (string, *fakeUpstreams) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startNginxFront(t, rig, root, work, ports, nginxPort[0])
+	startNginxFront(t, rig, root, work, ports[:], nginxPort[0])
 	addr := fmt.Sprintf("127.0.0.1:%d", nginxPort[0])
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {

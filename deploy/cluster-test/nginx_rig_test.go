@@ -13,20 +13,28 @@ import (
 	"github.com/heraldhq/herald/internal/testrig"
 )
 
-// nginxCluster is three Herald replicas on loopback, the first embedding
+// nginxCluster is Herald replicas (three, the shipped layout, unless
+// startNginxReplicas says otherwise) on loopback, the first embedding
 // NATS for the others (README, "Two replicas on one machine"), behind nginx
 // exactly as the cluster test runs it: the shipped nginx.conf and the
 // shipped includes mapped to loopback. The tests of nginx.conf use it.
 type nginxCluster struct {
 	ctx         context.Context // the rig's: ends when the test's processes are stopped
-	heraldPorts [3]int
-	replicas    [3]*testrig.Proc
+	heraldPorts []int
+	replicas    []*testrig.Proc
 	front       string // nginx's /graphql
 }
 
 // startNginxCluster starts the cluster, each replica with flags besides
 // its address, data directory and NATS; the test's cleanup stops it.
 func startNginxCluster(t *testing.T, flags ...string) *nginxCluster {
+	t.Helper()
+	return startNginxReplicas(t, 3, flags...)
+}
+
+// startNginxReplicas is startNginxCluster with n replicas (1 to 3): the
+// shipped upstreams.conf without the lines of the replicas beyond n.
+func startNginxReplicas(t *testing.T, n int, flags ...string) *nginxCluster {
 	t.Helper()
 	rig, root, work := newNginxRig(t, 150*time.Second)
 	c := &nginxCluster{ctx: rig.Context()}
@@ -36,12 +44,13 @@ func startNginxCluster(t *testing.T, flags ...string) *nginxCluster {
 		Stdout: os.Stderr, Stderr: os.Stderr, Layer: layerFront}); err != nil {
 		t.Fatalf("build herald: %v", err)
 	}
-	ports, err := testrig.FreePorts(5)
+	ports, err := testrig.FreePorts(n + 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.heraldPorts = [3]int{ports[0], ports[1], ports[2]}
-	natsPort, nginxPort := ports[3], ports[4]
+	c.heraldPorts = ports[:n]
+	c.replicas = make([]*testrig.Proc, n)
+	natsPort, nginxPort := ports[n], ports[n+1]
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "HERALD_") {
@@ -73,10 +82,12 @@ func startNginxCluster(t *testing.T, flags ...string) *nginxCluster {
 	}
 	start(1, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort))
 	waitReady(c.heraldPorts[0])
-	start(2, "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
-	start(3, "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
-	waitReady(c.heraldPorts[1])
-	waitReady(c.heraldPorts[2])
+	for i := 2; i <= n; i++ {
+		start(i, "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
+	}
+	for _, port := range c.heraldPorts[1:] {
+		waitReady(port)
+	}
 
 	startNginxFront(t, rig, root, work, c.heraldPorts, nginxPort)
 	waitReady(nginxPort)
@@ -118,7 +129,7 @@ func newNginxRig(t *testing.T, timeout time.Duration) (rig *testrig.Rig, root, w
 // startNginxFront starts Debian's nginx with the shipped nginx.conf, its
 // includes mapped to the loopback upstream ports and listening on
 // nginxPort, as a service of rig; its log is shown if the test fails.
-func startNginxFront(t *testing.T, rig *testrig.Rig, root, work string, upstreams [3]int, nginxPort int) {
+func startNginxFront(t *testing.T, rig *testrig.Rig, root, work string, upstreams []int, nginxPort int) {
 	t.Helper()
 	nginxPath, err := exec.LookPath("nginx")
 	if err != nil {

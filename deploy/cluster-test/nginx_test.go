@@ -13,7 +13,7 @@ func TestLoopbackUpstreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := [3]int{1001, 1002, 1003}
+	ports := []int{1001, 1002, 1003}
 	tests := []struct {
 		name    string
 		in      string
@@ -31,6 +31,14 @@ func TestLoopbackUpstreams(t *testing.T) {
 		{"another port", "server herald1:8080;\nserver herald2:8080;\nserver herald3:9090;\n", "", "no longer has the three"},
 		{"resolve elsewhere", "server herald1:8080;\nserver herald2:8080;\nserver herald3:8080;\nzone x resolve\n", "", "no longer has the three"},
 	}
+	t.Run("shipped, two replicas", func(t *testing.T) {
+		got, err := loopbackUpstreams(string(shipped), ports[:2])
+		want := "server 127.0.0.1:1001 max_fails=1 fail_timeout=5s;\nserver 127.0.0.1:1002 max_fails=1 fail_timeout=5s;\n" +
+			"server 127.0.0.1:1001 backup max_fails=0;\nserver 127.0.0.1:1002 backup max_fails=0;\n"
+		if err != nil || got != want {
+			t.Fatalf("got %q, %v; want %q", got, err, want)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := loopbackUpstreams(tt.in, ports)
