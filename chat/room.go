@@ -52,6 +52,10 @@ type messageState struct {
 	// a subscriber can resume from any cursor the room still covers.
 	events []eventRef
 	bytes  int64
+	// prev is its post's Event.Prev: the room's event before the post.
+	// Every post the log discarded before this one lies at or below it
+	// (see discardedBefore).
+	prev uint64
 }
 
 // postedMessage is a message as posted: its state and room for its first
@@ -350,6 +354,7 @@ func (rs *roomState) post(seq uint64, at time.Time, e Event) {
 		CreatedAt: at, Seq: seq, UpdatedSeq: seq,
 	}
 	m.events = p.first[:]
+	m.prev = e.Prev
 	m.bytes = m.size()
 	rs.messages = append(rs.messages, m)
 	rs.byID[m.msg.ID] = m
@@ -380,15 +385,37 @@ func (rs *roomState) evict() {
 
 // expiredBefore is the oldest cursor the room can still resume from:
 // anything older may lie before an event about a message the room no
-// longer holds. A room whose history is full may have discarded posts
-// older than its first retained one; a replica that loads such a room
-// cannot know which, so every replica assumes it did.
+// longer holds, or before a post the log discarded (discardedBefore).
 func (rs *roomState) expiredBefore() uint64 {
-	floor := rs.horizon
+	return max(rs.horizon, rs.discardedBefore())
+}
+
+// discardedBefore is the oldest position after which the log has discarded
+// no post of the room. A room whose history is full may have discarded
+// posts older than its first retained one; a replica that loads such a
+// room cannot know which, so every replica assumes it did. Each of them
+// lies at or below the first retained post's Prev, the room's event before
+// it: sequences are per partition, shared by every room in it, so the
+// post's own sequence - 1 would refuse cursors after which nothing is
+// missing. Both a replica that held the room and one that loads it see the
+// same first retained post, with the same Prev.
+func (rs *roomState) discardedBefore() uint64 {
 	if rs.history > 0 && len(rs.messages) >= rs.history {
-		floor = max(floor, rs.messages[0].msg.Seq-1)
+		return rs.messages[0].prev
 	}
-	return floor
+	return 0
+}
+
+// checkPage refuses a page read forward (First) after a cursor older than
+// the posts the room retains: the posts that followed the cursor are gone,
+// and the page would start at the oldest retained one as if none were
+// missing. A subscription resumed from such a cursor is refused alike.
+func (rs *roomState) checkPage(w Window) *Error {
+	if w.First > 0 && w.After > 0 && w.After < rs.discardedBefore() {
+		return errorf(CodeCursorExpired,
+			"the cursor is older than the history room %s retains: messages after it were discarded; refetch the room's latest messages", rs.room.ID)
+	}
+	return nil
 }
 
 func (m *messageState) toggle(emoji, userID string) {
@@ -413,7 +440,7 @@ func (m *messageState) toggle(emoji, userID string) {
 // 370 bytes of heap (message, state, map entry, strings), which this
 // matches within a few per cent.
 func (m *messageState) size() int64 {
-	n := 272 + len(m.msg.ID) + len(m.msg.Text) + len(m.msg.Author.ID) + len(m.msg.Author.Name) + eventRefBytes*cap(m.events)
+	n := 280 + len(m.msg.ID) + len(m.msg.Text) + len(m.msg.Author.ID) + len(m.msg.Author.Name) + eventRefBytes*cap(m.events)
 	for _, r := range m.reactions {
 		n += 64 + len(r.Emoji)
 		for _, u := range r.UserIDs {

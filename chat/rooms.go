@@ -448,8 +448,29 @@ func (s *Service) applyReadLocked(h *heldRoom, e pubsub.Entry, known *eventStrin
 		// a change the re-sync brought sees it in Stats too.
 		s.resyncsN.Add(1)
 	}
+	if ev.Prev > h.st.last {
+		// The room's events between its position and this one are no
+		// longer in the log (the room went on by more than its history
+		// meanwhile): its watchers, all at the room's position, can no
+		// longer get every change in order.
+		s.endWatchersLocked(h, h.st.last)
+	}
 	s.applyEventLocked(h, e.Seq, entryTime(e, ev), ev)
 	return true
+}
+
+// endWatchersLocked ends the watchers of a held room that missed changes
+// after pos which the log has discarded since: their subscribers get
+// CURSOR_EXPIRED, as a resume from pos would, rather than the changes the
+// log still holds as if nothing were missing. Callers hold h.mu.
+func (s *Service) endWatchersLocked(h *heldRoom, pos uint64) {
+	topic := RoomTopic(h.id)
+	if !s.hub.watched(topic) {
+		return
+	}
+	s.opts.Logger.Info("a held room missed events the log has discarded since; ending its subscriptions", "room", h.id, "position", pos)
+	s.hub.end(topic, errorf(CodeCursorExpired,
+		"room %s went on by more than the history it retains while this replica caught up with it: changes after the subscription's last event were discarded; refetch the room, then subscribe after its messages' resumeCursor", h.id))
 }
 
 // reloadRoom reads a held room afresh and puts what the log holds in place
@@ -460,7 +481,9 @@ func (s *Service) applyReadLocked(h *heldRoom, e pubsub.Entry, known *eventStrin
 // after the last event both versions share (lastShared), as a resume from
 // there would, and none at or below it twice; a watcher registered while
 // the room was ahead, whose live changes would start past the room's
-// forged position, starts there too.
+// forged position, starts there too. Watchers whose position the fresh
+// room no longer covers (expiredBefore) are ended instead, as a resume
+// from there would be refused.
 func (s *Service) reloadRoom(ctx context.Context, h *heldRoom) error {
 	h.mu.Lock()
 	if h.evicted {
@@ -498,7 +521,25 @@ func (s *Service) replaceLocked(h *heldRoom, fresh *roomState) {
 	s.rooms.bytes.Add(fresh.bytes - old.bytes)
 	// A public room has no access to publish, and never had one.
 	h.publishAccessLocked()
-	if topic := RoomTopic(h.id); s.hub.watched(topic) {
+	// How far the watchers have seen the room as the log holds it: up to
+	// the room's position if the log discarded the posts around it (the
+	// room went on by more than its history), otherwise, the room having
+	// been ahead of the log, up to the last event both versions share.
+	seen := shared
+	if old.last <= fresh.discardedBefore() {
+		seen = max(seen, old.last)
+	}
+	if topic := RoomTopic(h.id); seen < fresh.expiredBefore() && s.hub.watched(topic) {
+		// What they missed is gone: no replay can make up for it. Removed
+		// members are told first, so that their subscriptions end as
+		// removed ones (FORBIDDEN) rather than as expired ones.
+		s.hub.rewind(topic, shared)
+		removed, _ := memberChangesSince(old, fresh, shared)
+		for _, c := range removed {
+			s.hub.publish(topic, c)
+		}
+		s.endWatchersLocked(h, seen)
+	} else if s.hub.watched(topic) {
 		s.hub.rewind(topic, shared)
 		removed, added := memberChangesSince(old, fresh, shared)
 		changes := append(append(removed, fresh.changesSince(shared)...), added...)

@@ -472,10 +472,22 @@ func (s *Service) RoomStats(ctx context.Context, roomID string) (RoomStats, erro
 }
 
 // Messages returns a page of a room's retained messages in posting order,
-// loading the room if needed.
+// loading the room if needed. A page read forward (First) after a cursor
+// whose following posts the log has discarded is refused with
+// CURSOR_EXPIRED.
 func (s *Service) Messages(ctx context.Context, roomID string, w Window) (Page[Message], error) {
-	var page Page[Message]
-	err := s.withRoom(ctx, roomID, func(rs *roomState) { page = rs.page(w) })
+	var (
+		page Page[Message]
+		bad  *Error
+	)
+	err := s.withRoom(ctx, roomID, func(rs *roomState) {
+		if bad = rs.checkPage(w); bad == nil {
+			page = rs.page(w)
+		}
+	})
+	if err == nil && bad != nil {
+		return Page[Message]{}, bad
+	}
 	return page, err
 }
 

@@ -59,6 +59,9 @@ type Watcher struct {
 	// for more with pending empty: it may still be handing over the last
 	// change Next returned, and an offer now would overtake it.
 	queued bool
+	// ended is why the watcher takes no more changes (see end): Next
+	// returns it once pending is drained.
+	ended *Error
 }
 
 // SetOffer gives the watcher a way to hand a change to its consumer without
@@ -82,7 +85,10 @@ func (w *Watcher) SetOffer(offer func(Change) bool) {
 // (a MemberRemoved change) reaches the watcher.
 func (w *Watcher) Gate() Gate { return w.gate }
 
-// Next returns the next change, waiting for one until ctx is done.
+// Next returns the next change, waiting for one until ctx is done. A
+// watcher whose room can no longer give it every change in order (the log
+// discarded some it missed) returns a *Error with CodeCursorExpired once
+// it has returned the changes before them: its subscriber must refetch.
 func (w *Watcher) Next(ctx context.Context) (Change, error) {
 	for {
 		w.mu.Lock()
@@ -99,6 +105,10 @@ func (w *Watcher) Next(ctx context.Context) (Change, error) {
 			}
 			w.mu.Unlock()
 			return c, nil
+		}
+		if w.ended != nil {
+			w.mu.Unlock()
+			return Change{}, w.ended
 		}
 		w.queued = false // everything Next returned has been handed over
 		w.mu.Unlock()
@@ -128,7 +138,7 @@ func (w *Watcher) Close() {
 
 func (w *Watcher) deliver(c Change) {
 	w.mu.Lock()
-	if w.closed || c.Seq <= w.skipUpTo {
+	if w.closed || w.ended != nil || c.Seq <= w.skipUpTo {
 		w.mu.Unlock()
 		return
 	}
@@ -148,6 +158,18 @@ func (w *Watcher) rewind(pos uint64) {
 	w.mu.Lock()
 	w.skipUpTo = min(w.skipUpTo, pos)
 	w.mu.Unlock()
+}
+
+// end makes the watcher take no more changes: Next returns why once it
+// has returned those already pending. The first reason stays.
+func (w *Watcher) end(why *Error) {
+	w.mu.Lock()
+	if w.ended == nil {
+		w.ended = why
+	}
+	w.offer = nil
+	w.mu.Unlock()
+	w.signal()
 }
 
 func (w *Watcher) signal() {
@@ -200,6 +222,15 @@ func (h *hub) rewind(topic string, pos uint64) {
 	defer h.mu.RUnlock()
 	for w := range h.watchers[topic] {
 		w.rewind(pos)
+	}
+}
+
+// end ends every watcher of topic (see Watcher.end).
+func (h *hub) end(topic string, why *Error) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for w := range h.watchers[topic] {
+		w.end(why)
 	}
 }
 

@@ -176,7 +176,8 @@ func (l *Log) setupStreams(ctx context.Context) error {
 	checks := make([]func(jetstream.StreamConfig) error, n+1)
 	wants[0], checks[0] = l.opts.directoryConfig(&l.lay), l.checkDirectoryLayout
 	for k := range n {
-		wants[k+1], checks[k+1] = l.opts.partitionConfig(&l.lay, k), l.checkPartitionLayout(k)
+		wants[k+1] = l.opts.partitionConfig(&l.lay, k)
+		checks[k+1] = l.checkPartitionLayout(k, wants[k+1])
 	}
 	found := make([]jetstream.Stream, n+1)
 	err = forEach(n+1, func(i int) error {
@@ -186,6 +187,9 @@ func (l *Log) setupStreams(ctx context.Context) error {
 			found[i] = s
 			have := s.CachedInfo().Config
 			if err := checks[i](have); err != nil {
+				return err
+			}
+			if err := checkNotLowered(s.CachedInfo(), wants[i]); err != nil {
 				return err
 			}
 			return unusable(have, wants[i])
@@ -279,13 +283,13 @@ func (l *Log) checkDirectoryLayout(have jetstream.StreamConfig) error {
 	return checkDirectoryKeepsAll(have)
 }
 
-// checkDirectoryKeepsAll refuses a directory stream with a limit an
-// operator set (Open leaves max_age, max_msgs and max_bytes as it finds
-// them, which partitions may well have): the directory must keep every
-// entry, since a key's one entry is what makes it exist, and unique.
-// Discarding one would let a room name be taken twice, and hide the room
-// from replicas following the directory.
-func checkDirectoryKeepsAll(have jetstream.StreamConfig) error {
+// ErrHistoryLowered means Options.MaxMsgsPerSubject is below the limit in
+// force on partitions that hold entries. It wraps ErrStreamConflict.
+var ErrHistoryLowered = fmt.Errorf("per-subject limit lowered on an event log that holds entries: %w", ErrStreamConflict)
+
+// streamLimits lists the stream-wide limits an operator set (Open leaves
+// max_age, max_msgs and max_bytes as it finds them), as "setting value".
+func streamLimits(have jetstream.StreamConfig) []string {
 	var limits []string
 	if have.MaxAge > 0 {
 		limits = append(limits, "max_age "+fmtDuration(have.MaxAge))
@@ -296,6 +300,16 @@ func checkDirectoryKeepsAll(have jetstream.StreamConfig) error {
 	if have.MaxBytes > 0 {
 		limits = append(limits, "max_bytes "+strconv.FormatInt(have.MaxBytes, 10))
 	}
+	return limits
+}
+
+// checkDirectoryKeepsAll refuses a directory stream with a limit an
+// operator set (streamLimits): the directory must keep every entry, since
+// a key's one entry is what makes it exist, and unique. Discarding one
+// would let a room name be taken twice, and hide the room from replicas
+// following the directory.
+func checkDirectoryKeepsAll(have jetstream.StreamConfig) error {
+	limits := streamLimits(have)
 	if len(limits) == 0 {
 		return nil
 	}
@@ -306,17 +320,53 @@ func checkDirectoryKeepsAll(have jetstream.StreamConfig) error {
 
 // checkPartitionLayout refuses a partition stream recorded as part of a
 // layout with another partition count (a directory deleted and re-created
-// by hand, say): its keys were placed by another modulus.
-func (l *Log) checkPartitionLayout(k int) func(jetstream.StreamConfig) error {
+// by hand, say): its keys were placed by another modulus, and one with a
+// stream-wide limit (checkPartitionKeepsSubjects).
+func (l *Log) checkPartitionLayout(k int, want jetstream.StreamConfig) func(jetstream.StreamConfig) error {
 	return func(have jetstream.StreamConfig) error {
-		want := fmt.Sprintf("%d/%d", k, l.lay.partitions)
-		if got, ok := have.Metadata[metaPartition]; ok && got != want {
+		wantPart := fmt.Sprintf("%d/%d", k, l.lay.partitions)
+		if got, ok := have.Metadata[metaPartition]; ok && got != wantPart {
 			return newError(ErrLayoutConflict, nil,
 				"stream %q records %s=%s, but the event log has %d partitions (it should be %s): its entries were placed for another partition count; delete the streams of the old layout or configure another stream name",
-				have.Name, metaPartition, got, l.lay.partitions, want)
+				have.Name, metaPartition, got, l.lay.partitions, wantPart)
 		}
-		return nil
+		return checkPartitionKeepsSubjects(have, want)
 	}
+}
+
+// checkPartitionKeepsSubjects refuses a partition stream with a
+// stream-wide limit an operator set (streamLimits), as the directory's are
+// refused: a partition may discard only a subject's oldest entries beyond
+// the per-subject limit its users judge by (Options.MaxMsgsPerSubject; in
+// herald's chat, a message's changes and a user's membership of a room
+// are kept within it, so that a room read afresh folds the same), while
+// such a limit discards the oldest entries whatever their subject.
+func checkPartitionKeepsSubjects(have, want jetstream.StreamConfig) error {
+	if limits := streamLimits(have); len(limits) > 0 {
+		msg := fmt.Sprintf("stream %q exists with a conflicting configuration: %s; a partition must keep every entry within max_msgs_per_subject (such a limit discards the oldest entries of any subject, a message's changes or a member's joining, and a key read afresh would be rebuilt differently): remove the limit (nats stream edit %s)",
+			have.Name, strings.Join(limits, ", "), have.Name)
+		if diffs := configDiffs(have, want); len(diffs) > 0 {
+			msg += "; herald would also change " + strings.Join(diffs, ", ")
+		}
+		return newError(ErrStreamConflict, nil, "%s", msg)
+	}
+	return nil
+}
+
+// checkNotLowered refuses to lower a stream's per-subject limit below the
+// one in force while it holds entries: NATS would trim every subject to it
+// at once, the ones its users keep within the old limit too (see
+// checkPartitionKeepsSubjects). An empty stream may be lowered.
+func checkNotLowered(info *jetstream.StreamInfo, want jetstream.StreamConfig) error {
+	have := info.Config
+	lowered := normLimit(want.MaxMsgsPerSubject) > 0 &&
+		(normLimit(have.MaxMsgsPerSubject) < 0 || have.MaxMsgsPerSubject > want.MaxMsgsPerSubject)
+	if lowered && info.State.Msgs > 0 {
+		return newError(ErrHistoryLowered, nil,
+			"stream %q keeps max_msgs_per_subject %s and holds %d entries: lowering it to %d would make NATS discard the oldest entries of every subject at once, not only keys' oldest ones beyond the new limit (in herald's chat, rooms' older posts) but the changes and membership entries rooms are rebuilt from (deleted messages and removed members would come back); keep MaxMsgsPerSubject (--room-history) at %s or more",
+			have.Name, fmtLimit(have.MaxMsgsPerSubject), info.State.Msgs, want.MaxMsgsPerSubject, fmtLimit(have.MaxMsgsPerSubject))
+	}
+	return nil
 }
 
 // ensureStream creates the stream when existing is nil, or reconciles
@@ -386,11 +436,17 @@ func (l *Log) streamsCapturing(ctx context.Context, subjects []string) []string 
 }
 
 // reconcile checks an existing stream against want and updates the settings
-// this package owns when they differ. Settings it does not own (MaxAge,
-// MaxBytes, ...) are left as the operator set them.
+// this package owns when they differ; it refuses to lower the per-subject
+// limit of a stream that holds entries (checkNotLowered). Settings it does
+// not own (MaxAge, MaxBytes, ...) are left as the operator set them, but
+// the checks of Open refuse those that discard entries
+// (checkDirectoryKeepsAll, checkPartitionKeepsSubjects).
 func (l *Log) reconcile(ctx context.Context, s jetstream.Stream, want jetstream.StreamConfig) (jetstream.Stream, error) {
 	have := s.CachedInfo().Config
 	if err := unusable(have, want); err != nil {
+		return nil, err
+	}
+	if err := checkNotLowered(s.CachedInfo(), want); err != nil {
 		return nil, err
 	}
 	diffs := configDiffs(have, want)
