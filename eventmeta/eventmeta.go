@@ -28,6 +28,13 @@ type Meta struct {
 	// execution whose resolver resends its state on join (auth.OnJoin)
 	// receives nothing before the next such event.
 	State bool
+	// End, when set, ends the subscription: the event carries no value,
+	// and the transport sends End as its only error (presented as any
+	// resolver error is, with its code), then completes. A resolver
+	// sends such an event last, when its source can no longer go on (a
+	// room whose history was discarded past what the subscriber saw:
+	// CURSOR_EXPIRED).
+	End error
 }
 
 type metaKey struct{}

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -149,6 +150,17 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, scope cursorSc
 		defer w.Close() // first: no offer reaches out once it is closed
 		for {
 			c, err := w.Next(ctx)
+			var ended *chat.Error
+			if errors.As(err, &ended) && ctx.Err() == nil {
+				// The watcher can no longer give every change in order (the
+				// log discarded some it missed): the subscription ends with
+				// why (CURSOR_EXPIRED), which sends its client refetching.
+				select {
+				case out <- graphql.Event[T]{Context: eventmeta.WithMeta(ctx, eventmeta.Meta{End: ended})}:
+				case <-ctx.Done():
+				}
+				return
+			}
 			if err != nil {
 				return
 			}

@@ -32,27 +32,7 @@ func startChat(t *testing.T) *chat.Service {
 // it once it is ready.
 func runChat(t *testing.T, log chat.EventLog) *chat.Service {
 	t.Helper()
-	svc := chat.NewService(log, chat.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := svc.Run(runCtx); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		stop()
-		<-done
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if ok, _ := svc.Ready(); ok {
-			return svc
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the chat service did not become ready")
-		}
-	}
+	return runChatWith(t, log, chat.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
 // receive returns the texts of the events read from ch until it closes or

@@ -7,6 +7,9 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/heraldhq/herald/eventmeta"
 )
 
 // eventErrorsSchema passes on the errors an event's fields raise in a
@@ -40,7 +43,9 @@ func withEventErrors(es graphql.ExecutableSchema, present graphql.ErrorPresenter
 // for messagePosted's room.messages), which is put back in front; and a
 // null that a failed non-null field made of a non-null root field is
 // carried up to the event's data, as GraphQL's null propagation has it:
-// {"data": null}, not {"data": {"messagePosted": null}}.
+// {"data": null}, not {"data": {"messagePosted": null}}. An event whose
+// metadata says it ends the subscription (eventmeta.Meta.End) is answered
+// with that error alone, at the root field.
 func (s eventErrorsSchema) ExecWithEventContext(ctx context.Context) graphql.ResponseHandlerWithContext {
 	next := s.ExecutableSchemaWithEventContext.ExecWithEventContext(ctx)
 	var root ast.PathName
@@ -57,6 +62,15 @@ func (s eventErrorsSchema) ExecWithEventContext(ctx context.Context) graphql.Res
 		eventCtx, resp := next(ctx)
 		if resp == nil {
 			return eventCtx, nil
+		}
+		if m, ok := eventmeta.MetaFrom(eventCtx); ok && m.End != nil {
+			// The last event, of no value: its error alone (what marshalling
+			// the absent value raised is not the client's concern).
+			end := s.present(eventCtx, m.End)
+			if root != "" {
+				end.Path = ast.Path{root}
+			}
+			return graphql.WithResponseContext(eventCtx, s.present, s.recover), &graphql.Response{Errors: gqlerror.List{end}}
 		}
 		errs := graphql.GetErrors(ctx)
 		if root != "" {

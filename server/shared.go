@@ -666,7 +666,7 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 			break
 		}
 		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, cursor: slot.meta.Cursor,
-			failed: first && len(resp.Errors) > 0 && noData(resp.Data), state: slot.meta.State}
+			failed: first && len(resp.Errors) > 0 && noData(resp.Data) || slot.meta.End != nil, state: slot.meta.State}
 		slot.meta = eventmeta.Meta{}
 		var denied []*operation
 		e.mu.RLock()
