@@ -63,10 +63,12 @@ func (s *Service) createRoom(ctx context.Context, actor Actor, name string, priv
 		return Room{}, taken()
 	case err != nil:
 		s.opts.Logger.Warn("adding a room to the directory failed", "err", err)
-		return Room{}, errorf(CodeUnavailable, "the event log is unavailable; retry later")
+		return Room{}, appendFailed(err, "room's creation")
 	}
 	if err := s.waitDirectory(ctx, res.Seq); err != nil {
-		return Room{}, err
+		// Not "retry": a private room would be created twice.
+		return Room{}, errorf(CodeUnavailable,
+			"room %s was created (position %d) but this replica has not applied it yet; read it back shortly rather than create it again", e.RoomID, res.Seq)
 	}
 	room, ok := s.RoomInfo(e.RoomID)
 	if !ok {
@@ -306,7 +308,7 @@ func (s *Service) propose(ctx context.Context, e Event, dedupID string, result f
 		}
 		if err != nil {
 			s.opts.Logger.Warn("appending an event failed", "type", e.Type, "room", e.RoomID, "err", err)
-			return errorf(CodeUnavailable, "the event log is unavailable; retry later")
+			return appendFailed(err, string(e.Type)+" event")
 		}
 		if err := s.waitApplied(ctx, h, res.Seq); err != nil {
 			return err

@@ -1,6 +1,11 @@
 package chat
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/heraldhq/herald/pubsub"
+)
 
 // Code classifies an Error; it is what clients see as extensions.code.
 type Code string
@@ -13,6 +18,11 @@ const (
 	CodeForbidden       Code = "FORBIDDEN"
 	CodeUnauthenticated Code = "UNAUTHENTICATED"
 	CodeUnavailable     Code = "UNAVAILABLE"
+	// CodeOutcomeUnknown: the command's event was sent to the log, which
+	// did not confirm it; it may have been stored. Read back before
+	// repeating the command (a repeated react would take the reaction
+	// back, a repeated createRoom make a second private room).
+	CodeOutcomeUnknown Code = "OUTCOME_UNKNOWN"
 	// CodeCursorExpired: the cursor is from an earlier incarnation of the
 	// log or older than retention; the client must refetch.
 	CodeCursorExpired Code = "CURSOR_EXPIRED"
@@ -37,4 +47,15 @@ func (e *Error) Extensions() map[string]any {
 
 func errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// appendFailed is the error of a command whose event the log did not
+// confirm: UNAVAILABLE when it was never sent (retry), OUTCOME_UNKNOWN
+// when it was and may have been stored (read back first).
+func appendFailed(err error, what string) *Error {
+	if errors.Is(err, pubsub.ErrUnreachable) {
+		return errorf(CodeUnavailable, "the event log is unavailable; retry later")
+	}
+	return errorf(CodeOutcomeUnknown,
+		"the event log did not confirm the %s: it may or may not have been stored; read back before repeating the command", what)
 }

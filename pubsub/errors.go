@@ -11,7 +11,10 @@ import (
 // errors.Is.
 var (
 	// ErrUnreachable means the NATS server could not be reached: the first
-	// connection failed, or the connection is currently down.
+	// connection failed, or the connection is currently down. A write that
+	// fails with it was not sent; one that fails otherwise (its
+	// acknowledgement did not come in time, the connection dropped while
+	// it waited) may have been stored.
 	ErrUnreachable = errors.New("NATS unreachable")
 
 	// ErrJetStreamDisabled means the NATS server (or the account used) does

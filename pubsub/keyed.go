@@ -97,9 +97,16 @@ func wrongLastSeq(err error) (last uint64, lastKnown, ok bool) {
 func (l *Log) publish(ctx context.Context, what func() string, subject, stream string, data []byte,
 	popts ...jetstream.PublishOpt,
 ) (*jetstream.PubAck, error) {
+	// ErrUnreachable only for what was never sent: with no reconnect
+	// buffer, nothing is sent while the connection is down. A publish that
+	// failed after it went out (its acknowledgement lost, the connection
+	// dropped while it waited) may have been stored.
+	if !l.nc.IsConnected() {
+		return nil, newError(ErrUnreachable, nil, "%s: NATS disconnected (%s)", what(), l.nc.Status())
+	}
 	ack, err := l.js.Publish(ctx, subject, data, popts...)
 	if err != nil {
-		if !l.nc.IsConnected() {
+		if errors.Is(err, nats.ErrReconnectBufExceeded) { // it went down just before: not sent
 			return nil, newError(ErrUnreachable, err, "%s: NATS disconnected (%s): %v", what(), l.nc.Status(), err)
 		}
 		return nil, err
