@@ -227,9 +227,11 @@ func TestSIGKILLDuringMutationsKeepsWhatWasAcknowledged(t *testing.T) {
 		t.Fatal("no resumeCursor for the empty room")
 	}
 
-	// A subscriber that records every event before the crash.
-	sub := subscribeRoomEvents(t, a.addr, "watcher", room, "")
-	// The subscription is registered once an event of it arrives: post one.
+	// A subscriber that records every event before the crash. It resumes
+	// after the empty room's cursor, so that the first post reaches it
+	// even if it comes before the subscription has joined (on a loaded
+	// machine it did, and the post was never seen).
+	sub := subscribeRoomEvents(t, a.addr, "watcher", room, start)
 	first := postMessage(t, a.addr, "alice", room, "before the burst")
 	if typ, ev, err := sub.next(10 * time.Second); err != nil || ev == nil || ev.ID != first.ID {
 		t.Fatalf("first event: %s %+v %v", typ, ev, err)
