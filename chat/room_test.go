@@ -348,8 +348,8 @@ func TestPrivateRoomRules(t *testing.T) {
 			case tt.want != "" && (got == nil || got.Code != tt.want):
 				t.Fatalf("judged %v, want %s", got, tt.want)
 			}
-			if tt.members != nil && !reflect.DeepEqual(rs.access, tt.members) {
-				t.Fatalf("members %v, want %v", rs.access, tt.members)
+			if tt.members != nil && !reflect.DeepEqual(rs.accessNow(), tt.members) {
+				t.Fatalf("members %v, want %v", rs.accessNow(), tt.members)
 			}
 			if !tt.private && (rs.members != nil || rs.access != nil) {
 				t.Fatalf("a public room has members %v", rs.members)

@@ -783,10 +783,10 @@ func (r *resyncer) next() (string, time.Duration) {
 // publishAccessLocked makes the room's members as they are now what Access
 // answers. Callers hold h.mu.
 func (h *heldRoom) publishAccessLocked() {
-	if h.st.access == nil {
+	access := h.st.accessNow()
+	if access == nil {
 		return
 	}
-	access := h.st.access
 	h.access.Store(&access)
 }
 
