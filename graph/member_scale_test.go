@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"log/slog"
 	"runtime"
 	"testing"
 	"time"
@@ -14,21 +12,6 @@ import (
 	"github.com/heraldhq/herald/chat"
 	"github.com/heraldhq/herald/pubsub"
 )
-
-// scaleLog opens an embedded event log for the test, as startChat
-// does, and returns it with a chat service running over it.
-func scaleLog(t *testing.T) (*pubsub.Log, *chat.Service) {
-	t.Helper()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	log, err := pubsub.Open(ctx, pubsub.Options{DataDir: t.TempDir(), Partitions: 1, Logger: quiet})
-	if err != nil {
-		t.Fatalf("open event log: %v", err)
-	}
-	t.Cleanup(func() { _ = log.Close() })
-	return log, runChat(t, log)
-}
 
 // roomChain appends a room's events to the log as a proposer does
 // (each with the room's previous event as Prev, on the subject chat gives
@@ -103,7 +86,7 @@ func seedPrivateRoom(t *testing.T, log *pubsub.Log, svc *chat.Service, owner cha
 // 20,000 members outlasted the apply timeout that bounds each read: it
 // could not be loaded on a fresh replica at all.
 func TestPrivateRoomLoadIsLinearInMembers(t *testing.T) {
-	log, svc := scaleLog(t)
+	log, svc := startChatLog(t)
 	owner := chat.Actor{ID: "owner"}
 	const small, large = 500, 2000
 	rooms := map[int]string{}

@@ -17,6 +17,13 @@ import (
 // startChat runs a chat service over an embedded NATS until the test ends.
 func startChat(t *testing.T) *chat.Service {
 	t.Helper()
+	_, svc := startChatLog(t)
+	return svc
+}
+
+// startChatLog is startChat, which also returns the service's event log.
+func startChatLog(t *testing.T) (*pubsub.Log, *chat.Service) {
+	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -25,7 +32,7 @@ func startChat(t *testing.T) *chat.Service {
 		t.Fatalf("open event log: %v", err)
 	}
 	t.Cleanup(func() { _ = log.Close() })
-	return runChat(t, log)
+	return log, runChat(t, log)
 }
 
 // runChat runs a chat service over log until the test ends, and returns
