@@ -88,8 +88,11 @@ func wrongLastSeq(err error) (last uint64, lastKnown, ok bool) {
 // wrapped with %w so callers can inspect them.
 //
 // There is no connection check first: publishing fails at once while NATS is
-// disconnected (there is no reconnect buffer), and the check would take the
-// connection's lock once more per event, contended under load.
+// disconnected (there is no reconnect buffer: nats.ErrReconnectBufExceeded,
+// nothing sent), and the check would take the connection's lock once more
+// per event, contended under load. Only that failure is ErrUnreachable: a
+// publish that failed after it went out (its acknowledgement late, the
+// connection dropped while it waited) may have been stored.
 //
 // The stream is checked in the acknowledgement rather than with an
 // expected-stream header, which would cost every event a header the server
@@ -97,16 +100,9 @@ func wrongLastSeq(err error) (last uint64, lastKnown, ok bool) {
 func (l *Log) publish(ctx context.Context, what func() string, subject, stream string, data []byte,
 	popts ...jetstream.PublishOpt,
 ) (*jetstream.PubAck, error) {
-	// ErrUnreachable only for what was never sent: with no reconnect
-	// buffer, nothing is sent while the connection is down. A publish that
-	// failed after it went out (its acknowledgement lost, the connection
-	// dropped while it waited) may have been stored.
-	if !l.nc.IsConnected() {
-		return nil, newError(ErrUnreachable, nil, "%s: NATS disconnected (%s)", what(), l.nc.Status())
-	}
 	ack, err := l.js.Publish(ctx, subject, data, popts...)
 	if err != nil {
-		if errors.Is(err, nats.ErrReconnectBufExceeded) { // it went down just before: not sent
+		if errors.Is(err, nats.ErrReconnectBufExceeded) { // disconnected: not sent
 			return nil, newError(ErrUnreachable, err, "%s: NATS disconnected (%s): %v", what(), l.nc.Status(), err)
 		}
 		return nil, err

@@ -82,7 +82,10 @@ func (c *nullCheck) value(v *ast.Value, typ *ast.Type, where string) {
 		if !typ.NonNull {
 			return
 		}
-		if given, ok := c.rc.Variables[v.Raw]; !ok || given == nil {
+		// Given as null: an omitted variable with no default of its own
+		// stands where the argument (or input field) has one, which then
+		// applies; validation refuses it anywhere else.
+		if given, ok := c.rc.Variables[v.Raw]; ok && given == nil {
 			c.err = &gqlerror.Error{
 				Message: fmt.Sprintf("variable \"$%s\" is null, but %s is non-null (%s)", v.Raw, where, typ.String()),
 				Path:    ast.Path{ast.PathName("variable"), ast.PathName(v.Raw)},
