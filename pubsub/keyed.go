@@ -90,7 +90,8 @@ func wrongLastSeq(err error) (last uint64, lastKnown, ok bool) {
 // There is no connection check first: publishing fails at once while NATS is
 // disconnected (there is no reconnect buffer: nats.ErrReconnectBufExceeded,
 // nothing sent), and the check would take the connection's lock once more
-// per event, contended under load. Only that failure is ErrUnreachable: a
+// per event, contended under load. Only that failure, and no stream
+// answering at all (jetstream.ErrNoStreamResponse), are ErrUnreachable: a
 // publish that failed after it went out (its acknowledgement late, the
 // connection dropped while it waited) may have been stored.
 //
@@ -104,6 +105,9 @@ func (l *Log) publish(ctx context.Context, what func() string, subject, stream s
 	if err != nil {
 		if errors.Is(err, nats.ErrReconnectBufExceeded) { // disconnected: not sent
 			return nil, newError(ErrUnreachable, err, "%s: NATS disconnected (%s): %v", what(), l.nc.Status(), err)
+		}
+		if errors.Is(err, jetstream.ErrNoStreamResponse) { // no stream took it (no leader): not stored
+			return nil, newError(ErrUnreachable, err, "%s: no stream answered (is it electing a leader?): %v", what(), err)
 		}
 		return nil, err
 	}
