@@ -27,7 +27,7 @@ input Filter { limit: Int! = 5 }
 		`query($f: Int) { page(first: $f) }`,
 		`query($f: Int) { find(in: {limit: $f}) }`,
 	} {
-		doc, errs := gqlparser.LoadQuery(schema, q)
+		doc, errs := gqlparser.LoadQueryWithRules(schema, q, validationRules(true)())
 		if errs != nil {
 			t.Fatalf("%s: validation refused it: %v", q, errs)
 		}
