@@ -1,16 +1,12 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,182 +14,13 @@ import (
 	"github.com/heraldhq/herald/pubsub"
 )
 
-// answerProxy forwards TCP connections to a NATS server. While held,
-// nothing goes from the server to the client (a publish reaches NATS and
-// is stored, its acknowledgement waits), as on a congested or partitioned
-// link; release lets everything through again.
-type answerProxy struct {
-	ln     net.Listener
-	target string
-
-	mu   sync.Mutex
-	gate chan struct{} // non-nil while held
-	// heldPrefix: message frames with this subject prefix are kept in
-	// pending (written under wmu, as every frame is).
-	heldPrefix string
-	pending    []pendingFrame
-	wmu        sync.Mutex
-	conns      []net.Conn
-	done       chan struct{}
-	wg         sync.WaitGroup
-}
-
-func newAnswerProxy(t *testing.T, natsURL string) *answerProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &answerProxy{ln: ln, target: strings.TrimPrefix(natsURL, "nats://"), done: make(chan struct{})}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *answerProxy) url() string { return "nats://" + p.ln.Addr().String() }
-
-func (p *answerProxy) accept() {
-	defer p.wg.Done()
-	for {
-		in, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-		if err != nil {
-			_ = in.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, in, out)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go func() { defer p.wg.Done(); _, _ = io.Copy(out, in); _ = out.Close() }()
-		go func() { defer p.wg.Done(); defer in.Close(); p.serverToClient(in, out) }()
-	}
-}
-
-// serverToClient copies NATS protocol frames from the server to the client:
-// each frame waits while everything is held, and a message frame whose
-// subject starts with the held prefix is kept back until releaseSubjects.
-func (p *answerProxy) serverToClient(in, out net.Conn) {
-	r := bufio.NewReaderSize(out, 64<<10)
-	for {
-		line, err := r.ReadBytes('\n')
-		if err != nil {
-			return
-		}
-		frame := line
-		subject := ""
-		if bytes.HasPrefix(line, []byte("MSG ")) || bytes.HasPrefix(line, []byte("HMSG ")) {
-			f := strings.Fields(string(line))
-			if len(f) < 3 {
-				return
-			}
-			n, err := strconv.Atoi(f[len(f)-1])
-			if err != nil {
-				return
-			}
-			payload := make([]byte, n+2)
-			if _, err := io.ReadFull(r, payload); err != nil {
-				return
-			}
-			frame = append(append([]byte(nil), line...), payload...)
-			subject = f[1]
-		}
-		p.mu.Lock()
-		g := p.gate
-		p.mu.Unlock()
-		if g != nil {
-			select {
-			case <-g:
-			case <-p.done:
-				return
-			}
-		}
-		p.mu.Lock()
-		if p.heldPrefix != "" && subject != "" && strings.HasPrefix(subject, p.heldPrefix) {
-			p.pending = append(p.pending, pendingFrame{in, frame})
-			p.mu.Unlock()
-			continue
-		}
-		p.mu.Unlock()
-		p.wmu.Lock()
-		_, werr := in.Write(frame)
-		p.wmu.Unlock()
-		if werr != nil {
-			return
-		}
-	}
-}
-
-type pendingFrame struct {
-	to    net.Conn
-	frame []byte
-}
-
-// holdSubjects keeps back, until releaseSubjects, every message delivered
-// to the client whose subject starts with prefix.
-func (p *answerProxy) holdSubjects(prefix string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.heldPrefix = prefix
-}
-
-func (p *answerProxy) releaseSubjects() {
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	p.mu.Lock()
-	pending := p.pending
-	p.pending, p.heldPrefix = nil, ""
-	p.mu.Unlock()
-	for _, f := range pending {
-		_, _ = f.to.Write(f.frame)
-	}
-}
-
-func (p *answerProxy) hold() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.gate == nil {
-		p.gate = make(chan struct{})
-	}
-}
-
-func (p *answerProxy) release() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.gate != nil {
-		close(p.gate)
-		p.gate = nil
-	}
-}
-
-func (p *answerProxy) close() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	close(p.done)
-	_ = p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
-	p.mu.Unlock()
-	p.wg.Wait()
-}
-
 // lostAnswerSetup starts replica a (embedded NATS) and replica b, which
 // reaches that NATS through a proxy that can hold NATS's answers, with a
 // short apply timeout.
-func lostAnswerSetup(t *testing.T) (a, b *replica, p *answerProxy) {
+func lostAnswerSetup(t *testing.T) (a, b *replica, p *natsProxy) {
 	t.Helper()
 	a = newReplicaOver(t, pubsub.Options{ListenAddr: "127.0.0.1:0"}, chat.Options{}, nil, nil)
-	p = newAnswerProxy(t, a.log.ClientURL())
+	p = newNATSProxy(t, a.log.ClientURL())
 	b = newReplicaOver(t, pubsub.Options{URLs: []string{p.url()}, Partitions: a.log.Partitions()},
 		chat.Options{ApplyTimeout: time.Second}, nil, nil)
 	return a, b, p
@@ -238,7 +65,7 @@ func lostAnswerGQL(t *testing.T, r *replica, user, query string, vars map[string
 // lostAnswer runs a mutation on b while NATS's answers to b are held, so
 // that the event is stored but b hears nothing back within its apply
 // timeout; it returns the errors b answered with, after releasing.
-func loseAnswer(t *testing.T, b *replica, p *answerProxy, user, query string, vars map[string]any) []lostAnswerError {
+func loseAnswer(t *testing.T, b *replica, p *natsProxy, user, query string, vars map[string]any) []lostAnswerError {
 	t.Helper()
 	p.hold()
 	_, errs := lostAnswerGQL(t, b, user, query, vars)

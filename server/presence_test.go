@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -268,64 +266,6 @@ func TestPresenceJoinAndLeaveOnOneReplica(t *testing.T) {
 	late.first("bob", "watcher")
 }
 
-// cutProxy forwards TCP connections to a NATS server until cut, when it
-// drops them all at once, as a replica's host dying would.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newCutProxy(t *testing.T, natsURL string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: strings.TrimPrefix(natsURL, "nats://")}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() { p.cut(); p.wg.Wait() })
-	return p
-}
-
-func (p *cutProxy) url() string { return "nats://" + p.ln.Addr().String() }
-
-func (p *cutProxy) accept() {
-	defer p.wg.Done()
-	for {
-		in, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-		if err != nil {
-			_ = in.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, in, out)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go func() { defer p.wg.Done(); _, _ = io.Copy(out, in); _ = out.Close() }()
-		go func() { defer p.wg.Done(); _, _ = io.Copy(in, out); _ = in.Close() }()
-	}
-}
-
-// cut closes the listener and every connection through it.
-func (p *cutProxy) cut() {
-	_ = p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
-}
-
 // TestPresenceAcrossReplicas: a user with subscriptions on two replicas is
 // counted once, and stays while either holds one; a replica killed
 // without any clean-up (its NATS connection cut, so no key is deleted and
@@ -333,7 +273,7 @@ func (p *cutProxy) cut() {
 // within 10 s.
 func TestPresenceAcrossReplicas(t *testing.T) {
 	a := presenceReplica(t, "a", "", graph.Options{})
-	proxy := newCutProxy(t, a.log.ClientURL())
+	proxy := newNATSProxy(t, a.log.ClientURL())
 	b := presenceReplica(t, "b", proxy.url(), graph.Options{})
 	room := a.room("lobby")
 	waitFor(t, "b to know the room", func() bool { _, ok := b.chat.RoomInfo(room); return ok })
@@ -361,7 +301,7 @@ func TestPresenceAcrossReplicas(t *testing.T) {
 	}
 
 	// b dies: carol, present only through b, is gone within 10 s.
-	proxy.cut()
+	proxy.close()
 	start := time.Now()
 	ev, _ := w.until(10*time.Second, "alice", "dave", "watcher")
 	t.Logf("a killed replica's user left after %s", time.Since(start))
