@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // deleteConsumerTimeout bounds the clean-up of a consumer.
@@ -177,7 +178,7 @@ func (l *Log) follow(ctx context.Context, stream jetstream.Stream, name, filter 
 	for first := true; ; first = false {
 		reconnected := l.reconnects.next()
 		began := time.Now()
-		cons, err := l.createFollower(ctx, stream, filter, t.last+1)
+		cons, err := l.createFollower(ctx, stream, name, filter, t.last+1)
 		if err == nil {
 			err = t.consume(ctx, cons, reconnected)
 			l.deleteConsumer(ctx, name, cons)
@@ -213,8 +214,25 @@ func (l *Log) follow(ctx context.Context, stream jetstream.Stream, name, filter 
 
 // createFollower creates the consumer follow reads: from sequence from on,
 // of the subjects filter matches ("" for all).
-func (l *Log) createFollower(ctx context.Context, stream jetstream.Stream, filter string, from uint64) (jetstream.Consumer, error) {
-	return stream.CreateConsumer(ctx, ephemeralConfig(filter, from, followInactiveThreshold))
+func (l *Log) createFollower(ctx context.Context, stream jetstream.Stream, name, filter string, from uint64) (jetstream.Consumer, error) {
+	return l.createEphemeral(ctx, stream, name, ephemeralConfig(filter, from, followInactiveThreshold))
+}
+
+// createEphemeral creates the consumer cfg describes on stream (named
+// streamName) under a name of Herald's choosing. A create whose answer
+// did not come (ctx ended, the request timed out) may still have made the
+// consumer; knowing its name, createEphemeral deletes it rather than leave
+// it to NATS until its inactivity threshold, so that clients who leave
+// while their reads start cannot pile consumers up on the server.
+func (l *Log) createEphemeral(ctx context.Context, stream jetstream.Stream, streamName string,
+	cfg jetstream.ConsumerConfig,
+) (jetstream.Consumer, error) {
+	cfg.Name = nuid.Next()
+	cons, err := stream.CreateConsumer(ctx, cfg)
+	if err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+		l.deleteConsumerNamed(ctx, streamName, cfg.Name)
+	}
+	return cons, err
 }
 
 // ephemeralConfig configures a consumer as nats.go's ordered consumer
@@ -448,17 +466,21 @@ func (r *reconnectSignal) fire() {
 // deleteConsumer removes a consumer this package created from the server so
 // it does not linger until its inactivity threshold. Best effort, bounded.
 func (l *Log) deleteConsumer(ctx context.Context, stream string, cons jetstream.Consumer) {
-	if !l.nc.IsConnected() {
-		return
+	if info := cons.CachedInfo(); info != nil && info.Name != "" {
+		l.deleteConsumerNamed(ctx, stream, info.Name)
 	}
-	info := cons.CachedInfo()
-	if info == nil || info.Name == "" {
+}
+
+// deleteConsumerNamed deletes a consumer by name, bounded by
+// deleteConsumerTimeout even when ctx has ended.
+func (l *Log) deleteConsumerNamed(ctx context.Context, stream, name string) {
+	if !l.nc.IsConnected() {
 		return
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteConsumerTimeout)
 	defer cancel()
-	if err := l.js.DeleteConsumer(dctx, stream, info.Name); err != nil &&
+	if err := l.js.DeleteConsumer(dctx, stream, name); err != nil &&
 		!errors.Is(err, jetstream.ErrConsumerNotFound) {
-		l.log.Debug("delete consumer", "stream", stream, "consumer", info.Name, "err", err)
+		l.log.Debug("delete consumer", "stream", stream, "consumer", name, "err", err)
 	}
 }

@@ -305,7 +305,7 @@ func (l *Log) read(ctx context.Context, stream jetstream.Stream, name, filter st
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
-	cons, err := stream.CreateConsumer(ctx, ephemeralConfig(filter, fromSeq, readInactiveThreshold))
+	cons, err := l.createEphemeral(ctx, stream, name, ephemeralConfig(filter, fromSeq, readInactiveThreshold))
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, fmt.Errorf("%s: create consumer: %w", what, ctx.Err())

@@ -185,6 +185,13 @@ func (t *sseTransport) resumeFrom(ctx context.Context, exec graphql.GraphExecuto
 		return opCtx, nil
 	}
 	use := findCursor(opCtx, t.cfg.resumeArgument)
+	if use.variable == "" && !rootTakes(opCtx, opCtx.Operation.SelectionSet, t.cfg.resumeArgument) {
+		return opCtx, gqlerror.List{{
+			Message: fmt.Sprintf("the stream sent Last-Event-ID to resume, but the subscription's field takes no %q argument, "+
+				"so it cannot resume: open the stream again without Last-Event-ID", t.cfg.resumeArgument),
+			Extensions: map[string]any{"code": "BAD_USER_INPUT"},
+		}}
+	}
 	if use.variable == "" {
 		return opCtx, gqlerror.List{{
 			Message: fmt.Sprintf("the stream sent Last-Event-ID to resume, but the subscription does not pass its %q argument "+
@@ -201,6 +208,28 @@ func (t *sseTransport) resumeFrom(ctx context.Context, exec graphql.GraphExecuto
 	resumed.Variables[use.variable] = last
 	*params = resumed
 	return exec.CreateOperationContext(ctx, params)
+}
+
+// rootTakes reports whether a root field of the selection set declares
+// the argument in the schema (roomPresence, say, takes no cursor).
+func rootTakes(rc *graphql.OperationContext, set ast.SelectionSet, argument string) bool {
+	for _, sel := range set {
+		switch sel := sel.(type) {
+		case *ast.InlineFragment:
+			if rootTakes(rc, sel.SelectionSet, argument) {
+				return true
+			}
+		case *ast.FragmentSpread:
+			if f := rc.Doc.Fragments.ForName(sel.Name); f != nil && rootTakes(rc, f.SelectionSet, argument) {
+				return true
+			}
+		case *ast.Field:
+			if sel.Definition != nil && sel.Definition.Arguments.ForName(argument) != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // sseFormat frames a stream as Server-Sent Events in graphql-sse's

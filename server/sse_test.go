@@ -443,6 +443,22 @@ func TestSSELastEventIDResumes(t *testing.T) {
 	if ev := c3.next(); ev.event != "complete" {
 		t.Fatalf("got %+v, want complete", ev)
 	}
+
+	// A field that takes no cursor at all cannot resume: the refusal says
+	// so, rather than asking for a variable the field cannot take.
+	presence := `subscription($r: ID!) { roomPresence(roomId: $r) { kind } }`
+	c4, _, body := r.openSSE(sseRequest{method: http.MethodGet, query: presence, vars: map[string]any{"r": room},
+		header: http.Header{"Last-Event-Id": {last.id}}})
+	if c4 == nil {
+		t.Fatal(body)
+	}
+	ev := c4.next()
+	if code := ev.errorCode(t); code != "BAD_USER_INPUT" {
+		t.Fatalf("roomPresence with Last-Event-ID: code %q, want BAD_USER_INPUT", code)
+	}
+	if !strings.Contains(ev.data, `takes no \"after\" argument`) || strings.Contains(ev.data, "declare one") {
+		t.Fatalf("roomPresence with Last-Event-ID: %s, want it to say the field takes no \"after\" argument", ev.data)
+	}
 }
 
 // TestSSEKeepalive: an idle stream gets a comment line every PingInterval,
