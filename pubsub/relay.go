@@ -2,6 +2,8 @@ package pubsub
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,13 +103,13 @@ func (r *Relay) Listen(key string, serve RelayHandler) (stop func(), err error) 
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return nil, fmt.Errorf("relay: listen for %q: the relay is closed", key)
+		return nil, fmt.Errorf("relay: listen for %s: the relay is closed", keyRef(key))
 	}
 	if _, ok := r.handlers[subject]; ok {
 		// A second subscription would have every request served twice,
 		// and the first stop would take both listeners away.
 		r.mu.Unlock()
-		return nil, fmt.Errorf("relay: listen for %q: already listening for it; stop that listener first", key)
+		return nil, fmt.Errorf("relay: listen for %s: already listening for it; stop that listener first", keyRef(key))
 	}
 	r.handlers[subject] = serve
 	r.mu.Unlock()
@@ -120,13 +122,13 @@ func (r *Relay) Listen(key string, serve RelayHandler) (stop func(), err error) 
 	}
 	if err != nil {
 		r.forget(subject)
-		return nil, fmt.Errorf("relay: listen for %q: %w", key, err)
+		return nil, fmt.Errorf("relay: listen for %s: %w", keyRef(key), err)
 	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("relay: listen for %q: the relay is closed", key)
+		return nil, fmt.Errorf("relay: listen for %s: the relay is closed", keyRef(key))
 	}
 	r.subs[subject] = sub
 	r.mu.Unlock()
@@ -166,14 +168,14 @@ func (r *Relay) Send(ctx context.Context, key string, header http.Header, body [
 	reply, err := r.nc.RequestMsgWithContext(ctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return nil, nil, fmt.Errorf("relay: send to %q: %w", key, ErrNoListener)
+		return nil, nil, fmt.Errorf("relay: send to %s: %w", keyRef(key), ErrNoListener)
 	case err != nil:
-		return nil, nil, fmt.Errorf("relay: send to %q: %w", key, err)
+		return nil, nil, fmt.Errorf("relay: send to %s: %w", keyRef(key), err)
 	case reply.Header.Get(noListenerHeader) != "":
-		return nil, nil, fmt.Errorf("relay: send to %q: %w", key, ErrNoListener)
+		return nil, nil, fmt.Errorf("relay: send to %s: %w", keyRef(key), ErrNoListener)
 	case reply.Header.Get(tooLargeHeader) != "":
-		return nil, nil, fmt.Errorf("relay: send to %q: %w (%s bytes; NATS carries at most %d)",
-			key, ErrAnswerTooLarge, reply.Header.Get(tooLargeHeader), r.nc.MaxPayload())
+		return nil, nil, fmt.Errorf("relay: send to %s: %w (%s bytes; NATS carries at most %d)",
+			keyRef(key), ErrAnswerTooLarge, reply.Header.Get(tooLargeHeader), r.nc.MaxPayload())
 	}
 	return http.Header(reply.Header), reply.Data, nil
 }
@@ -260,8 +262,18 @@ func (r *Relay) serve(m *nats.Msg, serve RelayHandler) {
 		err = errors.Join(err, m.RespondMsg(&nats.Msg{Header: nats.Header{tooLargeHeader: {strconv.Itoa(size)}}}))
 	}
 	if err != nil {
-		r.log.Warn("pubsub: cannot answer a relayed request", slog.String("subject", m.Subject), slog.Any("error", err))
+		r.log.Warn("pubsub: cannot answer a relayed request",
+			slog.String("key", keyRef(strings.TrimPrefix(m.Subject, relayPrefix))), slog.Any("error", err))
 	}
+}
+
+// keyRef names a key in errors and logs without giving it away: a key may
+// be a credential (an event stream's token lets whoever holds it send
+// operations on the stream), so only a short hash of it is shown, enough
+// to match log lines about one key.
+func keyRef(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "key#" + hex.EncodeToString(sum[:4])
 }
 
 // checkRelayKey refuses a key that is not one token of a NATS subject of

@@ -240,3 +240,31 @@ func TestRelayAnswerTooLarge(t *testing.T) {
 		})
 	}
 }
+
+// TestRelayErrorsDoNotCarryTheKey: a key may be a credential (an event
+// stream's token), so errors name it by a short hash, the same for the
+// same key, never by the key itself.
+func TestRelayErrorsDoNotCarryTheKey(t *testing.T) {
+	l := openEmbedded(t, Options{})
+	r := l.Relay()
+	t.Cleanup(r.Close)
+	const key = "secretStreamToken123"
+	stop, err := r.Listen(key, func(context.Context, http.Header, []byte) (http.Header, []byte) { return nil, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, second := r.Listen(key, nil)
+	stop()
+	_, _, unheard := r.Send(testCtx(t, 5*time.Second), key, nil, nil)
+	for _, err := range []error{second, unheard} {
+		if err == nil {
+			t.Fatal("want an error")
+		}
+		if strings.Contains(err.Error(), key) {
+			t.Errorf("error carries the key: %v", err)
+		}
+		if !strings.Contains(err.Error(), keyRef(key)) {
+			t.Errorf("error %q does not name the key by %s", err, keyRef(key))
+		}
+	}
+}

@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_sse_relayed_requests_total",
-			Help: "graphql-sse single-connection-mode requests relayed to the replica holding their stream, by outcome (ok, no_holder, error).",
+			Help: "graphql-sse single-connection-mode requests relayed to the replica holding their stream, by outcome (ok, no_holder, canceled: the client left first, too_large: refused with 413, error).",
 		}, []string{"outcome"}),
 	}
 	for _, c := range []prometheus.Collector{m.sockets, m.streams, m.operations, m.executions, m.deliveries, m.slowCloses, m.closes, m.latency, m.relayed} {

@@ -85,7 +85,7 @@ func (l *localRelay) Send(ctx context.Context, token string, msg RelayMessage) (
 	ll := l.listeners[token]
 	l.mu.Unlock()
 	if ll == nil {
-		return RelayMessage{}, fmt.Errorf("relay to stream %s: %w", token, ErrNoStreamHolder)
+		return RelayMessage{}, fmt.Errorf("relay to the stream's replica: %w", ErrNoStreamHolder)
 	}
 	return ll.serve(ctx, msg), nil
 }
@@ -227,7 +227,7 @@ func sendPatiently(ctx context.Context, relay Relay, token string, msg RelayMess
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return RelayMessage{}, fmt.Errorf("relay to stream %s: %w", token, context.Cause(ctx))
+			return RelayMessage{}, fmt.Errorf("relay to the stream's replica: %w", context.Cause(ctx))
 		case <-t.C:
 		}
 		wait = min(2*wait, 200*time.Millisecond)

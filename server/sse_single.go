@@ -372,10 +372,13 @@ func (t *sseSingleTransport) claimRemote(ctx context.Context, token, user string
 	msg.Header.Set(relayMethodHeader, claimMethod)
 	msg.Header.Set(relayUserHeader, user)
 	reply, err := sendPatiently(ctx, t.relay, token, msg, t.relayWait())
-	t.countRelayed(err)
+	t.countRelayed(ctx, err)
 	switch {
 	case errors.Is(err, ErrNoStreamHolder):
 		return http.StatusNotFound, streamNotFound
+	case err != nil && ctx.Err() != nil:
+		t.log.DebugContext(ctx, "server: the client left while its stream reservation was claimed over the relay", slog.Any("error", err))
+		return http.StatusServiceUnavailable, "the request ended before the stream's replica answered"
 	case err != nil:
 		t.log.ErrorContext(ctx, "server: cannot claim a stream reservation over the relay", slog.Any("error", err))
 		return http.StatusBadGateway, "cannot reach the replica that holds the stream's reservation; reserve a new stream"
@@ -491,10 +494,14 @@ func (t *sseSingleTransport) forward(w http.ResponseWriter, r *http.Request, tok
 		return
 	}
 	reply, err := sendPatiently(r.Context(), t.relay, token, msg, t.relayWait())
-	t.countRelayed(err)
+	t.countRelayed(r.Context(), err)
 	switch {
 	case errors.Is(err, ErrNoStreamHolder):
 		t.streamNotFound(w, r)
+	case err != nil && r.Context().Err() != nil:
+		// The client left while its request was on its way: nothing
+		// failed, and no one is left to answer.
+		t.log.DebugContext(r.Context(), "server: the client left while its request was relayed to the stream's replica", slog.Any("error", err))
 	case errors.Is(err, ErrRelayMessageTooLarge):
 		t.run.reject(w, r, mediaJSON, http.StatusRequestEntityTooLarge,
 			"the request is too large to relay to the replica that holds the stream; send a smaller one")
@@ -658,12 +665,17 @@ func (t *sseSingleTransport) streamNotFound(w http.ResponseWriter, r *http.Reque
 	t.run.reject(w, r, mediaJSON, http.StatusNotFound, streamNotFound)
 }
 
-// countRelayed counts a relayed request by its outcome.
-func (t *sseSingleTransport) countRelayed(err error) {
+// countRelayed counts a relayed request by its outcome; one whose client
+// left first (ctx ended) is "canceled", not an error of the relay.
+func (t *sseSingleTransport) countRelayed(ctx context.Context, err error) {
 	outcome := "ok"
 	switch {
 	case errors.Is(err, ErrNoStreamHolder):
 		outcome = "no_holder"
+	case err != nil && ctx.Err() != nil:
+		outcome = "canceled"
+	case errors.Is(err, ErrRelayMessageTooLarge):
+		outcome = "too_large" // the client's request, refused with 413
 	case err != nil:
 		outcome = "error"
 	}
