@@ -233,6 +233,10 @@ type httpStream struct {
 	// execution (see join); nil once it has joined. goAway and drop call
 	// it (abandonStart).
 	cancelStart context.CancelFunc
+	// cancelRun ends the context of the query or mutation the stream
+	// runs (see run); nil when none runs. drop calls it: a drain lets an
+	// operation finish until its deadline, then ends it, as a socket's.
+	cancelRun context.CancelFunc
 	// released: release has begun, and the request may be over, after
 	// which its ResponseController (ctl) may not be used.
 	released bool
@@ -254,6 +258,25 @@ func (st *httpStream) single(resp *graphql.Response) {
 		return
 	}
 	st.write([]streamItem{{p: &payload{bytes: encodeResponse(resp)}}}, true, nil)
+}
+
+// run executes a query or mutation with a context that ends with the
+// request's or when a drain drops the stream, and returns its result.
+func (st *httpStream) run(ctx context.Context, exec graphql.GraphExecutor, opCtx *graphql.OperationContext) *graphql.Response {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st.mu.Lock()
+	st.cancelRun = cancel
+	st.mu.Unlock()
+	if isClosed(st.cut) {
+		cancel() // dropped before: drop found nothing to cancel
+	}
+	responses, rctx := exec.DispatchOperation(ctx, opCtx)
+	resp := responses(rctx)
+	st.mu.Lock()
+	st.cancelRun = nil
+	st.mu.Unlock()
+	return resp
 }
 
 // subscribe joins the subscription's shared execution and streams its
@@ -587,6 +610,11 @@ func (st *httpStream) goAway() {
 func (st *httpStream) drop() {
 	st.cutOnce.Do(func() { close(st.cut) })
 	st.abandonStart()
+	st.mu.Lock()
+	if st.cancelRun != nil {
+		st.cancelRun()
+	}
+	st.mu.Unlock()
 	if ps := st.parked.Load(); ps != nil {
 		ps.closeConn()
 		return

@@ -137,8 +137,7 @@ func (t *sseTransport) stream(ctx context.Context, w http.ResponseWriter, r *htt
 	case errs != nil:
 		st.single(exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), errs))
 	case opCtx.Operation.Operation != ast.Subscription:
-		responses, rctx := exec.DispatchOperation(ctx, opCtx)
-		st.single(responses(rctx))
+		st.single(st.run(ctx, exec, opCtx))
 	default:
 		st.subscribe(ctx, exec, params, opCtx)
 	}

@@ -1,0 +1,58 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDrainDropEndsStreamedOperations: a query or mutation sent as an
+// event stream (graphql-sse distinct connections mode: POST with
+// Accept: text/event-stream) counts as a session; when a drain's deadline
+// passes, the drop ends its context, as it ends a WebSocket's operations,
+// so that the session finishes at once rather than when the resolver
+// returns by itself (10 s here), with Drain giving up on it meanwhile.
+func TestDrainDropEndsStreamedOperations(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		start func(t *testing.T, url string) func()
+	}{
+		{"WebSocket", func(t *testing.T, url string) func() { return wsOperation(t, url, "query block { whoami }") }},
+		{"event stream", func(t *testing.T, url string) func() {
+			return streamOperation(t, url, mediaEventStream, "query block { whoami }")
+		}},
+		{"event stream, mutation", func(t *testing.T, url string) func() {
+			return streamOperation(t, url, mediaEventStream, "mutation block { bump }")
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			schema, s, hs := serveBlockingSchema(t)
+			stop := tt.start(t, hs.URL+"/graphql")
+			defer stop()
+			receive(t, schema.entered, 5*time.Second, "the resolver to be reached")
+			waitFor(t, "the session to be open", func() bool { return s.sessions.count() == 1 })
+
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			drained := make(chan error, 1)
+			go func() { drained <- s.Drain(ctx, 0) }()
+
+			// The drop comes at 200 ms; the resolver would return by itself
+			// only at 10 s.
+			select {
+			case <-schema.ended:
+			case <-time.After(3 * time.Second):
+				t.Errorf("the operation's context did not end within 3s of the drain's deadline: the drop did not reach it")
+			}
+			select {
+			case err := <-drained:
+				if err != nil && strings.Contains(err.Error(), "gave up") {
+					t.Errorf("Drain = %v; want the dropped session finished", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Drain did not return within 5s")
+			}
+		})
+	}
+}
