@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +56,50 @@ func TestDrainDropEndsStreamedOperations(t *testing.T) {
 				t.Fatal("Drain did not return within 5s")
 			}
 		})
+	}
+}
+
+// TestDisconnectEndsStreamedOperation: DisconnectUser ends a query an
+// event stream of the user's runs, as it closes a socket before its
+// running query's result: the operation's context ends, and the stream
+// ends with the disconnection's FORBIDDEN instead of the result.
+func TestDisconnectEndsStreamedOperation(t *testing.T) {
+	schema, s, hs := serveBlockingSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, hs.URL+"/graphql",
+		strings.NewReader(`{"query":"query block { whoami }"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", mediaEventStream)
+	req.Header.Set("X-Herald-User", "alice")
+	type answer struct {
+		body string
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		answered <- answer{string(b), err}
+	}()
+	receive(t, schema.entered, 5*time.Second, "the resolver to be reached")
+	if n := s.DisconnectUser("alice"); n != 1 {
+		t.Fatalf("DisconnectUser = %d sessions, want 1", n)
+	}
+	receive(t, schema.ended, 3*time.Second, "the operation's context to end")
+	a := <-answered
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if !strings.Contains(a.body, codeForbidden) || strings.Contains(a.body, `"data"`) {
+		t.Fatalf("stream: %q, want it ended with %s and no result", a.body, codeForbidden)
 	}
 }

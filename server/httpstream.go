@@ -252,12 +252,19 @@ type streamItem struct {
 	err *gqlerror.Error
 }
 
-// single sends one result and ends the stream.
+// single sends one result and ends the stream; a stream whose user was
+// disconnected meanwhile ends with that error instead, as a socket closes
+// before its running query's result.
 func (st *httpStream) single(resp *graphql.Response) {
-	if resp == nil {
-		return
+	st.mu.Lock()
+	failure := st.failure
+	st.mu.Unlock()
+	switch {
+	case failure != nil:
+		st.write(nil, true, failure)
+	case resp != nil:
+		st.write([]streamItem{{p: &payload{bytes: encodeResponse(resp)}}}, true, nil)
 	}
-	st.write([]streamItem{{p: &payload{bytes: encodeResponse(resp)}}}, true, nil)
 }
 
 // run executes a query or mutation with a context that ends with the
@@ -651,6 +658,9 @@ func (st *httpStream) disconnect() {
 	if st.failure == nil { // the first failure stands: a slow consumer was counted as one
 		st.failure = &gqlerror.Error{Message: disconnectedReason, Extensions: map[string]any{"code": codeForbidden}}
 		st.queue, st.bytes = nil, 0
+	}
+	if st.cancelRun != nil {
+		st.cancelRun() // its result is not sent (see single)
 	}
 	st.mu.Unlock()
 	st.signal()
