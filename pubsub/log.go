@@ -505,9 +505,10 @@ func (l *Log) Connected() bool { return l.nc.IsConnected() }
 // (0 = unlimited).
 func (l *Log) MaxMsgsPerSubject() int64 { return l.maxPerSubject }
 
-// Epoch identifies this incarnation of the log: the newest creation time,
-// as reported by the server when Open ran, among the directory and
-// partition streams. It survives restarts but changes when any of them is
+// Epoch identifies this incarnation of the log: the latest epoch, as Open
+// found them, among the directory and partition streams: a stream's
+// creation time, or the later epoch it records in its metadata (see
+// epoch.go). It survives restarts but changes when any of them is
 // deleted and created again, which also restarts its sequences, so cursors
 // from before can be refused.
 func (l *Log) Epoch() time.Time { return l.epoch }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -165,6 +169,11 @@ func (l *Log) setupStreams(ctx context.Context) error {
 		l.log.Info("found a legacy (pre-partition) event log stream; it is left alone until the migration drops it",
 			"legacy_stream", l.lay.base, "subjects", info.Config.Subjects, "messages", info.State.Msgs)
 	case errors.Is(err, jetstream.ErrStreamNotFound):
+		// Its files left unread would be migrated from, and the layout
+		// made meanwhile purged, once they are read again.
+		if err := l.checkNotLeftUnloaded(l.lay.base); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("look up legacy stream %q on %s: %w", l.lay.base, l.where, err)
 	}
@@ -180,11 +189,12 @@ func (l *Log) setupStreams(ctx context.Context) error {
 		checks[k+1] = l.checkPartitionLayout(k, wants[k+1])
 	}
 	found := make([]jetstream.Stream, n+1)
+	foundInfo := make([]*jetstream.StreamInfo, n+1) // nil: not found
 	err = forEach(n+1, func(i int) error {
 		s, err := l.lookUpStream(ctx, wants[i].Name)
 		switch {
 		case err == nil:
-			found[i] = s
+			found[i], foundInfo[i] = s, s.CachedInfo()
 			have := s.CachedInfo().Config
 			if err := checks[i](have); err != nil {
 				return err
@@ -192,9 +202,12 @@ func (l *Log) setupStreams(ctx context.Context) error {
 			if err := checkNotLowered(s.CachedInfo(), wants[i]); err != nil {
 				return err
 			}
+			if _, err := streamEpoch(s.CachedInfo()); err != nil {
+				return err
+			}
 			return unusable(have, wants[i])
 		case errors.Is(err, jetstream.ErrStreamNotFound):
-			return nil
+			return l.checkNotLeftUnloaded(wants[i].Name)
 		default:
 			return fmt.Errorf("look up stream %q on %s: %w", wants[i].Name, l.where, err)
 		}
@@ -202,16 +215,44 @@ func (l *Log) setupStreams(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A stream created while others exist is created again, or the last
+	// of a set-up cut short: it must take the log to a new epoch (see
+	// epoch.go).
+	existing, err := latestEpoch(foundInfo)
+	if err != nil {
+		return err
+	}
+	floor := epochFloor(existing)
 
 	// The directory goes first: once it exists it records the partition
 	// count, which is what later Opens are checked against.
 	streams := make([]jetstream.Stream, n+1)
-	if streams[0], err = l.ensureStream(ctx, wants[0], found[0], checks[0]); err != nil {
+	if streams[0], err = l.ensureStreamAt(ctx, wants[0], found[0], checks[0], floor); err != nil {
 		return err
 	}
 	err = forEach(n, func(k int) error {
 		var err error
-		streams[k+1], err = l.ensureStream(ctx, wants[k+1], found[k+1], checks[k+1])
+		streams[k+1], err = l.ensureStreamAt(ctx, wants[k+1], found[k+1], checks[k+1], floor)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+
+	// Every stream remembers the epoch, so that whichever is lost later,
+	// the one created in its place is later still (see epoch.go). Once
+	// they all do, which every Open after the first finds, this asks
+	// nothing of the server.
+	infos := make([]*jetstream.StreamInfo, n+1)
+	for i, s := range streams {
+		infos[i] = s.CachedInfo()
+	}
+	if l.epoch, err = latestEpoch(infos); err != nil {
+		return err
+	}
+	err = forEach(n+1, func(i int) error {
+		var err error
+		streams[i], err = l.recordEpoch(ctx, streams[i], l.epoch)
 		return err
 	})
 	if err != nil {
@@ -226,11 +267,6 @@ func (l *Log) setupStreams(ctx context.Context) error {
 	}
 	l.suspectPart = make([]atomic.Bool, n)
 	l.maxPerSubject = max(l.parts[0].CachedInfo().Config.MaxMsgsPerSubject, 0)
-	for _, s := range streams {
-		if c := s.CachedInfo().Created; c.After(l.epoch) {
-			l.epoch = c
-		}
-	}
 	return nil
 }
 
@@ -372,21 +408,35 @@ func checkNotLowered(info *jetstream.StreamInfo, want jetstream.StreamConfig) er
 // ensureStream creates the stream when existing is nil, or reconciles
 // existing with want. check vets a stream that turns out to exist after all.
 func (l *Log) ensureStream(ctx context.Context, want jetstream.StreamConfig, existing jetstream.Stream, check func(jetstream.StreamConfig) error) (jetstream.Stream, error) {
+	return l.ensureStreamAt(ctx, want, existing, check, time.Time{})
+}
+
+// ensureStreamAt is ensureStream where a stream created records floor as
+// its epoch, unless floor is zero (see epoch.go); one found is left with
+// the epoch it has, since its creator chose it.
+func (l *Log) ensureStreamAt(ctx context.Context, want jetstream.StreamConfig, existing jetstream.Stream, check func(jetstream.StreamConfig) error, floor time.Time) (jetstream.Stream, error) {
 	if existing != nil {
 		return l.reconcile(ctx, existing, want)
 	}
+	create := withEpoch(want, floor)
 	// A concurrent replica may create the stream between our look-up and our
 	// create; go to the update path in that case.
 	for attempt := 0; ; attempt++ {
 		var s jetstream.Stream
 		err := untilElected(ctx, l.log, "the creation of stream "+want.Name, func(ctx context.Context) error {
 			var err error
-			s, err = l.js.CreateStream(ctx, want)
+			s, err = l.js.CreateStream(ctx, create)
 			return err
 		})
 		if err == nil {
-			l.log.Info("created stream", "name", want.Name, "subjects", want.Subjects, "replicas", want.Replicas,
-				"max_msgs_per_subject", fmtLimit(want.MaxMsgsPerSubject), "duplicate_window", want.Duplicates)
+			args := []any{"name", want.Name, "subjects", want.Subjects, "replicas", want.Replicas,
+				"max_msgs_per_subject", fmtLimit(want.MaxMsgsPerSubject), "duplicate_window", want.Duplicates}
+			if !floor.IsZero() {
+				// Created again, or after a set-up cut short: say so,
+				// since clients' cursors expire.
+				args = append(args, "epoch_floor", floor)
+			}
+			l.log.Info("created stream", args...)
 			return s, nil
 		}
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && attempt < 2 {
@@ -571,4 +621,29 @@ func fmtDuration(d time.Duration) string {
 		return "server default"
 	}
 	return d.String()
+}
+
+// checkNotLeftUnloaded refuses a stream of the log that the embedded server
+// did not load although its directory is in the data dir: nats-server
+// skips a stream whose files it cannot read, with a warning only (meta.inf
+// and meta.sum disagree when a crash or a full disk came between its
+// writes of the two). Creating it anew over those files would keep its
+// entries under a new creation time, so every client's cursor would
+// expire, and the checks of Open (the partition count, checkNotLowered)
+// would have passed on a configuration they never saw. With external
+// servers, their files are theirs to report.
+func (l *Log) checkNotLeftUnloaded(name string) error {
+	if l.emb == nil || l.emb.srv.StoreDir() == "" {
+		return nil
+	}
+	dir := filepath.Join(l.emb.srv.StoreDir(), server.DEFAULT_GLOBAL_ACCOUNT, "streams", name)
+	_, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("stream %q was not found on %s; look for its files at %s: %w", name, l.where, dir, err)
+	}
+	return fmt.Errorf("stream %q is in the data dir (%s) but the embedded NATS server could not load it (see its warning logged above, such as \"checksums do not match\" when a crash or a full disk came between its writes of meta.inf and meta.sum): herald will not create the stream anew over its files, which would expire every client's cursor; restore the directory from a backup, or move it out of the data dir to have the stream created empty (its entries are then lost)",
+		name, dir)
 }
