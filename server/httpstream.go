@@ -325,19 +325,11 @@ func (st *httpStream) loop(ctx context.Context) {
 	keepalive := time.NewTicker(st.t.cfg.keepAlive)
 	defer keepalive.Stop()
 	var expiry <-chan struct{}
+	var credentials *expiryTimer // nil: they never expire
 	if id, ok := auth.FromContext(ctx); ok && !id.ExpiresAt.IsZero() {
-		// Sealed at the expiry itself, not when the loop comes to see it
-		// (it may be writing to a slow client): nothing queued after it
-		// is written.
-		expired := make(chan struct{})
-		timer := time.AfterFunc(time.Until(id.ExpiresAt), func() {
-			st.mu.Lock()
-			st.sealed = true
-			st.mu.Unlock()
-			close(expired)
-		})
-		defer timer.Stop()
-		expiry = expired
+		credentials = newExpiryTimer(st, id.ExpiresAt)
+		defer credentials.stop()
+		expiry = credentials.expired
 	}
 	for {
 		select {
@@ -346,6 +338,7 @@ func (st *httpStream) loop(ctx context.Context) {
 				return
 			}
 		case <-keepalive.C:
+			credentials.check() // the wall clock may have been stepped past the expiry
 			if !st.writeAndFlush(st.f.keepalive()) {
 				return
 			}
@@ -371,6 +364,64 @@ func (st *httpStream) loop(ctx context.Context) {
 			return // the client went away
 		}
 	}
+}
+
+// expiryTimer seals a stream served by its request's goroutine when its
+// credentials expire: at the expiry itself, not when the loop comes to see
+// it (it may be writing to a slow client), so nothing queued after it is
+// written. The expiry is a wall-clock time (a token's exp) and is judged
+// on the wall clock, as a socket's is (wsMachine.expired), while a timer
+// counts monotonic time: after a step of the wall clock back, the timer
+// fires early and is armed again for what is left; after a step forward,
+// it would fire late, so the loop also checks at each keepalive, as the
+// keeper does a socket's expiry at each of its pings.
+type expiryTimer struct {
+	st      *httpStream
+	at      time.Time     // the credentials' expiry, on the wall clock
+	expired chan struct{} // closed once they have expired
+
+	// Guarded by st.mu.
+	timer *time.Timer
+	done  bool // expired, or stopped
+}
+
+func newExpiryTimer(st *httpStream, at time.Time) *expiryTimer {
+	// Round(0): at is judged on the wall clock even if it carries a
+	// monotonic reading.
+	e := &expiryTimer{st: st, at: at.Round(0), expired: make(chan struct{})}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	e.timer = time.AfterFunc(time.Until(at), e.check)
+	return e
+}
+
+// check seals the stream once the credentials have expired by the wall
+// clock, and otherwise arms the timer for what is left. Nothing happens
+// for a nil e (credentials that never expire).
+func (e *expiryTimer) check() {
+	if e == nil {
+		return
+	}
+	st := e.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch left := time.Until(e.at); {
+	case e.done:
+	case left > 0:
+		e.timer.Reset(left)
+	default:
+		e.done = true
+		st.sealed = true
+		close(e.expired)
+	}
+}
+
+// stop stops the timer for good: a check under way does nothing more.
+func (e *expiryTimer) stop() {
+	e.st.mu.Lock()
+	defer e.st.mu.Unlock()
+	e.done = true
+	e.timer.Stop()
 }
 
 // flush writes what is queued; more is false once the stream is over,

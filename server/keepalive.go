@@ -15,6 +15,7 @@ import (
 type keeper struct {
 	initTick  time.Duration // how often pending sockets are checked
 	aliveTick time.Duration // how often acknowledged sockets are checked
+	start     time.Time     // the start of the keeper's clock (see at)
 
 	mu      sync.Mutex
 	pending map[*wsConn]struct{} // no connection_ack yet
@@ -23,13 +24,13 @@ type keeper struct {
 }
 
 // liveSockets holds the acknowledged sockets, each in a slot with the
-// instant (unix nanoseconds) it is next due: the earliest of its next
-// ping, its keepalive deadline and its credentials' expiry. A tick reads
-// the dues, one contiguous array, and looks at a socket only when it is
-// due: with a 15 s ping interval, once in 15 s rather than once a second,
-// which spares the cache misses of touching every idle socket each
-// second. A slot's socket records the slot (wsConn.slot); freed slots
-// are reused.
+// instant (on the keeper's clock, keeper.at) it is next due: the earliest
+// of its next ping, its keepalive deadline and its credentials' expiry. A
+// tick reads the dues, one contiguous array, and looks at a socket only
+// when it is due: with a 15 s ping interval, once in 15 s rather than once
+// a second, which spares the cache misses of touching every idle socket
+// each second. A slot's socket records the slot (wsConn.slot); freed
+// slots are reused.
 type liveSockets struct {
 	conns []*wsConn
 	due   []int64 // by slot; math.MaxInt64 while being checked or free
@@ -45,6 +46,7 @@ func newKeeper(cfg wsConfig) *keeper {
 		// timeout within a quarter second, keepalive within a second.
 		initTick:  clampTick(cfg.initTimeout/10, 250*time.Millisecond),
 		aliveTick: clampTick(min(cfg.pingInterval, cfg.pongTimeout)/10, time.Second),
+		start:     time.Now(),
 		pending:   make(map[*wsConn]struct{}),
 		streams:   make(map[*parkedStream]struct{}),
 	}
@@ -52,6 +54,21 @@ func newKeeper(cfg wsConfig) *keeper {
 
 func clampTick(d, most time.Duration) time.Duration {
 	return min(max(d, 5*time.Millisecond), most)
+}
+
+// at is now on the keeper's clock: nanoseconds since the keeper started,
+// on the monotonic clock. Due instants are kept on it, not on the wall
+// clock, which NTP, an operator or a resumed VM may step: a step forward
+// would make every keepalive due at once (and every socket look silent),
+// a step back would hold them all back for as long as it stepped.
+func (k *keeper) at(now time.Time) int64 { return int64(now.Sub(k.start)) }
+
+// dueAt is when c is next due, on the keeper's clock. Its machine's due
+// instant (wsConn.nextDue) is on the machine's clock, which started with
+// the socket and is apart from the keeper's by any step of the wall clock
+// in between; what is left until it is the same on both.
+func (k *keeper) dueAt(c *wsConn, now time.Time) int64 {
+	return k.at(now) + (c.nextDue() - c.machine.at(now))
 }
 
 func (k *keeper) add(c *wsConn) {
@@ -172,7 +189,7 @@ func (k *keeper) run(ctx context.Context) {
 				next = next[:0]
 				for _, c := range alive {
 					c.checkTimers(now)
-					next = append(next, c.nextDue())
+					next = append(next, k.dueAt(c, now))
 				}
 				k.reschedule(alive, next)
 				streams = k.snapshotStreams(streams[:0])
@@ -191,7 +208,7 @@ func (k *keeper) run(ctx context.Context) {
 func (k *keeper) collectDue(batch []*wsConn, now time.Time) []*wsConn {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.live.collect(batch, now.UnixNano())
+	return k.live.collect(batch, k.at(now))
 }
 
 // reschedule makes each of checked due at the instant next gives it.

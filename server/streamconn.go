@@ -124,7 +124,7 @@ type parkedStream struct {
 
 	every         time.Duration // keepalive interval
 	expires       int64         // unix nanoseconds the credentials expire; 0: never
-	nextKeepalive atomic.Int64  // unix nanoseconds
+	nextKeepalive atomic.Int64  // on the keeper's clock (keeper.at)
 
 	// Guarded by st.mu.
 	writing      bool // a writer goroutine runs
@@ -170,7 +170,7 @@ func (st *httpStream) park(ctx context.Context) bool {
 	if id, ok := auth.FromContext(ctx); ok && !id.ExpiresAt.IsZero() {
 		ps.expires = expiryNanos(id.ExpiresAt)
 	}
-	ps.nextKeepalive.Store(time.Now().Add(ps.every).UnixNano())
+	ps.keepaliveAfter(time.Now())
 	// The request, the response and with them net/http's connection and
 	// its buffers are no longer referenced once the handler returns.
 	st.out, st.w, st.rc, st.r = ps.out, nil, nil, nil
@@ -436,21 +436,30 @@ func (ps *parkedStream) closeConn() {
 // checkTimers is the keeper's: a keepalive every interval, and the end of
 // the stream once the credentials expire.
 func (ps *parkedStream) checkTimers(now time.Time) {
-	t := now.UnixNano()
-	due := t >= ps.nextKeepalive.Load()
-	expired := ps.expires != 0 && t >= ps.expires
+	due := ps.keeper.at(now) >= ps.nextKeepalive.Load()
+	// A token's exp is a wall-clock time, judged on the wall clock as a
+	// socket's is (wsMachine.expired).
+	expired := ps.expires != 0 && now.UnixNano() >= ps.expires
 	if !due && !expired {
 		return
 	}
 	ps.st.mu.Lock()
 	if due {
 		ps.keepaliveDue = true
-		ps.nextKeepalive.Store(now.Add(ps.every).UnixNano())
+		ps.keepaliveAfter(now)
 	}
 	ps.expired = ps.expired || expired
 	ps.st.sealed = ps.st.sealed || expired
 	ps.st.mu.Unlock()
 	ps.kick()
+}
+
+// keepaliveAfter makes the next keepalive due an interval after now, on
+// the keeper's clock: a step of the wall clock neither makes every
+// stream's due at once nor holds them back, leaving streams silent for
+// longer than proxies allow.
+func (ps *parkedStream) keepaliveAfter(now time.Time) {
+	ps.nextKeepalive.Store(ps.keeper.at(now) + int64(ps.every))
 }
 
 // isClosed reports whether ch is closed.

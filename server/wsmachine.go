@@ -86,12 +86,36 @@ type wsMachine struct {
 	// Reader-owned.
 	initReceived bool
 
+	// opened is when the first frame was heard, as the socket opened
+	// (newWSConn): the start of the machine's clock (see at). Set then,
+	// before the keeper knows the socket, and only read afterwards.
+	opened time.Time
+
 	// Shared by the reader (receive, answerInit, heard) and the keeper
 	// (tick).
 	acked    atomic.Bool
-	lastSeen atomic.Int64 // unix nanoseconds of the last frame read
-	nextPing atomic.Int64 // unix nanoseconds the next keepalive is due
+	lastSeen atomic.Int64 // the last frame read, on the machine's clock
+	nextPing atomic.Int64 // when the next keepalive is due, on the machine's clock
 	expires  atomic.Int64 // unix nanoseconds the identity's credentials expire; 0: never
+	// skew is how far the wall clock was ahead of the machine's clock at
+	// the last tick (a step of the system clock since the socket
+	// opened), which puts expires on the machine's clock for nextDue.
+	skew atomic.Int64
+}
+
+// at is now on the machine's clock, in nanoseconds: the unix time when
+// the socket opened plus the time passed since on the monotonic clock.
+// Keepalive is judged on it, not on the wall clock, which NTP, an
+// operator or a resumed VM may step: a step forward would close every
+// socket as silent at once, a step back would stop their pings and the
+// detection of dead ones for as long as it stepped. It reads as unix
+// nanoseconds until the wall clock is stepped. Credentials expire at a
+// wall-clock time (a token's exp) and are judged on the wall clock.
+func (m *wsMachine) at(now time.Time) int64 {
+	if m.opened.IsZero() { // no frame heard yet: only a machine made without a socket, in tests
+		return now.UnixNano()
+	}
+	return m.opened.UnixNano() + int64(now.Sub(m.opened))
 }
 
 // extendExpiry makes t the instant the socket's credentials expire (zero:
@@ -117,7 +141,13 @@ func expiryNanos(t time.Time) int64 {
 }
 
 // heard notes a frame from the client, whatever it was: a sign of life.
-func (m *wsMachine) heard(now time.Time) { m.lastSeen.Store(now.UnixNano()) }
+// The first, as the socket opens, starts the machine's clock.
+func (m *wsMachine) heard(now time.Time) {
+	if m.opened.IsZero() {
+		m.opened = now
+	}
+	m.lastSeen.Store(m.at(now))
+}
 
 // receive decides what one text message from the client means. Only the
 // reader calls it, one message at a time.
@@ -231,7 +261,7 @@ func (m *wsMachine) answerInit(v initVerdict, now time.Time, cfg *wsConfig) wsSt
 		m.expires.Store(expiryNanos(v.expires))
 	}
 	// nextPing before acked: the keeper reads it once acked is set.
-	m.nextPing.Store(now.Add(cfg.pingInterval).UnixNano())
+	m.nextPing.Store(m.at(now) + int64(cfg.pingInterval))
 	m.acked.Store(true)
 	s := wsStep{nowAcked: true}
 	s.send(textFrame(frameAck))
@@ -308,13 +338,15 @@ func (m *wsMachine) tick(now, opened time.Time, cfg *wsConfig) wsStep {
 	if m.expired(now) {
 		return expiredStep()
 	}
-	if now.Sub(time.Unix(0, m.lastSeen.Load())) > cfg.pingInterval+cfg.pongTimeout {
+	mono := m.at(now)
+	m.skew.Store(now.UnixNano() - mono)
+	if time.Duration(mono-m.lastSeen.Load()) > cfg.pingInterval+cfg.pongTimeout {
 		return closeStep(closeGoingAway, "keepalive timeout: nothing received from the client")
 	}
-	if now.UnixNano() < m.nextPing.Load() {
+	if mono < m.nextPing.Load() {
 		return wsStep{}
 	}
-	m.nextPing.Store(now.Add(cfg.pingInterval).UnixNano())
+	m.nextPing.Store(mono + int64(cfg.pingInterval))
 	if m.proto == transportWS {
 		return textStep(framePing)
 	}
@@ -345,16 +377,23 @@ func (m *wsMachine) startable(now time.Time) (s wsStep, ok bool) {
 	return wsStep{}, true
 }
 
-// nextDue is the earliest instant (unix nanoseconds) at which tick can
-// have something to do for an acknowledged socket: its next ping, the end
-// of its keepalive allowance, or its credentials' expiry. A frame heard
-// later only moves the allowance on, and a refresh that brings the expiry
-// earlier wakes the keeper, so checking no sooner misses nothing.
+// nextDue is the earliest instant, on the machine's clock (see at), at
+// which tick can have something to do for an acknowledged socket: its next
+// ping, the end of its keepalive allowance, or its credentials' expiry
+// (on the wall clock as the last tick read it: a later step of the wall
+// clock is seen at the next tick, at most a ping interval later). A frame
+// heard later only moves the allowance on, and a refresh that brings the
+// expiry earlier wakes the keeper, so checking no sooner misses nothing.
 func (m *wsMachine) nextDue(cfg *wsConfig) int64 {
 	due := m.nextPing.Load()
 	// tick closes once strictly more than the allowance has passed.
 	due = min(due, m.lastSeen.Load()+int64(cfg.pingInterval+cfg.pongTimeout)+1)
 	if exp := m.expires.Load(); exp != 0 {
+		if skew := m.skew.Load(); skew < 0 && exp > math.MaxInt64+skew {
+			exp = math.MaxInt64 // "never" (see expiryNanos) stays never
+		} else {
+			exp -= skew
+		}
 		due = min(due, exp)
 	}
 	return due
