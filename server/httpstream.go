@@ -29,9 +29,13 @@ type streamFormat interface {
 	// preamble is written as soon as the stream opens, so that clients
 	// and proxies see it begin.
 	preamble() []byte
-	// appendNext appends one result of op, p holding its shared
-	// encoding. Formats that carry one operation per stream ignore op.
-	appendNext(buf []byte, op *operation, p *payload) []byte
+	// appendNextHead and appendNextTail append the framing before and
+	// after one result of op, p holding its shared encoding, which goes
+	// between them as it is (see appendNext), so that a large one can be
+	// written from the shared bytes rather than copied next to its
+	// framing. Formats that carry one operation per stream ignore op.
+	appendNextHead(buf []byte, op *operation, p *payload) []byte
+	appendNextTail(buf []byte, op *operation, p *payload) []byte
 	// appendEnd appends the end of op's results: for a format with one
 	// operation per stream, the end of the stream. With err, op ends
 	// because of the transport (the stream fell behind, its credentials
@@ -250,6 +254,13 @@ type streamItem struct {
 	event bool // a subscription's event, counted as a delivery
 	// err, with no p, ends op with this error (see denied).
 	err *gqlerror.Error
+}
+
+// appendNext appends one result of op as format f frames it.
+func appendNext(f streamFormat, buf []byte, op *operation, p *payload) []byte {
+	buf = f.appendNextHead(buf, op, p)
+	buf = append(buf, p.bytes...)
+	return f.appendNextTail(buf, op, p)
 }
 
 // single sends one result and ends the stream; a stream whose user was
@@ -510,7 +521,7 @@ func (st *httpStream) write(batch []streamItem, end bool, endErr *gqlerror.Error
 func (st *httpStream) writeNext(it streamItem) error {
 	p := it.p
 	buf := make([]byte, 0, len(p.bytes)+len(p.cursor)+64)
-	if _, err := st.out.Write(st.f.appendNext(buf, it.op, p)); err != nil {
+	if _, err := st.out.Write(appendNext(st.f, buf, it.op, p)); err != nil {
 		return err
 	}
 	if it.event {

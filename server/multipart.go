@@ -128,11 +128,14 @@ func (multipartFormat) keepalive() []byte {
 	return []byte(multipartPartHead + multipartHeartbeat + multipartDelimiter)
 }
 
-// appendNext appends a part whose payload is the shared encoding.
-func (multipartFormat) appendNext(buf []byte, _ *operation, p *payload) []byte {
+// appendNextHead and appendNextTail frame a part whose payload is the
+// shared encoding.
+func (multipartFormat) appendNextHead(buf []byte, _ *operation, _ *payload) []byte {
 	buf = append(buf, multipartPartHead...)
-	buf = append(buf, `{"payload":`...)
-	buf = append(buf, p.bytes...)
+	return append(buf, `{"payload":`...)
+}
+
+func (multipartFormat) appendNextTail(buf []byte, _ *operation, _ *payload) []byte {
 	buf = append(buf, '}')
 	return append(buf, multipartDelimiter...)
 }

@@ -424,7 +424,7 @@ func TestMultipartFormat(t *testing.T) {
 	}{
 		{"content type", []byte(f.contentType()), ctMultipart},
 		{"preamble", f.preamble(), "\r\n--graphql\r\n"},
-		{"result", f.appendNext(nil, nil, result), partHead + `{"payload":{"data":{"n":1},"extensions":{"cursor":"c1"}}}` + "\r\n--graphql\r\n"},
+		{"result", appendNext(f, nil, nil, result), partHead + `{"payload":{"data":{"n":1},"extensions":{"cursor":"c1"}}}` + "\r\n--graphql\r\n"},
 		{"heartbeat", f.keepalive(), partHead + "{}\r\n--graphql\r\n"},
 		{"completion", f.appendEnd(nil, nil, nil), partHead + "{}\r\n--graphql--\r\n"},
 		{"transport error", f.appendEnd(nil, nil, slow),
@@ -443,9 +443,9 @@ func TestMultipartFormat(t *testing.T) {
 
 	var stream []byte
 	stream = append(stream, f.preamble()...)
-	stream = f.appendNext(stream, nil, result)
+	stream = appendNext(f, stream, nil, result)
 	stream = append(stream, f.keepalive()...)
-	stream = f.appendNext(stream, nil, result)
+	stream = appendNext(f, stream, nil, result)
 	stream = slices.Clip(stream) // each end appends to a copy
 	ended := f.appendEnd(stream, nil, nil)
 	failed := f.appendEnd(stream, nil, slow)

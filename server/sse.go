@@ -245,17 +245,19 @@ func (sseFormat) contentType() string { return mediaEventStream + "; charset=utf
 func (sseFormat) preamble() []byte  { return []byte(":\n\n") }
 func (sseFormat) keepalive() []byte { return []byte(":\n\n") }
 
-// appendNext appends a "next" event: the shared encoding as its data, the
-// result's cursor as its id.
-func (sseFormat) appendNext(buf []byte, _ *operation, p *payload) []byte {
+// appendNextHead and appendNextTail frame a "next" event: the shared
+// encoding as its data, the result's cursor as its id.
+func (sseFormat) appendNextHead(buf []byte, _ *operation, p *payload) []byte {
 	buf = append(buf, "event: next\n"...)
 	if p.cursor != "" {
 		buf = append(buf, "id: "...)
 		buf = append(buf, p.cursor...)
 		buf = append(buf, '\n')
 	}
-	buf = append(buf, "data: "...)
-	buf = append(buf, p.bytes...)
+	return append(buf, "data: "...)
+}
+
+func (sseFormat) appendNextTail(buf []byte, _ *operation, _ *payload) []byte {
 	return append(buf, "\n\n"...)
 }
 
@@ -264,7 +266,7 @@ func (sseFormat) appendNext(buf []byte, _ *operation, p *payload) []byte {
 func (f sseFormat) appendEnd(buf []byte, _ *operation, err *gqlerror.Error) []byte {
 	if err != nil {
 		body, _ := json.Marshal(wireResponse{Errors: gqlerror.List{err}})
-		buf = f.appendNext(buf, nil, &payload{bytes: body})
+		buf = appendNext(f, buf, nil, &payload{bytes: body})
 	}
 	return append(buf, "event: complete\ndata:\n\n"...)
 }

@@ -876,11 +876,13 @@ var _ streamFormat = sseSingleFormat{}
 
 func (sseSingleFormat) name() string { return "sse_single" }
 
-func (sseSingleFormat) appendNext(buf []byte, op *operation, p *payload) []byte {
+func (sseSingleFormat) appendNextHead(buf []byte, op *operation, _ *payload) []byte {
 	buf = append(buf, "event: next\ndata: {\"id\":"...)
 	buf = append(buf, op.idJSON...)
-	buf = append(buf, ",\"payload\":"...)
-	buf = append(buf, p.bytes...)
+	return append(buf, ",\"payload\":"...)
+}
+
+func (sseSingleFormat) appendNextTail(buf []byte, _ *operation, _ *payload) []byte {
 	return append(buf, "}\n\n"...)
 }
 
@@ -892,7 +894,7 @@ func (f sseSingleFormat) appendEnd(buf []byte, op *operation, err *gqlerror.Erro
 	}
 	if err != nil {
 		body, _ := json.Marshal(wireResponse{Errors: gqlerror.List{err}})
-		buf = f.appendNext(buf, op, &payload{bytes: body})
+		buf = appendNext(f, buf, op, &payload{bytes: body})
 	}
 	buf = append(buf, "event: complete\ndata: {\"id\":"...)
 	buf = append(buf, op.idJSON...)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -136,7 +137,7 @@ type parkedStream struct {
 	// Only the stream's writer of the moment (see writeNow) uses these.
 	direct   *directWriter // made on the first direct write
 	noDirect bool          // the connection has no directWriter
-	rest     []byte        // the rest of a chunk writeNow began, for the writer to send first
+	rest     *chunkRest    // the rest of a chunk writeNow began, for the writer to send first
 
 	wg sync.WaitGroup // the writer
 }
@@ -262,7 +263,7 @@ func (ps *parkedStream) writeDue() bool {
 	if ps.rest != nil {
 		// The rest of a chunk writeNow began: nothing may come before it.
 		_ = ps.out.SetWriteDeadline(time.Now().Add(st.t.cfg.writeTimeout))
-		_, err := ps.conn.Write(ps.rest)
+		err := ps.rest.write(ps.conn)
 		ps.rest = nil
 		if err != nil {
 			ps.finish(false)
@@ -361,16 +362,26 @@ func (ps *parkedStream) writeNow(op *operation, p *payload) bool {
 // writeChunkNow writes p's frame as one chunk without waiting. ok is false
 // when nothing was written; written is false also when the connection
 // failed (it is then closed, and serve tears the stream down). What the
-// connection does not take is left in rest.
+// connection does not take is left in rest: for a large payload, as a
+// reference to the shared encoding (see sharedChunk), not a copy.
 func (ps *parkedStream) writeChunkNow(d *directWriter, op *operation, p *payload) (written, ok bool) {
 	st := ps.st
 	buf := st.t.frames.get()
 	defer st.t.frames.put(buf)
+	if len(p.bytes) > largePayload {
+		f := ps.sharedChunk(buf, op, p)
+		n, err := f.writeNow(func(b []byte) (int, error) { return ps.writeDirect(d, b) })
+		if n > 0 && n < f.len() && err == nil {
+			head, off, tail := f.restAt(n)
+			ps.rest = &chunkRest{head: bytes.Clone(head), p: p, off: off, tail: bytes.Clone(tail)}
+		}
+		return ps.wroteNow(n, err)
+	}
 	// The event is framed after room for the chunk's size line, which is
 	// then put right before it: one buffer, no copy of the event.
 	const room = len("ffffffffffffffff\r\n")
 	b := append((*buf)[:0], make([]byte, room)...)
-	b = st.f.appendNext(b, op, p)
+	b = appendNext(st.f, b, op, p)
 	b = append(b, crlf...)
 	*buf = b
 	size := len(b) - room - len(crlf)
@@ -380,24 +391,85 @@ func (ps *parkedStream) writeChunkNow(d *directWriter, op *operation, p *payload
 	copy(b[start:], head)
 	chunk := b[start:]
 
-	n, err := d.write(chunk)
+	n, err := ps.writeDirect(d, chunk)
+	if n > 0 && n < len(chunk) && err == nil {
+		ps.rest = &chunkRest{head: append([]byte(nil), chunk[n:]...)}
+	}
+	return ps.wroteNow(n, err)
+}
+
+// wroteNow is writeChunkNow's outcome once n bytes of a chunk are out.
+func (ps *parkedStream) wroteNow(n int, err error) (written, ok bool) {
+	switch {
+	case n == 0 && err == nil:
+		return false, false
+	case err != nil:
+		ps.closeConn()
+		return false, true
+	}
+	return true, true
+}
+
+// writeDirect writes as much of b as the connection takes now, without
+// waiting: n is 0 when it takes nothing; err is a failure of the
+// connection.
+func (ps *parkedStream) writeDirect(d *directWriter, b []byte) (n int, err error) {
+	n, err = d.write(b)
 	if errors.Is(err, errPastDeadline) {
 		// The deadline the last writer set has passed; a write that never
 		// waits needs none (the next writer sets a fresh one).
 		_ = ps.conn.SetWriteDeadline(time.Time{})
 		ps.out.deadline = time.Time{}
-		n, err = d.write(chunk)
+		n, err = d.write(b)
 	}
-	switch {
-	case n == 0 && (err == nil || errors.Is(err, errPastDeadline)):
-		return false, false
-	case err != nil:
-		ps.closeConn()
-		return false, true
-	case n < len(chunk):
-		ps.rest = append([]byte(nil), chunk[n:]...)
+	if errors.Is(err, errPastDeadline) {
+		return 0, nil
 	}
-	return true, true
+	return n, err
+}
+
+// sharedChunk builds in *buf the chunk of p's event as a sharedFrame, so
+// that its large payload is written from the shared encoding: *buf holds
+// the chunk's tail (the framing after the payload and the chunk's CRLF),
+// then its head (the size line and the framing before the payload), then
+// appendSharedFrame's edges and tail.
+func (ps *parkedStream) sharedChunk(buf *[]byte, op *operation, p *payload) sharedFrame {
+	f := ps.st.f
+	b := f.appendNextTail((*buf)[:0], op, p)
+	b = append(b, crlf...)
+	tailLen := len(b) - len(crlf)
+	headAt := len(b)
+	framing := f.appendNextHead(b, op, p) // measured, then framed again after the size line
+	size := len(framing) - headAt + len(p.bytes) + tailLen
+	b = strconv.AppendInt(framing[:headAt], int64(size), 16)
+	b = append(b, crlf...)
+	b = f.appendNextHead(b, op, p)
+	b, sf := appendSharedFrame(b, headAt, p.bytes, b[:headAt])
+	*buf = b
+	return sf
+}
+
+// chunkRest is what a direct write left of a chunk: a copy of the part
+// before the payload not yet written, what is left of the shared payload
+// (p's bytes from off; nothing if p is nil) and a copy of the rest after
+// it.
+type chunkRest struct {
+	head []byte
+	p    *payload
+	off  int
+	tail []byte
+}
+
+// write writes the rest in one writev, blocking as the stream's writer
+// does.
+func (r *chunkRest) write(conn net.Conn) error {
+	if r.p == nil {
+		_, err := conn.Write(r.head)
+		return err
+	}
+	bufs := net.Buffers{r.head, r.p.bytes[r.off:], r.tail}
+	_, err := bufs.WriteTo(conn)
+	return err
 }
 
 // directWriter returns the connection's directWriter, made on first use;

@@ -16,7 +16,7 @@ const (
 	frameComplete                  // complete
 	framePingCtl                   // a WebSocket ping control frame
 	framePongCtl                   // a WebSocket pong control frame with raw as payload
-	frameWire                      // raw: the unwritten rest of a frame begun by writeNow
+	frameWire                      // the unwritten rest of a frame begun by writeNow: raw, then data's bytes from off and a closing brace if data is set
 	frameSkipped                   // nothing: its operation finished before it was written (writeBatch)
 )
 
@@ -39,17 +39,34 @@ type outItem struct {
 	op    *operation // nil for connection-level frames
 	raw   string
 	data  *payload
+	off   int // frameWire: where in data's bytes the rest begins
 }
 
+// size is what the item counts against the queue's maxBytes: for the rest
+// of a frame, the bytes still to go, though most of them are shared.
 func (it *outItem) size() int {
 	n := len(it.raw) + 48
 	if it.op != nil {
 		n += len(it.op.idJSON)
 	}
 	if it.data != nil {
-		n += len(it.data.bytes)
+		n += len(it.data.bytes) - it.off
 	}
 	return n
+}
+
+// sharedPart is the part of it's frame that the writer writes from shared
+// bytes rather than copy next to the frame's head: a large payload, or
+// what a direct write left of one (see writeSharedClaimed). A closing brace
+// follows it.
+func (it *outItem) sharedPart() ([]byte, bool) {
+	switch {
+	case it.kind == frameNext && len(it.data.bytes) > largePayload:
+		return it.data.bytes, true
+	case it.kind == frameWire && it.data != nil:
+		return it.data.bytes[it.off:], true
+	}
+	return nil, false
 }
 
 // outQueue is a socket's bounded outbound queue, and the switch of its
@@ -141,18 +158,30 @@ func (q *outQueue) claim() bool {
 }
 
 // release ends a claim. rest, the part of a frame the claimant could not
-// write, is queued ahead of everything else. A writer starts if anything
-// was queued or a wake came meanwhile.
+// write (a small frame's: it is copied), is queued ahead of everything
+// else. A writer starts if anything was queued or a wake came meanwhile.
 func (q *outQueue) release(rest []byte) {
+	if len(rest) == 0 {
+		q.releaseRest(nil)
+		return
+	}
+	q.releaseRest(&outItem{kind: frameWire, raw: string(rest)})
+}
+
+// releaseRest is release with the rest as a frameWire item (nil: none),
+// which may refer to a shared payload rather than copy it. Like any item it
+// counts against maxBytes, so a socket that has not taken it is a slow
+// consumer as soon as anything else would be queued beyond the limit; it is
+// queued whatever the bytes, as it must go out before anything else.
+func (q *outQueue) releaseRest(rest *outItem) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return
 	}
-	if len(rest) > 0 {
-		it := outItem{kind: frameWire, raw: string(rest)}
-		q.items = slices.Insert(q.items, 0, it)
-		q.bytes += it.size()
+	if rest != nil {
+		q.items = slices.Insert(q.items, 0, *rest)
+		q.bytes += rest.size()
 	}
 	if len(q.items) == 0 && !q.kicked {
 		q.writing = false

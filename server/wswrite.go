@@ -1,7 +1,6 @@
 package server
 
 import (
-	"io"
 	"net"
 	"time"
 
@@ -68,10 +67,10 @@ func (c *wsConn) writeBatch(batch []outItem) error {
 	for i := range batch {
 		it := &batch[i]
 		*buf = c.appendItem(*buf, it)
-		if it.kind == frameNext && len(it.data.bytes) > largePayload {
-			parts = append(parts, (*buf)[flushed:], it.data.bytes, closingBrace)
+		if shared, ok := it.sharedPart(); ok {
+			parts = append(parts, (*buf)[flushed:], shared, closingBrace)
 			flushed = len(*buf)
-			large += len(it.data.bytes)
+			large += len(shared)
 		}
 		if len(*buf)+large >= batchBytes {
 			if err := c.writeGathered(buf, parts, flushed); err != nil {
@@ -112,8 +111,9 @@ func (c *wsConn) writeGathered(buf *[]byte, parts net.Buffers, flushed int) erro
 }
 
 // appendItem appends the frame of one queued item to buf: whole, except
-// that a next frame with a large payload gets only its header (the
-// payload and closing brace follow as parts of their own). An item whose
+// that a next frame with a large payload gets only its header, and the
+// rest of a frame only its copied start (the shared bytes and closing
+// brace follow as parts of their own: see sharedPart). An item whose
 // operation is finished appends nothing and is marked frameSkipped.
 func (c *wsConn) appendItem(buf []byte, it *outItem) []byte {
 	switch it.kind {
@@ -220,8 +220,7 @@ func (c *wsConn) write(it *outItem) error {
 	case framePongCtl:
 		return c.writeSmall(opPong, it.raw)
 	case frameWire:
-		_, err := io.WriteString(c.wire().Conn, it.raw)
-		return err
+		return c.writeRest(it)
 	case frameError, frameComplete:
 		c.lastFrameTaken(it.op)
 	}
@@ -267,6 +266,18 @@ func (c *wsConn) writeNext(op *operation, p *payload) error {
 		err = c.wire().writeFrame(*buf)
 	}
 	return err
+}
+
+// writeRest writes the rest of a frame begun by writeNow: its copied
+// start, then what is left of a shared payload and the closing brace,
+// which is not copied again while a stalled client takes it.
+func (c *wsConn) writeRest(it *outItem) error {
+	raw := []byte(it.raw) // at most a small frame's bytes, or a large one's copied start
+	shared, ok := it.sharedPart()
+	if !ok {
+		return c.wire().writeFrame(raw)
+	}
+	return c.wire().writeFrameParts(net.Buffers{raw, shared, closingBrace})
 }
 
 // writeSmall writes a frame of opcode with a small payload: a
