@@ -2,8 +2,10 @@ package pubsub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -20,16 +22,57 @@ const embeddedServerName = "herald-embedded"
 // lock is taken on (lockDataDir).
 const dataDirLockName = "herald.lock"
 
-// embedded is an in-process NATS server and the lock on its data dir.
+// embedded is an in-process NATS server, the lock on its data dir, and the
+// watch over its store (storeWatch, in storewatch.go) that stops its
+// JetStream when the store fails and starts the server again once the
+// cause is gone. It is the nats.InProcessConnProvider of the Log's
+// connection, so that connection follows the server across restarts.
 type embedded struct {
-	srv  *server.Server
-	lock *os.File // nil where directories cannot be locked
+	dataDir string
+	// listenAddr is where the server accepts TCP clients, with the port
+	// it was given at its first start, so that a restart takes the same
+	// one and other replicas find it again; "" for none.
+	listenAddr string
+	maxStore   int64 // JetStreamMaxStore, as startServer sets it
+	logger     *slog.Logger
+	lock       *os.File    // nil where directories cannot be locked
+	lockFile   os.FileInfo // the lock file as locked, to tell when the path names another; nil with lock
+
+	mu  sync.Mutex
+	srv *server.Server // nil between a restart's stop and start
+
+	watch storeWatch
 }
 
-// stop shuts the server down, then lets its data dir go.
+// current is the server running now, nil during a restart.
+func (e *embedded) current() *server.Server {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.srv
+}
+
+// InProcessConn implements nats.InProcessConnProvider: a connection to
+// the server running now. nats.go asks again at every reconnect, so the
+// Log's connection finds the server a restart brought up.
+func (e *embedded) InProcessConn() (net.Conn, error) {
+	srv := e.current()
+	if srv == nil {
+		return nil, errors.New("the embedded NATS server is restarting")
+	}
+	return srv.InProcessConn()
+}
+
+// stop ends the watch, shuts the server down, then lets its data dir go.
 func (e *embedded) stop() {
-	e.srv.Shutdown()
-	e.srv.WaitForShutdown()
+	e.watch.stop()
+	e.mu.Lock()
+	srv := e.srv
+	e.srv = nil
+	e.mu.Unlock()
+	if srv != nil {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}
 	if e.lock != nil {
 		_ = e.lock.Close()
 	}
@@ -37,39 +80,69 @@ func (e *embedded) stop() {
 
 // startEmbedded starts an in-process NATS server with JetStream storing its
 // files under dataDir, which it locks (ErrDataDirInUse while another holds
-// it). When listenAddr is empty the server opens no socket at all. The
-// server is ready for connections when startEmbedded returns; on error
-// nothing is left running or locked.
-func startEmbedded(ctx context.Context, dataDir, listenAddr string, logger *slog.Logger) (*embedded, error) {
+// it), and the watch over its store. When listenAddr is empty the server
+// opens no socket at all. maxStore bounds the JetStream file store (0: only
+// the disk does). The server is ready for connections when startEmbedded
+// returns; on error nothing is left running or locked.
+func startEmbedded(ctx context.Context, dataDir, listenAddr string, maxStore int64, logger *slog.Logger) (*embedded, error) {
 	if dataDir == "" {
 		return nil, fmt.Errorf("start embedded NATS server: Options.DataDir is required when no URLs are given")
 	}
 	if err := checkWritableDir(dataDir); err != nil {
 		return nil, fmt.Errorf("start embedded NATS server: data dir %q is %w: %w", dataDir, ErrDataDirNotWritable, err)
 	}
+	// On a full disk nats-server starts, but fails the first write it
+	// makes, and every later one to that stream until it is restarted.
+	if err := checkFreeSpace(dataDir); err != nil {
+		return nil, fmt.Errorf("start embedded NATS server: data dir %q has %w: free space on it and start again", dataDir, err)
+	}
 	lock, err := lockDataDir(dataDir)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded NATS server: data dir %q: %w", dataDir, err)
 	}
-	srv, err := startServer(ctx, dataDir, listenAddr, logger)
+	e := &embedded{dataDir: dataDir, listenAddr: listenAddr, maxStore: maxStore, logger: logger, lock: lock}
+	if lock != nil {
+		if e.lockFile, err = lock.Stat(); err != nil {
+			_ = lock.Close()
+			return nil, fmt.Errorf("start embedded NATS server: data dir %q: stat the lock file: %w", dataDir, err)
+		}
+	}
+	srv, err := startServer(ctx, dataDir, listenAddr, maxStore, logger)
 	if err != nil {
 		if lock != nil {
 			_ = lock.Close()
 		}
 		return nil, err
 	}
-	return &embedded{srv: srv, lock: lock}, nil
+	e.srv = srv
+	if addr, ok := srv.Addr().(*net.TCPAddr); ok && listenAddr != "" {
+		host, _, _ := net.SplitHostPort(listenAddr) // checked by startServer
+		e.listenAddr = net.JoinHostPort(host, strconv.Itoa(addr.Port))
+	}
+	e.watch.start(e)
+	return e, nil
 }
 
 // startServer starts the server of startEmbedded, on a data dir locked.
-func startServer(ctx context.Context, dataDir, listenAddr string, logger *slog.Logger) (*server.Server, error) {
+func startServer(ctx context.Context, dataDir, listenAddr string, maxStore int64, logger *slog.Logger) (*server.Server, error) {
+	if maxStore == 0 {
+		// Left unset, nats-server fixes its store limit once, at start,
+		// at 75% of the space free then plus what it already stores, and
+		// never raises it: started on a nearly full disk, it would refuse
+		// every write ("insufficient resources") for the rest of its life,
+		// however much space is freed. A limit larger than the disk is no
+		// harm: nats-server does not check it against the disk, which is
+		// then the limit, and storeWatch deals with the disk filling up.
+		maxStore = math.MaxInt64
+	}
 	sopts := &server.Options{
-		ServerName: embeddedServerName,
-		JetStream:  true,
-		StoreDir:   dataDir,
-		DontListen: listenAddr == "",
-		NoSigs:     true,
-		NoLog:      true,
+		ServerName:        embeddedServerName,
+		JetStream:         true,
+		JetStreamMaxStore: maxStore,
+		StoreDir:          dataDir,
+		DontListen:        listenAddr == "",
+		NoSigs:            true,
+		NoLog:             true,
 	}
 	if listenAddr != "" {
 		host, portStr, err := net.SplitHostPort(listenAddr)

@@ -46,6 +46,10 @@ type Options struct {
 	// Empty: no TCP listener at all (DontListen), the process connects in-process (nats.InProcessServer).
 	// Port 0 picks a free port; ClientURL reports it.
 	ListenAddr string
+	// MaxStore bounds the embedded server's JetStream file store, in bytes (embedded only): beyond it
+	// writes are refused (JetStream's "insufficient resources"). 0: only the disk bounds it, and when
+	// the disk fills the server stops taking writes until space is freed (see Health).
+	MaxStore int64
 	// Stream is the base name of the JetStream streams (default "HERALD"): the directory is <Stream>_ROOMS,
 	// partition k is <Stream>_P<k>, and a stream named exactly <Stream> is the legacy (pre-partition) log.
 	Stream string
@@ -107,6 +111,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("invalid Options.Partitions %d: must be between %d and %d", o.Partitions, minPartitions, maxPartitions)
 	case o.Replicas < 0:
 		return o, fmt.Errorf("invalid Options.Replicas %d: must be >= 1", o.Replicas)
+	case o.MaxStore < 0:
+		return o, fmt.Errorf("invalid Options.MaxStore %d: must be >= 0 (0 = the disk's size)", o.MaxStore)
 	case o.MaxMsgsPerSubject < 0:
 		return o, fmt.Errorf("invalid Options.MaxMsgsPerSubject %d: must be >= 0 (0 = unlimited)", o.MaxMsgsPerSubject)
 	case o.DuplicateWindow < 0:
@@ -226,13 +232,13 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	}()
 
 	if len(opts.URLs) == 0 {
-		l.emb, err = startEmbedded(connectCtx, opts.DataDir, opts.ListenAddr, opts.Logger)
+		l.emb, err = startEmbedded(connectCtx, opts.DataDir, opts.ListenAddr, opts.MaxStore, opts.Logger)
 		if err != nil {
 			return nil, err
 		}
 		l.where = fmt.Sprintf("embedded NATS server (data dir %q)", opts.DataDir)
 		if opts.ListenAddr != "" {
-			l.clientURL = embeddedClientURL(l.emb.srv)
+			l.clientURL = embeddedClientURL(l.emb.current())
 			l.where = fmt.Sprintf("embedded NATS server %s (data dir %q)", l.clientURL, opts.DataDir)
 		}
 	} else {
@@ -328,7 +334,8 @@ func (l *Log) connect(ctx context.Context) error {
 	url := ""
 	var dialer *recordingDialer
 	if l.emb != nil {
-		nopts = append(nopts, nats.InProcessServer(l.emb.srv))
+		// l.emb, not its server: a restart (storeWatch) replaces that.
+		nopts = append(nopts, nats.InProcessServer(l.emb))
 	} else {
 		url = strings.Join(l.opts.URLs, ",")
 		// nats.Connect takes no context: bound each dial and handshake so
@@ -389,11 +396,13 @@ func (l *Log) checkJetStream(ctx context.Context) error {
 
 // Health returns nil when the NATS connection is up, the directory
 // stream answers a StreamInfo request within ctx, and no partition stream
-// is known to have been deleted, or deleted and created again, since Open.
-// Otherwise the error says which part failed: "NATS disconnected ..."
-// (wrapping ErrUnreachable), "stream HERALD_ROOMS unreachable: ...", or
-// that the directory or a partition stream was deleted (and created
-// again).
+// is known to have been deleted, or deleted and created again, since Open,
+// and, in embedded mode, the store takes writes. Otherwise the error says
+// which part failed: the embedded store (wrapping ErrStoreFailed: naming
+// the data dir, and whether a write failed or the data dir or its lock file
+// was removed or replaced), "NATS disconnected ..." (wrapping
+// ErrUnreachable), "stream HERALD_ROOMS unreachable: ...", or that the
+// directory or a partition stream was deleted (and created again).
 //
 // The partitions are not all asked on every call: each call asks one, in
 // turn, and first the lowest partition that is suspect (a stream deletion
@@ -404,6 +413,10 @@ func (l *Log) checkJetStream(ctx context.Context) error {
 // answer (no leader, say) fails nothing: it affects only its keys, which
 // their writes report, and should not take every replica out of service.
 func (l *Log) Health(ctx context.Context) error {
+	// First: it is the cause of the failures below while it lasts.
+	if err := l.storeFailure(); err != nil {
+		return err
+	}
 	if !l.nc.IsConnected() {
 		return newError(ErrUnreachable, nil, "NATS disconnected (%s) from %s", l.nc.Status(), l.where)
 	}
@@ -419,6 +432,16 @@ func (l *Log) Health(ctx context.Context) error {
 			l.lay.dirStream, info.Created.UTC().Format(time.RFC3339Nano), opened.UTC().Format(time.RFC3339Nano))
 	}
 	return l.partitionHealth(ctx)
+}
+
+// storeFailure is why the embedded server's store takes no writes just
+// now (wrapping ErrStoreFailed; its JetStream is stopped meanwhile), or nil:
+// always nil with external servers.
+func (l *Log) storeFailure() error {
+	if l.emb == nil {
+		return nil
+	}
+	return l.emb.watch.err()
 }
 
 // partitionCheckTimeout bounds Health's request to one partition stream,

@@ -633,10 +633,14 @@ func fmtDuration(d time.Duration) string {
 // would have passed on a configuration they never saw. With external
 // servers, their files are theirs to report.
 func (l *Log) checkNotLeftUnloaded(name string) error {
-	if l.emb == nil || l.emb.srv.StoreDir() == "" {
+	if l.emb == nil {
 		return nil
 	}
-	dir := filepath.Join(l.emb.srv.StoreDir(), server.DEFAULT_GLOBAL_ACCOUNT, "streams", name)
+	srv := l.emb.current()
+	if srv == nil || srv.StoreDir() == "" {
+		return nil // restarting (storeWatch): Open fails on the requests it cannot send meanwhile
+	}
+	dir := filepath.Join(srv.StoreDir(), server.DEFAULT_GLOBAL_ACCOUNT, "streams", name)
 	_, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

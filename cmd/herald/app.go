@@ -154,6 +154,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		URLs:              cfg.NATSURLs,
 		DataDir:           cfg.DataDir,
 		ListenAddr:        cfg.NATSListen,
+		MaxStore:          cfg.MaxStore,
 		Stream:            cfg.Stream,
 		Partitions:        cfg.Partitions,
 		Replicas:          cfg.StreamReplicas,
@@ -164,7 +165,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		switch {
 		case errors.Is(err, pubsub.ErrLayoutConflict):
 			return nil, fmt.Errorf("open the event log (--partitions %d): %w", cfg.Partitions, err)
-		case errors.Is(err, pubsub.ErrDataDirNotWritable):
+		case errors.Is(err, pubsub.ErrDataDirNotWritable), errors.Is(err, pubsub.ErrDataDirFull):
 			return nil, fmt.Errorf("--data-dir (HERALD_DATA_DIR): open the event log: %w", err)
 		case errors.Is(err, pubsub.ErrDataDirInUse):
 			return nil, fmt.Errorf("--data-dir (HERALD_DATA_DIR): open the event log: %w; give each replica its own, or "+

@@ -24,6 +24,7 @@ type config struct {
 	DataDir         string
 	NATSURLs        []string
 	NATSListen      string
+	MaxStore        int64
 	Stream          string
 	StreamReplicas  int
 	Partitions      int
@@ -93,6 +94,10 @@ type config struct {
 // (HS256's output size, RFC 7518 §3.2).
 const minJWTSecretBytes = 32
 
+// minMaxStore is the smallest --max-store other than 0: below it the
+// streams' own files leave no room for events.
+const minMaxStore = 1 << 20
+
 // defaultJWTNameClaim is the claim holding a token's display name unless
 // --jwt-name-claim says otherwise.
 const defaultJWTNameClaim = "name"
@@ -122,6 +127,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the embedded NATS server's JetStream files")
 	fs.StringVar(&natsURL, "nats-url", "", "external NATS servers, comma-separated (default: run NATS embedded)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "embedded NATS: also accept NATS clients on host:port (other replicas, the nats CLI)")
+	fs.Int64Var(&c.MaxStore, "max-store", 0, "embedded NATS: most bytes the event log may take on disk, beyond which writes are refused (0: no bound but the disk; when it fills, writes fail and /readyz fails until space is freed)")
 	fs.StringVar(&c.Stream, "stream", "HERALD", "base name of the event log's JetStream streams (<name>_ROOMS, <name>_P0, ...)")
 	fs.IntVar(&c.StreamReplicas, "stream-replicas", 1, "replicas of the event log stream (3 on a NATS cluster)")
 	fs.IntVar(&c.Partitions, "partitions", 1, "streams the rooms are spread over, so writes spread over as many Raft groups on a NATS cluster; fixed when the log is created")
@@ -293,6 +299,14 @@ func (c config) validate() error {
 		if len(c.NATSURLs) > 0 {
 			bad("nats-listen", "applies to the embedded NATS server only, but --nats-url points at an external one")
 		}
+	}
+	switch {
+	case c.MaxStore < 0:
+		bad("max-store", "must not be negative, got %d (0: no bound but the disk)", c.MaxStore)
+	case c.MaxStore > 0 && c.MaxStore < minMaxStore:
+		bad("max-store", "must be 0 (no bound but the disk) or at least %d (1 MiB), got %d", minMaxStore, c.MaxStore)
+	case c.MaxStore > 0 && len(c.NATSURLs) > 0:
+		bad("max-store", "applies to the embedded NATS server only, but --nats-url points at an external one (set max_file_store in its configuration)")
 	}
 	if len(c.NATSURLs) == 0 && strings.TrimSpace(c.DataDir) == "" {
 		bad("data-dir", "must be set when NATS runs embedded")
