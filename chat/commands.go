@@ -272,7 +272,7 @@ func (s *Service) changeMessage(ctx context.Context, e Event) (Message, error) {
 func (s *Service) propose(ctx context.Context, e Event, dedupID string, result func(rs *roomState, seq uint64, duplicate bool) *Error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
-	h, err := s.acquire(ctx, e.RoomID)
+	h, err := s.acquire(ctx, e.RoomID, waitBrief)
 	if err != nil {
 		return err
 	}

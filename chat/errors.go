@@ -50,11 +50,17 @@ func errorf(code Code, format string, args ...any) *Error {
 }
 
 // appendFailed is the error of a command whose event the log did not
-// confirm: UNAVAILABLE when it was never sent (retry), OUTCOME_UNKNOWN
-// when it was and may have been stored (read back first).
+// confirm: UNAVAILABLE when it was never sent, or the log refused it
+// outright (retry), OUTCOME_UNKNOWN when it was sent and may have been
+// stored (read back first).
 func appendFailed(err error, what string) *Error {
-	if errors.Is(err, pubsub.ErrUnreachable) {
+	switch {
+	case errors.Is(err, pubsub.ErrUnreachable):
 		return errorf(CodeUnavailable, "the event log is unavailable; retry later")
+	case errors.Is(err, pubsub.ErrRefused):
+		// Its store full or at a limit, mostly: why is in the server's
+		// log (the command's caller logs err), not the client's business.
+		return errorf(CodeUnavailable, "the event log refused the %s (out of storage, or at a limit set on it): nothing was stored; retry later", what)
 	}
 	return errorf(CodeOutcomeUnknown,
 		"the event log did not confirm the %s: it may or may not have been stored; read back before repeating the command", what)

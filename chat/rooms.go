@@ -78,7 +78,7 @@ func (c *roomCache) get(id string) *heldRoom {
 
 // withRoom runs read with the room's state, loading the room if needed.
 func (s *Service) withRoom(ctx context.Context, roomID string, read func(*roomState)) error {
-	h, err := s.acquire(ctx, roomID)
+	h, err := s.acquire(ctx, roomID, waitBrief)
 	if err != nil {
 		return err
 	}
@@ -89,9 +89,25 @@ func (s *Service) withRoom(ctx context.Context, roomID string, read func(*roomSt
 	return nil
 }
 
+// loadWait is how a caller of acquire waits for a room that is loading.
+type loadWait bool
+
+const (
+	// waitBrief is a command's or a query's wait: at most the apply
+	// timeout, and none while the event log is known to be unreachable
+	// (UNAVAILABLE at once, as a command's append fails), since its client
+	// is told to retry.
+	waitBrief loadWait = false
+	// waitLoad is a subscription's wait: as long as the load goes on
+	// (Options.LoadTimeout), so that a subscriber is not failed while a
+	// NATS cluster elects a partition's leader.
+	waitLoad loadWait = true
+)
+
 // acquire returns the held room, loading it first if this replica does not
-// hold it. The room is not evicted until release.
-func (s *Service) acquire(ctx context.Context, roomID string) (*heldRoom, error) {
+// hold it; wait is how long a caller waits for a load, its own or another
+// caller's. The room is not evicted until release.
+func (s *Service) acquire(ctx context.Context, roomID string, wait loadWait) (*heldRoom, error) {
 	meta, ok, err := s.LookupRoom(ctx, roomID)
 	if err != nil {
 		return nil, err
@@ -101,6 +117,16 @@ func (s *Service) acquire(ctx context.Context, roomID string) (*heldRoom, error)
 	}
 	s.rooms.mu.Lock()
 	h := s.rooms.held[roomID]
+	if wait == waitBrief && (h == nil || !h.loaded()) {
+		// Asked of NATS's connection outside rooms.mu, which every use of
+		// a room takes. A load started now could only fail, and log it.
+		s.rooms.mu.Unlock()
+		if !s.log.Connected() {
+			return nil, errorf(CodeUnavailable, "room %s cannot be loaded now (the event log is unavailable); retry later", roomID)
+		}
+		s.rooms.mu.Lock()
+		h = s.rooms.held[roomID]
+	}
 	load := h == nil
 	if load && s.rooms.stopping {
 		s.rooms.mu.Unlock()
@@ -136,23 +162,54 @@ func (s *Service) acquire(ctx context.Context, roomID string) (*heldRoom, error)
 
 	if load {
 		// Loading serves every waiter, not only the caller that started
-		// it, and may outlast a caller that gives up.
+		// it, and outlasts a caller that gives up while others wait (see
+		// load).
 		go func() {
 			defer s.loading.Done()
 			s.load(h, meta)
 		}()
 	}
-	select {
-	case <-h.ready:
-	case <-ctx.Done():
+	if err := s.awaitLoad(ctx, h, wait); err != nil {
 		s.release(h)
-		return nil, errorf(CodeUnavailable, "room %s is still loading; retry shortly", roomID)
-	}
-	if h.loadErr != nil {
-		s.release(h)
-		return nil, h.loadErr
+		return nil, err
 	}
 	return h, nil
+}
+
+// awaitLoad waits, as wait says, until h is loaded, and returns why it
+// cannot be used if it is not.
+func (s *Service) awaitLoad(ctx context.Context, h *heldRoom, wait loadWait) error {
+	if !h.loaded() {
+		// Only now a timer: a room held already (every query of it, every
+		// command) costs none.
+		var bound <-chan time.Time
+		if wait == waitBrief {
+			t := time.NewTimer(s.opts.ApplyTimeout)
+			defer t.Stop()
+			bound = t.C
+		}
+		select {
+		case <-h.ready:
+		case <-bound:
+			return errorf(CodeUnavailable, "room %s is still loading; retry shortly", h.id)
+		case <-ctx.Done():
+			return errorf(CodeUnavailable, "room %s is still loading; retry shortly", h.id)
+		}
+	}
+	if h.loadErr != nil {
+		return h.loadErr
+	}
+	return nil
+}
+
+// loaded reports whether h's first load has ended (h.loadErr says how).
+func (h *heldRoom) loaded() bool {
+	select {
+	case <-h.ready:
+		return true
+	default:
+		return false
+	}
 }
 
 // release ends one use of a held room; a room nobody uses becomes
@@ -170,7 +227,14 @@ func (s *Service) release(h *heldRoom) {
 // load reads the room from its entries, then applies what arrived live
 // meanwhile, and wakes whoever waits for the room. A read that fails (say,
 // while a NATS cluster elects the partition's leader) is tried again until
-// LoadTimeout has passed.
+// LoadTimeout has passed, as long as someone waits for the room: a load
+// that has failed and that nobody waits for any more (its callers gave up,
+// as a query does after the apply timeout) ends, since it would serve only
+// a caller yet to come, who starts a load of its own. Only the first
+// failure is a warning, and the end of a load that failed for good: a read
+// tried again every second while NATS is away has nothing new to say, and
+// a client's query of many rooms would otherwise log one warning a second
+// for each.
 //
 // load ends the loader's use of the room (see acquire) and does its
 // bookkeeping before it closes ready: a waiter that wakes then holds the
@@ -184,25 +248,31 @@ func (s *Service) load(h *heldRoom, meta Room) {
 	defer cancel()
 	var st *roomState
 	known := newEventStrings(meta.ID)
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
 		var err error
 		st, err = s.readRoom(ctx, meta, known)
 		if err == nil {
 			break
 		}
-		s.opts.Logger.Warn("loading a room failed", "room", h.id, "err", err)
-		if ctx.Err() != nil || !sleep(ctx, backoff) {
-			h.loadErr = errorf(CodeUnavailable, "room %s cannot be loaded now (the event log is unavailable); retry later", h.id)
-			s.rooms.mu.Lock()
-			if s.rooms.held[h.id] == h {
-				delete(s.rooms.held, h.id)
-				s.live.Remove(h.id)
-			}
-			s.rooms.mu.Unlock()
-			s.release(h)
-			close(h.ready)
+		if attempt == 1 {
+			s.opts.Logger.Warn("loading a room failed", "room", h.id, "err", err)
+		} else {
+			s.opts.Logger.Debug("loading a room failed again", "room", h.id, "attempt", attempt, "err", err)
+		}
+		if s.failLoad(h, true) {
+			s.opts.Logger.Debug("stopped loading a room nobody waits for any more", "room", h.id, "attempts", attempt)
 			return
 		}
+		if ctx.Err() != nil || !sleep(ctx, backoff) {
+			if s.life.Err() == nil { // not because the service stops
+				s.opts.Logger.Warn("gave up loading a room", "room", h.id, "attempts", attempt,
+					"after", time.Since(start).Round(time.Millisecond), "err", err)
+			}
+			s.failLoad(h, false)
+			return
+		}
+		backoff = min(2*backoff, time.Second)
 	}
 	h.mu.Lock()
 	h.st = st
@@ -224,6 +294,29 @@ func (s *Service) load(h *heldRoom, meta Room) {
 	s.resyncer.schedule(h.id, time.Now().Add(time.Second))
 	s.release(h)
 	close(h.ready)
+}
+
+// failLoad ends a load that failed: the room is no longer held (its next
+// use loads it afresh), and whoever waits for it gets UNAVAILABLE. With
+// unwaited, only a load nobody waits for any more (the loader's own use is
+// the room's last) is ended; failLoad reports whether it ended it. That is
+// decided under rooms.mu, where a caller finding the room counts its use,
+// so no caller waits for a load that has ended without it.
+func (s *Service) failLoad(h *heldRoom, unwaited bool) bool {
+	s.rooms.mu.Lock()
+	if unwaited && h.refs > 1 {
+		s.rooms.mu.Unlock()
+		return false
+	}
+	if s.rooms.held[h.id] == h {
+		delete(s.rooms.held, h.id)
+		s.live.Remove(h.id)
+	}
+	s.rooms.mu.Unlock()
+	h.loadErr = errorf(CodeUnavailable, "room %s cannot be loaded now (the event log is unavailable); retry later", h.id)
+	s.release(h)
+	close(h.ready)
+	return true
 }
 
 // readRoom reads a room from the start of its entries into a new state,
@@ -667,7 +760,7 @@ func (s *Service) reachLog(ctx context.Context, h *heldRoom, judged uint64) bool
 // returns false: not a member, no such message) may come from a replica
 // behind the log: it is read again once the room has reached the log.
 func (s *Service) withRoomConfirmed(ctx context.Context, roomID string, read func(*roomState) bool) error {
-	h, err := s.acquire(ctx, roomID)
+	h, err := s.acquire(ctx, roomID, waitBrief)
 	if err != nil {
 		return err
 	}
@@ -677,8 +770,14 @@ func (s *Service) withRoomConfirmed(ctx context.Context, roomID string, read fun
 		defer h.mu.Unlock()
 		return read(h.st), h.st.last
 	}
-	if ok, at := readLocked(); !ok && s.reachLog(ctx, h, at) {
-		readLocked()
+	if ok, at := readLocked(); !ok {
+		// A query's wait, like a command's (only now a timer: most
+		// answers need no confirming).
+		ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+		defer cancel()
+		if s.reachLog(ctx, h, at) {
+			readLocked()
+		}
 	}
 	return nil
 }

@@ -21,6 +21,9 @@ type EventLog interface {
 	AppendKeyed(ctx context.Context, key, rest string, data []byte, o pubsub.AppendOptions) (pubsub.AppendResult, error)
 	ReadKey(ctx context.Context, key string, fromSeq uint64, fn func(pubsub.Entry) error) (uint64, error)
 	KeyLastSeq(ctx context.Context, key string) (uint64, error)
+	// Connected reports whether the log's connection is up now: while it
+	// is not, commands and queries do not wait for a room to load.
+	Connected() bool
 	NewLive(opts pubsub.LiveOptions) *pubsub.Live
 	Partitions() int
 	RestLastSeq(ctx context.Context, k int, rest string) (uint64, error)
@@ -441,9 +444,10 @@ func (s *Service) CanSee(ctx context.Context, viewer, roomID string) (bool, erro
 // the log, so a viewer it does not know as a member of a private room is
 // looked for again once the room has read the rest of its entries from the
 // log (a member added a moment ago through another replica), as
-// WatchAfterFor admits them.
+// WatchAfterFor admits them. It waits for the room as a subscription does
+// (WatchAfterFor, which follows it): as long as the room's load goes on.
 func (s *Service) Admits(ctx context.Context, viewer, roomID string) (bool, error) {
-	h, err := s.acquire(ctx, roomID)
+	h, err := s.acquire(ctx, roomID, waitLoad)
 	if err != nil {
 		return false, err
 	}

@@ -295,7 +295,7 @@ func (s *Service) watch(ctx context.Context, topic string, after *uint64, viewer
 	if !ok {
 		return nil, errorf(CodeInternal, "unknown topic %q", topic)
 	}
-	h, err := s.acquire(ctx, roomID)
+	h, err := s.acquire(ctx, roomID, waitLoad)
 	if err != nil {
 		return nil, err
 	}

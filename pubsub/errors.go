@@ -17,6 +17,17 @@ var (
 	// it waited) may have been stored.
 	ErrUnreachable = errors.New("NATS unreachable")
 
+	// ErrRefused means the event log answered a write by refusing it
+	// outright, storing nothing: its store is full or at a limit set on
+	// the stream or the account (JetStream "insufficient resources",
+	// "maximum bytes exceeded", ...), the message is larger than it takes,
+	// or the stream is sealed. Unlike a write whose acknowledgement never
+	// came, it needs no read-back: repeating it stores it once the cause
+	// is gone. The error also wraps the server's *jetstream.APIError, or
+	// nats.ErrMaxPayload when the client refused to send a message over
+	// the server's max_payload.
+	ErrRefused = errors.New("refused by the event log, nothing stored")
+
 	// ErrJetStreamDisabled means the NATS server (or the account used) does
 	// not have JetStream enabled.
 	ErrJetStreamDisabled = errors.New("JetStream not enabled")

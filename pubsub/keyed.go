@@ -27,6 +27,56 @@ const (
 // wrongLastSeqPrefix starts the description of jsErrCodeWrongLastSeq.
 const wrongLastSeqPrefix = "wrong last sequence: "
 
+// JetStream API error codes with which a stream answers a publish it
+// refused before writing anything (nats-server jetstream_errors_generated.go;
+// stream.go, processJetStreamMsg). A store that failed without an answer
+// (an I/O error), or a write whose answer did not come, may have been
+// stored; these were not. Not among them: the expected-last-sequence
+// refusals (wrongLastSeq, a conflict), and "duplicate message id is in
+// process" (10158), whose original write may yet be stored.
+const (
+	// jsErrCodeInsufficientResources is JSInsufficientResourcesErr: the
+	// server's JetStream store is at its max_file_store (or memory) limit.
+	jsErrCodeInsufficientResources jetstream.ErrorCode = 10023
+	// jsErrCodeAccountResources is JSAccountResourcesExceededErr: the
+	// account's JetStream limits.
+	jsErrCodeAccountResources jetstream.ErrorCode = 10002
+	// jsErrCodeStoreFailed is JSStreamStoreFailedF, answered only for a
+	// stream at its maximum bytes, messages or messages per subject with
+	// discard new, a message too large for the store, or a store closed.
+	jsErrCodeStoreFailed jetstream.ErrorCode = 10077
+	// jsErrCodeMessageTooLarge is JSStreamMessageExceedsMaximumErr: the
+	// stream's max_msg_size or the server's max_payload.
+	jsErrCodeMessageTooLarge jetstream.ErrorCode = 10054
+	// jsErrCodeHeadersTooLarge is JSStreamHeaderExceedsMaximumErr.
+	jsErrCodeHeadersTooLarge jetstream.ErrorCode = 10097
+	// jsErrCodeSealed is JSStreamSealedErr: the stream takes no writes.
+	jsErrCodeSealed jetstream.ErrorCode = 10109
+)
+
+// refused reports whether err is a publish the event log refused outright,
+// storing nothing, and why.
+func refused(err error) (why string, ok bool) {
+	if errors.Is(err, nats.ErrMaxPayload) { // checked by the client: not sent
+		return "message too large", true
+	}
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return "", false
+	}
+	switch apiErr.ErrorCode {
+	case jsErrCodeInsufficientResources, jsErrCodeAccountResources:
+		return "out of storage", true
+	case jsErrCodeStoreFailed:
+		return "at a limit of the stream", true
+	case jsErrCodeMessageTooLarge, jsErrCodeHeadersTooLarge:
+		return "message too large", true
+	case jsErrCodeSealed:
+		return "the stream is sealed", true
+	}
+	return "", false
+}
+
 // Reading a key or the legacy stream.
 const (
 	// readBatch is how many entries one pull request asks for.
@@ -93,7 +143,9 @@ func wrongLastSeq(err error) (last uint64, lastKnown, ok bool) {
 // per event, contended under load. Only that failure, and no stream
 // answering at all (jetstream.ErrNoStreamResponse), are ErrUnreachable: a
 // publish that failed after it went out (its acknowledgement late, the
-// connection dropped while it waited) may have been stored.
+// connection dropped while it waited) may have been stored. A stream that
+// answers with a refusal (its store full, a limit reached: see refusals)
+// stored nothing: ErrRefused.
 //
 // The stream is checked in the acknowledgement rather than with an
 // expected-stream header, which would cost every event a header the server
@@ -108,6 +160,9 @@ func (l *Log) publish(ctx context.Context, what func() string, subject, stream s
 		}
 		if errors.Is(err, jetstream.ErrNoStreamResponse) { // no stream took it (no leader): not stored
 			return nil, newError(ErrUnreachable, err, "%s: no stream answered (is it electing a leader?): %v", what(), err)
+		}
+		if why, ok := refused(err); ok {
+			return nil, newError(ErrRefused, err, "%s: refused by stream %q, nothing stored (%s): %v", what(), stream, why, err)
 		}
 		return nil, err
 	}
@@ -129,7 +184,9 @@ func (l *Log) publish(ctx context.Context, what func() string, subject, stream s
 //
 // AddToDirectory fails at once, wrapping ErrUnreachable, while NATS is
 // disconnected; otherwise it waits for the stream's acknowledgement, bounded
-// by ctx (or by a 5s default when ctx has no deadline), retries included.
+// by ctx (or by a 5s default when ctx has no deadline), retries included. An
+// add the stream refuses, storing nothing (its store full, say), wraps
+// ErrRefused.
 func (l *Log) AddToDirectory(ctx context.Context, key string, data []byte) (AppendResult, error) {
 	if err := checkKey(key); err != nil {
 		return AppendResult{}, fmt.Errorf("add key to the directory: %w", err)
@@ -167,7 +224,7 @@ func (l *Log) AddToDirectory(ctx context.Context, key string, data []byte) (Appe
 			case <-timer.C:
 			}
 			wait = min(2*wait, addRetryMax)
-		case errors.Is(err, ErrUnreachable):
+		case errors.Is(err, ErrUnreachable), errors.Is(err, ErrRefused): // say what() already
 			return AppendResult{}, err
 		default:
 			return AppendResult{}, fmt.Errorf("%s: %w", what(), err)
@@ -216,7 +273,8 @@ type AppendOptions struct {
 //
 // AppendKeyed fails at once, wrapping ErrUnreachable, while NATS is
 // disconnected; otherwise it waits for the stream's acknowledgement, bounded
-// by ctx (or by a 5s default when ctx has no deadline).
+// by ctx (or by a 5s default when ctx has no deadline). A write the stream
+// refuses, storing nothing (its store full, say), wraps ErrRefused.
 func (l *Log) AppendKeyed(ctx context.Context, key, rest string, data []byte, o AppendOptions) (AppendResult, error) {
 	if err := checkKey(key); err != nil {
 		return AppendResult{}, fmt.Errorf("append to key: %w", err)
@@ -237,7 +295,7 @@ func (l *Log) AppendKeyed(ctx context.Context, key, rest string, data []byte, o 
 		if last, lastKnown, conflict := wrongLastSeq(err); conflict {
 			return AppendResult{}, &ConflictError{Key: key, Expected: o.ExpectLast, Last: last, lastKnown: lastKnown}
 		}
-		if errors.Is(err, ErrUnreachable) {
+		if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrRefused) { // say what() already
 			return AppendResult{}, err
 		}
 		return AppendResult{}, fmt.Errorf("%s: %w", what(), err)

@@ -144,7 +144,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.StringVar(&c.JWTCookie, "jwt-cookie", "", "jwt: also accept the token from this cookie (browsers' WebSocket upgrades); off when empty")
 	fs.StringVar(&origins, "allowed-origins", "", "web origins allowed to use Herald from a browser, comma-separated: *, https://app.example.com, https://*.example.com (default: any in dev mode, same-origin only with jwt)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest accepted HTTP request body (and GET query string), in bytes")
-	fs.DurationVar(&c.ApplyTimeout, "apply-timeout", 5*time.Second, "how long a mutation waits for its event to be stored and applied")
+	fs.DurationVar(&c.ApplyTimeout, "apply-timeout", 5*time.Second, "how long a mutation waits for its event to be stored and applied, and a query or mutation for a room not held yet to be loaded")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Second, "at shutdown: the window over which open WebSockets are closed with 1001, evenly spread, while HTTP is still served with /readyz failing (0: all at once)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "at shutdown, after the drain window: how long in-flight HTTP requests and closing WebSockets may take (at most 1h)")
 	// The default is set below from --auth; false here keeps -h from printing "(default true)".
