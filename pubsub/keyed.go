@@ -159,6 +159,9 @@ func (l *Log) publish(ctx context.Context, what func() string, subject, stream s
 			return nil, newError(ErrUnreachable, err, "%s: NATS disconnected (%s): %v", what(), l.nc.Status(), err)
 		}
 		if errors.Is(err, jetstream.ErrNoStreamResponse) { // no stream took it (no leader): not stored
+			if ferr := l.storeFailure(); ferr != nil { // the embedded server's JetStream is stopped
+				return nil, newError(ErrUnreachable, err, "%s: no stream answered: %v", what(), ferr)
+			}
 			return nil, newError(ErrUnreachable, err, "%s: no stream answered (is it electing a leader?): %v", what(), err)
 		}
 		if why, ok := refused(err); ok {
