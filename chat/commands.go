@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 	"unicode"
@@ -307,7 +308,11 @@ func (s *Service) propose(ctx context.Context, e Event, dedupID string, result f
 			continue // judge again
 		}
 		if err != nil {
-			s.opts.Logger.Warn("appending an event failed", "type", e.Type, "room", e.RoomID, "err", err)
+			level := slog.LevelWarn
+			if ctx.Err() != nil {
+				level = slog.LevelDebug // its client left: no fault of the log's, and any client can make it
+			}
+			s.opts.Logger.Log(ctx, level, "appending an event failed", "type", e.Type, "room", e.RoomID, "err", err)
 			return appendFailed(err, string(e.Type)+" event")
 		}
 		if err := s.waitApplied(ctx, h, res.Seq); err != nil {

@@ -2,9 +2,12 @@ package chat
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testrig"
 	"github.com/heraldhq/herald/pubsub"
 )
 
@@ -98,5 +101,47 @@ func TestStoredPostIsAnsweredAfterItsDeletionElsewhere(t *testing.T) {
 	}
 	if got.m.ID != c.Message.ID {
 		t.Fatalf("postMessage answered message %s, the log stored %s", got.m.ID, c.Message.ID)
+	}
+}
+
+// leftAckLog is a replica's log whose acknowledgement of a post never
+// comes before the caller leaves: AppendKeyed stores the post, then waits
+// for ctx to end, as a publish waiting for its ack does when the client
+// goes.
+type leftAckLog struct {
+	*pubsub.Log
+}
+
+func (l *leftAckLog) AppendKeyed(ctx context.Context, key, rest string, data []byte, o pubsub.AppendOptions) (pubsub.AppendResult, error) {
+	if rest != "posts" {
+		return l.Log.AppendKeyed(ctx, key, rest, data, o)
+	}
+	<-ctx.Done()
+	return pubsub.AppendResult{}, ctx.Err()
+}
+
+// TestClientLeavingMidAppendIsNoWarning: a post whose client leaves while
+// its event waits for the log's acknowledgement fails with the client's
+// context; that is no fault of the log's, and any client can repeat it, so
+// it is logged at debug level, not as a warning per post.
+func TestClientLeavingMidAppendIsNoWarning(t *testing.T) {
+	logs := &testrig.LogBuffer{}
+	svc := startService(t, &leftAckLog{Log: openLog(t, pubsub.Options{})}, Options{
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	room := mustRoom(t, svc, "left-mid-append")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := svc.PostMessage(ctx, alice, room.ID, "gone", ""); err == nil {
+		t.Fatal("a post whose client left before its acknowledgement succeeded")
+	}
+	out := logs.String()
+	if !strings.Contains(out, "appending an event failed") {
+		t.Fatalf("the failure was not logged at all:\n%s", out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "appending an event failed") && !strings.Contains(line, "level=DEBUG") {
+			t.Errorf("logged above debug: %s", line)
+		}
 	}
 }
