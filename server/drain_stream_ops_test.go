@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/99designs/gqlgen/graphql"
 )
 
 // TestDrainDropEndsStreamedOperations: a query or mutation sent as an
@@ -102,4 +104,42 @@ func TestDisconnectEndsStreamedOperation(t *testing.T) {
 	if !strings.Contains(a.body, codeForbidden) || strings.Contains(a.body, `"data"`) {
 		t.Fatalf("stream: %q, want it ended with %s and no result", a.body, codeForbidden)
 	}
+}
+
+// recordingExec is a GraphExecutor that records whether an operation was
+// dispatched, and whether its context was still live then (a mutation's
+// resolver stores its event then).
+type recordingExec struct {
+	graphql.GraphExecutor
+	dispatched, live bool
+}
+
+func (e *recordingExec) DispatchOperation(ctx context.Context, _ *graphql.OperationContext) (graphql.ResponseHandler, context.Context) {
+	e.dispatched, e.live = true, ctx.Err() == nil
+	return func(context.Context) *graphql.Response { return &graphql.Response{Data: []byte(`{"bump":1}`)} }, ctx
+}
+
+// TestStreamEndedBeforeItsOperationBegins: an event stream registered as
+// a session may be dropped by a drain, or its user disconnected, before
+// its query or mutation begins. A drop's operation runs with its context
+// ended; a disconnected user's does not run at all (its stream answers
+// FORBIDDEN, which must not hide a mutation stored meanwhile).
+func TestStreamEndedBeforeItsOperationBegins(t *testing.T) {
+	t.Run("dropped", func(t *testing.T) {
+		st := &httpStream{cut: make(chan struct{}), released: true} // released: no ResponseController to set a deadline on
+		st.drop()
+		exec := &recordingExec{}
+		st.run(context.Background(), exec, nil)
+		if exec.live {
+			t.Fatal("a stream dropped before its operation began ran it with a live context")
+		}
+	})
+	t.Run("disconnected", func(t *testing.T) {
+		st := &httpStream{cut: make(chan struct{})}
+		st.disconnect() // DisconnectUser, between t.open and st.run
+		exec := &recordingExec{}
+		if resp := st.run(context.Background(), exec, nil); resp != nil || exec.dispatched {
+			t.Fatalf("the user was disconnected before the stream's operation began, yet it was dispatched (live: %v)", exec.live)
+		}
+	})
 }

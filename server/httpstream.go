@@ -279,11 +279,19 @@ func (st *httpStream) single(resp *graphql.Response) {
 }
 
 // run executes a query or mutation with a context that ends with the
-// request's or when a drain drops the stream, and returns its result.
+// request's, when a drain drops the stream or when its user is
+// disconnected, and returns its result; nil, without running it, when the
+// user was disconnected before.
 func (st *httpStream) run(ctx context.Context, exec graphql.GraphExecutor, opCtx *graphql.OperationContext) *graphql.Response {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st.mu.Lock()
+	if st.failure != nil {
+		// The user was disconnected before it began (disconnect found
+		// nothing to cancel): it does not run, and single sends why.
+		st.mu.Unlock()
+		return nil
+	}
 	st.cancelRun = cancel
 	st.mu.Unlock()
 	if isClosed(st.cut) {
