@@ -56,6 +56,7 @@ func (s *Service) createRoom(ctx context.Context, actor Actor, name string, priv
 	if err != nil {
 		return Room{}, err
 	}
+	client := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
 	res, err := s.log.AddToDirectory(ctx, e.directoryKey(), data)
@@ -63,7 +64,7 @@ func (s *Service) createRoom(ctx context.Context, actor Actor, name string, priv
 	case errors.Is(err, pubsub.ErrKeyExists):
 		return Room{}, taken()
 	case err != nil:
-		s.opts.Logger.Warn("adding a room to the directory failed", "err", err)
+		s.opts.Logger.Log(ctx, appendFailureLevel(client), "adding a room to the directory failed", "room", e.RoomID, "err", err)
 		return Room{}, appendFailed(err, "room's creation")
 	}
 	if err := s.waitDirectory(ctx, res.Seq); err != nil {
@@ -262,6 +263,17 @@ func (s *Service) changeMessage(ctx context.Context, e Event) (Message, error) {
 	return msg, err
 }
 
+// appendFailureLevel is the level a failed append is logged at: a warning,
+// unless the command's client left (client, its caller's context, ended)
+// while it waited, which is no fault of the log's and which any client can
+// repeat. The apply timeout passing is the log's: a warning.
+func appendFailureLevel(client context.Context) slog.Level {
+	if client.Err() != nil {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}
+
 // propose judges e against the room as this replica holds it and appends it
 // with the room's last sequence as the expected one. If the room moved on
 // meanwhile (another replica's event was stored first), the log refuses
@@ -271,6 +283,7 @@ func (s *Service) changeMessage(ctx context.Context, e Event) (Message, error) {
 // has applied it (read-your-writes) and calls result with the room and the
 // event's sequence (the first post's, for a de-duplicated retry).
 func (s *Service) propose(ctx context.Context, e Event, dedupID string, result func(rs *roomState, seq uint64, duplicate bool) *Error) error {
+	client := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
 	h, err := s.acquire(ctx, e.RoomID, waitBrief)
@@ -308,11 +321,7 @@ func (s *Service) propose(ctx context.Context, e Event, dedupID string, result f
 			continue // judge again
 		}
 		if err != nil {
-			level := slog.LevelWarn
-			if ctx.Err() != nil {
-				level = slog.LevelDebug // its client left: no fault of the log's, and any client can make it
-			}
-			s.opts.Logger.Log(ctx, level, "appending an event failed", "type", e.Type, "room", e.RoomID, "err", err)
+			s.opts.Logger.Log(ctx, appendFailureLevel(client), "appending an event failed", "type", e.Type, "room", e.RoomID, "err", err)
 			return appendFailed(err, string(e.Type)+" event")
 		}
 		if err := s.waitApplied(ctx, h, res.Seq); err != nil {

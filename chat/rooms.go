@@ -255,7 +255,7 @@ func (s *Service) load(h *heldRoom, meta Room) {
 		if err == nil {
 			break
 		}
-		if attempt == 1 {
+		if attempt == 1 && s.life.Err() == nil { // not because the service stops
 			s.opts.Logger.Warn("loading a room failed", "room", h.id, "err", err)
 		} else {
 			s.opts.Logger.Debug("loading a room failed again", "room", h.id, "attempt", attempt, "err", err)
@@ -314,6 +314,9 @@ func (s *Service) failLoad(h *heldRoom, unwaited bool) bool {
 	}
 	s.rooms.mu.Unlock()
 	h.loadErr = errorf(CodeUnavailable, "room %s cannot be loaded now (the event log is unavailable); retry later", h.id)
+	if s.life.Err() != nil {
+		h.loadErr = errorf(CodeUnavailable, "room %s cannot be loaded now: the service is stopping", h.id)
+	}
 	s.release(h)
 	close(h.ready)
 	return true
