@@ -24,7 +24,7 @@ type flakyLog struct {
 	reads           atomic.Int64
 }
 
-func (l *flakyLog) Connected() bool { return !l.down.Load() && l.Log.Connected() }
+func (l *flakyLog) Available() bool { return !l.down.Load() && l.Log.Available() }
 
 func (l *flakyLog) ReadKey(ctx context.Context, key string, from uint64, fn func(pubsub.Entry) error) (uint64, error) {
 	l.reads.Add(1)

@@ -118,10 +118,10 @@ func (s *Service) acquire(ctx context.Context, roomID string, wait loadWait) (*h
 	s.rooms.mu.Lock()
 	h := s.rooms.held[roomID]
 	if wait == waitBrief && (h == nil || !h.loaded()) {
-		// Asked of NATS's connection outside rooms.mu, which every use of
-		// a room takes. A load started now could only fail, and log it.
+		// Asked of the log outside rooms.mu, which every use of a room
+		// takes. A load started now could only fail, and log it.
 		s.rooms.mu.Unlock()
-		if !s.log.Connected() {
+		if !s.log.Available() {
 			return nil, errorf(CodeUnavailable, "room %s cannot be loaded now (the event log is unavailable); retry later", roomID)
 		}
 		s.rooms.mu.Lock()

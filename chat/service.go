@@ -21,9 +21,9 @@ type EventLog interface {
 	AppendKeyed(ctx context.Context, key, rest string, data []byte, o pubsub.AppendOptions) (pubsub.AppendResult, error)
 	ReadKey(ctx context.Context, key string, fromSeq uint64, fn func(pubsub.Entry) error) (uint64, error)
 	KeyLastSeq(ctx context.Context, key string) (uint64, error)
-	// Connected reports whether the log's connection is up now: while it
-	// is not, commands and queries do not wait for a room to load.
-	Connected() bool
+	// Available reports whether the log can serve requests now: while it
+	// cannot, commands and queries do not wait for a room to load.
+	Available() bool
 	NewLive(opts pubsub.LiveOptions) *pubsub.Live
 	Partitions() int
 	RestLastSeq(ctx context.Context, k int, rest string) (uint64, error)

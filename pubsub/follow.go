@@ -116,6 +116,9 @@ const msgGetPrefix = jsAPIPrefix + "STREAM.MSG.GET."
 // jetstream.Stream.GetLastMsgForSubject, which turns to the direct get when
 // an operator allowed it, whose request subject cannot carry a wildcard.
 func (l *Log) lastSeqMatching(ctx context.Context, stream, filter string) (uint64, error) {
+	if err := l.storeStopped("ask for the last entry"); err != nil {
+		return 0, err
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, lastSeqTimeout)
@@ -227,6 +230,9 @@ func (l *Log) createFollower(ctx context.Context, stream jetstream.Stream, name,
 func (l *Log) createEphemeral(ctx context.Context, stream jetstream.Stream, streamName string,
 	cfg jetstream.ConsumerConfig,
 ) (jetstream.Consumer, error) {
+	if err := l.storeStopped("create a consumer"); err != nil {
+		return nil, err
+	}
 	cfg.Name = nuid.Next()
 	cons, err := stream.CreateConsumer(ctx, cfg)
 	if err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
@@ -474,7 +480,7 @@ func (l *Log) deleteConsumer(ctx context.Context, stream string, cons jetstream.
 // deleteConsumerNamed deletes a consumer by name, bounded by
 // deleteConsumerTimeout even when ctx has ended.
 func (l *Log) deleteConsumerNamed(ctx context.Context, stream, name string) {
-	if !l.nc.IsConnected() {
+	if !l.nc.IsConnected() || l.storeFailure() != nil { // nobody would answer; it went with JetStream
 		return
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteConsumerTimeout)

@@ -238,9 +238,13 @@ func (l *Log) AddToDirectory(ctx context.Context, key string, data []byte) (Appe
 // DirectoryLastSeq returns the directory stream's last sequence (0 if it has
 // never stored an entry).
 func (l *Log) DirectoryLastSeq(ctx context.Context) (uint64, error) {
+	what := fmt.Sprintf("read last sequence of stream %q", l.lay.dirStream)
+	if err := l.storeStopped(what); err != nil {
+		return 0, err
+	}
 	info, err := l.dir.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("read last sequence of stream %q: %w", l.lay.dirStream, err)
+		return 0, l.requestErr(err, "%s", what)
 	}
 	return info.State.LastSeq, nil
 }
@@ -522,6 +526,12 @@ func (d *delivery) take(msg *nats.Msg) (done bool, err error) {
 // wrapping ErrUnreachable) when NATS is disconnected.
 func (l *Log) requestErr(err error, format string, args ...any) error {
 	what := fmt.Sprintf(format, args...)
+	if errors.Is(err, ErrUnreachable) { // says why already (storeStopped)
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if ferr := l.storeFailure(); ferr != nil {
+		return newError(ErrUnreachable, err, "%s: %v: %v", what, ferr, err)
+	}
 	if !l.nc.IsConnected() {
 		return newError(ErrUnreachable, err, "%s: NATS disconnected (%s): %v", what, l.nc.Status(), err)
 	}

@@ -434,6 +434,17 @@ func (l *Log) Health(ctx context.Context) error {
 	return l.partitionHealth(ctx)
 }
 
+// storeStopped fails a request the embedded server cannot serve while its
+// JetStream is stopped (storeWatch): at once, saying why and wrapping
+// ErrUnreachable, rather than after ctx for an API nobody answers. nil
+// while the store is fine, and always with external servers.
+func (l *Log) storeStopped(what string) error {
+	if ferr := l.storeFailure(); ferr != nil {
+		return newError(ErrUnreachable, ferr, "%s: %v", what, ferr)
+	}
+	return nil
+}
+
 // storeFailure is why the embedded server's store takes no writes just
 // now (wrapping ErrStoreFailed; its JetStream is stopped meanwhile), or nil:
 // always nil with external servers.
@@ -522,6 +533,12 @@ func (l *Log) checkPartition(ctx context.Context, k int) error {
 
 // Connected reports whether the NATS connection is currently connected.
 func (l *Log) Connected() bool { return l.nc.IsConnected() }
+
+// Available reports whether the log can serve requests now: the NATS
+// connection is up and, in embedded mode, the store runs (see Health).
+// While it cannot, every request fails, most of them only at their
+// deadline.
+func (l *Log) Available() bool { return l.nc.IsConnected() && l.storeFailure() == nil }
 
 // MaxMsgsPerSubject is the per-subject message limit in force on the
 // partition streams after Open, read back from partition 0's configuration

@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ func TestEmbeddedLockFileReplaced(t *testing.T) {
 	dir := t.TempDir()
 	l := openEmbedded(t, Options{DataDir: dir, ListenAddr: "127.0.0.1:0"})
 	mustAdd(t, l, "before", "x")
+	mustAppendKeyed(t, l, "k1", "a", "one", AppendOptions{})
 	ctx := testCtx(t, 30*time.Second)
 
 	lockPath := filepath.Join(dir, dataDirLockName)
@@ -40,6 +42,27 @@ func TestEmbeddedLockFileReplaced(t *testing.T) {
 	start := time.Now()
 	if _, err := l.AddToDirectory(ctx, "during", []byte("x")); !errors.Is(err, ErrUnreachable) || time.Since(start) > 2*time.Second {
 		t.Fatalf("AddToDirectory with the store stopped: %v after %s; want ErrUnreachable at once", err, time.Since(start))
+	}
+	// Reads too fail at once, saying why, rather than wait out their
+	// context for a JetStream API nobody answers.
+	for _, read := range []struct {
+		name string
+		call func(context.Context) error
+	}{
+		{"ReadKey", func(ctx context.Context) error {
+			_, err := l.ReadKey(ctx, "k1", 0, func(Entry) error { return nil })
+			return err
+		}},
+		{"KeyLastSeq", func(ctx context.Context) error { _, err := l.KeyLastSeq(ctx, "k1"); return err }},
+		{"DirectoryLastSeq", func(ctx context.Context) error { _, err := l.DirectoryLastSeq(ctx); return err }},
+		{"RestLastSeq", func(ctx context.Context) error { _, err := l.RestLastSeq(ctx, 0, "a"); return err }},
+	} {
+		start := time.Now()
+		err := read.call(testCtx(t, 5*time.Second))
+		if !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrStoreFailed) || time.Since(start) > 2*time.Second {
+			t.Errorf("%s with the store stopped: %v after %s; want ErrUnreachable and ErrStoreFailed at once",
+				read.name, err, time.Since(start).Round(time.Millisecond))
+		}
 	}
 
 	if err := os.Rename(lockPath+".old", lockPath); err != nil {
