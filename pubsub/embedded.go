@@ -33,7 +33,8 @@ type embedded struct {
 	// it was given at its first start, so that a restart takes the same
 	// one and other replicas find it again; "" for none.
 	listenAddr string
-	maxStore   int64 // JetStreamMaxStore, as startServer sets it
+	clientURL  string // where other replicas reach the server (with listenAddr), kept across restarts
+	maxStore   int64  // JetStreamMaxStore, as startServer sets it
 	logger     *slog.Logger
 	lock       *os.File    // nil where directories cannot be locked
 	lockFile   os.FileInfo // the lock file as locked, to tell when the path names another; nil with lock
@@ -115,6 +116,9 @@ func startEmbedded(ctx context.Context, dataDir, listenAddr string, maxStore int
 		return nil, err
 	}
 	e.srv = srv
+	if listenAddr != "" {
+		e.clientURL = embeddedClientURL(srv)
+	}
 	if addr, ok := srv.Addr().(*net.TCPAddr); ok && listenAddr != "" {
 		host, _, _ := net.SplitHostPort(listenAddr) // checked by startServer
 		e.listenAddr = net.JoinHostPort(host, strconv.Itoa(addr.Port))

@@ -238,7 +238,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		}
 		l.where = fmt.Sprintf("embedded NATS server (data dir %q)", opts.DataDir)
 		if opts.ListenAddr != "" {
-			l.clientURL = embeddedClientURL(l.emb.current())
+			l.clientURL = l.emb.clientURL
 			l.where = fmt.Sprintf("embedded NATS server %s (data dir %q)", l.clientURL, opts.DataDir)
 		}
 	} else {

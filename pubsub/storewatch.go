@@ -112,6 +112,9 @@ func (w *storeWatch) check(ctx context.Context, e *embedded, cause error) error 
 		}
 		e.logger.Error("the embedded NATS server's store failed: its JetStream is stopped until the cause is gone",
 			"data_dir", e.dataDir, "err", cause)
+		// Said before JetStream stops, so that no request fails meanwhile
+		// without its reason (see Log.storeStopped).
+		w.report(e, cause, "JetStream is stopped until the cause is gone")
 		if srv := e.current(); srv != nil {
 			_ = srv.ShutdownJetStream() // it never fails
 		}
