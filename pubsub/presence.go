@@ -658,35 +658,14 @@ func (p *Presence) followFrom(ctx context.Context) (jetstream.KeyWatcher, error)
 func (p *Presence) followReplicas(w jetstream.KeyWatcher) {
 	defer p.wg.Done()
 	for {
-		var again bool
-		if w != nil {
-			again = p.follow(w)
-			_ = w.Stop()
-			w = nil
-		}
+		again := p.follow(w)
+		_ = w.Stop()
 		if !again {
 			return
 		}
-		// Watch again, once per heartbeat until it works or Close.
-		t := time.NewTimer(p.opts.Heartbeat)
-		select {
-		case <-p.stop:
-			t.Stop()
-			return
-		case <-p.rewatch:
-			t.Stop()
-		case <-t.C:
+		if w = p.refollow(); w == nil {
+			return // Close
 		}
-		ctx, cancel := p.ioContext()
-		nw, err := p.followFrom(ctx)
-		cancel()
-		if err != nil {
-			if p.life.Err() == nil {
-				p.log.Warn("presence: replicas alive not followed; retrying", "err", err)
-			}
-			continue
-		}
-		w = nw
 		// What broke this watch (the buckets lost with a NATS server, and
 		// re-created by this replica or another) broke the member watches
 		// too: a watch on a bucket re-created goes on from the old
@@ -696,6 +675,38 @@ func (p *Presence) followReplicas(w jetstream.KeyWatcher) {
 		// replica re-created it, so no write here failed to say so.
 		p.rewriteAll()
 		wake(p.kick)
+	}
+}
+
+// refollow watches the liveness bucket anew, once per Heartbeat (or when
+// recreate says the buckets are back) until it works; nil on Close. A
+// failed attempt must not end the follower: the buckets are often still
+// missing at the first (NATS back, nobody's write failed yet to re-create
+// them, or NATS still down), and a follower gone would leave live as it
+// was for good, every topic watch on the old bucket's sequence (no
+// rewatchMembers at the next outage either), and this replica's keys
+// unwritten in a bucket another replica re-created.
+func (p *Presence) refollow() jetstream.KeyWatcher {
+	for {
+		t := time.NewTimer(p.opts.Heartbeat)
+		select {
+		case <-p.stop:
+			t.Stop()
+			return nil
+		case <-p.rewatch:
+			t.Stop()
+		case <-t.C:
+		}
+		ctx, cancel := p.ioContext()
+		w, err := p.followFrom(ctx)
+		cancel()
+		if err == nil {
+			return w
+		}
+		if p.life.Err() != nil {
+			continue // Close cut it short: the next round sees stop
+		}
+		p.log.Warn("presence: replicas alive not followed; retrying", "err", err)
 	}
 }
 
