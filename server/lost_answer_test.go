@@ -109,6 +109,19 @@ func TestLostAnswerSaysTheChangeMayBeStored(t *testing.T) {
 		}
 		return m
 	}
+	// listed reports whether alice's room list on a holds a room named name.
+	listed := func(name string) bool {
+		page, err := a.chat.Rooms(ctx, "alice", chat.Window{First: 100})
+		if err != nil {
+			return false
+		}
+		for _, r := range page.Items {
+			if r.Name == name {
+				return true
+			}
+		}
+		return false
+	}
 
 	type mutation struct {
 		name   string
@@ -154,33 +167,9 @@ func TestLostAnswerSaysTheChangeMayBeStored(t *testing.T) {
 			func() map[string]any { return map[string]any{"r": priv.ID} },
 			func(map[string]any) bool { ok, _ := a.chat.Admits(ctx, "bob", priv.ID); return !ok }},
 		{"createRoom(private)", `mutation { createRoom(name: "lost-private", private: true) { id } }`,
-			func() map[string]any { return nil },
-			func(map[string]any) bool {
-				page, err := a.chat.Rooms(ctx, "alice", chat.Window{First: 100})
-				if err != nil {
-					return false
-				}
-				for _, r := range page.Items {
-					if r.Name == "lost-private" {
-						return true
-					}
-				}
-				return false
-			}},
+			func() map[string]any { return nil }, func(map[string]any) bool { return listed("lost-private") }},
 		{"createRoom(public)", `mutation { createRoom(name: "lost-public") { id } }`,
-			func() map[string]any { return nil },
-			func(map[string]any) bool {
-				page, err := a.chat.Rooms(ctx, "alice", chat.Window{First: 100})
-				if err != nil {
-					return false
-				}
-				for _, r := range page.Items {
-					if r.Name == "lost-public" {
-						return true
-					}
-				}
-				return false
-			}},
+			func() map[string]any { return nil }, func(map[string]any) bool { return listed("lost-public") }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
