@@ -94,11 +94,13 @@ func newOutQueue(maxItems, maxBytes int, spawn func()) *outQueue {
 }
 
 // push queues it and starts a writer if none runs; false if the queue is
-// full: maxItems items, or maxBytes bytes already (a complete, which ends
-// an operation, is taken whatever the bytes). Below that it takes an item
-// whatever its size, so the queue holds at most maxBytes plus one item and
-// the completes: one result larger than maxBytes (a query of a long page),
-// and its complete, are not a slow consumer's doing.
+// full: maxItems items, or maxBytes bytes already. A complete, which ends
+// an operation, is taken whatever the items and bytes: a query's answer is
+// its result and its complete back to back, so with a queue of one item
+// (--ws-queue 1) every query would otherwise close its socket. Below that
+// it takes an item whatever its size, so the queue holds at most maxBytes
+// plus one item and the completes: one result larger than maxBytes (a
+// query of a long page), and its complete, are not a slow consumer's doing.
 func (q *outQueue) push(it outItem) bool {
 	n := it.size()
 	q.mu.Lock()
@@ -106,7 +108,7 @@ func (q *outQueue) push(it outItem) bool {
 	if q.closed || q.sealed && it.event {
 		return true // the socket is going; dropping is not a slow consumer
 	}
-	if len(q.items) >= q.maxItems || it.kind != frameComplete && q.bytes >= q.maxBytes {
+	if it.kind != frameComplete && (len(q.items) >= q.maxItems || q.bytes >= q.maxBytes) {
 		return false
 	}
 	q.items = append(q.items, it)
