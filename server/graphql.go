@@ -207,10 +207,24 @@ func logPanic(log *slog.Logger) graphql.RecoverFunc {
 	}
 }
 
-// challengeFor returns the WWW-Authenticate value for authn's 401 responses.
-func challengeFor(authn any) string {
-	if c, ok := authn.(interface{ Challenge() string }); ok {
-		return c.Challenge()
+// errorChallenger is an authenticator that words the WWW-Authenticate challenge
+// of a 401 after why it refused the credentials, as auth.JWT does: RFC 6750
+// section 3.1 has a refused token's challenge say error="invalid_token", so
+// that the client gets a new token rather than sending the same one again.
+type errorChallenger interface {
+	ChallengeFor(err error) string
+}
+
+// challengeFor returns the WWW-Authenticate value for authn's 401 responses,
+// given the error that refused the credentials: authn's ChallengeFor, or
+// else its fixed Challenge, or else a plain Bearer challenge.
+func challengeFor(authn any) func(err error) string {
+	if c, ok := authn.(errorChallenger); ok {
+		return c.ChallengeFor
 	}
-	return `Bearer realm="herald"`
+	fixed := `Bearer realm="herald"`
+	if c, ok := authn.(interface{ Challenge() string }); ok {
+		fixed = c.Challenge()
+	}
+	return func(error) string { return fixed }
 }

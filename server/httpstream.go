@@ -197,6 +197,7 @@ func (t *httpStreams) sendHead(st *httpStream) {
 	h.Set("Content-Type", st.f.contentType())
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer this response
+	noSniff(h)                       // once per stream, not per event
 	st.w.WriteHeader(http.StatusOK)
 	st.writeAndFlush(st.f.preamble())
 }

@@ -51,6 +51,23 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, body)
 }
 
+// noSniff tells browsers to take a body for the Content-Type it is sent
+// as, never to sniff it into something else: error messages echo the
+// request's text, which must not run as a script or a page that an
+// attacker's <script src> or an old browser's sniffing would make of it.
+func noSniff(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+}
+
+// withNoSniff sets noSniff on every answer of h, a handler whose body
+// this package does not write itself (/metrics).
+func withNoSniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		noSniff(w.Header())
+		h.ServeHTTP(w, r)
+	})
+}
+
 // serveNotFound answers paths no route matches.
 func serveNotFound(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusNotFound, errorBody{"not found"})
@@ -88,10 +105,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // (retryAfterUnavailable) unless its writer set one, whatever the
 // endpoint: /graphql's and /readyz's alike.
 func writeBody(w http.ResponseWriter, status int, contentType string, b []byte) {
-	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
-		w.Header().Set("Retry-After", retryAfterUnavailable)
+	h := w.Header()
+	if status == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
+		h.Set("Retry-After", retryAfterUnavailable)
 	}
-	w.Header().Set("Content-Type", contentType)
+	h.Set("Content-Type", contentType)
+	noSniff(h)
 	w.WriteHeader(status)
 	// A write error means the client went away; nobody is left to tell.
 	_, _ = w.Write(b)

@@ -142,10 +142,23 @@ func (p *originPolicy) allowsOrigin(origin, requestHost string) bool {
 // corsMaxAge is how long browsers may cache a preflight answer, in seconds.
 const corsMaxAge = "600"
 
+// corsExposed are the response headers, beyond the CORS-safelisted ones,
+// that a cross-site page may read: when to try again (429, 503) and why
+// its credentials were refused (401).
+const corsExposed = "Retry-After, WWW-Authenticate"
+
 // withCORS answers preflight requests and adds CORS headers for allowed
 // cross-site origins, and refuses requests from other origins with 403
 // before they run: a browser would hide the answer from the script anyway,
 // but a mutation would already have happened.
+//
+// A cross-site origin that is listed (or under a listed domain) is trusted
+// with the user's cookies: its Origin is echoed with
+// Access-Control-Allow-Credentials. One allowed by "*" alone is not, as the
+// Fetch standard's "*" excludes credentials: it gets
+// Access-Control-Allow-Origin: * and the request is served without its
+// cookies (see withoutCookies), or any site the user visits could act as
+// them with the cookie the browser attaches.
 func (s *Server) withCORS(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.origins.allows(r) {
@@ -162,8 +175,13 @@ func (s *Server) withCORS(next http.HandlerFunc) http.HandlerFunc {
 		}
 		h := w.Header()
 		h.Add("Vary", "Origin")
-		h.Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
-		h.Set("Access-Control-Allow-Credentials", "true")
+		if origin := r.Header.Get("Origin"); s.origins.allowsOrigin(origin, r.Host) {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+		} else {
+			h.Set("Access-Control-Allow-Origin", "*")
+			r = withoutCookies(r)
+		}
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			// PUT and DELETE: graphql-sse's single connection mode.
 			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
@@ -174,6 +192,26 @@ func (s *Server) withCORS(next http.HandlerFunc) http.HandlerFunc {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
+		h.Set("Access-Control-Expose-Headers", corsExposed)
 		next(w, r)
 	}
+}
+
+// withoutCookies returns r without its Cookie header, for a cross-site
+// request whose cookies must not authenticate it. The judgement is carried
+// by the request itself, not by its context, so that it holds wherever the
+// request's headers go: to any Authenticator (auth.JWT's --jwt-cookie, or
+// one reading a cookie of its own), to a WebSocket upgrade's credentials,
+// and through the Relay, which hands a graphql-sse request's headers to the
+// replica holding its stream, where it is authenticated again. r itself is
+// left as it is (a handler must not modify its request).
+func withoutCookies(r *http.Request) *http.Request {
+	if _, ok := r.Header["Cookie"]; !ok {
+		return r
+	}
+	r2 := new(http.Request)
+	*r2 = *r
+	r2.Header = r.Header.Clone()
+	r2.Header.Del("Cookie")
+	return r2
 }

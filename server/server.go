@@ -41,9 +41,11 @@ type Options struct {
 	// Schema is the executable schema to serve. Required.
 	Schema graphql.ExecutableSchema
 	// Authenticator identifies the client of every GraphQL request. Required.
-	// If it also has a method Challenge() string, its result is sent as the
-	// WWW-Authenticate header of 401 responses; otherwise a Bearer challenge
-	// is sent.
+	// If it also has a method ChallengeFor(err error) string, its result for
+	// the error refusing the credentials is sent as the WWW-Authenticate
+	// header of 401 responses (auth.JWT's says error="invalid_token"); else,
+	// if it has a method Challenge() string, that; otherwise a Bearer
+	// challenge.
 	Authenticator auth.Authenticator
 	// Readiness reports the state of the dependencies; the server is ready
 	// when every returned check is OK. Required. It is given a context that
@@ -110,7 +112,12 @@ type Options struct {
 	// from a browser (WebSocket upgrades and CORS): "*" for any, exact
 	// origins ("https://app.example.com") and wildcard subdomains
 	// ("https://*.example.com"). Same-origin requests and requests without
-	// an Origin header are always allowed; others get 403.
+	// an Origin header are always allowed; others get 403. A listed origin's
+	// pages may send the user's cookies (Access-Control-Allow-Credentials);
+	// an origin allowed by "*" alone may not: it gets
+	// Access-Control-Allow-Origin: *, and its requests' cookies are dropped
+	// before the Authenticator sees them, so that such a page acts only with
+	// credentials it holds itself (an Authorization header, connection_init).
 	AllowedOrigins []string
 	// Limits bound what one client can make the server do; zero fields
 	// are no limit.
@@ -352,7 +359,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("/graphiql/", graphiQL)
 	mux.Handle("/healthz", onlyGET(http.HandlerFunc(serveHealthz)))
 	mux.Handle("/readyz", onlyGET(http.HandlerFunc(s.serveReadyz)))
-	mux.Handle("/metrics", onlyGET(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{})))
+	mux.Handle("/metrics", onlyGET(withNoSniff(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))))
 	mux.HandleFunc("/", serveNotFound)
 	return mux
 }

@@ -147,6 +147,7 @@ func (t *sseSingleTransport) reserve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	noSniff(w.Header())
 	w.WriteHeader(http.StatusCreated)
 	_, _ = w.Write([]byte(h.token))
 }

@@ -251,9 +251,9 @@ func requireDocument(p *graphql.RawParams) *requestError {
 // the transports so that GET and POST authenticate and answer alike.
 type runner struct {
 	authn        auth.Authenticator
-	challenge    string           // WWW-Authenticate value for 401 responses
-	mutations    *identityLimiter // nil: mutations are not rate limited
-	maxVariables int              // bytes of variables JSON; 0: no limit
+	challenge    func(error) string // WWW-Authenticate value of a 401, given why the credentials were refused
+	mutations    *identityLimiter   // nil: mutations are not rate limited
+	maxVariables int                // bytes of variables JSON; 0: no limit
 	responder
 }
 
@@ -405,7 +405,7 @@ func (x *runner) authenticate(w http.ResponseWriter, r *http.Request, m mediaTyp
 	id, ok, err := x.authn.FromRequest(r)
 	switch {
 	case errors.Is(err, auth.ErrInvalidCredentials):
-		w.Header().Set("WWW-Authenticate", x.challenge)
+		w.Header().Set("WWW-Authenticate", x.challenge(err))
 		x.sendErrors(w, r, m, http.StatusUnauthorized, &gqlerror.Error{
 			Message:    err.Error(),
 			Extensions: map[string]any{"code": "UNAUTHENTICATED"},
