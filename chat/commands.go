@@ -12,7 +12,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/heraldhq/herald/pubsub"
-	"golang.org/x/text/unicode/norm"
 )
 
 // MaxIdempotencyKeyLength bounds postMessage's idempotency key, in bytes.
@@ -40,12 +39,11 @@ func (s *Service) createRoom(ctx context.Context, actor Actor, name string, priv
 	}
 	// One name has one spelling: "Cafe\u0301" is stored as "Café", so that
 	// the two canonically equivalent spellings are one name, not two rooms
-	// that look alike. Checked as stored.
-	if utf8.ValidString(name) {
-		name = norm.NFC.String(name)
-	}
-	if err := checkProposedName(name); err != nil {
-		return Room{}, err
+	// that look alike. Its length is counted as sent or as stored, the
+	// rest checked as stored (checkProposedName).
+	name, bad := checkProposedName(name)
+	if bad != nil {
+		return Room{}, bad
 	}
 	taken := func() error { return errorf(CodeConflict, "a room named %q already exists", name) }
 	if !private && s.roomNameTaken(name) {

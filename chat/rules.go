@@ -11,12 +11,35 @@ import (
 // Hard limits every replica enforces when it judges an event (checkRoomName,
 // checkText, checkEmoji). They are constants, not settings,
 // because every replica must judge every event identically; a proposer may
-// apply stricter limits of its own before appending.
+// apply stricter limits of its own before appending. One may only ever be
+// loosened: the log holds events judged by the old value, and a replica
+// replaying them must reach every verdict it reached before.
 const (
-	MaxRoomNameLength = 100  // characters
+	// MaxRoomNameLength bounds a room name in characters, as its creator
+	// sends it or as it is stored, in NFC (checkProposedName). NFC may make
+	// it longer; the judge allows that (maxStoredRoomNameLength).
+	MaxRoomNameLength = 100
 	MaxTextLength     = 4000 // characters
-	MaxEmojiLength    = 32   // bytes
+	// MaxEmojiLength bounds a reaction's emoji, in bytes. It was 32 until
+	// that refused emoji every phone keyboard offers: a kiss or a couple
+	// with two skin tones (RGI since Emoji 13.1) is one emoji of 35 bytes,
+	// and the families with a skin tone for each person some vendors show
+	// take 41. Raising it only loosened the judge (checkEmoji, on replay):
+	// every reaction stored before is judged as it was.
+	MaxEmojiLength = 64
 )
+
+// maxStoredRoomNameLength is the judge's limit on a room name, in
+// characters: the most NFC makes of MaxRoomNameLength characters sent.
+// NFC lengthens a character at most threefold (U+FB2C, a Hebrew
+// presentation form, is three code points in NFC; the Devanagari letters
+// with nukta, U+0958–U+095F, two), and the U+034F that norm puts after
+// each 30 combining marks in a row keeps within that. It is also the most
+// a proposer puts through NFC (checkProposedName). It was
+// MaxRoomNameLength, counted after NFC, until that refused names shorter
+// as typed (60 of ड़, U+095C, are 120 characters in NFC). Raising it only
+// loosened the judge: every room stored before is judged as it was.
+const maxStoredRoomNameLength = 3 * MaxRoomNameLength
 
 func checkRoomName(name string) *Error {
 	trimmed := strings.TrimSpace(name)
@@ -27,8 +50,8 @@ func checkRoomName(name string) *Error {
 		return errorf(CodeBadUserInput, "room name must not be empty")
 	case trimmed != name:
 		return errorf(CodeBadUserInput, "room name must not start or end with white space")
-	case utf8.RuneCountInString(name) > MaxRoomNameLength:
-		return errorf(CodeBadUserInput, "room name is longer than %d characters", MaxRoomNameLength)
+	case utf8.RuneCountInString(name) > maxStoredRoomNameLength:
+		return errorf(CodeBadUserInput, "room name is longer than %d characters", maxStoredRoomNameLength)
 	case strings.IndexFunc(name, unicode.IsControl) >= 0:
 		return errorf(CodeBadUserInput, "room name must not contain control characters")
 	}
@@ -183,7 +206,7 @@ func endsSequence(before string, last rune) bool {
 	case last == 0xE007F:
 		// A cancel tag ends an emoji tag sequence: 🏴 and its tags, a
 		// subdivision's flag (Scotland's: U+1F3F4, tags g b s c t, U+E007F).
-		tags := strings.TrimRightFunc(before, func(r rune) bool { return r >= 0xE0020 && r <= 0xE007E })
+		tags := strings.TrimRightFunc(before, isTag)
 		return len(tags) < len(before) && strings.HasSuffix(tags, "\U0001F3F4")
 	case before == "" || invisible(base):
 		return false
@@ -219,20 +242,167 @@ func checkProposedTextRules(text string) *Error {
 	return nil
 }
 
-// checkProposedName is checkRoomName with the proposer's rules: a name
-// that shows nothing, or begins or ends with an invisible character, is
-// refused; "general\u200b" would pass for "general", which is taken.
-func checkProposedName(name string) *Error {
+// checkProposedName checks a room name as its creator sent it and returns
+// the name to store: its NFC form, so that the two spellings of "Café"
+// ("Cafe\u0301" and "Caf\u00e9") are one name, not two rooms that look
+// alike. It may be MaxRoomNameLength characters as sent or as stored:
+// NFC makes some names longer (ड़, U+095C, as Hindi keyboards may type
+// it, is two characters in NFC) and others shorter (e and U+0301, as
+// macOS may send it, is one: é), and the user typed what they see. A name
+// of more than the judge allows is refused before NFC, which bounds its
+// work. The rest is checked as stored: the judge's rules (checkRoomName),
+// then the proposer's: a name that shows nothing, begins or ends with an
+// invisible character, or holds one inside that is not part of what it
+// shows (hiddenInside), is refused; "general\u200b" and "gen\u200beral"
+// would pass for "general".
+func checkProposedName(sent string) (string, *Error) {
+	tooLong := func() *Error {
+		return errorf(CodeBadUserInput, "room name is longer than %d characters", MaxRoomNameLength)
+	}
+	sentLength := utf8.RuneCountInString(sent)
+	switch {
+	case !utf8.ValidString(sent):
+		return "", errorf(CodeBadUserInput, "room name is not valid UTF-8")
+	case sentLength > maxStoredRoomNameLength:
+		return "", tooLong()
+	}
+	name := norm.NFC.String(sent)
+	if sentLength > MaxRoomNameLength && utf8.RuneCountInString(name) > MaxRoomNameLength {
+		return "", tooLong()
+	}
 	if err := checkRoomName(name); err != nil {
-		return err
+		return "", err
 	}
 	switch {
 	case blank(name):
-		return errorf(CodeBadUserInput, "room name must not be empty")
+		return "", errorf(CodeBadUserInput, "room name must not be empty")
 	case hiddenEdge(name):
-		return errorf(CodeBadUserInput, "room name must not start or end with invisible characters")
+		return "", errorf(CodeBadUserInput, "room name must not start or end with invisible characters")
 	}
-	return nil
+	if at := hiddenInside(name); at >= 0 {
+		return "", hiddenInsideError(sent, name, at)
+	}
+	return name, nil
+}
+
+const (
+	zwj  = '\u200d' // zero-width joiner
+	zwnj = '\u200c' // zero-width non-joiner
+)
+
+// ignorable reports whether r is one of Unicode's default-ignorable code
+// points (Default_Ignorable_Code_Point, derived as DerivedCoreProperties.txt
+// derives it, which package unicode has no table of): characters that
+// show nothing of their own, such as the zero-width space and joiners, the
+// word joiner, the soft hyphen, the combining grapheme joiner, marks of
+// direction, the Mongolian vowel separator, fillers, variation selectors
+// and tags. Unlike invisible, it leaves out white space, which shows as
+// space, and the format characters that show (the Arabic number signs).
+func ignorable(r rune) bool {
+	switch {
+	case r < '\u00ad':
+		return false // ASCII and most of Latin-1: most names hold nothing else
+	case unicode.Is(unicode.White_Space, r),
+		r >= 0xFFF9 && r <= 0xFFFB,   // interlinear annotation
+		r >= 0x13430 && r <= 0x13440, // Egyptian hieroglyph format controls
+		unicode.Is(unicode.Prepended_Concatenation_Mark, r):
+		return false
+	}
+	return unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
+}
+
+// hiddenInside returns the byte offset in s of the first default-ignorable
+// character that is not part of what s shows (shownInside), or -1: inside
+// a word, as at its ends, one would make it pass for the word without it.
+func hiddenInside(s string) int {
+	for i, r := range s {
+		if ignorable(r) && !shownInside(s[:i], r, s[i+utf8.RuneLen(r):]) {
+			return i
+		}
+	}
+	return -1
+}
+
+// shownInside reports whether r, a default-ignorable character between
+// before and after, is part of what they show: a zero-width joiner or
+// non-joiner where it may join (joins), the emoji style of a keycap's
+// digit, # or * (1️⃣: 1, U+FE0F, U+20E3), a tag inside a subdivision's
+// flag, or what ends a sequence Unicode defines (endsSequence: a
+// variation selector right after a character it varies, a flag's cancel
+// tag).
+func shownInside(before string, r rune, after string) bool {
+	switch {
+	case r == zwj || r == zwnj:
+		return joins(before, after)
+	case r == 0xFE0F && strings.HasPrefix(after, "\u20e3"):
+		if base, _ := utf8.DecodeLastRuneInString(before); base == '#' || base == '*' || base >= '0' && base <= '9' {
+			return true
+		}
+	case isTag(r):
+		// The black flag, tags, the cancel tag (Scotland's: U+1F3F4, tags
+		// g b s c t, U+E007F).
+		return strings.HasSuffix(strings.TrimRightFunc(before, isTag), "\U0001F3F4") &&
+			strings.HasPrefix(strings.TrimLeftFunc(after, isTag), "\U000E007F")
+	}
+	return endsSequence(before, r)
+}
+
+// isTag reports whether r is a tag character other than the cancel tag.
+func isTag(r rune) bool { return r >= 0xE0020 && r <= 0xE007E }
+
+// joins reports whether a zero-width joiner or non-joiner between before
+// and after may change how they show: both of them are characters of
+// scripts that join (joinable), and neither is another joiner, nor is the
+// next one invisible. So emoji (👨‍👩‍👧), Persian (می‌خواهم) and the Indic
+// scripts (क्‍ष) keep theirs; between ASCII or Latin, Greek or Cyrillic
+// letters, which never join, it would only hide.
+func joins(before, after string) bool {
+	prev, _ := utf8.DecodeLastRuneInString(before)
+	next, _ := utf8.DecodeRuneInString(after)
+	return before != "" && after != "" && prev != zwj && prev != zwnj &&
+		joinable(prev) && joinable(next) && !ignorable(next)
+}
+
+// joinable reports whether a joiner or non-joiner next to r may be part
+// of what it shows: r is a letter, mark or symbol (emoji are symbols, and
+// their skin tones modifier symbols; a variation selector is a mark), not
+// ASCII and not of the Latin, Greek or Cyrillic scripts.
+func joinable(r rune) bool {
+	return r > unicode.MaxASCII && unicode.In(r, unicode.L, unicode.M, unicode.So, unicode.Sk) &&
+		!unicode.In(r, unicode.Latin, unicode.Greek, unicode.Cyrillic)
+}
+
+// hiddenInsideError says which character of name, the NFC form of sent,
+// hides at byte offset at, and where: in characters from 1 of the name as
+// sent, which the user typed. NFC leaves default-ignorable characters as
+// they are and in their order (none composes, decomposes or is reordered),
+// save the U+034F norm puts after each 30 combining marks in a row (the
+// Stream-Safe Text Format), which the user did not send.
+func hiddenInsideError(sent, name string, at int) *Error {
+	r, _ := utf8.DecodeRuneInString(name[at:])
+	nth := strings.Count(name[:at], string(r)) // those before it
+	pos := 0
+	for _, c := range sent {
+		pos++
+		if c != r {
+			continue
+		}
+		if nth > 0 {
+			nth--
+			continue
+		}
+		why := "it shows nothing and would make the name pass for one without it"
+		switch {
+		case r == zwj || r == zwnj:
+			why = "zero-width joiners and non-joiners are kept only between emoji or letters of scripts that join"
+		case unicode.Is(unicode.Variation_Selector, r):
+			why = "variation selectors are kept only right after a character they vary (an emoji, a CJK ideograph)"
+		case isTag(r) || r == 0xE007F:
+			why = "tags are kept only inside a subdivision's flag"
+		}
+		return errorf(CodeBadUserInput, "room name must not contain %U at character %d: %s", r, pos, why)
+	}
+	return errorf(CodeBadUserInput, "room name must not stack more than 30 combining marks on one character")
 }
 
 // checkProposedEmoji is checkEmoji with the proposer's rules: an emoji

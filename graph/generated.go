@@ -975,9 +975,12 @@ type Mutation {
   """
   Create a room. Public rooms' names are unique, ignoring case. A private
   room is seen only by its members, the creator first; its name need not be
-  unique and never conflicts with another room's. A name that shows
-  nothing, or begins or ends with an invisible character, fails with
-  BAD_USER_INPUT.
+  unique and never conflicts with another room's. A name of more than 100
+  characters (as sent or in NFC, whichever is fewer), one that shows
+  nothing, begins or ends with an invisible character, or holds one inside
+  it (other than joiners in emoji and in scripts that join letters, and
+  variation selectors), fails with BAD_USER_INPUT. The name is stored in
+  Unicode NFC.
   """
   createRoom(name: String!, private: Boolean = false): Room!
   """
@@ -1017,9 +1020,9 @@ type Mutation {
   """
   deleteMessage(id: ID!, version: Int!): Message!
   """
-  Toggle the viewer's reaction with emoji on a message. An emoji that shows
-  nothing, or begins or ends with an invisible character, fails with
-  BAD_USER_INPUT.
+  Toggle the viewer's reaction with emoji on a message. An emoji of more
+  than 64 bytes of UTF-8, or one that shows nothing, or begins or ends with
+  an invisible character, fails with BAD_USER_INPUT.
   """
   react(messageId: ID!, emoji: String!): Message!
   """
