@@ -3,6 +3,7 @@ package auth
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/heraldhq/herald/internal/surrogate"
 )
 
 const (
@@ -373,7 +376,32 @@ func (j *JWT) verify(ctx context.Context, raw string) (Identity, error) {
 	if err != nil {
 		return Identity{}, j.describe(token, claims, err)
 	}
+	if err := checkClaimsText(raw); err != nil {
+		return Identity{}, err
+	}
 	return j.identity(claims)
+}
+
+// checkClaimsText refuses a token whose claims are not text as JSON means
+// it: bytes that are not UTF-8 (RFC 7519 §7: the claims set is UTF-8), or
+// an escape of half a UTF-16 surrogate pair alone ("\ud800"), which is no
+// character. encoding/json reads either as U+FFFD, so the subs
+// "alice\ud800" and "alice\udbff" would be one user, and a sub is never
+// altered (see identity). raw's signature has been checked, so it has
+// three segments.
+func checkClaimsText(raw string) error {
+	_, rest, _ := strings.Cut(raw, ".")
+	segment, _, _ := strings.Cut(rest, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(segment, "="))
+	switch {
+	case err != nil:
+		return invalid("jwt: claims are not base64url: %v", err)
+	case !utf8.Valid(payload):
+		return invalid("jwt: claims are not valid UTF-8")
+	case surrogate.LoneInJSON(payload):
+		return invalid("jwt: claims escape half of a UTF-16 surrogate pair alone, which is no character")
+	}
+	return nil
 }
 
 // keyError carries the key look-up's own error past the parser, which

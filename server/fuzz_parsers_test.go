@@ -1,7 +1,7 @@
 package server
 
 // Fuzz targets for client-input parsers that had none: Accept
-// negotiation (against the q-value rules), loneSurrogate / decodeJSON
+// negotiation (against the q-value rules), surrogate.LoneInJSON / decodeJSON
 // (against a reference JSON string walker), origin policy parsing and
 // matching, judgeNumber (against math/big) and stream tokens.
 
@@ -17,6 +17,8 @@ import (
 	"testing"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/heraldhq/herald/internal/surrogate"
 )
 
 // fzRef is a reference reading of Accept: every element that
@@ -196,13 +198,13 @@ func FuzzLoneSurrogate(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got := loneSurrogate(data)
+		got := surrogate.LoneInJSON(data)
 		if !utf8.Valid(data) || !json.Valid(data) {
 			decodeJSON("body", data) // must not panic
 			return
 		}
 		if want := fzLoneRef(data); got != want {
-			t.Fatalf("loneSurrogate(%q) = %v; walking its strings gives %v", data, got, want)
+			t.Fatalf("surrogate.LoneInJSON(%q) = %v; walking its strings gives %v", data, got, want)
 		}
 		v, rerr := decodeJSON("body", data)
 		if got {

@@ -44,7 +44,7 @@ func FuzzWSReceive(f *testing.F) {
 // TestLegacyNotJSONWithSurrogateEscapeKeepsSocket: a legacy
 // (subscriptions-transport-ws) frame that is not JSON at all is answered
 // with connection_error and the socket stays open, also when it holds a
-// \ud800-style escape (loneSurrogate ran before the JSON decoder and
+// \ud800-style escape (the lone-surrogate check ran before the JSON decoder and
 // closed with 4400).
 func TestLegacyNotJSONWithSurrogateEscapeKeepsSocket(t *testing.T) {
 	for _, frame := range []string{`hello \ud800`, `{"type":"start" \udc00`} {

@@ -388,30 +388,3 @@ func TestGraphQLCachingHeaders(t *testing.T) {
 		})
 	}
 }
-
-// TestLoneSurrogate: only an escape of half a surrogate pair on its own
-// is refused; pairs, other escapes and escaped backslashes are text.
-func TestLoneSurrogate(t *testing.T) {
-	for _, tt := range []struct {
-		json string
-		lone bool
-	}{
-		{`"plain"`, false},
-		{`"\ud83d\ude00"`, false}, // a pair: U+1F600
-		{`"\uD83D\uDE00"`, false},
-		{`"\u00e9\n\"\\"`, false},
-		{`"\\ud800"`, false}, // a backslash, then the text ud800
-		{`"\ud800"`, true},
-		{`"\udfff"`, true},
-		{`"\ud800\u0041"`, true},
-		{`"\ud800\n"`, true},
-		{`"\ud83d\ude00\ud800"`, true},
-		{`"x\ud800`, true},
-		{`"\u12"`, false}, // malformed: the decoder's to refuse
-		{`"\`, false},
-	} {
-		if got := loneSurrogate([]byte(tt.json)); got != tt.lone {
-			t.Errorf("loneSurrogate(%s) = %v, want %v", tt.json, got, tt.lone)
-		}
-	}
-}

@@ -11,6 +11,8 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/parser"
+
+	"github.com/heraldhq/herald/internal/surrogate"
 )
 
 // preciseTransport hands its transport gqlgen's executor wrapped in a
@@ -73,6 +75,13 @@ func (x preciseExecutor) CreateOperationContext(ctx context.Context, params *gra
 func (x preciseExecutor) create(ctx context.Context, params *graphql.RawParams) (
 	*graphql.OperationContext, gqlerror.List) {
 	opCtx, errs := x.GraphExecutor.CreateOperationContext(ctx, params)
+	if opCtx != nil {
+		// RawQuery, not params.Query: a persisted query's text comes from
+		// the APQ cache.
+		if line, col, found := surrogate.LoneInGraphQL(opCtx.RawQuery); found {
+			return opCtx, gqlerror.List{loneSurrogateLiteral(line, col)}
+		}
+	}
 	switch {
 	case opCtx == nil || opCtx.Doc == nil:
 		// Not parsed and validated: gqlgen's errors say why. Those of its
@@ -110,6 +119,17 @@ func (x preciseExecutor) create(ctx context.Context, params *graphql.RawParams) 
 		}
 	}
 	return opCtx, errs
+}
+
+// loneSurrogateLiteral is the syntax error of a document whose string
+// literal escapes half of a UTF-16 surrogate pair alone: gqlparser would
+// read it as U+FFFD, text the client did not send, where the GraphQL spec
+// and graphql-js refuse it (as decodeJSON refuses it in JSON).
+func loneSurrogateLiteral(line, col int) *gqlerror.Error {
+	err := gqlerror.ErrorLocf("", line, col,
+		`Invalid Unicode escape sequence: a string escapes half of a UTF-16 surrogate pair alone, which is no character; write a character beyond U+FFFF as a pair of escapes ("\ud83d\ude00") or as \u{1F600}`)
+	errcode.Set(err, errcode.ParseFailed)
+	return err
 }
 
 // refuseShape refuses a document over the depth or complexity limit

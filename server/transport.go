@@ -23,6 +23,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/internal/surrogate"
 )
 
 // postTransport is GraphQL over HTTP POST with a JSON body.
@@ -453,63 +454,6 @@ func unsupportedMedia(msg string) *requestError {
 	return &requestError{http.StatusUnsupportedMediaType, msg}
 }
 
-// loneSurrogate reports whether JSON text escapes half of a UTF-16
-// surrogate pair alone (\ud800 not followed by \udc00-\udfff, or the latter
-// on its own). encoding/json decodes one to U+FFFD, text the client did
-// not send. Outside strings JSON has no backslash, so in valid JSON each
-// one found begins an escape.
-func loneSurrogate(data []byte) bool {
-	for i := 0; ; {
-		j := bytes.IndexByte(data[i:], '\\')
-		if j < 0 || i+j+1 >= len(data) {
-			return false
-		}
-		i += j
-		if data[i+1] != 'u' {
-			i += 2
-			continue
-		}
-		r, ok := hex4(data, i+2)
-		switch {
-		case !ok:
-			return false
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return true
-		case r >= 0xD800 && r <= 0xDBFF:
-			if i+7 >= len(data) || data[i+6] != '\\' || data[i+7] != 'u' {
-				return true
-			}
-			if lo, ok := hex4(data, i+8); !ok || lo < 0xDC00 || lo > 0xDFFF {
-				return true
-			}
-			i += 12
-		default:
-			i += 6
-		}
-	}
-}
-
-// hex4 reads the four hex digits at data[i:].
-func hex4(data []byte, i int) (rune, bool) {
-	if i+4 > len(data) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range data[i : i+4] {
-		switch {
-		case '0' <= c && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case 'a' <= c && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case 'A' <= c && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
-}
-
 // decodeJSON decodes data, which must hold exactly one JSON value. Numbers
 // stay json.Number so that large integers survive to input coercion, as in
 // gqlgen's own transports.
@@ -532,7 +476,7 @@ func decodeJSON(what string, data []byte) (any, *requestError) {
 		return nil, badRequest("%s is not valid JSON: unexpected data after the top-level value", what)
 	}
 	// Now that data is JSON, each backslash begins an escape.
-	if loneSurrogate(data) {
+	if surrogate.LoneInJSON(data) {
 		return nil, badRequest("%s is not valid UTF-8: it escapes half of a UTF-16 surrogate pair alone, which is no character", what)
 	}
 	return v, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 
 	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/internal/surrogate"
 )
 
 // The WebSocket protocols' state machine, apart from the socket.
@@ -163,7 +164,7 @@ func (m *wsMachine) receive(data []byte) wsStep {
 	if perr != nil {
 		return m.malformed(perr)
 	}
-	if loneSurrogate(data) { // once data is known to be JSON (see loneSurrogate)
+	if surrogate.LoneInJSON(data) { // once data is known to be JSON (see LoneInJSON)
 		// Valid UTF-8, but the decoder turned the escape into U+FFFD.
 		return m.malformed(invalid("Invalid message: it escapes half of a UTF-16 surrogate pair alone, which is no character"))
 	}
