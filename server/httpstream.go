@@ -234,6 +234,7 @@ type httpStream struct {
 	sealed    bool            // the credentials expired: no more events are queued
 	failure   *gqlerror.Error // end the stream with this error (it fell behind, or was disconnected)
 	endErr    *gqlerror.Error // with completed: end with this error (see denied)
+	room      roomSignal      // wakes a replay waiting in awaitRoom when flush takes the queue
 	// cancelStart ends the context of the subscription joining its
 	// execution (see join); nil once it has joined. goAway and drop call
 	// it (abandonStart).
@@ -451,6 +452,7 @@ func (st *httpStream) flush() (more, written bool) {
 	st.mu.Lock()
 	batch, completed, failure, endErr := st.queue, st.completed, st.failure, st.endErr
 	st.queue, st.bytes = nil, 0
+	st.room.wake()
 	st.mu.Unlock()
 	if failure != nil {
 		st.fail(failure)

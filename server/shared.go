@@ -668,6 +668,9 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, cursor: slot.meta.Cursor,
 			failed: first && len(resp.Errors) > 0 && noData(resp.Data) || slot.meta.End != nil, state: slot.meta.State}
 		slot.meta = eventmeta.Meta{}
+		if e.replay && !r.paceReplay(e, ctx) {
+			break // stopped while it waited: left, retired or closed, which end it
+		}
 		var denied []*operation
 		e.mu.RLock()
 		if e.gate == nil {
@@ -712,6 +715,37 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 		}
 		op.sub.streamEnded(op)
 	}
+}
+
+// paceReplay waits, before a resumed subscriber's replay delivers its
+// next result, until the subscriber's transport has room for it
+// (subscriber.awaitRoom), or until ctx, the replay's, ends: when the
+// subscriber leaves, the shared execution takes over (handoff.goLive) or
+// the registry closes, each of which marks the replay ended or retired
+// first. It reports false once ctx has ended: the result is not delivered.
+// Unpaced, a replay of thousands of events is executed faster than any
+// client reads it and fills the queue, and the socket is closed as a slow
+// consumer though nothing live is happening, on every reconnect again.
+//
+// The replay is the execution's one member, so waiting holds up nobody
+// else; it waits under no lock (not e.mu, which leave, recheck and the
+// handoff's live side take). Live results that arrive meanwhile are held
+// by the handoff, up to its limit: a live stream that outruns the socket
+// still closes it as too slow. Shared executions never wait.
+func (r *sharedExecutions) paceReplay(e *execution, ctx context.Context) bool {
+	if e.retired.Load() {
+		return true // its results are dropped (handoff.deliver)
+	}
+	e.mu.RLock()
+	var op *operation
+	if len(e.members) > 0 {
+		op = e.members[0]
+	}
+	e.mu.RUnlock()
+	if op != nil {
+		op.sub.awaitRoom(ctx)
+	}
+	return ctx.Err() == nil
 }
 
 // next is the execution's next result. A panic while it is made (gqlgen

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -23,9 +24,17 @@ const maxOperationIDBytes = 256
 // encoding serve every subscriber of a subscription, whatever its
 // transport; each transport only frames the shared bytes its own way.
 //
-// None of the methods may block: they are called by the goroutine that
-// fans an event out to every member of an execution.
+// None of the methods but awaitRoom may block: they are called by the
+// goroutine that fans an event out to every member of an execution.
 type subscriber interface {
+	// awaitRoom waits until the transport's queue has room for more (it is
+	// at or below its low-water mark, see hasRoom), or until ctx or the
+	// transport ends. Only a resumed subscription's private replay calls
+	// it, before each result and under no lock (see
+	// sharedExecutions.paceReplay): its execution has op as its one
+	// member, so waiting holds up nobody else, and the replay goes out as
+	// fast as the client reads instead of overflowing the queue.
+	awaitRoom(ctx context.Context)
 	// deliver writes or queues one result for op. A subscriber that
 	// cannot take it ends itself as a slow consumer.
 	deliver(op *operation, p *payload)
@@ -51,6 +60,31 @@ var (
 // reconnects and resumes from its last cursor.
 func (c *wsConn) tooSlow(_ *operation, reason string) {
 	c.closeSlow(reason)
+}
+
+// awaitRoom is the subscriber's: it waits until the stream's queue has
+// room for a replay's next result (hasRoom), the stream is ending
+// (completed, or failed: nothing more is queued), or until ctx, the
+// replay's execution's, or the stream ends. flush, which takes the whole
+// queue, wakes it.
+func (st *httpStream) awaitRoom(ctx context.Context) {
+	for {
+		st.mu.Lock()
+		if st.failure != nil || st.completed ||
+			hasRoom(len(st.queue), st.bytes, st.t.cfg.queueItems, st.t.cfg.queueBytes) {
+			st.mu.Unlock()
+			return
+		}
+		room := st.room.wait()
+		st.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return
+		case <-st.done:
+			return
+		}
+	}
 }
 
 // release ends op's part in the engine once its transport has let it go:

@@ -543,6 +543,13 @@ func (c *wsConn) deliver(op *operation, p *payload) {
 	c.enqueue(outItem{kind: frameNext, event: true, op: op, data: p})
 }
 
+// awaitRoom is the subscriber's: it waits until the socket's queue has
+// room for a replay's next result, or ends (outQueue.awaitRoom), or until
+// ctx, the replay's execution's, ends.
+func (c *wsConn) awaitRoom(ctx context.Context) {
+	c.queue.awaitRoom(ctx.Done())
+}
+
 // handle processes one text message from the client: the protocol
 // decides, the socket carries it out.
 func (c *wsConn) handle(data []byte) {

@@ -71,9 +71,10 @@ func (it *outItem) sharedPart() ([]byte, bool) {
 
 // outQueue is a socket's bounded outbound queue, and the switch of its
 // writer: a writer goroutine runs only while there is something to write,
-// so an idle socket costs no goroutine for writing. It never blocks: push
+// so an idle socket costs no goroutine for writing. push never blocks: it
 // reports false when the queue is full, and the socket is then closed as a
-// slow consumer.
+// slow consumer. Only a resumed subscription's replay waits, in awaitRoom,
+// for the queue to drain before it queues more.
 type outQueue struct {
 	spawn func() // starts a writer; called with mu held, so it is ordered before close
 
@@ -83,10 +84,11 @@ type outQueue struct {
 	bytes    int
 	maxItems int
 	maxBytes int
-	writing  bool // a writer is running
-	kicked   bool // the running writer must look again (e.g. a close was chosen)
-	sealed   bool // a close was chosen: no more events are queued (see seal)
-	closed   bool // the socket is gone: nothing is queued or started any more
+	writing  bool       // a writer is running
+	kicked   bool       // the running writer must look again (e.g. a close was chosen)
+	sealed   bool       // a close was chosen: no more events are queued (see seal)
+	closed   bool       // the socket is gone: nothing is queued or started any more
+	room     roomSignal // wakes a replay waiting in awaitRoom when take empties the queue
 }
 
 func newOutQueue(maxItems, maxBytes int, spawn func()) *outQueue {
@@ -213,6 +215,7 @@ func (q *outQueue) take() (batch []outItem, more bool) {
 	q.spare = batch
 	q.bytes = 0
 	q.kicked = false
+	q.room.wake()
 	return batch, true
 }
 
@@ -226,6 +229,7 @@ func (q *outQueue) takeLast() []outItem {
 	batch := q.items
 	q.items, q.spare = nil, nil
 	q.closed = true
+	q.room.wake()
 	return batch
 }
 
@@ -235,4 +239,66 @@ func (q *outQueue) close() {
 	defer q.mu.Unlock()
 	q.closed = true
 	q.items, q.spare = nil, nil
+	q.room.wake()
+}
+
+// awaitRoom waits until the queue is at or below its low-water mark
+// (hasRoom), or closed, or until stop is closed. A resumed subscription's
+// replay waits here before each result (see sharedExecutions.paceReplay),
+// so that it goes out as fast as the socket takes it instead of
+// overflowing the queue and closing the socket as a slow consumer.
+//
+// A sealed queue (a close was chosen) is not room: the replay waits for
+// the writer's last take (takeLast) rather than execute results nobody
+// will write. Nor is a socket whose connection was cut: its queue is
+// closed at teardown, which then releases the replay's operation (stop);
+// a replay let go on at once would find the queue still full, and close
+// as a slow consumer a socket that is going anyway.
+//
+// Only take, which empties the queue, and the queue's end wake a waiter;
+// push pays nothing for it.
+func (q *outQueue) awaitRoom(stop <-chan struct{}) {
+	for {
+		q.mu.Lock()
+		if q.closed || hasRoom(len(q.items), q.bytes, q.maxItems, q.maxBytes) {
+			q.mu.Unlock()
+			return
+		}
+		room := q.room.wait()
+		q.mu.Unlock()
+		select {
+		case <-room:
+		case <-stop:
+			return
+		}
+	}
+}
+
+// hasRoom reports whether a queue holding items and bytes, bounded by
+// maxItems and maxBytes, is at or below its low-water mark: half of each.
+// A replay resumes there (awaitRoom), leaving the other half to the
+// socket's other operations while its writer writes what was queued.
+func hasRoom(items, bytes, maxItems, maxBytes int) bool {
+	return items <= maxItems/2 && bytes <= maxBytes/2
+}
+
+// roomSignal lets a queue's producer wait until the queue's consumer has
+// taken from it. Both hold the queue's lock. A channel is made only while
+// someone waits, so a queue nobody waits on pays one nil check per take.
+type roomSignal struct{ ch chan struct{} }
+
+// wait returns a channel that the next wake closes.
+func (s *roomSignal) wait() <-chan struct{} {
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+// wake releases those waiting, if any.
+func (s *roomSignal) wake() {
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
 }
