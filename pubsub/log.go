@@ -170,12 +170,12 @@ type Log struct {
 	legacy    jetstream.Stream
 	hasLegacy atomic.Bool
 
-	maxPerSubject int64
-	addTimeout    time.Duration // AddToDirectory's bound when its ctx has none
-	dirCreated    time.Time     // the directory stream's creation, as Open found it (Info refreshes CachedInfo)
-	partCreated   []time.Time   // each partition stream's creation, as Open found it; index: partition
-	epoch         time.Time
-	clientURL     string
+	limit       subjectLimit  // the partitions' per-subject limit (MaxMsgsPerSubject)
+	addTimeout  time.Duration // AddToDirectory's bound when its ctx has none
+	dirCreated  time.Time     // the directory stream's creation, as Open found it (Info refreshes CachedInfo)
+	partCreated []time.Time   // each partition stream's creation, as Open found it; index: partition
+	epoch       time.Time
+	clientURL   string
 
 	// Health's look at the partitions (partitionHealth): the partition
 	// the next call asks in turn, the partitions to ask at every call until
@@ -267,7 +267,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		"directory", l.lay.dirStream,
 		"partitions", l.lay.partitions,
 		"legacy", l.hasLegacy.Load(),
-		"max_msgs_per_subject", l.maxPerSubject,
+		"max_msgs_per_subject", l.limit.n.Load(),
 		"epoch", l.epoch)
 	return l, nil
 }
@@ -541,9 +541,10 @@ func (l *Log) Connected() bool { return l.nc.IsConnected() }
 func (l *Log) Available() bool { return l.nc.IsConnected() && l.storeFailure() == nil }
 
 // MaxMsgsPerSubject is the per-subject message limit in force on the
-// partition streams after Open, read back from partition 0's configuration
-// (0 = unlimited).
-func (l *Log) MaxMsgsPerSubject() int64 { return l.maxPerSubject }
+// partition streams (0 = unlimited): as Open left it, read back from
+// partition 0's configuration, or higher once RefreshMaxMsgsPerSubject has
+// found that another replica raised it. It never falls.
+func (l *Log) MaxMsgsPerSubject() int64 { return l.limit.n.Load() }
 
 // Epoch identifies this incarnation of the log: the latest epoch, as Open
 // found them, among the directory and partition streams: a stream's

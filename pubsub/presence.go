@@ -129,13 +129,54 @@ func checkPresenceToken(what, s string) error {
 	return nil
 }
 
+// defaultPresenceBucket is PresenceOptions.Bucket's default for a log
+// whose base stream name is stream.
+func defaultPresenceBucket(stream string) string { return stream + "_PRESENCE" }
+
+// replicasBucket is the liveness bucket of the members bucket named bucket.
+func replicasBucket(bucket string) string { return bucket + "_REPLICAS" }
+
+// replicasAlive lists the replicas whose liveness key exists in the log's
+// liveness bucket, as Presence with the default Bucket writes it: none
+// when the bucket does not exist. A replica that died lingers until its
+// key's TTL passes. Requests are repeated while a leader election leaves
+// them unanswered, until ctx ends.
+func (l *Log) replicasAlive(ctx context.Context) ([]string, error) {
+	bucket := replicasBucket(defaultPresenceBucket(l.opts.Stream))
+	var alive []string
+	err := untilElected(ctx, l.log, "the look-up of the replicas alive", func(ctx context.Context) error {
+		alive = nil
+		kv, err := l.js.KeyValue(ctx, bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = keys.Stop() }()
+		for key := range keys.Keys() {
+			alive = append(alive, key)
+		}
+		return ctx.Err() // the listing ends early when ctx does
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the keys of the presence bucket %s on %s: %w", bucket, l.where, err)
+	}
+	slices.Sort(alive)
+	return alive, nil
+}
+
 // withDefaults fills o's zero fields and checks it.
 func (o PresenceOptions) withDefaults(stream string) (PresenceOptions, error) {
 	if err := checkPresenceToken("replica", o.Replica); err != nil {
 		return o, err
 	}
 	if o.Bucket == "" {
-		o.Bucket = stream + "_PRESENCE"
+		o.Bucket = defaultPresenceBucket(stream)
 	}
 	if o.TTL == 0 {
 		o.TTL = defaultPresenceTTL
@@ -236,7 +277,15 @@ func newPresence(l *Log, opts PresenceOptions) (*Presence, error) {
 	}, nil
 }
 
+// createPresenceBuckets creates the buckets, or updates them to opts. It
+// refuses to lower an existing bucket's replica count (ErrReplicasLowered):
+// the buckets are every replica's, as the log's streams are.
 func createPresenceBuckets(ctx context.Context, js jetstream.JetStream, opts PresenceOptions) (members, replicas jetstream.KeyValue, err error) {
+	for _, bucket := range []string{opts.Bucket, replicasBucket(opts.Bucket)} {
+		if err := checkBucketReplicas(ctx, js, bucket, opts.Replicas); err != nil {
+			return nil, nil, err
+		}
+	}
 	members, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      opts.Bucket,
 		Description: "Herald presence: <topic>.<replica> → members present through that replica",
@@ -249,7 +298,7 @@ func createPresenceBuckets(ctx context.Context, js jetstream.JetStream, opts Pre
 		return nil, nil, fmt.Errorf("create the presence bucket %s: %w", opts.Bucket, err)
 	}
 	replicas, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:         opts.Bucket + "_REPLICAS",
+		Bucket:         replicasBucket(opts.Bucket),
 		Description:    "Herald presence: the replicas alive, each key rewritten every heartbeat",
 		History:        1,
 		TTL:            opts.TTL,
@@ -261,6 +310,21 @@ func createPresenceBuckets(ctx context.Context, js jetstream.JetStream, opts Pre
 		return nil, nil, fmt.Errorf("create the presence bucket %s_REPLICAS: %w", opts.Bucket, err)
 	}
 	return members, replicas, nil
+}
+
+// checkBucketReplicas refuses to lower the replica count of bucket, if it
+// exists, to want: compared before CreateOrUpdateKeyValue, which would
+// apply any count.
+func checkBucketReplicas(ctx context.Context, js jetstream.JetStream, bucket string, want int) error {
+	stream := "KV_" + bucket // a bucket's stream, as JetStream names it
+	s, err := js.Stream(ctx, stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("look up the presence bucket %s: %w", bucket, err)
+	}
+	return checkReplicasNotLowered(s.CachedInfo().Config, jetstream.StreamConfig{Name: stream, Replicas: want})
 }
 
 // bucketLost reports whether err says a bucket is gone: they are kept in

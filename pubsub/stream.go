@@ -199,7 +199,7 @@ func (l *Log) setupStreams(ctx context.Context) error {
 			if err := checks[i](have); err != nil {
 				return err
 			}
-			if err := checkNotLowered(s.CachedInfo(), wants[i]); err != nil {
+			if err := checkReplicasNotLowered(have, wants[i]); err != nil {
 				return err
 			}
 			if _, err := streamEpoch(s.CachedInfo()); err != nil {
@@ -213,6 +213,9 @@ func (l *Log) setupStreams(ctx context.Context) error {
 		}
 	})
 	if err != nil {
+		return err
+	}
+	if err := l.checkNotLowered(ctx, foundInfo, wants); err != nil {
 		return err
 	}
 	// A stream created while others exist is created again, or the last
@@ -266,7 +269,11 @@ func (l *Log) setupStreams(ctx context.Context) error {
 		l.partCreated[k] = s.CachedInfo().Created
 	}
 	l.suspectPart = make([]atomic.Bool, n)
-	l.maxPerSubject = max(l.parts[0].CachedInfo().Config.MaxMsgsPerSubject, 0)
+	lastSeqs := make([]uint64, n)
+	for k, s := range l.parts {
+		lastSeqs[k] = s.CachedInfo().State.LastSeq
+	}
+	l.limit.init(max(l.parts[0].CachedInfo().Config.MaxMsgsPerSubject, 0), lastSeqs)
 	return nil
 }
 
@@ -320,8 +327,9 @@ func (l *Log) checkDirectoryLayout(have jetstream.StreamConfig) error {
 }
 
 // ErrHistoryLowered means Options.MaxMsgsPerSubject is below the limit in
-// force on partitions that hold entries. It wraps ErrStreamConflict.
-var ErrHistoryLowered = fmt.Errorf("per-subject limit lowered on an event log that holds entries: %w", ErrStreamConflict)
+// force on an event log that holds entries, or that replicas alive use
+// (see checkNotLowered). It wraps ErrStreamConflict.
+var ErrHistoryLowered = fmt.Errorf("per-subject limit lowered on an event log in use: %w", ErrStreamConflict)
 
 // streamLimits lists the stream-wide limits an operator set (Open leaves
 // max_age, max_msgs and max_bytes as it finds them), as "setting value".
@@ -389,18 +397,84 @@ func checkPartitionKeepsSubjects(have, want jetstream.StreamConfig) error {
 	return nil
 }
 
-// checkNotLowered refuses to lower a stream's per-subject limit below the
-// one in force while it holds entries: NATS would trim every subject to it
-// at once, the ones its users keep within the old limit too (see
-// checkPartitionKeepsSubjects). An empty stream may be lowered.
-func checkNotLowered(info *jetstream.StreamInfo, want jetstream.StreamConfig) error {
+// checkNotLowered refuses to lower the partitions' per-subject limit below
+// the one in force (found[i] is what the look-up found of wants[i], nil if
+// nothing) once the log holds any entry, in the directory or any
+// partition, or another replica is alive. (A legacy stream's entries do
+// not count: nothing judges them by the partitions' limit, and the
+// migration copies them under the limit of the replica that runs it.) NATS would trim every subject to it at
+// once, the ones its users keep within the old limit too (see
+// checkPartitionKeepsSubjects); and a replica running meanwhile judges by
+// the limit it read, not knowing NATS now discards what it relies on (a
+// message's earlier changes, a member's joining). An empty log that no
+// replica uses may be lowered.
+func (l *Log) checkNotLowered(ctx context.Context, found []*jetstream.StreamInfo, wants []jetstream.StreamConfig) error {
+	var lowered *jetstream.StreamInfo
+	var want int64
+	var entries uint64
+	for i, info := range found {
+		if info == nil {
+			continue
+		}
+		entries += info.State.Msgs
+		if lowered == nil && limitLowered(info.Config, wants[i]) {
+			lowered, want = info, wants[i].MaxMsgsPerSubject
+		}
+	}
+	if lowered == nil {
+		return nil
+	}
+	have := lowered.Config
+	if entries > 0 {
+		return newError(ErrHistoryLowered, nil,
+			"stream %q keeps max_msgs_per_subject %s and the event log holds %d entries: lowering it to %d would make NATS discard the oldest entries of every subject at once, not only keys' oldest ones beyond the new limit (in herald's chat, rooms' older posts) but the changes and membership entries rooms are rebuilt from (deleted messages and removed members would come back), under replicas that judge by the limit in force; keep MaxMsgsPerSubject (--room-history) at %s or more",
+			have.Name, fmtLimit(have.MaxMsgsPerSubject), entries, want, fmtLimit(have.MaxMsgsPerSubject))
+	}
+	alive, err := l.replicasAlive(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %q keeps max_msgs_per_subject %s, which MaxMsgsPerSubject %d would lower: look for replicas using the event log: %w",
+			have.Name, fmtLimit(have.MaxMsgsPerSubject), want, err)
+	}
+	if len(alive) > 0 {
+		return newError(ErrHistoryLowered, nil,
+			"stream %q keeps max_msgs_per_subject %s, and %d replica(s) alive (%s) judge by it: lowering it to %d under them would make NATS discard entries they keep within their limit (in herald's chat, a message's changes and a member's entries rooms are rebuilt from); keep MaxMsgsPerSubject (--room-history) at %s or more, or stop every replica first",
+			have.Name, fmtLimit(have.MaxMsgsPerSubject), len(alive), strings.Join(alive, ", "), want, fmtLimit(have.MaxMsgsPerSubject))
+	}
+	return nil
+}
+
+// limitLowered reports whether want lowers have's per-subject limit.
+func limitLowered(have, want jetstream.StreamConfig) bool {
+	return higherLimit(max(have.MaxMsgsPerSubject, 0), max(want.MaxMsgsPerSubject, 0))
+}
+
+// checkStreamNotLowered is checkNotLowered for one stream found while
+// creating it (another replica created it in between): it refuses to lower
+// its limit while it holds entries.
+func checkStreamNotLowered(info *jetstream.StreamInfo, want jetstream.StreamConfig) error {
 	have := info.Config
-	lowered := normLimit(want.MaxMsgsPerSubject) > 0 &&
-		(normLimit(have.MaxMsgsPerSubject) < 0 || have.MaxMsgsPerSubject > want.MaxMsgsPerSubject)
-	if lowered && info.State.Msgs > 0 {
+	if limitLowered(have, want) && info.State.Msgs > 0 {
 		return newError(ErrHistoryLowered, nil,
 			"stream %q keeps max_msgs_per_subject %s and holds %d entries: lowering it to %d would make NATS discard the oldest entries of every subject at once, not only keys' oldest ones beyond the new limit (in herald's chat, rooms' older posts) but the changes and membership entries rooms are rebuilt from (deleted messages and removed members would come back); keep MaxMsgsPerSubject (--room-history) at %s or more",
 			have.Name, fmtLimit(have.MaxMsgsPerSubject), info.State.Msgs, want.MaxMsgsPerSubject, fmtLimit(have.MaxMsgsPerSubject))
+	}
+	return nil
+}
+
+// ErrReplicasLowered means Options.Replicas is below the replica count of
+// an existing stream or presence bucket. It wraps ErrStreamConflict.
+var ErrReplicasLowered = fmt.Errorf("replica count lowered: %w", ErrStreamConflict)
+
+// checkReplicasNotLowered refuses to lower an existing stream's replica
+// count: the streams are shared by every replica, so one started without
+// the count the others run with would take the whole log down to fewer
+// copies (the loss of one NATS node could then lose it) under them.
+// Raising it is allowed.
+func checkReplicasNotLowered(have, want jetstream.StreamConfig) error {
+	if h, w := max(have.Replicas, 1), max(want.Replicas, 1); w < h {
+		return newError(ErrReplicasLowered, nil,
+			"stream %q keeps %d replicas: Replicas %d would lower it for every replica using it; start with Replicas (--stream-replicas) %d",
+			have.Name, h, w, h)
 	}
 	return nil
 }
@@ -487,7 +561,9 @@ func (l *Log) streamsCapturing(ctx context.Context, subjects []string) []string 
 
 // reconcile checks an existing stream against want and updates the settings
 // this package owns when they differ; it refuses to lower the per-subject
-// limit of a stream that holds entries (checkNotLowered). Settings it does
+// limit of a stream that holds entries (checkStreamNotLowered, after
+// setupStreams' checkNotLowered) and any stream's replica count
+// (checkReplicasNotLowered). Settings it does
 // not own (MaxAge, MaxBytes, ...) are left as the operator set them, but
 // the checks of Open refuse those that discard entries
 // (checkDirectoryKeepsAll, checkPartitionKeepsSubjects).
@@ -496,7 +572,10 @@ func (l *Log) reconcile(ctx context.Context, s jetstream.Stream, want jetstream.
 	if err := unusable(have, want); err != nil {
 		return nil, err
 	}
-	if err := checkNotLowered(s.CachedInfo(), want); err != nil {
+	if err := checkStreamNotLowered(s.CachedInfo(), want); err != nil {
+		return nil, err
+	}
+	if err := checkReplicasNotLowered(have, want); err != nil {
 		return nil, err
 	}
 	diffs := configDiffs(have, want)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -165,6 +166,10 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		switch {
 		case errors.Is(err, pubsub.ErrLayoutConflict):
 			return nil, fmt.Errorf("open the event log (--partitions %d): %w", cfg.Partitions, err)
+		case errors.Is(err, pubsub.ErrReplicasLowered):
+			return nil, fmt.Errorf("open the event log (--stream-replicas %d): %w", cfg.StreamReplicas, err)
+		case errors.Is(err, pubsub.ErrHistoryLowered):
+			return nil, fmt.Errorf("open the event log (--room-history %d): %w", cfg.RoomHistory, err)
 		case errors.Is(err, pubsub.ErrDataDirNotWritable), errors.Is(err, pubsub.ErrDataDirFull):
 			return nil, fmt.Errorf("--data-dir (HERALD_DATA_DIR): open the event log: %w", err)
 		case errors.Is(err, pubsub.ErrDataDirInUse):
@@ -282,6 +287,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes(cfg.MaxBodyBytes),
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	// Nothing fails past this point: the servers own the listeners now.
@@ -298,6 +304,21 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 	}
 	logger.Info("Herald is serving", "addr", listener.Addr().String(), "graphiql", "http://"+displayAddr(listener.Addr()))
 	return a, nil
+}
+
+// headerAllowance is what the HTTP server takes of a request's headers
+// (the request line's method and path, cookies, a bearer token) beyond its
+// query string.
+const headerAllowance = 64 << 10
+
+// maxHeaderBytes is the HTTP server's bound on a request's line and
+// headers: a GET's query string is the operation, held to --max-body-bytes
+// as a POST's body is, so the bound must let through a query string that
+// large, which Herald then refuses, above it, with its own 414 and a
+// GraphQL error. net/http's default (1 MiB) would refuse one within a
+// larger --max-body-bytes first, with a bare text/plain 431.
+func maxHeaderBytes(maxBody int64) int {
+	return int(min(maxBody, math.MaxInt32-headerAllowance)) + headerAllowance
 }
 
 // startPprof serves the runtime profiles on their own listener, never on
