@@ -130,8 +130,8 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 // cache must not hand one client's answer to another that accepts
 // something else (RFC 9110 section 12.5.5). Nor may it store one at all:
 // results are live data, often one user's, and caches such as Varnish and
-// Fastly store a GET's answer that says nothing. Streams say no-cache
-// instead (httpStreams.start).
+// Fastly store a GET's answer that says nothing. Streams say no-cache,
+// no-transform instead (httpStreams.sendHead).
 func uncacheable(h http.Header) {
 	h.Add("Vary", "Accept")
 	h.Set("Cache-Control", "no-store")

@@ -354,7 +354,7 @@ func TestErrorsDoNotEchoTheBody(t *testing.T) {
 // do, for GET) would hand them out stale, or to someone else.
 func TestGraphQLCachingHeaders(t *testing.T) {
 	s, _ := newTestServer(t, func(o *Options) { o.AllowedOrigins = []string{"https://app.example.com"} })
-	const stream = "no-cache" // a stream's own, which proxies read as "do not buffer" too
+	const stream = "no-cache, no-transform" // a stream's own, which proxies read as "do not buffer" too
 	tests := []struct {
 		name         string
 		req          request

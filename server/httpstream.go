@@ -195,7 +195,11 @@ func (t *httpStreams) begin(st *httpStream) {
 func (t *httpStreams) sendHead(st *httpStream) {
 	h := st.w.Header()
 	h.Set("Content-Type", st.f.contentType())
-	h.Set("Cache-Control", "no-cache")
+	// no-transform: a proxy or CDN that compresses (Cloudflare does
+	// multipart/mixed, Express's and Next.js's middleware text/event-stream)
+	// holds output until it has enough, so events and heartbeats would
+	// arrive late, in bursts (RFC 9111 section 5.2.2.6).
+	h.Set("Cache-Control", "no-cache, no-transform")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer this response
 	noSniff(h)                       // once per stream, not per event
 	st.w.WriteHeader(http.StatusOK)

@@ -531,7 +531,7 @@ func TestMultipartFraming(t *testing.T) {
 		if w.Code != http.StatusOK || w.Body.String() != want {
 			t.Fatalf("Accept %s: %d\n got %q\nwant %q", accept, w.Code, w.Body.String(), want)
 		}
-		for k, v := range map[string]string{"Content-Type": ctMultipart, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
+		for k, v := range map[string]string{"Content-Type": ctMultipart, "Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"} {
 			if got := w.Header().Get(k); got != v {
 				t.Errorf("Accept %s: %s = %q, want %q", accept, k, got, v)
 			}
@@ -610,7 +610,7 @@ func TestMultipartSubscription(t *testing.T) {
 			if c == nil {
 				t.Fatalf("status %d: %s", resp.StatusCode, body)
 			}
-			if h := resp.Header; h.Get("Content-Type") != ctMultipart || h.Get("Cache-Control") != "no-cache" || h.Get("X-Accel-Buffering") != "no" {
+			if h := resp.Header; h.Get("Content-Type") != ctMultipart || h.Get("Cache-Control") != "no-cache, no-transform" || h.Get("X-Accel-Buffering") != "no" {
 				t.Errorf("headers %v", h)
 			}
 			waitFor(t, "the subscription", func() bool { return r.members() == 1 })

@@ -180,8 +180,8 @@ func TestSSESingleConnection(t *testing.T) {
 	room := r.room("single-mode")
 	token := r.reserve("ann")
 	c := r.openSingle(token, "ann")
-	if h := c.resp.Header; h.Get("Cache-Control") != "no-cache" || h.Get("X-Accel-Buffering") != "no" {
-		t.Errorf("headers %v, want Cache-Control no-cache and X-Accel-Buffering no", h)
+	if h := c.resp.Header; h.Get("Cache-Control") != "no-cache, no-transform" || h.Get("X-Accel-Buffering") != "no" {
+		t.Errorf("headers %v, want Cache-Control no-cache, no-transform and X-Accel-Buffering no", h)
 	}
 
 	r.mustOperate(token, "ann", "s1", postedSub, map[string]any{"r": room})

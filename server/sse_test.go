@@ -255,8 +255,8 @@ func TestSSESubscription(t *testing.T) {
 			if c == nil {
 				t.Fatalf("status %d: %s", status, body)
 			}
-			if h := c.resp.Header; h.Get("Cache-Control") != "no-cache" || h.Get("X-Accel-Buffering") != "no" {
-				t.Errorf("headers %v, want Cache-Control no-cache and X-Accel-Buffering no", h)
+			if h := c.resp.Header; h.Get("Cache-Control") != "no-cache, no-transform" || h.Get("X-Accel-Buffering") != "no" {
+				t.Errorf("headers %v, want Cache-Control no-cache, no-transform and X-Accel-Buffering no", h)
 			}
 			waitFor(t, "the subscription", func() bool { return r.members() == 1 })
 			for i := range 3 {
