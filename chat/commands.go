@@ -66,8 +66,9 @@ func (s *Service) createRoom(ctx context.Context, actor Actor, name string, priv
 		return Room{}, appendFailed(err, "room's creation")
 	}
 	if err := s.waitDirectory(ctx, res.Seq); err != nil {
-		// Not "retry": a private room would be created twice.
-		return Room{}, errorf(CodeUnavailable,
+		// Not UNAVAILABLE, which invites a retry: a private room would be
+		// created twice.
+		return Room{}, errorf(CodeOutcomeUnknown,
 			"room %s was created (position %d) but this replica has not applied it yet; read it back shortly rather than create it again", e.RoomID, res.Seq)
 	}
 	room, ok := s.RoomInfo(e.RoomID)
@@ -322,8 +323,12 @@ func (s *Service) propose(ctx context.Context, e Event, dedupID string, result f
 			s.opts.Logger.Log(ctx, appendFailureLevel(client), "appending an event failed", "type", e.Type, "room", e.RoomID, "err", err)
 			return appendFailed(err, string(e.Type)+" event")
 		}
-		if err := s.waitApplied(ctx, h, res.Seq); err != nil {
-			return err
+		if s.waitApplied(ctx, h, res.Seq) != nil {
+			// Not UNAVAILABLE, which says nothing was stored and invites a
+			// retry: a post would be posted twice, a reaction taken back.
+			return errorf(CodeOutcomeUnknown,
+				"the %s event was stored (sequence %d) but this replica has not applied it yet; read it back before repeating it",
+				e.Type, res.Seq)
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()

@@ -19,7 +19,8 @@ const (
 	CodeUnauthenticated Code = "UNAUTHENTICATED"
 	CodeUnavailable     Code = "UNAVAILABLE"
 	// CodeOutcomeUnknown: the command's event was sent to the log, which
-	// did not confirm it; it may have been stored. Read back before
+	// did not confirm it, or stored it while this replica has not applied
+	// it yet; it may have been stored. Read back before
 	// repeating the command (a repeated react would take the reaction
 	// back, a repeated createRoom make a second private room).
 	CodeOutcomeUnknown Code = "OUTCOME_UNKNOWN"

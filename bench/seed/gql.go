@@ -101,10 +101,10 @@ func (e *callError) Error() string {
 }
 
 // transientCodes are the GraphQL error codes worth retrying: the log was
-// unavailable or slow (the post may or may not have been stored: a retry
-// with the same idempotency key stores it once), a rate limit, or an
-// outcome the replica no longer knew.
-var transientCodes = map[string]bool{"UNAVAILABLE": true, "RATE_LIMITED": true, "INTERNAL": true}
+// unavailable, a post that may or may not have been stored (a retry with
+// the same idempotency key stores it once), a rate limit, or an outcome
+// the replica no longer knew.
+var transientCodes = map[string]bool{"UNAVAILABLE": true, "OUTCOME_UNKNOWN": true, "RATE_LIMITED": true, "INTERNAL": true}
 
 // parseResponse checks a response to req and returns the id of each
 // aliased field in order.
