@@ -110,3 +110,25 @@ func TestAddToDirectoryRace(t *testing.T) {
 		t.Errorf("keys missing from the directory: %v", winners)
 	}
 }
+
+// TestDirectoryLastSeqOfAPurgedDirectory: a purged directory (a migration
+// redone, ResetLayout) keeps its last sequence but holds no entry at it:
+// DirectoryLastSeq says 0, or a replica waiting to reach it would never be
+// ready.
+func TestDirectoryLastSeqOfAPurgedDirectory(t *testing.T) {
+	l := openEmbedded(t, Options{})
+	for _, key := range []string{"a", "b"} {
+		if _, err := l.AddToDirectory(testCtx(t, 5*time.Second), key, []byte(key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := mustDirectoryLastSeq(t, l); got != 2 {
+		t.Fatalf("DirectoryLastSeq = %d, want 2", got)
+	}
+	if err := l.ResetLayout(testCtx(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustDirectoryLastSeq(t, l); got != 0 {
+		t.Errorf("DirectoryLastSeq of a purged directory = %d, want 0: no entry will be read at its last sequence", got)
+	}
+}

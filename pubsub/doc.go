@@ -35,8 +35,9 @@
 // The legacy (pre-partition) log is one stream named exactly <base>,
 // capturing herald.> (herald.room.<room>.meta|posts|msg.<id>). Its subjects
 // do not overlap the layout's, so both can coexist. Open only notes whether
-// it exists (HasLegacy); ReadLegacy, DropLegacy, LayoutEmpty and ResetLayout
-// let the caller migrate it.
+// it exists (HasLegacy); LookUpLegacy, ReadLegacy, DropLegacy, LayoutEmpty,
+// ResetLayout and the migration record (MigrationRecord, RecordMigration,
+// DeleteMigrationRecord: one replica migrates) let the caller migrate it.
 //
 // # Reading and writing
 //

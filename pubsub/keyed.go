@@ -246,6 +246,12 @@ func (l *Log) DirectoryLastSeq(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, l.requestErr(err, "%s", what)
 	}
+	if info.State.Msgs == 0 {
+		// Purged (ResetLayout): its last sequence stays, but no entry will
+		// ever be read at it, and a reader waiting to reach it (a replica
+		// becoming ready) would wait for good.
+		return 0, nil
+	}
 	return info.State.LastSeq, nil
 }
 

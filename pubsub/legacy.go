@@ -2,8 +2,10 @@ package pubsub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -84,4 +86,157 @@ func (l *Log) ResetLayout(ctx context.Context) error {
 // layoutStreams is the directory followed by the partitions, and their names.
 func (l *Log) layoutStreams() ([]jetstream.Stream, []string) {
 	return append([]jetstream.Stream{l.dir}, l.parts...), append([]string{l.lay.dirStream}, l.lay.partStreams...)
+}
+
+// LegacyStream is what a fresh look-up found of the legacy stream.
+type LegacyStream struct {
+	Exists  bool
+	Name    string
+	Created time.Time // what tells it from a stream of that name created again
+	Entries uint64
+}
+
+// LookUpLegacy looks the legacy stream up again (HasLegacy says what Open
+// found): another replica may have migrated and deleted it since, or an
+// earlier Herald created it again. When it is gone, HasLegacy turns false.
+func (l *Log) LookUpLegacy(ctx context.Context) (LegacyStream, error) {
+	found := LegacyStream{Name: l.lay.base}
+	ctx, cancel := context.WithTimeout(ctx, migrationRequestTimeout)
+	defer cancel()
+	s, err := l.lookUpStream(ctx, l.lay.base)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		l.hasLegacy.Store(false)
+		return found, nil
+	case err != nil:
+		return found, fmt.Errorf("look up legacy stream %q on %s: %w", l.lay.base, l.where, err)
+	}
+	info := s.CachedInfo()
+	found.Exists, found.Created, found.Entries = true, info.Created, info.State.Msgs
+	return found, nil
+}
+
+// The migration record says which replica is migrating which legacy
+// stream. It is written before the migration copies anything and deleted
+// once the legacy stream is, so that a start finding both a legacy stream
+// and entries in the new layout can tell a migration cut short (the record
+// names that very stream: redo it) from a legacy stream that appeared next
+// to a log in use (no record, or one naming another stream: the log must
+// not be touched). It lives in a key-value bucket of its own because a
+// key's revision is the one compare-and-set JetStream offers (stream
+// metadata has none: an update replaces it whatever it was): creating the
+// record, or replacing the revision read, is what makes exactly one
+// replica the migrator, and the migrator rewrites it as a heartbeat, which
+// tells the others it is alive.
+const (
+	migrationBucketSuffix = "_MIGRATION" // the bucket is <Stream>_MIGRATION
+	migrationKey          = "legacy"
+	// migrationRequestTimeout bounds each request about the legacy stream
+	// or the record; the migration itself has no bound.
+	migrationRequestTimeout = 10 * time.Second
+)
+
+// ErrMigrationClaimed means the migration record was created or rewritten
+// by another replica first.
+var ErrMigrationClaimed = errors.New("the migration record was changed by another replica")
+
+// MigrationRecord is the record of a migration of the legacy stream.
+type MigrationRecord struct {
+	Legacy   time.Time // the Created of the legacy stream being migrated
+	Owner    string    // the replica migrating it; "" once it gave up
+	Revision uint64    // changed by every write; the compare-and-set token
+}
+
+// migrationValue is a MigrationRecord as stored.
+type migrationValue struct {
+	Legacy string `json:"legacy"` // RFC 3339 with nanoseconds
+	Owner  string `json:"owner"`
+}
+
+func (l *Log) migrationBucket() string { return l.lay.base + migrationBucketSuffix }
+
+// MigrationRecord reads the migration record; ok is false when there is
+// none.
+func (l *Log) MigrationRecord(ctx context.Context) (rec MigrationRecord, ok bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, migrationRequestTimeout)
+	defer cancel()
+	kv, err := l.js.KeyValue(ctx, l.migrationBucket())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, fmt.Errorf("read the migration record (bucket %s): %w", l.migrationBucket(), err)
+	}
+	e, err := kv.Get(ctx, migrationKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, fmt.Errorf("read the migration record (bucket %s): %w", l.migrationBucket(), err)
+	}
+	var v migrationValue
+	if err := json.Unmarshal(e.Value(), &v); err == nil {
+		rec.Legacy, err = time.Parse(time.RFC3339Nano, v.Legacy)
+	}
+	if err != nil {
+		return rec, false, newError(ErrStreamConflict, err,
+			"bucket %s holds %s=%q, which herald did not write: delete the bucket (nats kv rm %s) only if no replica is migrating the legacy stream %q",
+			l.migrationBucket(), migrationKey, e.Value(), l.migrationBucket(), l.lay.base)
+	}
+	rec.Owner, rec.Revision = v.Owner, e.Revision()
+	return rec, true, nil
+}
+
+// RecordMigration writes rec (its Revision is ignored) provided the record's
+// revision is still prev; prev 0 means there must be no record, and creates
+// the bucket if needed. Otherwise it writes nothing and returns
+// ErrMigrationClaimed. It returns rec with its new Revision.
+func (l *Log) RecordMigration(ctx context.Context, rec MigrationRecord, prev uint64) (MigrationRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, migrationRequestTimeout)
+	defer cancel()
+	what := fmt.Sprintf("record the migration of legacy stream %q (bucket %s)", l.lay.base, l.migrationBucket())
+	kv, err := l.js.KeyValue(ctx, l.migrationBucket())
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound) && prev != 0:
+		return rec, ErrMigrationClaimed // deleted: the migration ended
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		kv, err = l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      l.migrationBucket(),
+			Description: "Herald: the replica migrating the legacy stream " + l.lay.base + "; deleted with it",
+			History:     1,
+			Storage:     jetstream.FileStorage, // it outlives a migrator that dies
+			Replicas:    l.opts.Replicas,
+		})
+	}
+	if err != nil {
+		return rec, fmt.Errorf("%s: %w", what, err)
+	}
+	value, err := json.Marshal(migrationValue{Legacy: rec.Legacy.UTC().Format(time.RFC3339Nano), Owner: rec.Owner})
+	if err != nil {
+		return rec, fmt.Errorf("%s: %w", what, err)
+	}
+	if prev == 0 {
+		rec.Revision, err = kv.Create(ctx, migrationKey, value)
+	} else {
+		rec.Revision, err = kv.Update(ctx, migrationKey, value, prev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return rec, ErrMigrationClaimed
+	}
+	if err != nil {
+		return rec, fmt.Errorf("%s: %w", what, err)
+	}
+	return rec, nil
+}
+
+// DeleteMigrationRecord deletes the migration record's bucket; it is a
+// no-op when there is none.
+func (l *Log) DeleteMigrationRecord(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, migrationRequestTimeout)
+	defer cancel()
+	err := l.js.DeleteKeyValue(ctx, l.migrationBucket())
+	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("delete the migration record (bucket %s): %w", l.migrationBucket(), err)
+	}
+	return nil
 }
