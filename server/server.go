@@ -342,9 +342,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.Drain(ctx, 0)
 }
 
-// ServeHTTP routes r to the endpoint for its path.
+// ServeHTTP routes r to the endpoint for its path. A path with empty or
+// dot segments is served as its cleaned form rather than redirected to it
+// (see withCleanPath).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mux.ServeHTTP(w, r)
+	s.mux.ServeHTTP(w, withCleanPath(r))
 }
 
 // routes registers method-less patterns and checks methods in the handlers,
@@ -356,6 +358,10 @@ func (s *Server) routes() *http.ServeMux {
 	graphiQL := onlyGET(graphiql.Handler(graphiql.Options{Title: "Herald", Endpoint: "/graphql",
 		AssetsPath: "/graphiql/", NotFound: http.HandlerFunc(serveNotFound)}))
 	mux.Handle("/{$}", graphiQL)
+	// /graphiql serves the page too, rather than the mux's redirect to
+	// /graphiql/ (the assets' directory, a 404): the page names everything
+	// relative to itself, and from /graphiql as from / that is the root.
+	mux.Handle("/graphiql", graphiQL)
 	mux.Handle("/graphiql/", graphiQL)
 	mux.Handle("/healthz", onlyGET(http.HandlerFunc(serveHealthz)))
 	mux.Handle("/readyz", onlyGET(http.HandlerFunc(s.serveReadyz)))

@@ -7,7 +7,10 @@ import "strings"
 // only from the page's origin (there are none inline); fonts and images
 // may also be data: URLs, which GraphiQL's stylesheet uses for its fonts
 // and icons. The page may connect to its own origin, for queries over HTTP
-// and subscriptions over WebSocket.
+// and subscriptions over WebSocket. None of the sources names a path: the
+// page's URLs are relative to it, and under whatever path prefix a proxy
+// serves it they resolve to its own origin, which 'self' and the ws:/wss:
+// host-sources match at any path.
 //
 // The nonce is for the one <style> element GraphiQL adds while a dialog is
 // open (react-remove-scroll's scroll lock, which takes the nonce from the

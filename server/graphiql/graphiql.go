@@ -10,6 +10,14 @@
 // element GraphiQL adds at run time carries a per-response nonce. The
 // vendored files, their versions and licences are listed in
 // static/vendor/.
+//
+// The page names its assets and the endpoint by URLs relative to its own
+// (./graphiql/<hash>/start.js, ./graphql), never by absolute paths, so that
+// it works unchanged behind a reverse proxy that serves the handler under
+// a path prefix and strips the prefix before passing requests on
+// (https://example.com/herald/ reaching the handler as /): the browser
+// resolves those URLs inside the prefix, where an absolute path would
+// leave it.
 package graphiql
 
 import (
@@ -39,13 +47,16 @@ type Options struct {
 	// Title is the page's title; default "GraphiQL".
 	Title string
 	// Endpoint is the path of the GraphQL endpoint on the page's own host,
-	// for HTTP and WebSocket alike; default "/graphql". It must begin with
-	// "/": the Content-Security-Policy allows connections to the page's
-	// host only.
+	// for HTTP and WebSocket alike, as this handler's requests see paths;
+	// default "/graphql". It must begin with "/": the
+	// Content-Security-Policy allows connections to the page's host only.
+	// The page names it relative to its own path ("./graphql" from "/",
+	// "../graphql" from "/ide/"), so a stripped path prefix is kept.
 	Endpoint string
 	// AssetsPath is the path under which the handler serves the page's
 	// assets; default "/graphiql/". It must begin and end with "/" and not
-	// be "/". Route it, and the page's path, to the handler.
+	// be "/". Route it, and the page's path, to the handler. The page
+	// names its assets relative to its own path, as it does Endpoint.
 	AssetsPath string
 	// NotFound answers requests under AssetsPath for no known asset;
 	// default http.NotFound.
@@ -82,15 +93,22 @@ func (o Options) withDefaults() (Options, error) {
 // handler serves the page at any path outside opts.AssetsPath and the
 // assets under it.
 type handler struct {
-	opts   Options
-	page   *template.Template
-	urls   map[string]string // URL path by file name under static/
-	assets map[string]asset  // by URL path
+	opts Options
+	page *template.Template
+	// urls holds the URL path of each file, by its name under static/,
+	// without the leading "/": the page prefixes it with pageData.Root.
+	urls   map[string]string
+	assets map[string]asset // by URL path
 }
 
 // pageData is what static/page.html is executed with.
 type pageData struct {
-	Title, Endpoint string
+	Title string
+	// Root is the relative reference from the page to the root of the
+	// paths the handler sees ("./" or one "../" per directory below it),
+	// which the page puts before the path of each asset; Endpoint has it
+	// already.
+	Root, Endpoint string
 	// StyleNonce is the response's style-src nonce, for start.js to hand
 	// to GraphiQL.
 	StyleNonce string
@@ -110,6 +128,12 @@ type asset struct {
 //	g := graphiql.Handler(graphiql.Options{Title: "Herald"})
 //	mux.Handle("GET /{$}", g)
 //	mux.Handle("GET /graphiql/", g)
+//
+// Behind a proxy that strips a path prefix, the browser must reach the
+// page at the prefix followed by the path the handler sees
+// (https://example.com/herald/ for "/"): the page's relative URLs are
+// resolved against the browser's path, and from https://example.com/herald
+// they would leave the prefix.
 //
 // It answers methods other than GET and HEAD with 405. Like
 // http.ServeMux.Handle, it panics if opts is invalid, which is a
@@ -163,10 +187,11 @@ func (h *handler) parsePage() error {
 	return nil
 }
 
-// addAsset registers static/name and returns its URL path. The path holds
-// a hash of the content, so the asset can be cached for good: a new
-// version of a file gets a new URL.
-func (h *handler) addAsset(name string) (string, error) {
+// addAsset registers static/name and returns its URL relative to a page
+// that reaches the root by root (see pageData.Root). The path holds a hash
+// of the content, so the asset can be cached for good: a new version of a
+// file gets a new URL.
+func (h *handler) addAsset(root, name string) (string, error) {
 	body, err := static.ReadFile("static/" + name)
 	if err != nil {
 		return "", fmt.Errorf("read asset: %w", err)
@@ -179,17 +204,34 @@ func (h *handler) addAsset(name string) (string, error) {
 	a := asset{body: body, contentType: contentType, sum: hex.EncodeToString(sum[:])}
 	// 64 bits of the hash tell versions apart; the whole hash is the ETag.
 	urlPath := h.opts.AssetsPath + a.sum[:16] + "/" + path.Base(name)
-	h.urls[name], h.assets[urlPath] = urlPath, a
-	return urlPath, nil
+	h.urls[name], h.assets[urlPath] = urlPath[1:], a
+	return root + urlPath[1:], nil
 }
 
-// assetURL is the URL path of static/name, registered by addAsset.
-func (h *handler) assetURL(name string) (string, error) {
-	urlPath, ok := h.urls[name]
+// assetURL is the URL of static/name, registered by addAsset, relative to
+// a page that reaches the root by root.
+func (h *handler) assetURL(root, name string) (string, error) {
+	rel, ok := h.urls[name]
 	if !ok {
 		return "", fmt.Errorf("asset %s was not registered", name)
 	}
-	return urlPath, nil
+	return root + rel, nil
+}
+
+// relativeRoot is the relative reference from a page at escapedPath (the
+// path of its URL as the browser sent it) to the root of the handler's
+// paths: "./" for a page at "/" (or at "/graphiql"), "../" for one at
+// "/ide/" or "/ide/x", one "../" per directory the page is below the root,
+// as the browser counts them (an empty segment counts too). Behind a proxy
+// that strips a prefix the browser's path is the prefix and then
+// escapedPath, so the reference stays inside the prefix. It begins with
+// "." so that no asset path can be read as a scheme or a host.
+func relativeRoot(escapedPath string) string {
+	depth := strings.Count(escapedPath, "/") - 1
+	if depth <= 0 {
+		return "./"
+	}
+	return strings.Repeat("../", depth)
 }
 
 // contentTypeOf is the Content-Type of an asset by its extension, or ""
@@ -219,13 +261,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.servePage(w, r)
 }
 
-// servePage renders the page with a fresh style nonce. The page is small
-// and not cached: it names the assets by hash, so an upgrade's new assets
-// are picked up at once, and its nonce must not be reused.
+// servePage renders the page with a fresh style nonce, naming the assets
+// and the endpoint relative to the page's path. The page is small and not
+// cached: it names the assets by hash, so an upgrade's new assets are
+// picked up at once, and its nonce must not be reused.
 func (h *handler) servePage(w http.ResponseWriter, r *http.Request) {
 	nonce := rand.Text()
+	root := relativeRoot(r.URL.EscapedPath())
 	var page bytes.Buffer
-	err := h.page.Execute(&page, pageData{Title: h.opts.Title, Endpoint: h.opts.Endpoint, StyleNonce: nonce})
+	err := h.page.Execute(&page, pageData{Title: h.opts.Title, Root: root, Endpoint: root + h.opts.Endpoint[1:], StyleNonce: nonce})
 	if err != nil {
 		// Only a broken embedded template fails, and the tests execute it.
 		http.Error(w, "graphiql: render the page: "+err.Error(), http.StatusInternalServerError)

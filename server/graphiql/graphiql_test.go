@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path"
 	"regexp"
 	"strings"
@@ -64,6 +65,21 @@ func references(page string) []string {
 	return refs
 }
 
+// resolve is ref, a URL the page at base names, as the browser resolves
+// it: an absolute path.
+func resolve(t *testing.T, base, ref string) string {
+	t.Helper()
+	b, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("parse %q: %v", base, err)
+	}
+	r, err := url.Parse(ref)
+	if err != nil {
+		t.Fatalf("parse %q: %v", ref, err)
+	}
+	return b.ResolveReference(r).RequestURI()
+}
+
 // styleNonce returns the page's data-style-nonce.
 func styleNonce(t *testing.T, page string) string {
 	t.Helper()
@@ -93,7 +109,7 @@ func TestPage(t *testing.T) {
 		}
 	}
 	page := w.Body.String()
-	for _, s := range []string{"<title>Herald</title>", `data-endpoint="/graphql"`} {
+	for _, s := range []string{"<title>Herald</title>", `data-endpoint="./graphql"`} {
 		if !strings.Contains(page, s) {
 			t.Errorf("page lacks %s", s)
 		}
@@ -151,10 +167,10 @@ func TestAssets(t *testing.T) {
 			}
 			want := embedded(t, file)
 			sum := sha256.Sum256(want)
-			if wantRef := "/graphiql/" + hex.EncodeToString(sum[:])[:16] + "/" + path.Base(file); ref != wantRef {
-				t.Errorf("URL = %s, want %s (assets path, content hash, name)", ref, wantRef)
+			if wantRef := "./graphiql/" + hex.EncodeToString(sum[:])[:16] + "/" + path.Base(file); ref != wantRef {
+				t.Errorf("URL = %s, want %s (relative to the page, assets path, content hash, name)", ref, wantRef)
 			}
-			w := get(t, h, http.MethodGet, ref, nil)
+			w := get(t, h, http.MethodGet, resolve(t, "/", ref), nil)
 			if w.Code != http.StatusOK {
 				t.Fatalf("status = %d, want 200", w.Code)
 			}
@@ -220,7 +236,7 @@ func TestStartUpConfiguresSubscriptions(t *testing.T) {
 
 func TestNotFoundAndMethods(t *testing.T) {
 	h := herald()
-	js := references(get(t, h, http.MethodGet, "/", nil).Body.String())[2]
+	js := resolve(t, "/", references(get(t, h, http.MethodGet, "/", nil).Body.String())[2])
 	hash := strings.Split(js, "/")[2]
 	custom := Handler(Options{NotFound: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
@@ -260,7 +276,7 @@ func TestNotFoundAndMethods(t *testing.T) {
 
 func TestConditionalRequests(t *testing.T) {
 	h := herald()
-	target := references(get(t, h, http.MethodGet, "/", nil).Body.String())[0]
+	target := resolve(t, "/", references(get(t, h, http.MethodGet, "/", nil).Body.String())[0])
 	etag := get(t, h, http.MethodGet, target, nil).Header().Get("ETag")
 	w := get(t, h, http.MethodGet, target, http.Header{"If-None-Match": {etag}})
 	if etag == "" || w.Code != http.StatusNotModified {
@@ -296,7 +312,7 @@ func TestOptions(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
 		w := get(t, Handler(Options{}), http.MethodGet, "/", nil)
 		page := w.Body.String()
-		for _, s := range []string{"<title>GraphiQL</title>", `data-endpoint="/graphql"`, `src="/graphiql/`} {
+		for _, s := range []string{"<title>GraphiQL</title>", `data-endpoint="./graphql"`, `src="./graphiql/`} {
 			if !strings.Contains(page, s) {
 				t.Errorf("default page lacks %s", s)
 			}
@@ -305,14 +321,14 @@ func TestOptions(t *testing.T) {
 	t.Run("custom", func(t *testing.T) {
 		h := Handler(Options{Title: `<Herald & "co">`, Endpoint: "/api/graphql", AssetsPath: "/ide/assets/"})
 		page := get(t, h, http.MethodGet, "/ide/", nil).Body.String()
-		for _, s := range []string{"<title>&lt;Herald &amp; &#34;co&#34;&gt;</title>", `data-endpoint="/api/graphql"`} {
+		for _, s := range []string{"<title>&lt;Herald &amp; &#34;co&#34;&gt;</title>", `data-endpoint="../api/graphql"`} {
 			if !strings.Contains(page, s) {
 				t.Errorf("page lacks %s", s)
 			}
 		}
 		for _, ref := range references(page) {
-			if !strings.HasPrefix(ref, "/ide/assets/") || get(t, h, http.MethodGet, ref, nil).Code != 200 {
-				t.Errorf("asset %s is not served under /ide/assets/", ref)
+			if abs := resolve(t, "/ide/", ref); !strings.HasPrefix(abs, "/ide/assets/") || get(t, h, http.MethodGet, abs, nil).Code != 200 {
+				t.Errorf("asset %s (%s from /ide/) is not served under /ide/assets/", ref, abs)
 			}
 		}
 	})

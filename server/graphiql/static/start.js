@@ -1,7 +1,10 @@
 // Starts GraphiQL on the page. It is a file rather than an inline <script>
 // so that the page's Content-Security-Policy can allow scripts from 'self'
 // only. The page passes the GraphQL endpoint in data-endpoint and the
-// response's style nonce in data-style-nonce.
+// response's style nonce in data-style-nonce. The endpoint is relative to
+// the page ("./graphql"), so that behind a proxy serving Herald under a
+// path prefix it resolves inside the prefix; the socket's URL is derived
+// from it below, and so stays there too.
 (function () {
   'use strict';
 
