@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -33,8 +34,9 @@ type Limits struct {
 	// on this replica, over HTTP and WebSocket together, with bursts of up
 	// to MutationBurst (default: MutationRate rounded up). Each root field
 	// of a mutation operation is a mutation; an operation of more than
-	// MutationBurst is refused (LIMIT_EXCEEDED). Anonymous clients cannot
-	// mutate, so they are not counted.
+	// MutationBurst is refused (LIMIT_EXCEEDED). A domain may let anonymous
+	// clients mutate: their mutations count by the address they come from
+	// (see mutationKey).
 	MutationRate  float64
 	MutationBurst int
 	// MaxDepth bounds how deeply an operation's selections nest.
@@ -140,16 +142,25 @@ func (b *tokenBucket) full(now time.Time, rate float64) bool {
 	return b.tokens-float64(max(0, now.UnixNano()-b.last))/1e9*rate <= 0
 }
 
-// identityLimiter is a rate limit per identity. Buckets that have refilled
-// are forgotten now and then, so memory follows the identities active in
-// the last burst/rate seconds, not every identity ever seen.
+// identityLimiter is a rate limit per identity, and per client address
+// for anonymous clients. Buckets that have refilled are forgotten now and
+// then, so memory follows the identities and addresses active in the last
+// burst/rate seconds, not every one ever seen.
 type identityLimiter struct {
 	rate, burst float64
 	sweepEvery  time.Duration
 
 	mu        sync.Mutex
-	buckets   map[string]*tokenBucket
+	buckets   map[limitKey]*tokenBucket
 	lastSweep time.Time
+}
+
+// limitKey is whose allowance a request spends: an identity's, or an
+// anonymous client's address's. The two never share a bucket, whatever a
+// user ID spells.
+type limitKey struct {
+	anonymous bool
+	id        string // the user ID; for anonymous clients, addressKey's
 }
 
 func newIdentityLimiter(rate float64, burst int) *identityLimiter {
@@ -159,53 +170,60 @@ func newIdentityLimiter(rate float64, burst int) *identityLimiter {
 	return &identityLimiter{
 		rate: rate, burst: burstOf(rate, burst),
 		sweepEvery: time.Minute,
-		buckets:    make(map[string]*tokenBucket),
+		buckets:    make(map[limitKey]*tokenBucket),
 	}
 }
 
 // allow spends one of user's tokens; nil limiters allow everything.
 func (l *identityLimiter) allow(user string, now time.Time) (bool, time.Duration) {
-	return l.allowN(user, now, 1)
+	return l.allowN(limitKey{id: user}, now, 1)
 }
 
-// allowN spends n of user's tokens (n at most the burst).
-func (l *identityLimiter) allowN(user string, now time.Time, n int) (bool, time.Duration) {
+// allowN spends n of key's tokens (n at most the burst).
+func (l *identityLimiter) allowN(key limitKey, now time.Time, n int) (bool, time.Duration) {
 	if l == nil {
 		return true, 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if now.Sub(l.lastSweep) >= l.sweepEvery {
-		for id, b := range l.buckets {
+		for k, b := range l.buckets {
 			if b.full(now, l.rate) {
-				delete(l.buckets, id)
+				delete(l.buckets, k)
 			}
 		}
 		l.lastSweep = now
 	}
-	b := l.buckets[user]
+	b := l.buckets[key]
 	if b == nil {
 		b = &tokenBucket{}
-		l.buckets[user] = b
+		l.buckets[key] = b
 	}
 	return b.takeN(now, l.rate, l.burst, float64(n))
 }
 
-// mutationsAllowed spends a token of the identity on ctx for each mutation
-// opCtx runs (each root field: one request may alias many), or returns the
-// error to refuse it with: RATE_LIMITED beyond the rate, LIMIT_EXCEEDED for
-// more mutations than the burst, which no wait allows. Anonymous requests
-// pass: the resolvers refuse their mutations.
-func (l *identityLimiter) mutationsAllowed(ctx context.Context, opCtx *graphql.OperationContext) *gqlerror.Error {
-	id, ok := auth.FromContext(ctx)
-	if l == nil || !ok || opCtx.Operation.Operation != ast.Mutation {
+// mutationsAllowed spends a token for each mutation opCtx runs (each root
+// field: one request may alias many), or returns the error to refuse it
+// with: RATE_LIMITED beyond the rate, LIMIT_EXCEEDED for more mutations
+// than the burst, which no wait allows. The tokens are the identity's on
+// ctx, or for an anonymous request those of remote, the address it came
+// from (http.Request.RemoteAddr's form: see mutationKey).
+func (l *identityLimiter) mutationsAllowed(ctx context.Context, opCtx *graphql.OperationContext, remote string) *gqlerror.Error {
+	if l == nil || opCtx.Operation.Operation != ast.Mutation {
 		return nil
 	}
+	key := mutationKey(ctx, remote)
 	n := rootFields(opCtx.Operation.SelectionSet, opCtx.Doc.Fragments)
 	if float64(n) > l.burst {
+		if key.anonymous {
+			return limitError("this operation runs %d mutations; anonymous clients of one address may run at most %.0f at once", n, l.burst)
+		}
 		return limitError("this operation runs %d mutations; one user may run at most %.0f at once", n, l.burst)
 	}
-	if allowed, wait := l.allowN(id.UserID, time.Now(), n); !allowed {
+	if allowed, wait := l.allowN(key, time.Now(), n); !allowed {
+		if key.anonymous {
+			return rateLimitedError("too many mutations by anonymous clients of this address", wait)
+		}
 		return rateLimitedError("too many mutations by this user", wait)
 	}
 	return nil
@@ -215,17 +233,59 @@ func (l *identityLimiter) mutationsAllowed(ctx context.Context, opCtx *graphql.O
 // did not run after all (its stream was refused: the replica is full or
 // draining). A client retrying such refusals would otherwise use up its
 // allowance without a mutation running.
-func (l *identityLimiter) giveBack(ctx context.Context, opCtx *graphql.OperationContext) {
-	id, ok := auth.FromContext(ctx)
-	if l == nil || !ok || opCtx.Operation.Operation != ast.Mutation {
+func (l *identityLimiter) giveBack(ctx context.Context, opCtx *graphql.OperationContext, remote string) {
+	if l == nil || opCtx.Operation.Operation != ast.Mutation {
 		return
 	}
+	key := mutationKey(ctx, remote)
 	n := rootFields(opCtx.Operation.SelectionSet, opCtx.Doc.Fragments)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if b := l.buckets[id.UserID]; b != nil {
+	if b := l.buckets[key]; b != nil {
 		b.giveN(float64(n))
 	}
+}
+
+// mutationKey is whose allowance a mutation spends: the identity on ctx,
+// or, for an anonymous request, the address it came from (remote), so
+// that the limit holds for a domain whose anonymous clients may mutate,
+// and yet one anonymous client cannot spend the allowance of all the
+// others, as one bucket for every anonymous client would let it.
+//
+// The address is the one the connection came from: behind a reverse proxy
+// or load balancer every anonymous client has the proxy's address and
+// shares its allowance. Forwarded headers (X-Forwarded-For, Forwarded)
+// are not read: any client can write them, and the server has no list of
+// proxies to believe.
+func mutationKey(ctx context.Context, remote string) limitKey {
+	if id, ok := auth.FromContext(ctx); ok {
+		return limitKey{id: id.UserID}
+	}
+	return limitKey{anonymous: true, id: addressKey(remote)}
+}
+
+// addressKey is the part of a client's address (host:port, as
+// http.Request.RemoteAddr has it) that names the client, as rate limits at
+// gateways count it: the IP address without the port, which a client
+// changes with every connection; an IPv4-mapped IPv6 address as IPv4; and
+// of any other IPv6 address only its /64 prefix, which one host or one
+// subscriber's network usually has to itself and can draw addresses from
+// at will. An address that is not an IP's (a Unix socket's, or none, as a
+// request relayed from another replica has) is used as it is: all such
+// clients share one allowance.
+func addressKey(remote string) string {
+	var ip netip.Addr
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		ip = ap.Addr()
+	} else if ip, err = netip.ParseAddr(remote); err != nil {
+		return remote
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64) // cannot fail: 64 bits of an IPv6 address
+		return p.String()
+	}
+	return ip.String()
 }
 
 // rootFields counts the fields of a (validated) operation's root selection,
@@ -249,7 +309,7 @@ func rootFields(set ast.SelectionSet, fragments ast.FragmentDefinitionList) int 
 	return n
 }
 
-// size is how many identities are being tracked.
+// size is how many identities and addresses are being tracked.
 func (l *identityLimiter) size() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

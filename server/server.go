@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/server/graphiql"
@@ -94,12 +97,17 @@ type Options struct {
 	// ViewerDirective names the schema directive that marks fields whose
 	// value depends on who asks. Identical subscriptions share one execution
 	// across identities unless they select such a field. Empty: never share
-	// across identities.
+	// across identities. New refuses a name the schema does not declare as
+	// a directive on FIELD_DEFINITION: it would mark no field, and every
+	// viewer's values would be shared with every other.
 	ViewerDirective string
 	// ResumeArgument names the subscription argument that carries a resume
 	// cursor. A subscription given one replays from it, so it runs its own
 	// execution instead of joining a shared one whose earlier results it
-	// did not see. Empty: no argument is special.
+	// did not see. Empty: no argument is special. New refuses a name that
+	// no Subscription field takes as a String argument: every resume would
+	// be shared as if it were live, and a subscriber joining one after its
+	// replay would miss that replay.
 	ResumeArgument string
 	// AroundFields, if set, wraps every field resolution (tracing,
 	// instrumentation).
@@ -152,6 +160,12 @@ func (o Options) withDefaults() (Options, error) {
 	if err := o.Limits.validate(); err != nil {
 		return o, err
 	}
+	if err := checkViewerDirective(o.Schema.Schema(), o.ViewerDirective); err != nil {
+		return o, err
+	}
+	if err := checkResumeArgument(o.Schema.Schema(), o.ResumeArgument); err != nil {
+		return o, err
+	}
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = defaultMaxBodyBytes
 	}
@@ -192,6 +206,103 @@ func (o Options) withDefaults() (Options, error) {
 		o.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return o, nil
+}
+
+// checkViewerDirective refuses a ViewerDirective that schema does not
+// declare on FIELD_DEFINITION. The server only looks the name up on the
+// fields an operation selects (viewerDependent), so a misspelt or renamed
+// directive would not fail anywhere: every field would be taken as the
+// same for every viewer, and one viewer's values delivered to all.
+func checkViewerDirective(schema *ast.Schema, name string) error {
+	if name == "" {
+		return nil
+	}
+	var d *ast.DirectiveDefinition
+	if schema != nil {
+		d = schema.Directives[name]
+	}
+	switch {
+	case d == nil:
+		return fmt.Errorf("Options.ViewerDirective is %q, which the schema does not declare (its directives: %s); "+
+			"declare it (directive @%s on FIELD_DEFINITION) or name one it declares", name, declaredDirectives(schema), name)
+	case !slices.Contains(d.Locations, ast.LocationFieldDefinition):
+		return fmt.Errorf("Options.ViewerDirective is %q, which the schema declares on %s, not FIELD_DEFINITION: it can mark no field",
+			name, joinLocations(d.Locations))
+	}
+	return nil
+}
+
+// declaredDirectives lists the directives schema declares itself, leaving
+// out GraphQL's built-in ones, for an error message.
+func declaredDirectives(schema *ast.Schema) string {
+	var names []string
+	if schema != nil {
+		for name, d := range schema.Directives {
+			if d.Position == nil || d.Position.Src == nil || !d.Position.Src.BuiltIn {
+				names = append(names, "@"+name)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}
+
+func joinLocations(locations []ast.DirectiveLocation) string {
+	names := make([]string, len(locations))
+	for i, l := range locations {
+		names[i] = string(l)
+	}
+	return strings.Join(names, " | ")
+}
+
+// checkResumeArgument refuses a ResumeArgument that no root field of
+// schema's Subscription type takes, or that one takes as anything but a
+// String. The server finds the cursor by that name among the arguments of
+// an operation's root field (findCursor) and passes a reconnecting event
+// stream's Last-Event-ID, a string, in it; under a name no field takes, a
+// resume would never be found, and would run as a shared execution that a
+// second subscriber resuming from the same cursor joins after its replay.
+// A field that does not take it (one that cannot resume) is fine.
+func checkResumeArgument(schema *ast.Schema, name string) error {
+	if name == "" {
+		return nil
+	}
+	var sub *ast.Definition
+	if schema != nil {
+		sub = schema.Subscription
+	}
+	if sub == nil {
+		return fmt.Errorf("Options.ResumeArgument is %q, but the schema has no Subscription type", name)
+	}
+	takers := 0
+	var fields []string
+	for _, f := range sub.Fields {
+		if strings.HasPrefix(f.Name, "__") {
+			continue
+		}
+		args := make([]string, len(f.Arguments))
+		for i, a := range f.Arguments {
+			args[i] = a.Name
+		}
+		fields = append(fields, fmt.Sprintf("%s(%s)", f.Name, strings.Join(args, ", ")))
+		a := f.Arguments.ForName(name)
+		if a == nil {
+			continue
+		}
+		if a.Type.Elem != nil || a.Type.NamedType != "String" {
+			return fmt.Errorf("Options.ResumeArgument is %q, which Subscription.%s takes as %s: a cursor is a String",
+				name, f.Name, a.Type.String())
+		}
+		takers++
+	}
+	if takers == 0 {
+		return fmt.Errorf("Options.ResumeArgument is %q, which no Subscription field takes (the fields and their arguments: %s); "+
+			"name the cursor argument of the subscriptions", name, strings.Join(fields, ", "))
+	}
+	return nil
 }
 
 // Server is Herald's HTTP handler. It serves:

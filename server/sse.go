@@ -127,7 +127,7 @@ func (t *sseTransport) stream(ctx context.Context, w http.ResponseWriter, r *htt
 		if errs == nil {
 			// The tokens operationAllowed spent, for a mutation that does
 			// not run.
-			t.run.mutations.giveBack(ctx, opCtx)
+			t.run.mutations.giveBack(ctx, opCtx, r.RemoteAddr)
 		}
 		return
 	}
@@ -150,9 +150,10 @@ func (t *sseTransport) read(w http.ResponseWriter, r *http.Request, viaGET bool)
 }
 
 // operationAllowed answers what a stream may not run: mutations over GET
-// (405, as the spec requires), and mutations beyond the identity's rate
-// (429). A mutation of more root fields than the burst is refused as a
-// validation error is: errs is then its error, to be sent as an event.
+// (405, as the spec requires), and mutations beyond the rate of the
+// identity, or of an anonymous client's address (429). A mutation of more
+// root fields than the burst is refused as a validation error is: errs is
+// then its error, to be sent as an event.
 func (t *sseTransport) operationAllowed(ctx context.Context, w http.ResponseWriter, r *http.Request,
 	opCtx *graphql.OperationContext, viaGET bool) (ok bool, errs gqlerror.List) {
 	switch op := opCtx.Operation.Operation; {
@@ -160,7 +161,7 @@ func (t *sseTransport) operationAllowed(ctx context.Context, w http.ResponseWrit
 		t.run.refuseGETMutation(w, r, mediaJSON)
 		return false, nil
 	case op == ast.Mutation:
-		switch gerr := t.run.mutations.mutationsAllowed(ctx, opCtx); {
+		switch gerr := t.run.mutations.mutationsAllowed(ctx, opCtx, r.RemoteAddr); {
 		case gerr == nil:
 		case gerr.Extensions["code"] == codeRateLimited:
 			t.run.refuseRateLimited(w, r, mediaJSON, gerr)

@@ -594,7 +594,10 @@ func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Reque
 			t.run.refuseGETMutation(w, r, mediaJSON)
 			return false
 		}
-		if gerr := t.run.mutations.mutationsAllowed(ctx, opCtx); gerr != nil {
+		// An anonymous client's mutations count by its address; a request
+		// relayed from another replica has none here (""), and all such
+		// count as one client's.
+		if gerr := t.run.mutations.mutationsAllowed(ctx, opCtx, r.RemoteAddr); gerr != nil {
 			st.ops.fail(st, op, &graphql.Response{Errors: gqlerror.List{gerr}})
 			return true
 		}

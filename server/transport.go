@@ -374,13 +374,14 @@ func (x *runner) permitted(ctx context.Context, w http.ResponseWriter, r *http.R
 // refusal Apollo Server has.
 const codeBadRequest = "BAD_REQUEST"
 
-// mutationAllowed spends the identity's mutation tokens for the mutation
-// opCtx runs, one per mutation (see identityLimiter.mutationsAllowed), or
-// answers and returns false: 429 with Retry-After and a RATE_LIMITED error,
-// or, for more mutations than the burst, the error as a validation error's.
+// mutationAllowed spends the mutation tokens of the identity (or of an
+// anonymous client's address) for the mutation opCtx runs, one per
+// mutation (see identityLimiter.mutationsAllowed), or answers and returns
+// false: 429 with Retry-After and a RATE_LIMITED error, or, for more
+// mutations than the burst, the error as a validation error's.
 func (x *runner) mutationAllowed(ctx context.Context, w http.ResponseWriter, r *http.Request, m mediaType,
 	exec graphql.GraphExecutor, opCtx *graphql.OperationContext) bool {
-	gerr := x.mutations.mutationsAllowed(ctx, opCtx)
+	gerr := x.mutations.mutationsAllowed(ctx, opCtx, r.RemoteAddr)
 	switch {
 	case gerr == nil:
 		return true

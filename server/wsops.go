@@ -61,9 +61,13 @@ func (c *wsConn) onSubscribe(id string, params operationPayload) {
 		c.rejectOp(op, resp)
 		return
 	}
-	if gerr := c.t.mutations.mutationsAllowed(ctx, rc); gerr != nil {
-		c.rejectOp(op, &graphql.Response{Errors: gqlerror.List{gerr}})
-		return
+	if rc.Operation.Operation == ast.Mutation {
+		// The socket's address counts the mutations of an anonymous
+		// socket; it is looked up for mutations alone.
+		if gerr := c.t.mutations.mutationsAllowed(ctx, rc, c.ws.RemoteAddr().String()); gerr != nil {
+			c.rejectOp(op, &graphql.Response{Errors: gqlerror.List{gerr}})
+			return
+		}
 	}
 	if rc.Operation.Operation == ast.Subscription {
 		c.t.execs.join(op, ctx, c.exec, raw, rc, c.t.cfg.viewerDirective, c.t.cfg.resumeArgument)
