@@ -58,6 +58,11 @@ func TestRoomNameInvisibleInside(t *testing.T) {
 		{"a family", "family 👨\u200d👩\u200d👧 room", ""},
 		{"a kiss with skin tones", "👩🏻\u200d❤\ufe0f\u200d💋\u200d👨🏼 fans", ""},
 		{"a heart on fire", "❤\ufe0f\u200d🔥 club", ""},
+		// A Malayalam chillu spelled as before Unicode 5.1, consonant +
+		// virama + ZWJ, ends a word: a space or a comma follows it.
+		{"a Malayalam chillu before a space", "അവന്\u200d വന്നു", ""},
+		{"Malayalam chillus before a comma", "കേരളത്തിന്\u200d, മക്കള്\u200d ക്ലബ്", ""},
+		{"two joiners after a virama", "അവന്\u200d\u200d വന്നു", "U+200D at character 5"},
 		{"emoji style inside", "I ❤\ufe0f Go", ""},
 		{"text style inside", "I ❤\ufe0e Go", ""},
 		{"a keycap", "room 1\ufe0f\u20e3 and #\ufe0f\u20e3", ""},

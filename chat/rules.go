@@ -356,11 +356,25 @@ func isTag(r rune) bool { return r >= 0xE0020 && r <= 0xE007E }
 // next one invisible. So emoji (👨‍👩‍👧), Persian (می‌خواهم) and the Indic
 // scripts (क्‍ष) keep theirs; between ASCII or Latin, Greek or Cyrillic
 // letters, which never join, it would only hide.
+//
+// Right after a virama one may be followed by anything shown: it chooses
+// the form of the consonant before the virama, and a Malayalam chillu
+// spelled as before Unicode 5.1 (ന് + U+200D, ൻ), which ends a word, is
+// followed by a space or a mark of punctuation.
 func joins(before, after string) bool {
 	prev, _ := utf8.DecodeLastRuneInString(before)
 	next, _ := utf8.DecodeRuneInString(after)
-	return before != "" && after != "" && prev != zwj && prev != zwnj &&
-		joinable(prev) && joinable(next) && !ignorable(next)
+	if before == "" || after == "" || prev == zwj || prev == zwnj || ignorable(next) {
+		return false
+	}
+	return isVirama(prev) || joinable(prev) && joinable(next)
+}
+
+// isVirama reports whether r is a virama (a killer of the vowel of the
+// consonant before it: canonical combining class 9), of a script that
+// joins.
+func isVirama(r rune) bool {
+	return r > unicode.MaxASCII && norm.NFC.PropertiesString(string(r)).CCC() == 9
 }
 
 // joinable reports whether a joiner or non-joiner next to r may be part
@@ -394,7 +408,7 @@ func hiddenInsideError(sent, name string, at int) *Error {
 		why := "it shows nothing and would make the name pass for one without it"
 		switch {
 		case r == zwj || r == zwnj:
-			why = "zero-width joiners and non-joiners are kept only between emoji or letters of scripts that join"
+			why = "zero-width joiners and non-joiners are kept only between emoji or letters of scripts that join, or after a virama"
 		case unicode.Is(unicode.Variation_Selector, r):
 			why = "variation selectors are kept only right after a character they vary (an emoji, a CJK ideograph)"
 		case isTag(r) || r == 0xE007F:
