@@ -20,6 +20,9 @@ ENV HERALD_DATA_DIR=/data
 # HERALD_JWKS_URL / HERALD_JWKS_FILE). Development mode, which trusts
 # whatever user a client names, must be asked for: HERALD_AUTH=dev.
 ENV HERALD_AUTH=jwt
+# Every interface of the container, whatever the mode: outside one, dev mode
+# listens on loopback only.
+ENV HERALD_ADDR=:8080
 VOLUME ["/data"]
 EXPOSE 8080
 # Distroless has no shell or curl: the binary checks /readyz itself, on the

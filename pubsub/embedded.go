@@ -33,11 +33,18 @@ type embedded struct {
 	// it was given at its first start, so that a restart takes the same
 	// one and other replicas find it again; "" for none.
 	listenAddr string
-	clientURL  string // where other replicas reach the server (with listenAddr), kept across restarts
-	maxStore   int64  // JetStreamMaxStore, as startServer sets it
-	logger     *slog.Logger
-	lock       *os.File    // nil where directories cannot be locked
-	lockFile   os.FileInfo // the lock file as locked, to tell when the path names another; nil with lock
+	// bound is where the server's listener is bound (a wildcard host
+	// shows as such: 0.0.0.0, ::), nil without listenAddr; a restart
+	// binds the same.
+	bound     net.Addr
+	clientURL string // where other replicas reach the server (with listenAddr), kept across restarts
+	// token is the authorization token the server requires of every
+	// client, this Log's in-process connection included; "" for none.
+	token    string
+	maxStore int64 // JetStreamMaxStore, as startServer sets it
+	logger   *slog.Logger
+	lock     *os.File    // nil where directories cannot be locked
+	lockFile os.FileInfo // the lock file as locked, to tell when the path names another; nil with lock
 
 	mu  sync.Mutex
 	srv *server.Server // nil between a restart's stop and start
@@ -82,10 +89,11 @@ func (e *embedded) stop() {
 // startEmbedded starts an in-process NATS server with JetStream storing its
 // files under dataDir, which it locks (ErrDataDirInUse while another holds
 // it), and the watch over its store. When listenAddr is empty the server
-// opens no socket at all. maxStore bounds the JetStream file store (0: only
-// the disk does). The server is ready for connections when startEmbedded
-// returns; on error nothing is left running or locked.
-func startEmbedded(ctx context.Context, dataDir, listenAddr string, maxStore int64, logger *slog.Logger) (*embedded, error) {
+// opens no socket at all. A token, when not empty, is required of every
+// client. maxStore bounds the JetStream file store (0: only the disk does).
+// The server is ready for connections when startEmbedded returns; on error
+// nothing is left running or locked.
+func startEmbedded(ctx context.Context, dataDir, listenAddr, token string, maxStore int64, logger *slog.Logger) (*embedded, error) {
 	if dataDir == "" {
 		return nil, fmt.Errorf("start embedded NATS server: Options.DataDir is required when no URLs are given")
 	}
@@ -101,14 +109,14 @@ func startEmbedded(ctx context.Context, dataDir, listenAddr string, maxStore int
 	if err != nil {
 		return nil, fmt.Errorf("start embedded NATS server: data dir %q: %w", dataDir, err)
 	}
-	e := &embedded{dataDir: dataDir, listenAddr: listenAddr, maxStore: maxStore, logger: logger, lock: lock}
+	e := &embedded{dataDir: dataDir, listenAddr: listenAddr, token: token, maxStore: maxStore, logger: logger, lock: lock}
 	if lock != nil {
 		if e.lockFile, err = lock.Stat(); err != nil {
 			_ = lock.Close()
 			return nil, fmt.Errorf("start embedded NATS server: data dir %q: stat the lock file: %w", dataDir, err)
 		}
 	}
-	srv, err := startServer(ctx, dataDir, listenAddr, maxStore, logger)
+	srv, err := startServer(ctx, dataDir, listenAddr, token, maxStore, logger)
 	if err != nil {
 		if lock != nil {
 			_ = lock.Close()
@@ -118,6 +126,7 @@ func startEmbedded(ctx context.Context, dataDir, listenAddr string, maxStore int
 	e.srv = srv
 	if listenAddr != "" {
 		e.clientURL = embeddedClientURL(srv)
+		e.bound = srv.Addr()
 	}
 	if addr, ok := srv.Addr().(*net.TCPAddr); ok && listenAddr != "" {
 		host, _, _ := net.SplitHostPort(listenAddr) // checked by startServer
@@ -128,7 +137,7 @@ func startEmbedded(ctx context.Context, dataDir, listenAddr string, maxStore int
 }
 
 // startServer starts the server of startEmbedded, on a data dir locked.
-func startServer(ctx context.Context, dataDir, listenAddr string, maxStore int64, logger *slog.Logger) (*server.Server, error) {
+func startServer(ctx context.Context, dataDir, listenAddr, token string, maxStore int64, logger *slog.Logger) (*server.Server, error) {
 	if maxStore == 0 {
 		// Left unset, nats-server fixes its store limit once, at start,
 		// at 75% of the space free then plus what it already stores, and
@@ -147,6 +156,11 @@ func startServer(ctx context.Context, dataDir, listenAddr string, maxStore int64
 		DontListen:        listenAddr == "",
 		NoSigs:            true,
 		NoLog:             true,
+		// Every client must present it: the in-process connection and,
+		// on ListenAddr, other replicas and tools, which otherwise read
+		// and write the whole event log. nats-server compares it in
+		// constant time.
+		Authorization: token,
 	}
 	if listenAddr != "" {
 		host, portStr, err := net.SplitHostPort(listenAddr)

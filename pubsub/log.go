@@ -46,6 +46,10 @@ type Options struct {
 	// Empty: no TCP listener at all (DontListen), the process connects in-process (nats.InProcessServer).
 	// Port 0 picks a free port; ClientURL reports it.
 	ListenAddr string
+	// Token, when set, is the authorization token the embedded server requires of every client: TCP
+	// clients on ListenAddr (nats://<token>@host:port) and this Log's own in-process connection, which
+	// sends it. Ignored when URLs are set: give an external server's token in its URL. Never logged.
+	Token string
 	// MaxStore bounds the embedded server's JetStream file store, in bytes (embedded only): beyond it
 	// writes are refused (JetStream's "insufficient resources"). 0: only the disk bounds it, and when
 	// the disk fills the server stops taking writes until space is freed (see Health).
@@ -232,20 +236,25 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	}()
 
 	if len(opts.URLs) == 0 {
-		l.emb, err = startEmbedded(connectCtx, opts.DataDir, opts.ListenAddr, opts.MaxStore, opts.Logger)
+		l.emb, err = startEmbedded(connectCtx, opts.DataDir, opts.ListenAddr, opts.Token, opts.MaxStore, opts.Logger)
 		if err != nil {
 			return nil, err
 		}
 		l.where = fmt.Sprintf("embedded NATS server (data dir %q)", opts.DataDir)
 		if opts.ListenAddr != "" {
 			l.clientURL = l.emb.clientURL
-			l.where = fmt.Sprintf("embedded NATS server %s (data dir %q)", l.clientURL, opts.DataDir)
+			// Where it listens, not the client URL: that names 127.0.0.1
+			// for a server that listens on every interface.
+			l.where = fmt.Sprintf("embedded NATS server listening on %s (data dir %q)", BindDescription(l.emb.bound), opts.DataDir)
 		}
 	} else {
 		l.where = redactURLs(opts.URLs)
 		if opts.ListenAddr != "" {
 			l.log.Warn("ListenAddr applies to the embedded server only; ignored because URLs are set",
 				"listen_addr", opts.ListenAddr)
+		}
+		if opts.Token != "" {
+			l.log.Warn("Token applies to the embedded server only; ignored because URLs are set (give a token in the URL)")
 		}
 	}
 
@@ -270,6 +279,19 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		"max_msgs_per_subject", l.limit.n.Load(),
 		"epoch", l.epoch)
 	return l, nil
+}
+
+// BindDescription says where a listener bound to addr accepts connections:
+// "all interfaces, port 4222" for a wildcard host (0.0.0.0, ::), which a
+// host-less listen address binds, otherwise the address itself.
+func BindDescription(addr net.Addr) string {
+	if addr == nil {
+		return "nowhere"
+	}
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		return fmt.Sprintf("all interfaces, port %d", tcp.Port)
+	}
+	return addr.String()
 }
 
 // embeddedClientURL is the URL other processes can use to reach srv.
@@ -310,7 +332,9 @@ func (l *Log) connect(ctx context.Context) error {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			l.log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted())
+			// Not ConnectedUrlRedacted: it hides a password, but shows a
+			// token (nats://token@host) in full.
+			l.log.Info("NATS reconnected", "server", redactURLs([]string{nc.ConnectedUrl()}))
 			// Whatever was published while disconnected never reached
 			// the live subscriptions.
 			l.lives.reconnected()
@@ -336,6 +360,9 @@ func (l *Log) connect(ctx context.Context) error {
 	if l.emb != nil {
 		// l.emb, not its server: a restart (storeWatch) replaces that.
 		nopts = append(nopts, nats.InProcessServer(l.emb))
+		if l.emb.token != "" {
+			nopts = append(nopts, nats.Token(l.emb.token))
+		}
 	} else {
 		url = strings.Join(l.opts.URLs, ",")
 		// nats.Connect takes no context: bound each dial and handshake so
@@ -563,8 +590,20 @@ func (l *Log) PartitionOf(key string) int { return partitionOf(key, l.lay.partit
 
 // ClientURL is the "nats://host:port" URL other processes can use to reach
 // the embedded server when Options.ListenAddr is set, and "" otherwise. An
-// unspecified listen host (empty, 0.0.0.0, ::) is reported as 127.0.0.1.
+// unspecified listen host (empty, 0.0.0.0, ::) is reported as 127.0.0.1,
+// so the URL says nothing of where the server listens: ListenAddr does. It
+// never carries Options.Token.
 func (l *Log) ClientURL() string { return l.clientURL }
+
+// ListenAddr is the address the embedded server's listener is bound to
+// when Options.ListenAddr is set, a wildcard host (0.0.0.0, ::) as such,
+// and nil otherwise (external servers, or no listener).
+func (l *Log) ListenAddr() net.Addr {
+	if l.emb == nil {
+		return nil
+	}
+	return l.emb.bound
+}
 
 // Close closes every Live still open (their Entries channels close), drains
 // the NATS connection (at most 5s, then it is closed anyway), then shuts down

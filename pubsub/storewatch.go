@@ -194,7 +194,7 @@ func (e *embedded) restart(ctx context.Context) error {
 		old.Shutdown()
 		old.WaitForShutdown()
 	}
-	srv, err := startServer(ctx, e.dataDir, e.listenAddr, e.maxStore, e.logger)
+	srv, err := startServer(ctx, e.dataDir, e.listenAddr, e.token, e.maxStore, e.logger)
 	if err != nil {
 		return err
 	}

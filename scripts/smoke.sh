@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of the README's first command: Herald started with no flags, no
 # environment and no other set-up (embedded NATS, ./data in its working
-# directory) answers at http://localhost:8080, keeps its data across a
-# restart, and exits 0 on SIGTERM. Bounded in time; loopback only.
+# directory) answers at http://localhost:8080, on loopback only (dev mode
+# lets any client act as any user), keeps its data across a restart, and
+# exits 0 on SIGTERM. Bounded in time; loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -27,7 +28,7 @@ start() {
 		if curl -fsS --max-time 2 http://localhost:8080/readyz >/dev/null 2>&1; then return 0; fi
 		sleep 0.1
 	done
-	echo "smoke: Herald did not become ready on :8080 within 15s" >&2
+	echo "smoke: Herald did not become ready on 127.0.0.1:8080 within 15s" >&2
 	cat "$work/herald.log" >&2
 	exit 1
 }
@@ -57,4 +58,5 @@ start
 gql '{"query":"{ rooms { nodes { name } } }"}' | grep -q '"name":"smoke"' || { echo "smoke: the room did not survive a restart" >&2; exit 1; }
 stop
 grep -q "INSECURE development authentication" "$work/herald.log" || { echo "smoke: no dev-mode warning at start" >&2; exit 1; }
-echo "smoke: herald started with no set-up, answered on :8080, kept its data across a restart and exited 0"
+grep -q "Herald is serving.* addr=127.0.0.1:8080" "$work/herald.log" || { echo "smoke: dev mode is not on loopback by default" >&2; cat "$work/herald.log" >&2; exit 1; }
+echo "smoke: herald started with no set-up, answered on 127.0.0.1:8080, kept its data across a restart and exited 0"

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
 	"github.com/heraldhq/herald/graph"
 	"github.com/heraldhq/herald/pubsub"
@@ -139,8 +138,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 	}()
 
 	if cfg.Auth == "dev" {
-		logger.Warn("INSECURE development authentication (--auth=dev): every request acts as whoever its " +
-			auth.DevHeader + " header or connection_init \"user\" key names. Never expose this replica to untrusted clients.")
+		securityWarn(logger, devModeWarning(ls.http.Addr()))
 	}
 	a := &app{cfg: cfg, logger: logger, serveErr: make(chan error, 1)}
 
@@ -155,6 +153,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		URLs:              cfg.NATSURLs,
 		DataDir:           cfg.DataDir,
 		ListenAddr:        cfg.NATSListen,
+		Token:             cfg.NATSToken,
 		MaxStore:          cfg.MaxStore,
 		Stream:            cfg.Stream,
 		Partitions:        cfg.Partitions,
@@ -179,8 +178,8 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		return nil, fmt.Errorf("open the event log: %w", err)
 	}
 	a.log = log
-	if url := log.ClientURL(); url != "" {
-		logger.Info("embedded NATS accepts clients", "url", url)
+	if bound := log.ListenAddr(); bound != nil {
+		logNATSListener(logger, bound, log.ClientURL(), cfg.NATSToken != "")
 	}
 
 	authn, err := newAuthenticator(setup, cfg)
@@ -345,8 +344,26 @@ func (a *app) startPprof(l net.Listener) {
 	} else {
 		// Profiles show what the process holds in memory, and the profiler
 		// costs CPU on demand: whoever reaches the port gets both.
-		a.logger.Warn("pprof is served beyond loopback: keep --pprof on 127.0.0.1 or [::1]", "addr", l.Addr().String())
+		securityWarn(a.logger, "pprof is served beyond loopback: keep --pprof on 127.0.0.1 or [::1]", "addr", l.Addr().String())
 	}
+}
+
+// logNATSListener says where the embedded NATS server accepts clients:
+// bound is its listener's address, a wildcard as such (the client URL
+// names 127.0.0.1 whatever the bind, so it alone would read as loopback
+// only). Beyond loopback it is a security warning.
+func logNATSListener(logger *slog.Logger, bound net.Addr, url string, token bool) {
+	args := []any{"listen", pubsub.BindDescription(bound), "url", url, "token", token}
+	if onLoopback(bound) {
+		logger.Info("embedded NATS accepts clients from this host", args...)
+		return
+	}
+	msg := "embedded NATS accepts clients beyond loopback: whoever reaches it with --nats-token reads and writes the whole event log, " +
+		"and the connection has no TLS (the token and the events cross the network in the clear); keep the port on a private network"
+	if !token {
+		msg = "embedded NATS accepts clients beyond loopback WITHOUT a token: whoever reaches it reads and writes the whole event log; set --nats-token"
+	}
+	securityWarn(logger, msg, args...)
 }
 
 // onLoopback reports whether a listener's address is reachable from this

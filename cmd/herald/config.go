@@ -24,6 +24,7 @@ type config struct {
 	DataDir         string
 	NATSURLs        []string
 	NATSListen      string
+	NATSToken       string
 	MaxStore        int64
 	Stream          string
 	StreamReplicas  int
@@ -94,6 +95,31 @@ type config struct {
 // (HS256's output size, RFC 7518 §3.2).
 const minJWTSecretBytes = 32
 
+// minNATSTokenBytes is the shortest --nats-token: like an HS256 key, it
+// is all that stands between the network and the whole event log.
+const minNATSTokenBytes = minJWTSecretBytes
+
+// minDistinctKeyBytes is the fewest distinct bytes a --jwt-secret or a
+// --nats-token may have: a run of one character, or "abab…", is long
+// enough yet holds next to no secret.
+const minDistinctKeyBytes = 8
+
+// publishedKeys are keys Herald's own documentation printed, ready to
+// paste, before it told readers to generate one: copied to a server, they
+// let anyone who read them sign tokens for any user.
+var publishedKeys = []string{
+	"0123456789abcdef0123456789abcdef", // examples/nextjs-chat/README.md
+}
+
+// Default --addr: on loopback in dev mode, whose clients name any user
+// they like, so that `go run ./cmd/herald` is not open to the network it
+// runs on (Apollo Router's dev mode does the same); on every interface
+// with jwt, as a container or a server behind a load balancer needs.
+const (
+	defaultDevAddr = "127.0.0.1:8080"
+	defaultAddr    = ":8080"
+)
+
 // minMaxStore is the smallest --max-store other than 0: below it the
 // streams' own files leave no room for events.
 const minMaxStore = 1 << 20
@@ -123,10 +149,12 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	// are shown is decided once the log format is known (parseFailed).
 	var flagOutput bytes.Buffer
 	fs.SetOutput(&flagOutput)
-	fs.StringVar(&c.Addr, "addr", ":8080", "HTTP listen address (host:port)")
+	// The default is set below from --auth: "" here keeps -h from printing one.
+	fs.StringVar(&c.Addr, "addr", "", "HTTP listen address (host:port) (default: "+defaultDevAddr+", loopback only, in dev mode; "+defaultAddr+" with jwt)")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the embedded NATS server's JetStream files")
 	fs.StringVar(&natsURL, "nats-url", "", "external NATS servers, comma-separated (default: run NATS embedded)")
-	fs.StringVar(&c.NATSListen, "nats-listen", "", "embedded NATS: also accept NATS clients on host:port (other replicas, the nats CLI)")
+	fs.StringVar(&c.NATSListen, "nats-listen", "", "embedded NATS: also accept NATS clients on host:port (other replicas, the nats CLI); beyond loopback only with --nats-token")
+	fs.StringVar(&c.NATSToken, "nats-token", "", "embedded NATS: token every NATS client must present; other replicas join with --nats-url nats://<token>@host:port (at least 32 bytes of letters, digits and -._~; required when --nats-listen is beyond loopback)")
 	fs.Int64Var(&c.MaxStore, "max-store", 0, "embedded NATS: most bytes the event log may take on disk, beyond which writes are refused (0: no bound but the disk; when it fills, writes fail and /readyz fails until space is freed)")
 	fs.StringVar(&c.Stream, "stream", "HERALD", "base name of the event log's JetStream streams (<name>_ROOMS, <name>_P0, ...)")
 	fs.IntVar(&c.StreamReplicas, "stream-replicas", 1, "replicas of the event log stream (3 on a NATS cluster)")
@@ -134,7 +162,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.IntVar(&c.RoomHistory, "room-history", 10000, "messages each room keeps (older ones are discarded; rooms themselves are kept)")
 	fs.Int64Var(&c.RoomCache, "room-cache", chat.DefaultRoomCache, "memory budget in bytes for the rooms this replica holds; beyond it, rooms no local subscriber watches are evicted, least recently used first")
 	fs.StringVar(&c.Auth, "auth", "dev", "authentication mode: jwt (production: signed tokens) or dev (INSECURE: trusts the X-Herald-User header)")
-	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "jwt: HS256 shared secret (at least 32 bytes)")
+	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "jwt: HS256 shared secret (at least 32 bytes, of at least 8 different values; generate one: openssl rand -base64 48)")
 	fs.StringVar(&c.JWKSURL, "jwks-url", "", "jwt: URL of the JWK Set with the RS256/ES256 public keys (cached; refetched for unknown key ids)")
 	fs.StringVar(&c.JWKSFile, "jwks-file", "", "jwt: file holding the JWK Set with the RS256/ES256 public keys")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "jwt: required iss claim (unchecked when empty)")
@@ -185,10 +213,20 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	if err := applyEnv(fs, getenv); err != nil {
 		return c, err
 	}
-	fs.Visit(func(f *flag.Flag) { c.introspectionSet = c.introspectionSet || f.Name == "introspection" })
+	addrSet := false
+	fs.Visit(func(f *flag.Flag) {
+		c.introspectionSet = c.introspectionSet || f.Name == "introspection"
+		addrSet = addrSet || f.Name == "addr"
+	})
 	c.introspectionSet = c.introspectionSet || getenv(envName("introspection")) != ""
 	if !c.introspectionSet {
 		c.Introspection = c.Auth == "dev"
+	}
+	if !addrSet {
+		c.Addr = defaultAddr
+		if c.Auth == "dev" {
+			c.Addr = defaultDevAddr
+		}
 	}
 	if origins != "" {
 		c.AllowedOrigins = []string{}
@@ -300,6 +338,7 @@ func (c config) validate() error {
 			bad("nats-listen", "applies to the embedded NATS server only, but --nats-url points at an external one")
 		}
 	}
+	c.validateNATSToken(bad)
 	switch {
 	case c.MaxStore < 0:
 		bad("max-store", "must not be negative, got %d (0: no bound but the disk)", c.MaxStore)
@@ -363,6 +402,10 @@ func (c config) validate() error {
 		}
 		if c.JWTSecret != "" && len(c.JWTSecret) < minJWTSecretBytes {
 			bad("jwt-secret", "must be at least %d bytes, got %d", minJWTSecretBytes, len(c.JWTSecret))
+		} else if c.JWTSecret != "" {
+			if weak := weakKey(c.JWTSecret); weak != "" {
+				bad("jwt-secret", "%s, and with it anyone could sign tokens for any user; generate one, e.g. openssl rand -base64 48", weak)
+			}
 		}
 		// A value read from a file or a secret often ends with a line
 		// break: kept, it would make every token fail, with Herald up.
@@ -458,6 +501,81 @@ func (c config) validate() error {
 		bad("log-format", "unknown format %q (text or json)", c.LogFormat)
 	}
 	return errors.Join(errs...)
+}
+
+// validateNATSToken checks --nats-token and whether --nats-listen needs
+// one, reporting to bad. No message quotes the token: it goes to the log.
+func (c config) validateNATSToken(bad func(flagName, format string, args ...any)) {
+	embedded := len(c.NATSURLs) == 0
+	if c.NATSListen != "" && embedded && c.NATSToken == "" {
+		if host, _, err := net.SplitHostPort(c.NATSListen); err == nil && !loopbackHost(host) {
+			// Whoever reaches the port would read every event, private
+			// rooms' included, publish forged ones and delete the
+			// streams, whatever --auth says.
+			bad("nats-listen", "%q accepts NATS clients beyond loopback, and the embedded NATS server lets any of them read and write the whole event log: "+
+				"set --nats-token (%s) too, or listen on 127.0.0.1", c.NATSListen, envName("nats-token"))
+		}
+	}
+	if c.NATSToken == "" {
+		return
+	}
+	switch {
+	case !embedded:
+		bad("nats-token", "applies to the embedded NATS server only, but --nats-url points at an external one (give its token in the URL: nats://<token>@host:4222)")
+	case c.NATSListen == "":
+		bad("nats-token", "applies with --nats-listen only: without it the embedded NATS server opens no socket")
+	}
+	const hint = "generate one, e.g. openssl rand -hex 32"
+	switch {
+	case strings.TrimSpace(c.NATSToken) != c.NATSToken || strings.ContainsAny(c.NATSToken, " \t\r\n"):
+		bad("nats-token", "holds white space (a line break from a file?); %s", hint)
+	case strings.Trim(c.NATSToken, urlUnreserved) != "":
+		// Other replicas write it in a URL's user part, where anything
+		// else would need escaping (and ":" would make it a user name).
+		bad("nats-token", "must be letters, digits and -._~ only, as it is written in nats://<token>@host:port; %s", hint)
+	case len(c.NATSToken) < minNATSTokenBytes:
+		bad("nats-token", "must be at least %d bytes, got %d; %s", minNATSTokenBytes, len(c.NATSToken), hint)
+	default:
+		if weak := weakKey(c.NATSToken); weak != "" {
+			bad("nats-token", "%s; %s", weak, hint)
+		}
+	}
+}
+
+// urlUnreserved are the characters a URL's user part takes as they are
+// (RFC 3986 §2.3).
+const urlUnreserved = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+
+// weakKey says why key, a --jwt-secret or a --nats-token long enough,
+// holds next to no secret, or returns "" when it does not seem to. It
+// never quotes the key.
+func weakKey(key string) string {
+	if slices.Contains(publishedKeys, key) {
+		return "is the example key printed in Herald's documentation (examples/nextjs-chat/README.md), which anyone can read"
+	}
+	var seen [256]bool
+	distinct := 0
+	for i := range len(key) {
+		if !seen[key[i]] {
+			seen[key[i]] = true
+			distinct++
+		}
+	}
+	if distinct < minDistinctKeyBytes {
+		return fmt.Sprintf("is made of only %d different bytes (at least %d needed): it holds next to no secret", distinct, minDistinctKeyBytes)
+	}
+	return ""
+}
+
+// loopbackHost reports whether a listen address's host accepts
+// connections from this host only: a loopback IP, or localhost. An empty
+// host or a wildcard (every interface), or any other name, does not.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // hideCredentials replaces in msg, which goes to the log, the credentials

@@ -15,7 +15,7 @@ func TestConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Addr != ":8080" || cfg.DataDir != "./data" || len(cfg.NATSURLs) != 0 || cfg.Auth != "dev" ||
+	if cfg.Addr != "127.0.0.1:8080" || cfg.DataDir != "./data" || len(cfg.NATSURLs) != 0 || cfg.Auth != "dev" ||
 		cfg.RoomHistory != 10000 || cfg.StreamReplicas != 1 || cfg.Partitions != 1 || cfg.RoomCache != 256<<20 || cfg.Stream != "HERALD" || cfg.MaxBodyBytes != 1<<20 ||
 		cfg.DrainTimeout != 10*time.Second || cfg.ShutdownTimeout != 10*time.Second {
 		t.Fatalf("defaults = %+v", cfg)
@@ -42,7 +42,7 @@ func TestConfigFlagsAndEnvironment(t *testing.T) {
 }
 
 func TestConfigModeDefaults(t *testing.T) {
-	secret := strings.Repeat("k", 32)
+	secret := testJWTSecret
 	tests := []struct {
 		name          string
 		args          []string

@@ -36,7 +36,7 @@ func helpOf(t *testing.T, name string) string {
 // that is not the flag's own value holds.
 func TestHelpStatesTheDefaultsApplied(t *testing.T) {
 	t.Run("introspection is off with jwt", func(t *testing.T) {
-		env := map[string]string{"HERALD_AUTH": "jwt", "HERALD_JWT_SECRET": strings.Repeat("k", 32)}
+		env := map[string]string{"HERALD_AUTH": "jwt", "HERALD_JWT_SECRET": testJWTSecret}
 		c, err := parseConfig(nil, func(k string) string { return env[k] }, &strings.Builder{})
 		if err != nil {
 			t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 // subject, anything else claiming an identity gets 401, the dev header is
 // ignored, and introspection is off by default.
 func TestJWTMode(t *testing.T) {
-	secret := strings.Repeat("k", 32)
+	secret := testJWTSecret
 	cfg, err := parseConfig([]string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--auth", "jwt", "--jwt-secret", secret},
 		func(string) string { return "" }, io.Discard)
 	if err != nil {

@@ -58,7 +58,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	logger := newLogger(cfg, stderr)
 	if unknown := cfg.unknownVariables(os.Environ()); len(unknown) > 0 {
-		logger.Warn("ignoring environment variables that set no flag (see -h for each flag's variable)", "variables", unknown)
+		securityWarn(logger, "ignoring environment variables that set no flag (see -h for each flag's variable)", "variables", unknown)
 	}
 
 	// One channel sees every signal, so none is lost between the first

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 
 	"github.com/heraldhq/herald/auth"
+	"github.com/heraldhq/herald/pubsub"
 )
 
 // newAuthenticator builds the authenticator of cfg.Auth. With jwt, a JWKS
@@ -34,6 +36,34 @@ func newAuthenticator(ctx context.Context, cfg config) (auth.Authenticator, erro
 		return nil, fmt.Errorf("set up JWT authentication: %w", err)
 	}
 	return j, nil
+}
+
+// securityWarn logs a security warning: insecure authentication, a
+// listener beyond loopback, a HERALD_* variable that set nothing (a typo
+// may have left a setting at an unsafe default). It logs at WARN, or at
+// ERROR when the logger does not show WARN: max(WARN, --log-level), so
+// that --log-level error, common in production, never hides that a
+// replica is unsafe. Every security warning goes through this one helper.
+func securityWarn(logger *slog.Logger, msg string, args ...any) {
+	ctx := context.Background()
+	level := slog.LevelWarn
+	if !logger.Enabled(ctx, level) {
+		level = slog.LevelError
+	}
+	logger.Log(ctx, level, msg, args...)
+}
+
+// devModeWarning is the warning dev mode logs at every start, for a
+// replica serving HTTP on addr: beyond loopback, it says who can act as
+// any user.
+func devModeWarning(addr net.Addr) string {
+	msg := "INSECURE development authentication (--auth=dev): every request acts as whoever its " +
+		auth.DevHeader + " header or connection_init \"user\" key names. "
+	if onLoopback(addr) {
+		return msg + "Never expose this replica to untrusted clients."
+	}
+	return msg + "It is served beyond loopback, on " + pubsub.BindDescription(addr) +
+		": anyone who can reach that address can act as any user. Keep --addr on 127.0.0.1 or use --auth=jwt."
 }
 
 // allowedOriginsFor is --allowed-origins, or the mode's default: any origin
