@@ -42,9 +42,9 @@ type memberIndex struct {
 	last    map[string]uint64 // room → the position of its last member event folded
 	// changes counts each user's member events folded, by room, removed
 	// users' included; history is the log's per-subject limit (see
-	// checkMemberChanges), shared with the rooms.
+	// checkMemberChanges).
 	changes map[string]map[string]int
-	history *historyLimit
+	history int
 	folded  chan struct{} // closed and replaced whenever an event is folded
 
 	behind atomic.Int64 // partitions not yet caught up with their start position
@@ -65,14 +65,7 @@ type pendingRoom struct {
 	sweep  uint64 // memberIndex.sweeps when the first one arrived
 }
 
-// newMemberIndex is an index judging by a history limit that never rises.
 func newMemberIndex(partitions, history int) *memberIndex {
-	return newMemberIndexJudgedBy(partitions, fixedHistory(history))
-}
-
-// newMemberIndexJudgedBy is an index judging by history, which the
-// Service's rooms share.
-func newMemberIndexJudgedBy(partitions int, history *historyLimit) *memberIndex {
 	x := &memberIndex{
 		history: history,
 		changes: make(map[string]map[string]int),
@@ -179,14 +172,8 @@ func (x *memberIndex) applyLocked(seq uint64, e Event) {
 	if _, ok := members[e.Actor.ID]; !ok {
 		return
 	}
-	changes := x.changes[e.RoomID][e.UserID]
-	if judgeMemberEvent(e.RoomID, members, x.history.get(), changes, e) != nil {
-		// Under mu: rare (see historyLimit), and bounded by the apply
-		// timeout.
-		if !historyRefused(e.RoomID, members, changes, e) || !x.history.raise(e.RoomID, seq) ||
-			judgeMemberEvent(e.RoomID, members, x.history.get(), changes, e) != nil {
-			return
-		}
+	if judgeMemberEvent(e.RoomID, members, x.history, x.changes[e.RoomID][e.UserID], e) != nil {
+		return
 	}
 	x.changes[e.RoomID][e.UserID]++
 	if e.Type == MemberAdded {

@@ -14,15 +14,10 @@ import (
 // if nothing was stored for the room in between (see Service.propose), so
 // every stored event is accepted; applying re-judges anyway, so that every
 // replica skips the same events should a foreign writer ever store one
-// that breaks the rules. It does no I/O, but for reading the log's history
-// limit again when the rules refuse an event for want of history alone
-// (historyLimit.raise), and is not safe for concurrent use: its heldRoom
-// guards it.
+// that breaks the rules. It does no I/O and is not safe for concurrent use:
+// its heldRoom guards it.
 type roomState struct {
-	// history is the log's per-subject limit: how many posts the room's
-	// posts subject retains, and how many entries any other subject of it
-	// keeps; 0 = unlimited. It may rise while the room is held.
-	history *historyLimit
+	history int // posts the room's posts subject retains in the log; 0 = unlimited
 	room    Room
 	stats   RoomStats
 	// messages are the retained messages, ascending by Seq.
@@ -84,14 +79,7 @@ const eventRefBytes = int(unsafe.Sizeof(eventRef{}))
 // roomBaseBytes is the estimated fixed cost of a held room.
 const roomBaseBytes = 1024
 
-// newRoomState is a room judged by a history limit that never rises.
 func newRoomState(meta Room, history int) *roomState {
-	return newRoomStateJudgedBy(meta, fixedHistory(history))
-}
-
-// newRoomStateJudgedBy is a room judged by history, which may rise (a
-// Service's rooms share its historyLimit).
-func newRoomStateJudgedBy(meta Room, history *historyLimit) *roomState {
 	rs := &roomState{history: history, room: meta, byID: make(map[string]*messageState), bytes: roomBaseBytes}
 	rs.liveStrings.room = rs.room.ID
 	if meta.Private {
@@ -144,12 +132,9 @@ func errNotMember(roomID string) *Error {
 	return errorf(CodeForbidden, "forbidden: you are not a member of room %s", roomID)
 }
 
-// judge decides whether e may follow the room as it is now, under the
-// history limit known. It changes nothing.
-func (rs *roomState) judge(e Event) *Error { return rs.judgeWith(e, rs.history.get()) }
-
-// judgeWith is judge under the history limit history (0 = unlimited).
-func (rs *roomState) judgeWith(e Event, history int) *Error {
+// judge decides whether e may follow the room as it is now. It changes
+// nothing.
+func (rs *roomState) judge(e Event) *Error {
 	if err := checkActor(e.Actor); err != nil {
 		return err
 	}
@@ -161,7 +146,7 @@ func (rs *roomState) judgeWith(e Event, history int) *Error {
 	}
 	switch e.Type {
 	case MemberAdded, MemberRemoved:
-		return rs.judgeMembership(e, history)
+		return rs.judgeMembership(e)
 	case MessagePosted:
 		if err := checkText(e.Text); err != nil {
 			return err
@@ -178,13 +163,13 @@ func (rs *roomState) judgeWith(e Event, history int) *Error {
 		if err := checkText(e.Text); err != nil {
 			return err
 		}
-		return rs.checkRoomForChange(m, history)
+		return rs.checkRoomForChange(m)
 	case MessageDeleted:
 		m, err := rs.changeable(e)
 		if err != nil {
 			return err
 		}
-		return rs.checkRoomForChange(m, history)
+		return rs.checkRoomForChange(m)
 	case ReactionToggled:
 		m := rs.byID[e.MessageID]
 		if m == nil {
@@ -196,7 +181,7 @@ func (rs *roomState) judgeWith(e Event, history int) *Error {
 		if err := checkEmoji(e.Emoji); err != nil {
 			return err
 		}
-		return rs.checkRoomForChange(m, history)
+		return rs.checkRoomForChange(m)
 	}
 	return errorf(CodeInternal, "a %s event is not a room event", e.Type)
 }
@@ -204,11 +189,11 @@ func (rs *roomState) judgeWith(e Event, history int) *Error {
 // judgeMembership decides a member event: only a private room has
 // members; any member may add a user who is not one, and remove any
 // member (themselves included) but the last.
-func (rs *roomState) judgeMembership(e Event, history int) *Error {
+func (rs *roomState) judgeMembership(e Event) *Error {
 	if !rs.room.Private {
 		return errorf(CodeBadUserInput, "room %s is public: everyone may use it, and it has no members", rs.room.ID)
 	}
-	return judgeMemberEvent(rs.room.ID, rs.members, history, rs.memberChanges[e.UserID], e)
+	return judgeMemberEvent(rs.room.ID, rs.members, rs.history, rs.memberChanges[e.UserID], e)
 }
 
 // judgeMemberEvent decides a member event by a member of a private room
@@ -241,13 +226,6 @@ func checkMemberChanges(roomID string, history, changes int, e Event) *Error {
 		return errorf(CodeConflict, "%q has joined and left room %s as often as its history keeps", e.UserID, roomID)
 	}
 	return nil
-}
-
-// historyRefused reports whether a member event that judgeMemberEvent
-// refuses under a history limit would pass without one: whether want of
-// history alone refuses it.
-func historyRefused[V any](roomID string, members map[string]V, changes int, e Event) bool {
-	return judgeMemberEvent(roomID, members, 0, changes, e) == nil
 }
 
 // changeMembers applies an accepted member event stored at seq.
@@ -284,9 +262,9 @@ func (rs *roomState) membersPage(w Window) Page[Member] {
 // keeps at most history entries, and were one discarded, a replica loading
 // the room would judge the rest differently (a version that no longer
 // follows, a toggle undone).
-func (rs *roomState) checkRoomForChange(m *messageState, history int) *Error {
-	if history > 0 && len(m.events)-1 >= history { // events[0] is the post, on the posts subject
-		return errorf(CodeConflict, "message %s has had the %d changes its room keeps", m.msg.ID, history)
+func (rs *roomState) checkRoomForChange(m *messageState) *Error {
+	if rs.history > 0 && len(m.events)-1 >= rs.history { // events[0] is the post, on the posts subject
+		return errorf(CodeConflict, "message %s has had the %d changes its room keeps", m.msg.ID, rs.history)
 	}
 	return nil
 }
@@ -297,32 +275,18 @@ func (rs *roomState) checkRoomForChange(m *messageState, history int) *Error {
 // history-1 changes, so that it can still be deleted, and an addition once
 // a user has history-1 member events in the room, so that they can still be
 // removed. Posts cost one comparison more.
-//
-// A proposal refused for want of history alone has the log's limit read
-// again first (historyLimit.raise): another replica may have raised it,
-// and allows what this one would refuse.
 func (rs *roomState) judgeProposal(e Event) *Error {
-	history := rs.history.get()
-	err := rs.judgeProposalWith(e, history)
-	if err != nil && history > 0 && rs.judgeWith(e, 0) == nil && rs.history.raise(rs.room.ID, 0) {
-		err = rs.judgeProposalWith(e, rs.history.get())
-	}
-	return err
-}
-
-// judgeProposalWith is judgeProposal under the history limit history.
-func (rs *roomState) judgeProposalWith(e Event, history int) *Error {
-	if err := rs.judgeWith(e, history); err != nil || history <= 0 {
+	if err := rs.judge(e); err != nil || rs.history <= 0 {
 		return err
 	}
 	switch e.Type {
 	case MessageEdited, ReactionToggled:
-		if m := rs.byID[e.MessageID]; len(m.events)-1 >= history-1 {
+		if m := rs.byID[e.MessageID]; len(m.events)-1 >= rs.history-1 {
 			return errorf(CodeConflict, "message %s has had the %d changes its room keeps; it can only be deleted",
-				m.msg.ID, history-1)
+				m.msg.ID, rs.history-1)
 		}
 	case MemberAdded:
-		if rs.memberChanges[e.UserID] >= history-1 {
+		if rs.memberChanges[e.UserID] >= rs.history-1 {
 			return errorf(CodeConflict, "%q has joined and left room %s as often as its history keeps; they cannot be added again",
 				e.UserID, rs.room.ID)
 		}
@@ -349,20 +313,13 @@ func (rs *roomState) changeable(e Event) (*messageState, *Error) {
 }
 
 // apply folds the room's event stored at seq into the state. An event the
-// rules refuse is skipped (every replica skips it) and reported; one they
-// refuse for want of history alone has the log's limit read again first
-// (historyLimit.raise), since the replica that stored it may have judged
-// it by a higher limit it raised the log's to.
+// rules refuse is skipped (every replica skips it) and reported.
 func (rs *roomState) apply(seq uint64, at time.Time, e Event) *Error {
 	if seq <= rs.last {
 		return nil
 	}
 	rs.last = seq
-	err := rs.judge(e)
-	if err != nil && rs.history.get() > 0 && rs.judgeWith(e, 0) == nil && rs.history.raise(rs.room.ID, seq) {
-		err = rs.judge(e)
-	}
-	if err != nil {
+	if err := rs.judge(e); err != nil {
 		if e.Type != MessagePosted && !isMemberEvent(e.Type) && rs.byID[e.MessageID] == nil {
 			// About a message the room no longer retains (or never had).
 			rs.horizon = max(rs.horizon, seq)
@@ -425,11 +382,10 @@ func (rs *roomState) post(seq uint64, at time.Time, e Event) {
 // per-subject limit has discarded their posts, so a replica loading the
 // room now would not see them either.
 func (rs *roomState) evict() {
-	history := rs.history.get()
-	if history <= 0 || len(rs.messages) <= history {
+	if rs.history <= 0 || len(rs.messages) <= rs.history {
 		return
 	}
-	n := len(rs.messages) - history
+	n := len(rs.messages) - rs.history
 	for _, m := range rs.messages[:n] {
 		rs.horizon = max(rs.horizon, m.msg.UpdatedSeq)
 		delete(rs.byID, m.msg.ID)
@@ -458,7 +414,7 @@ func (rs *roomState) expiredBefore() uint64 {
 // missing. Both a replica that held the room and one that loads it see the
 // same first retained post, with the same Prev.
 func (rs *roomState) discardedBefore() uint64 {
-	if history := rs.history.get(); history > 0 && len(rs.messages) >= history {
+	if rs.history > 0 && len(rs.messages) >= rs.history {
 		return rs.messages[0].prev
 	}
 	return 0

@@ -325,7 +325,7 @@ func (s *Service) failLoad(h *heldRoom, unwaited bool) bool {
 // readRoom reads a room from the start of its entries into a new state,
 // once, within the apply timeout.
 func (s *Service) readRoom(ctx context.Context, meta Room, known *eventStrings) (*roomState, error) {
-	st := newRoomStateJudgedBy(meta, s.history)
+	st := newRoomState(meta, s.opts.History)
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
 	_, err := s.log.ReadKey(ctx, meta.ID, 0, func(e pubsub.Entry) error {

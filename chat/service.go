@@ -28,11 +28,6 @@ type EventLog interface {
 	Partitions() int
 	RestLastSeq(ctx context.Context, k int, rest string) (uint64, error)
 	FollowRest(ctx context.Context, k int, rest string, fromSeq uint64, fn func(pubsub.Entry) error) error
-	// RefreshMaxMsgsPerSubject reads the log's per-subject limit again for
-	// an entry of key at seq (0: about to be appended) that the rules
-	// refuse under the limit known, and returns the limit after (see
-	// historyLimit).
-	RefreshMaxMsgsPerSubject(ctx context.Context, key string, seq uint64) (int64, error)
 }
 
 // DefaultRoomCache is the default budget of Options.RoomCache.
@@ -42,8 +37,10 @@ const DefaultRoomCache = 256 << 20
 type Options struct {
 	// History is how many posts each room keeps. It must equal the log's
 	// per-subject limit (pubsub.Log.MaxMsgsPerSubject) so that a held room
-	// evicts exactly what the log discards; 0 keeps everything. It rises
-	// when another replica raises the log's (see historyLimit).
+	// evicts exactly what the log discards, and every replica judges by
+	// the same limit; 0 keeps everything. The log's limit does not change
+	// under a running replica: pubsub.Open refuses to change it while
+	// another replica is alive.
 	History int
 	// ApplyTimeout bounds how long a command waits for the log to accept
 	// its event and for this replica to apply it, and how long loading a
@@ -88,9 +85,6 @@ type Service struct {
 
 	// members is every private room's members (see memberIndex).
 	members *memberIndex
-	// history is the log's per-subject limit that rooms and the member
-	// index judge by: Options.History, or higher since.
-	history *historyLimit
 
 	catchUpTarget uint64 // guarded by dirMu
 	caughtUp      atomic.Bool
@@ -135,16 +129,14 @@ func NewService(log EventLog, opts Options) *Service {
 		opts:       opts,
 		hub:        newHub(),
 		dir:        newDirectory(),
+		members:    newMemberIndex(log.Partitions(), opts.History),
 		dirApplied: make(chan struct{}),
 		rooms:      newRoomCache(),
 		resyncer:   newResyncer(),
 	}
-	s.life, s.endLife = context.WithCancel(context.Background())
-	s.history = &historyLimit{reread: s.rereadHistory}
-	s.history.n.Store(int64(opts.History))
-	s.members = newMemberIndexJudgedBy(log.Partitions(), s.history)
 	// Live entries are applied on the Live's own goroutine (see handleLive).
 	s.live = log.NewLive(pubsub.LiveOptions{Handle: s.handleLive})
+	s.life, s.endLife = context.WithCancel(context.Background())
 	s.status.Store("not started")
 	return s
 }
@@ -532,75 +524,4 @@ func (s *Service) Message(ctx context.Context, viewer, id string) (Message, bool
 		return Message{}, false, nil
 	}
 	return msg, found, err
-}
-
-// historyLimit is the log's per-subject limit (0 = unlimited) that a
-// replica's rooms and member index judge by: checkRoomForChange and
-// checkMemberChanges refuse what the log could not keep. It starts as
-// Options.History and only rises. Another replica started with a higher
-// --room-history raises the log's limit for everyone (pubsub.Open), then
-// stores what its own allows; so an event the rules refuse for want of
-// history alone (historyRefused) has the log's limit read again (raise)
-// before it is refused. Raising is safe at any moment: a higher limit only
-// loosens the rules, so whatever was accepted under the lower one still
-// is. The log is asked nothing while events pass, and a stored event is
-// the reason for at most one read (pubsub.Log.RefreshMaxMsgsPerSubject).
-type historyLimit struct {
-	n atomic.Int64
-	// reread reads the log's limit for an event of key at seq; nil: the
-	// limit is fixed (a migration's rooms, tests).
-	reread func(key string, seq uint64) (int64, error)
-}
-
-// fixedHistory is a limit that never rises.
-func fixedHistory(n int) *historyLimit {
-	h := &historyLimit{}
-	h.n.Store(int64(n))
-	return h
-}
-
-// get is the limit now. It costs an atomic load: every post reads it.
-func (h *historyLimit) get() int { return int(h.n.Load()) }
-
-// raise reads the log's limit again for an event of key stored at seq (0:
-// one this replica proposes) that the rules refuse under the limit now
-// for want of history alone, adopts it if it is higher, and reports
-// whether the limit rose.
-func (h *historyLimit) raise(key string, seq uint64) bool {
-	before := h.n.Load()
-	if h.reread == nil || before == 0 {
-		return false
-	}
-	found, err := h.reread(key, seq)
-	if err != nil {
-		return false
-	}
-	for {
-		now := h.n.Load()
-		if !higherHistory(found, now) {
-			return higherHistory(now, before) // raised meanwhile, by another event
-		}
-		if h.n.CompareAndSwap(now, found) {
-			return true
-		}
-	}
-}
-
-// higherHistory reports whether limit a (0 = unlimited) keeps more than b.
-func higherHistory(a, b int64) bool {
-	return a != b && (a == 0 || b != 0 && a > b)
-}
-
-// rereadHistory is the Service's historyLimit.reread: one read of the
-// log, within the apply timeout, logged when it fails (the event is then
-// judged by the limit known, and refused).
-func (s *Service) rereadHistory(key string, seq uint64) (int64, error) {
-	ctx, cancel := context.WithTimeout(s.life, s.opts.ApplyTimeout)
-	defer cancel()
-	n, err := s.log.RefreshMaxMsgsPerSubject(ctx, key, seq)
-	if err != nil {
-		s.opts.Logger.Warn("reading the log's per-subject limit again failed: an event it may allow is judged by the limit known",
-			"room", key, "seq", seq, "history", s.history.get(), "err", err)
-	}
-	return n, err
 }

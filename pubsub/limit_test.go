@@ -10,104 +10,88 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TestRefreshMaxMsgsPerSubjectAdoptsRaisedLimit: a Log opened with limit 3
-// keeps judging by it until asked to read it again, then adopts the limit
-// a later Open raised, but only the lowest every partition keeps; a stored
-// entry the last read covered is answered without a read.
-func TestRefreshMaxMsgsPerSubjectAdoptsRaisedLimit(t *testing.T) {
-	url := startNATS(t, true)
-	a := openLog(t, Options{URLs: []string{url}, Partitions: 2, MaxMsgsPerSubject: 3})
-	key := "room1"
-	stored := mustAppendKeyed(t, a, key, "posts", "hello", AppendOptions{})
-	openLog(t, Options{URLs: []string{url}, Partitions: 2, MaxMsgsPerSubject: 6})
-	if got := a.MaxMsgsPerSubject(); got != 3 {
-		t.Fatalf("MaxMsgsPerSubject before a read = %d, want 3 (as Open found it)", got)
-	}
-	js := rawJS(t, url)
-	setLimit := func(k int, n int64) {
-		t.Helper()
-		ctx := testCtx(t, 5*time.Second)
-		s, err := js.Stream(ctx, a.lay.partStreams[k])
+// TestOpenKeepsTheLimitOfALogInUse: a Log is opened with limit 6, then
+// another with a different one. Open refuses to change the per-subject
+// limit while a replica is alive (its presence liveness key exists), and
+// to lower it once the log holds any entry, a directory entry included;
+// it refuses naming the limit in force and the replicas alive, and
+// changes nothing. Raising it with no replica alive is allowed, entries or
+// not, and so is keeping it under replicas alive.
+func TestOpenKeepsTheLimitOfALogInUse(t *testing.T) {
+	alive := func(t *testing.T, l *Log) {
+		p, err := l.Presence(testCtx(t, 10*time.Second), PresenceOptions{Replica: "a"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := s.CachedInfo().Config
-		cfg.MaxMsgsPerSubject = n
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Cleanup(func() { _ = p.Close(context.Background()) })
+	}
+	stopped := func(t *testing.T, l *Log) {
+		p, err := l.Presence(testCtx(t, 10*time.Second), PresenceOptions{Replica: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Close(testCtx(t, 5*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	other := 1 - a.PartitionOf(key)
-	for _, step := range []struct {
-		name   string
-		before func()
-		seq    uint64
-		want   int64
-	}{
-		{name: "a proposal: raised by the later Open", want: 6},
-		{name: "a stored entry the last read covered", before: func() { setLimit(0, 9); setLimit(1, 9) }, seq: stored.Seq, want: 6},
-		{name: "a proposal again", want: 9},
-		{name: "one partition higher than the others", before: func() { setLimit(a.PartitionOf(key), 12) }, want: 9},
-		{name: "every partition higher", before: func() { setLimit(other, 0) }, want: 12},
-	} {
-		if step.before != nil {
-			step.before()
-		}
-		got, err := a.RefreshMaxMsgsPerSubject(testCtx(t, 5*time.Second), key, step.seq)
-		if err != nil || got != step.want || a.MaxMsgsPerSubject() != step.want {
-			t.Errorf("%s: RefreshMaxMsgsPerSubject = %d, %v (MaxMsgsPerSubject %d); want %d",
-				step.name, got, err, a.MaxMsgsPerSubject(), step.want)
-		}
-	}
-}
-
-// TestOpenRefusesLoweringTheLimitOfALogInUse: Open refuses to lower the
-// per-subject limit once the log holds any entry, a directory entry
-// included, or a replica is alive (its presence liveness key exists); an
-// empty log nobody uses may be lowered.
-func TestOpenRefusesLoweringTheLimitOfALogInUse(t *testing.T) {
+	entry := func(t *testing.T, l *Log) { mustAdd(t, l, "general", "room") }
 	for _, tt := range []struct {
 		name        string
-		use         func(t *testing.T, l *Log)
-		wantRefused string // "" = lowered
+		use         []func(t *testing.T, l *Log)
+		limit       int64 // the second Open's; the first's is 6
+		wantErr     error // nil = opened with limit
+		wantRefused []string
 	}{
-		{name: "a directory entry", use: func(t *testing.T, l *Log) { mustAdd(t, l, "general", "room") },
-			wantRefused: "the event log holds 1 entries"},
-		{name: "a replica alive", use: func(t *testing.T, l *Log) {
-			p, err := l.Presence(testCtx(t, 10*time.Second), PresenceOptions{Replica: "a"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = p.Close(context.Background()) })
-		}, wantRefused: "1 replica(s) alive (a)"},
-		{name: "a replica that stopped", use: func(t *testing.T, l *Log) {
-			p, err := l.Presence(testCtx(t, 10*time.Second), PresenceOptions{Replica: "a"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.Close(testCtx(t, 5*time.Second)); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{name: "nothing"},
+		{name: "lowered: a directory entry", use: []func(*testing.T, *Log){entry}, limit: 3,
+			wantErr: ErrHistoryLowered, wantRefused: []string{"the event log holds 1 entries", "--room-history) at 6 or more"}},
+		{name: "lowered: a replica alive", use: []func(*testing.T, *Log){alive}, limit: 3,
+			wantErr: ErrHistoryLowered, wantRefused: []string{"1 replica(s) alive (a)", "--room-history) at 6 or more"}},
+		{name: "lowered: a replica that stopped", use: []func(*testing.T, *Log){stopped}, limit: 3},
+		{name: "lowered: nothing", limit: 3},
+		{name: "raised: a replica alive", use: []func(*testing.T, *Log){entry, alive}, limit: 9,
+			wantErr: ErrHistoryRaised, wantRefused: []string{"keeps max_msgs_per_subject 6", "1 replica(s) alive (a)",
+				"start with MaxMsgsPerSubject (--room-history) 6", "stop every replica and start them all with 9", "counts as alive"}},
+		{name: "raised to unlimited: a replica alive", use: []func(*testing.T, *Log){alive}, limit: 0,
+			wantErr: ErrHistoryRaised, wantRefused: []string{"raising it to unlimited", "(--room-history) 6"}},
+		{name: "raised: entries, a replica that stopped", use: []func(*testing.T, *Log){entry, stopped}, limit: 9},
+		{name: "raised: entries, nothing alive", use: []func(*testing.T, *Log){entry}, limit: 9},
+		{name: "kept: a replica alive", use: []func(*testing.T, *Log){entry, alive}, limit: 6},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			url := startNATS(t, true)
-			a := openLog(t, Options{URLs: []string{url}, MaxMsgsPerSubject: 6})
-			if tt.use != nil {
-				tt.use(t, a)
+			a := openLog(t, Options{URLs: []string{url}, Partitions: 2, MaxMsgsPerSubject: 6})
+			for _, use := range tt.use {
+				use(t, a)
 			}
-			b, err := Open(testCtx(t, 10*time.Second), Options{URLs: []string{url}, MaxMsgsPerSubject: 3, Logger: testLogger()})
+			b, err := Open(testCtx(t, 10*time.Second), Options{URLs: []string{url}, Partitions: 2, MaxMsgsPerSubject: tt.limit, Logger: testLogger()})
 			if err == nil {
 				defer b.Close()
 			}
 			switch {
-			case tt.wantRefused == "" && err != nil:
-				t.Fatalf("Open lowering the limit of an unused log: %v", err)
-			case tt.wantRefused == "" && b.MaxMsgsPerSubject() != 3:
-				t.Errorf("MaxMsgsPerSubject = %d, want 3", b.MaxMsgsPerSubject())
-			case tt.wantRefused != "" && (!errors.Is(err, ErrHistoryLowered) || !strings.Contains(err.Error(), tt.wantRefused)):
-				t.Errorf("Open lowering the limit: %v; want ErrHistoryLowered saying %q", err, tt.wantRefused)
+			case tt.wantErr == nil && err != nil:
+				t.Fatalf("Open with limit %d: %v", tt.limit, err)
+			case tt.wantErr == nil:
+				if got := b.MaxMsgsPerSubject(); got != tt.limit {
+					t.Errorf("MaxMsgsPerSubject = %d, want %d", got, tt.limit)
+				}
+				return
+			case !errors.Is(err, tt.wantErr):
+				t.Fatalf("Open with limit %d under 6: %v; want %v", tt.limit, err, tt.wantErr)
+			}
+			for _, want := range tt.wantRefused {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("refused with %q; want it to say %q", err, want)
+				}
+			}
+			js := rawJS(t, url)
+			for _, name := range a.lay.partStreams {
+				s, err := js.Stream(testCtx(t, 5*time.Second), name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := s.CachedInfo().Config.MaxMsgsPerSubject; got != 6 {
+					t.Errorf("stream %s keeps max_msgs_per_subject %d after the refused Open, want 6", name, got)
+				}
 			}
 		})
 	}

@@ -63,7 +63,9 @@ type Options struct {
 	// Replicas is every stream's replica count (default 1).
 	Replicas int
 	// MaxMsgsPerSubject bounds how many messages each partition subject keeps (0 = unlimited). Per-subject
-	// retention; the directory keeps every entry.
+	// retention; the directory keeps every entry. It is the event log's, shared by every replica: Open
+	// refuses to change the limit in force while a replica is alive (ErrHistoryRaised, ErrHistoryLowered),
+	// and to lower it once the log holds entries.
 	MaxMsgsPerSubject int64
 	// DuplicateWindow is the JetStream de-duplication window (default 2m).
 	DuplicateWindow time.Duration
@@ -174,12 +176,12 @@ type Log struct {
 	legacy    jetstream.Stream
 	hasLegacy atomic.Bool
 
-	limit       subjectLimit  // the partitions' per-subject limit (MaxMsgsPerSubject)
-	addTimeout  time.Duration // AddToDirectory's bound when its ctx has none
-	dirCreated  time.Time     // the directory stream's creation, as Open found it (Info refreshes CachedInfo)
-	partCreated []time.Time   // each partition stream's creation, as Open found it; index: partition
-	epoch       time.Time
-	clientURL   string
+	maxPerSubject int64
+	addTimeout    time.Duration // AddToDirectory's bound when its ctx has none
+	dirCreated    time.Time     // the directory stream's creation, as Open found it (Info refreshes CachedInfo)
+	partCreated   []time.Time   // each partition stream's creation, as Open found it; index: partition
+	epoch         time.Time
+	clientURL     string
 
 	// Health's look at the partitions (partitionHealth): the partition
 	// the next call asks in turn, the partitions to ask at every call until
@@ -276,7 +278,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		"directory", l.lay.dirStream,
 		"partitions", l.lay.partitions,
 		"legacy", l.hasLegacy.Load(),
-		"max_msgs_per_subject", l.limit.n.Load(),
+		"max_msgs_per_subject", l.maxPerSubject,
 		"epoch", l.epoch)
 	return l, nil
 }
@@ -568,10 +570,10 @@ func (l *Log) Connected() bool { return l.nc.IsConnected() }
 func (l *Log) Available() bool { return l.nc.IsConnected() && l.storeFailure() == nil }
 
 // MaxMsgsPerSubject is the per-subject message limit in force on the
-// partition streams (0 = unlimited): as Open left it, read back from
-// partition 0's configuration, or higher once RefreshMaxMsgsPerSubject has
-// found that another replica raised it. It never falls.
-func (l *Log) MaxMsgsPerSubject() int64 { return l.limit.n.Load() }
+// partition streams after Open, read back from partition 0's configuration
+// (0 = unlimited). It stays in force while this Log is open: a later Open
+// refuses to change it while a replica is alive (see checkLimitKept).
+func (l *Log) MaxMsgsPerSubject() int64 { return l.maxPerSubject }
 
 // Epoch identifies this incarnation of the log: the latest epoch, as Open
 // found them, among the directory and partition streams: a stream's

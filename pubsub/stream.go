@@ -215,7 +215,7 @@ func (l *Log) setupStreams(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := l.checkNotLowered(ctx, foundInfo, wants); err != nil {
+	if err := l.checkLimitKept(ctx, foundInfo, wants); err != nil {
 		return err
 	}
 	// A stream created while others exist is created again, or the last
@@ -269,11 +269,7 @@ func (l *Log) setupStreams(ctx context.Context) error {
 		l.partCreated[k] = s.CachedInfo().Created
 	}
 	l.suspectPart = make([]atomic.Bool, n)
-	lastSeqs := make([]uint64, n)
-	for k, s := range l.parts {
-		lastSeqs[k] = s.CachedInfo().State.LastSeq
-	}
-	l.limit.init(max(l.parts[0].CachedInfo().Config.MaxMsgsPerSubject, 0), lastSeqs)
+	l.maxPerSubject = max(l.parts[0].CachedInfo().Config.MaxMsgsPerSubject, 0)
 	return nil
 }
 
@@ -328,8 +324,13 @@ func (l *Log) checkDirectoryLayout(have jetstream.StreamConfig) error {
 
 // ErrHistoryLowered means Options.MaxMsgsPerSubject is below the limit in
 // force on an event log that holds entries, or that replicas alive use
-// (see checkNotLowered). It wraps ErrStreamConflict.
+// (see checkLimitKept). It wraps ErrStreamConflict.
 var ErrHistoryLowered = fmt.Errorf("per-subject limit lowered on an event log in use: %w", ErrStreamConflict)
+
+// ErrHistoryRaised means Options.MaxMsgsPerSubject is above the limit in
+// force on an event log that replicas alive use (see checkLimitKept). It
+// wraps ErrStreamConflict.
+var ErrHistoryRaised = fmt.Errorf("per-subject limit raised under replicas alive: %w", ErrStreamConflict)
 
 // streamLimits lists the stream-wide limits an operator set (Open leaves
 // max_age, max_msgs and max_bytes as it finds them), as "setting value".
@@ -397,50 +398,78 @@ func checkPartitionKeepsSubjects(have, want jetstream.StreamConfig) error {
 	return nil
 }
 
-// checkNotLowered refuses to lower the partitions' per-subject limit below
+// checkLimitKept refuses to change the partitions' per-subject limit from
 // the one in force (found[i] is what the look-up found of wants[i], nil if
-// nothing) once the log holds any entry, in the directory or any
-// partition, or another replica is alive. (A legacy stream's entries do
-// not count: nothing judges them by the partitions' limit, and the
-// migration copies them under the limit of the replica that runs it.) NATS would trim every subject to it at
-// once, the ones its users keep within the old limit too (see
-// checkPartitionKeepsSubjects); and a replica running meanwhile judges by
-// the limit it read, not knowing NATS now discards what it relies on (a
-// message's earlier changes, a member's joining). An empty log that no
-// replica uses may be lowered.
-func (l *Log) checkNotLowered(ctx context.Context, found []*jetstream.StreamInfo, wants []jetstream.StreamConfig) error {
-	var lowered *jetstream.StreamInfo
-	var want int64
+// nothing) while another replica is alive, and to lower it once the log
+// holds any entry, in the directory or any partition. (A legacy stream's
+// entries do not count: nothing judges them by the partitions' limit, and
+// the migration copies them under the limit of the replica that runs it.)
+//
+// A replica judges by the limit Open left in force for as long as it runs
+// (in herald's chat, its held rooms evict the posts the log discards, and
+// it refuses the changes the log could not keep). Lowered under it, NATS
+// would discard what it relies on (a message's earlier changes, a member's
+// joining); raised, the log would keep, and the raising replica accept,
+// what it evicts and refuses, so replicas would answer the same room
+// differently and skip each other's events. Lowered at all, NATS trims
+// every subject to the new limit at once, the ones its users keep within
+// the old limit too (see checkPartitionKeepsSubjects). So the limit of a
+// log in use is raised by stopping every replica and starting them all
+// with the new one; an empty log no replica uses may take any limit.
+//
+// The replicas alive are looked up only when the limit would change: an
+// Open that keeps it asks nothing more.
+func (l *Log) checkLimitKept(ctx context.Context, found []*jetstream.StreamInfo, wants []jetstream.StreamConfig) error {
+	var lowered, raised *jetstream.StreamInfo // the first stream found whose limit wants lower, or raise
 	var entries uint64
 	for i, info := range found {
 		if info == nil {
 			continue
 		}
 		entries += info.State.Msgs
-		if lowered == nil && limitLowered(info.Config, wants[i]) {
-			lowered, want = info, wants[i].MaxMsgsPerSubject
+		switch {
+		case lowered == nil && limitLowered(info.Config, wants[i]):
+			lowered = info
+		case raised == nil && limitLowered(wants[i], info.Config):
+			raised = info
 		}
 	}
-	if lowered == nil {
+	changed := lowered
+	if changed == nil {
+		changed = raised
+	}
+	if changed == nil {
 		return nil
 	}
-	have := lowered.Config
-	if entries > 0 {
+	have, want := changed.Config, l.opts.MaxMsgsPerSubject
+	inForce := fmtLimit(have.MaxMsgsPerSubject)
+	if lowered != nil && entries > 0 {
 		return newError(ErrHistoryLowered, nil,
-			"stream %q keeps max_msgs_per_subject %s and the event log holds %d entries: lowering it to %d would make NATS discard the oldest entries of every subject at once, not only keys' oldest ones beyond the new limit (in herald's chat, rooms' older posts) but the changes and membership entries rooms are rebuilt from (deleted messages and removed members would come back), under replicas that judge by the limit in force; keep MaxMsgsPerSubject (--room-history) at %s or more",
-			have.Name, fmtLimit(have.MaxMsgsPerSubject), entries, want, fmtLimit(have.MaxMsgsPerSubject))
+			"stream %q keeps max_msgs_per_subject %s and the event log holds %d entries: lowering it to %s would make NATS discard the oldest entries of every subject at once, not only keys' oldest ones beyond the new limit (in herald's chat, rooms' older posts) but the changes and membership entries rooms are rebuilt from (deleted messages and removed members would come back), under replicas that judge by the limit in force; keep MaxMsgsPerSubject (--room-history) at %s or more",
+			have.Name, inForce, entries, fmtLimit(want), inForce)
 	}
 	alive, err := l.replicasAlive(ctx)
 	if err != nil {
-		return fmt.Errorf("stream %q keeps max_msgs_per_subject %s, which MaxMsgsPerSubject %d would lower: look for replicas using the event log: %w",
-			have.Name, fmtLimit(have.MaxMsgsPerSubject), want, err)
+		return fmt.Errorf("stream %q keeps max_msgs_per_subject %s, which MaxMsgsPerSubject %s would change: look for replicas using the event log: %w",
+			have.Name, inForce, fmtLimit(want), err)
 	}
-	if len(alive) > 0 {
+	switch {
+	case len(alive) == 0:
+		return nil
+	case lowered != nil:
 		return newError(ErrHistoryLowered, nil,
-			"stream %q keeps max_msgs_per_subject %s, and %d replica(s) alive (%s) judge by it: lowering it to %d under them would make NATS discard entries they keep within their limit (in herald's chat, a message's changes and a member's entries rooms are rebuilt from); keep MaxMsgsPerSubject (--room-history) at %s or more, or stop every replica first",
-			have.Name, fmtLimit(have.MaxMsgsPerSubject), len(alive), strings.Join(alive, ", "), want, fmtLimit(have.MaxMsgsPerSubject))
+			"stream %q keeps max_msgs_per_subject %s, and %d replica(s) alive (%s) judge by it: lowering it to %s under them would make NATS discard entries they keep within their limit (in herald's chat, a message's changes and a member's entries rooms are rebuilt from); keep MaxMsgsPerSubject (--room-history) at %s or more, or stop every replica first",
+			have.Name, inForce, len(alive), strings.Join(alive, ", "), fmtLimit(want), inForce)
 	}
-	return nil
+	return newError(ErrHistoryRaised, nil,
+		"stream %q keeps max_msgs_per_subject %s, and %d replica(s) alive (%s) judge by it for as long as they run: raising it to %s under them would make the log keep, and this replica accept, what they evict and refuse (in herald's chat, posts and a message's or member's entries beyond %s), so replicas would answer the same rooms differently; start with MaxMsgsPerSubject (--room-history) %s, or stop every replica and start them all with %s (a replica that stopped without closing, killed or crashed, counts as alive until its presence key expires, %s after its last heartbeat by default)",
+		have.Name, inForce, len(alive), strings.Join(alive, ", "), fmtLimit(want), inForce, inForce, fmtLimit(want), defaultPresenceTTL)
+}
+
+// higherLimit reports whether per-subject limit a (0 = unlimited) keeps
+// more than b.
+func higherLimit(a, b int64) bool {
+	return a != b && (a == 0 || b != 0 && a > b)
 }
 
 // limitLowered reports whether want lowers have's per-subject limit.
@@ -448,7 +477,7 @@ func limitLowered(have, want jetstream.StreamConfig) bool {
 	return higherLimit(max(have.MaxMsgsPerSubject, 0), max(want.MaxMsgsPerSubject, 0))
 }
 
-// checkStreamNotLowered is checkNotLowered for one stream found while
+// checkStreamNotLowered is checkLimitKept's lowering check for one stream found while
 // creating it (another replica created it in between): it refuses to lower
 // its limit while it holds entries.
 func checkStreamNotLowered(info *jetstream.StreamInfo, want jetstream.StreamConfig) error {
@@ -562,7 +591,7 @@ func (l *Log) streamsCapturing(ctx context.Context, subjects []string) []string 
 // reconcile checks an existing stream against want and updates the settings
 // this package owns when they differ; it refuses to lower the per-subject
 // limit of a stream that holds entries (checkStreamNotLowered, after
-// setupStreams' checkNotLowered) and any stream's replica count
+// setupStreams' checkLimitKept) and any stream's replica count
 // (checkReplicasNotLowered). Settings it does
 // not own (MaxAge, MaxBytes, ...) are left as the operator set them, but
 // the checks of Open refuse those that discard entries

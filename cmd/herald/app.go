@@ -167,7 +167,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 			return nil, fmt.Errorf("open the event log (--partitions %d): %w", cfg.Partitions, err)
 		case errors.Is(err, pubsub.ErrReplicasLowered):
 			return nil, fmt.Errorf("open the event log (--stream-replicas %d): %w", cfg.StreamReplicas, err)
-		case errors.Is(err, pubsub.ErrHistoryLowered):
+		case errors.Is(err, pubsub.ErrHistoryLowered), errors.Is(err, pubsub.ErrHistoryRaised):
 			return nil, fmt.Errorf("open the event log (--room-history %d): %w", cfg.RoomHistory, err)
 		case errors.Is(err, pubsub.ErrDataDirNotWritable), errors.Is(err, pubsub.ErrDataDirFull):
 			return nil, fmt.Errorf("--data-dir (HERALD_DATA_DIR): open the event log: %w", err)

@@ -9,96 +9,116 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/pubsub"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TestRaisedHistoryAdoptedByRunningReplica: replica A runs with
-// --room-history 3; B joins with 6, which raises the log's limit for
-// everyone, and accepts membership changes and edits A's limit would
-// refuse. A adopts the raised limit when it meets them (its rooms and its
-// member index alike): bob, removed through B, is no member on A either,
-// A agrees with B on the message edited beyond A's old limit, and users
-// on A may then do what B allows.
-func TestRaisedHistoryAdoptedByRunningReplica(t *testing.T) {
+// TestRaisedHistoryRefusedWhileAReplicaRuns: replica A runs with
+// --room-history 3. B started with 6 while A runs is refused, naming the
+// value in force, A and what to do, and changes nothing: the log keeps 3,
+// A still judges by it (a third edit is refused), and a replica joining
+// with 3 agrees with A on the private room's membership and messages.
+// Once no replica is alive, B starts with 6, raising the log's limit, and
+// finds the rooms as A left them.
+func TestRaisedHistoryRefusedWhileAReplicaRuns(t *testing.T) {
 	cfgA := testConfig(t, t.TempDir())
 	cfgA.NATSListen = freeAddr(t)
 	cfgA.RoomHistory = 3
 	a := startTestApp(t, cfgA)
-
-	cfgB := testConfig(t, t.TempDir())
-	cfgB.NATSURLs = []string{a.log.ClientURL()}
-	cfgB.RoomHistory = 6
-	b := startTestApp(t, cfgB)
+	urls := []string{a.log.ClientURL()}
 
 	var created struct{ CreateRoom roomData }
-	gql(t, b.Addr(), "alice", `mutation { createRoom(name: "secret", private: true) { id } }`, nil, &created)
+	gql(t, a.Addr(), "alice", `mutation { createRoom(name: "secret", private: true) { id } }`, nil, &created)
 	room := created.CreateRoom.ID
-	// A holds the room (and its message) before B goes beyond A's limit:
-	// A folds B's events live, not only in a load after the raise.
-	msg := postMessage(t, a.Addr(), "alice", room, "v1")
-	for i, m := range []string{"addMember", "removeMember", "addMember", "removeMember"} {
-		if r := gql(t, b.Addr(), "alice", `mutation($r: ID!, $u: ID!) { `+m+`(roomId: $r, userId: $u) { id } }`,
+	for _, m := range []string{"addMember", "removeMember"} {
+		if r := gql(t, a.Addr(), "alice", `mutation($r: ID!, $u: ID!) { `+m+`(roomId: $r, userId: $u) { id } }`,
 			map[string]any{"r": room, "u": "bob"}, nil); len(r.Errors) > 0 {
-			t.Fatalf("change %d (%s bob) through B: %+v", i+1, m, r.Errors)
+			t.Fatalf("%s bob through A: %+v", m, r.Errors)
 		}
 	}
+	msg := postMessage(t, a.Addr(), "alice", room, "v1")
 	edit := func(addr string, version int) gqlResponse {
 		return gql(t, addr, "alice", `mutation($id: ID!, $v: Int!, $t: String!) { editMessage(id: $id, version: $v, text: $t) { version } }`,
 			map[string]any{"id": msg.ID, "v": version, "t": fmt.Sprintf("v%d", version+1)}, nil)
 	}
-	for v := 1; v <= 3; v++ { // 3 changes: A's old limit refuses the third
-		if r := edit(b.Addr(), v); len(r.Errors) > 0 {
-			t.Fatalf("edit %d through B: %+v", v, r.Errors)
+	for v := 1; v <= 2; v++ {
+		if r := edit(a.Addr(), v); len(r.Errors) > 0 {
+			t.Fatalf("edit %d through A: %+v", v, r.Errors)
 		}
-	}
-	marker := postMessage(t, b.Addr(), "alice", room, "after bob left")
-
-	// A has applied everything up to the marker once alice sees it there.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var out struct{ Message *messageData }
-		gql(t, a.Addr(), "alice", `query($id: ID!) { message(id: $id) { text } }`, map[string]any{"id": marker.ID}, &out)
-		if out.Message != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("A never applied alice's marker post")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if got := a.log.MaxMsgsPerSubject(); got != 6 {
-		t.Errorf("A's log knows the per-subject limit as %d after B raised it to 6", got)
 	}
 
-	for _, r := range []struct {
-		name string
-		app  *app
-	}{{"A", a}, {"B", b}} {
-		bob := gql(t, r.app.Addr(), "bob", `query($id: ID!) { message(id: $id) { text } }`, map[string]any{"id": marker.ID}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cfgB := testConfig(t, t.TempDir())
+	cfgB.NATSURLs = urls
+	cfgB.RoomHistory = 6
+	b, err := startApp(ctx, cfgB, quietLogger(t))
+	if err == nil {
+		stopTestApp(t, b)
+		t.Fatal("B with --room-history 6 started under A running with 3")
+	}
+	t.Logf("B refused: %v", err)
+	if !errors.Is(err, pubsub.ErrHistoryRaised) {
+		t.Errorf("B refused with %v; want ErrHistoryRaised", err)
+	}
+	for _, want := range []string{"keeps max_msgs_per_subject 3", "1 replica(s) alive", "start with MaxMsgsPerSubject (--room-history) 3",
+		"stop every replica and start them all with 6", "counts as alive"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("B refused with %q; want it to say %q", err, want)
+		}
+	}
+	if got := streamLimit(t, ctx, urls, "HERALD_P0"); got != 3 {
+		t.Errorf("the log keeps max_msgs_per_subject %d after B's refused start, want 3", got)
+	}
+
+	// roomAsLeft checks what a replica answers of the room: bob, removed,
+	// neither reads it nor has it among his rooms, and the message is
+	// alice's last edit.
+	roomAsLeft := func(name, addr, text string, version int) {
+		t.Helper()
+		bob := gql(t, addr, "bob", `query($id: ID!) { message(id: $id) { text } }`, map[string]any{"id": msg.ID}, nil)
 		var read struct{ Message *messageData }
 		_ = decodeInto(bob, &read)
 		if read.Message != nil {
-			t.Errorf("bob, removed from the private room through B, reads its messages on %s: %s", r.name, bob.Data)
+			t.Errorf("bob, removed from the private room, reads its messages on %s: %s", name, bob.Data)
 		}
 		var rooms struct {
 			Rooms struct{ Nodes []roomData }
 		}
-		gql(t, r.app.Addr(), "bob", `{ rooms { nodes { id } } }`, nil, &rooms)
+		gql(t, addr, "bob", `{ rooms { nodes { id } } }`, nil, &rooms)
 		for _, n := range rooms.Rooms.Nodes {
 			if n.ID == room {
-				t.Errorf("%s lists the private room among bob's rooms after his removal through B", r.name)
+				t.Errorf("%s lists the private room among bob's rooms after his removal", name)
 			}
 		}
-		var edited struct{ Message *messageData }
-		gql(t, r.app.Addr(), "alice", `query($id: ID!) { message(id: $id) { text version } }`, map[string]any{"id": msg.ID}, &edited)
-		if edited.Message == nil || edited.Message.Text != "v4" || edited.Message.Version != 4 {
-			t.Errorf("the message edited 3 times through B, on %s: %+v; want \"v4\" at version 4", r.name, edited.Message)
+		var got struct{ Message *messageData }
+		gql(t, addr, "alice", `query($id: ID!) { message(id: $id) { text version } }`, map[string]any{"id": msg.ID}, &got)
+		if got.Message == nil || got.Message.Text != text || got.Message.Version != version {
+			t.Errorf("the message on %s: %+v; want %q at version %d", name, got.Message, text, version)
 		}
 	}
+	// A still judges by 3: a message keeps 2 changes but for its deletion.
+	if r := edit(a.Addr(), 3); r.code() != "CONFLICT" {
+		t.Errorf("a third edit through A under --room-history 3: %+v; want CONFLICT", r.Errors)
+	}
+	roomAsLeft("A", a.Addr(), "v3", 3)
+	cfgC := testConfig(t, t.TempDir())
+	cfgC.NATSURLs = urls
+	cfgC.RoomHistory = 3
+	c := startTestApp(t, cfgC)
+	roomAsLeft("C, started with A's 3", c.Addr(), "v3", 3)
 
-	// A proposal A's old limit refuses (a fourth change, over 3 - 1) is
-	// judged by the raised one, as B judges it.
-	if r := edit(a.Addr(), 4); len(r.Errors) > 0 {
-		t.Errorf("a fourth edit through A, which B's --room-history 6 allows: %+v", r.Errors)
+	// With no replica alive, raising is allowed. What is left of A is the
+	// embedded NATS server it serves.
+	stopTestApp(t, c)
+	stopPresence(t, a)
+	b = startTestApp(t, cfgB)
+	if got, limit := b.log.MaxMsgsPerSubject(), streamLimit(t, ctx, urls, "HERALD_P0"); got != 6 || limit != 6 {
+		t.Errorf("B started with 6 once no replica was alive: its limit %d, the log's %d; want 6", got, limit)
+	}
+	roomAsLeft("B, started with 6 once alone", b.Addr(), "v3", 3)
+	if r := edit(b.Addr(), 3); len(r.Errors) > 0 {
+		t.Errorf("a third edit through B under --room-history 6: %+v", r.Errors)
 	}
 }
 
@@ -210,4 +230,24 @@ func TestStreamReplicasNeverLowered(t *testing.T) {
 	cfgC.NATSURLs = urls
 	cfgC.StreamReplicas = 3
 	startTestApp(t, cfgC)
+}
+
+// streamLimit is the per-subject limit of stream name on the NATS at urls
+// (-1 = unlimited).
+func streamLimit(t *testing.T, ctx context.Context, urls []string, name string) int64 {
+	t.Helper()
+	nc, err := nats.Connect(strings.Join(urls, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Fatalf("stream %s: %v", name, err)
+	}
+	return s.CachedInfo().Config.MaxMsgsPerSubject
 }
