@@ -90,14 +90,20 @@ func lineBreak(doc string, i int) bool {
 
 // blockStringEnd returns the index of the last quote of the block string
 // whose text starts at i (or len(doc) if it is not closed), counting its
-// lines. Inside one, only \""" is an escape.
+// lines. Inside one, only \""" is an escape. A run of more than three
+// quotes closes it with its last three, the others being text, as
+// gqlparser reads it: `"""She said "hi""""` is the string She said "hi".
 func blockStringEnd(doc string, i int, line, lineStart *int) int {
 	for ; i < len(doc); i++ {
 		switch {
 		case strings.HasPrefix(doc[i:], `\"""`):
 			i += 3
-		case strings.HasPrefix(doc[i:], `"""`):
-			return i + 2
+		case doc[i] == '"':
+			run := len(doc[i:]) - len(strings.TrimLeft(doc[i:], `"`))
+			if run >= 3 {
+				return i + run - 1
+			}
+			i += run - 1
 		case lineBreak(doc, i):
 			*line, *lineStart = *line+1, i+1
 		}

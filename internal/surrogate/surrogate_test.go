@@ -46,6 +46,12 @@ func TestLoneInGraphQL(t *testing.T) {
 		{`{ hello(name: """\ud800""") }`, 0, 0}, // block strings take \ literally
 		{`{ hello(name: """a \""" \ud800""") }`, 0, 0},
 		{"# \\ud800 in a comment\n{ hello }", 0, 0},
+		// A run of more than three quotes closes a block string with its
+		// last three, as gqlparser reads it: """x"""" is the string x".
+		{`{ a: hello(name: """x"""") b: hello(name: "\ud800") }`, 1, 44},
+		{"{ hello(name: \"\"\"x\"\"\"\") # a comment: \\ud800\n}", 0, 0},
+		{`{ a: hello(name: """x"""""") b: hello(name: "\udc00") }`, 1, 46},
+		{`{ a: hello(name: """x""""""") b: hello(name: "\udc00") }`, 1, 47},
 		{`{ hello(name: "\u12") }`, 0, 0}, // malformed: the parser's to refuse
 		{`{ hello(name: "a\ud800b") }`, 1, 17},
 		{`{ hello(name: "\udc00") }`, 1, 16},
