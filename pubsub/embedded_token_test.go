@@ -106,3 +106,19 @@ func TestBindDescription(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactURLsHidesTokens: a token or password in a server URL shows as
+// xxxxx, also in a URL url.Parse cannot read, which was shown whole.
+func TestRedactURLsHidesTokens(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		{"nats://s3cret-token@127.0.0.1:4222", "nats://xxxxx@127.0.0.1:4222"},
+		{"nats://user:s3cret@127.0.0.1:4222", "nats://user:xxxxx@127.0.0.1:4222"},
+		{"nats://s3cret-token@127.0.0.1:42x22", "nats://xxxxx@127.0.0.1:42x22"},
+		{"nats://us@er:s3cret@127.0.0.1:42x22", "nats://xxxxx@127.0.0.1:42x22"},
+	} {
+		if got := redactURLs([]string{tt.in}); got != tt.want || strings.Contains(got, "s3cret") {
+			t.Errorf("redactURLs(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

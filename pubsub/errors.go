@@ -116,7 +116,17 @@ func redactURLs(urls []string) string {
 	out := make([]string, len(urls))
 	for i, s := range urls {
 		out[i] = s
-		if u, err := url.Parse(s); err == nil && u.User != nil {
+		u, err := url.Parse(s)
+		switch {
+		case err != nil:
+			// Not a URL url.Parse reads (a port mistyped): whatever
+			// stands between "://" and the last "@" may be a secret.
+			if scheme, rest, ok := strings.Cut(s, "://"); ok {
+				if at := strings.LastIndex(rest, "@"); at > 0 {
+					out[i] = scheme + "://xxxxx" + rest[at:]
+				}
+			}
+		case u.User != nil:
 			if _, hasPassword := u.User.Password(); !hasPassword {
 				// nats://token@host: the user part is the secret.
 				u.User = url.User("xxxxx")

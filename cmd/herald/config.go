@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -359,6 +360,10 @@ func (c config) validate() error {
 	for _, u := range c.NATSURLs {
 		if !strings.Contains(u, "://") {
 			bad("nats-url", "%q is not a URL; write nats://host:4222", u)
+		} else if _, err := url.Parse(u); err != nil {
+			// Here, not at the dial: this error goes through
+			// hideCredentials, and the URL may carry a token.
+			bad("nats-url", "%q is not a URL: %v", u, errors.Unwrap(err))
 		}
 	}
 	if !validStreamName(c.Stream) {

@@ -79,10 +79,12 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		// The signal cancelled the start, which undid itself: a stop
 		// that was asked for, not a failed start, whatever the cancelled
 		// start reports (a NATS dial, for one, ends only at its timeout).
-		logger.Info("stopped while starting", "signal", first.String(), "start", err.Error())
+		logger.Info("stopped while starting", "signal", first.String(), "start", cfg.hideCredentials(err.Error()))
 		return 0
 	case err != nil:
-		logger.Error("herald could not start: " + err.Error())
+		// Through hideCredentials: an error may quote a --nats-url whole,
+		// its token in it (nats.go's own parse error does).
+		logger.Error("herald could not start: " + cfg.hideCredentials(err.Error()))
 		return 1
 	}
 

@@ -300,3 +300,20 @@ func TestConfigRefusesGuessableJWTSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMistypedNATSURLHidesItsToken: a --nats-url that url.Parse cannot
+// read (a port mistyped) is refused by the configuration, and nothing
+// Herald writes shows the token it carries. It reached nats.go, whose
+// parse error quoted the URL whole, token and all, in "herald could not
+// start".
+func TestMistypedNATSURLHidesItsToken(t *testing.T) {
+	var stderr bytes.Buffer
+	code := run([]string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
+		"--nats-url", "nats://" + testNATSToken + "@127.0.0.1:42x22"}, noEnv, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "nats-url") {
+		t.Errorf("exit %d, output %q; want 2 and an error naming --nats-url", code, stderr.String())
+	}
+	if strings.Contains(stderr.String(), testNATSToken) {
+		t.Errorf("the output shows the NATS token: %s", stderr.String())
+	}
+}
