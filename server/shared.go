@@ -533,15 +533,29 @@ func liveForm(ctx context.Context, exec graphql.GraphExecutor, raw *graphql.RawP
 // (the shared execution may lag behind the replay), and the replay is
 // retired. Both streams are complete and ordered from where they start, so
 // the subscriber sees neither a gap nor a duplicate.
+//
+// The held results are handed over at the subscriber's pace, as the replay
+// was (catchUp): written all at once, the live results that arrived during
+// a long, paced replay overflowed the queue though the live stream never
+// outran the client. Until the hand-over ends, live results keep being
+// held behind them, so one goroutine at a time writes op's results, in
+// order.
 type handoff struct {
-	limit   int        // held results beyond which the subscriber is a slow consumer
+	// limit is the held results beyond which the subscriber is a slow
+	// consumer (--ws-queue's messages). A count, not bytes: the queue's
+	// bytes are what a client may have unread, but results are held while
+	// the whole backlog is replayed, and a bound of the queue's bytes
+	// closed a client during a long replay under a modest live stream.
+	// Held results cost little: they are the shared execution's payloads.
+	limit   int
 	private *execution // the replay; set at join
 
-	mu     sync.Mutex
-	live   bool   // switched to the shared execution
-	failed bool   // a result without data ended one of the two: nothing follows it
-	last   uint64 // position of the last replayed result written
-	held   []*payload
+	mu         sync.Mutex
+	live       bool   // switched to the shared execution
+	catchingUp bool   // the replay reached the held results: its goroutine writes them (catchUp)
+	failed     bool   // a result without data ended one of the two: nothing follows it
+	last       uint64 // position of the last replayed result written
+	held       []*payload
 }
 
 // deliver routes one result of execution e to op.
@@ -571,13 +585,15 @@ func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
 		return
 	}
 	switch {
-	case e.replay && h.live:
-		// Retired: the shared execution has taken over.
+	case e.replay && (h.live || h.catchingUp):
+		// Retired, or about to be: the held and live results follow.
 	case e.replay:
 		op.sub.deliver(op, p)
 		h.last = max(h.last, p.pos)
 		if len(h.held) > 0 && p.pos >= h.held[0].pos {
-			h.goLive(op)
+			// The replay's goroutine writes the held results once it
+			// has let go of e's lock (catchUp), each when there is room.
+			h.catchingUp = true
 		}
 	case p.pos == 0:
 		// A live result without a position (a schema whose events carry
@@ -593,22 +609,71 @@ func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
 		op.sub.tooSlow(op, "slow consumer: the replay fell behind the live stream; reconnect and resume")
 	default:
 		h.held = append(h.held, p)
-		if h.last >= p.pos {
-			h.goLive(op)
+		if !h.catchingUp && h.last >= p.pos {
+			// The replay has written p already, and so everything held
+			// (p is the first: a held result the replay reached would
+			// have started the catch-up): nothing is left to write.
+			h.goLive()
 		}
 	}
 }
 
-// goLive writes the held results the replay has not covered and retires
-// the replay. It never takes the registry lock: callers hold an
-// execution's lock.
-func (h *handoff) goLive(op *operation) {
-	h.live = true
-	for _, p := range h.held {
-		if p.pos > h.last {
+// catchUp writes, for e, a replay that has reached the results its handoff
+// holds, those results the replay has not covered, one at a time, each
+// once the subscriber has room for it (subscriber.awaitRoom), as the
+// replay's own were (paceReplay); live results arriving meanwhile are held
+// behind them. Once none is left, the shared execution takes over
+// (goLive). It runs on the replay's goroutine, under no execution's lock,
+// taking h.mu only to look and to write one result; it stops, writing
+// nothing more, when ctx, the replay's, ends (op left, the registry
+// closed) or a failed result ended the subscription.
+func (r *sharedExecutions) catchUp(e *execution, ctx context.Context) {
+	e.mu.RLock()
+	var op *operation
+	if len(e.members) > 0 {
+		op = e.members[0]
+	}
+	e.mu.RUnlock()
+	if op == nil || op.handoff == nil {
+		return
+	}
+	h := op.handoff
+	for {
+		h.mu.Lock()
+		if !h.catchingUp || h.live || h.failed || ctx.Err() != nil {
+			h.mu.Unlock()
+			return
+		}
+		for len(h.held) > 0 && h.held[0].pos <= h.last {
+			h.held[0] = nil
+			h.held = h.held[1:] // the replay wrote it
+		}
+		if len(h.held) == 0 {
+			h.goLive()
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+		// Only this goroutine takes from held, and live results are
+		// appended behind: held[0] is still the one to write next.
+		op.sub.awaitRoom(ctx)
+		h.mu.Lock()
+		if !h.failed && ctx.Err() == nil {
+			p := h.held[0]
+			h.held[0] = nil
+			h.held = h.held[1:]
 			op.sub.deliver(op, p)
 		}
+		h.mu.Unlock()
 	}
+}
+
+// goLive switches op to the shared execution and retires the replay; what
+// is still held, the replay has written. It never takes the registry
+// lock: callers hold h.mu, and on the live side an execution's lock.
+func (h *handoff) goLive() {
+	h.live = true
+	h.catchingUp = false
 	h.held = nil
 	h.private.retired.Store(true)
 	h.private.cancel()
@@ -690,6 +755,9 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 		for _, op := range denied {
 			op.sub.denied(op, forbiddenError())
 		}
+		if e.replay {
+			r.catchUp(e, ctx) // if this result reached the held live ones
+		}
 		if panicked {
 			break // the execution's state is unknown: it ends, with the error sent
 		}
@@ -730,8 +798,9 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 // The replay is the execution's one member, so waiting holds up nobody
 // else; it waits under no lock (not e.mu, which leave, recheck and the
 // handoff's live side take). Live results that arrive meanwhile are held
-// by the handoff, up to its limit: a live stream that outruns the socket
-// still closes it as too slow. Shared executions never wait.
+// by the handoff, up to its limit, and handed over at the same pace
+// (catchUp): a live stream that outruns the socket still closes it as too
+// slow. Shared executions never wait.
 func (r *sharedExecutions) paceReplay(e *execution, ctx context.Context) bool {
 	if e.retired.Load() {
 		return true // its results are dropped (handoff.deliver)
