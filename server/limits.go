@@ -271,8 +271,9 @@ func mutationKey(ctx context.Context, remote string) limitKey {
 // of any other IPv6 address only its /64 prefix, which one host or one
 // subscriber's network usually has to itself and can draw addresses from
 // at will. An address that is not an IP's (a Unix socket's, or none, as a
-// request relayed from another replica has) is used as it is: all such
-// clients share one allowance.
+// request relayed by a replica of an earlier version has: see
+// relayClientAddrKey) is used as it is: all such clients share one
+// allowance.
 func addressKey(remote string) string {
 	var ip netip.Addr
 	if ap, err := netip.ParseAddrPort(remote); err == nil {

@@ -35,7 +35,9 @@ type Relay interface {
 type RelayHandler func(ctx context.Context, msg RelayMessage) RelayMessage
 
 // RelayMessage is a relayed request or its answer: an HTTP request or
-// response as headers and a body.
+// response as headers and a body. A Relay carries the header's keys as
+// they are, not put in canonical form: a request's client address travels
+// under a key no client can send (relayClientAddrKey).
 type RelayMessage struct {
 	Header http.Header
 	Body   []byte
@@ -100,6 +102,20 @@ const (
 	relayUserHeader   = "Herald-Relay-User"
 )
 
+// relayClientAddrKey carries a relayed request's client address
+// (http.Request.RemoteAddr) from the replica it reached to the holder,
+// whose limits count an anonymous client's mutations by it (mutationKey):
+// without it every client whose requests are relayed would share one
+// allowance there. The forwarding replica sets it; no client can: the key
+// is not in canonical form, and net/http gives every header a client sends
+// (over HTTP/1 or HTTP/2) its canonical form, so a client's
+// "Herald-Relay-Client-Addr", even one a replica of an earlier version
+// relays as it came, is never read as it. The relay carries keys as they
+// are (NATS headers keep their case); a relay that did not would lose the
+// address, never take a client's. A message without it (from a replica of
+// an earlier version) is served without an address, as it was before.
+const relayClientAddrKey = "herald-relay-client-addr"
+
 // relayedKey marks the context of a request replayed from the relay: it
 // is served here or refused, never relayed again.
 type relayedKey struct{}
@@ -125,11 +141,16 @@ func relayRequest(r *http.Request, limit int64) (RelayMessage, *requestError) {
 	h.Set(relayTargetHeader, r.URL.RequestURI())
 	h.Del(relayUserHeader) // only a claim carries one, set by claimRemote
 	h.Del(relayStatusHeader)
+	delete(h, relayClientAddrKey) // a request net/http read has none; one made in process might
+	if r.RemoteAddr != "" {
+		h[relayClientAddrKey] = []string{r.RemoteAddr}
+	}
 	return RelayMessage{Header: h, Body: body}, nil
 }
 
 // replayedRequest rebuilds the request a message carries, its context
-// marked as relayed.
+// marked as relayed, with the address of the client that sent it to the
+// forwarding replica, if that replica said (relayClientAddrKey).
 func replayedRequest(ctx context.Context, msg RelayMessage) (*http.Request, error) {
 	h := msg.Header.Clone()
 	if h == nil {
@@ -138,12 +159,18 @@ func replayedRequest(ctx context.Context, msg RelayMessage) (*http.Request, erro
 	method, target := h.Get(relayMethodHeader), h.Get(relayTargetHeader)
 	h.Del(relayMethodHeader)
 	h.Del(relayTargetHeader)
+	var remote string
+	if addr := h[relayClientAddrKey]; len(addr) > 0 {
+		remote = addr[0]
+	}
+	delete(h, relayClientAddrKey)
 	r, err := http.NewRequestWithContext(context.WithValue(ctx, relayedKey{}, true), method, target, bytes.NewReader(msg.Body))
 	if err != nil {
 		return nil, fmt.Errorf("rebuild a relayed %q request for %q: %w", method, target, err)
 	}
 	r.Header = h
 	r.RequestURI = target
+	r.RemoteAddr = remote // NewRequest's is "", as it stays when none is said
 	return r, nil
 }
 

@@ -595,8 +595,9 @@ func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Reque
 			return false
 		}
 		// An anonymous client's mutations count by its address; a request
-		// relayed from another replica has none here (""), and all such
-		// count as one client's.
+		// relayed from another replica has the one that replica took it
+		// from (replayedRequest), or none ("") from a replica of an
+		// earlier version, whose relayed clients count as one.
 		if gerr := t.run.mutations.mutationsAllowed(ctx, opCtx, r.RemoteAddr); gerr != nil {
 			st.ops.fail(st, op, &graphql.Response{Errors: gqlerror.List{gerr}})
 			return true
