@@ -175,7 +175,8 @@ func (l *Log) MigrationRecord(ctx context.Context) (rec MigrationRecord, ok bool
 		return rec, false, fmt.Errorf("read the migration record (bucket %s): %w", l.migrationBucket(), err)
 	}
 	var v migrationValue
-	if err := json.Unmarshal(e.Value(), &v); err == nil {
+	err = json.Unmarshal(e.Value(), &v)
+	if err == nil {
 		rec.Legacy, err = time.Parse(time.RFC3339Nano, v.Legacy)
 	}
 	if err != nil {

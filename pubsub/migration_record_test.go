@@ -86,3 +86,24 @@ func TestMigrationRecord(t *testing.T) {
 		t.Fatalf("LookUpLegacy of a deleted stream = %+v, %v (HasLegacy %v); want none", gone, err, a.HasLegacy())
 	}
 }
+
+// TestMigrationRecordNotHeralds: a record Herald did not write (not its
+// JSON, or a time it cannot read) is refused with ErrStreamConflict, not
+// taken for a record of a migration started at the zero time.
+func TestMigrationRecordNotHeralds(t *testing.T) {
+	url := startNATS(t, true)
+	js := rawJS(t, url)
+	l := openLog(t, Options{URLs: []string{url}})
+	kv, err := js.CreateKeyValue(testCtx(t, 5*time.Second), jetstream.KeyValueConfig{Bucket: "HERALD_MIGRATION"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, value := range []string{`not json`, `{"legacy":"yesterday"}`} {
+		if _, err := kv.Put(testCtx(t, 5*time.Second), "legacy", []byte(value)); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := l.MigrationRecord(testCtx(t, 5*time.Second)); !errors.Is(err, ErrStreamConflict) {
+			t.Errorf("MigrationRecord of %q = %v, %v; want ErrStreamConflict", value, ok, err)
+		}
+	}
+}
