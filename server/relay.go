@@ -160,6 +160,7 @@ func replayedRequest(ctx context.Context, msg RelayMessage) (*http.Request, erro
 	h.Del(relayMethodHeader)
 	h.Del(relayTargetHeader)
 	var remote string
+	//lint:ignore SA1008 the key is not canonical on purpose: no client's header has it
 	if addr := h[relayClientAddrKey]; len(addr) > 0 {
 		remote = addr[0]
 	}

@@ -130,6 +130,7 @@ func TestRelayedRequestKeepsItsClientsAddress(t *testing.T) {
 			if r.RemoteAddr != tc.want {
 				t.Fatalf("RemoteAddr %q, want %q", r.RemoteAddr, tc.want)
 			}
+			//lint:ignore SA1008 the key is not canonical on purpose (see relayClientAddrKey)
 			if _, ok := r.Header[relayClientAddrKey]; ok {
 				t.Fatalf("the relayed request's headers keep %s: %v", relayClientAddrKey, r.Header)
 			}

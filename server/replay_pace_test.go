@@ -294,6 +294,7 @@ func TestReplayWaitsOutsideLocksAndSharedExecutionsNever(t *testing.T) {
 	locked := make(chan struct{})
 	go func() {
 		op.handoff.private.mu.Lock()
+		//lint:ignore SA2001 taking the lock at all is what is tested
 		op.handoff.private.mu.Unlock()
 		close(locked)
 	}()
