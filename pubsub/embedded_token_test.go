@@ -1,34 +1,16 @@
 package pubsub
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/heraldhq/herald/internal/testrig"
 )
-
-// tokenTestLog is a log destination safe for the Log's goroutines.
-type tokenTestLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *tokenTestLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *tokenTestLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 // TestEmbeddedTokenGuardsListener: with Options.Token, the embedded
 // server's TCP clients need the token (nats://<token>@host:port), the
@@ -37,7 +19,7 @@ func (l *tokenTestLog) String() string {
 // joined by URL included, shows it.
 func TestEmbeddedTokenGuardsListener(t *testing.T) {
 	const token = "embedded-token-test-0123456789abcdef"
-	logs := &tokenTestLog{}
+	logs := &testrig.LogBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	served := openEmbedded(t, Options{ListenAddr: "127.0.0.1:0", Token: token, Logger: logger})
 	mustAdd(t, served, "embedding_log", "x")

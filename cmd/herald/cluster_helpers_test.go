@@ -96,8 +96,8 @@ func natsCluster(t *testing.T, n int) []string {
 	return urls
 }
 
-// streamReplicas is the replica count of stream name on the NATS at urls.
-func streamReplicas(t *testing.T, ctx context.Context, urls []string, name string) int {
+// streamConfig is the configuration of stream name on the NATS at urls.
+func streamConfig(t *testing.T, ctx context.Context, urls []string, name string) jetstream.StreamConfig {
 	t.Helper()
 	nc, err := nats.Connect(strings.Join(urls, ","))
 	if err != nil {
@@ -112,5 +112,5 @@ func streamReplicas(t *testing.T, ctx context.Context, urls []string, name strin
 	if err != nil {
 		t.Fatalf("stream %s: %v", name, err)
 	}
-	return s.CachedInfo().Config.Replicas
+	return s.CachedInfo().Config
 }

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/pubsub"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestRaisedHistoryRefusedWhileAReplicaRuns: replica A runs with
@@ -67,7 +65,7 @@ func TestRaisedHistoryRefusedWhileAReplicaRuns(t *testing.T) {
 			t.Errorf("B refused with %q; want it to say %q", err, want)
 		}
 	}
-	if got := streamLimit(t, ctx, urls, "HERALD_P0"); got != 3 {
+	if got := streamConfig(t, ctx, urls, "HERALD_P0").MaxMsgsPerSubject; got != 3 {
 		t.Errorf("the log keeps max_msgs_per_subject %d after B's refused start, want 3", got)
 	}
 
@@ -113,7 +111,7 @@ func TestRaisedHistoryRefusedWhileAReplicaRuns(t *testing.T) {
 	stopTestApp(t, c)
 	stopPresence(t, a)
 	b = startTestApp(t, cfgB)
-	if got, limit := b.log.MaxMsgsPerSubject(), streamLimit(t, ctx, urls, "HERALD_P0"); got != 6 || limit != 6 {
+	if got, limit := b.log.MaxMsgsPerSubject(), streamConfig(t, ctx, urls, "HERALD_P0").MaxMsgsPerSubject; got != 6 || limit != 6 {
 		t.Errorf("B started with 6 once no replica was alive: its limit %d, the log's %d; want 6", got, limit)
 	}
 	roomAsLeft("B, started with 6 once alone", b.Addr(), "v3", 3)
@@ -221,7 +219,7 @@ func TestStreamReplicasNeverLowered(t *testing.T) {
 		t.Errorf("presence set up with 1 replica on buckets kept with 3: %v; want ErrReplicasLowered", err)
 	}
 	for _, name := range []string{"HERALD_ROOMS", "HERALD_P0", "KV_HERALD_PRESENCE", "KV_HERALD_PRESENCE_REPLICAS"} {
-		if got := streamReplicas(t, ctx, urls, name); got != 3 {
+		if got := streamConfig(t, ctx, urls, name).Replicas; got != 3 {
 			t.Errorf("stream %s has %d replica(s) after the refused start, want 3", name, got)
 		}
 	}
@@ -230,24 +228,4 @@ func TestStreamReplicasNeverLowered(t *testing.T) {
 	cfgC.NATSURLs = urls
 	cfgC.StreamReplicas = 3
 	startTestApp(t, cfgC)
-}
-
-// streamLimit is the per-subject limit of stream name on the NATS at urls
-// (-1 = unlimited).
-func streamLimit(t *testing.T, ctx context.Context, urls []string, name string) int64 {
-	t.Helper()
-	nc, err := nats.Connect(strings.Join(urls, ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(ctx, name)
-	if err != nil {
-		t.Fatalf("stream %s: %v", name, err)
-	}
-	return s.CachedInfo().Config.MaxMsgsPerSubject
 }

@@ -6,11 +6,12 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/heraldhq/herald/internal/testrig"
 )
 
 // testJWTSecret is an HS256 key the configuration accepts: long enough,
@@ -20,37 +21,19 @@ const testJWTSecret = "test-only-hs256-key-not-for-production"
 // testNATSToken is a --nats-token the configuration accepts.
 const testNATSToken = "test-only-nats-token-0123456789abcdef"
 
-// capturedLog is a log destination safe for the app's goroutines.
-type capturedLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *capturedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *capturedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 func noEnv(string) string { return "" }
 
 // startLoggedApp parses args as the binary would, builds the logger the
 // binary would (newLogger, so --log-level and --log-format apply) and
 // starts the app, stopped when the test ends.
-func startLoggedApp(t *testing.T, args []string) (*app, *capturedLog) {
+func startLoggedApp(t *testing.T, args []string) (*app, *testrig.LogBuffer) {
 	t.Helper()
 	cfg, err := parseConfig(args, noEnv, io.Discard)
 	if err != nil {
 		t.Fatalf("parse config %q: %v", args, err)
 	}
 	cfg.DrainTimeout = 0
-	logs := &capturedLog{}
+	logs := &testrig.LogBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	a, err := startApp(ctx, cfg, newLogger(cfg, logs))
