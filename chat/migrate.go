@@ -104,14 +104,10 @@ func migrate(ctx context.Context, log LegacyLog, logger *slog.Logger, timing mig
 	owner := nuid.Next()
 	var other otherMigrator
 	for {
-		legacy, err := log.LookUpLegacy(ctx)
-		if err != nil {
-			return report, fmt.Errorf("migrate the event log: %w", err)
-		}
-		if !legacy.Exists {
-			logger.Info("the event log was migrated by another replica", "legacy_stream", legacy.Name)
-			report.ByAnother = true
-			return report, nil
+		legacy, gone, err := lookUpLegacy(ctx, log, logger)
+		if err != nil || gone {
+			report.ByAnother = gone
+			return report, err
 		}
 		rec, found, err := log.MigrationRecord(ctx)
 		if err != nil {
@@ -161,6 +157,19 @@ func migrate(ctx context.Context, log LegacyLog, logger *slog.Logger, timing mig
 	}
 }
 
+// lookUpLegacy looks the legacy stream up afresh; gone reports, and logs,
+// that it is no more: another replica migrated it.
+func lookUpLegacy(ctx context.Context, log LegacyLog, logger *slog.Logger) (legacy pubsub.LegacyStream, gone bool, err error) {
+	legacy, err = log.LookUpLegacy(ctx)
+	if err != nil {
+		return legacy, false, fmt.Errorf("migrate the event log: %w", err)
+	}
+	if !legacy.Exists {
+		logger.Info("the event log was migrated by another replica", "legacy_stream", legacy.Name)
+	}
+	return legacy, !legacy.Exists, nil
+}
+
 // legacyNextToLogInUse is what Migrate does about a legacy stream that no
 // migration wrote the new layout from. Empty, it is left alone: deleting
 // it would gain nothing and could lose what an earlier replica still
@@ -192,12 +201,11 @@ func migrateClaimed(ctx context.Context, log LegacyLog, logger *slog.Logger, tim
 	}()
 	// Right before anything is purged or copied: the stream may have been
 	// migrated meanwhile, by a replica that died before deleting its record.
-	legacy, err := log.LookUpLegacy(ctx)
+	legacy, gone, err := lookUpLegacy(ctx, log, logger)
 	if err != nil {
-		return report, fmt.Errorf("migrate the event log: %w", err)
+		return report, err
 	}
-	if !legacy.Exists {
-		logger.Info("the event log was migrated by another replica", "legacy_stream", legacy.Name)
+	if gone {
 		report.ByAnother = true
 		return report, deleteRecord(ctx, log, logger)
 	}
