@@ -30,6 +30,23 @@ func legacyOf(e Event) legacyEntry {
 	return legacyEntry{subject: "herald.room." + e.RoomID + "." + e.rest(), e: e}
 }
 
+// logJetStream is a JetStream client of log's server, of its own
+// connection, closed when the test ends: what an operator's nats CLI, or
+// an earlier Herald, would do to the log.
+func logJetStream(t *testing.T, log *pubsub.Log) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(log.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // writeLegacyLog creates the single-stream layout's stream on log's server
 // and stores entries in it, as an old Herald did; it returns the time the
 // stream stored each entry.
@@ -37,15 +54,7 @@ func writeLegacyLog(t *testing.T, log *pubsub.Log, entries []legacyEntry) []time
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	nc, err := nats.Connect(log.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := logJetStream(t, log)
 	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "HERALD", Subjects: []string{"herald.>"}, Storage: jetstream.FileStorage})
 	if err != nil {
 		t.Fatal(err)

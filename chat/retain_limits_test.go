@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/pubsub"
@@ -161,15 +160,7 @@ func testPartitionLimitIsRefused(t *testing.T, limit string, set func(*jetstream
 	// An operator caps the partition (nats stream edit HERALD_P0
 	// --max-msgs ..., or --max-bytes, --max-age: any limit but the
 	// per-subject one).
-	nc, err := nats.Connect(lg.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := logJetStream(t, lg)
 	update := func(change func(*jetstream.StreamConfig)) {
 		t.Helper()
 		s, err := js.Stream(ctx, "HERALD_P0")
