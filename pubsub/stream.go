@@ -737,7 +737,7 @@ func fmtDuration(d time.Duration) string {
 // and meta.sum disagree when a crash or a full disk came between its
 // writes of the two). Creating it anew over those files would keep its
 // entries under a new creation time, so every client's cursor would
-// expire, and the checks of Open (the partition count, checkNotLowered)
+// expire, and the checks of Open (the partition count, checkLimitKept)
 // would have passed on a configuration they never saw. With external
 // servers, their files are theirs to report.
 func (l *Log) checkNotLeftUnloaded(name string) error {
