@@ -310,7 +310,7 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
-			if intFlag(f) && otherBase(v) {
+			if otherBase(f, v) {
 				errs = append(errs, fmt.Errorf("%s (--%s): invalid value %q: %s", envName(f.Name), f.Name, v, notDecimal))
 				return
 			}
@@ -623,30 +623,48 @@ func quotedInside(s string) string {
 // longest stream name made from it, must fit NATS's 255.
 const maxStreamBase = 255 - len("KV_") - len("_PRESENCE_REPLICAS")
 
-// intFlag reports whether the flag package reads f as an integer, which it
-// does in any base Go source allows: "010" is 8, "0x10" is 16.
-func intFlag(f *flag.Flag) bool {
+// numberFlag reports whether the flag package reads f as a number, and as
+// a float: an integer in any base Go source allows ("010" is 8, "0x10" is
+// 16), a float in Go's float syntax ("0x1p4" is 16, "1_0" is 10).
+func numberFlag(f *flag.Flag) (number, float bool) {
 	switch fmt.Sprintf("%T", f.Value) {
 	case "*flag.intValue", "*flag.int64Value", "*flag.uintValue", "*flag.uint64Value":
-		return true
+		return true, false
+	case "*flag.float64Value":
+		return true, true
 	}
-	return false
+	return false, false
 }
 
-const notDecimal = "write it in decimal, without a leading zero (the flag package reads 010 as octal 8)"
+const notDecimal = "write it in decimal, without a leading zero, underscores or 0x (the flag package reads 010 as octal 8)"
 
-// otherBase reports whether the flag package would read s as an integer
-// written other than in plain decimal (010, 0x10, 1_000); what it cannot
-// read at all is its to refuse.
-func otherBase(s string) bool {
-	if _, err := strconv.ParseInt(s, 0, 64); err != nil {
+// otherBase reports whether the flag package would read s, a value of f,
+// as a number written other than in plain decimal (010, 0x10, 1_000,
+// 0x1p4); what it cannot read at all is its to refuse.
+func otherBase(f *flag.Flag, s string) bool {
+	number, float := numberFlag(f)
+	switch {
+	case !number:
 		return false
+	case float:
+		if _, err := strconv.ParseFloat(s, 64); err != nil {
+			return false
+		}
+	default:
+		if _, err := strconv.ParseInt(s, 0, 64); err != nil {
+			return false
+		}
 	}
 	d := strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
+	if float {
+		// 0.5 and 1e3 are decimal; Inf and NaN are validate's to refuse.
+		leadingZero := len(d) > 1 && d[0] == '0' && d[1] >= '0' && d[1] <= '9'
+		return leadingZero || strings.ContainsAny(d, "_xX")
+	}
 	return d != "0" && (d[0] == '0' || strings.Trim(d, "0123456789") != "")
 }
 
-// nonDecimalArg refuses an integer flag of args, as the flag package has
+// nonDecimalArg refuses a numeric flag of args, as the flag package has
 // just parsed them, whose value is not plain decimal.
 func nonDecimalArg(fs *flag.FlagSet, args []string) error {
 	for i := 0; i < len(args); i++ {
@@ -668,7 +686,7 @@ func nonDecimalArg(fs *flag.FlagSet, args []string) error {
 			}
 			value = args[i]
 		}
-		if intFlag(f) && otherBase(value) {
+		if otherBase(f, value) {
 			return fmt.Errorf("--%s (%s): invalid value %q: %s", name, envName(name), value, notDecimal)
 		}
 	}

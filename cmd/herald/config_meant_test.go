@@ -28,6 +28,12 @@ func TestConfigRefusesWhatIsNotMeant(t *testing.T) {
 		{"hex", []string{"--addr", ":0", "--room-history", "0x10"}, nil, `--room-history (HERALD_ROOM_HISTORY): invalid value "0x10"`},
 		{"leading zero variable", nil, map[string]string{"HERALD_ROOM_HISTORY": "010"}, `HERALD_ROOM_HISTORY (--room-history): invalid value "010": write it in decimal`},
 		{"underscores variable", nil, map[string]string{"HERALD_WS_QUEUE": "1_000"}, `HERALD_WS_QUEUE (--ws-queue): invalid value "1_000"`},
+		// The rates are floats, in Go's float syntax: 0x1p4 is 16, 1_0 is 10.
+		{"hex float", []string{"--mutation-rate", "0x1p4"}, nil, `--mutation-rate (HERALD_MUTATION_RATE): invalid value "0x1p4": write it in decimal`},
+		{"float underscores", []string{"--ws-subscribe-rate", "1_0"}, nil, `--ws-subscribe-rate (HERALD_WS_SUBSCRIBE_RATE): invalid value "1_0"`},
+		{"float leading zero", []string{"--mutation-rate=010"}, nil, `--mutation-rate (HERALD_MUTATION_RATE): invalid value "010"`},
+		{"hex float variable", nil, map[string]string{"HERALD_WS_SUBSCRIBE_RATE": "0x1p4"}, `HERALD_WS_SUBSCRIBE_RATE (--ws-subscribe-rate): invalid value "0x1p4": write it in decimal`},
+		{"float underscores variable", nil, map[string]string{"HERALD_MUTATION_RATE": "1_000"}, `HERALD_MUTATION_RATE (--mutation-rate): invalid value "1_000"`},
 		// NATS names a stream at most 255 bytes: KV_<name>_PRESENCE_REPLICAS.
 		{"stream too long", []string{"--stream", strings.Repeat("a", 235)}, nil, "--stream (HERALD_STREAM): is 235 characters, at most 234"},
 		// A value from a file or a secret with its line break: every token 401.
@@ -45,11 +51,15 @@ func TestConfigRefusesWhatIsNotMeant(t *testing.T) {
 			}
 		})
 	}
-	// Plain decimal, with a + sign too, is read as written.
-	c, err := parseConfig([]string{"--partitions", "10", "--room-history=100", "--stream", strings.Repeat("a", 234)},
-		func(k string) string { return map[string]string{"HERALD_WS_QUEUE": "+100"}[k] }, io.Discard)
-	if err != nil || c.Partitions != 10 || c.RoomHistory != 100 || c.WSQueue != 100 {
-		t.Fatalf("decimal values read as partitions %d, room history %d, ws queue %d: %v", c.Partitions, c.RoomHistory, c.WSQueue, err)
+	// Plain decimal, with a + sign too, is read as written; so are a
+	// fraction below one and an exponent.
+	c, err := parseConfig([]string{"--partitions", "10", "--room-history=100", "--stream", strings.Repeat("a", 234), "--mutation-rate", "0.5"},
+		func(k string) string {
+			return map[string]string{"HERALD_WS_QUEUE": "+100", "HERALD_WS_SUBSCRIBE_RATE": "1e2"}[k]
+		}, io.Discard)
+	if err != nil || c.Partitions != 10 || c.RoomHistory != 100 || c.WSQueue != 100 || c.MutationRate != 0.5 || c.WSSubscribeRate != 100 {
+		t.Fatalf("decimal values read as partitions %d, room history %d, ws queue %d, mutation rate %v, ws subscribe rate %v: %v",
+			c.Partitions, c.RoomHistory, c.WSQueue, c.MutationRate, c.WSSubscribeRate, err)
 	}
 }
 
