@@ -331,7 +331,14 @@ func (a *app) startPprof(l net.Listener) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	a.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	a.pprof = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// net/http/pprof extends it by a profile's or trace's seconds=.
+		WriteTimeout: 30 * time.Second,
+	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

@@ -298,6 +298,22 @@ func TestPprofListener(t *testing.T) {
 	if _, err := parseConfig([]string{"--pprof", "nope"}, func(string) string { return "" }, io.Discard); err == nil {
 		t.Fatal("--pprof nope accepted")
 	}
+	// Every wait on a peer has its bound, as on the public listener: an
+	// idle kept-alive connection, a withheld body, an unread answer.
+	if s := a.pprof; s.ReadTimeout <= 0 || s.IdleTimeout <= 0 || s.WriteTimeout <= 0 {
+		t.Fatalf("pprof listener's bounds: read %v, idle %v, write %v; want each set", s.ReadTimeout, s.IdleTimeout, s.WriteTimeout)
+	}
+	// net/http/pprof extends the write bound by the profile's length: a
+	// profile of its own length is still answered.
+	resp, err = http.Get("http://" + cfg.PprofAddr + "/debug/pprof/profile?seconds=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(body) == 0 {
+		t.Fatalf("a one-second CPU profile: %d, %d bytes", resp.StatusCode, len(body))
+	}
 }
 
 // TestConfigRejectsBadJWTAndLimitValues: values that would only fail once
