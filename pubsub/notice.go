@@ -53,22 +53,29 @@ func (l *Log) PublishNotice(ctx context.Context, topic string, data []byte) erro
 }
 
 // NoticeListener hands every notice of a topic to a function, one at a
-// time, on a goroutine of its own. Stop it with Close.
+// time, on a goroutine of its own. Stop it with Close; its goroutine ends
+// with its Log's Close too, as a Live does.
 type NoticeListener struct {
 	sub  *nats.Subscription
 	in   chan *nats.Msg
 	done chan struct{}
-	once sync.Once
-	wg   sync.WaitGroup
+	// connClosed is the Log's, closed once its connection is: nothing
+	// reaches in after that, and NATS never closes in.
+	connClosed <-chan struct{}
+	once       sync.Once
+	wg         sync.WaitGroup
 }
 
 // ListenNotices calls fn with every notice published on topic from now on
-// (the NATS server knows of the listener when ListenNotices returns).
+// (the NATS server knows of the listener when ListenNotices returns), until
+// the listener's Close or l's Close (once it has closed the connection: a
+// notice being handled then is not waited for). fn must not call the
+// listener's Close, which waits for it to return.
 func (l *Log) ListenNotices(topic string, fn func(data []byte)) (*NoticeListener, error) {
 	if err := checkNoticeTopic(topic); err != nil {
 		return nil, err
 	}
-	nl := &NoticeListener{in: make(chan *nats.Msg, noticeQueue), done: make(chan struct{})}
+	nl := &NoticeListener{in: make(chan *nats.Msg, noticeQueue), done: make(chan struct{}), connClosed: l.connClosed}
 	sub, err := l.nc.ChanSubscribe(noticePrefix+topic, nl.in)
 	if err != nil {
 		return nil, fmt.Errorf("listen for notices on %q: %w", topic, err)
@@ -85,6 +92,10 @@ func (l *Log) ListenNotices(topic string, fn func(data []byte)) (*NoticeListener
 			select {
 			case <-nl.done:
 				return
+			case <-nl.connClosed:
+				// Log.Close: the subscription is gone with the connection,
+				// and without this the goroutine would wait forever.
+				return
 			case m := <-nl.in:
 				fn(m.Data)
 			}
@@ -94,7 +105,7 @@ func (l *Log) ListenNotices(topic string, fn func(data []byte)) (*NoticeListener
 }
 
 // Close stops the listener and waits for a notice being handled to be
-// done. It is safe to call more than once.
+// done. It is safe to call more than once, and after Log.Close.
 func (nl *NoticeListener) Close() error {
 	var err error
 	nl.once.Do(func() {

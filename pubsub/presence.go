@@ -64,6 +64,7 @@ type Presence struct {
 	live     map[string]bool             // replicas whose liveness key exists, as followed
 	heard    map[string]time.Time        // replica → when the follower last saw its heartbeat
 	watches  map[*PresenceWatch]struct{} // told when live changes
+	signals  map[*SignalWatch]struct{}   // the open ones, which Close ends
 	kick     chan struct{}               // wakes the writer
 	rewatch  chan struct{}               // the follower must watch the liveness bucket anew
 	// rewatchSlots bounds how many PresenceWatches set up a watch anew at
@@ -274,6 +275,7 @@ func newPresence(l *Log, opts PresenceOptions) (*Presence, error) {
 		live: map[string]bool{}, heard: map[string]time.Time{}, watches: map[*PresenceWatch]struct{}{},
 		kick: make(chan struct{}, 1), rewatch: make(chan struct{}, 1), stop: make(chan struct{}),
 		rewatchSlots: make(chan struct{}, rewatchConcurrency),
+		signals:      map[*SignalWatch]struct{}{},
 	}, nil
 }
 
@@ -887,16 +889,17 @@ func (p *Presence) ioContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(p.life, p.opts.WriteTimeout)
 }
 
-// Close stops the writer and the follower and deletes this replica's keys,
-// bounded by ctx, so that watchers see its members leave at once rather
-// than after the TTL. It is safe to call more than once; later calls do
-// nothing.
+// Close stops the writer and the follower, ends every SignalWatch, and
+// deletes this replica's keys, bounded by ctx, so that watchers see its
+// members leave at once rather than after the TTL. It is safe to call more
+// than once; later calls do nothing.
 func (p *Presence) Close(ctx context.Context) error {
 	var err error
 	p.once.Do(func() {
 		close(p.stop)
 		p.endLife()
 		p.wg.Wait()
+		p.closeSignalWatches()
 		p.mu.Lock()
 		topics := slices.Collect(maps.Keys(p.local))
 		for topic := range p.written {
@@ -1221,8 +1224,9 @@ func (p *Presence) Signal(ctx context.Context, topic, member string) error {
 }
 
 // SignalWatch hands a topic's signals to a function on a goroutine of its
-// own. Stop it with Close.
+// own. Stop it with Close; it ends with its Presence's Close too.
 type SignalWatch struct {
+	p    *Presence
 	sub  *nats.Subscription
 	in   chan *nats.Msg
 	done chan struct{}
@@ -1232,7 +1236,9 @@ type SignalWatch struct {
 
 // WatchSignals calls fn with the member of every signal on topic from now
 // on (the NATS server knows of the watch when WatchSignals returns), one
-// at a time.
+// at a time, until the watch's Close or p's Close. fn must call neither:
+// both wait for fn to return. WatchSignals on a closed Presence fails with
+// ErrPresenceClosed.
 func (p *Presence) WatchSignals(topic string, fn func(member string)) (*SignalWatch, error) {
 	if err := checkPresenceToken("topic", topic); err != nil {
 		return nil, err
@@ -1240,7 +1246,7 @@ func (p *Presence) WatchSignals(topic string, fn func(member string)) (*SignalWa
 	if p.life.Err() != nil {
 		return nil, fmt.Errorf("watch the signals of %q: %w", topic, ErrPresenceClosed)
 	}
-	sw := &SignalWatch{in: make(chan *nats.Msg, signalQueue), done: make(chan struct{})}
+	sw := &SignalWatch{p: p, in: make(chan *nats.Msg, signalQueue), done: make(chan struct{})}
 	sub, err := p.nc.ChanSubscribe(signalPrefix+topic, sw.in)
 	if err != nil {
 		return nil, fmt.Errorf("watch the signals of %q: %w", topic, err)
@@ -1250,7 +1256,20 @@ func (p *Presence) WatchSignals(topic string, fn func(member string)) (*SignalWa
 		return nil, fmt.Errorf("watch the signals of %q: flush the subscription to NATS: %w", topic, err)
 	}
 	sw.sub = sub
+	// life is checked again under p.mu: Close ends life before it collects
+	// p.signals under p.mu, so it either finds this watch there or the
+	// watch is refused here, never left running past Close.
+	p.mu.Lock()
+	if p.life.Err() != nil {
+		p.mu.Unlock()
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("watch the signals of %q: %w", topic, ErrPresenceClosed)
+	}
+	p.signals[sw] = struct{}{}
+	// Added before p.mu is let go: a Close that finds the watch from then
+	// on must wait for the goroutine, not find the group empty.
 	sw.wg.Add(1)
+	p.mu.Unlock()
 	go func() {
 		defer sw.wg.Done()
 		for {
@@ -1265,12 +1284,32 @@ func (p *Presence) WatchSignals(topic string, fn func(member string)) (*SignalWa
 	return sw, nil
 }
 
-// Close stops the watch and waits until fn is no longer running. It is
-// safe to call more than once.
+// Close stops the watch and waits until fn is no longer running; so fn
+// must not call it. It is safe to call more than once, and after its
+// Presence's Close, which has closed it already.
 func (sw *SignalWatch) Close() {
 	sw.once.Do(func() {
+		// An error only says the connection is closed already (Log.Close
+		// came first): then nothing reaches the subscription anyway.
 		_ = sw.sub.Unsubscribe()
 		close(sw.done)
 		sw.wg.Wait()
+		sw.p.mu.Lock()
+		delete(sw.p.signals, sw)
+		sw.p.mu.Unlock()
 	})
+}
+
+// closeSignalWatches ends every SignalWatch of p. A PresenceWatch's
+// goroutine sees p.life end by itself; a SignalWatch's waits on its NATS
+// subscription's channel, which nothing closes, not even Log.Close, so
+// without this it would call its function after Close and outlive the Log.
+// Close has ended life first, so WatchSignals adds none meanwhile.
+func (p *Presence) closeSignalWatches() {
+	p.mu.Lock()
+	watches := slices.Collect(maps.Keys(p.signals))
+	p.mu.Unlock()
+	for _, sw := range watches {
+		sw.Close()
+	}
 }
