@@ -54,6 +54,11 @@ func (s *Service) createRoom(ctx context.Context, actor Actor, name string, priv
 	if err != nil {
 		return Room{}, err
 	}
+	// Nothing would apply the room: refused rather than stored (see
+	// lifecycle.refuseCommand).
+	if refused := s.stage.refuseCommand(); refused != nil {
+		return Room{}, refused
+	}
 	client := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
@@ -245,6 +250,10 @@ func (s *Service) changeMessage(ctx context.Context, e Event) (Message, error) {
 		return Message{}, errorf(CodeNotFound, "message %q does not exist", e.MessageID)
 	}
 	e.RoomID = roomID
+	// Before the lookup, which waits for a directory that only Run keeps.
+	if refused := s.stage.refuseCommand(); refused != nil {
+		return Message{}, refused
+	}
 	if _, exists, err := s.LookupRoom(ctx, roomID); err != nil {
 		return Message{}, err
 	} else if !exists {
@@ -280,8 +289,14 @@ func appendFailureLevel(client context.Context) slog.Level {
 // judged one after the other, in the room's order, with one outcome on
 // every replica. Once the event is stored, propose waits until this replica
 // has applied it (read-your-writes) and calls result with the room and the
-// event's sequence (the first post's, for a de-duplicated retry).
+// event's sequence (the first post's, for a de-duplicated retry). Unless
+// the Service runs, it appends nothing: it refuses with UNAVAILABLE at once,
+// and again right before each append, as the room's load or a catch-up may
+// have outlasted Run.
 func (s *Service) propose(ctx context.Context, e Event, dedupID string, result func(rs *roomState, seq uint64, duplicate bool) *Error) error {
+	if refused := s.stage.refuseCommand(); refused != nil {
+		return refused
+	}
 	client := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
@@ -310,6 +325,9 @@ func (s *Service) propose(ctx context.Context, e Event, dedupID string, result f
 		data, err := e.Encode()
 		if err != nil {
 			return err
+		}
+		if refused := s.stage.refuseCommand(); refused != nil {
+			return refused
 		}
 		res, err := s.log.AppendKeyed(ctx, e.RoomID, e.rest(), data, pubsub.AppendOptions{DedupID: dedupID, ExpectLast: e.Prev})
 		var conflict *pubsub.ConflictError

@@ -89,7 +89,7 @@ type Service struct {
 	catchUpTarget uint64 // guarded by dirMu
 	caughtUp      atomic.Bool
 	status        atomic.Value // string: why not ready
-	running       atomic.Bool
+	stage         lifecycle
 
 	rooms    roomCache
 	live     *pubsub.Live
@@ -110,7 +110,62 @@ type Service struct {
 	liveFilter func(pubsub.Entry) bool
 }
 
-// NewService returns a Service over log. Call Run to start it.
+// ErrServiceStopped is returned by Run on a Service whose Run has returned,
+// or begun to stop: a Service runs once (its Live is closed, its room loads
+// refused for good), as an http.Server serves once after Shutdown.
+var ErrServiceStopped = errors.New("chat: service stopped")
+
+// lifecycle is where a Service is in its single run. It only moves forward:
+// not started, running, stopped. Only while it runs does anything apply
+// what a command appends, so a command at any other time is refused before
+// it appends (see refuseCommand): one atomic load per check.
+type lifecycle struct{ phase atomic.Int32 }
+
+const (
+	phaseNotStarted int32 = iota
+	phaseRunning
+	phaseStopped
+)
+
+// start moves a Service that has not run yet to running.
+func (l *lifecycle) start() error {
+	if l.phase.CompareAndSwap(phaseNotStarted, phaseRunning) {
+		return nil
+	}
+	if l.phase.Load() == phaseStopped {
+		return ErrServiceStopped
+	}
+	return errors.New("chat service is already running")
+}
+
+// stop marks the Service stopped, for good.
+func (l *lifecycle) stop() { l.phase.Store(phaseStopped) }
+
+func (l *lifecycle) stopped() bool { return l.phase.Load() == phaseStopped }
+
+// refuseCommand is why a command may not append now (UNAVAILABLE: nothing
+// was stored, retry), or nil while the Service runs. Its caller checks
+// right before appending; the stop may still begin between the check and
+// the append, and that command gets the answer any command gets whose
+// event is not applied in time (OUTCOME_UNKNOWN), never a false one.
+func (l *lifecycle) refuseCommand() *Error {
+	switch l.phase.Load() {
+	case phaseRunning:
+		return nil
+	case phaseNotStarted:
+		return errorf(CodeUnavailable, "the service has not started yet: nothing was stored; retry shortly")
+	}
+	return errorf(CodeUnavailable, "the service is stopping: nothing was stored; retry shortly")
+}
+
+// errServiceStopped is why a stopped Service refuses a new watcher, and
+// why those open when it stopped end: nothing reaches them any more.
+func errServiceStopped() *Error {
+	return errorf(CodeUnavailable, "the service has stopped; subscribe again shortly")
+}
+
+// NewService returns a Service over log. Call Run to start it; commands
+// are refused (UNAVAILABLE, nothing stored) until then.
 func NewService(log EventLog, opts Options) *Service {
 	if opts.ApplyTimeout <= 0 {
 		opts.ApplyTimeout = 5 * time.Second
@@ -146,12 +201,14 @@ func NewService(log EventLog, opts Options) *Service {
 // directory's position at start; no room's messages are replayed), applies
 // live entries of held rooms, and re-syncs rooms that missed some. It
 // retries after log failures and returns nil when ctx ends, after
-// everything it started has stopped.
+// everything it started has stopped. A Service runs once: when ctx ends,
+// it stops for good (not ready, commands and new watchers refused with
+// UNAVAILABLE, open watchers ended with it), and a later Run returns
+// ErrServiceStopped at once.
 func (s *Service) Run(ctx context.Context) error {
-	if !s.running.CompareAndSwap(false, true) {
-		return errors.New("chat service is already running")
+	if err := s.stage.start(); err != nil {
+		return err
 	}
-	defer s.running.Store(false)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -167,6 +224,10 @@ func (s *Service) Run(ctx context.Context) error {
 		s.resyncer.run(ctx, s.resyncRoom)
 	}()
 	defer func() {
+		// First, as nothing will follow the directory or re-sync a room
+		// from here on: commands append nothing more, readiness fails,
+		// no new watcher is made.
+		s.stage.stop()
 		wg.Wait()
 		s.endLife()
 		// Queries may still come (a request the HTTP server's shutdown
@@ -176,6 +237,10 @@ func (s *Service) Run(ctx context.Context) error {
 		s.rooms.mu.Unlock()
 		s.loading.Wait()
 		s.live.Close()
+		// Last, once nothing applies or publishes any more: every change
+		// applied has reached its watchers, which now end rather than
+		// wait for changes that will never come.
+		s.hub.close(errServiceStopped())
 	}()
 
 	target, err := s.startPosition(ctx)
@@ -278,8 +343,11 @@ func (s *Service) directoryLast() uint64 {
 }
 
 // Ready reports whether the room directory has caught up with the log, and
-// if not, why.
+// if not, why; a stopped Service is not ready.
 func (s *Service) Ready() (bool, string) {
+	if s.stage.stopped() {
+		return false, "the service has stopped"
+	}
 	if s.caughtUp.Load() {
 		return true, fmt.Sprintf("room directory applied up to sequence %d; %d rooms held", s.directoryLast(), s.rooms.count())
 	}

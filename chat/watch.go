@@ -183,12 +183,16 @@ func (w *Watcher) signal() {
 type hub struct {
 	mu       sync.RWMutex
 	watchers map[string]map[*Watcher]struct{}
+	// closed, once set (see close), is why the hub ends every watcher and
+	// registers none.
+	closed *Error
 }
 
 func newHub() *hub { return &hub{watchers: make(map[string]map[*Watcher]struct{})} }
 
 // addAfter registers a watcher that first yields replay and then the live
-// changes above skipUpTo.
+// changes above skipUpTo. On a closed hub the watcher is not registered but
+// ended at once: Next returns why the hub closed after the replay.
 func (h *hub) addAfter(topic string, skipUpTo uint64, replay []Change, gate Gate) *Watcher {
 	w := &Watcher{hub: h, topic: topic, skipUpTo: skipUpTo, pending: replay, queued: len(replay) > 0, wake: make(chan struct{}, 1), gate: gate}
 	if len(replay) > 0 {
@@ -196,6 +200,10 @@ func (h *hub) addAfter(topic string, skipUpTo uint64, replay []Change, gate Gate
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed != nil {
+		w.ended = h.closed // not shared yet: no lock needed
+		return w
+	}
 	set := h.watchers[topic]
 	if set == nil {
 		set = make(map[*Watcher]struct{})
@@ -203,6 +211,23 @@ func (h *hub) addAfter(topic string, skipUpTo uint64, replay []Change, gate Gate
 	}
 	set[w] = struct{}{}
 	return w
+}
+
+// close ends every watcher with why (see Watcher.end), and those added
+// from then on (see addAfter): decided under the write lock, so that no
+// watcher added concurrently is left open.
+func (h *hub) close(why *Error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed != nil {
+		return
+	}
+	h.closed = why
+	for _, set := range h.watchers {
+		for w := range set {
+			w.end(why)
+		}
+	}
 }
 
 func (h *hub) remove(w *Watcher) {
@@ -282,6 +307,12 @@ func (s *Service) WatchAfterFor(ctx context.Context, topic string, after uint64,
 // from, and viewer, if set, the one subscriber a private room's watcher
 // must admit.
 func (s *Service) watch(ctx context.Context, topic string, after *uint64, viewer *string) (*Watcher, error) {
+	// Refused at once rather than after a load (of a room it would hold
+	// no more) or a wait for the directory; a watcher added while the stop
+	// begins is ended by the hub.
+	if s.stage.stopped() {
+		return nil, errServiceStopped()
+	}
 	// A subscriber waits for its room as long as a load may take: failing
 	// it while a NATS cluster elects a leader would end its subscription.
 	if topic == RoomsTopic {
