@@ -64,8 +64,17 @@ func (t *wsTransport) Supports(r *http.Request) bool { return isWebSocketUpgrade
 // reader on a goroutine of its own (wsConn.serve), returning at once
 // rather than serving the socket on the request's goroutine. Requests
 // offering neither subprotocol are refused before the upgrade, with a
-// body that says what to offer.
+// body that says what to offer; requests of another WebSocket version
+// before anything else.
 func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	if offersOtherVersionsOnly(r) {
+		// First: a client of another version cannot tell what else to
+		// change (its subprotocols, say) before it knows to retry with
+		// version 13, which only refuseHandshake's answer names (RFC 6455
+		// section 4.2.2).
+		t.refuseHandshake(w, r, http.StatusBadRequest, errUnsupportedVersion)
+		return
+	}
 	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
 		// The upgrader would close the connection without a word, or,
 		// with the body in a later segment, read it as frames.
@@ -117,6 +126,29 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	c.upgradeErr = upgradeErr
 	c.start()
 	go c.serve()
+}
+
+// errUnsupportedVersion refuses a handshake of a WebSocket version other
+// than 13.
+var errUnsupportedVersion = errors.New("unsupported version: this server speaks WebSocket version 13")
+
+// offersOtherVersionsOnly reports whether an upgrade request names
+// WebSocket versions, 13 not among them. One that names none is not a
+// handshake of another version but a broken one, left to Do's other
+// refusals and the upgrader's.
+func offersOtherVersionsOnly(r *http.Request) bool {
+	values := r.Header.Values("Sec-WebSocket-Version")
+	if len(values) == 0 {
+		return false
+	}
+	for _, v := range values {
+		for version := range strings.SplitSeq(v, ",") {
+			if strings.TrimSpace(version) == "13" {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // refuseCredentials answers an upgrade whose request carries credentials
@@ -731,7 +763,8 @@ func newWSTransport(opts Options, m *metrics, resp responder, mutations *identit
 }
 
 // refuseHandshake answers an upgrade request the upgrader refuses (not a
-// GET, a missing Sec-WebSocket-Key, another WebSocket version) as every
+// GET, a missing Sec-WebSocket-Key; another WebSocket version, which Do
+// refuses before anything else) as every
 // other refusal is answered, with a GraphQL error saying what is wrong,
 // rather than gorilla's bare status text; with the version this server
 // speaks (RFC 6455 section 4.4) and, for a method other than GET, the

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -79,6 +80,15 @@ type deadlineConn struct {
 	sealed bool          // set before the socket is served
 	park   *parkedReader // set before the socket is served; nil: the reader is never parked
 
+	// refusedClose is the code of the close frame gorilla tried to write
+	// once sealed, 0 if none. gorilla returns ErrReadLimit both for a
+	// message over the read limit, after trying to send 1009, and for a
+	// 64-bit frame length with its most significant bit set, which it
+	// reads as negative and refuses with no close of its own: readFailed
+	// tells them apart by it. gorilla writes only from the reader, and
+	// only as it fails, so the reader alone writes and reads it.
+	refusedClose int
+
 	mu            sync.Mutex
 	writeDeadline time.Time // the last one passed on
 }
@@ -86,12 +96,25 @@ type deadlineConn struct {
 // errNotTheWriter is what gorilla gets when it writes to a sealed socket.
 var errNotTheWriter = errors.New("server: only the socket's writer writes to it")
 
-// Write is gorilla's: refused once sealed.
+// Write is gorilla's: refused once sealed, noting the code of a refused
+// close frame (see refusedClose).
 func (d *deadlineConn) Write(b []byte) (int, error) {
 	if d.sealed {
+		if code, ok := serverCloseCode(b); ok {
+			d.refusedClose = code
+		}
 		return 0, errNotTheWriter
 	}
 	return d.Conn.Write(b)
+}
+
+// serverCloseCode is the code of frame, if it is a server's close frame
+// (unmasked) with one.
+func serverCloseCode(frame []byte) (int, bool) {
+	if len(frame) < 4 || frame[0] != 0x80|opClose || frame[1]&0x7f < 2 {
+		return 0, false
+	}
+	return int(binary.BigEndian.Uint16(frame[2:4])), true
 }
 
 // SetWriteDeadline is gorilla's, before each of its writes: ignored once
@@ -249,8 +272,14 @@ const keepaliveMax = len(framePong)
 // readNext reads one message and acts on it. It reports false once the
 // socket's input has ended (closed, failed, or past a deadline).
 func (c *wsConn) readNext() bool {
-	if c.input != nil && c.takeControlFrames() && c.input.br.Buffered() == 0 {
-		return true // nothing but pings and pongs: nothing to wait for
+	if c.input != nil {
+		took, ok := c.takeControlFrames()
+		if !ok {
+			return false
+		}
+		if took && c.input.br.Buffered() == 0 {
+			return true // nothing but pings and pongs: nothing to wait for
+		}
 	}
 	kind, r, err := c.ws.NextReader()
 	if err != nil {
@@ -290,7 +319,8 @@ func (c *wsConn) readNext() bool {
 }
 
 // takeControlFrames handles the pings and pongs at the head of the socket's
-// buffered input, and reports whether it took any. gorilla's NextReader
+// buffered input, and reports whether it took any, and ok false once it
+// failed the connection (see below). gorilla's NextReader
 // handles them too, but then waits for a message: an idle client that
 // answers the keepalive's WebSocket ping with a pong (browsers and gorilla
 // do) would hold the reader in it until its next message, where it should
@@ -299,22 +329,33 @@ func (c *wsConn) readNext() bool {
 // exact frames a client sends are taken: final, no reserved bits, masked,
 // a payload of at most 125 bytes, and all of it buffered; a close, or
 // anything else, is left to gorilla, which checks it and reports errors.
-func (c *wsConn) takeControlFrames() (took bool) {
+//
+// Except a close frame whose body is 1 byte: a body must begin with a
+// 2-byte code (RFC 6455 section 5.5.1), but gorilla takes any body
+// shorter than that for none (1005), which onPeerClose would answer as a
+// clean close. Its header says enough, so the connection fails here with
+// 1002 (Autobahn 7.3.2). One that gorilla reads itself (between the
+// fragments of a message, or behind a frame not all buffered) still gets
+// the clean close: its close handler is told the same for both.
+func (c *wsConn) takeControlFrames() (took, ok bool) {
 	br := c.input.br
 	for {
 		if took && br.Buffered() < 2 {
-			return took // never wait here: the socket may have nothing more
+			return took, true // never wait here: the socket may have nothing more
 		}
 		head, err := br.Peek(2) // reads what came when nothing is buffered yet
 		if err != nil {
-			return took // an error is for gorilla's read to report
+			return took, true // an error is for gorilla's read to report
 		}
 		op, n := head[0]^0x80, int(head[1]&0x7f)
 		if (op != opPing && op != opPong) || head[1]&0x80 == 0 || n > 125 {
-			return took
+			if op == opClose && n == 1 {
+				return took, c.failInput(websocket.CloseProtocolError, "close frame with a 1-byte payload")
+			}
+			return took, true
 		}
 		if br.Buffered() < 2+4+n {
-			return took
+			return took, true
 		}
 		frame, _ := br.Peek(2 + 4 + n)
 		var payload [125]byte
@@ -338,14 +379,27 @@ func (c *wsConn) takeControlFrames() (took bool) {
 // The client's own close was answered by onPeerClose.
 func (c *wsConn) readFailed(err error) bool {
 	switch {
-	case errors.Is(err, websocket.ErrReadLimit):
-		c.closeWith(websocket.CloseMessageTooBig,
+	case errors.Is(err, websocket.ErrReadLimit) && c.wire().refusedClose == websocket.CloseMessageTooBig:
+		return c.failInput(websocket.CloseMessageTooBig,
 			fmt.Sprintf("Message too big: the limit is %d bytes", c.t.cfg.maxMessageBytes))
+	case errors.Is(err, websocket.ErrReadLimit):
+		// No 1009 tried: a frame length with its most significant bit
+		// set, which RFC 6455 section 5.2 forbids, not a message too big.
+		// (Or a continuation whose legal length is within the limit of
+		// 2^63, overflowing gorilla's count of the message: as absurd.)
+		return c.failInput(websocket.CloseProtocolError, "invalid payload length")
 	case brokeFraming(err):
-		c.closeWith(websocket.CloseProtocolError, strings.TrimPrefix(err.Error(), "websocket: "))
+		return c.failInput(websocket.CloseProtocolError, strings.TrimPrefix(err.Error(), "websocket: "))
 	default:
 		return false // the connection ended or failed: nobody to tell
 	}
+}
+
+// failInput fails the connection for what the client sent: the writer
+// sends the close frame, and the reader, which ends (false), waits for it
+// before teardown.
+func (c *wsConn) failInput(code int, reason string) bool {
+	c.closeWith(code, reason)
 	c.awaitClose = true
 	return false
 }
