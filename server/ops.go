@@ -15,9 +15,9 @@ const readinessTimeout = 2 * time.Second
 const jsonContentType = "application/json"
 
 // serveHealthz reports that the process is alive and serving.
-func serveHealthz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveHealthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, struct {
+	s.responder.writeJSON(w, http.StatusOK, struct {
 		Status string `json:"status"`
 	}{"ok"})
 }
@@ -48,7 +48,7 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, status, body)
+	s.responder.writeJSON(w, status, body)
 }
 
 // noSniff tells browsers to take a body for the Content-Type it is sent
@@ -69,16 +69,16 @@ func withNoSniff(h http.Handler) http.Handler {
 }
 
 // serveNotFound answers paths no route matches.
-func serveNotFound(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusNotFound, errorBody{"not found"})
+func (s *Server) serveNotFound(w http.ResponseWriter, _ *http.Request) {
+	s.responder.writeJSON(w, http.StatusNotFound, errorBody{"not found"})
 }
 
 // onlyGET answers methods other than GET and HEAD with 405.
-func onlyGET(h http.Handler) http.Handler {
+func (s *Server) onlyGET(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			writeJSON(w, http.StatusMethodNotAllowed, errorBody{"method not allowed"})
+			s.responder.writeJSON(w, http.StatusMethodNotAllowed, errorBody{"method not allowed"})
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -93,18 +93,19 @@ type errorBody struct {
 // writeJSON writes v as an application/json body. The bodies of these
 // endpoints are structs of strings and bools, so encoding cannot fail short
 // of a bug, which gets a 500 rather than a partial body.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+func (rs responder) writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":"internal server error"}`)
 	}
-	writeBody(w, status, jsonContentType, b)
+	rs.writeBody(w, status, jsonContentType, b)
 }
 
-// writeBody writes b as the response. A 503 carries Retry-After
+// writeBody writes b as the response, under the responder's write
+// deadlines (answerDeadline). A 503 carries Retry-After
 // (retryAfterUnavailable) unless its writer set one, whatever the
 // endpoint: /graphql's and /readyz's alike.
-func writeBody(w http.ResponseWriter, status int, contentType string, b []byte) {
+func (rs responder) writeBody(w http.ResponseWriter, status int, contentType string, b []byte) {
 	h := w.Header()
 	if status == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
 		h.Set("Retry-After", retryAfterUnavailable)
@@ -112,6 +113,7 @@ func writeBody(w http.ResponseWriter, status int, contentType string, b []byte) 
 	h.Set("Content-Type", contentType)
 	noSniff(h)
 	w.WriteHeader(status)
-	// A write error means the client went away; nobody is left to tell.
-	_, _ = w.Write(b)
+	// A write error means the client went away, or stopped reading for
+	// longer than the deadline and was dropped; nobody is left to tell.
+	_, _ = rs.deadline.write(w, b)
 }

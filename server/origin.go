@@ -189,6 +189,7 @@ func (s *Server) withCORS(next http.HandlerFunc) http.HandlerFunc {
 				h.Set("Access-Control-Allow-Headers", asked)
 			}
 			h.Set("Access-Control-Max-Age", corsMaxAge)
+			s.responder.deadline.extend(w) // the header, flushed after this returns
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}

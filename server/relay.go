@@ -204,8 +204,9 @@ func (w *relayRecorder) message() RelayMessage {
 	return RelayMessage{Header: h, Body: w.body.Bytes()}
 }
 
-// writeRelayed writes a relayed answer to w.
-func writeRelayed(w http.ResponseWriter, msg RelayMessage) {
+// writeRelayed writes a relayed answer to w, under the responder's write
+// deadlines (answerDeadline).
+func (rs responder) writeRelayed(w http.ResponseWriter, msg RelayMessage) {
 	status, err := strconv.Atoi(msg.Header.Get(relayStatusHeader))
 	if err != nil || status < 100 || status > 999 {
 		status = http.StatusBadGateway
@@ -219,7 +220,7 @@ func writeRelayed(w http.ResponseWriter, msg RelayMessage) {
 		}
 	}
 	w.WriteHeader(status)
-	_, _ = w.Write(msg.Body)
+	_, _ = rs.deadline.write(w, msg.Body)
 }
 
 // relayPatience is how long a request keeps looking for the holder of a

@@ -25,10 +25,11 @@ type wireResponse struct {
 	Extensions map[string]any  `json:"extensions,omitempty"`
 }
 
-// responder writes GraphQL and JSON responses and logs what clients cannot
-// be told.
+// responder writes GraphQL and JSON responses, each under write deadlines
+// (answerDeadline), and logs what clients cannot be told.
 type responder struct {
-	log *slog.Logger
+	log      *slog.Logger
+	deadline answerDeadline
 }
 
 // result writes a response produced by the executor. A response without
@@ -45,7 +46,7 @@ func (rs responder) result(w http.ResponseWriter, r *http.Request, m mediaType, 
 		b := make([]byte, 0, len(`{"data":}`)+len(resp.Data))
 		b = append(b, `{"data":`...)
 		b = append(b, resp.Data...)
-		writeBody(w, status, m.contentType(), append(b, '}'))
+		rs.writeBody(w, status, m.contentType(), append(b, '}'))
 		return
 	}
 	rs.graphQL(w, r, m, status, wireResponse{Errors: resp.Errors, Data: resp.Data, Extensions: resp.Extensions})
@@ -122,15 +123,15 @@ func (rs responder) json(w http.ResponseWriter, r *http.Request, contentType str
 		status = http.StatusInternalServerError
 		b = []byte(`{"errors":[{"message":"internal server error: response could not be encoded"}]}`)
 	}
-	writeBody(w, status, contentType, b) // a 503 gets Retry-After
+	rs.writeBody(w, status, contentType, b) // a 503 gets Retry-After
 }
 
 // retryAfterUnavailable is the Retry-After (RFC 9110 section 10.2.3), in
-// seconds, of every 503 the server writes (see writeBody): on /graphql a
-// draining or full replica, a stream reservation that cannot be made,
-// credentials that cannot be checked just then. Each is over, or another
-// replica behind the same address answers, within moments, and the header
-// tells a client to try again rather than give up, and not at once. On
+// seconds, of every 503 the server writes (see responder.writeBody): on
+// /graphql a draining or full replica, a stream reservation that cannot be
+// made, credentials that cannot be checked just then. Each is over, or
+// another replica behind the same address answers, within moments, and the
+// header tells a client to try again rather than give up, and not at once. On
 // /readyz (a replica not ready) it is the same hint, so that every 503 of
 // the server says when to ask again; probes keep their own period.
 const retryAfterUnavailable = "1"

@@ -81,7 +81,10 @@ type Options struct {
 	// the client the socket is taken as dead and closed; default PingInterval.
 	PongTimeout time.Duration
 	// WriteTimeout bounds writing one batch of frames to a socket or an
-	// event stream; default 10s.
+	// event stream, and how long any other answer (a query's result,
+	// GraphiQL's files, /metrics) may wait on a client that does not read
+	// it: each 64 KiB of it must be taken within WriteTimeout, or the
+	// connection is dropped; default 10s.
 	WriteTimeout time.Duration
 	// QueueMessages and QueueBytes bound each socket's and HTTP stream's
 	// outbound queue; a socket whose queue is full is closed with 1013
@@ -351,7 +354,7 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server: register metrics: %w", err)
 	}
 	s := &Server{
-		responder: responder{log: opts.Logger},
+		responder: responder{log: opts.Logger, deadline: answerDeadline{timeout: opts.WriteTimeout}},
 		readiness: opts.Readiness,
 		metrics:   opts.Metrics,
 		origins:   origins,
@@ -466,17 +469,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/graphql", s.withCORS(s.serveGraphQL))
-	graphiQL := onlyGET(graphiql.Handler(graphiql.Options{Title: "Herald", Endpoint: "/graphql",
-		AssetsPath: "/graphiql/", NotFound: http.HandlerFunc(serveNotFound)}))
+	// GraphiQL and /metrics write their own answers: their writes are
+	// bounded as the responder's are (answerDeadline).
+	bounded := s.responder.deadline.handler
+	graphiQL := s.onlyGET(bounded(graphiql.Handler(graphiql.Options{Title: "Herald", Endpoint: "/graphql",
+		AssetsPath: "/graphiql/", NotFound: http.HandlerFunc(s.serveNotFound)})))
 	mux.Handle("/{$}", graphiQL)
 	// /graphiql serves the page too, rather than the mux's redirect to
 	// /graphiql/ (the assets' directory, a 404): the page names everything
 	// relative to itself, and from /graphiql as from / that is the root.
 	mux.Handle("/graphiql", graphiQL)
 	mux.Handle("/graphiql/", graphiQL)
-	mux.Handle("/healthz", onlyGET(http.HandlerFunc(serveHealthz)))
-	mux.Handle("/readyz", onlyGET(http.HandlerFunc(s.serveReadyz)))
-	mux.Handle("/metrics", onlyGET(withNoSniff(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))))
-	mux.HandleFunc("/", serveNotFound)
+	mux.Handle("/healthz", s.onlyGET(http.HandlerFunc(s.serveHealthz)))
+	mux.Handle("/readyz", s.onlyGET(http.HandlerFunc(s.serveReadyz)))
+	mux.Handle("/metrics", s.onlyGET(withNoSniff(bounded(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{})))))
+	mux.HandleFunc("/", s.serveNotFound)
 	return mux
 }

@@ -149,7 +149,7 @@ func (t *sseSingleTransport) reserve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	noSniff(w.Header())
 	w.WriteHeader(http.StatusCreated)
-	_, _ = w.Write([]byte(h.token))
+	_, _ = t.run.deadline.write(w, []byte(h.token))
 }
 
 // hold reserves a new stream for user, listening for its token; nil with
@@ -514,7 +514,7 @@ func (t *sseSingleTransport) forward(w http.ResponseWriter, r *http.Request, tok
 		t.log.ErrorContext(r.Context(), "server: cannot relay a request to the stream's replica", slog.Any("error", err))
 		t.run.reject(w, r, mediaJSON, http.StatusBadGateway, "cannot reach the replica that holds the stream; try again")
 	default:
-		writeRelayed(w, reply)
+		t.run.writeRelayed(w, reply)
 	}
 }
 
@@ -562,6 +562,7 @@ func (t *sseSingleTransport) serveOperation(w http.ResponseWriter, r *http.Reque
 	if !t.startOperation(w, r, exec, st, op, opCtx, params, viaGET) {
 		return
 	}
+	t.run.deadline.extend(w) // the header, flushed after this returns
 	w.WriteHeader(http.StatusAccepted)
 }
 
@@ -650,6 +651,7 @@ func (t *sseSingleTransport) stopOperation(w http.ResponseWriter, r *http.Reques
 		op.release(t.execs)
 		st.enqueue(streamItem{op: op})
 	}
+	t.run.deadline.extend(w) // the header, flushed after this returns
 	w.WriteHeader(http.StatusOK)
 }
 
