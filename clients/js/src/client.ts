@@ -337,6 +337,73 @@ function guarded<T>(sink: Sink<T>): Sink<T> {
   };
 }
 
+/** An operation's payload as the client builds it (see subscribe). */
+interface OperationPayload {
+  query: string;
+  variables: Record<string, unknown>;
+  operationName?: string;
+  extensions?: Record<string, unknown>;
+}
+
+// What graphql-ws is given for one operation, in place of the
+// subscription's own sink and payload: each holds them only until it is
+// released, once graphql-ws has been told to stop the operation.
+//
+// graphql-ws keeps an operation's sink and payload until the operation is
+// done, and an operation stopped while the client waits to reconnect (the
+// network down, a token Herald refuses with 4403 again and again) is done
+// only once a connect is acknowledged: its retry loop awaits the connect
+// before it looks at whether it was stopped. Given them directly, every
+// subscription stopped during an outage would keep its payload and the
+// application's sink (and all the sink holds: a component, a room's
+// messages) for as long as the outage lasts. Released, what graphql-ws
+// still holds is an empty shell, which it neither sends (it sends nothing
+// for an operation it was told to stop) nor delivers to.
+//
+// Classes of the module, not closures made in subscribe(): a closure keeps
+// the whole scope it was made in (the sink among it) alive.
+
+/** The sink graphql-ws delivers an operation's results to; forwards until released. */
+class LeasedSink<T> implements Sink<T> {
+  private held: Sink<T> | undefined;
+  constructor(sink: Sink<T>) {
+    this.held = sink;
+  }
+  next(value: T): void { this.held?.next(value); }
+  error(err: unknown): void { this.held?.error(err); }
+  complete(): void { this.held?.complete(); }
+  release(): void { this.held = undefined; }
+}
+
+/**
+ * The payload graphql-ws sends: graphql-ws checks its fields (query,
+ * variables, …) and serializes it (toJSON), on the first connection and on
+ * every reconnect, reading the subscription's own payload each time, so the
+ * cursor written into its variables goes out. onSend is told when it is
+ * serialized to be sent (JSON.stringify calls toJSON with the key
+ * 'payload'): a mutation's is watched for a loss from then on.
+ */
+class LeasedPayload {
+  private held: OperationPayload | undefined;
+  private onSend: (() => void) | undefined;
+  constructor(payload: OperationPayload, onSend?: () => void) {
+    this.held = payload;
+    this.onSend = onSend;
+  }
+  get query(): string { return this.held?.query ?? ''; }
+  get variables(): Record<string, unknown> | undefined { return this.held?.variables; }
+  get operationName(): string | undefined { return this.held?.operationName; }
+  get extensions(): Record<string, unknown> | undefined { return this.held?.extensions; }
+  toJSON(key: string): OperationPayload | undefined {
+    if (key === 'payload') this.onSend?.();
+    return this.held;
+  }
+  release(): void {
+    this.held = undefined;
+    this.onSend = undefined;
+  }
+}
+
 /**
  * An application's graphql-ws listener (`on` option, client.on): what it
  * throws is reported (reportAppError) and goes no further. graphql-ws calls
@@ -972,6 +1039,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     }
     const onExpired = opts.onCursorExpired ?? options.onCursorExpired;
     let stopped = false;
+    // Releases the current graphql-ws operation, and what it was lent (see start).
     let stop = () => {};
     // The sink has had its complete or error: nothing more reaches it.
     let ended = false;
@@ -1001,15 +1069,14 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       // released, that hold would keep every later socket open when the
       // last subscription stops (no lazy close; on Node.js the process
       // would not exit). Releasing an operation already done does nothing.
-      stop();
+      // Released soon: end() may run in the handler of a frame (a sink
+      // that stops in its `next`, see releaseSoon).
+      releaseSoon();
       active.delete(unsubscribe);
       nothingLeft();
       if (failure) sink.error(failure.error);
       else sink.complete();
     };
-    // Between two operations while onCursorExpired (or the wait before it)
-    // runs: no graphql-ws operation is left to complete the subscription.
-    let between = false;
     // CURSOR_EXPIRED answers since the last result: onCursorExpired calls in a row.
     let expiries = 0;
     const recoverable = (errors: unknown): errors is readonly GraphQLFormattedError[] =>
@@ -1025,14 +1092,8 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       // that report, before graphql-ws can reconnect and send it again.
       let sent = false;
       let answered = false;
-      let wire: typeof payload = payload;
+      const wire = new LeasedPayload(payload, resendable ? undefined : () => { sent = true; });
       if (!resendable) {
-        wire = Object.defineProperty({ ...payload }, 'toJSON', {
-          value(this: typeof payload, key: string) {
-            if (key === 'payload') sent = true;
-            return { ...this };
-          },
-        });
         const lost = (event: unknown) => {
           if (!sent || ended) return;
           // graphql-ws forgets the operation (telling the server only if
@@ -1046,7 +1107,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         const offError = ws.on('error', lost);
         unwatch = () => { offClosed(); offError(); };
       }
-      stop = ws.subscribe<Data, Record<string, unknown>>(wire, {
+      const leased = new LeasedSink<Result<Data>>({
         next(result) {
           // graphql-ws goes on delivering a batch the socket read at once
           // for a few ticks after its unsubscribe: nothing reaches a sink
@@ -1085,13 +1146,21 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
           end();
         },
       });
+      const release = ws.subscribe<Data, Record<string, unknown>>(wire, leased);
+      // Once graphql-ws has been told to stop the operation, it sends
+      // nothing more for it, and what it still delivers is not needed
+      // (stopped, ended, or started again): it is lent nothing any more.
+      stop = () => {
+        release();
+        leased.release();
+        wire.release();
+      };
     };
 
     // Unsubscribed (or disposed of) at any await below: the subscription
     // has completed already (see unsubscribe), and nothing more happens.
     const recover = async (errors: readonly GraphQLFormattedError[]) => {
       releaseSoon();
-      between = true;
       if (stopped) return end();
       setCursor(null);
       // The cursor the last call returned has expired too: back off before
@@ -1108,7 +1177,6 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         return end(stopped ? undefined : { error: err });
       }
       if (stopped) return end();
-      between = false;
       setCursor(next);
       start();
     };
@@ -1124,24 +1192,26 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
      */
     const rateLimited = (wait: number) => {
       releaseSoon();
-      between = true;
       rateLimitTimer = setTimeout(() => {
         rateLimitTimer = undefined;
         if (stopped || ended) return;
-        between = false;
         start();
       }, wait);
     };
 
+    // The subscription completes here, at once, whatever the connection is
+    // doing. graphql-ws would complete it only once its operation is done:
+    // a few ticks later on an acknowledged socket (after sending the server
+    // `complete`), but while the client waits to reconnect only once a
+    // connect is acknowledged again, however long the outage lasts; and
+    // while onCursorExpired or the wait after RATE_LIMITED runs, no
+    // graphql-ws operation runs to complete it at all. end() releases the
+    // operation (releaseSoon): graphql-ws tells the server if the socket is
+    // open, and sends nothing for it after a reconnect; what it completes
+    // later reaches nothing (end() completes once).
     const unsubscribe = () => {
       stopped = true;
-      active.delete(unsubscribe);
-      nothingLeft();
-      unwatch();
-      releaseSoon();
-      // graphql-ws completes an operation it ran; none runs while
-      // onCursorExpired does, so the subscription completes here, at once.
-      if (between) end();
+      end();
     };
     if (disposal.signal.aborted) {
       // graphql-ws would open a socket that nothing closes and that is never
