@@ -77,7 +77,6 @@ type wsmSock struct {
 	ops    map[string]*wsmOp // the current operation of each id
 	all    []*wsmOp
 	n      int
-	dead   bool
 }
 
 type wsmRun struct {
