@@ -319,6 +319,12 @@ func (s *Service) propose(ctx context.Context, e Event, dedupID string, result f
 				if s.reachLog(ctx, h, e.Prev) {
 					continue // judge again, up to date
 				}
+				// Unconfirmed, and once the stop has begun nothing applies
+				// what the log holds: the refusal may rest on a copy that
+				// stays behind, a message or a member it has not seen.
+				if refused := s.stage.refuseCommand(); refused != nil {
+					return refused
+				}
 			}
 			return judged
 		}
