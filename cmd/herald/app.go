@@ -36,6 +36,7 @@ type app struct {
 	chat        *chat.Service
 	server      *server.Server
 	http        *http.Server
+	silent      *silentConns // the HTTP server's connections that have sent nothing yet
 	listener    net.Listener
 
 	pprof *http.Server // nil unless --pprof
@@ -281,8 +282,10 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		abandon()
 		return nil, fmt.Errorf("listen for disconnectUser's notices: %w", err)
 	}
+	a.silent = newSilentConns()
 	a.http = &http.Server{
 		Handler:           handler,
+		ConnState:         a.silent.track,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -440,6 +443,7 @@ func (a *app) Stop(ctx context.Context) error {
 		// are all gone by now.
 		a.setStopStep("finishing in-flight HTTP requests (--shutdown-timeout)")
 		httpCtx, cancelHTTP := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
+		a.silent.closeAll() // Shutdown would wait up to 5 s for each
 		if shutdownErr := a.http.Shutdown(httpCtx); shutdownErr != nil {
 			err = errors.Join(err, fmt.Errorf("finish in-flight HTTP requests: %w", shutdownErr))
 			_ = a.http.Close()
