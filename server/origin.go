@@ -150,7 +150,9 @@ const corsExposed = "Retry-After, WWW-Authenticate"
 // withCORS answers preflight requests and adds CORS headers for allowed
 // cross-site origins, and refuses requests from other origins with 403
 // before they run: a browser would hide the answer from the script anyway,
-// but a mutation would already have happened.
+// but a mutation would already have happened. A WebSocket handshake of
+// another version is the one exception, refused by the transport instead,
+// whatever its Origin (see otherWebSocketVersion).
 //
 // A cross-site origin that is listed (or under a listed domain) is trusted
 // with the user's cookies: its Origin is echoed with
@@ -162,6 +164,10 @@ const corsExposed = "Retry-After, WWW-Authenticate"
 func (s *Server) withCORS(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.origins.allows(r) {
+			if otherWebSocketVersion(r) {
+				next(w, r) // refused by the transport, first (see otherWebSocketVersion)
+				return
+			}
 			// The refusal depends on the Origin, and its body on Accept.
 			w.Header().Add("Vary", "Origin")
 			uncacheable(w.Header())
@@ -196,6 +202,18 @@ func (s *Server) withCORS(next http.HandlerFunc) http.HandlerFunc {
 		h.Set("Access-Control-Expose-Headers", corsExposed)
 		next(w, r)
 	}
+}
+
+// otherWebSocketVersion reports whether r is a WebSocket upgrade naming
+// only versions other than 13, which withCORS lets through whatever its
+// Origin: the WebSocket transport refuses it before anything else, with
+// 400 and Sec-WebSocket-Version: 13 (wsTransport.Do), since a client of
+// another version cannot tell what else to change until it knows to retry
+// with version 13 (RFC 6455 section 4.2.2). A 403 would not name the
+// version. Nothing runs for such a request, so its Origin needs no check,
+// and it gets no CORS headers: a browser speaks version 13 only.
+func otherWebSocketVersion(r *http.Request) bool {
+	return isWebSocketUpgrade(r) && offersOtherVersionsOnly(r)
 }
 
 // withoutCookies returns r without its Cookie header, for a cross-site
