@@ -165,9 +165,28 @@ const drainReason = "server shutting down; reconnect"
 // The socket as a session (see sessions): admission and drain.
 
 func (c *wsConn) openedAt() time.Time { return c.created }
-func (c *wsConn) goAway()             { c.closeWith(closeGoingAway, drainReason) }
 func (c *wsConn) drop()               { c.cut() }
 func (c *wsConn) ended() bool         { return c.tornDown() }
+
+// goAway closes the socket with 1001, so that its client reconnects to
+// another replica, but not before the answers of the queries and
+// mutations it runs: a mutation cancelled by the close may have been
+// stored, and one stored but not answered leaves the client unable to
+// tell whether to send it again. From now on the socket starts no
+// operation (see onSubscribe); the last of those in flight to queue its
+// answer chooses the close (endSingle), and an idle socket closes at
+// once. Subscriptions are not waited for: they resume elsewhere. The
+// drain's deadline bounds the wait: its drop cuts the connection and
+// cancels what still runs. It never blocks.
+func (c *wsConn) goAway() {
+	c.mu.Lock()
+	c.leaving = true
+	answering := c.singles > 0
+	c.mu.Unlock()
+	if !answering {
+		c.closeWith(closeGoingAway, drainReason)
+	}
+}
 
 // cut closes the connection under the socket: its reader sees the end,
 // and c.ctx ends, so that what the socket's operations still wait for
@@ -320,6 +339,13 @@ type wsConn struct {
 	// (complete, error) is queued and not yet written: a client's
 	// complete for the id must silence them too (onComplete).
 	ending map[string]*operation
+	// singles counts the queries and mutations in flight (runSingle),
+	// from their start until their answer is queued. leaving is set by
+	// goAway: no operation starts any more, and the socket closes with
+	// 1001 once singles is 0. Both under mu, so that no query or mutation
+	// starts after goAway has found none running.
+	singles int
+	leaving bool
 
 	wg sync.WaitGroup // the writer and queries/mutations in flight
 }

@@ -18,6 +18,14 @@ import (
 // onSubscribe starts operation id, which the protocol has let through:
 // the socket's limits, the execution, the mutation rate.
 func (c *wsConn) onSubscribe(id string, params operationPayload) {
+	if c.isLeaving() {
+		// A drain told the socket to go away: it waits only for what it
+		// runs. The operation is left unanswered rather than refused: the
+		// clients of both protocols send every operation not yet completed
+		// again on the socket they reconnect with after the 1001 close (to
+		// another replica), whereas an error would end it for good.
+		return
+	}
 	if step, ok := c.machine.startable(time.Now()); !ok {
 		c.carryOut(step)
 		return
@@ -163,14 +171,19 @@ func (c *wsConn) rejectOp(op *operation, resp *graphql.Response) {
 	}
 }
 
-// runSingle executes a query or mutation: next, then complete.
+// runSingle executes a query or mutation: next, then complete. A socket
+// told to go away meanwhile does not run it (see onSubscribe).
 func (c *wsConn) runSingle(op *operation, ctx context.Context, rc *graphql.OperationContext) {
+	if !c.beginSingle(op) {
+		return
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	op.cancel = cancel
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer cancel()
+		defer c.endSingle() // once the answer is queued: a socket going away may close after it
 		responses, rctx := c.exec.DispatchOperation(ctx, rc)
 		resp := responses(rctx)
 		if resp == nil || !c.removeOp(op) {
@@ -179,6 +192,47 @@ func (c *wsConn) runSingle(op *operation, ctx context.Context, rc *graphql.Opera
 		c.enqueue(outItem{kind: frameNext, op: op, data: &payload{bytes: encodeResponse(resp)}})
 		c.enqueue(outItem{kind: frameComplete, op: op})
 	}()
+}
+
+// isLeaving reports whether goAway has been called.
+func (c *wsConn) isLeaving() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leaving
+}
+
+// beginSingle counts op as a query or mutation in flight and reports
+// true, unless the socket is going away: then op is forgotten unanswered
+// (see onSubscribe) and it reports false. Looking at leaving and counting
+// under one lock, as goAway looks at the count, is what keeps a socket
+// from closing before an answer it owes: the check in onSubscribe alone
+// would let an operation prepared while goAway found none running start
+// after the close was chosen, to be cancelled when it is sent.
+func (c *wsConn) beginSingle(op *operation) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leaving {
+		if c.ops[op.id] == op {
+			delete(c.ops, op.id)
+			c.t.metrics.operations.Dec()
+		}
+		return false
+	}
+	c.singles++
+	return true
+}
+
+// endSingle counts a query or mutation out once its answer is queued (or
+// not owed: completed by the client, the socket gone); the last one on a
+// socket going away chooses its 1001 close, after that answer.
+func (c *wsConn) endSingle() {
+	c.mu.Lock()
+	c.singles--
+	last := c.leaving && c.singles == 0
+	c.mu.Unlock()
+	if last {
+		c.closeWith(closeGoingAway, drainReason)
+	}
 }
 
 // onComplete stops an operation at the client's request; nothing more is
