@@ -349,6 +349,12 @@ func (st *httpStream) join(ctx context.Context, exec graphql.GraphExecutor, para
 func (st *httpStream) loop(ctx context.Context) {
 	keepalive := time.NewTicker(st.t.cfg.keepAlive)
 	defer keepalive.Stop()
+	// away is st.away, and then, in a stream of several operations told to
+	// go away, the end of the queries and mutations it runs (see
+	// streamOps.goAway): their results go out before the stream ends. One
+	// channel for both keeps the select, run for every batch, as it was.
+	var away <-chan struct{} = st.away
+	leaving := false
 	var expiry <-chan struct{}
 	var credentials *expiryTimer // nil: they never expire
 	if id, ok := auth.FromContext(ctx); ok && !id.ExpiresAt.IsZero() {
@@ -376,7 +382,11 @@ func (st *httpStream) loop(ctx context.Context) {
 				st.fail(expiredError())
 			}
 			return
-		case <-st.away:
+		case <-away:
+			if st.ops != nil && !leaving {
+				leaving, away = true, st.ops.goAway()
+				continue
+			}
 			// What was queued goes out first, as on a socket; then the
 			// client reconnects elsewhere and resumes.
 			if more, written := st.flush(); more && written {
@@ -632,6 +642,11 @@ func (st *httpStream) enqueue(it streamItem) {
 		st.bytes += size
 	}
 	st.mu.Unlock()
+	if it.p == nil && st.ops != nil {
+		// it.op's complete is queued, after its result: a stream going
+		// away need not wait for it (streamOps.goAway).
+		st.ops.settle(it.op)
+	}
 	st.signal()
 }
 

@@ -426,7 +426,7 @@ func (s *Server) Draining() bool { return s.draining.Load() }
 // Drain returns, then call its Shutdown.
 func (s *Server) Drain(ctx context.Context, window time.Duration) error {
 	s.draining.Store(true)
-	s.sseSingle.close()
+	s.sseSingle.stopReserving() // reservations made before are still handed over
 	dropped, unfinished := s.sessions.drain(ctx, window)
 	running := s.execs.close(ctx, s.sessions.dropGrace)
 	var err error

@@ -69,7 +69,7 @@ type sseSingleTransport struct {
 	held       map[string]*heldStream
 	reserved   int            // held streams not yet opened
 	reservedBy map[string]int // of those, each user's ("" anonymous)
-	closed     bool           // the server drained: no reservations
+	closed     bool           // the server is draining: no new reservations
 }
 
 // heldStream is a stream this replica holds: reserved, then open.
@@ -165,7 +165,11 @@ func (t *sseSingleTransport) hold(user string) (*heldStream, int, string) {
 	}
 	h := &heldStream{token: token, user: user}
 	t.mu.Lock()
-	if t.closed || t.reserved >= maxReservations {
+	if t.closed {
+		t.mu.Unlock()
+		return nil, http.StatusServiceUnavailable, "server is shutting down; reserve the stream on another replica"
+	}
+	if t.reserved >= maxReservations {
 		t.mu.Unlock()
 		return nil, http.StatusServiceUnavailable, "this replica holds too many stream reservations; try again shortly"
 	}
@@ -222,7 +226,7 @@ func (t *sseSingleTransport) listen(h *heldStream) bool {
 		return false
 	}
 	t.mu.Lock()
-	forgotten := t.held[h.token] != h // the drain or an expiry came first
+	forgotten := t.held[h.token] != h // close or an expiry came first
 	if !forgotten {
 		h.stop = stop
 	}
@@ -278,8 +282,23 @@ func (t *sseSingleTransport) releaseLocked(h *heldStream) func() {
 	return stop
 }
 
-// close forgets every reservation: the server is draining. Open streams
-// are sessions, ended by the drain, and forget themselves.
+// stopReserving refuses new reservations from now on: the server is
+// draining. The reservations it holds are still handed over (handOver) to
+// the replica that opens their stream, until they lapse (reservationTTL):
+// a client that reserved here just before the drain opens its stream on
+// another replica, the load balancer having taken this one out, and must
+// not be told that its stream does not exist. This replica opens none of
+// them itself: a draining replica admits no stream (httpStreams.admit).
+// Open streams are sessions, ended by the drain, and forget themselves.
+func (t *sseSingleTransport) stopReserving() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+}
+
+// close refuses new reservations and forgets those it holds, which no
+// replica can open afterwards: for a server that will answer nothing more,
+// hand-overs included. A drain only stops reserving (stopReserving).
 func (t *sseSingleTransport) close() {
 	t.mu.Lock()
 	t.closed = true
@@ -553,8 +572,11 @@ func (t *sseSingleTransport) serveOperation(w http.ResponseWriter, r *http.Reque
 	op, opCtx, status := st.ops.add(ctx, id, st)
 	if op == nil {
 		msg := "an operation with this id is running on the stream; complete it or pick another id"
-		if status == http.StatusNotFound {
+		switch status {
+		case http.StatusNotFound:
 			msg = streamNotFound
+		case http.StatusServiceUnavailable:
+			msg = streamLeaving
 		}
 		t.run.reject(w, r, mediaJSON, status, msg)
 		return
@@ -572,6 +594,12 @@ func (t *sseSingleTransport) serveOperation(w http.ResponseWriter, r *http.Reque
 func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
 	st *httpStream, op *operation, ctx context.Context, params *graphql.RawParams, viaGET bool) bool {
 	defer st.ops.busy.Done()
+	running := false // a query or mutation runs on, and settles when it ends
+	defer func() {
+		if !running {
+			st.ops.settle(op)
+		}
+	}()
 	if err := t.limitOperation(st); err != nil {
 		st.ops.fail(st, op, &graphql.Response{Errors: gqlerror.List{err}})
 		return true
@@ -604,6 +632,9 @@ func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Reque
 			return true
 		}
 	case ast.Subscription:
+		// A stream going away does not wait for its subscriptions, nor
+		// for one still starting: it ends, and this start with it.
+		st.ops.settle(op)
 		t.execs.join(op, ctx, exec, params, opCtx, t.cfg.viewerDirective, t.cfg.resumeArgument)
 		if isRelayed(r.Context()) && r.Context().Err() != nil && st.ops.remove(op) {
 			// Its start outlasted relayServe: the sender may have stopped
@@ -617,6 +648,7 @@ func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Reque
 		return true
 	}
 	st.ops.busy.Add(1)
+	running = true
 	go st.ops.runSingle(ctx, st, op, exec, opCtx)
 	return true
 }
@@ -667,6 +699,11 @@ func (t *sseSingleTransport) read(w http.ResponseWriter, r *http.Request, viaGET
 // streamNotFound is the answer for a token no replica holds, or holds for
 // another user: which of the two is not told.
 const streamNotFound = "stream not found: reserve one with PUT and open it with GET before sending operations"
+
+// streamLeaving is the answer for an operation sent to a stream whose
+// replica is draining: the stream ends once the operations it runs have
+// finished, and its client sends the operation again on a new one.
+const streamLeaving = "server is shutting down: the stream ends once its running operations finish; send the operation on a new stream, reserved on another replica"
 
 func (t *sseSingleTransport) streamNotFound(w http.ResponseWriter, r *http.Request) {
 	t.run.reject(w, r, mediaJSON, http.StatusNotFound, streamNotFound)
@@ -758,23 +795,39 @@ type streamOps struct {
 	byID   map[string]*operation
 	starts tokenBucket // Limits.SubscribeRate
 	closed bool        // the stream ended: no operation may start
+	// leaving: the stream was told to go away (a drain). No operation
+	// may start, and the stream ends once unsettled is empty (goAway).
+	leaving bool
+	// unsettled holds the operations whose result may yet be queued: each
+	// from add until its end (complete) is queued (httpStream.enqueue), it
+	// turns out to be a subscription, or it ends with nothing to send. A
+	// stream told to go away waits for them, so that the result of a
+	// query or mutation accepted with 202 reaches its client, who would
+	// otherwise send it again on a new stream: a mutation twice.
+	unsettled map[*operation]struct{}
+	settled   chan struct{} // made by goAway; closed once unsettled is empty
 	// busy counts operations being started and queries or mutations
 	// running, which the stream's end waits for.
 	busy sync.WaitGroup
 }
 
-func newStreamOps() *streamOps { return &streamOps{byID: make(map[string]*operation)} }
+func newStreamOps() *streamOps {
+	return &streamOps{byID: make(map[string]*operation), unsettled: make(map[*operation]struct{})}
+}
 
 // add registers operation id and returns the context it runs with: ctx's
 // identity, until the operation ends or the stream does. It returns nil
-// with 409 for an id in use, 404 once the stream has ended. The caller
-// must call busy.Done once the operation has started.
+// with 409 for an id in use, 404 once the stream has ended, 503 once it
+// is going away. The caller must call busy.Done once the operation has
+// started, and see that settle is called for it (startOperation).
 func (o *streamOps) add(ctx context.Context, id string, st *httpStream) (*operation, context.Context, int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch {
 	case o.closed:
 		return nil, nil, http.StatusNotFound
+	case o.leaving:
+		return nil, nil, http.StatusServiceUnavailable
 	case o.byID[id] != nil:
 		return nil, nil, http.StatusConflict
 	}
@@ -782,8 +835,41 @@ func (o *streamOps) add(ctx context.Context, id string, st *httpStream) (*operat
 	op := &operation{id: id, idJSON: string(idJSON), sub: st}
 	ctx, op.cancel = context.WithCancel(graphql.StartOperationTrace(context.WithoutCancel(ctx)))
 	o.byID[id] = op
+	o.unsettled[op] = struct{}{}
 	o.busy.Add(1)
 	return op, ctx, 0
+}
+
+// settle says op will queue nothing the stream must wait for: its
+// complete is queued, it is a subscription, or it ended with nothing to
+// send. It may be called more than once.
+func (o *streamOps) settle(op *operation) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.unsettled, op)
+	if len(o.unsettled) == 0 && o.settled != nil {
+		close(o.settled)
+		o.settled = nil
+	}
+}
+
+// goAway refuses new operations from now on (add answers 503) and returns
+// a channel closed once the operations accepted have settled: the queries
+// and mutations running have queued their results. Subscriptions are not
+// waited for: they end with the stream, and their clients subscribe again
+// elsewhere. The stream's end bounds the wait: a drain past its deadline
+// drops the stream, which cancels them (stopAll).
+func (o *streamOps) goAway() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.leaving = true
+	settled := make(chan struct{})
+	if len(o.unsettled) == 0 {
+		close(settled)
+	} else {
+		o.settled = settled
+	}
+	return settled
 }
 
 // remove takes op out; false if it was not there (stopped, or the stream
@@ -833,6 +919,7 @@ func (o *streamOps) runSingle(ctx context.Context, st *httpStream, op *operation
 	opCtx *graphql.OperationContext) {
 	defer o.busy.Done()
 	defer op.cancel()
+	defer o.settle(op) // queuing its complete settles it; this, when it returns with none
 	responses, rctx := exec.DispatchOperation(ctx, opCtx)
 	resp := responses(rctx)
 	if resp == nil || !o.remove(op) {
