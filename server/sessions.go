@@ -14,8 +14,10 @@ type session interface {
 	// first.
 	openedAt() time.Time
 	// goAway ends the session, telling its client to reconnect (to another
-	// replica) and resume; a subscription's resolver still starting on it
-	// is abandoned, as when the session's connection goes. It never blocks.
+	// replica) and resume, once the queries and mutations it runs have been
+	// answered (it starts no new one meanwhile); a subscription's resolver
+	// still starting on it is abandoned, as when the session's connection
+	// goes. It never blocks.
 	goAway()
 	// drop cuts the TCP connection at once: the drain's deadline passed.
 	drop()
