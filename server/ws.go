@@ -534,7 +534,9 @@ func (c *wsConn) chooseClose(code int, reason string, kind closeKind) (chosen bo
 		c.closeAbrupt = kind != closeOrderly
 		c.closeSent = make(chan struct{}) // made here: an open socket does without
 		close(c.closing)
-		if !answer {
+		if !answer && !c.tornDown() {
+			// Torn down, no frame goes out: a close chosen then (the last
+			// answer owed by a socket going away, its client gone) is none.
 			c.t.metrics.closeCounter(code).Inc()
 		}
 		if c.closeAbrupt {
