@@ -274,22 +274,31 @@ func (rs *roomState) checkRoomForChange(m *messageState) *Error {
 // remain possible: an edit or a reaction is refused once a message has
 // history-1 changes, so that it can still be deleted, and an addition once
 // a user has history-1 member events in the room, so that they can still be
-// removed. Posts cost one comparison more.
+// removed. A reaction that would give a message more than
+// MaxReactionGroups distinct emoji is refused too (checkProposedReaction);
+// like the rest, only here, never on replay, so that logs holding more
+// still load as they did. Posts cost two comparisons more.
 func (rs *roomState) judgeProposal(e Event) *Error {
-	if err := rs.judge(e); err != nil || rs.history <= 0 {
+	if err := rs.judge(e); err != nil {
 		return err
 	}
-	switch e.Type {
-	case MessageEdited, ReactionToggled:
-		if m := rs.byID[e.MessageID]; len(m.events)-1 >= rs.history-1 {
-			return errorf(CodeConflict, "message %s has had the %d changes its room keeps; it can only be deleted",
-				m.msg.ID, rs.history-1)
+	if rs.history > 0 {
+		switch e.Type {
+		case MessageEdited, ReactionToggled:
+			if m := rs.byID[e.MessageID]; len(m.events)-1 >= rs.history-1 {
+				return errorf(CodeConflict, "message %s has had the %d changes its room keeps; it can only be deleted",
+					m.msg.ID, rs.history-1)
+			}
+		case MemberAdded:
+			if rs.memberChanges[e.UserID] >= rs.history-1 {
+				return errorf(CodeConflict, "%q has joined and left room %s as often as its history keeps; they cannot be added again",
+					e.UserID, rs.room.ID)
+			}
 		}
-	case MemberAdded:
-		if rs.memberChanges[e.UserID] >= rs.history-1 {
-			return errorf(CodeConflict, "%q has joined and left room %s as often as its history keeps; they cannot be added again",
-				e.UserID, rs.room.ID)
-		}
+	}
+	if e.Type == ReactionToggled {
+		m := rs.byID[e.MessageID] // judge found it
+		return checkProposedReaction(m.msg.ID, m.reactions, e.Emoji)
 	}
 	return nil
 }

@@ -435,6 +435,43 @@ func checkProposedEmoji(emoji string) *Error {
 	return nil
 }
 
+// MaxReactionGroups bounds the distinct emoji one message's reactions may
+// hold. Every change of a message, a reaction toggled included, sends each
+// roomEvents subscriber the whole message with all its groups, so without
+// it one user toggling distinct emoji (each a small react, up to
+// --room-history − 1 of them) made every later event of the message a
+// payload of up to ~850 KB per subscriber; and a query's complexity counts
+// a message's reactions as this many groups (graph's complexity). 20 is
+// what Discord allows on a message (Slack 23, GitHub offers 8), and keeps a
+// page of 10 rooms × 10 messages with their reactions within the default
+// --max-complexity of 10,000.
+//
+// It is a proposer's rule (checkProposedReaction), not the judge's: the log
+// may hold messages given more groups before it existed, or by replicas of
+// an earlier version during an upgrade, and every replica must load and
+// apply them as before.
+const MaxReactionGroups = 20
+
+// checkProposedReaction refuses a reaction with emoji that would add a
+// group to message id, whose groups are reactions, once it holds
+// MaxReactionGroups (or more, stored before the cap). Toggling an emoji the
+// message has, on or off, is always allowed: anyone may still join a
+// reaction, or take theirs back. It is judged against the room at the
+// proposal's position (judgeProposal), so every replica decides alike.
+// Below the cap, as nearly every toggle is, it costs one comparison.
+func checkProposedReaction(id string, reactions []*Reaction, emoji string) *Error {
+	if len(reactions) < MaxReactionGroups {
+		return nil
+	}
+	for _, r := range reactions {
+		if r.Emoji == emoji {
+			return nil
+		}
+	}
+	return errorf(CodeBadUserInput, "message %s already has reactions with %d different emoji, the most a message may have: react with one of those",
+		id, MaxReactionGroups)
+}
+
 // checkVersion refuses a version no message ever has: a bad argument,
 // not a stale one (CONFLICT) that refetching would fix.
 func checkVersion(version int) *Error {

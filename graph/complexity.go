@@ -18,6 +18,11 @@ func complexity() ComplexityRoot {
 	c.Room.Messages = func(children int, last *int, _ *string, first *int, _ *string) int {
 		return pageComplexity(children, first, last, defaultMessagesPage)
 	}
+	// A message's reactions are a list, not a page, but may be as long: a
+	// group per distinct emoji, up to chat.MaxReactionGroups. (A message
+	// given more before the cap existed still lists them all; proposals
+	// keep new ones within it.)
+	c.Message.Reactions = func(children int) int { return 1 + children*chat.MaxReactionGroups }
 	return c
 }
 
