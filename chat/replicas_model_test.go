@@ -50,6 +50,7 @@ type mEvent struct {
 	userID  string
 	text    string
 	version int
+	reacts  string // a reaction's: the message's reactions after it (canonReactions)
 }
 
 type mRoom struct {
@@ -203,6 +204,17 @@ func canonModelMsg(msg *mMsg) string {
 	return fmt.Sprintf("%s by %s %q v%d del=%v [%s]", msg.id, msg.author, msg.text, msg.version, msg.deleted, strings.Join(rs, " "))
 }
 
+// canonReactions is a message's reactions as a change carries them: the
+// order of two users' concurrent reactions shows only there (a reaction's
+// change names no user).
+func canonReactions(rs []Reaction) string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Emoji+":"+strings.Join(r.UserIDs, "+"))
+	}
+	return strings.Join(out, " ")
+}
+
 func canonServiceMsg(msg Message) string {
 	var rs []string
 	for _, r := range msg.Reactions {
@@ -337,6 +349,13 @@ func (m *model) apply(o op, observed outcome) outcome {
 			}
 		}
 		ev.text, ev.version = msg.text, msg.version
+		if ev.typ == ReactionToggled {
+			var rs []Reaction
+			for _, re := range msg.reactions {
+				rs = append(rs, Reaction{Emoji: re.emoji, UserIDs: re.users})
+			}
+			ev.reacts = canonReactions(rs)
+		}
 		r.events = append(r.events, ev)
 		return outcome{id: msg.id, msg: canonModelMsg(msg)}
 	case opAdd, opRemove:
@@ -401,6 +420,7 @@ type modelRecord struct {
 	userID  string
 	text    string
 	version int
+	reacts  string // a reaction's: the message's reactions after it
 }
 
 type modelWatch struct {
@@ -431,6 +451,9 @@ func (aw *modelWatch) collect(ctx context.Context) {
 		r := modelRecord{seq: c.Seq, typ: c.Type, userID: c.UserID}
 		if c.Message != nil {
 			r.msgID, r.text, r.version = c.Message.ID, c.Message.Text, c.Message.Version
+			if c.Type == ReactionToggled {
+				r.reacts = canonReactions(c.Message.Reactions)
+			}
 		}
 		aw.mu.Lock()
 		aw.recs = append(aw.recs, r)
@@ -703,6 +726,18 @@ func sameEvents(recs []modelRecord, evs []mEvent) bool {
 	return true
 }
 
+// sameReactions reports whether the reactions after each reaction event
+// are alike: what tells the order of concurrent reactions to one message
+// by different users apart, which sameEvents cannot.
+func sameReactions(recs []modelRecord, evs []mEvent) bool {
+	for i, r := range recs {
+		if i < len(evs) && r.typ == ReactionToggled && r.reacts != evs[i].reacts {
+			return false
+		}
+	}
+	return true
+}
+
 // step runs one command, or a few at once on different replicas.
 func (h *modelHarness) step() {
 	n := 1
@@ -797,7 +832,7 @@ func (h *modelHarness) step() {
 			for _, id := range touched {
 				if refs := h.refs[id]; len(refs) > 0 && m.room(id) != nil {
 					recs, _ := refs[0].snapshot()
-					if !sameEvents(recs, m.room(id).events) {
+					if !sameEvents(recs, m.room(id).events) || !sameReactions(recs, m.room(id).events) {
 						match = false
 					}
 				}
