@@ -140,6 +140,21 @@ func wantDrained(t *testing.T, drained <-chan error) {
 	}
 }
 
+// wantDropFinished fails unless Drain returns within 5 s without giving up
+// on a session: past its deadline it dropped them, and each dropped one
+// finished.
+func wantDropFinished(t *testing.T, drained <-chan error) {
+	t.Helper()
+	select {
+	case err := <-drained:
+		if err != nil && strings.Contains(err.Error(), "gave up") {
+			t.Fatalf("Drain = %v, want every dropped session finished", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Drain did not return within 5s")
+	}
+}
+
 // restOfSingle reads a single-connection-mode stream until it ends and
 // returns its events.
 func (c *sseClient) restOfSingle(within time.Duration) []singleEvent {
@@ -328,14 +343,7 @@ func TestSSESingleDrainDeadlineCancelsRunningOperation(t *testing.T) {
 	drained := startDrain(t, r, 300*time.Millisecond)
 	receive(t, held.ended, 5*time.Second, "the mutation's context to end at the drain's deadline")
 	c.restOfSingle(5 * time.Second)
-	select {
-	case err := <-drained:
-		if err != nil && strings.Contains(err.Error(), "gave up") {
-			t.Fatalf("Drain = %v, want the dropped stream finished", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Drain did not return within 5s")
-	}
+	wantDropFinished(t, drained)
 }
 
 // TestSSESingleReservationHandedOverDuringDrain: a stream reserved on a
