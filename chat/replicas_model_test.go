@@ -582,6 +582,21 @@ func (h *modelHarness) randomOp() op {
 		id := ids[rng.Intn(len(ids))]
 		return id, h.m.all[id]
 	}
+	// aimAtVersion aims an edit or a delete at a message, mostly at its
+	// current version and as its author, sometimes off by one.
+	aimAtVersion := func() {
+		id, msg := pickMsg()
+		o.msg, o.version = id, 1
+		if msg != nil {
+			o.version = msg.version
+			if rng.Intn(2) == 0 {
+				o.actor = msg.author
+			}
+		}
+		if rng.Intn(6) == 0 {
+			o.version = max(1, o.version+rng.Intn(3)-1)
+		}
+	}
 	h.nextText++
 	text := fmt.Sprintf("t%d", h.nextText)
 	switch p := rng.Intn(100); {
@@ -608,36 +623,11 @@ func (h *modelHarness) randomOp() op {
 		}
 	case p < 55:
 		o.kind = opEdit
-		id, msg := pickMsg()
-		o.msg, o.text, o.version = id, text, 1
-		if msg != nil {
-			o.version = msg.version
-			if rng.Intn(2) == 0 {
-				o.actor = msg.author
-			}
-		}
-		if rng.Intn(6) == 0 {
-			o.version += rng.Intn(3) - 1
-			if o.version < 1 {
-				o.version = 1
-			}
-		}
+		o.text = text
+		aimAtVersion()
 	case p < 63:
 		o.kind = opDelete
-		id, msg := pickMsg()
-		o.msg, o.version = id, 1
-		if msg != nil {
-			o.version = msg.version
-			if rng.Intn(2) == 0 {
-				o.actor = msg.author
-			}
-		}
-		if rng.Intn(6) == 0 {
-			o.version += rng.Intn(3) - 1
-			if o.version < 1 {
-				o.version = 1
-			}
-		}
+		aimAtVersion()
 	case p < 80:
 		o.kind = opReact
 		o.msg, _ = pickMsg()
