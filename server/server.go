@@ -83,7 +83,7 @@ type Options struct {
 	// WriteTimeout bounds writing one batch of frames to a socket or an
 	// event stream, and how long any other answer (a query's result,
 	// GraphiQL's files, /metrics) may wait on a client that does not read
-	// it: each 64 KiB of it must be taken within WriteTimeout, or the
+	// it: each 4 KiB of it must be taken within WriteTimeout, or the
 	// connection is dropped; default 10s.
 	WriteTimeout time.Duration
 	// QueueMessages and QueueBytes bound each socket's and HTTP stream's
