@@ -215,7 +215,7 @@ type httpStream struct {
 	f       streamFormat
 	w       http.ResponseWriter      // nil once parked
 	rc      *http.ResponseController // nil once parked
-	ctl     *http.ResponseController // rc, kept once parked: drop cuts a write under way with it
+	ctl     *http.ResponseController // rc for drop, to cut a write under way; nil once parked (guarded by mu)
 	r       *http.Request            // nil once parked
 	out     streamWriter             // the response, or the parked stream's connection
 	parked  atomic.Pointer[parkedStream]
@@ -722,10 +722,14 @@ func (st *httpStream) drop() {
 	// reads nothing, until the write timeout: the write fails now (write
 	// sees st.cut should it set its deadline after this).
 	st.mu.Lock()
-	if !st.released {
-		_ = st.ctl.SetWriteDeadline(time.Now())
+	ctl := st.ctl
+	if !st.released && ctl != nil {
+		_ = ctl.SetWriteDeadline(time.Now())
 	}
 	st.mu.Unlock()
+	if ctl == nil { // parked since the look above
+		st.parked.Load().closeConn()
+	}
 }
 
 // abandonStart ends the context of the subscription joining its execution,

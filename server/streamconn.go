@@ -176,6 +176,12 @@ func (st *httpStream) park(ctx context.Context) bool {
 	// its buffers are no longer referenced once the handler returns.
 	st.out, st.w, st.rc, st.r = ps.out, nil, nil, nil
 	st.parked.Store(ps)
+	// ctl too refers to net/http's response and with it the connection's
+	// buffers and the request: a parked stream would cost three times an
+	// idle WebSocket. drop, which alone uses ctl, finds the stream parked.
+	st.mu.Lock()
+	st.ctl = nil
+	st.mu.Unlock()
 	ps.keeper.addStream(ps)
 	go ps.serve()
 	ps.kick() // what was queued, or happened, before the stream was parked
