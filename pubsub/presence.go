@@ -72,12 +72,19 @@ type Presence struct {
 	rewatchSlots chan struct{}
 
 	stop chan struct{}
-	// life ends with Close, cutting a write round short (Close deletes the
-	// keys after it), so that Close is bounded by its own ctx.
+	// life ends with Close, cutting a write round or a watch's set-up
+	// short (Close deletes the keys after it), so that Close is bounded by
+	// its own ctx. It ends under mu: Watch and WatchSignals check it under
+	// mu before they register a watch, so a watch is either refused or
+	// registered before Close looks for it.
 	life    context.Context
 	endLife context.CancelFunc
 	once    sync.Once
 	wg      sync.WaitGroup // the writer and the liveness follower
+	// watchers counts the PresenceWatch goroutines still running; Close
+	// waits for them. Watch adds to it under mu, and only while life
+	// lasts.
+	watchers sync.WaitGroup
 }
 
 // PresenceOptions configures Log.Presence.
@@ -889,16 +896,23 @@ func (p *Presence) ioContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(p.life, p.opts.WriteTimeout)
 }
 
-// Close stops the writer and the follower, ends every SignalWatch, and
-// deletes this replica's keys, bounded by ctx, so that watchers see its
-// members leave at once rather than after the TTL. It is safe to call more
-// than once; later calls do nothing.
+// Close stops the writer and the follower, ends every PresenceWatch and
+// SignalWatch and waits until none of their functions is running (so no
+// function of a watch may call it), and deletes this replica's keys,
+// bounded by ctx, so that watchers see its members leave at once rather
+// than after the TTL. It is safe to call more than once; later calls do
+// nothing.
 func (p *Presence) Close(ctx context.Context) error {
 	var err error
 	p.once.Do(func() {
 		close(p.stop)
+		p.mu.Lock()
 		p.endLife()
+		p.mu.Unlock()
 		p.wg.Wait()
+		// Every PresenceWatch's goroutine sees life end by itself, at worst
+		// once its function returns (run); none is added any more.
+		p.watchers.Wait()
 		p.closeSignalWatches()
 		p.mu.Lock()
 		topics := slices.Collect(maps.Keys(p.local))
@@ -950,43 +964,59 @@ type PresenceWatch struct {
 // Watch calls fn with the members present on topic through any replica
 // alive (each once, sorted): first with those present now, then whenever
 // the set changes. fn runs on the watch's goroutine, one call at a time,
-// and must not block for long, nor call the watch's Close, which waits
-// for fn to return (end ctx instead). The watch ends with ctx, Close or
-// p's Close. Watch on a closed Presence fails with ErrPresenceClosed.
+// and must not block for long. The watch ends with ctx, its Close or p's
+// Close; both Closes wait for fn to return, so fn must call neither (end
+// ctx instead), and once one has begun fn is not called again. Watch on a
+// closed or closing Presence fails with ErrPresenceClosed.
 func (p *Presence) Watch(ctx context.Context, topic string, fn func(members []string)) (*PresenceWatch, error) {
 	if err := checkPresenceToken("topic", topic); err != nil {
 		return nil, err
 	}
+	closed := fmt.Errorf("watch the presence of %s: %w", topic, ErrPresenceClosed)
 	if p.life.Err() != nil {
-		return nil, fmt.Errorf("watch the presence of %s: %w", topic, ErrPresenceClosed)
+		return nil, closed
 	}
 	w, err := p.watchMembers(ctx, topic)
-	if bucketLost(err) {
+	if bucketLost(err) && p.life.Err() == nil {
 		rctx, cancel := context.WithTimeout(ctx, p.opts.WriteTimeout)
 		p.recreate(rctx, err)
 		cancel()
 		w, err = p.watchMembers(ctx, topic)
 	}
 	if err != nil {
+		if p.life.Err() != nil {
+			return nil, closed // Close cut the set-up short
+		}
 		return nil, fmt.Errorf("watch the presence of %s: %w", topic, err)
 	}
 	pw := &PresenceWatch{p: p, kick: make(chan struct{}, 1), again: make(chan struct{}, 1),
 		done: make(chan struct{}), stop: make(chan struct{})}
+	// life is checked again under p.mu, where Close ends it: the set-up
+	// above is a NATS round trip, and a Close meanwhile would otherwise
+	// neither refuse this watch nor wait for its goroutine.
 	p.mu.Lock()
+	if p.life.Err() != nil {
+		p.mu.Unlock()
+		_ = w.Stop()
+		return nil, closed
+	}
 	p.watches[pw] = struct{}{}
+	p.watchers.Add(1)
 	p.mu.Unlock()
 	go pw.run(ctx, topic, w, fn)
 	return pw, nil
 }
 
 // watchMembers watches topic's member keys until ctx ends or the watch is
-// stopped; setting it up takes at most WriteTimeout.
+// stopped; setting it up takes at most WriteTimeout, and ends with life:
+// Close waits for every PresenceWatch, some of which may be watching anew.
 func (p *Presence) watchMembers(ctx context.Context, topic string) (jetstream.KeyWatcher, error) {
 	p.mu.Lock()
 	kv := p.members
 	p.mu.Unlock()
 	setup, cancel := context.WithTimeout(ctx, p.opts.WriteTimeout)
 	defer cancel()
+	defer context.AfterFunc(p.life, cancel)()
 	return startWatch(ctx, setup, func(wctx context.Context) (jetstream.KeyWatcher, error) {
 		// The heads, <topic>.<replica>, and the pages, <topic>.<replica>.<i>.
 		return kv.Watch(wctx, topic+".>")
@@ -1031,11 +1061,12 @@ func (w boundWatch) Stop() error {
 	return err
 }
 
-// run hands fn the merged members of topic until ctx ends or Close. It
-// watches anew when told to (rewatchMembers), after a random delay of up
-// to rewatchSpread, and when w breaks, retrying every Heartbeat or so
-// until a watch starts; w is nil meanwhile.
+// run hands fn the merged members of topic until ctx ends, Close or p's
+// Close. It watches anew when told to (rewatchMembers), after a random
+// delay of up to rewatchSpread, and when w breaks, retrying every
+// Heartbeat or so until a watch starts; w is nil meanwhile.
 func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyWatcher, fn func([]string)) {
+	defer pw.p.watchers.Done() // last: p's Close waits for it
 	defer close(pw.done)
 	retry := time.NewTimer(time.Hour) // armed when a watch is to be (re)started
 	retry.Stop()
@@ -1057,7 +1088,7 @@ func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyW
 	rewatch := func() {
 		nw, err := pw.p.watchMembersPaced(ctx, pw.stop, topic)
 		if err != nil {
-			if ctx.Err() == nil && !pw.stopped() {
+			if !pw.ending(ctx) {
 				pw.p.log.Warn("presence: topic not watched; retrying", "topic", topic, "err", err)
 				retry.Reset(pw.p.opts.Heartbeat + pw.p.rewatchJitter())
 			}
@@ -1120,6 +1151,12 @@ func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyW
 		if last != nil && slices.Equal(merged, last) {
 			continue
 		}
+		// select picks at random among the cases ready: this one may have
+		// been taken though the watch was ending already, and a Close
+		// waiting for fn must not see it called again.
+		if pw.ending(ctx) {
+			return
+		}
 		last = merged
 		fn(slices.Clone(merged))
 	}
@@ -1133,6 +1170,12 @@ func (pw *PresenceWatch) stopped() bool {
 	default:
 		return false
 	}
+}
+
+// ending reports whether the watch is to end: ctx ended, or Close or its
+// Presence's Close was called.
+func (pw *PresenceWatch) ending(ctx context.Context) bool {
+	return ctx.Err() != nil || pw.p.life.Err() != nil || pw.stopped()
 }
 
 // rewatchConcurrency is how many PresenceWatches of one replica may set up
@@ -1154,7 +1197,7 @@ func (p *Presence) rewatchJitter() time.Duration {
 }
 
 // watchMembersPaced is watchMembers once one of rewatchSlots is free, or
-// an error when ctx ends or stop closes first.
+// an error when ctx ends, stop closes or p closes first.
 func (p *Presence) watchMembersPaced(ctx context.Context, stop <-chan struct{}, topic string) (jetstream.KeyWatcher, error) {
 	select {
 	case p.rewatchSlots <- struct{}{}:
@@ -1162,6 +1205,8 @@ func (p *Presence) watchMembersPaced(ctx context.Context, stop <-chan struct{}, 
 		return nil, fmt.Errorf("watch the presence of %s: %w", topic, ctx.Err())
 	case <-stop:
 		return nil, fmt.Errorf("watch the presence of %s: the watch was closed", topic)
+	case <-p.life.Done():
+		return nil, fmt.Errorf("watch the presence of %s: %w", topic, ErrPresenceClosed)
 	}
 	defer func() { <-p.rewatchSlots }()
 	return p.watchMembers(ctx, topic)
@@ -1183,7 +1228,8 @@ func (p *Presence) merge(byReplica map[string][]string) []string {
 }
 
 // Close stops the watch and waits until fn is no longer running; so fn
-// must not call it.
+// must not call it. It is safe to call more than once, and during or
+// after its Presence's Close.
 func (pw *PresenceWatch) Close() {
 	pw.once.Do(func() { close(pw.stop) })
 	<-pw.done
@@ -1301,7 +1347,8 @@ func (sw *SignalWatch) Close() {
 }
 
 // closeSignalWatches ends every SignalWatch of p. A PresenceWatch's
-// goroutine sees p.life end by itself; a SignalWatch's waits on its NATS
+// goroutine sees p.life end by itself (Close waits for it on
+// p.watchers); a SignalWatch's waits on its NATS
 // subscription's channel, which nothing closes, not even Log.Close, so
 // without this it would call its function after Close and outlive the Log.
 // Close has ended life first, so WatchSignals adds none meanwhile.
