@@ -193,8 +193,16 @@ func TestWatchSignalsRacingPresenceClose(t *testing.T) {
 	if running > 0 {
 		t.Errorf("%d of the %d SignalWatches WatchSignals returned still subscribed after Presence.Close", running, len(watches))
 	}
-	if g, dump := closeTestGoroutines(signalWatchGoroutine); g > baseG {
-		t.Errorf("%d SignalWatch goroutines after Presence.Close (was %d)\n%s", g, baseG, dump)
+	// Close has waited for every watch's done; a goroutine past it may
+	// still show in a dump for a moment (seen under load), so give it 2 s
+	// to be gone: one that never ends still fails.
+	g, dump := closeTestGoroutines(signalWatchGoroutine)
+	for deadline := time.Now().Add(2 * time.Second); g > baseG && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		g, dump = closeTestGoroutines(signalWatchGoroutine)
+	}
+	if g > baseG {
+		t.Errorf("%d SignalWatch goroutines 2 s after Presence.Close (was %d)\n%s", g, baseG, dump)
 	}
 }
 
