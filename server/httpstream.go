@@ -727,8 +727,8 @@ func (st *httpStream) drop() {
 		_ = ctl.SetWriteDeadline(time.Now())
 	}
 	st.mu.Unlock()
-	if ctl == nil { // parked since the look above
-		st.parked.Load().closeConn()
+	if ps := st.parked.Load(); ps != nil && ctl == nil { // parked since the look above
+		ps.closeConn()
 	}
 }
 
