@@ -219,10 +219,14 @@ func decodeB64URL(s string) ([]byte, error) {
 // Nothing refreshes in the background: a refetch happens on the request that
 // needs one, when a token names an unknown kid, its signature fails with the
 // cached keys, or the set is older than ttl.
-// Concurrent callers share one refetch through flight, which runs it on a
-// goroutine that lives no longer than the starting caller's context (and
-// fetchTimeout); and fetches are at least minRefresh apart, so a burst of
-// made-up kids costs the provider at most one request per minRefresh.
+// Concurrent callers share one refetch through flight. The refetch belongs
+// to none of them: it runs detached from their cancellation, on flight's
+// goroutine, which outlives the callers by at most fetchTimeout (so JWT
+// needs no Close to stop it), while each caller stops waiting when its own
+// context ends. Every fetch started counts, and fetches are at least
+// minRefresh apart, so a burst of made-up kids costs the provider at most
+// one request per minRefresh, however the clients that sent them hang up
+// or time out.
 type jwksSource struct {
 	url                           *url.URL // nil for a file
 	client                        *http.Client
@@ -244,29 +248,25 @@ type jwksSource struct {
 // serving, so a provider outage logs nobody out: the error is non-nil only
 // when there is no set at all, or ctx ended while waiting.
 func (s *jwksSource) keys(ctx context.Context, usable func(*keySet) bool) (*keySet, error) {
-	for s.url != nil && s.wantsRefetch(usable) {
-		ch := s.flight.DoChan("", func() (any, error) { return s.refetch(ctx), nil })
+	if s.url != nil && s.wantsRefetch(usable) {
+		// Detached: were the fetch cut when the caller that happened to
+		// start it hung up, every hang-up would buy another fetch. Values
+		// are kept; fetch bounds it by fetchTimeout.
+		fetchCtx := context.WithoutCancel(ctx)
+		ch := s.flight.DoChan("", func() (any, error) { s.refetch(fetchCtx); return nil, nil })
 		if s.joined != nil {
 			s.joined()
 		}
-		var res singleflight.Result
 		select {
-		case res = <-ch:
+		case <-ch:
 		case <-ctx.Done():
-		}
-		if err := ctx.Err(); err != nil {
 			// A set that is only past its ttl still verifies: the caller's
 			// time ran out, not the keys'.
 			if set := s.usableSet(usable); set != nil {
 				return set, nil
 			}
-			return nil, fmt.Errorf("jwt: fetching JWKS from %s: %w", s.url.Redacted(), err)
+			return nil, fmt.Errorf("jwt: fetching JWKS from %s: %w", s.url.Redacted(), ctx.Err())
 		}
-		if abandoned := res.Val.(bool); !abandoned {
-			break
-		}
-		// The caller whose context the refetch ran under went away; rather
-		// than suffer for its disconnect, fetch for ourselves.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -292,17 +292,19 @@ func (s *jwksSource) wantsRefetch(usable func(*keySet) bool) bool {
 	return s.set == nil || s.now().Sub(s.fetchedAt) >= s.ttl || !usable(s.set)
 }
 
-// refetch fetches the set unless the latest attempt was under minRefresh
-// ago. It reports whether the fetch was abandoned because its caller went
-// away (ctx cancelled): such an attempt counts neither against the rate
-// bound nor as the provider's fault. A fetch cut by the caller's deadline
-// does count: a provider slower than the callers' deadlines (a WebSocket's
-// connection_init has a few seconds) would otherwise be asked again by every
-// caller, and no caller would ever fall back to the rate bound.
-func (s *jwksSource) refetch(ctx context.Context) (abandoned bool) {
+// refetch fetches the set within ctx unless the latest attempt was under
+// minRefresh ago. Every fetch started counts against minRefresh, whether it
+// succeeds, fails, or ctx cuts it: a provider slower than the callers'
+// deadlines (a WebSocket's connection_init has a few seconds) must not be
+// asked again by every caller. keys runs it detached from its callers, so
+// only NewJWT's context, at start-up, can cut it.
+//
+// It reports whether ctx was cancelled, so that NewJWT reports its
+// context's end rather than a failed fetch.
+func (s *jwksSource) refetch(ctx context.Context) (cancelled bool) {
 	s.mu.Lock()
-	prevAttempt, now := s.lastAttempt, s.now()
-	if !prevAttempt.IsZero() && now.Sub(prevAttempt) < s.minRefresh {
+	now := s.now()
+	if !s.lastAttempt.IsZero() && now.Sub(s.lastAttempt) < s.minRefresh {
 		s.mu.Unlock()
 		return false
 	}
@@ -314,15 +316,11 @@ func (s *jwksSource) refetch(ctx context.Context) (abandoned bool) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case err == nil:
-		s.set, s.fetchedAt, s.lastErr = set, s.now(), nil
-	case errors.Is(ctx.Err(), context.Canceled):
-		s.lastAttempt = prevAttempt
-		return true
-	default:
+	if err != nil {
 		s.lastErr = err
+		return errors.Is(ctx.Err(), context.Canceled)
 	}
+	s.set, s.fetchedAt, s.lastErr = set, s.now(), nil
 	return false
 }
 

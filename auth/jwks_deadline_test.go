@@ -43,7 +43,7 @@ func newHangingJWKSServer(t *testing.T, body []byte) *hangingJWKSServer {
 // keeps verifying the tokens of its keys while the provider hangs, for
 // callers with deadlines shorter than FetchTimeout (a WebSocket's
 // connection_init is checked within InitTimeout, 3 s by default; a fetch may
-// take 10 s), and that the refetch their deadlines cut counts against
+// take 10 s), and that the refetch their deadlines outlast counts against
 // MinRefreshInterval. Before, each connection_init started a refetch of its
 // own, every one failed with its context error (4408), and the provider got
 // one request per attempt.
@@ -79,8 +79,8 @@ func TestJWKSStaleSetOutlivesCallerDeadline(t *testing.T) {
 	fetches := int(srv.requests.Load())
 	t.Logf("provider requests: %d (1 at start), failures %d/%d", fetches, failed, attempts)
 	// At most one refetch within MinRefreshInterval (the clock does not
-	// move), and the cached key keeps serving every caller, the one whose
-	// deadline cut the refetch included.
+	// move), and the cached key keeps serving every caller, each of which
+	// stops waiting for the refetch at its deadline.
 	if fetches > 2 {
 		t.Errorf("provider fetched %d times within one MinRefreshInterval, want at most 2 (start-up and one refetch)", fetches)
 	}
@@ -92,8 +92,8 @@ func TestJWKSStaleSetOutlivesCallerDeadline(t *testing.T) {
 // TestJWKSDeadlineCountsAgainstRateBound shows that tokens with made-up
 // kids cost a provider slower than the callers' deadlines at most one
 // request per MinRefreshInterval, as JWTOptions promises "whatever tokens
-// clients present": a refetch cut by a deadline counts. Only a caller that
-// went away (cancelled) leaves its fetch uncounted (TestJWKSAbandonedFetch).
+// clients present": a refetch that outlasts the callers' deadlines counts,
+// as does one whose callers hang up (TestJWKSHangUpsCostOneFetch).
 func TestJWKSDeadlineCountsAgainstRateBound(t *testing.T) {
 	clock := newClock()
 	srv := newHangingJWKSServer(t, jwksJSON(rsaJWK("a", &testRSA()[0].PublicKey)))

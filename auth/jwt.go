@@ -84,8 +84,9 @@ type JWTOptions struct {
 	// Leeway is the clock skew tolerated on exp and nbf (default 0).
 	Leeway time.Duration
 
-	// FetchTimeout bounds each JWKS fetch, on top of the caller's context
-	// (default 10 s).
+	// FetchTimeout bounds each JWKS fetch (default 10 s). At start NewJWT's
+	// context bounds it too; a refetch is not cut by the requests that wait
+	// for it.
 	FetchTimeout time.Duration
 	// MinRefreshInterval is the least time between two fetches of JWKSURL
 	// (default 1 minute), whatever tokens clients present.
