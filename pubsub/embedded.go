@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -239,13 +240,31 @@ func checkWritableDir(dir string) error {
 	return rerr
 }
 
+// clientLogInterval is the least time between two lines serverLogger
+// logs, at WARN, about nats-server's connections from outside: whoever
+// reaches ListenAddr (a port scanner, a health check on the wrong port, a
+// replica with an old token) makes one per connection, and must neither
+// fill the log nor page an operator who alerts on ERROR.
+const clientLogInterval = 10 * time.Second
+
 // serverLogger forwards nats-server log lines to slog and remembers the
 // first fatal error so start-up can report it.
+//
+// Errors and warnings about one connection from outside (clientScoped)
+// are that connection's doing, not the server's: they are logged at WARN,
+// at most one per clientLogInterval, and the rest at DEBUG; the next WARN
+// line says how many were held back. Everything else nats-server reports
+// as an error stays ERROR, however often.
 type serverLogger struct {
 	log *slog.Logger
+	now func() time.Time // nil for time.Now; tests set it
 
 	mu       sync.Mutex
 	fatalMsg string
+	// clientNext is when the next client-scoped line may be logged at
+	// WARN; clientHeld counts those logged at DEBUG since the last one.
+	clientNext time.Time
+	clientHeld int
 }
 
 func (l *serverLogger) fatal() string {
@@ -261,7 +280,12 @@ func (l *serverLogger) Noticef(format string, v ...any) {
 
 // Warnf implements server.Logger.
 func (l *serverLogger) Warnf(format string, v ...any) {
-	l.log.Warn(fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	if clientScoped(msg) {
+		l.client(msg)
+		return
+	}
+	l.log.Warn(msg)
 }
 
 // Fatalf implements server.Logger. It does not exit the process.
@@ -277,7 +301,12 @@ func (l *serverLogger) Fatalf(format string, v ...any) {
 
 // Errorf implements server.Logger.
 func (l *serverLogger) Errorf(format string, v ...any) {
-	l.log.Error(fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	if clientScoped(msg) {
+		l.client(msg)
+		return
+	}
+	l.log.Error(msg)
 }
 
 // Debugf implements server.Logger.
@@ -288,4 +317,64 @@ func (l *serverLogger) Debugf(format string, v ...any) {
 // Tracef implements server.Logger.
 func (l *serverLogger) Tracef(format string, v ...any) {
 	l.log.Debug(fmt.Sprintf(format, v...))
+}
+
+// client logs msg, about one connection from outside, at WARN if none was
+// within clientLogInterval, else at DEBUG. No timer: the interval is
+// checked when the next line comes, so a count held back is reported then.
+func (l *serverLogger) client(msg string) {
+	now := time.Now
+	if l.now != nil {
+		now = l.now
+	}
+	l.mu.Lock()
+	t, held := now(), l.clientHeld
+	warn := !t.Before(l.clientNext)
+	if warn {
+		l.clientNext, l.clientHeld = t.Add(clientLogInterval), 0
+	} else {
+		l.clientHeld++
+	}
+	l.mu.Unlock()
+	switch {
+	case !warn:
+		l.log.Debug(msg)
+	case held > 0:
+		l.log.Warn(msg, "suppressed", held)
+	default:
+		l.log.Warn(msg)
+	}
+}
+
+// clientScoped reports whether msg is about one of nats-server's
+// connections from outside. nats-server starts those with the connection's
+// address and kind-and-id, "<host:port> - cid:<n> - " (client.go,
+// initClient and format): cid a client, wid a WebSocket client (whose
+// address may be "<client IP>/<host:port>" behind a proxy), mid or mid_ws
+// MQTT, rid a route, gid a gateway, lid or lid_ws a leaf node. Lines of
+// its own internal clients (SYSTEM, JETSTREAM, ACCOUNT) and of the Log's
+// in-process connection (address "pipe") are not: those are Herald's.
+func clientScoped(msg string) bool {
+	addr, rest, ok := strings.Cut(msg, " - ")
+	if !ok {
+		return false
+	}
+	if _, proxied, ok := strings.Cut(addr, "/"); ok {
+		addr = proxied
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return false
+	}
+	id, _, ok := strings.Cut(rest, " - ")
+	if !ok {
+		return false
+	}
+	kind, n, _ := strings.Cut(id, ":")
+	switch kind {
+	case "cid", "wid", "mid", "mid_ws", "rid", "gid", "lid", "lid_ws":
+	default:
+		return false
+	}
+	_, err := strconv.ParseUint(n, 10, 64)
+	return err == nil
 }
