@@ -129,7 +129,9 @@ func relayRequest(r *http.Request, limit int64) (RelayMessage, *requestError) {
 		var err error
 		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
 		if err != nil {
-			return RelayMessage{}, badRequest("cannot read the request body: %v", err)
+			// As any other body: a stall is 408, and the error's text,
+			// which names both ends' addresses, is not passed on.
+			return RelayMessage{}, bodyReadError(err)
 		}
 		if int64(len(body)) > limit {
 			return RelayMessage{}, &requestError{status: http.StatusRequestEntityTooLarge,
