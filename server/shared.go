@@ -267,7 +267,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 	// The resolver has run: from now on the gate it set, if any, decides
 	// who may receive the events. Members that joined meanwhile are
 	// admitted here, before anything is delivered; later ones by attach.
-	confirmMembers(execCtx, e, guard.Gate())
+	r.confirmMembers(execCtx, e, guard.Gate())
 	e.mu.Lock()
 	e.gate, e.gated = guard.Gate(), true
 	if !e.replay {
@@ -347,16 +347,30 @@ func (r *sharedExecutions) confirmJoiner(ctx context.Context, op *operation, key
 	e.mu.RUnlock()
 	if c, ok := gate.(auth.Confirmer); ok && gated {
 		if _, ok := c.Access(op.viewer); !ok {
-			c.Confirm(ctx, op.viewer)
+			r.confirm(ctx, c, op.viewer)
 		}
 	}
+}
+
+// confirm has c confirm user. It runs on the subscriber's goroutine, a
+// socket's own among them, where nothing would recover a panic of
+// Confirm's: one is logged and taken as a Confirm that found nothing, so
+// that Access decides, as after a Confirm that could not read its store
+// (it reports no error). Deferred only for a user the gate refuses.
+func (r *sharedExecutions) confirm(ctx context.Context, c auth.Confirmer, user string) {
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			logRecovered(r.log, ctx, "confirming a subscriber's access", recovered)
+		}
+	}()
+	c.Confirm(ctx, user)
 }
 
 // confirmMembers lets gate confirm the users of e's members it would
 // refuse, as confirmJoiner does for those joining later. It runs once e's
 // resolver has set gate, before e's results are read, so no member misses
 // an event while its user is confirmed.
-func confirmMembers(ctx context.Context, e *execution, gate auth.Gate) {
+func (r *sharedExecutions) confirmMembers(ctx context.Context, e *execution, gate auth.Gate) {
 	c, ok := gate.(auth.Confirmer)
 	if !ok {
 		return
@@ -370,7 +384,7 @@ func confirmMembers(ctx context.Context, e *execution, gate auth.Gate) {
 	}
 	e.mu.RUnlock()
 	for _, user := range users {
-		c.Confirm(ctx, user)
+		r.confirm(ctx, c, user)
 	}
 }
 
@@ -725,43 +739,7 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 	r.metrics.executions.Inc()
 	defer r.metrics.executions.Dec()
 
-	for first := true; ; first = false {
-		resp, panicked := r.next(responses, ctx)
-		if resp == nil {
-			break
-		}
-		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, cursor: slot.meta.Cursor,
-			failed: first && len(resp.Errors) > 0 && noData(resp.Data) || slot.meta.End != nil, state: slot.meta.State}
-		slot.meta = eventmeta.Meta{}
-		if e.replay && !r.paceReplay(e, ctx) {
-			break // stopped while it waited: left, retired or closed, which end it
-		}
-		var denied []*operation
-		e.mu.RLock()
-		if e.gate == nil {
-			r.helpers.deliverAll(r, e, p)
-		} else {
-			for _, op := range e.members {
-				deliver, keep := e.allows(op, p.pos)
-				switch {
-				case deliver:
-					r.deliver(e, op, p)
-				case !keep:
-					denied = append(denied, op)
-				}
-			}
-		}
-		e.mu.RUnlock()
-		for _, op := range denied {
-			op.sub.denied(op, forbiddenError())
-		}
-		if e.replay {
-			r.catchUp(e, ctx) // if this result reached the held live ones
-		}
-		if panicked {
-			break // the execution's state is unknown: it ends, with the error sent
-		}
-	}
+	r.deliverEvents(e, slot, responses, ctx)
 
 	r.mu.Lock()
 	endedByLeave := e.ended || e.retired.Load()
@@ -782,6 +760,75 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 			r.presence.leave(op)
 		}
 		op.sub.streamEnded(op)
+	}
+}
+
+// deliverEvents delivers e's results to its members until it has no more,
+// it is stopped, or a result fails. It calls one thing of another package
+// per delivery, outside next: a gated execution's auth.Gate.Access. A
+// panic there (or anywhere here) would end the replica's process, nothing
+// recovering on this goroutine; it ends the execution instead, every
+// member given the internal error a panicking event gets (see next), and
+// is logged. The recover is deferred once per execution; per event, only
+// locked, which says whether e.mu is to be released, is set and cleared.
+func (r *sharedExecutions) deliverEvents(e *execution, slot *eventSlot, responses graphql.ResponseHandler, ctx context.Context) {
+	locked := false
+	defer func() {
+		recovered := recover()
+		if recovered == nil {
+			return
+		}
+		if locked {
+			e.mu.RUnlock()
+		}
+		logRecovered(r.log, ctx, "delivering a subscription's event", recovered)
+		// Failed: it reaches a member awaiting its state, and a resumed
+		// one's handoff ends with it (see deliver).
+		p := &payload{bytes: encodeResponse(&graphql.Response{Errors: gqlerror.List{internalError()}}), failed: true}
+		e.mu.RLock()
+		for _, op := range e.members {
+			r.deliver(e, op, p)
+		}
+		e.mu.RUnlock()
+	}()
+	for first := true; ; first = false {
+		resp, panicked := r.next(responses, ctx)
+		if resp == nil {
+			return
+		}
+		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, cursor: slot.meta.Cursor,
+			failed: first && len(resp.Errors) > 0 && noData(resp.Data) || slot.meta.End != nil, state: slot.meta.State}
+		slot.meta = eventmeta.Meta{}
+		if e.replay && !r.paceReplay(e, ctx) {
+			return // stopped while it waited: left, retired or closed, which end it
+		}
+		var denied []*operation
+		e.mu.RLock()
+		locked = true
+		if e.gate == nil {
+			r.helpers.deliverAll(r, e, p)
+		} else {
+			for _, op := range e.members {
+				deliver, keep := e.allows(op, p.pos)
+				switch {
+				case deliver:
+					r.deliver(e, op, p)
+				case !keep:
+					denied = append(denied, op)
+				}
+			}
+		}
+		locked = false
+		e.mu.RUnlock()
+		for _, op := range denied {
+			op.sub.denied(op, forbiddenError())
+		}
+		if e.replay {
+			r.catchUp(e, ctx) // if this result reached the held live ones
+		}
+		if panicked {
+			return // the execution's state is unknown: it ends, with the error sent
+		}
 	}
 }
 
@@ -817,19 +864,62 @@ func (r *sharedExecutions) paceReplay(e *execution, ctx context.Context) bool {
 	return ctx.Err() == nil
 }
 
-// next is the execution's next result. A panic while it is made (gqlgen
-// marshals an event's fields outside the recover it gives resolvers) ends
-// the execution with an internal error for its members rather than the
-// replica's process: it is logged, and returned as the last result.
+// next is the execution's next result. A panic while it is made (see
+// execute) ends the execution with an internal error for its members
+// rather than the replica's process: it is logged, and returned as the
+// last result.
 func (r *sharedExecutions) next(responses graphql.ResponseHandler, ctx context.Context) (resp *graphql.Response, panicked bool) {
+	return execute(r.log, "executing a subscription's event", responses, ctx)
+}
+
+// execute returns responses(ctx), a result of an execution the server runs
+// on a goroutine of its own (a subscription's events, a query or mutation
+// sent on a socket or a single-connection stream). gqlgen recovers a
+// panic in a resolver, but not one while it marshals the result (its Exec
+// calls MarshalGQL after every field's recover has returned), and on such
+// a goroutine nothing else does: net/http's recover covers only its
+// handlers, so the panic would end the replica's process, every socket
+// and stream with it. The panic is logged, as logPanic logs a resolver's,
+// and the result is the internal error a resolver's panic gets, panicked
+// set. A deferred recover costs nothing until it recovers.
+func execute(log *slog.Logger, doing string, responses graphql.ResponseHandler, ctx context.Context) (resp *graphql.Response, panicked bool) {
 	defer func() {
 		if recovered := recover(); recovered != nil {
-			r.log.ErrorContext(ctx, "server: recovered panic while executing a subscription's event",
-				slog.String("panic", fmt.Sprint(recovered)), slog.String("stack", string(debug.Stack())))
+			logRecovered(log, ctx, doing, recovered)
 			resp, panicked = &graphql.Response{Errors: gqlerror.List{internalError()}}, true
 		}
 	}()
 	return responses(ctx), false
+}
+
+// executeOperation executes a query or mutation, prepared as rc, to its
+// result (nil if there is none), under execute's recover: the executor's
+// own dispatch (its operation interceptors) included.
+func executeOperation(log *slog.Logger, ctx context.Context, exec graphql.GraphExecutor, rc *graphql.OperationContext) *graphql.Response {
+	resp, _ := execute(log, "executing a query or mutation", func(ctx context.Context) *graphql.Response {
+		responses, rctx := exec.DispatchOperation(ctx, rc)
+		return responses(rctx)
+	}, graphql.WithOperationContext(ctx, rc)) // the operation's name for the log
+	return resp
+}
+
+// logRecovered logs a panic recovered while doing something on a
+// goroutine the server started, with the stack it was raised on (the
+// deferred function that recovered it runs on that stack).
+func logRecovered(log *slog.Logger, ctx context.Context, doing string, recovered any) {
+	attrs := []any{
+		slog.String("panic", fmt.Sprint(recovered)),
+		slog.String("stack", string(debug.Stack())),
+	}
+	if graphql.HasOperationContext(ctx) {
+		rc := graphql.GetOperationContext(ctx)
+		name := rc.OperationName // the one the client chose, as logPanic logs it
+		if name == "" && rc.Operation != nil {
+			name = rc.Operation.Name // a document's only operation, named in it
+		}
+		attrs = append(attrs, slog.String("operation", name))
+	}
+	log.ErrorContext(ctx, "server: recovered panic while "+doing, attrs...)
 }
 
 // noData reports whether a result's data is absent or null.

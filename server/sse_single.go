@@ -914,14 +914,15 @@ func (o *streamOps) fail(st *httpStream, op *operation, resp *graphql.Response) 
 	}
 }
 
-// runSingle executes a query or mutation and sends its result.
+// runSingle executes a query or mutation and sends its result; an
+// internal error if it panics (executeOperation): it runs on a goroutine
+// of the stream's, where a panic would end the process.
 func (o *streamOps) runSingle(ctx context.Context, st *httpStream, op *operation, exec graphql.GraphExecutor,
 	opCtx *graphql.OperationContext) {
 	defer o.busy.Done()
 	defer op.cancel()
 	defer o.settle(op) // queuing its complete settles it; this, when it returns with none
-	responses, rctx := exec.DispatchOperation(ctx, opCtx)
-	resp := responses(rctx)
+	resp := executeOperation(st.t.execs.log, ctx, exec, opCtx)
 	if resp == nil || !o.remove(op) {
 		return // stopped by the client, or the stream is gone
 	}

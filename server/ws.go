@@ -650,7 +650,7 @@ func (c *wsConn) carryOut(s wsStep) {
 func (c *wsConn) onInit(payload map[string]any) {
 	ctx, cancel := context.WithDeadline(c.ctx, c.created.Add(c.t.cfg.initTimeout))
 	defer cancel()
-	id, ok, err := c.t.authn.FromInitPayload(ctx, payload)
+	id, ok, err := c.authenticateInit(ctx, payload)
 	if ctx.Err() != nil {
 		c.carryOut(c.machine.tick(time.Now(), c.created, &c.t.cfg)) // 4408
 		return
@@ -677,6 +677,25 @@ func (c *wsConn) onInit(payload map[string]any) {
 	}
 	c.carryOut(step)
 }
+
+// authenticateInit has the authenticator judge connection_init's
+// payload. It runs on the socket's reader, where nothing would recover a
+// panic of the authenticator's and the process would end: one is logged
+// and taken as credentials that could not be checked, which close the
+// socket with 1013 as the authenticator's own errors do (answerInit).
+func (c *wsConn) authenticateInit(ctx context.Context, payload map[string]any) (id auth.Identity, ok bool, err error) {
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			logRecovered(c.t.log, ctx, "authenticating a WebSocket connection", recovered)
+			id, ok, err = auth.Identity{}, false, errAuthenticatorPanicked
+		}
+	}()
+	return c.t.authn.FromInitPayload(ctx, payload)
+}
+
+// errAuthenticatorPanicked is the verdict on credentials whose check
+// panicked (see authenticateInit).
+var errAuthenticatorPanicked = errors.New("the authenticator panicked")
 
 // checkTimers enforces the init timeout, the credentials' expiry and
 // keepalive (wsMachine.tick); the keeper calls it for every socket on

@@ -172,7 +172,9 @@ func (c *wsConn) rejectOp(op *operation, resp *graphql.Response) {
 }
 
 // runSingle executes a query or mutation: next, then complete. A socket
-// told to go away meanwhile does not run it (see onSubscribe).
+// told to go away meanwhile does not run it (see onSubscribe). One that
+// panics is answered with an internal error (executeOperation): it runs on
+// a goroutine of the socket's, where a panic would end the process.
 func (c *wsConn) runSingle(op *operation, ctx context.Context, rc *graphql.OperationContext) {
 	if !c.beginSingle(op) {
 		return
@@ -184,8 +186,7 @@ func (c *wsConn) runSingle(op *operation, ctx context.Context, rc *graphql.Opera
 		defer c.wg.Done()
 		defer cancel()
 		defer c.endSingle() // once the answer is queued: a socket going away may close after it
-		responses, rctx := c.exec.DispatchOperation(ctx, rc)
-		resp := responses(rctx)
+		resp := executeOperation(c.t.log, ctx, c.exec, rc)
 		if resp == nil || !c.removeOp(op) {
 			return // completed by the client, or the socket is gone
 		}
