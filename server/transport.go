@@ -402,7 +402,8 @@ func (x *runner) refuseRateLimited(w http.ResponseWriter, r *http.Request, m med
 // authenticate returns r's context carrying the client's identity, if it
 // presented one. Otherwise it answers the request and returns ok=false:
 // 401 for credentials the authenticator refuses, 503 when it could not
-// check them (telling the client its credentials are bad would be a lie).
+// check them (telling the client its credentials are bad would be a lie),
+// nothing when the client left meanwhile (see credentialsUnchecked).
 func (x *runner) authenticate(w http.ResponseWriter, r *http.Request, m mediaType) (context.Context, bool) {
 	id, ok, err := x.authn.FromRequest(r)
 	switch {
@@ -414,13 +415,35 @@ func (x *runner) authenticate(w http.ResponseWriter, r *http.Request, m mediaTyp
 		})
 		return nil, false
 	case err != nil:
-		x.log.ErrorContext(r.Context(), "server: cannot authenticate request", slog.Any("error", err))
-		x.reject(w, r, m, http.StatusServiceUnavailable, "authentication is unavailable; try again later")
+		if credentialsUnchecked(x.log, r, "server: cannot authenticate request", err) {
+			x.reject(w, r, m, http.StatusServiceUnavailable, "authentication is unavailable; try again later")
+		}
 		return nil, false
 	case ok:
 		return auth.NewContext(r.Context(), id), true
 	}
 	return r.Context(), true
+}
+
+// credentialsUnchecked logs err, the authenticator's failure to check r's
+// credentials (not its refusal of them), and reports whether r is to be
+// answered, with a 503. A client that hung up while they were checked (a
+// JWKS refetch outlasted it, say) ends r's context and makes the
+// authenticator give up: nothing failed on the server's side, and no one
+// would read the answer, so that is logged at debug level: no client can
+// page an operator alerting on errors. Otherwise the provider, or the
+// authenticator, failed: logged as msg at error level, with what tells the
+// operator whose request it was.
+func credentialsUnchecked(log *slog.Logger, r *http.Request, msg string, err error) (answer bool) {
+	ctx := r.Context()
+	if ctx.Err() != nil {
+		log.DebugContext(ctx, "server: the client left while its credentials were checked",
+			slog.String("remote_addr", r.RemoteAddr), slog.String("path", r.URL.Path), slog.Any("error", err))
+		return false
+	}
+	log.ErrorContext(ctx, msg, slog.String("remote_addr", r.RemoteAddr), slog.String("path", r.URL.Path),
+		slog.Any("error", err))
+	return true
 }
 
 // noResponse handles an executor that produced no response. A canceled

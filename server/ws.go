@@ -153,10 +153,12 @@ func offersOtherVersionsOnly(r *http.Request) bool {
 
 // refuseCredentials answers an upgrade whose request carries credentials
 // (an Authorization header or cookie) that could not be checked, before
-// upgrading, with 503.
+// upgrading, with 503, unless its client left meanwhile (see
+// credentialsUnchecked).
 func (t *wsTransport) refuseCredentials(w http.ResponseWriter, r *http.Request, err error) {
-	t.log.ErrorContext(r.Context(), "server: cannot authenticate WebSocket upgrade", slog.Any("error", err))
-	t.reject(w, r, http.StatusServiceUnavailable, "authentication is unavailable; try again later")
+	if credentialsUnchecked(t.log, r, "server: cannot authenticate WebSocket upgrade", err) {
+		t.reject(w, r, http.StatusServiceUnavailable, "authentication is unavailable; try again later")
+	}
 }
 
 // drainReason is the reason sent with the close frame of a drained socket.
