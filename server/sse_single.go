@@ -330,7 +330,8 @@ func (t *sseSingleTransport) openStream(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	st := t.newStream(w, r, sseSingleFormat{})
-	st.ops = newStreamOps()
+	id, signedIn := auth.FromContext(ctx)
+	st.ops = newStreamOpsOpenedWith(newOpContexts(r.Context(), id, signedIn))
 	h, status, msg := t.claim(ctx, token, userOf(ctx), st)
 	if h == nil {
 		t.sessions.done()
@@ -809,17 +810,78 @@ type streamOps struct {
 	// busy counts operations being started and queries or mutations
 	// running, which the stream's end waits for.
 	busy sync.WaitGroup
+	// contexts makes the contexts the operations run with. Set before the
+	// stream is shared, then only read.
+	contexts opContexts
 }
 
+// newStreamOps makes the operations of a stream opened by no request:
+// their contexts carry their identity and nothing else (see opContexts).
 func newStreamOps() *streamOps {
-	return &streamOps{byID: make(map[string]*operation), unsettled: make(map[*operation]struct{})}
+	return newStreamOpsOpenedWith(newOpContexts(context.Background(), auth.Identity{}, false))
 }
 
-// add registers operation id and returns the context it runs with: ctx's
-// identity, until the operation ends or the stream does. It returns nil
-// with 409 for an id in use, 404 once the stream has ended, 503 once it
-// is going away. The caller must call busy.Done once the operation has
-// started, and see that settle is called for it (startOperation).
+// newStreamOpsOpenedWith makes the operations of a stream whose
+// operations run with contexts from contexts.
+func newStreamOpsOpenedWith(contexts opContexts) *streamOps {
+	return &streamOps{byID: make(map[string]*operation), unsettled: make(map[*operation]struct{}), contexts: contexts}
+}
+
+// opContexts makes the contexts a stream's operations run with: the
+// values of the request that opened the stream (its GET, which lasts as
+// long as the stream does), with the identity of the request that sent
+// the operation, and nothing else of that request. A context derived from
+// that request's, even through context.WithoutCancel, keeps its parents
+// reachable for as long as the operation runs: net/http's contexts of the
+// request and of its connection, and the values of every handler it went
+// through: about 1.1 KiB for each subscription a stream holds, where one
+// on a socket holds 300 to 400 B (TestSingleOperationLetsItsRequestGo).
+// Neither request's end ends an operation: its cancel does (streamOps.add).
+type opContexts struct {
+	bare     context.Context // the opening request's values, without its end or its identity
+	own      context.Context // bare with the stream's identity, shared by the operations sent with it
+	identity auth.Identity   // the stream's, if signedIn
+	signedIn bool
+}
+
+// newOpContexts makes the contexts of the operations of a stream opened
+// by a request with context opened, as identity if signedIn.
+func newOpContexts(opened context.Context, identity auth.Identity, signedIn bool) opContexts {
+	bare := context.WithoutCancel(opened)
+	own := bare
+	if signedIn {
+		own = auth.NewContext(bare, identity)
+	}
+	return opContexts{bare: bare, own: own, identity: identity, signedIn: signedIn}
+}
+
+// of returns the values an operation sent by a request with context ctx
+// runs with: the stream's, with ctx's identity. That request is of the
+// stream's user (serveOperation), but its credentials may not be those
+// that opened the stream (a refreshed token, expiring later, or another
+// name or admin claim): the operation acts with its own, as it did when it
+// ran with its request's context. Those of the stream cost nothing more.
+// Identities are compared with ==: two that differ only in how a time is
+// stored get a context each, which is as right.
+func (c opContexts) of(ctx context.Context) context.Context {
+	id, ok := auth.FromContext(ctx)
+	switch {
+	case ok == c.signedIn && (!ok || id == c.identity):
+		return c.own
+	case ok:
+		return auth.NewContext(c.bare, id)
+	default:
+		return c.bare
+	}
+}
+
+// add registers operation id and returns the context it runs with: the
+// stream's values and ctx's identity (opContexts.of), until the operation
+// ends or the stream does; ctx is that of the request that sent it, and
+// the operation keeps nothing else of it. It returns nil with 409 for an
+// id in use, 404 once the stream has ended, 503 once it is going away.
+// The caller must call busy.Done once the operation has started, and see
+// that settle is called for it (startOperation).
 func (o *streamOps) add(ctx context.Context, id string, st *httpStream) (*operation, context.Context, int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -833,7 +895,7 @@ func (o *streamOps) add(ctx context.Context, id string, st *httpStream) (*operat
 	}
 	idJSON, _ := json.Marshal(id)
 	op := &operation{id: id, idJSON: string(idJSON), sub: st}
-	ctx, op.cancel = context.WithCancel(graphql.StartOperationTrace(context.WithoutCancel(ctx)))
+	ctx, op.cancel = context.WithCancel(graphql.StartOperationTrace(o.contexts.of(ctx)))
 	o.byID[id] = op
 	o.unsettled[op] = struct{}{}
 	o.busy.Add(1)
