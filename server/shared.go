@@ -140,6 +140,9 @@ type execution struct {
 	// onJoin is what the resolver asked to be called when a member joins
 	// after the execution started (auth.OnJoin); set with gated.
 	onJoin func()
+	// log is the registry's, for a panic of the gate's while it admits a
+	// member (see access).
+	log *slog.Logger
 }
 
 // join adds op to the execution of its key, starting one if there is none.
@@ -162,7 +165,7 @@ func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql
 	}
 	var live *graphql.OperationContext
 	if cursor.variable != "" {
-		live = liveForm(ctx, exec, raw, cursor.variable)
+		live = r.prepareLive(ctx, exec, raw, cursor.variable)
 	}
 	if live == nil {
 		r.attach(op, ctx, exec, rc, r.privateKey(), false)
@@ -216,7 +219,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 		if id, ok := auth.FromContext(ctx); ok {
 			execCtx = auth.NewContext(execCtx, id)
 		}
-		e = &execution{key: key, cancel: cancel, started: make(chan struct{}), replay: replay}
+		e = &execution{key: key, cancel: cancel, started: make(chan struct{}), replay: replay, log: r.log}
 		r.byKey[key] = e
 		r.running++ // before the lock is released, so close waits for it
 	}
@@ -244,7 +247,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 
 	if !starting {
 		if refused {
-			op.sub.denied(op, refusalError(gate, rc))
+			op.sub.denied(op, r.refusalError(ctx, gate, rc))
 		}
 		select {
 		case <-e.started:
@@ -254,7 +257,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 			return
 		}
 		if onJoin != nil {
-			onJoin()
+			r.joined(ctx, op, onJoin)
 		}
 		return
 	}
@@ -262,7 +265,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 	execCtx = context.WithValue(execCtx, eventSlotKey{}, slot)
 	execCtx, guard := auth.WithGuard(execCtx, func() { r.recheck(e) })
 	stopWatching := r.abandonWith(ctx, op)
-	responses, respCtx := exec.DispatchOperation(execCtx, rc)
+	responses, respCtx := r.dispatch(execCtx, exec, rc)
 	stopWatching()
 	// The resolver has run: from now on the gate it set, if any, decides
 	// who may receive the events. Members that joined meanwhile are
@@ -284,9 +287,49 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 	e.mu.Unlock()
 	close(e.started)
 	for _, m := range denied {
-		m.sub.denied(m, refusalError(guard.Gate(), rc))
+		m.sub.denied(m, r.refusalError(execCtx, guard.Gate(), rc))
 	}
 	go r.run(e, slot, responses, respCtx)
+}
+
+// dispatch starts an execution's resolver: exec dispatches rc, through
+// the executor's operation interceptors to the schema's Exec. gqlgen
+// recovers a panic of the resolver's, not of an interceptor's (nor of an
+// Exec of the schema's own); this runs on the starting subscriber's
+// goroutine, a socket's among them, where nothing else would recover it:
+// the process would end, or, on an HTTP stream's (net/http recovers), the
+// execution would stay registered, never started, and every later
+// subscriber of its key would wait on it. A panic is logged and taken as
+// a resolver that failed with the internal error: it is the execution's
+// one result, which every member gets (failed, see deliver), and the
+// execution ends, as after a resolver's error. Once per execution.
+func (r *sharedExecutions) dispatch(ctx context.Context, exec graphql.GraphExecutor, rc *graphql.OperationContext) (
+	responses graphql.ResponseHandler, respCtx context.Context) {
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			logRecovered(r.log, graphql.WithOperationContext(ctx, rc), "starting a subscription", recovered)
+			responses, respCtx = graphql.OneShot(&graphql.Response{Errors: gqlerror.List{internalError()}}), ctx
+		}
+	}()
+	return exec.DispatchOperation(ctx, rc)
+}
+
+// joined calls onJoin, the hook e's resolver set (auth.OnJoin), for op,
+// which has just joined e: the hook has the domain send again the state
+// that op awaits (operation.awaitingState). It runs on op's goroutine, a
+// socket's among them, where nothing would recover a panic of the hook's
+// and the process would end. One is logged, and op is ended with the
+// internal error, as a subscription an event's panic ends: the state it
+// awaits may never come, and it would get nothing until it does. No lock
+// is held here; e and its other members go on.
+func (r *sharedExecutions) joined(ctx context.Context, op *operation, onJoin func()) {
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			logRecovered(r.log, ctx, "telling a subscription's resolver that a subscriber joined", recovered)
+			op.sub.denied(op, internalError())
+		}
+	}()
+	onJoin()
 }
 
 // abandonWith makes op leave its executions as soon as ctx, its
@@ -312,12 +355,13 @@ func (r *sharedExecutions) abandonWith(ctx context.Context, op *operation) (stop
 }
 
 // admit records whether op may receive e's events, as e's gate says;
-// false if it may not. Callers hold e.mu.
+// false if it may not (also if the gate panics: see access). Callers hold
+// e.mu, and the registry's lock when op joins.
 func (e *execution) admit(op *operation) bool {
 	if e.gate == nil {
 		return true
 	}
-	since, ok := e.gate.Access(op.viewer)
+	since, ok := access(e.log, context.Background(), e.gate, op.viewer)
 	if !ok {
 		op.grant.Store(refusedGrant)
 		return false
@@ -346,10 +390,30 @@ func (r *sharedExecutions) confirmJoiner(ctx context.Context, op *operation, key
 	gate, gated := e.gate, e.gated
 	e.mu.RUnlock()
 	if c, ok := gate.(auth.Confirmer); ok && gated {
-		if _, ok := c.Access(op.viewer); !ok {
+		if _, ok := access(r.log, ctx, c, op.viewer); !ok {
 			r.confirm(ctx, c, op.viewer)
 		}
 	}
+}
+
+// access is gate.Access(user), asked as a subscriber joins (admit,
+// confirmJoiner, confirmMembers), on the subscriber's goroutine: a
+// socket's, where nothing would recover a panic of the gate's and the
+// process would end; an HTTP stream's, where net/http recovers it but the
+// locks admit's callers hold (the registry's, the execution's) would stay
+// held, and every later subscription on the replica would wait for them.
+// A panic is logged and taken as a refusal: the subscriber is refused
+// (FORBIDDEN), its callers' locks released as after any refusal. The
+// deferred recover is paid once per join; a delivery asks Access through
+// allows, under deliverEvents' recover, with nothing deferred per event.
+func access(log *slog.Logger, ctx context.Context, gate auth.Gate, user string) (since uint64, ok bool) {
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			logRecovered(log, ctx, "asking a subscription's gate whether a subscriber may join", recovered)
+			since, ok = 0, false
+		}
+	}()
+	return gate.Access(user)
 }
 
 // confirm has c confirm user. It runs on the subscriber's goroutine, a
@@ -378,7 +442,7 @@ func (r *sharedExecutions) confirmMembers(ctx context.Context, e *execution, gat
 	e.mu.RLock()
 	var users []string
 	for _, m := range e.members {
-		if _, ok := c.Access(m.viewer); !ok && !slices.Contains(users, m.viewer) {
+		if _, ok := access(r.log, ctx, c, m.viewer); !ok && !slices.Contains(users, m.viewer) {
 			users = append(users, m.viewer)
 		}
 	}
@@ -442,13 +506,13 @@ func forbiddenError() *gqlerror.Error {
 // with the gate's own reason when it gives one (auth.Denier: "you are not
 // a member of room <id>", as a query of the room says), not that access
 // was withdrawn; at the root field, as a resolver's refusal is.
-func refusalError(gate auth.Gate, rc *graphql.OperationContext) *gqlerror.Error {
+func (r *sharedExecutions) refusalError(ctx context.Context, gate auth.Gate, rc *graphql.OperationContext) *gqlerror.Error {
 	err := &gqlerror.Error{
 		Message:    "forbidden: you may not receive this subscription's events",
 		Extensions: map[string]any{"code": codeForbidden},
 	}
 	if d, ok := gate.(auth.Denier); ok {
-		err.Message = d.Denial()
+		err.Message = r.denial(ctx, d, err.Message)
 	}
 	if f, ok := rootField(rc); ok {
 		err.Path = ast.Path{ast.PathName(f.Alias)}
@@ -457,6 +521,23 @@ func refusalError(gate auth.Gate, rc *graphql.OperationContext) *gqlerror.Error 
 		}
 	}
 	return err
+}
+
+// denial is d's reason for refusing a subscriber, or fallback if Denial
+// panics. It runs on the refused subscriber's goroutine, a socket's among
+// them, where nothing would recover the panic and the process would end;
+// for the members refused as an execution starts, before its delivery
+// starts. The panic is logged, and the refusal stands with the generic
+// reason: the gate did refuse, only its wording failed, and FORBIDDEN,
+// which clients do not retry, is still the answer owed.
+func (r *sharedExecutions) denial(ctx context.Context, d auth.Denier, fallback string) (reason string) {
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			logRecovered(r.log, ctx, "asking a subscription's gate why it refuses a subscriber", recovered)
+			reason = fallback
+		}
+	}()
+	return d.Denial()
 }
 
 // rootField is a subscription's one root field, fragments at the root
@@ -539,6 +620,24 @@ func liveForm(ctx context.Context, exec graphql.GraphExecutor, raw *graphql.RawP
 	return live
 }
 
+// prepareLive is liveForm, on the subscriber's goroutine (a
+// socket's among them), where nothing would recover a panic of the
+// executor's while it prepares the live form (an operation parameter or
+// context mutator's, the schema's complexity function's) and the process
+// would end. Nothing has joined yet: a panic is logged and taken as a
+// live form that does not prepare, and the subscriber keeps the private
+// execution its own form, prepared already, runs.
+func (r *sharedExecutions) prepareLive(ctx context.Context, exec graphql.GraphExecutor, raw *graphql.RawParams,
+	cursorVariable string) (live *graphql.OperationContext) {
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			logRecovered(r.log, ctx, "preparing a resumed subscription's live form", recovered)
+			live = nil
+		}
+	}()
+	return liveForm(ctx, exec, raw, cursorVariable)
+}
+
 // handoff carries a resumed subscriber from its private replay to the
 // shared live execution. Results of both carry their stream position. The
 // replay's results are written until it reaches the position of the first
@@ -590,6 +689,12 @@ func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
 	if h.failed {
 		return // the subscription ends with the error written
 	}
+	if e.replay && h.live {
+		// Retired: the shared execution serves op, and a result the
+		// replay still made, failed included (a panic as it was
+		// cancelled), is not op's; the replay's end ends nothing (run).
+		return
+	}
 	if p.failed {
 		// A resolver that failed (the room does not exist) fails in both
 		// executions: its error is written once, and the subscription
@@ -599,8 +704,8 @@ func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
 		return
 	}
 	switch {
-	case e.replay && (h.live || h.catchingUp):
-		// Retired, or about to be: the held and live results follow.
+	case e.replay && h.catchingUp:
+		// About to be retired: the held and live results follow.
 	case e.replay:
 		op.sub.deliver(op, p)
 		h.last = max(h.last, p.pos)
@@ -796,8 +901,11 @@ func (r *sharedExecutions) deliverEvents(e *execution, slot *eventSlot, response
 		if resp == nil {
 			return
 		}
+		// A panicked result is failed wherever it comes: it ends the
+		// execution, so it must reach a member awaiting its state and end a
+		// resumed one's handoff, as deliverEvents' own recover's does.
 		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, cursor: slot.meta.Cursor,
-			failed: first && len(resp.Errors) > 0 && noData(resp.Data) || slot.meta.End != nil, state: slot.meta.State}
+			failed: panicked || first && len(resp.Errors) > 0 && noData(resp.Data) || slot.meta.End != nil, state: slot.meta.State}
 		slot.meta = eventmeta.Meta{}
 		if e.replay && !r.paceReplay(e, ctx) {
 			return // stopped while it waited: left, retired or closed, which end it

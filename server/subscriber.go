@@ -44,7 +44,8 @@ type subscriber interface {
 	// tooSlow ends op's transport because it fell too far behind, with a
 	// reason its client can act on.
 	tooSlow(op *operation, reason string)
-	// denied ends op with err (FORBIDDEN): its subscriber may no longer
+	// denied ends op with err (FORBIDDEN, or INTERNAL_SERVER_ERROR when the
+	// resolver's join hook panicked): its subscriber may no longer
 	// receive the execution's events. Results already delivered go first;
 	// nothing is delivered for op after err. It also takes op out of its
 	// executions, so it must not be called under an execution's lock.

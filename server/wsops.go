@@ -48,8 +48,14 @@ func (c *wsConn) onSubscribe(id string, params operationPayload) {
 		c.rejectOp(op, &graphql.Response{Errors: gqlerror.List{limit}})
 		return
 	}
+	ctx, joining := c.ctx, false
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			c.startPanicked(ctx, op, joining, recovered)
+		}
+	}()
 	// Every operation is traced on its own, as an HTTP request would be.
-	ctx := graphql.StartOperationTrace(c.ctx)
+	ctx = graphql.StartOperationTrace(ctx)
 	ctx = auth.WithSession(ctx, c)
 	identity := c.identity.Load()
 	if identity != nil {
@@ -78,11 +84,57 @@ func (c *wsConn) onSubscribe(id string, params operationPayload) {
 		}
 	}
 	if rc.Operation.Operation == ast.Subscription {
+		joining = true
 		c.t.execs.join(op, ctx, c.exec, raw, rc, c.t.cfg.viewerDirective, c.t.cfg.resumeArgument)
 		return
 	}
 	c.runSingle(op, ctx, rc)
 }
+
+// startPanicked answers a panic raised while op was being started, on the
+// socket's reader or its per-message helper (handleOffStack), where
+// nothing else would recover it and the replica's process would end. It
+// is logged with its stack. A deferred recover costs a subscribe nothing
+// until it recovers; frames of other kinds do not pass here.
+//
+// Before op joins (joining false), the panic is the preparation's:
+// gqlgen's parsing and validation, the executor's parameter and context
+// mutators (APQ, the complexity limit, which calls the schema's
+// complexity functions), its error presenter. Nothing the socket or the
+// engine holds is locked or half-done there, op is only registered: it is
+// answered as an operation that failed before it ran (rejectOp:
+// graphql-transport-ws's error, the legacy protocol's data then
+// complete), with the internal error, and the socket goes on serving.
+//
+// Out of join, it is not: the engine contains the panics of the code it
+// calls for others (the gate's Access and Confirm, its Denier, the
+// resolver's join hook, the executor's interceptors, the live form's
+// preparation: see sharedExecutions), so this one is the engine's own or
+// its Presence's, raised maybe under the registry's or an execution's
+// lock, with op half joined, which nothing here can tell or undo. Only
+// this socket is closed, with graphql-ws's internal server error (4500;
+// RFC 6455's 1011 on the legacy protocol); its teardown releases what it
+// can of op.
+func (c *wsConn) startPanicked(ctx context.Context, op *operation, joining bool, recovered any) {
+	logRecovered(c.t.log, ctx, "starting an operation on a WebSocket", recovered)
+	if !joining {
+		c.rejectOp(op, &graphql.Response{Errors: gqlerror.List{internalError()}})
+		return
+	}
+	code := closeInternalError
+	if c.machine.proto == legacyWS {
+		code = closeInternalErrorLegacy
+	}
+	c.closeWith(code, "Internal server error")
+}
+
+// The close codes of a socket whose state a panic left unknown (see
+// startPanicked): graphql-ws's CloseCode.InternalServerError, and RFC
+// 6455's for the legacy protocol, whose clients know no 4xxx codes.
+const (
+	closeInternalError       = 4500
+	closeInternalErrorLegacy = 1011
+)
 
 // limitOperation applies the per-socket limits on starting an operation:
 // how many may be open at once and how many may start per second. It

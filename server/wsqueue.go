@@ -27,7 +27,7 @@ type payload struct {
 	appended time.Time // when the event entered the log; zero if unknown
 	pos      uint64    // the event's position in its stream; zero if unknown
 	cursor   string    // the event's resume cursor (extensions.cursor); "" if none
-	failed   bool      // an execution's first result, errors and no data: its resolver failed
+	failed   bool      // the execution's last: its first result with errors and no data (its resolver failed), its end, or a panic's
 	state    bool      // a whole state, not a change to one (eventmeta.Meta.State)
 }
 
