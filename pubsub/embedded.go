@@ -49,6 +49,10 @@ type embedded struct {
 
 	mu  sync.Mutex
 	srv *server.Server // nil between a restart's stop and start
+	// srvLog is srv's logger, replaced with it: it records a write error
+	// srv's store logged (serverLogger.storeWriteError), so that a line
+	// an earlier server logs late never marks the one running now.
+	srvLog *serverLogger
 
 	watch storeWatch
 }
@@ -58,6 +62,14 @@ func (e *embedded) current() *server.Server {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.srv
+}
+
+// running is the server running now and its logger, both nil during a
+// restart: taken together, so that the logger is that server's.
+func (e *embedded) running() (*server.Server, *serverLogger) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.srv, e.srvLog
 }
 
 // InProcessConn implements nats.InProcessConnProvider: a connection to
@@ -76,7 +88,7 @@ func (e *embedded) stop() {
 	e.watch.stop()
 	e.mu.Lock()
 	srv := e.srv
-	e.srv = nil
+	e.srv, e.srvLog = nil, nil
 	e.mu.Unlock()
 	if srv != nil {
 		srv.Shutdown()
@@ -117,14 +129,14 @@ func startEmbedded(ctx context.Context, dataDir, listenAddr, token string, maxSt
 			return nil, fmt.Errorf("start embedded NATS server: data dir %q: stat the lock file: %w", dataDir, err)
 		}
 	}
-	srv, err := startServer(ctx, dataDir, listenAddr, token, maxStore, logger)
+	srv, sl, err := startServer(ctx, dataDir, listenAddr, token, maxStore, logger)
 	if err != nil {
 		if lock != nil {
 			_ = lock.Close()
 		}
 		return nil, err
 	}
-	e.srv = srv
+	e.srv, e.srvLog = srv, sl
 	if listenAddr != "" {
 		e.clientURL = embeddedClientURL(srv)
 		e.bound = srv.Addr()
@@ -137,8 +149,9 @@ func startEmbedded(ctx context.Context, dataDir, listenAddr, token string, maxSt
 	return e, nil
 }
 
-// startServer starts the server of startEmbedded, on a data dir locked.
-func startServer(ctx context.Context, dataDir, listenAddr, token string, maxStore int64, logger *slog.Logger) (*server.Server, error) {
+// startServer starts the server of startEmbedded, on a data dir locked,
+// with a logger of its own, which it returns with it.
+func startServer(ctx context.Context, dataDir, listenAddr, token string, maxStore int64, logger *slog.Logger) (*server.Server, *serverLogger, error) {
 	if maxStore == 0 {
 		// Left unset, nats-server fixes its store limit once, at start,
 		// at 75% of the space free then plus what it already stores, and
@@ -166,11 +179,11 @@ func startServer(ctx context.Context, dataDir, listenAddr, token string, maxStor
 	if listenAddr != "" {
 		host, portStr, err := net.SplitHostPort(listenAddr)
 		if err != nil {
-			return nil, fmt.Errorf("start embedded NATS server: invalid ListenAddr %q: %w", listenAddr, err)
+			return nil, nil, fmt.Errorf("start embedded NATS server: invalid ListenAddr %q: %w", listenAddr, err)
 		}
 		port, err := strconv.Atoi(portStr)
 		if err != nil || port < 0 || port > 65535 {
-			return nil, fmt.Errorf("start embedded NATS server: invalid port in ListenAddr %q", listenAddr)
+			return nil, nil, fmt.Errorf("start embedded NATS server: invalid port in ListenAddr %q", listenAddr)
 		}
 		if port == 0 {
 			port = server.RANDOM_PORT // nats-server treats 0 as "default port 4222".
@@ -181,20 +194,20 @@ func startServer(ctx context.Context, dataDir, listenAddr, token string, maxStor
 
 	srv, err := server.NewServer(sopts)
 	if err != nil {
-		return nil, fmt.Errorf("start embedded NATS server (data dir %q): %w", dataDir, err)
+		return nil, nil, fmt.Errorf("start embedded NATS server (data dir %q): %w", dataDir, err)
 	}
 	sl := &serverLogger{log: logger.With("component", "nats-server")}
 	srv.SetLoggerV2(sl, false, false, false)
 	srv.Start()
 
-	fail := func(reason string) (*server.Server, error) {
+	fail := func(reason string) (*server.Server, *serverLogger, error) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		where := fmt.Sprintf("data dir %q", dataDir)
 		if listenAddr != "" {
 			where += fmt.Sprintf(", listen %s", listenAddr)
 		}
-		return nil, fmt.Errorf("start embedded NATS server (%s): %s", where, oneLine(reason))
+		return nil, nil, fmt.Errorf("start embedded NATS server (%s): %s", where, oneLine(reason))
 	}
 	// Start runs JetStream set-up synchronously and reports problems through
 	// the logger; listener problems show up shortly after. Poll in short
@@ -219,7 +232,7 @@ func startServer(ctx context.Context, dataDir, listenAddr, token string, maxStor
 		}
 		return fail("JetStream did not start")
 	}
-	return srv, nil
+	return srv, sl, nil
 }
 
 // checkWritableDir creates dir if needed and proves a file can be written in it.
@@ -248,7 +261,11 @@ func checkWritableDir(dir string) error {
 const clientLogInterval = 10 * time.Second
 
 // serverLogger forwards nats-server log lines to slog and remembers the
-// first fatal error so start-up can report it.
+// first fatal error so start-up can report it, and the first line saying
+// the server's store took a permanent write error, so that storeWatch
+// finds it (storeFault) without nats-server's health check, which misses
+// it when the error is the process running out of file descriptors.
+// Each server has its own: what it remembers is about that server only.
 //
 // Errors and warnings about one connection from outside (clientScoped)
 // are that connection's doing, not the server's: they are logged at WARN,
@@ -261,6 +278,7 @@ type serverLogger struct {
 
 	mu       sync.Mutex
 	fatalMsg string
+	writeErr string // the first line storeWriteFailed matched
 	// clientNext is when the next client-scoped line may be logged at
 	// WARN; clientHeld counts those logged at DEBUG since the last one.
 	clientNext time.Time
@@ -271,6 +289,14 @@ func (l *serverLogger) fatal() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.fatalMsg
+}
+
+// storeWriteError is the first line of the server saying its store took
+// a permanent write error (storeWriteFailed), or "".
+func (l *serverLogger) storeWriteError() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.writeErr
 }
 
 // Noticef implements server.Logger. Notices are start-up chatter: debug level.
@@ -306,7 +332,28 @@ func (l *serverLogger) Errorf(format string, v ...any) {
 		l.client(msg)
 		return
 	}
+	if storeWriteFailed(msg) {
+		l.mu.Lock()
+		if l.writeErr == "" {
+			l.writeErr = msg
+		}
+		l.mu.Unlock()
+	}
 	l.log.Error(msg)
+}
+
+// storeWriteFailed reports whether msg is nats-server saying that a store
+// took a write error it keeps: "Filestore [<stream>] Critical write error:
+// <err>" (filestore.go, setWriteErr: opening, writing or syncing a block
+// file failed, say with EMFILE or EIO), "JetStream stream '<account> >
+// <stream>' critical write error: <err>" (stream.go, setWriteErrLocked),
+// and the like of a consumer or a Raft group. Nothing in nats-server
+// clears one: every later write to that store fails, unanswered, until the
+// server is restarted. Its health check reports a stream's alone, and only
+// when it can list the store's directories.
+func storeWriteFailed(msg string) bool {
+	i := strings.Index(msg, "ritical write error: ")
+	return i > 0 && (msg[i-1] == 'C' || msg[i-1] == 'c')
 }
 
 // Debugf implements server.Logger.

@@ -29,11 +29,13 @@ const restartTimeout = 10 * time.Second
 // Two things go wrong under a running server that it would not notice or
 // not get over by itself:
 //
-//   - A write its file system refuses (a full disk: ENOSPC) becomes the
-//     stream's permanent write error: nats-server fails every later write
-//     to that stream without answering the publisher, so each waits for
-//     its acknowledgement in vain, for as long as the server runs, even
-//     once space is back (nats-server offers nothing to clear it).
+//   - A write its file system refuses (a full disk: ENOSPC), or a block
+//     file it cannot open (the process out of file descriptors: EMFILE),
+//     becomes the stream's permanent write error: nats-server fails every
+//     later write to that stream without answering the publisher, so each
+//     waits for its acknowledgement in vain, for as long as the server
+//     runs, even once space or descriptors are back (nats-server offers
+//     nothing to clear it).
 //   - The data dir is deleted or moved away: the server goes on writing
 //     to files no path names, so what it acknowledges is gone at the next
 //     start, and the lock file it holds no longer keeps a second server
@@ -46,7 +48,9 @@ const restartTimeout = 10 * time.Second
 // disk has minFreeBytes free and takes a write, it restarts the server
 // in-process on the same data dir and port: the server reads its streams
 // afresh, without the write error, and the Log's connection reconnects
-// to it as to any NATS server that restarted.
+// to it as to any NATS server that restarted. A start that left a stream
+// unread or faulty (descriptors still short, say) counts as failed, and is
+// tried again at the next check.
 type storeWatch struct {
 	failure atomic.Pointer[error] // what Health reports; nil while the store is fine
 	cancel  context.CancelFunc    // ends the goroutine; nil until start
@@ -105,7 +109,7 @@ func (w *storeWatch) check(ctx context.Context, e *embedded, cause error) error 
 	if cause == nil {
 		cause = lockErr
 		if cause == nil {
-			cause = storeFault(e.current())
+			cause = storeFault(e.running())
 		}
 		if cause == nil {
 			return nil
@@ -125,7 +129,7 @@ func (w *storeWatch) check(ctx context.Context, e *embedded, cause error) error 
 		return lockErr
 	}
 	if err := e.checkRoom(); err != nil {
-		w.report(e, cause, fmt.Sprintf("JetStream is stopped and starts again once the disk has room (%v)", err))
+		w.report(e, cause, fmt.Sprintf("JetStream is stopped and starts again once the disk has room and takes a file (%v)", err))
 		return cause
 	}
 	if err := e.restart(ctx); err != nil {
@@ -182,7 +186,10 @@ func (e *embedded) checkRoom() error {
 
 // restart shuts the server down and starts another on the same data dir,
 // port and limits, bounded by ctx and restartTimeout. Meanwhile current is
-// nil, and the Log's connection keeps trying to reconnect.
+// nil, and the Log's connection keeps trying to reconnect. A server that
+// started without every stream of the data dir, or with a store fault,
+// is shut down again and restart fails: the start met what the store
+// failed of (descriptors still short, say), and is to be tried again.
 func (e *embedded) restart(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, restartTimeout)
 	defer cancel()
@@ -194,24 +201,77 @@ func (e *embedded) restart(ctx context.Context) error {
 		old.Shutdown()
 		old.WaitForShutdown()
 	}
-	srv, err := startServer(ctx, e.dataDir, e.listenAddr, e.token, e.maxStore, e.logger)
+	srv, sl, err := startServer(ctx, e.dataDir, e.listenAddr, e.token, e.maxStore, e.logger)
 	if err != nil {
 		return err
 	}
+	err = storeFault(srv, sl)
+	if err == nil {
+		err = checkStreamsLoaded(srv)
+	}
+	if err != nil {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return fmt.Errorf("start embedded NATS server (data dir %q): %w", e.dataDir, err)
+	}
 	e.mu.Lock()
-	e.srv = srv
+	e.srv, e.srvLog = srv, sl
 	e.mu.Unlock()
 	return nil
 }
 
+// checkStreamsLoaded fails when a stream directory of srv's store is not
+// among the streams srv loaded, or the directory cannot be listed.
+// nats-server skips, with a warning at most, a stream whose files it could
+// not open or read when it started, and its whole store when it could not
+// list it (both under EMFILE): a server started so would go on without
+// those streams, their entries out of reach.
+func checkStreamsLoaded(srv *server.Server) error {
+	dir := filepath.Join(srv.StoreDir(), server.DEFAULT_GLOBAL_ACCOUNT, "streams")
+	des, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // no stream yet
+	case err != nil:
+		return fmt.Errorf("list its streams: %w", err)
+	}
+	acc, err := srv.JszAccount(&server.JSzOptions{Account: server.DEFAULT_GLOBAL_ACCOUNT, Streams: true})
+	if err != nil {
+		return fmt.Errorf("list the streams it loaded: %w", err)
+	}
+	loaded := make(map[string]bool, len(acc.Streams))
+	for _, sd := range acc.Streams {
+		loaded[sd.Name] = true
+	}
+	for _, de := range des {
+		// nats-server marks a stream being deleted with a leading "."
+		// and removes it at start.
+		if !de.IsDir() || strings.HasPrefix(de.Name(), ".") || loaded[de.Name()] {
+			continue
+		}
+		return fmt.Errorf("it did not load stream %q from %s (see its warning logged above)", de.Name(), filepath.Join(dir, de.Name()))
+	}
+	return nil
+}
+
 // storeFault is what makes srv's store fail every write until restarted:
-// a stream's permanent write error, which nats-server's health check
-// reports, or JetStream stopped by nats-server itself (it does so when the
-// file system refuses it permission). nil when there is none, or srv is
-// nil.
-func storeFault(srv *server.Server) error {
+// a permanent write error, which srv logged through sl or nats-server's
+// health check reports, or JetStream stopped by nats-server itself (it
+// does so when the file system refuses it permission). nil when there is
+// none, or srv is nil.
+//
+// The log comes first: the health check finds a stream's write error only
+// by listing the store's directories, and, when it cannot (the process is
+// out of file descriptors, the very cause of such an error), checks no
+// stream and reports none. nats-server offers no other way to read it.
+func storeFault(srv *server.Server, sl *serverLogger) error {
 	if srv == nil {
 		return nil
+	}
+	if sl != nil {
+		if msg := sl.storeWriteError(); msg != "" {
+			return fmt.Errorf("nats-server: %s", oneLine(msg))
+		}
 	}
 	if !srv.JetStreamEnabled() {
 		return errors.New("nats-server stopped its JetStream (the file system refused it a write? see its log)")
