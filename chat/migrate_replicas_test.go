@@ -261,13 +261,24 @@ func TestMigrateByReplicasStartingTogether(t *testing.T) {
 			bDone <- err
 		}()
 		<-slow.copying
-		rec, found, err := first.MigrationRecord(ctx)
-		if err != nil || !found {
-			t.Fatalf("the migrator's record: %v, %v", found, err)
-		}
-		rec.Owner = "another"
-		if _, err := first.RecordMigration(ctx, rec, rec.Revision); err != nil {
-			t.Fatal(err)
+		// The migrator rewrites its record every heartbeat (20 ms), which
+		// two requests may well take under load: read and rewrite again
+		// until a rewrite wins, as a replica taking it over would.
+		takeOver, stop := context.WithTimeout(ctx, 5*time.Second)
+		defer stop()
+		for {
+			rec, found, err := first.MigrationRecord(takeOver)
+			if err != nil || !found {
+				t.Fatalf("the migrator's record: %v, %v", found, err)
+			}
+			rec.Owner = "another"
+			_, err = first.RecordMigration(takeOver, rec, rec.Revision)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, pubsub.ErrMigrationClaimed) || takeOver.Err() != nil {
+				t.Fatalf("taking the record over: %v", err)
+			}
 		}
 		if err := <-bDone; !errors.Is(err, errMigrationTakenOver) {
 			t.Fatalf("the migrator taken over: %v, want errMigrationTakenOver", err)
