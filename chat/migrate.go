@@ -123,6 +123,15 @@ func migrate(ctx context.Context, log LegacyLog, logger *slog.Logger, timing mig
 				return report, fmt.Errorf("migrate the event log: check the new layout: %w", err)
 			}
 			if !empty {
+				// The legacy stream looked up above may have been migrated
+				// since by another replica, which deletes the old stream,
+				// then its record: look again before taking it for one an
+				// earlier Herald created next to the log in use.
+				legacy, gone, err := lookUpLegacy(ctx, log, logger)
+				if err != nil || gone {
+					report.ByAnother = gone
+					return report, err
+				}
 				return report, legacyNextToLogInUse(legacy, logger)
 			}
 			prev := uint64(0)

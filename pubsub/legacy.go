@@ -167,8 +167,17 @@ func (l *Log) MigrationRecord(ctx context.Context) (rec MigrationRecord, ok bool
 	if err != nil {
 		return rec, false, fmt.Errorf("read the migration record (bucket %s): %w", l.migrationBucket(), err)
 	}
+	return l.readMigrationRecord(ctx, kv)
+}
+
+// readMigrationRecord reads the record from kv, its bucket as looked up a
+// moment before. The migrator deletes the bucket when it is done, maybe in
+// that moment: the read then fails with whatever NATS answers about a
+// stream that is gone (no responders to a direct get, stream not found),
+// which means no record, as a look-up a moment later says.
+func (l *Log) readMigrationRecord(ctx context.Context, kv jetstream.KeyValue) (rec MigrationRecord, ok bool, err error) {
 	e, err := kv.Get(ctx, migrationKey)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	if errors.Is(err, jetstream.ErrKeyNotFound) || (err != nil && l.migrationBucketGone(ctx)) {
 		return rec, false, nil
 	}
 	if err != nil {
@@ -212,6 +221,16 @@ func (l *Log) RecordMigration(ctx context.Context, rec MigrationRecord, prev uin
 	if err != nil {
 		return rec, fmt.Errorf("%s: %w", what, err)
 	}
+	return l.writeMigrationRecord(ctx, kv, rec, prev, what)
+}
+
+// writeMigrationRecord writes rec into kv, its bucket as looked up (or
+// created) a moment before, provided the record's revision is still prev.
+// A write that fails because the bucket was deleted in that moment (the
+// migration ended: NATS answers no responders, or stream not found) lost
+// to the replica that deleted it: ErrMigrationClaimed, as when the bucket
+// was not found at all.
+func (l *Log) writeMigrationRecord(ctx context.Context, kv jetstream.KeyValue, rec MigrationRecord, prev uint64, what string) (MigrationRecord, error) {
 	value, err := json.Marshal(migrationValue{Legacy: rec.Legacy.UTC().Format(time.RFC3339Nano), Owner: rec.Owner})
 	if err != nil {
 		return rec, fmt.Errorf("%s: %w", what, err)
@@ -221,13 +240,23 @@ func (l *Log) RecordMigration(ctx context.Context, rec MigrationRecord, prev uin
 	} else {
 		rec.Revision, err = kv.Update(ctx, migrationKey, value, prev)
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		(err != nil && l.migrationBucketGone(ctx)) {
 		return rec, ErrMigrationClaimed
 	}
 	if err != nil {
 		return rec, fmt.Errorf("%s: %w", what, err)
 	}
 	return rec, nil
+}
+
+// migrationBucketGone reports whether the record's bucket is certainly
+// gone; it is asked only after a request about the record failed, to tell
+// a bucket deleted meanwhile from NATS failing (which it also fails on, and
+// then says false).
+func (l *Log) migrationBucketGone(ctx context.Context) bool {
+	_, err := l.js.KeyValue(ctx, l.migrationBucket())
+	return errors.Is(err, jetstream.ErrBucketNotFound)
 }
 
 // DeleteMigrationRecord deletes the migration record's bucket; it is a
