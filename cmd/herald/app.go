@@ -38,6 +38,7 @@ type app struct {
 	http        *http.Server
 	silent      *silentConns // the HTTP server's connections that have sent nothing yet
 	listener    net.Listener
+	conns       *connLimit // listener, bounded to what the open-file limit allows
 
 	pprof *http.Server // nil unless --pprof
 
@@ -229,6 +230,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		return nil, fmt.Errorf("set up presence: %w", err)
 	}
 	a.relay = log.Relay()
+	maxConns, acceptCap := connectionLimits(cfg, logger)
 	handler, err := server.New(server.Options{
 		Schema: graph.NewSchemaWith(a.chat, log.Epoch(), graph.Options{
 			Sessions:        noticeDisconnector{log},
@@ -253,7 +255,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		AllowedOrigins:  allowedOriginsFor(cfg),
 		Relay:           natsRelay{a.relay},
 		Limits: server.Limits{
-			MaxConnections:    maxConnectionsFor(cfg, logger),
+			MaxConnections:    maxConns,
 			MaxOperations:     cfg.WSMaxOperations,
 			SubscribeRate:     cfg.WSSubscribeRate,
 			SubscribeBurst:    cfg.WSSubscribeBurst,
@@ -292,19 +294,21 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		MaxHeaderBytes:    maxHeaderBytes(cfg.MaxBodyBytes),
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	a.conns = newConnLimit(listener, acceptCap, a.http.SetKeepAlivesEnabled, logger)
 	// Nothing fails past this point: the servers own the listeners now.
 	started = true
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		if err := a.http.Serve(listener); !errors.Is(err, http.ErrServerClosed) {
+		if err := a.http.Serve(a.conns); !errors.Is(err, http.ErrServerClosed) {
 			a.serveErr <- fmt.Errorf("serve HTTP on %s: %w", listener.Addr(), err)
 		}
 	}()
 	if ls.pprof != nil {
 		a.startPprof(ls.pprof)
 	}
-	logger.Info("Herald is serving", "addr", listener.Addr().String(), "graphiql", "http://"+displayAddr(listener.Addr()))
+	logger.Info("Herald is serving", "addr", listener.Addr().String(), "graphiql", "http://"+displayAddr(listener.Addr()),
+		"max_connections", maxConns, "max_accepted_connections", acceptCap)
 	return a, nil
 }
 
@@ -427,7 +431,7 @@ func (a *app) Stop(ctx context.Context) error {
 		a.server.StartDrain()
 		// Clients on kept-alive connections are told to reconnect after
 		// their next request, which the load balancer sends elsewhere.
-		a.http.SetKeepAlivesEnabled(false)
+		a.conns.endKeepAlives()
 		a.logger.Info("draining: /readyz fails, new WebSockets and HTTP streams are refused, open ones are ended over the drain window",
 			"drain_timeout", a.cfg.DrainTimeout)
 
@@ -546,6 +550,18 @@ func (a *app) metricsRegistry() *prometheus.Registry {
 			Name: "herald_room_resyncs_total",
 			Help: "Re-syncs from the log of held rooms that missed live events.",
 		}, func() float64 { return float64(a.chat.Stats().Resyncs) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_http_connections",
+			Help: "Connections open on the HTTP listener: plain HTTP, WebSockets and HTTP streams.",
+		}, func() float64 { return float64(a.conns.open()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_http_connections_max",
+			Help: "Connections the HTTP listener holds at most (the open-file limit less a reserve for the store and NATS).",
+		}, func() float64 { return float64(a.conns.capacity()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "herald_http_accept_waits_total",
+			Help: "New connections that waited to be accepted because the HTTP listener held its most.",
+		}, func() float64 { return float64(a.conns.waited()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_live_subscriptions",
 			Help: "NATS subscriptions to live room subjects (one per held room).",

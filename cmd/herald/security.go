@@ -80,23 +80,64 @@ func allowedOriginsFor(cfg config) []string {
 }
 
 // socketReserve is how many file descriptors the default connection limit
-// leaves for everything but WebSockets: NATS, HTTP requests, data files.
+// leaves for everything but WebSockets and HTTP streams: plain HTTP
+// connections, NATS, data files. Of it, the listener's cap
+// (acceptCapFor) keeps fdReserve from connections of any kind.
 const socketReserve = 512
 
-// maxConnectionsFor is --max-connections, or by default the process's
-// open-file limit less socketReserve, so that a full replica refuses
-// upgrades with 503 instead of failing to accept anything at all.
-func maxConnectionsFor(cfg config, logger *slog.Logger) int {
-	if cfg.MaxConnections > 0 {
-		return cfg.MaxConnections
-	}
+// fdReserve is how many file descriptors the public listener's cap leaves
+// to the rest of the process, beyond one per partition. An idle replica
+// with one partition holds 13 to 16 besides its connections: the
+// embedded store's open message blocks (one per stream: the room
+// directory and each partition, hence the allowance per partition), its
+// lock file, the runtime's pollers, the listeners, standard streams.
+// 128 leaves that several times over for what comes and goes: the store
+// rewriting its index and state files, the pprof listener's
+// connections, other replicas' NATS connections to --nats-listen, a JWKS
+// fetch.
+const fdReserve = 128
+
+// connectionLimits sizes the replica's two bounds on connections:
+// maxConns (--max-connections) on WebSockets and HTTP streams, beyond
+// which upgrades get 503, and acceptCap on every connection the public
+// listener holds, beyond which clients wait to be accepted, so that
+// connections never take the descriptors the store needs. By default
+// maxConns is below acceptCap, so a full replica refuses upgrades with
+// 503 and still serves plain HTTP.
+func connectionLimits(cfg config, logger *slog.Logger) (maxConns, acceptCap int) {
 	limit, ok := openFileLimit()
-	n, sized := defaultMaxConnections(limit, ok)
+	acceptCap = acceptCapFor(limit, ok, cfg.Partitions)
+	if cfg.MaxConnections > 0 {
+		if cfg.MaxConnections >= acceptCap {
+			logger.Warn("--max-connections is not below the connections the open-file limit lets the HTTP listener hold: "+
+				"past those, clients wait to be accepted instead of getting 503; raise the limit (`ulimit -n`) or lower --max-connections",
+				"open_file_limit", limit, "max_connections", cfg.MaxConnections, "max_accepted_connections", acceptCap)
+		}
+		return cfg.MaxConnections, acceptCap
+	}
+	maxConns, sized := defaultMaxConnections(limit, ok)
 	if !sized {
 		logger.Warn("cannot size the WebSocket connection limit from the open-file limit; set --max-connections",
-			"open_file_limit", limit, "max_connections", n)
+			"open_file_limit", limit, "max_connections", maxConns)
 	}
-	return n
+	return maxConns, acceptCap
+}
+
+// acceptCapFor is how many connections the public listener holds at once
+// under an open-file limit (ok false: unknown, and then no cap): the
+// limit less fdReserve and one descriptor per partition, or less a
+// quarter of a limit too small for that; at least 1. It is above the
+// default --max-connections (defaultMaxConnections) for any limit of 4 or
+// more, --partitions being at most 256.
+func acceptCapFor(limit uint64, ok bool, partitions int) int {
+	if !ok {
+		return math.MaxInt32
+	}
+	reserve := min(uint64(fdReserve+max(partitions, 0)), limit/4)
+	if limit-reserve > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int(max(limit-reserve, 1))
 }
 
 // defaultMaxConnections is the connection limit for an open-file limit
