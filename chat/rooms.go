@@ -31,6 +31,10 @@ type heldRoom struct {
 	// reloading is set while the room is read afresh (see reloadRoom):
 	// live entries wait in early, as while loading.
 	reloading bool
+	// liveLast is the newest live entry handed to the room (applied, put in
+	// early or skipped): a check re-read finding entries in the log past it
+	// leaves them to the live chain for a while (see resyncRoom).
+	liveLast uint64
 	// access is the members of a private room and since when (see
 	// roomState.access), for Access to read without mu; nil until loaded
 	// and for a public room.
@@ -291,7 +295,7 @@ func (s *Service) load(h *heldRoom, meta Room) {
 	// In a NATS cluster, interest in the room's live entries reaches the
 	// stream's leader a moment after the subscription: read the room once
 	// more then, so an entry stored in that moment is not missed.
-	s.resyncer.schedule(h.id, time.Now().Add(time.Second))
+	s.resyncer.scheduleCheck(h.id, time.Now().Add(time.Second))
 	s.release(h)
 	close(h.ready)
 }
@@ -398,6 +402,7 @@ func (s *Service) applyLive(e pubsub.Entry) {
 		return // evicted since; nothing to keep current
 	}
 	h.mu.Lock()
+	h.liveLast = max(h.liveLast, e.Seq)
 	if h.st == nil || h.reloading {
 		h.early = append(h.early, e)
 	} else {
@@ -420,7 +425,7 @@ func (s *Service) applyLiveLocked(h *heldRoom, e pubsub.Entry) {
 		// publish on the live subjects can forge one) is ahead of the log
 		// and skips every stored entry this way, so have the log confirm
 		// the room's position (see resyncRoom).
-		s.resyncer.schedule(h.id, time.Now().Add(confirmDelay))
+		s.resyncer.scheduleCheck(h.id, time.Now().Add(confirmDelay))
 		return
 	}
 	ev, bad := decodeRoomEventWith(e.Key, e.Rest, e.Data, &h.st.liveStrings)
@@ -460,6 +465,15 @@ func (s *Service) applyEventLocked(h *heldRoom, seq uint64, at time.Time, ev Eve
 // errAhead stops a re-read whose first entry is not the room's last.
 var errAhead = errors.New("the log does not hold the room's last applied entry")
 
+// errLiveBehind stops a check re-read (see resyncRoom) that found entries
+// in the log this replica's live chain has not handed to the room yet: the
+// resyncer checks again confirmDelay later.
+var errLiveBehind = errors.New("the room's live entries are behind the log; checking again later")
+
+// checkable marks the context of a check re-read that may still leave the
+// room to its live chain (see resyncer.run).
+type checkable struct{}
+
 // resyncRoom reads a held room's entries from its last applied one on. The
 // log must hold that one first: otherwise the room is ahead of the log (it
 // applied a live entry the log never stored, or entries were removed
@@ -468,6 +482,24 @@ var errAhead = errors.New("the log does not hold the room's last applied entry")
 // (reloadRoom). The one entry more per re-read is what keeps a live entry
 // the log does not hold from breaking a room for good, at no cost on the
 // live path.
+//
+// A re-read set off by a gap the live chain saw, by lost live entries, or
+// by a command's or a subscription's need repairs the room as above. A
+// check (the one after a load, the one confirming a position, see
+// scheduleCheck) runs while nothing is known to be missing: a live chain
+// that merely lags (its entries queued, in order, behind a slow handler)
+// while the room goes on by more than its history would make it find the
+// room's last entry discarded, or a gap after it, and end the watchers for
+// changes that are on their way. So a check that finds either at a log
+// entry the live chain has not handed to the room yet, or finds the room
+// moved meanwhile, leaves the room to its live chain (which sees a real gap
+// itself, by Prev, and repairs) and is retried (errLiveBehind), at most
+// maxCheckDeferrals times in a row, after which it repairs: entries the
+// live chain never delivers (a subscription's interest reaching a
+// cluster's leader late) are not left missing. A log holding nothing from
+// the room's position on, the room not having moved meanwhile, says the
+// room is ahead, whatever its live chain: a lag puts the log past the
+// room, never behind it.
 func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 	h := s.rooms.get(roomID)
 	if h == nil {
@@ -488,13 +520,16 @@ func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
 	defer cancel()
+	check, _ := ctx.Value(checkable{}).(bool)
 	// A room with nothing applied has no position to confirm.
 	confirmed := from == 0
 	applied := 0
+	var past uint64 // the log's first entry after the room's position, when it does not hold that
 	known := newEventStrings(roomID)
 	_, err := s.log.ReadKey(ctx, roomID, from, func(e pubsub.Entry) error {
 		if !confirmed {
 			if e.Seq != from {
+				past = e.Seq
 				return errAhead
 			}
 			confirmed = true
@@ -502,11 +537,25 @@ func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if s.applyReadLocked(h, e, known, applied == 0) {
+		ok, err := s.applyReadLocked(h, e, known, applied == 0, check)
+		if ok {
 			applied++
 		}
-		return nil
+		return err
 	})
+	if check && (errors.Is(err, errAhead) || (err == nil && !confirmed)) {
+		h.mu.Lock()
+		behind := h.st.last != from || (past != 0 && h.liveLast < past)
+		h.mu.Unlock()
+		if behind {
+			err = errLiveBehind
+		}
+	}
+	if errors.Is(err, errLiveBehind) {
+		s.opts.Logger.Debug("a check of a held room found entries its live chain has not delivered yet; checking again later",
+			"room", roomID, "held_last", from, "events", applied)
+		return err
+	}
 	if errors.Is(err, errAhead) || (err == nil && !confirmed) {
 		s.opts.Logger.Warn("a held room was ahead of the event log (a live entry the log does not hold, or entries removed from the log); reloading it from the log",
 			"room", roomID, "held_last", from)
@@ -527,17 +576,21 @@ func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 }
 
 // applyReadLocked applies an entry a re-read brought, unless the room has
-// it already, and reports whether it did; first counts a re-sync. Callers
-// hold h.mu.
-func (s *Service) applyReadLocked(h *heldRoom, e pubsub.Entry, known *eventStrings, first bool) bool {
+// it already, and reports whether it did; first counts a re-sync. A check
+// (see resyncRoom) that finds a gap before an entry the live chain has not
+// delivered yet stops with errLiveBehind instead. Callers hold h.mu.
+func (s *Service) applyReadLocked(h *heldRoom, e pubsub.Entry, known *eventStrings, first, check bool) (bool, error) {
 	if h.evicted || e.Seq <= h.st.last {
-		return false
+		return false, nil
 	}
 	ev, bad := decodeRoomEventWith(e.Key, e.Rest, e.Data, known)
 	if bad != nil {
 		h.st.last = e.Seq
 		s.opts.Logger.Warn("skipped a malformed room entry", "room", e.Key, "seq", e.Seq, "err", bad)
-		return false
+		return false, nil
+	}
+	if check && ev.Prev > h.st.last && h.liveLast < e.Seq {
+		return false, errLiveBehind
 	}
 	if first {
 		// Counted before the first change goes out, so that whoever sees
@@ -552,7 +605,7 @@ func (s *Service) applyReadLocked(h *heldRoom, e pubsub.Entry, known *eventStrin
 		s.endWatchersLocked(h, h.st.last)
 	}
 	s.applyEventLocked(h, e.Seq, entryTime(e, ev), ev)
-	return true
+	return true, nil
 }
 
 // endWatchersLocked ends the watchers of a held room that missed changes
@@ -818,24 +871,58 @@ const confirmDelay = time.Second
 // arrive live before it reads it from the log.
 const liveGrace = 200 * time.Millisecond
 
+// maxCheckDeferrals bounds how many times in a row a check re-read leaves a
+// room to a live chain that is behind the log (see resyncRoom), each time
+// for confirmDelay: a live chain that has not caught up by then is taken
+// for one that lost entries.
+const maxCheckDeferrals = 10
+
 // resyncer re-reads rooms from the log, each when it is due, one at a time.
 type resyncer struct {
 	mu   sync.Mutex
-	due  map[string]time.Time
+	due  map[string]reread
 	wake chan struct{}
 }
 
-func newResyncer() *resyncer {
-	return &resyncer{due: make(map[string]time.Time), wake: make(chan struct{}, 1)}
+// reread is a room's next re-read.
+type reread struct {
+	at time.Time
+	// check: nothing is known to be missing (see resyncRoom); any other
+	// re-read asked for the room makes it a repair.
+	check bool
+	// deferred counts the times in a row a check left the room to its
+	// live chain.
+	deferred int
 }
 
-// schedule asks for the room to be re-read at at, or earlier if it already
-// is due earlier.
+func newResyncer() *resyncer {
+	return &resyncer{due: make(map[string]reread), wake: make(chan struct{}, 1)}
+}
+
+// schedule asks for the room to be repaired from the log at at, or earlier
+// if a re-read is due earlier already.
 func (r *resyncer) schedule(roomID string, at time.Time) {
+	r.add(roomID, reread{at: at})
+}
+
+// scheduleCheck asks for the room's position to be checked against the log
+// at at (see resyncRoom), or earlier if a re-read is due earlier already.
+func (r *resyncer) scheduleCheck(roomID string, at time.Time) {
+	r.add(roomID, reread{at: at, check: true})
+}
+
+// add merges next into the room's due re-read: the earlier time, a repair
+// if either is one.
+func (r *resyncer) add(roomID string, next reread) {
 	r.mu.Lock()
-	if old, ok := r.due[roomID]; !ok || at.Before(old) {
-		r.due[roomID] = at
+	if old, ok := r.due[roomID]; ok {
+		next.check = old.check && next.check
+		next.deferred = max(old.deferred, next.deferred)
+		if old.at.Before(next.at) {
+			next.at = old.at
+		}
 	}
+	r.due[roomID] = next
 	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
@@ -844,15 +931,25 @@ func (r *resyncer) schedule(roomID string, at time.Time) {
 }
 
 // run re-reads due rooms until ctx ends; a failed re-read is retried a
-// second later.
+// second later, and a check that left the room to its live chain
+// confirmDelay later.
 func (r *resyncer) run(ctx context.Context, resync func(context.Context, string) error) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for ctx.Err() == nil {
-		id, wait := r.next()
+		id, due, wait := r.next()
 		if id != "" {
-			if err := resync(ctx, id); err != nil && ctx.Err() == nil {
-				r.schedule(id, time.Now().Add(time.Second))
+			rctx := ctx
+			if due.check && due.deferred < maxCheckDeferrals {
+				rctx = context.WithValue(ctx, checkable{}, true)
+			}
+			err := resync(rctx, id)
+			switch {
+			case err == nil || ctx.Err() != nil:
+			case errors.Is(err, errLiveBehind):
+				r.add(id, reread{at: time.Now().Add(confirmDelay), check: true, deferred: due.deferred + 1})
+			default:
+				r.add(id, reread{at: time.Now().Add(time.Second), check: due.check, deferred: due.deferred})
 			}
 			continue
 		}
@@ -866,20 +963,21 @@ func (r *resyncer) run(ctx context.Context, resync func(context.Context, string)
 	}
 }
 
-// next returns a room that is due, or how long until the next one is.
-func (r *resyncer) next() (string, time.Duration) {
+// next returns a room that is due and its re-read, or how long until the
+// next one is.
+func (r *resyncer) next() (string, reread, time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
 	wait := time.Hour
-	for id, at := range r.due {
-		if !at.After(now) {
+	for id, due := range r.due {
+		if !due.at.After(now) {
 			delete(r.due, id)
-			return id, 0
+			return id, due, 0
 		}
-		wait = min(wait, at.Sub(now))
+		wait = min(wait, due.at.Sub(now))
 	}
-	return "", wait
+	return "", reread{}, wait
 }
 
 // publishAccessLocked makes the room's members as they are now what Access

@@ -1,0 +1,127 @@
+package chat
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/pubsub"
+)
+
+// TestLiveLagPastHistoryKeepsWatchers: a replica whose live handling of a
+// watched room merely lags (its live entries wait, in order, behind a slow
+// live handler; none is dropped) while the room goes on by more than the
+// history it retains must deliver every change in order. The README ends a
+// subscription only when a live event went missing and the log discarded
+// what it missed. The re-read that checks a room's position (the one a
+// load schedules a second later, see load) used to run while the entries
+// were still queued: it found the room's last entry discarded, or a gap
+// after it, took the room for ahead of the log or for one that missed
+// entries, and ended its watchers with CURSOR_EXPIRED. The check due
+// while the live handler is held, the room's last event discarded by the
+// log (the room's creation) or held (an edit, on a subject of its own,
+// with a gap after it), and the check done before the lag.
+func TestLiveLagPastHistoryKeepsWatchers(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		checkedFirst bool // the check after the load ran before the live handler was held
+		lastHeld     bool // b's last event before the lag is an edit, which the log keeps
+	}{
+		{"check due while the live handler lags, last event discarded", false, false},
+		{"check due while the live handler lags, last event held", false, true},
+		{"check done before the lag", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testLiveLagPastHistory(t, tc.checkedFirst, tc.lastHeld) })
+	}
+}
+
+func testLiveLagPastHistory(t *testing.T, checkedFirst, lastHeld bool) {
+	const history, posts = 6, 10
+	first := openLog(t, pubsub.Options{MaxMsgsPerSubject: history})
+	a := startService(t, first, Options{History: history})
+	var hold atomic.Bool
+	release := make(chan struct{})
+	var blocked atomic.Int32
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{MaxMsgsPerSubject: history}), Options{History: history},
+		func(s *Service) {
+			s.liveFilter = func(e pubsub.Entry) bool {
+				if hold.Load() {
+					blocked.Add(1)
+					<-release // a slow live handler: entries queue behind it, none is dropped
+				}
+				return true
+			}
+		})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	room := mustRoom(t, a, "watched")
+	w, err := b.Watch(ctx, RoomTopic(room.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if lastHeld {
+		m0 := mustPost(t, a, room.ID, "m0")
+		if _, err := a.EditMessage(ctx, alice, m0.ID, 1, "m0 edited"); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []EventType{MessagePosted, MessageEdited} {
+			if c, err := w.Next(ctx); err != nil || c.Type != want {
+				t.Fatalf("before the lag: %+v, %v; want %s", c, err, want)
+			}
+		}
+	}
+	if checkedFirst {
+		time.Sleep(1500 * time.Millisecond)
+		waitFor(t, "the check after b's load", func() bool { return b.resyncer.idle() })
+	}
+	hold.Store(true)
+	for i := range posts { // more than the history: the log discards b's position
+		mustPost(t, a, room.ID, fmt.Sprintf("w%d", i))
+	}
+	if !checkedFirst {
+		time.Sleep(1500 * time.Millisecond) // the check, a second after the load, runs now
+	}
+	hold.Store(false)
+	close(release)
+	for i := range posts {
+		c, err := w.Next(ctx)
+		if err != nil {
+			t.Fatalf("after %d changes: %v (b: %+v, live handler held %d time(s))", i, err, b.Stats(), blocked.Load())
+		}
+		if c.Message == nil || c.Message.Text != fmt.Sprintf("w%d", i) {
+			t.Fatalf("change %d = %+v (message %+v), want the post w%d", i, c, c.Message, i)
+		}
+	}
+}
+
+// TestResyncerMergesRereads: a room has one re-read due: the earlier time,
+// a repair if any re-read asked for is one (a check must not weaken a
+// repair), and a check's deferrals kept, so that their bound holds.
+func TestResyncerMergesRereads(t *testing.T) {
+	now := time.Now()
+	later := now.Add(time.Second)
+	for _, tc := range []struct {
+		name  string
+		first reread
+		then  reread
+		want  reread
+	}{
+		{"repair, then a later check", reread{at: now}, reread{at: later, check: true}, reread{at: now}},
+		{"check, then a later repair", reread{at: now, check: true}, reread{at: later}, reread{at: now}},
+		{"check, then an earlier check", reread{at: later, check: true}, reread{at: now, check: true}, reread{at: now, check: true}},
+		{"deferred check, then a fresh one", reread{at: later, check: true, deferred: 3}, reread{at: now, check: true},
+			reread{at: now, check: true, deferred: 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newResyncer()
+			r.add("room", tc.first)
+			r.add("room", tc.then)
+			if got := r.due["room"]; got != tc.want {
+				t.Fatalf("due %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
