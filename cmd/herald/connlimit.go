@@ -78,7 +78,10 @@ func (l *connLimit) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	l.adjustKeepAlives(int(l.conns.Add(1)))
-	return &limitedConn{Conn: c, limit: l}, nil
+	if tc, ok := c.(*net.TCPConn); ok {
+		return &limitedTCPConn{TCPConn: tc, slot: slot{limit: l}}, nil
+	}
+	return &limitedConn{Conn: c, slot: slot{limit: l}}, nil
 }
 
 // acquire takes a slot, waiting for one while every slot is taken; it
@@ -171,21 +174,50 @@ func (l *connLimit) Close() error {
 	return l.closeErr
 }
 
-// limitedConn is an accepted connection holding a slot of its listener
-// until it is closed, by net/http or by whoever hijacked it.
-type limitedConn struct {
-	net.Conn
+// slot is the listener's slot an accepted connection holds until it is
+// closed, by net/http or by whoever hijacked it.
+type slot struct {
 	limit    *connLimit
 	released atomic.Bool
+}
+
+// free frees the slot, once however often it is called.
+func (s *slot) free() {
+	if s.released.CompareAndSwap(false, true) {
+		s.limit.connClosed()
+	}
+}
+
+// limitedTCPConn is an accepted TCP connection holding a slot. It embeds
+// the *net.TCPConn itself, not the net.Conn interface, so that what net
+// and net/http find on the concrete type stays reachable: writev for
+// net.Buffers (each WebSocket frame's parts in one system call, see the
+// server's deadlineConn.writeFrameParts), sendfile and splice
+// (ReadFrom), SyscallConn, CloseWrite.
+type limitedTCPConn struct {
+	*net.TCPConn
+	slot slot
+}
+
+// Close closes the connection and frees its slot, once however often it
+// is called.
+func (c *limitedTCPConn) Close() error {
+	err := c.TCPConn.Close()
+	c.slot.free()
+	return err
+}
+
+// limitedConn is limitedTCPConn for a listener of another kind.
+type limitedConn struct {
+	net.Conn
+	slot slot
 }
 
 // Close closes the connection and frees its slot, once however often it
 // is called.
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
-	if c.released.CompareAndSwap(false, true) {
-		c.limit.connClosed()
-	}
+	c.slot.free()
 	return err
 }
 
