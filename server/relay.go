@@ -199,10 +199,22 @@ func (w *relayRecorder) Write(b []byte) (int, error) {
 	return w.body.Write(b)
 }
 
-// message is the recorded answer as a relay message.
+// answered reports whether anything of an answer was written.
+func (w *relayRecorder) answered() bool { return w.status != 0 }
+
+// message is the recorded answer as a relay message. One with nothing
+// written is 502, never 200: the forwarding replica writes the status it
+// is given to a client still waiting for it, and a 200 with no body reads
+// as an operation accepted. serveRelayed answers every request it serves,
+// so that is only what a path of the handler's that answers nothing
+// would get without it.
 func (w *relayRecorder) message() RelayMessage {
+	status := w.status
+	if status == 0 {
+		status = http.StatusBadGateway
+	}
 	h := w.header.Clone()
-	h.Set(relayStatusHeader, strconv.Itoa(max(w.status, http.StatusOK)))
+	h.Set(relayStatusHeader, strconv.Itoa(status))
 	return RelayMessage{Header: h, Body: w.body.Bytes()}
 }
 

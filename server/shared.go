@@ -236,7 +236,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 	gate := e.gate
 	var onJoin func()
 	if e.gated && !refused && !replay {
-		r.presence.enter(op, e.topic)
+		r.enterPresence(ctx, op, e.topic)
 		onJoin = e.onJoin
 		// The results already on their way are changes to a state op
 		// has not seen; onJoin sends it the next one.
@@ -281,7 +281,7 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 		if !e.admit(m) {
 			denied = append(denied, m)
 		} else if !e.replay {
-			r.presence.enter(m, e.topic)
+			r.enterPresence(execCtx, m, e.topic)
 		}
 	}
 	e.mu.Unlock()
@@ -330,6 +330,57 @@ func (r *sharedExecutions) joined(ctx context.Context, op *operation, onJoin fun
 		}
 	}()
 	onJoin()
+}
+
+// enterPresence has op present on topic (presenceTracker.enter) as attach
+// admits it, under the execution's lock and, for a subscriber joining a
+// running execution, the registry's. That is why Enter is called there:
+// leave takes op out of its execution under the same locks before it
+// undoes op's presence, and run takes the members out under e.mu before
+// it does, so op is entered only while it is a member and its leave finds
+// it entered; called after them, an enter could follow op's leave and
+// count op present for good. But it runs on the subscriber's goroutine, a
+// socket's among them, where nothing would recover a panic of Enter's and
+// the process would end; on an HTTP stream's, net/http recovers it but the
+// locks, taken without defer, stayed held: no other member got an event,
+// no subscription could start on the replica. A panic is logged and op
+// counted as not entered, the locks released as after any admission: the
+// tracker forgets the topic, so op's leave tells Presence nothing (a Leave
+// with no Enter would take one of the user's other subscriptions off the
+// count); the subscription goes on, only not counted present. Deferred
+// only where Presence is told something, once per member.
+func (r *sharedExecutions) enterPresence(ctx context.Context, op *operation, topic string) {
+	if r.presence == nil || topic == "" {
+		return
+	}
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			logRecovered(r.log, ctx, "telling Presence that a subscriber is present", recovered)
+			// Under the locks above: no leave of op's runs meanwhile.
+			r.presence.mu.Lock()
+			op.presence = ""
+			r.presence.mu.Unlock()
+		}
+	}()
+	r.presence.enter(op, topic)
+}
+
+// leavePresence undoes op's presence (presenceTracker.leave) for run, as
+// its execution ends by itself: on the execution's goroutine, where
+// nothing would recover a panic of Presence.Leave's and the process would
+// end. A panic is logged and op counted as gone (the tracker forgot the
+// topic before it called Leave), and the other members are ended all the
+// same.
+func (r *sharedExecutions) leavePresence(ctx context.Context, op *operation) {
+	if r.presence == nil {
+		return
+	}
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			logRecovered(r.log, ctx, "telling Presence that a subscriber left", recovered)
+		}
+	}()
+	r.presence.leave(op)
 }
 
 // abandonWith makes op leave its executions as soon as ctx, its
@@ -824,15 +875,17 @@ func (r *sharedExecutions) leave(op *operation) {
 	}
 	empty := len(e.members) == 0
 	e.mu.Unlock()
-	// After op is no longer a member: attach's admission of the members
-	// that joined while the resolver ran (under e.mu) may have just
-	// counted it.
-	r.presence.leave(op)
 	if empty && !e.ended {
 		e.ended = true
 		delete(r.byKey, e.key)
 		e.cancel()
 	}
+	// After op is no longer a member: attach's admission of the members
+	// that joined while the resolver ran (under e.mu) may have just
+	// counted it. Last: a panic of Presence.Leave's, which goes on to
+	// leave's caller, skips nothing of the registry's (an execution left
+	// with no member stayed registered, its resolver running).
+	r.presence.leave(op)
 }
 
 // run drives the subscription whose resolver join has called: per event one
@@ -862,7 +915,7 @@ func (r *sharedExecutions) run(e *execution, slot *eventSlot, responses graphql.
 	e.mu.Unlock()
 	for _, op := range members {
 		if !e.replay {
-			r.presence.leave(op)
+			r.leavePresence(ctx, op)
 		}
 		op.sub.streamEnded(op)
 	}

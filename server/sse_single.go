@@ -435,6 +435,19 @@ func (t *sseSingleTransport) serveRelayed(ctx context.Context, token string, msg
 	}
 	rec := newRelayRecorder()
 	t.replay.ServeHTTP(rec, r)
+	if !rec.answered() {
+		// A path that answers nothing takes r's ended context for a
+		// client that left (see credentialsUnchecked); a relayed
+		// request's client has not: it waits on the forwarding replica,
+		// which would answer it 200 with nothing, an operation accepted
+		// that never started. It is told to try again.
+		if r.Context().Err() == nil {
+			t.log.ErrorContext(ctx, "server: a relayed request was answered nothing",
+				slog.String("method", r.Method), slog.String("path", r.URL.Path))
+		}
+		t.run.reject(rec, r, mediaJSON, http.StatusServiceUnavailable,
+			"the replica that holds the stream gave no answer to the request; try again")
+	}
 	return rec.message()
 }
 
@@ -593,12 +606,19 @@ func (t *sseSingleTransport) serveOperation(w http.ResponseWriter, r *http.Reque
 // operation that may not run ends on the stream with its error, as it
 // would on a WebSocket; false if r was answered instead.
 func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
-	st *httpStream, op *operation, ctx context.Context, params *graphql.RawParams, viaGET bool) bool {
+	st *httpStream, op *operation, ctx context.Context, params *graphql.RawParams, viaGET bool) (started bool) {
 	defer st.ops.busy.Done()
 	running := false // a query or mutation runs on, and settles when it ends
 	defer func() {
 		if !running {
 			st.ops.settle(op)
+		}
+	}()
+	joining := false
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			t.startPanicked(ctx, st, op, joining, recovered)
+			started = true
 		}
 	}()
 	if err := t.limitOperation(st); err != nil {
@@ -636,6 +656,7 @@ func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Reque
 		// A stream going away does not wait for its subscriptions, nor
 		// for one still starting: it ends, and this start with it.
 		st.ops.settle(op)
+		joining = true
 		t.execs.join(op, ctx, exec, params, opCtx, t.cfg.viewerDirective, t.cfg.resumeArgument)
 		if isRelayed(r.Context()) && r.Context().Err() != nil && st.ops.remove(op) {
 			// Its start outlasted relayServe: the sender may have stopped
@@ -652,6 +673,41 @@ func (t *sseSingleTransport) startOperation(w http.ResponseWriter, r *http.Reque
 	running = true
 	go st.ops.runSingle(ctx, st, op, exec, opCtx)
 	return true
+}
+
+// startPanicked answers a panic raised while op was being started, on the
+// goroutine of the request that sent it, as wsConn.startPanicked does on a
+// socket's. gqlgen's handler would recover it and answer that request 500,
+// but op stayed registered on the stream: the stream never got its error
+// nor its complete, its id stayed in use (a retry was 409) and it counted
+// against Limits.MaxOperations until the stream ended. It is logged with
+// its stack, and op ends on the stream with the internal error, its id
+// freed; the request is answered 202, as for the stream's other
+// operations that fail before they run, their error on the stream.
+//
+// Before op joins (joining false), the panic is the preparation's (the
+// executor's parameter and context mutators, the complexity limit's
+// functions, its error presenter): op holds nothing yet, and ends as
+// one that failed before it ran (streamOps.fail).
+//
+// Out of join, it is the engine's own (see wsConn.startPanicked), op maybe
+// half joined: op is released (leave takes it out of whatever it joined,
+// as the stream's end would) and then ended on the stream. The stream
+// goes on: join reaches it only through op (op's results and end), and
+// ending it would cost its other operations and undo nothing more of
+// op's than release does. (A socket is closed instead, 4500: that is how
+// its protocols say an operation's state is unknown.)
+func (t *sseSingleTransport) startPanicked(ctx context.Context, st *httpStream, op *operation, joining bool, recovered any) {
+	logRecovered(t.log, ctx, "starting an operation on a single-connection stream", recovered)
+	if !joining {
+		st.ops.fail(st, op, &graphql.Response{Errors: gqlerror.List{internalError()}})
+		return
+	}
+	removed := st.ops.remove(op) // first: what reaches op until it has left comes before its end
+	op.release(t.execs)
+	if removed {
+		st.enqueue(streamItem{op: op, err: internalError()})
+	}
 }
 
 // limitOperation applies Limits.MaxOperations and Limits.SubscribeRate to

@@ -434,9 +434,17 @@ func (x *runner) authenticate(w http.ResponseWriter, r *http.Request, m mediaTyp
 // page an operator alerting on errors. Otherwise the provider, or the
 // authenticator, failed: logged as msg at error level, with what tells the
 // operator whose request it was.
+//
+// A relayed request's context is not its client's: it ends when the
+// replica holding the stream stops serving it (relayServe), while its
+// client still waits on the replica that forwarded it, which writes what
+// this one answers. So it is always answered, 503 as a relayed start that
+// outlasts relayServe is (startOperation): answered nothing, it read as an
+// operation accepted (200, empty) that never started. An ended one is the
+// provider outlasting relayServe, an error as any other.
 func credentialsUnchecked(log *slog.Logger, r *http.Request, msg string, err error) (answer bool) {
 	ctx := r.Context()
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && !isRelayed(ctx) {
 		log.DebugContext(ctx, "server: the client left while its credentials were checked",
 			slog.String("remote_addr", r.RemoteAddr), slog.String("path", r.URL.Path), slog.Any("error", err))
 		return false

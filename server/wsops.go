@@ -109,9 +109,10 @@ func (c *wsConn) onSubscribe(id string, params operationPayload) {
 // Out of join, it is not: the engine contains the panics of the code it
 // calls for others (the gate's Access and Confirm, its Denier, the
 // resolver's join hook, the executor's interceptors, the live form's
-// preparation: see sharedExecutions), so this one is the engine's own or
-// its Presence's, raised maybe under the registry's or an execution's
-// lock, with op half joined, which nothing here can tell or undo. Only
+// preparation, Presence's Enter: see sharedExecutions), so this one is
+// the engine's own, raised maybe under the registry's or an execution's
+// lock, or Presence's Leave (as a refused subscriber leaves), with op
+// half joined, which nothing here can tell or undo. Only
 // this socket is closed, with graphql-ws's internal server error (4500;
 // RFC 6455's 1011 on the legacy protocol); its teardown releases what it
 // can of op.
