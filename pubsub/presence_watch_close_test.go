@@ -13,23 +13,74 @@ import (
 // PresenceWatch calls its function on.
 const presenceWatchGoroutine = "pubsub.(*PresenceWatch).run"
 
-// presenceWatchesEnd fails t unless the PresenceWatch goroutines are soon
-// no more than base. Not at once: Presence.Close waits for each to have
-// done everything but return, and one may still be on its way out.
-func presenceWatchesEnd(t *testing.T, base int) {
+// goroutinesEnd fails t unless the goroutines whose stacks hold name are
+// soon back to base: a goroutine past the done its owner's Close waited for
+// may still show in a dump for a moment (seen under load), so it gets 2 s
+// to be gone; one that never ends still fails.
+func goroutinesEnd(t *testing.T, name string, base int) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		g, dump := closeTestGoroutines(presenceWatchGoroutine)
+		g, dump := closeTestGoroutines(name)
 		if g <= base {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("%d PresenceWatch goroutines 2s after Presence.Close (was %d)\n%s", g, base, dump)
+			t.Errorf("%d goroutines of %s 2s after Presence.Close (was %d)\n%s", g, name, base, dump)
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// openAcrossClose has 4 workers open up to perWorker watches each with
+// open while p closes: once some are in, it closes p, calls closed with
+// the watches returned so far (at once, before the workers end), and
+// returns every watch open returned. open may fail only with
+// ErrPresenceClosed.
+func openAcrossClose[W any](t *testing.T, p *Presence, perWorker int, open func() (W, error), closed func([]W)) []W {
+	t.Helper()
+	const workers = 4
+	var (
+		mu      sync.Mutex
+		watches []W
+		wg      sync.WaitGroup
+	)
+	start := make(chan struct{})
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for range perWorker {
+				w, err := open()
+				if err != nil {
+					if !errors.Is(err, ErrPresenceClosed) {
+						t.Errorf("opening a watch: %v, want ErrPresenceClosed or a watch", err)
+					}
+					return
+				}
+				mu.Lock()
+				watches = append(watches, w)
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	// Close once some watches are in, while the workers still ask for more.
+	waitFor(t, 5*time.Second, "the first watches", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(watches) >= workers
+	})
+	if err := p.Close(testCtx(t, 5*time.Second)); err != nil {
+		t.Fatalf("Presence.Close: %v", err)
+	}
+	mu.Lock()
+	closed(watches)
+	mu.Unlock()
+	wg.Wait()
+	return watches
 }
 
 // TestPresenceCloseWaitsForPresenceWatches: Presence.Close ends every
@@ -161,7 +212,7 @@ func TestPresenceCloseWaitsForPresenceWatches(t *testing.T) {
 			default:
 				t.Error("the PresenceWatch was still running when Presence.Close returned")
 			}
-			presenceWatchesEnd(t, baseG)
+			goroutinesEnd(t, presenceWatchGoroutine, baseG)
 			p1.mu.Lock()
 			kept := len(p1.watches)
 			p1.mu.Unlock()
@@ -208,57 +259,19 @@ func TestPresenceWatchRacingPresenceClose(t *testing.T) {
 			late.Store(true)
 		}
 	}
-	const workers, perWorker = 4, 20
-	var (
-		mu      sync.Mutex
-		watches []*PresenceWatch
-		wg      sync.WaitGroup
-	)
-	start := make(chan struct{})
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			for range perWorker {
-				w, err := p.Watch(t.Context(), "room1", fn)
-				if err != nil {
-					if !errors.Is(err, ErrPresenceClosed) {
-						t.Errorf("Watch: %v, want ErrPresenceClosed or a watch", err)
-					}
-					return
-				}
-				mu.Lock()
-				watches = append(watches, w)
-				mu.Unlock()
-			}
-		}()
-	}
-	close(start)
-	// Close once some watches are in, while the workers still ask for more.
-	waitFor(t, 5*time.Second, "the first PresenceWatches", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(watches) >= workers
-	})
-	if err := p.Close(testCtx(t, 5*time.Second)); err != nil {
-		t.Fatalf("Presence.Close: %v", err)
-	}
-	closeReturned.Store(true)
-	mu.Lock()
 	running := 0
-	for _, w := range watches {
-		select {
-		case <-w.done:
-		default:
-			running++
-		}
-	}
-	mu.Unlock()
-	wg.Wait()
+	watches := openAcrossClose(t, p, 20, func() (*PresenceWatch, error) { return p.Watch(t.Context(), "room1", fn) },
+		func(opened []*PresenceWatch) {
+			closeReturned.Store(true)
+			for _, w := range opened {
+				select {
+				case <-w.done:
+				default:
+					running++
+				}
+			}
+		})
 
-	mu.Lock()
-	defer mu.Unlock()
 	t.Logf("%d watches returned before or during Presence.Close", len(watches))
 	if running > 0 {
 		t.Errorf("%d of the PresenceWatches Watch had returned were still running when Presence.Close returned", running)
@@ -270,7 +283,7 @@ func TestPresenceWatchRacingPresenceClose(t *testing.T) {
 			t.Errorf("a watch that Watch returned while Presence.Close ran is running: Close neither refused it nor waited for it")
 		}
 	}
-	presenceWatchesEnd(t, baseG)
+	goroutinesEnd(t, presenceWatchGoroutine, baseG)
 	if late.Load() {
 		t.Error("a PresenceWatch reported a set after Presence.Close returned")
 	}

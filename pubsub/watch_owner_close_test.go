@@ -2,7 +2,6 @@ package pubsub
 
 import (
 	"errors"
-	"sync"
 	"testing"
 	"time"
 )
@@ -144,46 +143,8 @@ func TestWatchSignalsRacingPresenceClose(t *testing.T) {
 	p := openPresence(t, l, PresenceOptions{Replica: "r1"})
 	baseG, _ := closeTestGoroutines(signalWatchGoroutine)
 
-	const workers, perWorker = 4, 50
-	var (
-		mu      sync.Mutex
-		watches []*SignalWatch
-		wg      sync.WaitGroup
-	)
-	start := make(chan struct{})
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			for range perWorker {
-				sw, err := p.WatchSignals("room1", func(string) {})
-				if err != nil {
-					if !errors.Is(err, ErrPresenceClosed) {
-						t.Errorf("WatchSignals: %v, want ErrPresenceClosed or a watch", err)
-					}
-					return
-				}
-				mu.Lock()
-				watches = append(watches, sw)
-				mu.Unlock()
-			}
-		}()
-	}
-	close(start)
-	// Close once some watches are in, while the workers still ask for more.
-	waitFor(t, 5*time.Second, "the first SignalWatches", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(watches) >= workers
-	})
-	if err := p.Close(testCtx(t, 5*time.Second)); err != nil {
-		t.Fatalf("Presence.Close: %v", err)
-	}
-	wg.Wait()
-
-	mu.Lock()
-	defer mu.Unlock()
+	watches := openAcrossClose(t, p, 50, func() (*SignalWatch, error) { return p.WatchSignals("room1", func(string) {}) },
+		func([]*SignalWatch) {})
 	running := 0
 	for _, sw := range watches {
 		if sw.sub.IsValid() {
@@ -193,17 +154,7 @@ func TestWatchSignalsRacingPresenceClose(t *testing.T) {
 	if running > 0 {
 		t.Errorf("%d of the %d SignalWatches WatchSignals returned still subscribed after Presence.Close", running, len(watches))
 	}
-	// Close has waited for every watch's done; a goroutine past it may
-	// still show in a dump for a moment (seen under load), so give it 2 s
-	// to be gone: one that never ends still fails.
-	g, dump := closeTestGoroutines(signalWatchGoroutine)
-	for deadline := time.Now().Add(2 * time.Second); g > baseG && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-		g, dump = closeTestGoroutines(signalWatchGoroutine)
-	}
-	if g > baseG {
-		t.Errorf("%d SignalWatch goroutines 2 s after Presence.Close (was %d)\n%s", g, baseG, dump)
-	}
+	goroutinesEnd(t, signalWatchGoroutine, baseG)
 }
 
 // TestNoticeListenerEndsWithLogClose: a NoticeListener left open ends with
