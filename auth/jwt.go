@@ -275,23 +275,36 @@ func (j *JWT) FromRequest(r *http.Request) (Identity, bool, error) {
 
 // FromInitPayload authenticates the "Authorization" or "authorization" key
 // of a connection_init payload, as Apollo's connectionParams spell it either
-// way, holding "Bearer <token>" or the bare token. An absent, null or empty
-// value is anonymous.
+// way, holding "Bearer <token>" or the bare token. The same keys inside a
+// "headers" object count too: Hasura's clients and many Apollo examples send
+// {"headers": {"Authorization": …}}, and taking that for anonymous would
+// leave their user signed out without a word of why. An absent, null
+// or empty value is anonymous; two keys holding different values are an
+// error, not a choice.
 func (j *JWT) FromInitPayload(ctx context.Context, payload map[string]any) (Identity, bool, error) {
 	var value, key string
-	for _, k := range [...]string{"Authorization", "authorization"} {
-		s, isString := payload[k].(string)
-		switch raw := payload[k]; {
+	headers, _ := payload["headers"].(map[string]any)
+	for _, c := range [...]struct {
+		from      map[string]any
+		key, name string
+	}{
+		{payload, "Authorization", "Authorization"}, {payload, "authorization", "authorization"},
+		{headers, "Authorization", "headers.Authorization"}, {headers, "authorization", "headers.authorization"},
+	} {
+		s, isString := c.from[c.key].(string)
+		switch raw := c.from[c.key]; {
 		case raw == nil || isString && strings.TrimSpace(s) == "":
 			continue
 		case !isString:
-			return Identity{}, false, invalidCredentials("connection_init payload key "+k,
+			return Identity{}, false, invalidCredentials("connection_init payload key "+c.name,
 				invalid("jwt: value must be a string, got %s", jsonType(raw)))
 		case key != "" && s != value:
 			return Identity{}, false, invalidCredentials("connection_init payload",
-				invalid("jwt: keys %s and %s hold different values", key, k))
+				invalid("jwt: keys %s and %s hold different values", key, c.name))
 		}
-		value, key = s, k
+		if key == "" {
+			value, key = s, c.name
+		}
 	}
 	if key == "" {
 		return Identity{}, false, nil

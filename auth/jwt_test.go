@@ -479,6 +479,17 @@ func TestJWTFromInitPayload(t *testing.T) {
 		{"other scheme", map[string]any{"Authorization": "Basic abc"}, false, `jwt: Authorization scheme "Basic" is not Bearer`},
 		{"bad signature", map[string]any{"authorization": "Bearer " + bad}, false,
 			"invalid credentials: connection_init payload key authorization: jwt: signature is invalid"},
+		{"headers Authorization", map[string]any{"headers": map[string]any{"Authorization": "Bearer " + good}}, true, ""},
+		{"headers authorization", map[string]any{"headers": map[string]any{"authorization": good}}, true, ""},
+		{"headers and top level agree", map[string]any{"Authorization": good, "headers": map[string]any{"Authorization": good}}, true, ""},
+		{"headers and top level differ", map[string]any{"Authorization": good, "headers": map[string]any{"authorization": bad}}, false,
+			"jwt: keys Authorization and headers.authorization hold different values"},
+		{"headers bad signature", map[string]any{"headers": map[string]any{"Authorization": bad}}, false,
+			"invalid credentials: connection_init payload key headers.Authorization: jwt: signature is invalid"},
+		{"headers number", map[string]any{"headers": map[string]any{"authorization": true}}, false,
+			"connection_init payload key headers.authorization: jwt: value must be a string, got a boolean"},
+		{"headers without the key", map[string]any{"headers": map[string]any{"X-Other": good}}, false, ""},
+		{"headers not an object", map[string]any{"headers": "Authorization: Bearer " + good}, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
