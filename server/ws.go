@@ -658,7 +658,8 @@ func (c *wsConn) onInit(payload map[string]any) {
 		return
 	}
 	if err != nil && !errors.Is(err, auth.ErrInvalidCredentials) {
-		c.t.log.Error("server: cannot authenticate WebSocket connection", slog.Any("error", err))
+		c.t.log.Error("server: cannot authenticate WebSocket connection",
+			slog.String("remote_addr", c.ws.RemoteAddr().String()), slog.Any("error", err))
 	}
 	if err == nil && !ok {
 		switch {

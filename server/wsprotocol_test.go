@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"slices"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
+	"github.com/heraldhq/herald/internal/testrig"
 )
 
 // wspProto describes one subprotocol for table tests.
@@ -1090,9 +1092,15 @@ func (unavailableAuth) FromInitPayload(context.Context, map[string]any) (auth.Id
 // TestProtocolAuthUnavailable: credentials that cannot be checked close
 // the socket with 1013 (try again later), which graphql-ws clients retry,
 // not with 1011, on which they give up; and it is not counted as a slow
-// consumer, whose close shares the code.
+// consumer, whose close shares the code. The ERROR line an operator gets
+// names the client's address, so that one client's bad payload can be told
+// from the identity service being down.
 func TestProtocolAuthUnavailable(t *testing.T) {
-	r := newReplica(t, func(o *Options) { o.Authenticator = unavailableAuth{} })
+	logs := &testrig.LogBuffer{}
+	r := newReplica(t, func(o *Options) {
+		o.Authenticator = unavailableAuth{}
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
 	for _, p := range wspProtocols {
 		t.Run(p.name, func(t *testing.T) {
 			r := r.forTest(t)
@@ -1101,6 +1109,13 @@ func TestProtocolAuthUnavailable(t *testing.T) {
 			reason, _ := wspExpectClose(c, closeTryAgainLater, 2*time.Second)
 			if reason != "authentication is unavailable; try again later" {
 				t.Errorf("close reason %q", reason)
+			}
+			named := slices.ContainsFunc(strings.Split(logs.String(), "\n"), func(line string) bool {
+				return strings.Contains(line, "cannot authenticate WebSocket connection") &&
+					strings.Contains(line, "remote_addr="+c.conn.LocalAddr().String())
+			})
+			if !named {
+				t.Errorf("no authentication failure logged with the client's address %s:\n%s", c.conn.LocalAddr(), logs)
 			}
 			if n := testutil.ToFloat64(r.server.ws.metrics.slowCloses); n != 0 {
 				t.Errorf("herald_ws_slow_consumer_closes_total = %v after an authentication failure, want 0", n)
