@@ -186,7 +186,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.IntVar(&c.WSQueue, "ws-queue", 1024, "WebSocket: outbound queue per socket (and per HTTP stream: SSE, multipart), in messages; a full queue closes the socket with 1013 (a stream ends with SLOW_CONSUMER)")
 	fs.IntVar(&c.WSQueueBytes, "ws-queue-bytes", 1<<20, "WebSocket: outbound queue per socket (and per HTTP stream), in bytes")
 	fs.Int64Var(&c.WSMaxMessageBytes, "ws-max-message-bytes", 64<<10, "WebSocket: largest message accepted from a client (1009 above it)")
-	fs.IntVar(&c.MaxConnections, "max-connections", 0, "WebSockets and HTTP streams (SSE, multipart) this replica holds at most; more get HTTP 503 (default: the open-file limit less 512, or half the limit when that leaves too few)")
+	fs.IntVar(&c.MaxConnections, "max-connections", 0, "WebSockets and HTTP streams (SSE, multipart) this replica holds at most; more get HTTP 503 (default: the open-file limit less 512, or half the limit when that leaves too few). Keep it below the listener's own bound on all connections, the open-file limit less 128 and one per partition, past which clients wait to be accepted")
 	fs.IntVar(&c.WSMaxOperations, "ws-max-operations", 100, "WebSocket: operations open at once on one socket (0: no limit)")
 	fs.Float64Var(&c.WSSubscribeRate, "ws-subscribe-rate", 20, "WebSocket: operations one socket may start per second (RATE_LIMITED above it; 0: no limit)")
 	fs.IntVar(&c.WSSubscribeBurst, "ws-subscribe-burst", 50, "WebSocket: operations one socket may start at once before --ws-subscribe-rate applies (0: the rate rounded up)")
