@@ -64,11 +64,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, f := range []streamFormat{sseFormat{}, sseSingleFormat{}, multipartFormat{}} {
 		m.streams.WithLabelValues(f.name())
 	}
+	// Each outcome is exported at 0 from the start: a series that appears
+	// only at its first increment is never seen to increase by rate() or
+	// increase(), so the first relay error after a start would page nobody.
+	for _, o := range []string{relayOK, relayNoHolder, relayCanceled, relayTooLarge, relayError} {
+		m.relayed.WithLabelValues(o)
+	}
 	return m, nil
 }
 
 // delivered counts one subscription event written to its client and
-// observes its latency from the log, where it is known.
+// observes its latency from the log, where it is known: not for a replayed
+// event, whose age in the log says nothing of how late it was delivered
+// (see deliverEvents).
 func (m *metrics) delivered(p *payload) {
 	m.deliveries.Inc()
 	if !p.appended.IsZero() {

@@ -153,3 +153,78 @@ func TestMetricsGaugesAfterDrain(t *testing.T) {
 		t.Errorf(`herald_ws_closes_total{code="1001"} = %v after draining 2 sockets, want 2`, got)
 	}
 }
+
+// TestMetricsGaugesComeDownWithSocketsOpen: operations that end one by one
+// on a socket that stays open bring herald_ws_operations and
+// herald_shared_executions back to 0 each time, on both subprotocols; a
+// count leaked by an operation's own ending would otherwise be hidden by
+// the socket's teardown. Refused subscriptions end on SSE and multipart
+// with their clients still reading.
+func TestMetricsGaugesComeDownWithSocketsOpen(t *testing.T) {
+	r := newReplica(t, nil)
+	room := r.room("gauges-open")
+	// idle fails at its caller's line, which names the step.
+	idle := func(t *testing.T, _ string) {
+		t.Helper()
+		metricsTestWait(t, r, "herald_ws_operations", 0)
+		metricsTestWait(t, r, "herald_shared_executions", 0)
+	}
+	for _, p := range []struct {
+		name, start, stop, next string
+		dial                    func(string) *wsClient
+	}{
+		{"graphql-transport-ws", "subscribe", "complete", "next", r.dialTransport},
+		{"graphql-ws", "start", "stop", "data", r.dialLegacy},
+	} {
+		t.Run(p.name, func(t *testing.T) {
+			c := p.dial("ann")
+			for _, refused := range []struct {
+				what string
+				vars map[string]any
+			}{
+				{"a subscription to a room that does not exist", map[string]any{"r": "nosuchroom"}},
+				{"a subscription with a bad cursor", map[string]any{"r": room, "after": "bogus"}},
+			} {
+				c.subscribe(p.start, "refused", postedSub, refused.vars)
+				if f := c.next(); f.Type == p.next {
+					c.next() // complete
+				}
+				idle(t, refused.what)
+			}
+
+			c.subscribe(p.start, "live", postedSub, map[string]any{"r": room})
+			waitFor(t, "the subscriber to join", func() bool { return r.members() == 1 })
+			r.post(room, "bob", "one")
+			cursor := wspCursor(t, c.next())
+			c.send(map[string]any{"id": "live", "type": p.stop})
+			idle(t, "a live subscription the client completed")
+
+			c.subscribe(p.start, "resumed", postedSub, map[string]any{"r": room, "after": cursor})
+			r.post(room, "bob", "two")
+			if f := c.next(); f.Type != p.next {
+				t.Fatalf("resumed subscription: %s", f.raw)
+			}
+			c.send(map[string]any{"id": "resumed", "type": p.stop})
+			idle(t, "a resumed subscription the client completed")
+
+			c.subscribe(p.start, "query", `{ __typename }`, nil)
+			c.next()
+			c.next()
+			idle(t, "a query")
+			c.conn.Close()
+		})
+	}
+	t.Run("streams", func(t *testing.T) {
+		bad := map[string]any{"r": "nosuchroom"}
+		s, status, body := r.openSSE(sseRequest{method: "POST", query: postedSub, vars: bad})
+		if s == nil {
+			t.Fatalf("SSE: %d %s", status, body)
+		}
+		s.next()
+		mp, resp, mbody := r.openMultipart(mpRequest{method: "POST", accept: acceptApollo4, query: postedSub, vars: bad})
+		if mp == nil {
+			t.Fatalf("multipart: %d %s", resp.StatusCode, mbody)
+		}
+		metricsTestZero(t, r, "subscriptions refused on SSE and multipart, their clients still reading")
+	})
+}

@@ -959,6 +959,12 @@ func (r *sharedExecutions) deliverEvents(e *execution, slot *eventSlot, response
 		// resumed one's handoff, as deliverEvents' own recover's does.
 		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, cursor: slot.meta.Cursor,
 			failed: panicked || first && len(resp.Errors) > 0 && noData(resp.Data) || slot.meta.End != nil, state: slot.meta.State}
+		if e.replay {
+			// A resumed subscriber's backlog: its age in the log is not a
+			// delivery's latency, and one reconnect after an outage would
+			// fill the latency histogram's top buckets (metrics.delivered).
+			p.appended = time.Time{}
+		}
 		slot.meta = eventmeta.Meta{}
 		if e.replay && !r.paceReplay(e, ctx) {
 			return // stopped while it waited: left, retired or closed, which end it

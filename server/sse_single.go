@@ -766,19 +766,29 @@ func (t *sseSingleTransport) streamNotFound(w http.ResponseWriter, r *http.Reque
 	t.run.reject(w, r, mediaJSON, http.StatusNotFound, streamNotFound)
 }
 
+// The outcomes of a relayed request, herald_sse_relayed_requests_total's
+// label values (see countRelayed).
+const (
+	relayOK       = "ok"
+	relayNoHolder = "no_holder"
+	relayCanceled = "canceled"  // the client left first: not an error of the relay
+	relayTooLarge = "too_large" // the client's request, refused with 413
+	relayError    = "error"
+)
+
 // countRelayed counts a relayed request by its outcome; one whose client
 // left first (ctx ended) is "canceled", not an error of the relay.
 func (t *sseSingleTransport) countRelayed(ctx context.Context, err error) {
-	outcome := "ok"
+	outcome := relayOK
 	switch {
 	case errors.Is(err, ErrNoStreamHolder):
-		outcome = "no_holder"
+		outcome = relayNoHolder
 	case err != nil && ctx.Err() != nil:
-		outcome = "canceled"
+		outcome = relayCanceled
 	case errors.Is(err, ErrRelayMessageTooLarge):
-		outcome = "too_large" // the client's request, refused with 413
+		outcome = relayTooLarge
 	case err != nil:
-		outcome = "error"
+		outcome = relayError
 	}
 	t.metrics.relayed.WithLabelValues(outcome).Inc()
 }
