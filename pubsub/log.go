@@ -316,9 +316,10 @@ func (l *Log) connect(ctx context.Context) error {
 		nats.Name(l.opts.Name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(reconnectWait),
-		// A silent partition (no TCP reset) is noticed after about
-		// pingInterval*maxPingsOut, not nats.go's default two minutes, so
-		// readiness drops and mutations fail fast soon after.
+		// A silent partition (no TCP reset) is noticed at the ping after
+		// maxPingsOut unanswered ones: 10 to 15 s after it began, not
+		// nats.go's default two minutes or more. Readiness drops sooner,
+		// when the stream check times out (TestNATSLinkLosingItsState).
 		nats.PingInterval(pingInterval),
 		nats.MaxPingsOutstanding(maxPingsOut),
 		// Fail publishes at once while reconnecting instead of buffering
