@@ -2,8 +2,12 @@ package chat
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/heraldhq/herald/pubsub"
 )
@@ -56,5 +60,45 @@ func TestPostDedupIDKeepsActorsApart(t *testing.T) {
 	case errA == nil && errB == nil && ma.ID == mb.ID:
 		t.Errorf("actor %q's post was taken for a retry of actor %q's: answered with message %s by %q",
 			b.ID, a.ID, mb.ID, mb.Author.ID)
+	}
+}
+
+// TestRoomNameLengthAsSentOrInNFC: a name may be MaxRoomNameLength
+// characters as sent or in NFC, whichever is fewer. A character whose
+// canonical decomposition is four code points (U+1FAF, ᾯ, as macOS may
+// send it decomposed) is four as sent and one in NFC: 100 of them are a
+// name of 100; a name of 76 or more was refused as "longer than 100
+// characters" before NFC.
+func TestRoomNameLengthAsSentOrInNFC(t *testing.T) {
+	omega := norm.NFD.String("\u1faf") // four code points
+	nukta := "\u095c"                  // one code point, two in NFC
+	tests := []struct {
+		name   string
+		sent   string
+		wantOK bool
+	}{
+		{"80 decomposed", strings.Repeat(omega, 80), true},
+		{"100 decomposed", strings.Repeat(omega, 100), true},
+		{"101 decomposed", strings.Repeat(omega, 101), false},
+		{"100 precomposed", strings.Repeat("\u1faf", 100), true},
+		{"101 precomposed", strings.Repeat("\u1faf", 101), false},
+		{"100 lengthened by NFC", strings.Repeat(nukta, 100), true},
+		{"101 lengthened by NFC", strings.Repeat(nukta, 101), false},
+		{"401 combining marks", "a" + strings.Repeat("\u0301", 400), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name, err := checkProposedName(tt.sent)
+			switch {
+			case tt.wantOK && err != nil:
+				t.Fatalf("a name of %d characters as sent, %d in NFC, refused: %s %q", utf8.RuneCountInString(tt.sent),
+					utf8.RuneCountInString(norm.NFC.String(tt.sent)), err.Code, err.Message)
+			case tt.wantOK && name != norm.NFC.String(tt.sent):
+				t.Fatalf("stored as %+q, want its NFC form", name)
+			case !tt.wantOK && (err == nil || err.Code != CodeBadUserInput || !strings.Contains(err.Message, "longer than 100 characters")):
+				t.Fatalf("a name of %d characters as sent, %d in NFC = %q, %v; want BAD_USER_INPUT, longer than 100 characters",
+					utf8.RuneCountInString(tt.sent), utf8.RuneCountInString(norm.NFC.String(tt.sent)), name, err)
+			}
+		})
 	}
 }

@@ -34,12 +34,19 @@ const (
 // NFC lengthens a character at most threefold (U+FB2C, a Hebrew
 // presentation form, is three code points in NFC; the Devanagari letters
 // with nukta, U+0958–U+095F, two), and the U+034F that norm puts after
-// each 30 combining marks in a row keeps within that. It is also the most
-// a proposer puts through NFC (checkProposedName). It was
+// each 30 combining marks in a row keeps within that. It was
 // MaxRoomNameLength, counted after NFC, until that refused names shorter
 // as typed (60 of ड़, U+095C, are 120 characters in NFC). Raising it only
 // loosened the judge: every room stored before is judged as it was.
 const maxStoredRoomNameLength = 3 * MaxRoomNameLength
+
+// maxSentRoomNameLength is the most characters of a room name that a
+// proposer puts through NFC (checkProposedName): the most a name of
+// MaxRoomNameLength characters in NFC can be as sent. A character's
+// canonical decomposition is at most four code points (U+1FAF, ᾯ, is Ω and
+// three marks, as macOS may send it), so 100 of them are 400 as sent. It
+// was maxStoredRoomNameLength, which refused names of 76 such characters.
+const maxSentRoomNameLength = 4 * MaxRoomNameLength
 
 func checkRoomName(name string) *Error {
 	trimmed := strings.TrimSpace(name)
@@ -249,8 +256,8 @@ func checkProposedTextRules(text string) *Error {
 // NFC makes some names longer (ड़, U+095C, as Hindi keyboards may type
 // it, is two characters in NFC) and others shorter (e and U+0301, as
 // macOS may send it, is one: é), and the user typed what they see. A name
-// of more than the judge allows is refused before NFC, which bounds its
-// work. The rest is checked as stored: the judge's rules (checkRoomName),
+// longer as sent than any of MaxRoomNameLength characters in NFC can be
+// (maxSentRoomNameLength) is refused before NFC, which bounds its work. The rest is checked as stored: the judge's rules (checkRoomName),
 // then the proposer's: a name that shows nothing, begins or ends with an
 // invisible character, or holds one inside that is not part of what it
 // shows (hiddenInside), is refused; "general\u200b" and "gen\u200beral"
@@ -263,7 +270,7 @@ func checkProposedName(sent string) (string, *Error) {
 	switch {
 	case !utf8.ValidString(sent):
 		return "", errorf(CodeBadUserInput, "room name is not valid UTF-8")
-	case sentLength > maxStoredRoomNameLength:
+	case sentLength > maxSentRoomNameLength:
 		return "", tooLong()
 	}
 	name := norm.NFC.String(sent)
