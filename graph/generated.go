@@ -952,7 +952,8 @@ directive @viewerDependent on FIELD_DEFINITION
 type Query {
   """
   The rooms the viewer may see, in creation order: every public room and
-  the private rooms the viewer is a member of.
+  the private rooms the viewer is a member of. first takes 0 to 100
+  (BAD_USER_INPUT otherwise).
   """
   rooms(first: Int = 50, after: String): RoomConnection!
   "A room; a private room of which the viewer is not a member fails with FORBIDDEN."
@@ -1004,19 +1005,23 @@ type Mutation {
   post of another text with that key fails with CONFLICT (unless the first
   was edited since), as does any post with the key of one deleted since. An
   empty key fails with BAD_USER_INPUT: leave it out to post without one.
-  A text that shows nothing (only white space or invisible characters), or
-  holds control characters other than tabs and line breaks, fails with
-  BAD_USER_INPUT.
+  A text that shows nothing (only white space or invisible characters),
+  holds control characters other than tabs and line breaks, or is longer
+  than the replica's --max-text-length (4,000 characters by default), fails
+  with BAD_USER_INPUT.
   """
   postMessage(roomId: ID!, text: String!, idempotencyKey: String): Message!
   """
-  Replace a message's text. version must be the message's current version
-  (CONFLICT otherwise; BAD_USER_INPUT below 1).
+  Replace a message's text, which follows postMessage's rules. version must
+  be the message's current version (CONFLICT otherwise; BAD_USER_INPUT
+  below 1). Only the author may edit (FORBIDDEN); a deleted message cannot
+  be (CONFLICT).
   """
   editMessage(id: ID!, version: Int!, text: String!): Message!
   """
   Delete a message. version must be the message's current version
-  (CONFLICT otherwise; BAD_USER_INPUT below 1).
+  (CONFLICT otherwise; BAD_USER_INPUT below 1). Only the author may delete
+  (FORBIDDEN); a deleted message cannot be again (CONFLICT).
   """
   deleteMessage(id: ID!, version: Int!): Message!
   """
@@ -1045,8 +1050,10 @@ type Mutation {
   disconnectUser(userId: ID!): Boolean!
   """
   Show the viewer as typing in a room to its roomPresence subscribers, for
-  5 seconds; call it again within them to go on typing. Calls closer than
-  a second apart are taken as one. Needs an identity, and membership of a
+  5 seconds after their last call; call it again within them to go on
+  typing. Calls closer than a second apart are taken as one, so typing
+  shows for 6 seconds after a call that was passed on. Needs an identity
+  (UNAUTHENTICATED), a room that exists (NOT_FOUND), and membership of a
   private room (FORBIDDEN otherwise).
   """
   setTyping(roomId: ID!): Boolean!
@@ -1061,7 +1068,9 @@ type Session {
 
 """
 Live events, over WebSocket (graphql-transport-ws or the legacy graphql-ws
-subprotocol). Each event's payload carries its cursor in extensions.cursor.
+subprotocol), Server-Sent Events (graphql-sse) or multipart HTTP (Apollo's
+incremental delivery). Each event's payload carries its cursor in
+extensions.cursor.
 Nested fields are resolved when the event is delivered, so
 messagePosted { room { messageCount } } counts that message.
 
@@ -1114,8 +1123,9 @@ enum PresenceKind {
   "user went."
   LEFT
   """
-  user started typing (they are in typing), or stopped: 5 seconds passed
-  without a setTyping (they are not).
+  user started typing (they are in typing), or stopped (they are not):
+  typing shows for 6 seconds after a setTyping call that was passed on
+  (see setTyping).
   """
   TYPING
 }
@@ -1143,7 +1153,12 @@ type RoomEvent {
   kind: RoomEventKind!
   "The room as it is when the event is delivered."
   room: Room!
-  "The message the event changed, as the event left it."
+  """
+  The message the event changed: live, as the event left it; in a resume's
+  replay, as it is now (version and text of its latest change), so a
+  replayed MESSAGE_POSTED of a message edited since carries the edited text.
+  kind says what the event did.
+  """
   message: Message!
   "The event's position in the log."
   cursor: String!
@@ -1161,7 +1176,10 @@ type Room {
   createdBy: User!
   "Whether only the room's members may see and use it."
   private: Boolean!
-  "A private room's members in the order they joined; empty for a public room."
+  """
+  A private room's members in the order they joined; empty for a public
+  room. first takes 0 to 100 (BAD_USER_INPUT otherwise).
+  """
   members(first: Int = 50, after: String): RoomMemberConnection!
   "Messages the room holds: retained by its history limit and not deleted."
   messageCount: Int!
@@ -1169,7 +1187,7 @@ type Room {
   """
   The room's messages in posting order. By default the latest 50, or given
   only after, the 50 right after it; page back with last/before, forward
-  with first/after.
+  with first/after. first and last take 0 to 100 (BAD_USER_INPUT otherwise).
   """
   messages(last: Int, before: String, first: Int, after: String): MessageConnection!
 }

@@ -106,7 +106,9 @@ type Session struct {
 }
 
 // Live events, over WebSocket (graphql-transport-ws or the legacy graphql-ws
-// subprotocol). Each event's payload carries its cursor in extensions.cursor.
+// subprotocol), Server-Sent Events (graphql-sse) or multipart HTTP (Apollo's
+// incremental delivery). Each event's payload carries its cursor in
+// extensions.cursor.
 // Nested fields are resolved when the event is delivered, so
 // messagePosted { room { messageCount } } counts that message.
 //
@@ -140,8 +142,9 @@ const (
 	PresenceKindJoined PresenceKind = "JOINED"
 	// user went.
 	PresenceKindLeft PresenceKind = "LEFT"
-	// user started typing (they are in typing), or stopped: 5 seconds passed
-	// without a setTyping (they are not).
+	// user started typing (they are in typing), or stopped (they are not):
+	// typing shows for 6 seconds after a setTyping call that was passed on
+	// (see setTyping).
 	PresenceKindTyping PresenceKind = "TYPING"
 )
 
