@@ -47,7 +47,9 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 		return nil, err
 	}
 	// The room's watcher gives its gate (membership) and its member
-	// removals; its other changes are dropped where they are offered.
+	// removals (which end the removed member's typing, and may end this
+	// subscriber's access); its other changes are dropped where they are
+	// offered.
 	w, err := r.chat.Watch(ctx, chat.RoomTopic(roomID))
 	if err != nil {
 		return nil, err
@@ -94,6 +96,10 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 				return
 			}
 			if c.Type == chat.MemberRemoved {
+				// A removed member can no longer type here (setTyping
+				// refuses them): their typing ends now rather than when
+				// it runs out, up to typingShown later.
+				feed.removed(c.UserID)
 				recheck()
 			}
 		}
@@ -167,7 +173,8 @@ func (r mutationResolver) SetTyping(ctx context.Context, roomID string) (bool, e
 //   - after it, a batch goes out at most once per window, holding every
 //     change since the last one: a JOINED or LEFT per user whose presence
 //     changed, and a TYPING per user who started typing or whose typing
-//     ended (typingFor without a signal; renewals change nothing);
+//     ended (typingFor without a signal, or their removal from the room;
+//     renewals change nothing);
 //   - a batch of more than burst changes is sent as one SNAPSHOT, and so
 //     is the batch after a subscriber joined the shared execution (resync).
 //
@@ -177,15 +184,26 @@ type presenceFeed struct {
 	window, typingFor time.Duration
 	burst             int
 
-	mu      sync.Mutex
-	users   []string // the latest report; nil before the first
-	signals []string // typing signals since the last batch (or since the start)
-	snap    bool     // a subscriber joined: the next batch is a SNAPSHOT
-	wake    chan struct{}
+	mu       sync.Mutex
+	users    []string  // the latest report; nil before the first
+	signals  []string  // typing signals since the last batch (or since the start)
+	removals []removal // member removals since the last batch, placed among signals
+	snap     bool      // a subscriber joined: the next batch is a SNAPSHOT
+	wake     chan struct{}
+}
+
+// removal is a member's removal from the room, which ends their typing.
+// at is how many of the batch's signals came before it: those of the
+// removed user are void, and one after it (added again, typing again)
+// counts. Kept apart from signals, so a signal costs what it did.
+type removal struct {
+	user string
+	at   int
 }
 
 // maxSignals bounds the signals kept between two batches; more than a
-// burst of them is sent as a SNAPSHOT anyway.
+// burst of them is sent as a SNAPSHOT anyway. It bounds removals too: one
+// that does not fit leaves its user typing until that runs out by itself.
 const maxSignals = 1024
 
 func newPresenceFeed(window time.Duration, burst int, typingFor time.Duration) *presenceFeed {
@@ -214,6 +232,18 @@ func (f *presenceFeed) signal(user string) {
 	f.mu.Lock()
 	if len(f.signals) < maxSignals {
 		f.signals = append(f.signals, user)
+	}
+	f.mu.Unlock()
+	f.poke()
+}
+
+// removed records that user is no longer a member of the room: the next
+// batch ends their typing, unless they signal again after it; it never
+// blocks.
+func (f *presenceFeed) removed(user string) {
+	f.mu.Lock()
+	if len(f.removals) < maxSignals {
+		f.removals = append(f.removals, removal{user: user, at: len(f.signals)})
 	}
 	f.mu.Unlock()
 	f.poke()
@@ -256,17 +286,21 @@ func (f *presenceFeed) run(ctx context.Context, send func(*model.PresenceEvent) 
 			}
 		}
 		f.mu.Lock()
-		users, signals, snap := f.users, f.signals, f.snap
+		users, signals, removals, snap := f.users, f.signals, f.removals, f.snap
 		if users == nil {
 			// Nothing reported yet: the first event is a SNAPSHOT of the
-			// first report, with the signals kept until then.
+			// first report, with the signals and removals kept until then.
 			f.mu.Unlock()
 			continue
 		}
-		f.signals, f.snap = nil, false
+		f.signals, f.removals, f.snap = nil, nil, false
 		f.mu.Unlock()
 		now := time.Now()
 		var events []*model.PresenceEvent
+		// Removed members stop typing first: their LEFT, in this batch or
+		// a later one, no longer shows them typing.
+		signals, ended := afterRemovals(signals, removals)
+		st.endTyping(ended, &events, f.burst)
 		if !started {
 			st.apply(users, signals, now, f.typingFor, nil, 0)
 			events = []*model.PresenceEvent{st.snapshot()}
@@ -306,13 +340,7 @@ func (st *presenceState) apply(users, signals []string, now time.Time, typingFor
 	if st.typing == nil {
 		st.typing = map[string]time.Time{}
 	}
-	emit := func(kind model.PresenceKind, user string) {
-		if events != nil && len(*events) <= burst {
-			ev := st.snapshot()
-			ev.Kind, ev.User = kind, &chat.Actor{ID: user}
-			*events = append(*events, ev)
-		}
-	}
+	emit := func(kind model.PresenceKind, user string) { st.emit(events, burst, kind, user) }
 	// Left, then joined, each in user order.
 	for _, u := range slices.Clone(st.present) {
 		if _, ok := slices.BinarySearch(users, u); !ok {
@@ -352,6 +380,53 @@ func (st *presenceState) apply(users, signals []string, now time.Time, typingFor
 		return nil
 	}
 	return *events
+}
+
+// emit appends, when events is not nil, an event of kind for user with
+// the state as it is now; only burst+1 of them are built (see apply).
+func (st *presenceState) emit(events *[]*model.PresenceEvent, burst int, kind model.PresenceKind, user string) {
+	if events != nil && len(*events) <= burst {
+		ev := st.snapshot()
+		ev.Kind, ev.User = kind, &chat.Actor{ID: user}
+		*events = append(*events, ev)
+	}
+}
+
+// endTyping ends the typing of users, removed from the room, with a
+// TYPING event (see apply) for each of them who was typing, in order.
+func (st *presenceState) endTyping(users []string, events *[]*model.PresenceEvent, burst int) {
+	for _, u := range users {
+		if _, ok := st.typing[u]; ok {
+			delete(st.typing, u)
+			st.emit(events, burst, model.PresenceKindTyping, u)
+		}
+	}
+}
+
+// afterRemovals applies a batch's member removals to its signals, in the
+// order they came: it returns the signals that still count (a removed
+// user's before their last removal do not) and the removed users with no
+// signal after their last removal, whose typing ends, sorted. Without
+// removals, the common case, it returns signals as they are.
+func afterRemovals(signals []string, removals []removal) (counted, ended []string) {
+	if len(removals) == 0 {
+		return signals, nil
+	}
+	last := make(map[string]int, len(removals)) // removed user → signals before their last removal
+	for _, r := range removals {
+		last[r.user] = r.at
+	}
+	counted = make([]string, 0, len(signals))
+	for i, u := range signals {
+		if at, removed := last[u]; removed {
+			if i < at {
+				continue // the removal came after it
+			}
+			delete(last, u) // typing again after their removal
+		}
+		counted = append(counted, u)
+	}
+	return counted, slices.Sorted(maps.Keys(last))
 }
 
 // snapshot is a SNAPSHOT of the state.

@@ -144,7 +144,8 @@ const (
 	PresenceKindLeft PresenceKind = "LEFT"
 	// user started typing (they are in typing), or stopped (they are not):
 	// typing shows for 6 seconds after a setTyping call that was passed on
-	// (see setTyping).
+	// (see setTyping), and ends at once when they are removed from a private
+	// room.
 	PresenceKindTyping PresenceKind = "TYPING"
 )
 
