@@ -80,7 +80,7 @@ type outQueue struct {
 
 	mu       sync.Mutex
 	items    []outItem
-	spare    []outItem // reused by take so steady state allocates nothing
+	spare    []outItem // reused by take so steady state allocates nothing; the batch being written (see idleLocked)
 	bytes    int
 	maxItems int
 	maxBytes int
@@ -207,16 +207,43 @@ func (q *outQueue) take() (batch []outItem, more bool) {
 			return nil, true
 		}
 		q.writing = false
+		q.idleLocked()
 		return nil, false
 	}
 	batch = q.items
-	clear(q.spare)
+	clear(q.spare) // empty if the writer went idle since (idleLocked)
 	q.items = q.spare[:0]
 	q.spare = batch
 	q.bytes = 0
 	q.kicked = false
 	q.room.wake()
 	return batch, true
+}
+
+// keptQueueItems is the capacity, in items, up to which an idle queue
+// keeps each of its two slices for the next batch: a socket's batches are
+// mostly a few frames, and those then allocate nothing. A longer slice is
+// what a backlog left (up to --ws-queue items, 48 bytes each, twice), and
+// is let go: an idle socket should cost what it cost before its burst.
+const keptQueueItems = 64
+
+// idleLocked lets go of what the queue holds for its writer, which is
+// exiting: spare is the batch just written, whose items reference their
+// payloads (a query's answer is encoded for its socket alone) and
+// operations, and would keep them for as long as the socket stays idle,
+// since only the next take would clear it. Clearing it here rather than
+// there costs the same; the next take then clears nothing. items is empty,
+// and take left its elements cleared.
+func (q *outQueue) idleLocked() {
+	if cap(q.spare) > keptQueueItems {
+		q.spare = nil
+	} else {
+		clear(q.spare)
+		q.spare = q.spare[:0]
+	}
+	if cap(q.items) > keptQueueItems {
+		q.items = nil
+	}
 }
 
 // takeLast returns everything queued and closes the queue in one step, for
