@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import WebSocket from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
 import { createHeraldClient } from '@heraldhq/client';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -455,3 +455,36 @@ export async function subscribedRoom(client, url, auth, query, ms) {
 }
 
 export const range = (prefix, from, to) => Array.from({ length: to - from }, (_, i) => `${prefix}-${from + i}`);
+
+// protocolServer is a graphql-transport-ws server of the test's own on a
+// loopback port, for what a real Herald cannot be made to do on cue:
+// onSubscribe(sock, msg, n) answers the n-th subscribe it receives (1, 2,
+// …); with pong false it leaves pings unanswered. It is closed after the
+// test.
+export async function protocolServer(t, onSubscribe, { pong = true } = {}) {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
+  await new Promise((ok) => wss.once('listening', ok));
+  const subscribes = [];
+  wss.on('connection', (sock) => {
+    sock.on('message', (data) => {
+      const msg = JSON.parse(String(data));
+      if (msg.type === 'connection_init') sock.send(JSON.stringify({ type: 'connection_ack' }));
+      else if (msg.type === 'ping') { if (pong) sock.send(JSON.stringify({ type: 'pong' })); }
+      else if (msg.type === 'subscribe') {
+        subscribes.push({ at: Date.now(), msg });
+        onSubscribe(sock, msg, subscribes.length);
+      }
+    });
+  });
+  const server = {
+    url: `ws://127.0.0.1:${wss.address().port}/graphql`,
+    subscribes,
+    drop: () => { for (const c of wss.clients) c.terminate(); },
+    close: async () => {
+      server.drop();
+      await new Promise((ok) => wss.close(ok));
+    },
+  };
+  t.after(() => server.close());
+  return server;
+}
