@@ -257,8 +257,9 @@ func checkProposedTextRules(text string) *Error {
 // it, is two characters in NFC) and others shorter (e and U+0301, as
 // macOS may send it, is one: é), and the user typed what they see. A name
 // longer as sent than any of MaxRoomNameLength characters in NFC can be
-// (maxSentRoomNameLength) is refused before NFC, which bounds its work. The rest is checked as stored: the judge's rules (checkRoomName),
-// then the proposer's: a name that shows nothing, begins or ends with an
+// (maxSentRoomNameLength) is refused before NFC, which bounds its work.
+// The rest is checked as stored: the judge's rules (checkRoomName), then
+// the proposer's: a name that shows nothing, begins or ends with an
 // invisible character, or holds one inside that is not part of what it
 // shows (hiddenInside), is refused; "general\u200b" and "gen\u200beral"
 // would pass for "general".
