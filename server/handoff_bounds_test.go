@@ -1,9 +1,6 @@
 package server
 
-import (
-	"context"
-	"testing"
-)
+import "testing"
 
 // TestHandoffHoldsExactlyItsLimit: while a replay is behind,
 // the handoff holds up to limit live results, and the next one makes the
@@ -11,15 +8,9 @@ import (
 // h.limit` loosened to `>` in sharedExecutions.deliver (shared.go).
 func TestHandoffHoldsExactlyItsLimit(t *testing.T) {
 	const limit = 3
-	r := &sharedExecutions{}
-	_, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sub := &handoverSub{waiting: make(chan struct{}), release: make(chan struct{})}
-	replay := &execution{replay: true, cancel: cancel}
-	op := &operation{id: "1", idJSON: `"1"`, sub: sub, handoff: &handoff{limit: limit, private: replay}}
-	replay.members = []*operation{op}
+	f := newResumed(t, limit)
+	r, sub, replay, shared, op := f.r, f.sub, f.replay, f.shared, f.op
 	r.deliver(replay, op, &payload{pos: 1}) // the replay is at 1
-	shared := &execution{}
 	for pos := uint64(10); pos < 10+limit; pos++ {
 		r.deliver(shared, op, &payload{pos: pos})
 	}
@@ -43,14 +34,8 @@ func TestHandoffHoldsExactlyItsLimit(t *testing.T) {
 // and the replay retired at once, and the subscriber loses the events it
 // would have replayed.
 func TestHandoffWithoutPositionsKeepsTheReplay(t *testing.T) {
-	r := &sharedExecutions{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sub := &handoverSub{waiting: make(chan struct{}), release: make(chan struct{})}
-	replay := &execution{replay: true, cancel: cancel}
-	op := &operation{id: "1", idJSON: `"1"`, sub: sub, handoff: &handoff{limit: 5, private: replay}}
-	replay.members = []*operation{op}
-	shared := &execution{}
+	f := newResumed(t, 5)
+	r, ctx, sub, replay, shared, op := f.r, f.ctx, f.sub, f.replay, f.shared, f.op
 	r.deliver(replay, op, &payload{})
 	r.deliver(shared, op, &payload{})
 	r.deliver(replay, op, &payload{})
@@ -68,14 +53,8 @@ func TestHandoffWithoutPositionsKeepsTheReplay(t *testing.T) {
 // h.failed). Guards against that check dropped: the client would get the error
 // twice, or events after its subscription's error.
 func TestHandoffFailureIsWrittenOnce(t *testing.T) {
-	r := &sharedExecutions{}
-	_, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sub := &handoverSub{waiting: make(chan struct{}), release: make(chan struct{})}
-	replay := &execution{replay: true, cancel: cancel}
-	op := &operation{id: "1", idJSON: `"1"`, sub: sub, handoff: &handoff{limit: 5, private: replay}}
-	replay.members = []*operation{op}
-	shared := &execution{}
+	f := newResumed(t, 5)
+	r, sub, replay, shared, op := f.r, f.sub, f.replay, f.shared, f.op
 	r.deliver(replay, op, &payload{failed: true})
 	r.deliver(shared, op, &payload{failed: true})
 	r.deliver(replay, op, &payload{pos: 7})

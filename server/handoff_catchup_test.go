@@ -41,6 +41,29 @@ func (s *handoverSub) awaitRoom(ctx context.Context) {
 	}
 }
 
+// resumed is a resumed subscriber's operation between its private replay
+// and the shared execution, for the handoff's unit tests: ctx ends when
+// the replay is cancelled (retired), and at the end of the test.
+type resumed struct {
+	r      *sharedExecutions
+	ctx    context.Context
+	cancel context.CancelFunc // the replay's: retiring it calls this
+	sub    *handoverSub
+	replay *execution
+	shared *execution
+	op     *operation
+}
+
+func newResumed(t *testing.T, limit int) resumed {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sub := &handoverSub{waiting: make(chan struct{}), release: make(chan struct{})}
+	replay := &execution{replay: true, cancel: cancel}
+	op := &operation{id: "1", idJSON: `"1"`, sub: sub, handoff: &handoff{limit: limit, private: replay}}
+	replay.members = []*operation{op}
+	return resumed{r: &sharedExecutions{}, ctx: ctx, cancel: cancel, sub: sub, replay: replay, shared: &execution{}, op: op}
+}
+
 func (s *handoverSub) tooSlow(*operation, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -105,14 +128,8 @@ func TestHandoffCatchesUpAtItsSubscribersPace(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &sharedExecutions{}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			sub := &handoverSub{waiting: make(chan struct{}), release: make(chan struct{})}
-			replay := &execution{replay: true, cancel: cancel}
-			shared := &execution{}
-			op := &operation{id: "1", idJSON: `"1"`, sub: sub, handoff: &handoff{limit: limit, private: replay}}
-			replay.members = []*operation{op}
+			f := newResumed(t, limit)
+			r, ctx, cancel, sub, replay, shared, op := f.r, f.ctx, f.cancel, f.sub, f.replay, f.shared, f.op
 			h := op.handoff
 			fromReplay := func(pos uint64) { r.deliver(replay, op, &payload{pos: pos}) }
 			fromLive := func(p *payload) { r.deliver(shared, op, p) }
@@ -187,13 +204,8 @@ func TestHandoffCatchesUpAtItsSubscribersPace(t *testing.T) {
 // all), and without waiting for its subscriber; the live results after
 // what it wrote follow, and its own no more.
 func TestHandoffGoesLiveAtOnceWhenTheReplayIsAhead(t *testing.T) {
-	r := &sharedExecutions{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sub := &handoverSub{waiting: make(chan struct{}), release: make(chan struct{})}
-	replay := &execution{replay: true, cancel: cancel}
-	op := &operation{id: "1", idJSON: `"1"`, sub: sub, handoff: &handoff{limit: 5, private: replay}}
-	replay.members = []*operation{op}
+	f := newResumed(t, 5)
+	r, ctx, sub, replay, op := f.r, f.ctx, f.sub, f.replay, f.op
 	for pos := range uint64(4) {
 		r.deliver(replay, op, &payload{pos: pos + 1})
 	}
