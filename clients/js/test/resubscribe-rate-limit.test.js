@@ -12,9 +12,9 @@ import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import WebSocket, { WebSocketServer } from 'ws';
+import WebSocket from 'ws';
 import { createHeraldClient } from '@heraldhq/client';
-import { Herald, Inbox, createRoom, post, prime, proxiedClient, quickRetry, until } from './lib/herald.js';
+import { Herald, Inbox, createRoom, post, prime, protocolServer, proxiedClient, quickRetry, until } from './lib/herald.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const poster = { user: 'poster' };
@@ -68,36 +68,6 @@ test('every subscription resumes after a reconnect, even when there are more of 
   }
 });
 
-// A graphql-transport-ws server on a loopback port: onSubscribe(sock, msg,
-// n) answers the n-th subscribe it receives (1, 2, …).
-async function limitingServer(t, onSubscribe) {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
-  await new Promise((ok) => wss.once('listening', ok));
-  const subscribes = [];
-  wss.on('connection', (sock) => {
-    sock.on('message', (data) => {
-      const msg = JSON.parse(String(data));
-      if (msg.type === 'connection_init') sock.send(JSON.stringify({ type: 'connection_ack' }));
-      else if (msg.type === 'ping') sock.send(JSON.stringify({ type: 'pong' }));
-      else if (msg.type === 'subscribe') {
-        subscribes.push({ at: Date.now(), msg });
-        onSubscribe(sock, msg, subscribes.length);
-      }
-    });
-  });
-  const server = {
-    url: `ws://127.0.0.1:${wss.address().port}/graphql`,
-    subscribes,
-    drop: () => { for (const c of wss.clients) c.terminate(); },
-    close: async () => {
-      server.drop();
-      await new Promise((ok) => wss.close(ok));
-    },
-  };
-  t.after(() => server.close());
-  return server;
-}
-
 const rateLimited = (id, retryAfter) => JSON.stringify({
   id, type: 'error',
   payload: [{ message: `too many operations started on this socket; retry in ${retryAfter}s`, extensions: { code: 'RATE_LIMITED', retryAfter } }],
@@ -108,7 +78,7 @@ const roomCreated = (id, roomId, cursor) =>
 test('RATE_LIMITED: the subscription waits extensions.retryAfter and subscribes again after its current cursor; the sink sees no error', async (t) => {
   const RETRY_AFTER = 0.3;
   // 1: refused; 2: accepted, delivers c2; (the connection drops) 3: refused; 4: accepted, delivers c3.
-  const server = await limitingServer(t, (sock, msg, n) => {
+  const server = await protocolServer(t, (sock, msg, n) => {
     if (n === 1 || n === 3) sock.send(rateLimited(msg.id, RETRY_AFTER));
     if (n === 2) sock.send(roomCreated(msg.id, 'r2', 'c2'));
     if (n === 4) sock.send(roomCreated(msg.id, 'r3', 'c3'));
@@ -137,7 +107,7 @@ test('RATE_LIMITED: the subscription waits extensions.retryAfter and subscribes 
 });
 
 test('RATE_LIMITED: stop() during the wait completes the subscription at once, and it is not sent again', async (t) => {
-  const server = await limitingServer(t, (sock, msg) => sock.send(rateLimited(msg.id, 1)));
+  const server = await protocolServer(t, (sock, msg) => sock.send(rateLimited(msg.id, 1)));
   const client = createHeraldClient({ url: server.url, webSocketImpl: WebSocket, retryWait: quickRetry, pingInterval: 0 });
   t.after(() => client.dispose());
   const inbox = new Inbox('roomCreated');
@@ -173,7 +143,7 @@ client.subscribe({ query: 'subscription { roomCreated { id } }' },
 `;
 
 test('RATE_LIMITED: dispose() during the wait leaves no timer: the process exits by itself at once', async (t) => {
-  const server = await limitingServer(t, (sock, msg) => sock.send(rateLimited(msg.id, 30)));
+  const server = await protocolServer(t, (sock, msg) => sock.send(rateLimited(msg.id, 30)));
   const child = spawn(process.execPath, ['--input-type=module', '-e', CHILD, server.url], {
     cwd: join(here, '..'), stdio: ['ignore', 'pipe', 'pipe'],
   });
