@@ -14,15 +14,7 @@ import (
 // success or a hang; /readyz fails while silent; and once the link carries
 // again the subscriber gets whatever was stored exactly once, in order.
 func TestNATSLinkGoingSilent(t *testing.T) {
-	nats := newExternalNATS(t)
-	proxy := newHoleProxy(t, nats.srv.Addr().String())
-	cfg := testConfig(t, t.TempDir())
-	cfg.MutationRate = 0
-	cfg.NATSURLs = []string{proxy.url()}
-	cfg.ApplyTimeout = 2 * time.Second
-	a := startTestApp(t, cfg)
-	addr := a.Addr()
-
+	addr, proxy, applyTimeout := behindHoleProxy(t, newExternalNATS(t))
 	room := createRoom(t, addr, "alice", "hole")
 	sub := subscribeMessages(t, addr, room)
 	cursors := map[string]bool{}
@@ -30,14 +22,7 @@ func TestNATSLinkGoingSilent(t *testing.T) {
 	sub.expectPosted("before", cursors)
 
 	proxy.pause()
-	start := time.Now()
-	r := gql(t, addr, "bob", `mutation($r: ID!) { postMessage(roomId: $r, text: "during") { id } }`, map[string]any{"r": room}, nil)
-	if took := time.Since(start); took > cfg.ApplyTimeout+time.Second {
-		t.Errorf("a mutation on a silent link took %s, want within --apply-timeout %s", took, cfg.ApplyTimeout)
-	}
-	if c := r.code(); c != "OUTCOME_UNKNOWN" && c != "UNAVAILABLE" {
-		t.Errorf("a mutation on a silent link answered code %q (%+v), want OUTCOME_UNKNOWN or UNAVAILABLE", c, r.Errors)
-	}
+	postOnDeadLink(t, addr, "bob", room, "during", "", applyTimeout)
 	waitReadyz(t, addr, http.StatusServiceUnavailable, 6*time.Second)
 	// Usually back before the keepalive gives up (10 s at the earliest);
 	// on a loaded machine it may not be, and nats.go reconnects once the
@@ -70,18 +55,11 @@ func TestNATSLinkGoingSilent(t *testing.T) {
 // idempotency key stores it once.
 func TestNATSLinkLosingItsState(t *testing.T) {
 	nats := newExternalNATS(t)
-	proxy := newHoleProxy(t, nats.srv.Addr().String())
 	cfgB := testConfig(t, t.TempDir())
 	cfgB.MutationRate = 0
 	cfgB.NATSURLs = []string{nats.url()}
 	b := startTestApp(t, cfgB)
-
-	cfg := testConfig(t, t.TempDir())
-	cfg.MutationRate = 0
-	cfg.NATSURLs = []string{proxy.url()}
-	cfg.ApplyTimeout = 2 * time.Second
-	a := startTestApp(t, cfg)
-	addr := a.Addr()
+	addr, proxy, applyTimeout := behindHoleProxy(t, nats)
 
 	room := createRoom(t, b.Addr(), "alice", "cut")
 	sub := subscribeMessages(t, addr, room)
@@ -94,14 +72,7 @@ func TestNATSLinkLosingItsState(t *testing.T) {
 	for i := range n {
 		postMessage(t, b.Addr(), "bob", room, fmt.Sprintf("during %d", i))
 	}
-	start := time.Now()
-	r := gql(t, addr, "carol", `mutation($r: ID!) { postMessage(roomId: $r, text: "via A", idempotencyKey: "k1") { id } }`, map[string]any{"r": room}, nil)
-	if took := time.Since(start); took > cfg.ApplyTimeout+time.Second {
-		t.Errorf("mutation on a dead link took %s, want within %s", took, cfg.ApplyTimeout)
-	}
-	if c := r.code(); c != "OUTCOME_UNKNOWN" && c != "UNAVAILABLE" {
-		t.Errorf("a mutation on a dead link answered code %q (%+v), want OUTCOME_UNKNOWN or UNAVAILABLE", c, r.Errors)
-	}
+	postOnDeadLink(t, addr, "carol", room, "via A", "k1", applyTimeout)
 
 	// The keepalive (5 s × 2 pings out) notices within 15 s; reconnect
 	// is then immediate (new connections work).
@@ -124,4 +95,36 @@ func TestNATSLinkLosingItsState(t *testing.T) {
 		t.Fatalf("retry after the link came back: %+v", r2.Errors)
 	}
 	sub.expectPosted("via A", cursors)
+}
+
+// behindHoleProxy starts Herald with its NATS link through a holeProxy to
+// nats, and mutations bounded by a 2 s --apply-timeout.
+func behindHoleProxy(t *testing.T, nats *externalNATS) (addr string, proxy *holeProxy, applyTimeout time.Duration) {
+	t.Helper()
+	proxy = newHoleProxy(t, nats.srv.Addr().String())
+	cfg := testConfig(t, t.TempDir())
+	cfg.MutationRate = 0
+	cfg.NATSURLs = []string{proxy.url()}
+	cfg.ApplyTimeout = 2 * time.Second
+	return startTestApp(t, cfg).Addr(), proxy, cfg.ApplyTimeout
+}
+
+// postOnDeadLink posts text as user (with key, unless "") over a link to NATS that carries
+// nothing: the answer comes within applyTimeout (and a second's slack) and
+// says its outcome is unknown, or that the log is unavailable; never a
+// success or a hang.
+func postOnDeadLink(t *testing.T, addr, user, room, text, key string, applyTimeout time.Duration) {
+	t.Helper()
+	vars := map[string]any{"r": room, "t": text}
+	if key != "" {
+		vars["k"] = key // an empty key is BAD_USER_INPUT: "" posts without one
+	}
+	start := time.Now()
+	r := gql(t, addr, user, `mutation($r: ID!, $t: String!, $k: String) { postMessage(roomId: $r, text: $t, idempotencyKey: $k) { id } }`, vars, nil)
+	if took := time.Since(start); took > applyTimeout+time.Second {
+		t.Errorf("a mutation on a dead link took %s, want within --apply-timeout %s", took, applyTimeout)
+	}
+	if c := r.code(); c != "OUTCOME_UNKNOWN" && c != "UNAVAILABLE" {
+		t.Errorf("a mutation on a dead link answered code %q (%+v), want OUTCOME_UNKNOWN or UNAVAILABLE", c, r.Errors)
+	}
 }
