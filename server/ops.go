@@ -7,9 +7,11 @@ import (
 	"time"
 )
 
-// readinessTimeout bounds one run of Options.Readiness, well inside the
-// probe timeouts orchestrators use by default.
-const readinessTimeout = 2 * time.Second
+// readinessTimeout bounds one run of Options.Readiness so that /readyz
+// answers inside the shortest probe timeout orchestrators use by default,
+// Kubernetes's 1 s: a check that hangs (a NATS link gone silent) then
+// gets a 503 naming it rather than a probe timeout that names nothing.
+const readinessTimeout = 800 * time.Millisecond
 
 // jsonContentType is the Content-Type of the non-GraphQL JSON endpoints.
 const jsonContentType = "application/json"

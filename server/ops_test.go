@@ -114,13 +114,18 @@ func TestReadiness(t *testing.T) {
 		}, plain{503, "application/json",
 			`{"ready":false,"checks":[{"name":"nats","ok":true},{"name":"store","ok":false,"detail":"connection refused"}]}`,
 			map[string]string{"Retry-After": retryAfterUnavailable, "Cache-Control": "no-store"}}},
-		{"bounded by a deadline", func(ctx context.Context) []Check {
+		{"bounded inside Kubernetes's default probe timeout of 1 s", func(ctx context.Context) []Check {
 			deadline, ok := ctx.Deadline()
-			if !ok || time.Until(deadline) > readinessTimeout {
+			if !ok || time.Until(deadline) > 900*time.Millisecond {
 				return []Check{{Name: "deadline", OK: false, Detail: "no deadline within the timeout"}}
 			}
 			return []Check{{Name: "deadline", OK: true}}
 		}, plain{200, "application/json", `{"ready":true,"checks":[{"name":"deadline","ok":true}]}`, nil}},
+		{"a check that hangs answered as failing", func(ctx context.Context) []Check {
+			<-ctx.Done()
+			return []Check{{Name: "stream", OK: false, Detail: ctx.Err().Error()}}
+		}, plain{503, "application/json", `{"ready":false,"checks":[{"name":"stream","ok":false,"detail":"context deadline exceeded"}]}`,
+			map[string]string{"Retry-After": retryAfterUnavailable}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
