@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -69,6 +70,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	// increase(), so the first relay error after a start would page nobody.
 	for _, o := range []string{relayOK, relayNoHolder, relayCanceled, relayTooLarge, relayError} {
 		m.relayed.WithLabelValues(o)
+	}
+	// So is each code the server closes sockets with: an alert on
+	// increase(herald_ws_closes_total{code="1013"}) sees the first slow
+	// consumer after a start. 1002 and 1009 are the reader's refusals of
+	// frames (readFailed).
+	for _, code := range []int{
+		closeNormal, closeGoingAway, websocket.CloseProtocolError, closeInvalidPayload,
+		websocket.CloseMessageTooBig, closeInternalErrorLegacy, closeTryAgainLater,
+		closeBadRequest, closeUnauthorized, closeForbidden, closeInitTimeout,
+		closeSubscriberExists, closeTooManyInits, closeInternalError,
+	} {
+		m.closeCounter(code)
 	}
 	return m, nil
 }

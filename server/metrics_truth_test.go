@@ -11,11 +11,12 @@ import (
 )
 
 // TestMetricsExposedFromStart: /metrics parses with Prometheus's own text
-// parser, and every outcome of herald_sse_relayed_requests_total README
-// lists is there at 0 before the first relayed request. A counter series
-// that appears only at its first increment is never seen to increase by
-// rate() or increase(), so the first relay error after each start of a
-// replica would page nobody.
+// parser, and every outcome of herald_sse_relayed_requests_total and every
+// close code of herald_ws_closes_total README lists is there at 0 before
+// the first relayed request or close. A counter series that appears only
+// at its first increment is never seen to increase by rate() or
+// increase(), so the first relay error or slow consumer after each start
+// of a replica would page nobody.
 func TestMetricsExposedFromStart(t *testing.T) {
 	r := newReplica(t, nil)
 	status, body := r.get("/metrics")
@@ -31,6 +32,13 @@ func TestMetricsExposedFromStart(t *testing.T) {
 		name := `herald_sse_relayed_requests_total{outcome="` + outcome + `"}`
 		if v, ok := m[name]; !ok || v != 0 {
 			t.Errorf("%s = %v (present %v) before any relayed request; want 0", name, v, ok)
+		}
+	}
+	for _, code := range []string{"1000", "1001", "1002", "1007", "1009", "1011", "1013",
+		"4400", "4401", "4403", "4408", "4409", "4429", "4500"} {
+		name := `herald_ws_closes_total{code="` + code + `"}`
+		if v, ok := m[name]; !ok || v != 0 {
+			t.Errorf("%s = %v (present %v) before any socket closed; want 0", name, v, ok)
 		}
 	}
 }
