@@ -486,8 +486,9 @@ func (l *Log) storeFailure() error {
 }
 
 // partitionCheckTimeout bounds Health's request to one partition stream,
-// so that a partition without a leader leaves the caller time to answer.
-const partitionCheckTimeout = time.Second
+// so that a partition without a leader leaves the caller time to answer:
+// Health asks at most two, and /readyz gives its checks 800 ms.
+const partitionCheckTimeout = 300 * time.Millisecond
 
 // watchPartitionDeletions subscribes to the JetStream advisories of the
 // partition streams' deletion, which partitionHealth reads: no goroutine,
