@@ -46,10 +46,10 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 	if err := r.roomExists(ctx, roomID, false); err != nil {
 		return nil, err
 	}
-	// The room's watcher gives its gate (membership) and its member
-	// removals (which end the removed member's typing, and may end this
-	// subscriber's access); its other changes are dropped where they are
-	// offered.
+	// The room's watcher gives its gate (membership: who may be shown
+	// typing) and its member removals (which end the removed member's
+	// typing, and may end this subscriber's access); its other changes are
+	// dropped where they are offered.
 	w, err := r.chat.Watch(ctx, chat.RoomTopic(roomID))
 	if err != nil {
 		return nil, err
@@ -66,6 +66,7 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 		return c.Type != chat.MemberRemoved && (allowed == nil || allowed(c.Seq))
 	})
 	feed := newPresenceFeed(r.opts.PresenceWindow, r.opts.PresenceBurst, r.opts.typingShown())
+	feed.members = w.Gate() // before its signals and its run: neither locks to read it
 	stopSignals, err := r.presence.WatchSignals(roomID, feed.signal)
 	if err != nil {
 		end()
@@ -175,6 +176,9 @@ func (r mutationResolver) SetTyping(ctx context.Context, roomID string) (bool, e
 //     changed, and a TYPING per user who started typing or whose typing
 //     ended (typingFor without a signal, or their removal from the room;
 //     renewals change nothing);
+//   - in a private room, only members type: a signal of a user who is not
+//     a member when the batch is built counts for nothing, and a user
+//     shown typing who is no longer one stops (see members);
 //   - a batch of more than burst changes is sent as one SNAPSHOT, and so
 //     is the batch after a subscriber joined the shared execution (resync).
 //
@@ -183,6 +187,18 @@ func (r mutationResolver) SetTyping(ctx context.Context, roomID string) (bool, e
 type presenceFeed struct {
 	window, typingFor time.Duration
 	burst             int
+	// members is a private room's gate (nil for a public room): who is a
+	// member as this replica has applied the room, a map look-up without
+	// a lock. setTyping checks membership before it signals, but a removal
+	// applied between that check and the signal, or while the signal is
+	// on its way through NATS, reaches the feed first; by the order alone
+	// the signal is then one after the removal (added again, typing
+	// again), and showed the removed user typing for typingFor. So each
+	// batch asks the gate about the users it would show typing. A member
+	// added through another replica whose first signal reaches this one
+	// before the addition does is shown typing from their next signal.
+	// Set before the feed receives or runs, never changed.
+	members chat.Gate
 
 	mu       sync.Mutex
 	users    []string  // the latest report; nil before the first
@@ -249,6 +265,13 @@ func (f *presenceFeed) removed(user string) {
 	f.poke()
 }
 
+// notMember reports whether user is not a member of the feed's private
+// room now (see members).
+func (f *presenceFeed) notMember(user string) bool {
+	_, ok := f.members.Access(user)
+	return !ok
+}
+
 func (f *presenceFeed) poke() {
 	select {
 	case f.wake <- struct{}{}:
@@ -300,6 +323,11 @@ func (f *presenceFeed) run(ctx context.Context, send func(*model.PresenceEvent) 
 		// Removed members stop typing first: their LEFT, in this batch or
 		// a later one, no longer shows them typing.
 		signals, ended := afterRemovals(signals, removals)
+		if f.members != nil {
+			// After afterRemovals, whose positions count every signal.
+			signals = slices.DeleteFunc(signals, f.notMember)
+			ended = st.typingNonMembers(f.notMember, ended)
+		}
 		st.endTyping(ended, &events, f.burst)
 		if !started {
 			st.apply(users, signals, now, f.typingFor, nil, 0)
@@ -401,6 +429,24 @@ func (st *presenceState) endTyping(users []string, events *[]*model.PresenceEven
 			st.emit(events, burst, model.PresenceKindTyping, u)
 		}
 	}
+}
+
+// typingNonMembers adds to ended (sorted, as afterRemovals returns it) the
+// users st shows typing for whom notMember is true, and returns it sorted:
+// a removal the feed has not been told of yet (the gate refuses a removed
+// member before the change announcing it reaches the feed), or one that
+// did not fit (maxSignals). It costs a look-up per user typing.
+func (st *presenceState) typingNonMembers(notMember func(string) bool, ended []string) []string {
+	n := len(ended)
+	for u := range st.typing {
+		if notMember(u) && !slices.Contains(ended[:n], u) {
+			ended = append(ended, u)
+		}
+	}
+	if len(ended) > n {
+		slices.Sort(ended)
+	}
+	return ended
 }
 
 // afterRemovals applies a batch's member removals to its signals, in the
