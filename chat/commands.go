@@ -127,6 +127,12 @@ func (s *Service) changeMember(ctx context.Context, e Event) (Room, error) {
 	if err := checkMemberID(e.UserID); err != nil {
 		return Room{}, err
 	}
+	if e.Type == MemberAdded {
+		// Only an addition: a member added before the rule stays removable.
+		if err := checkProposedMemberID(e.UserID); err != nil {
+			return Room{}, err
+		}
+	}
 	var (
 		room Room
 		seq  uint64

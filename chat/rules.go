@@ -156,6 +156,26 @@ func checkMemberID(id string) *Error {
 	return nil
 }
 
+// checkProposedMemberID is addMember's rule on top of the judge's
+// (checkMemberID): the ID must be one an identity can have. auth refuses
+// every white space character in a user ID but the space itself, U+0020
+// (auth's checkUserName: the no-break space, the line and paragraph
+// separators, the ideographic space, the rest of unicode.IsSpace), so such
+// an ID names nobody who can ever sign in, and shows in the member list as
+// a look-alike of someone who can ("bob\u00a0" reads "bob"). chat does not
+// import auth: the rule is stated again here, and TestUserIDWhiteSpaceAgrees
+// (graph) holds the two together.
+//
+// It is not part of the judge: member events naming such IDs may be in the
+// log already, and a replica replaying them must accept them as before.
+// removeMember does not apply it either, so those members can be removed.
+func checkProposedMemberID(id string) *Error {
+	if strings.ContainsFunc(id, func(r rune) bool { return r != ' ' && unicode.IsSpace(r) }) {
+		return errorf(CodeBadUserInput, "userId must not contain white space other than the space character (U+0020)")
+	}
+	return nil
+}
+
 // checkIdempotencyKey checks postMessage's idempotency key. It becomes part
 // of a NATS header (Nats-Msg-Id), whose value NATS trims of white space and
 // whose line breaks it turns into spaces: keys differing only there would

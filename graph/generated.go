@@ -988,7 +988,9 @@ type Mutation {
   Add a user to a private room's members; any member may. The new member's
   subscriptions, resumes included, cover the room from this point on.
   Fails with CONFLICT if the user is a member already, BAD_USER_INPUT on a
-  public room.
+  public room or for a userId no identity can have (empty, longer than 256
+  characters, or holding control characters or white space other than the
+  space).
   """
   addMember(roomId: ID!, userId: ID!): Room!
   """
