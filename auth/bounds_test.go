@@ -22,12 +22,12 @@ func TestUserNameRefusesOtherWhiteSpace(t *testing.T) {
 		t.Run(fmt.Sprintf("%q", sub), func(t *testing.T) {
 			tok := sign(t, jwt.SigningMethodHS256, testSecret, "", claims(map[string]any{"sub": sub}))
 			id, ok, err := j.FromRequest(bearer(tok))
-			checkResult(t, id, ok, err, "contains control or line-break characters")
+			checkResult(t, id, ok, err, "contains control characters or white space other than the space")
 
 			r := httptest.NewRequest("GET", "/", nil)
 			r.Header.Set(DevHeader, sub)
 			id, ok, err = Dev{}.FromRequest(r)
-			checkResult(t, id, ok, err, "contains control or line-break characters")
+			checkResult(t, id, ok, err, "contains control characters or white space other than the space")
 		})
 	}
 	// A plain space stays allowed.

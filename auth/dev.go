@@ -76,7 +76,7 @@ func devIdentity(name, source string) (Identity, bool, error) {
 
 // checkUserName says why s cannot name a user (a development user or a
 // token's sub): it is not UTF-8, is longer than max characters, or holds
-// control or line-break characters.
+// control characters or white space other than the space (U+0020).
 func checkUserName(s string, max int) error {
 	switch n := utf8.RuneCountInString(s); {
 	case !utf8.ValidString(s):
@@ -84,7 +84,7 @@ func checkUserName(s string, max int) error {
 	case n > max:
 		return fmt.Errorf("has %d characters, at most %d allowed", n, max)
 	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) && r != ' ' }):
-		return errors.New("contains control or line-break characters")
+		return errors.New("contains control characters or white space other than the space")
 	}
 	return nil
 }

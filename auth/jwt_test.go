@@ -284,7 +284,7 @@ func TestJWTVerify(t *testing.T) {
 			"jwt: sub claim has 257 characters, at most 256 allowed"},
 		{"sub longest", []string{"secret"}, hs(claims(map[string]any{"sub": strings.Repeat("é", MaxUserIDLength)})), ""},
 		{"sub with newline", []string{"secret"}, hs(claims(map[string]any{"sub": "a\nb"})),
-			"jwt: sub claim contains control or line-break characters"},
+			"jwt: sub claim contains control characters or white space other than the space"},
 
 		{"alg none", []string{"secret", "file", "url", "both"},
 			sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "", valid), `jwt: signing algorithm "none" is not accepted`},
