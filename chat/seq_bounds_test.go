@@ -118,6 +118,27 @@ func TestRoomsResumeExcludesCursor(t *testing.T) {
 	}
 }
 
+// TestDirectoryIgnoresAnEntryAgain: an entry delivered again at its
+// position (a redelivery, a replay overlapping the live tail) is ignored,
+// not judged again: judged again, the room it created already exists and
+// the entry would be reported as breaking the rules.
+func TestDirectoryIgnoresAnEntryAgain(t *testing.T) {
+	d := newDirectory()
+	e := Event{Type: RoomCreated, Actor: alice, RoomID: "rgeneral", Name: "general"}
+	data, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if room, bad := d.apply(10, e.directoryKey(), data, t0(10)); bad != nil || room.ID != "rgeneral" {
+		t.Fatalf("first apply = %+v, %v; want room rgeneral", room, bad)
+	}
+	for _, seq := range []uint64{10, 9} {
+		if room, bad := d.apply(seq, e.directoryKey(), data, t0(seq)); bad != nil || room.ID != "" {
+			t.Errorf("apply at %d again = %+v, %v; want it ignored", seq, room, bad)
+		}
+	}
+}
+
 // TestMemberIndexCountsChanges: the member index judges member
 // events as the room does, including the cap on a user's member changes the
 // log can keep (checkMemberChanges): with history 3, bob's fourth change
