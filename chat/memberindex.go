@@ -339,9 +339,13 @@ func (s *Service) logDropped(dropped []droppedRoom, last uint64) {
 }
 
 // visiblePrivateRooms returns the private rooms viewer is a member of, in
-// creation order: from the index once it has caught up, otherwise by
-// loading every private room this replica does not hold.
-func (s *Service) visiblePrivateRooms(ctx context.Context, viewer string, private []*Room) ([]*Room, error) {
+// creation order, among those of the directory up to last (where private
+// was read): from the index once it has caught up, otherwise by loading
+// every private room this replica does not hold. The index may already
+// hold rooms created after last; listed, one would also be replayed by
+// roomCreated resumed from the list's cursor (lastVisible), so it shows
+// twice.
+func (s *Service) visiblePrivateRooms(ctx context.Context, viewer string, private []*Room, last uint64) ([]*Room, error) {
 	if viewer == "" {
 		return nil, nil
 	}
@@ -349,7 +353,7 @@ func (s *Service) visiblePrivateRooms(ctx context.Context, viewer string, privat
 		mine := make([]*Room, 0, len(ids))
 		s.dirMu.RLock()
 		for _, id := range ids {
-			if r := s.dir.rooms[id]; r != nil {
+			if r := s.dir.rooms[id]; r != nil && r.Seq <= last {
 				mine = append(mine, r)
 			}
 		}

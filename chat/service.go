@@ -434,7 +434,7 @@ func (s *Service) Rooms(ctx context.Context, viewer string, w Window) (Page[Room
 	public, private := s.dir.public, s.dir.private // entries are never changed; appends go past len
 	last := s.dir.last
 	s.dirMu.RUnlock()
-	mine, err := s.visiblePrivateRooms(ctx, viewer, private)
+	mine, err := s.visiblePrivateRooms(ctx, viewer, private, last)
 	if err != nil {
 		return Page[Room]{}, err
 	}
