@@ -30,6 +30,9 @@ type wireResponse struct {
 type responder struct {
 	log      *slog.Logger
 	deadline answerDeadline
+	// authFailures samples the lines logged when credentials could not be
+	// checked, on every transport (logAuthFailure).
+	authFailures *logSampler
 }
 
 // result writes a response produced by the executor. A response without

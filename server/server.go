@@ -354,7 +354,8 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server: register metrics: %w", err)
 	}
 	s := &Server{
-		responder: responder{log: opts.Logger, deadline: answerDeadline{timeout: opts.WriteTimeout}},
+		responder: responder{log: opts.Logger, deadline: answerDeadline{timeout: opts.WriteTimeout},
+			authFailures: &logSampler{every: authFailureLogEvery}},
 		readiness: opts.Readiness,
 		metrics:   opts.Metrics,
 		origins:   origins,

@@ -415,7 +415,7 @@ func (x *runner) authenticate(w http.ResponseWriter, r *http.Request, m mediaTyp
 		})
 		return nil, false
 	case err != nil:
-		if credentialsUnchecked(x.log, r, "server: cannot authenticate request", err) {
+		if x.credentialsUnchecked(r, "server: cannot authenticate request", err) {
 			x.reject(w, r, m, http.StatusServiceUnavailable, "authentication is unavailable; try again later")
 		}
 		return nil, false
@@ -433,7 +433,7 @@ func (x *runner) authenticate(w http.ResponseWriter, r *http.Request, m mediaTyp
 // would read the answer, so that is logged at debug level: no client can
 // page an operator alerting on errors. Otherwise the provider, or the
 // authenticator, failed: logged as msg at error level, with what tells the
-// operator whose request it was.
+// operator whose request it was (sampled: logAuthFailure).
 //
 // A relayed request's context is not its client's: it ends when the
 // replica holding the stream stops serving it (relayServe), while its
@@ -442,14 +442,14 @@ func (x *runner) authenticate(w http.ResponseWriter, r *http.Request, m mediaTyp
 // outlasts relayServe is (startOperation): answered nothing, it read as an
 // operation accepted (200, empty) that never started. An ended one is the
 // provider outlasting relayServe, an error as any other.
-func credentialsUnchecked(log *slog.Logger, r *http.Request, msg string, err error) (answer bool) {
+func (rs responder) credentialsUnchecked(r *http.Request, msg string, err error) (answer bool) {
 	ctx := r.Context()
 	if ctx.Err() != nil && !isRelayed(ctx) {
-		log.DebugContext(ctx, "server: the client left while its credentials were checked",
+		rs.log.DebugContext(ctx, "server: the client left while its credentials were checked",
 			slog.String("remote_addr", r.RemoteAddr), slog.String("path", r.URL.Path), slog.Any("error", err))
 		return false
 	}
-	log.ErrorContext(ctx, msg, slog.String("remote_addr", r.RemoteAddr), slog.String("path", r.URL.Path),
+	rs.logAuthFailure(ctx, msg, slog.String("remote_addr", r.RemoteAddr), slog.String("path", r.URL.Path),
 		slog.Any("error", err))
 	return true
 }

@@ -50,6 +50,7 @@ type wsTransport struct {
 	metrics   *metrics
 	mutations *identityLimiter // shared with HTTP; nil: no limit
 	log       *slog.Logger
+	resp      responder // for what refuseCredentials and onInit log
 	reject    func(w http.ResponseWriter, r *http.Request, status int, msg string)
 
 	sessions *sessions // admission and drain, shared with the HTTP streams
@@ -156,7 +157,7 @@ func offersOtherVersionsOnly(r *http.Request) bool {
 // upgrading, with 503, unless its client left meanwhile (see
 // credentialsUnchecked).
 func (t *wsTransport) refuseCredentials(w http.ResponseWriter, r *http.Request, err error) {
-	if credentialsUnchecked(t.log, r, "server: cannot authenticate WebSocket upgrade", err) {
+	if t.resp.credentialsUnchecked(r, "server: cannot authenticate WebSocket upgrade", err) {
 		t.reject(w, r, http.StatusServiceUnavailable, "authentication is unavailable; try again later")
 	}
 }
@@ -658,7 +659,7 @@ func (c *wsConn) onInit(payload map[string]any) {
 		return
 	}
 	if err != nil && !errors.Is(err, auth.ErrInvalidCredentials) {
-		c.t.log.Error("server: cannot authenticate WebSocket connection",
+		c.t.resp.logAuthFailure(ctx, "server: cannot authenticate WebSocket connection",
 			slog.String("remote_addr", c.ws.RemoteAddr().String()), slog.Any("error", err))
 	}
 	if err == nil && !ok {
@@ -804,6 +805,7 @@ func newWSTransport(opts Options, m *metrics, resp responder, mutations *identit
 		keeper:   newKeeper(cfg),
 		metrics:  m,
 		log:      opts.Logger,
+		resp:     resp,
 		reject: func(w http.ResponseWriter, r *http.Request, status int, msg string) {
 			resp.reject(w, r, fallbackMedia(r), status, msg)
 		},

@@ -1096,14 +1096,15 @@ func (unavailableAuth) FromInitPayload(context.Context, map[string]any) (auth.Id
 // names the client's address, so that one client's bad payload can be told
 // from the identity service being down.
 func TestProtocolAuthUnavailable(t *testing.T) {
-	logs := &testrig.LogBuffer{}
-	r := newReplica(t, func(o *Options) {
-		o.Authenticator = unavailableAuth{}
-		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	})
 	for _, p := range wspProtocols {
 		t.Run(p.name, func(t *testing.T) {
-			r := r.forTest(t)
+			// A replica each: its first failure is logged whole (see
+			// TestAuthFailuresLoggedOncePerInterval).
+			logs := &testrig.LogBuffer{}
+			r := newReplica(t, func(o *Options) {
+				o.Authenticator = unavailableAuth{}
+				o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+			})
 			c := r.dial(p.name)
 			c.init("alice")
 			reason, _ := wspExpectClose(c, closeTryAgainLater, 2*time.Second)
