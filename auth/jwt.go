@@ -222,7 +222,9 @@ func parseJWKSURL(raw string) (*url.URL, error) {
 func checkJWKSURL(u *url.URL) error {
 	switch host := u.Hostname(); {
 	case u.Host == "":
-		return fmt.Errorf("%q is not an absolute URL", u)
+		// Redacted, as below: u.String() would show a password, re-escaped
+		// ("!" as "%21") where a caller hiding it looks for it as written.
+		return fmt.Errorf("%q is not an absolute URL", u.Redacted())
 	case u.Scheme == "https":
 	case u.Scheme != "http":
 		return fmt.Errorf("%s: scheme %q is not http or https", u.Redacted(), u.Scheme)

@@ -576,6 +576,10 @@ func TestNewJWTConfigErrors(t *testing.T) {
 		{"plain http off loopback", JWTOptions{JWKSURL: "http://idp.example/jwks"},
 			"auth: jwt: JWKSURL: http://idp.example/jwks must use https (plain http is allowed only on loopback)"},
 		{"relative URL", JWTOptions{JWKSURL: "/jwks"}, `auth: jwt: JWKSURL: "/jwks" is not an absolute URL`},
+		// The error goes to the log: the password is hidden, not shown
+		// re-escaped as url.URL writes it back ("!" as "%21").
+		{"URL without a host, with a password", JWTOptions{JWKSURL: "https://alice:s3cret!pw@/jwks"},
+			`auth: jwt: JWKSURL: "https://alice:xxxxx@/jwks" is not an absolute URL`},
 		{"ftp URL", JWTOptions{JWKSURL: "ftp://idp.example/jwks"}, `scheme "ftp" is not http or https`},
 		{"unreachable URL", JWTOptions{JWKSURL: downURL}, "auth: jwt: fetching JWKS from " + downURL + ": dial tcp"},
 		{"URL not found", JWTOptions{JWKSURL: notFound.URL + "/jwks"},

@@ -586,31 +586,62 @@ func loopbackHost(host string) bool {
 // hideCredentials replaces in msg, which goes to the log, the credentials
 // that --nats-url and --jwks-url may carry (nats://token@host,
 // nats://user:password@host): wherever a URL of them is quoted, whole or
-// not, with or without its scheme, what comes before its "@" shows as
+// not, with or without its scheme, as written or as url.URL writes it
+// back (credentialForms), what comes before its "@" shows as
 // url.URL.Redacted shows it, the password (or the token) as "xxxxx".
 func (c config) hideCredentials(msg string) string {
 	for _, raw := range append(slices.Clone(c.NATSURLs), c.JWKSURL) {
-		rest := raw
-		if _, after, ok := strings.Cut(rest, "://"); ok {
-			rest = after
+		for _, cred := range credentialForms(raw) {
+			// As it is, and as %q writes it (a " or \ escaped).
+			msg = strings.ReplaceAll(msg, cred.shown, cred.hidden)
+			msg = strings.ReplaceAll(msg, quotedInside(cred.shown), quotedInside(cred.hidden))
 		}
-		at := strings.LastIndex(rest, "@")
-		if at <= 0 {
-			continue
-		}
-		userinfo := rest[:at]
-		hidden := "xxxxx" // a token
-		if user, password, ok := strings.Cut(userinfo, ":"); ok {
-			if password == "" {
-				continue
-			}
-			hidden = user + ":xxxxx"
-		}
-		// As written, and as %q writes it (a " or \ escaped).
-		msg = strings.ReplaceAll(msg, userinfo+"@", hidden+"@")
-		msg = strings.ReplaceAll(msg, quotedInside(userinfo+"@"), quotedInside(hidden+"@"))
 	}
 	return msg
+}
+
+// credential is a URL's user part and its "@" as a message may show them,
+// and what is to show instead.
+type credential struct{ shown, hidden string }
+
+// credentialForms are the forms in which the credentials of raw, a URL,
+// may show in a message: as written, and as url.URL writes them back
+// (its String, %v or %q of it), re-escaped ("!" as "%21", "*" as "%2A"),
+// which the form as written does not match. None for a URL without a
+// password or token.
+//
+// As written, the user part ends at the last "@" of everything after the
+// scheme, path and query included, not at the first "/", "?" or "#" as
+// url.Parse reads it: a token or password holding one of those unescaped
+// (a base64 token's "/", a password's "#") is still hidden whole. The
+// price is that a credential-free URL with an "@" in its path or query
+// (https://idp/jwks?u=a@b) shows what comes before that "@" as "xxxxx";
+// the two cannot be told apart.
+func credentialForms(raw string) []credential {
+	var forms []credential
+	add := func(shown, user, password string, hasPassword bool) {
+		switch {
+		case hasPassword && password != "":
+			forms = append(forms, credential{shown + "@", user + ":xxxxx@"})
+		case !hasPassword && user != "": // a token
+			forms = append(forms, credential{shown + "@", "xxxxx@"})
+		}
+	}
+	rest := raw
+	if _, after, ok := strings.Cut(raw, "://"); ok {
+		rest = after
+	}
+	if at := strings.LastIndex(rest, "@"); at > 0 {
+		userinfo := rest[:at]
+		user, password, ok := strings.Cut(userinfo, ":")
+		add(userinfo, user, password, ok)
+	}
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		password, ok := u.User.Password()
+		// The user name escaped as Redacted writes it.
+		add(u.User.String(), url.User(u.User.Username()).String(), password, ok)
+	}
+	return forms
 }
 
 // quotedInside is s as strconv.Quote writes it, without the quotes.
