@@ -294,7 +294,7 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		MaxHeaderBytes:    maxHeaderBytes(cfg.MaxBodyBytes),
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	a.conns = newConnLimit(listener, acceptCap, a.http.SetKeepAlivesEnabled, logger)
+	a.conns = newConnLimit(listener, acceptCap, maxConns, a.http.SetKeepAlivesEnabled, logger)
 	// Nothing fails past this point: the servers own the listeners now.
 	started = true
 	a.wg.Add(1)

@@ -47,24 +47,44 @@ type connLimit struct {
 const connLimitWarnEvery = time.Minute
 
 // newConnLimit bounds l to n connections open at once (at least 1),
-// turning keep-alives off through keepAlives near the bound.
-func newConnLimit(l net.Listener, n int, keepAlives func(on bool), logger *slog.Logger) *connLimit {
+// turning keep-alives off through keepAlives near the bound. maxConns is
+// --max-connections, the bound on the WebSockets and HTTP streams among
+// them, which the low-water mark stays above where n leaves room for it
+// (keepAliveMarks).
+func newConnLimit(l net.Listener, n, maxConns int, keepAlives func(on bool), logger *slog.Logger) *connLimit {
 	n = max(n, 1)
-	// A margin of n/8, at most 64: between the marks enough connections
-	// come and go that keep-alives are not flipped at every accept, and
-	// with a large bound the low-water mark stays above the default
-	// --max-connections, so a replica full of WebSockets still keeps
-	// HTTP connections alive.
-	margin := min(max(n/8, 1), 64)
+	high, low := keepAliveMarks(n, maxConns)
 	return &connLimit{
 		Listener:   l,
 		slots:      make(chan struct{}, n), // zero-size elements: no buffer whatever n is
-		high:       n - margin,
-		low:        n - 2*margin,
+		high:       high,
+		low:        low,
 		keepAlives: keepAlives,
 		logger:     logger,
 		closed:     make(chan struct{}),
 	}
+}
+
+// keepAliveMarks are the keep-alive marks of a listener bound to n
+// connections, of which maxConns may be WebSockets and HTTP streams: the
+// high-water mark a margin below n, the low-water mark the same margin
+// below that. The margin is n/8, at least 1 and at most 64, so that
+// enough connections come and go between the marks that keep-alives are
+// not flipped at every accept; where the room between n and maxConns
+// allows it (more than 2), it is smaller if need be, so that the low mark
+// stays above maxConns. Otherwise a replica holding maxConns WebSockets
+// and streams would count more than the low mark at every accept and
+// turn keep-alives back on only once one of those closed, however few
+// plain HTTP connections were left. With the default --max-connections
+// the room is at least 128 (socketReserve less fdReserve and one per
+// partition under a large open-file limit), for a margin of 63 or
+// more; the low mark stays above it under any open-file limit above 8.
+func keepAliveMarks(n, maxConns int) (high, low int) {
+	margin := min(max(n/8, 1), 64)
+	if room := n - maxConns; room > 2 {
+		margin = min(margin, (room-1)/2) // n - 2*margin > maxConns
+	}
+	return n - margin, n - 2*margin
 }
 
 // Accept waits for a free slot, then for a connection.

@@ -4,13 +4,17 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/testrig"
 )
 
 // limitOn returns a connLimit of n slots on a loopback listener, closed at
@@ -22,7 +26,7 @@ func limitOn(t *testing.T, n int) (*connLimit, *keepAliveLog) {
 		t.Fatal(err)
 	}
 	kl := &keepAliveLog{}
-	l := newConnLimit(inner, n, kl.set, quietLogger(t))
+	l := newConnLimit(inner, n, 0, kl.set, quietLogger(t))
 	t.Cleanup(func() { _ = l.Close() })
 	return l, kl
 }
@@ -343,7 +347,7 @@ func TestConnLimitShedsIdleKeepAliveConnections(t *testing.T) {
 		Handler:     http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
 		IdleTimeout: time.Minute,
 	}
-	l := newConnLimit(inner, 8, srv.SetKeepAlivesEnabled, quietLogger(t))
+	l := newConnLimit(inner, 8, 0, srv.SetKeepAlivesEnabled, quietLogger(t))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	defer func() {
@@ -416,5 +420,171 @@ func TestAcceptCapFor(t *testing.T) {
 		if maxConns, _ := defaultMaxConnections(tt.limit, tt.ok); tt.ok && tt.limit >= 4 && got < math.MaxInt32 && got <= maxConns {
 			t.Errorf("limit %d, %d partitions: the listener's cap %d is not above the default --max-connections %d", tt.limit, tt.partitions, got, maxConns)
 		}
+	}
+}
+
+// TestKeepAliveMarks: keep-alives go off a margin below the listener's
+// bound and on again twice that below it, the margin n/8 (at least 1, at
+// most 64), smaller where that keeps the low mark above
+// --max-connections: then a replica holding as many WebSockets and
+// streams as it allows still turns keep-alives back on once its plain
+// HTTP connections fall back.
+func TestKeepAliveMarks(t *testing.T) {
+	for _, tt := range []struct{ n, maxConns, high, low int }{
+		// No --max-connections in the way: the margin as such.
+		{8, 0, 7, 6},
+		{160, 0, 140, 120},
+		{512, 0, 448, 384},
+		{1000, 0, 936, 872},
+		{65407, 0, 65343, 65279},
+		{1, 0, 0, -1},
+		// The default --max-connections under an open-file limit of 65536,
+		// with 1 and with 256 partitions: 65024 against 65407 and 65152.
+		{65407, 65024, 65343, 65279},
+		{65152, 65024, 65089, 65026},
+		// The least room that still keeps the low mark above.
+		{1000, 997, 999, 998},
+		// Too little room, or none (--max-connections at the bound or
+		// past it, which is warned about): the margin as such.
+		{1000, 998, 936, 872},
+		{1000, 1000, 936, 872},
+		{1000, 5000, 936, 872},
+	} {
+		l := newConnLimit(nil, tt.n, tt.maxConns, func(bool) {}, quietLogger(t))
+		if l.capacity() != tt.n || l.high != tt.high || l.low != tt.low {
+			t.Errorf("newConnLimit(%d, --max-connections %d): capacity %d, marks %d and %d; want %d, %d and %d",
+				tt.n, tt.maxConns, l.capacity(), l.high, l.low, tt.n, tt.high, tt.low)
+		}
+	}
+}
+
+// TestKeepAliveLowMarkAboveDefaultMaxConnections: with the default
+// --max-connections, the listener's low-water mark is above it for every
+// --partitions and any open-file limit above 8, so that a replica full of
+// WebSockets and HTTP streams turns keep-alives back on once its plain
+// HTTP connections fall back, not only once a socket closes.
+func TestKeepAliveLowMarkAboveDefaultMaxConnections(t *testing.T) {
+	for _, limit := range []uint64{9, 16, 100, 1024, 1025, 1536, 2048, 4096, 65536, 1 << 20} {
+		maxConns, _ := defaultMaxConnections(limit, true)
+		for _, partitions := range []int{1, 2, 64, 255, 256} {
+			acceptCap := acceptCapFor(limit, true, partitions)
+			high, low := keepAliveMarks(acceptCap, maxConns)
+			if low <= maxConns || high <= low || high > acceptCap {
+				t.Errorf("open-file limit %d, --partitions %d: listener bound %d, keep-alives off at %d and on again at %d; "+
+					"want the low mark above the default --max-connections %d",
+					limit, partitions, acceptCap, high, low, maxConns)
+			}
+		}
+	}
+}
+
+// TestConnLimitWarnsOnceAMinute: the first Accept that finds every slot
+// taken is logged at once (the operator learns that clients wait), the
+// next ones within a minute are not, so a full listener does not flood
+// the log.
+func TestConnLimitWarnsOnceAMinute(t *testing.T) {
+	logs := &testrig.LogBuffer{}
+	l := newConnLimit(nil, 4, 0, func(bool) {}, slog.New(slog.NewTextHandler(logs, nil)))
+	l.warnFull()
+	l.warnFull()
+	if n := strings.Count(logs.String(), "new clients wait"); n != 1 {
+		t.Fatalf("%d warnings after two full Accepts within a minute, want 1:\n%s", n, logs)
+	}
+}
+
+// failingOnce is a listener whose first Accept fails, as one does on
+// EMFILE, which net/http retries.
+type failingOnce struct {
+	net.Listener
+	once sync.Once
+}
+
+func (f *failingOnce) Accept() (net.Conn, error) {
+	var failed bool
+	f.once.Do(func() { failed = true })
+	if failed {
+		return nil, errors.New("accept: too many open files")
+	}
+	return f.Listener.Accept()
+}
+
+// TestConnLimitFailedAcceptFreesItsSlot: an Accept that fails gives back
+// the slot it took, or each failure (EMFILE, which net/http retries)
+// would shrink the listener until it accepted no one.
+func TestConnLimitFailedAcceptFreesItsSlot(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newConnLimit(&failingOnce{Listener: inner}, 1, 0, func(bool) {}, quietLogger(t))
+	t.Cleanup(func() { _ = l.Close() })
+	if _, err := l.Accept(); err == nil {
+		t.Fatal("the first Accept did not fail")
+	}
+	client, err := net.DialTimeout("tcp", inner.Addr().String(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	got := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if c != nil {
+			_ = c.Close()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("Accept after a failed one: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = l.Close() // ends the waiting Accept
+		<-got
+		t.Fatal("Accept still waits for a slot 10 s after a failed Accept: the failure kept its slot")
+	}
+}
+
+// TestConnectionLimitsWarnAtTheListenerCap: a --max-connections at the
+// listener's own bound or past it is warned about (past the bound,
+// clients wait to be accepted instead of getting 503), one below it is
+// not.
+func TestConnectionLimitsWarnAtTheListenerCap(t *testing.T) {
+	limit, ok := openFileLimit()
+	acceptCap := acceptCapFor(limit, ok, 1)
+	if !ok || acceptCap < 2 || acceptCap >= math.MaxInt32 {
+		t.Skipf("open-file limit %d (%v): no finite listener bound to test against", limit, ok)
+	}
+	for _, tt := range []struct {
+		maxConns int
+		warned   bool
+	}{{acceptCap, true}, {acceptCap + 1, true}, {acceptCap - 1, false}} {
+		logs := &testrig.LogBuffer{}
+		cfg := config{MaxConnections: tt.maxConns, Partitions: 1}
+		got, gotCap := connectionLimits(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+		if got != tt.maxConns || gotCap != acceptCap {
+			t.Fatalf("connectionLimits(--max-connections %d) = %d, %d; want %d, %d", tt.maxConns, got, gotCap, tt.maxConns, acceptCap)
+		}
+		if warned := strings.Contains(logs.String(), "--max-connections is not below"); warned != tt.warned {
+			t.Errorf("--max-connections %d with the listener's bound %d: warned %v, want %v\n%s", tt.maxConns, acceptCap, warned, tt.warned, logs)
+		}
+	}
+}
+
+// TestAppKeepsLowMarkAboveMaxConnections: the replica's listener gets the
+// --max-connections in force, so its low-water mark stays above it.
+func TestAppKeepsLowMarkAboveMaxConnections(t *testing.T) {
+	limit, ok := openFileLimit()
+	acceptCap := acceptCapFor(limit, ok, 1)
+	if !ok || acceptCap < 100 || acceptCap >= math.MaxInt32 {
+		t.Skipf("open-file limit %d (%v): no finite listener bound to test against", limit, ok)
+	}
+	cfg := testConfig(t, t.TempDir())
+	cfg.MaxConnections = acceptCap - 10 // a margin of 64 would put the low mark below it
+	a := startTestApp(t, cfg)
+	if a.conns.low <= cfg.MaxConnections || a.conns.high <= a.conns.low {
+		t.Fatalf("--max-connections %d, listener bound %d: keep-alives off at %d and on again at %d; want the low mark above --max-connections",
+			cfg.MaxConnections, a.conns.capacity(), a.conns.high, a.conns.low)
 	}
 }
