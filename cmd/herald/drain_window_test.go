@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -62,6 +64,80 @@ func TestDrainServesHTTPWhileReadyzFails(t *testing.T) {
 			t.Errorf("Stop returned %s after it began, within the drain window of %s", d, cfg.DrainTimeout)
 		}
 	case <-time.After(15 * time.Second):
+		t.Fatal("Stop did not return")
+	}
+}
+
+// TestDrainEndsKeepAlives: once a stop begins, a kept-alive HTTP
+// connection is closed after its next response (README, "Drain"), so that
+// its client reconnects through the load balancer to another replica
+// rather than sending more requests to one that is leaving.
+func TestDrainEndsKeepAlives(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.DrainTimeout = 5 * time.Second
+	cfg.ShutdownTimeout = 2 * time.Second
+	a := startTestApp(t, cfg)
+
+	conn, err := net.DialTimeout("tcp", a.Addr(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	get := func() (*http.Response, error) {
+		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: herald\r\n\r\n"); err != nil {
+			return nil, err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return nil, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp, nil
+	}
+	resp, err := get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Close {
+		t.Fatal("before the stop, the connection is not kept alive")
+	}
+
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		stopped <- a.Stop(ctx)
+	}()
+	// The drain has begun once /readyz fails (asked on connections of
+	// their own); keep-alives are ended at the same moment.
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for deadline := time.Now().Add(cfg.DrainTimeout / 2); ; {
+		resp, err := client.Get("http://" + a.Addr() + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz does not fail %s into the stop: %v", cfg.DrainTimeout/2, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// An error is fine too: the idle connection was closed, which is what
+	// turning keep-alives off does to idle ones.
+	if resp, err := get(); err == nil && !resp.Close {
+		t.Errorf("during the drain, a kept-alive connection's response (%d) keeps it alive; want Connection: close", resp.StatusCode)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	case <-time.After(20 * time.Second):
 		t.Fatal("Stop did not return")
 	}
 }

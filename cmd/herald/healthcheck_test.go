@@ -126,3 +126,22 @@ func TestHealthcheckAddrForms(t *testing.T) {
 		})
 	}
 }
+
+// TestHealthcheckRedirectIsNotReady: a /readyz that redirects (a proxy or
+// another server on the port, answering for what it does not serve) is
+// not readiness, even when the redirect's target answers 200.
+func TestHealthcheckRedirectIsNotReady(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			http.Redirect(w, r, "/login", http.StatusFound)
+			return
+		}
+		_, _ = io.WriteString(w, "welcome")
+	}))
+	defer srv.Close()
+	var stderr strings.Builder
+	code := run([]string{"healthcheck", "--addr", strings.TrimPrefix(srv.URL, "http://")}, noEnv, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "302") {
+		t.Fatalf("/readyz redirecting to a page that answers 200: exit %d (%q), want 1 naming the 302", code, stderr.String())
+	}
+}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 )
@@ -52,4 +54,29 @@ func TestStopClosesSilentConnections(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// TestSilentConnsCloseLateArrivals: a connection that arrives once the
+// stop has closed the silent ones (between closeAll and the listener's
+// close) is closed at once too; otherwise http.Server.Shutdown counts it
+// busy until it is 5 s old, and a stop with little --shutdown-timeout
+// fails.
+func TestSilentConnsCloseLateArrivals(t *testing.T) {
+	s := newSilentConns()
+	early, earlyPeer := net.Pipe()
+	defer earlyPeer.Close()
+	s.track(early, http.StateNew)
+	s.closeAll()
+	late, latePeer := net.Pipe()
+	defer latePeer.Close()
+	s.track(late, http.StateNew)
+	for _, tt := range []struct {
+		name string
+		peer net.Conn
+	}{{"tracked before closeAll", earlyPeer}, {"arriving after closeAll", latePeer}} {
+		_ = tt.peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := tt.peer.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("silent connection %s: its peer read %v, want io.EOF (closed)", tt.name, err)
+		}
+	}
 }
