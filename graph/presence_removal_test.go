@@ -21,11 +21,7 @@ import (
 // says; ops then all happen within one window, each "signal u",
 // "remove u" or "users u …" (a presence report).
 func TestPresenceFeedRemovedMemberStopsTyping(t *testing.T) {
-	type want struct {
-		kind          model.PresenceKind
-		user          string
-		users, typing []string
-	}
+	type want = feedWant
 	ab := []string{"a", "b"}
 	tests := []struct {
 		name       string
@@ -71,28 +67,8 @@ func TestPresenceFeedRemovedMemberStopsTyping(t *testing.T) {
 				)
 				f := newPresenceFeed(window, 20, typingFor)
 				events := runFeed(t, f, 64)
-				// drain returns the events sent so far.
-				drain := func() []*model.PresenceEvent {
-					synctest.Wait()
-					var got []*model.PresenceEvent
-					for {
-						select {
-						case ev := <-events:
-							got = append(got, ev)
-							continue
-						default:
-						}
-						return got
-					}
-				}
-
-				for _, u := range tt.start {
-					f.signal(u)
-				}
-				f.setUsers(ab)
-				if got := drain(); len(got) != 1 || got[0].Kind != model.PresenceKindSnapshot {
-					t.Fatalf("start: %d events, want one SNAPSHOT", len(got))
-				}
+				drain := func() []*model.PresenceEvent { return drainFeed(events) }
+				startFeed(t, f, drain, tt.start, ab)
 
 				for _, op := range tt.ops {
 					verb, arg, _ := strings.Cut(op, " ")
@@ -108,33 +84,8 @@ func TestPresenceFeedRemovedMemberStopsTyping(t *testing.T) {
 					}
 				}
 				time.Sleep(window)
-				got := drain()
-				for i, ev := range got {
-					user, users, typing := ids(ev)
-					if i >= len(tt.want) {
-						t.Errorf("event %d = %s %s %q typing %q; want no more", i, ev.Kind, user, users, typing)
-						continue
-					}
-					w := tt.want[i]
-					if ev.Kind != w.kind || user != w.user || !slices.Equal(users, w.users) || !slices.Equal(typing, w.typing) {
-						t.Errorf("event %d = %s %s %q typing %q; want %s %s %q typing %q",
-							i, ev.Kind, user, users, typing, w.kind, w.user, w.users, w.typing)
-					}
-				}
-				if len(got) < len(tt.want) {
-					t.Errorf("%d events, want %d", len(got), len(tt.want))
-				}
-
-				// The state as a joiner of the shared execution gets it.
-				f.resync()
-				time.Sleep(window)
-				got = drain()
-				if len(got) != 1 || got[0].Kind != model.PresenceKindSnapshot {
-					t.Fatalf("after a resync: %d events, want one SNAPSHOT", len(got))
-				}
-				if _, _, typing := ids(got[0]); !slices.Equal(typing, tt.wantTyping) {
-					t.Errorf("typing %q after the batch, want %q", typing, tt.wantTyping)
-				}
+				checkFeedEvents(t, drain(), tt.want)
+				checkJoinerTyping(t, f, drain, window, tt.wantTyping)
 
 				// When the indicators run out, only those still typing stop.
 				time.Sleep(typingFor + window)
@@ -179,5 +130,75 @@ func TestAfterRemovals(t *testing.T) {
 				t.Fatalf("counted %q ended %q, want %q and %q", counted, ended, tt.wantCounted, tt.wantEnded)
 			}
 		})
+	}
+}
+
+// feedWant is a presence event a feed test expects.
+type feedWant struct {
+	kind          model.PresenceKind
+	user          string
+	users, typing []string
+}
+
+// drainFeed returns the events a feed under synctest has sent so far.
+func drainFeed(events <-chan *model.PresenceEvent) []*model.PresenceEvent {
+	synctest.Wait()
+	var got []*model.PresenceEvent
+	for {
+		select {
+		case ev := <-events:
+			got = append(got, ev)
+			continue
+		default:
+		}
+		return got
+	}
+}
+
+// startFeed has f send its first SNAPSHOT: users present, those of typing
+// typing.
+func startFeed(t *testing.T, f *presenceFeed, drain func() []*model.PresenceEvent, typing, users []string) {
+	t.Helper()
+	for _, u := range typing {
+		f.signal(u)
+	}
+	f.setUsers(users)
+	if got := drain(); len(got) != 1 || got[0].Kind != model.PresenceKindSnapshot {
+		t.Fatalf("start: %d events, want one SNAPSHOT", len(got))
+	}
+}
+
+// checkFeedEvents compares the events a feed sent with want.
+func checkFeedEvents(t *testing.T, got []*model.PresenceEvent, want []feedWant) {
+	t.Helper()
+	for i, ev := range got {
+		user, users, typing := ids(ev)
+		if i >= len(want) {
+			t.Errorf("event %d = %s %s %q typing %q; want no more", i, ev.Kind, user, users, typing)
+			continue
+		}
+		w := want[i]
+		if ev.Kind != w.kind || user != w.user || !slices.Equal(users, w.users) || !slices.Equal(typing, w.typing) {
+			t.Errorf("event %d = %s %s %q typing %q; want %s %s %q typing %q",
+				i, ev.Kind, user, users, typing, w.kind, w.user, w.users, w.typing)
+		}
+	}
+	if len(got) < len(want) {
+		t.Errorf("%d events, want %d", len(got), len(want))
+	}
+}
+
+// checkJoinerTyping checks who a subscriber joining f's shared execution
+// now is shown typing: its SNAPSHOT's (resync).
+func checkJoinerTyping(t *testing.T, f *presenceFeed, drain func() []*model.PresenceEvent, window time.Duration, want []string) {
+	t.Helper()
+	f.resync()
+	time.Sleep(window)
+	got := drain()
+	if len(got) != 1 || got[0].Kind != model.PresenceKindSnapshot {
+		t.Fatalf("after a resync: %d events, want one SNAPSHOT", len(got))
+	}
+	if _, _, typing := ids(got[0]); !slices.Equal(typing, want) {
+		t.Errorf("typing %q in a joiner's SNAPSHOT, want %q", typing, want)
 	}
 }

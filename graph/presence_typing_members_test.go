@@ -49,11 +49,7 @@ func (g *memberSet) set(user string, member bool) {
 // "add u" (added again); "users u …" (a presence report); "batch" (a
 // window passes, the batch goes out).
 func TestPresenceFeedTypingNeedsMembership(t *testing.T) {
-	type want struct {
-		kind          model.PresenceKind
-		user          string
-		users, typing []string
-	}
+	type want = feedWant
 	ab := []string{"a", "b"}
 	tests := []struct {
 		name       string
@@ -101,27 +97,8 @@ func TestPresenceFeedTypingNeedsMembership(t *testing.T) {
 				f := newPresenceFeed(window, 20, typingFor)
 				f.members = gate
 				events := runFeed(t, f, 64)
-				drain := func() []*model.PresenceEvent {
-					synctest.Wait()
-					var got []*model.PresenceEvent
-					for {
-						select {
-						case ev := <-events:
-							got = append(got, ev)
-							continue
-						default:
-						}
-						return got
-					}
-				}
-
-				for _, u := range tt.start {
-					f.signal(u)
-				}
-				f.setUsers(ab)
-				if got := drain(); len(got) != 1 || got[0].Kind != model.PresenceKindSnapshot {
-					t.Fatalf("start: %d events, want one SNAPSHOT", len(got))
-				}
+				drain := func() []*model.PresenceEvent { return drainFeed(events) }
+				startFeed(t, f, drain, tt.start, ab)
 
 				var got []*model.PresenceEvent
 				for _, op := range tt.ops {
@@ -150,32 +127,8 @@ func TestPresenceFeedTypingNeedsMembership(t *testing.T) {
 				}
 				time.Sleep(window)
 				got = append(got, drain()...)
-				for i, ev := range got {
-					user, users, typing := ids(ev)
-					if i >= len(tt.want) {
-						t.Errorf("event %d = %s %s %q typing %q; want no more", i, ev.Kind, user, users, typing)
-						continue
-					}
-					w := tt.want[i]
-					if ev.Kind != w.kind || user != w.user || !slices.Equal(users, w.users) || !slices.Equal(typing, w.typing) {
-						t.Errorf("event %d = %s %s %q typing %q; want %s %s %q typing %q",
-							i, ev.Kind, user, users, typing, w.kind, w.user, w.users, w.typing)
-					}
-				}
-				if len(got) < len(tt.want) {
-					t.Errorf("%d events, want %d", len(got), len(tt.want))
-				}
-
-				// The state as a joiner of the shared execution gets it.
-				f.resync()
-				time.Sleep(window)
-				got = drain()
-				if len(got) != 1 || got[0].Kind != model.PresenceKindSnapshot {
-					t.Fatalf("after a resync: %d events, want one SNAPSHOT", len(got))
-				}
-				if _, _, typing := ids(got[0]); !slices.Equal(typing, tt.wantTyping) {
-					t.Errorf("typing %q in a joiner's SNAPSHOT, want %q", typing, tt.wantTyping)
-				}
+				checkFeedEvents(t, got, tt.want)
+				checkJoinerTyping(t, f, drain, window, tt.wantTyping)
 			})
 		})
 	}
