@@ -190,7 +190,7 @@ func (r *run) connectCentrifugo(ctx context.Context, i int) (*conn, error) {
 	var cmds []byte
 	for j := range r.cfg.SubsPerConn {
 		room := (i*r.cfg.SubsPerConn + j) % r.cfg.Rooms
-		c.subs = append(c.subs, &sub{room: room})
+		c.subs = append(c.subs, r.newSub(room))
 		cmd, err := json.Marshal(map[string]any{"id": j + centrifugoFirstSubID, "subscribe": map[string]any{"channel": r.rooms[room].id}})
 		if err != nil {
 			return fail(fmt.Errorf("encoding subscribe: %w", err))

@@ -117,7 +117,8 @@ type Config struct {
 	// drain that did not complete within DrainTimeout and any failed
 	// publish fail the run. Whatever it says, a run fails on a frame that
 	// is not valid JSON (bad frames), on a connection the server closed
-	// before the run's end and on a failed reading of ServerPID.
+	// or a subscription it ended before the run's end and on a failed
+	// reading of ServerPID.
 	RequireZeroLoss bool
 	// Progress, if set, receives progress lines.
 	Progress io.Writer
@@ -274,6 +275,10 @@ type SetupReport struct {
 	// ended before the load generator closed them: closed or completed by
 	// the server, or broken. Any fails the run.
 	ConnectionsClosedByServer int `json:"connections_closed_by_server"`
+	// SubscriptionsEndedByServer counts the subscriptions the server ended
+	// (complete or error) before the end of the run on a connection it
+	// kept open. Any fails the run.
+	SubscriptionsEndedByServer int `json:"subscriptions_ended_by_server"`
 }
 
 type PublishReport struct {
@@ -299,7 +304,7 @@ type DeliveryReport struct {
 	Reordered     int64   `json:"reordered"`
 	Misrouted     int64   `json:"misrouted"`
 	Unacked       int64   `json:"unacked"` // received but the publish had failed
-	Foreign       int64   `json:"foreign"` // valid results without our marker
+	Foreign       int64   `json:"foreign"` // valid results that are no event or probe of ours
 	BadFrames     int64   `json:"bad_frames"`
 	WindowSec     float64 `json:"window_sec"`
 	PerSecond     float64 `json:"per_sec"`
@@ -507,6 +512,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	server.afterRun = r.sample("after run")
 	rep.Setup.ConnectionsOpenAtEnd = r.openConnections()
+	rep.Setup.SubscriptionsEndedByServer = r.endedSubscriptions()
 	r.closeConnections(rep)
 	r.finishReport(ctx, rep, server, start, selfStart)
 	return rep, nil
@@ -796,6 +802,24 @@ func (r *run) openConnections() int {
 	return n
 }
 
+// endedSubscriptions counts the subscriptions the server ended on a
+// connection it has not closed (those on a closed one are counted with
+// their connection). Counted before closeAll, which ends every one.
+func (r *run) endedSubscriptions() int {
+	n := 0
+	for _, c := range r.conns {
+		if c == nil || !c.alive() {
+			continue
+		}
+		for _, s := range c.subs {
+			if s.dead.Load() {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // closeConnections closes every connection and waits for every reader
 // (closeAll).
 func (r *run) closeConnections(rep *Report) {
@@ -843,10 +867,11 @@ func (r *run) finishReport(ctx context.Context, rep *Report, server serverSample
 // failOnServerTrouble fails the run, whatever RequireZeroLoss says, on
 // what makes its numbers no measure of the server: frames that are not
 // valid JSON (a delivery cut short is not one), connections the server
-// closed before the end (an idle run that holds none has measured
-// nothing; a publish run's rate and costs are over fewer subscribers),
-// and readings of the server's process that failed (its CPU and RSS are
-// then not measured, not 0).
+// closed or subscriptions it ended before the end (an idle run that holds
+// none has measured sockets without subscriptions, or nothing; a publish
+// run's rate and costs are over fewer subscribers), and readings of the
+// server's process that failed (its CPU and RSS are then not measured,
+// not 0).
 func (r *run) failOnServerTrouble(rep *Report) {
 	if n := r.badFrames.Load(); n > 0 {
 		rep.fail("protocol: %d frames from the server not valid JSON or not of the protocol (bad-frame)", n)
@@ -856,6 +881,10 @@ func (r *run) failOnServerTrouble(rep *Report) {
 	if s.ConnectionsClosedByServer > 0 || s.ConnectionsOpenAtEnd < s.ConnectionsEstablished {
 		rep.fail("connections: %d of %d ended by the server before the end of the run (%d open at the end)",
 			max(s.ConnectionsClosedByServer, s.ConnectionsEstablished-s.ConnectionsOpenAtEnd), s.ConnectionsEstablished, s.ConnectionsOpenAtEnd)
+	}
+	if s.SubscriptionsEndedByServer > 0 {
+		rep.fail("subscriptions: %d of %d ended by the server before the end of the run (sub-complete, sub-error)",
+			s.SubscriptionsEndedByServer, s.Subscriptions)
 	}
 	if r.procFailed > 0 {
 		rep.fail("server: %d of %d readings of PID %d failed (%s): its CPU and RSS are not measured",
@@ -1179,7 +1208,7 @@ func (r *run) connectWS(ctx context.Context, i int) (*conn, error) {
 	}
 	for j := range r.cfg.SubsPerConn {
 		room := (i*r.cfg.SubsPerConn + j) % r.cfg.Rooms
-		c.subs = append(c.subs, &sub{room: room})
+		c.subs = append(c.subs, r.newSub(room))
 		m, _ := json.Marshal(map[string]any{"id": strconv.Itoa(j + 1), "type": start,
 			"payload": map[string]any{"query": r.cfg.Query, "variables": map[string]any{"r": r.rooms[room].id}}})
 		if err := c.write(m); err != nil {
@@ -1303,6 +1332,12 @@ func (r *run) pong(c *conn) {
 	r.pings.Add(1)
 }
 
+// newSub is a subscription to room, whose valid sequence numbers are
+// those the run can publish (no room gets more than cfg.Events).
+func (r *run) newSub(room int) *sub {
+	return &sub{room: room, tr: newSeqTracker(r.cfg.Events)}
+}
+
 func (c *conn) sub(id string) *sub {
 	j, err := strconv.Atoi(id)
 	if err != nil || j < 1 || j > len(c.subs) {
@@ -1351,7 +1386,9 @@ func (r *run) stray(c *conn, category string, msg []byte) {
 // text "lg|<room>|<seq>|<sendUnixNano>" is a measured event,
 // "probe|<room>|<round>" a liveness probe. msg is not kept. A msg that is
 // not valid JSON (a frame cut short) is a bad frame, not a delivery: the
-// fast paths that lead here only look at its first bytes.
+// fast paths that lead here only look at its first bytes. A text marked
+// "lg|" that does not parse is no event of ours, so it is foreign, as is
+// any other result that is not the load generator's.
 func (r *run) result(c *conn, s *sub, msg []byte, now time.Time) {
 	if !validJSON(msg) {
 		r.badFrame(c, "bad-frame", msg)
@@ -1360,6 +1397,7 @@ func (r *run) result(c *conn, s *sub, msg []byte, now time.Time) {
 	if i := bytes.Index(msg, markerLG); i >= 0 {
 		room, seq, sent, ok := parseEventText(msg[i+len(markerLG):])
 		if !ok {
+			r.foreign.Add(1)
 			r.errorf("bad-text", "conn %d: %.200s", c.idx, msg)
 			return
 		}

@@ -39,12 +39,14 @@
 //
 // Exit status: 0 pass; 1 deliveries lost, duplicated, reordered or
 // misrouted (a result on a subscription id or channel never subscribed
-// counts as misrouted), results that are not the load generator's
-// (foreign), a drain not complete within --drain-timeout, or publishes
+// counts as misrouted; so does a sequence number above --events),
+// results that are not the load generator's (foreign, among them a text
+// marked "lg|" that does not parse), a drain not complete within --drain-timeout, or publishes
 // failed (with --require-zero-loss, the default), or, whatever that flag
 // says, a frame from the server that is not valid JSON (a delivery cut
 // short counts as a bad frame, never as a delivery), a connection or
-// stream the server ended before the run's end (in idle runs too), or a
+// stream the server ended, or a subscription it completed or failed on a
+// connection it kept open, before the run's end (in idle runs too), or a
 // failed reading of --server-pid (its CPU and RSS are then null in the
 // JSON, not 0); 2 bad flags; 3 setup failed (a connection, subscription
 // or room could not be set up in time).
@@ -237,9 +239,10 @@ func writeSummary(w io.Writer, r *Report) {
 	case c.Transport == transportCentrifugo:
 		rooms = fmt.Sprintf("%d channels (nothing to create)", c.Rooms)
 	}
-	p("  setup:       %s; %d/%d connections established %v, %d failed; %d/%d subscriptions live (%d probes); %d open at end, %d ended by the server",
+	p("  setup:       %s; %d/%d connections established %v, %d failed; %d/%d subscriptions live (%d probes); %d open at end, %d ended by the server; %d subscriptions ended by the server",
 		rooms, r.Setup.ConnectionsEstablished, c.Connections, r.Setup.ByProtocol, r.Setup.ConnectionsFailed,
-		r.Setup.SubscriptionsLive, r.Setup.Subscriptions, r.Setup.ProbesPosted, r.Setup.ConnectionsOpenAtEnd, r.Setup.ConnectionsClosedByServer)
+		r.Setup.SubscriptionsLive, r.Setup.Subscriptions, r.Setup.ProbesPosted, r.Setup.ConnectionsOpenAtEnd, r.Setup.ConnectionsClosedByServer,
+		r.Setup.SubscriptionsEndedByServer)
 	p("  phases (s):  rooms %.2f, connect %.2f, live %.2f, publish %.2f, drain %.2f, idle %.2f, close %.2f, total %.2f",
 		r.Phases.CreateRooms, r.Phases.Connect, r.Phases.Live, r.Phases.Publish, r.Phases.Drain, r.Phases.Idle, r.Phases.Close, r.Phases.Total)
 	if pr := r.Publish; pr != nil {

@@ -144,15 +144,28 @@ func (h *histogram) report() LatencyReport {
 //   - reordered: a new sequence number lower than the highest seen so far
 //     (it arrived after a later one);
 //   - lost (at the end): a sequence number the publisher had acknowledged
-//     but that never arrived.
+//     but that never arrived;
+//   - invalid: a sequence number below 1 or above limit, which no publish
+//     of the run can have made (a corrupted text, or someone else posting
+//     into the room). It is counted without growing the bitset: the
+//     sequence number comes from the server, and one in the billions would
+//     otherwise allocate gigabytes, or panic on the reader goroutine.
 type seqTracker struct {
 	seen      []uint64 // bitset, bit s = seq s received
 	maxSeq    int
+	limit     int // highest valid seq: the run's event count; 0: seqLimitUnknown
 	received  int // distinct sequence numbers received
 	dup       int
 	reordered int
-	invalid   int // seq < 1
+	invalid   int // seq < 1 or > limit
 }
+
+// seqLimitUnknown bounds a tracker told no limit (128 KiB of bitset).
+const seqLimitUnknown = 1 << 20
+
+// newSeqTracker tracks the sequence numbers of a run that publishes events
+// events, the most any one room can get.
+func newSeqTracker(events int) seqTracker { return seqTracker{limit: events} }
 
 type observation uint8
 
@@ -164,7 +177,11 @@ const (
 )
 
 func (t *seqTracker) observe(seq int) observation {
-	if seq < 1 {
+	limit := t.limit
+	if limit <= 0 {
+		limit = seqLimitUnknown
+	}
+	if seq < 1 || seq > limit {
 		t.invalid++
 		return obsInvalid
 	}
@@ -196,7 +213,8 @@ func (t *seqTracker) has(seq int) bool {
 // finish compares what arrived with what the publisher acknowledged
 // (acked[s] for seq s; index 0 unused) and returns how many acknowledged
 // events were lost and how many received ones were never acknowledged
-// (e.g. a publish that timed out but was stored).
+// (e.g. a publish that timed out but was stored). It loops up to the
+// highest sequence number observed, which observe bounds by limit.
 func (t *seqTracker) finish(acked []bool) (lost, unacked int) {
 	for s := 1; s < len(acked); s++ {
 		if acked[s] && !t.has(s) {

@@ -177,3 +177,47 @@ func TestParseSources(t *testing.T) {
 		t.Errorf("rate: %v %v", r, err)
 	}
 }
+
+// TestSeqTrackerCountsImpossibleSequenceNumbers: a sequence number below 1
+// or above the tracker's limit (the run's event count; without one,
+// seqLimitUnknown) is counted invalid, once, without growing the bitset:
+// it comes from the server, and 10^18 would panic making it.
+func TestSeqTrackerCountsImpossibleSequenceNumbers(t *testing.T) {
+	tests := []struct {
+		name     string
+		tr       seqTracker
+		seqs     []int
+		received int
+		invalid  int
+	}{
+		{"no limit, 10^18", seqTracker{}, []int{1, 1_000_000_000_000_000_000}, 1, 1},
+		{"no limit, just above seqLimitUnknown", seqTracker{}, []int{1, seqLimitUnknown + 1}, 1, 1},
+		{"no limit, seqLimitUnknown itself", seqTracker{}, []int{1, seqLimitUnknown}, 2, 0},
+		{"limit 4, 5 and 4", newSeqTracker(4), []int{1, 5, 4}, 2, 1},
+		{"limit 4, 0 and -1", newSeqTracker(4), []int{0, -1, 2}, 1, 2},
+		{"limit 4, 2^62", newSeqTracker(4), []int{1 << 62, 1}, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := tt.tr
+			for _, s := range tt.seqs {
+				tr.observe(s)
+			}
+			limit := tr.limit
+			if limit <= 0 {
+				limit = seqLimitUnknown
+			}
+			if tr.received != tt.received || tr.invalid != tt.invalid || tr.dup != 0 || len(tr.seen) > limit/64+1 {
+				t.Errorf("received %d invalid %d dup %d, bitset %d words; want %d, %d, 0, at most %d",
+					tr.received, tr.invalid, tr.dup, len(tr.seen), tt.received, tt.invalid, limit/64+1)
+			}
+			acked := make([]bool, tr.maxSeq+1)
+			for s := 1; s < len(acked); s++ {
+				acked[s] = tr.has(s)
+			}
+			if lost, unacked := tr.finish(acked); lost != 0 || unacked != 0 {
+				t.Errorf("finish: lost %d unacked %d, want 0, 0 (every valid one acknowledged)", lost, unacked)
+			}
+		})
+	}
+}

@@ -77,7 +77,7 @@ func (r *run) openStream(ctx context.Context, i int) (*conn, error) {
 		return nil, err
 	}
 	_ = nc.SetDeadline(time.Time{})
-	c := &conn{idx: i, proto: r.cfg.Transport, stream: nc, subs: []*sub{{room: room}}, done: make(chan struct{})}
+	c := &conn{idx: i, proto: r.cfg.Transport, stream: nc, subs: []*sub{r.newSub(room)}, done: make(chan struct{})}
 	go r.readStream(c, resp.Body, boundary)
 	return c, nil
 }
