@@ -123,25 +123,40 @@ func centrifugoTargets(w func(string, ...any), id string, all map[string]runs, r
 	switch id {
 	case "S1":
 		// Centrifugo's medians are of its passing runs (denominator).
+		const cpuTarget = "S1 against Centrifugo: Herald's server CPU-s per 1k deliveries ≤ 1.0× Centrifugo's"
+		const rateTarget = "S1 against Centrifugo: Herald's deliveries/s ≥ 0.9× Centrifugo's"
 		cf, cfFailed := denominator(all, id+"-"+centrifugoServer, byRate)
-		if cfFailed {
-			failedRatio(w, "S1 against Centrifugo: Herald's server CPU-s per 1k deliveries ≤ 1.0× Centrifugo's", "Centrifugo")
-			failedRatio(w, "S1 against Centrifugo: Herald's deliveries/s ≥ 0.9× Centrifugo's", "Centrifugo")
+		switch {
+		case cfFailed:
+			failedRatio(w, cpuTarget, "Centrifugo")
+			failedRatio(w, rateTarget, "Centrifugo")
 			return
-		}
-		if cf == nil || cf.deliveries() <= 0 {
+		case cf == nil: // Centrifugo was not run: no targets
+			return
+		case cf.deliveries() <= 0:
+			unmeasuredRatio(w, cpuTarget, "Centrifugo's deliveries/s")
+			unmeasuredRatio(w, rateTarget, "Centrifugo's deliveries/s")
 			return
 		}
 		passed := all[id+"-herald"].passed()
-		hCPU, cfCPU := all[id+"-herald"].medianCPU(), all[id+"-"+centrifugoServer].passing().medianCPU()
-		if hCPU > 0 && cfCPU > 0 {
+		// A median CPU of 0 or less was not measured (-1: no run read its
+		// server's CPU, e.g. every run failed its setup): no ratio of it
+		// means anything, so the target is listed as not met.
+		switch hCPU, cfCPU := all[id+"-herald"].medianCPU(), all[id+"-"+centrifugoServer].passing().medianCPU(); {
+		case hCPU <= 0:
+			unmeasuredRatio(w, cpuTarget, "Herald's server CPU-s per 1k deliveries")
+		case cfCPU <= 0:
+			unmeasuredRatio(w, cpuTarget, "Centrifugo's server CPU-s per 1k deliveries")
+		default:
 			r := hCPU / cfCPU
-			w("| S1 against Centrifugo: Herald's server CPU-s per 1k deliveries ≤ 1.0× Centrifugo's (medians, %.4f against %.4f) | %.2f× | %s |\n",
-				hCPU, cfCPU, r, yes(r <= cfCPUTarget && passed))
+			w("| %s (medians, %.4f against %.4f) | %.2f× | %s |\n", cpuTarget, hCPU, cfCPU, r, yes(r <= cfCPUTarget && passed))
+		}
+		if h.deliveries() < 0 {
+			unmeasuredRatio(w, rateTarget, "Herald's deliveries/s")
+			return
 		}
 		r := h.deliveries() / cf.deliveries()
-		w("| S1 against Centrifugo: Herald's deliveries/s ≥ 0.9× Centrifugo's (medians, %.0f against %.0f) | %.2f× | %s |\n",
-			h.deliveries(), cf.deliveries(), r, yes(r >= cfRateTarget && passed))
+		w("| %s (medians, %.0f against %.0f) | %.2f× | %s |\n", rateTarget, h.deliveries(), cf.deliveries(), r, yes(r >= cfRateTarget && passed))
 	case "S3":
 		w("| S3 against Centrifugo: ≤ 10 KiB server RSS per idle subscribed socket (after the 20 s idle; Centrifugo: %s) | %.1f KiB | %s |\n",
 			beside(cf, (*result).idleRSS, h.idleRSS(), "%.1f KiB"), h.idleRSS(), yes(h.idleRSS() > 0 && h.idleRSS() <= cfIdleKiB && h.Pass))

@@ -261,6 +261,13 @@ func failedRatio(w func(string, ...any), target, who string) {
 	w("| %s | — (every %s run failed: nothing to divide by) | **no** |\n", target, who)
 }
 
+// unmeasuredRatio writes a ratio target one of whose sides, what, was not
+// measured: not met, and listed all the same, so that a target never
+// silently drops out of the table.
+func unmeasuredRatio(w func(string, ...any), target, what string) {
+	w("| %s | — (%s not measured) | **no** |\n", target, what)
+}
+
 // clean reports whether no run lost, duplicated or reordered anything.
 func (rs runs) clean() bool {
 	for _, r := range rs {
@@ -382,10 +389,17 @@ func render(all map[string]runs, dr designResults, m meta) string {
 		// passed, as events whose post failed are never counted lost.
 		clean := all["S4-herald"].clean() && all["S4-herald"].passed()
 		w("| S4: p99 publish-to-delivery ≤ 50 ms, zero lost | %.1f ms, %s | %s |\n", h.p99(), h.anomalies(), yes(h.p99() >= 0 && h.p99() <= 50 && clean))
+		const s4Ratio = "S4 (issue 14): Herald's p99 ≤ 1.2× the baseline's, zero lost"
 		bl, blFailed := denominator(all, "S4-baseline", byP99)
-		if blFailed {
-			failedRatio(w, "S4 (issue 14): Herald's p99 ≤ 1.2× the baseline's, zero lost", "baseline")
-		} else if bl != nil && bl.p99() > 0 {
+		switch {
+		case blFailed:
+			failedRatio(w, s4Ratio, "baseline")
+		case bl == nil: // the baseline was not run: no target
+		case bl.p99() <= 0:
+			unmeasuredRatio(w, s4Ratio, "the baseline's p99")
+		case h.p99() < 0:
+			unmeasuredRatio(w, s4Ratio, "Herald's p99")
+		default:
 			r := h.p99() / bl.p99()
 			w("| S4 (issue 14): Herald's p99 ≤ 1.2× the baseline's, zero lost (median-p99 runs, %.1f against %.1f ms) | %.2f× | %s |\n",
 				h.p99(), bl.p99(), r, yes(r >= 0 && r <= s4P99Target && clean))

@@ -84,17 +84,23 @@ func sseTargets(w func(string, ...any), id string, all map[string]runs, results 
 	}
 	switch id {
 	case "S1":
+		const target = "S1 over SSE: Herald's deliveries/s on event streams ≥ 0.9× on WebSockets"
 		var wsFailed bool
 		if ws, wsFailed = denominator(all, id+"-herald", byRate); wsFailed {
-			failedRatio(w, "S1 over SSE: Herald's deliveries/s on event streams ≥ 0.9× on WebSockets", "WebSocket")
+			failedRatio(w, target, "WebSocket")
 			return
 		}
-		if ws == nil || ws.deliveries() <= 0 {
+		switch {
+		case ws == nil || ws.deliveries() <= 0:
+			unmeasuredRatio(w, target, "Herald's deliveries/s on WebSockets")
+			return
+		case sse.deliveries() < 0:
+			unmeasuredRatio(w, target, "Herald's deliveries/s on event streams")
 			return
 		}
 		rate := sse.deliveries() / ws.deliveries()
-		w("| S1 over SSE: Herald's deliveries/s on event streams ≥ 0.9× on WebSockets (%.0f against %.0f) | %.2f× | %s |\n",
-			sse.deliveries(), ws.deliveries(), rate, yes(rate >= sseRateTarget && all[id+"-"+sseServer].passed()))
+		w("| %s (%.0f against %.0f) | %.2f× | %s |\n",
+			target, sse.deliveries(), ws.deliveries(), rate, yes(rate >= sseRateTarget && all[id+"-"+sseServer].passed()))
 	case "S3":
 		wsIdle := "not run"
 		if ws != nil {
