@@ -543,8 +543,10 @@ func (c *wsConn) chooseClose(code int, reason string, kind closeKind) (chosen bo
 			c.t.metrics.closeCounter(code).Inc()
 		}
 		if c.closeAbrupt {
-			// Unblock a write stuck on a peer that does not read.
-			_ = c.wire().setWriteDeadline(time.Now().Add(closeGrace))
+			// Unblock a write stuck on a peer that does not read, and
+			// keep it unblocked: a writer that saw no close yet may be
+			// about to extend its deadline (extendWriteDeadline).
+			_ = c.wire().limitWriteDeadline(time.Now().Add(closeGrace))
 		}
 		c.queue.seal()
 		c.queue.wake() // a writer sends the close frame

@@ -91,6 +91,11 @@ type deadlineConn struct {
 
 	mu            sync.Mutex
 	writeDeadline time.Time // the last one passed on
+	// closeBy, once set (see limitWriteDeadline), is a write deadline no
+	// later one passes: an abrupt close's, which a writer extending its
+	// deadline at the same moment must not push back to a full
+	// WriteTimeout.
+	closeBy time.Time
 }
 
 // errNotTheWriter is what gorilla gets when it writes to a sealed socket.
@@ -126,10 +131,28 @@ func (d *deadlineConn) SetWriteDeadline(t time.Time) error {
 	return d.setWriteDeadline(t)
 }
 
-// setWriteDeadline sets the write deadline for the socket's writer.
+// setWriteDeadline sets the write deadline for the socket's writer, no
+// later than one limitWriteDeadline set.
 func (d *deadlineConn) setWriteDeadline(t time.Time) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.setWriteDeadlineLocked(t)
+}
+
+// limitWriteDeadline sets the write deadline to t and keeps every later
+// one at t or before: a write stuck on a peer that does not read gives up
+// by then, whatever the writer sets meanwhile.
+func (d *deadlineConn) limitWriteDeadline(t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closeBy = t
+	return d.setWriteDeadlineLocked(t)
+}
+
+func (d *deadlineConn) setWriteDeadlineLocked(t time.Time) error {
+	if !d.closeBy.IsZero() && (t.IsZero() || t.After(d.closeBy)) {
+		t = d.closeBy // no deadline (zero) is the latest of all
+	}
 	if t.Equal(d.writeDeadline) {
 		return nil
 	}
