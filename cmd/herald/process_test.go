@@ -51,11 +51,16 @@ func launchProcessAfter(t *testing.T, shell, name string, args ...string) *heral
 	t.Helper()
 	addr := freeAddr(t)
 	p := &heraldProcess{t: t, name: name, addr: addr, logs: &testrig.LogBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(os.Args[0], append([]string{"--addr", addr}, args...)...)
+	self, err := os.Executable() // absolute: the process runs in another directory
+	if err != nil {
+		t.Fatalf("find the test binary: %v", err)
+	}
+	p.cmd = exec.Command(self, append([]string{"--addr", addr}, args...)...)
 	if shell != "" {
-		p.cmd = exec.Command("/bin/sh", append([]string{"-c", shell + `; exec "$0" "$@"`, os.Args[0], "--addr", addr}, args...)...)
+		p.cmd = exec.Command("/bin/sh", append([]string{"-c", shell + `; exec "$0" "$@"`, self, "--addr", addr}, args...)...)
 	}
 	p.cmd.Env = append(os.Environ(), runAsHeraldEnv+"=1")
+	p.cmd.Dir = t.TempDir() // a default --data-dir (./data) lands there, not in the source tree
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
