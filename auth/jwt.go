@@ -20,6 +20,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/heraldhq/herald/internal/surrogate"
+	"github.com/heraldhq/herald/internal/urlcred"
 )
 
 const (
@@ -208,9 +209,15 @@ func CheckJWKSURL(raw string) error {
 }
 
 func parseJWKSURL(raw string) (*url.URL, error) {
+	if strings.Contains(raw, "#") {
+		// No request carries a fragment. A "#" in a password or token
+		// ends the host where it stands, and url.Parse would quote the
+		// password's start as a port, or take it for the host.
+		return nil, errors.New(`has a "#", which no request sends: write a "#" in a password or token as %23`)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("is not a URL: %s", urlcred.ParseProblem(raw, err))
 	}
 	if err := checkJWKSURL(u); err != nil {
 		return nil, err

@@ -580,6 +580,14 @@ func TestNewJWTConfigErrors(t *testing.T) {
 		// re-escaped as url.URL writes it back ("!" as "%21").
 		{"URL without a host, with a password", JWTOptions{JWKSURL: "https://alice:s3cret!pw@/jwks"},
 			`auth: jwt: JWKSURL: "https://alice:xxxxx@/jwks" is not an absolute URL`},
+		// A "#" in a password ends the host, and url.Parse quotes the
+		// password's start as a port: neither error shows any of it.
+		{"password with a #", JWTOptions{JWKSURL: "https://alice:s3#cret@idp.example/jwks"},
+			`auth: jwt: JWKSURL: has a "#", which no request sends: write a "#" in a password or token as %23`},
+		{"password with a ?", JWTOptions{JWKSURL: "https://alice:s3?cret@idp.example/jwks"},
+			`auth: jwt: JWKSURL: is not a URL: invalid port after host`},
+		{"bad port, no credentials", JWTOptions{JWKSURL: "https://idp.example:44x3/jwks"},
+			`auth: jwt: JWKSURL: is not a URL: invalid port ":44x3" after host`},
 		{"ftp URL", JWTOptions{JWKSURL: "ftp://idp.example/jwks"}, `scheme "ftp" is not http or https`},
 		{"unreachable URL", JWTOptions{JWKSURL: downURL}, "auth: jwt: fetching JWKS from " + downURL + ": dial tcp"},
 		{"URL not found", JWTOptions{JWKSURL: notFound.URL + "/jwks"},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
+	"github.com/heraldhq/herald/internal/urlcred"
 	"github.com/heraldhq/herald/server"
 )
 
@@ -358,12 +359,17 @@ func (c config) validate() error {
 		bad("allowed-origins", "names no origin; leave it unset (or empty) for the mode's default")
 	}
 	for _, u := range c.NATSURLs {
+		userinfo, _ := urlcred.UserPart(u)
 		if !strings.Contains(u, "://") {
 			bad("nats-url", "%q is not a URL; write nats://host:4222", u)
+		} else if strings.ContainsAny(userinfo, "/?#") {
+			// A NATS URL has no path, query or fragment: the "@" after
+			// one ends a password or token that ended the host early.
+			bad("nats-url", `%q: its password or token holds a "/", "?" or "#", which ends a URL's host; write them %%2F, %%3F and %%23`, u)
 		} else if _, err := url.Parse(u); err != nil {
 			// Here, not at the dial: this error goes through
 			// hideCredentials, and the URL may carry a token.
-			bad("nats-url", "%q is not a URL: %v", u, errors.Unwrap(err))
+			bad("nats-url", "%q is not a URL: %s", u, urlcred.ParseProblem(u, err))
 		}
 	}
 	if !validStreamName(c.Stream) {
@@ -627,12 +633,7 @@ func credentialForms(raw string) []credential {
 			forms = append(forms, credential{shown + "@", "xxxxx@"})
 		}
 	}
-	rest := raw
-	if _, after, ok := strings.Cut(raw, "://"); ok {
-		rest = after
-	}
-	if at := strings.LastIndex(rest, "@"); at > 0 {
-		userinfo := rest[:at]
+	if userinfo, ok := urlcred.UserPart(raw); ok {
 		user, password, ok := strings.Cut(userinfo, ":")
 		add(userinfo, user, password, ok)
 	}

@@ -27,6 +27,15 @@ func TestConfigErrorsHideCredentialsHoweverWritten(t *testing.T) {
 		{"jwks token with *, no host", jwks("https://t0ken*s3cret@/jwks"), "--jwks-url (HERALD_JWKS_URL)", "s3cret"},
 		{"nats password with an @", []string{"--nats-url", "alice:pass@w0rd-s3cret@nats:4222"}, "is not a URL", "s3cret"},
 		{"nats token with an @", []string{"--nats-url", "t0ken@s3cret-value@nats:4222"}, "is not a URL", "s3cret"},
+		// An unescaped "#", "?" or "/" ends the host where it stands: url.Parse
+		// quotes the password's start as a port, or takes it for the host.
+		{"nats password with a #", []string{"--nats-url", "nats://alice:s3cret#pw@nats:4222"}, "write them %2F, %3F and %23", "s3cret"},
+		{"nats password with a ?", []string{"--nats-url", "nats://alice:s3cret?pw@nats:4222"}, "write them %2F, %3F and %23", "s3cret"},
+		{"nats token with a /", []string{"--nats-url", "nats://s3cret/t0ken@nats:4222"}, "write them %2F, %3F and %23", "s3cret"},
+		{"nats token with a #", []string{"--nats-url", "nats://s3cret#t0ken@nats:4222"}, "write them %2F, %3F and %23", "s3cret"},
+		{"nats password, bad port", []string{"--nats-url", "nats://alice:s3cret@nats:42x2"}, "is not a URL: invalid port", "s3cret"},
+		{"jwks password with a #", jwks("https://alice:s3cret#pw@idp.example/jwks"), `has a "#"`, "s3cret"},
+		{"jwks password with a ?", jwks("https://alice:s3cret?pw@idp.example/jwks"), "is not a URL: invalid port after host", "s3cret"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parseConfig(tt.args, noEnv, io.Discard)
