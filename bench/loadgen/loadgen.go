@@ -1338,9 +1338,14 @@ func (r *run) newSub(room int) *sub {
 	return &sub{room: room, tr: newSeqTracker(r.cfg.Events)}
 }
 
+// sub is the subscription id names, exactly as the load generator wrote
+// it: "01" or "+1" is no id of ours, though strconv reads it as 1.
 func (c *conn) sub(id string) *sub {
+	if id == "" || id[0] < '1' || id[0] > '9' {
+		return nil
+	}
 	j, err := strconv.Atoi(id)
-	if err != nil || j < 1 || j > len(c.subs) {
+	if err != nil || j > len(c.subs) {
 		return nil
 	}
 	return c.subs[j-1]
@@ -1387,8 +1392,9 @@ func (r *run) stray(c *conn, category string, msg []byte) {
 // "probe|<room>|<round>" a liveness probe. msg is not kept. A msg that is
 // not valid JSON (a frame cut short) is a bad frame, not a delivery: the
 // fast paths that lead here only look at its first bytes. A text marked
-// "lg|" that does not parse is no event of ours, so it is foreign, as is
-// any other result that is not the load generator's.
+// "lg|" or "probe|" that does not parse is no event or probe of ours, so
+// it is foreign, as is any other result that is not the load generator's;
+// an event or probe of another room is misrouted.
 func (r *run) result(c *conn, s *sub, msg []byte, now time.Time) {
 	if !validJSON(msg) {
 		r.badFrame(c, "bad-frame", msg)
@@ -1420,7 +1426,13 @@ func (r *run) result(c *conn, s *sub, msg []byte, now time.Time) {
 	}
 	if i := bytes.Index(msg, markerProbe); i >= 0 {
 		room, _, _, ok := parseFields(msg[i+len(markerProbe):], 2)
-		if ok && room == s.room {
+		switch {
+		case !ok: // no probe of ours, as a bad "lg|" text is no event
+			r.foreign.Add(1)
+			r.errorf("bad-text", "conn %d: %.200s", c.idx, msg)
+		case room != s.room:
+			s.misrouted++
+		default:
 			s.probe.Store(true)
 		}
 		return

@@ -153,19 +153,25 @@ func TestForeignResultFailsTheRun(t *testing.T) {
 
 // TestDeliveryOnUnopenedSubscriptionIsMisrouted: a delivery on a
 // subscription id the connection never opened is misrouted, which fails
-// the run; it used to be only an "unknown-id" error.
+// the run; it used to be only an "unknown-id" error. An id is the one
+// written, not a number strconv reads the same ("01" and "+1" are not
+// "1", whose event they would otherwise repeat as a duplicate).
 func TestDeliveryOnUnopenedSubscriptionIsMisrouted(t *testing.T) {
-	rep := runAgainstFake(t, &fakeServer{deliver: func(f *fakeServer, n, seq int, room, text string, subs []*fakeSub) {
-		toAll(subs, text)
-		if n == 3 {
-			wrong := *subs[0]
-			wrong.id = "7"
-			wrong.send(text)
-		}
-	}}, nil)
-	wantFailure(t, rep, "delivery: 0 lost, 0 duplicated, 0 reordered, 1 misrouted")
-	if rep.Delivery.Misrouted != 1 || rep.Errors["unknown-id"] != 1 {
-		t.Errorf("misrouted %d, errors %v; want 1 misrouted, 1 unknown-id", rep.Delivery.Misrouted, rep.Errors)
+	for _, id := range []string{"7", "0", "01", "+1", "-1", " 1", "1 "} {
+		t.Run(id, func(t *testing.T) {
+			rep := runAgainstFake(t, &fakeServer{deliver: func(f *fakeServer, n, seq int, room, text string, subs []*fakeSub) {
+				toAll(subs, text)
+				if n == 3 {
+					wrong := *subs[0]
+					wrong.id = id
+					wrong.send(text)
+				}
+			}}, nil)
+			wantFailure(t, rep, "delivery: 0 lost, 0 duplicated, 0 reordered, 1 misrouted")
+			if rep.Delivery.Misrouted != 1 || rep.Errors["unknown-id"] != 1 {
+				t.Errorf("misrouted %d, errors %v; want 1 misrouted, 1 unknown-id", rep.Delivery.Misrouted, rep.Errors)
+			}
+		})
 	}
 }
 

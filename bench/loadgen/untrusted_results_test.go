@@ -25,6 +25,9 @@ func TestImpossibleEventsFailTheRun(t *testing.T) {
 		{"a field missing", "lg|0|1", "delivery: 1 results that are no event or probe", 1, 0},
 		{"sequence above the events published", "lg|0|11|1", "delivery: 0 lost, 0 duplicated, 0 reordered, 1 misrouted", 0, 1},
 		{"sequence of 18 digits", "lg|0|999999999999999999|1", "delivery: 0 lost, 0 duplicated, 0 reordered, 1 misrouted", 0, 1},
+		{"probe round not a number", "probe|0|x", "delivery: 1 results that are no event or probe", 1, 0},
+		{"probe with a third field", "probe|0|1|1", "delivery: 1 results that are no event or probe", 1, 0},
+		{"probe of another room", "probe|1|1", "delivery: 0 lost, 0 duplicated, 0 reordered, 1 misrouted", 0, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -162,6 +162,7 @@ func TestUnmeasuredRatioTargetsAreListedNotMet(t *testing.T) {
 		cfRate = "| S1 against Centrifugo: Herald's deliveries/s"
 		s4     = "| S4 (issue 14): Herald's p99 ≤ 1.2× the baseline's"
 		sse    = "| S1 over SSE: Herald's deliveries/s"
+		blCPU  = "| S1: Herald CPU-s per 1k deliveries ≤ 1.5× baseline"
 	)
 	tests := []struct {
 		name    string
@@ -177,6 +178,12 @@ func TestUnmeasuredRatioTargetsAreListedNotMet(t *testing.T) {
 		{"Centrifugo's rate 0", map[string]string{
 			"S1-herald": cpuRun(100000, 0.0100), "S1-centrifugo": cpuRun(0, 0.0100)},
 			[]string{cfCPU, cfRate}},
+		{"the baseline's server CPU not read", map[string]string{
+			"S1-herald": cpuRun(100000, 0.0100), "S1-baseline": noCPURun(100000)},
+			[]string{blCPU}},
+		{"Herald's server CPU not read, against the baseline", map[string]string{
+			"S1-herald": noCPURun(100000), "S1-baseline": cpuRun(100000, 0.0100)},
+			[]string{blCPU}},
 		{"the baseline's S4 p99 not measured", map[string]string{
 			"S4-herald": latencyRun(12, 0), "S4-baseline": noLatencyRun},
 			[]string{s4}},
