@@ -349,6 +349,9 @@ type wsConn struct {
 	// starts after goAway has found none running.
 	singles int
 	leaving bool
+	// opsGrown and endingGrown: ops or ending held more than smallOps
+	// since they were made (see deleteOp).
+	opsGrown, endingGrown bool
 
 	wg sync.WaitGroup // the writer and queries/mutations in flight
 }
