@@ -28,22 +28,27 @@ func TestRFC6455AllWritersStayBetweenFrames(t *testing.T) {
 			c.start(p, streamQuery, map[string]any{"r": room})
 			waitFor(t, "the subscription", func() bool { return r.members() == 1 })
 			bg := newBackground(t)
-			sent := 0
+			posted := make(chan error, 1) // why the poster stopped, if it did
 			bg.wg.Go(func() {
 				i := 0
-				_ = postEvents(r, room, 60, bg.stop, func() error {
+				posted <- postEvents(r, room, 60, bg.stop, func() error {
 					err := c.pings(i, 5)
 					i += 5
 					return err
 				})
 			})
-			_ = sent
 			events, pongs, serverPings := 0, 0, 0
 			deadline := time.Now().Add(40 * time.Second)
 			for events < 60 {
 				g, err := rfcRead(c, time.Until(deadline))
 				if err != nil {
-					t.Fatalf("after %d events, %d pongs: %v", events, pongs, err)
+					poster := "still posting"
+					select {
+					case perr := <-posted:
+						poster = fmt.Sprintf("the poster ended with %v", perr)
+					default:
+					}
+					t.Fatalf("after %d events, %d pongs, %d server pings (%s): %v", events, pongs, serverPings, poster, err)
 				}
 				switch g.op {
 				case rawText:
