@@ -139,18 +139,7 @@ func centrifugoTargets(w func(string, ...any), id string, all map[string]runs, r
 			return
 		}
 		passed := all[id+"-herald"].passed()
-		// A median CPU of 0 or less was not measured (-1: no run read its
-		// server's CPU, e.g. every run failed its setup): no ratio of it
-		// means anything, so the target is listed as not met.
-		switch hCPU, cfCPU := all[id+"-herald"].medianCPU(), all[id+"-"+centrifugoServer].passing().medianCPU(); {
-		case hCPU <= 0:
-			unmeasuredRatio(w, cpuTarget, "Herald's server CPU-s per 1k deliveries")
-		case cfCPU <= 0:
-			unmeasuredRatio(w, cpuTarget, "Centrifugo's server CPU-s per 1k deliveries")
-		default:
-			r := hCPU / cfCPU
-			w("| %s (medians, %.4f against %.4f) | %.2f× | %s |\n", cpuTarget, hCPU, cfCPU, r, yes(r <= cfCPUTarget && passed))
-		}
+		s1CPURatio(w, all, cpuTarget, id+"-"+centrifugoServer, "Centrifugo", cfCPUTarget)
 		if h.deliveries() < 0 {
 			unmeasuredRatio(w, rateTarget, "Herald's deliveries/s")
 			return
