@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -91,7 +92,9 @@ const (
 func rateLimitedError(what string, wait time.Duration) *gqlerror.Error {
 	secs := math.Ceil(wait.Seconds()*1000) / 1000
 	return &gqlerror.Error{
-		Message:    fmt.Sprintf("%s; retry in %.3gs", what, secs),
+		// The seconds as retryAfter has them: %g would round them down
+		// ("12.3s" for 12.345) or write 1,234.5 as "1.23e+03s".
+		Message:    what + "; retry in " + strconv.FormatFloat(secs, 'f', -1, 64) + "s",
 		Extensions: map[string]any{"code": codeRateLimited, "retryAfter": secs},
 	}
 }
