@@ -28,6 +28,11 @@ type singleReq struct {
 	query  string // the URL's query string
 	body   any    // JSON body, if any: a string is sent as it is
 	accept string
+
+	// timeout, if set, bounds the whole request, the body read included:
+	// a request that should be answered at once fails rather than hangs
+	// when it opens a stream instead.
+	timeout time.Duration
 }
 
 // do sends q to r and returns the status and body.
@@ -49,7 +54,13 @@ func (r *replica) do(q singleReq) (int, string) {
 	if q.query != "" {
 		target += "?" + q.query
 	}
-	req, err := http.NewRequest(q.method, target, body)
+	ctx := context.Background()
+	if q.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, q.timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, q.method, target, body)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -70,7 +81,10 @@ func (r *replica) do(q singleReq) (int, string) {
 		r.t.Fatalf("%s /graphql: %v", q.method, err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil && q.timeout > 0 {
+		r.t.Fatalf("%s /graphql: %d, body %q cut short: %v", q.method, resp.StatusCode, b, err)
+	}
 	return resp.StatusCode, string(b)
 }
 
@@ -315,7 +329,9 @@ func TestSSESingleRequestErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := r.forTest(t)
-			status, body := r.do(tc.req)
+			req := tc.req
+			req.timeout = 10 * time.Second // these are answered at once: a stream opened by mistake would never end
+			status, body := r.do(req)
 			if status != tc.status || !strings.Contains(body, tc.msg) {
 				t.Fatalf("%d %s, want %d with %q", status, body, tc.status, tc.msg)
 			}
