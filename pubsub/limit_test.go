@@ -107,3 +107,42 @@ func TestReplicasNotLowered(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenJudgesByThePartitionsLimitNotTheDirectorys: the per-subject
+// limit replicas judge by is the partitions'; the directory's is always
+// unlimited and Open restores it (TestStreamUpdate). A directory whose
+// max_msgs_per_subject was set by hand must not make a replica starting
+// with the partitions' limit in force, while another replica is alive, be
+// refused as "raising" a limit (with advice to start with the directory's
+// limit, which the partitions would refuse): a rolling restart would stay
+// blocked until every replica stopped.
+func TestOpenJudgesByThePartitionsLimitNotTheDirectorys(t *testing.T) {
+	url := startNATS(t, true)
+	a := openLog(t, Options{URLs: []string{url}, Partitions: 2, MaxMsgsPerSubject: 6})
+	p, err := a.Presence(testCtx(t, 10*time.Second), PresenceOptions{Replica: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	mustAdd(t, a, "general", "room")
+
+	js := rawJS(t, url)
+	s, err := js.Stream(testCtx(t, 5*time.Second), "HERALD_ROOMS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgsPerSubject = 1 // discards nothing: a key has one entry
+	if _, err := js.UpdateStream(testCtx(t, 5*time.Second), cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err := Open(testCtx(t, 10*time.Second), Options{URLs: []string{url}, Partitions: 2, MaxMsgsPerSubject: 6, Logger: testLogger()})
+	if err != nil {
+		t.Fatalf("Open with the partitions' limit in force (6), a replica alive, the directory's per-subject limit set to 1 by hand: %v", err)
+	}
+	defer b.Close()
+	if got := b.MaxMsgsPerSubject(); got != 6 {
+		t.Errorf("MaxMsgsPerSubject = %d, want 6", got)
+	}
+}

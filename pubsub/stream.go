@@ -400,8 +400,9 @@ func checkPartitionKeepsSubjects(have, want jetstream.StreamConfig) error {
 
 // checkLimitKept refuses to change the partitions' per-subject limit from
 // the one in force (found[i] is what the look-up found of wants[i], nil if
-// nothing) while another replica is alive, and to lower it once the log
-// holds any entry, in the directory or any partition. (A legacy stream's
+// nothing; [0] is the directory, whose own limit is not compared) while
+// another replica is alive, and to lower it once the log holds any entry,
+// in the directory or any partition. (A legacy stream's
 // entries do not count: nothing judges them by the partitions' limit, and
 // the migration copies them under the limit of the replica that runs it.)
 //
@@ -427,6 +428,11 @@ func (l *Log) checkLimitKept(ctx context.Context, found []*jetstream.StreamInfo,
 			continue
 		}
 		entries += info.State.Msgs
+		if i == 0 {
+			// The directory's limit is no one's to judge by: it keeps
+			// every entry, and reconcile restores that if it was changed.
+			continue
+		}
 		switch {
 		case lowered == nil && limitLowered(info.Config, wants[i]):
 			lowered = info
