@@ -92,20 +92,12 @@ func TestFailedStartReleasesEverything(t *testing.T) {
 // listener gone), the app reports it on Err, which run turns into exit
 // code 1, rather than staying up deaf.
 func TestServeFailureIsReported(t *testing.T) {
-	cfg := testConfig(t, t.TempDir())
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	a, err := startApp(ctx, cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := startStoppedByTest(t, testConfig(t, t.TempDir()), slog.LevelWarn)
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = a.Stop(stopCtx) // the listener is closed already: Shutdown may say so
 	}()
-	waitReady(t, a)
 	_ = a.listener.Close()
 	select {
 	case err := <-a.Err():
@@ -124,14 +116,7 @@ func TestStopHonoursShutdownTimeout(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	cfg.DrainTimeout = 0
 	cfg.ShutdownTimeout = 500 * time.Millisecond
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	a, err := startApp(ctx, cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitReady(t, a)
+	a := startStoppedByTest(t, cfg, slog.LevelError)
 
 	conn, err := net.Dial("tcp", a.Addr())
 	if err != nil {
@@ -181,14 +166,7 @@ func TestStopCutShortByContext(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	cfg.DrainTimeout = 30 * time.Second
 	cfg.ShutdownTimeout = 2 * time.Second
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	a, err := startApp(ctx, cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitReady(t, a)
+	a := startStoppedByTest(t, cfg, slog.LevelError)
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancelStop()
 	begun := time.Now()
@@ -234,14 +212,7 @@ func heraldGoroutines() map[string]string {
 func TestStopLeavesNoGoroutines(t *testing.T) {
 	before := heraldGoroutines()
 	cfg := testConfig(t, t.TempDir())
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	a, err := startApp(ctx, cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitReady(t, a)
+	a := startStoppedByTest(t, cfg, slog.LevelError)
 	createRoom(t, a.Addr(), "alice", "goroutines")
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancelStop()
@@ -391,18 +362,11 @@ func TestStopReportsEventLogNotClosed(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	cfg.NATSURLs = []string{"nats://" + proxy.addr()}
 	cfg.ShutdownTimeout = time.Second
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	a, err := startApp(ctx, cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitReady(t, a)
+	a := startStoppedByTest(t, cfg, slog.LevelError)
 	proxy.freeze()
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancelStop()
-	err = a.Stop(stopCtx)
+	err := a.Stop(stopCtx)
 	if err == nil || !strings.Contains(err.Error(), "close the event log") {
 		t.Fatalf("Stop with NATS hung = %v; want it to report that the event log was not closed cleanly", err)
 	}
@@ -417,14 +381,7 @@ func TestDrainGivesSocketsShutdownTimeout(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	cfg.DrainTimeout = 200 * time.Millisecond
 	cfg.ShutdownTimeout = 4 * time.Second
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	a, err := startApp(ctx, cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitReady(t, a)
+	a := startStoppedByTest(t, cfg, slog.LevelError)
 	conn := dialTransportWS(t, a.Addr())
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if err := conn.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"user": "alice"}}); err != nil {
@@ -487,4 +444,19 @@ func TestPprofBeyondLoopbackIsWarned(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startStoppedByTest starts a replica logging at level and waits until it
+// is ready, for a test that stops it itself.
+func startStoppedByTest(t *testing.T, cfg config, level slog.Level) *app {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	a, err := startApp(ctx, cfg, logger)
+	if err != nil {
+		t.Fatalf("start herald: %v", err)
+	}
+	waitReady(t, a)
+	return a
 }
