@@ -3,38 +3,37 @@ package pubsub
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-// holdProxy forwards TCP between NATS clients and a NATS server; while
-// held, nothing goes from the server to the clients (requests reach the
-// server and are served, their answers wait), as on a congested link.
-type holdProxy struct {
-	ln     net.Listener
-	target string
+// natsProxy forwards TCP between NATS clients and a NATS server on
+// loopback. Before forwarding a chunk to the server or to a client it
+// calls toServer or toClient (nil: nothing), which a test uses to slow or
+// hold that direction.
+type natsProxy struct {
+	ln                 net.Listener
+	target             string
+	toServer, toClient func()
 
 	mu    sync.Mutex
-	gate  chan struct{} // non-nil while held
 	conns []net.Conn
 	wg    sync.WaitGroup
 }
 
-func newHoldProxy(t *testing.T, natsURL string) *holdProxy {
+func newNATSProxy(t *testing.T, natsURL string, toServer, toClient func()) *natsProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := net.ResolveTCPAddr("tcp", natsURL[len("nats://"):])
-	p := &holdProxy{ln: ln, target: u.String()}
+	p := &natsProxy{ln: ln, target: strings.TrimPrefix(natsURL, "nats://"), toServer: toServer, toClient: toClient}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
-		p.release()
 		_ = ln.Close()
 		p.mu.Lock()
 		for _, c := range p.conns {
@@ -46,9 +45,9 @@ func newHoldProxy(t *testing.T, natsURL string) *holdProxy {
 	return p
 }
 
-func (p *holdProxy) url() string { return "nats://" + p.ln.Addr().String() }
+func (p *natsProxy) url() string { return "nats://" + p.ln.Addr().String() }
 
-func (p *holdProxy) accept() {
+func (p *natsProxy) accept() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.Accept()
@@ -64,21 +63,20 @@ func (p *holdProxy) accept() {
 		p.conns = append(p.conns, c, s)
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go func() { defer p.wg.Done(); _, _ = io.Copy(s, c); _ = s.Close() }()
-		go func() { defer p.wg.Done(); defer c.Close(); p.serverToClient(s, c) }()
+		go func() { defer p.wg.Done(); defer s.Close(); forwardChunks(c, s, p.toServer) }()
+		go func() { defer p.wg.Done(); defer c.Close(); forwardChunks(s, c, p.toClient) }()
 	}
 }
 
-func (p *holdProxy) serverToClient(from, to net.Conn) {
+// forwardChunks copies from to to until either fails, calling before (if
+// not nil) ahead of each chunk.
+func forwardChunks(from, to net.Conn, before func()) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := from.Read(buf)
 		if n > 0 {
-			p.mu.Lock()
-			g := p.gate
-			p.mu.Unlock()
-			if g != nil {
-				<-g
+			if before != nil {
+				before()
 			}
 			if _, werr := to.Write(buf[:n]); werr != nil {
 				return
@@ -87,6 +85,34 @@ func (p *holdProxy) serverToClient(from, to net.Conn) {
 		if err != nil {
 			return
 		}
+	}
+}
+
+// holdProxy is a natsProxy that, while held, lets nothing go from the
+// server to the clients (requests reach the server and are served, their
+// answers wait), as on a congested link.
+type holdProxy struct {
+	*natsProxy
+
+	mu   sync.Mutex
+	gate chan struct{} // non-nil while held
+}
+
+func newHoldProxy(t *testing.T, natsURL string) *holdProxy {
+	t.Helper()
+	h := &holdProxy{}
+	h.natsProxy = newNATSProxy(t, natsURL, nil, h.wait)
+	t.Cleanup(h.release) // before the proxy's own clean-up, which waits for its forwarders
+	return h
+}
+
+// wait blocks while the proxy is held.
+func (p *holdProxy) wait() {
+	p.mu.Lock()
+	g := p.gate
+	p.mu.Unlock()
+	if g != nil {
+		<-g
 	}
 }
 

@@ -4,88 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 )
 
-// lagProxy forwards TCP between NATS clients and a NATS server, holding
-// everything a client sends for lag before the server gets it, as on a
-// slow uplink: a client that does not wait for the server's answer runs
-// ahead of what the server knows.
-type lagProxy struct {
-	ln     net.Listener
-	target string
-	lag    time.Duration
-
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newLagProxy(t *testing.T, natsURL string, lag time.Duration) *lagProxy {
+// newLagProxy is a natsProxy that holds everything a client sends for lag
+// before the server gets it, as on a slow uplink: a client that does not
+// wait for the server's answer runs ahead of what the server knows.
+func newLagProxy(t *testing.T, natsURL string, lag time.Duration) *natsProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &lagProxy{ln: ln, target: strings.TrimPrefix(natsURL, "nats://"), lag: lag}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *lagProxy) url() string { return "nats://" + p.ln.Addr().String() }
-
-func (p *lagProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, s)
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go func() { defer p.wg.Done(); defer s.Close(); p.clientToServer(c, s) }()
-		go func() { defer p.wg.Done(); _, _ = io.Copy(c, s); _ = c.Close() }()
-	}
-}
-
-func (p *lagProxy) clientToServer(from, to net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := from.Read(buf)
-		if n > 0 {
-			time.Sleep(p.lag)
-			if _, werr := to.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
+	return newNATSProxy(t, natsURL, func() { time.Sleep(lag) }, nil)
 }
 
 // TestPresenceSignalWatchReadyOnReturn: WatchSignals returns only once
