@@ -26,6 +26,22 @@ func alicesRooms(t *testing.T, svc *chat.Service, name string) (private, public 
 	return private, public
 }
 
+// aliceAndBobsRoom is a private room alice created, named name, with bob
+// added as a member.
+func aliceAndBobsRoom(t *testing.T, svc *chat.Service, name string) chat.Room {
+	t.Helper()
+	ctx := context.Background()
+	alice := chat.Actor{ID: "alice"}
+	room, err := svc.CreatePrivateRoom(ctx, alice, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.AddMember(ctx, alice, room.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	return room
+}
+
 // TestMutationsNeedIdentity: every mutation that acts as someone refuses a
 // request without an identity with UNAUTHENTICATED, before chat is asked
 // anything, and changes nothing (schema: "Needs an identity"). Without

@@ -207,15 +207,9 @@ func TestRoomPresenceRefusals(t *testing.T) {
 // a room they have left.
 func TestUnsharedPresenceEndsForRemovedMember(t *testing.T) {
 	svc := startChat(t)
+	room := aliceAndBobsRoom(t, svc, "unshared-presence")
 	ctx := context.Background()
 	alice := chat.Actor{ID: "alice"}
-	room, err := svc.CreatePrivateRoom(ctx, alice, "unshared-presence")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.AddMember(ctx, alice, room.ID, "bob"); err != nil {
-		t.Fatal(err)
-	}
 	p := &recordingPresence{users: []string{"alice", "bob"}}
 	opts := Options{PresenceWindow: 10 * time.Millisecond, PresenceBurst: 20, TypingFor: time.Second, TypingEvery: time.Second}
 	r := &Resolver{chat: svc, epoch: 1, presence: p, opts: opts, typing: newTypingThrottle(opts.TypingEvery, typingKeep)}

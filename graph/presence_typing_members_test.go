@@ -179,15 +179,9 @@ func (p *racePresence) Signal(_ context.Context, _, user string) error {
 // test is the indicator running out.
 func TestPrivateTypingSignalRacingRemoval(t *testing.T) {
 	svc := startChat(t)
+	room := aliceAndBobsRoom(t, svc, "race")
 	ctx := context.Background()
 	alice := chat.Actor{ID: "alice"}
-	room, err := svc.CreatePrivateRoom(ctx, alice, "race")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.AddMember(ctx, alice, room.ID, "bob"); err != nil {
-		t.Fatal(err)
-	}
 	const window = 20 * time.Millisecond
 	p := &racePresence{present: []string{"alice", "bob"}}
 	opts := Options{PresenceWindow: window, PresenceBurst: 20, TypingFor: 20 * time.Second, TypingEvery: time.Millisecond}

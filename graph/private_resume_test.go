@@ -26,15 +26,9 @@ import (
 // refetched instead of stopping.
 func TestPrivateResumeForbiddenWhateverCursor(t *testing.T) {
 	svc := startChat(t)
+	room := aliceAndBobsRoom(t, svc, "secret")
 	ctx := context.Background()
 	alice := chat.Actor{ID: "alice"}
-	room, err := svc.CreatePrivateRoom(ctx, alice, "secret")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.AddMember(ctx, alice, room.ID, "bob"); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := svc.PostMessage(ctx, alice, room.ID, "hello", ""); err != nil {
 		t.Fatal(err)
 	}

@@ -206,18 +206,7 @@ func TestPresenceWritesNothingWhileNothingChanges(t *testing.T) {
 	seen.until(t, 5*time.Second, want...)
 
 	js := rawJS(t, url)
-	messages := func() uint64 {
-		t.Helper()
-		s, err := js.Stream(testCtx(t, 5*time.Second), "KV_"+p.opts.Bucket)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(testCtx(t, 5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.LastSeq
-	}
+	messages := func() uint64 { return membersLastSeq(t, js, p) }
 	// Measure from just after a refresh (every KeyTTL/3 since the start),
 	// so that a slow set-up (-race, a loaded machine) cannot put the next
 	// one inside the span.
