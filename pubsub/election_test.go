@@ -425,3 +425,58 @@ func TestUntilElected(t *testing.T) {
 		})
 	}
 }
+
+// TestReadKeyReachesWhatTheLeaderAcknowledged: a read's consumer is served
+// by any replica of its stream, and one of three may not have stored yet
+// the entries the leader acknowledged a moment ago (a restarted one, for
+// longer, as it catches up). ReadKey still reads up to the key's last
+// entry when it began: right after each append, and while a restarted
+// node catches up.
+func TestReadKeyReachesWhatTheLeaderAcknowledged(t *testing.T) {
+	t.Parallel()
+	c := startNATSCluster(t, 3)
+	l := openLog(t, Options{URLs: []string{c.url(0)}, Replicas: 3, Partitions: 1, ConnectTimeout: time.Second, SetupTimeout: 60 * time.Second})
+	var last uint64
+	// appendAndRead appends to room_a and reads it from that entry on,
+	// reporting whether the read reached it.
+	appendAndRead := func(data string) bool {
+		t.Helper()
+		last = mustAppendKeyed(t, l, "room_a", "posts", data, AppendOptions{ExpectLast: last}).Seq
+		got, err := l.ReadKey(testCtx(t, 10*time.Second), "room_a", last, func(Entry) error { return nil })
+		if err != nil {
+			t.Fatalf("ReadKey from seq %d: %v", last, err)
+		}
+		return got == last
+	}
+	const healthy = 300
+	short := 0
+	for i := range healthy {
+		if !appendAndRead(fmt.Sprint("healthy ", i)) {
+			short++
+		}
+	}
+	if short > 0 {
+		t.Errorf("%d of %d reads right after an append ended before it", short, healthy)
+	}
+
+	// Node 2 misses 2,000 entries, then catches up while reads go on.
+	c.stop(2)
+	var other uint64
+	for i := range 2000 {
+		other = mustAppendKeyed(t, l, "room_b", "posts", fmt.Sprint(i), AppendOptions{ExpectLast: other}).Seq
+	}
+	c.start(2)
+	short, reads := 0, 0
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && reads < 300; reads++ {
+		if !appendAndRead(fmt.Sprint("catching up ", reads)) {
+			short++
+		}
+	}
+	if short > 0 {
+		t.Errorf("%d of %d reads while a node caught up ended before the entry appended right before", short, reads)
+	}
+	got, err := l.ReadKey(testCtx(t, 10*time.Second), "room_b", other, func(Entry) error { return nil })
+	if err != nil || got != other {
+		t.Errorf("ReadKey(room_b) from its last entry = %d, %v; want %d", got, err, other)
+	}
+}

@@ -87,8 +87,8 @@ const (
 	// readMaxEmptyBatches bounds pull requests in a row that brought nothing
 	// although the consumer said entries were pending.
 	readMaxEmptyBatches = 3
-	// A read consumer is placed on its stream's leader, which may be
-	// another NATS node than the one this process is connected to. That
+	// A read consumer is placed on one of its stream's replicas, which may
+	// be another NATS node than the one this process is connected to. That
 	// node knows of the consumer only once its interest has crossed the
 	// route, which can be after the answer to the creation: a pull request
 	// sent meanwhile is answered "no responders" (a CI run saw it right
@@ -97,6 +97,17 @@ const (
 	// every interestRetry.
 	interestWait  = time.Second
 	interestRetry = 20 * time.Millisecond
+	// A read consumer's replica may not have stored yet what the stream's
+	// leader had acknowledged when the read began (see Log.read). While
+	// it has not, the read asks again every replicaLagRetry, for up to
+	// replicaLagWait; then it asks the leader whether those entries are
+	// still there, and fails if they are.
+	replicaLagRetry = 10 * time.Millisecond
+	replicaLagWait  = 5 * time.Second
+	// laggingReadBatch is the fewest entries a pull request of a read on a
+	// replicated stream may ask for, when its consumer's replica said at
+	// creation that fewer were pending than the leader holds.
+	laggingReadBatch = 64
 )
 
 // Retrying AddToDirectory while another add of the same key is in flight.
@@ -337,7 +348,9 @@ func (l *Log) KeyLastSeq(ctx context.Context, key string) (uint64, error) {
 // key (every subject herald-p<k>.<key>.>) with Seq >= fromSeq (0 or 1 = from
 // the first), up to at least the key's last entry when ReadKey started. It
 // returns the Seq of the last entry passed to fn (0 if none). A key without
-// entries costs two requests (create and delete a consumer).
+// entries costs two requests (create and delete a consumer), and one more
+// (the key's last sequence, asked of the stream's leader) when the log's
+// streams are replicated.
 //
 // If fn returns an error, ReadKey returns it wrapped with the sequence, and
 // the sequence of the last entry fn accepted.
@@ -352,6 +365,15 @@ func (l *Log) ReadKey(ctx context.Context, key string, fromSeq uint64, fn func(E
 // read calls fn for the entries of stream matching filter ("" = all) from
 // fromSeq on, up to at least the last one when read started, and returns the
 // last sequence passed to fn.
+//
+// A consumer of one replica is served by one of the stream's replicas,
+// chosen at random, not by its leader, and counts what is pending from
+// what that replica stored: a replica that has not stored the latest
+// acknowledged entries yet (one of three may lag its leader a moment, and
+// a restarted one catches up for longer) would end the read before them.
+// So, when the stream is replicated, read first asks the leader for the
+// last matching sequence (until), and goes on until it has handed out
+// that one, waiting for the replica to store it (replicaLagWait).
 //
 // It uses an ephemeral pull consumer configured like nats.go's ordered
 // consumer (no acks, one replica, in memory), drained with no-wait pull
@@ -376,6 +398,16 @@ func (l *Log) read(ctx context.Context, stream jetstream.Stream, name, filter st
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
+	var until uint64
+	if replicated(stream) {
+		last, err := l.lastSeqMatching(ctx, name, filterOrAll(filter))
+		if err != nil {
+			return 0, l.requestErr(err, "%s: ask the stream's leader for the last entry", what)
+		}
+		if last >= max(fromSeq, 1) {
+			until = last
+		}
+	}
 	cons, err := l.createEphemeral(ctx, stream, name, ephemeralConfig(filter, fromSeq, readInactiveThreshold))
 	if err != nil {
 		if ctx.Err() != nil {
@@ -386,21 +418,47 @@ func (l *Log) read(ctx context.Context, stream jetstream.Stream, name, filter st
 	defer l.deleteConsumer(ctx, name, cons)
 
 	info := cons.CachedInfo()
-	if info.NumPending == 0 {
+	if info.NumPending == 0 && until == 0 {
 		return 0, nil
 	}
-	p, err := newPuller(l.nc, name, info.Name, min(info.NumPending, readBatch))
+	batch := min(info.NumPending, readBatch)
+	if until != 0 {
+		batch = min(max(batch, laggingReadBatch), readBatch)
+	}
+	p, err := newPuller(l.nc, name, info.Name, batch)
 	if err != nil {
 		return 0, l.requestErr(err, "%s", what)
 	}
 	defer p.close()
-	return l.drain(ctx, cons, p, &delivery{what: what, pending: info.NumPending, toEntry: toEntry, fn: fn})
+	d := &delivery{what: what, pending: info.NumPending, until: until, toEntry: toEntry, fn: fn}
+	return l.drain(ctx, cons, p, d, func(ctx context.Context) (uint64, error) {
+		return l.lastSeqMatching(ctx, name, filterOrAll(filter))
+	})
+}
+
+// replicated reports whether stream keeps more than one replica, as Open
+// found it.
+func replicated(stream jetstream.Stream) bool {
+	info := stream.CachedInfo()
+	return info != nil && info.Config.Replicas > 1
+}
+
+// filterOrAll is filter, or the filter matching every subject for "".
+func filterOrAll(filter string) string {
+	if filter == "" {
+		return ">"
+	}
+	return filter
 }
 
 // drain pulls the entries of cons, with p, and hands them to d until d is
-// done, or cons says none are pending after a pull request brought none.
-// It returns the last sequence d handed out.
-func (l *Log) drain(ctx context.Context, cons jetstream.Consumer, p *puller, d *delivery) (uint64, error) {
+// done, or cons says none are pending after a pull request brought none
+// and d has reached d.until (see read; leaderLast asks the stream's leader
+// again). It returns the last sequence d handed out.
+func (l *Log) drain(ctx context.Context, cons jetstream.Consumer, p *puller, d *delivery,
+	leaderLast func(context.Context) (uint64, error),
+) (uint64, error) {
+	var lagging time.Time // when cons was first found behind d.until
 	for empty := 0; ; {
 		n, done, err := l.readBatch(ctx, p, d)
 		if err != nil || done {
@@ -426,14 +484,56 @@ func (l *Log) drain(ctx context.Context, cons jetstream.Consumer, p *puller, d *
 			return d.last, fmt.Errorf("%s after seq %d: deliveries %d to %d never arrived: lost in transit; read again",
 				d.what, d.last, d.dseq+1, info.Delivered.Consumer)
 		}
+		// What the consumer has now: entries its replica stored since.
+		d.pending = d.delivered + info.NumPending
 		if info.NumPending == 0 {
-			return d.last, nil
+			if d.last >= d.until {
+				return d.last, nil
+			}
+			if lagging.IsZero() {
+				lagging = time.Now()
+			}
+			if err := l.awaitReplica(ctx, d, lagging, leaderLast); err != nil || d.last >= d.until {
+				return d.last, err
+			}
+			continue
 		}
 		if empty++; empty >= readMaxEmptyBatches {
 			return d.last, fmt.Errorf("%s after seq %d: %d entries pending but %d pull requests in a row brought none",
 				d.what, d.last, info.NumPending, empty)
 		}
 	}
+}
+
+// awaitReplica waits replicaLagRetry for the replica serving a read to store
+// the entries up to d.until, which it lacks since lagging. Once it has
+// lacked them for l.lagWait (replicaLagWait), it asks the stream's leader (leaderLast)
+// for its last matching entry: if that is no later than what d handed out
+// (the entries after it are gone: retention or a purge), the read is done,
+// and d.until lowered to say so; otherwise the read fails.
+func (l *Log) awaitReplica(ctx context.Context, d *delivery, lagging time.Time,
+	leaderLast func(context.Context) (uint64, error),
+) error {
+	if time.Since(lagging) < l.lagWait {
+		pause := time.NewTimer(replicaLagRetry)
+		defer pause.Stop()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s after seq %d: waiting for the consumer's replica to store seq %d: %w", d.what, d.last, d.until, ctx.Err())
+		case <-pause.C:
+			return nil
+		}
+	}
+	last, err := leaderLast(ctx)
+	if err != nil {
+		return l.requestErr(err, "%s after seq %d: ask the stream's leader for the last entry", d.what, d.last)
+	}
+	if last <= d.last {
+		d.until = d.last
+		return nil
+	}
+	return fmt.Errorf("%s after seq %d: the consumer's replica of the stream has not stored seq %d, which the stream's leader holds, in %s; read again",
+		d.what, d.last, last, l.lagWait)
 }
 
 // readBatch is pullBatch, sent again while the consumer, just created, is
@@ -461,7 +561,12 @@ func (l *Log) readBatch(ctx context.Context, p *puller, d *delivery) (uint64, bo
 // now, or no reply came for readIdle. It returns how many entries came and
 // whether d is done.
 func (l *Log) pullBatch(ctx context.Context, p *puller, d *delivery) (n uint64, done bool, err error) {
-	want := min(max(d.pending-d.delivered, 1), readBatch)
+	// Once the consumer's count is spent, d may still wait for entries
+	// its replica had not stored (d.until): ask for a full batch.
+	want := p.batch
+	if d.pending > d.delivered {
+		want = min(d.pending-d.delivered, p.batch)
+	}
 	if err := p.request(want); err != nil {
 		return 0, false, l.requestErr(err, "%s after seq %d: pull", d.what, d.last)
 	}
@@ -497,7 +602,8 @@ func (l *Log) pullBatch(ctx context.Context, p *puller, d *delivery) (n uint64, 
 // delivery is where a read is: what it handed to fn so far.
 type delivery struct {
 	what    string // the read, for errors
-	pending uint64 // entries the consumer had when it was created
+	pending uint64 // entries the consumer had when it was created, or when last asked
+	until   uint64 // the last matching entry on the stream's leader when the read began; 0: none to wait for
 	toEntry entryMaker
 	fn      func(Entry) error
 
@@ -525,7 +631,7 @@ func (d *delivery) take(msg *nats.Msg) (done bool, err error) {
 		return false, fmt.Errorf("%s: handle seq %d: %w", d.what, ack.streamSeq, err)
 	}
 	d.last = ack.streamSeq
-	return d.delivered >= d.pending || ack.pending == 0, nil
+	return (d.delivered >= d.pending || ack.pending == 0) && d.last >= d.until, nil
 }
 
 // requestErr wraps the error of a JetStream request, saying so (and

@@ -47,6 +47,7 @@ type puller struct {
 	// dropped (nats.go reports a slow consumer): the gap check or the idle
 	// wait notices.
 	msgs  chan *nats.Msg
+	batch uint64      // the most entries one request may ask for
 	idle  *time.Timer // created at the first wait
 	sent  int         // requests sent
 	reply string      // reply subject of the latest request
@@ -71,6 +72,7 @@ func newPuller(nc *nats.Conn, stream, consumer string, batch uint64) (*puller, e
 		inbox:   inbox,
 		sub:     sub,
 		msgs:    msgs,
+		batch:   max(batch, 1),
 	}, nil
 }
 

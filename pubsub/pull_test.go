@@ -118,6 +118,10 @@ type fakeConsumer struct {
 	pending uint64
 }
 
+// laggingConsumer is a fakeConsumer whose replica has stored nothing more
+// than it delivered: its Info says none are pending.
+func laggingConsumer() fakeConsumer { return fakeConsumer{} }
+
 // fakeConsumerName names every fakeConsumer.
 const fakeConsumerName = "fake"
 
@@ -176,12 +180,19 @@ func TestReadPullReplies(t *testing.T) {
 	tests := []struct {
 		name     string
 		pending  uint64
-		answer   func(i int, replies []string) []*nats.Msg
-		ctx      func(t *testing.T) context.Context
+		until    uint64 // the leader's last entry when the read began (see Log.read)
+		// lagging: the consumer's replica has stored no more than the
+		// replies bring (its Info says none pending), and the leader's
+		// last entry is then leaderLast's.
+		lagging    bool
+		leaderLast func() (uint64, error)
+		answer     func(i int, replies []string) []*nats.Msg
+		ctx        func(t *testing.T) context.Context
 		wantSeqs []uint64
 		wantLast uint64
 		wantErr  string
 		wantIs   error
+		atLeast  time.Duration
 		within   time.Duration
 	}{
 		{
@@ -292,6 +303,104 @@ func TestReadPullReplies(t *testing.T) {
 			wantIs: nats.ErrNoResponders,
 		},
 		{
+			// The consumer's replica had stored one entry of three when the
+			// read began; it stores the rest a moment later.
+			name: "a replica that lags its leader", pending: 1, until: 12, lagging: true,
+			answer: func(i int, r []string) []*nats.Msg {
+				switch i {
+				case 1:
+					return []*nats.Msg{fakeEntry(r[0], 10, 1, 0), fakeStatus(r[0], "404", "No Messages")}
+				case 2, 3:
+					return []*nats.Msg{fakeStatus(r[i-1], "404", "No Messages")}
+				}
+				return []*nats.Msg{fakeEntry(r[i-1], 11, 2, 1), fakeEntry(r[i-1], 12, 3, 0)}
+			},
+			wantSeqs: []uint64{10, 11, 12}, wantLast: 12,
+			atLeast: 2 * replicaLagRetry,
+		},
+		{
+			// The replica had stored none of them; an entry says none
+			// pending after it before the one the leader had.
+			name: "a replica that had stored none", until: 11, lagging: true,
+			answer: func(i int, r []string) []*nats.Msg {
+				switch i {
+				case 1:
+					return []*nats.Msg{fakeStatus(r[0], "404", "No Messages")}
+				case 2:
+					return []*nats.Msg{fakeEntry(r[1], 10, 1, 0), fakeStatus(r[1], "404", "No Messages")}
+				}
+				return []*nats.Msg{fakeEntry(r[i-1], 11, 2, 0)}
+			},
+			wantSeqs: []uint64{10, 11}, wantLast: 11,
+		},
+		{
+			// Once the consumer's count is spent, the read needs no more
+			// than the leader's last, whatever the replica stored since.
+			name: "the leader's last reached in a batch", pending: 1, until: 11, lagging: true,
+			answer: func(i int, r []string) []*nats.Msg {
+				if i == 1 {
+					return []*nats.Msg{fakeEntry(r[0], 10, 1, 0), fakeStatus(r[0], "404", "No Messages")}
+				}
+				return []*nats.Msg{fakeEntry(r[i-1], 11, 2, 1), fakeEntry(r[i-1], 12, 3, 0)}
+			},
+			wantSeqs: []uint64{10, 11}, wantLast: 11,
+		},
+		{
+			// The leader no longer holds what it had: the read ends at
+			// what the replica holds, after lagWait.
+			name: "the leader's last entry gone meanwhile", pending: 1, until: 12, lagging: true,
+			leaderLast: func() (uint64, error) { return 10, nil },
+			answer: func(i int, r []string) []*nats.Msg {
+				if i == 1 {
+					return []*nats.Msg{fakeEntry(r[0], 10, 1, 0), fakeStatus(r[0], "404", "No Messages")}
+				}
+				return []*nats.Msg{fakeStatus(r[i-1], "404", "No Messages")}
+			},
+			wantSeqs: []uint64{10}, wantLast: 10,
+			atLeast: 300 * time.Millisecond, within: 300*time.Millisecond + readIdle/2,
+		},
+		{
+			name: "a replica that never catches up", pending: 1, until: 12, lagging: true,
+			leaderLast: func() (uint64, error) { return 13, nil },
+			answer: func(i int, r []string) []*nats.Msg {
+				if i == 1 {
+					return []*nats.Msg{fakeEntry(r[0], 10, 1, 0), fakeStatus(r[0], "404", "No Messages")}
+				}
+				return []*nats.Msg{fakeStatus(r[i-1], "404", "No Messages")}
+			},
+			wantSeqs: []uint64{10}, wantLast: 10,
+			wantErr: `read herald-p0.k.> from stream "FAKE" after seq 10: the consumer's replica of the stream has not stored seq 13, which the stream's leader holds, in 300ms; read again`,
+			atLeast: 300 * time.Millisecond, within: 300*time.Millisecond + readIdle/2,
+		},
+		{
+			name: "the leader unanswering after the wait", pending: 1, until: 12, lagging: true,
+			leaderLast: func() (uint64, error) { return 0, nats.ErrTimeout },
+			answer: func(i int, r []string) []*nats.Msg {
+				if i == 1 {
+					return []*nats.Msg{fakeEntry(r[0], 10, 1, 0), fakeStatus(r[0], "404", "No Messages")}
+				}
+				return []*nats.Msg{fakeStatus(r[i-1], "404", "No Messages")}
+			},
+			wantSeqs: []uint64{10}, wantLast: 10, wantIs: nats.ErrTimeout,
+			wantErr: `read herald-p0.k.> from stream "FAKE" after seq 10: ask the stream's leader for the last entry`,
+			atLeast: 300 * time.Millisecond, within: 300*time.Millisecond + readIdle/2,
+		},
+		{
+			name: "ctx ends while the replica lags", pending: 1, until: 12, lagging: true,
+			answer: func(i int, r []string) []*nats.Msg {
+				if i == 1 {
+					return []*nats.Msg{fakeEntry(r[0], 10, 1, 0), fakeStatus(r[0], "404", "No Messages")}
+				}
+				return []*nats.Msg{fakeStatus(r[i-1], "404", "No Messages")}
+			},
+			ctx: func(t *testing.T) context.Context {
+				return testCtx(t, 150*time.Millisecond)
+			},
+			wantSeqs: []uint64{10}, wantLast: 10, wantIs: context.DeadlineExceeded,
+			wantErr: `read herald-p0.k.> from stream "FAKE" after seq 10`,
+			atLeast: 100 * time.Millisecond, within: readIdle / 2,
+		},
+		{
 			name: "no answer at all, without a deadline", pending: 2,
 			answer:  func(int, []string) []*nats.Msg { return nil },
 			ctx:     func(*testing.T) context.Context { return context.Background() },
@@ -309,10 +418,15 @@ func TestReadPullReplies(t *testing.T) {
 			within:  readIdle / 2,
 		},
 	}
+	l.lagWait = 300 * time.Millisecond
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			name := fmt.Sprintf("FAKE%d", i)
-			p, err := newPuller(l.nc, name, fakeConsumerName, min(tt.pending, readBatch))
+			batch := min(tt.pending, readBatch)
+			if tt.until != 0 {
+				batch = min(max(batch, laggingReadBatch), readBatch) // as read does
+			}
+			p, err := newPuller(l.nc, name, fakeConsumerName, batch)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -326,6 +440,7 @@ func TestReadPullReplies(t *testing.T) {
 			d := &delivery{
 				what:    fmt.Sprintf("read herald-p0.k.> from stream %q", name),
 				pending: tt.pending,
+				until:   tt.until,
 				toEntry: partitionEntry,
 				fn: func(e Entry) error {
 					if want := fmt.Sprintf("e%d", e.Seq); string(e.Data) != want || time.Since(e.Time) > time.Minute {
@@ -336,7 +451,18 @@ func TestReadPullReplies(t *testing.T) {
 				},
 			}
 			start := time.Now()
-			last, err := l.drain(ctx, fakeConsumer{pending: tt.pending}, p, d)
+			cons := fakeConsumer{pending: tt.pending}
+			if tt.lagging {
+				cons = laggingConsumer()
+			}
+			leaderLast := func(context.Context) (uint64, error) {
+				if tt.leaderLast == nil {
+					t.Error("the read asked the leader again")
+					return tt.until, nil
+				}
+				return tt.leaderLast()
+			}
+			last, err := l.drain(ctx, cons, p, d, leaderLast)
 			took := time.Since(start)
 			wantErr := strings.ReplaceAll(tt.wantErr, `"FAKE"`, fmt.Sprintf("%q", name))
 			switch {
@@ -349,6 +475,9 @@ func TestReadPullReplies(t *testing.T) {
 			}
 			if !slices.Equal(seqs, tt.wantSeqs) || last != tt.wantLast {
 				t.Errorf("read passed %v, returned last %d; want %v, %d", seqs, last, tt.wantSeqs, tt.wantLast)
+			}
+			if took < tt.atLeast {
+				t.Errorf("read took %s, want at least %s", took, tt.atLeast)
 			}
 			within := tt.within
 			if within == 0 {
