@@ -178,9 +178,9 @@ func fakeResponder(t *testing.T, l *Log, p *puller, name string, answer func(i i
 func TestReadPullReplies(t *testing.T) {
 	l := openEmbedded(t, Options{})
 	tests := []struct {
-		name     string
-		pending  uint64
-		until    uint64 // the leader's last entry when the read began (see Log.read)
+		name    string
+		pending uint64
+		until   uint64 // the leader's last entry when the read began (see Log.read)
 		// lagging: the consumer's replica has stored no more than the
 		// replies bring (its Info says none pending), and the leader's
 		// last entry is then leaderLast's.
@@ -188,12 +188,12 @@ func TestReadPullReplies(t *testing.T) {
 		leaderLast func() (uint64, error)
 		answer     func(i int, replies []string) []*nats.Msg
 		ctx        func(t *testing.T) context.Context
-		wantSeqs []uint64
-		wantLast uint64
-		wantErr  string
-		wantIs   error
-		atLeast  time.Duration
-		within   time.Duration
+		wantSeqs   []uint64
+		wantLast   uint64
+		wantErr    string
+		wantIs     error
+		atLeast    time.Duration
+		within     time.Duration
 	}{
 		{
 			name: "all in one batch", pending: 3,
