@@ -99,11 +99,13 @@ const (
 	interestRetry = 20 * time.Millisecond
 	// A read consumer's replica may not have stored yet what the stream's
 	// leader had acknowledged when the read began (see Log.read). While
-	// it has not, the read asks again every replicaLagRetry, for up to
-	// replicaLagWait; then it asks the leader whether those entries are
-	// still there, and fails if they are.
-	replicaLagRetry = 10 * time.Millisecond
-	replicaLagWait  = 5 * time.Second
+	// it has not, the read asks again every replicaLagRetry; after
+	// replicaLagSwitch it creates the consumer again, on a replica chosen
+	// anew. After replicaLagWait it asks the leader whether those entries
+	// are still there, and fails if they are.
+	replicaLagRetry  = 10 * time.Millisecond
+	replicaLagSwitch = 250 * time.Millisecond
+	replicaLagWait   = 5 * time.Second
 	// laggingReadBatch is the fewest entries a pull request of a read on a
 	// replicated stream may ask for, when its consumer's replica said at
 	// creation that fewer were pending than the leader holds.
@@ -373,7 +375,9 @@ func (l *Log) ReadKey(ctx context.Context, key string, fromSeq uint64, fn func(E
 // a restarted one catches up for longer) would end the read before them.
 // So, when the stream is replicated, read first asks the leader for the
 // last matching sequence (until), and goes on until it has handed out
-// that one, waiting for the replica to store it (replicaLagWait).
+// that one: it waits for the replica to store it, and creates the
+// consumer again after what it handed out when the replica takes longer
+// than replicaLagSwitch (readFrom, drain).
 //
 // It uses an ephemeral pull consumer configured like nats.go's ordered
 // consumer (no acks, one replica, in memory), drained with no-wait pull
@@ -408,32 +412,89 @@ func (l *Log) read(ctx context.Context, stream jetstream.Stream, name, filter st
 			until = last
 		}
 	}
-	cons, err := l.createEphemeral(ctx, stream, name, ephemeralConfig(filter, fromSeq, readInactiveThreshold))
+	d := &delivery{what: what, until: until, toEntry: toEntry, fn: fn}
+	err := l.readOn(ctx, d, fromSeq,
+		func(from uint64) error { return l.readFrom(ctx, stream, name, filter, from, d) },
+		func() (uint64, error) { return l.lastSeqMatching(ctx, name, filterOrAll(filter)) })
+	return d.last, err
+}
+
+// readOn reads for d from fromSeq on with readFrom, which reads with a
+// consumer of its own, and again after what d handed out while readFrom
+// finds its consumer's replica lagging, for up to l.lagWait; then it asks
+// the stream's leader (leaderLast) how far d must go (replicasBehind).
+func (l *Log) readOn(ctx context.Context, d *delivery, fromSeq uint64,
+	readFrom func(from uint64) error, leaderLast func() (uint64, error),
+) error {
+	var lagging time.Time // when the first consumer was found behind d.until
+	for {
+		from := fromSeq
+		if d.last != 0 {
+			from = d.last + 1
+		}
+		err := readFrom(from)
+		if !errors.Is(err, errReplicaLags) {
+			return err
+		}
+		if lagging.IsZero() {
+			lagging = time.Now()
+		}
+		if time.Since(lagging) >= l.lagWait {
+			last, err := leaderLast()
+			if err != nil {
+				return l.requestErr(err, "%s after seq %d: ask the stream's leader for the last entry", d.what, d.last)
+			}
+			return replicasBehind(d, last, l.lagWait)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s after seq %d: %w", d.what, d.last, err)
+		}
+		l.log.Debug("read: the consumer's replica has not stored what the stream's leader holds; creating the consumer again",
+			"read", d.what, "after", d.last, "until", d.until)
+	}
+}
+
+// readFrom reads on from sequence from for d with a consumer of its own,
+// until d is done, or the consumer's replica lags (errReplicaLags).
+func (l *Log) readFrom(ctx context.Context, stream jetstream.Stream, name, filter string, from uint64, d *delivery) error {
+	cons, err := l.createEphemeral(ctx, stream, name, ephemeralConfig(filter, from, readInactiveThreshold))
 	if err != nil {
 		if ctx.Err() != nil {
-			return 0, fmt.Errorf("%s: create consumer: %w", what, ctx.Err())
+			return fmt.Errorf("%s: create consumer: %w", d.what, ctx.Err())
 		}
-		return 0, l.requestErr(err, "%s: create consumer", what)
+		return l.requestErr(err, "%s: create consumer", d.what)
 	}
 	defer l.deleteConsumer(ctx, name, cons)
 
 	info := cons.CachedInfo()
-	if info.NumPending == 0 && until == 0 {
-		return 0, nil
+	if info.NumPending == 0 && d.last >= d.until {
+		return nil
 	}
 	batch := min(info.NumPending, readBatch)
-	if until != 0 {
+	if d.until != 0 {
 		batch = min(max(batch, laggingReadBatch), readBatch)
 	}
 	p, err := newPuller(l.nc, name, info.Name, batch)
 	if err != nil {
-		return 0, l.requestErr(err, "%s", what)
+		return l.requestErr(err, "%s", d.what)
 	}
 	defer p.close()
-	d := &delivery{what: what, pending: info.NumPending, until: until, toEntry: toEntry, fn: fn}
-	return l.drain(ctx, cons, p, d, func(ctx context.Context) (uint64, error) {
-		return l.lastSeqMatching(ctx, name, filterOrAll(filter))
-	})
+	d.dseq, d.pending = 0, d.delivered+info.NumPending
+	_, err = l.drain(ctx, cons, p, d)
+	return err
+}
+
+// replicasBehind is what a read that found its consumers' replicas
+// behind until for wait ends with, once the stream's leader said its last
+// matching entry is last: done, if that is no later than what d handed
+// out (the entries after it are gone: retention or a purge); otherwise an
+// error.
+func replicasBehind(d *delivery, last uint64, wait time.Duration) error {
+	if last <= d.last {
+		return nil
+	}
+	return fmt.Errorf("%s after seq %d: the consumers' replicas of the stream have not stored seq %d, which the stream's leader holds, in %s; read again",
+		d.what, d.last, last, wait)
 }
 
 // replicated reports whether stream keeps more than one replica, as Open
@@ -453,11 +514,10 @@ func filterOrAll(filter string) string {
 
 // drain pulls the entries of cons, with p, and hands them to d until d is
 // done, or cons says none are pending after a pull request brought none
-// and d has reached d.until (see read; leaderLast asks the stream's leader
-// again). It returns the last sequence d handed out.
-func (l *Log) drain(ctx context.Context, cons jetstream.Consumer, p *puller, d *delivery,
-	leaderLast func(context.Context) (uint64, error),
-) (uint64, error) {
+// and d has reached d.until (see read). While cons lacks entries up to
+// d.until, drain asks again every replicaLagRetry; after l.lagSwitch it
+// returns errReplicaLags. It returns the last sequence d handed out.
+func (l *Log) drain(ctx context.Context, cons jetstream.Consumer, p *puller, d *delivery) (uint64, error) {
 	var lagging time.Time // when cons was first found behind d.until
 	for empty := 0; ; {
 		n, done, err := l.readBatch(ctx, p, d)
@@ -493,7 +553,7 @@ func (l *Log) drain(ctx context.Context, cons jetstream.Consumer, p *puller, d *
 			if lagging.IsZero() {
 				lagging = time.Now()
 			}
-			if err := l.awaitReplica(ctx, d, lagging, leaderLast); err != nil || d.last >= d.until {
+			if err := l.awaitReplica(ctx, d, lagging); err != nil {
 				return d.last, err
 			}
 			continue
@@ -505,35 +565,25 @@ func (l *Log) drain(ctx context.Context, cons jetstream.Consumer, p *puller, d *
 	}
 }
 
+// errReplicaLags is drain's when the replica serving its consumer has not
+// stored the entries up to d.until for l.lagSwitch.
+var errReplicaLags = errors.New("the consumer's replica has not stored what the stream's leader holds")
+
 // awaitReplica waits replicaLagRetry for the replica serving a read to store
-// the entries up to d.until, which it lacks since lagging. Once it has
-// lacked them for l.lagWait (replicaLagWait), it asks the stream's leader (leaderLast)
-// for its last matching entry: if that is no later than what d handed out
-// (the entries after it are gone: retention or a purge), the read is done,
-// and d.until lowered to say so; otherwise the read fails.
-func (l *Log) awaitReplica(ctx context.Context, d *delivery, lagging time.Time,
-	leaderLast func(context.Context) (uint64, error),
-) error {
-	if time.Since(lagging) < l.lagWait {
-		pause := time.NewTimer(replicaLagRetry)
-		defer pause.Stop()
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s after seq %d: waiting for the consumer's replica to store seq %d: %w", d.what, d.last, d.until, ctx.Err())
-		case <-pause.C:
-			return nil
-		}
+// the entries up to d.until, which it lacks since lagging, or returns
+// errReplicaLags once it has lacked them for l.lagSwitch.
+func (l *Log) awaitReplica(ctx context.Context, d *delivery, lagging time.Time) error {
+	if time.Since(lagging) >= l.lagSwitch {
+		return fmt.Errorf("%s after seq %d: seq %d: %w", d.what, d.last, d.until, errReplicaLags)
 	}
-	last, err := leaderLast(ctx)
-	if err != nil {
-		return l.requestErr(err, "%s after seq %d: ask the stream's leader for the last entry", d.what, d.last)
-	}
-	if last <= d.last {
-		d.until = d.last
+	pause := time.NewTimer(replicaLagRetry)
+	defer pause.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("%s after seq %d: waiting for the consumer's replica to store seq %d: %w", d.what, d.last, d.until, ctx.Err())
+	case <-pause.C:
 		return nil
 	}
-	return fmt.Errorf("%s after seq %d: the consumer's replica of the stream has not stored seq %d, which the stream's leader holds, in %s; read again",
-		d.what, d.last, last, l.lagWait)
 }
 
 // readBatch is pullBatch, sent again while the consumer, just created, is

@@ -178,7 +178,8 @@ type Log struct {
 
 	maxPerSubject int64
 	addTimeout    time.Duration // AddToDirectory's bound when its ctx has none
-	lagWait       time.Duration // how long a read waits for its consumer's replica to catch up (replicaLagWait)
+	lagSwitch     time.Duration // how long a read waits for its consumer's replica before creating another (replicaLagSwitch)
+	lagWait       time.Duration // how long a read waits for its consumers' replicas in all (replicaLagWait)
 	dirCreated    time.Time     // the directory stream's creation, as Open found it (Info refreshes CachedInfo)
 	partCreated   []time.Time   // each partition stream's creation, as Open found it; index: partition
 	epoch         time.Time
@@ -229,6 +230,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		lay:        newLayout(opts.Stream, opts.Partitions),
 		log:        opts.Logger.With("component", "pubsub", "stream", opts.Stream),
 		addTimeout: addTimeout,
+		lagSwitch:  replicaLagSwitch,
 		lagWait:    replicaLagWait,
 		connClosed: make(chan struct{}),
 	}

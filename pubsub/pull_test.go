@@ -182,18 +182,16 @@ func TestReadPullReplies(t *testing.T) {
 		pending uint64
 		until   uint64 // the leader's last entry when the read began (see Log.read)
 		// lagging: the consumer's replica has stored no more than the
-		// replies bring (its Info says none pending), and the leader's
-		// last entry is then leaderLast's.
-		lagging    bool
-		leaderLast func() (uint64, error)
-		answer     func(i int, replies []string) []*nats.Msg
-		ctx        func(t *testing.T) context.Context
-		wantSeqs   []uint64
-		wantLast   uint64
-		wantErr    string
-		wantIs     error
-		atLeast    time.Duration
-		within     time.Duration
+		// replies bring (its Info says none pending).
+		lagging  bool
+		answer   func(i int, replies []string) []*nats.Msg
+		ctx      func(t *testing.T) context.Context
+		wantSeqs []uint64
+		wantLast uint64
+		wantErr  string
+		wantIs   error
+		atLeast  time.Duration
+		within   time.Duration
 	}{
 		{
 			name: "all in one batch", pending: 3,
@@ -346,43 +344,17 @@ func TestReadPullReplies(t *testing.T) {
 			wantSeqs: []uint64{10, 11}, wantLast: 11,
 		},
 		{
-			// The leader no longer holds what it had: the read ends at
-			// what the replica holds, after lagWait.
-			name: "the leader's last entry gone meanwhile", pending: 1, until: 12, lagging: true,
-			leaderLast: func() (uint64, error) { return 10, nil },
+			// The replica takes too long: read creates the consumer again,
+			// on a replica chosen anew (see readOn).
+			name: "a replica that lags too long", pending: 1, until: 12, lagging: true,
 			answer: func(i int, r []string) []*nats.Msg {
 				if i == 1 {
 					return []*nats.Msg{fakeEntry(r[0], 10, 1, 0), fakeStatus(r[0], "404", "No Messages")}
 				}
 				return []*nats.Msg{fakeStatus(r[i-1], "404", "No Messages")}
 			},
-			wantSeqs: []uint64{10}, wantLast: 10,
-			atLeast: 300 * time.Millisecond, within: 300*time.Millisecond + readIdle/2,
-		},
-		{
-			name: "a replica that never catches up", pending: 1, until: 12, lagging: true,
-			leaderLast: func() (uint64, error) { return 13, nil },
-			answer: func(i int, r []string) []*nats.Msg {
-				if i == 1 {
-					return []*nats.Msg{fakeEntry(r[0], 10, 1, 0), fakeStatus(r[0], "404", "No Messages")}
-				}
-				return []*nats.Msg{fakeStatus(r[i-1], "404", "No Messages")}
-			},
-			wantSeqs: []uint64{10}, wantLast: 10,
-			wantErr: `read herald-p0.k.> from stream "FAKE" after seq 10: the consumer's replica of the stream has not stored seq 13, which the stream's leader holds, in 300ms; read again`,
-			atLeast: 300 * time.Millisecond, within: 300*time.Millisecond + readIdle/2,
-		},
-		{
-			name: "the leader unanswering after the wait", pending: 1, until: 12, lagging: true,
-			leaderLast: func() (uint64, error) { return 0, nats.ErrTimeout },
-			answer: func(i int, r []string) []*nats.Msg {
-				if i == 1 {
-					return []*nats.Msg{fakeEntry(r[0], 10, 1, 0), fakeStatus(r[0], "404", "No Messages")}
-				}
-				return []*nats.Msg{fakeStatus(r[i-1], "404", "No Messages")}
-			},
-			wantSeqs: []uint64{10}, wantLast: 10, wantIs: nats.ErrTimeout,
-			wantErr: `read herald-p0.k.> from stream "FAKE" after seq 10: ask the stream's leader for the last entry`,
+			wantSeqs: []uint64{10}, wantLast: 10, wantIs: errReplicaLags,
+			wantErr: `read herald-p0.k.> from stream "FAKE" after seq 10: seq 12: the consumer's replica has not stored what the stream's leader holds`,
 			atLeast: 300 * time.Millisecond, within: 300*time.Millisecond + readIdle/2,
 		},
 		{
@@ -418,7 +390,7 @@ func TestReadPullReplies(t *testing.T) {
 			within:  readIdle / 2,
 		},
 	}
-	l.lagWait = 300 * time.Millisecond
+	l.lagSwitch = 300 * time.Millisecond
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			name := fmt.Sprintf("FAKE%d", i)
@@ -455,14 +427,7 @@ func TestReadPullReplies(t *testing.T) {
 			if tt.lagging {
 				cons = laggingConsumer()
 			}
-			leaderLast := func(context.Context) (uint64, error) {
-				if tt.leaderLast == nil {
-					t.Error("the read asked the leader again")
-					return tt.until, nil
-				}
-				return tt.leaderLast()
-			}
-			last, err := l.drain(ctx, cons, p, d, leaderLast)
+			last, err := l.drain(ctx, cons, p, d)
 			took := time.Since(start)
 			wantErr := strings.ReplaceAll(tt.wantErr, `"FAKE"`, fmt.Sprintf("%q", name))
 			switch {
@@ -612,4 +577,118 @@ func lateConsumer(t *testing.T, l *Log, batch uint64, answerIn time.Duration) *p
 		t.Cleanup(func() { timer.Stop() })
 	}
 	return p
+}
+
+// TestReadOnCreatesTheConsumerAgain: while a read's consumer sits on a
+// replica that lags the stream's leader, the read creates another after
+// the last entry it handed out, for up to lagWait; then the leader says
+// whether the entries it lacks are still there.
+func TestReadOnCreatesTheConsumerAgain(t *testing.T) {
+	l := openEmbedded(t, Options{})
+	lags := fmt.Errorf("read test after seq 11: seq 13: %w", errReplicaLags)
+	tests := []struct {
+		name string
+		// attempts are what the consumers created one after the other
+		// hand out before they end, with the error they end with; the
+		// last one is repeated.
+		attempts   []attempt
+		leaderLast func() (uint64, error)
+		wantFroms  []uint64 // the first few consumers' start sequences
+		wantSeqs   []uint64
+		wantErr    string
+		wantIs     error
+	}{
+		{
+			name:      "the second consumer's replica has it",
+			attempts:  []attempt{{seqs: []uint64{10, 11}, err: lags}, {seqs: []uint64{12, 13}}},
+			wantFroms: []uint64{5, 12}, wantSeqs: []uint64{10, 11, 12, 13},
+		},
+		{
+			name:      "a lagging consumer that handed out nothing",
+			attempts:  []attempt{{err: lags}, {err: lags}, {seqs: []uint64{10, 13}}},
+			wantFroms: []uint64{5, 5, 5}, wantSeqs: []uint64{10, 13},
+		},
+		{
+			name:       "the leader's last entry gone meanwhile",
+			attempts:   []attempt{{seqs: []uint64{10, 11}, err: lags}, {err: lags}},
+			leaderLast: func() (uint64, error) { return 11, nil },
+			wantFroms:  []uint64{5, 12, 12}, wantSeqs: []uint64{10, 11},
+		},
+		{
+			name:       "replicas that never catch up",
+			attempts:   []attempt{{seqs: []uint64{10, 11}, err: lags}, {err: lags}},
+			leaderLast: func() (uint64, error) { return 13, nil },
+			wantFroms:  []uint64{5, 12, 12}, wantSeqs: []uint64{10, 11},
+			wantErr: "read test after seq 11: the consumers' replicas of the stream have not stored seq 13, which the stream's leader holds, in 200ms; read again",
+		},
+		{
+			name:       "the leader unanswering",
+			attempts:   []attempt{{err: lags}},
+			leaderLast: func() (uint64, error) { return 0, nats.ErrTimeout },
+			wantFroms:  []uint64{5, 5},
+			wantErr:    "read test after seq 0: ask the stream's leader for the last entry", wantIs: nats.ErrTimeout,
+		},
+		{
+			name:      "another error ends the read at once",
+			attempts:  []attempt{{seqs: []uint64{10}, err: jetstream.ErrConsumerDeleted}},
+			wantFroms: []uint64{5}, wantSeqs: []uint64{10}, wantIs: jetstream.ErrConsumerDeleted,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var seqs, froms []uint64
+			d := &delivery{what: "read test", until: 13, fn: func(e Entry) error {
+				seqs = append(seqs, e.Seq)
+				return nil
+			}}
+			readFrom := func(from uint64) error {
+				froms = append(froms, from)
+				a := tt.attempts[min(len(froms), len(tt.attempts))-1]
+				for _, seq := range a.seqs {
+					if err := d.fn(Entry{Seq: seq}); err != nil {
+						return err
+					}
+					d.last = seq
+				}
+				return a.err
+			}
+			leaderLast := func() (uint64, error) {
+				if tt.leaderLast == nil {
+					t.Error("the read asked the leader before lagWait")
+					return d.until, nil
+				}
+				return tt.leaderLast()
+			}
+			if tt.leaderLast == nil {
+				l.lagWait = time.Hour
+			} else {
+				l.lagWait = 200 * time.Millisecond
+			}
+			err := l.readOn(testCtx(t, 10*time.Second), d, 5, readFrom, leaderLast)
+			switch {
+			case tt.wantErr == "" && tt.wantIs == nil && err != nil:
+				t.Errorf("readOn = %v, want no error", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("readOn = %v, want an error saying %q", err, tt.wantErr)
+			case tt.wantIs != nil && !errors.Is(err, tt.wantIs):
+				t.Errorf("readOn = %v, want it to wrap %v", err, tt.wantIs)
+			}
+			if !slices.Equal(seqs, tt.wantSeqs) {
+				t.Errorf("readOn handed out %v, want %v", seqs, tt.wantSeqs)
+			}
+			if len(froms) < len(tt.wantFroms) || !slices.Equal(froms[:len(tt.wantFroms)], tt.wantFroms) {
+				t.Errorf("consumers created from %v, want %v first", froms, tt.wantFroms)
+			}
+			if tt.leaderLast != nil && slices.ContainsFunc(froms[1:], func(f uint64) bool { return f != froms[1] }) {
+				t.Errorf("consumers created from %v, want every one after the first from the same sequence", froms)
+			}
+		})
+	}
+}
+
+// attempt is what one of TestReadOnCreatesTheConsumerAgain's consumers
+// hands out, and the error it ends with.
+type attempt struct {
+	seqs []uint64
+	err  error
 }
