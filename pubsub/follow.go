@@ -119,6 +119,13 @@ func (l *Log) lastSeqMatching(ctx context.Context, stream, filter string) (uint6
 	if err := l.storeStopped("ask for the last entry"); err != nil {
 		return 0, err
 	}
+	return lastSeqOf(ctx, l.nc, stream, filter)
+}
+
+// lastSeqOf is lastSeqMatching on the connection nc. Its request goes to
+// the stream's leader, so it answers with what the leader holds, where a
+// consumer or a direct get may be served by a replica behind it.
+func lastSeqOf(ctx context.Context, nc *nats.Conn, stream, filter string) (uint64, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, lastSeqTimeout)
@@ -130,7 +137,7 @@ func (l *Log) lastSeqMatching(ctx context.Context, stream, filter string) (uint6
 	if err != nil {
 		return 0, err
 	}
-	msg, err := l.nc.RequestWithContext(ctx, msgGetPrefix+stream, req)
+	msg, err := nc.RequestWithContext(ctx, msgGetPrefix+stream, req)
 	if err != nil {
 		return 0, err
 	}

@@ -161,15 +161,23 @@ func (l *Log) replicasAlive(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		keys, err := kv.ListKeys(ctx)
+		// Not ListKeys: its watch may sit on a replica behind the bucket's
+		// leader (see catchUp).
+		up := map[string]bool{}
+		w, err := watchCaughtUp(ctx, leaderRevision(l.nc, l.log, bucket, ">"),
+			func() (jetstream.KeyWatcher, error) { return kv.WatchAll(ctx, jetstream.MetaOnly()) },
+			func() { clear(up) },
+			func(e jetstream.KeyValueEntry) { up[e.Key()] = e.Operation() == jetstream.KeyValuePut })
 		if err != nil {
 			return err
 		}
-		defer func() { _ = keys.Stop() }()
-		for key := range keys.Keys() {
-			alive = append(alive, key)
+		_ = w.Stop()
+		for key, isUp := range up {
+			if isUp {
+				alive = append(alive, key)
+			}
 		}
-		return ctx.Err() // the listing ends early when ctx does
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list the keys of the presence bucket %s on %s: %w", bucket, l.where, err)
@@ -685,33 +693,23 @@ func (p *Presence) followFrom(ctx context.Context) (jetstream.KeyWatcher, error)
 	p.mu.Unlock()
 	// The watch outlives ctx (followReplicas stops it); its set-up does not,
 	// and is repeated while a leader election leaves it unanswered.
-	var w jetstream.KeyWatcher
-	err := untilElected(ctx, p.log, "the watch of the replicas alive", func(setup context.Context) error {
-		var err error
-		w, err = startWatch(context.WithoutCancel(ctx), setup, func(wctx context.Context) (jetstream.KeyWatcher, error) {
-			return kv.WatchAll(wctx)
+	start := func() (jetstream.KeyWatcher, error) {
+		var w jetstream.KeyWatcher
+		err := untilElected(ctx, p.log, "the watch of the replicas alive", func(setup context.Context) error {
+			var err error
+			w, err = startWatch(context.WithoutCancel(ctx), setup, func(wctx context.Context) (jetstream.KeyWatcher, error) {
+				return kv.WatchAll(wctx)
+			})
+			return err
 		})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("watch the replicas alive: %w", err)
+		return w, err
 	}
 	alive := map[string]bool{}
-	for {
-		select {
-		case <-ctx.Done():
-			_ = w.Stop()
-			return nil, fmt.Errorf("read the replicas alive: %w", ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("read the replicas alive: the watch ended")
-			}
-			if e != nil {
-				alive[e.Key()] = e.Operation() == jetstream.KeyValuePut
-				continue
-			}
-		}
-		break // the initial values are all in
+	w, err := watchCaughtUp(ctx, leaderRevision(p.nc, p.log, replicasBucket(p.opts.Bucket), ">"), start,
+		func() { clear(alive) },
+		func(e jetstream.KeyValueEntry) { alive[e.Key()] = e.Operation() == jetstream.KeyValuePut })
+	if err != nil {
+		return nil, fmt.Errorf("watch the replicas alive: %w", err)
 	}
 	maps.DeleteFunc(alive, func(_ string, up bool) bool { return !up })
 	now := time.Now()
@@ -976,12 +974,12 @@ func (p *Presence) Watch(ctx context.Context, topic string, fn func(members []st
 	if p.life.Err() != nil {
 		return nil, closed
 	}
-	w, err := p.watchMembers(ctx, topic)
+	w, c, err := p.watchMembers(ctx, topic)
 	if bucketLost(err) && p.life.Err() == nil {
 		rctx, cancel := context.WithTimeout(ctx, p.opts.WriteTimeout)
 		p.recreate(rctx, err)
 		cancel()
-		w, err = p.watchMembers(ctx, topic)
+		w, c, err = p.watchMembers(ctx, topic)
 	}
 	if err != nil {
 		if p.life.Err() != nil {
@@ -1003,24 +1001,31 @@ func (p *Presence) Watch(ctx context.Context, topic string, fn func(members []st
 	p.watches[pw] = struct{}{}
 	p.watchers.Add(1)
 	p.mu.Unlock()
-	go pw.run(ctx, topic, w, fn)
+	go pw.run(ctx, topic, w, c, fn)
 	return pw, nil
 }
 
 // watchMembers watches topic's member keys until ctx ends or the watch is
 // stopped; setting it up takes at most WriteTimeout, and ends with life:
 // Close waits for every PresenceWatch, some of which may be watching anew.
-func (p *Presence) watchMembers(ctx context.Context, topic string) (jetstream.KeyWatcher, error) {
+// The catchUp returned says when the watch's initial values are all in.
+func (p *Presence) watchMembers(ctx context.Context, topic string) (jetstream.KeyWatcher, *catchUp, error) {
 	p.mu.Lock()
 	kv := p.members
 	p.mu.Unlock()
 	setup, cancel := context.WithTimeout(ctx, p.opts.WriteTimeout)
 	defer cancel()
 	defer context.AfterFunc(p.life, cancel)()
-	return startWatch(ctx, setup, func(wctx context.Context) (jetstream.KeyWatcher, error) {
-		// The heads, <topic>.<replica>, and the pages, <topic>.<replica>.<i>.
-		return kv.Watch(wctx, topic+".>")
+	// The heads, <topic>.<replica>, and the pages, <topic>.<replica>.<i>.
+	keys := topic + ".>"
+	c, err := newCatchUp(setup, leaderRevision(p.nc, p.log, p.opts.Bucket, keys))
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := startWatch(ctx, setup, func(wctx context.Context) (jetstream.KeyWatcher, error) {
+		return kv.Watch(wctx, keys)
 	})
+	return w, c, err
 }
 
 // startWatch starts a key-value watch that lasts until life ends or it is
@@ -1063,14 +1068,20 @@ func (w boundWatch) Stop() error {
 
 // run hands fn the merged members of topic until ctx ends, Close or p's
 // Close. It watches anew when told to (rewatchMembers), after a random
-// delay of up to rewatchSpread, and when w breaks, retrying every
-// Heartbeat or so until a watch starts; w is nil meanwhile.
-func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyWatcher, fn func([]string)) {
+// delay of up to rewatchSpread, when w breaks, retrying every Heartbeat or
+// so until a watch starts (w is nil meanwhile), and when w's replica stays
+// behind the bucket's leader before its initial values are all in (c, see
+// catchUp) for watchLagSwitch.
+func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyWatcher, c *catchUp, fn func([]string)) {
 	defer pw.p.watchers.Done() // last: p's Close waits for it
 	defer close(pw.done)
 	retry := time.NewTimer(time.Hour) // armed when a watch is to be (re)started
 	retry.Stop()
+	lag := time.NewTimer(time.Hour) // armed when w is found behind the leader
+	lag.Stop()
+	lagArmed := false
 	defer func() {
+		lag.Stop()
 		retry.Stop()
 		pw.p.mu.Lock()
 		delete(pw.p.watches, pw)
@@ -1086,7 +1097,7 @@ func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyW
 		pending bool // told to watch anew, not done yet
 	)
 	rewatch := func() {
-		nw, err := pw.p.watchMembersPaced(ctx, pw.stop, topic)
+		nw, nc, err := pw.p.watchMembersPaced(ctx, pw.stop, topic)
 		if err != nil {
 			if !pw.ending(ctx) {
 				pw.p.log.Warn("presence: topic not watched; retrying", "topic", topic, "err", err)
@@ -1098,8 +1109,28 @@ func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyW
 			_ = w.Stop()
 		}
 		// The new watch's initial values replace what the old one said.
-		w, started, pending = nw, false, false
+		w, c, started, pending = nw, nc, false, false
+		lag.Stop()
+		lagArmed = false
 		keys.reset()
+	}
+	// initialDone reports whether w's initial values are all in, arming
+	// lag while w's replica is behind.
+	initialDone := func() bool {
+		actx, cancel := context.WithTimeout(ctx, pw.p.opts.WriteTimeout)
+		done, behind, err := c.done(actx)
+		cancel()
+		if err != nil {
+			// Not knowing how far the leader is must not keep presence
+			// from being reported: take what the watch brought.
+			pw.p.log.Debug("presence: the bucket's leader did not say how far a watch must read; taking what it has", "topic", topic, "err", err)
+			return true
+		}
+		if behind && !lagArmed {
+			lagArmed = true
+			lag.Reset(watchLagSwitch)
+		}
+		return done
 	}
 	for {
 		var updates <-chan jetstream.KeyValueEntry
@@ -1124,6 +1155,13 @@ func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyW
 				rewatch()
 			}
 			continue
+		case <-lag.C:
+			lagArmed = false
+			if w != nil && !started {
+				pw.p.log.Debug("presence: a watch's replica is behind the bucket's leader; watching anew", "topic", topic)
+				rewatch()
+			}
+			continue
 		case <-pw.kick:
 			if !started {
 				continue
@@ -1136,14 +1174,17 @@ func (pw *PresenceWatch) run(ctx context.Context, topic string, w jetstream.KeyW
 				retry.Reset(pw.p.opts.Heartbeat + pw.p.rewatchJitter())
 				continue
 			}
+			if !started {
+				c.saw(e)
+			}
 			if e != nil {
 				if err := keys.apply(e.Key()[len(topic)+1:], e.Operation(), e.Value()); err != nil {
 					pw.p.log.Warn("presence entry ignored", "key", e.Key(), "err", err)
 					continue
 				}
-				if !started {
-					continue // the initial values are not all in yet
-				}
+			}
+			if !started && !initialDone() {
+				continue // the initial values are not all in yet
 			}
 			started = true
 		}
@@ -1198,15 +1239,15 @@ func (p *Presence) rewatchJitter() time.Duration {
 
 // watchMembersPaced is watchMembers once one of rewatchSlots is free, or
 // an error when ctx ends, stop closes or p closes first.
-func (p *Presence) watchMembersPaced(ctx context.Context, stop <-chan struct{}, topic string) (jetstream.KeyWatcher, error) {
+func (p *Presence) watchMembersPaced(ctx context.Context, stop <-chan struct{}, topic string) (jetstream.KeyWatcher, *catchUp, error) {
 	select {
 	case p.rewatchSlots <- struct{}{}:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("watch the presence of %s: %w", topic, ctx.Err())
+		return nil, nil, fmt.Errorf("watch the presence of %s: %w", topic, ctx.Err())
 	case <-stop:
-		return nil, fmt.Errorf("watch the presence of %s: the watch was closed", topic)
+		return nil, nil, fmt.Errorf("watch the presence of %s: the watch was closed", topic)
 	case <-p.life.Done():
-		return nil, fmt.Errorf("watch the presence of %s: %w", topic, ErrPresenceClosed)
+		return nil, nil, fmt.Errorf("watch the presence of %s: %w", topic, ErrPresenceClosed)
 	}
 	defer func() { <-p.rewatchSlots }()
 	return p.watchMembers(ctx, topic)
