@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -71,11 +72,36 @@ func TestMultipartFramingRejects(t *testing.T) {
 	}
 }
 
-func testClient(t *testing.T) (*client, *sub) {
+// TestCheckMultipartWantsHeraldsBoundary: only multipart/mixed with
+// Herald's boundary is read as a multipart stream; anything else would be
+// split at the wrong lines.
+func TestCheckMultipartWantsHeraldsBoundary(t *testing.T) {
+	for ct, ok := range map[string]bool{
+		`multipart/mixed; boundary="graphql"; subscriptionSpec="1.0"`: true,
+		`multipart/mixed; boundary="-"`:                               false,
+		`multipart/mixed`:                                             false,
+		`application/json; boundary="graphql"`:                        false,
+		`application/json`:                                            false,
+	} {
+		resp := &http.Response{Header: http.Header{"Content-Type": {ct}}, Body: io.NopCloser(strings.NewReader(`{"errors":[]}`))}
+		if err := checkMultipart(resp); (err == nil) != ok {
+			t.Errorf("checkMultipart(%q) = %v; want ok %v", ct, err, ok)
+		}
+	}
+}
+
+// testReport is an empty report whose fatal cancels nothing the test
+// waits on.
+func testReport(t *testing.T) *report {
 	t.Helper()
 	_, cancel := context.WithCancelCause(context.Background())
 	t.Cleanup(func() { cancel(nil) })
-	rep := &report{fatal: cancel, postRetries: map[string]int{}, subErrors: map[string]int{}}
+	return &report{fatal: cancel, postRetries: map[string]int{}, subErrors: map[string]int{}}
+}
+
+func testClient(t *testing.T) (*client, *sub) {
+	t.Helper()
+	rep := testReport(t)
 	r := &room{label: "r0"}
 	c := &client{n: 0, cfg: config{readTimeout: 5 * time.Second}, rep: rep, closes: map[string]int{}}
 	s := &sub{room: r}
