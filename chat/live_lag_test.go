@@ -98,8 +98,9 @@ func testLiveLagPastHistory(t *testing.T, checkedFirst, lastHeld bool) {
 }
 
 // TestResyncerMergesRereads: a room has one re-read due: the earlier time,
-// a repair if any re-read asked for is one (a check must not weaken a
-// repair), and a check's deferrals kept, so that their bound holds.
+// a repair if any re-read asked for is one (a check or a probe must not
+// weaken a repair, nor a probe a check), and a check's deferrals kept, so
+// that their bound holds.
 func TestResyncerMergesRereads(t *testing.T) {
 	now := time.Now()
 	later := now.Add(time.Second)
@@ -114,6 +115,13 @@ func TestResyncerMergesRereads(t *testing.T) {
 		{"check, then an earlier check", reread{at: later, check: true}, reread{at: now, check: true}, reread{at: now, check: true}},
 		{"deferred check, then a fresh one", reread{at: later, check: true, deferred: 3}, reread{at: now, check: true},
 			reread{at: now, check: true, deferred: 3}},
+		// A probe (after a leader election) never weakens what is due.
+		{"repair, then an earlier probe", reread{at: later}, reread{at: now, probe: true}, reread{at: now}},
+		{"probe, then a later repair", reread{at: now, probe: true}, reread{at: later}, reread{at: now}},
+		{"probe, then a later check", reread{at: now, probe: true}, reread{at: later, check: true}, reread{at: now, check: true}},
+		{"deferred check, then an earlier probe", reread{at: later, check: true, deferred: 2}, reread{at: now, probe: true},
+			reread{at: now, check: true, deferred: 2}},
+		{"probe, then an earlier probe", reread{at: later, probe: true}, reread{at: now, probe: true}, reread{at: now, probe: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newResyncer()

@@ -474,6 +474,13 @@ var errLiveBehind = errors.New("the room's live entries are behind the log; chec
 // room to its live chain (see resyncer.run).
 type checkable struct{}
 
+// probing marks the context of a probe (see resyncer.scheduleProbe).
+type probing struct{}
+
+// probePace spaces the probes of a partition's held rooms after it
+// elected a leader, so that thousands of rooms do not ask the log at once.
+const probePace = 2 * time.Millisecond
+
 // resyncRoom reads a held room's entries from its last applied one on. The
 // log must hold that one first: otherwise the room is ahead of the log (it
 // applied a live entry the log never stored, or entries were removed
@@ -500,6 +507,9 @@ type checkable struct{}
 // the room's position on, the room not having moved meanwhile, says the
 // room is ahead, whatever its live chain: a lag puts the log past the
 // room, never behind it.
+//
+// A probe (see scheduleProbe) first asks the log for the room's last entry
+// (one request, no consumer) and repairs only if the room is behind it.
 func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 	h := s.rooms.get(roomID)
 	if h == nil {
@@ -512,6 +522,13 @@ func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 	}
 	if h.loadErr != nil {
 		return nil
+	}
+	if probe, _ := ctx.Value(probing{}).(bool); probe {
+		behind, err := s.behindLog(ctx, h)
+		if err != nil || !behind {
+			return err
+		}
+		s.opts.Logger.Debug("a held room is behind the event log after its partition elected a leader; re-syncing it", "room", roomID)
 	}
 	h.resync.Lock()
 	defer h.resync.Unlock()
@@ -573,6 +590,20 @@ func (s *Service) resyncRoom(ctx context.Context, roomID string) error {
 		s.opts.Logger.Info("re-synced a room that missed live events", "room", roomID, "events", applied)
 	}
 	return nil
+}
+
+// behindLog reports whether the log holds an entry of the held room past
+// the last one it applied.
+func (s *Service) behindLog(ctx context.Context, h *heldRoom) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ApplyTimeout)
+	defer cancel()
+	last, err := s.log.KeyLastSeq(ctx, h.id)
+	if err != nil {
+		return false, fmt.Errorf("probe room %s: %w", h.id, err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return last > h.st.last, nil
 }
 
 // applyReadLocked applies an entry a re-read brought, unless the room has
@@ -729,10 +760,17 @@ func memberChangesSince(old, fresh *roomState, shared uint64) (removed, added []
 // simply dropped (they are loaded afresh when next used).
 func (s *Service) handleLost() {
 	all, keys := s.live.TakeLost()
+	// Rooms whose partition elected a leader may lack an entry that was
+	// never republished (see pubsub.Live.TakeUnconfirmed): each is asked
+	// about with one request, paced, and repaired only if it is behind.
+	unconfirmed := s.live.TakeUnconfirmed()
 	now := time.Now()
 	if !all {
 		for _, id := range keys {
 			s.resyncer.schedule(id, now)
+		}
+		for i, id := range unconfirmed {
+			s.resyncer.scheduleProbe(id, now.Add(time.Duration(i)*probePace))
 		}
 		return
 	}
@@ -893,6 +931,10 @@ type reread struct {
 	// deferred counts the times in a row a check left the room to its
 	// live chain.
 	deferred int
+	// probe: a repair only if the log's last entry of the room is past the
+	// room's (see resyncRoom); any other re-read asked for the room
+	// replaces it.
+	probe bool
 }
 
 func newResyncer() *resyncer {
@@ -911,13 +953,24 @@ func (r *resyncer) scheduleCheck(roomID string, at time.Time) {
 	r.add(roomID, reread{at: at, check: true})
 }
 
+// scheduleProbe asks for the room to be repaired at at if the log holds an
+// entry past its position (see resyncRoom), unless another re-read is due.
+func (r *resyncer) scheduleProbe(roomID string, at time.Time) {
+	r.add(roomID, reread{at: at, probe: true})
+}
+
 // add merges next into the room's due re-read: the earlier time, a repair
-// if either is one.
+// if either is one, a probe only if both are.
 func (r *resyncer) add(roomID string, next reread) {
 	r.mu.Lock()
 	if old, ok := r.due[roomID]; ok {
-		next.check = old.check && next.check
-		next.deferred = max(old.deferred, next.deferred)
+		switch {
+		case next.probe:
+			next.check, next.deferred, next.probe = old.check, old.deferred, old.probe
+		case !old.probe:
+			next.check = old.check && next.check
+			next.deferred = max(old.deferred, next.deferred)
+		}
 		if old.at.Before(next.at) {
 			next.at = old.at
 		}
@@ -943,13 +996,16 @@ func (r *resyncer) run(ctx context.Context, resync func(context.Context, string)
 			if due.check && due.deferred < maxCheckDeferrals {
 				rctx = context.WithValue(ctx, checkable{}, true)
 			}
+			if due.probe {
+				rctx = context.WithValue(ctx, probing{}, true)
+			}
 			err := resync(rctx, id)
 			switch {
 			case err == nil || ctx.Err() != nil:
 			case errors.Is(err, errLiveBehind):
 				r.add(id, reread{at: time.Now().Add(confirmDelay), check: true, deferred: due.deferred + 1})
 			default:
-				r.add(id, reread{at: time.Now().Add(time.Second), check: due.check, deferred: due.deferred})
+				r.add(id, reread{at: time.Now().Add(time.Second), check: due.check, deferred: due.deferred, probe: due.probe})
 			}
 			continue
 		}

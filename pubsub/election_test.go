@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -493,5 +494,52 @@ func TestReadKeyReachesWhatTheLeaderAcknowledged(t *testing.T) {
 	got, err := l.ReadKey(testCtx(t, 10*time.Second), "room_b", other, func(Entry) error { return nil })
 	if err != nil || got != other {
 		t.Errorf("ReadKey(room_b) from its last entry = %d, %v; want %d", got, err, other)
+	}
+}
+
+// TestLiveTellsOfAPartitionsLeaderElection: only a partition's leader
+// republishes an entry, as it stores it, so an entry stored while the
+// leader changes may never reach a Live; when a partition elects a leader,
+// every Live reports its keys of that partition unconfirmed (and signals
+// Lost), and only those.
+func TestLiveTellsOfAPartitionsLeaderElection(t *testing.T) {
+	t.Parallel()
+	c := startNATSCluster(t, 3)
+	l := openLog(t, Options{URLs: []string{c.url(0)}, Replicas: 3, Partitions: 2, ConnectTimeout: time.Second, SetupTimeout: 60 * time.Second})
+	lv := l.NewLive(LiveOptions{})
+	t.Cleanup(lv.Close)
+	byPartition := make([][]string, 2)
+	for i := 0; len(byPartition[0]) < 2 || len(byPartition[1]) < 2; i++ {
+		key := fmt.Sprintf("room_%d", i)
+		if k := l.PartitionOf(key); len(byPartition[k]) < 2 {
+			if err := lv.Add(key); err != nil {
+				t.Fatal(err)
+			}
+			byPartition[k] = append(byPartition[k], key)
+		}
+	}
+	if got := lv.TakeUnconfirmed(); got != nil {
+		t.Fatalf("TakeUnconfirmed before any election = %q, want none", got)
+	}
+	for _, k := range []int{1, 0} {
+		stream := l.lay.partStreams[k]
+		msg, err := l.nc.Request(jsAPIPrefix+"STREAM.LEADER.STEPDOWN."+stream, nil, 10*time.Second)
+		if err != nil || strings.Contains(string(msg.Data), `"error"`) {
+			t.Fatalf("step down the leader of %s: %v %s", stream, err, msg.Data)
+		}
+		select {
+		case <-lv.Lost():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("Lost not signalled within 20s of %s's leader stepping down", stream)
+		}
+		if all, keys := lv.TakeLost(); all || keys != nil {
+			t.Errorf("TakeLost = %t, %q after an election; want nothing lost", all, keys)
+		}
+		if got := lv.TakeUnconfirmed(); !slices.Equal(got, byPartition[k]) {
+			t.Errorf("TakeUnconfirmed after %s elected a leader = %q, want its keys %q", stream, got, byPartition[k])
+		}
+		if got := lv.TakeUnconfirmed(); got != nil {
+			t.Errorf("TakeUnconfirmed again = %q, want none", got)
+		}
 	}
 }

@@ -74,6 +74,9 @@ type Live struct {
 	lost     map[string]struct{}
 	lostAll  bool
 	suspects map[*liveKey]struct{}
+	// unconfirmed holds the keys whose partition elected a leader since
+	// the last TakeUnconfirmed.
+	unconfirmed map[string]struct{}
 }
 
 // liveKey is one added key.
@@ -110,6 +113,8 @@ func (l *Log) NewLive(opts LiveOptions) *Live {
 		bySub:    make(map[*nats.Subscription]*liveKey),
 		lost:     make(map[string]struct{}),
 		suspects: make(map[*liveKey]struct{}),
+
+		unconfirmed: make(map[string]struct{}),
 	}
 	go lv.run()
 	if !l.lives.add(lv) {
@@ -181,7 +186,8 @@ func (lv *Live) unsubscribe(lk *liveKey) {
 func (lv *Live) Entries() <-chan Entry { return lv.out }
 
 // Lost is signalled (capacity 1) when entries may have been lost since the
-// last TakeLost; call TakeLost to learn which.
+// last TakeLost, or keys have become unconfirmed; call TakeLost and
+// TakeUnconfirmed to learn which.
 func (lv *Live) Lost() <-chan struct{} { return lv.lostCh }
 
 // TakeLost returns, and forgets, what may have been lost since the last
@@ -220,6 +226,44 @@ func (lv *Live) TakeLost() (all bool, keys []string) {
 	return all, keys
 }
 
+// TakeUnconfirmed returns, and forgets, the added keys (sorted) whose
+// partition stream elected a leader since the last call; Lost is
+// signalled when there are some. Only a partition's leader republishes an
+// entry, as it stores it: one stored while the leader changed (the old
+// one gone before republishing it, the new one storing it as a follower)
+// is never republished, and nothing else says so. Compare these keys'
+// last sequences (Log.KeyLastSeq) with the last entry applied, and re-read
+// those behind with ReadKey.
+func (lv *Live) TakeUnconfirmed() []string {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	if len(lv.unconfirmed) == 0 {
+		return nil
+	}
+	keys := slices.Sorted(maps.Keys(lv.unconfirmed))
+	clear(lv.unconfirmed)
+	return keys
+}
+
+// leaderElected marks the added keys of partition k unconfirmed.
+func (lv *Live) leaderElected(k int) {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	if lv.closed {
+		return
+	}
+	marked := false
+	for key := range lv.keys {
+		if lv.log.PartitionOf(key) == k {
+			lv.unconfirmed[key] = struct{}{}
+			marked = true
+		}
+	}
+	if marked {
+		lv.signal()
+	}
+}
+
 // Subscriptions is the number of keys currently added.
 func (lv *Live) Subscriptions() int {
 	lv.mu.Lock()
@@ -237,6 +281,7 @@ func (lv *Live) Close() {
 		clear(lv.keys)
 		clear(lv.bySub)
 		clear(lv.suspects)
+		clear(lv.unconfirmed)
 		lv.mu.Unlock()
 		for _, lk := range subs {
 			lv.unsubscribe(lk)
@@ -378,7 +423,8 @@ func (lv *Live) checkSuspects() {
 }
 
 // lives is the Log's registry of open Lives, which the connection's
-// handlers tell about reconnects and slow consumers.
+// handlers tell about reconnects, slow consumers and partition leader
+// elections.
 type lives struct {
 	mu     sync.Mutex
 	set    map[*Live]struct{}
@@ -414,6 +460,13 @@ func (r *lives) snapshot() []*Live {
 func (r *lives) reconnected() {
 	for _, lv := range r.snapshot() {
 		lv.reconnected()
+	}
+}
+
+// leaderElected tells every Live that partition k elected a leader.
+func (r *lives) leaderElected(k int) {
+	for _, lv := range r.snapshot() {
+		lv.leaderElected(k)
 	}
 }
 

@@ -276,6 +276,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		return nil, err
 	}
 	l.watchPartitionDeletions()
+	l.watchPartitionLeaders()
 	ok = true
 	l.log.Info("event log ready",
 		"server", l.where,
@@ -512,6 +513,30 @@ func (l *Log) watchPartitionDeletions() {
 // streamDeletedAdvisory is the subject prefix of JetStream's advisory that
 // a stream was deleted: $JS.EVENT.ADVISORY.STREAM.DELETED.<stream>.
 const streamDeletedAdvisory = "$JS.EVENT.ADVISORY.STREAM.DELETED."
+
+// streamLeaderAdvisory is the subject prefix of JetStream's advisory that a
+// stream elected a leader: $JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.<stream>.
+const streamLeaderAdvisory = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."
+
+// watchPartitionLeaders tells every Live when a partition stream has
+// elected a leader (Live.TakeUnconfirmed): only a stream's leader
+// republishes an entry, as it stores it, so an entry stored while the
+// leader changed (the old one gone before republishing it, the new one
+// storing it as a follower) is never republished, and no replica holding
+// its key hears of it. One subscription for all partitions, whose
+// callback nats.go runs on a goroutine of the connection's, ended by
+// Close. An advisory missed while this replica was disconnected is made
+// up for by the reconnect, which marks everything lost.
+func (l *Log) watchPartitionLeaders() {
+	_, err := l.nc.Subscribe(streamLeaderAdvisory+"*", func(m *nats.Msg) {
+		if k := slices.Index(l.lay.partStreams, strings.TrimPrefix(m.Subject, streamLeaderAdvisory)); k >= 0 {
+			l.lives.leaderElected(k)
+		}
+	})
+	if err != nil {
+		l.log.Warn("partition leader elections not watched; an entry stored during one may reach held rooms only with their next event", "err", err)
+	}
+}
 
 // partitionHealth asks the partition whose turn it is and the first
 // suspect one, if any, whether it is still the stream Open found.
