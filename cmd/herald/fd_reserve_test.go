@@ -68,7 +68,7 @@ func TestConnectionsLeaveTheStoreItsDescriptors(t *testing.T) {
 				if err := healthzOnNewConn(p.addr, 5*time.Second); err != nil {
 					t.Errorf("a new client while %d idle connections are open: %v", len(conns), err)
 				}
-			} else if !strings.Contains(p.logs.String(), "new clients wait to be accepted") {
+			} else if !p.logged("new clients wait to be accepted", 5*time.Second) {
 				t.Errorf("the listener never said it reached its cap (%d silent connections)", len(conns))
 			}
 			closeConns(conns)
@@ -97,6 +97,9 @@ func restartedReplicaUnder(t *testing.T, limit int) (*heraldProcess, string, *cr
 
 	p := launchProcessAfter(t, shell, "herald", "--data-dir", dir, "--ws-ping-interval", "60s")
 	p.waitReady()
+	if !p.logged("Herald is serving", 5*time.Second) {
+		t.Fatalf("the replica answered /readyz but never logged that it is serving:\n%s", p.logs.String())
+	}
 	if logs := p.logs.String(); strings.Contains(logs, "cannot size the WebSocket connection limit") ||
 		!strings.Contains(logs, fmt.Sprintf("max_connections=%d", limit-socketReserve)) {
 		t.Fatalf("the replica did not size --max-connections from the open-file limit %d:\n%s", limit, logs)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -100,6 +101,20 @@ func (p *heraldProcess) waitReady() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// logged reports whether p has logged s within the given time. Its
+// output reaches p.logs through a pipe and a copying goroutine, so a line
+// written before the process answered a request may not be there yet.
+func (p *heraldProcess) logged(s string, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for !strings.Contains(p.logs.String(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
 
 // exitCode waits up to within for the process to exit and returns its
