@@ -97,6 +97,65 @@ func testLiveLagPastHistory(t *testing.T, checkedFirst, lastHeld bool) {
 	}
 }
 
+// TestResyncerPicksTheEarliestDue: re-reads are made earliest due first,
+// also after a merge moved one earlier or kept one's time, and a room not
+// due yet is waited for.
+func TestResyncerPicksTheEarliestDue(t *testing.T) {
+	now := time.Now()
+	r := newResyncer()
+	r.add("a", reread{at: now.Add(-time.Second)})
+	r.add("b", reread{at: now.Add(-3 * time.Second), probe: true})
+	r.add("c", reread{at: now.Add(-2 * time.Second), check: true})
+	r.add("d", reread{at: now.Add(time.Hour)})
+	r.add("e", reread{at: now.Add(-4 * time.Second)})
+	r.add("a", reread{at: now.Add(-5 * time.Second)}) // moves a first
+	r.add("c", reread{at: now.Add(2 * time.Hour)})    // a repair, at c's time
+	r.add("e", reread{at: now.Add(-6 * time.Second)}) // moves e first
+	want := []struct {
+		room string
+		due  reread
+	}{
+		{"e", reread{at: now.Add(-6 * time.Second)}},
+		{"a", reread{at: now.Add(-5 * time.Second)}},
+		{"b", reread{at: now.Add(-3 * time.Second), probe: true}},
+		{"c", reread{at: now.Add(-2 * time.Second)}},
+	}
+	for i, w := range want {
+		room, due, wait := r.next()
+		if room != w.room || due != w.due || wait != 0 {
+			t.Fatalf("pick %d: %q %+v (wait %v), want %q %+v", i, room, due, wait, w.room, w.due)
+		}
+	}
+	if room, _, wait := r.next(); room != "" || wait < 59*time.Minute || wait > time.Hour {
+		t.Fatalf("with only d due in an hour: %q, wait %v", room, wait)
+	}
+	if len(r.due) != 1 || len(r.queue) != 1 || r.queue[0].room != "d" {
+		t.Fatalf("left due %v, queued %d, want d alone", r.due, len(r.queue))
+	}
+}
+
+// BenchmarkResyncerNext picks one due room among many that are not due
+// yet, as after a leader election of a partition holding them all.
+func BenchmarkResyncerNext(b *testing.B) {
+	for _, rooms := range []int{100, 10_000} {
+		b.Run(fmt.Sprintf("%d rooms", rooms), func(b *testing.B) {
+			r := newResyncer()
+			later := time.Now().Add(time.Hour)
+			for i := range rooms {
+				r.add(fmt.Sprintf("room-%d", i), reread{at: later.Add(time.Duration(i) * 2 * time.Millisecond), probe: true})
+			}
+			past := time.Now().Add(-time.Second)
+			b.ResetTimer()
+			for b.Loop() {
+				r.add("due", reread{at: past})
+				if room, _, _ := r.next(); room != "due" {
+					b.Fatalf("picked %q", room)
+				}
+			}
+		})
+	}
+}
+
 // TestResyncerMergesRereads: a room has one re-read due: the earlier time,
 // a repair if any re-read asked for is one (a check or a probe must not
 // weaken a repair, nor a probe a check), and a check's deferrals kept, so
@@ -127,7 +186,7 @@ func TestResyncerMergesRereads(t *testing.T) {
 			r := newResyncer()
 			r.add("room", tc.first)
 			r.add("room", tc.then)
-			if got := r.due["room"]; got != tc.want {
+			if got := r.due["room"].reread; got != tc.want {
 				t.Fatalf("due %+v, want %+v", got, tc.want)
 			}
 		})

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"cmp"
+	"container/heap"
 	"container/list"
 	"context"
 	"errors"
@@ -915,11 +916,13 @@ const liveGrace = 200 * time.Millisecond
 // for one that lost entries.
 const maxCheckDeferrals = 10
 
-// resyncer re-reads rooms from the log, each when it is due, one at a time.
+// resyncer re-reads rooms from the log, each when it is due, one at a time,
+// the earliest due first.
 type resyncer struct {
-	mu   sync.Mutex
-	due  map[string]reread
-	wake chan struct{}
+	mu    sync.Mutex
+	due   map[string]*dueReread // by room
+	queue rereadQueue           // the same re-reads, earliest first
+	wake  chan struct{}
 }
 
 // reread is a room's next re-read.
@@ -937,8 +940,40 @@ type reread struct {
 	probe bool
 }
 
+// dueReread is a room's re-read in the resyncer's queue.
+type dueReread struct {
+	reread
+	room  string
+	index int // in the queue
+}
+
+// rereadQueue is a min-heap (container/heap) of re-reads by time, so that
+// picking the next costs O(log n) however many rooms are due: a leader
+// election has every room held in its partition probed, 2 ms apart, and a
+// scan of them all for each pick would cost O(n²).
+type rereadQueue []*dueReread
+
+func (q rereadQueue) Len() int           { return len(q) }
+func (q rereadQueue) Less(i, j int) bool { return q[i].at.Before(q[j].at) }
+func (q rereadQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+func (q *rereadQueue) Push(x any) {
+	d := x.(*dueReread)
+	d.index = len(*q)
+	*q = append(*q, d)
+}
+func (q *rereadQueue) Pop() any {
+	old := *q
+	d := old[len(old)-1]
+	old[len(old)-1] = nil // not kept alive by the backing array
+	*q = old[:len(old)-1]
+	return d
+}
+
 func newResyncer() *resyncer {
-	return &resyncer{due: make(map[string]reread), wake: make(chan struct{}, 1)}
+	return &resyncer{due: make(map[string]*dueReread), wake: make(chan struct{}, 1)}
 }
 
 // schedule asks for the room to be repaired from the log at at, or earlier
@@ -963,24 +998,34 @@ func (r *resyncer) scheduleProbe(roomID string, at time.Time) {
 // if either is one, a probe only if both are.
 func (r *resyncer) add(roomID string, next reread) {
 	r.mu.Lock()
-	if old, ok := r.due[roomID]; ok {
-		switch {
-		case next.probe:
-			next.check, next.deferred, next.probe = old.check, old.deferred, old.probe
-		case !old.probe:
-			next.check = old.check && next.check
-			next.deferred = max(old.deferred, next.deferred)
-		}
-		if old.at.Before(next.at) {
-			next.at = old.at
-		}
+	if d, ok := r.due[roomID]; ok {
+		d.reread = mergeRereads(d.reread, next)
+		heap.Fix(&r.queue, d.index)
+	} else {
+		d := &dueReread{reread: next, room: roomID}
+		r.due[roomID] = d
+		heap.Push(&r.queue, d)
 	}
-	r.due[roomID] = next
 	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
 	default:
 	}
+}
+
+// mergeRereads is the one re-read that does what old and next ask for.
+func mergeRereads(old, next reread) reread {
+	switch {
+	case next.probe:
+		next.check, next.deferred, next.probe = old.check, old.deferred, old.probe
+	case !old.probe:
+		next.check = old.check && next.check
+		next.deferred = max(old.deferred, next.deferred)
+	}
+	if old.at.Before(next.at) {
+		next.at = old.at
+	}
+	return next
 }
 
 // run re-reads due rooms until ctx ends; a failed re-read is retried a
@@ -1019,21 +1064,21 @@ func (r *resyncer) run(ctx context.Context, resync func(context.Context, string)
 	}
 }
 
-// next returns a room that is due and its re-read, or how long until the
-// next one is.
+// next returns the room due earliest and its re-read if it is due, or how
+// long until it is.
 func (r *resyncer) next() (string, reread, time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := time.Now()
-	wait := time.Hour
-	for id, due := range r.due {
-		if !due.at.After(now) {
-			delete(r.due, id)
-			return id, due, 0
-		}
-		wait = min(wait, due.at.Sub(now))
+	if len(r.queue) == 0 {
+		return "", reread{}, time.Hour
 	}
-	return "", reread{}, wait
+	d := r.queue[0]
+	if wait := time.Until(d.at); wait > 0 {
+		return "", reread{}, wait
+	}
+	heap.Pop(&r.queue)
+	delete(r.due, d.room)
+	return d.room, d.reread, 0
 }
 
 // publishAccessLocked makes the room's members as they are now what Access
