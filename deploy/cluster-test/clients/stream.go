@@ -69,11 +69,18 @@ func (c *client) streamSession(ctx context.Context) (reason string, acked, stop 
 	}()
 
 	began := time.Now()
-	for n := 0; n < len(starts); n++ {
+	var first *result // a stream's that ended while the others opened
+	for n := 0; n < len(starts) && first == nil; n++ {
 		select {
 		case <-opened:
 		case r := <-results:
-			return r.reason, false, r.stop
+			// A stream signals opened before it ends, so one that opened
+			// and ended at once has both ready and select takes either:
+			// the session was up if every stream has signalled.
+			if n+len(opened) < len(starts) {
+				return r.reason, false, r.stop
+			}
+			first = &r
 		}
 	}
 	if d := time.Since(began); d > 3*time.Second {
@@ -85,7 +92,11 @@ func (c *client) streamSession(ctx context.Context) (reason string, acked, stop 
 		c.lastEnd = time.Now()
 		c.mu.Unlock()
 	}()
-	r := <-results
+	if first == nil {
+		r := <-results
+		first = &r
+	}
+	r := *first
 	if ctx.Err() != nil && r.reason == "" {
 		return "", true, true
 	}
