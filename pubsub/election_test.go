@@ -497,6 +497,42 @@ func TestReadKeyReachesWhatTheLeaderAcknowledged(t *testing.T) {
 	}
 }
 
+// TestReadKeyAfterTheReplicasWereRaised: an operator raises the replica
+// count (--stream-replicas 1 to 3) in a rolling restart. The first replica
+// restarted gives the streams 3 replicas, whose two new peers catch up
+// from nothing. A replica still running, which opened the log when the
+// streams had one, must still read a key up to the entry it appended,
+// though its read's consumer may now sit on a peer still catching up.
+func TestReadKeyAfterTheReplicasWereRaised(t *testing.T) {
+	t.Parallel()
+	c := startNATSCluster(t, 3)
+	old := openLog(t, Options{URLs: []string{c.url(0)}, Replicas: 1, Partitions: 1, ConnectTimeout: 5 * time.Second, SetupTimeout: 60 * time.Second})
+	// Enough entries that the new peers take a while to catch up.
+	publishBulk(t, old, old.lay.partPrefix[0]+"room_b.posts", 20000)
+	var last uint64
+	for i := range 3 {
+		last = mustAppendKeyed(t, old, "room_a", "posts", fmt.Sprint("before ", i), AppendOptions{ExpectLast: last}).Seq
+	}
+	openLog(t, Options{URLs: []string{c.url(1)}, Replicas: 3, Partitions: 1, ConnectTimeout: 5 * time.Second, SetupTimeout: 60 * time.Second})
+	short, reads := 0, 0
+	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline) && reads < 200; reads++ {
+		last = mustAppendKeyed(t, old, "room_a", "posts", fmt.Sprint("after ", reads), AppendOptions{ExpectLast: last}).Seq
+		got, err := old.ReadKey(testCtx(t, 10*time.Second), "room_a", 0, func(Entry) error { return nil })
+		if err != nil {
+			t.Fatalf("ReadKey: %v", err)
+		}
+		if got != last {
+			short++
+			if short <= 3 {
+				t.Logf("read %d ended at %d, before %d, the entry appended right before", reads, got, last)
+			}
+		}
+	}
+	if short > 0 {
+		t.Errorf("%d of %d reads by a replica opened before the replicas were raised ended before the entry it had appended right before", short, reads)
+	}
+}
+
 // TestLiveTellsOfAPartitionsLeaderElection: only a partition's leader
 // republishes an entry, as it stores it, so an entry stored while the
 // leader changes may never reach a Live; when a partition elects a leader,

@@ -351,8 +351,9 @@ func (l *Log) KeyLastSeq(ctx context.Context, key string) (uint64, error) {
 // the first), up to at least the key's last entry when ReadKey started. It
 // returns the Seq of the last entry passed to fn (0 if none). A key without
 // entries costs two requests (create and delete a consumer), and one more
-// (the key's last sequence, asked of the stream's leader) when the log's
-// streams are replicated.
+// (the key's last sequence, asked of the stream's leader) when NATS is
+// clustered (the streams are replicated, or may be made so while this Log
+// is open).
 //
 // If fn returns an error, ReadKey returns it wrapped with the sequence, and
 // the sequence of the last entry fn accepted.
@@ -403,7 +404,11 @@ func (l *Log) read(ctx context.Context, stream jetstream.Stream, name, filter st
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
 	var until uint64
-	if replicated(stream) {
+	// A stream Open found with one replica may have been given more since
+	// (another replica opened the log with a higher Replicas), whose new
+	// peers catch up from nothing while this one's cached info still says
+	// one: on a cluster, always ask the leader.
+	if replicated(stream) || l.nc.ConnectedClusterName() != "" {
 		last, err := l.lastSeqMatching(ctx, name, filterOrAll(filter))
 		if err != nil {
 			return 0, l.requestErr(err, "%s: ask the stream's leader for the last entry", what)
