@@ -240,7 +240,21 @@ func newMemberOnLaggard(t *testing.T, cases func(room, after string) []laggardCa
 	alice := dialLaggard(t, b.addr, "alice")
 	alice.subscribe("ev", laggardRoomEvents, map[string]any{"room": room})
 	alice.subscribe("mp", laggardMessagePosted, map[string]any{"room": room})
-	time.Sleep(200 * time.Millisecond) // both executions started
+	// Both executions have started once a query sent next on the same
+	// socket is answered: b runs a subscription's resolver before it reads
+	// the socket's next message (sharedExecutions.attach). A fixed 200 ms
+	// was not always enough on a loaded machine, and the warm message went
+	// by before them.
+	alice.subscribe("q", `{ viewer { id } }`, nil)
+	for {
+		f, err := alice.read(10 * time.Second)
+		if err != nil {
+			t.Fatalf("alice on b: %v, want the answer to the query sent after her subscriptions", err)
+		}
+		if f.ID == "q" && f.Type == "complete" {
+			break
+		}
+	}
 	postMessage(t, a.addr, "alice", room, "warm")
 	for got := 0; got < 2; got++ {
 		f, err := alice.read(5 * time.Second)
