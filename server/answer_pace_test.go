@@ -92,9 +92,16 @@ func (p pacedReader) Read(b []byte) (int, error) {
 // slowly, gets all of it". With a deadline for each 64 KiB, the clients
 // below that read less than 64 KiB per WriteTimeout were cut, though they
 // never paused for longer than a tenth of it.
+//
+// The WriteTimeout is a second, not answerWriteTimeout: at 300 ms the
+// 1 KiB client had three times the 100 ms a part takes it, and on a
+// loaded CI machine (go test -race ./... on 2 cores) its four reads, each
+// after a 25 ms sleep, overran that and it was cut. The clients' speeds
+// are scaled with it.
 func TestAnswerDeadlineFollowsReader(t *testing.T) {
+	const writeTimeout = time.Second
 	s, _ := newTestServer(t, func(o *Options) {
-		o.WriteTimeout = answerWriteTimeout
+		o.WriteTimeout = writeTimeout
 		o.MaxBodyBytes = 64 << 10
 	})
 	pipes := newPipeListener()
@@ -116,14 +123,15 @@ func TestAnswerDeadlineFollowsReader(t *testing.T) {
 		every time.Duration
 		whole bool // the client gets all of the answer; else it is cut
 	}{
-		// 30 KiB per WriteTimeout (300 ms): the client of the README's
+		// 40 KiB per WriteTimeout (1 s): the client of the README's
 		// promise, a tenth of WriteTimeout between reads.
-		{"4 KiB every 40 ms", 4 << 10, 40 * time.Millisecond, true},
-		// 12 KiB per WriteTimeout: three parts.
+		{"4 KiB every 100 ms", 4 << 10, 100 * time.Millisecond, true},
+		// 40 KiB per WriteTimeout: ten parts, less than one of the former
+		// 64 KiB parts.
 		{"1 KiB every 25 ms", 1 << 10, 25 * time.Millisecond, true},
-		// 1.5 KiB per WriteTimeout: less than a part, so that a part
-		// waits on it for longer than WriteTimeout.
-		{"1 KiB every 200 ms", 1 << 10, 200 * time.Millisecond, false},
+		// 2 KiB per WriteTimeout: less than a part, so that a part waits
+		// on it for longer than WriteTimeout.
+		{"1 KiB every 500 ms", 1 << 10, 500 * time.Millisecond, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,12 +158,12 @@ func TestAnswerDeadlineFollowsReader(t *testing.T) {
 			case tc.whole && err != nil:
 				t.Fatalf("a client reading %d bytes every %v was cut after %v (WriteTimeout %v), %d bytes read: %v; "+
 					"want all of the answer: it takes %d bytes per WriteTimeout, never pausing longer than %v (a part, answerChunk, is %d)",
-					tc.step, tc.every, took, answerWriteTimeout, len(got), err,
-					int(answerWriteTimeout/tc.every)*tc.step, tc.every, answerChunk)
+					tc.step, tc.every, took, writeTimeout, len(got), err,
+					int(writeTimeout/tc.every)*tc.step, tc.every, answerChunk)
 			case !tc.whole && err == nil:
 				t.Fatalf("a client reading %d bytes every %v got all of the answer (%d bytes in %v); "+
 					"want it given up on: it takes less than a part (%d bytes) per WriteTimeout %v",
-					tc.step, tc.every, len(got), took, answerChunk, answerWriteTimeout)
+					tc.step, tc.every, len(got), took, answerChunk, writeTimeout)
 			}
 			t.Logf("%d bytes in %v, then %v", len(got), took, err)
 		})
