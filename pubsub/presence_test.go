@@ -209,14 +209,24 @@ func TestPresenceWritesNothingWhileNothingChanges(t *testing.T) {
 	messages := func() uint64 { return membersLastSeq(t, js, p) }
 	// Measure from just after a refresh (every KeyTTL/3 since the start),
 	// so that a slow set-up (-race, a loaded machine) cannot put the next
-	// one inside the span.
-	start := messages()
-	waitFor(t, keyTTL, "a refresh of the member keys", func() bool { return messages() >= start+50 })
-	before := messages()
+	// one inside the span. A refresh written late (a loaded machine) can
+	// still leave less than the span before the next one, on time: at
+	// most that refresh's 50 keys, and the span is measured again.
 	quiet := keyTTL/3 - 300*time.Millisecond // two heartbeats, no refresh
-	time.Sleep(quiet)                        // the span measured, not a synchronization
-	if after := messages(); after != before {
-		t.Fatalf("%d member keys written in %s while nothing changed", after-before, quiet)
+	var before uint64
+	for try := 1; ; try++ {
+		start := messages()
+		waitFor(t, keyTTL, "a refresh of the member keys", func() bool { return messages() >= start+50 })
+		before = messages()
+		time.Sleep(quiet) // the span measured, not a synchronization
+		after := messages()
+		if after == before {
+			break
+		}
+		if after-before > 50 || try == 3 {
+			t.Fatalf("%d member keys written in %s while nothing changed", after-before, quiet)
+		}
+		t.Logf("%d member keys written in %s: the next refresh came early; measuring again", after-before, quiet)
 	}
 	// Past KeyTTL the keys are there still, rewritten by the refresh.
 	time.Sleep(keyTTL + time.Second - quiet)

@@ -76,21 +76,35 @@ func TestDeliveryLatencyLeavesReplaysOut(t *testing.T) {
 		}
 	}
 	// The first live event ends the replay (its handoff to the shared
-	// execution), and may be written by either; the second by the shared.
-	for _, text := range []string{"live a", "live b"} {
+	// execution), and may be written by either; the next by the shared,
+	// unless the replay also read it from the log before its subscriber
+	// joined the shared execution (a loaded machine): live events are
+	// posted until one is observed, 2 to 6 of them. A live event can take
+	// over 1 s on a loaded machine: the client sees that too, and it may
+	// be observed as slow.
+	observed := func() float64 {
+		return metricsTestScrape(t, r)["herald_delivery_latency_seconds_count"] - before["herald_delivery_latency_seconds_count"]
+	}
+	slowLive, live := 0, 0
+	for ; live < 2 || live < 6 && observed() == 0; live++ {
+		text := "live " + string(rune('a'+live))
+		sent := time.Now()
 		r.post(room, "bob", text)
 		if f := d.next(); f.Type != "next" || !strings.Contains(string(f.Payload), text) {
 			t.Fatalf("live event %q: %s", text, f.raw)
 		}
+		if time.Since(sent) > time.Second {
+			slowLive++
+		}
 	}
-	metricsTestWait(t, r, "herald_deliveries_total", before["herald_deliveries_total"]+missed+2)
+	metricsTestWait(t, r, "herald_deliveries_total", before["herald_deliveries_total"]+float64(missed+live))
 	after := metricsTestScrape(t, r)
 	delta := func(name string) float64 { return after[name] - before[name] }
-	if n := delta("herald_delivery_latency_seconds_count"); n < 1 || n > 2 {
-		t.Errorf("herald_delivery_latency_seconds observed %v deliveries for %d replayed and 2 live; want the live ones only", n, missed)
+	if n := delta("herald_delivery_latency_seconds_count"); n < 1 || n > float64(live) {
+		t.Errorf("herald_delivery_latency_seconds observed %v deliveries for %d replayed and %d live; want the live ones only", n, missed, live)
 	}
-	if slow := delta(`herald_delivery_latency_seconds_bucket{le="+Inf"}`) - delta(`herald_delivery_latency_seconds_bucket{le="1"}`); slow != 0 {
-		t.Errorf("%v deliveries observed slower than 1 s (sum %.2f s): replayed events measured at their age in the log",
-			slow, delta("herald_delivery_latency_seconds_sum"))
+	if slow := delta(`herald_delivery_latency_seconds_bucket{le="+Inf"}`) - delta(`herald_delivery_latency_seconds_bucket{le="1"}`); slow > float64(slowLive) {
+		t.Errorf("%v deliveries observed slower than 1 s (sum %.2f s), %d live ones seen that slow: replayed events measured at their age in the log",
+			slow, delta("herald_delivery_latency_seconds_sum"), slowLive)
 	}
 }
