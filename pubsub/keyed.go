@@ -248,24 +248,23 @@ func (l *Log) AddToDirectory(ctx context.Context, key string, data []byte) (Appe
 	}
 }
 
-// DirectoryLastSeq returns the directory stream's last sequence (0 if it has
-// never stored an entry).
+// DirectoryLastSeq returns the sequence of the directory stream's last
+// entry (0 if it holds none).
+//
+// It asks the stream's leader (lastSeqMatching), not for the stream's info:
+// a member of the stream's group that finds the group leaderless (cut off
+// from the others, or they are down) answers a stream info request itself,
+// with what it holds, which may lie far behind the directory; the message
+// get fails then instead. A purged directory (ResetLayout) keeps its last
+// sequence, but no entry will ever be read at it, and a reader waiting to
+// reach it (a replica becoming ready) would wait for good: it holds no
+// entry, so this returns 0.
 func (l *Log) DirectoryLastSeq(ctx context.Context) (uint64, error) {
-	what := fmt.Sprintf("read last sequence of stream %q", l.lay.dirStream)
-	if err := l.storeStopped(what); err != nil {
-		return 0, err
-	}
-	info, err := l.dir.Info(ctx)
+	seq, err := l.lastSeqMatching(ctx, l.lay.dirStream, ">")
 	if err != nil {
-		return 0, l.requestErr(err, "%s", what)
+		return 0, l.requestErr(err, "read last sequence of stream %q", l.lay.dirStream)
 	}
-	if info.State.Msgs == 0 {
-		// Purged (ResetLayout): its last sequence stays, but no entry will
-		// ever be read at it, and a reader waiting to reach it (a replica
-		// becoming ready) would wait for good.
-		return 0, nil
-	}
-	return info.State.LastSeq, nil
+	return seq, nil
 }
 
 // AppendOptions are AppendKeyed's options.

@@ -459,6 +459,12 @@ func (l *Log) Health(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("stream %s unreachable: %w", l.lay.dirStream, err)
 	}
+	// A member of the stream's group that finds the group leaderless (cut
+	// off from the others) answers the info request itself; only the
+	// leader answers a message get, which fails while there is none.
+	if _, err := lastSeqOf(ctx, l.nc, l.lay.dirStream, ">"); err != nil {
+		return fmt.Errorf("stream %s unreachable: %w", l.lay.dirStream, err)
+	}
 	if opened := l.dirCreated; !info.Created.Equal(opened) {
 		// Deleted and created again under this replica: its sequences
 		// started over, so what the replica holds, the positions it
