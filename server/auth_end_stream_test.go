@@ -143,3 +143,74 @@ func TestNoEventAfterStreamExpiry(t *testing.T) {
 		})
 	}
 }
+
+// TestNoEventAfterParkedStreamExpiry: an event posted just after a
+// parked event stream's credentials expired (before the keeper's next look,
+// up to a second later) does not reach it: the stream ends with
+// UNAUTHENTICATED and nothing posted after the expiry, as a stream served
+// by its request is sealed at the expiry itself.
+func TestNoEventAfterParkedStreamExpiry(t *testing.T) {
+	for _, kind := range []string{"sse", "multipart"} {
+		t.Run(kind, func(t *testing.T) {
+			r, sign := jwtReplica(t)
+			room := r.room("stream-spent-" + kind)
+			tok := sign("alice", 2*time.Second)
+			exp := tokenExp(t, tok)
+			h := http.Header{"Authorization": {"Bearer " + tok}}
+			var sse *sseClient
+			var mp *mpClient
+			if kind == "sse" {
+				var body string
+				if sse, _, body = r.openSSE(sseRequest{method: http.MethodPost, query: postedSub, vars: map[string]any{"r": room}, header: h}); sse == nil {
+					t.Fatal(body)
+				}
+			} else {
+				var resp *http.Response
+				var body string
+				if mp, resp, body = r.openMultipart(mpRequest{query: postedSub, vars: map[string]any{"r": room}, header: h}); mp == nil {
+					t.Fatalf("%d %s", resp.StatusCode, body)
+				}
+			}
+			waitFor(t, "the subscription", func() bool { return r.members() == 1 })
+			time.Sleep(time.Until(exp.Add(20 * time.Millisecond)))
+			r.post(room, "bob", "AFTER-expiry")
+			timeout := time.After(8 * time.Second)
+			for ended := false; ; {
+				var data string
+				var ok bool
+				select {
+				case <-timeout:
+					t.Fatal("the stream did not end")
+				case ev, more := <-chanOrNil(sse):
+					data, ok = ev.data, more
+				case p, more := <-mpChanOrNil(mp):
+					data, ok = p.body, more
+				}
+				if !ok {
+					if !ended {
+						t.Fatal("the stream ended without UNAUTHENTICATED")
+					}
+					return
+				}
+				ended = ended || strings.Contains(data, "UNAUTHENTICATED")
+				if strings.Contains(data, "AFTER-expiry") {
+					t.Fatalf("an event posted after the stream's credentials expired (at %v) reached it: %s", exp, data)
+				}
+			}
+		})
+	}
+}
+
+func chanOrNil(c *sseClient) <-chan sseEvent {
+	if c == nil {
+		return nil
+	}
+	return c.events
+}
+
+func mpChanOrNil(c *mpClient) <-chan mpPart {
+	if c == nil {
+		return nil
+	}
+	return c.parts
+}

@@ -613,8 +613,19 @@ func (st *httpStream) signal() {
 // stream can take it without waiting (see parkedStream.writeNow), and
 // queues it otherwise.
 func (st *httpStream) deliver(op *operation, p *payload) {
-	if ps := st.parked.Load(); ps != nil && ps.writeNow(op, p) {
-		return
+	if ps := st.parked.Load(); ps != nil {
+		// Credentials that expired since the keeper last looked (up to a
+		// second ago) take no more events: sealed now, as the keeper
+		// would, and as a stream its request serves is at the expiry.
+		if ps.expires != 0 {
+			if now := time.Now(); now.UnixNano() >= ps.expires {
+				ps.checkTimers(now)
+				return
+			}
+		}
+		if ps.writeNow(op, p) {
+			return
+		}
 	}
 	st.enqueue(streamItem{op: op, p: p, event: true})
 }

@@ -605,6 +605,14 @@ func (c *wsConn) enqueue(it outItem) {
 
 // deliver queues an event of a shared execution for op.
 func (c *wsConn) deliver(op *operation, p *payload) {
+	// Credentials that expired since the keeper last looked (up to a
+	// second ago) take no more events: the socket is closed with 4403 now,
+	// as the keeper would, and as an event stream is sealed at its expiry.
+	// An anonymous socket (expires 0) reads no clock.
+	if exp := c.machine.expires.Load(); exp != 0 && time.Now().UnixNano() >= exp {
+		c.carryOut(expiredStep())
+		return
+	}
 	if c.writeNow(op, p) {
 		return
 	}
