@@ -130,14 +130,14 @@ func invalid(format string, args ...any) *protocolError {
 
 // decodeClientMessage parses one text frame: a JSON object with a string
 // type, a string id where the type needs one, and an object (or null)
-// payload. Unknown members are ignored.
+// payload. Unknown members are ignored. Members are matched by their exact
+// names, as the protocols' JSON.parse-based peers read them: encoding/json
+// would match a struct's fields case-insensitively and take "Type", "ID" or
+// "PAYLOAD" (the last of several) for them, answering under an id the
+// client never gave, or accepting a message that has no type.
 func decodeClientMessage(p protocol, data []byte) (clientMessage, *protocolError) {
-	var raw struct {
-		Type    *string         `json:"type"`
-		ID      json.RawMessage `json:"id"`
-		Payload json.RawMessage `json:"payload"`
-	}
-	if err := json.Unmarshal(data, &raw); err != nil {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(data, &members); err != nil {
 		perr := invalid("Invalid message: not a JSON object")
 		// Unmarshal checks the syntax of the whole frame before decoding
 		// any of it, so a syntax error means the frame is not JSON at all.
@@ -147,26 +147,30 @@ func decodeClientMessage(p protocol, data []byte) (clientMessage, *protocolError
 		}
 		return clientMessage{}, perr
 	}
-	if raw.Type == nil {
+	typ, ok := members["type"]
+	if !ok {
 		return clientMessage{}, invalid("Invalid message: missing type")
 	}
-	m := clientMessage{Type: *raw.Type}
+	var m clientMessage
+	if err := json.Unmarshal(typ, &m.Type); err != nil || bytes.Equal(typ, []byte("null")) {
+		return clientMessage{}, invalid("Invalid message: type must be a string")
+	}
 	if !knownType(p, m.Type) {
 		return clientMessage{}, invalid("Invalid message: unknown type %s", clipReason(strconv.Quote(m.Type)))
 	}
 	if needsID(m.Type) {
-		if err := json.Unmarshal(raw.ID, &m.ID); err != nil || m.ID == "" {
+		if err := json.Unmarshal(members["id"], &m.ID); err != nil || m.ID == "" {
 			return clientMessage{}, invalid("Invalid message: %s needs a non-empty string id", m.Type)
 		}
 		if len(m.ID) > maxOperationIDBytes {
 			return clientMessage{}, invalid("Invalid message: %s id is %d bytes, at most %d allowed", m.Type, len(m.ID), maxOperationIDBytes)
 		}
 	}
-	if len(raw.Payload) > 0 && !bytes.Equal(raw.Payload, []byte("null")) {
-		if raw.Payload[0] != '{' {
+	if payload := members["payload"]; len(payload) > 0 && !bytes.Equal(payload, []byte("null")) {
+		if payload[0] != '{' {
 			return clientMessage{}, invalid("Invalid message: %s payload must be an object", m.Type)
 		}
-		m.Payload = raw.Payload
+		m.Payload = payload
 	}
 	if (m.Type == msgSubscribe || m.Type == msgStart) && m.Payload == nil {
 		return clientMessage{}, invalid("Invalid message: %s needs a payload", m.Type)
@@ -195,25 +199,44 @@ func needsID(t string) bool {
 }
 
 // decodeOperation parses a subscribe/start payload. Numbers stay
-// json.Number so that large integers survive to input coercion.
+// json.Number so that large integers survive to input coercion. Members
+// are matched by their exact names (see decodeClientMessage), and the last
+// of a repeated member is its value, as the HTTP transports read a
+// request's: "Query" is not the query, and a second "variables" replaces
+// the first (encoding/json would merge it into a struct's map field).
 func decodeOperation(payload json.RawMessage) (operationPayload, *protocolError) {
-	var raw struct {
-		Query         *string        `json:"query"`
-		OperationName *string        `json:"operationName"`
-		Variables     map[string]any `json:"variables"`
-		Extensions    map[string]any `json:"extensions"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &members); err != nil {
 		return operationPayload{}, invalid("Invalid message: malformed operation payload: %s", clipReason(err.Error()))
 	}
-	op := operationPayload{Variables: raw.Variables, Extensions: raw.Extensions}
-	if raw.Query != nil {
-		op.Query = *raw.Query
+	var (
+		op                   operationPayload
+		query, operationName *string
+	)
+	for _, f := range []struct {
+		name string
+		dst  any
+	}{
+		{"query", &query},
+		{"operationName", &operationName},
+		{"variables", &op.Variables},
+		{"extensions", &op.Extensions},
+	} {
+		raw, ok := members[f.name]
+		if !ok {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(f.dst); err != nil {
+			return operationPayload{}, invalid("Invalid message: malformed operation payload: %s: %s", f.name, clipReason(err.Error()))
+		}
 	}
-	if raw.OperationName != nil {
-		op.OperationName = *raw.OperationName
+	if query != nil {
+		op.Query = *query
+	}
+	if operationName != nil {
+		op.OperationName = *operationName
 	}
 	if op.Query == "" && op.Extensions["persistedQuery"] == nil {
 		return operationPayload{}, invalid("Invalid message: the operation payload has no query")
