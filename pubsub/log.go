@@ -452,6 +452,20 @@ func (l *Log) Health(ctx context.Context) error {
 	if err := l.storeFailure(); err != nil {
 		return err
 	}
+	err := l.health(ctx)
+	if err != nil {
+		// The store may have failed while the requests were out: JetStream
+		// stops without answering them, and they wait out ctx. The
+		// failure, said before JetStream stops, is why.
+		if ferr := l.storeFailure(); ferr != nil {
+			return ferr
+		}
+	}
+	return err
+}
+
+// health is Health's requests, once the store is known not to have failed.
+func (l *Log) health(ctx context.Context) error {
 	if !l.nc.IsConnected() {
 		return newError(ErrUnreachable, nil, "NATS disconnected (%s) from %s", l.nc.Status(), l.where)
 	}

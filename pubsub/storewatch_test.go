@@ -32,8 +32,10 @@ func TestEmbeddedLockFileReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	var herr error
-	waitFor(t, 5*time.Second, "Health to fail", func() bool {
-		herr = l.Health(ctx)
+	waitFor(t, 10*time.Second, "Health to fail", func() bool {
+		// A call whose requests are out when JetStream stops waits out
+		// its context: it must still say why.
+		herr = l.Health(testCtx(t, 2*time.Second))
 		return herr != nil
 	})
 	if !errors.Is(herr, ErrStoreFailed) || !strings.Contains(herr.Error(), lockPath) || !strings.Contains(herr.Error(), dir) {
