@@ -105,6 +105,16 @@ func memberToken(userID string) string {
 // differ only in case share a key, so only one of them can ever be
 // created.
 func directoryKey(name string) string {
+	sum := sha256.Sum256([]byte(composedNameKey(name)))
+	return hex.EncodeToString(sum[:])
+}
+
+// uncomposedDirectoryKey is the directory key a public room's name had
+// before keys were put in NFC after folding (composedNameKey). It differs
+// from directoryKey only for names whose fold is not in NFC (a capital
+// with no precomposed form, such as T̈, J̌, W̊, Y̊ or H̱, folds to a letter and
+// a mark that compose), and the rooms stored under it keep it.
+func uncomposedDirectoryKey(name string) string {
 	sum := sha256.Sum256([]byte(roomNameKey(name)))
 	return hex.EncodeToString(sum[:])
 }
@@ -213,7 +223,7 @@ func decodeDirectoryEntry(key string, data []byte) (Event, *Error) {
 // acceptedPublicKey reports whether key is one a public room was stored
 // under by an earlier version or by Migrate, besides its directoryKey.
 func acceptedPublicKey(key string, e Event) bool {
-	return key == legacyDirectoryKey(e.Name) || key == migratedDirectoryKey(e.RoomID)
+	return key == legacyDirectoryKey(e.Name) || key == uncomposedDirectoryKey(e.Name) || key == migratedDirectoryKey(e.RoomID)
 }
 
 // decodeLegacyEvent parses an entry of the single-stream layout.

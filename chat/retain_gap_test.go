@@ -237,3 +237,42 @@ func TestPageAfterDiscardedCursorExpires(t *testing.T) {
 			"m1 and m2, which followed the cursor, were discarded by the log and are skipped without a word", texts)
 	}
 }
+
+// TestPageBackAfterDiscardedCursor: the page after a cursor whose
+// following posts the log discarded is refused (CURSOR_EXPIRED) read
+// forward (TestPageAfterDiscardedCursorExpires); read backward, with last
+// (or with both cursors and no count, whose default is the last 50), it
+// must not answer as if nothing were missing either: a page that starts at
+// the oldest retained message with hasPreviousPage false says nothing lies
+// between the cursor and it, when m1 and m2 did.
+func TestPageBackAfterDiscardedCursor(t *testing.T) {
+	const history = 3
+	lg := openLog(t, pubsub.Options{MaxMsgsPerSubject: history})
+	svc := startService(t, lg, Options{History: history})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	room := mustRoom(t, svc, "paged back")
+	read := mustPost(t, svc, room.ID, "m0") // the last message the client read
+	var last Message
+	for i := 1; i <= 5; i++ {
+		last = mustPost(t, svc, room.ID, fmt.Sprintf("m%d", i)) // m1, m2 are discarded
+	}
+	for _, w := range []Window{
+		{After: read.Seq, Last: 10},
+		{After: read.Seq, Before: last.Seq + 1, Last: 50},
+	} {
+		page, err := svc.Messages(ctx, room.ID, w)
+		if err != nil {
+			wantCode(t, err, CodeCursorExpired)
+			continue
+		}
+		var texts []string
+		for _, m := range page.Items {
+			texts = append(texts, m.Text)
+		}
+		if len(texts) > 0 && texts[0] != "m1" && !page.HasPreviousPage {
+			t.Errorf("messages(%+v) = %q with hasPreviousPage false and no error: m1 and m2, which followed the cursor, "+
+				"were discarded by the log and are skipped without a word", w, texts)
+		}
+	}
+}

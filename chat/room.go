@@ -429,12 +429,14 @@ func (rs *roomState) discardedBefore() uint64 {
 	return 0
 }
 
-// checkPage refuses a page read forward (First) after a cursor older than
-// the posts the room retains: the posts that followed the cursor are gone,
-// and the page would start at the oldest retained one as if none were
-// missing. A subscription resumed from such a cursor is refused alike.
+// checkPage refuses a page after a cursor older than the posts the room
+// retains: the posts that followed the cursor are gone, and a page read
+// forward (First) would start at the oldest retained one as if none were
+// missing; so would one read backward (Last) that reaches it, with
+// hasPreviousPage false. A subscription resumed from such a cursor is
+// refused alike.
 func (rs *roomState) checkPage(w Window) *Error {
-	if w.First > 0 && w.After > 0 && w.After < rs.discardedBefore() {
+	if w.After > 0 && w.After < rs.discardedBefore() {
 		return errorf(CodeCursorExpired,
 			"the cursor is older than the history room %s retains: messages after it were discarded; refetch the room's latest messages", rs.room.ID)
 	}

@@ -2,12 +2,14 @@ package chat
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"golang.org/x/text/unicode/norm"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
-
-	"golang.org/x/text/unicode/norm"
 
 	"github.com/heraldhq/herald/pubsub"
 )
@@ -100,5 +102,91 @@ func TestRoomNameLengthAsSentOrInNFC(t *testing.T) {
 					utf8.RuneCountInString(tt.sent), utf8.RuneCountInString(norm.NFC.String(tt.sent)), name, err)
 			}
 		})
+	}
+}
+
+// The case pairs whose upper case has no precomposed letter: the lower
+// case is one code point in NFC (ẗ, U+1E97), the upper case a letter and a
+// combining mark (T, U+0308), which no NFC composes. Folded, the upper case
+// is "t\u0308", whose NFC is the lower case's "ẗ": the same name ignoring
+// case, which lowering each code point of the NFC form leaves apart.
+var foldComposingPairs = []struct{ name, lower, upper string }{
+	{"t with diaeresis", "ẗ chat", "T\u0308 CHAT"},
+	{"j with caron", "ǰ chat", "J\u030C CHAT"},
+	{"w with ring above", "ẘ chat", "W\u030A CHAT"},
+	{"y with ring above", "ẙ chat", "Y\u030A CHAT"},
+	{"h with line below", "ẖ chat", "H\u0331 CHAT"},
+}
+
+// TestRoomNamesEqualIgnoringCaseAfterComposition: on one replica, the
+// second spelling of a taken public name, ignoring case, is refused.
+func TestRoomNamesEqualIgnoringCaseAfterComposition(t *testing.T) {
+	svc := startService(t, openLog(t, pubsub.Options{}), Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, tt := range foldComposingPairs {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, order := range [][2]string{{tt.lower, tt.upper}, {tt.upper + " 2", tt.lower + " 2"}} {
+				first, err := svc.CreateRoom(ctx, alice, order[0])
+				if err != nil {
+					t.Fatalf("create %q: %v", order[0], err)
+				}
+				second, err := svc.CreateRoom(ctx, bob, order[1])
+				if err == nil {
+					t.Errorf("%q (%s) and %q (%s) are two public rooms whose names are one ignoring case", first.Name, first.ID, second.Name, second.ID)
+					continue
+				}
+				wantCode(t, err, CodeConflict)
+			}
+		})
+	}
+}
+
+// TestRoomNamesEqualIgnoringCaseRace: two replicas creating the two
+// spellings at once: the log's key keeps them one, so exactly one wins.
+func TestRoomNamesEqualIgnoringCaseRace(t *testing.T) {
+	first := openLog(t, pubsub.Options{})
+	a := startService(t, first, Options{})
+	b := startService(t, openReplicaLog(t, first, pubsub.Options{}), Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, tt := range foldComposingPairs {
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, c := range []struct {
+			svc  *Service
+			name string
+		}{{a, tt.lower}, {b, tt.upper}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = c.svc.CreateRoom(ctx, alice, c.name)
+			}()
+		}
+		wg.Wait()
+		if errs[0] == nil && errs[1] == nil {
+			t.Errorf("%s: both %q and %q were created", tt.name, tt.lower, tt.upper)
+		}
+	}
+}
+
+// TestRoomStoredUnderUncomposedKeyLoads: a public room stored before
+// under the key its folded name had without NFC still loads, and blocks
+// its name in either case.
+func TestRoomStoredUnderUncomposedKeyLoads(t *testing.T) {
+	d := newDirectory()
+	e := Event{Type: RoomCreated, Actor: alice, RoomID: "rold", Name: "T\u0308 CHAT"}
+	data, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(roomNameKey(e.Name))) // the key before NFC after folding
+	if r, bad := d.apply(1, hex.EncodeToString(sum[:]), data, t0(1)); bad != nil || r.ID != "rold" {
+		t.Fatalf("room stored under its former key: %+v, %v", r, bad)
+	}
+	for _, name := range []string{"T\u0308 CHAT", "ẗ chat", "t\u0308 chat"} {
+		if id := d.names[nameTakenKey(name)]; id != "rold" {
+			t.Errorf("%q is not taken by the room stored as %q", name, e.Name)
+		}
 	}
 }

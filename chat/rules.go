@@ -74,10 +74,17 @@ func checkRoomName(name string) *Error {
 func roomNameKey(name string) string { return strings.Map(foldRune, name) }
 
 // nameTakenKey is the form under which a proposed public room name is
-// refused as taken: roomNameKey of its NFC form. Proposed names are stored
-// in NFC (createRoom); rooms stored before in another spelling keep their
-// directory key and still block their name.
-func nameTakenKey(name string) string { return roomNameKey(norm.NFC.String(name)) }
+// refused as taken: composedNameKey of its NFC form. Proposed names are
+// stored in NFC (createRoom); rooms stored before in another spelling keep
+// their directory key and still block their name.
+func nameTakenKey(name string) string { return composedNameKey(norm.NFC.String(name)) }
+
+// composedNameKey is roomNameKey in NFC. Folding an NFC name rune by rune
+// may leave it out of NFC: a capital with no precomposed form ("T\u0308",
+// T̈, the capital of ẗ, U+1E97) folds to a letter and a mark that do
+// compose ("t\u0308", whose NFC is ẗ), so without it the two cases of one
+// name had two keys, and were two public rooms.
+func composedNameKey(name string) string { return norm.NFC.String(roomNameKey(name)) }
 
 func foldRune(r rune) rune {
 	if unicode.SimpleFold(r) == r {

@@ -547,9 +547,8 @@ func (s *Service) RoomStats(ctx context.Context, roomID string) (RoomStats, erro
 }
 
 // Messages returns a page of a room's retained messages in posting order,
-// loading the room if needed. A page read forward (First) after a cursor
-// whose following posts the log has discarded is refused with
-// CURSOR_EXPIRED.
+// loading the room if needed. A page after a cursor whose following posts
+// the log has discarded is refused with CURSOR_EXPIRED.
 func (s *Service) Messages(ctx context.Context, roomID string, w Window) (Page[Message], error) {
 	var (
 		page Page[Message]

@@ -189,3 +189,65 @@ func runChatWith(t *testing.T, log chat.EventLog, opts chat.Options) *chat.Servi
 		}
 	}
 }
+
+// TestMessagesBackAfterDiscardedCursor: a client that read up to m0
+// asks for what came since as the latest messages after its cursor
+// (messages(last:, after:), or both cursors and no count). m1 and m2 were
+// discarded by the log meanwhile: the answer must say so (CURSOR_EXPIRED,
+// as messages(first:, after:) and roomEvents(after:) do), not show m3..m5
+// with hasPreviousPage false.
+func TestMessagesBackAfterDiscardedCursor(t *testing.T) {
+	const history = 3
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	lg, err := pubsub.Open(ctx, pubsub.Options{DataDir: t.TempDir(), Partitions: 1, MaxMsgsPerSubject: history, Logger: quiet})
+	if err != nil {
+		t.Fatalf("open event log: %v", err)
+	}
+	t.Cleanup(func() { _ = lg.Close() })
+	svc := runChatWith(t, lg, chat.Options{History: history, Logger: quiet})
+	do := executor(t, svc)
+	r := &Resolver{chat: svc, epoch: 1} // executor's epoch
+	alice := chat.Actor{ID: "alice"}
+	room, err := svc.CreateRoom(ctx, alice, "gap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := svc.PostMessage(ctx, alice, room.ID, "m0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last chat.Message
+	for i := 1; i <= 5; i++ {
+		if last, err = svc.PostMessage(ctx, alice, room.ID, fmt.Sprint("m", i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := r.encodeCursor(roomScope(room.ID), read.Seq)
+	before := r.encodeCursor(roomScope(room.ID), last.Seq+1)
+	for _, args := range []string{
+		fmt.Sprintf("first: 10, after: %q", after), // refused today
+		fmt.Sprintf("last: 10, after: %q", after),
+		fmt.Sprintf("after: %q, before: %q", after, before),
+	} {
+		resp := do("alice", fmt.Sprintf(`{ room(id: %q) { messages(%s) { nodes { text } pageInfo { hasPreviousPage } } } }`, room.ID, args))
+		if resp.code() == string(chat.CodeCursorExpired) {
+			continue
+		}
+		var v struct {
+			Room struct {
+				Messages struct {
+					Nodes    []struct{ Text string }
+					PageInfo struct{ HasPreviousPage bool }
+				}
+			}
+		}
+		if err := json.Unmarshal(resp.Data, &v); err != nil {
+			t.Fatalf("%s: %s %+v", args, resp.Data, resp.Errors)
+		}
+		if m := v.Room.Messages; len(m.Nodes) > 0 && m.Nodes[0].Text != "m1" && !m.PageInfo.HasPreviousPage {
+			t.Errorf("messages(%s) = %+v, hasPreviousPage false, no error: m1 and m2 followed the cursor and are gone without a word", args, m.Nodes)
+		}
+	}
+}
