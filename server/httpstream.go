@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -523,11 +524,18 @@ func (st *httpStream) write(batch []streamItem, end bool, endErr *gqlerror.Error
 		return false // dropped: the deadline just set would outlast drop's
 	}
 	var err error
+	unflushed := 0 // bytes written since the last flush
 	for _, it := range batch {
+		var n int
 		if it.p == nil {
-			_, err = st.out.Write(st.f.appendEnd(nil, it.op, it.err))
+			n, err = st.out.Write(st.f.appendEnd(nil, it.op, it.err))
 		} else {
-			err = st.writeNext(it)
+			n, err = st.writeNext(it)
+		}
+		if unflushed += n; err == nil && unflushed >= answerChunk {
+			// A batch (a resumed stream's replay) as a whole may take a
+			// slow client longer than the write timeout: it is paced too.
+			err, unflushed = st.pace(), 0
 		}
 		if err != nil {
 			break
@@ -542,15 +550,54 @@ func (st *httpStream) write(batch []streamItem, end bool, endErr *gqlerror.Error
 	return err == nil
 }
 
-// writeNext writes one result as the format frames it.
-func (st *httpStream) writeNext(it streamItem) error {
+// writeNext writes one result as the format frames it, and returns the
+// bytes written.
+func (st *httpStream) writeNext(it streamItem) (int, error) {
 	p := it.p
 	buf := make([]byte, 0, len(p.bytes)+len(p.cursor)+64)
-	if _, err := st.out.Write(appendNext(st.f, buf, it.op, p)); err != nil {
-		return err
+	n, err := st.writePaced(appendNext(st.f, buf, it.op, p))
+	if err != nil {
+		return n, err
 	}
 	if it.event {
 		st.t.metrics.delivered(p)
+	}
+	return n, nil
+}
+
+// errStreamDropped fails a write to a stream that drop has cut.
+var errStreamDropped = errors.New("server: the stream was dropped")
+
+// writePaced writes b, a result as framed, in parts of at most answerChunk
+// bytes, each sent under a write deadline of its own (see pace), as a
+// plain answer is written (answerDeadline.write): a client that reads a
+// large result (a query's, over graphql-sse) steadily but slowly gets all
+// of it, and one that stops reading is given up on within the write
+// timeout of the part it stopped at.
+func (st *httpStream) writePaced(b []byte) (int, error) {
+	written := 0
+	for {
+		part := b[written:min(len(b), written+answerChunk)]
+		n, err := st.out.Write(part)
+		written += n
+		if err != nil || written == len(b) {
+			return written, err
+		}
+		if err := st.pace(); err != nil {
+			return written, err
+		}
+	}
+}
+
+// pace sends what was written and gives what follows a write deadline of
+// its own; a stream dropped meanwhile fails at once (see write).
+func (st *httpStream) pace() error {
+	if err := st.out.Flush(); err != nil {
+		return err
+	}
+	_ = st.out.SetWriteDeadline(time.Now().Add(st.t.cfg.writeTimeout))
+	if isClosed(st.cut) {
+		return errStreamDropped
 	}
 	return nil
 }

@@ -73,6 +73,10 @@ func (c *wsConn) writeBatch(batch []outItem) error {
 			large += len(shared)
 		}
 		if len(*buf)+large >= batchBytes {
+			// Each write of a batch gets a deadline of its own: a client
+			// reading a large batch (a resume's backlog) steadily but
+			// slowly may take longer than WriteTimeout for all of it.
+			c.extendWriteDeadline()
 			if err := c.writeGathered(buf, parts, flushed); err != nil {
 				return err
 			}
@@ -88,6 +92,7 @@ func (c *wsConn) writeBatch(batch []outItem) error {
 			}
 		}
 	}
+	c.extendWriteDeadline()
 	if err := c.writeGathered(buf, parts, flushed); err != nil {
 		return err
 	}
