@@ -236,7 +236,9 @@ func TestSlowReadingSocketGetsLargeReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	var page struct {
-		Data struct{ Room struct{ Messages struct{ ResumeCursor string } } }
+		Data struct {
+			Room struct{ Messages struct{ ResumeCursor string } }
+		}
 	}
 	err = json.NewDecoder(resp.Body).Decode(&page)
 	_ = resp.Body.Close()
@@ -266,4 +268,38 @@ func TestSlowReadingSocketGetsLargeReplay(t *testing.T) {
 		}
 	}
 	t.Logf("the backlog took %v", time.Since(start))
+}
+
+// TestSlowReadingSocketGetsLargeResult: a query's result of about 1 MB,
+// one WebSocket frame, reaches a client that reads it steadily but slowly,
+// taking longer than Options.WriteTimeout for all of it, as a plain answer
+// does (TestSlowReadingClientGetsLargeAnswer): the frame goes out in
+// writes of batchBytes, each with a deadline of its own.
+func TestSlowReadingSocketGetsLargeResult(t *testing.T) {
+	a := newLargeAnswers(t)
+	for _, p := range wspProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			c := (&replica{t: t, http: a.http}).dialRaw(p.name, 64<<10)
+			var q strings.Builder
+			q.WriteString("query($s: String) {")
+			for i := range 64 {
+				fmt.Fprintf(&q, " a%d: echo(s: $s)", i)
+			}
+			q.WriteString(" }")
+			c.start(p, q.String(), map[string]any{"s": strings.Repeat("x", 16<<10)})
+			c.br = bufio.NewReaderSize(slowerReader{c.conn}, 8<<10)
+			start := time.Now()
+			m, err := c.next(10 * time.Second)
+			for err == nil && m.op == rawText && bytes.Contains(m.payload, []byte(`"type":"ka"`)) {
+				m, err = c.next(10 * time.Second) // the legacy protocol's keepalive
+			}
+			switch {
+			case err != nil:
+				t.Fatalf("after %v (WriteTimeout %v), reading slowly: %v", time.Since(start), answerWriteTimeout, err)
+			case m.op != rawText || !bytes.Contains(m.payload, []byte(`"a63":`)) || len(m.payload) < 64*16<<10:
+				t.Fatalf("after %v: got %.200q, want the whole result", time.Since(start), m.payload)
+			}
+			t.Logf("the result of %d bytes took %v", len(m.payload), time.Since(start))
+		})
+	}
 }

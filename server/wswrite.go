@@ -44,9 +44,10 @@ func (c *wsConn) writeLoop() {
 // batchBytes is how many bytes of frames the writer gathers before a
 // write, large payloads included: several frames ready for one socket
 // leave in one system call, and a write is at most batchBytes and one
-// frame. That bounds what a close must wait for when it follows the write
-// under way (see writeBatch), and how much one write deadline covers; a
-// write of 32 KiB costs a system call for little.
+// frame, and at most twice batchBytes (see writeParts). That bounds what a
+// close must wait for when it follows the write under way (see
+// writeBatch), and how much one write deadline covers; a write of 32 KiB
+// costs a system call for little.
 const batchBytes = 32 << 10
 
 // writeBatch writes the frames of batch in order with as few system calls
@@ -56,7 +57,7 @@ const batchBytes = 32 << 10
 // message per frame, not one frame per write.
 func (c *wsConn) writeBatch(batch []outItem) error {
 	if len(batch) == 1 {
-		return c.write(&batch[0])
+		return c.write(&batch[0], true)
 	}
 	buf := c.t.frames.get()
 	defer c.t.frames.put(buf)
@@ -112,7 +113,45 @@ func (c *wsConn) writeGathered(buf *[]byte, parts net.Buffers, flushed int) erro
 	if flushed < len(*buf) {
 		parts = append(parts, (*buf)[flushed:])
 	}
-	return c.wire().writeFrameParts(parts)
+	return c.writeParts(parts, true)
+}
+
+// writeParts writes frames given in parts, with one system call where the
+// connection allows (writev). When paced and over twice batchBytes (a
+// large result), they go out in writes of batchBytes, each given at least
+// half of WriteTimeout (extendWriteDeadline), so that a client reading
+// steadily but slowly gets all of it rather than be cut after
+// WriteTimeout. The writer paces, except for what finish writes under
+// closeGrace.
+func (c *wsConn) writeParts(parts net.Buffers, paced bool) error {
+	size := 0
+	for _, b := range parts {
+		size += len(b)
+	}
+	if !paced || size <= 2*batchBytes {
+		return c.wire().writeFrameParts(parts)
+	}
+	var write net.Buffers
+	n := 0 // bytes in write
+	for _, b := range parts {
+		for len(b) > 0 {
+			take := min(len(b), batchBytes-n)
+			write, n, b = append(write, b[:take]), n+take, b[take:]
+			if n < batchBytes {
+				break // b is all taken: the next part joins this write
+			}
+			c.extendWriteDeadline()
+			if err := c.wire().writeFrameParts(write); err != nil {
+				return err
+			}
+			write, n = write[:0], 0
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	c.extendWriteDeadline()
+	return c.wire().writeFrameParts(write)
 }
 
 // appendItem appends the frame of one queued item to buf: whole, except
@@ -195,7 +234,7 @@ func (c *wsConn) finish() {
 		}
 	}
 	for i := range batch {
-		if err := c.write(&batch[i]); err != nil {
+		if err := c.write(&batch[i], false); err != nil {
 			c.cut() // the reader sees it and tears down
 			return
 		}
@@ -215,8 +254,8 @@ func (c *wsConn) sendClose() {
 }
 
 // write writes one queued item as a whole frame (frameWire: the rest of
-// one).
-func (c *wsConn) write(it *outItem) error {
+// one), a large one paced (see writeParts) unless finish writes it.
+func (c *wsConn) write(it *outItem, paced bool) error {
 	switch it.kind {
 	case frameRaw:
 		return c.writeSmall(opText, it.raw)
@@ -225,7 +264,7 @@ func (c *wsConn) write(it *outItem) error {
 	case framePongCtl:
 		return c.writeSmall(opPong, it.raw)
 	case frameWire:
-		return c.writeRest(it)
+		return c.writeRest(it, paced)
 	case frameError, frameComplete:
 		c.lastFrameTaken(it.op)
 	}
@@ -233,7 +272,7 @@ func (c *wsConn) write(it *outItem) error {
 		return nil // the client completed it: silence for this id
 	}
 	if it.kind == frameNext {
-		if err := c.writeNext(it.op, it.data); err != nil || !it.event {
+		if err := c.writeNext(it.op, it.data, paced); err != nil || !it.event {
 			return err
 		}
 		c.t.metrics.delivered(it.data)
@@ -259,13 +298,13 @@ const largePayload = 8 << 10
 // closingBrace ends a next frame written in parts.
 var closingBrace = []byte{'}'}
 
-func (c *wsConn) writeNext(op *operation, p *payload) error {
+func (c *wsConn) writeNext(op *operation, p *payload, paced bool) error {
 	buf := c.t.frames.get()
 	defer c.t.frames.put(buf)
 	*buf = appendOpFrameHead((*buf)[:0], c.machine.proto, frameNext, op.idJSON, len(p.bytes))
 	var err error
 	if len(p.bytes) > largePayload {
-		err = c.wire().writeFrameParts(net.Buffers{*buf, p.bytes, closingBrace})
+		err = c.writeParts(net.Buffers{*buf, p.bytes, closingBrace}, paced)
 	} else {
 		*buf = append(append(*buf, p.bytes...), '}')
 		err = c.wire().writeFrame(*buf)
@@ -276,13 +315,13 @@ func (c *wsConn) writeNext(op *operation, p *payload) error {
 // writeRest writes the rest of a frame begun by writeNow: its copied
 // start, then what is left of a shared payload and the closing brace,
 // which is not copied again while a stalled client takes it.
-func (c *wsConn) writeRest(it *outItem) error {
+func (c *wsConn) writeRest(it *outItem, paced bool) error {
 	raw := []byte(it.raw) // at most a small frame's bytes, or a large one's copied start
 	shared, ok := it.sharedPart()
 	if !ok {
 		return c.wire().writeFrame(raw)
 	}
-	return c.wire().writeFrameParts(net.Buffers{raw, shared, closingBrace})
+	return c.writeParts(net.Buffers{raw, shared, closingBrace}, paced)
 }
 
 // writeSmall writes a frame of opcode with a small payload: a
