@@ -41,21 +41,46 @@ type natsCluster struct {
 func startNATSCluster(t *testing.T, n int) *natsCluster {
 	t.Helper()
 	c := &natsCluster{t: t, name: "election-test", nodes: make([]*server.Server, n)}
-	for range n {
-		c.clients = append(c.clients, freeAddr(t))
-		c.routes = append(c.routes, freeAddr(t))
-		c.stores = append(c.stores, t.TempDir())
-	}
 	t.Cleanup(func() {
 		for i := range n {
 			c.stop(i)
 		}
 	})
-	for i := range n {
-		c.start(i)
+	// Every node's routes name every other's ports, so they are picked
+	// before the nodes bind them, and a connection of a test running
+	// beside this one may take one meanwhile (its source port): then the
+	// node never becomes ready, and the cluster starts again on new ports.
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		c.clients, c.routes, c.stores = nil, nil, nil
+		for range n {
+			c.clients = append(c.clients, freeAddr(t))
+			c.routes = append(c.routes, freeAddr(t))
+			c.stores = append(c.stores, t.TempDir())
+		}
+		if err = c.startAll(); err == nil {
+			break
+		}
+		t.Logf("start the cluster (attempt %d): %v", attempt, err)
+		for i := range n {
+			c.stop(i)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, fmt.Sprintf("a JetStream meta leader with %d peers online", n), func() bool { return c.onlinePeers() == n })
 	return c
+}
+
+// startAll starts every node, or says which one did not start.
+func (c *natsCluster) startAll() error {
+	for i := range c.nodes {
+		if err := c.startNode(i); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // start starts node i (again), on its ports and store directory, failing

@@ -180,34 +180,70 @@ func TestACutOffNodeGivesNoStalePosition(t *testing.T) {
 	}
 	ctx := testCtx(t, 150*time.Second)
 	stream := logs[0].lay.dirStream
-	leader := -1
-	waitFor(t, 20*time.Second, "a directory leader", func() bool {
-		for i, s := range c.nodes {
-			if s.JetStreamIsStreamLeader("$G", stream) {
-				leader = i
-				return true
+	// directoryLeader waits for the directory to have a leader and says
+	// which node it is.
+	directoryLeader := func() int {
+		t.Helper()
+		leader := -1
+		waitFor(t, 20*time.Second, "a directory leader", func() bool {
+			for i, s := range c.nodes {
+				if s.JetStreamIsStreamLeader("$G", stream) {
+					leader = i
+					return true
+				}
 			}
-		}
-		return false
-	})
-	cut := (leader + 1) % 3
-	t.Logf("directory leader n%d, node cut off n%d", leader, cut)
+			return false
+		})
+		return leader
+	}
+	leader := directoryLeader()
+	// add writes through the leader's node (or one it was), writing again
+	// while the write goes unanswered: the directory may elect a leader
+	// at any time (under load a missed heartbeat is enough), and a write
+	// sent meanwhile waits out its context. Each attempt adds a key of
+	// its own: an unanswered one may have been stored.
 	add := func(key string) uint64 {
 		t.Helper()
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		res, err := logs[leader].AddToDirectory(actx, key, []byte("x"))
-		if err != nil {
-			t.Fatalf("AddToDirectory(%s): %v", key, err)
-		}
-		return res.Seq
+		var seq uint64
+		attempt := 0
+		waitFor(t, 40*time.Second, fmt.Sprintf("AddToDirectory(%s) through n%d", key, leader), func() bool {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			k := key
+			if attempt++; attempt > 1 {
+				k = fmt.Sprintf("%s_%d", key, attempt)
+			}
+			res, err := logs[leader].AddToDirectory(actx, k, []byte("x"))
+			if err != nil {
+				t.Logf("AddToDirectory(%s): %v", k, err)
+				return false
+			}
+			seq = res.Seq
+			return true
+		})
+		return seq
 	}
 	first := add("room_0")
-	waitFor(t, 10*time.Second, "the node to hold the first entry", func() bool {
-		seq, err := logs[cut].DirectoryLastSeq(ctx)
-		return err == nil && seq >= first && logs[cut].Health(ctx) == nil
+	waitFor(t, 10*time.Second, "every node to hold the first entry", func() bool {
+		for _, l := range logs {
+			// A request sent while the directory elects a leader goes
+			// unanswered and waits out its context: each round of the
+			// poll gets its own.
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			seq, err := l.DirectoryLastSeq(rctx)
+			ok := err == nil && seq >= first && l.Health(rctx) == nil
+			cancel()
+			if !ok {
+				return false
+			}
+		}
+		return true
 	})
-
+	// The node cut off is one that does not lead the directory: the
+	// leader seen before may have changed since.
+	leader = directoryLeader()
+	cut := (leader + 1) % 3
+	t.Logf("directory leader n%d, node cut off n%d", leader, cut)
 	c.isolate(cut)
 	var last uint64
 	for i := 1; i <= 4; i++ {

@@ -616,7 +616,9 @@ func TestPresenceWatchOutlivesALostBucket(t *testing.T) {
 // aware of its consumer, and went unanswered for two heartbeats (see
 // TestFollowStartsPromptlyOnACluster); a key-value watch is a push
 // consumer, whose deliveries wait for the watcher's interest, so it should
-// not share that race. 450 watches measured 2–14 ms at most.
+// not share that race. 450 watches measured 2–14 ms at most; one took
+// 1.07 s once, in a CI run loaded with other test processes: such a race
+// costs a watch heartbeats, seconds, so a watch is slow from 2 s on.
 func TestPresenceWatchStartsPromptlyOnACluster(t *testing.T) {
 	t.Parallel()
 	var trackers []*Presence
@@ -643,12 +645,12 @@ func TestPresenceWatchStartsPromptlyOnACluster(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("watch %d from node %d reported nothing in 5s", n, n%3)
 		}
-		if took := time.Since(start); took >= time.Second {
+		if took := time.Since(start); took >= 2*time.Second {
 			slow = append(slow, took)
 		}
 		w.Close()
 	}
 	if len(slow) > 0 {
-		t.Errorf("%d of %d watches took 1s or more to report the members present: %v", len(slow), watches, slow)
+		t.Errorf("%d of %d watches took 2s or more to report the members present: %v", len(slow), watches, slow)
 	}
 }
