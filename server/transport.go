@@ -405,7 +405,7 @@ func (x *runner) refuseRateLimited(w http.ResponseWriter, r *http.Request, m med
 // check them (telling the client its credentials are bad would be a lie),
 // nothing when the client left meanwhile (see credentialsUnchecked).
 func (x *runner) authenticate(w http.ResponseWriter, r *http.Request, m mediaType) (context.Context, bool) {
-	id, ok, err := x.authn.FromRequest(r)
+	id, ok, err := requestCredentials(x.log, x.authn, r)
 	switch {
 	case errors.Is(err, auth.ErrInvalidCredentials):
 		w.Header().Set("WWW-Authenticate", x.challenge(err))
@@ -423,6 +423,22 @@ func (x *runner) authenticate(w http.ResponseWriter, r *http.Request, m mediaTyp
 		return auth.NewContext(r.Context(), id), true
 	}
 	return r.Context(), true
+}
+
+// requestCredentials has authn judge r's credentials. A panic of the
+// authenticator's is logged with its stack and taken as credentials that
+// could not be checked (errAuthenticatorPanicked: 503 with Retry-After),
+// as one at connection_init is (wsConn.authenticateInit), rather than left
+// to gqlgen's recovery, which answers 500 and skips what the caller holds
+// for the request: a WebSocket upgrade's place under --max-connections.
+func requestCredentials(log *slog.Logger, authn auth.Authenticator, r *http.Request) (id auth.Identity, ok bool, err error) {
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			logRecovered(log, r.Context(), "authenticating a request", recovered)
+			id, ok, err = auth.Identity{}, false, errAuthenticatorPanicked
+		}
+	}()
+	return authn.FromRequest(r)
 }
 
 // credentialsUnchecked logs err, the authenticator's failure to check r's

@@ -94,13 +94,15 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		return
 	case refusedFull:
 		t.reject(w, r, http.StatusServiceUnavailable, fmt.Sprintf(
-			"this replica holds its limit of %d WebSocket connections; reconnect to another replica", t.cfg.limits.MaxConnections))
+			"this replica holds its limit of %d WebSocket connections and HTTP streams together; reconnect to another replica", t.sessions.maxConnections))
 		return
 	}
 	// Bad credentials on the upgrade (a stale cookie) are judged at
 	// connection_init, which may carry good ones: a browser cannot read a
 	// refused upgrade's 401, and cannot drop its cookie to reconnect.
-	upgradeID, hasUpgradeID, upgradeErr := t.authn.FromRequest(r)
+	// The socket is admitted by now: a panic left to the handler's
+	// recovery would keep its place until restart (requestCredentials).
+	upgradeID, hasUpgradeID, upgradeErr := requestCredentials(t.log, t.authn, r)
 	if upgradeErr != nil && !errors.Is(upgradeErr, auth.ErrInvalidCredentials) {
 		t.sessions.done()
 		t.refuseCredentials(w, r, upgradeErr)
