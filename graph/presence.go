@@ -2,9 +2,11 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -60,8 +62,10 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 		return nil, err
 	}
 	// end stops the feed early: without an engine, when the subscriber is
-	// removed from the room.
+	// removed from the room; or when the room's watcher ended (endedBy).
+	parent := ctx
 	ctx, end := context.WithCancel(ctx)
+	var endedBy atomic.Pointer[chat.Error]
 	w.SetOffer(func(c chat.Change) bool {
 		return c.Type != chat.MemberRemoved && (allowed == nil || allowed(c.Seq))
 	})
@@ -89,6 +93,16 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 		defer w.Close()
 		for {
 			c, err := w.Next(ctx)
+			var ended *chat.Error
+			if errors.As(err, &ended) && ctx.Err() == nil {
+				// The watcher can no longer give the room's changes (the
+				// log discarded some it missed): without it no removal
+				// would end a removed member's feed, nor their typing. The
+				// subscription ends with why, as messagePosted does.
+				endedBy.Store(ended)
+				end()
+				return
+			}
 			if err != nil {
 				return
 			}
@@ -119,6 +133,12 @@ func (r subscriptionResolver) RoomPresence(ctx context.Context, roomID string) (
 				return false
 			}
 		})
+		if why := endedBy.Load(); why != nil {
+			select {
+			case out <- graphql.Event[*model.PresenceEvent]{Context: eventmeta.WithMeta(parent, eventmeta.Meta{End: why})}:
+			case <-parent.Done():
+			}
+		}
 	}()
 	return out, nil
 }
@@ -327,6 +347,10 @@ func (f *presenceFeed) run(ctx context.Context, send func(*model.PresenceEvent) 
 			// After afterRemovals, whose positions count every signal.
 			signals = slices.DeleteFunc(signals, f.notMember)
 			ended = st.typingNonMembers(f.notMember, ended)
+			// A member leaving while shown typing stops typing first: this
+			// replica may apply their removal after the presence keys say
+			// they left, and their LEFT must not show them typing.
+			ended = st.typingLeaving(users, signals, ended)
 		}
 		st.endTyping(ended, &events, f.burst)
 		if !started {
@@ -440,6 +464,25 @@ func (st *presenceState) typingNonMembers(notMember func(string) bool, ended []s
 	n := len(ended)
 	for u := range st.typing {
 		if notMember(u) && !slices.Contains(ended[:n], u) {
+			ended = append(ended, u)
+		}
+	}
+	if len(ended) > n {
+		slices.Sort(ended)
+	}
+	return ended
+}
+
+// typingLeaving adds to ended (sorted) the users st shows present and
+// typing who are not in users and have no signal in signals, and returns
+// it sorted: their typing ends before their LEFT.
+func (st *presenceState) typingLeaving(users, signals, ended []string) []string {
+	n := len(ended)
+	for _, u := range st.present {
+		if _, typing := st.typing[u]; !typing || slices.Contains(signals, u) || slices.Contains(ended[:n], u) {
+			continue
+		}
+		if _, still := slices.BinarySearch(users, u); !still {
 			ended = append(ended, u)
 		}
 	}
