@@ -703,6 +703,24 @@ func (h *modelHarness) waitRefs(m *model, rooms []string, d time.Duration) bool 
 	}
 }
 
+// waitRefsLeast waits until the reference watcher on replica 0 of each
+// room has as many events as the one of models with the fewest there.
+func (h *modelHarness) waitRefsLeast(models []*model, rooms []string, d time.Duration) {
+	least := &model{}
+	for _, id := range rooms {
+		var fewest *mRoom
+		for _, m := range models {
+			if r := m.room(id); r != nil && (fewest == nil || len(r.events) < len(fewest.events)) {
+				fewest = r
+			}
+		}
+		if fewest != nil {
+			least.rooms = append(least.rooms, fewest)
+		}
+	}
+	h.waitRefs(least, rooms, d)
+}
+
 func sameEvents(recs []modelRecord, evs []mEvent) bool {
 	if len(recs) != len(evs) {
 		return false
@@ -816,6 +834,10 @@ func (h *modelHarness) step() {
 	chosen := candidates[0]
 	if len(candidates) > 1 {
 		chosen = nil
+		// Under load the reference watchers may take seconds to apply
+		// what the commands stored; whatever the order, the log holds
+		// at least the events of the candidate with the fewest.
+		h.waitRefsLeast(candidates, touched, 15*time.Second)
 		for _, m := range candidates {
 			h.waitRefs(m, touched, 3*time.Second)
 			match := true
