@@ -46,24 +46,9 @@ func (l *droppingLiveLog) NewLive(opts pubsub.LiveOptions) *pubsub.Live {
 // went on with what the log still held, silently missing the rest), which
 // sends a client refetching.
 func TestSubscriptionEndsWhenTheLogDiscardedWhatItMissed(t *testing.T) {
-	const history = 3
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	first, err := pubsub.Open(ctx, pubsub.Options{DataDir: t.TempDir(), Partitions: 1, ListenAddr: "127.0.0.1:0",
-		MaxMsgsPerSubject: history, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = first.Close() })
-	second, err := pubsub.Open(ctx, pubsub.Options{URLs: []string{first.ClientURL()}, Partitions: 1, MaxMsgsPerSubject: history, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = second.Close() })
-	lossy := &droppingLiveLog{EventLog: second}
-	a := runChatWith(t, first, chat.Options{History: history, Logger: quiet})
-	b := runChatWith(t, lossy, chat.Options{History: history, Logger: quiet})
+	a, b, lossy := lossyReplicaPair(t, ctx, 3)
 	hs := presenceServer(t, b, nil, 0)
 	alice := chat.Actor{ID: "alice"}
 
@@ -164,6 +149,29 @@ func TestSubscriptionEndsWhenTheLogDiscardedWhatItMissed(t *testing.T) {
 	}
 }
 
+// lossyReplicaPair runs two chat replicas of one log (a partition, a
+// room history of history messages): a, and b, whose live events lossy can
+// drop.
+func lossyReplicaPair(t *testing.T, ctx context.Context, history int) (a, b *chat.Service, lossy *droppingLiveLog) {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	first, err := pubsub.Open(ctx, pubsub.Options{DataDir: t.TempDir(), Partitions: 1, ListenAddr: "127.0.0.1:0",
+		MaxMsgsPerSubject: int64(history), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.Close() })
+	second, err := pubsub.Open(ctx, pubsub.Options{URLs: []string{first.ClientURL()}, Partitions: 1, MaxMsgsPerSubject: int64(history), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = second.Close() })
+	lossy = &droppingLiveLog{EventLog: second}
+	a = runChatWith(t, first, chat.Options{History: history, Logger: quiet})
+	b = runChatWith(t, lossy, chat.Options{History: history, Logger: quiet})
+	return a, b, lossy
+}
+
 // runChatWith is runChat with options.
 func runChatWith(t *testing.T, log chat.EventLog, opts chat.Options) *chat.Service {
 	t.Helper()
@@ -201,7 +209,7 @@ func TestMessagesBackAfterDiscardedCursor(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	lg, err := pubsub.Open(ctx, pubsub.Options{DataDir: t.TempDir(), Partitions: 1, MaxMsgsPerSubject: history, Logger: quiet})
+	lg, err := pubsub.Open(ctx, pubsub.Options{DataDir: t.TempDir(), Partitions: 1, MaxMsgsPerSubject: int64(history), Logger: quiet})
 	if err != nil {
 		t.Fatalf("open event log: %v", err)
 	}

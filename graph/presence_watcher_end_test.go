@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"net/http"
 	"strings"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
-	"github.com/heraldhq/herald/pubsub"
 )
 
 // TestRemovedMemberPresenceEndsAfterTheRoomWatcherEnded: a replica
@@ -31,24 +28,9 @@ func TestRemovedMemberPresenceEndsAfterTheRoomWatcherEnded(t *testing.T) {
 }
 
 func removedMemberPresence(t *testing.T, lose bool) {
-	const history = 3
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	first, err := pubsub.Open(ctx, pubsub.Options{DataDir: t.TempDir(), Partitions: 1, ListenAddr: "127.0.0.1:0",
-		MaxMsgsPerSubject: history, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = first.Close() })
-	second, err := pubsub.Open(ctx, pubsub.Options{URLs: []string{first.ClientURL()}, Partitions: 1, MaxMsgsPerSubject: history, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = second.Close() })
-	lossy := &droppingLiveLog{EventLog: second}
-	a := runChatWith(t, first, chat.Options{History: history, Logger: quiet})
-	b := runChatWith(t, lossy, chat.Options{History: history, Logger: quiet})
+	a, b, lossy := lossyReplicaPair(t, ctx, 3)
 	hs := presenceServer(t, b, &controlledPresence{users: []string{"bob"}}, 0)
 	alice := chat.Actor{ID: "alice"}
 

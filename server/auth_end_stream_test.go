@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -56,24 +58,7 @@ func TestNoEventAfterStreamExpiry(t *testing.T) {
 			tok := sign("alice", 3*time.Second)
 			exp := tokenExp(t, tok)
 			h := http.Header{"Authorization": {"Bearer " + tok}}
-			var sse *sseClient
-			var mp *mpClient
-			if kind == "sse" {
-				var body string
-				sse, _, body = r.openSSE(sseRequest{method: http.MethodPost, query: postedSub, vars: map[string]any{"r": room},
-					header: h, dial: tinyReceiveBuffer, paused: true})
-				if sse == nil {
-					t.Fatal(body)
-				}
-			} else {
-				var resp *http.Response
-				var body string
-				mp, resp, body = r.openMultipart(mpRequest{query: postedSub, vars: map[string]any{"r": room},
-					header: h, dial: tinyReceiveBuffer, paused: true})
-				if mp == nil {
-					t.Fatalf("%d %s", resp.StatusCode, body)
-				}
-			}
+			sse, mp := openPostedStream(t, r, kind, room, h, tinyReceiveBuffer, true)
 			st := theOpenStream(t, r)
 			waitFor(t, "the subscription", func() bool { return r.members() == 1 })
 			posted := 0
@@ -157,20 +142,7 @@ func TestNoEventAfterParkedStreamExpiry(t *testing.T) {
 			tok := sign("alice", 2*time.Second)
 			exp := tokenExp(t, tok)
 			h := http.Header{"Authorization": {"Bearer " + tok}}
-			var sse *sseClient
-			var mp *mpClient
-			if kind == "sse" {
-				var body string
-				if sse, _, body = r.openSSE(sseRequest{method: http.MethodPost, query: postedSub, vars: map[string]any{"r": room}, header: h}); sse == nil {
-					t.Fatal(body)
-				}
-			} else {
-				var resp *http.Response
-				var body string
-				if mp, resp, body = r.openMultipart(mpRequest{query: postedSub, vars: map[string]any{"r": room}, header: h}); mp == nil {
-					t.Fatalf("%d %s", resp.StatusCode, body)
-				}
-			}
+			sse, mp := openPostedStream(t, r, kind, room, h, nil, false)
 			waitFor(t, "the subscription", func() bool { return r.members() == 1 })
 			time.Sleep(time.Until(exp.Add(20 * time.Millisecond)))
 			r.post(room, "bob", "AFTER-expiry")
@@ -213,4 +185,26 @@ func mpChanOrNil(c *mpClient) <-chan mpPart {
 		return nil
 	}
 	return c.parts
+}
+
+// openPostedStream opens an event stream of postedSub on room, of kind
+// "sse" (its client is sse) or "multipart" (mp), with header, dialled
+// with dial (nil: the default) and read from only once resumed if paused.
+func openPostedStream(t *testing.T, r *replica, kind, room string, header http.Header,
+	dial func(ctx context.Context, network, addr string) (net.Conn, error), paused bool,
+) (sse *sseClient, mp *mpClient) {
+	t.Helper()
+	vars := map[string]any{"r": room}
+	if kind == "sse" {
+		sse, _, body := r.openSSE(sseRequest{method: http.MethodPost, query: postedSub, vars: vars, header: header, dial: dial, paused: paused})
+		if sse == nil {
+			t.Fatal(body)
+		}
+		return sse, nil
+	}
+	mp, resp, body := r.openMultipart(mpRequest{query: postedSub, vars: vars, header: header, dial: dial, paused: paused})
+	if mp == nil {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	return nil, mp
 }
