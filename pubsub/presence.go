@@ -61,6 +61,7 @@ type Presence struct {
 	dirty    map[string]struct{}         // topics whose keys are out of date
 	written  map[string]int              // topic → how many of its keys (head and pages) may exist
 	gen      uint64                      // the generation of the last paged write
+	beat     uint64                      // the revision of this replica's last heartbeat
 	live     map[string]bool             // replicas whose liveness key exists, as followed
 	heard    map[string]time.Time        // replica → when the follower last saw its heartbeat
 	watches  map[*PresenceWatch]struct{} // told when live changes
@@ -511,13 +512,30 @@ func (p *Presence) run() {
 	}
 }
 
-// heartbeat writes this replica's liveness key.
+// heartbeat writes this replica's liveness key. A revision not above the
+// last heartbeat's says the buckets were created anew since (lost with a
+// NATS restart, and re-created by another replica, so that no write here
+// failed to say so): from this heartbeat on watchers take this replica as
+// alive, so its keys are written again at once, and the follower watches
+// the new liveness bucket, rather than when it notices the bucket's
+// silence (a TTL later).
 func (p *Presence) heartbeat(ctx context.Context) error {
 	p.mu.Lock()
 	kv := p.replicas
 	p.mu.Unlock()
-	if _, err := kv.Put(ctx, p.opts.Replica, []byte("alive")); err != nil {
+	rev, err := kv.Put(ctx, p.opts.Replica, []byte("alive"))
+	if err != nil {
 		return fmt.Errorf("write the presence heartbeat of %s: %w", p.opts.Replica, err)
+	}
+	p.mu.Lock()
+	renewed := rev <= p.beat
+	p.beat = rev
+	p.mu.Unlock()
+	if renewed {
+		p.log.Info("presence buckets created anew: writing this replica's keys again", "bucket", p.opts.Bucket)
+		p.rewriteAll()
+		wake(p.kick)
+		wake(p.rewatch)
 	}
 	return nil
 }

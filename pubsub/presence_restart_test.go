@@ -142,6 +142,14 @@ func TestPresenceWatchConvergesAfterNATSRestart(t *testing.T) {
 				waitFor(t, 5*time.Second, "Health to report the store failure", func() bool {
 					return errors.Is(l.Health(testCtx(t, 2*time.Second)), ErrStoreFailed)
 				})
+				// Health says so before JetStream stops (storeWatch.check):
+				// a change made meanwhile may still be written, and its
+				// report, from before the restart, would pass for the
+				// watch's convergence after it.
+				waitFor(t, 5*time.Second, "JetStream to stop", func() bool {
+					_, err := l.js.AccountInfo(testCtx(t, time.Second))
+					return err != nil
+				})
 				during()
 				time.Sleep(outage)
 				if err := os.Rename(lockPath+".old", lockPath); err != nil {
