@@ -35,7 +35,7 @@ type connLimit struct {
 	shedding bool       // keep-alives are off: the count reached high and has not fallen to low since
 	draining bool       // endKeepAlives ran: they stay off
 
-	waits    atomic.Uint64 // Accepts that found every slot taken
+	waits    atomic.Uint64 // Accepts that found every slot taken and a client waiting
 	lastWarn atomic.Int64  // unix nanos of the last "at the cap" warning
 
 	closed    chan struct{}
@@ -45,6 +45,10 @@ type connLimit struct {
 
 // connLimitWarnEvery spaces out the warnings that the listener is full.
 const connLimitWarnEvery = time.Minute
+
+// connLimitBacklogEvery is how often an Accept waiting for a slot looks
+// for a client waiting in the listen backlog, until it sees one.
+const connLimitBacklogEvery = 100 * time.Millisecond
 
 // newConnLimit bounds l to n connections open at once (at least 1),
 // turning keep-alives off through keepAlives near the bound. maxConns is
@@ -114,14 +118,32 @@ func (l *connLimit) acquire() error {
 		return nil
 	default:
 	}
-	l.waits.Add(1)
-	l.warnFull()
-	select {
-	case <-l.closed:
-		return net.ErrClosed
-	case l.slots <- struct{}{}:
-		return nil
+	// Every slot is taken. The server's accept loop comes here again at
+	// once whether or not anyone is dialling, so the wait is counted, and
+	// warned about, only once a client is seen waiting in the backlog.
+	look := time.NewTicker(connLimitBacklogEvery)
+	defer look.Stop()
+	for looking := look.C; ; {
+		if looking != nil && l.clientWaits() {
+			l.waits.Add(1)
+			l.warnFull()
+			looking = nil
+		}
+		select {
+		case <-l.closed:
+			return net.ErrClosed
+		case l.slots <- struct{}{}:
+			return nil
+		case <-looking:
+		}
 	}
+}
+
+// clientWaits says whether a client waits to be accepted; true where
+// that cannot be told.
+func (l *connLimit) clientWaits() bool {
+	waiting, known := clientBacklogged(l.Listener)
+	return waiting || !known
 }
 
 func (l *connLimit) release() { <-l.slots }
@@ -181,7 +203,8 @@ func (l *connLimit) open() int { return int(l.conns.Load()) }
 // capacity is how many connections may be open at once.
 func (l *connLimit) capacity() int { return cap(l.slots) }
 
-// waited is how many Accepts found every slot taken.
+// waited is how many Accepts found every slot taken while a client
+// waited to be accepted.
 func (l *connLimit) waited() uint64 { return l.waits.Load() }
 
 // Close closes the listener and wakes an Accept waiting for a slot.

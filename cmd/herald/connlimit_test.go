@@ -256,6 +256,62 @@ func TestConnLimitAcceptWaitsAtTheCap(t *testing.T) {
 	}
 }
 
+// TestConnLimitCountsOnlyClientsThatWait: the server's accept loop calls
+// Accept again at once, so a listener at its bound waits for a slot
+// whether or not anyone is dialling. herald_http_accept_waits_total and
+// the warning say new clients wait: they count a wait only once a client
+// is in the backlog, and then once per Accept.
+func TestConnLimitCountsOnlyClientsThatWait(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testrig.LogBuffer{}
+	l := newConnLimit(inner, 2, 0, func(bool) {}, slog.New(slog.NewTextHandler(logs, nil)))
+	t.Cleanup(func() { _ = l.Close() })
+	_, first := dialAccept(t, l)
+	_, second := dialAccept(t, l)
+	defer second.Close()
+
+	got := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		got <- c
+	}()
+	time.Sleep(5 * connLimitBacklogEvery) // the Accept waits and looks at the backlog several times
+	if n := l.waited(); n != 0 || strings.Contains(logs.String(), "new clients wait") {
+		t.Fatalf("at its bound with no client dialling: waits counted %d (want 0), log:\n%s", n, logs.String())
+	}
+
+	waiting, err := net.DialTimeout("tcp", l.Addr().String(), 2*time.Second)
+	if err != nil {
+		t.Fatalf("a client at the cap is not held in the backlog: %v", err)
+	}
+	defer waiting.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.waited() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(3 * connLimitBacklogEvery) // a second count would come within a look or two
+	if n := l.waited(); n != 1 || !strings.Contains(logs.String(), "new clients wait") {
+		t.Fatalf("a client waited in the backlog: waits counted %d (want 1), log:\n%s", n, logs.String())
+	}
+
+	_ = first.Close()
+	select {
+	case c := <-got:
+		if c == nil {
+			t.Fatal("Accept failed after a slot was freed")
+		}
+		defer c.Close()
+		if c.RemoteAddr().String() != waiting.LocalAddr().String() {
+			t.Errorf("accepted %s, want the waiting client %s", c.RemoteAddr(), waiting.LocalAddr())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept still waits 5 s after a slot was freed")
+	}
+}
+
 // TestConnLimitTogglesKeepAlives: keep-alives go off when an Accept
 // brings the open connections to the high-water mark, and on again when
 // one leaves them at the low-water mark or below, not in between; after
