@@ -78,7 +78,7 @@ func TestRequestAuthPanicIsUnavailable(t *testing.T) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Test-Panic", "1")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := doBounded(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func TestIntrospectionOffIsRefusedInValidation(t *testing.T) {
 	// What GraphiQL's fetcher sends: JSON, and fetch's default Accept.
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "*/*")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := doBounded(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func TestGETQueryStringIsHeldToTheBodyLimit(t *testing.T) {
 	if status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("POST of a %d-byte document with --max-body-bytes 1024: %d, want 413", len(doc), status)
 	}
-	resp, err := http.Get(r.http.URL + "/graphql?" + url.Values{"query": {doc}}.Encode())
+	resp, err := getBounded(r.http.URL + "/graphql?" + url.Values{"query": {doc}}.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}

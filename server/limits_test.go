@@ -47,7 +47,7 @@ func (r *replica) graphqlPost(user, query string, vars map[string]any, header ht
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := doBounded(req)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -382,7 +382,7 @@ func TestCORS(t *testing.T) {
 	req.Header.Set("Origin", "https://app.example.com")
 	req.Header.Set("Access-Control-Request-Method", "POST")
 	req.Header.Set("Access-Control-Request-Headers", "content-type, authorization")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := doBounded(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,7 +106,7 @@ func TestClientCannotSendRelayClaim(t *testing.T) {
 			if user != "" {
 				req.Header.Set("X-Herald-User", user)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := doBounded(req)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -39,7 +39,7 @@ func shapeAnswerNamed(t *testing.T, r *replica, method, query, operationName str
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("X-Herald-User", "u")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := doBounded(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -231,7 +231,7 @@ func TestSlowReadingSocketGetsLargeReplay(t *testing.T) {
 	r := newReplicaListening(t, chat.Options{}, func(o *Options) { o.WriteTimeout = writeTimeout }, withSmallSendBuffers)
 	room := r.room("socket-backlog")
 	b, _ := json.Marshal(map[string]any{"query": `query($r: ID!) { room(id: $r) { messages(last: 1) { resumeCursor } } }`, "variables": map[string]any{"r": room}})
-	resp, err := http.Post(r.http.URL+"/graphql", "application/json", bytes.NewReader(b))
+	resp, err := postBounded(r.http.URL+"/graphql", "application/json", bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -372,10 +372,31 @@ func (f frame) decodeData(out any) error {
 // which a server may send at any time.
 func (f frame) keepalive() bool { return f.Type == "ka" || f.Type == "ping" || f.Type == "pong" }
 
+// answerTimeout bounds a test's plain HTTP request, its answer's body
+// included, so that a server that never answers fails the test rather
+// than hanging it until go test's own timeout.
+const answerTimeout = 30 * time.Second
+
+// doBounded sends req, which expects a plain answer (not a stream), with
+// answerTimeout on it.
+func doBounded(req *http.Request) (*http.Response, error) {
+	return (&http.Client{Timeout: answerTimeout}).Do(req)
+}
+
+// postBounded is http.Post with answerTimeout.
+func postBounded(url, contentType string, body io.Reader) (*http.Response, error) {
+	return (&http.Client{Timeout: answerTimeout}).Post(url, contentType, body)
+}
+
+// getBounded is http.Get with answerTimeout.
+func getBounded(url string) (*http.Response, error) {
+	return (&http.Client{Timeout: answerTimeout}).Get(url)
+}
+
 // get performs an HTTP GET on the replica.
 func (r *replica) get(path string) (int, string) {
 	r.t.Helper()
-	resp, err := http.Get(r.http.URL + path)
+	resp, err := getBounded(r.http.URL + path)
 	if err != nil {
 		r.t.Fatal(err)
 	}

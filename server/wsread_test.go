@@ -253,7 +253,7 @@ func TestHijackWrapsDeadlines(t *testing.T) {
 		got <- fmt.Sprintf("wrapped=%v buffer=%v", wrapped, hj.br != nil)
 	}))
 	defer srv.Close()
-	resp, err := http.Get(srv.URL)
+	resp, err := getBounded(srv.URL)
 	if err == nil {
 		resp.Body.Close()
 	}
