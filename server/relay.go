@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
@@ -29,6 +30,50 @@ type Relay interface {
 	// Send delivers msg to the listener of token and returns its answer,
 	// or an error wrapping ErrNoStreamHolder when no one listens.
 	Send(ctx context.Context, token string, msg RelayMessage) (RelayMessage, error)
+}
+
+// errRelayPanicked is the error of a Relay call that panicked.
+var errRelayPanicked = errors.New("the relay panicked")
+
+// panicSafeRelay is a Relay (Options.Relay, the embedder's) whose panics
+// are recovered and logged, and taken as failures: a panic would
+// otherwise unwind past what a stream being opened or reserved holds (its
+// place under MaxConnections, its reservation), which nothing would give
+// back, as requestCredentials keeps an Authenticator's panics.
+type panicSafeRelay struct {
+	relay Relay
+	log   *slog.Logger
+}
+
+func (p panicSafeRelay) Listen(token string, serve RelayHandler) (stop func(), err error) {
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			logRecovered(p.log, context.Background(), "listening on the relay", recovered)
+			stop, err = nil, errRelayPanicked
+		}
+	}()
+	inner, err := p.relay.Listen(token, serve)
+	if err != nil || inner == nil {
+		return inner, err
+	}
+	return func() {
+		defer func() {
+			if recovered := recover(); recovered != nil {
+				logRecovered(p.log, context.Background(), "stopping listening on the relay", recovered)
+			}
+		}()
+		inner()
+	}, nil
+}
+
+func (p panicSafeRelay) Send(ctx context.Context, token string, msg RelayMessage) (reply RelayMessage, err error) {
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			logRecovered(p.log, ctx, "sending on the relay", recovered)
+			reply, err = RelayMessage{}, errRelayPanicked
+		}
+	}()
+	return p.relay.Send(ctx, token, msg)
 }
 
 // RelayHandler answers one relayed message.

@@ -88,7 +88,7 @@ func newSSESingleTransport(streams *httpStreams, opts Options, relay Relay) *sse
 		httpStreams:  streams,
 		maxBodyBytes: opts.MaxBodyBytes,
 		limits:       opts.Limits,
-		relay:        relay,
+		relay:        panicSafeRelay{relay: relay, log: opts.Logger},
 		log:          opts.Logger,
 		reserveFor:   reservationTTL,
 		relayServe:   relayServeTimeout,
