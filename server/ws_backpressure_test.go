@@ -23,8 +23,14 @@ import (
 // writes to it.
 func (r *replica) dialTinyWindow(user string) *wsClient {
 	r.t.Helper()
+	return r.dialTinyWindowSpeaking(subprotocolTransportWS, user)
+}
+
+// dialTinyWindowSpeaking is dialTinyWindow on the given subprotocol.
+func (r *replica) dialTinyWindowSpeaking(subprotocol, user string) *wsClient {
+	r.t.Helper()
 	d := websocket.Dialer{
-		Subprotocols:     []string{subprotocolTransportWS},
+		Subprotocols:     []string{subprotocol},
 		HandshakeTimeout: 5 * time.Second,
 		NetDialContext: (&net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 			return c.Control(func(fd uintptr) {

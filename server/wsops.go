@@ -30,7 +30,10 @@ func (c *wsConn) onSubscribe(id string, params operationPayload) {
 		c.carryOut(step)
 		return
 	}
-	if c.hasOp(id) {
+	if c.hasOp(id) || c.machine.proto == legacyWS && c.isEnding(id) {
+		// On the legacy protocol an operation that ended by itself, its
+		// last frames still queued, is stopped too: the client would
+		// take them for the new operation's.
 		step := c.machine.idInUse(id)
 		c.carryOut(step)
 		if step.act != actStop {
@@ -171,6 +174,14 @@ func (c *wsConn) hasOp(id string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ops[id] != nil
+}
+
+// isEnding reports whether id names an operation that ended by itself and
+// whose last frame is still queued (see removeOp).
+func (c *wsConn) isEnding(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ending[id] != nil
 }
 
 // addOp registers id; fresh is false (and op the existing one) when the id

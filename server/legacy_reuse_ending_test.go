@@ -1,0 +1,72 @@
+package server
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/chat"
+)
+
+// TestLegacyStartOverAnEndingOperationStopsIt: on the legacy protocol a
+// start whose id names an operation that ended by itself, its last frames
+// (a query's data and complete) still queued, stops that operation as a
+// start over a running one does (wsMachine.idInUse): nothing more is sent
+// for it, since subscriptions-transport-ws's client takes a data or a
+// complete under the id for the new operation's. Here the writer is stuck
+// on a large answer the client does not read, a query is answered behind
+// it, and its id is reused by a start without a stop.
+func TestLegacyStartOverAnEndingOperationStopsIt(t *testing.T) {
+	r := newReplicaListening(t, chat.Options{}, nil, withSmallSendBuffers)
+	big := r.room("big")
+	text := strings.Repeat("x", 3000)
+	for range 100 {
+		r.post(big, "ann", text)
+	}
+	first := r.room("first")
+	second := r.room("second")
+	c := r.dialTinyWindowSpeaking(subprotocolLegacy, "ann")
+
+	c.subscribe("start", "big", `query($r: ID!) { room(id: $r) { messages(last: 100) { nodes { text } } } }`, map[string]any{"r": big})
+	r.waitEnding("big") // answered; the writer is stuck on it
+	nameQuery := `query($r: ID!) { room(id: $r) { name } }`
+	c.subscribe("start", "q", nameQuery, map[string]any{"r": first})
+	r.waitEnding("q") // answered; its frames wait behind "big"
+	c.subscribe("start", "q", nameQuery, map[string]any{"r": second})
+
+	for {
+		f := c.next()
+		if f.ID != "q" {
+			continue
+		}
+		if f.Type != "data" {
+			t.Fatalf("first frame for the reused id q: %s, want the new query's data", f.raw)
+		}
+		var got struct{ Room struct{ Name string } }
+		f.data(t, &got)
+		if got.Room.Name != "second" {
+			t.Fatalf("q reused by a start for room \"second\"; the first result under q is %s (the operation it replaced)", f.raw)
+		}
+		return
+	}
+}
+
+// waitEnding waits up to 10 s until r's one open socket holds operation
+// id as ended by itself with its last frames still queued.
+func (r *replica) waitEnding(id string) {
+	r.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		conns := r.openWSConns()
+		if len(conns) != 1 {
+			continue
+		}
+		c := conns[0]
+		c.mu.Lock()
+		ending := c.ending[id] != nil
+		c.mu.Unlock()
+		if ending {
+			return
+		}
+	}
+	r.t.Fatalf("operation %q did not end with its last frames queued within 10 s", id)
+}
