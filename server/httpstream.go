@@ -295,8 +295,11 @@ func (st *httpStream) run(ctx context.Context, exec graphql.GraphExecutor, opCtx
 	st.mu.Lock()
 	if st.failure != nil {
 		// The user was disconnected before it began (disconnect found
-		// nothing to cancel): it does not run, and single sends why.
+		// nothing to cancel): it does not run, and single sends why. The
+		// tokens a mutation spent are given back, as for a stream refused
+		// (sseTransport.stream).
 		st.mu.Unlock()
+		st.t.run.mutations.giveBack(ctx, opCtx, st.r.RemoteAddr)
 		return nil
 	}
 	st.cancelRun = cancel
@@ -741,9 +744,11 @@ func (st *httpStream) denied(op *operation, err *gqlerror.Error) {
 }
 
 // tooSlow ends the stream with an error its client can act on.
+// A stream that completed is not: nothing more is queued on it (enqueue),
+// and what is queued, its end included, goes out.
 func (st *httpStream) tooSlow(_ *operation, reason string) {
 	st.mu.Lock()
-	if st.failure == nil {
+	if st.failure == nil && !st.completed {
 		st.failure = slowConsumerError(reason)
 		st.queue, st.bytes = nil, 0
 		st.t.metrics.slowCloses.Inc()
