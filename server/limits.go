@@ -50,6 +50,22 @@ type Limits struct {
 	MaxVariablesBytes int
 }
 
+// DefaultLimits are the limits cmd/herald applies unless told otherwise:
+// a zero Limits is no limit at all. MaxConnections is left zero, as it
+// depends on the process's open-file limit.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxOperations:     100,
+		SubscribeRate:     20,
+		SubscribeBurst:    50,
+		MutationRate:      20,
+		MutationBurst:     40,
+		MaxDepth:          15,
+		MaxComplexity:     10000,
+		MaxVariablesBytes: 64 << 10,
+	}
+}
+
 func (l Limits) validate() error {
 	for _, f := range []struct {
 		name string

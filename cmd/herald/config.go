@@ -146,6 +146,7 @@ func envName(flagName string) string {
 func parseConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
 	c := config{startTimeout: defaultStartTimeout}
 	var natsURL, origins string
+	defaults := server.DefaultLimits()
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
 	// The flag package writes its errors and the usage here; whether they
 	// are shown is decided once the log format is known (parseFailed).
@@ -188,14 +189,14 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.IntVar(&c.WSQueueBytes, "ws-queue-bytes", 1<<20, "WebSocket: outbound queue per socket (and per HTTP stream), in bytes")
 	fs.Int64Var(&c.WSMaxMessageBytes, "ws-max-message-bytes", 64<<10, "WebSocket: largest message accepted from a client (1009 above it)")
 	fs.IntVar(&c.MaxConnections, "max-connections", 0, "WebSockets and HTTP streams (SSE, multipart) this replica holds at most; more get HTTP 503 (default: the open-file limit less 512, or half the limit when that leaves too few). Keep it below the listener's own bound on all connections, the open-file limit less 128 and one per partition, past which clients wait to be accepted")
-	fs.IntVar(&c.WSMaxOperations, "ws-max-operations", 100, "WebSocket: operations open at once on one socket (0: no limit)")
-	fs.Float64Var(&c.WSSubscribeRate, "ws-subscribe-rate", 20, "WebSocket: operations one socket may start per second (RATE_LIMITED above it; 0: no limit)")
-	fs.IntVar(&c.WSSubscribeBurst, "ws-subscribe-burst", 50, "WebSocket: operations one socket may start at once before --ws-subscribe-rate applies (0: the rate rounded up)")
-	fs.Float64Var(&c.MutationRate, "mutation-rate", 20, "mutations one user (an anonymous client: its address) may run per second on this replica (RATE_LIMITED above it; 0: no limit)")
-	fs.IntVar(&c.MutationBurst, "mutation-burst", 40, "mutations one user (or anonymous address) may run at once before --mutation-rate applies (0: the rate rounded up)")
-	fs.IntVar(&c.MaxDepth, "max-depth", 15, "deepest nesting of selections an operation may have (0: no limit)")
-	fs.IntVar(&c.MaxComplexity, "max-complexity", 10000, "largest operation complexity (each field 1 plus its children, a page's children once per item it may hold; 0: no limit)")
-	fs.IntVar(&c.MaxVariablesBytes, "max-variables-bytes", 64<<10, "largest operation variables, in bytes of JSON (0: no limit)")
+	fs.IntVar(&c.WSMaxOperations, "ws-max-operations", defaults.MaxOperations, "WebSocket: operations open at once on one socket (0: no limit)")
+	fs.Float64Var(&c.WSSubscribeRate, "ws-subscribe-rate", defaults.SubscribeRate, "WebSocket: operations one socket may start per second (RATE_LIMITED above it; 0: no limit)")
+	fs.IntVar(&c.WSSubscribeBurst, "ws-subscribe-burst", defaults.SubscribeBurst, "WebSocket: operations one socket may start at once before --ws-subscribe-rate applies (0: the rate rounded up)")
+	fs.Float64Var(&c.MutationRate, "mutation-rate", defaults.MutationRate, "mutations one user (an anonymous client: its address) may run per second on this replica (RATE_LIMITED above it; 0: no limit)")
+	fs.IntVar(&c.MutationBurst, "mutation-burst", defaults.MutationBurst, "mutations one user (or anonymous address) may run at once before --mutation-rate applies (0: the rate rounded up)")
+	fs.IntVar(&c.MaxDepth, "max-depth", defaults.MaxDepth, "deepest nesting of selections an operation may have (0: no limit)")
+	fs.IntVar(&c.MaxComplexity, "max-complexity", defaults.MaxComplexity, "largest operation complexity (each field 1 plus its children, a page's children once per item it may hold; 0: no limit)")
+	fs.IntVar(&c.MaxVariablesBytes, "max-variables-bytes", defaults.MaxVariablesBytes, "largest operation variables, in bytes of JSON (0: no limit)")
 	fs.IntVar(&c.MaxTextLength, "max-text-length", 4000, "longest message text, in characters (at most 4000)")
 	fs.BoolVar(&c.UntaggedCursors, "untagged-cursors", false, "issue cursors in the format of Heralds from before tagged cursors, which refuse tagged ones: set it on every replica during a rolling upgrade from such a Herald, then restart without it")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this host:port (keep it on loopback); off when empty")

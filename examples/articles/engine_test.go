@@ -13,9 +13,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 
-	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/eventmeta"
-	"github.com/heraldhq/herald/examples/articles/graph"
 	"github.com/heraldhq/herald/server"
 )
 
@@ -30,14 +28,7 @@ func servedWith(t *testing.T, adjust func(*server.Options)) *testGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := server.Options{
-		Schema:          graph.NewSchema(g.lib, g.log.Epoch()),
-		Authenticator:   auth.Dev{},
-		Readiness:       g.readiness,
-		ViewerDirective: graph.ViewerDirective,
-		ResumeArgument:  graph.ResumeArgument,
-		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
+	opts := g.serverOptions(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if adjust != nil {
 		adjust(&opts)
 	}

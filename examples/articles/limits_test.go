@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/heraldhq/herald/server"
@@ -80,5 +82,36 @@ func TestAnonymousMutationsAreRateLimited(t *testing.T) {
 		if code != step.code || authors != step.authors {
 			t.Fatalf("%s: code %q, %d authors stored; want code %q and %d authors", step.name, code, authors, step.code, step.authors)
 		}
+	}
+}
+
+// TestExampleServesWithTheDefaultLimits: the example serves with the
+// engine's default limits (server.DefaultLimits, cmd/herald's flag
+// defaults), not a zero Limits, which bounds nothing: an operation nested
+// deeper than MaxDepth and one of more mutations than MutationBurst are
+// refused, as Herald refuses them.
+func TestExampleServesWithTheDefaultLimits(t *testing.T) {
+	g := servedWith(t, nil)
+	defaults := server.DefaultLimits()
+	deep := "id"
+	for range defaults.MaxDepth {
+		deep = "author { articles { " + deep + " } }"
+	}
+	var many strings.Builder
+	many.WriteString("mutation {")
+	for i := range defaults.MutationBurst + 1 {
+		fmt.Fprintf(&many, ` a%d: createAuthor(firstName: "A", lastName: "A") { id }`, i)
+	}
+	many.WriteString(" }")
+	for _, tt := range []struct{ name, query, code string }{
+		{fmt.Sprintf("a query nested %d deep", 2*defaults.MaxDepth+1), "{ articles { " + deep + " } }", "DEPTH_LIMIT_EXCEEDED"},
+		{fmt.Sprintf("%d mutations in one operation", defaults.MutationBurst+1), many.String(), "LIMIT_EXCEEDED"},
+	} {
+		if code := g.postAs("alice", tt.query); code != tt.code {
+			t.Errorf("%s: code %q, want %s", tt.name, code, tt.code)
+		}
+	}
+	if n := len(must[struct{ Authors []struct{ ID string } }](g, `{ authors { id } }`, nil).Authors); n != 0 {
+		t.Errorf("%d authors stored by refused mutations, want none", n)
 	}
 }

@@ -102,19 +102,27 @@ func openGateway(ctx context.Context, dataDir string, logger *slog.Logger) (*gat
 			logger.Error("following the event log stopped", "err", err)
 		}
 	}()
-	g.server, err = server.New(server.Options{
-		Schema:          graph.NewSchema(g.lib, log.Epoch()),
+	g.server, err = server.New(g.serverOptions(logger))
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("set up the server: %w", err), g.stop(ctx, nil))
+	}
+	return g, nil
+}
+
+// serverOptions serves the library's schema with the engine's default
+// limits: a zero server.Limits would bound neither an operation's depth
+// nor the mutation rate.
+func (g *gateway) serverOptions(logger *slog.Logger) server.Options {
+	return server.Options{
+		Schema:          graph.NewSchema(g.lib, g.log.Epoch()),
 		Authenticator:   auth.Dev{},
 		Readiness:       g.readiness,
 		Introspection:   true,
 		ViewerDirective: graph.ViewerDirective,
 		ResumeArgument:  graph.ResumeArgument,
+		Limits:          server.DefaultLimits(),
 		Logger:          logger,
-	})
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("set up the server: %w", err), g.stop(ctx, nil))
 	}
-	return g, nil
 }
 
 // readiness is /readyz: the log answers and the library has been read.
