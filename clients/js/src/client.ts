@@ -434,6 +434,27 @@ function guardedListeners(on: HeraldClientOptions['on']): HeraldClientOptions['o
   return guarded;
 }
 
+/** Half of a UTF-16 surrogate pair, alone (a string cut in the middle of an emoji). */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * The payload as it will be sent (a JSON copy), or what makes it impossible
+ * to send: JSON cannot serialize it (a BigInt, a cycle), which graphql-ws
+ * would find only as it sends, inside a retry loop that shouldRetry
+ * (() => true) turns into a hang, no timer ever running again; or a string
+ * holds a lone surrogate, which Herald answers by closing the whole socket
+ * with 4400, fatal to every subscription on it.
+ */
+function sendable<T extends Record<string, unknown>>(payload: T): T {
+  return JSON.parse(JSON.stringify(payload, (key, value) => {
+    if (LONE_SURROGATE.test(key) || (typeof value === 'string' && LONE_SURROGATE.test(value))) {
+      throw new TypeError('@heraldhq/client: the request holds half of a UTF-16 surrogate pair alone ' +
+        '(a string cut in the middle of a character, such as an emoji), which Herald refuses by closing the socket; it was not sent');
+    }
+    return value;
+  })) as T;
+}
+
 /** Close code of a connect given up because getToken or connectionParams failed; graphql-ws retries it. */
 const CLOSE_CREDENTIALS_FAILED = 4503;
 
@@ -1000,8 +1021,11 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   function subscribe<Data>(request: HeraldRequest, appSink: Sink<Result<Data>>, opts: SubscribeOptions = {}): Unsubscribe {
     const sink = guarded(appSink);
     let prepared: PreparedOperation;
+    let own: { variables?: Record<string, unknown>; extensions?: Record<string, unknown> };
     try {
       prepared = prepare(request, opts);
+      own = sendable({ query: prepared.query, operationName: request.operationName,
+        variables: request.variables ?? undefined, extensions: request.extensions ?? undefined });
     } catch (err) {
       // Reported as every other failure is (graphql-ws's subscribe never
       // throws): through the sink, once the caller has its unsubscribe,
@@ -1018,19 +1042,22 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     // selects no operation (which the server refuses) counts as a mutation.
     const resendable = prepared.operation === 'query' || prepared.operation === 'subscription';
     // The payload graphql-ws re-sends on every reconnect: variables of our own.
-    const variables: Record<string, unknown> = { ...request.variables };
+    // A copy (see sendable): what the application changes later in the
+    // objects it passed is not sent, and cannot make sending throw.
+    const variables: Record<string, unknown> = { ...own.variables };
     const payload = {
       query: prepared.query,
       variables,
       ...(request.operationName ? { operationName: request.operationName } : {}),
-      ...(request.extensions ? { extensions: request.extensions } : {}),
+      ...(own.extensions ? { extensions: own.extensions } : {}),
     };
     let cursor: string | null = null;
     const setCursor = (c: Token) => {
       cursor = typeof c === 'string' ? c : null;
       if (!name) return;
-      if (cursor === null) delete variables[name];
-      else variables[name] = cursor;
+      // null, not left out: left out, the document's default for the
+      // variable (if it gives one) would apply instead of "from now".
+      variables[name] = cursor;
     };
     if (name) {
       if (opts.after != null) setCursor(opts.after);

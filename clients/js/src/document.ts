@@ -82,9 +82,11 @@ export function prepareOperation(query: string | DocumentNode, operationName?: s
   const fragments = new Map(
     doc.definitions.filter((d): d is FragmentDefinitionNode => d.kind === Kind.FRAGMENT_DEFINITION).map((d) => [d.name.value, d]),
   );
-  const root = rootField(op.selectionSet, fragments);
-  if (!root) return { query: text(), operation, cursorVariable: null };
-  const { field, fragment } = root;
+  // One root field, maybe selected several times (merged into one, as
+  // GraphQL does): the argument goes on every selection of it.
+  const roots = rootField(op.selectionSet, fragments);
+  if (!roots) return { query: text(), operation, cursorVariable: null };
+  const field = roots[0].field;
   const arg = field.arguments?.find((a) => a.name.value === RESUME_ARGUMENT);
   if (arg?.value.kind === Kind.VARIABLE) return { query: text(), operation, cursorVariable: arg.value.name.value };
 
@@ -98,9 +100,9 @@ export function prepareOperation(query: string | DocumentNode, operationName?: s
   // operation that spreads the fragment must declare the variable (the
   // server validates all of a document's operations, not only the one it
   // runs): a name none of them uses.
-  const declaring = fragment
+  const declaring = [...new Set(roots.flatMap(({ fragment }) => (fragment
     ? doc.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION && spreads(d, fragment, fragments))
-    : [op];
+    : [op])))];
   const taken = new Set(declaring.flatMap((o) => (o.variableDefinitions ?? []).map((v) => v.variable.name.value)));
   let name = RESUME_ARGUMENT;
   for (let i = 2; taken.has(name); i++) name = `heraldAfter${i === 2 ? '' : i}`;
@@ -112,12 +114,11 @@ export function prepareOperation(query: string | DocumentNode, operationName?: s
     type: { kind: Kind.NAMED_TYPE, name: { kind: Kind.NAME, value: 'String' } },
   };
   const argument: ArgumentNode = { kind: Kind.ARGUMENT, name: { kind: Kind.NAME, value: RESUME_ARGUMENT }, value: variable };
-  const newField: FieldNode = {
-    ...field,
-    arguments: [...(field.arguments ?? []).filter((a) => a !== arg), argument],
-  };
+  const selected = new Set<FieldNode>(roots.map((r) => r.field));
   const newDoc: DocumentNode = visit(doc, {
-    Field: (node) => (node === field ? newField : undefined),
+    Field: (node): FieldNode | undefined => (selected.has(node)
+      ? { ...node, arguments: [...(node.arguments ?? []).filter((a) => a.name.value !== RESUME_ARGUMENT), argument] }
+      : undefined),
     OperationDefinition: (node) =>
       declaring.includes(node) ? { ...node, variableDefinitions: [...(node.variableDefinitions ?? []), definition] } : undefined,
   });
@@ -126,14 +127,15 @@ export function prepareOperation(query: string | DocumentNode, operationName?: s
 
 /**
  * The one field a subscription's root selects, through the fragments and
- * inline fragments at its root, and the named fragment that holds it if
- * any; null when the root selects several fields or none (the server
- * refuses those).
+ * inline fragments at its root: each selection of it (one response name,
+ * which GraphQL merges into one field: two fragments at the root may each
+ * select it), with the named fragment that holds it if any; null when the
+ * root selects several fields or none (the server refuses those).
  */
 function rootField(
   set: SelectionSetNode,
   fragments: ReadonlyMap<string, FragmentDefinitionNode>,
-): { field: FieldNode; fragment?: string } | null {
+): { field: FieldNode; fragment?: string }[] | null {
   const found: { field: FieldNode; fragment?: string }[] = [];
   const seen = new Set<string>();
   const walk = (s: SelectionSetNode, fragment?: string) => {
@@ -149,7 +151,9 @@ function rootField(
     }
   };
   walk(set);
-  return found.length === 1 ? found[0] : null;
+  const key = (f: FieldNode) => (f.alias ?? f.name).value;
+  return found.length > 0 && found.every((f) => key(f.field) === key(found[0].field) && f.field.name.value === found[0].field.name.value)
+    ? found : null;
 }
 
 /** Whether def spreads the named fragment, directly or through others. */

@@ -26,6 +26,12 @@ test('a variable named after that is used elsewhere is left alone', () => {
   assert.equal(p.query, norm('subscription ($after: ID!, $heraldAfter: String) { messagePosted(roomId: $after, after: $heraldAfter) { id } }'));
 });
 
+test('a root field selected twice (merged into one by GraphQL) gets the argument on each selection', () => {
+  const p = prepareOperation('subscription { ...F roomCreated { id } } fragment F on Subscription { roomCreated { name } }');
+  assert.equal(p.cursorVariable, 'after');
+  assert.equal(p.query, norm('subscription ($after: String) { ...F roomCreated(after: $after) { id } } fragment F on Subscription { roomCreated(after: $after) { name } }'));
+});
+
 test('a literal cursor moves into the variable, with its value', () => {
   const p = prepareOperation('subscription { messagePosted(roomId: "r1", after: "abc") { id } }');
   assert.equal(p.cursorVariable, 'after');
@@ -56,7 +62,7 @@ test('queries, mutations and subscriptions of several root fields cannot resume 
   for (const [q, operation] of [
     ['{ viewer { name } }', 'query'],
     ['mutation { createRoom(name: "x") { id } }', 'mutation'],
-    ['subscription { ...F roomCreated { id } } fragment F on Subscription { roomCreated { name } }', 'subscription'],
+    ['subscription { ...F roomCreated { id } } fragment F on Subscription { other: roomCreated { name } }', 'subscription'],
   ]) {
     assert.deepEqual(prepareOperation(q), { query: q, operation, cursorVariable: null }, q);
   }
@@ -90,7 +96,7 @@ test('the operation named operationName is the one prepared; parsed documents ar
 test('subscribeAfter refuses an operation it cannot pass the cursor to, rather than start from now', async () => {
   // Nothing connects: the client is lazy and the call fails before subscribing.
   const client = createHeraldClient({ url: 'ws://127.0.0.1:9/graphql' });
-  for (const query of ['subscription { ...F roomCreated { id } } fragment F on Subscription { roomCreated { name } }', '{ viewer { name } }']) {
+  for (const query of ['subscription { ...F roomCreated { id } } fragment F on Subscription { other: roomCreated { name } }', '{ viewer { name } }']) {
     let returned = false;
     const failed = new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no error within 2 s: ${query}`)), 2000);
