@@ -133,6 +133,12 @@ func (l *connLimit) acquire() error {
 		case <-l.closed:
 			return net.ErrClosed
 		case l.slots <- struct{}{}:
+			// A client that came between two looks, and is now taken
+			// from the backlog, waited too.
+			if looking != nil && l.clientWaits() {
+				l.waits.Add(1)
+				l.warnFull()
+			}
 			return nil
 		case <-looking:
 		}

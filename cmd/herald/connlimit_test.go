@@ -312,6 +312,53 @@ func TestConnLimitCountsOnlyClientsThatWait(t *testing.T) {
 	}
 }
 
+// TestConnLimitCountsAShortWait: herald_http_accept_waits_total is
+// "new connections that waited to be accepted at that bound". A client
+// that dials while every slot is taken waits in the backlog until one is
+// freed; when that happens before the waiting Accept's next look at the
+// backlog (every connLimitBacklogEvery), the wait must still be counted.
+// At a bound where connections come and go every few tens of
+// milliseconds, every new client waits and none would be counted.
+func TestConnLimitCountsAShortWait(t *testing.T) {
+	l, _ := limitOn(t, 1)
+	missed := 0
+	const rounds = 5
+	for round := range rounds {
+		_, held := dialAccept(t, l)
+		before := l.waited()
+		got := make(chan net.Conn, 1)
+		go func() {
+			c, _ := l.Accept()
+			got <- c
+		}()
+		time.Sleep(connLimitBacklogEvery / 5) // the Accept has looked once, and found nobody
+		client, err := net.DialTimeout("tcp", l.Addr().String(), 2*time.Second)
+		if err != nil {
+			t.Fatalf("round %d: a client at the cap is not held in the backlog: %v", round, err)
+		}
+		time.Sleep(connLimitBacklogEvery / 4) // the client waits
+		_ = held.Close()                      // a slot is freed before the next look
+		select {
+		case c := <-got:
+			if c == nil {
+				t.Fatalf("round %d: Accept failed", round)
+			}
+			if l.waited() == before {
+				missed++
+			}
+			_ = c.Close()
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: Accept still waits 5 s after a slot was freed", round)
+		}
+		_ = client.Close()
+		waitOpen(t, l, 0)
+	}
+	if missed > 0 {
+		t.Fatalf("%d of %d clients waited about %s in the backlog at the bound and were accepted, but herald_http_accept_waits_total did not count them",
+			missed, rounds, connLimitBacklogEvery/4)
+	}
+}
+
 // TestConnLimitTogglesKeepAlives: keep-alives go off when an Accept
 // brings the open connections to the high-water mark, and on again when
 // one leaves them at the low-water mark or below, not in between; after
