@@ -295,6 +295,16 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	a.conns = newConnLimit(listener, acceptCap, maxConns, a.http.SetKeepAlivesEnabled, logger)
+	if cfg.beforeServe != nil {
+		cfg.beforeServe()
+	}
+	// A signal during the steps since the last that heeded ctx (building
+	// the schema and the server take tens of milliseconds) still cancels
+	// the start: nothing has been served, so nothing needs a drain.
+	if err := ctx.Err(); err != nil {
+		abandon()
+		return nil, fmt.Errorf("start cancelled: %w", err)
+	}
 	// Nothing fails past this point: the servers own the listeners now.
 	started = true
 	a.wg.Add(1)

@@ -91,6 +91,9 @@ type config struct {
 	// beforeMigrate is not a flag: nil, or in tests what stands for a
 	// migration longer than startTimeout.
 	beforeMigrate func()
+	// beforeServe is not a flag: nil, or in tests what stands for a
+	// signal in the last steps of the start, before HTTP is served.
+	beforeServe func()
 }
 
 // minJWTSecretBytes is the shortest --jwt-secret auth.NewJWT accepts

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -130,5 +133,29 @@ func TestSignalWhileConnectingToNATS(t *testing.T) {
 				t.Errorf("no log line with %q:\n%s", tt.wantLog, p.logs.String())
 			}
 		})
+	}
+}
+
+// TestSignalInTheLastStepsOfStartCancelsIt: a signal that comes after the
+// event log and presence are set up, while the schema, the server and the
+// listener's bound are built (steps that do not look at ctx), still
+// cancels the start: the README promises a signal while Herald starts
+// cancels it, and a start that went on would serve and then be drained
+// for the whole --drain-timeout.
+func TestSignalInTheLastStepsOfStartCancelsIt(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cfg.beforeServe = cancel // the signal
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a, err := startApp(ctx, cfg, logger)
+	if a != nil {
+		stopCtx, stopCancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer stopCancel()
+		_ = a.Stop(stopCtx)
+		t.Fatal("a signal in the last steps of the start: startApp returned a running replica, which run would drain")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("startApp: %v, want the start cancelled", err)
 	}
 }
