@@ -370,10 +370,12 @@ func (c config) validate() error {
 			// A NATS URL has no path, query or fragment: the "@" after
 			// one ends a password or token that ended the host early.
 			bad("nats-url", `%q: its password or token holds a "/", "?" or "#", which ends a URL's host; write them %%2F, %%3F and %%23`, u)
-		} else if _, err := url.Parse(u); err != nil {
+		} else if parsed, err := url.Parse(u); err != nil {
 			// Here, not at the dial: this error goes through
 			// hideCredentials, and the URL may carry a token.
 			bad("nats-url", "%q is not a URL: %s", u, urlcred.ParseProblem(u, err))
+		} else if !validURLPort(parsed) {
+			bad("nats-url", "%q has an invalid port", u)
 		}
 	}
 	if !validStreamName(c.Stream) {
@@ -437,6 +439,8 @@ func (c config) validate() error {
 		if c.JWKSURL != "" {
 			if err := auth.CheckJWKSURL(c.JWKSURL); err != nil {
 				bad("jwks-url", "%v", err)
+			} else if u, err := url.Parse(c.JWKSURL); err == nil && !validURLPort(u) {
+				bad("jwks-url", "%q has an invalid port", c.JWKSURL)
 			}
 		}
 		if c.JWTCookie != "" && !validCookieName(c.JWTCookie) {
@@ -771,6 +775,17 @@ func validStreamName(name string) bool {
 		}
 	}
 	return true
+}
+
+// validURLPort reports whether u's port, if it names one, is a TCP
+// port: url.Parse takes any digits, which the dial refuses only later.
+func validURLPort(u *url.URL) bool {
+	p := u.Port()
+	if p == "" {
+		return true
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 func checkHostPort(addr string) error {
