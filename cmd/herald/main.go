@@ -66,6 +66,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, stopSignals()...)
 	defer signal.Stop(signals)
+	// The log often goes through a pipe (`2>&1 | jq`, a log shipper) whose
+	// reader may be gone: Ctrl-C ends it too. Go kills a process whose
+	// write to such a stderr fails, which would skip the drain at its
+	// first line; ignored, the write fails and Herald goes on.
+	signal.Ignore(syscall.SIGPIPE)
 
 	a, first, err := start(cfg, logger, signals)
 	var abandoned *abandonedStartError
