@@ -735,21 +735,51 @@ func nonDecimalArg(fs *flag.FlagSet, args []string) error {
 
 // unknownVariables lists the HERALD_* variables of environ that set no
 // flag: a typo (HERALD_ADRR) would otherwise go unnoticed. HERALD_TEST_*
-// are the tests'.
+// are the tests', and those Kubernetes gives every pod for a Service
+// named herald are not Herald's to judge (serviceLinkVariable).
 func (c config) unknownVariables(environ []string) []string {
 	var unknown []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, envPrefix) && !strings.HasPrefix(name, envPrefix+"TEST_") && !slices.Contains(c.variables, name) {
+		if strings.HasPrefix(name, envPrefix) && !strings.HasPrefix(name, envPrefix+"TEST_") &&
+			!slices.Contains(c.variables, name) && !serviceLinkVariable(name) {
 			unknown = append(unknown, name)
 		}
 	}
 	return unknown
 }
 
-// validStreamName reports whether name can be the base of the log's
-// streams and of the presence key-value buckets (<name>_PRESENCE), whose
-// names NATS restricts to ASCII letters, digits, _ and -.
+// serviceLinkVariable reports whether name is one of the variables
+// Kubernetes sets in every pod of a namespace with a Service named
+// herald: HERALD_SERVICE_HOST, HERALD_SERVICE_PORT[_<port name>],
+// HERALD_PORT and HERALD_PORT_<port>_<TCP|UDP|SCTP>[_PROTO|_PORT|_ADDR].
+// Warning of them at every start would teach operators to overlook the
+// warning that names a real typo.
+func serviceLinkVariable(name string) bool {
+	rest, _ := strings.CutPrefix(name, envPrefix)
+	switch {
+	case rest == "SERVICE_HOST", rest == "SERVICE_PORT", rest == "PORT":
+		return true
+	case strings.HasPrefix(rest, "SERVICE_PORT_"):
+		return true
+	}
+	port, ok := strings.CutPrefix(rest, "PORT_")
+	if !ok {
+		return false
+	}
+	digits, proto, ok := strings.Cut(port, "_")
+	if !ok || digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return false
+	}
+	proto, suffix, _ := strings.Cut(proto, "_")
+	switch suffix {
+	case "", "PROTO", "PORT", "ADDR":
+	default:
+		return false
+	}
+	return proto == "TCP" || proto == "UDP" || proto == "SCTP"
+}
+
 // validCookieName reports whether name is an RFC 6265 cookie-name, an
 // HTTP token: visible ASCII but for the separators.
 func validCookieName(name string) bool {
@@ -765,6 +795,9 @@ func validCookieName(name string) bool {
 	return true
 }
 
+// validStreamName reports whether name can be the base of the log's
+// streams and of the presence key-value buckets (<name>_PRESENCE), whose
+// names NATS restricts to ASCII letters, digits, _ and -.
 func validStreamName(name string) bool {
 	if name == "" {
 		return false

@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +127,32 @@ func TestUnknownVariableIsReported(t *testing.T) {
 	p.stop(30 * time.Second)
 	if !strings.Contains(p.logs.String(), "HERALD_ADRR") {
 		t.Fatalf("Herald started with HERALD_ADRR set (a typo of HERALD_ADDR) and never mentioned it; its output:\n%s", p.logs.String())
+	}
+}
+
+// TestServiceLinkVariablesAreNotUnknown: Kubernetes gives every pod in a
+// namespace with a Service named herald variables such as
+// HERALD_SERVICE_HOST and HERALD_PORT_8080_TCP_ADDR. They set no flag, but
+// they are no typo: a security warning at every start would teach
+// operators to overlook the one that names a real typo, which is still
+// named.
+func TestServiceLinkVariablesAreNotUnknown(t *testing.T) {
+	c, err := parseConfig(nil, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	environ := []string{
+		"HERALD_SERVICE_HOST=10.0.0.11", "HERALD_SERVICE_PORT=8080", "HERALD_SERVICE_PORT_HTTP=8080",
+		"HERALD_PORT=tcp://10.0.0.11:8080", "HERALD_PORT_8080_TCP=tcp://10.0.0.11:8080",
+		"HERALD_PORT_8080_TCP_PROTO=tcp", "HERALD_PORT_8080_TCP_PORT=8080", "HERALD_PORT_8080_TCP_ADDR=10.0.0.11",
+		"HERALD_PORT_4222_UDP_ADDR=10.0.0.11", "HERALD_ADDR=127.0.0.1:8080", "PATH=/usr/bin",
+		// Typos, and names that only look like service links.
+		"HERALD_ADRR=127.0.0.1:1", "HERALD_PORTS=1", "HERALD_PORT_X_TCP=1", "HERALD_PORT_8080_HTTP=1",
+		"HERALD_PORT_8080_TCP_HOST=1", "HERALD_SERVICE_HOSTS=1",
+	}
+	want := []string{"HERALD_ADRR", "HERALD_PORTS", "HERALD_PORT_X_TCP", "HERALD_PORT_8080_HTTP",
+		"HERALD_PORT_8080_TCP_HOST", "HERALD_SERVICE_HOSTS"}
+	if got := c.unknownVariables(environ); !slices.Equal(got, want) {
+		t.Errorf("unknown variables:\n got %q\nwant %q", got, want)
 	}
 }
