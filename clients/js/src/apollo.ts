@@ -79,6 +79,12 @@ export class HeraldLink extends ApolloLink {
    * Apollo Client has let go of takes its cursor with it.
    */
   private readonly cursors = new WeakMap<ApolloLink.Operation, string>();
+  /**
+   * The credential headers this link put into each HTTP operation's
+   * context. An operation forwarded again (RetryLink) still has them there:
+   * they are not the operation's own, and the fresh ones replace them.
+   */
+  private readonly added = new WeakMap<ApolloLink.Operation, Record<string, string>>();
 
   constructor(options: HeraldLinkOptions) {
     super();
@@ -92,9 +98,12 @@ export class HeraldLink extends ApolloLink {
     if (!this.httpCredentials) return this.http.request(operation, forward);
     return from(this.client.httpHeaders()).pipe(mergeMap((headers) => {
       operation.setContext((ctx: Readonly<ApolloLink.OperationContext>) => {
-        const own = (ctx as { headers?: Record<string, string> }).headers ?? {};
+        const before = this.added.get(operation) ?? {};
+        const own = Object.fromEntries(Object.entries((ctx as { headers?: Record<string, string> }).headers ?? {})
+          .filter(([k, v]) => before[k] !== v));
         const lower = new Set(Object.keys(own).map((k) => k.toLowerCase()));
         const added = Object.fromEntries(Object.entries(headers).filter(([k]) => !lower.has(k.toLowerCase())));
+        this.added.set(operation, added);
         return { headers: { ...added, ...own } };
       });
       return this.http.request(operation, forward);

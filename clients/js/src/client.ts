@@ -642,6 +642,9 @@ function bounded<T>(name: string, call: () => T | Promise<T>, ms: number): Bound
   return { answer, cancel: () => clearTimeout(timer) };
 }
 
+/** The abort reason of a connect's wait for getToken when its socket closed (see connectionParams). */
+const CONNECT_ENDED = Symbol('connect ended');
+
 const disposedWhile = (name: string) => new Error(`@heraldhq/client: disposed of while ${name} ran`);
 
 /**
@@ -695,7 +698,10 @@ function mergedToken(getToken: () => Token | Promise<Token>, ms: number): (signa
     const call = inFlight;
     call.waiting++;
     return unlessDisposed('getToken', call.answer, signal, () => {
-      if (--call.waiting > 0) return;
+      // A connect whose socket closed stops waiting, but leaves the call
+      // for the next connect to join (a refresh slower than the server's
+      // init timeout still gets a connect through).
+      if (--call.waiting > 0 || signal?.reason === CONNECT_ENDED) return;
       call.cancel();
       if (inFlight === call) inFlight = undefined;
     });
@@ -720,11 +726,11 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   // The application's connectionParams, for a connect: bounded as getToken
   // is (it may well fetch a token itself), and ended by dispose. Each
   // connect calls it once, so there is nothing to merge.
-  const extraParams = async (): Promise<Record<string, unknown> | undefined> => {
+  const extraParams = async (signal: AbortSignal): Promise<Record<string, unknown> | undefined> => {
     const extra = options.connectionParams;
     if (typeof extra !== 'function') return extra;
     const call = bounded('connectionParams', extra, getTokenTimeout);
-    return unlessDisposed('connectionParams', call.answer, disposal.signal, call.cancel);
+    return unlessDisposed('connectionParams', call.answer, signal, call.cancel);
   };
   const defaultWait = (retries: number): Promise<void> => {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -769,6 +775,8 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   // The wait before a connect ended with nothing left to run (see url).
   let connectToNothing = false;
   let waitedForConnect = false;
+  // graphql-ws's retryWait ended and no connect followed yet (see retryWait).
+  let waitLedNowhere = false;
   // The back-off's own count (see RETRY_RESET_AFTER): reconnect waits since
   // a connection last stayed up retryResetAfter ms past its ack, the
   // `retries` each wait is given; and when the socket graphql-ws uses now
@@ -816,9 +824,17 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     }),
     retryAttempts: options.retryAttempts ?? Infinity,
     // graphql-ws's own count starts over at every ack (see RETRY_RESET_AFTER).
-    retryWait: () => {
+    retryWait: async () => {
+      // The last wait led to no connect (every operation stopped during it):
+      // graphql-ws's `retrying` stays set, and it calls this again before the
+      // next operation's connect. That is no reconnect; it connects at once.
+      if (waitLedNowhere) {
+        waitLedNowhere = false;
+        return;
+      }
       waitedForConnect = true;
-      return reconnectWait();
+      await reconnectWait();
+      waitLedNowhere = true; // cleared by the connect graphql-ws starts now, if any
     },
     // Retry every kind of loss, a refused reconnect (an error event, not a
     // close event) included: the replica may be restarting or draining.
@@ -827,9 +843,26 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     on: guardedListeners(options.on ?? options.graphqlWs?.on),
     connectionParams: async () => {
       const socket = opened;
+      // This connect's wait for the application's code ends with dispose,
+      // or once its socket has closed or failed (or graphql-ws's terminate()
+      // ended it: an event with no socket): with no getTokenTimeout a
+      // getToken that never answers would otherwise leave this wait behind
+      // at every reconnect: a listener on the dispose signal, and the
+      // connect (its socket) held by the call. A late event of an older
+      // socket leaves it alone.
+      const connect = new AbortController();
+      const abort = () => connect.abort();
+      disposal.signal.addEventListener('abort', abort, { once: true });
+      if (disposal.signal.aborted) abort();
+      const ended = (event: unknown) => {
+        const target = (event as { target?: unknown } | null | undefined)?.target;
+        if (target == null || target === socket) connect.abort(CONNECT_ENDED);
+      };
+      const offClosed = ws.on('closed', ended);
+      const offError = ws.on('error', ended);
       try {
         // Both at once: the connect waits getTokenTimeout at most.
-        const [extra, { token, user }] = await Promise.all([extraParams(), credentials(disposal.signal)]);
+        const [extra, { token, user }] = await Promise.all([extraParams(connect.signal), credentials(connect.signal)]);
         const params: Record<string, unknown> = { ...extra };
         if (user) params.user = user;
         if (token) params.Authorization = `Bearer ${token}`;
@@ -844,9 +877,14 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         // longer open.
         if (socket && socket.readyState === 1) socket.close(CLOSE_CREDENTIALS_FAILED, closeReason('credentials failed', err));
         return {};
+      } finally {
+        disposal.signal.removeEventListener('abort', abort);
+        offClosed();
+        offError();
       }
     },
   });
+  ws.on('connecting', () => { waitLedNowhere = false; });
   ws.on('opened', (socket) => { opened = socket as typeof opened; });
   ws.on('connected', (socket) => {
     acknowledged = socket;
@@ -988,8 +1026,8 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     if (typeof listen === 'function') listen.call(socket, 'close', () => clearTimeout(timer), { once: true });
   }
 
-  // What dispose ends: every subscription still running.
-  const active = new Set<() => void>();
+  // What dispose ends: every subscription still running, and how it ends it.
+  const active = new Map<() => void, () => void>();
   // With nothing left running, graphql-ws will not reconnect after the
   // server's 1000: a later subscription connects anew at once, as after
   // the client's own close, without the wait the 1000 asked for.
@@ -1072,6 +1110,8 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     let ended = false;
     // Stops watching for a loss (see start): a mutation that has ended.
     let unwatch = () => {};
+    // A mutation sent and not answered yet (see start).
+    let unanswered = () => false;
     // The wait before starting again after RATE_LIMITED (see rateLimited).
     let rateLimitTimer: ReturnType<typeof setTimeout> | undefined;
     // Releases the current graphql-ws operation once the frames the socket
@@ -1133,6 +1173,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         const offClosed = ws.on('closed', lost);
         const offError = ws.on('error', lost);
         unwatch = () => { offClosed(); offError(); };
+        unanswered = () => sent && !answered;
       }
       const leased = new LeasedSink<Result<Data>>({
         next(result) {
@@ -1240,6 +1281,15 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       stopped = true;
       end();
     };
+    // dispose(): a mutation sent and not answered yet is lost in flight (the
+    // socket closes under it), and fails as such: completed, it would look
+    // answered (or never sent), and whether it was applied is unknown.
+    const disposeOf = () => {
+      stopped = true;
+      if (!unanswered()) return end();
+      end({ error: new OutcomeUnknownError(prepared.operation, request.operationName ?? null,
+        new Error('@heraldhq/client: the client was disposed of while the operation was in flight')) });
+    };
     if (disposal.signal.aborted) {
       // graphql-ws would open a socket that nothing closes and that is never
       // reconnected (a subscription that silently stops resuming), or
@@ -1247,7 +1297,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       stopped = true;
       queueMicrotask(() => sink.error(new Error('@heraldhq/client: subscribe() after dispose(); create a new client')));
     } else {
-      active.add(unsubscribe);
+      active.set(unsubscribe, disposeOf);
       start();
     }
     return Object.defineProperty(unsubscribe, 'cursor', { get: () => cursor, enumerable: true }) as Unsubscribe;
@@ -1270,7 +1320,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       // and reject if that connect failed. Ending the wait and every
       // subscription first leaves it nothing to connect for; they complete.
       disposal.abort();
-      for (const unsubscribe of [...active]) unsubscribe();
+      for (const disposeOf of [...active.values()]) disposeOf();
       // graphql-ws closes an acknowledged socket at once, but waits for a
       // connect under way to end first: for ever if the server never
       // answers the upgrade or connection_init, as long as getToken takes
