@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -128,7 +129,9 @@ func TestStreamEndedBeforeItsOperationBegins(t *testing.T) {
 		}
 	})
 	t.Run("disconnected", func(t *testing.T) {
-		st := &httpStream{cut: make(chan struct{})}
+		r := newReplica(t, nil)
+		req := httptest.NewRequest(http.MethodPost, "/graphql", nil)
+		st := r.server.sseSingle.httpStreams.newStream(httptest.NewRecorder(), req, sseFormat{})
 		st.disconnect() // DisconnectUser, between t.open and st.run
 		exec := &recordingExec{}
 		if resp := st.run(context.Background(), exec, nil); resp != nil || exec.dispatched {
