@@ -28,8 +28,10 @@ type roomState struct {
 	// miss it.
 	horizon uint64
 	// last is the sequence of the last event applied.
-	last  uint64
-	bytes int64 // estimate of the memory held, for the cache budget
+	last uint64
+	// generation is Change.Generation of the room's changes.
+	generation uint64
+	bytes      int64 // estimate of the memory held, for the cache budget
 	// members of a private room (nil for a public one), by user ID. access
 	// is a copy of who they are and since when, replaced (never changed)
 	// when it is asked for after a membership change (accessNow, with
@@ -505,14 +507,14 @@ func (rs *roomState) postedAt(seq uint64) (Message, bool) {
 // change is what live subscribers see of the event just applied at seq.
 func (rs *roomState) change(seq uint64, at time.Time, e Event) (Change, bool) {
 	if isMemberEvent(e.Type) {
-		return Change{Seq: seq, At: at, Type: e.Type, Room: rs.room, UserID: e.UserID}, true
+		return Change{Seq: seq, Generation: rs.generation, At: at, Type: e.Type, Room: rs.room, UserID: e.UserID}, true
 	}
 	m := rs.byID[e.MessageID]
 	if m == nil {
 		return Change{}, false // evicted at once by a tiny history limit
 	}
 	snapshot := m.snapshot()
-	return Change{Seq: seq, At: at, Type: e.Type, Room: rs.room, Message: &snapshot}, true
+	return Change{Seq: seq, Generation: rs.generation, At: at, Type: e.Type, Room: rs.room, Message: &snapshot}, true
 }
 
 // changesAfter returns the room's accepted changes after log position
@@ -538,7 +540,7 @@ func (rs *roomState) changesSince(after uint64) []Change {
 		for _, ev := range m.events {
 			if ev.seq > after {
 				changes = append(changes, Change{
-					Seq: ev.seq, At: time.Unix(0, ev.at).UTC(), Type: ev.typ, Room: rs.room, Message: &snapshot,
+					Seq: ev.seq, Generation: rs.generation, At: time.Unix(0, ev.at).UTC(), Type: ev.typ, Room: rs.room, Message: &snapshot,
 				})
 			}
 		}

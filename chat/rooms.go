@@ -698,6 +698,9 @@ func (s *Service) reloadRoom(ctx context.Context, h *heldRoom) error {
 func (s *Service) replaceLocked(h *heldRoom, fresh *roomState) {
 	old := h.st
 	shared := old.lastShared(fresh)
+	// What the watchers are told from here on may lie at or below what
+	// they were told before: a new generation, which orders after it.
+	fresh.generation = old.generation + 1
 	h.st = fresh
 	s.rooms.bytes.Add(fresh.bytes - old.bytes)
 	// A public room has no access to publish, and never had one.
@@ -745,12 +748,12 @@ func memberChangesSince(old, fresh *roomState, shared uint64) (removed, added []
 	}
 	for id := range old.members {
 		if _, still := fresh.members[id]; !still {
-			removed = append(removed, Change{Seq: shared + 1, At: time.Now().UTC(), Type: MemberRemoved, Room: fresh.room, UserID: id})
+			removed = append(removed, Change{Seq: shared + 1, Generation: fresh.generation, At: time.Now().UTC(), Type: MemberRemoved, Room: fresh.room, UserID: id})
 		}
 	}
 	for id, m := range fresh.members {
 		if m.Since > shared {
-			added = append(added, Change{Seq: m.Since, At: m.JoinedAt, Type: MemberAdded, Room: fresh.room, UserID: id})
+			added = append(added, Change{Seq: m.Since, Generation: fresh.generation, At: m.JoinedAt, Type: MemberAdded, Room: fresh.room, UserID: id})
 		}
 	}
 	return removed, added

@@ -13,6 +13,12 @@ import (
 type Change struct {
 	// Seq is the event's log sequence (the subscription cursor).
 	Seq uint64
+	// Generation counts the times this replica re-read the held room from
+	// the log and took its watchers back to an earlier position (see
+	// replaceLocked): Seq orders the changes of one generation, and a
+	// later generation's change comes after every change of an earlier
+	// one, whatever its Seq.
+	Generation uint64
 	// At is when the log stored the event.
 	At   time.Time
 	Type EventType

@@ -23,6 +23,11 @@ type Meta struct {
 	// the transport hand a resumed subscriber over from one to the other
 	// without a gap or a duplicate. Zero means unknown.
 	Position uint64
+	// Generation orders Positions: a source that goes back to an earlier
+	// position (a replica that re-read a room from the log and goes on
+	// from the log's order) raises it, and an event of a later generation
+	// comes after every event of an earlier one, whatever its Position.
+	Generation uint64
 	// State marks an event that is a whole state (a presence snapshot),
 	// not a change to one. A subscriber that joins a running shared
 	// execution whose resolver resends its state on join (auth.OnJoin)

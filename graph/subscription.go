@@ -123,7 +123,7 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, scope cursorSc
 		return nil, err
 	}
 	event := func(c *chat.Change, v T) graphql.Event[T] {
-		meta := eventmeta.Meta{Cursor: r.encodeCursor(scope, c.Seq), Appended: c.At, Position: c.Seq}
+		meta := eventmeta.Meta{Cursor: r.encodeCursor(scope, c.Seq), Appended: c.At, Position: c.Seq, Generation: c.Generation}
 		return graphql.Event[T]{Context: eventmeta.WithMeta(ctx, meta), Value: v}
 	}
 	// Changes go straight into the channel's buffer from the goroutine

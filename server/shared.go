@@ -715,12 +715,34 @@ type handoff struct {
 	private *execution // the replay; set at join
 
 	mu         sync.Mutex
-	live       bool   // switched to the shared execution
-	catchingUp bool   // the replay reached the held results: its goroutine writes them (catchUp)
-	failed     bool   // a result without data ended one of the two: nothing follows it
-	last       uint64 // position of the last replayed result written
+	live       bool      // switched to the shared execution
+	catchingUp bool      // the replay reached the held results: its goroutine writes them (catchUp)
+	failed     bool      // a result without data ended one of the two: nothing follows it
+	last       streamPos // position of the last replayed result written
 	held       []*payload
 }
+
+// streamPos is where a result lies in its stream: its position, within
+// the generation of its source (eventmeta.Meta.Generation). A source that
+// goes back to an earlier position after re-reading the log (chat's
+// replaceLocked) goes on in a later generation: its results there are
+// new, not ones the replay wrote, even at positions it wrote.
+type streamPos struct{ gen, pos uint64 }
+
+// before reports whether a lies before b.
+func (a streamPos) before(b streamPos) bool {
+	return a.gen < b.gen || a.gen == b.gen && a.pos < b.pos
+}
+
+func later(a, b streamPos) streamPos {
+	if a.before(b) {
+		return b
+	}
+	return a
+}
+
+// at is where p lies in its stream.
+func (p *payload) at() streamPos { return streamPos{p.gen, p.pos} }
 
 // deliver routes one result of execution e to op.
 func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
@@ -759,8 +781,8 @@ func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
 		// About to be retired: the held and live results follow.
 	case e.replay:
 		op.sub.deliver(op, p)
-		h.last = max(h.last, p.pos)
-		if len(h.held) > 0 && p.pos >= h.held[0].pos {
+		h.last = later(h.last, p.at())
+		if len(h.held) > 0 && !p.at().before(h.held[0].at()) {
 			// The replay's goroutine writes the held results once it
 			// has let go of e's lock (catchUp), each when there is room.
 			h.catchingUp = true
@@ -772,14 +794,14 @@ func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
 		// came twice.
 	case h.live:
 		// The live stream may lag behind what the replay wrote.
-		if p.pos > h.last {
+		if h.last.before(p.at()) {
 			op.sub.deliver(op, p)
 		}
 	case len(h.held) >= h.limit:
 		op.sub.tooSlow(op, "slow consumer: the replay fell behind the live stream; reconnect and resume")
 	default:
 		h.held = append(h.held, p)
-		if !h.catchingUp && h.last >= p.pos {
+		if !h.catchingUp && !h.last.before(p.at()) {
 			// The replay has written p already, and so everything held
 			// (p is the first: a held result the replay reached would
 			// have started the catch-up): nothing is left to write.
@@ -814,7 +836,7 @@ func (r *sharedExecutions) catchUp(e *execution, ctx context.Context) {
 			h.mu.Unlock()
 			return
 		}
-		for len(h.held) > 0 && h.held[0].pos <= h.last {
+		for len(h.held) > 0 && !h.last.before(h.held[0].at()) {
 			h.held[0] = nil
 			h.held = h.held[1:] // the replay wrote it
 		}
@@ -957,7 +979,7 @@ func (r *sharedExecutions) deliverEvents(e *execution, slot *eventSlot, response
 		// A panicked result is failed wherever it comes: it ends the
 		// execution, so it must reach a member awaiting its state and end a
 		// resumed one's handoff, as deliverEvents' own recover's does.
-		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, cursor: slot.meta.Cursor,
+		p := &payload{bytes: encodeResponse(resp), appended: slot.meta.Appended, pos: slot.meta.Position, gen: slot.meta.Generation, cursor: slot.meta.Cursor,
 			failed: panicked || first && len(resp.Errors) > 0 && noData(resp.Data) || slot.meta.End != nil, state: slot.meta.State}
 		if e.replay {
 			// A resumed subscriber's backlog: its age in the log is not a

@@ -26,6 +26,7 @@ type payload struct {
 	bytes    []byte
 	appended time.Time // when the event entered the log; zero if unknown
 	pos      uint64    // the event's position in its stream; zero if unknown
+	gen      uint64    // the generation pos is of (eventmeta.Meta.Generation)
 	cursor   string    // the event's resume cursor (extensions.cursor); "" if none
 	failed   bool      // the execution's last: its first result with errors and no data (its resolver failed), its end, or a panic's
 	state    bool      // a whole state, not a change to one (eventmeta.Meta.State)
