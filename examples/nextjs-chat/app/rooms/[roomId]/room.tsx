@@ -114,7 +114,21 @@ export function followRoom(client: ApolloClient, roomId: string, opts: {
     },
     error: opts.onError,
   });
-  return () => sub.unsubscribe();
+  return () => {
+    sub.unsubscribe();
+    // The page's own posts whose place the subscription had not delivered
+    // leave the cached list: the next page on this room (Back restores its
+    // list from the cache) follows from a cursor before them, and its
+    // replay puts each in its place. Left at the end, an earlier post of
+    // someone else would be placed after them.
+    const left = new Set(opts.awaiting);
+    opts.awaiting.clear();
+    if (left.size === 0) return;
+    client.cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) => {
+      if (!prev?.room || !prev.room.messages.nodes.some((n) => left.has(n.id))) return undefined;
+      return withNodes(prev as RoomPageData & { room: Page }, prev.room.messages.nodes.filter((n) => !left.has(n.id)));
+    });
+  };
 }
 
 /**
@@ -180,8 +194,10 @@ export function reactOptions(messageId: string, emoji: string) {
  * overwrites what the subscription delivered since, a reaction say); it waits
  * there (awaiting) until the subscription delivers it in its place.
  */
-export function postOptions({ roomId, text, key, awaiting, onAnswer }: {
+export function postOptions({ roomId, text, key, awaiting, onAnswer, following }: {
   roomId: string; text: string; key: string; awaiting: Set<string>; onAnswer?: () => void;
+  /** Whether the page still follows the room: an answer after it left is not put in the list (the next page's replay places it). */
+  following?: () => boolean;
 }) {
   return {
     mutation: POST_MESSAGE,
@@ -191,6 +207,7 @@ export function postOptions({ roomId, text, key, awaiting, onAnswer }: {
       const m = data?.postMessage;
       if (!m) return;
       onAnswer?.();
+      if (following && !following()) return;
       cache.updateQuery({ query: ROOM_PAGE, variables: { roomId } }, (prev) => {
         if (!prev?.room || prev.room.messages.nodes.some((n) => n.id === m.id)) return undefined;
         awaiting.add(m.id);
@@ -260,15 +277,23 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
   if (cursor.current === null) cursor.current = data?.room?.messages.resumeCursor ?? null;
   const exists = !!data?.room;
   const presence = usePresence(roomId, exists);
+  // Whether followRoom runs: a post answered after the page stopped
+  // following is not put in the cached list (postOptions).
+  const following = useRef(false);
 
   useEffect(() => {
     if (!exists) return;
-    return followRoom(client, roomId, {
+    following.current = true;
+    const stop = followRoom(client, roomId, {
       after: cursor.current,
       awaiting: awaiting.current,
       onCursor: (c) => { cursor.current = c; },
       onError: (err) => setProblem(`live updates stopped: ${err.message}`),
     });
+    return () => {
+      following.current = false;
+      stop();
+    };
   }, [client, roomId, exists]);
 
   if (!data?.room) {
@@ -287,7 +312,7 @@ export function Room({ roomId, queryRef }: { roomId: string; queryRef: QueryRef<
       <div className="bottom">
         {/* Typing lasts seconds: nothing is said of it while out of date. */}
         <TypingIndicator presence={presence.stale ? null : presence.presence} />
-        <Composer roomId={roomId} awaiting={awaiting} posts={posts} />
+        <Composer roomId={roomId} awaiting={awaiting} posts={posts} following={following} />
       </div>
     </section>
   );
@@ -457,7 +482,9 @@ function MessageItem({ message: m }: { message: Message }) {
   );
 }
 
-function Composer({ roomId, awaiting, posts }: { roomId: string; awaiting: Awaiting; posts: PendingPosts }) {
+function Composer({ roomId, awaiting, posts, following }: {
+  roomId: string; awaiting: Awaiting; posts: PendingPosts; following: RefObject<boolean>;
+}) {
   const { user } = useSession();
   const client = useApolloClient();
   const [text, setText] = useState('');
@@ -504,7 +531,7 @@ function Composer({ roomId, awaiting, posts }: { roomId: string; awaiting: Await
     const shown = pendingMessage(key, body, user);
     posts.add(shown);
     const settle = () => posts.settle(shown.id);
-    client.mutate(postOptions({ roomId, text: body, key, awaiting: awaiting.current, onAnswer: settle })).then(settle, (err: Error) => {
+    client.mutate(postOptions({ roomId, text: body, key, awaiting: awaiting.current, onAnswer: settle, following: () => following.current })).then(settle, (err: Error) => {
       settle();
       failed.current = { text: body, key };
       setProblem(`not posted: ${err.message}`);
