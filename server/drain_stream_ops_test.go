@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -130,8 +129,7 @@ func TestStreamEndedBeforeItsOperationBegins(t *testing.T) {
 	})
 	t.Run("disconnected", func(t *testing.T) {
 		r := newReplica(t, nil)
-		req := httptest.NewRequest(http.MethodPost, "/graphql", nil)
-		st := r.server.sseSingle.httpStreams.newStream(httptest.NewRecorder(), req, sseFormat{})
+		st, _ := r.recordedStream(sseFormat{})
 		st.disconnect() // DisconnectUser, between t.open and st.run
 		exec := &recordingExec{}
 		if resp := st.run(context.Background(), exec, nil); resp != nil || exec.dispatched {

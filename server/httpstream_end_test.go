@@ -97,9 +97,7 @@ func finishedOperationSurvives(t *testing.T, r *replica, rounds int, id string, 
 // metrics count as a slow consumer.
 func TestDisconnectKeepsSlowConsumerFailure(t *testing.T) {
 	r := newReplica(t, nil)
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest(http.MethodGet, "/graphql", nil)
-	st := r.server.sseSingle.httpStreams.newStream(rec, req, sseFormat{})
+	st, rec := r.recordedStream(sseFormat{})
 	m := r.server.sseSingle.httpStreams.metrics
 	before := testutil.ToFloat64(m.slowCloses)
 	st.tooSlow(nil, slowConsumer)

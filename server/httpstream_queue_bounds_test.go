@@ -18,9 +18,8 @@ func TestStreamQueueBounds(t *testing.T) {
 	const items, bytes = 4, 100
 	r := newReplica(t, func(o *Options) { o.QueueMessages, o.QueueBytes = items, bytes })
 	newStream := func() *httpStream {
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodGet, "/graphql", nil)
-		return r.server.sseSingle.httpStreams.newStream(rec, req, sseFormat{})
+		st, _ := r.recordedStream(sseFormat{})
+		return st
 	}
 	failed := func(st *httpStream) bool {
 		st.mu.Lock()
@@ -68,9 +67,7 @@ func TestStreamQueueBounds(t *testing.T) {
 // check of httpStream.tooSlow dropped.
 func TestTooSlowKeepsTheFirstFailure(t *testing.T) {
 	r := newReplica(t, nil)
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest(http.MethodGet, "/graphql", nil)
-	st := r.server.sseSingle.httpStreams.newStream(rec, req, sseFormat{})
+	st, rec := r.recordedStream(sseFormat{})
 	m := r.server.sseSingle.httpStreams.metrics
 	before := testutil.ToFloat64(m.slowCloses)
 	st.disconnect()
@@ -85,4 +82,12 @@ func TestTooSlowKeepsTheFirstFailure(t *testing.T) {
 	if counted := testutil.ToFloat64(m.slowCloses) - before; counted != 0 {
 		t.Fatalf("slow consumer closes counted: %v, want 0", counted)
 	}
+}
+
+// recordedStream is an event stream of r's transports in format f, as a
+// GET would open, whose output rec records.
+func (r *replica) recordedStream(f streamFormat) (st *httpStream, rec *httptest.ResponseRecorder) {
+	rec = httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/graphql", nil)
+	return r.server.sseSingle.httpStreams.newStream(rec, req, f), rec
 }

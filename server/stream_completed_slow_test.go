@@ -1,8 +1,6 @@
 package server
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -18,9 +16,7 @@ import (
 // SLOW_CONSUMER error counted as a slow close.
 func TestCompletedStreamIsNotTooSlow(t *testing.T) {
 	r := newReplica(t, nil)
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest(http.MethodGet, "/graphql", nil)
-	st := r.server.sseSingle.httpStreams.newStream(rec, req, sseFormat{})
+	st, rec := r.recordedStream(sseFormat{})
 	m := r.server.sseSingle.httpStreams.metrics
 	before := testutil.ToFloat64(m.slowCloses)
 	st.enqueue(streamItem{p: &payload{bytes: []byte(`{"data":{"x":1}}`)}, event: true})
