@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -157,7 +158,7 @@ func TestStalledClientOfLargeStreamedResultIsDropped(t *testing.T) {
 // Options.WriteTimeout for the backlog as a whole: an EventSource back
 // from a poor link, or an Apollo client resuming with after.
 func TestSlowReadingClientGetsLargeReplay(t *testing.T) {
-	const writeTimeout = 600 * time.Millisecond
+	const writeTimeout = 1500 * time.Millisecond
 	r := newReplicaListening(t, chat.Options{}, func(o *Options) { o.WriteTimeout = writeTimeout }, withSmallSendBuffers)
 	room := r.room("backlog")
 	c, _, body := r.openSSE(sseRequest{method: http.MethodGet, query: postedSub, vars: map[string]any{"r": room}})
@@ -180,7 +181,11 @@ func TestSlowReadingClientGetsLargeReplay(t *testing.T) {
 	q := "query=" + urlEscape(postedSub) + "&variables=" + urlEscape(string(vars))
 	request := fmt.Sprintf("GET /graphql?%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nLast-Event-ID: %s\r\n\r\n", q, addr, last.id)
 	conn := dialWith(t, addr, 64<<10, request)
-	resp, err := http.ReadResponse(bufio.NewReader(slowerReader{conn}), nil)
+	// 4 KB (bufio's reads) every 16 ms: the backlog of about 1 MB takes
+	// about 4 s, longer than writeTimeout as a whole, while each part the
+	// stream writes under a deadline of its own is read at once, with room
+	// for a reader starved by a loaded machine.
+	resp, err := http.ReadResponse(bufio.NewReader(slowerReader{r: conn, pause: 16 * time.Millisecond}), nil)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("the resumed stream: %v %v", resp, err)
 	}
@@ -198,13 +203,17 @@ func TestSlowReadingClientGetsLargeReplay(t *testing.T) {
 	t.Logf("the backlog of %d bytes took %v", got.Len(), time.Since(start))
 }
 
-// slowerReader reads at most 8 KB every 10 ms: about 0.8 MB/s, so that a
-// replay batch of about 1 MB (the queue's bytes) takes longer than
-// writeTimeout as a whole, while each part of it is read well within it.
-type slowerReader struct{ r io.Reader }
+// slowerReader reads at most 8 KB every pause (10 ms if zero): about
+// 0.8 MB/s, so that a replay batch of about 1 MB (the queue's bytes) takes
+// longer than writeTimeout as a whole, while each part of it is read well
+// within it.
+type slowerReader struct {
+	r     io.Reader
+	pause time.Duration
+}
 
 func (s slowerReader) Read(p []byte) (int, error) {
-	time.Sleep(10 * time.Millisecond)
+	time.Sleep(cmp.Or(s.pause, 10*time.Millisecond))
 	return s.r.Read(p[:min(len(p), 8<<10)])
 }
 
@@ -227,7 +236,7 @@ func urlEscape(s string) string {
 // writer's batch, gathered in writes of batchBytes, gets a deadline for
 // each write, not one for the whole batch.
 func TestSlowReadingSocketGetsLargeReplay(t *testing.T) {
-	const writeTimeout = 600 * time.Millisecond
+	const writeTimeout = 1500 * time.Millisecond
 	r := newReplicaListening(t, chat.Options{}, func(o *Options) { o.WriteTimeout = writeTimeout }, withSmallSendBuffers)
 	room := r.room("socket-backlog")
 	b, _ := json.Marshal(map[string]any{"query": `query($r: ID!) { room(id: $r) { messages(last: 1) { resumeCursor } } }`, "variables": map[string]any{"r": room}})
@@ -254,7 +263,12 @@ func TestSlowReadingSocketGetsLargeReplay(t *testing.T) {
 	c := r.dialRaw(subprotocolTransportWS, 64<<10)
 	c.start(wspTransport, `subscription($r: ID!, $a: String) { roomEvents(roomId: $r, after: $a) { message { text } } }`,
 		map[string]any{"r": room, "a": page.Data.Room.Messages.ResumeCursor})
-	c.br = bufio.NewReaderSize(slowerReader{c.conn}, 8<<10)
+	// 8 KB every 16 ms: the backlog of about 1 MB, gathered in one batch,
+	// takes about 2 s, longer than writeTimeout as a whole, while each
+	// write of batchBytes is read in about 64 ms, a twelfth of the least
+	// deadline it is given (half of writeTimeout), enough for a reader
+	// starved by a loaded machine.
+	c.br = bufio.NewReaderSize(slowerReader{r: c.conn, pause: 16 * time.Millisecond}, 8<<10)
 	start := time.Now()
 	for got := 0; got < backlog; {
 		m, err := c.next(10 * time.Second)
@@ -287,7 +301,7 @@ func TestSlowReadingSocketGetsLargeResult(t *testing.T) {
 			}
 			q.WriteString(" }")
 			c.start(p, q.String(), map[string]any{"s": strings.Repeat("x", 16<<10)})
-			c.br = bufio.NewReaderSize(slowerReader{c.conn}, 8<<10)
+			c.br = bufio.NewReaderSize(slowerReader{r: c.conn}, 8<<10)
 			start := time.Now()
 			m, err := c.next(10 * time.Second)
 			for err == nil && m.op == rawText && bytes.Contains(m.payload, []byte(`"type":"ka"`)) {
