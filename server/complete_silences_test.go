@@ -3,7 +3,6 @@ package server
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/heraldhq/herald/chat"
 )
@@ -32,10 +31,11 @@ func TestCompleteSilencesQueuedLastFrames(t *testing.T) {
 	// A large answer keeps the socket's writer busy while the client does
 	// not read.
 	c.subscribe("subscribe", "big", `query($r: ID!) { room(id: $r) { messages(last: 100) { nodes { text } } } }`, map[string]any{"r": big})
-	time.Sleep(300 * time.Millisecond) // "big" is answered; the writer is stuck on it
+	r.waitEnding("big") // answered
+	r.waitWriterStuck() // and the writer is stuck on it: "q" cannot overtake it
 	nameQuery := `query($r: ID!) { room(id: $r) { name } }`
 	c.subscribe("subscribe", "q", nameQuery, map[string]any{"r": first})
-	time.Sleep(300 * time.Millisecond) // "q" is answered; its frames wait behind "big"
+	r.waitEnding("q") // answered; its frames wait behind "big"
 	c.send(map[string]any{"type": "complete", "id": "q"})
 	c.subscribe("subscribe", "q", nameQuery, map[string]any{"r": second})
 

@@ -28,7 +28,8 @@ func TestLegacyStartOverAnEndingOperationStopsIt(t *testing.T) {
 	c := r.dialTinyWindowSpeaking(subprotocolLegacy, "ann")
 
 	c.subscribe("start", "big", `query($r: ID!) { room(id: $r) { messages(last: 100) { nodes { text } } } }`, map[string]any{"r": big})
-	r.waitEnding("big") // answered; the writer is stuck on it
+	r.waitEnding("big") // answered
+	r.waitWriterStuck() // and the writer is stuck on it: "q" cannot overtake it
 	nameQuery := `query($r: ID!) { room(id: $r) { name } }`
 	c.subscribe("start", "q", nameQuery, map[string]any{"r": first})
 	r.waitEnding("q") // answered; its frames wait behind "big"
@@ -69,4 +70,28 @@ func (r *replica) waitEnding(id string) {
 		}
 	}
 	r.t.Fatalf("operation %q did not end with its last frames queued within 10 s", id)
+}
+
+// waitWriterStuck waits up to 10 s until r's one open socket's writer has
+// taken everything queued and is still writing it. waitEnding alone does
+// not say that the writer is stuck: an operation is ending from the moment
+// its answer is ready, before that answer is encoded and queued, and on a
+// loaded machine a query started after it may be answered and written
+// first.
+func (r *replica) waitWriterStuck() {
+	r.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		conns := r.openWSConns()
+		if len(conns) != 1 {
+			continue
+		}
+		q := conns[0].queue
+		q.mu.Lock()
+		stuck := q.writing && len(q.items) == 0
+		q.mu.Unlock()
+		if stuck {
+			return
+		}
+	}
+	r.t.Fatal("the socket's writer did not take its queue and stay writing within 10 s")
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -331,7 +332,7 @@ func TestConnLimitCountsAShortWait(t *testing.T) {
 			c, _ := l.Accept()
 			got <- c
 		}()
-		time.Sleep(connLimitBacklogEvery / 5) // the Accept has looked once, and found nobody
+		waitAcceptWaiting(t) // the Accept has looked once, found nobody, and waits
 		client, err := net.DialTimeout("tcp", l.Addr().String(), 2*time.Second)
 		if err != nil {
 			t.Fatalf("round %d: a client at the cap is not held in the backlog: %v", round, err)
@@ -357,6 +358,25 @@ func TestConnLimitCountsAShortWait(t *testing.T) {
 		t.Fatalf("%d of %d clients waited about %s in the backlog at the bound and were accepted, but herald_http_accept_waits_total did not count them",
 			missed, rounds, connLimitBacklogEvery/4)
 	}
+}
+
+// waitAcceptWaiting waits until an Accept of a connLimit waits for a slot
+// (blocked in acquire's select), which it enters only after its first look
+// at the backlog. A goroutine started on a loaded machine may not have
+// called Accept yet after a fixed sleep; a slot freed before it does is
+// taken at once, with no wait to count.
+func waitAcceptWaiting(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if strings.Contains(g, " [select") && strings.Contains(g, "(*connLimit).acquire") {
+				return
+			}
+		}
+	}
+	t.Fatal("no Accept waits for a slot within 10 s")
 }
 
 // TestConnLimitTogglesKeepAlives: keep-alives go off when an Accept
