@@ -166,6 +166,12 @@ func wrongLastSeq(err error) (last uint64, lastKnown, ok bool) {
 func (l *Log) publish(ctx context.Context, what func() string, subject, stream string, data []byte,
 	popts ...jetstream.PublishOpt,
 ) (*jetstream.PubAck, error) {
+	if ferr := l.storeFailure(); ferr != nil {
+		// The embedded server's JetStream is stopped: a publish sent now
+		// may be taken and never answered, waiting out ctx. It fails at
+		// once, storing nothing, as reads do (storeStopped).
+		return nil, newError(ErrUnreachable, ferr, "%s: %v", what(), ferr)
+	}
 	ack, err := l.js.Publish(ctx, subject, data, popts...)
 	if err != nil {
 		if errors.Is(err, nats.ErrReconnectBufExceeded) { // disconnected: not sent
