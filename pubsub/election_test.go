@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -41,6 +42,9 @@ type natsCluster struct {
 func startNATSCluster(t *testing.T, n int) *natsCluster {
 	t.Helper()
 	c := &natsCluster{t: t, name: "election-test", nodes: make([]*server.Server, n)}
+	// The stores' directory first: cleanups run last first, so the nodes
+	// are stopped before it is removed, not removed under running nodes.
+	stores := t.TempDir()
 	t.Cleanup(func() {
 		for i := range n {
 			c.stop(i)
@@ -56,7 +60,11 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 		for range n {
 			c.clients = append(c.clients, freeAddr(t))
 			c.routes = append(c.routes, freeAddr(t))
-			c.stores = append(c.stores, t.TempDir())
+			store, err := os.MkdirTemp(stores, "node")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.stores = append(c.stores, store)
 		}
 		if err = c.startAll(); err == nil {
 			break
