@@ -374,6 +374,10 @@ func (c config) validate() error {
 			// Here, not at the dial: this error goes through
 			// hideCredentials, and the URL may carry a token.
 			bad("nats-url", "%q is not a URL: %s", u, urlcred.ParseProblem(u, err))
+		} else if !natsScheme(parsed.Scheme) {
+			// nats.go dials any other scheme as plain nats://, so an
+			// https:// URL would send the token unencrypted.
+			bad("nats-url", "%q: NATS does not speak %s://; write nats:// (tls:// for TLS, ws:// or wss:// for WebSocket)", u, parsed.Scheme)
 		} else if !validURLPort(parsed) {
 			bad("nats-url", "%q has an invalid port", u)
 		}
@@ -808,6 +812,16 @@ func validStreamName(name string) bool {
 		}
 	}
 	return true
+}
+
+// natsScheme reports whether nats.go gives scheme a meaning: tls and
+// wss ask for TLS, ws and wss for WebSocket.
+func natsScheme(scheme string) bool {
+	switch scheme {
+	case "nats", "tls", "ws", "wss":
+		return true
+	}
+	return false
 }
 
 // validURLPort reports whether u's port, if it names one, is a TCP
