@@ -400,8 +400,11 @@ func (c config) validate() error {
 	if c.RoomCache < 1<<20 {
 		bad("room-cache", "must be at least 1048576 (1 MiB), got %d", c.RoomCache)
 	}
-	if c.RoomHistory < 1 {
-		bad("room-history", "must be at least 1, got %d", c.RoomHistory)
+	if c.RoomHistory < 2 {
+		// With 1, a member's removal would discard their addition, and a
+		// message's deletion its post: no member could be added to a
+		// private room, and no message edited or reacted to.
+		bad("room-history", "must be at least 2, got %d: the log keeps a member's last removal and a message's deletion within it", c.RoomHistory)
 	}
 	switch c.Auth {
 	case "dev":

@@ -36,6 +36,10 @@ func TestConfigBounds(t *testing.T) {
 		{"ws-max-message-bytes 1023", []string{"--ws-max-message-bytes", "1023"}, "--ws-max-message-bytes (HERALD_WS_MAX_MESSAGE_BYTES): must be at least 1024, got 1023"},
 		{"ws-queue-bytes 4095", []string{"--ws-queue-bytes", "4095"}, "--ws-queue-bytes (HERALD_WS_QUEUE_BYTES): must be at least 4096, got 4095"},
 		{"ws-queue 0", []string{"--ws-queue", "0"}, "--ws-queue (HERALD_WS_QUEUE): must be at least 1, got 0"},
+		// 1 would refuse every addition to a private room and every edit
+		// and reaction (judgeProposal keeps the last entry for a removal
+		// or a deletion).
+		{"room-history 1", []string{"--room-history", "1"}, "--room-history (HERALD_ROOM_HISTORY): must be at least 2, got 1"},
 		{"ws-ping-interval 9ms", []string{"--ws-ping-interval", "9ms"}, "--ws-ping-interval (HERALD_WS_PING_INTERVAL): must be between 10ms and 10m"},
 		{"ws-pong-timeout 10m1ms", []string{"--ws-pong-timeout", "10m0.001s"}, "--ws-pong-timeout (HERALD_WS_PONG_TIMEOUT): must be between 10ms and 10m"},
 		{"ws-init-timeout 0", []string{"--ws-init-timeout", "0s"}, "--ws-init-timeout (HERALD_WS_INIT_TIMEOUT)"},
@@ -68,6 +72,7 @@ func TestConfigBounds(t *testing.T) {
 		args []string
 	}{
 		{"room-cache of 1 MiB", []string{"--room-cache", "1048576"}},
+		{"room-history 2", []string{"--room-history", "2"}},
 		{"jwt-secret of 32 bytes", []string{"--auth", "jwt", "--jwt-secret", secret[:32]}},
 		{"max-text-length 1", []string{"--max-text-length", "1"}},
 		{"max-text-length 4000", []string{"--max-text-length", "4000"}},
