@@ -746,8 +746,11 @@ func memberChangesSince(old, fresh *roomState, shared uint64) (removed, added []
 	if fresh.members == nil {
 		return nil, nil // a public room
 	}
-	for id := range old.members {
-		if _, still := fresh.members[id]; !still {
+	for id, was := range old.members {
+		// A member the fresh state holds since another position was
+		// removed and added again meanwhile: the access old admitted them
+		// under is gone, as after a removal.
+		if now, still := fresh.members[id]; !still || now.Since != was.Since {
 			removed = append(removed, Change{Seq: shared + 1, Generation: fresh.generation, At: time.Now().UTC(), Type: MemberRemoved, Room: fresh.room, UserID: id})
 		}
 	}
