@@ -60,6 +60,14 @@ func fzRef(values []string) (m mediaType, ok bool) {
 	if jsonSet && jsonQ > 0 {
 		return mediaJSON, true
 	}
+	for _, r := range []string{string(mediaGraphQLResponse), "application/*", "*/*"} {
+		if v, seen := q[r]; seen {
+			if v > 0 {
+				return mediaGraphQLResponse, true
+			}
+			break
+		}
+	}
 	return "", false
 }
 

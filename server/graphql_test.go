@@ -65,10 +65,10 @@ var graphQLCases = []struct {
 	{"GET mutation with a variable of the wrong type", get("query", "query Q { whoami } mutation M($s: Boolean!) { bump @skip(if: $s) }",
 		"operationName", "M", "variables", `{"s":"yes"}`).accepting(),
 		want{status: 405, contentType: ctResponse, err: "use POST", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
-	// One that does not validate is answered as any such request: which
-	// operation it is cannot be known.
+	// One that does not validate is a mutation all the same: its document
+	// parsed, and with operationName it says what would run.
 	{"GET mutation that does not validate", get("query", "mutation { nope }").accepting(),
-		want{status: 400, contentType: ctResponse, err: "Cannot query field", code: "GRAPHQL_VALIDATION_FAILED"}},
+		want{status: 405, contentType: ctResponse, err: "use POST", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
 	{"GET subscription", get("query", "subscription { ticks }"),
 		want{status: 405, contentType: ctJSON, err: "WebSocket", code: codeBadRequest, header: map[string]string{"Allow": "POST"}}},
 	{"GET subscription as graphql-response+json", get("query", "subscription { ticks }").accepting(),
@@ -169,8 +169,10 @@ var graphQLCases = []struct {
 		want{status: 415, contentType: ctJSON, err: `unsupported charset "latin1"`, code: codeBadRequest}},
 	{"Accept text/html only", post(helloBody).with("Accept", "text/html"),
 		want{status: 406, contentType: ctJSON, err: "Accept header allows neither", code: codeBadRequest}},
-	{"GET Accept refusing JSON", get("query", "{ whoami }").with("Accept", "application/json;q=0, */*"),
+	{"GET Accept refusing JSON", get("query", "{ whoami }").with("Accept", "application/json;q=0, application/*;q=0, */*"),
 		want{status: 406, contentType: ctJSON, err: "Accept header allows neither", code: codeBadRequest}},
+	{"GET Accept refusing application/json only", get("query", "{ whoami }").with("Accept", "application/json;q=0, */*"),
+		want{status: 200, contentType: ctResponse, data: `{"whoami":null}`}},
 
 	// GraphQL request errors: 400 as graphql-response+json, 200 as
 	// application/json, never with data.

@@ -110,9 +110,28 @@ func (p preferences) pick() (m mediaType, q float64, explicit, ok bool) {
 		return mediaGraphQLResponse, p.graphQLResponse, true, true
 	case jsonQ > 0:
 		return mediaJSON, jsonQ, jsonExplicit, true
-	default:
-		return "", 0, false, false
 	}
+	// application/json refused: a wildcard may still accept
+	// application/graphql-response+json ("application/json;q=0, */*").
+	if q, explicit := p.graphQLResponseByRange(); q > 0 {
+		return mediaGraphQLResponse, q, explicit, true
+	}
+	return "", 0, false, false
+}
+
+// graphQLResponseByRange is the q-value of application/graphql-response+json:
+// that of the most specific range matching it. explicit is false when only
+// */* matches it.
+func (p preferences) graphQLResponseByRange() (q float64, explicit bool) {
+	for _, r := range []struct {
+		q        float64
+		explicit bool
+	}{{p.graphQLResponse, true}, {p.applicationAny, true}, {p.anyAny, false}} {
+		if r.q >= 0 {
+			return r.q, r.explicit
+		}
+	}
+	return 0, false
 }
 
 // json is the q-value of application/json: that of the most specific range

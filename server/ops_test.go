@@ -225,7 +225,11 @@ func TestNegotiate(t *testing.T) {
 		{"application/graphql-response+json;q=0", ""},
 		{"text/html", ""},
 		{"application/json;q=0", ""},
-		{"application/json;q=0, */*", ""},
+		{"application/json;q=0, */*", mediaGraphQLResponse},
+		{"application/*, application/json;q=0", mediaGraphQLResponse},
+		{"*/*;q=0.3, application/json;q=0", mediaGraphQLResponse},
+		{"application/json;q=0, application/*;q=0, */*", ""},
+		{"application/json;q=0, application/graphql-response+json;q=0, */*", ""},
 		{"application/json;q=oops", ""},
 		{"application/graphql-response+json;q=0, application/json;q=0.1", mediaJSON},
 	}

@@ -69,6 +69,15 @@ func (x preciseExecutor) CreateOperationContext(ctx context.Context, params *gra
 		return opCtx, errs
 	}
 	opCtx, errs := x.create(ctx, params)
+	if opCtx != nil && opCtx.Operation == nil && hasCode(errs, errcode.ValidationFailed) {
+		// gqlgen chooses the operation only once the document has
+		// validated, but one that parsed already says which operation it
+		// asks for: so that a GET of a mutation is 405 whatever else is
+		// wrong with it (runner.prepare), as refuseShape keeps it.
+		if doc, err := parser.ParseQuery(&ast.Source{Input: opCtx.RawQuery}); err == nil {
+			opCtx.Operation = chooseOperation(doc.Operations, params.OperationName)
+		}
+	}
 	return opCtx, capErrors(errs)
 }
 
