@@ -32,6 +32,11 @@ var (
 	// not have JetStream enabled.
 	ErrJetStreamDisabled = errors.New("JetStream not enabled")
 
+	// ErrServerTooOld means the NATS server is older than 2.11 (JetStream
+	// API level 0), whose writes cannot be checked against a key's last
+	// sequence over all its subjects.
+	ErrServerTooOld = errors.New("NATS server too old")
+
 	// ErrStreamConflict means a stream of the layout exists with settings
 	// this package cannot use or cannot change, or its subjects are already
 	// captured by another stream.

@@ -153,7 +153,10 @@ func (lv *Live) Add(key string) error {
 }
 
 // Remove unsubscribes from key's live entries; entries of key still queued
-// are dropped. It is a no-op when key was not added.
+// in the subscription are dropped, but up to liveOutBuffer (128) already
+// in the Entries channel, and one being handed to it or to Handle, may
+// still come after Remove returns (compare Key and Seq). It is a no-op when
+// key was not added.
 func (lv *Live) Remove(key string) {
 	lv.mu.Lock()
 	lk, ok := lv.keys[key]

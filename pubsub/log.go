@@ -111,8 +111,9 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = slog.Default()
 	}
 	switch {
-	case strings.ContainsAny(o.Stream, " \t\r\n.*>/\\"):
-		return o, fmt.Errorf("invalid Options.Stream %q: must not contain whitespace, '.', '*', '>' or path separators", o.Stream)
+	case !ValidStreamName(o.Stream) || len(o.Stream) > MaxStreamName:
+		return o, fmt.Errorf("invalid Options.Stream %s: must be 1 to %d ASCII letters, digits, '_' and '-' (the base of the streams and of the key-value buckets <Stream>_PRESENCE_REPLICAS and <Stream>_MIGRATION)",
+			quoteShort(o.Stream), MaxStreamName)
 	case o.Partitions < minPartitions || o.Partitions > maxPartitions:
 		return o, fmt.Errorf("invalid Options.Partitions %d: must be between %d and %d", o.Partitions, minPartitions, maxPartitions)
 	case o.Replicas < 0:
@@ -129,6 +130,27 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("invalid Options.SetupTimeout %s: must be > 0", o.SetupTimeout)
 	}
 	return o, nil
+}
+
+// MaxStreamName is the longest Options.Stream: the longest stream made
+// from it, KV_<Stream>_PRESENCE_REPLICAS (the liveness bucket), must fit
+// NATS's 255 bytes.
+const MaxStreamName = 255 - len("KV_") - len("_PRESENCE_REPLICAS")
+
+// ValidStreamName reports whether name, of any length, is made of what
+// NATS allows in the names of the log's streams and key-value buckets,
+// all made from it: ASCII letters, digits, '_' and '-'.
+func ValidStreamName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := range len(name) {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Entry is one event read from the log.
@@ -410,8 +432,10 @@ func (l *Log) connect(ctx context.Context) error {
 // meta leader answers, so that a server or account without JetStream is
 // reported as such rather than as a stream that cannot be found.
 func (l *Log) checkJetStream(ctx context.Context) error {
+	var info *jetstream.AccountInfo
 	err := untilElected(ctx, l.log, "the JetStream account info request", func(ctx context.Context) error {
-		_, err := l.js.AccountInfo(ctx)
+		var err error
+		info, err = l.js.AccountInfo(ctx)
 		return err
 	})
 	if err != nil {
@@ -425,6 +449,25 @@ func (l *Log) checkJetStream(ctx context.Context) error {
 		default:
 			return fmt.Errorf("query JetStream account info at %s: %w", l.where, err)
 		}
+	}
+	return checkAPILevel(l.where, l.nc.ConnectedServerVersion(), info.API.Level)
+}
+
+// minJSAPILevel is the JetStream API level of nats-server 2.11, the first
+// to check an expected last sequence over a subject filter
+// (AppendKeyed) and to keep per-message TTLs (Presence).
+const minJSAPILevel = 1
+
+// checkAPILevel refuses a server whose JetStream API level is below
+// minJSAPILevel. A server before 2.11 ignores
+// Nats-Expected-Last-Subject-Sequence-Subject and checks the written
+// subject's own last sequence: AppendKeyed would store stale writes and
+// refuse current ones, with nothing said until Presence fails.
+func checkAPILevel(where, version string, level int) error {
+	if level < minJSAPILevel {
+		return newError(ErrServerTooOld, nil,
+			"the NATS server at %s is nats-server %s (JetStream API level %d): the event log needs nats-server 2.11 or later, whose writes check a key's last sequence over all its subjects; upgrade NATS",
+			where, version, level)
 	}
 	return nil
 }

@@ -32,6 +32,14 @@ func TestOptionsRefused(t *testing.T) {
 		{"stream with a wildcard", Options{Stream: "A*"}, `invalid Options.Stream "A*"`},
 		{"stream with a slash", Options{Stream: "A/B"}, `invalid Options.Stream "A/B"`},
 		{"stream with a space", Options{Stream: "A B"}, `invalid Options.Stream "A B"`},
+		// Names NATS takes for a stream but not for the key-value buckets
+		// made from it (Presence, RecordMigration would fail later with
+		// "invalid bucket name"), or too long for KV_<Stream>_PRESENCE_REPLICAS.
+		{"stream with a colon", Options{Stream: "chat:v2"}, `invalid Options.Stream "chat:v2"`},
+		{"stream not ASCII", Options{Stream: "héraut"}, `invalid Options.Stream "héraut"`},
+		{"stream with a dollar", Options{Stream: "a$b"}, `invalid Options.Stream "a$b"`},
+		{"stream with a plus", Options{Stream: "a+b"}, `invalid Options.Stream "a+b"`},
+		{"stream one byte too long", Options{Stream: strings.Repeat("A", MaxStreamName+1)}, "invalid Options.Stream"},
 		{"negative partitions", Options{Partitions: -3}, "invalid Options.Partitions -3"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,7 +49,7 @@ func TestOptionsRefused(t *testing.T) {
 			}
 		})
 	}
-	for _, ok := range []Options{{Partitions: maxPartitions}, {Partitions: minPartitions}, {Replicas: 3}, {Stream: "A_B-c"}} {
+	for _, ok := range []Options{{Partitions: maxPartitions}, {Partitions: minPartitions}, {Replicas: 3}, {Stream: "A_B-c"}, {Stream: strings.Repeat("A", MaxStreamName)}} {
 		if _, err := ok.withDefaults(); err != nil {
 			t.Errorf("withDefaults(%+v) = %v; want it accepted", ok, err)
 		}

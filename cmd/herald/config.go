@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/chat"
 	"github.com/heraldhq/herald/internal/urlcred"
+	"github.com/heraldhq/herald/pubsub"
 	"github.com/heraldhq/herald/server"
 )
 
@@ -382,11 +383,11 @@ func (c config) validate() error {
 			bad("nats-url", "%q has an invalid port", u)
 		}
 	}
-	if !validStreamName(c.Stream) {
+	if !pubsub.ValidStreamName(c.Stream) {
 		bad("stream", "%q is not a valid stream name (ASCII letters, digits, _ and - only)", c.Stream)
-	} else if len(c.Stream) > maxStreamBase {
+	} else if len(c.Stream) > pubsub.MaxStreamName {
 		bad("stream", "is %d characters, at most %d: NATS names a stream at most 255, and the longest made from it is KV_<name>_PRESENCE_REPLICAS",
-			len(c.Stream), maxStreamBase)
+			len(c.Stream), pubsub.MaxStreamName)
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("stream-replicas", "must be between 1 and 5, got %d", c.StreamReplicas)
@@ -666,10 +667,6 @@ func quotedInside(s string) string {
 	return q[1 : len(q)-1]
 }
 
-// maxStreamBase is the longest --stream: KV_<name>_PRESENCE_REPLICAS, the
-// longest stream name made from it, must fit NATS's 255.
-const maxStreamBase = 255 - len("KV_") - len("_PRESENCE_REPLICAS")
-
 // numberFlag reports whether the flag package reads f as a number, and as
 // a float: an integer in any base Go source allows ("010" is 8, "0x10" is
 // 16), a float in Go's float syntax ("0x1p4" is 16, "1_0" is 10).
@@ -796,21 +793,6 @@ func validCookieName(name string) bool {
 	for i := range len(name) {
 		b := name[i]
 		if b <= ' ' || b >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, b) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// validStreamName reports whether name can be the base of the log's
-// streams and of the presence key-value buckets (<name>_PRESENCE), whose
-// names NATS restricts to ASCII letters, digits, _ and -.
-func validStreamName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for _, r := range name {
-		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_' || r == '-') {
 			return false
 		}
 	}
