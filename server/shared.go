@@ -797,6 +797,14 @@ func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
 		if h.last.before(p.at()) {
 			op.sub.deliver(op, p)
 		}
+	case len(h.held) >= h.limit && h.last == streamPos{}:
+		// The replay has written nothing yet: it is not behind its
+		// client, and it writes every result after the cursor itself. The
+		// live results held so far may all lie at or before the cursor (a
+		// replica behind it applies those as it reaches it), and none is
+		// needed: the oldest goes, and the replay hands over at a later one.
+		h.held[0] = nil
+		h.held = append(h.held[1:], p)
 	case len(h.held) >= h.limit:
 		op.sub.tooSlow(op, "slow consumer: the replay fell behind the live stream; reconnect and resume")
 	default:
