@@ -746,7 +746,14 @@ func (st *httpStream) denied(op *operation, err *gqlerror.Error) {
 // tooSlow ends the stream with an error its client can act on.
 // A stream that completed is not: nothing more is queued on it (enqueue),
 // and what is queued, its end included, goes out.
-func (st *httpStream) tooSlow(_ *operation, reason string) {
+//
+// On a stream of several operations, tooSlow for one that has ended on it
+// (its DELETE, or its end queued, before it has left its executions) does
+// nothing: that operation is no longer the stream's to fail for.
+func (st *httpStream) tooSlow(op *operation, reason string) {
+	if st.ops != nil && op != nil && !st.ops.has(op) {
+		return
+	}
 	st.mu.Lock()
 	if st.failure == nil && !st.completed {
 		st.failure = slowConsumerError(reason)

@@ -1012,6 +1012,13 @@ func (o *streamOps) remove(op *operation) bool {
 	return true
 }
 
+// has reports whether op is still one of the stream's.
+func (o *streamOps) has(op *operation) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.byID[op.id] == op
+}
+
 // take removes and returns the operation id; nil if there is none.
 func (o *streamOps) take(id string) *operation {
 	o.mu.Lock()
