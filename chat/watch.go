@@ -52,6 +52,12 @@ type Watcher struct {
 	// skipUpTo: changes at or below it were replayed already. Set before
 	// the watcher is registered; only rewind lowers it.
 	skipUpTo uint64
+	// caughtUp, for a watcher after a cursor with nothing to replay, is
+	// where its live changes begin (see CaughtUp). Set before it is
+	// registered, never changed.
+	caughtUp bool
+	startPos uint64
+	startGen uint64
 	pending  []Change
 	wake     chan struct{} // capacity 1: a change may be pending
 	closed   bool
@@ -82,6 +88,13 @@ func (w *Watcher) SetOffer(offer func(Change) bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.offer = offer
+}
+
+// CaughtUp reports, for a watcher made after a cursor, whether it had
+// nothing to replay, and then the position (and generation) after which
+// its live changes lie: its subscriber has seen everything up to there.
+func (w *Watcher) CaughtUp() (pos, generation uint64, ok bool) {
+	return w.startPos, w.startGen, w.caughtUp
 }
 
 // Gate returns who may receive the watcher's changes: nil for a topic
@@ -407,7 +420,11 @@ func (s *Service) registerRoomWatcher(h *heldRoom, topic string, after *uint64, 
 	if h.st.room.Private {
 		gate = roomGate{s, h}
 	}
-	return s.hub.addAfter(topic, h.st.last, replay, gate), nil
+	w := s.hub.addAfter(topic, h.st.last, replay, gate)
+	if after != nil && len(replay) == 0 {
+		w.caughtUp, w.startPos, w.startGen = true, h.st.last, h.st.generation
+	}
+	return w, nil
 }
 
 // reach waits until the held room has applied position after (a cursor from

@@ -54,3 +54,22 @@ func MetaFrom(ctx context.Context) (Meta, bool) {
 	m, ok := ctx.Value(metaKey{}).(Meta)
 	return m, ok
 }
+
+type caughtUpKey struct{}
+
+// WithCaughtUp returns ctx, the context a resumed subscription's resolver
+// runs with, carrying fn: CaughtUp calls it.
+func WithCaughtUp(ctx context.Context, fn func(Meta)) context.Context {
+	return context.WithValue(ctx, caughtUpKey{}, fn)
+}
+
+// CaughtUp tells the transport, from a resolver resuming after a cursor,
+// that it has nothing to replay: its subscriber has every event up to
+// m's Position (in m's Generation), and what it sends from now on is live.
+// The transport may then serve the subscriber from the live subscription
+// it shares with others at once. It does nothing without WithCaughtUp.
+func CaughtUp(ctx context.Context, m Meta) {
+	if fn, ok := ctx.Value(caughtUpKey{}).(func(Meta)); ok {
+		fn(m)
+	}
+}

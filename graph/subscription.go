@@ -122,6 +122,9 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, scope cursorSc
 		w.Close()
 		return nil, err
 	}
+	if pos, gen, ok := w.CaughtUp(); ok {
+		eventmeta.CaughtUp(ctx, eventmeta.Meta{Position: pos, Generation: gen})
+	}
 	event := func(c *chat.Change, v T) graphql.Event[T] {
 		meta := eventmeta.Meta{Cursor: r.encodeCursor(scope, c.Seq), Appended: c.At, Position: c.Seq, Generation: c.Generation}
 		return graphql.Event[T]{Context: eventmeta.WithMeta(ctx, meta), Value: v}

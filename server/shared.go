@@ -263,6 +263,11 @@ func (r *sharedExecutions) attach(op *operation, ctx context.Context, exec graph
 	}
 	slot := &eventSlot{}
 	execCtx = context.WithValue(execCtx, eventSlotKey{}, slot)
+	if replay {
+		execCtx = eventmeta.WithCaughtUp(execCtx, func(m eventmeta.Meta) {
+			op.handoff.caughtUp(streamPos{m.Generation, m.Position})
+		})
+	}
 	execCtx, guard := auth.WithGuard(execCtx, func() { r.recheck(e) })
 	stopWatching := r.abandonWith(ctx, op)
 	responses, respCtx := r.dispatch(execCtx, exec, rc)
@@ -865,6 +870,30 @@ func (r *sharedExecutions) catchUp(e *execution, ctx context.Context) {
 			op.sub.deliver(op, p)
 		}
 		h.mu.Unlock()
+	}
+}
+
+// caughtUp is told by the replay's resolver, as it starts, that it has
+// nothing to replay: the subscriber has everything up to at. The live
+// results held at or before it are dropped, and with none left the shared
+// execution takes over at once (otherwise the replay goes on until it
+// reaches the first held one, as it would have). Without it, a resume
+// with nothing to replay kept its replay (an execution and a room
+// watcher of its own) until the room's next event, in a quiet room for
+// good.
+func (h *handoff) caughtUp(at streamPos) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.live || h.failed || h.catchingUp || h.last != (streamPos{}) {
+		return
+	}
+	h.last = at
+	for len(h.held) > 0 && !at.before(h.held[0].at()) {
+		h.held[0] = nil
+		h.held = h.held[1:]
+	}
+	if len(h.held) == 0 {
+		h.goLive()
 	}
 }
 
