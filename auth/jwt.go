@@ -468,11 +468,12 @@ func (j *JWT) key(ctx context.Context, t *jwt.Token) (any, *keySet, error) {
 	if v, present := t.Header["kid"]; present && !isString {
 		return nil, nil, invalid("jwt: kid header must be a string, got %s", jsonType(v))
 	}
-	// Refetch when the kid is unknown or, for a token without kid, when no
-	// key fits its algorithm: either may mean the provider rotated keys.
+	// Refetch when the kid is unknown or no key under it (or, without kid,
+	// none at all) fits its algorithm: either may mean the provider rotated
+	// keys, in place under the same kid to another key type included.
 	set, err := j.jwks.keys(ctx, func(s *keySet) bool {
-		keys, known := s.lookup(kid, alg)
-		return known && (kid != "" || len(keys) > 0)
+		keys, _ := s.lookup(kid, alg)
+		return len(keys) > 0
 	})
 	if err != nil {
 		return nil, nil, err
