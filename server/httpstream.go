@@ -224,6 +224,11 @@ type httpStream struct {
 	userID  string     // who the stream is for; "" anonymous
 	op      *operation // the subscription, once joined
 	ops     *streamOps // the operations of a single-connection-mode stream; nil otherwise
+	// expires is when a subscription's credentials expire, in unix
+	// nanoseconds (0: never), known before it joins its execution: an
+	// event handed to it before its loop or park watches the expiry is
+	// judged by it (see deliver).
+	expires int64
 
 	wake     chan struct{} // buffered: the queue or the state changed
 	away     chan struct{} // closed by goAway (drain)
@@ -320,6 +325,9 @@ func (st *httpStream) run(ctx context.Context, exec graphql.GraphExecutor, opCtx
 // credentials expire or the replica drains.
 func (st *httpStream) subscribe(ctx context.Context, exec graphql.GraphExecutor, params *graphql.RawParams, opCtx *graphql.OperationContext) {
 	st.op = &operation{sub: st}
+	if id, ok := auth.FromContext(ctx); ok && !id.ExpiresAt.IsZero() {
+		st.expires = expiryNanos(id.ExpiresAt)
+	}
 	st.join(ctx, exec, params, opCtx)
 	st.t.sendHead(st) // once joined: see open
 	if st.park(ctx) {
@@ -676,6 +684,13 @@ func (st *httpStream) deliver(op *operation, p *payload) {
 		if ps.writeNow(op, p) {
 			return
 		}
+	} else if st.expires != 0 && time.Now().UnixNano() >= st.expires {
+		// Expired before the loop's timer sealed the stream (its start
+		// outlasted the credentials): sealed now, as the timer would.
+		st.mu.Lock()
+		st.sealed = true
+		st.mu.Unlock()
+		return
 	}
 	st.enqueue(streamItem{op: op, p: p, event: true})
 }
