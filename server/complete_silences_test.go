@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -101,18 +102,21 @@ func (r *replica) waitEnding(id string) {
 // first.
 func (r *replica) waitWriterStuck() {
 	r.t.Helper()
+	var seen string // the last state looked at, for the failure
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		conns := r.openWSConns()
 		if len(conns) != 1 {
+			seen = fmt.Sprintf("%d open sockets", len(conns))
 			continue
 		}
 		q := conns[0].queue
 		q.mu.Lock()
-		stuck := q.writing && len(q.items) == 0
+		writing, queued := q.writing, len(q.items)
 		q.mu.Unlock()
-		if stuck {
+		if writing && queued == 0 {
 			return
 		}
+		seen = fmt.Sprintf("writing %t with %d frames queued", writing, queued)
 	}
-	r.t.Fatal("the socket's writer did not take its queue and stay writing within 10 s")
+	r.t.Fatalf("the socket's writer did not take its queue and stay writing within 10 s; last seen: %s", seen)
 }
