@@ -467,14 +467,30 @@ func (p *Presence) run() {
 	defer heartbeat.Stop()
 	refresh := time.NewTicker(p.opts.KeyTTL / 3)
 	defer refresh.Stop()
-	var last time.Time
+	var (
+		last     time.Time
+		beatLost bool // the last heartbeat failed: the others may take this replica as gone
+	)
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-heartbeat.C:
+			if beatLost && p.hasDirty() {
+				// Keys that could not be written while heartbeats failed
+				// (NATS away) go out first: from the heartbeat on, the
+				// others take this replica as alive again, and its keys as
+				// they were would show users who left meanwhile.
+				if !p.waitCoalesce(last) {
+					return
+				}
+				p.write()
+				last = time.Now()
+			}
 			ctx, cancel := p.ioContext()
-			if err := p.heartbeat(ctx); err != nil && p.life.Err() == nil {
+			err := p.heartbeat(ctx)
+			beatLost = err != nil
+			if err != nil && p.life.Err() == nil {
 				p.log.Warn("presence heartbeat failed; retrying", "err", err)
 				p.recreate(ctx, err)
 			}
@@ -482,10 +498,7 @@ func (p *Presence) run() {
 			// A key whose write failed (a timeout, the bucket's leader
 			// away) is dirty still: it is retried at each heartbeat,
 			// not only when something else changes.
-			p.mu.Lock()
-			pending := len(p.dirty) > 0
-			p.mu.Unlock()
-			if !pending {
+			if !p.hasDirty() {
 				continue
 			}
 		case <-refresh.C:
@@ -496,19 +509,36 @@ func (p *Presence) run() {
 			p.mu.Unlock()
 		case <-p.kick:
 		}
-		// Coalesce: changes within Coalesce of the last write wait for the
-		// window's end and go out as one write per key.
-		if wait := p.opts.Coalesce - time.Since(last); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-p.stop:
-				t.Stop()
-				return
-			case <-t.C:
-			}
+		if !p.waitCoalesce(last) {
+			return
 		}
 		p.write()
 		last = time.Now()
+	}
+}
+
+// hasDirty reports whether some topic's keys are out of date.
+func (p *Presence) hasDirty() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.dirty) > 0
+}
+
+// waitCoalesce waits until Coalesce has passed since last, the last
+// write: changes within it go out as one write per key at the window's
+// end. It reports false when Close stopped the writer meanwhile.
+func (p *Presence) waitCoalesce(last time.Time) bool {
+	wait := p.opts.Coalesce - time.Since(last)
+	if wait <= 0 {
+		return true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-p.stop:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
