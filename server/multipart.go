@@ -118,8 +118,12 @@ const (
 
 func (multipartFormat) name() string { return "multipart" }
 
+// contentType says subscriptionSpec=1.0 unquoted, as Apollo's router does:
+// Apollo iOS takes the spec directive verbatim and knows only
+// "subscriptionSpec=1.0" (a quoted value fails every subscription with
+// invalidMultipartProtocol); the boundary may be quoted (it strips quotes).
 func (multipartFormat) contentType() string {
-	return `multipart/mixed;boundary="` + multipartBoundary + `";subscriptionSpec="1.0"`
+	return `multipart/mixed;boundary="` + multipartBoundary + `";subscriptionSpec=1.0`
 }
 
 func (multipartFormat) preamble() []byte { return []byte(multipartDelimiter) }

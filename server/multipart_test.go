@@ -31,7 +31,7 @@ import (
 const (
 	acceptApollo4      = "multipart/mixed;boundary=graphql;subscriptionSpec=1.0,application/graphql-response+json,application/json;q=0.9"
 	acceptApolloLegacy = `multipart/mixed;subscriptionSpec="1.0", application/json`
-	ctMultipart        = `multipart/mixed;boundary="graphql";subscriptionSpec="1.0"`
+	ctMultipart        = `multipart/mixed;boundary="graphql";subscriptionSpec=1.0`
 )
 
 // mpPart is one part of a multipart stream as Apollo Client 4.3.8's
