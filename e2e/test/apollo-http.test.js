@@ -119,7 +119,7 @@ test('Apollo Client reads a Herald transport error as CombinedProtocolErrors, af
       for (let i = 0; i < bytes.length; i += 7) controller.enqueue(bytes.slice(i, i + 7));
       controller.close();
     },
-  }), { status: 200, headers: { 'Content-Type': 'multipart/mixed;boundary="graphql";subscriptionSpec="1.0"' } });
+  }), { status: 200, headers: { 'Content-Type': 'multipart/mixed;boundary="graphql";subscriptionSpec=1.0' } });
   const client = httpOnlyApollo(httpURL(A), fakeFetch);
   t.after(() => client.stop());
   const inbox = new Inbox('Apollo Client on a canned multipart stream');
