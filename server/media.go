@@ -101,47 +101,33 @@ func acceptPreferences(r *http.Request) preferences {
 
 // pick chooses the JSON media type: application/graphql-response+json
 // only when listed explicitly with a q-value at least that of
-// application/json. It returns the choice's q-value and whether a range
-// other than */* gave it; ok is false when neither type is acceptable.
+// application/json, or when application/json is refused and a wildcard
+// still takes it ("application/json;q=0, */*"). It returns the choice's
+// q-value and whether a range other than */* gave it; ok is false when
+// neither type is acceptable.
 func (p preferences) pick() (m mediaType, q float64, explicit, ok bool) {
-	jsonQ, jsonExplicit := p.json()
+	jsonQ, jsonExplicit := p.byRange(p.applicationJSON)
 	switch {
 	case p.graphQLResponse > 0 && p.graphQLResponse >= jsonQ:
 		return mediaGraphQLResponse, p.graphQLResponse, true, true
 	case jsonQ > 0:
 		return mediaJSON, jsonQ, jsonExplicit, true
 	}
-	// application/json refused: a wildcard may still accept
-	// application/graphql-response+json ("application/json;q=0, */*").
-	if q, explicit := p.graphQLResponseByRange(); q > 0 {
+	if q, explicit := p.byRange(p.graphQLResponse); q > 0 {
 		return mediaGraphQLResponse, q, explicit, true
 	}
 	return "", 0, false, false
 }
 
-// graphQLResponseByRange is the q-value of application/graphql-response+json:
-// that of the most specific range matching it. explicit is false when only
-// */* matches it.
-func (p preferences) graphQLResponseByRange() (q float64, explicit bool) {
+// byRange is the q-value of an application/ type whose own q-value (-1:
+// not listed) is exact: that of the most specific range matching it, so
+// "application/json;q=0, */*" refuses application/json. explicit is false
+// when only */* matches it.
+func (p preferences) byRange(exact float64) (q float64, explicit bool) {
 	for _, r := range []struct {
 		q        float64
 		explicit bool
-	}{{p.graphQLResponse, true}, {p.applicationAny, true}, {p.anyAny, false}} {
-		if r.q >= 0 {
-			return r.q, r.explicit
-		}
-	}
-	return 0, false
-}
-
-// json is the q-value of application/json: that of the most specific range
-// matching it, so "application/json;q=0, */*" refuses it. explicit is
-// false when only */* matches it.
-func (p preferences) json() (q float64, explicit bool) {
-	for _, r := range []struct {
-		q        float64
-		explicit bool
-	}{{p.applicationJSON, true}, {p.applicationAny, true}, {p.anyAny, false}} {
+	}{{exact, true}, {p.applicationAny, true}, {p.anyAny, false}} {
 		if r.q >= 0 {
 			return r.q, r.explicit
 		}
