@@ -76,49 +76,12 @@ func TestNoEventAfterStreamExpiry(t *testing.T) {
 				r.post(room, "bob", "AFTER-"+string(rune('a'+i)))
 			}
 			time.Sleep(300 * time.Millisecond)
-			var after []string
-			ended := false
 			if sse != nil {
 				sse.resume()
-				timeout := time.After(8 * time.Second)
-			readSSE:
-				for {
-					select {
-					case ev, ok := <-sse.events:
-						if !ok {
-							break readSSE
-						}
-						if strings.Contains(ev.data, "UNAUTHENTICATED") {
-							ended = true
-						}
-						if strings.Contains(ev.data, "AFTER-") {
-							after = append(after, ev.data)
-						}
-					case <-timeout:
-						t.Fatal("the stream did not end")
-					}
-				}
 			} else {
 				mp.resume()
-				timeout := time.After(8 * time.Second)
-			readMP:
-				for {
-					select {
-					case p, ok := <-mp.parts:
-						if !ok {
-							break readMP
-						}
-						if strings.Contains(p.body, "UNAUTHENTICATED") {
-							ended = true
-						}
-						if strings.Contains(p.body, "AFTER-") {
-							after = append(after, p.body)
-						}
-					case <-timeout:
-						t.Fatal("the stream did not end")
-					}
-				}
 			}
+			ended, after := expiredStreamEnd(t, sse, mp)
 			if !ended {
 				t.Errorf("the stream did not end with UNAUTHENTICATED")
 			}
@@ -207,4 +170,39 @@ func openPostedStream(t *testing.T, r *replica, kind, room string, header http.H
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
 	return nil, mp
+}
+
+// expiredStreamEnd reads sse's or mp's stream to its end, 8 s at most,
+// and reports whether it ended with UNAUTHENTICATED and which of the
+// events it delivered were posted after the expiry (their text starts
+// "AFTER-").
+func expiredStreamEnd(t *testing.T, sse *sseClient, mp *mpClient) (ended bool, after []string) {
+	t.Helper()
+	timeout := time.After(8 * time.Second)
+	for {
+		var body string
+		var more bool
+		if sse != nil {
+			select {
+			case ev, ok := <-sse.events:
+				body, more = ev.data, ok
+			case <-timeout:
+				t.Fatal("the stream did not end")
+			}
+		} else {
+			select {
+			case p, ok := <-mp.parts:
+				body, more = p.body, ok
+			case <-timeout:
+				t.Fatal("the stream did not end")
+			}
+		}
+		if !more {
+			return ended, after
+		}
+		ended = ended || strings.Contains(body, "UNAUTHENTICATED")
+		if strings.Contains(body, "AFTER-") {
+			after = append(after, body)
+		}
+	}
 }

@@ -81,42 +81,7 @@ func TestNoEventAfterExpiryDuringSlowStart(t *testing.T) {
 			if postErr != nil {
 				t.Fatalf("post: %v", postErr)
 			}
-			var after []string
-			ended := false
-			timeout := time.After(8 * time.Second)
-			if sse != nil {
-			readSSE:
-				for {
-					select {
-					case ev, ok := <-sse.events:
-						if !ok {
-							break readSSE
-						}
-						ended = ended || strings.Contains(ev.data, "UNAUTHENTICATED")
-						if strings.Contains(ev.data, "AFTER-") {
-							after = append(after, ev.data)
-						}
-					case <-timeout:
-						t.Fatal("the stream did not end")
-					}
-				}
-			} else {
-			readMP:
-				for {
-					select {
-					case p, ok := <-mp.parts:
-						if !ok {
-							break readMP
-						}
-						ended = ended || strings.Contains(p.body, "UNAUTHENTICATED")
-						if strings.Contains(p.body, "AFTER-") {
-							after = append(after, p.body)
-						}
-					case <-timeout:
-						t.Fatal("the stream did not end")
-					}
-				}
-			}
+			ended, after := expiredStreamEnd(t, sse, mp)
 			if !ended {
 				t.Errorf("the stream did not end with UNAUTHENTICATED")
 			}
