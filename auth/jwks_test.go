@@ -475,9 +475,9 @@ func TestJWKSWithoutKid(t *testing.T) {
 // kid (a single key and no kid, or a kid it reuses) must not lock every
 // user out until CacheTTL: a signature the cached keys refuse refetches
 // the set, as an unknown kid does, within MinRefreshInterval's bound, and
-// verifies against the new keys.
+// verifies against the new keys, of another type too.
 func TestJWKSRotationInPlace(t *testing.T) {
-	rsaKeys := testRSA()
+	rsaKeys, ecKeys := testRSA(), testEC()
 	for _, tc := range []struct {
 		name string
 		kid  string
@@ -506,6 +506,14 @@ func TestJWKSRotationInPlace(t *testing.T) {
 			clock.Advance(DefaultMinRefreshInterval)
 			expect(t, j, srv, rsTok(t, 2, tc.kid), "jwt: signature is invalid", 3)
 			expect(t, j, srv, rsTok(t, 1, tc.kid), "", 3)
+
+			// In place to another key type (RSA to EC): no key under the
+			// kid fits the token's algorithm, which refetches as well
+			// (with the kid known, this was refused until CacheTTL).
+			srv.set(jwksJSON(ecJWK(tc.kid, &ecKeys["P-256"].PublicKey)), http.StatusOK)
+			clock.Advance(DefaultMinRefreshInterval)
+			es := sign(t, jwt.SigningMethodES256, ecKeys["P-256"], tc.kid, claims(map[string]any{"iss": nil, "aud": nil}))
+			expect(t, j, srv, es, "", 4)
 		})
 	}
 }
