@@ -17,13 +17,15 @@ import (
 // replica's host dying would. While held,
 // nothing goes from the server to the client (a publish reaches NATS and
 // is stored, its acknowledgement waits), as on a congested or partitioned
-// link; release lets everything through again.
+// link; release lets everything through again. cut drops every connection
+// and refuses new ones until restore, as a network outage would.
 type natsProxy struct {
 	ln     net.Listener
 	target string
 
-	mu   sync.Mutex
-	gate chan struct{} // non-nil while held
+	mu     sync.Mutex
+	cutOff bool          // connections are dropped and refused
+	gate   chan struct{} // non-nil while held
 	// heldPrefix: message frames with this subject prefix are kept in
 	// pending (written under wmu, as every frame is).
 	heldPrefix string
@@ -62,6 +64,12 @@ func (p *natsProxy) accept() {
 			continue
 		}
 		p.mu.Lock()
+		if p.cutOff {
+			p.mu.Unlock()
+			_ = in.Close()
+			_ = out.Close()
+			continue
+		}
 		p.conns = append(p.conns, in, out)
 		p.mu.Unlock()
 		p.wg.Add(2)
@@ -164,6 +172,24 @@ func (p *natsProxy) release() {
 		close(p.gate)
 		p.gate = nil
 	}
+}
+
+// cut drops every connection and refuses new ones until restore.
+func (p *natsProxy) cut() {
+	p.mu.Lock()
+	p.cutOff = true
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
+func (p *natsProxy) restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cutOff = false
 }
 
 func (p *natsProxy) close() {

@@ -3,9 +3,7 @@ package server
 import (
 	"io"
 	"log/slog"
-	"net"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,84 +11,6 @@ import (
 	"github.com/heraldhq/herald/graph"
 	"github.com/heraldhq/herald/pubsub"
 )
-
-// cuttableLink is a TCP link to NATS that can be cut both ways (every
-// connection dropped, new ones refused) and restored.
-type cuttableLink struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	cut   bool
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newCuttableLink(t *testing.T, natsURL string) *cuttableLink {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &cuttableLink{ln: ln, target: natsURL[len("nats://"):]}
-	l.wg.Add(1)
-	go l.accept()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		l.drop()
-		l.wg.Wait()
-	})
-	return l
-}
-
-func (l *cuttableLink) url() string { return "nats://" + l.ln.Addr().String() }
-
-func (l *cuttableLink) accept() {
-	defer l.wg.Done()
-	for {
-		in, err := l.ln.Accept()
-		if err != nil {
-			return
-		}
-		l.mu.Lock()
-		cut := l.cut
-		l.mu.Unlock()
-		if cut {
-			_ = in.Close()
-			continue
-		}
-		out, err := net.DialTimeout("tcp", l.target, 5*time.Second)
-		if err != nil {
-			_ = in.Close()
-			continue
-		}
-		l.mu.Lock()
-		l.conns = append(l.conns, in, out)
-		l.mu.Unlock()
-		l.wg.Add(2)
-		go func() { defer l.wg.Done(); _, _ = io.Copy(out, in); _ = out.Close() }()
-		go func() { defer l.wg.Done(); _, _ = io.Copy(in, out); _ = in.Close() }()
-	}
-}
-
-func (l *cuttableLink) drop() {
-	l.mu.Lock()
-	conns := l.conns
-	l.conns = nil
-	l.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
-	}
-}
-
-func (l *cuttableLink) setCut(cut bool) {
-	l.mu.Lock()
-	l.cut = cut
-	l.mu.Unlock()
-	if cut {
-		l.drop()
-	}
-}
 
 // TestUserWhoLeftDuringAnOutageNeverReappears: a replica cut off from
 // NATS for longer than the TTL is taken as gone, with its users; a user
@@ -106,7 +26,7 @@ func TestUserWhoLeftDuringAnOutageNeverReappears(t *testing.T) {
 		tracker: pubsub.PresenceOptions{Replica: "a", TTL: ttl},
 		graph:   graph.Options{PresenceWindow: 250 * time.Millisecond},
 	})
-	link := newCuttableLink(t, a.log.ClientURL())
+	link := newNATSProxy(t, a.log.ClientURL())
 	b := startReplica(t, pubsub.Options{URLs: []string{link.url()}}, quiet, nil, nil, &replicaPresence{
 		tracker: pubsub.PresenceOptions{Replica: "b", TTL: ttl},
 		graph:   graph.Options{PresenceWindow: 250 * time.Millisecond},
@@ -122,12 +42,12 @@ func TestUserWhoLeftDuringAnOutageNeverReappears(t *testing.T) {
 	gone.subscribe("subscribe", "1", presenceQuery, map[string]any{"r": room})
 	w.until(5*time.Second, "gone", "stay", "watcher")
 
-	link.setCut(true)
+	link.cut()
 	time.Sleep(200 * time.Millisecond)
 	_ = gone.conn.Close() // gone's last subscription ends while b is cut off
 	w.until(shown+5*time.Second, "watcher")
 
-	link.setCut(false)
+	link.restore()
 	_, seen := w.until(10*time.Second, "stay", "watcher")
 	// Read what follows for a while: gone must not show up at all.
 	deadline := time.Now().Add(2 * time.Second)
