@@ -52,10 +52,10 @@ type Watcher struct {
 	// skipUpTo: changes at or below it were replayed already. Set before
 	// the watcher is registered; only rewind lowers it.
 	skipUpTo uint64
-	// caughtUp, for a watcher after a cursor with nothing to replay, is
-	// where its live changes begin (see CaughtUp). Set before it is
-	// registered, never changed.
-	caughtUp bool
+	// resumed: a watcher made after a cursor, whose live changes begin
+	// after startPos in generation startGen (see CaughtUp). Set before it
+	// is registered, never changed.
+	resumed  bool
 	startPos uint64
 	startGen uint64
 	pending  []Change
@@ -90,11 +90,25 @@ func (w *Watcher) SetOffer(offer func(Change) bool) {
 	w.offer = offer
 }
 
-// CaughtUp reports, for a watcher made after a cursor, whether it had
-// nothing to replay, and then the position (and generation) after which
-// its live changes lie: its subscriber has seen everything up to there.
-func (w *Watcher) CaughtUp() (pos, generation uint64, ok bool) {
-	return w.startPos, w.startGen, w.caughtUp
+// CaughtUp reports, for a watcher made after a cursor, whether it has
+// nothing to replay that keep accepts (nil: any change), and then the
+// position (and generation) after which its live changes lie: its
+// subscriber has seen everything up to there. A subscriber that takes
+// only some changes (messagePosted takes no reaction or edit) has
+// nothing to replay when none of the backlog is of those.
+func (w *Watcher) CaughtUp(keep func(*Change) bool) (pos, generation uint64, ok bool) {
+	if !w.resumed {
+		return 0, 0, false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range w.pending {
+		// Those after the start are live: the shared execution has them.
+		if c := &w.pending[i]; c.Generation == w.startGen && c.Seq <= w.startPos && (keep == nil || keep(c)) {
+			return 0, 0, false
+		}
+	}
+	return w.startPos, w.startGen, true
 }
 
 // Gate returns who may receive the watcher's changes: nil for a topic
@@ -421,8 +435,8 @@ func (s *Service) registerRoomWatcher(h *heldRoom, topic string, after *uint64, 
 		gate = roomGate{s, h}
 	}
 	w := s.hub.addAfter(topic, h.st.last, replay, gate)
-	if after != nil && len(replay) == 0 {
-		w.caughtUp, w.startPos, w.startGen = true, h.st.last, h.st.generation
+	if after != nil {
+		w.resumed, w.startPos, w.startGen = true, h.st.last, h.st.generation
 	}
 	return w, nil
 }

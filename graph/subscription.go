@@ -122,7 +122,7 @@ func watch[T any](ctx context.Context, r *Resolver, topic string, scope cursorSc
 		w.Close()
 		return nil, err
 	}
-	if pos, gen, ok := w.CaughtUp(); ok {
+	if pos, gen, ok := w.CaughtUp(func(c *chat.Change) bool { _, ok := pick(c); return ok }); ok {
 		eventmeta.CaughtUp(ctx, eventmeta.Meta{Position: pos, Generation: gen})
 	}
 	event := func(c *chat.Change, v T) graphql.Event[T] {
