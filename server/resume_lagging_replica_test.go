@@ -82,3 +82,47 @@ func TestHandoffDropsLiveResultsBeforeTheReplayWrites(t *testing.T) {
 		t.Fatal("the replay is not retired once it reached the live stream")
 	}
 }
+
+// TestHandoffFullOfCoveredResultsAsTheReplayReachesThem: on a replica
+// behind the cursor, the handoff holds as many live results as its limit,
+// the oldest at or before the cursor (TestHandoffDropsLiveResultsBeforeTheReplayWrites).
+// The replay writes its first result, which reaches the held ones
+// (catching up), and the live execution's goroutine delivers the next live
+// result before the replay's goroutine has come to catchUp (it does so only
+// once it has let go of its execution's lock). The results the replay has
+// covered are no reason to call the subscriber slow: catchUp is about to
+// drop them.
+func TestHandoffFullOfCoveredResultsAsTheReplayReachesThem(t *testing.T) {
+	const limit = 3
+	const cursor = 3 * limit
+	f := newResumed(t, limit)
+	r, ctx, sub, replay, shared, op := f.r, f.ctx, f.sub, f.replay, f.shared, f.op
+	for pos := uint64(1); pos <= cursor; pos++ { // at or before the cursor: the replica catching up
+		r.deliver(shared, op, &payload{pos: pos})
+	}
+	r.deliver(shared, op, &payload{pos: cursor + 1}) // the first after the cursor, held (the oldest dropped)
+	r.deliver(replay, op, &payload{pos: cursor + 1}) // the replay's first result: it reaches the held ones
+	r.deliver(shared, op, &payload{pos: cursor + 2}) // live, before the replay's goroutine calls catchUp
+	if _, slow := sub.got(); slow != 0 {
+		t.Fatalf("too slow (%d) when live result %d came as the replay reached the held results: %d of the %d held were at or before what the replay had written (catchUp drops them)",
+			slow, cursor+2, limit, limit)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-sub.waiting:
+			sub.release <- struct{}{}
+		case <-ctx.Done():
+		}
+	}()
+	r.catchUp(replay, ctx)
+	f.cancel()
+	<-done
+	if written, slow := sub.got(); slow != 0 || !slices.Equal(written, []uint64{cursor + 1, cursor + 2}) {
+		t.Fatalf("written %v (too slow %d times), want [%d %d]", written, slow, cursor+1, cursor+2)
+	}
+	if !replay.retired.Load() {
+		t.Fatal("the replay is not retired once the held results were written")
+	}
+}

@@ -802,6 +802,15 @@ func (r *sharedExecutions) deliver(e *execution, op *operation, p *payload) {
 		if h.last.before(p.at()) {
 			op.sub.deliver(op, p)
 		}
+	case len(h.held) >= h.limit && h.catchingUp && !h.last.before(h.held[0].at()):
+		// The replay has reached the held results: those it wrote take no
+		// room (catchUp, about to run on its goroutine, drops them; once it
+		// has, none is left at or before h.last).
+		for len(h.held) > 0 && !h.last.before(h.held[0].at()) {
+			h.held[0] = nil
+			h.held = h.held[1:]
+		}
+		h.held = append(h.held, p)
 	case len(h.held) >= h.limit && h.last == streamPos{}:
 		// The replay has written nothing yet: it is not behind its
 		// client, and it writes every result after the cursor itself. The
