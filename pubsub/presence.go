@@ -476,6 +476,7 @@ func (p *Presence) run() {
 		case <-p.stop:
 			return
 		case <-heartbeat.C:
+			wrote := false
 			if beatLost && p.hasDirty() {
 				// Keys that could not be written while heartbeats failed
 				// (NATS away) go out first: from the heartbeat on, the
@@ -485,7 +486,7 @@ func (p *Presence) run() {
 					return
 				}
 				p.write()
-				last = time.Now()
+				last, wrote = time.Now(), true
 			}
 			ctx, cancel := p.ioContext()
 			err := p.heartbeat(ctx)
@@ -497,8 +498,10 @@ func (p *Presence) run() {
 			cancel()
 			// A key whose write failed (a timeout, the bucket's leader
 			// away) is dirty still: it is retried at each heartbeat,
-			// not only when something else changes.
-			if !p.hasDirty() {
+			// not only when something else changes; not a second time
+			// in a tick whose write and heartbeat both failed (NATS
+			// still away), which would only wait and warn twice.
+			if wrote && beatLost || !p.hasDirty() {
 				continue
 			}
 		case <-refresh.C:
