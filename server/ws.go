@@ -695,6 +695,13 @@ func (c *wsConn) onInit(payload map[string]any) {
 		c.identity.Store(&id)
 	}
 	c.carryOut(step)
+	// Legacy starts that came before connection_init (see holdEarly).
+	for _, msg := range c.machine.takeEarly() {
+		if c.isClosing() {
+			break // as readNext ignores what comes once a close is chosen
+		}
+		c.carryOut(c.machine.onSubscribe(msg))
+	}
 }
 
 // authenticateInit has the authenticator judge connection_init's

@@ -86,6 +86,9 @@ type wsMachine struct {
 
 	// Reader-owned.
 	initReceived bool
+	// early holds the legacy starts received before connection_init, to
+	// run once it is acknowledged (see holdEarly).
+	early []clientMessage
 
 	// opened is when the first frame was heard, as the socket opened
 	// (newWSConn): the start of the machine's clock (see at). Set then,
@@ -178,6 +181,9 @@ func (m *wsMachine) receive(data []byte) wsStep {
 	case msgSubscribe, msgStart:
 		return m.onSubscribe(msg)
 	case msgComplete, msgStop:
+		if m.dropEarly(msg.ID) {
+			return wsStep{} // a held start: it never ran
+		}
 		return wsStep{act: actStop, id: msg.ID}
 	case msgConnectionTerminate:
 		return closeStep(closeNormal, "")
@@ -287,6 +293,9 @@ func (m *wsMachine) refuseInit(why string) wsStep {
 
 func (m *wsMachine) onSubscribe(msg clientMessage) wsStep {
 	if !m.acked.Load() {
+		if m.holdEarly(msg) {
+			return wsStep{}
+		}
 		return closeStep(closeUnauthorized, "Unauthorized")
 	}
 	params, perr := decodeOperation(msg.Payload)
@@ -294,6 +303,62 @@ func (m *wsMachine) onSubscribe(msg clientMessage) wsStep {
 		return closeStep(closeBadRequest, perr.msg)
 	}
 	return wsStep{act: actStart, id: msg.ID, params: params}
+}
+
+// maxEarlyStarts and maxEarlyBytes bound the starts a legacy socket holds
+// before its connection_init (holdEarly), in number and in the bytes of
+// their payloads, so that a socket not yet authenticated holds little;
+// one more closes it with 4401.
+const (
+	maxEarlyStarts = 16
+	maxEarlyBytes  = 64 << 10
+)
+
+// holdEarly keeps a legacy start received before connection_init, and
+// reports whether it did. subscriptions-transport-ws's client sends
+// connection_init once its connectionParams promise resolves, and any
+// start asked for meanwhile at once, before it (its server runs them);
+// an application fetching a token there would otherwise have its socket
+// closed with 4401. A start reusing a held id replaces it, as a start
+// over a running id does (idInUse). The held starts run as the identity
+// of connection_init once it is acknowledged (takeEarly); the init
+// timeout still closes a socket that sends none.
+func (m *wsMachine) holdEarly(msg clientMessage) bool {
+	if m.proto != legacyWS || m.initReceived {
+		return false
+	}
+	m.dropEarly(msg.ID)
+	held := len(msg.Payload)
+	for _, e := range m.early {
+		held += len(e.Payload)
+	}
+	if len(m.early) >= maxEarlyStarts || held > maxEarlyBytes {
+		return false
+	}
+	m.early = append(m.early, msg)
+	return true
+}
+
+// dropEarly forgets the held start of id, reporting whether there was one.
+func (m *wsMachine) dropEarly(id string) bool {
+	for i := range m.early {
+		if m.early[i].ID == id {
+			m.early = append(m.early[:i], m.early[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// takeEarly returns the held starts, in the order they came, once the
+// connection is acknowledged, and forgets them.
+func (m *wsMachine) takeEarly() []clientMessage {
+	if !m.acked.Load() {
+		return nil
+	}
+	early := m.early
+	m.early = nil
+	return early
 }
 
 // idInUse answers a subscribe (legacy: start) whose id names an operation

@@ -441,7 +441,6 @@ func TestProtocolCloseCodes(t *testing.T) {
 		{wspTransport, "1007 text frame not UTF-8", websocket.CloseInvalidFramePayloadData, raw(true, wsmNotUTF8Subscribe)},
 
 		// legacy graphql-ws
-		{wspLegacy, "4401 start before init", closeUnauthorized, legacyRaw(false, start("1", valid))},
 		{wspLegacy, "4403 init user not a string", closeForbidden, rejected(wspLegacy, 7)},
 		{wspLegacy, "4403 init user name too long", closeForbidden, rejected(wspLegacy, long)},
 		{wspLegacy, "4400 JSON array", closeBadRequest, legacyRaw(true, `[]`)},
