@@ -268,7 +268,7 @@ func (m *wsMachine) answerInit(v initVerdict, now time.Time, cfg *wsConfig) wsSt
 		m.expires.Store(expiryNanos(v.expires))
 	}
 	// nextPing before acked: the keeper reads it once acked is set.
-	m.nextPing.Store(m.at(now) + int64(cfg.pingInterval))
+	m.nextPing.Store(m.at(now) + int64(m.pingEvery(cfg)))
 	m.acked.Store(true)
 	s := wsStep{nowAcked: true}
 	s.send(textFrame(frameAck))
@@ -412,13 +412,28 @@ func (m *wsMachine) tick(now, opened time.Time, cfg *wsConfig) wsStep {
 	if mono < m.nextPing.Load() {
 		return wsStep{}
 	}
-	m.nextPing.Store(mono + int64(cfg.pingInterval))
+	m.nextPing.Store(mono + int64(m.pingEvery(cfg)))
 	if m.proto == transportWS {
 		return textStep(framePing)
 	}
 	s := textStep(frameKA)
 	s.send(outItem{kind: framePingCtl}) // legacy has no pong message; the WebSocket pong proves liveness
 	return s
+}
+
+// maxLegacyKeepAlive bounds the legacy protocol's ka interval:
+// subscriptions-transport-ws's client closes a socket on which it heard
+// no ka within its timeout (30 s by default), so a --ws-ping-interval of
+// 30 s or more would have every legacy client reconnect over and over.
+const maxLegacyKeepAlive = 20 * time.Second
+
+// pingEvery is the socket's keepalive interval: --ws-ping-interval, at
+// most maxLegacyKeepAlive on the legacy protocol.
+func (m *wsMachine) pingEvery(cfg *wsConfig) time.Duration {
+	if m.proto == legacyWS {
+		return min(cfg.pingInterval, maxLegacyKeepAlive)
+	}
+	return cfg.pingInterval
 }
 
 // expired reports whether the socket's credentials have expired at now.

@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -562,5 +564,44 @@ func TestWSMachineStartable(t *testing.T) {
 				t.Fatalf("startable = %q, %v; want %q", got, ok, tc.want)
 			}
 		})
+	}
+}
+
+// TestWSMachineLegacyKeepAliveBound: subscriptions-transport-ws's client
+// closes a socket on which it heard no ka within its timeout (30 s by
+// default), so with --ws-ping-interval of a minute a legacy socket still
+// gets a ka (and a WebSocket ping) every 20 s; graphql-transport-ws
+// sockets get their ping at the interval.
+func TestWSMachineLegacyKeepAliveBound(t *testing.T) {
+	cfg := wsmConfig
+	cfg.pingInterval = time.Minute
+	for _, tc := range []struct {
+		p     protocol
+		ticks map[time.Duration]string // after wsmT0, the client heard a second before
+	}{
+		{legacyWS, map[time.Duration]string{
+			20*time.Second - time.Millisecond: "",
+			20 * time.Second:                  `send {"type":"ka"} | send (ping control frame)`,
+			40 * time.Second:                  `send {"type":"ka"} | send (ping control frame)`,
+		}},
+		{transportWS, map[time.Duration]string{
+			20 * time.Second:               "",
+			time.Minute - time.Millisecond: "",
+			time.Minute:                    `send {"type":"ping"}`,
+		}},
+	} {
+		m := wsmMachine(tc.p)
+		s := m.receive([]byte(wsmInit))
+		m.answerInit(wsmAccepted, wsmT0, &cfg)
+		if s.act != actAuthenticate {
+			t.Fatalf("%s: connection_init did not ask for authentication", tc.p)
+		}
+		ats := slices.Sorted(maps.Keys(tc.ticks))
+		for _, at := range ats {
+			m.heard(wsmT0.Add(at - time.Second))
+			if got := wsmDescribe(tc.p, m.tick(wsmT0.Add(at), wsmT0, &cfg)); got != tc.ticks[at] {
+				t.Fatalf("%s, ping interval %v: tick at %v:\n got %s\nwant %s", tc.p, cfg.pingInterval, at, got, tc.ticks[at])
+			}
+		}
 	}
 }
