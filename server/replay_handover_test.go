@@ -25,6 +25,11 @@ const (
 	handoverPosts     = 20
 	handoverPostEvery = 10 * time.Millisecond
 	handoverReadEvery = 2 * time.Millisecond
+	// handoverReadTimeout bounds the wait for one event: the pace above
+	// is what is measured, not this, which only ends a test whose event
+	// never comes. A post takes far longer than its pace under -race on a
+	// loaded machine: 5 s ran out once in a full run beside other tests.
+	handoverReadTimeout = 20 * time.Second
 )
 
 // TestResumeHandsOverAtItsClientsPace: the live results that arrive while
@@ -53,7 +58,7 @@ func TestResumeHandsOverAtItsClientsPace(t *testing.T) {
 			c.subscribe("subscribe", "s", postedSub, vars)
 			return func() (string, error) {
 				for {
-					f, err := c.read(5 * time.Second)
+					f, err := c.read(handoverReadTimeout)
 					if err != nil {
 						return "", err
 					}
@@ -170,7 +175,7 @@ func (c pacedConn) Read(b []byte) (int, error) {
 // there is none (the stream ended, or ended the subscription with an
 // error); it may be called off the test's goroutine.
 func nextPostedText(c *sseClient) (string, error) {
-	timer := time.NewTimer(5 * time.Second)
+	timer := time.NewTimer(handoverReadTimeout)
 	defer timer.Stop()
 	for {
 		select {
