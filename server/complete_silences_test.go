@@ -32,7 +32,10 @@ func TestReusedIDOfAnEndingOperationGetsOnlyItsOwnFrames(t *testing.T) {
 		{"legacy, a start over it", subprotocolLegacy, "start", "data", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newReplicaListening(t, chat.Options{}, nil, withSmallSendBuffers)
+			// The writer stays stuck until the client reads, after the
+			// steps below: on a loaded machine they may take seconds, and
+			// the default WriteTimeout (10 s) would cut the socket first.
+			r := newReplicaListening(t, chat.Options{}, func(o *Options) { o.WriteTimeout = time.Minute }, withSmallSendBuffers)
 			big := r.room("big")
 			text := strings.Repeat("x", 3000)
 			for range 100 {
@@ -95,11 +98,14 @@ func (r *replica) waitEnding(id string) {
 }
 
 // waitWriterStuck waits up to 10 s until r's one open socket's writer has
-// taken everything queued and is still writing it. waitEnding alone does
-// not say that the writer is stuck: an operation is ending from the moment
-// its answer is ready, before that answer is encoded and queued, and on a
-// loaded machine a query started after it may be answered and written
-// first.
+// taken everything queued but completes and is still writing it.
+// waitEnding alone does not say that the writer is stuck: an operation is
+// ending from the moment its answer is ready, before that answer is encoded
+// and queued, and on a loaded machine a query started after it may be
+// answered and written first. A complete may stay queued: runSingle queues
+// the answer and its complete one at a time, and a writer that started in
+// between took the answer alone and is stuck on it, the complete behind it,
+// where it is behind the answer all the same.
 func (r *replica) waitWriterStuck() {
 	r.t.Helper()
 	var seen string // the last state looked at, for the failure
@@ -111,12 +117,17 @@ func (r *replica) waitWriterStuck() {
 		}
 		q := conns[0].queue
 		q.mu.Lock()
-		writing, queued := q.writing, len(q.items)
+		writing, queued, completes := q.writing, len(q.items), 0
+		for _, it := range q.items {
+			if it.kind == frameComplete {
+				completes++
+			}
+		}
 		q.mu.Unlock()
-		if writing && queued == 0 {
+		if writing && queued == completes {
 			return
 		}
-		seen = fmt.Sprintf("writing %t with %d frames queued", writing, queued)
+		seen = fmt.Sprintf("writing %t with %d frames queued (%d completes)", writing, queued, completes)
 	}
 	r.t.Fatalf("the socket's writer did not take its queue and stay writing within 10 s; last seen: %s", seen)
 }

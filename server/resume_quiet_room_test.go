@@ -41,6 +41,9 @@ func TestQuietResumeGoesLive(t *testing.T) {
 			c := r.dialTransport("resumer")
 			c.subscribe("subscribe", "r", postedSub, map[string]any{"r": room, "after": cursor})
 			waitFor(t, "the resumed subscription", func() bool { return r.members() >= 1 })
+			// The live execution is attached before the replay: until the
+			// replay is, the registry holds one execution already.
+			waitFor(t, "the replay to be attached", func() bool { return replayAttached(r, "r") })
 			waitFor(t, "the replay with nothing to replay to retire, leaving only the live execution",
 				func() bool { return r.server.ws.execs.count() == 1 })
 			r.post(room, "poster", "m1")
@@ -54,4 +57,27 @@ func TestQuietResumeGoesLive(t *testing.T) {
 			}
 		})
 	}
+}
+
+// replayAttached reports whether the resumed operation id on one of r's
+// sockets has had its private replay attached (it may be retired since).
+// Call it once the operation is a member of an execution: join sets its
+// handoff before attach takes the registry lock.
+func replayAttached(r *replica, id string) bool {
+	for _, c := range r.openWSConns() {
+		c.mu.Lock()
+		op := c.ops[id]
+		c.mu.Unlock()
+		if op == nil || op.handoff == nil {
+			continue
+		}
+		reg := r.server.ws.execs
+		reg.mu.Lock()
+		attached := op.handoff.private != nil
+		reg.mu.Unlock()
+		if attached {
+			return true
+		}
+	}
+	return false
 }
