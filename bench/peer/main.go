@@ -39,7 +39,10 @@ func newHandler() http.Handler {
 	// accept options refuse a cross-origin Origin header only; the load
 	// generator sends none. Setting InsecureSkipVerify (CheckOrigin returning
 	// true) would mean importing coder/websocket directly.
-	srv.AddTransport(transport.Websocket{KeepAlivePingInterval: 10 * time.Second})
+	// KeepAlivePingInterval sends ka on graphql-ws only; on
+	// graphql-transport-ws, which the benchmarks use, gqlgen pings only with
+	// PingPongInterval (and then expects a pong within two intervals).
+	srv.AddTransport(transport.Websocket{KeepAlivePingInterval: 10 * time.Second, PingPongInterval: 10 * time.Second})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
