@@ -53,6 +53,7 @@ type Report struct {
 	Clients, Rooms       int
 	Seconds              float64
 	Rejoins              int64            // leave-and-come-back cycles done
+	Leaves               int64            // leaves done, the last ones maybe not followed by a rejoin
 	Messages             int64            // presence messages received during the run
 	PerClientPerSecond   float64          // Messages / Clients / Seconds
 	BusiestPerSecond     float64          // the client that received most, per second
@@ -60,6 +61,10 @@ type Report struct {
 	ServerCPUSeconds     float64          `json:",omitempty"`
 	ServerCPUUtilisation float64          `json:",omitempty"` // CPU seconds per second
 	ServerRSSKB          int64            `json:",omitempty"`
+	// Ended counts the clients the server cut off during the run: a
+	// socket it closed, or a presence it ended (error, complete). Any
+	// fails the run: its rates would be over fewer clients than Clients.
+	Ended int64
 }
 
 func main() { os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -89,7 +94,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := Run(ctx, cfg)
-	if err != nil {
+	if err != nil && rep == nil {
 		fmt.Fprintf(stderr, "presence: %v\n", err)
 		return 3
 	}
@@ -106,6 +111,10 @@ func cli(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	if err != nil {
+		fmt.Fprintf(stderr, "presence: %v\n", err)
+		return 1
+	}
 	return 0
 }
 
@@ -118,6 +127,8 @@ type client struct {
 	wmu  sync.Mutex // one writer at a time
 
 	counting *atomic.Bool
+	closing  *atomic.Bool  // set once the run is over: the sockets' ends are ours
+	ended    *atomic.Int64 // clients the server cut off (Report.Ended)
 	messages atomic.Int64
 	kinds    *kindCounts
 }
@@ -150,13 +161,14 @@ func (c *client) read() {
 	for {
 		_, data, err := c.ws.ReadMessage()
 		if err != nil {
+			if !c.closing.Load() {
+				c.ended.Add(1)
+			}
 			return
 		}
 		var m struct {
 			Type    string
-			Payload struct {
-				Data struct{ RoomPresence struct{ Kind string } }
-			}
+			Payload json.RawMessage // an error's is a list
 		}
 		if json.Unmarshal(data, &m) != nil {
 			continue
@@ -165,9 +177,17 @@ func (c *client) read() {
 		case "ping":
 			_ = c.send(map[string]any{"type": "pong"})
 		case "next":
+			var p struct {
+				Data struct{ RoomPresence struct{ Kind string } }
+			}
+			_ = json.Unmarshal(m.Payload, &p)
 			if c.counting.Load() {
 				c.messages.Add(1)
-				c.kinds.add(m.Payload.Data.RoomPresence.Kind)
+				c.kinds.add(p.Data.RoomPresence.Kind)
+			}
+		case "error", "complete": // the client only ever completes it itself
+			if !c.closing.Load() {
+				c.ended.Add(1)
 			}
 		}
 	}
@@ -185,7 +205,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rooms[i] = id
 	}
-	counting := &atomic.Bool{}
+	counting, closing, ended := &atomic.Bool{}, &atomic.Bool{}, &atomic.Int64{}
 	kinds := &kindCounts{n: map[string]int64{}}
 	clients := make([]*client, cfg.Clients)
 	var (
@@ -196,6 +216,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		dialing sync.WaitGroup
 	)
 	defer func() {
+		closing.Store(true)
 		for _, c := range clients {
 			if c != nil {
 				_ = c.ws.Close()
@@ -215,7 +236,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				errOnce.Do(func() { dialErr = err })
 				return
 			}
-			c.counting, c.kinds = counting, kinds
+			c.counting, c.closing, c.ended, c.kinds = counting, closing, ended, kinds
 			clients[i] = c
 			readers.Add(1)
 			go func() { defer readers.Done(); c.read() }()
@@ -238,8 +259,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	counting.Store(true)
 	start := time.Now()
 	var (
-		rejoins atomic.Int64
-		churn   sync.WaitGroup
+		rejoins, leaves atomic.Int64
+		churn           sync.WaitGroup
 	)
 	for _, c := range clients {
 		churn.Add(1)
@@ -258,6 +279,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				if c.send(map[string]any{"id": fmt.Sprintf("p%d", n-1), "type": "complete"}) != nil {
 					return
 				}
+				leaves.Add(1)
 				t.Reset(cfg.Period / 2)
 				select {
 				case <-runCtx.Done():
@@ -274,9 +296,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	churn.Wait()
 	counting.Store(false)
+	closing.Store(true)
 	elapsed := time.Since(start)
 
-	rep := &Report{Clients: cfg.Clients, Rooms: cfg.Rooms, Seconds: elapsed.Seconds(), Rejoins: rejoins.Load(), Kinds: map[string]int64{}}
+	rep := &Report{Clients: cfg.Clients, Rooms: cfg.Rooms, Seconds: elapsed.Seconds(), Rejoins: rejoins.Load(), Leaves: leaves.Load(), Kinds: map[string]int64{}}
 	var busiest int64
 	for _, c := range clients {
 		n := c.messages.Load()
@@ -296,6 +319,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.ServerCPUUtilisation = rep.ServerCPUSeconds / elapsed.Seconds()
 		}
 		rep.ServerRSSKB, _ = procstat.RSSKB(cfg.ServerPID)
+	}
+	if rep.Ended = ended.Load(); rep.Ended > 0 {
+		return rep, fmt.Errorf("the server cut off %d of %d clients during the run (sockets closed, presence ended)", rep.Ended, cfg.Clients)
 	}
 	return rep, nil
 }

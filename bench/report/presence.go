@@ -10,6 +10,7 @@ type s8 struct {
 	Clients, Rooms       int
 	Seconds              float64
 	Rejoins              int64
+	Leaves               int64
 	Messages             int64
 	PerClientPerSecond   float64
 	BusiestPerSecond     float64
@@ -17,6 +18,7 @@ type s8 struct {
 	ServerCPUSeconds     float64
 	ServerCPUUtilisation float64
 	ServerRSSKB          int64
+	Ended                int64 // clients the server cut off: the run failed
 }
 
 // loadS8 reads S8's result in dir; nil when S8 did not run.
@@ -29,13 +31,19 @@ func loadS8(dir string) (*s8, error) {
 	return &r, nil
 }
 
-// changesPerRoomPerSecond is how many presence changes each room saw: a
-// rejoin is a leave and a join.
+// changesPerRoomPerSecond is how many presence changes each room saw: its
+// clients' leaves and their rejoins. A client's last leave may come too
+// late to be followed by a rejoin, so leaves outnumber rejoins; a result
+// without leaves (older bench/presence) counts a leave per rejoin.
 func (r *s8) changesPerRoomPerSecond() float64 {
 	if r.Rooms == 0 || r.Seconds == 0 {
 		return 0
 	}
-	return float64(2*r.Rejoins) / float64(r.Rooms) / r.Seconds
+	leaves := r.Leaves
+	if leaves == 0 {
+		leaves = r.Rejoins
+	}
+	return float64(leaves+r.Rejoins) / float64(r.Rooms) / r.Seconds
 }
 
 // renderS8 writes the S8 section, if S8 ran, with S4's Herald run (nil
@@ -56,6 +64,9 @@ func renderS8(w func(string, ...any), r *s8, s4 *result) {
 		r.PerClientPerSecond, r.BusiestPerSecond, r.ServerCPUUtilisation, mb(r.ServerRSSKB))
 	w("Messages by kind: SNAPSHOT %d, JOINED %d, LEFT %d, TYPING %d.\n\n",
 		r.Kinds["SNAPSHOT"], r.Kinds["JOINED"], r.Kinds["LEFT"], r.Kinds["TYPING"])
+	if r.Ended > 0 {
+		w("**The run failed:** the server cut off %d of the %d clients (a socket closed or a presence ended), so the rates above are over fewer clients than they divide by.\n\n", r.Ended, r.Clients)
+	}
 	if s4 != nil && s4.deliveries() > 0 && s4.cpuPer1k() > 0 {
 		w("Beside S4 (5,000 subscribers in 50 rooms, 200 events/s, median run): %.2f messages per client per second\n", s4.deliveries()/5000)
 		w("at %.2f server CPU s/s (%.4f CPU-s per 1,000 deliveries × %.0f deliveries/s). S8's presence messages\n",
