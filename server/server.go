@@ -99,7 +99,9 @@ type Options struct {
 	MaxMessageBytes int64
 	// ViewerDirective names the schema directive that marks fields whose
 	// value depends on who asks. Identical subscriptions share one execution
-	// across identities unless they select such a field. Empty: never share
+	// across identities unless they select such a field (marked on the type
+	// it is selected through, or on an interface that type implements or a
+	// type implementing that interface). Empty: never share
 	// across identities. New refuses a name the schema does not declare as
 	// a directive on FIELD_DEFINITION: it would mark no field, and every
 	// viewer's values would be shared with every other.
@@ -351,7 +353,7 @@ func New(opts Options) (*Server, error) {
 	}
 	m, err := newMetrics(opts.Metrics)
 	if err != nil {
-		return nil, fmt.Errorf("server: register metrics: %w", err)
+		return nil, fmt.Errorf("server: Options.Metrics: %w", err)
 	}
 	s := &Server{
 		responder: responder{log: opts.Logger, deadline: answerDeadline{timeout: opts.WriteTimeout},
@@ -363,6 +365,7 @@ func New(opts Options) (*Server, error) {
 	mutations := newIdentityLimiter(opts.Limits.MutationRate, opts.Limits.MutationBurst)
 	s.sessions = newSessions(opts.Limits.MaxConnections)
 	s.execs = newSharedExecutions(m, opts.Logger, opts.QueueMessages, opts.Presence)
+	s.execs.schema = opts.Schema.Schema()
 	s.ws = newWSTransport(opts, m, s.responder, mutations, s.sessions, s.execs)
 	switch p, err := newParker(); {
 	case err == nil:

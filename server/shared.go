@@ -29,7 +29,7 @@ type executionKey [sha256.Size]byte
 
 // A null resume cursor is the same as none, so subscribers that always pass
 // the cursor variable share with those that never do.
-func keyOf(ctx context.Context, rc *graphql.OperationContext, viewerDirective, cursorVariable string) executionKey {
+func keyOf(ctx context.Context, rc *graphql.OperationContext, schema *ast.Schema, viewerDirective, cursorVariable string) executionKey {
 	h := sha256.New()
 	h.Write([]byte{0}) // shared: see privateKey
 	h.Write([]byte(rc.RawQuery))
@@ -44,7 +44,7 @@ func keyOf(ctx context.Context, rc *graphql.OperationContext, viewerDirective, c
 	vars, _ := json.Marshal(variables) // maps marshal with sorted keys: canonical
 	h.Write(vars)
 	h.Write([]byte{0})
-	if viewerDependent(rc, viewerDirective) {
+	if viewerDependent(rc, schema, viewerDirective) {
 		h.Write([]byte{1})
 		if id, ok := auth.FromContext(ctx); ok {
 			h.Write([]byte(id.UserID))
@@ -58,25 +58,25 @@ func keyOf(ctx context.Context, rc *graphql.OperationContext, viewerDirective, c
 // viewerDependent reports whether the operation selects a field marked
 // with the directive. Without a directive name every operation is taken
 // as viewer-dependent: sharing across identities must be opted into.
-func viewerDependent(rc *graphql.OperationContext, directive string) bool {
+func viewerDependent(rc *graphql.OperationContext, schema *ast.Schema, directive string) bool {
 	if directive == "" {
 		return true
 	}
-	return selects(rc.Operation.SelectionSet, directive, map[string]bool{})
+	return selects(schema, rc.Operation.SelectionSet, directive, map[string]bool{})
 }
 
-func selects(set ast.SelectionSet, directive string, seen map[string]bool) bool {
+func selects(schema *ast.Schema, set ast.SelectionSet, directive string, seen map[string]bool) bool {
 	for _, sel := range set {
 		switch s := sel.(type) {
 		case *ast.Field:
-			if s.Definition != nil && s.Definition.Directives.ForName(directive) != nil {
+			if marked(schema, s, directive) {
 				return true
 			}
-			if selects(s.SelectionSet, directive, seen) {
+			if selects(schema, s.SelectionSet, directive, seen) {
 				return true
 			}
 		case *ast.InlineFragment:
-			if selects(s.SelectionSet, directive, seen) {
+			if selects(schema, s.SelectionSet, directive, seen) {
 				return true
 			}
 		case *ast.FragmentSpread:
@@ -84,10 +84,39 @@ func selects(set ast.SelectionSet, directive string, seen map[string]bool) bool 
 				continue
 			}
 			seen[s.Name] = true
-			if selects(s.Definition.SelectionSet, directive, seen) {
+			if selects(schema, s.Definition.SelectionSet, directive, seen) {
 				return true
 			}
 		}
+	}
+	return false
+}
+
+// marked reports whether directive marks the field f selects, on the type
+// it is selected through or on a type related to that one: an interface
+// the type implements, or, for an interface, a type implementing it.
+// GraphQL carries a field's directives neither way, and which of those
+// types a selection goes through is the client's choice: Post.mine marked,
+// `item { mine }` through the interface Item reads Post.mine all the same.
+func marked(schema *ast.Schema, f *ast.Field, directive string) bool {
+	markedOn := func(d *ast.Definition) bool {
+		fd := d.Fields.ForName(f.Name)
+		return fd != nil && fd.Directives.ForName(directive) != nil
+	}
+	if f.Definition != nil && f.Definition.Directives.ForName(directive) != nil {
+		return true
+	}
+	parent := f.ObjectDefinition
+	if schema == nil || parent == nil {
+		return false
+	}
+	for _, name := range parent.Interfaces {
+		if d := schema.Types[name]; d != nil && markedOn(d) {
+			return true
+		}
+	}
+	if parent.Kind == ast.Interface {
+		return slices.ContainsFunc(schema.PossibleTypes[parent.Name], markedOn)
 	}
 	return false
 }
@@ -97,8 +126,11 @@ func selects(set ast.SelectionSet, directive string, seen map[string]bool) bool 
 type sharedExecutions struct {
 	metrics   *metrics
 	log       *slog.Logger
-	holdLimit int              // see handoff.limit
-	presence  *presenceTracker // nil: nobody is told who is present
+	holdLimit int // see handoff.limit
+	// schema is the served one, for the ViewerDirective's marks on
+	// related types (marked); set by New before any join.
+	schema   *ast.Schema
+	presence *presenceTracker // nil: nobody is told who is present
 
 	mu       sync.Mutex
 	byKey    map[executionKey]*execution
@@ -160,7 +192,7 @@ func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql
 	}
 	cursor := findCursor(rc, resumeArgument)
 	if !cursor.given {
-		r.attach(op, ctx, exec, rc, keyOf(ctx, rc, viewerDirective, cursor.variable), false)
+		r.attach(op, ctx, exec, rc, keyOf(ctx, rc, r.schema, viewerDirective, cursor.variable), false)
 		return
 	}
 	var live *graphql.OperationContext
@@ -172,7 +204,7 @@ func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql
 		return
 	}
 	op.handoff = &handoff{limit: r.holdLimit}
-	r.attach(op, ctx, exec, live, keyOf(ctx, live, viewerDirective, cursor.variable), false)
+	r.attach(op, ctx, exec, live, keyOf(ctx, live, r.schema, viewerDirective, cursor.variable), false)
 	if op.grant.Load() == refusedGrant || ctx.Err() != nil {
 		return // denied, or its transport is gone: no replay either
 	}
