@@ -1,6 +1,8 @@
 package server
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -54,9 +56,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "graphql-sse single-connection-mode requests relayed to the replica holding their stream, by outcome (ok, no_holder, canceled: the client left first, too_large: refused with 413, error).",
 		}, []string{"outcome"}),
 	}
-	for _, c := range []prometheus.Collector{m.sockets, m.streams, m.operations, m.executions, m.deliveries, m.slowCloses, m.closes, m.latency, m.relayed} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
+	collectors := []struct {
+		name string
+		c    prometheus.Collector
+	}{
+		{"herald_ws_sockets", m.sockets}, {"herald_http_streams", m.streams}, {"herald_ws_operations", m.operations},
+		{"herald_shared_executions", m.executions}, {"herald_deliveries_total", m.deliveries},
+		{"herald_ws_slow_consumer_closes_total", m.slowCloses}, {"herald_ws_closes_total", m.closes},
+		{"herald_delivery_latency_seconds", m.latency}, {"herald_sse_relayed_requests_total", m.relayed},
+	}
+	for i, c := range collectors {
+		if err := reg.Register(c.c); err != nil {
+			// Leave the registry as it was: the caller may retry with it.
+			for _, done := range collectors[:i] {
+				reg.Unregister(done.c)
+			}
+			if _, dup := errors.AsType[prometheus.AlreadyRegisteredError](err); dup {
+				return nil, fmt.Errorf("register %s: the registry has it already (another Server's? each Server needs a registry of its own): %w", c.name, err)
+			}
+			return nil, fmt.Errorf("register %s: %w", c.name, err)
 		}
 	}
 	for _, p := range []protocol{transportWS, legacyWS} {
