@@ -112,6 +112,11 @@ func watch[T any](ctx context.Context, r *Resolver, after *string, pick func(lib
 	if err != nil {
 		return nil, err
 	}
+	// Nothing to replay: the server serves the subscriber from the shared
+	// execution at once, rather than from this one until the next event.
+	if pos, ok := w.CaughtUp(func(c library.Change) bool { _, ok := pick(c); return ok }); ok {
+		eventmeta.CaughtUp(ctx, eventmeta.Meta{Position: pos})
+	}
 	out := make(chan graphql.Event[T])
 	go func() {
 		defer close(out)

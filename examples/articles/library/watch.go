@@ -77,6 +77,11 @@ type Watcher struct {
 	lib  *Library
 	wake chan struct{} // capacity 1: a change may be pending
 
+	// resumed: made after a cursor; its live changes follow startPos,
+	// the library's position when it was registered. Never changed.
+	resumed  bool
+	startPos uint64
+
 	mu      sync.Mutex
 	pending []Change
 	closed  bool
@@ -98,14 +103,33 @@ func (l *Library) Watch(ctx context.Context, after *uint64) (*Watcher, error) {
 	if err := l.waitPosition(ctx, from, after != nil); err != nil {
 		return nil, err
 	}
-	w := &Watcher{lib: l, wake: make(chan struct{}, 1)}
+	w := &Watcher{lib: l, wake: make(chan struct{}, 1), resumed: after != nil}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if after != nil {
+		w.startPos = l.st.last
 		w.push(l.st.changesAfter(from)...)
 	}
 	l.watchers[w] = struct{}{}
 	return w, nil
+}
+
+// CaughtUp reports, for a watcher made after a cursor, whether its replay
+// holds nothing that keep accepts, and then the position after which its
+// live changes lie: its subscriber has everything up to there
+// (eventmeta.CaughtUp). Call it before the first Next.
+func (w *Watcher) CaughtUp(keep func(Change) bool) (pos uint64, ok bool) {
+	if !w.resumed {
+		return 0, false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range w.pending {
+		if c.Seq <= w.startPos && keep(c) {
+			return 0, false
+		}
+	}
+	return w.startPos, true
 }
 
 // push queues changes; the library calls it under its lock.
