@@ -20,9 +20,10 @@ import (
 // Limits bound what one client can make a replica do. A zero field
 // disables that limit; cmd/herald sets a sane default for each.
 type Limits struct {
-	// MaxConnections bounds the WebSockets open on this replica; an upgrade
-	// beyond it is answered with HTTP 503 before upgrading, so the load
-	// balancer or client tries another replica.
+	// MaxConnections bounds the WebSockets and HTTP event streams open on
+	// this replica together; an upgrade or stream beyond it is answered with
+	// HTTP 503 (before upgrading), so the load balancer or client tries
+	// another replica.
 	MaxConnections int
 	// MaxOperations bounds the operations (subscriptions, and queries or
 	// mutations in flight) of one socket.
