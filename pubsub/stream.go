@@ -765,3 +765,28 @@ func (l *Log) checkNotLeftUnloaded(name string) error {
 	return fmt.Errorf("stream %q is in the data dir (%s) but the embedded NATS server could not load it (see its warning logged above, such as \"checksums do not match\" when a crash or a full disk came between its writes of meta.inf and meta.sum): herald will not create the stream anew over its files, which would expire every client's cursor; restore the directory from a backup, or move it out of the data dir to have the stream created empty (its entries are then lost)",
 		name, dir)
 }
+
+// CheckLimitInForce refuses to go on when the partitions' per-subject limit
+// is no longer the one Open left in force (MaxMsgsPerSubject), which this
+// replica judges by: a replica that opened the log with another limit
+// before this one was alive (before its Presence liveness key was written)
+// changed it. Called once this replica's liveness key is written, so any
+// later Open that would change the limit sees it alive and is refused.
+func (l *Log) CheckLimitInForce(ctx context.Context) error {
+	for k, s := range l.parts {
+		info, err := s.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("check the per-subject limit in force: stream %q info: %w", l.lay.partStreams[k], err)
+		}
+		if have := max(info.Config.MaxMsgsPerSubject, 0); have != l.maxPerSubject {
+			err := ErrHistoryRaised
+			if higherLimit(l.maxPerSubject, have) {
+				err = ErrHistoryLowered
+			}
+			return newError(err, nil,
+				"stream %q keeps max_msgs_per_subject %s, but this replica opened the event log with %s: a replica starting at the same time changed it; start with MaxMsgsPerSubject (--room-history) %s, or stop every replica and start them all with one value",
+				info.Config.Name, fmtLimit(have), fmtLimit(l.maxPerSubject), fmtLimit(have))
+		}
+	}
+	return nil
+}

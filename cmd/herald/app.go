@@ -184,16 +184,42 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		logNATSListener(logger, bound, log.ClientURL(), cfg.NATSToken != "")
 	}
 
-	authn, err := newAuthenticator(setup, cfg)
+	// This replica is alive, for the others' starts, from right after its
+	// Open (the migration included): one starting meanwhile with another
+	// --room-history is refused rather than change the limit this one
+	// judges by. A start at the same moment that did so before this key
+	// was written is caught by CheckLimitInForce.
+	replica, err := newReplicaID()
+	if err == nil {
+		a.presence, err = log.Presence(setup, pubsub.PresenceOptions{Replica: replica, Replicas: cfg.StreamReplicas})
+	}
 	if err != nil {
 		_ = log.Close()
+		return nil, fmt.Errorf("set up presence: %w", err)
+	}
+	// closeEarly undoes the start before the log follower runs
+	// (closeBackground needs it).
+	closeEarly := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = a.presence.Close(ctx)
+		_ = log.Close()
+	}
+	if err := log.CheckLimitInForce(setup); err != nil {
+		closeEarly()
+		return nil, fmt.Errorf("open the event log (--room-history %d): %w", cfg.RoomHistory, err)
+	}
+
+	authn, err := newAuthenticator(setup, cfg)
+	if err != nil {
+		closeEarly()
 		return nil, err
 	}
 	if cfg.beforeMigrate != nil {
 		cfg.beforeMigrate()
 	}
 	if _, err := chat.Migrate(ctx, log, logger); err != nil {
-		_ = log.Close()
+		closeEarly()
 		return nil, err
 	}
 	setup, cancelAfterMigration := context.WithTimeout(ctx, cfg.startTimeout)
@@ -221,14 +247,6 @@ func startApp(ctx context.Context, cfg config, logger *slog.Logger) (*app, error
 		}
 	}()
 
-	replica, err := newReplicaID()
-	if err == nil {
-		a.presence, err = log.Presence(setup, pubsub.PresenceOptions{Replica: replica, Replicas: cfg.StreamReplicas})
-	}
-	if err != nil {
-		a.closeBackground()
-		return nil, fmt.Errorf("set up presence: %w", err)
-	}
 	a.relay = log.Relay()
 	maxConns, acceptCap := connectionLimits(cfg, logger)
 	handler, err := server.New(server.Options{
