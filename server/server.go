@@ -100,8 +100,9 @@ type Options struct {
 	// ViewerDirective names the schema directive that marks fields whose
 	// value depends on who asks. Identical subscriptions share one execution
 	// across identities unless they select such a field (marked on the type
-	// it is selected through, or on an interface that type implements or a
-	// type implementing that interface). Empty: never share
+	// it is selected through, or on an interface that type implements, or on
+	// a type implementing that interface or another interface of that type;
+	// a mark on a type marks all its fields). Empty: never share
 	// across identities. New refuses a name the schema does not declare as
 	// a directive on FIELD_DEFINITION: it would mark no field, and every
 	// viewer's values would be shared with every other.

@@ -94,29 +94,47 @@ func selects(schema *ast.Schema, set ast.SelectionSet, directive string, seen ma
 
 // marked reports whether directive marks the field f selects, on the type
 // it is selected through or on a type related to that one: an interface
-// the type implements, or, for an interface, a type implementing it.
-// GraphQL carries a field's directives neither way, and which of those
-// types a selection goes through is the client's choice: Post.mine marked,
-// `item { mine }` through the interface Item reads Post.mine all the same.
+// the type implements, or, for an interface, a type implementing it, and
+// the interfaces that one implements. GraphQL carries a field's directives
+// neither way, and which of those types a selection goes through is the
+// client's choice: Post.mine marked, `item { mine }` through the interface
+// Item reads Post.mine all the same; Owned.mine marked, Post implementing
+// Item and Owned, `item { mine }` reads Post.mine too.
 func marked(schema *ast.Schema, f *ast.Field, directive string) bool {
+	// A mark on a type (the directive declared on OBJECT or INTERFACE
+	// too, as New allows) marks every field of it.
 	markedOn := func(d *ast.Definition) bool {
 		fd := d.Fields.ForName(f.Name)
-		return fd != nil && fd.Directives.ForName(directive) != nil
+		return fd != nil && (fd.Directives.ForName(directive) != nil || d.Directives.ForName(directive) != nil)
 	}
 	if f.Definition != nil && f.Definition.Directives.ForName(directive) != nil {
 		return true
 	}
 	parent := f.ObjectDefinition
+	if parent != nil && parent.Directives.ForName(directive) != nil {
+		return true
+	}
 	if schema == nil || parent == nil {
 		return false
 	}
-	for _, name := range parent.Interfaces {
-		if d := schema.Types[name]; d != nil && markedOn(d) {
+	// A type or any interface it implements (the list is transitive:
+	// validation requires it).
+	markedOnOrAbove := func(d *ast.Definition) bool {
+		if markedOn(d) {
 			return true
 		}
+		for _, name := range d.Interfaces {
+			if i := schema.Types[name]; i != nil && markedOn(i) {
+				return true
+			}
+		}
+		return false
+	}
+	if markedOnOrAbove(parent) {
+		return true
 	}
 	if parent.Kind == ast.Interface {
-		return slices.ContainsFunc(schema.PossibleTypes[parent.Name], markedOn)
+		return slices.ContainsFunc(schema.PossibleTypes[parent.Name], markedOnOrAbove)
 	}
 	return false
 }
@@ -196,7 +214,7 @@ func (r *sharedExecutions) join(op *operation, ctx context.Context, exec graphql
 		return
 	}
 	var live *graphql.OperationContext
-	if cursor.variable != "" {
+	if cursor.variable != "" && !usedElsewhere(rc, cursor.variable, resumeArgument) {
 		live = r.prepareLive(ctx, exec, raw, cursor.variable)
 	}
 	if live == nil {
@@ -686,6 +704,73 @@ func (use *cursorUse) find(rc *graphql.OperationContext, set ast.SelectionSet, a
 			}
 		}
 	}
+}
+
+// usedElsewhere reports whether the operation passes variable anywhere but
+// as its root fields' resume argument: to a nested field's argument, or a
+// directive's. Its live form, with the variable null, would read those
+// with null too: the subscriber would get another operation's results
+// than its own once the replay hands over.
+func usedElsewhere(rc *graphql.OperationContext, variable, argument string) bool {
+	seen := map[string]bool{}
+	var inValue func(v *ast.Value) bool
+	inValue = func(v *ast.Value) bool {
+		if v == nil {
+			return false
+		}
+		if v.Kind == ast.Variable {
+			return v.Raw == variable
+		}
+		for _, c := range v.Children {
+			if inValue(c.Value) {
+				return true
+			}
+		}
+		return false
+	}
+	inDirectives := func(ds ast.DirectiveList) bool {
+		for _, d := range ds {
+			for _, a := range d.Arguments {
+				if inValue(a.Value) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	var inSet func(set ast.SelectionSet, root bool) bool
+	inSet = func(set ast.SelectionSet, root bool) bool {
+		for _, sel := range set {
+			switch sel := sel.(type) {
+			case *ast.Field:
+				for _, a := range sel.Arguments {
+					if !(root && a.Name == argument) && inValue(a.Value) {
+						return true
+					}
+				}
+				if inDirectives(sel.Directives) || inSet(sel.SelectionSet, false) {
+					return true
+				}
+			case *ast.InlineFragment:
+				if inDirectives(sel.Directives) || inSet(sel.SelectionSet, root) {
+					return true
+				}
+			case *ast.FragmentSpread:
+				if inDirectives(sel.Directives) {
+					return true
+				}
+				key := fmt.Sprint(sel.Name, root)
+				if f := rc.Doc.Fragments.ForName(sel.Name); f != nil && !seen[key] {
+					seen[key] = true
+					if inDirectives(f.Directives) || inSet(f.SelectionSet, root) {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	return inDirectives(rc.Operation.Directives) || inSet(rc.Operation.SelectionSet, true)
 }
 
 // liveForm prepares the operation again with the cursor variable null:
