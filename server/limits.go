@@ -356,19 +356,19 @@ func (d depthLimit) MutateOperationContext(_ context.Context, rc *graphql.Operat
 	if rc.Operation == nil {
 		return nil
 	}
-	return d.check(rc.Operation, rc.Doc)
+	return d.check(rc.Operation, newDocIndex(rc.Doc))
 }
 
-// check refuses op if it nests deeper than the limit. doc need not have
-// been validated: fragments it does not define count as nothing.
-func (d depthLimit) check(op *ast.OperationDefinition, doc *ast.QueryDocument) *gqlerror.Error {
+// check refuses op if it nests deeper than the limit. The document need
+// not have been validated: fragments it does not define count as nothing.
+func (d depthLimit) check(op *ast.OperationDefinition, doc *docIndex) *gqlerror.Error {
 	return d.checkSet("operation", op.SelectionSet, doc)
 }
 
 // checkSet refuses selections (of what: "operation", "fragment F") that
 // nest deeper than the limit.
-func (d depthLimit) checkSet(what string, set ast.SelectionSet, doc *ast.QueryDocument) *gqlerror.Error {
-	if depth := selectionDepth(set, doc, map[string]int{}); depth > d.max {
+func (d depthLimit) checkSet(what string, set ast.SelectionSet, doc *docIndex) *gqlerror.Error {
+	if depth := selectionDepth(set, doc); depth > d.max {
 		return &gqlerror.Error{
 			Message:    fmt.Sprintf("%s nests %d levels deep, more than the limit of %d", what, depth, d.max),
 			Extensions: map[string]any{"code": codeDepthExceeded},
@@ -406,13 +406,13 @@ func (l complexityLimit) MutateOperationContext(ctx context.Context, rc *graphql
 	if rc.Operation == nil {
 		return nil
 	}
-	return l.check(ctx, rc.Operation, rc.Doc, rc.Variables)
+	return l.check(ctx, rc.Operation, newDocIndex(rc.Doc), rc.Variables)
 }
 
 // check refuses op if its complexity is over the limit. doc need not have
 // been validated: fields the schema does not have count 1 plus their
 // selections, and fragments the document does not define count nothing.
-func (l complexityLimit) check(ctx context.Context, op *ast.OperationDefinition, doc *ast.QueryDocument, vars map[string]any) *gqlerror.Error {
+func (l complexityLimit) check(ctx context.Context, op *ast.OperationDefinition, doc *docIndex, vars map[string]any) *gqlerror.Error {
 	var root *ast.Definition
 	if l.es != nil {
 		switch schema := l.es.Schema(); op.Operation {
@@ -431,8 +431,8 @@ func (l complexityLimit) check(ctx context.Context, op *ast.OperationDefinition,
 // value of type parent (nil: not known) whose complexity is over the
 // limit.
 func (l complexityLimit) checkSet(ctx context.Context, what string, set ast.SelectionSet, parent *ast.Definition,
-	doc *ast.QueryDocument, vars map[string]any) *gqlerror.Error {
-	w := complexityWalk{ctx: ctx, es: l.es, doc: doc, vars: vars, limit: l.max, memo: map[string]int{}}
+	doc *docIndex, vars map[string]any) *gqlerror.Error {
+	w := complexityWalk{ctx: ctx, es: l.es, doc: doc, vars: vars, limit: l.max}
 	if l.es != nil {
 		w.schema = l.es.Schema()
 	}
@@ -446,25 +446,41 @@ func (l complexityLimit) checkSet(ctx context.Context, what string, set ast.Sele
 }
 
 // maxRepeats bounds how often one selection set may select one response
-// name, and how many fragments it may spread: gqlparser's validation
+// name, how many fragments it may spread, and how many it may reach
+// through the fragments spread in those: gqlparser's validation
 // (OverlappingFieldsCanBeMerged) compares every two fields of a response
-// name and every two fragments spread side by side, so that 44 KB of one
-// field takes seconds to validate, well within any complexity limit.
-// Documents applications send repeat a name a few times at most (the same
-// field from several fragments), and spread a few dozen fragments.
+// name and every two fragments spread side by side, through the fragments
+// spread in them, so that 44 KB of one field takes seconds to validate,
+// well within any complexity limit, and so did 50 fragments of 100 such
+// fields each spread once, or a chain of a thousand fragments each
+// spreading the next. Documents applications send repeat a name a few
+// times at most (the same field from several fragments), and spread a few
+// dozen fragments.
 const maxRepeats = 100
 
 // repeatsError refuses a document one of whose selection sets (in an
-// operation or a fragment, read through its inline fragments) selects one
-// response name, or spreads fragments, more than maxRepeats times.
+// operation or a fragment, read through its inline fragments and the
+// fragments it spreads, and those they spread, each once) selects one
+// response name more than maxRepeats times, spreads fragments more than
+// maxRepeats times, or reaches more than maxRepeats fragments.
 func repeatsError(doc *ast.QueryDocument) *gqlerror.Error {
-	var found *gqlerror.Error
-	var walk func(set ast.SelectionSet)
-	count := func(set ast.SelectionSet) {
-		names := map[string]int{}
-		spreads := 0
-		var level func(set ast.SelectionSet)
-		level = func(set ast.SelectionSet) {
+	fragments := make(map[string]*ast.FragmentDefinition, len(doc.Fragments))
+	for _, f := range doc.Fragments {
+		if _, dup := fragments[f.Name]; !dup { // the first, as ForName has it
+			fragments[f.Name] = f
+		}
+	}
+	// level is what one selection set selects itself, through its inline
+	// fragments: how often each response name, and the fragments it
+	// spreads, in order, repeated as often as they are.
+	type level struct {
+		names   map[string]int
+		spreads []string
+	}
+	read := func(set ast.SelectionSet) level {
+		l := level{names: map[string]int{}}
+		var add func(set ast.SelectionSet)
+		add = func(set ast.SelectionSet) {
 			for _, sel := range set {
 				switch s := sel.(type) {
 				case *ast.Field:
@@ -472,49 +488,201 @@ func repeatsError(doc *ast.QueryDocument) *gqlerror.Error {
 					if name == "" {
 						name = s.Name
 					}
-					if names[name]++; names[name] > maxRepeats && found == nil {
-						found = &gqlerror.Error{
-							Message:    fmt.Sprintf("a selection selects %q more than %d times", clip(name), maxRepeats),
-							Extensions: map[string]any{"code": codeComplexityExceeded},
-						}
-					}
+					l.names[name]++
 				case *ast.InlineFragment:
-					level(s.SelectionSet)
+					add(s.SelectionSet)
 				case *ast.FragmentSpread:
-					if spreads++; spreads > maxRepeats && found == nil {
-						found = &gqlerror.Error{
-							Message:    fmt.Sprintf("a selection spreads more than %d fragments", maxRepeats),
-							Extensions: map[string]any{"code": codeComplexityExceeded},
-						}
-					}
+					l.spreads = append(l.spreads, s.Name)
 				}
 			}
 		}
-		level(set)
+		add(set)
+		return l
 	}
-	walk = func(set ast.SelectionSet) {
-		count(set)
-		for _, sel := range set {
-			if found != nil {
-				return
+	levels := map[string]level{} // of fragments, by name, read once
+	fragmentLevel := func(name string) (level, bool) {
+		if l, ok := levels[name]; ok {
+			return l, true
+		}
+		f := fragments[name]
+		if f == nil {
+			return level{}, false
+		}
+		l := read(f.SelectionSet)
+		levels[name] = l
+		return l, true
+	}
+	repeated := func(name string) *gqlerror.Error {
+		return &gqlerror.Error{
+			Message:    fmt.Sprintf("a selection selects %q more than %d times, counting the fragments it spreads", clip(name), maxRepeats),
+			Extensions: map[string]any{"code": codeComplexityExceeded},
+		}
+	}
+	count := func(set ast.SelectionSet) *gqlerror.Error {
+		own := read(set)
+		if len(own.spreads) > maxRepeats {
+			return &gqlerror.Error{
+				Message:    fmt.Sprintf("a selection spreads more than %d fragments", maxRepeats),
+				Extensions: map[string]any{"code": codeComplexityExceeded},
 			}
+		}
+		for name, n := range own.names {
+			if n > maxRepeats {
+				return repeated(name)
+			}
+		}
+		names := own.names // read afresh for this set: ours to add to
+		reached := map[string]bool{}
+		next := own.spreads
+		for len(next) > 0 {
+			name := next[len(next)-1]
+			next = next[:len(next)-1]
+			if reached[name] {
+				continue
+			}
+			if reached[name] = true; len(reached) > maxRepeats {
+				return &gqlerror.Error{
+					Message:    fmt.Sprintf("a selection reaches more than %d fragments, counting those spread in the fragments it spreads", maxRepeats),
+					Extensions: map[string]any{"code": codeComplexityExceeded},
+				}
+			}
+			l, ok := fragmentLevel(name)
+			if !ok {
+				continue
+			}
+			for field, n := range l.names {
+				if names[field] += n; names[field] > maxRepeats {
+					return repeated(field)
+				}
+			}
+			next = append(next, l.spreads...)
+		}
+		return nil
+	}
+	var walk func(set ast.SelectionSet) *gqlerror.Error
+	walk = func(set ast.SelectionSet) *gqlerror.Error {
+		if err := count(set); err != nil {
+			return err
+		}
+		for _, sel := range set {
+			var inner ast.SelectionSet
 			switch s := sel.(type) {
 			case *ast.Field:
-				if len(s.SelectionSet) > 0 {
-					walk(s.SelectionSet)
-				}
+				inner = s.SelectionSet
 			case *ast.InlineFragment:
-				walk(s.SelectionSet)
+				inner = s.SelectionSet
 			}
+			if len(inner) > 0 {
+				if err := walk(inner); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, op := range doc.Operations {
+		if err := walk(op.SelectionSet); err != nil {
+			return err
+		}
+	}
+	for _, f := range doc.Fragments {
+		if err := walk(f.SelectionSet); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxVisits bounds the fields and fragment spreads gqlparser's validation
+// visits in a document: it walks each operation and each fragment
+// definition, and in each every fragment that one reaches, once; so a
+// fragment of a few thousand fields spread by thousands of small
+// fragments is walked thousands of times, every visit of an unknown field
+// making an error (a 17 KB document made 160,000 of them, 131 MB; one of
+// 1 MiB, tens of gigabytes). A document applications send visits each of
+// its fields a few times at most.
+const maxVisits = 20000
+
+// visitsError refuses a document whose validation would visit more than
+// maxVisits fields and fragment spreads. It stops counting once over.
+func visitsError(doc *ast.QueryDocument) *gqlerror.Error {
+	fragments := make(map[string]*ast.FragmentDefinition, len(doc.Fragments))
+	for _, f := range doc.Fragments {
+		if _, dup := fragments[f.Name]; !dup { // the first, as ForName has it
+			fragments[f.Name] = f
+		}
+	}
+	// content is what a selection set selects at every level, not
+	// through the fragments it spreads: how many fields, and the
+	// fragments spread.
+	type content struct {
+		fields  int
+		spreads []string
+	}
+	read := func(set ast.SelectionSet) content {
+		var c content
+		var add func(set ast.SelectionSet)
+		add = func(set ast.SelectionSet) {
+			for _, sel := range set {
+				switch s := sel.(type) {
+				case *ast.Field:
+					c.fields++
+					add(s.SelectionSet)
+				case *ast.InlineFragment:
+					add(s.SelectionSet)
+				case *ast.FragmentSpread:
+					c.spreads = append(c.spreads, s.Name)
+				}
+			}
+		}
+		add(set)
+		return c
+	}
+	contents := map[string]content{} // of fragments, by name, read once
+	total := 0
+	visit := func(c content) {
+		reached := map[string]bool{}
+		total += c.fields + len(c.spreads)
+		next := c.spreads
+		for len(next) > 0 && total <= maxVisits {
+			name := next[len(next)-1]
+			next = next[:len(next)-1]
+			if reached[name] || fragments[name] == nil {
+				continue
+			}
+			reached[name] = true
+			fc, ok := contents[name]
+			if !ok {
+				fc = read(fragments[name].SelectionSet)
+				contents[name] = fc
+			}
+			total += fc.fields + len(fc.spreads)
+			next = append(next, fc.spreads...)
 		}
 	}
 	for _, op := range doc.Operations {
-		walk(op.SelectionSet)
+		if visit(read(op.SelectionSet)); total > maxVisits {
+			break
+		}
 	}
 	for _, f := range doc.Fragments {
-		walk(f.SelectionSet)
+		if total > maxVisits {
+			break
+		}
+		fc, ok := contents[f.Name]
+		if !ok || fragments[f.Name] != f {
+			fc = read(f.SelectionSet)
+		}
+		visit(fc)
 	}
-	return found
+	if total > maxVisits {
+		return &gqlerror.Error{
+			Message: fmt.Sprintf("the document selects more than %d fields and fragment spreads, counting each fragment again in every operation and fragment that spreads it",
+				maxVisits),
+			Extensions: map[string]any{"code": codeComplexityExceeded},
+		}
+	}
+	return nil
 }
 
 // complexityWalk computes the complexity of selections, saturating just
@@ -523,10 +691,9 @@ type complexityWalk struct {
 	ctx    context.Context
 	es     graphql.ExecutableSchema // nil: every field is 1 plus its selections
 	schema *ast.Schema
-	doc    *ast.QueryDocument
+	doc    *docIndex // its complexities: by fragment name, for this limit and these variables
 	vars   map[string]any
 	limit  int
-	memo   map[string]int // by fragment name
 }
 
 // set is the complexity of set, selected on a value of type parent (nil
@@ -541,13 +708,13 @@ func (w *complexityWalk) set(set ast.SelectionSet, parent *ast.Definition) int {
 		case *ast.InlineFragment:
 			c = w.set(s.SelectionSet, w.typeNamed(s.TypeCondition, parent))
 		case *ast.FragmentSpread:
-			known, ok := w.memo[s.Name]
+			known, ok := w.doc.complexities[s.Name]
 			if !ok {
-				w.memo[s.Name] = 0 // a cycle (validation forbids them) ends here
-				if def := w.doc.Fragments.ForName(s.Name); def != nil {
+				w.doc.complexities[s.Name] = 0 // a cycle (validation forbids them) ends here
+				if def := w.doc.fragments[s.Name]; def != nil {
 					known = w.set(def.SelectionSet, w.typeNamed(def.TypeCondition, nil))
 				}
-				w.memo[s.Name] = known
+				w.doc.complexities[s.Name] = known
 			}
 			c = known
 		}
@@ -608,29 +775,54 @@ func (w *complexityWalk) typeNamed(condition string, parent *ast.Definition) *as
 // selectionDepth is how many levels of fields set nests: a field with no
 // selections is 1. A fragment spread within itself (which validation
 // refuses) counts as nothing there.
-func selectionDepth(set ast.SelectionSet, doc *ast.QueryDocument, memo map[string]int) int {
+func selectionDepth(set ast.SelectionSet, doc *docIndex) int {
 	deepest := 0
 	for _, sel := range set {
 		var d int
 		switch s := sel.(type) {
 		case *ast.Field:
-			d = 1 + selectionDepth(s.SelectionSet, doc, memo)
+			d = 1 + selectionDepth(s.SelectionSet, doc)
 		case *ast.InlineFragment:
-			d = selectionDepth(s.SelectionSet, doc, memo)
+			d = selectionDepth(s.SelectionSet, doc)
 		case *ast.FragmentSpread:
-			known, ok := memo[s.Name]
+			known, ok := doc.depths[s.Name]
 			if !ok {
-				memo[s.Name] = 0 // a cycle (validation forbids them) ends here
-				if def := doc.Fragments.ForName(s.Name); def != nil {
-					known = selectionDepth(def.SelectionSet, doc, memo)
+				doc.depths[s.Name] = 0 // a cycle (validation forbids them) ends here
+				if def := doc.fragments[s.Name]; def != nil {
+					known = selectionDepth(def.SelectionSet, doc)
 				}
-				memo[s.Name] = known
+				doc.depths[s.Name] = known
 			}
 			d = known
 		}
 		deepest = max(deepest, d)
 	}
 	return deepest
+}
+
+// docIndex is what the depth and complexity limits look up in a document
+// again and again: its fragments by name, and each fragment's depth and
+// complexity once computed, shared by every operation and fragment of the
+// document they check. Computed afresh for each, and looked up by
+// FragmentDefinitionList.ForName, a linear scan, a chain of fragments each
+// spreading the next took time cubic in their count: 1,000 of them, 43 KB,
+// took seconds. Its complexities are those of one limit and one set of
+// variables.
+type docIndex struct {
+	fragments    map[string]*ast.FragmentDefinition
+	depths       map[string]int
+	complexities map[string]int
+}
+
+func newDocIndex(doc *ast.QueryDocument) *docIndex {
+	x := &docIndex{fragments: make(map[string]*ast.FragmentDefinition, len(doc.Fragments)),
+		depths: map[string]int{}, complexities: map[string]int{}}
+	for _, f := range doc.Fragments {
+		if _, dup := x.fragments[f.Name]; !dup { // the first, as ForName has it
+			x.fragments[f.Name] = f
+		}
+	}
+	return x
 }
 
 // variablesOver reports whether vars, written as compact JSON, would take

@@ -185,15 +185,19 @@ func (x preciseExecutor) checkShape(ctx context.Context, doc *ast.QueryDocument,
 		if err := repeatsError(doc); err != nil {
 			return err
 		}
+		if err := visitsError(doc); err != nil {
+			return err
+		}
 	}
+	idx := newDocIndex(doc)
 	for _, op := range doc.Operations {
 		if x.shape.depth != nil {
-			if err := x.shape.depth.check(op, doc); err != nil {
+			if err := x.shape.depth.check(op, idx); err != nil {
 				return err
 			}
 		}
 		if x.shape.complexity != nil {
-			if err := x.shape.complexity.check(ctx, op, doc, vars); err != nil {
+			if err := x.shape.complexity.check(ctx, op, idx, vars); err != nil {
 				return err
 			}
 		}
@@ -205,7 +209,7 @@ func (x preciseExecutor) checkShape(ctx context.Context, doc *ast.QueryDocument,
 	for _, f := range doc.Fragments {
 		what := "fragment " + clip(f.Name)
 		if x.shape.depth != nil {
-			if err := x.shape.depth.checkSet(what, f.SelectionSet, doc); err != nil {
+			if err := x.shape.depth.checkSet(what, f.SelectionSet, idx); err != nil {
 				return err
 			}
 		}
@@ -214,7 +218,7 @@ func (x preciseExecutor) checkShape(ctx context.Context, doc *ast.QueryDocument,
 			if schema != nil {
 				on = schema.Types[f.TypeCondition]
 			}
-			if err := x.shape.complexity.checkSet(ctx, what, f.SelectionSet, on, doc, vars); err != nil {
+			if err := x.shape.complexity.checkSet(ctx, what, f.SelectionSet, on, idx, vars); err != nil {
 				return err
 			}
 		}
