@@ -103,6 +103,12 @@ func (d *driver) presenceCheck(ctx context.Context) (time.Duration, error) {
 			return 0, fmt.Errorf("presence: the watcher on herald%d after the SIGKILL of herald2: %w", i, err)
 		}
 		took := left.Sub(killed)
+		if took <= 0 {
+			// Read before the SIGKILL: dies2 left while herald2 was up,
+			// which says nothing of the expiry this phase checks.
+			return 0, fmt.Errorf("presence: dies2, present through herald2, left herald%d's roomPresence %.1fs before herald2 was SIGKILLed, while its socket was open",
+				i, -took.Seconds())
+		}
 		d.logf("presence: dies2 left herald%d's roomPresence %.1fs after the SIGKILL of herald2", i, took.Seconds())
 		if took > presenceLeave {
 			return 0, fmt.Errorf("presence: dies2, present through the killed herald2, left herald%d's roomPresence %.1fs after the SIGKILL, want within %s",

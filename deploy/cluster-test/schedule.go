@@ -134,21 +134,31 @@ func readStarted(ctx context.Context, r *os.File, timeout time.Duration) (string
 }
 
 // schedule breaks the cluster, timed from t0, the start of publishing. It
-// returns early, without error, if the clients end.
+// returns early if the clients end: without error if they failed (that is
+// the news), with one if they passed before every failure had happened.
 func (d *driver) schedule(ctx context.Context, t0 time.Time, firstRoom string) error {
 	clients := d.procs["clients"]
-	// at waits until t0+offset; false if the clients have ended.
+	// at waits until t0+offset; false if the clients have ended. Clients
+	// that passed (exit 0) before a failure was due did not test it: an
+	// error, not a pass (e.g. a -publish shorter than the schedule).
 	at := func(offset time.Duration) (bool, error) {
 		t := time.NewTimer(time.Until(t0.Add(offset)))
 		defer t.Stop()
 		select {
 		case <-t.C:
-			return !clients.Exited(), nil
+			if !clients.Exited() {
+				return true, nil
+			}
 		case <-clients.Done():
-			return false, nil
 		case <-ctx.Done():
 			return false, context.Cause(ctx)
 		}
+		if clients.Err() != nil {
+			return false, nil // their failure is the news
+		}
+		return false, fmt.Errorf("the clients exited 0 %.1fs after publishing started, before the failure due at +%s: "+
+			"the run did not go through the failure schedule (publishing must outlast it; is -publish shorter than %s?)",
+			time.Since(t0).Seconds(), offset, publishFor)
 	}
 	steps := []struct {
 		at  time.Duration
