@@ -38,6 +38,11 @@ type sseFraming struct {
 	conn int
 
 	event, data string // the event being read (handle's goroutine only)
+	// lastID is the stream's last event ID, as an EventSource keeps it:
+	// set by each "id:" line, kept by events without one. A browser
+	// resumes with it as Last-Event-ID, so it must be the cursor of the
+	// last event.
+	lastID string
 }
 
 func (*sseFraming) next(br *bufio.Reader) (string, error) {
@@ -58,6 +63,10 @@ func (f *sseFraming) handle(line string) (reason string, stop, done bool) {
 		}
 	case strings.HasPrefix(line, "event:"):
 		f.event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+	case strings.HasPrefix(line, "id:"):
+		if id := strings.TrimPrefix(strings.TrimPrefix(line, "id:"), " "); !strings.ContainsRune(id, 0) {
+			f.lastID = id
+		}
 	case strings.HasPrefix(line, "data:"):
 		f.data += strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " ")
 	}
@@ -68,6 +77,11 @@ func (f *sseFraming) handle(line string) (reason string, stop, done bool) {
 func (f *sseFraming) dispatch(event, data string) (reason string, stop, done bool) {
 	switch event {
 	case "next":
+		var p struct{ Extensions struct{ Cursor string } }
+		if json.Unmarshal([]byte(data), &p) == nil && p.Extensions.Cursor != "" && p.Extensions.Cursor != f.lastID {
+			f.c.rep.violation("client %d room %s connection %d: event with cursor %q has event ID %q: an EventSource would resume after %q (Last-Event-ID)",
+				f.c.n, f.s.room.label, f.conn, p.Extensions.Cursor, f.lastID, f.lastID)
+		}
 		return f.c.result(f.s, f.conn, json.RawMessage(data))
 	case "complete":
 		reason, stop := f.c.completed(f.s)

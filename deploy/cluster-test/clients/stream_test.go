@@ -16,7 +16,7 @@ import (
 
 // sseEvent is one message as an event-stream "next" event.
 func sseEvent(text, cursor string) string {
-	return "event: next\ndata: " + string(eventPayload(event{text, cursor})) + "\n\n"
+	return "event: next\nid: " + cursor + "\ndata: " + string(eventPayload(event{text, cursor})) + "\n\n"
 }
 
 // TestSSEFraming reads crafted event streams through readFrames: events
@@ -29,10 +29,10 @@ func TestSSEFraming(t *testing.T) {
 		errors               int
 	}{
 		{"events and keepalives", ":\n\n" + sseEvent("r0:0", "c0") + ":\n\n" + sseEvent("r0:1", "c1"), "stream ended", 2, 0, 0, 0},
-		{"data over two lines", "event: next\ndata: {\"data\":{\"messagePosted\":\ndata: {\"text\":\"r0:0\"}},\"extensions\":{\"cursor\":\"c0\"}}\n\n", "stream ended", 1, 0, 0, 0},
+		{"data over two lines", "event: next\nid: c0\ndata: {\"data\":{\"messagePosted\":\ndata: {\"text\":\"r0:0\"}},\"extensions\":{\"cursor\":\"c0\"}}\n\n", "stream ended", 1, 0, 0, 0},
 		{"completed", sseEvent("r0:0", "c0") + "event: complete\ndata:\n\n" + sseEvent("r0:1", "c1"), "server completed r0", 1, 0, 1, 0},
 		{"unexpected event", "event: surprise\ndata: {}\n\n" + sseEvent("r0:0", "c0"), "stream ended", 1, 1, 0, 0},
-		{"data and errors", "event: next\ndata: {\"data\":{\"messagePosted\":{\"text\":\"r0:0\"}},\"errors\":[{\"message\":\"partial\"}],\"extensions\":{\"cursor\":\"c0\"}}\n\n", "stream ended", 1, 0, 0, 0},
+		{"data and errors", "event: next\nid: c0\ndata: {\"data\":{\"messagePosted\":{\"text\":\"r0:0\"}},\"errors\":[{\"message\":\"partial\"}],\"extensions\":{\"cursor\":\"c0\"}}\n\n", "stream ended", 1, 0, 0, 0},
 		{"transient error", sseEvent("r0:0", "c0") + "event: next\ndata: {\"data\":null,\"errors\":[{\"message\":\"later\",\"extensions\":{\"code\":\"UNAVAILABLE\"}}]}\n\n" + sseEvent("r0:1", "c1"), "stream error UNAVAILABLE", 1, 0, 0, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
