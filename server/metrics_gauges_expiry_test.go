@@ -12,7 +12,11 @@ func TestMetricsGaugesComeDownAtTokenExpiry(t *testing.T) {
 	r, sign := jwtReplica(t)
 	room := r.room("mu-expiry")
 	vars := map[string]any{"r": room}
-	token := sign("alice", 3*time.Second)
+	// Long enough for the set-up below on a loaded machine under -race;
+	// the sleep below waits for the expiry itself, not a fixed time.
+	const lifetime = 8 * time.Second
+	expires := time.Now().Add(lifetime)
+	token := sign("alice", lifetime)
 	bearer := http.Header{"Authorization": {"Bearer " + token}}
 
 	c := r.dial(subprotocolTransportWS)
@@ -34,7 +38,7 @@ func TestMetricsGaugesComeDownAtTokenExpiry(t *testing.T) {
 	}
 	waitFor(t, "members", func() bool { return r.members() == 4 })
 	metricsTestWait(t, r, "herald_ws_operations", 2)
-	time.Sleep(4 * time.Second)
+	time.Sleep(time.Until(expires) + time.Second)
 	metricsTestZero(t, r, "the credentials expired")
 	_ = s
 	_ = mp

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -82,13 +83,28 @@ func readyz(addr string) (int, string) {
 func waitReadyzFor(t *testing.T, addr string, within time.Duration, what string, ok func(status int, body string) bool) string {
 	t.Helper()
 	deadline := time.Now().Add(within)
+	var polls, unanswered int
+	var slowest time.Duration
+	lastAnswer := "none"
 	for {
+		began := time.Now()
 		st, body := readyz(addr)
+		took := time.Since(began)
+		polls++
+		slowest = max(slowest, took)
+		if st == 0 {
+			unanswered++
+		} else {
+			lastAnswer = fmt.Sprintf("%d %s", st, body)
+		}
 		if ok(st, body) {
 			return body
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("/readyz: not %s after %s: %d %s", what, within, st, body)
+			// Say whether /readyz hung (its checks have an 800 ms budget)
+			// or answered "not yet": the two are different bugs.
+			t.Fatalf("/readyz: not %s after %s: %d %s (%d polls, %d unanswered within 5s, slowest %s; last answer: %s)",
+				what, within, st, body, polls, unanswered, slowest.Round(time.Millisecond), lastAnswer)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
