@@ -464,12 +464,7 @@ const maxRepeats = 100
 // response name more than maxRepeats times, spreads fragments more than
 // maxRepeats times, or reaches more than maxRepeats fragments.
 func repeatsError(doc *ast.QueryDocument) *gqlerror.Error {
-	fragments := make(map[string]*ast.FragmentDefinition, len(doc.Fragments))
-	for _, f := range doc.Fragments {
-		if _, dup := fragments[f.Name]; !dup { // the first, as ForName has it
-			fragments[f.Name] = f
-		}
-	}
+	fragments := fragmentsByName(doc)
 	// level is what one selection set selects itself, through its inline
 	// fragments: how often each response name, and the fragments it
 	// spreads, in order, repeated as often as they are.
@@ -606,12 +601,7 @@ const maxVisits = 20000
 // visitsError refuses a document whose validation would visit more than
 // maxVisits fields and fragment spreads. It stops counting once over.
 func visitsError(doc *ast.QueryDocument) *gqlerror.Error {
-	fragments := make(map[string]*ast.FragmentDefinition, len(doc.Fragments))
-	for _, f := range doc.Fragments {
-		if _, dup := fragments[f.Name]; !dup { // the first, as ForName has it
-			fragments[f.Name] = f
-		}
-	}
+	fragments := fragmentsByName(doc)
 	// content is what a selection set selects at every level, not
 	// through the fragments it spreads: how many fields, and the
 	// fragments spread.
@@ -815,14 +805,19 @@ type docIndex struct {
 }
 
 func newDocIndex(doc *ast.QueryDocument) *docIndex {
-	x := &docIndex{fragments: make(map[string]*ast.FragmentDefinition, len(doc.Fragments)),
-		depths: map[string]int{}, complexities: map[string]int{}}
+	return &docIndex{fragments: fragmentsByName(doc), depths: map[string]int{}, complexities: map[string]int{}}
+}
+
+// fragmentsByName maps each fragment name of doc to its first definition,
+// as FragmentDefinitionList.ForName has it, without ForName's linear scan.
+func fragmentsByName(doc *ast.QueryDocument) map[string]*ast.FragmentDefinition {
+	fragments := make(map[string]*ast.FragmentDefinition, len(doc.Fragments))
 	for _, f := range doc.Fragments {
-		if _, dup := x.fragments[f.Name]; !dup { // the first, as ForName has it
-			x.fragments[f.Name] = f
+		if _, dup := fragments[f.Name]; !dup {
+			fragments[f.Name] = f
 		}
 	}
-	return x
+	return fragments
 }
 
 // variablesOver reports whether vars, written as compact JSON, would take

@@ -58,21 +58,29 @@ func TestViewerFieldThroughInterfaceIsPerIdentity(t *testing.T) {
 		{"marked on the interface, selected on the type", `subscription { entryAdded { id ... on Memo { own } } }`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, _ := newTestServer(t, func(o *Options) {
-				o.Schema = interfaceSchema{fakeSchema{schema: s}}
-				o.ViewerDirective = "viewerDependent"
-				o.PingInterval = time.Minute
-			})
-			hs := httptest.NewServer(srv)
-			t.Cleanup(hs.Close)
-			r := &replica{t: t, server: srv, http: hs, wsURL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/graphql"}
-			for _, user := range []string{"alice", "bob"} {
-				r.dialTransport(user).subscribe("subscribe", "1", tc.query, nil)
-			}
-			waitFor(t, "both subscriptions to join", func() bool { return r.members() == 2 })
-			if n := srv.ws.execs.count(); n != 2 {
+			if n := executionsForAliceAndBob(t, s, tc.query); n != 2 {
 				t.Errorf("%s: alice and bob share %d execution(s), want 2: bob would be sent alice's viewer-dependent values", tc.query, n)
 			}
 		})
 	}
+}
+
+// executionsForAliceAndBob subscribes alice and bob alike with query, on
+// a server of schema s whose ViewerDirective is viewerDependent, and
+// returns how many executions serve them.
+func executionsForAliceAndBob(t *testing.T, s *ast.Schema, query string) int {
+	t.Helper()
+	srv, _ := newTestServer(t, func(o *Options) {
+		o.Schema = interfaceSchema{fakeSchema{schema: s}}
+		o.ViewerDirective = "viewerDependent"
+		o.PingInterval = time.Minute
+	})
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	r := &replica{t: t, server: srv, http: hs, wsURL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/graphql"}
+	for _, user := range []string{"alice", "bob"} {
+		r.dialTransport(user).subscribe("subscribe", "1", query, nil)
+	}
+	waitFor(t, "both subscriptions to join", func() bool { return r.members() == 2 })
+	return srv.ws.execs.count()
 }

@@ -1,10 +1,7 @@
 package server
 
 import (
-	"net/http/httptest"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -43,19 +40,7 @@ func TestViewerFieldThroughSiblingInterfaceIsPerIdentity(t *testing.T) {
 		{"selected through an interface implementing another", `subscription { entryAdded { id own } }`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, _ := newTestServer(t, func(o *Options) {
-				o.Schema = interfaceSchema{fakeSchema{schema: s}}
-				o.ViewerDirective = "viewerDependent"
-				o.PingInterval = time.Minute
-			})
-			hs := httptest.NewServer(srv)
-			t.Cleanup(hs.Close)
-			r := &replica{t: t, server: srv, http: hs, wsURL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/graphql"}
-			for _, user := range []string{"alice", "bob"} {
-				r.dialTransport(user).subscribe("subscribe", "1", tc.query, nil)
-			}
-			waitFor(t, "both subscriptions to join", func() bool { return r.members() == 2 })
-			if n := srv.ws.execs.count(); n != 2 {
+			if n := executionsForAliceAndBob(t, s, tc.query); n != 2 {
 				t.Errorf("%s: alice and bob share %d execution(s), want 2: bob would be sent alice's viewer-dependent values", tc.query, n)
 			}
 		})
